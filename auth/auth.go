@@ -1,0 +1,154 @@
+// Package auth is Postern's authentication service: one place where every
+// protocol (SMTP AUTH, IMAP, POP3, SMAP, web) asks "who is this, and may they
+// in?", and where the delivery agent asks "where does this user's mail go?".
+//
+// It plays the role of Courier's authdaemon. The service holds an ordered list
+// of modules (userdb first; PAM, SQL and LDAP later); a lookup or a login goes
+// to each module in turn until one knows the user. A module that cannot answer
+// right now (database down) returns an error wrapping ErrTemporary, which the
+// protocols turn into a temporary failure (4xx, NO [UNAVAILABLE], -ERR [SYS/TEMP])
+// rather than "no such user".
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Errors a module returns; callers test them with errors.Is.
+var (
+	// ErrNoSuchUser means the module does not know the name.
+	ErrNoSuchUser = errors.New("auth: no such user")
+	// ErrBadPassword means the user exists but the password does not match.
+	ErrBadPassword = errors.New("auth: wrong password")
+	// ErrDisabled means the account may not use the asked-for service
+	// (Courier's "disableimap", "disablepop3", ... options).
+	ErrDisabled = errors.New("auth: service disabled for this account")
+	// ErrTemporary means the module could not decide now (backend down,
+	// timeout); the client should try again later.
+	ErrTemporary = errors.New("auth: temporary failure")
+)
+
+// Service names, as Courier passes them to authentication modules. A
+// per-service password field ("imappw", "pop3pw", "smtppw", "webmailpw") and
+// a "disable<service>" option are looked up by these names.
+const (
+	ServiceIMAP    = "imap"
+	ServicePOP3    = "pop3"
+	ServiceSMTP    = "smtp"
+	ServiceSMAP    = "imap" // Courier's SMAP rides on the IMAP server and its settings
+	ServiceWebmail = "webmail"
+)
+
+// Account is what a module resolves a user name to: the same facts Courier's
+// authtest prints.
+type Account struct {
+	Name    string // canonical login name, e.g. "alice@example.test"
+	UID     int    // system uid that owns the mailbox
+	GID     int    // system gid
+	Home    string // home directory (filters, .courier files)
+	Maildir string // the Maildir++ root; when empty, Home + "/Maildir"
+	Quota   string // Maildir++ quota, e.g. "10000000S,1000C"; empty means none
+	// Options are Courier's account options ("disableimap=1", "wbnochangepass=1", ...).
+	Options map[string]string
+	// Fields holds every field the module returned, for tools such as authtest
+	// and for later modules' extras (e.g. "mailhost" for proxying).
+	Fields map[string]string
+	// Module names the module that answered.
+	Module string
+}
+
+// MaildirPath returns where the account's mail is stored.
+func (a *Account) MaildirPath() string {
+	if a.Maildir != "" {
+		return a.Maildir
+	}
+	return strings.TrimRight(a.Home, "/") + "/Maildir"
+}
+
+// Disabled reports whether the account's options switch service off, the way
+// Courier reads "disable<service>=1".
+func (a *Account) Disabled(service string) bool {
+	v, ok := a.Options["disable"+service]
+	return ok && v != "" && v != "0"
+}
+
+// Module is one source of accounts.
+type Module interface {
+	// Name is the module's short name ("userdb", "pam", "ldap", ...).
+	Name() string
+	// Lookup resolves a name to an account without checking a password
+	// (delivery, pre-authenticated logins). Unknown names give ErrNoSuchUser.
+	Lookup(ctx context.Context, name string) (*Account, error)
+	// Authenticate checks the password for service and returns the account.
+	// Unknown names give ErrNoSuchUser, wrong passwords ErrBadPassword.
+	Authenticate(ctx context.Context, service, name, password string) (*Account, error)
+}
+
+// Service asks its modules in order.
+type Service struct {
+	modules []Module
+}
+
+// NewService returns a service that consults modules in the given order.
+func NewService(modules ...Module) *Service {
+	return &Service{modules: modules}
+}
+
+// Modules returns the modules in the order they are asked.
+func (s *Service) Modules() []Module { return s.modules }
+
+// Lookup finds the account for name in the first module that knows it.
+func (s *Service) Lookup(ctx context.Context, name string) (*Account, error) {
+	var tempErr error
+	for _, m := range s.modules {
+		a, err := m.Lookup(ctx, name)
+		switch {
+		case err == nil:
+			return a, nil
+		case errors.Is(err, ErrNoSuchUser):
+			continue
+		case errors.Is(err, ErrTemporary):
+			// Remember it: if no later module knows the user, the honest
+			// answer is "try again", not "no such user".
+			tempErr = err
+		default:
+			return nil, fmt.Errorf("auth %s: lookup %q: %w", m.Name(), name, err)
+		}
+	}
+	if tempErr != nil {
+		return nil, tempErr
+	}
+	return nil, ErrNoSuchUser
+}
+
+// Authenticate checks name and password for service against the first module
+// that knows name. An account whose options disable service is refused with
+// ErrDisabled even when the password matches.
+func (s *Service) Authenticate(ctx context.Context, service, name, password string) (*Account, error) {
+	var tempErr error
+	for _, m := range s.modules {
+		a, err := m.Authenticate(ctx, service, name, password)
+		switch {
+		case err == nil:
+			if a.Disabled(service) {
+				return nil, ErrDisabled
+			}
+			return a, nil
+		case errors.Is(err, ErrNoSuchUser):
+			continue
+		case errors.Is(err, ErrTemporary):
+			tempErr = err
+		default:
+			// ErrBadPassword and real errors stop here: a second module must
+			// not be a way around a wrong password.
+			return nil, err
+		}
+	}
+	if tempErr != nil {
+		return nil, tempErr
+	}
+	return nil, ErrNoSuchUser
+}
