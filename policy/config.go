@@ -1,0 +1,353 @@
+package policy
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// DefaultDir is where the configuration lives unless --config or
+// POSTERN_CONFIG says otherwise.
+const DefaultDir = "/etc/postern"
+
+// Listener names, one per service. The "listen" setting binds each to one
+// or more addresses.
+const (
+	ListenSMTP        = "smtp"        // MX: mail from the world for our domains
+	ListenSubmission  = "submission"  // 587: STARTTLS, then AUTH
+	ListenSubmissions = "submissions" // 465: implicit TLS
+	ListenIMAP        = "imap"
+	ListenIMAPS       = "imaps"
+	ListenPOP3        = "pop3"
+	ListenPOP3S       = "pop3s"
+	ListenSMAP        = "smap"
+	ListenWeb         = "web"
+	ListenMetrics     = "metrics" // Prometheus /metrics
+)
+
+// KnownListeners lists every listener name in the order services start.
+var KnownListeners = []string{
+	ListenSMTP, ListenSubmission, ListenSubmissions, ListenIMAP, ListenIMAPS,
+	ListenPOP3, ListenPOP3S, ListenSMAP, ListenWeb, ListenMetrics,
+}
+
+// implicitTLS names the listeners that speak TLS from the first byte.
+var implicitTLS = map[string]bool{ListenSubmissions: true, ListenIMAPS: true, ListenPOP3S: true}
+
+// Listener binds a service to an address.
+type Listener struct {
+	Name    string // one of KnownListeners
+	Address string // host:port
+	Origin  Line   // where it was configured, for messages
+}
+
+// ImplicitTLS reports whether the listener speaks TLS from the first byte.
+func (l Listener) ImplicitTLS() bool { return implicitTLS[l.Name] }
+
+// Config is the typed configuration built from a configuration directory.
+// It is immutable once built: a reload builds a new one.
+type Config struct {
+	Dir string // the configuration directory, absolute
+
+	Me            string          // this host's name: banners, Received, Message-IDs ("me")
+	AcceptMailFor map[string]bool // domains whose mail we take, lower-case ("acceptmailfor")
+	Listeners     []Listener      // ("listen")
+	DataDir       string          // queue, state and by default the mailboxes ("datadir")
+	SizeLimit     int64           // largest message accepted, in bytes ("sizelimit")
+	InsecureAuth  bool            // allow passwords on unencrypted connections ("insecureauth")
+	IMAPCourierNS bool            // IMAP folders under "INBOX." as Courier shows them ("imapnamespace")
+	LogLevel      slog.Level      // ("loglevel")
+
+	// TLSCertFile is the PEM file holding the certificate chain and private
+	// key ("tlscert"), as Courier's esmtpd.pem/imapd.pem do. TLSCertificate
+	// is it, loaded and checked.
+	TLSCertFile    string
+	TLSCertificate *tls.Certificate
+
+	UserdbSource string // the userdb source: file or directory ("userdb")
+	UserdbDB     string // its compiled index ("userdb.db")
+}
+
+// Defaults for settings that are not present.
+const (
+	DefaultSizeLimit = 50 * 1024 * 1024
+	DefaultDataDir   = "/var/lib/postern"
+)
+
+// HasDomain reports whether mail for domain is accepted here.
+func (c *Config) HasDomain(domain string) bool {
+	return c.AcceptMailFor[strings.ToLower(strings.TrimSuffix(domain, "."))]
+}
+
+// ListenersNamed returns the listeners configured for service name.
+func (c *Config) ListenersNamed(name string) []Listener {
+	var out []Listener
+	for _, l := range c.Listeners {
+		if l.Name == name {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TLSConfig returns a server TLS configuration for the loaded certificate,
+// or nil when none is configured.
+func (c *Config) TLSConfig() *tls.Config {
+	if c.TLSCertificate == nil {
+		return nil
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{*c.TLSCertificate},
+		MinVersion:   tls.VersionTLS12,
+	}
+}
+
+// Load reads and checks the configuration in dir. Every problem found is
+// reported (joined), each with its file and line, so an admin fixes them in
+// one pass.
+func Load(dir string) (*Config, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("policy: config dir %s: %w", dir, err)
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return nil, &Error{File: abs, Reason: err.Error()}
+	}
+	if !st.IsDir() {
+		return nil, &Error{File: abs, Reason: "not a directory"}
+	}
+	l := loader{dir: abs}
+	c := &Config{
+		Dir:          abs,
+		UserdbSource: filepath.Join(abs, "userdb"),
+		UserdbDB:     filepath.Join(abs, "userdb.db"),
+	}
+	c.Me = l.single("me", "")
+	if c.Me == "" {
+		c.Me, _ = os.Hostname()
+	}
+	c.AcceptMailFor = l.domains("acceptmailfor")
+	c.Listeners = l.listeners("listen")
+	c.DataDir = l.path("datadir", DefaultDataDir)
+	c.SizeLimit = l.size("sizelimit", DefaultSizeLimit)
+	c.InsecureAuth = l.boolean("insecureauth", false)
+	c.IMAPCourierNS = l.choice("imapnamespace", "default", "default", "courier") == "courier"
+	c.LogLevel = l.logLevel("loglevel")
+	if p := l.path("tlscert", ""); p != "" {
+		c.TLSCertFile = p
+		cert, err := tls.LoadX509KeyPair(p, p)
+		if err != nil {
+			l.fail(&Error{File: filepath.Join(abs, "tlscert"), Reason: fmt.Sprintf("certificate %s: %v", p, err)})
+		} else {
+			c.TLSCertificate = &cert
+		}
+	}
+	for _, ln := range c.Listeners {
+		if ln.ImplicitTLS() && c.TLSCertificate == nil && c.TLSCertFile == "" {
+			l.fail(ln.Origin.Errorf("listener %q needs a certificate: set tlscert", ln.Name))
+		}
+	}
+	if len(l.errs) > 0 {
+		return nil, errors.Join(l.errs...)
+	}
+	return c, nil
+}
+
+// loader accumulates errors while reading settings, so Load can report all
+// of them at once.
+type loader struct {
+	dir  string
+	errs []error
+}
+
+func (l *loader) fail(err error) { l.errs = append(l.errs, err) }
+
+func (l *loader) lines(name string) []Line {
+	lines, err := ReadSetting(l.dir, name)
+	if errors.Is(err, ErrNotSet) {
+		return nil
+	}
+	if err != nil {
+		l.fail(err)
+		return nil
+	}
+	return lines
+}
+
+// single reads a one-line setting.
+func (l *loader) single(name, def string) string {
+	lines := l.lines(name)
+	if len(lines) == 0 {
+		return def
+	}
+	if len(lines) > 1 {
+		l.fail(lines[1].Errorf("%s takes one line, found another", name))
+	}
+	return lines[0].Text
+}
+
+func (l *loader) path(name, def string) string {
+	p := l.single(name, def)
+	if p != "" && !filepath.IsAbs(p) {
+		p = filepath.Join(l.dir, p) // relative to the configuration directory
+	}
+	return p
+}
+
+func (l *loader) boolean(name string, def bool) bool {
+	lines := l.lines(name)
+	if len(lines) == 0 {
+		return def
+	}
+	switch strings.ToLower(lines[0].Text) {
+	case "1", "yes", "true", "on":
+		return true
+	case "0", "no", "false", "off":
+		return false
+	}
+	l.fail(lines[0].Errorf("%s: want yes or no, got %q", name, lines[0].Text))
+	return def
+}
+
+func (l *loader) choice(name, def string, allowed ...string) string {
+	lines := l.lines(name)
+	if len(lines) == 0 {
+		return def
+	}
+	v := strings.ToLower(lines[0].Text)
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	l.fail(lines[0].Errorf("%s: want one of %s, got %q", name, strings.Join(allowed, ", "), lines[0].Text))
+	return def
+}
+
+func (l *loader) logLevel(name string) slog.Level {
+	lines := l.lines(name)
+	if len(lines) == 0 {
+		return slog.LevelInfo
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(lines[0].Text)); err != nil {
+		l.fail(lines[0].Errorf("%s: want debug, info, warn or error, got %q", name, lines[0].Text))
+		return slog.LevelInfo
+	}
+	return lv
+}
+
+// size reads a byte count: a number with an optional K, M or G suffix.
+func (l *loader) size(name string, def int64) int64 {
+	lines := l.lines(name)
+	if len(lines) == 0 {
+		return def
+	}
+	n, err := ParseSize(lines[0].Text)
+	if err != nil {
+		l.fail(lines[0].Errorf("%s: %v", name, err))
+		return def
+	}
+	return n
+}
+
+// ParseSize reads "10485760", "10M", "512k" or "1G" (binary multiples).
+func ParseSize(s string) (int64, error) {
+	mult := int64(1)
+	t := strings.TrimSpace(s)
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'k', 'K':
+			mult, t = 1<<10, t[:len(t)-1]
+		case 'm', 'M':
+			mult, t = 1<<20, t[:len(t)-1]
+		case 'g', 'G':
+			mult, t = 1<<30, t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<50)/mult {
+		return 0, fmt.Errorf("not a size: %q", s)
+	}
+	return n * mult, nil
+}
+
+func (l *loader) domains(name string) map[string]bool {
+	out := map[string]bool{}
+	for _, ln := range l.lines(name) {
+		d := strings.ToLower(strings.TrimSuffix(ln.Text, "."))
+		if err := checkDomain(d); err != nil {
+			l.fail(ln.Errorf("%s: %v", name, err))
+			continue
+		}
+		out[d] = true
+	}
+	return out
+}
+
+// checkDomain accepts an RFC 1035 host name (letters, digits, hyphens, dots;
+// labels of at most 63 octets) or an internationalised one in UTF-8.
+func checkDomain(d string) error {
+	if d == "" || len(d) > 253 {
+		return fmt.Errorf("bad domain %q", d)
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("bad domain %q: empty or overlong label", d)
+		}
+		for _, r := range label {
+			ok := r == '-' || r == '_' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r > 0x7f
+			if !ok {
+				return fmt.Errorf("bad domain %q: character %q", d, r)
+			}
+		}
+	}
+	return nil
+}
+
+func (l *loader) listeners(name string) []Listener {
+	known := map[string]bool{}
+	for _, k := range KnownListeners {
+		known[k] = true
+	}
+	var out []Listener
+	seen := map[string]Line{}
+	for _, ln := range l.lines(name) {
+		f := strings.Fields(ln.Text)
+		if len(f) != 2 {
+			l.fail(ln.Errorf("want NAME ADDRESS, e.g. \"smtp 127.0.0.1:2525\""))
+			continue
+		}
+		if !known[f[0]] {
+			l.fail(ln.Errorf("unknown listener %q (known: %s)", f[0], strings.Join(KnownListeners, " ")))
+			continue
+		}
+		host, port, err := net.SplitHostPort(f[1])
+		if err != nil {
+			l.fail(ln.Errorf("address %q: %v", f[1], err))
+			continue
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			l.fail(ln.Errorf("address %q: bad port", f[1]))
+			continue
+		}
+		if host != "" && net.ParseIP(host) == nil && checkDomain(strings.ToLower(host)) != nil {
+			l.fail(ln.Errorf("address %q: bad host", f[1]))
+			continue
+		}
+		if prev, dup := seen[f[1]]; dup && f[1] != "" && !strings.HasSuffix(f[1], ":0") {
+			l.fail(ln.Errorf("address %s already used at %s:%d", f[1], prev.File, prev.Num))
+			continue
+		}
+		seen[f[1]] = ln
+		out = append(out, Listener{Name: f[0], Address: f[1], Origin: ln})
+	}
+	return out
+}

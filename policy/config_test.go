@@ -1,0 +1,180 @@
+package policy
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSettingFileOrDirectory(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "acceptmailfor"), "# our domains\nexample.test\n\n  Example.ORG.  \n")
+	lines, err := ReadSetting(dir, "acceptmailfor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 2 || lines[0].Text != "example.test" || lines[0].Num != 2 || lines[1].Num != 4 {
+		t.Fatalf("file setting: got %+v", lines)
+	}
+
+	// The same setting as a directory: files joined in lexical order, with
+	// packaging leftovers skipped.
+	dir2 := t.TempDir()
+	write(t, filepath.Join(dir2, "aliases", "20-b"), "b: bob\n")
+	write(t, filepath.Join(dir2, "aliases", "10-a"), "a: alice\n")
+	write(t, filepath.Join(dir2, "aliases", "10-a~"), "stale: x\n")
+	write(t, filepath.Join(dir2, "aliases", ".hidden"), "hidden: x\n")
+	write(t, filepath.Join(dir2, "aliases", "30-c.dpkg-old"), "old: x\n")
+	lines, err = ReadSetting(dir2, "aliases")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range lines {
+		got = append(got, filepath.Base(l.File)+":"+l.Text)
+	}
+	if strings.Join(got, ",") != "10-a:a: alice,20-b:b: bob" {
+		t.Fatalf("directory setting joined as %v", got)
+	}
+
+	// NAME.d works as well.
+	dir3 := t.TempDir()
+	write(t, filepath.Join(dir3, "acceptmailfor.d", "x"), "x.test\n")
+	if lines, err := ReadSetting(dir3, "acceptmailfor"); err != nil || len(lines) != 1 {
+		t.Fatalf("NAME.d: %v %v", lines, err)
+	}
+
+	if _, err := ReadSetting(dir3, "missing"); !errors.Is(err, ErrNotSet) {
+		t.Fatalf("missing setting: want ErrNotSet, got %v", err)
+	}
+	if _, err := ReadSetting(dir3, "../etc/passwd"); err == nil {
+		t.Fatal("setting name with a slash accepted")
+	}
+}
+
+func validDir(t *testing.T) string {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "me"), "mx.example.test\n")
+	write(t, filepath.Join(dir, "acceptmailfor"), "example.test\n")
+	write(t, filepath.Join(dir, "listen"), "smtp 127.0.0.1:2525\nimap 127.0.0.1:2143\n")
+	write(t, filepath.Join(dir, "datadir"), "../data\n")
+	write(t, filepath.Join(dir, "sizelimit"), "10M\n")
+	return dir
+}
+
+func TestLoad(t *testing.T) {
+	dir := validDir(t)
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Me != "mx.example.test" || !c.HasDomain("EXAMPLE.test.") || c.HasDomain("other.test") {
+		t.Fatalf("me/domains wrong: %+v", c)
+	}
+	if c.SizeLimit != 10<<20 {
+		t.Fatalf("sizelimit %d", c.SizeLimit)
+	}
+	if c.DataDir != filepath.Join(filepath.Dir(dir), "data") {
+		t.Fatalf("datadir not relative to config dir: %s", c.DataDir)
+	}
+	if ls := c.ListenersNamed("imap"); len(ls) != 1 || ls[0].Address != "127.0.0.1:2143" {
+		t.Fatalf("listeners: %+v", c.Listeners)
+	}
+}
+
+// Every error names file and line, and all errors are reported at once.
+func TestLoadErrorsNameFileAndLine(t *testing.T) {
+	dir := validDir(t)
+	write(t, filepath.Join(dir, "listen"), "smtp 127.0.0.1:2525\nbogus 127.0.0.1:1\nimap nocolon\n")
+	write(t, filepath.Join(dir, "acceptmailfor"), "ok.test\nbad domain!\n")
+	write(t, filepath.Join(dir, "sizelimit"), "lots\n")
+	write(t, filepath.Join(dir, "insecureauth"), "maybe\n")
+	_, err := Load(dir)
+	if err == nil {
+		t.Fatal("bad configuration accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		filepath.Join(dir, "listen") + ":2: unknown listener \"bogus\"",
+		filepath.Join(dir, "listen") + ":3: address \"nocolon\"",
+		filepath.Join(dir, "acceptmailfor") + ":2: acceptmailfor: bad domain",
+		filepath.Join(dir, "sizelimit") + ":1: sizelimit: not a size",
+		filepath.Join(dir, "insecureauth") + ":1: insecureauth: want yes or no",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not contain %q:\n%s", want, msg)
+		}
+	}
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Line == 0 {
+		t.Errorf("errors.As(*Error) failed or no line: %v", err)
+	}
+}
+
+func TestLoadRejectsBinaryAndHugeLines(t *testing.T) {
+	dir := validDir(t)
+	write(t, filepath.Join(dir, "me"), "mx\x00evil\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "me:1: control character") {
+		t.Fatalf("NUL in setting: %v", err)
+	}
+	dir = validDir(t)
+	write(t, filepath.Join(dir, "acceptmailfor"), strings.Repeat("a", 100000)+"\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("huge line: %v", err)
+	}
+}
+
+func TestImplicitTLSListenerNeedsCertificate(t *testing.T) {
+	dir := validDir(t)
+	write(t, filepath.Join(dir, "listen"), "imaps 127.0.0.1:2993\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "needs a certificate") {
+		t.Fatalf("imaps without certificate: %v", err)
+	}
+	write(t, filepath.Join(dir, "tlscert"), "missing.pem\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "tlscert: certificate") {
+		t.Fatalf("missing certificate file: %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "1024": 1024, "4k": 4096, "10M": 10 << 20, "1G": 1 << 30} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1", "x", "1T", "99999999999999999999", "1.5M"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
+	}
+}
+
+// FuzzLoad feeds arbitrary bytes as every setting; Load must return a config
+// or an error, never panic.
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte("smtp 127.0.0.1:25\n"), []byte("example.test\n"), []byte("10M"))
+	f.Add([]byte("imap [::1]:143\nbogus\n"), []byte("a..b\n"), []byte("x"))
+	f.Add([]byte("\x00\xff"), []byte("#c\n\n"), []byte("1G"))
+	f.Fuzz(func(t *testing.T, listen, domains, size []byte) {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "listen"), listen, 0o644)
+		os.WriteFile(filepath.Join(dir, "acceptmailfor"), domains, 0o644)
+		os.WriteFile(filepath.Join(dir, "sizelimit"), size, 0o644)
+		c, err := Load(dir)
+		if err == nil && c == nil {
+			t.Fatal("nil config without error")
+		}
+	})
+}
