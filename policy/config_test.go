@@ -178,3 +178,29 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestInitWritesLoadableSetup(t *testing.T) {
+	dir := t.TempDir()
+	if err := Init(dir, "example.test", "mail.example.test", false); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(filepath.Join(dir, "etc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.HasDomain("example.test") || c.TLSCertificate == nil || c.Me != "mail.example.test" {
+		t.Fatalf("init config: %+v", c)
+	}
+	if got := len(c.Listeners); got != len(DefaultListeners) {
+		t.Fatalf("%d listeners, want %d", got, len(DefaultListeners))
+	}
+	if ls := c.ListenersNamed(ListenIMAPS); len(ls) != 1 || ls[0].Address != "127.0.0.1:2993" {
+		t.Fatalf("imaps listener: %+v", ls)
+	}
+	if err := Init(dir, "example.test", "mail.example.test", false); err == nil {
+		t.Fatal("init overwrote an existing configuration without --force")
+	}
+	if err := Init(dir, "other.test", "mx.other.test", true); err != nil {
+		t.Fatalf("--force: %v", err)
+	}
+}

@@ -1,0 +1,140 @@
+package policy
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// DefaultListeners are the loopback addresses `postern init` writes: every
+// service on an unprivileged port so that a fresh setup runs without root.
+var DefaultListeners = []struct{ name, addr string }{
+	{ListenSMTP, "127.0.0.1:2525"},
+	{ListenSubmission, "127.0.0.1:2587"},
+	{ListenSubmissions, "127.0.0.1:2465"},
+	{ListenIMAP, "127.0.0.1:2143"},
+	{ListenIMAPS, "127.0.0.1:2993"},
+	{ListenPOP3, "127.0.0.1:2110"},
+	{ListenPOP3S, "127.0.0.1:2995"},
+	{ListenSMAP, "127.0.0.1:2144"},
+	{ListenWeb, "127.0.0.1:8080"},
+}
+
+// Init writes a complete working setup into dir: the configuration
+// directory dir/etc and the data directory dir/data (see docs/init.md).
+// An existing configuration is kept unless force is set.
+func Init(dir, domain, hostname string, force bool) error {
+	etc := filepath.Join(dir, "etc")
+	data := filepath.Join(dir, "data")
+	if _, err := os.Stat(filepath.Join(etc, "me")); err == nil && !force {
+		return fmt.Errorf("%s already holds a configuration (use --force to overwrite)", etc)
+	}
+	for _, d := range []string{etc, filepath.Join(etc, "certs"), data, filepath.Join(data, "mail"), filepath.Join(data, "queue"), filepath.Join(data, "state")} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return err
+		}
+	}
+	var listen strings.Builder
+	listen.WriteString("# NAME ADDRESS, one listener per line. Names: smtp submission submissions\n# imap imaps pop3 pop3s smap web (metrics). A name may appear more than once.\n")
+	for _, l := range DefaultListeners {
+		fmt.Fprintf(&listen, "%-12s %s\n", l.name, l.addr)
+	}
+	files := map[string]string{
+		"me":            "# This host's name: SMTP banner, Received headers, Message-IDs.\n" + hostname + "\n",
+		"acceptmailfor": "# Domains whose mail this server accepts, one per line.\n" + domain + "\n",
+		"listen":        listen.String(),
+		"datadir":       "# Queue, state and mailboxes; relative to this directory.\n../data\n",
+		"tlscert":       "# PEM file with the certificate chain and the private key.\ncerts/postern.pem\n",
+		"sizelimit":     "# Largest message accepted (bytes; K, M, G suffixes).\n50M\n",
+		"insecureauth":  "# Allow passwords without TLS. The listeners above are on loopback only;\n# set this to no before listening on a public address.\nyes\n",
+		"userdb":        "# Courier userdb: NAME<TAB>uid=N|gid=N|home=DIR|mail=MAILDIR|systempw=HASH|quota=Q\n# Manage with: postern user add|passwd|del|list\n",
+	}
+	for name, content := range files {
+		if err := WriteFileAtomic(filepath.Join(etc, name), []byte(content), 0o640); err != nil {
+			return err
+		}
+	}
+	certPEM, err := selfSignedPEM(hostname, domain)
+	if err != nil {
+		return fmt.Errorf("certificate: %w", err)
+	}
+	if err := WriteFileAtomic(filepath.Join(etc, "certs", "postern.pem"), certPEM, 0o600); err != nil {
+		return err
+	}
+	if _, err := Load(etc); err != nil {
+		return fmt.Errorf("the written configuration does not load (a bug): %w", err)
+	}
+	return nil
+}
+
+// selfSignedPEM makes an ECDSA P-256 certificate for the host, the domain,
+// localhost and the loopback addresses, valid for two years, and returns it
+// followed by its private key.
+func selfSignedPEM(hostname, domain string) ([]byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: hostname, Organization: []string{"Postern self-signed"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(2 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              []string{hostname, domain, "localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	out = append(out, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})...)
+	return out, nil
+}
+
+// writeFileAtomic writes data to path through a temporary file, fsync and
+// rename, so that a crash leaves the old file or the new one, never half.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
