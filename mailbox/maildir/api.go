@@ -11,7 +11,6 @@ package maildir
 
 import (
 	"errors"
-	"io"
 	"time"
 )
 
@@ -55,6 +54,7 @@ type Message struct {
 	Flags        string    // sorted flag letters, e.g. "FS"
 	Keywords     []string  // IMAP keywords (e.g. "$Junk", "work"), sorted
 	Size         int64     // from ",S=" in the name, else from stat
+	VirtualSize  int64     // from Dovecot's ",W=" (size with CRLF line ends) when present, else 0
 	InternalDate time.Time // the file's modification time (set by Deliver from DeliverOptions.InternalDate)
 }
 
@@ -77,42 +77,17 @@ type Snapshot struct {
 	Messages    []Message
 }
 
-// Maildir is one user's mailbox tree: INBOX at the root and Maildir++ folders
-// as ".Name" subdirectories. Safe for use by several goroutines and by
-// several processes at once (other deliveries, a Courier server side by side).
-//
-// Methods are implemented in maildir.go, folder.go, quota.go, uiddb.go.
-var _ = (*Maildir)(nil)
+// Additional errors (beyond the original contract list).
+var (
+	ErrBadFlags        = errors.New("maildir: invalid flags")        // flags must be ASCII upper-case letters
+	ErrBadKeyword      = errors.New("maildir: invalid keyword")      // empty, system flag, or non-atom characters
+	ErrTooManyKeywords = errors.New("maildir: too many keywords")    // more than 26 per folder (letters a-z)
+	ErrBadQuota        = errors.New("maildir: invalid quota")        // ParseQuota refused the text
+	ErrBadSubscription = errors.New("maildir: invalid subscription") // empty name or line breaks
+)
 
-// Folder is one folder (INBOX or a Maildir++ subfolder) of a Maildir.
-var _ = (*Folder)(nil)
-
-// The rest of the API (implemented in the files beside this one):
-//
-//	func Make(root string) error                         // maildirmake ROOT: tmp/ new/ cur/ (0700)
-//	func Open(root string) (*Maildir, error)             // ErrNotMaildir if it is not one
-//	func ValidFolderName(name string) error              // ErrBadFolderName for "..", "/", NUL, control chars, empty parts, leading/trailing "."
-//	func ParseQuota(s string) (Quota, error)             // "10000000S,1000C"
-//	func (q Quota) String() string                       // back to "10000000S,1000C"
-//
-//	func (m *Maildir) Root() string
-//	func (m *Maildir) Folders() ([]string, error)        // "INBOX" first, then Maildir++ names ("Sent", "A.B") sorted
-//	func (m *Maildir) Folder(name string) (*Folder, error) // "INBOX" (any case) is the root; ErrNoFolder if absent
-//	func (m *Maildir) CreateFolder(name string) error    // maildirmake -f: .NAME/{tmp,new,cur} + maildirfolder; ErrFolderExists
-//	func (m *Maildir) DeleteFolder(name string) error    // removes the folder directory (not its children)
-//	func (m *Maildir) RenameFolder(from, to string) error // renames children ("from.x") too
-//	func (m *Maildir) Deliver(folder string, r io.Reader, opt DeliverOptions) (key string, err error)
-//	func (m *Maildir) SetQuota(q Quota) error            // maildirmake -q: rewrites maildirsize's first line
-//	func (m *Maildir) Quota() (limit Quota, used Quota, err error) // from maildirsize, recalculated per Courier's rules
-//	func (m *Maildir) Subscriptions() ([]string, error)  // IMAP LSUB list, kept in courierimapsubscribed (one name per line), Courier-compatible
-//	func (m *Maildir) Subscribe(name string, on bool) error // atomic rewrite of courierimapsubscribed
-//
-//	func (f *Folder) Name() string                       // "INBOX" or the Maildir++ name
-//	func (f *Folder) Path() string                       // directory on disk
-//	func (f *Folder) Deliver(r io.Reader, opt DeliverOptions) (key string, err error) // tmp/, fsync, link, fsync dir; quota checked unless IgnoreQuota
-//	func (f *Folder) Sync(moveNew bool) (*Snapshot, error) // scan new/ and cur/, optionally move new/ to cur/ (IMAP, POP3 do), assign UIDs to unseen keys under an flock, persist courierimapuiddb atomically
-//	func (f *Folder) Open(key string) (*os.File, error) // finds the file even if another process renamed it; ErrNoMessage if gone
-//	func (f *Folder) SetFlags(key, flags string, keywords []string) error // rename within cur/ to the new ":2," info; keywords persisted
-//	func (f *Folder) Remove(key string) error            // delete the file; maildirsize gets a negative line
-//	func (f *Folder) CopyTo(dst *Folder, key string) (newKey string, err error) // hard link when possible, else copy; quota honoured
-var _ io.Reader
+// The implementation: Make, Open, Maildir and Folder in maildir.go;
+// ValidFolderName and folder management in folder.go; scanning and UIDs
+// in sync.go and uiddb.go; keywords in keywords.go; quota in quota.go;
+// subscriptions in subscribe.go; the maildirmake and deliverquota commands
+// in cmd.go.

@@ -1,0 +1,147 @@
+package maildir
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A message file name is KEY or KEY:2,INFO (maildir(5)). KEY is the unique
+// name given at delivery and never changes; INFO holds the flags as
+// upper-case letters and, in Dovecot's scheme we follow, keywords as the
+// lower-case letters a-z that index the folder's dovecot-keywords file.
+
+// splitName returns the key and the ":2," info of a file name. A name with
+// another info version (":1,...") keeps its key; its info is ignored.
+func splitName(name string) (key, info string) {
+	i := strings.IndexByte(name, ':')
+	if i < 0 {
+		return name, ""
+	}
+	key = name[:i]
+	if strings.HasPrefix(name[i:], ":2,") {
+		info = name[i+3:]
+	}
+	return key, info
+}
+
+// parseInfo splits a ":2," info into sorted, de-duplicated flag letters
+// (A-Z) and keyword indexes (0-25 for a-z). Other characters are ignored,
+// as other Maildir readers do.
+func parseInfo(info string) (flags string, keywordIdx []int) {
+	var seenFlag [26]bool
+	var seenKw [26]bool
+	for i := 0; i < len(info); i++ {
+		c := info[i]
+		switch {
+		case c >= 'A' && c <= 'Z':
+			seenFlag[c-'A'] = true
+		case c >= 'a' && c <= 'z':
+			seenKw[c-'a'] = true
+		}
+	}
+	var b []byte
+	for i, ok := range seenFlag {
+		if ok {
+			b = append(b, byte('A'+i))
+		}
+	}
+	for i, ok := range seenKw {
+		if ok {
+			keywordIdx = append(keywordIdx, i)
+		}
+	}
+	return string(b), keywordIdx
+}
+
+// normalizeFlags sorts and de-duplicates a flag string; anything but the
+// letters A-Z is refused, because lower-case letters would be read back
+// as keywords and other bytes have no meaning in the info.
+func normalizeFlags(flags string) (string, error) {
+	var seen [26]bool
+	for i := 0; i < len(flags); i++ {
+		c := flags[i]
+		if c < 'A' || c > 'Z' {
+			return "", fmt.Errorf("flags %q: %w", flags, ErrBadFlags)
+		}
+		seen[c-'A'] = true
+	}
+	b := make([]byte, 0, len(flags))
+	for i, ok := range seen {
+		if ok {
+			b = append(b, byte('A'+i))
+		}
+	}
+	return string(b), nil
+}
+
+// sizeField returns the number after ",S=" or ",W=" (field 'S' or 'W') in
+// a key, or -1 when absent or malformed.
+func sizeField(key string, field byte) int64 {
+	for i := 0; i+3 <= len(key); i++ {
+		if key[i] != ',' || key[i+1] != field || key[i+2] != '=' {
+			continue
+		}
+		j := i + 3
+		for j < len(key) && key[j] >= '0' && key[j] <= '9' {
+			j++
+		}
+		if j == i+3 || (j < len(key) && key[j] != ',') {
+			return -1
+		}
+		n, err := strconv.ParseInt(key[i+3:j], 10, 64)
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	return -1
+}
+
+// deliveryTime extracts the seconds and microseconds a Courier/Dovecot
+// style key starts with ("1700000000.M123P..."), for ordering new keys by
+// delivery time; ok is false for other naming schemes.
+func deliveryTime(key string) (t time.Time, ok bool) {
+	dot := strings.IndexByte(key, '.')
+	if dot <= 0 {
+		return time.Time{}, false
+	}
+	sec, err := strconv.ParseInt(key[:dot], 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	var usec int64
+	rest := key[dot+1:]
+	if strings.HasPrefix(rest, "M") {
+		j := 1
+		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+			j++
+		}
+		if v, err := strconv.ParseInt(rest[1:j], 10, 64); err == nil && v < 1000000 {
+			usec = v
+		}
+	}
+	return time.Unix(sec, usec*1000), true
+}
+
+// compareKeys orders keys by delivery time when both carry one, else by
+// name: new messages get UIDs in the order they arrived.
+func compareKeys(a, b string) int {
+	ta, oka := deliveryTime(a)
+	tb, okb := deliveryTime(b)
+	switch {
+	case oka && okb:
+		if c := ta.Compare(tb); c != 0 {
+			return c
+		}
+	case oka: // timed names first keeps the order total
+		return -1
+	case okb:
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+func sortKeys(keys []string) { slices.SortFunc(keys, compareKeys) }

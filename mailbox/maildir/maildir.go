@@ -1,0 +1,367 @@
+package maildir
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Names of the files this package keeps beside the messages. They are the
+// names Courier (and, for keywords, Dovecot) use, so that an existing
+// installation's state is picked up as it is.
+const (
+	uidDBName         = "courierimapuiddb"      // per folder: UIDVALIDITY, next UID, key → UID
+	uidLockName       = "courierimapuiddb.lock" // per folder: flock held while assigning UIDs or keywords
+	keywordsName      = "dovecot-keywords"      // per folder: keyword index → name
+	courierKwDir      = "courierimapkeywords"   // per folder: Courier's keyword store (imported once)
+	maildirsizeName   = "maildirsize"           // root: Maildir++ quota
+	maildirfolderName = "maildirfolder"         // marks a Maildir++ folder
+	subscribedName    = "courierimapsubscribed" // root: IMAP subscriptions
+	subscribedLock    = "courierimapsubscribed.lock"
+)
+
+// Options tunes a Maildir opened with OpenWithOptions.
+type Options struct {
+	// Logger receives rare but important events (a corrupt UID database
+	// replaced by a new UIDVALIDITY, a quota recalculation). nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// Hostname goes into new unique names; empty means os.Hostname().
+	Hostname string
+	// DefaultQuota is used when the maildir has no maildirsize yet: the
+	// first delivery creates maildirsize with it (deliverquota's QUOTA
+	// argument, or a quota from the account database). Zero means none.
+	DefaultQuota Quota
+}
+
+// Maildir is one user's mailbox tree: INBOX at the root and Maildir++ folders
+// as ".Name" subdirectories. Safe for use by several goroutines and by
+// several processes at once (other deliveries, a Courier server side by side).
+type Maildir struct {
+	root         string
+	hostname     string // already escaped for use in a file name
+	pid          int
+	log          *slog.Logger
+	defaultQuota Quota
+	deliveries   atomic.Uint64 // the Q<n> counter of unique names
+
+	mu      sync.Mutex
+	folders map[string]*Folder // by Maildir++ name ("" is INBOX)
+}
+
+// Folder is one folder (INBOX or a Maildir++ subfolder) of a Maildir.
+type Folder struct {
+	md   *Maildir
+	name string // "" for INBOX
+	path string
+
+	mu       sync.Mutex
+	uidCache *uidDB              // last parsed courierimapuiddb, valid while uidStat matches
+	uidStat  fileIdentity        // identity of the file uidCache was read from
+	kwCache  *keywordMap         // last parsed dovecot-keywords
+	kwStat   fileIdentity        //
+	meta     map[string]fileMeta // key → mtime/size seen by the last Sync
+	names    map[string]string   // key → "cur/KEY:2,..." as the last Sync saw it
+}
+
+// fileMeta caches what stat told us about a message; mtime and content never
+// change in a Maildir (flag changes are renames), so one stat per message
+// life is enough.
+type fileMeta struct {
+	mtime time.Time
+	size  int64
+}
+
+// Make creates a maildir at root: root itself (and missing parents) and its
+// tmp/, new/ and cur/ subdirectories, mode 0700. Existing directories are
+// left alone, as maildirmake does when asked to repair one.
+func Make(root string) error {
+	for _, d := range []string{root, filepath.Join(root, "tmp"), filepath.Join(root, "new"), filepath.Join(root, "cur")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("maildir %s: make: %w", root, err)
+		}
+	}
+	return nil
+}
+
+// Open opens the maildir at root with default options.
+func Open(root string) (*Maildir, error) {
+	return OpenWithOptions(root, Options{})
+}
+
+// OpenWithOptions opens the maildir at root. It returns ErrNotMaildir when
+// root lacks tmp/, new/ or cur/.
+func OpenWithOptions(root string, opt Options) (*Maildir, error) {
+	if err := checkMaildirDirs(root); err != nil {
+		return nil, err
+	}
+	host := opt.Hostname
+	if host == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		host = h
+	}
+	logger := opt.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Maildir{
+		root:         root,
+		hostname:     escapeHostname(host),
+		pid:          os.Getpid(),
+		log:          logger,
+		defaultQuota: opt.DefaultQuota,
+		folders:      make(map[string]*Folder),
+	}, nil
+}
+
+func checkMaildirDirs(dir string) error {
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		st, err := os.Stat(filepath.Join(dir, sub))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("maildir %s: %s missing: %w", dir, sub, ErrNotMaildir)
+			}
+			return fmt.Errorf("maildir %s: %w", dir, err)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("maildir %s: %s is not a directory: %w", dir, sub, ErrNotMaildir)
+		}
+	}
+	return nil
+}
+
+// escapeHostname makes the host name safe inside a unique name: "/" would
+// be a path separator and ":" starts the info, so they become \057 and
+// \072 as Courier and Dovecot write them.
+func escapeHostname(h string) string {
+	h = strings.ReplaceAll(h, "/", `\057`)
+	h = strings.ReplaceAll(h, ":", `\072`)
+	return h
+}
+
+// Root returns the maildir's directory.
+func (m *Maildir) Root() string { return m.root }
+
+// Deliver stores a message into the named folder; see Folder.Deliver.
+func (m *Maildir) Deliver(folder string, r io.Reader, opt DeliverOptions) (string, error) {
+	f, err := m.Folder(folder)
+	if err != nil {
+		return "", err
+	}
+	return f.Deliver(r, opt)
+}
+
+// uniqueBase returns a new unique name without the ",S=" size:
+// TIME.M<usec>P<pid>Q<n>R<random>.HOST, the Courier/Dovecot style that
+// sorts by delivery time and stays unique across hosts sharing NFS.
+func (m *Maildir) uniqueBase() string {
+	now := time.Now()
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails on Linux
+	n := m.deliveries.Add(1)
+	return fmt.Sprintf("%d.M%dP%dQ%dR%s.%s", now.Unix(), now.Nanosecond()/1000, m.pid, n, hex.EncodeToString(rnd[:]), m.hostname)
+}
+
+// Name returns "INBOX" or the Maildir++ name.
+func (f *Folder) Name() string {
+	if f.name == "" {
+		return Inbox
+	}
+	return f.name
+}
+
+// Path returns the folder's directory on disk.
+func (f *Folder) Path() string { return f.path }
+
+// Deliver stores one message: written to tmp/, fsync'd, hard-linked into
+// new/ (or into cur/ with a ":2," info when opt.Flags or opt.Keywords are
+// set), the tmp/ name removed and the directory fsync'd, so that on return
+// the message survives a crash (a 250 may be sent). The quota is checked
+// before the link unless opt.IgnoreQuota. It returns the message's key.
+func (f *Folder) Deliver(r io.Reader, opt DeliverOptions) (string, error) {
+	info := ""
+	if opt.Flags != "" || len(opt.Keywords) > 0 {
+		flags, err := normalizeFlags(opt.Flags)
+		if err != nil {
+			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
+		}
+		letters, err := f.keywordLetters(opt.Keywords)
+		if err != nil {
+			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
+		}
+		info = flags + letters
+	}
+	base := f.md.uniqueBase()
+	tmpPath := filepath.Join(f.path, "tmp", base)
+	size, err := writeSynced(tmpPath, r)
+	if err != nil {
+		return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
+	}
+	defer os.Remove(tmpPath) // after the link the tmp name is just a second name
+
+	if !opt.InternalDate.IsZero() {
+		if err := os.Chtimes(tmpPath, time.Now(), opt.InternalDate); err != nil {
+			return "", fmt.Errorf("maildir %s: deliver: set internal date: %w", f.path, err)
+		}
+	}
+	// Courier's quota leaves out the Trash folder and messages marked T.
+	counts := f.name != trashFolder && !strings.Contains(opt.Flags, string(FlagTrashed))
+	if counts && !opt.IgnoreQuota {
+		if err := f.md.checkQuota(size, 1); err != nil {
+			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
+		}
+	}
+	key := base + ",S=" + strconv.FormatInt(size, 10)
+	dest := filepath.Join(f.path, "new", key)
+	if opt.Flags != "" || len(opt.Keywords) > 0 {
+		dest = filepath.Join(f.path, "cur", key+":2,"+info)
+	}
+	if err := linkOrRename(tmpPath, dest); err != nil {
+		return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
+	}
+	if err := syncDir(filepath.Dir(dest)); err != nil {
+		return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
+	}
+	if counts {
+		f.md.addQuotaUsage(size, 1)
+	}
+	return key, nil
+}
+
+// writeSynced copies r into a new file at path and fsyncs it. On any error
+// the file is removed, so tmp/ never keeps a partial message.
+func writeSynced(path string, r io.Reader) (int64, error) {
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(file, r)
+	if err == nil {
+		err = file.Sync()
+	}
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return 0, fmt.Errorf("write %s: %w", path, err)
+	}
+	return n, nil
+}
+
+// linkOrRename puts src at dst without ever replacing an existing dst: a
+// hard link is atomic and fails on a name clash. Filesystems without hard
+// links (some FUSE and SMB mounts) get a rename instead.
+func linkOrRename(src, dst string) error {
+	err := os.Link(src, dst)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("link %s: name clash: %w", dst, err)
+	}
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOTSUP) || errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EMLINK) {
+		if rerr := os.Rename(src, dst); rerr != nil {
+			return fmt.Errorf("rename %s: %w", dst, rerr)
+		}
+		return nil
+	}
+	return fmt.Errorf("link %s: %w", dst, err)
+}
+
+// syncDir fsyncs a directory so that a name just linked into it is durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to a temporary name beside path, fsyncs it,
+// renames it over path and fsyncs the directory: readers see the old or
+// the new content, never a mix.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := fmt.Sprintf("%s.tmp.%d.%s", path, os.Getpid(), hex.EncodeToString(rnd[:]))
+	file, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = file.Write(data)
+	if err == nil {
+		err = file.Sync()
+	}
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// fileIdentity tells whether a file was replaced or changed since it was
+// last read: rename-over gives a new inode, appends change size and mtime.
+type fileIdentity struct {
+	ino   uint64
+	size  int64
+	mtime int64
+}
+
+func identityOf(st os.FileInfo) fileIdentity {
+	id := fileIdentity{size: st.Size(), mtime: st.ModTime().UnixNano()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		id.ino = sys.Ino
+	}
+	return id
+}
+
+// lockFile takes an exclusive flock on path (created if missing) and
+// returns the function that releases it. flock locks belong to the open
+// file description, so two goroutines of this process exclude each other
+// as two processes do.
+func lockFile(path string) (func(), error) {
+	file, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	for {
+		err = syscall.Flock(int(file.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(file.Fd()), syscall.LOCK_UN)
+		file.Close()
+	}, nil
+}

@@ -1,0 +1,471 @@
+package maildir
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// scanFolder lists new/ and cur/ and returns key → name relative to the
+// folder ("new/KEY" or "cur/KEY:2,INFO"). With moveNew, files in new/ are
+// renamed into cur/ first (maildir(5): a reader that has seen a message
+// moves it to cur/ and appends the info). new/ is read before cur/ so a
+// message another process moves between the two listings is still seen.
+// Files vanishing mid-scan are normal and not errors.
+func (f *Folder) scanFolder(moveNew bool) (map[string]string, error) {
+	names := make(map[string]string)
+	newNames, err := readNames(filepath.Join(f.path, "new"))
+	if err != nil {
+		return nil, fmt.Errorf("maildir %s: scan: %w", f.path, err)
+	}
+	for _, n := range newNames {
+		key, info := splitName(n)
+		if !moveNew {
+			names[key] = "new/" + n
+			continue
+		}
+		target := key + ":2," + info
+		err := os.Rename(filepath.Join(f.path, "new", n), filepath.Join(f.path, "cur", target))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("maildir %s: move %s to cur: %w", f.path, n, err)
+		}
+		// On ErrNotExist someone else moved it; the cur/ listing has it.
+	}
+	curNames, err := readNames(filepath.Join(f.path, "cur"))
+	if err != nil {
+		return nil, fmt.Errorf("maildir %s: scan: %w", f.path, err)
+	}
+	for _, n := range curNames {
+		key, _ := splitName(n)
+		names[key] = "cur/" + n // cur wins over a stale new/ listing
+	}
+	return names, nil
+}
+
+// readNames lists a directory's message names, skipping dot files and
+// names no UID line could hold.
+func readNames(dir string) ([]string, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	all, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, n := range all {
+		if n == "" || n[0] == '.' || strings.ContainsAny(n, "\n\r\x00") {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// Sync scans the folder, optionally moving new/ to cur/ (IMAP and POP3
+// sessions do), gives UIDs to keys not seen before and returns the state.
+// UID assignment happens under an exclusive flock on the folder's
+// courierimapuiddb.lock and re-reads the database inside the lock, so
+// several processes may Sync and deliver at once: UIDs stay unique and
+// strictly increasing and survive restarts. When nothing changed the
+// database is neither locked nor rewritten.
+func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	names, err := f.scanFolder(moveNew)
+	if err != nil {
+		return nil, err
+	}
+	db, err := f.cachedUIDDB()
+	if err != nil {
+		return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
+	}
+	needLock := db == nil || f.needsKeywordImport()
+	if !needLock {
+		for k := range names {
+			if db.uids[k] == 0 {
+				needLock = true
+				break
+			}
+		}
+	}
+	if !needLock && len(db.uids) != len(names) {
+		// Keys in the database that the listing lacks were expunged, or
+		// readdir missed a file being renamed; a second listing tells.
+		again, err := f.scanFolder(moveNew)
+		if err != nil {
+			return nil, err
+		}
+		for k, n := range again {
+			names[k] = n
+		}
+		for k := range db.uids {
+			if _, ok := names[k]; !ok {
+				needLock = true // really gone: drop its line
+				break
+			}
+		}
+		if !needLock {
+			for k := range names {
+				if db.uids[k] == 0 {
+					needLock = true
+					break
+				}
+			}
+		}
+	}
+	if needLock {
+		unlock, err := lockFile(filepath.Join(f.path, uidLockName))
+		if err != nil {
+			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
+		}
+		defer unlock()
+		fresh, err := f.scanFolder(moveNew)
+		if err != nil {
+			return nil, err
+		}
+		if err := f.importCourierKeywords(fresh); err != nil {
+			f.md.log.Warn("maildir: courier keyword import failed", "folder", f.path, "err", err)
+		}
+		db, err = f.assignUIDs(fresh, names)
+		if err != nil {
+			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
+		}
+		names = fresh
+	}
+	return f.snapshot(db, names)
+}
+
+// needsKeywordImport is true while a Courier keyword store waits to be
+// converted. Caller holds f.mu.
+func (f *Folder) needsKeywordImport() bool {
+	if _, err := os.Stat(filepath.Join(f.path, keywordsName)); err == nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(f.path, courierKwDir, ":list"))
+	return err == nil
+}
+
+// snapshot builds the Snapshot from a listing and the UID database.
+// Caller holds f.mu.
+func (f *Folder) snapshot(db *uidDB, names map[string]string) (*Snapshot, error) {
+	km, err := f.cachedKeywords()
+	if err != nil {
+		return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
+	}
+	if f.meta == nil {
+		f.meta = make(map[string]fileMeta)
+	}
+	snap := &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: make([]Message, 0, len(names))}
+	for key, name := range names {
+		uid := db.uids[key]
+		if uid == 0 {
+			continue // appeared after the locked listing; the next Sync numbers it
+		}
+		meta, ok := f.meta[key]
+		if !ok {
+			st, err := os.Stat(filepath.Join(f.path, name))
+			if err != nil && errors.Is(err, fs.ErrNotExist) {
+				// Renamed (flags) or expunged since the listing: look again.
+				if n, lerr := f.locateLocked(key); lerr == nil {
+					name = n
+					names[key] = n
+					st, err = os.Stat(filepath.Join(f.path, name))
+				}
+			}
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
+			}
+			meta = fileMeta{mtime: st.ModTime(), size: st.Size()}
+			f.meta[key] = meta
+		}
+		var info string
+		if strings.HasPrefix(name, "cur/") {
+			_, info = splitName(name[4:])
+		}
+		flags, kwIdx := parseInfo(info)
+		size := sizeField(key, 'S')
+		if size < 0 {
+			size = meta.size
+		}
+		vsize := max(sizeField(key, 'W'), 0)
+		snap.Messages = append(snap.Messages, Message{
+			UID:          uid,
+			Key:          key,
+			Name:         name,
+			Flags:        flags,
+			Keywords:     keywordNames(km, kwIdx),
+			Size:         size,
+			VirtualSize:  vsize,
+			InternalDate: meta.mtime,
+		})
+	}
+	for key := range f.meta {
+		if _, ok := names[key]; !ok {
+			delete(f.meta, key)
+		}
+	}
+	f.names = names
+	slices.SortFunc(snap.Messages, func(a, b Message) int { return int64cmp(int64(a.UID), int64(b.UID)) })
+	return snap, nil
+}
+
+// locateLocked finds a key's current file name by listing cur/ then new/.
+// Caller holds f.mu.
+func (f *Folder) locateLocked(key string) (string, error) {
+	for _, sub := range []string{"cur", "new"} {
+		all, err := readNames(filepath.Join(f.path, sub))
+		if err != nil {
+			return "", fmt.Errorf("maildir %s: %w", f.path, err)
+		}
+		for _, n := range all {
+			if k, _ := splitName(n); k == key {
+				return sub + "/" + n, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("maildir %s: %s: %w", f.path, key, ErrNoMessage)
+}
+
+// withFile runs op on the key's current file name, looking the name up
+// again when another process renamed the file meanwhile (a flag change is
+// a rename). ErrNoMessage when the key is gone.
+func (f *Folder) withFile(key string, op func(name string) error) error {
+	if key == "" || strings.ContainsAny(key, "/:\x00") {
+		return fmt.Errorf("maildir %s: key %q: %w", f.path, key, ErrNoMessage)
+	}
+	f.mu.Lock()
+	name, known := f.names[key]
+	f.mu.Unlock()
+	for attempt := 0; attempt < 5; attempt++ {
+		if !known {
+			f.mu.Lock()
+			n, err := f.locateLocked(key)
+			f.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			name = n
+		}
+		err := op(name)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) {
+			if err == nil {
+				f.mu.Lock()
+				if f.names != nil {
+					if _, still := f.names[key]; still || !known {
+						f.names[key] = name
+					}
+				}
+				f.mu.Unlock()
+			}
+			return err
+		}
+		known = false
+	}
+	return fmt.Errorf("maildir %s: %s keeps moving: %w", f.path, key, ErrNoMessage)
+}
+
+// Open opens a message for reading, finding it even if another process
+// renamed it since the last Sync. ErrNoMessage if it is gone.
+func (f *Folder) Open(key string) (*os.File, error) {
+	var file *os.File
+	err := f.withFile(key, func(name string) error {
+		var err error
+		file, err = os.Open(filepath.Join(f.path, name))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return file, nil
+}
+
+// SetFlags replaces a message's flags and keywords (nil clears them) by
+// renaming it to cur/KEY:2,INFO with the letters sorted; a message still
+// in new/ moves to cur/. Unknown keywords are added to dovecot-keywords.
+// Setting or clearing T adjusts the quota, because Courier's quota
+// recalculation does not count messages marked deleted.
+func (f *Folder) SetFlags(key, flags string, keywords []string) error {
+	flags, err := normalizeFlags(flags)
+	if err != nil {
+		return fmt.Errorf("maildir %s: set flags: %w", f.path, err)
+	}
+	letters, err := f.keywordLetters(keywords)
+	if err != nil {
+		return fmt.Errorf("maildir %s: set flags: %w", f.path, err)
+	}
+	newName := "cur/" + key + ":2," + flags + letters
+	var oldTrashed bool
+	err = f.withFile(key, func(name string) error {
+		var oldInfo string
+		if strings.HasPrefix(name, "cur/") {
+			_, oldInfo = splitName(name[4:])
+		}
+		oldFlags, _ := parseInfo(oldInfo)
+		oldTrashed = strings.IndexByte(oldFlags, FlagTrashed) >= 0
+		if name == newName {
+			return nil
+		}
+		return os.Rename(filepath.Join(f.path, name), filepath.Join(f.path, newName))
+	})
+	if err != nil {
+		if errors.Is(err, ErrNoMessage) {
+			return err
+		}
+		return fmt.Errorf("maildir %s: set flags: %w", f.path, err)
+	}
+	f.mu.Lock()
+	if f.names != nil {
+		f.names[key] = newName
+	}
+	f.mu.Unlock()
+	newTrashed := strings.IndexByte(flags, FlagTrashed) >= 0
+	if oldTrashed != newTrashed && f.name != trashFolder {
+		size, _ := f.messageSize(key, newName)
+		if newTrashed {
+			f.md.addQuotaUsage(-size, -1)
+		} else {
+			f.md.addQuotaUsage(size, 1)
+		}
+	}
+	return nil
+}
+
+// messageSize is the ",S=" size, else the file's size.
+func (f *Folder) messageSize(key, name string) (int64, error) {
+	if s := sizeField(key, 'S'); s >= 0 {
+		return s, nil
+	}
+	st, err := os.Stat(filepath.Join(f.path, name))
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// Remove deletes a message (IMAP EXPUNGE, POP3 DELE at QUIT) and appends
+// a negative line to maildirsize. ErrNoMessage if it is already gone.
+func (f *Folder) Remove(key string) error {
+	var size int64
+	var trashed bool
+	err := f.withFile(key, func(name string) error {
+		s, err := f.messageSize(key, name)
+		if err != nil {
+			return err
+		}
+		size = s
+		if strings.HasPrefix(name, "cur/") {
+			_, info := splitName(name[4:])
+			fl, _ := parseInfo(info)
+			trashed = strings.IndexByte(fl, FlagTrashed) >= 0
+		}
+		return os.Remove(filepath.Join(f.path, name))
+	})
+	if err != nil {
+		if errors.Is(err, ErrNoMessage) {
+			return err
+		}
+		return fmt.Errorf("maildir %s: remove: %w", f.path, err)
+	}
+	f.mu.Lock()
+	delete(f.names, key)
+	delete(f.meta, key)
+	f.mu.Unlock()
+	if !trashed && f.name != trashFolder {
+		f.md.addQuotaUsage(-size, -1)
+	}
+	return nil
+}
+
+// CopyTo copies a message into dst with its flags, keywords and internal
+// date (IMAP COPY). A hard link is used when possible (messages never
+// change, so sharing the inode is safe), else the bytes are copied. The
+// destination's quota is checked. Returns the new key.
+func (f *Folder) CopyTo(dst *Folder, key string) (string, error) {
+	var srcName string
+	var size int64
+	var mtime time.Time
+	err := f.withFile(key, func(name string) error {
+		st, err := os.Stat(filepath.Join(f.path, name))
+		if err != nil {
+			return err
+		}
+		srcName, mtime = name, st.ModTime()
+		size = sizeField(key, 'S')
+		if size < 0 {
+			size = st.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	var info string
+	if strings.HasPrefix(srcName, "cur/") {
+		_, info = splitName(srcName[4:])
+	}
+	flags, kwIdx := parseInfo(info)
+	f.mu.Lock()
+	km, err := f.cachedKeywords()
+	f.mu.Unlock()
+	if err != nil {
+		return "", fmt.Errorf("maildir %s: copy: %w", f.path, err)
+	}
+	keywords := keywordNames(km, kwIdx)
+	letters, err := dst.keywordLetters(keywords)
+	if err != nil {
+		return "", fmt.Errorf("maildir %s: copy: %w", dst.path, err)
+	}
+	trashed := strings.IndexByte(flags, FlagTrashed) >= 0
+	counts := !trashed && dst.name != trashFolder
+	if counts {
+		if err := dst.md.checkQuota(size, 1); err != nil {
+			return "", fmt.Errorf("maildir %s: copy: %w", dst.path, err)
+		}
+	}
+	newKey := dst.md.uniqueBase() + fmt.Sprintf(",S=%d", size)
+	if w := sizeField(key, 'W'); w >= 0 {
+		newKey += fmt.Sprintf(",W=%d", w)
+	}
+	dest := filepath.Join(dst.path, "new", newKey)
+	if flags+letters != "" {
+		dest = filepath.Join(dst.path, "cur", newKey+":2,"+flags+letters)
+	}
+	linkErr := f.withFile(key, func(name string) error {
+		return os.Link(filepath.Join(f.path, name), dest)
+	})
+	if linkErr != nil {
+		if errors.Is(linkErr, ErrNoMessage) {
+			return "", linkErr
+		}
+		// No hard links here (other filesystem, EPERM): copy the bytes.
+		src, err := f.Open(key)
+		if err != nil {
+			return "", err
+		}
+		defer src.Close()
+		k, err := dst.Deliver(src, DeliverOptions{Flags: flags, Keywords: keywords, InternalDate: mtime, IgnoreQuota: true})
+		if err != nil {
+			return "", err
+		}
+		return k, nil // Deliver added the usage line
+	}
+	if err := syncDir(filepath.Dir(dest)); err != nil {
+		return "", fmt.Errorf("maildir %s: copy: %w", dst.path, err)
+	}
+	if counts {
+		dst.md.addQuotaUsage(size, 1)
+	}
+	return newKey, nil
+}

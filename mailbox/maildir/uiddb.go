@@ -1,0 +1,248 @@
+package maildir
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The UID database is Courier's courierimapuiddb, one per folder:
+//
+//	1 UIDVALIDITY NEXTUID
+//	UID KEY
+//	...
+//
+// The first field is the format version (1). KEY is the message's base
+// name without the ":2," info. Dovecot's dovecot-uidlist started from the
+// same format, which is why Courier installations migrate by keeping this
+// file: the UIDs clients have cached stay valid.
+
+// maxUIDDBSize bounds what we read; a folder of a million messages needs
+// about 80 MB, so 256 MiB leaves headroom while refusing absurd files.
+const maxUIDDBSize = 256 << 20
+
+// maxUIDDBLine bounds one line: keys are file names (< 256 bytes).
+const maxUIDDBLine = 4096
+
+var errCorruptUIDDB = errors.New("corrupt courierimapuiddb")
+
+type uidDB struct {
+	validity uint32
+	next     uint32
+	uids     map[string]uint32 // key → UID
+}
+
+func newUIDDB(validity uint32) *uidDB {
+	return &uidDB{validity: validity, next: 1, uids: make(map[string]uint32)}
+}
+
+// parseUIDDB reads a courierimapuiddb. Any inconsistency (bad header,
+// malformed line, a UID used twice) makes the whole file untrustworthy:
+// the caller starts a new UIDVALIDITY, as Courier does, rather than risk
+// giving two messages one UID. A UID at or above NEXTUID only raises
+// NEXTUID, since that keeps every promise made so far. The header's
+// validity is returned even on error so that a replacement can differ.
+func parseUIDDB(data []byte) (*uidDB, uint32, error) {
+	line, rest, _ := bytes.Cut(data, []byte("\n"))
+	head := strings.Fields(string(line))
+	if len(head) != 3 || head[0] != "1" {
+		return nil, 0, fmt.Errorf("header %.40q: %w", line, errCorruptUIDDB)
+	}
+	validity, err1 := strconv.ParseUint(head[1], 10, 32)
+	next, err2 := strconv.ParseUint(head[2], 10, 32)
+	if err1 != nil || err2 != nil || validity == 0 || next == 0 {
+		return nil, 0, fmt.Errorf("header %.40q: %w", line, errCorruptUIDDB)
+	}
+	db := &uidDB{validity: uint32(validity), next: uint32(next), uids: make(map[string]uint32)}
+	used := make(map[uint32]bool)
+	lineNo := 1
+	for len(rest) > 0 {
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		lineNo++
+		if len(line) == 0 {
+			continue
+		}
+		if len(line) > maxUIDDBLine {
+			return nil, db.validity, fmt.Errorf("line %d too long: %w", lineNo, errCorruptUIDDB)
+		}
+		uidText, key, ok := bytes.Cut(line, []byte(" ")) // keys may hold spaces: cut at the first
+		uid, err := strconv.ParseUint(string(uidText), 10, 32)
+		if !ok || err != nil || uid == 0 || len(key) == 0 || bytes.ContainsAny(key, "/:\x00") {
+			return nil, db.validity, fmt.Errorf("line %d %.60q: %w", lineNo, line, errCorruptUIDDB)
+		}
+		k := string(key)
+		if used[uint32(uid)] || db.uids[k] != 0 {
+			return nil, db.validity, fmt.Errorf("line %d: UID %d or key used twice: %w", lineNo, uid, errCorruptUIDDB)
+		}
+		used[uint32(uid)] = true
+		db.uids[k] = uint32(uid)
+		if uint32(uid) >= db.next {
+			if uid == 1<<32-1 {
+				return nil, db.validity, fmt.Errorf("line %d: UID space exhausted: %w", lineNo, errCorruptUIDDB)
+			}
+			db.next = uint32(uid) + 1
+		}
+	}
+	return db, db.validity, nil
+}
+
+// marshal writes the database with lines in UID order.
+func (db *uidDB) marshal() []byte {
+	type entry struct {
+		uid uint32
+		key string
+	}
+	entries := make([]entry, 0, len(db.uids))
+	for k, u := range db.uids {
+		entries = append(entries, entry{u, k})
+	}
+	slices.SortFunc(entries, func(a, b entry) int { return int64cmp(int64(a.uid), int64(b.uid)) })
+	var b bytes.Buffer
+	b.Grow(32 + len(entries)*64)
+	fmt.Fprintf(&b, "1 %d %d\n", db.validity, db.next)
+	for _, e := range entries {
+		b.WriteString(strconv.FormatUint(uint64(e.uid), 10))
+		b.WriteByte(' ')
+		b.WriteString(e.key)
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+func int64cmp(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// readUIDDB reads the folder's database from disk. It returns (nil, nil)
+// when the file does not exist and errCorruptUIDDB (with the old validity)
+// when it cannot be trusted.
+func readUIDDB(path string) (*uidDB, fileIdentity, uint32, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fileIdentity{}, 0, nil
+		}
+		return nil, fileIdentity{}, 0, err
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err != nil {
+		return nil, fileIdentity{}, 0, err
+	}
+	if st.Size() > maxUIDDBSize {
+		return nil, identityOf(st), 0, fmt.Errorf("%d bytes: %w", st.Size(), errCorruptUIDDB)
+	}
+	data := make([]byte, st.Size())
+	if _, err := file.ReadAt(data, 0); err != nil && st.Size() > 0 {
+		return nil, identityOf(st), 0, err
+	}
+	db, oldValidity, err := parseUIDDB(data)
+	return db, identityOf(st), oldValidity, err
+}
+
+// cachedUIDDB returns the database, re-reading it only when the file
+// changed since the last read. Caller holds f.mu. A missing or corrupt
+// file yields nil (the locked path deals with it).
+func (f *Folder) cachedUIDDB() (*uidDB, error) {
+	path := filepath.Join(f.path, uidDBName)
+	st, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			f.uidCache = nil
+			return nil, nil
+		}
+		return nil, err
+	}
+	if f.uidCache != nil && identityOf(st) == f.uidStat {
+		return f.uidCache, nil
+	}
+	db, id, _, err := readUIDDB(path)
+	if err != nil {
+		if errors.Is(err, errCorruptUIDDB) {
+			f.uidCache = nil
+			return nil, nil
+		}
+		return nil, err
+	}
+	f.uidCache, f.uidStat = db, id
+	return db, nil
+}
+
+// assignUIDs runs under the folder's flock: it re-reads the database (a
+// concurrent process may have assigned UIDs since we looked), gives new
+// keys UIDs in delivery order, drops keys that are gone, and writes the
+// file atomically when anything changed. present is the fresh listing;
+// seenBefore is an earlier listing, used so that a key is only dropped
+// when two listings agree it is gone (readdir may miss a file being
+// renamed at that instant).
+func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]string) (*uidDB, error) {
+	path := filepath.Join(f.path, uidDBName)
+	db, _, oldValidity, err := readUIDDB(path)
+	changed := false
+	if err != nil {
+		if !errors.Is(err, errCorruptUIDDB) {
+			return nil, err
+		}
+		validity := uint32(time.Now().Unix())
+		if oldValidity >= validity {
+			validity = oldValidity + 1
+		}
+		f.md.log.Warn("maildir: courierimapuiddb unusable, starting a new UIDVALIDITY",
+			"folder", f.path, "err", err, "uidvalidity", validity)
+		db = newUIDDB(validity)
+		changed = true
+	}
+	if db == nil {
+		validity := uint32(time.Now().Unix())
+		if f.uidCache != nil && f.uidCache.validity >= validity {
+			validity = f.uidCache.validity + 1 // the file vanished; never reuse a validity
+		}
+		db = newUIDDB(validity)
+		changed = true
+	}
+	var fresh []string
+	for k := range present {
+		if db.uids[k] == 0 {
+			fresh = append(fresh, k)
+		}
+	}
+	sortKeys(fresh)
+	for _, k := range fresh {
+		if db.next == 0 || db.next == 1<<32-1 {
+			return nil, fmt.Errorf("UID space exhausted in %s", path)
+		}
+		db.uids[k] = db.next
+		db.next++
+		changed = true
+	}
+	for k := range db.uids {
+		_, now := present[k]
+		_, before := seenBefore[k]
+		if !now && !before {
+			delete(db.uids, k)
+			changed = true
+		}
+	}
+	if changed {
+		if err := writeFileAtomic(path, db.marshal(), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if st, err := os.Stat(path); err == nil {
+		f.uidCache, f.uidStat = db, identityOf(st)
+	}
+	return db, nil
+}
