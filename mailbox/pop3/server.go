@@ -1,0 +1,263 @@
+// Package pop3 is Postern's POP3 server (RFC 1939) with the extensions
+// clients rely on: CAPA and response codes (RFC 2449, RFC 3206), STLS
+// (RFC 2595), AUTH PLAIN (RFC 5034, RFC 4616) and implicit TLS (pop3s).
+//
+// It owns the POP3 session: the protocol states, the view of the user's
+// INBOX as a fixed, numbered maildrop, and Courier's courierpop3dsizelist
+// file that gives messages their POP3 sizes and unique-ids. Mail storage is
+// the maildir package's; who may log in is the auth package's.
+//
+// Behaviour follows Courier's pop3d: login moves new/ to cur/, RETR marks a
+// message Seen, UIDLs are Courier's "UID<n>-<uidvalidity>" kept in
+// courierpop3dsizelist, and several sessions may use one maildrop at once
+// (no exclusive lock, so -ERR [IN-USE] is never sent).
+package pop3
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"postern/auth"
+)
+
+// ErrServerClosed is returned by Serve and ServeTLS after Shutdown.
+var ErrServerClosed = errors.New("pop3: server closed")
+
+// Defaults for Options fields left zero.
+const (
+	DefaultIdleTimeout      = 10 * time.Minute // RFC 1939 section 3: autologout timer of at least 10 minutes
+	DefaultMaxAuthFailures  = 3
+	DefaultAuthFailureDelay = 2 * time.Second
+	authTimeout             = 30 * time.Second
+	tlsHandshakeTimeout     = 30 * time.Second
+)
+
+// Options configure a Server.
+type Options struct {
+	Hostname string
+	// TLSConfig enables STLS (RFC 2595) when non-nil, and is what ServeTLS
+	// uses.
+	TLSConfig *tls.Config
+	Auth      *auth.Service
+	Logger    *slog.Logger
+	// AllowInsecureAuth permits USER/PASS and AUTH before TLS. When false
+	// they answer -ERR until STLS (RFC 2595 section 2.4 lets servers refuse
+	// plaintext passwords on an unprotected connection).
+	AllowInsecureAuth bool
+	// IdleTimeout closes a session that sends nothing for this long
+	// (default 10 minutes).
+	IdleTimeout time.Duration
+	// MaxAuthFailures is how many failed logins a connection gets before it
+	// is closed (default 3).
+	MaxAuthFailures int
+	// AuthFailureDelay is slept after each failed login to slow password
+	// guessing (default 2 s; negative means none).
+	AuthFailureDelay time.Duration
+}
+
+// Stats are the server's running counters, cheap to read for metrics.
+type Stats struct {
+	Connections       int64 // accepted since start
+	ActiveSessions    int64
+	Logins            int64
+	LoginFailures     int64
+	MessagesRetrieved int64 // RETR
+	MessagesDeleted   int64 // removed in UPDATE state
+	BytesSent         int64 // message octets sent by RETR and TOP
+}
+
+// Server serves POP3 on any number of listeners.
+type Server struct {
+	opt Options
+	log *slog.Logger
+
+	// baseCtx is cancelled by Shutdown so that logins in progress stop.
+	baseCtx context.Context
+	cancel  context.CancelFunc
+
+	mu        sync.Mutex
+	closing   bool
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	wg        sync.WaitGroup
+
+	connections, active, logins, loginFailures, retrieved, deleted, bytesSent atomic.Int64
+}
+
+// NewServer returns a server; it does nothing until Serve or ServeTLS.
+func NewServer(opt Options) *Server {
+	if opt.IdleTimeout <= 0 {
+		opt.IdleTimeout = DefaultIdleTimeout
+	}
+	if opt.MaxAuthFailures <= 0 {
+		opt.MaxAuthFailures = DefaultMaxAuthFailures
+	}
+	if opt.AuthFailureDelay == 0 {
+		opt.AuthFailureDelay = DefaultAuthFailureDelay
+	}
+	if opt.Hostname == "" {
+		opt.Hostname = "localhost"
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		opt:       opt,
+		log:       log.With("service", "pop3"),
+		baseCtx:   ctx,
+		cancel:    cancel,
+		listeners: map[net.Listener]struct{}{},
+		sessions:  map[*session]struct{}{},
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Connections:       s.connections.Load(),
+		ActiveSessions:    s.active.Load(),
+		Logins:            s.logins.Load(),
+		LoginFailures:     s.loginFailures.Load(),
+		MessagesRetrieved: s.retrieved.Load(),
+		MessagesDeleted:   s.deleted.Load(),
+		BytesSent:         s.bytesSent.Load(),
+	}
+}
+
+// Serve accepts plain POP3 connections (port 110) on l until Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	return s.serve(l, false)
+}
+
+// ServeTLS accepts pop3s connections (port 995, implicit TLS with
+// Options.TLSConfig) on l until Shutdown.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.opt.TLSConfig == nil {
+		return errors.New("pop3: ServeTLS: Options.TLSConfig is nil")
+	}
+	return s.serve(l, true)
+}
+
+func (s *Server) serve(l net.Listener, implicitTLS bool) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				// Out of descriptors or similar: wait and retry rather than
+				// stop serving everyone.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("pop3: accept", "err", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("pop3: accept on %s: %w", l.Addr(), err)
+		}
+		backoff = 0
+		if implicitTLS {
+			conn = tls.Server(conn, s.opt.TLSConfig)
+		}
+		sess := newSession(s, conn, implicitTLS)
+		if !s.track(sess) {
+			conn.Close()
+			return ErrServerClosed
+		}
+		s.connections.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(sess)
+			sess.run()
+		}()
+	}
+}
+
+// track registers a session; the WaitGroup is added under the lock so that
+// Shutdown never waits on a group that is still growing.
+func (s *Server) track(sess *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.active.Add(1)
+	return true
+}
+
+func (s *Server) untrack(sess *session) {
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+	s.active.Add(-1)
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// Shutdown stops accepting, and ends every session after the command it is
+// running: sessions in the TRANSACTION state are closed without entering the
+// UPDATE state, so nothing is deleted (RFC 1939 section 6: only QUIT
+// deletes). It waits for the sessions to end or for ctx, after which the
+// remaining connections are cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for sess := range s.sessions {
+		sess.interrupt()
+	}
+	s.mu.Unlock()
+	s.cancel()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for sess := range s.sessions {
+			sess.forceClose()
+		}
+		s.mu.Unlock()
+		<-done
+		return fmt.Errorf("pop3: shutdown: %w", ctx.Err())
+	}
+}
