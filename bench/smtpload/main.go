@@ -244,24 +244,17 @@ func writeReport(w io.Writer, cfg Config, rep Report) {
 	fmt.Fprintf(w, "connections  %d\n", rep.Connections)
 	fmt.Fprintf(w, "elapsed      %s\n", rep.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "rate         %.1f msg/s, %.0f bytes/s\n", rep.MessagesPerSec, rep.BytesPerSec)
-	fmt.Fprintf(w, "%-12s %10s %10s %10s %10s %10s\n", "latency", "p50", "p90", "p99", "max", "mean")
+	fmt.Fprintf(w, "%-12s %10s %10s %10s %10s %10s\n", "latency (ms)", "p50", "p90", "p99", "max", "mean")
 	for _, row := range []struct {
 		name string
 		s    LatencySummary
 	}{{"transaction", rep.Transaction}, {"data", rep.Data}} {
-		fmt.Fprintf(w, "%-12s %10s %10s %10s %10s %10s\n", row.name,
-			roundLatency(row.s.P50), roundLatency(row.s.P90), roundLatency(row.s.P99), roundLatency(row.s.Max), roundLatency(row.s.Mean))
+		fmt.Fprintf(w, "%-12s %10.3f %10.3f %10.3f %10.3f %10.3f\n", row.name,
+			ms(row.s.P50), ms(row.s.P90), ms(row.s.P99), ms(row.s.Max), ms(row.s.Mean))
 	}
 	for _, s := range rep.ErrorSamples {
 		fmt.Fprintf(w, "error        %s\n", s)
 	}
-}
-
-func roundLatency(d time.Duration) time.Duration {
-	if d >= time.Second {
-		return d.Round(time.Millisecond)
-	}
-	return d.Round(time.Microsecond)
 }
 
 // jsonLatency is a LatencySummary in milliseconds.

@@ -77,7 +77,7 @@ func (r *runner) writeProgress(w io.Writer, final bool) {
 	const width = 30
 	filled := int(fraction * width)
 	bar := strings.Repeat("#", filled) + strings.Repeat(".", width-filled)
-	fmt.Fprintf(w, "\r[%s] %3.0f%% %d/%s sent %d failed %d %.1f msg/s ", bar, fraction*100, done, total, sent, failed, rate)
+	fmt.Fprintf(w, "\r[%s] %3.0f%% %d/%s done, %d sent, %d failed, %.1f msg/s ", bar, fraction*100, done, total, sent, failed, rate)
 	if final {
 		fmt.Fprint(w, "\n")
 	}

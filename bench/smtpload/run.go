@@ -69,7 +69,7 @@ func DefaultConfig() Config {
 		Concurrency:      10,
 		Size:             4096,
 		From:             "smtpload@localhost",
-		To:               []string{"postmaster@localhost"},
+		To:               []string{"alice@example.test"}, // the user `make run` creates
 		Helo:             "localhost",
 		Reuse:            1,
 		Timeout:          30 * time.Second,
