@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"postern/bench/internal/latency"
 )
 
 // Exit statuses.
@@ -250,22 +252,11 @@ func writeReport(w io.Writer, cfg Config, rep Report) {
 		s    LatencySummary
 	}{{"transaction", rep.Transaction}, {"data", rep.Data}} {
 		fmt.Fprintf(w, "%-12s %10.3f %10.3f %10.3f %10.3f %10.3f\n", row.name,
-			ms(row.s.P50), ms(row.s.P90), ms(row.s.P99), ms(row.s.Max), ms(row.s.Mean))
+			latency.Milliseconds(row.s.P50), latency.Milliseconds(row.s.P90), latency.Milliseconds(row.s.P99), latency.Milliseconds(row.s.Max), latency.Milliseconds(row.s.Mean))
 	}
 	for _, s := range rep.ErrorSamples {
 		fmt.Fprintf(w, "error        %s\n", s)
 	}
-}
-
-// jsonLatency is a LatencySummary in milliseconds.
-type jsonLatency struct {
-	Count  int64   `json:"count"`
-	MinMS  float64 `json:"min_ms"`
-	MeanMS float64 `json:"mean_ms"`
-	P50MS  float64 `json:"p50_ms"`
-	P90MS  float64 `json:"p90_ms"`
-	P99MS  float64 `json:"p99_ms"`
-	MaxMS  float64 `json:"max_ms"`
 }
 
 type jsonReport struct {
@@ -282,14 +273,8 @@ type jsonReport struct {
 	BytesSent      int64            `json:"bytes_sent"`
 	MessagesPerSec float64          `json:"messages_per_s"`
 	BytesPerSec    float64          `json:"bytes_per_s"`
-	Transaction    jsonLatency      `json:"transaction_latency"`
-	Data           jsonLatency      `json:"data_latency"`
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func latencyJSON(s LatencySummary) jsonLatency {
-	return jsonLatency{Count: s.Count, MinMS: ms(s.Min), MeanMS: ms(s.Mean), P50MS: ms(s.P50), P90MS: ms(s.P90), P99MS: ms(s.P99), MaxMS: ms(s.Max)}
+	Transaction    latency.JSON     `json:"transaction_latency"`
+	Data           latency.JSON     `json:"data_latency"`
 }
 
 func reportJSON(cfg Config, rep Report) jsonReport {
@@ -302,6 +287,6 @@ func reportJSON(cfg Config, rep Report) jsonReport {
 		Sent: rep.Sent, Failed: rep.Failed, FailuresByCode: rep.FailuresByCode, ErrorSamples: samples,
 		Connections: rep.Connections, ElapsedSeconds: rep.Elapsed.Seconds(), BytesSent: rep.BytesSent,
 		MessagesPerSec: rep.MessagesPerSec, BytesPerSec: rep.BytesPerSec,
-		Transaction: latencyJSON(rep.Transaction), Data: latencyJSON(rep.Data),
+		Transaction: rep.Transaction.JSON(), Data: rep.Data.JSON(),
 	}
 }

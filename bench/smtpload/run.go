@@ -19,6 +19,9 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"postern/bench/internal/latency"
+	"postern/bench/internal/netstep"
 )
 
 // Bounds on the configuration: a load generator must never be the thing
@@ -155,10 +158,7 @@ func checkAddress(a string) error {
 }
 
 // LatencySummary describes one latency distribution.
-type LatencySummary struct {
-	Count                         int64
-	Min, Mean, P50, P90, P99, Max time.Duration
-}
+type LatencySummary = latency.Summary
 
 // Report is the result of a run.
 type Report struct {
@@ -233,19 +233,19 @@ func Run(ctx context.Context, c Config, progress io.Writer) (Report, error) {
 	elapsed := time.Since(start)
 	stopProgress()
 
-	var tx, data latencyHistogram
+	var tx, data latency.Histogram
 	rep := Report{FailuresByCode: r.failures, Elapsed: elapsed}
 	for i := range results {
-		tx.merge(&results[i].transaction)
-		data.merge(&results[i].data)
+		tx.Merge(&results[i].transaction)
+		data.Merge(&results[i].data)
 		rep.BytesSent += results[i].bytes
 	}
 	rep.Sent = r.sent.Load()
 	rep.Failed = r.failed.Load()
 	rep.Connections = r.connections.Load()
 	rep.ErrorSamples = r.samples
-	rep.Transaction = tx.summary()
-	rep.Data = data.summary()
+	rep.Transaction = tx.Summary()
+	rep.Data = data.Summary()
 	if secs := elapsed.Seconds(); secs > 0 {
 		rep.MessagesPerSec = float64(rep.Sent) / secs
 		rep.BytesPerSec = float64(rep.BytesSent) / secs
@@ -280,7 +280,7 @@ type runner struct {
 }
 
 type workerResult struct {
-	transaction, data latencyHistogram
+	transaction, data latency.Histogram
 	bytes             int64
 }
 
@@ -454,8 +454,8 @@ func (r *runner) work(ctx context.Context) workerResult {
 			}
 			continue
 		}
-		res.transaction.record(time.Since(started))
-		res.data.record(dataTime)
+		res.transaction.Record(time.Since(started))
+		res.data.Record(dataTime)
 		res.bytes += size
 		r.sent.Add(1)
 	}
@@ -487,7 +487,7 @@ func (r *runner) dial(ctx context.Context) (*connection, string, error) {
 		_ = raw.Close()
 		return nil, stage, err
 	}
-	var netConn net.Conn = &stepDeadlineConn{Conn: raw, timeout: r.cfg.Timeout}
+	var netConn net.Conn = netstep.New(raw, r.cfg.Timeout)
 	if r.cfg.ImplicitTLS {
 		tlsConn := tls.Client(netConn, r.tlsConfig)
 		if err := tlsConn.HandshakeContext(ctx); err != nil {
@@ -551,33 +551,6 @@ func (r *runner) transaction(client *smtp.Client, seq int64) (time.Duration, int
 	}
 	return time.Since(dataStart), size, "", nil
 }
-
-// stepDeadlineConn gives every Read and Write its own deadline. go-smtp's
-// client sets deadlines only around command replies and clears them
-// afterwards, which would leave message body writes unbounded; this
-// wrapper ignores those calls and bounds every step instead.
-type stepDeadlineConn struct {
-	net.Conn
-	timeout time.Duration
-}
-
-func (c *stepDeadlineConn) Read(p []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *stepDeadlineConn) Write(p []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(p)
-}
-
-func (c *stepDeadlineConn) SetDeadline(time.Time) error      { return nil }
-func (c *stepDeadlineConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *stepDeadlineConn) SetWriteDeadline(time.Time) error { return nil }
 
 // sortedFailureKeys lists failure keys in a stable order for printing.
 func sortedFailureKeys(m map[string]int64) []string {

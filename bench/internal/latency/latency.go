@@ -1,18 +1,21 @@
-package main
+// Package latency is the latency recorder shared by the bench tools: a
+// histogram with bounded relative error, so that a long run keeps constant
+// memory, and the summary (min, mean, p50, p90, p99, max) the tools report.
+package latency
 
 import (
 	"math/bits"
 	"time"
 )
 
-// latencyHistogram records durations in microseconds with a bounded
+// Histogram records durations in microseconds with a bounded
 // relative error, so that a long -duration run keeps constant memory
 // however many messages it sends. Values below 256µs are kept exactly;
 // above that each power of two is split into 128 buckets, so a reported
 // percentile is at most 1/128 (< 0.8%) above the true value. The exact
 // minimum and maximum are kept beside the buckets, and percentiles are
 // clamped to them so that p99 never exceeds max.
-type latencyHistogram struct {
+type Histogram struct {
 	counts [histogramBuckets]uint64
 	n      uint64
 	sum    time.Duration
@@ -47,7 +50,8 @@ func histogramUpperBound(i int) uint64 {
 	return (mantissa+1)<<shift - 1
 }
 
-func (h *latencyHistogram) record(d time.Duration) {
+// Record adds one sample; negative durations count as zero.
+func (h *Histogram) Record(d time.Duration) {
 	if d < 0 {
 		d = 0
 	}
@@ -62,7 +66,8 @@ func (h *latencyHistogram) record(d time.Duration) {
 	h.counts[histogramBucket(uint64(d/time.Microsecond))]++
 }
 
-func (h *latencyHistogram) merge(o *latencyHistogram) {
+// Merge adds o's samples to h.
+func (h *Histogram) Merge(o *Histogram) {
 	if o.n == 0 {
 		return
 	}
@@ -79,9 +84,9 @@ func (h *latencyHistogram) merge(o *latencyHistogram) {
 	}
 }
 
-// percentile returns the smallest recorded bucket bound below which at
+// Percentile returns the smallest recorded bucket bound below which at
 // least p (0 < p ≤ 1) of the samples fall, clamped to [min, max].
-func (h *latencyHistogram) percentile(p float64) time.Duration {
+func (h *Histogram) Percentile(p float64) time.Duration {
 	if h.n == 0 {
 		return 0
 	}
@@ -111,13 +116,47 @@ func (h *latencyHistogram) percentile(p float64) time.Duration {
 	return h.max
 }
 
-func (h *latencyHistogram) summary() LatencySummary {
-	s := LatencySummary{Count: int64(h.n), Min: h.min, Max: h.max}
+// Summary describes the samples recorded so far.
+func (h *Histogram) Summary() Summary {
+	s := Summary{Count: int64(h.n), Min: h.min, Max: h.max}
 	if h.n > 0 {
 		s.Mean = h.sum / time.Duration(h.n)
-		s.P50 = h.percentile(0.50)
-		s.P90 = h.percentile(0.90)
-		s.P99 = h.percentile(0.99)
+		s.P50 = h.Percentile(0.50)
+		s.P90 = h.Percentile(0.90)
+		s.P99 = h.Percentile(0.99)
 	}
 	return s
+}
+
+// Summary describes one latency distribution.
+type Summary struct {
+	Count                         int64
+	Min, Mean, P50, P90, P99, Max time.Duration
+}
+
+// Consistent reports whether the summary holds the invariants every
+// report must: min ≤ p50 ≤ p90 ≤ p99 ≤ max and min ≤ mean ≤ max.
+func (s Summary) Consistent() bool {
+	return s.Min <= s.P50 && s.P50 <= s.P90 && s.P90 <= s.P99 && s.P99 <= s.Max &&
+		s.Min <= s.Mean && s.Mean <= s.Max
+}
+
+// JSON is a Summary in milliseconds, the form the tools print with -json.
+type JSON struct {
+	Count  int64   `json:"count"`
+	MinMS  float64 `json:"min_ms"`
+	MeanMS float64 `json:"mean_ms"`
+	P50MS  float64 `json:"p50_ms"`
+	P90MS  float64 `json:"p90_ms"`
+	P99MS  float64 `json:"p99_ms"`
+	MaxMS  float64 `json:"max_ms"`
+}
+
+// Milliseconds converts d for printing.
+func Milliseconds(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// JSON converts the summary to milliseconds.
+func (s Summary) JSON() JSON {
+	return JSON{Count: s.Count, MinMS: Milliseconds(s.Min), MeanMS: Milliseconds(s.Mean), P50MS: Milliseconds(s.P50),
+		P90MS: Milliseconds(s.P90), P99MS: Milliseconds(s.P99), MaxMS: Milliseconds(s.Max)}
 }
