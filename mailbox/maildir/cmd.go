@@ -1,1 +1,395 @@
 package maildir
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Exit codes shared with Courier's tools (sysexits.h).
+const (
+	exitOK        = 0
+	exitFailure   = 1
+	exitUsage     = 64 // EX_USAGE
+	exitTempFail  = 75 // EX_TEMPFAIL: the MTA retries later
+	exitOverQuota = 77 // EX_NOPERM: deliverquota's "maildir over quota."
+)
+
+const maildirmakeUsage = "Usage: maildirmake [-q quota] [-f folder] [-F folder] maildir\n"
+
+// MaildirmakeMain is the maildirmake command (Courier's maildirmake(1)):
+//
+//	maildirmake [-q QUOTA] [-f FOLDER] [-F FOLDER] DIR
+//
+// Without options it creates the maildir DIR (an existing DIR is an
+// error). -f FOLDER creates the Maildir++ folder .FOLDER inside the
+// existing maildir DIR; -F does the same for a UTF-8 name, stored in IMAP
+// modified UTF-7 as IMAP clients expect. -q QUOTA installs or changes the
+// quota (maildirsize), creating DIR first if needed. The shared-folder
+// options (-s, -S, --add, --del) are recognised but not supported yet
+// (exit 64). Exit 0 on success, 1 on failure, 64 on usage errors.
+func MaildirmakeMain(args []string, stdout, stderr io.Writer) int {
+	var quotaText, folder string
+	haveQuota := false
+	i := 0
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			i++
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			break
+		}
+		switch {
+		case a == "-S" || a == "-s" || strings.HasPrefix(a, "-s") || strings.HasPrefix(a, "--add") || strings.HasPrefix(a, "--del"):
+			fmt.Fprintf(stderr, "maildirmake: %s: shared folders are not supported yet\n", a)
+			return exitUsage
+		case a == "-q" || a == "-f" || a == "-F":
+			if i+1 >= len(args) {
+				fmt.Fprintf(stderr, "maildirmake: %s needs an argument\n%s", a, maildirmakeUsage)
+				return exitUsage
+			}
+			i++
+			switch a {
+			case "-q":
+				quotaText, haveQuota = args[i], true
+			case "-f":
+				folder = args[i]
+			case "-F":
+				if !utf8.ValidString(args[i]) {
+					fmt.Fprintf(stderr, "maildirmake: %q is not valid UTF-8\n", args[i])
+					return exitFailure
+				}
+				folder = EncodeModifiedUTF7(args[i])
+			}
+		default:
+			fmt.Fprintf(stderr, "maildirmake: unknown option %s\n%s", a, maildirmakeUsage)
+			return exitUsage
+		}
+	}
+	if len(args)-i != 1 {
+		fmt.Fprint(stderr, maildirmakeUsage)
+		return exitUsage
+	}
+	dir := args[i]
+	var quota Quota
+	if haveQuota {
+		q, err := ParseQuota(quotaText)
+		if err != nil {
+			fmt.Fprintf(stderr, "maildirmake: %v\n", err)
+			return exitUsage
+		}
+		quota = q
+	}
+	quiet := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	if folder != "" {
+		m, err := OpenWithOptions(dir, Options{Logger: quiet})
+		if err != nil {
+			fmt.Fprintf(stderr, "maildirmake: %s: %v\n", dir, err)
+			return exitFailure
+		}
+		if err := m.CreateFolder(folder); err != nil {
+			fmt.Fprintf(stderr, "maildirmake: %s: %v\n", dir, err)
+			return exitFailure
+		}
+		if haveQuota {
+			if err := m.SetQuota(quota); err != nil {
+				fmt.Fprintf(stderr, "maildirmake: %s: %v\n", dir, err)
+				return exitFailure
+			}
+		}
+		return exitOK
+	}
+	_, statErr := os.Lstat(dir)
+	exists := statErr == nil
+	if exists && !haveQuota {
+		fmt.Fprintf(stderr, "maildirmake: %s: File exists\n", dir)
+		return exitFailure
+	}
+	if !exists {
+		if err := Make(dir); err != nil {
+			fmt.Fprintf(stderr, "maildirmake: %v\n", err)
+			return exitFailure
+		}
+	}
+	if haveQuota {
+		m, err := OpenWithOptions(dir, Options{Logger: quiet})
+		if err != nil {
+			fmt.Fprintf(stderr, "maildirmake: %s: %v\n", dir, err)
+			return exitFailure
+		}
+		if err := m.SetQuota(quota); err != nil {
+			fmt.Fprintf(stderr, "maildirmake: %s: %v\n", dir, err)
+			return exitFailure
+		}
+	}
+	return exitOK
+}
+
+// EncodeModifiedUTF7 converts a UTF-8 mailbox name to IMAP's modified
+// UTF-7 (RFC 3501 5.1.3): printable ASCII stays, "&" becomes "&-", other
+// characters are UTF-16BE in base64 with "," for "/", between "&" and "-".
+func EncodeModifiedUTF7(s string) string {
+	var out strings.Builder
+	var pending []rune
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		units := utf16.Encode(pending)
+		raw := make([]byte, 0, len(units)*2)
+		for _, u := range units {
+			raw = append(raw, byte(u>>8), byte(u))
+		}
+		out.WriteByte('&')
+		out.WriteString(modifiedBase64(raw))
+		out.WriteByte('-')
+		pending = pending[:0]
+	}
+	for _, r := range s {
+		switch {
+		case r == '&':
+			flush()
+			out.WriteString("&-")
+		case r >= 0x20 && r <= 0x7e:
+			flush()
+			out.WriteRune(r)
+		default:
+			pending = append(pending, r)
+		}
+	}
+	flush()
+	return out.String()
+}
+
+// modifiedBase64 is base64 with "," instead of "/" and no padding.
+func modifiedBase64(b []byte) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,"
+	var out []byte
+	for i := 0; i < len(b); i += 3 {
+		var chunk [3]byte
+		n := copy(chunk[:], b[i:])
+		v := uint(chunk[0])<<16 | uint(chunk[1])<<8 | uint(chunk[2])
+		out = append(out, alphabet[v>>18&63], alphabet[v>>12&63])
+		if n > 1 {
+			out = append(out, alphabet[v>>6&63])
+		}
+		if n > 2 {
+			out = append(out, alphabet[v&63])
+		}
+	}
+	return string(out)
+}
+
+const deliverquotaUsage = "Usage: deliverquota [-c] [-w percent] [-W filename] maildir [quota]\n"
+
+// quotaWarnInterval is how often a full maildir is told (Courier: 24h).
+const quotaWarnInterval = 24 * time.Hour
+
+// DeliverquotaMain is the deliverquota command (Courier's deliverquota(8)):
+//
+//	deliverquota [-c] [-w PERCENT] [-W FILE] MAILDIR [QUOTA]
+//
+// It reads one message on stdin and delivers it into MAILDIR (a maildir,
+// or a Maildir++ folder directory inside one) honouring the quota.
+// -c creates MAILDIR first (like mkdir -p). QUOTA, when given, installs
+// that quota as maildirmake -q would. -w PERCENT delivers a warning
+// message when, after delivery, the maildir is at least PERCENT full; the
+// text comes from -W FILE or a built-in default, gets Date: and
+// Message-Id: headers, and is sent at most once per 24 hours (the
+// quotawarn file in the maildir records when). Exit 0 delivered, 77 over
+// quota ("maildir over quota."), 75 temporary failure, 64 usage error.
+func DeliverquotaMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	create := false
+	warnPercent := 0
+	warnFile := ""
+	i := 0
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			i++
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			break
+		}
+		switch {
+		case a == "-c":
+			create = true
+		case strings.HasPrefix(a, "-w") || strings.HasPrefix(a, "-W"):
+			val := a[2:]
+			if val == "" {
+				if i+1 >= len(args) {
+					fmt.Fprintf(stderr, "deliverquota: %s needs an argument\n%s", a, deliverquotaUsage)
+					return exitUsage
+				}
+				i++
+				val = args[i]
+			}
+			if a[1] == 'W' {
+				warnFile = val
+				continue
+			}
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 || n > 100 {
+				fmt.Fprintf(stderr, "deliverquota: -w %q: want a percentage 0-100\n", val)
+				return exitUsage
+			}
+			warnPercent = n
+		default:
+			fmt.Fprintf(stderr, "deliverquota: unknown option %s\n%s", a, deliverquotaUsage)
+			return exitUsage
+		}
+	}
+	rest := args[i:]
+	if len(rest) < 1 || len(rest) > 2 {
+		fmt.Fprint(stderr, deliverquotaUsage)
+		return exitUsage
+	}
+	dir := rest[0]
+	var newQuota Quota
+	if len(rest) == 2 && rest[1] != "" {
+		q, err := ParseQuota(rest[1])
+		if err != nil {
+			fmt.Fprintf(stderr, "deliverquota: %v\n", err)
+			return exitUsage
+		}
+		newQuota = q
+	}
+	if create {
+		if err := Make(dir); err != nil {
+			fmt.Fprintf(stderr, "deliverquota: %v\n", err)
+			return exitTempFail
+		}
+	}
+	root, folder, err := resolveDeliveryDir(dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "deliverquota: %v\n", err)
+		return exitTempFail
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	m, err := OpenWithOptions(root, Options{Logger: logger})
+	if err != nil {
+		fmt.Fprintf(stderr, "deliverquota: %v\n", err)
+		return exitTempFail
+	}
+	if !newQuota.IsZero() {
+		// Rebuild maildirsize only when the quota changes: the MTA passes
+		// the same QUOTA on every delivery.
+		ms, err := m.readMaildirsize()
+		if err != nil {
+			fmt.Fprintf(stderr, "deliverquota: %v\n", err)
+			return exitTempFail
+		}
+		if ms == nil || ms.limit != newQuota {
+			if err := m.SetQuota(newQuota); err != nil {
+				fmt.Fprintf(stderr, "deliverquota: %v\n", err)
+				return exitTempFail
+			}
+		}
+	}
+	if _, err := m.Deliver(folder, stdin, DeliverOptions{}); err != nil {
+		if errors.Is(err, ErrOverQuota) {
+			fmt.Fprintln(stderr, "maildir over quota.")
+			return exitOverQuota
+		}
+		fmt.Fprintf(stderr, "deliverquota: %v\n", err)
+		return exitTempFail
+	}
+	if warnPercent > 0 {
+		if err := m.maybeWarnQuota(warnPercent, warnFile); err != nil {
+			// The message is delivered; a failed warning must not make
+			// the MTA deliver it again.
+			fmt.Fprintf(stderr, "deliverquota: quota warning: %v\n", err)
+		}
+	}
+	return exitOK
+}
+
+// resolveDeliveryDir maps deliverquota's MAILDIR argument to a maildir root
+// and folder name: a directory holding maildirfolder is a Maildir++ folder
+// whose maildir (and maildirsize) is the parent, as in Courier.
+func resolveDeliveryDir(dir string) (root, folder string, err error) {
+	clean := filepath.Clean(dir)
+	if _, err := os.Stat(filepath.Join(clean, maildirfolderName)); err == nil {
+		base := filepath.Base(clean)
+		if len(base) < 2 || base[0] != '.' {
+			return "", "", fmt.Errorf("%s: folder directory name must start with \".\": %w", dir, ErrBadFolderName)
+		}
+		if err := ValidFolderName(base[1:]); err != nil {
+			return "", "", err
+		}
+		return filepath.Dir(clean), base[1:], nil
+	}
+	return clean, Inbox, nil
+}
+
+const defaultQuotaWarning = `From: Mail Delivery System <MAILER-DAEMON>
+Subject: Mail quota warning
+Mime-Version: 1.0
+Content-Type: text/plain; charset=us-ascii
+Content-Transfer-Encoding: 7bit
+
+Your mailbox on the server is now more than %d%% full.
+
+Please delete some messages (and empty the Trash folder) so that new
+mail can still be delivered. When the mailbox is full, new messages are
+returned to their senders.
+`
+
+// maybeWarnQuota delivers the quota warning into INBOX when usage is at or
+// above percent and no warning went out in the last 24 hours.
+func (m *Maildir) maybeWarnQuota(percent int, textFile string) error {
+	limit, used, err := m.Quota()
+	if err != nil || limit.IsZero() || limit.Percent(used) < percent {
+		return err
+	}
+	unlock, err := lockFile(filepath.Join(m.root, "quotawarn.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	stamp := filepath.Join(m.root, "quotawarn")
+	if st, err := os.Stat(stamp); err == nil && time.Since(st.ModTime()) < quotaWarnInterval {
+		return nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	var text []byte
+	if textFile != "" {
+		text, err = readBounded(textFile, 1<<20)
+		if err != nil {
+			return err
+		}
+	} else {
+		text = fmt.Appendf(nil, defaultQuotaWarning, percent)
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	now := time.Now()
+	var msg bytes.Buffer
+	fmt.Fprintf(&msg, "Date: %s\n", now.Format(time.RFC1123Z))
+	fmt.Fprintf(&msg, "Message-Id: <quotawarn.%d.%s@%s>\n", now.Unix(), hex.EncodeToString(rnd[:]), m.hostname)
+	msg.Write(text)
+	if _, err := m.Deliver(Inbox, &msg, DeliverOptions{IgnoreQuota: true}); err != nil {
+		return err
+	}
+	if err := os.WriteFile(stamp, nil, 0o600); err != nil {
+		return err
+	}
+	return os.Chtimes(stamp, now, now)
+}
