@@ -12,8 +12,6 @@
 // CONTRACT FILE: the exported types other packages code against.
 package mime
 
-import "time"
-
 // Address is one mailbox of an address header, split the way IMAP's ENVELOPE
 // wants it (RFC 3501 section 7.4.2). A group is written as a start marker
 // (Mailbox = group name, Host = "") and an end marker (all fields empty), and
@@ -51,6 +49,12 @@ type Param struct {
 // Part is one node of the MIME tree. Offsets are byte positions in the whole
 // message: the part's header runs from HeaderStart to BodyStart (including
 // the blank line), its body from BodyStart to End.
+//
+// Message is nil for a message/rfc822 part whose body is base64 or
+// quoted-printable encoded (it is left opaque, as Dovecot does) or that lies
+// beyond MaxDepth: render such a part as a basic body (RFC 3501's
+// media-basic allows "MESSAGE"). Lines is the number of LFs in the body
+// (set for every part; IMAP shows it for text/* and message/rfc822).
 type Part struct {
 	HeaderStart, BodyStart, End int64
 
@@ -74,6 +78,17 @@ type Part struct {
 	Message *Part
 	// Envelope is set on the top-level part and on embedded messages.
 	Envelope *Envelope
+
+	// Header is the part's parsed header (for the top level and embedded
+	// messages, the message header), for SEARCH HEADER and display.
+	Header Header
+	// Truncated is set on a part that the parser did not split further
+	// because a limit (MaxDepth, MaxParts) was reached: such a multipart
+	// is reported as application/octet-stream and such a message/rfc822
+	// has no Message. Its bytes are all still there for BODY[] fetches.
+	Truncated bool
+
+	lfEnd int64 // LFs in the whole message before End
 }
 
 // The functions (implemented beside this file):
@@ -92,4 +107,3 @@ type Part struct {
 //		Specifier string   // "", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"
 //		Fields    []string // for HEADER.FIELDS[.NOT]
 //	}
-var _ time.Time
