@@ -62,13 +62,13 @@ func (m *mapAuth) Authenticate(ctx context.Context, service, name, password stri
 
 // testEnv is a running server with one user, alice, whose maildir is real.
 type testEnv struct {
-	t       *testing.T
-	srv     *Server
-	addr    string
-	tlsAddr string
-	root    string // alice's maildir
-	md      *maildir.Maildir
-	cert    *x509.Certificate
+	t         *testing.T
+	srv       *Server
+	addr      string
+	tlsAddr   string
+	root      string // alice's maildir
+	md        *maildir.Maildir
+	cert      *x509.Certificate
 	serveErrs chan error
 }
 
@@ -310,3 +310,5 @@ func (c *client) closed() bool {
 	_, err := c.r.ReadByte()
 	return err != nil
 }
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }

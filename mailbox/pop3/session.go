@@ -200,7 +200,7 @@ func (s *session) readLine() (string, error) {
 			buf = append(buf, chunk...)
 		}
 		if err == bufio.ErrBufferFull {
-			if total > maxDiscardLength {
+			if total >= maxDiscardLength {
 				return "", errLineFarTooLong
 			}
 			continue

@@ -79,4 +79,3 @@ func playTranscript(t *testing.T, env *testEnv, lines []string) {
 		}
 	}
 }
-
