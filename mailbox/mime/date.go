@@ -28,7 +28,7 @@ func ParseDate(raw string) (time.Time, bool) {
 		switch {
 		case month < 0 && monthNumber(f) > 0:
 			month = monthNumber(f)
-		case hour < 0 && strings.ContainsAny(f, ":") && parseClock(f, &hour, &minute, &sec):
+		case hour < 0 && strings.ContainsAny(f, ":.") && parseClock(f, &hour, &minute, &sec):
 		case day < 0 && isDigits(f) && len(f) <= 2:
 			day, _ = strconv.Atoi(f)
 		case year < 0 && isDigits(f) && len(f) >= 2 && len(f) <= 4 && (day >= 0 || month >= 0):

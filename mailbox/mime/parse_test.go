@@ -9,8 +9,8 @@ import (
 
 func TestParseStructure(t *testing.T) {
 	tests := []struct {
-		file      string
-		crlf, lf  string // expected structure() for each line-ending form
+		file     string
+		crlf, lf string // expected structure() for each line-ending form
 	}{
 		{"simple.eml",
 			"(text/plain CHARSET=US-ASCII 7BIT 55 1)",

@@ -16,30 +16,35 @@ type SectionSpec struct {
 
 // Find returns the part that the section part numbers path name, or nil.
 // Numbering follows RFC 3501 6.4.5: the children of a multipart are
-// numbered from 1; a part that is not a multipart has a single part 1, its
-// own body; the number after an embedded message/rfc822 counts in that
-// message's body the same way. An empty path is p itself.
+// numbered from 1; a message (the top level, or the message of a
+// message/rfc822 part) that is not a multipart has a single part 1, its own
+// body; numbers after a message/rfc822 part count in its message. A leaf
+// inside a multipart has no sub-parts. An empty path is p itself.
 func (p *Part) Find(path []int) *Part {
 	cur := p
+	isMessage := true // cur is a message (the top level or an embedded one)
 	for i, n := range path {
 		if n < 1 {
 			return nil
 		}
-		// After a message/rfc822 part, numbers count in its message.
-		if i > 0 && cur.Message != nil {
-			cur = cur.Message
+		if i > 0 {
+			// After a message/rfc822 part, numbers count in its message.
+			isMessage = cur.Message != nil
+			if isMessage {
+				cur = cur.Message
+			}
 		}
-		if cur.Type == "multipart" && len(cur.Children) > 0 {
+		switch {
+		case cur.Type == "multipart" && len(cur.Children) > 0:
 			if n > len(cur.Children) {
 				return nil
 			}
 			cur = cur.Children[n-1]
-			continue
-		}
-		if n != 1 {
+		case isMessage && n == 1:
+			// Part 1 of a non-multipart message is its body: the same Part.
+		default:
 			return nil
 		}
-		// Part 1 of a non-multipart is its body: the same Part.
 	}
 	return cur
 }
