@@ -394,4 +394,3 @@ func (failingReader) Read(p []byte) (int, error) {
 	copy(p, "partial")
 	return len("partial"), errors.New("connection reset")
 }
-

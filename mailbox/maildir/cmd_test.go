@@ -1,0 +1,224 @@
+package maildir
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func runDeliverquota(t *testing.T, stdin string, args ...string) (int, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := DeliverquotaMain(args, strings.NewReader(stdin), &stdout, &stderr)
+	return code, stderr.String()
+}
+
+func runMaildirmake(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := MaildirmakeMain(args, &stdout, &stderr)
+	return code, stderr.String()
+}
+
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+func TestDeliverquotaExitCodes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	if code, msg := runMaildirmake(t, dir); code != 0 {
+		t.Fatalf("maildirmake: %d %s", code, msg)
+	}
+	if code, msg := runMaildirmake(t, "-q", "100S", dir); code != 0 {
+		t.Fatalf("maildirmake -q: %d %s", code, msg)
+	}
+	if code, msg := runDeliverquota(t, strings.Repeat("a", 80), dir); code != 0 {
+		t.Fatalf("first delivery: %d %s", code, msg)
+	}
+	code, msg := runDeliverquota(t, strings.Repeat("b", 30), dir)
+	if code != 77 || strings.TrimSpace(msg) != "maildir over quota." {
+		t.Errorf("over quota: exit %d %q, want 77 \"maildir over quota.\"", code, msg)
+	}
+	if n := countFiles(t, filepath.Join(dir, "new")); n != 1 {
+		t.Errorf("new/ has %d files, want 1", n)
+	}
+	// Not a maildir (and no -c): temporary failure, the MTA retries.
+	if code, _ := runDeliverquota(t, "x", filepath.Join(t.TempDir(), "missing")); code != 75 {
+		t.Errorf("missing maildir: exit %d, want 75", code)
+	}
+	// -c creates it.
+	created := filepath.Join(t.TempDir(), "a", "b", "Maildir")
+	if code, msg := runDeliverquota(t, "x", "-c", created); code != 0 {
+		t.Errorf("-c: exit %d %s", code, msg)
+	}
+	if n := countFiles(t, filepath.Join(created, "new")); n != 1 {
+		t.Errorf("-c delivery: %d files", n)
+	}
+	// Usage errors.
+	for _, args := range [][]string{{}, {"-x", dir}, {"-w", "abc", dir}, {dir, "garbage"}, {dir, "1S", "extra"}} {
+		if code, _ := runDeliverquota(t, "x", args...); code != 64 {
+			t.Errorf("args %q: exit %d, want 64", args, code)
+		}
+	}
+}
+
+func TestDeliverquotaTempFailOnBrokenMaildir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	if err := Make(dir); err != nil {
+		t.Fatal(err)
+	}
+	// tmp/ replaced by a file: the write fails, nothing is delivered.
+	os.Remove(filepath.Join(dir, "tmp"))
+	if err := os.WriteFile(filepath.Join(dir, "tmp"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := runDeliverquota(t, "x", dir); code != 75 {
+		t.Errorf("exit %d, want 75", code)
+	}
+}
+
+func TestDeliverquotaQuotaArgumentAndFolder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	if err := Make(dir); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := runMaildirmake(t, "-f", "Lists", dir); code != 0 {
+		t.Fatalf("maildirmake -f: %d %s", code, msg)
+	}
+	// QUOTA argument installs the quota; the folder path counts against
+	// the parent maildir's maildirsize.
+	if code, msg := runDeliverquota(t, strings.Repeat("a", 8), filepath.Join(dir, ".Lists"), "10S"); code != 0 {
+		t.Fatalf("deliver to folder: %d %s", code, msg)
+	}
+	if n := countFiles(t, filepath.Join(dir, ".Lists", "new")); n != 1 {
+		t.Errorf("folder new/ has %d", n)
+	}
+	if code, _ := runDeliverquota(t, "abc", dir, "10S"); code != 77 {
+		t.Errorf("8+3 bytes of 10: exit %d, want 77", code)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, maildirsizeName))
+	if !strings.HasPrefix(string(data), "10S\n") {
+		t.Errorf("maildirsize %q", data)
+	}
+}
+
+func TestDeliverquotaWarning(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	if code, msg := runMaildirmake(t, "-q", "10000S", dir); code != 0 {
+		t.Fatalf("maildirmake -q on a new dir: %d %s", code, msg)
+	}
+	if code, msg := runDeliverquota(t, strings.Repeat("a", 500), "-w", "50", dir); code != 0 {
+		t.Fatal(code, msg)
+	}
+	if n := countFiles(t, filepath.Join(dir, "new")); n != 1 {
+		t.Fatalf("warning sent below threshold: %d files", n)
+	}
+	warnText := filepath.Join(t.TempDir(), "quotawarnmsg")
+	if err := os.WriteFile(warnText, []byte("Subject: you are full\n\nclean up\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := runDeliverquota(t, strings.Repeat("b", 4600), "-w", "50", "-W", warnText, dir); code != 0 {
+		t.Fatal(code, msg)
+	}
+	if n := countFiles(t, filepath.Join(dir, "new")); n != 3 {
+		t.Fatalf("want message + warning = 3 files, got %d", n)
+	}
+	found := false
+	entries, _ := os.ReadDir(filepath.Join(dir, "new"))
+	for _, e := range entries {
+		data, _ := os.ReadFile(filepath.Join(dir, "new", e.Name()))
+		if bytes.Contains(data, []byte("Subject: you are full")) && bytes.HasPrefix(data, []byte("Date: ")) && bytes.Contains(data, []byte("\nMessage-Id: <")) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("warning message with Date and Message-Id not found")
+	}
+	// Within 24 hours: no second warning.
+	if code, msg := runDeliverquota(t, "c", "-w", "50", dir); code != 0 {
+		t.Fatal(code, msg)
+	}
+	if n := countFiles(t, filepath.Join(dir, "new")); n != 4 {
+		t.Errorf("second warning within 24h: %d files, want 4", n)
+	}
+	// A day later: warned again.
+	old := time.Now().Add(-25 * time.Hour)
+	os.Chtimes(filepath.Join(dir, "quotawarn"), old, old)
+	if code, msg := runDeliverquota(t, "d", "-w", "50", dir); code != 0 {
+		t.Fatal(code, msg)
+	}
+	if n := countFiles(t, filepath.Join(dir, "new")); n != 6 {
+		t.Errorf("after 25h: %d files, want 6", n)
+	}
+}
+
+func TestMaildirmake(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "Maildir")
+	if code, msg := runMaildirmake(t, dir); code != 0 {
+		t.Fatal(code, msg)
+	}
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		st, err := os.Stat(filepath.Join(dir, sub))
+		if err != nil || st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v %v", sub, st, err)
+		}
+	}
+	if code, msg := runMaildirmake(t, dir); code != 1 || !strings.Contains(msg, "File exists") {
+		t.Errorf("existing dir: %d %q", code, msg)
+	}
+	if code, msg := runMaildirmake(t, "-F", "Entwürfe & Co", dir); code != 0 {
+		t.Fatal(code, msg)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".Entw&APw-rfe &- Co", maildirfolderName)); err != nil {
+		t.Errorf("-F folder not in modified UTF-7: %v", err)
+	}
+	for _, hostile := range []string{"../escape", "a/b", "..", "A..B", "INBOX"} {
+		if code, _ := runMaildirmake(t, "-f", hostile, dir); code == 0 {
+			t.Errorf("-f %q accepted", hostile)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(base, "escape")); err == nil {
+		t.Errorf("hostile name escaped the maildir")
+	}
+	if code, _ := runMaildirmake(t, "-q", "lots", dir); code != 64 {
+		t.Errorf("bad quota: exit %d", code)
+	}
+	if code, msg := runMaildirmake(t, "-S", dir); code != 64 || !strings.Contains(msg, "not supported yet") {
+		t.Errorf("-S: %d %q", code, msg)
+	}
+	if code, _ := runMaildirmake(t); code != 64 {
+		t.Errorf("no args: exit %d", code)
+	}
+	if code, msg := runMaildirmake(t, "-q", "5000S,10C", dir); code != 0 {
+		t.Fatal(code, msg)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, maildirsizeName))
+	if !strings.HasPrefix(string(data), "5000S,10C\n") {
+		t.Errorf("maildirsize %q", data)
+	}
+}
+
+func TestEncodeModifiedUTF7(t *testing.T) {
+	cases := map[string]string{
+		"INBOX":       "INBOX",
+		"a&b":         "a&-b",
+		"Entwürfe":    "Entw&APw-rfe",
+		"日本語":         "&ZeVnLIqe-",
+		"~peter/mail": "~peter/mail",
+		"😀":           "&2D3eAA-",
+	}
+	for in, want := range cases {
+		if got := EncodeModifiedUTF7(in); got != want {
+			t.Errorf("EncodeModifiedUTF7(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
