@@ -122,6 +122,7 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 		"bob":    {password: "bobpw", maildir: bobRoot, options: map[string]string{"disablepop3": "1"}},
 		"carol":  {password: "x", maildir: root, tempFail: true},
 		"nomail": {password: "x", maildir: filepath.Join(dir, "missing")},
+		"dave":   {password: "x", maildir: root, options: map[string]string{"disableinsecurepop3": "1"}},
 	}}
 	tlsConf, cert := testTLSConfig(t)
 	opt := Options{

@@ -449,6 +449,13 @@ func (s *session) login(user, password string) (stop bool) {
 		return false
 	}
 
+	if acct.Disabled("insecure"+auth.ServicePOP3) && !s.isTLS {
+		// Courier's "disableinsecurepop3" account option: this account may
+		// only use POP3 over TLS (STLS or pop3s).
+		s.log.Info("pop3: login refused without TLS", "user", acct.Name)
+		s.reply("-ERR [AUTH] POP3 access without TLS is disabled for this account")
+		return false
+	}
 	drop, err := openMaildrop(ctx, acct.MaildirPath(), s.log)
 	if err != nil {
 		s.log.Error("pop3: open maildrop", "user", acct.Name, "err", err)
