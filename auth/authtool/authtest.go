@@ -1,0 +1,189 @@
+package authtool
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"postern/auth"
+	"postern/auth/userdb"
+)
+
+// authtestTimeout bounds one authtest: modules may be network services.
+const authtestTimeout = 30 * time.Second
+
+const authtestUsage = `Usage: postern authtest [-s SERVICE] USER [PASSWORD]
+
+Look USER up in the authentication modules and print what they return, in
+the layout of Courier's authtest. With PASSWORD, also check the password for
+SERVICE (default "login"; imap, pop3, smtp and webmail pick that service's
+password field and "disable" option).
+
+Options:
+`
+
+// AuthtestMain runs "postern authtest ARGS" against svc. Exit 0 when the
+// lookup (or, with a password, the login) succeeded, 1 when it failed, 64 on
+// a usage error.
+func AuthtestMain(args []string, stdout, stderr io.Writer, svc *auth.Service) int {
+	fs := flag.NewFlagSet("postern authtest", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	service := fs.String("s", "login", "`service` name")
+	printUsage := func(w io.Writer) {
+		fmt.Fprint(w, authtestUsage)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout)
+			return ExitOK
+		}
+		fmt.Fprintf(stderr, "postern authtest: %v\n\n", err)
+		printUsage(stderr)
+		return ExitUsage
+	}
+	if fs.NArg() < 1 || fs.NArg() > 2 {
+		printUsage(stderr)
+		return ExitUsage
+	}
+	name := fs.Arg(0)
+	ctx, cancel := context.WithTimeout(context.Background(), authtestTimeout)
+	defer cancel()
+
+	var a *auth.Account
+	var err error
+	if fs.NArg() == 2 {
+		a, err = svc.Authenticate(ctx, *service, name, fs.Arg(1))
+	} else {
+		a, err = svc.Lookup(ctx, name)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "Authentication FAILED: %s\n", failureReason(err))
+		return ExitError
+	}
+	if fs.NArg() == 2 {
+		fmt.Fprint(stdout, "Authentication succeeded.\n\n")
+	}
+	printAccount(stdout, a, *service)
+	return ExitOK
+}
+
+// failureReason words an auth error for a person.
+func failureReason(err error) string {
+	switch {
+	case errors.Is(err, auth.ErrNoSuchUser):
+		return "no such user"
+	case errors.Is(err, auth.ErrBadPassword):
+		return "wrong password"
+	case errors.Is(err, auth.ErrDisabled):
+		return "service disabled for this account"
+	case errors.Is(err, auth.ErrTemporary):
+		return "temporary failure, try again later (" + err.Error() + ")"
+	}
+	return err.Error()
+}
+
+// printAccount writes Courier authtest's block: labels right-aligned to
+// "Encrypted Password:", "(none)" for what is not set.
+func printAccount(w io.Writer, a *auth.Account, service string) {
+	none := func(s string) string {
+		if s == "" {
+			return "(none)"
+		}
+		return s
+	}
+	hash, _ := userdb.PasswordFor(a.Fields, service)
+	fmt.Fprintf(w, "     Authenticated: %s  (uid %d, gid %d)\n", a.Name, a.UID, a.GID)
+	fmt.Fprintf(w, "    Home Directory: %s\n", none(a.Home))
+	fmt.Fprintf(w, "           Maildir: %s\n", none(a.Maildir))
+	fmt.Fprintf(w, "             Quota: %s\n", none(a.Quota))
+	fmt.Fprintf(w, "Encrypted Password: %s\n", none(hash))
+	fmt.Fprintf(w, "Cleartext Password: %s\n", none(a.Fields["clearpw"]))
+	fmt.Fprintf(w, "           Options: %s\n", none(formatOptions(a)))
+}
+
+func formatOptions(a *auth.Account) string {
+	if raw, ok := a.Fields[userdb.FieldOptions]; ok {
+		return raw
+	}
+	keys := make([]string, 0, len(a.Options))
+	for k := range a.Options {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + a.Options[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+const makeuserdbUsage = `Usage: postern makeuserdb [-f SOURCE] [-v]
+
+Compile the userdb source (CONFIGDIR/userdb, a file or a directory of files
+read in lexical order) into CONFIGDIR/userdb.db. The new file replaces the
+old one atomically; running servers pick it up within a second. A bad line
+is reported as FILE:LINE: reason and the old database is kept.
+
+Options:
+`
+
+// MakeuserdbMain runs "postern makeuserdb ARGS": 0 compiled, 1 refused, 64
+// usage error.
+func MakeuserdbMain(args []string, stdout, stderr io.Writer, configDir string) int {
+	p := PathsFor(configDir)
+	fs := flag.NewFlagSet("postern makeuserdb", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	source := fs.String("f", "", "compile `SOURCE` into SOURCE.db instead of CONFIGDIR/userdb into CONFIGDIR/userdb.db")
+	verbose := fs.Bool("v", false, "report how many accounts were compiled")
+	printUsage := func(w io.Writer) {
+		fmt.Fprint(w, makeuserdbUsage)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout)
+			return ExitOK
+		}
+		fmt.Fprintf(stderr, "postern makeuserdb: %v\n\n", err)
+		printUsage(stderr)
+		return ExitUsage
+	}
+	if fs.NArg() != 0 {
+		printUsage(stderr)
+		return ExitUsage
+	}
+	src, db := p.Source, p.DB
+	if *source != "" {
+		src, db = *source, strings.TrimRight(*source, "/")+".db"
+	} else {
+		// Edits by "postern user" hold this lock; do not compile mid-edit.
+		unlock, err := lockEdits(p)
+		if err != nil {
+			fmt.Fprintf(stderr, "postern makeuserdb: %v\n", err)
+			return ExitError
+		}
+		defer unlock()
+	}
+	entries, err := userdb.LoadSource(src)
+	if err == nil {
+		err = userdb.WriteDB(entries, db, src)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "postern makeuserdb: %v\n", err)
+		return ExitError
+	}
+	if *verbose {
+		fmt.Fprintf(stdout, "%s: %d accounts compiled into %s\n", src, len(entries), db)
+	}
+	return ExitOK
+}
