@@ -28,6 +28,7 @@ func ParseAddressList(value string) []Address {
 	inGroup := false
 	var seg []addrToken
 	angle := 0
+	segHasAt := false // seg contains "@" (then ":" is not a group start)
 	flush := func() {
 		if len(seg) > 0 && len(out) < maxAddresses {
 			if a, ok := buildAddress(seg); ok {
@@ -35,6 +36,7 @@ func ParseAddressList(value string) []Address {
 			}
 		}
 		seg = seg[:0]
+		segHasAt = false
 	}
 	for _, t := range toks {
 		if t.kind == tokSpecial {
@@ -53,12 +55,14 @@ func ParseAddressList(value string) []Address {
 			case ":":
 				// A colon outside angle brackets, before any "@", starts a
 				// group (RFC 5322 3.4); inside brackets it ends a route.
-				if angle == 0 && !inGroup && !segHas(seg, "@") {
+				if angle == 0 && !inGroup && !segHasAt {
 					out = append(out, Address{Mailbox: DecodeHeaderValue(phraseText(seg)), Group: true})
 					inGroup = true
 					seg = seg[:0]
 					continue
 				}
+			case "@":
+				segHasAt = true
 			case ";":
 				if angle == 0 {
 					flush()
@@ -164,15 +168,6 @@ func tokenizeAddress(s string) []addrToken {
 		}
 	}
 	return toks
-}
-
-func segHas(seg []addrToken, special string) bool {
-	for _, t := range seg {
-		if t.kind == tokSpecial && t.text == special {
-			return true
-		}
-	}
-	return false
 }
 
 // phraseText joins the words and quoted strings of toks with single spaces,

@@ -71,17 +71,17 @@ func DecodeHeaderValue(raw string) string {
 	}
 	var b strings.Builder
 	b.Grow(len(raw))
-	pendingSpace := "" // whitespace seen after an encoded word
+	spaceStart := -1 // start of the whitespace run after the last token
 	lastWasWord := false
 	words := 0
 	for i := 0; i < len(raw); {
 		if words < maxEncodedWords && strings.HasPrefix(raw[i:], "=?") {
 			if text, n, ok := decodeEncodedWord(raw[i:]); ok {
 				words++
-				if !lastWasWord {
-					b.WriteString(pendingSpace)
+				if !lastWasWord && spaceStart >= 0 {
+					b.WriteString(raw[spaceStart:i])
 				}
-				pendingSpace = ""
+				spaceStart = -1
 				b.WriteString(text)
 				i += n
 				lastWasWord = true
@@ -90,25 +90,36 @@ func DecodeHeaderValue(raw string) string {
 		}
 		c := raw[i]
 		if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
-			pendingSpace += string(c)
+			if spaceStart < 0 {
+				spaceStart = i
+			}
 			i++
 			continue
 		}
-		b.WriteString(pendingSpace)
-		pendingSpace = ""
+		if spaceStart >= 0 {
+			b.WriteString(raw[spaceStart:i])
+			spaceStart = -1
+		}
 		lastWasWord = false
 		b.WriteByte(c)
 		i++
 	}
-	b.WriteString(pendingSpace)
+	if spaceStart >= 0 {
+		b.WriteString(raw[spaceStart:])
+	}
 	return b.String()
 }
+
+// maxEncodedWordLen bounds the length of one encoded-word. RFC 2047 2 says
+// 75; mailers exceed it, so allow much more, but not so much that a value
+// full of stray "=?" costs quadratic time.
+const maxEncodedWordLen = 1024
 
 // decodeEncodedWord decodes "=?charset?B|Q?text?=" at the start of s and
 // returns the UTF-8 text and the number of bytes consumed.
 func decodeEncodedWord(s string) (string, int, bool) {
 	// =?charset?enc?text?=
-	rest := s[2:]
+	rest := s[2:min(len(s), maxEncodedWordLen)]
 	q1 := strings.IndexByte(rest, '?')
 	if q1 <= 0 || q1+2 >= len(rest) || rest[q1+2] != '?' {
 		return "", 0, false

@@ -79,15 +79,15 @@ func TestParseAddressList(t *testing.T) {
 func TestDecodeHeaderValue(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"plain text", "plain text"},
-		{"=?UTF-8?Q?Caf=C3=A9?= =?UTF-8?B?IG1lbnU=?=", "Café menu"},       // RFC 2047 6.2: space between words dropped
-		{"=?ISO-8859-1?Q?a?= b =?ISO-8859-1?Q?c?=", "a b c"},               // RFC 2047 8 examples
-		{"(=?ISO-8859-1?Q?a?=  =?ISO-8859-2?Q?_b?=)", "(a b)"},             // RFC 2047 8
-		{"=?US-ASCII*EN?Q?Keith_Moore?=", "Keith Moore"},                   // RFC 2231 5 language
-		{"=?koi8-r?B?8NLJ18XU?=", "Привет"},                                // non-Latin charset
-		{"=?x-unknown?Q?abc?=", "=?x-unknown?Q?abc?="},                     // unknown charset left as written
-		{"=?UTF-8?B?w6k?=", "é"},                                          // missing padding
-		{"=?UTF-8?Q?bad=ZZ?=", "bad=ZZ"},                                   // bad escape kept
-		{"pre=?UTF-8?Q?glued?=post", "pregluedpost"},                       // lenient: glued to text
+		{"=?UTF-8?Q?Caf=C3=A9?= =?UTF-8?B?IG1lbnU=?=", "Café menu"}, // RFC 2047 6.2: space between words dropped
+		{"=?ISO-8859-1?Q?a?= b =?ISO-8859-1?Q?c?=", "a b c"},        // RFC 2047 8 examples
+		{"(=?ISO-8859-1?Q?a?=  =?ISO-8859-2?Q?_b?=)", "(a b)"},      // RFC 2047 8
+		{"=?US-ASCII*EN?Q?Keith_Moore?=", "Keith Moore"},            // RFC 2231 5 language
+		{"=?koi8-r?B?8NLJ18XU?=", "Привет"},                         // non-Latin charset
+		{"=?x-unknown?Q?abc?=", "=?x-unknown?Q?abc?="},              // unknown charset left as written
+		{"=?UTF-8?B?w6k?=", "é"},                                    // missing padding
+		{"=?UTF-8?Q?bad=ZZ?=", "bad=ZZ"},                            // bad escape kept
+		{"pre=?UTF-8?Q?glued?=post", "pregluedpost"},                // lenient: glued to text
 		{"=?UTF-8?Q?unterminated", "=?UTF-8?Q?unterminated"},
 		{"raw \xe9 8-bit", "raw \xe9 8-bit"},
 	}

@@ -41,7 +41,7 @@ type lineReader struct {
 
 func newLineReader(r io.ReaderAt, start, end int64) *lineReader {
 	return &lineReader{
-		br:  bufio.NewReaderSize(io.NewSectionReader(r, start, end-start), 32<<10),
+		br:  bufio.NewReaderSize(io.NewSectionReader(r, start, end-start), 8<<10),
 		off: start,
 	}
 }

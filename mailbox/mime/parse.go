@@ -166,6 +166,21 @@ func (p *parser) parseLeafBody(part *Part) {
 	p.closeBody(part, end, part.BodyStart, bodyLF)
 }
 
+// skipEpilogue consumes the lines after a close delimiter up to a boundary
+// of an enclosing multipart or EOF (RFC 2046 5.1.1: the epilogue is
+// ignored) and returns the end of the last line consumed.
+func (p *parser) skipEpilogue(own int, end int64) int64 {
+	lr := p.lr
+	for lr.next() {
+		if m := p.matchBoundary(lr.line); m.level >= 0 && m.level < own {
+			lr.unread()
+			break
+		}
+		end = lr.start + lr.length
+	}
+	return end
+}
+
 // closeBody ends a body whose last line ends at end. When a boundary
 // follows, RFC 2046 5.1.1 gives the line break before it to the boundary,
 // so that line break is not part of the body, unless it lies at or before
@@ -208,6 +223,10 @@ func (p *parser) parseMultipartBody(part *Part, boundary string, depth int) {
 		if m.level == own {
 			end = lr.start + lr.length
 			found = !m.final
+			if m.final {
+				// "--b--" before any part: the rest is epilogue.
+				end = p.skipEpilogue(own, end)
+			}
 			break
 		}
 		if m.level >= 0 {
@@ -258,14 +277,7 @@ func (p *parser) parseMultipartBody(part *Part, boundary string, depth int) {
 		}
 		end = lr.start + lr.length
 		if m.final {
-			// Epilogue: ignored up to an outer boundary or EOF.
-			for lr.next() {
-				if m := p.matchBoundary(lr.line); m.level >= 0 && m.level < own {
-					lr.unread()
-					break
-				}
-				end = lr.start + lr.length
-			}
+			end = p.skipEpilogue(own, end)
 			break
 		}
 	}
