@@ -237,9 +237,19 @@ func TestUserKeepsCommentsAndRefusesForeignEntriesInDirectorySource(t *testing.T
 func TestUserRefusesToEditABrokenSource(t *testing.T) {
 	configDir, _ := newConfig(t)
 	write(t, filepath.Join(configDir, "userdb"), "good\tuid=1|gid=1|home=/g\nbad line\n")
+	os.Chmod(filepath.Join(configDir, "userdb"), 0o640)
 	r := runUser(t, configDir, "", "add", "x@example.test", "--password", "x", "--no-maildir")
 	if r.code != 1 || !strings.Contains(r.stderr, filepath.Join(configDir, "userdb")+":2: missing TAB") {
 		t.Fatalf("add with broken source: %+v", r)
+	}
+	// Fixed by hand, the next edit also drops the group permission.
+	write(t, filepath.Join(configDir, "userdb"), "good\tuid=1|gid=1|home=/g\n")
+	os.Chmod(filepath.Join(configDir, "userdb"), 0o640)
+	if r := runUser(t, configDir, "", "add", "x@example.test", "--password", "x", "--no-maildir"); r.code != 0 {
+		t.Fatalf("add after fix: %+v", r)
+	}
+	if st, _ := os.Stat(filepath.Join(configDir, "userdb")); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode after edit = %v, want 0600", st.Mode().Perm())
 	}
 }
 

@@ -98,12 +98,14 @@ func lockEdits(p Paths) (unlock func(), err error) {
 }
 
 // writeFileAtomic replaces path with data: temporary file in the same
-// directory, fsync, rename, fsync of the directory. An existing file keeps
-// its mode; a new one is 0600 (the userdb holds password hashes).
+// directory, fsync, rename, fsync of the directory. The file holds
+// password hashes, so it is written without group or world permissions
+// (Courier's userdb insists on the same); an existing file keeps its owner
+// bits.
 func writeFileAtomic(path string, data []byte) error {
 	mode := os.FileMode(0o600)
 	if st, err := os.Stat(path); err == nil {
-		mode = st.Mode().Perm()
+		mode = st.Mode().Perm() & 0o700
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

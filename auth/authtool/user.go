@@ -337,6 +337,9 @@ Maildir HOME/Maildir.`)
 		return err
 	}
 	fmt.Fprintf(u.stdout, "added %s (home %s)\n", name, absHome)
+	if *uid == 0 {
+		fmt.Fprintf(u.stderr, "note: %s's mail is owned by uid 0 (root); pass --uid and --gid to use a mail user\n", name)
+	}
 	return nil
 }
 
