@@ -526,3 +526,67 @@ func TestManyConnectionsLeaveNoGoroutines(t *testing.T) {
 	}
 	waitFor(t, func() bool { return env.srv.Stats().ActiveSessions == 0 })
 }
+
+// Sessions logging in at the same time agree on every new message's
+// unique-id: the size list is updated under a lock.
+func TestConcurrentLoginsAgreeOnUIDLs(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) { o.AllowInsecureAuth = true })
+	for i := range 15 {
+		env.deliver("Subject: " + strconv.Itoa(i) + "\n\nbody\n")
+	}
+	const sessions = 6
+	results := make(chan string, sessions)
+	clients := make([]*client, sessions)
+	for i := range clients {
+		clients[i] = env.dial()
+	}
+	for _, c := range clients {
+		go func() {
+			c.send("USER alice\r\nPASS secret pass\r\nUIDL")
+			var b strings.Builder
+			for {
+				l, err := c.r.ReadString('\n')
+				if err != nil || l == ".\r\n" {
+					break
+				}
+				b.WriteString(l)
+			}
+			results <- b.String()
+		}()
+	}
+	first := <-results
+	for range sessions - 1 {
+		if got := <-results; got != first {
+			t.Errorf("sessions disagree:\n%s\nvs\n%s", got, first)
+		}
+	}
+	if !strings.Contains(first, "15 UID15-") {
+		t.Errorf("UIDL listing %q", first)
+	}
+}
+
+// Shutdown's context bounds the wait: a client that does not read a large
+// RETR is cut off.
+func TestShutdownDeadlineCutsStuckSessions(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) { o.AllowInsecureAuth = true })
+	env.deliver("Subject: big\n\n" + strings.Repeat(strings.Repeat("y", 998)+"\n", 20000))
+	c := env.login()
+	c.send("RETR 1") // and never read the answer
+	time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := env.srv.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown = %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Shutdown took %v", d)
+	}
+	if n := env.srv.Stats().ActiveSessions; n != 0 {
+		t.Errorf("%d sessions left", n)
+	}
+	if n := len(syncInbox(t, env).Messages); n != 1 {
+		t.Errorf("%d messages, want 1", n)
+	}
+}
