@@ -236,7 +236,7 @@ func buildAddress(seg []addrToken) (Address, bool) {
 	} else {
 		local = spec
 	}
-	a.Mailbox = joinRaw(local)
+	a.Mailbox = joinLocalPart(local)
 	a.Host = joinRaw(domain)
 	if lt < 0 && at < 0 {
 		// No "<" and no "@": a bare word or a name without an address.
@@ -259,6 +259,24 @@ func buildAddress(seg []addrToken) (Address, bool) {
 		a.Host = MissingDomain
 	}
 	return a, true
+}
+
+// joinLocalPart concatenates a local part with its quoting removed, as
+// RFC 3501 7.4.2 asks of addr-mailbox ("local-part after removing
+// [RFC-2822] quoting").
+func joinLocalPart(toks []addrToken) string {
+	var b strings.Builder
+	for _, t := range toks {
+		switch t.kind {
+		case tokWord, tokQuoted:
+			b.WriteString(t.text)
+		case tokSpecial:
+			if t.text == "@" || t.text == "," || t.text == ":" {
+				b.WriteString(t.text)
+			}
+		}
+	}
+	return b.String()
 }
 
 // joinRaw concatenates the words, quoted strings (with their quotes) and

@@ -64,7 +64,7 @@ func TestParseAddressList(t *testing.T) {
 		{`root`, `["" "" "root" "MISSING_DOMAIN"]`},
 		{`<>`, `["" "" "MISSING_MAILBOX" "MISSING_DOMAIN"]`},
 		{`Broken <broken@example.com`, `["Broken" "" "broken" "example.com"]`},
-		{`"quoted local"@example.com`, `["" "" "\"quoted local\"" "example.com"]`},
+		{`"quoted local"@example.com`, `["" "" "quoted local" "example.com"]`}, // RFC 3501: quoting removed
 		{`user@[192.0.2.1]`, `["" "" "user" "[192.0.2.1]"]`},
 		{``, ``},
 		{`, ,`, ``},
