@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -46,6 +47,7 @@ func openMaildrop(ctx context.Context, root string, log *slog.Logger) (*maildrop
 	if err != nil {
 		return nil, fmt.Errorf("pop3 maildrop %s: sync: %w", root, err)
 	}
+	purgeStaleTmp(filepath.Join(folder.Path(), "tmp"), time.Now().Add(-staleTmpAge), log)
 	lock, err := lockSizeList(folder.Path())
 	if err != nil {
 		return nil, err
@@ -106,6 +108,32 @@ func openMaildrop(ctx context.Context, root string, log *slog.Logger) (*maildrop
 		}
 	}
 	return drop, nil
+}
+
+// staleTmpAge is how old a file in tmp/ must be before a login removes it:
+// Courier's pop3d clears tmp/ of files older than 48 hours ("like every good
+// Maildir reader"), the leftovers of deliveries that died half-way.
+const staleTmpAge = 48 * time.Hour
+
+// purgeStaleTmp removes regular files in dir last modified before cutoff.
+// Failures only leave litter behind, so they are logged and ignored.
+func purgeStaleTmp(dir string, cutoff time.Time, log *slog.Logger) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || !info.ModTime().Before(cutoff) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.Warn("pop3: purge tmp", "file", filepath.Join(dir, e.Name()), "err", err)
+		}
+	}
 }
 
 func measureStored(folder *maildir.Folder, key string) (int64, bool, error) {

@@ -590,3 +590,25 @@ func TestShutdownDeadlineCutsStuckSessions(t *testing.T) {
 		t.Errorf("%d messages, want 1", n)
 	}
 }
+
+func TestLoginPurgesStaleTmpFiles(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) { o.AllowInsecureAuth = true })
+	old := filepath.Join(env.root, "tmp", "1.dead.delivery")
+	fresh := filepath.Join(env.root, "tmp", "2.running.delivery")
+	for _, p := range []string{old, fresh} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-49 * time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	env.login().ok("QUIT")
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale tmp file kept: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh tmp file removed: %v", err)
+	}
+}
