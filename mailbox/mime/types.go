@@ -101,9 +101,17 @@ type Part struct {
 //	func (p *Part) Text(r io.ReaderAt) (string, error)      // decoded (CTE + charset -> UTF-8) text of all text/* leaves, for SEARCH BODY/TEXT
 //	func ParseDate(raw string) (time.Time, bool)            // RFC 5322 date, lenient, for SEARCH SENTBEFORE etc.
 //
-//	type Header struct{ ... }        // ordered fields: Get(name) string, Values(name) []string, Fields() []Field
+//	type Header struct{ ... }        // ordered fields: Get(name) string, Values(name) []string, Fields() []Field, Has(name) bool
 //	type SectionSpec struct {
 //		Path      []int    // part numbers; empty = whole message
 //		Specifier string   // "", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"
 //		Fields    []string // for HEADER.FIELDS[.NOT]
 //	}
+//
+// Added beside the contract:
+//
+//	func ParseAddressList(value string) []Address      // the lenient address parser the envelope uses
+//	const MissingMailbox, MissingDomain                 // placeholders for broken addresses (as Dovecot)
+//	const MaxDepth = 64, MaxParts = 10000, MaxText = 16 MiB
+//	var ErrBadSpecifier                                  // Section with an unknown specifier
+//	Part.Header (parsed header), Part.Truncated (a limit stopped the split)
