@@ -34,6 +34,10 @@ const openTimeout = 2 * time.Second
 // ErrClosed is returned by lookups on a closed DB.
 var ErrClosed = errors.New("userdb: database closed")
 
+// timingDummyHash is a bcrypt (cost 10, the default Hash makes) of a
+// password nobody uses; unknown names are checked against it.
+const timingDummyHash = "$2a$10$XWrre.DjsBdrVUiNmFgIC.6VIxG19ivVmwaib2IhAjZQaYFpUDyVe"
+
 // Option tunes Open.
 type Option func(*DB)
 
@@ -275,6 +279,11 @@ func PasswordFor(fields map[string]string, service string) (string, bool) {
 func (d *DB) Authenticate(ctx context.Context, service, name, password string) (*auth.Account, error) {
 	f, err := d.fields(ctx, name)
 	if err != nil {
+		if errors.Is(err, auth.ErrNoSuchUser) {
+			// Spend what a real bcrypt check would, so that response time
+			// does not tell which names exist.
+			passwd.Verify(timingDummyHash, password)
+		}
 		return nil, err
 	}
 	hash, ok := PasswordFor(f, service)

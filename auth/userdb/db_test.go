@@ -296,3 +296,18 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 }
+
+// An unknown name costs a bcrypt check too, so timing does not reveal
+// which names exist. (A loose lower bound: bcrypt cost 10 takes tens of ms.)
+func TestAuthenticateUnknownUserSpendsBcryptTime(t *testing.T) {
+	_, dbPath := compileSource(t, testSource)
+	db := openDB(t, dbPath)
+	start := time.Now()
+	_, err := db.Authenticate(context.Background(), "imap", "nobody@example.test", "guess")
+	if !errors.Is(err, auth.ErrNoSuchUser) {
+		t.Fatalf("err = %v", err)
+	}
+	if el := time.Since(start); el < 5*time.Millisecond {
+		t.Errorf("unknown user answered in %v; want a bcrypt-sized delay", el)
+	}
+}
