@@ -1,7 +1,7 @@
 package mime
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -197,16 +197,36 @@ func TestParseLimits(t *testing.T) {
 	})
 }
 
-// errReaderAt fails every read, as a vanished file would.
-type errReaderAt struct{}
+// failingReaderAt serves the first n bytes of msg and then fails, as a
+// file on a vanished disk would.
+type failingReaderAt struct {
+	msg []byte
+	n   int64
+}
 
-var errDiskGone = fmt.Errorf("disk gone")
+var errDiskGone = errors.New("disk gone")
 
-func (errReaderAt) ReadAt([]byte, int64) (int, error) { return 0, errDiskGone }
-
-func TestParseIOError(t *testing.T) {
-	if _, err := Parse(errReaderAt{}, 100); err == nil || !strings.Contains(err.Error(), "disk gone") {
-		t.Fatalf("err = %v", err)
+func (f failingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.n {
+		return 0, errDiskGone
 	}
-	_ = bytes.MinRead
+	return copy(p, f.msg[off:]), nil
+}
+
+func TestIOErrors(t *testing.T) {
+	msg := loadMessage(t, "nested.eml", true)
+	if _, err := Parse(failingReaderAt{msg, 0}, int64(len(msg))); !errors.Is(err, errDiskGone) {
+		t.Errorf("Parse: %v", err)
+	}
+	root := mustParse(t, msg)
+	broken := failingReaderAt{msg, 10}
+	if _, err := Section(broken, root, SectionSpec{Specifier: "TEXT"}); !errors.Is(err, errDiskGone) {
+		t.Errorf("Section: %v", err)
+	}
+	if _, err := root.Text(broken); !errors.Is(err, errDiskGone) {
+		t.Errorf("Text: %v", err)
+	}
+	if _, err := ParseHeader(broken, root.HeaderStart, root.BodyStart); !errors.Is(err, errDiskGone) {
+		t.Errorf("ParseHeader: %v", err)
+	}
 }
