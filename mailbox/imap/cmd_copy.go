@@ -1,0 +1,152 @@
+package imap
+
+import (
+	"errors"
+	"fmt"
+
+	"postern/mailbox/maildir"
+)
+
+// COPY, UID COPY (RFC 3501 6.4.7) with COPYUID (RFC 4315), and MOVE,
+// UID MOVE (RFC 6851).
+func copyCommands() []*commandSpec {
+	return []*commandSpec{
+		{name: "COPY", states: stateSelected, parse: parseCopy, exec: execCopy, expungeOK: true},
+		{name: "UID COPY", states: stateSelected, parse: parseCopy, exec: execCopy, expungeOK: true},
+		{name: "MOVE", states: stateSelected, caps: []string{"MOVE"}, parse: parseCopy, exec: execMove, expungeOK: true, noUpdates: true},
+		{name: "UID MOVE", states: stateSelected, caps: []string{"MOVE"}, parse: parseCopy, exec: execMove, expungeOK: true, noUpdates: true},
+	}
+}
+
+type copyArgs struct {
+	set     seqSet
+	mailbox string
+}
+
+func parseCopy(d *decoder) (any, error) {
+	if err := d.sp(); err != nil {
+		return nil, err
+	}
+	set, err := d.seqSet()
+	if err != nil {
+		return nil, err
+	}
+	if err := d.sp(); err != nil {
+		return nil, err
+	}
+	mb, err := d.astring()
+	if err != nil {
+		return nil, err
+	}
+	return copyArgs{set, mb}, nil
+}
+
+// copyMessages copies the messages a set names into the mailbox and returns
+// the source indexes copied and the COPYUID response code.
+func (s *session) copyMessages(c *command) (indexes []int, code string, r result, failed bool) {
+	a := c.args.(copyArgs)
+	sel := s.sel
+	if !c.uid && !sel.seqInRange(a.set) {
+		return nil, "", bad("Invalid sequence number"), true
+	}
+	folder, err := s.folderName(a.mailbox)
+	if err != nil {
+		return nil, "", nameResult(err), true
+	}
+	dst, err := s.mail.Folder(folder)
+	if err != nil {
+		if errors.Is(err, maildir.ErrNoFolder) {
+			return nil, "", no("TRYCREATE", "No such mailbox; create it first"), true
+		}
+		return nil, "", s.storageResult(err, "COPY"), true
+	}
+	var newKeys []string
+	var srcUIDs []uint32
+	undo := func() {
+		for _, k := range newKeys {
+			dst.Remove(k)
+		}
+	}
+	for _, i := range sel.resolve(a.set, c.uid) {
+		m := &sel.msgs[i]
+		if m.gone {
+			continue
+		}
+		key, err := sel.folder.CopyTo(dst, m.key)
+		if err != nil {
+			if errors.Is(err, maildir.ErrNoMessage) {
+				continue
+			}
+			// COPY is all or nothing (RFC 3501 6.4.7).
+			undo()
+			return nil, "", s.storageResult(err, "COPY"), true
+		}
+		newKeys = append(newKeys, key)
+		srcUIDs = append(srcUIDs, m.uid)
+		indexes = append(indexes, i)
+	}
+	if len(newKeys) == 0 {
+		return nil, "", result{}, false
+	}
+	s.srv.hub.notify(dst.Path(), s)
+	if dst.Path() == sel.folder.Path() {
+		s.markChanged()
+	}
+	snap, err := dst.Sync(false)
+	if err != nil {
+		return indexes, "", result{}, false // copied; only the UIDs are unknown
+	}
+	byKey := make(map[string]uint32, len(snap.Messages))
+	for i := range snap.Messages {
+		byKey[snap.Messages[i].Key] = snap.Messages[i].UID
+	}
+	dstUIDs := make([]uint32, 0, len(newKeys))
+	for _, k := range newKeys {
+		uid, ok := byKey[k]
+		if !ok {
+			return indexes, "", result{}, false
+		}
+		dstUIDs = append(dstUIDs, uid)
+	}
+	code = fmt.Sprintf("COPYUID %d %s %s", snap.UIDValidity, compactUIDs(srcUIDs), compactUIDs(dstUIDs))
+	return indexes, code, result{}, false
+}
+
+func execCopy(s *session, c *command) result {
+	_, code, r, failed := s.copyMessages(c)
+	if failed {
+		return r
+	}
+	if code != "" {
+		return okCode(code, c.name+" completed")
+	}
+	return ok(c.name + " completed")
+}
+
+// execMove copies, then expunges the originals: COPYUID goes out as an
+// untagged OK before the EXPUNGE responses (RFC 6851 4.3).
+func execMove(s *session, c *command) result {
+	if s.sel.readOnly {
+		return no("READ-ONLY", "Mailbox is read-only")
+	}
+	indexes, code, r, failed := s.copyMessages(c)
+	if failed {
+		return r
+	}
+	if code != "" {
+		s.w.line("* OK [").raw(code).raw("] Moved").end()
+	}
+	sel := s.sel
+	for _, i := range indexes {
+		if err := sel.folder.Remove(sel.msgs[i].key); err != nil && !errors.Is(err, maildir.ErrNoMessage) {
+			return s.storageResult(err, "MOVE")
+		}
+	}
+	if len(indexes) > 0 {
+		s.srv.hub.notify(sel.folder.Path(), s)
+	}
+	if r, failed := s.syncResult(s.syncSelected(true)); failed {
+		return r
+	}
+	return ok(c.name + " completed")
+}

@@ -1,0 +1,587 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"postern/mailbox/maildir"
+	"postern/mailbox/mime"
+)
+
+// FETCH and UID FETCH (RFC 3501 6.4.5, 6.4.8).
+func fetchCommands() []*commandSpec {
+	return []*commandSpec{
+		{name: "FETCH", states: stateSelected, parse: parseFetch, exec: execFetch},
+		{name: "UID FETCH", states: stateSelected, parse: parseFetch, exec: execFetch},
+	}
+}
+
+const maxSectionPath = 16 // part numbers in one BODY[1.2.3...] section
+
+// fetchItem is one fetch attribute.
+type fetchItem struct {
+	name    string // ENVELOPE, FLAGS, INTERNALDATE, RFC822, RFC822.HEADER, RFC822.SIZE, RFC822.TEXT, BODY, BODYSTRUCTURE, UID, or BODY[ for sections
+	section mime.SectionSpec
+	label   string // the section as echoed in the response, e.g. "HEADER.FIELDS (From To)"
+	peek    bool
+	partial bool
+	start   int64
+	count   int64
+}
+
+type fetchArgs struct {
+	set   seqSet
+	items []fetchItem
+}
+
+func (it *fetchItem) needsBody() bool {
+	switch it.name {
+	case "ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[":
+		return true
+	}
+	return false
+}
+
+// setsSeen: body fetches without PEEK mark the message \Seen (RFC 3501 6.4.5).
+func (it *fetchItem) setsSeen() bool {
+	return (it.name == "BODY[" && !it.peek) || it.name == "RFC822" || it.name == "RFC822.TEXT"
+}
+
+func parseFetch(d *decoder) (any, error) {
+	if err := d.sp(); err != nil {
+		return nil, err
+	}
+	set, err := d.seqSet()
+	if err != nil {
+		return nil, err
+	}
+	if err := d.sp(); err != nil {
+		return nil, err
+	}
+	var a fetchArgs
+	a.set = set
+	b, err := d.peek()
+	if err != nil {
+		return nil, err
+	}
+	if b != '(' {
+		name, err := d.readWhile(isFetchNameChar, "fetch attribute")
+		if err != nil {
+			return nil, err
+		}
+		switch strings.ToUpper(name) {
+		case "ALL":
+			a.items = macroItems("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE")
+			return a, nil
+		case "FAST":
+			a.items = macroItems("FLAGS", "INTERNALDATE", "RFC822.SIZE")
+			return a, nil
+		case "FULL":
+			a.items = macroItems("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY")
+			return a, nil
+		}
+		it, err := d.fetchAttRest(name)
+		if err != nil {
+			return nil, err
+		}
+		a.items = []fetchItem{it}
+		return a, nil
+	}
+	d.readByte()
+	for {
+		name, err := d.readWhile(isFetchNameChar, "fetch attribute")
+		if err != nil {
+			return nil, err
+		}
+		it, err := d.fetchAttRest(name)
+		if err != nil {
+			return nil, err
+		}
+		if len(a.items) >= 64 {
+			return nil, syntaxErr("too many fetch attributes")
+		}
+		a.items = append(a.items, it)
+		b, err := d.peek()
+		if err != nil {
+			return nil, err
+		}
+		if b == ')' {
+			d.readByte()
+			return a, nil
+		}
+		if err := d.sp(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func macroItems(names ...string) []fetchItem {
+	items := make([]fetchItem, len(names))
+	for i, n := range names {
+		items[i].name = n
+	}
+	return items
+}
+
+func isFetchNameChar(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.'
+}
+
+// fetchAttRest finishes an attribute whose name was read: a section and a
+// partial range for BODY[ and BODY.PEEK[.
+func (d *decoder) fetchAttRest(name string) (fetchItem, error) {
+	name = strings.ToUpper(name)
+	it := fetchItem{name: name}
+	switch name {
+	case "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE", "RFC822.TEXT", "BODYSTRUCTURE", "UID":
+		return it, nil
+	case "BODY", "BODY.PEEK":
+	default:
+		return it, syntaxErr("unknown fetch attribute %s", truncate(name, 40))
+	}
+	b, err := d.peek()
+	if err != nil {
+		return it, err
+	}
+	if b != '[' {
+		if name == "BODY.PEEK" {
+			return it, syntaxErr("BODY.PEEK needs a section")
+		}
+		return it, nil
+	}
+	d.readByte()
+	it.peek = name == "BODY.PEEK"
+	it.name = "BODY["
+	if err := d.section(&it); err != nil {
+		return it, err
+	}
+	if b, err := d.peek(); err == nil && b == '<' {
+		d.readByte()
+		start, err := d.number()
+		if err != nil {
+			return it, err
+		}
+		if err := d.expect('.', "'.'"); err != nil {
+			return it, err
+		}
+		count, err := d.number()
+		if err != nil {
+			return it, err
+		}
+		if count == 0 {
+			return it, syntaxErr("partial length must not be zero")
+		}
+		if err := d.expect('>', "'>'"); err != nil {
+			return it, err
+		}
+		it.partial, it.start, it.count = true, int64(start), int64(count)
+	}
+	return it, nil
+}
+
+// section reads what follows "[" up to and including "]".
+func (d *decoder) section(it *fetchItem) error {
+	spec, err := d.readWhileMaybe(isFetchNameChar)
+	if err != nil {
+		return err
+	}
+	rest := spec
+	var path []int
+	for rest != "" && isDigit(rest[0]) {
+		end := strings.IndexByte(rest, '.')
+		numStr := rest
+		if end >= 0 {
+			numStr, rest = rest[:end], rest[end+1:]
+		} else {
+			rest = ""
+		}
+		n, err := strconv.Atoi(numStr)
+		if err != nil || n < 1 || len(numStr) > 9 {
+			return syntaxErr("invalid section part number")
+		}
+		if len(path) >= maxSectionPath {
+			return syntaxErr("section nesting too deep")
+		}
+		path = append(path, n)
+		if end >= 0 && rest == "" {
+			return syntaxErr("invalid section")
+		}
+	}
+	specifier := strings.ToUpper(rest)
+	switch specifier {
+	case "", "HEADER", "TEXT":
+	case "MIME":
+		if len(path) == 0 {
+			return syntaxErr("MIME needs a part number")
+		}
+	case "HEADER.FIELDS", "HEADER.FIELDS.NOT":
+		if err := d.sp(); err != nil {
+			return err
+		}
+		fields, err := d.headerList()
+		if err != nil {
+			return err
+		}
+		it.section.Fields = fields
+	default:
+		return syntaxErr("invalid section %s", truncate(spec, 40))
+	}
+	if err := d.expect(']', "']'"); err != nil {
+		return err
+	}
+	it.section.Path = path
+	it.section.Specifier = specifier
+	label := make([]byte, 0, len(spec)+16)
+	for i, n := range path {
+		if i > 0 {
+			label = append(label, '.')
+		}
+		label = strconv.AppendInt(label, int64(n), 10)
+	}
+	if specifier != "" {
+		if len(path) > 0 {
+			label = append(label, '.')
+		}
+		label = append(label, specifier...)
+	}
+	if it.section.Fields != nil {
+		label = append(label, " ("...)
+		for i, f := range it.section.Fields {
+			if i > 0 {
+				label = append(label, ' ')
+			}
+			label = appendAstring(label, f)
+		}
+		label = append(label, ')')
+	}
+	it.label = string(label)
+	return nil
+}
+
+// readWhileMaybe is readWhile that accepts an empty result.
+func (d *decoder) readWhileMaybe(ok func(byte) bool) (string, error) {
+	b, err := d.peek()
+	if err != nil {
+		return "", err
+	}
+	if !ok(b) {
+		return "", nil
+	}
+	return d.readWhile(ok, "section")
+}
+
+// headerList reads "(" header-fld-name *(SP header-fld-name) ")".
+func (d *decoder) headerList() ([]string, error) {
+	if err := d.expect('(', "'('"); err != nil {
+		return nil, err
+	}
+	var fields []string
+	for {
+		f, err := d.astring()
+		if err != nil {
+			return nil, err
+		}
+		if len(fields) >= 256 {
+			return nil, syntaxErr("too many header fields")
+		}
+		fields = append(fields, f)
+		b, err := d.peek()
+		if err != nil {
+			return nil, err
+		}
+		if b == ')' {
+			d.readByte()
+			return fields, nil
+		}
+		if err := d.sp(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func execFetch(s *session, c *command) result {
+	a := c.args.(fetchArgs)
+	sel := s.sel
+	if !c.uid && !sel.seqInRange(a.set) {
+		return bad("Invalid sequence number")
+	}
+	items := a.items
+	wantFlags, wantUID, needBody, setSeen := false, c.uid, false, false
+	for i := range items {
+		switch items[i].name {
+		case "FLAGS":
+			wantFlags = true
+		case "UID":
+			wantUID = true
+		}
+		needBody = needBody || items[i].needsBody()
+		setSeen = setSeen || items[i].setsSeen()
+	}
+	setSeen = setSeen && !sel.readOnly
+	if c.uid {
+		// UID FETCH always returns the UID (RFC 3501 6.4.8).
+		has := false
+		for i := range items {
+			if items[i].name == "UID" {
+				has = true
+			}
+		}
+		if !has {
+			items = append([]fetchItem{{name: "UID"}}, items...)
+		}
+	}
+	_ = wantUID
+	expungeIssued := false
+	changed := false
+	w := s.w
+	for _, i := range sel.resolve(a.set, c.uid) {
+		m := &sel.msgs[i]
+		var msg *loadedMessage
+		if needBody && !m.gone {
+			var err error
+			msg, err = s.loadMessage(m)
+			if err != nil {
+				if !errors.Is(err, maildir.ErrNoMessage) {
+					return s.storageResult(err, "FETCH")
+				}
+				msg = nil
+			}
+		}
+		if needBody && msg == nil {
+			expungeIssued = true
+		}
+		addFlags := false
+		if setSeen && msg != nil && !sel.hasFlag(i, maildir.FlagSeen) {
+			letters := unionLetters(m.letters, string(maildir.FlagSeen))
+			if err := sel.folder.SetFlags(m.key, letters, m.keywords); err == nil {
+				m.letters = letters
+				changed = true
+				addFlags = !wantFlags
+			} else if !errors.Is(err, maildir.ErrNoMessage) {
+				return s.storageResult(err, "FETCH")
+			}
+		}
+		w.line("* ").num(uint64(i + 1)).raw(" FETCH (")
+		first := true
+		for k := range items {
+			it := &items[k]
+			if it.needsBody() && msg == nil {
+				continue
+			}
+			if !first {
+				w.byte(' ')
+			}
+			first = false
+			if err := s.writeFetchItem(it, m, msg); err != nil {
+				return s.storageResult(err, "FETCH")
+			}
+		}
+		if addFlags {
+			if !first {
+				w.byte(' ')
+			}
+			w.raw("FLAGS ")
+			w.buf = appendFlags(w.buf, m.letters, m.keywords, m.recent)
+		}
+		if err := w.byte(')').end(); err != nil {
+			return fatal()
+		}
+	}
+	if changed {
+		s.srv.hub.notify(sel.folder.Path(), s)
+	}
+	if expungeIssued {
+		return no("EXPUNGEISSUED", "Some messages were expunged meanwhile")
+	}
+	return ok(c.name + " completed")
+}
+
+// writeFetchItem appends one attribute and its value.
+func (s *session) writeFetchItem(it *fetchItem, m *viewMessage, msg *loadedMessage) error {
+	w := s.w
+	switch it.name {
+	case "UID":
+		w.raw("UID ").num(uint64(m.uid))
+	case "FLAGS":
+		w.raw("FLAGS ")
+		w.buf = appendFlags(w.buf, m.letters, m.keywords, m.recent)
+	case "INTERNALDATE":
+		w.raw(`INTERNALDATE "`)
+		w.buf = m.date.AppendFormat(w.buf, "02-Jan-2006 15:04:05 -0700")
+		w.byte('"')
+	case "RFC822.SIZE":
+		size, err := s.messageSize(m, msg)
+		if err != nil {
+			if errors.Is(err, maildir.ErrNoMessage) {
+				size = m.size
+			} else {
+				return err
+			}
+		}
+		w.raw("RFC822.SIZE ").num(uint64(size))
+	case "ENVELOPE":
+		w.raw("ENVELOPE ")
+		w.buf = appendEnvelope(w.buf, msg.root.Envelope)
+	case "BODY":
+		w.raw("BODY ")
+		w.buf = appendBodyStructure(w.buf, msg.root, false, 0)
+	case "BODYSTRUCTURE":
+		w.raw("BODYSTRUCTURE ")
+		w.buf = appendBodyStructure(w.buf, msg.root, true, 0)
+	case "RFC822":
+		w.raw("RFC822 ").literal(msg.data)
+	case "RFC822.HEADER", "RFC822.TEXT":
+		spec := mime.SectionSpec{Specifier: "HEADER"}
+		if it.name == "RFC822.TEXT" {
+			spec.Specifier = "TEXT"
+		}
+		data, err := mime.Section(bytes.NewReader(msg.data), msg.root, spec)
+		if err != nil {
+			return fmt.Errorf("imap: fetch %s: %w", it.name, err)
+		}
+		w.raw(it.name).byte(' ').literal(data)
+	case "BODY[":
+		var data []byte
+		if len(it.section.Path) == 0 && it.section.Specifier == "" {
+			data = msg.data
+		} else {
+			var err error
+			data, err = mime.Section(bytes.NewReader(msg.data), msg.root, it.section)
+			if err != nil {
+				return fmt.Errorf("imap: fetch BODY[%s]: %w", it.label, err)
+			}
+		}
+		w.raw("BODY[").raw(it.label).byte(']')
+		if it.partial {
+			w.byte('<').num(uint64(it.start)).byte('>')
+			if it.start >= int64(len(data)) {
+				data = nil
+			} else {
+				data = data[it.start:]
+				if int64(len(data)) > it.count {
+					data = data[:it.count]
+				}
+			}
+		}
+		w.byte(' ').literal(data)
+	}
+	return nil
+}
+
+// loadedMessage is a message read for one FETCH or SEARCH: its bytes with
+// CRLF line ends (what IMAP clients must see, RFC 3501 2.3.4: messages are
+// RFC 5322 text) and its parsed structure.
+type loadedMessage struct {
+	data []byte
+	root *mime.Part
+}
+
+// maxLoadedMessage bounds what is read of one message for FETCH.
+const maxLoadedMessage = 1 << 30
+
+// loadMessage reads and parses a message. Maildir files written by MTAs
+// often have bare LF line ends; they are converted, and every size and
+// offset is then counted in CRLF form as IMAP requires.
+func (s *session) loadMessage(m *viewMessage) (*loadedMessage, error) {
+	f, err := s.sel.folder.Open(m.key)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxLoadedMessage))
+	if err != nil {
+		return nil, fmt.Errorf("imap: read message %d: %w", m.uid, err)
+	}
+	data := toCRLF(raw)
+	s.srv.sizes.put(s.sel.folder.Path(), m.key, int64(len(data)))
+	root, err := mime.Parse(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return nil, fmt.Errorf("imap: parse message %d: %w", m.uid, err)
+	}
+	return &loadedMessage{data: data, root: root}, nil
+}
+
+// toCRLF returns b with every bare LF made CRLF; b itself
+// when it is already clean.
+func toCRLF(b []byte) []byte {
+	bare := 0
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			bare++
+		}
+	}
+	if bare == 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b)+bare)
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// messageSize is RFC822.SIZE: the size in CRLF form. Dovecot's ",W=" gives
+// it directly; otherwise it is counted once and remembered.
+func (s *session) messageSize(m *viewMessage, msg *loadedMessage) (int64, error) {
+	if msg != nil {
+		return int64(len(msg.data)), nil
+	}
+	if m.vsize > 0 {
+		return m.vsize, nil
+	}
+	path := s.sel.folder.Path()
+	if n, ok := s.srv.sizes.get(path, m.key); ok {
+		return n, nil
+	}
+	f, err := s.sel.folder.Open(m.key)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n, err := crlfSize(f)
+	if err != nil {
+		return 0, fmt.Errorf("imap: size of message %d: %w", m.uid, err)
+	}
+	s.srv.sizes.put(path, m.key, n)
+	return n, nil
+}
+
+// crlfSize counts the bytes of r as they would be with CRLF line ends.
+func crlfSize(r io.Reader) (int64, error) {
+	br := bufio.NewReaderSize(r, 32<<10)
+	var n int64
+	var prev byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		n += int64(len(chunk))
+		if len(chunk) > 0 && chunk[len(chunk)-1] == '\n' {
+			before := prev
+			if len(chunk) >= 2 {
+				before = chunk[len(chunk)-2]
+			}
+			if before != '\r' {
+				n++
+			}
+		}
+		if len(chunk) > 0 {
+			prev = chunk[len(chunk)-1]
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}

@@ -1,0 +1,481 @@
+package imap
+
+import (
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+
+	"postern/mailbox/maildir"
+)
+
+// Mailbox management commands of the authenticated state (RFC 3501 6.3),
+// NAMESPACE (RFC 2342). LIST carries CHILDREN (RFC 3348) and SPECIAL-USE
+// (RFC 6154) attributes.
+func mailboxCommands() []*commandSpec {
+	return []*commandSpec{
+		{name: "CREATE", states: authenticated, parse: parseMailboxArg, exec: execCreate, expungeOK: true},
+		{name: "DELETE", states: authenticated, parse: parseMailboxArg, exec: execDelete, expungeOK: true},
+		{name: "RENAME", states: authenticated, parse: parseTwoMailboxes, exec: execRename, expungeOK: true},
+		{name: "SUBSCRIBE", states: authenticated, parse: parseMailboxArg, exec: execSubscribe, expungeOK: true},
+		{name: "UNSUBSCRIBE", states: authenticated, parse: parseMailboxArg, exec: execUnsubscribe, expungeOK: true},
+		{name: "LIST", states: authenticated, caps: []string{"CHILDREN", "SPECIAL-USE"}, parse: parseListArgs, exec: execList, expungeOK: true},
+		{name: "LSUB", states: authenticated, parse: parseListArgs, exec: execLsub, expungeOK: true},
+		{name: "STATUS", states: authenticated, parse: parseStatus, exec: execStatus, expungeOK: true},
+		{name: "NAMESPACE", states: authenticated, caps: []string{"NAMESPACE"}, exec: execNamespace, expungeOK: true},
+	}
+}
+
+func parseMailboxArg(d *decoder) (any, error) {
+	if err := d.sp(); err != nil {
+		return nil, err
+	}
+	return d.astring()
+}
+
+func parseTwoMailboxes(d *decoder) (any, error) {
+	if err := d.sp(); err != nil {
+		return nil, err
+	}
+	a, err := d.astring()
+	if err != nil {
+		return nil, err
+	}
+	if err := d.sp(); err != nil {
+		return nil, err
+	}
+	b, err := d.astring()
+	if err != nil {
+		return nil, err
+	}
+	return [2]string{a, b}, nil
+}
+
+func execCreate(s *session, c *command) result {
+	name := c.args.(string)
+	// A trailing delimiter only says the mailbox will hold children
+	// (RFC 3501 6.3.3); Maildir++ needs nothing special for that.
+	name = strings.TrimSuffix(name, string(delimiter))
+	folder, err := s.folderName(name)
+	if err != nil {
+		return nameResult(err)
+	}
+	if folder == maildir.Inbox {
+		return no("ALREADYEXISTS", "INBOX always exists")
+	}
+	if err := s.mail.CreateFolder(folder); err != nil {
+		return s.storageResult(err, "CREATE")
+	}
+	return ok("CREATE completed")
+}
+
+func execDelete(s *session, c *command) result {
+	folder, err := s.folderName(c.args.(string))
+	if err != nil {
+		return nameResult(err)
+	}
+	if folder == maildir.Inbox {
+		return no("CANNOT", "INBOX cannot be deleted")
+	}
+	if s.sel != nil && s.sel.folder.Name() == folder {
+		s.closeSelected()
+	}
+	if err := s.mail.DeleteFolder(folder); err != nil {
+		return s.storageResult(err, "DELETE")
+	}
+	return ok("DELETE completed")
+}
+
+func execRename(s *session, c *command) result {
+	names := c.args.([2]string)
+	from, err := s.folderName(names[0])
+	if err != nil {
+		return nameResult(err)
+	}
+	to, err := s.folderName(strings.TrimSuffix(names[1], string(delimiter)))
+	if err != nil {
+		return nameResult(err)
+	}
+	if to == maildir.Inbox {
+		return no("ALREADYEXISTS", "INBOX always exists")
+	}
+	if from == maildir.Inbox {
+		return s.renameInbox(to)
+	}
+	if err := s.mail.RenameFolder(from, to); err != nil {
+		return s.storageResult(err, "RENAME")
+	}
+	return ok("RENAME completed")
+}
+
+// renameInbox moves every message of INBOX to a new folder and leaves INBOX
+// empty, as RFC 3501 6.3.5 defines renaming INBOX.
+func (s *session) renameInbox(to string) result {
+	if err := s.mail.CreateFolder(to); err != nil {
+		return s.storageResult(err, "RENAME")
+	}
+	src, err := s.mail.Folder(maildir.Inbox)
+	if err != nil {
+		return s.storageResult(err, "RENAME")
+	}
+	dst, err := s.mail.Folder(to)
+	if err != nil {
+		return s.storageResult(err, "RENAME")
+	}
+	snap, err := src.Sync(false)
+	if err != nil {
+		return s.storageResult(err, "RENAME")
+	}
+	for _, m := range snap.Messages {
+		if _, err := src.CopyTo(dst, m.Key); err != nil {
+			if errors.Is(err, maildir.ErrNoMessage) {
+				continue
+			}
+			return s.storageResult(err, "RENAME")
+		}
+		if err := src.Remove(m.Key); err != nil && !errors.Is(err, maildir.ErrNoMessage) {
+			return s.storageResult(err, "RENAME")
+		}
+	}
+	s.srv.hub.notify(src.Path(), s)
+	if s.sel != nil && s.sel.folder.Path() == src.Path() {
+		s.markChanged()
+	}
+	return ok("RENAME completed")
+}
+
+func execSubscribe(s *session, c *command) result {
+	folder, err := s.folderName(c.args.(string))
+	if err != nil {
+		return nameResult(err)
+	}
+	if _, err := s.mail.Folder(folder); err != nil {
+		return s.storageResult(err, "SUBSCRIBE")
+	}
+	if err := s.mail.Subscribe(subscriptionName(folder), true); err != nil {
+		return s.storageResult(err, "SUBSCRIBE")
+	}
+	return ok("SUBSCRIBE completed")
+}
+
+func execUnsubscribe(s *session, c *command) result {
+	folder, err := s.folderName(c.args.(string))
+	if err != nil {
+		// Let clients drop subscriptions to names we would refuse now.
+		folder = c.args.(string)
+	}
+	if err := s.mail.Subscribe(subscriptionName(folder), false); err != nil {
+		return s.storageResult(err, "UNSUBSCRIBE")
+	}
+	return ok("UNSUBSCRIBE completed")
+}
+
+type listArgs struct{ ref, pattern string }
+
+func parseListArgs(d *decoder) (any, error) {
+	if err := d.sp(); err != nil {
+		return nil, err
+	}
+	ref, err := d.astring()
+	if err != nil {
+		return nil, err
+	}
+	if err := d.sp(); err != nil {
+		return nil, err
+	}
+	pat, err := d.listMailbox()
+	if err != nil {
+		return nil, err
+	}
+	if len(ref)+len(pat) > 1024 {
+		return nil, syntaxErr("LIST pattern too long")
+	}
+	return listArgs{ref, pat}, nil
+}
+
+// listEntry is one name LIST or LSUB may return.
+type listEntry struct {
+	name     string // IMAP name
+	folder   string // Maildir++ name, "" when the name only exists as a parent
+	children bool
+}
+
+// hierarchy returns every folder and every implied parent, by IMAP name.
+func (s *session) hierarchy() (map[string]*listEntry, error) {
+	folders, err := s.mail.Folders()
+	if err != nil {
+		return nil, err
+	}
+	entries := map[string]*listEntry{}
+	for _, f := range folders {
+		name := s.imapName(f)
+		e := entries[name]
+		if e == nil {
+			e = &listEntry{name: name}
+			entries[name] = e
+		}
+		e.folder = f
+		// Parents: "A.B.C" implies "A.B" and "A".
+		for i := strings.LastIndexByte(name, delimiter); i > 0; i = strings.LastIndexByte(name[:i], delimiter) {
+			p := name[:i]
+			pe := entries[p]
+			if pe == nil {
+				pe = &listEntry{name: p}
+				entries[p] = pe
+			}
+			pe.children = true
+		}
+	}
+	return entries, nil
+}
+
+func listPattern(a listArgs) string {
+	// RFC 3501 6.3.8: the reference is prefixed to the pattern.
+	return canonicalInbox(a.ref + a.pattern)
+}
+
+func execList(s *session, c *command) result {
+	a := c.args.(listArgs)
+	if a.pattern == "" {
+		// The hierarchy delimiter (RFC 3501 6.3.8).
+		s.w.line(`* LIST (\Noselect) "." ""`).end()
+		return ok("LIST completed")
+	}
+	entries, err := s.hierarchy()
+	if err != nil {
+		return s.storageResult(err, "LIST")
+	}
+	pattern := listPattern(a)
+	trailingPercent := strings.HasSuffix(pattern, "%")
+	for _, e := range sortedEntries(entries) {
+		if !matchPattern(pattern, e.name) {
+			continue
+		}
+		if e.folder == "" && !trailingPercent && !strings.Contains(pattern, "*") {
+			continue
+		}
+		var attrs []string
+		if e.folder == "" {
+			attrs = append(attrs, `\Noselect`)
+		}
+		if e.children {
+			attrs = append(attrs, `\HasChildren`)
+		} else {
+			attrs = append(attrs, `\HasNoChildren`)
+		}
+		if su := specialUseAttr(e.folder); su != "" {
+			attrs = append(attrs, su)
+		}
+		s.writeListLine("LIST", attrs, e.name)
+	}
+	return ok("LIST completed")
+}
+
+func (s *session) writeListLine(kind string, attrs []string, name string) {
+	s.w.line("* ").raw(kind).raw(" (").raw(strings.Join(attrs, " ")).raw(`) "." `)
+	s.w.buf = appendAstring(s.w.buf, name)
+	s.w.end()
+}
+
+func sortedEntries(m map[string]*listEntry) []*listEntry {
+	out := make([]*listEntry, 0, len(m))
+	for _, e := range m {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		// INBOX first, as clients expect.
+		if (out[i].name == "INBOX") != (out[j].name == "INBOX") {
+			return out[i].name == "INBOX"
+		}
+		return out[i].name < out[j].name
+	})
+	return out
+}
+
+func execLsub(s *session, c *command) result {
+	a := c.args.(listArgs)
+	if a.pattern == "" {
+		s.w.line(`* LSUB (\Noselect) "." ""`).end()
+		return ok("LSUB completed")
+	}
+	subs, err := s.mail.Subscriptions()
+	if err != nil {
+		return s.storageResult(err, "LSUB")
+	}
+	entries, err := s.hierarchy()
+	if err != nil {
+		return s.storageResult(err, "LSUB")
+	}
+	pattern := listPattern(a)
+	seen := map[string]bool{}
+	var names []string
+	for _, sub := range subs {
+		folder, ok := folderFromSubscription(sub)
+		if !ok {
+			continue
+		}
+		name := s.imapName(folder)
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	// RFC 3501 6.3.9: with "%", a parent of a subscribed name that is not
+	// itself subscribed is returned with \Noselect.
+	implied := map[string]bool{}
+	if strings.HasSuffix(pattern, "%") {
+		for _, n := range names {
+			for i := strings.IndexByte(n, delimiter); i > 0; i = indexFrom(n, i+1) {
+				p := n[:i]
+				if !seen[p] && matchPattern(pattern, p) {
+					implied[p] = true
+				}
+			}
+		}
+	}
+	for _, n := range names {
+		if !matchPattern(pattern, n) {
+			continue
+		}
+		var attrs []string
+		if e := entries[n]; e == nil || e.folder == "" {
+			attrs = append(attrs, `\Noselect`)
+		}
+		s.writeListLine("LSUB", attrs, n)
+	}
+	for _, p := range sortedKeys(implied) {
+		s.writeListLine("LSUB", []string{`\Noselect`}, p)
+	}
+	return ok("LSUB completed")
+}
+
+func indexFrom(s string, from int) int {
+	if from >= len(s) {
+		return -1
+	}
+	i := strings.IndexByte(s[from:], delimiter)
+	if i < 0 {
+		return -1
+	}
+	return from + i
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+type statusArgs struct {
+	mailbox string
+	items   []string
+}
+
+func parseStatus(d *decoder) (any, error) {
+	if err := d.sp(); err != nil {
+		return nil, err
+	}
+	mb, err := d.astring()
+	if err != nil {
+		return nil, err
+	}
+	if err := d.sp(); err != nil {
+		return nil, err
+	}
+	if err := d.expect('(', "'('"); err != nil {
+		return nil, err
+	}
+	var items []string
+	for {
+		a, err := d.atom()
+		if err != nil {
+			return nil, err
+		}
+		a = strings.ToUpper(a)
+		switch a {
+		case "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN":
+		default:
+			return nil, syntaxErr("unknown STATUS item %s", truncate(a, 40))
+		}
+		if len(items) < 16 {
+			items = append(items, a)
+		}
+		b, err := d.peek()
+		if err != nil {
+			return nil, err
+		}
+		if b == ')' {
+			d.readByte()
+			break
+		}
+		if err := d.sp(); err != nil {
+			return nil, err
+		}
+	}
+	return statusArgs{mb, items}, nil
+}
+
+func execStatus(s *session, c *command) result {
+	a := c.args.(statusArgs)
+	folder, err := s.folderName(a.mailbox)
+	if err != nil {
+		return nameResult(err)
+	}
+	f, err := s.mail.Folder(folder)
+	if err != nil {
+		return s.storageResult(err, "STATUS")
+	}
+	// STATUS does not move new/ to cur/: that would take \Recent away from
+	// the session that selects the folder next (RFC 3501 6.3.10).
+	snap, err := f.Sync(false)
+	if err != nil {
+		return s.storageResult(err, "STATUS")
+	}
+	var recent, unseen uint64
+	for i := range snap.Messages {
+		m := &snap.Messages[i]
+		if strings.HasPrefix(m.Name, "new/") {
+			recent++
+		}
+		if strings.IndexByte(m.Flags, maildir.FlagSeen) < 0 {
+			unseen++
+		}
+	}
+	w := s.w.line("* STATUS ")
+	w.buf = appendAstring(w.buf, s.imapName(folder))
+	w.raw(" (")
+	for i, it := range a.items {
+		if i > 0 {
+			w.byte(' ')
+		}
+		w.raw(it).byte(' ')
+		switch it {
+		case "MESSAGES":
+			w.num(uint64(len(snap.Messages)))
+		case "RECENT":
+			w.num(recent)
+		case "UIDNEXT":
+			w.num(uint64(snap.UIDNext))
+		case "UIDVALIDITY":
+			w.num(uint64(snap.UIDValidity))
+		case "UNSEEN":
+			w.num(unseen)
+		}
+	}
+	w.byte(')').end()
+	return ok("STATUS completed")
+}
+
+// execNamespace (RFC 2342): one personal namespace, no others.
+func execNamespace(s *session, c *command) result {
+	prefix := ""
+	if s.srv.opt.CourierNamespace {
+		prefix = courierPrefix
+	}
+	s.w.line(`* NAMESPACE (("`).raw(prefix).raw(`" ".")) NIL NIL`).end()
+	return ok("NAMESPACE completed")
+}

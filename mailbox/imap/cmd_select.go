@@ -1,0 +1,187 @@
+package imap
+
+import (
+	"errors"
+
+	"postern/mailbox/maildir"
+)
+
+// Selecting and leaving a mailbox (RFC 3501 6.3.1, 6.3.2, 6.4.1-6.4.3),
+// UNSELECT (RFC 3691) and UID EXPUNGE (RFC 4315).
+func selectCommands() []*commandSpec {
+	return []*commandSpec{
+		{name: "SELECT", states: authenticated, parse: parseMailboxArg, exec: execSelect, noUpdates: true},
+		{name: "EXAMINE", states: authenticated, parse: parseMailboxArg, exec: execExamine, noUpdates: true},
+		{name: "CLOSE", states: stateSelected, exec: execClose, noUpdates: true},
+		{name: "UNSELECT", states: stateSelected, caps: []string{"UNSELECT"}, exec: execUnselect, noUpdates: true},
+		{name: "CHECK", states: stateSelected, exec: execCheck, expungeOK: true, noUpdates: true},
+		{name: "EXPUNGE", states: stateSelected, exec: execExpunge, expungeOK: true, noUpdates: true},
+		{name: "UID EXPUNGE", states: stateSelected, caps: []string{"UIDPLUS"}, parse: parseSeqSetArg, exec: execExpunge, expungeOK: true, noUpdates: true},
+	}
+}
+
+func execSelect(s *session, c *command) result  { return s.selectMailbox(c.args.(string), false) }
+func execExamine(s *session, c *command) result { return s.selectMailbox(c.args.(string), true) }
+
+func (s *session) selectMailbox(name string, readOnly bool) result {
+	// A SELECT, even a failing one, leaves the current mailbox without
+	// expunging (RFC 3501 6.3.1).
+	s.closeSelected()
+	folder, err := s.folderName(name)
+	if err != nil {
+		return nameResult(err)
+	}
+	f, err := s.mail.Folder(folder)
+	if err != nil {
+		return s.storageResult(err, "SELECT")
+	}
+	sel, err := s.openSelected(s.imapName(folder), f, readOnly)
+	if err != nil {
+		return s.storageResult(err, "SELECT")
+	}
+	s.sel = sel
+	s.state = stateSelected
+
+	w := s.w
+	s.writeFlagsResponse()
+	if readOnly {
+		w.line(`* OK [PERMANENTFLAGS ()] Read-only mailbox`).end()
+	} else {
+		w.line(`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft`)
+		for _, k := range sortedKeys(sel.keywords) {
+			w.byte(' ').raw(k)
+		}
+		w.raw(` \*)] Flags permitted`).end()
+	}
+	w.line("* ").num(uint64(len(sel.msgs))).raw(" EXISTS").end()
+	recent := 0
+	firstUnseen := 0
+	for i := range sel.msgs {
+		if sel.msgs[i].recent {
+			recent++
+		}
+		if firstUnseen == 0 && !sel.hasFlag(i, maildir.FlagSeen) {
+			firstUnseen = i + 1
+		}
+	}
+	w.line("* ").num(uint64(recent)).raw(" RECENT").end()
+	if firstUnseen > 0 {
+		w.line("* OK [UNSEEN ").num(uint64(firstUnseen)).raw("] First unseen").end()
+	}
+	w.line("* OK [UIDVALIDITY ").num(uint64(sel.uidValidity)).raw("] UIDs valid").end()
+	w.line("* OK [UIDNEXT ").num(uint64(sel.uidNext)).raw("] Predicted next UID").end()
+	if readOnly {
+		return okCode("READ-ONLY", "EXAMINE completed")
+	}
+	return okCode("READ-WRITE", "SELECT completed")
+}
+
+// execClose expunges silently (read-write only) and leaves the mailbox
+// (RFC 3501 6.4.2).
+func execClose(s *session, c *command) result {
+	if !s.sel.readOnly {
+		removed, err := s.removeDeleted(nil)
+		if removed > 0 {
+			s.srv.hub.notify(s.sel.folder.Path(), s)
+		}
+		if err != nil {
+			s.closeSelected()
+			return s.storageResult(err, "CLOSE")
+		}
+	}
+	s.closeSelected()
+	return ok("CLOSE completed")
+}
+
+func execUnselect(s *session, c *command) result {
+	s.closeSelected()
+	return ok("UNSELECT completed")
+}
+
+func execCheck(s *session, c *command) result {
+	if r, failed := s.syncResult(s.sendUpdates(true, true)); failed {
+		return r
+	}
+	return ok("CHECK completed")
+}
+
+// execExpunge removes the messages marked \Deleted (for UID EXPUNGE, only
+// those in the UID set) and reports each removal.
+func execExpunge(s *session, c *command) result {
+	if s.sel.readOnly {
+		return no("READ-ONLY", "Mailbox is read-only")
+	}
+	var limit []int
+	if c.uid {
+		limit = s.sel.resolve(c.args.(seqSet), true)
+		if len(limit) == 0 {
+			if r, failed := s.syncResult(s.sendUpdates(true, false)); failed {
+				return r
+			}
+			return ok("UID EXPUNGE completed")
+		}
+	}
+	removed, err := s.removeDeleted(limit)
+	if removed > 0 {
+		s.srv.hub.notify(s.sel.folder.Path(), s)
+	}
+	if err != nil {
+		return s.storageResult(err, "EXPUNGE")
+	}
+	// The rescan reports the removed messages (and anything else that
+	// changed) with EXPUNGE responses.
+	if r, failed := s.syncResult(s.syncSelected(true)); failed {
+		return r
+	}
+	return ok(c.name + " completed")
+}
+
+// removeDeleted deletes the \Deleted messages among the view indexes given
+// (all when nil). Messages already gone are not an error.
+func (s *session) removeDeleted(indexes []int) (int, error) {
+	sel := s.sel
+	removed := 0
+	try := func(i int) error {
+		m := &sel.msgs[i]
+		if m.gone || !sel.hasFlag(i, maildir.FlagTrashed) {
+			return nil
+		}
+		if err := sel.folder.Remove(m.key); err != nil && !errors.Is(err, maildir.ErrNoMessage) {
+			return err
+		}
+		removed++
+		return nil
+	}
+	if indexes == nil {
+		for i := range sel.msgs {
+			if err := try(i); err != nil {
+				return removed, err
+			}
+		}
+		return removed, nil
+	}
+	for _, i := range indexes {
+		if err := try(i); err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+// parseSeqSetArg reads " sequence-set".
+func parseSeqSetArg(d *decoder) (any, error) {
+	if err := d.sp(); err != nil {
+		return nil, err
+	}
+	return d.seqSet()
+}
+
+func (d *decoder) seqSet() (seqSet, error) {
+	s, err := d.readWhile(isSeqSetChar, "sequence set")
+	if err != nil {
+		return nil, err
+	}
+	return parseSeqSet(s)
+}
+
+func isSeqSetChar(c byte) bool { return isDigit(c) || c == ':' || c == ',' || c == '*' }

@@ -1,0 +1,268 @@
+package imap
+
+import (
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/fsnotify/fsnotify"
+
+	"postern/mailbox/maildir"
+)
+
+// folderHub connects the sessions of this server that have the same folder
+// selected: a session that changes a folder tells the others, so they report
+// the change at their next chance without rescanning on every command; and
+// one shared file-system watcher (inotify) wakes IDLE sessions when another
+// process delivers or changes mail.
+type folderHub struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	folders map[string]*sharedFolder // by folder directory
+	// maildirs are shared by the sessions of one account, so the per-folder
+	// caches of mailbox/maildir (UID db, file metadata) serve all of them.
+	maildirs map[string]*sharedMaildir
+
+	watcher    *fsnotify.Watcher
+	watchErr   error // creating the watcher failed: IDLE polls
+	watchRefs  map[string]int
+	watchDone  chan struct{}
+	closed     bool
+}
+
+// sharedFolder is the process-wide state of one folder.
+type sharedFolder struct {
+	path     string
+	sessions map[*session]struct{}
+
+	// recentMark: messages with a higher UID have not been shown to any
+	// session yet, so the next session to see them gets \Recent
+	// (RFC 3501 2.3.2). Maildir cannot record which session saw a message,
+	// so this is per process; the first mark comes from new/.
+	mu         sync.Mutex // guards recentMark, markSet
+	recentMark uint32
+	markSet    bool
+}
+
+func newFolderHub(log *slog.Logger) *folderHub {
+	return &folderHub{log: log, folders: map[string]*sharedFolder{}, maildirs: map[string]*sharedMaildir{}, watchRefs: map[string]int{}}
+}
+
+type sharedMaildir struct {
+	m    *maildir.Maildir
+	refs int
+}
+
+// openMaildir returns the account's Maildir, shared with its other
+// sessions; release it with releaseMaildir.
+func (h *folderHub) openMaildir(path string) (*maildir.Maildir, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e := h.maildirs[path]; e != nil {
+		e.refs++
+		return e.m, nil
+	}
+	m, err := openMaildir(path)
+	if err != nil {
+		return nil, err
+	}
+	h.maildirs[path] = &sharedMaildir{m: m, refs: 1}
+	return m, nil
+}
+
+func (h *folderHub) releaseMaildir(path string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e := h.maildirs[path]; e != nil {
+		if e.refs--; e.refs <= 0 {
+			delete(h.maildirs, path)
+		}
+	}
+}
+
+// join registers sess as having f selected.
+func (h *folderHub) join(f *maildir.Folder, sess *session) *sharedFolder {
+	h.mu.Lock()
+	sf := h.folders[f.Path()]
+	if sf == nil {
+		sf = &sharedFolder{path: f.Path(), sessions: map[*session]struct{}{}}
+		h.folders[f.Path()] = sf
+	}
+	sf.sessions[sess] = struct{}{}
+	h.mu.Unlock()
+	sf.initRecent(f)
+	return sf
+}
+
+// initRecent sets the first recent mark of a folder from what sits in new/:
+// those messages have not been seen by any IMAP session.
+func (sf *sharedFolder) initRecent(f *maildir.Folder) {
+	sf.mu.Lock()
+	set := sf.markSet
+	sf.mu.Unlock()
+	if set {
+		return
+	}
+	snap, err := f.Sync(false)
+	if err != nil {
+		return
+	}
+	mark := snap.UIDNext - 1
+	for i := range snap.Messages {
+		if strings.HasPrefix(snap.Messages[i].Name, "new/") {
+			mark = min(mark, snap.Messages[i].UID-1)
+		}
+	}
+	sf.mu.Lock()
+	if !sf.markSet {
+		sf.recentMark, sf.markSet = mark, true
+	}
+	sf.mu.Unlock()
+}
+
+func (h *folderHub) leave(sf *sharedFolder, sess *session) {
+	if sf == nil {
+		return
+	}
+	h.mu.Lock()
+	delete(sf.sessions, sess)
+	h.mu.Unlock()
+}
+
+// claimRecent returns the mark below which messages are not recent for the
+// caller, and (for a read-write session) moves the mark past snap, so that
+// no other session sees those messages as recent.
+func (sf *sharedFolder) claimRecent(snap *maildir.Snapshot, readOnly bool) uint32 {
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	mark := sf.recentMark
+	if !readOnly && snap.UIDNext > 0 && snap.UIDNext-1 > sf.recentMark {
+		sf.recentMark = snap.UIDNext - 1
+	}
+	return mark
+}
+
+// notify wakes every session with the folder at path selected, except one.
+func (h *folderHub) notify(path string, except *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sf := h.folders[path]
+	if sf == nil {
+		return
+	}
+	for s := range sf.sessions {
+		if s != except {
+			select {
+			case s.changed <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// watch starts file-system notifications for a folder's new/ and cur/. It
+// returns false when the platform cannot watch; the caller then polls.
+func (h *folderHub) watch(path string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || h.watchErr != nil {
+		return false
+	}
+	if h.watcher == nil {
+		w, err := fsnotify.NewWatcher()
+		if err != nil {
+			h.watchErr = err
+			h.log.Warn("imap: file watching unavailable, IDLE polls", "err", err)
+			return false
+		}
+		h.watcher = w
+		h.watchDone = make(chan struct{})
+		go h.watchLoop(w, h.watchDone)
+	}
+	if h.watchRefs[path] == 0 {
+		for _, sub := range []string{"new", "cur"} {
+			if err := h.watcher.Add(filepath.Join(path, sub)); err != nil {
+				h.log.Debug("imap: watch", "path", path, "err", err)
+				return false
+			}
+		}
+	}
+	h.watchRefs[path]++
+	return true
+}
+
+func (h *folderHub) unwatch(path string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.watcher == nil || h.watchRefs[path] == 0 {
+		return
+	}
+	h.watchRefs[path]--
+	if h.watchRefs[path] == 0 {
+		delete(h.watchRefs, path)
+		h.watcher.Remove(filepath.Join(path, "new"))
+		h.watcher.Remove(filepath.Join(path, "cur"))
+	}
+}
+
+func (h *folderHub) watchLoop(w *fsnotify.Watcher, done chan struct{}) {
+	defer close(done)
+	for {
+		select {
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			// ev.Name is FOLDER/new/FILE or FOLDER/cur/FILE.
+			h.notify(filepath.Dir(filepath.Dir(ev.Name)), nil)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			h.log.Debug("imap: watch error", "err", err)
+		}
+	}
+}
+
+// close stops the watcher and waits for its goroutine.
+func (h *folderHub) close() {
+	h.mu.Lock()
+	h.closed = true
+	w, done := h.watcher, h.watchDone
+	h.watcher = nil
+	h.mu.Unlock()
+	if w != nil {
+		w.Close()
+		<-done
+	}
+}
+
+// sizeCache remembers RFC822.SIZE (the CRLF size) of messages whose file
+// names do not carry it, so that counting a file's line ends happens once
+// per process, not once per FETCH. Keys are immutable per message (a Maildir
+// key names one message for its life), so entries never go stale; the cache
+// is simply dropped when it grows past its bound.
+type sizeCache struct {
+	mu    sync.Mutex
+	sizes map[string]int64
+}
+
+const maxSizeCacheEntries = 1 << 20
+
+func (c *sizeCache) get(folder, key string) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.sizes[folder+"/"+key]
+	return n, ok
+}
+
+func (c *sizeCache) put(folder, key string, n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sizes == nil || len(c.sizes) >= maxSizeCacheEntries {
+		c.sizes = make(map[string]int64)
+	}
+	c.sizes[folder+"/"+key] = n
+}

@@ -1,0 +1,298 @@
+// Package imap is Postern's IMAP server: IMAP4rev1 (RFC 3501) with IDLE,
+// NAMESPACE, UNSELECT, UIDPLUS, MOVE, ENABLE, ID, LITERAL+, CHILDREN,
+// SPECIAL-USE and SASL-IR, over Maildir++ mailboxes.
+//
+// It owns the whole protocol layer: the command reader (synchronizing and
+// non-synchronizing literals, APPEND's message streamed to disk), the table
+// of commands from which the CAPABILITY list is computed, the response
+// encoder, and each session's view of its selected mailbox (sequence numbers,
+// flags, \Recent) with the untagged updates that keep the view in step with
+// other sessions and other processes. Mail storage is mailbox/maildir's;
+// message structure is mailbox/mime's; who may log in is auth's.
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"postern/auth"
+)
+
+// Options configure a Server. cmd/postern builds them from the configuration.
+type Options struct {
+	Hostname  string
+	TLSConfig *tls.Config // enables STARTTLS when non-nil
+	Auth      *auth.Service
+	Logger    *slog.Logger
+	// AllowInsecureAuth permits LOGIN/AUTHENTICATE before TLS. When false the
+	// server advertises LOGINDISABLED until STARTTLS (RFC 3501 6.2.3).
+	AllowInsecureAuth bool
+	// CourierNamespace puts personal folders under "INBOX." as Courier does;
+	// otherwise they sit at the top level beside INBOX. The delimiter is "."
+	// in both.
+	CourierNamespace bool
+	// IdleTimeout is the autologout timer of an authenticated session
+	// (RFC 3501 5.4: at least 30 minutes). Default 30 minutes.
+	IdleTimeout time.Duration
+	// MaxLiteralSize bounds APPEND's message. Default 64 MiB.
+	MaxLiteralSize int64
+}
+
+// Timeouts and limits that are not configurable.
+const (
+	defaultIdleTimeout    = 30 * time.Minute
+	defaultMaxLiteralSize = 64 << 20
+	unauthTimeout         = 60 * time.Second
+	writeTimeout          = 2 * time.Minute
+	tlsHandshakeTimeout   = 30 * time.Second
+	maxBadCommands        = 10 // consecutive BADs before BYE
+	maxAuthFailures       = 5  // failed logins per connection before BYE
+	idlePollInterval      = 30 * time.Second
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("imap: server closed")
+
+// Server accepts IMAP connections and runs one session per connection.
+type Server struct {
+	opt      Options
+	log      *slog.Logger
+	commands map[string]*commandSpec
+	hub      *folderHub
+	sizes    sizeCache
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	closing   bool
+	done      chan struct{} // closed by Shutdown
+	wg        sync.WaitGroup
+
+	nextID        atomic.Uint64
+	sessionsTotal atomic.Uint64
+	authFailures  atomic.Uint64
+}
+
+// NewServer returns a server; it does not listen until Serve.
+func NewServer(opt Options) *Server {
+	if opt.IdleTimeout <= 0 {
+		opt.IdleTimeout = defaultIdleTimeout
+	}
+	if opt.MaxLiteralSize <= 0 {
+		opt.MaxLiteralSize = defaultMaxLiteralSize
+	}
+	if opt.Hostname == "" {
+		opt.Hostname = "localhost"
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		opt:       opt,
+		log:       opt.Logger,
+		commands:  newCommandTable(),
+		listeners: make(map[net.Listener]struct{}),
+		sessions:  make(map[*session]struct{}),
+		done:      make(chan struct{}),
+	}
+	s.hub = newFolderHub(s.log)
+	return s
+}
+
+// Serve accepts connections on l until Shutdown. A listener already wrapped
+// with tls.NewListener serves implicit TLS; STARTTLS is then not offered.
+func (s *Server) Serve(l net.Listener) error {
+	return s.serve(l, false)
+}
+
+// ServeTLS serves implicit TLS (imaps, RFC 8314) on l, wrapping it with
+// Options.TLSConfig.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.opt.TLSConfig == nil {
+		return fmt.Errorf("imap: ServeTLS on %s: no TLS configuration", l.Addr())
+	}
+	return s.serve(tls.NewListener(l, s.opt.TLSConfig), true)
+}
+
+func (s *Server) serve(l net.Listener, implicitTLS bool) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("imap: accept", "err", err, "retry_in", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-s.done:
+					return ErrServerClosed
+				}
+				continue
+			}
+			return fmt.Errorf("imap: accept on %s: %w", l.Addr(), err)
+		}
+		backoff = 0
+		_, isTLS := c.(*tls.Conn)
+		sess := s.newSession(c, isTLS || implicitTLS)
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			c.Close()
+			return ErrServerClosed
+		}
+		s.sessions[sess] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			sess.run()
+			s.mu.Lock()
+			delete(s.sessions, sess)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Shutdown stops accepting connections, asks every session to end with
+// "* BYE" at its next command boundary, and waits for them or for ctx.
+// Sessions still running when ctx ends are closed hard.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.done)
+	}
+	for l := range s.listeners {
+		l.Close()
+	}
+	for sess := range s.sessions {
+		sess.interruptWait()
+	}
+	s.mu.Unlock()
+
+	finished := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(finished)
+	}()
+	var err error
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		s.mu.Lock()
+		for sess := range s.sessions {
+			sess.conn.Close()
+		}
+		s.mu.Unlock()
+		<-finished
+		err = fmt.Errorf("imap: shutdown: %w", ctx.Err())
+	}
+	s.hub.close()
+	return err
+}
+
+// Stats are counters for monitoring; cmd/postern exports them.
+type Stats struct {
+	SessionsActive int
+	SessionsTotal  uint64
+	AuthFailures   uint64
+	Commands       map[string]uint64 // by command name, e.g. "UID FETCH"
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	active := len(s.sessions)
+	s.mu.Unlock()
+	st := Stats{
+		SessionsActive: active,
+		SessionsTotal:  s.sessionsTotal.Load(),
+		AuthFailures:   s.authFailures.Load(),
+		Commands:       make(map[string]uint64),
+	}
+	for name, c := range s.commands {
+		if n := c.count.Load(); n > 0 {
+			st.Commands[name] = n
+		}
+	}
+	return st
+}
+
+// capabilities computes the CAPABILITY list for a session in its current
+// state from the command table: a capability is advertised because a
+// registered command or behaviour implements it, never from a fixed list.
+func (s *Server) capabilities(sess *session) []string {
+	caps := []string{"IMAP4rev1"}
+	seen := map[string]bool{}
+	add := func(c string) {
+		if !seen[c] {
+			seen[c] = true
+			caps = append(caps, c)
+		}
+	}
+	var names []string
+	for name := range s.commands {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		spec := s.commands[name]
+		for _, c := range spec.caps {
+			add(c)
+		}
+	}
+	// Features of the command reader and the authentication path.
+	add("LITERAL+")
+	if sess.state == stateNotAuth {
+		if s.opt.TLSConfig != nil && !sess.tls {
+			add("STARTTLS")
+		}
+		if sess.authAllowed() {
+			add("AUTH=PLAIN")
+			add("SASL-IR")
+		} else {
+			add("LOGINDISABLED")
+		}
+	}
+	// STARTTLS is a command but only meaningful before TLS.
+	if sess.tls || s.opt.TLSConfig == nil || sess.state != stateNotAuth {
+		out := caps[:0]
+		for _, c := range caps {
+			if c != "STARTTLS" {
+				out = append(out, c)
+			}
+		}
+		caps = out
+	}
+	return caps
+}

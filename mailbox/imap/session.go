@@ -1,0 +1,403 @@
+package imap
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"postern/auth"
+	"postern/mailbox/maildir"
+)
+
+// state is a session state of RFC 3501 section 3, as a bit so that a command
+// can name every state it is valid in.
+type state uint8
+
+const (
+	stateNotAuth state = 1 << iota
+	stateAuth
+	stateSelected
+	stateLogout
+)
+
+const (
+	anyState      = stateNotAuth | stateAuth | stateSelected
+	authenticated = stateAuth | stateSelected
+)
+
+// session is one client connection.
+type session struct {
+	srv  *Server
+	id   uint64
+	log  *slog.Logger
+	conn net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	d    *decoder
+	w    *responseWriter
+	tls  bool
+
+	state   state
+	user    string
+	account *auth.Account
+	mail    *maildir.Maildir
+	sel     *selected
+	enabled map[string]bool
+
+	badCount     int
+	authFailures int
+	logout       bool
+	closeReason  string // set by a command: BYE with this text after its response
+
+	// changed is signalled (without blocking) when another session or a
+	// file-system event touched the selected folder.
+	changed chan struct{}
+
+	mu      sync.Mutex // guards waiting
+	waiting bool       // blocked reading a command (Shutdown may interrupt)
+}
+
+func (s *Server) newSession(c net.Conn, isTLS bool) *session {
+	id := s.nextID.Add(1)
+	s.sessionsTotal.Add(1)
+	sess := &session{
+		srv:     s,
+		id:      id,
+		tls:     isTLS,
+		state:   stateNotAuth,
+		changed: make(chan struct{}, 1),
+		log:     s.log.With("session", id, "remote", c.RemoteAddr().String()),
+	}
+	sess.setConn(c)
+	return sess
+}
+
+// setConn (re)builds the buffered reader and writer, at start and after
+// STARTTLS.
+func (sess *session) setConn(c net.Conn) {
+	sess.conn = c
+	sess.br = bufio.NewReaderSize(c, 16<<10)
+	sess.bw = bufio.NewWriterSize(&deadlineConn{Conn: c, writeTimeout: writeTimeout}, 16<<10)
+	sess.w = newResponseWriter(sess.bw)
+	sess.d = newDecoder(sess.br, sess.continueLiteral)
+}
+
+// continueLiteral asks the client for a synchronizing literal's data.
+func (sess *session) continueLiteral(size int64, sync bool) error {
+	if !sync {
+		return nil
+	}
+	sess.w.line("+ Ready for literal data").end()
+	return sess.w.flush()
+}
+
+// authAllowed reports whether LOGIN and AUTHENTICATE may be used now.
+func (sess *session) authAllowed() bool {
+	return sess.tls || sess.srv.opt.AllowInsecureAuth
+}
+
+// interruptWait is called by Shutdown: a session blocked reading the next
+// command is woken so that it can say BYE.
+func (sess *session) interruptWait() {
+	sess.mu.Lock()
+	if sess.waiting {
+		sess.conn.SetReadDeadline(time.Now())
+	}
+	sess.mu.Unlock()
+}
+
+func (sess *session) shuttingDown() bool {
+	select {
+	case <-sess.srv.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (sess *session) bye(text string) {
+	sess.w.line("* BYE ").raw(text).end()
+	sess.w.flush()
+}
+
+func (sess *session) run() {
+	defer func() {
+		if r := recover(); r != nil {
+			// A bug in one command must not take the whole server down.
+			sess.log.Error("imap: session panic", "panic", r)
+		}
+		sess.closeSelected()
+		if sess.mail != nil {
+			sess.srv.hub.releaseMaildir(sess.account.MaildirPath())
+		}
+		sess.conn.Close()
+		sess.log.Debug("imap: session closed", "user", sess.user)
+	}()
+	sess.log.Debug("imap: session opened")
+	if tc, ok := sess.conn.(*tls.Conn); ok {
+		tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			sess.log.Debug("imap: TLS handshake", "err", err)
+			return
+		}
+		tc.SetDeadline(time.Time{})
+	}
+	sess.w.line("* OK [CAPABILITY ")
+	sess.appendCapabilities()
+	sess.w.raw("] ").raw(sess.srv.opt.Hostname).raw(" Postern IMAP4rev1 ready").end()
+	if sess.w.flush() != nil {
+		return
+	}
+	for !sess.logout {
+		if sess.shuttingDown() {
+			sess.bye("server shutting down")
+			return
+		}
+		if !sess.serveOne() {
+			return
+		}
+	}
+}
+
+func (sess *session) appendCapabilities() {
+	for i, c := range sess.srv.capabilities(sess) {
+		if i > 0 {
+			sess.w.byte(' ')
+		}
+		sess.w.raw(c)
+	}
+}
+
+// readTimeout is the autologout timer for the current state.
+func (sess *session) readTimeout() time.Duration {
+	if sess.state == stateNotAuth {
+		return unauthTimeout
+	}
+	return sess.srv.opt.IdleTimeout
+}
+
+// serveOne reads and runs one command; false ends the connection.
+func (sess *session) serveOne() bool {
+	sess.conn.SetReadDeadline(time.Now().Add(sess.readTimeout()))
+	sess.mu.Lock()
+	sess.waiting = true
+	sess.mu.Unlock()
+	if sess.shuttingDown() {
+		sess.bye("server shutting down")
+		return false
+	}
+	sess.d.reset()
+	cmd, err := sess.readCommand()
+	sess.mu.Lock()
+	sess.waiting = false
+	sess.mu.Unlock()
+	if err != nil {
+		return sess.readFailed(cmd, err)
+	}
+	start := time.Now()
+	cmd.spec.count.Add(1)
+	res := cmd.spec.exec(sess, cmd)
+	if res.fatal {
+		return false
+	}
+	if res.sent {
+		return true
+	}
+	if sess.sel != nil && !cmd.spec.noUpdates {
+		if r, failed := sess.syncResult(sess.sendUpdates(cmd.spec.expungeOK, false)); failed && r.fatal {
+			return false
+		}
+	}
+	if res.status == "BAD" {
+		sess.badCount++
+	} else {
+		sess.badCount = 0
+	}
+	sess.writeResult(cmd.tag, res)
+	sess.log.Debug("imap: command", "command", cmd.name, "status", res.status, "duration", time.Since(start))
+	if err := sess.w.flush(); err != nil {
+		return false
+	}
+	if sess.badCount >= maxBadCommands {
+		sess.bye("too many invalid commands")
+		return false
+	}
+	if sess.closeReason != "" {
+		sess.bye(sess.closeReason)
+		return false
+	}
+	return true
+}
+
+func (sess *session) writeResult(tag string, res result) {
+	sess.w.line(tag).byte(' ').raw(res.status).byte(' ')
+	if res.code != "" {
+		sess.w.byte('[').raw(res.code).raw("] ")
+	}
+	sess.w.raw(res.text).end()
+}
+
+// readFailed answers a command that could not be read and decides whether
+// the connection survives.
+func (sess *session) readFailed(cmd *command, err error) bool {
+	tag := "*"
+	if cmd != nil && cmd.tag != "" {
+		tag = cmd.tag
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
+		return false
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		if sess.shuttingDown() {
+			sess.bye("server shutting down")
+		} else {
+			sess.bye("autologout; idle for too long")
+		}
+		return false
+	case errors.Is(err, errAbsurdInput):
+		sess.bye("input too long, closing connection")
+		return false
+	}
+	var msg string
+	var pe *parseError
+	switch {
+	case errors.As(err, &pe):
+		msg = pe.msg
+	case errors.Is(err, errLineTooLong):
+		msg = "command line too long"
+	case errors.Is(err, errLiteralTooBig):
+		msg = "literal too big"
+	default:
+		sess.log.Debug("imap: read", "err", err)
+		return false
+	}
+	// Reading may stop inside the line; the rest must go before the next
+	// command is read. A line that never ends costs the connection.
+	sess.conn.SetReadDeadline(time.Now().Add(unauthTimeout))
+	if derr := sess.d.discardCommand(sess.srv.opt.MaxLiteralSize); derr != nil {
+		if errors.Is(derr, errAbsurdInput) {
+			sess.bye("input too long, closing connection")
+		}
+		return false
+	}
+	sess.badCount++
+	sess.w.line(tag).raw(" BAD ").raw(msg).end()
+	if sess.badCount >= maxBadCommands {
+		sess.w.line("* BYE too many invalid commands").end()
+		sess.w.flush()
+		return false
+	}
+	return sess.w.flush() == nil
+}
+
+// command is one parsed command.
+type command struct {
+	tag  string
+	name string // upper case; "UID FETCH" for UID commands
+	uid  bool
+	spec *commandSpec
+	args any
+}
+
+// result is a command's tagged response.
+type result struct {
+	status string // OK, NO, BAD
+	code   string // response code without brackets, e.g. "TRYCREATE"
+	text   string
+	fatal  bool // the connection is already finished (BYE sent)
+	sent   bool // the command wrote its tagged response itself
+}
+
+func ok(text string) result                { return result{status: "OK", text: text} }
+func okCode(code, text string) result      { return result{status: "OK", code: code, text: text} }
+func no(code, text string) result          { return result{status: "NO", code: code, text: text} }
+func bad(text string) result               { return result{status: "BAD", text: text} }
+func fatal() result                        { return result{fatal: true} }
+
+// readCommand reads "tag SP name [SP args] CRLF".
+func (sess *session) readCommand() (*command, error) {
+	d := sess.d
+	// Empty lines between commands are tolerated, as other servers do.
+	for {
+		b, err := d.peek()
+		if err != nil {
+			return nil, err
+		}
+		if b != '\r' && b != '\n' {
+			break
+		}
+		d.readByte()
+	}
+	return sess.srv.parseCommand(d, sess.state)
+}
+
+// parseCommand reads one command from d for a session in state st. Errors
+// are parseErrors (answer BAD) or reader errors.
+func (s *Server) parseCommand(d *decoder, st state) (*command, error) {
+	cmd := &command{}
+	tag, err := d.readWhile(isTagChar, "tag")
+	if err != nil {
+		return nil, err
+	}
+	cmd.tag = tag
+	if err := d.sp(); err != nil {
+		return cmd, err
+	}
+	name, err := d.readWhile(isAtomChar, "command name")
+	if err != nil {
+		return cmd, err
+	}
+	name = strings.ToUpper(name)
+	if name == "UID" {
+		if err := d.sp(); err != nil {
+			return cmd, err
+		}
+		sub, err := d.readWhile(isAtomChar, "command name")
+		if err != nil {
+			return cmd, err
+		}
+		name = "UID " + strings.ToUpper(sub)
+		cmd.uid = true
+	}
+	cmd.name = name
+	spec := s.commands[name]
+	if spec == nil {
+		return cmd, syntaxErr("unknown command %s", strconv.Quote(truncate(name, 40)))
+	}
+	if spec.states&st == 0 {
+		return cmd, syntaxErr("%s not allowed in this state", name)
+	}
+	cmd.spec = spec
+	if spec.parse != nil {
+		if cmd.args, err = spec.parse(d); err != nil {
+			return cmd, err
+		}
+	}
+	if !spec.ownsLineEnd {
+		if err := d.crlf(); err != nil {
+			return cmd, err
+		}
+	}
+	return cmd, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
+}

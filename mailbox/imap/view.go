@@ -1,0 +1,320 @@
+package imap
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"postern/mailbox/maildir"
+)
+
+// viewMessage is one message as this session's client knows it. Its index
+// in selected.msgs plus one is its sequence number.
+type viewMessage struct {
+	uid      uint32
+	key      string
+	letters  string
+	keywords []string
+	size     int64
+	vsize    int64 // CRLF size from the file name (",W="), 0 if unknown
+	date     time.Time
+	recent   bool
+	// gone: expunged by someone else, but the client has not been told yet
+	// because an EXPUNGE response was not allowed at that moment.
+	gone bool
+}
+
+// selected is the state of the selected mailbox (RFC 3501 state "Selected").
+type selected struct {
+	name        string // as the client named it, canonical
+	folder      *maildir.Folder
+	readOnly    bool
+	uidValidity uint32
+	uidNext     uint32
+	msgs        []viewMessage
+	shared      *sharedFolder
+	keywords    map[string]bool // announced in FLAGS
+}
+
+var errUIDValidityChanged = errors.New("imap: UIDVALIDITY changed under the session")
+
+func (sel *selected) hasFlag(i int, letter byte) bool {
+	return strings.IndexByte(sel.msgs[i].letters, letter) >= 0
+}
+
+// maxUID is the highest UID in the view.
+func (sel *selected) maxUID() uint32 {
+	if len(sel.msgs) == 0 {
+		return 0
+	}
+	return sel.msgs[len(sel.msgs)-1].uid
+}
+
+// seqOfUID returns the index of uid in the view, or -1.
+func (sel *selected) indexOfUID(uid uint32) int {
+	lo, hi := 0, len(sel.msgs)
+	for lo < hi {
+		m := (lo + hi) / 2
+		switch {
+		case sel.msgs[m].uid == uid:
+			return m
+		case sel.msgs[m].uid < uid:
+			lo = m + 1
+		default:
+			hi = m
+		}
+	}
+	return -1
+}
+
+// resolve returns the view indexes a sequence set names, ascending and
+// without duplicates. With uid, the set holds UIDs and "*" is the highest
+// UID; UIDs not in the view are ignored (RFC 3501 6.4.8).
+func (sel *selected) resolve(set seqSet, uid bool) []int {
+	n := len(sel.msgs)
+	if n == 0 {
+		return nil
+	}
+	mark := make([]bool, n)
+	count := 0
+	for _, r := range set {
+		if uid {
+			lo, hi := r.bounds(sel.maxUID())
+			// Binary search for the first message with uid >= lo.
+			a, b := 0, n
+			for a < b {
+				m := (a + b) / 2
+				if sel.msgs[m].uid < lo {
+					a = m + 1
+				} else {
+					b = m
+				}
+			}
+			for i := a; i < n && sel.msgs[i].uid <= hi; i++ {
+				if !mark[i] {
+					mark[i] = true
+					count++
+				}
+			}
+			continue
+		}
+		lo, hi := r.bounds(uint32(n))
+		if lo > uint32(n) {
+			continue
+		}
+		hi = min(hi, uint32(n))
+		for i := lo - 1; i < hi; i++ {
+			if !mark[i] {
+				mark[i] = true
+				count++
+			}
+		}
+	}
+	out := make([]int, 0, count)
+	for i, m := range mark {
+		if m {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// seqInRange reports whether every sequence number of a non-UID set exists;
+// RFC 3501 makes a number beyond the mailbox size an error.
+func (sel *selected) seqInRange(set seqSet) bool {
+	n := uint32(len(sel.msgs))
+	for _, r := range set {
+		if (r.lo != 0 && r.lo > n) || (r.hi != 0 && r.hi > n) {
+			return false
+		}
+		if n == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// openSelected syncs the folder and builds the initial view (SELECT/EXAMINE).
+func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool) (*selected, error) {
+	shared := sess.srv.hub.join(f, sess)
+	sel := &selected{name: name, folder: f, readOnly: readOnly, shared: shared, keywords: map[string]bool{}}
+	snap, err := f.Sync(!readOnly)
+	if err != nil {
+		sess.srv.hub.leave(shared, sess)
+		return nil, fmt.Errorf("imap: select %s: %w", name, err)
+	}
+	sel.uidValidity = snap.UIDValidity
+	sel.uidNext = snap.UIDNext
+	sel.msgs = make([]viewMessage, 0, len(snap.Messages))
+	mark := shared.claimRecent(snap, readOnly)
+	for i := range snap.Messages {
+		m := &snap.Messages[i]
+		sel.msgs = append(sel.msgs, viewMessage{
+			uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
+			size: m.Size, vsize: m.VirtualSize, date: m.InternalDate, recent: m.UID > mark,
+		})
+		for _, k := range m.Keywords {
+			sel.keywords[k] = true
+		}
+	}
+	return sel, nil
+}
+
+// closeSelected leaves the selected state without expunging.
+func (sess *session) closeSelected() {
+	if sess.sel == nil {
+		return
+	}
+	sess.srv.hub.leave(sess.sel.shared, sess)
+	sess.sel = nil
+	if sess.state == stateSelected {
+		sess.state = stateAuth
+	}
+	// Drop a stale change signal meant for the old folder.
+	select {
+	case <-sess.changed:
+	default:
+	}
+}
+
+// sendUpdates reports changes to the selected folder as untagged responses
+// if something signalled a change (or always, with force). expungeOK says
+// whether EXPUNGE responses are allowed now (RFC 3501 7.4.1).
+func (sess *session) sendUpdates(expungeOK, force bool) error {
+	if sess.sel == nil {
+		return nil
+	}
+	if !force {
+		select {
+		case <-sess.changed:
+		default:
+			return nil
+		}
+	}
+	return sess.syncSelected(expungeOK)
+}
+
+// syncSelected rescans the folder and brings the client's view up to date:
+// EXPUNGE for vanished messages (when allowed), FETCH FLAGS for flag changes
+// made elsewhere, EXISTS and RECENT for new messages.
+func (sess *session) syncSelected(expungeOK bool) error {
+	sel := sess.sel
+	snap, err := sel.folder.Sync(!sel.readOnly)
+	if err != nil {
+		return fmt.Errorf("imap: sync %s: %w", sel.name, err)
+	}
+	if snap.UIDValidity != sel.uidValidity {
+		return errUIDValidityChanged
+	}
+	w := sess.w
+	old := sel.msgs
+	msgs := make([]viewMessage, 0, max(len(snap.Messages), len(old)))
+	expunged := 0
+	changedFlags := false
+	j := 0
+	snapMsgs := snap.Messages
+	for i := range old {
+		o := &old[i]
+		for j < len(snapMsgs) && snapMsgs[j].UID < o.uid {
+			j++ // a UID below what the client knows, not in the view: cannot be shown
+		}
+		if j < len(snapMsgs) && snapMsgs[j].UID == o.uid {
+			m := &snapMsgs[j]
+			j++
+			nm := *o
+			nm.gone = false
+			if !sameFlags(o.letters, o.keywords, m.Flags, m.Keywords) {
+				nm.letters, nm.keywords = m.Flags, m.Keywords
+				changedFlags = true
+				sess.announceKeywords(m.Keywords)
+				seq := uint64(len(msgs) + 1)
+				w.line("* ").num(seq).raw(" FETCH (")
+				if sess.enabledUIDInUpdates() {
+					w.raw("UID ").num(uint64(nm.uid)).byte(' ')
+				}
+				w.raw("FLAGS ")
+				w.buf = appendFlags(w.buf, nm.letters, nm.keywords, nm.recent)
+				w.byte(')').end()
+			}
+			msgs = append(msgs, nm)
+			continue
+		}
+		// Not in the folder any more.
+		if !expungeOK {
+			nm := *o
+			nm.gone = true
+			msgs = append(msgs, nm)
+			continue
+		}
+		w.line("* ").num(uint64(len(msgs) + 1)).raw(" EXPUNGE").end()
+		expunged++
+	}
+	_ = changedFlags
+	maxKnown := sel.maxUID()
+	mark := sel.shared.claimRecent(snap, sel.readOnly)
+	added, recent := 0, 0
+	for ; j < len(snapMsgs); j++ {
+		m := &snapMsgs[j]
+		if m.UID <= maxKnown {
+			continue
+		}
+		sess.announceKeywords(m.Keywords)
+		msgs = append(msgs, viewMessage{
+			uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
+			size: m.Size, vsize: m.VirtualSize, date: m.InternalDate, recent: m.UID > mark,
+		})
+		added++
+	}
+	sel.msgs = msgs
+	sel.uidNext = snap.UIDNext
+	if added > 0 || expunged > 0 {
+		if added > 0 {
+			w.line("* ").num(uint64(len(msgs))).raw(" EXISTS").end()
+		}
+		for i := range msgs {
+			if msgs[i].recent {
+				recent++
+			}
+		}
+		w.line("* ").num(uint64(recent)).raw(" RECENT").end()
+	}
+	return nil
+}
+
+// announceKeywords sends a new FLAGS response when a keyword appears that
+// the client was not told about (RFC 3501 7.2.6).
+func (sess *session) announceKeywords(kws []string) {
+	sel := sess.sel
+	fresh := false
+	for _, k := range kws {
+		if !sel.keywords[k] {
+			sel.keywords[k] = true
+			fresh = true
+		}
+	}
+	if fresh {
+		sess.writeFlagsResponse()
+	}
+}
+
+func (sess *session) writeFlagsResponse() {
+	w := sess.w
+	w.line(`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft`)
+	for _, k := range sortedKeys(sess.sel.keywords) {
+		w.byte(' ').raw(k)
+	}
+	w.byte(')').end()
+}
+
+// enabledUIDInUpdates: unsolicited FETCH carries the UID; harmless for
+// IMAP4rev1 clients and required by CONDSTORE/QRESYNC later.
+func (sess *session) enabledUIDInUpdates() bool { return true }
+
+// markChanged makes the next update point rescan the selected folder.
+func (sess *session) markChanged() {
+	select {
+	case sess.changed <- struct{}{}:
+	default:
+	}
+}
