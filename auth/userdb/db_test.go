@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -309,5 +310,53 @@ func TestAuthenticateUnknownUserSpendsBcryptTime(t *testing.T) {
 	}
 	if el := time.Since(start); el < 5*time.Millisecond {
 		t.Errorf("unknown user answered in %v; want a bcrypt-sized delay", el)
+	}
+}
+
+// TestMain lets the test binary act as a separate "makeuserdb" process.
+func TestMain(m *testing.M) {
+	if src := os.Getenv("USERDB_TEST_COMPILE_SOURCE"); src != "" {
+		for i := 0; i < 20; i++ {
+			if err := Compile(src, os.Getenv("USERDB_TEST_COMPILE_DB")); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// A server process reads while another process recompiles: bbolt's file
+// locks must not make either wait or fail.
+func TestLookupsWhileAnotherProcessRecompiles(t *testing.T) {
+	srcPath, dbPath := compileSource(t, testSource)
+	db := openDB(t, dbPath, WithCheckInterval(0))
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "USERDB_TEST_COMPILE_SOURCE="+srcPath, "USERDB_TEST_COMPILE_DB="+dbPath)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	lookups := 0
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("compiling process: %v: %s", err, stderr.String())
+			}
+			if lookups == 0 {
+				t.Fatal("no lookups ran")
+			}
+			return
+		default:
+		}
+		if _, err := db.Lookup(context.Background(), "alice@example.test"); err != nil {
+			t.Fatalf("lookup while another process compiles: %v", err)
+		}
+		lookups++
 	}
 }
