@@ -113,7 +113,7 @@ func NewServer(opt Options) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		opt:       opt,
-		log:       log.With("service", "pop3"),
+		log:       log,
 		baseCtx:   ctx,
 		cancel:    cancel,
 		listeners: map[net.Listener]struct{}{},
