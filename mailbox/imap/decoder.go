@@ -22,8 +22,8 @@ const (
 // Errors of the command reader. A parseError is answered with a tagged BAD
 // and the session goes on; the others end the connection.
 var (
-	errLineTooLong = errors.New("imap: command line too long")
-	errAbsurdInput = errors.New("imap: absurd input, closing")
+	errLineTooLong   = errors.New("imap: command line too long")
+	errAbsurdInput   = errors.New("imap: absurd input, closing")
 	errLiteralTooBig = errors.New("imap: literal too big")
 )
 

@@ -25,11 +25,11 @@ type folderHub struct {
 	// caches of mailbox/maildir (UID db, file metadata) serve all of them.
 	maildirs map[string]*sharedMaildir
 
-	watcher    *fsnotify.Watcher
-	watchErr   error // creating the watcher failed: IDLE polls
-	watchRefs  map[string]int
-	watchDone  chan struct{}
-	closed     bool
+	watcher   *fsnotify.Watcher
+	watchErr  error // creating the watcher failed: IDLE polls
+	watchRefs map[string]int
+	watchDone chan struct{}
+	closed    bool
 }
 
 // sharedFolder is the process-wide state of one folder.

@@ -317,11 +317,11 @@ type result struct {
 	sent   bool // the command wrote its tagged response itself
 }
 
-func ok(text string) result                { return result{status: "OK", text: text} }
-func okCode(code, text string) result      { return result{status: "OK", code: code, text: text} }
-func no(code, text string) result          { return result{status: "NO", code: code, text: text} }
-func bad(text string) result               { return result{status: "BAD", text: text} }
-func fatal() result                        { return result{fatal: true} }
+func ok(text string) result           { return result{status: "OK", text: text} }
+func okCode(code, text string) result { return result{status: "OK", code: code, text: text} }
+func no(code, text string) result     { return result{status: "NO", code: code, text: text} }
+func bad(text string) result          { return result{status: "BAD", text: text} }
+func fatal() result                   { return result{fatal: true} }
 
 // readCommand reads "tag SP name [SP args] CRLF".
 func (sess *session) readCommand() (*command, error) {
