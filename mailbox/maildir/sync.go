@@ -165,11 +165,20 @@ func (f *Folder) snapshot(db *uidDB, names map[string]string) (*Snapshot, error)
 		f.meta = make(map[string]fileMeta)
 	}
 	snap := &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: make([]Message, 0, len(names))}
-	for key, name := range names {
-		uid := db.uids[key]
-		if uid == 0 {
-			continue // appeared after the locked listing; the next Sync numbers it
-		}
+	// Sort small (UID, key) pairs rather than the Messages themselves.
+	type numbered struct {
+		uid uint32
+		key string
+	}
+	order := make([]numbered, 0, len(names))
+	for key := range names {
+		if uid := db.uids[key]; uid != 0 {
+			order = append(order, numbered{uid, key})
+		} // else: appeared after the locked listing; the next Sync numbers it
+	}
+	slices.SortFunc(order, func(a, b numbered) int { return int64cmp(int64(a.uid), int64(b.uid)) })
+	for _, o := range order {
+		uid, key, name := o.uid, o.key, names[o.key]
 		meta, ok := f.meta[key]
 		if !ok {
 			st, err := os.Stat(filepath.Join(f.path, name))
@@ -217,7 +226,6 @@ func (f *Folder) snapshot(db *uidDB, names map[string]string) (*Snapshot, error)
 		}
 	}
 	f.names = names
-	slices.SortFunc(snap.Messages, func(a, b Message) int { return int64cmp(int64(a.UID), int64(b.UID)) })
 	return snap, nil
 }
 
