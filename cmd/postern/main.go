@@ -1,0 +1,151 @@
+// Command postern is the one Postern binary. Its subcommands run the server
+// and every admin tool; called by the names admins expect from Courier
+// (maildirmake, deliverquota, ...) through a link, it behaves as that tool.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"postern/mailbox/maildir"
+	"postern/policy"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(env *env, args []string) int
+}
+
+// env is what every command gets: where the configuration is and the
+// standard streams (so tests can run commands in-process).
+type env struct {
+	configDir string
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
+}
+
+func commands() []command {
+	return []command{
+		{"init", "write a complete working setup into a directory", runInit},
+		{"serve", "run every service in one process", runServe},
+		{"reload", "tell the running server to reload its configuration (SIGHUP)", runReload},
+		{"stop", "tell the running server to shut down gracefully (SIGTERM)", runStop},
+		{"user", "add, change, delete and list userdb accounts", runUser},
+		{"authtest", "show what an account resolves to, and check a password", runAuthtest},
+		{"makeuserdb", "compile the userdb source into its index", runMakeuserdb},
+		{"maildirmake", "create a Maildir, a Maildir++ folder, or set a quota", runMaildirmake},
+		{"deliverquota", "deliver a message from stdin into a Maildir, honouring its quota", runDeliverquota},
+		{"config", "check the configuration and print what it resolves to", runConfigCheck},
+		{"version", "print the version", func(e *env, _ []string) int { fmt.Fprintln(e.stdout, "postern", version); return 0 }},
+	}
+}
+
+// argv0Tools maps the program names of Courier's tools to subcommands, so a
+// link named "maildirmake" to this binary works as Courier's maildirmake.
+var argv0Tools = map[string]string{
+	"maildirmake":  "maildirmake",
+	"deliverquota": "deliverquota",
+	"makeuserdb":   "makeuserdb",
+	"authtest":     "authtest",
+}
+
+func main() {
+	os.Exit(run(os.Args, &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}))
+}
+
+func run(argv []string, e *env) int {
+	e.configDir = os.Getenv("POSTERN_CONFIG")
+	if e.configDir == "" {
+		e.configDir = policy.DefaultDir
+	}
+	if sub, ok := argv0Tools[filepath.Base(argv[0])]; ok {
+		return dispatch(e, sub, argv[1:])
+	}
+	fs := flag.NewFlagSet("postern", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&e.configDir, "config", e.configDir, "configuration `directory` (or set POSTERN_CONFIG)")
+	fs.Usage = func() { usage(e.stderr, fs) }
+	if err := fs.Parse(argv[1:]); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 64
+	}
+	if fs.NArg() == 0 {
+		usage(e.stderr, fs)
+		return 64
+	}
+	return dispatch(e, fs.Arg(0), fs.Args()[1:])
+}
+
+func dispatch(e *env, name string, args []string) int {
+	if name == "help" {
+		if len(args) > 0 {
+			return dispatch(e, args[0], []string{"--help"})
+		}
+		fs := flag.NewFlagSet("postern", flag.ContinueOnError)
+		fs.String("config", policy.DefaultDir, "configuration `directory` (or set POSTERN_CONFIG)")
+		usage(e.stdout, fs)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(e, args)
+		}
+	}
+	fmt.Fprintf(e.stderr, "postern: unknown command %q (see 'postern help')\n", name)
+	return 64
+}
+
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: postern [--config DIR] COMMAND [ARGS]\n\nPostern is a mail server: SMTP, Maildir++ delivery, IMAP and POP3, with Courier's formats and tools.\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nOptions:\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fmt.Fprintf(w, "\n'postern COMMAND --help' describes a command; docs/ has a page for each.\n")
+}
+
+// newFlags makes a subcommand's flag set with a --config flag of its own, so
+// "postern user --config DIR list" works as well as "postern --config DIR user list".
+func newFlags(e *env, name, synopsis, description string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&e.configDir, "config", e.configDir, "configuration `directory`")
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: postern %s %s\n\n%s\n\nOptions:\n", name, synopsis, strings.TrimSpace(description))
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args and maps -h/--help to exit 0 and errors to 64.
+func parseFlags(fs *flag.FlagSet, args []string) (exit int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0, true
+		}
+		return 64, true
+	}
+	return 0, false
+}
+
+func runMaildirmake(e *env, args []string) int {
+	return maildir.MaildirmakeMain(args, e.stdout, e.stderr)
+}
+
+func runDeliverquota(e *env, args []string) int {
+	return maildir.DeliverquotaMain(args, e.stdin, e.stdout, e.stderr)
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"postern/auth"
+	"postern/auth/authtool"
+	"postern/auth/userdb"
+	"postern/policy"
+	"postern/server"
+)
+
+func runServe(e *env, args []string) int {
+	fs := newFlags(e, "serve", "[--config DIR] [--log-format text|json]", `
+Runs every configured service (SMTP, submission, IMAP, POP3, web/metrics) in
+one process. SIGHUP (or 'postern reload') reloads the configuration; a bad
+configuration is refused and the running one kept. SIGINT or SIGTERM (or
+'postern stop') shuts down gracefully: no new connections, transactions in
+DATA finish, other sessions are told 421 / BYE.`)
+	format := fs.String("log-format", "text", "log `format`: text or json")
+	grace := fs.Duration("grace", 30*time.Second, "how long to wait for sessions on shutdown")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	cfg, err := policy.Load(e.configDir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern serve: configuration %s:\n%v\n", e.configDir, err)
+		return 78 // EX_CONFIG
+	}
+	level := new(slog.LevelVar)
+	level.Set(cfg.LogLevel)
+	var h slog.Handler
+	if *format == "json" {
+		h = slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level})
+	} else {
+		h = slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(h)
+
+	srv, err := server.New(e.configDir, log)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern serve: %v\n", err)
+		return 78
+	}
+	if err := srv.Start(); err != nil {
+		fmt.Fprintf(e.stderr, "postern serve: %v\n", err)
+		srv.Shutdown(context.Background())
+		return 1
+	}
+	pidFile := filepath.Join(cfg.DataDir, "postern.pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		log.Warn("cannot write pid file", "path", pidFile, "err", err)
+	}
+	defer os.Remove(pidFile)
+	log.Info("postern ready", "version", version, "config", cfg.Dir, "pid", os.Getpid())
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			if err := srv.Reload(); err == nil {
+				level.Set(srv.Config().LogLevel)
+			}
+			continue
+		}
+		log.Info("shutting down", "signal", sig.String(), "grace", grace.String())
+		ctx, cancel := context.WithTimeout(context.Background(), *grace)
+		err := srv.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			log.Warn("shutdown", "err", err)
+		}
+		log.Info("stopped")
+		return 0
+	}
+	return 0
+}
+
+// signalServer sends sig to the server whose pid file is in the data
+// directory of the configuration.
+func signalServer(e *env, name string, sig syscall.Signal, args []string, description string) int {
+	fs := newFlags(e, name, "[--config DIR]", description)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	cfg, err := policy.Load(e.configDir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern %s: configuration:\n%v\n", name, err)
+		return 78
+	}
+	raw, err := os.ReadFile(filepath.Join(cfg.DataDir, "postern.pid"))
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern %s: no running server found: %v\n", name, err)
+		return 1
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || pid <= 1 {
+		fmt.Fprintf(e.stderr, "postern %s: bad pid file\n", name)
+		return 1
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		fmt.Fprintf(e.stderr, "postern %s: pid %d: %v\n", name, pid, err)
+		return 1
+	}
+	fmt.Fprintf(e.stdout, "sent %s to pid %d\n", sig, pid)
+	return 0
+}
+
+func runReload(e *env, args []string) int {
+	return signalServer(e, "reload", syscall.SIGHUP, args, `
+Asks the running server to reload its configuration. The configuration is
+checked first: when it does not load, nothing is sent and the errors are shown.`)
+}
+
+func runStop(e *env, args []string) int {
+	return signalServer(e, "stop", syscall.SIGTERM, args, `Asks the running server to shut down gracefully.`)
+}
+
+func runConfigCheck(e *env, args []string) int {
+	fs := newFlags(e, "config", "[--config DIR]", `
+Loads the configuration as the server would and prints what it resolves to,
+or every error with its file and line. Exit status 0 when it loads, 78 when not.`)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	cfg, err := policy.Load(e.configDir)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return 78
+	}
+	fmt.Fprintf(e.stdout, "config     %s\nme         %s\ndatadir    %s\nsizelimit  %d\ntlscert    %s\n", cfg.Dir, cfg.Me, cfg.DataDir, cfg.SizeLimit, cfg.TLSCertFile)
+	for d := range cfg.AcceptMailFor {
+		fmt.Fprintf(e.stdout, "domain     %s\n", d)
+	}
+	for _, l := range cfg.Listeners {
+		fmt.Fprintf(e.stdout, "listen     %-12s %s\n", l.Name, l.Address)
+	}
+	return 0
+}
+
+func runUser(e *env, args []string) int {
+	return authtool.UserMain(args, e.stdin, e.stdout, e.stderr, e.configDir)
+}
+
+func runMakeuserdb(e *env, args []string) int {
+	return authtool.MakeuserdbMain(args, e.stdout, e.stderr, e.configDir)
+}
+
+func runAuthtest(e *env, args []string) int {
+	cfg, err := policy.Load(e.configDir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern authtest: configuration:\n%v\n", err)
+		return 78
+	}
+	db, err := userdb.Open(cfg.UserdbDB)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(e.stderr, "postern authtest: %v\n", err)
+		return 1
+	}
+	var modules []auth.Module
+	if db != nil {
+		defer db.Close()
+		modules = append(modules, db)
+	}
+	return authtool.AuthtestMain(args, e.stdout, e.stderr, auth.NewService(modules...))
+}

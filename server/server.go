@@ -1,0 +1,324 @@
+// Package server runs every Postern service in one process from one
+// configuration directory: it binds the listeners named in the "listen"
+// setting, builds the authentication service, starts SMTP, IMAP, POP3 and
+// the web/metrics endpoint, reloads the configuration on request (keeping the
+// last good one when the new one is bad), and shuts everything down
+// gracefully. `postern serve` is a thin wrapper around it; end-to-end tests
+// use it in-process.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"postern/auth"
+	"postern/auth/userdb"
+	"postern/gateway"
+	"postern/mailbox/imap"
+	"postern/mailbox/pop3"
+	"postern/policy"
+)
+
+// service is what every protocol server offers the process.
+type service interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// Server is the running process.
+type Server struct {
+	log  *slog.Logger
+	cfg  atomic.Pointer[policy.Config]
+	auth *auth.Service
+	udb  *userdb.DB
+	reg  *prometheus.Registry
+
+	mu        sync.Mutex
+	bound     map[string][]net.Addr // listener name -> bound addresses
+	listeners []net.Listener
+	services  []service
+	httpSrv   []*http.Server
+	wg        sync.WaitGroup
+	reloads   prometheus.Counter
+}
+
+// New loads the configuration in configDir and prepares the services. It
+// binds nothing yet.
+func New(configDir string, logger *slog.Logger) (*Server, error) {
+	cfg, err := policy.Load(configDir)
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{log: logger, bound: map[string][]net.Addr{}, reg: prometheus.NewRegistry()}
+	s.cfg.Store(cfg)
+	if err := s.openUserdb(cfg); err != nil {
+		return nil, err
+	}
+	s.auth = auth.NewService(s.udb)
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_config_reloads_total", Help: "Successful configuration reloads."})
+	s.reg.MustRegister(s.reloads)
+	return s, nil
+}
+
+// openUserdb opens the compiled userdb, compiling it from its source first
+// when the index is missing or older than the source.
+func (s *Server) openUserdb(cfg *policy.Config) error {
+	if stale(cfg.UserdbSource, cfg.UserdbDB) {
+		if err := userdb.Compile(cfg.UserdbSource, cfg.UserdbDB); err != nil {
+			return fmt.Errorf("userdb: %w", err)
+		}
+		s.log.Info("userdb compiled", "source", cfg.UserdbSource, "db", cfg.UserdbDB)
+	}
+	// Check for a recompiled index on every lookup (one stat): an admin who
+	// runs "postern user add" expects the next RCPT to know the user.
+	db, err := userdb.Open(cfg.UserdbDB, userdb.WithCheckInterval(0), userdb.WithLogger(s.log.With("module", "userdb")))
+	if err != nil {
+		return fmt.Errorf("userdb: %w", err)
+	}
+	s.udb = db
+	return nil
+}
+
+// stale reports whether the compiled index must be (re)built: it is missing,
+// or a source file is newer than it.
+func stale(source, db string) bool {
+	dbSt, err := os.Stat(db)
+	if err != nil {
+		_, srcErr := os.Stat(source)
+		return srcErr == nil
+	}
+	newest := time.Time{}
+	filepath.WalkDir(source, func(p string, d os.DirEntry, err error) error {
+		if err == nil {
+			if info, err := d.Info(); err == nil && info.ModTime().After(newest) {
+				newest = info.ModTime()
+			}
+		}
+		return nil
+	})
+	return newest.After(dbSt.ModTime())
+}
+
+// Config returns the configuration in force.
+func (s *Server) Config() *policy.Config { return s.cfg.Load() }
+
+// Auth returns the authentication service.
+func (s *Server) Auth() *auth.Service { return s.auth }
+
+// tlsConfig serves the certificate of the configuration in force, so that a
+// reload with a renewed certificate takes effect for new connections without
+// a restart.
+func (s *Server) tlsConfig() *tls.Config {
+	if s.Config().TLSCertificate == nil {
+		return nil
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c := s.Config().TLSCertificate
+			if c == nil {
+				return nil, errors.New("no certificate configured")
+			}
+			return c, nil
+		},
+	}
+}
+
+// Start binds every configured listener and starts serving. If any listener
+// cannot be bound, everything already bound is closed and the error returned.
+func (s *Server) Start() error {
+	cfg := s.Config()
+	tlsCfg := s.tlsConfig()
+	mx := s.smtpServer(gateway.ModeMX, "smtp")
+	sub := s.smtpServer(gateway.ModeSubmission, "submission")
+	imapSrv := imap.NewServer(imap.Options{
+		Hostname:          cfg.Me,
+		TLSConfig:         tlsCfg,
+		Auth:              s.auth,
+		Logger:            s.log.With("service", "imap"),
+		AllowInsecureAuth: cfg.InsecureAuth,
+		CourierNamespace:  cfg.IMAPCourierNS,
+	})
+	pop3Srv := pop3.NewServer(pop3.Options{
+		Hostname:          cfg.Me,
+		TLSConfig:         tlsCfg,
+		Auth:              s.auth,
+		Logger:            s.log.With("service", "pop3"),
+		AllowInsecureAuth: cfg.InsecureAuth,
+	})
+	s.services = []service{mx, sub, imapSrv, pop3Srv}
+
+	type starter struct {
+		srv      service
+		implicit bool
+	}
+	starters := map[string]starter{
+		policy.ListenSMTP:        {mx, false},
+		policy.ListenSubmission:  {sub, false},
+		policy.ListenSubmissions: {sub, true},
+		policy.ListenIMAP:        {imapSrv, false},
+		policy.ListenIMAPS:       {imapSrv, true},
+		policy.ListenPOP3:        {pop3Srv, false},
+		policy.ListenPOP3S:       {pop3Srv, true},
+	}
+	for _, l := range cfg.Listeners {
+		if l.Name == policy.ListenSMAP {
+			s.log.Warn("listener not served yet: SMAP arrives with the IMAP issue", "listener", l.Name, "address", l.Address)
+			continue
+		}
+		ln, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen %s on %s (%s:%d): %w", l.Name, l.Address, l.Origin.File, l.Origin.Num, err)
+		}
+		s.listeners = append(s.listeners, ln)
+		s.bound[l.Name] = append(s.bound[l.Name], ln.Addr())
+		switch l.Name {
+		case policy.ListenWeb, policy.ListenMetrics:
+			s.serveHTTP(ln)
+			continue
+		}
+		st := starters[l.Name]
+		if st.implicit {
+			if tlsCfg == nil {
+				s.closeListeners()
+				return fmt.Errorf("listener %s needs tlscert", l.Name)
+			}
+			ln = tls.NewListener(ln, tlsCfg)
+		}
+		s.wg.Add(1)
+		go func(name string, srv service, ln net.Listener) {
+			defer s.wg.Done()
+			if err := srv.Serve(ln); err != nil && !closedErr(err) {
+				s.log.Error("listener stopped", "listener", name, "err", err)
+			}
+		}(l.Name, st.srv, ln)
+		s.log.Info("listening", "listener", l.Name, "address", ln.Addr().String(), "tls", st.implicit)
+	}
+	return nil
+}
+
+// closedErr reports whether a Serve error only says the server was shut down.
+func closedErr(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, imap.ErrServerClosed) || errors.Is(err, pop3.ErrServerClosed)
+}
+
+func (s *Server) smtpServer(mode gateway.Mode, name string) *gateway.Server {
+	return gateway.NewServer(gateway.Options{
+		Mode:     mode,
+		Config:   s.Config,
+		Auth:     s.auth,
+		Delivery: gateway.MaildirDelivery{},
+		Logger:   s.log.With("service", name),
+		Metrics:  gateway.NewMetrics(s.reg, name),
+	})
+}
+
+func (s *Server) serveHTTP(ln net.Listener) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.httpSrv = append(s.httpSrv, hs)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http listener stopped", "err", err)
+		}
+	}()
+	s.log.Info("listening", "listener", "web", "address", ln.Addr().String(), "paths", "/metrics /healthz")
+}
+
+// Addrs returns the addresses bound for a listener name, in configuration
+// order (useful when the configuration asks for port 0).
+func (s *Server) Addrs(name string) []net.Addr { return s.bound[name] }
+
+// ListenerNames returns the names of the bound listeners, sorted.
+func (s *Server) ListenerNames() []string {
+	var names []string
+	for n := range s.bound {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Reload reads the configuration again. A bad configuration is refused with
+// its errors and the running one stays. Listener changes need a restart;
+// they are reported, not applied.
+func (s *Server) Reload() error {
+	old := s.Config()
+	cfg, err := policy.Load(old.Dir)
+	if err != nil {
+		s.log.Error("reload refused; keeping the running configuration", "err", err)
+		return err
+	}
+	if fmt.Sprint(cfg.Listeners) != fmt.Sprint(old.Listeners) {
+		s.log.Warn("reload: listener changes take effect at the next restart")
+	}
+	if stale(cfg.UserdbSource, cfg.UserdbDB) {
+		if err := userdb.Compile(cfg.UserdbSource, cfg.UserdbDB); err != nil {
+			s.log.Error("reload refused: userdb", "err", err)
+			return err
+		}
+	}
+	s.cfg.Store(cfg)
+	s.reloads.Inc()
+	s.log.Info("configuration reloaded", "dir", cfg.Dir)
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners {
+		l.Close()
+	}
+}
+
+// Shutdown stops accepting, lets sessions finish or tells them 421/BYE, and
+// waits for every goroutine the server started.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, srv := range s.services {
+		wg.Add(1)
+		go func(srv service) {
+			defer wg.Done()
+			if err := srv.Shutdown(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}(srv)
+	}
+	for _, hs := range s.httpSrv {
+		hs.Shutdown(ctx)
+	}
+	wg.Wait()
+	s.closeListeners()
+	s.wg.Wait()
+	if s.udb != nil {
+		s.udb.Close()
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,36 @@
+#!/bin/sh
+# make run: first use creates ./var (configuration, certificate, data, one
+# user), then every run starts the server in the foreground.
+set -eu
+VAR=${POSTERN_VAR:-./var}
+BIN=./bin/postern
+DOMAIN=${POSTERN_DOMAIN:-example.test}
+USER=alice@$DOMAIN
+if [ ! -f "$VAR/etc/me" ]; then
+	"$BIN" init "$VAR" --domain "$DOMAIN" >/dev/null
+	PASS=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n' | cut -c1-16)
+	printf '%s\n' "$PASS" | "$BIN" --config "$VAR/etc" user add "$USER" >/dev/null
+	umask 077
+	printf '%s %s\n' "$USER" "$PASS" > "$VAR/credentials"
+	echo "Created $VAR: domain $DOMAIN, user $USER (password in $VAR/credentials)."
+fi
+read -r USER PASS < "$VAR/credentials"
+cat <<INFO
+
+Postern is starting; configuration in $VAR/etc, mail in $VAR/data/mail.
+  user      $USER
+  password  $PASS
+
+  SMTP (MX)        127.0.0.1:2525   swaks --server 127.0.0.1:2525 --to $USER
+  Submission       127.0.0.1:2587 (STARTTLS), 127.0.0.1:2465 (TLS), AUTH as the user above
+  IMAP             127.0.0.1:2143 (STARTTLS), 127.0.0.1:2993 (TLS)
+                   mutt -f 'imap://$(echo "$USER" | sed 's/@/%40/')@127.0.0.1:2143/INBOX'
+  POP3             127.0.0.1:2110 (STLS), 127.0.0.1:2995 (TLS)
+                   fetchmail -p POP3 -P 2110 -u $USER --sslproto '' -k 127.0.0.1
+  Metrics          http://127.0.0.1:8080/metrics
+
+  Users:  $BIN --config $VAR/etc user list      Reload: $BIN --config $VAR/etc reload
+  Ctrl-C stops the server cleanly.
+
+INFO
+exec "$BIN" serve --config "$VAR/etc"
