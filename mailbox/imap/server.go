@@ -69,6 +69,9 @@ type Server struct {
 	commands map[string]*commandSpec
 	hub      *folderHub
 	sizes    sizeCache
+	// unauthTimeout is the autologout before login; a field so that tests
+	// need not wait a minute.
+	unauthTimeout time.Duration
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -103,6 +106,8 @@ func NewServer(opt Options) *Server {
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 		done:      make(chan struct{}),
+
+		unauthTimeout: unauthTimeout,
 	}
 	s.hub = newFolderHub(s.log)
 	return s

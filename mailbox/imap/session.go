@@ -179,7 +179,7 @@ func (sess *session) appendCapabilities() {
 // readTimeout is the autologout timer for the current state.
 func (sess *session) readTimeout() time.Duration {
 	if sess.state == stateNotAuth {
-		return unauthTimeout
+		return sess.srv.unauthTimeout
 	}
 	return sess.srv.opt.IdleTimeout
 }
