@@ -141,11 +141,13 @@ func execAppend(s *session, c *command) result {
 	// and is skipped when its size is sane.
 	refuse := func(r result) result {
 		if !a.sync {
-			if a.size > s.srv.opt.MaxLiteralSize {
-				s.bye("message too big for APPEND")
-				return fatal()
-			}
 			if err := s.d.skip(a.size); err != nil {
+				if errors.Is(err, errAbsurdInput) {
+					// RFC 7888 4: a non-synchronizing literal over the
+					// limit is refused and the connection closed.
+					s.writeResult(c.tag, r)
+					s.bye("message too big for APPEND, closing connection")
+				}
 				return fatal()
 			}
 			if err := s.d.crlf(); err != nil {

@@ -12,7 +12,6 @@ import (
 // server hold in memory for a single command.
 const (
 	maxCommandLine    = 64 << 10 // non-literal bytes of one command (all its lines)
-	maxAbsurdLine     = 1 << 20  // past this, a line that never ends costs the connection
 	maxInlineLiteral  = 64 << 10 // one literal argument of any command but APPEND's message
 	maxCommandLiteral = 1 << 20  // all literal arguments of one command together
 	maxListDepth      = 32       // nesting of parenthesised lists (SEARCH, FETCH sections)
@@ -59,11 +58,14 @@ type decoder struct {
 	// current line remains to be discarded after an error.
 	atLineEnd bool
 	onLiteral literalHandler
-	scratch   []byte
+	// maxSkip bounds a refused non-synchronizing literal that is read and
+	// thrown away to stay in step; beyond it the connection is closed.
+	maxSkip int64
+	scratch []byte
 }
 
 func newDecoder(br *bufio.Reader, onLiteral literalHandler) *decoder {
-	d := &decoder{br: br, onLiteral: onLiteral}
+	d := &decoder{br: br, onLiteral: onLiteral, maxSkip: maxInlineLiteral}
 	d.reset()
 	return d
 }
@@ -336,7 +338,7 @@ func (d *decoder) literal() (string, error) {
 
 // skip discards n bytes of literal data.
 func (d *decoder) skip(n int64) error {
-	if n > maxAbsurdLine*64 {
+	if n > d.maxSkip {
 		return errAbsurdInput
 	}
 	_, err := io.CopyN(io.Discard, d.br, n)
@@ -347,22 +349,19 @@ func (d *decoder) skip(n int64) error {
 // rest of the current line and, when that line ends in a non-synchronizing
 // literal, the literal and the lines after it. It stops at a synchronizing
 // literal because the client waits for a continuation that will not come.
-// A line that does not end within maxAbsurdLine is errAbsurdInput.
-func (d *decoder) discardCommand(maxSkip int64) error {
+// The discarded lines count against the command's line budget
+// (errLineTooLong); a non-synchronizing literal larger than d.maxSkip is
+// errAbsurdInput.
+func (d *decoder) discardCommand() error {
 	if d.atLineEnd {
 		return nil
 	}
-	total := 0
 	var tail [24]byte // the last bytes of the line, to find "{N+}"
 	n := 0
 	for {
-		b, err := d.br.ReadByte()
+		b, err := d.readByte()
 		if err != nil {
 			return err
-		}
-		total++
-		if total > maxAbsurdLine {
-			return errAbsurdInput
 		}
 		if b != '\n' {
 			if n < len(tail) {
@@ -382,9 +381,6 @@ func (d *decoder) discardCommand(maxSkip int64) error {
 		if !ok || sync {
 			d.atLineEnd = true
 			return nil
-		}
-		if size > maxSkip {
-			return errAbsurdInput
 		}
 		if err := d.skip(size); err != nil {
 			return err

@@ -45,6 +45,9 @@ type Options struct {
 	IdleTimeout time.Duration
 	// MaxLiteralSize bounds APPEND's message. Default 64 MiB.
 	MaxLiteralSize int64
+
+	// testUnauthTimeout shortens the pre-login autologout in tests.
+	testUnauthTimeout time.Duration
 }
 
 // Timeouts and limits that are not configurable.
@@ -108,6 +111,9 @@ func NewServer(opt Options) *Server {
 		done:      make(chan struct{}),
 
 		unauthTimeout: unauthTimeout,
+	}
+	if opt.testUnauthTimeout > 0 {
+		s.unauthTimeout = opt.testUnauthTimeout
 	}
 	s.hub = newFolderHub(s.log)
 	return s

@@ -88,6 +88,7 @@ func (sess *session) setConn(c net.Conn) {
 	sess.bw = bufio.NewWriterSize(&deadlineConn{Conn: c, writeTimeout: writeTimeout}, 16<<10)
 	sess.w = newResponseWriter(sess.bw)
 	sess.d = newDecoder(sess.br, sess.continueLiteral)
+	sess.d.maxSkip = sess.srv.opt.MaxLiteralSize
 }
 
 // continueLiteral asks the client for a synchronizing literal's data.
@@ -264,7 +265,7 @@ func (sess *session) readFailed(cmd *command, err error) bool {
 		}
 		return false
 	case errors.Is(err, errAbsurdInput):
-		sess.bye("input too long, closing connection")
+		sess.bye("input too big, closing connection")
 		return false
 	}
 	var msg string
@@ -273,7 +274,11 @@ func (sess *session) readFailed(cmd *command, err error) bool {
 	case errors.As(err, &pe):
 		msg = pe.msg
 	case errors.Is(err, errLineTooLong):
-		msg = "command line too long"
+		// Past 64 KiB a command is not worth reading on: answer and close,
+		// so a client streaming junk without a newline costs one buffer.
+		sess.w.line(tag).raw(" BAD command line too long").end()
+		sess.bye("command line too long, closing connection")
+		return false
 	case errors.Is(err, errLiteralTooBig):
 		msg = "literal too big"
 	default:
@@ -281,11 +286,12 @@ func (sess *session) readFailed(cmd *command, err error) bool {
 		return false
 	}
 	// Reading may stop inside the line; the rest must go before the next
-	// command is read. A line that never ends costs the connection.
-	sess.conn.SetReadDeadline(time.Now().Add(unauthTimeout))
-	if derr := sess.d.discardCommand(sess.srv.opt.MaxLiteralSize); derr != nil {
-		if errors.Is(derr, errAbsurdInput) {
-			sess.bye("input too long, closing connection")
+	// command is read, within the same line budget.
+	sess.conn.SetReadDeadline(time.Now().Add(sess.srv.unauthTimeout))
+	if derr := sess.d.discardCommand(); derr != nil {
+		if errors.Is(derr, errAbsurdInput) || errors.Is(derr, errLineTooLong) {
+			sess.w.line(tag).raw(" BAD ").raw(msg).end()
+			sess.bye("command line too long, closing connection")
 		}
 		return false
 	}
