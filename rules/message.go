@@ -1,0 +1,303 @@
+package rules
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"mime"
+	"mime/quotedprintable"
+	"strings"
+
+	"github.com/emersion/go-message/charset"
+)
+
+// Message is the message being filtered. Its bytes are what gets
+// delivered; patterns see a canonical view of it (unfolded, RFC 2047-decoded
+// headers with address headers rewritten the way Courier's reformime -u
+// shows them, and decoded text bodies), built lazily and rebuilt after
+// xfilter replaces the message.
+type Message struct {
+	raw []byte
+
+	view *messageView
+}
+
+type messageView struct {
+	header []string // canonical header lines, top level and (MIME) every part
+	body   []string // searchable body lines
+	top    []headerField
+}
+
+type headerField struct {
+	name, value string // value unfolded, leading blanks removed, not decoded
+}
+
+// Limits on how much of a message the matcher looks at.
+const (
+	maxMIMEDepth = 20
+	maxMIMEParts = 1000
+)
+
+// NewMessage wraps raw message bytes. Carriage returns before line feeds
+// are removed, as maildrop strips them on input.
+func NewMessage(raw []byte) *Message {
+	return &Message{raw: bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))}
+}
+
+// ReadMessage reads a message of at most max bytes (0: no limit).
+func ReadMessage(r io.Reader, max int64) (*Message, error) {
+	if max > 0 {
+		r = io.LimitReader(r, max+1)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("rules: read message: %w", err)
+	}
+	if max > 0 && int64(len(b)) > max {
+		return nil, fmt.Errorf("rules: read message: %w: larger than %d bytes", ErrLimit, max)
+	}
+	return NewMessage(b), nil
+}
+
+// Bytes returns the message as it would be delivered now (after any
+// xfilter). Callers must not modify it.
+func (m *Message) Bytes() []byte { return m.raw }
+
+// Size is the message size in bytes (maildrop's SIZE).
+func (m *Message) Size() int { return len(m.raw) }
+
+// Lines is the number of lines (maildrop's LINES).
+func (m *Message) Lines() int {
+	n := bytes.Count(m.raw, []byte("\n"))
+	if len(m.raw) > 0 && m.raw[len(m.raw)-1] != '\n' {
+		n++
+	}
+	return n
+}
+
+// Header returns the first top-level header field with this name (case
+// insensitive), unfolded but not decoded, and whether it exists.
+func (m *Message) Header(name string) (string, bool) {
+	for _, f := range m.v().top {
+		if strings.EqualFold(f.name, name) {
+			return f.value, true
+		}
+	}
+	return "", false
+}
+
+func (m *Message) replace(raw []byte) {
+	m.raw = bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
+	m.view = nil
+}
+
+func (m *Message) v() *messageView {
+	if m.view == nil {
+		m.view = buildView(m.raw)
+	}
+	return m.view
+}
+
+// splitHeader splits an entity into its unfolded header fields and body.
+func splitHeader(b []byte) ([]headerField, []byte) {
+	var fields []headerField
+	for len(b) > 0 {
+		nl := bytes.IndexByte(b, '\n')
+		var line []byte
+		if nl < 0 {
+			line, b = b, nil
+		} else {
+			line, b = b[:nl], b[nl+1:]
+		}
+		if len(line) == 0 {
+			return fields, b
+		}
+		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
+			// RFC 5322 2.2.3 unfolding: maildrop joins with a space and
+			// keeps the continuation's own blanks.
+			fields[len(fields)-1].value += " " + string(line)
+			continue
+		}
+		name, value, ok := strings.Cut(string(line), ":")
+		if !ok {
+			// Not a header line: keep it searchable as it is.
+			fields = append(fields, headerField{name: string(line), value: "\x00"})
+			continue
+		}
+		fields = append(fields, headerField{name: name, value: strings.TrimLeft(value, " \t")})
+	}
+	return fields, nil
+}
+
+var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+
+// decode2047 decodes RFC 2047 encoded words; undecodable text stays as is.
+func decode2047(s string) string {
+	if !strings.Contains(s, "=?") {
+		return s
+	}
+	d, err := wordDecoder.DecodeHeader(s)
+	if err != nil {
+		return s
+	}
+	return d
+}
+
+var addressHeaders = map[string]bool{
+	"from": true, "to": true, "cc": true, "bcc": true,
+	"resent-from": true, "resent-to": true, "resent-cc": true, "resent-bcc": true,
+}
+
+func canonicalLine(f headerField) string {
+	if f.value == "\x00" {
+		return f.name
+	}
+	if addressHeaders[strings.ToLower(f.name)] {
+		return f.name + ": " + canonicalAddressList(f.value)
+	}
+	return f.name + ": " + decode2047(f.value)
+}
+
+func buildView(raw []byte) *messageView {
+	top, body := splitHeader(raw)
+	v := &messageView{top: top}
+	for _, f := range top {
+		v.header = append(v.header, canonicalLine(f))
+	}
+	mimeVersion := false
+	for _, f := range top {
+		if strings.EqualFold(f.name, "mime-version") {
+			mimeVersion = true
+		}
+	}
+	if !mimeVersion {
+		v.body = splitLines(string(body))
+		return v
+	}
+	parts := 0
+	v.walk(top, body, 0, &parts, true)
+	return v
+}
+
+func splitLines(s string) []string {
+	s = strings.TrimSuffix(s, "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func fieldValue(fields []headerField, name string) string {
+	for _, f := range fields {
+		if strings.EqualFold(f.name, name) {
+			return f.value
+		}
+	}
+	return ""
+}
+
+// walk adds an entity's searchable text: the headers of every part below the
+// top level, and the decoded text of every text/* part (maildropfilter(7),
+// "MIME encoding").
+func (v *messageView) walk(fields []headerField, body []byte, depth int, parts *int, top bool) {
+	*parts++
+	if depth > maxMIMEDepth || *parts > maxMIMEParts {
+		return
+	}
+	if !top {
+		for _, f := range fields {
+			v.header = append(v.header, canonicalLine(f))
+		}
+	}
+	ctype := fieldValue(fields, "content-type")
+	mediatype, params, err := mime.ParseMediaType(ctype)
+	if ctype == "" || err != nil {
+		mediatype, params = "text/plain", map[string]string{"charset": "us-ascii"}
+	}
+	switch {
+	case strings.HasPrefix(mediatype, "multipart/"):
+		boundary := params["boundary"]
+		if boundary == "" {
+			return
+		}
+		for _, part := range splitMultipart(body, boundary) {
+			f, b := splitHeader(part)
+			v.walk(f, b, depth+1, parts, false)
+		}
+	case mediatype == "message/rfc822":
+		f, b := splitHeader(body)
+		v.walk(f, b, depth+1, parts, false)
+	case strings.HasPrefix(mediatype, "text/"):
+		text := decodeBody(body, fieldValue(fields, "content-transfer-encoding"), params["charset"])
+		v.body = append(v.body, splitLines(text)...)
+	}
+}
+
+// splitMultipart returns the parts between "--boundary" lines (RFC 2046
+// 5.1.1), ignoring the preamble and epilogue.
+func splitMultipart(body []byte, boundary string) [][]byte {
+	delim := "--" + boundary
+	var parts [][]byte
+	var cur []byte
+	in := false
+	for _, line := range bytes.SplitAfter(body, []byte("\n")) {
+		l := strings.TrimRight(string(line), " \t\n")
+		if l == delim || l == delim+"--" {
+			if in {
+				parts = append(parts, bytes.TrimSuffix(cur, []byte("\n")))
+			}
+			cur, in = nil, l == delim
+			if !in {
+				break
+			}
+			continue
+		}
+		if in {
+			cur = append(cur, line...)
+		}
+	}
+	if in && len(cur) > 0 {
+		parts = append(parts, cur)
+	}
+	return parts
+}
+
+func decodeBody(body []byte, cte, cs string) string {
+	var r io.Reader = bytes.NewReader(body)
+	switch strings.ToLower(strings.TrimSpace(cte)) {
+	case "quoted-printable":
+		r = quotedprintable.NewReader(r)
+	case "base64":
+		r = base64.NewDecoder(base64.StdEncoding, &lenientBase64{r: r})
+	}
+	decoded, err := io.ReadAll(r)
+	if err != nil && len(decoded) == 0 {
+		decoded = body
+	}
+	cs = strings.ToLower(cs)
+	if cs != "" && cs != "us-ascii" && cs != "utf-8" {
+		if cr, err := charset.Reader(cs, bytes.NewReader(decoded)); err == nil {
+			if u, err := io.ReadAll(cr); err == nil {
+				decoded = u
+			}
+		}
+	}
+	return string(decoded)
+}
+
+// lenientBase64 drops line breaks and anything not in the base64 alphabet
+// so that real-world bodies decode.
+type lenientBase64 struct{ r io.Reader }
+
+func (l *lenientBase64) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	j := 0
+	for _, c := range p[:n] {
+		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=' {
+			p[j] = c
+			j++
+		}
+	}
+	return j, err
+}
