@@ -1,0 +1,96 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"testing"
+)
+
+// FuzzParseCommand feeds arbitrary bytes to the command reader, command
+// after command, as a session would: it must never panic, hang, or read
+// past the input; errors are only parse errors or the end of input.
+func FuzzParseCommand(f *testing.F) {
+	for _, seed := range []string{
+		"a1 LOGIN alice secret\r\n",
+		"a2 FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (From Subject)]<0.100> BODYSTRUCTURE)\r\n",
+		"a3 UID SEARCH CHARSET UTF-8 OR (SEEN FROM {3+}\r\nbob) NOT 1:5,7 SENTSINCE 1-Jan-2020\r\n",
+		"a4 APPEND INBOX (\\Seen) \" 1-Jan-2020 00:00:00 +0000\" {5+}\r\nhello\r\n",
+		"a5 STORE 1,2:4 +FLAGS.SILENT (\\Deleted $Junk)\r\n",
+		"a6 LIST \"\" %\r\na7 STATUS INBOX (MESSAGES UNSEEN)\r\n",
+		"a8 ID (\"name\" \"x\" \"version\" NIL)\r\n",
+		"a9 FETCH 1 BODY[1.2.3.MIME]\r\n",
+		"b1 FETCH 1 (FLAGS\r\nb2 NOOP\r\n",
+		"c1 CREATE {4}\r\nabcd\r\n",
+		"d1 AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	srv := NewServer(Options{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d := newDecoder(bufio.NewReader(bytes.NewReader(data)), nil)
+		d.maxSkip = 1 << 20
+		for i := 0; i < 1000; i++ {
+			d.reset()
+			cmd, err := srv.parseCommand(d, anyState)
+			if err == nil && cmd.spec.ownsLineEnd {
+				a := cmd.args.(appendArgs)
+				if err = d.skip(a.size); err == nil {
+					err = d.crlf()
+				}
+			}
+			if err == nil {
+				continue
+			}
+			var pe *parseError
+			if errors.As(err, &pe) || errors.Is(err, errLiteralTooBig) {
+				if derr := d.discardCommand(); derr != nil {
+					return
+				}
+				continue
+			}
+			return // end of input, or a limit that closes the connection
+		}
+	})
+}
+
+// FuzzSeqSet: a parsed set prints back to a set that parses the same.
+func FuzzSeqSet(f *testing.F) {
+	for _, s := range []string{"1", "*", "1:*", "5:2", "1,3:5,7:*", "4294967295", "1,,2", "0", ":", "1:2:3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		set, err := parseSeqSet(s)
+		if err != nil {
+			return
+		}
+		again, err := parseSeqSet(set.String())
+		if err != nil {
+			t.Fatalf("%q -> %q does not parse: %v", s, set.String(), err)
+		}
+		if again.String() != set.String() {
+			t.Fatalf("%q: round trip %q != %q", s, again.String(), set.String())
+		}
+		for _, n := range []uint32{1, 2, 100} {
+			set.contains(n, 50)
+		}
+	})
+}
+
+// FuzzMailboxName: decoding modified UTF-7 never panics, and what decodes
+// encodes back to a name that decodes the same.
+func FuzzMailboxName(f *testing.F) {
+	for _, s := range []string{"INBOX", "&ZeVnLIqe-", "a&-b", "&Jjo", "&AGE-", "Work.2024", "\xff", "caf\xc3\xa9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if dec, err := decodeMUTF7(s); err == nil {
+			again, err := decodeMUTF7(encodeMUTF7(dec))
+			if err != nil || again != dec {
+				t.Fatalf("%q: decoded %q, re-encoded %q decodes to %q (%v)", s, dec, encodeMUTF7(dec), again, err)
+			}
+		}
+		wireMailboxName(s)
+		matchPattern(s, "INBOX.a.b")
+	})
+}
