@@ -150,6 +150,14 @@ func waitGoroutines(t *testing.T, before int) {
 	}
 }
 
+func newAuth(m auth.Module) *auth.Service { return auth.NewService(m) }
+
+func makeMaildir(path string) error { return maildir.Make(path) }
+
+func (e *testEnv) maildirPath(user string) string {
+	return filepath.Join(e.root, user, "Maildir")
+}
+
 // maildir opens a user's Maildir (creating it) for test setup and checks.
 func (e *testEnv) maildir(user string) *maildir.Maildir {
 	e.t.Helper()
