@@ -21,6 +21,10 @@ func (s *session) storageResult(err error, what string) result {
 		return nameResult(err)
 	case errors.Is(err, maildir.ErrInboxProtected):
 		return no("CANNOT", "INBOX cannot be deleted or renamed")
+	case errors.Is(err, maildir.ErrTooManyKeywords):
+		return no("LIMIT", "Too many distinct keywords in this mailbox (at most 26)")
+	case errors.Is(err, maildir.ErrBadKeyword), errors.Is(err, maildir.ErrBadFlags):
+		return bad("Invalid flag or keyword")
 	case errors.Is(err, maildir.ErrNoMessage):
 		return no("EXPUNGEISSUED", "Some messages were expunged meanwhile")
 	}
