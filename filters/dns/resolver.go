@@ -236,8 +236,10 @@ func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (*Answe
 	return c.answer, c.err
 }
 
-// normalizeName returns the lower-case FQDN for name or ErrInvalidName. Names
-// are bounded by RFC 1035 section 2.3.4: 63 octets a label, 255 in all.
+// normalizeName returns the lower-case FQDN for name, in miekg/dns's
+// presentation form (so that it compares equal to names in answers), or
+// ErrInvalidName. Names are bounded by RFC 1035 section 2.3.4: 63 octets a
+// label, 255 in all on the wire.
 func normalizeName(name string) (string, error) {
 	if name == "" {
 		return "", ErrInvalidName
@@ -246,15 +248,19 @@ func normalizeName(name string) (string, error) {
 	if fqdn != "." && strings.HasPrefix(fqdn, ".") || strings.Contains(fqdn, "..") {
 		return "", ErrInvalidName
 	}
-	if _, ok := mdns.IsDomainName(fqdn); !ok || len(fqdn) > 254 {
+	if _, ok := mdns.IsDomainName(fqdn); !ok {
 		return "", ErrInvalidName
 	}
-	for _, label := range strings.Split(strings.TrimSuffix(fqdn, "."), ".") {
-		if len(label) > 63 {
-			return "", ErrInvalidName
-		}
+	var buf [256]byte
+	n, err := mdns.PackDomainName(fqdn, buf[:], 0, nil, false)
+	if err != nil || n > 255 {
+		return "", ErrInvalidName
 	}
-	return fqdn, nil
+	canonical, _, err := mdns.UnpackDomainName(buf[:n], 0)
+	if err != nil {
+		return "", ErrInvalidName
+	}
+	return canonical, nil
 }
 
 // resolve asks the servers, follows CNAMEs across queries when a server did

@@ -55,7 +55,7 @@ func (z *Zone) AddRR(rrs ...mdns.RR) *Zone {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	for _, rr := range rrs {
-		name := strings.ToLower(mdns.Fqdn(rr.Header().Name))
+		name := canonical(rr.Header().Name)
 		z.records[name] = append(z.records[name], rr)
 	}
 	return z
@@ -66,7 +66,7 @@ func (z *Zone) AddRR(rrs ...mdns.RR) *Zone {
 func (z *Zone) Timeout(name string, qtypes ...uint16) *Zone {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	name = strings.ToLower(mdns.Fqdn(name))
+	name = canonical(name)
 	if z.timeout[name] == nil {
 		z.timeout[name] = make(map[uint16]bool)
 	}
@@ -83,7 +83,7 @@ func (z *Zone) Timeout(name string, qtypes ...uint16) *Zone {
 func (z *Zone) ServFail(name string) *Zone {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	z.servfail[strings.ToLower(mdns.Fqdn(name))] = true
+	z.servfail[canonical(name)] = true
 	return z
 }
 
@@ -176,7 +176,7 @@ func (s *Server) Close() {
 func (s *Server) Queries(name string, qtype uint16) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := strings.ToLower(mdns.Fqdn(name)) + " " + mdns.TypeToString[qtype]
+	k := canonical(name) + " " + mdns.TypeToString[qtype]
 	return s.queries[k+" udp"] + s.queries[k+" tcp"]
 }
 
@@ -185,7 +185,7 @@ func (s *Server) Queries(name string, qtype uint16) int {
 func (s *Server) QueriesOver(proto, name string, qtype uint16) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.queries[strings.ToLower(mdns.Fqdn(name))+" "+mdns.TypeToString[qtype]+" "+proto]
+	return s.queries[canonical(name)+" "+mdns.TypeToString[qtype]+" "+proto]
 }
 
 // Total returns how many queries arrived in all.
@@ -271,7 +271,7 @@ func (z *Zone) answer(resp *mdns.Msg, name string, qtype uint16) {
 			return
 		}
 		resp.Answer = append(resp.Answer, cname)
-		name = strings.ToLower(cname.Target)
+		name = canonical(cname.Target)
 		if seen[name] {
 			return // a loop: give what we have, the client must notice
 		}
@@ -285,4 +285,21 @@ func (z *Zone) addSOA(resp *mdns.Msg) {
 		Ns:  "ns.test.", Mbox: "hostmaster.test.",
 		Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: z.negativeTTL,
 	})
+}
+
+// canonical is the lower-case FQDN in the presentation form names have after
+// a trip over the wire (miekg/dns escapes spaces and other special octets),
+// so that names given by tests match names in queries.
+func canonical(name string) string {
+	fqdn := strings.ToLower(mdns.Fqdn(name))
+	var buf [512]byte
+	n, err := mdns.PackDomainName(fqdn, buf[:], 0, nil, false)
+	if err != nil {
+		return fqdn
+	}
+	c, _, err := mdns.UnpackDomainName(buf[:n], 0)
+	if err != nil {
+		return fqdn
+	}
+	return c
 }
