@@ -136,10 +136,10 @@ type macroValues struct {
 	domainS  string // %{o}
 	domain   string // %{d}
 	ip       netip.Addr
-	helo     string       // %{h}
+	helo     string        // %{h}
 	ptr      func() string // %{p}, computed only when used
-	receiver string       // %{r}
-	now      int64        // %{t}
+	receiver string        // %{r}
+	now      int64         // %{t}
 }
 
 // expand renders tokens with values (RFC 7208 section 7.3).
