@@ -151,20 +151,30 @@ func containsAt(toks []addrTok) bool {
 	return false
 }
 
-// phraseText joins display-name words with single spaces, RFC 2047-decoded.
+// phraseText joins display-name words with single spaces, RFC 2047-decoded;
+// quoted words keep their quotes unless the whole phrase is one quoted
+// string (Courier shows `Weird "Quoted" Name` as "Weird \"Quoted\" Name").
 func phraseText(toks []addrTok) string {
 	var words []string
+	quoted := 0
 	for _, t := range toks {
 		switch t.kind {
-		case atAtom, atQuoted:
+		case atAtom:
 			words = append(words, decode2047(t.text))
+		case atQuoted:
+			quoted++
+			words = append(words, `"`+decode2047(t.text)+`"`)
 		case atSpecial:
 			if t.text == "." && len(words) > 0 {
 				words[len(words)-1] += "."
 			}
 		}
 	}
-	return strings.Join(words, " ")
+	p := strings.Join(words, " ")
+	if quoted > 0 && len(p) >= 2 && p[0] == '"' && p[len(p)-1] == '"' {
+		p = p[1 : len(p)-1]
+	}
+	return p
 }
 
 func parseMailbox(toks []addrTok) (addrItem, bool) {

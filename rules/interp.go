@@ -200,9 +200,6 @@ func NewSession(msg *Message, env Env) *Session {
 	for i, a := range env.Args {
 		s.vars[strconv.Itoa(i+1)] = a
 	}
-	if _, ok := s.vars["EXITCODE"]; !ok {
-		s.vars["EXITCODE"] = "0"
-	}
 	s.setSize()
 	return s
 }
@@ -221,6 +218,9 @@ func (p *Program) Run(ctx context.Context, msg *Message, env Env) (Result, error
 	res, ferr := s.Finish(ctx, err == nil)
 	if err == nil {
 		err = ferr
+	}
+	if err != nil {
+		res.ExitCode = ExitTempFail
 	}
 	return res, err
 }
@@ -589,8 +589,11 @@ func (s *Session) deliver(fr *frame, pos Pos, kind, dest string) error {
 func (s *Session) logRecord(dest string) string {
 	from, _ := s.msg.Header("From")
 	subj, _ := s.msg.Header("Subject")
-	return fmt.Sprintf("Date: %s\nFrom: %s\nSubj: %s\nFile: %-67s (%d)\n\n",
-		s.now().Format("Mon Jan _2 15:04:05 2006"), from, subj, dest, s.msg.Size())
+	// The size is right-aligned so that the File: line is 78 columns.
+	file, size := "File: "+dest, fmt.Sprintf("(%d)", s.msg.Size())
+	pad := max(78-len(file)-len(size), 1)
+	return fmt.Sprintf("Date: %s\nFrom: %s\nSubj: %s\n%s%s%s\n\n",
+		s.now().Format("Mon Jan _2 15:04:05 2006"), from, subj, file, strings.Repeat(" ", pad), size)
 }
 
 func (s *Session) include(fr *frame, pos Pos, name string) error {
@@ -1044,11 +1047,19 @@ func (s *Session) foreach(fr *frame, st *foreachStmt) error {
 		}
 	}
 	s.trace(Step{File: fr.file, Line: st.pos.Line, What: "foreach", Text: fmt.Sprintf("/%s/ found %d time(s)", literalText(st.pat.parts), len(occ))})
+	// Courier's maildrop finds every occurrence first, leaving MATCH1...
+	// from the last one; each iteration then sets only MATCH.
+	if len(occ) > 0 {
+		last := occ[len(occ)-1]
+		if err := s.setMatch(fr, st.pos, last.line, last.loc); err != nil {
+			return err
+		}
+	}
 	for _, o := range occ {
 		if err := s.step(fr, st.pos); err != nil {
 			return err
 		}
-		if err := s.setMatch(fr, st.pos, o.line, o.loc); err != nil {
+		if err := s.setMatch(fr, st.pos, o.line, o.loc[:2]); err != nil {
 			return err
 		}
 		if err := s.block(fr, st.body); err != nil {

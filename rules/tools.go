@@ -51,7 +51,6 @@ func StandardVars(o VarOptions, msg *Message) map[string]string {
 		"LOCKTIMEOUT": "60",
 		"LOCKREFRESH": "15",
 		"UMASK":       "077",
-		"EXITCODE":    "0",
 	}
 }
 
