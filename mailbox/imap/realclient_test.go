@@ -1,0 +1,166 @@
+package imap
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Tests with real IMAP clients installed on the machine; each is skipped
+// when its client is missing.
+
+func TestPythonImaplib(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	env := newTestEnv(t, nil)
+	env.deliver("alice", "INBOX", "Subject: from the MTA\nFrom: x@example.org\n\nhello\n")
+	host, port, _ := net.SplitHostPort(env.addr)
+	script := `
+import imaplib, sys
+host, port = sys.argv[1], int(sys.argv[2])
+M = imaplib.IMAP4(host, port)
+typ, caps = M.capability()
+assert b"IDLE" in caps[0], caps
+M.login("alice", "secret")
+typ, boxes = M.list()
+names = [b.split(b' "." ')[-1] for b in boxes]
+assert b"INBOX" in names and b"Sent" in names, boxes
+typ, data = M.append("Sent", r"(\Seen)", None, b"Subject: python\r\n\r\nfrom imaplib\r\n")
+assert typ == "OK" and b"APPENDUID" in data[0], data
+typ, data = M.select("INBOX")
+assert data == [b"1"], data
+typ, data = M.fetch("1", "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+assert typ == "OK" and b"from the MTA" in data[0][1], data
+typ, data = M.search(None, "UNSEEN")
+assert data == [b"1"], data
+typ, data = M.store("1", "+FLAGS", r"(\Deleted \Flagged)")
+assert typ == "OK", data
+typ, data = M.expunge()
+assert data == [b"1"], data
+M.select("Sent", readonly=True)
+typ, data = M.fetch("1", "(FLAGS BODY[TEXT])")
+assert data[0][1] == b"from imaplib\r\n", data
+typ, data = M.uid("SEARCH", None, "ALL")
+assert data == [b"1"], data
+typ, data = M.status("Sent", "(MESSAGES UIDNEXT)")
+assert b"MESSAGES 1 UIDNEXT 2" in data[0], data
+M.close()
+M.logout()
+print("imaplib ok")
+`
+	out, err := exec.Command(python, "-c", script, host, port).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "imaplib ok") {
+		t.Fatalf("imaplib: %v\n%s", err, out)
+	}
+}
+
+// TestMbsync syncs a mailbox both ways with isync's mbsync; a second run
+// must find nothing to do.
+func TestMbsync(t *testing.T) {
+	mbsync, err := exec.LookPath("mbsync")
+	if err != nil {
+		t.Skip("mbsync not installed")
+	}
+	env := newTestEnv(t, nil)
+	const n = 500
+	env.maildir("alice")
+	fillFolder(t, env.maildirPath("alice"), n)
+	host, port, _ := net.SplitHostPort(env.addr)
+	dir := t.TempDir()
+	local := filepath.Join(dir, "local") + "/"
+	// A message that exists only on the client side goes up.
+	if err := os.MkdirAll(filepath.Join(local, "Work", "cur"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"new", "tmp"} {
+		os.MkdirAll(filepath.Join(local, "Work", sub), 0o700)
+	}
+	os.WriteFile(filepath.Join(local, "Work", "cur", "1700000000.local:2,S"), []byte("Subject: up\r\n\r\nup\r\n"), 0o600)
+	conf := fmt.Sprintf(`IMAPAccount test
+Host %s
+Port %s
+User alice
+Pass secret
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore remote
+Account test
+
+MaildirStore local
+Path %s
+Inbox %sINBOX
+SubFolders Verbatim
+
+Channel sync
+Far :remote:
+Near :local:
+Patterns *
+Create Both
+Expunge Both
+SyncState *
+`, host, port, local, local)
+	confPath := filepath.Join(dir, "mbsyncrc")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func() string {
+		cmd := exec.Command(mbsync, "-c", confPath, "-V", "-a")
+		cmd.Env = append(os.Environ(), "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("mbsync: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	run()
+	files, _ := filepath.Glob(filepath.Join(local, "INBOX", "cur", "*"))
+	unseen, _ := filepath.Glob(filepath.Join(local, "INBOX", "new", "*"))
+	files = append(files, unseen...)
+	if len(files) != n {
+		t.Fatalf("mbsync pulled %d messages, want %d", len(files), n)
+	}
+	f, err := env.maildir("alice").Folder("Work")
+	if err != nil {
+		t.Fatalf("Work not created on the server: %v", err)
+	}
+	snap, _ := f.Sync(false)
+	if len(snap.Messages) != 1 {
+		t.Fatalf("Work on server has %d messages, want 1", len(snap.Messages))
+	}
+	// State of both sides, to compare after a second run.
+	state := func() string {
+		var b strings.Builder
+		filepath.Walk(local, func(p string, info os.FileInfo, err error) error {
+			if err == nil && !info.IsDir() && !strings.Contains(p, ".mbsyncstate") && !strings.Contains(p, ".uidvalidity") {
+				b.WriteString(strings.TrimPrefix(p, local) + "\n")
+			}
+			return nil
+		})
+		for _, name := range []string{"INBOX", "Work"} {
+			f, err := env.maildir("alice").Folder(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap, err := f.Sync(false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range snap.Messages {
+				fmt.Fprintf(&b, "%s %d %s %s\n", name, m.UID, m.Key, m.Flags)
+			}
+		}
+		return b.String()
+	}
+	before := state()
+	run()
+	if after := state(); after != before {
+		t.Fatalf("second mbsync run changed something:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
