@@ -3,6 +3,7 @@ package imap
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -371,5 +372,36 @@ func TestCopyMoveUIDPlus(t *testing.T) {
 	}
 	if len(exp) != 1 || exp[0] != 2 {
 		t.Fatalf("UID EXPUNGE 2 expunged seqs %v, want [2]", exp)
+	}
+}
+
+// The go-imap client parses our ENVELOPE and BODYSTRUCTURE of a multipart
+// message with an attachment, RFC 2047 names and a group.
+func TestEnvelopeAndBodyStructureParse(t *testing.T) {
+	env := newTestEnv(t, nil)
+	raw, err := os.ReadFile("testdata/messages/multipart.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.deliver("alice", "INBOX", string(raw))
+	c := env.dialClient("alice", "secret", nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Envelope: true, BodyStructure: &imap.FetchItemBodyStructure{Extended: true}}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env0 := msgs[0].Envelope
+	if env0.Subject != "Grüße report" || len(env0.From) != 1 || env0.From[0].Name != "Jürgen" || env0.MessageID != "multi-1@example.org" {
+		t.Fatalf("envelope = %+v", env0)
+	}
+	mp, ok := msgs[0].BodyStructure.(*imap.BodyStructureMultiPart)
+	if !ok || len(mp.Children) != 2 || !strings.EqualFold(mp.Subtype, "mixed") {
+		t.Fatalf("bodystructure = %#v", msgs[0].BodyStructure)
+	}
+	att, ok := mp.Children[1].(*imap.BodyStructureSinglePart)
+	if !ok || att.Filename() != "report.pdf" || !strings.EqualFold(att.Encoding, "base64") {
+		t.Fatalf("attachment = %#v", mp.Children[1])
 	}
 }

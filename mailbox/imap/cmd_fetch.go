@@ -350,6 +350,7 @@ func execFetch(s *session, c *command) result {
 					return s.storageResult(err, "FETCH")
 				}
 				msg = nil
+				s.markChanged() // report the expunge at the next chance
 			}
 		}
 		if needBody && msg == nil {

@@ -139,6 +139,7 @@ func execStore(s *session, c *command) result {
 			if err := sel.folder.SetFlags(m.key, letters, keywords); err != nil {
 				if errors.Is(err, maildir.ErrNoMessage) {
 					gone = true
+					s.markChanged() // report the expunge at the next chance
 					continue
 				}
 				if changed {

@@ -35,6 +35,10 @@ type selected struct {
 	msgs        []viewMessage
 	shared      *sharedFolder
 	keywords    map[string]bool // announced in FLAGS
+	// hasGone: the view holds messages expunged elsewhere that the client
+	// has not been told about; the next point where EXPUNGE is allowed
+	// rescans even without a new change signal.
+	hasGone bool
 }
 
 var errUIDValidityChanged = errors.New("imap: UIDVALIDITY changed under the session")
@@ -185,7 +189,7 @@ func (sess *session) sendUpdates(expungeOK, force bool) error {
 	if sess.sel == nil {
 		return nil
 	}
-	if !force {
+	if !force && !(expungeOK && sess.sel.hasGone) {
 		select {
 		case <-sess.changed:
 		default:
@@ -210,7 +214,7 @@ func (sess *session) syncSelected(expungeOK bool) error {
 	w := sess.w
 	old := sel.msgs
 	msgs := make([]viewMessage, 0, max(len(snap.Messages), len(old)))
-	expunged := 0
+	expunged, kept := 0, 0
 	changedFlags := false
 	j := 0
 	snapMsgs := snap.Messages
@@ -245,6 +249,7 @@ func (sess *session) syncSelected(expungeOK bool) error {
 			nm := *o
 			nm.gone = true
 			msgs = append(msgs, nm)
+			kept++
 			continue
 		}
 		w.line("* ").num(uint64(len(msgs) + 1)).raw(" EXPUNGE").end()
@@ -268,6 +273,7 @@ func (sess *session) syncSelected(expungeOK bool) error {
 	}
 	sel.msgs = msgs
 	sel.uidNext = snap.UIDNext
+	sel.hasGone = kept > 0
 	if added > 0 || expunged > 0 {
 		if added > 0 {
 			w.line("* ").num(uint64(len(msgs))).raw(" EXISTS").end()
