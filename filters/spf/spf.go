@@ -258,6 +258,8 @@ type evaluator struct {
 	trace        []string
 	topRecord    string
 
+	via string // for reports: what matched inside a passing include
+
 	ptrLooked    bool
 	ptrValidated []string // validated PTR names, for %{p}
 }
@@ -309,6 +311,7 @@ func (e *evaluator) checkHost(domain string, depth int) outcome {
 	// match decides.
 	for i := range rec.mechs {
 		m := &rec.mechs[i]
+		e.via = ""
 		matched, ee := e.match(m, domain, vals, depth)
 		if ee != nil {
 			return outcome{code: ee.code, mech: m.term, domain: domain, rec: rec, reason: ee.reason}
@@ -316,7 +319,7 @@ func (e *evaluator) checkHost(domain string, depth int) outcome {
 		if matched {
 			code := qualifierCode(m.qualifier)
 			return outcome{code: code, mech: m.term, domain: domain, rec: rec,
-				reason: fmt.Sprintf("%s matched %s in the SPF record of %s", e.ip, m.term, domain)}
+				reason: fmt.Sprintf("%s matched %s in the SPF record of %s%s", e.ip, m.term, domain, e.via)}
 		}
 	}
 	// Section 6.1: redirect applies only when no mechanism matched.
@@ -441,6 +444,7 @@ func (e *evaluator) match(m *mechanism, domain string, vals *macroValues, depth 
 		out := e.checkHost(target, depth+1)
 		switch out.code {
 		case Pass:
+			e.via = fmt.Sprintf(" (via %s in the SPF record of %s%s)", out.mech, out.domain, e.via)
 			return true, nil
 		case Fail, SoftFail, Neutral:
 			return false, nil
