@@ -60,7 +60,11 @@ func Init(dir, domain, hostname string, force bool) error {
 		"userdb":        "# Courier userdb: NAME<TAB>uid=N|gid=N|home=DIR|mail=MAILDIR|systempw=HASH|quota=Q\n# Manage with: postern user add|passwd|del|list\n",
 	}
 	for name, content := range files {
-		if err := WriteFileAtomic(filepath.Join(etc, name), []byte(content), 0o640); err != nil {
+		perm := os.FileMode(0o640)
+		if name == "userdb" {
+			perm = 0o600 // holds password hashes; Courier refuses a readable userdb
+		}
+		if err := WriteFileAtomic(filepath.Join(etc, name), []byte(content), perm); err != nil {
 			return err
 		}
 	}

@@ -42,7 +42,7 @@ Refuses to overwrite an existing DIR/etc unless --force is given.`)
 	}
 	etc, _ := filepath.Abs(filepath.Join(dir, "etc"))
 	fmt.Fprintf(e.stdout, "Postern set up in %s for domain %s.\n", dir, *domain)
-	fmt.Fprintf(e.stdout, "Add a user:  postern --config %s user add alice@%s\n", etc, *domain)
+	fmt.Fprintf(e.stdout, "Add a user:  postern --config %s user add alice@%s [--uid N --gid N]\n", etc, *domain)
 	fmt.Fprintf(e.stdout, "Start it:    postern serve --config %s\n", etc)
 	return 0
 }
