@@ -1,0 +1,101 @@
+// Package delivery holds the few types that the queue, local delivery and
+// outbound (remote) delivery share, so that the queue never needs to know
+// which kind of delivery it is driving (the shape of chasquid's "courier"):
+// one interface, one method, a result per recipient.
+//
+// CONTRACT FILE: gateway/queue, gateway/outbound, the local delivery agent and
+// the SMTP sessions code against these types. Add fields; do not change or
+// remove them without telling every user.
+package delivery
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Notify is an RFC 3461 NOTIFY value set.
+type Notify uint8
+
+const (
+	NotifyDefault Notify = 0 // no NOTIFY given: FAILURE (and DELAY at the MTA's discretion)
+	NotifyNever   Notify = 1 << iota
+	NotifySuccess
+	NotifyFailure
+	NotifyDelay
+)
+
+// Recipient is one envelope recipient and what we know of its delivery.
+type Recipient struct {
+	Addr   string // the RCPT TO address as given (after alias expansion: the final address)
+	ORcpt  string // RFC 3461 ORCPT, "rfc822;addr" form, or "" (the original address before aliasing goes here too)
+	Notify Notify
+	Local  bool // true: delivered by the local agent; false: remote (outbound)
+
+	// Queue state (kept in the spool).
+	Status        Status
+	Attempts      int
+	LastAttempt   time.Time
+	NextAttempt   time.Time
+	LastResult    string // the last diagnostic, e.g. "smtp; 451 4.2.0 try later" or "x-local; mailbox full"
+	RemoteMTA     string // "dns; mx.example.org" for DSNs
+	DelayNotified bool   // a delay DSN was sent for this recipient
+}
+
+// Status of one recipient.
+type Status uint8
+
+const (
+	StatusPending   Status = iota // not yet delivered; retry at NextAttempt
+	StatusDelivered               // done
+	StatusFailed                  // permanent failure (bounced, or nothing to bounce to)
+)
+
+// Envelope is a message's SMTP envelope and trace facts.
+type Envelope struct {
+	ID         string // queue id, unique, safe as a file name
+	From       string // reverse path; "" is the null sender (bounces: never bounced)
+	Rcpts      []Recipient
+	Received   time.Time // when we accepted it
+	EnvID      string    // RFC 3461 ENVID ("" if none)
+	Ret        string    // RFC 3461 RET: "FULL", "HDRS" or ""
+	SMTPUTF8   bool      // RFC 6531: the message or addresses need SMTPUTF8
+	Body8Bit   bool      // BODY=8BITMIME
+	RequireTLS bool      // RFC 8689 REQUIRETLS
+	AuthUser   string    // the authenticated submitter, if any
+	ClientIP   string    // the SMTP client's address
+	ClientHELO string
+}
+
+// Message is the stored message: the exact bytes as accepted (CRLF line
+// endings, the Received line we added on top), readable at any offset.
+type Message interface {
+	io.ReaderAt
+	Size() int64
+}
+
+// Result is the outcome for one recipient.
+type Result struct {
+	Err        error  // nil: delivered
+	Permanent  bool   // with Err: do not retry; bounce
+	Diagnostic string // for DSNs: "smtp; 550 5.1.1 no such user" or "x-local; ..." (RFC 3464 Diagnostic-Code)
+	Status     string // RFC 3463 enhanced status, e.g. "5.1.1", "4.4.1"
+	RemoteMTA  string // "dns; mx1.example.org" when a remote server answered
+}
+
+// Deliverer delivers one message to some recipients. For remote delivery
+// the queue passes recipients of one destination domain together, so one
+// SMTP transaction carries them. It returns one Result per recipient, in
+// order. It must honour ctx (deadline, shutdown) and never panic on a bad
+// address.
+type Deliverer interface {
+	Deliver(ctx context.Context, env *Envelope, rcpts []Recipient, msg Message) []Result
+}
+
+// DelivererFunc adapts a function to Deliverer.
+type DelivererFunc func(ctx context.Context, env *Envelope, rcpts []Recipient, msg Message) []Result
+
+// Deliver implements Deliverer.
+func (f DelivererFunc) Deliver(ctx context.Context, env *Envelope, rcpts []Recipient, msg Message) []Result {
+	return f(ctx, env, rcpts, msg)
+}
