@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -97,4 +98,85 @@ func newBenchEnv(b *testing.B) *testEnv {
 		b.Fatal(err)
 	}
 	return env
+}
+
+// BenchmarkSelect10k: SELECT INBOX on 10,000 messages, warm (the folder's
+// UID database and metadata are cached by an earlier session).
+func BenchmarkSelect10k(b *testing.B) {
+	env := newBenchEnv(b)
+	fillFolder(b, env.maildirPath("alice"), 10000)
+	c, err := net.Dial("tcp", env.addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 64<<10)
+	readUntil := func(prefix string) {
+		for {
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			line, err := br.ReadString('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			if strings.HasPrefix(line, prefix) {
+				return
+			}
+		}
+	}
+	br.ReadString('\n')
+	fmt.Fprintf(c, "a LOGIN alice secret\r\n")
+	readUntil("a ")
+	fmt.Fprintf(c, "s SELECT INBOX\r\n") // cold: assigns UIDs, stats files
+	readUntil("s ")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		fmt.Fprintf(c, "s SELECT INBOX\r\n")
+		readUntil("s OK")
+	}
+}
+
+// BenchmarkIdleSessionMemory measures the server-side memory of logged-in
+// sessions sitting in IDLE (reported as bytes/session; the client ends of
+// the connections are in the same process and counted too).
+func BenchmarkIdleSessionMemory(b *testing.B) {
+	const n = 1000
+	env := newBenchEnv(b)
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	before := ms.HeapInuse + ms.StackInuse
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	buf := make([]byte, 4096)
+	expect := func(c net.Conn, want string) {
+		var got []byte
+		for !strings.Contains(string(got), want) {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			k, err := c.Read(buf)
+			if err != nil {
+				b.Fatalf("want %q: %v (got %q)", want, err, got)
+			}
+			got = append(got, buf[:k]...)
+		}
+	}
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", env.addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+		expect(c, "ready\r\n")
+		fmt.Fprintf(c, "a LOGIN alice secret\r\ns SELECT INBOX\r\ni IDLE\r\n")
+		expect(c, "+ idling\r\n")
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	after := ms.HeapInuse + ms.StackInuse
+	b.ReportMetric(float64(after-before)/n, "bytes/session")
+	for i := 0; i < b.N; i++ {
+	}
 }

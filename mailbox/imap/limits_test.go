@@ -8,8 +8,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -283,5 +286,50 @@ func TestImplicitTLS(t *testing.T) {
 	env.stop()
 	if err := <-done; err != ErrServerClosed {
 		t.Fatalf("ServeTLS returned %v", err)
+	}
+}
+
+// Hostile mailbox names are refused with NO and leave the disk untouched.
+func TestHostileMailboxNamesCreateNothing(t *testing.T) {
+	env := newTestEnv(t, nil)
+	r := env.login("alice", "secret")
+	before, err := os.ReadDir(filepath.Dir(env.maildirPath("alice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listing := func() []string {
+		var names []string
+		filepath.Walk(env.root, func(p string, info os.FileInfo, err error) error {
+			if err == nil && info.IsDir() {
+				names = append(names, p)
+			}
+			return nil
+		})
+		return names
+	}
+	dirs := listing()
+	for i, name := range []string{"..", "../x", "a/b", "/etc", "a\x00b", "a\x01b", "a..b", ".a", "&AC8-etc", "&AAA-", "INBOX.", ""} {
+		tag := fmt.Sprintf("h%d", i)
+		for _, cmd := range []string{"CREATE", "RENAME Sent", "APPEND"} {
+			line := fmt.Sprintf("%s %s {%d+}\r\n%s", tag, cmd, len(name), name)
+			if cmd == "APPEND" {
+				line += " {1+}\r\nx"
+			}
+			r.send(line + "\r\n")
+			got := r.expect(tag + " ")
+			if !strings.HasPrefix(got, tag+" NO ") && !strings.HasPrefix(got, tag+" BAD ") {
+				t.Fatalf("%s %q: %q", cmd, name, got)
+			}
+		}
+	}
+	after, _ := os.ReadDir(filepath.Dir(env.maildirPath("alice")))
+	if len(after) != len(before) {
+		t.Fatalf("entries beside the Maildir changed: %v -> %v", before, after)
+	}
+	if got := listing(); strings.Join(got, "\n") != strings.Join(dirs, "\n") {
+		t.Fatalf("directories changed:\n%v\n%v", dirs, got)
+	}
+	if _, err := os.Stat(filepath.Join(env.maildirPath("alice"), ".Sent")); err != nil {
+		t.Fatalf("Sent was renamed away: %v", err)
 	}
 }

@@ -84,8 +84,8 @@ func (s *Server) newSession(c net.Conn, isTLS bool) *session {
 // STARTTLS.
 func (sess *session) setConn(c net.Conn) {
 	sess.conn = c
-	sess.br = bufio.NewReaderSize(c, 16<<10)
-	sess.bw = bufio.NewWriterSize(&deadlineConn{Conn: c, writeTimeout: writeTimeout}, 16<<10)
+	sess.br = bufio.NewReaderSize(c, 4<<10)
+	sess.bw = bufio.NewWriterSize(&deadlineConn{Conn: c, writeTimeout: writeTimeout}, 8<<10)
 	sess.w = newResponseWriter(sess.bw)
 	sess.d = newDecoder(sess.br, sess.continueLiteral)
 	sess.d.maxSkip = sess.srv.opt.MaxLiteralSize

@@ -31,7 +31,7 @@ type responseWriter struct {
 }
 
 func newResponseWriter(bw *bufio.Writer) *responseWriter {
-	return &responseWriter{bw: bw, buf: make([]byte, 0, 4096)}
+	return &responseWriter{bw: bw, buf: make([]byte, 0, 512)}
 }
 
 // line starts a new response line in the buffer.
