@@ -11,6 +11,8 @@ import (
 
 	imap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"postern/mailbox/maildir"
 )
 
 // dialClient logs a go-imap v2 client in.
@@ -404,4 +406,33 @@ func TestEnvelopeAndBodyStructureParse(t *testing.T) {
 	if !ok || att.Filename() != "report.pdf" || !strings.EqualFold(att.Encoding, "base64") {
 		t.Fatalf("attachment = %#v", mp.Children[1])
 	}
+}
+
+func TestOverQuota(t *testing.T) {
+	env := newTestEnv(t, nil)
+	md := env.maildir("alice")
+	env.deliver("alice", "INBOX", "Subject: small\n\nx\n")
+	if err := md.SetQuota(maildir.Quota{Bytes: 300}); err != nil {
+		t.Fatal(err)
+	}
+	c := env.dialClient("alice", "secret", nil)
+	big := []byte("Subject: big\r\n\r\n" + strings.Repeat("y", 400) + "\r\n")
+	cmd := c.Append("INBOX", int64(len(big)), nil)
+	cmd.Write(big)
+	cmd.Close()
+	if _, err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "OVERQUOTA") {
+		t.Fatalf("APPEND over quota: %v, want NO [OVERQUOTA]", err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if _, err := c.Copy(imap.SeqSetNum(1), "Archive").Wait(); err != nil {
+			if !strings.Contains(err.Error(), "OVERQUOTA") {
+				t.Fatalf("COPY over quota: %v, want NO [OVERQUOTA]", err)
+			}
+			return
+		}
+	}
+	t.Fatal("COPY never hit the quota")
 }
