@@ -2,10 +2,13 @@ package spf
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	mdns "github.com/miekg/dns"
 
 	"postern/filters/dns"
 	"postern/filters/dns/dnstest"
@@ -101,4 +104,50 @@ func BenchmarkCheck(b *testing.B) {
 	if n := srv.Total() - before; n != 0 && !strings.Contains(b.Name(), "cold") {
 		b.Fatalf("%d DNS queries with a warm cache", n)
 	}
+}
+
+// FuzzCheck evaluates arbitrary published policies end to end, through a
+// real DNS server: whatever the record says, the check ends with one of the
+// seven results, within its limits, without panicking.
+func FuzzCheck(f *testing.F) {
+	for _, s := range []string{
+		"v=spf1 a mx include:_spf.provider.test -all",
+		"v=spf1 redirect=%{d}",
+		"v=spf1 include:%{d} -all",
+		"v=spf1 exists:%{ir}.%{l}.%{o}.x.test ptr:%{p} ~all",
+		"v=spf1 a:%{h} mx:%{d2}/24//64 ?all exp=%{d}",
+	} {
+		f.Add(s)
+	}
+	zone := typicalZone()
+	srv, err := dnstest.Listen(zone)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(srv.Close)
+	r, err := dns.New(dns.Options{Servers: []string{srv.Addr}, Timeout: 200 * time.Millisecond, Attempts: 1, CacheSize: 1000})
+	if err != nil {
+		f.Fatal(err)
+	}
+	n := 0
+	f.Fuzz(func(t *testing.T, policy string) {
+		n++
+		name := fmt.Sprintf("f%d.fuzz.test.", n)
+		var txt []string
+		for s := policy; ; {
+			k := min(len(s), 255)
+			txt = append(txt, dns.EscapeString(s[:k]))
+			if s = s[k:]; s == "" {
+				break
+			}
+		}
+		zone.AddRR(&mdns.TXT{Hdr: mdns.RR_Header{Name: name, Rrtype: mdns.TypeTXT, Class: mdns.ClassINET, Ttl: 300}, Txt: txt})
+		res := Check(context.Background(), r, net.ParseIP("192.0.2.1"), "mail.example.com", "a@"+name)
+		if res.Code < None || res.Code > PermError {
+			t.Fatalf("result %d", res.Code)
+		}
+		if res.DNSTerms > DefaultMaxDNSTerms+1 || res.VoidLookups > DefaultMaxVoidLookups+1 {
+			t.Fatalf("limits not held: %d terms, %d void", res.DNSTerms, res.VoidLookups)
+		}
+	})
 }

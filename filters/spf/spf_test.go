@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +99,7 @@ func TestHELOIdentityAndNullSender(t *testing.T) {
 }
 
 func TestBadPolicies(t *testing.T) {
+	checkGoroutines(t)
 	long := "v=spf1 " + strings.Repeat("ip4:192.0.2.1 ", 400) + "-all" // ~5.6 kB
 	zone := dnstest.NewZone().Add(
 		`garbage.test. 300 IN TXT "v=spf1 a:[not a domain -all"`,
@@ -152,7 +154,23 @@ func TestBadPolicies(t *testing.T) {
 	}
 }
 
+// checkGoroutines fails the test if goroutines it started outlive it.
+func checkGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(3 * time.Second)
+		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > before {
+			buf := make([]byte, 1<<16)
+			t.Errorf("goroutines leaked: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
+		}
+	})
+}
+
 func TestTimeoutIsTempError(t *testing.T) {
+	checkGoroutines(t)
 	zone := dnstest.NewZone().Timeout("slow.test")
 	srv := dnstest.Start(t, zone)
 	r, _ := dns.New(dns.Options{Servers: []string{srv.Addr}, Timeout: 5 * time.Second, Attempts: 3})
@@ -202,6 +220,7 @@ func TestReceivedSPFAndAuthenticationResults(t *testing.T) {
 }
 
 func TestCheckMain(t *testing.T) {
+	checkGoroutines(t)
 	srv := dnstest.Start(t, typicalZone())
 	var out, errOut bytes.Buffer
 	code := CheckMain([]string{"--ip", "203.0.113.5", "--helo", "mail.example.com", "--sender", "alice@example.com", "--dns", srv.Addr, "--receiver", "mx.test"}, &out, &errOut)
