@@ -436,3 +436,57 @@ func TestOverQuota(t *testing.T) {
 	}
 	t.Fatal("COPY never hit the quota")
 }
+
+// A session in IDLE hears at once about another session's flag change and
+// expunge (in-process notification, no polling).
+func TestIdleSeesOtherSessionChanges(t *testing.T) {
+	env := newTestEnv(t, nil)
+	env.deliver("alice", "INBOX", "Subject: a\n\na\n")
+	env.deliver("alice", "INBOX", "Subject: b\n\nb\n")
+	u := newUnilateral()
+	idler := env.dialClient("alice", "secret", u.handler())
+	other := env.dialClient("alice", "secret", nil)
+	for _, c := range []*imapclient.Client{idler, other} {
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idle, err := idler.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Store(imap.SeqSetNum(2), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagFlagged, imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	u.wait(t, "FETCH FLAGS during IDLE", func() bool { return hasFlag(u.flags[2], imap.FlagFlagged) })
+	if err := other.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	u.wait(t, "EXPUNGE during IDLE", func() bool { return len(u.expunged) == 1 && u.expunged[0] == 2 })
+	if err := idle.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Without file watching, IDLE still reports a delivery by polling.
+func TestIdlePollingFallback(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) { o.testNoWatch = true; o.testIdlePoll = 200 * time.Millisecond })
+	u := newUnilateral()
+	c := env.dialClient("alice", "secret", u.handler())
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.deliver("alice", "INBOX", "Subject: polled\n\nx\n")
+	u.wait(t, "EXISTS by polling", func() bool { return len(u.exists) > 0 && u.exists[len(u.exists)-1] == 1 })
+	idle.Close()
+	if err := idle.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}

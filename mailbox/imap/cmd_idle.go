@@ -51,7 +51,7 @@ func execIdle(s *session, c *command) result {
 		s.conn.SetReadDeadline(time.Now())
 		<-lines
 	}
-	ticker := time.NewTicker(idlePollInterval)
+	ticker := time.NewTicker(s.srv.idlePoll)
 	defer ticker.Stop()
 	for {
 		var err error

@@ -46,8 +46,11 @@ type Options struct {
 	// MaxLiteralSize bounds APPEND's message. Default 64 MiB.
 	MaxLiteralSize int64
 
-	// testUnauthTimeout shortens the pre-login autologout in tests.
+	// testUnauthTimeout shortens the pre-login autologout in tests;
+	// testIdlePoll the IDLE rescan interval; testNoWatch turns inotify off.
 	testUnauthTimeout time.Duration
+	testIdlePoll      time.Duration
+	testNoWatch       bool
 }
 
 // Timeouts and limits that are not configurable.
@@ -75,6 +78,7 @@ type Server struct {
 	// unauthTimeout is the autologout before login; a field so that tests
 	// need not wait a minute.
 	unauthTimeout time.Duration
+	idlePoll      time.Duration
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -111,11 +115,18 @@ func NewServer(opt Options) *Server {
 		done:      make(chan struct{}),
 
 		unauthTimeout: unauthTimeout,
+		idlePoll:      idlePollInterval,
 	}
 	if opt.testUnauthTimeout > 0 {
 		s.unauthTimeout = opt.testUnauthTimeout
 	}
+	if opt.testIdlePoll > 0 {
+		s.idlePoll = opt.testIdlePoll
+	}
 	s.hub = newFolderHub(s.log)
+	if opt.testNoWatch {
+		s.hub.watchErr = errors.New("watching disabled for a test")
+	}
 	return s
 }
 
