@@ -13,6 +13,7 @@ import (
 
 	"postern/mailbox/maildir"
 	"postern/policy"
+	"postern/rules"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -46,7 +47,8 @@ func commands() []command {
 		{"maildirmake", "create a Maildir, a Maildir++ folder, or set a quota", runMaildirmake},
 		{"deliverquota", "deliver a message from stdin into a Maildir, honouring its quota", runDeliverquota},
 		{"config", "check the configuration and print what it resolves to", runConfigCheck},
-		{"version", "print the version", func(e *env, _ []string) int { fmt.Fprintln(e.stdout, "postern", version); return 0 }},
+		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},
+		{"version", "print the version", runVersion},
 	}
 }
 
@@ -142,10 +144,74 @@ func parseFlags(fs *flag.FlagSet, args []string) (exit int, done bool) {
 	return 0, false
 }
 
+func runRules(e *env, args []string) int {
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, `Usage: postern rules check FILE...
+       postern rules test [-x] [-m] [-f FROM] [-V N=V] FILE [ARG...] < MESSAGE
+
+check  reports syntax errors in maildrop filter files as FILE:LINE:COL: message.
+test   runs FILE on the message without delivering anything and prints, step by
+       step, which conditions matched and where the message would go.
+See docs/rules.md for the language.
+`)
+	}
+	if len(args) == 0 {
+		usage(e.stderr)
+		return 64
+	}
+	switch args[0] {
+	case "check":
+		return rules.CheckMain(args[1:], e.stdout, e.stderr)
+	case "test":
+		return rules.RunTestMain(args[1:], e.stdin, e.stdout, e.stderr)
+	case "-h", "--help", "help":
+		usage(e.stdout)
+		return 0
+	}
+	fmt.Fprintf(e.stderr, "postern rules: unknown subcommand %q\n", args[0])
+	usage(e.stderr)
+	return 64
+}
+
+func runVersion(e *env, args []string) int {
+	if wantsHelp(args) {
+		fmt.Fprintln(e.stdout, "Usage: postern version\n\nPrints the version of this binary.")
+		return 0
+	}
+	fmt.Fprintln(e.stdout, "postern", version)
+	return 0
+}
+
+// wantsHelp reports a lone --help/-h, for the Courier-compatible tools whose
+// own option parsing knows no such flag.
+func wantsHelp(args []string) bool {
+	return len(args) == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "-help")
+}
+
 func runMaildirmake(e *env, args []string) int {
+	if wantsHelp(args) {
+		fmt.Fprint(e.stdout, `Usage: maildirmake [-q QUOTA] [-f FOLDER] [-F FOLDER] MAILDIR
+
+Creates MAILDIR (tmp/, new/, cur/), or with -f a Maildir++ folder inside it
+(-F takes the name in UTF-8 and stores it in modified UTF-7), and with -q
+sets the Maildir++ quota ("10000000S,1000C"). Compatible with Courier's
+maildirmake(1); see docs/maildirmake.md.
+`)
+		return 0
+	}
 	return maildir.MaildirmakeMain(args, e.stdout, e.stderr)
 }
 
 func runDeliverquota(e *env, args []string) int {
+	if wantsHelp(args) {
+		fmt.Fprint(e.stdout, `Usage: deliverquota [-c] [-w PERCENT] [-W FILE] MAILDIR [QUOTA] < MESSAGE
+
+Delivers the message on standard input into MAILDIR, refusing it when the
+Maildir++ quota would be exceeded. Exit status: 0 delivered, 77 over quota,
+75 temporary failure, 64 usage. Compatible with Courier's deliverquota(8);
+see docs/deliverquota.md.
+`)
+		return 0
+	}
 	return maildir.DeliverquotaMain(args, e.stdin, e.stdout, e.stderr)
 }

@@ -158,6 +158,10 @@ func runMakeuserdb(e *env, args []string) int {
 }
 
 func runAuthtest(e *env, args []string) int {
+	if wantsHelp(args) {
+		// AuthtestMain prints the usage; it needs no configuration for that.
+		return authtool.AuthtestMain(args, e.stdout, e.stderr, auth.NewService())
+	}
 	cfg, err := policy.Load(e.configDir)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "postern authtest: configuration:\n%v\n", err)

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCmd(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(append([]string{"postern"}, args...), &env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb})
+	return code, out.String(), errb.String()
+}
+
+// Every command answers --help with exit 0 and a usage text.
+func TestEveryCommandHasHelp(t *testing.T) {
+	for _, c := range commands() {
+		code, out, errb := runCmd(t, "", c.name, "--help")
+		if code != 0 || !strings.Contains(strings.ToLower(out+errb), "usage") {
+			t.Errorf("postern %s --help: exit %d\n%s%s", c.name, code, out, errb)
+		}
+	}
+	if code, out, _ := runCmd(t, "", "help"); code != 0 || !strings.Contains(out, "maildirmake") {
+		t.Errorf("postern help: %d %s", code, out)
+	}
+	if code, _, _ := runCmd(t, "", "no-such-command"); code != 64 {
+		t.Errorf("unknown command: exit %d, want 64", code)
+	}
+}
+
+func TestInitUserAuthtestConfig(t *testing.T) {
+	dir := t.TempDir()
+	if code, out, errb := runCmd(t, "", "init", dir, "--domain", "example.test"); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, errb)
+	}
+	etc := filepath.Join(dir, "etc")
+	if code, _, errb := runCmd(t, "pw123\n", "--config", etc, "user", "add", "bob@example.test"); code != 0 {
+		t.Fatalf("user add: %s", errb)
+	}
+	code, out, errb := runCmd(t, "", "--config", etc, "authtest", "bob@example.test", "pw123")
+	if code != 0 || !strings.Contains(out, "Authentication succeeded") {
+		t.Fatalf("authtest: %d %s %s", code, out, errb)
+	}
+	if code, _, _ := runCmd(t, "", "--config", etc, "authtest", "bob@example.test", "wrong"); code == 0 {
+		t.Fatal("authtest accepted a wrong password")
+	}
+	code, out, _ = runCmd(t, "", "--config", etc, "config")
+	if code != 0 || !strings.Contains(out, "domain     example.test") || !strings.Contains(out, "listen     smtp") {
+		t.Fatalf("config: %d\n%s", code, out)
+	}
+	if code, _, errb := runCmd(t, "", "init", dir, "--domain", "example.test"); code == 0 || !strings.Contains(errb, "already") {
+		t.Fatalf("second init without --force: %d %s", code, errb)
+	}
+}
+
+// Called through a link named like Courier's tool, the binary is that tool.
+func TestArgv0Tools(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "Maildir")
+	var out, errb bytes.Buffer
+	if code := run([]string{"/usr/bin/maildirmake", dir}, &env{stdout: &out, stderr: &errb}); code != 0 {
+		t.Fatalf("maildirmake: %d %s", code, errb.String())
+	}
+	msg := "Subject: x\n\nbody\n"
+	if code := run([]string{"deliverquota", dir}, &env{stdin: strings.NewReader(msg), stdout: &out, stderr: &errb}); code != 0 {
+		t.Fatalf("deliverquota: %d %s", code, errb.String())
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, "new", "*"))
+	if len(matches) != 1 {
+		t.Fatalf("deliverquota delivered %d files", len(matches))
+	}
+}
