@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -332,4 +334,24 @@ func TestHostileMailboxNamesCreateNothing(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(env.maildirPath("alice"), ".Sent")); err != nil {
 		t.Fatalf("Sent was renamed away: %v", err)
 	}
+}
+
+// A session stuck inside a command (an APPEND whose literal never comes)
+// does not hold Shutdown past its context: it is closed hard.
+func TestShutdownDeadlineClosesStuckSessions(t *testing.T) {
+	env := newTestEnv(t, nil)
+	r := env.login("alice", "secret")
+	r.send("a1 APPEND INBOX {100}\r\n")
+	r.expect("+ ")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err := env.srv.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want deadline exceeded", err)
+	}
+	if err := <-env.done; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve = %v", err)
+	}
+	env.srv = nil
+	r.expectClosed(t)
 }

@@ -233,7 +233,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.mu.Lock()
 		for sess := range s.sessions {
-			sess.conn.Close()
+			sess.closeConn()
 		}
 		s.mu.Unlock()
 		<-finished

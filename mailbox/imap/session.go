@@ -61,7 +61,7 @@ type session struct {
 	// file-system event touched the selected folder.
 	changed chan struct{}
 
-	mu      sync.Mutex // guards waiting
+	mu      sync.Mutex // guards waiting, and conn against Shutdown
 	waiting bool       // blocked reading a command (Shutdown may interrupt)
 }
 
@@ -83,7 +83,9 @@ func (s *Server) newSession(c net.Conn, isTLS bool) *session {
 // setConn (re)builds the buffered reader and writer, at start and after
 // STARTTLS.
 func (sess *session) setConn(c net.Conn) {
+	sess.mu.Lock()
 	sess.conn = c
+	sess.mu.Unlock()
 	sess.br = bufio.NewReaderSize(c, 4<<10)
 	sess.bw = bufio.NewWriterSize(&deadlineConn{Conn: c, writeTimeout: writeTimeout}, 8<<10)
 	sess.w = newResponseWriter(sess.bw)
@@ -112,6 +114,14 @@ func (sess *session) interruptWait() {
 	if sess.waiting {
 		sess.conn.SetReadDeadline(time.Now())
 	}
+	sess.mu.Unlock()
+}
+
+// closeConn ends the connection from another goroutine (Shutdown past its
+// deadline).
+func (sess *session) closeConn() {
+	sess.mu.Lock()
+	sess.conn.Close()
 	sess.mu.Unlock()
 }
 
