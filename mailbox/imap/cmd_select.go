@@ -44,15 +44,7 @@ func (s *session) selectMailbox(name string, readOnly bool) result {
 
 	w := s.w
 	s.writeFlagsResponse()
-	if readOnly {
-		w.line(`* OK [PERMANENTFLAGS ()] Read-only mailbox`).end()
-	} else {
-		w.line(`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft`)
-		for _, k := range sortedKeys(sel.keywords) {
-			w.byte(' ').raw(k)
-		}
-		w.raw(` \*)] Flags permitted`).end()
-	}
+	s.writePermanentFlags()
 	w.line("* ").num(uint64(len(sel.msgs))).raw(" EXISTS").end()
 	recent := 0
 	firstUnseen := 0

@@ -40,7 +40,8 @@ type sharedFolder struct {
 	// recentMark: messages with a higher UID have not been shown to any
 	// session yet, so the next session to see them gets \Recent
 	// (RFC 3501 2.3.2). Maildir cannot record which session saw a message,
-	// so this is per process; the first mark comes from new/.
+	// so this is kept while some session has the folder selected; the first
+	// mark comes from what is still in new/.
 	mu         sync.Mutex // guards recentMark, markSet
 	recentMark uint32
 	markSet    bool
@@ -128,6 +129,12 @@ func (h *folderHub) leave(sf *sharedFolder, sess *session) {
 	}
 	h.mu.Lock()
 	delete(sf.sessions, sess)
+	if len(sf.sessions) == 0 && h.folders[sf.path] == sf {
+		// Forget the folder: the next session starts its recent mark from
+		// new/ again, which is exact, since read-write sessions move what
+		// they have seen out of new/.
+		delete(h.folders, sf.path)
+	}
 	h.mu.Unlock()
 }
 

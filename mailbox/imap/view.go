@@ -301,6 +301,7 @@ func (sess *session) announceKeywords(kws []string) {
 	}
 	if fresh {
 		sess.writeFlagsResponse()
+		sess.writePermanentFlags()
 	}
 }
 
@@ -323,4 +324,19 @@ func (sess *session) markChanged() {
 	case sess.changed <- struct{}{}:
 	default:
 	}
+}
+
+// writePermanentFlags: the flags a client may store; "\*" means it may
+// create keywords (RFC 3501 7.1).
+func (sess *session) writePermanentFlags() {
+	w := sess.w
+	if sess.sel.readOnly {
+		w.line(`* OK [PERMANENTFLAGS ()] Read-only mailbox`).end()
+		return
+	}
+	w.line(`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft`)
+	for _, k := range sortedKeys(sess.sel.keywords) {
+		w.byte(' ').raw(k)
+	}
+	w.raw(` \*)] Flags permitted`).end()
 }
