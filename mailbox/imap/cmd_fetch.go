@@ -311,13 +311,11 @@ func execFetch(s *session, c *command) result {
 		return bad("Invalid sequence number")
 	}
 	items := a.items
-	wantFlags, wantUID, needBody, setSeen := false, c.uid, false, false
+	wantFlags, needBody, setSeen := false, false, false
 	for i := range items {
 		switch items[i].name {
 		case "FLAGS":
 			wantFlags = true
-		case "UID":
-			wantUID = true
 		}
 		needBody = needBody || items[i].needsBody()
 		setSeen = setSeen || items[i].setsSeen()
@@ -335,7 +333,6 @@ func execFetch(s *session, c *command) result {
 			items = append([]fetchItem{{name: "UID"}}, items...)
 		}
 	}
-	_ = wantUID
 	expungeIssued := false
 	changed := false
 	w := s.w

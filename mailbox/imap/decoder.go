@@ -268,8 +268,10 @@ func (d *decoder) quoted() (string, error) {
 			if b != '"' && b != '\\' {
 				return "", syntaxErr("bad escape in quoted string")
 			}
-		case '\r', '\n', 0:
+		case '\r', '\n':
 			return "", syntaxErr("unterminated quoted string")
+		case 0:
+			return "", syntaxErr("NUL in quoted string")
 		}
 		d.scratch = append(d.scratch, b)
 	}

@@ -215,7 +215,6 @@ func (sess *session) syncSelected(expungeOK bool) error {
 	old := sel.msgs
 	msgs := make([]viewMessage, 0, max(len(snap.Messages), len(old)))
 	expunged, kept := 0, 0
-	changedFlags := false
 	j := 0
 	snapMsgs := snap.Messages
 	for i := range old {
@@ -230,7 +229,6 @@ func (sess *session) syncSelected(expungeOK bool) error {
 			nm.gone = false
 			if !sameFlags(o.letters, o.keywords, m.Flags, m.Keywords) {
 				nm.letters, nm.keywords = m.Flags, m.Keywords
-				changedFlags = true
 				sess.announceKeywords(m.Keywords)
 				seq := uint64(len(msgs) + 1)
 				w.line("* ").num(seq).raw(" FETCH (")
@@ -255,7 +253,6 @@ func (sess *session) syncSelected(expungeOK bool) error {
 		w.line("* ").num(uint64(len(msgs) + 1)).raw(" EXPUNGE").end()
 		expunged++
 	}
-	_ = changedFlags
 	maxKnown := sel.maxUID()
 	mark := sel.shared.claimRecent(snap, sel.readOnly)
 	added, recent := 0, 0
