@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/emersion/go-sasl"
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,6 +65,15 @@ func openAccountMaildir(acct *auth.Account) (*maildir.Maildir, error) {
 // overQuota reports whether the account's mailbox is already at or over its
 // quota, so RCPT can be refused before the client sends the message.
 func overQuota(acct *auth.Account) (bool, error) {
+	if acct.Quota == "" {
+		// Without a quota in the account, only a maildirsize file (set by
+		// maildirmake -q) can limit the mailbox. Without one there is
+		// nothing to check, and counting the messages would cost a scan of
+		// the whole Maildir for every RCPT.
+		if _, err := os.Stat(filepath.Join(acct.MaildirPath(), "maildirsize")); err != nil {
+			return false, nil
+		}
+	}
 	md, err := maildir.Open(acct.MaildirPath())
 	if err != nil {
 		return false, err
