@@ -37,7 +37,7 @@ func typicalZone() *dnstest.Zone {
 }
 
 func newTestResolver(t testing.TB, srv *dnstest.Server) *dns.Resolver {
-	r, err := dns.New(dns.Options{Servers: []string{srv.Addr}, Timeout: 300 * time.Millisecond, Attempts: 1})
+	r, err := dns.New(dns.Options{Servers: []string{srv.Addr}, Timeout: time.Second, Attempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

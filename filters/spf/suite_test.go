@@ -72,7 +72,7 @@ func runSuite(t *testing.T, path string, wantCases int) {
 }
 
 func runCase(t *testing.T, srv *dnstest.Server, tc map[string]any) {
-	r, err := dns.New(dns.Options{Servers: []string{srv.Addr}, Timeout: 150 * time.Millisecond, Attempts: 1})
+	r, err := dns.New(dns.Options{Servers: []string{srv.Addr}, Timeout: 400 * time.Millisecond, Attempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
