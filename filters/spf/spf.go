@@ -128,15 +128,14 @@ type Options struct {
 
 // Defaults for Options fields left zero.
 const (
-	DefaultMaxDNSTerms        = 10
-	DefaultMaxVoidLookups     = 2
-	DefaultTimeout            = 20 * time.Second
-	DefaultExplanation        = "%{i} is not one of %{d}'s designated mail servers"
-	maxLookupTrace            = 200
-	maxPTRNames               = 10 // section 4.6.4: at most 10 PTR names looked at
-	maxMXNames                = 10 // section 4.6.4: at most 10 MX names resolved
-	maxRecursion              = 20 // include/redirect depth; the term limit stops it first
-	DefaultAuthResultsComment = ""
+	DefaultMaxDNSTerms    = 10
+	DefaultMaxVoidLookups = 2
+	DefaultTimeout        = 20 * time.Second
+	DefaultExplanation    = "%{i} is not one of %{d}'s designated mail servers"
+	maxLookupTrace        = 200
+	maxPTRNames           = 10 // section 4.6.4: at most 10 PTR names looked at
+	maxMXNames            = 10 // section 4.6.4: at most 10 MX names resolved
+	maxRecursion          = 20 // include/redirect depth; the term limit stops it first
 )
 
 // Check evaluates the MAIL FROM identity (RFC 7208 section 2.4): the domain
