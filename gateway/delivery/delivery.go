@@ -40,6 +40,13 @@ type Recipient struct {
 	LastResult    string // the last diagnostic, e.g. "smtp; 451 4.2.0 try later" or "x-local; mailbox full"
 	RemoteMTA     string // "dns; mx.example.org" for DSNs
 	DelayNotified bool   // a delay DSN was sent for this recipient
+
+	// DeliveryKey is set by the queue on the recipients it passes to a
+	// Deliverer: env.ID + "." + the recipient's index in env.Rcpts. It is
+	// stable across retries and restarts, so a Deliverer can make a
+	// re-delivery after a crash idempotent (e.g. skip a key it already
+	// delivered). Not kept in the spool.
+	DeliveryKey string `json:"-"`
 }
 
 // Status of one recipient.
