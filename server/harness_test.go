@@ -34,18 +34,26 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	dir := t.TempDir()
-	if err := policy.Init(dir, "example.test", "mail.example.test", false); err != nil {
+	h := &harness{t: t, dir: t.TempDir(), user: "alice@example.test", pass: "s3cret pass"}
+	h.etc = filepath.Join(h.dir, "etc")
+	if err := writeInit(h); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, dir: dir, etc: filepath.Join(dir, "etc"), user: "alice@example.test", pass: "s3cret pass"}
-	// Free ports for every service this test uses.
-	listen := "smtp 127.0.0.1:0\nsubmission 127.0.0.1:0\nimap 127.0.0.1:0\nimaps 127.0.0.1:0\npop3 127.0.0.1:0\nweb 127.0.0.1:0\n"
-	h.writeSetting("listen", listen)
-	h.addUser(h.user, h.pass)
 	h.start()
 	t.Cleanup(h.stop)
 	return h
+}
+
+// writeInit makes the installation: postern init, listeners on free ports,
+// and the harness's user.
+func writeInit(h *harness) error {
+	if err := policy.Init(h.dir, "example.test", "mail.example.test", false); err != nil {
+		return err
+	}
+	listen := "smtp 127.0.0.1:0\nsubmission 127.0.0.1:0\nimap 127.0.0.1:0\nimaps 127.0.0.1:0\npop3 127.0.0.1:0\nweb 127.0.0.1:0\n"
+	h.writeSetting("listen", listen)
+	h.addUser(h.user, h.pass)
+	return nil
 }
 
 func (h *harness) writeSetting(name, content string) {
