@@ -85,7 +85,7 @@ func TestSIGKILLLosesNoAcceptedMessage(t *testing.T) {
 	cmd, addr := startServerProcess(t, h.etc)
 
 	const senders, perSender = 20, 40 // 800 messages offered
-	var acked sync.Map                 // subject -> true when 250 received
+	var acked sync.Map                // subject -> true when 250 received
 	var nAcked, nFailed atomic.Int64
 	var wg sync.WaitGroup
 	for s := 0; s < senders; s++ {
