@@ -490,3 +490,40 @@ func TestIdlePollingFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A large message with bare LFs is streamed for BODY[]: the bytes and the
+// size are its CRLF form, identical to what a parsed fetch would give.
+func TestLargeLFMessageStreamed(t *testing.T) {
+	env := newTestEnv(t, nil)
+	var b strings.Builder
+	b.WriteString("Subject: big\nFrom: a@example.org\n\n")
+	for i := 0; b.Len() < 3<<20; i++ {
+		fmt.Fprintf(&b, "line %d of a long message\n", i)
+	}
+	lf := b.String()
+	crlf := strings.ReplaceAll(lf, "\n", "\r\n")
+	env.deliver("alice", "INBOX", lf)
+	c := env.dialClient("alice", "secret", nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	whole := &imap.FetchItemBodySection{Peek: true}
+	tail := &imap.FetchItemBodySection{Peek: true, Partial: &imap.SectionPartial{Offset: int64(len(crlf) - 100), Size: 1000}}
+	msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{RFC822Size: true, BodySection: []*imap.FetchItemBodySection{whole}}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := msgs[0].FindBodySection(whole); string(got) != crlf {
+		t.Fatalf("streamed BODY[] differs (%d bytes, want %d)", len(got), len(crlf))
+	}
+	if msgs[0].RFC822Size != int64(len(crlf)) {
+		t.Fatalf("RFC822.SIZE = %d, want %d", msgs[0].RFC822Size, len(crlf))
+	}
+	msgs, err = c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{tail}}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := msgs[0].FindBodySection(tail); string(got) != crlf[len(crlf)-100:] {
+		t.Fatalf("partial = %q", got)
+	}
+}

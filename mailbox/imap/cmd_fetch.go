@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 
@@ -311,13 +312,14 @@ func execFetch(s *session, c *command) result {
 		return bad("Invalid sequence number")
 	}
 	items := a.items
-	wantFlags, needBody, setSeen := false, false, false
+	wantFlags, needBody, needParse, setSeen := false, false, false, false
 	for i := range items {
 		switch items[i].name {
 		case "FLAGS":
 			wantFlags = true
 		}
 		needBody = needBody || items[i].needsBody()
+		needParse = needParse || items[i].needsBody() && !items[i].wholeMessage()
 		setSeen = setSeen || items[i].setsSeen()
 	}
 	setSeen = setSeen && !sel.readOnly
@@ -341,7 +343,13 @@ func execFetch(s *session, c *command) result {
 		var msg *loadedMessage
 		if needBody && !m.gone {
 			var err error
-			msg, err = s.loadMessage(m)
+			if needParse {
+				msg, err = s.loadMessage(m)
+			} else {
+				// Only the whole message is wanted: it is streamed from the
+				// file, never held in memory.
+				msg, err = s.openMessage(m)
+			}
 			if err != nil {
 				if !errors.Is(err, maildir.ErrNoMessage) {
 					return s.storageResult(err, "FETCH")
@@ -376,6 +384,7 @@ func execFetch(s *session, c *command) result {
 			}
 			first = false
 			if err := s.writeFetchItem(it, m, msg); err != nil {
+				msg.close()
 				return s.storageResult(err, "FETCH")
 			}
 		}
@@ -386,6 +395,7 @@ func execFetch(s *session, c *command) result {
 			w.raw("FLAGS ")
 			w.buf = appendFlags(w.buf, m.letters, m.keywords, m.recent)
 		}
+		msg.close()
 		if err := w.byte(')').end(); err != nil {
 			return fatal()
 		}
@@ -432,7 +442,8 @@ func (s *session) writeFetchItem(it *fetchItem, m *viewMessage, msg *loadedMessa
 		w.raw("BODYSTRUCTURE ")
 		w.buf = appendBodyStructure(w.buf, msg.root, true, 0)
 	case "RFC822":
-		w.raw("RFC822 ").literal(msg.data)
+		w.raw("RFC822 ")
+		return s.writeWhole(msg)
 	case "RFC822.HEADER", "RFC822.TEXT":
 		spec := mime.SectionSpec{Specifier: "HEADER"}
 		if it.name == "RFC822.TEXT" {
@@ -444,6 +455,10 @@ func (s *session) writeFetchItem(it *fetchItem, m *viewMessage, msg *loadedMessa
 		}
 		w.raw(it.name).byte(' ').literal(data)
 	case "BODY[":
+		if it.wholeMessage() {
+			w.raw("BODY[] ")
+			return s.writeWhole(msg)
+		}
 		var data []byte
 		if len(it.section.Path) == 0 && it.section.Specifier == "" {
 			data = msg.data
@@ -473,10 +488,93 @@ func (s *session) writeFetchItem(it *fetchItem, m *viewMessage, msg *loadedMessa
 
 // loadedMessage is a message read for one FETCH or SEARCH: its bytes with
 // CRLF line ends (what IMAP clients must see, RFC 3501 2.3.4: messages are
-// RFC 5322 text) and its parsed structure.
+// RFC 5322 text) and its parsed structure; or, when only the whole message
+// is wanted, the open file and its CRLF size, to be streamed.
 type loadedMessage struct {
 	data []byte
 	root *mime.Part
+
+	file     *os.File
+	crlfSize int64
+}
+
+func (m *loadedMessage) close() {
+	if m != nil && m.file != nil {
+		m.file.Close()
+		m.file = nil
+	}
+}
+
+// wholeMessage: the item is the complete message (RFC822, BODY[] without
+// a partial range), which can be streamed without parsing.
+func (it *fetchItem) wholeMessage() bool {
+	return it.name == "RFC822" ||
+		it.name == "BODY[" && len(it.section.Path) == 0 && it.section.Specifier == "" && !it.partial
+}
+
+// openMessage opens a message for streaming.
+func (s *session) openMessage(m *viewMessage) (*loadedMessage, error) {
+	size, err := s.messageSize(m, nil)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.sel.folder.Open(m.key)
+	if err != nil {
+		return nil, err
+	}
+	return &loadedMessage{file: f, crlfSize: size}, nil
+}
+
+// writeWhole writes the whole message as a literal, from memory or streamed
+// from the file with bare LFs made CRLF.
+func (s *session) writeWhole(msg *loadedMessage) error {
+	w := s.w
+	if msg.file == nil {
+		w.literal(msg.data)
+		return nil
+	}
+	w.byte('{').num(uint64(msg.crlfSize)).raw("}\r\n")
+	if _, err := w.bw.Write(w.buf); err != nil {
+		return err
+	}
+	w.buf = w.buf[:0]
+	if _, err := msg.file.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("imap: stream message: %w", err)
+	}
+	return streamCRLF(w.bw, msg.file, msg.crlfSize)
+}
+
+// streamCRLF copies r to w converting bare LF to CRLF, writing exactly size
+// bytes: the literal length is already on the wire, so a file that changed
+// size meanwhile is cut or padded rather than breaking the protocol.
+func streamCRLF(w *bufio.Writer, r io.Reader, size int64) error {
+	buf := make([]byte, 32<<10)
+	var prev byte
+	written := int64(0)
+	for written < size {
+		n, err := r.Read(buf)
+		for _, c := range buf[:n] {
+			if c == '\n' && prev != '\r' && written < size {
+				w.WriteByte('\r')
+				written++
+			}
+			if written < size {
+				w.WriteByte(c)
+				written++
+			}
+			prev = c
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("imap: stream message: %w", err)
+		}
+	}
+	for ; written < size; written++ {
+		w.WriteByte(' ')
+	}
+	return nil
 }
 
 // maxLoadedMessage bounds what is read of one message for FETCH.
@@ -530,6 +628,9 @@ func toCRLF(b []byte) []byte {
 // it directly; otherwise it is counted once and remembered.
 func (s *session) messageSize(m *viewMessage, msg *loadedMessage) (int64, error) {
 	if msg != nil {
+		if msg.file != nil {
+			return msg.crlfSize, nil
+		}
 		return int64(len(msg.data)), nil
 	}
 	if m.vsize > 0 {
