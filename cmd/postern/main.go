@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"postern/filters/spf"
 	"postern/mailbox/maildir"
 	"postern/policy"
 	"postern/rules"
@@ -47,6 +48,7 @@ func commands() []command {
 		{"maildirmake", "create a Maildir, a Maildir++ folder, or set a quota", runMaildirmake},
 		{"deliverquota", "deliver a message from stdin into a Maildir, honouring its quota", runDeliverquota},
 		{"config", "check the configuration and print what it resolves to", runConfigCheck},
+		{"check", "diagnose a policy check as the gateway would (check spf ...)", runCheck},
 		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},
 		{"version", "print the version", runVersion},
 	}
@@ -186,6 +188,32 @@ func runVersion(e *env, args []string) int {
 // own option parsing knows no such flag.
 func wantsHelp(args []string) bool {
 	return len(args) == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "-help")
+}
+
+func runCheck(e *env, args []string) int {
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, `Usage: postern check spf --ip IP --helo NAME --sender ADDR [--dns HOST:PORT]
+
+spf   evaluates SPF (RFC 7208) for a client address, HELO name and sender,
+      printing "result: pass|fail|softfail|neutral|none|temperror|permerror",
+      the record and mechanism that decided, every DNS lookup made, and the
+      Received-SPF and Authentication-Results lines. See docs/spf.md.
+`)
+	}
+	if len(args) == 0 {
+		usage(e.stderr)
+		return 64
+	}
+	switch args[0] {
+	case "spf":
+		return spf.CheckMain(args[1:], e.stdout, e.stderr)
+	case "-h", "--help", "help":
+		usage(e.stdout)
+		return 0
+	}
+	fmt.Fprintf(e.stderr, "postern check: unknown check %q\n", args[0])
+	usage(e.stderr)
+	return 64
 }
 
 func runMaildirmake(e *env, args []string) int {
