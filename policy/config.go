@@ -63,6 +63,7 @@ type Config struct {
 	InsecureAuth  bool            // allow passwords on unencrypted connections ("insecureauth")
 	IMAPCourierNS bool            // IMAP folders under "INBOX." as Courier shows them ("imapnamespace")
 	LogLevel      slog.Level      // ("loglevel")
+	DebugPprof    bool            // serve /debug/pprof/ on the web listeners ("debugpprof")
 
 	// TLSCertFile is the PEM file holding the certificate chain and private
 	// key ("tlscert"), as Courier's esmtpd.pem/imapd.pem do. TLSCertificate
@@ -140,6 +141,7 @@ func Load(dir string) (*Config, error) {
 	c.InsecureAuth = l.boolean("insecureauth", false)
 	c.IMAPCourierNS = l.choice("imapnamespace", "default", "default", "courier") == "courier"
 	c.LogLevel = l.logLevel("loglevel")
+	c.DebugPprof = l.boolean("debugpprof", false)
 	if p := l.path("tlscert", ""); p != "" {
 		c.TLSCertFile = p
 		cert, err := tls.LoadX509KeyPair(p, p)

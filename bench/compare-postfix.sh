@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Compare Postern with Postfix on this machine, same load, same durability:
+# each server acknowledges a message only once it is fsync'd (Postfix: its
+# queue file; Postern: the recipient's Maildir), and both deliver into a
+# Maildir. Reports accepted/s (the load generator's rate) and delivered/s
+# (messages in the Maildir divided by the time until the last one arrived).
+#
+# Installs Postfix from Debian and configures it for virtual Maildir delivery
+# on 127.0.0.1:2526 (loopback only). Not part of CI. Run as root:
+#   bench/compare-postfix.sh [MESSAGES] [SIZE] [CONCURRENCY...]
+# e.g. bench/compare-postfix.sh 5000 4k 1 10 50
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-3000}
+SIZE=${2:-4k}
+shift 2 2>/dev/null || true
+CONCS=("${@:-1 10 50}")
+[ ${#CONCS[@]} -eq 1 ] && read -r -a CONCS <<<"${CONCS[0]}"
+PF_PORT=2526
+PF_BASE=/var/lib/postern-bench/postfix-mail
+WORK=$(mktemp -d /tmp/postern-bench.XXXXXX)
+
+need_postfix() {
+	if ! command -v postfix >/dev/null; then
+		echo "installing postfix..."
+		export DEBIAN_FRONTEND=noninteractive
+		echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
+		echo "postfix postfix/mailname string bench.local" | debconf-set-selections
+		apt-get install -y -qq postfix >/dev/null
+	fi
+	id vmail >/dev/null 2>&1 || useradd -r -u 5000 -d "$PF_BASE" -s /usr/sbin/nologin vmail || true
+	mkdir -p "$PF_BASE"
+	chown -R vmail: "$PF_BASE"
+	postconf -e "inet_interfaces = loopback-only" "inet_protocols = ipv4" \
+		"mydestination = localhost" "myhostname = postfix.bench.local" \
+		"virtual_mailbox_domains = bench.test" "virtual_mailbox_base = $PF_BASE" \
+		"virtual_mailbox_maps = texthash:/etc/postfix/bench-vmailbox" \
+		"virtual_uid_maps = static:5000" "virtual_gid_maps = static:5000" \
+		"virtual_mailbox_limit = 0" "message_size_limit = 52428800" \
+		"smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination" \
+		"default_process_limit = 200" "smtpd_client_connection_count_limit = 0" \
+		"smtpd_client_connection_rate_limit = 0" "smtpd_client_message_rate_limit = 0" \
+		"anvil_rate_time_unit = 60s" "smtp_tls_security_level = none" "smtpd_tls_security_level = none"
+	echo "alice@bench.test bench.test/alice/" > /etc/postfix/bench-vmailbox
+	if ! grep -q "^127.0.0.1:$PF_PORT" /etc/postfix/master.cf; then
+		echo "127.0.0.1:$PF_PORT inet n - n - 200 smtpd" >> /etc/postfix/master.cf
+	fi
+	postfix check
+	postfix status >/dev/null 2>&1 && postfix reload >/dev/null 2>&1 || postfix start >/dev/null 2>&1
+	sleep 2
+}
+
+count_maildir() { # DIR
+	local n=0
+	for d in "$1/new" "$1/cur"; do
+		[ -d "$d" ] && n=$((n + $(find "$d" -type f | wc -l)))
+	done
+	echo "$n"
+}
+
+run_one() { # NAME ADDR RCPT MAILDIR CONC
+	local name=$1 addr=$2 rcpt=$3 md=$4 c=$5
+	rm -rf "$md/new" "$md/cur"; mkdir -p "$md/new" "$md/cur" "$md/tmp"
+	[ "$name" = postfix ] && chown -R vmail: "$md"
+	local start end json accepted delivered last
+	start=$(date +%s.%N)
+	json=$(bin/smtpload -addr "$addr" -to "$rcpt" -n "$N" -c "$c" -size "$SIZE" -json 2>/dev/null) || true
+	# Wait for delivery to finish (Postfix delivers after the 250).
+	local deadline=$(( $(date +%s) + 300 ))
+	while [ "$(count_maildir "$md")" -lt "$N" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.05; done
+	end=$(date +%s.%N)
+	delivered=$(count_maildir "$md")
+	accepted=$(echo "$json" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f %d %.2f %.2f" % (r["messages_per_s"], r["failed"], r["transaction_latency"]["p50_ms"], r["transaction_latency"]["p99_ms"]))' 2>/dev/null || echo "? ? ? ?")
+	printf "%-8s c=%-3s accepted/s=%-6s failed=%-4s p50=%-7sms p99=%-7sms delivered=%-6s delivered/s=%.0f\n" \
+		"$name" "$c" $accepted "$delivered" "$(echo "$delivered / ($end - $start)" | bc -l)"
+}
+
+make build >/dev/null
+need_postfix
+
+# Postern on its own data directory, MX listener only.
+bin/postern init "$WORK/postern" --domain bench.test >/dev/null
+echo "smtp 127.0.0.1:2527" > "$WORK/postern/etc/listen"
+echo bench | bin/postern --config "$WORK/postern/etc" user add alice@bench.test >/dev/null
+bin/postern serve --config "$WORK/postern/etc" 2>"$WORK/postern.log" &
+PID=$!
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
+sleep 1
+
+echo "load: $N messages of $SIZE per run; $(nproc) cores; $(date -u)"
+for c in "${CONCS[@]}"; do
+	run_one postfix "127.0.0.1:$PF_PORT" alice@bench.test "$PF_BASE/bench.test/alice" "$c"
+	run_one postern "127.0.0.1:2527" alice@bench.test "$WORK/postern/data/mail/bench.test/alice/Maildir" "$c"
+done
