@@ -163,4 +163,45 @@ SyncState *
 	if after := state(); after != before {
 		t.Fatalf("second mbsync run changed something:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
+
+	// Flags both ways: \Flagged set on the server for UID 1, \Answered set
+	// by the client (Maildir "R") on UID 2.
+	inbox, err := env.maildir("alice").Folder("INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err = inbox.Sync(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inbox.SetFlags(snap.Messages[0].Key, snap.Messages[0].Flags+"F", nil); err != nil {
+		t.Fatal(err)
+	}
+	localFile := func(uid int) string {
+		for _, sub := range []string{"cur", "new"} {
+			m, _ := filepath.Glob(filepath.Join(local, "INBOX", sub, fmt.Sprintf("*,U=%d:*", uid)))
+			m2, _ := filepath.Glob(filepath.Join(local, "INBOX", sub, fmt.Sprintf("*,U=%d", uid)))
+			if m = append(m, m2...); len(m) == 1 {
+				return m[0]
+			}
+		}
+		t.Fatalf("no local file for UID %d", uid)
+		return ""
+	}
+	two := localFile(2)
+	base := filepath.Base(two)
+	if i := strings.Index(base, ":2,"); i >= 0 {
+		base = base[:i]
+	}
+	if err := os.Rename(two, filepath.Join(local, "INBOX", "cur", base+":2,R")); err != nil {
+		t.Fatal(err)
+	}
+	run()
+	if one := localFile(1); !strings.Contains(filepath.Base(one)[strings.Index(filepath.Base(one), ":2,"):], "F") {
+		t.Errorf("server-side \\Flagged did not reach the client: %s", one)
+	}
+	snap, _ = inbox.Sync(false)
+	if !strings.Contains(snap.Messages[1].Flags, "R") {
+		t.Errorf("client-side \\Answered did not reach the server: %+v", snap.Messages[1])
+	}
 }
