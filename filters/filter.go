@@ -1,0 +1,136 @@
+// Package filters is the SMTP-time spam-policy pipeline. A filter is a
+// check that looks at the session at one or more stages (connect, HELO,
+// MAIL, RCPT, DATA) and returns a Result: a verdict (accept, reject,
+// tempfail, quarantine, or no opinion), a score, a reason, and what it wants
+// recorded (trace header fields, Authentication-Results parts, variables for
+// the admin's rules). The Pipeline runs the configured filters per stage,
+// applies each filter's mode (an admin can deploy a check in watch-only mode
+// first), adds up the scores, short-circuits on a final verdict, and hands
+// every result to the rules engine and the rejection log.
+//
+// Each standard lives in a package of its own (filters/spf, filters/dnsbl,
+// filters/dkim, filters/dmarc, filters/greylist, ...); adding one never
+// touches the SMTP server.
+//
+// CONTRACT FILE: filter packages and the gateway code against these types.
+// Add; do not change without telling every user.
+package filters
+
+import (
+	"context"
+	"io"
+	"net/netip"
+)
+
+// Stage is a point in the SMTP dialogue where filters run.
+type Stage int
+
+const (
+	StageConnect Stage = iota // before the banner
+	StageHelo                 // after HELO/EHLO
+	StageMail                 // after MAIL FROM
+	StageRcpt                 // after each RCPT TO
+	StageData                 // after the message is received, before 250
+)
+
+func (s Stage) String() string {
+	return [...]string{"connect", "helo", "mail", "rcpt", "data"}[s]
+}
+
+// Verdict is what a filter (or the pipeline) decides.
+type Verdict int
+
+const (
+	NoOpinion  Verdict = iota // nothing to say; only the score counts
+	Accept                    // a final "yes" (e.g. a whitelist hit): later filters of the stage are skipped
+	Quarantine                // accept, but file into the recipient's Junk folder
+	Tempfail                  // 4xx
+	Reject                    // 5xx
+)
+
+func (v Verdict) String() string {
+	return [...]string{"none", "accept", "quarantine", "tempfail", "reject"}[v]
+}
+
+// Result is one filter's answer at one stage.
+type Result struct {
+	Filter  string  // the filter's name, e.g. "spf", "dnsbl:zen.example"
+	Verdict Verdict
+	Score   float64 // added to the transaction's total (positive = spammy)
+
+	// For Reject and Tempfail: the SMTP reply. Zero values get defaults
+	// (550 5.7.1 / 451 4.7.1) and Message falls back to Reason.
+	Code     int
+	Enhanced string
+	Message  string // text the client sees
+
+	Reason string // for the log and the rejection log: what was found and why it matters
+
+	// HeaderFields are complete header fields to add to an accepted message
+	// ("Received-SPF: pass (...) ..."), without the trailing CRLF.
+	HeaderFields []string
+	// AuthResults are RFC 8601 resinfo parts ("spf=pass smtp.mailfrom=example.org")
+	// that the gateway joins into one Authentication-Results field.
+	AuthResults []string
+	// Vars are exposed to the admin's rules, e.g. {"SPF": "pass"}.
+	Vars map[string]string
+}
+
+// Session is what filters may look at: the facts of the SMTP session and
+// transaction so far. Filters must treat it as read-only.
+type Session struct {
+	ID         string
+	Listener   string
+	ClientIP   netip.Addr
+	ClientPort uint16
+	ClientName string // verified reverse DNS name, "" if none or not looked up
+	HELO       string
+	ESMTP      bool
+	TLS        bool
+	AuthUser   string            // "" unless authenticated
+	Access     map[string]string // variables from smtpaccess for this client
+
+	EarlyTalker         bool // spoke before the banner
+	PipeliningViolation bool
+
+	From  string   // MAIL FROM reverse path ("" = null sender)
+	Rcpts []string // accepted recipients so far (at StageRcpt: before the current one)
+
+	Results []Result // every result so far in this session/transaction, in order
+	Score   float64  // the total so far
+}
+
+// Message is the received message at StageData: the raw bytes as the client
+// sent them (CRLF line endings), readable at any offset.
+type Message interface {
+	io.ReaderAt
+	Size() int64
+}
+
+// A filter implements Name and one or more of the stage interfaces below.
+// The pipeline calls a filter only at the stages whose interface it
+// implements. Every method must honour ctx (it carries the stage's time
+// limit) and must not panic on hostile input.
+type Filter interface {
+	Name() string
+}
+
+type ConnectChecker interface {
+	CheckConnect(ctx context.Context, s *Session) Result
+}
+
+type HeloChecker interface {
+	CheckHelo(ctx context.Context, s *Session) Result
+}
+
+type MailChecker interface {
+	CheckMail(ctx context.Context, s *Session) Result
+}
+
+type RcptChecker interface {
+	CheckRcpt(ctx context.Context, s *Session, rcpt string) Result
+}
+
+type DataChecker interface {
+	CheckData(ctx context.Context, s *Session, msg Message) Result
+}
