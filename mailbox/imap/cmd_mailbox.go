@@ -105,7 +105,37 @@ func execRename(s *session, c *command) result {
 	if err := s.mail.RenameFolder(from, to); err != nil {
 		return s.storageResult(err, "RENAME")
 	}
+	s.followRename(from, to)
 	return ok("RENAME completed")
+}
+
+// followRename keeps the selected mailbox selected when it (or a parent of
+// it) was renamed: the UID database moved with the directory, so the view
+// stays valid under the new name.
+func (s *session) followRename(from, to string) {
+	sel := s.sel
+	if sel == nil {
+		return
+	}
+	cur := sel.folder.Name()
+	var renamed string
+	switch {
+	case cur == from:
+		renamed = to
+	case strings.HasPrefix(cur, from+string(delimiter)):
+		renamed = to + cur[len(from):]
+	default:
+		return
+	}
+	f, err := s.mail.Folder(renamed)
+	if err != nil {
+		s.log.Warn("imap: selected folder renamed, cannot follow", "folder", renamed, "err", err)
+		return
+	}
+	s.srv.hub.leave(sel.shared, s)
+	sel.shared = s.srv.hub.join(f, s)
+	sel.folder = f
+	sel.name = s.imapName(renamed)
 }
 
 // renameInbox moves every message of INBOX to a new folder and leaves INBOX

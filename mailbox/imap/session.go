@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,7 +144,8 @@ func (sess *session) run() {
 	defer func() {
 		if r := recover(); r != nil {
 			// A bug in one command must not take the whole server down.
-			sess.log.Error("imap: session panic", "panic", r)
+			sess.log.Error("imap: session panic", "panic", r, "stack", string(debug.Stack()))
+			sess.bye("internal server error")
 		}
 		sess.closeSelected()
 		if sess.mail != nil {
