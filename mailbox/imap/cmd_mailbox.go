@@ -77,11 +77,16 @@ func execDelete(s *session, c *command) result {
 	if folder == maildir.Inbox {
 		return no("CANNOT", "INBOX cannot be deleted")
 	}
-	if s.sel != nil && s.sel.folder.Name() == folder {
-		s.closeSelected()
-	}
+	selectedGone := s.sel != nil && s.sel.folder.Name() == folder
 	if err := s.mail.DeleteFolder(folder); err != nil {
 		return s.storageResult(err, "DELETE")
+	}
+	if selectedGone {
+		// The client's view is of a mailbox that no longer exists, and
+		// IMAP4rev1 has no way to say so in the selected state; as Dovecot
+		// does, the session ends after the tagged OK.
+		s.closeSelected()
+		s.closeReason = "selected mailbox was deleted, have to disconnect"
 	}
 	return ok("DELETE completed")
 }
