@@ -54,7 +54,7 @@ func (v Verdict) String() string {
 
 // Result is one filter's answer at one stage.
 type Result struct {
-	Filter  string  // the filter's name, e.g. "spf", "dnsbl:zen.example"
+	Filter  string // the filter's name, e.g. "spf", "dnsbl:zen.example"
 	Verdict Verdict
 	Score   float64 // added to the transaction's total (positive = spammy)
 
