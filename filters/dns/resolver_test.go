@@ -373,7 +373,12 @@ func TestSequentialFallbackToSecondServer(t *testing.T) {
 func TestParallelTakesFirstGoodAnswer(t *testing.T) {
 	checkGoroutines(t)
 	slow := dnstest.Start(t, dnstest.NewZone().Timeout("x.example"))
-	good := dnstest.Start(t, dnstest.NewZone().Add(`x.example. 300 IN A 192.0.2.3`))
+	goodZone := dnstest.NewZone().Add(`x.example. 300 IN A 192.0.2.3`)
+	// The good server answers after a short pause, so that the query to the
+	// slow server has surely been sent by then; without it a fast answer
+	// may (rightly) cancel that query before it leaves.
+	goodZone.Rewrite(func(req, resp *mdns.Msg) { time.Sleep(100 * time.Millisecond) })
+	good := dnstest.Start(t, goodZone)
 	r := newResolver(t, dns.Options{Servers: []string{slow.Addr, good.Addr}, Parallel: true, Timeout: 2 * time.Second})
 	start := time.Now()
 	a, err := r.LookupA(context.Background(), "x.example")
