@@ -6,7 +6,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -436,5 +438,31 @@ func TestShutdownTells421(t *testing.T) {
 	case <-done:
 	case <-time.After(15 * time.Second):
 		t.Fatal("shutdown did not finish")
+	}
+}
+
+// The web listener serves Prometheus metrics from every service.
+func TestMetricsEndpoint(t *testing.T) {
+	h := newHarness(t)
+	if err := h.send("bob@example.net", []string{h.user}, testMessage("metrics", "x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	h.imapLogin(nil).Logout().Wait()
+	h.pop3Login().cmd("QUIT")
+	resp, err := http.Get("http://" + h.addr("web") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`postern_smtp_messages_accepted_total{service="smtp"} 1`,
+		`postern_imap_commands_total{command="LOGIN"} 1`,
+		`postern_pop3_logins_total 1`,
+		`postern_imap_sessions_total 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }

@@ -167,6 +167,7 @@ func (s *Server) Start() error {
 		AllowInsecureAuth: cfg.InsecureAuth,
 	})
 	s.services = []service{mx, sub, imapSrv, pop3Srv}
+	s.reg.MustRegister(imapCollector(imapSrv), pop3Collector(pop3Srv))
 
 	type starter struct {
 		srv      service
