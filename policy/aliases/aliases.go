@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -37,6 +38,7 @@ const (
 	maxIncludeSize   = 8 << 20   // bytes in one :include: file
 	maxLogicalLine   = 4 << 20   // an alias with its continuation lines
 	maxTargets       = 100000    // targets one alias expands to
+	maxTotalTargets  = 5000000   // targets of all aliases together
 	maxIncludeLine   = 64 * 1024 // one line of an :include: file
 	maxAliasesPerSrc = 1000000   // definitions in one source
 )
@@ -87,6 +89,7 @@ type Option func(*options)
 
 type options struct {
 	isLocal func(domain string) bool
+	log     *slog.Logger
 }
 
 // WithLocalDomains tells lookups which domains are local, so that an alias
@@ -450,6 +453,7 @@ func (p *parser) compile() *Aliases {
 	)
 	state := make(map[string]int, len(p.defs))
 	reported := map[string]bool{}
+	total := 0
 	var stack []string
 	var visit func(key string) []Target
 	visit = func(key string) []Target {
@@ -516,6 +520,14 @@ func (p *parser) compile() *Aliases {
 		}
 		stack = stack[:len(stack)-1]
 		state[key] = done
+		total += len(out)
+		if total > maxTotalTargets {
+			if !reported["\x00total"] {
+				reported["\x00total"] = true
+				p.fail(def.origin.Errorf("the aliases expand to more than %d targets in total (first exceeded at alias %q)", maxTotalTargets, def.name))
+			}
+			out = nil
+		}
 		a.entries[key] = out
 		a.names[key] = def.name
 		return out
