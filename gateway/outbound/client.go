@@ -1,0 +1,1026 @@
+// Package outbound delivers messages to other mail servers over SMTP: it
+// owns the routes file (Courier's esmtproutes in spirit: per-domain relays,
+// a smarthost, TLS policy), the smarthost credentials, MX resolution (RFC
+// 5321 section 5.1, null MX of RFC 7505) and the SMTP client conversation
+// (STARTTLS per RFC 3207, AUTH per RFC 4954, SIZE, 8BITMIME, SMTPUTF8, DSN
+// parameters of RFC 3461, REQUIRETLS of RFC 8689).
+//
+// Client implements delivery.Deliverer: the queue hands it one message and
+// the recipients of one destination domain; it answers with one result per
+// recipient, temporary or permanent, with the diagnostic a DSN needs. It
+// keeps no queue state and never retries on its own beyond trying the next
+// MX host in the same call.
+package outbound
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"postern/gateway/delivery"
+)
+
+// Options configure a Client. Only Hostname is required.
+type Options struct {
+	Hostname string                 // our name in EHLO (policy's "me")
+	Routes   *Routes                // nil: everything by MX
+	Auth     map[string]Credentials // smarthostauth, keyed by lower-case name
+	Resolver Resolver               // nil: NewDNSResolver(nil, 5s)
+
+	DialTimeout    time.Duration // TCP connect; default 30s
+	CommandTimeout time.Duration // each command's reply (and the greeting); default 5m (RFC 5321 4.5.3.2)
+	DataTimeout    time.Duration // sending the message and its final reply; default 10m (RFC 5321 4.5.3.2.6)
+
+	// TLSConfig is the base TLS configuration: client certificates, trusted
+	// roots (RootCAs; nil uses the system's), minimum version. ServerName
+	// and InsecureSkipVerify are set per connection.
+	TLSConfig *tls.Config
+
+	Logger *slog.Logger // nil: discard
+
+	Port       int          // default 25; routes may set their own
+	LocalAddrs []netip.Addr // source addresses to bind, one per family at most (optional)
+
+	MaxHosts            int // MX hosts tried per delivery; default 5
+	MaxAddressesPerHost int // addresses tried per host; default 3
+	MaxAddresses        int // addresses tried per delivery; default 10
+}
+
+// Client delivers to remote SMTP servers. It is safe for concurrent use.
+type Client struct {
+	opts  Options
+	log   *slog.Logger
+	stats statsCounter
+}
+
+var _ delivery.Deliverer = (*Client)(nil)
+
+// New returns a Client for opts.
+func New(opts Options) (*Client, error) {
+	if opts.Hostname == "" {
+		return nil, errors.New("outbound: Options.Hostname is required")
+	}
+	if strings.ContainsAny(opts.Hostname, " \t\r\n") {
+		return nil, fmt.Errorf("outbound: hostname %q has blanks", opts.Hostname)
+	}
+	if opts.Resolver == nil {
+		opts.Resolver = NewDNSResolver(nil, 5*time.Second)
+	}
+	setDefault(&opts.DialTimeout, 30*time.Second)
+	setDefault(&opts.CommandTimeout, 5*time.Minute)
+	setDefault(&opts.DataTimeout, 10*time.Minute)
+	setDefault(&opts.Port, 25)
+	setDefault(&opts.MaxHosts, 5)
+	setDefault(&opts.MaxAddressesPerHost, 3)
+	setDefault(&opts.MaxAddresses, 10)
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{opts: opts, log: log, stats: newStatsCounter()}, nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Enhanced status codes used for failures found on this side (RFC 3463).
+const (
+	statusBadAddress     = "5.1.3"  // bad destination mailbox address syntax
+	statusNoSuchDomain   = "5.1.2"  // bad destination system address
+	statusNullMX         = "5.1.10" // RFC 7505 section 4.2
+	statusNoAnswer       = "4.4.1"  // no answer from host
+	statusBadConnection  = "4.4.2"  // bad connection
+	statusDNSTemporary   = "4.4.3"  // directory server failure
+	statusUnableToRoute  = "4.4.4"
+	statusTLSFailed      = "4.7.5" // cryptographic failure
+	statusAuthFailed     = "4.7.8"
+	statusAuthNeedsTLS   = "4.7.0"
+	statusTooBig         = "5.3.4"
+	statusNeedsSMTPUTF8  = "5.6.7"  // RFC 6531 section 3.6.2 (RFC 6532)
+	statusNeedsREQUIRETL = "5.7.10" // RFC 8689 section 5
+)
+
+// failure is a delivery failure that applies to every recipient of an
+// attempt, before any recipient was answered (or instead of answers).
+type failure struct {
+	temporary  bool
+	status     string
+	diagnostic string // full RFC 3464 Diagnostic-Code: "smtp; 421 ..." or "x-postern; ..."
+	reason     string // metrics label
+	remoteMTA  string
+	err        error
+	nextHost   bool // another host of the destination may do better
+}
+
+func (f *failure) result() delivery.Result {
+	return delivery.Result{
+		Err:        f.err,
+		Permanent:  !f.temporary,
+		Diagnostic: f.diagnostic,
+		Status:     f.status,
+		RemoteMTA:  f.remoteMTA,
+	}
+}
+
+// localFailure builds a failure found on this side.
+func localFailure(temporary bool, status, reason string, err error) *failure {
+	return &failure{
+		temporary:  temporary,
+		status:     status,
+		reason:     reason,
+		err:        err,
+		diagnostic: "x-postern; " + oneLine(err.Error()),
+	}
+}
+
+// Deliver implements delivery.Deliverer. Recipients are grouped by domain
+// (the queue passes one domain, but nothing breaks if it does not); each
+// group is one SMTP transaction.
+func (c *Client) Deliver(ctx context.Context, env *delivery.Envelope, rcpts []delivery.Recipient, msg delivery.Message) []delivery.Result {
+	results := make([]delivery.Result, len(rcpts))
+	groups := map[string][]int{}
+	var order []string
+	for i, r := range rcpts {
+		domain, err := recipientDomain(r.Addr)
+		if err != nil {
+			f := localFailure(false, statusBadAddress, "bad-address", fmt.Errorf("recipient %q: %w", r.Addr, err))
+			results[i] = f.result()
+			c.stats.count(results[i], f.reason)
+			continue
+		}
+		if _, ok := groups[domain]; !ok {
+			order = append(order, domain)
+		}
+		groups[domain] = append(groups[domain], i)
+	}
+	for _, domain := range order {
+		idx := groups[domain]
+		sub := make([]delivery.Recipient, len(idx))
+		for j, i := range idx {
+			sub[j] = rcpts[i]
+		}
+		res, reasons := c.deliverDomain(ctx, env, domain, sub, msg)
+		for j, i := range idx {
+			results[i] = res[j]
+			c.stats.count(res[j], reasons[j])
+		}
+	}
+	return results
+}
+
+// maxAddressLen bounds a recipient address (RFC 5321 4.5.3.1: 64 + 1 +
+// 255, with room for quoting).
+const maxAddressLen = 512
+
+// recipientDomain checks an address enough to send it and returns its
+// domain in lookup form.
+func recipientDomain(addr string) (string, error) {
+	if len(addr) > maxAddressLen {
+		return "", errors.New("address too long")
+	}
+	if strings.ContainsAny(addr, "\r\n\x00<>") {
+		return "", errors.New("address has forbidden characters")
+	}
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 {
+		return "", errors.New("address has no local part or domain")
+	}
+	d := addr[at+1:]
+	if strings.HasPrefix(d, "[") {
+		return "", errors.New("address literals are not routed")
+	}
+	return normalizeDomain(d)
+}
+
+// deliverDomain delivers to the recipients of one domain and returns their
+// results and a metrics reason for each.
+func (c *Client) deliverDomain(ctx context.Context, env *delivery.Envelope, domain string, rcpts []delivery.Recipient, msg delivery.Message) ([]delivery.Result, []string) {
+	route, _ := c.opts.Routes.Lookup(domain)
+	log := c.log.With("queue_id", env.ID, "domain", domain)
+	all := func(f *failure) ([]delivery.Result, []string) {
+		log.Info("delivery failed", "temporary", f.temporary, "status", f.status, "diagnostic", f.diagnostic)
+		res := make([]delivery.Result, len(rcpts))
+		reasons := make([]string, len(rcpts))
+		for i := range res {
+			res[i] = f.result()
+			reasons[i] = f.reason
+		}
+		return res, reasons
+	}
+	if env.RequireTLS && route.Security == SecurityNone {
+		return all(localFailure(false, statusNeedsREQUIRETL, "requiretls",
+			fmt.Errorf("REQUIRETLS message, but the route for %s (%s:%d) forbids TLS", domain, route.Origin.File, route.Origin.Num)))
+	}
+	hosts, f := c.resolve(ctx, domain, route)
+	if f != nil {
+		return all(f)
+	}
+	var temp, perm *failure
+	tried := 0
+hosts:
+	for _, h := range hosts {
+		for n, addr := range h.addrs {
+			if n >= c.opts.MaxAddressesPerHost || tried >= c.opts.MaxAddresses {
+				continue hosts
+			}
+			tried++
+			res, reasons, f := c.attempt(ctx, env, route, h, addr, rcpts, msg, false)
+			if f != nil && f.reason == "tls-handshake" && c.security(route, env) == SecurityOpportunistic {
+				// Opportunistic TLS failed mid-handshake: the peer offered
+				// STARTTLS it cannot do. Sending in clear is no worse than a
+				// peer that never offered it (RFC 3207 section 4.1), and is
+				// what keeps mail flowing to such hosts.
+				log.Info("STARTTLS failed; retrying in clear", "host", h.name, "addr", addr, "err", f.err)
+				res, reasons, f = c.attempt(ctx, env, route, h, addr, rcpts, msg, true)
+			}
+			if f == nil {
+				return res, reasons
+			}
+			log.Info("attempt failed", "host", h.name, "addr", addr, "temporary", f.temporary, "diagnostic", f.diagnostic)
+			if f.temporary {
+				temp = f
+			} else {
+				perm = f
+			}
+			if !f.nextHost || ctx.Err() != nil {
+				return all(f)
+			}
+			if f.remoteMTA != "" {
+				// The host answered and could not take the message: its
+				// other addresses would say the same.
+				continue hosts
+			}
+		}
+	}
+	switch {
+	case temp != nil:
+		// A host we could not reach may take the message later, so a
+		// host's refusal of a capability does not bounce it yet.
+		return all(temp)
+	case perm != nil:
+		return all(perm)
+	}
+	return all(localFailure(true, statusUnableToRoute, "no-address", fmt.Errorf("no usable address for %s", domain)))
+}
+
+// host is one server to try: its name (for TLS verification and
+// Remote-MTA) and addresses.
+type host struct {
+	name    string // host name, or the address for a literal relay
+	literal bool
+	addrs   []netip.Addr
+}
+
+// resolve finds the hosts to try for domain under route (RFC 5321 5.1).
+func (c *Client) resolve(ctx context.Context, domain string, route Route) ([]host, *failure) {
+	if route.RelayAddr.IsValid() {
+		return []host{{name: route.RelayAddr.String(), literal: true, addrs: []netip.Addr{route.RelayAddr}}}, nil
+	}
+	if route.Relay != "" {
+		// A configured relay: A/AAAA only, never MX (Courier's
+		// esmtproutes). Failing to find it is the admin's to fix, so it
+		// is never permanent.
+		h, f := c.lookupHost(ctx, route.Relay, route)
+		if f != nil {
+			if !f.temporary {
+				f.temporary, f.status = true, statusUnableToRoute
+			}
+			return nil, f
+		}
+		return []host{h}, nil
+	}
+	mxs, err := c.opts.Resolver.LookupMX(ctx, domain)
+	if err != nil {
+		if isNoSuchDomain(err) {
+			return nil, localFailure(false, statusNoSuchDomain, "no-such-domain", fmt.Errorf("MX %s: %w", domain, err))
+		}
+		return nil, localFailure(true, statusDNSTemporary, "dns", fmt.Errorf("MX %s: %w", domain, err))
+	}
+	names, nullMX := orderMX(mxs)
+	if nullMX {
+		return nil, localFailure(false, statusNullMX, "null-mx", fmt.Errorf("domain %s does not accept mail (null MX, RFC 7505)", domain))
+	}
+	implicit := len(names) == 0
+	if implicit {
+		names = []string{domain} // the implicit MX
+	}
+	if len(names) > c.opts.MaxHosts {
+		names = names[:c.opts.MaxHosts]
+	}
+	var hosts []host
+	var lastFail *failure
+	for _, n := range names {
+		h, f := c.lookupHost(ctx, n, route)
+		if f != nil {
+			lastFail = f
+			continue
+		}
+		hosts = append(hosts, h)
+	}
+	if len(hosts) > 0 {
+		return hosts, nil
+	}
+	if implicit && lastFail != nil && !lastFail.temporary {
+		// No MX and no address: not a mail domain (RFC 5321 5.1).
+		return nil, localFailure(false, statusNoSuchDomain, "no-such-domain", fmt.Errorf("domain %s has no MX and no address: %w", domain, lastFail.err))
+	}
+	if lastFail != nil && !implicit {
+		// MX hosts that do not resolve are a DNS mistake that is usually
+		// fixed; retry rather than bounce.
+		lastFail.temporary = true
+		if !strings.HasPrefix(lastFail.status, "4") {
+			lastFail.status = statusUnableToRoute
+		}
+		return nil, lastFail
+	}
+	return nil, lastFail
+}
+
+// lookupHost resolves name to addresses allowed by route, IPv4 first, then
+// interleaved with IPv6.
+func (c *Client) lookupHost(ctx context.Context, name string, route Route) (host, *failure) {
+	ips, err := c.opts.Resolver.LookupIPAddr(ctx, name)
+	if err != nil {
+		if isNoSuchDomain(err) {
+			return host{}, localFailure(false, statusNoSuchDomain, "no-such-domain", fmt.Errorf("host %s: %w", name, err))
+		}
+		return host{}, localFailure(true, statusDNSTemporary, "dns", fmt.Errorf("host %s: %w", name, err))
+	}
+	var v4, v6 []netip.Addr
+	for _, ip := range ips {
+		a, ok := netip.AddrFromSlice(ip.IP)
+		if !ok {
+			continue
+		}
+		a = a.Unmap()
+		if !usableAddr(a) {
+			continue
+		}
+		if a.Is4() {
+			if !route.IPv6Only {
+				v4 = append(v4, a)
+			}
+		} else if !route.IPv4Only {
+			v6 = append(v6, a)
+		}
+	}
+	var addrs []netip.Addr
+	for i := 0; i < len(v4) || i < len(v6); i++ {
+		if i < len(v4) {
+			addrs = append(addrs, v4[i])
+		}
+		if i < len(v6) {
+			addrs = append(addrs, v6[i])
+		}
+	}
+	if len(addrs) == 0 {
+		return host{}, localFailure(false, statusNoSuchDomain, "no-address", fmt.Errorf("host %s has no usable address", name))
+	}
+	return host{name: name, addrs: addrs}, nil
+}
+
+// usableAddr refuses addresses no mail server can have (0.0.0.0,
+// multicast); loopback is allowed, as tests and local relays use it.
+func usableAddr(a netip.Addr) bool {
+	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast()
+}
+
+// security is the TLS policy for one delivery: the route's, raised by a
+// REQUIRETLS message (RFC 8689 section 4.2.1) to a verified certificate.
+func (c *Client) security(route Route, env *delivery.Envelope) Security {
+	if env.RequireTLS && (route.Security == SecurityOpportunistic || route.Security == SecurityStartTLS) {
+		return SecurityRequired
+	}
+	return route.Security
+}
+
+// tlsConfig returns the configuration for a connection to h.
+func (c *Client) tlsConfig(h host, verify bool) *tls.Config {
+	var cfg *tls.Config
+	if c.opts.TLSConfig != nil {
+		cfg = c.opts.TLSConfig.Clone()
+	} else {
+		cfg = &tls.Config{}
+	}
+	if cfg.MinVersion == 0 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	// The name verified (and sent as SNI unless it is an address, which
+	// crypto/tls then checks against the certificate's IP SANs).
+	cfg.ServerName = h.name
+	// Opportunistic TLS does not verify: an unverified session still
+	// protects against passive listeners (RFC 3207 section 4.1, RFC 7435).
+	cfg.InsecureSkipVerify = !verify
+	return cfg
+}
+
+// session is one SMTP connection in progress.
+type session struct {
+	c        *Client
+	conn     net.Conn
+	sc       *smtp.Client
+	host     host
+	tls      bool // TLS is active
+	verified bool // and the certificate was verified
+}
+
+// attempt runs one SMTP transaction with addr. It returns per-recipient
+// results when the host gave definitive answers, or a failure that applies
+// to all recipients.
+func (c *Client) attempt(ctx context.Context, env *delivery.Envelope, route Route, h host, addr netip.Addr, rcpts []delivery.Recipient, msg delivery.Message, noTLS bool) ([]delivery.Result, []string, *failure) {
+	c.stats.attempt()
+	remoteMTA := "dns; " + h.name
+	s, f := c.connect(ctx, route, h, addr, env, noTLS)
+	if f != nil {
+		if f.remoteMTA == "" && f.reason != "connect" {
+			f.remoteMTA = remoteMTA
+		}
+		return nil, nil, f
+	}
+	defer s.close()
+	res, reasons, f := s.transaction(ctx, env, route, rcpts, msg)
+	if f != nil && f.remoteMTA == "" {
+		f.remoteMTA = remoteMTA
+	}
+	return res, reasons, f
+}
+
+// connect dials addr, reads the greeting, says EHLO, does STARTTLS or
+// implicit TLS as the policy asks, and authenticates to a smarthost.
+func (c *Client) connect(ctx context.Context, route Route, h host, addr netip.Addr, env *delivery.Envelope, noTLS bool) (*session, *failure) {
+	sec := c.security(route, env)
+	port := route.Port
+	if port == 0 {
+		port = c.opts.Port
+		if sec == SecuritySMTPS && route.Port == 0 {
+			port = 465
+		}
+	}
+	target := net.JoinHostPort(addr.String(), strconv.Itoa(port))
+	dialer := net.Dialer{Timeout: c.opts.DialTimeout}
+	for _, la := range c.opts.LocalAddrs {
+		if la.Is4() == addr.Is4() {
+			dialer.LocalAddr = &net.TCPAddr{IP: la.AsSlice()}
+			break
+		}
+	}
+	conn, err := dialer.DialContext(ctx, "tcp", target)
+	if err != nil {
+		f := localFailure(true, statusNoAnswer, "connect", fmt.Errorf("connect to %s[%s]:%d: %w", h.name, addr, port, err))
+		f.nextHost = true
+		return nil, f
+	}
+	s := &session{c: c, conn: conn, host: h}
+	// Cancelling ctx (shutdown, queue deadline) unblocks any read or write.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	fail := func(f *failure) (*session, *failure) {
+		stop()
+		conn.Close()
+		if ctx.Err() != nil {
+			f = localFailure(true, statusBadConnection, "interrupted", fmt.Errorf("delivery to %s interrupted: %w", h.name, context.Cause(ctx)))
+		}
+		return nil, f
+	}
+	verify := sec == SecurityRequired || sec == SecuritySMTPS
+	if sec == SecuritySMTPS {
+		tc := tls.Client(conn, c.tlsConfig(h, true))
+		hctx, cancel := context.WithTimeout(ctx, c.opts.CommandTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			return fail(tlsFailure(h, err, true))
+		}
+		s.conn, s.tls, s.verified = tc, true, true
+	}
+	s.sc = c.newSMTPClient(s.conn)
+	if err := s.sc.Hello(c.opts.Hostname); err != nil {
+		return fail(replyFailure(err, "greeting", true))
+	}
+	if !s.tls && sec != SecurityNone && !noTLS {
+		offered, _ := s.sc.Extension("STARTTLS")
+		switch {
+		case offered:
+			if f := s.startTLS(ctx, sec == SecurityStartTLS || sec == SecurityRequired, verify); f != nil {
+				return fail(f)
+			}
+		case sec == SecurityStartTLS || sec == SecurityRequired:
+			f := localFailure(true, statusTLSFailed, "tls-required", fmt.Errorf("%s does not offer STARTTLS and the route requires TLS; not sending in clear", h.name))
+			f.nextHost = true
+			if env.RequireTLS {
+				f.temporary, f.status, f.reason = false, statusNeedsREQUIRETL, "requiretls"
+			}
+			return fail(f)
+		}
+	}
+	if f := s.authenticate(route); f != nil {
+		return fail(f)
+	}
+	// From here the session's close stops the AfterFunc.
+	s.conn = &stopConn{Conn: s.conn, stop: stop}
+	return s, nil
+}
+
+func (c *Client) newSMTPClient(conn net.Conn) *smtp.Client {
+	sc := smtp.NewClient(conn)
+	sc.CommandTimeout = c.opts.CommandTimeout
+	sc.SubmissionTimeout = c.opts.DataTimeout
+	return sc
+}
+
+// stopConn releases the context watcher when the connection is closed.
+type stopConn struct {
+	net.Conn
+	stop func() bool
+	once sync.Once
+}
+
+func (s *stopConn) Close() error {
+	s.once.Do(func() { s.stop() })
+	return s.Conn.Close()
+}
+
+// startTLS upgrades the session (RFC 3207). go-smtp's client has no
+// public STARTTLS for a session that already said EHLO with our own name,
+// so the command is written on the connection directly (the client has
+// nothing buffered: the server waits for our command), and a new go-smtp
+// client continues on the TLS connection after a synthetic greeting, then
+// says EHLO again as RFC 3207 section 4.2 requires.
+func (s *session) startTLS(ctx context.Context, mandatory, verify bool) *failure {
+	c := s.c
+	if err := s.conn.SetDeadline(time.Now().Add(c.opts.CommandTimeout)); err != nil {
+		return localFailure(true, statusBadConnection, "connection", err)
+	}
+	if _, err := io.WriteString(s.conn, "STARTTLS\r\n"); err != nil {
+		f := localFailure(true, statusBadConnection, "connection", fmt.Errorf("STARTTLS to %s: %w", s.host.name, err))
+		f.nextHost = true
+		return f
+	}
+	code, text, err := readReplyUnbuffered(s.conn)
+	if err != nil {
+		f := localFailure(true, statusBadConnection, "connection", fmt.Errorf("STARTTLS to %s: %w", s.host.name, err))
+		f.nextHost = true
+		return f
+	}
+	if code != 220 {
+		err := fmt.Errorf("%s refused STARTTLS: %d %s", s.host.name, code, text)
+		if mandatory {
+			f := &failure{temporary: true, status: statusTLSFailed, reason: "tls-required", err: err,
+				diagnostic: fmt.Sprintf("smtp; %d %s", code, oneLine(text)), nextHost: true}
+			return f
+		}
+		// Opportunistic: carry on in clear on this connection; the
+		// session stays usable after a refused STARTTLS.
+		return nil
+	}
+	s.conn.SetDeadline(time.Time{})
+	tc := tls.Client(s.conn, c.tlsConfig(s.host, verify))
+	hctx, cancel := context.WithTimeout(ctx, c.opts.CommandTimeout)
+	err = tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		return tlsFailure(s.host, err, verify)
+	}
+	s.conn, s.tls, s.verified = tc, true, verify
+	s.sc = c.newSMTPClient(&greetedConn{Conn: tc, pending: []byte("220 " + s.host.name + " TLS ready\r\n")})
+	if err := s.sc.Hello(c.opts.Hostname); err != nil {
+		return replyFailure(err, "ehlo", true)
+	}
+	return nil
+}
+
+// readReplyUnbuffered reads one SMTP reply byte by byte, so that nothing
+// past the reply is consumed before the TLS handshake (RFC 3207 section
+// 4.2 and the STARTTLS injection attacks: bytes sent before the handshake
+// must not be read as if protected).
+func readReplyUnbuffered(conn net.Conn) (int, string, error) {
+	var lines []string
+	code := 0
+	for n := 0; n < 20; n++ {
+		line, err := readLineUnbuffered(conn, 1000)
+		if err != nil {
+			return 0, "", err
+		}
+		if len(line) < 3 {
+			return 0, "", fmt.Errorf("malformed reply %q", line)
+		}
+		c, err := strconv.Atoi(line[:3])
+		if err != nil || c < 200 || c > 599 || (code != 0 && c != code) {
+			return 0, "", fmt.Errorf("malformed reply %q", line)
+		}
+		code = c
+		rest := line[3:]
+		if rest == "" || rest[0] == ' ' {
+			lines = append(lines, strings.TrimPrefix(rest, " "))
+			return code, strings.Join(lines, " "), nil
+		}
+		if rest[0] != '-' {
+			return 0, "", fmt.Errorf("malformed reply %q", line)
+		}
+		lines = append(lines, rest[1:])
+	}
+	return 0, "", errors.New("reply has too many lines")
+}
+
+func readLineUnbuffered(conn net.Conn, max int) (string, error) {
+	var buf []byte
+	b := make([]byte, 1)
+	for len(buf) <= max {
+		if _, err := conn.Read(b); err != nil {
+			return "", err
+		}
+		if b[0] == '\n' {
+			return strings.TrimSuffix(string(buf), "\r"), nil
+		}
+		buf = append(buf, b[0])
+	}
+	return "", errors.New("reply line too long")
+}
+
+// greetedConn replays a greeting to a fresh go-smtp client after STARTTLS,
+// where the protocol has none.
+type greetedConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (g *greetedConn) Read(p []byte) (int, error) {
+	if len(g.pending) > 0 {
+		n := copy(p, g.pending)
+		g.pending = g.pending[n:]
+		return n, nil
+	}
+	return g.Conn.Read(p)
+}
+
+// tlsFailure describes a failed handshake. Temporary: the peer's
+// certificate or TLS stack may be fixed, and the next host may be fine.
+func tlsFailure(h host, err error, verified bool) *failure {
+	what := "TLS handshake"
+	if verified {
+		what = "TLS handshake (certificate verified)"
+	}
+	f := localFailure(true, statusTLSFailed, "tls-handshake", fmt.Errorf("%s with %s: %w", what, h.name, err))
+	if verified {
+		f.reason = "tls-verify"
+	}
+	f.nextHost = true
+	return f
+}
+
+// authenticate logs in to a smarthost when credentials are configured for
+// the route: by its /auth= name, else by the relay's name. Passwords are
+// only sent over TLS.
+func (s *session) authenticate(route Route) *failure {
+	creds, ok := s.c.credentials(route)
+	if !ok {
+		return nil
+	}
+	if !s.tls {
+		f := localFailure(true, statusAuthNeedsTLS, "auth", fmt.Errorf("not sending credentials to %s without TLS", s.host.name))
+		f.nextHost = true
+		return f
+	}
+	var mech sasl.Client
+	switch {
+	case s.sc.SupportsAuth("PLAIN"):
+		mech = sasl.NewPlainClient("", creds.User, creds.Password)
+	case s.sc.SupportsAuth("LOGIN"):
+		mech = sasl.NewLoginClient(creds.User, creds.Password)
+	default:
+		// A relay we hold a login for that offers no usable mechanism is
+		// misconfigured; defer rather than relay unauthenticated and risk
+		// a bounce for the admin's mistake.
+		f := localFailure(true, statusAuthFailed, "auth", fmt.Errorf("%s offers neither AUTH PLAIN nor AUTH LOGIN", s.host.name))
+		f.nextHost = true
+		return f
+	}
+	if err := s.sc.Auth(mech); err != nil {
+		// Soft bounce, as Postfix's smtp_sasl_auth_soft_bounce: wrong
+		// credentials are the admin's to fix, not the sender's fault.
+		f := replyFailure(err, "auth", true)
+		f.temporary = true
+		if f.status == "" || f.status[0] != '4' {
+			f.status = statusAuthFailed
+		}
+		return f
+	}
+	return nil
+}
+
+func (c *Client) credentials(route Route) (Credentials, bool) {
+	if len(c.opts.Auth) == 0 {
+		return Credentials{}, false
+	}
+	if route.AuthName != "" {
+		cr, ok := c.opts.Auth[strings.ToLower(route.AuthName)]
+		return cr, ok
+	}
+	name := route.Relay
+	if route.RelayAddr.IsValid() {
+		name = route.RelayAddr.String()
+		if cr, ok := c.opts.Auth["["+name+"]"]; ok {
+			return cr, true
+		}
+	}
+	if name == "" {
+		return Credentials{}, false // MX delivery never authenticates
+	}
+	cr, ok := c.opts.Auth[strings.ToLower(name)]
+	return cr, ok
+}
+
+func (s *session) close() {
+	if s.sc != nil {
+		s.sc.Close()
+	} else {
+		s.conn.Close()
+	}
+}
+
+// transaction sends MAIL, RCPT for each recipient, DATA and the message.
+func (s *session) transaction(ctx context.Context, env *delivery.Envelope, route Route, rcpts []delivery.Recipient, msg delivery.Message) ([]delivery.Result, []string, *failure) {
+	c, sc := s.c, s.sc
+	interrupted := func(f *failure) *failure {
+		if ctx.Err() != nil {
+			return localFailure(true, statusBadConnection, "interrupted", fmt.Errorf("delivery to %s interrupted: %w", s.host.name, context.Cause(ctx)))
+		}
+		return f
+	}
+
+	// Addresses: domains become A-labels when the peer does not need to
+	// see UTF-8 (RFC 6531 allows that); UTF-8 local parts or a message
+	// flagged SMTPUTF8 need the extension.
+	utf8Offered, _ := sc.Extension("SMTPUTF8")
+	from, fromNeeds := downgradeAddress(env.From)
+	addrs := make([]string, len(rcpts))
+	needUTF8 := env.SMTPUTF8 || fromNeeds
+	for i, r := range rcpts {
+		a, needs := downgradeAddress(r.Addr)
+		addrs[i] = a
+		needUTF8 = needUTF8 || needs
+	}
+	if needUTF8 {
+		if !utf8Offered {
+			return nil, nil, &failure{
+				status: statusNeedsSMTPUTF8, reason: "smtputf8", nextHost: true,
+				err:        fmt.Errorf("%s does not offer SMTPUTF8, which the message needs", s.host.name),
+				diagnostic: fmt.Sprintf("x-postern; %s does not offer SMTPUTF8, which the message needs (RFC 6531)", s.host.name),
+			}
+		}
+		from = env.From
+		for i, r := range rcpts {
+			addrs[i] = r.Addr
+		}
+	}
+	if env.RequireTLS {
+		ok, _ := sc.Extension("REQUIRETLS")
+		if !s.verified || !ok {
+			return nil, nil, &failure{
+				status: statusNeedsREQUIRETL, reason: "requiretls", nextHost: true,
+				err:        fmt.Errorf("%s does not offer REQUIRETLS over a verified TLS session", s.host.name),
+				diagnostic: fmt.Sprintf("x-postern; %s does not offer REQUIRETLS over a verified TLS session (RFC 8689)", s.host.name),
+			}
+		}
+	}
+	if max, ok := sc.MaxMessageSize(); ok && max > 0 && msg.Size() > int64(max) {
+		// RFC 1870 section 6.1: do not send what the server said it refuses.
+		return nil, nil, &failure{
+			status: statusTooBig, reason: "size", nextHost: true,
+			err:        fmt.Errorf("message of %d bytes exceeds %s's limit of %d", msg.Size(), s.host.name, max),
+			diagnostic: fmt.Sprintf("x-postern; message of %d bytes exceeds %s's SIZE limit of %d", msg.Size(), s.host.name, max),
+		}
+	}
+
+	mopts := &smtp.MailOptions{Size: msg.Size(), UTF8: needUTF8, RequireTLS: env.RequireTLS}
+	// BODY=8BITMIME: go-smtp declares it whenever the peer offers
+	// 8BITMIME (harmless for 7-bit content, RFC 6152 section 3). A peer
+	// without 8BITMIME gets 8-bit content as is, as Postfix and Courier do
+	// by default, rather than a conversion or a bounce.
+	if dsnOffered, _ := sc.Extension("DSN"); dsnOffered {
+		switch strings.ToUpper(env.Ret) {
+		case "FULL":
+			mopts.Return = smtp.DSNReturnFull
+		case "HDRS":
+			mopts.Return = smtp.DSNReturnHeaders
+		}
+		if isPrintableASCII(env.EnvID) && len(env.EnvID) <= 100 {
+			mopts.EnvelopeID = env.EnvID
+		}
+	}
+	if err := sc.Mail(from, mopts); err != nil {
+		f := replyFailure(err, "mail", true)
+		if f.smtpCode() >= 500 {
+			f.nextHost = false // the sender is refused: every host would say so
+		}
+		return nil, nil, interrupted(f)
+	}
+
+	results := make([]delivery.Result, len(rcpts))
+	reasons := make([]string, len(rcpts))
+	var accepted []int
+	for i, r := range rcpts {
+		if err := sc.Rcpt(addrs[i], rcptOptions(r)); err != nil {
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) {
+				// The connection broke before DATA: nothing was
+				// delivered, so another host may take all of it.
+				return nil, nil, interrupted(replyFailure(err, "rcpt", true))
+			}
+			f := replyFailure(err, "rcpt", false)
+			results[i] = f.result()
+			results[i].RemoteMTA = "dns; " + s.host.name
+			reasons[i] = f.reason
+			continue
+		}
+		accepted = append(accepted, i)
+	}
+	if len(accepted) == 0 {
+		sc.Quit()
+		return results, reasons, nil
+	}
+
+	applyAll := func(f *failure) ([]delivery.Result, []string, *failure) {
+		for _, i := range accepted {
+			results[i] = f.result()
+			results[i].RemoteMTA = "dns; " + s.host.name
+			reasons[i] = f.reason
+		}
+		return results, reasons, nil
+	}
+	w, err := sc.Data()
+	if err != nil {
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			return nil, nil, interrupted(replyFailure(err, "data", true))
+		}
+		return applyAll(replyFailure(err, "data", false))
+	}
+	s.conn.SetWriteDeadline(time.Now().Add(c.opts.DataTimeout))
+	if _, err := io.Copy(w, io.NewSectionReader(msg, 0, msg.Size())); err != nil {
+		return nil, nil, interrupted(localFailure(true, statusBadConnection, "data", fmt.Errorf("sending message to %s: %w", s.host.name, err)))
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			// The end of data went out but its reply did not come back: the
+			// message may have been delivered. Do not try another host now
+			// (RFC 5321 section 6.1 accepts a duplicate over a loss; the
+			// queue's retry is the one place that decides).
+			f := localFailure(true, statusBadConnection, "data", fmt.Errorf("no reply to end of data from %s: %w", s.host.name, err))
+			return applyAll(interrupted(f))
+		}
+		return applyAll(replyFailure(err, "data", false))
+	}
+	status := "2.0.0"
+	if code, _ := parseEnhanced(resp.StatusText); code != "" && code[0] == '2' {
+		status = code
+	}
+	for _, i := range accepted {
+		results[i] = delivery.Result{Diagnostic: "smtp; 250 " + oneLine(resp.StatusText), Status: status, RemoteMTA: "dns; " + s.host.name}
+		reasons[i] = "delivered"
+	}
+	sc.Quit()
+	return results, reasons, nil
+}
+
+// rcptOptions carries the RFC 3461 parameters through; go-smtp only sends
+// them when the peer offers DSN.
+func rcptOptions(r delivery.Recipient) *smtp.RcptOptions {
+	o := &smtp.RcptOptions{}
+	switch {
+	case r.Notify&delivery.NotifyNever != 0:
+		o.Notify = []smtp.DSNNotify{smtp.DSNNotifyNever}
+	case r.Notify != delivery.NotifyDefault:
+		if r.Notify&delivery.NotifySuccess != 0 {
+			o.Notify = append(o.Notify, smtp.DSNNotifySuccess)
+		}
+		if r.Notify&delivery.NotifyFailure != 0 {
+			o.Notify = append(o.Notify, smtp.DSNNotifyFailure)
+		}
+		if r.Notify&delivery.NotifyDelay != 0 {
+			o.Notify = append(o.Notify, smtp.DSNNotifyDelayed)
+		}
+	}
+	if typ, addr, ok := strings.Cut(r.ORcpt, ";"); ok && addr != "" && len(addr) <= maxAddressLen && !strings.ContainsAny(addr, "\r\n\x00") {
+		switch {
+		case strings.EqualFold(typ, "rfc822") && isPrintableASCII(addr):
+			o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeRFC822, addr
+		case strings.EqualFold(typ, "rfc822") || strings.EqualFold(typ, "utf-8"):
+			// RFC 6533 section 3: a UTF-8 address travels as utf-8 type.
+			o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeUTF8, addr
+		}
+	}
+	return o
+}
+
+// downgradeAddress returns addr with its domain in A-labels, and whether
+// it still needs SMTPUTF8 (a UTF-8 local part).
+func downgradeAddress(addr string) (string, bool) {
+	if isASCII(addr) {
+		return addr, false
+	}
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return addr, true
+	}
+	local, domain := addr[:at], addr[at+1:]
+	if d, err := normalizeDomain(domain); err == nil {
+		domain = d
+	}
+	out := local + "@" + domain
+	return out, !isASCII(out)
+}
+
+// replyFailure turns an error of the go-smtp client into a failure:
+// SMTP replies keep their code (4xx temporary, 5xx permanent), anything
+// else is a broken connection (temporary).
+func replyFailure(err error, stage string, nextHost bool) *failure {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		status := fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+		if se.EnhancedCode == (smtp.EnhancedCode{}) || se.EnhancedCode == smtp.NoEnhancedCode {
+			status = fmt.Sprintf("%d.0.0", se.Code/100)
+		}
+		diag := fmt.Sprintf("smtp; %d %s %s", se.Code, status, oneLine(se.Message))
+		if se.EnhancedCode == (smtp.EnhancedCode{}) || se.EnhancedCode == smtp.NoEnhancedCode {
+			diag = fmt.Sprintf("smtp; %d %s", se.Code, oneLine(se.Message))
+		}
+		return &failure{
+			temporary:  se.Code < 500,
+			status:     status,
+			diagnostic: diag,
+			reason:     stage,
+			err:        fmt.Errorf("%s: %w", stage, err),
+			nextHost:   nextHost,
+		}
+	}
+	f := localFailure(true, statusBadConnection, "connection", fmt.Errorf("%s: %w", stage, err))
+	f.nextHost = nextHost
+	return f
+}
+
+func (f *failure) smtpCode() int {
+	var se *smtp.SMTPError
+	if errors.As(f.err, &se) {
+		return se.Code
+	}
+	return 0
+}
+
+// parseEnhanced returns the RFC 2034 enhanced code at the start of text.
+func parseEnhanced(text string) (string, string) {
+	code, rest, _ := strings.Cut(text, " ")
+	parts := strings.Split(code, ".")
+	if len(parts) != 3 {
+		return "", text
+	}
+	for _, p := range parts {
+		if _, err := strconv.Atoi(p); err != nil || len(p) > 3 {
+			return "", text
+		}
+	}
+	return code, rest
+}
+
+// oneLine folds a multi-line reply into one line for a DSN field, and
+// drops control characters a remote server may have sent.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > 900 {
+		s = s[:900]
+	}
+	return strings.TrimSpace(s)
+}
+
+func isPrintableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return s != ""
+}
