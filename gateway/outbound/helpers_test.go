@@ -432,4 +432,3 @@ func checkGoroutines(t *testing.T) {
 		}
 	})
 }
-
