@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultDir is where the configuration lives unless --config or
@@ -44,6 +46,7 @@ var implicitTLS = map[string]bool{ListenSubmissions: true, ListenIMAPS: true, Li
 type Listener struct {
 	Name    string // one of KnownListeners
 	Address string // host:port
+	Proxy   bool   // expects a PROXY protocol header (from trustedproxies) on every connection
 	Origin  Line   // where it was configured, for messages
 }
 
@@ -73,6 +76,35 @@ type Config struct {
 
 	UserdbSource string // the userdb source: file or directory ("userdb")
 	UserdbDB     string // its compiled index ("userdb.db")
+
+	MaxRecipients  int            // recipients per message ("maxrcpts")
+	GreetDelay     time.Duration  // pause before the SMTP banner, catching early talkers ("smtpgreetdelay")
+	Resolvers      []string       // DNS servers host:port; empty = /etc/resolv.conf ("resolvers")
+	TrustedProxies []netip.Prefix // may send PROXY headers ("trustedproxies")
+	XCLIENTFrom    []netip.Prefix // may send XCLIENT ("xclient")
+
+	// The queue, with Courier's setting names and defaults.
+	QueueTime     time.Duration // give up and bounce after this ("queuetime", 7d)
+	WarnTime      time.Duration // send one delay notice after this ("warntime", 4h)
+	RetryAlpha    time.Duration // gap between the quick retries ("retryalpha", 5m)
+	RetryBeta     int           // how many quick retries in a row ("retrybeta", 3)
+	RetryGamma    time.Duration // the first long gap, doubled each round ("retrygamma", 15m)
+	RetryMaxDelta int           // how many times the long gap doubles ("retrymaxdelta", 3)
+}
+
+// RetrySchedule spells out Courier's retry schedule as gaps between
+// attempts: RetryBeta attempts RetryAlpha apart, then a gap of RetryGamma;
+// again RetryBeta quick attempts, then 2*RetryGamma; and so on up to
+// RetryGamma*2^RetryMaxDelta. The queue repeats the last gap after that.
+func (c *Config) RetrySchedule() []time.Duration {
+	var out []time.Duration
+	for d := 0; d <= c.RetryMaxDelta; d++ {
+		for i := 0; i < c.RetryBeta; i++ {
+			out = append(out, c.RetryAlpha)
+		}
+		out = append(out, c.RetryGamma<<d)
+	}
+	return out
 }
 
 // Defaults for settings that are not present.
@@ -142,6 +174,27 @@ func Load(dir string) (*Config, error) {
 	c.IMAPCourierNS = l.choice("imapnamespace", "default", "default", "courier") == "courier"
 	c.LogLevel = l.logLevel("loglevel")
 	c.DebugPprof = l.boolean("debugpprof", false)
+	c.MaxRecipients = int(l.number("maxrcpts", 100, 1, 100000))
+	c.GreetDelay = l.duration("smtpgreetdelay", 0)
+	for _, ln := range l.lines("resolvers") {
+		addr := ln.Text
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			addr = net.JoinHostPort(addr, "53")
+		}
+		if host, _, _ := net.SplitHostPort(addr); net.ParseIP(host) == nil {
+			l.fail(ln.Errorf("resolvers: want an IP address (optionally with :port), got %q", ln.Text))
+			continue
+		}
+		c.Resolvers = append(c.Resolvers, addr)
+	}
+	c.TrustedProxies = l.networks("trustedproxies")
+	c.XCLIENTFrom = l.networks("xclient")
+	c.QueueTime = l.duration("queuetime", 7*24*time.Hour)
+	c.WarnTime = l.duration("warntime", 4*time.Hour)
+	c.RetryAlpha = l.duration("retryalpha", 5*time.Minute)
+	c.RetryBeta = int(l.number("retrybeta", 3, 1, 100))
+	c.RetryGamma = l.duration("retrygamma", 15*time.Minute)
+	c.RetryMaxDelta = int(l.number("retrymaxdelta", 3, 0, 10))
 	if p := l.path("tlscert", ""); p != "" {
 		c.TLSCertFile = p
 		cert, err := tls.LoadX509KeyPair(p, p)
@@ -246,6 +299,85 @@ func (l *loader) logLevel(name string) slog.Level {
 	return lv
 }
 
+// number reads an integer within [min, max].
+func (l *loader) number(name string, def, min, max int64) int64 {
+	lines := l.lines(name)
+	if len(lines) == 0 {
+		return def
+	}
+	n, err := strconv.ParseInt(lines[0].Text, 10, 64)
+	if err != nil || n < min || n > max {
+		l.fail(lines[0].Errorf("%s: want a whole number from %d to %d, got %q", name, min, max, lines[0].Text))
+		return def
+	}
+	return n
+}
+
+// duration reads a time span: a number with s, m, h, d or w (Courier's
+// spelling, e.g. "7d", "4h", "15m"), or Go's form ("1h30m"); a bare number
+// is seconds.
+func (l *loader) duration(name string, def time.Duration) time.Duration {
+	lines := l.lines(name)
+	if len(lines) == 0 {
+		return def
+	}
+	d, err := ParseDuration(lines[0].Text)
+	if err != nil {
+		l.fail(lines[0].Errorf("%s: %v", name, err))
+		return def
+	}
+	return d
+}
+
+// ParseDuration reads "30", "30s", "15m", "4h", "7d", "2w" or "1h30m".
+func ParseDuration(s string) (time.Duration, error) {
+	t := strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(t, 10, 64); err == nil && n >= 0 && n < 1<<33 {
+		return time.Duration(n) * time.Second, nil
+	}
+	if len(t) > 1 {
+		unit := map[byte]time.Duration{'d': 24 * time.Hour, 'w': 7 * 24 * time.Hour}[t[len(t)-1]]
+		if n, err := strconv.ParseInt(t[:len(t)-1], 10, 64); unit != 0 && err == nil && n >= 0 && n < 1<<20 {
+			return time.Duration(n) * unit, nil
+		}
+	}
+	d, err := time.ParseDuration(t)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("not a duration: %q (want e.g. 30s, 15m, 4h, 7d)", s)
+	}
+	return d, nil
+}
+
+// networks reads IP networks, one per line: CIDR or a single address.
+func (l *loader) networks(name string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, ln := range l.lines(name) {
+		p, err := ParsePrefix(ln.Text)
+		if err != nil {
+			l.fail(ln.Errorf("%s: %v", name, err))
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// ParsePrefix reads "10.0.0.0/8", "2001:db8::/32" or a single address.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("bad network %q", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("bad address %q", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
 // size reads a byte count: a number with an optional K, M or G suffix.
 func (l *loader) size(name string, def int64) int64 {
 	lines := l.lines(name)
@@ -323,8 +455,8 @@ func (l *loader) listeners(name string) []Listener {
 	seen := map[string]Line{}
 	for _, ln := range l.lines(name) {
 		f := strings.Fields(ln.Text)
-		if len(f) != 2 {
-			l.fail(ln.Errorf("want NAME ADDRESS, e.g. \"smtp 127.0.0.1:2525\""))
+		if len(f) < 2 || len(f) > 3 || (len(f) == 3 && f[2] != "proxy") {
+			l.fail(ln.Errorf("want NAME ADDRESS [proxy], e.g. \"smtp 127.0.0.1:2525\""))
 			continue
 		}
 		if !known[f[0]] {
@@ -349,7 +481,7 @@ func (l *loader) listeners(name string) []Listener {
 			continue
 		}
 		seen[f[1]] = ln
-		out = append(out, Listener{Name: f[0], Address: f[1], Origin: ln})
+		out = append(out, Listener{Name: f[0], Address: f[1], Proxy: len(f) == 3, Origin: ln})
 	}
 	return out
 }

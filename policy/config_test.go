@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func write(t *testing.T, path, content string) {
@@ -202,5 +203,56 @@ func TestInitWritesLoadableSetup(t *testing.T) {
 	}
 	if err := Init(dir, "other.test", "mx.other.test", true); err != nil {
 		t.Fatalf("--force: %v", err)
+	}
+}
+
+func TestQueueSettingsAndSchedule(t *testing.T) {
+	dir := validDir(t)
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Courier's defaults: 3 retries 5 minutes apart, then 15m, 30m, 60m, 120m gaps.
+	var got []string
+	for _, d := range c.RetrySchedule() {
+		got = append(got, d.String())
+	}
+	want := "5m0s 5m0s 5m0s 15m0s 5m0s 5m0s 5m0s 30m0s 5m0s 5m0s 5m0s 1h0m0s 5m0s 5m0s 5m0s 2h0m0s"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("schedule %v\nwant %s", got, want)
+	}
+	if c.QueueTime != 7*24*time.Hour || c.WarnTime != 4*time.Hour || c.MaxRecipients != 100 {
+		t.Fatalf("defaults: %v %v %d", c.QueueTime, c.WarnTime, c.MaxRecipients)
+	}
+	write(t, filepath.Join(dir, "queuetime"), "2d\n")
+	write(t, filepath.Join(dir, "retrybeta"), "1\n")
+	write(t, filepath.Join(dir, "retrymaxdelta"), "0\n")
+	write(t, filepath.Join(dir, "trustedproxies"), "10.0.0.0/8\n192.0.2.7\n")
+	write(t, filepath.Join(dir, "resolvers"), "127.0.0.1:5353\n192.0.2.53\n")
+	write(t, filepath.Join(dir, "listen"), "smtp 127.0.0.1:2525 proxy\n")
+	if c, err = Load(dir); err != nil {
+		t.Fatal(err)
+	}
+	if c.QueueTime != 48*time.Hour || len(c.RetrySchedule()) != 2 || len(c.TrustedProxies) != 2 ||
+		c.TrustedProxies[1].String() != "192.0.2.7/32" || c.Resolvers[1] != "192.0.2.53:53" || !c.Listeners[0].Proxy {
+		t.Fatalf("settings not read: %+v", c)
+	}
+	write(t, filepath.Join(dir, "queuetime"), "forever\n")
+	write(t, filepath.Join(dir, "trustedproxies"), "10.0.0.0/33\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "queuetime:1") || !strings.Contains(err.Error(), "trustedproxies:1") {
+		t.Fatalf("bad settings accepted: %v", err)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"30": 30 * time.Second, "15m": 15 * time.Minute, "7d": 7 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "1h30m": 90 * time.Minute} {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "-5m", "d", "x1d", "99999999999w"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", bad)
+		}
 	}
 }
