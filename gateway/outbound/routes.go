@@ -387,6 +387,10 @@ func ParseAuth(lines []policy.Line, log *slog.Logger) (map[string]Credentials, e
 			continue
 		}
 		key := strings.ToLower(strings.TrimSuffix(name, "."))
+		if key == "" {
+			errs = append(errs, ln.Errorf("credentials name %q is empty", name))
+			continue
+		}
 		if _, dup := out[key]; dup {
 			errs = append(errs, ln.Errorf("credentials for %q already given", name))
 			continue
