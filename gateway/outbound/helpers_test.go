@@ -33,11 +33,12 @@ type dnsZone struct {
 	records  map[string][]dns.RR // by lower-case FQDN
 	servfail map[string]bool
 	silent   map[string]bool // never answer: timeouts
+	truncate map[string]bool // answer UDP with TC=1 and no records
 	queries  int
 }
 
 func newZone() *dnsZone {
-	return &dnsZone{records: map[string][]dns.RR{}, servfail: map[string]bool{}, silent: map[string]bool{}}
+	return &dnsZone{records: map[string][]dns.RR{}, servfail: map[string]bool{}, silent: map[string]bool{}, truncate: map[string]bool{}}
 }
 
 // add adds records in zone-file syntax, e.g. "example.test. 60 IN MX 10 mx.example.test.".
@@ -75,6 +76,11 @@ func (z *dnsZone) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 		w.WriteMsg(m)
 		return
 	}
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp && z.truncate[qn] {
+		m.Truncated = true
+		w.WriteMsg(m)
+		return
+	}
 	rrs, ok := z.records[qn]
 	if !ok {
 		m.Rcode = dns.RcodeNameError
@@ -108,7 +114,23 @@ func startDNS(t *testing.T, z *dnsZone) string {
 		srv.Shutdown()
 		<-done
 	})
-	return pc.LocalAddr().String()
+	addr := pc.LocalAddr().String()
+	// TCP on the same port, for answers too large for UDP.
+	if l, err := net.Listen("tcp", addr); err == nil {
+		tstarted := make(chan struct{})
+		tsrv := &dns.Server{Listener: l, Handler: z, NotifyStartedFunc: func() { close(tstarted) }}
+		tdone := make(chan struct{})
+		go func() {
+			defer close(tdone)
+			tsrv.ActivateAndServe()
+		}()
+		<-tstarted
+		t.Cleanup(func() {
+			tsrv.Shutdown()
+			<-tdone
+		})
+	}
+	return addr
 }
 
 // --- a real SMTP server on loopback ------------------------------------

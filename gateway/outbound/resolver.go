@@ -153,16 +153,49 @@ func (r *dnsResolver) exchange(ctx context.Context, q *dns.Msg, server, network 
 	return in, nil
 }
 
+// maxCNAMEChain bounds how many CNAMEs are followed.
+const maxCNAMEChain = 8
+
+// lookup returns the answer records of type qtype for name. A recursive
+// server normally follows CNAMEs itself (RFC 1034 section 3.6.2); when the
+// answer holds only the alias, its target is asked for, up to
+// maxCNAMEChain times.
+func (r *dnsResolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+	for hop := 0; ; hop++ {
+		in, err := r.query(ctx, name, qtype)
+		if err != nil {
+			return nil, err
+		}
+		var found []dns.RR
+		target := ""
+		for _, rr := range in.Answer {
+			switch {
+			case rr.Header().Rrtype == qtype:
+				found = append(found, rr)
+			case rr.Header().Rrtype == dns.TypeCNAME:
+				target = rr.(*dns.CNAME).Target
+			}
+		}
+		if len(found) > 0 || target == "" {
+			return found, nil
+		}
+		if hop >= maxCNAMEChain {
+			return nil, &DNSError{Name: name, Type: dns.TypeToString[qtype], Class: ErrDNSTemporary, Cause: errors.New("CNAME chain too long")}
+		}
+		name = target
+	}
+}
+
 // LookupMX implements Resolver.
 func (r *dnsResolver) LookupMX(ctx context.Context, domain string) ([]*net.MX, error) {
-	in, err := r.query(ctx, domain, dns.TypeMX)
+	answer, err := r.lookup(ctx, domain, dns.TypeMX)
 	if err != nil {
 		return nil, err
 	}
 	var out []*net.MX
-	for _, rr := range in.Answer {
+	for _, rr := range answer {
 		// Owner names are not compared: an answer that followed a CNAME
-		// carries the target's MX records (RFC 1034 section 3.6.2).
+		// carries the target's MX records.
 		if mx, ok := rr.(*dns.MX); ok && len(out) < maxDNSAnswers {
 			out = append(out, &net.MX{Host: mx.Mx, Pref: mx.Preference})
 		}
@@ -178,7 +211,7 @@ func (r *dnsResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAd
 	var errs []error
 	notFound := 0
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		in, err := r.query(ctx, host, qtype)
+		answer, err := r.lookup(ctx, host, qtype)
 		if err != nil {
 			if isNoSuchDomain(err) {
 				notFound++
@@ -186,7 +219,7 @@ func (r *dnsResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAd
 			errs = append(errs, err)
 			continue
 		}
-		for _, rr := range in.Answer {
+		for _, rr := range answer {
 			if len(out) >= maxDNSAnswers {
 				break
 			}
