@@ -51,7 +51,7 @@ func TestParseRoutesFormat(t *testing.T) {
 		{"x.y.sub.example.org", "", "192.0.2.7", 0, SecurityOpportunistic, ".sub.example.org"},
 		{"a.deep.sub.example.org", "", "2001:db8::25", 587, SecuritySMTPS, ".deep.sub.example.org"},
 		{"deep.sub.example.org", "", "192.0.2.7", 0, SecurityOpportunistic, ".sub.example.org"}, // longest match
-		{"sub.example.org", "smarthost.isp.test", "", 587, SecurityStartTLS, ""},                  // .sub is subdomains only
+		{"sub.example.org", "smarthost.isp.test", "", 587, SecurityStartTLS, ""},                // .sub is subdomains only
 		{"direct.example.org", "", "", 0, SecurityOpportunistic, "direct.example.org"},
 		{"elsewhere.test", "smarthost.isp.test", "", 587, SecurityStartTLS, ""},
 	}
