@@ -328,27 +328,29 @@ func (d *DB) Expand(ctx context.Context, address string) ([]Target, bool, error)
 	if d.closed {
 		return nil, false, ErrClosed
 	}
-	return expand(ctx, address, d.opts.isLocal, func(key string) ([]Target, bool, error) {
-		var ts []Target
-		var found bool
-		err := d.bolt.View(func(tx *bolt.Tx) error {
-			v := tx.Bucket(bucketAliases).Get([]byte(key))
+	// One read transaction for all the probes of this lookup.
+	var ts []Target
+	var found bool
+	err := d.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAliases)
+		var err error
+		ts, found, err = expand(ctx, address, d.opts.isLocal, func(key string) ([]Target, bool, error) {
+			v := b.Get([]byte(key))
 			if v == nil {
-				return nil
+				return nil, false, nil
 			}
-			found = true
-			var err error
-			ts, err = decodeTargets(v)
-			return err
+			t, err := decodeTargets(v)
+			if err != nil {
+				return nil, false, fmt.Errorf("aliases %s: lookup %q: %w", d.path, key, err)
+			}
+			if len(t) == 0 {
+				t = nil
+			}
+			return t, true, nil
 		})
-		if err != nil {
-			return nil, false, fmt.Errorf("aliases %s: lookup %q: %w", d.path, key, err)
-		}
-		if len(ts) == 0 {
-			ts = nil
-		}
-		return ts, found, nil
+		return err
 	})
+	return ts, found, err
 }
 
 // maybeReload stats the file at most once per CheckInterval and swaps in a
