@@ -200,8 +200,8 @@ func TestTamperedMessagesFail(t *testing.T) {
 		tamper func(string) string
 		reason string
 	}{
-		"body changed": {func(m string) string { return strings.Replace(m, "noon", "one", 1) }, "body hash"},
-		"body appended": {func(m string) string { return m + "P.S. send money\r\n" }, "body hash"},
+		"body changed":    {func(m string) string { return strings.Replace(m, "noon", "one", 1) }, "body hash"},
+		"body appended":   {func(m string) string { return m + "P.S. send money\r\n" }, "body hash"},
 		"subject changed": {func(m string) string { return strings.Replace(m, "Subject: lunch", "Subject: invoice", 1) }, "signature did not verify"},
 		"second From added": {func(m string) string {
 			return strings.Replace(m, "To: bob", "From: mallory@example.org\r\nTo: bob", 1)
