@@ -120,8 +120,11 @@ func (r *Rules) Len() int { return len(r.decisions) }
 // whether any rule (the "*" rule included) matched. When none did, the
 // client is allowed with no variables, as couriertcpd does. IPv4-mapped
 // IPv6 addresses are looked up as IPv4, so one IPv4 rule covers a client
-// however the listener reports it.
+// however the listener reports it. A nil *Rules has no rules.
 func (r *Rules) Lookup(ip netip.Addr) (Decision, bool) {
+	if r == nil {
+		return Decision{Allow: true}, false
+	}
 	ip = ip.Unmap().WithZone("")
 	switch {
 	case ip.Is4():

@@ -134,6 +134,10 @@ func TestMissingSettingAllowsAll(t *testing.T) {
 	if found || !d.Allow || d.Relay {
 		t.Errorf("empty rules: %+v, %v", d, found)
 	}
+	var none *Rules
+	if d, found := none.Lookup(netip.MustParseAddr("192.0.2.1")); found || !d.Allow {
+		t.Errorf("nil rules: %+v, %v", d, found)
+	}
 }
 
 func TestParseAddressForms(t *testing.T) {

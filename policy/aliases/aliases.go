@@ -113,8 +113,12 @@ type Aliases struct {
 func (a *Aliases) Len() int { return len(a.entries) }
 
 // Expand looks address up; see DB.Expand for the rules. It never fails on
-// a loaded table other than for a cancelled ctx.
+// a loaded table other than for a cancelled ctx. A nil *Aliases has no
+// aliases.
 func (a *Aliases) Expand(ctx context.Context, address string) ([]Target, bool, error) {
+	if a == nil {
+		return nil, false, nil
+	}
 	return expand(ctx, address, a.opts.isLocal, func(key string) ([]Target, bool, error) {
 		t, ok := a.entries[key]
 		return t, ok, nil
@@ -135,7 +139,7 @@ func (a *Aliases) Dump(w io.Writer) error {
 		for i, t := range a.entries[k] {
 			vals[i] = t.String()
 		}
-		fmt.Fprintf(bw, "%s: %s\n", a.names[k], strings.Join(vals, ", "))
+		fmt.Fprintf(bw, "%s:%s\n", a.names[k], strings.TrimRight(" "+strings.Join(vals, ", "), " "))
 	}
 	return bw.Flush()
 }

@@ -339,12 +339,12 @@ func TestExpandCancelledContext(t *testing.T) {
 
 func TestDump(t *testing.T) {
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"aliases": "Root: postmaster\npostmaster: alice, |/bin/x\n"})
+	writeFiles(t, dir, map[string]string{"aliases": "Root: postmaster\npostmaster: alice, |/bin/x\nempty:\n"})
 	var b strings.Builder
 	if err := mustLoad(t, dir).Dump(&b); err != nil {
 		t.Fatal(err)
 	}
-	want := "postmaster: alice, |/bin/x\nRoot: alice, |/bin/x\n"
+	want := "empty:\npostmaster: alice, |/bin/x\nRoot: alice, |/bin/x\n"
 	if b.String() != want {
 		t.Errorf("Dump =\n%s\nwant\n%s", b.String(), want)
 	}
