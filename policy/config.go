@@ -82,6 +82,7 @@ type Config struct {
 	Resolvers      []string       // DNS servers host:port; empty = /etc/resolv.conf ("resolvers")
 	TrustedProxies []netip.Prefix // may send PROXY headers ("trustedproxies")
 	XCLIENTFrom    []netip.Prefix // may send XCLIENT ("xclient")
+	RemotePort     int            // port of remote SMTP servers found by MX ("remoteport", 25)
 
 	// The queue, with Courier's setting names and defaults.
 	QueueTime     time.Duration // give up and bounce after this ("queuetime", 7d)
@@ -189,6 +190,7 @@ func Load(dir string) (*Config, error) {
 	}
 	c.TrustedProxies = l.networks("trustedproxies")
 	c.XCLIENTFrom = l.networks("xclient")
+	c.RemotePort = int(l.number("remoteport", 25, 1, 65535))
 	c.QueueTime = l.duration("queuetime", 7*24*time.Hour)
 	c.WarnTime = l.duration("warntime", 4*time.Hour)
 	c.RetryAlpha = l.duration("retryalpha", 5*time.Minute)
