@@ -1,0 +1,205 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Server runs SMTP sessions on any number of listeners.
+type Server struct {
+	backend Backend
+	opt     Options
+
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+	nextID     atomic.Uint64
+
+	mu        sync.Mutex
+	shutdown  bool
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	perIP     map[netip.Addr]int
+	wg        sync.WaitGroup
+
+	stats struct {
+		connections, refused, commands, errors, messages, bytes atomic.Int64
+	}
+}
+
+// Stats are the server's counters since it was made (for Prometheus).
+type Stats struct {
+	Connections int64 // accepted TCP connections
+	Active      int64 // connections open now
+	Refused     int64 // connections refused by MaxConnections/MaxConnectionsPerIP or an untrusted PROXY peer
+	Commands    int64 // command lines read
+	Errors      int64 // 4xx/5xx replies sent
+	Messages    int64 // messages accepted (2xx after DATA/BDAT LAST)
+	Bytes       int64 // bytes of accepted messages
+}
+
+// NewServer makes a server that asks b about every session.
+func NewServer(b Backend, opt Options) *Server {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		backend:    b,
+		opt:        opt.withDefaults(),
+		baseCtx:    ctx,
+		cancelBase: cancel,
+		listeners:  map[net.Listener]struct{}{},
+		conns:      map[*conn]struct{}{},
+		perIP:      map[netip.Addr]int{},
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	active := int64(len(s.conns))
+	s.mu.Unlock()
+	return Stats{
+		Connections: s.stats.connections.Load(),
+		Active:      active,
+		Refused:     s.stats.refused.Load(),
+		Commands:    s.stats.commands.Load(),
+		Errors:      s.stats.errors.Load(),
+		Messages:    s.stats.messages.Load(),
+		Bytes:       s.stats.bytes.Load(),
+	}
+}
+
+// Serve accepts connections on l until Shutdown (then it returns
+// ErrServerClosed) or until l fails.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.closing() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors or similar: wait and retry
+				// rather than spin.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.opt.Logger.Warn("smtpd accept", "err", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("smtpd: accept on %s: %w", l.Addr(), err)
+		}
+		backoff = 0
+		s.stats.connections.Add(1)
+		c := s.newConn(nc)
+		s.mu.Lock()
+		if s.shutdown {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		over := s.opt.MaxConnections > 0 && len(s.conns) >= s.opt.MaxConnections
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			defer s.forget(c)
+			if over {
+				s.stats.refused.Add(1)
+				c.refuse(NewReply(421, "4.7.0", "%s Error: too many connections", s.opt.Hostname))
+				return
+			}
+			c.serve()
+		}()
+	}
+}
+
+func (s *Server) closing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shutdown
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// acquireIP counts a connection from a; false when a is over
+// MaxConnectionsPerIP. Every true must be matched by releaseIP.
+func (s *Server) acquireIP(a netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opt.MaxConnectionsPerIP > 0 && s.perIP[a] >= s.opt.MaxConnectionsPerIP {
+		return false
+	}
+	s.perIP[a]++
+	return true
+}
+
+func (s *Server) releaseIP(a netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perIP[a]--; s.perIP[a] <= 0 {
+		delete(s.perIP, a)
+	}
+}
+
+// Shutdown stops accepting connections. Sessions in DATA/BDAT finish their
+// message; every other session is told "421 4.3.2" at its next command
+// boundary (at once when it is waiting for a command). Shutdown returns
+// when every session has ended, or when ctx ends (then the remaining
+// connections are closed and ctx.Err() returned).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.requestShutdown()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancelBase()
+		return nil
+	case <-ctx.Done():
+		s.cancelBase()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc().Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
