@@ -19,6 +19,23 @@ import (
 // behaviour (tempfail or no opinion), never into accept-all or reject-all.
 var ErrUnavailable = errors.New("state: store unavailable")
 
+// ErrNotCounter is returned (wrapped) by Incr when the key holds a value that
+// is not a decimal integer, or when the sum would overflow an int64. It is a
+// programming or configuration error (two filters sharing one key), not
+// unavailability.
+var ErrNotCounter = errors.New("state: value is not a counter")
+
+// ErrInvalid is returned (wrapped) for a key that is empty or longer than
+// MaxKeyLen, or a value longer than MaxValueLen. Both implementations refuse
+// the same inputs so that a filter behaves the same on either.
+var ErrInvalid = errors.New("state: invalid key or value")
+
+// Bounds on what a Store accepts.
+const (
+	MaxKeyLen   = 1024
+	MaxValueLen = 64 * 1024
+)
+
 // Store is a key-value store with expiry and atomic counters. Keys are short
 // printable strings ("grey:1.2.3.0/24|a@b|c@d"); values are small.
 type Store interface {
@@ -32,7 +49,8 @@ type Store interface {
 	// Incr adds delta to the integer counter under key and returns the new
 	// value. A counter that did not exist starts at 0 and expires ttl after
 	// its creation (a fixed window); later increments keep that expiry.
-	// Atomic across every user of the store.
+	// Atomic across every user of the store. The counter is stored as its
+	// decimal text, so Get of a counter returns e.g. "42".
 	Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
 	// Delete removes key (no error if absent).
 	Delete(ctx context.Context, key string) error
