@@ -1,0 +1,193 @@
+// Package authres handles the Authentication-Results header field (RFC 8601)
+// at the gateway's edge: it removes fields from incoming messages that
+// claim to come from our own authentication service, and formats the one
+// field the gateway adds.
+//
+// An Authentication-Results field starts with the authserv-id, the name of
+// the service that did the checks (usually the receiving host name).
+// Mail readers and delivery rules trust fields carrying their own site's
+// authserv-id, so a sender could forge "dkim=pass" under our name; RFC 8601
+// section 5 therefore requires the border MTA to delete any such field
+// arriving from outside before adding its own.
+package authres
+
+import (
+	"bytes"
+	"strings"
+)
+
+// FieldName is the header field this package handles.
+const FieldName = "Authentication-Results"
+
+// maxCommentDepth bounds nested comments read before the authserv-id.
+const maxCommentDepth = 16
+
+// StripForgedAuthResults returns header without the Authentication-Results
+// fields whose authserv-id equals authservID (compared without case and
+// without a trailing dot). header is the header section with CRLF or LF
+// line endings; anything after the blank line that ends it is kept as is,
+// so the whole message may be passed. Fields whose authserv-id cannot be
+// read are kept: they do not claim to be ours. When nothing is removed the
+// input slice itself is returned.
+func StripForgedAuthResults(header []byte, authservID string) []byte {
+	ours := normalizeID(authservID)
+	if ours == "" {
+		return header
+	}
+	var out []byte
+	removed := false
+	pos := 0
+	for pos < len(header) {
+		// One field: its first line and the continuation lines after it.
+		end := lineEnd(header, pos)
+		if isBlankLine(header[pos:end]) {
+			break // end of the header section; the rest is body
+		}
+		for end < len(header) && (header[end] == ' ' || header[end] == '\t') {
+			end = lineEnd(header, end)
+		}
+		field := header[pos:end]
+		if claimsID(field, ours) {
+			if !removed {
+				out = append(make([]byte, 0, len(header)), header[:pos]...)
+				removed = true
+			}
+		} else if removed {
+			out = append(out, field...)
+		}
+		pos = end
+	}
+	if !removed {
+		return header
+	}
+	return append(out, header[pos:]...)
+}
+
+// lineEnd returns the offset just past the LF ending the line at pos, or
+// len(b).
+func lineEnd(b []byte, pos int) int {
+	if i := bytes.IndexByte(b[pos:], '\n'); i >= 0 {
+		return pos + i + 1
+	}
+	return len(b)
+}
+
+func isBlankLine(line []byte) bool {
+	return len(bytes.TrimRight(line, "\r\n")) == 0
+}
+
+// claimsID reports whether field is an Authentication-Results field with
+// authserv-id id (already normalized).
+func claimsID(field []byte, id string) bool {
+	colon := bytes.IndexByte(field, ':')
+	if colon < 0 {
+		return false
+	}
+	// RFC 5322 section 4.5.3 (obsolete syntax) allows white space before
+	// the colon.
+	name := strings.TrimRight(string(field[:colon]), " \t")
+	if !strings.EqualFold(name, FieldName) {
+		return false
+	}
+	got, ok := AuthservID(string(field[colon+1:]))
+	return ok && normalizeID(got) == id
+}
+
+// AuthservID returns the authserv-id at the start of an
+// Authentication-Results field value (RFC 8601 section 2.2: [CFWS]
+// authserv-id, a token or quoted-string), unfolded.
+func AuthservID(value string) (string, bool) {
+	s := skipCFWS(value)
+	if s == "" {
+		return "", false
+	}
+	if s[0] == '"' {
+		var b strings.Builder
+		for i := 1; i < len(s); i++ {
+			switch c := s[i]; c {
+			case '\\':
+				if i+1 < len(s) {
+					i++
+					b.WriteByte(s[i])
+				}
+			case '"':
+				return b.String(), b.Len() > 0
+			case '\r', '\n':
+				// folding inside the quoted-string
+			default:
+				b.WriteByte(c)
+			}
+		}
+		return "", false // unterminated
+	}
+	i := 0
+	for i < len(s) && isTokenChar(s[i]) {
+		i++
+	}
+	if i == 0 {
+		return "", false
+	}
+	return s[:i], true
+}
+
+// skipCFWS skips white space, line breaks and (nested, bounded) comments.
+func skipCFWS(s string) string {
+	for {
+		s = strings.TrimLeft(s, " \t\r\n")
+		if s == "" || s[0] != '(' {
+			return s
+		}
+		depth := 0
+		i := 0
+	comment:
+		for ; i < len(s); i++ {
+			switch s[i] {
+			case '\\':
+				i++
+			case '(':
+				depth++
+				if depth > maxCommentDepth {
+					return ""
+				}
+			case ')':
+				depth--
+				if depth == 0 {
+					i++
+					break comment
+				}
+			}
+		}
+		if depth != 0 {
+			return "" // unterminated comment
+		}
+		s = s[min(i, len(s)):]
+	}
+}
+
+// isTokenChar: RFC 2045 token characters (RFC 8601 uses its "value").
+func isTokenChar(c byte) bool {
+	return c > 0x20 && c < 0x7f && !strings.ContainsRune(`()<>@,;:\"/[]?=`, rune(c))
+}
+
+func normalizeID(id string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(id), "."))
+}
+
+// Field formats the Authentication-Results field the gateway adds (without
+// the final CRLF): our authserv-id, then each resinfo on a folded line; the
+// "none" form when there is nothing to report (RFC 8601 section 2.2).
+func Field(authservID string, resinfo []string) string {
+	var b strings.Builder
+	b.WriteString(FieldName)
+	b.WriteString(": ")
+	b.WriteString(authservID)
+	if len(resinfo) == 0 {
+		b.WriteString("; none")
+		return b.String()
+	}
+	for _, r := range resinfo {
+		b.WriteString(";\r\n\t")
+		b.WriteString(r)
+	}
+	return b.String()
+}
