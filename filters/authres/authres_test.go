@@ -57,15 +57,15 @@ func TestStripKeepsInputWhenNothingMatches(t *testing.T) {
 
 func TestAuthservID(t *testing.T) {
 	for in, want := range map[string]string{
-		" example.org; spf=pass":             "example.org",
-		"(c (nested)) example.org 1; none":   "example.org",
-		"\r\n\texample.org;":                 "example.org",
-		` "quoted\"id"; none`:                `quoted"id`,
-		"example.org":                        "example.org",
-		" ; none":                            "",
-		"":                                   "",
-		" (never closed":                     "",
-		` "never closed`:                     "",
+		" example.org; spf=pass":           "example.org",
+		"(c (nested)) example.org 1; none": "example.org",
+		"\r\n\texample.org;":               "example.org",
+		` "quoted\"id"; none`:              `quoted"id`,
+		"example.org":                      "example.org",
+		" ; none":                          "",
+		"":                                 "",
+		" (never closed":                   "",
+		` "never closed`:                   "",
 		strings.Repeat("(", 40) + "x" + strings.Repeat(")", 40) + " id": "",
 	} {
 		got, ok := authres.AuthservID(in)
