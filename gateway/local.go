@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"postern/gateway/delivery"
+	"postern/mailbox/maildir"
+)
+
+// LocalDelivery delivers to local accounts' Maildirs. It implements
+// delivery.Deliverer for the queue, and the SMTP session calls it directly
+// so that mail for local users is written once, straight into the Maildir
+// (fsync'd before the 250), without a detour through the queue.
+type LocalDelivery struct {
+	Router *Router
+}
+
+// Deliver implements delivery.Deliverer.
+func (l *LocalDelivery) Deliver(ctx context.Context, env *delivery.Envelope, rcpts []delivery.Recipient, msg delivery.Message) []delivery.Result {
+	out := make([]delivery.Result, len(rcpts))
+	for i, rc := range rcpts {
+		out[i] = l.deliverOne(ctx, env, rc.Addr, msg)
+	}
+	return out
+}
+
+func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, addr string, msg delivery.Message) delivery.Result {
+	local, domain, err := splitAddress(addr)
+	if err != nil {
+		return delivery.Result{Err: err, Permanent: true, Status: "5.1.3", Diagnostic: "x-postern; bad address"}
+	}
+	acct, ref := l.Router.lookupAccount(ctx, local, strings.ToLower(domain))
+	if ref != nil {
+		return delivery.Result{Err: ref, Status: "4.3.0", Diagnostic: "x-postern; account lookup failed, will retry"}
+	}
+	if acct == nil {
+		return delivery.Result{Err: errors.New("no such user"), Permanent: true, Status: "5.1.1", Diagnostic: "x-postern; no such user here"}
+	}
+	md, err := openAccountMaildir(acct)
+	if err != nil {
+		return delivery.Result{Err: err, Status: "4.3.0", Diagnostic: "x-postern; mailbox unavailable, will retry"}
+	}
+	r := newLFReader(traceForLocal(env.From, addr), io.NewSectionReader(msg, 0, msg.Size()))
+	if _, err := md.Deliver(maildir.Inbox, r, maildir.DeliverOptions{}); err != nil {
+		if errors.Is(err, maildir.ErrOverQuota) {
+			// Courier's deliverquota makes this permanent (exit 77).
+			return delivery.Result{Err: err, Permanent: true, Status: "5.2.2", Diagnostic: "x-postern; mailbox full"}
+		}
+		return delivery.Result{Err: fmt.Errorf("deliver to %s: %w", acct.Name, err), Status: "4.3.0", Diagnostic: "x-postern; local delivery failed, will retry"}
+	}
+	return delivery.Result{Status: "2.0.0"}
+}
+
+// traceForLocal returns the header lines final delivery adds: Return-Path
+// (RFC 5321 4.4) and Delivered-To, which lets loops be detected.
+func traceForLocal(from, rcpt string) []byte {
+	return []byte("Return-Path: <" + from + ">\nDelivered-To: " + rcpt + "\n")
+}
+
+// lfReader streams prefix and then the message with CRLF turned into LF:
+// in a Maildir, messages use the local newline, as Courier and Dovecot
+// store them; the IMAP and POP3 servers put the CRs back on the wire.
+type lfReader struct {
+	prefix []byte
+	src    *bufio.Reader
+	pendCR bool
+}
+
+func newLFReader(prefix []byte, r io.Reader) *lfReader {
+	return &lfReader{prefix: prefix, src: bufio.NewReaderSize(r, 64*1024)}
+}
+
+func (l *lfReader) Read(p []byte) (int, error) {
+	if len(l.prefix) > 0 {
+		n := copy(p, l.prefix)
+		l.prefix = l.prefix[n:]
+		return n, nil
+	}
+	n := 0
+	for n < len(p) {
+		b, err := l.src.ReadByte()
+		if err != nil {
+			if l.pendCR {
+				p[n] = '\r'
+				n++
+				l.pendCR = false
+			}
+			if n > 0 {
+				return n, nil
+			}
+			return 0, err
+		}
+		if l.pendCR {
+			l.pendCR = false
+			if b != '\n' {
+				p[n] = '\r' // a bare CR stays
+				n++
+				if n == len(p) {
+					l.src.UnreadByte()
+					return n, nil
+				}
+			}
+		}
+		if b == '\r' {
+			l.pendCR = true
+			continue
+		}
+		p[n] = b
+		n++
+		if b == '\n' && l.src.Buffered() == 0 {
+			return n, nil
+		}
+	}
+	return n, nil
+}
+
+// bytesMessage is a delivery.Message over a byte slice.
+type bytesMessage struct{ *bytes.Reader }
+
+func (b bytesMessage) Size() int64 { return b.Reader.Size() }
+
+func newBytesMessage(p []byte) bytesMessage { return bytesMessage{bytes.NewReader(p)} }

@@ -1,0 +1,198 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"postern/auth"
+	"postern/gateway/delivery"
+	"postern/policy"
+	"postern/policy/aliases"
+)
+
+// maxExpansion bounds how many final recipients one RCPT may turn into
+// through aliases (a mailing-list alias of a few thousand is fine; a
+// million is a mistake or an attack).
+const maxExpansion = 10000
+
+// extensionSeparators are the characters that start an address extension
+// ("user-ext@domain"): Courier's "-", and "+" as most other MTAs use it.
+const extensionSeparators = "-+"
+
+// Refusal is why a recipient cannot be taken, as an SMTP reply.
+type Refusal struct {
+	Code     int
+	Enhanced string
+	Text     string
+	Reason   string // for logs and metrics: relay, unknown_user, temporary, ...
+}
+
+func (r *Refusal) Error() string { return fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, r.Text) }
+
+// Router decides where an address goes: to local accounts (after alias
+// expansion and address extensions), to a remote domain (only when the
+// client may relay), or nowhere (with the SMTP reply that says why). The
+// SMTP sessions and sendmail use the same Router, so both obey one policy.
+type Router struct {
+	Config  func() *policy.Config
+	Auth    *auth.Service
+	Aliases *aliases.DB // may be nil: no aliases
+}
+
+// Target is one final destination of an accepted address.
+type Target struct {
+	Recipient delivery.Recipient
+	Account   *auth.Account // set for local accounts
+}
+
+// Resolve maps one RCPT address to its final destinations. relay says
+// whether the client may send to domains that are not ours.
+func (r *Router) Resolve(ctx context.Context, addr string, relay bool) ([]Target, *Refusal) {
+	cfg := r.Config()
+	local, domain, err := splitAddress(addr)
+	if err != nil {
+		return nil, &Refusal{501, "5.1.3", "Bad recipient address syntax", "rcpt_syntax"}
+	}
+	if !isPlainDomain(domain) || !cfg.HasDomain(domain) {
+		if relay && isPlainDomain(domain) {
+			return []Target{{Recipient: delivery.Recipient{Addr: addr}}}, nil
+		}
+		// Never an open relay: literals, trailing dots and foreign domains
+		// are refused for clients that may not relay.
+		return nil, &Refusal{554, "5.7.1", "Relay access denied", "relay"}
+	}
+	seen := map[string]bool{}
+	var out []Target
+	if ref := r.resolveLocal(ctx, cfg, local, strings.ToLower(domain), addr, seen, &out); ref != nil {
+		return nil, ref
+	}
+	if len(out) == 0 {
+		return nil, &Refusal{550, "5.1.1", "No such user here", "unknown_user"}
+	}
+	return out, nil
+}
+
+// resolveLocal expands one address of an accepted domain into out.
+func (r *Router) resolveLocal(ctx context.Context, cfg *policy.Config, local, domain, orig string, seen map[string]bool, out *[]Target) *Refusal {
+	full := local + "@" + domain
+	if r.Aliases != nil {
+		targets, isAlias, err := r.Aliases.Expand(ctx, full)
+		if err != nil {
+			return &Refusal{451, "4.3.0", "Temporary failure looking up the recipient, try again later", "temporary"}
+		}
+		if isAlias {
+			// Targets are final: the alias table was expanded when it was
+			// compiled, so they are accounts or remote addresses, never
+			// aliases to look up again ("larry: larry, moe" keeps larry).
+			for _, t := range targets {
+				if t.Kind != aliases.Address {
+					// Programs and files run under the delivery agent,
+					// which arrives with the maildrop issue; refuse rather
+					// than accept mail that cannot be delivered.
+					return &Refusal{550, "5.3.0", "Alias delivers to a " + t.Kind.String() + ", which this server does not run yet", "alias_unsupported"}
+				}
+				l, d, err := splitAddress(t.Value)
+				bare := err != nil
+				if bare { // a bare name: an account in this domain, or a domain-less one
+					l, d = t.Value, domain
+				}
+				d = strings.ToLower(d)
+				if !cfg.HasDomain(d) {
+					// An alias may point outside: the admin wrote it, so it
+					// is relayed whoever the client is.
+					*out = append(*out, Target{Recipient: delivery.Recipient{Addr: t.Value, ORcpt: "rfc822;" + orig}})
+					continue
+				}
+				if len(*out) >= maxExpansion {
+					return &Refusal{550, "5.4.6", "Alias expansion too large", "alias_limit"}
+				}
+				acct, ref := r.lookupAccount(ctx, l, d)
+				if ref == nil && acct == nil && bare {
+					// Courier's aliases name system accounts without a
+					// domain ("@virt.example: john" gives "john-sales").
+					acct, ref = r.lookupAccount(ctx, l, "")
+				}
+				if ref != nil {
+					return ref
+				}
+				if acct == nil {
+					// An alias naming a missing account is the admin's
+					// mistake; say so instead of accepting into the void.
+					return &Refusal{550, "5.1.1", "Alias target " + l + "@" + d + " has no mailbox", "alias_broken"}
+				}
+				if seen["acct:"+strings.ToLower(l+"@"+d)] {
+					continue
+				}
+				seen["acct:"+strings.ToLower(l+"@"+d)] = true
+				*out = append(*out, Target{
+					Recipient: delivery.Recipient{Addr: l + "@" + d, Local: true, ORcpt: "rfc822;" + orig},
+					Account:   acct,
+				})
+			}
+			return nil
+		}
+	}
+	acct, ref := r.lookupAccount(ctx, local, domain)
+	if ref != nil {
+		return ref
+	}
+	if acct == nil {
+		return nil
+	}
+	*out = append(*out, Target{
+		Recipient: delivery.Recipient{Addr: local + "@" + domain, Local: true, ORcpt: orcptFor(orig, local+"@"+domain)},
+		Account:   acct,
+	})
+	return nil
+}
+
+// lookupAccount finds the account for local@domain, trying Courier's
+// address-extension splits ("mary-ann-lists" → "mary-ann", then "mary").
+// It returns nil, nil when no account matches.
+//
+// Local parts are matched as written first, then lower-cased: RFC 5321
+// makes them case-sensitive, but every MTA in use folds them, and users
+// type "Alice@...". An empty domain looks up domain-less account names.
+func (r *Router) lookupAccount(ctx context.Context, local, domain string) (*auth.Account, *Refusal) {
+	tried := map[string]bool{}
+	for _, l := range []string{local, strings.ToLower(local)} {
+		for _, split := range aliases.ExtensionCandidates(l, extensionSeparators) {
+			name := split.Base
+			if domain != "" {
+				name += "@" + domain
+			}
+			if tried[name] {
+				continue
+			}
+			tried[name] = true
+			acct, err := r.Auth.Lookup(ctx, name)
+			switch {
+			case err == nil:
+				return acct, nil
+			case errors.Is(err, auth.ErrNoSuchUser):
+				continue
+			default:
+				return nil, &Refusal{451, "4.3.0", "Temporary failure looking up the recipient, try again later", "temporary"}
+			}
+		}
+	}
+	return nil, nil
+}
+
+func orcptFor(orig, final string) string {
+	if strings.EqualFold(orig, final) {
+		return ""
+	}
+	return "rfc822;" + orig
+}
+
+// isPlainDomain accepts a host name: no address literal ("[1.2.3.4]"), no
+// trailing dot, no empty labels.
+func isPlainDomain(d string) bool {
+	if d == "" || strings.HasPrefix(d, "[") || strings.HasSuffix(d, ".") || strings.Contains(d, "..") {
+		return false
+	}
+	return !strings.ContainsAny(d, " \t\r\n\x00/\\!%@:")
+}

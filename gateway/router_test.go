@@ -1,0 +1,116 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"postern/auth"
+	"postern/auth/authtool"
+	"postern/auth/userdb"
+	"postern/policy"
+	"postern/policy/aliases"
+)
+
+// newTestRouter builds a Router over a real configuration: postern init,
+// accounts added with "postern user add", and a compiled alias table.
+func newTestRouter(t *testing.T, aliasSource string, users ...string) *Router {
+	t.Helper()
+	dir := t.TempDir()
+	if err := policy.Init(dir, "example.test", "mail.example.test", false); err != nil {
+		t.Fatal(err)
+	}
+	etc := filepath.Join(dir, "etc")
+	os.WriteFile(filepath.Join(etc, "acceptmailfor"), []byte("example.test\nvirt.test\n"), 0o644)
+	for _, u := range users {
+		var out bytes.Buffer
+		args := []string{"add", u, "--password", "pw", "--no-maildir"}
+		if !strings.Contains(u, "@") {
+			args = append(args, "--home", filepath.Join(dir, "home", u))
+		}
+		if code := authtool.UserMain(args, strings.NewReader(""), &out, &out, etc); code != 0 {
+			t.Fatalf("user add %s: %s", u, out.String())
+		}
+	}
+	cfg, err := policy.Load(etc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(etc, "aliases"), []byte(aliasSource), 0o644)
+	dbPath := filepath.Join(etc, aliases.DefaultDBName)
+	if err := aliases.Compile(etc, dbPath); err != nil {
+		t.Fatal(err)
+	}
+	adb, err := aliases.OpenDB(dbPath, aliases.WithLocalDomains(cfg.HasDomain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	udb, err := userdb.Open(cfg.UserdbDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { adb.Close(); udb.Close() })
+	return &Router{Config: func() *policy.Config { return cfg }, Auth: auth.NewService(udb), Aliases: adb}
+}
+
+func resolved(ts []Target) string {
+	var s []string
+	for _, t := range ts {
+		kind := "remote"
+		if t.Recipient.Local {
+			kind = "local:" + t.Account.Name
+		}
+		s = append(s, t.Recipient.Addr+"="+kind)
+	}
+	sort.Strings(s)
+	return strings.Join(s, " ")
+}
+
+func TestRouterResolve(t *testing.T) {
+	r := newTestRouter(t, `
+postmaster: alice
+larry: larry@example.test, moe@example.test
+team: alice, bob@elsewhere.example
+@virt.test: john
+`, "alice@example.test", "larry@example.test", "moe@example.test", "john", "mary-ann@example.test")
+	ctx := context.Background()
+	cases := []struct {
+		addr  string
+		relay bool
+		want  string // resolved targets, or "NNN" for a refusal code
+	}{
+		{"alice@example.test", false, "alice@example.test=local:alice@example.test"},
+		{"ALICE@Example.TEST", false, "ALICE@example.test=local:alice@example.test"},
+		{"alice-lists@example.test", false, "alice-lists@example.test=local:alice@example.test"},
+		{"alice+tag@example.test", false, "alice+tag@example.test=local:alice@example.test"},
+		{"mary-ann@example.test", false, "mary-ann@example.test=local:mary-ann@example.test"},
+		{"mary-ann-news@example.test", false, "mary-ann-news@example.test=local:mary-ann@example.test"},
+		{"postmaster@example.test", false, "alice@example.test=local:alice@example.test"},
+		{"larry@example.test", false, "larry@example.test=local:larry@example.test moe@example.test=local:moe@example.test"},
+		{"team@example.test", false, "alice@example.test=local:alice@example.test bob@elsewhere.example=remote"},
+		{"sales@virt.test", false, "john-sales@virt.test=local:john"},
+		{"nobody@example.test", false, "550"},
+		{"bob@elsewhere.example", false, "554"},
+		{"bob@elsewhere.example", true, "bob@elsewhere.example=remote"},
+		{"alice@[127.0.0.1]", true, "554"},
+		{"alice@example.test.", true, "554"},
+		{"bob@elsewhere.example.", true, "554"},
+		{"alice%bob@example.test", false, "550"},
+		{"\"bob@elsewhere\"@example.test", false, "550"},
+		{"no-at-sign", false, "501"},
+	}
+	for _, c := range cases {
+		ts, ref := r.Resolve(ctx, c.addr, c.relay)
+		got := resolved(ts)
+		if ref != nil {
+			got = strings.Fields(ref.Error())[0]
+		}
+		if got != c.want {
+			t.Errorf("Resolve(%q, relay=%v) = %s, want %s", c.addr, c.relay, got, c.want)
+		}
+	}
+}
