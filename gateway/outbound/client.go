@@ -23,7 +23,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -53,6 +52,11 @@ type Options struct {
 	Port       int          // default 25; routes may set their own
 	LocalAddrs []netip.Addr // source addresses to bind, one per family at most (optional)
 
+	// ConnCacheIdle is how long a session that finished a transaction is
+	// kept for the next message to the same host; default 5s, negative
+	// disables the cache. Call Close to end cached sessions.
+	ConnCacheIdle time.Duration
+
 	MaxHosts            int // MX hosts tried per delivery; default 5
 	MaxAddressesPerHost int // addresses tried per host; default 3
 	MaxAddresses        int // addresses tried per delivery; default 10
@@ -63,6 +67,7 @@ type Client struct {
 	opts  Options
 	log   *slog.Logger
 	stats statsCounter
+	pool  *sessionPool
 }
 
 var _ delivery.Deliverer = (*Client)(nil)
@@ -89,7 +94,17 @@ func New(opts Options) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{opts: opts, log: log, stats: newStatsCounter()}, nil
+	if opts.ConnCacheIdle == 0 {
+		opts.ConnCacheIdle = 5 * time.Second
+	}
+	return &Client{opts: opts, log: log, stats: newStatsCounter(), pool: newSessionPool(opts.ConnCacheIdle)}, nil
+}
+
+// Close ends the cached sessions (QUIT) and stops caching. Deliver still
+// works afterwards, without the cache.
+func (c *Client) Close() error {
+	c.pool.close()
+	return nil
 }
 
 func setDefault[T int | time.Duration](v *T, def T) {
@@ -429,14 +444,33 @@ func (c *Client) tlsConfig(h host, verify bool) *tls.Config {
 	return cfg
 }
 
-// session is one SMTP connection in progress.
+// session is one SMTP connection.
 type session struct {
 	c        *Client
-	conn     net.Conn
+	key      poolKey
+	raw      net.Conn // the TCP connection
+	conn     net.Conn // raw, or TLS over it
 	sc       *smtp.Client
 	host     host
 	tls      bool // TLS is active
 	verified bool // and the certificate was verified
+	stop     func() bool
+	broken   bool // not reusable
+}
+
+// watch makes cancelling ctx (shutdown, queue deadline) close the
+// connection, which unblocks any read or write in progress.
+func (s *session) watch(ctx context.Context) {
+	raw := s.raw
+	s.stop = context.AfterFunc(ctx, func() { raw.Close() })
+}
+
+// unwatch releases the watcher of the delivery that used the session.
+func (s *session) unwatch() {
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
+	}
 }
 
 // attempt runs one SMTP transaction with addr. It returns per-recipient
@@ -445,33 +479,51 @@ type session struct {
 func (c *Client) attempt(ctx context.Context, env *delivery.Envelope, route Route, h host, addr netip.Addr, rcpts []delivery.Recipient, msg delivery.Message, noTLS bool) ([]delivery.Result, []string, *failure) {
 	c.stats.attempt()
 	remoteMTA := "dns; " + h.name
-	s, f := c.connect(ctx, route, h, addr, env, noTLS)
-	if f != nil {
-		if f.remoteMTA == "" && f.reason != "connect" {
-			f.remoteMTA = remoteMTA
+	sec := c.security(route, env)
+	port := route.Port
+	if port == 0 {
+		port = c.opts.Port
+		if sec == SecuritySMTPS {
+			port = 465
 		}
-		return nil, nil, f
 	}
-	defer s.close()
-	res, reasons, f := s.transaction(ctx, env, route, rcpts, msg)
+	key := poolKey{addr: netip.AddrPortFrom(addr, uint16(port)), host: h.name, security: sec, noTLS: noTLS}
+	if cr, ok := c.credentials(route); ok {
+		key.user = cr.User
+	}
+	s := c.pool.take(ctx, key)
+	if s == nil {
+		var f *failure
+		s, f = c.connect(ctx, key, route, h, env)
+		if f != nil {
+			if f.remoteMTA == "" && f.reason != "connect" {
+				f.remoteMTA = remoteMTA
+			}
+			return nil, nil, f
+		}
+	}
+	res, reasons, f := s.transaction(ctx, env, rcpts, msg)
 	if f != nil && f.remoteMTA == "" {
 		f.remoteMTA = remoteMTA
+	}
+	if f == nil && !s.broken && ctx.Err() == nil {
+		// The transaction ended with a reply: the session is ready for the
+		// next message to this host (RFC 5321 section 4.1.4).
+		c.pool.put(s)
+	} else if s.broken || ctx.Err() != nil {
+		s.abort()
+	} else {
+		s.quit()
 	}
 	return res, reasons, f
 }
 
 // connect dials addr, reads the greeting, says EHLO, does STARTTLS or
 // implicit TLS as the policy asks, and authenticates to a smarthost.
-func (c *Client) connect(ctx context.Context, route Route, h host, addr netip.Addr, env *delivery.Envelope, noTLS bool) (*session, *failure) {
-	sec := c.security(route, env)
-	port := route.Port
-	if port == 0 {
-		port = c.opts.Port
-		if sec == SecuritySMTPS && route.Port == 0 {
-			port = 465
-		}
-	}
-	target := net.JoinHostPort(addr.String(), strconv.Itoa(port))
+func (c *Client) connect(ctx context.Context, key poolKey, route Route, h host, env *delivery.Envelope) (*session, *failure) {
+	sec, noTLS := key.security, key.noTLS
+	addr, port := key.addr.Addr(), int(key.addr.Port())
+	target := key.addr.String()
 	dialer := net.Dialer{Timeout: c.opts.DialTimeout}
 	for _, la := range c.opts.LocalAddrs {
 		if la.Is4() == addr.Is4() {
@@ -485,11 +537,10 @@ func (c *Client) connect(ctx context.Context, route Route, h host, addr netip.Ad
 		f.nextHost = true
 		return nil, f
 	}
-	s := &session{c: c, conn: conn, host: h}
-	// Cancelling ctx (shutdown, queue deadline) unblocks any read or write.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	s := &session{c: c, key: key, raw: conn, conn: conn, host: h}
+	s.watch(ctx)
 	fail := func(f *failure) (*session, *failure) {
-		stop()
+		s.unwatch()
 		conn.Close()
 		if ctx.Err() != nil {
 			f = localFailure(true, statusBadConnection, "interrupted", fmt.Errorf("delivery to %s interrupted: %w", h.name, context.Cause(ctx)))
@@ -530,8 +581,6 @@ func (c *Client) connect(ctx context.Context, route Route, h host, addr netip.Ad
 	if f := s.authenticate(route); f != nil {
 		return fail(f)
 	}
-	// From here the session's close stops the AfterFunc.
-	s.conn = &stopConn{Conn: s.conn, stop: stop}
 	return s, nil
 }
 
@@ -540,18 +589,6 @@ func (c *Client) newSMTPClient(conn net.Conn) *smtp.Client {
 	sc.CommandTimeout = c.opts.CommandTimeout
 	sc.SubmissionTimeout = c.opts.DataTimeout
 	return sc
-}
-
-// stopConn releases the context watcher when the connection is closed.
-type stopConn struct {
-	net.Conn
-	stop func() bool
-	once sync.Once
-}
-
-func (s *stopConn) Close() error {
-	s.once.Do(func() { s.stop() })
-	return s.Conn.Close()
 }
 
 // startTLS upgrades the session (RFC 3207). go-smtp's client has no
@@ -744,16 +781,38 @@ func (c *Client) credentials(route Route) (Credentials, bool) {
 	return cr, ok
 }
 
-func (s *session) close() {
-	if s.sc != nil {
-		s.sc.Close()
-	} else {
-		s.conn.Close()
+// noteError marks the session unusable when err is not an SMTP reply: the
+// connection broke or timed out, and waiting for QUIT would only wait.
+func (s *session) noteError(err error) {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		s.broken = true
 	}
 }
 
+// abort closes the session without QUIT.
+func (s *session) abort() {
+	s.unwatch()
+	s.raw.Close()
+}
+
+// quit ends the session politely (QUIT, bounded by a short deadline) and
+// closes it.
+func (s *session) quit() {
+	s.unwatch()
+	if s.sc != nil {
+		s.sc.CommandTimeout = quitTimeout
+		s.sc.Quit()
+		s.sc.Close()
+	}
+	s.raw.Close()
+}
+
+// quitTimeout bounds the wait for QUIT's reply: nothing depends on it.
+const quitTimeout = 5 * time.Second
+
 // transaction sends MAIL, RCPT for each recipient, DATA and the message.
-func (s *session) transaction(ctx context.Context, env *delivery.Envelope, route Route, rcpts []delivery.Recipient, msg delivery.Message) ([]delivery.Result, []string, *failure) {
+func (s *session) transaction(ctx context.Context, env *delivery.Envelope, rcpts []delivery.Recipient, msg delivery.Message) ([]delivery.Result, []string, *failure) {
 	c, sc := s.c, s.sc
 	interrupted := func(f *failure) *failure {
 		if ctx.Err() != nil {
@@ -823,6 +882,7 @@ func (s *session) transaction(ctx context.Context, env *delivery.Envelope, route
 		}
 	}
 	if err := sc.Mail(from, mopts); err != nil {
+		s.noteError(err)
 		f := replyFailure(err, "mail", true)
 		if f.smtpCode() >= 500 {
 			f.nextHost = false // the sender is refused: every host would say so
@@ -835,6 +895,7 @@ func (s *session) transaction(ctx context.Context, env *delivery.Envelope, route
 	var accepted []int
 	for i, r := range rcpts {
 		if err := sc.Rcpt(addrs[i], rcptOptions(r)); err != nil {
+			s.noteError(err)
 			var se *smtp.SMTPError
 			if !errors.As(err, &se) {
 				// The connection broke before DATA: nothing was
@@ -850,7 +911,10 @@ func (s *session) transaction(ctx context.Context, env *delivery.Envelope, route
 		accepted = append(accepted, i)
 	}
 	if len(accepted) == 0 {
-		sc.Quit()
+		// End the transaction so the session can carry another one.
+		if err := sc.Reset(); err != nil {
+			s.broken = true // the answers stand; the session goes
+		}
 		return results, reasons, nil
 	}
 
@@ -864,6 +928,7 @@ func (s *session) transaction(ctx context.Context, env *delivery.Envelope, route
 	}
 	w, err := sc.Data()
 	if err != nil {
+		s.noteError(err)
 		var se *smtp.SMTPError
 		if !errors.As(err, &se) {
 			return nil, nil, interrupted(replyFailure(err, "data", true))
@@ -872,10 +937,12 @@ func (s *session) transaction(ctx context.Context, env *delivery.Envelope, route
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(c.opts.DataTimeout))
 	if _, err := io.Copy(w, io.NewSectionReader(msg, 0, msg.Size())); err != nil {
+		s.broken = true
 		return nil, nil, interrupted(localFailure(true, statusBadConnection, "data", fmt.Errorf("sending message to %s: %w", s.host.name, err)))
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
+		s.noteError(err)
 		var se *smtp.SMTPError
 		if !errors.As(err, &se) {
 			// The end of data went out but its reply did not come back: the
@@ -895,7 +962,6 @@ func (s *session) transaction(ctx context.Context, env *delivery.Envelope, route
 		results[i] = delivery.Result{Diagnostic: "smtp; 250 " + oneLine(resp.StatusText), Status: status, RemoteMTA: "dns; " + s.host.name}
 		reasons[i] = "delivered"
 	}
-	sc.Quit()
 	return results, reasons, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // scriptedServer is a hand-written SMTP peer for behaviour go-smtp's server
@@ -321,5 +322,117 @@ func TestDotStuffingAndBareLF(t *testing.T) {
 	defer mu.Unlock()
 	if got != "Subject: x\r\n\r\n..\r\n...two\r\nlast\r\n" {
 		t.Errorf("on the wire: %q", got)
+	}
+}
+
+// countingHandler is an accept-everything peer that counts its sessions.
+func countingHandler(sessions *int, mu *sync.Mutex, closeAfterFirst bool) func(p *peer) {
+	return func(p *peer) {
+		mu.Lock()
+		*sessions++
+		mu.Unlock()
+		p.send("220 t.test ESMTP")
+		p.expect()
+		p.send("250-t.test", "250 PIPELINING")
+		for {
+			line := p.expect()
+			switch {
+			case line == "":
+				return
+			case line == "DATA":
+				p.send("354 go ahead")
+				p.readData()
+				p.send("250 2.0.0 ok")
+				if closeAfterFirst {
+					return // as a server with a short idle timeout would
+				}
+			case line == "QUIT":
+				p.send("221 bye")
+				return
+			default:
+				p.send("250 ok")
+			}
+		}
+	}
+}
+
+func TestConnectionReusedForNextMessage(t *testing.T) {
+	checkGoroutines(t)
+	var mu sync.Mutex
+	sessions := 0
+	srv := startScripted(t, "127.0.0.2", 0, countingHandler(&sessions, &mu, false))
+	c := newTestClient(t, "127.0.0.1:1", srv.port(), func(o *Options) { o.Routes = mustRoutes(t, "*: [127.0.0.2]") })
+	for i := 0; i < 3; i++ {
+		wantDelivered(t, deliver(t, c, env("a@sender.test"), rcpts("b@x.test"), testMessage)[0])
+	}
+	mu.Lock()
+	n := sessions
+	mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d connections for 3 messages, want 1", n)
+	}
+	if got := strings.Count(srv.transcript(), "NOOP"); got != 2 {
+		t.Errorf("%d NOOPs, want one per reuse:\n%s", got, srv.transcript())
+	}
+	if st := c.Stats(); st.Attempts != 3 || st.Delivered != 3 {
+		t.Errorf("stats %+v", st)
+	}
+	c.Close()
+	if !strings.HasSuffix(srv.transcript(), "QUIT") {
+		t.Errorf("Close did not QUIT the cached session:\n%s", srv.transcript())
+	}
+}
+
+func TestStaleCachedConnectionIsReplaced(t *testing.T) {
+	checkGoroutines(t)
+	var mu sync.Mutex
+	sessions := 0
+	srv := startScripted(t, "127.0.0.2", 0, countingHandler(&sessions, &mu, true))
+	c := newTestClient(t, "127.0.0.1:1", srv.port(), func(o *Options) { o.Routes = mustRoutes(t, "*: [127.0.0.2]") })
+	for i := 0; i < 2; i++ {
+		wantDelivered(t, deliver(t, c, env("a@sender.test"), rcpts("b@x.test"), testMessage)[0])
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if sessions != 2 {
+		t.Errorf("%d sessions, want 2 (the first was closed by the server)", sessions)
+	}
+}
+
+func TestConnectionCacheDisabled(t *testing.T) {
+	checkGoroutines(t)
+	var mu sync.Mutex
+	sessions := 0
+	srv := startScripted(t, "127.0.0.2", 0, countingHandler(&sessions, &mu, false))
+	c := newTestClient(t, "127.0.0.1:1", srv.port(), func(o *Options) {
+		o.Routes = mustRoutes(t, "*: [127.0.0.2]")
+		o.ConnCacheIdle = -1
+	})
+	for i := 0; i < 2; i++ {
+		wantDelivered(t, deliver(t, c, env("a@sender.test"), rcpts("b@x.test"), testMessage)[0])
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if sessions != 2 || strings.Count(srv.transcript(), "QUIT") != 2 {
+		t.Errorf("%d sessions, transcript:\n%s", sessions, srv.transcript())
+	}
+}
+
+func TestIdleCachedConnectionClosedAfterTimeout(t *testing.T) {
+	checkGoroutines(t)
+	var mu sync.Mutex
+	sessions := 0
+	srv := startScripted(t, "127.0.0.2", 0, countingHandler(&sessions, &mu, false))
+	c := newTestClient(t, "127.0.0.1:1", srv.port(), func(o *Options) {
+		o.Routes = mustRoutes(t, "*: [127.0.0.2]")
+		o.ConnCacheIdle = 100 * time.Millisecond
+	})
+	wantDelivered(t, deliver(t, c, env("a@sender.test"), rcpts("b@x.test"), testMessage)[0])
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.HasSuffix(srv.transcript(), "QUIT") {
+		if time.Now().After(deadline) {
+			t.Fatalf("idle session not ended:\n%s", srv.transcript())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

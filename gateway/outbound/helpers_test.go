@@ -385,6 +385,7 @@ func newTestClient(t *testing.T, dnsAddr string, port int, mod func(*Options)) *
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
 	return c
 }
 
