@@ -263,11 +263,18 @@ func (d *dsnBuilder) humanText(se *spoolEnvelope, kind dsnKind, report []dsnReci
 			line("<%s>: delivery cancelled by the administrator", rc.Addr)
 		case r.expired:
 			line("<%s>: delivery time expired after %s", rc.Addr, humanDuration(d.lifetime))
-			line("    last error: %s", reason)
+			for _, l := range wrapWords("last error: "+reason, 72) {
+				line("    %s", l)
+			}
 		case kind == dsnSuccess:
 			line("<%s>: delivered to the mailbox", rc.Addr)
 		default:
-			line("<%s>: %s", rc.Addr, reason)
+			for i, l := range wrapWords("<"+rc.Addr+">: "+reason, 76) {
+				if i > 0 {
+					l = "    " + l
+				}
+				line("%s", l)
+			}
 		}
 	}
 	return b.String()
@@ -325,6 +332,29 @@ func foldField(name, value string) string {
 	}
 	b.WriteString("\r\n")
 	return b.String()
+}
+
+// wrapWords splits s into lines of at most width characters where the
+// words allow (a longer word stays whole).
+func wrapWords(s string, width int) []string {
+	var lines []string
+	var cur strings.Builder
+	limit := width
+	for _, w := range strings.Fields(s) {
+		if cur.Len() > 0 && cur.Len()+1+len(w) > limit {
+			lines = append(lines, cur.String())
+			cur.Reset()
+			limit = width - 4 // continuation lines are indented by the caller
+		}
+		if cur.Len() > 0 {
+			cur.WriteByte(' ')
+		}
+		cur.WriteString(w)
+	}
+	if cur.Len() > 0 || len(lines) == 0 {
+		lines = append(lines, cur.String())
+	}
+	return lines
 }
 
 // headerBlock returns the original's header section, through the blank

@@ -94,9 +94,9 @@ const (
 type commitMode int
 
 const (
-	commitGroup        commitMode = iota // each writer fsyncs its files; one spool/ fsync per batch
-	commitGroupSyncfs                    // no per-file fsync; one syncfs(2) + one spool/ fsync per batch
-	commitPerMessage                     // fsync files, rename, fsync spool/: all per message
+	commitGroup       commitMode = iota // each writer fsyncs its files; one spool/ fsync per batch
+	commitGroupSyncfs                   // no per-file fsync; one syncfs(2) + one spool/ fsync per batch
+	commitPerMessage                    // fsync files, rename, fsync spool/: all per message
 )
 
 // Queue is an open spool. Enqueue may be called from many goroutines; Run

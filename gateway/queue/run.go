@@ -264,9 +264,9 @@ type pass struct {
 	mu          sync.Mutex // se and the lists below, shared by the groups
 	changed     bool       // se differs from the file
 	waitDomains []string   // destinations skipped because all their slots were busy
-	failed    []dsnRecipient
-	delayed   []dsnRecipient
-	delivered []dsnRecipient
+	failed      []dsnRecipient
+	delayed     []dsnRecipient
+	delivered   []dsnRecipient
 }
 
 // processMessage runs one pass over message id under its lock. It returns
