@@ -506,6 +506,18 @@ func (c *Client) attempt(ctx context.Context, env *delivery.Envelope, route Rout
 	if f != nil && f.remoteMTA == "" {
 		f.remoteMTA = remoteMTA
 	}
+	if f == nil {
+		delivered, failed := 0, 0
+		for _, r := range res {
+			if r.Err == nil {
+				delivered++
+			} else {
+				failed++
+			}
+		}
+		c.log.Info("transaction done", "queue_id", env.ID, "host", h.name, "addr", addr, "port", port,
+			"tls", s.tls, "verified", s.verified, "delivered", delivered, "refused", failed)
+	}
 	if f == nil && !s.broken && ctx.Err() == nil {
 		// The transaction ended with a reply: the session is ready for the
 		// next message to this host (RFC 5321 section 4.1.4).
@@ -737,7 +749,7 @@ func (s *session) authenticate(route Route) *failure {
 	case s.sc.SupportsAuth("PLAIN"):
 		mech = sasl.NewPlainClient("", creds.User, creds.Password)
 	case s.sc.SupportsAuth("LOGIN"):
-		mech = sasl.NewLoginClient(creds.User, creds.Password)
+		mech = &loginClient{user: creds.User, password: creds.Password}
 	default:
 		// A relay we hold a login for that offers no usable mechanism is
 		// misconfigured; defer rather than relay unauthenticated and risk
@@ -757,6 +769,29 @@ func (s *session) authenticate(route Route) *failure {
 		return f
 	}
 	return nil
+}
+
+// loginClient is the LOGIN mechanism as servers actually run it
+// (draft-murchison-sasl-login): no initial response, then the user name and
+// the password, one per challenge, whatever the prompts say. go-sasl's
+// client sends the user name as an initial response and insists on the
+// exact prompt "Password:", which some servers refuse or word differently.
+type loginClient struct {
+	user, password string
+	step           int
+}
+
+func (l *loginClient) Start() (string, []byte, error) { return "LOGIN", nil, nil }
+
+func (l *loginClient) Next(challenge []byte) ([]byte, error) {
+	l.step++
+	switch l.step {
+	case 1:
+		return []byte(l.user), nil
+	case 2:
+		return []byte(l.password), nil
+	}
+	return nil, errors.New("AUTH LOGIN: unexpected third challenge")
 }
 
 func (c *Client) credentials(route Route) (Credentials, bool) {

@@ -2,7 +2,10 @@ package outbound
 
 import (
 	"bufio"
+	"crypto/tls"
+	"encoding/base64"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -435,4 +438,79 @@ func TestIdleCachedConnectionClosedAfterTimeout(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func TestAuthLoginAfterSTARTTLS(t *testing.T) {
+	checkGoroutines(t)
+	cert, _ := selfSigned(t, "relay.test")
+	var mu sync.Mutex
+	var user, pass string
+	srv := startScripted(t, "127.0.0.2", 0, func(p *peer) {
+		p.send("220 relay.test ESMTP")
+		p.expect()
+		p.send("250-relay.test", "250 STARTTLS")
+		if p.expect() != "STARTTLS" {
+			return
+		}
+		p.send("220 go ahead")
+		tc := tls.Server(p.conn, serverTLS(cert))
+		if err := tc.Handshake(); err != nil {
+			return
+		}
+		p.conn, p.r = tc, bufio.NewReader(tc)
+		p.expect() // EHLO again
+		p.send("250-relay.test", "250 AUTH LOGIN")
+		if p.expect() != "AUTH LOGIN" {
+			p.send("504 only LOGIN")
+			return
+		}
+		p.send("334 " + base64.StdEncoding.EncodeToString([]byte("Username:")))
+		u, _ := base64.StdEncoding.DecodeString(p.expect())
+		p.send("334 " + base64.StdEncoding.EncodeToString([]byte("Password:")))
+		pw, _ := base64.StdEncoding.DecodeString(p.expect())
+		mu.Lock()
+		user, pass = string(u), string(pw)
+		mu.Unlock()
+		p.send("235 2.7.0 ok")
+		acceptRest(p)
+	})
+	c := newTestClient(t, "127.0.0.1:1", srv.port(), func(o *Options) {
+		o.Routes = mustRoutes(t, "*: [127.0.0.2] /SECURITY=STARTTLS")
+		o.Auth = map[string]Credentials{"[127.0.0.2]": {User: "me@isp.test", Password: "pw with space"}}
+	})
+	wantDelivered(t, deliver(t, c, env("a@sender.test"), rcpts("b@x.test"), testMessage)[0])
+	mu.Lock()
+	defer mu.Unlock()
+	if user != "me@isp.test" || pass != "pw with space" {
+		t.Errorf("AUTH LOGIN got %q / %q", user, pass)
+	}
+}
+
+func TestLocalAddressAndAddressFamily(t *testing.T) {
+	checkGoroutines(t)
+	srv := startSMTP(t, serverConfig{})
+	z := newZone()
+	z.add(t,
+		"example.test. 60 IN MX 10 mx.example.test.",
+		"mx.example.test. 60 IN A 127.0.0.2",
+		"mx.example.test. 60 IN AAAA 2001:db8::dead", // unreachable; filtered by /ipv4only
+		"v6.test. 60 IN MX 10 mx6.example.test.",
+		"mx6.example.test. 60 IN AAAA 2001:db8::dead",
+	)
+	dnsAddr := startDNS(t, z)
+	c := newTestClient(t, dnsAddr, srv.port(), func(o *Options) {
+		o.LocalAddrs = []netip.Addr{netip.MustParseAddr("::1"), netip.MustParseAddr("127.0.0.9")}
+		o.Routes = mustRoutes(t, "example.test: /ipv4only", "v6.test: /ipv4only")
+	})
+	res := deliver(t, c, env("a@sender.test"), rcpts("b@example.test"), testMessage)
+	wantDelivered(t, res[0])
+	got := srv.messages()
+	if len(got) != 1 || !strings.HasPrefix(got[0].Remote, "127.0.0.9:") {
+		t.Fatalf("server saw the client at %+v, want 127.0.0.9", got)
+	}
+	if c.Stats().Attempts != 1 {
+		t.Errorf("attempts %d: the AAAA address was tried despite /ipv4only", c.Stats().Attempts)
+	}
+	// A domain whose only MX has no IPv4 address, under /ipv4only.
+	wantFailure(t, deliver(t, c, env("a@sender.test"), rcpts("b@v6.test"), testMessage)[0], false, statusUnableToRoute)
 }

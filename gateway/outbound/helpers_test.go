@@ -148,6 +148,7 @@ type received struct {
 	Data     []byte
 	TLS      bool
 	AuthUser string
+	Remote   string // the client's address as the server saw it
 }
 
 type testServer struct {
@@ -269,7 +270,7 @@ func (s *testSession) Mail(from string, opts *smtp.MailOptions) error {
 	if s.ts.users != nil && s.user == "" {
 		return smtp.ErrAuthRequired
 	}
-	s.cur = received{Helo: s.conn.Hostname(), From: from, AuthUser: s.user}
+	s.cur = received{Helo: s.conn.Hostname(), From: from, AuthUser: s.user, Remote: s.conn.Conn().RemoteAddr().String()}
 	if opts != nil {
 		s.cur.MailOpts = *opts
 	}
