@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -448,8 +449,9 @@ func (c *Client) tlsConfig(h host, verify bool) *tls.Config {
 type session struct {
 	c        *Client
 	key      poolKey
-	raw      net.Conn // the TCP connection
-	conn     net.Conn // raw, or TLS over it
+	raw      net.Conn      // the TCP connection
+	limited  *readLimitConn // raw, with a bound on what the peer may send
+	conn     net.Conn       // limited, or TLS over it
 	sc       *smtp.Client
 	host     host
 	tls      bool // TLS is active
@@ -549,7 +551,9 @@ func (c *Client) connect(ctx context.Context, key poolKey, route Route, h host, 
 		f.nextHost = true
 		return nil, f
 	}
-	s := &session{c: c, key: key, raw: conn, conn: conn, host: h}
+	limited := &readLimitConn{Conn: conn}
+	limited.reset()
+	s := &session{c: c, key: key, raw: conn, limited: limited, conn: limited, host: h}
 	s.watch(ctx)
 	fail := func(f *failure) (*session, *failure) {
 		s.unwatch()
@@ -561,7 +565,7 @@ func (c *Client) connect(ctx context.Context, key poolKey, route Route, h host, 
 	}
 	verify := sec == SecurityRequired || sec == SecuritySMTPS
 	if sec == SecuritySMTPS {
-		tc := tls.Client(conn, c.tlsConfig(h, true))
+		tc := tls.Client(s.conn, c.tlsConfig(h, true))
 		hctx, cancel := context.WithTimeout(ctx, c.opts.CommandTimeout)
 		err := tc.HandshakeContext(hctx)
 		cancel()
@@ -816,6 +820,34 @@ func (c *Client) credentials(route Route) (Credentials, bool) {
 	return cr, ok
 }
 
+// maxPeerBytes bounds what a peer may send us in one session setup or one
+// transaction: replies are short, so a peer sending more is broken or
+// hostile (go-smtp bounds a line, not the number of lines of a reply).
+const maxPeerBytes = 1 << 20
+
+// readLimitConn fails reads once the peer sent maxPeerBytes since reset.
+type readLimitConn struct {
+	net.Conn
+	remaining atomic.Int64
+}
+
+var errPeerTooChatty = errors.New("peer sent more than 1 MiB of replies")
+
+func (r *readLimitConn) reset() { r.remaining.Store(maxPeerBytes) }
+
+func (r *readLimitConn) Read(p []byte) (int, error) {
+	left := r.remaining.Load()
+	if left <= 0 {
+		return 0, errPeerTooChatty
+	}
+	if int64(len(p)) > left {
+		p = p[:left]
+	}
+	n, err := r.Conn.Read(p)
+	r.remaining.Add(-int64(n))
+	return n, err
+}
+
 // noteError marks the session unusable when err is not an SMTP reply: the
 // connection broke or timed out, and waiting for QUIT would only wait.
 func (s *session) noteError(err error) {
@@ -849,6 +881,7 @@ const quitTimeout = 5 * time.Second
 // transaction sends MAIL, RCPT for each recipient, DATA and the message.
 func (s *session) transaction(ctx context.Context, env *delivery.Envelope, rcpts []delivery.Recipient, msg delivery.Message) ([]delivery.Result, []string, *failure) {
 	c, sc := s.c, s.sc
+	s.limited.reset()
 	interrupted := func(f *failure) *failure {
 		if ctx.Err() != nil {
 			return localFailure(true, statusBadConnection, "interrupted", fmt.Errorf("delivery to %s interrupted: %w", s.host.name, context.Cause(ctx)))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -513,4 +514,23 @@ func TestLocalAddressAndAddressFamily(t *testing.T) {
 	}
 	// A domain whose only MX has no IPv4 address, under /ipv4only.
 	wantFailure(t, deliver(t, c, env("a@sender.test"), rcpts("b@v6.test"), testMessage)[0], false, statusUnableToRoute)
+}
+
+func TestEndlessReplyIsCutOff(t *testing.T) {
+	checkGoroutines(t)
+	srv := startScripted(t, "127.0.0.2", 0, func(p *peer) {
+		p.send("220 chatty.test ESMTP")
+		p.expect()
+		line := []byte("250-" + strings.Repeat("x", 990) + "\r\n")
+		for i := 0; i < 5000; i++ { // about 5 MB, never a last line
+			if _, err := p.conn.Write(line); err != nil {
+				return
+			}
+		}
+	})
+	c := newTestClient(t, "127.0.0.1:1", srv.port(), func(o *Options) { o.Routes = mustRoutes(t, "*: [127.0.0.2]") })
+	res := deliver(t, c, env("a@sender.test"), rcpts("b@x.test"), testMessage)
+	if res[0].Err == nil || res[0].Permanent || !errors.Is(res[0].Err, errPeerTooChatty) {
+		t.Fatalf("result %+v", res[0])
+	}
 }
