@@ -449,7 +449,7 @@ func (c *Client) tlsConfig(h host, verify bool) *tls.Config {
 type session struct {
 	c        *Client
 	key      poolKey
-	raw      net.Conn      // the TCP connection
+	raw      net.Conn       // the TCP connection
 	limited  *readLimitConn // raw, with a bound on what the peer may send
 	conn     net.Conn       // limited, or TLS over it
 	sc       *smtp.Client
