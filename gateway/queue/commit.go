@@ -75,6 +75,7 @@ func (c *committer) commit(r *commitReq) {
 // before its envelope so that an envelope never names a missing message.
 // Each request's err is set; a failed request leaves nothing in spool/.
 func (q *Queue) flushBatch(batch []*commitReq) {
+	q.flushes.Add(1)
 	fail := func(r *commitReq, err error) {
 		r.err = err
 		os.Remove(r.msgTmp)

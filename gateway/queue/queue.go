@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -108,6 +109,7 @@ type Queue struct {
 	lockFile *os.File // the spool lock, held shared until Close
 	spoolDir *os.File // open for fsync and syncfs
 	commits  committer
+	flushes  atomic.Int64 // batches flushed (group commit), for tests and logs
 
 	kickCh       chan struct{}
 	pollInterval time.Duration

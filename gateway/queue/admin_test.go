@@ -1,0 +1,206 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"postern/gateway/delivery"
+)
+
+// The admin functions are called on the spool directory, as the CLI in
+// another process does, while Run is active; the clock is not moved, so
+// only the admin action can make anything happen.
+
+func deferredMessage(t *testing.T, h *harness, rcpts ...delivery.Recipient) string {
+	t.Helper()
+	id := h.enqueue(env("alice@sender.example", rcpts...), testMessage)
+	waitFor(t, "first attempt deferred", func() bool { return h.envelope(id).Rcpts[0].Attempts == 1 })
+	return id
+}
+
+func TestAdminRetryWhileRunning(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	h := newHarness(t, nil)
+	h.remote.setDecide(alwaysTempFail)
+	h.start()
+	id1 := deferredMessage(t, h, remote("a@one.example"))
+	id2 := deferredMessage(t, h, remote("b@two.example"))
+	if err := Retry(h.dir, id1); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	waitFor(t, "retried", func() bool { return h.envelope(id1).Rcpts[0].Attempts == 2 })
+	if d := time.Since(began); d > 2*time.Second {
+		t.Errorf("the running queue noticed the retry after %v", d)
+	}
+	if got := h.envelope(id2).Rcpts[0].Attempts; got != 1 {
+		t.Errorf("message %s retried too: attempts %d", id2, got)
+	}
+	// "" retries every message.
+	if err := Retry(h.dir, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "all retried", func() bool {
+		return h.envelope(id1).Rcpts[0].Attempts == 3 && h.envelope(id2).Rcpts[0].Attempts == 2
+	})
+}
+
+func TestAdminDeleteWhileRunning(t *testing.T) {
+	h := newHarness(t, nil)
+	h.remote.setDecide(alwaysTempFail)
+	h.start()
+	id := deferredMessage(t, h, remote("a@one.example"))
+	if err := Delete(h.dir, id); err != nil {
+		t.Fatal(err)
+	}
+	if !h.gone(id) {
+		t.Fatal("still there after Delete")
+	}
+	for _, f := range []string{id + ".msg", id + ".env"} {
+		if _, err := os.Stat(filepath.Join(h.dir, "spool", f)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if err := Delete(h.dir, id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Delete: %v, want ErrNotFound", err)
+	}
+	h.advance(time.Hour)
+	time.Sleep(100 * time.Millisecond)
+	if len(h.remote.snapshot()) != 1 || len(h.remote.dsnCalls()) != 0 {
+		t.Errorf("deleted message was delivered or bounced: %d calls", len(h.remote.snapshot()))
+	}
+}
+
+func TestAdminBounceWhileRunning(t *testing.T) {
+	h := newHarness(t, nil)
+	h.remote.setDecide(alwaysTempFail)
+	h.start()
+	id := deferredMessage(t, h, remote("a@one.example"), remote("b@two.example"))
+	if err := Bounce(h.dir, id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bounced and removed", func() bool { return h.gone(id) && len(h.remote.dsnCalls()) == 1 })
+	d := parseDSN(t, h.remote.dsnCalls()[0].body)
+	checkDSNHeader(t, d, "alice@sender.example", "Undelivered Mail Returned to Sender")
+	if len(d.perRcpt) != 2 {
+		t.Fatalf("bounce covers %d recipients, want 2", len(d.perRcpt))
+	}
+	r := d.rcpt(t, "a@one.example")
+	if r.Get("Action") != "failed" || r.Get("Status") != "5.0.0" || r.Get("Diagnostic-Code") != "x-postern; delivery cancelled by the administrator" {
+		t.Errorf("bounced recipient: %v", r)
+	}
+	if !strings.Contains(d.human, "<a@one.example>: delivery cancelled by the administrator") {
+		t.Errorf("human part:\n%s", d.human)
+	}
+}
+
+func TestAdminWaitsForDeliveryInProgress(t *testing.T) {
+	h := newHarness(t, nil)
+	hold := make(chan struct{})
+	h.remote.hold = hold
+	h.remote.setDecide(alwaysTempFail)
+	h.start()
+	id := h.enqueue(env("alice@sender.example", remote("a@one.example")), testMessage)
+	waitFor(t, "delivery running", func() bool {
+		h.remote.mu.Lock()
+		defer h.remote.mu.Unlock()
+		return h.remote.active == 1
+	})
+	var wg sync.WaitGroup
+	var delErr error
+	wg.Go(func() { delErr = Delete(h.dir, id) })
+	time.Sleep(100 * time.Millisecond)
+	if h.gone(id) {
+		t.Fatal("Delete did not wait for the delivery holding the message")
+	}
+	close(hold)
+	wg.Wait()
+	if delErr != nil {
+		t.Fatal(delErr)
+	}
+	// The worker's envelope write happened before Delete; nothing
+	// resurrects the message.
+	time.Sleep(100 * time.Millisecond)
+	if !h.gone(id) || countFiles(t, filepath.Join(h.dir, "spool")) != 0 {
+		t.Error("message back after Delete")
+	}
+}
+
+func TestAdminRejectsBadIDs(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Open(Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"../lock", "a/b", "ABC", "x.env", strings.Repeat("a", 65), "a\x00"} {
+		if _, err := Show(dir, id); !errors.Is(err, ErrBadID) {
+			t.Errorf("Show(%q): %v", id, err)
+		}
+		for name, f := range map[string]func(string, string) error{"Retry": Retry, "Delete": Delete, "Bounce": Bounce} {
+			if err := f(dir, id); !errors.Is(err, ErrBadID) {
+				t.Errorf("%s(%q): %v", name, id, err)
+			}
+		}
+	}
+	if err := Delete(dir, ""); !errors.Is(err, ErrBadID) {
+		t.Errorf("Delete(\"\"): %v", err)
+	}
+	if err := Bounce(dir, ""); !errors.Is(err, ErrBadID) {
+		t.Errorf("Bounce(\"\"): %v", err)
+	}
+	for name, f := range map[string]func(string, string) error{"Retry": Retry, "Delete": Delete, "Bounce": Bounce} {
+		if err := f(dir, "0123456789abc"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s(unknown): %v", name, err)
+		}
+	}
+	if _, err := Show(dir, "0123456789abc"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Show(unknown): %v", err)
+	}
+}
+
+func TestListSummaries(t *testing.T) {
+	h := newHarness(t, nil)
+	id1 := h.enqueue(env("alice@sender.example", remote("a@one.example"), local("u@here.example")), testMessage)
+	h.clock.Advance(time.Minute)
+	id2 := h.enqueue(env("", remote("b@two.example")), "short\r\n")
+	list, err := List(h.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].ID != id1 || list[1].ID != id2 {
+		t.Fatalf("List: %+v", list)
+	}
+	s := list[0]
+	if s.From != "alice@sender.example" || s.Size != int64(len(testMessage)) || len(s.Rcpts) != 2 || s.Rcpts[1].Addr != "u@here.example" {
+		t.Errorf("summary %+v", s)
+	}
+	if age := s.Age(h.clock.Now()); age != time.Minute {
+		t.Errorf("age %v", age)
+	}
+	empty, err := List(t.TempDir())
+	if err == nil || len(empty) != 0 {
+		t.Errorf("List of a non-spool: %v %v", empty, err)
+	}
+}
+
+func TestRunIgnoresMessagesDeletedBehindItsBack(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.enqueue(env("a@s.example", remote("r@x.example")), testMessage)
+	if err := Delete(h.dir, id); err != nil {
+		t.Fatal(err)
+	}
+	h.start() // the index still has id from Enqueue
+	id2 := h.enqueue(env("a@s.example", remote("r@x.example")), testMessage)
+	waitFor(t, "second delivered", func() bool { return h.gone(id2) })
+	for _, c := range h.remote.snapshot() {
+		if c.env.ID == id {
+			t.Error("deleted message delivered")
+		}
+	}
+	_ = context.Background
+}
