@@ -169,6 +169,14 @@ func localFailure(temporary bool, status, reason string, err error) *failure {
 // group is one SMTP transaction.
 func (c *Client) Deliver(ctx context.Context, env *delivery.Envelope, rcpts []delivery.Recipient, msg delivery.Message) []delivery.Result {
 	results := make([]delivery.Result, len(rcpts))
+	if env == nil || msg == nil {
+		f := localFailure(true, "4.3.0", "internal", errors.New("outbound: Deliver called without an envelope or a message"))
+		for i := range results {
+			results[i] = f.result()
+			c.stats.count(results[i], f.reason)
+		}
+		return results
+	}
 	groups := map[string][]int{}
 	var order []string
 	for i, r := range rcpts {

@@ -667,3 +667,12 @@ func freePort(t *testing.T) int {
 	l.Close()
 	return p
 }
+
+func TestDeliverWithoutMessageDoesNotPanic(t *testing.T) {
+	c := newTestClient(t, "127.0.0.1:1", 25, nil)
+	res := c.Deliver(context.Background(), nil, rcpts("a@b.test"), nil)
+	wantFailure(t, res[0], false, "4.3.0")
+	if len(c.Deliver(context.Background(), env("a@b.test"), nil, message("x"))) != 0 {
+		t.Error("results for no recipients")
+	}
+}
