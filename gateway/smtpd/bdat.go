@@ -68,13 +68,13 @@ func (c *conn) cmdBDAT(arg string) bool {
 		maxSize:   c.opt.MaxMessageSize,
 		rawLimit:  c.opt.drainLimit(),
 		raw:       size,
+		bare:      &c.info.BareLF,
 	}
 	c.info.BareLF = false
 	c.timeout = c.opt.DataTimeout
 	rep := c.sess.Data(c.ctx, &c.info, br)
 	leftover, err := br.drainChunk()
 	c.timeout = c.opt.ReadTimeout
-	c.info.BareLF = br.bare
 	c.endTx()
 	if err != nil {
 		c.readFailed(err)
@@ -127,7 +127,7 @@ type bdatReader struct {
 	pending []byte
 	heldCR  bool // the last byte read was a CR; its meaning depends on the next byte
 	eof     bool
-	bare    bool
+	bare    *bool // ConnInfo.BareLF
 
 	err       error // sticky content error
 	ioErr     error // fatal
@@ -138,14 +138,14 @@ type bdatReader struct {
 func (r *bdatReader) Read(p []byte) (int, error) {
 	for len(r.pending) == 0 {
 		switch {
-		case r.eof:
-			return 0, io.EOF
-		case r.aborted:
-			return 0, ErrTransactionAborted
 		case r.err != nil:
 			return 0, r.err
 		case r.ioErr != nil:
 			return 0, r.ioErr
+		case r.aborted:
+			return 0, ErrTransactionAborted
+		case r.eof:
+			return 0, io.EOF
 		case r.remaining > 0:
 			r.fill()
 		case r.last:
@@ -219,7 +219,7 @@ func (r *bdatReader) process(b []byte) {
 
 // bareEnding records a bare CR or LF; false when the message is refused.
 func (r *bdatReader) bareEnding() bool {
-	r.bare = true
+	*r.bare = true
 	if !r.normalize {
 		r.err = ErrBareLineEnding
 		return false

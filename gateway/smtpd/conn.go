@@ -844,12 +844,11 @@ func (c *conn) cmdData(arg string) bool {
 		return false
 	}
 	c.info.BareLF = false
-	dr := newDotReader(c.br, c.opt)
+	dr := newDotReader(c.br, c.opt, &c.info.BareLF)
 	c.timeout = c.opt.DataTimeout
 	rep := c.sess.Data(c.ctx, &c.info, dr)
 	leftover, err := dr.drain()
 	c.timeout = c.opt.ReadTimeout
-	c.info.BareLF = dr.bare
 	c.endTx()
 	if err != nil {
 		c.readFailed(err)

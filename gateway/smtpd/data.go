@@ -42,12 +42,13 @@ type dotReader struct {
 	done  bool  // the terminator was read
 	err   error // sticky content error: ErrTooBig, ErrBareLineEnding, ErrLineTooLong
 	ioErr error // the connection failed; fatal
-	bare  bool  // a bare LF or CR was seen
+	bare  *bool // set when a bare LF or CR is seen (ConnInfo.BareLF)
 }
 
-func newDotReader(br *bufio.Reader, o *Options) *dotReader {
+func newDotReader(br *bufio.Reader, o *Options, bare *bool) *dotReader {
 	return &dotReader{
 		br:        br,
+		bare:      bare,
 		maxSize:   o.MaxMessageSize,
 		maxLine:   o.MaxDataLineLength,
 		rawLimit:  o.drainLimit(),
@@ -58,13 +59,15 @@ func newDotReader(br *bufio.Reader, o *Options) *dotReader {
 
 func (r *dotReader) Read(p []byte) (int, error) {
 	for len(r.pending) == 0 {
+		// A content error wins over the end of data: a session must
+		// never see a refused message as complete.
 		switch {
-		case r.done:
-			return 0, io.EOF
 		case r.err != nil:
 			return 0, r.err
 		case r.ioErr != nil:
 			return 0, r.ioErr
+		case r.done:
+			return 0, io.EOF
 		}
 		r.next()
 	}
@@ -103,7 +106,7 @@ func (r *dotReader) process(line []byte, endsCRLF bool) []byte {
 	n := len(line)
 	// A clean line: ends in CRLF and has no other CR (LF only ends lines).
 	if !(endsCRLF && n >= 2 && line[n-2] == '\r' && bytes.IndexByte(line[:n-2], '\r') < 0) {
-		r.bare = true
+		*r.bare = true
 		if !r.normalize {
 			r.err = ErrBareLineEnding
 			return nil

@@ -87,7 +87,9 @@ type ConnInfo struct {
 	// reply, after HELO, after a command that must end a group such as
 	// DATA, EHLO, NOOP, QUIT, STARTTLS, AUTH).
 	PipeliningViolation bool
-	// BareLF: the last message had a bare LF or bare CR line ending.
+	// BareLF: the current (or last) message had a bare LF or bare CR line
+	// ending. Set as soon as the reader meets one, so a session in Data
+	// sees it once it has read to EOF; reset when the next message starts.
 	BareLF bool
 
 	Values map[string]string // free slot for the session/policy layer

@@ -34,6 +34,8 @@ import (
 //	I: Field=value  the last ConnInfo the session saw has Field = value
 //	M: text         the last stored message is text (Go escapes decoded)
 //	N: count        so many messages were stored
+//	F: address      the last stored message's sender
+//	T: a,b          the last stored message's recipients
 func TestTranscripts(t *testing.T) {
 	files, err := filepath.Glob("testdata/transcripts/*.txt")
 	if err != nil || len(files) == 0 {
@@ -228,6 +230,15 @@ func playTranscript(t *testing.T, path string) {
 			m, ok := b.lastMessage()
 			if want := unescape(t, st.arg); !ok || string(m.Data) != want {
 				t.Fatalf("%s:%d: stored message %q, want %q", path, st.line, m.Data, want)
+			}
+		case "F:", "T:":
+			m, _ := b.lastMessage()
+			got := m.From
+			if st.kind == "T:" {
+				got = strings.Join(m.Rcpts, ",")
+			}
+			if want := unescape(t, st.arg); got != want {
+				t.Fatalf("%s:%d: stored envelope %s %q, want %q", path, st.line, st.kind, got, want)
 			}
 		case "N:":
 			b.mu.Lock()
