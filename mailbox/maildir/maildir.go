@@ -74,6 +74,11 @@ type Folder struct {
 	kwStat   fileIdentity        //
 	meta     map[string]fileMeta // key → mtime/size seen by the last Sync
 	names    map[string]string   // key → "cur/KEY:2,..." as the last Sync saw it
+	// curMtime is cur/'s modification time when it was last listed; while
+	// curTrusted and the time is unchanged, Sync reuses names instead of
+	// listing cur/ again.
+	curMtime   time.Time
+	curTrusted bool
 }
 
 // fileMeta caches what stat told us about a message; mtime and content never

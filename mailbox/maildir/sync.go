@@ -11,32 +11,90 @@ import (
 	"time"
 )
 
-// scanFolder lists new/ and cur/ and returns key → name relative to the
-// folder ("new/KEY" or "cur/KEY:2,INFO"). With moveNew, files in new/ are
-// renamed into cur/ first (maildir(5): a reader that has seen a message
-// moves it to cur/ and appends the info). new/ is read before cur/ so a
-// message another process moves between the two listings is still seen.
-// Files vanishing mid-scan are normal and not errors.
-func (f *Folder) scanFolder(moveNew bool) (map[string]string, error) {
-	names := make(map[string]string)
+// scanResult is one look at a folder's directories.
+type scanResult struct {
+	names   map[string]string // key → "new/KEY" or "cur/KEY:2,INFO"
+	fromNew map[string]bool   // keys found in new/
+	// listedCur: cur/ was really listed, so a key absent from names is
+	// gone; otherwise cur/ entries came from an earlier listing.
+	listedCur bool
+	// curAfter is cur/'s time right after this scan's own renames into it
+	// (zero when it made none).
+	curAfter time.Time
+}
+
+// scanFolder lists new/ and cur/. With moveNew, files in new/ are renamed
+// into cur/ first (maildir(5): a reader that has seen a message moves it
+// to cur/ and appends the info). new/ is read before cur/ so a message
+// another process moves between the two listings is still seen. Files
+// vanishing mid-scan are normal and not errors.
+//
+// cur/ holds nearly every message of a big folder, so it is listed only
+// when its modification time differs from the last listing's (or that
+// time was too recent to trust, see curTrustAge); otherwise the names the
+// last Sync saw, as kept up to date by this process's own renames, are
+// reused. base, when set, is an earlier scan of the same Sync: if cur/ has
+// not changed since that scan's own renames, its cur/ entries are reused.
+// force lists cur/ regardless.
+func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult, error) {
+	curDir := filepath.Join(f.path, "cur")
+	curBefore, curErr := os.Stat(curDir)
+	var reuse map[string]string
+	if !force && curErr == nil {
+		switch {
+		case base != nil && !base.curAfter.IsZero() && curBefore.ModTime().Equal(base.curAfter):
+			reuse = base.names
+		case base == nil && f.curTrusted && f.names != nil && curBefore.ModTime().Equal(f.curMtime):
+			reuse = f.names
+		}
+	}
+	res := &scanResult{names: make(map[string]string, len(f.names)+8), fromNew: make(map[string]bool)}
+	names := res.names
 	newNames, err := readNames(filepath.Join(f.path, "new"))
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: scan: %w", f.path, err)
 	}
+	moved := false
 	for _, n := range newNames {
 		key, info := splitName(n)
+		res.fromNew[key] = true
 		if !moveNew {
 			names[key] = "new/" + n
 			continue
 		}
 		target := key + ":2," + info
-		err := os.Rename(filepath.Join(f.path, "new", n), filepath.Join(f.path, "cur", target))
+		err := os.Rename(filepath.Join(f.path, "new", n), filepath.Join(curDir, target))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("maildir %s: move %s to cur: %w", f.path, n, err)
 		}
+		if err == nil {
+			names[key] = "cur/" + target
+			moved = true
+		}
 		// On ErrNotExist someone else moved it; the cur/ listing has it.
 	}
-	curNames, err := readNames(filepath.Join(f.path, "cur"))
+	if moved {
+		// Our own renames changed cur/'s time: the next Sync lists it
+		// once, in case someone else changed it at the same moment.
+		f.curTrusted = false
+		if st, err := os.Stat(curDir); err == nil {
+			res.curAfter = st.ModTime()
+		}
+	}
+	if reuse != nil {
+		for k, n := range reuse {
+			if strings.HasPrefix(n, "cur/") {
+				if _, ok := names[k]; !ok {
+					names[k] = n
+				}
+			}
+		}
+		if !moved && base != nil {
+			res.curAfter = base.curAfter
+		}
+		return res, nil
+	}
+	curNames, err := readNames(curDir)
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: scan: %w", f.path, err)
 	}
@@ -44,8 +102,21 @@ func (f *Folder) scanFolder(moveNew bool) (map[string]string, error) {
 		key, _ := splitName(n)
 		names[key] = "cur/" + n // cur wins over a stale new/ listing
 	}
-	return names, nil
+	res.listedCur = true
+	// The listing is exact as of the stat taken before it, provided no later
+	// change can carry the same timestamp: file systems with coarse times
+	// (1 s on ext3, NFS) could, so a time less than curTrustAge old is not
+	// trusted and the next Sync lists cur/ again.
+	f.curTrusted = false
+	if curErr == nil && !moved && time.Since(curBefore.ModTime()) > curTrustAge {
+		f.curMtime, f.curTrusted = curBefore.ModTime(), true
+	}
+	return res, nil
 }
+
+// curTrustAge is how old cur/'s modification time must be before a listing
+// of it may be reused on the strength of an unchanged time.
+const curTrustAge = 2 * time.Second
 
 // readNames lists a directory's message names, skipping dot files and
 // names no UID line could hold.
@@ -80,10 +151,11 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 
-	names, err := f.scanFolder(moveNew)
+	first, err := f.scanFolder(moveNew, false, nil)
 	if err != nil {
 		return nil, err
 	}
+	names, fromNew := first.names, first.fromNew
 	db, err := f.cachedUIDDB()
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
@@ -99,13 +171,16 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 	}
 	if !needLock && len(db.uids) != len(names) {
 		// Keys in the database that the listing lacks were expunged, or
-		// readdir missed a file being renamed; a second listing tells.
-		again, err := f.scanFolder(moveNew)
+		// readdir missed a file being renamed; a second, real listing tells.
+		again, err := f.scanFolder(moveNew, true, nil)
 		if err != nil {
 			return nil, err
 		}
-		for k, n := range again {
+		for k, n := range again.names {
 			names[k] = n
+		}
+		for k := range again.fromNew {
+			fromNew[k] = true
 		}
 		for k := range db.uids {
 			if _, ok := names[k]; !ok {
@@ -121,6 +196,7 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 				}
 			}
 		}
+		first.listedCur = true
 	}
 	if needLock {
 		unlock, err := lockFile(filepath.Join(f.path, uidLockName))
@@ -128,20 +204,26 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 		}
 		defer unlock()
-		fresh, err := f.scanFolder(moveNew)
+		fresh, err := f.scanFolder(moveNew, false, first)
 		if err != nil {
 			return nil, err
 		}
-		if err := f.importCourierKeywords(fresh); err != nil {
+		for k := range fresh.fromNew {
+			fromNew[k] = true
+		}
+		if err := f.importCourierKeywords(fresh.names); err != nil {
 			f.md.log.Warn("maildir: courier keyword import failed", "folder", f.path, "err", err)
 		}
-		db, err = f.assignUIDs(fresh, names)
+		// A key is dropped from the database only when a real listing of
+		// cur/ (this one or the first) says it is gone; entries reused from
+		// an earlier listing cannot prove an absence.
+		db, err = f.assignUIDs(fresh.names, names, fresh.listedCur || first.listedCur)
 		if err != nil {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 		}
-		names = fresh
+		names = fresh.names
 	}
-	return f.snapshot(db, names)
+	return f.snapshot(db, names, fromNew)
 }
 
 // needsKeywordImport is true while a Courier keyword store waits to be
@@ -156,7 +238,7 @@ func (f *Folder) needsKeywordImport() bool {
 
 // snapshot builds the Snapshot from a listing and the UID database.
 // Caller holds f.mu.
-func (f *Folder) snapshot(db *uidDB, names map[string]string) (*Snapshot, error) {
+func (f *Folder) snapshot(db *uidDB, names map[string]string, fromNew map[string]bool) (*Snapshot, error) {
 	km, err := f.cachedKeywords()
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
@@ -218,6 +300,7 @@ func (f *Folder) snapshot(db *uidDB, names map[string]string) (*Snapshot, error)
 			Size:         size,
 			VirtualSize:  vsize,
 			InternalDate: meta.mtime,
+			FromNew:      fromNew[key],
 		})
 	}
 	for key := range f.meta {
@@ -476,4 +559,20 @@ func (f *Folder) CopyTo(dst *Folder, key string) (string, error) {
 		dst.md.addQuotaUsage(size, 1)
 	}
 	return newKey, nil
+}
+
+// Remember tells the folder what a caller's own index knows about a message
+// (its internal date and its size on disk), so that Sync need not stat the
+// file: a folder index loaded at startup turns the first Sync of a big
+// folder into directory listings only. Wrong values are the caller's; keys
+// that are not in the folder are forgotten at the next Sync.
+func (f *Folder) Remember(key string, internalDate time.Time, size int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.meta == nil {
+		f.meta = make(map[string]fileMeta)
+	}
+	if _, ok := f.meta[key]; !ok {
+		f.meta[key] = fileMeta{mtime: internalDate, size: size}
+	}
 }

@@ -187,8 +187,9 @@ func (f *Folder) cachedUIDDB() (*uidDB, error) {
 // file atomically when anything changed. present is the fresh listing;
 // seenBefore is an earlier listing, used so that a key is only dropped
 // when two listings agree it is gone (readdir may miss a file being
-// renamed at that instant).
-func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]string) (*uidDB, error) {
+// renamed at that instant). Without dropMissing no key is dropped: the
+// listing was partly reused and cannot prove an absence.
+func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]string, dropMissing bool) (*uidDB, error) {
 	path := filepath.Join(f.path, uidDBName)
 	db, _, oldValidity, err := readUIDDB(path)
 	changed := false
@@ -231,7 +232,7 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 	for k := range db.uids {
 		_, now := present[k]
 		_, before := seenBefore[k]
-		if !now && !before {
+		if dropMissing && !now && !before {
 			delete(db.uids, k)
 			changed = true
 		}

@@ -1,0 +1,121 @@
+package maildir
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// ageCur sets cur/'s modification time into the past, as if the last
+// change had happened a while ago, so that a listing of it may be reused.
+func ageCur(t *testing.T, f *Folder, when time.Time) {
+	t.Helper()
+	if err := os.Chtimes(filepath.Join(f.Path(), "cur"), when, when); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSyncReusesCurListingWhileItsTimeIsUnchanged(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	for i := 0; i < 3; i++ {
+		deliverString(t, inbox, "x", DeliverOptions{Flags: "S"})
+	}
+	old := time.Now().Add(-time.Hour)
+	ageCur(t, inbox, old)
+	if snap, err := inbox.Sync(true); err != nil || len(snap.Messages) != 3 {
+		t.Fatalf("first sync: %v %v", snap, err)
+	}
+	// A file slipped into cur/ with cur/'s time put back: a Sync that
+	// trusts the unchanged time does not see it, which proves that cur/
+	// was not listed again.
+	writeFile(t, filepath.Join(inbox.Path(), "cur", "1700000000.M1P1.sneaky,S=1:2,S"), "y")
+	ageCur(t, inbox, old)
+	snap, err := inbox.Sync(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != 3 {
+		t.Fatalf("cur/ listed again although its time did not change: %d messages", len(snap.Messages))
+	}
+	// A delivery into new/ is found (new/ is always listed) and moved to
+	// cur/ without listing cur/.
+	deliverString(t, inbox, "z", DeliverOptions{})
+	snap, err = inbox.Sync(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != 4 || !snap.Messages[3].FromNew {
+		t.Fatalf("after delivery: %d messages, last FromNew=%v", len(snap.Messages), snap.Messages[len(snap.Messages)-1].FromNew)
+	}
+	// Our own move made cur/'s time untrustworthy: the next Sync lists it.
+	snap, err = inbox.Sync(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != 5 {
+		t.Fatalf("after a changed cur/ time: %d messages, want 5", len(snap.Messages))
+	}
+	for _, msg := range snap.Messages {
+		if msg.FromNew {
+			t.Errorf("%s still FromNew on a later Sync", msg.Key)
+		}
+	}
+}
+
+func TestSyncSeesOtherProcessChangesInCur(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	key := deliverString(t, inbox, "x", DeliverOptions{Flags: "S"})
+	ageCur(t, inbox, time.Now().Add(-time.Hour))
+	if _, err := inbox.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	// Another program renames the file (a flag change): cur/'s time moves.
+	if err := os.Rename(filepath.Join(inbox.Path(), "cur", key+":2,S"), filepath.Join(inbox.Path(), "cur", key+":2,FS")); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := inbox.Sync(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Messages[0].Flags != "FS" {
+		t.Errorf("flags %q, want FS", snap.Messages[0].Flags)
+	}
+}
+
+func TestFromNewWithoutMoving(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	deliverString(t, inbox, "x", DeliverOptions{})
+	deliverString(t, inbox, "y", DeliverOptions{Flags: "S"})
+	snap, err := inbox.Sync(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !snap.Messages[0].FromNew || snap.Messages[1].FromNew {
+		t.Errorf("FromNew %v %v, want true false", snap.Messages[0].FromNew, snap.Messages[1].FromNew)
+	}
+}
+
+func TestRememberSparesTheStat(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	key := deliverString(t, inbox, "hello", DeliverOptions{})
+	// A fresh Maildir object is a new process's view.
+	m2, err := Open(m.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, _ := m2.Folder(Inbox)
+	remembered := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	f2.Remember(key, remembered, 5)
+	snap, err := f2.Sync(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !snap.Messages[0].InternalDate.Equal(remembered) {
+		t.Errorf("internal date %v: the file was stat'ed instead of using the remembered %v", snap.Messages[0].InternalDate, remembered)
+	}
+}
