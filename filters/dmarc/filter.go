@@ -1,0 +1,227 @@
+package dmarc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"postern/filters"
+	"postern/filters/dkim"
+	"postern/filters/dns"
+	"postern/filters/spf"
+)
+
+// Names the admin's rules and other filters use.
+const (
+	FilterName = "dmarc"
+	// VarResult: pass, fail, none, temperror, permerror.
+	VarResult = "DMARC"
+	// VarPolicy is the policy the author domain asks for ("" without one).
+	VarPolicy = "DMARC_POLICY"
+	// VarDisposition is what was applied: none, quarantine, reject.
+	VarDisposition = "DMARC_DISPOSITION"
+	// VarDomain is the author (From) domain.
+	VarDomain = "DMARC_DOMAIN"
+)
+
+// SPF result fields read from the "spf" filter's Result.Vars.
+const (
+	spfFilterName = "spf"
+	spfVarResult  = "SPF"        // the MAIL FROM (or HELO for <>) result
+	spfVarDomain  = "SPF_DOMAIN" // the domain that result is for (optional)
+)
+
+// Scores are added to the transaction's score per result.
+type Scores struct {
+	Pass, Fail, None, TempError, PermError float64
+}
+
+// DefaultScores are used when Options.Scores is nil.
+var DefaultScores = Scores{Pass: -1, Fail: 2, PermError: 1}
+
+// Options configure the DMARC filter.
+type Options struct {
+	// Resolver looks up policies (and SPF/DKIM when no earlier filter did);
+	// required.
+	Resolver *dns.Resolver
+	// Override replaces a published policy by a local one for the
+	// disposition, e.g. {PolicyReject: PolicyQuarantine} to file into
+	// Junk what the domain asks to reject (RFC 7489 section 6.7 leaves the
+	// final decision to the receiver).
+	Override map[Policy]Policy
+	// TempFail answers 451 when the result is temperror; otherwise the
+	// filter has no opinion and the message goes on (never a silent
+	// accept-all: the result is recorded and scored).
+	TempFail bool
+	// RejectBadFrom answers 550 when the message has no single author
+	// domain (no From, several From fields, authors in several domains;
+	// RFC 7489 section 6.6.1); otherwise that is permerror with a score.
+	RejectBadFrom bool
+	// CheckAuthenticated evaluates messages from authenticated clients too;
+	// by default they are our own users' mail and skipped.
+	CheckAuthenticated bool
+	// RandIntN samples pct=; nil means math/rand/v2.
+	RandIntN func(n int) int
+	// Timeout bounds the evaluation's DNS work.
+	Timeout time.Duration
+	// MaxHeaderBytes bounds the header read for From.
+	MaxHeaderBytes int
+	// Scores; nil means DefaultScores.
+	Scores *Scores
+}
+
+// Filter evaluates DMARC at the DATA stage.
+type Filter struct {
+	opts Options
+}
+
+// New returns a DMARC filter.
+func New(opts Options) (*Filter, error) {
+	if opts.Resolver == nil {
+		return nil, errors.New("dmarc: filter: no resolver")
+	}
+	for from, to := range opts.Override {
+		if !validPolicy(string(from)) || !validPolicy(string(to)) {
+			return nil, fmt.Errorf("dmarc: filter: override %q -> %q: policies are none, quarantine, reject", from, to)
+		}
+	}
+	if opts.Scores == nil {
+		s := DefaultScores
+		opts.Scores = &s
+	}
+	return &Filter{opts: opts}, nil
+}
+
+// Name implements filters.Filter.
+func (f *Filter) Name() string { return FilterName }
+
+// CheckData implements filters.DataChecker.
+func (f *Filter) CheckData(ctx context.Context, s *filters.Session, msg filters.Message) filters.Result {
+	if s.AuthUser != "" && !f.opts.CheckAuthenticated {
+		return filters.Result{Filter: FilterName, Reason: "DMARC not checked: authenticated client " + s.AuthUser,
+			Vars: map[string]string{VarResult: "none"}}
+	}
+	fields, err := ReadFromField(io.NewSectionReader(msg, 0, msg.Size()), f.opts.MaxHeaderBytes)
+	if err != nil {
+		return f.badFrom(err)
+	}
+	domain, err := FromDomain(fields)
+	if err != nil {
+		return f.badFrom(err)
+	}
+	in := Input{FromDomain: domain}
+	in.SPF, in.SPFDomain = f.spfResult(ctx, s)
+	in.DKIMDomains, in.DKIMTempError = f.dkimResult(ctx, s, msg)
+	ev := Evaluate(ctx, f.opts.Resolver, in, EvalOptions{RandIntN: f.opts.RandIntN, Timeout: f.opts.Timeout})
+	return f.result(ev)
+}
+
+// spfResult takes the SPF result from the spf filter's answer in the
+// session; without one it runs the check itself.
+func (f *Filter) spfResult(ctx context.Context, s *filters.Session) (spf.Code, string) {
+	domain := ""
+	if at := strings.LastIndexByte(s.From, '@'); at >= 0 {
+		domain = s.From[at+1:]
+	} else {
+		domain = s.HELO // section 4.1: the HELO identity for the null sender
+	}
+	for i := len(s.Results) - 1; i >= 0; i-- {
+		r := s.Results[i]
+		if (r.Filter != spfFilterName && !strings.HasPrefix(r.Filter, spfFilterName+":")) || r.Vars == nil {
+			continue
+		}
+		code, ok := spf.ParseCode(r.Vars[spfVarResult])
+		if !ok {
+			continue
+		}
+		if d := r.Vars[spfVarDomain]; d != "" {
+			domain = d
+		}
+		return code, domain
+	}
+	if !s.ClientIP.IsValid() {
+		return spf.None, domain
+	}
+	res := spf.CheckAddr(ctx, f.opts.Resolver, s.ClientIP, s.HELO, s.From, spf.IdentityMailFrom, spf.Options{})
+	return res.Code, res.Domain
+}
+
+// dkimResult takes the passing DKIM domains from the dkim filter's answer
+// in the session; without one it verifies the message itself.
+func (f *Filter) dkimResult(ctx context.Context, s *filters.Session, msg filters.Message) ([]string, bool) {
+	if domains, status, ok := dkim.FromResults(s.Results); ok {
+		return domains, status == dkim.TempError
+	}
+	v, err := dkim.Verify(ctx, f.opts.Resolver, io.NewSectionReader(msg, 0, msg.Size()), dkim.VerifyOptions{})
+	if err != nil {
+		return nil, true
+	}
+	temp := false
+	for _, sig := range v.Signatures {
+		temp = temp || sig.Status == dkim.TempError
+	}
+	return v.PassingDomains(), temp
+}
+
+func (f *Filter) badFrom(err error) filters.Result {
+	res := filters.Result{
+		Filter:      FilterName,
+		Verdict:     filters.NoOpinion,
+		Score:       f.opts.Scores.PermError,
+		Reason:      "DMARC permerror: " + err.Error(),
+		AuthResults: []string{"dmarc=permerror"},
+		Vars:        map[string]string{VarResult: PermError.String(), VarDisposition: string(PolicyNone)},
+	}
+	if f.opts.RejectBadFrom && !errors.Is(err, ErrHeaderTooLarge) {
+		res.Verdict, res.Code, res.Enhanced = filters.Reject, 550, "5.7.1"
+		res.Message = "Message must have exactly one author domain in From (RFC 7489 section 6.6.1)"
+	}
+	return res
+}
+
+func (f *Filter) result(ev Evaluation) filters.Result {
+	if to, ok := f.opts.Override[ev.Disposition]; ok && ev.Status == Fail {
+		ev.Reason += fmt.Sprintf("; local policy applies %s instead of %s", to, ev.Disposition)
+		ev.Disposition = to
+	}
+	res := filters.Result{
+		Filter:      FilterName,
+		Verdict:     filters.NoOpinion,
+		Reason:      "DMARC " + ev.Status.String() + " for " + ev.FromDomain + ": " + ev.Reason,
+		AuthResults: []string{ev.AuthResult()},
+		Vars: map[string]string{
+			VarResult:      ev.Status.String(),
+			VarPolicy:      string(ev.Policy),
+			VarDisposition: string(ev.Disposition),
+			VarDomain:      ev.FromDomain,
+		},
+	}
+	sc := f.opts.Scores
+	switch ev.Status {
+	case Pass:
+		res.Score = sc.Pass
+	case None:
+		res.Score = sc.None
+	case PermError:
+		res.Score = sc.PermError
+	case TempError:
+		res.Score = sc.TempError
+		if f.opts.TempFail {
+			res.Verdict, res.Code, res.Enhanced = filters.Tempfail, 451, "4.7.1"
+			res.Message = "DMARC policy for " + ev.FromDomain + " could not be checked; try again later"
+		}
+	case Fail:
+		res.Score = sc.Fail
+		switch ev.Disposition {
+		case PolicyReject:
+			res.Verdict, res.Code, res.Enhanced = filters.Reject, 550, "5.7.1"
+			res.Message = "Rejected by DMARC policy for " + ev.FromDomain
+		case PolicyQuarantine:
+			res.Verdict = filters.Quarantine
+		}
+	}
+	return res
+}
