@@ -1,0 +1,515 @@
+package smtpd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// rawClient is a line-level test client.
+type rawClient struct {
+	t  testing.TB
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t testing.TB, addr string) *rawClient {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}
+}
+
+func (c *rawClient) send(s string) {
+	c.t.Helper()
+	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c.nc, s); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// reply reads one whole (multi-line) reply and returns its last line.
+func (c *rawClient) reply() string {
+	c.t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		l, err := c.br.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("read reply: %v (got %q)", err, l)
+		}
+		l = strings.TrimRight(l, "\r\n")
+		if len(l) < 4 || l[3] != '-' {
+			return l
+		}
+	}
+}
+
+func (c *rawClient) expect(prefix string) string {
+	c.t.Helper()
+	l := c.reply()
+	if !strings.HasPrefix(l, prefix) {
+		c.t.Fatalf("got %q, want %q...", l, prefix)
+	}
+	return l
+}
+
+func (c *rawClient) expectClosed() {
+	c.t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	l, err := c.br.ReadString('\n')
+	if err == nil {
+		c.t.Fatalf("want the connection closed, got %q", l)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.t.Fatalf("connection still open")
+	}
+}
+
+func TestHugeLineClosesConnection(t *testing.T) {
+	checkGoroutines(t)
+	_, addr := startServer(t, &testBackend{}, testOptions(t))
+	c := dialRaw(t, addr)
+	c.expect("220 ")
+	// 2 MB without a line end: the server must not buffer it, and gives up
+	// after 1 MB.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		for i := 0; i < 32; i++ {
+			if _, err := c.nc.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	c.expect("500 5.5.2 Error: line too long")
+	c.expect("421 4.7.0 ")
+	c.expectClosed()
+	<-done
+}
+
+func TestGoSMTPClientPlain(t *testing.T) {
+	checkGoroutines(t)
+	b := &testBackend{}
+	_, addr := startServer(t, b, testOptions(t))
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := "Subject: test\r\n\r\n.leading dot\r\nbody\r\n"
+	if err := c.SendMail("sender@example.org", []string{"a@example.test", "b@example.test"}, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	m, ok := b.lastMessage()
+	if !ok || string(m.Data) != msg || m.From != "sender@example.org" || strings.Join(m.Rcpts, ",") != "a@example.test,b@example.test" {
+		t.Fatalf("stored %+v", m)
+	}
+}
+
+func TestGoSMTPClientTLSAuth(t *testing.T) {
+	checkGoroutines(t)
+	b := &testBackend{}
+	o := testOptions(t)
+	o.TLSConfig = testTLSConfig(t)
+	_, addr := startServer(t, b, o)
+	plain, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Hello("client.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := plain.Extension("AUTH"); ok {
+		t.Fatal("AUTH offered before TLS")
+	}
+	plain.Quit()
+	c, err := smtp.DialStartTLS(addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if !c.SupportsAuth("PLAIN") {
+		t.Fatal("AUTH PLAIN not offered after TLS")
+	}
+	err = c.Auth(sasl.NewPlainClient("", "alice", "wrong"))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 535 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 8}) {
+		t.Fatalf("bad password: got %v", err)
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "alice", "secret")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("alice@example.test", &smtp.MailOptions{RequireTLS: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("b@example.test", &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifyFailure, smtp.DSNNotifyDelayed}, OriginalRecipientType: smtp.DSNAddressTypeRFC822, OriginalRecipient: "b+x@example.test"}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "hello\r\n")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	info := b.lastInfo()
+	if info.AuthUser != "alice" || info.TLS == nil {
+		t.Fatalf("AuthUser %q TLS %v", info.AuthUser, info.TLS != nil)
+	}
+	m, _ := b.lastMessage()
+	if !m.MailParams.RequireTLS || strings.Join(m.RcptParams[0].Notify, ",") != "FAILURE,DELAY" || m.RcptParams[0].ORcpt != "RFC822;b+x@example.test" {
+		t.Fatalf("params %+v %+v", m.MailParams, m.RcptParams)
+	}
+}
+
+func TestGoSMTPClientSMTPUTF8(t *testing.T) {
+	checkGoroutines(t)
+	b := &testBackend{}
+	_, addr := startServer(t, b, testOptions(t))
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("jörg@bücher.example", &smtp.MailOptions{UTF8: true, Body: smtp.Body8BitMIME}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("张伟@example.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "Subject: grüße\r\n\r\nbody\r\n")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	m, _ := b.lastMessage()
+	if m.From != "jörg@bücher.example" || m.Rcpts[0] != "张伟@example.test" || !m.MailParams.SMTPUTF8 || m.MailParams.Body != "8BITMIME" {
+		t.Fatalf("stored %+v", m)
+	}
+}
+
+// TestBDATAndDATAIdentical sends the same message with DATA (go-smtp's
+// client does the dot-stuffing) and with BDAT chunks cut at awkward places
+// (inside CRLF, before a dot); the stored bytes must be the same.
+func TestBDATAndDATAIdentical(t *testing.T) {
+	checkGoroutines(t)
+	b := &testBackend{}
+	_, addr := startServer(t, b, testOptions(t))
+	var msg strings.Builder
+	msg.WriteString("From: a@example.org\r\nSubject: chunks\r\n\r\n")
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&msg, ".line %d with a leading dot\r\n..two dots\r\n.\r\n\r\nümlaut %s\r\n", i, strings.Repeat("z", i))
+	}
+	body := msg.String()
+
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMail("a@example.org", []string{"b@example.test"}, strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	viaDATA, _ := b.lastMessage()
+
+	rc := dialRaw(t, addr)
+	rc.expect("220 ")
+	rc.send("EHLO client.example.org\r\n")
+	rc.expect("250 ")
+	rc.send("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n")
+	rc.expect("250 2.1.0")
+	rc.expect("250 2.1.5")
+	// Chunks end right after a CR, and right before a "." line.
+	cuts := []int{0, 1, 41, 42, strings.Index(body, "\n.\r\n") + 1, 5000, 5001, len(body)}
+	for i := 1; i < len(cuts); i++ {
+		chunk := body[cuts[i-1]:cuts[i]]
+		last := ""
+		if i == len(cuts)-1 {
+			last = " LAST"
+		}
+		rc.send(fmt.Sprintf("BDAT %d%s\r\n%s", len(chunk), last, chunk))
+	}
+	for i := 1; i < len(cuts)-1; i++ {
+		rc.expect("250 2.0.0 Ok: ")
+	}
+	rc.expect("250 2.0.0 Ok")
+	rc.send("QUIT\r\n")
+	rc.expect("221 ")
+	viaBDAT, _ := b.lastMessage()
+	if string(viaDATA.Data) != body {
+		t.Fatalf("DATA stored %d bytes, sent %d", len(viaDATA.Data), len(body))
+	}
+	if !bytes.Equal(viaDATA.Data, viaBDAT.Data) {
+		t.Fatalf("DATA and BDAT differ: %d vs %d bytes", len(viaDATA.Data), len(viaBDAT.Data))
+	}
+}
+
+func TestConnectionLimits(t *testing.T) {
+	checkGoroutines(t)
+	o := testOptions(t)
+	o.MaxConnectionsPerIP = 1
+	s, addr := startServer(t, &testBackend{}, o)
+	c1 := dialRaw(t, addr)
+	c1.expect("220 ")
+	c2 := dialRaw(t, addr)
+	c2.expect("421 4.7.0 mx.example.test Error: too many connections from 127.0.0.1")
+	c2.expectClosed()
+	c1.send("QUIT\r\n")
+	c1.expect("221 ")
+	c1.expectClosed()
+	// The slot is free again once the first session is gone.
+	deadline := time.Now().Add(2 * time.Second)
+	for s.Stats().Active > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	c3 := dialRaw(t, addr)
+	c3.expect("220 ")
+	c3.send("QUIT\r\n")
+	c3.expect("221 ")
+
+	o = testOptions(t)
+	o.MaxConnections = 1
+	_, addr = startServer(t, &testBackend{}, o)
+	d1 := dialRaw(t, addr)
+	d1.expect("220 ")
+	d2 := dialRaw(t, addr)
+	d2.expect("421 4.7.0 mx.example.test Error: too many connections")
+	d2.expectClosed()
+	if got := s.Stats().Refused; got != 1 {
+		t.Errorf("Refused = %d, want 1", got)
+	}
+}
+
+// TestShutdownLetsDataFinish: an idle session is told 421 4.3.2 at once; a
+// session in DATA finishes its message, then gets 421 4.3.2.
+func TestShutdownLetsDataFinish(t *testing.T) {
+	checkGoroutines(t)
+	b := &testBackend{dataGate: make(chan struct{}), inData: make(chan struct{}, 1)}
+	o := testOptions(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(b, o)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	addr := l.Addr().String()
+
+	busy := dialRaw(t, addr)
+	busy.expect("220 ")
+	busy.send("HELO a.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n")
+	busy.expect("250 ")
+	busy.expect("250 2.1.0")
+	busy.expect("250 2.1.5")
+	busy.expect("354 ")
+	busy.send("Subject: x\r\n\r\nbody\r\n.\r\n")
+	<-b.inData
+
+	idle := dialRaw(t, addr)
+	idle.expect("220 ")
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	idle.expect("421 4.3.2 mx.example.test Error: shutting down")
+	idle.expectClosed()
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v while a message was in DATA", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(b.dataGate)
+	busy.expect("250 2.0.0 Ok")
+	busy.expect("421 4.3.2 ")
+	busy.expectClosed()
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+	if err := s.Serve(l); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve after Shutdown: %v", err)
+	}
+	if _, ok := b.lastMessage(); !ok {
+		t.Fatal("the message in DATA was not stored")
+	}
+}
+
+// TestShutdownDeadline: when ctx ends first, Shutdown closes what is left
+// and returns ctx's error.
+func TestShutdownDeadline(t *testing.T) {
+	checkGoroutines(t)
+	b := &testBackend{dataGate: make(chan struct{}), inData: make(chan struct{}, 1)}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(b, testOptions(t))
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	c := dialRaw(t, l.Addr().String())
+	c.expect("220 ")
+	c.send("HELO a.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n")
+	for i := 0; i < 4; i++ {
+		c.reply()
+	}
+	c.send("x\r\n.\r\n")
+	<-b.inData
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		time.Sleep(50 * time.Millisecond)
+		close(b.dataGate) // the stuck session can now notice its closed connection
+	}()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v, want deadline exceeded", err)
+	}
+	<-served
+}
+
+func TestStatsAndSessionLifecycle(t *testing.T) {
+	checkGoroutines(t)
+	b := &testBackend{}
+	o := testOptions(t)
+	o.XCLIENTFrom = []netip.Prefix{mustPrefix("127.0.0.1/32")}
+	s, addr := startServer(t, b, o)
+	c := dialRaw(t, addr)
+	c.expect("220 ")
+	c.send("XCLIENT ADDR=192.0.2.5\r\n")
+	c.expect("220 ")
+	c.send("EHLO a.example\r\n")
+	c.expect("250 ")
+	c.send("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("354 ")
+	c.send("12345678\r\n.\r\nBOGUS\r\nQUIT\r\n")
+	c.expect("250 2.0.0 Ok")
+	c.expect("500 ")
+	c.expect("221 ")
+	c.expectClosed()
+	deadline := time.Now().Add(2 * time.Second)
+	for s.Stats().Active > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := s.Stats()
+	if st.Connections != 1 || st.Active != 0 || st.Messages != 1 || st.Bytes != 10 || st.Errors != 1 || st.Commands != 7 {
+		t.Fatalf("stats %+v", st)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sessions != 2 || b.closes != 2 {
+		t.Fatalf("sessions %d, closes %d; want 2 and 2 (XCLIENT replaces the session)", b.sessions, b.closes)
+	}
+}
+
+func TestReplyError(t *testing.T) {
+	r := NewReply(550, "5.7.1", "no %s here", "relay")
+	if r.Error() != "550 5.7.1 no relay here" {
+		t.Fatalf("got %q", r.Error())
+	}
+	r = &Reply{Code: 250, Text: "100% done\nsecond line"}
+	if r.Error() != "250 100% done second line" {
+		t.Fatalf("got %q", r.Error())
+	}
+	var err error = NewReply(451, "4.3.0", "later")
+	var rep *Reply
+	if !errors.As(fmt.Errorf("policy: %w", err), &rep) || rep.Code != 451 {
+		t.Fatal("errors.As did not find the reply")
+	}
+}
+
+// TestMultiLineReplyAndSanitising: a session's multi-line reply gets the
+// enhanced code on every line, and control characters cannot split a reply.
+func TestMultiLineReplyAndSanitising(t *testing.T) {
+	checkGoroutines(t)
+	_, addr := startServer(t, replyBackend{NewReply(550, "5.7.1", "first\nsecond\r\n250 forged")}, testOptions(t))
+	c := dialRaw(t, addr)
+	c.expect("220 ")
+	c.send("HELO a.example\r\n")
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var lines []string
+	for i := 0; i < 3; i++ {
+		l, _ := c.br.ReadString('\n')
+		lines = append(lines, l)
+	}
+	want := []string{"550-5.7.1 first\r\n", "550-5.7.1 second\r\n", "550 5.7.1 250 forged\r\n"}
+	if strings.Join(lines, "") != strings.Join(want, "") {
+		t.Fatalf("got %q", lines)
+	}
+}
+
+type replyBackend struct{ r *Reply }
+
+func (b replyBackend) Connect(ctx context.Context, c *ConnInfo) (Session, *Reply) {
+	return replySession(b), nil
+}
+
+type replySession replyBackend
+
+func (s replySession) Hello(context.Context, *ConnInfo) *Reply { return s.r }
+func (s replySession) Mail(context.Context, *ConnInfo, string, *MailParams) *Reply {
+	return nil
+}
+func (s replySession) Rcpt(context.Context, *ConnInfo, string, *RcptParams) *Reply {
+	return nil
+}
+func (s replySession) Data(_ context.Context, _ *ConnInfo, r io.Reader) *Reply {
+	io.Copy(io.Discard, r)
+	return nil
+}
+func (s replySession) Reset(context.Context, *ConnInfo) {}
+func (s replySession) Close(context.Context, *ConnInfo) {}
+
+// TestReadersNeverExceedBound checks ErrTooBig on both readers directly.
+func TestReadersNeverExceedBound(t *testing.T) {
+	o := Options{MaxMessageSize: 10}.withDefaults()
+	var bare bool
+	dr := newDotReader(bufio.NewReader(strings.NewReader("0123456789\r\nabc\r\n.\r\n")), &o, &bare)
+	got, err := io.ReadAll(dr)
+	if !errors.Is(err, ErrTooBig) || len(got) != 10 {
+		t.Fatalf("got %d bytes, %v", len(got), err)
+	}
+	left, err := dr.drain()
+	if err != nil || left == 0 {
+		t.Fatalf("drain: %d %v", left, err)
+	}
+}
