@@ -43,6 +43,7 @@ type conn struct {
 	br      *bufio.Reader
 	bw      *bufio.Writer
 	timeout time.Duration // deadline for the next read from the network
+	endBy   time.Time     // MaxSessionTime deadline, zero when unbounded
 	lineBuf []byte
 
 	info      ConnInfo
@@ -83,7 +84,11 @@ func (r connReader) Read(p []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, errStopping
 	}
-	r.src.SetReadDeadline(time.Now().Add(c.timeout))
+	d := time.Now().Add(c.timeout)
+	if !c.endBy.IsZero() && c.endBy.Before(d) {
+		d = c.endBy
+	}
+	r.src.SetReadDeadline(d)
 	c.mu.Unlock()
 	return r.src.Read(p)
 }
@@ -123,6 +128,9 @@ func (s *Server) newConn(nc net.Conn) *conn {
 			LocalAddr:  addrPort(nc.LocalAddr()),
 			Values:     map[string]string{},
 		},
+	}
+	if s.opt.MaxSessionTime > 0 {
+		c.endBy = time.Now().Add(s.opt.MaxSessionTime)
 	}
 	c.br = bufio.NewReaderSize(connReader{c, nc}, 4096)
 	c.bw = bufio.NewWriterSize(nc, 4096)

@@ -45,6 +45,10 @@ type Options struct {
 	TLSHandshakeTimeout time.Duration // default 30 s
 	ProxyHeaderTimeout  time.Duration // default 10 s
 
+	// MaxSessionTime bounds a whole connection (0: no bound); reads past
+	// it fail like a timeout (421 4.4.2).
+	MaxSessionTime time.Duration
+
 	MaxErrors   int // failed commands before "421 4.7.0"; default 10
 	MaxCommands int // commands per session before "421 4.7.0"; default 10000
 

@@ -121,6 +121,8 @@ func applyOption(t *testing.T, o *Options, b *testBackend, opt string) {
 		o.ReadTimeout = dur()
 	case "datatimeout":
 		o.DataTimeout = dur()
+	case "maxsessiontime":
+		o.MaxSessionTime = dur()
 	case "maxerrors":
 		o.MaxErrors = int(num())
 	case "maxcommands":
