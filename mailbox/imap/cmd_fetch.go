@@ -594,7 +594,7 @@ func (s *session) loadMessage(m *viewMessage) (*loadedMessage, error) {
 		return nil, fmt.Errorf("imap: read message %d: %w", m.uid, err)
 	}
 	data := toCRLF(raw)
-	s.srv.sizes.put(s.sel.folder.Path(), m.key, int64(len(data)))
+	s.sel.index.setCRLFSize(m.uid, int64(len(data)))
 	root, err := mime.Parse(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return nil, fmt.Errorf("imap: parse message %d: %w", m.uid, err)
@@ -636,8 +636,7 @@ func (s *session) messageSize(m *viewMessage, msg *loadedMessage) (int64, error)
 	if m.vsize > 0 {
 		return m.vsize, nil
 	}
-	path := s.sel.folder.Path()
-	if n, ok := s.srv.sizes.get(path, m.key); ok {
+	if n := s.sel.index.crlfSize(m.uid); n > 0 {
 		return n, nil
 	}
 	f, err := s.sel.folder.Open(m.key)
@@ -649,7 +648,7 @@ func (s *session) messageSize(m *viewMessage, msg *loadedMessage) (int64, error)
 	if err != nil {
 		return 0, fmt.Errorf("imap: size of message %d: %w", m.uid, err)
 	}
-	s.srv.sizes.put(path, m.key, n)
+	s.sel.index.setCRLFSize(m.uid, n)
 	return n, nil
 }
 

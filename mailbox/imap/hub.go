@@ -3,7 +3,7 @@ package imap
 import (
 	"log/slog"
 	"path/filepath"
-	"strings"
+	"slices"
 	"sync"
 
 	"github.com/fsnotify/fsnotify"
@@ -24,6 +24,11 @@ type folderHub struct {
 	// maildirs are shared by the sessions of one account, so the per-folder
 	// caches of mailbox/maildir (UID db, file metadata) serve all of them.
 	maildirs map[string]*sharedMaildir
+	// indexes are the open folder indexes by folder directory. An index no
+	// session uses stays open (idleIndexes, oldest first) so that the next
+	// SELECT is warm, up to maxIdleIndexes.
+	indexes     map[string]*sharedIndex
+	idleIndexes []string
 
 	watcher   *fsnotify.Watcher
 	watchErr  error // creating the watcher failed: IDLE polls
@@ -48,7 +53,88 @@ type sharedFolder struct {
 }
 
 func newFolderHub(log *slog.Logger) *folderHub {
-	return &folderHub{log: log, folders: map[string]*sharedFolder{}, maildirs: map[string]*sharedMaildir{}, watchRefs: map[string]int{}}
+	return &folderHub{log: log, folders: map[string]*sharedFolder{}, maildirs: map[string]*sharedMaildir{},
+		indexes: map[string]*sharedIndex{}, watchRefs: map[string]int{}}
+}
+
+type sharedIndex struct {
+	ix   *folderIndex
+	refs int
+}
+
+// maxIdleIndexes bounds the indexes kept open with no session using them.
+const maxIdleIndexes = 32
+
+// openIndex returns the folder's index, shared by this server's sessions;
+// release it with releaseIndex.
+func (h *folderHub) openIndex(f *maildir.Folder) *folderIndex {
+	path := f.Path()
+	h.mu.Lock()
+	e := h.indexes[path]
+	if e != nil {
+		e.refs++
+		h.idleIndexes = slices.DeleteFunc(h.idleIndexes, func(p string) bool { return p == path })
+		h.mu.Unlock()
+		return e.ix
+	}
+	h.mu.Unlock()
+	ix := openIndex(path, h.log) // file I/O outside the hub lock
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e := h.indexes[path]; e != nil { // another session was quicker
+		e.refs++
+		h.idleIndexes = slices.DeleteFunc(h.idleIndexes, func(p string) bool { return p == path })
+		ix.close()
+		return e.ix
+	}
+	h.indexes[path] = &sharedIndex{ix: ix, refs: 1}
+	return ix
+}
+
+func (h *folderHub) releaseIndex(ix *folderIndex) {
+	if ix == nil {
+		return
+	}
+	path := filepath.Dir(ix.path)
+	var evict []*folderIndex
+	h.mu.Lock()
+	if e := h.indexes[path]; e != nil && e.ix == ix {
+		if e.refs--; e.refs <= 0 {
+			h.idleIndexes = append(h.idleIndexes, path)
+			for len(h.idleIndexes) > maxIdleIndexes || h.closed {
+				old := h.idleIndexes[0]
+				h.idleIndexes = h.idleIndexes[1:]
+				if oe := h.indexes[old]; oe != nil {
+					evict = append(evict, oe.ix)
+					delete(h.indexes, old)
+				}
+				if len(h.idleIndexes) == 0 {
+					break
+				}
+			}
+		}
+	}
+	h.mu.Unlock()
+	for _, ix := range evict {
+		ix.close()
+	}
+}
+
+// forgetIndex drops a folder's index after the folder was deleted or
+// renamed, so that a new folder by that name starts afresh.
+func (h *folderHub) forgetIndex(path string) {
+	h.mu.Lock()
+	e := h.indexes[path]
+	if e != nil && e.refs <= 0 {
+		delete(h.indexes, path)
+		h.idleIndexes = slices.DeleteFunc(h.idleIndexes, func(p string) bool { return p == path })
+	} else {
+		e = nil
+	}
+	h.mu.Unlock()
+	if e != nil {
+		e.ix.close()
+	}
 }
 
 type sharedMaildir struct {
@@ -93,34 +179,7 @@ func (h *folderHub) join(f *maildir.Folder, sess *session) *sharedFolder {
 	}
 	sf.sessions[sess] = struct{}{}
 	h.mu.Unlock()
-	sf.initRecent(f)
 	return sf
-}
-
-// initRecent sets the first recent mark of a folder from what sits in new/:
-// those messages have not been seen by any IMAP session.
-func (sf *sharedFolder) initRecent(f *maildir.Folder) {
-	sf.mu.Lock()
-	set := sf.markSet
-	sf.mu.Unlock()
-	if set {
-		return
-	}
-	snap, err := f.Sync(false)
-	if err != nil {
-		return
-	}
-	mark := snap.UIDNext - 1
-	for i := range snap.Messages {
-		if strings.HasPrefix(snap.Messages[i].Name, "new/") {
-			mark = min(mark, snap.Messages[i].UID-1)
-		}
-	}
-	sf.mu.Lock()
-	if !sf.markSet {
-		sf.recentMark, sf.markSet = mark, true
-	}
-	sf.mu.Unlock()
 }
 
 func (h *folderHub) leave(sf *sharedFolder, sess *session) {
@@ -140,10 +199,16 @@ func (h *folderHub) leave(sf *sharedFolder, sess *session) {
 
 // claimRecent returns the mark below which messages are not recent for the
 // caller, and (for a read-write session) moves the mark past snap, so that
-// no other session sees those messages as recent.
+// no other session sees those messages as recent. Messages found in new/
+// (Message.FromNew) are recent whatever the mark: no reader has claimed
+// them; the mark covers what arrives straight in cur/ (APPEND, COPY)
+// while the folder is in use. The first mark is the snapshot's end.
 func (sf *sharedFolder) claimRecent(snap *maildir.Snapshot, readOnly bool) uint32 {
 	sf.mu.Lock()
 	defer sf.mu.Unlock()
+	if !sf.markSet {
+		sf.recentMark, sf.markSet = snap.UIDNext-1, true
+	}
 	mark := sf.recentMark
 	if !readOnly && snap.UIDNext > 0 && snap.UIDNext-1 > sf.recentMark {
 		sf.recentMark = snap.UIDNext - 1
@@ -233,8 +298,22 @@ func (h *folderHub) watchLoop(w *fsnotify.Watcher, done chan struct{}) {
 	}
 }
 
-// close stops the watcher and waits for its goroutine.
+// close stops the watcher and waits for its goroutine, and closes the
+// indexes no session uses.
 func (h *folderHub) close() {
+	h.mu.Lock()
+	var idle []*folderIndex
+	for _, p := range h.idleIndexes {
+		if e := h.indexes[p]; e != nil {
+			idle = append(idle, e.ix)
+			delete(h.indexes, p)
+		}
+	}
+	h.idleIndexes = nil
+	h.mu.Unlock()
+	for _, ix := range idle {
+		ix.close()
+	}
 	h.mu.Lock()
 	h.closed = true
 	w, done := h.watcher, h.watchDone
@@ -244,32 +323,4 @@ func (h *folderHub) close() {
 		w.Close()
 		<-done
 	}
-}
-
-// sizeCache remembers RFC822.SIZE (the CRLF size) of messages whose file
-// names do not carry it, so that counting a file's line ends happens once
-// per process, not once per FETCH. Keys are immutable per message (a Maildir
-// key names one message for its life), so entries never go stale; the cache
-// is simply dropped when it grows past its bound.
-type sizeCache struct {
-	mu    sync.Mutex
-	sizes map[string]int64
-}
-
-const maxSizeCacheEntries = 1 << 20
-
-func (c *sizeCache) get(folder, key string) (int64, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n, ok := c.sizes[folder+"/"+key]
-	return n, ok
-}
-
-func (c *sizeCache) put(folder, key string, n int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sizes == nil || len(c.sizes) >= maxSizeCacheEntries {
-		c.sizes = make(map[string]int64)
-	}
-	c.sizes[folder+"/"+key] = n
 }

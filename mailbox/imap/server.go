@@ -74,7 +74,6 @@ type Server struct {
 	log      *slog.Logger
 	commands map[string]*commandSpec
 	hub      *folderHub
-	sizes    sizeCache
 	// unauthTimeout is the autologout before login; a field so that tests
 	// need not wait a minute.
 	unauthTimeout time.Duration

@@ -34,6 +34,7 @@ type selected struct {
 	uidNext     uint32
 	msgs        []viewMessage
 	shared      *sharedFolder
+	index       *folderIndex
 	keywords    map[string]bool // announced in FLAGS
 	// hasGone: the view holds messages expunged elsewhere that the client
 	// has not been told about; the next point where EXPUNGE is allowed
@@ -142,12 +143,16 @@ func (sel *selected) seqInRange(set seqSet) bool {
 // openSelected syncs the folder and builds the initial view (SELECT/EXAMINE).
 func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool) (*selected, error) {
 	shared := sess.srv.hub.join(f, sess)
-	sel := &selected{name: name, folder: f, readOnly: readOnly, shared: shared, keywords: map[string]bool{}}
+	ix := sess.srv.hub.openIndex(f)
+	ix.remember(f)
+	sel := &selected{name: name, folder: f, readOnly: readOnly, shared: shared, index: ix, keywords: map[string]bool{}}
 	snap, err := f.Sync(!readOnly)
 	if err != nil {
 		sess.srv.hub.leave(shared, sess)
+		sess.srv.hub.releaseIndex(ix)
 		return nil, fmt.Errorf("imap: select %s: %w", name, err)
 	}
+	ix.merge(snap)
 	sel.uidValidity = snap.UIDValidity
 	sel.uidNext = snap.UIDNext
 	sel.msgs = make([]viewMessage, 0, len(snap.Messages))
@@ -156,7 +161,7 @@ func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool)
 		m := &snap.Messages[i]
 		sel.msgs = append(sel.msgs, viewMessage{
 			uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
-			size: m.Size, vsize: m.VirtualSize, date: m.InternalDate, recent: m.UID > mark,
+			size: m.Size, vsize: m.VirtualSize, date: m.InternalDate, recent: m.FromNew || m.UID > mark,
 		})
 		for _, k := range m.Keywords {
 			sel.keywords[k] = true
@@ -171,6 +176,7 @@ func (sess *session) closeSelected() {
 		return
 	}
 	sess.srv.hub.leave(sess.sel.shared, sess)
+	sess.srv.hub.releaseIndex(sess.sel.index)
 	sess.sel = nil
 	if sess.state == stateSelected {
 		sess.state = stateAuth
@@ -208,6 +214,7 @@ func (sess *session) syncSelected(expungeOK bool) error {
 	if err != nil {
 		return fmt.Errorf("imap: sync %s: %w", sel.name, err)
 	}
+	sel.index.merge(snap)
 	if snap.UIDValidity != sel.uidValidity {
 		return errUIDValidityChanged
 	}
@@ -264,7 +271,7 @@ func (sess *session) syncSelected(expungeOK bool) error {
 		sess.announceKeywords(m.Keywords)
 		msgs = append(msgs, viewMessage{
 			uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
-			size: m.Size, vsize: m.VirtualSize, date: m.InternalDate, recent: m.UID > mark,
+			size: m.Size, vsize: m.VirtualSize, date: m.InternalDate, recent: m.FromNew || m.UID > mark,
 		})
 		added++
 	}

@@ -1,0 +1,845 @@
+package imap
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"postern/mailbox/maildir"
+	"postern/mailbox/mime"
+)
+
+// The folder index is what the server knows about a folder beyond its
+// directory listing: per message the UID, flags, keywords, sizes (on disk
+// and with CRLF line ends), internal date, CONDSTORE mod-sequence
+// (RFC 7162) and the header fields SEARCH, SORT and THREAD use; per folder
+// the HIGHESTMODSEQ and the UIDs expunged with their mod-sequences, which
+// QRESYNC's VANISHED needs. It lives in one append-only file per folder,
+// indexFileName, whose format docs/imap-index.md describes. The Maildir
+// stays the truth: every Sync's snapshot is merged into the index, so
+// changes made by other programs become index changes with new
+// mod-sequences, and a lost or corrupt file is simply rebuilt.
+const indexFileName = "postern-imapindex"
+
+// indexMagic starts the file; the digit is the format version.
+const indexMagic = "PIDX1\n"
+
+// Bounds on what the index holds and reads.
+const (
+	maxIndexFile      = 2 << 30 // a bigger file is not trusted and rebuilt
+	maxIndexRecord    = 1 << 20
+	maxIndexedHeader  = 8 << 10 // each stored header value
+	maxHeaderRead     = 64 << 10
+	maxExpungedKept   = 1 << 20 // expunged UIDs remembered for VANISHED
+	indexCompactRatio = 3       // rewrite when the file holds this many records per live one
+)
+
+var indexCRC = crc32.MakeTable(crc32.Castagnoli)
+
+var errCorruptIndex = errors.New("imap: corrupt folder index")
+
+// indexHeaders are the header fields kept per message, unfolded, as they
+// stand in the message (encoded words are decoded when matched).
+type indexHeaders struct {
+	subject, from, to, cc, date, messageID, inReplyTo, references string
+	sent                                                          int64 // Date: as Unix seconds, 0 when missing or unparsable
+}
+
+// indexEntry is one message in the index.
+type indexEntry struct {
+	uid      uint32
+	key      string
+	letters  string
+	keywords []string
+	size     int64 // on disk (",S=" or the file's size)
+	crlfSize int64 // RFC822.SIZE; 0 until known
+	date     int64 // internal date, Unix nanoseconds
+	modseq   uint64
+	hdr      *indexHeaders // nil until read
+}
+
+// expungedUID is a UID that left the folder at a mod-sequence.
+type expungedUID struct {
+	uid    uint32
+	modseq uint64
+}
+
+// folderIndex is one folder's index, shared by the sessions of a server.
+type folderIndex struct {
+	path string // the index file
+	log  *slog.Logger
+
+	mu            sync.Mutex
+	uidValidity   uint32
+	highestModSeq uint64
+	entries       []*indexEntry // ascending UID
+	byUID         map[uint32]*indexEntry
+	expunged      []expungedUID // ascending mod-sequence
+	// lowestExpungeModSeq: expunges before it were forgotten (the list is
+	// bounded), so VANISHED for older mod-sequences must be a superset.
+	lowestExpungeModSeq uint64
+
+	file    *os.File // append handle holding the flock; nil: memory only
+	records int64    // records in the file
+	pending bytes.Buffer
+	merged  bool // a snapshot was merged since loading
+}
+
+// openIndex loads a folder's index file, or starts an empty one when it is
+// missing or corrupt. It takes an exclusive flock: a second server on the
+// same Maildir keeps its index in memory rather than interleave records.
+func openIndex(folderPath string, log *slog.Logger) *folderIndex {
+	ix := &folderIndex{path: filepath.Join(folderPath, indexFileName), log: log, byUID: map[uint32]*indexEntry{}}
+	file, err := os.OpenFile(ix.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		log.Debug("imap: index not writable, kept in memory", "path", ix.path, "err", err)
+		return ix
+	}
+	if err := syscall.Flock(int(file.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		file.Close()
+		log.Debug("imap: index in use by another server, kept in memory", "path", ix.path)
+		return ix
+	}
+	ix.file = file
+	if err := ix.load(); err != nil {
+		log.Warn("imap: folder index unusable, rebuilding", "path", ix.path, "err", err)
+		ix.reset(0)
+		if err := ix.rewrite(); err != nil {
+			log.Warn("imap: folder index rewrite failed, kept in memory", "path", ix.path, "err", err)
+			ix.closeFile()
+		}
+	}
+	return ix
+}
+
+func (ix *folderIndex) closeFile() {
+	if ix.file != nil {
+		ix.file.Close()
+		ix.file = nil
+	}
+}
+
+// close writes what is pending and releases the file.
+func (ix *folderIndex) close() {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.flushLocked()
+	ix.closeFile()
+}
+
+// reset forgets every message (a new UIDVALIDITY or a rebuild); the
+// mod-sequence counter never goes back.
+func (ix *folderIndex) reset(validity uint32) {
+	ix.uidValidity = validity
+	ix.entries = nil
+	ix.byUID = map[uint32]*indexEntry{}
+	ix.expunged = nil
+	ix.lowestExpungeModSeq = ix.highestModSeq + 1
+}
+
+// load replays the file. A damaged tail (a crash mid-append) is cut off;
+// a damaged head is an error and the caller rebuilds.
+func (ix *folderIndex) load() error {
+	st, err := ix.file.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() == 0 {
+		return ix.rewrite()
+	}
+	if st.Size() > maxIndexFile {
+		return fmt.Errorf("%d bytes: %w", st.Size(), errCorruptIndex)
+	}
+	data := make([]byte, st.Size())
+	if _, err := io.ReadFull(io.NewSectionReader(ix.file, 0, st.Size()), data); err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(data, []byte(indexMagic)) {
+		return fmt.Errorf("bad magic: %w", errCorruptIndex)
+	}
+	off := len(indexMagic)
+	for off < len(data) {
+		payload, n, err := nextRecord(data[off:])
+		if err == nil {
+			err = ix.replay(payload)
+		}
+		if err != nil {
+			ix.log.Warn("imap: folder index damaged, cutting its tail", "path", ix.path, "offset", off, "err", err)
+			if terr := ix.file.Truncate(int64(off)); terr != nil {
+				return terr
+			}
+			break
+		}
+		off += n
+		ix.records++
+	}
+	if ix.lowestExpungeModSeq == 0 {
+		ix.lowestExpungeModSeq = 1
+	}
+	_, err = ix.file.Seek(0, io.SeekEnd)
+	return err
+}
+
+// nextRecord splits one record "uvarint(len) crc32c(4) payload" off data.
+func nextRecord(data []byte) (payload []byte, n int, err error) {
+	size, k := binary.Uvarint(data)
+	if k <= 0 || size == 0 || size > maxIndexRecord || uint64(len(data)-k) < size+4 {
+		return nil, 0, fmt.Errorf("record length: %w", errCorruptIndex)
+	}
+	sum := binary.LittleEndian.Uint32(data[k:])
+	payload = data[k+4 : k+4+int(size)]
+	if crc32.Checksum(payload, indexCRC) != sum {
+		return nil, 0, fmt.Errorf("record checksum: %w", errCorruptIndex)
+	}
+	return payload, k + 4 + int(size), nil
+}
+
+// recordReader decodes one payload's fields.
+type recordReader struct {
+	b   []byte
+	err error
+}
+
+func (r *recordReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = fmt.Errorf("field: %w", errCorruptIndex)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *recordReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = fmt.Errorf("field: %w", errCorruptIndex)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *recordReader) str() string {
+	n := r.uvarint()
+	if r.err != nil {
+		return ""
+	}
+	if n > uint64(len(r.b)) {
+		r.err = fmt.Errorf("string: %w", errCorruptIndex)
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *recordReader) strs() []string {
+	n := r.uvarint()
+	if r.err != nil || n > 64 {
+		if r.err == nil {
+			r.err = fmt.Errorf("list: %w", errCorruptIndex)
+		}
+		return nil
+	}
+	var out []string
+	for i := uint64(0); i < n; i++ {
+		out = append(out, r.str())
+	}
+	return out
+}
+
+// Record types.
+const (
+	recValidity = 'V' // uidvalidity, highestmodseq
+	recMessage  = 'M' // a message as a whole
+	recFlags    = 'F' // uid, modseq, letters, keywords
+	recExpunge  = 'X' // uid, modseq
+	recHeaders  = 'H' // uid, header fields
+	recCRLFSize = 'C' // uid, size
+)
+
+func (ix *folderIndex) replay(p []byte) error {
+	r := &recordReader{b: p[1:]}
+	switch p[0] {
+	case recValidity:
+		v := uint32(r.uvarint())
+		hm := r.uvarint()
+		low := r.uvarint()
+		if r.err == nil {
+			if v != ix.uidValidity {
+				ix.reset(v)
+			}
+			ix.highestModSeq = max(ix.highestModSeq, hm)
+			ix.lowestExpungeModSeq = low
+		}
+	case recMessage:
+		e := &indexEntry{}
+		e.uid = uint32(r.uvarint())
+		e.modseq = r.uvarint()
+		e.size = r.varint()
+		e.crlfSize = r.varint()
+		e.date = r.varint()
+		e.key = r.str()
+		e.letters = r.str()
+		e.keywords = r.strs()
+		if r.err == nil {
+			if e.uid == 0 || e.key == "" {
+				return fmt.Errorf("message record: %w", errCorruptIndex)
+			}
+			ix.put(e)
+			ix.highestModSeq = max(ix.highestModSeq, e.modseq)
+		}
+	case recFlags:
+		uid := uint32(r.uvarint())
+		ms := r.uvarint()
+		letters := r.str()
+		kws := r.strs()
+		if e := ix.byUID[uid]; e != nil && r.err == nil {
+			e.modseq, e.letters, e.keywords = ms, letters, kws
+		}
+		ix.highestModSeq = max(ix.highestModSeq, ms)
+	case recExpunge:
+		uid := uint32(r.uvarint())
+		ms := r.uvarint()
+		if r.err == nil {
+			ix.drop(uid, ms)
+			ix.highestModSeq = max(ix.highestModSeq, ms)
+		}
+	case recHeaders:
+		uid := uint32(r.uvarint())
+		h := &indexHeaders{}
+		h.subject, h.from, h.to, h.cc = r.str(), r.str(), r.str(), r.str()
+		h.date, h.messageID, h.inReplyTo, h.references = r.str(), r.str(), r.str(), r.str()
+		h.sent = r.varint()
+		if e := ix.byUID[uid]; e != nil && r.err == nil {
+			e.hdr = h
+		}
+	case recCRLFSize:
+		uid := uint32(r.uvarint())
+		n := r.varint()
+		if e := ix.byUID[uid]; e != nil && r.err == nil {
+			e.crlfSize = n
+		}
+	default:
+		return fmt.Errorf("record type %q: %w", p[0], errCorruptIndex)
+	}
+	return r.err
+}
+
+// put adds e keeping entries in UID order (appends are the usual case).
+func (ix *folderIndex) put(e *indexEntry) {
+	if old := ix.byUID[e.uid]; old != nil {
+		*old = *e
+		return
+	}
+	ix.byUID[e.uid] = e
+	n := len(ix.entries)
+	if n == 0 || ix.entries[n-1].uid < e.uid {
+		ix.entries = append(ix.entries, e)
+		return
+	}
+	i, _ := slices.BinarySearchFunc(ix.entries, e.uid, func(a *indexEntry, uid uint32) int { return cmpUID(a.uid, uid) })
+	ix.entries = slices.Insert(ix.entries, i, e)
+}
+
+func cmpUID(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// drop removes a UID and remembers it as expunged at ms.
+func (ix *folderIndex) drop(uid uint32, ms uint64) {
+	if ix.byUID[uid] == nil {
+		return
+	}
+	delete(ix.byUID, uid)
+	i, found := slices.BinarySearchFunc(ix.entries, uid, func(a *indexEntry, uid uint32) int { return cmpUID(a.uid, uid) })
+	if found {
+		ix.entries = slices.Delete(ix.entries, i, i+1)
+	}
+	ix.rememberExpunge(expungedUID{uid, ms})
+}
+
+// rememberExpunge adds to the bounded list of expunged UIDs.
+func (ix *folderIndex) rememberExpunge(x expungedUID) {
+	ix.expunged = append(ix.expunged, x)
+	if len(ix.expunged) > maxExpungedKept {
+		cut := len(ix.expunged) - maxExpungedKept/2
+		ix.lowestExpungeModSeq = ix.expunged[cut-1].modseq + 1
+		ix.expunged = slices.Clone(ix.expunged[cut:])
+	}
+}
+
+// recordWriter builds one payload.
+type recordWriter struct{ b []byte }
+
+func (w *recordWriter) uvarint(v uint64) { w.b = binary.AppendUvarint(w.b, v) }
+func (w *recordWriter) varint(v int64)   { w.b = binary.AppendVarint(w.b, v) }
+func (w *recordWriter) str(s string)     { w.uvarint(uint64(len(s))); w.b = append(w.b, s...) }
+func (w *recordWriter) strs(list []string) {
+	w.uvarint(uint64(len(list)))
+	for _, s := range list {
+		w.str(s)
+	}
+}
+
+// emit queues one record for the file (written by flushLocked).
+func (ix *folderIndex) emit(payload []byte) {
+	if ix.file == nil {
+		return
+	}
+	var head [binary.MaxVarintLen64 + 4]byte
+	n := binary.PutUvarint(head[:], uint64(len(payload)))
+	binary.LittleEndian.PutUint32(head[n:], crc32.Checksum(payload, indexCRC))
+	ix.pending.Write(head[:n+4])
+	ix.pending.Write(payload)
+	ix.records++
+}
+
+func validityRecord(v uint32, hm, lowestExpunge uint64) []byte {
+	w := &recordWriter{b: []byte{recValidity}}
+	w.uvarint(uint64(v))
+	w.uvarint(hm)
+	w.uvarint(lowestExpunge)
+	return w.b
+}
+
+func messageRecord(e *indexEntry) []byte {
+	w := &recordWriter{b: []byte{recMessage}}
+	w.uvarint(uint64(e.uid))
+	w.uvarint(e.modseq)
+	w.varint(e.size)
+	w.varint(e.crlfSize)
+	w.varint(e.date)
+	w.str(e.key)
+	w.str(e.letters)
+	w.strs(e.keywords)
+	return w.b
+}
+
+func flagsRecord(e *indexEntry) []byte {
+	w := &recordWriter{b: []byte{recFlags}}
+	w.uvarint(uint64(e.uid))
+	w.uvarint(e.modseq)
+	w.str(e.letters)
+	w.strs(e.keywords)
+	return w.b
+}
+
+func expungeRecord(x expungedUID) []byte {
+	w := &recordWriter{b: []byte{recExpunge}}
+	w.uvarint(uint64(x.uid))
+	w.uvarint(x.modseq)
+	return w.b
+}
+
+func headersRecord(uid uint32, h *indexHeaders) []byte {
+	w := &recordWriter{b: []byte{recHeaders}}
+	w.uvarint(uint64(uid))
+	for _, s := range []string{h.subject, h.from, h.to, h.cc, h.date, h.messageID, h.inReplyTo, h.references} {
+		w.str(s)
+	}
+	w.varint(h.sent)
+	return w.b
+}
+
+func crlfRecord(uid uint32, n int64) []byte {
+	w := &recordWriter{b: []byte{recCRLFSize}}
+	w.uvarint(uint64(uid))
+	w.varint(n)
+	return w.b
+}
+
+// flushLocked appends the queued records, or rewrites the whole file when
+// most of its records are dead. The index is a cache of the Maildir plus
+// the mod-sequences, so it is not fsync'd: after a crash the Maildir is
+// merged again, and new mod-sequences are drawn from the clock (nextModSeq)
+// so that they still exceed everything handed out before.
+func (ix *folderIndex) flushLocked() {
+	if ix.file == nil || ix.pending.Len() == 0 {
+		return
+	}
+	live := int64(len(ix.entries)) + 1
+	if ix.records > indexCompactRatio*live+1024 {
+		ix.pending.Reset()
+		if err := ix.rewrite(); err != nil {
+			ix.log.Warn("imap: folder index rewrite failed, kept in memory", "path", ix.path, "err", err)
+			ix.closeFile()
+		}
+		return
+	}
+	if _, err := ix.file.Write(ix.pending.Bytes()); err != nil {
+		ix.log.Warn("imap: folder index append failed, kept in memory", "path", ix.path, "err", err)
+		ix.closeFile()
+	}
+	ix.pending.Reset()
+}
+
+// rewrite writes the live state to a new file and renames it into place,
+// keeping the flock by locking the new file before the rename.
+func (ix *folderIndex) rewrite() error {
+	var buf bytes.Buffer
+	buf.WriteString(indexMagic)
+	records := int64(0)
+	add := func(p []byte) {
+		var head [binary.MaxVarintLen64 + 4]byte
+		n := binary.PutUvarint(head[:], uint64(len(p)))
+		binary.LittleEndian.PutUint32(head[n:], crc32.Checksum(p, indexCRC))
+		buf.Write(head[:n+4])
+		buf.Write(p)
+		records++
+	}
+	add(validityRecord(ix.uidValidity, ix.highestModSeq, ix.lowestExpungeModSeq))
+	for _, x := range ix.expunged {
+		add(expungeRecord(x))
+	}
+	for _, e := range ix.entries {
+		add(messageRecord(e))
+		if e.hdr != nil {
+			add(headersRecord(e.uid, e.hdr))
+		}
+	}
+	tmp := ix.path + ".tmp"
+	file, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("index %s: %w", ix.path, err)
+	}
+	if err := syscall.Flock(int(file.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		file.Close()
+		return fmt.Errorf("index %s: lock: %w", ix.path, err)
+	}
+	if _, err := file.Write(buf.Bytes()); err != nil {
+		file.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("index %s: %w", ix.path, err)
+	}
+	if err := os.Rename(tmp, ix.path); err != nil {
+		file.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("index %s: %w", ix.path, err)
+	}
+	ix.closeFile()
+	ix.file = file
+	ix.records = records
+	return nil
+}
+
+// nextModSeq is the mod-sequence for the next change: one more than the
+// highest so far, and at least the clock in microseconds. The clock floor
+// keeps mod-sequences rising even when the index is lost and rebuilt under
+// the same UIDVALIDITY (RFC 7162 3.1.1: they must never go down).
+func (ix *folderIndex) nextModSeq() uint64 {
+	ms := max(ix.highestModSeq+1, uint64(time.Now().UnixMicro()))
+	ix.highestModSeq = ms
+	return ms
+}
+
+// remember hands the index's dates and sizes to the Maildir library so that
+// its first Sync in this process does not stat every file.
+func (ix *folderIndex) remember(f *maildir.Folder) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.merged {
+		return
+	}
+	for _, e := range ix.entries {
+		f.Remember(e.key, time.Unix(0, e.date), e.size)
+	}
+}
+
+// merge brings the index in line with a snapshot: new UIDs are added,
+// flag changes and vanished UIDs get a new mod-sequence (one for the whole
+// merge). It reports whether anything changed.
+func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.merged = true
+	changed := false
+	if snap.UIDValidity != ix.uidValidity {
+		ix.reset(snap.UIDValidity)
+		// First in the file: replay resets on it, then adds what follows.
+		ix.emit(validityRecord(ix.uidValidity, ix.highestModSeq, ix.lowestExpungeModSeq))
+		changed = true
+	}
+	var ms uint64
+	modseq := func() uint64 {
+		if ms == 0 {
+			ms = ix.nextModSeq()
+		}
+		return ms
+	}
+	old := ix.entries
+	entries := make([]*indexEntry, 0, len(snap.Messages))
+	var gone []uint32
+	j := 0
+	for i := range snap.Messages {
+		m := &snap.Messages[i]
+		for j < len(old) && old[j].uid < m.UID {
+			gone = append(gone, old[j].uid)
+			j++
+		}
+		if j < len(old) && old[j].uid == m.UID {
+			e := old[j]
+			j++
+			switch {
+			case e.key != m.Key:
+				// Same UID, another file: the UID database was rebuilt
+				// without a new UIDVALIDITY. Index it afresh.
+				*e = indexEntry{uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
+					size: m.Size, crlfSize: m.VirtualSize, date: m.InternalDate.UnixNano(), modseq: modseq()}
+				ix.emit(messageRecord(e))
+				changed = true
+			case !sameFlags(e.letters, e.keywords, m.Flags, m.Keywords):
+				e.letters, e.keywords, e.modseq = m.Flags, m.Keywords, modseq()
+				ix.emit(flagsRecord(e))
+				changed = true
+			}
+			entries = append(entries, e)
+			continue
+		}
+		e := &indexEntry{uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
+			size: m.Size, crlfSize: m.VirtualSize, date: m.InternalDate.UnixNano(), modseq: modseq()}
+		ix.byUID[e.uid] = e
+		entries = append(entries, e)
+		ix.emit(messageRecord(e))
+		changed = true
+	}
+	for ; j < len(old); j++ {
+		gone = append(gone, old[j].uid)
+	}
+	ix.entries = entries
+	for _, uid := range gone {
+		x := expungedUID{uid, modseq()}
+		delete(ix.byUID, uid)
+		ix.rememberExpunge(x)
+		ix.emit(expungeRecord(x))
+		changed = true
+	}
+	if changed {
+		ix.emit(validityRecord(ix.uidValidity, ix.highestModSeq, ix.lowestExpungeModSeq))
+	}
+	ix.flushLocked()
+	return changed
+}
+
+func indexOfEntry(entries []*indexEntry, uid uint32) int {
+	i, found := slices.BinarySearchFunc(entries, uid, func(a *indexEntry, uid uint32) int { return cmpUID(a.uid, uid) })
+	if !found {
+		return -1
+	}
+	return i
+}
+
+// storeFlags records flag changes made by this server (STORE) with one new
+// mod-sequence, which it returns; UIDs not in the index are skipped.
+func (ix *folderIndex) storeFlags(changes []flagChange) uint64 {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ms := ix.nextModSeq()
+	for _, c := range changes {
+		e := ix.byUID[c.uid]
+		if e == nil {
+			continue
+		}
+		e.letters, e.keywords, e.modseq = c.letters, c.keywords, ms
+		ix.emit(flagsRecord(e))
+	}
+	ix.emit(validityRecord(ix.uidValidity, ix.highestModSeq, ix.lowestExpungeModSeq))
+	ix.flushLocked()
+	return ms
+}
+
+type flagChange struct {
+	uid      uint32
+	letters  string
+	keywords []string
+}
+
+// state returns the UIDVALIDITY, HIGHESTMODSEQ and a copy of each entry's
+// per-message fields, for a session's view.
+func (ix *folderIndex) modseqs(uids []uint32) []uint64 {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	out := make([]uint64, len(uids))
+	for i, u := range uids {
+		if e := ix.byUID[u]; e != nil {
+			out[i] = e.modseq
+		}
+	}
+	return out
+}
+
+func (ix *folderIndex) highest() uint64 {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.highestModSeq
+}
+
+// vanishedSince returns the expunged UIDs with a mod-sequence above since,
+// ascending. complete is false when older expunges were forgotten, so the
+// answer may miss some and the caller must widen it (RFC 7162 3.2.5.2
+// allows VANISHED to name UIDs the client never knew).
+func (ix *folderIndex) vanishedSince(since uint64) (uids []uint32, complete bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(ix.expunged, since+1, func(x expungedUID, ms uint64) int {
+		switch {
+		case x.modseq < ms:
+			return -1
+		case x.modseq > ms:
+			return 1
+		}
+		return 0
+	})
+	for _, x := range ix.expunged[i:] {
+		uids = append(uids, x.uid)
+	}
+	slices.Sort(uids)
+	return uids, since+1 >= ix.lowestExpungeModSeq
+}
+
+// crlfSize returns the remembered RFC822.SIZE of uid (0 if unknown).
+func (ix *folderIndex) crlfSize(uid uint32) int64 {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if e := ix.byUID[uid]; e != nil {
+		return e.crlfSize
+	}
+	return 0
+}
+
+func (ix *folderIndex) setCRLFSize(uid uint32, n int64) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if e := ix.byUID[uid]; e != nil && e.crlfSize != n {
+		e.crlfSize = n
+		ix.emit(crlfRecord(uid, n))
+		if ix.pending.Len() > 64<<10 {
+			ix.flushLocked()
+		}
+	}
+}
+
+// headers returns the indexed header fields of the given UIDs, reading the
+// header of each message not indexed yet (once; the result is kept).
+// open opens a message by key. Messages that cannot be read get empty
+// fields.
+func (ix *folderIndex) headers(uids []uint32, open func(key string) (*os.File, error)) map[uint32]*indexHeaders {
+	out := make(map[uint32]*indexHeaders, len(uids))
+	var missing []*indexEntry
+	ix.mu.Lock()
+	for _, u := range uids {
+		e := ix.byUID[u]
+		if e == nil {
+			continue
+		}
+		if e.hdr != nil {
+			out[u] = e.hdr
+		} else {
+			missing = append(missing, &indexEntry{uid: e.uid, key: e.key})
+		}
+	}
+	ix.mu.Unlock()
+	if len(missing) == 0 {
+		return out
+	}
+	for _, m := range missing {
+		h := readIndexHeaders(m.key, open)
+		out[m.uid] = h
+		m.hdr = h
+	}
+	ix.mu.Lock()
+	for _, m := range missing {
+		if e := ix.byUID[m.uid]; e != nil && e.key == m.key && e.hdr == nil {
+			e.hdr = m.hdr
+			ix.emit(headersRecord(e.uid, e.hdr))
+		}
+	}
+	ix.flushLocked()
+	ix.mu.Unlock()
+	return out
+}
+
+// readIndexHeaders reads one message's header block (at most
+// maxHeaderRead bytes) and extracts the indexed fields.
+func readIndexHeaders(key string, open func(key string) (*os.File, error)) *indexHeaders {
+	h := &indexHeaders{}
+	f, err := open(key)
+	if err != nil {
+		return h
+	}
+	defer f.Close()
+	buf := make([]byte, maxHeaderRead)
+	n, _ := io.ReadFull(f, buf)
+	buf = buf[:n]
+	end := headerEnd(buf)
+	hdr, err := mime.ParseHeader(bytes.NewReader(buf), 0, int64(end))
+	if err != nil {
+		return h
+	}
+	get := func(name string) string {
+		v := strings.Join(hdr.Values(name), "\n")
+		v = unfold(v)
+		if len(v) > maxIndexedHeader {
+			v = v[:maxIndexedHeader]
+		}
+		return v
+	}
+	h.subject, h.from, h.to, h.cc = get("Subject"), get("From"), get("To"), get("Cc")
+	h.date, h.messageID, h.inReplyTo, h.references = get("Date"), get("Message-ID"), get("In-Reply-To"), get("References")
+	if t, ok := mime.ParseDate(h.date); ok {
+		h.sent = t.Unix()
+	}
+	return h
+}
+
+// headerEnd is the offset of the blank line ending the header (or len(b)).
+func headerEnd(b []byte) int {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		rest := b[i+1:]
+		if len(rest) > 0 && rest[0] == '\n' {
+			return i + 2
+		}
+		if len(rest) > 1 && rest[0] == '\r' && rest[1] == '\n' {
+			return i + 3
+		}
+	}
+	return len(b)
+}
+
+// unfold joins folded header lines (RFC 5322 2.2.3).
+func unfold(s string) string {
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\n ", " ")
+	s = strings.ReplaceAll(s, "\n\t", " ")
+	return s
+}
