@@ -547,6 +547,15 @@ func TestLoadSignerFromConfigDir(t *testing.T) {
 	if !ok || k.Selector != "s20260101" || k.Algorithm() != "ed25519" {
 		t.Errorf("key for example.org: %+v (want the newest selector)", k)
 	}
+	if k, ok := s.KeyFor("lists.news.example.org"); !ok || k.Domain != "example.org" {
+		t.Errorf("subdomain: %+v %v, want the parent's key", k, ok)
+	}
+	if _, ok := s.KeyFor("org"); ok {
+		t.Error("a key for a top-level label")
+	}
+	if _, ok := s.KeyFor("badexample.org"); ok {
+		t.Error("a key for a different domain with the same suffix")
+	}
 	if _, err := s.Sign(context.Background(), "nokey.example", strings.NewReader(plainMessage)); !errors.Is(err, dkim.ErrNoKey) {
 		t.Errorf("sign without key: %v", err)
 	}

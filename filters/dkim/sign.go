@@ -174,10 +174,20 @@ func LoadSigner(configDir string) (*Signer, error) {
 	return NewSigner(keys), nil
 }
 
-// KeyFor returns the key that signs for domain.
+// KeyFor returns the key that signs for domain: the domain's own key, else
+// the key of the nearest parent domain that has one (mail from
+// lists.example.org signed with d=example.org still aligns with its From
+// under DMARC's default relaxed mode). A bare top-level label never
+// matches.
 func (s *Signer) KeyFor(domain string) (Key, bool) {
-	k, ok := s.byDomain[strings.ToLower(strings.TrimSuffix(domain, "."))]
-	return k, ok
+	d := strings.ToLower(strings.TrimSuffix(domain, "."))
+	for strings.Contains(d, ".") {
+		if k, ok := s.byDomain[d]; ok {
+			return k, true
+		}
+		_, d, _ = strings.Cut(d, ".")
+	}
+	return Key{}, false
 }
 
 // Domains lists the domains the Signer has keys for, sorted.
@@ -193,7 +203,7 @@ func (s *Signer) Domains() []string {
 // Sign reads the message from msg (CRLF line endings, as it will be sent)
 // and returns the DKIM-Signature header field to prepend: "DKIM-Signature:
 // v=1; a=...", folded with CRLF, without the final CRLF. It signs with
-// domain's key, relaxed/relaxed canonicalization and SHA-256, over the
+// domain's key (see KeyFor), relaxed/relaxed canonicalization and SHA-256, over the
 // SignedHeaders present in the message. It fails with ErrNoKey (wrapped)
 // when there is no key for domain.
 func (s *Signer) Sign(ctx context.Context, domain string, msg io.Reader) (headerField string, err error) {
