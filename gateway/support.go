@@ -1,40 +1,22 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
+	"log/slog"
+	"strings"
+
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"postern/gateway/delivery"
 
-	"github.com/emersion/go-sasl"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"postern/auth"
 	"postern/mailbox/maildir"
 )
-
-// ErrOverQuota is returned (wrapped) by a Delivery when the mailbox is full.
-var ErrOverQuota = maildir.ErrOverQuota
-
-// MaildirDelivery delivers into the account's Maildir++ INBOX, creating the
-// Maildir on first delivery, and applies the account's quota (the userdb
-// "quota" field) to maildirsize the way Courier's deliverquota does.
-type MaildirDelivery struct{}
-
-// DeliverLocal implements Delivery.
-func (MaildirDelivery) DeliverLocal(ctx context.Context, acct *auth.Account, msg []byte) error {
-	md, err := openAccountMaildir(acct)
-	if err != nil {
-		return err
-	}
-	if _, err := md.Deliver(maildir.Inbox, bytes.NewReader(msg), maildir.DeliverOptions{}); err != nil {
-		return fmt.Errorf("deliver to %s: %w", acct.Name, err)
-	}
-	return nil
-}
 
 func openAccountMaildir(acct *auth.Account) (*maildir.Maildir, error) {
 	path := acct.MaildirPath()
@@ -89,37 +71,6 @@ func overQuota(acct *auth.Account) (bool, error) {
 	}
 	return (limit.Bytes > 0 && used.Bytes >= limit.Bytes) ||
 		(limit.Messages > 0 && used.Messages >= limit.Messages), nil
-}
-
-// loginServer is the server side of the obsolete but still common SASL
-// LOGIN mechanism (draft-murchison-sasl-login): go-sasl only has a client.
-type loginServer struct {
-	check func(user, pass string) error
-	user  string
-	step  int
-}
-
-func newLoginServer(check func(user, pass string) error) sasl.Server {
-	return &loginServer{check: check}
-}
-
-func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
-	switch l.step {
-	case 0:
-		l.step = 1
-		if response == nil {
-			return []byte("Username:"), false, nil
-		}
-		fallthrough // initial response carries the user name
-	case 1:
-		l.user = string(response)
-		l.step = 2
-		return []byte("Password:"), false, nil
-	case 2:
-		l.step = 3
-		return nil, true, l.check(l.user, string(response))
-	}
-	return nil, true, errors.New("sasl LOGIN: unexpected response")
 }
 
 // Metrics counts what the SMTP service does, for Prometheus.
@@ -177,3 +128,43 @@ func tlsVersionName(v uint16) string {
 }
 
 func tlsCipherName(id uint16) string { return tls.CipherSuiteName(id) }
+
+// splitAddress splits local@domain, refusing what is not a plain address.
+// Quoted local parts stay quoted in local. Source routes, "%" and "!" paths
+// are not split further, so they never name another destination: they are
+// looked up as (unknown) local parts.
+func splitAddress(addr string) (local, domain string, err error) {
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 {
+		return "", "", fmt.Errorf("no domain in %q", addr)
+	}
+	local, domain = addr[:at], strings.ToLower(addr[at+1:])
+	if strings.ContainsAny(addr, "\x00\r\n\t ") && !strings.HasPrefix(local, "\"") {
+		return "", "", fmt.Errorf("bad characters in %q", addr)
+	}
+	return local, domain, nil
+}
+
+// sanitizeHeaderWord keeps a client-supplied name from breaking a header.
+func sanitizeHeaderWord(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f || r == '(' || r == ')' || r == ';' {
+			b.WriteByte('_')
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// ParseNotify turns DSN NOTIFY values (RFC 3461 4.1) into a delivery.Notify.
+func ParseNotify(values []string) delivery.Notify { return parseNotify(values) }
+
+// Accept is accept for callers outside the SMTP sessions (sendmail).
+func Accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, log *slog.Logger) (string, error) {
+	return accept(ctx, local, q, env, targets, msg, log)
+}

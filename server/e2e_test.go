@@ -64,7 +64,7 @@ func TestSMTPToIMAPAndPOP3IdenticalBytes(t *testing.T) {
 	if !bytes.HasSuffix(viaIMAP, sent) {
 		t.Fatalf("IMAP body does not end with the sent message:\n%q", viaIMAP)
 	}
-	if !bytes.HasPrefix(viaIMAP, []byte("Return-Path: <bob@example.net>\r\nReceived: from client.example.net")) {
+	if !bytes.HasPrefix(viaIMAP, []byte("Return-Path: <bob@example.net>\r\nDelivered-To: alice@example.test\r\nReceived: from client.example.net")) {
 		t.Fatalf("trace headers missing:\n%q", viaIMAP)
 	}
 	if msgs[0].RFC822Size != int64(len(viaIMAP)) {
@@ -252,14 +252,15 @@ func TestRecipientChecksAndNoRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := map[string]int{
-		"nobody@example.test":            550,
-		"bob@elsewhere.example":          554,
-		"alice%bob@example.test":         550,
-		"alice@example.test.":            550,
-		"bob@elsewhere.example.":         554,
-		"alice@[127.0.0.1]":              554,
-		"bob!alice@example.test":         550,
-		"\"bob@elsewhere\"@example.test": 550,
+		"nobody@example.test":              550,
+		"bob@elsewhere.example":            554,
+		"alice%bob@example.test":           550,
+		"alice@example.test.":              501,
+		"bob@elsewhere.example.":           501,
+		"@a.example:bob@elsewhere.example": 554,
+		"alice@[127.0.0.1]":                554,
+		"bob!alice@example.test":           550,
+		"\"bob@elsewhere\"@example.test":   550,
 	}
 	for rcpt, code := range cases {
 		err := c.Rcpt(rcpt, nil)

@@ -30,6 +30,7 @@ import (
 	"postern/auth"
 	"postern/auth/userdb"
 	"postern/gateway"
+	"postern/gateway/smtpd"
 	"postern/mailbox/imap"
 	"postern/mailbox/pop3"
 	"postern/policy"
@@ -47,6 +48,7 @@ type Server struct {
 	cfg  atomic.Pointer[policy.Config]
 	auth *auth.Service
 	udb  *userdb.DB
+	mta  *MTA
 	reg  *prometheus.Registry
 
 	mu        sync.Mutex
@@ -74,6 +76,12 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.auth = auth.NewService(s.udb)
+	mta, err := OpenMTA(cfg, s.Config, s.auth, logger)
+	if err != nil {
+		s.udb.Close()
+		return nil, err
+	}
+	s.mta = mta
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_config_reloads_total", Help: "Successful configuration reloads."})
 	s.reg.MustRegister(s.reloads)
@@ -149,8 +157,6 @@ func (s *Server) tlsConfig() *tls.Config {
 func (s *Server) Start() error {
 	cfg := s.Config()
 	tlsCfg := s.tlsConfig()
-	mx := s.smtpServer(gateway.ModeMX, "smtp")
-	sub := s.smtpServer(gateway.ModeSubmission, "submission")
 	imapSrv := imap.NewServer(imap.Options{
 		Hostname:          cfg.Me,
 		TLSConfig:         tlsCfg,
@@ -166,21 +172,27 @@ func (s *Server) Start() error {
 		Logger:            s.log.With("service", "pop3"),
 		AllowInsecureAuth: cfg.InsecureAuth,
 	})
-	s.services = []service{mx, sub, imapSrv, pop3Srv}
+	s.services = []service{imapSrv, pop3Srv}
 	s.reg.MustRegister(imapCollector(imapSrv), pop3Collector(pop3Srv))
+	smtpMetrics := map[gateway.Mode]*gateway.Metrics{
+		gateway.ModeMX:         gateway.NewMetrics(s.reg, "smtp"),
+		gateway.ModeSubmission: gateway.NewMetrics(s.reg, "submission"),
+	}
 
 	type starter struct {
 		srv      service
 		implicit bool
 	}
 	starters := map[string]starter{
-		policy.ListenSMTP:        {mx, false},
-		policy.ListenSubmission:  {sub, false},
-		policy.ListenSubmissions: {sub, true},
-		policy.ListenIMAP:        {imapSrv, false},
-		policy.ListenIMAPS:       {imapSrv, true},
-		policy.ListenPOP3:        {pop3Srv, false},
-		policy.ListenPOP3S:       {pop3Srv, true},
+		policy.ListenIMAP:  {imapSrv, false},
+		policy.ListenIMAPS: {imapSrv, true},
+		policy.ListenPOP3:  {pop3Srv, false},
+		policy.ListenPOP3S: {pop3Srv, true},
+	}
+	smtpModes := map[string]gateway.Mode{
+		policy.ListenSMTP:        gateway.ModeMX,
+		policy.ListenSubmission:  gateway.ModeSubmission,
+		policy.ListenSubmissions: gateway.ModeSubmission,
 	}
 	for _, l := range cfg.Listeners {
 		if l.Name == policy.ListenSMAP {
@@ -199,6 +211,20 @@ func (s *Server) Start() error {
 			s.serveHTTP(ln)
 			continue
 		}
+		if mode, ok := smtpModes[l.Name]; ok {
+			// One SMTP service per listener: each has its own name,
+			// TLS mode and PROXY setting; the engine does TLS itself.
+			srv := gateway.NewServer(gateway.Options{
+				Mode: mode, Listener: l.Name, Config: s.Config, Auth: s.auth,
+				Router: s.mta.Router, Local: s.mta.Local, Queue: s.mta.Queue, Access: s.mta.Access,
+				Logger: s.log.With("service", l.Name), Metrics: smtpMetrics[mode],
+				TLSConfig: tlsCfg, ImplicitTLS: l.ImplicitTLS(), Proxy: l.Proxy,
+			})
+			s.services = append(s.services, srv)
+			s.serve(l.Name, srv, ln)
+			s.log.Info("listening", "listener", l.Name, "address", ln.Addr().String(), "tls", l.ImplicitTLS())
+			continue
+		}
 		st := starters[l.Name]
 		if st.implicit {
 			if tlsCfg == nil {
@@ -207,32 +233,27 @@ func (s *Server) Start() error {
 			}
 			ln = tls.NewListener(ln, tlsCfg)
 		}
-		s.wg.Add(1)
-		go func(name string, srv service, ln net.Listener) {
-			defer s.wg.Done()
-			if err := srv.Serve(ln); err != nil && !closedErr(err) {
-				s.log.Error("listener stopped", "listener", name, "err", err)
-			}
-		}(l.Name, st.srv, ln)
+		s.serve(l.Name, st.srv, ln)
 		s.log.Info("listening", "listener", l.Name, "address", ln.Addr().String(), "tls", st.implicit)
 	}
+	s.mta.Run()
 	return nil
+}
+
+func (s *Server) serve(name string, srv service, ln net.Listener) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(ln); err != nil && !closedErr(err) {
+			s.log.Error("listener stopped", "listener", name, "err", err)
+		}
+	}()
 }
 
 // closedErr reports whether a Serve error only says the server was shut down.
 func closedErr(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, imap.ErrServerClosed) || errors.Is(err, pop3.ErrServerClosed)
-}
-
-func (s *Server) smtpServer(mode gateway.Mode, name string) *gateway.Server {
-	return gateway.NewServer(gateway.Options{
-		Mode:     mode,
-		Config:   s.Config,
-		Auth:     s.auth,
-		Delivery: gateway.MaildirDelivery{},
-		Logger:   s.log.With("service", name),
-		Metrics:  gateway.NewMetrics(s.reg, name),
-	})
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, imap.ErrServerClosed) ||
+		errors.Is(err, pop3.ErrServerClosed) || errors.Is(err, smtpd.ErrServerClosed)
 }
 
 func (s *Server) serveHTTP(ln net.Listener) {
@@ -291,6 +312,10 @@ func (s *Server) Reload() error {
 			return err
 		}
 	}
+	if err := s.mta.Reload(cfg); err != nil {
+		s.log.Error("reload refused; keeping the running configuration", "err", err)
+		return err
+	}
 	s.cfg.Store(cfg)
 	s.reloads.Inc()
 	s.log.Info("configuration reloaded", "dir", cfg.Dir)
@@ -326,6 +351,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	s.closeListeners()
 	s.wg.Wait()
+	if s.mta != nil {
+		if err := s.mta.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if s.udb != nil {
 		s.udb.Close()
 	}

@@ -48,6 +48,10 @@ func commands() []command {
 		{"maildirmake", "create a Maildir, a Maildir++ folder, or set a quota", runMaildirmake},
 		{"deliverquota", "deliver a message from stdin into a Maildir, honouring its quota", runDeliverquota},
 		{"config", "check the configuration and print what it resolves to", runConfigCheck},
+		{"sendmail", "inject a message from standard input (sendmail compatible)", runSendmail},
+		{"queue", "list, show, retry, delete or bounce queued messages", runQueue},
+		{"mailq", "list the queue (as sendmail -bp)", runMailq},
+		{"makealiases", "compile the aliases into their index (also: newaliases)", runMakealiases},
 		{"check", "diagnose a policy check as the gateway would (check spf ...)", runCheck},
 		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},
 		{"version", "print the version", runVersion},
@@ -57,6 +61,10 @@ func commands() []command {
 // argv0Tools maps the program names of Courier's tools to subcommands, so a
 // link named "maildirmake" to this binary works as Courier's maildirmake.
 var argv0Tools = map[string]string{
+	"sendmail":     "sendmail",
+	"mailq":        "mailq",
+	"newaliases":   "makealiases",
+	"makealiases":  "makealiases",
 	"maildirmake":  "maildirmake",
 	"deliverquota": "deliverquota",
 	"makeuserdb":   "makeuserdb",

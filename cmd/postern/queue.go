@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"postern/auth"
+	"postern/auth/userdb"
+	"postern/gateway"
+	"postern/gateway/delivery"
+	"postern/gateway/queue"
+	"postern/policy"
+	"postern/policy/access"
+	"postern/policy/aliases"
+	"postern/server"
+)
+
+const queueUsage = `Usage: postern queue list             every queued message, with each recipient's state
+       postern queue show ID          one message's envelope and delivery history
+       postern queue retry [ID]       retry now (one message, or all)
+       postern queue delete ID        remove a message silently
+       postern queue bounce ID        give up now and return the message to its sender
+
+Works while the server runs: it notices changes within about a second.
+"mailq" (or "postern sendmail -bp") is "postern queue list". See docs/mailq.md.
+`
+
+func runQueue(e *env, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(e.stdout, queueUsage)
+		if len(args) == 0 {
+			return 64
+		}
+		return 0
+	}
+	cfg, err := policy.Load(e.configDir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern queue: configuration:\n%v\n", err)
+		return 78
+	}
+	dir := filepath.Join(cfg.DataDir, "queue")
+	id := ""
+	if len(args) > 1 {
+		id = args[1]
+	}
+	needID := func() bool {
+		if id == "" {
+			fmt.Fprintf(e.stderr, "postern queue %s: give a message ID (see 'postern queue list')\n", args[0])
+			return false
+		}
+		return true
+	}
+	switch args[0] {
+	case "list":
+		return printQueue(e, dir)
+	case "show":
+		if !needID() {
+			return 64
+		}
+		env, err := queue.Show(dir, id)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "postern queue show: %v\n", err)
+			return 1
+		}
+		printEnvelope(e.stdout, env)
+		return 0
+	case "retry":
+		err = queue.Retry(dir, id)
+	case "delete":
+		if !needID() {
+			return 64
+		}
+		err = queue.Delete(dir, id)
+	case "bounce":
+		if !needID() {
+			return 64
+		}
+		err = queue.Bounce(dir, id)
+	default:
+		fmt.Fprintf(e.stderr, "postern queue: unknown subcommand %q\n%s", args[0], queueUsage)
+		return 64
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern queue %s: %v\n", args[0], err)
+		return 1
+	}
+	what := "every message"
+	if id != "" {
+		what = id
+	}
+	fmt.Fprintf(e.stdout, "%s: %s\n", args[0], what)
+	return 0
+}
+
+func runMailq(e *env, args []string) int {
+	if wantsHelp(args) {
+		fmt.Fprint(e.stdout, "Usage: mailq\n\nLists the queue, as 'postern queue list'.\n")
+		return 0
+	}
+	cfg, err := policy.Load(e.configDir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "mailq: configuration:\n%v\n", err)
+		return 78
+	}
+	return printQueue(e, filepath.Join(cfg.DataDir, "queue"))
+}
+
+var statusNames = map[delivery.Status]string{delivery.StatusPending: "pending", delivery.StatusDelivered: "delivered", delivery.StatusFailed: "failed"}
+
+// printQueue lists the queue in the spirit of mailq: one block per message,
+// one line per recipient with its state and last result.
+func printQueue(e *env, dir string) int {
+	msgs, err := queue.List(dir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern queue list: %v\n", err)
+		return 1
+	}
+	if len(msgs) == 0 {
+		fmt.Fprintln(e.stdout, "Mail queue is empty")
+		return 0
+	}
+	now := time.Now()
+	w := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tSIZE\tAGE\tFROM")
+	for _, m := range msgs {
+		from := m.From
+		if from == "" {
+			from = "<>"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", m.ID, m.Size, m.Age(now).Round(time.Second), from)
+		for _, r := range m.Rcpts {
+			line := fmt.Sprintf("  %s\t%s\tattempts %d", r.Addr, statusNames[r.Status], r.Attempts)
+			if r.Status == delivery.StatusPending && !r.NextAttempt.IsZero() {
+				line += fmt.Sprintf(", next in %s", r.NextAttempt.Sub(now).Round(time.Second))
+			}
+			if r.LastResult != "" {
+				line += "\t" + r.LastResult
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	w.Flush()
+	fmt.Fprintf(e.stdout, "-- %d message(s)\n", len(msgs))
+	return 0
+}
+
+func printEnvelope(w io.Writer, env *delivery.Envelope) {
+	fmt.Fprintf(w, "ID:        %s\nFrom:      <%s>\nReceived:  %s\n", env.ID, env.From, env.Received.Format(time.RFC1123Z))
+	if env.AuthUser != "" {
+		fmt.Fprintf(w, "Auth user: %s\n", env.AuthUser)
+	}
+	fmt.Fprintf(w, "Client:    %s (HELO %s)\n", env.ClientIP, env.ClientHELO)
+	if env.EnvID != "" || env.Ret != "" {
+		fmt.Fprintf(w, "DSN:       ENVID=%s RET=%s\n", env.EnvID, env.Ret)
+	}
+	for _, r := range env.Rcpts {
+		fmt.Fprintf(w, "Recipient: %s  %s  attempts=%d", r.Addr, statusNames[r.Status], r.Attempts)
+		if !r.LastAttempt.IsZero() {
+			fmt.Fprintf(w, " last=%s", r.LastAttempt.Format(time.RFC3339))
+		}
+		if !r.NextAttempt.IsZero() && r.Status == delivery.StatusPending {
+			fmt.Fprintf(w, " next=%s", r.NextAttempt.Format(time.RFC3339))
+		}
+		fmt.Fprintln(w)
+		if r.LastResult != "" {
+			fmt.Fprintf(w, "           %s\n", r.LastResult)
+		}
+	}
+}
+
+func runMakealiases(e *env, args []string) int {
+	return aliases.MakealiasesMain(args, e.stdout, e.stderr, e.configDir)
+}
+
+// gatewayHandle is what sendmail needs of a Postern installation, opened
+// in this process: the MTA (router, local delivery, queue for Enqueue).
+type gatewayHandle struct {
+	router *gateway.Router
+	local  *gateway.LocalDelivery
+	queue  gateway.Queue
+	mta    *server.MTA
+	log    *slog.Logger
+}
+
+// openGateway opens the installation's accounts and MTA without serving.
+func openGateway(cfg *policy.Config) (*gatewayHandle, func(), error) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := userdb.Open(cfg.UserdbDB)
+	if err != nil {
+		return nil, nil, fmt.Errorf("userdb: %w", err)
+	}
+	mta, err := server.OpenMTA(cfg, func() *policy.Config { return cfg }, auth.NewService(db), log)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	kq := kickingQueue{q: mta.Queue, dir: filepath.Join(cfg.DataDir, "queue")}
+	h := &gatewayHandle{router: mta.Router, local: mta.Local, queue: kq, mta: mta, log: log}
+	return h, func() { mta.Close(); db.Close() }, nil
+}
+
+// kickingQueue enqueues from a process other than the server and then
+// tells the running server's queue (through its kick file) to look now, so
+// that mail from sendmail leaves at once rather than at the next rescan.
+type kickingQueue struct {
+	q   *queue.Queue
+	dir string
+}
+
+func (k kickingQueue) Enqueue(ctx context.Context, env delivery.Envelope, msg io.Reader) (string, error) {
+	id, err := k.q.Enqueue(ctx, env, msg)
+	if err != nil {
+		return "", err
+	}
+	// The message is safe in the queue now; if this nudge fails the
+	// server still finds it at its next rescan, so the error is not fatal.
+	_ = queue.Retry(k.dir, id)
+	return id, nil
+}
+
+// sendmailSMTP is "sendmail -bs": an SMTP session on standard input and
+// output, as the invoking local user (who may send anywhere).
+func sendmailSMTP(e *env, cfg *policy.Config) int {
+	gw, closeAll, err := openGateway(cfg)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sendmail -bs: %v\n", err)
+		return 75
+	}
+	defer closeAll()
+	relayAll, err := access.Parse([]policy.Line{{File: "sendmail -bs", Num: 1, Text: "*\tallow,RELAYCLIENT"}})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sendmail -bs: %v\n", err)
+		return 70
+	}
+	srv := gateway.NewServer(gateway.Options{
+		Mode: gateway.ModeMX, Listener: "sendmail", Config: func() *policy.Config { return cfg },
+		Router: gw.router, Local: gw.local, Queue: gw.queue,
+		Access: func() *access.Rules { return relayAll }, Logger: gw.log,
+	})
+	client, serverSide := net.Pipe()
+	ln := &oneConnListener{conn: serverSide, done: make(chan struct{})}
+	go srv.Serve(ln)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // server -> stdout
+		defer wg.Done()
+		io.Copy(e.stdout, client)
+	}()
+	io.Copy(client, e.stdin) // stdin -> server, until EOF
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+	client.Close()
+	wg.Wait()
+	return 0
+}
+
+// oneConnListener hands out one connection, then blocks until closed.
+type oneConnListener struct {
+	mu   sync.Mutex
+	conn net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	c := l.conn
+	l.conn = nil
+	l.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+
+func (l *oneConnListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *oneConnListener) Addr() net.Addr { return &net.UnixAddr{Name: "stdio", Net: "unix"} }

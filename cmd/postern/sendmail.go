@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"postern/gateway"
+	"postern/gateway/delivery"
+	"postern/policy"
+	"postern/policy/aliases"
+)
+
+// sendmailOptions is what the sendmail command line says.
+type sendmailOptions struct {
+	mode       string // "bm" (deliver), "bs" (SMTP on stdin), "bp" (list queue), "bi" (aliases), "q" (run queue)
+	from       string // -f
+	fullName   string // -F
+	readRcpts  bool   // -t
+	dotIsEnd   bool   // a line "." ends the message, unless -i / -oi
+	notify     string // -N
+	ret        string // -R
+	envid      string // -V
+	verbose    bool
+	recipients []string
+}
+
+const sendmailUsage = `Usage: postern sendmail [-t] [-i] [-f SENDER] [-F NAME] [-N NOTIFY] [-R RET] [-V ENVID] [RECIPIENT...] < MESSAGE
+       postern sendmail -bs | -bp | -bi | -q
+
+Injects a message into Postern without a network connection, as sendmail(8)
+does for cron, PHP and scripts. Also called as "sendmail", "mailq" (= -bp)
+and "newaliases" (= -bi).
+
+  -t          take recipients from To, Cc and Bcc (Bcc is removed)
+  -i, -oi     a line with a single "." does not end the message
+  -f SENDER   envelope sender (default: the invoking user at this host)
+  -F NAME     full name for a From line that is added when missing
+  -N NOTIFY   DSN NOTIFY: never, or success,failure,delay
+  -R RET      DSN RET: full or hdrs
+  -V ENVID    DSN envelope id
+  -bm         deliver the message (the default)
+  -bs         speak SMTP on standard input and output
+  -bp         list the queue (mailq)
+  -bi         rebuild the aliases (newaliases)
+  -q          retry every queued message now
+  -v          verbose
+  -o...       other options are accepted and ignored, as other MTAs do
+Exit status: 0 accepted, 64 usage, 67 unknown recipient, 75 temporary
+failure (try again), 78 configuration error.
+`
+
+func parseSendmailArgs(args []string) (*sendmailOptions, error) {
+	o := &sendmailOptions{mode: "bm", dotIsEnd: true}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			o.recipients = append(o.recipients, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			o.recipients = append(o.recipients, a)
+			continue
+		}
+		// value takes the option's argument: attached ("-ffoo") or next.
+		value := func(flag string) (string, error) {
+			if len(a) > len(flag) {
+				return a[len(flag):], nil
+			}
+			if i+1 >= len(args) {
+				return "", fmt.Errorf("%s needs a value", flag)
+			}
+			i++
+			return args[i], nil
+		}
+		var err error
+		switch {
+		case a == "-t":
+			o.readRcpts = true
+		case a == "-i" || a == "-oi":
+			o.dotIsEnd = false
+		case a == "-v":
+			o.verbose = true
+		case strings.HasPrefix(a, "-b"):
+			switch a {
+			case "-bm", "-bs", "-bp", "-bi":
+				o.mode = a[1:]
+			default:
+				return nil, fmt.Errorf("unsupported mode %s", a)
+			}
+		case strings.HasPrefix(a, "-q"):
+			o.mode = "q" // -q, -q30m (the interval is the server's business)
+		case strings.HasPrefix(a, "-f") || strings.HasPrefix(a, "-r"):
+			o.from, err = value(a[:2])
+		case strings.HasPrefix(a, "-F"):
+			o.fullName, err = value("-F")
+		case strings.HasPrefix(a, "-N"):
+			o.notify, err = value("-N")
+		case strings.HasPrefix(a, "-R"):
+			o.ret, err = value("-R")
+		case strings.HasPrefix(a, "-V"):
+			o.envid, err = value("-V")
+		case strings.HasPrefix(a, "-o"), strings.HasPrefix(a, "-O"), strings.HasPrefix(a, "-B"),
+			strings.HasPrefix(a, "-L"), strings.HasPrefix(a, "-C"), a == "-U", a == "-n", a == "-m", a == "-G":
+			// Accepted and ignored (-oem, -oQ..., -B8BITMIME, -L tag, ...).
+			if (a == "-o" || a == "-O" || a == "-B" || a == "-L" || a == "-C") && i+1 < len(args) {
+				i++
+			}
+		case a == "-h" || a == "--help":
+			return nil, errHelp
+		default:
+			return nil, fmt.Errorf("unknown option %s", a)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	switch strings.ToUpper(o.ret) {
+	case "", "FULL", "HDRS":
+		o.ret = strings.ToUpper(o.ret)
+	default:
+		return nil, fmt.Errorf("-R takes full or hdrs")
+	}
+	return o, nil
+}
+
+var errHelp = errors.New("help")
+
+// readSendmailMessage reads the message from stdin with LF or CRLF line
+// endings and returns it with CRLF, stopping at a lone "." when dotIsEnd.
+func readSendmailMessage(r io.Reader, dotIsEnd bool, max int64) ([]byte, error) {
+	var out bytes.Buffer
+	br := bufio.NewReaderSize(r, 64*1024)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// A very long line: keep it, unsplit.
+			out.Write(line)
+			continue
+		}
+		trimmed := bytes.TrimRight(line, "\r\n")
+		if dotIsEnd && len(line) > 0 && string(trimmed) == "." && bytes.HasSuffix(line, []byte("\n")) {
+			return out.Bytes(), nil
+		}
+		if len(line) > 0 {
+			out.Write(trimmed)
+			if bytes.HasSuffix(line, []byte("\n")) || err == io.EOF {
+				out.WriteString("\r\n")
+			}
+		}
+		if int64(out.Len()) > max {
+			return nil, fmt.Errorf("message larger than sizelimit (%d bytes)", max)
+		}
+		if err == io.EOF {
+			return out.Bytes(), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// headerAddresses collects the addresses of To, Cc and Bcc for -t and
+// returns the message without its Bcc fields.
+func headerAddresses(msg []byte) ([]string, []byte, error) {
+	end := bytes.Index(msg, []byte("\r\n\r\n"))
+	if end < 0 {
+		end = len(msg)
+	}
+	hdr, body := msg[:end], msg[end:]
+	var kept bytes.Buffer
+	var rcpts []string
+	lines := bytes.SplitAfter(hdr, []byte("\r\n"))
+	for i := 0; i < len(lines); {
+		field := append([]byte(nil), lines[i]...)
+		i++
+		for i < len(lines) && len(lines[i]) > 0 && (lines[i][0] == ' ' || lines[i][0] == '\t') {
+			field = append(field, lines[i]...)
+			i++
+		}
+		name, value, ok := bytes.Cut(field, []byte(":"))
+		lname := strings.ToLower(strings.TrimSpace(string(name)))
+		if ok && (lname == "to" || lname == "cc" || lname == "bcc") {
+			list, err := mail.ParseAddressList(strings.TrimSpace(string(bytes.ReplaceAll(value, []byte("\r\n"), nil))))
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %v", name, err)
+			}
+			for _, a := range list {
+				rcpts = append(rcpts, a.Address)
+			}
+			if lname == "bcc" {
+				continue
+			}
+		}
+		kept.Write(field)
+	}
+	out := append(kept.Bytes(), body...)
+	if end == len(msg) && !bytes.HasSuffix(out, []byte("\r\n")) {
+		out = append(out, "\r\n"...)
+	}
+	return rcpts, out, nil
+}
+
+func runSendmail(e *env, args []string) int {
+	o, err := parseSendmailArgs(args)
+	if errors.Is(err, errHelp) {
+		fmt.Fprint(e.stdout, sendmailUsage)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sendmail: %v\n%s", err, sendmailUsage)
+		return 64
+	}
+	cfg, err := policy.Load(e.configDir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sendmail: configuration %s:\n%v\n", e.configDir, err)
+		return 78
+	}
+	switch o.mode {
+	case "bp":
+		return runMailq(e, nil)
+	case "bi":
+		return aliases.MakealiasesMain(nil, e.stdout, e.stderr, cfg.Dir)
+	case "q":
+		return runQueue(e, []string{"retry"})
+	case "bs":
+		return sendmailSMTP(e, cfg)
+	}
+	msg, err := readSendmailMessage(e.stdin, o.dotIsEnd, cfg.SizeLimit)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sendmail: reading the message: %v\n", err)
+		return 75
+	}
+	rcpts := o.recipients
+	if o.readRcpts {
+		fromHeaders, stripped, err := headerAddresses(msg)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "sendmail: -t: %v\n", err)
+			return 64
+		}
+		rcpts = append(rcpts, fromHeaders...)
+		msg = stripped
+	}
+	if len(rcpts) == 0 {
+		fmt.Fprintf(e.stderr, "sendmail: no recipients (give addresses, or -t)\n")
+		return 64
+	}
+	login := "root"
+	if u, err := user.Current(); err == nil {
+		login = u.Username
+	}
+	from := o.from
+	if from == "" {
+		from = login + "@" + cfg.Me
+	}
+	if from == "<>" {
+		from = ""
+	}
+	msg = addSubmissionHeaders(msg, from, o.fullName, cfg.Me, login)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rt, closeAll, err := openGateway(cfg)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sendmail: %v\n", err)
+		return 75
+	}
+	defer closeAll()
+	notify := gateway.ParseNotify(strings.Split(o.notify, ","))
+	var targets []gateway.Target
+	for _, r := range rcpts {
+		ts, ref := rt.router.Resolve(ctx, r, true) // a local user may send anywhere
+		if ref != nil {
+			fmt.Fprintf(e.stderr, "sendmail: %s: %s\n", r, ref.Text)
+			if ref.Code >= 500 {
+				return 67
+			}
+			return 75
+		}
+		for i := range ts {
+			ts[i].Recipient.Notify = notify
+		}
+		targets = append(targets, ts...)
+	}
+	env := delivery.Envelope{From: from, Received: time.Now(), EnvID: o.envid, Ret: o.ret, AuthUser: login, ClientIP: "127.0.0.1", ClientHELO: "localhost"}
+	received := fmt.Sprintf("Received: (from %s via postern sendmail)\r\n\tby %s (Postern);\r\n\t%s\r\n", login, cfg.Me, time.Now().Format(time.RFC1123Z))
+	id, err := gateway.Accept(ctx, rt.local, rt.queue, env, targets, append([]byte(received), msg...), rt.log)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sendmail: could not accept the message: %v\n", err)
+		return 75
+	}
+	if o.verbose {
+		fmt.Fprintf(e.stdout, "accepted as %s for %d recipient(s)\n", id, len(targets))
+	}
+	return 0
+}
+
+// addSubmissionHeaders adds From, Date and Message-ID when a script left
+// them out, as sendmail does.
+func addSubmissionHeaders(msg []byte, from, fullName, host, login string) []byte {
+	end := bytes.Index(msg, []byte("\r\n\r\n"))
+	if end < 0 {
+		end = len(msg)
+	}
+	lower := "\r\n" + strings.ToLower(string(msg[:end]))
+	var add strings.Builder
+	if !strings.Contains(lower, "\r\nfrom:") {
+		addr := from
+		if addr == "" {
+			addr = login + "@" + host
+		}
+		if fullName != "" {
+			fmt.Fprintf(&add, "From: %s\r\n", (&mail.Address{Name: fullName, Address: addr}).String())
+		} else {
+			fmt.Fprintf(&add, "From: %s\r\n", addr)
+		}
+	}
+	if !strings.Contains(lower, "\r\ndate:") {
+		fmt.Fprintf(&add, "Date: %s\r\n", time.Now().Format(time.RFC1123Z))
+	}
+	if !strings.Contains(lower, "\r\nmessage-id:") {
+		fmt.Fprintf(&add, "Message-ID: <%d.%d@%s>\r\n", time.Now().UnixNano(), os.Getpid(), host)
+	}
+	if add.Len() == 0 {
+		return msg
+	}
+	return append([]byte(add.String()), msg...)
+}

@@ -1,0 +1,139 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"postern/gateway/delivery"
+	"postern/gateway/smtpd"
+)
+
+// accept makes an accepted message durable for every target before the
+// client hears 250:
+//
+//  1. recipients on other hosts go into the queue (fsync'd there);
+//  2. local recipients get the message straight into their Maildir
+//     (fsync'd), written once, with no detour through the queue;
+//  3. a local delivery that fails temporarily is queued for a retry, so
+//     the client is not asked to resend what the other recipients
+//     already have.
+//
+// It returns the queue id (or a local id when nothing was queued). A
+// permanent local failure with a single recipient comes back as a Reply (the
+// client gets the 5xx, so there is no bounce); with several recipients the
+// failure is queued and the queue's DSN tells the sender.
+func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, log *slog.Logger) (string, error) {
+	var remote, localRcpts []delivery.Recipient
+	for _, t := range targets {
+		if t.Recipient.Local {
+			localRcpts = append(localRcpts, t.Recipient)
+		} else {
+			remote = append(remote, t.Recipient)
+		}
+	}
+	var ids []string
+	if len(remote) > 0 {
+		e := env
+		e.Rcpts = remote
+		id, err := q.Enqueue(ctx, e, bytes.NewReader(msg))
+		if err != nil {
+			return "", fmt.Errorf("queue: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if len(localRcpts) == 0 {
+		return strings.Join(ids, ","), nil
+	}
+	localID := newLocalID()
+	e := env
+	e.ID = localID
+	results := local.Deliver(ctx, &e, localRcpts, newBytesMessage(msg))
+	var retry []delivery.Recipient
+	for i, res := range results {
+		if res.Err == nil {
+			continue
+		}
+		if res.Permanent && len(targets) == 1 {
+			return "", smtpd.NewReply(552, res.Status, "%s", diagnosticText(res))
+		}
+		log.Info("local delivery deferred to the queue", "rcpt", localRcpts[i].Addr, "err", res.Err, "permanent", res.Permanent)
+		rc := localRcpts[i]
+		rc.LastResult = res.Diagnostic
+		retry = append(retry, rc)
+	}
+	if len(retry) > 0 {
+		e := env
+		e.Rcpts = retry
+		id, err := q.Enqueue(ctx, e, bytes.NewReader(msg))
+		if err != nil {
+			// The other recipients have the message already; a resend by
+			// the client would duplicate it for them. Log it loudly: this
+			// only happens when the disk refuses the queue write.
+			log.Error("could not queue the local deliveries that failed; the client will resend", "err", err)
+			return "", fmt.Errorf("queue: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	ids = append(ids, localID)
+	return strings.Join(ids, ","), nil
+}
+
+func diagnosticText(r delivery.Result) string {
+	if strings.Contains(r.Diagnostic, "mailbox full") {
+		return "Mailbox full"
+	}
+	if _, text, ok := strings.Cut(r.Diagnostic, "; "); ok {
+		return text
+	}
+	return "Delivery failed"
+}
+
+// newLocalID names a message delivered without the queue, for the logs and
+// the 250 reply.
+func newLocalID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("L%x%s", time.Now().Unix(), hex.EncodeToString(b[:]))
+}
+
+// addMissingHeaders adds Date and Message-ID to a submitted message that
+// lacks them (RFC 6409 8.2, 8.3).
+func addMissingHeaders(body *bytes.Buffer, host string, now time.Time) {
+	msg := body.Bytes()
+	end := bytes.Index(msg, []byte("\r\n\r\n"))
+	if end < 0 {
+		end = len(msg)
+	}
+	header := bytes.ToLower(msg[:end])
+	var add []byte
+	if !bytes.Contains(header, []byte("\ndate:")) {
+		add = append(add, "Date: "+now.Format(time.RFC1123Z)+"\r\n"...)
+	}
+	if !bytes.Contains(header, []byte("\nmessage-id:")) {
+		var r [12]byte
+		rand.Read(r[:])
+		add = append(add, "Message-ID: <"+hex.EncodeToString(r[:])+"@"+host+">\r\n"...)
+	}
+	if len(add) == 0 {
+		return
+	}
+	// Insert after our Received line(s): at the end of the header block.
+	out := make([]byte, 0, len(msg)+len(add))
+	out = append(out, msg[:end]...)
+	if end < len(msg) {
+		out = append(out, "\r\n"...)
+		out = append(out, add[:len(add)-2]...)
+		out = append(out, msg[end:]...)
+	} else {
+		out = append(out, "\r\n"...)
+		out = append(out, add...)
+	}
+	body.Reset()
+	body.Write(out)
+}

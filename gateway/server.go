@@ -1,0 +1,87 @@
+// Package gateway is Postern's SMTP edge: the policy of every SMTP session
+// (who may send what to whom, relaying, quotas, smtpaccess), the hand-off of
+// accepted mail to local Maildirs and to the queue, and the SMTP metrics. The
+// protocol itself is gateway/smtpd; the queue is gateway/queue; remote
+// delivery is gateway/outbound. A 250 after DATA means the message is on
+// disk and fsync'd: in every local recipient's Maildir, and in the queue for
+// the rest.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+
+	"postern/auth"
+	"postern/gateway/smtpd"
+	"postern/policy"
+	"postern/policy/access"
+)
+
+// Options configures a Server.
+type Options struct {
+	Mode     Mode
+	Listener string // the listener name in the configuration
+	Config   func() *policy.Config
+	Auth     *auth.Service
+	Router   *Router
+	Local    *LocalDelivery
+	Queue    Queue
+	Access   func() *access.Rules // smtpaccess in force; nil or returning nil: none
+	Logger   *slog.Logger
+	Metrics  *Metrics
+
+	TLSConfig   *tls.Config // STARTTLS / implicit TLS; nil: the configuration's certificate
+	ImplicitTLS bool
+	Proxy       bool // connections start with a PROXY header
+}
+
+// Server is one SMTP listener's service.
+type Server struct {
+	srv *smtpd.Server
+}
+
+// NewServer builds the service for one listener.
+func NewServer(opt Options) *Server {
+	cfg := opt.Config()
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Access == nil {
+		opt.Access = func() *access.Rules { return nil }
+	}
+	b := &backend{
+		mode: opt.Mode, cfg: opt.Config, auth: opt.Auth, router: opt.Router, local: opt.Local,
+		queue: opt.Queue, access: opt.Access, log: opt.Logger, metrics: opt.Metrics,
+	}
+	so := smtpd.DefaultOptions()
+	so.Hostname = cfg.Me
+	so.Listener = opt.Listener
+	so.TLSConfig = opt.TLSConfig
+	if so.TLSConfig == nil {
+		so.TLSConfig = cfg.TLSConfig()
+	}
+	so.ImplicitTLS = opt.ImplicitTLS
+	so.AllowInsecureAuth = cfg.InsecureAuth
+	so.MaxMessageSize = cfg.SizeLimit
+	so.MaxRecipients = cfg.MaxRecipients
+	so.GreetDelay = cfg.GreetDelay
+	so.ProxyProtocol = opt.Proxy
+	so.TrustedProxies = cfg.TrustedProxies
+	so.XCLIENTFrom = cfg.XCLIENTFrom
+	so.Logger = opt.Logger
+	if opt.Mode == ModeSubmission {
+		so.AuthMechanisms = []string{"PLAIN", "LOGIN"}
+	}
+	return &Server{srv: smtpd.NewServer(b, so)}
+}
+
+// Serve accepts SMTP connections on l.
+func (s *Server) Serve(l net.Listener) error { return s.srv.Serve(l) }
+
+// Shutdown stops the service gracefully (see smtpd.Server.Shutdown).
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// Stats returns the protocol engine's counters.
+func (s *Server) Stats() smtpd.Stats { return s.srv.Stats() }

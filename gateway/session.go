@@ -1,0 +1,257 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"postern/auth"
+	"postern/gateway/delivery"
+	"postern/gateway/smtpd"
+	"postern/policy"
+	"postern/policy/access"
+)
+
+// Mode says what a listener is for; it decides whether AUTH is offered and
+// whether it is required.
+type Mode int
+
+const (
+	ModeMX         Mode = iota // port 25: mail from the world for our domains
+	ModeSubmission             // ports 587/465: authenticated users only
+)
+
+// Queue is the part of gateway/queue the sessions use.
+type Queue interface {
+	Enqueue(ctx context.Context, env delivery.Envelope, msg io.Reader) (string, error)
+}
+
+// backend implements smtpd.Backend: one policy for every connection of a
+// listener.
+type backend struct {
+	mode    Mode
+	cfg     func() *policy.Config
+	auth    *auth.Service
+	router  *Router
+	local   *LocalDelivery
+	queue   Queue
+	access  func() *access.Rules // may return nil
+	log     *slog.Logger
+	metrics *Metrics
+}
+
+func (b *backend) Connect(ctx context.Context, c *smtpd.ConnInfo) (smtpd.Session, *smtpd.Reply) {
+	b.metrics.session()
+	s := &session{b: b, cfg: b.cfg(), log: b.log.With("session", c.ID, "remote", c.RemoteAddr.String())}
+	if rules := b.access(); rules != nil {
+		if d, ok := rules.Lookup(c.RemoteAddr.Addr()); ok {
+			s.access = d
+			if !d.Allow {
+				b.metrics.reject("smtpaccess")
+				s.log.Info("smtp connection refused by smtpaccess", "rule", d.Origin)
+				return nil, smtpd.NewReply(554, "5.7.1", "Access denied")
+			}
+		}
+	}
+	return s, nil
+}
+
+// session is one connection's policy state.
+type session struct {
+	b      *backend
+	cfg    *policy.Config // the configuration in force when the client connected
+	log    *slog.Logger
+	access access.Decision
+
+	from    string
+	mail    smtpd.MailParams
+	targets []Target
+}
+
+var _ smtpd.AuthSession = (*session)(nil)
+
+func (s *session) Hello(ctx context.Context, c *smtpd.ConnInfo) *smtpd.Reply { return nil }
+
+func (s *session) Auth(ctx context.Context, c *smtpd.ConnInfo, mech, identity, user, pass string) *smtpd.Reply {
+	if s.b.mode != ModeSubmission {
+		return smtpd.NewReply(503, "5.5.1", "AUTH is not available on this port")
+	}
+	if identity != "" && identity != user {
+		return smtpd.NewReply(535, "5.7.8", "Authorization identity must match the user")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	acct, err := s.b.auth.Authenticate(ctx, auth.ServiceSMTP, user, pass)
+	switch {
+	case err == nil:
+		c.AuthUser = acct.Name
+		s.log = s.log.With("user", acct.Name)
+		s.log.Info("smtp auth ok", "mechanism", mech)
+		return nil
+	case errors.Is(err, auth.ErrTemporary):
+		s.log.Warn("smtp auth: backend unavailable", "err", err)
+		return smtpd.NewReply(454, "4.7.0", "Temporary authentication failure")
+	default:
+		s.log.Info("smtp auth failed", "mechanism", mech, "user", user, "err", err)
+		s.b.metrics.reject("auth")
+		return smtpd.NewReply(535, "5.7.8", "Authentication credentials invalid")
+	}
+}
+
+func (s *session) Mail(ctx context.Context, c *smtpd.ConnInfo, from string, p *smtpd.MailParams) *smtpd.Reply {
+	if s.b.mode == ModeSubmission && c.AuthUser == "" {
+		return smtpd.NewReply(530, "5.7.0", "Authentication required")
+	}
+	if from != "" {
+		if _, _, err := splitAddress(from); err != nil {
+			return smtpd.NewReply(553, "5.1.7", "Bad sender address syntax")
+		}
+	}
+	s.from, s.mail, s.targets = from, *p, nil
+	return nil
+}
+
+func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smtpd.RcptParams) *smtpd.Reply {
+	if code, text, ok := s.access.BlockReply(); ok {
+		s.b.metrics.reject("smtpaccess_block")
+		return smtpd.NewReply(code, "5.7.1", "%s", text)
+	}
+	relay := c.AuthUser != "" || s.access.Relay
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	targets, ref := s.b.router.Resolve(ctx, to, relay)
+	if ref != nil {
+		s.b.metrics.reject(ref.Reason)
+		s.log.Info("smtp recipient refused", "from", s.from, "rcpt", to, "reason", ref.Reason)
+		return smtpd.NewReply(ref.Code, ref.Enhanced, "%s", ref.Text)
+	}
+	notify := parseNotify(p.Notify)
+	for i := range targets {
+		t := &targets[i]
+		if t.Account != nil {
+			if over, err := overQuota(t.Account); err == nil && over {
+				s.b.metrics.reject("over_quota")
+				return smtpd.NewReply(552, "5.2.2", "Mailbox full")
+			}
+		}
+		t.Recipient.Notify = notify
+		if p.ORcpt != "" {
+			t.Recipient.ORcpt = p.ORcpt
+		}
+	}
+	s.targets = append(s.targets, targets...)
+	return nil
+}
+
+func parseNotify(values []string) delivery.Notify {
+	var n delivery.Notify
+	for _, v := range values {
+		switch strings.ToUpper(v) {
+		case "NEVER":
+			n |= delivery.NotifyNever
+		case "SUCCESS":
+			n |= delivery.NotifySuccess
+		case "FAILURE":
+			n |= delivery.NotifyFailure
+		case "DELAY":
+			n |= delivery.NotifyDelay
+		}
+	}
+	return n
+}
+
+func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smtpd.Reply {
+	if len(s.targets) == 0 {
+		return smtpd.NewReply(503, "5.5.1", "No valid recipients")
+	}
+	var body bytes.Buffer
+	body.Write(s.receivedHeader(c, time.Now()))
+	if _, err := io.Copy(&body, r); err != nil {
+		var rep *smtpd.Reply
+		if errors.As(err, &rep) {
+			return rep
+		}
+		if errors.Is(err, smtpd.ErrTooBig) {
+			s.b.metrics.reject("size")
+			return smtpd.NewReply(552, "5.3.4", "Message too big: limit is %d bytes", s.cfg.SizeLimit)
+		}
+		return smtpd.NewReply(451, "4.3.0", "Error reading message")
+	}
+	if s.b.mode == ModeSubmission {
+		addMissingHeaders(&body, s.cfg.Me, time.Now())
+	}
+	env := delivery.Envelope{
+		From:       s.from,
+		Received:   time.Now(),
+		EnvID:      s.mail.EnvID,
+		Ret:        s.mail.Ret,
+		SMTPUTF8:   s.mail.SMTPUTF8,
+		Body8Bit:   s.mail.Body == "8BITMIME" || s.mail.Body == "BINARYMIME",
+		RequireTLS: s.mail.RequireTLS,
+		AuthUser:   c.AuthUser,
+		ClientIP:   c.RemoteAddr.Addr().String(),
+		ClientHELO: c.HELO,
+	}
+	id, err := accept(ctx, s.b.local, s.b.queue, env, s.targets, body.Bytes(), s.log)
+	if err != nil {
+		var rep *smtpd.Reply
+		if errors.As(err, &rep) {
+			s.b.metrics.reject("over_quota")
+			return rep
+		}
+		s.log.Warn("smtp: could not store the message", "err", err)
+		return smtpd.NewReply(451, "4.3.0", "Temporary failure storing the message, try again later")
+	}
+	s.b.metrics.accepted(body.Len())
+	s.log.Info("smtp accepted", "id", id, "from", s.from, "rcpts", len(s.targets), "size", body.Len())
+	return smtpd.NewReply(250, "2.0.0", "Ok: queued as %s", id)
+}
+
+func (s *session) Reset(ctx context.Context, c *smtpd.ConnInfo) {
+	s.from, s.targets = "", nil
+}
+
+func (s *session) Close(ctx context.Context, c *smtpd.ConnInfo) {}
+
+// receivedHeader is the Received line (RFC 5321 4.4) with the client's
+// names and address, the protocol (RFC 3848) and the TLS parameters.
+func (s *session) receivedHeader(c *smtpd.ConnInfo, now time.Time) []byte {
+	var b strings.Builder
+	helo := sanitizeHeaderWord(c.HELO)
+	with := "SMTP"
+	if c.ESMTP {
+		with = "ESMTP"
+	}
+	var tlsInfo string
+	if c.TLS != nil {
+		with += "S"
+		tlsInfo = fmt.Sprintf("\r\n\t(using %s with cipher %s)", tlsVersionName(c.TLS.Version), tls.CipherSuiteName(c.TLS.CipherSuite))
+	}
+	if c.AuthUser != "" {
+		with += "A"
+	}
+	name := ""
+	if c.RemoteName != "" {
+		name = sanitizeHeaderWord(c.RemoteName) + " "
+	}
+	fmt.Fprintf(&b, "Received: from %s (%s[%s])\r\n\tby %s (Postern) with %s id %s%s", helo, name, addrString(c.RemoteAddr), s.cfg.Me, with, c.ID, tlsInfo)
+	if len(s.targets) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", s.targets[0].Recipient.Addr)
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
+	return []byte(b.String())
+}
+
+func addrString(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return "unknown"
+	}
+	return a.Addr().Unmap().String()
+}

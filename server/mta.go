@@ -1,0 +1,163 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"postern/auth"
+	"postern/gateway"
+	"postern/gateway/delivery"
+	"postern/gateway/outbound"
+	"postern/gateway/queue"
+	"postern/policy"
+	"postern/policy/access"
+	"postern/policy/aliases"
+)
+
+// MTA is the mail-transfer part of a Postern process: recipient routing
+// (domains, aliases, accounts), local delivery, the queue and outbound
+// delivery, and the smtpaccess rules. The SMTP listeners and sendmail
+// both hand messages to it.
+type MTA struct {
+	Router *gateway.Router
+	Local  *gateway.LocalDelivery
+	Queue  *queue.Queue
+
+	log     *slog.Logger
+	aliases *aliases.DB
+	access  atomic.Pointer[access.Rules]
+	remote  atomic.Pointer[outbound.Client]
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// OpenMTA builds the MTA for cfg. The queue is open for Enqueue; Run
+// starts delivering.
+func OpenMTA(cfg *policy.Config, cfgFn func() *policy.Config, authSvc *auth.Service, log *slog.Logger) (*MTA, error) {
+	m := &MTA{log: log}
+	dbPath := filepath.Join(cfg.Dir, aliases.DefaultDBName)
+	if stale(filepath.Join(cfg.Dir, "aliases"), dbPath) || staleDir(filepath.Join(cfg.Dir, "aliases.d"), dbPath) {
+		if err := aliases.Compile(cfg.Dir, dbPath); err != nil {
+			return nil, fmt.Errorf("aliases: %w", err)
+		}
+	}
+	if _, err := os.Stat(dbPath); err == nil {
+		db, err := aliases.OpenDB(dbPath, aliases.WithLocalDomains(func(d string) bool { return cfgFn().HasDomain(d) }), aliases.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("aliases: %w", err)
+		}
+		m.aliases = db
+	}
+	m.Router = &gateway.Router{Config: cfgFn, Auth: authSvc, Aliases: m.aliases}
+	m.Local = &gateway.LocalDelivery{Router: m.Router}
+	if err := m.Reload(cfg); err != nil {
+		m.Close()
+		return nil, err
+	}
+	q, err := queue.Open(queue.Options{
+		Dir:         filepath.Join(cfg.DataDir, "queue"),
+		Hostname:    cfg.Me,
+		Local:       m.Local,
+		Remote:      delivery.DelivererFunc(m.deliverRemote),
+		Schedule:    cfg.RetrySchedule(),
+		Lifetime:    cfg.QueueTime,
+		DelayNotice: cfg.WarnTime,
+		Logger:      log.With("service", "queue"),
+		IsLocal: func(addr string) bool {
+			_, d, ok := strings.Cut(addr, "@")
+			return ok && cfgFn().HasDomain(d)
+		},
+	})
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	m.Queue = q
+	return m, nil
+}
+
+// staleDir is stale for a directory source (aliases.d).
+func staleDir(dir, db string) bool {
+	if _, err := os.Stat(dir); err != nil {
+		return false
+	}
+	return stale(dir, db)
+}
+
+// Reload re-reads the settings the MTA keeps beside policy.Config:
+// smtpaccess, routes and smarthost credentials. On error nothing changes.
+func (m *MTA) Reload(cfg *policy.Config) error {
+	rules, err := access.Load(cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("smtpaccess: %w", err)
+	}
+	routes, err := outbound.LoadRoutes(cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("routes: %w", err)
+	}
+	creds, err := outbound.LoadAuth(cfg.Dir, m.log)
+	if err != nil {
+		return fmt.Errorf("smarthostauth: %w", err)
+	}
+	client, err := outbound.New(outbound.Options{
+		Hostname: cfg.Me,
+		Routes:   routes,
+		Auth:     creds,
+		Resolver: outbound.NewDNSResolver(cfg.Resolvers, 10*time.Second),
+		Port:     cfg.RemotePort,
+		Logger:   m.log.With("service", "outbound"),
+	})
+	if err != nil {
+		return fmt.Errorf("outbound: %w", err)
+	}
+	m.access.Store(rules)
+	m.remote.Store(client)
+	return nil
+}
+
+// Access returns the smtpaccess rules in force.
+func (m *MTA) Access() *access.Rules { return m.access.Load() }
+
+func (m *MTA) deliverRemote(ctx context.Context, env *delivery.Envelope, rcpts []delivery.Recipient, msg delivery.Message) []delivery.Result {
+	return m.remote.Load().Deliver(ctx, env, rcpts, msg)
+}
+
+// Run starts delivering queued mail in the background.
+func (m *MTA) Run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.done = make(chan struct{})
+	go func() {
+		defer close(m.done)
+		if err := m.Queue.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			m.log.Error("queue stopped", "err", err)
+		}
+	}()
+}
+
+// Close stops the queue runner (in-flight deliveries get its drain time)
+// and releases the files.
+func (m *MTA) Close() error {
+	if m.cancel != nil {
+		m.cancel()
+		<-m.done
+	}
+	var errs []error
+	if m.Queue != nil {
+		errs = append(errs, m.Queue.Close())
+	}
+	if m.aliases != nil {
+		errs = append(errs, m.aliases.Close())
+	}
+	if c := m.remote.Load(); c != nil {
+		errs = append(errs, c.Close()) // QUIT cached outbound connections
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,460 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"postern/filters/dns/dnstest"
+)
+
+// remoteMTA is "someone else's" SMTP server for outbound tests: go-smtp's
+// server on 127.0.0.2 (another loopback address, so outbound delivery
+// really picks an address from DNS), recording what it receives, and able
+// to refuse recipients or fail temporarily.
+type remoteMTA struct {
+	addr string
+	srv  *smtp.Server
+
+	mu       sync.Mutex
+	received []remoteMsg
+	tempFail int               // answer 451 to this many DATA commands first
+	reject   map[string]string // rcpt -> 550 text
+}
+
+type remoteMsg struct {
+	from  string
+	rcpts []string
+	opts  []*smtp.RcptOptions
+	mail  *smtp.MailOptions
+	data  []byte
+}
+
+func startRemoteMTA(t *testing.T) *remoteMTA {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatalf("listen on 127.0.0.2 (loopback alias): %v", err)
+	}
+	r := &remoteMTA{addr: ln.Addr().String(), reject: map[string]string{}}
+	r.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &remoteSession{r: r}, nil }))
+	r.srv.Domain = "mx.remote.example"
+	r.srv.EnableDSN = true
+	r.srv.EnableSMTPUTF8 = true
+	r.srv.AllowInsecureAuth = true
+	go r.srv.Serve(ln)
+	t.Cleanup(func() { r.srv.Close() })
+	return r
+}
+
+func (r *remoteMTA) messages() []remoteMsg {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]remoteMsg(nil), r.received...)
+}
+
+type remoteSession struct {
+	r   *remoteMTA
+	msg remoteMsg
+}
+
+func (s *remoteSession) Reset()        { s.msg = remoteMsg{} }
+func (s *remoteSession) Logout() error { return nil }
+func (s *remoteSession) Mail(from string, opts *smtp.MailOptions) error {
+	s.msg = remoteMsg{from: from, mail: opts}
+	return nil
+}
+func (s *remoteSession) Rcpt(to string, opts *smtp.RcptOptions) error {
+	s.r.mu.Lock()
+	text, bad := s.r.reject[to]
+	s.r.mu.Unlock()
+	if bad {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: text}
+	}
+	s.msg.rcpts = append(s.msg.rcpts, to)
+	s.msg.opts = append(s.msg.opts, opts)
+	return nil
+}
+func (s *remoteSession) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	if s.r.tempFail > 0 {
+		s.r.tempFail--
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
+	}
+	s.msg.data = data
+	s.r.received = append(s.r.received, s.msg)
+	return nil
+}
+
+// mtaHarness is a harness with a DNS server that publishes remote.example's
+// MX (pointing at the remote MTA on 127.0.0.2) and a fast retry schedule.
+func newMTAHarness(t *testing.T) (*harness, *remoteMTA) {
+	t.Helper()
+	remote := startRemoteMTA(t)
+	_, port, _ := net.SplitHostPort(remote.addr)
+	zone := dnstest.NewZone().Add(
+		"remote.example. 300 IN MX 10 mx.remote.example.",
+		"mx.remote.example. 300 IN A 127.0.0.2",
+		"nomx.example. 300 IN MX 0 .",
+	)
+	dnsSrv := dnstest.Start(t, zone)
+	h := &harness{t: t, dir: t.TempDir(), user: "alice@example.test", pass: "s3cret pass"}
+	h.etc = filepath.Join(h.dir, "etc")
+	if err := writeInit(h); err != nil {
+		t.Fatal(err)
+	}
+	h.writeSetting("resolvers", dnsSrv.Addr+"\n")
+	h.writeSetting("remoteport", port+"\n")
+	h.writeSetting("retryalpha", "1s\n")
+	h.writeSetting("retrygamma", "1s\n")
+	h.start()
+	t.Cleanup(h.stop)
+	return h, remote
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func submit(t *testing.T, h *harness, from string, to []string, msg []byte, opts *smtp.MailOptions, ropts *smtp.RcptOptions) error {
+	t.Helper()
+	c, err := smtp.Dial(h.addr("submission"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.example.net"); err != nil {
+		return err
+	}
+	if err := c.Auth(sasl.NewPlainClient("", h.user, h.pass)); err != nil {
+		return err
+	}
+	if err := c.Mail(from, opts); err != nil {
+		return err
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r, ropts); err != nil {
+			return err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	w.Write(msg)
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
+func inboxMessages(t *testing.T, h *harness, user string) [][]byte {
+	t.Helper()
+	var out [][]byte
+	md := h.maildir(user)
+	for _, sub := range []string{"new", "cur"} {
+		files, _ := os.ReadDir(filepath.Join(md, sub))
+		for _, f := range files {
+			data, err := os.ReadFile(filepath.Join(md, sub, f.Name()))
+			if err == nil {
+				out = append(out, data)
+			}
+		}
+	}
+	return out
+}
+
+// Outbound: an authenticated user's message to remote.example is delivered
+// to the MX that the local DNS server names, on 127.0.0.2, with the DSN
+// parameters carried through.
+func TestOutboundViaMX(t *testing.T) {
+	h, remote := newMTAHarness(t)
+	msg := testMessage("to the world", "hello remote\r\n")
+	err := submit(t, h, h.user, []string{"bob@remote.example"}, msg,
+		&smtp.MailOptions{EnvelopeID: "env-42", Return: smtp.DSNReturnHeaders},
+		&smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifyFailure, smtp.DSNNotifyDelayed}, OriginalRecipientType: smtp.DSNAddressTypeRFC822, OriginalRecipient: "bob@remote.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery to the remote MTA", func() bool { return len(remote.messages()) == 1 })
+	got := remote.messages()[0]
+	if got.from != h.user || len(got.rcpts) != 1 || got.rcpts[0] != "bob@remote.example" {
+		t.Fatalf("remote got from %q to %v", got.from, got.rcpts)
+	}
+	if !bytes.HasSuffix(got.data, msg) || !bytes.Contains(got.data, []byte("Received: from client.example.net")) {
+		t.Fatalf("remote got:\n%s", got.data)
+	}
+	if got.mail.EnvelopeID != "env-42" || got.mail.Return != smtp.DSNReturnHeaders || len(got.opts[0].Notify) != 2 {
+		t.Fatalf("DSN parameters not passed on: %+v %+v", got.mail, got.opts[0])
+	}
+}
+
+// A temporary failure is retried and later delivered.
+func TestOutboundRetriesTemporaryFailure(t *testing.T) {
+	h, remote := newMTAHarness(t)
+	remote.mu.Lock()
+	remote.tempFail = 1
+	remote.mu.Unlock()
+	if err := submit(t, h, h.user, []string{"carol@remote.example"}, testMessage("retry me", "x\r\n"), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the retry to succeed", func() bool { return len(remote.messages()) == 1 })
+}
+
+// A permanent failure makes a DSN that arrives in the sender's mailbox,
+// from the null sender, naming the recipient, the remote server's reply
+// and carrying the ENVID and ORCPT.
+func TestOutboundPermanentFailureBounces(t *testing.T) {
+	h, remote := newMTAHarness(t)
+	remote.mu.Lock()
+	remote.reject["nobody@remote.example"] = "no such user here"
+	remote.mu.Unlock()
+	err := submit(t, h, h.user, []string{"nobody@remote.example"}, testMessage("will bounce", "x\r\n"),
+		&smtp.MailOptions{EnvelopeID: "bounce-env"},
+		&smtp.RcptOptions{OriginalRecipientType: smtp.DSNAddressTypeRFC822, OriginalRecipient: "nobody@remote.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dsn []byte
+	waitFor(t, "the DSN in the sender's INBOX", func() bool {
+		for _, m := range inboxMessages(t, h, h.user) {
+			if bytes.Contains(m, []byte("multipart/report")) {
+				dsn = m
+				return true
+			}
+		}
+		return false
+	})
+	for _, want := range []string{
+		"Return-Path: <>",
+		"report-type=delivery-status",
+		"Final-Recipient: rfc822;nobody@remote.example",
+		"Original-Recipient: rfc822;nobody@remote.example",
+		"Action: failed",
+		"Status: 5.1.1",
+		"Original-Envelope-Id: bounce-env",
+		"no such user here",
+	} {
+		// Address types are case-insensitive (RFC 3464 2.1.2): compare folded.
+		norm := func(b []byte) []byte { return bytes.ToLower(bytes.ReplaceAll(b, []byte("; "), []byte(";"))) }
+		if !bytes.Contains(norm(dsn), norm([]byte(want))) {
+			t.Errorf("DSN lacks %q:\n%s", want, dsn)
+		}
+	}
+	if _, err := mail.CreateReader(bytes.NewReader(dsn)); err != nil {
+		t.Errorf("DSN is not a parseable message: %v", err)
+	}
+}
+
+// A domain with a null MX (RFC 7505) fails at once and bounces.
+func TestNullMXBounces(t *testing.T) {
+	h, _ := newMTAHarness(t)
+	if err := submit(t, h, h.user, []string{"x@nomx.example"}, testMessage("null mx", "x\r\n"), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the null-MX DSN", func() bool {
+		for _, m := range inboxMessages(t, h, h.user) {
+			if bytes.Contains(m, []byte("Final-Recipient: rfc822;x@nomx.example")) || bytes.Contains(m, []byte("Final-Recipient: rfc822; x@nomx.example")) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// The same message sent with DATA and with BDAT is stored identically.
+func TestBDATAndDATAStoreTheSame(t *testing.T) {
+	h := newHarness(t)
+	msg := testMessage("chunks", strings.Repeat("line of text\r\n", 500))
+	send := func(useBDAT bool) {
+		conn, err := net.Dial("tcp", h.addr("smtp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		r := bufio.NewReader(conn)
+		expect := func(prefix string) {
+			t.Helper()
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.HasPrefix(l, prefix) {
+					t.Fatalf("got %q, want %s", l, prefix)
+				}
+				if len(l) > 3 && l[3] == ' ' {
+					return
+				}
+			}
+		}
+		expect("220")
+		fmt.Fprintf(conn, "EHLO client.example.net\r\n")
+		expect("250")
+		fmt.Fprintf(conn, "MAIL FROM:<bob@example.net>\r\n")
+		expect("250")
+		fmt.Fprintf(conn, "RCPT TO:<%s>\r\n", h.user)
+		expect("250")
+		if useBDAT {
+			half := len(msg) / 2
+			fmt.Fprintf(conn, "BDAT %d\r\n%s", half, msg[:half])
+			expect("250")
+			fmt.Fprintf(conn, "BDAT %d LAST\r\n%s", len(msg)-half, msg[half:])
+			expect("250")
+		} else {
+			fmt.Fprintf(conn, "DATA\r\n")
+			expect("354")
+			fmt.Fprintf(conn, "%s.\r\n", msg)
+			expect("250")
+		}
+		fmt.Fprintf(conn, "QUIT\r\n")
+	}
+	send(false)
+	send(true)
+	msgs := inboxMessages(t, h, h.user)
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages stored", len(msgs))
+	}
+	body := func(m []byte) []byte { // what follows our trace lines
+		i := bytes.Index(m, []byte("From: Bob"))
+		return m[i:]
+	}
+	if !bytes.Equal(body(msgs[0]), body(msgs[1])) {
+		t.Fatalf("DATA and BDAT stored different messages")
+	}
+}
+
+// An SMTPUTF8 recipient address and message deliver.
+func TestSMTPUTF8Delivers(t *testing.T) {
+	h := newHarness(t)
+	h.addUser("jürgen@example.test", "pw")
+	c, err := smtp.Dial(h.addr("smtp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := []byte("From: björn@example.net\r\nTo: jürgen@example.test\r\nSubject: grüße\r\n\r\nhallo\r\n")
+	if err := c.SendMail("björn@example.net", []string{"jürgen@example.test"}, bytes.NewReader(msg)); err != nil {
+		t.Fatalf("SMTPUTF8 send: %v", err)
+	}
+	msgs := inboxMessages(t, h, "jürgen@example.test")
+	if len(msgs) != 1 || !bytes.Contains(msgs[0], []byte("Subject: grüße")) {
+		t.Fatalf("stored: %q", msgs)
+	}
+}
+
+// postern sendmail -t delivers locally and to a remote route, and mailq
+// lists a message that is deferred.
+func TestSendmailAndMailq(t *testing.T) {
+	h, remote := newMTAHarness(t)
+	bin := buildPostern(t)
+	run := func(stdin string, args ...string) (string, error) {
+		cmd := exec.Command(bin, append([]string{"--config", h.etc}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	msg := "To: alice@example.test, dave@remote.example\nBcc: hidden@remote.example\nSubject: from cron\n\nnightly report\n"
+	if out, err := run(msg, "sendmail", "-t", "-i", "-f", "cron@example.test"); err != nil {
+		t.Fatalf("sendmail: %v\n%s", err, out)
+	}
+	found := false
+	for _, m := range inboxMessages(t, h, h.user) {
+		if bytes.Contains(m, []byte("Subject: from cron")) {
+			found = true
+			if bytes.Contains(m, []byte("Bcc:")) {
+				t.Errorf("Bcc line kept: %s", m)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("sendmail -t did not deliver locally")
+	}
+	waitFor(t, "sendmail's remote copy", func() bool {
+		for _, m := range remote.messages() {
+			if len(m.rcpts) == 2 && bytes.Contains(m.data, []byte("nightly report")) {
+				return true
+			}
+		}
+		return false
+	})
+
+	// A deferred message shows in mailq.
+	remote.mu.Lock()
+	remote.tempFail = 1000
+	remote.mu.Unlock()
+	if out, err := run("Subject: deferred\n\nx\n", "sendmail", "erin@remote.example"); err != nil {
+		t.Fatalf("sendmail: %v\n%s", err, out)
+	}
+	var out string
+	waitFor(t, "mailq to show the deferred message", func() bool {
+		out, _ = run("", "sendmail", "-bp")
+		return strings.Contains(out, "erin@remote.example") && strings.Contains(out, "451")
+	})
+	if out2, err := run("", "queue", "list"); err != nil || !strings.Contains(out2, "erin@remote.example") {
+		t.Fatalf("queue list: %v\n%s", err, out2)
+	}
+	// Unknown local users are refused with EX_NOUSER.
+	_, err := run("Subject: x\n\nx\n", "sendmail", "nobody@example.test")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 67 {
+		t.Fatalf("sendmail to an unknown local user: %v", err)
+	}
+}
+
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// buildPostern builds the real binary once per test run.
+func buildPostern(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "postern-bin")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "postern")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", buildOnce.path, "postern/cmd/postern").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("%v\n%s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}
