@@ -93,6 +93,18 @@ func (r connReader) Read(p []byte) (int, error) {
 	return r.src.Read(p)
 }
 
+// connWriter is the bufio.Writer's sink: every write, including the ones
+// bufio makes on its own when its buffer fills, gets a fresh deadline.
+type connWriter struct {
+	c   *conn
+	dst net.Conn
+}
+
+func (w connWriter) Write(p []byte) (int, error) {
+	w.dst.SetWriteDeadline(time.Now().Add(w.c.opt.WriteTimeout))
+	return w.dst.Write(p)
+}
+
 // prefixConn is a net.Conn whose reads come through a bufio.Reader that
 // may already hold bytes (the first TLS bytes after a PROXY header).
 type prefixConn struct {
@@ -133,7 +145,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		c.endBy = time.Now().Add(s.opt.MaxSessionTime)
 	}
 	c.br = bufio.NewReaderSize(connReader{c, nc}, 4096)
-	c.bw = bufio.NewWriterSize(nc, 4096)
+	c.bw = bufio.NewWriterSize(connWriter{c, nc}, 4096)
 	c.log = s.opt.Logger.With("conn", id, "remote", c.info.RemoteAddr.String())
 	return c
 }
@@ -172,6 +184,7 @@ func (c *conn) refuse(r *Reply) {
 func (c *conn) serve() {
 	defer c.finish()
 	defer c.recoverPanic()
+	c.log.Debug("smtpd: connect")
 	if !c.setup() {
 		return
 	}
@@ -189,6 +202,7 @@ func (c *conn) recoverPanic() {
 // finish ends the session: the session's Close, the per-IP count, the
 // connection.
 func (c *conn) finish() {
+	c.log.Debug("smtpd: disconnect", "commands", c.commands, "errors", c.errors)
 	c.closeSession()
 	if c.ipCounted {
 		c.srv.releaseIP(c.countedIP)
@@ -283,7 +297,7 @@ func (c *conn) setup() bool {
 // refusal).
 func (c *conn) connect() bool {
 	sess, rep := c.srv.backend.Connect(c.ctx, &c.info)
-	c.sess = sess
+	c.sess, c.rejectAll = sess, false
 	switch {
 	case rep != nil && rep.failure():
 		if rep.temporary() {
@@ -328,7 +342,7 @@ func (c *conn) switchTo(tc *tls.Conn) {
 	c.cur = tc
 	c.mu.Unlock()
 	c.br = bufio.NewReaderSize(connReader{c, tc}, 4096)
-	c.bw.Reset(tc)
+	c.bw.Reset(connWriter{c, tc})
 }
 
 // loop reads and runs commands until the session ends.
@@ -516,7 +530,6 @@ func (c *conn) flush() error {
 	if c.bw.Buffered() == 0 {
 		return nil
 	}
-	c.nc().SetWriteDeadline(time.Now().Add(c.opt.WriteTimeout))
 	if err := c.bw.Flush(); err != nil {
 		c.writeErr = fmt.Errorf("smtpd %s: write reply: %w", c.info.ID, err)
 		c.log.Debug("smtpd: write failed", "err", err)
