@@ -1,0 +1,109 @@
+package dmarc
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"postern/policy"
+)
+
+// SettingName is the configuration file (or directory) of the DMARC
+// filter: CONFIGDIR/dmarc.
+const SettingName = "dmarc"
+
+// LoadOptions reads CONFIGDIR/dmarc into Options (without Resolver, which
+// the caller sets). An absent setting gives the defaults.
+func LoadOptions(configDir string) (Options, error) {
+	lines, err := policy.ReadSetting(configDir, SettingName)
+	if errors.Is(err, policy.ErrNotSet) {
+		return Options{}, nil
+	}
+	if err != nil {
+		return Options{}, err
+	}
+	return ParseSetting(lines)
+}
+
+// ParseSetting parses the lines of the dmarc setting, one directive a line:
+//
+//	override POLICY POLICY   apply the second policy where a domain asks for the first
+//	tempfail                 answer 451 on temperror (default: no opinion)
+//	rejectbadfrom            answer 550 when From has no single author domain
+//	checkauthenticated       evaluate mail from authenticated clients too
+//	timeout DURATION         bound of the DNS work per message (default 10s)
+//	score RESULT NUMBER      score of pass, fail, none, temperror, permerror
+//
+// Errors name the file and line.
+func ParseSetting(lines []policy.Line) (Options, error) {
+	var opts Options
+	scores := DefaultScores
+	var errs []error
+	for _, ln := range lines {
+		words := strings.Fields(ln.Text)
+		switch strings.ToLower(words[0]) {
+		case "override":
+			if len(words) != 3 || !validPolicy(strings.ToLower(words[1])) || !validPolicy(strings.ToLower(words[2])) {
+				errs = append(errs, ln.Errorf("dmarc: want \"override POLICY POLICY\" with policies none, quarantine, reject"))
+				continue
+			}
+			if opts.Override == nil {
+				opts.Override = make(map[Policy]Policy)
+			}
+			opts.Override[Policy(strings.ToLower(words[1]))] = Policy(strings.ToLower(words[2]))
+		case "tempfail", "rejectbadfrom", "checkauthenticated":
+			if len(words) != 1 {
+				errs = append(errs, ln.Errorf("dmarc: %s takes no argument", words[0]))
+				continue
+			}
+			switch strings.ToLower(words[0]) {
+			case "tempfail":
+				opts.TempFail = true
+			case "rejectbadfrom":
+				opts.RejectBadFrom = true
+			default:
+				opts.CheckAuthenticated = true
+			}
+		case "timeout":
+			d, err := time.ParseDuration(strings.Join(words[1:], ""))
+			if len(words) != 2 || err != nil || d <= 0 || d > 5*time.Minute {
+				errs = append(errs, ln.Errorf("dmarc: want \"timeout DURATION\" between 0 and 5m, e.g. 10s"))
+				continue
+			}
+			opts.Timeout = d
+		case "score":
+			var n float64
+			var err error
+			if len(words) == 3 {
+				n, err = strconv.ParseFloat(words[2], 64)
+			}
+			if len(words) != 3 || err != nil || n != n || n > 1000 || n < -1000 {
+				errs = append(errs, ln.Errorf("dmarc: want \"score RESULT NUMBER\""))
+				continue
+			}
+			switch strings.ToLower(words[1]) {
+			case "pass":
+				scores.Pass = n
+			case "fail":
+				scores.Fail = n
+			case "none":
+				scores.None = n
+			case "temperror":
+				scores.TempError = n
+			case "permerror":
+				scores.PermError = n
+			default:
+				errs = append(errs, ln.Errorf("dmarc: score: unknown result %q (pass, fail, none, temperror, permerror)", words[1]))
+				continue
+			}
+		default:
+			errs = append(errs, ln.Errorf("dmarc: unknown directive %q", words[0]))
+		}
+	}
+	if len(errs) > 0 {
+		return Options{}, errors.Join(errs...)
+	}
+	opts.Scores = &scores
+	return opts, nil
+}
