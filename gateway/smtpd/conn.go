@@ -674,6 +674,15 @@ func (c *conn) sessionReply(r *Reply) bool {
 	return true
 }
 
+// okReply sends a session's own 2xx reply, or "250 <enhanced> Ok" when it
+// gave none.
+func (c *conn) okReply(r *Reply, enhanced string) {
+	if r == nil || r.Code < 200 || r.Code > 299 {
+		r = NewReply(250, enhanced, "Ok")
+	}
+	c.writeReply(r)
+}
+
 func (c *conn) cmdHello(verb, arg string) {
 	if arg == "" {
 		c.reply(501, "5.5.4", "Syntax: %s hostname", verb)
@@ -773,11 +782,12 @@ func (c *conn) cmdMail(arg string) {
 	}
 	c.resetTx()
 	c.needReset = true
-	if c.sessionReply(c.sess.Mail(c.ctx, &c.info, from, mp)) {
+	r := c.sess.Mail(c.ctx, &c.info, from, mp)
+	if c.sessionReply(r) {
 		return
 	}
 	c.inTx, c.mailParams = true, mp
-	c.reply(250, "2.1.0", "Ok")
+	c.okReply(r, "2.1.0")
 }
 
 // pathReply answers a bad MAIL/RCPT argument: 553 5.6.7 when only
@@ -825,11 +835,12 @@ func (c *conn) cmdRcpt(arg string) {
 		return
 	}
 	c.rcptTried = true
-	if c.sessionReply(c.sess.Rcpt(c.ctx, &c.info, to, rp)) {
+	r := c.sess.Rcpt(c.ctx, &c.info, to, rp)
+	if c.sessionReply(r) {
 		return
 	}
 	c.rcpts++
-	c.reply(250, "2.1.5", "Ok")
+	c.okReply(r, "2.1.5")
 }
 
 // readyForData checks the sequence before DATA/BDAT; it answers and
