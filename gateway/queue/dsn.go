@@ -340,7 +340,20 @@ func wrapWords(s string, width int) []string {
 	var lines []string
 	var cur strings.Builder
 	limit := width
+	var words []string
 	for _, w := range strings.Fields(s) {
+		// A word longer than a line is cut, so no line passes the
+		// 998-octet limit of RFC 5322 §2.1.1.
+		for len(w) > width {
+			cut := width
+			for cut > 0 && !utf8.RuneStart(w[cut]) {
+				cut--
+			}
+			words, w = append(words, w[:cut]), w[cut:]
+		}
+		words = append(words, w)
+	}
+	for _, w := range words {
 		if cur.Len() > 0 && cur.Len()+1+len(w) > limit {
 			lines = append(lines, cur.String())
 			cur.Reset()

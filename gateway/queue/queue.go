@@ -65,6 +65,14 @@ type Options struct {
 	// in-flight deliveries to finish before cancelling them (default 30s).
 	DrainTimeout time.Duration
 
+	// PerFileSync makes group commit fsync each file of a batch (all at
+	// once) instead of one syncfs(2) of the spool's filesystem. syncfs
+	// measured faster (docs/queue.md), but it also flushes whatever else
+	// is dirty on that filesystem: choose PerFileSync when the spool
+	// shares a filesystem with heavy unrelated writers, or on kernels
+	// before 5.8, whose syncfs does not report write errors.
+	PerFileSync bool
+
 	commit commitMode // tests and benchmarks: how Enqueue makes files durable
 }
 
@@ -95,9 +103,9 @@ const (
 type commitMode int
 
 const (
-	commitGroup       commitMode = iota // each writer fsyncs its files; one spool/ fsync per batch
-	commitGroupSyncfs                   // no per-file fsync; one syncfs(2) + one spool/ fsync per batch
-	commitPerMessage                    // fsync files, rename, fsync spool/: all per message
+	commitGroupSyncfs commitMode = iota // default: no per-file fsync; one syncfs(2) + one spool/ fsync per batch
+	commitGroup                         // PerFileSync: the batch leader fsyncs every file of the batch at once, then one spool/ fsync
+	commitPerMessage                    // each Enqueue alone: fsync its files, rename, fsync spool/ (the baseline)
 )
 
 // Queue is an open spool. Enqueue may be called from many goroutines; Run
@@ -157,6 +165,9 @@ func Open(opt Options) (*Queue, error) {
 	}
 	if opt.DrainTimeout <= 0 {
 		opt.DrainTimeout = defaultDrainTimeout
+	}
+	if opt.PerFileSync && opt.commit == commitGroupSyncfs {
+		opt.commit = commitGroup
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
@@ -334,15 +345,20 @@ func (q *Queue) Enqueue(ctx context.Context, env delivery.Envelope, msg io.Reade
 		msgTmp: filepath.Join(q.paths.tmp, id+msgSuffix),
 		envTmp: filepath.Join(q.paths.tmp, id+envSuffix),
 	}
-	fsyncFiles := q.opt.commit != commitGroupSyncfs
-	if err := writeNewFile(req.msgTmp, msg, fsyncFiles); err != nil {
+	// Per message, the writer fsyncs; in group mode the files stay open
+	// for the batch leader to fsync together with the rest of the batch.
+	perMessage := q.opt.commit == commitPerMessage
+	req.msgFile, err = writeNewFile(req.msgTmp, msg, perMessage, q.opt.commit == commitGroup)
+	if err != nil {
 		return "", fmt.Errorf("queue %s: enqueue: write message: %w", id, err)
 	}
-	if err := writeNewFile(req.envTmp, strings.NewReader(string(envData)), fsyncFiles); err != nil {
+	req.envFile, err = writeNewFile(req.envTmp, strings.NewReader(string(envData)), perMessage, q.opt.commit == commitGroup)
+	if err != nil {
+		req.closeFiles()
 		os.Remove(req.msgTmp)
 		return "", fmt.Errorf("queue %s: enqueue: write envelope: %w", id, err)
 	}
-	if q.opt.commit == commitPerMessage {
+	if perMessage {
 		q.flushBatch([]*commitReq{req})
 	} else {
 		q.commits.commit(req)
@@ -356,11 +372,12 @@ func (q *Queue) Enqueue(ctx context.Context, env delivery.Envelope, msg io.Reade
 }
 
 // writeNewFile creates path (it must not exist), copies r into it and,
-// when fsync is set, fsyncs it. On error the file is removed.
-func writeNewFile(path string, r io.Reader, fsync bool) (err error) {
+// when fsync is set, fsyncs it. With keepOpen it returns the open file
+// (for a later fsync), else nil. On error the file is removed.
+func writeNewFile(path string, r io.Reader, fsync, keepOpen bool) (_ *os.File, err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -369,14 +386,17 @@ func writeNewFile(path string, r io.Reader, fsync bool) (err error) {
 		}
 	}()
 	if _, err = io.Copy(f, r); err != nil {
-		return err
+		return nil, err
 	}
 	if fsync {
 		if err = f.Sync(); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return f.Close()
+	if keepOpen {
+		return f, nil
+	}
+	return nil, f.Close()
 }
 
 // Kick tells the scheduler that something changed: look for due work now.

@@ -48,7 +48,7 @@ const (
 	// without limit or feed CR/LF into an SMTP command.
 	maxEnvelopeFileSize = 16 << 20
 	maxRecipients       = 100000
-	maxAddressLen       = 1024 // RFC 5321 §4.5.3.1.3 allows 256 octets for a path; leave room for SMTPUTF8
+	maxAddressLen       = 512 // RFC 5321 §4.5.3.1.3 allows 256 octets for a path; leave room for SMTPUTF8
 	maxTextFieldLen     = 4096
 	maxIDLen            = 64
 )
