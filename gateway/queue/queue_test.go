@@ -236,6 +236,8 @@ func TestPerDomainAndOverallConcurrencyLimits(t *testing.T) {
 	for _, id := range ids {
 		waitFor(t, "all delivered", func() bool { return h.gone(id) })
 	}
+	h.remote.mu.Lock()
+	defer h.remote.mu.Unlock()
 	if h.remote.maxActive > 6 {
 		t.Errorf("max concurrent deliveries %d, want ≤ 6", h.remote.maxActive)
 	}
