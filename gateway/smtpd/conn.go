@@ -252,15 +252,8 @@ func (c *conn) setup() bool {
 			c.log = c.log.With("client", h.Src.String())
 		}
 	}
-	ip := c.info.RemoteAddr.Addr()
-	if !c.srv.acquireIP(ip) {
-		c.srv.stats.refused.Add(1)
-		c.writeReply(NewReply(421, "4.7.0", "%s Error: too many connections from %s", c.opt.Hostname, ip))
-		c.flush()
-		return false
-	}
-	c.ipCounted, c.countedIP = true, ip
-
+	// On a TLS-first port the handshake comes first, so that a refusal
+	// below can be read by the client.
 	if c.opt.ImplicitTLS {
 		if c.opt.TLSConfig == nil {
 			c.log.Error("smtpd: ImplicitTLS without TLSConfig")
@@ -272,6 +265,15 @@ func (c *conn) setup() bool {
 		}
 		c.switchTo(tc)
 	}
+
+	ip := c.info.RemoteAddr.Addr()
+	if !c.srv.acquireIP(ip) {
+		c.srv.stats.refused.Add(1)
+		c.writeReply(NewReply(421, "4.7.0", "%s Error: too many connections from %s", c.opt.Hostname, ip))
+		c.flush()
+		return false
+	}
+	c.ipCounted, c.countedIP = true, ip
 
 	if c.opt.GreetDelay > 0 {
 		// postscreen's pregreet test: a client that talks before the

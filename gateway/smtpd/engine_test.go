@@ -513,3 +513,104 @@ func TestReadersNeverExceedBound(t *testing.T) {
 		t.Fatalf("drain: %d %v", left, err)
 	}
 }
+
+// TestWriteTimeout: a client that pipelines commands and never reads the
+// replies cannot hold a session forever: the blocked write times out.
+func TestWriteTimeout(t *testing.T) {
+	checkGoroutines(t)
+	o := testOptions(t)
+	o.WriteTimeout = 300 * time.Millisecond
+	o.MaxCommands = 1 << 20
+	s, addr := startServer(t, &testBackend{}, o)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.(*net.TCPConn).SetReadBuffer(4096)
+	wrote := make(chan error, 1)
+	go func() {
+		nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, err := nc.Write(bytes.Repeat([]byte("HELP\r\n"), 200000))
+		wrote <- err
+	}()
+	deadline := time.Now().Add(8 * time.Second)
+	for {
+		time.Sleep(50 * time.Millisecond)
+		if st := s.Stats(); st.Connections == 1 && st.Active == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session still open: %+v", s.Stats())
+		}
+	}
+	nc.Close()
+	<-wrote
+}
+
+// prefixWriter sends pre before the first write, so a PROXY header and a
+// TLS ClientHello arrive in one segment.
+type prefixWriter struct {
+	net.Conn
+	pre []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	if p.pre != nil {
+		buf := append(p.pre, b...)
+		p.pre = nil
+		if _, err := p.Conn.Write(buf); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
+	return p.Conn.Write(b)
+}
+
+// TestProxyThenImplicitTLS: behind a TLS-passthrough balancer the PROXY
+// header and the ClientHello come together; the bytes the header reader
+// buffered must reach the TLS handshake.
+func TestProxyThenImplicitTLS(t *testing.T) {
+	checkGoroutines(t)
+	b := &testBackend{}
+	o := testOptions(t)
+	o.TLSConfig = testTLSConfig(t)
+	o.ImplicitTLS = true
+	o.ProxyProtocol = true
+	o.TrustedProxies = []netip.Prefix{mustPrefix("127.0.0.1/32")}
+	o.MaxConnectionsPerIP = 1
+	_, addr := startServer(t, b, o)
+	dial := func(client string) (*tls.Conn, *bufio.Reader) {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		pw := &prefixWriter{Conn: nc, pre: []byte("PROXY TCP4 " + client + " 198.51.100.1 40000 465\r\n")}
+		tc := tls.Client(pw, &tls.Config{InsecureSkipVerify: true})
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		return tc, bufio.NewReader(tc)
+	}
+	tc, br := dial("192.0.2.7")
+	if l, err := br.ReadString('\n'); err != nil || l != "220 mx.example.test ESMTP Postern\r\n" {
+		t.Fatalf("banner %q %v", l, err)
+	}
+	io.WriteString(tc, "HELO c.example\r\n")
+	if l, _ := br.ReadString('\n'); l != "250 mx.example.test\r\n" {
+		t.Fatalf("HELO reply %q", l)
+	}
+	if info := b.lastInfo(); info.RemoteAddr.String() != "192.0.2.7:40000" || info.TLS == nil {
+		t.Fatalf("info %+v", info)
+	}
+	// MaxConnectionsPerIP counts the client behind the proxy, not the proxy.
+	tc2, br2 := dial("192.0.2.8")
+	if l, err := br2.ReadString('\n'); err != nil || !strings.HasPrefix(l, "220 ") {
+		t.Fatalf("second client: %q %v", l, err)
+	}
+	_, br3 := dial("192.0.2.7")
+	if l, err := br3.ReadString('\n'); err != nil || !strings.HasPrefix(l, "421 4.7.0 ") {
+		t.Fatalf("same client twice: %q %v", l, err)
+	}
+	io.WriteString(tc2, "QUIT\r\n")
+	io.WriteString(tc, "QUIT\r\n")
+}

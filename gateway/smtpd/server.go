@@ -127,6 +127,13 @@ func (s *Server) Serve(l net.Listener) error {
 			defer s.forget(c)
 			if over {
 				s.stats.refused.Add(1)
+				if s.opt.ImplicitTLS {
+					// No TLS handshake for a connection we cannot
+					// serve: just close.
+					c.raw.Close()
+					c.cancel()
+					return
+				}
 				c.refuse(NewReply(421, "4.7.0", "%s Error: too many connections", s.opt.Hostname))
 				return
 			}
