@@ -531,8 +531,9 @@ func TestLoadSignerFromConfigDir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("example.org.s20250101.key", rsaKey, 0o600)
-	write("example.org.s20260101.key", edKey, 0o600)
+	write("example.org.s20250101.key", rsa1024Key, 0o600)
+	write("example.org.s20260101.key", rsaKey, 0o600)
+	write("example.org.s20240101.key", edKey, 0o600)
 	write("other.example.sel.key", rsaKey, 0o600)
 	os.WriteFile(filepath.Join(keyDir, "README"), []byte("not a key"), 0o644)
 
@@ -543,9 +544,9 @@ func TestLoadSignerFromConfigDir(t *testing.T) {
 	if got := fmt.Sprint(s.Domains()); got != "[example.org other.example]" {
 		t.Errorf("domains %s", got)
 	}
-	k, ok := s.KeyFor("Example.ORG.")
-	if !ok || k.Selector != "s20260101" || k.Algorithm() != "ed25519" {
-		t.Errorf("key for example.org: %+v (want the newest selector)", k)
+	ks := s.KeysFor("Example.ORG.")
+	if len(ks) != 2 || ks[0].Selector != "s20260101" || ks[0].Algorithm() != "rsa" || ks[1].Selector != "s20240101" || ks[1].Algorithm() != "ed25519" {
+		t.Errorf("keys for example.org: %+v (want the newest RSA key, then the Ed25519 key)", ks)
 	}
 	if k, ok := s.KeyFor("lists.news.example.org"); !ok || k.Domain != "example.org" {
 		t.Errorf("subdomain: %+v %v, want the parent's key", k, ok)
@@ -579,5 +580,32 @@ func TestLoadSignerFromConfigDir(t *testing.T) {
 	}
 	if s, err := dkim.LoadSigner(filepath.Join(dir, "absent")); err != nil || len(s.Domains()) != 0 {
 		t.Errorf("absent dir: %v %v", s, err)
+	}
+}
+
+// TestDualSigning: a domain with an RSA and an Ed25519 key gets both
+// signatures, and both verify.
+func TestDualSigning(t *testing.T) {
+	checkGoroutines(t)
+	testKeys(t)
+	signer, r, _ := signedSetup(t,
+		dkim.Key{Domain: "example.org", Selector: "r1", Signer: rsaKey},
+		dkim.Key{Domain: "example.org", Selector: "e1", Signer: edKey},
+	)
+	field, err := signer.Sign(context.Background(), "example.org", strings.NewReader(plainMessage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(field, "DKIM-Signature: "); n != 2 || strings.HasSuffix(field, "\r\n") {
+		t.Fatalf("%d fields in %q", n, field)
+	}
+	v := verify(t, r, field+"\r\n"+plainMessage)
+	if len(v.Signatures) != 2 || v.Signatures[0].Algorithm != "rsa-sha256" || v.Signatures[1].Algorithm != "ed25519-sha256" {
+		t.Fatalf("signatures %+v", v.Signatures)
+	}
+	for _, s := range v.Signatures {
+		if s.Status != dkim.Pass {
+			t.Errorf("%s: %s (%s)", s.Algorithm, s.Status, s.Reason)
+		}
 	}
 }

@@ -145,22 +145,34 @@ func ParsePrivateKey(data []byte) (crypto.Signer, error) {
 	return nil, fmt.Errorf("%w: %T keys cannot sign DKIM", ErrBadKeyFile, key)
 }
 
-// Signer signs outgoing mail with a key per domain. It is safe for
+// Signer signs outgoing mail with the keys of each domain. It is safe for
 // concurrent use; build a new one on reload.
 type Signer struct {
-	byDomain       map[string]Key
+	// byDomain holds, per domain, the newest key of each algorithm: RSA
+	// first, then Ed25519.
+	byDomain       map[string][]Key
 	maxHeaderBytes int
 }
 
-// NewSigner returns a Signer for keys. When a domain has several keys, the
-// one with the lexically greatest selector signs, so that date-named
-// selectors (keygen's default, s20260115) roll over to the newest key.
+// NewSigner returns a Signer for keys. Per domain and algorithm, the key
+// with the lexically greatest selector signs, so that date-named selectors
+// (keygen's default, s20260115) roll over to the newest key. A domain with
+// both an RSA and an Ed25519 key gets two signatures (RFC 8463 section 3
+// suggests it: verifiers that do not know Ed25519 still find the RSA one).
 func NewSigner(keys []Key) *Signer {
-	sorted := append([]Key(nil), keys...)
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Selector < sorted[j].Selector })
-	s := &Signer{byDomain: make(map[string]Key), maxHeaderBytes: DefaultMaxHeaderBytes}
-	for _, k := range sorted {
-		s.byDomain[strings.ToLower(strings.TrimSuffix(k.Domain, "."))] = k
+	newest := make(map[[2]string]Key) // (domain, algorithm) -> key
+	for _, k := range keys {
+		id := [2]string{strings.ToLower(strings.TrimSuffix(k.Domain, ".")), k.Algorithm()}
+		if old, ok := newest[id]; !ok || k.Selector > old.Selector {
+			newest[id] = k
+		}
+	}
+	s := &Signer{byDomain: make(map[string][]Key), maxHeaderBytes: DefaultMaxHeaderBytes}
+	for id, k := range newest {
+		s.byDomain[id[0]] = append(s.byDomain[id[0]], k)
+	}
+	for _, ks := range s.byDomain {
+		sort.Slice(ks, func(i, j int) bool { return ks[i].Algorithm() > ks[j].Algorithm() }) // rsa, then ed25519
 	}
 	return s
 }
@@ -174,20 +186,30 @@ func LoadSigner(configDir string) (*Signer, error) {
 	return NewSigner(keys), nil
 }
 
-// KeyFor returns the key that signs for domain: the domain's own key, else
-// the key of the nearest parent domain that has one (mail from
+// KeysFor returns the keys that sign for domain: the domain's own, else
+// those of the nearest parent domain that has any (mail from
 // lists.example.org signed with d=example.org still aligns with its From
 // under DMARC's default relaxed mode). A bare top-level label never
 // matches.
-func (s *Signer) KeyFor(domain string) (Key, bool) {
+func (s *Signer) KeysFor(domain string) []Key {
 	d := strings.ToLower(strings.TrimSuffix(domain, "."))
 	for strings.Contains(d, ".") {
-		if k, ok := s.byDomain[d]; ok {
-			return k, true
+		if ks, ok := s.byDomain[d]; ok {
+			return ks
 		}
 		_, d, _ = strings.Cut(d, ".")
 	}
-	return Key{}, false
+	return nil
+}
+
+// KeyFor returns the first key KeysFor finds (the RSA one when there are
+// two).
+func (s *Signer) KeyFor(domain string) (Key, bool) {
+	ks := s.KeysFor(domain)
+	if len(ks) == 0 {
+		return Key{}, false
+	}
+	return ks[0], true
 }
 
 // Domains lists the domains the Signer has keys for, sorted.
@@ -202,13 +224,14 @@ func (s *Signer) Domains() []string {
 
 // Sign reads the message from msg (CRLF line endings, as it will be sent)
 // and returns the DKIM-Signature header field to prepend: "DKIM-Signature:
-// v=1; a=...", folded with CRLF, without the final CRLF. It signs with
-// domain's key (see KeyFor), relaxed/relaxed canonicalization and SHA-256, over the
-// SignedHeaders present in the message. It fails with ErrNoKey (wrapped)
-// when there is no key for domain.
+// v=1; a=...", folded with CRLF, without the final CRLF; when the domain
+// has an RSA and an Ed25519 key, two such fields separated by CRLF. It
+// signs with the keys of KeysFor(domain), relaxed/relaxed canonicalization
+// and SHA-256, over the SignedHeaders present in the message. It fails with
+// ErrNoKey (wrapped) when there is no key for domain.
 func (s *Signer) Sign(ctx context.Context, domain string, msg io.Reader) (headerField string, err error) {
-	key, ok := s.KeyFor(domain)
-	if !ok {
+	keys := s.KeysFor(domain)
+	if len(keys) == 0 {
 		return "", fmt.Errorf("dkim: sign for %s: %w", domain, ErrNoKey)
 	}
 	br := bufio.NewReader(msg)
@@ -220,17 +243,26 @@ func (s *Signer) Sign(ctx context.Context, domain string, msg io.Reader) (header
 	if !contains(headerKeys, "From") {
 		return "", fmt.Errorf("dkim: sign for %s: message has no From header field", domain)
 	}
-	signer, err := msgdkim.NewSigner(&msgdkim.SignOptions{
-		Domain:                 key.Domain,
-		Selector:               key.Selector,
-		Signer:                 key.Signer,
-		Hash:                   crypto.SHA256,
-		HeaderCanonicalization: msgdkim.CanonicalizationRelaxed,
-		BodyCanonicalization:   msgdkim.CanonicalizationRelaxed,
-		HeaderKeys:             headerKeys,
-	})
-	if err != nil {
-		return "", fmt.Errorf("dkim: sign for %s: %w", domain, err)
+	signers := make([]*msgdkim.Signer, 0, len(keys))
+	writers := make([]io.Writer, 0, len(keys))
+	for _, key := range keys {
+		signer, err := msgdkim.NewSigner(&msgdkim.SignOptions{
+			Domain:                 key.Domain,
+			Selector:               key.Selector,
+			Signer:                 key.Signer,
+			Hash:                   crypto.SHA256,
+			HeaderCanonicalization: msgdkim.CanonicalizationRelaxed,
+			BodyCanonicalization:   msgdkim.CanonicalizationRelaxed,
+			HeaderKeys:             headerKeys,
+		})
+		if err != nil {
+			for _, sg := range signers {
+				sg.Close()
+			}
+			return "", fmt.Errorf("dkim: sign for %s with %s: %w", domain, key.Selector, err)
+		}
+		signers = append(signers, signer)
+		writers = append(writers, signer)
 	}
 	head := raw
 	if !complete {
@@ -240,8 +272,14 @@ func (s *Signer) Sign(ctx context.Context, domain string, msg io.Reader) (header
 		head = append(head, "\r\n"...)
 	}
 	body := &guardedReader{ctx: ctx, r: br}
-	_, copyErr := io.Copy(signer, io.MultiReader(bytes.NewReader(head), body))
-	closeErr := signer.Close()
+	_, copyErr := io.Copy(io.MultiWriter(writers...), io.MultiReader(bytes.NewReader(head), body))
+	// Every signer is closed, whatever happened, so that its goroutine ends.
+	var closeErr error
+	for _, sg := range signers {
+		if err := sg.Close(); err != nil && closeErr == nil {
+			closeErr = err
+		}
+	}
 	switch {
 	case body.err != nil:
 		return "", fmt.Errorf("dkim: sign for %s: reading message: %w", domain, body.err)
@@ -250,7 +288,11 @@ func (s *Signer) Sign(ctx context.Context, domain string, msg io.Reader) (header
 	case closeErr != nil:
 		return "", fmt.Errorf("dkim: sign for %s: %w", domain, closeErr)
 	}
-	return strings.TrimSuffix(signer.Signature(), "\r\n"), nil
+	out := make([]string, len(signers))
+	for i, sg := range signers {
+		out[i] = strings.TrimSuffix(sg.Signature(), "\r\n")
+	}
+	return strings.Join(out, "\r\n"), nil
 }
 
 // headersToSign lists, for h=, each SignedHeaders field as often as it
