@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 var (
@@ -481,12 +482,22 @@ func (c *conn) reply(code int, enhanced, format string, args ...any) {
 // writeReply queues r, adding the enhanced status code RFC 2034 asks for
 // when r has none, and counts errors.
 func (c *conn) writeReply(r *Reply) {
+	if r.Code < 200 || r.Code > 599 {
+		// A policy bug must not break the protocol.
+		c.log.Error("smtpd: session reply with an invalid code", "code", r.Code, "text", r.Text)
+		r = NewReply(451, "4.3.0", "Error: internal error")
+	}
+	class := byte('0' + r.Code/100)
 	enh := r.Enhanced
-	if enh == "" {
-		switch r.Code / 100 {
-		case 2, 4, 5:
-			enh = strconv.Itoa(r.Code/100) + ".0.0"
-		}
+	switch {
+	case class == '3':
+		enh = ""
+	case !validEnhanced(enh):
+		enh = string(class) + ".0.0"
+	case enh[0] != class:
+		// RFC 3463 2: the class digit of the status code matches the
+		// reply code's.
+		enh = string(class) + enh[1:]
 	}
 	c.writeLines(r.Code, enh, r.Text)
 	if r.Code >= 400 {
@@ -497,6 +508,28 @@ func (c *conn) writeReply(r *Reply) {
 		c.closeAfter = true
 	}
 }
+
+// validEnhanced checks the form class.subject.detail of RFC 3463 2.
+func validEnhanced(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || len(parts[0]) != 1 || strings.IndexByte("245", parts[0][0]) < 0 {
+		return false
+	}
+	for _, p := range parts[1:] {
+		if len(p) == 0 || len(p) > 3 {
+			return false
+		}
+		for i := 0; i < len(p); i++ {
+			if p[i] < '0' || p[i] > '9' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// maxReplyText keeps a reply line within RFC 5321 4.5.3.1.5's 512 octets.
+const maxReplyText = 490
 
 // writeLines queues a (multi-line) reply; text lines are separated by "\n"
 // and stripped of control characters so no reply can be split or forged.
@@ -514,6 +547,13 @@ func (c *conn) writeLines(code int, enhanced, text string) {
 			if l != "" {
 				c.bw.WriteByte(' ')
 			}
+		}
+		if len(l) > maxReplyText {
+			n := maxReplyText
+			for n > 0 && !utf8.RuneStart(l[n]) {
+				n-- // do not split a UTF-8 sequence
+			}
+			l = l[:n]
 		}
 		for j := 0; j < len(l); j++ {
 			if b := l[j]; b >= 32 && b != 127 || b == '\t' {

@@ -614,3 +614,26 @@ func TestProxyThenImplicitTLS(t *testing.T) {
 	io.WriteString(tc2, "QUIT\r\n")
 	io.WriteString(tc, "QUIT\r\n")
 }
+
+// TestReplyRepair: replies from a buggy policy are made valid SMTP.
+func TestReplyRepair(t *testing.T) {
+	for _, tc := range []struct {
+		r    *Reply
+		want string
+	}{
+		{&Reply{Code: 550, Enhanced: "4.7.1", Text: "x"}, "550 5.7.1 x\r\n"},
+		{&Reply{Code: 450, Enhanced: "bogus", Text: "x"}, "450 4.0.0 x\r\n"},
+		{&Reply{Code: 99, Text: "x"}, "451 4.3.0 Error: internal error\r\n"},
+		{&Reply{Code: 250, Text: strings.Repeat("a", 600)}, "250 2.0.0 " + strings.Repeat("a", maxReplyText) + "\r\n"},
+		{&Reply{Code: 354, Enhanced: "2.0.0", Text: "go"}, "354 go\r\n"},
+	} {
+		var buf bytes.Buffer
+		o := Options{}.withDefaults()
+		c := &conn{srv: NewServer(nil, o), opt: &o, log: o.Logger, bw: bufio.NewWriter(&buf)}
+		c.writeReply(tc.r)
+		c.bw.Flush()
+		if buf.String() != tc.want {
+			t.Errorf("%+v: got %q, want %q", tc.r, buf.String(), tc.want)
+		}
+	}
+}
