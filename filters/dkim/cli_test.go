@@ -140,3 +140,46 @@ func TestCheckMain(t *testing.T) {
 		t.Errorf("positional argument: exit %d", code)
 	}
 }
+
+func TestRecordsMain(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"example.org", "--selector", "a"}, {"example.org", "--selector", "b", "--type", "ed25519"}, {"other.example", "--selector", "c"}} {
+		if code, _, errOut := runKeygen(t, dir, args...); code != 0 {
+			t.Fatal(errOut)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := dkim.RecordsMain(nil, &out, &errOut, dir); code != dkim.ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "a._domainkey.example.org. IN TXT") || !strings.HasPrefix(lines[2], "c._domainkey.other.example.") {
+		t.Fatalf("records:\n%s", out.String())
+	}
+
+	// Publish a's record, a wrong one for b, nothing for c.
+	zone := dnstest.NewZone().Add(strings.Replace(lines[0], " IN TXT ", " 300 IN TXT ", 1))
+	zone.Add(strings.Replace(strings.Replace(lines[2], "c._domainkey.other.example.", "b._domainkey.example.org.", 1), " IN TXT ", " 300 IN TXT ", 1))
+	srv := dnstest.Start(t, zone)
+	out.Reset()
+	code := dkim.RecordsMain([]string{"--check", "--dns", srv.Addr}, &out, &errOut, dir)
+	if code != dkim.ExitFailure {
+		t.Errorf("exit %d with unpublished keys", code)
+	}
+	for _, want := range []string{
+		"; published: a._domainkey.example.org serves this key",
+		"; WRONG: b._domainkey.example.org serves a different key",
+		"; NOT PUBLISHED: no TXT record at c._domainkey.other.example",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if code := dkim.RecordsMain([]string{"--check", "--dns", srv.Addr, "example.org"}, &out, &errOut, dir); code != dkim.ExitFailure || strings.Contains(out.String(), "other.example") {
+		t.Errorf("domain filter: exit %d\n%s", code, out.String())
+	}
+	if code := dkim.RecordsMain(nil, &out, &errOut, t.TempDir()); code != dkim.ExitFailure {
+		t.Errorf("no keys: exit %d", code)
+	}
+}
