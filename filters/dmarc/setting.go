@@ -42,6 +42,9 @@ func ParseSetting(lines []policy.Line) (Options, error) {
 	var errs []error
 	for _, ln := range lines {
 		words := strings.Fields(ln.Text)
+		if len(words) == 0 {
+			continue
+		}
 		switch strings.ToLower(words[0]) {
 		case "override":
 			if len(words) != 3 || !validPolicy(strings.ToLower(words[1])) || !validPolicy(strings.ToLower(words[2])) {
