@@ -637,3 +637,80 @@ func TestReplyRepair(t *testing.T) {
 		}
 	}
 }
+
+// pipeListener hands out one end of a net.Pipe, whose writes arrive whole
+// at the other end: a test can see how many writes the server made.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+func (l *pipeListener) Close() error {
+	select {
+	case <-l.done:
+	default:
+		close(l.done)
+	}
+	return nil
+}
+func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// TestPipelinedRepliesInOneWrite: RFC 2920 3.2 — the replies to a
+// pipelined group go out together, not one write per command.
+func TestPipelinedRepliesInOneWrite(t *testing.T) {
+	checkGoroutines(t)
+	l := &pipeListener{conns: make(chan net.Conn, 1), done: make(chan struct{})}
+	srv := NewServer(&testBackend{}, testOptions(t))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	client, server := net.Pipe()
+	l.conns <- server
+	defer client.Close()
+	buf := make([]byte, 8192)
+	readOnce := func() string {
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := client.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(buf[:n])
+	}
+	write := func(s string) {
+		client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(client, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readOnce(); got != "220 mx.example.test ESMTP Postern\r\n" {
+		t.Fatalf("banner %q", got)
+	}
+	write("EHLO c.example\r\n")
+	if got := readOnce(); !strings.HasPrefix(got, "250-mx.example.test\r\n") || !strings.HasSuffix(got, "250 BINARYMIME\r\n") {
+		t.Fatalf("EHLO reply in more than one write: %q", got)
+	}
+	write("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nRCPT TO:<x@elsewhere.example>\r\nDATA\r\n")
+	want := "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n554 5.7.1 <x@elsewhere.example>: relay access denied\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+	if got := readOnce(); got != want {
+		t.Fatalf("pipelined replies: got %q in one write, want %q", got, want)
+	}
+	write("x\r\n.\r\nQUIT\r\n")
+	if got := readOnce(); got != "250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n" {
+		t.Fatalf("got %q", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatal(err)
+	}
+}
