@@ -206,7 +206,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.nc().Close()
 		}
 		s.mu.Unlock()
-		<-done
+		// Sessions notice their closed connections at once, unless a
+		// session method ignores its context; do not hang on those.
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			s.opt.Logger.Warn("smtpd: sessions still running after shutdown")
+		}
 		return ctx.Err()
 	}
 }
