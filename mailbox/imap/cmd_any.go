@@ -125,11 +125,28 @@ func parseEnable(d *decoder) (any, error) {
 	return caps, nil
 }
 
-// execEnable: no extension of this server changes behaviour when enabled
-// yet (CONDSTORE, QRESYNC, UTF8=ACCEPT come later), so per RFC 5161 3.1 the
-// ENABLED response lists nothing.
+// execEnable turns on CONDSTORE and QRESYNC (RFC 7162 3.2.3: QRESYNC
+// implies CONDSTORE); the ENABLED response lists what this command newly
+// enabled, and nothing for extensions this server does not know
+// (RFC 5161 3.1).
 func execEnable(s *session, c *command) result {
-	s.w.line("* ENABLED").end()
+	if s.enabled == nil {
+		s.enabled = map[string]bool{}
+	}
+	w := s.w.line("* ENABLED")
+	for _, name := range c.args.([]string) {
+		switch name {
+		case "CONDSTORE", "QRESYNC":
+			if !s.enabled[name] {
+				s.enabled[name] = true
+				w.byte(' ').raw(name)
+			}
+			if name == "QRESYNC" {
+				s.enabled["CONDSTORE"] = true
+			}
+		}
+	}
+	w.end()
 	return ok("ENABLE completed")
 }
 

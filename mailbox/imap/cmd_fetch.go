@@ -38,6 +38,7 @@ type fetchItem struct {
 type fetchArgs struct {
 	set   seqSet
 	items []fetchItem
+	mods  fetchModifiers
 }
 
 func (it *fetchItem) needsBody() bool {
@@ -53,7 +54,24 @@ func (it *fetchItem) setsSeen() bool {
 	return (it.name == "BODY[" && !it.peek) || it.name == "RFC822" || it.name == "RFC822.TEXT"
 }
 
+// parseFetch reads the set, the items and the optional modifiers of
+// RFC 7162 ("(CHANGEDSINCE n [VANISHED])").
 func parseFetch(d *decoder) (any, error) {
+	v, err := parseFetchItems(d)
+	if err != nil {
+		return nil, err
+	}
+	a := v.(fetchArgs)
+	if b, err := d.peek(); err == nil && b == ' ' {
+		d.readByte()
+		if a.mods, err = d.fetchModifiers(); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func parseFetchItems(d *decoder) (any, error) {
 	if err := d.sp(); err != nil {
 		return nil, err
 	}
@@ -139,7 +157,7 @@ func (d *decoder) fetchAttRest(name string) (fetchItem, error) {
 	name = strings.ToUpper(name)
 	it := fetchItem{name: name}
 	switch name {
-	case "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE", "RFC822.TEXT", "BODYSTRUCTURE", "UID":
+	case "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE", "RFC822.TEXT", "BODYSTRUCTURE", "UID", "MODSEQ":
 		return it, nil
 	case "BODY", "BODY.PEEK":
 	default:
@@ -312,11 +330,17 @@ func execFetch(s *session, c *command) result {
 		return bad("Invalid sequence number")
 	}
 	items := a.items
-	wantFlags, needBody, needParse, setSeen := false, false, false, false
+	if a.mods.vanished && (!c.uid || !s.qresyncOn()) {
+		// RFC 7162 3.2.6: only UID FETCH, and only after ENABLE QRESYNC.
+		return bad("VANISHED needs UID FETCH and ENABLE QRESYNC")
+	}
+	wantFlags, wantModSeq, needBody, needParse, setSeen := false, false, false, false, false
 	for i := range items {
 		switch items[i].name {
 		case "FLAGS":
 			wantFlags = true
+		case "MODSEQ":
+			wantModSeq = true
 		}
 		needBody = needBody || items[i].needsBody()
 		needParse = needParse || items[i].needsBody() && !items[i].wholeMessage()
@@ -335,11 +359,40 @@ func execFetch(s *session, c *command) result {
 			items = append([]fetchItem{{name: "UID"}}, items...)
 		}
 	}
+	if wantModSeq || a.mods.changedSince > 0 {
+		s.enableCondstore() // RFC 7162 3.1: a CONDSTORE-enabling command
+		if !wantModSeq {
+			// CHANGEDSINCE implies the MODSEQ item (RFC 7162 3.1.4.1).
+			items = append(items, fetchItem{name: "MODSEQ"})
+		}
+	}
+	indexes := sel.resolve(a.set, c.uid)
+	var modseqs []uint64 // parallel to indexes, when mod-sequences matter
+	if wantModSeq || a.mods.changedSince > 0 || s.condstoreOn() {
+		view := make([]viewMessage, len(indexes))
+		for k, i := range indexes {
+			view[k].uid = sel.msgs[i].uid
+		}
+		modseqs = sel.index.modseqsOf(view)
+	}
+	if a.mods.vanished {
+		if err := s.writeVanished(s.vanishedIn(a.mods.changedSince, a.set), true); err != nil {
+			return fatal()
+		}
+	}
 	expungeIssued := false
-	changed := false
+	seenChanged := false
+	var seenModSeq uint64
 	w := s.w
-	for _, i := range sel.resolve(a.set, c.uid) {
+	for k, i := range indexes {
 		m := &sel.msgs[i]
+		if a.mods.changedSince > 0 && modseqs[k] <= a.mods.changedSince {
+			continue
+		}
+		s.fetchModSeq = 0
+		if modseqs != nil {
+			s.fetchModSeq = modseqs[k]
+		}
 		var msg *loadedMessage
 		if needBody && !m.gone {
 			var err error
@@ -366,7 +419,9 @@ func execFetch(s *session, c *command) result {
 			letters := unionLetters(m.letters, string(maildir.FlagSeen))
 			if err := sel.folder.SetFlags(m.key, letters, m.keywords); err == nil {
 				m.letters = letters
-				changed = true
+				seenModSeq = sel.index.storeFlags([]flagChange{{uid: m.uid, letters: letters, keywords: m.keywords}})
+				s.fetchModSeq = seenModSeq
+				seenChanged = true
 				addFlags = !wantFlags
 			} else if !errors.Is(err, maildir.ErrNoMessage) {
 				return s.storageResult(err, "FETCH")
@@ -394,13 +449,18 @@ func execFetch(s *session, c *command) result {
 			}
 			w.raw("FLAGS ")
 			w.buf = appendFlags(w.buf, m.letters, m.keywords, m.recent)
+			if s.condstoreOn() && !wantModSeq && a.mods.changedSince == 0 {
+				// The flag change goes out with its new mod-sequence
+				// (RFC 7162 3.2.4).
+				w.raw(" MODSEQ (").num(seenModSeq).byte(')')
+			}
 		}
 		msg.close()
 		if err := w.byte(')').end(); err != nil {
 			return fatal()
 		}
 	}
-	if changed {
+	if seenChanged {
 		s.srv.hub.notify(sel.folder.Path(), s)
 	}
 	if expungeIssued {
@@ -415,6 +475,8 @@ func (s *session) writeFetchItem(it *fetchItem, m *viewMessage, msg *loadedMessa
 	switch it.name {
 	case "UID":
 		w.raw("UID ").num(uint64(m.uid))
+	case "MODSEQ":
+		w.raw("MODSEQ (").num(s.fetchModSeq).byte(')')
 	case "FLAGS":
 		w.raw("FLAGS ")
 		w.buf = appendFlags(w.buf, m.letters, m.keywords, m.recent)

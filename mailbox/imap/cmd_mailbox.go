@@ -432,7 +432,7 @@ func parseStatus(d *decoder) (any, error) {
 		}
 		a = strings.ToUpper(a)
 		switch a {
-		case "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN":
+		case "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE":
 		default:
 			return nil, syntaxErr("unknown STATUS item %s", truncate(a, 40))
 		}
@@ -470,10 +470,19 @@ func execStatus(s *session, c *command) result {
 	if err != nil {
 		return s.storageResult(err, "STATUS")
 	}
-	var recent, unseen uint64
+	var highest uint64
+	if slices.Contains(a.items, "HIGHESTMODSEQ") {
+		s.enableCondstore() // RFC 7162 3.1: a CONDSTORE-enabling command
+		ix := s.srv.hub.openIndex(f)
+		ix.merge(snap)
+		highest = ix.highest()
+		s.srv.hub.releaseIndex(ix)
+	}
+	var recent, unseen, size uint64
 	for i := range snap.Messages {
 		m := &snap.Messages[i]
-		if strings.HasPrefix(m.Name, "new/") {
+		size += uint64(m.Size)
+		if m.FromNew {
 			recent++
 		}
 		if strings.IndexByte(m.Flags, maildir.FlagSeen) < 0 {
@@ -499,6 +508,12 @@ func execStatus(s *session, c *command) result {
 			w.num(uint64(snap.UIDValidity))
 		case "UNSEEN":
 			w.num(unseen)
+		case "HIGHESTMODSEQ":
+			w.num(highest)
+		case "SIZE":
+			// RFC 8438 STATUS=SIZE: the size on disk is close enough; the
+			// CRLF size would need every LF-only file read.
+			w.num(size)
 		}
 	}
 	w.byte(')').end()

@@ -13,7 +13,7 @@ import (
 // SEARCH and UID SEARCH (RFC 3501 6.4.4) with every RFC 3501 search key.
 func searchCommands() []*commandSpec {
 	return []*commandSpec{
-		{name: "SEARCH", states: stateSelected, parse: parseSearch, exec: execSearch},
+		{name: "SEARCH", states: stateSelected, caps: []string{"ESEARCH"}, parse: parseSearch, exec: execSearch},
 		{name: "UID SEARCH", states: stateSelected, parse: parseSearch, exec: execSearch},
 	}
 }
@@ -26,6 +26,7 @@ type searchKey struct {
 	value    string // search string, lower-cased
 	date     time.Time
 	n        int64
+	modseq   uint64
 	set      seqSet
 	children []*searchKey
 }
@@ -33,6 +34,9 @@ type searchKey struct {
 type searchArgs struct {
 	charset string
 	key     *searchKey
+	// esearch: RETURN was given (RFC 4731); ret holds MIN MAX COUNT ALL.
+	esearch bool
+	ret     map[string]bool
 }
 
 const maxSearchKeys = 1000
@@ -43,6 +47,9 @@ func parseSearch(d *decoder) (any, error) {
 	}
 	p := &searchParser{d: d}
 	a := searchArgs{charset: "US-ASCII"}
+	if err := p.searchReturn(&a); err != nil {
+		return nil, err
+	}
 	root := &searchKey{op: "AND"}
 	first := true
 	for {
@@ -50,7 +57,7 @@ func parseSearch(d *decoder) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if b == '\r' || b == '\n' {
+		if (b == '\r' || b == '\n') && p.pending == "" {
 			break
 		}
 		if !first {
@@ -83,6 +90,8 @@ func parseSearch(d *decoder) (any, error) {
 type searchParser struct {
 	d     *decoder
 	count int
+	// pending is a key name already read (by searchReturn).
+	pending string
 }
 
 func (p *searchParser) key(depth int) (*searchKey, error) {
@@ -92,6 +101,11 @@ func (p *searchParser) key(depth int) (*searchKey, error) {
 	}
 	if p.count++; p.count > maxSearchKeys {
 		return nil, syntaxErr("search program too long")
+	}
+	var name string
+	if p.pending != "" {
+		name, p.pending = p.pending, ""
+		return p.namedKey(strings.ToUpper(name), depth)
 	}
 	b, err := d.peek()
 	if err != nil {
@@ -126,11 +140,17 @@ func (p *searchParser) key(depth int) (*searchKey, error) {
 		}
 		return &searchKey{op: "SEQ", set: set}, nil
 	}
-	name, err := d.atom()
+	name, err = d.atom()
 	if err != nil {
 		return nil, err
 	}
-	name = strings.ToUpper(name)
+	return p.namedKey(strings.ToUpper(name), depth)
+}
+
+// namedKey reads the arguments of the search key called name.
+func (p *searchParser) namedKey(name string, depth int) (*searchKey, error) {
+	d := p.d
+	var err error
 	k := &searchKey{op: name}
 	arg := func() (string, error) {
 		if err := d.sp(); err != nil {
@@ -217,6 +237,38 @@ func (p *searchParser) key(depth int) (*searchKey, error) {
 		if k.set, err = d.seqSet(); err != nil {
 			return nil, err
 		}
+	case "MODSEQ":
+		// "MODSEQ [entry-name entry-type] mod-sequence" (RFC 7162 3.1.5);
+		// flags have no separate mod-sequences here, so the entry is
+		// checked for syntax and otherwise ignored.
+		if err := d.sp(); err != nil {
+			return nil, err
+		}
+		if b, err := d.peek(); err == nil && b == '"' {
+			if _, err := d.str(); err != nil {
+				return nil, err
+			}
+			if err := d.sp(); err != nil {
+				return nil, err
+			}
+			typ, err := d.atom()
+			if err != nil {
+				return nil, err
+			}
+			switch strings.ToLower(typ) {
+			case "priv", "shared", "all":
+			default:
+				return nil, syntaxErr("bad MODSEQ entry type")
+			}
+			if err := d.sp(); err != nil {
+				return nil, err
+			}
+		}
+		n, err := d.number64()
+		if err != nil {
+			return nil, err
+		}
+		k.modseq = n
 	case "NOT":
 		if err := d.sp(); err != nil {
 			return nil, err
@@ -252,6 +304,65 @@ func flagLetter(name string) byte {
 	return 0
 }
 
+// searchReturn reads "RETURN (options) " before the criteria (RFC 4731 3).
+// The first atom is read here; when it is not RETURN it is handed to the
+// key parser as the first key's name.
+func (p *searchParser) searchReturn(a *searchArgs) error {
+	d := p.d
+	b, err := d.peek()
+	if err != nil || !(b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z') {
+		return err
+	}
+	word, err := d.atom()
+	if err != nil {
+		return err
+	}
+	if !strings.EqualFold(word, "RETURN") {
+		p.pending = word
+		return nil
+	}
+	if err := d.sp(); err != nil {
+		return err
+	}
+	if err := d.expect('(', "'('"); err != nil {
+		return err
+	}
+	a.esearch, a.ret = true, map[string]bool{}
+	for i := 0; ; i++ {
+		b, err := d.peek()
+		if err != nil {
+			return err
+		}
+		if b == ')' {
+			d.readByte()
+			break
+		}
+		if i > 0 {
+			if err := d.sp(); err != nil {
+				return err
+			}
+		}
+		if i > 8 {
+			return syntaxErr("too many RETURN options")
+		}
+		opt, err := d.atom()
+		if err != nil {
+			return err
+		}
+		opt = strings.ToUpper(opt)
+		switch opt {
+		case "MIN", "MAX", "COUNT", "ALL":
+			a.ret[opt] = true
+		default:
+			return syntaxErr("unknown RETURN option %s", truncate(opt, 40))
+		}
+	}
+	if len(a.ret) == 0 {
+		a.ret["ALL"] = true // RETURN () means ALL (RFC 4731 3.1)
+	}
+	return d.sp()
+}
+
 func execSearch(s *session, c *command) result {
 	a := c.args.(searchArgs)
 	switch a.charset {
@@ -259,33 +370,159 @@ func execSearch(s *session, c *command) result {
 	default:
 		return no("BADCHARSET (US-ASCII UTF-8)", "Unsupported charset")
 	}
+	matches, highest, err := s.search(a.key)
+	if err != nil {
+		return s.storageResult(err, "SEARCH")
+	}
 	sel := s.sel
-	w := s.w
-	w.line("* SEARCH")
-	for i := range sel.msgs {
-		m := &sel.msgs[i]
-		ev := searchEval{s: s, m: m, seq: uint32(i + 1)}
-		match, err := ev.match(a.key)
-		if err != nil {
-			return s.storageResult(err, "SEARCH")
-		}
-		if !match {
-			continue
-		}
-		w.byte(' ')
+	number := func(i int) uint64 {
 		if c.uid {
-			w.num(uint64(m.uid))
-		} else {
-			w.num(uint64(i + 1))
+			return uint64(sel.msgs[i].uid)
 		}
+		return uint64(i + 1)
+	}
+	w := s.w
+	if a.esearch {
+		// RFC 4731 3.1: "* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set".
+		w.line("* ESEARCH (TAG ")
+		w.buf = appendString(w.buf, c.tag)
+		w.byte(')')
+		if c.uid {
+			w.raw(" UID")
+		}
+		if len(matches) > 0 {
+			if a.ret["MIN"] {
+				w.raw(" MIN ").num(number(matches[0]))
+			}
+			if a.ret["MAX"] {
+				w.raw(" MAX ").num(number(matches[len(matches)-1]))
+			}
+		}
+		if a.ret["COUNT"] {
+			w.raw(" COUNT ").num(uint64(len(matches)))
+		}
+		if a.ret["ALL"] && len(matches) > 0 {
+			nums := make([]uint32, len(matches))
+			for k, i := range matches {
+				nums[k] = uint32(number(i))
+			}
+			w.raw(" ALL ")
+			w.buf = appendUIDSet(w.buf, nums)
+		}
+		if highest > 0 && len(matches) > 0 {
+			w.raw(" MODSEQ ").num(highest)
+		}
+		w.end()
+		return ok(c.name + " completed")
+	}
+	w.line("* SEARCH")
+	for _, i := range matches {
+		w.byte(' ').num(number(i))
 		if len(w.buf) > 32<<10 {
 			// Long result lines go out in pieces.
 			w.bw.Write(w.buf)
 			w.buf = w.buf[:0]
 		}
 	}
+	if highest > 0 && len(matches) > 0 {
+		// RFC 7162 3.1.5: the highest mod-sequence of the matches.
+		w.raw(" (MODSEQ ").num(highest).byte(')')
+	}
 	w.end()
 	return ok(c.name + " completed")
+}
+
+// search evaluates a search program over the view and returns the
+// matching view indexes, ascending. When the program has a MODSEQ key,
+// highest is the largest mod-sequence among the matches. Header fields
+// the folder index keeps are taken from it (read once per message and
+// kept), so repeated searches on From, To, Cc, Subject or Date read no
+// files.
+func (s *session) search(key *searchKey) (matches []int, highest uint64, err error) {
+	sel := s.sel
+	var uses searchUses
+	uses.scan(key)
+	var modseqs []uint64
+	if uses.modseq {
+		s.enableCondstore() // RFC 7162 3.1: a CONDSTORE-enabling command
+		modseqs = sel.index.modseqsOf(sel.msgs)
+	}
+	var headers map[uint32]*indexHeaders
+	if uses.indexedHeader {
+		uids := make([]uint32, 0, len(sel.msgs))
+		for i := range sel.msgs {
+			if !sel.msgs[i].gone {
+				uids = append(uids, sel.msgs[i].uid)
+			}
+		}
+		headers = sel.index.headers(uids, sel.folder.Open)
+	}
+	for i := range sel.msgs {
+		m := &sel.msgs[i]
+		ev := searchEval{s: s, m: m, seq: uint32(i + 1)}
+		if headers != nil {
+			ev.hdr = headers[m.uid]
+		}
+		if modseqs != nil {
+			ev.modseq = modseqs[i]
+		}
+		match, err := ev.match(key)
+		if err != nil {
+			return nil, 0, err
+		}
+		if match {
+			matches = append(matches, i)
+			if modseqs != nil {
+				highest = max(highest, modseqs[i])
+			}
+		}
+	}
+	return matches, highest, nil
+}
+
+// searchUses tells what a search program needs beyond the view.
+type searchUses struct {
+	modseq        bool
+	indexedHeader bool
+}
+
+func (u *searchUses) scan(k *searchKey) {
+	switch k.op {
+	case "MODSEQ":
+		u.modseq = true
+	case "HEADER":
+		if indexedField(k.field) != nil {
+			u.indexedHeader = true
+		}
+	case "SENTBEFORE", "SENTON", "SENTSINCE":
+		u.indexedHeader = true
+	}
+	for _, c := range k.children {
+		u.scan(c)
+	}
+}
+
+// indexedField returns the accessor of a header field the index keeps.
+func indexedField(name string) func(*indexHeaders) string {
+	switch strings.ToLower(name) {
+	case "subject":
+		return func(h *indexHeaders) string { return h.subject }
+	case "from":
+		return func(h *indexHeaders) string { return h.from }
+	case "to":
+		return func(h *indexHeaders) string { return h.to }
+	case "cc":
+		return func(h *indexHeaders) string { return h.cc }
+	case "date":
+		return func(h *indexHeaders) string { return h.date }
+	case "message-id":
+		return func(h *indexHeaders) string { return h.messageID }
+	case "in-reply-to":
+		return func(h *indexHeaders) string { return h.inReplyTo }
+	case "references":
+		return func(h *indexHeaders) string { return h.references }
+	}
+	return nil
 }
 
 // searchEval evaluates a search program against one message, reading the
@@ -294,6 +531,8 @@ type searchEval struct {
 	s      *session
 	m      *viewMessage
 	seq    uint32
+	hdr    *indexHeaders // from the folder index, when the program uses it
+	modseq uint64
 	msg    *loadedMessage
 	loaded bool
 	text   *string
@@ -354,6 +593,8 @@ func (e *searchEval) match(k *searchKey) (bool, error) {
 		return k.set.contains(e.seq, uint32(len(sel.msgs))), nil
 	case "UID":
 		return k.set.contains(m.uid, sel.maxUID()), nil
+	case "MODSEQ":
+		return e.modseq >= k.modseq, nil
 	case "LARGER", "SMALLER":
 		size, err := e.s.messageSize(m, nil)
 		if err != nil {
@@ -371,21 +612,34 @@ func (e *searchEval) match(k *searchKey) (bool, error) {
 		// compares dates, disregarding time).
 		return compareDay(m.date, k.op, k.date), nil
 	case "SENTBEFORE", "SENTON", "SENTSINCE":
-		msg, err := e.load()
-		if err != nil || msg == nil {
-			return false, err
+		var date string
+		if e.hdr != nil {
+			date = e.hdr.date
+		} else {
+			msg, err := e.load()
+			if err != nil || msg == nil {
+				return false, err
+			}
+			date = msg.root.Header.Get("Date")
 		}
-		t, ok := mime.ParseDate(msg.root.Header.Get("Date"))
+		t, ok := mime.ParseDate(date)
 		if !ok {
 			return false, nil
 		}
 		return compareDay(t, k.op[4:], k.date), nil
 	case "HEADER":
-		msg, err := e.load()
-		if err != nil || msg == nil {
-			return false, err
+		var values []string
+		if get := indexedField(k.field); get != nil && e.hdr != nil {
+			if v := get(e.hdr); v != "" {
+				values = strings.Split(v, "\n")
+			}
+		} else {
+			msg, err := e.load()
+			if err != nil || msg == nil {
+				return false, err
+			}
+			values = msg.root.Header.Values(k.field)
 		}
-		values := msg.root.Header.Values(k.field)
 		if k.value == "" {
 			return len(values) > 0, nil
 		}

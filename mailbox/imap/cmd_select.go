@@ -10,8 +10,8 @@ import (
 // UNSELECT (RFC 3691) and UID EXPUNGE (RFC 4315).
 func selectCommands() []*commandSpec {
 	return []*commandSpec{
-		{name: "SELECT", states: authenticated, parse: parseMailboxArg, exec: execSelect, noUpdates: true},
-		{name: "EXAMINE", states: authenticated, parse: parseMailboxArg, exec: execExamine, noUpdates: true},
+		{name: "SELECT", states: authenticated, caps: []string{"CONDSTORE", "QRESYNC"}, parse: parseSelect, exec: execSelect, noUpdates: true},
+		{name: "EXAMINE", states: authenticated, parse: parseSelect, exec: execExamine, noUpdates: true},
 		{name: "CLOSE", states: stateSelected, exec: execClose, noUpdates: true},
 		{name: "UNSELECT", states: stateSelected, caps: []string{"UNSELECT"}, exec: execUnselect, noUpdates: true},
 		{name: "CHECK", states: stateSelected, exec: execCheck, expungeOK: true, noUpdates: true},
@@ -20,12 +20,25 @@ func selectCommands() []*commandSpec {
 	}
 }
 
-func execSelect(s *session, c *command) result  { return s.selectMailbox(c.args.(string), false) }
-func execExamine(s *session, c *command) result { return s.selectMailbox(c.args.(string), true) }
+func execSelect(s *session, c *command) result  { return s.selectMailbox(c.args.(selectArgs), false) }
+func execExamine(s *session, c *command) result { return s.selectMailbox(c.args.(selectArgs), true) }
 
-func (s *session) selectMailbox(name string, readOnly bool) result {
+func (s *session) selectMailbox(a selectArgs, readOnly bool) result {
+	name := a.mailbox
+	if a.qresync != nil && !s.qresyncOn() {
+		// RFC 7162 3.2.5: QRESYNC must be enabled first.
+		return bad("QRESYNC parameter without ENABLE QRESYNC")
+	}
+	if a.condstore {
+		s.enableCondstore()
+	}
 	// A SELECT, even a failing one, leaves the current mailbox without
-	// expunging (RFC 3501 6.3.1).
+	// expunging (RFC 3501 6.3.1); with QRESYNC the client is told so, since
+	// responses after this point belong to the new mailbox (RFC 7162
+	// 3.2.11).
+	if s.sel != nil && s.qresyncOn() {
+		s.w.line("* OK [CLOSED] Previous mailbox closed").end()
+	}
 	s.closeSelected()
 	folder, err := s.folderName(name)
 	if err != nil {
@@ -62,6 +75,14 @@ func (s *session) selectMailbox(name string, readOnly bool) result {
 	}
 	w.line("* OK [UIDVALIDITY ").num(uint64(sel.uidValidity)).raw("] UIDs valid").end()
 	w.line("* OK [UIDNEXT ").num(uint64(sel.uidNext)).raw("] Predicted next UID").end()
+	// Mod-sequences are kept on disk for every folder, so HIGHESTMODSEQ is
+	// always announced (RFC 7162 3.1.2.1).
+	w.line("* OK [HIGHESTMODSEQ ").num(sel.index.highest()).raw("] Highest").end()
+	if a.qresync != nil {
+		if err := s.qresync(a.qresync); err != nil {
+			return fatal()
+		}
+	}
 	if readOnly {
 		return okCode("READ-ONLY", "EXAMINE completed")
 	}

@@ -25,10 +25,12 @@ const (
 )
 
 type storeArgs struct {
-	set    seqSet
-	op     storeOp
-	silent bool
-	flags  flagSet
+	set            seqSet
+	op             storeOp
+	silent         bool
+	flags          flagSet
+	unchangedSince uint64 // RFC 7162 3.1.3; 0: unconditional
+	conditional    bool
 }
 
 func parseStore(d *decoder) (any, error) {
@@ -42,11 +44,35 @@ func parseStore(d *decoder) (any, error) {
 	if err := d.sp(); err != nil {
 		return nil, err
 	}
+	a := storeArgs{set: set}
+	if b, err := d.peek(); err == nil && b == '(' {
+		// store-modifiers: "(UNCHANGEDSINCE mod-sequence)" (RFC 7162 3.1.3).
+		d.readByte()
+		name, err := d.atom()
+		if err != nil {
+			return nil, err
+		}
+		if !strings.EqualFold(name, "UNCHANGEDSINCE") {
+			return nil, syntaxErr("unknown STORE modifier %s", truncate(name, 40))
+		}
+		if err := d.sp(); err != nil {
+			return nil, err
+		}
+		if a.unchangedSince, err = d.number64(); err != nil {
+			return nil, err
+		}
+		a.conditional = true
+		if err := d.expect(')', "')'"); err != nil {
+			return nil, err
+		}
+		if err := d.sp(); err != nil {
+			return nil, err
+		}
+	}
 	item, err := d.readWhile(func(c byte) bool { return isFetchNameChar(c) || c == '+' || c == '-' }, "store item")
 	if err != nil {
 		return nil, err
 	}
-	a := storeArgs{set: set}
 	item = strings.ToUpper(item)
 	switch {
 	case strings.HasPrefix(item, "+"):
@@ -110,12 +136,36 @@ func execStore(s *session, c *command) result {
 			return bad("Invalid keyword " + truncate(k, 40))
 		}
 	}
-	w := s.w
-	changed, gone := false, false
-	for _, i := range sel.resolve(a.set, c.uid) {
+	if a.conditional {
+		s.enableCondstore() // RFC 7162 3.1: a CONDSTORE-enabling command
+	}
+	condstore := s.condstoreOn()
+	indexes := sel.resolve(a.set, c.uid)
+	var modseqs []uint64
+	if condstore {
+		view := make([]viewMessage, len(indexes))
+		for k, i := range indexes {
+			view[k].uid = sel.msgs[i].uid
+		}
+		modseqs = sel.index.modseqsOf(view)
+	}
+	var changes []flagChange
+	changedAt := map[int]bool{}
+	var modified []uint32 // failed the UNCHANGEDSINCE test: UIDs or sequence numbers
+	gone := false
+	var failure error
+	for k, i := range indexes {
 		m := &sel.msgs[i]
 		if m.gone {
 			gone = true
+			continue
+		}
+		if a.conditional && modseqs[k] > a.unchangedSince {
+			if c.uid {
+				modified = append(modified, m.uid)
+			} else {
+				modified = append(modified, uint32(i+1))
+			}
 			continue
 		}
 		letters, keywords := m.letters, m.keywords
@@ -135,36 +185,67 @@ func execStore(s *session, c *command) result {
 			letters = minusLetters(letters, a.flags.letters)
 			keywords = minusKeywords(keywords, a.flags.keywords)
 		}
-		if !sameFlags(letters, keywords, m.letters, m.keywords) {
-			if err := sel.folder.SetFlags(m.key, letters, keywords); err != nil {
-				if errors.Is(err, maildir.ErrNoMessage) {
-					gone = true
-					s.markChanged() // report the expunge at the next chance
-					continue
-				}
-				if changed {
-					s.srv.hub.notify(sel.folder.Path(), s)
-				}
-				return s.storageResult(err, "STORE")
+		if sameFlags(letters, keywords, m.letters, m.keywords) {
+			continue
+		}
+		if err := sel.folder.SetFlags(m.key, letters, keywords); err != nil {
+			if errors.Is(err, maildir.ErrNoMessage) {
+				gone = true
+				s.markChanged() // report the expunge at the next chance
+				continue
 			}
-			m.letters, m.keywords = letters, keywords
-			changed = true
-			s.announceKeywords(keywords)
+			failure = err
+			break
+		}
+		m.letters, m.keywords = letters, keywords
+		changes = append(changes, flagChange{uid: m.uid, letters: letters, keywords: keywords})
+		changedAt[i] = true
+		s.announceKeywords(keywords)
+	}
+	var ms uint64
+	if len(changes) > 0 {
+		ms = sel.index.storeFlags(changes)
+		s.srv.hub.notify(sel.folder.Path(), s)
+	}
+	w := s.w
+	for k, i := range indexes {
+		m := &sel.msgs[i]
+		if m.gone || !changedAt[i] && (a.silent || a.conditional && modseqs[k] > a.unchangedSince) {
+			continue
+		}
+		if a.silent && !condstore {
+			continue
+		}
+		w.line("* ").num(uint64(i + 1)).raw(" FETCH (")
+		if c.uid {
+			w.raw("UID ").num(uint64(m.uid)).byte(' ')
 		}
 		if !a.silent {
-			w.line("* ").num(uint64(i + 1)).raw(" FETCH (")
-			if c.uid {
-				w.raw("UID ").num(uint64(m.uid)).byte(' ')
-			}
 			w.raw("FLAGS ")
 			w.buf = appendFlags(w.buf, m.letters, m.keywords, m.recent)
-			if err := w.byte(')').end(); err != nil {
-				return fatal()
+			if condstore {
+				w.byte(' ')
 			}
 		}
+		if condstore {
+			// RFC 7162 3.1.3: even .SILENT reports the new MODSEQ.
+			cur := modseqs[k]
+			if changedAt[i] {
+				cur = ms
+			}
+			w.raw("MODSEQ (").num(cur).byte(')')
+		}
+		if err := w.byte(')').end(); err != nil {
+			return fatal()
+		}
 	}
-	if changed {
-		s.srv.hub.notify(sel.folder.Path(), s)
+	if failure != nil {
+		return s.storageResult(failure, "STORE")
+	}
+	if len(modified) > 0 {
+		slices.Sort(modified)
+		// RFC 7162 3.1.3: the messages that failed the test, as a set.
+		return okCode("MODIFIED "+string(appendUIDSet(nil, modified)), "Conditional STORE failed for some messages")
 	}
 	if gone {
 		return no("EXPUNGEISSUED", "Some messages were expunged meanwhile")

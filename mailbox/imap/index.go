@@ -578,6 +578,12 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 	defer ix.mu.Unlock()
 	ix.merged = true
 	changed := false
+	if ix.highestModSeq == 0 {
+		// A new index: HIGHESTMODSEQ must be positive even for an empty
+		// folder (RFC 7162 3.1.1), and starts from the clock (nextModSeq).
+		ix.highestModSeq = uint64(time.Now().UnixMicro())
+		changed = true
+	}
 	if snap.UIDValidity != ix.uidValidity {
 		ix.reset(snap.UIDValidity)
 		// First in the file: replay resets on it, then adds what follows.
@@ -676,20 +682,6 @@ type flagChange struct {
 	uid      uint32
 	letters  string
 	keywords []string
-}
-
-// state returns the UIDVALIDITY, HIGHESTMODSEQ and a copy of each entry's
-// per-message fields, for a session's view.
-func (ix *folderIndex) modseqs(uids []uint32) []uint64 {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	out := make([]uint64, len(uids))
-	for i, u := range uids {
-		if e := ix.byUID[u]; e != nil {
-			out[i] = e.modseq
-		}
-	}
-	return out
 }
 
 func (ix *folderIndex) highest() uint64 {

@@ -52,6 +52,8 @@ type session struct {
 	mail    *maildir.Maildir
 	sel     *selected
 	enabled map[string]bool
+	// fetchModSeq is the mod-sequence of the message FETCH is writing.
+	fetchModSeq uint64
 
 	badCount     int
 	authFailures int

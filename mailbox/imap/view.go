@@ -222,6 +222,7 @@ func (sess *session) syncSelected(expungeOK bool) error {
 	old := sel.msgs
 	msgs := make([]viewMessage, 0, max(len(snap.Messages), len(old)))
 	expunged, kept := 0, 0
+	var vanished []uint32
 	j := 0
 	snapMsgs := snap.Messages
 	for i := range old {
@@ -244,6 +245,9 @@ func (sess *session) syncSelected(expungeOK bool) error {
 				}
 				w.raw("FLAGS ")
 				w.buf = appendFlags(w.buf, nm.letters, nm.keywords, nm.recent)
+				if sess.condstoreOn() {
+					w.raw(" MODSEQ (").num(sel.index.modseqOf(nm.uid)).byte(')')
+				}
 				w.byte(')').end()
 			}
 			msgs = append(msgs, nm)
@@ -257,8 +261,18 @@ func (sess *session) syncSelected(expungeOK bool) error {
 			kept++
 			continue
 		}
-		w.line("* ").num(uint64(len(msgs) + 1)).raw(" EXPUNGE").end()
+		if sess.qresyncOn() {
+			vanished = append(vanished, o.uid)
+		} else {
+			w.line("* ").num(uint64(len(msgs) + 1)).raw(" EXPUNGE").end()
+		}
 		expunged++
+	}
+	if len(vanished) > 0 {
+		// RFC 7162 3.2.10: with QRESYNC, expunges are VANISHED UID sets.
+		if err := sess.writeVanished(vanished, false); err != nil {
+			return err
+		}
 	}
 	maxKnown := sel.maxUID()
 	mark := sel.shared.claimRecent(snap, sel.readOnly)
