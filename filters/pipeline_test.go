@@ -1,0 +1,126 @@
+package filters
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fixed is a filter that answers the same at every stage it implements.
+type fixed struct {
+	name string
+	res  Result
+	hits *[]string
+}
+
+func (f fixed) Name() string { return f.name }
+func (f fixed) CheckRcpt(ctx context.Context, s *Session, rcpt string) Result {
+	*f.hits = append(*f.hits, f.name)
+	return f.res
+}
+func (f fixed) CheckData(ctx context.Context, s *Session, m Message) Result {
+	*f.hits = append(*f.hits, f.name)
+	return f.res
+}
+
+type panicky struct{}
+
+func (panicky) Name() string                                                  { return "panicky" }
+func (panicky) CheckRcpt(ctx context.Context, s *Session, rcpt string) Result { panic("boom") }
+
+type slow struct{}
+
+func (slow) Name() string { return "slow" }
+func (slow) CheckRcpt(ctx context.Context, s *Session, rcpt string) Result {
+	<-ctx.Done() // a well-behaved filter honours its deadline
+	return Result{Verdict: Tempfail, Reason: "timed out"}
+}
+
+func TestPipelineModesAndShortCircuit(t *testing.T) {
+	var hits []string
+	reject := Result{Verdict: Reject, Score: 5, Reason: "listed", Code: 554, Enhanced: "5.7.1", Message: "Listed by bl.example"}
+	cases := []struct {
+		mode     Mode
+		verdict  Verdict
+		score    float64
+		reachedB bool
+	}{
+		{ModeReject, Reject, 5, false},
+		{ModeQuarantine, Quarantine, 5, true},
+		{ModeScore, NoOpinion, 5, true},
+		{ModeIgnore, NoOpinion, 0, true},
+	}
+	for _, c := range cases {
+		hits = nil
+		p := NewPipeline([]Entry{
+			{Filter: fixed{"a", reject, &hits}, Mode: c.mode},
+			{Filter: fixed{"b", Result{Score: 1}, &hits}},
+		}, PipelineOptions{})
+		s := &Session{}
+		d := p.Run(context.Background(), StageRcpt, s, "x@example.test", nil)
+		if d.Verdict != c.verdict || s.Score != c.score+map[bool]float64{true: 1}[c.reachedB] {
+			t.Errorf("mode %s: verdict %s score %.1f", c.mode, d.Verdict, s.Score)
+		}
+		if (len(hits) == 2) != c.reachedB {
+			t.Errorf("mode %s: filters run %v", c.mode, hits)
+		}
+		if c.mode == ModeReject && (d.Code != 554 || d.Message != "Listed by bl.example" || d.Filter != "a") {
+			t.Errorf("reject decision %+v", d)
+		}
+		if len(s.Results) == 0 || s.Results[0].Filter != "a" {
+			t.Errorf("results not recorded: %+v", s.Results)
+		}
+	}
+}
+
+func TestPipelineScoreThresholdsAtData(t *testing.T) {
+	var hits []string
+	mk := func(score float64) *Pipeline {
+		return NewPipeline([]Entry{{Filter: fixed{"spammy", Result{Score: score}, &hits}, Weight: 2}},
+			PipelineOptions{Thresholds: Thresholds{Reject: 10, Quarantine: 5}})
+	}
+	for score, want := range map[float64]Verdict{1: NoOpinion, 3: Quarantine, 5: Reject} {
+		s := &Session{}
+		d := mk(score).Run(context.Background(), StageData, s, "", nil)
+		if d.Verdict != want {
+			t.Errorf("score %.0f x2: %s, want %s", score, d.Verdict, want)
+		}
+		if want == Reject && (d.Code != 550 || !strings.Contains(d.Message, "score")) {
+			t.Errorf("score reject %+v", d)
+		}
+	}
+	// Thresholds apply only at the end of DATA.
+	s := &Session{}
+	if d := mk(5).Run(context.Background(), StageRcpt, s, "r", nil); d.Verdict != NoOpinion {
+		t.Errorf("threshold applied at RCPT: %+v", d)
+	}
+}
+
+func TestPipelineSurvivesPanicsAndTimeouts(t *testing.T) {
+	p := NewPipeline([]Entry{{Filter: panicky{}}}, PipelineOptions{})
+	d := p.Run(context.Background(), StageRcpt, &Session{}, "r", nil)
+	if d.Verdict != Tempfail || d.Code != 451 {
+		t.Fatalf("panicking filter: %+v", d)
+	}
+	p = NewPipeline([]Entry{{Filter: slow{}}}, PipelineOptions{StageTimeout: 50 * time.Millisecond})
+	start := time.Now()
+	if d := p.Run(context.Background(), StageRcpt, &Session{}, "r", nil); d.Verdict != Tempfail || time.Since(start) > 2*time.Second {
+		t.Fatalf("slow filter: %+v after %v", d, time.Since(start))
+	}
+}
+
+func TestAuthenticationResults(t *testing.T) {
+	got := AuthenticationResults("mx.example.test", []Result{
+		{AuthResults: []string{"spf=pass smtp.mailfrom=example.org"}},
+		{},
+		{AuthResults: []string{"dkim=pass header.d=example.org", "dmarc=pass header.from=example.org"}},
+	})
+	want := "Authentication-Results: mx.example.test;\r\n\tspf=pass smtp.mailfrom=example.org;\r\n\tdkim=pass header.d=example.org;\r\n\tdmarc=pass header.from=example.org"
+	if got != want {
+		t.Fatalf("got %q", got)
+	}
+	if AuthenticationResults("x", nil) != "" {
+		t.Fatal("empty results should give no header")
+	}
+}
