@@ -167,12 +167,6 @@ func (c *conn) requestShutdown() {
 	}
 }
 
-func (c *conn) isStopping() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.stopping
-}
-
 // refuse answers a connection that is over a limit and closes it.
 func (c *conn) refuse(r *Reply) {
 	c.writeReply(r)
