@@ -210,9 +210,11 @@ func (e *Embedded) fail(op, key string, err error) error {
 		return fmt.Errorf("state %s: %s %q: %w", e.path, op, key, err)
 	}
 	// Disk or closed database: the store cannot answer now.
-	err = fmt.Errorf("state %s: %s %q: %w: %w", e.path, op, key, ErrUnavailable, err)
-	e.rep.report(err)
-	return err
+	wrapped := fmt.Errorf("state %s: %s %q: %w: %w", e.path, op, key, ErrUnavailable, err)
+	if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		e.rep.report(wrapped) // a caller's ended context is not an outage
+	}
+	return wrapped
 }
 
 func (e *Embedded) update(fn func(*bolt.Bucket) error) error {

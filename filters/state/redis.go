@@ -173,7 +173,10 @@ func (r *Redis) fail(op, key string, err error) error {
 	wrapped := fmt.Errorf("state redis %s: %s %q: %w: %w", r.addr, op, key, ErrUnavailable, err)
 	// A context that ended is the caller's deadline, not evidence that
 	// Redis is down for everyone; do not trip the fail-fast window for it.
-	if r.retryAfter > 0 && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return wrapped
+	}
+	if r.retryAfter > 0 {
 		msg := err.Error()
 		r.lastErr.Store(&msg)
 		r.downUntil.Store(time.Now().Add(r.retryAfter).UnixNano())
