@@ -56,7 +56,10 @@ type Options struct {
 
 	// MaxConnections is checked when a connection is accepted;
 	// MaxConnectionsPerIP after the PROXY header (so that it counts the
-	// real client), not again after XCLIENT. Over either: 421 4.7.0.
+	// real client) and, on an ImplicitTLS port, after the handshake (so
+	// that the client can read the refusal); not again after XCLIENT.
+	// Over either: 421 4.7.0 (over MaxConnections on an ImplicitTLS port:
+	// closed without a reply).
 	MaxConnections      int
 	MaxConnectionsPerIP int
 
