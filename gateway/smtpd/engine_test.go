@@ -714,3 +714,42 @@ func TestPipelinedRepliesInOneWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestConcurrentSessions: many clients at once, some pipelining, some
+// using BDAT; every message arrives, counters add up, nothing leaks.
+func TestConcurrentSessions(t *testing.T) {
+	checkGoroutines(t)
+	b := &testBackend{}
+	s, addr := startServer(t, b, testOptions(t))
+	const clients, perClient = 20, 5
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		go func(i int) {
+			c, err := smtp.Dial(addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			for j := 0; j < perClient; j++ {
+				msg := fmt.Sprintf("Subject: %d-%d\r\n\r\nbody\r\n", i, j)
+				if err := c.SendMail("a@example.org", []string{fmt.Sprintf("u%d@example.test", i)}, strings.NewReader(msg)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- c.Quit()
+		}(i)
+	}
+	for i := 0; i < clients; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.mu.Lock()
+	n := len(b.messages)
+	b.mu.Unlock()
+	if n != clients*perClient || s.Stats().Messages != clients*perClient {
+		t.Fatalf("%d messages stored, stats %+v", n, s.Stats())
+	}
+}
