@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -607,5 +608,26 @@ func TestFilterIPv6(t *testing.T) {
 func TestNewNeedsResolver(t *testing.T) {
 	if _, err := New(Options{}); err == nil {
 		t.Fatal("New without resolver accepted")
+	}
+}
+
+// TestNoGoroutineLeak: lookups that time out end with the evaluation.
+func TestNoGoroutineLeak(t *testing.T) {
+	r := startDNS(t)
+	f := newFilter(t, r, "slow.test", "bl.test", "wl.test type=allow")
+	f.cfg.Timeout = 200 * time.Millisecond
+	before := runtime.NumGoroutine()
+	for i := 0; i < 5; i++ {
+		ev := f.Evaluate(context.Background(), Subjects{SubjectIP: {"192.0.2.10"}})
+		if len(ev.Lookups) != 3 || len(ev.TempErrors()) != 1 {
+			t.Fatalf("evaluation %d: %+v", i, ev)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after the evaluations; %d before", n, before)
 	}
 }
