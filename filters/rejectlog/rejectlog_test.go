@@ -16,11 +16,8 @@ func TestAddSearchRotate(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	var wg sync.WaitGroup
 	for i := 0; i < 40; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
+		func(i int) {
 			r := Record{Time: base.Add(time.Duration(i) * time.Minute), Client: fmt.Sprintf("192.0.2.%d", i),
 				From: "spam@bad.example", Rcpts: []string{"alice@example.test"}, Stage: "rcpt",
 				Reply: "554 5.7.1 Listed by zen", Decider: "dnsbl", Results: []FilterResult{{Filter: "dnsbl", Verdict: "reject", Score: 10}}}
@@ -32,7 +29,6 @@ func TestAddSearchRotate(t *testing.T) {
 			}
 		}(i)
 	}
-	wg.Wait()
 	l.Close()
 	if _, err := os.Stat(path + ".1"); err != nil {
 		t.Fatalf("log did not rotate at 4096 bytes: %v", err)
@@ -68,5 +64,30 @@ func TestAddSearchRotate(t *testing.T) {
 	f.Close()
 	if _, err := Search(path, Query{}); err != nil {
 		t.Fatalf("garbage line broke Search: %v", err)
+	}
+}
+
+// Many writers at once: every line stays whole.
+func TestConcurrentWritersKeepLinesWhole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rejects.jsonl")
+	l, err := Open(path, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for j := 0; j < 20; j++ {
+				l.Add(Record{Time: time.Now(), Client: fmt.Sprintf("198.51.100.%d", i), Reply: "550 5.7.1 no"})
+			}
+		}(i)
+	}
+	wg.Wait()
+	l.Close()
+	all, err := Search(path, Query{})
+	if err != nil || len(all) != 1000 {
+		t.Fatalf("%d whole records, want 1000 (%v)", len(all), err)
 	}
 }
