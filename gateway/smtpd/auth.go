@@ -41,7 +41,7 @@ var (
 func (c *conn) cmdAuth(arg string) bool {
 	as, isAuth := c.sess.(AuthSession)
 	switch {
-	case !isAuth:
+	case !isAuth || len(c.authMechanisms()) == 0:
 		c.reply(502, "5.5.1", "Error: command not implemented")
 		return true
 	case !c.authOffered():

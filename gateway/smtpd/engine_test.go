@@ -715,8 +715,8 @@ func TestPipelinedRepliesInOneWrite(t *testing.T) {
 	}
 }
 
-// TestConcurrentSessions: many clients at once, some pipelining, some
-// using BDAT; every message arrives, counters add up, nothing leaks.
+// TestConcurrentSessions: many go-smtp clients at once, several messages
+// each; every message arrives, counters add up, nothing leaks.
 func TestConcurrentSessions(t *testing.T) {
 	checkGoroutines(t)
 	b := &testBackend{}

@@ -30,8 +30,11 @@ type Options struct {
 	TLSConfig   *tls.Config // STARTTLS offered when non-nil and the connection is not TLS yet
 	ImplicitTLS bool        // TLS handshake first (port 465, RFC 8314)
 
-	AuthMechanisms    []string // offered when the session implements AuthSession; default PLAIN LOGIN
-	AllowInsecureAuth bool     // offer AUTH before TLS
+	// AuthMechanisms are offered when the session implements AuthSession;
+	// nil means PLAIN LOGIN, an empty non-nil list turns AUTH off (an MX
+	// port whose session type also serves submission).
+	AuthMechanisms    []string
+	AllowInsecureAuth bool // offer AUTH before TLS
 
 	MaxMessageSize    int64 // SIZE (RFC 1870); default 50 MiB
 	MaxRecipients     int   // accepted RCPTs per transaction; default 100, then 452 4.5.3

@@ -101,6 +101,11 @@ func applyOption(t *testing.T, o *Options, b *testBackend, opt string) {
 	case "implicittls":
 		o.TLSConfig = testTLSConfig(t)
 		o.ImplicitTLS = true
+	case "authmechs":
+		o.AuthMechanisms = []string{}
+		if val != "none" {
+			o.AuthMechanisms = strings.Fields(val)
+		}
 	case "insecureauth":
 		o.AllowInsecureAuth = true
 	case "noauth":
