@@ -204,3 +204,20 @@ func TestRunIgnoresMessagesDeletedBehindItsBack(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+func TestAdminFromAnotherProcess(t *testing.T) {
+	h := newHarness(t, nil)
+	h.remote.setDecide(alwaysTempFail)
+	h.start()
+	retried := deferredMessage(t, h, remote("a@one.example"))
+	deleted := deferredMessage(t, h, remote("b@two.example"))
+	bounced := deferredMessage(t, h, remote("c@three.example"))
+	runAdminProcess(t, "retry", h.dir, retried)
+	waitFor(t, "retried", func() bool { return h.envelope(retried).Rcpts[0].Attempts == 2 })
+	runAdminProcess(t, "delete", h.dir, deleted)
+	if !h.gone(deleted) {
+		t.Error("not deleted")
+	}
+	runAdminProcess(t, "bounce", h.dir, bounced)
+	waitFor(t, "bounced", func() bool { return h.gone(bounced) && len(h.remote.dsnCalls()) == 1 })
+}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // Group commit. The cost of a durable Enqueue is dominated by the flushes:
@@ -117,7 +115,7 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 		wg.Wait()
 	}
 	if q.opt.commit == commitGroupSyncfs {
-		if err := unix.Syncfs(int(q.spoolDir.Fd())); err != nil {
+		if err := syncFilesystem(q.spoolDir); err != nil {
 			for _, r := range batch {
 				fail(r, fmt.Errorf("syncfs: %w", err))
 			}

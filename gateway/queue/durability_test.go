@@ -28,7 +28,44 @@ func TestMain(m *testing.M) {
 		crashChild(dir)
 		return
 	}
+	if spec := os.Getenv(adminChildEnv); spec != "" {
+		adminChild(spec)
+		return
+	}
 	os.Exit(m.Run())
+}
+
+// adminChildEnv makes the re-executed test binary run one admin command,
+// "retry|delete|bounce DIR ID", as `postern queue` would from its own
+// process.
+const adminChildEnv = "POSTERN_QUEUE_ADMIN_CHILD"
+
+func adminChild(spec string) {
+	f := strings.Fields(spec)
+	var err error
+	switch f[0] {
+	case "retry":
+		err = Retry(f[1], f[2])
+	case "delete":
+		err = Delete(f[1], f[2])
+	case "bounce":
+		err = Bounce(f[1], f[2])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// runAdminProcess runs an admin command in another process.
+func runAdminProcess(t *testing.T, op, dir, id string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), adminChildEnv+"="+op+" "+dir+" "+id)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s in another process: %v: %s", op, err, out)
+	}
 }
 
 // crashMessage is message number seq: its body size varies and its last
@@ -259,5 +296,59 @@ func TestOpenBesideARunningQueueKeepsFreshFiles(t *testing.T) {
 	defer q2.Close()
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("a second Open removed another process's file in progress: %v", err)
+	}
+}
+
+// TestRedeliveryAfterLostStateCarriesTheSameKey simulates a crash between
+// a delivery and the write of its state (the spool files are put back as
+// they were before the delivery) and checks that the second delivery
+// carries the same DeliveryKey, so an agent that remembers keys delivers
+// once.
+func TestRedeliveryAfterLostStateCarriesTheSameKey(t *testing.T) {
+	h := newHarness(t, nil)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	mailbox := 0
+	agent := delivery.DelivererFunc(func(_ context.Context, _ *delivery.Envelope, rcpts []delivery.Recipient, _ delivery.Message) []delivery.Result {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range rcpts {
+			if seen[r.DeliveryKey]++; seen[r.DeliveryKey] == 1 {
+				mailbox++
+			}
+		}
+		return make([]delivery.Result, len(rcpts))
+	})
+	h.q.opt.Local = agent
+	id := h.enqueue(env("a@s.example", local("u@here.example"), local("v@here.example")), testMessage)
+	spool := filepath.Join(h.dir, "spool")
+	before := map[string][]byte{}
+	for _, f := range []string{id + ".msg", id + ".env"} {
+		b, err := os.ReadFile(filepath.Join(spool, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[f] = b
+	}
+	h.start()
+	waitFor(t, "delivered", func() bool { return h.gone(id) })
+	h.stop()
+	h.q.Close()
+	for f, b := range before {
+		if err := os.WriteFile(filepath.Join(spool, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q2, err := Open(Options{Dir: h.dir, Local: agent, Now: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.q = q2
+	h.start()
+	waitFor(t, "delivered again", func() bool { return h.gone(id) })
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[id+".0"] != 2 || seen[id+".1"] != 2 || mailbox != 2 {
+		t.Errorf("keys seen %v, mailbox writes %d; want each key twice and 2 writes", seen, mailbox)
 	}
 }

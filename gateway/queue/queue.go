@@ -166,7 +166,7 @@ func Open(opt Options) (*Queue, error) {
 	if opt.DrainTimeout <= 0 {
 		opt.DrainTimeout = defaultDrainTimeout
 	}
-	if opt.PerFileSync && opt.commit == commitGroupSyncfs {
+	if (opt.PerFileSync || !haveSyncfs) && opt.commit == commitGroupSyncfs {
 		opt.commit = commitGroup
 	}
 	if opt.Now == nil {
@@ -223,7 +223,7 @@ func (q *Queue) Close() error {
 // recoverSpool removes crash debris. all: nobody else uses the spool, so
 // every leftover is debris; otherwise only leftovers older than orphanAge.
 func (q *Queue) recoverSpool(all bool) error {
-	cutoff := q.opt.Now().Add(-orphanAge)
+	cutoff := time.Now().Add(-orphanAge) // file times are real times, whatever the queue's clock
 	if all {
 		cutoff = time.Now().Add(time.Hour) // everything
 	}

@@ -466,6 +466,9 @@ func (p *pass) record(i int, res delivery.Result, now time.Time) {
 	r.Attempts++
 	r.LastAttempt = now
 	r.RemoteMTA = cleanText(res.RemoteMTA, 255)
+	q.log.Info("delivery attempt", "id", se.ID, "to", r.Addr, "local", r.Local,
+		"outcome", outcome(res), "status", res.Status, "result", cleanText(res.Diagnostic, 300),
+		"remote_mta", res.RemoteMTA, "attempts", r.Attempts, "queued_for", now.Sub(se.Received).Round(time.Second))
 	if res.Err == nil {
 		r.Status = delivery.StatusDelivered
 		r.LastResult = cleanText(res.Diagnostic, 1000)
@@ -553,6 +556,18 @@ func (p *pass) finish() error {
 		return nil
 	}
 	return q.paths.writeEnvelope(se)
+}
+
+// outcome names a result for the log, as mail admins grep for it.
+func outcome(res delivery.Result) string {
+	switch {
+	case res.Err == nil:
+		return "sent"
+	case res.Permanent:
+		return "bounced"
+	default:
+		return "deferred"
+	}
 }
 
 func statusOr(s, def string) string {
