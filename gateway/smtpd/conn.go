@@ -125,7 +125,8 @@ func addrPort(a net.Addr) netip.AddrPort {
 
 func (s *Server) newConn(nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(s.baseCtx)
-	id := fmt.Sprintf("%08x%04x", uint32(time.Now().Unix()), uint16(s.nextID.Add(1)))
+	// Unique per server: start second, then a counter.
+	id := fmt.Sprintf("%08x%08x", uint32(time.Now().Unix()), uint32(s.nextID.Add(1)))
 	c := &conn{
 		srv:     s,
 		opt:     &s.opt,
