@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"postern/filters/dkim"
+	"postern/filters/dmarc"
+	"postern/filters/dnsbl"
 	"postern/filters/spf"
 	"postern/mailbox/maildir"
 	"postern/policy"
@@ -52,7 +55,9 @@ func commands() []command {
 		{"queue", "list, show, retry, delete or bounce queued messages", runQueue},
 		{"mailq", "list the queue (as sendmail -bp)", runMailq},
 		{"makealiases", "compile the aliases into their index (also: newaliases)", runMakealiases},
-		{"check", "diagnose a policy check as the gateway would (check spf ...)", runCheck},
+		{"check", "diagnose a policy check as the gateway would (spf, dkim, dmarc, dnsbl)", runCheck},
+		{"dkim", "make DKIM signing keys and print their DNS records", runDKIM},
+		{"rejects", "list and search the mail refused during SMTP sessions", runRejects},
 		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},
 		{"version", "print the version", runVersion},
 	}
@@ -201,11 +206,17 @@ func wantsHelp(args []string) bool {
 func runCheck(e *env, args []string) int {
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, `Usage: postern check spf --ip IP --helo NAME --sender ADDR [--dns HOST:PORT]
+       postern check dkim [--dns HOST:PORT] < MESSAGE
+       postern check dmarc --ip IP --helo NAME --sender ADDR [--dns HOST:PORT] < MESSAGE
+       postern check dnsbl IP [--zone ZONE ...] [--dns HOST:PORT]
 
-spf   evaluates SPF (RFC 7208) for a client address, HELO name and sender,
-      printing "result: pass|fail|softfail|neutral|none|temperror|permerror",
-      the record and mechanism that decided, every DNS lookup made, and the
-      Received-SPF and Authentication-Results lines. See docs/spf.md.
+Runs one check the way the gateway does and says what it found and why:
+spf    RFC 7208 result (pass|fail|softfail|neutral|none|temperror|permerror),
+       the record and mechanism that decided, every DNS lookup made;
+dkim   every signature's result (RFC 6376) and why;
+dmarc  SPF, DKIM and DMARC (RFC 7489) step by step, and the SMTP answer;
+dnsbl  every DNS list's answer for IP, and the combined verdict.
+See docs/spf.md, docs/dkim.md, docs/dmarc.md, docs/dnsbl.md.
 `)
 	}
 	if len(args) == 0 {
@@ -215,11 +226,55 @@ spf   evaluates SPF (RFC 7208) for a client address, HELO name and sender,
 	switch args[0] {
 	case "spf":
 		return spf.CheckMain(args[1:], e.stdout, e.stderr)
+	case "dkim":
+		return dkim.CheckMain(args[1:], e.stdin, e.stdout, e.stderr)
+	case "dmarc":
+		return dmarc.CheckMain(args[1:], e.stdin, e.stdout, e.stderr)
+	case "dnsbl":
+		return dnsbl.CheckMain(withConfigArg(e, args[1:]), e.stdout, e.stderr)
 	case "-h", "--help", "help":
 		usage(e.stdout)
 		return 0
 	}
 	fmt.Fprintf(e.stderr, "postern check: unknown check %q\n", args[0])
+	usage(e.stderr)
+	return 64
+}
+
+// withConfigArg passes the global --config on to tools that read settings.
+func withConfigArg(e *env, args []string) []string {
+	for _, a := range args {
+		if a == "--config" || strings.HasPrefix(a, "--config=") {
+			return args
+		}
+	}
+	return append([]string{"--config", e.configDir}, args...)
+}
+
+func runDKIM(e *env, args []string) int {
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, `Usage: postern dkim keygen DOMAIN [--selector S] [--type ed25519|rsa] [--bits 2048] [--force]
+       postern dkim records [--check] [--dns HOST:PORT]
+
+keygen   writes a signing key into CONFIG/dkim/ and prints the DNS TXT record
+records  prints the records of every key; --check asks DNS whether they are published
+See docs/dkim.md.
+`)
+	}
+	if len(args) == 0 {
+		usage(e.stderr)
+		return 64
+	}
+	switch args[0] {
+	case "keygen":
+		return dkim.KeygenMain(args[1:], e.stdout, e.stderr, e.configDir)
+	case "records":
+		return dkim.RecordsMain(args[1:], e.stdout, e.stderr, e.configDir)
+	case "-h", "--help", "help":
+		usage(e.stdout)
+		return 0
+	}
+	fmt.Fprintf(e.stderr, "postern dkim: unknown subcommand %q\n", args[0])
 	usage(e.stderr)
 	return 64
 }
