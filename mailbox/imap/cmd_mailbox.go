@@ -432,7 +432,7 @@ func parseStatus(d *decoder) (any, error) {
 		}
 		a = strings.ToUpper(a)
 		switch a {
-		case "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE":
+		case "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ":
 		default:
 			return nil, syntaxErr("unknown STATUS item %s", truncate(a, 40))
 		}
@@ -478,10 +478,9 @@ func execStatus(s *session, c *command) result {
 		highest = ix.highest()
 		s.srv.hub.releaseIndex(ix)
 	}
-	var recent, unseen, size uint64
+	var recent, unseen uint64
 	for i := range snap.Messages {
 		m := &snap.Messages[i]
-		size += uint64(m.Size)
 		if m.FromNew {
 			recent++
 		}
@@ -510,10 +509,6 @@ func execStatus(s *session, c *command) result {
 			w.num(unseen)
 		case "HIGHESTMODSEQ":
 			w.num(highest)
-		case "SIZE":
-			// RFC 8438 STATUS=SIZE: the size on disk is close enough; the
-			// CRLF size would need every LF-only file read.
-			w.num(size)
 		}
 	}
 	w.byte(')').end()

@@ -37,6 +37,8 @@ type searchArgs struct {
 	// esearch: RETURN was given (RFC 4731); ret holds MIN MAX COUNT ALL.
 	esearch bool
 	ret     map[string]bool
+	// noCharsetKey: SORT and THREAD give the charset before the keys.
+	noCharsetKey bool
 }
 
 const maxSearchKeys = 1000
@@ -50,27 +52,36 @@ func parseSearch(d *decoder) (any, error) {
 	if err := p.searchReturn(&a); err != nil {
 		return nil, err
 	}
+	if err := p.program(&a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// program reads the search keys up to the end of the line into a.key.
+func (p *searchParser) program(a *searchArgs) error {
+	d := p.d
 	root := &searchKey{op: "AND"}
 	first := true
 	for {
 		b, err := d.peek()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if (b == '\r' || b == '\n') && p.pending == "" {
 			break
 		}
 		if !first {
 			if err := d.sp(); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		k, err := p.key(0)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if k.op == "CHARSET" && !first {
-			return nil, syntaxErr("CHARSET must come first")
+		if k.op == "CHARSET" && (!first || a.noCharsetKey) {
+			return syntaxErr("CHARSET must come first")
 		}
 		if first && k.op == "CHARSET" {
 			a.charset = strings.ToUpper(k.value)
@@ -81,10 +92,10 @@ func parseSearch(d *decoder) (any, error) {
 		root.children = append(root.children, k)
 	}
 	if len(root.children) == 0 {
-		return nil, syntaxErr("SEARCH needs a search key")
+		return syntaxErr("SEARCH needs a search key")
 	}
 	a.key = root
-	return a, nil
+	return nil
 }
 
 type searchParser struct {

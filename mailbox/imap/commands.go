@@ -45,6 +45,7 @@ func newCommandTable() map[string]*commandSpec {
 	add(fetchCommands()...)
 	add(storeCommands()...)
 	add(searchCommands()...)
+	add(sortCommands()...)
 	add(copyCommands()...)
 	add(idleCommands()...)
 	return t
