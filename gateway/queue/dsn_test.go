@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/mail"
 	"net/textproto"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -450,4 +452,31 @@ func TestDSNForUTF8AddressesUsesGlobalTypes(t *testing.T) {
 	mustContain(t, raw, "Content-Type: message/global-delivery-status")
 	mustContain(t, raw, "Final-Recipient: utf-8; bøb@remote.example")
 	mustContain(t, raw, "Content-Type: message/global\r\n")
+}
+
+func TestDSNThatCannotBeQueuedIsNotLost(t *testing.T) {
+	h := newHarness(t, nil)
+	h.remote.setDecide(func(env *delivery.Envelope, r delivery.Recipient) delivery.Result {
+		if env.From == "" {
+			return delivery.Result{}
+		}
+		return permFail("no")
+	})
+	// No tmp/: nothing can be written (as on a full disk).
+	tmp := filepath.Join(h.dir, "tmp")
+	id := h.enqueue(env("alice@sender.example", remote("bob@remote.example")), testMessage)
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	waitFor(t, "first attempt", func() bool { return len(h.remote.snapshot()) == 1 })
+	time.Sleep(100 * time.Millisecond)
+	if h.gone(id) || h.envelope(id).Rcpts[0].Status != delivery.StatusPending {
+		t.Fatal("recipient failed although its DSN could not be queued")
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	h.advance(6 * time.Minute)
+	waitFor(t, "bounced after the disk recovered", func() bool { return h.gone(id) && len(h.remote.dsnCalls()) == 1 })
 }

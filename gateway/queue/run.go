@@ -516,24 +516,29 @@ func (p *pass) cancelPending(now time.Time) {
 		r.LastAttempt = now
 		p.failed = append(p.failed, dsnRecipient{index: i, action: "failed", status: "5.0.0", cancelled: true})
 	}
-	p.se.BounceRequested = false
-	p.changed = true
+	if len(p.failed) == 0 {
+		p.se.BounceRequested = false // nothing left to bounce
+		p.changed = true
+	}
 }
 
 // finish sends the pass's DSNs, then makes the failures and delay notices
-// final and writes the envelope. A DSN that cannot be queued leaves its
-// recipients as they were (deferred), to be tried again.
+// final and writes the envelope. A failure DSN that cannot be queued
+// leaves its recipients as they were (deferred, or still to be bounced)
+// and makes finish fail, so the message is looked at again in a minute.
 func (p *pass) finish() error {
 	q, se := p.q, p.se
 	// Queueing a DSN is local disk work; finish it even while shutting down.
 	ctx := context.Background()
+	var dsnErr error
 	if len(p.failed) > 0 {
 		if err := q.sendDSN(ctx, se, dsnFailure, p.failed, p.msg); err != nil {
-			q.log.Error("queueing failure DSN; recipients stay deferred", "id", se.ID, "err", err)
+			dsnErr = fmt.Errorf("queueing failure DSN; recipients stay deferred: %w", err)
 		} else {
 			for _, d := range p.failed {
 				se.Rcpts[d.index].Status = delivery.StatusFailed
 			}
+			se.BounceRequested = false
 			p.changed = true
 		}
 	}
@@ -552,10 +557,12 @@ func (p *pass) finish() error {
 			q.log.Error("queueing success DSN", "id", se.ID, "err", err)
 		}
 	}
-	if !p.changed {
-		return nil
+	if p.changed {
+		if err := q.paths.writeEnvelope(se); err != nil {
+			return errors.Join(dsnErr, err)
+		}
 	}
-	return q.paths.writeEnvelope(se)
+	return dsnErr
 }
 
 // outcome names a result for the log, as mail admins grep for it.
