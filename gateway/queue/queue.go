@@ -76,9 +76,11 @@ type Options struct {
 	commit commitMode // tests and benchmarks: how Enqueue makes files durable
 }
 
-// DefaultSchedule is Courier's retry schedule: three retries 5 minutes
-// apart, then 15 minutes, then gaps doubling from 30 minutes up to 4
-// hours; the last gap repeats until the lifetime ends.
+// DefaultSchedule is the retry schedule when Options.Schedule is empty:
+// three retries 5 minutes apart, then 15 minutes, then gaps doubling from
+// 30 minutes up to 4 hours; the last gap repeats until the lifetime ends.
+// (postern serve passes the schedule built from Courier's retryalpha,
+// retrybeta, retrygamma and retrymaxdelta settings instead.)
 var DefaultSchedule = []time.Duration{
 	5 * time.Minute, 5 * time.Minute, 5 * time.Minute, 15 * time.Minute,
 	30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour,
