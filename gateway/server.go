@@ -71,6 +71,7 @@ func NewServer(opt Options) *Server {
 	so.TrustedProxies = cfg.TrustedProxies
 	so.XCLIENTFrom = cfg.XCLIENTFrom
 	so.Logger = opt.Logger
+	so.AuthMechanisms = []string{} // no AUTH on the MX port (RFC 6409: submission is the place)
 	if opt.Mode == ModeSubmission {
 		so.AuthMechanisms = []string{"PLAIN", "LOGIN"}
 	}

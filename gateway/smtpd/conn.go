@@ -405,7 +405,8 @@ func (c *conn) readCommand() (string, error) {
 
 // readLine reads one line of at most max bytes (line ending included),
 // never buffering more than max: the rest of a longer line is skipped
-// (errLineTooLong), and a line over 1 MB ends the connection (errHugeLine).
+// (errLineTooLong), and a line over 64 KiB ends the connection (errHugeLine,
+// at once when it passes 1 MB without an end).
 func (c *conn) readLine(max int) (string, error) {
 	c.lineBuf = c.lineBuf[:0]
 	tooLong := false
@@ -433,6 +434,12 @@ func (c *conn) readLine(max int) (string, error) {
 		return "", err
 	}
 	if tooLong {
+		// A command line a little over the limit is a confused client (500,
+		// go on, RFC 5321 4.5.3.1.4); one of tens of kilobytes is an attack
+		// or garbage, and the session ends.
+		if total > hostileLine {
+			return "", errHugeLine
+		}
 		return "", errLineTooLong
 	}
 	line := c.lineBuf

@@ -105,6 +105,9 @@ const (
 	// hugeLine: a command line this long without an LF ends the connection
 	// rather than being skipped.
 	hugeLine = 1 << 20
+	// hostileLine: a command line longer than this, even when it ends,
+	// closes the connection.
+	hostileLine = 64 << 10
 )
 
 func (o Options) withDefaults() Options {
