@@ -123,6 +123,7 @@ type Queue struct {
 
 	kickCh       chan struct{}
 	pollInterval time.Duration
+	callSlots    chan struct{} // Deliver calls at once (Concurrency)
 
 	mu         sync.Mutex
 	index      map[string]*indexEntry // messages the scheduler knows, by ID
@@ -182,6 +183,7 @@ func Open(opt Options) (*Queue, error) {
 		paths:        newSpoolPaths(opt.Dir),
 		log:          opt.Logger.With("component", "queue"),
 		kickCh:       make(chan struct{}, 1),
+		callSlots:    make(chan struct{}, opt.Concurrency),
 		pollInterval: defaultPollInterval,
 		index:        make(map[string]*indexEntry),
 		domainBusy:   make(map[string]int),

@@ -261,12 +261,18 @@ type pass struct {
 	se  *spoolEnvelope
 	msg delivery.Message
 
-	mu          sync.Mutex // se and the lists below, shared by the groups
-	changed     bool       // se differs from the file
-	waitDomains []string   // destinations skipped because all their slots were busy
-	failed      []dsnRecipient
-	delayed     []dsnRecipient
-	delivered   []dsnRecipient
+	mu      sync.Mutex // se and the lists below, shared by the groups
+	changed bool       // se differs from the file
+	// Envelope writes of concurrent groups are coalesced: a group whose
+	// results arrive while a write is in progress is covered by the next
+	// one (generation numbers, writes under wrote).
+	wrote           *sync.Cond
+	writing         bool
+	gen, writtenGen int
+	waitDomains     []string // destinations skipped because all their slots were busy
+	failed          []dsnRecipient
+	delayed         []dsnRecipient
+	delivered       []dsnRecipient
 }
 
 // processMessage runs one pass over message id under its lock. It returns
@@ -304,6 +310,7 @@ func (q *Queue) processMessage(ctx context.Context, id string) (next time.Time, 
 		return retryLater(fmt.Errorf("queue %s: stat message: %w", id, err))
 	}
 	p := &pass{q: q, se: se, msg: fileMessage{f: f, size: info.Size()}}
+	p.wrote = sync.NewCond(&p.mu)
 	now := q.opt.Now()
 
 	if se.BounceRequested {
@@ -370,6 +377,12 @@ func (p *pass) deliverDue(ctx context.Context, now time.Time) {
 // or all local ones), records the results and writes the envelope.
 func (p *pass) deliverGroup(ctx context.Context, d delivery.Deliverer, remote bool, domain string, idx []int) {
 	q := p.q
+	select {
+	case q.callSlots <- struct{}{}:
+		defer func() { <-q.callSlots }()
+	case <-ctx.Done():
+		return // shutting down: the recipients stay due
+	}
 	if remote {
 		if !q.tryAcquireDomain(domain) {
 			// All slots busy: these recipients stay due; the scheduler
@@ -401,10 +414,38 @@ func (p *pass) deliverGroup(ctx context.Context, d delivery.Deliverer, remote bo
 	}
 	// Delivered recipients are written at once, so a crash now does not
 	// deliver them again. Failures become final in finish, after their DSN.
-	if err := q.paths.writeEnvelope(p.se); err != nil {
-		q.log.Error("writing envelope after delivery", "id", p.se.ID, "err", err)
-	} else {
-		p.changed = false
+	p.persist()
+}
+
+// persist writes the envelope with every result recorded so far and
+// returns when a write that includes them is done (p.mu held; released
+// while writing). Groups finishing during a write share the next one, so
+// a message with recipients at 500 domains is not rewritten 500 times.
+func (p *pass) persist() {
+	p.gen++
+	mine := p.gen
+	for p.writtenGen < mine {
+		if p.writing {
+			p.wrote.Wait()
+			continue
+		}
+		p.writing = true
+		target := p.gen
+		data, err := encodeEnvelope(p.se)
+		if err == nil {
+			p.mu.Unlock()
+			err = p.q.paths.writeEnvelopeData(p.se.ID, data)
+			p.mu.Lock()
+		}
+		p.writing = false
+		p.writtenGen = target
+		if err != nil {
+			// finish writes again (changed stays true).
+			p.q.log.Error("writing envelope after delivery", "id", p.se.ID, "err", err)
+		} else if p.gen == target {
+			p.changed = false
+		}
+		p.wrote.Broadcast()
 	}
 }
 

@@ -222,6 +222,12 @@ func (p spoolPaths) writeEnvelope(se *spoolEnvelope) error {
 	if err != nil {
 		return err
 	}
+	return p.writeEnvelopeData(se.ID, data)
+}
+
+// writeEnvelopeData is writeEnvelope for an envelope already encoded.
+func (p spoolPaths) writeEnvelopeData(id string, data []byte) error {
+	se := struct{ ID string }{id}
 	tmp, err := os.CreateTemp(p.tmp, se.ID+".env.*")
 	if err != nil {
 		return fmt.Errorf("queue %s: write envelope: %w", se.ID, err)
