@@ -19,7 +19,7 @@ func mailboxCommands() []*commandSpec {
 		{name: "RENAME", states: authenticated, parse: parseTwoMailboxes, exec: execRename, expungeOK: true},
 		{name: "SUBSCRIBE", states: authenticated, parse: parseMailboxArg, exec: execSubscribe, expungeOK: true},
 		{name: "UNSUBSCRIBE", states: authenticated, parse: parseMailboxArg, exec: execUnsubscribe, expungeOK: true},
-		{name: "LIST", states: authenticated, caps: []string{"CHILDREN", "SPECIAL-USE"}, parse: parseListArgs, exec: execList, expungeOK: true},
+		{name: "LIST", states: authenticated, caps: []string{"CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS"}, parse: parseListExtended, exec: execList, expungeOK: true},
 		{name: "LSUB", states: authenticated, parse: parseListArgs, exec: execLsub, expungeOK: true},
 		{name: "STATUS", states: authenticated, parse: parseStatus, exec: execStatus, expungeOK: true},
 		{name: "NAMESPACE", states: authenticated, caps: []string{"NAMESPACE"}, exec: execNamespace, expungeOK: true},
@@ -205,7 +205,10 @@ func execUnsubscribe(s *session, c *command) result {
 	return ok("UNSUBSCRIBE completed")
 }
 
-type listArgs struct{ ref, pattern string }
+type listArgs struct {
+	ref, pattern string
+	ext          *listExtended // nil for a plain RFC 3501 LIST or LSUB
+}
 
 func parseListArgs(d *decoder) (any, error) {
 	if err := d.sp(); err != nil {
@@ -225,7 +228,7 @@ func parseListArgs(d *decoder) (any, error) {
 	if len(ref)+len(pat) > 1024 {
 		return nil, syntaxErr("LIST pattern too long")
 	}
-	return listArgs{ref, pat}, nil
+	return listArgs{ref: ref, pattern: pat}, nil
 }
 
 // listEntry is one name LIST or LSUB may return.
@@ -271,6 +274,9 @@ func listPattern(a listArgs) string {
 
 func execList(s *session, c *command) result {
 	a := c.args.(listArgs)
+	if a.ext != nil {
+		return s.listExtended(a)
+	}
 	if a.pattern == "" {
 		// The hierarchy delimiter (RFC 3501 6.3.8).
 		s.w.line(`* LIST (\Noselect) "." ""`).end()
@@ -421,6 +427,15 @@ func parseStatus(d *decoder) (any, error) {
 	if err := d.sp(); err != nil {
 		return nil, err
 	}
+	items, err := d.statusItemList()
+	if err != nil {
+		return nil, err
+	}
+	return statusArgs{mb, items}, nil
+}
+
+// statusItemList reads "(item *(SP item))" of STATUS and LIST-STATUS.
+func (d *decoder) statusItemList() ([]string, error) {
 	if err := d.expect('(', "'('"); err != nil {
 		return nil, err
 	}
@@ -432,7 +447,7 @@ func parseStatus(d *decoder) (any, error) {
 		}
 		a = strings.ToUpper(a)
 		switch a {
-		case "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ":
+		case "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "APPENDLIMIT":
 		default:
 			return nil, syntaxErr("unknown STATUS item %s", truncate(a, 40))
 		}
@@ -451,7 +466,7 @@ func parseStatus(d *decoder) (any, error) {
 			return nil, err
 		}
 	}
-	return statusArgs{mb, items}, nil
+	return items, nil
 }
 
 func execStatus(s *session, c *command) result {
@@ -460,18 +475,26 @@ func execStatus(s *session, c *command) result {
 	if err != nil {
 		return nameResult(err)
 	}
+	if err := s.writeStatus(folder, a.items); err != nil {
+		return s.storageResult(err, "STATUS")
+	}
+	return ok("STATUS completed")
+}
+
+// writeStatus sends "* STATUS name (items)" for a Maildir++ folder name.
+func (s *session) writeStatus(folder string, items []string) error {
 	f, err := s.mail.Folder(folder)
 	if err != nil {
-		return s.storageResult(err, "STATUS")
+		return err
 	}
 	// STATUS does not move new/ to cur/: that would take \Recent away from
 	// the session that selects the folder next (RFC 3501 6.3.10).
 	snap, err := f.Sync(false)
 	if err != nil {
-		return s.storageResult(err, "STATUS")
+		return err
 	}
 	var highest uint64
-	if slices.Contains(a.items, "HIGHESTMODSEQ") {
+	if slices.Contains(items, "HIGHESTMODSEQ") {
 		s.enableCondstore() // RFC 7162 3.1: a CONDSTORE-enabling command
 		ix := s.srv.hub.openIndex(f)
 		ix.merge(snap)
@@ -491,7 +514,7 @@ func execStatus(s *session, c *command) result {
 	w := s.w.line("* STATUS ")
 	w.buf = appendAstring(w.buf, s.imapName(folder))
 	w.raw(" (")
-	for i, it := range a.items {
+	for i, it := range items {
 		if i > 0 {
 			w.byte(' ')
 		}
@@ -509,10 +532,11 @@ func execStatus(s *session, c *command) result {
 			w.num(unseen)
 		case "HIGHESTMODSEQ":
 			w.num(highest)
+		case "APPENDLIMIT":
+			w.num(uint64(s.srv.opt.MaxLiteralSize)) // RFC 7889 4
 		}
 	}
-	w.byte(')').end()
-	return ok("STATUS completed")
+	return w.byte(')').end()
 }
 
 // execNamespace (RFC 2342): one personal namespace, no others.

@@ -46,6 +46,7 @@ func newCommandTable() map[string]*commandSpec {
 	add(storeCommands()...)
 	add(searchCommands()...)
 	add(sortCommands()...)
+	add(quotaCommands()...)
 	add(copyCommands()...)
 	add(idleCommands()...)
 	return t

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -294,6 +295,8 @@ func (s *Server) capabilities(sess *session) []string {
 	}
 	// Features of the command reader and the authentication path.
 	add("LITERAL+")
+	// RFC 7889: the largest APPEND the command reader accepts.
+	add("APPENDLIMIT=" + strconv.FormatInt(s.opt.MaxLiteralSize, 10))
 	if sess.state == stateNotAuth {
 		if s.opt.TLSConfig != nil && !sess.tls {
 			add("STARTTLS")
