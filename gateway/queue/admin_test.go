@@ -3,12 +3,15 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"postern/gateway/delivery"
 )
@@ -220,4 +223,67 @@ func TestAdminFromAnotherProcess(t *testing.T) {
 	}
 	runAdminProcess(t, "bounce", h.dir, bounced)
 	waitFor(t, "bounced", func() bool { return h.gone(bounced) && len(h.remote.dsnCalls()) == 1 })
+}
+
+func TestCollectorReportsQueueAndDeliveries(t *testing.T) {
+	h := newHarness(t, nil)
+	h.remote.setDecide(func(env *delivery.Envelope, r delivery.Recipient) delivery.Result {
+		if env.From == "" {
+			return delivery.Result{}
+		}
+		return permFail("no")
+	})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(h.q.Collector())
+	h.enqueue(env("alice@sender.example", remote("a@one.example")), testMessage)
+	if m := gathered(t, reg); !m["postern_queue_messages"] {
+		t.Errorf("want postern_queue_messages 1 in %v", m)
+	}
+	h.start()
+	waitFor(t, "DSN delivered and queue empty", func() bool {
+		l, _ := List(h.dir)
+		return len(h.remote.dsnCalls()) == 1 && len(l) == 0
+	})
+	time.Sleep(50 * time.Millisecond)
+	m := gathered(t, reg)
+	for _, want := range []string{
+		`postern_queue_messages 0`,
+		`postern_queue_enqueued_total 2`,
+		`postern_queue_deliveries_total{destination="remote",outcome="bounced"} 1`,
+		`postern_queue_deliveries_total{destination="remote",outcome="sent"} 1`,
+		`postern_queue_dsns_total{action="failed"} 1`,
+	} {
+		if !m[want] {
+			t.Errorf("missing %s in %v", want, m)
+		}
+	}
+}
+
+// gathered returns the registry's samples as "name{labels} value" (and
+// the bare name for a value of 1 on an unlabelled gauge, for convenience).
+func gathered(t *testing.T, reg *prometheus.Registry) map[string]bool {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			name := mf.GetName()
+			if len(labels) > 0 {
+				name += "{" + strings.Join(labels, ",") + "}"
+			}
+			out[fmt.Sprintf("%s %g", name, v)] = true
+			if v == 1 && len(labels) == 0 {
+				out[name] = true
+			}
+		}
+	}
+	return out
 }

@@ -92,6 +92,7 @@ func (q *Queue) sendDSN(ctx context.Context, se *spoolEnvelope, kind dsnKind, rc
 	if err != nil {
 		return fmt.Errorf("queue %s: queue DSN: %w", se.ID, err)
 	}
+	q.stats.dsns[kind].Add(1)
 	q.log.Info("DSN queued", "id", se.ID, "dsn", id, "to", se.From, "action", report[0].action, "recipients", len(report))
 	return nil
 }

@@ -52,7 +52,7 @@ type Options struct {
 	Schedule    []time.Duration    // retry gaps after attempt 1, 2, ...; the last repeats (default DefaultSchedule), ±10% jitter
 	Lifetime    time.Duration      // default 7 days (then bounce as expired, 4.4.7)
 	DelayNotice time.Duration      // default 4h: one delay DSN per recipient (if NOTIFY allows)
-	Concurrency int                // messages in delivery at once (default 20)
+	Concurrency int                // messages in delivery, and Deliver calls, at once (default 20)
 	PerDomain   int                // remote Deliver calls at once per destination domain (default 4)
 	Logger      *slog.Logger
 	Now         func() time.Time // tests
@@ -119,7 +119,8 @@ type Queue struct {
 	lockFile *os.File // the spool lock, held shared until Close
 	spoolDir *os.File // open for fsync and syncfs
 	commits  committer
-	flushes  atomic.Int64 // batches flushed (group commit), for tests and logs
+	flushes  atomic.Int64 // batches flushed (group commit), for tests and metrics
+	stats    counters
 
 	kickCh       chan struct{}
 	pollInterval time.Duration
@@ -370,6 +371,7 @@ func (q *Queue) Enqueue(ctx context.Context, env delivery.Envelope, msg io.Reade
 	if req.err != nil {
 		return "", fmt.Errorf("queue %s: enqueue: %w", id, req.err)
 	}
+	q.stats.enqueued.Add(1)
 	q.noteDue(id, time.Time{})
 	q.Kick()
 	return id, nil

@@ -510,6 +510,18 @@ func (p *pass) record(i int, res delivery.Result, now time.Time) {
 	q.log.Info("delivery attempt", "id", se.ID, "to", r.Addr, "local", r.Local,
 		"outcome", outcome(res), "status", res.Status, "result", cleanText(res.Diagnostic, 300),
 		"remote_mta", res.RemoteMTA, "attempts", r.Attempts, "queued_for", now.Sub(se.Received).Round(time.Second))
+	li := 0
+	if r.Local {
+		li = 1
+	}
+	switch {
+	case res.Err == nil:
+		q.stats.deliveries[li][0].Add(1)
+	case res.Permanent:
+		q.stats.deliveries[li][2].Add(1)
+	default:
+		q.stats.deliveries[li][1].Add(1)
+	}
 	if res.Err == nil {
 		r.Status = delivery.StatusDelivered
 		r.LastResult = cleanText(res.Diagnostic, 1000)
