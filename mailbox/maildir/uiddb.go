@@ -206,6 +206,16 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 		db = newUIDDB(validity)
 		changed = true
 	}
+	if db == nil && f.uidCache == nil {
+		// No courierimapuiddb yet: a Maildir migrated from Dovecot keeps
+		// its UIDs from dovecot-uidlist.
+		if imported, ierr := readDovecotUIDList(filepath.Join(f.path, dovecotUIDListName)); ierr == nil && imported != nil {
+			db = imported
+			changed = true
+		} else if ierr != nil {
+			f.md.log.Warn("maildir: dovecot-uidlist unusable, not imported", "folder", f.path, "err", ierr)
+		}
+	}
 	if db == nil {
 		validity := uint32(time.Now().Unix())
 		if f.uidCache != nil && f.uidCache.validity >= validity {
@@ -244,6 +254,99 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 	}
 	if st, err := os.Stat(path); err == nil {
 		f.uidCache, f.uidStat = db, identityOf(st)
+	}
+	return db, nil
+}
+
+// dovecotUIDListName is Dovecot's UID list, read once when a folder has no
+// courierimapuiddb yet.
+const dovecotUIDListName = "dovecot-uidlist"
+
+// readDovecotUIDList reads Dovecot's dovecot-uidlist, version 3
+// ("3 V<validity> N<next> G<guid>", then "UID [ext ...] :KEY") or
+// version 1 ("1 VALIDITY NEXT", then "UID KEY", Courier's layout).
+// (nil, nil) when the file does not exist.
+func readDovecotUIDList(path string) (*uidDB, error) {
+	data, err := readBounded(path, maxUIDDBSize)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return parseDovecotUIDList(data)
+}
+
+func parseDovecotUIDList(data []byte) (*uidDB, error) {
+	line, rest, _ := bytes.Cut(data, []byte("\n"))
+	head := strings.Fields(string(line))
+	if len(head) == 0 {
+		return nil, fmt.Errorf("dovecot-uidlist: empty header: %w", errCorruptUIDDB)
+	}
+	var validity, next uint64
+	switch head[0] {
+	case "1":
+		if len(head) < 3 {
+			return nil, fmt.Errorf("dovecot-uidlist: header %.40q: %w", line, errCorruptUIDDB)
+		}
+		validity, _ = strconv.ParseUint(head[1], 10, 32)
+		next, _ = strconv.ParseUint(head[2], 10, 32)
+	case "3":
+		for _, h := range head[1:] {
+			if len(h) < 2 {
+				continue
+			}
+			switch h[0] {
+			case 'V':
+				validity, _ = strconv.ParseUint(h[1:], 10, 32)
+			case 'N':
+				next, _ = strconv.ParseUint(h[1:], 10, 32)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("dovecot-uidlist: version %.10q: %w", head[0], errCorruptUIDDB)
+	}
+	if validity == 0 {
+		return nil, fmt.Errorf("dovecot-uidlist: no UIDVALIDITY: %w", errCorruptUIDDB)
+	}
+	db := newUIDDB(uint32(validity))
+	db.next = max(uint32(next), 1)
+	used := map[uint32]bool{}
+	for n := 2; len(rest) > 0; n++ {
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		if len(line) == 0 {
+			continue
+		}
+		if len(line) > maxUIDDBLine {
+			return nil, fmt.Errorf("dovecot-uidlist: line %d too long: %w", n, errCorruptUIDDB)
+		}
+		uidText, after, ok := bytes.Cut(line, []byte(" "))
+		uid, err := strconv.ParseUint(string(uidText), 10, 32)
+		if !ok || err != nil || uid == 0 || uid == 1<<32-1 {
+			return nil, fmt.Errorf("dovecot-uidlist: line %d: %w", n, errCorruptUIDDB)
+		}
+		key := after
+		if head[0] == "3" {
+			// Extension fields (W<vsize>, S<size>, G<guid>...) come before
+			// " :KEY"; a line without extensions starts with ":".
+			if i := bytes.Index(after, []byte(" :")); i >= 0 {
+				key = after[i+2:]
+			} else if len(after) > 0 && after[0] == ':' {
+				key = after[1:]
+			} else {
+				return nil, fmt.Errorf("dovecot-uidlist: line %d: no file name: %w", n, errCorruptUIDDB)
+			}
+		}
+		// The list holds base names; drop any ":2," info to get our key.
+		k, _ := splitName(string(key))
+		if k == "" || strings.ContainsAny(k, "/\x00") || used[uint32(uid)] || db.uids[k] != 0 {
+			return nil, fmt.Errorf("dovecot-uidlist: line %d: bad or repeated entry: %w", n, errCorruptUIDDB)
+		}
+		used[uint32(uid)] = true
+		db.uids[k] = uint32(uid)
+		if uint32(uid) >= db.next {
+			db.next = uint32(uid) + 1
+		}
 	}
 	return db, nil
 }
