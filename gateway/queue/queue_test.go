@@ -316,3 +316,33 @@ func TestDelivererPanicAndShortAnswerAreTemporary(t *testing.T) {
 		t.Errorf("diagnostics %q / %q", e.Rcpts[0].LastResult, e.Rcpts[1].LastResult)
 	}
 }
+
+func TestOneRunnerPerSpool(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	waitFor(t, "runner started", func() bool {
+		_, err := os.Stat(filepath.Join(h.dir, "run.lock"))
+		return err == nil
+	})
+	time.Sleep(50 * time.Millisecond)
+	q2, err := Open(Options{Dir: h.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := q2.Run(ctx); !errors.Is(err, ErrAlreadyRunning) {
+		t.Fatalf("second Run: %v, want ErrAlreadyRunning", err)
+	}
+	h.stop()
+	// After the first stops, a runner may start.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- q2.Run(ctx2) }()
+	time.Sleep(50 * time.Millisecond)
+	cancel2()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after the first stopped: %v", err)
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"postern/gateway/delivery"
 )
 
@@ -108,6 +110,19 @@ func (q *Queue) readKickFile() string {
 // processes (through the kick file, polled every 500ms) within a second.
 // It returns nil after a shutdown, or an error if the spool is unreadable.
 func (q *Queue) Run(ctx context.Context) error {
+	// One scheduler per spool: a second one would double the load on
+	// every destination and race the first for each message.
+	runLock, err := os.OpenFile(filepath.Join(q.paths.root, runLockFileName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("queue: run: %w", err)
+	}
+	defer runLock.Close()
+	if err := unix.Flock(int(runLock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("queue: run: %w", ErrAlreadyRunning)
+		}
+		return fmt.Errorf("queue: run: lock: %w", err)
+	}
 	if err := q.rescan(); err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 //
 //	lock          flock'd: exclusively while Open recovers, shared while a
 //	              Queue or an admin command uses the spool
+//	run.lock      flock'd by the one running scheduler (Run)
 //	kick          rewritten by the admin commands; the running queue polls it
 //	tmp/          files being written (removed by recovery)
 //	spool/ID.msg  the message, exactly as accepted; never rewritten
@@ -33,13 +34,14 @@ import (
 //	corrupt/      envelopes that could not be parsed, with their messages,
 //	              kept for the administrator rather than deleted
 const (
-	lockFileName   = "lock"
-	kickFileName   = "kick"
-	tmpDirName     = "tmp"
-	spoolDirName   = "spool"
-	corruptDirName = "corrupt"
-	msgSuffix      = ".msg"
-	envSuffix      = ".env"
+	lockFileName    = "lock"
+	runLockFileName = "run.lock"
+	kickFileName    = "kick"
+	tmpDirName      = "tmp"
+	spoolDirName    = "spool"
+	corruptDirName  = "corrupt"
+	msgSuffix       = ".msg"
+	envSuffix       = ".env"
 
 	envFormatVersion = 1
 
@@ -62,6 +64,9 @@ var (
 	ErrBusy = errors.New("message is busy (being delivered); try again")
 	// ErrBadID: the ID is not a queue ID (and would not be a safe file name).
 	ErrBadID = errors.New("bad queue id")
+	// ErrAlreadyRunning: another Run (in this or another process) is
+	// delivering from the spool.
+	ErrAlreadyRunning = errors.New("another queue runner is active on this spool")
 	// ErrBadEnvelope: Enqueue was given an envelope it cannot queue.
 	ErrBadEnvelope = errors.New("bad envelope")
 )
