@@ -23,7 +23,8 @@ type folderHub struct {
 	folders map[string]*sharedFolder // by folder directory
 	// maildirs are shared by the sessions of one account, so the per-folder
 	// caches of mailbox/maildir (UID db, file metadata) serve all of them.
-	maildirs map[string]*sharedMaildir
+	maildirs     map[string]*sharedMaildir
+	idleMaildirs []string // released, oldest first
 	// indexes are the open folder indexes by folder directory. An index no
 	// session uses stays open (idleIndexes, oldest first) so that the next
 	// SELECT is warm, up to maxIdleIndexes.
@@ -148,6 +149,9 @@ func (h *folderHub) openMaildir(path string) (*maildir.Maildir, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if e := h.maildirs[path]; e != nil {
+		if e.refs <= 0 {
+			h.idleMaildirs = slices.DeleteFunc(h.idleMaildirs, func(p string) bool { return p == path })
+		}
 		e.refs++
 		return e.m, nil
 	}
@@ -159,15 +163,28 @@ func (h *folderHub) openMaildir(path string) (*maildir.Maildir, error) {
 	return m, nil
 }
 
+// releaseMaildir drops a session's reference. A Maildir no session uses is
+// kept (the most recent maxIdleMaildirs of them): its folders' caches make
+// the account's next login as fast as one made while others are on.
 func (h *folderHub) releaseMaildir(path string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if e := h.maildirs[path]; e != nil {
 		if e.refs--; e.refs <= 0 {
-			delete(h.maildirs, path)
+			h.idleMaildirs = append(h.idleMaildirs, path)
+			for len(h.idleMaildirs) > maxIdleMaildirs {
+				old := h.idleMaildirs[0]
+				h.idleMaildirs = h.idleMaildirs[1:]
+				if oe := h.maildirs[old]; oe != nil && oe.refs <= 0 {
+					delete(h.maildirs, old)
+				}
+			}
 		}
 	}
 }
+
+// maxIdleMaildirs bounds the Maildirs kept with no session on them.
+const maxIdleMaildirs = 64
 
 // join registers sess as having f selected.
 func (h *folderHub) join(f *maildir.Folder, sess *session) *sharedFolder {

@@ -93,7 +93,9 @@ type folderIndex struct {
 	file    *os.File // append handle holding the flock; nil: memory only
 	records int64    // records in the file
 	pending bytes.Buffer
-	merged  bool // a snapshot was merged since loading
+	// fed is the Folder object that was last given the index's dates and
+	// sizes (remember): a new object (the Maildir was reopened) is fed again.
+	fed *maildir.Folder
 }
 
 // openIndex loads a folder's index file, or starts an empty one when it is
@@ -562,9 +564,10 @@ func (ix *folderIndex) nextModSeq() uint64 {
 func (ix *folderIndex) remember(f *maildir.Folder) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if ix.merged {
+	if ix.fed == f {
 		return
 	}
+	ix.fed = f
 	for _, e := range ix.entries {
 		f.Remember(e.key, time.Unix(0, e.date), e.size)
 	}
@@ -576,7 +579,6 @@ func (ix *folderIndex) remember(f *maildir.Folder) {
 func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.merged = true
 	changed := false
 	if ix.highestModSeq == 0 {
 		// A new index: HIGHESTMODSEQ must be positive even for an empty
