@@ -28,6 +28,10 @@ func TestMain(m *testing.M) {
 		crashChild(dir)
 		return
 	}
+	if dir := os.Getenv(deliveryChildEnv); dir != "" {
+		deliveryChild(dir)
+		return
+	}
 	if spec := os.Getenv(adminChildEnv); spec != "" {
 		adminChild(spec)
 		return
@@ -350,5 +354,164 @@ func TestRedeliveryAfterLostStateCarriesTheSameKey(t *testing.T) {
 	defer mu.Unlock()
 	if seen[id+".0"] != 2 || seen[id+".1"] != 2 || mailbox != 2 {
 		t.Errorf("keys seen %v, mailbox writes %d; want each key twice and 2 writes", seen, mailbox)
+	}
+}
+
+// deliveryChildEnv makes the re-executed test binary run the queue on a
+// spool with a real, idempotent local agent until it is killed.
+const deliveryChildEnv = "POSTERN_QUEUE_DELIVERY_CHILD"
+
+// mailboxAgent is a local delivery agent that appends each delivery's key
+// to a file, fsync'd, and skips keys it already holds: what a Maildir
+// agent does with Recipient.DeliveryKey to be idempotent.
+type mailboxAgent struct {
+	mu   sync.Mutex
+	path string
+	have map[string]bool
+}
+
+func openMailboxAgent(path string) (*mailboxAgent, error) {
+	a := &mailboxAgent{path: path, have: map[string]bool{}}
+	keys, err := readMailboxLog(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		a.have[k] = true
+	}
+	return a, nil
+}
+
+// readMailboxLog returns the complete lines of the log (a torn last line
+// from a crash is not a delivery).
+func readMailboxLog(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	var keys []string
+	for {
+		line, rest, ok := strings.Cut(string(b), "\n")
+		if !ok {
+			break
+		}
+		keys = append(keys, line)
+		b = []byte(rest)
+	}
+	return keys, nil
+}
+
+func (a *mailboxAgent) Deliver(_ context.Context, _ *delivery.Envelope, rcpts []delivery.Recipient, _ delivery.Message) []delivery.Result {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]delivery.Result, len(rcpts))
+	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		for i := range out {
+			out[i] = delivery.Result{Err: err}
+		}
+		return out
+	}
+	defer f.Close()
+	for i, r := range rcpts {
+		if a.have[r.DeliveryKey] {
+			continue // delivered before a crash lost the queue's record of it
+		}
+		if _, err := f.WriteString(r.DeliveryKey + "\n"); err != nil {
+			out[i] = delivery.Result{Err: err}
+			continue
+		}
+		if err := f.Sync(); err != nil {
+			out[i] = delivery.Result{Err: err}
+			continue
+		}
+		a.have[r.DeliveryKey] = true
+	}
+	return out
+}
+
+func deliveryChild(dir string) {
+	agent, err := openMailboxAgent(filepath.Join(dir, "..", "mailbox.log"))
+	if err == nil {
+		var q *Queue
+		q, err = Open(Options{Dir: dir, Local: agent, Concurrency: 8})
+		if err == nil {
+			err = q.Run(context.Background())
+		}
+	}
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(2)
+}
+
+// TestCrashDuringDeliveryDeliversEachRecipientOnce kills the queue runner
+// with SIGKILL several times while it delivers 300 messages to a local
+// agent that uses DeliveryKey; after the last restart every recipient is
+// in the mailbox exactly once and the queue is empty.
+func TestCrashDuringDeliveryDeliversEachRecipientOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	base := t.TempDir()
+	dir := filepath.Join(base, "queue")
+	q, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 300 {
+		n := 1 + i%3
+		var rcpts []delivery.Recipient
+		for j := range n {
+			rcpts = append(rcpts, local(fmt.Sprintf("u%d@here.example", j)))
+		}
+		id, err := q.Enqueue(context.Background(), env("", rcpts...), strings.NewReader(crashMessage(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range n {
+			want = append(want, fmt.Sprintf("%s.%d", id, j))
+		}
+	}
+	q.Close()
+	runChild := func(kill bool) {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), deliveryChildEnv+"="+dir)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if kill {
+			time.Sleep(time.Duration(30+rand.IntN(120)) * time.Millisecond)
+		} else {
+			waitFor(t, "queue empty", func() bool { l, _ := List(dir); return len(l) == 0 })
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if s := stderr.String(); s != "" {
+			t.Fatalf("child: %s", s)
+		}
+	}
+	for round := range 4 {
+		runChild(true)
+		keys, _ := readMailboxLog(filepath.Join(base, "mailbox.log"))
+		t.Logf("round %d: %d of %d deliveries made before SIGKILL", round, len(keys), len(want))
+	}
+	runChild(false)
+	keys, err := readMailboxLog(filepath.Join(base, "mailbox.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, k := range keys {
+		count[k]++
+	}
+	for _, k := range want {
+		if count[k] != 1 {
+			t.Errorf("%s delivered %d times", k, count[k])
+		}
+	}
+	if len(keys) != len(want) {
+		t.Errorf("%d deliveries, want %d", len(keys), len(want))
 	}
 }
