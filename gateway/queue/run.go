@@ -25,7 +25,8 @@ import (
 type indexEntry struct {
 	due      time.Time // zero: now
 	inFlight bool
-	recheck  bool // the spool changed while in flight: look again at once
+	recheck  bool      // the spool changed while in flight: look again at once
+	noted    time.Time // (real time) when the entry was last set
 	// waitDomains: the last pass left due recipients because these
 	// destinations had all their PerDomain slots busy; the message is
 	// started again only when one of them has a free slot, so a busy
@@ -44,9 +45,10 @@ func (q *Queue) noteDue(id string, due time.Time) {
 			e.due = due
 			e.waitDomains = nil
 		}
+		e.noted = time.Now()
 		return
 	}
-	q.index[id] = &indexEntry{due: due}
+	q.index[id] = &indexEntry{due: due, noted: time.Now()}
 }
 
 // dueTime is when a message next needs the worker: the earliest
@@ -70,18 +72,31 @@ func dueTime(se *spoolEnvelope) time.Time {
 	return due
 }
 
-// rescan reads every envelope in the spool into the index. Entries of
-// messages that vanished stay until their worker finds them gone.
+// rescan reads every envelope in the spool into the index, and forgets
+// messages that are gone (deleted by another process) unless they were
+// noted after the scan began (an Enqueue racing the scan).
 func (q *Queue) rescan() error {
+	began := time.Now()
 	entries, err := os.ReadDir(q.paths.spool)
 	if err != nil {
 		return fmt.Errorf("queue: scan %s: %w", q.paths.spool, err)
 	}
+	seen := make(map[string]bool, len(entries)/2)
+	defer func() {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		for id, e := range q.index {
+			if !seen[id] && !e.inFlight && e.noted.Before(began) {
+				delete(q.index, id)
+			}
+		}
+	}()
 	for _, e := range entries {
 		id, ok := strings.CutSuffix(e.Name(), envSuffix)
 		if !ok || !validID(id) {
 			continue
 		}
+		seen[id] = true
 		se, err := q.paths.readEnvelope(id)
 		if errors.Is(err, ErrNotFound) {
 			continue
@@ -123,6 +138,7 @@ func (q *Queue) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("queue: run: lock: %w", err)
 	}
+	kickState := q.readKickFile() // before the scan: a later kick is not missed
 	if err := q.rescan(); err != nil {
 		return err
 	}
@@ -135,7 +151,6 @@ func (q *Queue) Run(ctx context.Context) error {
 	defer poll.Stop()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	kickState := q.readKickFile()
 	lastCleanup := time.Now()
 
 	for {
