@@ -31,7 +31,7 @@ func (c *cacheSink) header(line string) error {
 	return errStop
 }
 
-func (c *cacheSink) endOfHeader() error             { return errStop }
+func (c *cacheSink) endOfHeader() error            { return errStop }
 func (c *cacheSink) body([]byte, bool, bool) error { return errStop }
 
 // checkDuplicate is -D: it reports whether the message's Message-ID is in

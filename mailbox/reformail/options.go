@@ -44,8 +44,8 @@ type options struct {
 	extract   []string // -x
 	extractX  []string // -X
 
-	cacheLen  string // -D len (atol semantics)
-	cacheFile string // -D file
+	cacheLen  string   // -D len (atol semantics)
+	cacheFile string   // -D file
 	command   []string // -s command and its arguments
 }
 

@@ -94,7 +94,7 @@ func (lr *lineReader) chunk(pendingCR *bool) (piece []byte, end, ok bool, err er
 	switch {
 	case rerr == bufio.ErrBufferFull:
 		if n := len(out); n > 0 && out[n-1] == '\r' {
-			out = out[:n-1:n-1]
+			out = out[: n-1 : n-1]
 			*pendingCR = true
 		}
 		return out, false, true, nil

@@ -116,9 +116,9 @@ type splitSink struct {
 	stdout  io.Writer
 	stderr  io.Writer
 
-	cmd         *exec.Cmd
-	pipe        io.WriteCloser
-	heldEnding  bool
+	cmd        *exec.Cmd
+	pipe       io.WriteCloser
+	heldEnding bool
 }
 
 func (s *splitSink) startMessage() error {
