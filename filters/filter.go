@@ -134,3 +134,14 @@ type RcptChecker interface {
 type DataChecker interface {
 	CheckData(ctx context.Context, s *Session, msg Message) Result
 }
+
+// Var returns the most recent value a result set for the variable name
+// ("SPF", "FCRDNS_NAME", ...), or "".
+func (s *Session) Var(name string) string {
+	for i := len(s.Results) - 1; i >= 0; i-- {
+		if v, ok := s.Results[i].Vars[name]; ok {
+			return v
+		}
+	}
+	return ""
+}

@@ -25,12 +25,12 @@ type LocalDelivery struct {
 func (l *LocalDelivery) Deliver(ctx context.Context, env *delivery.Envelope, rcpts []delivery.Recipient, msg delivery.Message) []delivery.Result {
 	out := make([]delivery.Result, len(rcpts))
 	for i, rc := range rcpts {
-		out[i] = l.deliverOne(ctx, env, rc.Addr, msg)
+		out[i] = l.deliverOne(ctx, env, rc.Addr, rc.Folder, msg)
 	}
 	return out
 }
 
-func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, addr string, msg delivery.Message) delivery.Result {
+func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, addr, folder string, msg delivery.Message) delivery.Result {
 	local, domain, err := splitAddress(addr)
 	if err != nil {
 		return delivery.Result{Err: err, Permanent: true, Status: "5.1.3", Diagnostic: "x-postern; bad address"}
@@ -47,7 +47,12 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 		return delivery.Result{Err: err, Status: "4.3.0", Diagnostic: "x-postern; mailbox unavailable, will retry"}
 	}
 	r := newLFReader(traceForLocal(env.From, addr), io.NewSectionReader(msg, 0, msg.Size()))
-	if _, err := md.Deliver(maildir.Inbox, r, maildir.DeliverOptions{}); err != nil {
+	if folder == "" {
+		folder = maildir.Inbox
+	} else if err := ensureFolder(md, folder); err != nil {
+		return delivery.Result{Err: err, Status: "4.3.0", Diagnostic: "x-postern; cannot create folder " + folder}
+	}
+	if _, err := md.Deliver(folder, r, maildir.DeliverOptions{}); err != nil {
 		if errors.Is(err, maildir.ErrOverQuota) {
 			// Courier's deliverquota makes this permanent (exit 77).
 			return delivery.Result{Err: err, Permanent: true, Status: "5.2.2", Diagnostic: "x-postern; mailbox full"}
@@ -126,3 +131,15 @@ type bytesMessage struct{ *bytes.Reader }
 func (b bytesMessage) Size() int64 { return b.Reader.Size() }
 
 func newBytesMessage(p []byte) bytesMessage { return bytesMessage{bytes.NewReader(p)} }
+
+// ensureFolder creates a Maildir++ folder (e.g. Junk for quarantine) the
+// first time mail is filed into it.
+func ensureFolder(md *maildir.Maildir, name string) error {
+	if _, err := md.Folder(name); err == nil {
+		return nil
+	}
+	if err := md.CreateFolder(name); err != nil && !errors.Is(err, maildir.ErrFolderExists) {
+		return err
+	}
+	return nil
+}

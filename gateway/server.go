@@ -14,6 +14,7 @@ import (
 	"net"
 
 	"postern/auth"
+	"postern/filters/rejectlog"
 	"postern/gateway/smtpd"
 	"postern/policy"
 	"postern/policy/access"
@@ -29,6 +30,8 @@ type Options struct {
 	Local    *LocalDelivery
 	Queue    Queue
 	Access   func() *access.Rules // smtpaccess in force; nil or returning nil: none
+	Filters  func() *Filters      // the checks in force; nil or returning nil: none
+	Rejects  *rejectlog.Log       // where refusals are kept; nil: nowhere
 	Logger   *slog.Logger
 	Metrics  *Metrics
 
@@ -51,9 +54,12 @@ func NewServer(opt Options) *Server {
 	if opt.Access == nil {
 		opt.Access = func() *access.Rules { return nil }
 	}
+	if opt.Filters == nil {
+		opt.Filters = func() *Filters { return nil }
+	}
 	b := &backend{
 		mode: opt.Mode, cfg: opt.Config, auth: opt.Auth, router: opt.Router, local: opt.Local,
-		queue: opt.Queue, access: opt.Access, log: opt.Logger, metrics: opt.Metrics,
+		queue: opt.Queue, access: opt.Access, filters: opt.Filters, rejects: opt.Rejects, log: opt.Logger, metrics: opt.Metrics,
 	}
 	so := smtpd.DefaultOptions()
 	so.Hostname = cfg.Me

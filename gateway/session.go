@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/filters"
+	"postern/filters/rejectlog"
 	"postern/gateway/delivery"
 	"postern/gateway/smtpd"
 	"postern/policy"
@@ -43,22 +45,36 @@ type backend struct {
 	local   *LocalDelivery
 	queue   Queue
 	access  func() *access.Rules // may return nil
+	filters func() *Filters      // may return nil: no checks
+	rejects *rejectlog.Log       // may be nil
 	log     *slog.Logger
 	metrics *Metrics
 }
 
 func (b *backend) Connect(ctx context.Context, c *smtpd.ConnInfo) (smtpd.Session, *smtpd.Reply) {
 	b.metrics.session()
-	s := &session{b: b, cfg: b.cfg(), log: b.log.With("session", c.ID, "remote", c.RemoteAddr.String())}
+	s := &session{b: b, cfg: b.cfg(), log: b.log.With("session", c.ID, "remote", c.RemoteAddr.String()), fl: b.filters()}
 	if rules := b.access(); rules != nil {
 		if d, ok := rules.Lookup(c.RemoteAddr.Addr()); ok {
 			s.access = d
 			if !d.Allow {
 				b.metrics.reject("smtpaccess")
 				s.log.Info("smtp connection refused by smtpaccess", "rule", d.Origin)
-				return nil, smtpd.NewReply(554, "5.7.1", "Access denied")
+				rep := smtpd.NewReply(554, "5.7.1", "Access denied")
+				s.logRefusal(c, "connect", "", rep, "smtpaccess")
+				return nil, rep
 			}
 		}
+	}
+	s.fs = newFilterSession(c, s.access.Vars)
+	if _, rep := s.runStage(ctx, c, filters.StageConnect, "", nil); rep != nil {
+		if rep.Code >= 500 {
+			// A 5xx greeting makes senders bounce everything queued for
+			// us; refuse for now and let the checks at later stages
+			// speak with a 5xx when it is deserved.
+			rep = smtpd.NewReply(421, "4.7.0", "%s", rep.Text)
+		}
+		return nil, rep
 	}
 	return s, nil
 }
@@ -69,6 +85,12 @@ type session struct {
 	cfg    *policy.Config // the configuration in force when the client connected
 	log    *slog.Logger
 	access access.Decision
+	fl     *Filters         // the checks in force when the client connected; may be nil
+	fs     *filters.Session // what the checks see
+	// base is how many results and how much score the connection and HELO
+	// stages left; each new transaction starts from there.
+	baseResults int
+	baseScore   float64
 
 	from    string
 	mail    smtpd.MailParams
@@ -77,7 +99,23 @@ type session struct {
 
 var _ smtpd.AuthSession = (*session)(nil)
 
-func (s *session) Hello(ctx context.Context, c *smtpd.ConnInfo) *smtpd.Reply { return nil }
+func (s *session) Hello(ctx context.Context, c *smtpd.ConnInfo) *smtpd.Reply {
+	s.resetTransaction()
+	_, rep := s.runStage(ctx, c, filters.StageHelo, "", nil)
+	s.baseResults, s.baseScore = len(s.fs.Results), s.fs.Score
+	return rep
+}
+
+// resetTransaction forgets the previous transaction's results and score.
+func (s *session) resetTransaction() {
+	if s.fs == nil {
+		return
+	}
+	if len(s.fs.Results) > s.baseResults {
+		s.fs.Results = s.fs.Results[:s.baseResults]
+	}
+	s.fs.Score, s.fs.From, s.fs.Rcpts = s.baseScore, "", nil
+}
 
 func (s *session) Auth(ctx context.Context, c *smtpd.ConnInfo, mech, identity, user, pass string) *smtpd.Reply {
 	if s.b.mode != ModeSubmission {
@@ -115,7 +153,10 @@ func (s *session) Mail(ctx context.Context, c *smtpd.ConnInfo, from string, p *s
 		}
 	}
 	s.from, s.mail, s.targets = from, *p, nil
-	return nil
+	s.resetTransaction()
+	s.fs.From = from
+	_, rep := s.runStage(ctx, c, filters.StageMail, "", nil)
+	return rep
 }
 
 func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smtpd.RcptParams) *smtpd.Reply {
@@ -130,8 +171,19 @@ func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smt
 	if ref != nil {
 		s.b.metrics.reject(ref.Reason)
 		s.log.Info("smtp recipient refused", "from", s.from, "rcpt", to, "reason", ref.Reason)
-		return smtpd.NewReply(ref.Code, ref.Enhanced, "%s", ref.Text)
+		rep := smtpd.NewReply(ref.Code, ref.Enhanced, "%s", ref.Text)
+		s.logRefusal(c, "rcpt", to, rep, ref.Reason)
+		if ref.Reason == "unknown_user" {
+			if bye := s.noteUnknown(ctx, c); bye != nil {
+				return bye
+			}
+		}
+		return rep
 	}
+	if _, rep := s.runStage(ctx, c, filters.StageRcpt, to, nil); rep != nil {
+		return rep
+	}
+	s.fs.Rcpts = append(s.fs.Rcpts, to)
 	notify := parseNotify(p.Notify)
 	for i := range targets {
 		t := &targets[i]
@@ -171,9 +223,8 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 	if len(s.targets) == 0 {
 		return smtpd.NewReply(503, "5.5.1", "No valid recipients")
 	}
-	var body bytes.Buffer
-	body.Write(s.receivedHeader(c, time.Now()))
-	if _, err := io.Copy(&body, r); err != nil {
+	var raw bytes.Buffer
+	if _, err := io.Copy(&raw, r); err != nil {
 		var rep *smtpd.Reply
 		if errors.As(err, &rep) {
 			return rep
@@ -184,8 +235,28 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 		}
 		return smtpd.NewReply(451, "4.3.0", "Error reading message")
 	}
+	msg := s.stripForged(raw.Bytes())
+	d, rep := s.runStage(ctx, c, filters.StageData, "", newBytesMessage(msg))
+	if rep != nil {
+		return rep
+	}
+	var body bytes.Buffer
+	body.Write(s.receivedHeader(c, time.Now()))
+	if s.checked(c) {
+		body.Write(s.checkHeaders())
+	}
+	body.Write(s.dkimSign(ctx, c, msg))
+	body.Write(msg)
 	if s.b.mode == ModeSubmission {
 		addMissingHeaders(&body, s.cfg.Me, time.Now())
+	}
+	if d.Verdict == filters.Quarantine {
+		s.log.Info("smtp message quarantined", "by", d.Filter, "reason", d.Reason)
+		for i := range s.targets {
+			if s.targets[i].Recipient.Local {
+				s.targets[i].Recipient.Folder = "Junk"
+			}
+		}
 	}
 	env := delivery.Envelope{
 		From:       s.from,
@@ -216,6 +287,7 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 
 func (s *session) Reset(ctx context.Context, c *smtpd.ConnInfo) {
 	s.from, s.targets = "", nil
+	s.resetTransaction()
 }
 
 func (s *session) Close(ctx context.Context, c *smtpd.ConnInfo) {}

@@ -58,6 +58,14 @@ func Init(dir, domain, hostname string, force bool) error {
 		"sizelimit":     "# Largest message accepted (bytes; K, M, G suffixes).\n50M\n",
 		"insecureauth":  "# Allow passwords without TLS. The listeners above are on loopback only;\n# set this to no before listening on a public address.\nyes\n",
 		"userdb":        "# Courier userdb: NAME<TAB>uid=N|gid=N|home=DIR|mail=MAILDIR|systempw=HASH|quota=Q\n# Manage with: postern user add|passwd|del|list\n",
+		"smtpaccess": "# Courier smtpaccess: ADDRESS<TAB>allow[,VAR=value...] | deny (docs/smtpaccess.md).\n" +
+			"# Local programs may relay, and their mail skips the spam checks.\n127.0.0.1\tallow,RELAYCLIENT\n::1\tallow,RELAYCLIENT\n",
+		"filters": "# Checks run during the SMTP session, in this order: NAME [MODE] [weight=N]\n" +
+			"# MODE: reject (verdicts apply; the default), quarantine, score (only the\n" +
+			"# score counts), ignore (log only). Authenticated clients and clients that\n" +
+			"# smtpaccess lets relay are not checked. See docs/filters.md.\n" +
+			"behaviour\nratelimit\ndnsbl\nbofh\nspf\ndkim\ndmarc\n# greylist\n",
+		"spamscore": "# Total score at which a message is refused or filed into Junk.\nreject 10\nquarantine 5\n",
 	}
 	for name, content := range files {
 		perm := os.FileMode(0o640)

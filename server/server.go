@@ -29,6 +29,8 @@ import (
 
 	"postern/auth"
 	"postern/auth/userdb"
+	"postern/filters/rejectlog"
+	"postern/filters/state"
 	"postern/gateway"
 	"postern/gateway/smtpd"
 	"postern/mailbox/imap"
@@ -50,6 +52,12 @@ type Server struct {
 	udb  *userdb.DB
 	mta  *MTA
 	reg  *prometheus.Registry
+
+	store    state.Store
+	filters  atomic.Pointer[gateway.Filters]
+	rejects  *rejectlog.Log
+	fResults *prometheus.CounterVec
+	fLatency *prometheus.HistogramVec
 
 	mu        sync.Mutex
 	bound     map[string][]net.Addr // listener name -> bound addresses
@@ -82,10 +90,53 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.mta = mta
+	s.fResults = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_filter_results_total", Help: "SMTP-time check results, by check and verdict (after its mode)."}, []string{"filter", "verdict"})
+	s.fLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "postern_filter_seconds", Help: "Time spent in each SMTP-time check.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}, []string{"filter"})
+	s.reg.MustRegister(s.fResults, s.fLatency)
+	if err := s.openFilters(cfg); err != nil {
+		s.closeResources()
+		return nil, err
+	}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_config_reloads_total", Help: "Successful configuration reloads."})
 	s.reg.MustRegister(s.reloads)
 	return s, nil
+}
+
+// openFilters opens the shared state, the rejection log and the checks.
+func (s *Server) openFilters(cfg *policy.Config) error {
+	store, err := openStore(cfg, s.log.With("module", "state"))
+	if err != nil {
+		return fmt.Errorf("statestore: %w", err)
+	}
+	s.store = store
+	rl, err := rejectlog.Open(filepath.Join(cfg.DataDir, "state", "rejects.jsonl"), 0)
+	if err != nil {
+		return err
+	}
+	s.rejects = rl
+	fl, err := buildFilters(cfg, store, s.log, s.fResults, s.fLatency)
+	if err != nil {
+		return err
+	}
+	s.filters.Store(fl)
+	return nil
+}
+
+// closeResources releases what New opened.
+func (s *Server) closeResources() {
+	if s.mta != nil {
+		s.mta.Close()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+	if s.rejects != nil {
+		s.rejects.Close()
+	}
+	if s.udb != nil {
+		s.udb.Close()
+	}
 }
 
 // openUserdb opens the compiled userdb, compiling it from its source first
@@ -217,6 +268,7 @@ func (s *Server) Start() error {
 			srv := gateway.NewServer(gateway.Options{
 				Mode: mode, Listener: l.Name, Config: s.Config, Auth: s.auth,
 				Router: s.mta.Router, Local: s.mta.Local, Queue: s.mta.Queue, Access: s.mta.Access,
+				Filters: s.filters.Load, Rejects: s.rejects,
 				Logger: s.log.With("service", l.Name), Metrics: smtpMetrics[mode],
 				TLSConfig: tlsCfg, ImplicitTLS: l.ImplicitTLS(), Proxy: l.Proxy,
 			})
@@ -312,10 +364,16 @@ func (s *Server) Reload() error {
 			return err
 		}
 	}
+	fl, err := buildFilters(cfg, s.store, s.log, s.fResults, s.fLatency)
+	if err != nil {
+		s.log.Error("reload refused; keeping the running configuration", "err", err)
+		return err
+	}
 	if err := s.mta.Reload(cfg); err != nil {
 		s.log.Error("reload refused; keeping the running configuration", "err", err)
 		return err
 	}
+	s.filters.Store(fl)
 	s.cfg.Store(cfg)
 	s.reloads.Inc()
 	s.log.Info("configuration reloaded", "dir", cfg.Dir)
@@ -351,13 +409,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	s.closeListeners()
 	s.wg.Wait()
-	if s.mta != nil {
-		if err := s.mta.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if s.udb != nil {
-		s.udb.Close()
-	}
+	s.closeResources()
 	return errors.Join(errs...)
 }

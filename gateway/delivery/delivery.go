@@ -31,6 +31,7 @@ type Recipient struct {
 	ORcpt  string // RFC 3461 ORCPT, "rfc822;addr" form, or "" (the original address before aliasing goes here too)
 	Notify Notify
 	Local  bool // true: delivered by the local agent; false: remote (outbound)
+	Folder string // for local delivery: the Maildir++ folder ("" = INBOX; "Junk" for quarantined mail)
 
 	// Queue state (kept in the spool).
 	Status        Status

@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"postern/filters"
+	"postern/filters/authres"
+	"postern/filters/dkim"
+	"postern/filters/dmarc"
+	"postern/filters/ratelimit"
+	"postern/filters/rejectlog"
+	"postern/gateway/smtpd"
+)
+
+// Filters is the SMTP-time checking in force: the pipeline, the pieces
+// the session calls directly, and the DKIM signer for outgoing mail. A
+// reload builds a new one.
+type Filters struct {
+	Pipeline   *filters.Pipeline
+	Limiter    *ratelimit.Limiter // told about unknown recipients (dictionary attacks); may be nil
+	Signer     *dkim.Signer       // signs authenticated users' mail; may be nil
+	AuthservID string             // our name in Authentication-Results (RFC 8601)
+}
+
+// checked reports whether this client's mail goes through the checks:
+// authenticated users and clients smtpaccess lets relay are trusted, as
+// every MTA trusts its own users and networks.
+func (s *session) checked(c *smtpd.ConnInfo) bool {
+	return s.fl != nil && !s.fl.Pipeline.Empty() && c.AuthUser == "" && !s.access.Relay
+}
+
+// runStage runs the pipeline at one stage and turns a refusal into the
+// SMTP reply, logging it and keeping it in the rejection log.
+func (s *session) runStage(ctx context.Context, c *smtpd.ConnInfo, stage filters.Stage, rcpt string, msg filters.Message) (filters.Decision, *smtpd.Reply) {
+	if !s.checked(c) {
+		return filters.Decision{}, nil
+	}
+	s.syncFilterSession(c)
+	d := s.fl.Pipeline.Run(ctx, stage, s.fs, rcpt, msg)
+	if d.Verdict != filters.Reject && d.Verdict != filters.Tempfail {
+		return d, nil
+	}
+	rep := smtpd.NewReply(d.Code, d.Enhanced, "%s", d.Message)
+	if s.disconnectAsked() {
+		// The check wants the client gone (dictionary attack, spam trap):
+		// a 421 closes the connection.
+		rep = smtpd.NewReply(421, "4.7.0", "%s", d.Message)
+	}
+	s.b.metrics.reject("filter_" + d.Filter)
+	s.logRefusal(c, stage.String(), rcpt, rep, d.Filter)
+	return d, rep
+}
+
+// disconnectAsked reports whether the last result carries the
+// "disconnect" marker the rate limiter and bofh use.
+func (s *session) disconnectAsked() bool {
+	if n := len(s.fs.Results); n > 0 {
+		return s.fs.Results[n-1].Vars["DISCONNECT"] == "1"
+	}
+	return false
+}
+
+// syncFilterSession copies what the engine learned into the filters' view.
+func (s *session) syncFilterSession(c *smtpd.ConnInfo) {
+	fs := s.fs
+	fs.HELO, fs.ESMTP, fs.TLS, fs.AuthUser = c.HELO, c.ESMTP, c.TLS != nil, c.AuthUser
+	fs.EarlyTalker, fs.PipeliningViolation = c.EarlyTalker, c.PipeliningViolation
+	fs.ClientIP = c.RemoteAddr.Addr().Unmap()
+	fs.ClientPort = c.RemoteAddr.Port()
+	if fs.ClientName == "" {
+		fs.ClientName = c.RemoteName
+	}
+	if name := fs.Var("FCRDNS_NAME"); name != "" {
+		fs.ClientName = name
+	}
+}
+
+// noteUnknown tells the rate limiter about a refused unknown recipient; it
+// returns a 421 when the client has tried too many.
+func (s *session) noteUnknown(ctx context.Context, c *smtpd.ConnInfo) *smtpd.Reply {
+	if s.fl == nil || s.fl.Limiter == nil || !s.checked(c) {
+		return nil
+	}
+	res := s.fl.Limiter.NoteUnknownRecipient(ctx, c.RemoteAddr.Addr().Unmap())
+	if res.Verdict != filters.Reject && res.Verdict != filters.Tempfail {
+		return nil
+	}
+	s.fs.Results = append(s.fs.Results, res)
+	rep := smtpd.NewReply(421, "4.7.0", "Too many unknown recipients; closing connection")
+	s.logRefusal(c, "rcpt", "", rep, res.Filter)
+	return rep
+}
+
+// logRefusal keeps a refusal in the rejection log, with every check's
+// result so far.
+func (s *session) logRefusal(c *smtpd.ConnInfo, stage, rcpt string, rep *smtpd.Reply, decider string) {
+	if s.b.rejects == nil {
+		return
+	}
+	rec := rejectlog.Record{
+		Time: time.Now(), Session: c.ID, Listener: c.Listener, Client: addrString(c.RemoteAddr),
+		HELO: c.HELO, AuthUser: c.AuthUser, From: s.from, Stage: stage, Reply: rep.Error(), Decider: decider,
+	}
+	for _, t := range s.targets {
+		rec.Rcpts = append(rec.Rcpts, t.Recipient.Addr)
+	}
+	if rcpt != "" {
+		rec.Rcpts = append(rec.Rcpts, rcpt)
+	}
+	if s.fs != nil {
+		rec.Score = s.fs.Score
+		for _, r := range s.fs.Results {
+			rec.Results = append(rec.Results, rejectlog.FilterResult{Filter: r.Filter, Verdict: r.Verdict.String(), Score: r.Score, Reason: r.Reason})
+		}
+	}
+	if err := s.b.rejects.Add(rec); err != nil {
+		s.log.Warn("rejection log", "err", err)
+	}
+}
+
+// checkHeaders returns the header fields the checks add to an accepted
+// message: Authentication-Results (RFC 8601), the checks' own fields
+// (Received-SPF), and the score.
+func (s *session) checkHeaders() []byte {
+	if s.fs == nil || len(s.fs.Results) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	if ar := filters.AuthenticationResults(s.fl.AuthservID, s.fs.Results); ar != "" {
+		b.WriteString(ar + "\r\n")
+	}
+	var parts []string
+	for _, r := range s.fs.Results {
+		for _, h := range r.HeaderFields {
+			b.WriteString(strings.TrimRight(h, "\r\n") + "\r\n")
+		}
+		if r.Score != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%.1f", r.Filter, r.Score))
+		}
+	}
+	fmt.Fprintf(&b, "X-Postern-Score: %.1f", s.fs.Score)
+	if len(parts) > 0 {
+		fmt.Fprintf(&b, " (%s)", strings.Join(parts, " "))
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// stripForged removes incoming Authentication-Results fields that claim to
+// be ours (RFC 8601 5).
+func (s *session) stripForged(msg []byte) []byte {
+	if s.fl == nil {
+		return msg
+	}
+	return authres.StripForgedAuthResults(msg, s.fl.AuthservID)
+}
+
+// dkimSign returns DKIM-Signature fields for mail from authenticated users
+// whose From domain we hold a key for, or nil.
+func (s *session) dkimSign(ctx context.Context, c *smtpd.ConnInfo, msg []byte) []byte {
+	if s.fl == nil || s.fl.Signer == nil || c.AuthUser == "" {
+		return nil
+	}
+	from, err := dmarc.ReadFromField(bytes.NewReader(msg), 256*1024)
+	if err != nil {
+		return nil
+	}
+	domain, err := dmarc.FromDomain(from)
+	if err != nil || !s.cfg.HasDomain(domain) && len(s.fl.Signer.KeysFor(domain)) == 0 {
+		return nil
+	}
+	sig, err := s.fl.Signer.Sign(ctx, domain, bytes.NewReader(msg))
+	if err != nil {
+		s.log.Debug("dkim: not signed", "domain", domain, "err", err)
+		return nil
+	}
+	return []byte(sig + "\r\n")
+}
+
+// newFilterSession starts the filters' view of a connection.
+func newFilterSession(c *smtpd.ConnInfo, access map[string]string) *filters.Session {
+	return &filters.Session{
+		ID: c.ID, Listener: c.Listener, ClientIP: c.RemoteAddr.Addr().Unmap(), ClientPort: c.RemoteAddr.Port(),
+		ClientName: c.RemoteName, Access: access,
+	}
+}

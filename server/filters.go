@@ -1,0 +1,253 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"postern/filters"
+	"postern/filters/behaviour"
+	"postern/filters/bofh"
+	"postern/filters/dkim"
+	"postern/filters/dmarc"
+	"postern/filters/dns"
+	"postern/filters/dnsbl"
+	"postern/filters/greylist"
+	"postern/filters/ratelimit"
+	"postern/filters/spf"
+	"postern/filters/state"
+	"postern/gateway"
+	"postern/policy"
+)
+
+// filterNames are the checks the "filters" setting may name, in the order
+// the default setup runs them.
+var filterNames = []string{"behaviour", "ratelimit", "dnsbl", "bofh", "greylist", "spf", "dkim", "dmarc"}
+
+// openStore opens the shared state named by the "statestore" setting:
+// "embedded" (default, DATADIR/state/state.db) or
+// "redis HOST:PORT [db=N] [prefix=P] [password=PW]".
+func openStore(cfg *policy.Config, log *slog.Logger) (state.Store, error) {
+	lines, err := policy.ReadSetting(cfg.Dir, "statestore")
+	if err != nil && !errors.Is(err, policy.ErrNotSet) {
+		return nil, err
+	}
+	if len(lines) == 0 || strings.Fields(lines[0].Text)[0] == "embedded" {
+		return state.OpenEmbedded(filepath.Join(cfg.DataDir, "state", "state.db"), state.WithLogger(log))
+	}
+	f := strings.Fields(lines[0].Text)
+	if f[0] != "redis" || len(f) < 2 {
+		return nil, lines[0].Errorf("statestore: want \"embedded\" or \"redis HOST:PORT [db=N] [prefix=P] [password=PW]\"")
+	}
+	opt := state.RedisOptions{Addr: f[1], Prefix: "postern:", Logger: log}
+	for _, kv := range f[2:] {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "db":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, lines[0].Errorf("statestore: bad db %q", v)
+			}
+			opt.DB = n
+		case "prefix":
+			opt.Prefix = v
+		case "password":
+			opt.Password = v
+		default:
+			return nil, lines[0].Errorf("statestore: unknown option %q", k)
+		}
+	}
+	return state.OpenRedis(opt)
+}
+
+// filterEntry is one line of the "filters" setting.
+type filterEntry struct {
+	name   string
+	mode   filters.Mode
+	weight float64
+	line   policy.Line
+}
+
+// parseFilterList reads "NAME [MODE] [weight=N]" lines.
+func parseFilterList(lines []policy.Line) ([]filterEntry, error) {
+	var out []filterEntry
+	var errs []error
+	seen := map[string]bool{}
+	for _, ln := range lines {
+		f := strings.Fields(ln.Text)
+		e := filterEntry{name: strings.ToLower(f[0]), line: ln}
+		known := false
+		for _, n := range filterNames {
+			known = known || n == e.name
+		}
+		if !known {
+			errs = append(errs, ln.Errorf("unknown check %q (known: %s)", f[0], strings.Join(filterNames, " ")))
+			continue
+		}
+		if seen[e.name] {
+			errs = append(errs, ln.Errorf("check %q listed twice", e.name))
+			continue
+		}
+		seen[e.name] = true
+		for _, word := range f[1:] {
+			if w, ok := strings.CutPrefix(word, "weight="); ok {
+				v, err := strconv.ParseFloat(w, 64)
+				if err != nil || v < 0 {
+					errs = append(errs, ln.Errorf("bad weight %q", w))
+				}
+				e.weight = v
+				continue
+			}
+			m, err := filters.ParseMode(word)
+			if err != nil {
+				errs = append(errs, ln.Errorf("%v", err))
+			}
+			e.mode = m
+		}
+		out = append(out, e)
+	}
+	return out, errors.Join(errs...)
+}
+
+// parseThresholds reads the "spamscore" setting: "reject N", "quarantine N".
+func parseThresholds(dir string) (filters.Thresholds, error) {
+	var t filters.Thresholds
+	lines, err := policy.ReadSetting(dir, "spamscore")
+	if errors.Is(err, policy.ErrNotSet) {
+		return filters.Thresholds{Reject: 10, Quarantine: 5}, nil
+	}
+	if err != nil {
+		return t, err
+	}
+	for _, ln := range lines {
+		f := strings.Fields(ln.Text)
+		if len(f) != 2 {
+			return t, ln.Errorf("want \"reject N\" or \"quarantine N\"")
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			return t, ln.Errorf("bad score %q", f[1])
+		}
+		switch f[0] {
+		case "reject":
+			t.Reject = v
+		case "quarantine":
+			t.Quarantine = v
+		default:
+			return t, ln.Errorf("want \"reject N\" or \"quarantine N\"")
+		}
+	}
+	return t, nil
+}
+
+// buildFilters makes the pipeline described by the configuration. It also
+// returns the rate limiter (the gateway tells it about unknown recipients)
+// and the DKIM signer (nil without keys).
+func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, results *prometheus.CounterVec, latency *prometheus.HistogramVec) (*gateway.Filters, error) {
+	lines, err := policy.ReadSetting(cfg.Dir, "filters")
+	if err != nil && !errors.Is(err, policy.ErrNotSet) {
+		return nil, err
+	}
+	list, err := parseFilterList(lines)
+	if err != nil {
+		return nil, err
+	}
+	th, err := parseThresholds(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	res, err := dns.New(dns.Options{Servers: cfg.Resolvers, Logger: log.With("module", "dns")})
+	if err != nil {
+		return nil, fmt.Errorf("resolvers: %w", err)
+	}
+	out := &gateway.Filters{AuthservID: cfg.Me}
+	var entries []filters.Entry
+	for _, e := range list {
+		var f filters.Filter
+		var err error
+		switch e.name {
+		case "behaviour":
+			opt, lerr := behaviour.LoadOptions(cfg.Dir)
+			if lerr != nil {
+				return nil, lerr
+			}
+			opt.Resolver = res
+			opt.OwnNames = append(opt.OwnNames, cfg.Me)
+			for _, l := range cfg.Listeners {
+				if ap, perr := netip.ParseAddrPort(l.Address); perr == nil && !ap.Addr().IsUnspecified() {
+					opt.OwnIPs = append(opt.OwnIPs, ap.Addr())
+				}
+			}
+			f = behaviour.New(opt)
+		case "ratelimit":
+			rc, _, lerr := ratelimit.LoadConfig(cfg.Dir)
+			if lerr != nil {
+				return nil, lerr
+			}
+			var lim *ratelimit.Limiter
+			lim, err = ratelimit.New(ratelimit.Options{Config: rc, Store: store, Logger: log})
+			out.Limiter, f = lim, lim
+		case "dnsbl":
+			dc, lerr := dnsbl.Load(cfg.Dir)
+			if lerr != nil {
+				return nil, lerr
+			}
+			f, err = dnsbl.New(dnsbl.Options{Config: dc, Resolver: res, Logger: log})
+		case "bofh":
+			bc, lerr := bofh.Load(cfg.Dir)
+			if lerr != nil {
+				return nil, lerr
+			}
+			for _, n := range bc.Notices {
+				log.Warn("bofh: option accepted but not acted on", "notice", n)
+			}
+			f, err = bofh.New(bofh.Options{Config: bc, Resolver: res, Store: store, Logger: log})
+		case "greylist":
+			gc, _, lerr := greylist.LoadConfig(cfg.Dir)
+			if lerr != nil {
+				return nil, lerr
+			}
+			f, err = greylist.New(greylist.Options{Config: gc, Store: store, Logger: log})
+		case "spf":
+			acts, lerr := spf.LoadActions(cfg.Dir)
+			if lerr != nil {
+				return nil, lerr
+			}
+			f, err = spf.NewFilter(spf.FilterOptions{Resolver: res, Actions: acts, Receiver: cfg.Me})
+		case "dkim":
+			f, err = dkim.New(dkim.Options{Resolver: res})
+		case "dmarc":
+			dopt, lerr := dmarc.LoadOptions(cfg.Dir)
+			if lerr != nil {
+				return nil, lerr
+			}
+			dopt.Resolver = res
+			f, err = dmarc.New(dopt)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %s: %w", e.line.File, e.line.Num, e.name, err)
+		}
+		entries = append(entries, filters.Entry{Filter: f, Mode: e.mode, Weight: e.weight})
+	}
+	out.Pipeline = filters.NewPipeline(entries, filters.PipelineOptions{
+		Thresholds: th,
+		Logger:     log.With("module", "filters"),
+		Observe: func(name string, v filters.Verdict, d time.Duration) {
+			results.WithLabelValues(name, v.String()).Inc()
+			latency.WithLabelValues(name).Observe(d.Seconds())
+		},
+	})
+	signer, err := dkim.LoadSigner(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("dkim keys: %w", err)
+	}
+	out.Signer = signer
+	return out, nil
+}

@@ -1,0 +1,349 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"postern/filters/dns/dnstest"
+	"postern/filters/rejectlog"
+)
+
+// rawSMTP is a hand-driven SMTP client: it can send XCLIENT (go-smtp's
+// client cannot), so a test can be any client address.
+type rawSMTP struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawSMTP {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	c := &rawSMTP{t: t, conn: conn, r: bufio.NewReader(conn)}
+	t.Cleanup(func() { conn.Close() })
+	if code, text := c.read(); code != 220 {
+		t.Fatalf("banner %d %s", code, text)
+	}
+	return c
+}
+
+// read returns one (possibly multi-line) reply.
+func (c *rawSMTP) read() (int, string) {
+	c.t.Helper()
+	var text []string
+	for {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			return 0, "connection closed: " + err.Error()
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if len(line) < 4 {
+			return 0, line
+		}
+		text = append(text, line[4:])
+		if line[3] == ' ' {
+			var code int
+			fmt.Sscanf(line[:3], "%d", &code)
+			return code, strings.Join(text, "\n")
+		}
+	}
+}
+
+func (c *rawSMTP) cmd(format string, args ...any) (int, string) {
+	c.t.Helper()
+	fmt.Fprintf(c.conn, format+"\r\n", args...)
+	return c.read()
+}
+
+// as presents the session as coming from ip with HELO helo (XCLIENT, from a
+// trusted peer), then EHLO.
+func (c *rawSMTP) as(ip, helo string) {
+	c.t.Helper()
+	if code, text := c.cmd("EHLO relay.example.test"); code != 250 || !strings.Contains(text, "XCLIENT") {
+		c.t.Fatalf("EHLO: %d %s", code, text)
+	}
+	if code, text := c.cmd("XCLIENT ADDR=%s NAME=[UNAVAILABLE] HELO=%s", ip, helo); code != 220 {
+		c.t.Fatalf("XCLIENT: %d %s", code, text)
+	}
+	if code, text := c.cmd("EHLO %s", helo); code != 250 {
+		c.t.Fatalf("EHLO after XCLIENT: %d %s", code, text)
+	}
+}
+
+// send runs one transaction and returns the code and text of the first
+// refusal (or of the final reply).
+func (c *rawSMTP) send(from, to string, msg []byte) (int, string) {
+	c.t.Helper()
+	if code, text := c.cmd("MAIL FROM:<%s>", from); code != 250 {
+		return code, text
+	}
+	if code, text := c.cmd("RCPT TO:<%s>", to); code != 250 {
+		c.cmd("RSET")
+		return code, text
+	}
+	if code, text := c.cmd("DATA"); code != 354 {
+		return code, text
+	}
+	c.conn.Write(bytes.ReplaceAll(msg, []byte("\r\n."), []byte("\r\n..")))
+	return c.cmd(".")
+}
+
+// newFilterHarness is an installation with every check on, XCLIENT from
+// loopback, and a DNS server with the records the tests need.
+func newFilterHarness(t *testing.T, zone *dnstest.Zone, settings map[string]string) *harness {
+	t.Helper()
+	dnsSrv := dnstest.Start(t, zone)
+	h := &harness{t: t, dir: t.TempDir(), user: "alice@example.test", pass: "s3cret pass"}
+	h.etc = filepath.Join(h.dir, "etc")
+	if err := writeInit(h); err != nil {
+		t.Fatal(err)
+	}
+	h.writeSetting("resolvers", dnsSrv.Addr+"\n")
+	h.writeSetting("xclient", "127.0.0.1\n")
+	h.writeSetting("filters", "behaviour score\nratelimit\ndnsbl\ngreylist\nspf\ndkim\ndmarc\n")
+	h.writeSetting("dnsbl", "bl.test message=\"Listed by %z: %t\"\n")
+	h.writeSetting("greylist", "whitelist 192.0.2.0/24 198.51.100.0/24\n")
+	for k, v := range settings {
+		h.writeSetting(k, v)
+	}
+	h.start()
+	t.Cleanup(h.stop)
+	return h
+}
+
+func baseZone() *dnstest.Zone {
+	return dnstest.NewZone().Add(
+		// DNSBL: 203.0.113.99 is listed.
+		`99.113.0.203.bl.test. 300 IN A 127.0.0.2`,
+		`99.113.0.203.bl.test. 300 IN TXT "spam source, see https://bl.test/99"`,
+		// SPF
+		`spf-fail.test. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"`,
+		`good.test. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"`,
+		// DMARC
+		`_dmarc.strict.test. 300 IN TXT "v=DMARC1; p=reject"`,
+		`strict.test. 300 IN TXT "v=spf1 ip4:192.0.2.50 -all"`,
+		`_dmarc.quarantine.test. 300 IN TXT "v=DMARC1; p=quarantine"`,
+	)
+}
+
+func refusalsFor(t *testing.T, h *harness, q rejectlog.Query) []rejectlog.Record {
+	t.Helper()
+	recs, err := rejectlog.Search(filepath.Join(h.dir, "data", "state", "rejects.jsonl"), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// DNSBL: a listed client is refused with the list's TXT in the reply, and
+// the refusal is in the rejection log with every check's result.
+func TestFilterDNSBLRejectsWithListText(t *testing.T) {
+	h := newFilterHarness(t, baseZone(), nil)
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("203.0.113.99", "mail.spammer.example")
+	// A sender whose domain publishes no SPF, so that only the list decides.
+	code, text := c.send("x@nospf.test", h.user, testMessage("spam", "buy\r\n"))
+	if code/100 != 5 || !strings.Contains(text, "Listed by bl.test: spam source, see https://bl.test/99") {
+		t.Fatalf("listed client: %d %s", code, text)
+	}
+	recs := refusalsFor(t, h, rejectlog.Query{Client: "203.0.113.99"})
+	if len(recs) != 1 || recs[0].Decider != "dnsbl" || recs[0].HELO != "mail.spammer.example" || len(recs[0].Results) == 0 {
+		t.Fatalf("rejection log: %+v", recs)
+	}
+
+	// The same message from a clean address goes through.
+	c2 := dialRaw(t, h.addr("smtp"))
+	c2.as("192.0.2.7", "mail.good.test")
+	if code, text := c2.send("x@good.test", h.user, testMessage("ham", "hello\r\n")); code != 250 {
+		t.Fatalf("clean client: %d %s", code, text)
+	}
+}
+
+// SPF: a hard fail is refused at MAIL with 5.7.23; a pass is recorded in
+// Received-SPF and Authentication-Results, and forged Authentication-Results
+// claiming our name are removed.
+func TestFilterSPF(t *testing.T) {
+	h := newFilterHarness(t, baseZone(), nil)
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("192.0.2.99", "mx.elsewhere.example")
+	code, text := c.send("someone@spf-fail.test", h.user, testMessage("forged", "x\r\n"))
+	if code != 550 || !strings.Contains(text, "5.7.23") {
+		t.Fatalf("SPF fail: %d %s", code, text)
+	}
+	c.cmd("RSET")
+	forged := []byte("Authentication-Results: mail.example.test; spf=pass smtp.mailfrom=evil\r\n" + string(testMessage("spf pass", "x\r\n")))
+	if code, text := c.send("someone@good.test", h.user, forged); code != 250 {
+		t.Fatalf("SPF pass: %d %s", code, text)
+	}
+	msgs := inboxMessages(t, h, h.user)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	m := string(msgs[0])
+	if !strings.Contains(m, "Received-SPF: pass") || !strings.Contains(m, "spf=pass smtp.mailfrom=good.test") {
+		t.Fatalf("SPF headers missing:\n%s", m)
+	}
+	if strings.Contains(m, "smtp.mailfrom=evil") {
+		t.Fatalf("forged Authentication-Results kept:\n%s", m)
+	}
+}
+
+// DKIM and DMARC: a message signed by its domain passes; the same message
+// tampered with fails DKIM; with p=reject and nothing aligned, DATA is
+// refused with a 5xx naming DMARC; p=quarantine files into Junk.
+func TestFilterDKIMAndDMARC(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	zone := baseZone().Add(
+		`sel._domainkey.signed.test. 300 IN TXT "v=DKIM1; k=ed25519; p=`+base64.StdEncoding.EncodeToString(pub)+`"`,
+		`_dmarc.signed.test. 300 IN TXT "v=DMARC1; p=reject"`,
+	)
+	h := newFilterHarness(t, zone, nil)
+	sign := func(msg []byte) []byte {
+		var out bytes.Buffer
+		err := dkim.Sign(&out, bytes.NewReader(msg), &dkim.SignOptions{Domain: "signed.test", Selector: "sel", Signer: crypto.Signer(priv),
+			HeaderCanonicalization: dkim.CanonicalizationRelaxed, BodyCanonicalization: dkim.CanonicalizationRelaxed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Bytes()
+	}
+	body := "From: news@signed.test\r\nTo: alice@example.test\r\nSubject: signed\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <s1@signed.test>\r\n\r\nThe real text.\r\n"
+	signed := sign([]byte(body))
+
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("198.51.100.20", "out.mailer.example")
+	if code, text := c.send("bounces@mailer.example", h.user, signed); code != 250 {
+		t.Fatalf("signed message: %d %s", code, text)
+	}
+	m := string(inboxMessages(t, h, h.user)[0])
+	if !strings.Contains(m, "dkim=pass header.d=signed.test") || !strings.Contains(m, "dmarc=pass") {
+		t.Fatalf("DKIM/DMARC pass not recorded:\n%s", m)
+	}
+
+	tampered := bytes.Replace(signed, []byte("The real text."), []byte("Send bitcoin now"), 1)
+	code, text := c.send("bounces@mailer.example", h.user, tampered)
+	if code != 550 || !strings.Contains(strings.ToUpper(text), "DMARC") {
+		t.Fatalf("tampered message under p=reject: %d %s", code, text)
+	}
+	recs := refusalsFor(t, h, rejectlog.Query{Filter: "dmarc"})
+	if len(recs) != 1 || recs[0].Stage != "data" {
+		t.Fatalf("DMARC refusal not logged: %+v", recs)
+	}
+	foundDKIMFail := false
+	for _, r := range recs[0].Results {
+		foundDKIMFail = foundDKIMFail || (r.Filter == "dkim" && strings.Contains(r.Reason, "fail"))
+	}
+	if !foundDKIMFail {
+		t.Errorf("rejection log lacks the DKIM failure: %+v", recs[0].Results)
+	}
+
+	// p=quarantine: accepted, filed into Junk.
+	q := "From: promo@quarantine.test\r\nTo: alice@example.test\r\nSubject: deal\r\n\r\nx\r\n"
+	if code, text := c.send("promo@quarantine.test", h.user, []byte(q)); code != 250 {
+		t.Fatalf("quarantined message: %d %s", code, text)
+	}
+	junk, _ := filepath.Glob(filepath.Join(h.maildir(h.user), ".Junk", "new", "*"))
+	if len(junk) != 1 {
+		t.Fatalf("%d messages in Junk, want 1", len(junk))
+	}
+}
+
+// Greylisting with the state in Redis: two gateway processes share one
+// picture; the first sees a new triplet and defers it, the second accepts
+// the retry after the delay.
+func TestGreylistSharedThroughRedis(t *testing.T) {
+	if !redisUp() {
+		if os.Getenv("CI") != "" {
+			t.Fatal("Redis on 127.0.0.1:6379 is not reachable; .ci/run should have started it")
+		}
+		t.Skip("no Redis on 127.0.0.1:6379")
+	}
+	prefix := fmt.Sprintf("postern-test-%d:", time.Now().UnixNano())
+	settings := map[string]string{
+		"statestore": "redis 127.0.0.1:6379 prefix=" + prefix + "\n",
+		"greylist":   "delay 1s\n",
+		"filters":    "greylist\n",
+	}
+	a := newFilterHarness(t, baseZone(), settings)
+	b := newFilterHarness(t, baseZone(), settings)
+	ca := dialRaw(t, a.addr("smtp"))
+	ca.as("203.0.113.5", "mx.newsender.example")
+	code, text := ca.send("first@newsender.example", a.user, testMessage("grey", "x\r\n"))
+	if code != 451 || !strings.Contains(text, "Greylisted") {
+		t.Fatalf("first attempt: %d %s", code, text)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	cb := dialRaw(t, b.addr("smtp"))
+	cb.as("203.0.113.5", "mx.newsender.example")
+	if code, text := cb.send("first@newsender.example", b.user, testMessage("grey", "x\r\n")); code != 250 {
+		t.Fatalf("retry through the other gateway: %d %s", code, text)
+	}
+}
+
+// Redis down: greylisting degrades as configured (default: let mail pass)
+// instead of refusing everything or accepting blindly without saying so.
+func TestGreylistRedisDownDegrades(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	h := newFilterHarness(t, baseZone(), map[string]string{
+		"statestore": "redis " + dead + "\n",
+		"filters":    "greylist\n",
+	})
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("203.0.113.6", "mx.any.example")
+	if code, text := c.send("a@any.example", h.user, testMessage("redis down", "x\r\n")); code != 250 {
+		t.Fatalf("with Redis down (onstoreerror pass): %d %s", code, text)
+	}
+	h.stop()
+	h.writeSetting("greylist", "onstoreerror tempfail\n")
+	h.start()
+	c = dialRaw(t, h.addr("smtp"))
+	c.as("203.0.113.6", "mx.any.example")
+	if code, _ := c.send("a@any.example", h.user, testMessage("redis down", "x\r\n")); code != 451 {
+		t.Fatalf("with Redis down (onstoreerror tempfail): %d", code)
+	}
+}
+
+// Rate limits: the third message in the window from one client network is
+// deferred with a reply naming the limit.
+func TestRateLimit(t *testing.T) {
+	h := newFilterHarness(t, baseZone(), map[string]string{"ratelimit": "client /24 messages 2/1h\n", "filters": "ratelimit\n"})
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("203.0.113.7", "mx.bulk.example")
+	for i := 0; i < 2; i++ {
+		if code, text := c.send("a@bulk.example", h.user, testMessage("n", "x\r\n")); code != 250 {
+			t.Fatalf("message %d: %d %s", i+1, code, text)
+		}
+	}
+	code, text := c.send("a@bulk.example", h.user, testMessage("n", "x\r\n"))
+	if code != 451 || !strings.Contains(text, "Rate limit exceeded") {
+		t.Fatalf("third message: %d %s", code, text)
+	}
+}
+
+func redisUp() bool {
+	c, err := net.DialTimeout("tcp", "127.0.0.1:6379", time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
