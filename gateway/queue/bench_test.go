@@ -24,7 +24,7 @@ func BenchmarkEnqueue(b *testing.B) {
 	for _, mode := range []struct {
 		name string
 		mode commitMode
-	}{{"group", commitGroup}, {"group-syncfs", commitGroupSyncfs}, {"per-message", commitPerMessage}} {
+	}{{"group-perfile", commitGroup}, {"group-syncfs", commitGroupSyncfs}, {"per-message", commitPerMessage}} {
 		for _, writers := range []int{1, 50} {
 			b.Run(mode.name+"/writers="+itoa(writers), func(b *testing.B) {
 				q, err := Open(Options{Dir: b.TempDir(), commit: mode.mode})
@@ -79,7 +79,7 @@ func TestMeasureCommitModes(t *testing.T) {
 	modes := []struct {
 		name string
 		mode commitMode
-	}{{"group", commitGroup}, {"group-syncfs", commitGroupSyncfs}, {"per-message", commitPerMessage}}
+	}{{"group-perfile", commitGroup}, {"group-syncfs", commitGroupSyncfs}, {"per-message", commitPerMessage}}
 	rates := map[string][]float64{}
 	for range 7 {
 		for _, m := range modes {

@@ -212,7 +212,7 @@ func TestCrashDuringEnqueueLosesNothingAcknowledged(t *testing.T) {
 }
 
 func TestGroupCommitUnder50ConcurrentEnqueues(t *testing.T) {
-	for name, mode := range map[string]commitMode{"group": commitGroup, "group-syncfs": commitGroupSyncfs, "per-message": commitPerMessage} {
+	for name, mode := range map[string]commitMode{"group-perfile": commitGroup, "group-syncfs": commitGroupSyncfs, "per-message": commitPerMessage} {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t, func(o *Options) { o.commit = mode })
 			var wg sync.WaitGroup
