@@ -191,7 +191,15 @@ func editOne(p spoolPaths, id string, edit func(*spoolEnvelope) bool) error {
 func kick(p spoolPaths) error {
 	path := filepath.Join(p.root, kickFileName)
 	content := fmt.Sprintf("%d %s\n", time.Now().UnixNano(), randomHex(4))
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("queue: kick: %w", err)
+	}
+	defer f.Close()
+	if err := p.ownLikeSpool(f); err != nil {
+		return err
+	}
+	if _, err := f.WriteString(content); err != nil {
 		return fmt.Errorf("queue: kick: %w", err)
 	}
 	return nil

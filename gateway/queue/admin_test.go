@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -286,4 +287,42 @@ func gathered(t *testing.T, reg *prometheus.Registry) map[string]bool {
 		}
 	}
 	return out
+}
+
+func TestFilesRootCreatesBelongToTheSpoolOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change owners")
+	}
+	const owner = 4321
+	dir := filepath.Join(t.TempDir(), "queue")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, owner, owner); err != nil {
+		t.Fatal(err)
+	}
+	q, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := q.Enqueue(context.Background(), env("a@s.example", remote("r@x.example")), strings.NewReader(testMessage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	if err := Retry(dir, id); err != nil { // rewrites the envelope, writes kick
+		t.Fatal(err)
+	}
+	if err := Bounce(dir, id); err != nil {
+		t.Fatal(err)
+	}
+	filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := info.Sys().(*syscall.Stat_t); st.Uid != owner || st.Gid != owner {
+			t.Errorf("%s belongs to %d:%d, want the spool owner %d", path, st.Uid, st.Gid, owner)
+		}
+		return nil
+	})
 }

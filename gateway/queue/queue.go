@@ -353,11 +353,11 @@ func (q *Queue) Enqueue(ctx context.Context, env delivery.Envelope, msg io.Reade
 	// Per message, the writer fsyncs; in group mode the files stay open
 	// for the batch leader to fsync together with the rest of the batch.
 	perMessage := q.opt.commit == commitPerMessage
-	req.msgFile, err = writeNewFile(req.msgTmp, msg, perMessage, q.opt.commit == commitGroup)
+	req.msgFile, err = writeNewFile(req.msgTmp, msg, perMessage, q.opt.commit == commitGroup, q.paths.ownLikeSpool)
 	if err != nil {
 		return "", fmt.Errorf("queue %s: enqueue: write message: %w", id, err)
 	}
-	req.envFile, err = writeNewFile(req.envTmp, strings.NewReader(string(envData)), perMessage, q.opt.commit == commitGroup)
+	req.envFile, err = writeNewFile(req.envTmp, strings.NewReader(string(envData)), perMessage, q.opt.commit == commitGroup, q.paths.ownLikeSpool)
 	if err != nil {
 		req.closeFiles()
 		os.Remove(req.msgTmp)
@@ -380,7 +380,7 @@ func (q *Queue) Enqueue(ctx context.Context, env delivery.Envelope, msg io.Reade
 // writeNewFile creates path (it must not exist), copies r into it and,
 // when fsync is set, fsyncs it. With keepOpen it returns the open file
 // (for a later fsync), else nil. On error the file is removed.
-func writeNewFile(path string, r io.Reader, fsync, keepOpen bool) (_ *os.File, err error) {
+func writeNewFile(path string, r io.Reader, fsync, keepOpen bool, own func(*os.File) error) (_ *os.File, err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
@@ -391,6 +391,9 @@ func writeNewFile(path string, r io.Reader, fsync, keepOpen bool) (_ *os.File, e
 			os.Remove(path)
 		}
 	}()
+	if err = own(f); err != nil {
+		return nil, err
+	}
 	if _, err = io.Copy(f, r); err != nil {
 		return nil, err
 	}

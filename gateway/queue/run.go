@@ -132,6 +132,9 @@ func (q *Queue) Run(ctx context.Context) error {
 		return fmt.Errorf("queue: run: %w", err)
 	}
 	defer runLock.Close()
+	if err := q.paths.ownLikeSpool(runLock); err != nil {
+		return err
+	}
 	if err := unix.Flock(int(runLock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return fmt.Errorf("queue: run: %w", ErrAlreadyRunning)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -238,6 +239,11 @@ func (p spoolPaths) writeEnvelopeData(id string, data []byte) error {
 		return fmt.Errorf("queue %s: write envelope: %w", se.ID, err)
 	}
 	tmpName := tmp.Name()
+	if err := p.ownLikeSpool(tmp); err != nil {
+		tmp.Close()
+		os.Remove(tmpName)
+		return fmt.Errorf("queue %s: %w", se.ID, err)
+	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		os.Remove(tmpName)
@@ -325,11 +331,45 @@ func (p spoolPaths) lockMessage(ctx context.Context, id string, wait time.Durati
 	}
 }
 
+// ownLikeSpool gives a file root created the owner of the spool
+// directory, so that `postern queue` run as root never leaves a file the
+// server, running as the mail owner, cannot read or replace. Not root:
+// nothing to do (our files are ours).
+func (p spoolPaths) ownLikeSpool(f *os.File) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	info, err := os.Stat(p.root)
+	if err != nil {
+		return fmt.Errorf("queue: stat %s: %w", p.root, err)
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == 0 && st.Gid == 0 {
+		return nil
+	}
+	if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("queue: chown %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
 // makeSpoolDirs creates the spool's directories (0700: mail is private).
 func (p spoolPaths) makeDirs() error {
 	for _, d := range []string{p.root, p.spool, p.tmp, p.corrupt} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("queue: create %s: %w", d, err)
+		}
+		if d == p.root {
+			continue
+		}
+		f, err := os.Open(d)
+		if err != nil {
+			return fmt.Errorf("queue: open %s: %w", d, err)
+		}
+		err = p.ownLikeSpool(f)
+		f.Close()
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -342,6 +382,10 @@ func lockSpool(p spoolPaths, exclusive bool) (f *os.File, ok bool, err error) {
 	f, err = os.OpenFile(filepath.Join(p.root, lockFileName), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, false, fmt.Errorf("queue: open spool lock: %w", err)
+	}
+	if err := p.ownLikeSpool(f); err != nil {
+		f.Close()
+		return nil, false, err
 	}
 	how := unix.LOCK_SH
 	if exclusive {
