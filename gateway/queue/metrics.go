@@ -39,7 +39,7 @@ func (c queueCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
 	q := c.q
 	q.mu.Lock()
-	n := len(q.index)
+	n := q.index.len()
 	q.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descMessages, prometheus.GaugeValue, float64(n))
 	ch <- prometheus.MustNewConstMetric(descEnqueued, prometheus.CounterValue, float64(q.stats.enqueued.Load()))

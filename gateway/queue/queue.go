@@ -127,8 +127,8 @@ type Queue struct {
 	callSlots    chan struct{} // Deliver calls at once (Concurrency)
 
 	mu         sync.Mutex
-	index      map[string]*indexEntry // messages the scheduler knows, by ID
-	domainBusy map[string]int         // remote Deliver calls in flight per domain
+	index      schedIndex     // messages the scheduler knows
+	domainBusy map[string]int // remote Deliver calls in flight per domain
 }
 
 // Open opens (creating if needed) the spool at opt.Dir and recovers it: it
@@ -186,7 +186,7 @@ func Open(opt Options) (*Queue, error) {
 		kickCh:       make(chan struct{}, 1),
 		callSlots:    make(chan struct{}, opt.Concurrency),
 		pollInterval: defaultPollInterval,
-		index:        make(map[string]*indexEntry),
+		index:        newSchedIndex(),
 		domainBusy:   make(map[string]int),
 	}
 	q.commits.flush = q.flushBatch

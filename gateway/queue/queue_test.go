@@ -223,8 +223,8 @@ func TestPerDomainAndOverallConcurrencyLimits(t *testing.T) {
 	h.remote.mu.Unlock()
 	h.q.mu.Lock()
 	inFlight := 0
-	for _, e := range h.q.index {
-		if e.inFlight {
+	for _, e := range h.q.index.entries {
+		if e.state == stateInFlight {
 			inFlight++
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -18,37 +17,11 @@ import (
 	"postern/gateway/delivery"
 )
 
-// indexEntry is what the scheduler keeps in memory about a message: when
-// it is next due. The envelope on disk stays the truth; the worker rereads
-// it under the message lock, so admin commands from other processes are
-// never overwritten.
-type indexEntry struct {
-	due      time.Time // zero: now
-	inFlight bool
-	recheck  bool      // the spool changed while in flight: look again at once
-	noted    time.Time // (real time) when the entry was last set
-	// waitDomains: the last pass left due recipients because these
-	// destinations had all their PerDomain slots busy; the message is
-	// started again only when one of them has a free slot, so a busy
-	// destination never holds delivery slots that others could use.
-	waitDomains []string
-}
-
 // noteDue records that message id is due at due (zero: now).
 func (q *Queue) noteDue(id string, due time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if e, ok := q.index[id]; ok {
-		if e.inFlight {
-			e.recheck = true
-		} else {
-			e.due = due
-			e.waitDomains = nil
-		}
-		e.noted = time.Now()
-		return
-	}
-	q.index[id] = &indexEntry{due: due, noted: time.Now()}
+	q.index.note(id, due)
 }
 
 // dueTime is when a message next needs the worker: the earliest
@@ -85,9 +58,9 @@ func (q *Queue) rescan() error {
 	defer func() {
 		q.mu.Lock()
 		defer q.mu.Unlock()
-		for id, e := range q.index {
-			if !seen[id] && !e.inFlight && e.noted.Before(began) {
-				delete(q.index, id)
+		for id, e := range q.index.entries {
+			if !seen[id] && e.state != stateInFlight && e.noted.Before(began) {
+				q.index.forget(e)
 			}
 		}
 	}()
@@ -202,80 +175,27 @@ func (q *Queue) dispatch(ctx context.Context, slots chan struct{}, wg *sync.Wait
 	now := q.opt.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var due []string
-	var next time.Time
-	for id, e := range q.index {
-		if e.inFlight || len(e.waitDomains) > 0 && !q.anyDomainFree(e.waitDomains) {
-			continue
-		}
-		if !e.due.After(now) {
-			due = append(due, id)
-		} else if next.IsZero() || e.due.Before(next) {
-			next = e.due
-		}
-	}
-	sort.Slice(due, func(i, j int) bool {
-		di, dj := q.index[due[i]].due, q.index[due[j]].due
-		if !di.Equal(dj) {
-			return di.Before(dj)
-		}
-		return due[i] < due[j]
-	})
-	// Messages waiting for a busy destination are started only as many
-	// as that destination has free slots.
-	promised := map[string]int{}
-	for _, id := range due {
-		e := q.index[id]
-		if len(e.waitDomains) > 0 {
-			d, ok := q.domainWithRoom(e.waitDomains, promised)
-			if !ok {
-				continue
-			}
-			promised[d]++
+	for {
+		if next := q.index.nextDue(); len(q.index.due) == 0 || next.After(now) {
+			return next
 		}
 		select {
 		case slots <- struct{}{}:
 		default:
-			return next
+			return time.Time{}
 		}
-		e.inFlight = true
+		e := q.index.popDue(now)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nextDue, keep, wait := q.processMessage(ctx, id)
+			nextDue, keep, wait := q.processMessage(ctx, e.id)
 			<-slots
 			q.mu.Lock()
-			if keep {
-				e.due, e.waitDomains = nextDue, wait
-				if e.recheck {
-					e.due, e.waitDomains = time.Time{}, nil
-				}
-				e.inFlight, e.recheck = false, false
-			} else {
-				delete(q.index, id)
-			}
+			q.index.done(e, keep, nextDue, wait, func(d string) bool { return q.domainBusy[d] >= q.opt.PerDomain })
 			q.mu.Unlock()
 			q.Kick()
 		}()
 	}
-	return next
-}
-
-// anyDomainFree says whether one of domains has a free slot (q.mu held).
-func (q *Queue) anyDomainFree(domains []string) bool {
-	_, ok := q.domainWithRoom(domains, nil)
-	return ok
-}
-
-// domainWithRoom returns one of domains with a slot free beyond those
-// already promised in this dispatch round (q.mu held).
-func (q *Queue) domainWithRoom(domains []string, promised map[string]int) (string, bool) {
-	for _, d := range domains {
-		if q.domainBusy[d]+promised[d] < q.opt.PerDomain {
-			return d, true
-		}
-	}
-	return "", false
 }
 
 // fileMessage is a spooled message as a delivery.Message.
@@ -521,13 +441,14 @@ func (q *Queue) tryAcquireDomain(domain string) bool {
 	return true
 }
 
-// releaseDomain frees a slot and wakes the scheduler for the messages
-// waiting for it.
+// releaseDomain frees a slot and wakes the scheduler for as many of the
+// messages waiting for it as there are free slots.
 func (q *Queue) releaseDomain(domain string) {
 	q.mu.Lock()
 	if q.domainBusy[domain]--; q.domainBusy[domain] <= 0 {
 		delete(q.domainBusy, domain)
 	}
+	q.index.release(domain, q.opt.PerDomain-q.domainBusy[domain])
 	q.mu.Unlock()
 	q.Kick()
 }
