@@ -40,7 +40,12 @@ func openStore(cfg *policy.Config, log *slog.Logger) (state.Store, error) {
 		return nil, err
 	}
 	if len(lines) == 0 || strings.Fields(lines[0].Text)[0] == "embedded" {
-		return state.OpenEmbedded(filepath.Join(cfg.DataDir, "state", "state.db"), state.WithLogger(log))
+		// Filter state is not mail: a crash may lose the last seconds of
+		// counters and triplets, which costs a re-greylisting at worst, so
+		// commits are not fsync'd and not delayed for batching (both would
+		// put disk latency into every SMTP command).
+		return state.OpenEmbedded(filepath.Join(cfg.DataDir, "state", "state.db"), state.WithLogger(log),
+			state.WithNoSync(true), state.WithBatchDelay(0))
 	}
 	f := strings.Fields(lines[0].Text)
 	if f[0] != "redis" || len(f) < 2 {

@@ -24,7 +24,7 @@ import (
 // harness is one Postern installation made by policy.Init in a temporary
 // directory, with listeners on free loopback ports, run in-process.
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	etc  string
 	srv  *Server
@@ -158,7 +158,7 @@ func (h *harness) maildir(user string) string {
 // pop3Client is a minimal POP3 client over a real connection: the protocol is
 // small enough that a hand-written client reads like the RFC.
 type pop3Client struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	r    *bufio.Reader
 }
@@ -213,7 +213,7 @@ func (p *pop3Client) multi(c string) []byte {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
