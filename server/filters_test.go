@@ -347,3 +347,83 @@ func redisUp() bool {
 	c.Close()
 	return true
 }
+
+// behaviour: a client that talks before the banner (with a greeting delay)
+// is refused (postscreen's pregreet test).
+func TestFilterEarlyTalker(t *testing.T) {
+	h := newFilterHarness(t, baseZone(), map[string]string{"filters": "behaviour\n", "smtpgreetdelay": "1s\n"})
+	conn, err := net.DialTimeout("tcp", h.addr("smtp"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(conn, "EHLO impatient.example\r\n") // before the banner
+	r := bufio.NewReader(conn)
+	var replies []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			break
+		}
+		replies = append(replies, strings.TrimSpace(line))
+		if strings.HasPrefix(line, "421") || strings.HasPrefix(line, "554") {
+			break
+		}
+	}
+	joined := strings.Join(replies, " | ")
+	if !strings.Contains(joined, "421") && !strings.Contains(joined, "554") {
+		t.Fatalf("early talker not refused: %s", joined)
+	}
+	recs := refusalsFor(t, h, rejectlog.Query{Filter: "behaviour"})
+	if len(recs) == 0 {
+		t.Fatal("early talker refusal not in the rejection log")
+	}
+
+	// A patient client is served.
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("192.0.2.8", "mx.patient.example")
+	if code, text := c.send("a@nospf.test", h.user, testMessage("patient", "x\r\n")); code != 250 {
+		t.Fatalf("patient client: %d %s", code, text)
+	}
+}
+
+// bofh: Courier's badfrom refuses a sender.
+func TestFilterBofhBadfrom(t *testing.T) {
+	h := newFilterHarness(t, baseZone(), map[string]string{"filters": "bofh\n", "bofh": "badfrom @spammy.example\n"})
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("192.0.2.9", "mx.spammy.example")
+	code, text := c.send("boss@spammy.example", h.user, testMessage("x", "x\r\n"))
+	if code/100 != 5 {
+		t.Fatalf("badfrom sender accepted: %d %s", code, text)
+	}
+}
+
+// Rate limits with the state in Redis: two gateways count together.
+func TestRateLimitSharedThroughRedis(t *testing.T) {
+	if !redisUp() {
+		if os.Getenv("CI") != "" {
+			t.Fatal("Redis on 127.0.0.1:6379 is not reachable")
+		}
+		t.Skip("no Redis on 127.0.0.1:6379")
+	}
+	settings := map[string]string{
+		"statestore": fmt.Sprintf("redis 127.0.0.1:6379 prefix=postern-rl-%d:\n", time.Now().UnixNano()),
+		"ratelimit":  "client /24 messages 2/1h\n",
+		"filters":    "ratelimit\n",
+	}
+	a := newFilterHarness(t, baseZone(), settings)
+	b := newFilterHarness(t, baseZone(), settings)
+	for i, h := range []*harness{a, b} {
+		c := dialRaw(t, h.addr("smtp"))
+		c.as("203.0.113.77", "mx.bulk.example")
+		if code, text := c.send("a@bulk.example", h.user, testMessage("n", "x\r\n")); code != 250 {
+			t.Fatalf("message %d: %d %s", i+1, code, text)
+		}
+	}
+	c := dialRaw(t, a.addr("smtp"))
+	c.as("203.0.113.77", "mx.bulk.example")
+	if code, text := c.send("a@bulk.example", a.user, testMessage("n", "x\r\n")); code != 451 {
+		t.Fatalf("third message across two gateways: %d %s", code, text)
+	}
+}
