@@ -16,6 +16,7 @@ import (
 	"postern/filters/dnsbl"
 	"postern/filters/spf"
 	"postern/mailbox/maildir"
+	"postern/mailbox/reformail"
 	"postern/policy"
 	"postern/rules"
 )
@@ -59,6 +60,7 @@ func commands() []command {
 		{"dkim", "make DKIM signing keys and print their DNS records", runDKIM},
 		{"rejects", "list and search the mail refused during SMTP sessions", runRejects},
 		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},
+		{"reformail", "rewrite a message's header (Courier's reformail)", runReformail},
 		{"version", "print the version", runVersion},
 	}
 }
@@ -277,6 +279,20 @@ See docs/dkim.md.
 	fmt.Fprintf(e.stderr, "postern dkim: unknown subcommand %q\n", args[0])
 	usage(e.stderr)
 	return 64
+}
+
+func runReformail(e *env, args []string) int {
+	if wantsHelp(args) {
+		fmt.Fprint(e.stdout, `Usage: reformail [-a|-A|-i|-I|-u|-U HEADER] [-R OLD NEW] [-c] [-d] [-f0|-f1] [-x|-X HEADER] [-D LEN FILE] [-s COMMAND...] < MESSAGE
+
+Rewrites the header of the message on standard input, as Courier's
+reformail(1) does: add, replace, rename, keep first or last, extract
+header fields, convert mbox "From " lines, split a mailbox, and detect
+duplicate Message-IDs. See docs/reformail.md.
+`)
+		return 0
+	}
+	return reformail.ReformailMain(args, e.stdin, e.stdout, e.stderr)
 }
 
 func runMaildirmake(e *env, args []string) int {
