@@ -96,6 +96,9 @@ type folderIndex struct {
 	// fed is the Folder object that was last given the index's dates and
 	// sizes (remember): a new object (the Maildir was reopened) is fed again.
 	fed *maildir.Folder
+	// lastMerged is the snapshot merged last; Sync hands the same pointer
+	// back while the folder is unchanged, and merging it again is skipped.
+	lastMerged *maildir.Snapshot
 }
 
 // openIndex loads a folder's index file, or starts an empty one when it is
@@ -144,6 +147,7 @@ func (ix *folderIndex) close() {
 // mod-sequence counter never goes back.
 func (ix *folderIndex) reset(validity uint32) {
 	ix.uidValidity = validity
+	ix.lastMerged = nil
 	ix.entries = nil
 	ix.byUID = map[uint32]*indexEntry{}
 	ix.expunged = nil
@@ -579,6 +583,10 @@ func (ix *folderIndex) remember(f *maildir.Folder) {
 func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	if snap == ix.lastMerged {
+		return false
+	}
+	ix.lastMerged = snap
 	changed := false
 	if ix.highestModSeq == 0 {
 		// A new index: HIGHESTMODSEQ must be positive even for an empty
@@ -675,6 +683,7 @@ func (ix *folderIndex) storeFlags(changes []flagChange) uint64 {
 		e.letters, e.keywords, e.modseq = c.letters, c.keywords, ms
 		ix.emit(flagsRecord(e))
 	}
+	ix.lastMerged = nil // the next snapshot is compared in full
 	ix.emit(validityRecord(ix.uidValidity, ix.highestModSeq, ix.lowestExpungeModSeq))
 	ix.flushLocked()
 	return ms

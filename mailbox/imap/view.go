@@ -40,6 +40,9 @@ type selected struct {
 	// has not been told about; the next point where EXPUNGE is allowed
 	// rescans even without a new change signal.
 	hasGone bool
+	// lastSnap is the snapshot the view was last compared with; the same
+	// pointer again means the folder did not change on disk.
+	lastSnap *maildir.Snapshot
 }
 
 var errUIDValidityChanged = errors.New("imap: UIDVALIDITY changed under the session")
@@ -153,6 +156,7 @@ func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool)
 		return nil, fmt.Errorf("imap: select %s: %w", name, err)
 	}
 	ix.merge(snap)
+	sel.lastSnap = snap
 	sel.uidValidity = snap.UIDValidity
 	sel.uidNext = snap.UIDNext
 	sel.msgs = make([]viewMessage, 0, len(snap.Messages))
@@ -218,6 +222,10 @@ func (sess *session) syncSelected(expungeOK bool) error {
 	if snap.UIDValidity != sel.uidValidity {
 		return errUIDValidityChanged
 	}
+	if snap == sel.lastSnap && !sel.hasGone {
+		return nil // unchanged since this view was built from it
+	}
+	sel.lastSnap = snap
 	w := sess.w
 	old := sel.msgs
 	msgs := make([]viewMessage, 0, max(len(snap.Messages), len(old)))

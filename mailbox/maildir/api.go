@@ -75,6 +75,9 @@ type DeliverOptions struct {
 }
 
 // Snapshot is a folder's state after Sync: messages in ascending UID order.
+// Sync returns the same *Snapshot again while the folder has not changed
+// (callers may compare pointers to skip work), so a Snapshot is read-only:
+// callers must not modify it or its Messages.
 type Snapshot struct {
 	UIDValidity uint32
 	UIDNext     uint32

@@ -79,6 +79,10 @@ type Folder struct {
 	// listing cur/ again.
 	curMtime   time.Time
 	curTrusted bool
+	// lastSnap is the last Snapshot returned and lastDB the UID database it
+	// was built from; Sync returns it again while nothing changed.
+	lastSnap *Snapshot
+	lastDB   *uidDB
 }
 
 // fileMeta caches what stat told us about a message; mtime and content never

@@ -160,6 +160,13 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 	}
+	if !first.listedCur && len(first.names) == len(f.names) && len(fromNew) == 0 && db != nil && db == f.lastDB && f.lastSnap != nil {
+		// Nothing moved: cur/ is as last listed, new/ is empty and the UID
+		// database is the one last read. The previous snapshot still holds
+		// (a big folder's SELECT or NOOP then costs two stats and a listing
+		// of an empty new/).
+		return f.lastSnap, nil
+	}
 	needLock := db == nil || f.needsKeywordImport()
 	if !needLock {
 		for k := range names {
@@ -223,7 +230,11 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 		}
 		names = fresh.names
 	}
-	return f.snapshot(db, names, fromNew)
+	snap, err := f.snapshot(db, names, fromNew)
+	if err == nil {
+		f.lastSnap, f.lastDB = snap, db
+	}
+	return snap, err
 }
 
 // needsKeywordImport is true while a Courier keyword store waits to be
