@@ -21,6 +21,7 @@ import (
 	"postern/filters/dnsbl"
 	"postern/filters/greylist"
 	"postern/filters/ratelimit"
+	"postern/filters/smtprules"
 	"postern/filters/spf"
 	"postern/filters/state"
 	"postern/gateway"
@@ -29,7 +30,7 @@ import (
 
 // filterNames are the checks the "filters" setting may name, in the order
 // the default setup runs them.
-var filterNames = []string{"behaviour", "ratelimit", "dnsbl", "bofh", "greylist", "spf", "dkim", "dmarc"}
+var filterNames = []string{"behaviour", "ratelimit", "dnsbl", "bofh", "greylist", "spf", "dkim", "dmarc", "rules"}
 
 // openStore opens the shared state named by the "statestore" setting:
 // "embedded" (default, DATADIR/state/state.db) or
@@ -173,6 +174,15 @@ func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, resul
 		return nil, fmt.Errorf("resolvers: %w", err)
 	}
 	out := &gateway.Filters{AuthservID: cfg.Me}
+	// The admin's rules see every other check's results, so they run last;
+	// a smtprules file is used even when "filters" does not name it.
+	listed := false
+	for _, e := range list {
+		listed = listed || e.name == "rules"
+	}
+	if !listed && policy.SettingExists(cfg.Dir, smtprules.SettingName) {
+		list = append(list, filterEntry{name: "rules", line: policy.Line{File: filepath.Join(cfg.Dir, smtprules.SettingName)}})
+	}
 	var entries []filters.Entry
 	for _, e := range list {
 		var f filters.Filter
@@ -228,6 +238,15 @@ func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, resul
 			f, err = spf.NewFilter(spf.FilterOptions{Resolver: res, Actions: acts, Receiver: cfg.Me})
 		case "dkim":
 			f, err = dkim.New(dkim.Options{Resolver: res})
+		case "rules":
+			var rf *smtprules.Filter
+			rf, err = smtprules.Load(cfg.Dir)
+			if err == nil && rf == nil {
+				err = fmt.Errorf("no %s file in %s", smtprules.SettingName, cfg.Dir)
+			}
+			if err == nil {
+				f = rf
+			}
 		case "dmarc":
 			dopt, lerr := dmarc.LoadOptions(cfg.Dir)
 			if lerr != nil {
