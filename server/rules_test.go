@@ -1,8 +1,15 @@
 package server
 
 import (
+	"bytes"
+	"context"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	dkimpkg "postern/filters/dkim"
+	dnspkg "postern/filters/dns"
+	"postern/filters/dns/dnstest"
 )
 
 // Rules in the maildrop language run inside the SMTP session: a rule that
@@ -63,5 +70,49 @@ ADDHEADER="X-Rules-Seen: from $REMOTE_ADDR as $HELO"
 	// A rule error tempfails.
 	if code, text := c.send("x@shop.example", h.user, testMessage("a broken rule", "x\r\n")); code != 451 {
 		t.Fatalf("rule error: %d %s", code, text)
+	}
+}
+
+// DKIM signing: mail from an authenticated user whose From domain has a
+// key is signed, and the signature verifies against the record that
+// "postern dkim keygen" printed.
+func TestDKIMSigningOnSubmission(t *testing.T) {
+	h := &harness{t: t, dir: t.TempDir(), user: "alice@example.test", pass: "s3cret pass"}
+	h.etc = filepath.Join(h.dir, "etc")
+	if err := writeInit(h); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := dkimpkg.KeygenMain([]string{"example.test", "--selector", "s1", "--type", "ed25519"}, &out, &errb, h.etc); code != 0 {
+		t.Fatalf("keygen: %s", errb.String())
+	}
+	record := out.String()
+	i := strings.Index(record, "v=DKIM1")
+	if i < 0 {
+		t.Fatalf("no record printed: %s", record)
+	}
+	txt := strings.NewReplacer("\"", "", "\n", "", "\t", "", " ", "", ")", "").Replace(record[i:])
+	zone := dnstest.NewZone().Add(`s1._domainkey.example.test. 300 IN TXT "` + txt + `"`)
+	dnsSrv := dnstest.Start(t, zone)
+	h.start()
+	t.Cleanup(h.stop)
+	msg := []byte("From: alice@example.test\r\nTo: alice@example.test\r\nSubject: signed by us\r\n\r\nhello\r\n")
+	if err := submit(t, h, h.user, []string{h.user}, msg, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	stored := inboxMessages(t, h, h.user)[0]
+	if !bytes.Contains(stored, []byte("DKIM-Signature:")) {
+		t.Fatalf("not signed:\n%s", stored)
+	}
+	// Verify what the recipient got, from the signature down (CRLF).
+	crlf := bytes.ReplaceAll(stored, []byte("\n"), []byte("\r\n"))
+	start := bytes.Index(crlf, []byte("DKIM-Signature:"))
+	r, err := dnspkg.New(dnspkg.Options{Servers: []string{dnsSrv.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := dkimpkg.Verify(context.Background(), r, bytes.NewReader(crlf[start:]), dkimpkg.VerifyOptions{})
+	if err != nil || len(v.PassingDomains()) != 1 || v.PassingDomains()[0] != "example.test" {
+		t.Fatalf("our signature does not verify: %v %+v", err, v)
 	}
 }
