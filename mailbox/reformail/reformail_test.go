@@ -127,7 +127,7 @@ func TestDuplicateCacheRotation(t *testing.T) {
 		{"<a@x>", 0, "<b@x>\x00<a@x>\x00\x00"}, // seen: moved to the newest end
 		{"<c@x>", 1, "<b@x>\x00<a@x>\x00<c@x>\x00\x00"},
 		{"<dddddddddd@x>", 1, "<dddddddddd@x>\x00\x00"}, // 20 bytes or more: oldest go
-		{"<b@x>", 1, "<b@x>\x00\x00"}, // 21 bytes: the oldest goes
+		{"<b@x>", 1, "<b@x>\x00\x00"},                   // 21 bytes: the oldest goes
 	}
 	for i, s := range steps {
 		if got := send(s.id); got != s.exit {
