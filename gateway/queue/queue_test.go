@@ -130,9 +130,8 @@ func TestDeliveryGroupsLocalAndRemoteByDomain(t *testing.T) {
 	if len(byDomain) != 2 || !slices.Equal(byDomain["remote.example"], want["remote.example"]) || !slices.Equal(byDomain["other.example"], want["other.example"]) {
 		t.Errorf("remote calls by domain: %v", byDomain)
 	}
-	if n := countFiles(t, filepath.Join(h.dir, "spool")); n != 0 {
-		t.Errorf("%d files left in spool after delivery", n)
-	}
+	// The envelope goes first, the message file right after it.
+	waitFor(t, "spool empty after delivery", func() bool { return countFiles(t, filepath.Join(h.dir, "spool")) == 0 })
 }
 
 func TestRetryScheduleThenSuccess(t *testing.T) {
