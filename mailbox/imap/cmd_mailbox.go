@@ -2,6 +2,7 @@ package imap
 
 import (
 	"errors"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -81,6 +82,8 @@ func execDelete(s *session, c *command) result {
 	if err := s.mail.DeleteFolder(folder); err != nil {
 		return s.storageResult(err, "DELETE")
 	}
+	// A folder created later under this name starts with a fresh index.
+	s.srv.hub.forgetIndex(filepath.Join(s.mail.Root(), "."+folder))
 	if selectedGone {
 		// The client's view is of a mailbox that no longer exists, and
 		// IMAP4rev1 has no way to say so in the selected state; as Dovecot
@@ -110,6 +113,9 @@ func execRename(s *session, c *command) result {
 	if err := s.mail.RenameFolder(from, to); err != nil {
 		return s.storageResult(err, "RENAME")
 	}
+	// The index file moved with the directory; an idle cached index of the
+	// old path is dropped so that the new name reopens it from its file.
+	s.srv.hub.forgetIndex(filepath.Join(s.mail.Root(), "."+from))
 	s.followRename(from, to)
 	return ok("RENAME completed")
 }
