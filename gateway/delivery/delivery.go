@@ -30,7 +30,7 @@ type Recipient struct {
 	Addr   string // the RCPT TO address as given (after alias expansion: the final address)
 	ORcpt  string // RFC 3461 ORCPT, "rfc822;addr" form, or "" (the original address before aliasing goes here too)
 	Notify Notify
-	Local  bool // true: delivered by the local agent; false: remote (outbound)
+	Local  bool   // true: delivered by the local agent; false: remote (outbound)
 	Folder string // for local delivery: the Maildir++ folder ("" = INBOX; "Junk" for quarantined mail)
 
 	// Queue state (kept in the spool).
