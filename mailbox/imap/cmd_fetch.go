@@ -347,6 +347,9 @@ func execFetch(s *session, c *command) result {
 		setSeen = setSeen || items[i].setsSeen()
 	}
 	setSeen = setSeen && !sel.readOnly
+	if setSeen {
+		sel.ownView() // \Seen is set in place below
+	}
 	if c.uid {
 		// UID FETCH always returns the UID (RFC 3501 6.4.8).
 		has := false

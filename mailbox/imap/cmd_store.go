@@ -139,6 +139,7 @@ func execStore(s *session, c *command) result {
 	if a.conditional {
 		s.enableCondstore() // RFC 7162 3.1: a CONDSTORE-enabling command
 	}
+	sel.ownView() // messages are changed in place below
 	condstore := s.condstoreOn()
 	indexes := sel.resolve(a.set, c.uid)
 	var modseqs []uint64

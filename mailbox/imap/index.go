@@ -99,6 +99,11 @@ type folderIndex struct {
 	// lastMerged is the snapshot merged last; Sync hands the same pointer
 	// back while the folder is unchanged, and merging it again is skipped.
 	lastMerged *maildir.Snapshot
+	// view is the sessions' shared first view of viewSnap (see
+	// session.openSelected), with the keywords it uses.
+	view         []viewMessage
+	viewSnap     *maildir.Snapshot
+	viewKeywords []string
 }
 
 // openIndex loads a folder's index file, or starts an empty one when it is
@@ -845,4 +850,22 @@ func unfold(s string) string {
 	s = strings.ReplaceAll(s, "\n ", " ")
 	s = strings.ReplaceAll(s, "\n\t", " ")
 	return s
+}
+
+// cachedView returns the shared view built from snap, or nil.
+func (ix *folderIndex) cachedView(snap *maildir.Snapshot) ([]viewMessage, []string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.viewSnap != snap {
+		return nil, nil
+	}
+	return ix.view, ix.viewKeywords
+}
+
+// publishView keeps msgs as the shared view of snap; msgs must not be
+// changed afterwards (sessions copy it first).
+func (ix *folderIndex) publishView(snap *maildir.Snapshot, msgs []viewMessage, keywords []string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.view, ix.viewSnap, ix.viewKeywords = msgs, snap, keywords
 }

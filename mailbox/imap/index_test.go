@@ -265,3 +265,50 @@ func FuzzIndexLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestSharedViewIsCopiedOnWrite: sessions that select an unchanged folder
+// share one view; a STORE in one must not leak into the other's view, which
+// learns of the change from the folder like any other change.
+func TestSharedViewIsCopiedOnWrite(t *testing.T) {
+	env := newTestEnv(t, nil)
+	for i := 0; i < 3; i++ {
+		env.deliver("alice", "INBOX", crlfMessage)
+	}
+	first := env.login("alice", "secret")
+	first.send("s SELECT INBOX\r\n") // claims \Recent; later views are shared
+	first.until("s OK")
+	// As if the last change to cur/ were long ago: the listing may be
+	// reused, so both sessions below get the same snapshot.
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(filepath.Join(env.maildirPath("alice"), "cur"), old, old)
+	first.send("n NOOP\r\n")
+	first.until("n OK")
+	a := env.login("alice", "secret")
+	b := env.login("alice", "secret")
+	a.send("s SELECT INBOX\r\n")
+	a.until("s OK")
+	b.send("s SELECT INBOX\r\n")
+	b.until("s OK")
+	if a.c == nil || b.c == nil {
+		t.Fatal("no connections")
+	}
+	a.send("f STORE 2 +FLAGS.SILENT (\\Flagged)\r\n")
+	a.until("f OK")
+	b.send("n NOOP\r\n")
+	lines := b.until("n OK")
+	found := false
+	for _, l := range lines {
+		if strings.HasPrefix(l, "* 2 FETCH") && strings.Contains(l, `\Flagged`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the other session was not told of the flag change: %q", lines)
+	}
+	b.send("g FETCH 1:3 FLAGS\r\n")
+	for _, l := range b.until("g OK") {
+		if strings.HasPrefix(l, "* 1 FETCH") && strings.Contains(l, `\Flagged`) {
+			t.Errorf("message 1 flagged in the other view: %q", l)
+		}
+	}
+}

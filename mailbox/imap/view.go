@@ -3,6 +3,7 @@ package imap
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,9 @@ type selected struct {
 	// lastSnap is the snapshot the view was last compared with; the same
 	// pointer again means the folder did not change on disk.
 	lastSnap *maildir.Snapshot
+	// sharedView: msgs is shared with other sessions (read-only); see
+	// ownView.
+	sharedView bool
 }
 
 var errUIDValidityChanged = errors.New("imap: UIDVALIDITY changed under the session")
@@ -159,8 +163,28 @@ func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool)
 	sel.lastSnap = snap
 	sel.uidValidity = snap.UIDValidity
 	sel.uidNext = snap.UIDNext
-	sel.msgs = make([]viewMessage, 0, len(snap.Messages))
 	mark := shared.claimRecent(snap, readOnly)
+	anyRecent := false
+	for i := range snap.Messages {
+		if snap.Messages[i].FromNew || snap.Messages[i].UID > mark {
+			anyRecent = true
+			break
+		}
+	}
+	// Without \Recent messages every session's first view of a snapshot is
+	// the same: it is built once and shared, copied only when a session
+	// changes it (ownView). A big folder's SELECT then costs no per-message
+	// work, and many sessions on one folder share one view.
+	if !anyRecent {
+		if msgs, kws := ix.cachedView(snap); msgs != nil {
+			sel.msgs, sel.sharedView = msgs, true
+			for _, k := range kws {
+				sel.keywords[k] = true
+			}
+			return sel, nil
+		}
+	}
+	sel.msgs = make([]viewMessage, 0, len(snap.Messages))
 	for i := range snap.Messages {
 		m := &snap.Messages[i]
 		sel.msgs = append(sel.msgs, viewMessage{
@@ -171,7 +195,20 @@ func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool)
 			sel.keywords[k] = true
 		}
 	}
+	if !anyRecent {
+		ix.publishView(snap, sel.msgs, sortedKeys(sel.keywords))
+		sel.sharedView = true
+	}
 	return sel, nil
+}
+
+// ownView gives the session its own copy of a shared view before it
+// changes a message in it.
+func (sel *selected) ownView() {
+	if sel.sharedView {
+		sel.msgs = slices.Clone(sel.msgs)
+		sel.sharedView = false
+	}
 }
 
 // closeSelected leaves the selected state without expunging.
@@ -297,7 +334,7 @@ func (sess *session) syncSelected(expungeOK bool) error {
 		})
 		added++
 	}
-	sel.msgs = msgs
+	sel.msgs, sel.sharedView = msgs, false
 	sel.uidNext = snap.UIDNext
 	sel.hasGone = kept > 0
 	if added > 0 || expunged > 0 {
