@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"postern/gateway/delivery"
@@ -25,12 +27,13 @@ type LocalDelivery struct {
 func (l *LocalDelivery) Deliver(ctx context.Context, env *delivery.Envelope, rcpts []delivery.Recipient, msg delivery.Message) []delivery.Result {
 	out := make([]delivery.Result, len(rcpts))
 	for i, rc := range rcpts {
-		out[i] = l.deliverOne(ctx, env, rc.Addr, rc.Folder, msg)
+		out[i] = l.deliverOne(ctx, env, rc, msg)
 	}
 	return out
 }
 
-func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, addr, folder string, msg delivery.Message) delivery.Result {
+func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, rc delivery.Recipient, msg delivery.Message) delivery.Result {
+	addr, folder := rc.Addr, rc.Folder
 	local, domain, err := splitAddress(addr)
 	if err != nil {
 		return delivery.Result{Err: err, Permanent: true, Status: "5.1.3", Diagnostic: "x-postern; bad address"}
@@ -52,6 +55,15 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 	} else if err := ensureFolder(md, folder); err != nil {
 		return delivery.Result{Err: err, Status: "4.3.0", Diagnostic: "x-postern; cannot create folder " + folder}
 	}
+	marker := deliveredMarker(md, rc.DeliveryKey)
+	if marker != "" {
+		if _, err := os.Stat(marker); err == nil {
+			// A previous attempt delivered this copy and the queue did
+			// not get to record it (a crash in between): do not deliver
+			// it twice.
+			return delivery.Result{Status: "2.0.0", Diagnostic: "x-postern; already delivered"}
+		}
+	}
 	if _, err := md.Deliver(folder, r, maildir.DeliverOptions{}); err != nil {
 		if errors.Is(err, maildir.ErrOverQuota) {
 			// Courier's deliverquota makes this permanent (exit 77).
@@ -59,7 +71,27 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 		}
 		return delivery.Result{Err: fmt.Errorf("deliver to %s: %w", acct.Name, err), Status: "4.3.0", Diagnostic: "x-postern; local delivery failed, will retry"}
 	}
+	if marker != "" {
+		// Best effort: without the marker a crash right now could repeat
+		// this delivery, which is what happened before markers existed.
+		if f, err := os.OpenFile(marker, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600); err == nil {
+			f.Sync()
+			f.Close()
+		}
+	}
 	return delivery.Result{Status: "2.0.0"}
+}
+
+// deliveredMarker names the file that records a queued delivery as done:
+// in the Maildir's tmp/, which readers ignore and which is cleaned of old
+// files (Courier removes tmp/ files after 36 hours; Postern's POP3 login
+// after 48), long after any queue retry could happen. Deliveries made
+// directly during the SMTP session have no key and need no marker.
+func deliveredMarker(md *maildir.Maildir, key string) string {
+	if key == "" || strings.ContainsAny(key, "/\x00") {
+		return ""
+	}
+	return filepath.Join(md.Root(), "tmp", ".postern-delivered-"+key)
 }
 
 // traceForLocal returns the header lines final delivery adds: Return-Path

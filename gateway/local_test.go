@@ -2,10 +2,15 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"postern/gateway/delivery"
+	"postern/mailbox/maildir"
 )
 
 func TestLFReader(t *testing.T) {
@@ -31,5 +36,34 @@ func TestLFReader(t *testing.T) {
 				t.Errorf("lfReader(%.30q) = %.40q, want %.40q", in, got, "P: x\n"+want)
 			}
 		}
+	}
+}
+
+// A queued local delivery repeated with the same key (the queue crashed
+// before recording it) is not delivered twice.
+func TestLocalDeliveryKeyIsIdempotent(t *testing.T) {
+	r := newTestRouter(t, "", "alice@example.test")
+	acct, _ := r.lookupAccount(context.Background(), "alice", "example.test")
+	if err := maildir.Make(acct.MaildirPath()); err != nil {
+		t.Fatal(err)
+	}
+	ld := &LocalDelivery{Router: r}
+	env := &delivery.Envelope{ID: "q1", From: "bob@example.net"}
+	msg := newBytesMessage([]byte("Subject: once\r\n\r\nbody\r\n"))
+	rc := delivery.Recipient{Addr: "alice@example.test", Local: true, DeliveryKey: "q1.0"}
+	for i := 0; i < 3; i++ {
+		if res := ld.Deliver(context.Background(), env, []delivery.Recipient{rc}, msg); res[0].Err != nil {
+			t.Fatal(res[0].Err)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(acct.MaildirPath(), "new", "*"))
+	if len(files) != 1 {
+		t.Fatalf("%d copies delivered for one key", len(files))
+	}
+	rc.DeliveryKey = "" // direct deliveries have no key: each one counts
+	ld.Deliver(context.Background(), env, []delivery.Recipient{rc}, msg)
+	files, _ = filepath.Glob(filepath.Join(acct.MaildirPath(), "new", "*"))
+	if len(files) != 2 {
+		t.Fatalf("%d files after a keyless delivery", len(files))
 	}
 }
