@@ -54,12 +54,22 @@ func newTestSite(t *testing.T, users ...string) *testSite {
 			t.Fatalf("user add %s: %s", name, out.String())
 		}
 	}
-	cfg, err := policy.Load(etc)
+	s := &testSite{t: t, dir: dir, etc: etc, sentFile: filepath.Join(dir, "sent.txt")}
+	s.reload(len(users) > 0)
+	return s
+}
+
+// reload loads the configuration and the userdb again (after accounts were
+// added) and builds a new Agent over them.
+func (s *testSite) reload(withUsers bool) {
+	t := s.t
+	t.Helper()
+	cfg, err := policy.Load(s.etc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc := auth.NewService()
-	if len(users) > 0 {
+	if withUsers {
 		udb, err := userdb.Open(cfg.UserdbDB)
 		if err != nil {
 			t.Fatal(err)
@@ -67,8 +77,8 @@ func newTestSite(t *testing.T, users ...string) *testSite {
 		t.Cleanup(func() { udb.Close() })
 		svc = auth.NewService(udb)
 	}
-	s := &testSite{t: t, dir: dir, etc: etc, cfg: cfg, auth: svc, sentFile: filepath.Join(dir, "sent.txt")}
-	fake := filepath.Join(dir, "fake-sendmail")
+	s.cfg, s.auth = cfg, svc
+	fake := filepath.Join(s.dir, "fake-sendmail")
 	script := "#!/bin/sh\n{ echo \"$*\"; echo ---; cat; echo ===; } >> " + s.sentFile + "\n"
 	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
@@ -77,7 +87,6 @@ func newTestSite(t *testing.T, users ...string) *testSite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
 }
 
 func (s *testSite) account(name string) *auth.Account {
