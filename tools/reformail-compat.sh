@@ -46,3 +46,33 @@ for name in $cases; do
 	rm -rf "$work"
 	echo "$name: exit $rc"
 done
+
+# mailbot: a few cases recorded into mailbox/mailbot/testdata/compat/NAME:
+# "args" (one per line, run with -n prepended, in a scratch copy of
+# "files/"), "input"; the script writes "expected-headers": the reply's
+# addressing fields (To, Cc, Subject, In-Reply-To, References and their
+# continuation lines, Auto-Submitted, Precedence), empty when mailbot chose
+# not to answer, and "expected-exit". mailbox/mailbot/compat_test.go replays
+# them through Run.
+mbcorpus="$here/mailbox/mailbot/testdata/compat"
+if [ -z "$*" ] && [ -d "$mbcorpus" ] && command -v mailbot >/dev/null; then
+	for src in "$mbcorpus"/*/; do
+		src=${src%/}
+		name=$(basename "$src")
+		work=$(mktemp -d)
+		if [ -d "$src/files" ]; then cp -r "$src/files/." "$work/"; fi
+		set +e
+		(
+			cd "$work" || exit 99
+			set --
+			while IFS= read -r a || [ -n "$a" ]; do set -- "$@" "$a"; done <"$src/args"
+			env -i PATH=/usr/bin:/bin mailbot -n "$@" <"$src/input" >"$work/.stdout" 2>/dev/null
+		)
+		rc=$?
+		set -e
+		sed -n '/^$/q;/^\(To\|Cc\|Subject\|In-Reply-To\|References\|Auto-Submitted\|Precedence\):\|^ /p' "$work/.stdout" >"$src/expected-headers"
+		echo "$rc" >"$src/expected-exit"
+		rm -rf "$work"
+		echo "mailbot $name: exit $rc"
+	done
+fi
