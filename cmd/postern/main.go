@@ -15,6 +15,7 @@ import (
 	"postern/filters/dmarc"
 	"postern/filters/dnsbl"
 	"postern/filters/spf"
+	"postern/mailbox/mailbot"
 	"postern/mailbox/maildir"
 	"postern/mailbox/reformail"
 	"postern/policy"
@@ -61,6 +62,7 @@ func commands() []command {
 		{"rejects", "list and search the mail refused during SMTP sessions", runRejects},
 		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},
 		{"reformail", "rewrite a message's header (Courier's reformail)", runReformail},
+		{"mailbot", "autoresponder: answer a message once per sender (Courier's mailbot)", runMailbot},
 		{"version", "print the version", runVersion},
 	}
 }
@@ -293,6 +295,22 @@ duplicate Message-IDs. See docs/reformail.md.
 		return 0
 	}
 	return reformail.ReformailMain(args, e.stdin, e.stdout, e.stderr)
+}
+
+func runMailbot(e *env, args []string) int {
+	if wantsHelp(args) {
+		fmt.Fprint(e.stdout, `Usage: mailbot [-t FILE|-m FILE] [-T reply|replyall|replydsn|replydraft|forward|forwardatt]
+               [-A 'Header: value'] [-s SUBJECT] [-d DBFILE -D DAYS] [-r ADDR,...] [-f ADDR] [-n]
+               [SENDMAIL COMMAND...] < MESSAGE
+
+Answers the message on standard input (a vacation or auto-reply message),
+at most once per sender per period, never to bounces, lists, bulk or
+automatic mail, and pipes the reply to the sendmail command (default
+"sendmail -f ''"). Compatible with Courier's mailbot(1); see docs/mailbot.md.
+`)
+		return 0
+	}
+	return mailbot.MailbotMain(args, e.stdin, e.stdout, e.stderr)
 }
 
 func runMaildirmake(e *env, args []string) int {
