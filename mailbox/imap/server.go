@@ -1,13 +1,16 @@
 // Package imap is Postern's IMAP server: IMAP4rev1 (RFC 3501) with IDLE,
 // NAMESPACE, UNSELECT, UIDPLUS, MOVE, ENABLE, ID, LITERAL+, CHILDREN,
-// SPECIAL-USE and SASL-IR, over Maildir++ mailboxes.
+// SPECIAL-USE, SASL-IR, CONDSTORE/QRESYNC, ESEARCH, SORT, THREAD, QUOTA,
+// LIST-EXTENDED, LIST-STATUS and APPENDLIMIT, over Maildir++ mailboxes.
 //
 // It owns the whole protocol layer: the command reader (synchronizing and
 // non-synchronizing literals, APPEND's message streamed to disk), the table
 // of commands from which the CAPABILITY list is computed, the response
 // encoder, and each session's view of its selected mailbox (sequence numbers,
 // flags, \Recent) with the untagged updates that keep the view in step with
-// other sessions and other processes. Mail storage is mailbox/maildir's;
+// other sessions and other processes, and each folder's index
+// (postern-imapindex: flags, sizes, dates, mod-sequences, expunged UIDs,
+// header fields; see index.go). Mail storage is mailbox/maildir's;
 // message structure is mailbox/mime's; who may log in is auth's.
 package imap
 
