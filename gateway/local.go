@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"postern/gateway/delivery"
+	"postern/mailbox/deliver"
 	"postern/mailbox/maildir"
 )
 
@@ -21,6 +22,10 @@ import (
 // (fsync'd before the 250), without a detour through the queue.
 type LocalDelivery struct {
 	Router *Router
+	// Agent, when set, is the maildrop-compatible delivery agent: .courier
+	// instructions, the system maildroprc and ~/.mailfilter. Without it,
+	// mail goes straight into the INBOX.
+	Agent *deliver.Agent
 }
 
 // Deliver implements delivery.Deliverer.
@@ -38,7 +43,7 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 	if err != nil {
 		return delivery.Result{Err: err, Permanent: true, Status: "5.1.3", Diagnostic: "x-postern; bad address"}
 	}
-	acct, ref := l.Router.lookupAccount(ctx, local, strings.ToLower(domain))
+	acct, ext, ref := l.Router.lookupAccountExt(ctx, local, strings.ToLower(domain))
 	if ref != nil {
 		return delivery.Result{Err: ref, Status: "4.3.0", Diagnostic: "x-postern; account lookup failed, will retry"}
 	}
@@ -64,6 +69,18 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 			return delivery.Result{Status: "2.0.0", Diagnostic: "x-postern; already delivered"}
 		}
 	}
+	if l.Agent != nil && folder == maildir.Inbox {
+		// The agent adds Return-Path and Delivered-To itself.
+		out := l.Agent.Deliver(ctx, deliver.Request{
+			Account: acct, Extension: ext, Sender: env.From, Recipient: addr, AddTrace: true,
+			Message: newLFReader(nil, io.NewSectionReader(msg, 0, msg.Size())),
+		})
+		res := agentResult(out)
+		if res.Err == nil {
+			markDelivered(marker)
+		}
+		return res
+	}
 	if _, err := md.Deliver(folder, r, maildir.DeliverOptions{}); err != nil {
 		if errors.Is(err, maildir.ErrOverQuota) {
 			// Courier's deliverquota makes this permanent (exit 77).
@@ -71,15 +88,49 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 		}
 		return delivery.Result{Err: fmt.Errorf("deliver to %s: %w", acct.Name, err), Status: "4.3.0", Diagnostic: "x-postern; local delivery failed, will retry"}
 	}
-	if marker != "" {
-		// Best effort: without the marker a crash right now could repeat
-		// this delivery, which is what happened before markers existed.
-		if f, err := os.OpenFile(marker, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600); err == nil {
-			f.Sync()
-			f.Close()
-		}
-	}
+	markDelivered(marker)
 	return delivery.Result{Status: "2.0.0"}
+}
+
+// markDelivered records a queued delivery as done. Best effort: without the
+// marker a crash right now could repeat the delivery, which is what
+// happened before markers existed.
+func markDelivered(marker string) {
+	if marker == "" {
+		return
+	}
+	if f, err := os.OpenFile(marker, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600); err == nil {
+		f.Sync()
+		f.Close()
+	}
+}
+
+// agentResult maps the delivery agent's outcome (Courier's exit codes) to
+// the queue's result.
+func agentResult(o deliver.Outcome) delivery.Result {
+	switch o.Status {
+	case deliver.StatusOK:
+		return delivery.Result{Status: "2.0.0"}
+	case deliver.StatusPermanent:
+		status := "5.2.0"
+		if o.ExitCode == 77 {
+			status = "5.2.2" // over quota (deliverquota's 77)
+		} else if o.ExitCode == 67 {
+			status = "5.1.1"
+		}
+		return delivery.Result{Err: errors.New(o.Reason), Permanent: true, Status: status, Diagnostic: "x-postern; " + diagText(o)}
+	}
+	return delivery.Result{Err: errors.New(o.Reason), Status: "4.2.0", Diagnostic: "x-postern; " + diagText(o)}
+}
+
+func diagText(o deliver.Outcome) string {
+	if o.ExitCode == 77 {
+		return "mailbox full"
+	}
+	if o.Reason != "" {
+		return o.Reason
+	}
+	return fmt.Sprintf("delivery agent exit %d", o.ExitCode)
 }
 
 // deliveredMarker names the file that records a queued delivery as done:

@@ -156,6 +156,13 @@ func (r *Router) resolveLocal(ctx context.Context, cfg *policy.Config, local, do
 // makes them case-sensitive, but every MTA in use folds them, and users
 // type "Alice@...". An empty domain looks up domain-less account names.
 func (r *Router) lookupAccount(ctx context.Context, local, domain string) (*auth.Account, *Refusal) {
+	acct, _, ref := r.lookupAccountExt(ctx, local, domain)
+	return acct, ref
+}
+
+// lookupAccountExt is lookupAccount that also returns the address
+// extension that was split off ("lists" for "alice-lists").
+func (r *Router) lookupAccountExt(ctx context.Context, local, domain string) (*auth.Account, string, *Refusal) {
 	tried := map[string]bool{}
 	for _, l := range []string{local, strings.ToLower(local)} {
 		for _, split := range aliases.ExtensionCandidates(l, extensionSeparators) {
@@ -170,15 +177,15 @@ func (r *Router) lookupAccount(ctx context.Context, local, domain string) (*auth
 			acct, err := r.Auth.Lookup(ctx, name)
 			switch {
 			case err == nil:
-				return acct, nil
+				return acct, split.Ext, nil
 			case errors.Is(err, auth.ErrNoSuchUser):
 				continue
 			default:
-				return nil, &Refusal{451, "4.3.0", "Temporary failure looking up the recipient, try again later", "temporary"}
+				return nil, "", &Refusal{451, "4.3.0", "Temporary failure looking up the recipient, try again later", "temporary"}
 			}
 		}
 	}
-	return nil, nil
+	return nil, "", nil
 }
 
 func orcptFor(orig, final string) string {

@@ -16,6 +16,7 @@ import (
 	"postern/gateway/delivery"
 	"postern/gateway/outbound"
 	"postern/gateway/queue"
+	"postern/mailbox/deliver"
 	"postern/policy"
 	"postern/policy/access"
 	"postern/policy/aliases"
@@ -56,7 +57,11 @@ func OpenMTA(cfg *policy.Config, cfgFn func() *policy.Config, authSvc *auth.Serv
 		m.aliases = db
 	}
 	m.Router = &gateway.Router{Config: cfgFn, Auth: authSvc, Aliases: m.aliases}
-	m.Local = &gateway.LocalDelivery{Router: m.Router}
+	agent, err := deliver.New(deliver.Options{Config: cfg, Auth: authSvc, Logger: log.With("service", "deliver")})
+	if err != nil {
+		return nil, fmt.Errorf("delivery agent: %w", err)
+	}
+	m.Local = &gateway.LocalDelivery{Router: m.Router, Agent: agent}
 	if err := m.Reload(cfg); err != nil {
 		m.Close()
 		return nil, err

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	dkimpkg "postern/filters/dkim"
 	dnspkg "postern/filters/dns"
 	"postern/filters/dns/dnstest"
+	maildirpkg "postern/mailbox/maildir"
 )
 
 // Rules in the maildrop language run inside the SMTP session: a rule that
@@ -114,5 +116,51 @@ func TestDKIMSigningOnSubmission(t *testing.T) {
 	v, err := dkimpkg.Verify(context.Background(), r, bytes.NewReader(crlf[start:]), dkimpkg.VerifyOptions{})
 	if err != nil || len(v.PassingDomains()) != 1 || v.PassingDomains()[0] != "example.test" {
 		t.Fatalf("our signature does not verify: %v %+v", err, v)
+	}
+}
+
+// The delivery agent runs for mail from SMTP: the user's ~/.mailfilter files
+// by subject, and a .courier-EXT file takes mail to user-EXT@.
+func TestMailfilterAndDotCourierThroughSMTP(t *testing.T) {
+	h := newHarness(t)
+	home := filepath.Dir(h.maildir(h.user))
+	filter := "if (/^Subject:.*\\[list\\]/)\n{\n\tto \"$DEFAULT/.Lists/\"\n}\n"
+	if err := os.WriteFile(filepath.Join(home, ".mailfilter"), []byte(filter), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".courier-archive"), []byte("./Maildir/.Archive/\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	md := h.maildir(h.user)
+	for _, f := range []string{"Lists", "Archive"} {
+		if err := maildirpkg.Make(filepath.Join(md, "."+f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.send("bob@example.net", []string{h.user}, testMessage("[list] weekly digest", "x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.send("bob@example.net", []string{h.user}, testMessage("plain", "x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.send("bob@example.net", []string{"alice-archive@example.test"}, testMessage("keep this", "x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	count := func(folder string) int {
+		n := 0
+		for _, sub := range []string{"new", "cur"} {
+			files, _ := os.ReadDir(filepath.Join(md, folder, sub))
+			n += len(files)
+		}
+		return n
+	}
+	if got := count(".Lists"); got != 1 {
+		t.Errorf(".mailfilter: %d messages in Lists, want 1", got)
+	}
+	if got := count(".Archive"); got != 1 {
+		t.Errorf(".courier-archive: %d messages in Archive, want 1", got)
+	}
+	if got := count(""); got != 1 {
+		t.Errorf("INBOX has %d messages, want 1", got)
 	}
 }

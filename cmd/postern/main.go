@@ -15,6 +15,7 @@ import (
 	"postern/filters/dmarc"
 	"postern/filters/dnsbl"
 	"postern/filters/spf"
+	"postern/mailbox/deliver"
 	"postern/mailbox/mailbot"
 	"postern/mailbox/maildir"
 	"postern/mailbox/reformail"
@@ -61,6 +62,7 @@ func commands() []command {
 		{"dkim", "make DKIM signing keys and print their DNS records", runDKIM},
 		{"rejects", "list and search the mail refused during SMTP sessions", runRejects},
 		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},
+		{"maildrop", "deliver a message to a local account: .courier, maildroprc, ~/.mailfilter (Courier's maildrop)", runMaildrop},
 		{"reformail", "rewrite a message's header (Courier's reformail)", runReformail},
 		{"mailbot", "autoresponder: answer a message once per sender (Courier's mailbot)", runMailbot},
 		{"version", "print the version", runVersion},
@@ -281,6 +283,10 @@ See docs/dkim.md.
 	fmt.Fprintf(e.stderr, "postern dkim: unknown subcommand %q\n", args[0])
 	usage(e.stderr)
 	return 64
+}
+
+func runMaildrop(e *env, args []string) int {
+	return deliver.MaildropMain(args, e.stdin, e.stdout, e.stderr, e.configDir)
 }
 
 func runReformail(e *env, args []string) int {
