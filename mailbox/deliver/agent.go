@@ -156,6 +156,7 @@ type Agent struct {
 	trustedDir  string
 	hostname    string
 	euid        int
+	programs    programCache
 }
 
 // New builds an Agent.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"postern/auth"
 	"postern/mailbox/maildir"
@@ -402,3 +403,20 @@ func TestMailfilterOwnedByAnotherUserIsRefusedAsRoot(t *testing.T) {
 }
 
 var _ = auth.ErrNoSuchUser
+
+func TestFilterCacheSeesEdits(t *testing.T) {
+	s := newTestSite(t, "alice@example.test")
+	home := s.home("alice@example.test")
+	p := s.write("alice@example.test", ".mailfilter", "to ./one.mbox\n")
+	t1 := time.Now().Add(-time.Hour)
+	os.Chtimes(p, t1, t1)
+	wantOK(t, s.deliver("alice@example.test", "", testMessage))
+	wantOK(t, s.deliver("alice@example.test", "", testMessage)) // from the cache
+	s.write("alice@example.test", ".mailfilter", "to ./two.mbox\n")
+	t2 := t1.Add(time.Minute)
+	os.Chtimes(p, t2, t2)
+	wantOK(t, s.deliver("alice@example.test", "", testMessage))
+	if strings.Count(readFile(t, filepath.Join(home, "one.mbox")), "\nReturn-Path:") != 2 || !fileExists(filepath.Join(home, "two.mbox")) {
+		t.Fatal("edited filter not picked up")
+	}
+}

@@ -21,7 +21,7 @@ import (
 // compiled userdb, a sendmail stand-in that records what it is given, and
 // an Agent over them.
 type testSite struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	etc      string
 	cfg      *policy.Config
@@ -32,7 +32,7 @@ type testSite struct {
 
 const testMessage = "From: Bob <bob@example.org>\nTo: alice@example.test\nSubject: hello there\n\nHi Alice,\nsee you.\n"
 
-func newTestSite(t *testing.T, users ...string) *testSite {
+func newTestSite(t testing.TB, users ...string) *testSite {
 	t.Helper()
 	dir := t.TempDir()
 	if err := policy.Init(dir, "example.test", "mail.example.test", false); err != nil {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -250,11 +251,56 @@ func (j *job) loadFilter(file string, mode FilterMode) (*rules.Program, error) {
 			return nil, fmt.Errorf("filter %s: owned by uid %d, not by the account's uid %d", file, sys.Uid, j.acct.UID)
 		}
 	}
+	return j.a.programs.load(file, st)
+}
+
+// programCache keeps parsed filter files, keyed by path and checked
+// against the file's identity (device, inode, size, mtime), so that an
+// edited file is parsed again and an unchanged one is not parsed for every
+// message. Programs are immutable and safe to share.
+type programCache struct {
+	mu sync.Mutex
+	m  map[string]cachedProgram
+}
+
+type cachedProgram struct {
+	dev, ino uint64
+	size     int64
+	mtime    time.Time
+	prog     *rules.Program
+}
+
+const maxCachedPrograms = 4096
+
+func (c *programCache) load(file string, st os.FileInfo) (*rules.Program, error) {
+	key := cachedProgram{size: st.Size(), mtime: st.ModTime()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		key.dev, key.ino = uint64(sys.Dev), sys.Ino
+	}
+	c.mu.Lock()
+	hit, ok := c.m[file]
+	c.mu.Unlock()
+	// A file changed within the clock's granularity could keep its mtime:
+	// only trust entries whose mtime is comfortably in the past.
+	if ok && hit.dev == key.dev && hit.ino == key.ino && hit.size == key.size && hit.mtime.Equal(key.mtime) && time.Since(key.mtime) > 2*time.Second {
+		return hit.prog, nil
+	}
 	src, err := readBounded(file, 4<<20)
 	if err != nil {
 		return nil, fmt.Errorf("filter %s: %w", file, err)
 	}
-	return rules.Parse(file, src)
+	prog, err := rules.Parse(file, src)
+	if err != nil {
+		return nil, err
+	}
+	key.prog = prog
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedPrograms {
+		c.m = map[string]cachedProgram{}
+	}
+	c.m[file] = key
+	c.mu.Unlock()
+	return prog, nil
 }
 
 // deliverOptions turns $FLAGS and $KEYWORDS into maildir options, dropping
