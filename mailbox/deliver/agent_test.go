@@ -420,3 +420,49 @@ func TestFilterCacheSeesEdits(t *testing.T) {
 		t.Fatal("edited filter not picked up")
 	}
 }
+
+func TestQuotaWarningOncePerDay(t *testing.T) {
+	s := newTestSite(t, "alice@example.test 400S")
+	a, err := New(Options{Config: s.cfg, Logger: s.agent.log, Sendmail: []string{"/bin/false"}, QuotaWarnPercent: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct := s.account("alice@example.test")
+	deliver := func() {
+		t.Helper()
+		wantOK(t, a.Deliver(context.Background(), Request{Account: acct, Message: strings.NewReader(testMessage)}))
+	}
+	deliver()
+	deliver()
+	got := s.folder("alice@example.test", "INBOX")
+	warnings := 0
+	for _, m := range got {
+		if strings.Contains(m, "Subject: Mail quota warning") && strings.Contains(m, "Message-Id: <") {
+			warnings++
+		}
+	}
+	if len(got) != 3 || warnings != 1 {
+		t.Fatalf("%d messages, %d warnings; want 2 + 1 warning", len(got), warnings)
+	}
+}
+
+func TestMessageTooLargeIsPermanent(t *testing.T) {
+	s := newTestSite(t, "alice@example.test")
+	a, _ := New(Options{Config: s.cfg, Logger: s.agent.log, Sendmail: []string{"/bin/false"}, MaxMessageSize: 50})
+	acct := s.account("alice@example.test")
+	o := a.Deliver(context.Background(), Request{Account: acct, Message: strings.NewReader(testMessage)})
+	if o.Status != StatusPermanent || o.ExitCode != ExitDataErr {
+		t.Fatalf("plain: %+v", o)
+	}
+	s.write("alice@example.test", ".mailfilter", "to $DEFAULT\n")
+	o = a.Deliver(context.Background(), Request{Account: acct, Message: strings.NewReader(testMessage)})
+	if o.Status != StatusPermanent || o.ExitCode != ExitDataErr {
+		t.Fatalf("filter: %+v", o)
+	}
+	if msgs, _ := os.ReadDir(filepath.Join(acct.MaildirPath(), "new")); len(msgs) != 0 {
+		t.Fatal("a partial message was delivered")
+	}
+	if msgs, _ := os.ReadDir(filepath.Join(acct.MaildirPath(), "tmp")); len(msgs) != 0 {
+		t.Fatal("a partial message was left in tmp/")
+	}
+}
