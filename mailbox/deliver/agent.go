@@ -262,6 +262,11 @@ func (a *Agent) Deliver(ctx context.Context, req Request) Outcome {
 	if a.euid == 0 && j.acct.UID != 0 {
 		return a.deliverAsUser(ctx, j)
 	}
+	if a.euid != 0 && j.acct.UID != a.euid {
+		// The user's files would run with this process's rights, which
+		// are not the user's: refuse, as maildrop -d does.
+		return temporary("cannot run the delivery instructions or filters of %s (uid %d) as uid %d", j.acct.Name, j.acct.UID, a.euid)
+	}
 	msg, out := j.readMessage()
 	if out != nil {
 		return *out

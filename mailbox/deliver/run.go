@@ -247,7 +247,7 @@ func (j *job) loadFilter(file string, mode FilterMode) (*rules.Program, error) {
 		if st.Mode().Perm()&0o077 != 0 {
 			return nil, fmt.Errorf("filter %s: must not have group or world permissions (mode %04o)", file, st.Mode().Perm())
 		}
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != j.acct.UID && os.Geteuid() == 0 {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != j.acct.UID {
 			return nil, fmt.Errorf("filter %s: owned by uid %d, not by the account's uid %d", file, sys.Uid, j.acct.UID)
 		}
 	}
