@@ -466,3 +466,16 @@ func TestMessageTooLargeIsPermanent(t *testing.T) {
 		t.Fatal("a partial message was left in tmp/")
 	}
 }
+
+func TestFolderDeliveryCountsAgainstTheMaildirQuota(t *testing.T) {
+	s := newTestSite(t, "alice@example.test 200S")
+	s.makeFolder("alice@example.test", "Lists")
+	s.write("alice@example.test", ".mailfilter", "to ./Maildir/.Lists/\n")
+	wantOK(t, s.deliver("alice@example.test", "", testMessage))
+	if o := s.deliver("alice@example.test", "", testMessage); o.ExitCode != ExitOverQuota {
+		t.Fatalf("%+v", o)
+	}
+	if got := s.folder("alice@example.test", "Lists"); len(got) != 1 {
+		t.Fatalf("Lists has %d", len(got))
+	}
+}
