@@ -205,8 +205,15 @@ func MaildropMain(args []string, stdin io.Reader, stdout, stderr io.Writer, conf
 	var svc *auth.Service
 	if configDir != "" {
 		c, err := policy.Load(configDir)
+		if err != nil {
+			// The delivery agent needs only the userdb, maildroprc and the
+			// host name. A configuration it cannot fully load — typically
+			// a TLS key readable by root only, when Postfix runs us as
+			// vmail — still serves for delivery if those are there.
+			c = minimalConfig(configDir)
+		}
 		switch {
-		case err == nil:
+		case c != nil:
 			cfg = c
 		case needConfig:
 			fmt.Fprintf(stderr, "maildrop: configuration %s: %v\n", configDir, err)
@@ -433,4 +440,22 @@ func dropPrivileges(uid, gid int) error {
 		return fmt.Errorf("setuid: %w", err)
 	}
 	return nil
+}
+
+// minimalConfig is the part of a configuration directory delivery needs,
+// read without policy.Load's checks of everything else; nil when the
+// directory has no compiled userdb.
+func minimalConfig(dir string) *policy.Config {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil
+	}
+	c := &policy.Config{Dir: abs, UserdbSource: filepath.Join(abs, "userdb"), UserdbDB: filepath.Join(abs, "userdb.db")}
+	if !fileExists(c.UserdbDB) {
+		return nil
+	}
+	if b, err := readBounded(filepath.Join(abs, "me"), 4096); err == nil {
+		c.Me, _, _ = strings.Cut(strings.TrimSpace(string(b)), "\n")
+	}
+	return c
 }

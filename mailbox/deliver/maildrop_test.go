@@ -14,6 +14,7 @@ import (
 	"postern/auth"
 	"postern/auth/authtool"
 	"postern/mailbox/maildir"
+	"postern/policy"
 )
 
 // TestMain lets the test binary stand in for "postern maildrop" when the
@@ -198,3 +199,21 @@ func owner(fi os.FileInfo) int {
 }
 
 var _ = auth.ErrNoSuchUser
+
+// A configuration that policy.Load refuses for reasons delivery does not
+// care about (here a broken tlscert, as when the key is root-only) still
+// lets maildrop -d deliver.
+func TestMaildropDeliversWithAnUnloadableTLSKey(t *testing.T) {
+	s := newTestSite(t, "alice@example.test")
+	os.WriteFile(filepath.Join(s.etc, "tlscert"), []byte("/nonexistent/key.pem\n"), 0o644)
+	if _, err := policy.Load(s.etc); err == nil {
+		t.Fatal("setup: the configuration should not load")
+	}
+	code, _, errs := runMaildrop(t, s.etc, testMessage, "-d", "alice@example.test")
+	if code != 0 {
+		t.Fatalf("%d %s", code, errs)
+	}
+	if len(s.folder("alice@example.test", "INBOX")) != 1 {
+		t.Fatal("not delivered")
+	}
+}
