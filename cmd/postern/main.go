@@ -64,6 +64,7 @@ func commands() []command {
 		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},
 		{"maildrop", "deliver a message to a local account: .courier, maildroprc, ~/.mailfilter (Courier's maildrop)", runMaildrop},
 		{"reformail", "rewrite a message's header (Courier's reformail)", runReformail},
+		{"makedat", "build a gdbmfetch database from KEY<TAB>VALUE text (Courier's makedat)", func(e *env, a []string) int { return rules.MakedatMain(a, e.stdout, e.stderr) }},
 		{"mailbot", "autoresponder: answer a message once per sender (Courier's mailbot)", runMailbot},
 		{"version", "print the version", runVersion},
 	}
