@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -54,7 +53,7 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 	if err != nil {
 		return delivery.Result{Err: err, Status: "4.3.0", Diagnostic: "x-postern; mailbox unavailable, will retry"}
 	}
-	r := newLFReader(traceForLocal(env.From, addr), io.NewSectionReader(msg, 0, msg.Size()))
+	r := io.MultiReader(bytes.NewReader(traceForLocal(env.From, addr)), maildir.LFReader(io.NewSectionReader(msg, 0, msg.Size())))
 	if folder == "" {
 		folder = maildir.Inbox
 	} else if err := ensureFolder(md, folder); err != nil {
@@ -73,7 +72,7 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 		// The agent adds Return-Path and Delivered-To itself.
 		out := l.Agent.Deliver(ctx, deliver.Request{
 			Account: acct, Extension: ext, Sender: env.From, Recipient: addr, AddTrace: true,
-			Message: newLFReader(nil, io.NewSectionReader(msg, 0, msg.Size())),
+			Message: io.NewSectionReader(msg, 0, msg.Size()), // the agent drops the CRs itself
 		})
 		res := agentResult(out)
 		if res.Err == nil {
@@ -149,63 +148,6 @@ func deliveredMarker(md *maildir.Maildir, key string) string {
 // (RFC 5321 4.4) and Delivered-To, which lets loops be detected.
 func traceForLocal(from, rcpt string) []byte {
 	return []byte("Return-Path: <" + from + ">\nDelivered-To: " + rcpt + "\n")
-}
-
-// lfReader streams prefix and then the message with CRLF turned into LF:
-// in a Maildir, messages use the local newline, as Courier and Dovecot
-// store them; the IMAP and POP3 servers put the CRs back on the wire.
-type lfReader struct {
-	prefix []byte
-	src    *bufio.Reader
-	pendCR bool
-}
-
-func newLFReader(prefix []byte, r io.Reader) *lfReader {
-	return &lfReader{prefix: prefix, src: bufio.NewReaderSize(r, 64*1024)}
-}
-
-func (l *lfReader) Read(p []byte) (int, error) {
-	if len(l.prefix) > 0 {
-		n := copy(p, l.prefix)
-		l.prefix = l.prefix[n:]
-		return n, nil
-	}
-	n := 0
-	for n < len(p) {
-		b, err := l.src.ReadByte()
-		if err != nil {
-			if l.pendCR {
-				p[n] = '\r'
-				n++
-				l.pendCR = false
-			}
-			if n > 0 {
-				return n, nil
-			}
-			return 0, err
-		}
-		if l.pendCR {
-			l.pendCR = false
-			if b != '\n' {
-				p[n] = '\r' // a bare CR stays
-				n++
-				if n == len(p) {
-					l.src.UnreadByte()
-					return n, nil
-				}
-			}
-		}
-		if b == '\r' {
-			l.pendCR = true
-			continue
-		}
-		p[n] = b
-		n++
-		if b == '\n' && l.src.Buffered() == 0 {
-			return n, nil
-		}
-	}
-	return n, nil
 }
 
 // bytesMessage is a delivery.Message over a byte slice.

@@ -1,7 +1,6 @@
 package deliver
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -360,7 +359,7 @@ func fileExists(p string) bool {
 // messageReader streams the prefix then the message with CRs before LFs
 // removed, failing after max bytes.
 func (j *job) messageReader() io.Reader {
-	return io.MultiReader(bytes.NewReader(j.prefix), &boundedReader{r: newCRStripper(j.req.Message), left: j.a.opt.MaxMessageSize})
+	return io.MultiReader(bytes.NewReader(j.prefix), &boundedReader{r: maildir.LFReader(messageOrEmpty(j.req.Message)), left: j.a.opt.MaxMessageSize})
 }
 
 var errTooLarge = errors.New("message too large")
@@ -383,59 +382,6 @@ func (b *boundedReader) Read(p []byte) (int, error) {
 		return 0, errTooLarge
 	}
 	return n, err
-}
-
-// crStripper removes a CR that precedes an LF (maildrop strips them on
-// input); a lone CR stays.
-type crStripper struct {
-	r      *bufio.Reader
-	pendCR bool
-}
-
-func newCRStripper(r io.Reader) *crStripper {
-	if r == nil {
-		r = bytes.NewReader(nil)
-	}
-	return &crStripper{r: bufio.NewReaderSize(r, 64<<10)}
-}
-
-func (c *crStripper) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		b, err := c.r.ReadByte()
-		if err != nil {
-			if c.pendCR {
-				p[n] = '\r'
-				n++
-				c.pendCR = false
-			}
-			if n > 0 {
-				return n, nil
-			}
-			return 0, err
-		}
-		if c.pendCR {
-			c.pendCR = false
-			if b != '\n' {
-				p[n] = '\r'
-				n++
-				if n == len(p) {
-					c.r.UnreadByte()
-					return n, nil
-				}
-			}
-		}
-		if b == '\r' {
-			c.pendCR = true
-			continue
-		}
-		p[n] = b
-		n++
-		if c.r.Buffered() == 0 {
-			return n, nil
-		}
-	}
-	return n, nil
 }
 
 // readMessage reads the whole message (with the prefix) for filters and
@@ -597,4 +543,12 @@ func (j *job) deliverTo(ctx context.Context, dest string, msg []byte, vars map[s
 		j.done = append(j.done, d.String())
 		return 0, nil
 	}
+}
+
+// messageOrEmpty treats a nil message as an empty one.
+func messageOrEmpty(r io.Reader) io.Reader {
+	if r == nil {
+		return bytes.NewReader(nil)
+	}
+	return r
 }
