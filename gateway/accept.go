@@ -60,7 +60,11 @@ func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Env
 			continue
 		}
 		if res.Permanent && len(targets) == 1 {
-			return "", smtpd.NewReply(552, res.Status, "%s", diagnosticText(res))
+			code := 550 // RFC 3463 class 5.1 (address) and others
+			if strings.HasPrefix(res.Status, "5.2.") || strings.HasPrefix(res.Status, "5.3.") {
+				code = 552 // mailbox or system storage exceeded
+			}
+			return "", smtpd.NewReply(code, res.Status, "%s", diagnosticText(res))
 		}
 		log.Info("local delivery deferred to the queue", "rcpt", localRcpts[i].Addr, "err", res.Err, "permanent", res.Permanent)
 		rc := localRcpts[i]

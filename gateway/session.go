@@ -183,7 +183,6 @@ func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smt
 	if _, rep := s.runStage(ctx, c, filters.StageRcpt, to, nil); rep != nil {
 		return rep
 	}
-	s.fs.Rcpts = append(s.fs.Rcpts, to)
 	notify := parseNotify(p.Notify)
 	for i := range targets {
 		t := &targets[i]
@@ -199,6 +198,7 @@ func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smt
 		}
 	}
 	s.targets = append(s.targets, targets...)
+	s.fs.Rcpts = append(s.fs.Rcpts, to)
 	return nil
 }
 
@@ -229,10 +229,8 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 		if errors.As(err, &rep) {
 			return rep
 		}
-		if errors.Is(err, smtpd.ErrTooBig) {
-			s.b.metrics.reject("size")
-			return smtpd.NewReply(552, "5.3.4", "Message too big: limit is %d bytes", s.cfg.SizeLimit)
-		}
+		// Too big, bare line endings, overlong lines: the engine answers
+		// those itself whatever is returned here.
 		return smtpd.NewReply(451, "4.3.0", "Error reading message")
 	}
 	msg := s.stripForged(raw.Bytes())
@@ -274,7 +272,11 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 	if err != nil {
 		var rep *smtpd.Reply
 		if errors.As(err, &rep) {
-			s.b.metrics.reject("over_quota")
+			reason := "delivery_refused"
+			if rep.Enhanced == "5.2.2" {
+				reason = "over_quota"
+			}
+			s.b.metrics.reject(reason)
 			return rep
 		}
 		s.log.Warn("smtp: could not store the message", "err", err)
