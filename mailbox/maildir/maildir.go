@@ -197,10 +197,11 @@ func (f *Folder) Name() string {
 // Path returns the folder's directory on disk.
 func (f *Folder) Path() string { return f.path }
 
-// Deliver stores one message: written to tmp/, fsync'd, hard-linked into
-// new/ (or into cur/ with a ":2," info when opt.Flags or opt.Keywords are
-// set), the tmp/ name removed and the directory fsync'd, so that on return
-// the message survives a crash (a 250 may be sent). The quota is checked
+// Deliver stores one message: written to tmp/ and made durable,
+// hard-linked into new/ (or into cur/ with a ":2," info when opt.Flags or
+// opt.Keywords are set) and the name made durable, the tmp/ name removed,
+// so that on return the message survives a crash (a 250 may be sent).
+// Concurrent deliveries share the flushes (groupcommit.go). The quota is checked
 // before the link unless opt.IgnoreQuota. It returns the message's key.
 func (f *Folder) Deliver(r io.Reader, opt DeliverOptions) (string, error) {
 	info := ""
@@ -217,8 +218,23 @@ func (f *Folder) Deliver(r io.Reader, opt DeliverOptions) (string, error) {
 	}
 	base := f.md.uniqueBase()
 	tmpPath := filepath.Join(f.path, "tmp", base)
-	size, err := writeSynced(tmpPath, r)
+	// Durable data first, then a durable name: with group commit (see
+	// groupcommit.go) through syncfs calls shared with concurrent
+	// deliveries, else per-file fsync and a directory fsync.
+	var barrier *fsBarrier
+	var size int64
+	var err error
+	if groupCommit {
+		if barrier, err = barrierFor(f.path); err == nil {
+			if size, err = writeUnsynced(tmpPath, r); err == nil {
+				err = barrier.wait()
+			}
+		}
+	} else {
+		size, err = writeSynced(tmpPath, r)
+	}
 	if err != nil {
+		os.Remove(tmpPath)
 		return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 	}
 	defer os.Remove(tmpPath) // after the link the tmp name is just a second name
@@ -243,13 +259,36 @@ func (f *Folder) Deliver(r io.Reader, opt DeliverOptions) (string, error) {
 	if err := linkOrRename(tmpPath, dest); err != nil {
 		return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 	}
-	if err := syncDir(filepath.Dir(dest)); err != nil {
+	if barrier != nil {
+		err = barrier.wait()
+	} else {
+		err = syncDir(filepath.Dir(dest))
+	}
+	if err != nil {
 		return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 	}
 	if counts {
 		f.md.addQuotaUsage(size, 1)
 	}
 	return key, nil
+}
+
+// writeUnsynced copies r into a new file at path without syncing it; the
+// caller makes it durable. On any error the file is removed.
+func writeUnsynced(path string, r io.Reader) (int64, error) {
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(file, r)
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return 0, fmt.Errorf("write %s: %w", path, err)
+	}
+	return n, nil
 }
 
 // writeSynced copies r into a new file at path and fsyncs it. On any error
