@@ -5,18 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"postern/auth"
 	"postern/auth/passwd"
+	"postern/internal/boltindex"
 )
 
 // ModuleName is what DB.Name returns.
@@ -25,11 +22,6 @@ const ModuleName = "userdb"
 // DefaultCheckInterval is how often a lookup may stat the compiled file to
 // notice a recompile.
 const DefaultCheckInterval = time.Second
-
-// openTimeout bounds the wait for bbolt's shared file lock. Nothing holds an
-// exclusive lock on a compiled file (Compile writes a fresh temporary file),
-// so a wait means something foreign is locking it.
-const openTimeout = 2 * time.Second
 
 // ErrClosed is returned by lookups on a closed DB.
 var ErrClosed = errors.New("userdb: database closed")
@@ -50,176 +42,76 @@ func WithCheckInterval(interval time.Duration) Option {
 	return func(d *DB) { d.interval = interval }
 }
 
-// fileIdentity tells a recompiled file from the one we have open: Compile
-// renames a new inode over the path.
-type fileIdentity struct {
-	dev, ino uint64
-	mtime    int64
-	size     int64
-}
-
-func identityOf(st os.FileInfo) fileIdentity {
-	id := fileIdentity{mtime: st.ModTime().UnixNano(), size: st.Size()}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		id.dev, id.ino = uint64(sys.Dev), uint64(sys.Ino)
-	}
-	return id
-}
-
 // DB is the userdb auth.Module: it answers from a compiled file and reopens
-// the file when a recompile replaced it. Safe for concurrent use.
+// the file when a recompile replaced it (see boltindex). Safe for
+// concurrent use.
 type DB struct {
-	path     string
 	log      *slog.Logger
 	interval time.Duration
-
-	lastCheck atomic.Int64 // unix nanoseconds of the last stat
-
-	mu     sync.RWMutex // guards the fields below; readers hold it during a bolt read
-	bolt   *bolt.DB
-	ident  fileIdentity
-	closed bool
+	index    *boltindex.Index
 }
 
 var _ auth.Module = (*DB)(nil)
 
 // Open opens the compiled database at dbPath read-only.
 func Open(dbPath string, opts ...Option) (*DB, error) {
-	d := &DB{path: dbPath, log: slog.Default(), interval: DefaultCheckInterval}
+	d := &DB{log: slog.Default(), interval: DefaultCheckInterval}
 	for _, o := range opts {
 		o(d)
 	}
-	b, id, err := openCompiled(dbPath)
+	if d.interval < 0 {
+		d.interval = 0 // boltindex reads a negative interval as its default
+	}
+	x, err := boltindex.Open(dbPath, boltindex.Options{
+		Name:     ModuleName,
+		Interval: d.interval,
+		Logger:   d.log,
+		Validate: validateCompiled,
+	})
 	if err != nil {
 		return nil, err
 	}
-	d.bolt, d.ident = b, id
-	d.lastCheck.Store(time.Now().UnixNano())
+	d.index = x
 	return d, nil
 }
 
-// openCompiled opens dbPath read-only (a shared lock, so many readers and
-// the renamed-over file never block one another) and returns the identity
-// of the very file it opened.
-func openCompiled(dbPath string) (*bolt.DB, fileIdentity, error) {
-	var opened *os.File
-	b, err := bolt.Open(dbPath, 0o600, &bolt.Options{
-		ReadOnly: true,
-		Timeout:  openTimeout,
-		OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
-			f, err := os.OpenFile(name, flag, mode)
-			opened = f
-			return f, err
-		},
-	})
-	if err != nil {
-		return nil, fileIdentity{}, fmt.Errorf("userdb %s: open: %w", dbPath, err)
+// validateCompiled refuses, at open and at each reload, a file that is not
+// a compiled userdb of this format.
+func validateCompiled(tx *bolt.Tx) error {
+	if err := boltindex.CheckFormat(tx, formatVersion, bucketUsers); err != nil {
+		return fmt.Errorf("not a compiled userdb (run makeuserdb): %w", err)
 	}
-	st, err := opened.Stat()
-	if err != nil {
-		b.Close()
-		return nil, fileIdentity{}, fmt.Errorf("userdb %s: open: %w", dbPath, err)
-	}
-	var format []byte
-	err = b.View(func(tx *bolt.Tx) error {
-		if m := tx.Bucket(bucketMeta); m != nil {
-			format = append(format, m.Get(keyFormat)...)
-		}
-		if tx.Bucket(bucketUsers) == nil {
-			return errors.New("no users bucket")
-		}
-		return nil
-	})
-	if err == nil && string(format) != formatVersion {
-		err = fmt.Errorf("format %q, want %q", format, formatVersion)
-	}
-	if err != nil {
-		b.Close()
-		return nil, fileIdentity{}, fmt.Errorf("userdb %s: not a compiled userdb (run makeuserdb): %w", dbPath, err)
-	}
-	return b, identityOf(st), nil
+	return nil
 }
 
 // Name returns "userdb".
 func (d *DB) Name() string { return ModuleName }
 
 // Path returns the compiled file's path.
-func (d *DB) Path() string { return d.path }
+func (d *DB) Path() string { return d.index.Path() }
 
 // Close releases the file. Lookups after Close return ErrClosed.
-func (d *DB) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return nil
-	}
-	d.closed = true
-	return d.bolt.Close()
-}
-
-// maybeReload stats the file at most once per interval and swaps in the new
-// file when its identity changed. Only one goroutine checks at a time; a
-// failed reopen keeps serving the old file and is retried next interval.
-func (d *DB) maybeReload() {
-	now := time.Now().UnixNano()
-	last := d.lastCheck.Load()
-	if now-last < int64(d.interval) || !d.lastCheck.CompareAndSwap(last, now) {
-		return
-	}
-	st, err := os.Stat(d.path)
-	if err != nil {
-		d.log.Warn("userdb: cannot stat compiled file; serving the loaded copy", "path", d.path, "err", err)
-		return
-	}
-	d.mu.RLock()
-	same := identityOf(st) == d.ident || d.closed
-	d.mu.RUnlock()
-	if same {
-		return
-	}
-	b, id, err := openCompiled(d.path)
-	if err != nil {
-		d.log.Warn("userdb: cannot open recompiled file; serving the loaded copy", "path", d.path, "err", err)
-		return
-	}
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		b.Close()
-		return
-	}
-	old := d.bolt
-	d.bolt, d.ident = b, id
-	d.mu.Unlock()
-	// No reader can still be inside old: each holds mu.RLock for its read.
-	if err := old.Close(); err != nil {
-		d.log.Warn("userdb: closing replaced file", "path", d.path, "err", err)
-	}
-	d.log.Info("userdb: reloaded recompiled file", "path", d.path)
-}
+func (d *DB) Close() error { return d.index.Close() }
 
 // fields returns the stored fields of name.
 func (d *DB) fields(ctx context.Context, name string) (map[string]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("userdb: lookup %q: %w", name, err)
 	}
-	d.maybeReload()
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return nil, ErrClosed
-	}
 	var raw string
 	found := false
-	err := d.bolt.View(func(tx *bolt.Tx) error {
+	err := d.index.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketUsers).Get([]byte(name))
 		if v != nil {
 			raw, found = string(v), true // copy: v lives in the mmap only during the tx
 		}
 		return nil
 	})
+	if errors.Is(err, boltindex.ErrClosed) {
+		return nil, ErrClosed
+	}
 	if err != nil {
-		return nil, fmt.Errorf("userdb %s: lookup %q: %w: %w", d.path, name, auth.ErrTemporary, err)
+		return nil, fmt.Errorf("userdb %s: lookup %q: %w: %w", d.index.Path(), name, auth.ErrTemporary, err)
 	}
 	if !found {
 		return nil, fmt.Errorf("userdb: %q: %w", name, auth.ErrNoSuchUser)
