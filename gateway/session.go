@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"postern/auth"
@@ -223,8 +224,10 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 	if len(s.targets) == 0 {
 		return smtpd.NewReply(503, "5.5.1", "No valid recipients")
 	}
-	var raw bytes.Buffer
-	if _, err := io.Copy(&raw, r); err != nil {
+	raw, body := getBuffer(), getBuffer()
+	defer putBuffer(raw)
+	defer putBuffer(body)
+	if _, err := raw.ReadFrom(r); err != nil {
 		var rep *smtpd.Reply
 		if errors.As(err, &rep) {
 			return rep
@@ -238,7 +241,6 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 	if rep != nil {
 		return rep
 	}
-	var body bytes.Buffer
 	body.Write(s.receivedHeader(c, time.Now()))
 	if s.checked(c) {
 		body.Write(s.checkHeaders())
@@ -246,7 +248,7 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 	body.Write(s.dkimSign(ctx, c, msg))
 	body.Write(msg)
 	if s.b.mode == ModeSubmission {
-		addMissingHeaders(&body, s.cfg.Me, time.Now())
+		addMissingHeaders(body, s.cfg.Me, time.Now())
 	}
 	if d.Verdict == filters.Quarantine {
 		s.log.Info("smtp message quarantined", "by", d.Filter, "reason", d.Reason)
@@ -328,4 +330,20 @@ func addrString(a netip.AddrPort) string {
 		return "unknown"
 	}
 	return a.Addr().Unmap().String()
+}
+
+// messageBuffers are reused between transactions: the message and its
+// copy with our header fields are the biggest allocations of a session.
+// accept has made everything durable (and done reading) before Data
+// returns, so a buffer is free again when Data ends.
+var messageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuffer() *bytes.Buffer { return messageBuffers.Get().(*bytes.Buffer) }
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() > 4<<20 {
+		return // do not keep the memory of one huge message
+	}
+	b.Reset()
+	messageBuffers.Put(b)
 }

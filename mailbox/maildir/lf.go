@@ -10,74 +10,111 @@ import (
 // them (the IMAP and POP3 servers put the CRs back on the wire). A lone CR
 // is kept. The SMTP gateway and the delivery agent both store through it.
 func LFReader(r io.Reader) io.Reader {
-	return &lfReader{src: r, buf: make([]byte, 32*1024)}
+	return &lfReader{src: r}
 }
 
-// lfReader copies whole runs of bytes between CRs (one per line in SMTP
-// data), so it costs little more than a copy.
+// lfReader reads straight into the caller's buffer and removes the CRs in
+// place: no buffer of its own, and a copy per run of bytes between CRs
+// (one run per line in SMTP data).
 type lfReader struct {
 	src     io.Reader
-	buf     []byte
-	pending []byte // read from src, not yet returned
-	heldCR  bool   // a CR ended the last read: keep it unless an LF follows
+	heldCR  bool // the last byte read was a CR: its fate depends on the next
+	peek    byte // a byte read ahead to decide a held CR's fate (1-byte reads)
+	hasPeek bool
 	err     error
 }
 
 func (l *lfReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		if len(l.pending) == 0 {
-			if l.err != nil {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for empty := 0; ; empty++ {
+		if l.heldCR && len(p) == 1 {
+			return l.decideHeldCR(p)
+		}
+		start := 0
+		if l.heldCR {
+			p[0] = '\r' // back in front of the new bytes; compact decides
+			start = 1
+		}
+		if l.hasPeek && start < len(p) {
+			p[start] = l.peek
+			start++
+			l.hasPeek = false
+		}
+		if l.err != nil {
+			if start > 0 {
+				l.heldCR = false
+				return compactCRLF(p[:start]), nil // a lone CR at the end stays
+			}
+			return 0, l.err
+		}
+		m, err := 0, error(nil)
+		if start < len(p) {
+			m, err = l.src.Read(p[start:])
+		}
+		l.err = err
+		end := start + m
+		l.heldCR = false
+		if end > 0 && p[end-1] == '\r' && l.err == nil {
+			l.heldCR = true // wait for the next byte
+			end--
+		}
+		if n := compactCRLF(p[:end]); n > 0 {
+			return n, nil
+		}
+		if l.err != nil && !l.heldCR {
+			return 0, l.err
+		}
+		if empty > 100 {
+			return 0, io.ErrNoProgress
+		}
+	}
+}
+
+// decideHeldCR answers a one-byte read while a CR is held: it reads one
+// byte ahead to know whether the CR ends a line (dropped) or stands alone.
+func (l *lfReader) decideHeldCR(p []byte) (int, error) {
+	if !l.hasPeek && l.err == nil {
+		var b [1]byte
+		for empty := 0; ; empty++ {
+			m, err := l.src.Read(b[:])
+			l.err = err
+			if m == 1 {
+				l.peek, l.hasPeek = b[0], true
 				break
 			}
-			m, err := l.src.Read(l.buf)
-			l.pending, l.err = l.buf[:m], err
-			if m == 0 {
-				continue
+			if err != nil || empty > 100 {
+				break
 			}
-		}
-		if l.heldCR {
-			if l.pending[0] != '\n' {
-				p[n] = '\r' // a lone CR stays
-				n++
-			}
-			l.heldCR = false
-			continue
-		}
-		i := bytes.IndexByte(l.pending, '\r')
-		if i < 0 {
-			c := copy(p[n:], l.pending)
-			n += c
-			l.pending = l.pending[c:]
-			continue
-		}
-		c := copy(p[n:], l.pending[:i])
-		n += c
-		l.pending = l.pending[c:]
-		if c < i {
-			break // p is full before the CR
-		}
-		// At a CR: drop it if an LF follows, keep it otherwise; at the end
-		// of what was read, decide with the next read.
-		l.pending = l.pending[1:]
-		if len(l.pending) == 0 || n == len(p) {
-			l.heldCR = true // decide when the next byte (or room) is there
-			continue
-		}
-		if l.pending[0] != '\n' {
-			p[n] = '\r'
-			n++
 		}
 	}
-	if n == 0 && len(l.pending) == 0 && l.err != nil {
-		if l.heldCR {
-			l.heldCR = false
-			if len(p) > 0 {
-				p[0] = '\r'
-				return 1, nil
-			}
-		}
-		return 0, l.err
+	l.heldCR = false
+	if l.hasPeek && l.peek == '\n' {
+		l.hasPeek = false
+		p[0] = '\n'
+		return 1, nil
 	}
-	return n, nil
+	p[0] = '\r' // a lone CR; the peeked byte comes next
+	return 1, nil
+}
+
+// compactCRLF removes, in place, each CR directly followed by LF in b and
+// returns the new length.
+func compactCRLF(b []byte) int {
+	i := bytes.Index(b, []byte("\r\n"))
+	if i < 0 {
+		return len(b)
+	}
+	w := i
+	for r := i + 1; r < len(b); {
+		j := bytes.Index(b[r:], []byte("\r\n"))
+		if j < 0 {
+			w += copy(b[w:], b[r:])
+			break
+		}
+		w += copy(b[w:], b[r:r+j])
+		r += j + 1 // skip the CR, keep the LF for the next run
+	}
+	return w
 }

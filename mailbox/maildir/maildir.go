@@ -280,7 +280,7 @@ func writeUnsynced(path string, r io.Reader) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := io.Copy(file, r)
+	n, err := copyPooled(file, r)
 	if cerr := file.Close(); err == nil {
 		err = cerr
 	}
@@ -289,6 +289,18 @@ func writeUnsynced(path string, r io.Reader) (int64, error) {
 		return 0, fmt.Errorf("write %s: %w", path, err)
 	}
 	return n, nil
+}
+
+// copyBuffers are reused by deliveries: a fresh 32 KiB copy buffer per
+// message was most of a delivery's garbage.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+// copyPooled is io.Copy with a pooled buffer. The reader is wrapped so
+// that its own WriteTo (which would allocate its buffers) is not used.
+func copyPooled(w io.Writer, r io.Reader) (int64, error) {
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	return io.CopyBuffer(w, struct{ io.Reader }{r}, *bp)
 }
 
 // writeSynced copies r into a new file at path and fsyncs it. On any error
