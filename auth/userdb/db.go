@@ -66,22 +66,13 @@ func Open(dbPath string, opts ...Option) (*DB, error) {
 		Name:     ModuleName,
 		Interval: d.interval,
 		Logger:   d.log,
-		Validate: validateCompiled,
+		Validate: boltindex.RequireFormat(formatVersion, "not a compiled userdb (run makeuserdb)", bucketUsers),
 	})
 	if err != nil {
 		return nil, err
 	}
 	d.index = x
 	return d, nil
-}
-
-// validateCompiled refuses, at open and at each reload, a file that is not
-// a compiled userdb of this format.
-func validateCompiled(tx *bolt.Tx) error {
-	if err := boltindex.CheckFormat(tx, formatVersion, bucketUsers); err != nil {
-		return fmt.Errorf("not a compiled userdb (run makeuserdb): %w", err)
-	}
-	return nil
 }
 
 // Name returns "userdb".

@@ -15,7 +15,7 @@
 //
 // What the index holds (its buckets and record encoding) belongs to the
 // caller; this package only records a format string and a few facts in a
-// "meta" bucket (PutMeta) and checks them on open (CheckFormat).
+// "meta" bucket (PutMeta) and checks them on open (RequireFormat).
 package boltindex
 
 import (
@@ -142,7 +142,7 @@ func syncPath(path string) error {
 }
 
 // PutMeta records, inside a Write fill, the index's format string (checked
-// by CheckFormat on every open), its record count and the source it was
+// by RequireFormat on every open), its record count and the source it was
 // compiled from (for tools; may be empty).
 func PutMeta(tx *bolt.Tx, format string, count int, source string) error {
 	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
@@ -161,22 +161,26 @@ func PutMeta(tx *bolt.Tx, format string, count int, source string) error {
 	return nil
 }
 
-// CheckFormat reports an error unless the file records format (see
-// PutMeta) and has every one of buckets. Use it in Options.Validate.
-func CheckFormat(tx *bolt.Tx, format string, buckets ...[]byte) error {
-	var got []byte
-	if m := tx.Bucket(bucketMeta); m != nil {
-		got = m.Get(keyFormat)
-	}
-	for _, b := range buckets {
-		if tx.Bucket(b) == nil {
-			return fmt.Errorf("no %s bucket", b)
+// RequireFormat returns a validator for Options.Validate that refuses a
+// file unless it records format (see PutMeta) and has every one of
+// buckets. Its errors read "REFUSAL: CAUSE", so refusal should tell the
+// reader what to do, e.g. "not a compiled userdb (run makeuserdb)".
+func RequireFormat(format, refusal string, buckets ...[]byte) func(*bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
+		var got []byte
+		if m := tx.Bucket(bucketMeta); m != nil {
+			got = m.Get(keyFormat)
 		}
+		for _, b := range buckets {
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("%s: no %s bucket", refusal, b)
+			}
+		}
+		if string(got) != format {
+			return fmt.Errorf("%s: format %q, want %q", refusal, got, format)
+		}
+		return nil
 	}
-	if string(got) != format {
-		return fmt.Errorf("format %q, want %q", got, format)
-	}
-	return nil
 }
 
 // Options tunes Open.

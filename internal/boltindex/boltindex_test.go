@@ -36,12 +36,7 @@ func writeValue(path, value string) error {
 	})
 }
 
-func validate(tx *bolt.Tx) error {
-	if err := CheckFormat(tx, testFormat, bucketData); err != nil {
-		return fmt.Errorf("not a test index: %w", err)
-	}
-	return nil
-}
+var validate = RequireFormat(testFormat, "not a test index", bucketData)
 
 func openIndex(t *testing.T, path string, interval time.Duration) *Index {
 	t.Helper()
@@ -189,6 +184,9 @@ func TestOpenRefusesWhatValidateRefuses(t *testing.T) {
 		}
 		if !strings.HasPrefix(err.Error(), "test "+path+": ") {
 			t.Errorf("%s: err = %q; want the name and path first", path, err)
+		}
+		if path == otherFormat && !strings.Contains(err.Error(), "not a test index: no data bucket") {
+			t.Errorf("%s: err = %q; want RequireFormat's refusal", path, err)
 		}
 	}
 }

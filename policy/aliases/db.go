@@ -149,22 +149,13 @@ func OpenDB(dbPath string, opts ...Option) (*DB, error) {
 		Name:     "aliases",
 		Interval: CheckInterval,
 		Logger:   d.opts.log, // nil: slog.Default
-		Validate: validateCompiled,
+		Validate: boltindex.RequireFormat(formatVersion, "not a compiled alias file (run makealiases)", bucketAliases),
 	})
 	if err != nil {
 		return nil, err
 	}
 	d.index = x
 	return d, nil
-}
-
-// validateCompiled refuses, at open and at each reload, a file that is not
-// a compiled alias index of this format.
-func validateCompiled(tx *bolt.Tx) error {
-	if err := boltindex.CheckFormat(tx, formatVersion, bucketAliases); err != nil {
-		return fmt.Errorf("not a compiled alias file (run makealiases): %w", err)
-	}
-	return nil
 }
 
 // Path returns the compiled file's path.
