@@ -102,9 +102,14 @@ func newBenchEnv(b *testing.B) *testEnv {
 
 // BenchmarkSelect10k: SELECT INBOX on 10,000 messages, warm (the folder's
 // UID database and metadata are cached by an earlier session).
-func BenchmarkSelect10k(b *testing.B) {
+func BenchmarkSelect10k(b *testing.B) { benchSelect(b, 10000) }
+
+// BenchmarkSelect100k: the same on 100,000 messages.
+func BenchmarkSelect100k(b *testing.B) { benchSelect(b, 100000) }
+
+func benchSelect(b *testing.B, n int) {
 	env := newBenchEnv(b)
-	fillFolder(b, env.maildirPath("alice"), 10000)
+	fillFolder(b, env.maildirPath("alice"), n)
 	c, err := net.Dial("tcp", env.addr)
 	if err != nil {
 		b.Fatal(err)
@@ -178,5 +183,57 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 	after := ms.HeapInuse + ms.StackInuse
 	b.ReportMetric(float64(after-before)/n, "bytes/session")
 	for i := 0; i < b.N; i++ {
+	}
+}
+
+// BenchmarkAppendSelect100k: one session APPENDs a message, another then
+// SELECTs the 100,000-message INBOX (bench/imapbench's "SELECT after one
+// new message", plus the APPEND that causes it).
+func BenchmarkAppendSelect100k(b *testing.B) {
+	env := newBenchEnv(b)
+	fillFolder(b, env.maildirPath("alice"), 100000)
+	type client struct {
+		c  net.Conn
+		br *bufio.Reader
+	}
+	dial := func() *client {
+		c, err := net.Dial("tcp", env.addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		cl := &client{c, bufio.NewReaderSize(c, 64<<10)}
+		cl.br.ReadString('\n')
+		return cl
+	}
+	until := func(cl *client, prefix string) {
+		for {
+			cl.c.SetReadDeadline(time.Now().Add(60 * time.Second))
+			line, err := cl.br.ReadString('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			if strings.HasPrefix(line, prefix) {
+				if !strings.HasPrefix(line, prefix+"OK") {
+					b.Fatalf("%q", line)
+				}
+				return
+			}
+		}
+	}
+	sel, app := dial(), dial()
+	for _, cl := range []*client{sel, app} {
+		fmt.Fprintf(cl.c, "a LOGIN alice secret\r\n")
+		until(cl, "a ")
+	}
+	fmt.Fprintf(sel.c, "s SELECT INBOX\r\n") // cold: assigns UIDs, stats files
+	until(sel, "s ")
+	msg := "From: a@example.org\r\nSubject: one more\r\n\r\nnew\r\n"
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		fmt.Fprintf(app.c, "p APPEND INBOX {%d+}\r\n%s\r\n", len(msg), msg)
+		until(app, "p ")
+		fmt.Fprintf(sel.c, "s SELECT INBOX\r\n")
+		until(sel, "s ")
 	}
 }

@@ -60,13 +60,17 @@ func (s *session) selectMailbox(a selectArgs, readOnly bool) result {
 	s.writePermanentFlags()
 	w.line("* ").num(uint64(len(sel.msgs))).raw(" EXISTS").end()
 	recent := 0
-	firstUnseen := 0
-	for i := range sel.msgs {
-		if sel.msgs[i].recent {
-			recent++
-		}
-		if firstUnseen == 0 && !sel.hasFlag(i, maildir.FlagSeen) {
-			firstUnseen = i + 1
+	firstUnseen := sel.openFirstUnseen
+	if !sel.openCounted {
+		// A view of its own (it holds \Recent messages): count them.
+		firstUnseen = 0
+		for i := range sel.msgs {
+			if sel.msgs[i].recent {
+				recent++
+			}
+			if firstUnseen == 0 && !sel.hasFlag(i, maildir.FlagSeen) {
+				firstUnseen = i + 1
+			}
 		}
 	}
 	w.line("* ").num(uint64(recent)).raw(" RECENT").end()

@@ -104,6 +104,10 @@ type folderIndex struct {
 	view         []viewMessage
 	viewSnap     *maildir.Snapshot
 	viewKeywords []string
+	// viewFirstUnseen is the sequence number of the view's first message
+	// without \Seen (0: none), counted once when the view is published so
+	// that a SELECT served from it walks no message (RFC 3501 7.1 UNSEEN).
+	viewFirstUnseen int
 }
 
 // openIndex loads a folder's index file, or starts an empty one when it is
@@ -852,20 +856,35 @@ func unfold(s string) string {
 	return s
 }
 
-// cachedView returns the shared view built from snap, or nil.
-func (ix *folderIndex) cachedView(snap *maildir.Snapshot) ([]viewMessage, []string) {
+// cachedView returns the shared view built from snap, or nil, with the
+// sequence number of its first unseen message (0: none).
+func (ix *folderIndex) cachedView(snap *maildir.Snapshot) ([]viewMessage, []string, int) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.viewSnap != snap {
-		return nil, nil
+		return nil, nil, 0
 	}
-	return ix.view, ix.viewKeywords
+	return ix.view, ix.viewKeywords, ix.viewFirstUnseen
 }
 
 // publishView keeps msgs as the shared view of snap; msgs must not be
-// changed afterwards (sessions copy it first).
-func (ix *folderIndex) publishView(snap *maildir.Snapshot, msgs []viewMessage, keywords []string) {
+// changed afterwards (sessions copy it first). It returns the sequence
+// number of the first unseen message.
+func (ix *folderIndex) publishView(snap *maildir.Snapshot, msgs []viewMessage, keywords []string) int {
+	first := firstUnseen(msgs)
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.view, ix.viewSnap, ix.viewKeywords = msgs, snap, keywords
+	ix.view, ix.viewSnap, ix.viewKeywords, ix.viewFirstUnseen = msgs, snap, keywords, first
+	return first
+}
+
+// firstUnseen is the sequence number of the first message without \Seen
+// in msgs, 0 when every message is seen.
+func firstUnseen(msgs []viewMessage) int {
+	for i := range msgs {
+		if strings.IndexByte(msgs[i].letters, maildir.FlagSeen) < 0 {
+			return i + 1
+		}
+	}
+	return 0
 }

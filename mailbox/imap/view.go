@@ -47,6 +47,12 @@ type selected struct {
 	// sharedView: msgs is shared with other sessions (read-only); see
 	// ownView.
 	sharedView bool
+	// openCounted: the view came from the folder's shared view, which has
+	// no \Recent message and whose first unseen message was counted when
+	// it was published (openFirstUnseen); SELECT then reports both
+	// without walking the messages.
+	openCounted     bool
+	openFirstUnseen int
 }
 
 var errUIDValidityChanged = errors.New("imap: UIDVALIDITY changed under the session")
@@ -176,8 +182,9 @@ func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool)
 	// changes it (ownView). A big folder's SELECT then costs no per-message
 	// work, and many sessions on one folder share one view.
 	if !anyRecent {
-		if msgs, kws := ix.cachedView(snap); msgs != nil {
+		if msgs, kws, first := ix.cachedView(snap); msgs != nil {
 			sel.msgs, sel.sharedView = msgs, true
+			sel.openCounted, sel.openFirstUnseen = true, first
 			for _, k := range kws {
 				sel.keywords[k] = true
 			}
@@ -196,8 +203,8 @@ func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool)
 		}
 	}
 	if !anyRecent {
-		ix.publishView(snap, sel.msgs, sortedKeys(sel.keywords))
-		sel.sharedView = true
+		sel.openFirstUnseen = ix.publishView(snap, sel.msgs, sortedKeys(sel.keywords))
+		sel.sharedView, sel.openCounted = true, true
 	}
 	return sel, nil
 }

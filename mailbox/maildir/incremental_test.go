@@ -119,3 +119,89 @@ func TestRememberSparesTheStat(t *testing.T) {
 		t.Errorf("internal date %v: the file was stat'ed instead of using the remembered %v", snap.Messages[0].InternalDate, remembered)
 	}
 }
+
+// A cur/ time with a sub-second part comes from a file system with fine
+// times, where a listing is trusted once the time is 100 ms old; a
+// whole-second time keeps the 2 s rule.
+func TestSyncTrustsFineCurTimeSooner(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		when     time.Time
+		wantSeen bool // the sneaked-in file is found: cur/ was listed again
+	}{
+		{"fine time 300 ms old", time.Now().Add(-300 * time.Millisecond).Truncate(time.Second).Add(123456789), false},
+		{"whole-second time under 2 s old", time.Now().Truncate(time.Second).Add(-time.Second), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newTestMaildir(t)
+			inbox, _ := m.Folder(Inbox)
+			for i := 0; i < 3; i++ {
+				deliverString(t, inbox, "x", DeliverOptions{Flags: "S"})
+			}
+			when := tc.when
+			if !tc.wantSeen && time.Since(when) < fineTrustAge {
+				when = when.Add(-time.Second) // keep the sub-second part, old enough
+			}
+			ageCur(t, inbox, when)
+			if snap, err := inbox.Sync(true); err != nil || len(snap.Messages) != 3 {
+				t.Fatalf("first sync: %v %v", snap, err)
+			}
+			writeFile(t, filepath.Join(inbox.Path(), "cur", "1700000000.M1P1.sneaky,S=1:2,S"), "y")
+			ageCur(t, inbox, when)
+			snap, err := inbox.Sync(true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen := len(snap.Messages) == 4; seen != tc.wantSeen {
+				t.Fatalf("%d messages: cur/ listed again = %v, want %v", len(snap.Messages), seen, tc.wantSeen)
+			}
+		})
+	}
+}
+
+// While cur/ keeps its trusted time, new/ is empty and courierimapuiddb is
+// unchanged, Sync hands back the same snapshot without listing cur/; a
+// delivery or another process's UID database change ends that.
+func TestSyncUnchangedFolderReturnsSameSnapshot(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	for i := 0; i < 3; i++ {
+		deliverString(t, inbox, "x", DeliverOptions{Flags: "S"})
+	}
+	old := time.Now().Add(-time.Hour)
+	ageCur(t, inbox, old)
+	first, err := inbox.Sync(true)
+	if err != nil || len(first.Messages) != 3 {
+		t.Fatalf("first sync: %v %v", first, err)
+	}
+	writeFile(t, filepath.Join(inbox.Path(), "cur", "1700000000.M1P1.sneaky,S=1:2,S"), "y")
+	ageCur(t, inbox, old)
+	again, err := inbox.Sync(true)
+	if err != nil || again != first {
+		t.Fatalf("unchanged folder: new snapshot %p (was %p), err %v", again, first, err)
+	}
+	deliverString(t, inbox, "z", DeliverOptions{})
+	after, err := inbox.Sync(true)
+	if err != nil || after == first || len(after.Messages) < 4 {
+		t.Fatalf("after a delivery: same snapshot or %d messages, err %v", len(after.Messages), err)
+	}
+	// Another process rewrote the UID database (same content, new file).
+	ageCur(t, inbox, old.Add(time.Minute))
+	base, err := inbox.Sync(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(inbox.Path(), uidDBName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(inbox.Path(), "uiddb.tmp")
+	writeFile(t, tmp, string(data))
+	if err := os.Rename(tmp, filepath.Join(inbox.Path(), uidDBName)); err != nil {
+		t.Fatal(err)
+	}
+	next, err := inbox.Sync(true)
+	if err != nil || next == base {
+		t.Fatalf("after a UID database change: same snapshot, err %v", err)
+	}
+}

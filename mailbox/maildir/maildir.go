@@ -74,6 +74,9 @@ type Folder struct {
 	kwStat   fileIdentity        //
 	meta     map[string]fileMeta // key → mtime/size seen by the last Sync
 	names    map[string]string   // key → "cur/KEY:2,..." as the last Sync saw it
+	// namesInNew counts the names in new/ when the last Sync built names;
+	// later renames only lower the true count.
+	namesInNew int
 	// curMtime is cur/'s modification time when it was last listed; while
 	// curTrusted and the time is unchanged, Sync reuses names instead of
 	// listing cur/ again.
