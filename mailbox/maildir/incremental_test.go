@@ -1,8 +1,12 @@
 package maildir
 
 import (
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -204,4 +208,67 @@ func TestSyncUnchangedFolderReturnsSameSnapshot(t *testing.T) {
 	if err != nil || next == base {
 		t.Fatalf("after a UID database change: same snapshot, err %v", err)
 	}
+}
+
+// Sync builds a snapshot from the last one after small changes; after any
+// mix of deliveries, flag changes (ours and another process's renames),
+// removals and keyword use it must equal what a fresh Maildir object,
+// building from scratch, sees.
+func TestSyncPatchedSnapshotEqualsFullBuild(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	var keys []string
+	for i := 0; i < 20; i++ {
+		keys = append(keys, deliverString(t, inbox, fmt.Sprintf("m%d", i), DeliverOptions{Flags: "S"}))
+	}
+	if _, err := inbox.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	check := func(step string) {
+		t.Helper()
+		got, err := inbox.Sync(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := OpenWithOptions(m.Root(), Options{Logger: slog.New(slog.DiscardHandler), Hostname: "test.example"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		of, _ := other.Folder(Inbox)
+		want, err := of.Sync(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		strip := func(s *Snapshot) []Message {
+			out := slices.Clone(s.Messages)
+			for i := range out {
+				out[i].FromNew = false
+			}
+			return out
+		}
+		if got.UIDValidity != want.UIDValidity || got.UIDNext != want.UIDNext || !reflect.DeepEqual(strip(got), strip(want)) {
+			t.Fatalf("%s: patched snapshot differs from a full build\n got %+v\nwant %+v", step, got, want)
+		}
+	}
+	deliverString(t, inbox, "new one", DeliverOptions{})
+	check("after a delivery to new/")
+	if err := inbox.SetFlags(keys[3], "FS", []string{"work"}); err != nil {
+		t.Fatal(err)
+	}
+	check("after our own flag change with a keyword")
+	// Another process renames a file (a flag change) and removes one.
+	cur := filepath.Join(inbox.Path(), "cur")
+	if err := os.Rename(filepath.Join(cur, keys[5]+":2,S"), filepath.Join(cur, keys[5]+":2,RS")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(cur, keys[7]+":2,S")); err != nil {
+		t.Fatal(err)
+	}
+	check("after another process's rename and removal")
+	if err := inbox.Remove(keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	deliverString(t, inbox, "flagged", DeliverOptions{Flags: "F"})
+	deliverString(t, inbox, "plain", DeliverOptions{})
+	check("after our removal and two deliveries")
 }

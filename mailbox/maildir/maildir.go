@@ -68,12 +68,15 @@ type Folder struct {
 	path string
 
 	mu       sync.Mutex
-	uidCache *uidDB              // last parsed courierimapuiddb, valid while uidStat matches
-	uidStat  fileIdentity        // identity of the file uidCache was read from
-	kwCache  *keywordMap         // last parsed dovecot-keywords
-	kwStat   fileIdentity        //
-	meta     map[string]fileMeta // key → mtime/size seen by the last Sync
-	names    map[string]string   // key → "cur/KEY:2,..." as the last Sync saw it
+	uidCache *uidDB       // last parsed courierimapuiddb, valid while uidStat matches
+	uidStat  fileIdentity // identity of the file uidCache was read from
+	kwCache  *keywordMap  // last parsed dovecot-keywords
+	kwStat   fileIdentity //
+	// lastKwStat is kwStat when lastSnap was built: keyword names in it
+	// hold while the file is the same.
+	lastKwStat fileIdentity
+	meta       map[string]fileMeta // key → mtime/size seen by the last Sync
+	names      map[string]string   // key → "cur/KEY:2,..." as the last Sync saw it
 	// namesInNew counts the names in new/ when the last Sync built names;
 	// later renames only lower the true count.
 	namesInNew int

@@ -309,66 +309,39 @@ func (f *Folder) snapshot(db *uidDB, names map[string]string, fromNew map[string
 	if f.meta == nil {
 		f.meta = make(map[string]fileMeta)
 	}
+	snap, err := f.patchSnapshot(db, names, fromNew, km)
+	if err == nil && snap == nil {
+		snap, err = f.fullSnapshot(db, names, fromNew, km)
+	}
+	if err == nil {
+		f.lastKwStat = f.kwStat
+	}
+	return snap, err
+}
+
+// fullSnapshot builds the snapshot from every name. Caller holds f.mu.
+func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[string]bool, km *keywordMap) (*Snapshot, error) {
 	snap := &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: make([]Message, 0, len(names))}
 	// Sort small (UID, key) pairs rather than the Messages themselves.
-	type numbered struct {
-		uid uint32
-		key string
-	}
-	order := make([]numbered, 0, len(names))
+	order := make([]numberedKey, 0, len(names))
 	inNew := 0
 	for key, name := range names {
 		if strings.HasPrefix(name, "new/") {
 			inNew++
 		}
 		if uid := db.uids[key]; uid != 0 {
-			order = append(order, numbered{uid, key})
+			order = append(order, numberedKey{uid, key})
 		} // else: appeared after the locked listing; the next Sync numbers it
 	}
-	slices.SortFunc(order, func(a, b numbered) int { return int64cmp(int64(a.uid), int64(b.uid)) })
+	slices.SortFunc(order, func(a, b numberedKey) int { return int64cmp(int64(a.uid), int64(b.uid)) })
 	for _, o := range order {
-		uid, key, name := o.uid, o.key, names[o.key]
-		meta, ok := f.meta[key]
-		if !ok {
-			st, err := os.Stat(filepath.Join(f.path, name))
-			if err != nil && errors.Is(err, fs.ErrNotExist) {
-				// Renamed (flags) or expunged since the listing: look again.
-				if n, lerr := f.locateLocked(key); lerr == nil {
-					name = n
-					names[key] = n
-					st, err = os.Stat(filepath.Join(f.path, name))
-				}
-			}
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					continue
-				}
-				return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
-			}
-			meta = fileMeta{mtime: st.ModTime(), size: st.Size()}
-			f.meta[key] = meta
+		m, ok, err := f.newMessage(o.uid, o.key, names, fromNew, km)
+		if err != nil {
+			return nil, err
 		}
-		var info string
-		if strings.HasPrefix(name, "cur/") {
-			_, info = splitName(name[4:])
+		if ok {
+			snap.Messages = append(snap.Messages, m)
 		}
-		flags, kwIdx := parseInfo(info)
-		size := sizeField(key, 'S')
-		if size < 0 {
-			size = meta.size
-		}
-		vsize := max(sizeField(key, 'W'), 0)
-		snap.Messages = append(snap.Messages, Message{
-			UID:          uid,
-			Key:          key,
-			Name:         name,
-			Flags:        flags,
-			Keywords:     keywordNames(km, kwIdx),
-			Size:         size,
-			VirtualSize:  vsize,
-			InternalDate: meta.mtime,
-			FromNew:      fromNew[key],
-		})
 	}
 	for key := range f.meta {
 		if _, ok := names[key]; !ok {
@@ -377,6 +350,132 @@ func (f *Folder) snapshot(db *uidDB, names map[string]string, fromNew map[string
 	}
 	f.names, f.namesInNew = names, inNew
 	return snap, nil
+}
+
+type numberedKey struct {
+	uid uint32
+	key string
+}
+
+// patchSnapshot builds the snapshot from the last one when that is
+// cheaper than from scratch: same UIDVALIDITY and keyword letters, every
+// message of the last snapshot still numbered alike, and every other
+// numbered name new since (a UID at or above the last UIDNEXT). Messages
+// whose file name did not change are copied as they were, without the
+// sort, map look-ups and info parsing a full build does per message; on
+// a 100,000-message folder after one delivery that halves the SELECT.
+// nil when the conditions do not hold. Caller holds f.mu.
+func (f *Folder) patchSnapshot(db *uidDB, names map[string]string, fromNew map[string]bool, km *keywordMap) (*Snapshot, error) {
+	last := f.lastSnap
+	if last == nil || last.UIDValidity != db.validity || f.kwStat != f.lastKwStat || db.next < last.UIDNext {
+		return nil, nil
+	}
+	var fresh []numberedKey
+	numbered, inNew := 0, 0
+	for key, name := range names {
+		if strings.HasPrefix(name, "new/") {
+			inNew++
+		}
+		uid := db.uids[key]
+		if uid == 0 {
+			continue // appeared after the locked listing; the next Sync numbers it
+		}
+		numbered++
+		if uid >= last.UIDNext {
+			fresh = append(fresh, numberedKey{uid, key})
+		}
+	}
+	msgs := make([]Message, 0, numbered)
+	var gone []string
+	for i := range last.Messages {
+		m := &last.Messages[i]
+		name, ok := names[m.Key]
+		if !ok {
+			gone = append(gone, m.Key)
+			continue
+		}
+		if db.uids[m.Key] != m.UID {
+			return nil, nil // renumbered: start over
+		}
+		nm := *m
+		nm.FromNew = fromNew[m.Key]
+		if name != m.Name {
+			nm.Name = name
+			var info string
+			if strings.HasPrefix(name, "cur/") {
+				_, info = splitName(name[4:])
+			}
+			var kwIdx []int
+			nm.Flags, kwIdx = parseInfo(info)
+			nm.Keywords = keywordNames(km, kwIdx)
+		}
+		msgs = append(msgs, nm)
+	}
+	if len(msgs)+len(fresh) != numbered {
+		return nil, nil // a name with an old UID the last snapshot lacked
+	}
+	slices.SortFunc(fresh, func(a, b numberedKey) int { return int64cmp(int64(a.uid), int64(b.uid)) })
+	for _, o := range fresh {
+		m, ok, err := f.newMessage(o.uid, o.key, names, fromNew, km)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			msgs = append(msgs, m)
+		}
+	}
+	for _, key := range gone {
+		delete(f.meta, key)
+	}
+	f.names, f.namesInNew = names, inNew
+	return &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: msgs}, nil
+}
+
+// newMessage describes one numbered name, stat'ing the file unless its
+// date and size are known. ok is false when the file is gone. Caller
+// holds f.mu.
+func (f *Folder) newMessage(uid uint32, key string, names map[string]string, fromNew map[string]bool, km *keywordMap) (Message, bool, error) {
+	name := names[key]
+	meta, ok := f.meta[key]
+	if !ok {
+		st, err := os.Stat(filepath.Join(f.path, name))
+		if err != nil && errors.Is(err, fs.ErrNotExist) {
+			// Renamed (flags) or expunged since the listing: look again.
+			if n, lerr := f.locateLocked(key); lerr == nil {
+				name = n
+				names[key] = n
+				st, err = os.Stat(filepath.Join(f.path, name))
+			}
+		}
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return Message{}, false, nil
+			}
+			return Message{}, false, fmt.Errorf("maildir %s: sync: %w", f.path, err)
+		}
+		meta = fileMeta{mtime: st.ModTime(), size: st.Size()}
+		f.meta[key] = meta
+	}
+	var info string
+	if strings.HasPrefix(name, "cur/") {
+		_, info = splitName(name[4:])
+	}
+	flags, kwIdx := parseInfo(info)
+	size := sizeField(key, 'S')
+	if size < 0 {
+		size = meta.size
+	}
+	return Message{
+		UID:          uid,
+		Key:          key,
+		Name:         name,
+		Flags:        flags,
+		Keywords:     keywordNames(km, kwIdx),
+		Size:         size,
+		VirtualSize:  max(sizeField(key, 'W'), 0),
+		InternalDate: meta.mtime,
+		FromNew:      fromNew[key],
+	}, true, nil
 }
 
 // locateLocked finds a key's current file name by listing cur/ then new/.
