@@ -98,9 +98,24 @@ func (z *dnsZone) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 // startDNS serves z on a UDP port of 127.0.0.1 and returns its address.
 func startDNS(t *testing.T, z *dnsZone) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP on the same port: take a free TCP port, then its UDP
+	// twin, and try again when another process holds the twin (a port free
+	// for one protocol may be taken for the other).
+	var pc net.PacketConn
+	var tl net.Listener
+	for attempt := 0; ; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err := net.ListenPacket("udp", l.Addr().String()); err == nil {
+			pc, tl = p, l
+			break
+		}
+		l.Close()
+		if attempt == 50 {
+			t.Fatal("no port free for both UDP and TCP")
+		}
 	}
 	started := make(chan struct{})
 	srv := &dns.Server{PacketConn: pc, Handler: z, NotifyStartedFunc: func() { close(started) }}
@@ -116,20 +131,18 @@ func startDNS(t *testing.T, z *dnsZone) string {
 	})
 	addr := pc.LocalAddr().String()
 	// TCP on the same port, for answers too large for UDP.
-	if l, err := net.Listen("tcp", addr); err == nil {
-		tstarted := make(chan struct{})
-		tsrv := &dns.Server{Listener: l, Handler: z, NotifyStartedFunc: func() { close(tstarted) }}
-		tdone := make(chan struct{})
-		go func() {
-			defer close(tdone)
-			tsrv.ActivateAndServe()
-		}()
-		<-tstarted
-		t.Cleanup(func() {
-			tsrv.Shutdown()
-			<-tdone
-		})
-	}
+	tstarted := make(chan struct{})
+	tsrv := &dns.Server{Listener: tl, Handler: z, NotifyStartedFunc: func() { close(tstarted) }}
+	tdone := make(chan struct{})
+	go func() {
+		defer close(tdone)
+		tsrv.ActivateAndServe()
+	}()
+	<-tstarted
+	t.Cleanup(func() {
+		tsrv.Shutdown()
+		<-tdone
+	})
 	return addr
 }
 
