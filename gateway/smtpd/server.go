@@ -3,12 +3,11 @@ package smtpd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
+	"postern/internal/netserve"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -91,25 +90,15 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 	}()
 
-	var backoff time.Duration
+	acc := netserve.Acceptor{Listener: l, Name: "smtpd", Closing: s.closing, Logger: s.opt.Logger}
 	for {
-		nc, err := l.Accept()
-		if err != nil {
-			if s.closing() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of file descriptors or similar: wait and retry
-				// rather than spin.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.opt.Logger.Warn("smtpd accept", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("smtpd: accept on %s: %w", l.Addr(), err)
+		nc, err := acc.Accept()
+		if errors.Is(err, netserve.ErrClosing) {
+			return ErrServerClosed
 		}
-		backoff = 0
+		if err != nil {
+			return err
+		}
 		s.stats.connections.Add(1)
 		c := s.newConn(nc)
 		s.mu.Lock()

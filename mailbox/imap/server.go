@@ -21,11 +21,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"postern/internal/netserve"
 	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"postern/auth"
@@ -163,30 +163,15 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 		s.mu.Unlock()
 	}()
 
-	var backoff time.Duration
+	acc := netserve.Acceptor{Listener: l, Name: "imap", Closing: s.isClosing, Done: s.done, Logger: s.log}
 	for {
-		c, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("imap: accept", "err", err, "retry_in", backoff)
-				select {
-				case <-time.After(backoff):
-				case <-s.done:
-					return ErrServerClosed
-				}
-				continue
-			}
-			return fmt.Errorf("imap: accept on %s: %w", l.Addr(), err)
+		c, err := acc.Accept()
+		if errors.Is(err, netserve.ErrClosing) {
+			return ErrServerClosed
 		}
-		backoff = 0
+		if err != nil {
+			return err
+		}
 		_, isTLS := c.(*tls.Conn)
 		sess := s.newSession(c, isTLS || implicitTLS)
 		s.mu.Lock()
@@ -322,4 +307,11 @@ func (s *Server) capabilities(sess *session) []string {
 		caps = out
 	}
 	return caps
+}
+
+// isClosing reports whether Shutdown has begun.
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
 }

@@ -20,9 +20,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"postern/internal/netserve"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"postern/auth"
@@ -163,25 +163,15 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 		s.mu.Unlock()
 	}()
 
-	var backoff time.Duration
+	acc := netserve.Acceptor{Listener: l, Name: "pop3", Closing: s.isClosing, Logger: s.log}
 	for {
-		conn, err := l.Accept()
-		if err != nil {
-			if s.isClosing() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
-				// Out of descriptors or similar: wait and retry rather than
-				// stop serving everyone.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("pop3: accept", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("pop3: accept on %s: %w", l.Addr(), err)
+		conn, err := acc.Accept()
+		if errors.Is(err, netserve.ErrClosing) {
+			return ErrServerClosed
 		}
-		backoff = 0
+		if err != nil {
+			return err
+		}
 		if implicitTLS {
 			conn = tls.Server(conn, s.opt.TLSConfig)
 		}
