@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"time"
 
 	"postern/auth"
@@ -49,8 +51,12 @@ func serveMain(ctx context.Context, args []string, stderr io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:1143", "listen address (plain IMAP, insecure auth allowed: use loopback)")
 	user := fs.String("user", "bench", "login name")
 	pass := fs.String("pass", "bench", "password")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) for profiling")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		go func() { fmt.Fprintln(stderr, http.ListenAndServe(*pprofAddr, nil)) }()
 	}
 	if *dir == "" {
 		return errors.New("serve: -dir required")

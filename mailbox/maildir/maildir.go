@@ -89,6 +89,7 @@ type Folder struct {
 	// was built from; Sync returns it again while nothing changed.
 	lastSnap *Snapshot
 	lastDB   *uidDB
+	lastGen  uint64 // lastDB.gen when lastSnap was built
 }
 
 // fileMeta caches what stat told us about a message; mtime and content never

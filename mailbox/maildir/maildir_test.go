@@ -153,8 +153,12 @@ func TestSyncAssignsUIDsAndPersists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(db), keys[4]) {
-		t.Errorf("expunged key still in courierimapuiddb:\n%s", db)
+	parsed, _, err := parseUIDDB(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parsed.uids[keys[4]] != 0 || parsed.next != 7 {
+		t.Errorf("expunged key still live in courierimapuiddb (next %d):\n%s", parsed.next, db)
 	}
 }
 

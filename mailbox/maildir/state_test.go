@@ -394,3 +394,131 @@ func (failingReader) Read(p []byte) (int, error) {
 	copy(p, "partial")
 	return len("partial"), errors.New("connection reset")
 }
+
+// Changes to courierimapuiddb are made in place once the header has the
+// padded form: a new UID rewrites the header and appends a line (same
+// inode, the old lines untouched), a message that left gets a "UID" line,
+// and the file still reads as Courier's format.
+func TestUIDDBAppendsInPlace(t *testing.T) {
+	m := newTestMaildir(t)
+	root := m.Root()
+	keys := []string{"1600000000.M1P1.old,S=5", "1600000001.M1P1.old,S=5"}
+	writeFile(t, filepath.Join(root, "cur", keys[0]+":2,S"), "aaaaa")
+	writeFile(t, filepath.Join(root, "cur", keys[1]+":2,"), "bbbbb")
+	// As Courier writes it: unpadded header.
+	writeFile(t, filepath.Join(root, uidDBName), fmt.Sprintf("1 1234567 3\n1 %s\n2 %s\n", keys[0], keys[1]))
+	inbox, _ := m.Folder(Inbox)
+	if _, err := inbox.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(root, uidDBName)
+	// The first change rewrites the file with a padded header.
+	deliverString(t, inbox, "one", DeliverOptions{})
+	if _, err := inbox.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	if !strings.HasPrefix(string(data), "1 0001234567 0000000004\n") {
+		t.Fatalf("after the first change:\n%s", data)
+	}
+	st1, _ := os.Stat(path)
+	// The next ones append.
+	k4 := deliverString(t, inbox, "two", DeliverOptions{})
+	if _, err := inbox.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := inbox.Remove(keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := inbox.Sync(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2, _ := os.Stat(path)
+	if identityOf(st1).ino != identityOf(st2).ino {
+		t.Errorf("file replaced, want changes in place")
+	}
+	data, _ = os.ReadFile(path)
+	if !strings.HasPrefix(string(data), "1 0001234567 0000000005\n") || !strings.HasSuffix(string(data), "\n4 "+k4+"\n1\n") {
+		t.Errorf("in-place changes:\n%s", data)
+	}
+	var uids []uint32
+	for _, msg := range snap.Messages {
+		uids = append(uids, msg.UID)
+	}
+	if !slices.Equal(uids, []uint32{2, 3, 4}) || snap.UIDNext != 5 {
+		t.Errorf("UIDs %v next %d, want [2 3 4] 5", uids, snap.UIDNext)
+	}
+	// Another process's view of the same file: a fresh Maildir object.
+	m2, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox2, _ := m2.Folder(Inbox)
+	snap2, err := inbox2.Sync(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap2.Messages) != 3 || snap2.Messages[0].UID != 2 || snap2.UIDNext != 5 {
+		t.Errorf("second reader: %+v", snap2)
+	}
+	// Courier's reader skips a line without a space; every other line is
+	// "UID KEY" and the header parses as three decimal numbers.
+	for i, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		f := strings.Fields(line)
+		if i == 0 && len(f) != 3 || i > 0 && len(f) != 1 && len(f) != 2 {
+			t.Errorf("line %d %q", i, line)
+		}
+	}
+}
+
+// A message that left and comes back under the same name (a restore) gets
+// a new UID: the gone marker keeps the old UID used.
+func TestUIDDBGoneMarker(t *testing.T) {
+	db, _, err := parseUIDDB([]byte("1 0000000100 0000000004\n1 a\n2 b\n1\n3 c\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.uids["a"] != 0 || db.uids["b"] != 2 || db.uids["c"] != 3 || db.next != 4 || !db.padded || db.lines != 4 {
+		t.Errorf("parsed %+v", db)
+	}
+	// A UID that left may not come back.
+	if _, _, err := parseUIDDB([]byte("1 0000000100 0000000004\n1 a\n1\n1 a\n")); !errors.Is(err, errCorruptUIDDB) {
+		t.Errorf("UID reused after its gone marker: err %v", err)
+	}
+	// Lines above NEXTUID (a crash between header and append) raise it.
+	db, _, err = parseUIDDB([]byte("1 0000000100 0000000002\n1 a\n2 b\n3 c\n"))
+	if err != nil || db.next != 4 {
+		t.Errorf("next %d err %v", db.next, err)
+	}
+}
+
+// Many expunges make the file compact itself: gone markers never outgrow
+// the live lines for long.
+func TestUIDDBCompacts(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	var keys []string
+	for i := 0; i < 1200; i++ {
+		keys = append(keys, deliverString(t, inbox, fmt.Sprint("m", i), DeliverOptions{}))
+	}
+	if _, err := inbox.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys[:1190] {
+		if err := inbox.Remove(k); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := inbox.Sync(true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, _ := os.ReadFile(filepath.Join(m.Root(), uidDBName))
+	db, _, err := parseUIDDB(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(db.uids) != 10 || db.lines > 2*10+1024+1 {
+		t.Errorf("%d live, %d lines after compaction", len(db.uids), db.lines)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The UID database is Courier's courierimapuiddb, one per folder:
@@ -23,6 +25,19 @@ import (
 // name without the ":2," info. Dovecot's dovecot-uidlist started from the
 // same format, which is why Courier installations migrate by keeping this
 // file: the UIDs clients have cached stay valid.
+//
+// Courier rewrites the whole file whenever a UID is given or a message
+// leaves. At 100,000 messages that is 6 MB and an fsync per new message,
+// so Postern writes the header with both numbers zero-padded to ten
+// digits (Courier's sscanf("%d %lu %lu") reads them as before) and then
+// changes the file in place: the new header is written over the old one
+// (same length) and the new lines are appended. A message that left is
+// recorded by appending its UID alone on a line, which Courier's reader
+// skips (a line without a space) and ours reads as "this UID is gone";
+// Courier itself drops a line whose file no longer exists. When such
+// lines outnumber the live ones the file is rewritten in full, as it is
+// when the header was written by Courier (unpadded) or could not be
+// trusted.
 
 // maxUIDDBSize bounds what we read; a folder of a million messages needs
 // about 80 MB, so 256 MiB leaves headroom while refusing absurd files.
@@ -37,6 +52,21 @@ type uidDB struct {
 	validity uint32
 	next     uint32
 	uids     map[string]uint32 // key → UID
+	// padded is true when the file's header has the fixed-width form that
+	// can be rewritten in place; lines counts the file's lines after the
+	// header (live, stale and gone markers) to tell when to compact.
+	padded bool
+	lines  int
+	// gen counts changes made in place, so that Sync can tell this
+	// database from the one its last snapshot was built from.
+	gen uint64
+}
+
+// paddedHeaderLen is the length of "1 VVVVVVVVVV NNNNNNNNNN\n".
+const paddedHeaderLen = 24
+
+func paddedHeader(validity, next uint32) []byte {
+	return fmt.Appendf(nil, "1 %010d %010d\n", validity, next)
 }
 
 func newUIDDB(validity uint32) *uidDB {
@@ -61,7 +91,10 @@ func parseUIDDB(data []byte) (*uidDB, uint32, error) {
 		return nil, 0, fmt.Errorf("header %.40q: %w", line, errCorruptUIDDB)
 	}
 	db := &uidDB{validity: uint32(validity), next: uint32(next), uids: make(map[string]uint32)}
-	used := make(map[uint32]bool)
+	db.padded = len(line) == paddedHeaderLen-1 && string(line)+"\n" == string(paddedHeader(db.validity, db.next))
+	// keyOf remembers each UID's key, so that a gone marker can drop it;
+	// a UID seen once is never accepted again, gone or not.
+	keyOf := make(map[uint32]string)
 	lineNo := 1
 	for len(rest) > 0 {
 		line, rest, _ = bytes.Cut(rest, []byte("\n"))
@@ -69,19 +102,30 @@ func parseUIDDB(data []byte) (*uidDB, uint32, error) {
 		if len(line) == 0 {
 			continue
 		}
+		db.lines++
 		if len(line) > maxUIDDBLine {
 			return nil, db.validity, fmt.Errorf("line %d too long: %w", lineNo, errCorruptUIDDB)
 		}
 		uidText, key, ok := bytes.Cut(line, []byte(" ")) // keys may hold spaces: cut at the first
 		uid, err := strconv.ParseUint(string(uidText), 10, 32)
+		if !ok && err == nil && uid != 0 {
+			// "UID" alone: the message with that UID left the folder.
+			if k, known := keyOf[uint32(uid)]; known && k != "" && db.uids[k] == uint32(uid) {
+				delete(db.uids, k)
+			}
+			if _, known := keyOf[uint32(uid)]; !known {
+				keyOf[uint32(uid)] = ""
+			}
+			continue
+		}
 		if !ok || err != nil || uid == 0 || len(key) == 0 || bytes.ContainsAny(key, "/:\x00") {
 			return nil, db.validity, fmt.Errorf("line %d %.60q: %w", lineNo, line, errCorruptUIDDB)
 		}
 		k := string(key)
-		if used[uint32(uid)] || db.uids[k] != 0 {
+		if _, seen := keyOf[uint32(uid)]; seen || db.uids[k] != 0 {
 			return nil, db.validity, fmt.Errorf("line %d: UID %d or key used twice: %w", lineNo, uid, errCorruptUIDDB)
 		}
-		used[uint32(uid)] = true
+		keyOf[uint32(uid)] = k
 		db.uids[k] = uint32(uid)
 		if uint32(uid) >= db.next {
 			if uid == 1<<32-1 {
@@ -106,7 +150,7 @@ func (db *uidDB) marshal() []byte {
 	slices.SortFunc(entries, func(a, b entry) int { return int64cmp(int64(a.uid), int64(b.uid)) })
 	var b bytes.Buffer
 	b.Grow(32 + len(entries)*64)
-	fmt.Fprintf(&b, "1 %d %d\n", db.validity, db.next)
+	b.Write(paddedHeader(db.validity, db.next))
 	for _, e := range entries {
 		b.WriteString(strconv.FormatUint(uint64(e.uid), 10))
 		b.WriteByte(' ')
@@ -181,18 +225,26 @@ func (f *Folder) cachedUIDDB() (*uidDB, error) {
 	return db, nil
 }
 
-// assignUIDs runs under the folder's flock: it re-reads the database (a
-// concurrent process may have assigned UIDs since we looked), gives new
-// keys UIDs in delivery order, drops keys that are gone, and writes the
-// file atomically when anything changed. present is the fresh listing;
+// assignUIDs runs under the folder's flock: it makes sure the database is
+// the file's current content (a concurrent process may have assigned UIDs
+// since we looked: the file is re-read unless it is the very file we last
+// read or wrote), gives new keys UIDs in delivery order, drops keys that
+// are gone, and records the changes. present is the fresh listing;
 // seenBefore is an earlier listing, used so that a key is only dropped
 // when two listings agree it is gone (readdir may miss a file being
 // renamed at that instant). Without dropMissing no key is dropped: the
 // listing was partly reused and cannot prove an absence.
 func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]string, dropMissing bool) (*uidDB, error) {
 	path := filepath.Join(f.path, uidDBName)
-	db, _, oldValidity, err := readUIDDB(path)
-	changed := false
+	var db *uidDB
+	var oldValidity uint32
+	var err error
+	if st, serr := os.Stat(path); serr == nil && f.uidCache != nil && identityOf(st) == f.uidStat {
+		db = f.uidCache
+	} else {
+		db, _, oldValidity, err = readUIDDB(path)
+	}
+	rewrite := false
 	if err != nil {
 		if !errors.Is(err, errCorruptUIDDB) {
 			return nil, err
@@ -204,14 +256,14 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 		f.md.log.Warn("maildir: courierimapuiddb unusable, starting a new UIDVALIDITY",
 			"folder", f.path, "err", err, "uidvalidity", validity)
 		db = newUIDDB(validity)
-		changed = true
+		rewrite = true
 	}
 	if db == nil && f.uidCache == nil {
 		// No courierimapuiddb yet: a Maildir migrated from Dovecot keeps
 		// its UIDs from dovecot-uidlist.
 		if imported, ierr := readDovecotUIDList(filepath.Join(f.path, dovecotUIDListName)); ierr == nil && imported != nil {
 			db = imported
-			changed = true
+			rewrite = true
 		} else if ierr != nil {
 			f.md.log.Warn("maildir: dovecot-uidlist unusable, not imported", "folder", f.path, "err", ierr)
 		}
@@ -222,7 +274,7 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 			validity = f.uidCache.validity + 1 // the file vanished; never reuse a validity
 		}
 		db = newUIDDB(validity)
-		changed = true
+		rewrite = true
 	}
 	var fresh []string
 	for k := range present {
@@ -231,31 +283,91 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 		}
 	}
 	sortKeys(fresh)
+	var gone []string
+	// Every present key not fresh is in the database; when that is all of
+	// it, nothing is gone and the database need not be walked.
+	if dropMissing && len(present)-len(fresh) != len(db.uids) {
+		for k := range db.uids {
+			_, now := present[k]
+			_, before := seenBefore[k]
+			if !now && !before {
+				gone = append(gone, k)
+			}
+		}
+	}
+	if len(fresh) == 0 && len(gone) == 0 && !rewrite {
+		return db, nil
+	}
+	if uint64(db.next)+uint64(len(fresh)) >= 1<<32-1 {
+		return nil, fmt.Errorf("UID space exhausted in %s", path)
+	}
+	// The changes, as lines to append: gone markers, then the new UIDs.
+	var tail []byte
+	for _, k := range gone {
+		tail = strconv.AppendUint(tail, uint64(db.uids[k]), 10)
+		tail = append(tail, '\n')
+		delete(db.uids, k)
+	}
 	for _, k := range fresh {
-		if db.next == 0 || db.next == 1<<32-1 {
-			return nil, fmt.Errorf("UID space exhausted in %s", path)
-		}
 		db.uids[k] = db.next
+		tail = strconv.AppendUint(tail, uint64(db.next), 10)
+		tail = append(tail, ' ')
+		tail = append(tail, k...)
+		tail = append(tail, '\n')
 		db.next++
-		changed = true
 	}
-	for k := range db.uids {
-		_, now := present[k]
-		_, before := seenBefore[k]
-		if dropMissing && !now && !before {
-			delete(db.uids, k)
-			changed = true
-		}
-	}
-	if changed {
+	db.gen++
+	lines := db.lines + len(gone) + len(fresh)
+	if rewrite || !db.padded || lines > 2*len(db.uids)+1024 {
 		if err := writeFileAtomic(path, db.marshal(), 0o600); err != nil {
+			f.uidCache = nil
 			return nil, err
 		}
+		db.padded, db.lines = true, len(db.uids)
+	} else {
+		if err := appendUIDDB(path, db, tail); err != nil {
+			// The file may hold part of the change: read it again next time.
+			f.uidCache = nil
+			return nil, err
+		}
+		db.lines = lines
 	}
 	if st, err := os.Stat(path); err == nil {
 		f.uidCache, f.uidStat = db, identityOf(st)
+	} else {
+		f.uidCache = nil
 	}
 	return db, nil
+}
+
+// appendUIDDB records changes in place: the header with the new NEXTUID
+// over the old one, then the new lines at the end, then fdatasync. A crash
+// in between leaves either a NEXTUID above every UID in the file (some
+// numbers are skipped, none given twice) or lines above NEXTUID, which our
+// reader takes as raising it.
+func appendUIDDB(path string, db *uidDB, tail []byte) error {
+	file, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err == nil && st.Size() < paddedHeaderLen {
+		err = errCorruptUIDDB
+	}
+	if err == nil {
+		_, err = file.WriteAt(paddedHeader(db.validity, db.next), 0)
+	}
+	if err == nil {
+		_, err = file.WriteAt(tail, st.Size())
+	}
+	if err == nil {
+		err = unix.Fdatasync(int(file.Fd()))
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 // dovecotUIDListName is Dovecot's UID list, read once when a folder has no
