@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -45,6 +46,18 @@ func (it *fetchItem) needsBody() bool {
 	switch it.name {
 	case "ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[":
 		return true
+	}
+	return false
+}
+
+// headerOnly: the item needs nothing of the message beyond its header
+// block, so the rest of the file is not read.
+func (it *fetchItem) headerOnly() bool {
+	switch it.name {
+	case "ENVELOPE", "RFC822.HEADER":
+		return true
+	case "BODY[":
+		return len(it.section.Path) == 0 && strings.HasPrefix(it.section.Specifier, "HEADER")
 	}
 	return false
 }
@@ -335,7 +348,14 @@ func execFetch(s *session, c *command) result {
 		return bad("VANISHED needs UID FETCH and ENABLE QRESYNC")
 	}
 	wantFlags, wantModSeq, needBody, needParse, setSeen := false, false, false, false, false
+	// headersOnly: every item that reads the message needs only its header;
+	// envelopeOnly: that item is ENVELOPE alone, which the index may hold.
+	headersOnly, envelopeOnly := true, true
 	for i := range items {
+		if items[i].needsBody() {
+			headersOnly = headersOnly && items[i].headerOnly()
+			envelopeOnly = envelopeOnly && items[i].name == "ENVELOPE"
+		}
 		switch items[i].name {
 		case "FLAGS":
 			wantFlags = true
@@ -397,9 +417,13 @@ func execFetch(s *session, c *command) result {
 			s.fetchModSeq = modseqs[k]
 		}
 		var msg *loadedMessage
-		if needBody && !m.gone {
+		// The index keeps each ENVELOPE once rendered (it never changes).
+		fromIndex := needBody && envelopeOnly && sel.index.envelope(m.uid) != ""
+		if needBody && !m.gone && !fromIndex {
 			var err error
-			if needParse {
+			if needParse && headersOnly {
+				msg, err = s.loadHeader(m)
+			} else if needParse {
 				msg, err = s.loadMessage(m)
 			} else {
 				// Only the whole message is wanted: it is streamed from the
@@ -414,7 +438,7 @@ func execFetch(s *session, c *command) result {
 				s.markChanged() // report the expunge at the next chance
 			}
 		}
-		if needBody && msg == nil {
+		if needBody && msg == nil && !fromIndex {
 			expungeIssued = true
 		}
 		addFlags := false
@@ -434,7 +458,7 @@ func execFetch(s *session, c *command) result {
 		first := true
 		for k := range items {
 			it := &items[k]
-			if it.needsBody() && msg == nil {
+			if it.needsBody() && msg == nil && !fromIndex {
 				continue
 			}
 			if !first {
@@ -499,7 +523,13 @@ func (s *session) writeFetchItem(it *fetchItem, m *viewMessage, msg *loadedMessa
 		w.raw("RFC822.SIZE ").num(uint64(size))
 	case "ENVELOPE":
 		w.raw("ENVELOPE ")
+		if env := s.sel.index.envelope(m.uid); env != "" {
+			w.raw(env)
+			break
+		}
+		start := len(w.buf)
 		w.buf = appendEnvelope(w.buf, msg.root.Envelope)
+		s.sel.index.setEnvelope(m.uid, m.key, string(w.buf[start:]))
 	case "BODY":
 		w.raw("BODY ")
 		w.buf = appendBodyStructure(w.buf, msg.root, false, 0)
@@ -558,6 +588,9 @@ func (s *session) writeFetchItem(it *fetchItem, m *viewMessage, msg *loadedMessa
 type loadedMessage struct {
 	data []byte
 	root *mime.Part
+	// headerOnly: data is the header block alone (loadHeader), so its
+	// length is not the message's size.
+	headerOnly bool
 
 	file     *os.File
 	crlfSize int64
@@ -667,6 +700,80 @@ func (s *session) loadMessage(m *viewMessage) (*loadedMessage, error) {
 	return &loadedMessage{data: data, root: root}, nil
 }
 
+// maxHeaderBlock bounds what loadHeader reads looking for the end of the
+// header; a longer header makes it read the whole message instead.
+const maxHeaderBlock = 256 << 10
+
+// loadHeader reads and parses only a message's header block (up to and
+// including the empty line), for FETCH items that need nothing more:
+// ENVELOPE, RFC822.HEADER, BODY[HEADER...]. Such a fetch on messages with
+// big attachments then reads a few kilobytes of each, not the whole file.
+// A message that ends within the bound is read whole and serves as
+// loadMessage's would.
+func (s *session) loadHeader(m *viewMessage) (*loadedMessage, error) {
+	f, err := s.sel.folder.Open(m.key)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, 0, 8<<10)
+	for {
+		if len(buf) == cap(buf) {
+			if cap(buf) >= maxHeaderBlock {
+				return s.loadMessage(m)
+			}
+			buf = slices.Grow(buf, cap(buf))
+		}
+		n, rerr := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if end := headerBlockEnd(buf); end >= 0 {
+			data := toCRLF(buf[:end])
+			root, err := mime.Parse(bytes.NewReader(data), int64(len(data)))
+			if err != nil {
+				return nil, fmt.Errorf("imap: parse header of message %d: %w", m.uid, err)
+			}
+			return &loadedMessage{data: data, root: root, headerOnly: true}, nil
+		}
+		if errors.Is(rerr, io.EOF) {
+			// A message without a body: what was read is all of it.
+			data := toCRLF(buf)
+			s.sel.index.setCRLFSize(m.uid, int64(len(data)))
+			root, err := mime.Parse(bytes.NewReader(data), int64(len(data)))
+			if err != nil {
+				return nil, fmt.Errorf("imap: parse message %d: %w", m.uid, err)
+			}
+			return &loadedMessage{data: data, root: root}, nil
+		}
+		if rerr != nil {
+			return nil, fmt.Errorf("imap: read message %d: %w", m.uid, rerr)
+		}
+	}
+}
+
+// headerBlockEnd is the offset just past the empty line that ends the
+// header in b, or -1 when b holds no complete header yet.
+func headerBlockEnd(b []byte) int {
+	if len(b) > 0 && b[0] == '\n' {
+		return 1
+	}
+	if len(b) > 1 && b[0] == '\r' && b[1] == '\n' {
+		return 2
+	}
+	for i, c := range b {
+		if c != '\n' {
+			continue
+		}
+		rest := b[i+1:]
+		if len(rest) > 0 && rest[0] == '\n' {
+			return i + 2
+		}
+		if len(rest) > 1 && rest[0] == '\r' && rest[1] == '\n' {
+			return i + 3
+		}
+	}
+	return -1
+}
+
 // toCRLF returns b with every bare LF made CRLF; b itself
 // when it is already clean.
 func toCRLF(b []byte) []byte {
@@ -692,7 +799,7 @@ func toCRLF(b []byte) []byte {
 // messageSize is RFC822.SIZE: the size in CRLF form. Dovecot's ",W=" gives
 // it directly; otherwise it is counted once and remembered.
 func (s *session) messageSize(m *viewMessage, msg *loadedMessage) (int64, error) {
-	if msg != nil {
+	if msg != nil && !msg.headerOnly {
 		if msg.file != nil {
 			return msg.crlfSize, nil
 		}

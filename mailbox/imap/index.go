@@ -67,7 +67,12 @@ type indexEntry struct {
 	date     int64 // internal date, Unix nanoseconds
 	modseq   uint64
 	hdr      *indexHeaders // nil until read
+	envelope string        // the ENVELOPE as last sent; "" until fetched
 }
+
+// envelopeVersion tags stored ENVELOPE renderings: records written by an
+// older rendering (a different number) are ignored and rendered again.
+const envelopeVersion = 1
 
 // expungedUID is a UID that left the folder at a mod-sequence.
 type expungedUID struct {
@@ -289,6 +294,7 @@ const (
 	recExpunge  = 'X' // uid, modseq
 	recHeaders  = 'H' // uid, header fields
 	recCRLFSize = 'C' // uid, size
+	recEnvelope = 'E' // uid, rendering version, ENVELOPE as sent
 )
 
 func (ix *folderIndex) replay(p []byte) error {
@@ -346,6 +352,13 @@ func (ix *folderIndex) replay(p []byte) error {
 		h.sent = r.varint()
 		if e := ix.byUID[uid]; e != nil && r.err == nil {
 			e.hdr = h
+		}
+	case recEnvelope:
+		uid := uint32(r.uvarint())
+		version := r.uvarint()
+		env := r.str()
+		if e := ix.byUID[uid]; e != nil && r.err == nil && version == envelopeVersion {
+			e.envelope = env
 		}
 	case recCRLFSize:
 		uid := uint32(r.uvarint())
@@ -481,6 +494,14 @@ func headersRecord(uid uint32, h *indexHeaders) []byte {
 	return w.b
 }
 
+func envelopeRecord(uid uint32, env string) []byte {
+	w := &recordWriter{b: []byte{recEnvelope}}
+	w.uvarint(uint64(uid))
+	w.uvarint(envelopeVersion)
+	w.str(env)
+	return w.b
+}
+
 func crlfRecord(uid uint32, n int64) []byte {
 	w := &recordWriter{b: []byte{recCRLFSize}}
 	w.uvarint(uint64(uid))
@@ -535,6 +556,9 @@ func (ix *folderIndex) rewrite() error {
 		add(messageRecord(e))
 		if e.hdr != nil {
 			add(headersRecord(e.uid, e.hdr))
+		}
+		if e.envelope != "" {
+			add(envelopeRecord(e.uid, e.envelope))
 		}
 	}
 	tmp := ix.path + ".tmp"
@@ -741,6 +765,33 @@ func (ix *folderIndex) crlfSize(uid uint32) int64 {
 		return e.crlfSize
 	}
 	return 0
+}
+
+// envelope returns the stored ENVELOPE of uid ("" if not fetched yet).
+func (ix *folderIndex) envelope(uid uint32) string {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if e := ix.byUID[uid]; e != nil {
+		return e.envelope
+	}
+	return ""
+}
+
+// setEnvelope keeps the ENVELOPE rendered for uid, whose file is key (a
+// message never changes, so neither does its envelope).
+func (ix *folderIndex) setEnvelope(uid uint32, key, env string) {
+	if len(env) > maxIndexedHeader*4 {
+		return // absurd headers are rendered each time rather than kept
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if e := ix.byUID[uid]; e != nil && e.key == key && e.envelope == "" {
+		e.envelope = env
+		ix.emit(envelopeRecord(uid, env))
+		if ix.pending.Len() > 64<<10 {
+			ix.flushLocked()
+		}
+	}
 }
 
 func (ix *folderIndex) setCRLFSize(uid uint32, n int64) {
