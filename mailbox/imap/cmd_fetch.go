@@ -36,7 +36,7 @@ type fetchItem struct {
 }
 
 type fetchArgs struct {
-	set   seqSet
+	set   seqArg
 	items []fetchItem
 	mods  fetchModifiers
 }
@@ -75,7 +75,7 @@ func parseFetchItems(d *decoder) (any, error) {
 	if err := d.sp(); err != nil {
 		return nil, err
 	}
-	set, err := d.seqSet()
+	set, err := d.seqArg()
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +326,8 @@ func (d *decoder) headerList() ([]string, error) {
 func execFetch(s *session, c *command) result {
 	a := c.args.(fetchArgs)
 	sel := s.sel
-	if !c.uid && !sel.seqInRange(a.set) {
+	set := sel.expand(a.set, c.uid)
+	if !c.uid && !sel.seqInRange(set) {
 		return bad("Invalid sequence number")
 	}
 	items := a.items
@@ -369,7 +370,7 @@ func execFetch(s *session, c *command) result {
 			items = append(items, fetchItem{name: "MODSEQ"})
 		}
 	}
-	indexes := sel.resolve(a.set, c.uid)
+	indexes := sel.resolve(set, c.uid)
 	var modseqs []uint64 // parallel to indexes, when mod-sequences matter
 	if wantModSeq || a.mods.changedSince > 0 || s.condstoreOn() {
 		view := make([]viewMessage, len(indexes))
@@ -379,7 +380,7 @@ func execFetch(s *session, c *command) result {
 		modseqs = sel.index.modseqsOf(view)
 	}
 	if a.mods.vanished {
-		if err := s.writeVanished(s.vanishedIn(a.mods.changedSince, a.set), true); err != nil {
+		if err := s.writeVanished(s.vanishedIn(a.mods.changedSince, set), true); err != nil {
 			return fatal()
 		}
 	}

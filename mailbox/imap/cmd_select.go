@@ -16,7 +16,7 @@ func selectCommands() []*commandSpec {
 		{name: "UNSELECT", states: stateSelected, caps: []string{"UNSELECT"}, exec: execUnselect, noUpdates: true},
 		{name: "CHECK", states: stateSelected, exec: execCheck, expungeOK: true, noUpdates: true},
 		{name: "EXPUNGE", states: stateSelected, exec: execExpunge, expungeOK: true, noUpdates: true},
-		{name: "UID EXPUNGE", states: stateSelected, caps: []string{"UIDPLUS"}, parse: parseSeqSetArg, exec: execExpunge, expungeOK: true, noUpdates: true},
+		{name: "UID EXPUNGE", states: stateSelected, caps: []string{"UIDPLUS"}, parse: parseSeqArg, exec: execExpunge, expungeOK: true, noUpdates: true},
 	}
 }
 
@@ -130,7 +130,7 @@ func execExpunge(s *session, c *command) result {
 	}
 	var limit []int
 	if c.uid {
-		limit = s.sel.resolve(c.args.(seqSet), true)
+		limit = s.sel.resolve(s.sel.expand(c.args.(seqArg), true), true)
 		if len(limit) == 0 {
 			if r, failed := s.syncResult(s.sendUpdates(true, false)); failed {
 				return r
@@ -185,12 +185,12 @@ func (s *session) removeDeleted(indexes []int) (int, error) {
 	return removed, nil
 }
 
-// parseSeqSetArg reads " sequence-set".
-func parseSeqSetArg(d *decoder) (any, error) {
+// parseSeqArg reads " sequence-set" or " $".
+func parseSeqArg(d *decoder) (any, error) {
 	if err := d.sp(); err != nil {
 		return nil, err
 	}
-	return d.seqSet()
+	return d.seqArg()
 }
 
 func (d *decoder) seqSet() (seqSet, error) {

@@ -53,6 +53,9 @@ type selected struct {
 	// without walking the messages.
 	openCounted     bool
 	openFirstUnseen int
+	// saved is the search result variable of SEARCHRES (RFC 5182), as
+	// UIDs, ascending; see searchres.go.
+	saved []uint32
 }
 
 var errUIDValidityChanged = errors.New("imap: UIDVALIDITY changed under the session")
