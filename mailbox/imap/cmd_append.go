@@ -25,6 +25,7 @@ type appendArgs struct {
 	date    time.Time
 	size    int64
 	sync    bool
+	binary  bool // sent as a literal8, "~{n}"
 }
 
 func parseAppend(d *decoder) (any, error) {
@@ -69,6 +70,15 @@ func parseAppend(d *decoder) (any, error) {
 		if err := d.sp(); err != nil {
 			return nil, err
 		}
+		if b, err = d.peek(); err != nil {
+			return nil, err
+		}
+	}
+	if b == '~' {
+		// literal8 (RFC 3516 4.4): the message may hold NUL and bare
+		// CR or LF; it is stored as sent, like any other.
+		d.readByte()
+		a.binary = true
 	}
 	if a.size, a.sync, err = d.literalHeader(); err != nil {
 		return nil, err
