@@ -1,8 +1,8 @@
 // Package imap is Postern's IMAP server: IMAP4rev1 (RFC 3501) with IDLE,
 // NAMESPACE, UNSELECT, UIDPLUS, MOVE, ENABLE, ID, LITERAL+, CHILDREN,
 // SPECIAL-USE, SASL-IR, CONDSTORE/QRESYNC, ESEARCH, SEARCHRES, SORT,
-// THREAD, QUOTA, LIST-EXTENDED, LIST-STATUS, BINARY and APPENDLIMIT, over
-// Maildir++ mailboxes.
+// THREAD, QUOTA, LIST-EXTENDED, LIST-STATUS, BINARY, STATUS=SIZE and
+// APPENDLIMIT, over Maildir++ mailboxes.
 //
 // It owns the whole protocol layer: the command reader (synchronizing and
 // non-synchronizing literals, APPEND's message streamed to disk), the table
