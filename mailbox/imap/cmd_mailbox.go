@@ -304,7 +304,9 @@ func execList(s *session, c *command) result {
 		}
 		var attrs []string
 		if e.folder == "" {
-			attrs = append(attrs, `\Noselect`)
+			// The name exists only as a parent. IMAP4rev2 calls that
+			// \NonExistent (RFC 9051 7.3.1; it implies \Noselect).
+			attrs = append(attrs, s.parentOnlyAttr())
 		}
 		if e.children {
 			attrs = append(attrs, `\HasChildren`)
@@ -478,6 +480,9 @@ func (d *decoder) statusItemList() ([]string, error) {
 
 func execStatus(s *session, c *command) result {
 	a := c.args.(statusArgs)
+	if s.rev2() && slices.Contains(a.items, "RECENT") {
+		return bad("RECENT is not a STATUS item in IMAP4rev2")
+	}
 	folder, err := s.folderName(a.mailbox)
 	if err != nil {
 		return nameResult(err)

@@ -381,6 +381,16 @@ func (p *searchParser) searchReturn(a *searchArgs) error {
 func execSearch(s *session, c *command) result {
 	a := c.args.(searchArgs)
 	sel := s.sel
+	if s.rev2() {
+		if err := rev2SearchKeys(a.key); err != nil {
+			return bad(err.Error())
+		}
+		if !a.esearch {
+			// RFC 9051 6.4.4: the answer is always ESEARCH; no RETURN
+			// means ALL.
+			a.esearch, a.ret = true, map[string]bool{"ALL": true}
+		}
+	}
 	save := a.ret["SAVE"]
 	switch a.charset {
 	case "US-ASCII", "UTF-8":

@@ -36,7 +36,7 @@ func (s *session) selectMailbox(a selectArgs, readOnly bool) result {
 	// expunging (RFC 3501 6.3.1); with QRESYNC the client is told so, since
 	// responses after this point belong to the new mailbox (RFC 7162
 	// 3.2.11).
-	if s.sel != nil && s.qresyncOn() {
+	if s.sel != nil && (s.qresyncOn() || s.rev2()) {
 		s.w.line("* OK [CLOSED] Previous mailbox closed").end()
 	}
 	s.closeSelected()
@@ -73,9 +73,14 @@ func (s *session) selectMailbox(a selectArgs, readOnly bool) result {
 			}
 		}
 	}
-	w.line("* ").num(uint64(recent)).raw(" RECENT").end()
-	if firstUnseen > 0 {
-		w.line("* OK [UNSEEN ").num(uint64(firstUnseen)).raw("] First unseen").end()
+	if s.rev2() {
+		// RFC 9051 6.3.2: no RECENT and no UNSEEN; a LIST of the mailbox.
+		s.writeSelectedList(folder)
+	} else {
+		w.line("* ").num(uint64(recent)).raw(" RECENT").end()
+		if firstUnseen > 0 {
+			w.line("* OK [UNSEEN ").num(uint64(firstUnseen)).raw("] First unseen").end()
+		}
 	}
 	w.line("* OK [UIDVALIDITY ").num(uint64(sel.uidValidity)).raw("] UIDs valid").end()
 	w.line("* OK [UIDNEXT ").num(uint64(sel.uidNext)).raw("] Predicted next UID").end()
