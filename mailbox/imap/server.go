@@ -1,12 +1,12 @@
 // Package imap is Postern's IMAP server: IMAP4rev1 (RFC 3501) with IDLE,
 // NAMESPACE, UNSELECT, UIDPLUS, MOVE, ENABLE, ID, LITERAL+, CHILDREN,
 // SPECIAL-USE, SASL-IR, CONDSTORE/QRESYNC, ESEARCH, SEARCHRES, SORT,
-// THREAD, QUOTA, LIST-EXTENDED, LIST-STATUS, BINARY, STATUS=SIZE and
-// APPENDLIMIT, over Maildir++ mailboxes; and IMAP4rev2 (RFC 9051) for the
-// sessions that enable it (rev2.go).
+// THREAD, QUOTA, LIST-EXTENDED, LIST-STATUS, BINARY, STATUS=SIZE,
+// MULTIAPPEND and APPENDLIMIT, over Maildir++ mailboxes; and IMAP4rev2
+// (RFC 9051) for the sessions that enable it (rev2.go).
 //
 // It owns the whole protocol layer: the command reader (synchronizing and
-// non-synchronizing literals, APPEND's message streamed to disk), the table
+// non-synchronizing literals, APPEND's messages streamed to disk), the table
 // of commands from which the CAPABILITY list is computed, the response
 // encoder, and each session's view of its selected mailbox (sequence numbers,
 // flags, \Recent) with the untagged updates that keep the view in step with
