@@ -125,8 +125,8 @@ func parseEnable(d *decoder) (any, error) {
 	return caps, nil
 }
 
-// execEnable turns on CONDSTORE and QRESYNC (RFC 7162 3.2.3: QRESYNC
-// implies CONDSTORE); the ENABLED response lists what this command newly
+// execEnable turns on CONDSTORE, QRESYNC (RFC 7162 3.2.3: QRESYNC
+// implies CONDSTORE) and IMAP4rev2 (RFC 9051); the ENABLED response lists what this command newly
 // enabled, and nothing for extensions this server does not know
 // (RFC 5161 3.1).
 func execEnable(s *session, c *command) result {
@@ -143,6 +143,12 @@ func execEnable(s *session, c *command) result {
 			}
 			if name == "QRESYNC" {
 				s.enabled["CONDSTORE"] = true
+			}
+		case "IMAP4REV2":
+			// RFC 9051 6.3.1 (rev2.go).
+			if !s.enabled[name] {
+				s.enabled[name] = true
+				w.raw(" IMAP4rev2")
 			}
 		}
 	}

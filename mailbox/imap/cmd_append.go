@@ -9,13 +9,14 @@ import (
 	"postern/mailbox/maildir"
 )
 
-// APPEND (RFC 3501 6.3.11) with APPENDUID (RFC 4315). The message literal
-// is streamed from the connection into the Maildir: it is never held whole
-// in memory, and a synchronizing literal that is too big, or aimed at a
-// mailbox that does not exist, is refused before the client sends it.
+// APPEND (RFC 3501 6.3.11) with APPENDUID (RFC 4315) and MULTIAPPEND
+// (RFC 3502). Each message literal is streamed from the connection into the
+// Maildir: it is never held whole in memory, and a synchronizing literal
+// that is too big, or aimed at a mailbox that does not exist, is refused
+// before the client sends it.
 func appendCommands() []*commandSpec {
 	return []*commandSpec{
-		{name: "APPEND", states: authenticated, parse: parseAppend, exec: execAppend, ownsLineEnd: true, expungeOK: true},
+		{name: "APPEND", states: authenticated, caps: []string{"MULTIAPPEND"}, parse: parseAppend, exec: execAppend, ownsLineEnd: true, expungeOK: true},
 	}
 }
 
@@ -25,6 +26,7 @@ type appendArgs struct {
 	date    time.Time
 	size    int64
 	sync    bool
+	binary  bool // sent as a literal8, "~{n}"
 }
 
 func parseAppend(d *decoder) (any, error) {
@@ -35,43 +37,64 @@ func parseAppend(d *decoder) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := appendArgs{mailbox: mb}
 	if err := d.sp(); err != nil {
 		return nil, err
 	}
-	b, err := d.peek()
+	a, err := d.appendMessage()
 	if err != nil {
 		return nil, err
+	}
+	a.mailbox = mb
+	return a, nil
+}
+
+// appendMessage reads one message's "[flag-list SP] [date-time SP]
+// literal" up to the literal's data: the first after the mailbox name, and
+// with MULTIAPPEND (RFC 3502) each further one after a space.
+func (d *decoder) appendMessage() (appendArgs, error) {
+	var a appendArgs
+	b, err := d.peek()
+	if err != nil {
+		return a, err
 	}
 	if b == '(' {
 		names, err := d.flagList()
 		if err != nil {
-			return nil, err
+			return a, err
 		}
 		if a.flags, err = parseFlagNames(names); err != nil {
-			return nil, err
+			return a, err
 		}
 		if err := d.sp(); err != nil {
-			return nil, err
+			return a, err
 		}
 		if b, err = d.peek(); err != nil {
-			return nil, err
+			return a, err
 		}
 	}
 	if b == '"' {
 		s, err := d.quoted()
 		if err != nil {
-			return nil, err
+			return a, err
 		}
 		if a.date, err = parseDateTime(s); err != nil {
-			return nil, err
+			return a, err
 		}
 		if err := d.sp(); err != nil {
-			return nil, err
+			return a, err
+		}
+		if b, err = d.peek(); err != nil {
+			return a, err
 		}
 	}
+	if b == '~' {
+		// literal8 (RFC 3516 4.4): the message may hold NUL and bare
+		// CR or LF; it is stored as sent, like any other.
+		d.readByte()
+		a.binary = true
+	}
 	if a.size, a.sync, err = d.literalHeader(); err != nil {
-		return nil, err
+		return a, err
 	}
 	return a, nil
 }
@@ -134,12 +157,25 @@ func parseDateTime(s string) (time.Time, error) {
 	return t, nil
 }
 
+// maxMultiAppend bounds the messages of one APPEND: each is staged on disk
+// until the command ends.
+const maxMultiAppend = 1000
+
 func execAppend(s *session, c *command) result {
 	a := c.args.(appendArgs)
-	// refuse answers without taking the literal: for a synchronizing one
-	// the client sends nothing more; a non-synchronizing one is on its way
-	// and is skipped when its size is sane.
+	var staged []*maildir.Staged
+	discard := func() {
+		for _, st := range staged {
+			st.Discard()
+		}
+		staged = nil
+	}
+	// refuse answers without taking the current literal: for a
+	// synchronizing one the client sends nothing more; a non-synchronizing
+	// one is on its way and is skipped when its size is sane, with the
+	// rest of the command (further MULTIAPPEND messages).
 	refuse := func(r result) result {
+		discard()
 		if !a.sync {
 			if err := s.d.skip(a.size); err != nil {
 				if errors.Is(err, errAbsurdInput) {
@@ -150,7 +186,7 @@ func execAppend(s *session, c *command) result {
 				}
 				return fatal()
 			}
-			if err := s.d.crlf(); err != nil {
+			if err := s.d.discardCommand(); err != nil {
 				return fatal()
 			}
 		}
@@ -167,58 +203,134 @@ func execAppend(s *session, c *command) result {
 		}
 		return refuse(s.storageResult(err, "APPEND"))
 	}
-	if a.size > s.srv.opt.MaxLiteralSize {
-		return refuse(no("TOOBIG", fmt.Sprintf("Message exceeds the %d-byte limit", s.srv.opt.MaxLiteralSize)))
-	}
-	if limit, used, err := s.mail.Quota(); err == nil {
-		if limit.Bytes > 0 && used.Bytes+a.size > limit.Bytes || limit.Messages > 0 && used.Messages+1 > limit.Messages {
-			return refuse(no("OVERQUOTA", "Mailbox is over quota"))
+	// MULTIAPPEND (RFC 3502): every message is staged (written and made
+	// durable in tmp/) as it arrives; only when the whole command has been
+	// read are they committed, so that any failure leaves none behind.
+	var total int64
+	for {
+		if a.size > s.srv.opt.MaxLiteralSize {
+			return refuse(no("TOOBIG", fmt.Sprintf("Message exceeds the %d-byte limit", s.srv.opt.MaxLiteralSize)))
 		}
-	}
-	if err := s.continueLiteral(a.size, a.sync); err != nil {
-		return fatal()
-	}
-	body := &exactReader{r: s.br, left: a.size}
-	// Without flags the message goes to new/ and is \Recent for the next
-	// session that looks, as a delivery would be.
-	key, derr := f.Deliver(body, maildir.DeliverOptions{Flags: a.flags.letters, Keywords: a.flags.keywords, InternalDate: a.date})
-	if body.left > 0 {
-		// Delivery stopped early (disk error, quota): keep the connection
-		// in step by reading the rest.
-		if _, err := io.CopyN(io.Discard, s.br, body.left); err != nil {
+		if len(staged) >= maxMultiAppend {
+			return refuse(no("LIMIT", fmt.Sprintf("At most %d messages in one APPEND", maxMultiAppend)))
+		}
+		total += a.size
+		if limit, used, err := s.mail.Quota(); err == nil {
+			n := int64(len(staged) + 1)
+			if limit.Bytes > 0 && used.Bytes+total > limit.Bytes || limit.Messages > 0 && used.Messages+n > limit.Messages {
+				return refuse(no("OVERQUOTA", "Mailbox is over quota"))
+			}
+		}
+		if err := s.continueLiteral(a.size, a.sync); err != nil {
+			discard()
 			return fatal()
 		}
-	}
-	if body.err != nil {
-		return fatal()
-	}
-	if err := s.d.crlf(); err != nil {
-		if derr == nil {
-			f.Remove(key) // a broken command must not leave a message behind
+		body := &exactReader{r: s.br, left: a.size}
+		// Without flags the message goes to new/ and is \Recent for the
+		// next session that looks, as a delivery would be.
+		st, serr := f.Stage(body, maildir.DeliverOptions{Flags: a.flags.letters, Keywords: a.flags.keywords, InternalDate: a.date})
+		if body.left > 0 {
+			// Staging stopped early (disk error): keep the connection in
+			// step by reading the rest.
+			if _, err := io.CopyN(io.Discard, s.br, body.left); err != nil {
+				discard()
+				return fatal()
+			}
 		}
-		var pe *parseError
-		if errors.As(err, &pe) {
-			return bad("Expected end of line after the APPEND literal (MULTIAPPEND is not supported)")
+		if body.err != nil {
+			if serr == nil {
+				st.Discard()
+			}
+			discard()
+			return fatal()
 		}
-		return fatal()
+		if serr != nil {
+			// The rest of the command is read and dropped; nothing is kept.
+			discard()
+			if err := s.d.discardCommand(); err != nil {
+				return fatal()
+			}
+			return s.storageResult(serr, "APPEND")
+		}
+		staged = append(staged, st)
+		// A space after the literal starts the next message; the end of
+		// the line ends the command.
+		b, err := s.d.peek()
+		if err != nil {
+			discard()
+			return fatal()
+		}
+		if b != ' ' {
+			if err := s.d.crlf(); err != nil {
+				discard()
+				var pe *parseError
+				if errors.As(err, &pe) {
+					return s.badAppendTail(pe)
+				}
+				return fatal()
+			}
+			break
+		}
+		s.d.readByte()
+		next, err := s.d.appendMessage()
+		if err != nil {
+			discard()
+			var pe *parseError
+			if errors.As(err, &pe) {
+				return s.badAppendTail(pe)
+			}
+			return fatal()
+		}
+		next.mailbox = a.mailbox
+		a = next
 	}
-	if derr != nil {
-		return s.storageResult(derr, "APPEND")
+	keys := make([]string, 0, len(staged))
+	for i, st := range staged {
+		key, err := st.Commit()
+		if err != nil {
+			// All or nothing: the committed ones go again, the rest are
+			// dropped.
+			for _, k := range keys {
+				f.Remove(k)
+			}
+			for _, rest := range staged[i+1:] {
+				rest.Discard()
+			}
+			return s.storageResult(err, "APPEND")
+		}
+		keys = append(keys, key)
 	}
 	s.srv.hub.notify(f.Path(), s)
 	if s.sel != nil && s.sel.folder.Path() == f.Path() {
 		s.markChanged()
 	}
-	// APPENDUID (RFC 4315 3): the new message's UID.
+	// APPENDUID (RFC 4315 3): the new messages' UIDs, in the order sent.
 	snap, err := f.Sync(false)
 	if err == nil {
+		byKey := make(map[string]uint32, len(snap.Messages))
 		for i := range snap.Messages {
-			if snap.Messages[i].Key == key {
-				return okCode(fmt.Sprintf("APPENDUID %d %d", snap.UIDValidity, snap.Messages[i].UID), "APPEND completed")
+			byKey[snap.Messages[i].Key] = snap.Messages[i].UID
+		}
+		uids := make([]uint32, 0, len(keys))
+		for _, k := range keys {
+			if uid, ok := byKey[k]; ok {
+				uids = append(uids, uid)
 			}
+		}
+		if len(uids) == len(keys) {
+			return okCode(fmt.Sprintf("APPENDUID %d %s", snap.UIDValidity, compactUIDs(uids)), "APPEND completed")
 		}
 	}
 	return ok("APPEND completed")
+}
+
+// badAppendTail answers a syntax error after an APPEND literal: the rest of
+// the command is thrown away as after any syntax error.
+func (s *session) badAppendTail(pe *parseError) result {
+	if err := s.d.discardCommand(); err != nil {
+		return fatal()
+	}
+	return bad(pe.msg)
 }
 
 // exactReader reads exactly left bytes; an early end of the connection is

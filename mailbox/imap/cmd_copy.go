@@ -19,7 +19,7 @@ func copyCommands() []*commandSpec {
 }
 
 type copyArgs struct {
-	set     seqSet
+	set     seqArg
 	mailbox string
 }
 
@@ -27,7 +27,7 @@ func parseCopy(d *decoder) (any, error) {
 	if err := d.sp(); err != nil {
 		return nil, err
 	}
-	set, err := d.seqSet()
+	set, err := d.seqArg()
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +46,8 @@ func parseCopy(d *decoder) (any, error) {
 func (s *session) copyMessages(c *command) (indexes []int, code string, r result, failed bool) {
 	a := c.args.(copyArgs)
 	sel := s.sel
-	if !c.uid && !sel.seqInRange(a.set) {
+	set := sel.expand(a.set, c.uid)
+	if !c.uid && !sel.seqInRange(set) {
 		return nil, "", bad("Invalid sequence number"), true
 	}
 	folder, err := s.folderName(a.mailbox)
@@ -67,7 +68,7 @@ func (s *session) copyMessages(c *command) (indexes []int, code string, r result
 			dst.Remove(k)
 		}
 	}
-	for _, i := range sel.resolve(a.set, c.uid) {
+	for _, i := range sel.resolve(set, c.uid) {
 		m := &sel.msgs[i]
 		if m.gone {
 			continue

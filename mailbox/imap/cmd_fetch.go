@@ -15,10 +15,11 @@ import (
 	"postern/mailbox/mime"
 )
 
-// FETCH and UID FETCH (RFC 3501 6.4.5, 6.4.8).
+// FETCH and UID FETCH (RFC 3501 6.4.5, 6.4.8), with BINARY (RFC 3516,
+// binary.go).
 func fetchCommands() []*commandSpec {
 	return []*commandSpec{
-		{name: "FETCH", states: stateSelected, parse: parseFetch, exec: execFetch},
+		{name: "FETCH", states: stateSelected, caps: []string{"BINARY"}, parse: parseFetch, exec: execFetch},
 		{name: "UID FETCH", states: stateSelected, parse: parseFetch, exec: execFetch},
 	}
 }
@@ -27,7 +28,7 @@ const maxSectionPath = 16 // part numbers in one BODY[1.2.3...] section
 
 // fetchItem is one fetch attribute.
 type fetchItem struct {
-	name    string // ENVELOPE, FLAGS, INTERNALDATE, RFC822, RFC822.HEADER, RFC822.SIZE, RFC822.TEXT, BODY, BODYSTRUCTURE, UID, or BODY[ for sections
+	name    string // ENVELOPE, FLAGS, INTERNALDATE, RFC822, RFC822.HEADER, RFC822.SIZE, RFC822.TEXT, BODY, BODYSTRUCTURE, UID, or BODY[, BINARY[, BINARY.SIZE[ for sections
 	section mime.SectionSpec
 	label   string // the section as echoed in the response, e.g. "HEADER.FIELDS (From To)"
 	peek    bool
@@ -37,14 +38,14 @@ type fetchItem struct {
 }
 
 type fetchArgs struct {
-	set   seqSet
+	set   seqArg
 	items []fetchItem
 	mods  fetchModifiers
 }
 
 func (it *fetchItem) needsBody() bool {
 	switch it.name {
-	case "ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[":
+	case "ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[", "BINARY[", "BINARY.SIZE[":
 		return true
 	}
 	return false
@@ -64,7 +65,7 @@ func (it *fetchItem) headerOnly() bool {
 
 // setsSeen: body fetches without PEEK mark the message \Seen (RFC 3501 6.4.5).
 func (it *fetchItem) setsSeen() bool {
-	return (it.name == "BODY[" && !it.peek) || it.name == "RFC822" || it.name == "RFC822.TEXT"
+	return (it.name == "BODY[" || it.name == "BINARY[") && !it.peek || it.name == "RFC822" || it.name == "RFC822.TEXT"
 }
 
 // parseFetch reads the set, the items and the optional modifiers of
@@ -88,7 +89,7 @@ func parseFetchItems(d *decoder) (any, error) {
 	if err := d.sp(); err != nil {
 		return nil, err
 	}
-	set, err := d.seqSet()
+	set, err := d.seqArg()
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +174,8 @@ func (d *decoder) fetchAttRest(name string) (fetchItem, error) {
 	case "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE", "RFC822.TEXT", "BODYSTRUCTURE", "UID", "MODSEQ":
 		return it, nil
 	case "BODY", "BODY.PEEK":
+	case "BINARY", "BINARY.PEEK", "BINARY.SIZE":
+		return d.binaryAttRest(name)
 	default:
 		return it, syntaxErr("unknown fetch attribute %s", truncate(name, 40))
 	}
@@ -192,28 +195,34 @@ func (d *decoder) fetchAttRest(name string) (fetchItem, error) {
 	if err := d.section(&it); err != nil {
 		return it, err
 	}
-	if b, err := d.peek(); err == nil && b == '<' {
-		d.readByte()
-		start, err := d.number()
-		if err != nil {
-			return it, err
-		}
-		if err := d.expect('.', "'.'"); err != nil {
-			return it, err
-		}
-		count, err := d.number()
-		if err != nil {
-			return it, err
-		}
-		if count == 0 {
-			return it, syntaxErr("partial length must not be zero")
-		}
-		if err := d.expect('>', "'>'"); err != nil {
-			return it, err
-		}
-		it.partial, it.start, it.count = true, int64(start), int64(count)
+	return it, d.partial(&it)
+}
+
+// partial reads an optional "<start.count>" range.
+func (d *decoder) partial(it *fetchItem) error {
+	if b, err := d.peek(); err != nil || b != '<' {
+		return nil
 	}
-	return it, nil
+	d.readByte()
+	start, err := d.number()
+	if err != nil {
+		return err
+	}
+	if err := d.expect('.', "'.'"); err != nil {
+		return err
+	}
+	count, err := d.number()
+	if err != nil {
+		return err
+	}
+	if count == 0 {
+		return syntaxErr("partial length must not be zero")
+	}
+	if err := d.expect('>', "'>'"); err != nil {
+		return err
+	}
+	it.partial, it.start, it.count = true, int64(start), int64(count)
+	return nil
 }
 
 // section reads what follows "[" up to and including "]".
@@ -339,7 +348,8 @@ func (d *decoder) headerList() ([]string, error) {
 func execFetch(s *session, c *command) result {
 	a := c.args.(fetchArgs)
 	sel := s.sel
-	if !c.uid && !sel.seqInRange(a.set) {
+	set := sel.expand(a.set, c.uid)
+	if !c.uid && !sel.seqInRange(set) {
 		return bad("Invalid sequence number")
 	}
 	items := a.items
@@ -347,7 +357,7 @@ func execFetch(s *session, c *command) result {
 		// RFC 7162 3.2.6: only UID FETCH, and only after ENABLE QRESYNC.
 		return bad("VANISHED needs UID FETCH and ENABLE QRESYNC")
 	}
-	wantFlags, wantModSeq, needBody, needParse, setSeen := false, false, false, false, false
+	wantFlags, wantModSeq, needBody, needParse, setSeen, wantBinary := false, false, false, false, false, false
 	// headersOnly: every item that reads the message needs only its header;
 	// envelopeOnly: that item is ENVELOPE alone, which the index may hold.
 	headersOnly, envelopeOnly := true, true
@@ -361,6 +371,8 @@ func execFetch(s *session, c *command) result {
 			wantFlags = true
 		case "MODSEQ":
 			wantModSeq = true
+		case "BINARY[", "BINARY.SIZE[":
+			wantBinary = true
 		}
 		needBody = needBody || items[i].needsBody()
 		needParse = needParse || items[i].needsBody() && !items[i].wholeMessage()
@@ -389,7 +401,7 @@ func execFetch(s *session, c *command) result {
 			items = append(items, fetchItem{name: "MODSEQ"})
 		}
 	}
-	indexes := sel.resolve(a.set, c.uid)
+	indexes := sel.resolve(set, c.uid)
 	var modseqs []uint64 // parallel to indexes, when mod-sequences matter
 	if wantModSeq || a.mods.changedSince > 0 || s.condstoreOn() {
 		view := make([]viewMessage, len(indexes))
@@ -399,11 +411,11 @@ func execFetch(s *session, c *command) result {
 		modseqs = sel.index.modseqsOf(view)
 	}
 	if a.mods.vanished {
-		if err := s.writeVanished(s.vanishedIn(a.mods.changedSince, a.set), true); err != nil {
+		if err := s.writeVanished(s.vanishedIn(a.mods.changedSince, set), true); err != nil {
 			return fatal()
 		}
 	}
-	expungeIssued := false
+	expungeIssued, unknownCTE := false, false
 	seenChanged := false
 	var seenModSeq uint64
 	w := s.w
@@ -440,6 +452,18 @@ func execFetch(s *session, c *command) result {
 		}
 		if needBody && msg == nil && !fromIndex {
 			expungeIssued = true
+		}
+		if wantBinary && msg != nil {
+			if err := msg.decodeBinaryItems(items); err != nil {
+				msg.close()
+				if !errors.Is(err, mime.ErrUnknownEncoding) {
+					return s.storageResult(err, "FETCH")
+				}
+				// RFC 3516 4.3: the FETCH fails; this message gets no
+				// response (and no \Seen), the others theirs.
+				unknownCTE = true
+				continue
+			}
 		}
 		addFlags := false
 		if setSeen && msg != nil && !sel.hasFlag(i, maildir.FlagSeen) {
@@ -489,6 +513,9 @@ func execFetch(s *session, c *command) result {
 	}
 	if seenChanged {
 		s.srv.hub.notify(sel.folder.Path(), s)
+	}
+	if unknownCTE {
+		return no("UNKNOWN-CTE", "Cannot decode the content transfer encoding of a requested part")
 	}
 	if expungeIssued {
 		return no("EXPUNGEISSUED", "Some messages were expunged meanwhile")
@@ -565,20 +592,29 @@ func (s *session) writeFetchItem(it *fetchItem, m *viewMessage, msg *loadedMessa
 			}
 		}
 		w.raw("BODY[").raw(it.label).byte(']')
-		if it.partial {
-			w.byte('<').num(uint64(it.start)).byte('>')
-			if it.start >= int64(len(data)) {
-				data = nil
-			} else {
-				data = data[it.start:]
-				if int64(len(data)) > it.count {
-					data = data[:it.count]
-				}
-			}
-		}
+		data = it.cut(w, data)
 		w.byte(' ').literal(data)
+	case "BINARY[", "BINARY.SIZE[":
+		return s.writeBinaryItem(it, msg)
 	}
 	return nil
+}
+
+// cut applies the item's partial range to data and writes the "<start>"
+// of the response (RFC 3501 6.4.5: the start is echoed, not the count).
+func (it *fetchItem) cut(w *responseWriter, data []byte) []byte {
+	if !it.partial {
+		return data
+	}
+	w.byte('<').num(uint64(it.start)).byte('>')
+	if it.start >= int64(len(data)) {
+		return nil
+	}
+	data = data[it.start:]
+	if int64(len(data)) > it.count {
+		data = data[:it.count]
+	}
+	return data
 }
 
 // loadedMessage is a message read for one FETCH or SEARCH: its bytes with
@@ -591,6 +627,8 @@ type loadedMessage struct {
 	// headerOnly: data is the header block alone (loadHeader), so its
 	// length is not the message's size.
 	headerOnly bool
+	// decoded holds BINARY sections by label, decoded once per message.
+	decoded map[string][]byte
 
 	file     *os.File
 	crlfSize int64

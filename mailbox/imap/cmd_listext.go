@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -188,6 +189,9 @@ func (d *decoder) optionList(each func(string) error) error {
 // listExtended answers an extended LIST.
 func (s *session) listExtended(a listArgs) result {
 	ext := a.ext
+	if s.rev2() && slices.Contains(ext.retStatus, "RECENT") {
+		return bad("RECENT is not a STATUS item in IMAP4rev2")
+	}
 	entries, err := s.hierarchy()
 	if err != nil {
 		return s.storageResult(err, "LIST")
@@ -263,7 +267,7 @@ func (s *session) listExtended(a listArgs) result {
 		var attrs []string
 		if e.folder == "" {
 			if e.children {
-				attrs = append(attrs, `\Noselect`) // a parent implied by its children
+				attrs = append(attrs, s.parentOnlyAttr()) // a parent implied by its children
 			} else {
 				attrs = append(attrs, `\NonExistent`) // subscribed, but gone
 			}

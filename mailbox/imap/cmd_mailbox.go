@@ -2,6 +2,7 @@ package imap
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -22,7 +23,7 @@ func mailboxCommands() []*commandSpec {
 		{name: "UNSUBSCRIBE", states: authenticated, parse: parseMailboxArg, exec: execUnsubscribe, expungeOK: true},
 		{name: "LIST", states: authenticated, caps: []string{"CHILDREN", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS"}, parse: parseListExtended, exec: execList, expungeOK: true},
 		{name: "LSUB", states: authenticated, parse: parseListArgs, exec: execLsub, expungeOK: true},
-		{name: "STATUS", states: authenticated, parse: parseStatus, exec: execStatus, expungeOK: true},
+		{name: "STATUS", states: authenticated, caps: []string{"STATUS=SIZE"}, parse: parseStatus, exec: execStatus, expungeOK: true},
 		{name: "NAMESPACE", states: authenticated, caps: []string{"NAMESPACE"}, exec: execNamespace, expungeOK: true},
 	}
 }
@@ -303,7 +304,9 @@ func execList(s *session, c *command) result {
 		}
 		var attrs []string
 		if e.folder == "" {
-			attrs = append(attrs, `\Noselect`)
+			// The name exists only as a parent. IMAP4rev2 calls that
+			// \NonExistent (RFC 9051 7.3.1; it implies \Noselect).
+			attrs = append(attrs, s.parentOnlyAttr())
 		}
 		if e.children {
 			attrs = append(attrs, `\HasChildren`)
@@ -453,7 +456,7 @@ func (d *decoder) statusItemList() ([]string, error) {
 		}
 		a = strings.ToUpper(a)
 		switch a {
-		case "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "APPENDLIMIT":
+		case "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "HIGHESTMODSEQ", "APPENDLIMIT":
 		default:
 			return nil, syntaxErr("unknown STATUS item %s", truncate(a, 40))
 		}
@@ -477,6 +480,9 @@ func (d *decoder) statusItemList() ([]string, error) {
 
 func execStatus(s *session, c *command) result {
 	a := c.args.(statusArgs)
+	if s.rev2() && slices.Contains(a.items, "RECENT") {
+		return bad("RECENT is not a STATUS item in IMAP4rev2")
+	}
 	folder, err := s.folderName(a.mailbox)
 	if err != nil {
 		return nameResult(err)
@@ -500,14 +506,24 @@ func (s *session) writeStatus(folder string, items []string) error {
 		return err
 	}
 	var highest uint64
-	if slices.Contains(items, "HIGHESTMODSEQ") {
-		s.enableCondstore() // RFC 7162 3.1: a CONDSTORE-enabling command
+	var size int64
+	wantHighest, wantSize := slices.Contains(items, "HIGHESTMODSEQ"), slices.Contains(items, "SIZE")
+	if wantHighest || wantSize {
 		ix := s.srv.hub.openIndex(f)
 		ix.merge(snap)
-		highest = ix.highest()
+		if wantHighest {
+			s.enableCondstore() // RFC 7162 3.1: a CONDSTORE-enabling command
+			highest = ix.highest()
+		}
+		if wantSize {
+			size, err = mailboxSize(f, snap, ix)
+		}
 		s.srv.hub.releaseIndex(ix)
+		if err != nil {
+			return err
+		}
 	}
-	var recent, unseen uint64
+	var recent, unseen, deleted uint64
 	for i := range snap.Messages {
 		m := &snap.Messages[i]
 		if m.FromNew {
@@ -515,6 +531,9 @@ func (s *session) writeStatus(folder string, items []string) error {
 		}
 		if strings.IndexByte(m.Flags, maildir.FlagSeen) < 0 {
 			unseen++
+		}
+		if strings.IndexByte(m.Flags, maildir.FlagTrashed) >= 0 {
+			deleted++
 		}
 	}
 	w := s.w.line("* STATUS ")
@@ -536,6 +555,10 @@ func (s *session) writeStatus(folder string, items []string) error {
 			w.num(uint64(snap.UIDValidity))
 		case "UNSEEN":
 			w.num(unseen)
+		case "DELETED":
+			w.num(deleted) // RFC 9051 6.3.11: messages with \Deleted
+		case "SIZE":
+			w.num(uint64(size)) // RFC 8438: the sum of RFC822.SIZE
 		case "HIGHESTMODSEQ":
 			w.num(highest)
 		case "APPENDLIMIT":
@@ -543,6 +566,38 @@ func (s *session) writeStatus(folder string, items []string) error {
 		}
 	}
 	return w.byte(')').end()
+}
+
+// mailboxSize is STATUS SIZE (RFC 8438): the sum of the messages'
+// RFC822.SIZE, the size in CRLF form. Each comes from the file name
+// (",W="), else from the folder index; a message neither knows is counted
+// once and its size kept in the index.
+func mailboxSize(f *maildir.Folder, snap *maildir.Snapshot, ix *folderIndex) (int64, error) {
+	var total int64
+	for i := range snap.Messages {
+		m := &snap.Messages[i]
+		n := m.VirtualSize
+		if n <= 0 {
+			n = ix.crlfSize(m.UID)
+		}
+		if n <= 0 {
+			file, err := f.Open(m.Key)
+			if errors.Is(err, maildir.ErrNoMessage) {
+				continue // expunged meanwhile
+			}
+			if err != nil {
+				return 0, err
+			}
+			n, err = crlfSize(file)
+			file.Close()
+			if err != nil {
+				return 0, fmt.Errorf("imap: size of message %d: %w", m.UID, err)
+			}
+			ix.setCRLFSize(m.UID, n)
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // execNamespace (RFC 2342): one personal namespace, no others.

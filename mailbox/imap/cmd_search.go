@@ -13,7 +13,7 @@ import (
 // SEARCH and UID SEARCH (RFC 3501 6.4.4) with every RFC 3501 search key.
 func searchCommands() []*commandSpec {
 	return []*commandSpec{
-		{name: "SEARCH", states: stateSelected, caps: []string{"ESEARCH"}, parse: parseSearch, exec: execSearch},
+		{name: "SEARCH", states: stateSelected, caps: []string{"ESEARCH", "SEARCHRES"}, parse: parseSearch, exec: execSearch},
 		{name: "UID SEARCH", states: stateSelected, parse: parseSearch, exec: execSearch},
 	}
 }
@@ -28,13 +28,15 @@ type searchKey struct {
 	n        int64
 	modseq   uint64
 	set      seqSet
+	last     bool // SEQ or UID with "$", the saved result (RFC 5182)
 	children []*searchKey
 }
 
 type searchArgs struct {
 	charset string
 	key     *searchKey
-	// esearch: RETURN was given (RFC 4731); ret holds MIN MAX COUNT ALL.
+	// esearch: RETURN was given (RFC 4731); ret holds MIN MAX COUNT ALL
+	// and SAVE (RFC 5182).
 	esearch bool
 	ret     map[string]bool
 	// noCharsetKey: SORT and THREAD give the charset before the keys.
@@ -144,12 +146,12 @@ func (p *searchParser) key(depth int) (*searchKey, error) {
 			}
 		}
 	}
-	if isDigit(b) || b == '*' {
-		set, err := d.seqSet()
+	if isDigit(b) || b == '*' || b == '$' {
+		set, err := d.seqArg()
 		if err != nil {
 			return nil, err
 		}
-		return &searchKey{op: "SEQ", set: set}, nil
+		return &searchKey{op: "SEQ", set: set.set, last: set.last}, nil
 	}
 	name, err = d.atom()
 	if err != nil {
@@ -245,9 +247,11 @@ func (p *searchParser) namedKey(name string, depth int) (*searchKey, error) {
 		if err := d.sp(); err != nil {
 			return nil, err
 		}
-		if k.set, err = d.seqSet(); err != nil {
+		set, err := d.seqArg()
+		if err != nil {
 			return nil, err
 		}
+		k.set, k.last = set.set, set.last
 	case "MODSEQ":
 		// "MODSEQ [entry-name entry-type] mod-sequence" (RFC 7162 3.1.5);
 		// flags have no separate mod-sequences here, so the entry is
@@ -362,7 +366,7 @@ func (p *searchParser) searchReturn(a *searchArgs) error {
 		}
 		opt = strings.ToUpper(opt)
 		switch opt {
-		case "MIN", "MAX", "COUNT", "ALL":
+		case "MIN", "MAX", "COUNT", "ALL", "SAVE":
 			a.ret[opt] = true
 		default:
 			return syntaxErr("unknown RETURN option %s", truncate(opt, 40))
@@ -376,16 +380,41 @@ func (p *searchParser) searchReturn(a *searchArgs) error {
 
 func execSearch(s *session, c *command) result {
 	a := c.args.(searchArgs)
+	sel := s.sel
+	if s.rev2() {
+		if err := rev2SearchKeys(a.key); err != nil {
+			return bad(err.Error())
+		}
+		if !a.esearch {
+			// RFC 9051 6.4.4: the answer is always ESEARCH; no RETURN
+			// means ALL.
+			a.esearch, a.ret = true, map[string]bool{"ALL": true}
+		}
+	}
+	save := a.ret["SAVE"]
 	switch a.charset {
 	case "US-ASCII", "UTF-8":
 	default:
+		if save {
+			sel.saved = nil // RFC 5182 2.1: a failed SAVE empties the variable
+		}
 		return no("BADCHARSET (US-ASCII UTF-8)", "Unsupported charset")
 	}
+	sel.resolveSavedKeys(a.key)
 	matches, highest, err := s.search(a.key)
 	if err != nil {
+		if save {
+			sel.saved = nil
+		}
 		return s.storageResult(err, "SEARCH")
 	}
-	sel := s.sel
+	if save {
+		sel.saveResult(matches, a.ret)
+		if len(a.ret) == 1 {
+			// SAVE alone: no ESEARCH response (RFC 5182 2.4).
+			return ok(c.name + " completed, result saved")
+		}
+	}
 	number := func(i int) uint64 {
 		if c.uid {
 			return uint64(sel.msgs[i].uid)

@@ -16,7 +16,7 @@ func selectCommands() []*commandSpec {
 		{name: "UNSELECT", states: stateSelected, caps: []string{"UNSELECT"}, exec: execUnselect, noUpdates: true},
 		{name: "CHECK", states: stateSelected, exec: execCheck, expungeOK: true, noUpdates: true},
 		{name: "EXPUNGE", states: stateSelected, exec: execExpunge, expungeOK: true, noUpdates: true},
-		{name: "UID EXPUNGE", states: stateSelected, caps: []string{"UIDPLUS"}, parse: parseSeqSetArg, exec: execExpunge, expungeOK: true, noUpdates: true},
+		{name: "UID EXPUNGE", states: stateSelected, caps: []string{"UIDPLUS"}, parse: parseSeqArg, exec: execExpunge, expungeOK: true, noUpdates: true},
 	}
 }
 
@@ -36,7 +36,7 @@ func (s *session) selectMailbox(a selectArgs, readOnly bool) result {
 	// expunging (RFC 3501 6.3.1); with QRESYNC the client is told so, since
 	// responses after this point belong to the new mailbox (RFC 7162
 	// 3.2.11).
-	if s.sel != nil && s.qresyncOn() {
+	if s.sel != nil && (s.qresyncOn() || s.rev2()) {
 		s.w.line("* OK [CLOSED] Previous mailbox closed").end()
 	}
 	s.closeSelected()
@@ -73,9 +73,14 @@ func (s *session) selectMailbox(a selectArgs, readOnly bool) result {
 			}
 		}
 	}
-	w.line("* ").num(uint64(recent)).raw(" RECENT").end()
-	if firstUnseen > 0 {
-		w.line("* OK [UNSEEN ").num(uint64(firstUnseen)).raw("] First unseen").end()
+	if s.rev2() {
+		// RFC 9051 6.3.2: no RECENT and no UNSEEN; a LIST of the mailbox.
+		s.writeSelectedList(folder)
+	} else {
+		w.line("* ").num(uint64(recent)).raw(" RECENT").end()
+		if firstUnseen > 0 {
+			w.line("* OK [UNSEEN ").num(uint64(firstUnseen)).raw("] First unseen").end()
+		}
 	}
 	w.line("* OK [UIDVALIDITY ").num(uint64(sel.uidValidity)).raw("] UIDs valid").end()
 	w.line("* OK [UIDNEXT ").num(uint64(sel.uidNext)).raw("] Predicted next UID").end()
@@ -130,7 +135,7 @@ func execExpunge(s *session, c *command) result {
 	}
 	var limit []int
 	if c.uid {
-		limit = s.sel.resolve(c.args.(seqSet), true)
+		limit = s.sel.resolve(s.sel.expand(c.args.(seqArg), true), true)
 		if len(limit) == 0 {
 			if r, failed := s.syncResult(s.sendUpdates(true, false)); failed {
 				return r
@@ -185,12 +190,12 @@ func (s *session) removeDeleted(indexes []int) (int, error) {
 	return removed, nil
 }
 
-// parseSeqSetArg reads " sequence-set".
-func parseSeqSetArg(d *decoder) (any, error) {
+// parseSeqArg reads " sequence-set" or " $".
+func parseSeqArg(d *decoder) (any, error) {
 	if err := d.sp(); err != nil {
 		return nil, err
 	}
-	return d.seqSet()
+	return d.seqArg()
 }
 
 func (d *decoder) seqSet() (seqSet, error) {

@@ -177,6 +177,7 @@ func execSort(s *session, c *command) result {
 	default:
 		return no("BADCHARSET (US-ASCII UTF-8)", "Unsupported charset")
 	}
+	s.sel.resolveSavedKeys(a.search.key) // "$" (RFC 5182)
 	matches, _, err := s.search(a.search.key)
 	if err != nil {
 		return s.storageResult(err, "SORT")

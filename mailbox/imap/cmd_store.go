@@ -25,7 +25,7 @@ const (
 )
 
 type storeArgs struct {
-	set            seqSet
+	set            seqArg
 	op             storeOp
 	silent         bool
 	flags          flagSet
@@ -37,7 +37,7 @@ func parseStore(d *decoder) (any, error) {
 	if err := d.sp(); err != nil {
 		return nil, err
 	}
-	set, err := d.seqSet()
+	set, err := d.seqArg()
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,8 @@ func execStore(s *session, c *command) result {
 	if sel.readOnly {
 		return no("READ-ONLY", "Mailbox is read-only")
 	}
-	if !c.uid && !sel.seqInRange(a.set) {
+	set := sel.expand(a.set, c.uid)
+	if !c.uid && !sel.seqInRange(set) {
 		return bad("Invalid sequence number")
 	}
 	for _, k := range a.flags.keywords {
@@ -141,7 +142,7 @@ func execStore(s *session, c *command) result {
 	}
 	sel.ownView() // messages are changed in place below
 	condstore := s.condstoreOn()
-	indexes := sel.resolve(a.set, c.uid)
+	indexes := sel.resolve(set, c.uid)
 	var modseqs []uint64
 	if condstore {
 		view := make([]viewMessage, len(indexes))

@@ -34,9 +34,18 @@ func FuzzParseCommand(f *testing.F) {
 			d.reset()
 			cmd, err := srv.parseCommand(d, anyState)
 			if err == nil && cmd.spec.ownsLineEnd {
+				// APPEND's messages, one after another (MULTIAPPEND).
 				a := cmd.args.(appendArgs)
-				if err = d.skip(a.size); err == nil {
-					err = d.crlf()
+				for err == nil {
+					if err = d.skip(a.size); err != nil {
+						break
+					}
+					if b, perr := d.peek(); perr != nil || b != ' ' {
+						err = d.crlf()
+						break
+					}
+					d.readByte()
+					a, err = d.appendMessage()
 				}
 			}
 			if err == nil {

@@ -3,6 +3,7 @@ package imap
 import (
 	"errors"
 	"strings"
+	"unicode/utf8"
 
 	"postern/mailbox/maildir"
 )
@@ -55,6 +56,14 @@ func canonicalInbox(name string) string {
 // the file system.
 func (sess *session) folderName(imapName string) (string, error) {
 	name, err := wireMailboxName(imapName)
+	if sess.rev2() {
+		// IMAP4rev2 names are UTF-8, "&" included (RFC 9051 5.1); on disk
+		// they stay modified UTF-7, as Courier keeps them.
+		if !utf8.ValidString(imapName) {
+			return "", errBadMailboxName
+		}
+		name, err = encodeMUTF7(imapName), nil
+	}
 	if err != nil {
 		return "", errBadMailboxName
 	}
@@ -82,15 +91,22 @@ func (sess *session) folderName(imapName string) (string, error) {
 	return name, nil
 }
 
-// imapName maps a Maildir++ folder name to the name shown to the client.
+// imapName maps a Maildir++ folder name to the name shown to the client:
+// modified UTF-7 as on disk, or UTF-8 once IMAP4rev2 is enabled.
 func (sess *session) imapName(folder string) string {
-	if folder == maildir.Inbox {
+	name := folder
+	switch {
+	case folder == maildir.Inbox:
 		return "INBOX"
+	case sess.srv.opt.CourierNamespace:
+		name = courierPrefix + folder
 	}
-	if sess.srv.opt.CourierNamespace {
-		return courierPrefix + folder
+	if sess.rev2() {
+		if dec, err := decodeMUTF7(name); err == nil {
+			return dec
+		}
 	}
-	return folder
+	return name
 }
 
 // subscriptionName is the form kept in courierimapsubscribed: Courier's

@@ -1,10 +1,12 @@
 // Package imap is Postern's IMAP server: IMAP4rev1 (RFC 3501) with IDLE,
 // NAMESPACE, UNSELECT, UIDPLUS, MOVE, ENABLE, ID, LITERAL+, CHILDREN,
-// SPECIAL-USE, SASL-IR, CONDSTORE/QRESYNC, ESEARCH, SORT, THREAD, QUOTA,
-// LIST-EXTENDED, LIST-STATUS and APPENDLIMIT, over Maildir++ mailboxes.
+// SPECIAL-USE, SASL-IR, CONDSTORE/QRESYNC, ESEARCH, SEARCHRES, SORT,
+// THREAD, QUOTA, LIST-EXTENDED, LIST-STATUS, BINARY, STATUS=SIZE,
+// MULTIAPPEND and APPENDLIMIT, over Maildir++ mailboxes; and IMAP4rev2
+// (RFC 9051) for the sessions that enable it (rev2.go).
 //
 // It owns the whole protocol layer: the command reader (synchronizing and
-// non-synchronizing literals, APPEND's message streamed to disk), the table
+// non-synchronizing literals, APPEND's messages streamed to disk), the table
 // of commands from which the CAPABILITY list is computed, the response
 // encoder, and each session's view of its selected mailbox (sequence numbers,
 // flags, \Recent) with the untagged updates that keep the view in step with
@@ -262,7 +264,9 @@ func (s *Server) Stats() Stats {
 // state from the command table: a capability is advertised because a
 // registered command or behaviour implements it, never from a fixed list.
 func (s *Server) capabilities(sess *session) []string {
-	caps := []string{"IMAP4rev1"}
+	// IMAP4rev2 (RFC 9051) beside IMAP4rev1: a client picks rev2 with
+	// ENABLE (rev2.go).
+	caps := []string{"IMAP4rev1", "IMAP4rev2"}
 	seen := map[string]bool{}
 	add := func(c string) {
 		if !seen[c] {

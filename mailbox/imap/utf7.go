@@ -98,13 +98,16 @@ func encodeMUTF7(s string) string {
 // wireMailboxName turns a mailbox name from a command into the canonical
 // modified UTF-7 form: valid modified UTF-7 is kept as is; valid UTF-8 with
 // non-ASCII characters (sent by clients that skip the encoding) is encoded.
+// Such a name's "&-" is taken as "&": clients that see IMAP4rev2
+// advertised but have not enabled it (go-imap) send UTF-8 names with only
+// "&" escaped so.
 func wireMailboxName(s string) (string, error) {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
 			if !utf8.ValidString(s) {
 				return "", errBadUTF7
 			}
-			return encodeMUTF7(s), nil
+			return encodeMUTF7(strings.ReplaceAll(s, "&-", "&")), nil
 		}
 	}
 	if _, err := decodeMUTF7(s); err != nil {

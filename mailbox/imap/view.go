@@ -53,6 +53,9 @@ type selected struct {
 	// without walking the messages.
 	openCounted     bool
 	openFirstUnseen int
+	// saved is the search result variable of SEARCHRES (RFC 5182), as
+	// UIDs, ascending; see searchres.go.
+	saved []uint32
 }
 
 var errUIDValidityChanged = errors.New("imap: UIDVALIDITY changed under the session")
@@ -170,9 +173,10 @@ func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool)
 	sel.uidValidity = snap.UIDValidity
 	sel.uidNext = snap.UIDNext
 	mark := shared.claimRecent(snap, readOnly)
+	// IMAP4rev2 has no \Recent (RFC 9051): a rev2 view never holds any.
 	anyRecent := false
 	for i := range snap.Messages {
-		if snap.Messages[i].FromNew || snap.Messages[i].UID > mark {
+		if !sess.rev2() && (snap.Messages[i].FromNew || snap.Messages[i].UID > mark) {
 			anyRecent = true
 			break
 		}
@@ -196,7 +200,7 @@ func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool)
 		m := &snap.Messages[i]
 		sel.msgs = append(sel.msgs, viewMessage{
 			uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
-			size: m.Size, vsize: m.VirtualSize, date: m.InternalDate, recent: m.FromNew || m.UID > mark,
+			size: m.Size, vsize: m.VirtualSize, date: m.InternalDate, recent: anyRecent && (m.FromNew || m.UID > mark),
 		})
 		for _, k := range m.Keywords {
 			sel.keywords[k] = true
@@ -337,7 +341,7 @@ func (sess *session) syncSelected(expungeOK bool) error {
 		sess.announceKeywords(m.Keywords)
 		msgs = append(msgs, viewMessage{
 			uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
-			size: m.Size, vsize: m.VirtualSize, date: m.InternalDate, recent: m.FromNew || m.UID > mark,
+			size: m.Size, vsize: m.VirtualSize, date: m.InternalDate, recent: (m.FromNew || m.UID > mark) && !sess.rev2(),
 		})
 		added++
 	}
@@ -353,7 +357,9 @@ func (sess *session) syncSelected(expungeOK bool) error {
 				recent++
 			}
 		}
-		w.line("* ").num(uint64(recent)).raw(" RECENT").end()
+		if !sess.rev2() {
+			w.line("* ").num(uint64(recent)).raw(" RECENT").end()
+		}
 	}
 	return nil
 }

@@ -211,63 +211,99 @@ func (f *Folder) Path() string { return f.path }
 // Concurrent deliveries share the flushes (groupcommit.go). The quota is checked
 // before the link unless opt.IgnoreQuota. It returns the message's key.
 func (f *Folder) Deliver(r io.Reader, opt DeliverOptions) (string, error) {
+	st, err := f.Stage(r, opt)
+	if err != nil {
+		return "", err
+	}
+	return st.Commit()
+}
+
+// Staged is a message written to tmp/ and made durable but not yet in the
+// folder: Commit links it in as Deliver does, Discard drops it. IMAP's
+// MULTIAPPEND stages every message of a command before committing any, so
+// that a failure halfway leaves none behind.
+type Staged struct {
+	f       *Folder
+	opt     DeliverOptions
+	info    string
+	base    string
+	tmpPath string
+	size    int64
+	barrier *fsBarrier
+}
+
+// Stage writes r to tmp/ and makes it durable (the first half of Deliver).
+func (f *Folder) Stage(r io.Reader, opt DeliverOptions) (*Staged, error) {
 	info := ""
 	if opt.Flags != "" || len(opt.Keywords) > 0 {
 		flags, err := normalizeFlags(opt.Flags)
 		if err != nil {
-			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
+			return nil, fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 		}
 		letters, err := f.keywordLetters(opt.Keywords)
 		if err != nil {
-			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
+			return nil, fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 		}
 		info = flags + letters
 	}
 	base := f.md.uniqueBase()
-	tmpPath := filepath.Join(f.path, "tmp", base)
+	st := &Staged{f: f, opt: opt, info: info, base: base, tmpPath: filepath.Join(f.path, "tmp", base)}
 	// Durable data first, then a durable name: with group commit (see
 	// groupcommit.go) through syncfs calls shared with concurrent
 	// deliveries, else per-file fsync and a directory fsync.
-	var barrier *fsBarrier
-	var size int64
 	var err error
 	if groupCommit {
-		if barrier, err = barrierFor(f.path); err == nil {
-			if size, err = writeUnsynced(tmpPath, r); err == nil {
-				err = barrier.wait()
+		if st.barrier, err = barrierFor(f.path); err == nil {
+			if st.size, err = writeUnsynced(st.tmpPath, r); err == nil {
+				err = st.barrier.wait()
 			}
 		}
 	} else {
-		size, err = writeSynced(tmpPath, r)
+		st.size, err = writeSynced(st.tmpPath, r)
 	}
 	if err != nil {
-		os.Remove(tmpPath)
-		return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
+		os.Remove(st.tmpPath)
+		return nil, fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 	}
-	defer os.Remove(tmpPath) // after the link the tmp name is just a second name
+	return st, nil
+}
+
+// Size is the staged message's size on disk.
+func (st *Staged) Size() int64 { return st.size }
+
+// Discard removes a staged message that will not be committed.
+func (st *Staged) Discard() { os.Remove(st.tmpPath) }
+
+// Commit puts a staged message into the folder (the second half of
+// Deliver) and returns its key. The tmp/ file is gone afterwards, whatever
+// the outcome.
+func (st *Staged) Commit() (string, error) {
+	f, opt := st.f, st.opt
+	defer os.Remove(st.tmpPath) // after the link the tmp name is just a second name
 
 	if !opt.InternalDate.IsZero() {
-		if err := os.Chtimes(tmpPath, time.Now(), opt.InternalDate); err != nil {
+		if err := os.Chtimes(st.tmpPath, time.Now(), opt.InternalDate); err != nil {
 			return "", fmt.Errorf("maildir %s: deliver: set internal date: %w", f.path, err)
 		}
 	}
 	// Courier's quota leaves out the Trash folder and messages marked T.
 	counts := f.name != trashFolder && !strings.Contains(opt.Flags, string(FlagTrashed))
 	if counts && !opt.IgnoreQuota {
-		if err := f.md.checkQuota(size, 1); err != nil {
+		if err := f.md.checkQuota(st.size, 1); err != nil {
 			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 		}
 	}
-	key := base + ",S=" + strconv.FormatInt(size, 10)
+	key := st.base + ",S=" + strconv.FormatInt(st.size, 10)
 	dest := filepath.Join(f.path, "new", key)
 	if opt.Flags != "" || len(opt.Keywords) > 0 {
-		dest = filepath.Join(f.path, "cur", key+":2,"+info)
+		dest = filepath.Join(f.path, "cur", key+":2,"+st.info)
 	}
-	if err := linkOrRename(tmpPath, dest); err != nil {
+	if err := linkOrRename(st.tmpPath, dest); err != nil {
 		return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 	}
-	if barrier != nil {
-		err = barrier.wait()
+	var err error
+	if st.barrier != nil {
+		err = st.barrier.wait()
 	} else {
 		err = syncDir(filepath.Dir(dest))
 	}
@@ -275,7 +311,7 @@ func (f *Folder) Deliver(r io.Reader, opt DeliverOptions) (string, error) {
 		return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 	}
 	if counts {
-		f.md.addQuotaUsage(size, 1)
+		f.md.addQuotaUsage(st.size, 1)
 	}
 	return key, nil
 }

@@ -2,6 +2,7 @@ package mime
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,6 +42,9 @@ func FuzzParse(f *testing.F) {
 				if _, err := Section(r, root, SectionSpec{Path: path, Specifier: spec, Fields: []string{"Subject", "From"}}); err != nil {
 					t.Fatalf("Section %v %s: %v", path, spec, err)
 				}
+			}
+			if _, err := Decoded(r, root, path); err != nil && !errors.Is(err, ErrUnknownEncoding) {
+				t.Fatalf("Decoded %v: %v", path, err)
 			}
 			if p.Envelope != nil {
 				_ = DecodeHeaderValue(p.Envelope.Subject)

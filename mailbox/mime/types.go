@@ -114,4 +114,6 @@ type Part struct {
 //	const MissingMailbox, MissingDomain                 // placeholders for broken addresses (as Dovecot)
 //	const MaxDepth = 64, MaxParts = 10000, MaxText = 16 MiB
 //	var ErrBadSpecifier                                  // Section with an unknown specifier
+//	func Decoded(r io.ReaderAt, root *Part, path []int) ([]byte, error) // BINARY[path]: transfer encoding undone
+//	var ErrUnknownEncoding                               // Decoded of a part in an encoding it cannot undo
 //	Part.Header (parsed header), Part.Truncated (a limit stopped the split)
