@@ -77,6 +77,7 @@ var errWait = errors.New("inflate: wait")
 type Reader struct {
 	src      io.ByteReader
 	buffered func() int // the source's Buffered method, or nil
+	avail    int        // bytes src held at the last look, less those taken since
 	inOffset int64      // input bytes taken from src
 
 	bits  uint64 // input bits not yet consumed, the next one lowest
@@ -109,7 +110,8 @@ type Reader struct {
 // NewReader returns a Reader that decodes the DEFLATE stream read from src.
 // If src has a Buffered() int method (*bufio.Reader has), Read goes on
 // decoding while src holds unread bytes; otherwise it returns as soon as it
-// has something and the next step needs input.
+// has something and the next step needs input. The Reader must be the only
+// reader of src.
 func NewReader(src io.ByteReader) *Reader {
 	z := &Reader{src: src}
 	if b, ok := src.(interface{ Buffered() int }); ok {
@@ -179,15 +181,24 @@ func (z *Reader) more(have int) error {
 		z.srcErr = nil
 		return err
 	}
-	if have > 0 && (z.buffered == nil || z.buffered() == 0) {
-		return errWait
+	if have > 0 && z.avail == 0 {
+		if z.buffered != nil {
+			z.avail = z.buffered()
+		}
+		if z.avail == 0 {
+			return errWait
+		}
 	}
 	b, err := z.src.ReadByte()
 	if err != nil {
+		z.avail = 0
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return err
+	}
+	if z.avail > 0 {
+		z.avail--
 	}
 	z.inOffset++
 	z.bits |= uint64(b) << z.nbits
@@ -506,13 +517,17 @@ func (z *Reader) decodeHuffman(n *int, limit int) error {
 // copyMatch copies as much of the pending match as this Read can take.
 func (z *Reader) copyMatch(n *int, limit int) {
 	k := min(z.copyLeft, limit-*n)
-	from := (z.wpos - z.copyDist) & windowMask
-	for range k {
-		z.window[z.wpos] = z.window[from]
-		z.wpos = (z.wpos + 1) & windowMask
-		from = (from + 1) & windowMask
-	}
 	z.history = min(z.history+k, windowSize)
 	z.copyLeft -= k
 	*n += k
+	for k > 0 {
+		// Copy in pieces that neither wrap around the window nor overlap
+		// (a distance shorter than the length repeats what is being
+		// written, so pieces are at most the distance long).
+		from := (z.wpos - z.copyDist) & windowMask
+		piece := min(k, windowSize-z.wpos, windowSize-from, z.copyDist)
+		copy(z.window[z.wpos:z.wpos+piece], z.window[from:from+piece])
+		z.wpos = (z.wpos + piece) & windowMask
+		k -= piece
+	}
 }
