@@ -61,12 +61,19 @@ print("imaplib ok")
 }
 
 // TestMbsync syncs a mailbox both ways with isync's mbsync; a second run
-// must find nothing to do.
+// must find nothing to do. mbsync turns COMPRESS=DEFLATE on when offered
+// (and flushes its compressor with Z_PARTIAL_FLUSH); the "plain" run
+// disables the extension in its configuration.
 func TestMbsync(t *testing.T) {
 	mbsync, err := exec.LookPath("mbsync")
 	if err != nil {
 		t.Skip("mbsync not installed")
 	}
+	t.Run("compress", func(t *testing.T) { testMbsync(t, mbsync, true) })
+	t.Run("plain", func(t *testing.T) { testMbsync(t, mbsync, false) })
+}
+
+func testMbsync(t *testing.T, mbsync string, compress bool) {
 	env := newTestEnv(t, nil)
 	const n = 500
 	env.maildir("alice")
@@ -82,6 +89,10 @@ func TestMbsync(t *testing.T) {
 		os.MkdirAll(filepath.Join(local, "Work", sub), 0o700)
 	}
 	os.WriteFile(filepath.Join(local, "Work", "cur", "1700000000.local:2,S"), []byte("Subject: up\r\n\r\nup\r\n"), 0o600)
+	disable := ""
+	if !compress {
+		disable = "DisableExtension COMPRESS=DEFLATE"
+	}
 	conf := fmt.Sprintf(`IMAPAccount test
 Host %s
 Port %s
@@ -89,6 +100,7 @@ User alice
 Pass secret
 SSLType None
 AuthMechs LOGIN
+%s
 
 IMAPStore remote
 Account test
@@ -105,13 +117,14 @@ Patterns *
 Create Both
 Expunge Both
 SyncState *
-`, host, port, local, local)
+`, host, port, disable, local, local)
 	confPath := filepath.Join(dir, "mbsyncrc")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	run := func() string {
-		cmd := exec.Command(mbsync, "-c", confPath, "-V", "-a")
+		// -Dn: the protocol transcript (without message data).
+		cmd := exec.Command(mbsync, "-c", confPath, "-Dn", "-a")
 		cmd.Env = append(os.Environ(), "HOME="+dir)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -119,7 +132,14 @@ SyncState *
 		}
 		return string(out)
 	}
-	run()
+	transcript := run()
+	// The transcript shows the commands as mbsync writes them, before its
+	// compressor; the tagged OK is the last line the server sends
+	// uncompressed.
+	compressed := strings.Contains(transcript, "COMPRESS DEFLATE") && strings.Contains(transcript, "OK DEFLATE active")
+	if compressed != compress {
+		t.Fatalf("mbsync used COMPRESS: %v, want %v\n%s", compressed, compress, transcript)
+	}
 	files, _ := filepath.Glob(filepath.Join(local, "INBOX", "cur", "*"))
 	unseen, _ := filepath.Glob(filepath.Join(local, "INBOX", "new", "*"))
 	files = append(files, unseen...)

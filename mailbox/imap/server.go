@@ -1,12 +1,14 @@
 // Package imap is Postern's IMAP server: IMAP4rev1 (RFC 3501) with IDLE,
 // NAMESPACE, UNSELECT, UIDPLUS, MOVE, ENABLE, ID, LITERAL+, CHILDREN,
 // SPECIAL-USE, SASL-IR, CONDSTORE/QRESYNC, ESEARCH, SORT, THREAD, QUOTA,
-// LIST-EXTENDED, LIST-STATUS and APPENDLIMIT, over Maildir++ mailboxes.
+// LIST-EXTENDED, LIST-STATUS, APPENDLIMIT and COMPRESS=DEFLATE, over
+// Maildir++ mailboxes.
 //
 // It owns the whole protocol layer: the command reader (synchronizing and
 // non-synchronizing literals, APPEND's message streamed to disk), the table
 // of commands from which the CAPABILITY list is computed, the response
-// encoder, and each session's view of its selected mailbox (sequence numbers,
+// encoder, the DEFLATE layer of COMPRESS (inflating with internal/inflate,
+// deflating with compress/flate), and each session's view of its selected mailbox (sequence numbers,
 // flags, \Recent) with the untagged updates that keep the view in step with
 // other sessions and other processes, and each folder's index
 // (postern-imapindex: flags, sizes, dates, mod-sequences, expunged UIDs,
@@ -51,10 +53,13 @@ type Options struct {
 	MaxLiteralSize int64
 
 	// testUnauthTimeout shortens the pre-login autologout in tests;
-	// testIdlePoll the IDLE rescan interval; testNoWatch turns inotify off.
-	testUnauthTimeout time.Duration
-	testIdlePoll      time.Duration
-	testNoWatch       bool
+	// testIdlePoll the IDLE rescan interval; testNoWatch turns inotify off;
+	// testDeflateRelease shortens how long a quiet COMPRESS session keeps
+	// its compressor.
+	testUnauthTimeout  time.Duration
+	testIdlePoll       time.Duration
+	testNoWatch        bool
+	testDeflateRelease time.Duration
 }
 
 // Timeouts and limits that are not configurable.
@@ -78,6 +83,10 @@ type Server struct {
 	log      *slog.Logger
 	commands map[string]*commandSpec
 	hub      *folderHub
+	// deflaters are the response compressors of COMPRESS sessions, lent
+	// out from a write to the next flush (see cmd_compress.go).
+	deflaters      *sync.Pool
+	deflateRelease time.Duration
 	// unauthTimeout is the autologout before login; a field so that tests
 	// need not wait a minute.
 	unauthTimeout time.Duration
@@ -113,18 +122,23 @@ func NewServer(opt Options) *Server {
 		opt:       opt,
 		log:       opt.Logger,
 		commands:  newCommandTable(),
+		deflaters: newDeflaterPool(),
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 		done:      make(chan struct{}),
 
-		unauthTimeout: unauthTimeout,
-		idlePoll:      idlePollInterval,
+		unauthTimeout:  unauthTimeout,
+		idlePoll:       idlePollInterval,
+		deflateRelease: deflateRelease,
 	}
 	if opt.testUnauthTimeout > 0 {
 		s.unauthTimeout = opt.testUnauthTimeout
 	}
 	if opt.testIdlePoll > 0 {
 		s.idlePoll = opt.testIdlePoll
+	}
+	if opt.testDeflateRelease > 0 {
+		s.deflateRelease = opt.testDeflateRelease
 	}
 	s.hub = newFolderHub(s.log)
 	if opt.testNoWatch {
