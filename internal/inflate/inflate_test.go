@@ -594,3 +594,34 @@ func BenchmarkInflate(b *testing.B) {
 		})
 	}
 }
+
+// TestStdlibReaderWaitsAfterPartialFlush records why this package exists:
+// compress/flate's reader does not return a command that zlib flushed with
+// Z_PARTIAL_FLUSH while the peer waits, and does after Z_SYNC_FLUSH. If a
+// Go release changes that, this test fails and the reason is gone.
+func TestStdlibReaderWaitsAfterPartialFlush(t *testing.T) {
+	cmd := []byte("a1 SELECT INBOX\r\n")
+	for _, mode := range []int{zPartialFlush, zSyncFlush} {
+		chunks := zlibCompress(t, 6, 0, []zlibRecord{{mode, cmd}})
+		pr, pw := io.Pipe()
+		go pw.Write(chunks[0])
+		r := flate.NewReader(pr)
+		got := make(chan int, 1)
+		go func() {
+			n, _ := io.ReadFull(r, make([]byte, len(cmd)))
+			got <- n
+		}()
+		delivered := false
+		select {
+		case <-got:
+			delivered = true
+		case <-time.After(time.Second):
+			pw.CloseWithError(errors.New("end of test"))
+			<-got
+		}
+		pw.Close()
+		if want := mode == zSyncFlush; delivered != want {
+			t.Errorf("flush mode %d: compress/flate delivered the command: %v, expected %v", mode, delivered, want)
+		}
+	}
+}

@@ -8,12 +8,13 @@
 // non-synchronizing literals, APPEND's message streamed to disk), the table
 // of commands from which the CAPABILITY list is computed, the response
 // encoder, the DEFLATE layer of COMPRESS (inflating with internal/inflate,
-// deflating with compress/flate), and each session's view of its selected mailbox (sequence numbers,
-// flags, \Recent) with the untagged updates that keep the view in step with
-// other sessions and other processes, and each folder's index
-// (postern-imapindex: flags, sizes, dates, mod-sequences, expunged UIDs,
-// header fields; see index.go). Mail storage is mailbox/maildir's;
-// message structure is mailbox/mime's; who may log in is auth's.
+// deflating with compress/flate), and each session's view of its selected
+// mailbox (sequence numbers, flags, \Recent) with the untagged updates that
+// keep the view in step with other sessions and other processes, and each
+// folder's index (postern-imapindex: flags, sizes, dates, mod-sequences,
+// expunged UIDs, header fields; see index.go). Mail storage is
+// mailbox/maildir's; message structure is mailbox/mime's; who may log in
+// is auth's.
 package imap
 
 import (
@@ -53,13 +54,10 @@ type Options struct {
 	MaxLiteralSize int64
 
 	// testUnauthTimeout shortens the pre-login autologout in tests;
-	// testIdlePoll the IDLE rescan interval; testNoWatch turns inotify off;
-	// testDeflateRelease shortens how long a quiet COMPRESS session keeps
-	// its compressor.
-	testUnauthTimeout  time.Duration
-	testIdlePoll       time.Duration
-	testNoWatch        bool
-	testDeflateRelease time.Duration
+	// testIdlePoll the IDLE rescan interval; testNoWatch turns inotify off.
+	testUnauthTimeout time.Duration
+	testIdlePoll      time.Duration
+	testNoWatch       bool
 }
 
 // Timeouts and limits that are not configurable.
@@ -84,7 +82,8 @@ type Server struct {
 	commands map[string]*commandSpec
 	hub      *folderHub
 	// deflaters are the response compressors of COMPRESS sessions, lent
-	// out from a write to the next flush (see cmd_compress.go).
+	// out from a write until the session has been quiet for deflateRelease
+	// (see cmd_compress.go).
 	deflaters      *sync.Pool
 	deflateRelease time.Duration
 	// unauthTimeout is the autologout before login; a field so that tests
@@ -136,9 +135,6 @@ func NewServer(opt Options) *Server {
 	}
 	if opt.testIdlePoll > 0 {
 		s.idlePoll = opt.testIdlePoll
-	}
-	if opt.testDeflateRelease > 0 {
-		s.deflateRelease = opt.testDeflateRelease
 	}
 	s.hub = newFolderHub(s.log)
 	if opt.testNoWatch {
