@@ -23,6 +23,7 @@ func FuzzParseCommand(f *testing.F) {
 		"b1 FETCH 1 (FLAGS\r\nb2 NOOP\r\n",
 		"c1 CREATE {4}\r\nabcd\r\n",
 		"d1 AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n",
+		"z1 COMPRESS DEFLATE\r\nz2 COMPRESS\r\n",
 	} {
 		f.Add([]byte(seed))
 	}

@@ -62,16 +62,24 @@ print("imaplib ok")
 }
 
 // TestMbsync syncs a mailbox both ways with isync's mbsync; a second run
-// must find nothing to do.
+// must find nothing to do. mbsync turns COMPRESS=DEFLATE on when offered
+// (and flushes its compressor with Z_PARTIAL_FLUSH); the "plain" run
+// disables the extension in its configuration.
 func TestMbsync(t *testing.T) {
 	mbsync, err := exec.LookPath("mbsync")
 	if err != nil {
 		t.Skip("mbsync not installed")
 	}
+	t.Run("compress", func(t *testing.T) { testMbsync(t, mbsync, true) })
+	t.Run("plain", func(t *testing.T) { testMbsync(t, mbsync, false) })
+}
+
+func testMbsync(t *testing.T, mbsync string, compress bool) {
 	env := newTestEnv(t, nil)
-	// The issue's size: 10,000 messages down and 1,000 up (-short: 500/20).
+	// The issue's size, compressed: 10,000 messages down and 1,000 up;
+	// plain (and with -short) 500 and 20.
 	n, up := 10000, 1000
-	if testing.Short() {
+	if testing.Short() || !compress {
 		n, up = 500, 20
 	}
 	env.maildir("alice")
@@ -91,6 +99,10 @@ func TestMbsync(t *testing.T) {
 		body := fmt.Sprintf("From: me@example.org\r\nSubject: up %d\r\nMessage-ID: <up%d@example.org>\r\n\r\nup %d\r\n", i, i, i)
 		os.WriteFile(filepath.Join(local, "Work", "cur", name), []byte(body), 0o600)
 	}
+	disable := ""
+	if !compress {
+		disable = "DisableExtension COMPRESS=DEFLATE"
+	}
 	// FSync no: the client's own fsync per stored message is not what is
 	// tested, and at 10,000 messages it dominates the run.
 	conf := fmt.Sprintf(`FSync no
@@ -102,6 +114,7 @@ User alice
 Pass secret
 SSLType None
 AuthMechs LOGIN
+%s
 
 IMAPStore remote
 Account test
@@ -118,14 +131,15 @@ Patterns *
 Create Both
 Expunge Both
 SyncState *
-`, host, port, local, local)
+`, host, port, disable, local, local)
 	confPath := filepath.Join(dir, "mbsyncrc")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	run := func() string {
 		start := time.Now()
-		cmd := exec.Command(mbsync, "-c", confPath, "-V", "-a")
+		// -Dn: the protocol transcript (without message data).
+		cmd := exec.Command(mbsync, "-c", confPath, "-Dn", "-a")
 		cmd.Env = append(os.Environ(), "HOME="+dir)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -134,7 +148,14 @@ SyncState *
 		t.Logf("mbsync run: %v", time.Since(start).Round(time.Millisecond))
 		return string(out)
 	}
-	run()
+	transcript := run()
+	// The transcript shows the commands as mbsync writes them, before its
+	// compressor; the tagged OK is the last line the server sends
+	// uncompressed.
+	compressed := strings.Contains(transcript, "COMPRESS DEFLATE") && strings.Contains(transcript, "OK DEFLATE active")
+	if compressed != compress {
+		t.Fatalf("mbsync used COMPRESS: %v, want %v\n%s", compressed, compress, transcript)
+	}
 	files, _ := filepath.Glob(filepath.Join(local, "INBOX", "cur", "*"))
 	unseen, _ := filepath.Glob(filepath.Join(local, "INBOX", "new", "*"))
 	files = append(files, unseen...)

@@ -2,18 +2,21 @@
 // NAMESPACE, UNSELECT, UIDPLUS, MOVE, ENABLE, ID, LITERAL+, CHILDREN,
 // SPECIAL-USE, SASL-IR, CONDSTORE/QRESYNC, ESEARCH, SEARCHRES, SORT,
 // THREAD, QUOTA, LIST-EXTENDED, LIST-STATUS, BINARY, STATUS=SIZE,
-// MULTIAPPEND and APPENDLIMIT, over Maildir++ mailboxes; and IMAP4rev2
-// (RFC 9051) for the sessions that enable it (rev2.go).
+// MULTIAPPEND, APPENDLIMIT and COMPRESS=DEFLATE, over Maildir++
+// mailboxes; and IMAP4rev2 (RFC 9051) for the sessions that enable it
+// (rev2.go).
 //
 // It owns the whole protocol layer: the command reader (synchronizing and
 // non-synchronizing literals, APPEND's messages streamed to disk), the table
 // of commands from which the CAPABILITY list is computed, the response
-// encoder, and each session's view of its selected mailbox (sequence numbers,
-// flags, \Recent) with the untagged updates that keep the view in step with
-// other sessions and other processes, and each folder's index
-// (postern-imapindex: flags, sizes, dates, mod-sequences, expunged UIDs,
-// header fields; see index.go). Mail storage is mailbox/maildir's;
-// message structure is mailbox/mime's; who may log in is auth's.
+// encoder, the DEFLATE layer of COMPRESS (inflating with internal/inflate,
+// deflating with compress/flate), and each session's view of its selected
+// mailbox (sequence numbers, flags, \Recent) with the untagged updates that
+// keep the view in step with other sessions and other processes, and each
+// folder's index (postern-imapindex: flags, sizes, dates, mod-sequences,
+// expunged UIDs, header fields; see index.go). Mail storage is
+// mailbox/maildir's; message structure is mailbox/mime's; who may log in
+// is auth's.
 package imap
 
 import (
@@ -80,6 +83,11 @@ type Server struct {
 	log      *slog.Logger
 	commands map[string]*commandSpec
 	hub      *folderHub
+	// deflaters are the response compressors of COMPRESS sessions, lent
+	// out from a write until the session has been quiet for deflateRelease
+	// (see cmd_compress.go).
+	deflaters      *sync.Pool
+	deflateRelease time.Duration
 	// unauthTimeout is the autologout before login; a field so that tests
 	// need not wait a minute.
 	unauthTimeout time.Duration
@@ -115,12 +123,14 @@ func NewServer(opt Options) *Server {
 		opt:       opt,
 		log:       opt.Logger,
 		commands:  newCommandTable(),
+		deflaters: newDeflaterPool(),
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 		done:      make(chan struct{}),
 
-		unauthTimeout: unauthTimeout,
-		idlePoll:      idlePollInterval,
+		unauthTimeout:  unauthTimeout,
+		idlePoll:       idlePollInterval,
+		deflateRelease: deflateRelease,
 	}
 	if opt.testUnauthTimeout > 0 {
 		s.unauthTimeout = opt.testUnauthTimeout

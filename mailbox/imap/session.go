@@ -45,6 +45,9 @@ type session struct {
 	d    *decoder
 	w    *responseWriter
 	tls  bool
+	// compressed: COMPRESS DEFLATE is active (RFC 4978); br and bw then
+	// carry the inflated and to-be-deflated streams.
+	compressed bool
 
 	state   state
 	user    string
@@ -89,9 +92,18 @@ func (sess *session) setConn(c net.Conn) {
 	sess.mu.Lock()
 	sess.conn = c
 	sess.mu.Unlock()
-	sess.br = bufio.NewReaderSize(c, 4<<10)
-	sess.bw = bufio.NewWriterSize(&deadlineConn{Conn: c, writeTimeout: writeTimeout}, 8<<10)
+	sess.setStreams(bufio.NewReaderSize(c, 4<<10), &deadlineConn{Conn: c, writeTimeout: writeTimeout}, nil)
+}
+
+// setStreams makes in the command reader's input and out the responses'
+// output: the connection's at start and after STARTTLS, the DEFLATE layers
+// after COMPRESS. sync, when not nil, is flushed after every flush of the
+// buffered writer (the compressor's own buffer).
+func (sess *session) setStreams(in *bufio.Reader, out io.Writer, sync flusher) {
+	sess.br = in
+	sess.bw = bufio.NewWriterSize(out, 8<<10)
 	sess.w = newResponseWriter(sess.bw)
+	sess.w.sync = sync
 	sess.d = newDecoder(sess.br, sess.continueLiteral)
 	sess.d.maxSkip = sess.srv.opt.MaxLiteralSize
 }

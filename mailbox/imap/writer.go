@@ -28,7 +28,13 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 type responseWriter struct {
 	bw  *bufio.Writer
 	buf []byte
+	// sync is flushed after bw: the compressor under it when COMPRESS is
+	// active, so that each flush reaches the client.
+	sync flusher
 }
+
+// flusher is a writer's buffer that can be pushed out.
+type flusher interface{ Flush() error }
 
 func newResponseWriter(bw *bufio.Writer) *responseWriter {
 	return &responseWriter{bw: bw, buf: make([]byte, 0, 512)}
@@ -94,7 +100,15 @@ func (w *responseWriter) end() error {
 	return err
 }
 
-func (w *responseWriter) flush() error { return w.bw.Flush() }
+func (w *responseWriter) flush() error {
+	if err := w.bw.Flush(); err != nil {
+		return err
+	}
+	if w.sync != nil {
+		return w.sync.Flush()
+	}
+	return nil
+}
 
 // appendString writes s as a quoted string if it has no CR, LF, NUL or 8-bit
 // bytes and is not too long; otherwise as a literal (RFC 3501 section 4.3).
