@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Names of the files this package keeps beside the messages. They are the
@@ -230,6 +232,9 @@ type Staged struct {
 	tmpPath string
 	size    int64
 	barrier *fsBarrier
+	// anon is the open unnamed file (O_TMPFILE) holding the message when
+	// the file system offers one; tmpPath is then unused.
+	anon *os.File
 }
 
 // Stage writes r to tmp/ and makes it durable (the first half of Deliver).
@@ -254,7 +259,11 @@ func (f *Folder) Stage(r io.Reader, opt DeliverOptions) (*Staged, error) {
 	var err error
 	if groupCommit {
 		if st.barrier, err = barrierFor(f.path); err == nil {
-			if st.size, err = writeUnsynced(st.tmpPath, r); err == nil {
+			st.anon, st.size, err = writeAnonymous(filepath.Join(f.path, "tmp"), r)
+			if errors.Is(err, errNoTmpfile) {
+				st.size, err = writeUnsynced(st.tmpPath, r)
+			}
+			if err == nil {
 				err = st.barrier.wait()
 			}
 		}
@@ -262,7 +271,7 @@ func (f *Folder) Stage(r io.Reader, opt DeliverOptions) (*Staged, error) {
 		st.size, err = writeSynced(st.tmpPath, r)
 	}
 	if err != nil {
-		os.Remove(st.tmpPath)
+		st.Discard()
 		return nil, fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 	}
 	return st, nil
@@ -272,17 +281,30 @@ func (f *Folder) Stage(r io.Reader, opt DeliverOptions) (*Staged, error) {
 func (st *Staged) Size() int64 { return st.size }
 
 // Discard removes a staged message that will not be committed.
-func (st *Staged) Discard() { os.Remove(st.tmpPath) }
+func (st *Staged) Discard() {
+	if st.anon != nil {
+		st.anon.Close() // an unnamed file goes with its last descriptor
+		st.anon = nil
+		return
+	}
+	os.Remove(st.tmpPath)
+}
 
 // Commit puts a staged message into the folder (the second half of
 // Deliver) and returns its key. The tmp/ file is gone afterwards, whatever
 // the outcome.
 func (st *Staged) Commit() (string, error) {
 	f, opt := st.f, st.opt
-	defer os.Remove(st.tmpPath) // after the link the tmp name is just a second name
+	defer st.Discard() // after the link the tmp name is just a second name
 
 	if !opt.InternalDate.IsZero() {
-		if err := os.Chtimes(st.tmpPath, time.Now(), opt.InternalDate); err != nil {
+		var err error
+		if st.anon != nil {
+			err = unix.Futimes(int(st.anon.Fd()), []unix.Timeval{unix.NsecToTimeval(time.Now().UnixNano()), unix.NsecToTimeval(opt.InternalDate.UnixNano())})
+		} else {
+			err = os.Chtimes(st.tmpPath, time.Now(), opt.InternalDate)
+		}
+		if err != nil {
 			return "", fmt.Errorf("maildir %s: deliver: set internal date: %w", f.path, err)
 		}
 	}
@@ -298,10 +320,15 @@ func (st *Staged) Commit() (string, error) {
 	if opt.Flags != "" || len(opt.Keywords) > 0 {
 		dest = filepath.Join(f.path, "cur", key+":2,"+st.info)
 	}
-	if err := linkOrRename(st.tmpPath, dest); err != nil {
+	var err error
+	if st.anon != nil {
+		err = linkAnonymous(st.anon, dest)
+	} else {
+		err = linkOrRename(st.tmpPath, dest)
+	}
+	if err != nil {
 		return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 	}
-	var err error
 	if st.barrier != nil {
 		err = st.barrier.wait()
 	} else {
@@ -314,6 +341,57 @@ func (st *Staged) Commit() (string, error) {
 		f.md.addQuotaUsage(st.size, 1)
 	}
 	return key, nil
+}
+
+// errNoTmpfile: the file system (or kernel) has no O_TMPFILE.
+var errNoTmpfile = errors.New("no O_TMPFILE")
+
+// tmpfileWorks turns false at the first file system that refuses
+// O_TMPFILE (NFS, old kernels), so later deliveries go straight to named
+// files in tmp/.
+var tmpfileWorks atomic.Bool
+
+func init() { tmpfileWorks.Store(true) }
+
+// writeAnonymous copies r into an unnamed file in dir (open(2) O_TMPFILE)
+// without syncing it. It is the tmp/ step of maildir(5) without a name:
+// no directory entry to create and remove again, and nothing left behind
+// by a crash (the kernel frees an unlinked inode). linkAnonymous gives it
+// its name in new/ or cur/. errNoTmpfile when unsupported.
+func writeAnonymous(dir string, r io.Reader) (*os.File, int64, error) {
+	if !tmpfileWorks.Load() {
+		return nil, 0, errNoTmpfile
+	}
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
+			tmpfileWorks.Store(false)
+			return nil, 0, errNoTmpfile
+		}
+		return nil, 0, fmt.Errorf("open tmpfile in %s: %w", dir, err)
+	}
+	file := os.NewFile(uintptr(fd), dir+"/(unnamed)")
+	n, err := copyPooled(file, r)
+	if err != nil {
+		file.Close()
+		return nil, 0, err
+	}
+	return file, n, nil
+}
+
+// linkAnonymous names an unnamed file at dst. linkat(2) with AT_EMPTY_PATH
+// needs CAP_DAC_READ_SEARCH, so the file is linked through its
+// /proc/self/fd entry (AT_SYMLINK_FOLLOW), which any process may do with
+// its own descriptor. A name clash is an error, never a replacement.
+func linkAnonymous(file *os.File, dst string) error {
+	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(file.Fd())), unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
+	if err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("link %s: name clash: %w", dst, fs.ErrExist)
+		}
+		return fmt.Errorf("link %s: %w", dst, err)
+	}
+	return nil
 }
 
 // writeUnsynced copies r into a new file at path without syncing it; the
