@@ -33,10 +33,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -87,6 +89,9 @@ type Options struct {
 	// SegmentBytes is how many posting bytes are buffered before a segment
 	// is written (default 8 MiB); tests make it small.
 	SegmentBytes int
+	// LoadWorkers is how many documents Update loads at once (default
+	// GOMAXPROCS); the load function must allow it.
+	LoadWorkers int
 }
 
 // Index is one folder's text index, safe for concurrent use.
@@ -113,6 +118,9 @@ func Open(dir string, opt Options) (*Index, error) {
 	}
 	if opt.SegmentBytes <= 0 {
 		opt.SegmentBytes = defaultSegmentBytes
+	}
+	if opt.LoadWorkers <= 0 {
+		opt.LoadWorkers = runtime.GOMAXPROCS(0)
 	}
 	// Mkdir, not MkdirAll: a folder deleted meanwhile must not come back.
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
@@ -285,7 +293,8 @@ type Stats struct {
 // Update brings the index up to date with live, the folder's messages in
 // ascending UID order: segments of another UIDVALIDITY or found damaged
 // are dropped, each message not indexed under its key is loaded with load
-// (ok false: skip it, it stays a candidate) and added, and segments are
+// (ok false: skip it, it stays a candidate; called from several goroutines
+// at once, see Options.LoadWorkers) and added, and segments are
 // merged. When more than half of the indexed documents at or below the
 // highest live UID are no longer live (expunged), everything is merged
 // into one segment without them. Errors leave the index usable: what was
@@ -333,6 +342,12 @@ func (ix *Index) Update(validity uint32, live []Message, load func(Message) (Doc
 	}
 	releaseAll(segs)
 
+	var missing []Message
+	for i, m := range live {
+		if cover[i] < 0 {
+			missing = append(missing, m)
+		}
+	}
 	var b *builder
 	flush := func() error {
 		if b == nil || len(b.docs) == 0 {
@@ -342,23 +357,23 @@ func (ix *Index) Update(validity uint32, live []Message, load func(Message) (Doc
 		b = nil
 		return err
 	}
-	for i, m := range live {
-		if cover[i] >= 0 {
-			continue
-		}
-		d, ok := load(m)
-		if !ok {
-			continue
-		}
-		d.UID, d.Key = m.UID, m.Key
-		if b == nil {
-			b = newBuilder()
-		}
-		b.add(d)
-		st.Indexed++
-		if b.bytes >= ix.opt.SegmentBytes {
-			if err := flush(); err != nil {
-				return st, err
+	loads, stop := ix.loadAll(missing, load)
+	defer stop()
+	for batch := range loads {
+		for i, d := range batch.docs {
+			if !batch.ok[i] {
+				continue
+			}
+			d.UID, d.Key = batch.msgs[i].UID, batch.msgs[i].Key
+			if b == nil {
+				b = newBuilder()
+			}
+			b.add(d)
+			st.Indexed++
+			if b.bytes >= ix.opt.SegmentBytes {
+				if err := flush(); err != nil {
+					return st, err
+				}
 			}
 		}
 	}
@@ -393,6 +408,60 @@ func (ix *Index) Update(validity uint32, live []Message, load func(Message) (Doc
 	st.Segments = len(ix.segs)
 	ix.mu.Unlock()
 	return st, nil
+}
+
+// loadBatch is a run of consecutive messages loaded for indexing.
+type loadBatch struct {
+	msgs []Message
+	docs []Doc
+	ok   []bool
+}
+
+// loadBatchSize: messages loaded together, in parallel, while the previous
+// batch is added to the builder.
+const loadBatchSize = 256
+
+// loadAll loads msgs with load, LoadWorkers at a time, and delivers them
+// in order, batch by batch. stop ends the loading early; the goroutines
+// are gone when it returns.
+func (ix *Index) loadAll(msgs []Message, load func(Message) (Doc, bool)) (<-chan *loadBatch, func()) {
+	out := make(chan *loadBatch, 1)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	workers := ix.opt.LoadWorkers
+	go func() {
+		defer close(finished)
+		defer close(out)
+		for start := 0; start < len(msgs); start += loadBatchSize {
+			part := msgs[start:min(len(msgs), start+loadBatchSize)]
+			batch := &loadBatch{msgs: part, docs: make([]Doc, len(part)), ok: make([]bool, len(part))}
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range min(workers, len(part)) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := int(next.Add(1) - 1)
+						if i >= len(part) {
+							return
+						}
+						batch.docs[i], batch.ok[i] = load(part[i])
+					}
+				}()
+			}
+			wg.Wait()
+			select {
+			case out <- batch:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return out, func() {
+		close(done)
+		<-finished
+	}
 }
 
 // writeBuilder writes b as a new segment and adds it to the list.

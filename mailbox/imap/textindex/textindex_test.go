@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -22,7 +23,7 @@ type corpus struct {
 	docs map[uint32]Doc
 	live []Message
 	// loads counts calls of load, to check what Update reads.
-	loads int
+	loads atomic.Int64
 }
 
 var vocabulary = strings.Fields("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima " +
@@ -61,7 +62,7 @@ func (c *corpus) addDoc(rng *rand.Rand, uid uint32) {
 }
 
 func (c *corpus) load(m Message) (Doc, bool) {
-	c.loads++
+	c.loads.Add(1)
 	d, ok := c.docs[m.UID]
 	return d, ok && d.Key == m.Key
 }
@@ -169,9 +170,9 @@ func TestCandidatesAreASupersetOfMatches(t *testing.T) {
 		}
 	}
 	// A second Update reads nothing.
-	c.loads = 0
-	if st, err := ix.Update(7, c.live, c.load); err != nil || st.Indexed != 0 || c.loads != 0 {
-		t.Fatalf("second update: %+v, %d loads, %v", st, c.loads, err)
+	c.loads.Store(0)
+	if st, err := ix.Update(7, c.live, c.load); err != nil || st.Indexed != 0 || c.loads.Load() != 0 {
+		t.Fatalf("second update: %+v, %d loads, %v", st, c.loads.Load(), err)
 	}
 }
 
@@ -199,9 +200,9 @@ func TestNewMessagesAreIndexedAndReopenKeepsTheIndex(t *testing.T) {
 	ix.Close()
 
 	ix2 := openTest(t, dir, 2<<10)
-	c.loads = 0
+	c.loads.Store(0)
 	if st, err := ix2.Update(1, c.live, c.load); err != nil || st.Indexed != 0 {
-		t.Fatalf("after reopen: %+v %v (%d loads)", st, err, c.loads)
+		t.Fatalf("after reopen: %+v %v (%d loads)", st, err, c.loads.Load())
 	}
 	checkQueries(t, ix2, 1, c, queriesFrom(rng, c, 200), fieldBody)
 }
@@ -355,7 +356,7 @@ func TestDamagedSegmentsGiveNoFalseNegatives(t *testing.T) {
 				if !seg.bad.Load() {
 					t.Fatal("the damaged segment was not noticed")
 				}
-				c.loads = 0
+				c.loads.Store(0)
 				st, err := ix.Update(1, c.live, c.load)
 				if err != nil || st.Indexed != len(c.live) {
 					t.Fatalf("rebuild after damage: %+v %v", st, err)
@@ -424,9 +425,8 @@ func TestSearcherKeepsMergedSegmentsReadable(t *testing.T) {
 	if _, err := ix.Update(1, c.live[90:], c.load); err != nil {
 		t.Fatal(err)
 	}
-	full := *c
-	full.live = c.live[:50]
-	checkQueriesWith(t, sr, &full, queriesFrom(rng, &full, 50))
+	full := &corpus{docs: c.docs, live: c.live[:50]}
+	checkQueriesWith(t, sr, full, queriesFrom(rng, full, 50))
 }
 
 func checkQueriesWith(t *testing.T, sr *Searcher, c *corpus, qs []string) {
