@@ -100,12 +100,12 @@ func (s *session) prepareTextFilter(key *searchKey) *textFilter {
 	for i := range sel.msgs {
 		live[i] = textindex.Message{UID: sel.msgs[i].uid, Key: sel.msgs[i].key}
 	}
-	if _, err := ti.Update(sel.uidValidity, live, s.textDoc); err != nil {
+	sr, _, err := ti.Update(sel.uidValidity, live, s.textDoc)
+	defer sr.Close()
+	if err != nil {
 		// What is indexed still filters; the rest are candidates.
 		s.srv.log.Warn("imap: text index update", "folder", sel.name, "err", err)
 	}
-	sr := ti.Searcher(sel.uidValidity, live)
-	defer sr.Close()
 	f := &textFilter{cands: map[*searchKey][]bool{}}
 	for _, k := range keys {
 		fields := []textindex.Field{textFieldBody}

@@ -29,12 +29,13 @@ package textindex
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"hash/crc32"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -240,25 +241,23 @@ func (ix *Index) replace(old []*segment, add *segment) {
 	}
 }
 
-// keyHash is what a segment keeps of a message's Maildir key.
-func keyHash(key string) uint32 {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return h.Sum32()
+// keyHash is what a segment keeps of a message's Maildir key: its
+// CRC-32C, which the CPU computes (a search hashes every key of the view).
+func keyHash(key string, buf *[]byte) uint32 {
+	*buf = append((*buf)[:0], key...)
+	return crc32.Checksum(*buf, castagnoli)
 }
 
 // coverage returns, for each message of live, the index in segs of the
 // newest usable segment that indexed it under the same key (or -1), and
-// whether that segment recorded it without trigrams (too long).
-func coverage(segs []*segment, validity uint32, live []Message) (cover []int16, truncated []bool) {
+// whether that segment recorded it without trigrams (too long); and how
+// many documents of the segments are dead: at or below live's highest UID
+// but not in live.
+func coverage(segs []*segment, validity uint32, live []Message, hashes []uint32) (cover []int16, truncated []bool, dead int) {
 	cover = make([]int16, len(live))
 	truncated = make([]bool, len(live))
 	for i := range cover {
 		cover[i] = -1
-	}
-	hashes := make([]uint32, len(live))
-	for i := range live {
-		hashes[i] = keyHash(live[i].Key)
 	}
 	for j := len(segs) - 1; j >= 0; j-- {
 		s := segs[j]
@@ -270,17 +269,32 @@ func coverage(segs []*segment, validity uint32, live []Message) (cover []int16, 
 			u := live[i].UID
 			for a < len(s.uids) && s.uids[a] < u {
 				a++
+				dead++
 			}
 			if a == len(s.uids) {
 				break
 			}
-			if s.uids[a] == u && cover[i] < 0 && s.keys[a] == hashes[i] {
-				cover[i] = int16(j)
-				truncated[i] = s.flags[a]&flagTruncated != 0
+			if s.uids[a] == u {
+				if cover[i] < 0 && s.keys[a] == hashes[i] {
+					cover[i] = int16(j)
+					truncated[i] = s.flags[a]&flagTruncated != 0
+				}
+				a++
 			}
 		}
 	}
-	return cover, truncated
+	return cover, truncated, dead
+}
+
+// keyHashes hashes the keys of live (touching every key string: a few
+// milliseconds for 100,000, so once per search).
+func keyHashes(live []Message) []uint32 {
+	hashes := make([]uint32, len(live))
+	var buf []byte
+	for i := range live {
+		hashes[i] = keyHash(live[i].Key, &buf)
+	}
+	return hashes
 }
 
 // Stats says what an Update did.
@@ -299,7 +313,16 @@ type Stats struct {
 // highest live UID are no longer live (expunged), everything is merged
 // into one segment without them. Errors leave the index usable: what was
 // not written is simply not indexed.
-func (ix *Index) Update(validity uint32, live []Message, load func(Message) (Doc, bool)) (Stats, error) {
+//
+// The returned Searcher (never nil; Close it) answers queries over live
+// with the updated index.
+func (ix *Index) Update(validity uint32, live []Message, load func(Message) (Doc, bool)) (*Searcher, Stats, error) {
+	hashes := keyHashes(live)
+	st, err := ix.update(validity, live, hashes, load)
+	return ix.searcher(validity, live, hashes), st, err
+}
+
+func (ix *Index) update(validity uint32, live []Message, hashes []uint32, load func(Message) (Doc, bool)) (Stats, error) {
 	var st Stats
 	ix.buildMu.Lock()
 	defer ix.buildMu.Unlock()
@@ -323,22 +346,15 @@ func (ix *Index) Update(validity uint32, live []Message, load func(Message) (Doc
 	}
 
 	segs := ix.acquire()
-	cover, _ := coverage(segs, validity, live)
+	cover, _, dead := coverage(segs, validity, live, hashes)
 	var maxLive uint32
 	if len(live) > 0 {
 		maxLive = live[len(live)-1].UID
 	}
-	indexed, dead := 0, 0
+	indexed := 0
 	for _, s := range segs {
-		for _, u := range s.uids {
-			if u > maxLive {
-				continue // newer than this caller's view, not dead
-			}
-			indexed++
-			if _, ok := slices.BinarySearchFunc(live, u, func(m Message, u uint32) int { return cmpUint32(m.UID, u) }); !ok {
-				dead++
-			}
-		}
+		// Documents at or below maxLive.
+		indexed += sort.Search(len(s.uids), func(k int) bool { return s.uids[k] > maxLive })
 	}
 	releaseAll(segs)
 
@@ -559,9 +575,13 @@ type Searcher struct {
 // Searcher prepares queries for live (ascending UIDs) with the folder's
 // current UIDVALIDITY.
 func (ix *Index) Searcher(validity uint32, live []Message) *Searcher {
+	return ix.searcher(validity, live, keyHashes(live))
+}
+
+func (ix *Index) searcher(validity uint32, live []Message, hashes []uint32) *Searcher {
 	segs := ix.acquire()
 	sr := &Searcher{segs: segs, live: live}
-	sr.cover, sr.truncated = coverage(segs, validity, live)
+	sr.cover, sr.truncated, _ = coverage(segs, validity, live, hashes)
 	return sr
 }
 

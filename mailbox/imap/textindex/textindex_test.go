@@ -142,7 +142,7 @@ func TestCandidatesAreASupersetOfMatches(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	c := newCorpus(rng, 600)
 	ix := openTest(t, t.TempDir(), 4<<10) // small segments: several, merged
-	st, err := ix.Update(7, c.live, c.load)
+	st, err := update(ix, 7, c.live, c.load)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestCandidatesAreASupersetOfMatches(t *testing.T) {
 	}
 	// A second Update reads nothing.
 	c.loads.Store(0)
-	if st, err := ix.Update(7, c.live, c.load); err != nil || st.Indexed != 0 || c.loads.Load() != 0 {
+	if st, err := update(ix, 7, c.live, c.load); err != nil || st.Indexed != 0 || c.loads.Load() != 0 {
 		t.Fatalf("second update: %+v, %d loads, %v", st, c.loads.Load(), err)
 	}
 }
@@ -181,14 +181,14 @@ func TestNewMessagesAreIndexedAndReopenKeepsTheIndex(t *testing.T) {
 	c := newCorpus(rng, 200)
 	dir := t.TempDir()
 	ix := openTest(t, dir, 2<<10)
-	if _, err := ix.Update(1, c.live, c.load); err != nil {
+	if _, err := update(ix, 1, c.live, c.load); err != nil {
 		t.Fatal(err)
 	}
 	next := c.live[len(c.live)-1].UID
 	for i := 0; i < 40; i++ { // one at a time, as mail arrives between searches
 		next++
 		c.addDoc(rng, next)
-		st, err := ix.Update(1, c.live, c.load)
+		st, err := update(ix, 1, c.live, c.load)
 		if err != nil || st.Indexed != 1 {
 			t.Fatalf("update %d: %+v %v", i, st, err)
 		}
@@ -201,7 +201,7 @@ func TestNewMessagesAreIndexedAndReopenKeepsTheIndex(t *testing.T) {
 
 	ix2 := openTest(t, dir, 2<<10)
 	c.loads.Store(0)
-	if st, err := ix2.Update(1, c.live, c.load); err != nil || st.Indexed != 0 {
+	if st, err := update(ix2, 1, c.live, c.load); err != nil || st.Indexed != 0 {
 		t.Fatalf("after reopen: %+v %v (%d loads)", st, err, c.loads.Load())
 	}
 	checkQueries(t, ix2, 1, c, queriesFrom(rng, c, 200), fieldBody)
@@ -211,7 +211,7 @@ func TestUIDValidityAndKeyChangesReindex(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	c := newCorpus(rng, 50)
 	ix := openTest(t, t.TempDir(), 0)
-	if _, err := ix.Update(1, c.live, c.load); err != nil {
+	if _, err := update(ix, 1, c.live, c.load); err != nil {
 		t.Fatal(err)
 	}
 	// Not yet updated for the new UIDVALIDITY: nothing is covered.
@@ -220,7 +220,7 @@ func TestUIDValidityAndKeyChangesReindex(t *testing.T) {
 		t.Fatalf("%d unindexed under a new UIDVALIDITY, want all %d", n, len(c.live))
 	}
 	sr.Close()
-	st, err := ix.Update(2, c.live, c.load)
+	st, err := update(ix, 2, c.live, c.load)
 	if err != nil || st.Indexed != len(c.live) || st.Segments != 1 {
 		t.Fatalf("new UIDVALIDITY: %+v %v", st, err)
 	}
@@ -230,7 +230,7 @@ func TestUIDValidityAndKeyChangesReindex(t *testing.T) {
 	d := Doc{UID: m.UID, Key: m.Key + "x", Text: [][]string{{"replacement text"}, {""}}}
 	c.docs[m.UID] = d
 	c.live[0].Key = d.Key
-	if st, err := ix.Update(2, c.live, c.load); err != nil || st.Indexed != 1 {
+	if st, err := update(ix, 2, c.live, c.load); err != nil || st.Indexed != 1 {
 		t.Fatalf("new key: %+v %v", st, err)
 	}
 	sr = ix.Searcher(2, c.live)
@@ -245,7 +245,7 @@ func TestExpungedMessagesAreCompactedAway(t *testing.T) {
 	c := newCorpus(rng, 300)
 	dir := t.TempDir()
 	ix := openTest(t, dir, 4<<10)
-	if _, err := ix.Update(1, c.live, c.load); err != nil {
+	if _, err := update(ix, 1, c.live, c.load); err != nil {
 		t.Fatal(err)
 	}
 	// Expunge two thirds, keeping the highest UID (the view's end).
@@ -258,7 +258,7 @@ func TestExpungedMessagesAreCompactedAway(t *testing.T) {
 		}
 	}
 	c.live = kept
-	st, err := ix.Update(1, c.live, c.load)
+	st, err := update(ix, 1, c.live, c.load)
 	if err != nil || st.Indexed != 0 || st.Merged == 0 || st.Segments != 1 {
 		t.Fatalf("after expunge: %+v %v", st, err)
 	}
@@ -272,7 +272,7 @@ func TestExpungedMessagesAreCompactedAway(t *testing.T) {
 	// A view that ends below newer messages does not count them as dead.
 	ix2 := ix
 	short := c.live[:1]
-	if st, err := ix2.Update(1, short, c.load); err != nil || st.Merged != 0 {
+	if st, err := update(ix2, 1, short, c.load); err != nil || st.Merged != 0 {
 		t.Fatalf("an old view compacted the index: %+v %v", st, err)
 	}
 }
@@ -285,7 +285,7 @@ func TestLongDocumentsAreAlwaysCandidates(t *testing.T) {
 	c.docs[3] = Doc{UID: 3, Key: "k3", Text: [][]string{{"short"}}, Truncated: true}
 	c.live = []Message{{1, "k1"}, {2, "k2"}, {3, "k3"}}
 	ix := openTest(t, t.TempDir(), 0)
-	if _, err := ix.Update(1, c.live, c.load); err != nil {
+	if _, err := update(ix, 1, c.live, c.load); err != nil {
 		t.Fatal(err)
 	}
 	sr := ix.Searcher(1, c.live)
@@ -316,7 +316,7 @@ func TestDamagedSegmentsGiveNoFalseNegatives(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st, err := ix.Update(1, c.live, c.load); err != nil || st.Segments != 1 {
+			if st, err := update(ix, 1, c.live, c.load); err != nil || st.Segments != 1 {
 				t.Fatalf("%+v %v", st, err)
 			}
 			seg := ix.segs[0]
@@ -357,7 +357,7 @@ func TestDamagedSegmentsGiveNoFalseNegatives(t *testing.T) {
 					t.Fatal("the damaged segment was not noticed")
 				}
 				c.loads.Store(0)
-				st, err := ix.Update(1, c.live, c.load)
+				st, err := update(ix, 1, c.live, c.load)
 				if err != nil || st.Indexed != len(c.live) {
 					t.Fatalf("rebuild after damage: %+v %v", st, err)
 				}
@@ -377,7 +377,7 @@ func TestDamagedSegmentsGiveNoFalseNegatives(t *testing.T) {
 				t.Fatalf("the damaged segment was kept: %v", files)
 			}
 			checkQueries(t, ix, 1, c, qs, fieldBody) // all unindexed: all candidates
-			st, err := ix.Update(1, c.live, c.load)
+			st, err := update(ix, 1, c.live, c.load)
 			if err != nil || st.Indexed != len(c.live) {
 				t.Fatalf("rebuild: %+v %v", st, err)
 			}
@@ -416,13 +416,13 @@ func TestSearcherKeepsMergedSegmentsReadable(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	c := newCorpus(rng, 100)
 	ix := openTest(t, t.TempDir(), 1<<10)
-	if _, err := ix.Update(1, c.live[:50], c.load); err != nil {
+	if _, err := update(ix, 1, c.live[:50], c.load); err != nil {
 		t.Fatal(err)
 	}
 	sr := ix.Searcher(1, c.live[:50])
 	defer sr.Close()
 	// Merges and compaction retire the segments sr holds.
-	if _, err := ix.Update(1, c.live[90:], c.load); err != nil {
+	if _, err := update(ix, 1, c.live[90:], c.load); err != nil {
 		t.Fatal(err)
 	}
 	full := &corpus{docs: c.docs, live: c.live[:50]}
@@ -469,4 +469,11 @@ func TestEncodeListRoundTrip(t *testing.T) {
 			t.Fatalf("round trip (dense %v, kind %d): %v", dense, enc[0], err)
 		}
 	}
+}
+
+// update runs Update and closes its Searcher.
+func update(ix *Index, validity uint32, live []Message, load func(Message) (Doc, bool)) (Stats, error) {
+	sr, st, err := ix.Update(validity, live, load)
+	sr.Close()
+	return st, err
 }

@@ -20,10 +20,11 @@ type docEntry struct {
 // lists per term, until they are written as a segment. Documents must
 // come in ascending UID order.
 type builder struct {
-	terms map[uint32]int32 // trigram key → index in lists
-	lists []pending
-	docs  []docEntry
-	bytes int // posting bytes so far
+	terms  map[uint32]int32 // trigram key → index in lists
+	lists  []pending
+	docs   []docEntry
+	bytes  int // posting bytes so far
+	keyBuf []byte
 }
 
 type pending struct {
@@ -38,7 +39,7 @@ func newBuilder() *builder { return &builder{terms: map[uint32]int32{}} }
 // marked Truncated) is recorded without postings: it stays a candidate for
 // every query.
 func (b *builder) add(d Doc) {
-	e := docEntry{uid: d.UID, key: keyHash(d.Key)}
+	e := docEntry{uid: d.UID, key: keyHash(d.Key, &b.keyBuf)}
 	total := 0
 	for _, pieces := range d.Text {
 		for _, p := range pieces {
