@@ -59,6 +59,7 @@ const (
 	defaultSegmentBytes = 8 << 20 // posting bytes buffered before a segment is written
 	mergeFanIn          = 4       // segments of one size class merged together
 	maxListsRead        = 4       // posting lists intersected per field and segment
+	largeBuild          = 1024    // documents to index from which a builder gets a direct table
 )
 
 // ErrLocked: another process owns the index directory.
@@ -382,7 +383,7 @@ func (ix *Index) update(validity uint32, live []Message, hashes []uint32, load f
 			}
 			d.UID, d.Key = batch.msgs[i].UID, batch.msgs[i].Key
 			if b == nil {
-				b = newBuilder()
+				b = newBuilder(len(missing) >= largeBuild)
 			}
 			b.add(d)
 			st.Indexed++

@@ -140,8 +140,8 @@ func queriesFrom(rng *rand.Rand, c *corpus, n int) []string {
 
 func TestCandidatesAreASupersetOfMatches(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	c := newCorpus(rng, 600)
-	ix := openTest(t, t.TempDir(), 4<<10) // small segments: several, merged
+	c := newCorpus(rng, largeBuild+100)    // a builder with the direct table
+	ix := openTest(t, t.TempDir(), 16<<10) // small segments: several, merged
 	st, err := update(ix, 7, c.live, c.load)
 	if err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ type builder struct {
 	docs   []docEntry
 	bytes  int // posting bytes so far
 	keyBuf []byte
+	ascii  []int32 // see newBuilder; nil: the map only
 }
 
 type pending struct {
@@ -33,7 +34,16 @@ type pending struct {
 	buf   []byte // uvarint differences, starting from 0
 }
 
-func newBuilder() *builder { return &builder{terms: map[uint32]int32{}} }
+// newBuilder returns an empty builder; large gives it a direct table for
+// the ASCII trigrams of fields 0 and 1 (16 MiB, about half the time of a
+// map per trigram), worth it when many documents are to be indexed.
+func newBuilder(large bool) *builder {
+	b := &builder{terms: map[uint32]int32{}}
+	if large {
+		b.ascii = make([]int32, 2<<21) // index+1 in lists, by field<<21 | 7-bit bytes
+	}
+	return b
+}
 
 // add indexes d. A document with more than MaxDocText bytes of text (or
 // marked Truncated) is recorded without postings: it stays a candidate for
@@ -58,12 +68,25 @@ func (b *builder) add(d Doc) {
 		field := uint32(f) << 24
 		for _, p := range pieces {
 			for i := 0; i+3 <= len(p); i++ {
-				key := field | uint32(p[i])<<16 | uint32(p[i+1])<<8 | uint32(p[i+2])
-				idx, ok := b.terms[key]
-				if !ok {
-					idx = int32(len(b.lists))
-					b.lists = append(b.lists, pending{})
-					b.terms[key] = idx
+				c0, c1, c2 := p[i], p[i+1], p[i+2]
+				var idx int32
+				if slot := uint32(f)<<21 | uint32(c0)<<14 | uint32(c1)<<7 | uint32(c2); b.ascii != nil && f < 2 && (c0|c1|c2) < 0x80 {
+					idx = b.ascii[slot] - 1
+					if idx < 0 {
+						idx = int32(len(b.lists))
+						b.lists = append(b.lists, pending{})
+						b.terms[field|uint32(c0)<<16|uint32(c1)<<8|uint32(c2)] = idx
+						b.ascii[slot] = idx + 1
+					}
+				} else {
+					key := field | uint32(c0)<<16 | uint32(c1)<<8 | uint32(c2)
+					var ok bool
+					idx, ok = b.terms[key]
+					if !ok {
+						idx = int32(len(b.lists))
+						b.lists = append(b.lists, pending{})
+						b.terms[key] = idx
+					}
 				}
 				l := &b.lists[idx]
 				if l.last == uid {
