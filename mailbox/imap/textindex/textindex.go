@@ -60,6 +60,7 @@ const (
 	mergeFanIn          = 4       // segments of one size class merged together
 	maxListsRead        = 4       // posting lists intersected per field and segment
 	largeBuild          = 1024    // documents to index from which a builder gets a direct table
+	maxTrigramsLooked   = 64      // trigrams of a query looked up per field and segment
 )
 
 // ErrLocked: another process owns the index directory.
@@ -671,6 +672,15 @@ func (s *segment) fieldCandidates(query string, f Field) ([]uint32, error) {
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
+	if len(keys) > maxTrigramsLooked {
+		// Any subset of the trigrams still gives a superset; a long query
+		// costs a bounded number of reads.
+		step := len(keys) / maxTrigramsLooked
+		for i := range maxTrigramsLooked {
+			keys[i] = keys[i*step]
+		}
+		keys = keys[:maxTrigramsLooked]
+	}
 	terms := make([]termEntry, 0, len(keys))
 	for _, k := range keys {
 		t, found, err := s.lookup(k)

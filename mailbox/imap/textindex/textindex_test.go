@@ -135,7 +135,13 @@ func queriesFrom(rng *rand.Rand, c *corpus, n int) []string {
 		b := min(len(p), a+1+rng.IntN(15))
 		qs = append(qs, p[a:b])
 	}
-	return append(qs, "xyzzy", "zebracrossinh", "日本人", "ab", "")
+	// A long query: more trigrams than are looked up.
+	var long strings.Builder
+	for _, m := range c.live[:10] {
+		long.WriteString(c.docs[m.UID].Text[0][0])
+	}
+	long.WriteString(c.docs[c.live[10].UID].Text[0][0])
+	return append(qs, "xyzzy", "zebracrossinh", "日本人", "ab", "", c.docs[c.live[10].UID].Text[0][0], long.String()[:min(long.Len(), 4000)])
 }
 
 func TestCandidatesAreASupersetOfMatches(t *testing.T) {
