@@ -486,3 +486,24 @@ func TestBodySearchWithGoIMAPClient(t *testing.T) {
 		t.Fatal("no index was built")
 	}
 }
+
+func TestTextSearchAcrossAHeaderFold(t *testing.T) {
+	env := newTestEnv(t, nil)
+	env.deliver("alice", "INBOX", "Subject: the first part\r\n  and the folded rest\r\n\r\nbody\r\n")
+	env.deliver("alice", "INBOX", "Subject: =?UTF-8?Q?caf=C3=A9_cr=C3=A8me?=\r\n\r\nbody\r\n")
+	env.deliver("alice", "INBOX", "Subject: other\r\n\r\nbody\r\n")
+	r := env.login("alice", "secret")
+	r.send("s1 SELECT INBOX\r\n")
+	r.until("s1 OK")
+	for _, tc := range []struct{ op, q, want string }{
+		{"TEXT", "PART\r\n  AND", "1"}, // the fold as it stands in the message
+		{"TEXT", "café crème", "2"},    // the encoded word decoded
+		{"TEXT", "=?utf-8?q?caf", "2"}, // and as it stands
+		{"BODY", "first part", ""},     // BODY does not look at the header
+		{"TEXT", "body", "1 2 3"},
+	} {
+		if got := r.uidSearch("t", tc.op, tc.q); got != tc.want {
+			t.Errorf("%s %q = %q, want %q", tc.op, tc.q, got, tc.want)
+		}
+	}
+}
