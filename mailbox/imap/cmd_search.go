@@ -497,9 +497,10 @@ func (s *session) search(key *searchKey) (matches []int, highest uint64, err err
 		}
 		headers = sel.index.headers(uids, sel.folder.Open)
 	}
+	texts := s.prepareTextFilter(key)
 	for i := range sel.msgs {
 		m := &sel.msgs[i]
-		ev := searchEval{s: s, m: m, seq: uint32(i + 1)}
+		ev := searchEval{s: s, m: m, seq: uint32(i + 1), texts: texts}
 		if headers != nil {
 			ev.hdr = headers[m.uid]
 		}
@@ -576,6 +577,7 @@ type searchEval struct {
 	msg    *loadedMessage
 	loaded bool
 	text   *string
+	texts  *textFilter // BODY/TEXT candidates from the text index
 }
 
 func (e *searchEval) load() (*loadedMessage, error) {
@@ -691,23 +693,24 @@ func (e *searchEval) match(k *searchKey) (bool, error) {
 		}
 		return false, nil
 	case "BODY", "TEXT":
+		if e.texts.excludes(k, int(e.seq-1)) {
+			return false, nil // not a candidate: the message is not read
+		}
 		msg, err := e.load()
 		if err != nil || msg == nil {
 			return false, err
 		}
 		if k.op == "TEXT" {
-			hdr := msg.data[:min(msg.root.BodyStart, int64(len(msg.data)))]
-			if bytes.Contains(bytes.ToLower(hdr), []byte(k.value)) ||
-				strings.Contains(strings.ToLower(mime.DecodeHeaderValue(string(hdr))), k.value) {
+			raw, decoded := searchHeaderTexts(msg)
+			if bytes.Contains(raw, []byte(k.value)) || strings.Contains(decoded, k.value) {
 				return true, nil
 			}
 		}
 		if e.text == nil {
-			t, err := msg.root.Text(bytes.NewReader(msg.data))
+			t, err := searchBodyText(msg)
 			if err != nil {
 				return false, err
 			}
-			t = strings.ToLower(t)
 			e.text = &t
 		}
 		return strings.Contains(*e.text, k.value), nil

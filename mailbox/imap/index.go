@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"postern/mailbox/imap/textindex"
 	"postern/mailbox/maildir"
 	"postern/mailbox/mime"
 )
@@ -109,6 +110,10 @@ type folderIndex struct {
 	view         []viewMessage
 	viewSnap     *maildir.Snapshot
 	viewKeywords []string
+	// text is the folder's text index for SEARCH BODY/TEXT, opened at the
+	// first such search (search_text.go); textTried: do not retry.
+	text      *textindex.Index
+	textTried bool
 	// viewFirstUnseen is the sequence number of the view's first message
 	// without \Seen (0: none), counted once when the view is published so
 	// that a SELECT served from it walks no message (RFC 3501 7.1 UNSEEN).
@@ -149,12 +154,17 @@ func (ix *folderIndex) closeFile() {
 	}
 }
 
-// close writes what is pending and releases the file.
+// close writes what is pending and releases the files.
 func (ix *folderIndex) close() {
 	ix.mu.Lock()
-	defer ix.mu.Unlock()
+	text := ix.text
+	ix.text, ix.textTried = nil, false
 	ix.flushLocked()
 	ix.closeFile()
+	ix.mu.Unlock()
+	if text != nil {
+		text.Close()
+	}
 }
 
 // reset forgets every message (a new UIDVALIDITY or a rebuild); the

@@ -14,9 +14,10 @@
 // mailbox (sequence numbers, flags, \Recent) with the untagged updates that
 // keep the view in step with other sessions and other processes, and each
 // folder's index (postern-imapindex: flags, sizes, dates, mod-sequences,
-// expunged UIDs, header fields; see index.go). Mail storage is
-// mailbox/maildir's; message structure is mailbox/mime's; who may log in
-// is auth's.
+// expunged UIDs, header fields; see index.go) with its text index for
+// SEARCH BODY and TEXT (postern-imaptext, package textindex; see
+// search_text.go). Mail storage is mailbox/maildir's; message structure is
+// mailbox/mime's; who may log in is auth's.
 package imap
 
 import (
