@@ -331,6 +331,27 @@ func (l *loader) duration(name string, def time.Duration) time.Duration {
 	return d
 }
 
+// DataDirOf reads only the datadir setting of the configuration in dir
+// (default DefaultDataDir), for programs that may not read the rest: a
+// user's sendmail needs nothing else to find the server's socket.
+func DataDirOf(dir string) (string, error) {
+	lines, err := ReadSetting(dir, "datadir")
+	if errors.Is(err, ErrNotSet) {
+		return DefaultDataDir, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading datadir in %s: %w (the configuration directory must be searchable and datadir readable by local users for sendmail to work as them)", dir, err)
+	}
+	if len(lines) == 0 {
+		return DefaultDataDir, nil
+	}
+	p := lines[0].Text
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(dir, p)
+	}
+	return p, nil
+}
+
 // ParseDuration reads "30", "30s", "15m", "4h", "7d", "2w" or "1h30m".
 func ParseDuration(s string) (time.Duration, error) {
 	t := strings.TrimSpace(s)

@@ -44,6 +44,14 @@ func Init(dir, domain, hostname string, force bool) error {
 			return err
 		}
 	}
+	// Local users' sendmail reads etc/datadir and connects to
+	// data/submit.sock: both directories may be searched (not listed) by
+	// everyone, as /etc/postfix and Postfix's public/ directory are.
+	for _, d := range []string{etc, data} {
+		if err := os.Chmod(d, 0o751); err != nil {
+			return err
+		}
+	}
 	var listen strings.Builder
 	listen.WriteString("# NAME ADDRESS, one listener per line. Names: smtp submission submissions\n# imap imaps pop3 pop3s smap web (metrics). A name may appear more than once.\n")
 	for _, l := range DefaultListeners {
@@ -69,6 +77,9 @@ func Init(dir, domain, hostname string, force bool) error {
 	}
 	for name, content := range files {
 		perm := os.FileMode(0o640)
+		if name == "datadir" {
+			perm = 0o644 // read by every local user's sendmail
+		}
 		if name == "userdb" {
 			perm = 0o600 // holds password hashes; Courier refuses a readable userdb
 		}

@@ -10,9 +10,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -457,4 +460,82 @@ func buildPostern(t *testing.T) string {
 		t.Fatal(buildOnce.err)
 	}
 	return buildOnce.path
+}
+
+// A user other than root runs sendmail (a cron job, PHP as www-data): the
+// message goes through the server's submission socket, which learns the
+// sender from the kernel, and the exit statuses are those of root's
+// sendmail.
+func TestSendmailAsOtherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run sendmail as another user")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	h, _ := newMTAHarness(t)
+	// nobody must reach the binary, etc/datadir and data/submit.sock: make
+	// the test's directories searchable as an installation's are.
+	for d := h.dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	binDir := t.TempDir()
+	os.Chmod(binDir, 0o755)
+	bin := filepath.Join(binDir, "postern")
+	data, err := os.ReadFile(buildPostern(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(etc, stdin string, args ...string) (string, int) {
+		cmd := exec.Command(bin, append([]string{"--config", etc, "sendmail"}, args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		cmd.Stdin = strings.NewReader(stdin)
+		cmd.Dir = "/"
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatalf("sendmail as nobody: %v", err)
+		}
+		return string(out), 0
+	}
+	if out, code := run(h.etc, "Subject: from www-data\n\nhello from php\n", "-i", h.user); code != 0 {
+		t.Fatalf("sendmail as nobody: exit %d\n%s", code, out)
+	}
+	var got []byte
+	for _, m := range inboxMessages(t, h, h.user) {
+		if bytes.Contains(m, []byte("hello from php")) {
+			got = m
+		}
+	}
+	if got == nil {
+		t.Fatal("the message sent as nobody did not arrive")
+	}
+	// Who sent it comes from the kernel; the defaults are that user's.
+	for _, want := range []string{"(from nobody uid " + nobody.Uid + " via postern sendmail)", "From: nobody@mail.example.test", "Return-Path: <nobody@mail.example.test>"} {
+		if !bytes.Contains(got, []byte(want)) {
+			t.Errorf("stored message lacks %q:\n%s", want, got)
+		}
+	}
+	// An unknown local recipient: EX_NOUSER, as for root.
+	if out, code := run(h.etc, "Subject: x\n\nx\n", "nosuchuser@example.test"); code != 67 {
+		t.Errorf("unknown recipient: exit %d, want 67\n%s", code, out)
+	}
+	// No server listening: EX_TEMPFAIL and a message that says so.
+	other := t.TempDir()
+	os.Chmod(other, 0o755)
+	os.WriteFile(filepath.Join(other, "datadir"), []byte(t.TempDir()+"\n"), 0o644)
+	if out, code := run(other, "Subject: x\n\nx\n", h.user); code != 75 || !strings.Contains(out, "not reachable") {
+		t.Errorf("no server: exit %d, want 75\n%s", code, out)
+	}
 }

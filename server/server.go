@@ -288,6 +288,25 @@ func (s *Server) Start() error {
 		s.serve(l.Name, st.srv, ln)
 		s.log.Info("listening", "listener", l.Name, "address", ln.Addr().String(), "tls", st.implicit)
 	}
+	// The submission socket: sendmail run by users other than root.
+	sockPath := filepath.Join(cfg.DataDir, gateway.SubmitSocketName)
+	if ln, err := gateway.ListenSubmitSocket(sockPath); err != nil {
+		s.log.Warn("no submission socket: sendmail works for root only", "path", sockPath, "err", err)
+	} else {
+		sub := &gateway.SubmitServer{
+			Submitter: func() *gateway.Submitter {
+				return &gateway.Submitter{Router: s.mta.Router, Local: s.mta.Local, Queue: s.mta.Queue, Me: s.Config().Me, Log: s.log.With("service", "sendmail")}
+			},
+			MaxSize: func() int64 { return s.Config().SizeLimit },
+			Log:     s.log.With("service", "sendmail"),
+		}
+		s.listeners = append(s.listeners, ln)
+		s.services = append(s.services, sub)
+		s.serve("submit", sub, ln)
+		if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			s.log.Warn("the data directory is not searchable by other users, so their sendmail cannot reach the submission socket (chmod o+x)", "datadir", cfg.DataDir)
+		}
+	}
 	s.mta.Run()
 	return nil
 }

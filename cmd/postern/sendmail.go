@@ -10,14 +10,18 @@ import (
 	"net/mail"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"postern/gateway"
-	"postern/gateway/delivery"
 	"postern/policy"
 	"postern/policy/aliases"
 )
+
+// maxUnprivilegedMessage bounds what a user's sendmail reads before the
+// server (which enforces sizelimit) sees it.
+const maxUnprivilegedMessage = 1 << 30
 
 // sendmailOptions is what the sendmail command line says.
 type sendmailOptions struct {
@@ -219,10 +223,25 @@ func runSendmail(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "sendmail: %v\n%s", err, sendmailUsage)
 		return 64
 	}
-	cfg, err := policy.Load(e.configDir)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "sendmail: configuration %s:\n%v\n", e.configDir, err)
-		return 78
+	// A user other than root (a cron job, PHP as www-data) may not read
+	// the whole configuration nor write the spool and the mailboxes: the
+	// message goes to the running server's submission socket, found
+	// through the one setting it needs.
+	viaServer := os.Geteuid() != 0 && (o.mode == "" || o.mode == "bm")
+	var cfg *policy.Config
+	if viaServer {
+		dataDir, err := policy.DataDirOf(e.configDir)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "sendmail: %v\n", err)
+			return 78
+		}
+		cfg = &policy.Config{Dir: e.configDir, DataDir: dataDir, SizeLimit: maxUnprivilegedMessage}
+	} else {
+		var err error
+		if cfg, err = policy.Load(e.configDir); err != nil {
+			fmt.Fprintf(e.stderr, "sendmail: configuration %s:\n%v\n", e.configDir, err)
+			return 78
+		}
 	}
 	switch o.mode {
 	case "bp":
@@ -253,84 +272,48 @@ func runSendmail(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "sendmail: no recipients (give addresses, or -t)\n")
 		return 64
 	}
-	login := "root"
+	sub := gateway.Submission{Login: "root", UID: os.Getuid(), From: o.from, FullName: o.fullName,
+		Rcpts: rcpts, Notify: o.notify, Ret: o.ret, EnvID: o.envid, Msg: msg}
 	if u, err := user.Current(); err == nil {
-		login = u.Username
+		sub.Login = u.Username
 	}
-	from := o.from
-	if from == "" {
-		from = login + "@" + cfg.Me
-	}
-	if from == "<>" {
-		from = ""
-	}
-	msg = addSubmissionHeaders(msg, from, o.fullName, cfg.Me, login)
-
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rt, closeAll, err := openGateway(cfg)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "sendmail: %v\n", err)
-		return 75
-	}
-	defer closeAll()
-	notify := gateway.ParseNotify(strings.Split(o.notify, ","))
-	var targets []gateway.Target
-	for _, r := range rcpts {
-		ts, ref := rt.router.Resolve(ctx, r, true) // a local user may send anywhere
-		if ref != nil {
-			fmt.Fprintf(e.stderr, "sendmail: %s: %s\n", r, ref.Text)
-			if ref.Code >= 500 {
-				return 67
-			}
+	var id string
+	var ref *gateway.Refusal
+	if !viaServer {
+		rt, closeAll, err := openGateway(cfg)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "sendmail: %v\n", err)
 			return 75
 		}
-		for i := range ts {
-			ts[i].Recipient.Notify = notify
+		defer closeAll()
+		sb := &gateway.Submitter{Router: rt.router, Local: rt.local, Queue: rt.queue, Me: cfg.Me, Log: rt.log}
+		id, ref, err = sb.Submit(ctx, sub)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "sendmail: could not accept the message: %v\n", err)
+			return 75
 		}
-		targets = append(targets, ts...)
+	} else {
+		// Not allowed to write the spool and the mailboxes (a user's cron
+		// job, PHP as www-data): the running server accepts the message
+		// on its submission socket, knowing the sender by its uid.
+		var err error
+		id, ref, err = gateway.SubmitToServer(ctx, filepath.Join(cfg.DataDir, gateway.SubmitSocketName), sub)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "sendmail: %v\n", err)
+			return 75
+		}
 	}
-	env := delivery.Envelope{From: from, Received: time.Now(), EnvID: o.envid, Ret: o.ret, AuthUser: login, ClientIP: "127.0.0.1", ClientHELO: "localhost"}
-	received := fmt.Sprintf("Received: (from %s via postern sendmail)\r\n\tby %s (Postern);\r\n\t%s\r\n", login, cfg.Me, time.Now().Format(time.RFC1123Z))
-	id, err := gateway.Accept(ctx, rt.local, rt.queue, env, targets, append([]byte(received), msg...), rt.log)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "sendmail: could not accept the message: %v\n", err)
+	if ref != nil {
+		fmt.Fprintf(e.stderr, "sendmail: %s\n", ref.Text)
+		if ref.Code >= 500 {
+			return 67
+		}
 		return 75
 	}
 	if o.verbose {
-		fmt.Fprintf(e.stdout, "accepted as %s for %d recipient(s)\n", id, len(targets))
+		fmt.Fprintf(e.stdout, "accepted as %s for %d recipient(s)\n", id, len(rcpts))
 	}
 	return 0
-}
-
-// addSubmissionHeaders adds From, Date and Message-ID when a script left
-// them out, as sendmail does.
-func addSubmissionHeaders(msg []byte, from, fullName, host, login string) []byte {
-	end := bytes.Index(msg, []byte("\r\n\r\n"))
-	if end < 0 {
-		end = len(msg)
-	}
-	lower := "\r\n" + strings.ToLower(string(msg[:end]))
-	var add strings.Builder
-	if !strings.Contains(lower, "\r\nfrom:") {
-		addr := from
-		if addr == "" {
-			addr = login + "@" + host
-		}
-		if fullName != "" {
-			fmt.Fprintf(&add, "From: %s\r\n", (&mail.Address{Name: fullName, Address: addr}).String())
-		} else {
-			fmt.Fprintf(&add, "From: %s\r\n", addr)
-		}
-	}
-	if !strings.Contains(lower, "\r\ndate:") {
-		fmt.Fprintf(&add, "Date: %s\r\n", time.Now().Format(time.RFC1123Z))
-	}
-	if !strings.Contains(lower, "\r\nmessage-id:") {
-		fmt.Fprintf(&add, "Message-ID: <%d.%d@%s>\r\n", time.Now().UnixNano(), os.Getpid(), host)
-	}
-	if add.Len() == 0 {
-		return msg
-	}
-	return append([]byte(add.String()), msg...)
 }
