@@ -31,9 +31,11 @@ import (
 func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, log *slog.Logger) (string, error) {
 	var remote, localRcpts []delivery.Recipient
 	for _, t := range targets {
-		if t.Recipient.Local {
+		if t.Recipient.Local && t.Recipient.Pipe == "" {
 			localRcpts = append(localRcpts, t.Recipient)
 		} else {
+			// Remote recipients, and aliases' programs and files (which
+			// may take long or ask for a retry), go through the queue.
 			remote = append(remote, t.Recipient)
 		}
 	}

@@ -25,6 +25,9 @@ type LocalDelivery struct {
 	// instructions, the system maildroprc and ~/.mailfilter. Without it,
 	// mail goes straight into the INBOX.
 	Agent *deliver.Agent
+	// Self is the command (argv) that runs this binary's subcommands, for
+	// aliases to files ("postern deliverfile"); default os.Executable().
+	Self []string
 }
 
 // Deliver implements delivery.Deliverer.
@@ -37,6 +40,9 @@ func (l *LocalDelivery) Deliver(ctx context.Context, env *delivery.Envelope, rcp
 }
 
 func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, rc delivery.Recipient, msg delivery.Message) delivery.Result {
+	if rc.Pipe != "" {
+		return l.deliverPipe(ctx, env, rc, msg)
+	}
 	addr, folder := rc.Addr, rc.Folder
 	local, domain, err := splitAddress(addr)
 	if err != nil {

@@ -88,10 +88,14 @@ func (r *Router) resolveLocal(ctx context.Context, cfg *policy.Config, local, do
 			// aliases to look up again ("larry: larry, moe" keeps larry).
 			for _, t := range targets {
 				if t.Kind != aliases.Address {
-					// Programs and files run under the delivery agent,
-					// which arrives with the maildrop issue; refuse rather
-					// than accept mail that cannot be delivered.
-					return &Refusal{550, "5.3.0", "Alias delivers to a " + t.Kind.String() + ", which this server does not run yet", "alias_unsupported"}
+					// A program or a file: delivered through the queue
+					// by LocalDelivery, as the alias user.
+					key := "pipe:" + t.String()
+					if !seen[key] {
+						seen[key] = true
+						*out = append(*out, Target{Recipient: delivery.Recipient{Addr: full, Local: true, ORcpt: "rfc822;" + orig, Pipe: t.String()}})
+					}
+					continue
 				}
 				l, d, err := splitAddress(t.Value)
 				bare := err != nil

@@ -78,6 +78,7 @@ type Config struct {
 	UserdbDB     string // its compiled index ("userdb.db")
 
 	MaxRecipients  int            // recipients per message ("maxrcpts")
+	AliasUser      string         // the system user aliases' programs and files run as ("aliasuser")
 	GreetDelay     time.Duration  // pause before the SMTP banner, catching early talkers ("smtpgreetdelay")
 	Resolvers      []string       // DNS servers host:port; empty = /etc/resolv.conf ("resolvers")
 	TrustedProxies []netip.Prefix // may send PROXY headers ("trustedproxies")
@@ -176,6 +177,7 @@ func Load(dir string) (*Config, error) {
 	c.LogLevel = l.logLevel("loglevel")
 	c.DebugPprof = l.boolean("debugpprof", false)
 	c.MaxRecipients = int(l.number("maxrcpts", 100, 1, 100000))
+	c.AliasUser = l.single("aliasuser", "nobody")
 	c.GreetDelay = l.duration("smtpgreetdelay", 0)
 	for _, ln := range l.lines("resolvers") {
 		addr := ln.Text

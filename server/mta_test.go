@@ -539,3 +539,96 @@ func TestSendmailAsOtherUser(t *testing.T) {
 		t.Errorf("no server: exit %d, want 75\n%s", code, out)
 	}
 }
+
+// Aliases to programs and files (Courier's and sendmail's "|command",
+// "/path/mbox", "/path/Maildir/") are delivered through the queue as the
+// aliasuser, never as root; a program's exit status decides between
+// delivered, bounced (a DSN to the sender) and retried.
+func TestAliasToProgramAndFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to check that aliases run as the aliasuser")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	out, err := os.MkdirTemp("", "postern-alias")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(out) })
+	os.Chmod(out, 0o777)
+	h := &harness{t: t, dir: t.TempDir(), user: "alice@example.test", pass: "s3cret pass"}
+	h.etc = filepath.Join(h.dir, "etc")
+	if err := writeInit(h); err != nil {
+		t.Fatal(err)
+	}
+	h.writeSetting("aliases", "prog: |cat > "+out+"/prog.txt; id -u > "+out+"/prog.uid\n"+
+		"box: "+out+"/mbox\n"+
+		"md: "+out+"/Maildir/\n"+
+		"both: alice, |cat > "+out+"/both.txt\n"+
+		"bounce: \"|echo no such list >&2; exit 67\"\n")
+	h.writeSetting("retryalpha", "1s\n")
+	h.start()
+	t.Cleanup(h.stop)
+	h.srv.mta.Local.Self = []string{buildPostern(t)}
+	bin := h.srv.mta.Local.Self[0]
+	os.Chmod(filepath.Dir(bin), 0o755) // nobody runs it
+	for d := filepath.Dir(bin); d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	send := func(to, subject string) {
+		t.Helper()
+		msg := []byte("From: alice@example.test\r\nTo: " + to + "\r\nSubject: " + subject + "\r\n\r\nFrom the start of a line\r\nbody of " + subject + "\r\n")
+		if err := h.send("alice@example.test", []string{to}, msg); err != nil {
+			t.Fatalf("send to %s: %v", to, err)
+		}
+	}
+	send("prog@example.test", "to a program")
+	send("box@example.test", "to an mbox")
+	send("md@example.test", "to a maildir")
+	send("both@example.test", "to a list")
+	send("bounce@example.test", "to a failing program")
+	read := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(out, name))
+		return string(b)
+	}
+	waitFor(t, "the alias deliveries", func() bool {
+		md, _ := filepath.Glob(filepath.Join(out, "Maildir", "new", "*"))
+		return strings.Contains(read("prog.uid"), nobody.Uid) && strings.Contains(read("mbox"), "body of to an mbox") &&
+			len(md) == 1 && strings.Contains(read("both.txt"), "to a list")
+	})
+	prog := read("prog.txt")
+	for _, want := range []string{"Return-Path: <alice@example.test>\nDelivered-To: prog@example.test\n", "Subject: to a program\n", "body of to a program\n"} {
+		if !strings.Contains(prog, want) {
+			t.Errorf("program's input lacks %q:\n%s", want, prog)
+		}
+	}
+	if strings.TrimSpace(read("prog.uid")) != nobody.Uid {
+		t.Errorf("program ran as uid %q, want nobody (%s)", read("prog.uid"), nobody.Uid)
+	}
+	mbox := read("mbox")
+	if !strings.HasPrefix(mbox, "From alice@example.test ") || !strings.Contains(mbox, "\n>From the start of a line\n") {
+		t.Errorf("mbox entry:\n%s", mbox)
+	}
+	for _, p := range []string{filepath.Join(out, "mbox"), filepath.Join(out, "Maildir")} {
+		fi, err := os.Stat(p)
+		if err != nil || strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid)) != nobody.Uid {
+			t.Errorf("%s not written as nobody: %v", p, err)
+		}
+	}
+	// The list's account member got its copy too, directly.
+	var inList, dsn bool
+	waitFor(t, "the DSN for the failing program", func() bool {
+		inList, dsn = false, false
+		for _, m := range inboxMessages(t, h, h.user) {
+			if bytes.Contains(m, []byte("Subject: to a list")) {
+				inList = true
+			}
+			if bytes.Contains(m, []byte("Final-Recipient: rfc822; bounce@example.test")) && bytes.Contains(m, []byte("no such list")) {
+				dsn = true
+			}
+		}
+		return inList && dsn
+	})
+}

@@ -4,6 +4,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -53,6 +55,7 @@ func commands() []command {
 		{"makeuserdb", "compile the userdb source into its index", runMakeuserdb},
 		{"maildirmake", "create a Maildir, a Maildir++ folder, or set a quota", runMaildirmake},
 		{"deliverquota", "deliver a message from stdin into a Maildir, honouring its quota", runDeliverquota},
+		{"deliverfile", "deliver a message from stdin into an mbox file, or a Maildir (a path ending in /)", runDeliverfile},
 		{"config", "check the configuration and print what it resolves to", runConfigCheck},
 		{"sendmail", "inject a message from standard input (sendmail compatible)", runSendmail},
 		{"queue", "list, show, retry, delete or bounce queued messages", runQueue},
@@ -332,6 +335,56 @@ maildirmake(1); see docs/maildirmake.md.
 		return 0
 	}
 	return maildir.MaildirmakeMain(args, e.stdout, e.stderr)
+}
+
+// runDeliverfile is how an alias to a file ("/var/mail/archive",
+// "/srv/list/Maildir/") is delivered: the server runs it as the alias
+// user, so the file is written with that user's rights, never root's.
+func runDeliverfile(e *env, args []string) int {
+	fs := flag.NewFlagSet("deliverfile", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	from := fs.String("f", "", "envelope sender, for the mbox \"From \" line")
+	fs.Usage = func() {
+		fmt.Fprint(e.stderr, `Usage: postern deliverfile [-f SENDER] PATH < MESSAGE
+
+Delivers the message on standard input (LF line ends) into PATH: appended
+to an mbox file (created 0600; dot-lock and flock as maildrop does; synced;
+left as it was on failure), or, when PATH ends in "/", into that Maildir
+(created when missing). Exit status: 0 delivered, 75 temporary failure,
+77 over quota, 64 usage. The server runs it for aliases to files, as the
+aliasuser (docs/aliases.md).
+`)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 64
+	}
+	if fs.NArg() != 1 || !filepath.IsAbs(fs.Arg(0)) {
+		fs.Usage()
+		return 64
+	}
+	path := fs.Arg(0)
+	if strings.HasSuffix(path, "/") {
+		if _, err := os.Stat(filepath.Join(path, "cur")); err != nil {
+			if err := maildir.Make(filepath.Clean(path)); err != nil {
+				fmt.Fprintf(e.stderr, "deliverfile: %v\n", err)
+				return 75
+			}
+		}
+		return maildir.DeliverquotaMain([]string{filepath.Clean(path)}, e.stdin, e.stdout, e.stderr)
+	}
+	msg, err := io.ReadAll(io.LimitReader(e.stdin, 1<<30))
+	if err != nil {
+		fmt.Fprintf(e.stderr, "deliverfile: reading the message: %v\n", err)
+		return 75
+	}
+	if err := deliver.AppendMbox(context.Background(), path, msg, *from); err != nil {
+		fmt.Fprintf(e.stderr, "deliverfile: %v\n", err)
+		return 75
+	}
+	return 0
 }
 
 func runDeliverquota(e *env, args []string) int {

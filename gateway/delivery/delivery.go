@@ -32,6 +32,9 @@ type Recipient struct {
 	Notify Notify
 	Local  bool   // true: delivered by the local agent; false: remote (outbound)
 	Folder string // for local delivery: the Maildir++ folder ("" = INBOX; "Junk" for quarantined mail)
+	// Pipe, for a local recipient, is an alias's program ("|command") or
+	// file ("/path", "/path/" for a Maildir) that Addr expanded to.
+	Pipe string `json:",omitempty"`
 
 	// Queue state (kept in the spool).
 	Status        Status

@@ -333,7 +333,10 @@ func (q *Queue) Enqueue(ctx context.Context, env delivery.Envelope, msg io.Reade
 		if r.Addr == "" || !validAddress(r.Addr) || !validAddress(r.ORcpt) {
 			return "", fmt.Errorf("queue: enqueue: %w: bad recipient %q", ErrBadEnvelope, r.Addr)
 		}
-		se.Rcpts[i] = delivery.Recipient{Addr: r.Addr, ORcpt: r.ORcpt, Notify: r.Notify, Local: r.Local}
+		if strings.ContainsAny(r.Pipe+r.Folder, "\x00\r\n") {
+			return "", fmt.Errorf("queue: enqueue: %w: bad recipient target", ErrBadEnvelope)
+		}
+		se.Rcpts[i] = delivery.Recipient{Addr: r.Addr, ORcpt: r.ORcpt, Notify: r.Notify, Local: r.Local, Folder: r.Folder, Pipe: r.Pipe}
 	}
 	for _, s := range []string{se.EnvID, se.Ret, se.AuthUser, se.ClientIP, se.ClientHELO} {
 		if !validText(s) {

@@ -82,6 +82,13 @@ func deliverMbox(ctx context.Context, path string, msg []byte, sender string, no
 	return nil
 }
 
+// AppendMbox appends msg (LF line ends) to the mbox file at path with
+// maildrop's locking (dot-lock and flock), creating it with mode 0600, as
+// one "From " entry; the file is synced, and left as it was on failure.
+func AppendMbox(ctx context.Context, path string, msg []byte, sender string) error {
+	return deliverMbox(ctx, path, msg, sender, time.Now(), mboxLockFromVars(nil), 0o600)
+}
+
 func writeMboxMessage(f io.Writer, msg []byte, sender string, now time.Time) error {
 	if sender == "" {
 		sender = "MAILER-DAEMON"
