@@ -35,17 +35,17 @@ type Rights uint16
 
 // The rights of RFC 4314 section 2.1, in the order it lists them.
 const (
-	Lookup      Rights = 1 << iota // l: the mailbox is visible to LIST
-	Read                           // r: SELECT, EXAMINE, STATUS, FETCH, SEARCH, COPY from
-	Seen                           // s: keep \Seen
-	Write                          // w: keep flags other than \Seen and \Deleted
-	Insert                         // i: APPEND and COPY into
-	Post                           // p: send mail to the submission address
-	Create                         // k: CREATE children, RENAME into
-	DeleteMailbox                  // x: DELETE, RENAME away
-	DeleteMessages                 // t: set or clear \Deleted
-	Expunge                        // e: EXPUNGE
-	Admin                          // a: SETACL, DELETEACL, GETACL, LISTRIGHTS
+	Lookup         Rights = 1 << iota // l: the mailbox is visible to LIST
+	Read                              // r: SELECT, EXAMINE, STATUS, FETCH, SEARCH, COPY from
+	Seen                              // s: keep \Seen
+	Write                             // w: keep flags other than \Seen and \Deleted
+	Insert                            // i: APPEND and COPY into
+	Post                              // p: send mail to the submission address
+	Create                            // k: CREATE children, RENAME into
+	DeleteMailbox                     // x: DELETE, RENAME away
+	DeleteMessages                    // t: set or clear \Deleted
+	Expunge                           // e: EXPUNGE
+	Admin                             // a: SETACL, DELETEACL, GETACL, LISTRIGHTS
 )
 
 // letters are the rights in the order of the Rights bits: the canonical
