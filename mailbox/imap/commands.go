@@ -49,5 +49,6 @@ func newCommandTable() map[string]*commandSpec {
 	add(quotaCommands()...)
 	add(copyCommands()...)
 	add(idleCommands()...)
+	add(aclCommands()...)
 	return t
 }

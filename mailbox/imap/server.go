@@ -46,6 +46,11 @@ type Options struct {
 	// otherwise they sit at the top level beside INBOX. The delimiter is "."
 	// in both.
 	CourierNamespace bool
+	// SharedRegistry is the file listing which users share which folders
+	// (shared.go), so that LIST finds shared folders without scanning
+	// every account. Empty: kept in memory only, lost at restart (the ACL
+	// files themselves stay in the Maildirs).
+	SharedRegistry string
 	// IdleTimeout is the autologout timer of an authenticated session
 	// (RFC 3501 5.4: at least 30 minutes). Default 30 minutes.
 	IdleTimeout time.Duration
@@ -80,6 +85,7 @@ type Server struct {
 	log      *slog.Logger
 	commands map[string]*commandSpec
 	hub      *folderHub
+	shared   *sharedRegistry
 	// unauthTimeout is the autologout before login; a field so that tests
 	// need not wait a minute.
 	unauthTimeout time.Duration
@@ -115,6 +121,7 @@ func NewServer(opt Options) *Server {
 		opt:       opt,
 		log:       opt.Logger,
 		commands:  newCommandTable(),
+		shared:    &sharedRegistry{path: opt.SharedRegistry},
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 		done:      make(chan struct{}),
