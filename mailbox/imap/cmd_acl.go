@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"path/filepath"
 	"strings"
 
 	"postern/mailbox/acl"
@@ -245,4 +246,62 @@ func (s *session) aclFolderGone(owner, folder string) {
 	if err := s.srv.shared.set(owner, folder, false); err != nil {
 		s.log.Warn("imap: shared registry", "err", err)
 	}
+}
+
+// createShared creates a child of another user's folder: RFC 4314 4 asks
+// for "k" on the parent. The new folder has no ACL file of its own, so it
+// takes its parent's (Courier's inheritance).
+func (s *session) createShared(name string) result {
+	i := strings.LastIndexByte(name, delimiter)
+	if i <= len(sharedRoot) {
+		return no("NOPERM", "Not permitted in the shared namespace")
+	}
+	leaf := name[i+1:]
+	parent, r, found := s.resolveMailbox(name[:i])
+	if !found {
+		return r
+	}
+	defer s.releaseRef(parent)
+	if !parent.rights.Has(acl.Create) {
+		return noPerm()
+	}
+	if s.rev2() {
+		leaf = encodeMUTF7(leaf)
+	}
+	folder := leaf
+	if parent.folder != maildir.Inbox {
+		folder = parent.folder + string(delimiter) + leaf
+	}
+	if err := maildir.ValidFolderName(folder); err != nil {
+		return nameResult(errBadMailboxName)
+	}
+	if err := parent.mail.CreateFolder(folder); err != nil {
+		return s.storageResult(err, "CREATE")
+	}
+	return ok("CREATE completed")
+}
+
+// deleteShared deletes another user's folder, with the "x" right on it
+// (RFC 4314 4).
+func (s *session) deleteShared(name string) result {
+	ref, r, found := s.resolveMailbox(name)
+	if !found {
+		return r
+	}
+	defer s.releaseRef(ref)
+	if !ref.rights.Has(acl.DeleteMailbox) {
+		return noPerm()
+	}
+	if ref.folder == maildir.Inbox {
+		return no("CANNOT", "INBOX cannot be deleted")
+	}
+	if s.sel != nil && s.sel.ref.shared && s.sel.folder.Path() == filepath.Join(ref.mail.Root(), "."+ref.folder) {
+		return no("CANNOT", "Close the mailbox before deleting it")
+	}
+	if err := ref.mail.DeleteFolder(ref.folder); err != nil {
+		return s.storageResult(err, "DELETE")
+	}
+	s.srv.hub.forgetIndex(filepath.Join(ref.mail.Root(), "."+ref.folder))
+	s.aclFolderGone(ref.owner, ref.folder)
+	return ok("DELETE completed")
 }

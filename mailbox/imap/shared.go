@@ -376,3 +376,31 @@ func wireIdentifier(stored string) string {
 	}
 	return base
 }
+
+// maySetSeen reports whether FETCH may set \Seen as a side effect: only
+// with the "s" right (RFC 4314 4); without it the flag stays as it was.
+func (sel *selected) maySetSeen() bool { return sel.rights.Has(acl.Seen) }
+
+// storeRights are the rights a STORE needs (RFC 4314 4): "s" for \Seen,
+// "t" for \Deleted, "w" for every other flag and keyword. Replacing the
+// flags (STORE FLAGS) may change each of them, so it needs all three.
+func storeRights(a storeArgs) acl.Rights {
+	if a.op == storeReplace {
+		return acl.Seen | acl.DeleteMessages | acl.Write
+	}
+	var need acl.Rights
+	for i := 0; i < len(a.flags.letters); i++ {
+		switch a.flags.letters[i] {
+		case maildir.FlagSeen:
+			need |= acl.Seen
+		case maildir.FlagTrashed:
+			need |= acl.DeleteMessages
+		default:
+			need |= acl.Write
+		}
+	}
+	if len(a.flags.keywords) > 0 {
+		need |= acl.Write
+	}
+	return need
+}

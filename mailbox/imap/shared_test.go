@@ -1,0 +1,177 @@
+package imap
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	imap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"postern/mailbox/acl"
+)
+
+// listNames returns the names LIST "" "*" shows a client.
+func listNames(t *testing.T, c *imapclient.Client) []string {
+	t.Helper()
+	boxes, err := c.List("", "*", nil).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, b := range boxes {
+		names = append(names, b.Mailbox)
+	}
+	return names
+}
+
+func isNoPerm(err error) bool {
+	var ie *imap.Error
+	return errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo && ie.Code == "NOPERM"
+}
+
+// TestSharedFolderGrantAndRevoke is the scenario, driven with
+// go-imap v2: alice grants bob "lr" on Work; bob sees #shared.alice.Work,
+// reads it, may not change it (NOPERM); alice revokes and it is gone.
+func TestSharedFolderGrantAndRevoke(t *testing.T) {
+	registry := ""
+	env := newTestEnv(t, func(o *Options) {
+		registry = filepath.Join(t.TempDir(), "state", "imap-shared")
+		o.SharedRegistry = registry
+	})
+	alice := env.dialClient("alice", "secret", nil)
+	if err := alice.Create("Work", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Create("Private", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	env.deliver("alice", "Work", "Subject: plans\n\nthe plans\n")
+	env.deliver("alice", "Private", "Subject: diary\n\nsecret\n")
+
+	bob := env.dialClient("bob", "hunter2", nil)
+	for _, n := range listNames(t, bob) {
+		if strings.HasPrefix(n, "#shared") {
+			t.Fatalf("bob sees %q before any grant", n)
+		}
+	}
+	if _, err := bob.Select("#shared.alice.Work", nil).Wait(); err == nil {
+		t.Fatal("bob selected alice's Work without a grant")
+	}
+
+	if err := alice.SetACL("Work", "bob", imap.RightModificationReplace, imap.RightSet("lr")).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(registry); err != nil || string(data) != "alice\tWork\n" {
+		t.Fatalf("registry = %q, %v", data, err)
+	}
+	acls, err := alice.GetACL("Work").Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(acls.Rights["bob"]); got != "lr" {
+		t.Fatalf("GETACL bob = %q, want lr (%v)", got, acls.Rights)
+	}
+
+	names := strings.Join(listNames(t, bob), " ")
+	if !strings.Contains(names, "#shared.alice.Work") {
+		t.Fatalf("bob's LIST %q lacks #shared.alice.Work", names)
+	}
+	if strings.Contains(names, "Private") {
+		t.Fatalf("bob's LIST %q reveals alice's Private", names)
+	}
+	my, err := bob.MyRights("#shared.alice.Work").Wait()
+	if err != nil || string(my.Rights) != "lr" {
+		t.Fatalf("MYRIGHTS = %+v, %v; want lr", my, err)
+	}
+	sel, err := bob.Select("#shared.alice.Work", nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sel.NumMessages != 1 {
+		t.Fatalf("bob sees %d messages, want 1", sel.NumMessages)
+	}
+	msgs, err := bob.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{
+		UID: true, Flags: true,
+		BodySection: []*imap.FetchItemBodySection{{}},
+	}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("FETCH: %v %v", msgs, err)
+	}
+	if body := msgs[0].FindBodySection(&imap.FetchItemBodySection{}); !strings.Contains(string(body), "the plans") {
+		t.Fatalf("body %q", body)
+	}
+	// Without "s" the FETCH of the body did not set \Seen for everyone.
+	flags := fetchUIDFlags(t, bob)
+	for _, f := range flags[msgs[0].UID] {
+		if f == imap.FlagSeen {
+			t.Fatal("FETCH BODY[] set \\Seen without the s right")
+		}
+	}
+	err = bob.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
+	if !isNoPerm(err) {
+		t.Fatalf("STORE \\Seen: %v, want NO [NOPERM]", err)
+	}
+	err = bob.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
+	if !isNoPerm(err) {
+		t.Fatalf("STORE \\Deleted: %v, want NO [NOPERM]", err)
+	}
+	if err := bob.Expunge().Close(); !isNoPerm(err) {
+		t.Fatalf("EXPUNGE: %v, want NO [NOPERM]", err)
+	}
+	msg := []byte("Subject: from bob\r\n\r\nhi\r\n")
+	app := bob.Append("#shared.alice.Work", int64(len(msg)), nil)
+	app.Write(msg)
+	app.Close()
+	if _, err := app.Wait(); !isNoPerm(err) {
+		t.Fatalf("APPEND: %v, want NO [NOPERM]", err)
+	}
+	if _, err := bob.Copy(imap.SeqSetNum(1), "#shared.alice.Work").Wait(); !isNoPerm(err) {
+		t.Fatalf("COPY into: %v, want NO [NOPERM]", err)
+	}
+	if err := bob.SetACL("#shared.alice.Work", "bob", imap.RightModificationAdd, imap.RightSet("w")).Wait(); !isNoPerm(err) {
+		t.Fatalf("SETACL without a: %v, want NO [NOPERM]", err)
+	}
+	if err := bob.Delete("#shared.alice.Work").Wait(); !isNoPerm(err) {
+		t.Fatalf("DELETE without x: %v, want NO [NOPERM]", err)
+	}
+	// A folder without "l" is as good as absent.
+	if _, err := bob.Select("#shared.alice.Private", nil).Wait(); err == nil || isNoPerm(err) || !strings.Contains(err.Error(), "NONEXISTENT") {
+		t.Fatalf("SELECT Private: %v, want NO [NONEXISTENT]", err)
+	}
+	if _, err := bob.Status("#shared.alice.Private", &imap.StatusOptions{NumMessages: true}).Wait(); err == nil || !strings.Contains(err.Error(), "NONEXISTENT") {
+		t.Fatalf("STATUS Private: %v, want NO [NONEXISTENT]", err)
+	}
+	// alice's message is untouched: not \Seen, not \Deleted.
+	if _, err := alice.Select("Work", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, fl := range fetchUIDFlags(t, alice) {
+		if len(fl) != 0 {
+			t.Fatalf("alice's message has flags %v after bob's attempts", fl)
+		}
+	}
+
+	// Revoked: gone from LIST and from SELECT.
+	if err := alice.SetACL("Work", "bob", imap.RightModificationRemove, imap.RightSet("lr")).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(registry); err != nil || string(data) != "" {
+		t.Fatalf("registry after revoke = %q, %v", data, err)
+	}
+	for _, n := range listNames(t, bob) {
+		if strings.HasPrefix(n, "#shared") {
+			t.Fatalf("bob still sees %q after the revoke", n)
+		}
+	}
+	if _, err := bob.Select("#shared.alice.Work", nil).Wait(); err == nil {
+		t.Fatal("bob selected alice's Work after the revoke")
+	}
+	// The ACL file is Courier's.
+	data, err := os.ReadFile(filepath.Join(env.maildirPath("alice"), ".Work", acl.FileName))
+	if err != nil || string(data) != "owner lrswipcxtea\n" {
+		t.Fatalf("courierimapacl = %q, %v", data, err)
+	}
+}
