@@ -404,3 +404,37 @@ func storeRights(a storeArgs) acl.Rights {
 	}
 	return need
 }
+
+// registerSharedFolders brings the registry up to date with the ACL files
+// in the user's own Maildir at login: a Maildir moved from Courier, or
+// ACLs set with Courier's maildiracl, are found without a full rebuild.
+// Only the folders' own files count; inherited ACLs need no entry because
+// LIST looks at every folder of a registered owner.
+func (s *session) registerSharedFolders() {
+	folders, err := s.mail.Folders()
+	if err != nil {
+		s.log.Warn("imap: list folders for the shared registry", "err", err)
+		return
+	}
+	for _, f := range folders {
+		data, err := os.ReadFile(filepath.Join(folderPath(s.mail.Root(), f), acl.FileName))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			s.log.Warn("imap: read ACL", "folder", f, "err", err)
+			continue
+		}
+		if err := s.srv.shared.set(s.user, f, acl.Parse(data).Grants()); err != nil {
+			s.log.Warn("imap: shared registry", "err", err)
+		}
+	}
+}
+
+// folderPath is a Maildir++ folder's directory.
+func folderPath(root, folder string) string {
+	if folder == maildir.Inbox {
+		return root
+	}
+	return filepath.Join(root, "."+folder)
+}

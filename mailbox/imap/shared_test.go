@@ -175,3 +175,91 @@ func TestSharedFolderGrantAndRevoke(t *testing.T) {
 		t.Fatalf("courierimapacl = %q, %v", data, err)
 	}
 }
+
+// TestSharedCourierACLFile: a courierimapacl file as Courier's maildiracl
+// writes it (docs/imap.md, "ACL") is honoured: found at the owner's next
+// login, "anyone" and "user=" rights add up, a negative right takes away,
+// "c" is the create right, and a child folder inherits its parent's ACL.
+func TestSharedCourierACLFile(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) {
+		o.SharedRegistry = filepath.Join(t.TempDir(), "imap-shared")
+	})
+	env.module.users["carol"] = "pw"
+	md := env.maildir("alice")
+	for _, f := range []string{"Projects", "Projects.Old"} {
+		if err := md.CreateFolder(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env.deliver("alice", "Projects.Old", "Subject: old\n\nold project\n")
+	sample := "owner aceilrstwx\nanyone lr\nuser=bob   swc\n-user=carol r\nadministrators aceilrstwx\n"
+	if err := os.WriteFile(filepath.Join(env.maildirPath("alice"), ".Projects", acl.FileName), []byte(sample), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// alice logs in once: the registry learns that she shares.
+	a := env.login("alice", "secret")
+	a.send("A1 GETACL Projects\r\n")
+	a.expect(`* ACL Projects alice lrswipkxteacd anyone lr bob swkc -carol r administrators lrswikxteacd`)
+	a.expect("A1 OK")
+
+	b := env.login("bob", "hunter2")
+	b.send(`B1 LIST "" "#shared*"` + "\r\n")
+	lines := b.until("B1 OK")
+	want := []string{
+		`* LIST (\Noselect \HasChildren) "." #shared`,
+		`* LIST (\Noselect \HasChildren) "." #shared.alice`,
+		`* LIST (\HasChildren) "." #shared.alice.Projects`,
+		`* LIST (\HasNoChildren) "." #shared.alice.Projects.Old`,
+	}
+	if strings.Join(lines[:len(lines)-1], "\n") != strings.Join(want, "\n") {
+		t.Fatalf("bob's LIST:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	b.send("B2 MYRIGHTS #shared.alice.Projects\r\n")
+	b.expect(`* MYRIGHTS #shared.alice.Projects lrswkc`)
+	b.expect("B2 OK")
+	b.send("B3 MYRIGHTS #shared.alice.Projects.Old\r\n")
+	b.expect(`* MYRIGHTS #shared.alice.Projects.Old lrswkc`) // inherited
+	b.expect("B3 OK")
+	b.send("B4 SELECT #shared.alice.Projects.Old\r\n")
+	b.until("B4 OK [READ-WRITE]")
+	b.send("B5 STORE 1 +FLAGS (\\Seen)\r\n")
+	b.expect(`* 1 FETCH (FLAGS (\Seen`)
+	b.expect("B5 OK")
+	b.send("B6 STORE 1 +FLAGS (\\Answered)\r\n")
+	b.until("B6 OK") // w
+	b.send("B7 STORE 1 +FLAGS (\\Deleted)\r\n")
+	b.expect("B7 NO [NOPERM]") // no t
+	// "k" on the parent lets bob create a child in alice's Maildir.
+	b.send("B8 CREATE #shared.alice.Projects.New\r\n")
+	b.expect("B8 OK")
+	if _, err := os.Stat(filepath.Join(env.maildirPath("alice"), ".Projects.New")); err != nil {
+		t.Fatalf("CREATE did not make alice's folder: %v", err)
+	}
+	b.send("B9 STATUS #shared.alice.Projects.Old (MESSAGES)\r\n")
+	b.expect(`* STATUS #shared.alice.Projects.Old (MESSAGES 1)`)
+	b.expect("B9 OK")
+
+	// carol: "anyone lr" minus "-user=carol r": she sees it, cannot open it.
+	c := env.login("carol", "pw")
+	c.send("C1 MYRIGHTS #shared.alice.Projects\r\n")
+	c.expect(`* MYRIGHTS #shared.alice.Projects l`)
+	c.expect("C1 OK")
+	c.send("C2 EXAMINE #shared.alice.Projects\r\n")
+	c.expect("C2 NO [NOPERM]")
+	c.send("C3 STATUS #shared.alice.Projects (MESSAGES)\r\n")
+	c.expect("C3 NO [NOPERM]")
+	// Names that look like the namespace but name nothing.
+	for i, n := range []string{"#shared", "#shared.", "#shared.alice", "#shared.alice.", "#shared.nobody.INBOX", "#shared.alice..Projects", "#shared.alice.Projects/../x", "#shared.bob.INBOX"} {
+		tag := "N" + string(rune('a'+i))
+		c.send(tag + ` SELECT "` + n + `"` + "\r\n")
+		line := c.expect(tag + " ")
+		if !strings.HasPrefix(line, tag+" NO") {
+			t.Errorf("SELECT %q: %q, want NO", n, line)
+		}
+	}
+	// No personal folder may take a #shared name.
+	c.send("D1 CREATE #shared.mine\r\n")
+	c.expect("D1 NO")
+	c.send("D2 CREATE #sharedX\r\n")
+	c.expect("D2 OK")
+}
