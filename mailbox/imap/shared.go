@@ -348,7 +348,14 @@ func storedIdentifier(wire string) (string, bool) {
 		return "", false
 	case base == "anyone", base == "anonymous", base == "owner", base == "administrators":
 	case strings.HasPrefix(base, "user=") || strings.HasPrefix(base, "group="):
-		if strings.HasSuffix(base, "=") {
+		// The name must read back as itself: not empty, not "-..." (a
+		// negative right), not a special identifier ("user=anyone" would
+		// be shown as "anyone"), not another prefixed form.
+		_, name, _ := strings.Cut(base, "=")
+		switch {
+		case name == "", strings.HasPrefix(name, "-"),
+			name == "anyone", name == "anonymous", name == "owner", name == "administrators",
+			strings.HasPrefix(name, "user="), strings.HasPrefix(name, "group="):
 			return "", false
 		}
 	case strings.HasPrefix(base, "-"):
