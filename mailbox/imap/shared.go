@@ -445,3 +445,25 @@ func folderPath(root, folder string) string {
 	}
 	return filepath.Join(root, "."+folder)
 }
+
+// writeLimitedPermanentFlags lists only the flags the ACL rights let the
+// session store in a shared mailbox (RFC 4314 4: "s" for \Seen, "t" for
+// \Deleted, "w" for the others and for new keywords, "\*").
+func (sess *session) writeLimitedPermanentFlags(r acl.Rights) {
+	var flags []string
+	if r.Has(acl.Write) {
+		flags = append(flags, `\Answered`, `\Flagged`)
+	}
+	if r.Has(acl.DeleteMessages) {
+		flags = append(flags, `\Deleted`)
+	}
+	if r.Has(acl.Seen) {
+		flags = append(flags, `\Seen`)
+	}
+	if r.Has(acl.Write) {
+		flags = append(flags, `\Draft`)
+		flags = append(flags, sortedKeys(sess.sel.keywords)...)
+		flags = append(flags, `\*`)
+	}
+	sess.w.line(`* OK [PERMANENTFLAGS (`).raw(strings.Join(flags, " ")).raw(`)] Flags permitted by your rights`).end()
+}

@@ -221,7 +221,10 @@ func TestSharedCourierACLFile(t *testing.T) {
 	b.expect(`* MYRIGHTS #shared.alice.Projects.Old lrswkc`) // inherited
 	b.expect("B3 OK")
 	b.send("B4 SELECT #shared.alice.Projects.Old\r\n")
-	b.until("B4 OK [READ-WRITE]")
+	sel := strings.Join(b.until("B4 OK [READ-WRITE]"), "\n")
+	if !strings.Contains(sel, `* OK [PERMANENTFLAGS (\Answered \Flagged \Seen \Draft \*)]`) {
+		t.Errorf("PERMANENTFLAGS for rights lrswkc:\n%s", sel)
+	}
 	b.send("B5 STORE 1 +FLAGS (\\Seen)\r\n")
 	b.expect(`* 1 FETCH (FLAGS (\Seen`)
 	b.expect("B5 OK")

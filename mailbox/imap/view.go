@@ -418,6 +418,10 @@ func (sess *session) writePermanentFlags() {
 		w.line(`* OK [PERMANENTFLAGS ()] Read-only mailbox`).end()
 		return
 	}
+	if r := sess.sel.rights; !r.Has(acl.Seen | acl.Write | acl.DeleteMessages) {
+		sess.writeLimitedPermanentFlags(r)
+		return
+	}
 	w.line(`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft`)
 	for _, k := range sortedKeys(sess.sel.keywords) {
 		w.byte(' ').raw(k)
