@@ -3,7 +3,10 @@
 // SPECIAL-USE, SASL-IR, CONDSTORE/QRESYNC, ESEARCH, SEARCHRES, SORT,
 // THREAD, QUOTA, LIST-EXTENDED, LIST-STATUS, BINARY, STATUS=SIZE,
 // MULTIAPPEND and APPENDLIMIT, over Maildir++ mailboxes; and IMAP4rev2
-// (RFC 9051) for the sessions that enable it (rev2.go).
+// (RFC 9051) for the sessions that enable it (rev2.go). ACL (RFC 4314,
+// cmd_acl.go) keeps Courier's courierimapacl files (mailbox/acl), and other
+// users' folders shared with ACLs appear under "#shared.OWNER." with the
+// rights checked at each command (shared.go).
 //
 // It owns the whole protocol layer: the command reader (synchronizing and
 // non-synchronizing literals, APPEND's messages streamed to disk), the table
