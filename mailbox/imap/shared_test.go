@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	imap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -265,4 +266,59 @@ func TestSharedCourierACLFile(t *testing.T) {
 	c.expect("D1 NO")
 	c.send("D2 CREATE #sharedX\r\n")
 	c.expect("D2 OK")
+}
+
+// TestSharedExpungeRights: with "lrst" but no "e", bob may mark a message
+// \Deleted but not remove it: EXPUNGE is NOPERM, CLOSE leaves it, MOVE out
+// is NOPERM, COPY out into his own folder works. alice's session on the
+// same folder sees bob's flag change as it would another session's of
+// her own.
+func TestSharedExpungeRights(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) { o.testIdlePoll = 50 * time.Millisecond })
+	env.maildir("alice").CreateFolder("Team")
+	env.deliver("alice", "Team", "Subject: one\n\nfirst\n")
+	a := env.login("alice", "secret")
+	a.send("A1 SETACL Team bob lrst\r\n")
+	a.expect("A1 OK")
+	a.send("A2 SELECT Team\r\n")
+	a.until("A2 OK")
+
+	b := env.login("bob", "hunter2")
+	b.send("B1 SELECT #shared.alice.Team\r\n")
+	b.until("B1 OK [READ-WRITE]")
+	b.send("B2 STORE 1 +FLAGS.SILENT (\\Deleted \\Seen)\r\n")
+	b.expect("B2 OK")
+	// alice is told about bob's change at her next command.
+	a.send("A3 NOOP\r\n")
+	lines := strings.Join(a.until("A3 OK"), "\n")
+	if !strings.Contains(lines, `\Deleted`) || !strings.Contains(lines, `\Seen`) {
+		t.Fatalf("alice's NOOP after bob's STORE:\n%s", lines)
+	}
+	b.send("B3 EXPUNGE\r\n")
+	b.expect("B3 NO [NOPERM]")
+	b.send("B4 MOVE 1 INBOX\r\n")
+	b.expect("B4 NO [NOPERM]")
+	b.send("B5 COPY 1 INBOX\r\n")
+	b.expect("B5 OK")
+	b.send("B6 CLOSE\r\n")
+	b.expect("B6 OK")
+	b.send("B7 STATUS #shared.alice.Team (MESSAGES)\r\n")
+	b.expect("* STATUS #shared.alice.Team (MESSAGES 1)") // CLOSE did not expunge
+	b.expect("B7 OK")
+	b.send("B8 STATUS INBOX (MESSAGES)\r\n")
+	b.expect("* STATUS INBOX (MESSAGES 1)")
+	b.expect("B8 OK")
+	// With "e" as well, EXPUNGE works, and alice sees it.
+	a.send("A4 SETACL Team bob +e\r\n")
+	a.until("A4 OK")
+	b.send("B9 SELECT #shared.alice.Team\r\n")
+	b.until("B9 OK")
+	b.send("C1 EXPUNGE\r\n")
+	if lines := strings.Join(b.until("C1 OK"), "\n"); !strings.Contains(lines, "* 1 EXPUNGE") {
+		t.Fatalf("bob's EXPUNGE:\n%s", lines)
+	}
+	a.send("A5 NOOP\r\n")
+	if lines := strings.Join(a.until("A5 OK"), "\n"); !strings.Contains(lines, "* 1 EXPUNGE") {
+		t.Fatalf("alice's NOOP after bob's EXPUNGE:\n%s", lines)
+	}
 }
