@@ -1,6 +1,8 @@
 package imap
 
 import (
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -150,6 +152,9 @@ func execDeleteACL(s *session, c *command) result {
 // saveACL writes the folder's ACL and records in the registry whether the
 // folder is now shared.
 func (s *session) saveACL(ref *mailboxRef, list acl.List, what string) result {
+	if err := keepInherited(ref.mail, ref.folder); err != nil {
+		return s.storageResult(err, what)
+	}
 	if err := acl.WriteFolder(ref.mail.Root(), ref.folder, list); err != nil {
 		return s.storageResult(err, what)
 	}
@@ -304,4 +309,37 @@ func (s *session) deleteShared(name string) result {
 	s.srv.hub.forgetIndex(filepath.Join(ref.mail.Root(), "."+ref.folder))
 	s.aclFolderGone(ref.owner, ref.folder)
 	return ok("DELETE completed")
+}
+
+// keepInherited gives each existing folder below folder (every folder, for
+// INBOX) that has no ACL file of its own a copy of the ACL it inherits now,
+// before folder's ACL changes. Courier copies a parent's ACL into a folder
+// the first time it reads it, so there a change to a parent never reaches
+// existing children; without the copy, "SETACL INBOX bob lr" would share
+// every folder of the Maildir.
+func keepInherited(mail *maildir.Maildir, folder string) error {
+	folders, err := mail.Folders()
+	if err != nil {
+		return err
+	}
+	for _, g := range folders {
+		if g == folder || g == maildir.Inbox {
+			continue
+		}
+		if folder != maildir.Inbox && !strings.HasPrefix(g, folder+string(delimiter)) {
+			continue
+		}
+		_, err := os.Stat(filepath.Join(folderPath(mail.Root(), g), acl.FileName))
+		if !errors.Is(err, os.ErrNotExist) {
+			continue // has its own (or cannot tell: leave it)
+		}
+		list, err := acl.ReadFolder(mail.Root(), g)
+		if err != nil {
+			return err
+		}
+		if err := acl.WriteFolder(mail.Root(), g, list); err != nil {
+			return err
+		}
+	}
+	return nil
 }

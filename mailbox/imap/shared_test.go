@@ -322,3 +322,45 @@ func TestSharedExpungeRights(t *testing.T) {
 		t.Fatalf("alice's NOOP after bob's EXPUNGE:\n%s", lines)
 	}
 }
+
+// TestSharedCourierNamespace: in Courier mode personal names carry
+// "INBOX." but shared ones do not: #shared.OWNER.FOLDER in both modes.
+// A change to a folder's ACL does not reach existing children.
+func TestSharedCourierNamespace(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) { o.CourierNamespace = true })
+	a := env.login("alice", "secret")
+	a.send("A1 CREATE INBOX.Work\r\n")
+	a.expect("A1 OK")
+	a.send("A0 CREATE INBOX.Work.Q1\r\n")
+	a.expect("A0 OK")
+	a.send("A2 SETACL INBOX.Work anyone lr\r\n")
+	a.expect("A2 OK")
+	a.send("A3 SETACL INBOX bob lr\r\n")
+	a.expect("A3 OK")
+	b := env.login("bob", "hunter2")
+	b.send("B1 NAMESPACE\r\n")
+	b.expect(`* NAMESPACE (("INBOX." ".")) (("#shared." ".")) NIL`)
+	b.expect("B1 OK")
+	b.send(`B2 LIST "" "#shared.alice.*"` + "\r\n")
+	lines := b.until("B2 OK")
+	got := strings.Join(lines[:len(lines)-1], "\n")
+	// Work.Q1 existed before Work was shared: it kept its own ACL (owner
+	// only), as in Courier, and granting INBOX shared no other folder.
+	want := strings.Join([]string{
+		`* LIST (\HasNoChildren) "." #shared.alice.INBOX`,
+		`* LIST (\HasNoChildren) "." #shared.alice.Work`,
+	}, "\n")
+	if got != want {
+		t.Fatalf("LIST:\n%s\nwant:\n%s", got, want)
+	}
+	b.send("B3 EXAMINE #shared.alice.INBOX\r\n")
+	b.until("B3 OK [READ-ONLY]")
+	b.send("B4 GETACL INBOX.Work\r\n")
+	b.expect("B4 NO") // bob's own, and it does not exist
+	// A folder created after the grant inherits it.
+	a.send("A4 CREATE INBOX.Work.Q2\r\n")
+	a.expect("A4 OK")
+	b.send(`B5 LIST "" "#shared.alice.Work.*"` + "\r\n")
+	b.expect(`* LIST (\HasNoChildren) "." #shared.alice.Work.Q2`)
+	b.expect("B5 OK")
+}
