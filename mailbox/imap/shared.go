@@ -45,6 +45,24 @@ type sharedRegistry struct {
 	mu     sync.Mutex
 	loaded bool
 	grants map[[2]string]bool // {owner, Maildir++ folder}
+	// scanned: owners whose Maildir was scanned for ACL files since the
+	// server started (registerSharedFolders).
+	scanned map[string]bool
+}
+
+// firstScan reports whether owner's Maildir has not been scanned yet since
+// the server started, and marks it scanned.
+func (r *sharedRegistry) firstScan(owner string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.scanned[owner] {
+		return false
+	}
+	if r.scanned == nil {
+		r.scanned = map[string]bool{}
+	}
+	r.scanned[owner] = true
+	return true
 }
 
 func (r *sharedRegistry) load() error {
@@ -319,9 +337,10 @@ func (s *session) sharedEntries() (map[string]*mailboxRef, error) {
 			s.srv.hub.releaseMaildir(path)
 			continue
 		}
+		lists := effectiveACLs(mail.Root(), folders)
 		for _, f := range folders {
-			list, err := acl.ReadFolder(mail.Root(), f)
-			if err != nil {
+			list, ok := lists[f]
+			if !ok {
 				continue
 			}
 			r := list.Rights(s.user, false)
@@ -413,11 +432,16 @@ func storeRights(a storeArgs) acl.Rights {
 }
 
 // registerSharedFolders brings the registry up to date with the ACL files
-// in the user's own Maildir at login: a Maildir moved from Courier, or
-// ACLs set with Courier's maildiracl, are found without a full rebuild.
-// Only the folders' own files count; inherited ACLs need no entry because
-// LIST looks at every folder of a registered owner.
+// in the user's own Maildir at the user's first login since the server
+// started: a Maildir moved from Courier, or ACLs set with Courier's
+// maildiracl, are found without a full rebuild. Later logins skip it
+// (changes made here update the registry directly); it reads one file per
+// folder. Only the folders' own files count; inherited ACLs need no entry
+// because LIST looks at every folder of a registered owner.
 func (s *session) registerSharedFolders() {
+	if !s.srv.shared.firstScan(s.user) {
+		return
+	}
 	folders, err := s.mail.Folders()
 	if err != nil {
 		s.log.Warn("imap: list folders for the shared registry", "err", err)
@@ -466,4 +490,49 @@ func (sess *session) writeLimitedPermanentFlags(r acl.Rights) {
 		flags = append(flags, `\*`)
 	}
 	sess.w.line(`* OK [PERMANENTFLAGS (`).raw(strings.Join(flags, " ")).raw(`)] Flags permitted by your rights`).end()
+}
+
+// effectiveACLs is acl.ReadFolder for every folder of a Maildir at once:
+// each folder's own file is read once, and a folder without one takes its
+// nearest parent's from the same pass. A folder whose file cannot be read
+// is left out (not shared, as far as LIST knows).
+func effectiveACLs(root string, folders []string) map[string]acl.List {
+	out := make(map[string]acl.List, len(folders))
+	bad := map[string]bool{}
+	var get func(f string) (acl.List, bool)
+	get = func(f string) (acl.List, bool) {
+		if l, ok := out[f]; ok {
+			return l, true
+		}
+		if bad[f] {
+			return nil, false
+		}
+		data, err := os.ReadFile(filepath.Join(folderPath(root, f), acl.FileName))
+		var l acl.List
+		switch {
+		case err == nil:
+			l = acl.Parse(data)
+		case !errors.Is(err, os.ErrNotExist):
+			bad[f] = true
+			return nil, false
+		case f == maildir.Inbox:
+			l = acl.Default()
+		default:
+			parent := maildir.Inbox
+			if i := strings.LastIndexByte(f, delimiter); i > 0 {
+				parent = f[:i]
+			}
+			var ok bool
+			if l, ok = get(parent); !ok {
+				bad[f] = true
+				return nil, false
+			}
+		}
+		out[f] = l
+		return l, true
+	}
+	for _, f := range folders {
+		get(f)
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package imap
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -363,4 +364,40 @@ func TestSharedCourierNamespace(t *testing.T) {
 	b.send(`B5 LIST "" "#shared.alice.Work.*"` + "\r\n")
 	b.expect(`* LIST (\HasNoChildren) "." #shared.alice.Work.Q2`)
 	b.expect("B5 OK")
+}
+
+// TestEffectiveACLsMatchReadFolder: LIST's one-pass reading gives every
+// folder the ACL acl.ReadFolder gives it, inheritance included.
+func TestEffectiveACLsMatchReadFolder(t *testing.T) {
+	root := t.TempDir()
+	folders := []string{"INBOX", "A", "A.B", "A.B.C", "X.Y", "Z"}
+	for _, f := range folders[1:] {
+		if err := os.Mkdir(filepath.Join(root, "."+f), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(f, body string) {
+		if err := os.WriteFile(filepath.Join(folderPath(root, f), acl.FileName), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("INBOX", "owner aceilrstwx\nuser=bob l\n")
+	write("A", "user=bob lr\n")
+	write("A.B.C", "anyone lrs\n")
+	got := effectiveACLs(root, folders)
+	for _, f := range folders {
+		want, err := acl.ReadFolder(root, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got[f]) != fmt.Sprint(want) {
+			t.Errorf("%s: one pass %v, ReadFolder %v", f, got[f], want)
+		}
+	}
+	if r := got["A.B"].Rights("bob", false).String(); r != "lr" {
+		t.Errorf("A.B inherits A: bob has %q", r)
+	}
+	if r := got["X.Y"].Rights("bob", false).String(); r != "l" {
+		t.Errorf("X.Y (no X) inherits INBOX: bob has %q", r)
+	}
 }
