@@ -252,9 +252,6 @@ type listEntry struct {
 	name     string // IMAP name
 	folder   string // Maildir++ name, "" when the name only exists as a parent
 	children bool
-	// shared: another user's folder (shared namespace); folder is then
-	// its IMAP name, and it has no special use for this user.
-	shared bool
 }
 
 // hierarchy returns every folder and every implied parent, by IMAP name.
@@ -309,7 +306,9 @@ func (s *session) addSharedEntries(entries map[string]*listEntry) {
 			e = &listEntry{name: name}
 			entries[name] = e
 		}
-		e.folder, e.shared = name, true
+		// folder is the IMAP name here: never a special-use name, and
+		// only tested for being non-empty (selectable).
+		e.folder = name
 		base := sharedPrefix + ref.owner
 		parent(sharedRoot)
 		parent(base)
