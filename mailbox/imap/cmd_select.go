@@ -4,7 +4,6 @@ import (
 	"errors"
 
 	"postern/mailbox/acl"
-
 	"postern/mailbox/maildir"
 )
 
