@@ -203,8 +203,7 @@ func (s *session) listExtended(a listArgs) result {
 			return s.storageResult(err, "LIST")
 		}
 		for _, sub := range subs {
-			if folder, ok := folderFromSubscription(sub); ok {
-				name := s.imapName(folder)
+			if name, ok := s.subscribedName(sub); ok {
 				subscribed[name] = true
 				if entries[name] == nil {
 					// Subscribed but gone: listed as \NonExistent.

@@ -196,6 +196,9 @@ func (s *session) renameInbox(to string) result {
 }
 
 func execSubscribe(s *session, c *command) result {
+	if s.isSharedName(c.args.(string)) {
+		return s.subscribeShared(c.args.(string), true)
+	}
 	folder, err := s.folderName(c.args.(string))
 	if err != nil {
 		return nameResult(err)
@@ -210,6 +213,9 @@ func execSubscribe(s *session, c *command) result {
 }
 
 func execUnsubscribe(s *session, c *command) result {
+	if s.isSharedName(c.args.(string)) {
+		return s.subscribeShared(c.args.(string), false)
+	}
 	folder, err := s.folderName(c.args.(string))
 	if err != nil {
 		// Let clients drop subscriptions to names we would refuse now.
@@ -405,11 +411,10 @@ func execLsub(s *session, c *command) result {
 	seen := map[string]bool{}
 	var names []string
 	for _, sub := range subs {
-		folder, ok := folderFromSubscription(sub)
+		name, ok := s.subscribedName(sub)
 		if !ok {
 			continue
 		}
-		name := s.imapName(folder)
 		if !seen[name] {
 			seen[name] = true
 			names = append(names, name)

@@ -536,3 +536,57 @@ func effectiveACLs(root string, folders []string) map[string]acl.List {
 	}
 	return out
 }
+
+// subscribeShared (UN)SUBSCRIBEs a shared mailbox. The name is kept in
+// courierimapsubscribed as it is ("#shared.alice.Work", modified UTF-7),
+// beside Courier's "INBOX.x" lines. Subscribing needs the mailbox to be
+// visible; unsubscribing works for any name, so a client can drop a
+// subscription to a folder that is no longer shared.
+func (s *session) subscribeShared(name string, on bool) result {
+	stored := name
+	if s.rev2() {
+		if !utf8.ValidString(name) {
+			return nameResult(errBadMailboxName)
+		}
+		stored = encodeMUTF7(name)
+	}
+	if len(stored) > 1024 || strings.ContainsAny(stored, "\r\n\x00") {
+		return nameResult(errBadMailboxName)
+	}
+	what := "UNSUBSCRIBE"
+	if on {
+		what = "SUBSCRIBE"
+		ref, r, found := s.resolveMailbox(name)
+		if !found {
+			return r
+		}
+		stored = ref.name
+		if s.rev2() {
+			stored = encodeMUTF7(ref.name)
+		}
+		s.releaseRef(ref)
+	}
+	if err := s.mail.Subscribe(stored, on); err != nil {
+		return s.storageResult(err, what)
+	}
+	return ok(what + " completed")
+}
+
+// subscribedName maps a line of courierimapsubscribed to the name shown to
+// this session: a personal folder in Courier's "INBOX.x" form, or a
+// shared mailbox kept by subscribeShared.
+func (s *session) subscribedName(sub string) (string, bool) {
+	if s.isSharedName(sub) {
+		if s.rev2() {
+			if dec, err := decodeMUTF7(sub); err == nil {
+				return dec, true
+			}
+		}
+		return sub, true
+	}
+	folder, ok := folderFromSubscription(sub)
+	if !ok {
+		return "", false
+	}
+	return s.imapName(folder), true
+}

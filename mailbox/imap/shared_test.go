@@ -401,3 +401,42 @@ func TestEffectiveACLsMatchReadFolder(t *testing.T) {
 		t.Errorf("X.Y (no X) inherits INBOX: bob has %q", r)
 	}
 }
+
+// TestSharedSubscribe: a shared mailbox can be subscribed, LSUB and
+// LIST (SUBSCRIBED) show it, and after a revoke it stays subscribed but
+// not selectable until the user unsubscribes.
+func TestSharedSubscribe(t *testing.T) {
+	env := newTestEnv(t, nil)
+	env.maildir("alice").CreateFolder("Work")
+	a := env.login("alice", "secret")
+	a.send("A1 SETACL Work bob lr\r\n")
+	a.expect("A1 OK")
+	b := env.login("bob", "hunter2")
+	b.send("B0 SUBSCRIBE #shared.alice.Nope\r\n")
+	b.expect("B0 NO [NONEXISTENT]")
+	b.send("B1 SUBSCRIBE #shared.alice.Work\r\n")
+	b.expect("B1 OK")
+	b.send(`B2 LSUB "" "#shared*"` + "\r\n")
+	b.expect(`* LSUB () "." #shared.alice.Work`)
+	b.expect("B2 OK")
+	b.send(`B3 LIST (SUBSCRIBED) "" "#shared*"` + "\r\n")
+	b.expect(`* LIST (\HasNoChildren \Subscribed) "." #shared.alice.Work`)
+	b.expect("B3 OK")
+	a.send("A2 DELETEACL Work bob\r\n")
+	a.expect("A2 OK")
+	b.send(`B4 LSUB "" "#shared*"` + "\r\n")
+	b.expect(`* LSUB (\Noselect) "." #shared.alice.Work`)
+	b.expect("B4 OK")
+	b.send("B5 UNSUBSCRIBE #shared.alice.Work\r\n")
+	b.expect("B5 OK")
+	b.send(`B6 LSUB "" "*"` + "\r\n")
+	for _, l := range b.until("B6 OK") {
+		if strings.Contains(l, "#shared") {
+			t.Fatalf("still subscribed: %q", l)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(env.maildirPath("bob"), "courierimapsubscribed"))
+	if err != nil || strings.Contains(string(data), "#shared") {
+		t.Fatalf("courierimapsubscribed = %q, %v", data, err)
+	}
+}
