@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,4 +123,22 @@ func TestACLHostileInput(t *testing.T) {
 	r.expect("Z1 NO")
 	r.send("Z2 NOOP\r\n")
 	r.expect("Z2 OK")
+}
+
+// TestACLEntryLimit: one folder's ACL holds at most maxACLEntries entries;
+// changing an existing entry is still allowed at the limit.
+func TestACLEntryLimit(t *testing.T) {
+	env := newTestEnv(t, nil)
+	r := env.login("alice", "secret")
+	r.send("A1 CREATE Work\r\n")
+	r.expect("A1 OK")
+	// The inherited "owner" entry is the first.
+	for i := 1; i < maxACLEntries; i++ {
+		r.send(fmt.Sprintf("S%d SETACL Work u%d l\r\n", i, i))
+		r.expect(fmt.Sprintf("S%d OK", i))
+	}
+	r.send("X1 SETACL Work one-too-many l\r\n")
+	r.expect("X1 NO [LIMIT]")
+	r.send("X2 SETACL Work u1 lr\r\n")
+	r.expect("X2 OK")
 }

@@ -2,6 +2,7 @@ package imap
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,10 @@ func aclCommands() []*commandSpec {
 		{name: "MYRIGHTS", states: authenticated, parse: parseMailboxArg, exec: execMyRights, expungeOK: true},
 	}
 }
+
+// maxACLEntries bounds one folder's ACL, so that a user with the "a" right
+// cannot grow the file (read at every LIST of a sharing owner) without end.
+const maxACLEntries = 256
 
 type setACLArgs struct {
 	mailbox, identifier string
@@ -123,6 +128,9 @@ func execSetACL(s *session, c *command) result {
 	if rights == 0 {
 		list = list.Delete(id)
 	} else {
+		if _, exists := list.Find(id); !exists && len(list) >= maxACLEntries {
+			return no("LIMIT", fmt.Sprintf("At most %d entries in one mailbox's ACL", maxACLEntries))
+		}
 		list = list.Set(id, rights)
 	}
 	return s.saveACL(ref, list, "SETACL")
