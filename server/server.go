@@ -215,6 +215,7 @@ func (s *Server) Start() error {
 		Logger:            s.log.With("service", "imap"),
 		AllowInsecureAuth: cfg.InsecureAuth,
 		CourierNamespace:  cfg.IMAPCourierNS,
+		SharedRegistry:    filepath.Join(cfg.DataDir, "state", "imap-shared"),
 	})
 	pop3Srv := pop3.NewServer(pop3.Options{
 		Hostname:          cfg.Me,

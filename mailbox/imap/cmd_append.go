@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"postern/mailbox/acl"
 	"postern/mailbox/maildir"
 )
 
@@ -192,11 +193,15 @@ func execAppend(s *session, c *command) result {
 		}
 		return r
 	}
-	folder, err := s.folderName(a.mailbox)
-	if err != nil {
-		return refuse(nameResult(err))
+	ref, r, found := s.resolveMailbox(a.mailbox)
+	if !found {
+		return refuse(r)
 	}
-	f, err := s.mail.Folder(folder)
+	defer s.releaseRef(ref)
+	if !ref.rights.Has(acl.Insert) {
+		return refuse(noPerm()) // RFC 4314 4: APPEND needs "i"
+	}
+	f, err := ref.mail.Folder(ref.folder)
 	if err != nil {
 		if errors.Is(err, maildir.ErrNoFolder) {
 			return refuse(no("TRYCREATE", "No such mailbox; create it first"))
@@ -215,7 +220,7 @@ func execAppend(s *session, c *command) result {
 			return refuse(no("LIMIT", fmt.Sprintf("At most %d messages in one APPEND", maxMultiAppend)))
 		}
 		total += a.size
-		if limit, used, err := s.mail.Quota(); err == nil {
+		if limit, used, err := ref.mail.Quota(); err == nil {
 			n := int64(len(staged) + 1)
 			if limit.Bytes > 0 && used.Bytes+total > limit.Bytes || limit.Messages > 0 && used.Messages+n > limit.Messages {
 				return refuse(no("OVERQUOTA", "Mailbox is over quota"))

@@ -214,6 +214,7 @@ func (s *session) authenticate(user, pass string) result {
 	s.state = stateAuth
 	s.log = s.log.With("user", acct.Name)
 	s.ensureSpecialUse()
+	s.registerSharedFolders()
 	s.log.Info("imap: login")
 	var b []byte
 	for i, c := range s.srv.capabilities(s) {

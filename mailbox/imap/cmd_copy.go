@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"postern/mailbox/acl"
 	"postern/mailbox/maildir"
 )
 
@@ -50,11 +51,15 @@ func (s *session) copyMessages(c *command) (indexes []int, code string, r result
 	if !c.uid && !sel.seqInRange(set) {
 		return nil, "", bad("Invalid sequence number"), true
 	}
-	folder, err := s.folderName(a.mailbox)
-	if err != nil {
-		return nil, "", nameResult(err), true
+	ref, r, found := s.resolveMailbox(a.mailbox)
+	if !found {
+		return nil, "", r, true
 	}
-	dst, err := s.mail.Folder(folder)
+	defer s.releaseRef(ref)
+	if !ref.rights.Has(acl.Insert) {
+		return nil, "", noPerm(), true // RFC 4314 4: COPY into needs "i"
+	}
+	dst, err := ref.mail.Folder(ref.folder)
 	if err != nil {
 		if errors.Is(err, maildir.ErrNoFolder) {
 			return nil, "", no("TRYCREATE", "No such mailbox; create it first"), true
@@ -129,6 +134,11 @@ func execCopy(s *session, c *command) result {
 func execMove(s *session, c *command) result {
 	if s.sel.readOnly {
 		return no("READ-ONLY", "Mailbox is read-only")
+	}
+	// RFC 6851 3.1 with RFC 4314 4: MOVE removes from the source, which
+	// needs "t" and "e" there.
+	if !s.sel.rights.Has(acl.DeleteMessages | acl.Expunge) {
+		return noPerm()
 	}
 	indexes, code, r, failed := s.copyMessages(c)
 	if failed {

@@ -378,7 +378,7 @@ func execFetch(s *session, c *command) result {
 		needParse = needParse || items[i].needsBody() && !items[i].wholeMessage()
 		setSeen = setSeen || items[i].setsSeen()
 	}
-	setSeen = setSeen && !sel.readOnly
+	setSeen = setSeen && !sel.readOnly && sel.maySetSeen()
 	if setSeen {
 		sel.ownView() // \Seen is set in place below
 	}

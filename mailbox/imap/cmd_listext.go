@@ -203,8 +203,7 @@ func (s *session) listExtended(a listArgs) result {
 			return s.storageResult(err, "LIST")
 		}
 		for _, sub := range subs {
-			if folder, ok := folderFromSubscription(sub); ok {
-				name := s.imapName(folder)
+			if name, ok := s.subscribedName(sub); ok {
 				subscribed[name] = true
 				if entries[name] == nil {
 					// Subscribed but gone: listed as \NonExistent.
@@ -295,7 +294,7 @@ func (s *session) listExtended(a listArgs) result {
 		w.end()
 		if len(ext.retStatus) > 0 && e.folder != "" && sel {
 			// LIST-STATUS (RFC 5819): STATUS right after the mailbox's LIST.
-			if err := s.writeStatus(e.folder, ext.retStatus); err != nil {
+			if err := s.writeStatusByName(e.name, ext.retStatus); err != nil {
 				s.log.Debug("imap: LIST-STATUS", "folder", e.folder, "err", err)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"postern/mailbox/acl"
 	"postern/mailbox/maildir"
 )
 
@@ -58,6 +59,9 @@ func execCreate(s *session, c *command) result {
 	// A trailing delimiter only says the mailbox will hold children
 	// (RFC 3501 6.3.3); Maildir++ needs nothing special for that.
 	name = strings.TrimSuffix(name, string(delimiter))
+	if s.isSharedName(name) {
+		return s.createShared(name)
+	}
 	folder, err := s.folderName(name)
 	if err != nil {
 		return nameResult(err)
@@ -72,6 +76,9 @@ func execCreate(s *session, c *command) result {
 }
 
 func execDelete(s *session, c *command) result {
+	if s.isSharedName(c.args.(string)) {
+		return s.deleteShared(c.args.(string))
+	}
 	folder, err := s.folderName(c.args.(string))
 	if err != nil {
 		return nameResult(err)
@@ -79,12 +86,14 @@ func execDelete(s *session, c *command) result {
 	if folder == maildir.Inbox {
 		return no("CANNOT", "INBOX cannot be deleted")
 	}
-	selectedGone := s.sel != nil && s.sel.folder.Name() == folder
+	selectedGone := s.sel != nil && !s.sel.ref.shared && s.sel.folder.Name() == folder
 	if err := s.mail.DeleteFolder(folder); err != nil {
 		return s.storageResult(err, "DELETE")
 	}
-	// A folder created later under this name starts with a fresh index.
+	// A folder created later under this name starts with a fresh index
+	// and no ACL.
 	s.srv.hub.forgetIndex(filepath.Join(s.mail.Root(), "."+folder))
+	s.aclFolderGone(s.user, folder)
 	if selectedGone {
 		// The client's view is of a mailbox that no longer exists, and
 		// IMAP4rev1 has no way to say so in the selected state; as Dovecot
@@ -126,7 +135,7 @@ func execRename(s *session, c *command) result {
 // stays valid under the new name.
 func (s *session) followRename(from, to string) {
 	sel := s.sel
-	if sel == nil {
+	if sel == nil || sel.ref.shared {
 		return
 	}
 	cur := sel.folder.Name()
@@ -187,6 +196,9 @@ func (s *session) renameInbox(to string) result {
 }
 
 func execSubscribe(s *session, c *command) result {
+	if s.isSharedName(c.args.(string)) {
+		return s.subscribeShared(c.args.(string), true)
+	}
 	folder, err := s.folderName(c.args.(string))
 	if err != nil {
 		return nameResult(err)
@@ -201,6 +213,9 @@ func execSubscribe(s *session, c *command) result {
 }
 
 func execUnsubscribe(s *session, c *command) result {
+	if s.isSharedName(c.args.(string)) {
+		return s.subscribeShared(c.args.(string), false)
+	}
 	folder, err := s.folderName(c.args.(string))
 	if err != nil {
 		// Let clients drop subscriptions to names we would refuse now.
@@ -271,7 +286,43 @@ func (s *session) hierarchy() (map[string]*listEntry, error) {
 			pe.children = true
 		}
 	}
+	s.addSharedEntries(entries)
 	return entries, nil
+}
+
+// addSharedEntries adds the other users' folders this user may see, with
+// their parents: "#shared", "#shared.OWNER" and the folder's own parents.
+// Owner names may contain the delimiter, so parents are not derived by
+// splitting the whole name.
+func (s *session) addSharedEntries(entries map[string]*listEntry) {
+	shared, err := s.sharedEntries()
+	if err != nil {
+		s.log.Warn("imap: list shared folders", "err", err)
+	}
+	parent := func(name string) {
+		if pe := entries[name]; pe != nil {
+			pe.children = true
+			return
+		}
+		entries[name] = &listEntry{name: name, children: true}
+	}
+	for name, ref := range shared {
+		e := entries[name]
+		if e == nil {
+			e = &listEntry{name: name}
+			entries[name] = e
+		}
+		// folder is the IMAP name here: never a special-use name, and
+		// only tested for being non-empty (selectable).
+		e.folder = name
+		base := sharedPrefix + ref.owner
+		parent(sharedRoot)
+		parent(base)
+		part := name[len(base)+1:]
+		for i := strings.LastIndexByte(part, delimiter); i > 0; i = strings.LastIndexByte(part[:i], delimiter) {
+			parent(base + "." + part[:i])
+		}
+	}
 }
 
 func listPattern(a listArgs) string {
@@ -360,11 +411,10 @@ func execLsub(s *session, c *command) result {
 	seen := map[string]bool{}
 	var names []string
 	for _, sub := range subs {
-		folder, ok := folderFromSubscription(sub)
+		name, ok := s.subscribedName(sub)
 		if !ok {
 			continue
 		}
-		name := s.imapName(folder)
 		if !seen[name] {
 			seen[name] = true
 			names = append(names, name)
@@ -483,22 +533,55 @@ func execStatus(s *session, c *command) result {
 	if s.rev2() && slices.Contains(a.items, "RECENT") {
 		return bad("RECENT is not a STATUS item in IMAP4rev2")
 	}
-	folder, err := s.folderName(a.mailbox)
-	if err != nil {
-		return nameResult(err)
+	ref, r, found := s.resolveMailbox(a.mailbox)
+	if !found {
+		return r
 	}
-	if err := s.writeStatus(folder, a.items); err != nil {
+	defer s.releaseRef(ref)
+	if !ref.rights.Has(acl.Read) {
+		return noPerm() // RFC 4314 4: STATUS needs "r"
+	}
+	f, err := ref.mail.Folder(ref.folder)
+	if err == nil {
+		err = s.writeStatusFolder(f, ref.name, a.items)
+	}
+	if err != nil {
 		return s.storageResult(err, "STATUS")
 	}
 	return ok("STATUS completed")
 }
 
-// writeStatus sends "* STATUS name (items)" for a Maildir++ folder name.
+// writeStatus sends "* STATUS name (items)" for a Maildir++ folder name of
+// the session's own Maildir.
 func (s *session) writeStatus(folder string, items []string) error {
 	f, err := s.mail.Folder(folder)
 	if err != nil {
 		return err
 	}
+	return s.writeStatusFolder(f, s.imapName(folder), items)
+}
+
+// writeStatusByName is writeStatus for a mailbox by its IMAP name, the
+// shared namespace included; a mailbox without "r" gets no STATUS.
+func (s *session) writeStatusByName(name string, items []string) error {
+	ref, _, found := s.resolveMailbox(name)
+	if !found {
+		return maildir.ErrNoFolder
+	}
+	defer s.releaseRef(ref)
+	if !ref.rights.Has(acl.Read) {
+		return nil
+	}
+	f, err := ref.mail.Folder(ref.folder)
+	if err != nil {
+		return err
+	}
+	return s.writeStatusFolder(f, ref.name, items)
+}
+
+// writeStatusFolder sends "* STATUS name (items)" for an open folder.
+func (s *session) writeStatusFolder(f *maildir.Folder, name string, items []string) error {
+	var err error
 	// STATUS does not move new/ to cur/: that would take \Recent away from
 	// the session that selects the folder next (RFC 3501 6.3.10).
 	snap, err := f.Sync(false)
@@ -537,7 +620,7 @@ func (s *session) writeStatus(folder string, items []string) error {
 		}
 	}
 	w := s.w.line("* STATUS ")
-	w.buf = appendAstring(w.buf, s.imapName(folder))
+	w.buf = appendAstring(w.buf, name)
 	w.raw(" (")
 	for i, it := range items {
 		if i > 0 {
@@ -600,12 +683,13 @@ func mailboxSize(f *maildir.Folder, snap *maildir.Snapshot, ix *folderIndex) (in
 	return total, nil
 }
 
-// execNamespace (RFC 2342): one personal namespace, no others.
+// execNamespace (RFC 2342): the personal namespace, and the other users'
+// shared folders under "#shared." (shared.go); no public namespace.
 func execNamespace(s *session, c *command) result {
 	prefix := ""
 	if s.srv.opt.CourierNamespace {
 		prefix = courierPrefix
 	}
-	s.w.line(`* NAMESPACE (("`).raw(prefix).raw(`" ".")) NIL NIL`).end()
+	s.w.line(`* NAMESPACE (("`).raw(prefix).raw(`" ".")) (("`).raw(sharedPrefix).raw(`" "."))`).raw(" NIL").end()
 	return ok("NAMESPACE completed")
 }

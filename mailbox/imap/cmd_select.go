@@ -3,6 +3,7 @@ package imap
 import (
 	"errors"
 
+	"postern/mailbox/acl"
 	"postern/mailbox/maildir"
 )
 
@@ -40,18 +41,26 @@ func (s *session) selectMailbox(a selectArgs, readOnly bool) result {
 		s.w.line("* OK [CLOSED] Previous mailbox closed").end()
 	}
 	s.closeSelected()
-	folder, err := s.folderName(name)
-	if err != nil {
-		return nameResult(err)
+	ref, r, found := s.resolveMailbox(name)
+	if !found {
+		return r
 	}
-	f, err := s.mail.Folder(folder)
+	folder := ref.folder
+	if !ref.rights.Has(acl.Read) {
+		s.releaseRef(ref)
+		return noPerm() // RFC 4314 4: SELECT and EXAMINE need "r"
+	}
+	f, err := ref.mail.Folder(folder)
 	if err != nil {
+		s.releaseRef(ref)
 		return s.storageResult(err, "SELECT")
 	}
-	sel, err := s.openSelected(s.imapName(folder), f, readOnly)
+	sel, err := s.openSelected(ref.name, f, readOnly)
 	if err != nil {
+		s.releaseRef(ref)
 		return s.storageResult(err, "SELECT")
 	}
+	sel.rights, sel.ref = ref.rights, ref
 	s.sel = sel
 	s.state = stateSelected
 
@@ -75,7 +84,7 @@ func (s *session) selectMailbox(a selectArgs, readOnly bool) result {
 	}
 	if s.rev2() {
 		// RFC 9051 6.3.2: no RECENT and no UNSEEN; a LIST of the mailbox.
-		s.writeSelectedList(folder)
+		s.writeSelectedList(sel.name, folder)
 	} else {
 		w.line("* ").num(uint64(recent)).raw(" RECENT").end()
 		if firstUnseen > 0 {
@@ -101,7 +110,8 @@ func (s *session) selectMailbox(a selectArgs, readOnly bool) result {
 // execClose expunges silently (read-write only) and leaves the mailbox
 // (RFC 3501 6.4.2).
 func execClose(s *session, c *command) result {
-	if !s.sel.readOnly {
+	// Without "e" CLOSE only leaves the mailbox (RFC 4314 4).
+	if !s.sel.readOnly && s.sel.rights.Has(acl.Expunge) {
 		removed, err := s.removeDeleted(nil)
 		if removed > 0 {
 			s.srv.hub.notify(s.sel.folder.Path(), s)
@@ -132,6 +142,9 @@ func execCheck(s *session, c *command) result {
 func execExpunge(s *session, c *command) result {
 	if s.sel.readOnly {
 		return no("READ-ONLY", "Mailbox is read-only")
+	}
+	if !s.sel.rights.Has(acl.Expunge) {
+		return noPerm() // RFC 4314 4
 	}
 	var limit []int
 	if c.uid {

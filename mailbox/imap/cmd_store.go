@@ -128,6 +128,9 @@ func execStore(s *session, c *command) result {
 	if sel.readOnly {
 		return no("READ-ONLY", "Mailbox is read-only")
 	}
+	if !sel.rights.Has(storeRights(a)) {
+		return noPerm()
+	}
 	set := sel.expand(a.set, c.uid)
 	if !c.uid && !sel.seqInRange(set) {
 		return bad("Invalid sequence number")

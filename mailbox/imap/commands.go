@@ -50,5 +50,6 @@ func newCommandTable() map[string]*commandSpec {
 	add(copyCommands()...)
 	add(idleCommands()...)
 	add(compressCommands()...)
+	add(aclCommands()...)
 	return t
 }

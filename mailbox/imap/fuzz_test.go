@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"postern/mailbox/acl"
 )
 
 // FuzzParseCommand feeds arbitrary bytes to the command reader, command
@@ -102,5 +104,31 @@ func FuzzMailboxName(f *testing.F) {
 		}
 		wireMailboxName(s)
 		matchPattern(s, "INBOX.a.b")
+	})
+}
+
+// FuzzACLIdentifier: an identifier SETACL accepts is stored in a form the
+// ACL file keeps (no space, no control character) and shown back as sent,
+// up to the "user=" prefix and the "anonymous" synonym.
+func FuzzACLIdentifier(f *testing.F) {
+	for _, s := range []string{"bob", "-bob", "anyone", "anonymous", "user=bob", "-user=x", "group=staff", "--x", "-", "", "a b", "user=", "caf\xc3\xa9", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, ok := storedIdentifier(s)
+		if !ok {
+			return
+		}
+		if !acl.ValidID(id) {
+			t.Fatalf("%q stored as invalid %q", s, id)
+		}
+		back := wireIdentifier(id)
+		again, ok := storedIdentifier(back)
+		if !ok || again != id {
+			t.Fatalf("%q -> %q -> %q -> %q (%v)", s, id, back, again, ok)
+		}
+		if l := acl.Parse(acl.List{{ID: id, Rights: acl.All}}.Marshal()); len(l) != 1 || l[0].ID != id {
+			t.Fatalf("%q does not survive the file: %+v", id, l)
+		}
 	})
 }

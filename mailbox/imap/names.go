@@ -19,6 +19,7 @@ var (
 	errBadMailboxName  = errors.New("invalid mailbox name")
 	errOutsideNS       = errors.New("mailbox name outside the personal namespace")
 	errInboxNoChildren = errors.New("INBOX cannot have children in this namespace; use a top-level name")
+	errSharedNS        = errors.New("mailbox name in the shared namespace")
 )
 
 // specialUse maps the Maildir++ names of the RFC 6154 special-use folders to
@@ -76,6 +77,11 @@ func (sess *session) folderName(imapName string) (string, error) {
 	name = canonicalInbox(name)
 	if name == "INBOX" {
 		return maildir.Inbox, nil
+	}
+	if sess.isSharedName(name) {
+		// "#shared" names other users' folders (shared.go); no personal
+		// folder may take it.
+		return "", errSharedNS
 	}
 	if sess.srv.opt.CourierNamespace {
 		if !strings.HasPrefix(name, courierPrefix) {
@@ -138,6 +144,8 @@ func nameResult(err error) result {
 		return no("NONEXISTENT", "Mailbox names must start with INBOX. (Courier namespace)")
 	case errors.Is(err, errInboxNoChildren):
 		return no("CANNOT", err.Error())
+	case errors.Is(err, errSharedNS):
+		return no("NOPERM", "Not permitted in the shared namespace")
 	}
 	return no("CANNOT", "Invalid mailbox name: empty components, \"..\", \"/\", NUL and control characters are not allowed")
 }

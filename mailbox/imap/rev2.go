@@ -23,13 +23,12 @@ func (s *session) rev2() bool { return s.enabled["IMAP4REV2"] }
 
 // writeSelectedList sends the "* LIST" a rev2 SELECT or EXAMINE answers
 // with (RFC 9051 6.3.2): the mailbox's name and accurate attributes.
-func (s *session) writeSelectedList(folder string) {
-	name := s.imapName(folder)
+func (s *session) writeSelectedList(name, folder string) {
 	attrs := []string{`\HasNoChildren`}
 	if entries, err := s.hierarchy(); err == nil && entries[name] != nil && entries[name].children {
 		attrs[0] = `\HasChildren`
 	}
-	if su := specialUseAttr(folder); su != "" {
+	if su := specialUseAttr(folder); su != "" && !s.isSharedName(name) {
 		attrs = append(attrs, su)
 	}
 	s.writeListLine("LIST", attrs, name)

@@ -4,7 +4,10 @@
 // THREAD, QUOTA, LIST-EXTENDED, LIST-STATUS, BINARY, STATUS=SIZE,
 // MULTIAPPEND, APPENDLIMIT and COMPRESS=DEFLATE, over Maildir++
 // mailboxes; and IMAP4rev2 (RFC 9051) for the sessions that enable it
-// (rev2.go).
+// (rev2.go). ACL (RFC 4314, cmd_acl.go) keeps Courier's courierimapacl
+// files (mailbox/acl), and other users' folders shared with ACLs appear
+// under "#shared.OWNER." with the rights checked at each command
+// (shared.go).
 //
 // It owns the whole protocol layer: the command reader (synchronizing and
 // non-synchronizing literals, APPEND's messages streamed to disk), the table
@@ -50,6 +53,11 @@ type Options struct {
 	// otherwise they sit at the top level beside INBOX. The delimiter is "."
 	// in both.
 	CourierNamespace bool
+	// SharedRegistry is the file listing which users share which folders
+	// (shared.go), so that LIST finds shared folders without scanning
+	// every account. Empty: kept in memory only, lost at restart (the ACL
+	// files themselves stay in the Maildirs).
+	SharedRegistry string
 	// IdleTimeout is the autologout timer of an authenticated session
 	// (RFC 3501 5.4: at least 30 minutes). Default 30 minutes.
 	IdleTimeout time.Duration
@@ -89,6 +97,7 @@ type Server struct {
 	// (see cmd_compress.go).
 	deflaters      *sync.Pool
 	deflateRelease time.Duration
+	shared   *sharedRegistry
 	// unauthTimeout is the autologout before login; a field so that tests
 	// need not wait a minute.
 	unauthTimeout time.Duration
@@ -125,6 +134,7 @@ func NewServer(opt Options) *Server {
 		log:       opt.Logger,
 		commands:  newCommandTable(),
 		deflaters: newDeflaterPool(),
+		shared:    &sharedRegistry{path: opt.SharedRegistry},
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 		done:      make(chan struct{}),

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"postern/mailbox/acl"
+
 	"postern/mailbox/maildir"
 )
 
@@ -56,6 +58,11 @@ type selected struct {
 	// saved is the search result variable of SEARCHRES (RFC 5182), as
 	// UIDs, ascending; see searchres.go.
 	saved []uint32
+	// rights are the session's ACL rights on the mailbox (RFC 4314): all
+	// of them on its own, what the owner granted on a shared one, whose
+	// Maildir ref holds until the mailbox is closed.
+	rights acl.Rights
+	ref    *mailboxRef
 }
 
 var errUIDValidityChanged = errors.New("imap: UIDVALIDITY changed under the session")
@@ -229,6 +236,7 @@ func (sess *session) closeSelected() {
 	}
 	sess.srv.hub.leave(sess.sel.shared, sess)
 	sess.srv.hub.releaseIndex(sess.sel.index)
+	sess.releaseRef(sess.sel.ref)
 	sess.sel = nil
 	if sess.state == stateSelected {
 		sess.state = stateAuth
@@ -408,6 +416,10 @@ func (sess *session) writePermanentFlags() {
 	w := sess.w
 	if sess.sel.readOnly {
 		w.line(`* OK [PERMANENTFLAGS ()] Read-only mailbox`).end()
+		return
+	}
+	if r := sess.sel.rights; !r.Has(acl.Seen | acl.Write | acl.DeleteMessages) {
+		sess.writeLimitedPermanentFlags(r)
 		return
 	}
 	w.line(`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft`)
