@@ -97,7 +97,7 @@ type Server struct {
 	// (see cmd_compress.go).
 	deflaters      *sync.Pool
 	deflateRelease time.Duration
-	shared   *sharedRegistry
+	shared         *sharedRegistry
 	// unauthTimeout is the autologout before login; a field so that tests
 	// need not wait a minute.
 	unauthTimeout time.Duration
