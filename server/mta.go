@@ -79,6 +79,19 @@ func OpenMTA(cfg *policy.Config, cfgFn func() *policy.Config, authSvc *auth.Serv
 			_, d, ok := strings.Cut(addr, "@")
 			return ok && cfgFn().HasDomain(d)
 		},
+		// A DSN to one of our addresses follows its aliases (a list
+		// owner's address), as any mail to it would.
+		Expand: func(ctx context.Context, addr string) ([]delivery.Recipient, error) {
+			targets, ref := m.Router.Resolve(ctx, addr, true)
+			if ref != nil {
+				return nil, ref
+			}
+			out := make([]delivery.Recipient, len(targets))
+			for i, t := range targets {
+				out[i] = t.Recipient
+			}
+			return out, nil
+		},
 	})
 	if err != nil {
 		m.Close()

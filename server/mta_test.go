@@ -113,6 +113,13 @@ func (s *remoteSession) Data(r io.Reader) error {
 // MX (pointing at the remote MTA on 127.0.0.2) and a fast retry schedule.
 func newMTAHarness(t *testing.T) (*harness, *remoteMTA) {
 	t.Helper()
+	return newMTAHarnessWith(t, nil)
+}
+
+// newMTAHarnessWith is newMTAHarness with prep run on the configuration
+// before the server starts.
+func newMTAHarnessWith(t *testing.T, prep func(h *harness)) (*harness, *remoteMTA) {
+	t.Helper()
 	remote := startRemoteMTA(t)
 	_, port, _ := net.SplitHostPort(remote.addr)
 	zone := dnstest.NewZone().Add(
@@ -130,6 +137,9 @@ func newMTAHarness(t *testing.T) (*harness, *remoteMTA) {
 	h.writeSetting("remoteport", port+"\n")
 	h.writeSetting("retryalpha", "1s\n")
 	h.writeSetting("retrygamma", "1s\n")
+	if prep != nil {
+		prep(h)
+	}
 	h.start()
 	t.Cleanup(h.stop)
 	return h, remote
@@ -630,5 +640,27 @@ func TestAliasToProgramAndFile(t *testing.T) {
 			}
 		}
 		return inList && dsn
+	})
+}
+
+// A DSN to a sender that is an alias (a list owner) follows the alias, as
+// mail to that address would, instead of bouncing into the void.
+func TestDSNToAliasSender(t *testing.T) {
+	h, _ := newMTAHarnessWith(t, func(h *harness) {
+		h.writeSetting("aliases", "list-owner: alice\n")
+	})
+	bin := buildPostern(t)
+	cmd := exec.Command(bin, "--config", h.etc, "sendmail", "-i", "-f", "list-owner@example.test", "someone@nomx.example")
+	cmd.Stdin = strings.NewReader("Subject: list post\n\nto a domain that takes no mail\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sendmail: %v\n%s", err, out)
+	}
+	waitFor(t, "the DSN in the list owner's (alice's) mailbox", func() bool {
+		for _, m := range inboxMessages(t, h, h.user) {
+			if bytes.Contains(m, []byte("Final-Recipient: rfc822; someone@nomx.example")) && bytes.Contains(m, []byte("Action: failed")) {
+				return true
+			}
+		}
+		return false
 	})
 }

@@ -82,9 +82,18 @@ func (q *Queue) sendDSN(ctx context.Context, se *spoolEnvelope, kind dsnKind, rc
 		return fmt.Errorf("queue %s: build DSN: %w", se.ID, err)
 	}
 	local := q.opt.IsLocal != nil && q.opt.IsLocal(se.From)
+	to := []delivery.Recipient{{Addr: se.From, Notify: delivery.NotifyNever, Local: local}}
+	if q.opt.Expand != nil {
+		if exp, err := q.opt.Expand(ctx, se.From); err == nil && len(exp) > 0 {
+			for i := range exp {
+				exp[i].Notify = delivery.NotifyNever
+			}
+			to = exp
+		}
+	}
 	env := delivery.Envelope{
 		From:     "",
-		Rcpts:    []delivery.Recipient{{Addr: se.From, Notify: delivery.NotifyNever, Local: local}},
+		Rcpts:    to,
 		SMTPUTF8: !isASCII(se.From) || d.global,
 		Body8Bit: has8Bit(data),
 	}

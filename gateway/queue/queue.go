@@ -61,6 +61,10 @@ type Options struct {
 	// remote Deliverer (the queue does not know the local domains). Nil:
 	// every DSN recipient is remote.
 	IsLocal func(addr string) bool
+	// Expand, when set, gives the recipients a DSN to addr really goes
+	// to: the sender may be an alias (a list owner) rather than an
+	// account. When it fails or gives nothing, IsLocal decides as before.
+	Expand func(ctx context.Context, addr string) ([]delivery.Recipient, error)
 	// DrainTimeout bounds how long Run waits, after its context ends, for
 	// in-flight deliveries to finish before cancelling them (default 30s).
 	DrainTimeout time.Duration
