@@ -92,6 +92,15 @@ type Folder struct {
 	lastSnap *Snapshot
 	lastDB   *uidDB
 	lastGen  uint64 // lastDB.gen when lastSnap was built
+	// curList is cur/'s last listing in directory order when names holds
+	// exactly it (deltaSync compares the next listing with it); nil when
+	// unknown.
+	curList []string
+	// newKeys are the keys names has in new/ (namesInNew of them) when
+	// curList is set.
+	newKeys []string
+	// deltaSyncs counts the snapshots deltaSync patched (for tests).
+	deltaSyncs int
 }
 
 // fileMeta caches what stat told us about a message; mtime and content never

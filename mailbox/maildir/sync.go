@@ -24,6 +24,9 @@ type scanResult struct {
 	curAfter time.Time
 	// reusedAll: names started as a copy of the last Sync's names.
 	reusedAll bool
+	// curList is cur/'s listing in directory order when this scan listed
+	// it (after its own moves), for the next Sync's delta (deltaSync).
+	curList []string
 }
 
 // scanFolder lists new/ and cur/. With moveNew, files in new/ are renamed
@@ -120,6 +123,7 @@ func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult,
 		names[key] = "cur/" + n // cur wins over a stale new/ listing
 	}
 	res.listedCur = true
+	res.curList = curNames
 	// The listing is exact as of the stat taken before it, provided no later
 	// change can carry the same timestamp: file systems with coarse times
 	// (1 s on ext3, NFS) could, so a time less than curTrustAge old is not
@@ -191,11 +195,18 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 	if snap, err := f.unchangedSnapshot(); err != nil || snap != nil {
 		return snap, err
 	}
+	if snap, err := f.deltaSync(moveNew); err != nil || snap != nil {
+		return snap, err
+	}
+	f.curList = nil // set again below only from a listing that matches names
 	first, err := f.scanFolder(moveNew, false, nil)
 	if err != nil {
 		return nil, err
 	}
 	names, fromNew := first.names, first.fromNew
+	// listing is cur/'s listing when names is exactly that listing (plus
+	// new/), kept for the next Sync's delta.
+	listing := first.curList
 	db, err := f.cachedUIDDB()
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
@@ -226,6 +237,7 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 		for k, n := range again.names {
 			names[k] = n
 		}
+		listing = nil // names is the union of two listings
 		for k := range again.fromNew {
 			fromNew[k] = true
 		}
@@ -269,10 +281,23 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 		}
 		names = fresh.names
+		listing = fresh.curList
 	}
 	snap, err := f.snapshot(db, names, fromNew)
 	if err == nil {
 		f.lastSnap, f.lastDB, f.lastGen = snap, db, db.gen
+		f.curList, f.newKeys = nil, nil
+		if listing != nil && (f.namesInNew == 0 || !moveNew && len(fromNew) == f.namesInNew) {
+			f.curList = listing
+			for k := range fromNew {
+				if strings.HasPrefix(names[k], "new/") {
+					f.newKeys = append(f.newKeys, k)
+				}
+			}
+			if len(f.newKeys) != f.namesInNew {
+				f.curList, f.newKeys = nil, nil
+			}
+		}
 	}
 	return snap, err
 }
@@ -761,4 +786,272 @@ func (f *Folder) Remember(key string, internalDate time.Time, size int64) {
 	if _, ok := f.meta[key]; !ok {
 		f.meta[key] = fileMeta{mtime: internalDate, size: size}
 	}
+}
+
+// maxDeltaChanges bounds the names deltaSync compares one by one; beyond
+// it (or when cur/'s order is not stable) the full scan is as cheap.
+const maxDeltaChanges = 4096
+
+// deltaSync brings the last snapshot up to date from a listing of cur/
+// compared, in directory order, with the previous listing: unchanged names
+// are matched by a sequential walk instead of hashed into new maps, and
+// only the names that changed (a delivery moved from new/, another
+// process's flag changes) are looked at. On a 100,000-message folder after
+// one delivery this replaces rebuilding and re-hashing every name. It
+// returns nil (and touches nothing on disk) when it cannot decide alone:
+// no previous listing, a UID database or keyword file that changed under
+// it, files left in new/ (EXAMINE, POP3), Courier keywords to import, too
+// many changes, or a name gone from cur/ (an expunge by another program,
+// which Sync proves with two listings). Caller holds f.mu.
+func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
+	last := f.lastSnap
+	if last == nil || f.curList == nil || f.names == nil || len(f.newKeys) != f.namesInNew || f.needsKeywordImport() {
+		return nil, nil
+	}
+	db, err := f.cachedUIDDB()
+	if err != nil || db == nil || db != f.lastDB || db.gen != f.lastGen {
+		return nil, nil
+	}
+	km, err := f.cachedKeywords()
+	if err != nil || f.kwStat != f.lastKwStat {
+		return nil, nil
+	}
+	newDir, curDir := filepath.Join(f.path, "new"), filepath.Join(f.path, "cur")
+	newNames, err := readNames(newDir)
+	if err != nil || len(newNames) > maxDeltaChanges {
+		return nil, nil
+	}
+	curBefore, err := os.Stat(curDir)
+	if err != nil {
+		return nil, nil
+	}
+	curNames, err := readNames(curDir)
+	if err != nil {
+		return nil, nil
+	}
+	ins, del, ok := diffListing(f.curList, curNames, maxDeltaChanges)
+	if !ok {
+		return nil, nil
+	}
+	// Per key: its name now ("cur/..." from the inserted names, "new/..."
+	// for what new/ holds), and whether a name of it disappeared. A key
+	// that lost its name and has no new one left the folder: Sync's full
+	// scan proves that with a second listing.
+	changed := make(map[string]string, len(ins)+len(newNames))
+	for _, n := range ins {
+		k, _ := splitName(n)
+		changed[k] = "cur/" + n
+	}
+	fromNew := make(map[string]bool, len(newNames))
+	for _, n := range newNames {
+		k, _ := splitName(n)
+		fromNew[k] = true
+		if _, inCur := changed[k]; !inCur {
+			changed[k] = "new/" + n
+		}
+	}
+	for _, n := range del {
+		k, _ := splitName(n)
+		if _, ok := changed[k]; !ok {
+			return nil, nil
+		}
+	}
+	for _, k := range f.newKeys {
+		if _, ok := changed[k]; !ok {
+			return nil, nil // gone from new/ and not in cur/: removed
+		}
+	}
+	// From here on the folder changes: move new/ into cur/.
+	moved := false
+	var stillNew []string
+	for _, n := range newNames {
+		key, info := splitName(n)
+		if changed[key] != "new/"+n {
+			continue // in cur/ too (another process is moving it): cur/ wins
+		}
+		if !moveNew {
+			stillNew = append(stillNew, key)
+			continue
+		}
+		target := key + ":2," + info
+		err := os.Rename(filepath.Join(newDir, n), filepath.Join(curDir, target))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("maildir %s: move %s to cur: %w", f.path, n, err)
+		}
+		if err == nil {
+			changed[key] = "cur/" + target
+			curNames = append(curNames, target) // its place in the order is learnt next time
+			moved = true
+		} else {
+			delete(changed, key) // moved by someone else; the next Sync finds it in cur/
+		}
+	}
+	f.curList = curNames
+	f.newKeys, f.namesInNew = stillNew, len(stillNew)
+	f.trustCur(curBefore, moved)
+	names := f.names
+	unchanged := true
+	for k, n := range changed {
+		if names[k] != n {
+			unchanged = false
+		}
+	}
+	if unchanged && len(changed) == len(fromNew) && !moved {
+		// Nothing but what new/ already held: the last snapshot stands.
+		for _, m := range last.Messages {
+			if m.FromNew != fromNew[m.Key] {
+				unchanged = false
+				break
+			}
+		}
+		if unchanged {
+			return last, nil
+		}
+	}
+	// Keys the database does not know get UIDs (under the lock, appended).
+	var fresh map[string]string
+	for k, n := range changed {
+		if db.uids[k] == 0 {
+			if fresh == nil {
+				fresh = make(map[string]string)
+			}
+			fresh[k] = n
+		}
+	}
+	if fresh != nil {
+		unlock, err := lockFile(filepath.Join(f.path, uidLockName))
+		if err != nil {
+			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
+		}
+		db, err = f.assignUIDs(fresh, nil, false)
+		unlock()
+		if err != nil {
+			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
+		}
+	}
+	for k, n := range changed {
+		names[k] = n
+	}
+	if db != f.lastDB {
+		// Another process numbered messages meanwhile: build it whole.
+		snap, err := f.fullSnapshot(db, names, fromNew, km)
+		if err == nil {
+			f.lastSnap, f.lastDB, f.lastGen = snap, db, db.gen
+		}
+		return snap, err
+	}
+	msgs := make([]Message, len(last.Messages), len(last.Messages)+len(fresh))
+	copy(msgs, last.Messages)
+	for i := range msgs {
+		msgs[i].FromNew = false
+	}
+	var added []numberedKey
+	for k, n := range changed {
+		uid := db.uids[k]
+		if uid == 0 {
+			continue
+		}
+		i, found := slices.BinarySearchFunc(msgs, uid, func(m Message, u uint32) int { return int64cmp(int64(m.UID), int64(u)) })
+		if !found {
+			added = append(added, numberedKey{uid, k})
+			continue
+		}
+		m := &msgs[i]
+		m.FromNew = fromNew[k]
+		if n != m.Name {
+			m.Name = n
+			var info string
+			if strings.HasPrefix(n, "cur/") {
+				_, info = splitName(n[4:])
+			}
+			var kwIdx []int
+			m.Flags, kwIdx = parseInfo(info)
+			m.Keywords = keywordNames(km, kwIdx)
+		}
+	}
+	slices.SortFunc(added, func(a, b numberedKey) int { return int64cmp(int64(a.uid), int64(b.uid)) })
+	for _, o := range added {
+		if len(msgs) > 0 && o.uid < msgs[len(msgs)-1].UID {
+			// An old UID the last snapshot lacked: build it whole.
+			snap, err := f.fullSnapshot(db, names, fromNew, km)
+			if err == nil {
+				f.lastSnap, f.lastDB, f.lastGen = snap, db, db.gen
+			}
+			return snap, err
+		}
+		m, ok, err := f.newMessage(o.uid, o.key, names, fromNew, km)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			msgs = append(msgs, m)
+		} else {
+			delete(names, o.key)
+		}
+	}
+	snap := &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: msgs}
+	f.lastSnap, f.lastDB, f.lastGen = snap, db, db.gen
+	f.deltaSyncs++
+	return snap, nil
+}
+
+// trustCur records cur/'s time as seen before a listing that deltaSync
+// took, trusted as scanFolder trusts it (old enough, and no rename of ours
+// since). Caller holds f.mu.
+func (f *Folder) trustCur(before os.FileInfo, moved bool) {
+	f.curTrusted = false
+	if !moved && time.Since(before.ModTime()) > trustAge(before.ModTime()) {
+		f.curMtime, f.curTrusted = before.ModTime(), true
+	}
+}
+
+// diffListing compares two listings of one directory in directory order
+// and returns the names only in cur (inserted) and only in prev (deleted).
+// Unchanged names are matched by walking both lists together; after a
+// mismatch it looks a few names ahead in each to find its place again.
+// ok is false when more than limit names differ.
+func diffListing(prev, cur []string, limit int) (ins, del []string, ok bool) {
+	const look = 8
+	i, j := 0, 0
+	for i < len(cur) && j < len(prev) {
+		if cur[i] == prev[j] {
+			i++
+			j++
+			continue
+		}
+		found := false
+		for d := 1; d <= look && j+d < len(prev); d++ {
+			if prev[j+d] == cur[i] {
+				del = append(del, prev[j:j+d]...)
+				j += d
+				found = true
+				break
+			}
+		}
+		if !found {
+			for d := 1; d <= look && i+d < len(cur); d++ {
+				if cur[i+d] == prev[j] {
+					ins = append(ins, cur[i:i+d]...)
+					i += d
+					found = true
+					break
+				}
+			}
+		}
+		if !found {
+			ins = append(ins, cur[i])
+			del = append(del, prev[j])
+			i++
+			j++
+		}
+		if len(ins)+len(del) > limit {
+			return nil, nil, false
+		}
+	}
+	ins = append(ins, cur[i:]...)
+	del = append(del, prev[j:]...)
+	if len(ins)+len(del) > limit {
+		return nil, nil, false
+	}
+	return ins, del, true
 }
