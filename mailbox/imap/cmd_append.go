@@ -220,10 +220,14 @@ func execAppend(s *session, c *command) result {
 			return refuse(no("LIMIT", fmt.Sprintf("At most %d messages in one APPEND", maxMultiAppend)))
 		}
 		total += a.size
-		if limit, used, err := ref.mail.Quota(); err == nil {
-			n := int64(len(staged) + 1)
-			if limit.Bytes > 0 && used.Bytes+total > limit.Bytes || limit.Messages > 0 && used.Messages+n > limit.Messages {
-				return refuse(no("OVERQUOTA", "Mailbox is over quota"))
+		// The usage is only counted when there is a quota to hold it to
+		// (without maildirsize that means listing every folder).
+		if limit, err := ref.mail.QuotaLimit(); err == nil && !limit.IsZero() {
+			if limit, used, err := ref.mail.Quota(); err == nil {
+				n := int64(len(staged) + 1)
+				if limit.Bytes > 0 && used.Bytes+total > limit.Bytes || limit.Messages > 0 && used.Messages+n > limit.Messages {
+					return refuse(no("OVERQUOTA", "Mailbox is over quota"))
+				}
 			}
 		}
 		if err := s.continueLiteral(a.size, a.sync); err != nil {

@@ -87,6 +87,11 @@ type Folder struct {
 	// listing cur/ again.
 	curMtime   time.Time
 	curTrusted bool
+	// curSuspect: names is cur/ as last listed plus our own moves, and
+	// curMtime is the time right after those moves; trusted like
+	// curTrusted until verifyCur, pending since verifyPending, checks it.
+	curSuspect    bool
+	verifyPending bool
 	// lastSnap is the last Snapshot returned and lastDB the UID database it
 	// was built from; Sync returns it again while nothing changed.
 	lastSnap *Snapshot
@@ -99,8 +104,9 @@ type Folder struct {
 	// newKeys are the keys names has in new/ (namesInNew of them) when
 	// curList is set.
 	newKeys []string
-	// deltaSyncs counts the snapshots deltaSync patched (for tests).
-	deltaSyncs int
+	// deltaSyncs counts the snapshots deltaSync patched, ownMoveSyncs
+	// those it patched without listing cur/ (for tests).
+	deltaSyncs, ownMoveSyncs int
 }
 
 // fileMeta caches what stat told us about a message; mtime and content never

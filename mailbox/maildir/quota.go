@@ -349,6 +349,20 @@ func (m *Maildir) SetQuota(q Quota) error {
 	return err
 }
 
+// QuotaLimit returns the Maildir's quota without counting its usage (an
+// empty Quota when there is none), so that a caller with nothing to
+// check does not list every folder.
+func (m *Maildir) QuotaLimit() (Quota, error) {
+	ms, err := m.readMaildirsize()
+	if err != nil {
+		return Quota{}, err
+	}
+	if ms == nil {
+		return m.defaultQuota, nil
+	}
+	return ms.limit, nil
+}
+
 // Quota returns the limit and the usage. Without maildirsize the limit is
 // zero (or Options.DefaultQuota) and the usage is counted from the
 // messages. The usage is recalculated under the same rules as delivery.

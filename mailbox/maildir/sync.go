@@ -93,7 +93,7 @@ func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult,
 	if moved {
 		// Our own renames changed cur/'s time: the next Sync lists it
 		// once, in case someone else changed it at the same moment.
-		f.curTrusted = false
+		f.curTrusted, f.curSuspect = false, false
 		if st, err := os.Stat(curDir); err == nil {
 			res.curAfter = st.ModTime()
 		}
@@ -128,7 +128,7 @@ func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult,
 	// change can carry the same timestamp: file systems with coarse times
 	// (1 s on ext3, NFS) could, so a time less than curTrustAge old is not
 	// trusted and the next Sync lists cur/ again.
-	f.curTrusted = false
+	f.curTrusted, f.curSuspect = false, false
 	if curErr == nil && !moved && time.Since(curBefore.ModTime()) > trustAge(curBefore.ModTime()) {
 		f.curMtime, f.curTrusted = curBefore.ModTime(), true
 	}
@@ -310,7 +310,7 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 // big folder does not copy the folder's name map (10 ms at 100,000
 // messages). nil when a scan is needed. Caller holds f.mu.
 func (f *Folder) unchangedSnapshot() (*Snapshot, error) {
-	if f.lastSnap == nil || f.lastDB == nil || !f.curTrusted || f.names == nil || f.namesInNew != 0 {
+	if f.lastSnap == nil || f.lastDB == nil || !f.curTrusted && !f.curSuspect || f.names == nil || f.namesInNew != 0 {
 		return nil, nil
 	}
 	st, err := os.Stat(filepath.Join(f.path, "cur"))
@@ -825,13 +825,26 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 	if err != nil {
 		return nil, nil
 	}
-	curNames, err := readNames(curDir)
-	if err != nil {
-		return nil, nil
-	}
-	ins, del, ok := diffListing(f.curList, curNames, maxDeltaChanges)
-	if !ok {
-		return nil, nil
+	var curNames, ins, del []string
+	if (f.curTrusted || f.curSuspect) && curBefore.ModTime().Equal(f.curMtime) {
+		// cur/ has not changed since it was listed, apart from our own
+		// moves into it: what new/ holds (and the moves to come) are the
+		// only changes, and cur/ is not listed again (Dovecot trusts its
+		// own renames too). What another program might change in the
+		// instant of our moves is found by the verification that
+		// follows them (verifyCur).
+		curNames = f.curList
+		if moveNew && len(newNames) > 0 {
+			f.ownMoveSyncs++
+		}
+	} else {
+		if curNames, err = readNames(curDir); err != nil {
+			return nil, nil
+		}
+		var ok bool
+		if ins, del, ok = diffListing(f.curList, curNames, maxDeltaChanges); !ok {
+			return nil, nil
+		}
 	}
 	// Per key: its name now ("cur/..." from the inserted names, "new/..."
 	// for what new/ holds), and whether a name of it disappeared. A key
@@ -889,6 +902,14 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 	f.curList = curNames
 	f.newKeys, f.namesInNew = stillNew, len(stillNew)
 	f.trustCur(curBefore, moved)
+	if moved {
+		// Exact but for what another program did to cur/ while we moved
+		// (its time then no longer tells): trusted until verified.
+		if st, err := os.Stat(curDir); err == nil {
+			f.curMtime, f.curSuspect = st.ModTime(), true
+			f.scheduleVerify()
+		}
+	}
 	names := f.names
 	unchanged := true
 	for k, n := range changed {
@@ -993,6 +1014,79 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 	f.lastSnap, f.lastDB, f.lastGen = snap, db, db.gen
 	f.deltaSyncs++
 	return snap, nil
+}
+
+// curVerifyDelay is how long after its own moves into cur/ a Folder
+// lists cur/ again to check that nobody else changed it meanwhile.
+const curVerifyDelay = 250 * time.Millisecond
+
+// scheduleVerify arranges one verifyCur. Caller holds f.mu.
+func (f *Folder) scheduleVerify() {
+	if f.verifyPending {
+		return
+	}
+	f.verifyPending = true
+	time.AfterFunc(curVerifyDelay, f.verifyCur)
+}
+
+// verifyCur settles a suspect cur/ listing (our own moves were trusted
+// without listing): once cur/'s time is old enough to be trusted, it lists
+// cur/ outside the lock and compares. The same names make the listing
+// trusted; anything else makes the next Sync list cur/ and find it. A
+// change of cur/'s time meanwhile ends the suspicion the same way (the
+// next Sync sees the new time).
+func (f *Folder) verifyCur() {
+	f.mu.Lock()
+	f.verifyPending = false
+	if !f.curSuspect || f.curList == nil {
+		f.mu.Unlock()
+		return
+	}
+	mtime, prev := f.curMtime, f.curList
+	if time.Since(mtime) <= trustAge(mtime) {
+		f.scheduleVerify()
+		f.mu.Unlock()
+		return
+	}
+	f.mu.Unlock()
+	dir := filepath.Join(f.path, "cur")
+	st, serr := os.Stat(dir)
+	names, lerr := readNames(dir)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.curSuspect || !f.curMtime.Equal(mtime) {
+		if f.curSuspect {
+			f.scheduleVerify() // our own moves since: verify those later
+		}
+		return
+	}
+	f.curSuspect = false
+	if serr != nil || lerr != nil || !st.ModTime().Equal(mtime) {
+		return // changed: the next Sync lists cur/
+	}
+	ins, del, ok := diffListing(prev, names, maxDeltaChanges)
+	if !ok || !sameNames(ins, del) {
+		return // another program changed cur/: the next Sync lists it
+	}
+	f.curList, f.curTrusted = names, true
+}
+
+// sameNames says whether two lists hold the same names (a name we
+// appended after a move shows up elsewhere in the directory order).
+func sameNames(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := make(map[string]int, len(a))
+	for _, n := range a {
+		seen[n]++
+	}
+	for _, n := range b {
+		if seen[n]--; seen[n] < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // trustCur records cur/'s time as seen before a listing that deltaSync
