@@ -86,6 +86,12 @@ bin/postern serve --config "$WORK/postern/etc" 2>"$WORK/postern.log" &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
 sleep 1
+if ! kill -0 "$PID" 2>/dev/null; then
+	# Another server on the port would take the load and skew every figure.
+	echo "postern did not start:" >&2
+	cat "$WORK/postern.log" >&2
+	exit 1
+fi
 
 echo "load: $N messages of $SIZE per run; $(nproc) cores; $(date -u)"
 for c in "${CONCS[@]}"; do
