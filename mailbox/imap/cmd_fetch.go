@@ -812,27 +812,9 @@ func headerBlockEnd(b []byte) int {
 	return -1
 }
 
-// toCRLF returns b with every bare LF made CRLF; b itself
-// when it is already clean.
-func toCRLF(b []byte) []byte {
-	bare := 0
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
-			bare++
-		}
-	}
-	if bare == 0 {
-		return b
-	}
-	out := make([]byte, 0, len(b)+bare)
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
-			out = append(out, '\r')
-		}
-		out = append(out, c)
-	}
-	return out
-}
+// toCRLF returns b with every bare LF made CRLF; b itself when it is
+// already clean.
+func toCRLF(b []byte) []byte { return mime.CRLF(b) }
 
 // messageSize is RFC822.SIZE: the size in CRLF form. Dovecot's ",W=" gives
 // it directly; otherwise it is counted once and remembered.

@@ -2,6 +2,7 @@ package imap
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -398,15 +399,7 @@ func (ix *folderIndex) put(e *indexEntry) {
 	ix.entries = slices.Insert(ix.entries, i, e)
 }
 
-func cmpUID(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+func cmpUID(a, b uint32) int { return cmp.Compare(a, b) }
 
 // drop removes a UID and remembers it as expunged at ms.
 func (ix *folderIndex) drop(uid uint32, ms uint64) {

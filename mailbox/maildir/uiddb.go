@@ -2,6 +2,7 @@ package maildir
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -160,15 +161,7 @@ func (db *uidDB) marshal() []byte {
 	return b.Bytes()
 }
 
-func int64cmp(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+func int64cmp(a, b int64) int { return cmp.Compare(a, b) }
 
 // readUIDDB reads the folder's database from disk. It returns (nil, nil)
 // when the file does not exist and errCorruptUIDDB (with the old validity)

@@ -48,13 +48,14 @@ func Decoded(r io.ReaderAt, root *Part, path []int) ([]byte, error) {
 		return raw, nil
 	}
 	if part.Type == "text" {
-		data = crlfLines(data)
+		data = CRLF(data)
 	}
 	return data, nil
 }
 
-// crlfLines makes every bare LF in b a CRLF.
-func crlfLines(b []byte) []byte {
+// CRLF returns b with every bare LF made CRLF; b itself when it is
+// already clean.
+func CRLF(b []byte) []byte {
 	bare := 0
 	for i, c := range b {
 		if c == '\n' && (i == 0 || b[i-1] != '\r') {

@@ -27,6 +27,7 @@
 package textindex
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -167,15 +168,7 @@ func Open(dir string, opt Options) (*Index, error) {
 	return ix, nil
 }
 
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+func cmpUint64(a, b uint64) int { return cmp.Compare(a, b) }
 
 // segmentGen parses "GGGGGGGGGGGGGGGG.seg" (16 hex digits).
 func segmentGen(name string) (uint64, bool) {
