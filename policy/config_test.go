@@ -256,3 +256,34 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+// Local users' sendmail must reach etc/datadir and data/submit.sock: init
+// makes the directories it creates searchable (0751), the datadir file
+// readable, and leaves secrets and an existing DIR's mode alone.
+func TestInitModesForLocalSendmail(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "inst")
+	if err := Init(dir, "example.test", "mail.example.test", false); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{
+		dir: 0o751, filepath.Join(dir, "etc"): 0o751, filepath.Join(dir, "data"): 0o751,
+		filepath.Join(dir, "etc", "datadir"): 0o644, filepath.Join(dir, "etc", "userdb"): 0o600,
+		filepath.Join(dir, "etc", "certs", "postern.pem"): 0o600,
+	} {
+		fi, err := os.Stat(path)
+		if err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v (%v)", path, fi.Mode().Perm(), want, err)
+		}
+	}
+	existing := t.TempDir()
+	os.Chmod(existing, 0o700)
+	if err := Init(existing, "example.test", "mail.example.test", false); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(existing); fi.Mode().Perm() != 0o700 {
+		t.Errorf("an existing directory's mode changed to %v", fi.Mode().Perm())
+	}
+	if got, err := DataDirOf(filepath.Join(dir, "etc")); err != nil || got != filepath.Join(dir, "etc", "../data") {
+		t.Errorf("DataDirOf: %q %v", got, err)
+	}
+}

@@ -7,7 +7,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"os"
@@ -39,6 +41,8 @@ func Init(dir, domain, hostname string, force bool) error {
 	if _, err := os.Stat(filepath.Join(etc, "me")); err == nil && !force {
 		return fmt.Errorf("%s already holds a configuration (use --force to overwrite)", etc)
 	}
+	_, statErr := os.Stat(dir)
+	createdDir := errors.Is(statErr, fs.ErrNotExist)
 	for _, d := range []string{etc, filepath.Join(etc, "certs"), data, filepath.Join(data, "mail"), filepath.Join(data, "queue"), filepath.Join(data, "state")} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return err
@@ -47,7 +51,11 @@ func Init(dir, domain, hostname string, force bool) error {
 	// Local users' sendmail reads etc/datadir and connects to
 	// data/submit.sock: both directories may be searched (not listed) by
 	// everyone, as /etc/postfix and Postfix's public/ directory are.
-	for _, d := range []string{etc, data} {
+	searchable := []string{etc, data}
+	if createdDir {
+		searchable = append(searchable, dir) // an existing DIR keeps its mode
+	}
+	for _, d := range searchable {
 		if err := os.Chmod(d, 0o751); err != nil {
 			return err
 		}

@@ -248,7 +248,7 @@ func (s *Server) Start() error {
 	}
 	for _, l := range cfg.Listeners {
 		if l.Name == policy.ListenSMAP {
-			s.log.Warn("listener not served yet: SMAP arrives with the IMAP issue", "listener", l.Name, "address", l.Address)
+			s.log.Warn("listener skipped: SMAP (Courier's protocol) is not served yet", "listener", l.Name, "address", l.Address)
 			continue
 		}
 		ln, err := net.Listen("tcp", l.Address)
