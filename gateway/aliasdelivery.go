@@ -85,9 +85,8 @@ func (l *LocalDelivery) deliverPipe(ctx context.Context, env *delivery.Envelope,
 	}
 	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
 	c.WaitDelay = 5 * time.Second
-	var out limitedBuffer
-	out.max = 2048
-	c.Stdout, c.Stderr = &out, &out
+	out := &deliver.CapBuffer{Max: 2048}
+	c.Stdout, c.Stderr = out, out
 	err = c.Run()
 	what := strings.TrimPrefix(rc.Pipe, "|")
 	if ctx.Err() != nil {
@@ -120,18 +119,4 @@ func (l *LocalDelivery) deliverPipe(ctx context.Context, env *delivery.Envelope,
 		return delivery.Result{Err: fmt.Errorf("%s: exit %d", what, code), Permanent: true, Status: status, Diagnostic: diag}
 	}
 	return delivery.Result{Err: fmt.Errorf("%s: exit %d", what, code), Status: "4.3.0", Diagnostic: diag}
-}
-
-// limitedBuffer keeps the first max bytes written and drops the rest
-// without failing the writer.
-type limitedBuffer struct {
-	bytes.Buffer
-	max int
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - b.Len(); room > 0 {
-		b.Buffer.Write(p[:min(room, len(p))])
-	}
-	return len(p), nil
 }

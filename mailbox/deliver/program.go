@@ -31,8 +31,8 @@ func (j *job) runProgram(ctx context.Context, cmd string, msg []byte, env []stri
 	}
 	c.Env = env
 	c.Stdin = bytes.NewReader(msg)
-	out := &capBuffer{max: keep}
-	errOut := &capBuffer{max: 4096}
+	out := &CapBuffer{Max: keep}
+	errOut := &CapBuffer{Max: 4096}
 	c.Stdout, c.Stderr = out, errOut
 	// Its own process group, so that a timeout kills the pipeline it
 	// started, not only the shell.
@@ -63,16 +63,16 @@ func (j *job) runProgram(ctx context.Context, cmd string, msg []byte, env []stri
 	return 0, out.Bytes(), nil
 }
 
-// capBuffer keeps the first max bytes and notes that there were more. It
+// CapBuffer keeps the first Max bytes and notes that there were more. It
 // never fails a write, so a chatty program is not killed by SIGPIPE.
-type capBuffer struct {
+type CapBuffer struct {
 	bytes.Buffer
-	max  int
+	Max  int
 	over bool
 }
 
-func (c *capBuffer) Write(p []byte) (int, error) {
-	room := c.max - c.Len()
+func (c *CapBuffer) Write(p []byte) (int, error) {
+	room := c.Max - c.Len()
 	if room < len(p) {
 		c.over = true
 		if room > 0 {
@@ -172,7 +172,7 @@ func (j *job) forward(ctx context.Context, addrs []string, msg []byte, from stri
 	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	c.Stdin = bytes.NewReader(msg)
 	c.Env = j.programEnv(vars)
-	errOut := &capBuffer{max: 4096}
+	errOut := &CapBuffer{Max: 4096}
 	c.Stdout, c.Stderr = errOut, errOut
 	c.WaitDelay = 2 * time.Second
 	if err := c.Run(); err != nil {

@@ -357,7 +357,7 @@ func (a *Agent) deliverAsUser(ctx context.Context, j *job) Outcome {
 	c := exec.CommandContext(ctx, a.reexec[0], args...)
 	c.Stdin = bytes.NewReader(msg)
 	c.Env = append([]string{"PATH=/bin:/usr/bin:/usr/local/bin"}, a.opt.ReexecEnv...)
-	errOut := &capBuffer{max: 8192}
+	errOut := &CapBuffer{Max: 8192}
 	c.Stdout, c.Stderr = io.Discard, errOut
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }

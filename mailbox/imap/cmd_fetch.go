@@ -797,19 +797,7 @@ func headerBlockEnd(b []byte) int {
 	if len(b) > 1 && b[0] == '\r' && b[1] == '\n' {
 		return 2
 	}
-	for i, c := range b {
-		if c != '\n' {
-			continue
-		}
-		rest := b[i+1:]
-		if len(rest) > 0 && rest[0] == '\n' {
-			return i + 2
-		}
-		if len(rest) > 1 && rest[0] == '\r' && rest[1] == '\n' {
-			return i + 3
-		}
-	}
-	return -1
+	return blankLineEnd(b)
 }
 
 // toCRLF returns b with every bare LF made CRLF; b itself when it is

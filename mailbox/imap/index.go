@@ -884,8 +884,17 @@ func readIndexHeaders(key string, open func(key string) (*os.File, error)) *inde
 
 // headerEnd is the offset of the blank line ending the header (or len(b)).
 func headerEnd(b []byte) int {
-	for i := 0; i < len(b); i++ {
-		if b[i] != '\n' {
+	if end := blankLineEnd(b); end >= 0 {
+		return end
+	}
+	return len(b)
+}
+
+// blankLineEnd is the offset just past the first empty line that follows
+// a line end in b ("\n\n" or "\n\r\n"), or -1 when b holds none.
+func blankLineEnd(b []byte) int {
+	for i, c := range b {
+		if c != '\n' {
 			continue
 		}
 		rest := b[i+1:]
@@ -896,7 +905,7 @@ func headerEnd(b []byte) int {
 			return i + 3
 		}
 	}
-	return len(b)
+	return -1
 }
 
 // unfold joins folded header lines (RFC 5322 2.2.3).

@@ -445,14 +445,7 @@ func (f *Folder) patchSnapshot(db *uidDB, names map[string]string, fromNew map[s
 		nm := *m
 		nm.FromNew = fromNew[m.Key]
 		if name != m.Name {
-			nm.Name = name
-			var info string
-			if strings.HasPrefix(name, "cur/") {
-				_, info = splitName(name[4:])
-			}
-			var kwIdx []int
-			nm.Flags, kwIdx = parseInfo(info)
-			nm.Keywords = keywordNames(km, kwIdx)
+			setName(&nm, name, km)
 		}
 		msgs = append(msgs, nm)
 	}
@@ -955,11 +948,7 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 	}
 	if db != f.lastDB {
 		// Another process numbered messages meanwhile: build it whole.
-		snap, err := f.fullSnapshot(db, names, fromNew, km)
-		if err == nil {
-			f.lastSnap, f.lastDB, f.lastGen = snap, db, db.gen
-		}
-		return snap, err
+		return f.rebuildSnapshot(db, names, fromNew, km)
 	}
 	msgs := make([]Message, len(last.Messages), len(last.Messages)+len(fresh))
 	copy(msgs, last.Messages)
@@ -980,25 +969,14 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 		m := &msgs[i]
 		m.FromNew = fromNew[k]
 		if n != m.Name {
-			m.Name = n
-			var info string
-			if strings.HasPrefix(n, "cur/") {
-				_, info = splitName(n[4:])
-			}
-			var kwIdx []int
-			m.Flags, kwIdx = parseInfo(info)
-			m.Keywords = keywordNames(km, kwIdx)
+			setName(m, n, km)
 		}
 	}
 	slices.SortFunc(added, func(a, b numberedKey) int { return int64cmp(int64(a.uid), int64(b.uid)) })
 	for _, o := range added {
 		if len(msgs) > 0 && o.uid < msgs[len(msgs)-1].UID {
 			// An old UID the last snapshot lacked: build it whole.
-			snap, err := f.fullSnapshot(db, names, fromNew, km)
-			if err == nil {
-				f.lastSnap, f.lastDB, f.lastGen = snap, db, db.gen
-			}
-			return snap, err
+			return f.rebuildSnapshot(db, names, fromNew, km)
 		}
 		m, ok, err := f.newMessage(o.uid, o.key, names, fromNew, km)
 		if err != nil {
@@ -1014,6 +992,29 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 	f.lastSnap, f.lastDB, f.lastGen = snap, db, db.gen
 	f.deltaSyncs++
 	return snap, nil
+}
+
+// setName gives m the file name name, with the flags and keywords its
+// info part says.
+func setName(m *Message, name string, km *keywordMap) {
+	m.Name = name
+	var info string
+	if strings.HasPrefix(name, "cur/") {
+		_, info = splitName(name[4:])
+	}
+	var kwIdx []int
+	m.Flags, kwIdx = parseInfo(info)
+	m.Keywords = keywordNames(km, kwIdx)
+}
+
+// rebuildSnapshot builds the snapshot from every name and makes it the
+// last one. Caller holds f.mu.
+func (f *Folder) rebuildSnapshot(db *uidDB, names map[string]string, fromNew map[string]bool, km *keywordMap) (*Snapshot, error) {
+	snap, err := f.fullSnapshot(db, names, fromNew, km)
+	if err == nil {
+		f.lastSnap, f.lastDB, f.lastGen = snap, db, db.gen
+	}
+	return snap, err
 }
 
 // curVerifyDelay is how long after its own moves into cur/ a Folder
