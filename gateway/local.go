@@ -28,6 +28,9 @@ type LocalDelivery struct {
 	// Self is the command (argv) that runs this binary's subcommands, for
 	// aliases to files ("postern deliverfile"); default os.Executable().
 	Self []string
+	// Journal, when set, makes Maildir deliveries durable with one write
+	// to the delivery journal (the Agent has its own reference).
+	Journal *maildir.Journal
 }
 
 // Deliver implements delivery.Deliverer.
@@ -86,7 +89,7 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 		}
 		return res
 	}
-	if _, err := md.Deliver(folder, r, maildir.DeliverOptions{}); err != nil {
+	if _, err := md.Deliver(folder, r, maildir.DeliverOptions{Journal: l.Journal}); err != nil {
 		if errors.Is(err, maildir.ErrOverQuota) {
 			// Courier's deliverquota makes this permanent (exit 77).
 			return delivery.Result{Err: err, Permanent: true, Status: "5.2.2", Diagnostic: "x-postern; mailbox full"}

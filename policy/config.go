@@ -67,6 +67,12 @@ type Config struct {
 	IMAPCourierNS bool            // IMAP folders under "INBOX." as Courier shows them ("imapnamespace")
 	LogLevel      slog.Level      // ("loglevel")
 	DebugPprof    bool            // serve /debug/pprof/ on the web listeners ("debugpprof")
+	// DeliveryJournal is the size of the server's delivery journal
+	// (DATADIR/state/delivery.journal), 0 for none ("deliveryjournal").
+	DeliveryJournal int64
+	// JournalCheckpoint is how often the journal's deliveries are made
+	// durable in their Maildirs ("journalcheckpoint").
+	JournalCheckpoint time.Duration
 
 	// TLSCertFile is the PEM file holding the certificate chain and private
 	// key ("tlscert"), as Courier's esmtpd.pem/imapd.pem do. TLSCertificate
@@ -113,6 +119,9 @@ func (c *Config) RetrySchedule() []time.Duration {
 const (
 	DefaultSizeLimit = 50 * 1024 * 1024
 	DefaultDataDir   = "/var/lib/postern"
+	// DefaultDeliveryJournal: deliveries of up to a quarter of it (8 MiB)
+	// go through the journal.
+	DefaultDeliveryJournal = 32 << 20
 )
 
 // HasDomain reports whether mail for domain is accepted here.
@@ -176,6 +185,11 @@ func Load(dir string) (*Config, error) {
 	c.IMAPCourierNS = l.choice("imapnamespace", "default", "default", "courier") == "courier"
 	c.LogLevel = l.logLevel("loglevel")
 	c.DebugPprof = l.boolean("debugpprof", false)
+	c.DeliveryJournal = l.size("deliveryjournal", DefaultDeliveryJournal)
+	c.JournalCheckpoint = l.duration("journalcheckpoint", 200*time.Millisecond)
+	if c.DeliveryJournal > 0 && c.DeliveryJournal < 1<<20 {
+		l.fail(&Error{File: filepath.Join(abs, "deliveryjournal"), Reason: "deliveryjournal: at least 1M, or 0 for none"})
+	}
 	c.MaxRecipients = int(l.number("maxrcpts", 100, 1, 100000))
 	c.AliasUser = l.single("aliasuser", "nobody")
 	c.GreetDelay = l.duration("smtpgreetdelay", 0)

@@ -287,3 +287,23 @@ func TestInitModesForLocalSendmail(t *testing.T) {
 		t.Errorf("DataDirOf: %q %v", got, err)
 	}
 }
+
+func TestDeliveryJournalSettings(t *testing.T) {
+	dir := validDir(t)
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DeliveryJournal != 32<<20 || c.JournalCheckpoint != 200*time.Millisecond {
+		t.Fatalf("defaults: %d %v", c.DeliveryJournal, c.JournalCheckpoint)
+	}
+	write(t, filepath.Join(dir, "deliveryjournal"), "0\n")
+	write(t, filepath.Join(dir, "journalcheckpoint"), "1s\n")
+	if c, err = Load(dir); err != nil || c.DeliveryJournal != 0 || c.JournalCheckpoint != time.Second {
+		t.Fatalf("settings not read: %v %+v", err, c)
+	}
+	write(t, filepath.Join(dir, "deliveryjournal"), "512k\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "deliveryjournal") {
+		t.Fatalf("a journal under 1M accepted: %v", err)
+	}
+}

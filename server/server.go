@@ -90,6 +90,10 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.mta = mta
+	if err := mta.OpenJournal(cfg); err != nil {
+		s.closeResources()
+		return nil, err
+	}
 	s.fResults = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_filter_results_total", Help: "SMTP-time check results, by check and verdict (after its mode)."}, []string{"filter", "verdict"})
 	s.fLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "postern_filter_seconds", Help: "Time spent in each SMTP-time check.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}, []string{"filter"})
 	s.reg.MustRegister(s.fResults, s.fLatency)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"postern/auth"
@@ -156,7 +157,12 @@ type Agent struct {
 	hostname    string
 	euid        int
 	programs    programCache
+	journal     atomic.Pointer[maildir.Journal]
 }
+
+// SetJournal makes Maildir deliveries durable through the server's
+// delivery journal (see maildir.Journal); nil turns it off.
+func (a *Agent) SetJournal(j *maildir.Journal) { a.journal.Store(j) }
 
 // New builds an Agent.
 func New(opt Options) (*Agent, error) {
@@ -478,6 +484,9 @@ func (j *job) deliverMaildir(d Destination, r io.Reader, opt maildir.DeliverOpti
 	f, err := md.Folder(d.Folder)
 	if err != nil {
 		return fmt.Errorf("maildir %s: folder %s: %w", d.Root, d.Folder, err)
+	}
+	if opt.Journal == nil {
+		opt.Journal = j.a.journal.Load()
 	}
 	key, err := f.Deliver(r, opt)
 	if err != nil {

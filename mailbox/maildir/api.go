@@ -72,6 +72,10 @@ type DeliverOptions struct {
 	InternalDate time.Time
 	// IgnoreQuota delivers even when over quota (bounces, postmaster).
 	IgnoreQuota bool
+	// Journal, when set, makes the delivery durable through the delivery
+	// journal (one log write) instead of flushing the file and its
+	// directory entry; see Journal.
+	Journal *Journal
 }
 
 // Snapshot is a folder's state after Sync: messages in ascending UID order.

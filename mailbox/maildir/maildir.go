@@ -1,6 +1,8 @@
 package maildir
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -18,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"postern/mailbox/maildir/wal"
 )
 
 // Names of the files this package keeps beside the messages. They are the
@@ -250,6 +254,9 @@ type Staged struct {
 	// anon is the open unnamed file (O_TMPFILE) holding the message when
 	// the file system offers one; tmpPath is then unused.
 	anon *os.File
+	// journal and data: a journaled delivery, its bytes for the log.
+	journal *Journal
+	data    *bytes.Buffer
 }
 
 // Stage writes r to tmp/ and makes it durable (the first half of Deliver).
@@ -271,16 +278,27 @@ func (f *Folder) Stage(r io.Reader, opt DeliverOptions) (*Staged, error) {
 	// Durable data first, then a durable name: with group commit (see
 	// groupcommit.go) through syncfs calls shared with concurrent
 	// deliveries, else per-file fsync and a directory fsync.
+	// With a journal, the data is made durable by the log at Commit.
 	var err error
 	if groupCommit {
-		if st.barrier, err = barrierFor(f.path); err == nil {
+		if st.barrier, err = barrierFor(f.path); err == nil && opt.Journal != nil {
+			var rest io.Reader
+			if st.data, rest, err = opt.Journal.take(r); err == nil {
+				if st.data != nil {
+					st.journal, r = opt.Journal, bytes.NewReader(st.data.Bytes())
+				} else {
+					r = rest // too big for the log
+				}
+			}
+		}
+		if err == nil {
 			st.anon, st.size, err = writeAnonymous(filepath.Join(f.path, "tmp"), r)
 			if errors.Is(err, errNoTmpfile) {
 				st.size, err = writeUnsynced(st.tmpPath, r)
 			}
-			if err == nil {
-				err = st.barrier.wait()
-			}
+		}
+		if err == nil && st.journal == nil {
+			err = st.barrier.wait()
 		}
 	} else {
 		st.size, err = writeSynced(st.tmpPath, r)
@@ -297,6 +315,8 @@ func (st *Staged) Size() int64 { return st.size }
 
 // Discard removes a staged message that will not be committed.
 func (st *Staged) Discard() {
+	putJournalBuffer(st.data)
+	st.data = nil
 	if st.anon != nil {
 		st.anon.Close() // an unnamed file goes with its last descriptor
 		st.anon = nil
@@ -335,6 +355,23 @@ func (st *Staged) Commit() (string, error) {
 	if opt.Flags != "" || len(opt.Keywords) > 0 {
 		dest = filepath.Join(f.path, "cur", key+":2,"+st.info)
 	}
+	// A journaled delivery is logged before its name appears: a crash
+	// after the link finds the record and checks the file.
+	var seq uint64
+	if st.journal != nil {
+		var err error
+		if seq, err = st.journal.append(dest, opt.InternalDate, st.data.Bytes(), st.barrier); err != nil {
+			level := slog.LevelWarn
+			if errors.Is(err, wal.ErrFull) || errors.Is(err, wal.ErrTooBig) {
+				level = slog.LevelDebug // busy or big: expected now and then
+			}
+			f.md.log.Log(context.Background(), level, "delivery journal refused a message; flushing it the usual way", "err", err)
+			st.journal = nil
+			if err := st.barrier.wait(); err != nil {
+				return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
+			}
+		}
+	}
 	var err error
 	if st.anon != nil {
 		err = linkAnonymous(st.anon, dest)
@@ -342,11 +379,17 @@ func (st *Staged) Commit() (string, error) {
 		err = linkOrRename(st.tmpPath, dest)
 	}
 	if err != nil {
+		if st.journal != nil {
+			st.journal.log.Cancel(seq)
+		}
 		return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 	}
-	if st.barrier != nil {
+	switch {
+	case st.journal != nil:
+		st.journal.log.Release(seq)
+	case st.barrier != nil:
 		err = st.barrier.wait()
-	} else {
+	default:
 		err = syncDir(filepath.Dir(dest))
 	}
 	if err != nil {

@@ -1,0 +1,757 @@
+// Package wal is a fixed-size, circular write-ahead log for records that
+// must be durable before an acknowledgement while their effects (files
+// written elsewhere) are made durable later, in bulk.
+//
+// The point is the cost of durability. Making a new file durable takes a
+// journal commit of the file system (the inode, its blocks, the directory
+// entry): on ext4 about 0.7 ms per message on the build machine, twice per
+// message for maildir(5)'s data-then-name. Overwriting blocks of a file that
+// were written before changes no metadata, so fdatasync(2) is a data write
+// and a cache flush: about 0.2 ms. The log is such a file, preallocated and
+// zero-filled once. A record is durable when Append returns; concurrent
+// Appends share one write and one flush (group commit).
+//
+// A caller applies a record's effect after Append (writes the file, without
+// syncing it) and then calls Release. A checkpoint, run in the background,
+// calls Options.Sync (syncfs of the file systems the effects went to) and
+// then records how far the log is applied; the space of applied records is
+// reused. After a crash, Open hands every record after the last checkpoint to
+// the replay function, which applies it again if its effect did not survive
+// (the replay must be idempotent).
+//
+// Layout, in 4 KiB blocks: block 0 the file header; blocks 1 and 2 two
+// checkpoint slots written alternately (a torn write spoils at most the one
+// being written); then the records, each starting on a block boundary (a
+// record is never written into a block that holds a live one) with a 32-byte
+// header: magic, flags, epoch, payload length, sequence number, CRC-32C of
+// the payload and CRC-32C of the header. Sequence numbers follow each other
+// without gaps; replay follows them from the checkpoint and stops at the
+// first missing one. The epoch grows at every Open, so that records written
+// before a crash and never acknowledged (a batch cut short) cannot be taken
+// for new ones later.
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	blockSize   = 4096
+	dataStart   = 3 * blockSize // after the header and the two checkpoint slots
+	headerSize  = 32
+	minFileSize = dataStart + 16*blockSize
+
+	recMagic      = 0x52574c50 // "PLWR" little-endian
+	flagCancelled = 1
+)
+
+var (
+	fileMagic  = [8]byte{'P', 'O', 'S', 'T', 'W', 'A', 'L', '1'}
+	ckptMagic  = [8]byte{'P', 'O', 'S', 'T', 'C', 'K', 'P', 'T'}
+	castagnoli = crc32.MakeTable(crc32.Castagnoli)
+)
+
+// Errors Append returns when the record cannot go into the log; the caller
+// makes its effect durable by other means.
+var (
+	ErrTooBig = errors.New("wal: record larger than the log allows")
+	ErrFull   = errors.New("wal: log full")
+	ErrClosed = errors.New("wal: closed")
+)
+
+// Options tunes Open.
+type Options struct {
+	// Size of a new log file in bytes (rounded up to 4 KiB); an existing
+	// file keeps its size. Default 32 MiB.
+	Size int64
+	// Sync makes the effects of every released record durable (syncfs of
+	// the file systems they went to). Required.
+	Sync func() error
+	// Interval between background checkpoints while records are being
+	// released. Default 200 ms. The log also checkpoints when it is half
+	// full.
+	Interval time.Duration
+	// OnError receives errors of background checkpoints.
+	OnError func(error)
+}
+
+// Log is an open write-ahead log. Safe for concurrent use.
+type Log struct {
+	f    *os.File
+	size int64
+	opt  Options
+
+	mu          sync.Mutex
+	head        int64  // where the next record goes
+	nextSeq     uint64 // its sequence number
+	epoch       uint32
+	ckptSeq     uint64 // records up to this one are applied and durable
+	tailOff     int64  // offset of record ckptSeq+1 (== head when none)
+	ckptCounter uint64
+	live        []liveRec // records after the checkpoint, in sequence order
+	unreleased  map[uint64]bool
+	released    bool // a record was released since the last checkpoint
+	closed      bool
+	failed      error // a write or flush failed: the log takes no more records
+
+	// group commit
+	pending []*appendReq
+	busy    bool
+
+	ckptMu sync.Mutex    // one checkpoint at a time
+	kickC  chan struct{} // asks the background loop for a checkpoint now
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+type liveRec struct {
+	seq uint64
+	off int64
+}
+
+type appendReq struct {
+	parts [][]byte
+	n     int64 // payload length
+	seq   uint64
+	off   int64
+	err   error
+	wake  chan bool // true: lead the next batch; false: done
+}
+
+// Record is one record found by replay.
+type Record struct {
+	Seq       uint64
+	Cancelled bool
+	Payload   []byte
+}
+
+// Open opens the log at path, creating it (preallocated and zero-filled)
+// when missing. replay is called, in sequence order, for each record after
+// the last checkpoint that was not cancelled; when every replay succeeded,
+// Options.Sync is called and the log is checkpointed, so the records are not
+// replayed again. A replay error stops Open: the records stay in the log for
+// the next attempt. The file is locked (flock) against a second process.
+func Open(path string, opt Options, replay func(Record) error) (*Log, error) {
+	if opt.Sync == nil {
+		return nil, errors.New("wal: Options.Sync is required")
+	}
+	if opt.Size <= 0 {
+		opt.Size = 32 << 20
+	}
+	opt.Size = (opt.Size + blockSize - 1) / blockSize * blockSize
+	if opt.Size < minFileSize {
+		opt.Size = minFileSize
+	}
+	if opt.Interval <= 0 {
+		opt.Interval = 200 * time.Millisecond
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if err := create(path, opt.Size); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("wal %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("wal %s: in use by another process: %w", path, err)
+	}
+	l := &Log{f: f, opt: opt, unreleased: map[uint64]bool{}, kickC: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	if err := l.recover(replay); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("wal %s: %w", path, err)
+	}
+	go l.background()
+	return l, nil
+}
+
+// create writes a new log file: header, the first checkpoint and zeroes,
+// made durable, under a temporary name renamed into place.
+func create(path string, size int64) error {
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("wal %s: create: %w", path, err)
+	}
+	defer os.Remove(tmp)
+	defer f.Close()
+	zero := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(zero)) {
+		n := min(int64(len(zero)), size-off)
+		if _, err := f.WriteAt(zero[:n], off); err != nil {
+			return fmt.Errorf("wal %s: create: %w", path, err)
+		}
+	}
+	var hdr [blockSize]byte
+	copy(hdr[:8], fileMagic[:])
+	binary.LittleEndian.PutUint64(hdr[8:], uint64(size))
+	binary.LittleEndian.PutUint32(hdr[16:], crc32.Checksum(hdr[:16], castagnoli))
+	if _, err := f.WriteAt(hdr[:], 0); err != nil {
+		return fmt.Errorf("wal %s: create: %w", path, err)
+	}
+	if _, err := f.WriteAt(encodeCheckpoint(1, 1, 0, dataStart), blockSize); err != nil {
+		return fmt.Errorf("wal %s: create: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("wal %s: create: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("wal %s: create: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// checkpoint slot: magic(8) counter(8) epoch(4) pad(4) seq(8) off(8) crc(4)
+func encodeCheckpoint(counter uint64, epoch uint32, seq uint64, off int64) []byte {
+	b := make([]byte, blockSize)
+	copy(b[:8], ckptMagic[:])
+	binary.LittleEndian.PutUint64(b[8:], counter)
+	binary.LittleEndian.PutUint32(b[16:], epoch)
+	binary.LittleEndian.PutUint64(b[24:], seq)
+	binary.LittleEndian.PutUint64(b[32:], uint64(off))
+	binary.LittleEndian.PutUint32(b[40:], crc32.Checksum(b[:40], castagnoli))
+	return b
+}
+
+type checkpoint struct {
+	counter uint64
+	epoch   uint32
+	seq     uint64
+	off     int64
+}
+
+func decodeCheckpoint(b []byte) (checkpoint, bool) {
+	if len(b) < 44 || [8]byte(b[:8]) != ckptMagic || crc32.Checksum(b[:40], castagnoli) != binary.LittleEndian.Uint32(b[40:]) {
+		return checkpoint{}, false
+	}
+	return checkpoint{
+		counter: binary.LittleEndian.Uint64(b[8:]),
+		epoch:   binary.LittleEndian.Uint32(b[16:]),
+		seq:     binary.LittleEndian.Uint64(b[24:]),
+		off:     int64(binary.LittleEndian.Uint64(b[32:])),
+	}, true
+}
+
+// record header: magic(4) flags(4) epoch(4) len(4) seq(8) pcrc(4) hcrc(4)
+func encodeHeader(b []byte, flags, epoch uint32, n uint32, seq uint64, pcrc uint32) {
+	binary.LittleEndian.PutUint32(b[0:], recMagic)
+	binary.LittleEndian.PutUint32(b[4:], flags)
+	binary.LittleEndian.PutUint32(b[8:], epoch)
+	binary.LittleEndian.PutUint32(b[12:], n)
+	binary.LittleEndian.PutUint64(b[16:], seq)
+	binary.LittleEndian.PutUint32(b[24:], pcrc)
+	binary.LittleEndian.PutUint32(b[28:], crc32.Checksum(b[:28], castagnoli))
+}
+
+type header struct {
+	flags, epoch, n uint32
+	seq             uint64
+	pcrc            uint32
+}
+
+func decodeHeader(b []byte) (header, bool) {
+	if len(b) < headerSize || binary.LittleEndian.Uint32(b[0:]) != recMagic || crc32.Checksum(b[:28], castagnoli) != binary.LittleEndian.Uint32(b[28:]) {
+		return header{}, false
+	}
+	return header{
+		flags: binary.LittleEndian.Uint32(b[4:]),
+		epoch: binary.LittleEndian.Uint32(b[8:]),
+		n:     binary.LittleEndian.Uint32(b[12:]),
+		seq:   binary.LittleEndian.Uint64(b[16:]),
+		pcrc:  binary.LittleEndian.Uint32(b[24:]),
+	}, true
+}
+
+// span is the space a record of n payload bytes takes, in whole blocks.
+func span(n int64) int64 {
+	return (headerSize + n + blockSize - 1) / blockSize * blockSize
+}
+
+// MaxRecord is the largest payload Append takes.
+func (l *Log) MaxRecord() int64 { return maxRecord(l.size) }
+
+func maxRecord(size int64) int64 { return (size-dataStart)/4 - headerSize }
+
+// recover reads the header and the newest checkpoint, replays the records
+// after it and starts a new epoch.
+func (l *Log) recover(replay func(Record) error) error {
+	hdr := make([]byte, dataStart)
+	if _, err := l.f.ReadAt(hdr, 0); err != nil {
+		return fmt.Errorf("read header: %w", err)
+	}
+	if [8]byte(hdr[:8]) != fileMagic || crc32.Checksum(hdr[:16], castagnoli) != binary.LittleEndian.Uint32(hdr[16:]) {
+		return errors.New("not a Postern write-ahead log (bad header)")
+	}
+	l.size = int64(binary.LittleEndian.Uint64(hdr[8:]))
+	if st, err := l.f.Stat(); err != nil || st.Size() < l.size || l.size < minFileSize || l.size%blockSize != 0 {
+		return fmt.Errorf("file size does not match its header (%d)", l.size)
+	}
+	c1, ok1 := decodeCheckpoint(hdr[blockSize : 2*blockSize])
+	c2, ok2 := decodeCheckpoint(hdr[2*blockSize:])
+	var c checkpoint
+	switch {
+	case ok1 && (!ok2 || c1.counter > c2.counter):
+		c = c1
+	case ok2:
+		c = c2
+	default:
+		return errors.New("no valid checkpoint")
+	}
+	if c.off < dataStart || c.off >= l.size || c.off%blockSize != 0 {
+		return fmt.Errorf("checkpoint offset %d out of range", c.off)
+	}
+	recs, end, err := Scan(l.f, l.size, c.epoch, c.seq, c.off)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.Cancelled {
+			continue
+		}
+		if err := replay(r); err != nil {
+			return fmt.Errorf("replay record %d: %w", r.Seq, err)
+		}
+	}
+	last := c.seq
+	if len(recs) > 0 {
+		last = recs[len(recs)-1].Seq
+		if err := l.opt.Sync(); err != nil {
+			return fmt.Errorf("sync after replay: %w", err)
+		}
+	}
+	l.ckptCounter = c.counter
+	l.epoch = c.epoch + 1
+	if err := l.writeCheckpoint(last, end); err != nil {
+		return err
+	}
+	l.ckptSeq, l.nextSeq = last, last+1
+	l.head, l.tailOff = end, end
+	return nil
+}
+
+// Scan reads the records of epoch that follow sequence number after,
+// starting at offset off, as replay sees them; it returns them and the
+// offset after the last one. Exported for the fuzz test and for tools.
+func Scan(r io.ReaderAt, size int64, epoch uint32, after uint64, off int64) ([]Record, int64, error) {
+	var recs []Record
+	expect := after + 1
+	hdr := make([]byte, headerSize)
+	wrapped := false
+	for {
+		h, ok := readHeader(r, hdr, off, size)
+		if !ok || h.epoch != epoch || h.seq != expect {
+			// The writer starts over at the beginning when a record
+			// does not fit before the end.
+			if off == dataStart || wrapped {
+				break
+			}
+			h2, ok2 := readHeader(r, hdr, dataStart, size)
+			if !ok2 || h2.epoch != epoch || h2.seq != expect {
+				break
+			}
+			off, h, wrapped = dataStart, h2, true
+		}
+		if int64(h.n) > maxRecord(size) || off+span(int64(h.n)) > size {
+			break
+		}
+		payload := make([]byte, h.n)
+		if _, err := r.ReadAt(payload, off+headerSize); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, 0, fmt.Errorf("read record %d: %w", expect, err)
+		}
+		if crc32.Checksum(payload, castagnoli) != h.pcrc {
+			break // torn: written but never acknowledged
+		}
+		recs = append(recs, Record{Seq: h.seq, Cancelled: h.flags&flagCancelled != 0, Payload: payload})
+		off += span(int64(h.n))
+		if off >= size {
+			off = dataStart
+		}
+		expect++
+		wrapped = false
+	}
+	return recs, off, nil
+}
+
+func readHeader(r io.ReaderAt, buf []byte, off, size int64) (header, bool) {
+	if off+headerSize > size {
+		return header{}, false
+	}
+	if _, err := r.ReadAt(buf, off); err != nil {
+		return header{}, false
+	}
+	return decodeHeader(buf)
+}
+
+// writeCheckpoint records that records up to seq are applied and that
+// replay starts at off; durable on return.
+func (l *Log) writeCheckpoint(seq uint64, off int64) error {
+	l.ckptCounter++
+	slot := int64(1 + l.ckptCounter%2)
+	if _, err := l.f.WriteAt(encodeCheckpoint(l.ckptCounter, l.epoch, seq, off), slot*blockSize); err != nil {
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	if err := unix.Fdatasync(int(l.f.Fd())); err != nil {
+		return fmt.Errorf("flush checkpoint: %w", os.NewSyscallError("fdatasync", err))
+	}
+	return nil
+}
+
+// Append writes a record whose payload is the concatenation of parts and
+// returns its sequence number once it is durable. The caller applies its
+// effect and then calls Release (or Cancel). ErrTooBig and ErrFull say the
+// record was not written.
+func (l *Log) Append(parts ...[]byte) (uint64, error) {
+	var n int64
+	for _, p := range parts {
+		n += int64(len(p))
+	}
+	if n > l.MaxRecord() {
+		return 0, ErrTooBig
+	}
+	r := &appendReq{parts: parts, n: n, wake: make(chan bool, 1)}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return 0, ErrClosed
+	}
+	l.pending = append(l.pending, r)
+	if l.busy {
+		l.mu.Unlock()
+		if lead := <-r.wake; !lead {
+			return r.seq, r.err
+		}
+		l.mu.Lock()
+	} else {
+		l.busy = true
+	}
+	batch := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+
+	l.flush(batch)
+	for _, b := range batch {
+		if b != r {
+			b.wake <- false
+		}
+	}
+	l.mu.Lock()
+	if len(l.pending) > 0 {
+		next := l.pending[0]
+		l.mu.Unlock()
+		next.wake <- true
+	} else {
+		l.busy = false
+		l.mu.Unlock()
+	}
+	return r.seq, r.err
+}
+
+// flush places the batch's records, writes them and flushes once.
+func (l *Log) flush(batch []*appendReq) {
+	l.mu.Lock()
+	if l.failed != nil {
+		l.mu.Unlock()
+		for _, r := range batch {
+			r.err = l.failed
+		}
+		return
+	}
+	placed := l.place(batch)
+	if len(placed) < len(batch) && l.released {
+		// Out of room: apply what is released and try again.
+		l.mu.Unlock()
+		if err := l.Checkpoint(); err != nil && l.opt.OnError != nil {
+			l.opt.OnError(err)
+		}
+		l.mu.Lock()
+		placed = append(placed, l.place(batch[len(placed):])...)
+	}
+	for _, r := range batch[len(placed):] {
+		r.err = ErrFull
+	}
+	epoch := l.epoch
+	l.mu.Unlock()
+	if len(placed) == 0 {
+		return
+	}
+
+	// Build one buffer per contiguous run (the batch may wrap once).
+	var err error
+	start := 0
+	for start < len(placed) && err == nil {
+		end := start + 1
+		for end < len(placed) && placed[end].off == placed[end-1].off+span(placed[end-1].n) {
+			end++
+		}
+		run := placed[start:end]
+		total := run[len(run)-1].off + span(run[len(run)-1].n) - run[0].off
+		buf := make([]byte, total)
+		for _, r := range run {
+			b := buf[r.off-run[0].off:]
+			p := headerSize
+			crc := uint32(0)
+			for _, part := range r.parts {
+				copy(b[p:], part)
+				crc = crc32.Update(crc, castagnoli, part)
+				p += len(part)
+			}
+			encodeHeader(b, 0, epoch, uint32(r.n), r.seq, crc)
+		}
+		_, err = l.f.WriteAt(buf, run[0].off)
+		start = end
+	}
+	if err == nil {
+		if e := unix.Fdatasync(int(l.f.Fd())); e != nil {
+			err = os.NewSyscallError("fdatasync", e)
+		}
+	}
+	if err != nil {
+		// After a failed flush nothing written since the last good one
+		// can be trusted (fsyncgate): refuse further records.
+		err = fmt.Errorf("wal: write: %w", err)
+		l.mu.Lock()
+		l.failed = err
+		for _, r := range placed {
+			delete(l.unreleased, r.seq)
+		}
+		l.mu.Unlock()
+	}
+	for _, r := range placed {
+		r.err = err
+		r.parts = nil
+	}
+}
+
+// place gives records their sequence numbers and offsets while they fit
+// before the oldest live record; it returns those placed (a prefix).
+// Called with l.mu held.
+func (l *Log) place(batch []*appendReq) []*appendReq {
+	var placed []*appendReq
+	for _, r := range batch {
+		need := span(r.n)
+		off, ok := l.fit(need)
+		if !ok {
+			break
+		}
+		if len(l.live) == 0 {
+			l.tailOff = off
+		}
+		r.seq, r.off = l.nextSeq, off
+		l.nextSeq++
+		l.head = off + need
+		if l.head >= l.size {
+			l.head = dataStart
+		}
+		l.live = append(l.live, liveRec{seq: r.seq, off: off})
+		l.unreleased[r.seq] = true
+		placed = append(placed, r)
+	}
+	return placed
+}
+
+// fit finds room for need bytes at the head without reaching the live
+// records (from tailOff), keeping one block between head and tail so that a
+// full log is told from an empty one.
+func (l *Log) fit(need int64) (int64, bool) {
+	empty := len(l.live) == 0
+	if empty {
+		if l.head+need <= l.size {
+			return l.head, true
+		}
+		return dataStart, dataStart+need <= l.size
+	}
+	if l.head >= l.tailOff { // live records lie in [tailOff, head)
+		if l.head+need <= l.size && !(l.head+need == l.size && l.tailOff == dataStart) {
+			return l.head, true
+		}
+		return dataStart, dataStart+need < l.tailOff
+	}
+	return l.head, l.head+need < l.tailOff // wrapped: free space is [head, tailOff)
+}
+
+// Release says the record's effect is applied (not necessarily durable);
+// the next checkpoint covers it.
+func (l *Log) Release(seq uint64) {
+	l.mu.Lock()
+	delete(l.unreleased, seq)
+	l.released = true
+	half := l.usedLocked() > (l.size-dataStart)/2
+	l.mu.Unlock()
+	if half {
+		l.kick()
+	}
+}
+
+// Cancel says the record's effect will not happen (the caller reports a
+// failure instead): its header is marked so that replay skips it. The mark
+// is not flushed; a crash before it reaches the disk replays the record.
+func (l *Log) Cancel(seq uint64) {
+	l.mu.Lock()
+	var off int64 = -1
+	for _, r := range l.live {
+		if r.seq == seq {
+			off = r.off
+			break
+		}
+	}
+	l.mu.Unlock()
+	if off >= 0 {
+		hdr := make([]byte, headerSize)
+		if _, err := l.f.ReadAt(hdr, off); err == nil {
+			if h, ok := decodeHeader(hdr); ok && h.seq == seq {
+				encodeHeader(hdr, h.flags|flagCancelled, h.epoch, h.n, h.seq, h.pcrc)
+				l.f.WriteAt(hdr, off)
+			}
+		}
+	}
+	l.Release(seq)
+}
+
+func (l *Log) usedLocked() int64 {
+	if len(l.live) == 0 {
+		return 0
+	}
+	if l.head > l.tailOff {
+		return l.head - l.tailOff
+	}
+	return l.size - dataStart - (l.tailOff - l.head)
+}
+
+// Checkpoint makes the effects of every released record durable
+// (Options.Sync) and records it, so that their space is reused and replay
+// skips them.
+func (l *Log) Checkpoint() error {
+	l.ckptMu.Lock()
+	defer l.ckptMu.Unlock()
+	l.mu.Lock()
+	if l.failed != nil {
+		err := l.failed
+		l.mu.Unlock()
+		return err
+	}
+	target := l.nextSeq - 1
+	for seq := range l.unreleased {
+		if seq-1 < target {
+			target = seq - 1
+		}
+	}
+	if target <= l.ckptSeq {
+		l.released = false
+		l.mu.Unlock()
+		return nil
+	}
+	newTail := l.head
+	for _, r := range l.live {
+		if r.seq > target {
+			newTail = r.off
+			break
+		}
+	}
+	l.released = false
+	l.mu.Unlock()
+
+	if err := l.opt.Sync(); err != nil {
+		l.mu.Lock()
+		l.released = true
+		l.mu.Unlock()
+		return fmt.Errorf("wal: checkpoint: %w", err)
+	}
+	if err := l.writeCheckpoint(target, newTail); err != nil {
+		l.mu.Lock()
+		l.failed = err
+		l.mu.Unlock()
+		return err
+	}
+	l.mu.Lock()
+	l.ckptSeq, l.tailOff = target, newTail
+	i := 0
+	for i < len(l.live) && l.live[i].seq <= target {
+		i++
+	}
+	l.live = append(l.live[:0], l.live[i:]...)
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *Log) kick() {
+	select {
+	case l.kickC <- struct{}{}:
+	default:
+	}
+}
+
+// background checkpoints every Interval while records are released, and
+// at once when the log is half full.
+func (l *Log) background() {
+	defer close(l.done)
+	t := time.NewTicker(l.opt.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		case <-l.kickC:
+		}
+		l.mu.Lock()
+		due := l.released
+		l.mu.Unlock()
+		if due {
+			if err := l.Checkpoint(); err != nil && l.opt.OnError != nil {
+				l.opt.OnError(err)
+			}
+		}
+	}
+}
+
+// Close waits for the Appends in flight, checkpoints what is released and
+// closes the file. Records appended and never released stay for replay.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.done
+	for {
+		l.mu.Lock()
+		idle := !l.busy && len(l.pending) == 0
+		l.mu.Unlock()
+		if idle {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	err := l.Checkpoint()
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
