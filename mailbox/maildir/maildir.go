@@ -474,12 +474,17 @@ func writeUnsynced(path string, r io.Reader) (int64, error) {
 // message was most of a delivery's garbage.
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
 
-// copyPooled is io.Copy with a pooled buffer. The reader is wrapped so
-// that its own WriteTo (which would allocate its buffers) is not used.
+// copyPooled is io.Copy with a pooled buffer. A message already in memory
+// is written in one call. Otherwise both ends are wrapped so that neither
+// the reader's WriteTo nor the file's ReadFrom (which falls back to io.Copy
+// with a fresh 32 KiB buffer for a reader it cannot splice) is used.
 func copyPooled(w io.Writer, r io.Reader) (int64, error) {
+	if br, ok := r.(*bytes.Reader); ok {
+		return br.WriteTo(w)
+	}
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
-	return io.CopyBuffer(w, struct{ io.Reader }{r}, *bp)
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, *bp)
 }
 
 // writeSynced copies r into a new file at path and fsyncs it. On any error

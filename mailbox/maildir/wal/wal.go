@@ -107,6 +107,7 @@ type Log struct {
 	// group commit
 	pending []*appendReq
 	busy    bool
+	buf     []byte // the leader's write buffer (one leader at a time)
 
 	ckptMu sync.Mutex    // one checkpoint at a time
 	kickC  chan struct{} // asks the background loop for a checkpoint now
@@ -509,7 +510,11 @@ func (l *Log) flush(batch []*appendReq) {
 		}
 		run := placed[start:end]
 		total := run[len(run)-1].off + span(run[len(run)-1].n) - run[0].off
-		buf := make([]byte, total)
+		if int64(cap(l.buf)) < total {
+			l.buf = make([]byte, total)
+		}
+		buf := l.buf[:total]
+		clear(buf) // the padding after each record
 		for _, r := range run {
 			b := buf[r.off-run[0].off:]
 			p := headerSize
@@ -543,6 +548,9 @@ func (l *Log) flush(batch []*appendReq) {
 	for _, r := range placed {
 		r.err = err
 		r.parts = nil
+	}
+	if cap(l.buf) > 4<<20 {
+		l.buf = nil // do not keep a big message's buffer
 	}
 }
 
