@@ -163,7 +163,11 @@ func (m *MTA) Reload(cfg *policy.Config) error {
 		return fmt.Errorf("outbound: %w", err)
 	}
 	m.access.Store(rules)
-	m.remote.Store(client)
+	if old := m.remote.Swap(client); old != nil {
+		// Deliveries in flight finish on the old client; its cached
+		// sessions are ended now instead of lingering until idle.
+		old.Close()
+	}
 	return nil
 }
 

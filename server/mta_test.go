@@ -38,6 +38,7 @@ type remoteMTA struct {
 	received []remoteMsg
 	tempFail int               // answer 451 to this many DATA commands first
 	reject   map[string]string // rcpt -> 550 text
+	ended    int               // sessions that ended (QUIT or connection closed)
 }
 
 type remoteMsg struct {
@@ -77,7 +78,12 @@ type remoteSession struct {
 }
 
 func (s *remoteSession) Reset()        { s.msg = remoteMsg{} }
-func (s *remoteSession) Logout() error { return nil }
+func (s *remoteSession) Logout() error {
+	s.r.mu.Lock()
+	s.r.ended++
+	s.r.mu.Unlock()
+	return nil
+}
 func (s *remoteSession) Mail(from string, opts *smtp.MailOptions) error {
 	s.msg = remoteMsg{from: from, mail: opts}
 	return nil
@@ -226,6 +232,41 @@ func TestOutboundViaMX(t *testing.T) {
 	}
 	if got.mail.EnvelopeID != "env-42" || got.mail.Return != smtp.DSNReturnHeaders || len(got.opts[0].Notify) != 2 {
 		t.Fatalf("DSN parameters not passed on: %+v %+v", got.mail, got.opts[0])
+	}
+}
+
+// Outbound sessions are kept for the next message to the same host; a
+// reload builds a new outbound client (new routes, credentials) and must end
+// the old one's cached sessions rather than leave them open.
+func TestReloadEndsCachedOutboundSessions(t *testing.T) {
+	h, remote := newMTAHarness(t)
+	if err := submit(t, h, h.user, []string{"bob@remote.example"}, testMessage("cached", "x\r\n"), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery to the remote MTA", func() bool { return len(remote.messages()) == 1 })
+	time.Sleep(100 * time.Millisecond)
+	remote.mu.Lock()
+	ended := remote.ended
+	remote.mu.Unlock()
+	if ended != 0 {
+		t.Fatalf("the outbound session ended after one message (%d); it should be cached", ended)
+	}
+	if err := h.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	// Well before the cache's own 5 s idle limit would end it.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		remote.mu.Lock()
+		ended = remote.ended
+		remote.mu.Unlock()
+		if ended == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cached outbound session was still open 2 s after the reload")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
