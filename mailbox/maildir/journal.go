@@ -59,6 +59,7 @@ func OpenJournal(path string, opt JournalOptions) (*Journal, error) {
 	}
 	j := &Journal{logger: logger, barriers: map[*fsBarrier]bool{}}
 	restored := 0
+	curKeys := map[string]map[string]string{} // folder → key → cur/ name, listed once per open
 	l, err := wal.Open(path, wal.Options{
 		Size:     opt.Size,
 		Interval: opt.Interval,
@@ -67,7 +68,7 @@ func OpenJournal(path string, opt JournalOptions) (*Journal, error) {
 			logger.Error("delivery journal checkpoint failed; deliveries fall back to per-message flushes", "err", err)
 		},
 	}, func(r wal.Record) error {
-		ok, err := j.replay(r.Payload)
+		ok, err := j.replay(r.Payload, curKeys)
 		if ok {
 			restored++
 		}
@@ -148,9 +149,10 @@ func (j *Journal) append(dest string, mtime time.Time, data []byte, b *fsBarrier
 	j.mu.Unlock()
 	var hdr [recordOverhead]byte
 	hdr[0] = recordVersion
-	if !mtime.IsZero() {
-		binary.LittleEndian.PutUint64(hdr[1:], uint64(mtime.UnixNano()))
+	if mtime.IsZero() {
+		mtime = time.Now() // a restored message keeps its arrival time
 	}
+	binary.LittleEndian.PutUint64(hdr[1:], uint64(mtime.UnixNano()))
 	binary.LittleEndian.PutUint16(hdr[9:], uint16(len(dest)))
 	return j.log.Append(hdr[:], []byte(dest), data)
 }
@@ -177,7 +179,7 @@ func decodeRecord(p []byte) (dest string, mtime time.Time, data []byte, err erro
 // replay puts back one journaled message if the crash lost it or cut it
 // short; a message that is there whole (in new/, or already moved to cur/
 // by a reader, flags and all) is left alone. It reports whether it wrote.
-func (j *Journal) replay(payload []byte) (bool, error) {
+func (j *Journal) replay(payload []byte, curKeys map[string]map[string]string) (bool, error) {
 	dest, mtime, data, err := decodeRecord(payload)
 	if err != nil {
 		j.logger.Warn("delivery journal: skipping a record", "err", err)
@@ -194,7 +196,7 @@ func (j *Journal) replay(payload []byte) (bool, error) {
 		return false, nil
 	}
 	key, _, _ := strings.Cut(filepath.Base(dest), ":")
-	have, err := findMessageFile(folder, key)
+	have, err := findMessageFile(folder, key, curKeys)
 	if err != nil {
 		return false, err
 	}
@@ -216,8 +218,10 @@ func (j *Journal) replay(payload []byte) (bool, error) {
 }
 
 // findMessageFile returns the path of the message with this key in new/ or
-// cur/ (any info suffix), or "" when there is none.
-func findMessageFile(folder, key string) (string, error) {
+// cur/ (any info suffix), or "" when there is none. cur/ is listed once per
+// folder for the whole replay (a big folder and many records would
+// otherwise list it again for each).
+func findMessageFile(folder, key string, curKeys map[string]map[string]string) (string, error) {
 	for _, p := range []string{filepath.Join(folder, "new", key), filepath.Join(folder, "cur", key)} {
 		if _, err := os.Lstat(p); err == nil {
 			return p, nil
@@ -225,13 +229,25 @@ func findMessageFile(folder, key string) (string, error) {
 			return "", err
 		}
 	}
-	ents, err := os.ReadDir(filepath.Join(folder, "cur"))
-	if err != nil {
-		return "", err
+	names, ok := curKeys[folder]
+	if !ok {
+		ents, err := os.ReadDir(filepath.Join(folder, "cur"))
+		if err != nil {
+			return "", err
+		}
+		names = make(map[string]string, len(ents))
+		for _, e := range ents {
+			k, _, _ := strings.Cut(e.Name(), ":")
+			names[k] = e.Name()
+		}
+		curKeys[folder] = names
 	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), key+":") {
-			return filepath.Join(folder, "cur", e.Name()), nil
+	if name, ok := names[key]; ok {
+		// Listed at the start of the replay; it may have moved since
+		// only if another program renames it meanwhile.
+		p := filepath.Join(folder, "cur", name)
+		if _, err := os.Lstat(p); err == nil {
+			return p, nil
 		}
 	}
 	return "", nil

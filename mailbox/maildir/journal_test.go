@@ -129,11 +129,16 @@ func TestJournalRestoresWhatACrashLost(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	time.Sleep(20 * time.Millisecond)
+	opened := time.Now()
 	j, err := OpenJournal(journal, JournalOptions{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
+	if st, err := os.Stat(newPath(0)); err != nil || !st.ModTime().Before(opened) {
+		t.Fatalf("restored message's time %v is not its arrival time (before %v): %v", st.ModTime(), opened, err)
+	}
 	check := func(path string, i int) {
 		t.Helper()
 		got, err := os.ReadFile(path)
