@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Compare Postern with Postfix on this machine, same load, same durability:
 # each server acknowledges a message only once it is fsync'd (Postfix: its
-# queue file; Postern: the recipient's Maildir), and both deliver into a
-# Maildir. Reports accepted/s (the load generator's rate) and delivered/s
+# queue file; Postern: its delivery journal, or the recipient's Maildir for
+# big messages), and both deliver into a Maildir. Reports accepted/s (the load generator's rate) and delivered/s
 # (messages in the Maildir divided by the time until the last one arrived).
 #
 # Installs Postfix from Debian and configures it for virtual Maildir delivery
