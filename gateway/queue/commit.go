@@ -22,7 +22,6 @@ type commitReq struct {
 	msgTmp, envTmp   string
 	msgFile, envFile *os.File // open until the leader fsyncs them (commitGroup)
 	err              error
-	wake             chan bool // true: lead the next batch; false: your batch is done
 }
 
 func (r *commitReq) closeFiles() {
@@ -32,51 +31,6 @@ func (r *commitReq) closeFiles() {
 		}
 	}
 	r.msgFile, r.envFile = nil, nil
-}
-
-// committer gathers requests into batches (leader/follower, no goroutine
-// of its own, so nothing to stop).
-type committer struct {
-	mu      sync.Mutex
-	pending []*commitReq
-	busy    bool
-	flush   func([]*commitReq)
-}
-
-// commit returns when r's batch was flushed; r.err tells the outcome.
-func (c *committer) commit(r *commitReq) {
-	r.wake = make(chan bool, 1)
-	c.mu.Lock()
-	c.pending = append(c.pending, r)
-	if c.busy {
-		c.mu.Unlock()
-		if lead := <-r.wake; !lead {
-			return
-		}
-		c.mu.Lock()
-	} else {
-		c.busy = true
-	}
-	batch := c.pending
-	c.pending = nil
-	c.mu.Unlock()
-
-	c.flush(batch)
-	for _, b := range batch {
-		if b != r {
-			b.wake <- false
-		}
-	}
-
-	c.mu.Lock()
-	if len(c.pending) > 0 {
-		next := c.pending[0]
-		c.mu.Unlock()
-		next.wake <- true // it takes everything pending, itself included
-		return
-	}
-	c.busy = false
-	c.mu.Unlock()
 }
 
 // flushBatch makes a batch durable: (syncfs,) rename each message then its

@@ -33,6 +33,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"postern/internal/groupcommit"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,7 +123,7 @@ type Queue struct {
 	log      *slog.Logger
 	lockFile *os.File // the spool lock, held shared until Close
 	spoolDir *os.File // open for fsync and syncfs
-	commits  committer
+	commits  groupcommit.Batcher[*commitReq]
 	flushes  atomic.Int64 // batches flushed (group commit), for tests and metrics
 	stats    counters
 
@@ -193,7 +194,7 @@ func Open(opt Options) (*Queue, error) {
 		index:        newSchedIndex(),
 		domainBusy:   make(map[string]int),
 	}
-	q.commits.flush = q.flushBatch
+	q.commits.Flush = q.flushBatch
 	if err := q.paths.makeDirs(); err != nil {
 		return nil, err
 	}
@@ -373,7 +374,7 @@ func (q *Queue) Enqueue(ctx context.Context, env delivery.Envelope, msg io.Reade
 	if perMessage {
 		q.flushBatch([]*commitReq{req})
 	} else {
-		q.commits.commit(req)
+		q.commits.Do(req)
 	}
 	if req.err != nil {
 		return "", fmt.Errorf("queue %s: enqueue: %w", id, req.err)

@@ -43,6 +43,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"postern/internal/groupcommit"
 )
 
 const (
@@ -104,10 +106,8 @@ type Log struct {
 	closed      bool
 	failed      error // a write or flush failed: the log takes no more records
 
-	// group commit
-	pending []*appendReq
-	busy    bool
-	buf     []byte // the leader's write buffer (one leader at a time)
+	commits groupcommit.Batcher[*appendReq]
+	buf     []byte // the write buffer of the batch being flushed
 
 	ckptMu sync.Mutex    // one checkpoint at a time
 	kickC  chan struct{} // asks the background loop for a checkpoint now
@@ -126,7 +126,6 @@ type appendReq struct {
 	seq   uint64
 	off   int64
 	err   error
-	wake  chan bool // true: lead the next batch; false: done
 }
 
 // Record is one record found by replay.
@@ -174,6 +173,7 @@ func Open(path string, opt Options, replay func(Record) error) (*Log, error) {
 		f.Close()
 		return nil, fmt.Errorf("wal %s: %w", path, err)
 	}
+	l.commits.Flush = l.flush
 	go l.background()
 	return l, nil
 }
@@ -433,41 +433,14 @@ func (l *Log) Append(parts ...[]byte) (uint64, error) {
 	if n > l.MaxRecord() {
 		return 0, ErrTooBig
 	}
-	r := &appendReq{parts: parts, n: n, wake: make(chan bool, 1)}
+	r := &appendReq{parts: parts, n: n}
 	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
 		return 0, ErrClosed
 	}
-	l.pending = append(l.pending, r)
-	if l.busy {
-		l.mu.Unlock()
-		if lead := <-r.wake; !lead {
-			return r.seq, r.err
-		}
-		l.mu.Lock()
-	} else {
-		l.busy = true
-	}
-	batch := l.pending
-	l.pending = nil
-	l.mu.Unlock()
-
-	l.flush(batch)
-	for _, b := range batch {
-		if b != r {
-			b.wake <- false
-		}
-	}
-	l.mu.Lock()
-	if len(l.pending) > 0 {
-		next := l.pending[0]
-		l.mu.Unlock()
-		next.wake <- true
-	} else {
-		l.busy = false
-		l.mu.Unlock()
-	}
+	l.commits.Do(r)
 	return r.seq, r.err
 }
 
@@ -748,13 +721,7 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	close(l.stop)
 	<-l.done
-	for {
-		l.mu.Lock()
-		idle := !l.busy && len(l.pending) == 0
-		l.mu.Unlock()
-		if idle {
-			break
-		}
+	for !l.commits.Idle() {
 		time.Sleep(time.Millisecond)
 	}
 	err := l.Checkpoint()
