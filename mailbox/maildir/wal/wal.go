@@ -656,10 +656,15 @@ func (l *Log) Checkpoint() error {
 	l.mu.Unlock()
 
 	if err := l.opt.Sync(); err != nil {
+		// A later sync may report success for pages whose write-back
+		// failed now (the error is reported once): never checkpoint
+		// again in this run. The records stay for the replay at the
+		// next start; new deliveries take the flushed path.
+		err = fmt.Errorf("wal: checkpoint: %w", err)
 		l.mu.Lock()
-		l.released = true
+		l.failed = err
 		l.mu.Unlock()
-		return fmt.Errorf("wal: checkpoint: %w", err)
+		return err
 	}
 	if err := l.writeCheckpoint(target, newTail); err != nil {
 		l.mu.Lock()

@@ -363,3 +363,41 @@ func BenchmarkAppend4K(b *testing.B) {
 		l.Release(seq)
 	}
 }
+
+// After a failed sync the log checkpoints no more (a later sync could
+// report success for pages whose write-back failed) and takes no records;
+// what it holds is replayed at the next open.
+func TestFailedSyncStopsCheckpoints(t *testing.T) {
+	h := newHarness(t, 0)
+	fail := true
+	l, err := Open(h.path, Options{Sync: func() error {
+		if fail {
+			return errors.New("EIO")
+		}
+		return nil
+	}, Interval: time.Hour}, func(Record) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := l.Append([]byte("written, sync failed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release(seq)
+	if err := l.Checkpoint(); err == nil {
+		t.Fatal("checkpoint succeeded although the sync failed")
+	}
+	fail = false
+	if err := l.Checkpoint(); err == nil {
+		t.Fatal("a checkpoint after a failed sync went ahead")
+	}
+	if _, err := l.Append([]byte("more")); err == nil {
+		t.Fatal("the log took a record after a failed sync")
+	}
+	l.Close()
+	l = h.open()
+	defer l.Close()
+	if got := payloads(h.replayed); len(got) != 1 || got[0] != "written, sync failed" {
+		t.Fatalf("replayed %q", got)
+	}
+}
