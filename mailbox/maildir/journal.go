@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,6 +38,20 @@ type Journal struct {
 
 	mu       sync.Mutex
 	barriers map[*fsBarrier]bool // file systems deliveries went to
+	warned   atomic.Bool         // the journal's failure was logged
+}
+
+// refused notes a delivery the journal did not take (it is flushed the
+// usual way). Full or too big is expected now and then; a failed journal
+// is logged once, not once per message.
+func (j *Journal) refused(err error) {
+	if errors.Is(err, wal.ErrFull) || errors.Is(err, wal.ErrTooBig) {
+		j.logger.Debug("delivery journal refused a message; flushing it the usual way", "err", err)
+		return
+	}
+	if !j.warned.Swap(true) {
+		j.logger.Error("delivery journal failed; deliveries are flushed one by one until a restart, which replays it", "err", err)
+	}
 }
 
 // JournalOptions tunes OpenJournal.

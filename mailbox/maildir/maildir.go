@@ -2,7 +2,6 @@ package maildir
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -20,8 +19,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"postern/mailbox/maildir/wal"
 )
 
 // Names of the files this package keeps beside the messages. They are the
@@ -361,11 +358,7 @@ func (st *Staged) Commit() (string, error) {
 	if st.journal != nil {
 		var err error
 		if seq, err = st.journal.append(dest, opt.InternalDate, st.data.Bytes(), st.barrier); err != nil {
-			level := slog.LevelWarn
-			if errors.Is(err, wal.ErrFull) || errors.Is(err, wal.ErrTooBig) {
-				level = slog.LevelDebug // busy or big: expected now and then
-			}
-			f.md.log.Log(context.Background(), level, "delivery journal refused a message; flushing it the usual way", "err", err)
+			st.journal.refused(err)
 			st.journal = nil
 			if err := st.barrier.wait(); err != nil {
 				return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
