@@ -467,6 +467,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		`postern_imap_commands_total{command="LOGIN"} 1`,
 		`postern_pop3_logins_total 1`,
 		`postern_imap_sessions_total 1`,
+		`postern_journal_records_total 1`, // the message went through the delivery journal
+		`postern_journal_failed 0`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)

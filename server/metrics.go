@@ -4,6 +4,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"postern/mailbox/imap"
+	"postern/mailbox/maildir"
+	"postern/mailbox/maildir/wal"
 	"postern/mailbox/pop3"
 )
 
@@ -64,6 +66,40 @@ func pop3Collector(srv *pop3.Server) prometheus.Collector {
 		st := srv.Stats()
 		for _, m := range ms {
 			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, float64(m.value(st)))
+		}
+	}
+	return c
+}
+
+func journalCollector(j *maildir.Journal) prometheus.Collector {
+	type metric struct {
+		desc  *prometheus.Desc
+		kind  prometheus.ValueType
+		value func(wal.Stats) float64
+	}
+	ms := []metric{
+		{prometheus.NewDesc("postern_journal_records_total", "Deliveries made durable by the delivery journal.", nil, nil), prometheus.CounterValue, func(s wal.Stats) float64 { return float64(s.Records) }},
+		{prometheus.NewDesc("postern_journal_flushes_total", "Journal writes+flushes (records ÷ flushes = deliveries per flush).", nil, nil), prometheus.CounterValue, func(s wal.Stats) float64 { return float64(s.Flushes) }},
+		{prometheus.NewDesc("postern_journal_refused_total", "Deliveries the journal did not take (full, too big, failed); they were flushed one by one.", nil, nil), prometheus.CounterValue, func(s wal.Stats) float64 { return float64(s.Refused) }},
+		{prometheus.NewDesc("postern_journal_checkpoints_total", "Journal checkpoints (syncfs of the Maildirs, space freed).", nil, nil), prometheus.CounterValue, func(s wal.Stats) float64 { return float64(s.Checkpoints) }},
+		{prometheus.NewDesc("postern_journal_replayed_total", "Records replayed at start after a crash.", nil, nil), prometheus.CounterValue, func(s wal.Stats) float64 { return float64(s.Replayed) }},
+		{prometheus.NewDesc("postern_journal_used_bytes", "Journal space held by records not yet checkpointed.", nil, nil), prometheus.GaugeValue, func(s wal.Stats) float64 { return float64(s.Used) }},
+		{prometheus.NewDesc("postern_journal_size_bytes", "The journal file's size.", nil, nil), prometheus.GaugeValue, func(s wal.Stats) float64 { return float64(s.Size) }},
+		{prometheus.NewDesc("postern_journal_failed", "1 when the journal failed and deliveries are flushed one by one until a restart.", nil, nil), prometheus.GaugeValue, func(s wal.Stats) float64 {
+			if s.Failed {
+				return 1
+			}
+			return 0
+		}},
+	}
+	c := &statsCollector{}
+	for _, m := range ms {
+		c.descs = append(c.descs, m.desc)
+	}
+	c.collect = func(ch chan<- prometheus.Metric) {
+		st := j.Stats()
+		for _, m := range ms {
+			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st))
 		}
 	}
 	return c

@@ -77,7 +77,7 @@ type remoteSession struct {
 	msg remoteMsg
 }
 
-func (s *remoteSession) Reset()        { s.msg = remoteMsg{} }
+func (s *remoteSession) Reset() { s.msg = remoteMsg{} }
 func (s *remoteSession) Logout() error {
 	s.r.mu.Lock()
 	s.r.ended++

@@ -104,6 +104,9 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_config_reloads_total", Help: "Successful configuration reloads."})
 	s.reg.MustRegister(s.reloads)
+	if j := mta.journal; j != nil {
+		s.reg.MustRegister(journalCollector(j))
+	}
 	return s, nil
 }
 

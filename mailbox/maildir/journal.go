@@ -99,6 +99,9 @@ func OpenJournal(path string, opt JournalOptions) (*Journal, error) {
 	return j, nil
 }
 
+// Stats returns the journal's counters (see wal.Stats).
+func (j *Journal) Stats() wal.Stats { return j.log.Stats() }
+
 // Close checkpoints and closes the journal.
 func (j *Journal) Close() error { return j.log.Close() }
 

@@ -107,6 +107,7 @@ type Log struct {
 	failed      error // a write or flush failed: the log takes no more records
 
 	commits groupcommit.Batcher[*appendReq]
+	stats   Stats  // under mu
 	buf     []byte // the write buffer of the batch being flushed
 
 	ckptMu sync.Mutex    // one checkpoint at a time
@@ -126,6 +127,27 @@ type appendReq struct {
 	seq   uint64
 	off   int64
 	err   error
+}
+
+// Stats counts what the log did since Open.
+type Stats struct {
+	Records     int64 // records appended
+	Flushes     int64 // writes+flushes (Records/Flushes = records per flush)
+	Refused     int64 // Appends refused (full, too big, failed)
+	Checkpoints int64 // checkpoints written
+	Replayed    int64 // records handed to replay by Open
+	Used        int64 // bytes of records not yet checkpointed
+	Size        int64 // the file's size
+	Failed      bool  // a write, flush or sync failed: no more records
+}
+
+// Stats returns the counters.
+func (l *Log) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.stats
+	st.Used, st.Size, st.Failed = l.usedLocked(), l.size, l.failed != nil
+	return st
 }
 
 // Record is one record found by replay.
@@ -330,6 +352,7 @@ func (l *Log) recover(replay func(Record) error) error {
 		if r.Cancelled {
 			continue
 		}
+		l.stats.Replayed++
 		if err := replay(r); err != nil {
 			return fmt.Errorf("replay record %d: %w", r.Seq, err)
 		}
@@ -431,6 +454,9 @@ func (l *Log) Append(parts ...[]byte) (uint64, error) {
 		n += int64(len(p))
 	}
 	if n > l.MaxRecord() {
+		l.mu.Lock()
+		l.stats.Refused++
+		l.mu.Unlock()
 		return 0, ErrTooBig
 	}
 	r := &appendReq{parts: parts, n: n}
@@ -448,9 +474,11 @@ func (l *Log) Append(parts ...[]byte) (uint64, error) {
 func (l *Log) flush(batch []*appendReq) {
 	l.mu.Lock()
 	if l.failed != nil {
+		err := l.failed
+		l.stats.Refused += int64(len(batch))
 		l.mu.Unlock()
 		for _, r := range batch {
-			r.err = l.failed
+			r.err = err
 		}
 		return
 	}
@@ -466,6 +494,11 @@ func (l *Log) flush(batch []*appendReq) {
 	}
 	for _, r := range batch[len(placed):] {
 		r.err = ErrFull
+	}
+	l.stats.Refused += int64(len(batch) - len(placed))
+	if len(placed) > 0 {
+		l.stats.Records += int64(len(placed))
+		l.stats.Flushes++
 	}
 	epoch := l.epoch
 	l.mu.Unlock()
@@ -673,6 +706,7 @@ func (l *Log) Checkpoint() error {
 		return err
 	}
 	l.mu.Lock()
+	l.stats.Checkpoints++
 	l.ckptSeq, l.tailOff = target, newTail
 	i := 0
 	for i < len(l.live) && l.live[i].seq <= target {
