@@ -58,17 +58,10 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 	if acct == nil {
 		return delivery.Result{Err: errors.New("no such user"), Permanent: true, Status: "5.1.1", Diagnostic: "x-postern; no such user here"}
 	}
-	md, err := openAccountMaildir(acct)
-	if err != nil {
-		return delivery.Result{Err: err, Status: "4.3.0", Diagnostic: "x-postern; mailbox unavailable, will retry"}
-	}
-	r := io.MultiReader(bytes.NewReader(traceForLocal(env.From, addr)), maildir.LFReader(io.NewSectionReader(msg, 0, msg.Size())))
 	if folder == "" {
 		folder = maildir.Inbox
-	} else if err := ensureFolder(md, folder); err != nil {
-		return delivery.Result{Err: err, Status: "4.3.0", Diagnostic: "x-postern; cannot create folder " + folder}
 	}
-	marker := deliveredMarker(md, rc.DeliveryKey)
+	marker := deliveredMarker(acct.MaildirPath(), rc.DeliveryKey)
 	if marker != "" {
 		if _, err := os.Stat(marker); err == nil {
 			// A previous attempt delivered this copy and the queue did
@@ -78,7 +71,8 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 		}
 	}
 	if l.Agent != nil && folder == maildir.Inbox {
-		// The agent adds Return-Path and Delivered-To itself.
+		// The agent opens (or creates) the Maildir, applies the quota and
+		// adds Return-Path and Delivered-To itself.
 		out := l.Agent.Deliver(ctx, deliver.Request{
 			Account: acct, Extension: ext, Sender: env.From, Recipient: addr, AddTrace: true,
 			Message: io.NewSectionReader(msg, 0, msg.Size()), // the agent drops the CRs itself
@@ -89,6 +83,16 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 		}
 		return res
 	}
+	md, err := openAccountMaildir(acct)
+	if err != nil {
+		return delivery.Result{Err: err, Status: "4.3.0", Diagnostic: "x-postern; mailbox unavailable, will retry"}
+	}
+	if folder != maildir.Inbox {
+		if err := ensureFolder(md, folder); err != nil {
+			return delivery.Result{Err: err, Status: "4.3.0", Diagnostic: "x-postern; cannot create folder " + folder}
+		}
+	}
+	r := io.MultiReader(bytes.NewReader(traceForLocal(env.From, addr)), maildir.LFReader(io.NewSectionReader(msg, 0, msg.Size())))
 	if _, err := md.Deliver(folder, r, maildir.DeliverOptions{Journal: l.Journal}); err != nil {
 		if errors.Is(err, maildir.ErrOverQuota) {
 			// Courier's deliverquota makes this permanent (exit 77).
@@ -146,11 +150,11 @@ func diagText(o deliver.Outcome) string {
 // files (Courier removes tmp/ files after 36 hours; Postern's POP3 login
 // after 48), long after any queue retry could happen. Deliveries made
 // directly during the SMTP session have no key and need no marker.
-func deliveredMarker(md *maildir.Maildir, key string) string {
+func deliveredMarker(maildirRoot, key string) string {
 	if key == "" || strings.ContainsAny(key, "/\x00") {
 		return ""
 	}
-	return filepath.Join(md.Root(), "tmp", ".postern-delivered-"+key)
+	return filepath.Join(maildirRoot, "tmp", ".postern-delivered-"+key)
 }
 
 // traceForLocal returns the header lines final delivery adds: Return-Path
