@@ -23,6 +23,27 @@ func BenchmarkDeliver(b *testing.B) {
 	}
 }
 
+// BenchmarkDeliverJournal is BenchmarkDeliver through the delivery
+// journal: the message and its name are flushed by one log write, the
+// file itself by the checkpoints.
+func BenchmarkDeliverJournal(b *testing.B) {
+	m := newBenchMaildir(b)
+	inbox, _ := m.Folder(Inbox)
+	j, err := OpenJournal(filepath.Join(b.TempDir(), "delivery.journal"), JournalOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	msg := bytes.Repeat([]byte("0123456789abcde\n"), 256) // 4096 bytes
+	b.SetBytes(int64(len(msg)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := inbox.Deliver(bytes.NewReader(msg), DeliverOptions{Journal: j}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkSync measures a warm Sync of a 10,000-message folder: the UID
 // database is current, so Sync lists the directories and builds the
 // snapshot without locking or writing.
