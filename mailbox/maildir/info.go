@@ -144,4 +144,34 @@ func compareKeys(a, b string) int {
 	return strings.Compare(a, b)
 }
 
-func sortKeys(keys []string) { slices.SortFunc(keys, compareKeys) }
+// sortKeys sorts keys as compareKeys orders them. Each key's delivery time
+// is parsed once, not at every comparison: a first open numbers 100,000
+// keys, and parsing them in the comparisons took half a second.
+func sortKeys(keys []string) {
+	type timedKey struct {
+		t   time.Time
+		ok  bool
+		key string
+	}
+	timed := make([]timedKey, len(keys))
+	for i, k := range keys {
+		t, ok := deliveryTime(k)
+		timed[i] = timedKey{t, ok, k}
+	}
+	slices.SortFunc(timed, func(a, b timedKey) int {
+		switch {
+		case a.ok && b.ok:
+			if c := a.t.Compare(b.t); c != 0 {
+				return c
+			}
+		case a.ok:
+			return -1
+		case b.ok:
+			return 1
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	for i := range timed {
+		keys[i] = timed[i].key
+	}
+}

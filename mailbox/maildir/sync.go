@@ -7,9 +7,13 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // scanResult is one look at a folder's directories.
@@ -199,6 +203,12 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 		return snap, err
 	}
 	f.curList = nil // set again below only from a listing that matches names
+	// Whether a UID database exists before the listing: when none does
+	// even under the lock, nobody numbered a message since, so the listing
+	// is as good as one taken under the lock (a first open lists a big
+	// cur/ once, not twice).
+	_, dbErr := os.Lstat(filepath.Join(f.path, uidDBName))
+	noDBBefore := errors.Is(dbErr, fs.ErrNotExist)
 	first, err := f.scanFolder(moveNew, false, nil)
 	if err != nil {
 		return nil, err
@@ -263,10 +273,15 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 		}
 		defer unlock()
-		fresh, err := f.scanFolder(moveNew, false, first)
-		if err != nil {
-			return nil, err
+		fresh, dropMissing := first, false
+		if _, err := os.Lstat(filepath.Join(f.path, uidDBName)); !noDBBefore || !first.listedCur || !errors.Is(err, fs.ErrNotExist) {
+			if fresh, err = f.scanFolder(moveNew, false, first); err != nil {
+				return nil, err
+			}
+			dropMissing = fresh.listedCur || first.listedCur
 		}
+		// else: no database to drop anything from, and the first listing
+		// stands (what arrived since is numbered by the next Sync).
 		for k := range fresh.fromNew {
 			fromNew[k] = true
 		}
@@ -276,7 +291,7 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 		// A key is dropped from the database only when a real listing of
 		// cur/ (this one or the first) says it is gone; entries reused from
 		// an earlier listing cannot prove an absence.
-		db, err = f.assignUIDs(fresh.names, names, fresh.listedCur || first.listedCur)
+		db, err = f.assignUIDs(fresh.names, names, dropMissing)
 		if err != nil {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 		}
@@ -361,9 +376,12 @@ func (f *Folder) snapshot(db *uidDB, names map[string]string, fromNew map[string
 	return snap, err
 }
 
-// fullSnapshot builds the snapshot from every name. Caller holds f.mu.
+// fullSnapshot builds the snapshot from every name. A message's internal
+// date and size come from the last snapshot when it held the same UID and
+// key, else from what Remember was told, else from stat(2); the stats are
+// made in parallel, relative to the directory (a first open of 100,000
+// messages stats every file). Caller holds f.mu.
 func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[string]bool, km *keywordMap) (*Snapshot, error) {
-	snap := &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: make([]Message, 0, len(names))}
 	// Sort small (UID, key) pairs rather than the Messages themselves.
 	order := make([]numberedKey, 0, len(names))
 	inNew := 0
@@ -376,15 +394,42 @@ func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[st
 		} // else: appeared after the locked listing; the next Sync numbers it
 	}
 	slices.SortFunc(order, func(a, b numberedKey) int { return int64cmp(int64(a.uid), int64(b.uid)) })
-	for _, o := range order {
-		m, ok, err := f.newMessage(o.uid, o.key, names, fromNew, km)
-		if err != nil {
+	msgs := make([]Message, len(order))
+	var last []Message
+	if f.lastSnap != nil && f.lastSnap.UIDValidity == db.validity {
+		last = f.lastSnap.Messages
+	}
+	var unknown []int // indexes into msgs whose date and size are to be stat'ed
+	j := 0
+	for i, o := range order {
+		m := &msgs[i]
+		m.UID, m.Key = o.uid, o.key
+		setName(m, names[o.key], km)
+		m.FromNew = fromNew[o.key]
+		m.VirtualSize = max(sizeField(o.key, 'W'), 0)
+		for j < len(last) && last[j].UID < o.uid {
+			j++
+		}
+		if j < len(last) && last[j].UID == o.uid && last[j].Key == o.key {
+			m.InternalDate, m.Size = last[j].InternalDate, last[j].Size
+			continue
+		}
+		if meta, ok := f.meta[o.key]; ok {
+			m.InternalDate, m.Size = meta.mtime, meta.size
+			if s := sizeField(o.key, 'S'); s >= 0 {
+				m.Size = s
+			}
+			continue
+		}
+		unknown = append(unknown, i)
+	}
+	if len(unknown) > 0 {
+		if err := f.statMessages(msgs, unknown, names, km); err != nil {
 			return nil, err
 		}
-		if ok {
-			snap.Messages = append(snap.Messages, m)
-		}
 	}
+	// Messages whose file vanished since the listing (Size -1) are left out.
+	snap := &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: slices.DeleteFunc(msgs, func(m Message) bool { return m.Size < 0 })}
 	for key := range f.meta {
 		if _, ok := names[key]; !ok {
 			delete(f.meta, key)
@@ -392,6 +437,92 @@ func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[st
 	}
 	f.names, f.namesInNew = names, inNew
 	return snap, nil
+}
+
+// statMessages sets the internal date (the file's modification time) and
+// size (",S=" in the key, else the file's) of msgs[i] for each i in todo,
+// stat'ing the files in parallel relative to new/ and cur/. A file renamed
+// since the listing is looked up again; one gone is marked with Size -1
+// and its name dropped from names. Caller holds f.mu.
+func (f *Folder) statMessages(msgs []Message, todo []int, names map[string]string, km *keywordMap) error {
+	var dirs [2]int // new/, cur/
+	for i, sub := range []string{"new", "cur"} {
+		fd, err := unix.Open(filepath.Join(f.path, sub), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			for _, d := range dirs[:i] {
+				unix.Close(d)
+			}
+			return fmt.Errorf("maildir %s: sync: %w", f.path, err)
+		}
+		dirs[i] = fd
+	}
+	defer unix.Close(dirs[0])
+	defer unix.Close(dirs[1])
+	var missing []int // gone since the listing (or another error): done one by one below
+	var mu sync.Mutex
+	statRange := func(part []int) {
+		var st unix.Stat_t
+		var lost []int
+		for _, i := range part {
+			m := &msgs[i]
+			dir, base := dirs[1], m.Name[4:]
+			if strings.HasPrefix(m.Name, "new/") {
+				dir = dirs[0]
+			}
+			if err := unix.Fstatat(dir, base, &st, 0); err != nil {
+				lost = append(lost, i)
+				continue
+			}
+			sec, nsec := st.Mtim.Unix()
+			setStat(m, sec, nsec, st.Size)
+		}
+		if lost != nil {
+			mu.Lock()
+			missing = append(missing, lost...)
+			mu.Unlock()
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), 4, max(len(todo)/1024, 1))
+	var wg sync.WaitGroup
+	per := (len(todo) + workers - 1) / workers
+	for w := 1; w < workers; w++ {
+		part := todo[min(w*per, len(todo)):min((w+1)*per, len(todo))]
+		wg.Go(func() { statRange(part) })
+	}
+	statRange(todo[:min(per, len(todo))])
+	wg.Wait()
+	for _, i := range missing {
+		m := &msgs[i]
+		st, err := os.Stat(filepath.Join(f.path, m.Name))
+		if err != nil && errors.Is(err, fs.ErrNotExist) {
+			// Renamed (flags) or expunged since the listing: look again.
+			if n, lerr := f.locateLocked(m.Key); lerr == nil {
+				names[m.Key] = n
+				setName(m, n, km)
+				st, err = os.Stat(filepath.Join(f.path, n))
+			}
+		}
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				m.Size = -1
+				delete(names, m.Key)
+				continue
+			}
+			return fmt.Errorf("maildir %s: sync: %w", f.path, err)
+		}
+		setStat(m, st.ModTime().Unix(), int64(st.ModTime().Nanosecond()), st.Size())
+	}
+	return nil
+}
+
+// setStat gives m the internal date of its file's modification time and
+// its size: ",S=" from the key when present, else the file's.
+func setStat(m *Message, sec, nsec int64, size int64) {
+	m.InternalDate = time.Unix(sec, nsec)
+	m.Size = size
+	if s := sizeField(m.Key, 'S'); s >= 0 {
+		m.Size = s
+	}
 }
 
 type numberedKey struct {
