@@ -119,6 +119,12 @@ type folderIndex struct {
 	// without \Seen (0: none), counted once when the view is published so
 	// that a SELECT served from it walks no message (RFC 3501 7.1 UNSEEN).
 	viewFirstUnseen int
+	// checkpoint is the Maildir library's description of the folder's
+	// files at the moment the index's messages were exactly the folder's
+	// (maildir.Folder.Checkpoint); nil once a message record follows it.
+	// With it the first SELECT in a new process takes the folder from the
+	// index (maildir.Folder.Resume) instead of listing it.
+	checkpoint []byte
 }
 
 // openIndex loads a folder's index file, or starts an empty one when it is
@@ -166,6 +172,40 @@ func (ix *folderIndex) close() {
 	if text != nil {
 		text.Close()
 	}
+}
+
+// closeCheckpointed syncs the folder, records its checkpoint, so that the
+// next process can resume it without listing it, and closes the index.
+// With wait, a cur/ changed too recently to be trusted is given time to
+// settle (up to 100 ms, or 2 s on file systems with whole-second times)
+// and listed again.
+func (ix *folderIndex) closeCheckpointed(wait bool) {
+	ix.mu.Lock()
+	f, persistent := ix.fed, ix.file != nil
+	ix.mu.Unlock()
+	if f != nil && persistent {
+		ix.saveCheckpoint(f, wait)
+	}
+	ix.close()
+}
+
+// saveCheckpoint merges the folder's current snapshot and records the
+// checkpoint that describes it, when the folder gives one.
+func (ix *folderIndex) saveCheckpoint(f *maildir.Folder, wait bool) {
+	snap, cp, err := f.Checkpoint(wait)
+	if err != nil {
+		ix.log.Debug("imap: no checkpoint", "path", ix.path, "err", err)
+		return
+	}
+	ix.merge(snap)
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if cp == nil || ix.lastMerged != snap || ix.file == nil {
+		return
+	}
+	ix.emit(checkpointRecord(cp))
+	ix.checkpoint = cp
+	ix.flushLocked()
 }
 
 // reset forgets every message (a new UIDVALIDITY or a rebuild); the
@@ -299,18 +339,27 @@ func (r *recordReader) strs() []string {
 
 // Record types.
 const (
-	recValidity = 'V' // uidvalidity, highestmodseq
-	recMessage  = 'M' // a message as a whole
-	recFlags    = 'F' // uid, modseq, letters, keywords
-	recExpunge  = 'X' // uid, modseq
-	recHeaders  = 'H' // uid, header fields
-	recCRLFSize = 'C' // uid, size
-	recEnvelope = 'E' // uid, rendering version, ENVELOPE as sent
+	recValidity   = 'V' // uidvalidity, highestmodseq
+	recMessage    = 'M' // a message as a whole
+	recFlags      = 'F' // uid, modseq, letters, keywords
+	recExpunge    = 'X' // uid, modseq
+	recHeaders    = 'H' // uid, header fields
+	recCRLFSize   = 'C' // uid, size
+	recEnvelope   = 'E' // uid, rendering version, ENVELOPE as sent
+	recCheckpoint = 'K' // the folder's checkpoint (maildir.Folder.Checkpoint)
 )
 
 func (ix *folderIndex) replay(p []byte) error {
 	r := &recordReader{b: p[1:]}
+	if changesMessages(p[0]) {
+		ix.checkpoint = nil
+	}
 	switch p[0] {
+	case recCheckpoint:
+		cp := r.str()
+		if r.err == nil {
+			ix.checkpoint = []byte(cp)
+		}
 	case recValidity:
 		v := uint32(r.uvarint())
 		hm := r.uvarint()
@@ -437,8 +486,22 @@ func (w *recordWriter) strs(list []string) {
 	}
 }
 
+// changesMessages says whether a record of this type changes the folder's
+// messages as the index has them, which ends the validity of a checkpoint
+// recorded before it. Header fields, sizes and envelopes do not.
+func changesMessages(recType byte) bool {
+	switch recType {
+	case recValidity, recMessage, recFlags, recExpunge:
+		return true
+	}
+	return false
+}
+
 // emit queues one record for the file (written by flushLocked).
 func (ix *folderIndex) emit(payload []byte) {
+	if changesMessages(payload[0]) {
+		ix.checkpoint = nil
+	}
 	if ix.file == nil {
 		return
 	}
@@ -505,6 +568,12 @@ func envelopeRecord(uid uint32, env string) []byte {
 	return w.b
 }
 
+func checkpointRecord(cp []byte) []byte {
+	w := &recordWriter{b: []byte{recCheckpoint}}
+	w.str(string(cp))
+	return w.b
+}
+
 func crlfRecord(uid uint32, n int64) []byte {
 	w := &recordWriter{b: []byte{recCRLFSize}}
 	w.uvarint(uint64(uid))
@@ -564,6 +633,9 @@ func (ix *folderIndex) rewrite() error {
 			add(envelopeRecord(e.uid, e.envelope))
 		}
 	}
+	if ix.checkpoint != nil {
+		add(checkpointRecord(ix.checkpoint)) // last: it describes all of the above
+	}
 	tmp := ix.path + ".tmp"
 	file, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -599,15 +671,29 @@ func (ix *folderIndex) nextModSeq() uint64 {
 	return ms
 }
 
-// remember hands the index's dates and sizes to the Maildir library so that
-// its first Sync in this process does not stat every file.
-func (ix *folderIndex) remember(f *maildir.Folder) {
+// feed hands what the index knows to the Maildir library at the first
+// open of the folder in this process: with a checkpoint the folder resumes
+// from the index's messages (no listing of cur/, no reading of the UID
+// database, when its files are as the checkpoint says), else the index's
+// dates and sizes spare the first Sync a stat of every file.
+func (ix *folderIndex) feed(f *maildir.Folder) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.fed == f {
 		return
 	}
 	ix.fed = f
+	if ix.checkpoint != nil {
+		msgs := make([]maildir.Message, len(ix.entries))
+		for i, e := range ix.entries {
+			msgs[i] = maildir.Message{UID: e.uid, Key: e.key, Flags: e.letters, Keywords: e.keywords,
+				Size: e.size, InternalDate: time.Unix(0, e.date)}
+		}
+		if snap := f.Resume(ix.checkpoint, msgs); snap != nil && snap.UIDValidity == ix.uidValidity {
+			ix.lastMerged = snap // the index is this snapshot: nothing to merge
+			return
+		}
+	}
 	for _, e := range ix.entries {
 		f.Remember(e.key, time.Unix(0, e.date), e.size)
 	}

@@ -167,7 +167,7 @@ func (sel *selected) seqInRange(set seqSet) bool {
 func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool) (*selected, error) {
 	shared := sess.srv.hub.join(f, sess)
 	ix := sess.srv.hub.openIndex(f)
-	ix.remember(f)
+	ix.feed(f)
 	sel := &selected{name: name, folder: f, readOnly: readOnly, shared: shared, index: ix, keywords: map[string]bool{}}
 	snap, err := f.Sync(!readOnly)
 	if err != nil {

@@ -48,6 +48,7 @@ type scanResult struct {
 // force lists cur/ regardless.
 func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult, error) {
 	curDir := filepath.Join(f.path, "cur")
+	statAt := time.Now()
 	curBefore, curErr := os.Stat(curDir)
 	var reuse map[string]string
 	if !force && curErr == nil {
@@ -134,7 +135,7 @@ func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult,
 	// trusted and the next Sync lists cur/ again.
 	f.curTrusted, f.curSuspect = false, false
 	if curErr == nil && !moved && time.Since(curBefore.ModTime()) > trustAge(curBefore.ModTime()) {
-		f.curMtime, f.curTrusted = curBefore.ModTime(), true
+		f.trustListing(curBefore, statAt)
 	}
 	return res, nil
 }
@@ -217,7 +218,7 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 	// listing is cur/'s listing when names is exactly that listing (plus
 	// new/), kept for the next Sync's delta.
 	listing := first.curList
-	db, err := f.cachedUIDDB()
+	db, err := f.uidDBForSync()
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 	}
@@ -325,7 +326,7 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 // big folder does not copy the folder's name map (10 ms at 100,000
 // messages). nil when a scan is needed. Caller holds f.mu.
 func (f *Folder) unchangedSnapshot() (*Snapshot, error) {
-	if f.lastSnap == nil || f.lastDB == nil || !f.curTrusted && !f.curSuspect || f.names == nil || f.namesInNew != 0 {
+	if f.lastSnap == nil || f.lastDB == nil && f.resumeDB == nil || !f.curTrusted && !f.curSuspect || f.names == nil || f.namesInNew != 0 {
 		return nil, nil
 	}
 	st, err := os.Stat(filepath.Join(f.path, "cur"))
@@ -336,7 +337,10 @@ func (f *Folder) unchangedSnapshot() (*Snapshot, error) {
 	if err != nil || len(newNames) != 0 {
 		return nil, nil
 	}
-	db, err := f.cachedUIDDB()
+	if f.resumedDBUnchanged() {
+		return f.lastSnap, nil // resumed from a checkpoint; the database is not read
+	}
+	db, err := f.uidDBForSync()
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 	}
@@ -929,10 +933,17 @@ const maxDeltaChanges = 4096
 // which Sync proves with two listings). Caller holds f.mu.
 func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 	last := f.lastSnap
-	if last == nil || f.curList == nil || f.names == nil || len(f.newKeys) != f.namesInNew || f.needsKeywordImport() {
+	if last == nil || f.names == nil || len(f.newKeys) != f.namesInNew || f.needsKeywordImport() {
 		return nil, nil
 	}
-	db, err := f.cachedUIDDB()
+	// A folder resumed from a checkpoint has no listing of cur/ to compare
+	// with (curList is nil); it is patched here only while cur/ keeps its
+	// trusted time.
+	listKnown := f.curList != nil
+	if !listKnown && !f.curTrusted && !f.curSuspect {
+		return nil, nil
+	}
+	db, err := f.uidDBForSync()
 	if err != nil || db == nil || db != f.lastDB || db.gen != f.lastGen {
 		return nil, nil
 	}
@@ -945,6 +956,7 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 	if err != nil || len(newNames) > maxDeltaChanges {
 		return nil, nil
 	}
+	statAt := time.Now()
 	curBefore, err := os.Stat(curDir)
 	if err != nil {
 		return nil, nil
@@ -962,6 +974,9 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 			f.ownMoveSyncs++
 		}
 	} else {
+		if !listKnown {
+			return nil, nil
+		}
 		if curNames, err = readNames(curDir); err != nil {
 			return nil, nil
 		}
@@ -1017,7 +1032,9 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 		}
 		if err == nil {
 			changed[key] = "cur/" + target
-			curNames = append(curNames, target) // its place in the order is learnt next time
+			if listKnown {
+				curNames = append(curNames, target) // its place in the order is learnt next time
+			}
 			moved = true
 		} else {
 			delete(changed, key) // moved by someone else; the next Sync finds it in cur/
@@ -1025,7 +1042,7 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 	}
 	f.curList = curNames
 	f.newKeys, f.namesInNew = stillNew, len(stillNew)
-	f.trustCur(curBefore, moved)
+	f.trustCur(curBefore, statAt, moved)
 	if moved {
 		// Exact but for what another program did to cur/ while we moved
 		// (its time then no longer tells): trusted until verified.
@@ -1170,7 +1187,7 @@ func (f *Folder) scheduleVerify() {
 func (f *Folder) verifyCur() {
 	f.mu.Lock()
 	f.verifyPending = false
-	if !f.curSuspect || f.curList == nil {
+	if !f.curSuspect || f.curList == nil && f.names == nil {
 		f.mu.Unlock()
 		return
 	}
@@ -1182,6 +1199,7 @@ func (f *Folder) verifyCur() {
 	}
 	f.mu.Unlock()
 	dir := filepath.Join(f.path, "cur")
+	statAt := time.Now()
 	st, serr := os.Stat(dir)
 	names, lerr := readNames(dir)
 	f.mu.Lock()
@@ -1196,11 +1214,33 @@ func (f *Folder) verifyCur() {
 	if serr != nil || lerr != nil || !st.ModTime().Equal(mtime) {
 		return // changed: the next Sync lists cur/
 	}
-	ins, del, ok := diffListing(prev, names, maxDeltaChanges)
-	if !ok || !sameNames(ins, del) {
+	if prev == nil {
+		// Resumed from a checkpoint: no earlier listing, so the names are
+		// compared with what the folder holds in cur/.
+		if !f.namesInCur(names) {
+			return
+		}
+	} else if ins, del, ok := diffListing(prev, names, maxDeltaChanges); !ok || !sameNames(ins, del) {
 		return // another program changed cur/: the next Sync lists it
 	}
-	f.curList, f.curTrusted = names, true
+	f.curList = names
+	f.trustListing(st, statAt)
+}
+
+// namesInCur says whether listing (of cur/) holds exactly the names
+// f.names has in cur/. Caller holds f.mu.
+func (f *Folder) namesInCur(listing []string) bool {
+	if len(listing) != len(f.names)-f.namesInNew {
+		return false
+	}
+	for _, n := range listing {
+		k, _ := splitName(n)
+		have := f.names[k]
+		if len(have) != 4+len(n) || have[:4] != "cur/" || have[4:] != n {
+			return false
+		}
+	}
+	return true
 }
 
 // sameNames says whether two lists hold the same names (a name we
@@ -1224,10 +1264,13 @@ func sameNames(a, b []string) bool {
 // trustCur records cur/'s time as seen before a listing that deltaSync
 // took, trusted as scanFolder trusts it (old enough, and no rename of ours
 // since). Caller holds f.mu.
-func (f *Folder) trustCur(before os.FileInfo, moved bool) {
+func (f *Folder) trustCur(before os.FileInfo, statAt time.Time, moved bool) {
+	if (f.curTrusted || f.curSuspect) && before.ModTime().Equal(f.curMtime) && !moved {
+		return // not listed: as trusted as before
+	}
 	f.curTrusted = false
 	if !moved && time.Since(before.ModTime()) > trustAge(before.ModTime()) {
-		f.curMtime, f.curTrusted = before.ModTime(), true
+		f.trustListing(before, statAt)
 	}
 }
 
