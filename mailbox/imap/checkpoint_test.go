@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -190,4 +191,64 @@ func TestRestartResumesAndSeesChangesMadeWhileDown(t *testing.T) {
 		t.Fatalf("the flag change made while down shows on %d messages: %v", drafts, flags)
 	}
 	c.Logout().Wait()
+}
+
+// A folder's first open does not stat files whose names carry their size;
+// their internal dates are read when a client asks (FETCH INTERNALDATE,
+// SEARCH SINCE, SORT ARRIVAL) and kept in the index.
+func TestInternalDateReadWhenAsked(t *testing.T) {
+	env := newTestEnv(t, nil)
+	env.maildir("alice")
+	cur := filepath.Join(env.maildirPath("alice"), "cur")
+	dates := []time.Time{
+		time.Date(2020, 3, 4, 5, 6, 7, 0, time.UTC),
+		time.Date(2023, 8, 9, 10, 11, 12, 0, time.UTC),
+	}
+	for i, d := range dates {
+		body := "Subject: s\r\n\r\nbody\r\n"
+		name := filepath.Join(cur, fmt.Sprintf("%d.M%dP1.other,S=%d:2,S", d.Unix(), i, len(body)))
+		if err := os.WriteFile(name, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(name, d, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := env.dialClient("alice", "secret", nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	ix := env.srv.hub.openIndex(mustFolder(t, env, "alice"))
+	defer env.srv.hub.releaseIndex(ix)
+	if !ix.date(1).IsZero() {
+		t.Fatal("the first open read an internal date it did not need")
+	}
+	msgs, err := c.Fetch(imap.SeqSetNum(1, 2), &imap.FetchOptions{InternalDate: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range msgs {
+		if !m.InternalDate.Equal(dates[i]) {
+			t.Errorf("message %d: INTERNALDATE %v, want %v", i+1, m.InternalDate, dates[i])
+		}
+	}
+	if !ix.date(2).Equal(dates[1]) {
+		t.Errorf("the date read was not kept in the index: %v", ix.date(2))
+	}
+	found, err := c.UIDSearch(&imap.SearchCriteria{Since: time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC)}, nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uids := found.AllUIDs(); len(uids) != 1 || uids[0] != 2 {
+		t.Errorf("SEARCH SINCE 2022 gave %v, want [2]", uids)
+	}
+}
+
+func mustFolder(t *testing.T, env *testEnv, user string) *maildir.Folder {
+	t.Helper()
+	f, err := env.maildir(user).Folder("INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

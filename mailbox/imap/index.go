@@ -347,6 +347,7 @@ const (
 	recCRLFSize   = 'C' // uid, size
 	recEnvelope   = 'E' // uid, rendering version, ENVELOPE as sent
 	recCheckpoint = 'K' // the folder's checkpoint (maildir.Folder.Checkpoint)
+	recDate       = 'D' // uid, internal date read after the message was indexed
 )
 
 func (ix *folderIndex) replay(p []byte) error {
@@ -419,6 +420,12 @@ func (ix *folderIndex) replay(p []byte) error {
 		env := r.str()
 		if e := ix.byUID[uid]; e != nil && r.err == nil && version == envelopeVersion {
 			e.envelope = env
+		}
+	case recDate:
+		uid := uint32(r.uvarint())
+		ns := r.varint()
+		if e := ix.byUID[uid]; e != nil && r.err == nil {
+			e.date = ns
 		}
 	case recCRLFSize:
 		uid := uint32(r.uvarint())
@@ -568,6 +575,13 @@ func envelopeRecord(uid uint32, env string) []byte {
 	return w.b
 }
 
+func dateRecord(uid uint32, ns int64) []byte {
+	w := &recordWriter{b: []byte{recDate}}
+	w.uvarint(uint64(uid))
+	w.varint(ns)
+	return w.b
+}
+
 func checkpointRecord(cp []byte) []byte {
 	w := &recordWriter{b: []byte{recCheckpoint}}
 	w.str(string(cp))
@@ -687,7 +701,7 @@ func (ix *folderIndex) feed(f *maildir.Folder) {
 		msgs := make([]maildir.Message, len(ix.entries))
 		for i, e := range ix.entries {
 			msgs[i] = maildir.Message{UID: e.uid, Key: e.key, Flags: e.letters, Keywords: e.keywords,
-				Size: e.size, InternalDate: time.Unix(0, e.date)}
+				Size: e.size, InternalDate: dateFromNanos(e.date)}
 		}
 		if snap := f.Resume(ix.checkpoint, msgs); snap != nil && snap.UIDValidity == ix.uidValidity {
 			ix.lastMerged = snap // the index is this snapshot: nothing to merge
@@ -695,7 +709,47 @@ func (ix *folderIndex) feed(f *maildir.Folder) {
 		}
 	}
 	for _, e := range ix.entries {
-		f.Remember(e.key, time.Unix(0, e.date), e.size)
+		f.Remember(e.key, dateFromNanos(e.date), e.size)
+	}
+}
+
+// dateNanos is an internal date as the index keeps it: Unix nanoseconds,
+// 0 when not known yet (the Maildir library leaves a first open's dates
+// unread).
+func dateNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func dateFromNanos(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// date returns the internal date the index has for uid (zero if unknown).
+func (ix *folderIndex) date(uid uint32) time.Time {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if e := ix.byUID[uid]; e != nil {
+		return dateFromNanos(e.date)
+	}
+	return time.Time{}
+}
+
+// setDate keeps the internal date read for uid, whose file is key.
+func (ix *folderIndex) setDate(uid uint32, key string, t time.Time) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if e := ix.byUID[uid]; e != nil && e.key == key && e.date == 0 {
+		e.date = dateNanos(t)
+		ix.emit(dateRecord(uid, e.date))
+		if ix.pending.Len() > 64<<10 {
+			ix.flushLocked()
+		}
 	}
 }
 
@@ -747,7 +801,7 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 				// Same UID, another file: the UID database was rebuilt
 				// without a new UIDVALIDITY. Index it afresh.
 				*e = indexEntry{uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
-					size: m.Size, crlfSize: m.VirtualSize, date: m.InternalDate.UnixNano(), modseq: modseq()}
+					size: m.Size, crlfSize: m.VirtualSize, date: dateNanos(m.InternalDate), modseq: modseq()}
 				ix.emit(messageRecord(e))
 				changed = true
 			case !sameFlags(e.letters, e.keywords, m.Flags, m.Keywords):
@@ -759,7 +813,7 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 			continue
 		}
 		e := &indexEntry{uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
-			size: m.Size, crlfSize: m.VirtualSize, date: m.InternalDate.UnixNano(), modseq: modseq()}
+			size: m.Size, crlfSize: m.VirtualSize, date: dateNanos(m.InternalDate), modseq: modseq()}
 		ix.byUID[e.uid] = e
 		entries = append(entries, e)
 		ix.emit(messageRecord(e))

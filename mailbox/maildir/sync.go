@@ -382,9 +382,12 @@ func (f *Folder) snapshot(db *uidDB, names map[string]string, fromNew map[string
 
 // fullSnapshot builds the snapshot from every name. A message's internal
 // date and size come from the last snapshot when it held the same UID and
-// key, else from what Remember was told, else from stat(2); the stats are
-// made in parallel, relative to the directory (a first open of 100,000
-// messages stats every file). Caller holds f.mu.
+// key, else from what Remember was told. Otherwise a file whose name
+// carries its size (",S=") is not stat'ed: its InternalDate is left zero
+// until asked for (Folder.InternalDate), as a first open of 100,000
+// messages would stat every file for dates SELECT does not need. The
+// other files are stat'ed in parallel, relative to the directory. Caller
+// holds f.mu.
 func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[string]bool, km *keywordMap) (*Snapshot, error) {
 	// Sort small (UID, key) pairs rather than the Messages themselves.
 	order := make([]numberedKey, 0, len(names))
@@ -423,6 +426,10 @@ func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[st
 			if s := sizeField(o.key, 'S'); s >= 0 {
 				m.Size = s
 			}
+			continue
+		}
+		if s := sizeField(o.key, 'S'); s >= 0 {
+			m.Size = s // the date waits until asked for
 			continue
 		}
 		unknown = append(unknown, i)
@@ -1323,4 +1330,20 @@ func diffListing(prev, cur []string, limit int) (ins, del []string, ok bool) {
 		return nil, nil, false
 	}
 	return ins, del, true
+}
+
+// InternalDate is a message's internal date, the modification time of its
+// file, for a message whose snapshot left it zero (a first Sync does not
+// stat the files whose names carry their size). ErrNoMessage when the
+// message is gone.
+func (f *Folder) InternalDate(key string) (time.Time, error) {
+	var mtime time.Time
+	err := f.withFile(key, func(name string) error {
+		st, err := os.Stat(filepath.Join(f.path, name))
+		if err == nil {
+			mtime = st.ModTime()
+		}
+		return err
+	})
+	return mtime, err
 }
