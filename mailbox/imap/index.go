@@ -529,7 +529,12 @@ func validityRecord(v uint32, hm, lowestExpunge uint64) []byte {
 }
 
 func messageRecord(e *indexEntry) []byte {
-	w := &recordWriter{b: []byte{recMessage}}
+	return appendMessageRecord(make([]byte, 0, 48+len(e.key)+len(e.letters)), e)
+}
+
+// appendMessageRecord appends e's M record payload to b.
+func appendMessageRecord(b []byte, e *indexEntry) []byte {
+	w := &recordWriter{b: append(b, recMessage)}
 	w.uvarint(uint64(e.uid))
 	w.uvarint(e.modseq)
 	w.varint(e.size)
@@ -785,6 +790,19 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 	}
 	old := ix.entries
 	entries := make([]*indexEntry, 0, len(snap.Messages))
+	// A first merge (a new index) adds every message: one allocation for
+	// the entries, a map sized once, one buffer reused for the records.
+	var slab []indexEntry
+	if len(old) == 0 {
+		slab = make([]indexEntry, 0, len(snap.Messages))
+		if len(ix.byUID) == 0 {
+			ix.byUID = make(map[uint32]*indexEntry, len(snap.Messages))
+		}
+		if ix.file != nil {
+			ix.pending.Grow(len(snap.Messages) * 96)
+		}
+	}
+	var rec []byte
 	var gone []uint32
 	j := 0
 	for i := range snap.Messages {
@@ -812,11 +830,19 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 			entries = append(entries, e)
 			continue
 		}
-		e := &indexEntry{uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
+		ne := indexEntry{uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
 			size: m.Size, crlfSize: m.VirtualSize, date: dateNanos(m.InternalDate), modseq: modseq()}
+		var e *indexEntry
+		if len(slab) < cap(slab) {
+			slab = append(slab, ne)
+			e = &slab[len(slab)-1]
+		} else {
+			e = &ne
+		}
 		ix.byUID[e.uid] = e
 		entries = append(entries, e)
-		ix.emit(messageRecord(e))
+		rec = appendMessageRecord(rec[:0], e)
+		ix.emit(rec)
 		changed = true
 	}
 	for ; j < len(old); j++ {

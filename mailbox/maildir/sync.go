@@ -123,6 +123,12 @@ func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult,
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: scan: %w", f.path, err)
 	}
+	if len(names) < len(curNames)/2 {
+		// A first listing: size the map once rather than grow it.
+		sized := make(map[string]string, len(curNames)+len(names))
+		maps.Copy(sized, names)
+		names, res.names = sized, sized
+	}
 	for _, n := range curNames {
 		key, _ := splitName(n)
 		names[key] = "cur/" + n // cur wins over a stale new/ listing
@@ -397,7 +403,7 @@ func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[st
 			inNew++
 		}
 		if uid := db.uids[key]; uid != 0 {
-			order = append(order, numberedKey{uid, key})
+			order = append(order, numberedKey{uid, key, name})
 		} // else: appeared after the locked listing; the next Sync numbers it
 	}
 	slices.SortFunc(order, func(a, b numberedKey) int { return int64cmp(int64(a.uid), int64(b.uid)) })
@@ -411,8 +417,8 @@ func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[st
 	for i, o := range order {
 		m := &msgs[i]
 		m.UID, m.Key = o.uid, o.key
-		setName(m, names[o.key], km)
-		m.FromNew = fromNew[o.key]
+		setName(m, o.name, km)
+		m.FromNew = len(fromNew) > 0 && fromNew[o.key]
 		m.VirtualSize = max(sizeField(o.key, 'W'), 0)
 		for j < len(last) && last[j].UID < o.uid {
 			j++
@@ -537,8 +543,9 @@ func setStat(m *Message, sec, nsec int64, size int64) {
 }
 
 type numberedKey struct {
-	uid uint32
-	key string
+	uid  uint32
+	key  string
+	name string // set by fullSnapshot only
 }
 
 // patchSnapshot builds the snapshot from the last one when that is
@@ -566,7 +573,7 @@ func (f *Folder) patchSnapshot(db *uidDB, names map[string]string, fromNew map[s
 		}
 		numbered++
 		if uid >= last.UIDNext {
-			fresh = append(fresh, numberedKey{uid, key})
+			fresh = append(fresh, numberedKey{uid: uid, key: key})
 		}
 	}
 	msgs := make([]Message, 0, numbered)
@@ -1118,7 +1125,7 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 		}
 		i, found := slices.BinarySearchFunc(msgs, uid, func(m Message, u uint32) int { return int64cmp(int64(m.UID), int64(u)) })
 		if !found {
-			added = append(added, numberedKey{uid, k})
+			added = append(added, numberedKey{uid: uid, key: k})
 			continue
 		}
 		m := &msgs[i]

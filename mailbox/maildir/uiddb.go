@@ -294,8 +294,17 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 	if uint64(db.next)+uint64(len(fresh)) >= 1<<32-1 {
 		return nil, fmt.Errorf("UID space exhausted in %s", path)
 	}
+	// Every key new (a first open): the lines to append, in UID order,
+	// are the whole file after its header.
+	allFresh := len(db.uids) == 0
+	if allFresh && len(fresh) > 0 {
+		db.uids = make(map[string]uint32, len(fresh))
+	}
 	// The changes, as lines to append: gone markers, then the new UIDs.
 	var tail []byte
+	if len(fresh) > 64 {
+		tail = make([]byte, 0, len(fresh)*(len(fresh[0])+12))
+	}
 	for _, k := range gone {
 		tail = strconv.AppendUint(tail, uint64(db.uids[k]), 10)
 		tail = append(tail, '\n')
@@ -312,7 +321,13 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 	db.gen++
 	lines := db.lines + len(gone) + len(fresh)
 	if rewrite || !db.padded || lines > 2*len(db.uids)+1024 {
-		if err := writeFileAtomic(path, db.marshal(), 0o600); err != nil {
+		var data []byte
+		if allFresh {
+			data = append(paddedHeader(db.validity, db.next), tail...)
+		} else {
+			data = db.marshal()
+		}
+		if err := writeFileAtomic(path, data, 0o600); err != nil {
 			f.uidCache = nil
 			return nil, err
 		}
