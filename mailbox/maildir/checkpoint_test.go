@@ -366,4 +366,28 @@ func TestSortKeysMatchesCompareKeys(t *testing.T) {
 	if !slices.IsSortedFunc(keys, compareKeys) {
 		t.Fatalf("sortKeys gave %s", strings.Join(keys, " "))
 	}
+	// Enough keys for the two-halves sort.
+	var many []string
+	for i := 0; i < 20000; i++ {
+		switch i % 3 {
+		case 0:
+			many = append(many, fmt.Sprintf("%d.M%dP1.h", 1700000000+(i*7919)%5000, (i*31)%1000000))
+		case 1:
+			many = append(many, fmt.Sprintf("%d.P%d.h", 1700000000+(i*104729)%5000, i))
+		default:
+			many = append(many, fmt.Sprintf("name%d", (i*7)%20000))
+		}
+	}
+	want := slices.Clone(many)
+	slices.SortStableFunc(want, compareKeys)
+	sortKeys(many)
+	if !slices.IsSortedFunc(many, compareKeys) || len(many) != len(want) {
+		t.Fatal("sortKeys of 20,000 keys is not in compareKeys order")
+	}
+	slices.Sort(want)
+	got := slices.Clone(many)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatal("sortKeys lost or duplicated keys")
+	}
 }

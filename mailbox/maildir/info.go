@@ -2,6 +2,7 @@ package maildir
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -158,7 +159,7 @@ func sortKeys(keys []string) {
 		t, ok := deliveryTime(k)
 		timed[i] = timedKey{t, ok, k}
 	}
-	slices.SortFunc(timed, func(a, b timedKey) int {
+	cmpTimed := func(a, b timedKey) int {
 		switch {
 		case a.ok && b.ok:
 			if c := a.t.Compare(b.t); c != 0 {
@@ -170,8 +171,29 @@ func sortKeys(keys []string) {
 			return 1
 		}
 		return strings.Compare(a.key, b.key)
-	})
-	for i := range timed {
-		keys[i] = timed[i].key
+	}
+	if n := len(timed); n < 8192 || runtime.GOMAXPROCS(0) < 2 {
+		slices.SortFunc(timed, cmpTimed)
+		for i := range timed {
+			keys[i] = timed[i].key
+		}
+		return
+	}
+	// A first open sorts every key: two halves side by side, then merged.
+	half := len(timed) / 2
+	done := make(chan struct{})
+	go func() {
+		slices.SortFunc(timed[half:], cmpTimed)
+		close(done)
+	}()
+	slices.SortFunc(timed[:half], cmpTimed)
+	<-done
+	a, b := timed[:half], timed[half:]
+	for i := range keys {
+		if len(b) == 0 || len(a) > 0 && cmpTimed(a[0], b[0]) <= 0 {
+			keys[i], a = a[0].key, a[1:]
+		} else {
+			keys[i], b = b[0].key, b[1:]
+		}
 	}
 }

@@ -412,33 +412,53 @@ func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[st
 	if f.lastSnap != nil && f.lastSnap.UIDValidity == db.validity {
 		last = f.lastSnap.Messages
 	}
-	var unknown []int // indexes into msgs whose date and size are to be stat'ed
-	j := 0
-	for i, o := range order {
-		m := &msgs[i]
-		m.UID, m.Key = o.uid, o.key
-		setName(m, o.name, km)
-		m.FromNew = len(fromNew) > 0 && fromNew[o.key]
-		m.VirtualSize = max(sizeField(o.key, 'W'), 0)
-		for j < len(last) && last[j].UID < o.uid {
-			j++
-		}
-		if j < len(last) && last[j].UID == o.uid && last[j].Key == o.key {
-			m.InternalDate, m.Size = last[j].InternalDate, last[j].Size
-			continue
-		}
-		if meta, ok := f.meta[o.key]; ok {
-			m.InternalDate, m.Size = meta.mtime, meta.size
-			if s := sizeField(o.key, 'S'); s >= 0 {
-				m.Size = s
+	// Each message is described from its name alone (and the last
+	// snapshot, Remember's dates): pure work, split between the cores for
+	// a big folder.
+	describeRange := func(lo, hi int) (unknown []int) {
+		j, _ := slices.BinarySearchFunc(last, order[lo].uid, func(m Message, uid uint32) int { return int64cmp(int64(m.UID), int64(uid)) })
+		for i := lo; i < hi; i++ {
+			o := order[i]
+			m := &msgs[i]
+			m.UID, m.Key = o.uid, o.key
+			setName(m, o.name, km)
+			m.FromNew = len(fromNew) > 0 && fromNew[o.key]
+			m.VirtualSize = max(sizeField(o.key, 'W'), 0)
+			for j < len(last) && last[j].UID < o.uid {
+				j++
 			}
-			continue
+			if j < len(last) && last[j].UID == o.uid && last[j].Key == o.key {
+				m.InternalDate, m.Size = last[j].InternalDate, last[j].Size
+				continue
+			}
+			if meta, ok := f.meta[o.key]; ok {
+				m.InternalDate, m.Size = meta.mtime, meta.size
+				if s := sizeField(o.key, 'S'); s >= 0 {
+					m.Size = s
+				}
+				continue
+			}
+			if s := sizeField(o.key, 'S'); s >= 0 {
+				m.Size = s // the date waits until asked for
+				continue
+			}
+			unknown = append(unknown, i)
 		}
-		if s := sizeField(o.key, 'S'); s >= 0 {
-			m.Size = s // the date waits until asked for
-			continue
-		}
-		unknown = append(unknown, i)
+		return unknown
+	}
+	var unknown []int // indexes into msgs whose date and size are to be stat'ed
+	if n := len(order); n > 8192 && runtime.GOMAXPROCS(0) > 1 {
+		var second []int
+		done := make(chan struct{})
+		go func() {
+			second = describeRange(n/2, n)
+			close(done)
+		}()
+		unknown = describeRange(0, n/2)
+		<-done
+		unknown = append(unknown, second...)
+	} else if n > 0 {
+		unknown = describeRange(0, n)
 	}
 	if len(unknown) > 0 {
 		if err := f.statMessages(msgs, unknown, names, km); err != nil {
