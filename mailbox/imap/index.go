@@ -837,7 +837,8 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 			slab = append(slab, ne)
 			e = &slab[len(slab)-1]
 		} else {
-			e = &ne
+			e = new(indexEntry)
+			*e = ne
 		}
 		ix.byUID[e.uid] = e
 		entries = append(entries, e)

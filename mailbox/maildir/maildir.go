@@ -115,6 +115,10 @@ type Folder struct {
 	// deltaSyncs counts the snapshots deltaSync patched, ownMoveSyncs
 	// those it patched without listing cur/ (for tests).
 	deltaSyncs, ownMoveSyncs int
+	// numbered is every key of a UID database that assignUIDs just made
+	// from nothing, in UID order, for the snapshot built right after it
+	// (which then need not sort them again).
+	numbered []numberedKey
 	// resumes counts the snapshots taken from checkpoints (for tests).
 	resumes int
 }

@@ -395,18 +395,37 @@ func (f *Folder) snapshot(db *uidDB, names map[string]string, fromNew map[string
 // other files are stat'ed in parallel, relative to the directory. Caller
 // holds f.mu.
 func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[string]bool, km *keywordMap) (*Snapshot, error) {
-	// Sort small (UID, key) pairs rather than the Messages themselves.
-	order := make([]numberedKey, 0, len(names))
+	var order []numberedKey
 	inNew := 0
-	for key, name := range names {
-		if strings.HasPrefix(name, "new/") {
-			inNew++
+	if numbered := f.numbered; len(numbered) == len(names) && len(names) > 0 {
+		// Every name was just numbered, in this order (a first open).
+		order = numbered
+		for i := range order {
+			name, ok := names[order[i].key]
+			if !ok {
+				order, inNew = nil, 0 // not the names numbered: sort them
+				break
+			}
+			order[i].name = name
+			if strings.HasPrefix(name, "new/") {
+				inNew++
+			}
 		}
-		if uid := db.uids[key]; uid != 0 {
-			order = append(order, numberedKey{uid, key, name})
-		} // else: appeared after the locked listing; the next Sync numbers it
 	}
-	slices.SortFunc(order, func(a, b numberedKey) int { return int64cmp(int64(a.uid), int64(b.uid)) })
+	if order == nil {
+		// Sort small (UID, key) pairs rather than the Messages themselves.
+		order = make([]numberedKey, 0, len(names))
+		for key, name := range names {
+			if strings.HasPrefix(name, "new/") {
+				inNew++
+			}
+			if uid := db.uids[key]; uid != 0 {
+				order = append(order, numberedKey{uid, key, name})
+			} // else: appeared after the locked listing; the next Sync numbers it
+		}
+		slices.SortFunc(order, func(a, b numberedKey) int { return int64cmp(int64(a.uid), int64(b.uid)) })
+	}
+	f.numbered = nil
 	msgs := make([]Message, len(order))
 	var last []Message
 	if f.lastSnap != nil && f.lastSnap.UIDValidity == db.validity {

@@ -310,8 +310,15 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 		tail = append(tail, '\n')
 		delete(db.uids, k)
 	}
+	f.numbered = nil
+	if allFresh {
+		f.numbered = make([]numberedKey, 0, len(fresh))
+	}
 	for _, k := range fresh {
 		db.uids[k] = db.next
+		if allFresh {
+			f.numbered = append(f.numbered, numberedKey{uid: db.next, key: k})
+		}
 		tail = strconv.AppendUint(tail, uint64(db.next), 10)
 		tail = append(tail, ' ')
 		tail = append(tail, k...)
