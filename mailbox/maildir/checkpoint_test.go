@@ -1,7 +1,9 @@
 package maildir
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -389,5 +391,42 @@ func TestSortKeysMatchesCompareKeys(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, want) {
 		t.Fatal("sortKeys lost or duplicated keys")
+	}
+}
+
+// listDir gives what os.ReadDir gives (minus dot files), over several
+// getdents buffers, and the prefixed names alike.
+func TestListDirMatchesReadDir(t *testing.T) {
+	dir := t.TempDir()
+	for i := 0; i < 3000; i++ {
+		name := fmt.Sprintf("1700000000.M%dP1.host-with-a-longish-name,S=%d:2,S", i, i)
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, ".hidden"), nil, 0o600)
+	names, prefixed, err := listDir(dir, "cur/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	var want []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			want = append(want, e.Name())
+		}
+	}
+	got := slices.Clone(names)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("listDir gave %d names, ReadDir %d", len(got), len(want))
+	}
+	for i := range names {
+		if prefixed[i] != "cur/"+names[i] {
+			t.Fatalf("prefixed[%d] = %q for %q", i, prefixed[i], names[i])
+		}
+	}
+	if _, _, err := listDir(filepath.Join(dir, "missing"), ""); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing directory: %v", err)
 	}
 }

@@ -1,6 +1,8 @@
 package maildir
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -119,7 +121,7 @@ func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult,
 		}
 		return res, nil
 	}
-	curNames, err := readNames(curDir)
+	curNames, curFull, err := listDir(curDir, "cur/")
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: scan: %w", f.path, err)
 	}
@@ -129,9 +131,9 @@ func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult,
 		maps.Copy(sized, names)
 		names, res.names = sized, sized
 	}
-	for _, n := range curNames {
+	for i, n := range curNames {
 		key, _ := splitName(n)
-		names[key] = "cur/" + n // cur wins over a stale new/ listing
+		names[key] = curFull[i] // cur wins over a stale new/ listing
 	}
 	res.listedCur = true
 	res.curList = curNames
@@ -173,23 +175,70 @@ func trustAge(mtime time.Time) time.Duration {
 // readNames lists a directory's message names, skipping dot files and
 // names no UID line could hold.
 func readNames(dir string) ([]string, error) {
-	d, err := os.Open(dir)
+	names, _, err := listDir(dir, "")
+	return names, err
+}
+
+// listDir lists a directory's message names as readNames does, in
+// directory order, and the same names with prefix before each. Both are
+// slices of one string: listing cur/ of 100,000 messages allocates a few
+// buffers, not a string per name and another per "cur/" name.
+func listDir(dir, prefix string) (names, prefixed []string, err error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, &fs.PathError{Op: "open", Path: dir, Err: err}
 	}
-	defer d.Close()
-	all, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, err
-	}
-	out := all[:0]
-	for _, n := range all {
-		if n == "" || n[0] == '.' || strings.ContainsAny(n, "\n\r\x00") {
+	defer unix.Close(fd)
+	buf := make([]byte, 64<<10)
+	var arena []byte
+	var ends []int
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
-		out = append(out, n)
+		if err != nil {
+			return nil, nil, &fs.PathError{Op: "getdents", Path: dir, Err: err}
+		}
+		if n <= 0 {
+			break
+		}
+		// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
+		for off := 0; off+19 <= n; {
+			reclen := int(binary.NativeEndian.Uint16(buf[off+16:]))
+			if reclen < 19 || off+reclen > n {
+				return nil, nil, &fs.PathError{Op: "getdents", Path: dir, Err: unix.EIO}
+			}
+			ino := binary.NativeEndian.Uint64(buf[off:])
+			name := buf[off+19 : off+reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			off += reclen
+			if ino == 0 || len(name) == 0 || name[0] == '.' || bytes.ContainsAny(name, "\n\r") {
+				continue
+			}
+			if arena == nil {
+				arena = make([]byte, 0, 64<<10)
+			}
+			arena = append(arena, prefix...)
+			arena = append(arena, name...)
+			ends = append(ends, len(arena))
+		}
 	}
-	return out, nil
+	all := string(arena)
+	names = make([]string, len(ends))
+	prefixed = names
+	if prefix != "" {
+		prefixed = make([]string, len(ends))
+	}
+	start := 0
+	for i, end := range ends {
+		prefixed[i] = all[start:end]
+		names[i] = all[start+len(prefix) : end]
+		start = end
+	}
+	return names, prefixed, nil
 }
 
 // Sync scans the folder, optionally moving new/ to cur/ (IMAP and POP3
