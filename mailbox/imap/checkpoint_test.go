@@ -252,3 +252,45 @@ func mustFolder(t *testing.T, env *testEnv, user string) *maildir.Folder {
 	}
 	return f
 }
+
+// STATUS after a restart takes a folder with an index up from it too, and
+// counts what the folder holds, mail delivered meanwhile included.
+func TestStatusAfterRestartResumes(t *testing.T) {
+	env := newTestEnv(t, nil)
+	for i := 0; i < 5; i++ {
+		env.deliver("alice", "INBOX", crlfMessage)
+	}
+	c := env.dialClient("alice", "secret", nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.SeqSetNum(1, 2), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Logout().Wait()
+	inbox := env.maildirPath("alice")
+	settleCur(t, inbox)
+	env.restart()
+	env.deliver("alice", "INBOX", crlfMessage)
+	c = env.dialClient("alice", "secret", nil)
+	st, err := c.Status("INBOX", &imap.StatusOptions{NumMessages: true, NumUnseen: true, UIDNext: true}).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *st.NumMessages != 6 || *st.NumUnseen != 4 || st.UIDNext != 7 {
+		t.Fatalf("STATUS after restart: %d messages, %d unseen, UIDNEXT %d; want 6, 4, 7", *st.NumMessages, *st.NumUnseen, st.UIDNext)
+	}
+	env.srv.hub.mu.Lock()
+	e := env.srv.hub.indexes[inbox]
+	env.srv.hub.mu.Unlock()
+	if e == nil {
+		t.Fatal("STATUS did not open the folder's index")
+	}
+	e.ix.mu.Lock()
+	resumed := e.ix.lastMerged != nil // STATUS without HIGHESTMODSEQ merges nothing itself
+	e.ix.mu.Unlock()
+	if !resumed {
+		t.Fatal("STATUS did not resume the folder from its index")
+	}
+	c.Logout().Wait()
+}
