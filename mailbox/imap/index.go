@@ -125,6 +125,8 @@ type folderIndex struct {
 	// With it the first SELECT in a new process takes the folder from the
 	// index (maildir.Folder.Resume) instead of listing it.
 	checkpoint []byte
+	// slab is where replay allocates entries (newEntry).
+	slab []indexEntry
 }
 
 // openIndex loads a folder's index file, or starts an empty one when it is
@@ -239,11 +241,19 @@ func (ix *folderIndex) load() error {
 	if !bytes.HasPrefix(data, []byte(indexMagic)) {
 		return fmt.Errorf("bad magic: %w", errCorruptIndex)
 	}
+	// The strings the records hold (keys, flags, header fields,
+	// envelopes) are slices of one copy of the file rather than a string
+	// each: a folder of 100,000 messages has about a million.
+	text := string(data)
+	if len(ix.byUID) == 0 {
+		ix.byUID = make(map[uint32]*indexEntry, min(len(data)/128, 1<<22))
+	}
 	off := len(indexMagic)
 	for off < len(data) {
 		payload, n, err := nextRecord(data[off:])
 		if err == nil {
-			err = ix.replay(payload)
+			start := off + n - len(payload)
+			err = ix.replay(payload, text[start:start+len(payload)])
 		}
 		if err != nil {
 			ix.log.Warn("imap: folder index damaged, cutting its tail", "path", ix.path, "offset", off, "err", err)
@@ -276,10 +286,20 @@ func nextRecord(data []byte) (payload []byte, n int, err error) {
 	return payload, k + 4 + int(size), nil
 }
 
-// recordReader decodes one payload's fields.
+// recordReader decodes one payload's fields. s, when set, is b as a
+// string: strings are then slices of it rather than copies.
 type recordReader struct {
 	b   []byte
+	s   string
 	err error
+}
+
+// skip advances past n bytes.
+func (r *recordReader) skip(n int) {
+	r.b = r.b[n:]
+	if len(r.s) >= n {
+		r.s = r.s[n:]
+	}
 }
 
 func (r *recordReader) uvarint() uint64 {
@@ -291,7 +311,7 @@ func (r *recordReader) uvarint() uint64 {
 		r.err = fmt.Errorf("field: %w", errCorruptIndex)
 		return 0
 	}
-	r.b = r.b[n:]
+	r.skip(n)
 	return v
 }
 
@@ -304,7 +324,7 @@ func (r *recordReader) varint() int64 {
 		r.err = fmt.Errorf("field: %w", errCorruptIndex)
 		return 0
 	}
-	r.b = r.b[n:]
+	r.skip(n)
 	return v
 }
 
@@ -317,8 +337,13 @@ func (r *recordReader) str() string {
 		r.err = fmt.Errorf("string: %w", errCorruptIndex)
 		return ""
 	}
-	s := string(r.b[:n])
-	r.b = r.b[n:]
+	var s string
+	if len(r.s) == len(r.b) {
+		s = r.s[:n]
+	} else {
+		s = string(r.b[:n])
+	}
+	r.skip(int(n))
 	return s
 }
 
@@ -350,8 +375,10 @@ const (
 	recDate       = 'D' // uid, internal date read after the message was indexed
 )
 
-func (ix *folderIndex) replay(p []byte) error {
-	r := &recordReader{b: p[1:]}
+// replay applies one record; ps is the payload as a string, whose slices
+// the record's strings become.
+func (ix *folderIndex) replay(p []byte, ps string) error {
+	r := &recordReader{b: p[1:], s: ps[1:]}
 	if changesMessages(p[0]) {
 		ix.checkpoint = nil
 	}
@@ -373,7 +400,7 @@ func (ix *folderIndex) replay(p []byte) error {
 			ix.lowestExpungeModSeq = low
 		}
 	case recMessage:
-		e := &indexEntry{}
+		e := ix.newEntry()
 		e.uid = uint32(r.uvarint())
 		e.modseq = r.uvarint()
 		e.size = r.varint()
@@ -437,6 +464,15 @@ func (ix *folderIndex) replay(p []byte) error {
 		return fmt.Errorf("record type %q: %w", p[0], errCorruptIndex)
 	}
 	return r.err
+}
+
+// newEntry allocates an entry for replay, from slabs of 1,024.
+func (ix *folderIndex) newEntry() *indexEntry {
+	if len(ix.slab) == cap(ix.slab) {
+		ix.slab = make([]indexEntry, 0, 1024)
+	}
+	ix.slab = append(ix.slab, indexEntry{})
+	return &ix.slab[len(ix.slab)-1]
 }
 
 // put adds e keeping entries in UID order (appends are the usual case).
