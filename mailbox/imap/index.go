@@ -421,7 +421,7 @@ func (ix *folderIndex) replay(p []byte, ps string) error {
 		ms := r.uvarint()
 		letters := r.str()
 		kws := r.strs()
-		if e := ix.byUID[uid]; e != nil && r.err == nil {
+		if e := ix.replayEntry(uid); e != nil && r.err == nil {
 			e.modseq, e.letters, e.keywords = ms, letters, kws
 		}
 		ix.highestModSeq = max(ix.highestModSeq, ms)
@@ -438,32 +438,42 @@ func (ix *folderIndex) replay(p []byte, ps string) error {
 		h.subject, h.from, h.to, h.cc = r.str(), r.str(), r.str(), r.str()
 		h.date, h.messageID, h.inReplyTo, h.references = r.str(), r.str(), r.str(), r.str()
 		h.sent = r.varint()
-		if e := ix.byUID[uid]; e != nil && r.err == nil {
+		if e := ix.replayEntry(uid); e != nil && r.err == nil {
 			e.hdr = h
 		}
 	case recEnvelope:
 		uid := uint32(r.uvarint())
 		version := r.uvarint()
 		env := r.str()
-		if e := ix.byUID[uid]; e != nil && r.err == nil && version == envelopeVersion {
+		if e := ix.replayEntry(uid); e != nil && r.err == nil && version == envelopeVersion {
 			e.envelope = env
 		}
 	case recDate:
 		uid := uint32(r.uvarint())
 		ns := r.varint()
-		if e := ix.byUID[uid]; e != nil && r.err == nil {
+		if e := ix.replayEntry(uid); e != nil && r.err == nil {
 			e.date = ns
 		}
 	case recCRLFSize:
 		uid := uint32(r.uvarint())
 		n := r.varint()
-		if e := ix.byUID[uid]; e != nil && r.err == nil {
+		if e := ix.replayEntry(uid); e != nil && r.err == nil {
 			e.crlfSize = n
 		}
 	default:
 		return fmt.Errorf("record type %q: %w", p[0], errCorruptIndex)
 	}
 	return r.err
+}
+
+// replayEntry is the entry of uid while replaying: usually the message
+// record just before (a compacted file keeps a message's records
+// together), else from the map.
+func (ix *folderIndex) replayEntry(uid uint32) *indexEntry {
+	if n := len(ix.entries); n > 0 && ix.entries[n-1].uid == uid {
+		return ix.entries[n-1]
+	}
+	return ix.byUID[uid]
 }
 
 // newEntry allocates an entry for replay, from slabs of 1,024.
@@ -477,16 +487,18 @@ func (ix *folderIndex) newEntry() *indexEntry {
 
 // put adds e keeping entries in UID order (appends are the usual case).
 func (ix *folderIndex) put(e *indexEntry) {
+	n := len(ix.entries)
+	if n == 0 || ix.entries[n-1].uid < e.uid {
+		// Above every UID so far (a compacted file is in UID order): new.
+		ix.byUID[e.uid] = e
+		ix.entries = append(ix.entries, e)
+		return
+	}
 	if old := ix.byUID[e.uid]; old != nil {
 		*old = *e
 		return
 	}
 	ix.byUID[e.uid] = e
-	n := len(ix.entries)
-	if n == 0 || ix.entries[n-1].uid < e.uid {
-		ix.entries = append(ix.entries, e)
-		return
-	}
 	i, _ := slices.BinarySearchFunc(ix.entries, e.uid, func(a *indexEntry, uid uint32) int { return cmpUID(a.uid, uid) })
 	ix.entries = slices.Insert(ix.entries, i, e)
 }
