@@ -294,3 +294,43 @@ func TestStatusAfterRestartResumes(t *testing.T) {
 	}
 	c.Logout().Wait()
 }
+
+// A first merge of a big folder (entries made while another goroutine
+// encodes the records) gives the same index, in memory and on disk, as
+// message-by-message merging.
+func TestIndexFirstMergeOfBigFolder(t *testing.T) {
+	snap := &maildir.Snapshot{UIDValidity: 77, UIDNext: 6001}
+	for i := 1; i <= 6000; i++ {
+		m := maildir.Message{UID: uint32(i), Key: fmt.Sprintf("17000%05d.M1P1.h,S=%d", i, i), Flags: []string{"", "S", "FS"}[i%3], Size: int64(i)}
+		if i%7 == 0 {
+			m.Keywords = []string{"$Work"}
+		}
+		if i%2 == 0 {
+			m.InternalDate = time.Unix(1700000000+int64(i), 0)
+		}
+		snap.Messages = append(snap.Messages, m)
+	}
+	dir := t.TempDir()
+	ix := openIndex(dir, slog.New(slog.DiscardHandler))
+	if !ix.merge(snap) {
+		t.Fatal("first merge changed nothing")
+	}
+	highest := ix.highest()
+	ix.close()
+	again := openIndex(dir, slog.New(slog.DiscardHandler))
+	defer again.close()
+	if len(again.entries) != 6000 || again.uidValidity != 77 || again.highest() != highest {
+		t.Fatalf("reopened: %d entries, validity %d, highest %d (was %d)", len(again.entries), again.uidValidity, again.highest(), highest)
+	}
+	for i, e := range again.entries {
+		m := &snap.Messages[i]
+		if e.uid != m.UID || e.key != m.Key || e.letters != m.Flags || strings.Join(e.keywords, " ") != strings.Join(m.Keywords, " ") ||
+			e.size != m.Size || e.date != dateNanos(m.InternalDate) || e.modseq == 0 || again.byUID[e.uid] != e {
+			t.Fatalf("entry %d: %+v for %+v", i, *e, *m)
+		}
+	}
+	// Merging the same messages again changes nothing.
+	if again.merge(&maildir.Snapshot{UIDValidity: 77, UIDNext: 6001, Messages: snap.Messages}) {
+		t.Fatal("a second merge of the same messages changed the index")
+	}
+}

@@ -837,6 +837,12 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 		return ms
 	}
 	old := ix.entries
+	if len(old) == 0 && len(snap.Messages) >= 4096 {
+		ix.mergeAllNew(snap, modseq())
+		ix.emit(validityRecord(ix.uidValidity, ix.highestModSeq, ix.lowestExpungeModSeq))
+		ix.flushLocked()
+		return true
+	}
 	entries := make([]*indexEntry, 0, len(snap.Messages))
 	// A first merge (a new index) adds every message: one allocation for
 	// the entries, a map sized once, one buffer reused for the records.
@@ -910,6 +916,59 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 	}
 	ix.flushLocked()
 	return changed
+}
+
+// mergeAllNew adds every message of snap to an index that has none (a
+// folder's first open) at mod-sequence ms: the entries are made here while
+// another goroutine encodes their records. Caller holds ix.mu.
+func (ix *folderIndex) mergeAllNew(snap *maildir.Snapshot, ms uint64) {
+	msgs := snap.Messages
+	entryOf := func(m *maildir.Message) indexEntry {
+		return indexEntry{uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
+			size: m.Size, crlfSize: m.VirtualSize, date: dateNanos(m.InternalDate), modseq: ms}
+	}
+	var encoded []byte
+	done := make(chan struct{})
+	if ix.file != nil {
+		go func() {
+			defer close(done)
+			buf := make([]byte, 0, len(msgs)*96)
+			var rec []byte
+			for i := range msgs {
+				e := entryOf(&msgs[i])
+				rec = appendMessageRecord(rec[:0], &e)
+				buf = appendFramed(buf, rec)
+			}
+			encoded = buf
+		}()
+	} else {
+		close(done)
+	}
+	slab := make([]indexEntry, len(msgs))
+	entries := make([]*indexEntry, len(msgs))
+	if len(ix.byUID) == 0 {
+		ix.byUID = make(map[uint32]*indexEntry, len(msgs))
+	}
+	for i := range msgs {
+		slab[i] = entryOf(&msgs[i])
+		e := &slab[i]
+		entries[i] = e
+		ix.byUID[e.uid] = e
+	}
+	ix.entries = entries
+	<-done
+	ix.checkpoint = nil
+	if encoded != nil {
+		ix.pending.Write(encoded)
+		ix.records += int64(len(msgs))
+	}
+}
+
+// appendFramed appends one record, "uvarint(len) crc32c payload", to b.
+func appendFramed(b, payload []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(payload)))
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(payload, indexCRC))
+	return append(b, payload...)
 }
 
 func indexOfEntry(entries []*indexEntry, uid uint32) int {
