@@ -430,3 +430,46 @@ func TestListDirMatchesReadDir(t *testing.T) {
 		t.Errorf("missing directory: %v", err)
 	}
 }
+
+// A first open of a big folder (the parallel paths: sorting in halves,
+// the UID map filled beside the file, the snapshot described in halves)
+// numbers the messages in delivery order, writes a database a fresh
+// process reads back the same, and leaves dates to be asked for.
+func TestFirstOpenOfBigFolder(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	cur := filepath.Join(inbox.Path(), "cur")
+	const n = 9000
+	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < n; i++ {
+		// Delivery order is the reverse of name order for the first half.
+		sec := base.Unix() + int64((i*7919)%n)
+		name := fmt.Sprintf("%d.M%dP1.host,S=3:2,%s", sec, i, []string{"", "S"}[i%2])
+		if err := os.WriteFile(filepath.Join(cur, name), []byte("abc"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap, err := inbox.Sync(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != n || snap.UIDNext != n+1 {
+		t.Fatalf("%d messages, UIDNEXT %d", len(snap.Messages), snap.UIDNext)
+	}
+	for i := 1; i < n; i++ {
+		a, b := &snap.Messages[i-1], &snap.Messages[i]
+		if a.UID+1 != b.UID || compareKeys(a.Key, b.Key) >= 0 {
+			t.Fatalf("UIDs out of delivery order at %d: %d %s, %d %s", i, a.UID, a.Key, b.UID, b.Key)
+		}
+		if b.Size != 3 || !b.InternalDate.IsZero() || !strings.HasPrefix(b.Name, "cur/"+b.Key+":2,") {
+			t.Fatalf("message %d: %+v", i, *b)
+		}
+	}
+	if got := describe(freshScan(t, m)); got != describe(snap) {
+		t.Fatal("a fresh process reads another numbering from courierimapuiddb")
+	}
+	d, err := inbox.InternalDate(snap.Messages[5].Key)
+	if err != nil || d.IsZero() {
+		t.Fatalf("InternalDate: %v %v", d, err)
+	}
+}

@@ -310,12 +310,28 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 		tail = append(tail, '\n')
 		delete(db.uids, k)
 	}
+	live := len(db.uids) + len(fresh) // the map's size once filled
 	f.numbered = nil
 	if allFresh {
 		f.numbered = make([]numberedKey, 0, len(fresh))
 	}
+	if allFresh && len(fresh) >= 4096 {
+		// A first open: the map is filled beside the file's lines and
+		// their writing (which do not read it).
+		first := db.next
+		mapped := make(chan struct{})
+		go func() {
+			defer close(mapped)
+			for i, k := range fresh {
+				db.uids[k] = first + uint32(i)
+			}
+		}()
+		defer func() { <-mapped }()
+	}
 	for _, k := range fresh {
-		db.uids[k] = db.next
+		if !allFresh || len(fresh) < 4096 {
+			db.uids[k] = db.next
+		}
 		if allFresh {
 			f.numbered = append(f.numbered, numberedKey{uid: db.next, key: k})
 		}
@@ -327,7 +343,7 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 	}
 	db.gen++
 	lines := db.lines + len(gone) + len(fresh)
-	if rewrite || !db.padded || lines > 2*len(db.uids)+1024 {
+	if rewrite || !db.padded || lines > 2*live+1024 {
 		var data []byte
 		if allFresh {
 			data = append(paddedHeader(db.validity, db.next), tail...)
@@ -338,7 +354,7 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 			f.uidCache = nil
 			return nil, err
 		}
-		db.padded, db.lines = true, len(db.uids)
+		db.padded, db.lines = true, live
 	} else {
 		if err := appendUIDDB(path, db, tail); err != nil {
 			// The file may hold part of the change: read it again next time.
