@@ -148,16 +148,23 @@ func compareKeys(a, b string) int {
 // sortKeys sorts keys as compareKeys orders them. Each key's delivery time
 // is parsed once, not at every comparison: a first open numbers 100,000
 // keys, and parsing them in the comparisons took half a second.
-func sortKeys(keys []string) {
+func sortKeys(keys []string) { sortKeysWith(keys, nil) }
+
+// sortKeysWith sorts keys as sortKeys does and, when names is not nil,
+// names (one per key) alongside.
+func sortKeysWith(keys, names []string) {
 	type timedKey struct {
-		t   time.Time
-		ok  bool
-		key string
+		t         time.Time
+		ok        bool
+		key, name string
 	}
 	timed := make([]timedKey, len(keys))
 	for i, k := range keys {
 		t, ok := deliveryTime(k)
-		timed[i] = timedKey{t, ok, k}
+		timed[i] = timedKey{t: t, ok: ok, key: k}
+		if names != nil {
+			timed[i].name = names[i]
+		}
 	}
 	cmpTimed := func(a, b timedKey) int {
 		switch {
@@ -176,6 +183,9 @@ func sortKeys(keys []string) {
 		slices.SortFunc(timed, cmpTimed)
 		for i := range timed {
 			keys[i] = timed[i].key
+			if names != nil {
+				names[i] = timed[i].name
+			}
 		}
 		return
 	}
@@ -190,10 +200,15 @@ func sortKeys(keys []string) {
 	<-done
 	a, b := timed[:half], timed[half:]
 	for i := range keys {
+		var next timedKey
 		if len(b) == 0 || len(a) > 0 && cmpTimed(a[0], b[0]) <= 0 {
-			keys[i], a = a[0].key, a[1:]
+			next, a = a[0], a[1:]
 		} else {
-			keys[i], b = b[0].key, b[1:]
+			next, b = b[0], b[1:]
+		}
+		keys[i] = next.key
+		if names != nil {
+			names[i] = next.name
 		}
 	}
 }

@@ -215,7 +215,7 @@ func listDir(dir, prefix string) (names, prefixed []string, err error) {
 				name = name[:i]
 			}
 			off += reclen
-			if ino == 0 || len(name) == 0 || name[0] == '.' || bytes.ContainsAny(name, "\n\r") {
+			if ino == 0 || len(name) == 0 || name[0] == '.' || bytes.IndexByte(name, '\n') >= 0 || bytes.IndexByte(name, '\r') >= 0 {
 				continue
 			}
 			if arena == nil {
@@ -251,6 +251,7 @@ func listDir(dir, prefix string) (names, prefixed []string, err error) {
 func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.numbered = nil
 
 	if snap, err := f.unchangedSnapshot(); err != nil || snap != nil {
 		return snap, err
@@ -429,6 +430,7 @@ func (f *Folder) snapshot(db *uidDB, names map[string]string, fromNew map[string
 	if err == nil && snap == nil {
 		snap, err = f.fullSnapshot(db, names, fromNew, km)
 	}
+	f.numbered = nil // only for the snapshot right after its numbering
 	if err == nil {
 		f.lastKwStat = f.kwStat
 	}
@@ -450,13 +452,7 @@ func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[st
 		// Every name was just numbered, in this order (a first open).
 		order = numbered
 		for i := range order {
-			name, ok := names[order[i].key]
-			if !ok {
-				order, inNew = nil, 0 // not the names numbered: sort them
-				break
-			}
-			order[i].name = name
-			if strings.HasPrefix(name, "new/") {
+			if strings.HasPrefix(order[i].name, "new/") {
 				inNew++
 			}
 		}
@@ -1188,6 +1184,7 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 		}
 		db, err = f.assignUIDs(fresh, nil, false)
+		f.numbered = nil // names here are not the ones numbered
 		unlock()
 		if err != nil {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)

@@ -269,13 +269,14 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 		db = newUIDDB(validity)
 		rewrite = true
 	}
-	var fresh []string
-	for k := range present {
+	var fresh, freshNames []string
+	for k, n := range present {
 		if db.uids[k] == 0 {
 			fresh = append(fresh, k)
+			freshNames = append(freshNames, n)
 		}
 	}
-	sortKeys(fresh)
+	sortKeysWith(fresh, freshNames)
 	var gone []string
 	// Every present key not fresh is in the database; when that is all of
 	// it, nothing is gone and the database need not be walked.
@@ -333,7 +334,7 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 			db.uids[k] = db.next
 		}
 		if allFresh {
-			f.numbered = append(f.numbered, numberedKey{uid: db.next, key: k})
+			f.numbered = append(f.numbered, numberedKey{uid: db.next, key: k, name: freshNames[len(f.numbered)]})
 		}
 		tail = strconv.AppendUint(tail, uint64(db.next), 10)
 		tail = append(tail, ' ')
