@@ -119,6 +119,10 @@ type Folder struct {
 	// from nothing, in UID order, for the snapshot built right after it
 	// (which then need not sort them again).
 	numbered []numberedKey
+	// dbWritten delivers the result of writing dbWriting, a new UID
+	// database, in the background (finishDBWrite).
+	dbWritten chan error
+	dbWriting *uidDB
 	// resumes counts the snapshots taken from checkpoints (for tests).
 	resumes int
 }

@@ -248,7 +248,7 @@ func listDir(dir, prefix string) (names, prefixed []string, err error) {
 // several processes may Sync and deliver at once: UIDs stay unique and
 // strictly increasing and survive restarts. When nothing changed the
 // database is neither locked nor rewritten.
-func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
+func (f *Folder) Sync(moveNew bool) (snap *Snapshot, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.numbered = nil
@@ -352,10 +352,18 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 		if err != nil {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 		}
+		// A new database may still be being written: it must be on disk
+		// before the snapshot (its UIDs) leaves Sync, and the lock held.
+		defer func() {
+			if werr := f.finishDBWrite(); werr != nil && err == nil {
+				snap, err = nil, fmt.Errorf("maildir %s: sync: %w", f.path, werr)
+				f.lastSnap, f.lastDB = nil, nil
+			}
+		}()
 		names = fresh.names
 		listing = fresh.curList
 	}
-	snap, err := f.snapshot(db, names, fromNew)
+	snap, err = f.snapshot(db, names, fromNew)
 	if err == nil {
 		f.lastSnap, f.lastDB, f.lastGen = snap, db, db.gen
 		f.curList, f.newKeys = nil, nil
@@ -1184,6 +1192,9 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 		}
 		db, err = f.assignUIDs(fresh, nil, false)
+		if werr := f.finishDBWrite(); werr != nil && err == nil {
+			err = werr
+		}
 		f.numbered = nil // names here are not the ones numbered
 		unlock()
 		if err != nil {

@@ -351,11 +351,20 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 		} else {
 			data = db.marshal()
 		}
+		db.padded, db.lines = true, live
+		if allFresh && len(fresh) >= 4096 && f.dbWritten == nil {
+			// A first open of a big folder: the file is written and
+			// fsync'd while the snapshot is built; Sync waits for it
+			// (finishDBWrite) before it returns the UIDs to anyone.
+			written := make(chan error, 1)
+			go func() { written <- writeFileAtomic(path, data, 0o600) }()
+			f.dbWritten, f.dbWriting = written, db
+			return db, nil
+		}
 		if err := writeFileAtomic(path, data, 0o600); err != nil {
 			f.uidCache = nil
 			return nil, err
 		}
-		db.padded, db.lines = true, live
 	} else {
 		if err := appendUIDDB(path, db, tail); err != nil {
 			// The file may hold part of the change: read it again next time.
@@ -370,6 +379,28 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 		f.uidCache = nil
 	}
 	return db, nil
+}
+
+// finishDBWrite waits for a UID database assignUIDs is writing in the
+// background, and records it as the file last read. Caller holds f.mu
+// (and the folder's UID lock, under which the write started).
+func (f *Folder) finishDBWrite() error {
+	if f.dbWritten == nil {
+		return nil
+	}
+	err := <-f.dbWritten
+	db := f.dbWriting
+	f.dbWritten, f.dbWriting = nil, nil
+	if err != nil {
+		f.uidCache = nil
+		return err
+	}
+	if st, serr := os.Stat(filepath.Join(f.path, uidDBName)); serr == nil {
+		f.uidCache, f.uidStat = db, identityOf(st)
+	} else {
+		f.uidCache = nil
+	}
+	return nil
 }
 
 // appendUIDDB records changes in place: the header with the new NEXTUID
