@@ -214,6 +214,7 @@ func (ix *folderIndex) saveCheckpoint(f *maildir.Folder, wait bool) {
 // mod-sequence counter never goes back.
 func (ix *folderIndex) reset(validity uint32) {
 	ix.uidValidity = validity
+	ix.checkpoint = nil
 	ix.lastMerged = nil
 	ix.entries = nil
 	ix.byUID = map[uint32]*indexEntry{}
