@@ -121,19 +121,38 @@ func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult,
 		}
 		return res, nil
 	}
-	curNames, curFull, err := listDir(curDir, "cur/")
-	if err != nil {
-		return nil, fmt.Errorf("maildir %s: scan: %w", f.path, err)
+	hint := 0
+	if curErr == nil {
+		hint = int(min(curBefore.Size()/64, 1<<22))
 	}
-	if len(names) < len(curNames)/2 {
-		// A first listing: size the map once rather than grow it.
-		sized := make(map[string]string, len(curNames)+len(names))
+	if len(names) < hint/2 {
+		// A first listing of a big cur/ (its directory file is about 64
+		// bytes a name on ext4): size the map once rather than grow it.
+		sized := make(map[string]string, hint+len(names))
 		maps.Copy(sized, names)
 		names, res.names = sized, sized
 	}
-	for i, n := range curNames {
-		key, _ := splitName(n)
-		names[key] = curFull[i] // cur wins over a stale new/ listing
+	// The names go into the map while the kernel reads the next batch.
+	var curNames []string
+	batches := make(chan [2][]string, 16)
+	mapped := make(chan struct{})
+	go func() {
+		defer close(mapped)
+		for b := range batches {
+			for i, n := range b[0] {
+				key, _ := splitName(n)
+				names[key] = b[1][i] // cur wins over a stale new/ listing
+			}
+		}
+	}()
+	err = listDirFunc(curDir, "cur/", func(n, p []string) {
+		curNames = append(curNames, n...)
+		batches <- [2][]string{n, p}
+	})
+	close(batches)
+	<-mapped
+	if err != nil {
+		return nil, fmt.Errorf("maildir %s: scan: %w", f.path, err)
 	}
 	res.listedCur = true
 	res.curList = curNames
@@ -181,12 +200,28 @@ func readNames(dir string) ([]string, error) {
 
 // listDir lists a directory's message names as readNames does, in
 // directory order, and the same names with prefix before each. Both are
-// slices of one string: listing cur/ of 100,000 messages allocates a few
-// buffers, not a string per name and another per "cur/" name.
+// slices of a few strings (one per getdents(2) call): listing cur/ of
+// 100,000 messages makes no string per name nor another per "cur/" name.
 func listDir(dir, prefix string) (names, prefixed []string, err error) {
+	err = listDirFunc(dir, prefix, func(n, p []string) {
+		names = append(names, n...)
+		if prefix != "" {
+			prefixed = append(prefixed, p...)
+		}
+	})
+	if prefix == "" {
+		prefixed = names
+	}
+	return names, prefixed, err
+}
+
+// listDirFunc lists a directory as listDir does, handing fn each batch of
+// names one getdents(2) call read, in order, so that a caller can work on
+// one batch while the kernel reads the next.
+func listDirFunc(dir, prefix string, fn func(names, prefixed []string)) error {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+		return &fs.PathError{Op: "open", Path: dir, Err: err}
 	}
 	defer unix.Close(fd)
 	buf := make([]byte, 64<<10)
@@ -198,16 +233,17 @@ func listDir(dir, prefix string) (names, prefixed []string, err error) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, &fs.PathError{Op: "getdents", Path: dir, Err: err}
+			return &fs.PathError{Op: "getdents", Path: dir, Err: err}
 		}
 		if n <= 0 {
-			break
+			return nil
 		}
+		arena, ends = arena[:0], ends[:0]
 		// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
 		for off := 0; off+19 <= n; {
 			reclen := int(binary.NativeEndian.Uint16(buf[off+16:]))
 			if reclen < 19 || off+reclen > n {
-				return nil, nil, &fs.PathError{Op: "getdents", Path: dir, Err: unix.EIO}
+				return &fs.PathError{Op: "getdents", Path: dir, Err: unix.EIO}
 			}
 			ino := binary.NativeEndian.Uint64(buf[off:])
 			name := buf[off+19 : off+reclen]
@@ -218,27 +254,27 @@ func listDir(dir, prefix string) (names, prefixed []string, err error) {
 			if ino == 0 || len(name) == 0 || name[0] == '.' || bytes.IndexByte(name, '\n') >= 0 || bytes.IndexByte(name, '\r') >= 0 {
 				continue
 			}
-			if arena == nil {
-				arena = make([]byte, 0, 64<<10)
-			}
 			arena = append(arena, prefix...)
 			arena = append(arena, name...)
 			ends = append(ends, len(arena))
 		}
+		if len(ends) == 0 {
+			continue
+		}
+		all := string(arena)
+		names := make([]string, len(ends))
+		prefixed := names
+		if prefix != "" {
+			prefixed = make([]string, len(ends))
+		}
+		start := 0
+		for i, end := range ends {
+			prefixed[i] = all[start:end]
+			names[i] = all[start+len(prefix) : end]
+			start = end
+		}
+		fn(names, prefixed)
 	}
-	all := string(arena)
-	names = make([]string, len(ends))
-	prefixed = names
-	if prefix != "" {
-		prefixed = make([]string, len(ends))
-	}
-	start := 0
-	for i, end := range ends {
-		prefixed[i] = all[start:end]
-		names[i] = all[start+len(prefix) : end]
-		start = end
-	}
-	return names, prefixed, nil
 }
 
 // Sync scans the folder, optionally moving new/ to cur/ (IMAP and POP3
