@@ -377,8 +377,11 @@ func (f *Folder) Resume(encoded []byte, msgs []Message) *Snapshot {
 		m := &msgs[i]
 		m.Name = all[start:ends[i]]
 		start = ends[i]
-		if k, _ := splitName(m.Name[4:]); k != m.Key || !strings.HasPrefix(m.Name, "cur/") {
-			return nil
+		if _, exception := c.names[m.UID]; exception {
+			// A name from the checkpoint must still be this message's.
+			if k, _ := splitName(strings.TrimPrefix(m.Name, "cur/")); k != m.Key || !strings.HasPrefix(m.Name, "cur/") {
+				return nil
+			}
 		}
 		m.VirtualSize = max(sizeField(m.Key, 'W'), 0)
 		m.FromNew = false
