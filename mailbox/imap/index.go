@@ -928,19 +928,20 @@ func (ix *folderIndex) mergeAllNew(snap *maildir.Snapshot, ms uint64) {
 		return indexEntry{uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
 			size: m.Size, crlfSize: m.VirtualSize, date: dateNanos(m.InternalDate), modseq: ms}
 	}
-	var encoded []byte
 	done := make(chan struct{})
 	if ix.file != nil {
+		// The records go straight after what is pending; nothing else
+		// touches the buffer until done.
+		ix.pending.Grow(len(msgs) * 96)
 		go func() {
 			defer close(done)
-			buf := make([]byte, 0, len(msgs)*96)
-			var rec []byte
+			var rec, framed []byte
 			for i := range msgs {
 				e := entryOf(&msgs[i])
 				rec = appendMessageRecord(rec[:0], &e)
-				buf = appendFramed(buf, rec)
+				framed = appendFramed(framed[:0], rec)
+				ix.pending.Write(framed)
 			}
-			encoded = buf
 		}()
 	} else {
 		close(done)
@@ -959,8 +960,7 @@ func (ix *folderIndex) mergeAllNew(snap *maildir.Snapshot, ms uint64) {
 	ix.entries = entries
 	<-done
 	ix.checkpoint = nil
-	if encoded != nil {
-		ix.pending.Write(encoded)
+	if ix.file != nil {
 		ix.records += int64(len(msgs))
 	}
 }
