@@ -176,11 +176,12 @@ func (ix *folderIndex) close() {
 	}
 }
 
-// closeCheckpointed syncs the folder, records its checkpoint, so that the
-// next process can resume it without listing it, and closes the index.
-// With wait, a cur/ changed too recently to be trusted is given time to
-// settle (up to 100 ms, or 2 s on file systems with whole-second times)
-// and listed again.
+// closeCheckpointed records the folder's checkpoint, so that the next
+// process can resume it without listing it, and closes the index. With
+// wait the folder is synced first, and a cur/ changed too recently to be
+// trusted is given time to settle (up to 100 ms, or 2 s on file systems
+// with whole-second times) and listed again; without, the last snapshot
+// is recorded only if it still matches the files (no listing).
 func (ix *folderIndex) closeCheckpointed(wait bool) {
 	ix.mu.Lock()
 	f, persistent := ix.fed, ix.file != nil
@@ -197,6 +198,12 @@ func (ix *folderIndex) saveCheckpoint(f *maildir.Folder, wait bool) {
 	snap, cp, err := f.Checkpoint(wait)
 	if err != nil {
 		ix.log.Debug("imap: no checkpoint", "path", ix.path, "err", err)
+		return
+	}
+	if snap == nil || cp == nil && !wait {
+		// Without wait the snapshot is the last one as it stands; only a
+		// checkpoint says it still matches the files (a STORE since may
+		// have renamed them), so nothing is merged from it otherwise.
 		return
 	}
 	ix.merge(snap)

@@ -199,17 +199,30 @@ func isCanonical(m *Message, km *keywordMap) bool {
 		n[4+len(m.Key):7+len(m.Key)] == ":2," && n[7+len(m.Key):] == m.Flags
 }
 
-// Checkpoint brings the folder up to date (a Sync that leaves new/ alone)
-// and returns its snapshot with a checkpoint for Resume, or a nil
-// checkpoint when the folder cannot be described now: messages in new/,
-// files changed under the Sync, too many names out of the usual form. When
-// cur/ changed so recently that its listing cannot be trusted yet and
-// wait is set, it waits until it can be (at most trustAge, 100 ms on file
-// systems with sub-second times) and lists cur/ again.
+// Checkpoint returns the folder's snapshot with a checkpoint for Resume,
+// or a nil checkpoint when the folder cannot be described now: messages
+// in new/, files changed since the snapshot, too many names out of the
+// usual form. With wait it first brings the folder up to date (a Sync
+// that leaves new/ alone) and, when cur/ changed so recently that its
+// listing cannot be trusted yet, waits until it can be (at most trustAge,
+// 100 ms on file systems with sub-second times) and lists cur/ again.
+// Without wait it describes the last snapshot as it stands (a few stats;
+// nil when the folder was never synced).
 func (f *Folder) Checkpoint(wait bool) (*Snapshot, []byte, error) {
-	snap, err := f.Sync(false)
-	if err != nil {
-		return nil, nil, err
+	var snap *Snapshot
+	if wait {
+		s, err := f.Sync(false)
+		if err != nil {
+			return nil, nil, err
+		}
+		snap = s
+	} else {
+		f.mu.Lock()
+		snap = f.lastSnap
+		f.mu.Unlock()
+		if snap == nil {
+			return nil, nil, nil
+		}
 	}
 	f.mu.Lock()
 	cp, settle := f.checkpointLocked(snap)
@@ -219,6 +232,7 @@ func (f *Folder) Checkpoint(wait bool) (*Snapshot, []byte, error) {
 		f.mu.Lock()
 		f.curTrusted, f.curSuspect = false, false // list cur/ again
 		f.mu.Unlock()
+		var err error
 		if snap, err = f.Sync(false); err != nil {
 			return nil, nil, err
 		}

@@ -163,6 +163,9 @@ func TestCheckpointWaitsForRecentChange(t *testing.T) {
 	if err := os.Rename(filepath.Join(inbox.Path(), msg.Name), filepath.Join(cur, msg.Key+":2,F")); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := inbox.Sync(false); err != nil {
+		t.Fatal(err)
+	}
 	if _, cp, err := inbox.Checkpoint(false); err != nil || cp != nil {
 		t.Fatalf("checkpoint of a cur/ changed just now: %v %v", cp != nil, err)
 	}
@@ -193,6 +196,9 @@ func TestCheckpointNeedsOldChangeTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	ageCur(t, inbox, old)
+	if _, err := inbox.Sync(false); err != nil { // lists cur/: its time is old
+		t.Fatal(err)
+	}
 	got, cp, err := inbox.Checkpoint(false)
 	if err != nil {
 		t.Fatal(err)
@@ -471,5 +477,26 @@ func TestFirstOpenOfBigFolder(t *testing.T) {
 	d, err := inbox.InternalDate(snap.Messages[5].Key)
 	if err != nil || d.IsZero() {
 		t.Fatalf("InternalDate: %v %v", d, err)
+	}
+}
+
+// Without wait, Checkpoint describes the last snapshot as it stands: given
+// while it still matches the files, refused once this process renamed one
+// (a flag change the snapshot does not show yet), and nothing for a folder
+// never synced.
+func TestCheckpointWithoutWaitDescribesLastSnapshot(t *testing.T) {
+	m, inbox, snap, _ := checkpointed(t, 4)
+	got, cp, err := inbox.Checkpoint(false)
+	if err != nil || cp == nil || got != snap {
+		t.Fatalf("settled folder: %v %v, same snapshot %v", cp != nil, err, got == snap)
+	}
+	if err := inbox.SetFlags(snap.Messages[0].Key, "FS", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, cp, err = inbox.Checkpoint(false); err != nil || cp != nil || got != snap {
+		t.Fatalf("after a flag change: checkpoint %v, %v", cp != nil, err)
+	}
+	if got, cp, err := reopen(t, m).Checkpoint(false); err != nil || cp != nil || got != nil {
+		t.Fatalf("never synced: %v %v %v", got, cp != nil, err)
 	}
 }
