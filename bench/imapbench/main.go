@@ -197,6 +197,7 @@ type benchConfig struct {
 	repeat                    int
 	idle                      int
 	hold                      time.Duration
+	coldOnly                  bool
 }
 
 func benchMain(ctx context.Context, args []string, stdout io.Writer) error {
@@ -211,6 +212,7 @@ func benchMain(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&cfg.idle, "idle", 0, "connections to hold in IDLE (0: skip)")
 	fs.DurationVar(&cfg.hold, "hold", 10*time.Second, "how long to hold the IDLE connections")
 	skipOps := fs.Bool("idle-only", false, "only the IDLE test")
+	fs.BoolVar(&cfg.coldOnly, "cold-only", false, "only the first LOGIN+SELECT (for repeated cold-start timings)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -272,6 +274,9 @@ func timeOperations(cfg benchConfig, out io.Writer) error {
 	report("LOGIN+SELECT cold", lt+st, fmt.Sprintf("%d messages", exists))
 	c.cmd(cfg.timeout, "LOGOUT")
 	c.c.Close()
+	if cfg.coldOnly {
+		return nil
+	}
 
 	var warm []time.Duration
 	for i := 0; i < cfg.repeat; i++ {

@@ -536,7 +536,7 @@ func (s *session) writeFetchItem(it *fetchItem, m *viewMessage, msg *loadedMessa
 		w.buf = appendFlags(w.buf, m.letters, m.keywords, m.recent)
 	case "INTERNALDATE":
 		w.raw(`INTERNALDATE "`)
-		w.buf = m.date.AppendFormat(w.buf, "02-Jan-2006 15:04:05 -0700")
+		w.buf = s.internalDate(m).AppendFormat(w.buf, "02-Jan-2006 15:04:05 -0700")
 		w.byte('"')
 	case "RFC822.SIZE":
 		size, err := s.messageSize(m, msg)

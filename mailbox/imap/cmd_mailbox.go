@@ -3,6 +3,7 @@ package imap
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -582,6 +583,15 @@ func (s *session) writeStatusByName(name string, items []string) error {
 // writeStatusFolder sends "* STATUS name (items)" for an open folder.
 func (s *session) writeStatusFolder(f *maildir.Folder, name string, items []string) error {
 	var err error
+	wantHighest, wantSize := slices.Contains(items, "HIGHESTMODSEQ"), slices.Contains(items, "SIZE")
+	var ix *folderIndex
+	if _, serr := os.Stat(filepath.Join(f.Path(), indexFileName)); serr == nil || wantHighest || wantSize {
+		// A folder with an index is taken up from it (a client's STATUS of
+		// every folder after a restart lists no big cur/ again).
+		ix = s.srv.hub.openIndex(f)
+		defer s.srv.hub.releaseIndex(ix)
+		ix.feed(f)
+	}
 	// STATUS does not move new/ to cur/: that would take \Recent away from
 	// the session that selects the folder next (RFC 3501 6.3.10).
 	snap, err := f.Sync(false)
@@ -590,9 +600,7 @@ func (s *session) writeStatusFolder(f *maildir.Folder, name string, items []stri
 	}
 	var highest uint64
 	var size int64
-	wantHighest, wantSize := slices.Contains(items, "HIGHESTMODSEQ"), slices.Contains(items, "SIZE")
 	if wantHighest || wantSize {
-		ix := s.srv.hub.openIndex(f)
 		ix.merge(snap)
 		if wantHighest {
 			s.enableCondstore() // RFC 7162 3.1: a CONDSTORE-enabling command
@@ -601,7 +609,6 @@ func (s *session) writeStatusFolder(f *maildir.Folder, name string, items []stri
 		if wantSize {
 			size, err = mailboxSize(f, snap, ix)
 		}
-		s.srv.hub.releaseIndex(ix)
 		if err != nil {
 			return err
 		}

@@ -652,7 +652,7 @@ func (e *searchEval) match(k *searchKey) (bool, error) {
 	case "BEFORE", "ON", "SINCE":
 		// Internal date, by calendar day in its own zone (RFC 3501 6.4.4
 		// compares dates, disregarding time).
-		return compareDay(m.date, k.op, k.date), nil
+		return compareDay(e.s.internalDate(m), k.op, k.date), nil
 	case "SENTBEFORE", "SENTON", "SENTSINCE":
 		var date string
 		if e.hdr != nil {

@@ -137,7 +137,7 @@ func (f *sortFacts) sentDate(i int) time.Time {
 	if t, ok := mime.ParseDate(f.hdr(i).date); ok {
 		return t.UTC()
 	}
-	return f.s.sel.msgs[i].date.UTC()
+	return f.s.internalDate(&f.s.sel.msgs[i]).UTC()
 }
 
 func (f *sortFacts) size(i int) int64 {
@@ -203,7 +203,7 @@ func execSort(s *session, c *command) result {
 		for _, cr := range a.criteria {
 			switch cr.key {
 			case "ARRIVAL":
-				r.nums = append(r.nums, sel.msgs[i].date.UnixNano())
+				r.nums = append(r.nums, f.s.internalDate(&sel.msgs[i]).UnixNano())
 			case "DATE":
 				r.nums = append(r.nums, f.sentDate(i).UnixNano())
 			case "SIZE":

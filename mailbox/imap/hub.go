@@ -117,7 +117,9 @@ func (h *folderHub) releaseIndex(ix *folderIndex) {
 	}
 	h.mu.Unlock()
 	for _, ix := range evict {
-		ix.close()
+		// A checkpoint if the folder is settled; a session waits for this,
+		// so not for cur/ to settle.
+		ix.closeCheckpointed(false)
 	}
 }
 
@@ -134,7 +136,7 @@ func (h *folderHub) forgetIndex(path string) {
 	}
 	h.mu.Unlock()
 	if e != nil {
-		e.ix.close()
+		e.ix.close() // the folder is gone
 	}
 }
 
@@ -328,9 +330,13 @@ func (h *folderHub) close() {
 	}
 	h.idleIndexes = nil
 	h.mu.Unlock()
+	// Each index records its folder's checkpoint, waiting for a recently
+	// changed cur/ to settle; the folders wait side by side.
+	var wg sync.WaitGroup
 	for _, ix := range idle {
-		ix.close()
+		wg.Go(func() { ix.closeCheckpointed(true) })
 	}
+	wg.Wait()
 	h.mu.Lock()
 	h.closed = true
 	w, done := h.watcher, h.watchDone

@@ -119,6 +119,14 @@ type folderIndex struct {
 	// without \Seen (0: none), counted once when the view is published so
 	// that a SELECT served from it walks no message (RFC 3501 7.1 UNSEEN).
 	viewFirstUnseen int
+	// checkpoint is the Maildir library's description of the folder's
+	// files at the moment the index's messages were exactly the folder's
+	// (maildir.Folder.Checkpoint); nil once a message record follows it.
+	// With it the first SELECT in a new process takes the folder from the
+	// index (maildir.Folder.Resume) instead of listing it.
+	checkpoint []byte
+	// slab is where replay allocates entries (newEntry).
+	slab []indexEntry
 }
 
 // openIndex loads a folder's index file, or starts an empty one when it is
@@ -168,10 +176,52 @@ func (ix *folderIndex) close() {
 	}
 }
 
+// closeCheckpointed records the folder's checkpoint, so that the next
+// process can resume it without listing it, and closes the index. With
+// wait the folder is synced first, and a cur/ changed too recently to be
+// trusted is given time to settle (up to 100 ms, or 2 s on file systems
+// with whole-second times) and listed again; without, the last snapshot
+// is recorded only if it still matches the files (no listing).
+func (ix *folderIndex) closeCheckpointed(wait bool) {
+	ix.mu.Lock()
+	f, persistent := ix.fed, ix.file != nil
+	ix.mu.Unlock()
+	if f != nil && persistent {
+		ix.saveCheckpoint(f, wait)
+	}
+	ix.close()
+}
+
+// saveCheckpoint merges the folder's current snapshot and records the
+// checkpoint that describes it, when the folder gives one.
+func (ix *folderIndex) saveCheckpoint(f *maildir.Folder, wait bool) {
+	snap, cp, err := f.Checkpoint(wait)
+	if err != nil {
+		ix.log.Debug("imap: no checkpoint", "path", ix.path, "err", err)
+		return
+	}
+	if snap == nil || cp == nil && !wait {
+		// Without wait the snapshot is the last one as it stands; only a
+		// checkpoint says it still matches the files (a STORE since may
+		// have renamed them), so nothing is merged from it otherwise.
+		return
+	}
+	ix.merge(snap)
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if cp == nil || ix.lastMerged != snap || ix.file == nil {
+		return
+	}
+	ix.emit(checkpointRecord(cp))
+	ix.checkpoint = cp
+	ix.flushLocked()
+}
+
 // reset forgets every message (a new UIDVALIDITY or a rebuild); the
 // mod-sequence counter never goes back.
 func (ix *folderIndex) reset(validity uint32) {
 	ix.uidValidity = validity
+	ix.checkpoint = nil
 	ix.lastMerged = nil
 	ix.entries = nil
 	ix.byUID = map[uint32]*indexEntry{}
@@ -199,11 +249,19 @@ func (ix *folderIndex) load() error {
 	if !bytes.HasPrefix(data, []byte(indexMagic)) {
 		return fmt.Errorf("bad magic: %w", errCorruptIndex)
 	}
+	// The strings the records hold (keys, flags, header fields,
+	// envelopes) are slices of one copy of the file rather than a string
+	// each: a folder of 100,000 messages has about a million.
+	text := string(data)
+	if len(ix.byUID) == 0 {
+		ix.byUID = make(map[uint32]*indexEntry, min(len(data)/128, 1<<22))
+	}
 	off := len(indexMagic)
 	for off < len(data) {
 		payload, n, err := nextRecord(data[off:])
 		if err == nil {
-			err = ix.replay(payload)
+			start := off + n - len(payload)
+			err = ix.replay(payload, text[start:start+len(payload)])
 		}
 		if err != nil {
 			ix.log.Warn("imap: folder index damaged, cutting its tail", "path", ix.path, "offset", off, "err", err)
@@ -236,10 +294,20 @@ func nextRecord(data []byte) (payload []byte, n int, err error) {
 	return payload, k + 4 + int(size), nil
 }
 
-// recordReader decodes one payload's fields.
+// recordReader decodes one payload's fields. s, when set, is b as a
+// string: strings are then slices of it rather than copies.
 type recordReader struct {
 	b   []byte
+	s   string
 	err error
+}
+
+// skip advances past n bytes.
+func (r *recordReader) skip(n int) {
+	r.b = r.b[n:]
+	if len(r.s) >= n {
+		r.s = r.s[n:]
+	}
 }
 
 func (r *recordReader) uvarint() uint64 {
@@ -251,7 +319,7 @@ func (r *recordReader) uvarint() uint64 {
 		r.err = fmt.Errorf("field: %w", errCorruptIndex)
 		return 0
 	}
-	r.b = r.b[n:]
+	r.skip(n)
 	return v
 }
 
@@ -264,7 +332,7 @@ func (r *recordReader) varint() int64 {
 		r.err = fmt.Errorf("field: %w", errCorruptIndex)
 		return 0
 	}
-	r.b = r.b[n:]
+	r.skip(n)
 	return v
 }
 
@@ -277,8 +345,13 @@ func (r *recordReader) str() string {
 		r.err = fmt.Errorf("string: %w", errCorruptIndex)
 		return ""
 	}
-	s := string(r.b[:n])
-	r.b = r.b[n:]
+	var s string
+	if len(r.s) == len(r.b) {
+		s = r.s[:n]
+	} else {
+		s = string(r.b[:n])
+	}
+	r.skip(int(n))
 	return s
 }
 
@@ -299,18 +372,30 @@ func (r *recordReader) strs() []string {
 
 // Record types.
 const (
-	recValidity = 'V' // uidvalidity, highestmodseq
-	recMessage  = 'M' // a message as a whole
-	recFlags    = 'F' // uid, modseq, letters, keywords
-	recExpunge  = 'X' // uid, modseq
-	recHeaders  = 'H' // uid, header fields
-	recCRLFSize = 'C' // uid, size
-	recEnvelope = 'E' // uid, rendering version, ENVELOPE as sent
+	recValidity   = 'V' // uidvalidity, highestmodseq
+	recMessage    = 'M' // a message as a whole
+	recFlags      = 'F' // uid, modseq, letters, keywords
+	recExpunge    = 'X' // uid, modseq
+	recHeaders    = 'H' // uid, header fields
+	recCRLFSize   = 'C' // uid, size
+	recEnvelope   = 'E' // uid, rendering version, ENVELOPE as sent
+	recCheckpoint = 'K' // the folder's checkpoint (maildir.Folder.Checkpoint)
+	recDate       = 'D' // uid, internal date read after the message was indexed
 )
 
-func (ix *folderIndex) replay(p []byte) error {
-	r := &recordReader{b: p[1:]}
+// replay applies one record; ps is the payload as a string, whose slices
+// the record's strings become.
+func (ix *folderIndex) replay(p []byte, ps string) error {
+	r := &recordReader{b: p[1:], s: ps[1:]}
+	if changesMessages(p[0]) {
+		ix.checkpoint = nil
+	}
 	switch p[0] {
+	case recCheckpoint:
+		cp := r.str()
+		if r.err == nil {
+			ix.checkpoint = []byte(cp)
+		}
 	case recValidity:
 		v := uint32(r.uvarint())
 		hm := r.uvarint()
@@ -323,7 +408,7 @@ func (ix *folderIndex) replay(p []byte) error {
 			ix.lowestExpungeModSeq = low
 		}
 	case recMessage:
-		e := &indexEntry{}
+		e := ix.newEntry()
 		e.uid = uint32(r.uvarint())
 		e.modseq = r.uvarint()
 		e.size = r.varint()
@@ -344,7 +429,7 @@ func (ix *folderIndex) replay(p []byte) error {
 		ms := r.uvarint()
 		letters := r.str()
 		kws := r.strs()
-		if e := ix.byUID[uid]; e != nil && r.err == nil {
+		if e := ix.replayEntry(uid); e != nil && r.err == nil {
 			e.modseq, e.letters, e.keywords = ms, letters, kws
 		}
 		ix.highestModSeq = max(ix.highestModSeq, ms)
@@ -361,20 +446,26 @@ func (ix *folderIndex) replay(p []byte) error {
 		h.subject, h.from, h.to, h.cc = r.str(), r.str(), r.str(), r.str()
 		h.date, h.messageID, h.inReplyTo, h.references = r.str(), r.str(), r.str(), r.str()
 		h.sent = r.varint()
-		if e := ix.byUID[uid]; e != nil && r.err == nil {
+		if e := ix.replayEntry(uid); e != nil && r.err == nil {
 			e.hdr = h
 		}
 	case recEnvelope:
 		uid := uint32(r.uvarint())
 		version := r.uvarint()
 		env := r.str()
-		if e := ix.byUID[uid]; e != nil && r.err == nil && version == envelopeVersion {
+		if e := ix.replayEntry(uid); e != nil && r.err == nil && version == envelopeVersion {
 			e.envelope = env
+		}
+	case recDate:
+		uid := uint32(r.uvarint())
+		ns := r.varint()
+		if e := ix.replayEntry(uid); e != nil && r.err == nil {
+			e.date = ns
 		}
 	case recCRLFSize:
 		uid := uint32(r.uvarint())
 		n := r.varint()
-		if e := ix.byUID[uid]; e != nil && r.err == nil {
+		if e := ix.replayEntry(uid); e != nil && r.err == nil {
 			e.crlfSize = n
 		}
 	default:
@@ -383,18 +474,39 @@ func (ix *folderIndex) replay(p []byte) error {
 	return r.err
 }
 
+// replayEntry is the entry of uid while replaying: usually the message
+// record just before (a compacted file keeps a message's records
+// together), else from the map.
+func (ix *folderIndex) replayEntry(uid uint32) *indexEntry {
+	if n := len(ix.entries); n > 0 && ix.entries[n-1].uid == uid {
+		return ix.entries[n-1]
+	}
+	return ix.byUID[uid]
+}
+
+// newEntry allocates an entry for replay, from slabs of 1,024.
+func (ix *folderIndex) newEntry() *indexEntry {
+	if len(ix.slab) == cap(ix.slab) {
+		ix.slab = make([]indexEntry, 0, 1024)
+	}
+	ix.slab = append(ix.slab, indexEntry{})
+	return &ix.slab[len(ix.slab)-1]
+}
+
 // put adds e keeping entries in UID order (appends are the usual case).
 func (ix *folderIndex) put(e *indexEntry) {
+	n := len(ix.entries)
+	if n == 0 || ix.entries[n-1].uid < e.uid {
+		// Above every UID so far (a compacted file is in UID order): new.
+		ix.byUID[e.uid] = e
+		ix.entries = append(ix.entries, e)
+		return
+	}
 	if old := ix.byUID[e.uid]; old != nil {
 		*old = *e
 		return
 	}
 	ix.byUID[e.uid] = e
-	n := len(ix.entries)
-	if n == 0 || ix.entries[n-1].uid < e.uid {
-		ix.entries = append(ix.entries, e)
-		return
-	}
 	i, _ := slices.BinarySearchFunc(ix.entries, e.uid, func(a *indexEntry, uid uint32) int { return cmpUID(a.uid, uid) })
 	ix.entries = slices.Insert(ix.entries, i, e)
 }
@@ -437,8 +549,22 @@ func (w *recordWriter) strs(list []string) {
 	}
 }
 
+// changesMessages says whether a record of this type changes the folder's
+// messages as the index has them, which ends the validity of a checkpoint
+// recorded before it. Header fields, sizes and envelopes do not.
+func changesMessages(recType byte) bool {
+	switch recType {
+	case recValidity, recMessage, recFlags, recExpunge:
+		return true
+	}
+	return false
+}
+
 // emit queues one record for the file (written by flushLocked).
 func (ix *folderIndex) emit(payload []byte) {
+	if changesMessages(payload[0]) {
+		ix.checkpoint = nil
+	}
 	if ix.file == nil {
 		return
 	}
@@ -459,7 +585,12 @@ func validityRecord(v uint32, hm, lowestExpunge uint64) []byte {
 }
 
 func messageRecord(e *indexEntry) []byte {
-	w := &recordWriter{b: []byte{recMessage}}
+	return appendMessageRecord(make([]byte, 0, 48+len(e.key)+len(e.letters)), e)
+}
+
+// appendMessageRecord appends e's M record payload to b.
+func appendMessageRecord(b []byte, e *indexEntry) []byte {
+	w := &recordWriter{b: append(b, recMessage)}
 	w.uvarint(uint64(e.uid))
 	w.uvarint(e.modseq)
 	w.varint(e.size)
@@ -502,6 +633,19 @@ func envelopeRecord(uid uint32, env string) []byte {
 	w.uvarint(uint64(uid))
 	w.uvarint(envelopeVersion)
 	w.str(env)
+	return w.b
+}
+
+func dateRecord(uid uint32, ns int64) []byte {
+	w := &recordWriter{b: []byte{recDate}}
+	w.uvarint(uint64(uid))
+	w.varint(ns)
+	return w.b
+}
+
+func checkpointRecord(cp []byte) []byte {
+	w := &recordWriter{b: []byte{recCheckpoint}}
+	w.str(string(cp))
 	return w.b
 }
 
@@ -564,6 +708,9 @@ func (ix *folderIndex) rewrite() error {
 			add(envelopeRecord(e.uid, e.envelope))
 		}
 	}
+	if ix.checkpoint != nil {
+		add(checkpointRecord(ix.checkpoint)) // last: it describes all of the above
+	}
 	tmp := ix.path + ".tmp"
 	file, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -599,17 +746,71 @@ func (ix *folderIndex) nextModSeq() uint64 {
 	return ms
 }
 
-// remember hands the index's dates and sizes to the Maildir library so that
-// its first Sync in this process does not stat every file.
-func (ix *folderIndex) remember(f *maildir.Folder) {
+// feed hands what the index knows to the Maildir library at the first
+// open of the folder in this process: with a checkpoint the folder resumes
+// from the index's messages (no listing of cur/, no reading of the UID
+// database, when its files are as the checkpoint says), else the index's
+// dates and sizes spare the first Sync a stat of every file.
+func (ix *folderIndex) feed(f *maildir.Folder) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.fed == f {
 		return
 	}
 	ix.fed = f
+	if ix.checkpoint != nil {
+		msgs := make([]maildir.Message, len(ix.entries))
+		for i, e := range ix.entries {
+			msgs[i] = maildir.Message{UID: e.uid, Key: e.key, Flags: e.letters, Keywords: e.keywords,
+				Size: e.size, InternalDate: dateFromNanos(e.date)}
+		}
+		if snap := f.Resume(ix.checkpoint, msgs); snap != nil && snap.UIDValidity == ix.uidValidity {
+			ix.lastMerged = snap // the index is this snapshot: nothing to merge
+			return
+		}
+	}
 	for _, e := range ix.entries {
-		f.Remember(e.key, time.Unix(0, e.date), e.size)
+		f.Remember(e.key, dateFromNanos(e.date), e.size)
+	}
+}
+
+// dateNanos is an internal date as the index keeps it: Unix nanoseconds,
+// 0 when not known yet (the Maildir library leaves a first open's dates
+// unread).
+func dateNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func dateFromNanos(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// date returns the internal date the index has for uid (zero if unknown).
+func (ix *folderIndex) date(uid uint32) time.Time {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if e := ix.byUID[uid]; e != nil {
+		return dateFromNanos(e.date)
+	}
+	return time.Time{}
+}
+
+// setDate keeps the internal date read for uid, whose file is key.
+func (ix *folderIndex) setDate(uid uint32, key string, t time.Time) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if e := ix.byUID[uid]; e != nil && e.key == key && e.date == 0 {
+		e.date = dateNanos(t)
+		ix.emit(dateRecord(uid, e.date))
+		if ix.pending.Len() > 64<<10 {
+			ix.flushLocked()
+		}
 	}
 }
 
@@ -644,7 +845,26 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 		return ms
 	}
 	old := ix.entries
+	if len(old) == 0 && len(snap.Messages) >= 4096 {
+		ix.mergeAllNew(snap, modseq())
+		ix.emit(validityRecord(ix.uidValidity, ix.highestModSeq, ix.lowestExpungeModSeq))
+		ix.flushLocked()
+		return true
+	}
 	entries := make([]*indexEntry, 0, len(snap.Messages))
+	// A first merge (a new index) adds every message: one allocation for
+	// the entries, a map sized once, one buffer reused for the records.
+	var slab []indexEntry
+	if len(old) == 0 {
+		slab = make([]indexEntry, 0, len(snap.Messages))
+		if len(ix.byUID) == 0 {
+			ix.byUID = make(map[uint32]*indexEntry, len(snap.Messages))
+		}
+		if ix.file != nil {
+			ix.pending.Grow(len(snap.Messages) * 96)
+		}
+	}
+	var rec []byte
 	var gone []uint32
 	j := 0
 	for i := range snap.Messages {
@@ -661,7 +881,7 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 				// Same UID, another file: the UID database was rebuilt
 				// without a new UIDVALIDITY. Index it afresh.
 				*e = indexEntry{uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
-					size: m.Size, crlfSize: m.VirtualSize, date: m.InternalDate.UnixNano(), modseq: modseq()}
+					size: m.Size, crlfSize: m.VirtualSize, date: dateNanos(m.InternalDate), modseq: modseq()}
 				ix.emit(messageRecord(e))
 				changed = true
 			case !sameFlags(e.letters, e.keywords, m.Flags, m.Keywords):
@@ -672,11 +892,20 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 			entries = append(entries, e)
 			continue
 		}
-		e := &indexEntry{uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
-			size: m.Size, crlfSize: m.VirtualSize, date: m.InternalDate.UnixNano(), modseq: modseq()}
+		ne := indexEntry{uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
+			size: m.Size, crlfSize: m.VirtualSize, date: dateNanos(m.InternalDate), modseq: modseq()}
+		var e *indexEntry
+		if len(slab) < cap(slab) {
+			slab = append(slab, ne)
+			e = &slab[len(slab)-1]
+		} else {
+			e = new(indexEntry)
+			*e = ne
+		}
 		ix.byUID[e.uid] = e
 		entries = append(entries, e)
-		ix.emit(messageRecord(e))
+		rec = appendMessageRecord(rec[:0], e)
+		ix.emit(rec)
 		changed = true
 	}
 	for ; j < len(old); j++ {
@@ -695,6 +924,59 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 	}
 	ix.flushLocked()
 	return changed
+}
+
+// mergeAllNew adds every message of snap to an index that has none (a
+// folder's first open) at mod-sequence ms: the entries are made here while
+// another goroutine encodes their records. Caller holds ix.mu.
+func (ix *folderIndex) mergeAllNew(snap *maildir.Snapshot, ms uint64) {
+	msgs := snap.Messages
+	entryOf := func(m *maildir.Message) indexEntry {
+		return indexEntry{uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
+			size: m.Size, crlfSize: m.VirtualSize, date: dateNanos(m.InternalDate), modseq: ms}
+	}
+	done := make(chan struct{})
+	if ix.file != nil {
+		// The records go straight after what is pending; nothing else
+		// touches the buffer until done.
+		ix.pending.Grow(len(msgs) * 96)
+		go func() {
+			defer close(done)
+			var rec, framed []byte
+			for i := range msgs {
+				e := entryOf(&msgs[i])
+				rec = appendMessageRecord(rec[:0], &e)
+				framed = appendFramed(framed[:0], rec)
+				ix.pending.Write(framed)
+			}
+		}()
+	} else {
+		close(done)
+	}
+	slab := make([]indexEntry, len(msgs))
+	entries := make([]*indexEntry, len(msgs))
+	if len(ix.byUID) == 0 {
+		ix.byUID = make(map[uint32]*indexEntry, len(msgs))
+	}
+	for i := range msgs {
+		slab[i] = entryOf(&msgs[i])
+		e := &slab[i]
+		entries[i] = e
+		ix.byUID[e.uid] = e
+	}
+	ix.entries = entries
+	<-done
+	ix.checkpoint = nil
+	if ix.file != nil {
+		ix.records += int64(len(msgs))
+	}
+}
+
+// appendFramed appends one record, "uvarint(len) crc32c payload", to b.
+func appendFramed(b, payload []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(payload)))
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(payload, indexCRC))
+	return append(b, payload...)
 }
 
 func indexOfEntry(entries []*indexEntry, uid uint32) int {

@@ -167,7 +167,7 @@ func (sel *selected) seqInRange(set seqSet) bool {
 func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool) (*selected, error) {
 	shared := sess.srv.hub.join(f, sess)
 	ix := sess.srv.hub.openIndex(f)
-	ix.remember(f)
+	ix.feed(f)
 	sel := &selected{name: name, folder: f, readOnly: readOnly, shared: shared, index: ix, keywords: map[string]bool{}}
 	snap, err := f.Sync(!readOnly)
 	if err != nil {
@@ -218,6 +218,28 @@ func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool)
 		sel.sharedView, sel.openCounted = true, true
 	}
 	return sel, nil
+}
+
+// internalDate is m's internal date (RFC 3501 2.3.3). A folder's first
+// open leaves the dates of files it did not have to stat unknown (zero in
+// the view): such a date is taken from the index, else read from the file
+// once and kept in the index.
+func (sess *session) internalDate(m *viewMessage) time.Time {
+	if !m.date.IsZero() {
+		return m.date
+	}
+	ix := sess.sel.index
+	if t := ix.date(m.uid); !t.IsZero() {
+		return t
+	}
+	t, err := sess.sel.folder.InternalDate(m.key)
+	if err != nil {
+		// Gone (or unreadable): a date must still be given; the Unix
+		// epoch says "unknown" without pretending to be one.
+		return time.Unix(0, 0)
+	}
+	ix.setDate(m.uid, m.key, t)
+	return t
 }
 
 // ownView gives the session its own copy of a shared view before it

@@ -55,7 +55,7 @@ type Message struct {
 	Keywords     []string  // IMAP keywords (e.g. "$Junk", "work"), sorted
 	Size         int64     // from ",S=" in the name, else from stat
 	VirtualSize  int64     // from Dovecot's ",W=" (size with CRLF line ends) when present, else 0
-	InternalDate time.Time // the file's modification time (set by Deliver from DeliverOptions.InternalDate)
+	InternalDate time.Time // the file's modification time (set by Deliver from DeliverOptions.InternalDate); zero when a Sync did not stat the file (Folder.InternalDate reads it)
 	// FromNew: the message was in new/ when this Sync looked (and was moved
 	// to cur/ if the Sync was asked to): no reader has claimed it yet, which
 	// is what IMAP's \Recent means.

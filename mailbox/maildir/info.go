@@ -1,7 +1,9 @@
 package maildir
 
 import (
+	"cmp"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,4 +146,76 @@ func compareKeys(a, b string) int {
 	return strings.Compare(a, b)
 }
 
-func sortKeys(keys []string) { slices.SortFunc(keys, compareKeys) }
+// sortKeys sorts keys as compareKeys orders them. Each key's delivery time
+// is parsed once, not at every comparison: a first open numbers 100,000
+// keys, and parsing them in the comparisons took half a second.
+func sortKeys(keys []string) { sortKeysWith(keys, nil) }
+
+// sortKeysWith sorts keys as sortKeys does and, when names is not nil,
+// names (one per key) alongside. Small records (the delivery time as one
+// number, the key's place) are sorted rather than the strings.
+func sortKeysWith(keys, names []string) {
+	type timedKey struct {
+		usec int64 // delivery time in microseconds; timed keys first
+		ok   bool
+		i    int32 // index into keys
+	}
+	timed := make([]timedKey, len(keys))
+	for i, k := range keys {
+		t, ok := deliveryTime(k)
+		timed[i] = timedKey{i: int32(i), ok: ok}
+		if ok {
+			timed[i].usec = t.UnixMicro()
+		}
+	}
+	cmpTimed := func(a, b timedKey) int {
+		switch {
+		case a.ok && b.ok:
+			if a.usec != b.usec {
+				return cmp.Compare(a.usec, b.usec)
+			}
+		case a.ok:
+			return -1
+		case b.ok:
+			return 1
+		}
+		return strings.Compare(keys[a.i], keys[b.i])
+	}
+	if n := len(timed); n < 8192 || runtime.GOMAXPROCS(0) < 2 {
+		slices.SortFunc(timed, cmpTimed)
+	} else {
+		// A first open sorts every key: two halves side by side, then
+		// merged.
+		half := n / 2
+		done := make(chan struct{})
+		go func() {
+			slices.SortFunc(timed[half:], cmpTimed)
+			close(done)
+		}()
+		slices.SortFunc(timed[:half], cmpTimed)
+		<-done
+		merged := make([]timedKey, 0, n)
+		a, b := timed[:half], timed[half:]
+		for len(a) > 0 && len(b) > 0 {
+			if cmpTimed(a[0], b[0]) <= 0 {
+				merged, a = append(merged, a[0]), a[1:]
+			} else {
+				merged, b = append(merged, b[0]), b[1:]
+			}
+		}
+		timed = append(append(merged, a...), b...)
+	}
+	sortedKeys := make([]string, len(keys))
+	var sortedNames []string
+	if names != nil {
+		sortedNames = make([]string, len(names))
+	}
+	for j, t := range timed {
+		sortedKeys[j] = keys[t.i]
+		if names != nil {
+			sortedNames[j] = names[t.i]
+		}
+	}
+	copy(keys, sortedKeys)
+	copy(names, sortedNames)
+}

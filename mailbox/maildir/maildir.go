@@ -93,6 +93,14 @@ type Folder struct {
 	// curTrusted until verifyCur, pending since verifyPending, checks it.
 	curSuspect    bool
 	verifyPending bool
+	// curStamp is cur/'s stat at the listing curTrusted rests on, and
+	// curStampOK says that its change time was old enough then too: what
+	// a Checkpoint records.
+	curStamp   dirStamp
+	curStampOK bool
+	// resumeDB is the identity of the UID database a snapshot taken from a
+	// checkpoint (Resume) was built from, until the database is read.
+	resumeDB *fileIdentity
 	// lastSnap is the last Snapshot returned and lastDB the UID database it
 	// was built from; Sync returns it again while nothing changed.
 	lastSnap *Snapshot
@@ -108,6 +116,16 @@ type Folder struct {
 	// deltaSyncs counts the snapshots deltaSync patched, ownMoveSyncs
 	// those it patched without listing cur/ (for tests).
 	deltaSyncs, ownMoveSyncs int
+	// numbered is every key of a UID database that assignUIDs just made
+	// from nothing, in UID order, for the snapshot built right after it
+	// (which then need not sort them again).
+	numbered []numberedKey
+	// dbWritten delivers the result of writing dbWriting, a new UID
+	// database, in the background (finishDBWrite).
+	dbWritten chan error
+	dbWriting *uidDB
+	// resumes counts the snapshots taken from checkpoints (for tests).
+	resumes int
 }
 
 // fileMeta caches what stat told us about a message; mtime and content never

@@ -1,15 +1,21 @@
 package maildir
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // scanResult is one look at a folder's directories.
@@ -44,6 +50,7 @@ type scanResult struct {
 // force lists cur/ regardless.
 func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult, error) {
 	curDir := filepath.Join(f.path, "cur")
+	statAt := time.Now()
 	curBefore, curErr := os.Stat(curDir)
 	var reuse map[string]string
 	if !force && curErr == nil {
@@ -114,13 +121,38 @@ func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult,
 		}
 		return res, nil
 	}
-	curNames, err := readNames(curDir)
+	hint := 0
+	if curErr == nil {
+		hint = int(min(curBefore.Size()/64, 1<<22))
+	}
+	if len(names) < hint/2 {
+		// A first listing of a big cur/ (its directory file is about 64
+		// bytes a name on ext4): size the map once rather than grow it.
+		sized := make(map[string]string, hint+len(names))
+		maps.Copy(sized, names)
+		names, res.names = sized, sized
+	}
+	// The names go into the map while the kernel reads the next batch.
+	var curNames []string
+	batches := make(chan [2][]string, 16)
+	mapped := make(chan struct{})
+	go func() {
+		defer close(mapped)
+		for b := range batches {
+			for i, n := range b[0] {
+				key, _ := splitName(n)
+				names[key] = b[1][i] // cur wins over a stale new/ listing
+			}
+		}
+	}()
+	err = listDirFunc(curDir, "cur/", func(n, p []string) {
+		curNames = append(curNames, n...)
+		batches <- [2][]string{n, p}
+	})
+	close(batches)
+	<-mapped
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: scan: %w", f.path, err)
-	}
-	for _, n := range curNames {
-		key, _ := splitName(n)
-		names[key] = "cur/" + n // cur wins over a stale new/ listing
 	}
 	res.listedCur = true
 	res.curList = curNames
@@ -130,7 +162,7 @@ func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult,
 	// trusted and the next Sync lists cur/ again.
 	f.curTrusted, f.curSuspect = false, false
 	if curErr == nil && !moved && time.Since(curBefore.ModTime()) > trustAge(curBefore.ModTime()) {
-		f.curMtime, f.curTrusted = curBefore.ModTime(), true
+		f.trustListing(curBefore, statAt)
 	}
 	return res, nil
 }
@@ -162,23 +194,87 @@ func trustAge(mtime time.Time) time.Duration {
 // readNames lists a directory's message names, skipping dot files and
 // names no UID line could hold.
 func readNames(dir string) ([]string, error) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil, err
+	names, _, err := listDir(dir, "")
+	return names, err
+}
+
+// listDir lists a directory's message names as readNames does, in
+// directory order, and the same names with prefix before each. Both are
+// slices of a few strings (one per getdents(2) call): listing cur/ of
+// 100,000 messages makes no string per name nor another per "cur/" name.
+func listDir(dir, prefix string) (names, prefixed []string, err error) {
+	err = listDirFunc(dir, prefix, func(n, p []string) {
+		names = append(names, n...)
+		if prefix != "" {
+			prefixed = append(prefixed, p...)
+		}
+	})
+	if prefix == "" {
+		prefixed = names
 	}
-	defer d.Close()
-	all, err := d.Readdirnames(-1)
+	return names, prefixed, err
+}
+
+// listDirFunc lists a directory as listDir does, handing fn each batch of
+// names one getdents(2) call read, in order, so that a caller can work on
+// one batch while the kernel reads the next.
+func listDirFunc(dir, prefix string, fn func(names, prefixed []string)) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return &fs.PathError{Op: "open", Path: dir, Err: err}
 	}
-	out := all[:0]
-	for _, n := range all {
-		if n == "" || n[0] == '.' || strings.ContainsAny(n, "\n\r\x00") {
+	defer unix.Close(fd)
+	buf := make([]byte, 64<<10)
+	var arena []byte
+	var ends []int
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
-		out = append(out, n)
+		if err != nil {
+			return &fs.PathError{Op: "getdents", Path: dir, Err: err}
+		}
+		if n <= 0 {
+			return nil
+		}
+		arena, ends = arena[:0], ends[:0]
+		// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
+		for off := 0; off+19 <= n; {
+			reclen := int(binary.NativeEndian.Uint16(buf[off+16:]))
+			if reclen < 19 || off+reclen > n {
+				return &fs.PathError{Op: "getdents", Path: dir, Err: unix.EIO}
+			}
+			ino := binary.NativeEndian.Uint64(buf[off:])
+			name := buf[off+19 : off+reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			off += reclen
+			if ino == 0 || len(name) == 0 || name[0] == '.' || bytes.IndexByte(name, '\n') >= 0 || bytes.IndexByte(name, '\r') >= 0 {
+				continue
+			}
+			arena = append(arena, prefix...)
+			arena = append(arena, name...)
+			ends = append(ends, len(arena))
+		}
+		if len(ends) == 0 {
+			continue
+		}
+		all := string(arena)
+		names := make([]string, len(ends))
+		prefixed := names
+		if prefix != "" {
+			prefixed = make([]string, len(ends))
+		}
+		start := 0
+		for i, end := range ends {
+			prefixed[i] = all[start:end]
+			names[i] = all[start+len(prefix) : end]
+			start = end
+		}
+		fn(names, prefixed)
 	}
-	return out, nil
 }
 
 // Sync scans the folder, optionally moving new/ to cur/ (IMAP and POP3
@@ -188,9 +284,10 @@ func readNames(dir string) ([]string, error) {
 // several processes may Sync and deliver at once: UIDs stay unique and
 // strictly increasing and survive restarts. When nothing changed the
 // database is neither locked nor rewritten.
-func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
+func (f *Folder) Sync(moveNew bool) (snap *Snapshot, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.numbered = nil
 
 	if snap, err := f.unchangedSnapshot(); err != nil || snap != nil {
 		return snap, err
@@ -199,6 +296,12 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 		return snap, err
 	}
 	f.curList = nil // set again below only from a listing that matches names
+	// Whether a UID database exists before the listing: when none does
+	// even under the lock, nobody numbered a message since, so the listing
+	// is as good as one taken under the lock (a first open lists a big
+	// cur/ once, not twice).
+	_, dbErr := os.Lstat(filepath.Join(f.path, uidDBName))
+	noDBBefore := errors.Is(dbErr, fs.ErrNotExist)
 	first, err := f.scanFolder(moveNew, false, nil)
 	if err != nil {
 		return nil, err
@@ -207,7 +310,7 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 	// listing is cur/'s listing when names is exactly that listing (plus
 	// new/), kept for the next Sync's delta.
 	listing := first.curList
-	db, err := f.cachedUIDDB()
+	db, err := f.uidDBForSync()
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 	}
@@ -263,10 +366,15 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 		}
 		defer unlock()
-		fresh, err := f.scanFolder(moveNew, false, first)
-		if err != nil {
-			return nil, err
+		fresh, dropMissing := first, false
+		if _, err := os.Lstat(filepath.Join(f.path, uidDBName)); !noDBBefore || !first.listedCur || !errors.Is(err, fs.ErrNotExist) {
+			if fresh, err = f.scanFolder(moveNew, false, first); err != nil {
+				return nil, err
+			}
+			dropMissing = fresh.listedCur || first.listedCur
 		}
+		// else: no database to drop anything from, and the first listing
+		// stands (what arrived since is numbered by the next Sync).
 		for k := range fresh.fromNew {
 			fromNew[k] = true
 		}
@@ -276,14 +384,22 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 		// A key is dropped from the database only when a real listing of
 		// cur/ (this one or the first) says it is gone; entries reused from
 		// an earlier listing cannot prove an absence.
-		db, err = f.assignUIDs(fresh.names, names, fresh.listedCur || first.listedCur)
+		db, err = f.assignUIDs(fresh.names, names, dropMissing)
 		if err != nil {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 		}
+		// A new database may still be being written: it must be on disk
+		// before the snapshot (its UIDs) leaves Sync, and the lock held.
+		defer func() {
+			if werr := f.finishDBWrite(); werr != nil && err == nil {
+				snap, err = nil, fmt.Errorf("maildir %s: sync: %w", f.path, werr)
+				f.lastSnap, f.lastDB = nil, nil
+			}
+		}()
 		names = fresh.names
 		listing = fresh.curList
 	}
-	snap, err := f.snapshot(db, names, fromNew)
+	snap, err = f.snapshot(db, names, fromNew)
 	if err == nil {
 		f.lastSnap, f.lastDB, f.lastGen = snap, db, db.gen
 		f.curList, f.newKeys = nil, nil
@@ -310,7 +426,7 @@ func (f *Folder) Sync(moveNew bool) (*Snapshot, error) {
 // big folder does not copy the folder's name map (10 ms at 100,000
 // messages). nil when a scan is needed. Caller holds f.mu.
 func (f *Folder) unchangedSnapshot() (*Snapshot, error) {
-	if f.lastSnap == nil || f.lastDB == nil || !f.curTrusted && !f.curSuspect || f.names == nil || f.namesInNew != 0 {
+	if f.lastSnap == nil || f.lastDB == nil && f.resumeDB == nil || !f.curTrusted && !f.curSuspect || f.names == nil || f.namesInNew != 0 {
 		return nil, nil
 	}
 	st, err := os.Stat(filepath.Join(f.path, "cur"))
@@ -321,7 +437,10 @@ func (f *Folder) unchangedSnapshot() (*Snapshot, error) {
 	if err != nil || len(newNames) != 0 {
 		return nil, nil
 	}
-	db, err := f.cachedUIDDB()
+	if f.resumedDBUnchanged() {
+		return f.lastSnap, nil // resumed from a checkpoint; the database is not read
+	}
+	db, err := f.uidDBForSync()
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 	}
@@ -355,36 +474,107 @@ func (f *Folder) snapshot(db *uidDB, names map[string]string, fromNew map[string
 	if err == nil && snap == nil {
 		snap, err = f.fullSnapshot(db, names, fromNew, km)
 	}
+	f.numbered = nil // only for the snapshot right after its numbering
 	if err == nil {
 		f.lastKwStat = f.kwStat
 	}
 	return snap, err
 }
 
-// fullSnapshot builds the snapshot from every name. Caller holds f.mu.
+// fullSnapshot builds the snapshot from every name. A message's internal
+// date and size come from the last snapshot when it held the same UID and
+// key, else from what Remember was told. Otherwise a file whose name
+// carries its size (",S=") is not stat'ed: its InternalDate is left zero
+// until asked for (Folder.InternalDate), as a first open of 100,000
+// messages would stat every file for dates SELECT does not need. The
+// other files are stat'ed in parallel, relative to the directory. Caller
+// holds f.mu.
 func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[string]bool, km *keywordMap) (*Snapshot, error) {
-	snap := &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: make([]Message, 0, len(names))}
-	// Sort small (UID, key) pairs rather than the Messages themselves.
-	order := make([]numberedKey, 0, len(names))
+	var order []numberedKey
 	inNew := 0
-	for key, name := range names {
-		if strings.HasPrefix(name, "new/") {
-			inNew++
+	if numbered := f.numbered; len(numbered) == len(names) && len(names) > 0 {
+		// Every name was just numbered, in this order (a first open).
+		order = numbered
+		for i := range order {
+			if strings.HasPrefix(order[i].name, "new/") {
+				inNew++
+			}
 		}
-		if uid := db.uids[key]; uid != 0 {
-			order = append(order, numberedKey{uid, key})
-		} // else: appeared after the locked listing; the next Sync numbers it
 	}
-	slices.SortFunc(order, func(a, b numberedKey) int { return int64cmp(int64(a.uid), int64(b.uid)) })
-	for _, o := range order {
-		m, ok, err := f.newMessage(o.uid, o.key, names, fromNew, km)
-		if err != nil {
+	if order == nil {
+		// Sort small (UID, key) pairs rather than the Messages themselves.
+		order = make([]numberedKey, 0, len(names))
+		for key, name := range names {
+			if strings.HasPrefix(name, "new/") {
+				inNew++
+			}
+			if uid := db.uids[key]; uid != 0 {
+				order = append(order, numberedKey{uid, key, name})
+			} // else: appeared after the locked listing; the next Sync numbers it
+		}
+		slices.SortFunc(order, func(a, b numberedKey) int { return int64cmp(int64(a.uid), int64(b.uid)) })
+	}
+	f.numbered = nil
+	msgs := make([]Message, len(order))
+	var last []Message
+	if f.lastSnap != nil && f.lastSnap.UIDValidity == db.validity {
+		last = f.lastSnap.Messages
+	}
+	// Each message is described from its name alone (and the last
+	// snapshot, Remember's dates): pure work, split between the cores for
+	// a big folder.
+	describeRange := func(lo, hi int) (unknown []int) {
+		j, _ := slices.BinarySearchFunc(last, order[lo].uid, func(m Message, uid uint32) int { return int64cmp(int64(m.UID), int64(uid)) })
+		for i := lo; i < hi; i++ {
+			o := order[i]
+			m := &msgs[i]
+			m.UID, m.Key = o.uid, o.key
+			setName(m, o.name, km)
+			m.FromNew = len(fromNew) > 0 && fromNew[o.key]
+			m.VirtualSize = max(sizeField(o.key, 'W'), 0)
+			for j < len(last) && last[j].UID < o.uid {
+				j++
+			}
+			if j < len(last) && last[j].UID == o.uid && last[j].Key == o.key {
+				m.InternalDate, m.Size = last[j].InternalDate, last[j].Size
+				continue
+			}
+			if meta, ok := f.meta[o.key]; ok {
+				m.InternalDate, m.Size = meta.mtime, meta.size
+				if s := sizeField(o.key, 'S'); s >= 0 {
+					m.Size = s
+				}
+				continue
+			}
+			if s := sizeField(o.key, 'S'); s >= 0 {
+				m.Size = s // the date waits until asked for
+				continue
+			}
+			unknown = append(unknown, i)
+		}
+		return unknown
+	}
+	var unknown []int // indexes into msgs whose date and size are to be stat'ed
+	if n := len(order); n > 8192 && runtime.GOMAXPROCS(0) > 1 {
+		var second []int
+		done := make(chan struct{})
+		go func() {
+			second = describeRange(n/2, n)
+			close(done)
+		}()
+		unknown = describeRange(0, n/2)
+		<-done
+		unknown = append(unknown, second...)
+	} else if n > 0 {
+		unknown = describeRange(0, n)
+	}
+	if len(unknown) > 0 {
+		if err := f.statMessages(msgs, unknown, names, km); err != nil {
 			return nil, err
 		}
-		if ok {
-			snap.Messages = append(snap.Messages, m)
-		}
 	}
+	// Messages whose file vanished since the listing (Size -1) are left out.
+	snap := &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: slices.DeleteFunc(msgs, func(m Message) bool { return m.Size < 0 })}
 	for key := range f.meta {
 		if _, ok := names[key]; !ok {
 			delete(f.meta, key)
@@ -394,9 +584,96 @@ func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[st
 	return snap, nil
 }
 
+// statMessages sets the internal date (the file's modification time) and
+// size (",S=" in the key, else the file's) of msgs[i] for each i in todo,
+// stat'ing the files in parallel relative to new/ and cur/. A file renamed
+// since the listing is looked up again; one gone is marked with Size -1
+// and its name dropped from names. Caller holds f.mu.
+func (f *Folder) statMessages(msgs []Message, todo []int, names map[string]string, km *keywordMap) error {
+	var dirs [2]int // new/, cur/
+	for i, sub := range []string{"new", "cur"} {
+		fd, err := unix.Open(filepath.Join(f.path, sub), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			for _, d := range dirs[:i] {
+				unix.Close(d)
+			}
+			return fmt.Errorf("maildir %s: sync: %w", f.path, err)
+		}
+		dirs[i] = fd
+	}
+	defer unix.Close(dirs[0])
+	defer unix.Close(dirs[1])
+	var missing []int // gone since the listing (or another error): done one by one below
+	var mu sync.Mutex
+	statRange := func(part []int) {
+		var st unix.Stat_t
+		var lost []int
+		for _, i := range part {
+			m := &msgs[i]
+			dir, base := dirs[1], m.Name[4:]
+			if strings.HasPrefix(m.Name, "new/") {
+				dir = dirs[0]
+			}
+			if err := unix.Fstatat(dir, base, &st, 0); err != nil {
+				lost = append(lost, i)
+				continue
+			}
+			sec, nsec := st.Mtim.Unix()
+			setStat(m, sec, nsec, st.Size)
+		}
+		if lost != nil {
+			mu.Lock()
+			missing = append(missing, lost...)
+			mu.Unlock()
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), 4, max(len(todo)/1024, 1))
+	var wg sync.WaitGroup
+	per := (len(todo) + workers - 1) / workers
+	for w := 1; w < workers; w++ {
+		part := todo[min(w*per, len(todo)):min((w+1)*per, len(todo))]
+		wg.Go(func() { statRange(part) })
+	}
+	statRange(todo[:min(per, len(todo))])
+	wg.Wait()
+	for _, i := range missing {
+		m := &msgs[i]
+		st, err := os.Stat(filepath.Join(f.path, m.Name))
+		if err != nil && errors.Is(err, fs.ErrNotExist) {
+			// Renamed (flags) or expunged since the listing: look again.
+			if n, lerr := f.locateLocked(m.Key); lerr == nil {
+				names[m.Key] = n
+				setName(m, n, km)
+				st, err = os.Stat(filepath.Join(f.path, n))
+			}
+		}
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				m.Size = -1
+				delete(names, m.Key)
+				continue
+			}
+			return fmt.Errorf("maildir %s: sync: %w", f.path, err)
+		}
+		setStat(m, st.ModTime().Unix(), int64(st.ModTime().Nanosecond()), st.Size())
+	}
+	return nil
+}
+
+// setStat gives m the internal date of its file's modification time and
+// its size: ",S=" from the key when present, else the file's.
+func setStat(m *Message, sec, nsec int64, size int64) {
+	m.InternalDate = time.Unix(sec, nsec)
+	m.Size = size
+	if s := sizeField(m.Key, 'S'); s >= 0 {
+		m.Size = s
+	}
+}
+
 type numberedKey struct {
-	uid uint32
-	key string
+	uid  uint32
+	key  string
+	name string // set by fullSnapshot only
 }
 
 // patchSnapshot builds the snapshot from the last one when that is
@@ -424,7 +701,7 @@ func (f *Folder) patchSnapshot(db *uidDB, names map[string]string, fromNew map[s
 		}
 		numbered++
 		if uid >= last.UIDNext {
-			fresh = append(fresh, numberedKey{uid, key})
+			fresh = append(fresh, numberedKey{uid: uid, key: key})
 		}
 	}
 	msgs := make([]Message, 0, numbered)
@@ -798,10 +1075,17 @@ const maxDeltaChanges = 4096
 // which Sync proves with two listings). Caller holds f.mu.
 func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 	last := f.lastSnap
-	if last == nil || f.curList == nil || f.names == nil || len(f.newKeys) != f.namesInNew || f.needsKeywordImport() {
+	if last == nil || f.names == nil || len(f.newKeys) != f.namesInNew || f.needsKeywordImport() {
 		return nil, nil
 	}
-	db, err := f.cachedUIDDB()
+	// A folder resumed from a checkpoint has no listing of cur/ to compare
+	// with (curList is nil); it is patched here only while cur/ keeps its
+	// trusted time.
+	listKnown := f.curList != nil
+	if !listKnown && !f.curTrusted && !f.curSuspect {
+		return nil, nil
+	}
+	db, err := f.uidDBForSync()
 	if err != nil || db == nil || db != f.lastDB || db.gen != f.lastGen {
 		return nil, nil
 	}
@@ -814,6 +1098,7 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 	if err != nil || len(newNames) > maxDeltaChanges {
 		return nil, nil
 	}
+	statAt := time.Now()
 	curBefore, err := os.Stat(curDir)
 	if err != nil {
 		return nil, nil
@@ -831,6 +1116,9 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 			f.ownMoveSyncs++
 		}
 	} else {
+		if !listKnown {
+			return nil, nil
+		}
 		if curNames, err = readNames(curDir); err != nil {
 			return nil, nil
 		}
@@ -886,7 +1174,9 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 		}
 		if err == nil {
 			changed[key] = "cur/" + target
-			curNames = append(curNames, target) // its place in the order is learnt next time
+			if listKnown {
+				curNames = append(curNames, target) // its place in the order is learnt next time
+			}
 			moved = true
 		} else {
 			delete(changed, key) // moved by someone else; the next Sync finds it in cur/
@@ -894,7 +1184,7 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 	}
 	f.curList = curNames
 	f.newKeys, f.namesInNew = stillNew, len(stillNew)
-	f.trustCur(curBefore, moved)
+	f.trustCur(curBefore, statAt, moved)
 	if moved {
 		// Exact but for what another program did to cur/ while we moved
 		// (its time then no longer tells): trusted until verified.
@@ -938,6 +1228,10 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 		}
 		db, err = f.assignUIDs(fresh, nil, false)
+		if werr := f.finishDBWrite(); werr != nil && err == nil {
+			err = werr
+		}
+		f.numbered = nil // names here are not the ones numbered
 		unlock()
 		if err != nil {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
@@ -963,7 +1257,7 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 		}
 		i, found := slices.BinarySearchFunc(msgs, uid, func(m Message, u uint32) int { return int64cmp(int64(m.UID), int64(u)) })
 		if !found {
-			added = append(added, numberedKey{uid, k})
+			added = append(added, numberedKey{uid: uid, key: k})
 			continue
 		}
 		m := &msgs[i]
@@ -1039,7 +1333,7 @@ func (f *Folder) scheduleVerify() {
 func (f *Folder) verifyCur() {
 	f.mu.Lock()
 	f.verifyPending = false
-	if !f.curSuspect || f.curList == nil {
+	if !f.curSuspect || f.curList == nil && f.names == nil {
 		f.mu.Unlock()
 		return
 	}
@@ -1051,6 +1345,7 @@ func (f *Folder) verifyCur() {
 	}
 	f.mu.Unlock()
 	dir := filepath.Join(f.path, "cur")
+	statAt := time.Now()
 	st, serr := os.Stat(dir)
 	names, lerr := readNames(dir)
 	f.mu.Lock()
@@ -1065,11 +1360,33 @@ func (f *Folder) verifyCur() {
 	if serr != nil || lerr != nil || !st.ModTime().Equal(mtime) {
 		return // changed: the next Sync lists cur/
 	}
-	ins, del, ok := diffListing(prev, names, maxDeltaChanges)
-	if !ok || !sameNames(ins, del) {
+	if prev == nil {
+		// Resumed from a checkpoint: no earlier listing, so the names are
+		// compared with what the folder holds in cur/.
+		if !f.namesInCur(names) {
+			return
+		}
+	} else if ins, del, ok := diffListing(prev, names, maxDeltaChanges); !ok || !sameNames(ins, del) {
 		return // another program changed cur/: the next Sync lists it
 	}
-	f.curList, f.curTrusted = names, true
+	f.curList = names
+	f.trustListing(st, statAt)
+}
+
+// namesInCur says whether listing (of cur/) holds exactly the names
+// f.names has in cur/. Caller holds f.mu.
+func (f *Folder) namesInCur(listing []string) bool {
+	if len(listing) != len(f.names)-f.namesInNew {
+		return false
+	}
+	for _, n := range listing {
+		k, _ := splitName(n)
+		have := f.names[k]
+		if len(have) != 4+len(n) || have[:4] != "cur/" || have[4:] != n {
+			return false
+		}
+	}
+	return true
 }
 
 // sameNames says whether two lists hold the same names (a name we
@@ -1093,10 +1410,13 @@ func sameNames(a, b []string) bool {
 // trustCur records cur/'s time as seen before a listing that deltaSync
 // took, trusted as scanFolder trusts it (old enough, and no rename of ours
 // since). Caller holds f.mu.
-func (f *Folder) trustCur(before os.FileInfo, moved bool) {
+func (f *Folder) trustCur(before os.FileInfo, statAt time.Time, moved bool) {
+	if (f.curTrusted || f.curSuspect) && before.ModTime().Equal(f.curMtime) && !moved {
+		return // not listed: as trusted as before
+	}
 	f.curTrusted = false
 	if !moved && time.Since(before.ModTime()) > trustAge(before.ModTime()) {
-		f.curMtime, f.curTrusted = before.ModTime(), true
+		f.trustListing(before, statAt)
 	}
 }
 
@@ -1149,4 +1469,20 @@ func diffListing(prev, cur []string, limit int) (ins, del []string, ok bool) {
 		return nil, nil, false
 	}
 	return ins, del, true
+}
+
+// InternalDate is a message's internal date, the modification time of its
+// file, for a message whose snapshot left it zero (a first Sync does not
+// stat the files whose names carry their size). ErrNoMessage when the
+// message is gone.
+func (f *Folder) InternalDate(key string) (time.Time, error) {
+	var mtime time.Time
+	err := f.withFile(key, func(name string) error {
+		st, err := os.Stat(filepath.Join(f.path, name))
+		if err == nil {
+			mtime = st.ModTime()
+		}
+		return err
+	})
+	return mtime, err
 }

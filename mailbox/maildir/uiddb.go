@@ -269,13 +269,14 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 		db = newUIDDB(validity)
 		rewrite = true
 	}
-	var fresh []string
-	for k := range present {
+	var fresh, freshNames []string
+	for k, n := range present {
 		if db.uids[k] == 0 {
 			fresh = append(fresh, k)
+			freshNames = append(freshNames, n)
 		}
 	}
-	sortKeys(fresh)
+	sortKeysWith(fresh, freshNames)
 	var gone []string
 	// Every present key not fresh is in the database; when that is all of
 	// it, nothing is gone and the database need not be walked.
@@ -294,15 +295,47 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 	if uint64(db.next)+uint64(len(fresh)) >= 1<<32-1 {
 		return nil, fmt.Errorf("UID space exhausted in %s", path)
 	}
+	// Every key new (a first open): the lines to append, in UID order,
+	// are the whole file after its header.
+	allFresh := len(db.uids) == 0
+	if allFresh && len(fresh) > 0 {
+		db.uids = make(map[string]uint32, len(fresh))
+	}
 	// The changes, as lines to append: gone markers, then the new UIDs.
 	var tail []byte
+	if len(fresh) > 64 {
+		tail = make([]byte, 0, len(fresh)*(len(fresh[0])+12))
+	}
 	for _, k := range gone {
 		tail = strconv.AppendUint(tail, uint64(db.uids[k]), 10)
 		tail = append(tail, '\n')
 		delete(db.uids, k)
 	}
+	live := len(db.uids) + len(fresh) // the map's size once filled
+	f.numbered = nil
+	if allFresh {
+		f.numbered = make([]numberedKey, 0, len(fresh))
+	}
+	if allFresh && len(fresh) >= 4096 {
+		// A first open: the map is filled beside the file's lines and
+		// their writing (which do not read it).
+		first := db.next
+		mapped := make(chan struct{})
+		go func() {
+			defer close(mapped)
+			for i, k := range fresh {
+				db.uids[k] = first + uint32(i)
+			}
+		}()
+		defer func() { <-mapped }()
+	}
 	for _, k := range fresh {
-		db.uids[k] = db.next
+		if !allFresh || len(fresh) < 4096 {
+			db.uids[k] = db.next
+		}
+		if allFresh {
+			f.numbered = append(f.numbered, numberedKey{uid: db.next, key: k, name: freshNames[len(f.numbered)]})
+		}
 		tail = strconv.AppendUint(tail, uint64(db.next), 10)
 		tail = append(tail, ' ')
 		tail = append(tail, k...)
@@ -311,12 +344,27 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 	}
 	db.gen++
 	lines := db.lines + len(gone) + len(fresh)
-	if rewrite || !db.padded || lines > 2*len(db.uids)+1024 {
-		if err := writeFileAtomic(path, db.marshal(), 0o600); err != nil {
+	if rewrite || !db.padded || lines > 2*live+1024 {
+		var data []byte
+		if allFresh {
+			data = append(paddedHeader(db.validity, db.next), tail...)
+		} else {
+			data = db.marshal()
+		}
+		db.padded, db.lines = true, live
+		if allFresh && len(fresh) >= 4096 && f.dbWritten == nil {
+			// A first open of a big folder: the file is written and
+			// fsync'd while the snapshot is built; Sync waits for it
+			// (finishDBWrite) before it returns the UIDs to anyone.
+			written := make(chan error, 1)
+			go func() { written <- writeFileAtomic(path, data, 0o600) }()
+			f.dbWritten, f.dbWriting = written, db
+			return db, nil
+		}
+		if err := writeFileAtomic(path, data, 0o600); err != nil {
 			f.uidCache = nil
 			return nil, err
 		}
-		db.padded, db.lines = true, len(db.uids)
 	} else {
 		if err := appendUIDDB(path, db, tail); err != nil {
 			// The file may hold part of the change: read it again next time.
@@ -331,6 +379,28 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 		f.uidCache = nil
 	}
 	return db, nil
+}
+
+// finishDBWrite waits for a UID database assignUIDs is writing in the
+// background, and records it as the file last read. Caller holds f.mu
+// (and the folder's UID lock, under which the write started).
+func (f *Folder) finishDBWrite() error {
+	if f.dbWritten == nil {
+		return nil
+	}
+	err := <-f.dbWritten
+	db := f.dbWriting
+	f.dbWritten, f.dbWriting = nil, nil
+	if err != nil {
+		f.uidCache = nil
+		return err
+	}
+	if st, serr := os.Stat(filepath.Join(f.path, uidDBName)); serr == nil {
+		f.uidCache, f.uidStat = db, identityOf(st)
+	} else {
+		f.uidCache = nil
+	}
+	return nil
 }
 
 // appendUIDDB records changes in place: the header with the new NEXTUID
