@@ -62,6 +62,11 @@ run_one() { # NAME ADDR RCPT MAILDIR CONC
 	local name=$1 addr=$2 rcpt=$3 md=$4 c=$5
 	rm -rf "$md/new" "$md/cur"; mkdir -p "$md/new" "$md/cur" "$md/tmp"
 	[ "$name" = postfix ] && chown -R vmail: "$md"
+	# Start from a clean disk: the previous run's files (the other server's
+	# Maildir, the removal above) are written back first, not during this
+	# run.
+	sync
+	sleep 1
 	local start end json accepted delivered last
 	start=$(date +%s.%N)
 	json=$(bin/smtpload -addr "$addr" -to "$rcpt" -n "$N" -c "$c" -size "$SIZE" -json 2>/dev/null) || true
