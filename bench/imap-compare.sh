@@ -163,6 +163,9 @@ for N in $SIZES; do
 	cp -a "$SRC" "$WORK/dc$N"
 	chown -R vmail: "$WORK/dc$N"
 	echo "$U:{PLAIN}bench:$VUID:$VGID::$WORK/dc$N::userdb_mail=maildir:$WORK/dc$N" >>"$WORK/dovecot/passwd"
+	# The copies are written back now, not during the first server's
+	# runs (any fsync there would wait for them).
+	sync
 
 	echo "--- Postern: first open (builds its index) ---"
 	start_postern "$WORK/po$N" "$U"
