@@ -43,64 +43,64 @@ func imapCollector(srv *imap.Server) prometheus.Collector {
 	}
 }
 
-func pop3Collector(srv *pop3.Server) prometheus.Collector {
-	type metric struct {
-		desc  *prometheus.Desc
-		kind  prometheus.ValueType
-		value func(pop3.Stats) int64
-	}
-	ms := []metric{
-		{prometheus.NewDesc("postern_pop3_sessions_total", "POP3 connections accepted.", nil, nil), prometheus.CounterValue, func(s pop3.Stats) int64 { return s.Connections }},
-		{prometheus.NewDesc("postern_pop3_sessions_active", "POP3 sessions open now.", nil, nil), prometheus.GaugeValue, func(s pop3.Stats) int64 { return s.ActiveSessions }},
-		{prometheus.NewDesc("postern_pop3_logins_total", "Successful POP3 logins.", nil, nil), prometheus.CounterValue, func(s pop3.Stats) int64 { return s.Logins }},
-		{prometheus.NewDesc("postern_pop3_auth_failures_total", "Failed POP3 logins.", nil, nil), prometheus.CounterValue, func(s pop3.Stats) int64 { return s.LoginFailures }},
-		{prometheus.NewDesc("postern_pop3_messages_retrieved_total", "Messages sent by RETR.", nil, nil), prometheus.CounterValue, func(s pop3.Stats) int64 { return s.MessagesRetrieved }},
-		{prometheus.NewDesc("postern_pop3_messages_deleted_total", "Messages removed at QUIT.", nil, nil), prometheus.CounterValue, func(s pop3.Stats) int64 { return s.MessagesDeleted }},
-		{prometheus.NewDesc("postern_pop3_sent_bytes_total", "Message octets sent by RETR and TOP.", nil, nil), prometheus.CounterValue, func(s pop3.Stats) int64 { return s.BytesSent }},
-	}
-	c := &statsCollector{}
-	for _, m := range ms {
-		c.descs = append(c.descs, m.desc)
-	}
-	c.collect = func(ch chan<- prometheus.Metric) {
-		st := srv.Stats()
-		for _, m := range ms {
-			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, float64(m.value(st)))
-		}
-	}
-	return c
+// statMetric is one metric read from a stats value of type S.
+type statMetric[S any] struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(S) float64
 }
 
-func journalCollector(j *maildir.Journal) prometheus.Collector {
-	type metric struct {
-		desc  *prometheus.Desc
-		kind  prometheus.ValueType
-		value func(wal.Stats) float64
-	}
-	ms := []metric{
-		{prometheus.NewDesc("postern_journal_records_total", "Deliveries made durable by the delivery journal.", nil, nil), prometheus.CounterValue, func(s wal.Stats) float64 { return float64(s.Records) }},
-		{prometheus.NewDesc("postern_journal_flushes_total", "Journal writes+flushes (records ÷ flushes = deliveries per flush).", nil, nil), prometheus.CounterValue, func(s wal.Stats) float64 { return float64(s.Flushes) }},
-		{prometheus.NewDesc("postern_journal_refused_total", "Deliveries the journal did not take (full, too big, failed); they were flushed one by one.", nil, nil), prometheus.CounterValue, func(s wal.Stats) float64 { return float64(s.Refused) }},
-		{prometheus.NewDesc("postern_journal_checkpoints_total", "Journal checkpoints (syncfs of the Maildirs, space freed).", nil, nil), prometheus.CounterValue, func(s wal.Stats) float64 { return float64(s.Checkpoints) }},
-		{prometheus.NewDesc("postern_journal_replayed_total", "Records replayed at start after a crash.", nil, nil), prometheus.CounterValue, func(s wal.Stats) float64 { return float64(s.Replayed) }},
-		{prometheus.NewDesc("postern_journal_used_bytes", "Journal space held by records not yet checkpointed.", nil, nil), prometheus.GaugeValue, func(s wal.Stats) float64 { return float64(s.Used) }},
-		{prometheus.NewDesc("postern_journal_size_bytes", "The journal file's size.", nil, nil), prometheus.GaugeValue, func(s wal.Stats) float64 { return float64(s.Size) }},
-		{prometheus.NewDesc("postern_journal_failed", "1 when the journal failed and deliveries are flushed one by one until a restart.", nil, nil), prometheus.GaugeValue, func(s wal.Stats) float64 {
-			if s.Failed {
-				return 1
-			}
-			return 0
-		}},
-	}
+// statsTable exports the metrics ms, all read from one stats() call per
+// scrape.
+func statsTable[S any](stats func() S, ms []statMetric[S]) prometheus.Collector {
 	c := &statsCollector{}
 	for _, m := range ms {
 		c.descs = append(c.descs, m.desc)
 	}
 	c.collect = func(ch chan<- prometheus.Metric) {
-		st := j.Stats()
+		st := stats()
 		for _, m := range ms {
 			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st))
 		}
 	}
 	return c
+}
+
+func pop3Collector(srv *pop3.Server) prometheus.Collector {
+	counter := func(name, help string, v func(pop3.Stats) int64) statMetric[pop3.Stats] {
+		return statMetric[pop3.Stats]{prometheus.NewDesc(name, help, nil, nil), prometheus.CounterValue, func(s pop3.Stats) float64 { return float64(v(s)) }}
+	}
+	return statsTable(srv.Stats, []statMetric[pop3.Stats]{
+		counter("postern_pop3_sessions_total", "POP3 connections accepted.", func(s pop3.Stats) int64 { return s.Connections }),
+		{prometheus.NewDesc("postern_pop3_sessions_active", "POP3 sessions open now.", nil, nil), prometheus.GaugeValue, func(s pop3.Stats) float64 { return float64(s.ActiveSessions) }},
+		counter("postern_pop3_logins_total", "Successful POP3 logins.", func(s pop3.Stats) int64 { return s.Logins }),
+		counter("postern_pop3_auth_failures_total", "Failed POP3 logins.", func(s pop3.Stats) int64 { return s.LoginFailures }),
+		counter("postern_pop3_messages_retrieved_total", "Messages sent by RETR.", func(s pop3.Stats) int64 { return s.MessagesRetrieved }),
+		counter("postern_pop3_messages_deleted_total", "Messages removed at QUIT.", func(s pop3.Stats) int64 { return s.MessagesDeleted }),
+		counter("postern_pop3_sent_bytes_total", "Message octets sent by RETR and TOP.", func(s pop3.Stats) int64 { return s.BytesSent }),
+	})
+}
+
+func journalCollector(j *maildir.Journal) prometheus.Collector {
+	counter := func(name, help string, v func(wal.Stats) int64) statMetric[wal.Stats] {
+		return statMetric[wal.Stats]{prometheus.NewDesc(name, help, nil, nil), prometheus.CounterValue, func(s wal.Stats) float64 { return float64(v(s)) }}
+	}
+	gauge := func(name, help string, v func(wal.Stats) float64) statMetric[wal.Stats] {
+		return statMetric[wal.Stats]{prometheus.NewDesc(name, help, nil, nil), prometheus.GaugeValue, v}
+	}
+	return statsTable(j.Stats, []statMetric[wal.Stats]{
+		counter("postern_journal_records_total", "Deliveries made durable by the delivery journal.", func(s wal.Stats) int64 { return s.Records }),
+		counter("postern_journal_flushes_total", "Journal writes+flushes (records ÷ flushes = deliveries per flush).", func(s wal.Stats) int64 { return s.Flushes }),
+		counter("postern_journal_refused_total", "Deliveries the journal did not take (full, too big, failed); they were flushed one by one.", func(s wal.Stats) int64 { return s.Refused }),
+		counter("postern_journal_checkpoints_total", "Journal checkpoints (syncfs of the Maildirs, space freed).", func(s wal.Stats) int64 { return s.Checkpoints }),
+		counter("postern_journal_replayed_total", "Records replayed at start after a crash.", func(s wal.Stats) int64 { return s.Replayed }),
+		gauge("postern_journal_used_bytes", "Journal space held by records not yet checkpointed.", func(s wal.Stats) float64 { return float64(s.Used) }),
+		gauge("postern_journal_size_bytes", "The journal file's size.", func(s wal.Stats) float64 { return float64(s.Size) }),
+		gauge("postern_journal_failed", "1 when the journal failed and deliveries are flushed one by one until a restart.", func(s wal.Stats) float64 {
+			if s.Failed {
+				return 1
+			}
+			return 0
+		}),
+	})
 }
