@@ -99,24 +99,39 @@ func isOwnerID(id, owner string) bool {
 	return base == "owner" || base == "user="+owner
 }
 
-func execSetACL(s *session, c *command) result {
-	a := c.args.(setACLArgs)
-	id, valid := storedIdentifier(a.identifier)
+// aclChange prepares SETACL or DELETEACL (what) of identifier's entry on
+// mailbox: the identifier is valid, the session may administer the
+// mailbox, the identifier is not its owner's. It returns the mailbox (the
+// caller releases it), the stored identifier and the current list; when
+// proceed is false, r is the reply.
+func (s *session) aclChange(mailbox, identifier, what string) (ref *mailboxRef, id string, list acl.List, r result, proceed bool) {
+	id, valid := storedIdentifier(identifier)
 	if !valid {
-		return bad("Invalid identifier")
+		return nil, "", nil, bad("Invalid identifier"), false
 	}
-	ref, r, found := s.aclTarget(a.mailbox, acl.Admin)
+	ref, r, found := s.aclTarget(mailbox, acl.Admin)
 	if !found {
-		return r
+		return nil, "", nil, r, false
 	}
-	defer s.releaseRef(ref)
 	if isOwnerID(id, ref.owner) {
-		return no("CANNOT", "The owner of a mailbox always has every right")
+		s.releaseRef(ref)
+		return nil, "", nil, no("CANNOT", "The owner of a mailbox always has every right"), false
 	}
 	list, err := acl.ReadFolder(ref.mail.Root(), ref.folder)
 	if err != nil {
-		return s.storageResult(err, "SETACL")
+		s.releaseRef(ref)
+		return nil, "", nil, s.storageResult(err, what), false
 	}
+	return ref, id, list, result{}, true
+}
+
+func execSetACL(s *session, c *command) result {
+	a := c.args.(setACLArgs)
+	ref, id, list, r, proceed := s.aclChange(a.mailbox, a.identifier, "SETACL")
+	if !proceed {
+		return r
+	}
+	defer s.releaseRef(ref)
 	cur, _ := list.Find(id)
 	rights := a.rights
 	switch a.mod {
@@ -138,22 +153,11 @@ func execSetACL(s *session, c *command) result {
 
 func execDeleteACL(s *session, c *command) result {
 	args := c.args.([2]string)
-	id, valid := storedIdentifier(args[1])
-	if !valid {
-		return bad("Invalid identifier")
-	}
-	ref, r, found := s.aclTarget(args[0], acl.Admin)
-	if !found {
+	ref, id, list, r, proceed := s.aclChange(args[0], args[1], "DELETEACL")
+	if !proceed {
 		return r
 	}
 	defer s.releaseRef(ref)
-	if isOwnerID(id, ref.owner) {
-		return no("CANNOT", "The owner of a mailbox always has every right")
-	}
-	list, err := acl.ReadFolder(ref.mail.Root(), ref.folder)
-	if err != nil {
-		return s.storageResult(err, "DELETEACL")
-	}
 	return s.saveACL(ref, list.Delete(id), "DELETEACL")
 }
 
