@@ -42,7 +42,29 @@ func TestHelperJournalProcess(t *testing.T) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	failAt := -1
+	if f := strings.Split(spec, "|"); len(f) > 4 {
+		failAt, _ = strconv.Atoi(f[4])
+	}
 	for i := 0; i < n; i++ {
+		if i == failAt {
+			// The message file cannot be written (tmp/ is gone) while
+			// its log record is flushed: the delivery fails and the
+			// record is cancelled.
+			tmp := filepath.Join(root, "tmp")
+			if err := os.Rename(tmp, tmp+".away"); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(2)
+			}
+			_, err := m.Deliver(Inbox, strings.NewReader(journalMessage(i)), DeliverOptions{Journal: j})
+			os.Rename(tmp+".away", tmp)
+			if err == nil {
+				fmt.Fprintln(os.Stderr, "delivery without tmp/ succeeded")
+				os.Exit(2)
+			}
+			fmt.Printf("F %d\n", i)
+			continue
+		}
 		key, err := m.Deliver(Inbox, strings.NewReader(journalMessage(i)), DeliverOptions{Journal: j})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -65,9 +87,15 @@ func splitHelperSpec(s string) (string, string, string, string) {
 // runJournalChild delivers n messages in a child process, kills it with
 // SIGKILL once it has reported them, and returns index → key.
 func runJournalChild(t *testing.T, root, journal string, n int, interval time.Duration) map[int]string {
+	return runJournalChildFailing(t, root, journal, n, interval, -1)
+}
+
+// runJournalChildFailing is runJournalChild where delivery failAt (if not
+// -1) fails after its log record is written; it is not in the result.
+func runJournalChildFailing(t *testing.T, root, journal string, n int, interval time.Duration, failAt int) map[int]string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperJournalProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), journalHelperEnv+"="+strings.Join([]string{root, journal, strconv.Itoa(n), interval.String()}, "|"))
+	cmd.Env = append(os.Environ(), journalHelperEnv+"="+strings.Join([]string{root, journal, strconv.Itoa(n), interval.String(), strconv.Itoa(failAt)}, "|"))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +107,7 @@ func runJournalChild(t *testing.T, root, journal string, n int, interval time.Du
 	}
 	keys := map[int]string{}
 	sc := bufio.NewScanner(out)
-	ready := false
+	ready, failed := false, false
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) == 1 && f[0] == "READY" {
@@ -90,10 +118,19 @@ func runJournalChild(t *testing.T, root, journal string, n int, interval time.Du
 			i, _ := strconv.Atoi(f[1])
 			keys[i] = f[2]
 		}
+		if len(f) == 2 && f[0] == "F" && f[1] == strconv.Itoa(failAt) {
+			failed = true
+		}
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	go io.Copy(io.Discard, out)
 	cmd.Wait()
+	if failAt >= 0 && !failed {
+		t.Fatalf("child did not report the failed delivery %d: %s", failAt, stderr.String())
+	}
+	if failAt >= 0 {
+		n--
+	}
 	if !ready || len(keys) != n {
 		t.Fatalf("child delivered %d of %d messages (ready %v): %s", len(keys), n, ready, stderr.String())
 	}
@@ -171,6 +208,41 @@ func TestJournalRestoresWhatACrashLost(t *testing.T) {
 	tmp, _ := os.ReadDir(filepath.Join(m.Root(), "tmp"))
 	if len(tmp) != 0 {
 		t.Fatalf("replay left %d files in tmp/", len(tmp))
+	}
+}
+
+// A journaled delivery whose file cannot be written fails, and its log
+// record (flushed meanwhile) is cancelled: replay after a crash does not
+// deliver the message the client was told had failed.
+func TestJournalCancelsAFailedDelivery(t *testing.T) {
+	m := newTestMaildir(t)
+	journal := filepath.Join(t.TempDir(), "delivery.journal")
+	keys := runJournalChildFailing(t, m.Root(), journal, 6, time.Hour, 3)
+	for _, i := range []int{0, 1, 2, 4, 5} { // lose the delivered files: replay brings them back
+		if err := os.Remove(filepath.Join(m.Root(), "new", keys[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j, err := OpenJournal(journal, JournalOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if st := j.Stats(); st.Replayed != 5 {
+		t.Fatalf("replayed %d records, want the 5 delivered ones", st.Replayed)
+	}
+	ents, err := os.ReadDir(filepath.Join(m.Root(), "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 5 {
+		t.Fatalf("%d messages in new/ after replay, want 5", len(ents))
+	}
+	for _, e := range ents {
+		got, _ := os.ReadFile(filepath.Join(m.Root(), "new", e.Name()))
+		if string(got) == journalMessage(3) {
+			t.Fatal("the failed delivery came back from the journal")
+		}
 	}
 }
 

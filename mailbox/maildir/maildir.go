@@ -269,12 +269,15 @@ type Staged struct {
 	// anon is the open unnamed file (O_TMPFILE) holding the message when
 	// the file system offers one; tmpPath is then unused.
 	anon *os.File
-	// journal and data: a journaled delivery, its bytes for the log.
+	// journal and data: a journaled delivery, its bytes for the log. Its
+	// file is written at Commit, while the log record is being flushed.
 	journal *Journal
 	data    *bytes.Buffer
 }
 
 // Stage writes r to tmp/ and makes it durable (the first half of Deliver).
+// A journaled delivery (opt.Journal) only reads r here: the file is
+// written, and the message made durable by the journal, at Commit.
 func (f *Folder) Stage(r io.Reader, opt DeliverOptions) (*Staged, error) {
 	info := ""
 	if opt.Flags != "" || len(opt.Keywords) > 0 {
@@ -306,14 +309,14 @@ func (f *Folder) Stage(r io.Reader, opt DeliverOptions) (*Staged, error) {
 				}
 			}
 		}
-		if err == nil {
-			st.anon, st.size, err = writeAnonymous(filepath.Join(f.path, "tmp"), r)
-			if errors.Is(err, errNoTmpfile) {
-				st.size, err = writeUnsynced(st.tmpPath, r)
+		switch {
+		case err != nil:
+		case st.journal != nil:
+			st.size = int64(st.data.Len())
+		default:
+			if err = st.writeFile(r); err == nil {
+				err = st.barrier.wait()
 			}
-		}
-		if err == nil && st.journal == nil {
-			err = st.barrier.wait()
 		}
 	} else {
 		st.size, err = writeSynced(st.tmpPath, r)
@@ -323,6 +326,17 @@ func (f *Folder) Stage(r io.Reader, opt DeliverOptions) (*Staged, error) {
 		return nil, fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 	}
 	return st, nil
+}
+
+// writeFile writes the message to an unnamed file in tmp/, or to its tmp/
+// name where the file system has no O_TMPFILE; unsynced.
+func (st *Staged) writeFile(r io.Reader) error {
+	var err error
+	st.anon, st.size, err = writeAnonymous(filepath.Join(st.f.path, "tmp"), r)
+	if errors.Is(err, errNoTmpfile) {
+		st.size, err = writeUnsynced(st.tmpPath, r)
+	}
+	return err
 }
 
 // Size is the staged message's size on disk.
@@ -347,17 +361,6 @@ func (st *Staged) Commit() (string, error) {
 	f, opt := st.f, st.opt
 	defer st.Discard() // after the link the tmp name is just a second name
 
-	if !opt.InternalDate.IsZero() {
-		var err error
-		if st.anon != nil {
-			err = unix.Futimes(int(st.anon.Fd()), []unix.Timeval{unix.NsecToTimeval(time.Now().UnixNano()), unix.NsecToTimeval(opt.InternalDate.UnixNano())})
-		} else {
-			err = os.Chtimes(st.tmpPath, time.Now(), opt.InternalDate)
-		}
-		if err != nil {
-			return "", fmt.Errorf("maildir %s: deliver: set internal date: %w", f.path, err)
-		}
-	}
 	// Courier's quota leaves out the Trash folder and messages marked T.
 	counts := f.name != trashFolder && !strings.Contains(opt.Flags, string(FlagTrashed))
 	if counts && !opt.IgnoreQuota {
@@ -371,16 +374,39 @@ func (st *Staged) Commit() (string, error) {
 		dest = filepath.Join(f.path, "cur", key+":2,"+st.info)
 	}
 	// A journaled delivery is logged before its name appears: a crash
-	// after the link finds the record and checks the file.
+	// after the link finds the record and checks the file. The file is
+	// written meanwhile (the log's flush is the longer wait) and is whole
+	// before the link.
 	var seq uint64
 	if st.journal != nil {
+		written := make(chan error, 1)
+		go func() { written <- st.writeFile(bytes.NewReader(st.data.Bytes())) }()
 		var err error
-		if seq, err = st.journal.append(dest, opt.InternalDate, st.data.Bytes(), st.barrier); err != nil {
+		seq, err = st.journal.append(dest, opt.InternalDate, st.data.Bytes(), st.barrier)
+		werr := <-written
+		switch {
+		case err != nil:
 			st.journal.refused(err)
 			st.journal = nil
-			if err := st.barrier.wait(); err != nil {
-				return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
+			if werr == nil {
+				werr = st.barrier.wait()
 			}
+		case werr != nil:
+			st.journal.log.Cancel(seq)
+		}
+		if werr != nil {
+			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, werr)
+		}
+	}
+	if !opt.InternalDate.IsZero() {
+		var err error
+		if st.anon != nil {
+			err = unix.Futimes(int(st.anon.Fd()), []unix.Timeval{unix.NsecToTimeval(time.Now().UnixNano()), unix.NsecToTimeval(opt.InternalDate.UnixNano())})
+		} else {
+			err = os.Chtimes(st.tmpPath, time.Now(), opt.InternalDate)
+		}
+		if err != nil {
+			return "", fmt.Errorf("maildir %s: deliver: set internal date: %w", f.path, err)
 		}
 	}
 	var err error
