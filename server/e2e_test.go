@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -473,5 +475,13 @@ func TestMetricsEndpoint(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	// The record's flush took time, and the time is counted.
+	m := regexp.MustCompile(`(?m)^postern_journal_flush_seconds_total (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		t.Fatal("metrics lack postern_journal_flush_seconds_total")
+	}
+	if v, err := strconv.ParseFloat(string(m[1]), 64); err != nil || v <= 0 {
+		t.Errorf("postern_journal_flush_seconds_total %s, want > 0", m[1])
 	}
 }

@@ -88,11 +88,16 @@ func journalCollector(j *maildir.Journal) prometheus.Collector {
 	gauge := func(name, help string, v func(wal.Stats) float64) statMetric[wal.Stats] {
 		return statMetric[wal.Stats]{prometheus.NewDesc(name, help, nil, nil), prometheus.GaugeValue, v}
 	}
+	counterF := func(name, help string, v func(wal.Stats) float64) statMetric[wal.Stats] {
+		return statMetric[wal.Stats]{prometheus.NewDesc(name, help, nil, nil), prometheus.CounterValue, v}
+	}
 	return statsTable(j.Stats, []statMetric[wal.Stats]{
 		counter("postern_journal_records_total", "Deliveries made durable by the delivery journal.", func(s wal.Stats) int64 { return s.Records }),
 		counter("postern_journal_flushes_total", "Journal writes+flushes (records ÷ flushes = deliveries per flush).", func(s wal.Stats) int64 { return s.Flushes }),
 		counter("postern_journal_refused_total", "Deliveries the journal did not take (full, too big, failed); they were flushed one by one.", func(s wal.Stats) int64 { return s.Refused }),
 		counter("postern_journal_checkpoints_total", "Journal checkpoints (syncfs of the Maildirs, space freed).", func(s wal.Stats) int64 { return s.Checkpoints }),
+		counterF("postern_journal_flush_seconds_total", "Time spent writing and flushing journal records (÷ flushes = the disk's flush latency).", func(s wal.Stats) float64 { return s.FlushTime.Seconds() }),
+		counterF("postern_journal_checkpoint_seconds_total", "Time spent in checkpoints (the sync of the Maildirs written to).", func(s wal.Stats) float64 { return s.CheckpointTime.Seconds() }),
 		counter("postern_journal_replayed_total", "Records replayed at start after a crash.", func(s wal.Stats) int64 { return s.Replayed }),
 		gauge("postern_journal_used_bytes", "Journal space held by records not yet checkpointed.", func(s wal.Stats) float64 { return float64(s.Used) }),
 		gauge("postern_journal_size_bytes", "The journal file's size.", func(s wal.Stats) float64 { return float64(s.Size) }),

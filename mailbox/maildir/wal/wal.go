@@ -135,6 +135,11 @@ type Stats struct {
 	Flushes     int64 // writes+flushes (Records/Flushes = records per flush)
 	Refused     int64 // Appends refused (full, too big, failed)
 	Checkpoints int64 // checkpoints written
+	// FlushTime and CheckpointTime: time spent writing and flushing
+	// records (FlushTime/Flushes is the disk's flush latency as the
+	// deliveries see it) and in checkpoints (the sync of the folders).
+	FlushTime      time.Duration
+	CheckpointTime time.Duration
 	Replayed    int64 // records handed to replay by Open
 	Used        int64 // bytes of records not yet checkpointed
 	Size        int64 // the file's size
@@ -507,6 +512,7 @@ func (l *Log) flush(batch []*appendReq) {
 	}
 
 	// Build one buffer per contiguous run (the batch may wrap once).
+	began := time.Now()
 	var err error
 	start := 0
 	for start < len(placed) && err == nil {
@@ -540,17 +546,18 @@ func (l *Log) flush(batch []*appendReq) {
 			err = os.NewSyscallError("fdatasync", e)
 		}
 	}
+	l.mu.Lock()
+	l.stats.FlushTime += time.Since(began)
 	if err != nil {
 		// After a failed flush nothing written since the last good one
 		// can be trusted (fsyncgate): refuse further records.
 		err = fmt.Errorf("wal: write: %w", err)
-		l.mu.Lock()
 		l.failed = err
 		for _, r := range placed {
 			delete(l.unreleased, r.seq)
 		}
-		l.mu.Unlock()
 	}
+	l.mu.Unlock()
 	for _, r := range placed {
 		r.err = err
 		r.parts = nil
@@ -688,6 +695,12 @@ func (l *Log) Checkpoint() error {
 	l.released = false
 	l.mu.Unlock()
 
+	began := time.Now()
+	defer func() {
+		l.mu.Lock()
+		l.stats.CheckpointTime += time.Since(began)
+		l.mu.Unlock()
+	}()
 	if err := l.opt.Sync(); err != nil {
 		// A later sync may report success for pages whose write-back
 		// failed now (the error is reported once): never checkpoint
