@@ -258,7 +258,15 @@ func (s *Server) Start() error {
 			s.log.Warn("listener skipped: SMAP (Courier's protocol) is not served yet", "listener", l.Name, "address", l.Address)
 			continue
 		}
-		ln, err := net.Listen("tcp", l.Address)
+		lc := net.ListenConfig{}
+		if _, isSMTP := smtpModes[l.Name]; isSMTP {
+			// An SMTP session is short and bounded by its command
+			// timeouts: TCP keepalive would only cost four setsockopt
+			// calls per connection. IMAP and POP3 keep it, for clients
+			// that vanish while idle.
+			lc.KeepAlive = -1
+		}
+		ln, err := lc.Listen(context.Background(), "tcp", l.Address)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listen %s on %s (%s:%d): %w", l.Name, l.Address, l.Origin.File, l.Origin.Num, err)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"postern/internal/dirfact"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -158,6 +159,10 @@ type Agent struct {
 	euid        int
 	programs    programCache
 	journal     atomic.Pointer[maildir.Journal]
+	// plainHomes: home directories seen without .courier, .qmail or
+	// .mailfilter, while they stay unchanged (three stat calls less per
+	// delivery).
+	plainHomes dirfact.Cache
 }
 
 // SetJournal makes Maildir deliveries durable through the server's
@@ -227,8 +232,10 @@ func (a *Agent) Deliver(ctx context.Context, req Request) Outcome {
 	if out != nil {
 		return *out
 	}
+	var homeSt os.FileInfo
 	if j.home != "" {
 		if st, err := os.Stat(j.home); err == nil {
+			homeSt = st
 			if st.Mode()&os.ModeSticky != 0 {
 				return temporary("home directory %s has the sticky bit set: delivery deferred", j.home)
 			}
@@ -239,13 +246,17 @@ func (a *Agent) Deliver(ctx context.Context, req Request) Outcome {
 			return temporary("home directory %s: %v", j.home, err)
 		}
 	}
+	// A home without instruction files or filters stays so while it is
+	// unchanged (see dirfact); only the plain case (no extension) is kept.
+	plainHome := homeSt != nil && req.Extension == "" && a.plainHomes.Holds(j.home, homeSt)
 	var instr instructionFile
-	var haveInstr bool
-	if !req.NoInstructions {
+	var haveInstr, anyFile bool
+	if !req.NoInstructions && !plainHome {
 		var err error
 		if instr, haveInstr, err = findInstructionFile(j.home, req.Extension); err != nil {
 			return temporary("%v", err)
 		}
+		anyFile = haveInstr
 		if haveInstr && instr.Empty {
 			haveInstr = false // dot-courier(5): an empty file means default delivery
 		}
@@ -255,11 +266,15 @@ func (a *Agent) Deliver(ctx context.Context, req Request) Outcome {
 		if a.systemRules != "" && fileExists(a.systemRules) {
 			filters = append(filters, a.systemRules)
 		}
-		if j.home != "" {
+		if j.home != "" && !plainHome {
 			if mf := filepath.Join(j.home, ".mailfilter"); fileExists(mf) {
 				filters = append(filters, mf)
+				anyFile = true
 			}
 		}
+	}
+	if homeSt != nil && req.Extension == "" && !req.NoInstructions && !plainHome && !anyFile {
+		a.plainHomes.Remember(j.home, homeSt, time.Now())
 	}
 	if !haveInstr && len(filters) == 0 {
 		return j.deliverPlain(ctx)

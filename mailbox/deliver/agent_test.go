@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/internal/dirfact"
 	"postern/mailbox/maildir"
 )
 
@@ -60,6 +61,40 @@ func TestDeliverStickyHomeHoldsMail(t *testing.T) {
 	}
 	os.Chmod(home, 0o700)
 	wantOK(t, s.deliver("alice@example.test", "", testMessage))
+}
+
+// The agent remembers a home without instruction files or filters while
+// the home is unchanged (dirfact); creating one there must be seen at the
+// very next delivery.
+func TestInstructionFilesCreatedInARememberedHomeAreSeen(t *testing.T) {
+	s := newTestSite(t, "alice@example.test")
+	s.makeFolder("alice@example.test", "Work")
+	home := s.home("alice@example.test")
+	before, err := os.Stat(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(dirfact.Settle + 100*time.Millisecond) // the home settles: it is remembered
+	wantOK(t, s.deliver("alice@example.test", "", testMessage))
+	if st, _ := os.Stat(home); !s.agent.plainHomes.Holds(home, st) || !st.ModTime().Equal(before.ModTime()) {
+		t.Fatal("a settled home without instruction files was not remembered")
+	}
+	s.write("alice@example.test", ".courier", "./Maildir/.Work/\n")
+	wantOK(t, s.deliver("alice@example.test", "", testMessage))
+	if got := s.folder("alice@example.test", "Work"); len(got) != 1 {
+		t.Fatalf("a .courier created after the home was remembered was not followed: Work has %d messages", len(got))
+	}
+	os.Remove(filepath.Join(home, ".courier"))
+	time.Sleep(dirfact.Settle + 100*time.Millisecond)
+	wantOK(t, s.deliver("alice@example.test", "", testMessage))
+	s.write("alice@example.test", ".mailfilter", "to $DEFAULT/.Work/\n")
+	wantOK(t, s.deliver("alice@example.test", "", testMessage))
+	if got := s.folder("alice@example.test", "Work"); len(got) != 2 {
+		t.Fatalf("a .mailfilter created after the home was remembered was not run: Work has %d messages", len(got))
+	}
+	if got := s.folder("alice@example.test", "INBOX"); len(got) != 2 {
+		t.Fatalf("INBOX has %d messages, want the 2 plain deliveries", len(got))
+	}
 }
 
 func TestDotCourierEveryLineKind(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"postern/internal/dirfact"
 	"strconv"
 	"strings"
 	"sync"
@@ -174,14 +175,36 @@ func OpenWithOptions(root string, opt Options) (*Maildir, error) {
 	return &Maildir{
 		root:         root,
 		hostname:     escapeHostname(host),
-		pid:          os.Getpid(),
+		pid:          processID(),
 		log:          logger,
 		defaultQuota: opt.DefaultQuota,
 		folders:      make(map[string]*Folder),
 	}, nil
 }
 
+// wholeMaildirs: maildirs seen with tmp/, new/ and cur/, while their
+// directory is unchanged (one stat instead of three on each open).
+var wholeMaildirs dirfact.Cache
+
 func checkMaildirDirs(dir string) error {
+	rootSt, err := os.Stat(dir)
+	if err == nil && wholeMaildirs.Holds(dir, rootSt) {
+		return nil
+	}
+	if err := checkMaildirSubdirs(dir); err != nil {
+		wholeMaildirs.Forget(dir)
+		return err
+	}
+	if rootSt != nil {
+		wholeMaildirs.Remember(dir, rootSt, time.Now())
+	}
+	return nil
+}
+
+// processID is os.Getpid, asked once (a Go process does not fork).
+var processID = sync.OnceValue(os.Getpid)
+
+func checkMaildirSubdirs(dir string) error {
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		st, err := os.Stat(filepath.Join(dir, sub))
 		if err != nil {
@@ -364,9 +387,11 @@ func (st *Staged) Commit() (string, error) {
 	// Courier's quota leaves out the Trash folder and messages marked T.
 	counts := f.name != trashFolder && !strings.Contains(opt.Flags, string(FlagTrashed))
 	if counts && !opt.IgnoreQuota {
-		if err := f.md.checkQuota(st.size, 1); err != nil {
+		noQuota, err := f.md.checkQuotaFile(st.size, 1)
+		if err != nil {
 			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 		}
+		counts = !noQuota // no maildirsize to add the message to
 	}
 	key := st.base + ",S=" + strconv.FormatInt(st.size, 10)
 	dest := filepath.Join(f.path, "new", key)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"postern/internal/dirfact"
 )
 
 // newTestMaildir makes a fresh maildir in a temp dir with a quiet logger.
@@ -202,5 +204,27 @@ func TestSetFlagsAndOpen(t *testing.T) {
 	}
 	if _, err := inbox.Open(key); !errors.Is(err, ErrNoMessage) {
 		t.Errorf("open gone message: err %v, want ErrNoMessage", err)
+	}
+}
+
+// Open remembers a maildir seen whole while its directory is unchanged
+// (dirfact); a subdirectory removed afterwards is still noticed.
+func TestOpenNoticesASubdirectoryRemovedAfterItWasRemembered(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "Maildir")
+	if err := Make(root); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(dirfact.Settle + 100*time.Millisecond)
+	if _, err := OpenWithOptions(root, Options{Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(root); !wholeMaildirs.Holds(root, st) {
+		t.Fatal("a settled whole maildir was not remembered")
+	}
+	if err := os.Remove(filepath.Join(root, "tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenWithOptions(root, Options{Logger: slog.New(slog.DiscardHandler)}); !errors.Is(err, ErrNotMaildir) {
+		t.Fatalf("open after tmp/ was removed: %v, want ErrNotMaildir", err)
 	}
 }

@@ -270,47 +270,54 @@ func (m *Maildir) recalculate(limit Quota) (Quota, error) {
 // checkQuota refuses with ErrOverQuota when adding size bytes and count
 // messages would exceed the quota, recalculating per Courier's rules first.
 func (m *Maildir) checkQuota(size, count int64) error {
+	_, err := m.checkQuotaFile(size, count)
+	return err
+}
+
+// checkQuotaFile is checkQuota that also says when the maildir has no
+// quota at all (no maildirsize, no default): then there is no usage to add.
+func (m *Maildir) checkQuotaFile(size, count int64) (noQuota bool, err error) {
 	ms, err := m.readMaildirsize()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if ms == nil {
 		if m.defaultQuota.IsZero() {
-			return nil // no quota on this maildir
+			return true, nil // no quota on this maildir
 		}
 		used, err := m.recalculate(m.defaultQuota)
 		if err != nil {
-			return err
+			return false, err
 		}
 		ms = &maildirsize{limit: m.defaultQuota, used: used, lines: 1, mtime: time.Now()}
 	}
 	if ms.limit.IsZero() {
-		return nil
+		return false, nil
 	}
 	recalculated := false
 	if ms.needRecalc {
 		used, err := m.recalculate(ms.limit)
 		if err != nil {
-			return err
+			return false, err
 		}
 		ms.used, recalculated = used, true
 	}
 	after := Quota{Bytes: ms.used.Bytes + size, Messages: ms.used.Messages + count}
 	if !ms.limit.exceeds(after) {
-		return nil
+		return false, nil
 	}
 	fresh := ms.lines <= 1 && time.Since(ms.mtime) < maildirsizeStale
 	if !recalculated && !fresh {
 		used, err := m.recalculate(ms.limit)
 		if err != nil {
-			return err
+			return false, err
 		}
 		after = Quota{Bytes: used.Bytes + size, Messages: used.Messages + count}
 		if !ms.limit.exceeds(after) {
-			return nil
+			return false, nil
 		}
 	}
-	return ErrOverQuota
+	return false, ErrOverQuota
 }
 
 // addQuotaUsage appends a "bytes count" line when the maildir has a

@@ -140,10 +140,10 @@ type Stats struct {
 	// deliveries see it) and in checkpoints (the sync of the folders).
 	FlushTime      time.Duration
 	CheckpointTime time.Duration
-	Replayed    int64 // records handed to replay by Open
-	Used        int64 // bytes of records not yet checkpointed
-	Size        int64 // the file's size
-	Failed      bool  // a write, flush or sync failed: no more records
+	Replayed       int64 // records handed to replay by Open
+	Used           int64 // bytes of records not yet checkpointed
+	Size           int64 // the file's size
+	Failed         bool  // a write, flush or sync failed: no more records
 }
 
 // Stats returns the counters.
