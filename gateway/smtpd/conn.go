@@ -28,6 +28,9 @@ var (
 // conn is one client connection and its protocol state. Everything but the
 // fields under mu belongs to the connection's goroutine.
 type conn struct {
+	// pooledBR is the reader taken from readerPool (see recycleBuffers).
+	pooledBR *bufio.Reader
+
 	srv *Server
 	opt *Options
 	log *slog.Logger
@@ -146,8 +149,11 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	if s.opt.MaxSessionTime > 0 {
 		c.endBy = time.Now().Add(s.opt.MaxSessionTime)
 	}
-	c.br = bufio.NewReaderSize(connReader{c, nc}, 4096)
-	c.bw = bufio.NewWriterSize(connWriter{c, nc}, 4096)
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(connReader{c, nc})
+	c.pooledBR = c.br
+	c.bw = writerPool.Get().(*bufio.Writer)
+	c.bw.Reset(connWriter{c, nc})
 	c.log = s.opt.Logger.With("conn", id, "remote", c.info.RemoteAddr.String())
 	return c
 }
@@ -206,6 +212,30 @@ func (c *conn) finish() {
 	c.nc().Close()
 	c.raw.Close()
 	c.cancel()
+	c.recycleBuffers()
+}
+
+// The 4 KiB buffers of finished sessions are used again: a connection per
+// message is the usual SMTP pattern, and these were most of a session's
+// allocations.
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+)
+
+// recycleBuffers returns the session's buffers to their pools. A reader
+// that a TLS layer read through (STARTTLS, implicit TLS) is left to the
+// garbage collector: the TLS connection may still hold it.
+func (c *conn) recycleBuffers() {
+	if c.br == c.pooledBR && c.br != nil {
+		c.br.Reset(nil)
+		readerPool.Put(c.br)
+	}
+	if c.bw != nil {
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+	}
+	c.br, c.bw, c.pooledBR = nil, nil, nil
 }
 
 // closeSession calls Session.Close once, shielded from panics and from the
