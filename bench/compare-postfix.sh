@@ -3,7 +3,9 @@
 # each server acknowledges a message only once it is fsync'd (Postfix: its
 # queue file; Postern: its delivery journal, or the recipient's Maildir for
 # big messages), and both deliver into a Maildir. Reports accepted/s (the load generator's rate) and delivered/s
-# (messages in the Maildir divided by the time until the last one arrived).
+# (messages in the Maildir divided by the time until the last one arrived)
+# and the server's CPU time per message (user+system; for Postfix, all of
+# its processes).
 #
 # Installs Postfix from Debian and configures it for virtual Maildir delivery
 # on 127.0.0.1:2526 (loopback only). Not part of CI. Run as root:
@@ -50,6 +52,22 @@ need_postfix() {
 	sleep 2
 }
 
+# cpu_ticks NAME: CPU time (clock ticks, user+system) the server has used so
+# far. Postfix: every process of the mail system, the exited ones counted
+# in their parent's (master's) children times.
+cpu_ticks() {
+	if [ "$1" = postfix ]; then
+		local pids
+		pids=$(pgrep -d, -x 'master|smtpd|cleanup|qmgr|virtual|trivial-rewrite|pickup|anvil|proxymap|tlsmgr|scache|bounce|postdrop' || true)
+		[ -n "$pids" ] || { echo 0; return; }
+		for pid in ${pids//,/ }; do
+			awk '{print $14+$15+$16+$17}' "/proc/$pid/stat" 2>/dev/null || echo 0
+		done | awk '{s+=$1} END{print s+0}'
+	else
+		awk '{print $14+$15}' "/proc/$PID/stat"
+	fi
+}
+
 count_maildir() { # DIR
 	local n=0
 	for d in "$1/new" "$1/cur"; do
@@ -67,17 +85,21 @@ run_one() { # NAME ADDR RCPT MAILDIR CONC
 	# run.
 	sync
 	sleep 1
-	local start end json accepted delivered last
+	local start end json accepted delivered last cpu0 cpu1
+	cpu0=$(cpu_ticks "$name")
 	start=$(date +%s.%N)
 	json=$(bin/smtpload -addr "$addr" -to "$rcpt" -n "$N" -c "$c" -size "$SIZE" -json 2>/dev/null) || true
 	# Wait for delivery to finish (Postfix delivers after the 250).
 	local deadline=$(( $(date +%s) + 300 ))
 	while [ "$(count_maildir "$md")" -lt "$N" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.05; done
 	end=$(date +%s.%N)
+	sleep 0.2 # the last delivery's process has finished its accounting
+	cpu1=$(cpu_ticks "$name")
 	delivered=$(count_maildir "$md")
 	accepted=$(echo "$json" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f %d %.2f %.2f" % (r["messages_per_s"], r["failed"], r["transaction_latency"]["p50_ms"], r["transaction_latency"]["p99_ms"]))' 2>/dev/null || echo "? ? ? ?")
-	printf "%-8s c=%-3s accepted/s=%-6s failed=%-4s p50=%-7sms p99=%-7sms delivered=%-6s delivered/s=%.0f\n" \
-		"$name" "$c" $accepted "$delivered" "$(echo "$delivered / ($end - $start)" | bc -l)"
+	printf "%-8s c=%-3s accepted/s=%-6s failed=%-4s p50=%-7sms p99=%-7sms delivered=%-6s delivered/s=%-5.0f cpu/msg=%.2fms\n" \
+		"$name" "$c" $accepted "$delivered" "$(echo "$delivered / ($end - $start)" | bc -l)" \
+		"$(echo "($cpu1 - $cpu0) * 1000 / $(getconf CLK_TCK) / $N" | bc -l)"
 }
 
 make build >/dev/null
