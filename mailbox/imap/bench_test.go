@@ -189,9 +189,14 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 // BenchmarkAppendSelect100k: one session APPENDs a message, another then
 // SELECTs the 100,000-message INBOX (bench/imapbench's "SELECT after one
 // new message", plus the APPEND that causes it).
-func BenchmarkAppendSelect100k(b *testing.B) {
+func BenchmarkAppendSelect100k(b *testing.B) { benchAppendSelect(b, 100000) }
+
+// BenchmarkAppendSelect10k: the same on 10,000 messages.
+func BenchmarkAppendSelect10k(b *testing.B) { benchAppendSelect(b, 10000) }
+
+func benchAppendSelect(b *testing.B, n int) {
 	env := newBenchEnv(b)
-	fillFolder(b, env.maildirPath("alice"), 100000)
+	fillFolder(b, env.maildirPath("alice"), n)
 	type client struct {
 		c  net.Conn
 		br *bufio.Reader

@@ -286,9 +286,12 @@ func (f *Folder) checkpointLocked(snap *Snapshot) (*checkpoint, time.Duration) {
 	if km == nil {
 		km = &keywordMap{}
 	}
+	if len(snap.NewUIDs) > 0 {
+		return nil, -1
+	}
 	for i := range snap.Messages {
 		m := &snap.Messages[i]
-		if m.FromNew || !strings.HasPrefix(m.Name, "cur/") {
+		if !strings.HasPrefix(m.Name, "cur/") {
 			return nil, -1
 		}
 		if isCanonical(m, km) {
@@ -398,7 +401,6 @@ func (f *Folder) Resume(encoded []byte, msgs []Message) *Snapshot {
 			}
 		}
 		m.VirtualSize = max(sizeField(m.Key, 'W'), 0)
-		m.FromNew = false
 		names[m.Key] = m.Name
 	}
 	if len(names) != len(msgs) {
@@ -406,6 +408,7 @@ func (f *Folder) Resume(encoded []byte, msgs []Message) *Snapshot {
 	}
 	snap := &Snapshot{UIDValidity: c.validity, UIDNext: c.next, Messages: msgs}
 	f.lastSnap, f.lastDB, f.lastGen = snap, nil, 0
+	f.arena = nil // msgs is the caller's: the first change copies it
 	id := c.uidDB
 	f.resumeDB = &id
 	f.lastKwStat = f.kwStat

@@ -46,7 +46,7 @@ func checkpointed(t *testing.T, n int) (*Maildir, *Folder, *Snapshot, []byte) {
 func asKept(snap *Snapshot) []Message {
 	msgs := slices.Clone(snap.Messages)
 	for i := range msgs {
-		msgs[i].Name, msgs[i].VirtualSize, msgs[i].FromNew = "", 0, false
+		msgs[i].Name, msgs[i].VirtualSize = "", 0
 	}
 	return msgs
 }
@@ -291,7 +291,7 @@ func TestResumedFolderMovesAndVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(got.Messages); n != 9 || got.Messages[8].Key != key || !got.Messages[8].FromNew {
+	if n := len(got.Messages); n != 9 || got.Messages[8].Key != key || !got.FromNew(got.Messages[8].UID) {
 		t.Fatalf("after a delivery: %d messages, last %+v", n, got.Messages[n-1])
 	}
 	if f.ownMoveSyncs != 1 {
