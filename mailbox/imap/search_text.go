@@ -2,7 +2,10 @@ package imap
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"postern/mailbox/imap/textindex"
@@ -123,7 +126,7 @@ func (s *session) prepareTextFilter(key *searchKey) *textFilter {
 // read or parsed is left out (ok false): it stays a candidate, and the
 // matcher reports what is wrong with it.
 func (s *session) textDoc(m textindex.Message) (textindex.Doc, bool) {
-	msg, err := s.loadMessage(&viewMessage{uid: m.UID, key: m.Key})
+	msg, err := s.loadTextMessage(m)
 	if err != nil {
 		return textindex.Doc{}, false
 	}
@@ -140,4 +143,44 @@ func (s *session) textDoc(m textindex.Message) (textindex.Doc, bool) {
 	text[textFieldBody] = []string{body}
 	text[textFieldHeader] = header
 	return textindex.Doc{Text: text}, true
+}
+
+// loadTextMessage is loadMessage for the text index, which reads every
+// message of a folder once: the file is read with one buffer of its size
+// (not grown as io.ReadAll does), and parsed without the envelope, which
+// the text does not need. The bytes and the MIME tree are the same, so
+// the text indexed is the text the matcher compares.
+func (s *session) loadTextMessage(m textindex.Message) (*loadedMessage, error) {
+	f, err := s.sel.folder.Open(m.Key)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size := int64(4096)
+	if st, err := f.Stat(); err == nil {
+		size = min(st.Size(), maxLoadedMessage)
+	}
+	// One byte more than the size, so that a file grown since the stat is
+	// noticed without a second read call in the usual case.
+	buf := make([]byte, 0, size+1)
+	for int64(len(buf)) < maxLoadedMessage {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(cap(buf), int(maxLoadedMessage)-len(buf)))
+		}
+		n, rerr := f.Read(buf[len(buf):min(cap(buf), int(maxLoadedMessage))])
+		buf = buf[:len(buf)+n]
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return nil, fmt.Errorf("imap: read message %d: %w", m.UID, rerr)
+		}
+	}
+	data := toCRLF(buf)
+	s.sel.index.setCRLFSize(m.UID, int64(len(data)))
+	root, err := mime.ParseStructure(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return nil, fmt.Errorf("imap: parse message %d: %w", m.UID, err)
+	}
+	return &loadedMessage{data: data, root: root}, nil
 }
