@@ -3,10 +3,9 @@ package imap
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"path/filepath"
-	"slices"
 	"strings"
+	"sync"
 
 	"postern/mailbox/imap/textindex"
 	"postern/mailbox/mime"
@@ -126,7 +125,13 @@ func (s *session) prepareTextFilter(key *searchKey) *textFilter {
 // read or parsed is left out (ok false): it stays a candidate, and the
 // matcher reports what is wrong with it.
 func (s *session) textDoc(m textindex.Message) (textindex.Doc, bool) {
-	msg, err := s.loadTextMessage(m)
+	scratch := textScratch.Get().(*[]byte)
+	defer func() {
+		if cap(*scratch) <= 1<<20 { // a big message's buffer is not kept
+			textScratch.Put(scratch)
+		}
+	}()
+	msg, err := s.loadTextMessage(m, scratch)
 	if err != nil {
 		return textindex.Doc{}, false
 	}
@@ -146,37 +151,18 @@ func (s *session) textDoc(m textindex.Message) (textindex.Doc, bool) {
 }
 
 // loadTextMessage is loadMessage for the text index, which reads every
-// message of a folder once: the file is read with one buffer of its size
-// (not grown as io.ReadAll does), and parsed without the envelope, which
-// the text does not need. The bytes and the MIME tree are the same, so
-// the text indexed is the text the matcher compares.
-func (s *session) loadTextMessage(m textindex.Message) (*loadedMessage, error) {
-	f, err := s.sel.folder.Open(m.Key)
+// message of a folder once: the file is read into scratch (one buffer
+// reused, no *os.File) and parsed without the envelope, which the text
+// does not need. The bytes and the MIME tree are the same, so the text
+// indexed is the text the matcher compares. The message may use scratch:
+// it must be dropped before scratch is used again.
+func (s *session) loadTextMessage(m textindex.Message, scratch *[]byte) (*loadedMessage, error) {
+	raw, err := s.sel.folder.ReadMessage(m.Key, (*scratch)[:0], maxLoadedMessage)
+	*scratch = raw[:0]
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("imap: read message %d: %w", m.UID, err)
 	}
-	defer f.Close()
-	size := int64(4096)
-	if st, err := f.Stat(); err == nil {
-		size = min(st.Size(), maxLoadedMessage)
-	}
-	// One byte more than the size, so that a file grown since the stat is
-	// noticed without a second read call in the usual case.
-	buf := make([]byte, 0, size+1)
-	for int64(len(buf)) < maxLoadedMessage {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, min(cap(buf), int(maxLoadedMessage)-len(buf)))
-		}
-		n, rerr := f.Read(buf[len(buf):min(cap(buf), int(maxLoadedMessage))])
-		buf = buf[:len(buf)+n]
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return nil, fmt.Errorf("imap: read message %d: %w", m.UID, rerr)
-		}
-	}
-	data := toCRLF(buf)
+	data := toCRLF(raw)
 	s.sel.index.setCRLFSize(m.UID, int64(len(data)))
 	root, err := mime.ParseStructure(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
@@ -184,3 +170,6 @@ func (s *session) loadTextMessage(m textindex.Message) (*loadedMessage, error) {
 	}
 	return &loadedMessage{data: data, root: root}, nil
 }
+
+// textScratch holds the buffers loadTextMessage reads into.
+var textScratch = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}

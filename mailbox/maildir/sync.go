@@ -871,6 +871,40 @@ func (f *Folder) Open(key string) (*os.File, error) {
 	return file, nil
 }
 
+// ReadMessage appends the content of the message key, at most limit
+// bytes, to buf and returns it, for a caller that reads many messages in
+// a row (a search index): no *os.File, no poller registration, no stat,
+// just open, read until the end and close. A message renamed meanwhile
+// is looked up again, as by Open.
+func (f *Folder) ReadMessage(key string, buf []byte, limit int) ([]byte, error) {
+	err := f.withFile(key, func(name string) error {
+		fd, err := unix.Open(filepath.Join(f.path, name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return &fs.PathError{Op: "open", Path: filepath.Join(f.path, name), Err: err}
+		}
+		defer unix.Close(fd)
+		start := len(buf)
+		for len(buf)-start < limit {
+			if len(buf) == cap(buf) {
+				buf = slices.Grow(buf, min(max(cap(buf), 4096), limit-(len(buf)-start)))
+			}
+			n, err := unix.Read(fd, buf[len(buf):min(cap(buf), start+limit)])
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("maildir %s: read %s: %w", f.path, name, err)
+			}
+			if n == 0 {
+				break
+			}
+			buf = buf[:len(buf)+n]
+		}
+		return nil
+	})
+	return buf, err
+}
+
 // SetFlags replaces a message's flags and keywords (nil clears them) by
 // renaming it to cur/KEY:2,INFO with the letters sorted; a message still
 // in new/ moves to cur/. Unknown keywords are added to dovecot-keywords.
