@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -367,5 +368,40 @@ func TestSyncExtendsSnapshotInPlace(t *testing.T) {
 	}
 	if describe(changed) != describe(want) {
 		t.Errorf("extended snapshot differs from a fresh scan:\n%s\nwant\n%s", describe(changed), describe(want))
+	}
+}
+
+// ReadMessage reads a message whole into the caller's buffer (appending),
+// at most limit bytes, finds it again after another program renamed it,
+// and reports one that is gone.
+func TestReadMessage(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	body := strings.Repeat("line of text\n", 1000) // more than one read's buffer
+	key := deliverString(t, inbox, body, DeliverOptions{Flags: "S"})
+	if _, err := inbox.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	got, err := inbox.ReadMessage(key, []byte("prefix"), 1<<20)
+	if err != nil || string(got) != "prefix"+body {
+		t.Fatalf("ReadMessage: %d bytes, %v", len(got), err)
+	}
+	got, err = inbox.ReadMessage(key, nil, 100)
+	if err != nil || string(got) != body[:100] {
+		t.Fatalf("ReadMessage with limit 100: %q, %v", got, err)
+	}
+	// Another program changes its flags: the name the Folder knows is stale.
+	if err := os.Rename(filepath.Join(inbox.Path(), "cur", key+":2,S"), filepath.Join(inbox.Path(), "cur", key+":2,RS")); err != nil {
+		t.Fatal(err)
+	}
+	got, err = inbox.ReadMessage(key, make([]byte, 0, 16), 1<<20)
+	if err != nil || string(got) != body {
+		t.Fatalf("ReadMessage after a rename: %d bytes, %v", len(got), err)
+	}
+	if err := os.Remove(filepath.Join(inbox.Path(), "cur", key+":2,RS")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inbox.ReadMessage(key, nil, 1<<20); !errors.Is(err, ErrNoMessage) {
+		t.Fatalf("ReadMessage of a removed message: %v, want ErrNoMessage", err)
 	}
 }
