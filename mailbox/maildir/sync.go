@@ -1287,7 +1287,12 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 	// moved by the Sync that first sees it, the new messages are written
 	// past its end (see extendable), and the folder's size costs nothing.
 	prev := last.Messages
-	var added, renamed []numberedKey
+	type rename struct {
+		i    int // index in prev
+		name string
+	}
+	var added []numberedKey
+	var renamed []rename
 	for k, n := range changed {
 		uid := db.uids[k]
 		if uid == 0 {
@@ -1297,7 +1302,7 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 		if !found {
 			added = append(added, numberedKey{uid: uid, key: k})
 		} else if n != prev[i].Name {
-			renamed = append(renamed, numberedKey{uid: uint32(i), key: k, name: n})
+			renamed = append(renamed, rename{i, n})
 		}
 	}
 	msgs := prev
@@ -1305,7 +1310,7 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 		msgs = make([]Message, len(prev), withRoom(len(prev)+len(added)))
 		copy(msgs, prev)
 		for _, r := range renamed {
-			setName(&msgs[r.uid], r.name, km) // r.uid holds the index
+			setName(&msgs[r.i], r.name, km)
 		}
 	}
 	slices.SortFunc(added, func(a, b numberedKey) int { return int64cmp(int64(a.uid), int64(b.uid)) })
