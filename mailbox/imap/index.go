@@ -759,7 +759,7 @@ func (ix *folderIndex) feed(f *maildir.Folder) {
 	}
 	ix.fed = f
 	if ix.checkpoint != nil {
-		msgs := make([]maildir.Message, len(ix.entries))
+		msgs := make([]maildir.Message, len(ix.entries), withRoom(len(ix.entries)))
 		for i, e := range ix.entries {
 			msgs[i] = maildir.Message{UID: e.uid, Key: e.key, Flags: e.letters, Keywords: e.keywords,
 				Size: e.size, InternalDate: dateFromNanos(e.date)}

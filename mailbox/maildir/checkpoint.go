@@ -330,7 +330,9 @@ func keywordsIdentity(dir string) (fileIdentity, error) {
 // checkpoint describes them, the snapshot becomes the folder's last one
 // and is returned: the next Sync lists new/ only, and cur/ only once its
 // times change. Otherwise Resume returns nil and changes nothing. The
-// caller must not change msgs afterwards.
+// folder takes msgs over: the caller must not change it, nor anything
+// past its end in its array, where the next Syncs may append (give it
+// some spare capacity for that).
 func (f *Folder) Resume(encoded []byte, msgs []Message) *Snapshot {
 	c, err := decodeCheckpoint(encoded)
 	if err != nil || c.count != len(msgs) {
@@ -408,7 +410,7 @@ func (f *Folder) Resume(encoded []byte, msgs []Message) *Snapshot {
 	}
 	snap := &Snapshot{UIDValidity: c.validity, UIDNext: c.next, Messages: msgs}
 	f.lastSnap, f.lastDB, f.lastGen = snap, nil, 0
-	f.arena = nil // msgs is the caller's: the first change copies it
+	f.arena = msgs // handed over: the next deliveries are appended past its end
 	id := c.uidDB
 	f.resumeDB = &id
 	f.lastKwStat = f.kwStat
