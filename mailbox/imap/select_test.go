@@ -163,6 +163,14 @@ func TestRecentBesideSharedView(t *testing.T) {
 	if lines := d.until("n OK"); !slices.Contains(lines, "* 5 EXISTS") || !slices.Contains(lines, "* 0 RECENT") {
 		t.Fatalf("NOOP in the other session: %q", lines)
 	}
+	// The sessions' rescans only added the message to the shared view.
+	if v := view(); len(v) != 5 || &v[0] != &before[0] || v[4].uid != 5 {
+		t.Errorf("view after the rescans: %d messages, same array %v", len(v), len(v) > 0 && &v[0] == &before[0])
+	}
+	d.send("f FETCH 5 FLAGS\r\n")
+	if lines := d.until("f OK"); !slices.Contains(lines, "* 5 FETCH (FLAGS ())") {
+		t.Errorf("FETCH in the other session: %q", lines)
+	}
 	for _, r := range []*rawConn{b, c, d, appender} {
 		r.send("z LOGOUT\r\n")
 		r.until("z OK")

@@ -320,6 +320,9 @@ func (sess *session) syncSelected(expungeOK bool) error {
 	if snap == sel.lastSnap && !sel.hasGone {
 		return nil // unchanged since this view was built from it
 	}
+	if !sel.hasGone && sel.lastSnap != nil && extendsSnapshot(snap, sel.lastSnap) {
+		return sess.appendToView(snap)
+	}
 	sel.lastSnap = snap
 	w := sess.w
 	old := sel.msgs
@@ -409,6 +412,46 @@ func (sess *session) syncSelected(expungeOK bool) error {
 		if !sess.rev2() {
 			w.line("* ").num(uint64(sel.recentCount())).raw(" RECENT").end()
 		}
+	}
+	return nil
+}
+
+// appendToView is syncSelected for a snapshot that only added messages
+// to the one the view was last brought up to date with (Sync wrote them
+// past the end of its array): nothing the client knows changed, so only
+// the new messages are looked at, and a session with the folder's shared
+// view takes the index's, extended in place. An IDLE session on a big
+// folder then costs nothing per message at each delivery.
+func (sess *session) appendToView(snap *maildir.Snapshot) error {
+	sel := sess.sel
+	known := len(sel.lastSnap.Messages)
+	added := snap.Messages[known:]
+	maxKnown := sel.maxUID()
+	mark, unclaimed := sel.shared.claimRecent(snap, sel.readOnly)
+	sel.lastSnap, sel.uidNext = snap, snap.UIDNext
+	if len(added) == 0 {
+		return nil
+	}
+	for i := range added {
+		sess.announceKeywords(added[i].Keywords)
+	}
+	if sel.sharedView && len(sel.msgs) == known {
+		// The shared view of the last snapshot: the index's view of this
+		// one starts with it.
+		sel.msgs, _, _ = sel.index.sharedView(snap)
+	} else {
+		sel.ownView()
+		for i := range added {
+			sel.msgs = append(sel.msgs, viewOf(&added[i]))
+		}
+	}
+	if !sess.rev2() {
+		sel.recent = append(sel.recent, recentUIDs(snap, mark, unclaimed, maxKnown)...)
+	}
+	w := sess.w
+	w.line("* ").num(uint64(len(sel.msgs))).raw(" EXISTS").end()
+	if !sess.rev2() {
+		w.line("* ").num(uint64(sel.recentCount())).raw(" RECENT").end()
 	}
 	return nil
 }
