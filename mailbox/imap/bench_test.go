@@ -189,9 +189,18 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 // BenchmarkAppendSelect100k: one session APPENDs a message, another then
 // SELECTs the 100,000-message INBOX (bench/imapbench's "SELECT after one
 // new message", plus the APPEND that causes it).
-func BenchmarkAppendSelect100k(b *testing.B) {
+func BenchmarkAppendSelect100k(b *testing.B) { benchAppendSelect(b, 100000, "SELECT INBOX") }
+
+// BenchmarkAppendSelect10k: the same on 10,000 messages.
+func BenchmarkAppendSelect10k(b *testing.B) { benchAppendSelect(b, 10000, "SELECT INBOX") }
+
+// BenchmarkAppendNoop10k: the other session has INBOX selected and learns
+// of the APPEND by a NOOP (as an IDLE session would).
+func BenchmarkAppendNoop10k(b *testing.B) { benchAppendSelect(b, 10000, "NOOP") }
+
+func benchAppendSelect(b *testing.B, n int, then string) {
 	env := newBenchEnv(b)
-	fillFolder(b, env.maildirPath("alice"), 100000)
+	fillFolder(b, env.maildirPath("alice"), n)
 	type client struct {
 		c  net.Conn
 		br *bufio.Reader
@@ -233,7 +242,7 @@ func BenchmarkAppendSelect100k(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		fmt.Fprintf(app.c, "p APPEND INBOX {%d+}\r\n%s\r\n", len(msg), msg)
 		until(app, "p ")
-		fmt.Fprintf(sel.c, "s SELECT INBOX\r\n")
+		fmt.Fprintf(sel.c, "s %s\r\n", then)
 		until(sel, "s ")
 	}
 }

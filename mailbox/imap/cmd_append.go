@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"postern/mailbox/acl"
@@ -314,21 +315,12 @@ func execAppend(s *session, c *command) result {
 		s.markChanged()
 	}
 	// APPENDUID (RFC 4315 3): the new messages' UIDs, in the order sent.
-	snap, err := f.Sync(false)
-	if err == nil {
-		byKey := make(map[string]uint32, len(snap.Messages))
-		for i := range snap.Messages {
-			byKey[snap.Messages[i].Key] = snap.Messages[i].UID
-		}
-		uids := make([]uint32, 0, len(keys))
-		for _, k := range keys {
-			if uid, ok := byKey[k]; ok {
-				uids = append(uids, uid)
-			}
-		}
-		if len(uids) == len(keys) {
-			return okCode(fmt.Sprintf("APPENDUID %d %s", snap.UIDValidity, compactUIDs(uids)), "APPEND completed")
-		}
+	// No Sync: numbering the new keys is enough, and leaves the snapshot
+	// to the session that will move them to cur/ (which then only adds
+	// them to the last one).
+	validity, uids, err := f.UIDs(keys)
+	if err == nil && !slices.Contains(uids, 0) {
+		return okCode(fmt.Sprintf("APPENDUID %d %s", validity, compactUIDs(uids)), "APPEND completed")
 	}
 	return ok("APPEND completed")
 }

@@ -3,6 +3,7 @@ package imap
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"postern/mailbox/acl"
 	"postern/mailbox/maildir"
@@ -98,23 +99,11 @@ func (s *session) copyMessages(c *command) (indexes []int, code string, r result
 	if dst.Path() == sel.folder.Path() {
 		s.markChanged()
 	}
-	snap, err := dst.Sync(false)
-	if err != nil {
+	validity, dstUIDs, err := dst.UIDs(newKeys)
+	if err != nil || slices.Contains(dstUIDs, 0) {
 		return indexes, "", result{}, false // copied; only the UIDs are unknown
 	}
-	byKey := make(map[string]uint32, len(snap.Messages))
-	for i := range snap.Messages {
-		byKey[snap.Messages[i].Key] = snap.Messages[i].UID
-	}
-	dstUIDs := make([]uint32, 0, len(newKeys))
-	for _, k := range newKeys {
-		uid, ok := byKey[k]
-		if !ok {
-			return indexes, "", result{}, false
-		}
-		dstUIDs = append(dstUIDs, uid)
-	}
-	code = fmt.Sprintf("COPYUID %d %s %s", snap.UIDValidity, compactUIDs(srcUIDs), compactUIDs(dstUIDs))
+	code = fmt.Sprintf("COPYUID %d %s %s", validity, compactUIDs(srcUIDs), compactUIDs(dstUIDs))
 	return indexes, code, result{}, false
 }
 

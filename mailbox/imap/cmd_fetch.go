@@ -499,7 +499,7 @@ func execFetch(s *session, c *command) result {
 				w.byte(' ')
 			}
 			w.raw("FLAGS ")
-			w.buf = appendFlags(w.buf, m.letters, m.keywords, m.recent)
+			w.buf = appendFlags(w.buf, m.letters, m.keywords, sel.isRecent(m))
 			if s.condstoreOn() && !wantModSeq && a.mods.changedSince == 0 {
 				// The flag change goes out with its new mod-sequence
 				// (RFC 7162 3.2.4).
@@ -533,7 +533,7 @@ func (s *session) writeFetchItem(it *fetchItem, m *viewMessage, msg *loadedMessa
 		w.raw("MODSEQ (").num(s.fetchModSeq).byte(')')
 	case "FLAGS":
 		w.raw("FLAGS ")
-		w.buf = appendFlags(w.buf, m.letters, m.keywords, m.recent)
+		w.buf = appendFlags(w.buf, m.letters, m.keywords, s.sel.isRecent(m))
 	case "INTERNALDATE":
 		w.raw(`INTERNALDATE "`)
 		w.buf = s.internalDate(m).AppendFormat(w.buf, "02-Jan-2006 15:04:05 -0700")

@@ -613,12 +613,10 @@ func (s *session) writeStatusFolder(f *maildir.Folder, name string, items []stri
 			return err
 		}
 	}
-	var recent, unseen, deleted uint64
+	var unseen, deleted uint64
+	recent := uint64(len(snap.NewUIDs))
 	for i := range snap.Messages {
 		m := &snap.Messages[i]
-		if m.FromNew {
-			recent++
-		}
 		if strings.IndexByte(m.Flags, maildir.FlagSeen) < 0 {
 			unseen++
 		}

@@ -626,11 +626,11 @@ func (e *searchEval) match(k *searchKey) (bool, error) {
 	case "UNKEYWORD":
 		return !containsFold(m.keywords, k.value), nil
 	case "NEW":
-		return m.recent && strings.IndexByte(m.letters, maildir.FlagSeen) < 0, nil
+		return sel.isRecent(m) && strings.IndexByte(m.letters, maildir.FlagSeen) < 0, nil
 	case "OLD":
-		return !m.recent, nil
+		return !sel.isRecent(m), nil
 	case "RECENT":
-		return m.recent, nil
+		return sel.isRecent(m), nil
 	case "SEQ":
 		return k.set.contains(e.seq, uint32(len(sel.msgs))), nil
 	case "UID":

@@ -68,20 +68,7 @@ func (s *session) selectMailbox(a selectArgs, readOnly bool) result {
 	s.writeFlagsResponse()
 	s.writePermanentFlags()
 	w.line("* ").num(uint64(len(sel.msgs))).raw(" EXISTS").end()
-	recent := 0
-	firstUnseen := sel.openFirstUnseen
-	if !sel.openCounted {
-		// A view of its own (it holds \Recent messages): count them.
-		firstUnseen = 0
-		for i := range sel.msgs {
-			if sel.msgs[i].recent {
-				recent++
-			}
-			if firstUnseen == 0 && !sel.hasFlag(i, maildir.FlagSeen) {
-				firstUnseen = i + 1
-			}
-		}
-	}
+	recent, firstUnseen := len(sel.recent), sel.openFirstUnseen
 	if s.rev2() {
 		// RFC 9051 6.3.2: no RECENT and no UNSEEN; a LIST of the mailbox.
 		s.writeSelectedList(sel.name, folder)

@@ -227,7 +227,7 @@ func execStore(s *session, c *command) result {
 		}
 		if !a.silent {
 			w.raw("FLAGS ")
-			w.buf = appendFlags(w.buf, m.letters, m.keywords, m.recent)
+			w.buf = appendFlags(w.buf, m.letters, m.keywords, sel.isRecent(m))
 			if condstore {
 				w.byte(' ')
 			}

@@ -347,7 +347,7 @@ func (s *session) qresync(q *qresyncParams) error {
 			continue
 		}
 		w := s.w.line("* ").num(uint64(i + 1)).raw(" FETCH (UID ").num(uint64(m.uid)).raw(" FLAGS ")
-		w.buf = appendFlags(w.buf, m.letters, m.keywords, m.recent)
+		w.buf = appendFlags(w.buf, m.letters, m.keywords, sel.isRecent(m))
 		w.raw(" MODSEQ (").num(modseqs[i]).raw("))")
 		if err := w.end(); err != nil {
 			return err

@@ -48,9 +48,13 @@ type sharedFolder struct {
 	// (RFC 3501 2.3.2). Maildir cannot record which session saw a message,
 	// so this is kept while some session has the folder selected; the first
 	// mark comes from what is still in new/.
-	mu         sync.Mutex // guards recentMark, markSet
+	mu         sync.Mutex // guards recentMark, markSet, newClaimed
 	recentMark uint32
 	markSet    bool
+	// newClaimed is the last snapshot a read-write session claimed: Sync
+	// hands the same snapshot to later sessions while the folder does not
+	// change, and its messages from new/ are no longer unclaimed then.
+	newClaimed *maildir.Snapshot
 }
 
 func newFolderHub(log *slog.Logger) *folderHub {
@@ -219,20 +223,27 @@ func (h *folderHub) leave(sf *sharedFolder, sess *session) {
 // claimRecent returns the mark below which messages are not recent for the
 // caller, and (for a read-write session) moves the mark past snap, so that
 // no other session sees those messages as recent. Messages found in new/
-// (Message.FromNew) are recent whatever the mark: no reader has claimed
-// them; the mark covers what arrives straight in cur/ (APPEND, COPY)
-// while the folder is in use. The first mark is the snapshot's end.
-func (sf *sharedFolder) claimRecent(snap *maildir.Snapshot, readOnly bool) uint32 {
+// (snap.NewUIDs, returned as unclaimed) are recent whatever the mark: no
+// reader has claimed them, unless a read-write session already had this
+// same snapshot; the mark covers what arrives straight in cur/ (APPEND,
+// COPY) while the folder is in use. The first mark is the snapshot's end.
+func (sf *sharedFolder) claimRecent(snap *maildir.Snapshot, readOnly bool) (mark uint32, unclaimed []uint32) {
 	sf.mu.Lock()
 	defer sf.mu.Unlock()
 	if !sf.markSet {
 		sf.recentMark, sf.markSet = snap.UIDNext-1, true
 	}
-	mark := sf.recentMark
-	if !readOnly && snap.UIDNext > 0 && snap.UIDNext-1 > sf.recentMark {
-		sf.recentMark = snap.UIDNext - 1
+	mark = sf.recentMark
+	if snap != sf.newClaimed {
+		unclaimed = snap.NewUIDs
 	}
-	return mark
+	if !readOnly {
+		if snap.UIDNext > 0 && snap.UIDNext-1 > sf.recentMark {
+			sf.recentMark = snap.UIDNext - 1
+		}
+		sf.newClaimed = snap
+	}
+	return mark, unclaimed
 }
 
 // notify wakes every session with the folder at path selected, except one.

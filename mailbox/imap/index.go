@@ -759,7 +759,7 @@ func (ix *folderIndex) feed(f *maildir.Folder) {
 	}
 	ix.fed = f
 	if ix.checkpoint != nil {
-		msgs := make([]maildir.Message, len(ix.entries))
+		msgs := make([]maildir.Message, len(ix.entries), withRoom(len(ix.entries)))
 		for i, e := range ix.entries {
 			msgs[i] = maildir.Message{UID: e.uid, Key: e.key, Flags: e.letters, Keywords: e.keywords,
 				Size: e.size, InternalDate: dateFromNanos(e.date)}
@@ -823,6 +823,7 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 	if snap == ix.lastMerged {
 		return false
 	}
+	prev := ix.lastMerged
 	ix.lastMerged = snap
 	changed := false
 	if ix.highestModSeq == 0 {
@@ -845,13 +846,34 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 		return ms
 	}
 	old := ix.entries
+	if prev != nil && prev.UIDValidity == ix.uidValidity && extendsSnapshot(snap, prev) && len(old) == len(prev.Messages) {
+		// Messages only added since the last merge, whose entries are
+		// still exactly prev's (storeFlags forgets prev): the others need
+		// not be compared.
+		var rec []byte
+		for i := len(prev.Messages); i < len(snap.Messages); i++ {
+			m := &snap.Messages[i]
+			e := &indexEntry{uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
+				size: m.Size, crlfSize: m.VirtualSize, date: dateNanos(m.InternalDate), modseq: modseq()}
+			ix.byUID[e.uid] = e
+			ix.entries = append(ix.entries, e)
+			rec = appendMessageRecord(rec[:0], e)
+			ix.emit(rec)
+			changed = true
+		}
+		if changed {
+			ix.emit(validityRecord(ix.uidValidity, ix.highestModSeq, ix.lowestExpungeModSeq))
+		}
+		ix.flushLocked()
+		return changed
+	}
 	if len(old) == 0 && len(snap.Messages) >= 4096 {
 		ix.mergeAllNew(snap, modseq())
 		ix.emit(validityRecord(ix.uidValidity, ix.highestModSeq, ix.lowestExpungeModSeq))
 		ix.flushLocked()
 		return true
 	}
-	entries := make([]*indexEntry, 0, len(snap.Messages))
+	entries := make([]*indexEntry, 0, withRoom(len(snap.Messages)))
 	// A first merge (a new index) adds every message: one allocation for
 	// the entries, a map sized once, one buffer reused for the records.
 	var slab []indexEntry
@@ -926,6 +948,14 @@ func (ix *folderIndex) merge(snap *maildir.Snapshot) bool {
 	return changed
 }
 
+// extendsSnapshot says whether snap's messages are prev's with more after
+// them: Sync wrote them past the end of prev's array (maildir.Snapshot),
+// which it does only when nothing else changed.
+func extendsSnapshot(snap, prev *maildir.Snapshot) bool {
+	a, b := snap.Messages, prev.Messages
+	return len(b) > 0 && len(a) >= len(b) && &a[0] == &b[0]
+}
+
 // mergeAllNew adds every message of snap to an index that has none (a
 // folder's first open) at mod-sequence ms: the entries are made here while
 // another goroutine encodes their records. Caller holds ix.mu.
@@ -954,7 +984,7 @@ func (ix *folderIndex) mergeAllNew(snap *maildir.Snapshot, ms uint64) {
 		close(done)
 	}
 	slab := make([]indexEntry, len(msgs))
-	entries := make([]*indexEntry, len(msgs))
+	entries := make([]*indexEntry, len(msgs), withRoom(len(msgs)))
 	if len(ix.byUID) == 0 {
 		ix.byUID = make(map[uint32]*indexEntry, len(msgs))
 	}
@@ -1201,26 +1231,71 @@ func unfold(s string) string {
 	return s
 }
 
-// cachedView returns the shared view built from snap, or nil, with the
-// sequence number of its first unseen message (0: none).
-func (ix *folderIndex) cachedView(snap *maildir.Snapshot) ([]viewMessage, []string, int) {
+// sharedView returns the sessions' shared first view of snap, with the
+// keywords it uses and the sequence number of its first unseen message
+// (0: none), building it when snap is new. The view must not be changed
+// (sessions copy it first: selected.ownView).
+func (ix *folderIndex) sharedView(snap *maildir.Snapshot) ([]viewMessage, []string, int) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if ix.viewSnap != snap {
-		return nil, nil, 0
+	if ix.viewSnap == snap {
+		return ix.view, ix.viewKeywords, ix.viewFirstUnseen
 	}
+	msgs := snap.Messages
+	var old []maildir.Message
+	if ix.viewSnap != nil {
+		old = ix.viewSnap.Messages
+	}
+	if ix.viewSnap != nil && extendsSnapshot(snap, ix.viewSnap) && len(ix.view) == len(old) {
+		// snap only added messages to the array of the last view's
+		// snapshot (maildir.Snapshot shares it when nothing else
+		// changed), so the view's messages are still those of msgs'
+		// start: the new ones are appended. ix.view is the longest slice
+		// of its array anyone was given (sessions copy a view before
+		// changing it), so no session sees the appended elements.
+		view := ix.view
+		kws := ix.viewKeywords
+		for i := len(old); i < len(msgs); i++ {
+			m := &msgs[i]
+			view = append(view, viewOf(m))
+			for _, k := range m.Keywords {
+				if !slices.Contains(kws, k) {
+					kws = append(slices.Clone(kws), k) // sessions hold the old list
+					slices.Sort(kws)
+				}
+			}
+		}
+		if ix.viewFirstUnseen == 0 {
+			if first := firstUnseen(view[len(old):]); first > 0 {
+				ix.viewFirstUnseen = len(old) + first
+			}
+		}
+		ix.view, ix.viewSnap, ix.viewKeywords = view, snap, kws
+		return ix.view, ix.viewKeywords, ix.viewFirstUnseen
+	}
+	view := make([]viewMessage, len(msgs), withRoom(len(msgs)))
+	seen := map[string]bool{}
+	for i := range msgs {
+		m := &msgs[i]
+		view[i] = viewOf(m)
+		for _, k := range m.Keywords {
+			seen[k] = true
+		}
+	}
+	ix.view, ix.viewSnap, ix.viewKeywords, ix.viewFirstUnseen = view, snap, sortedKeys(seen), firstUnseen(view)
 	return ix.view, ix.viewKeywords, ix.viewFirstUnseen
 }
 
-// publishView keeps msgs as the shared view of snap; msgs must not be
-// changed afterwards (sessions copy it first). It returns the sequence
-// number of the first unseen message.
-func (ix *folderIndex) publishView(snap *maildir.Snapshot, msgs []viewMessage, keywords []string) int {
-	first := firstUnseen(msgs)
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	ix.view, ix.viewSnap, ix.viewKeywords, ix.viewFirstUnseen = msgs, snap, keywords, first
-	return first
+// withRoom is the capacity to give an array of n messages' entries: a
+// little more, so that the next deliveries are appended in place.
+func withRoom(n int) int { return n + n/64 + 16 }
+
+// viewOf is the view's entry for m.
+func viewOf(m *maildir.Message) viewMessage {
+	return viewMessage{
+		uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
+		size: m.Size, vsize: m.VirtualSize, date: m.InternalDate,
+	}
 }
 
 // firstUnseen is the sequence number of the first message without \Seen

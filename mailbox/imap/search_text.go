@@ -2,8 +2,10 @@ package imap
 
 import (
 	"bytes"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"postern/mailbox/imap/textindex"
 	"postern/mailbox/mime"
@@ -123,7 +125,13 @@ func (s *session) prepareTextFilter(key *searchKey) *textFilter {
 // read or parsed is left out (ok false): it stays a candidate, and the
 // matcher reports what is wrong with it.
 func (s *session) textDoc(m textindex.Message) (textindex.Doc, bool) {
-	msg, err := s.loadMessage(&viewMessage{uid: m.UID, key: m.Key})
+	scratch := textScratch.Get().(*[]byte)
+	defer func() {
+		if cap(*scratch) <= 1<<20 { // a big message's buffer is not kept
+			textScratch.Put(scratch)
+		}
+	}()
+	msg, err := s.loadTextMessage(m, scratch)
 	if err != nil {
 		return textindex.Doc{}, false
 	}
@@ -141,3 +149,27 @@ func (s *session) textDoc(m textindex.Message) (textindex.Doc, bool) {
 	text[textFieldHeader] = header
 	return textindex.Doc{Text: text}, true
 }
+
+// loadTextMessage is loadMessage for the text index, which reads every
+// message of a folder once: the file is read into scratch (one buffer
+// reused, no *os.File) and parsed without the envelope, which the text
+// does not need. The bytes and the MIME tree are the same, so the text
+// indexed is the text the matcher compares. The message may use scratch:
+// it must be dropped before scratch is used again.
+func (s *session) loadTextMessage(m textindex.Message, scratch *[]byte) (*loadedMessage, error) {
+	raw, err := s.sel.folder.ReadMessage(m.Key, (*scratch)[:0], maxLoadedMessage)
+	*scratch = raw[:0]
+	if err != nil {
+		return nil, fmt.Errorf("imap: read message %d: %w", m.UID, err)
+	}
+	data := toCRLF(raw)
+	s.sel.index.setCRLFSize(m.UID, int64(len(data)))
+	root, err := mime.ParseStructure(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return nil, fmt.Errorf("imap: parse message %d: %w", m.UID, err)
+	}
+	return &loadedMessage{data: data, root: root}, nil
+}
+
+// textScratch holds the buffers loadTextMessage reads into.
+var textScratch = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}

@@ -507,3 +507,53 @@ func TestTextSearchAcrossAHeaderFold(t *testing.T) {
 		}
 	}
 }
+
+// Messages delivered while the first search builds the index, and a
+// second session searching at the same time: every answer afterwards, in
+// both sessions, is the unindexed server's.
+func TestBodySearchWhileTheIndexIsBuilt(t *testing.T) {
+	env := newTestEnv(t, nil)
+	rng := rand.New(rand.NewPCG(9, 9))
+	var msgs []textMessage
+	for i := 0; i < 600; i++ {
+		m := randomTextMessage(rng, i)
+		msgs = append(msgs, m)
+		env.deliver("alice", "INBOX", m.raw)
+	}
+	a := env.login("alice", "secret")
+	b := env.login("alice", "secret")
+	for _, r := range []*rawConn{a, b} {
+		r.send("s1 SELECT INBOX\r\n")
+		r.until("s1 OK")
+	}
+	// Both searches are in flight while messages arrive.
+	a.send("a0 UID SEARCH BODY zebracrossing\r\n")
+	b.send("b0 UID SEARCH TEXT example\r\n")
+	for i := 600; i < 640; i++ {
+		m := randomTextMessage(rng, i)
+		msgs = append(msgs, m)
+		env.deliver("alice", "INBOX", m.raw)
+	}
+	a.until("a0 OK")
+	b.until("b0 OK")
+	plain := env.loginAt(env.secondServer(), "alice", "secret")
+	for _, r := range []*rawConn{a, b, plain} {
+		r.send("n1 NOOP\r\n")
+		r.until("n1 OK")
+		r.send("s2 SELECT INBOX\r\n") // the plain server's first view
+		r.until("s2 OK")
+	}
+	for i, q := range searchQueries(rng, msgs, 60) {
+		for _, op := range []string{"BODY", "TEXT"} {
+			want := plain.uidSearch(fmt.Sprintf("p%d", i), op, q)
+			for _, r := range []*rawConn{a, b} {
+				if got := r.uidSearch(fmt.Sprintf("q%d", i), op, q); got != want {
+					t.Fatalf("%s %q: indexed %q, unindexed %q", op, q, got, want)
+				}
+			}
+		}
+	}
+	if len(segmentFiles(t, textIndexDir(env))) == 0 {
+		t.Fatal("no index segment written")
+	}
+}

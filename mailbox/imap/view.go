@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -22,7 +23,6 @@ type viewMessage struct {
 	size     int64
 	vsize    int64 // CRLF size from the file name (",W="), 0 if unknown
 	date     time.Time
-	recent   bool
 	// gone: expunged by someone else, but the client has not been told yet
 	// because an EXPUNGE response was not allowed at that moment.
 	gone bool
@@ -49,11 +49,14 @@ type selected struct {
 	// sharedView: msgs is shared with other sessions (read-only); see
 	// ownView.
 	sharedView bool
-	// openCounted: the view came from the folder's shared view, which has
-	// no \Recent message and whose first unseen message was counted when
-	// it was published (openFirstUnseen); SELECT then reports both
-	// without walking the messages.
-	openCounted     bool
+	// recent are the UIDs, ascending, of the messages that are \Recent in
+	// this session (RFC 3501 2.3.2): kept beside the view, not in it, so
+	// that sessions with different recent messages share one view. May
+	// name UIDs expunged since.
+	recent []uint32
+	// openFirstUnseen is the sequence number of the view's first unseen
+	// message when it was opened, counted when the shared view was
+	// published (firstUnseen), so that SELECT walks no message.
 	openFirstUnseen int
 	// saved is the search result variable of SEARCHRES (RFC 5182), as
 	// UIDs, ascending; see searchres.go.
@@ -69,6 +72,44 @@ var errUIDValidityChanged = errors.New("imap: UIDVALIDITY changed under the sess
 
 func (sel *selected) hasFlag(i int, letter byte) bool {
 	return strings.IndexByte(sel.msgs[i].letters, letter) >= 0
+}
+
+// isRecent says whether m has \Recent in this session.
+func (sel *selected) isRecent(m *viewMessage) bool {
+	_, found := slices.BinarySearch(sel.recent, m.uid)
+	return found
+}
+
+// recentCount is the number of \Recent messages in the view (RFC 3501
+// 7.3.2 RECENT).
+func (sel *selected) recentCount() int {
+	n := 0
+	for _, uid := range sel.recent {
+		if sel.indexOfUID(uid) >= 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// recentUIDs returns the UIDs, ascending, of snap's messages that are
+// \Recent for a session whose recent mark is mark and to which the
+// messages from new/ in unclaimed were given (sharedFolder.claimRecent),
+// and that are above floor: those from new/ and those above the mark.
+func recentUIDs(snap *maildir.Snapshot, mark uint32, unclaimed []uint32, floor uint32) []uint32 {
+	var uids []uint32
+	for _, uid := range unclaimed {
+		if uid > floor && uid <= mark {
+			uids = append(uids, uid)
+		}
+	}
+	// Messages are in UID order: those above the mark are a tail.
+	msgs := snap.Messages
+	i, _ := slices.BinarySearchFunc(msgs, max(mark, floor)+1, func(m maildir.Message, uid uint32) int { return cmp.Compare(m.UID, uid) })
+	for ; i < len(msgs); i++ {
+		uids = append(uids, msgs[i].UID)
+	}
+	return uids
 }
 
 // maxUID is the highest UID in the view.
@@ -179,43 +220,19 @@ func (sess *session) openSelected(name string, f *maildir.Folder, readOnly bool)
 	sel.lastSnap = snap
 	sel.uidValidity = snap.UIDValidity
 	sel.uidNext = snap.UIDNext
-	mark := shared.claimRecent(snap, readOnly)
-	// IMAP4rev2 has no \Recent (RFC 9051): a rev2 view never holds any.
-	anyRecent := false
-	for i := range snap.Messages {
-		if !sess.rev2() && (snap.Messages[i].FromNew || snap.Messages[i].UID > mark) {
-			anyRecent = true
-			break
-		}
+	mark, unclaimed := shared.claimRecent(snap, readOnly)
+	// IMAP4rev2 has no \Recent (RFC 9051): a rev2 session never has any.
+	if !sess.rev2() {
+		sel.recent = recentUIDs(snap, mark, unclaimed, 0)
 	}
-	// Without \Recent messages every session's first view of a snapshot is
-	// the same: it is built once and shared, copied only when a session
-	// changes it (ownView). A big folder's SELECT then costs no per-message
-	// work, and many sessions on one folder share one view.
-	if !anyRecent {
-		if msgs, kws, first := ix.cachedView(snap); msgs != nil {
-			sel.msgs, sel.sharedView = msgs, true
-			sel.openCounted, sel.openFirstUnseen = true, first
-			for _, k := range kws {
-				sel.keywords[k] = true
-			}
-			return sel, nil
-		}
-	}
-	sel.msgs = make([]viewMessage, 0, len(snap.Messages))
-	for i := range snap.Messages {
-		m := &snap.Messages[i]
-		sel.msgs = append(sel.msgs, viewMessage{
-			uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
-			size: m.Size, vsize: m.VirtualSize, date: m.InternalDate, recent: anyRecent && (m.FromNew || m.UID > mark),
-		})
-		for _, k := range m.Keywords {
-			sel.keywords[k] = true
-		}
-	}
-	if !anyRecent {
-		sel.openFirstUnseen = ix.publishView(snap, sel.msgs, sortedKeys(sel.keywords))
-		sel.sharedView, sel.openCounted = true, true
+	// Every session's first view of a snapshot is the same (\Recent is
+	// kept beside it): it is built once and shared, copied only when a
+	// session changes it (ownView). A big folder's SELECT then costs no
+	// per-message work, and many sessions on one folder share one view.
+	msgs, kws, first := ix.sharedView(snap)
+	sel.msgs, sel.sharedView, sel.openFirstUnseen = msgs, true, first
+	for _, k := range kws {
+		sel.keywords[k] = true
 	}
 	return sel, nil
 }
@@ -303,6 +320,9 @@ func (sess *session) syncSelected(expungeOK bool) error {
 	if snap == sel.lastSnap && !sel.hasGone {
 		return nil // unchanged since this view was built from it
 	}
+	if !sel.hasGone && sel.lastSnap != nil && extendsSnapshot(snap, sel.lastSnap) {
+		return sess.appendToView(snap)
+	}
 	sel.lastSnap = snap
 	w := sess.w
 	old := sel.msgs
@@ -330,7 +350,7 @@ func (sess *session) syncSelected(expungeOK bool) error {
 					w.raw("UID ").num(uint64(nm.uid)).byte(' ')
 				}
 				w.raw("FLAGS ")
-				w.buf = appendFlags(w.buf, nm.letters, nm.keywords, nm.recent)
+				w.buf = appendFlags(w.buf, nm.letters, nm.keywords, sel.isRecent(&nm))
 				if sess.condstoreOn() {
 					w.raw(" MODSEQ (").num(sel.index.modseqOf(nm.uid)).byte(')')
 				}
@@ -361,8 +381,8 @@ func (sess *session) syncSelected(expungeOK bool) error {
 		}
 	}
 	maxKnown := sel.maxUID()
-	mark := sel.shared.claimRecent(snap, sel.readOnly)
-	added, recent := 0, 0
+	mark, unclaimed := sel.shared.claimRecent(snap, sel.readOnly)
+	added := 0
 	for ; j < len(snapMsgs); j++ {
 		m := &snapMsgs[j]
 		if m.UID <= maxKnown {
@@ -371,25 +391,67 @@ func (sess *session) syncSelected(expungeOK bool) error {
 		sess.announceKeywords(m.Keywords)
 		msgs = append(msgs, viewMessage{
 			uid: m.UID, key: m.Key, letters: m.Flags, keywords: m.Keywords,
-			size: m.Size, vsize: m.VirtualSize, date: m.InternalDate, recent: (m.FromNew || m.UID > mark) && !sess.rev2(),
+			size: m.Size, vsize: m.VirtualSize, date: m.InternalDate,
 		})
 		added++
 	}
 	sel.msgs, sel.sharedView = msgs, false
 	sel.uidNext = snap.UIDNext
 	sel.hasGone = kept > 0
+	if added > 0 && !sess.rev2() {
+		// Above every UID the session knew, so the list stays ascending.
+		sel.recent = append(sel.recent, recentUIDs(snap, mark, unclaimed, maxKnown)...)
+	}
+	if expunged > 0 {
+		sel.recent = slices.DeleteFunc(sel.recent, func(uid uint32) bool { return sel.indexOfUID(uid) < 0 })
+	}
 	if added > 0 || expunged > 0 {
 		if added > 0 {
 			w.line("* ").num(uint64(len(msgs))).raw(" EXISTS").end()
 		}
-		for i := range msgs {
-			if msgs[i].recent {
-				recent++
-			}
-		}
 		if !sess.rev2() {
-			w.line("* ").num(uint64(recent)).raw(" RECENT").end()
+			w.line("* ").num(uint64(sel.recentCount())).raw(" RECENT").end()
 		}
+	}
+	return nil
+}
+
+// appendToView is syncSelected for a snapshot that only added messages
+// to the one the view was last brought up to date with (Sync wrote them
+// past the end of its array): nothing the client knows changed, so only
+// the new messages are looked at, and a session with the folder's shared
+// view takes the index's, extended in place. An IDLE session on a big
+// folder then costs nothing per message at each delivery.
+func (sess *session) appendToView(snap *maildir.Snapshot) error {
+	sel := sess.sel
+	known := len(sel.lastSnap.Messages)
+	added := snap.Messages[known:]
+	maxKnown := sel.maxUID()
+	mark, unclaimed := sel.shared.claimRecent(snap, sel.readOnly)
+	sel.lastSnap, sel.uidNext = snap, snap.UIDNext
+	if len(added) == 0 {
+		return nil
+	}
+	for i := range added {
+		sess.announceKeywords(added[i].Keywords)
+	}
+	if sel.sharedView && len(sel.msgs) == known {
+		// The shared view of the last snapshot: the index's view of this
+		// one starts with it.
+		sel.msgs, _, _ = sel.index.sharedView(snap)
+	} else {
+		sel.ownView()
+		for i := range added {
+			sel.msgs = append(sel.msgs, viewOf(&added[i]))
+		}
+	}
+	if !sess.rev2() {
+		sel.recent = append(sel.recent, recentUIDs(snap, mark, unclaimed, maxKnown)...)
+	}
+	w := sess.w
+	w.line("* ").num(uint64(len(sel.msgs))).raw(" EXISTS").end()
+	if !sess.rev2() {
+		w.line("* ").num(uint64(sel.recentCount())).raw(" RECENT").end()
 	}
 	return nil
 }

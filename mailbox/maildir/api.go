@@ -11,6 +11,7 @@ package maildir
 
 import (
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -56,10 +57,9 @@ type Message struct {
 	Size         int64     // from ",S=" in the name, else from stat
 	VirtualSize  int64     // from Dovecot's ",W=" (size with CRLF line ends) when present, else 0
 	InternalDate time.Time // the file's modification time (set by Deliver from DeliverOptions.InternalDate); zero when a Sync did not stat the file (Folder.InternalDate reads it)
-	// FromNew: the message was in new/ when this Sync looked (and was moved
-	// to cur/ if the Sync was asked to): no reader has claimed it yet, which
-	// is what IMAP's \Recent means.
-	FromNew bool
+	// Whether the message was in new/ when the Sync looked is not a field
+	// here but Snapshot.FromNew: a later Sync that only adds messages then
+	// extends the array in place instead of copying it to clear a flag.
 }
 
 // DeliverOptions tunes one delivery.
@@ -82,10 +82,26 @@ type DeliverOptions struct {
 // Sync returns the same *Snapshot again while the folder has not changed
 // (callers may compare pointers to skip work), so a Snapshot is read-only:
 // callers must not modify it or its Messages.
+//
+// Successive snapshots of a folder may share Messages' backing array: a
+// Sync that only adds messages writes them past the end of the last
+// snapshot's slice, which no earlier snapshot can see.
 type Snapshot struct {
 	UIDValidity uint32
 	UIDNext     uint32
 	Messages    []Message
+	// NewUIDs are the UIDs, ascending, of the messages that were in new/
+	// when this Sync looked (and were moved to cur/ if the Sync was asked
+	// to): no reader has claimed them yet, which is what IMAP's \Recent
+	// means. Usually empty or a few.
+	NewUIDs []uint32
+}
+
+// FromNew reports whether the message with this UID was in new/ when the
+// Sync that returned s looked (see NewUIDs).
+func (s *Snapshot) FromNew(uid uint32) bool {
+	_, found := slices.BinarySearch(s.NewUIDs, uid)
+	return found
 }
 
 // Additional errors (beyond the original contract list).

@@ -286,9 +286,12 @@ func (f *Folder) checkpointLocked(snap *Snapshot) (*checkpoint, time.Duration) {
 	if km == nil {
 		km = &keywordMap{}
 	}
+	if len(snap.NewUIDs) > 0 {
+		return nil, -1
+	}
 	for i := range snap.Messages {
 		m := &snap.Messages[i]
-		if m.FromNew || !strings.HasPrefix(m.Name, "cur/") {
+		if !strings.HasPrefix(m.Name, "cur/") {
 			return nil, -1
 		}
 		if isCanonical(m, km) {
@@ -327,7 +330,9 @@ func keywordsIdentity(dir string) (fileIdentity, error) {
 // checkpoint describes them, the snapshot becomes the folder's last one
 // and is returned: the next Sync lists new/ only, and cur/ only once its
 // times change. Otherwise Resume returns nil and changes nothing. The
-// caller must not change msgs afterwards.
+// folder takes msgs over: the caller must not change it, nor anything
+// past its end in its array, where the next Syncs may append (give it
+// some spare capacity for that).
 func (f *Folder) Resume(encoded []byte, msgs []Message) *Snapshot {
 	c, err := decodeCheckpoint(encoded)
 	if err != nil || c.count != len(msgs) {
@@ -398,7 +403,6 @@ func (f *Folder) Resume(encoded []byte, msgs []Message) *Snapshot {
 			}
 		}
 		m.VirtualSize = max(sizeField(m.Key, 'W'), 0)
-		m.FromNew = false
 		names[m.Key] = m.Name
 	}
 	if len(names) != len(msgs) {
@@ -406,6 +410,7 @@ func (f *Folder) Resume(encoded []byte, msgs []Message) *Snapshot {
 	}
 	snap := &Snapshot{UIDValidity: c.validity, UIDNext: c.next, Messages: msgs}
 	f.lastSnap, f.lastDB, f.lastGen = snap, nil, 0
+	f.arena = msgs // handed over: the next deliveries are appended past its end
 	id := c.uidDB
 	f.resumeDB = &id
 	f.lastKwStat = f.kwStat

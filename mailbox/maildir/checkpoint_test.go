@@ -42,11 +42,12 @@ func checkpointed(t *testing.T, n int) (*Maildir, *Folder, *Snapshot, []byte) {
 	return m, inbox, snap, cp
 }
 
-// asKept is what a caller's index keeps of a snapshot: no file names.
+// asKept is what a caller's index keeps of a snapshot: no file names. The
+// array has room for a few more, as the IMAP index gives Resume.
 func asKept(snap *Snapshot) []Message {
-	msgs := slices.Clone(snap.Messages)
+	msgs := append(make([]Message, 0, len(snap.Messages)+16), snap.Messages...)
 	for i := range msgs {
-		msgs[i].Name, msgs[i].VirtualSize, msgs[i].FromNew = "", 0, false
+		msgs[i].Name, msgs[i].VirtualSize = "", 0
 	}
 	return msgs
 }
@@ -291,11 +292,15 @@ func TestResumedFolderMovesAndVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(got.Messages); n != 9 || got.Messages[8].Key != key || !got.Messages[8].FromNew {
+	if n := len(got.Messages); n != 9 || got.Messages[8].Key != key || !got.FromNew(got.Messages[8].UID) {
 		t.Fatalf("after a delivery: %d messages, last %+v", n, got.Messages[n-1])
 	}
 	if f.ownMoveSyncs != 1 {
 		t.Errorf("own-move syncs %d, want 1 (cur/ not listed)", f.ownMoveSyncs)
+	}
+	// The array Resume was given (with room to spare) was extended.
+	if f.inPlaceSyncs != 1 {
+		t.Errorf("%d Syncs appended in place to the resumed snapshot, want 1", f.inPlaceSyncs)
 	}
 	settle(t, f)
 	f.verifyCur()

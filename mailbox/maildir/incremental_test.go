@@ -1,12 +1,14 @@
 package maildir
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -51,8 +53,8 @@ func TestSyncReusesCurListingWhileItsTimeIsUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(snap.Messages) != 4 || !snap.Messages[3].FromNew || inbox.ownMoveSyncs != 1 {
-		t.Fatalf("after delivery: %d messages, last FromNew=%v, own-move syncs %d", len(snap.Messages), snap.Messages[len(snap.Messages)-1].FromNew, inbox.ownMoveSyncs)
+	if len(snap.Messages) != 4 || !slices.Equal(snap.NewUIDs, []uint32{snap.Messages[3].UID}) || inbox.ownMoveSyncs != 1 {
+		t.Fatalf("after delivery: %d messages, from new/ %v, own-move syncs %d", len(snap.Messages), snap.NewUIDs, inbox.ownMoveSyncs)
 	}
 	// The trust in our own move is verified once cur/'s time is old
 	// enough: the verification lists cur/ and finds the sneaked-in file,
@@ -66,10 +68,8 @@ func TestSyncReusesCurListingWhileItsTimeIsUnchanged(t *testing.T) {
 	if len(snap.Messages) != 5 {
 		t.Fatalf("after a changed cur/ time: %d messages, want 5", len(snap.Messages))
 	}
-	for _, msg := range snap.Messages {
-		if msg.FromNew {
-			t.Errorf("%s still FromNew on a later Sync", msg.Key)
-		}
+	if len(snap.NewUIDs) != 0 {
+		t.Errorf("%v still from new/ on a later Sync", snap.NewUIDs)
 	}
 }
 
@@ -103,8 +103,8 @@ func TestFromNewWithoutMoving(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !snap.Messages[0].FromNew || snap.Messages[1].FromNew {
-		t.Errorf("FromNew %v %v, want true false", snap.Messages[0].FromNew, snap.Messages[1].FromNew)
+	if !snap.FromNew(snap.Messages[0].UID) || snap.FromNew(snap.Messages[1].UID) {
+		t.Errorf("FromNew %v %v, want true false", snap.FromNew(snap.Messages[0].UID), snap.FromNew(snap.Messages[1].UID))
 	}
 }
 
@@ -249,7 +249,6 @@ func TestSyncPatchedSnapshotEqualsFullBuild(t *testing.T) {
 		strip := func(s *Snapshot) []Message {
 			out := slices.Clone(s.Messages)
 			for i := range out {
-				out[i].FromNew = false
 				out[i].InternalDate = time.Time{}
 			}
 			return out
@@ -279,4 +278,130 @@ func TestSyncPatchedSnapshotEqualsFullBuild(t *testing.T) {
 	deliverString(t, inbox, "flagged", DeliverOptions{Flags: "F"})
 	deliverString(t, inbox, "plain", DeliverOptions{})
 	check("after our removal and two deliveries")
+}
+
+// A Sync that only adds messages appends them to the last snapshot's
+// array (no copy of the folder), and no snapshot handed out before sees
+// anything change: not the one extended, not one made earlier from the
+// same array, and not when a later change (a rename by another program)
+// makes a copy. UIDs numbers an APPEND's keys without a snapshot, and the
+// Sync that moves them from new/ still only appends.
+func TestSyncExtendsSnapshotInPlace(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	for i := 0; i < 20; i++ {
+		deliverString(t, inbox, fmt.Sprintf("m%d", i), DeliverOptions{Flags: "S"})
+	}
+	ageCur(t, inbox, time.Now().Add(-time.Hour))
+	first, err := inbox.Sync(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []*Snapshot
+	var copies [][]Message
+	keep := func(s *Snapshot) {
+		kept = append(kept, s)
+		copies = append(copies, slices.Clone(s.Messages))
+	}
+	keep(first)
+	for i := 0; i < 3; i++ {
+		key := deliverString(t, inbox, fmt.Sprintf("new%d", i), DeliverOptions{})
+		snap, err := inbox.Sync(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(snap.Messages)
+		if n != 21+i || snap.Messages[n-1].Key != key || !slices.Equal(snap.NewUIDs, []uint32{snap.Messages[n-1].UID}) {
+			t.Fatalf("delivery %d: %d messages, from new/ %v", i, n, snap.NewUIDs)
+		}
+		keep(snap)
+	}
+	if inbox.inPlaceSyncs != 3 || &kept[3].Messages[0] != &first.Messages[0] {
+		t.Fatalf("%d Syncs appended in place, want 3", inbox.inPlaceSyncs)
+	}
+	// An APPEND: numbered at once, added to the snapshot when moved.
+	key := deliverString(t, inbox, "appended", DeliverOptions{})
+	validity, uids, err := inbox.UIDs([]string{key})
+	if err != nil || validity != first.UIDValidity || len(uids) != 1 || uids[0] != kept[3].UIDNext {
+		t.Fatalf("UIDs: %d %v %v, want %d [%d]", validity, uids, err, first.UIDValidity, kept[3].UIDNext)
+	}
+	snap, err := inbox.Sync(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(snap.Messages); n != 24 || snap.Messages[n-1].UID != uids[0] || !strings.HasPrefix(snap.Messages[n-1].Name, "cur/") || inbox.inPlaceSyncs != 4 {
+		t.Fatalf("after the APPEND: %d messages, last %+v, %d in place", n, snap.Messages[n-1], inbox.inPlaceSyncs)
+	}
+	keep(snap)
+	// An earlier snapshot made the last again would be copied, not
+	// extended over what later ones hold.
+	if inbox.extendable(kept[2].Messages) {
+		t.Error("an earlier, shorter snapshot counts as extendable")
+	}
+	// Another program changes a message's flags: a copy.
+	old := snap.Messages[5]
+	if err := os.Rename(filepath.Join(inbox.Path(), old.Name), filepath.Join(inbox.Path(), "cur", old.Key+":2,FS")); err != nil {
+		t.Fatal(err)
+	}
+	deliverString(t, inbox, "after", DeliverOptions{})
+	changed, err := inbox.Sync(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed.Messages[5].Flags != "FS" || len(changed.Messages) != 25 || &changed.Messages[0] == &snap.Messages[0] {
+		t.Fatalf("after a rename: %+v, %d messages", changed.Messages[5], len(changed.Messages))
+	}
+	for i, s := range kept {
+		if !reflect.DeepEqual(s.Messages, copies[i]) {
+			t.Errorf("snapshot %d changed after it was handed out", i)
+		}
+	}
+	// The same messages as a scan from scratch.
+	other, err := OpenWithOptions(m.Root(), Options{Logger: slog.New(slog.DiscardHandler), Hostname: "test.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	of, _ := other.Folder(Inbox)
+	want, err := of.Sync(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if describe(changed) != describe(want) {
+		t.Errorf("extended snapshot differs from a fresh scan:\n%s\nwant\n%s", describe(changed), describe(want))
+	}
+}
+
+// ReadMessage reads a message whole into the caller's buffer (appending),
+// at most limit bytes, finds it again after another program renamed it,
+// and reports one that is gone.
+func TestReadMessage(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	body := strings.Repeat("line of text\n", 1000) // more than one read's buffer
+	key := deliverString(t, inbox, body, DeliverOptions{Flags: "S"})
+	if _, err := inbox.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	got, err := inbox.ReadMessage(key, []byte("prefix"), 1<<20)
+	if err != nil || string(got) != "prefix"+body {
+		t.Fatalf("ReadMessage: %d bytes, %v", len(got), err)
+	}
+	got, err = inbox.ReadMessage(key, nil, 100)
+	if err != nil || string(got) != body[:100] {
+		t.Fatalf("ReadMessage with limit 100: %q, %v", got, err)
+	}
+	// Another program changes its flags: the name the Folder knows is stale.
+	if err := os.Rename(filepath.Join(inbox.Path(), "cur", key+":2,S"), filepath.Join(inbox.Path(), "cur", key+":2,RS")); err != nil {
+		t.Fatal(err)
+	}
+	got, err = inbox.ReadMessage(key, make([]byte, 0, 16), 1<<20)
+	if err != nil || string(got) != body {
+		t.Fatalf("ReadMessage after a rename: %d bytes, %v", len(got), err)
+	}
+	if err := os.Remove(filepath.Join(inbox.Path(), "cur", key+":2,RS")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inbox.ReadMessage(key, nil, 1<<20); !errors.Is(err, ErrNoMessage) {
+		t.Fatalf("ReadMessage of a removed message: %v, want ErrNoMessage", err)
+	}
 }

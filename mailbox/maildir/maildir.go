@@ -107,6 +107,9 @@ type Folder struct {
 	lastSnap *Snapshot
 	lastDB   *uidDB
 	lastGen  uint64 // lastDB.gen when lastSnap was built
+	// arena is the longest Messages slice handed out of the array the
+	// last snapshot's Messages live in (see extendable).
+	arena []Message
 	// curList is cur/'s last listing in directory order when names holds
 	// exactly it (deltaSync compares the next listing with it); nil when
 	// unknown.
@@ -115,8 +118,9 @@ type Folder struct {
 	// curList is set.
 	newKeys []string
 	// deltaSyncs counts the snapshots deltaSync patched, ownMoveSyncs
-	// those it patched without listing cur/ (for tests).
-	deltaSyncs, ownMoveSyncs int
+	// those it patched without listing cur/, inPlaceSyncs those whose
+	// messages it appended to the last snapshot's array (for tests).
+	deltaSyncs, ownMoveSyncs, inPlaceSyncs int
 	// numbered is every key of a UID database that assignUIDs just made
 	// from nothing, in UID order, for the snapshot built right after it
 	// (which then need not sort them again).

@@ -523,7 +523,7 @@ func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[st
 		slices.SortFunc(order, func(a, b numberedKey) int { return int64cmp(int64(a.uid), int64(b.uid)) })
 	}
 	f.numbered = nil
-	msgs := make([]Message, len(order))
+	msgs := make([]Message, len(order), withRoom(len(order)))
 	var last []Message
 	if f.lastSnap != nil && f.lastSnap.UIDValidity == db.validity {
 		last = f.lastSnap.Messages
@@ -538,7 +538,6 @@ func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[st
 			m := &msgs[i]
 			m.UID, m.Key = o.uid, o.key
 			setName(m, o.name, km)
-			m.FromNew = len(fromNew) > 0 && fromNew[o.key]
 			m.VirtualSize = max(sizeField(o.key, 'W'), 0)
 			for j < len(last) && last[j].UID < o.uid {
 				j++
@@ -582,7 +581,9 @@ func (f *Folder) fullSnapshot(db *uidDB, names map[string]string, fromNew map[st
 		}
 	}
 	// Messages whose file vanished since the listing (Size -1) are left out.
-	snap := &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: slices.DeleteFunc(msgs, func(m Message) bool { return m.Size < 0 })}
+	msgs = slices.DeleteFunc(msgs, func(m Message) bool { return m.Size < 0 })
+	snap := &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: msgs, NewUIDs: newUIDsIn(msgs, fromNew, db)}
+	f.arena = msgs
 	for key := range f.meta {
 		if _, ok := names[key]; !ok {
 			delete(f.meta, key)
@@ -712,7 +713,7 @@ func (f *Folder) patchSnapshot(db *uidDB, names map[string]string, fromNew map[s
 			fresh = append(fresh, numberedKey{uid: uid, key: key})
 		}
 	}
-	msgs := make([]Message, 0, numbered)
+	msgs := make([]Message, 0, withRoom(numbered))
 	var gone []string
 	// A database changed in place only gains and loses keys; a key it
 	// numbered keeps its UID.
@@ -728,7 +729,6 @@ func (f *Folder) patchSnapshot(db *uidDB, names map[string]string, fromNew map[s
 			return nil, nil // renumbered: start over
 		}
 		nm := *m
-		nm.FromNew = fromNew[m.Key]
 		if name != m.Name {
 			setName(&nm, name, km)
 		}
@@ -751,7 +751,8 @@ func (f *Folder) patchSnapshot(db *uidDB, names map[string]string, fromNew map[s
 		delete(f.meta, key)
 	}
 	f.names, f.namesInNew = names, inNew
-	return &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: msgs}, nil
+	f.arena = msgs
+	return &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: msgs, NewUIDs: newUIDsIn(msgs, fromNew, db)}, nil
 }
 
 // newMessage describes one numbered name, stat'ing the file unless its
@@ -797,7 +798,6 @@ func (f *Folder) newMessage(uid uint32, key string, names map[string]string, fro
 		Size:         size,
 		VirtualSize:  max(sizeField(key, 'W'), 0),
 		InternalDate: meta.mtime,
-		FromNew:      fromNew[key],
 	}, true, nil
 }
 
@@ -869,6 +869,40 @@ func (f *Folder) Open(key string) (*os.File, error) {
 		return nil, err
 	}
 	return file, nil
+}
+
+// ReadMessage appends the content of the message key, at most limit
+// bytes, to buf and returns it, for a caller that reads many messages in
+// a row (a search index): no *os.File, no poller registration, no stat,
+// just open, read until the end and close. A message renamed meanwhile
+// is looked up again, as by Open.
+func (f *Folder) ReadMessage(key string, buf []byte, limit int) ([]byte, error) {
+	err := f.withFile(key, func(name string) error {
+		fd, err := unix.Open(filepath.Join(f.path, name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return &fs.PathError{Op: "open", Path: filepath.Join(f.path, name), Err: err}
+		}
+		defer unix.Close(fd)
+		start := len(buf)
+		for len(buf)-start < limit {
+			if len(buf) == cap(buf) {
+				buf = slices.Grow(buf, min(max(cap(buf), 4096), limit-(len(buf)-start)))
+			}
+			n, err := unix.Read(fd, buf[len(buf):min(cap(buf), start+limit)])
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("maildir %s: read %s: %w", f.path, name, err)
+			}
+			if n == 0 {
+				break
+			}
+			buf = buf[:len(buf)+n]
+		}
+		return nil
+	})
+	return buf, err
 }
 
 // SetFlags replaces a message's flags and keywords (nil clears them) by
@@ -1209,14 +1243,9 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 		}
 	}
 	if unchanged && len(changed) == len(fromNew) && !moved {
-		// Nothing but what new/ already held: the last snapshot stands.
-		for _, m := range last.Messages {
-			if m.FromNew != fromNew[m.Key] {
-				unchanged = false
-				break
-			}
-		}
-		if unchanged {
+		// Nothing but what new/ already held: the last snapshot stands
+		// if it said so.
+		if slices.Equal(last.NewUIDs, newUIDsIn(last.Messages, fromNew, db)) {
 			return last, nil
 		}
 	}
@@ -1252,26 +1281,36 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 		// Another process numbered messages meanwhile: build it whole.
 		return f.rebuildSnapshot(db, names, fromNew, km)
 	}
-	msgs := make([]Message, len(last.Messages), len(last.Messages)+len(fresh))
-	copy(msgs, last.Messages)
-	for i := range msgs {
-		msgs[i].FromNew = false
+	// Messages of the last snapshot whose name changed (another program's
+	// flag change, our own move from new/) are patched into a copy of its
+	// array; when there are none, which is the case after a delivery
+	// moved by the Sync that first sees it, the new messages are written
+	// past its end (see extendable), and the folder's size costs nothing.
+	prev := last.Messages
+	type rename struct {
+		i    int // index in prev
+		name string
 	}
 	var added []numberedKey
+	var renamed []rename
 	for k, n := range changed {
 		uid := db.uids[k]
 		if uid == 0 {
 			continue
 		}
-		i, found := slices.BinarySearchFunc(msgs, uid, func(m Message, u uint32) int { return int64cmp(int64(m.UID), int64(u)) })
+		i, found := slices.BinarySearchFunc(prev, uid, cmpMessageUID)
 		if !found {
 			added = append(added, numberedKey{uid: uid, key: k})
-			continue
+		} else if n != prev[i].Name {
+			renamed = append(renamed, rename{i, n})
 		}
-		m := &msgs[i]
-		m.FromNew = fromNew[k]
-		if n != m.Name {
-			setName(m, n, km)
+	}
+	msgs := prev
+	if len(renamed) > 0 || !f.extendable(prev) {
+		msgs = make([]Message, len(prev), withRoom(len(prev)+len(added)))
+		copy(msgs, prev)
+		for _, r := range renamed {
+			setName(&msgs[r.i], r.name, km)
 		}
 	}
 	slices.SortFunc(added, func(a, b numberedKey) int { return int64cmp(int64(a.uid), int64(b.uid)) })
@@ -1290,10 +1329,49 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 			delete(names, o.key)
 		}
 	}
-	snap := &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: msgs}
+	snap := &Snapshot{UIDValidity: db.validity, UIDNext: db.next, Messages: msgs, NewUIDs: newUIDsIn(msgs, fromNew, db)}
 	f.lastSnap, f.lastDB, f.lastGen = snap, db, db.gen
+	f.arena = msgs
 	f.deltaSyncs++
+	if len(msgs) > 0 && len(prev) > 0 && &msgs[0] == &prev[0] {
+		f.inPlaceSyncs++
+	}
 	return snap, nil
+}
+
+// extendable says whether msgs, the last snapshot's messages, end where
+// the longest slice this folder handed out of their array ends: then
+// nothing anyone holds can see past len(msgs), and new messages may be
+// appended to msgs in place. Every snapshot's Messages is read-only and
+// nobody else appends to it (Snapshot's contract); a snapshot made
+// earlier from the same array is shorter or as long, so it never sees
+// the appended elements either, even if it became the last snapshot
+// again. Caller holds f.mu.
+func (f *Folder) extendable(msgs []Message) bool {
+	return len(msgs) > 0 && len(msgs) == len(f.arena) && &msgs[0] == &f.arena[0]
+}
+
+// withRoom is the capacity to give an array of n messages: a little more,
+// so that the next deliveries are appended in place (see extendable).
+func withRoom(n int) int { return n + n/64 + 16 }
+
+func cmpMessageUID(m Message, uid uint32) int { return int64cmp(int64(m.UID), int64(uid)) }
+
+// newUIDsIn returns the UIDs, ascending, of the messages of msgs (in UID
+// order) whose keys are in fromNew: Snapshot.NewUIDs.
+func newUIDsIn(msgs []Message, fromNew map[string]bool, db *uidDB) []uint32 {
+	var uids []uint32
+	for k := range fromNew {
+		uid := db.uids[k]
+		if uid == 0 {
+			continue
+		}
+		if i, found := slices.BinarySearchFunc(msgs, uid, cmpMessageUID); found && msgs[i].Key == k {
+			uids = append(uids, uid)
+		}
+	}
+	slices.Sort(uids)
+	return uids
 }
 
 // setName gives m the file name name, with the flags and keywords its
@@ -1493,4 +1571,94 @@ func (f *Folder) InternalDate(key string) (time.Time, error) {
 		return err
 	})
 	return mtime, err
+}
+
+// UIDs returns the folder's UIDVALIDITY and the UIDs of keys, messages
+// this process has just delivered or copied into it (IMAP's APPENDUID and
+// COPYUID, RFC 4315 3), in the order given (0 for a key a Sync, when one
+// was needed, did not find). Keys not numbered yet get their UIDs as a
+// Sync would give them
+// (in delivery order, under the UID database's lock), but no snapshot is
+// built: the next Sync adds the messages to the last snapshot, in place
+// when nothing else changed, instead of a snapshot holding them in new/
+// being patched again when a session moves them to cur/.
+func (f *Folder) UIDs(keys []string) (uint32, []uint32, error) {
+	validity, uids, ok, err := f.numberKeys(keys)
+	if err != nil || ok {
+		return validity, uids, err
+	}
+	// No UID database yet, or one to import: a whole Sync.
+	snap, err := f.Sync(false)
+	if err != nil {
+		return 0, nil, err
+	}
+	uids = make([]uint32, len(keys))
+	want := make(map[string]int, len(keys))
+	for i, k := range keys {
+		want[k] = i
+	}
+	// Messages just delivered are at the end, in UID order.
+	for i := len(snap.Messages) - 1; i >= 0 && len(want) > 0; i-- {
+		m := &snap.Messages[i]
+		if j, ok := want[m.Key]; ok {
+			uids[j] = m.UID
+			delete(want, m.Key)
+		}
+	}
+	return snap.UIDValidity, uids, nil
+}
+
+// numberKeys is UIDs with a UID database to number in; ok is false when
+// there is none (or Courier keywords wait to be imported, which a Sync
+// does under the same lock) and a Sync must do it.
+func (f *Folder) numberKeys(keys []string) (validity uint32, uids []uint32, ok bool, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	db, err := f.uidDBForSync()
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("maildir %s: uids: %w", f.path, err)
+	}
+	if db == nil || len(db.uids) == 0 || f.needsKeywordImport() {
+		return 0, nil, false, nil
+	}
+	var fresh map[string]string
+	for _, k := range keys {
+		if db.uids[k] != 0 {
+			continue
+		}
+		if k == "" || strings.ContainsAny(k, "/:\x00") {
+			return 0, nil, false, fmt.Errorf("maildir %s: key %q: %w", f.path, k, ErrNoMessage)
+		}
+		if fresh == nil {
+			fresh = make(map[string]string)
+		}
+		fresh[k] = "" // the name only matters to a first numbering
+	}
+	if fresh != nil {
+		// Still the database the last snapshot was built from: numbering
+		// keys it lacks leaves it so (the next Sync finds them in new/ or
+		// cur/ and adds them), and deltaSync can go on patching.
+		current := db == f.lastDB && db.gen == f.lastGen
+		unlock, err := lockFile(filepath.Join(f.path, uidLockName))
+		if err != nil {
+			return 0, nil, false, fmt.Errorf("maildir %s: uids: %w", f.path, err)
+		}
+		db, err = f.assignUIDs(fresh, nil, false)
+		if werr := f.finishDBWrite(); werr != nil && err == nil {
+			err = werr
+		}
+		f.numbered = nil
+		unlock()
+		if err != nil {
+			return 0, nil, false, fmt.Errorf("maildir %s: uids: %w", f.path, err)
+		}
+		if current && db == f.lastDB {
+			f.lastGen = db.gen
+		}
+	}
+	uids = make([]uint32, len(keys))
+	for i, k := range keys {
+		uids[i] = db.uids[k]
+	}
+	return db.validity, uids, true, nil
 }

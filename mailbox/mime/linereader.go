@@ -40,8 +40,10 @@ type lineReader struct {
 }
 
 func newLineReader(r io.ReaderAt, start, end int64) *lineReader {
+	// A small message gets a buffer of its size, not 8 KiB (one line more
+	// than the section never has to fit).
 	return &lineReader{
-		br:  bufio.NewReaderSize(io.NewSectionReader(r, start, end-start), 8<<10),
+		br:  bufio.NewReaderSize(io.NewSectionReader(r, start, end-start), int(min(8<<10, max(end-start+1, 16)))),
 		off: start,
 	}
 }

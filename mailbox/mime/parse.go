@@ -24,6 +24,8 @@ type parser struct {
 	// boundaries is the stack of enclosing multipart delimiters, innermost
 	// last, each already prefixed with "--".
 	boundaries [][]byte
+	// noEnvelopes: ParseStructure, no Part.Envelope.
+	noEnvelopes bool
 }
 
 // boundaryMatch is the result of checking a line against the boundary stack.
@@ -37,12 +39,26 @@ type boundaryMatch struct {
 // but the header fields. Broken MIME is never an error (see the package
 // comment); an error means r failed.
 func Parse(r io.ReaderAt, size int64) (*Part, error) {
-	p := &parser{lr: newLineReader(r, 0, size)}
+	return parse(r, size, true)
+}
+
+// ParseStructure is Parse without the envelopes (Part.Envelope stays
+// nil), for callers that only read the parts and their text, such as a
+// search index: parsing the address fields is most of the work on small
+// messages.
+func ParseStructure(r io.ReaderAt, size int64) (*Part, error) {
+	return parse(r, size, false)
+}
+
+func parse(r io.ReaderAt, size int64, envelopes bool) (*Part, error) {
+	p := &parser{lr: newLineReader(r, 0, size), noEnvelopes: !envelopes}
 	root := p.parsePart(false, 0)
 	if p.lr.err != nil {
 		return nil, fmt.Errorf("mime: parse: %w", p.lr.err)
 	}
-	root.Envelope = buildEnvelope(root.Header)
+	if envelopes {
+		root.Envelope = buildEnvelope(root.Header)
+	}
 	return root, nil
 }
 
@@ -139,7 +155,9 @@ func (p *parser) parsePart(digestChild bool, depth int) *Part {
 		}
 		bodyLF := lr.lfBeforeNext()
 		msg := p.parsePart(false, depth+1)
-		msg.Envelope = buildEnvelope(msg.Header)
+		if !p.noEnvelopes {
+			msg.Envelope = buildEnvelope(msg.Header)
+		}
 		part.Message = msg
 		part.End = msg.End
 		part.Lines = msg.lfEnd - bodyLF

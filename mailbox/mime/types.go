@@ -94,6 +94,7 @@ type Part struct {
 // The functions (implemented beside this file):
 //
 //	func Parse(r io.ReaderAt, size int64) (*Part, error)  // whole-message tree; error only on I/O failure
+//	func ParseStructure(r io.ReaderAt, size int64) (*Part, error) // Parse without Envelope (search indexing)
 //	func ParseHeader(r io.ReaderAt, start, end int64) (Header, error)
 //	func (p *Part) Find(path []int) *Part                  // section part numbers "1.2.3" -> part; nil if none (RFC 3501 6.4.5 numbering: a non-multipart top level is part 1)
 //	func Section(r io.ReaderAt, root *Part, spec SectionSpec) ([]byte, error) // BODY[spec] content: "", HEADER, HEADER.FIELDS (list), HEADER.FIELDS.NOT (list), TEXT, MIME, with part path
