@@ -243,13 +243,43 @@ func Default() List { return List{{ID: "owner", Rights: All}} }
 // owner always has every right: Postern, like Courier, refuses to lock an
 // owner out of their own folder.
 func (l List) Rights(user string, isOwner bool) Rights {
+	return l.RightsOf(user, nil, isOwner)
+}
+
+// Administrators is the group whose members have every right on every
+// folder, as in Courier ("administrators" is "group=administrators").
+const Administrators = "administrators"
+
+// RightsOf is Rights for a user who belongs to groups (Courier's account
+// option "group=NAME"): "group=NAME" entries count for the members of
+// NAME, and a member of the administrators group has every right, like
+// the owner.
+func (l List) RightsOf(user string, groups []string, isOwner bool) Rights {
 	if isOwner {
+		return All
+	}
+	member := func(id string) bool {
+		name, ok := strings.CutPrefix(id, "group=")
+		if !ok {
+			return false
+		}
+		for _, g := range groups {
+			if g == name {
+				return true
+			}
+		}
+		return false
+	}
+	if member("group=" + Administrators) {
 		return All
 	}
 	var plus, minus Rights
 	for _, e := range l {
 		id := strings.TrimPrefix(e.ID, "-")
-		if id != "anyone" && id != "anonymous" && id != "user="+user {
+		if id == Administrators {
+			id = "group=" + Administrators
+		}
+		if id != "anyone" && id != "anonymous" && id != "user="+user && !member(id) {
 			continue
 		}
 		if e.Negative() {

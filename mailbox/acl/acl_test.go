@@ -79,6 +79,20 @@ func TestParseCourierSample(t *testing.T) {
 	if got := l.Rights("mary", true); got != All {
 		t.Errorf("owner's rights = %q, want all", got)
 	}
+	// Group members: group=staff adds "si" to anyone's "lr"; mary's
+	// negative entry still takes "r" away; an administrator has all.
+	if got := l.RightsOf("john", []string{"staff"}, false).String(); got != "lrswi" {
+		t.Errorf("john in staff = %q, want lrswi", got)
+	}
+	if got := l.RightsOf("mary", []string{"staff"}, false).String(); got != "lsi" {
+		t.Errorf("mary in staff = %q, want lsi", got)
+	}
+	if got := l.RightsOf("john", []string{"other"}, false).String(); got != "lrw" {
+		t.Errorf("john in another group = %q, want lrw", got)
+	}
+	if got := l.RightsOf("nobody", []string{Administrators}, false); got != All {
+		t.Errorf("administrator = %q, want all", got)
+	}
 	// Written back in Courier's letters: create is "c".
 	out := string(l[:1].Marshal())
 	if out != "owner lrswicxtea\n" {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,19 +25,40 @@ type mapModule struct {
 	users    map[string]string
 	disabled map[string]bool
 	tempFail bool
+
+	mu     sync.Mutex
+	groups map[string]string // user → Courier's "group=" option
 }
 
 func (m *mapModule) Name() string { return "testmap" }
 
+// addUser adds an account, with its ACL group when group is not "".
+func (m *mapModule) addUser(name, password, group string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.users[name] = password
+	if group != "" {
+		if m.groups == nil {
+			m.groups = map[string]string{}
+		}
+		m.groups[name] = group
+	}
+}
+
 func (m *mapModule) account(name string) *auth.Account {
-	a := &auth.Account{Name: name, Maildir: filepath.Join(m.root, name, "Maildir"), Module: m.Name()}
+	a := &auth.Account{Name: name, Maildir: filepath.Join(m.root, name, "Maildir"), Module: m.Name(), Options: map[string]string{}}
 	if m.disabled[name] {
-		a.Options = map[string]string{"disableimap": "1"}
+		a.Options["disableimap"] = "1"
+	}
+	if g := m.groups[name]; g != "" {
+		a.Options["group"] = g
 	}
 	return a
 }
 
 func (m *mapModule) Lookup(ctx context.Context, name string) (*auth.Account, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if _, ok := m.users[name]; !ok {
 		return nil, auth.ErrNoSuchUser
 	}
@@ -44,6 +66,8 @@ func (m *mapModule) Lookup(ctx context.Context, name string) (*auth.Account, err
 }
 
 func (m *mapModule) Authenticate(ctx context.Context, service, name, password string) (*auth.Account, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.tempFail {
 		return nil, auth.ErrTemporary
 	}

@@ -275,7 +275,7 @@ func (s *session) openShared(owner, folderIMAP string) (*mailboxRef, error) {
 	ref.name = sharedPrefix + acct.Name + "." + s.imapFolderPart(folder)
 	list, err := acl.ReadFolder(mail.Root(), folder)
 	if err == nil {
-		ref.rights = list.Rights(s.user, false)
+		ref.rights = list.RightsOf(s.user, s.groups(), false)
 		if !ref.rights.Has(acl.Lookup) {
 			err = errNoSuchShared
 		} else if _, ferr := mail.Folder(folder); ferr != nil {
@@ -304,6 +304,18 @@ func (s *session) imapFolderPart(folder string) string {
 		}
 	}
 	return folder
+}
+
+// groups are the session user's ACL groups: Courier's account option
+// "group=NAME" (one group, as in Courier).
+func (s *session) groups() []string {
+	if s.account == nil {
+		return nil
+	}
+	if g := strings.TrimSpace(s.account.Options["group"]); g != "" {
+		return []string{g}
+	}
+	return nil
 }
 
 // sharedEntries lists the other users' folders this user may see ("l"),
@@ -343,7 +355,7 @@ func (s *session) sharedEntries() (map[string]*mailboxRef, error) {
 			if !ok {
 				continue
 			}
-			r := list.Rights(s.user, false)
+			r := list.RightsOf(s.user, s.groups(), false)
 			if !r.Has(acl.Lookup) {
 				continue
 			}

@@ -440,3 +440,66 @@ func TestSharedSubscribe(t *testing.T) {
 		t.Fatalf("courierimapsubscribed = %q, %v", data, err)
 	}
 }
+
+// Courier's "group=NAME" account option puts a user in an ACL group:
+// "group=NAME" entries grant (and negative ones take away) rights to its
+// members, and members of "administrators" have every right on every
+// folder.
+func TestSharedGroupIdentifiers(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) {
+		o.SharedRegistry = filepath.Join(t.TempDir(), "state", "imap-shared")
+	})
+	env.module.addUser("carol", "pw-carol", "sales")
+	env.module.addUser("dave", "pw-dave", "")
+	env.module.addUser("root", "pw-root", acl.Administrators)
+	alice := env.dialClient("alice", "secret", nil)
+	for _, f := range []string{"Work", "Private"} {
+		if err := alice.Create(f, nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env.deliver("alice", "Work", "Subject: plans\n\nthe plans\n")
+	env.deliver("alice", "Private", "Subject: diary\n\nsecret\n")
+	if err := alice.SetACL("Work", "group=sales", imap.RightModificationReplace, imap.RightSet("lr")).Wait(); err != nil {
+		t.Fatal(err)
+	}
+
+	carol := env.dialClient("carol", "pw-carol", nil)
+	names := strings.Join(listNames(t, carol), " ")
+	if !strings.Contains(names, "#shared.alice.Work") || strings.Contains(names, "Private") {
+		t.Fatalf("carol (group sales) lists %s", names)
+	}
+	if d, err := carol.Select("#shared.alice.Work", nil).Wait(); err != nil || d.NumMessages != 1 {
+		t.Fatalf("carol selects alice's Work: %v, %+v", err, d)
+	}
+	carol.Unselect().Wait()
+
+	dave := env.dialClient("dave", "pw-dave", nil)
+	if strings.Contains(strings.Join(listNames(t, dave), " "), "#shared.alice") {
+		t.Fatal("dave, in no group, sees alice's folders")
+	}
+	if _, err := dave.Select("#shared.alice.Work", nil).Wait(); err == nil {
+		t.Fatal("dave selected a folder shared with a group he is not in")
+	}
+
+	// A negative group entry takes "r" back from the members.
+	if err := alice.SetACL("Work", "-group=sales", imap.RightModificationReplace, imap.RightSet("r")).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.Select("#shared.alice.Work", nil).Wait(); err == nil {
+		t.Fatal("carol selected Work after -group=sales r")
+	}
+
+	// An administrator reaches a folder shared with nobody, with every right.
+	root := env.dialClient("root", "pw-root", nil)
+	if d, err := root.Select("#shared.alice.Private", nil).Wait(); err != nil || d.NumMessages != 1 {
+		t.Fatalf("administrator selects alice's Private: %v, %+v", err, d)
+	}
+	mr, err := root.MyRights("#shared.alice.Private").Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(mr.Rights); !strings.Contains(got, "a") || !strings.Contains(got, "r") || !strings.Contains(got, "x") {
+		t.Fatalf("administrator's MYRIGHTS on alice's Private = %q, want every right", got)
+	}
+}
