@@ -726,14 +726,20 @@ func (s *session) loadMessage(m *viewMessage) (*loadedMessage, error) {
 	}
 	defer f.Close()
 	raw, err := io.ReadAll(io.LimitReader(f, maxLoadedMessage))
-	if err != nil {
-		return nil, fmt.Errorf("imap: read message %d: %w", m.uid, err)
+	return s.parseLoaded(m.uid, raw, err, mime.Parse)
+}
+
+// parseLoaded finishes loading message uid from raw (read with readErr):
+// CRLF line ends, its CRLF size noted in the index, parsed with parse.
+func (s *session) parseLoaded(uid uint32, raw []byte, readErr error, parse func(io.ReaderAt, int64) (*mime.Part, error)) (*loadedMessage, error) {
+	if readErr != nil {
+		return nil, fmt.Errorf("imap: read message %d: %w", uid, readErr)
 	}
 	data := toCRLF(raw)
-	s.sel.index.setCRLFSize(m.uid, int64(len(data)))
-	root, err := mime.Parse(bytes.NewReader(data), int64(len(data)))
+	s.sel.index.setCRLFSize(uid, int64(len(data)))
+	root, err := parse(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
-		return nil, fmt.Errorf("imap: parse message %d: %w", m.uid, err)
+		return nil, fmt.Errorf("imap: parse message %d: %w", uid, err)
 	}
 	return &loadedMessage{data: data, root: root}, nil
 }

@@ -2,7 +2,6 @@ package imap
 
 import (
 	"bytes"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -159,16 +158,7 @@ func (s *session) textDoc(m textindex.Message) (textindex.Doc, bool) {
 func (s *session) loadTextMessage(m textindex.Message, scratch *[]byte) (*loadedMessage, error) {
 	raw, err := s.sel.folder.ReadMessage(m.Key, (*scratch)[:0], maxLoadedMessage)
 	*scratch = raw[:0]
-	if err != nil {
-		return nil, fmt.Errorf("imap: read message %d: %w", m.UID, err)
-	}
-	data := toCRLF(raw)
-	s.sel.index.setCRLFSize(m.UID, int64(len(data)))
-	root, err := mime.ParseStructure(bytes.NewReader(data), int64(len(data)))
-	if err != nil {
-		return nil, fmt.Errorf("imap: parse message %d: %w", m.UID, err)
-	}
-	return &loadedMessage{data: data, root: root}, nil
+	return s.parseLoaded(m.UID, raw, err, mime.ParseStructure)
 }
 
 // textScratch holds the buffers loadTextMessage reads into.

@@ -232,15 +232,22 @@ func segmentFiles(t *testing.T, dir string) []string {
 	return m
 }
 
-func TestBodySearchThroughTheIndexEqualsTheUnindexedSearch(t *testing.T) {
-	env := newTestEnv(t, nil)
-	rng := rand.New(rand.NewPCG(42, 7))
+// deliverRandomTexts delivers n random messages (seeded) to alice's INBOX;
+// it returns them and the generator, for queries that follow.
+func deliverRandomTexts(env *testEnv, seed1, seed2 uint64, n int) ([]textMessage, *rand.Rand) {
+	rng := rand.New(rand.NewPCG(seed1, seed2))
 	var msgs []textMessage
-	for i := 0; i < 200; i++ {
+	for i := 0; i < n; i++ {
 		m := randomTextMessage(rng, i)
 		msgs = append(msgs, m)
 		env.deliver("alice", "INBOX", m.raw)
 	}
+	return msgs, rng
+}
+
+func TestBodySearchThroughTheIndexEqualsTheUnindexedSearch(t *testing.T) {
+	env := newTestEnv(t, nil)
+	msgs, rng := deliverRandomTexts(env, 42, 7, 200)
 	indexed := env.login("alice", "secret")
 	indexed.send("s1 SELECT INBOX\r\n")
 	indexed.until("s1 OK")
@@ -513,13 +520,7 @@ func TestTextSearchAcrossAHeaderFold(t *testing.T) {
 // both sessions, is the unindexed server's.
 func TestBodySearchWhileTheIndexIsBuilt(t *testing.T) {
 	env := newTestEnv(t, nil)
-	rng := rand.New(rand.NewPCG(9, 9))
-	var msgs []textMessage
-	for i := 0; i < 600; i++ {
-		m := randomTextMessage(rng, i)
-		msgs = append(msgs, m)
-		env.deliver("alice", "INBOX", m.raw)
-	}
+	msgs, rng := deliverRandomTexts(env, 9, 9, 600)
 	a := env.login("alice", "secret")
 	b := env.login("alice", "secret")
 	for _, r := range []*rawConn{a, b} {

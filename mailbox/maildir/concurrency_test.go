@@ -220,15 +220,7 @@ func TestConcurrentDeliveryAndSyncAcrossProcesses(t *testing.T) {
 		t.Errorf("final snapshot has %d messages, want %d", len(seen), len(want))
 	}
 	// Restart: a new object over the same files agrees on every UID.
-	again, err := Open(m.Root())
-	if err != nil {
-		t.Fatal(err)
-	}
-	againInbox, _ := again.Folder(Inbox)
-	snap, err := againInbox.Sync(false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := freshInbox(t, m.Root())
 	if snap.UIDValidity != final.UIDValidity || len(snap.Messages) != len(final.Messages) {
 		t.Fatalf("after restart: validity %d/%d, %d/%d messages", snap.UIDValidity, final.UIDValidity, len(snap.Messages), len(final.Messages))
 	}

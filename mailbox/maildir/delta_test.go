@@ -71,15 +71,7 @@ func TestDeltaSyncMatchesFreshScan(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fresh, err := Open(m.Root())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ff, _ := fresh.Folder(Inbox)
-		want, err := ff.Sync(false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		want := freshInbox(t, m.Root())
 		if g, w := describe(got), describe(want); g != w {
 			t.Fatalf("round %d: Sync gave\n%s\nfresh scan gives\n%s", round, g, w)
 		}
