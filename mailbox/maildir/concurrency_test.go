@@ -220,7 +220,7 @@ func TestConcurrentDeliveryAndSyncAcrossProcesses(t *testing.T) {
 		t.Errorf("final snapshot has %d messages, want %d", len(seen), len(want))
 	}
 	// Restart: a new object over the same files agrees on every UID.
-	snap := freshInbox(t, m.Root())
+	snap := freshScan(t, m)
 	if snap.UIDValidity != final.UIDValidity || len(snap.Messages) != len(final.Messages) {
 		t.Fatalf("after restart: validity %d/%d, %d/%d messages", snap.UIDValidity, final.UIDValidity, len(snap.Messages), len(final.Messages))
 	}

@@ -71,7 +71,7 @@ func TestDeltaSyncMatchesFreshScan(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := freshInbox(t, m.Root())
+		want := freshScan(t, m)
 		if g, w := describe(got), describe(want); g != w {
 			t.Fatalf("round %d: Sync gave\n%s\nfresh scan gives\n%s", round, g, w)
 		}

@@ -14,25 +14,6 @@ import (
 	"postern/internal/dirfact"
 )
 
-// freshInbox syncs INBOX through a new Maildir object over root's files,
-// as a restarted server or another process would see it.
-func freshInbox(t *testing.T, root string) *Snapshot {
-	t.Helper()
-	m, err := OpenWithOptions(root, Options{Logger: slog.New(slog.DiscardHandler), Hostname: "test.example"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := m.Folder(Inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := f.Sync(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return snap
-}
-
 // newTestMaildir makes a fresh maildir in a temp dir with a quiet logger.
 func newTestMaildir(t *testing.T) *Maildir {
 	t.Helper()
