@@ -435,6 +435,9 @@ func (st *Staged) Commit() (string, error) {
 			err = os.Chtimes(st.tmpPath, time.Now(), opt.InternalDate)
 		}
 		if err != nil {
+			if st.journal != nil {
+				st.journal.log.Cancel(seq)
+			}
 			return "", fmt.Errorf("maildir %s: deliver: set internal date: %w", f.path, err)
 		}
 	}
