@@ -27,7 +27,11 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv("POSTERN_TEST_SERVE"); dir != "" {
 		os.Exit(serveForTest(dir))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if buildOnce.path != "" {
+		os.RemoveAll(filepath.Dir(buildOnce.path)) // the binary buildPostern built
+	}
+	os.Exit(code)
 }
 
 func serveForTest(dir string) int {
