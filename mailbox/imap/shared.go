@@ -235,7 +235,26 @@ func (s *session) resolveShared(name string) (*mailboxRef, error) {
 		}
 		return ref, err
 	}
+	if s.isAdministrator() {
+		// An administrator reaches every account, not only those that
+		// share something: OWNER is the longest prefix that names one.
+		for i := len(rest) - 1; i > 0; i-- {
+			if rest[i] != '.' || rest[:i] == s.user || slices.Contains(owners, rest[:i]) {
+				continue
+			}
+			ref, err := s.openShared(rest[:i], rest[i+1:])
+			if errors.Is(err, errNoSuchShared) || errors.Is(err, errBadMailboxName) {
+				continue // not an account, or not a folder name after it
+			}
+			return ref, err
+		}
+	}
 	return nil, errNoSuchShared
+}
+
+// isAdministrator reports whether the user is in the administrators group.
+func (s *session) isAdministrator() bool {
+	return slices.Contains(s.groups(), acl.Administrators)
 }
 
 // openShared opens owner's folder (the IMAP name without any prefix) for

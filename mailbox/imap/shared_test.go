@@ -495,6 +495,14 @@ func TestSharedGroupIdentifiers(t *testing.T) {
 	if d, err := root.Select("#shared.alice.Private", nil).Wait(); err != nil || d.NumMessages != 1 {
 		t.Fatalf("administrator selects alice's Private: %v, %+v", err, d)
 	}
+	// Also an account that shares nothing (bob: not in the registry).
+	env.deliver("bob", "INBOX", "Subject: bob's\n\nhi\n")
+	if d, err := root.Select("#shared.bob.INBOX", nil).Wait(); err != nil || d.NumMessages != 1 {
+		t.Fatalf("administrator selects bob's INBOX: %v, %+v", err, d)
+	}
+	if _, err := carol.Select("#shared.bob.INBOX", nil).Wait(); err == nil {
+		t.Fatal("carol, not an administrator, selected bob's INBOX")
+	}
 	mr, err := root.MyRights("#shared.alice.Private").Wait()
 	if err != nil {
 		t.Fatal(err)
