@@ -421,7 +421,7 @@ func (st *Staged) Commit() (string, error) {
 				werr = st.barrier.wait()
 			}
 		case werr != nil:
-			st.journal.log.Cancel(seq)
+			st.cancelRecord(seq)
 		}
 		if werr != nil {
 			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, werr)
@@ -435,9 +435,7 @@ func (st *Staged) Commit() (string, error) {
 			err = os.Chtimes(st.tmpPath, time.Now(), opt.InternalDate)
 		}
 		if err != nil {
-			if st.journal != nil {
-				st.journal.log.Cancel(seq)
-			}
+			st.cancelRecord(seq)
 			return "", fmt.Errorf("maildir %s: deliver: set internal date: %w", f.path, err)
 		}
 	}
@@ -448,9 +446,7 @@ func (st *Staged) Commit() (string, error) {
 		err = linkOrRename(st.tmpPath, dest)
 	}
 	if err != nil {
-		if st.journal != nil {
-			st.journal.log.Cancel(seq)
-		}
+		st.cancelRecord(seq)
 		return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 	}
 	switch {
@@ -468,6 +464,14 @@ func (st *Staged) Commit() (string, error) {
 		f.md.addQuotaUsage(st.size, 1)
 	}
 	return key, nil
+}
+
+// cancelRecord marks a journaled delivery's record as not applied (the
+// delivery fails), so that replay skips it.
+func (st *Staged) cancelRecord(seq uint64) {
+	if st.journal != nil {
+		st.journal.log.Cancel(seq)
+	}
 }
 
 // errNoTmpfile: the file system (or kernel) has no O_TMPFILE.
