@@ -47,6 +47,8 @@ type conn struct {
 	br      *bufio.Reader
 	bw      *bufio.Writer
 	timeout time.Duration // deadline for the next read from the network
+	readBy  deadline      // the read deadline set last (guarded by mu)
+	writeBy deadline      // the write deadline set last
 	endBy   time.Time     // MaxSessionTime deadline, zero when unbounded
 	lineBuf []byte
 
@@ -92,7 +94,7 @@ func (r connReader) Read(p []byte) (int, error) {
 	if !c.endBy.IsZero() && c.endBy.Before(d) {
 		d = c.endBy
 	}
-	r.src.SetReadDeadline(d)
+	c.readBy.renew(d, c.timeout, r.src.SetReadDeadline)
 	c.mu.Unlock()
 	return r.src.Read(p)
 }
@@ -105,9 +107,30 @@ type connWriter struct {
 }
 
 func (w connWriter) Write(p []byte) (int, error) {
-	w.dst.SetWriteDeadline(time.Now().Add(w.c.opt.WriteTimeout))
+	w.c.writeBy.renew(time.Now().Add(w.c.opt.WriteTimeout), w.c.opt.WriteTimeout, w.dst.SetWriteDeadline)
 	return w.dst.Write(p)
 }
+
+// deadline is the last deadline set on one direction of a connection. A
+// renewal that would move it later by less than a little of the timeout
+// (at most a second) is skipped: every renewal updates a runtime timer, and
+// at one per command and reply, with the netpoller woken to take the new
+// timer into account, that cost more than the command itself. A timeout
+// thus ends a little early (by up to that second), never late.
+type deadline struct{ at time.Time }
+
+func (d *deadline) renew(want time.Time, timeout time.Duration, set func(time.Time) error) {
+	slack := min(time.Second, timeout/8)
+	if !d.at.IsZero() && !d.at.After(want) && want.Sub(d.at) < slack {
+		return
+	}
+	if set(want) == nil {
+		d.at = want
+	}
+}
+
+// forget makes the next renewal set the deadline (it was changed directly).
+func (d *deadline) forget() { d.at = time.Time{} }
 
 // prefixConn is a net.Conn whose reads come through a bufio.Reader that
 // may already hold bytes (the first TLS bytes after a PROXY header).
@@ -171,6 +194,7 @@ func (c *conn) requestShutdown() {
 	c.stopping = true
 	if c.reading {
 		c.cur.SetReadDeadline(time.Now())
+		c.readBy.forget()
 	}
 }
 
@@ -354,6 +378,10 @@ func (c *conn) handshake(tc *tls.Conn) bool {
 	c.raw.SetDeadline(time.Now().Add(c.opt.TLSHandshakeTimeout))
 	err := tc.HandshakeContext(c.ctx)
 	c.raw.SetDeadline(time.Time{})
+	c.mu.Lock()
+	c.readBy.forget()
+	c.mu.Unlock()
+	c.writeBy.forget()
 	c.timeout = c.opt.ReadTimeout
 	if err != nil {
 		c.log.Info("smtpd: TLS handshake failed", "err", err)
