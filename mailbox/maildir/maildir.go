@@ -404,27 +404,12 @@ func (st *Staged) Commit() (string, error) {
 	}
 	// A journaled delivery is logged before its name appears: a crash
 	// after the link finds the record and checks the file. The file is
-	// written meanwhile (the log's flush is the longer wait) and is whole
-	// before the link.
+	// whole before the link.
 	var seq uint64
 	if st.journal != nil {
-		written := make(chan error, 1)
-		go func() { written <- st.writeFile(bytes.NewReader(st.data.Bytes())) }()
 		var err error
-		seq, err = st.journal.append(dest, opt.InternalDate, st.data.Bytes(), st.barrier)
-		werr := <-written
-		switch {
-		case err != nil:
-			st.journal.refused(err)
-			st.journal = nil
-			if werr == nil {
-				werr = st.barrier.wait()
-			}
-		case werr != nil:
-			st.cancelRecord(seq)
-		}
-		if werr != nil {
-			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, werr)
+		if seq, err = st.writeLogged(dest); err != nil {
+			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 		}
 	}
 	if !opt.InternalDate.IsZero() {
@@ -464,6 +449,42 @@ func (st *Staged) Commit() (string, error) {
 		f.md.addQuotaUsage(st.size, 1)
 	}
 	return key, nil
+}
+
+// parallelWriteSize is the size from which a journaled message's file is
+// written on a goroutine of its own while its record is flushed. Below it
+// the file is written first: handing a few kilobytes to a goroutine costs
+// more in scheduling (a thread woken, then parked) than the write takes.
+const parallelWriteSize = 64 << 10
+
+// writeLogged writes a journaled message's file and logs its delivery to
+// dest, durable on return. When the journal refuses the record the file is
+// made durable the usual way and the delivery is no longer journaled.
+func (st *Staged) writeLogged(dest string) (uint64, error) {
+	data := st.data.Bytes()
+	var written chan error
+	if len(data) >= parallelWriteSize {
+		written = make(chan error, 1)
+		go func() { written <- st.writeFile(bytes.NewReader(data)) }()
+	} else if err := st.writeFile(bytes.NewReader(data)); err != nil {
+		return 0, err
+	}
+	seq, err := st.journal.append(dest, st.opt.InternalDate, data, st.barrier)
+	var werr error
+	if written != nil {
+		werr = <-written
+	}
+	switch {
+	case err != nil:
+		st.journal.refused(err)
+		st.journal = nil
+		if werr == nil {
+			werr = st.barrier.wait()
+		}
+	case werr != nil:
+		st.cancelRecord(seq)
+	}
+	return seq, werr
 }
 
 // cancelRecord marks a journaled delivery's record as not applied (the
