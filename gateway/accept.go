@@ -29,10 +29,11 @@ import (
 // client gets the 5xx, so there is no bounce); with several recipients the
 // failure is queued and the queue's DSN tells the sender.
 func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, log *slog.Logger) (string, error) {
-	var remote, localRcpts []delivery.Recipient
+	var remote []delivery.Recipient
+	var localTargets []Target
 	for _, t := range targets {
 		if t.Recipient.Local && t.Recipient.Pipe == "" {
-			localRcpts = append(localRcpts, t.Recipient)
+			localTargets = append(localTargets, t)
 		} else {
 			// Remote recipients, and aliases' programs and files (which
 			// may take long or ask for a retry), go through the queue.
@@ -49,13 +50,13 @@ func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Env
 		}
 		ids = append(ids, id)
 	}
-	if len(localRcpts) == 0 {
+	if len(localTargets) == 0 {
 		return strings.Join(ids, ","), nil
 	}
 	localID := newLocalID()
 	e := env
 	e.ID = localID
-	results := local.Deliver(ctx, &e, localRcpts, newBytesMessage(msg))
+	results := local.deliverTargets(ctx, &e, localTargets, newBytesMessage(msg))
 	var retry []delivery.Recipient
 	for i, res := range results {
 		if res.Err == nil {
@@ -68,8 +69,8 @@ func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Env
 			}
 			return "", smtpd.NewReply(code, res.Status, "%s", diagnosticText(res))
 		}
-		log.Info("local delivery deferred to the queue", "rcpt", localRcpts[i].Addr, "err", res.Err, "permanent", res.Permanent)
-		rc := localRcpts[i]
+		rc := localTargets[i].Recipient
+		log.Info("local delivery deferred to the queue", "rcpt", rc.Addr, "err", res.Err, "permanent", res.Permanent)
 		rc.LastResult = res.Diagnostic
 		retry = append(retry, rc)
 	}

@@ -37,26 +37,43 @@ type LocalDelivery struct {
 func (l *LocalDelivery) Deliver(ctx context.Context, env *delivery.Envelope, rcpts []delivery.Recipient, msg delivery.Message) []delivery.Result {
 	out := make([]delivery.Result, len(rcpts))
 	for i, rc := range rcpts {
-		out[i] = l.deliverOne(ctx, env, rc, msg)
+		out[i] = l.deliverOne(ctx, env, Target{Recipient: rc}, msg)
 	}
 	return out
 }
 
-func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, rc delivery.Recipient, msg delivery.Message) delivery.Result {
+// deliverTargets delivers to recipients the SMTP session resolved at RCPT:
+// their accounts are not looked up a second time.
+func (l *LocalDelivery) deliverTargets(ctx context.Context, env *delivery.Envelope, targets []Target, msg delivery.Message) []delivery.Result {
+	out := make([]delivery.Result, len(targets))
+	for i, t := range targets {
+		out[i] = l.deliverOne(ctx, env, t, msg)
+	}
+	return out
+}
+
+// deliverOne delivers to one recipient; t.Account, when set, is its
+// account (else it is looked up).
+func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, t Target, msg delivery.Message) delivery.Result {
+	rc := t.Recipient
 	if rc.Pipe != "" {
 		return l.deliverPipe(ctx, env, rc, msg)
 	}
 	addr, folder := rc.Addr, rc.Folder
-	local, domain, err := splitAddress(addr)
-	if err != nil {
-		return delivery.Result{Err: err, Permanent: true, Status: "5.1.3", Diagnostic: "x-postern; bad address"}
-	}
-	acct, ext, ref := l.Router.lookupAccountExt(ctx, local, strings.ToLower(domain))
-	if ref != nil {
-		return delivery.Result{Err: ref, Status: "4.3.0", Diagnostic: "x-postern; account lookup failed, will retry"}
-	}
+	acct, ext := t.Account, t.Extension
 	if acct == nil {
-		return delivery.Result{Err: errors.New("no such user"), Permanent: true, Status: "5.1.1", Diagnostic: "x-postern; no such user here"}
+		local, domain, err := splitAddress(addr)
+		if err != nil {
+			return delivery.Result{Err: err, Permanent: true, Status: "5.1.3", Diagnostic: "x-postern; bad address"}
+		}
+		var ref *Refusal
+		acct, ext, ref = l.Router.lookupAccountExt(ctx, local, strings.ToLower(domain))
+		if ref != nil {
+			return delivery.Result{Err: ref, Status: "4.3.0", Diagnostic: "x-postern; account lookup failed, will retry"}
+		}
+		if acct == nil {
+			return delivery.Result{Err: errors.New("no such user"), Permanent: true, Status: "5.1.1", Diagnostic: "x-postern; no such user here"}
+		}
 	}
 	if folder == "" {
 		folder = maildir.Inbox

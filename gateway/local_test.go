@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"testing"
 
@@ -35,5 +36,34 @@ func TestLocalDeliveryKeyIsIdempotent(t *testing.T) {
 	files, _ = filepath.Glob(filepath.Join(acct.MaildirPath(), "new", "*"))
 	if len(files) != 2 {
 		t.Fatalf("%d files after a keyless delivery", len(files))
+	}
+}
+
+// The SMTP session delivers to the accounts it resolved at RCPT, without a
+// second lookup: a virtual-domain alias to a domain-less account
+// ("@virt.test: john" makes sales@virt.test john-sales@virt.test, which
+// only the domain-less lookup finds) lands in john's Maildir with the
+// extension "sales".
+func TestInSessionDeliveryUsesTheResolvedAccount(t *testing.T) {
+	r := newTestRouter(t, "@virt.test: john\n", "john")
+	targets, ref := r.Resolve(context.Background(), "sales@virt.test", false)
+	if ref != nil {
+		t.Fatal(ref)
+	}
+	if len(targets) != 1 || targets[0].Account == nil || targets[0].Extension != "sales" {
+		t.Fatalf("targets = %+v", targets)
+	}
+	acct := targets[0].Account
+	if err := maildir.Make(acct.MaildirPath()); err != nil {
+		t.Fatal(err)
+	}
+	ld := &LocalDelivery{Router: r}
+	env := delivery.Envelope{From: "bob@example.net"}
+	if _, err := accept(context.Background(), ld, nil, env, targets, []byte("Subject: hi\r\n\r\nbody\r\n"), slog.Default()); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(acct.MaildirPath(), "new", "*"))
+	if len(files) != 1 {
+		t.Fatalf("%d messages in john's Maildir, want 1", len(files))
 	}
 }

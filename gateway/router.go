@@ -45,6 +45,7 @@ type Router struct {
 type Target struct {
 	Recipient delivery.Recipient
 	Account   *auth.Account // set for local accounts
+	Extension string        // the address extension split off for Account ("lists" of "alice-lists")
 }
 
 // Resolve maps one RCPT address to its final destinations. relay says
@@ -112,11 +113,11 @@ func (r *Router) resolveLocal(ctx context.Context, cfg *policy.Config, local, do
 				if len(*out) >= maxExpansion {
 					return &Refusal{550, "5.4.6", "Alias expansion too large", "alias_limit"}
 				}
-				acct, ref := r.lookupAccount(ctx, l, d)
+				acct, ext, ref := r.lookupAccountExt(ctx, l, d)
 				if ref == nil && acct == nil && bare {
 					// Courier's aliases name system accounts without a
 					// domain ("@virt.example: john" gives "john-sales").
-					acct, ref = r.lookupAccount(ctx, l, "")
+					acct, ext, ref = r.lookupAccountExt(ctx, l, "")
 				}
 				if ref != nil {
 					return ref
@@ -133,12 +134,13 @@ func (r *Router) resolveLocal(ctx context.Context, cfg *policy.Config, local, do
 				*out = append(*out, Target{
 					Recipient: delivery.Recipient{Addr: l + "@" + d, Local: true, ORcpt: "rfc822;" + orig},
 					Account:   acct,
+					Extension: ext,
 				})
 			}
 			return nil
 		}
 	}
-	acct, ref := r.lookupAccount(ctx, local, domain)
+	acct, ext, ref := r.lookupAccountExt(ctx, local, domain)
 	if ref != nil {
 		return ref
 	}
@@ -148,6 +150,7 @@ func (r *Router) resolveLocal(ctx context.Context, cfg *policy.Config, local, do
 	*out = append(*out, Target{
 		Recipient: delivery.Recipient{Addr: local + "@" + domain, Local: true, ORcpt: orcptFor(orig, local+"@"+domain)},
 		Account:   acct,
+		Extension: ext,
 	})
 	return nil
 }
