@@ -1,6 +1,11 @@
 package smtpd
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,5 +39,33 @@ func TestDeadlineRenewal(t *testing.T) {
 	s.renew(base.Add(15*time.Millisecond), 80*time.Millisecond, record)
 	if len(set) != 3 {
 		t.Fatal("after forget the deadline was not set again")
+	}
+}
+
+// A goroutine whose session ended serves the next connection; after
+// Shutdown the waiting ones exit.
+func TestConnectionGoroutinesAreReused(t *testing.T) {
+	checkGoroutines(t)
+	b := &testBackend{}
+	s, addr := startServer(t, b, testOptions(t))
+	for i := 0; i < 10; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(c)
+		if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "220 ") {
+			t.Fatalf("banner %q, %v", line, err)
+		}
+		fmt.Fprintf(c, "QUIT\r\n")
+		if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "221 ") {
+			t.Fatalf("QUIT: %q, %v", line, err)
+		}
+		io.Copy(io.Discard, r) // until the server closes
+		c.Close()
+		time.Sleep(50 * time.Millisecond) // the goroutine goes back to waiting
+	}
+	if n := s.workers.Load(); n != 1 {
+		t.Fatalf("%d goroutines started for 10 connections one after the other, want 1", n)
 	}
 }
