@@ -135,12 +135,12 @@ run_one() { # NAME ADDR RCPT MAILDIR CONC
 make build >/dev/null
 need_postfix
 
-# The previous run deleted its messages at exit (and synced); inodes freed
-# less than a minute ago (six while their inode table block is unwritten)
-# would slow this run's file creation (see run_one).
+# The previous run deleted its messages at exit; inodes freed less than a
+# minute ago, or six while their inode table block is dirty (and new files
+# dirty it again), would slow this run's file creation (see run_one).
 STAMP=/var/lib/postern-bench/last-cleanup
 if [ -f "$STAMP" ]; then
-	wait_s=$(( $(stat -c %Y "$STAMP") + 65 - $(date +%s) ))
+	wait_s=$(( $(stat -c %Y "$STAMP") + 365 - $(date +%s) ))
 	if [ "$wait_s" -gt 0 ]; then
 		echo "waiting ${wait_s}s: the last run's deleted files are still 'recently deleted' to ext4"
 		sleep "$wait_s"
