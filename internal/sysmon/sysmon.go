@@ -6,12 +6,15 @@
 // every processor idles. A server that answers short requests one after
 // the other, as an SMTP server does at one client at a time, keeps it at
 // that 20 µs rhythm: measured on a 2-core virtual machine, its wake-ups were
-// a third of the server's context switches and cost about a sixth of its
-// throughput (docs/performance.md). Each wake-up is a nanosleep whose
-// precision the thread's timer slack sets; Relax raises that slack for this
-// one thread, so that the kernel may gather its wake-ups with others. The
-// runtime's duties are then done up to the slack later, which for these
-// (all measured in milliseconds) is noise.
+// a third of the server's context switches, and a millisecond of slack cut
+// the server's CPU time per message by a fifth (docs/serve.md, ENVIRONMENT;
+// bench/README.md). Each wake-up is a nanosleep whose precision the
+// thread's timer slack sets; Relax raises that slack for this one thread,
+// so that the kernel may gather its wake-ups with others. The runtime's
+// duties are then done up to the slack later: a processor is taken back
+// from a blocked system call after 20 µs plus up to the slack (the other
+// processors run goroutines meanwhile), a goroutine is preempted after
+// 10 ms plus up to the slack.
 //
 // Linux only, and only for a process allowed to change another thread's
 // slack (CAP_SYS_NICE; root has it). Elsewhere Relax reports why not and
