@@ -33,13 +33,14 @@ type LocalDelivery struct {
 	Journal *maildir.Journal
 }
 
-// Deliver implements delivery.Deliverer.
+// Deliver implements delivery.Deliverer: each recipient's account is
+// looked up at delivery.
 func (l *LocalDelivery) Deliver(ctx context.Context, env *delivery.Envelope, rcpts []delivery.Recipient, msg delivery.Message) []delivery.Result {
-	out := make([]delivery.Result, len(rcpts))
+	targets := make([]Target, len(rcpts))
 	for i, rc := range rcpts {
-		out[i] = l.deliverOne(ctx, env, Target{Recipient: rc}, msg)
+		targets[i].Recipient = rc
 	}
-	return out
+	return l.deliverTargets(ctx, env, targets, msg)
 }
 
 // deliverTargets delivers to recipients the SMTP session resolved at RCPT:

@@ -22,6 +22,7 @@
 package sysmon
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -57,18 +58,11 @@ func Slack() (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("sysmon: %w", err)
 	}
-	ns, err := strconv.ParseInt(string(trimNewline(b)), 10, 64)
+	ns, err := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("sysmon: %w", err)
 	}
 	return time.Duration(ns), nil
-}
-
-func trimNewline(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // monitorThread finds sysmon's thread: the runtime starts it before any
