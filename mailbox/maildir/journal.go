@@ -92,6 +92,7 @@ func OpenJournal(path string, opt JournalOptions) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("maildir: delivery journal: %w", err)
 	}
+	logger.Debug("delivery journal open", "journal", path, "writes", l.Stats().Mode)
 	if restored > 0 {
 		logger.Warn("delivery journal: restored messages a crash left unwritten", "messages", restored, "journal", path)
 	}

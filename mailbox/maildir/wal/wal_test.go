@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // harness opens logs on one path and remembers what replay saw.
@@ -46,9 +48,7 @@ func (l *Log) crash() {
 	l.mu.Unlock()
 	close(l.stop)
 	<-l.done
-	if l.direct != nil {
-		l.direct.Close()
-	}
+	l.closeDirect()
 	l.f.Close()
 }
 
@@ -89,6 +89,94 @@ func TestDirectWrites(t *testing.T) {
 	defer l2.Close()
 	if got := payloads(h.replayed); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("replayed %d records, want %d: %.40q", len(got), len(want), got)
+	}
+}
+
+// The O_DSYNC write (every file system with O_DIRECT but ext4 without a
+// journal) holds the same crash and wrap-around cases, whatever file
+// system the tests run on.
+func TestDSyncWrites(t *testing.T) {
+	rootFlusher = func(string) *os.File { return nil }
+	defer func() { rootFlusher = openRootFlusher }()
+	h := newHarness(t, 0)
+	l := h.open()
+	mode := l.Stats().Mode
+	l.Close()
+	if mode == ModeBuffered {
+		t.Skipf("no O_DIRECT on the file system of %s", h.path)
+	}
+	if mode != ModeDirectSync {
+		t.Fatalf("mode %q, want %q", mode, ModeDirectSync)
+	}
+	t.Run("crash", TestCrashReplaysWhatIsNotCheckpointed)
+	t.Run("torn", TestTornRecordAndOldEpoch)
+	t.Run("wrap", TestWrapAround)
+	t.Run("concurrent", TestConcurrentAppendsShareFlushesAndSurviveCrash)
+	t.Run("direct", TestDirectWrites)
+}
+
+// On ext4 the flush goes through the root directory exactly when the file
+// system has no journal. The test's oracle is another witness than the
+// code's: /proc/fs/jbd2 lists the journal of every journaled file system.
+func TestRootFlushOnlyOnExt4WithoutJournal(t *testing.T) {
+	h := newHarness(t, 0)
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(h.path), &sfs); err != nil {
+		t.Fatal(err)
+	}
+	l := h.open()
+	defer l.Close()
+	mode := l.Stats().Mode
+	if sfs.Type != unix.EXT4_SUPER_MAGIC {
+		if mode == ModeDirectFlush {
+			t.Fatalf("mode %q on a file system that is not ext4 (magic %#x)", mode, sfs.Type)
+		}
+		t.Skipf("%s is not on ext4", h.path)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(h.path, &st); err != nil {
+		t.Fatal(err)
+	}
+	link, err := os.Readlink(fmt.Sprintf("/sys/dev/block/%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil {
+		t.Skipf("no sysfs entry for the device: %v", err)
+	}
+	jbd, _ := filepath.Glob("/proc/fs/jbd2/" + filepath.Base(link) + "-*")
+	journaled := len(jbd) > 0
+	if want := map[bool]string{true: ModeDirectSync, false: ModeDirectFlush}[journaled]; mode != want {
+		t.Fatalf("ext4 on %s, journal %v (%v): mode %q, want %q", filepath.Base(link), journaled, jbd, mode, want)
+	}
+	if mode != ModeDirectFlush {
+		return
+	}
+	// The flusher is the top directory of that file system.
+	var fst, pst unix.Stat_t
+	if err := unix.Fstat(int(l.flusher.Fd()), &fst); err != nil {
+		t.Fatal(err)
+	}
+	if fst.Dev != st.Dev || fst.Mode&unix.S_IFMT != unix.S_IFDIR {
+		t.Fatalf("flusher: device %d (log on %d), mode %o: not a directory of the log's file system", fst.Dev, st.Dev, fst.Mode)
+	}
+	if err := unix.Fstatat(int(l.flusher.Fd()), "..", &pst, 0); err != nil {
+		t.Fatal(err)
+	}
+	if pst.Dev == st.Dev && pst.Ino != fst.Ino {
+		t.Fatalf("flusher is not the file system's top directory: its parent is on the same device")
+	}
+	// And records written that way come back after a crash.
+	for _, p := range []string{"x", "y"} {
+		if _, err := l.Append([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l.Stats().Mode != ModeDirectFlush {
+		t.Fatal("the flushed direct writes were turned off")
+	}
+	l.crash()
+	l2 := h.open()
+	defer l2.Close()
+	if got := payloads(h.replayed); fmt.Sprint(got) != "[x y]" {
+		t.Fatalf("replayed %q", got)
 	}
 }
 
