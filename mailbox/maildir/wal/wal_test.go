@@ -60,6 +60,12 @@ var bufferedHarness bool
 func TestBufferedWrites(t *testing.T) {
 	bufferedHarness = true
 	defer func() { bufferedHarness = false }()
+	runCrashCases(t)
+}
+
+// runCrashCases runs the crash, torn-record, wrap-around and concurrency
+// tests in the write mode the caller set up.
+func runCrashCases(t *testing.T) {
 	t.Run("crash", TestCrashReplaysWhatIsNotCheckpointed)
 	t.Run("torn", TestTornRecordAndOldEpoch)
 	t.Run("wrap", TestWrapAround)
@@ -108,10 +114,7 @@ func TestDSyncWrites(t *testing.T) {
 	if mode != ModeDirectSync {
 		t.Fatalf("mode %q, want %q", mode, ModeDirectSync)
 	}
-	t.Run("crash", TestCrashReplaysWhatIsNotCheckpointed)
-	t.Run("torn", TestTornRecordAndOldEpoch)
-	t.Run("wrap", TestWrapAround)
-	t.Run("concurrent", TestConcurrentAppendsShareFlushesAndSurviveCrash)
+	runCrashCases(t)
 	t.Run("direct", TestDirectWrites)
 }
 
