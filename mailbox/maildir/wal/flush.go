@@ -32,17 +32,17 @@ var rootFlusher = openRootFlusher
 //
 // Why: there, fdatasync of the log writes the log's inode as well whenever
 // its timestamps moved (Linux's nojournal fsync writes the inode's table
-// block whatever datasync asks), and with the multigrain timestamps of
-// Linux 6.13 and later they move at nearly every write once anything on
-// the system reads a changing file's times. That is one more disk write,
-// and one more wait, for every record: measured on the build machine (ext4
+// block whatever datasync asks), and on the build machine (Linux 6.18)
+// they moved at nearly every record of a delivery. That is one more disk
+// write, and one more wait, for every record: measured there (ext4
 // without a journal over virtio) with a Maildir delivery between records,
 // 371–430 µs per record against 243–267 µs without it. The records need
 // no metadata (the file is preallocated and zero-filled, so an overwrite
 // changes no block map), only their data written and the disk's cache
 // flushed; a flush is for the whole device, so fdatasync of a file that
-// has nothing to write (the root directory, which rarely changes) gives
-// exactly that. With a journal, ext4's fdatasync leaves timestamps to the
+// has nothing to write (the root directory, which rarely changes; when it
+// did, its inode is written first, no worse than before) gives exactly
+// that. With a journal, ext4's fdatasync leaves timestamps to the
 // journal and this is not needed; other file systems keep the O_DSYNC
 // write, whose guarantee does not rest on how their fsync treats a clean
 // file.
