@@ -516,10 +516,15 @@ func TestReadersNeverExceedBound(t *testing.T) {
 
 // TestWriteTimeout: a client that pipelines commands and never reads the
 // replies cannot hold a session forever: the blocked write times out.
+// Sometimes loopback TCP stalls the other way first (the replies fit in
+// the kernel's buffers, then the client's data stops coming) and the
+// session waits to read: the read timeout, short here, ends it then; a
+// write that never timed out would still hang the test.
 func TestWriteTimeout(t *testing.T) {
 	checkGoroutines(t)
 	o := testOptions(t)
 	o.WriteTimeout = 300 * time.Millisecond
+	o.ReadTimeout = 2 * time.Second
 	o.MaxCommands = 1 << 20
 	s, addr := startServer(t, &testBackend{}, o)
 	nc, err := net.Dial("tcp", addr)
