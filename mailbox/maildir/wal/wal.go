@@ -632,17 +632,14 @@ func (l *Log) write(buf []byte, off int64) error {
 // after an O_DSYNC write; a cache flush through the flusher after a plain
 // direct one; fdatasync of the log after buffered writes.
 func (l *Log) flushDisk() error {
-	fd := -1
-	switch {
-	case l.direct == nil:
-		fd = int(l.f.Fd())
-	case l.flusher != nil:
-		fd = int(l.flusher.Fd())
+	f := l.flusher
+	if l.direct == nil {
+		f = l.f
 	}
-	if fd < 0 {
+	if f == nil {
 		return nil
 	}
-	if err := unix.Fdatasync(fd); err != nil {
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
 		return os.NewSyscallError("fdatasync", err)
 	}
 	return nil
