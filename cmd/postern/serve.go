@@ -16,6 +16,7 @@ import (
 	"postern/auth"
 	"postern/auth/authtool"
 	"postern/auth/userdb"
+	"postern/gateway/smtpd"
 	"postern/internal/sysmon"
 	"postern/policy"
 	"postern/server"
@@ -27,7 +28,10 @@ Runs every configured service (SMTP, submission, IMAP, POP3, web/metrics) in
 one process. SIGHUP (or 'postern reload') reloads the configuration; a bad
 configuration is refused and the running one kept. SIGINT or SIGTERM (or
 'postern stop') shuts down gracefully: no new connections, transactions in
-DATA finish, other sessions are told 421 / BYE.`)
+DATA finish, other sessions are told 421 / BYE.
+
+Environment: POSTERN_SYSMON_SLACK (default 1ms) and POSTERN_SMTPD_QUIET
+(default 2,2ms; 0 for off) tune latency at light load; see docs/serve.md.`)
 	format := fs.String("log-format", "text", "log `format`: text or json")
 	grace := fs.Duration("grace", 30*time.Second, "how long to wait for sessions on shutdown")
 	if code, done := parseFlags(fs, args); done {
@@ -48,6 +52,7 @@ DATA finish, other sessions are told 421 / BYE.`)
 	}
 	log := slog.New(h)
 	relaxMonitor(log)
+	quietReads(log)
 
 	srv, err := server.New(e.configDir, log)
 	if err != nil {
@@ -202,4 +207,39 @@ func relaxMonitor(log *slog.Logger) {
 	if err := sysmon.Relax(slack); err != nil {
 		log.Debug("runtime monitor's timer slack left as it is", "err", err)
 	}
+}
+
+// quietReads applies POSTERN_SMTPD_QUIET ("SESSIONS" or "SESSIONS,WAIT";
+// 0 turns quiet reads off) to the SMTP listeners (docs/serve.md,
+// ENVIRONMENT).
+func quietReads(log *slog.Logger) {
+	v := os.Getenv("POSTERN_SMTPD_QUIET")
+	if v == "" {
+		return
+	}
+	sessions, wait, err := parseQuiet(v)
+	if err != nil {
+		log.Warn("POSTERN_SMTPD_QUIET ignored", "value", v, "err", err)
+		return
+	}
+	smtpd.SetQuietDefault(sessions, wait)
+}
+
+func parseQuiet(v string) (int, time.Duration, error) {
+	n, w, hasWait := strings.Cut(v, ",")
+	sessions, err := strconv.Atoi(strings.TrimSpace(n))
+	if err != nil || sessions < 0 {
+		return 0, 0, fmt.Errorf("sessions %q: want a count, 0 for off", n)
+	}
+	if sessions == 0 {
+		sessions = -1
+	}
+	wait := 2 * time.Millisecond
+	if hasWait {
+		wait, err = time.ParseDuration(strings.TrimSpace(w))
+		if err != nil || wait <= 0 || wait > time.Second {
+			return 0, 0, fmt.Errorf("wait %q: want a duration over 0 and at most 1s", w)
+		}
+	}
+	return sessions, wait, nil
 }

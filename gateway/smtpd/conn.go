@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -77,10 +78,12 @@ type conn struct {
 
 // connReader is the bufio.Reader's source: it renews the read deadline
 // before every read and refuses to block once Shutdown has asked an idle
-// session to stop.
+// session to stop. On a plain TCP connection it reads through rc, quietly
+// while the server has few sessions (quiet.go).
 type connReader struct {
 	c   *conn
 	src net.Conn
+	rc  syscall.RawConn // nil: read src
 }
 
 func (r connReader) Read(p []byte) (int, error) {
@@ -96,6 +99,10 @@ func (r connReader) Read(p []byte) (int, error) {
 	}
 	c.readBy.renew(d, c.timeout, r.src.SetReadDeadline)
 	c.mu.Unlock()
+	if r.rc != nil && c.srv.live.Load() <= int64(c.opt.QuietSessions) {
+		c.srv.stats.quietReads.Add(1)
+		return quietRead(r.rc, p, c.opt.QuietWait)
+	}
 	return r.src.Read(p)
 }
 
@@ -173,7 +180,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		c.endBy = time.Now().Add(s.opt.MaxSessionTime)
 	}
 	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(connReader{c, nc})
+	c.br.Reset(connReader{c, nc, quietReader(nc)})
 	c.pooledBR = c.br
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(connWriter{c, nc})
@@ -397,7 +404,7 @@ func (c *conn) switchTo(tc *tls.Conn) {
 	c.mu.Lock()
 	c.cur = tc
 	c.mu.Unlock()
-	c.br = bufio.NewReaderSize(connReader{c, tc}, 4096)
+	c.br = bufio.NewReaderSize(connReader{c, tc, nil}, 4096)
 	c.bw.Reset(connWriter{c, tc})
 }
 

@@ -66,6 +66,14 @@ type Options struct {
 	MaxConnections      int
 	MaxConnectionsPerIP int
 
+	// QuietSessions: while at most this many sessions are open on the
+	// server, a session on plain TCP that waits for its client first waits
+	// in the kernel on its own socket, for up to QuietWait, and only then
+	// in the runtime's network poller (quiet.go). 0: the default set by
+	// SetQuietDefault (2, and 2 ms); negative: never.
+	QuietSessions int
+	QuietWait     time.Duration
+
 	// ProxyProtocol requires a PROXY v1/v2 header on every connection,
 	// accepted only from TrustedProxies; others are dropped.
 	ProxyProtocol  bool
@@ -164,6 +172,12 @@ func (o Options) withDefaults() Options {
 	}
 	if !o.EnableChunking {
 		o.EnableBinaryMIME = false // RFC 3030 2: BINARYMIME requires CHUNKING
+	}
+	if o.QuietSessions == 0 {
+		o.QuietSessions, o.QuietWait = quietDefault()
+	}
+	if o.QuietWait <= 0 {
+		o.QuietWait = 2 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -30,9 +30,11 @@ type Server struct {
 	// one and waits for another (see serveConn).
 	work    chan connJob
 	workers atomic.Int64 // goroutines started by work (tests)
+	live    atomic.Int64 // sessions open now, for reads that cannot take mu
 
 	stats struct {
 		connections, refused, commands, errors, messages, bytes atomic.Int64
+		quietReads                                              atomic.Int64
 	}
 }
 
@@ -45,6 +47,7 @@ type Stats struct {
 	Errors      int64 // 4xx/5xx replies sent
 	Messages    int64 // messages accepted (2xx after DATA/BDAT LAST)
 	Bytes       int64 // bytes of accepted messages
+	QuietReads  int64 // reads taken the quiet way (Options.QuietSessions)
 }
 
 // NewServer makes a server that asks b about every session.
@@ -75,6 +78,7 @@ func (s *Server) Stats() Stats {
 		Errors:      s.stats.errors.Load(),
 		Messages:    s.stats.messages.Load(),
 		Bytes:       s.stats.bytes.Load(),
+		QuietReads:  s.stats.quietReads.Load(),
 	}
 }
 
@@ -114,6 +118,7 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		over := s.opt.MaxConnections > 0 && len(s.conns) >= s.opt.MaxConnections
 		s.conns[c] = struct{}{}
+		s.live.Add(1)
 		s.wg.Add(1)
 		s.mu.Unlock()
 		job := connJob{c: c, over: over}
@@ -186,6 +191,7 @@ func (s *Server) closing() bool {
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.live.Add(-1)
 	s.mu.Unlock()
 }
 
