@@ -12,6 +12,7 @@ build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/postern
 	$(GO) build -o bin/smtpload ./bench/smtpload
 	$(GO) build -o bin/imapload ./bench/imapload
+	$(GO) build -o bin/smtpfloor ./bench/smtpfloor
 
 # Builds, creates ./var with a working setup on first use, and runs every
 # service on loopback ports. Ctrl-C stops it cleanly.

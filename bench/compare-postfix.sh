@@ -14,6 +14,8 @@
 # The load comes from bench/smtpload (latency percentiles), or with
 # CLIENT=smtp-source from Postfix's own smtp-source (a lighter client in C:
 # one connection per message, HELO, no percentiles; SIZE in bytes or k).
+# FLOOR=1 adds a third server, bench/smtpfloor: answers only, one journal
+# record per message, the same durability; the most a Go server can do here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-3000}
@@ -67,6 +69,8 @@ cpu_ticks() {
 		for pid in ${pids//,/ }; do
 			awk '{print $14+$15+$16+$17}' "/proc/$pid/stat" 2>/dev/null || echo 0
 		done | awk '{s+=$1} END{print s+0}'
+	elif [ "$1" = floor ]; then
+		awk '{print $14+$15}' "/proc/$FLOOR_PID/stat"
 	else
 		awk '{print $14+$15}' "/proc/$PID/stat"
 	fi
@@ -119,13 +123,19 @@ run_one() { # NAME ADDR RCPT MAILDIR CONC
 	else
 		json=$(bin/smtpload -addr "$addr" -to "$rcpt" -n "$N" -c "$c" -size "$SIZE" -json 2>/dev/null) || true
 	fi
-	# Wait for delivery to finish (Postfix delivers after the 250).
-	local deadline=$(( $(date +%s) + 300 ))
-	while [ "$(count_maildir "$md")" -lt "$N" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.05; done
-	end=$(date +%s.%N)
-	sleep 0.2 # the last delivery's process has finished its accounting
-	cpu1=$(cpu_ticks "$name")
-	delivered=$(count_maildir "$md")
+	if [ "$name" = floor ]; then
+		end=$(date +%s.%N)
+		cpu1=$(cpu_ticks "$name")
+		delivered=$N # nothing to count: it keeps no messages
+	else
+		# Wait for delivery to finish (Postfix delivers after the 250).
+		local deadline=$(( $(date +%s) + 300 ))
+		while [ "$(count_maildir "$md")" -lt "$N" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.05; done
+		end=$(date +%s.%N)
+		sleep 0.2 # the last delivery's process has finished its accounting
+		cpu1=$(cpu_ticks "$name")
+		delivered=$(count_maildir "$md")
+	fi
 	accepted=$(echo "$json" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f %d %.2f %.2f" % (r["messages_per_s"], r["failed"], r["transaction_latency"]["p50_ms"], r["transaction_latency"]["p99_ms"]))' 2>/dev/null || echo "? ? ? ?")
 	printf "%-8s c=%-3s accepted/s=%-6s failed=%-4s p50=%-7sms p99=%-7sms delivered=%-6s delivered/s=%-5.0f cpu/msg=%.2fms\n" \
 		"$name" "$c" $accepted "$delivered" "$(echo "$delivered / ($end - $start)" | bc -l)" \
@@ -153,7 +163,12 @@ echo "smtp 127.0.0.1:2527" > "$WORK/postern/etc/listen"
 echo bench | bin/postern --config "$WORK/postern/etc" user add alice@bench.test >/dev/null
 bin/postern serve --config "$WORK/postern/etc" 2>"$WORK/postern.log" &
 PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"; sync; touch "$STAMP"' EXIT
+FLOOR_PID=
+if [ -n "${FLOOR:-}" ]; then
+	bin/smtpfloor -addr 127.0.0.1:2528 -dir "$WORK/floor" 2>"$WORK/floor.log" &
+	FLOOR_PID=$!
+fi
+trap 'kill $PID $FLOOR_PID 2>/dev/null; wait $PID $FLOOR_PID 2>/dev/null; rm -rf "$WORK"; sync; touch "$STAMP"' EXIT
 sleep 1
 if ! kill -0 "$PID" 2>/dev/null; then
 	# Another server on the port would take the load and skew every figure.
@@ -166,4 +181,7 @@ echo "load: $N messages of $SIZE per run from $CLIENT; $(nproc) cores; $(date -u
 for c in "${CONCS[@]}"; do
 	run_one postfix "127.0.0.1:$PF_PORT" alice@bench.test "$PF_BASE/bench.test/alice" "$c"
 	run_one postern "127.0.0.1:2527" alice@bench.test "$WORK/postern/data/mail/bench.test/alice/Maildir" "$c"
+	if [ -n "$FLOOR_PID" ]; then
+		run_one floor "127.0.0.1:2528" alice@bench.test "$WORK/floor-unused" "$c"
+	fi
 done
