@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 const helperRootEnv = "POSTERN_MAILDIR_HELPER_ROOT"
@@ -228,5 +230,173 @@ func TestConcurrentDeliveryAndSyncAcrossProcesses(t *testing.T) {
 		if snap.Messages[i].UID != final.Messages[i].UID || snap.Messages[i].Key != final.Messages[i].Key {
 			t.Fatalf("after restart message %d differs: %+v vs %+v", i, snap.Messages[i], final.Messages[i])
 		}
+	}
+}
+
+// uidOf is key's UID in snap, 0 when snap lacks it.
+func uidOf(snap *Snapshot, key string) uint32 {
+	for _, msg := range snap.Messages {
+		if msg.Key == key {
+			return msg.UID
+		}
+	}
+	return 0
+}
+
+// A Sync takes its first listing, then another process numbers a message
+// that arrived after it, and while the Sync, under the lock, lists new/
+// again, a third process moves that message to cur/ before the Sync can.
+// The message keeps its UID. It used to be counted gone: absent from the
+// first listing (it was not there yet) and from the second (whose cur/
+// entries were the first listing's, the failed move notwithstanding), its
+// line was dropped from courierimapuiddb and the next Sync gave it a new
+// UID. TestConcurrentDeliveryAndSyncAcrossProcesses found this about once
+// in 30 runs.
+func TestSyncKeepsUIDOfMessageMovedDuringLockedListing(t *testing.T) {
+	m := newTestMaildir(t)
+	setup, _ := m.Folder(Inbox)
+	deliverString(t, setup, "Subject: old\r\n\r\n", DeliverOptions{})
+	if _, err := setup.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	deliverString(t, setup, "Subject: x\r\n\r\n", DeliverOptions{}) // moved by the Sync under test
+	syncer, other := reopen(t, m), reopen(t, m)
+	var key string
+	var uid uint32
+	listings := 0
+	syncer.scanHook = func(stage scanStage) {
+		if stage != scanNewListed {
+			return
+		}
+		switch listings++; listings {
+		case 1:
+			// The first listing has read new/. A message arrives and
+			// another process numbers it; then one lands in cur/, for
+			// the first listing to find unnumbered, so that the Sync
+			// takes the lock and lists again.
+			key = deliverString(t, other, "Subject: k\r\n\r\n", DeliverOptions{})
+			snap, err := other.Sync(false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			uid = uidOf(snap, key)
+			deliverString(t, other, "Subject: y\r\n\r\n", DeliverOptions{Flags: "S"})
+		case 2:
+			// Under the lock, new/ listed again: a third process moves
+			// the message to cur/ just before the Sync would.
+			if err := os.Rename(filepath.Join(m.Root(), "new", key), filepath.Join(m.Root(), "cur", key+":2,")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	snap, err := syncer.Sync(true)
+	syncer.scanHook = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if listings != 2 || uid == 0 {
+		t.Fatalf("new/ listed %d times, UID %d: not the interleaving this test is about", listings, uid)
+	}
+	if got := uidOf(snap, key); got != uid {
+		t.Errorf("the Sync's snapshot has UID %d for the message, want %d", got, uid)
+	}
+	if snap, err = syncer.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	if got := uidOf(snap, key); got != uid {
+		t.Errorf("the next Sync gives the message UID %d, want %d", got, uid)
+	}
+	if got := uidOf(freshScan(t, m), key); got != uid {
+		t.Errorf("a new process sees UID %d for the message, want %d", got, uid)
+	}
+}
+
+// A message a snapshot showed in new/ and that another process moves to
+// cur/ just before a Sync lists new/ stays in that Sync's snapshot, even
+// though the Sync had decided to reuse its last listing of cur/ (whose
+// time the move changed): an IMAP session would otherwise report it
+// expunged, and then see it come back.
+func TestSyncSeesMessageMovedToCurBeforeListingNew(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	deliverString(t, inbox, "Subject: old\r\n\r\n", DeliverOptions{Flags: "S"})
+	key := deliverString(t, inbox, "Subject: k\r\n\r\n", DeliverOptions{})
+	ageCur(t, inbox, time.Now().Add(-time.Hour)) // cur/'s listing is trusted
+	if snap, err := inbox.Sync(false); err != nil || uidOf(snap, key) == 0 {
+		t.Fatalf("first sync: %v %v", snap, err)
+	}
+	// Another process numbers a new message (so that the next Sync cannot
+	// patch its last snapshot) and one more arrives, which the next Sync
+	// numbers under the lock.
+	other := reopen(t, m)
+	deliverString(t, other, "Subject: y\r\n\r\n", DeliverOptions{})
+	if _, err := other.Sync(false); err != nil {
+		t.Fatal(err)
+	}
+	deliverString(t, other, "Subject: z\r\n\r\n", DeliverOptions{})
+	moved := false
+	inbox.scanHook = func(stage scanStage) {
+		if stage == scanCurStated && !moved {
+			moved = true
+			if err := os.Rename(filepath.Join(m.Root(), "new", key), filepath.Join(m.Root(), "cur", key+":2,")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	snap, err := inbox.Sync(true)
+	inbox.scanHook = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !moved {
+		t.Fatal("no scan: not the interleaving this test is about")
+	}
+	if len(snap.Messages) != 4 || uidOf(snap, key) == 0 {
+		t.Errorf("snapshot of %d messages, message moved by another process has UID %d", len(snap.Messages), uidOf(snap, key))
+	}
+}
+
+// A Sync that moves new/ to cur/ without listing cur/ (deltaSync trusts
+// its own moves) and finds that another process moved one of the files
+// first does not take cur/'s time after its moves for a listing: the next
+// Sync lists cur/ and has the message. It used to be missing until
+// verifyCur, a quarter of a second later.
+func TestDeltaSyncListsCurAfterLosingAMove(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	deliverString(t, inbox, "Subject: old\r\n\r\n", DeliverOptions{})
+	if _, err := inbox.Sync(true); err != nil {
+		t.Fatal(err)
+	}
+	ageCur(t, inbox, time.Now().Add(-time.Hour))
+	if _, err := inbox.Sync(true); err != nil { // lists cur/ and trusts the listing
+		t.Fatal(err)
+	}
+	deliverString(t, inbox, "Subject: x\r\n\r\n", DeliverOptions{})
+	key := deliverString(t, inbox, "Subject: k\r\n\r\n", DeliverOptions{})
+	moved := false
+	inbox.scanHook = func(stage scanStage) {
+		if stage == scanNewListed && !moved {
+			moved = true // another process's move, just before ours
+			if err := os.Rename(filepath.Join(m.Root(), "new", key), filepath.Join(m.Root(), "cur", key+":2,")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deltas := inbox.ownMoveSyncs
+	_, err := inbox.Sync(true)
+	inbox.scanHook = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !moved || inbox.ownMoveSyncs != deltas+1 {
+		t.Fatalf("hook ran %v, own-move syncs %d→%d: not the path this test is about", moved, deltas, inbox.ownMoveSyncs)
+	}
+	snap, err := inbox.Sync(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != 3 || uidOf(snap, key) == 0 {
+		t.Errorf("next snapshot: %d messages, the one moved by another process has UID %d", len(snap.Messages), uidOf(snap, key))
 	}
 }

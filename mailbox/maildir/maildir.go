@@ -131,6 +131,10 @@ type Folder struct {
 	dbWriting *uidDB
 	// resumes counts the snapshots taken from checkpoints (for tests).
 	resumes int
+	// scanHook, when set (by tests), is called at each scanStage of
+	// scanFolder and deltaSync, with f.mu held: a test does there what
+	// another process could do at that instant.
+	scanHook func(scanStage)
 }
 
 // fileMeta caches what stat told us about a message; mtime and content never

@@ -497,6 +497,37 @@ func TestUIDDBGoneMarker(t *testing.T) {
 	}
 }
 
+// A message missing from both listings of a Sync is dropped from
+// courierimapuiddb only when it was numbered before the earlier listing
+// began: one numbered since may have arrived after that listing, and the
+// listing under the lock alone (readdir can miss a file being renamed)
+// does not prove it gone. A mark from another UIDVALIDITY proves nothing.
+func TestAssignUIDsDropsOnlyWhatTheEarlierListingCouldSee(t *testing.T) {
+	m := newTestMaildir(t)
+	inbox, _ := m.Folder(Inbox)
+	path := filepath.Join(m.Root(), uidDBName)
+	writeFile(t, path, "1 0000000100 0000000004\n1 a\n2 b\n3 c\n")
+	// a and c are in neither listing; c was numbered after the earlier one began.
+	listing := map[string]string{"b": "cur/b:2,"}
+	db, err := inbox.assignUIDs(listing, &earlierListing{names: listing, numbered: uidMark{100, 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(db.uids) != 2 || db.uids["b"] != 2 || db.uids["c"] != 3 {
+		t.Errorf("database after the drop: %v", db.uids)
+	}
+	if data, _ := os.ReadFile(path); !strings.HasSuffix(string(data), "\n3 c\n1\n") {
+		t.Errorf("file after the drop:\n%s", data)
+	}
+	db, err = inbox.assignUIDs(listing, &earlierListing{names: listing, numbered: uidMark{99, 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(db.uids) != 2 {
+		t.Errorf("dropped with a mark of another UIDVALIDITY: %v", db.uids)
+	}
+}
+
 // Many expunges make the file compact itself: gone markers never outgrow
 // the live lines for long.
 func TestUIDDBCompacts(t *testing.T) {

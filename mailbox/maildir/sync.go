@@ -35,6 +35,15 @@ type scanResult struct {
 	curList []string
 }
 
+// scanStage names a point in scanFolder (or deltaSync), for
+// Folder.scanHook.
+type scanStage int
+
+const (
+	scanCurStated scanStage = iota // cur/ stat'ed, new/ not listed yet
+	scanNewListed                  // new/ listed, nothing moved yet
+)
+
 // scanFolder lists new/ and cur/. With moveNew, files in new/ are renamed
 // into cur/ first (maildir(5): a reader that has seen a message moves it
 // to cur/ and appends the info). new/ is read before cur/ so a message
@@ -47,11 +56,17 @@ type scanResult struct {
 // last Sync saw, as kept up to date by this process's own renames, are
 // reused. base, when set, is an earlier scan of the same Sync: if cur/ has
 // not changed since that scan's own renames, its cur/ entries are reused.
-// force lists cur/ regardless.
+// A reused listing lacks what another process moved from new/ to cur/
+// meanwhile, so cur/ is listed after all when its time changed while new/
+// was listed, or when a file listed in new/ was gone by the time we would
+// move it. force lists cur/ regardless.
 func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult, error) {
 	curDir := filepath.Join(f.path, "cur")
 	statAt := time.Now()
 	curBefore, curErr := os.Stat(curDir)
+	if f.scanHook != nil {
+		f.scanHook(scanCurStated)
+	}
 	var reuse map[string]string
 	if !force && curErr == nil {
 		switch {
@@ -62,28 +77,30 @@ func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult,
 		}
 	}
 	res := &scanResult{fromNew: make(map[string]bool)}
-	if reuse != nil && base == nil && f.namesInNew == 0 {
-		// Every reused entry is in cur/: copy the map whole (a block copy,
-		// several times cheaper than re-inserting 100,000 keys); new/'s
-		// entries, set below, then replace any stale cur/ entry, as the
-		// cur/-only copy below lets them.
-		res.names = maps.Clone(reuse)
-		reuse = nil
-		res.reusedAll = true
-	} else {
-		res.names = make(map[string]string, len(f.names)+8)
-	}
-	names := res.names
 	newNames, err := readNames(filepath.Join(f.path, "new"))
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: scan: %w", f.path, err)
 	}
+	if reuse != nil {
+		// A message another process moved from new/ to cur/ after the
+		// stat above is in neither new/'s listing nor the reused one:
+		// cur/ must still have that time now that new/ is listed.
+		if st, err := os.Stat(curDir); err != nil || !st.ModTime().Equal(curBefore.ModTime()) {
+			reuse = nil
+		}
+	}
+	if f.scanHook != nil {
+		f.scanHook(scanNewListed)
+	}
+	// new/'s entries, as they are once moved.
+	type entry struct{ key, name string }
+	entries := make([]entry, 0, len(newNames))
 	moved := false
 	for _, n := range newNames {
 		key, info := splitName(n)
 		res.fromNew[key] = true
 		if !moveNew {
-			names[key] = "new/" + n
+			entries = append(entries, entry{key, "new/" + n})
 			continue
 		}
 		target := key + ":2," + info
@@ -92,10 +109,14 @@ func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult,
 			return nil, fmt.Errorf("maildir %s: move %s to cur: %w", f.path, n, err)
 		}
 		if err == nil {
-			names[key] = "cur/" + target
+			entries = append(entries, entry{key, "cur/" + target})
 			moved = true
+		} else {
+			// Someone else moved it (or removed it) since new/ was
+			// listed: only a listing of cur/ taken now can tell. A
+			// reused one would lose a message the folder holds.
+			reuse = nil
 		}
-		// On ErrNotExist someone else moved it; the cur/ listing has it.
 	}
 	if moved {
 		// Our own renames changed cur/'s time: the next Sync lists it
@@ -104,6 +125,20 @@ func (f *Folder) scanFolder(moveNew, force bool, base *scanResult) (*scanResult,
 		if st, err := os.Stat(curDir); err == nil {
 			res.curAfter = st.ModTime()
 		}
+	}
+	if reuse != nil && base == nil && f.namesInNew == 0 {
+		// Every reused entry is in cur/: copy the map whole (a block copy,
+		// several times cheaper than re-inserting 100,000 keys); new/'s
+		// entries then replace any stale cur/ entry, as the cur/-only
+		// copy below lets them.
+		res.names = maps.Clone(reuse)
+		res.reusedAll = true
+	} else {
+		res.names = make(map[string]string, len(f.names)+8)
+	}
+	names := res.names
+	for _, e := range entries {
+		names[e.key] = e.name
 	}
 	if res.reusedAll {
 		return res, nil
@@ -310,6 +345,15 @@ func (f *Folder) Sync(moveNew bool) (snap *Snapshot, err error) {
 	// cur/ once, not twice).
 	_, dbErr := os.Lstat(filepath.Join(f.path, uidDBName))
 	noDBBefore := errors.Is(dbErr, fs.ErrNotExist)
+	// The first listing can only vouch for the absence of messages
+	// numbered before it is taken (see earlierListing): note how far
+	// numbering has got. A first Sync reads the database for that.
+	if f.uidCache == nil && !noDBBefore {
+		if _, err := f.uidDBForSync(); err != nil {
+			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
+		}
+	}
+	numbered := f.numberedSoFar()
 	first, err := f.scanFolder(moveNew, false, nil)
 	if err != nil {
 		return nil, err
@@ -345,6 +389,9 @@ func (f *Folder) Sync(moveNew bool) (snap *Snapshot, err error) {
 		if err != nil {
 			return nil, err
 		}
+		// db was read before this listing: it can vouch for every
+		// message db numbered.
+		numbered = uidMark{db.validity, db.next}
 		for k, n := range again.names {
 			names[k] = n
 		}
@@ -374,27 +421,41 @@ func (f *Folder) Sync(moveNew bool) (snap *Snapshot, err error) {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 		}
 		defer unlock()
-		fresh, dropMissing := first, false
+		fresh := first
+		var earlier *earlierListing
 		if _, err := os.Lstat(filepath.Join(f.path, uidDBName)); !noDBBefore || !first.listedCur || !errors.Is(err, fs.ErrNotExist) {
 			if fresh, err = f.scanFolder(moveNew, false, first); err != nil {
 				return nil, err
 			}
-			dropMissing = fresh.listedCur || first.listedCur
+			earlier = &earlierListing{names: names, numbered: numbered}
+			if !fresh.listedCur {
+				// cur/'s entries are the first listing's: should a
+				// message seem gone, cur/ is listed again for a second
+				// look.
+				earlier.relist = func() (map[string]string, error) {
+					for k := range fresh.fromNew {
+						fromNew[k] = true
+					}
+					again, err := f.scanFolder(moveNew, true, nil)
+					if err != nil {
+						return nil, err
+					}
+					fresh = again
+					return again.names, nil
+				}
+			}
 		}
 		// else: no database to drop anything from, and the first listing
 		// stands (what arrived since is numbered by the next Sync).
-		for k := range fresh.fromNew {
-			fromNew[k] = true
-		}
 		if err := f.importCourierKeywords(fresh.names); err != nil {
 			f.md.log.Warn("maildir: courier keyword import failed", "folder", f.path, "err", err)
 		}
-		// A key is dropped from the database only when a real listing of
-		// cur/ (this one or the first) says it is gone; entries reused from
-		// an earlier listing cannot prove an absence.
-		db, err = f.assignUIDs(fresh.names, names, dropMissing)
+		db, err = f.assignUIDs(fresh.names, earlier)
 		if err != nil {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
+		}
+		for k := range fresh.fromNew {
+			fromNew[k] = true
 		}
 		// A new database may still be being written: it must be on disk
 		// before the snapshot (its UIDs) leaves Sync, and the lock held.
@@ -1197,8 +1258,11 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 			return nil, nil // gone from new/ and not in cur/: removed
 		}
 	}
+	if f.scanHook != nil {
+		f.scanHook(scanNewListed)
+	}
 	// From here on the folder changes: move new/ into cur/.
-	moved := false
+	moved, lost := false, false
 	var stillNew []string
 	for _, n := range newNames {
 		key, info := splitName(n)
@@ -1222,6 +1286,7 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 			moved = true
 		} else {
 			delete(changed, key) // moved by someone else; the next Sync finds it in cur/
+			lost = true
 		}
 	}
 	f.curList = curNames
@@ -1234,6 +1299,12 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 			f.curMtime, f.curSuspect = st.ModTime(), true
 			f.scheduleVerify()
 		}
+	}
+	if lost {
+		// Another program did move into cur/ meanwhile, a file we never
+		// listed there: cur/'s time cannot stand for our listing, and the
+		// next Sync lists it.
+		f.curTrusted, f.curSuspect = false, false
 	}
 	names := f.names
 	unchanged := true
@@ -1264,7 +1335,7 @@ func (f *Folder) deltaSync(moveNew bool) (*Snapshot, error) {
 		if err != nil {
 			return nil, fmt.Errorf("maildir %s: sync: %w", f.path, err)
 		}
-		db, err = f.assignUIDs(fresh, nil, false)
+		db, err = f.assignUIDs(fresh, nil)
 		if werr := f.finishDBWrite(); werr != nil && err == nil {
 			err = werr
 		}
@@ -1643,7 +1714,7 @@ func (f *Folder) numberKeys(keys []string) (validity uint32, uids []uint32, ok b
 		if err != nil {
 			return 0, nil, false, fmt.Errorf("maildir %s: uids: %w", f.path, err)
 		}
-		db, err = f.assignUIDs(fresh, nil, false)
+		db, err = f.assignUIDs(fresh, nil)
 		if werr := f.finishDBWrite(); werr != nil && err == nil {
 			err = werr
 		}

@@ -218,16 +218,45 @@ func (f *Folder) cachedUIDDB() (*uidDB, error) {
 	return db, nil
 }
 
+// uidMark is how far numbering had got in one UIDVALIDITY: every UID
+// below next was given.
+type uidMark struct{ validity, next uint32 }
+
+// numberedSoFar is how far numbering had got when this folder last read
+// or wrote its UID database (zero without one). Every message with a UID
+// below it was in the folder by then: a message is numbered only once a
+// listing found its file. Caller holds f.mu.
+func (f *Folder) numberedSoFar() uidMark {
+	if f.uidCache == nil {
+		return uidMark{}
+	}
+	return uidMark{f.uidCache.validity, f.uidCache.next}
+}
+
+// earlierListing is the listing a Sync took before the one under the
+// lock. A message missing from both left the folder (one listing is not
+// enough: readdir can miss a file renamed at that instant), provided it
+// was already there when the earlier listing began, which numbered tells:
+// a message numbered since may have arrived after that listing, and then
+// only the listing under the lock has had a chance to see it.
+type earlierListing struct {
+	names    map[string]string
+	numbered uidMark // taken before the listing began
+	// relist, when set, lists the folder again under the lock: the
+	// listing under the lock reused cur/'s entries from names, which is no
+	// second look. assignUIDs calls it when a message seems gone.
+	relist func() (map[string]string, error)
+}
+
 // assignUIDs runs under the folder's flock: it makes sure the database is
 // the file's current content (a concurrent process may have assigned UIDs
 // since we looked: the file is re-read unless it is the very file we last
 // read or wrote), gives new keys UIDs in delivery order, drops keys that
-// are gone, and records the changes. present is the fresh listing;
-// seenBefore is an earlier listing, used so that a key is only dropped
-// when two listings agree it is gone (readdir may miss a file being
-// renamed at that instant). Without dropMissing no key is dropped: the
-// listing was partly reused and cannot prove an absence.
-func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]string, dropMissing bool) (*uidDB, error) {
+// are gone, and records the changes. present is a listing taken under the
+// lock. A key is dropped only when earlier, the listing before, lacks it
+// too and could have seen it (see earlierListing); with a nil earlier no
+// key is dropped (the caller cannot prove an absence).
+func (f *Folder) assignUIDs(present map[string]string, earlier *earlierListing) (*uidDB, error) {
 	path := filepath.Join(f.path, uidDBName)
 	var db *uidDB
 	var oldValidity uint32
@@ -269,21 +298,25 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 		db = newUIDDB(validity)
 		rewrite = true
 	}
-	var fresh, freshNames []string
-	for k, n := range present {
-		if db.uids[k] == 0 {
-			fresh = append(fresh, k)
-			freshNames = append(freshNames, n)
-		}
-	}
-	sortKeysWith(fresh, freshNames)
+	fresh, freshNames := unnumbered(db, present)
 	var gone []string
 	// Every present key not fresh is in the database; when that is all of
 	// it, nothing is gone and the database need not be walked.
-	if dropMissing && len(present)-len(fresh) != len(db.uids) {
-		for k := range db.uids {
+	maybeGone := len(present)-len(fresh) != len(db.uids)
+	if maybeGone && earlier != nil && earlier.relist != nil && earlier.numbered.validity == db.validity {
+		if present, err = earlier.relist(); err != nil {
+			return nil, err
+		}
+		fresh, freshNames = unnumbered(db, present)
+		maybeGone = len(present)-len(fresh) != len(db.uids)
+	}
+	if maybeGone && earlier != nil && earlier.numbered.validity == db.validity {
+		for k, uid := range db.uids {
+			if uid >= earlier.numbered.next {
+				continue // numbered since the earlier listing began
+			}
 			_, now := present[k]
-			_, before := seenBefore[k]
+			_, before := earlier.names[k]
 			if !now && !before {
 				gone = append(gone, k)
 			}
@@ -379,6 +412,19 @@ func (f *Folder) assignUIDs(present map[string]string, seenBefore map[string]str
 		f.uidCache = nil
 	}
 	return db, nil
+}
+
+// unnumbered returns the keys of present that db gives no UID, in
+// delivery order, and their names.
+func unnumbered(db *uidDB, present map[string]string) (keys, names []string) {
+	for k, n := range present {
+		if db.uids[k] == 0 {
+			keys = append(keys, k)
+			names = append(names, n)
+		}
+	}
+	sortKeysWith(keys, names)
+	return keys, names
 }
 
 // finishDBWrite waits for a UID database assignUIDs is writing in the
