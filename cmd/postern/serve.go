@@ -234,7 +234,7 @@ func parseQuiet(v string) (int, time.Duration, error) {
 	if sessions == 0 {
 		sessions = -1
 	}
-	wait := 2 * time.Millisecond
+	wait := smtpd.DefaultQuietWait
 	if hasWait {
 		wait, err = time.ParseDuration(strings.TrimSpace(w))
 		if err != nil || wait <= 0 || wait > time.Second {

@@ -177,7 +177,7 @@ func (o Options) withDefaults() Options {
 		o.QuietSessions, o.QuietWait = quietDefault()
 	}
 	if o.QuietWait <= 0 {
-		o.QuietWait = 2 * time.Millisecond
+		o.QuietWait = DefaultQuietWait
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

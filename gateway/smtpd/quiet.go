@@ -23,10 +23,16 @@ import (
 // bound on sessions; a client slower than QuietWait gets the poller as
 // before.
 
+// The defaults of Options.QuietSessions and Options.QuietWait.
+const (
+	DefaultQuietSessions = 2
+	DefaultQuietWait     = 2 * time.Millisecond
+)
+
 var (
 	quietMu       sync.Mutex
-	quietSessions = 2
-	quietWait     = 2 * time.Millisecond
+	quietSessions = DefaultQuietSessions
+	quietWait     = DefaultQuietWait
 )
 
 // SetQuietDefault sets the QuietSessions and QuietWait that servers made
