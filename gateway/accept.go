@@ -12,6 +12,7 @@ import (
 
 	"postern/gateway/delivery"
 	"postern/gateway/smtpd"
+	"postern/mailbox/maildir"
 )
 
 // accept makes an accepted message durable for every target before the
@@ -24,11 +25,15 @@ import (
 //     the client is not asked to resend what the other recipients
 //     already have.
 //
+// With later set, local deliveries the delivery journal holds may leave
+// writing their Maildir files to later.Run, which the caller runs once the
+// client has its reply (see maildir.Deferred).
+//
 // It returns the queue id (or a local id when nothing was queued). A
 // permanent local failure with a single recipient comes back as a Reply (the
 // client gets the 5xx, so there is no bounce); with several recipients the
 // failure is queued and the queue's DSN tells the sender.
-func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, log *slog.Logger) (string, error) {
+func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, later *maildir.Deferred, log *slog.Logger) (string, error) {
 	var remote []delivery.Recipient
 	var localTargets []Target
 	for _, t := range targets {
@@ -56,7 +61,7 @@ func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Env
 	localID := newLocalID()
 	e := env
 	e.ID = localID
-	results := local.deliverTargets(ctx, &e, localTargets, newBytesMessage(msg))
+	results := local.deliverTargets(ctx, &e, localTargets, newBytesMessage(msg), later)
 	var retry []delivery.Recipient
 	for i, res := range results {
 		if res.Err == nil {

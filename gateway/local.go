@@ -40,22 +40,23 @@ func (l *LocalDelivery) Deliver(ctx context.Context, env *delivery.Envelope, rcp
 	for i, rc := range rcpts {
 		targets[i].Recipient = rc
 	}
-	return l.deliverTargets(ctx, env, targets, msg)
+	return l.deliverTargets(ctx, env, targets, msg, nil)
 }
 
 // deliverTargets delivers to recipients the SMTP session resolved at RCPT:
-// their accounts are not looked up a second time.
-func (l *LocalDelivery) deliverTargets(ctx context.Context, env *delivery.Envelope, targets []Target, msg delivery.Message) []delivery.Result {
+// their accounts are not looked up a second time. later, when set, may
+// take the journaled deliveries' file writes (see accept).
+func (l *LocalDelivery) deliverTargets(ctx context.Context, env *delivery.Envelope, targets []Target, msg delivery.Message, later *maildir.Deferred) []delivery.Result {
 	out := make([]delivery.Result, len(targets))
 	for i, t := range targets {
-		out[i] = l.deliverOne(ctx, env, t, msg)
+		out[i] = l.deliverOne(ctx, env, t, msg, later)
 	}
 	return out
 }
 
 // deliverOne delivers to one recipient; t.Account, when set, is its
 // account (else it is looked up).
-func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, t Target, msg delivery.Message) delivery.Result {
+func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, t Target, msg delivery.Message, later *maildir.Deferred) delivery.Result {
 	rc := t.Recipient
 	if rc.Pipe != "" {
 		return l.deliverPipe(ctx, env, rc, msg)
@@ -92,7 +93,7 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 		// The agent opens (or creates) the Maildir, applies the quota and
 		// adds Return-Path and Delivered-To itself.
 		out := l.Agent.Deliver(ctx, deliver.Request{
-			Account: acct, Extension: ext, Sender: env.From, Recipient: addr, AddTrace: true,
+			Account: acct, Extension: ext, Sender: env.From, Recipient: addr, AddTrace: true, Defer: later,
 			Message: io.NewSectionReader(msg, 0, msg.Size()), // the agent drops the CRs itself
 		})
 		res := agentResult(out)
@@ -111,7 +112,7 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 		}
 	}
 	r := io.MultiReader(bytes.NewReader(traceForLocal(env.From, addr)), maildir.LFReader(io.NewSectionReader(msg, 0, msg.Size())))
-	if _, err := md.Deliver(folder, r, maildir.DeliverOptions{Journal: l.Journal}); err != nil {
+	if _, err := md.Deliver(folder, r, maildir.DeliverOptions{Journal: l.Journal, Defer: later}); err != nil {
 		if errors.Is(err, maildir.ErrOverQuota) {
 			// Courier's deliverquota makes this permanent (exit 77).
 			return delivery.Result{Err: err, Permanent: true, Status: "5.2.2", Diagnostic: "x-postern; mailbox full"}

@@ -18,6 +18,7 @@ import (
 	"postern/filters/rejectlog"
 	"postern/gateway/delivery"
 	"postern/gateway/smtpd"
+	"postern/mailbox/maildir"
 	"postern/policy"
 	"postern/policy/access"
 )
@@ -96,6 +97,9 @@ type session struct {
 	from    string
 	mail    smtpd.MailParams
 	targets []Target
+	// later holds the Maildir writes of the last message's journaled
+	// local deliveries, run once the client has its 250 (Replied).
+	later maildir.Deferred
 }
 
 var _ smtpd.AuthSession = (*session)(nil)
@@ -270,7 +274,7 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 		ClientIP:   c.RemoteAddr.Addr().String(),
 		ClientHELO: c.HELO,
 	}
-	id, err := accept(ctx, s.b.local, s.b.queue, env, s.targets, body.Bytes(), s.log)
+	id, err := accept(ctx, s.b.local, s.b.queue, env, s.targets, body.Bytes(), &s.later, s.log)
 	if err != nil {
 		var rep *smtpd.Reply
 		if errors.As(err, &rep) {
@@ -294,7 +298,12 @@ func (s *session) Reset(ctx context.Context, c *smtpd.ConnInfo) {
 	s.resetTransaction()
 }
 
-func (s *session) Close(ctx context.Context, c *smtpd.ConnInfo) {}
+// Replied writes the Maildir files of the message just acknowledged: the
+// delivery journal made it durable before the 250, so the client need
+// not wait for the files (see maildir.Deferred).
+func (s *session) Replied(ctx context.Context, c *smtpd.ConnInfo) { s.later.Run() }
+
+func (s *session) Close(ctx context.Context, c *smtpd.ConnInfo) { s.later.Run() }
 
 // receivedHeader is the Received line (RFC 5321 4.4) with the client's
 // names and address, the protocol (RFC 3848) and the TLS parameters.

@@ -166,5 +166,5 @@ func ParseNotify(values []string) delivery.Notify { return parseNotify(values) }
 
 // Accept is accept for callers outside the SMTP sessions (sendmail).
 func Accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, log *slog.Logger) (string, error) {
-	return accept(ctx, local, q, env, targets, msg, log)
+	return accept(ctx, local, q, env, targets, msg, nil, log)
 }

@@ -151,8 +151,25 @@ func (h *harness) imapLogin(opts *imapclient.Options) *imapclient.Client {
 }
 
 func (h *harness) maildir(user string) string {
+	h.settle()
 	local, domain, _ := strings.Cut(user, "@")
 	return filepath.Join(h.dir, "data", "mail", domain, local, "Maildir")
+}
+
+// settle waits until every message acknowledged so far is in its Maildir:
+// a 250 comes once the delivery journal holds the message, and the session
+// writes the file just after sending it (maildir.Deferred).
+func (h *harness) settle() {
+	if h.srv == nil || h.srv.mta == nil || h.srv.mta.journal == nil {
+		return
+	}
+	j := h.srv.mta.journal
+	for deadline := time.Now().Add(10 * time.Second); j.DeferredPending() > 0; {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("deferred Maildir writes still pending after 10s: %d", j.DeferredPending())
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // pop3Client is a minimal POP3 client over a real connection: the protocol is

@@ -105,7 +105,13 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 	s.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_config_reloads_total", Help: "Successful configuration reloads."})
 	s.reg.MustRegister(s.reloads)
 	if j := mta.journal; j != nil {
-		s.reg.MustRegister(journalCollector(j))
+		s.reg.MustRegister(journalCollector(j), prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "postern_journal_deferred_failures_total",
+			Help: "Acknowledged messages whose Maildir file could not be written after the reply, even the flushed way; the journal keeps them for the replay at the next start.",
+		}, func() float64 { return float64(j.DeferredFailures()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "postern_journal_deferred_pending",
+			Help: "Acknowledged messages held by the journal whose Maildir file the session has yet to write (normally 0 or a few, for microseconds).",
+		}, func() float64 { return float64(j.DeferredPending()) }))
 	}
 	return s, nil
 }

@@ -73,6 +73,7 @@ func (c *conn) cmdBDAT(arg string) bool {
 	c.info.BareLF = false
 	c.timeout = c.opt.DataTimeout
 	rep := c.sess.Data(c.ctx, &c.info, br)
+	defer c.replied()
 	leftover, err := br.drainChunk()
 	c.timeout = c.opt.ReadTimeout
 	c.endTx()

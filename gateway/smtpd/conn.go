@@ -988,6 +988,7 @@ func (c *conn) cmdData(arg string) bool {
 	dr := newDotReader(c.br, c.opt, &c.info.BareLF)
 	c.timeout = c.opt.DataTimeout
 	rep := c.sess.Data(c.ctx, &c.info, dr)
+	defer c.replied()
 	leftover, err := dr.drain()
 	c.timeout = c.opt.ReadTimeout
 	c.endTx()
@@ -997,6 +998,20 @@ func (c *conn) cmdData(arg string) bool {
 	}
 	c.writeReply(c.messageReply(rep, dr.err, leftover, dr.size))
 	return true
+}
+
+// replied runs the session's Replied after a message's reply: flushed
+// first unless more commands are waiting (then it goes with their
+// replies, RFC 2920).
+func (c *conn) replied() {
+	rs, ok := c.sess.(Replied)
+	if !ok {
+		return
+	}
+	if c.br.Buffered() == 0 {
+		c.flush()
+	}
+	rs.Replied(c.ctx, &c.info)
 }
 
 // messageReply decides the reply to a message: the engine's own findings

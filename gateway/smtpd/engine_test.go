@@ -758,3 +758,63 @@ func TestConcurrentSessions(t *testing.T) {
 		t.Fatalf("%d messages stored, stats %+v", n, s.Stats())
 	}
 }
+
+// Replied runs after a message's reply has reached the client (the client
+// reads the 250 while Replied still waits for it), for DATA and for BDAT,
+// and also when the client leaves right after its message.
+func TestRepliedRunsAfterTheReply(t *testing.T) {
+	checkGoroutines(t)
+	b := &testBackend{repliedGate: make(chan struct{})}
+	_, addr := startServer(t, b, testOptions(t))
+	c := dialRaw(t, addr)
+	c.expect("220 ")
+	c.send("EHLO a.example\r\n")
+	c.expect("250 ")
+	c.send("MAIL FROM:<a@example.org>\r\n")
+	c.expect("250 ")
+	c.send("RCPT TO:<b@example.test>\r\n")
+	c.expect("250 ")
+	c.send("DATA\r\n")
+	c.expect("354 ")
+	c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
+	c.expect("250 2.0.0") // sent before Replied, which is still waiting
+	if n := b.repliedCount(); n != 0 {
+		t.Fatalf("Replied ran %d times before the client let it", n)
+	}
+	b.repliedGate <- struct{}{}
+	c.send("MAIL FROM:<a@example.org>\r\n")
+	c.expect("250 ")
+	if n := b.repliedCount(); n != 1 {
+		t.Fatalf("Replied ran %d times after DATA, want 1", n)
+	}
+	c.send("RCPT TO:<b@example.test>\r\n")
+	c.expect("250 ")
+	c.send("BDAT 20 LAST\r\nSubject: y\r\n\r\nbody\r\n")
+	c.expect("250 2.0.0")
+	b.repliedGate <- struct{}{}
+	c.send("NOOP\r\n")
+	c.expect("250 ")
+	if n := b.repliedCount(); n != 2 {
+		t.Fatalf("Replied ran %d times after BDAT, want 2", n)
+	}
+	// A client that does not wait for the reply.
+	close(b.repliedGate)
+	c.send("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("354 ")
+	c.send("Subject: z\r\n\r\nbody\r\n.\r\n")
+	c.nc.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for b.repliedCount() != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Replied ran %d times, want 3", b.repliedCount())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.messages) != 3 {
+		t.Fatalf("%d messages", len(b.messages))
+	}
+}

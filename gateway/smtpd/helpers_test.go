@@ -36,6 +36,10 @@ type testBackend struct {
 	dataGate chan struct{} // when set, Data waits for it before reading
 	inData   chan struct{} // when set, Data signals it on entry
 	noAuth   bool          // sessions without AuthSession
+	// replied counts Replied calls; when repliedGate is set, Replied
+	// waits for it (the client has read the reply).
+	replied     int
+	repliedGate chan struct{}
 }
 
 type recordedMessage struct {
@@ -181,6 +185,24 @@ func (s *testSession) Data(ctx context.Context, c *ConnInfo, r io.Reader) *Reply
 	s.b.messages = append(s.b.messages, s.msg)
 	s.b.mu.Unlock()
 	return nil
+}
+
+func (s *testSession) Replied(ctx context.Context, c *ConnInfo) {
+	if s.b.repliedGate != nil {
+		select {
+		case <-s.b.repliedGate:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	s.b.mu.Lock()
+	s.b.replied++
+	s.b.mu.Unlock()
+}
+
+func (b *testBackend) repliedCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.replied
 }
 
 func (s *testSession) Reset(ctx context.Context, c *ConnInfo) {

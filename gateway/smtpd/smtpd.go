@@ -128,6 +128,17 @@ type Session interface {
 	Close(ctx context.Context, c *ConnInfo)
 }
 
+// Replied is implemented by sessions with work to finish after a message's
+// reply: Replied runs once per DATA or BDAT transaction whose message
+// reached Session.Data, after the reply was handed to the connection
+// (flushed, unless the client has pipelined more commands) and before the
+// next command is read; also when the connection failed meanwhile. The
+// session does there what need not delay the client's 250 (the Postern
+// gateway writes the Maildir files its delivery journal already holds).
+type Replied interface {
+	Replied(ctx context.Context, c *ConnInfo)
+}
+
 // AuthSession is implemented by sessions that check credentials. The engine
 // runs the SASL exchanges itself (PLAIN, RFC 4616, and LOGIN); AUTH is
 // offered only when the session implements this interface.

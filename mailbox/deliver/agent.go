@@ -106,6 +106,12 @@ type Request struct {
 	// maildroprc and .mailfilter (a .courier file saying "| maildrop" must
 	// not loop).
 	NoInstructions bool
+	// Defer, when set, lets a plain delivery (no filter, no instruction
+	// file) return once the delivery journal holds the message; the
+	// Maildir file is written and linked by Defer.Run, which the caller
+	// runs after acknowledging (see maildir.Deferred). Deliveries that
+	// filters or instruction files make are never deferred.
+	Defer *maildir.Deferred
 }
 
 // Options build an Agent.
@@ -429,7 +435,7 @@ func (j *job) deliverPlain(ctx context.Context) Outcome {
 		return temporary("%v", err)
 	}
 	dest := Destination{Kind: DestMaildir, Root: j.root, Folder: maildir.Inbox, Path: j.root}
-	if err := j.deliverMaildir(dest, j.messageReader(), maildir.DeliverOptions{}); err != nil {
+	if err := j.deliverMaildir(dest, j.messageReader(), maildir.DeliverOptions{Defer: j.req.Defer}); err != nil {
 		return j.failure(err)
 	}
 	return j.success()
@@ -503,17 +509,27 @@ func (j *job) deliverMaildir(d Destination, r io.Reader, opt maildir.DeliverOpti
 	if opt.Journal == nil {
 		opt.Journal = j.a.journal.Load()
 	}
+	if opt.Journal == nil {
+		opt.Defer = nil // nothing would hold the message meanwhile
+	}
 	key, err := f.Deliver(r, opt)
 	if err != nil {
 		return fmt.Errorf("maildir %s: deliver: %w", f.Path(), err)
 	}
 	if j.a.euid == 0 && j.acct.UID != 0 {
-		if opt.Flags == "" && len(opt.Keywords) == 0 {
-			j.handOver(filepath.Join(f.Path(), "new", key))
-		} else if m, _ := filepath.Glob(filepath.Join(f.Path(), "cur", key+"*")); len(m) > 0 {
-			j.handOver(m...)
+		handOver := func() {
+			if opt.Flags == "" && len(opt.Keywords) == 0 {
+				j.handOver(filepath.Join(f.Path(), "new", key))
+			} else if m, _ := filepath.Glob(filepath.Join(f.Path(), "cur", key+"*")); len(m) > 0 {
+				j.handOver(m...)
+			}
+			j.handOver(filepath.Join(d.Root, "maildirsize"))
 		}
-		j.handOver(filepath.Join(d.Root, "maildirsize"))
+		if opt.Defer != nil {
+			opt.Defer.Then(handOver) // the file is there after the deferred write
+		} else {
+			handOver()
+		}
 	}
 	j.done = append(j.done, d.String())
 	j.quotaWarning(md, d)

@@ -76,6 +76,12 @@ type DeliverOptions struct {
 	// journal (one log write) instead of flushing the file and its
 	// directory entry; see Journal.
 	Journal *Journal
+	// Defer, with Journal, returns from Deliver once the journal record
+	// is durable, and leaves writing and linking the file to Defer.Run,
+	// which the caller must call soon (see Deferred). Messages the
+	// journal does not take are delivered in full before Deliver
+	// returns, as without Defer.
+	Defer *Deferred
 }
 
 // Snapshot is a folder's state after Sync: messages in ascending UID order.

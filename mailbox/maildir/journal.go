@@ -39,6 +39,42 @@ type Journal struct {
 	mu       sync.Mutex
 	barriers map[*fsBarrier]bool // file systems deliveries went to
 	warned   atomic.Bool         // the journal's failure was logged
+
+	applyFailures atomic.Int64 // deferred deliveries left for the replay
+	pending       atomic.Int64 // deferred deliveries not yet run
+}
+
+// Deferred holds the second half of journaled deliveries made with
+// DeliverOptions.Defer: writing each message's file and linking it into
+// its folder. Their records are durable when Deliver returns, so the
+// caller may acknowledge the message first (an SMTP server's 250) and call
+// Run right after, while the client reads the reply: the work leaves the
+// path the client waits on. A message is not visible in its folder until
+// Run. A crash before Run loses nothing: the journal's replay writes the
+// message at the next start. Not safe for concurrent use; one per session.
+type Deferred struct {
+	fns []func()
+}
+
+// Then queues fn to run after the deliveries deferred so far (a delivery
+// agent gives the new files to their owner this way).
+func (d *Deferred) Then(fn func()) { d.fns = append(d.fns, fn) }
+
+// Pending reports whether Run has work to do.
+func (d *Deferred) Pending() bool { return d != nil && len(d.fns) > 0 }
+
+// Run completes the deferred deliveries, in order. A failure is handled
+// here (the message written again the flushed way, or left for the
+// journal's replay, and logged): the message was acknowledged already.
+func (d *Deferred) Run() {
+	if d == nil {
+		return
+	}
+	for i := 0; i < len(d.fns); i++ {
+		d.fns[i]()
+		d.fns[i] = nil
+	}
+	d.fns = d.fns[:0]
 }
 
 // refused notes a delivery the journal did not take (it is flushed the
@@ -99,6 +135,32 @@ func OpenJournal(path string, opt JournalOptions) (*Journal, error) {
 	j.log = l
 	return j, nil
 }
+
+// applyFailed handles a deferred delivery (see Deferred) whose file could
+// not be written or linked after its record was made durable: the message
+// is written again as a replay would, else the record stays unreleased for
+// the replay at the next start.
+func (j *Journal) applyFailed(dest string, data []byte, mtime time.Time, seq uint64, cause error) {
+	_, err := j.restore(dest, mtime, data, map[string]map[string]string{})
+	if err == nil {
+		j.logger.Warn("delivery journal: a deferred delivery failed and was written again", "path", dest, "err", cause)
+		j.log.Release(seq)
+		return
+	}
+	cause = fmt.Errorf("%w; written again: %w", cause, err)
+	j.applyFailures.Add(1)
+	j.logger.Error("delivery journal: an acknowledged message could not be written; it stays in the journal and is restored at the next start",
+		"path", dest, "err", cause)
+}
+
+// DeferredFailures counts deferred deliveries that could be neither
+// written nor written again after their acknowledgement: they wait in the
+// journal for the replay at the next start.
+func (j *Journal) DeferredFailures() int64 { return j.applyFailures.Load() }
+
+// DeferredPending counts deliveries whose record is durable and whose
+// file Deferred.Run has not written yet.
+func (j *Journal) DeferredPending() int64 { return j.pending.Load() }
 
 // Stats returns the journal's counters (see wal.Stats).
 func (j *Journal) Stats() wal.Stats { return j.log.Stats() }
@@ -204,6 +266,11 @@ func (j *Journal) replay(payload []byte, curKeys map[string]map[string]string) (
 		j.logger.Warn("delivery journal: skipping a record", "err", err)
 		return false, nil
 	}
+	return j.restore(dest, mtime, data, curKeys)
+}
+
+// restore writes a journaled message to dest unless it is there whole.
+func (j *Journal) restore(dest string, mtime time.Time, data []byte, curKeys map[string]map[string]string) (bool, error) {
 	dir := filepath.Dir(dest)
 	folder := filepath.Dir(dir)
 	if sub := filepath.Base(dir); sub != "new" && sub != "cur" {

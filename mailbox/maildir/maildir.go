@@ -390,7 +390,12 @@ func (st *Staged) Discard() {
 // the outcome.
 func (st *Staged) Commit() (string, error) {
 	f, opt := st.f, st.opt
-	defer st.Discard() // after the link the tmp name is just a second name
+	deferred := false
+	defer func() {
+		if !deferred {
+			st.Discard() // after the link the tmp name is just a second name
+		}
+	}()
 
 	// Courier's quota leaves out the Trash folder and messages marked T.
 	counts := f.name != trashFolder && !strings.Contains(opt.Flags, string(FlagTrashed))
@@ -410,6 +415,28 @@ func (st *Staged) Commit() (string, error) {
 	// after the link finds the record and checks the file. The file is
 	// whole before the link.
 	var seq uint64
+	if st.journal != nil && opt.Defer != nil {
+		var err error
+		if seq, err = st.journal.append(dest, opt.InternalDate, st.data.Bytes(), st.barrier); err == nil {
+			// Durable: the file and its name can come after the
+			// caller's acknowledgement (Deferred).
+			if counts {
+				f.md.addQuotaUsage(st.size, 1)
+			}
+			st.journal.pending.Add(1)
+			opt.Defer.Then(func() { st.apply(dest, seq) })
+			deferred = true
+			return key, nil
+		}
+		st.journal.refused(err)
+		st.journal = nil
+		if err = st.writeFile(bytes.NewReader(st.data.Bytes())); err == nil {
+			err = st.barrier.wait()
+		}
+		if err != nil {
+			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
+		}
+	}
 	if st.journal != nil {
 		var err error
 		if seq, err = st.writeLogged(dest); err != nil {
@@ -453,6 +480,38 @@ func (st *Staged) Commit() (string, error) {
 		f.md.addQuotaUsage(st.size, 1)
 	}
 	return key, nil
+}
+
+// apply is the deferred half of a journaled delivery whose record is
+// durable: the file written and linked in under dest, the record released.
+// When that fails, the message is written again the way a replay would
+// (flushed, through a tmp/ name); when that fails too, the record is kept
+// for the replay at the next start, and the journal no longer checkpoints
+// past it.
+func (st *Staged) apply(dest string, seq uint64) {
+	j, opt := st.journal, st.opt
+	defer j.pending.Add(-1)
+	defer st.Discard()
+	err := st.writeFile(bytes.NewReader(st.data.Bytes()))
+	if err == nil && !opt.InternalDate.IsZero() {
+		if st.anon != nil {
+			err = unix.Futimes(int(st.anon.Fd()), []unix.Timeval{unix.NsecToTimeval(time.Now().UnixNano()), unix.NsecToTimeval(opt.InternalDate.UnixNano())})
+		} else {
+			err = os.Chtimes(st.tmpPath, time.Now(), opt.InternalDate)
+		}
+	}
+	if err == nil {
+		if st.anon != nil {
+			err = linkAnonymous(st.anon, dest)
+		} else {
+			err = linkOrRename(st.tmpPath, dest)
+		}
+	}
+	if err == nil {
+		j.log.Release(seq)
+		return
+	}
+	j.applyFailed(dest, st.data.Bytes(), opt.InternalDate, seq, err)
 }
 
 // parallelWriteSize is the size from which a journaled message's file is
