@@ -16,6 +16,9 @@
 # one connection per message, HELO, no percentiles; SIZE in bytes or k).
 # FLOOR=1 adds a third server, bench/smtpfloor: answers only, one journal
 # record per message, the same durability; the most a Go server can do here.
+# ROUNDS=N repeats the whole series N times, the servers interleaved, and
+# ends with the median rate of each server and the median of the rounds'
+# ratios to Postfix (single runs on these machines vary by a third).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-3000}
@@ -140,6 +143,35 @@ run_one() { # NAME ADDR RCPT MAILDIR CONC
 	printf "%-8s c=%-3s accepted/s=%-6s failed=%-4s p50=%-7sms p99=%-7sms delivered=%-6s delivered/s=%-5.0f cpu/msg=%.2fms\n" \
 		"$name" "$c" $accepted "$delivered" "$(echo "$delivered / ($end - $start)" | bc -l)" \
 		"$(echo "($cpu1 - $cpu0) * 1000 / $(getconf CLK_TCK) / $N" | bc -l)"
+	echo "$ROUND $name $c ${accepted%% *}" >>"$WORK/results"
+}
+
+# summary: per concurrency, each server's median accepted/s over the rounds
+# and the median of its per-round ratio to Postfix.
+summary() {
+	python3 - "$WORK/results" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+rate = {}
+for rnd, name, c, acc in rows:
+    if acc.replace('.', '', 1).isdigit():
+        rate[(rnd, name, int(c))] = float(acc)
+concs = sorted({k[2] for k in rate})
+names = [n for n in ("postfix", "postern", "floor") if any(k[1] == n for k in rate)]
+rounds = sorted({k[0] for k in rate}, key=int)
+print("summary over %d rounds: median accepted/s (min-max), median ratio to Postfix (min-max)" % len(rounds))
+for c in concs:
+    for n in names:
+        v = [rate[(r, n, c)] for r in rounds if (r, n, c) in rate]
+        if not v:
+            continue
+        line = "%-8s c=%-3d %6.0f (%.0f-%.0f)" % (n, c, statistics.median(v), min(v), max(v))
+        if n != "postfix":
+            q = [rate[(r, n, c)] / rate[(r, "postfix", c)] for r in rounds if (r, n, c) in rate and rate.get((r, "postfix", c))]
+            if q:
+                line += "  x%.2f (%.2f-%.2f)" % (statistics.median(q), min(q), max(q))
+        print(line)
+PY
 }
 
 make build >/dev/null
@@ -177,11 +209,16 @@ if ! kill -0 "$PID" 2>/dev/null; then
 	exit 1
 fi
 
-echo "load: $N messages of $SIZE per run from $CLIENT; $(nproc) cores; $(date -u)"
-for c in "${CONCS[@]}"; do
-	run_one postfix "127.0.0.1:$PF_PORT" alice@bench.test "$PF_BASE/bench.test/alice" "$c"
-	run_one postern "127.0.0.1:2527" alice@bench.test "$WORK/postern/data/mail/bench.test/alice/Maildir" "$c"
-	if [ -n "$FLOOR_PID" ]; then
-		run_one floor "127.0.0.1:2528" alice@bench.test "$WORK/floor-unused" "$c"
-	fi
+ROUNDS=${ROUNDS:-1}
+echo "load: $N messages of $SIZE per run from $CLIENT; $(nproc) cores; $ROUNDS round(s); $(date -u)"
+for ROUND in $(seq 1 "$ROUNDS"); do
+	if [ "$ROUNDS" -gt 1 ]; then echo "round $ROUND"; fi
+	for c in "${CONCS[@]}"; do
+		run_one postfix "127.0.0.1:$PF_PORT" alice@bench.test "$PF_BASE/bench.test/alice" "$c"
+		run_one postern "127.0.0.1:2527" alice@bench.test "$WORK/postern/data/mail/bench.test/alice/Maildir" "$c"
+		if [ -n "$FLOOR_PID" ]; then
+			run_one floor "127.0.0.1:2528" alice@bench.test "$WORK/floor-unused" "$c"
+		fi
+	done
 done
+if [ "$ROUNDS" -gt 1 ]; then summary; fi
