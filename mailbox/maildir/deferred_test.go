@@ -172,3 +172,38 @@ func maildirsizeUsage(t *testing.T, m *Maildir) (bytes, count int64) {
 	}
 	return bytes, count
 }
+
+// A journal full of records whose files are still to be written refuses
+// the next one: that delivery is made durable and linked at once.
+func TestDeferredDeliveryJournalFull(t *testing.T) {
+	m := newTestMaildir(t)
+	j := openTestJournal(t, filepath.Join(t.TempDir(), "delivery.journal"))
+	defer j.Close()
+	inbox := mustFolder(t, m, Inbox)
+	var later Deferred
+	body := "Subject: big\n\n" + strings.Repeat("y", 200<<10) + "\n" // under a quarter of the 1 MiB log
+	var keys []string
+	immediate := 0
+	for i := 0; i < 8; i++ {
+		key := deliverString(t, inbox, body, DeliverOptions{Journal: j, Defer: &later})
+		if _, err := os.Stat(filepath.Join(m.Root(), "new", key)); err == nil {
+			immediate++
+		}
+		keys = append(keys, key)
+	}
+	if immediate == 0 || immediate == len(keys) {
+		t.Fatalf("%d of %d delivered at once, want some (the journal full) but not all", immediate, len(keys))
+	}
+	if j.Stats().Refused == 0 {
+		t.Fatal("the journal refused nothing")
+	}
+	later.Run()
+	for _, key := range keys {
+		if got, err := os.ReadFile(filepath.Join(m.Root(), "new", key)); err != nil || string(got) != body {
+			t.Fatalf("%s: %v, %d bytes", key, err, len(got))
+		}
+	}
+	if j.DeferredPending() != 0 || j.DeferredFailures() != 0 {
+		t.Fatalf("pending %d, failures %d", j.DeferredPending(), j.DeferredFailures())
+	}
+}

@@ -414,53 +414,28 @@ func (st *Staged) Commit() (string, error) {
 	// A journaled delivery is logged before its name appears: a crash
 	// after the link finds the record and checks the file. The file is
 	// whole before the link.
-	var seq uint64
 	if st.journal != nil && opt.Defer != nil {
-		var err error
-		if seq, err = st.journal.append(dest, opt.InternalDate, st.data.Bytes(), st.barrier); err == nil {
-			// Durable: the file and its name can come after the
-			// caller's acknowledgement (Deferred).
-			if counts {
-				f.md.addQuotaUsage(st.size, 1)
-			}
-			st.journal.pending.Add(1)
-			opt.Defer.Then(func() { st.apply(dest, seq) })
-			deferred = true
-			return key, nil
-		}
-		st.journal.refused(err)
-		st.journal = nil
-		if err = st.writeFile(bytes.NewReader(st.data.Bytes())); err == nil {
-			err = st.barrier.wait()
-		}
+		queued, err := st.logDeferred(dest, counts)
 		if err != nil {
 			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 		}
+		if queued {
+			deferred = true
+			return key, nil
+		}
 	}
+	var seq uint64
 	if st.journal != nil {
 		var err error
 		if seq, err = st.writeLogged(dest); err != nil {
 			return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 		}
 	}
-	if !opt.InternalDate.IsZero() {
-		var err error
-		if st.anon != nil {
-			err = unix.Futimes(int(st.anon.Fd()), []unix.Timeval{unix.NsecToTimeval(time.Now().UnixNano()), unix.NsecToTimeval(opt.InternalDate.UnixNano())})
-		} else {
-			err = os.Chtimes(st.tmpPath, time.Now(), opt.InternalDate)
-		}
-		if err != nil {
-			st.cancelRecord(seq)
-			return "", fmt.Errorf("maildir %s: deliver: set internal date: %w", f.path, err)
-		}
+	if err := st.setInternalDate(); err != nil {
+		st.cancelRecord(seq)
+		return "", fmt.Errorf("maildir %s: deliver: set internal date: %w", f.path, err)
 	}
-	var err error
-	if st.anon != nil {
-		err = linkAnonymous(st.anon, dest)
-	} else {
-		err = linkOrRename(st.tmpPath, dest)
-	}
+	err := st.link(dest)
 	if err != nil {
 		st.cancelRecord(seq)
 		return "", fmt.Errorf("maildir %s: deliver: %w", f.path, err)
@@ -482,6 +457,49 @@ func (st *Staged) Commit() (string, error) {
 	return key, nil
 }
 
+// logDeferred makes a deferred delivery (DeliverOptions.Defer) durable by
+// its journal record and queues the writing of its file on the Deferred.
+// When the journal refuses the record, the file is written and made
+// durable the usual way instead, and queued is false: the caller links it.
+func (st *Staged) logDeferred(dest string, counts bool) (queued bool, err error) {
+	seq, err := st.journal.append(dest, st.opt.InternalDate, st.data.Bytes(), st.barrier)
+	if err == nil {
+		if counts {
+			st.f.md.addQuotaUsage(st.size, 1)
+		}
+		st.journal.pending.Add(1)
+		st.opt.Defer.Then(func() { st.apply(dest, seq) })
+		return true, nil
+	}
+	st.journal.refused(err)
+	st.journal = nil
+	if err := st.writeFile(bytes.NewReader(st.data.Bytes())); err != nil {
+		return false, err
+	}
+	return false, st.barrier.wait()
+}
+
+// setInternalDate gives the written file its internal date (mtime), when
+// the delivery has one.
+func (st *Staged) setInternalDate() error {
+	d := st.opt.InternalDate
+	if d.IsZero() {
+		return nil
+	}
+	if st.anon != nil {
+		return unix.Futimes(int(st.anon.Fd()), []unix.Timeval{unix.NsecToTimeval(time.Now().UnixNano()), unix.NsecToTimeval(d.UnixNano())})
+	}
+	return os.Chtimes(st.tmpPath, time.Now(), d)
+}
+
+// link gives the written file its name in the folder.
+func (st *Staged) link(dest string) error {
+	if st.anon != nil {
+		return linkAnonymous(st.anon, dest)
+	}
+	return linkOrRename(st.tmpPath, dest)
+}
+
 // apply is the deferred half of a journaled delivery whose record is
 // durable: the file written and linked in under dest, the record released.
 // When that fails, the message is written again the way a replay would
@@ -493,19 +511,11 @@ func (st *Staged) apply(dest string, seq uint64) {
 	defer j.pending.Add(-1)
 	defer st.Discard()
 	err := st.writeFile(bytes.NewReader(st.data.Bytes()))
-	if err == nil && !opt.InternalDate.IsZero() {
-		if st.anon != nil {
-			err = unix.Futimes(int(st.anon.Fd()), []unix.Timeval{unix.NsecToTimeval(time.Now().UnixNano()), unix.NsecToTimeval(opt.InternalDate.UnixNano())})
-		} else {
-			err = os.Chtimes(st.tmpPath, time.Now(), opt.InternalDate)
-		}
+	if err == nil {
+		err = st.setInternalDate()
 	}
 	if err == nil {
-		if st.anon != nil {
-			err = linkAnonymous(st.anon, dest)
-		} else {
-			err = linkOrRename(st.tmpPath, dest)
-		}
+		err = st.link(dest)
 	}
 	if err == nil {
 		j.log.Release(seq)
