@@ -705,3 +705,33 @@ func TestDSNToAliasSender(t *testing.T) {
 		return false
 	})
 }
+
+// A message for an account with its own uid, delivered during the SMTP
+// session by the root server through the delivery journal (the file is
+// written just after the 250), is owned by the account.
+func TestSMTPDeliveryGivesTheFileToTheAccount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to deliver as another user")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	h := newHarness(t)
+	h.addUser("bob@example.test", "pw", "--uid", nobody.Uid, "--gid", nobody.Gid)
+	if err := sendOne(h.addr("smtp"), "bob@example.test", testMessage("owned", "x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	md := h.maildir("bob@example.test") // settles the deferred write
+	files, _ := os.ReadDir(filepath.Join(md, "new"))
+	if len(files) != 1 {
+		t.Fatalf("%d messages in new/", len(files))
+	}
+	fi, err := os.Stat(filepath.Join(md, "new", files[0].Name()))
+	if err != nil || strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid)) != nobody.Uid {
+		t.Fatalf("the message file is not nobody's: %v %+v", err, fi.Sys())
+	}
+	if h.srv.mta.journal == nil || h.srv.mta.journal.Stats().Records == 0 {
+		t.Fatal("the delivery did not go through the journal")
+	}
+}

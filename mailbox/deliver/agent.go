@@ -509,9 +509,6 @@ func (j *job) deliverMaildir(d Destination, r io.Reader, opt maildir.DeliverOpti
 	if opt.Journal == nil {
 		opt.Journal = j.a.journal.Load()
 	}
-	if opt.Journal == nil {
-		opt.Defer = nil // nothing would hold the message meanwhile
-	}
 	key, err := f.Deliver(r, opt)
 	if err != nil {
 		return fmt.Errorf("maildir %s: deliver: %w", f.Path(), err)
