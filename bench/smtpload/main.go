@@ -1,7 +1,7 @@
 // Command smtpload is an SMTP load generator. It sends a bounded number of
 // messages (or sends for a bounded time) of an exact size at a given
 // concurrency to one host:port, and reports throughput and latency
-// percentiles for the whole transaction and for DATA alone.
+// percentiles for the whole transaction, for DATA alone and for each step.
 //
 // It owns nothing in the server; it only ever connects to the address it
 // is given. See docs/bench.md for the manual page.
@@ -82,7 +82,8 @@ const usageText = `usage: smtpload [flags]
 
 Sends -n messages (or sends for -duration) of -size octets over SMTP to
 -addr with -c parallel connections, then prints messages/s, bytes/s and
-latency percentiles. Exits 1 if any message failed, 2 on bad flags.
+latency percentiles (whole transaction, DATA, and each step). Exits 1 if
+any message failed, 2 on bad flags.
 
 Flags:
 `
@@ -246,13 +247,17 @@ func writeReport(w io.Writer, cfg Config, rep Report) {
 	fmt.Fprintf(w, "connections  %d\n", rep.Connections)
 	fmt.Fprintf(w, "elapsed      %s\n", rep.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "rate         %.1f msg/s, %.0f bytes/s\n", rep.MessagesPerSec, rep.BytesPerSec)
-	fmt.Fprintf(w, "%-12s %10s %10s %10s %10s %10s\n", "latency (ms)", "p50", "p90", "p99", "max", "mean")
-	for _, row := range []struct {
-		name string
-		s    LatencySummary
-	}{{"transaction", rep.Transaction}, {"data", rep.Data}} {
-		fmt.Fprintf(w, "%-12s %10.3f %10.3f %10.3f %10.3f %10.3f\n", row.name,
-			latency.Milliseconds(row.s.P50), latency.Milliseconds(row.s.P90), latency.Milliseconds(row.s.P99), latency.Milliseconds(row.s.Max), latency.Milliseconds(row.s.Mean))
+	fmt.Fprintf(w, "%-14s %10s %10s %10s %10s %10s\n", "latency (ms)", "p50", "p90", "p99", "max", "mean")
+	row := func(name string, s LatencySummary) {
+		fmt.Fprintf(w, "%-14s %10.3f %10.3f %10.3f %10.3f %10.3f\n", name,
+			latency.Milliseconds(s.P50), latency.Milliseconds(s.P90), latency.Milliseconds(s.P99), latency.Milliseconds(s.Max), latency.Milliseconds(s.Mean))
+	}
+	row("transaction", rep.Transaction)
+	row("data", rep.Data)
+	for i, s := range rep.Steps {
+		if s.Count > 0 {
+			row("  "+StepNames[i], s)
+		}
 	}
 	for _, s := range rep.ErrorSamples {
 		fmt.Fprintf(w, "error        %s\n", s)
@@ -275,6 +280,8 @@ type jsonReport struct {
 	BytesPerSec    float64          `json:"bytes_per_s"`
 	Transaction    latency.JSON     `json:"transaction_latency"`
 	Data           latency.JSON     `json:"data_latency"`
+	// Steps maps StepNames to their latency, for the steps that ran.
+	Steps map[string]latency.JSON `json:"step_latency"`
 }
 
 func reportJSON(cfg Config, rep Report) jsonReport {
@@ -282,11 +289,17 @@ func reportJSON(cfg Config, rep Report) jsonReport {
 	if samples == nil {
 		samples = []string{}
 	}
+	steps := map[string]latency.JSON{}
+	for i, s := range rep.Steps {
+		if s.Count > 0 {
+			steps[StepNames[i]] = s.JSON()
+		}
+	}
 	return jsonReport{
 		Addr: cfg.Addr, Size: cfg.Size, Concurrency: cfg.Concurrency, Reuse: cfg.Reuse,
 		Sent: rep.Sent, Failed: rep.Failed, FailuresByCode: rep.FailuresByCode, ErrorSamples: samples,
 		Connections: rep.Connections, ElapsedSeconds: rep.Elapsed.Seconds(), BytesSent: rep.BytesSent,
 		MessagesPerSec: rep.MessagesPerSec, BytesPerSec: rep.BytesPerSec,
-		Transaction: rep.Transaction.JSON(), Data: rep.Data.JSON(),
+		Transaction: rep.Transaction.JSON(), Data: rep.Data.JSON(), Steps: steps,
 	}
 }

@@ -251,6 +251,27 @@ func TestRunSendsExactCountAndSizes(t *testing.T) {
 	if rep.Data.Max > rep.Transaction.Max || rep.Data.P50 > rep.Transaction.P50 {
 		t.Errorf("DATA latency %+v exceeds whole-transaction latency %+v", rep.Data, rep.Transaction)
 	}
+	// Every step of every session, RCPT twice per message; no RSET
+	// without reuse. The steps of a transaction take no longer than it.
+	wantSteps := map[string]int64{"connect": 200, "EHLO": 200, "RSET": 0, "MAIL": 200, "RCPT": 400, "DATA": 200, "end of data": 200, "QUIT": 200}
+	var stepsMean time.Duration
+	for i, st := range rep.Steps {
+		if st.Count != wantSteps[StepNames[i]] {
+			t.Errorf("step %s: %d samples, want %d", StepNames[i], st.Count, wantSteps[StepNames[i]])
+		}
+		if st.Count > 0 {
+			checkConsistent(t, StepNames[i], st)
+		}
+		if i != stepQuit {
+			stepsMean += st.Mean * time.Duration(st.Count) / 200
+		}
+	}
+	if stepsMean > rep.Transaction.Mean {
+		t.Errorf("the steps' mean sum %v exceeds the transaction's mean %v", stepsMean, rep.Transaction.Mean)
+	}
+	if d := rep.Steps[stepDataCmd].Mean + rep.Steps[stepEndOfData].Mean; d > rep.Data.Mean+rep.Data.Mean/100 {
+		t.Errorf("DATA and end of data, %v, exceed DATA to 250, %v", d, rep.Data.Mean)
+	}
 
 	be.mu.Lock()
 	defer be.mu.Unlock()
@@ -333,6 +354,12 @@ func TestRunReuseSendsRSETBetweenMessages(t *testing.T) {
 	// after each DATA and on EHLO).
 	if be.resets < 40 {
 		t.Errorf("server saw %d resets, want at least 40", be.resets)
+	}
+	if got, want := rep.Steps[stepReset].Count, 50-rep.Connections; got != want {
+		t.Errorf("RSET step: %d samples, want one per reused message, %d", got, want)
+	}
+	if got := rep.Steps[stepConnect].Count; got != rep.Connections {
+		t.Errorf("connect step: %d samples for %d connections", got, rep.Connections)
 	}
 }
 
@@ -584,6 +611,12 @@ func TestCommandLineEndToEnd(t *testing.T) {
 	if rep.Sent != 20 || rep.Size != 2048 || rep.Transaction.P50MS <= 0 || rep.Transaction.P99MS > rep.Transaction.MaxMS {
 		t.Errorf("JSON report %+v", rep)
 	}
+	if rcpt, ok := rep.Steps["RCPT"]; !ok || rcpt.Count != 40 || rep.Steps["end of data"].Count != 20 {
+		t.Errorf("JSON step latencies %+v", rep.Steps)
+	}
+	if _, ok := rep.Steps["RSET"]; ok {
+		t.Errorf("JSON lists a step that never ran: %+v", rep.Steps)
+	}
 	be.mu.Lock()
 	for _, m := range be.messages {
 		if len(m.data) != 2048 || len(m.to) != 2 {
@@ -603,8 +636,8 @@ func TestCommandLineEndToEnd(t *testing.T) {
 	if code != exitFailed {
 		t.Errorf("exit %d with rejected messages, want %d", code, exitFailed)
 	}
-	if !strings.Contains(stdout.String(), "failed       3 (550: 3)") {
-		t.Errorf("text report:\n%s", stdout.String())
+	if !strings.Contains(stdout.String(), "failed       3 (550: 3)") || !strings.Contains(stdout.String(), "\n  MAIL ") || strings.Contains(stdout.String(), "\n  RCPT ") {
+		t.Errorf("text report (MAIL answered, every RCPT refused):\n%s", stdout.String())
 	}
 	if !strings.Contains(stderr.String(), "\r[") {
 		t.Errorf("terminal progress bar missing:\n%q", stderr.String())

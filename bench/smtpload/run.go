@@ -178,6 +178,41 @@ type Report struct {
 	// after the final dot; Data is the DATA command to that 250.
 	Transaction LatencySummary
 	Data        LatencySummary
+	// Steps breaks the session down, one summary per step (see
+	// StepNames): where the time of a transaction goes.
+	Steps [numSteps]LatencySummary
+}
+
+// The steps of a session whose latency is recorded on its own: each is
+// the time from sending the command (or dialing) to its final reply.
+const (
+	stepConnect   = iota // TCP connect (the TLS handshake of -tls included)
+	stepHello            // greeting and EHLO (STARTTLS and AUTH not included)
+	stepReset            // RSET on a reused connection
+	stepMail             // MAIL FROM
+	stepRcpt             // each RCPT TO
+	stepDataCmd          // DATA to the 354
+	stepEndOfData        // the message and the final dot to the 250
+	stepQuit             // QUIT to the 221
+	numSteps
+)
+
+// StepNames are the names of the steps in Report.Steps, as printed.
+var StepNames = [numSteps]string{"connect", "EHLO", "RSET", "MAIL", "RCPT", "DATA", "end of data", "QUIT"}
+
+// stepTimes collects one message's step latencies for runner.recordSteps.
+type stepTimes struct {
+	d [numSteps][]time.Duration
+}
+
+func (st *stepTimes) add(step int, since time.Time) {
+	st.d[step] = append(st.d[step], time.Since(since))
+}
+
+func (st *stepTimes) reset() {
+	for i := range st.d {
+		st.d[i] = st.d[i][:0]
+	}
 }
 
 // Run sends the configured load to c.Addr and reports what happened. It
@@ -246,6 +281,9 @@ func Run(ctx context.Context, c Config, progress io.Writer) (Report, error) {
 	rep.ErrorSamples = r.samples
 	rep.Transaction = tx.Summary()
 	rep.Data = data.Summary()
+	for i := range r.steps {
+		rep.Steps[i] = r.steps[i].Summary()
+	}
 	if secs := elapsed.Seconds(); secs > 0 {
 		rep.MessagesPerSec = float64(rep.Sent) / secs
 		rep.BytesPerSec = float64(rep.BytesSent) / secs
@@ -277,6 +315,21 @@ type runner struct {
 	mu       sync.Mutex
 	failures map[string]int64
 	samples  []string
+	// steps are shared, not per worker: a histogram is about 60 KB, and
+	// -c goes up to 10000; one lock per message is cheap.
+	steps [numSteps]latency.Histogram
+}
+
+// recordSteps adds one message's (or one connection's) step latencies.
+func (r *runner) recordSteps(st *stepTimes) {
+	r.mu.Lock()
+	for i, ds := range st.d {
+		for _, d := range ds {
+			r.steps[i].Record(d)
+		}
+	}
+	r.mu.Unlock()
+	st.reset()
 }
 
 type workerResult struct {
@@ -396,9 +449,14 @@ type connection struct {
 	stop   func() bool // detaches the context watcher
 }
 
-func (cn *connection) close(graceful bool) {
+// close ends the connection, with QUIT when graceful; a QUIT answered
+// goes into st.
+func (cn *connection) close(graceful bool, st *stepTimes) {
 	if graceful {
-		_ = cn.client.Quit() // QUIT closes on success
+		t := time.Now()
+		if cn.client.Quit() == nil { // QUIT closes on success
+			st.add(stepQuit, t)
+		}
 	}
 	_ = cn.client.Close()
 	cn.stop()
@@ -408,9 +466,11 @@ func (cn *connection) close(graceful bool) {
 func (r *runner) work(ctx context.Context) workerResult {
 	var res workerResult
 	var conn *connection
+	var st stepTimes
 	defer func() {
 		if conn != nil {
-			conn.close(ctx.Err() == nil)
+			conn.close(ctx.Err() == nil, &st)
+			r.recordSteps(&st)
 		}
 	}()
 	for {
@@ -419,46 +479,57 @@ func (r *runner) work(ctx context.Context) workerResult {
 			return res
 		}
 		if conn != nil && conn.used >= r.cfg.Reuse {
-			conn.close(true)
+			conn.close(true, &st)
 			conn = nil
 		}
-		started := time.Now()
-		if conn == nil {
-			var stage string
-			var err error
-			conn, stage, err = r.dial(ctx)
-			if err != nil {
-				r.recordFailure(seq, stage, contextError(ctx, err))
-				continue
-			}
-		} else {
-			// RSET between messages on a reused connection.
-			if err := conn.client.Reset(); err != nil {
-				r.recordFailure(seq, stageReset, contextError(ctx, err))
-				conn.close(false)
-				conn = nil
-				continue
-			}
-		}
-		conn.used++
-		dataTime, size, stage, err := r.transaction(conn.client, seq)
+		dataTime, size, stage, err := r.message(ctx, &conn, seq, &st)
+		r.recordSteps(&st)
 		if err != nil {
 			r.recordFailure(seq, stage, contextError(ctx, err))
 			var smtpErr *smtp.SMTPError
 			// Keep the connection after an ordinary rejection (RSET comes
 			// next); drop it after 421 (RFC 5321 section 3.8) or when
 			// there was no reply at all.
-			if !errors.As(err, &smtpErr) || smtpErr.Code == 421 {
-				conn.close(false)
+			if conn != nil && (!errors.As(err, &smtpErr) || smtpErr.Code == 421) {
+				conn.close(false, &st)
 				conn = nil
 			}
 			continue
 		}
-		res.transaction.Record(time.Since(started))
-		res.data.Record(dataTime)
+		res.transaction.Record(dataTime.transaction)
+		res.data.Record(dataTime.data)
 		res.bytes += size
 		r.sent.Add(1)
 	}
+}
+
+// times are a message's whole-transaction and DATA latencies.
+type times struct{ transaction, data time.Duration }
+
+// message sends message seq over *conn, dialing a new connection when it
+// is nil, or after RSET on a reused one. A connection that failed before
+// the transaction is closed and *conn set to nil.
+func (r *runner) message(ctx context.Context, conn **connection, seq int64, st *stepTimes) (times, int64, string, error) {
+	started := time.Now()
+	if *conn == nil {
+		c, stage, err := r.dial(ctx, st)
+		if err != nil {
+			return times{}, 0, stage, err
+		}
+		*conn = c
+	} else {
+		// RSET between messages on a reused connection.
+		t := time.Now()
+		if err := (*conn).client.Reset(); err != nil {
+			(*conn).close(false, st)
+			*conn = nil
+			return times{}, 0, stageReset, err
+		}
+		st.add(stepReset, t)
+	}
+	(*conn).used++
+	dataTime, size, stage, err := r.transaction((*conn).client, seq, st)
+	return times{time.Since(started), dataTime}, size, stage, err
 }
 
 // contextError prefers the context's error when the context ended, so a
@@ -472,8 +543,9 @@ func contextError(ctx context.Context, err error) error {
 
 // dial opens a connection, reads the greeting, says EHLO, and does TLS
 // and AUTH as configured.
-func (r *runner) dial(ctx context.Context) (*connection, string, error) {
+func (r *runner) dial(ctx context.Context, st *stepTimes) (*connection, string, error) {
 	r.connections.Add(1)
+	began := time.Now()
 	dialer := net.Dialer{Timeout: r.cfg.Timeout}
 	raw, err := dialer.DialContext(ctx, "tcp", r.cfg.Addr)
 	if err != nil {
@@ -495,6 +567,7 @@ func (r *runner) dial(ctx context.Context) (*connection, string, error) {
 		}
 		netConn = tlsConn
 	}
+	st.add(stepConnect, began)
 	var client *smtp.Client
 	if r.cfg.StartTLS {
 		// go-smtp says EHLO as "localhost" before STARTTLS; our -helo
@@ -508,9 +581,13 @@ func (r *runner) dial(ctx context.Context) (*connection, string, error) {
 	}
 	client.CommandTimeout = r.cfg.Timeout
 	client.SubmissionTimeout = r.cfg.Timeout
+	hello := time.Now()
 	if err := client.Hello(r.cfg.Helo); err != nil {
 		_ = client.Close()
 		return fail(stageHello, err)
+	}
+	if !r.cfg.StartTLS { // after STARTTLS the greeting was read before
+		st.add(stepHello, hello)
 	}
 	if r.cfg.AuthUser != "" {
 		if err := client.Auth(sasl.NewPlainClient("", r.cfg.AuthUser, r.cfg.AuthPass)); err != nil {
@@ -524,23 +601,29 @@ func (r *runner) dial(ctx context.Context) (*connection, string, error) {
 // transaction sends message seq: MAIL, RCPT for each recipient, DATA,
 // the message, and the final dot. It returns the time from DATA to the
 // 250 after the dot and the message size.
-func (r *runner) transaction(client *smtp.Client, seq int64) (time.Duration, int64, string, error) {
+func (r *runner) transaction(client *smtp.Client, seq int64, st *stepTimes) (time.Duration, int64, string, error) {
+	t := time.Now()
 	if err := client.Mail(r.cfg.From, nil); err != nil {
 		return 0, 0, stageMail, err
 	}
+	st.add(stepMail, t)
 	rcpts := r.recipients(seq)
 	for _, rcpt := range rcpts {
 		// Any rejected recipient fails the message: the load test wants
 		// every message to reach every recipient it names.
+		t = time.Now()
 		if err := client.Rcpt(rcpt, nil); err != nil {
 			return 0, 0, stageRcpt, err
 		}
+		st.add(stepRcpt, t)
 	}
 	dataStart := time.Now()
 	w, err := client.Data()
 	if err != nil {
 		return 0, 0, stageData, err
 	}
+	st.add(stepDataCmd, dataStart)
+	t = time.Now()
 	size, err := r.builder.write(w, seq, rcpts, time.Now())
 	if err != nil {
 		_ = w.Close()
@@ -549,6 +632,7 @@ func (r *runner) transaction(client *smtp.Client, seq int64) (time.Duration, int
 	if err := w.Close(); err != nil {
 		return 0, 0, stageDot, err
 	}
+	st.add(stepEndOfData, t)
 	return time.Since(dataStart), size, "", nil
 }
 
