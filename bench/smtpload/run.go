@@ -482,7 +482,7 @@ func (r *runner) work(ctx context.Context) workerResult {
 			conn.close(true, &st)
 			conn = nil
 		}
-		dataTime, size, stage, err := r.message(ctx, &conn, seq, &st)
+		tm, size, stage, err := r.message(ctx, &conn, seq, &st)
 		r.recordSteps(&st)
 		if err != nil {
 			r.recordFailure(seq, stage, contextError(ctx, err))
@@ -496,8 +496,8 @@ func (r *runner) work(ctx context.Context) workerResult {
 			}
 			continue
 		}
-		res.transaction.Record(dataTime.transaction)
-		res.data.Record(dataTime.data)
+		res.transaction.Record(tm.transaction)
+		res.data.Record(tm.data)
 		res.bytes += size
 		r.sent.Add(1)
 	}
