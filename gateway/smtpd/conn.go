@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -78,12 +77,10 @@ type conn struct {
 
 // connReader is the bufio.Reader's source: it renews the read deadline
 // before every read and refuses to block once Shutdown has asked an idle
-// session to stop. On a plain TCP connection it reads through rc, quietly
-// while the server has few sessions (quiet.go).
+// session to stop.
 type connReader struct {
 	c   *conn
 	src net.Conn
-	rc  syscall.RawConn // nil: read src
 }
 
 func (r connReader) Read(p []byte) (int, error) {
@@ -99,10 +96,6 @@ func (r connReader) Read(p []byte) (int, error) {
 	}
 	c.readBy.renew(d, c.timeout, r.src.SetReadDeadline)
 	c.mu.Unlock()
-	if r.rc != nil && c.srv.live.Load() <= int64(c.opt.QuietSessions) {
-		c.srv.stats.quietReads.Add(1)
-		return quietRead(r.rc, p, c.opt.QuietWait)
-	}
 	return r.src.Read(p)
 }
 
@@ -157,6 +150,13 @@ func addrPort(a net.Addr) netip.AddrPort {
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
+	// A connection accepted while few sessions are open is served
+	// quietly (quiet.go).
+	if s.opt.QuietSessions > 0 && s.live.Load() < int64(s.opt.QuietSessions) {
+		if q := makeQuiet(nc, s.opt.QuietWait, &s.stats.quietReads); q != nil {
+			nc = q
+		}
+	}
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	// Unique per server: start second, then a counter.
 	id := fmt.Sprintf("%08x%08x", uint32(time.Now().Unix()), uint32(s.nextID.Add(1)))
@@ -180,7 +180,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		c.endBy = time.Now().Add(s.opt.MaxSessionTime)
 	}
 	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(connReader{c, nc, quietReader(nc)})
+	c.br.Reset(connReader{c, nc})
 	c.pooledBR = c.br
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(connWriter{c, nc})
@@ -404,7 +404,7 @@ func (c *conn) switchTo(tc *tls.Conn) {
 	c.mu.Lock()
 	c.cur = tc
 	c.mu.Unlock()
-	c.br = bufio.NewReaderSize(connReader{c, tc, nil}, 4096)
+	c.br = bufio.NewReaderSize(connReader{c, tc}, 4096)
 	c.bw.Reset(connWriter{c, tc})
 }
 

@@ -66,11 +66,11 @@ type Options struct {
 	MaxConnections      int
 	MaxConnectionsPerIP int
 
-	// QuietSessions: while at most this many sessions are open on the
-	// server, a session on plain TCP that waits for its client first waits
-	// in the kernel on its own socket, for up to QuietWait, and only then
-	// in the runtime's network poller (quiet.go). 0: the default set by
-	// SetQuietDefault (2, and 2 ms); negative: never.
+	// QuietSessions: a plain TCP connection accepted while fewer than
+	// this many sessions are open is served quietly: out of the runtime's
+	// network poller, waiting for its client in the kernel on its own
+	// socket, until a wait outlasts QuietWait (quiet.go). 0: the default
+	// set by SetQuietDefault (2, and 2 ms); negative: never.
 	QuietSessions int
 	QuietWait     time.Duration
 
