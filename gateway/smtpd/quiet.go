@@ -124,14 +124,8 @@ func (q *quietConn) release() {
 // await waits until fd is ready for ev, for at most the wait and the
 // deadline. moved: the wait ran out and the connection is now polled.
 func (q *quietConn) await(fd int, ev int16, read bool) (moved bool, err error) {
-	q.mu.Lock()
-	dl := q.wdl
-	if read {
-		dl = q.rdl
-	}
-	q.mu.Unlock()
 	wait := q.wait
-	if !dl.IsZero() {
+	if dl := q.deadline(read); !dl.IsZero() {
 		left := time.Until(dl)
 		if left <= 0 {
 			return false, os.ErrDeadlineExceeded
@@ -146,10 +140,21 @@ func (q *quietConn) await(fd int, ev int16, read bool) (moved bool, err error) {
 		return false, nil
 	case err != nil:
 		return false, os.NewSyscallError("ppoll", err)
-	case !dl.IsZero() && !time.Now().Before(dl):
+	}
+	// The deadline may have moved meanwhile (Shutdown sets it to now).
+	if dl := q.deadline(read); !dl.IsZero() && !time.Now().Before(dl) {
 		return false, os.ErrDeadlineExceeded
 	}
 	return q.move(), nil
+}
+
+func (q *quietConn) deadline(read bool) time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if read {
+		return q.rdl
+	}
+	return q.wdl
 }
 
 // move hands the connection to the runtime's poller, unless another call
@@ -160,13 +165,19 @@ func (q *quietConn) move() bool {
 	if q.users != 1 || q.closing || q.polled != nil {
 		return false
 	}
-	f := os.NewFile(uintptr(q.fd), "")
-	nc, err := net.FileConn(f) // a duplicate, registered with the poller
+	// FileConn registers a duplicate of the descriptor it is given; that
+	// one is a duplicate too, so that a failure leaves q.fd as it was.
+	dup, err := unix.FcntlInt(uintptr(q.fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		// Not movable: keep waiting in the kernel. f must not close fd.
 		return false
 	}
+	f := os.NewFile(uintptr(dup), "")
+	nc, err := net.FileConn(f)
 	f.Close()
+	if err != nil {
+		return false // not movable: keep waiting in the kernel
+	}
+	unix.Close(q.fd)
 	q.fd = -1
 	if !q.rdl.IsZero() {
 		nc.SetReadDeadline(q.rdl)

@@ -198,3 +198,28 @@ func TestQuietConnEOF(t *testing.T) {
 		t.Fatalf("read %q, %v", got, err)
 	}
 }
+
+// TestQuietConnDeadlineMovedDuringWait: a deadline set to now while a read
+// waits in ppoll (Shutdown does that) ends the read with a timeout when
+// the wait ends; the connection stays quiet.
+func TestQuietConnDeadlineMovedDuringWait(t *testing.T) {
+	q, _, _ := quietPair(t, 50*time.Millisecond)
+	done := make(chan error, 1)
+	go func() {
+		_, err := q.Read(make([]byte, 8))
+		done <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	q.SetReadDeadline(time.Now())
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read: %v, want a timeout", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the read went on past its deadline")
+	}
+	if q.isPolled() {
+		t.Fatal("moved to the poller instead of timing out")
+	}
+}
