@@ -194,22 +194,34 @@ func (q *quietConn) opError(op string, err error) error {
 }
 
 func (q *quietConn) Read(p []byte) (int, error) {
+	return q.do("read", p, q.read, net.Conn.Read)
+}
+
+func (q *quietConn) Write(p []byte) (int, error) {
+	return q.do("write", p, q.write, net.Conn.Write)
+}
+
+// do runs one Read or Write: on the descriptor while the connection is
+// quiet (quiet), through the poller's connection once it has moved
+// (polled); when it moves during the call, the rest goes the new way.
+func (q *quietConn) do(op string, p []byte, quiet func(int, []byte) (int, bool, error), polled func(net.Conn, []byte) (int, error)) (int, error) {
 	fd, pc, err := q.acquire()
 	if pc != nil {
-		return pc.Read(p)
+		return polled(pc, p)
 	}
 	if err != nil {
-		return 0, q.opError("read", err)
+		return 0, q.opError(op, err)
 	}
-	n, moved, err := q.read(fd, p)
+	n, moved, err := quiet(fd, p)
 	q.release()
-	if moved {
-		q.mu.Lock()
-		pc := q.polled
-		q.mu.Unlock()
-		return pc.Read(p)
+	if !moved {
+		return n, err
 	}
-	return n, err
+	q.mu.Lock()
+	pc = q.polled
+	q.mu.Unlock()
+	m, err := polled(pc, p[n:])
+	return n + m, err
 }
 
 func (q *quietConn) read(fd int, p []byte) (int, bool, error) {
@@ -234,26 +246,6 @@ func (q *quietConn) read(fd int, p []byte) (int, bool, error) {
 			return 0, false, q.opError("read", err)
 		}
 	}
-}
-
-func (q *quietConn) Write(p []byte) (int, error) {
-	fd, pc, err := q.acquire()
-	if pc != nil {
-		return pc.Write(p)
-	}
-	if err != nil {
-		return 0, q.opError("write", err)
-	}
-	n, moved, err := q.write(fd, p)
-	q.release()
-	if moved {
-		q.mu.Lock()
-		pc := q.polled
-		q.mu.Unlock()
-		m, err := pc.Write(p[n:])
-		return n + m, err
-	}
-	return n, err
 }
 
 func (q *quietConn) write(fd int, p []byte) (int, bool, error) {
