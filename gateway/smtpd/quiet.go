@@ -308,21 +308,21 @@ func (q *quietConn) SetDeadline(t time.Time) error {
 }
 
 func (q *quietConn) SetReadDeadline(t time.Time) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.polled != nil {
-		return q.polled.SetReadDeadline(t)
-	}
-	q.rdl = t
-	return nil
+	return q.setDeadline(&q.rdl, t, net.Conn.SetReadDeadline)
 }
 
 func (q *quietConn) SetWriteDeadline(t time.Time) error {
+	return q.setDeadline(&q.wdl, t, net.Conn.SetWriteDeadline)
+}
+
+// setDeadline keeps t in at for the quiet waits, or passes it on to the
+// poller's connection once the connection has moved.
+func (q *quietConn) setDeadline(at *time.Time, t time.Time, polled func(net.Conn, time.Time) error) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.polled != nil {
-		return q.polled.SetWriteDeadline(t)
+		return polled(q.polled, t)
 	}
-	q.wdl = t
+	*at = t
 	return nil
 }
