@@ -52,6 +52,13 @@ type Target struct {
 // whether the client may send to domains that are not ours.
 func (r *Router) Resolve(ctx context.Context, addr string, relay bool) ([]Target, *Refusal) {
 	cfg := r.Config()
+	if strings.EqualFold(addr, "postmaster") {
+		// RFC 5321 4.5.1: "RCPT TO:<Postmaster>", without a domain, must
+		// be taken; it is the postmaster of this host's domain.
+		if d := PostmasterDomain(cfg); d != "" {
+			addr = "postmaster@" + d
+		}
+	}
 	local, domain, err := splitAddress(addr)
 	if err != nil {
 		return nil, &Refusal{501, "5.1.3", "Bad recipient address syntax", "rcpt_syntax"}
@@ -209,4 +216,76 @@ func isPlainDomain(d string) bool {
 		return false
 	}
 	return !strings.ContainsAny(d, " \t\r\n\x00/\\!%@:")
+}
+
+// recipientSet is what a message's recipient list holds already, so that
+// each destination gets one copy: the same address given twice, "Alice"
+// and "alice" for one account, an alias and one of its members, a
+// sendmail -t message naming someone in To and Bcc. Postfix's cleanup and
+// Courier's submit drop such duplicates too. The first occurrence wins
+// (its DSN options and ORCPT are the ones kept).
+type recipientSet map[string]struct{}
+
+// add appends to list the targets of ts it has not seen yet. A first
+// single target needs no bookkeeping: the set is made only once a list
+// has two entries, so the usual one-recipient message pays nothing.
+func (rs *recipientSet) add(list []Target, ts []Target) []Target {
+	if len(list) == 0 && len(ts) <= 1 && *rs == nil {
+		return append(list, ts...)
+	}
+	if *rs == nil {
+		*rs = make(recipientSet, len(list)+len(ts))
+		for _, t := range list {
+			(*rs)[targetKey(t)] = struct{}{}
+		}
+	}
+	for _, t := range ts {
+		k := targetKey(t)
+		if _, dup := (*rs)[k]; dup {
+			continue
+		}
+		(*rs)[k] = struct{}{}
+		list = append(list, t)
+	}
+	return list
+}
+
+// targetKey names a target's destination: the account (with its address
+// extension, which may pick other delivery instructions) and folder for
+// a local account, the program or file for an alias's pipe, else the
+// address with its domain in lower case (a remote local part keeps its
+// case, RFC 5321 2.4).
+func targetKey(t Target) string {
+	rc := t.Recipient
+	switch {
+	case rc.Pipe != "":
+		return "pipe\x00" + rc.Addr + "\x00" + rc.Pipe
+	case t.Account != nil:
+		return "acct\x00" + t.Account.Name + "\x00" + strings.ToLower(t.Extension) + "\x00" + rc.Folder
+	}
+	if local, domain, err := splitAddress(rc.Addr); err == nil {
+		return "addr\x00" + local + "@" + domain
+	}
+	return "addr\x00" + rc.Addr
+}
+
+// PostmasterDomain is the domain whose postmaster a bare "postmaster"
+// recipient means: the host name (me) or its parent when mail for it is
+// accepted, else the first accepted domain in alphabetical order; "" when
+// the server accepts mail for no domain.
+func PostmasterDomain(cfg *policy.Config) string {
+	me := strings.ToLower(cfg.Me)
+	if cfg.HasDomain(me) {
+		return me
+	}
+	if _, parent, ok := strings.Cut(me, "."); ok && cfg.HasDomain(parent) {
+		return parent
+	}
+	first := ""
+	for d, ok := range cfg.AcceptMailFor {
+		if ok && isPlainDomain(d) && (first == "" || d < first) {
+			first = d
+		}
+	}
+	return first
 }

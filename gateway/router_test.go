@@ -90,6 +90,10 @@ team: alice, bob@elsewhere.example
 		{"mary-ann@example.test", false, "mary-ann@example.test=local:mary-ann@example.test"},
 		{"mary-ann-news@example.test", false, "mary-ann-news@example.test=local:mary-ann@example.test"},
 		{"postmaster@example.test", false, "alice@example.test=local:alice@example.test"},
+		// RFC 5321 4.5.1: a bare postmaster is this host's domain's.
+		{"postmaster", false, "alice@example.test=local:alice@example.test"},
+		{"POSTMASTER", false, "alice@example.test=local:alice@example.test"},
+		{"root", false, "501"},
 		{"larry@example.test", false, "larry@example.test=local:larry@example.test moe@example.test=local:moe@example.test"},
 		{"team@example.test", false, "alice@example.test=local:alice@example.test bob@elsewhere.example=remote"},
 		{"sales@virt.test", false, "john-sales@virt.test=local:john"},
@@ -111,6 +115,28 @@ team: alice, bob@elsewhere.example
 		}
 		if got != c.want {
 			t.Errorf("Resolve(%q, relay=%v) = %s, want %s", c.addr, c.relay, got, c.want)
+		}
+	}
+}
+
+// The domain a bare postmaster belongs to: me when accepted, else its
+// parent, else the first accepted domain.
+func TestPostmasterDomain(t *testing.T) {
+	cases := []struct {
+		me, accept, want string
+	}{
+		{"example.org", "example.org b.example", "example.org"},
+		{"mail.example.org", "example.org b.example", "example.org"},
+		{"mx.other.example", "c.example b.example", "b.example"},
+		{"mx.other.example", "", ""},
+	}
+	for _, c := range cases {
+		cfg := &policy.Config{Me: c.me, AcceptMailFor: map[string]bool{}}
+		for _, d := range strings.Fields(c.accept) {
+			cfg.AcceptMailFor[d] = true
+		}
+		if got := PostmasterDomain(cfg); got != c.want {
+			t.Errorf("me %s, acceptmailfor %q: %q, want %q", c.me, c.accept, got, c.want)
 		}
 	}
 }

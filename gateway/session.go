@@ -97,6 +97,7 @@ type session struct {
 	from    string
 	mail    smtpd.MailParams
 	targets []Target
+	rcptSet recipientSet // the destinations in targets (see recipientSet)
 	// later holds the Maildir writes of the last message's journaled
 	// local deliveries, run once the client has its 250 (Replied).
 	later maildir.Deferred
@@ -157,7 +158,7 @@ func (s *session) Mail(ctx context.Context, c *smtpd.ConnInfo, from string, p *s
 			return smtpd.NewReply(553, "5.1.7", "Bad sender address syntax")
 		}
 	}
-	s.from, s.mail, s.targets = from, *p, nil
+	s.from, s.mail, s.targets, s.rcptSet = from, *p, nil, nil
 	s.resetTransaction()
 	s.fs.From = from
 	_, rep := s.runStage(ctx, c, filters.StageMail, "", nil)
@@ -202,7 +203,7 @@ func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smt
 			t.Recipient.ORcpt = p.ORcpt
 		}
 	}
-	s.targets = append(s.targets, targets...)
+	s.targets = s.rcptSet.add(s.targets, targets)
 	s.fs.Rcpts = append(s.fs.Rcpts, to)
 	return nil
 }
@@ -294,7 +295,7 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 }
 
 func (s *session) Reset(ctx context.Context, c *smtpd.ConnInfo) {
-	s.from, s.targets = "", nil
+	s.from, s.targets, s.rcptSet = "", nil, nil
 	s.resetTransaction()
 }
 

@@ -51,6 +51,7 @@ func (sb *Submitter) Submit(ctx context.Context, s Submission) (id string, ref *
 	}
 	notify := ParseNotify(strings.Split(s.Notify, ","))
 	var targets []Target
+	var seen recipientSet
 	for _, r := range s.Rcpts {
 		ts, ref := sb.Router.Resolve(ctx, r, true)
 		if ref != nil {
@@ -60,7 +61,7 @@ func (sb *Submitter) Submit(ctx context.Context, s Submission) (id string, ref *
 		for i := range ts {
 			ts[i].Recipient.Notify = notify
 		}
-		targets = append(targets, ts...)
+		targets = seen.add(targets, ts)
 	}
 	from := s.From
 	switch from {

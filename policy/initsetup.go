@@ -84,6 +84,7 @@ func Init(dir, domain, hostname string, force bool) error {
 			"# smtpaccess lets relay are not checked. See docs/filters.md.\n" +
 			"behaviour\nratelimit\ndnsbl\nbofh\nspf\ndkim\ndmarc\n# greylist\n",
 		"spamscore": "# Total score at which a message is refused or filed into Junk.\nreject 10\nquarantine 5\n",
+		"aliases":   aliasesFile(""),
 	}
 	for name, content := range files {
 		perm := os.FileMode(0o640)
@@ -170,4 +171,38 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// aliasesFile is the aliases source init writes: the role addresses every
+// mail domain is expected to have, pointing at postmaster, and postmaster
+// pointing at a person; all commented out while no person is known.
+func aliasesFile(postmaster string) string {
+	var b strings.Builder
+	b.WriteString("# Aliases, in Courier's makealiases format (docs/aliases.md). The server\n" +
+		"# compiles this file when it starts; after a change run: postern makealiases\n#\n" +
+		"# Every domain must take mail for postmaster (RFC 5321 4.5.1), and should\n" +
+		"# for abuse (RFC 2142); bounces and cron mail go to MAILER-DAEMON and root.\n")
+	lines := []string{"postmaster: " + postmaster, "abuse: postmaster", "MAILER-DAEMON: postmaster", "root: postmaster"}
+	if postmaster == "" {
+		b.WriteString("# Point postmaster at a person and remove the '# ' before these lines\n" +
+			"# (postern init --postmaster ADDRESS writes them so):\n")
+		lines[0] += "you@example.org"
+		for i := range lines {
+			lines[i] = "# " + lines[i]
+		}
+	}
+	for _, l := range lines {
+		b.WriteString(l + "\n")
+	}
+	return b.String()
+}
+
+// SetPostmaster writes the aliases file of the configuration directory etc
+// with postmaster (and abuse, MAILER-DAEMON and root through it) going to
+// addr, as init writes it.
+func SetPostmaster(etc, addr string) error {
+	if addr == "" || strings.ContainsAny(addr, " \t\r\n,:#|") || strings.HasPrefix(addr, "/") {
+		return fmt.Errorf("postmaster %q: want an address (user@domain or a local account name)", addr)
+	}
+	return WriteFileAtomic(filepath.Join(etc, "aliases"), []byte(aliasesFile(addr)), 0o640)
 }

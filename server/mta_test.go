@@ -24,6 +24,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"postern/filters/dns/dnstest"
+	"postern/policy"
 )
 
 // remoteMTA is "someone else's" SMTP server for outbound tests: go-smtp's
@@ -733,5 +734,84 @@ func TestSMTPDeliveryGivesTheFileToTheAccount(t *testing.T) {
 	}
 	if h.srv.mta.journal == nil || h.srv.mta.journal.Stats().Records == 0 {
 		t.Fatal("the delivery did not go through the journal")
+	}
+}
+
+// A destination named more than once in a message gets one copy: the same
+// RCPT twice, another case of the same account, an alias with that account
+// among its members, a remote address with its domain in capitals; and a
+// sendmail -t message naming the same person in To, Cc and Bcc.
+func TestDuplicateRecipientsGetOneCopy(t *testing.T) {
+	h, remote := newMTAHarnessWith(t, func(h *harness) {
+		h.writeSetting("aliases", "team: alice, dave@remote.example\n")
+	})
+	count := func(subject string) int {
+		n := 0
+		for _, m := range inboxMessages(t, h, h.user) {
+			if bytes.Contains(m, []byte("Subject: "+subject+"\r\n")) || bytes.Contains(m, []byte("Subject: "+subject+"\n")) {
+				n++
+			}
+		}
+		return n
+	}
+	rcpts := []string{"alice@example.test", "alice@example.test", "ALICE@example.test", "team@example.test", "dave@remote.example", "dave@REMOTE.example"}
+	if err := submit(t, h, h.user, rcpts, testMessage("dup smtp", "one copy each\r\n"), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("dup smtp"); n != 1 {
+		t.Fatalf("alice has %d copies, want 1", n)
+	}
+	waitFor(t, "the remote copy", func() bool { return len(remote.messages()) == 1 })
+	if got := remote.messages()[0].rcpts; len(got) != 1 || got[0] != "dave@remote.example" {
+		t.Fatalf("remote recipients %v, want [dave@remote.example]", got)
+	}
+	// Distinct destinations stay distinct: an address extension is its own.
+	if err := submit(t, h, h.user, []string{"alice@example.test", "alice-lists@example.test"}, testMessage("dup ext", "two\r\n"), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("dup ext"); n != 2 {
+		t.Fatalf("alice and alice-lists gave %d copies, want 2", n)
+	}
+
+	cmd := exec.Command(buildPostern(t), "--config", h.etc, "sendmail", "-t", "-i")
+	cmd.Stdin = strings.NewReader("To: alice@example.test\nCc: Alice@example.test\nBcc: alice@example.test\nSubject: dup sendmail\n\nx\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sendmail: %v\n%s", err, out)
+	}
+	if n := count("dup sendmail"); n != 1 {
+		t.Fatalf("sendmail -t: alice has %d copies, want 1", n)
+	}
+}
+
+// init --postmaster makes the role addresses work from the first start:
+// postmaster@ (RFC 5321 4.5.1), a bare RCPT TO:<postmaster>, abuse@ (RFC
+// 2142) all reach the named account. Without it they are refused.
+func TestPostmasterAndAbuseFromInit(t *testing.T) {
+	h, _ := newMTAHarnessWith(t, func(h *harness) {
+		if err := policy.SetPostmaster(h.etc, h.user); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, rcpt := range []string{"postmaster@example.test", "POSTMASTER", "abuse@example.test", "MAILER-DAEMON@example.test"} {
+		if err := h.send("someone@client.example.net", []string{rcpt}, testMessage("to "+rcpt, "x\r\n")); err != nil {
+			t.Fatalf("to %s: %v", rcpt, err)
+		}
+	}
+	got := 0
+	for _, m := range inboxMessages(t, h, h.user) {
+		if bytes.Contains(m, []byte("Subject: to ")) {
+			got++
+		}
+	}
+	if got != 4 {
+		t.Fatalf("%d of 4 role-address messages in the postmaster's inbox", got)
+	}
+
+	// The file init writes without --postmaster leaves them commented out.
+	h2, _ := newMTAHarness(t)
+	err := h2.send("someone@client.example.net", []string{"postmaster@example.test"}, testMessage("x", "x\r\n"))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 550 {
+		t.Fatalf("postmaster without an alias: %v, want 550", err)
 	}
 }

@@ -7,7 +7,7 @@ BIN=./bin/postern
 DOMAIN=${POSTERN_DOMAIN:-example.test}
 USER=alice@$DOMAIN
 if [ ! -f "$VAR/etc/me" ]; then
-	"$BIN" init "$VAR" --domain "$DOMAIN" >/dev/null
+	"$BIN" init "$VAR" --domain "$DOMAIN" --postmaster "$USER" >/dev/null
 	PASS=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n' | cut -c1-16)
 	printf '%s\n' "$PASS" | "$BIN" --config "$VAR/etc" user add "$USER" >/dev/null
 	umask 077
