@@ -63,6 +63,7 @@ type conn struct {
 	inTx       bool
 	mailParams *MailParams
 	rcpts      int
+	overshoot  int // 452 4.5.3 replies this transaction (overshootReply)
 	rcptTried  bool
 	needReset  bool
 
@@ -760,7 +761,7 @@ func (c *conn) resetTx() {
 	}
 	c.inTx = false
 	c.mailParams = nil
-	c.rcpts = 0
+	c.rcpts, c.overshoot = 0, 0
 	c.rcptTried = false
 }
 
@@ -769,7 +770,7 @@ func (c *conn) resetTx() {
 func (c *conn) endTx() {
 	c.inTx = false
 	c.mailParams = nil
-	c.rcpts = 0
+	c.rcpts, c.overshoot = 0, 0
 	c.rcptTried = false
 	c.needReset = true
 }
@@ -940,16 +941,38 @@ func (c *conn) cmdRcpt(arg string) {
 	}
 	if c.rcpts >= c.opt.MaxRecipients {
 		// RFC 5321 4.5.3.1.10: 452 and the client sends the rest later.
-		c.reply(452, "4.5.3", "Error: too many recipients")
+		c.overshootReply(NewReply(452, "4.5.3", "Error: too many recipients"))
 		return
 	}
 	c.rcptTried = true
 	r := c.sess.Rcpt(c.ctx, &c.info, to, rp)
+	if r != nil && r.Code == 452 && r.Enhanced == "4.5.3" {
+		c.overshootReply(r) // the session's own limit (bofh maxrcpts)
+		return
+	}
 	if c.sessionReply(r) {
 		return
 	}
 	c.rcpts++
 	c.okReply(r, "2.1.5")
+}
+
+// maxOvershoot is how many recipients over the limit a transaction may
+// send before their 452s count as errors (Postfix's
+// smtpd_recipient_overshoot_limit).
+const maxOvershoot = 1000
+
+// overshootReply answers a recipient over the limit. A client that sends
+// a long list in one go (pipelined) is doing what RFC 5321 4.5.3.1.10
+// expects, and will send the rest in another transaction: its 452s are
+// not errors, so that MaxErrors does not cut it off and waste the
+// recipients already accepted; past maxOvershoot they are.
+func (c *conn) overshootReply(r *Reply) {
+	c.writeReply(r)
+	if c.overshoot < maxOvershoot {
+		c.overshoot++
+		c.errors--
+	}
 }
 
 // readyForData checks the sequence before DATA/BDAT; it answers and

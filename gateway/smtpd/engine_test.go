@@ -818,3 +818,29 @@ func TestRepliedRunsAfterTheReply(t *testing.T) {
 		t.Fatalf("%d messages", len(b.messages))
 	}
 }
+
+// Recipients over the limit are not errors up to maxOvershoot per
+// transaction; past it their 452s count, and MaxErrors ends the session.
+func TestRecipientOvershootIsBounded(t *testing.T) {
+	o := testOptions(t)
+	o.MaxRecipients, o.MaxErrors = 1, 3
+	_, addr := startServer(t, &testBackend{}, o)
+	c := dialRaw(t, addr)
+	c.expect("220 ")
+	c.send("HELO client.example.org\r\nMAIL FROM:<a@example.org>\r\n")
+	c.expect("250 ")
+	c.expect("250 ")
+	const over = maxOvershoot + 3
+	go func() {
+		var b strings.Builder
+		for i := 0; i <= over; i++ {
+			fmt.Fprintf(&b, "RCPT TO:<r%d@example.test>\r\n", i)
+		}
+		io.WriteString(c.nc, b.String())
+	}()
+	c.expect("250 ")
+	for i := 0; i < over; i++ {
+		c.expect("452 4.5.3")
+	}
+	c.expect("421 ")
+}
