@@ -37,12 +37,15 @@ func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Env
 	var remote []delivery.Recipient
 	var localTargets []Target
 	for _, t := range targets {
-		if t.Recipient.Local && t.Recipient.Pipe == "" {
+		rc := t.Recipient
+		if rc.Local && rc.Pipe == "" && !rc.Notify.Success(env.From) {
 			localTargets = append(localTargets, t)
 		} else {
-			// Remote recipients, and aliases' programs and files (which
-			// may take long or ask for a retry), go through the queue.
-			remote = append(remote, t.Recipient)
+			// Remote recipients, aliases' programs and files (which may
+			// take long or ask for a retry), and local ones whose sender
+			// asked to hear of their delivery (NOTIFY=SUCCESS: the queue
+			// delivers them and sends that DSN) go through the queue.
+			remote = append(remote, rc)
 		}
 	}
 	var ids []string

@@ -50,7 +50,7 @@ type remoteMsg struct {
 	data  []byte
 }
 
-func startRemoteMTA(t *testing.T) *remoteMTA {
+func startRemoteMTA(t *testing.T, tune ...func(*smtp.Server)) *remoteMTA {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.2:0")
 	if err != nil {
@@ -62,6 +62,9 @@ func startRemoteMTA(t *testing.T) *remoteMTA {
 	r.srv.EnableDSN = true
 	r.srv.EnableSMTPUTF8 = true
 	r.srv.AllowInsecureAuth = true
+	for _, f := range tune {
+		f(r.srv)
+	}
 	go r.srv.Serve(ln)
 	t.Cleanup(func() { r.srv.Close() })
 	return r
@@ -125,9 +128,9 @@ func newMTAHarness(t *testing.T) (*harness, *remoteMTA) {
 
 // newMTAHarnessWith is newMTAHarness with prep run on the configuration
 // before the server starts.
-func newMTAHarnessWith(t *testing.T, prep func(h *harness)) (*harness, *remoteMTA) {
+func newMTAHarnessWith(t *testing.T, prep func(h *harness), tuneRemote ...func(*smtp.Server)) (*harness, *remoteMTA) {
 	t.Helper()
-	remote := startRemoteMTA(t)
+	remote := startRemoteMTA(t, tuneRemote...)
 	_, port, _ := net.SplitHostPort(remote.addr)
 	zone := dnstest.NewZone().Add(
 		"remote.example. 300 IN MX 10 mx.remote.example.",
@@ -813,5 +816,57 @@ func TestPostmasterAndAbuseFromInit(t *testing.T) {
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) || se.Code != 550 {
 		t.Fatalf("postmaster without an alias: %v, want 550", err)
+	}
+}
+
+// NOTIFY=SUCCESS is answered (RFC 3461): a local recipient, delivered
+// during the SMTP session, gives a "delivered" DSN; a remote one taken by
+// a next hop without DSN, "relayed"; one whose next hop offers DSN gets
+// the parameter passed on and no notice from us. Without NOTIFY, no
+// success DSN.
+func TestSuccessDSNs(t *testing.T) {
+	success := &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifySuccess, smtp.DSNNotifyFailure}}
+	dsns := func(h *harness, action string) []string {
+		var out []string
+		for _, m := range inboxMessages(t, h, h.user) {
+			if bytes.Contains(m, []byte("Action: "+action)) {
+				_, after, _ := bytes.Cut(m, []byte("Final-Recipient: "))
+				line, _, _ := bytes.Cut(after, []byte("\n"))
+				out = append(out, string(line))
+			}
+		}
+		return out
+	}
+
+	h, remote := newMTAHarness(t)
+	if err := submit(t, h, h.user, []string{h.user}, testMessage("no notify", "x\r\n"), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := submit(t, h, h.user, []string{h.user, "bob@remote.example"}, testMessage("notify", "x\r\n"), nil, success); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the delivered DSN", func() bool { return len(dsns(h, "delivered")) > 0 })
+	waitFor(t, "the remote copy", func() bool { return len(remote.messages()) == 1 })
+	if got := remote.messages()[0].opts[0].Notify; len(got) != 2 {
+		t.Fatalf("NOTIFY passed on as %v", got)
+	}
+	time.Sleep(300 * time.Millisecond) // a wrong relayed DSN would be queued by now
+	if got := dsns(h, "delivered"); len(got) != 1 || got[0] != "rfc822; alice@example.test" {
+		t.Fatalf("delivered DSNs for %q, want one for alice", got)
+	}
+	if got := dsns(h, "relayed"); len(got) != 0 {
+		t.Fatalf("relayed DSNs %q for a next hop that offers DSN", got)
+	}
+	if n := len(inboxMessages(t, h, h.user)); n != 3 {
+		t.Fatalf("%d messages in the inbox, want 3 (two sent, one DSN)", n)
+	}
+
+	h2, _ := newMTAHarnessWith(t, nil, func(s *smtp.Server) { s.EnableDSN = false })
+	if err := submit(t, h2, h2.user, []string{"bob@remote.example"}, testMessage("notify relayed", "x\r\n"), nil, success); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the relayed DSN", func() bool { return len(dsns(h2, "relayed")) > 0 })
+	if got := dsns(h2, "relayed"); got[0] != "rfc822; bob@remote.example" {
+		t.Fatalf("relayed DSN for %q", got)
 	}
 }

@@ -17,6 +17,13 @@ import (
 // Notify is an RFC 3461 NOTIFY value set.
 type Notify uint8
 
+// Success reports whether a sender from asked to be told of delivery
+// (NOTIFY=SUCCESS) and can be (not the null sender, whose mail is never
+// reported on).
+func (n Notify) Success(from string) bool {
+	return from != "" && n&NotifyNever == 0 && n&NotifySuccess != 0
+}
+
 const (
 	NotifyDefault Notify = 0 // no NOTIFY given: FAILURE (and DELAY at the MTA's discretion)
 	NotifyNever   Notify = 1 << iota
@@ -92,6 +99,10 @@ type Result struct {
 	Diagnostic string // for DSNs: "smtp; 550 5.1.1 no such user" or "x-local; ..." (RFC 3464 Diagnostic-Code)
 	Status     string // RFC 3463 enhanced status, e.g. "5.1.1", "4.4.1"
 	RemoteMTA  string // "dns; mx1.example.org" when a remote server answered
+	// Relayed, on success: the next hop took the message without offering
+	// DSN, so no notice of final delivery will come from it; a sender who
+	// asked for one (NOTIFY=SUCCESS) is told "relayed" (RFC 3461 6.2.2).
+	Relayed bool
 }
 
 // Deliverer delivers one message to some recipients. For remote delivery

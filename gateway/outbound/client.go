@@ -946,7 +946,8 @@ func (s *session) transaction(ctx context.Context, env *delivery.Envelope, rcpts
 	// 8BITMIME (harmless for 7-bit content, RFC 6152 section 3). A peer
 	// without 8BITMIME gets 8-bit content as is, as Postfix and Courier do
 	// by default, rather than a conversion or a bounce.
-	if dsnOffered, _ := sc.Extension("DSN"); dsnOffered {
+	dsnOffered, _ := sc.Extension("DSN")
+	if dsnOffered {
 		switch strings.ToUpper(env.Ret) {
 		case "FULL":
 			mopts.Return = smtp.DSNReturnFull
@@ -1035,7 +1036,7 @@ func (s *session) transaction(ctx context.Context, env *delivery.Envelope, rcpts
 		status = code
 	}
 	for _, i := range accepted {
-		results[i] = delivery.Result{Diagnostic: "smtp; 250 " + oneLine(resp.StatusText), Status: status, RemoteMTA: "dns; " + s.host.name}
+		results[i] = delivery.Result{Diagnostic: "smtp; 250 " + oneLine(resp.StatusText), Status: status, RemoteMTA: "dns; " + s.host.name, Relayed: !dsnOffered}
 		reasons[i] = "delivered"
 	}
 	return results, reasons, nil

@@ -26,7 +26,7 @@ type dsnKind int
 const (
 	dsnFailure dsnKind = iota // Action: failed (permanent error, expiry, admin bounce)
 	dsnDelay                  // Action: delayed (still queued after DelayNotice)
-	dsnSuccess                // Action: delivered (local, NOTIFY=SUCCESS)
+	dsnSuccess                // Action: delivered (local) or relayed (to a peer without DSN), NOTIFY=SUCCESS
 )
 
 const (
@@ -39,7 +39,7 @@ const (
 // dsnRecipient is one recipient reported in a DSN.
 type dsnRecipient struct {
 	index          int    // in the envelope's Rcpts
-	action         string // failed, delayed, delivered
+	action         string // failed, delayed, delivered, relayed
 	status         string // RFC 3463
 	expired        bool   // failed because the lifetime ended
 	cancelled      bool   // failed by the administrator
@@ -189,7 +189,7 @@ func (d *dsnBuilder) build(se *spoolEnvelope, kind dsnKind, report []dsnRecipien
 		if rc.RemoteMTA != "" {
 			crlf("Remote-MTA: %s", withType(rc.RemoteMTA, "dns"))
 		}
-		if diag := diagnostic(rc); diag != "" && r.action != "delivered" {
+		if diag := diagnostic(rc); diag != "" && r.action != "delivered" && r.action != "relayed" {
 			b.WriteString(foldField("Diagnostic-Code", diag))
 		}
 		if !rc.LastAttempt.IsZero() {
@@ -258,8 +258,17 @@ func (d *dsnBuilder) humanText(se *spoolEnvelope, kind dsnKind, report []dsnReci
 		line("It is still in the queue and delivery will be tried until")
 		line("%s. You do not need to send it again.", until)
 	case dsnSuccess:
-		line("Your message was delivered to the recipients below, as you asked")
-		line("to be told.")
+		relayed := false
+		for _, r := range report {
+			relayed = relayed || r.action == "relayed"
+		}
+		if relayed {
+			line("Your message was delivered, or passed on to a mail system that")
+			line("does not report delivery, as follows; you asked to be told.")
+		} else {
+			line("Your message was delivered to the recipients below, as you asked")
+			line("to be told.")
+		}
 	}
 	line("")
 	for _, r := range report {
@@ -276,6 +285,9 @@ func (d *dsnBuilder) humanText(se *spoolEnvelope, kind dsnKind, report []dsnReci
 			for _, l := range wrapWords("last error: "+reason, 72) {
 				line("    %s", l)
 			}
+		case r.action == "relayed":
+			line("<%s>: relayed to %s, which does not report", rc.Addr, strings.TrimPrefix(withType(rc.RemoteMTA, "dns"), "dns; "))
+			line("    delivery: no further notice will come")
 		case kind == dsnSuccess:
 			line("<%s>: delivered to the mailbox", rc.Addr)
 		default:

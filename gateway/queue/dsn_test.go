@@ -480,3 +480,35 @@ func TestDSNThatCannotBeQueuedIsNotLost(t *testing.T) {
 	h.advance(6 * time.Minute)
 	waitFor(t, "bounced after the disk recovered", func() bool { return h.gone(id) && len(h.remote.dsnCalls()) == 1 })
 }
+
+// A remote recipient with NOTIFY=SUCCESS whose next hop took the message
+// without offering DSN is reported "relayed" (RFC 3461 6.2.2); one whose
+// next hop offers DSN is not reported by us, nor one without NOTIFY=SUCCESS.
+func TestRelayedDSNForNextHopWithoutDSN(t *testing.T) {
+	h := newHarness(t, nil)
+	h.remote.setDecide(func(_ *delivery.Envelope, rc delivery.Recipient) delivery.Result {
+		return delivery.Result{Status: "2.0.0", Diagnostic: "smtp; 250 ok", RemoteMTA: "dns; mx.remote.example", Relayed: !strings.HasPrefix(rc.Addr, "dsn-")}
+	})
+	h.start()
+	id := h.enqueue(env("alice@sender.example",
+		delivery.Recipient{Addr: "plain@remote.example", Notify: delivery.NotifySuccess},
+		delivery.Recipient{Addr: "dsn-peer@remote.example", Notify: delivery.NotifySuccess},
+		delivery.Recipient{Addr: "quiet@remote.example"},
+	), testMessage)
+	waitFor(t, "done", func() bool { return h.gone(id) && len(h.remote.dsnCalls()) == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if n := len(h.remote.dsnCalls()); n != 1 {
+		t.Fatalf("%d DSNs, want 1", n)
+	}
+	d := parseDSN(t, h.remote.dsnCalls()[0].body)
+	if d.header.Get("Subject") != "Delivery Status Notification (Success)" || len(d.perRcpt) != 1 {
+		t.Fatalf("DSN %q covers %v", d.header.Get("Subject"), d.perRcpt)
+	}
+	r := d.rcpt(t, "plain@remote.example")
+	if r.Get("Action") != "relayed" || r.Get("Status") != "2.0.0" || r.Get("Remote-MTA") != "dns; mx.remote.example" || r.Get("Diagnostic-Code") != "" {
+		t.Errorf("relayed block %v", r)
+	}
+	if !strings.Contains(d.human, "<plain@remote.example>: relayed to mx.remote.example") {
+		t.Errorf("human part:\n%s", d.human)
+	}
+}

@@ -482,11 +482,17 @@ func (p *pass) record(i int, res delivery.Result, now time.Time) {
 		if r.LastResult == "" {
 			r.LastResult = "delivered"
 		}
-		// Remote success notices belong to the next hop (it relays
-		// NOTIFY=SUCCESS or we would report "relayed"); we report
-		// final local delivery.
-		if r.Local && notifySuccess(se.From, r.Notify) {
-			p.delivered = append(p.delivered, dsnRecipient{index: i, action: "delivered", status: statusOr(res.Status, "2.0.0")})
+		// Success notices: final local delivery is ours to report; a
+		// remote one belongs to the next hop, which got NOTIFY=SUCCESS,
+		// unless it offered no DSN: then the sender hears "relayed"
+		// from us (RFC 3461 6.2.2).
+		if notifySuccess(se.From, r.Notify) {
+			switch {
+			case r.Local:
+				p.delivered = append(p.delivered, dsnRecipient{index: i, action: "delivered", status: statusOr(res.Status, "2.0.0")})
+			case res.Relayed:
+				p.delivered = append(p.delivered, dsnRecipient{index: i, action: "relayed", status: statusOr(res.Status, "2.0.0")})
+			}
 		}
 		return
 	}
