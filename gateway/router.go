@@ -289,3 +289,31 @@ func PostmasterDomain(cfg *policy.Config) string {
 	}
 	return first
 }
+
+// SenderOwnedBy reports whether the account login may send as from
+// (senderlogin "own"): from reaches login's own account when mail is sent
+// to it: the account's address, one of its extensions, or an alias the
+// account is a target of. An address of another domain is nobody's here.
+// A Refusal means the answer is not known now (a backend is down).
+func (r *Router) SenderOwnedBy(ctx context.Context, from, login string) (bool, *Refusal) {
+	acct, err := r.Auth.Lookup(ctx, login)
+	if err != nil {
+		if errors.Is(err, auth.ErrNoSuchUser) {
+			return false, nil
+		}
+		return false, &Refusal{451, "4.3.0", "Temporary failure checking the sender, try again later", "temporary"}
+	}
+	targets, ref := r.Resolve(ctx, from, false)
+	if ref != nil {
+		if ref.Code < 500 {
+			return false, ref
+		}
+		return false, nil
+	}
+	for _, t := range targets {
+		if t.Account != nil && t.Account.Name == acct.Name {
+			return true, nil
+		}
+	}
+	return false, nil
+}

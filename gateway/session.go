@@ -157,6 +157,17 @@ func (s *session) Mail(ctx context.Context, c *smtpd.ConnInfo, from string, p *s
 		if _, _, err := splitAddress(from); err != nil {
 			return smtpd.NewReply(553, "5.1.7", "Bad sender address syntax")
 		}
+		if c.AuthUser != "" && s.b.router.Config().SenderLogin == "own" {
+			owned, ref := s.b.router.SenderOwnedBy(ctx, from, c.AuthUser)
+			if ref != nil {
+				return smtpd.NewReply(ref.Code, ref.Enhanced, "%s", ref.Text)
+			}
+			if !owned {
+				s.b.metrics.reject("sender_login_mismatch")
+				s.log.Info("smtp sender refused: not the user's", "from", from, "user", c.AuthUser)
+				return smtpd.NewReply(553, "5.7.1", "<%s>: Sender address rejected: not owned by user %s", from, c.AuthUser)
+			}
+		}
 	}
 	s.from, s.mail, s.targets, s.rcptSet = from, *p, nil, nil
 	s.resetTransaction()

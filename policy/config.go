@@ -64,6 +64,11 @@ type Config struct {
 	DataDir       string          // queue, state and by default the mailboxes ("datadir")
 	SizeLimit     int64           // largest message accepted, in bytes ("sizelimit")
 	InsecureAuth  bool            // allow passwords on unencrypted connections ("insecureauth")
+	// SenderLogin says which envelope senders an authenticated client may
+	// use ("senderlogin"): "any" (Courier's and Postfix's default, and the
+	// default here when the setting is absent) or "own" (addresses that
+	// reach the login's own account, and the null sender).
+	SenderLogin string
 	IMAPCourierNS bool            // IMAP folders under "INBOX." as Courier shows them ("imapnamespace")
 	LogLevel      slog.Level      // ("loglevel")
 	DebugPprof    bool            // serve /debug/pprof/ on the web listeners ("debugpprof")
@@ -182,6 +187,7 @@ func Load(dir string) (*Config, error) {
 	c.DataDir = l.path("datadir", DefaultDataDir)
 	c.SizeLimit = l.size("sizelimit", DefaultSizeLimit)
 	c.InsecureAuth = l.boolean("insecureauth", false)
+	c.SenderLogin = l.choice("senderlogin", "any", "any", "own")
 	c.IMAPCourierNS = l.choice("imapnamespace", "default", "default", "courier") == "courier"
 	c.LogLevel = l.logLevel("loglevel")
 	c.DebugPprof = l.boolean("debugpprof", false)

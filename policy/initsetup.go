@@ -85,6 +85,9 @@ func Init(dir, domain, hostname string, force bool) error {
 			"behaviour\nratelimit\ndnsbl\nbofh\nspf\ndkim\ndmarc\n# greylist\n",
 		"spamscore": "# Total score at which a message is refused or filed into Junk.\nreject 10\nquarantine 5\n",
 		"aliases":   aliasesFile(""),
+		"senderlogin": "# Envelope senders an authenticated client may use: own (addresses that\n" +
+			"# reach its own account: its address, extensions, aliases it is in; and <>)\n" +
+			"# or any. See docs/smtp.md.\nown\n",
 	}
 	for name, content := range files {
 		perm := os.FileMode(0o640)

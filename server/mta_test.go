@@ -870,3 +870,31 @@ func TestSuccessDSNs(t *testing.T) {
 		t.Fatalf("relayed DSN for %q", got)
 	}
 }
+
+// senderlogin "own" (what postern init writes): an authenticated user may
+// send as addresses that reach its own account (its address in any case,
+// an extension, an alias it is in) and as <>, not as another user or an
+// outside address; "any" lets it use any.
+func TestSenderLogin(t *testing.T) {
+	h, _ := newMTAHarnessWith(t, func(h *harness) {
+		h.addUser("bob@example.test", "bob pass")
+		h.writeSetting("aliases", "postmaster: alice\nsales: bob, alice\nsupport: bob\n")
+	})
+	for _, from := range []string{"alice@example.test", "Alice@EXAMPLE.test", "alice-lists@example.test", "postmaster@example.test", "sales@example.test", ""} {
+		if err := submit(t, h, from, []string{"bob@example.test"}, testMessage("as "+from, "x\r\n"), nil, nil); err != nil {
+			t.Errorf("alice as <%s>: %v", from, err)
+		}
+	}
+	for _, from := range []string{"bob@example.test", "support@example.test", "alice@elsewhere.example", "nobody@example.test"} {
+		err := submit(t, h, from, []string{"bob@example.test"}, testMessage("as "+from, "x\r\n"), nil, nil)
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 553 || !strings.Contains(se.Message, "not owned by user") {
+			t.Errorf("alice as <%s>: %v, want 553 not owned", from, err)
+		}
+	}
+	h.writeSetting("senderlogin", "any\n")
+	h.restart()
+	if err := submit(t, h, "bob@example.test", []string{"bob@example.test"}, testMessage("any", "x\r\n"), nil, nil); err != nil {
+		t.Fatalf("senderlogin any: %v", err)
+	}
+}
