@@ -69,7 +69,7 @@ func (l *LocalDelivery) deliverOne(ctx context.Context, env *delivery.Envelope, 
 			return delivery.Result{Err: err, Permanent: true, Status: "5.1.3", Diagnostic: "x-postern; bad address"}
 		}
 		var ref *Refusal
-		acct, ext, ref = l.Router.lookupAccountExt(ctx, local, strings.ToLower(domain))
+		acct, ext, ref = l.Router.lookupAccountExt(ctx, local, l.Router.Config().CanonicalDomain(strings.ToLower(domain)))
 		if ref != nil {
 			return delivery.Result{Err: ref, Status: "4.3.0", Diagnostic: "x-postern; account lookup failed, will retry"}
 		}

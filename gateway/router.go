@@ -73,7 +73,9 @@ func (r *Router) Resolve(ctx context.Context, addr string, relay bool) ([]Target
 	}
 	seen := map[string]bool{}
 	var out []Target
-	if ref := r.resolveLocal(ctx, cfg, local, strings.ToLower(domain), addr, seen, &out); ref != nil {
+	// An alias domain (hosteddomains) shares its target's mailboxes.
+	domain = cfg.CanonicalDomain(strings.ToLower(domain))
+	if ref := r.resolveLocal(ctx, cfg, local, domain, addr, seen, &out); ref != nil {
 		return nil, ref
 	}
 	if len(out) == 0 {

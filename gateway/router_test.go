@@ -26,6 +26,7 @@ func newTestRouter(t *testing.T, aliasSource string, users ...string) *Router {
 	}
 	etc := filepath.Join(dir, "etc")
 	os.WriteFile(filepath.Join(etc, "acceptmailfor"), []byte("example.test\nvirt.test\n"), 0o644)
+	os.WriteFile(filepath.Join(etc, "hosteddomains"), []byte("alias.test\texample.test\n"), 0o644)
 	for _, u := range users {
 		var out bytes.Buffer
 		args := []string{"add", u, "--password", "pw", "--no-maildir"}
@@ -94,6 +95,11 @@ team: alice, bob@elsewhere.example
 		{"postmaster", false, "alice@example.test=local:alice@example.test"},
 		{"POSTMASTER", false, "alice@example.test=local:alice@example.test"},
 		{"root", false, "501"},
+		// An alias domain shares its target's mailboxes and aliases.
+		{"Alice@Alias.test", false, "Alice@example.test=local:alice@example.test"},
+		{"alice-lists@alias.test", false, "alice-lists@example.test=local:alice@example.test"},
+		{"postmaster@alias.test", false, "alice@example.test=local:alice@example.test"},
+		{"nobody@alias.test", false, "550"},
 		{"larry@example.test", false, "larry@example.test=local:larry@example.test moe@example.test=local:moe@example.test"},
 		{"team@example.test", false, "alice@example.test=local:alice@example.test bob@elsewhere.example=remote"},
 		{"sales@virt.test", false, "john-sales@virt.test=local:john"},

@@ -59,19 +59,23 @@ type Config struct {
 	Dir string // the configuration directory, absolute
 
 	Me            string          // this host's name: banners, Received, Message-IDs ("me")
-	AcceptMailFor map[string]bool // domains whose mail we take, lower-case ("acceptmailfor")
-	Listeners     []Listener      // ("listen")
-	DataDir       string          // queue, state and by default the mailboxes ("datadir")
-	SizeLimit     int64           // largest message accepted, in bytes ("sizelimit")
-	InsecureAuth  bool            // allow passwords on unencrypted connections ("insecureauth")
+	AcceptMailFor map[string]bool // domains whose mail we take, lower-case ("acceptmailfor", "hosteddomains")
+	// DomainAliases maps an alias domain to the domain whose mailboxes it
+	// shares ("hosteddomains" lines "ALIAS<TAB>DOMAIN"): user@ALIAS is
+	// delivered as user@DOMAIN.
+	DomainAliases map[string]string
+	Listeners     []Listener // ("listen")
+	DataDir       string     // queue, state and by default the mailboxes ("datadir")
+	SizeLimit     int64      // largest message accepted, in bytes ("sizelimit")
+	InsecureAuth  bool       // allow passwords on unencrypted connections ("insecureauth")
 	// SenderLogin says which envelope senders an authenticated client may
 	// use ("senderlogin"): "any" (Courier's and Postfix's default, and the
 	// default here when the setting is absent) or "own" (addresses that
 	// reach the login's own account, and the null sender).
-	SenderLogin string
-	IMAPCourierNS bool            // IMAP folders under "INBOX." as Courier shows them ("imapnamespace")
-	LogLevel      slog.Level      // ("loglevel")
-	DebugPprof    bool            // serve /debug/pprof/ on the web listeners ("debugpprof")
+	SenderLogin   string
+	IMAPCourierNS bool       // IMAP folders under "INBOX." as Courier shows them ("imapnamespace")
+	LogLevel      slog.Level // ("loglevel")
+	DebugPprof    bool       // serve /debug/pprof/ on the web listeners ("debugpprof")
 	// DeliveryJournal is the size of the server's delivery journal
 	// (DATADIR/state/delivery.journal), 0 for none ("deliveryjournal").
 	DeliveryJournal int64
@@ -129,6 +133,15 @@ const (
 	DefaultDeliveryJournal = 32 << 20
 )
 
+// CanonicalDomain returns the domain whose mailboxes domain (lower case)
+// stands for: the target of a domain alias, else domain itself.
+func (c *Config) CanonicalDomain(domain string) string {
+	if t, ok := c.DomainAliases[domain]; ok {
+		return t
+	}
+	return domain
+}
+
 // HasDomain reports whether mail for domain is accepted here.
 func (c *Config) HasDomain(domain string) bool {
 	return c.AcceptMailFor[strings.ToLower(strings.TrimSuffix(domain, "."))]
@@ -183,6 +196,7 @@ func Load(dir string) (*Config, error) {
 		c.Me, _ = os.Hostname()
 	}
 	c.AcceptMailFor = l.domains("acceptmailfor")
+	c.DomainAliases = l.hostedDomains("hosteddomains", c.AcceptMailFor)
 	c.Listeners = l.listeners("listen")
 	c.DataDir = l.path("datadir", DefaultDataDir)
 	c.SizeLimit = l.size("sizelimit", DefaultSizeLimit)
@@ -456,6 +470,62 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("not a size: %q", s)
 	}
 	return n * mult, nil
+}
+
+// hostedDomains reads Courier's hosteddomains: a domain per line, hosted
+// here like those of acceptmailfor (added to accept), or "ALIAS<TAB>DOMAIN"
+// (whitespace), an alias domain for a hosted one. It returns the aliases.
+func (l *loader) hostedDomains(name string, accept map[string]bool) map[string]string {
+	aliases := map[string]string{}
+	type pending struct {
+		ln            Line
+		alias, target string
+	}
+	var todo []pending
+	for _, ln := range l.lines(name) {
+		f := strings.Fields(strings.ToLower(ln.Text))
+		for i := range f {
+			f[i] = strings.TrimSuffix(f[i], ".")
+		}
+		bad := false
+		for _, d := range f {
+			if err := checkDomain(d); err != nil {
+				l.fail(ln.Errorf("%s: %v", name, err))
+				bad = true
+			}
+		}
+		switch {
+		case bad:
+		case len(f) == 1:
+			accept[f[0]] = true
+		case len(f) == 2 && f[0] != f[1]:
+			todo = append(todo, pending{ln, f[0], f[1]})
+		default:
+			l.fail(ln.Errorf("%s: want DOMAIN, or ALIAS and DOMAIN separated by a tab, got %q", name, ln.Text))
+		}
+	}
+	// Targets are checked once every hosted domain is known; an alias of
+	// an alias is refused rather than followed.
+	isAlias := map[string]bool{}
+	for _, p := range todo {
+		isAlias[p.alias] = true
+	}
+	for _, p := range todo {
+		switch {
+		case isAlias[p.target]:
+			l.fail(p.ln.Errorf("%s: %s is an alias of %s, itself an alias: name the final domain", name, p.alias, p.target))
+		case !accept[p.target]:
+			l.fail(p.ln.Errorf("%s: %s is an alias of %s, which is neither in acceptmailfor nor hosted here", name, p.alias, p.target))
+		case accept[p.alias]:
+			l.fail(p.ln.Errorf("%s: %s is both a domain of its own and an alias", name, p.alias))
+		default:
+			aliases[p.alias] = p.target
+		}
+	}
+	for alias := range aliases {
+		accept[alias] = true
+	}
+	return aliases
 }
 
 func (l *loader) domains(name string) map[string]bool {

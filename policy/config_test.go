@@ -307,3 +307,39 @@ func TestDeliveryJournalSettings(t *testing.T) {
 		t.Fatalf("a journal under 1M accepted: %v", err)
 	}
 }
+
+// hosteddomains (Courier's): domains hosted like acceptmailfor's, and
+// "ALIAS<TAB>DOMAIN" alias domains; bad lines name file and line.
+func TestHostedDomains(t *testing.T) {
+	dir := validDir(t)
+	write(t, filepath.Join(dir, "hosteddomains"), "# hosted\nHosted.test\nalias.test\texample.test\nalias2.test   hosted.test.\n")
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"example.test", "hosted.test", "alias.test", "alias2.test"} {
+		if !c.HasDomain(d) {
+			t.Errorf("%s not accepted", d)
+		}
+	}
+	if c.CanonicalDomain("alias.test") != "example.test" || c.CanonicalDomain("alias2.test") != "hosted.test" || c.CanonicalDomain("hosted.test") != "hosted.test" {
+		t.Errorf("aliases %v", c.DomainAliases)
+	}
+
+	write(t, filepath.Join(dir, "hosteddomains"), "a.test\tnowhere.test\nb.test\talias.test\nalias.test\texample.test\nexample.test\thosted2.test\nhosted2.test\nx.test y.test z.test\n")
+	_, err = Load(dir)
+	if err == nil {
+		t.Fatal("bad hosteddomains accepted")
+	}
+	f := filepath.Join(dir, "hosteddomains")
+	for _, want := range []string{
+		f + ":1: hosteddomains: a.test is an alias of nowhere.test, which is neither",
+		f + ":2: hosteddomains: b.test is an alias of alias.test, itself an alias",
+		f + ":4: hosteddomains: example.test is both a domain of its own and an alias",
+		f + ":6: hosteddomains: want DOMAIN, or ALIAS and DOMAIN",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not contain %q:\n%v", want, err)
+		}
+	}
+}

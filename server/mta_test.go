@@ -898,3 +898,28 @@ func TestSenderLogin(t *testing.T) {
 		t.Fatalf("senderlogin any: %v", err)
 	}
 }
+
+// hosteddomains: mail to an alias domain reaches the target domain's
+// mailbox, and so does a DSN to a sender written with the alias domain
+// (the queue's local delivery, not the SMTP session, resolves that one).
+func TestAliasDomain(t *testing.T) {
+	h, _ := newMTAHarnessWith(t, func(h *harness) {
+		h.writeSetting("hosteddomains", "alias.test\texample.test\n")
+	})
+	if err := h.send("someone@client.example.net", []string{"Alice@alias.test"}, testMessage("via alias domain", "x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(buildPostern(t), "--config", h.etc, "sendmail", "-i", "-f", "alice@alias.test", "someone@nomx.example")
+	cmd.Stdin = strings.NewReader("Subject: to nowhere\n\nx\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sendmail: %v\n%s", err, out)
+	}
+	waitFor(t, "the message and the DSN in alice's mailbox", func() bool {
+		got, dsn := false, false
+		for _, m := range inboxMessages(t, h, h.user) {
+			got = got || bytes.Contains(m, []byte("Subject: via alias domain"))
+			dsn = dsn || bytes.Contains(m, []byte("Final-Recipient: rfc822; someone@nomx.example"))
+		}
+		return got && dsn
+	})
+}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -147,7 +149,11 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 		return 78
 	}
 	fmt.Fprintf(e.stdout, "config     %s\nme         %s\ndatadir    %s\nsizelimit  %d\ntlscert    %s\n", cfg.Dir, cfg.Me, cfg.DataDir, cfg.SizeLimit, cfg.TLSCertFile)
-	for d := range cfg.AcceptMailFor {
+	for _, d := range slices.Sorted(maps.Keys(cfg.AcceptMailFor)) {
+		if t, ok := cfg.DomainAliases[d]; ok {
+			fmt.Fprintf(e.stdout, "domain     %s (alias of %s)\n", d, t)
+			continue
+		}
 		fmt.Fprintf(e.stdout, "domain     %s\n", d)
 	}
 	for _, l := range cfg.Listeners {
