@@ -253,6 +253,11 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 		return smtpd.NewReply(451, "4.3.0", "Error reading message")
 	}
 	msg := s.stripForged(raw.Bytes())
+	if ref := loopRefusal(msg, s.cfg.HopLimit); ref != nil {
+		s.b.metrics.reject(ref.Reason)
+		s.log.Info("smtp message refused: mail loop", "from", s.from, "text", ref.Text)
+		return smtpd.NewReply(ref.Code, ref.Enhanced, "%s", ref.Text)
+	}
 	d, rep := s.runStage(ctx, c, filters.StageData, "", newBytesMessage(msg))
 	if rep != nil {
 		return rep

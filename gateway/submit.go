@@ -49,6 +49,9 @@ func (sb *Submitter) Submit(ctx context.Context, s Submission) (id string, ref *
 	if len(s.Rcpts) == 0 {
 		return "", &Refusal{Code: 554, Enhanced: "5.5.1", Text: "no recipients", Reason: "no_rcpt"}, nil
 	}
+	if ref := loopRefusal(s.Msg, sb.Router.Config().HopLimit); ref != nil {
+		return "", ref, nil
+	}
 	notify := ParseNotify(strings.Split(s.Notify, ","))
 	var targets []Target
 	var seen recipientSet

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"strings"
@@ -167,4 +168,34 @@ func ParseNotify(values []string) delivery.Notify { return parseNotify(values) }
 // Accept is accept for callers outside the SMTP sessions (sendmail).
 func Accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, log *slog.Logger) (string, error) {
 	return accept(ctx, local, q, env, targets, msg, nil, log)
+}
+
+// countHops counts the Received header fields of msg (RFC 5321 6.3: the
+// number of hops a message has made; a loop makes it grow without end).
+// Only the header section is read.
+func countHops(msg []byte) int {
+	n := 0
+	for len(msg) > 0 {
+		line := msg
+		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+			line, msg = msg[:i], msg[i+1:]
+		} else {
+			msg = nil
+		}
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			break // end of the header
+		}
+		if len(line) >= 9 && line[8] == ':' && bytes.EqualFold(line[:8], []byte("Received")) {
+			n++
+		}
+	}
+	return n
+}
+
+// loopRefusal is the refusal for a message over the hop limit, or nil.
+func loopRefusal(msg []byte, limit int) *Refusal {
+	if n := countHops(msg); n > limit {
+		return &Refusal{554, "5.4.6", fmt.Sprintf("Too many hops (%d Received header fields): mail loop", n), "mail_loop"}
+	}
+	return nil
 }

@@ -93,6 +93,7 @@ type Config struct {
 	UserdbDB     string // its compiled index ("userdb.db")
 
 	MaxRecipients  int            // recipients per message ("maxrcpts")
+	HopLimit       int            // Received header fields a message may carry in ("hoplimit")
 	AliasUser      string         // the system user aliases' programs and files run as ("aliasuser")
 	GreetDelay     time.Duration  // pause before the SMTP banner, catching early talkers ("smtpgreetdelay")
 	Resolvers      []string       // DNS servers host:port; empty = /etc/resolv.conf ("resolvers")
@@ -131,6 +132,9 @@ const (
 	// DefaultDeliveryJournal: deliveries of up to a quarter of it (8 MiB)
 	// go through the journal.
 	DefaultDeliveryJournal = 32 << 20
+	// DefaultHopLimit: RFC 5321 6.3 asks for a threshold of at least 100
+	// Received fields before a message is taken for a loop.
+	DefaultHopLimit = 100
 )
 
 // CanonicalDomain returns the domain whose mailboxes domain (lower case)
@@ -211,6 +215,7 @@ func Load(dir string) (*Config, error) {
 		l.fail(&Error{File: filepath.Join(abs, "deliveryjournal"), Reason: "deliveryjournal: at least 1M, or 0 for none"})
 	}
 	c.MaxRecipients = int(l.number("maxrcpts", 100, 1, 100000))
+	c.HopLimit = int(l.number("hoplimit", DefaultHopLimit, 10, 1000))
 	c.AliasUser = l.single("aliasuser", "nobody")
 	c.GreetDelay = l.duration("smtpgreetdelay", 0)
 	for _, ln := range l.lines("resolvers") {

@@ -923,3 +923,31 @@ func TestAliasDomain(t *testing.T) {
 		return got && dsn
 	})
 }
+
+// A message that has made more hops than hoplimit allows (RFC 5321 6.3:
+// a mail loop) is refused with 554 5.4.6 during the SMTP session, and by
+// sendmail; one at the limit passes.
+func TestMailLoopRefused(t *testing.T) {
+	h, _ := newMTAHarness(t)
+	hops := func(n int) []byte {
+		return []byte(strings.Repeat("Received: from a.example by b.example; Thu, 26 Nov 2026 10:00:00 +0000\r\n", n) + "Subject: hops\r\n\r\nx\r\n")
+	}
+	err := h.send("someone@client.example.net", []string{h.user}, hops(101))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 554 || se.EnhancedCode != (smtp.EnhancedCode{5, 4, 6}) {
+		t.Fatalf("101 hops: %v, want 554 5.4.6", err)
+	}
+	if err := h.send("someone@client.example.net", []string{h.user}, hops(100)); err != nil {
+		t.Fatalf("100 hops: %v", err)
+	}
+	cmd := exec.Command(buildPostern(t), "--config", h.etc, "sendmail", "-i", h.user)
+	cmd.Stdin = bytes.NewReader(hops(101))
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 65 || !strings.Contains(string(out), "Too many hops") {
+		t.Fatalf("sendmail with 101 hops: %v (want exit 65)\n%s", err, out)
+	}
+	if n := len(inboxMessages(t, h, h.user)); n != 1 {
+		t.Fatalf("%d messages delivered, want 1", n)
+	}
+}

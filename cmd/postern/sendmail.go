@@ -58,8 +58,9 @@ and "newaliases" (= -bi).
   -q          retry every queued message now
   -v          verbose
   -o...       other options are accepted and ignored, as other MTAs do
-Exit status: 0 accepted, 64 usage, 67 unknown recipient, 75 temporary
-failure (try again), 78 configuration error.
+Exit status: 0 accepted, 64 usage, 65 a mail loop (too many Received
+fields), 67 unknown recipient, 69 refused otherwise, 75 temporary failure
+(try again), 78 configuration error.
 `
 
 func parseSendmailArgs(args []string) (*sendmailOptions, error) {
@@ -307,10 +308,15 @@ func runSendmail(e *env, args []string) int {
 	}
 	if ref != nil {
 		fmt.Fprintf(e.stderr, "sendmail: %s\n", ref.Text)
-		if ref.Code >= 500 {
+		switch {
+		case ref.Code < 500:
+			return 75
+		case ref.Enhanced == "5.4.6":
+			return 65 // EX_DATAERR: the message's own header says it loops
+		case strings.HasPrefix(ref.Enhanced, "5.1."):
 			return 67
 		}
-		return 75
+		return 69 // EX_UNAVAILABLE: refused for good
 	}
 	if o.verbose {
 		fmt.Fprintf(e.stdout, "accepted as %s for %d recipient(s)\n", id, len(rcpts))
