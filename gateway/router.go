@@ -64,7 +64,14 @@ func (r *Router) Resolve(ctx context.Context, addr string, relay bool) ([]Target
 		return nil, &Refusal{501, "5.1.3", "Bad recipient address syntax", "rcpt_syntax"}
 	}
 	if !isPlainDomain(domain) || !cfg.HasDomain(domain) {
-		if relay && isPlainDomain(domain) {
+		if isPlainDomain(domain) && (relay || cfg.RelaysFor(domain)) {
+			// The client may relay, or the domain is one we relay for
+			// (esmtpacceptmailfor: a backup MX, a perimeter gateway),
+			// whose valid addresses relayrecipients may list, so that
+			// unknown ones are refused now rather than bounced later.
+			if !relay && !cfg.RelayRecipientOK(local, domain) {
+				return nil, &Refusal{550, "5.1.1", "No such user here", "unknown_user"}
+			}
 			return []Target{{Recipient: delivery.Recipient{Addr: addr}}}, nil
 		}
 		// Never an open relay: literals, trailing dots and foreign domains

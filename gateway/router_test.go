@@ -27,6 +27,8 @@ func newTestRouter(t *testing.T, aliasSource string, users ...string) *Router {
 	etc := filepath.Join(dir, "etc")
 	os.WriteFile(filepath.Join(etc, "acceptmailfor"), []byte("example.test\nvirt.test\n"), 0o644)
 	os.WriteFile(filepath.Join(etc, "hosteddomains"), []byte("alias.test\texample.test\n"), 0o644)
+	os.WriteFile(filepath.Join(etc, "esmtpacceptmailfor"), []byte("relay.test\n.sub.test\nexample.test\nlisted.test\n"), 0o644)
+	os.WriteFile(filepath.Join(etc, "relayrecipients"), []byte("Carol@Listed.test\n"), 0o644)
 	for _, u := range users {
 		var out bytes.Buffer
 		args := []string{"add", u, "--password", "pw", "--no-maildir"}
@@ -100,6 +102,18 @@ team: alice, bob@elsewhere.example
 		{"alice-lists@alias.test", false, "alice-lists@example.test=local:alice@example.test"},
 		{"postmaster@alias.test", false, "alice@example.test=local:alice@example.test"},
 		{"nobody@alias.test", false, "550"},
+		// Domains we relay for (esmtpacceptmailfor) go on, whoever asks;
+		// the receiving server judges their local parts.
+		{"Bob@relay.test", false, "Bob@relay.test=remote"},
+		{"bob@mx.sub.test", false, "bob@mx.sub.test=remote"},
+		{"bob@sub.test", false, "554"},
+		// relayrecipients lists listed.test's addresses: others are
+		// refused now (no backscatter), unless the client may relay.
+		{"carol@listed.test", false, "carol@listed.test=remote"},
+		{"dave@listed.test", false, "550"},
+		{"dave@listed.test", true, "dave@listed.test=remote"},
+		{"bob@relay.test.", false, "554"},
+		{"bob@[127.0.0.1]", false, "554"},
 		{"larry@example.test", false, "larry@example.test=local:larry@example.test moe@example.test=local:moe@example.test"},
 		{"team@example.test", false, "alice@example.test=local:alice@example.test bob@elsewhere.example=remote"},
 		{"sales@virt.test", false, "john-sales@virt.test=local:john"},

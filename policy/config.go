@@ -64,10 +64,21 @@ type Config struct {
 	// shares ("hosteddomains" lines "ALIAS<TAB>DOMAIN"): user@ALIAS is
 	// delivered as user@DOMAIN.
 	DomainAliases map[string]string
-	Listeners     []Listener // ("listen")
-	DataDir       string     // queue, state and by default the mailboxes ("datadir")
-	SizeLimit     int64      // largest message accepted, in bytes ("sizelimit")
-	InsecureAuth  bool       // allow passwords on unencrypted connections ("insecureauth")
+	// RelayDomains are the domains of "esmtpacceptmailfor" (Courier's
+	// name) that are not ours: their mail is taken from anyone and relayed
+	// on (routes, else MX), as for a backup MX or a gateway in front of
+	// an inner mail server. Keys ".example.org" stand for subdomains.
+	RelayDomains map[string]bool
+	// RelayRecipients are the valid addresses of relay domains
+	// ("relayrecipients"; Postfix's relay_recipient_maps), lower case; an
+	// entry "@domain" takes every address of it. A relay domain with no
+	// entry takes every address.
+	RelayRecipients map[string]bool
+	relayListed     map[string]bool // domains with an entry in RelayRecipients
+	Listeners       []Listener      // ("listen")
+	DataDir         string          // queue, state and by default the mailboxes ("datadir")
+	SizeLimit       int64           // largest message accepted, in bytes ("sizelimit")
+	InsecureAuth    bool            // allow passwords on unencrypted connections ("insecureauth")
 	// SenderLogin says which envelope senders an authenticated client may
 	// use ("senderlogin"): "any" (Courier's and Postfix's default, and the
 	// default here when the setting is absent) or "own" (addresses that
@@ -146,6 +157,38 @@ func (c *Config) CanonicalDomain(domain string) string {
 	return domain
 }
 
+// RelaysFor reports whether mail for domain (lower case) is taken from
+// any client and relayed on: an "esmtpacceptmailfor" domain, or a
+// subdomain of a ".domain" entry, that is not ours.
+func (c *Config) RelaysFor(domain string) bool {
+	if len(c.RelayDomains) == 0 || c.HasDomain(domain) {
+		return false
+	}
+	if c.RelayDomains[domain] {
+		return true
+	}
+	for d := domain; ; {
+		_, parent, ok := strings.Cut(d, ".")
+		if !ok {
+			return false
+		}
+		if c.RelayDomains["."+parent] {
+			return true
+		}
+		d = parent
+	}
+}
+
+// RelayRecipientOK reports whether local@domain (domain in lower case, a
+// relay domain) may be relayed: any address when relayrecipients names
+// none of the domain, else only the listed ones (or all, with "@domain").
+func (c *Config) RelayRecipientOK(local, domain string) bool {
+	if !c.relayListed[domain] {
+		return true
+	}
+	return c.RelayRecipients["@"+domain] || c.RelayRecipients[strings.ToLower(local)+"@"+domain]
+}
+
 // HasDomain reports whether mail for domain is accepted here.
 func (c *Config) HasDomain(domain string) bool {
 	return c.AcceptMailFor[strings.ToLower(strings.TrimSuffix(domain, "."))]
@@ -201,6 +244,8 @@ func Load(dir string) (*Config, error) {
 	}
 	c.AcceptMailFor = l.domains("acceptmailfor")
 	c.DomainAliases = l.hostedDomains("hosteddomains", c.AcceptMailFor)
+	c.RelayDomains = l.relayDomains("esmtpacceptmailfor")
+	c.RelayRecipients, c.relayListed = l.relayRecipients("relayrecipients")
 	c.Listeners = l.listeners("listen")
 	c.DataDir = l.path("datadir", DefaultDataDir)
 	c.SizeLimit = l.size("sizelimit", DefaultSizeLimit)
@@ -531,6 +576,48 @@ func (l *loader) hostedDomains(name string, accept map[string]bool) map[string]s
 		accept[alias] = true
 	}
 	return aliases
+}
+
+// relayRecipients reads relayrecipients: an address or "@domain" per
+// line.
+func (l *loader) relayRecipients(name string) (addrs, domains map[string]bool) {
+	addrs, domains = map[string]bool{}, map[string]bool{}
+	for _, ln := range l.lines(name) {
+		a := strings.ToLower(ln.Text)
+		at := strings.LastIndexByte(a, '@')
+		if at < 0 || strings.ContainsAny(a, " \t") {
+			l.fail(ln.Errorf("%s: want user@domain or @domain, got %q", name, ln.Text))
+			continue
+		}
+		d := strings.TrimSuffix(a[at+1:], ".")
+		if err := checkDomain(d); err != nil {
+			l.fail(ln.Errorf("%s: %v", name, err))
+			continue
+		}
+		addrs[a[:at]+"@"+d] = true
+		domains[d] = true
+	}
+	return addrs, domains
+}
+
+// relayDomains reads esmtpacceptmailfor: a domain per line, or
+// ".domain" for its subdomains.
+func (l *loader) relayDomains(name string) map[string]bool {
+	out := map[string]bool{}
+	for _, ln := range l.lines(name) {
+		d := strings.ToLower(strings.TrimSuffix(ln.Text, "."))
+		sub := strings.HasPrefix(d, ".")
+		if err := checkDomain(strings.TrimPrefix(d, ".")); err != nil {
+			l.fail(ln.Errorf("%s: %v", name, err))
+			continue
+		}
+		if sub && !strings.Contains(d[1:], ".") {
+			l.fail(ln.Errorf("%s: %q would relay for every domain under a top-level domain", name, ln.Text))
+			continue
+		}
+		out[d] = true
+	}
+	return out
 }
 
 func (l *loader) domains(name string) map[string]bool {

@@ -343,3 +343,48 @@ func TestHostedDomains(t *testing.T) {
 		}
 	}
 }
+
+// esmtpacceptmailfor: domains relayed for anyone, ".domain" for
+// subdomains; our own domains stay ours; a bare ".tld" is refused.
+func TestRelayDomains(t *testing.T) {
+	dir := validDir(t)
+	write(t, filepath.Join(dir, "esmtpacceptmailfor"), "Relay.test.\n.sub.test\nexample.test\n")
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d, want := range map[string]bool{"relay.test": true, "a.sub.test": true, "b.a.sub.test": true, "sub.test": false, "example.test": false, "other.test": false, "x.relay.test": false} {
+		if got := c.RelaysFor(d); got != want {
+			t.Errorf("RelaysFor(%s) = %v, want %v", d, got, want)
+		}
+	}
+	write(t, filepath.Join(dir, "esmtpacceptmailfor"), ".com\nbad domain\n")
+	_, err = Load(dir)
+	if err == nil || !strings.Contains(err.Error(), `esmtpacceptmailfor:1: esmtpacceptmailfor: ".com" would relay`) || !strings.Contains(err.Error(), "esmtpacceptmailfor:2:") {
+		t.Fatalf("bad esmtpacceptmailfor: %v", err)
+	}
+}
+
+// relayrecipients: addresses (any case) or @domain; a relay domain with
+// no entry takes every address.
+func TestRelayRecipients(t *testing.T) {
+	dir := validDir(t)
+	write(t, filepath.Join(dir, "esmtpacceptmailfor"), "a.test\nb.test\nc.test\n")
+	write(t, filepath.Join(dir, "relayrecipients"), "Carol@A.test\n@b.test.\n")
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		local, domain string
+		want          bool
+	}{{"carol", "a.test", true}, {"CAROL", "a.test", true}, {"dave", "a.test", false}, {"anyone", "b.test", true}, {"anyone", "c.test", true}} {
+		if got := c.RelayRecipientOK(tc.local, tc.domain); got != tc.want {
+			t.Errorf("%s@%s: %v, want %v", tc.local, tc.domain, got, tc.want)
+		}
+	}
+	write(t, filepath.Join(dir, "relayrecipients"), "nodomain\nx@bad domain\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "relayrecipients:1:") || !strings.Contains(err.Error(), "relayrecipients:2:") {
+		t.Fatalf("bad relayrecipients: %v", err)
+	}
+}

@@ -951,3 +951,24 @@ func TestMailLoopRefused(t *testing.T) {
 		t.Fatalf("%d messages delivered, want 1", n)
 	}
 }
+
+// esmtpacceptmailfor: a perimeter MX or backup MX takes mail for a domain
+// that is not its own from any client and relays it on (here by MX to
+// the "inner" server); other foreign domains are still refused.
+func TestRelayDomainFromAnyClient(t *testing.T) {
+	h, remote := newMTAHarnessWith(t, func(h *harness) {
+		h.writeSetting("esmtpacceptmailfor", "remote.example\n")
+	})
+	if err := h.send("someone@client.example.net", []string{"bob@remote.example"}, testMessage("via the gateway", "x\r\n")); err != nil {
+		t.Fatalf("to a relay domain: %v", err)
+	}
+	waitFor(t, "the relayed copy", func() bool { return len(remote.messages()) == 1 })
+	if got := remote.messages()[0]; got.from != "someone@client.example.net" || got.rcpts[0] != "bob@remote.example" {
+		t.Fatalf("relayed from %q to %v", got.from, got.rcpts)
+	}
+	err := h.send("someone@client.example.net", []string{"bob@elsewhere.example"}, testMessage("open relay?", "x\r\n"))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 554 {
+		t.Fatalf("to a foreign domain: %v, want 554", err)
+	}
+}

@@ -119,6 +119,7 @@ const (
 	statusBadAddress     = "5.1.3"  // bad destination mailbox address syntax
 	statusNoSuchDomain   = "5.1.2"  // bad destination system address
 	statusNullMX         = "5.1.10" // RFC 7505 section 4.2
+	statusLoop           = "5.4.6"  // routing loop detected
 	statusNoAnswer       = "4.4.1"  // no answer from host
 	statusBadConnection  = "4.4.2"  // bad connection
 	statusDNSTemporary   = "4.4.3"  // directory server failure
@@ -334,6 +335,10 @@ func (c *Client) resolve(ctx context.Context, domain string, route Route) ([]hos
 			return nil, localFailure(false, statusNoSuchDomain, "no-such-domain", fmt.Errorf("MX %s: %w", domain, err))
 		}
 		return nil, localFailure(true, statusDNSTemporary, "dns", fmt.Errorf("MX %s: %w", domain, err))
+	}
+	mxs, listed := dropSelfMX(mxs, c.opts.Hostname)
+	if listed && len(mxs) == 0 {
+		return nil, localFailure(false, statusLoop, "loop", fmt.Errorf("mail for %s loops back to myself: %s is its best MX", domain, c.opts.Hostname))
 	}
 	names, nullMX := orderMX(mxs)
 	if nullMX {

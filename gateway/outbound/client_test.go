@@ -676,3 +676,44 @@ func TestDeliverWithoutMessageDoesNotPanic(t *testing.T) {
 		t.Error("results for no recipients")
 	}
 }
+
+// RFC 5321 5.1: a backup MX (this host listed below another) hands mail
+// only to the better hosts; when this host is the best MX, the mail would
+// loop and fails for good.
+func TestOwnMXRecordIsNotUsed(t *testing.T) {
+	checkGoroutines(t)
+	srv := startSMTP(t, serverConfig{})
+	z := newZone()
+	z.add(t,
+		"backup.test. 60 IN MX 10 primary.backup.test.",
+		"backup.test. 60 IN MX 20 OUT.sender.test.",
+		"backup.test. 60 IN MX 30 worse.backup.test.",
+		"primary.backup.test. 60 IN A 127.0.0.2",
+		"worse.backup.test. 60 IN A 127.0.0.2",
+		"best.test. 60 IN MX 10 out.sender.test.",
+		"best.test. 60 IN MX 20 other.best.test.",
+		"other.best.test. 60 IN A 127.0.0.2",
+		"out.sender.test. 60 IN A 127.0.0.2",
+	)
+	c := newTestClient(t, startDNS(t, z), srv.port(), nil)
+	res := deliver(t, c, env("a@sender.test"), rcpts("b@backup.test"), testMessage)
+	wantDelivered(t, res[0])
+	if res[0].RemoteMTA != "dns; primary.backup.test" {
+		t.Errorf("RemoteMTA %q, want the primary", res[0].RemoteMTA)
+	}
+	res = deliver(t, c, env("a@sender.test"), rcpts("b@best.test"), testMessage)
+	wantFailure(t, res[0], true, "5.4.6")
+	if !strings.Contains(res[0].Diagnostic, "loops back to myself") {
+		t.Errorf("diagnostic %q", res[0].Diagnostic)
+	}
+}
+
+func TestDropSelfMX(t *testing.T) {
+	kept, listed := dropSelfMX(mxList("10 a.test.", "20 me.test.", "20 b.test.", "30 c.test."), "ME.test")
+	if !listed || len(kept) != 1 || kept[0].Host != "a.test." {
+		t.Errorf("kept %v, listed %v", kept, listed)
+	}
+	if kept, listed := dropSelfMX(mxList("10 a.test."), "me.test"); listed || len(kept) != 1 {
+		t.Errorf("not listed: kept %v, listed %v", kept, listed)
+	}
+}

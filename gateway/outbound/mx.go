@@ -40,3 +40,30 @@ func orderMX(mxs []*net.MX) (names []string, nullMX bool) {
 	}
 	return names, false
 }
+
+// dropSelfMX applies RFC 5321 5.1: when this host (self, its name in
+// "me") is one of the MX hosts, that record and every one of equal or
+// lower preference are discarded, so that a backup MX hands mail only to
+// better ones and never to itself. listed reports that self was found;
+// with nothing kept, the mail would loop.
+func dropSelfMX(mxs []*net.MX, self string) (kept []*net.MX, listed bool) {
+	self = strings.ToLower(strings.TrimSuffix(self, "."))
+	best := uint16(0)
+	for _, mx := range mxs {
+		if mx != nil && self != "" && strings.ToLower(strings.TrimSuffix(mx.Host, ".")) == self {
+			if !listed || mx.Pref < best {
+				best = mx.Pref
+			}
+			listed = true
+		}
+	}
+	if !listed {
+		return mxs, false
+	}
+	for _, mx := range mxs {
+		if mx != nil && mx.Pref < best {
+			kept = append(kept, mx)
+		}
+	}
+	return kept, true
+}
