@@ -119,6 +119,8 @@ type Config struct {
 	RetryBeta     int           // how many quick retries in a row ("retrybeta", 3)
 	RetryGamma    time.Duration // the first long gap, doubled each round ("retrygamma", 15m)
 	RetryMaxDelta int           // how many times the long gap doubles ("retrymaxdelta", 3)
+	MaxDels       int           // deliveries at once ("maxdels", Courier's MAXDELS; 20)
+	MaxHost       int           // remote deliveries at once per destination domain ("maxhost", Courier's MAXHOST; 4)
 }
 
 // RetrySchedule spells out Courier's retry schedule as gaps between
@@ -283,6 +285,8 @@ func Load(dir string) (*Config, error) {
 	c.RetryBeta = int(l.number("retrybeta", 3, 1, 100))
 	c.RetryGamma = l.duration("retrygamma", 15*time.Minute)
 	c.RetryMaxDelta = int(l.number("retrymaxdelta", 3, 0, 10))
+	c.MaxDels = int(l.number("maxdels", 20, 1, 1000))
+	c.MaxHost = int(l.number("maxhost", 4, 1, 1000))
 	if p := l.path("tlscert", ""); p != "" {
 		c.TLSCertFile = p
 		cert, err := tls.LoadX509KeyPair(p, p)

@@ -221,9 +221,19 @@ func TestQueueSettingsAndSchedule(t *testing.T) {
 	if strings.Join(got, " ") != want {
 		t.Fatalf("schedule %v\nwant %s", got, want)
 	}
-	if c.QueueTime != 7*24*time.Hour || c.WarnTime != 4*time.Hour || c.MaxRecipients != 100 {
-		t.Fatalf("defaults: %v %v %d", c.QueueTime, c.WarnTime, c.MaxRecipients)
+	if c.QueueTime != 7*24*time.Hour || c.WarnTime != 4*time.Hour || c.MaxRecipients != 100 || c.MaxDels != 20 || c.MaxHost != 4 || c.HopLimit != 100 {
+		t.Fatalf("defaults: %v %v %d %d %d %d", c.QueueTime, c.WarnTime, c.MaxRecipients, c.MaxDels, c.MaxHost, c.HopLimit)
 	}
+	write(t, filepath.Join(dir, "maxdels"), "50\n")
+	write(t, filepath.Join(dir, "maxhost"), "2\n")
+	if c, err = Load(dir); err != nil || c.MaxDels != 50 || c.MaxHost != 2 {
+		t.Fatalf("maxdels/maxhost: %v %+v", err, c)
+	}
+	write(t, filepath.Join(dir, "maxhost"), "0\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "maxhost:1") {
+		t.Fatalf("maxhost 0 accepted: %v", err)
+	}
+	os.Remove(filepath.Join(dir, "maxhost"))
 	write(t, filepath.Join(dir, "queuetime"), "2d\n")
 	write(t, filepath.Join(dir, "retrybeta"), "1\n")
 	write(t, filepath.Join(dir, "retrymaxdelta"), "0\n")

@@ -101,6 +101,8 @@ func OpenMTA(cfg *policy.Config, cfgFn func() *policy.Config, authSvc *auth.Serv
 		Schedule:    cfg.RetrySchedule(),
 		Lifetime:    cfg.QueueTime,
 		DelayNotice: cfg.WarnTime,
+		Concurrency: cfg.MaxDels,
+		PerDomain:   cfg.MaxHost,
 		Logger:      log.With("service", "queue"),
 		IsLocal: func(addr string) bool {
 			_, d, ok := strings.Cut(addr, "@")
