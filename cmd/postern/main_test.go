@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,8 +47,11 @@ func TestInitUserAuthtestConfig(t *testing.T) {
 	if code, _, _ := runCmd(t, "", "--config", etc, "authtest", "bob@example.test", "wrong"); code == 0 {
 		t.Fatal("authtest accepted a wrong password")
 	}
+	os.WriteFile(filepath.Join(etc, "hosteddomains"), []byte("alias.test\texample.test\n"), 0o640)
+	os.WriteFile(filepath.Join(etc, "esmtpacceptmailfor"), []byte("example.test\n.partner.test\n"), 0o640)
 	code, out, _ = runCmd(t, "", "--config", etc, "config")
-	if code != 0 || !strings.Contains(out, "domain     example.test") || !strings.Contains(out, "listen     smtp") {
+	if code != 0 || !strings.Contains(out, "domain     example.test\n") || !strings.Contains(out, "listen     smtp") ||
+		!strings.Contains(out, "domain     alias.test (alias of example.test)") || !strings.Contains(out, "relay      .partner.test\n") || strings.Contains(out, "relay      example.test") {
 		t.Fatalf("config: %d\n%s", code, out)
 	}
 	if code, _, errb := runCmd(t, "", "init", dir, "--domain", "example.test"); code == 0 || !strings.Contains(errb, "already") {

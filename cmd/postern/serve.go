@@ -156,6 +156,11 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 		}
 		fmt.Fprintf(e.stdout, "domain     %s\n", d)
 	}
+	for _, d := range slices.Sorted(maps.Keys(cfg.RelayDomains)) {
+		if !cfg.HasDomain(d) {
+			fmt.Fprintf(e.stdout, "relay      %s\n", d)
+		}
+	}
 	for _, l := range cfg.Listeners {
 		fmt.Fprintf(e.stdout, "listen     %-12s %s\n", l.Name, l.Address)
 	}
