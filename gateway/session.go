@@ -157,7 +157,7 @@ func (s *session) Mail(ctx context.Context, c *smtpd.ConnInfo, from string, p *s
 		if _, _, err := splitAddress(from); err != nil {
 			return smtpd.NewReply(553, "5.1.7", "Bad sender address syntax")
 		}
-		if c.AuthUser != "" && s.b.router.Config().SenderLogin == "own" {
+		if c.AuthUser != "" && s.cfg.SenderLogin == "own" {
 			owned, ref := s.b.router.SenderOwnedBy(ctx, from, c.AuthUser)
 			if ref != nil {
 				return smtpd.NewReply(ref.Code, ref.Enhanced, "%s", ref.Text)
