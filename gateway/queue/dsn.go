@@ -53,7 +53,7 @@ func (k dsnKind) allows(from string, n delivery.Notify) bool {
 	case dsnDelay:
 		return notifyDelay(from, n)
 	default:
-		return notifySuccess(from, n)
+		return n.Success(from)
 	}
 }
 

@@ -486,7 +486,7 @@ func (p *pass) record(i int, res delivery.Result, now time.Time) {
 		// remote one belongs to the next hop, which got NOTIFY=SUCCESS,
 		// unless it offered no DSN: then the sender hears "relayed"
 		// from us (RFC 3461 6.2.2).
-		if notifySuccess(se.From, r.Notify) {
+		if r.Notify.Success(se.From) {
 			switch {
 			case r.Local:
 				p.delivered = append(p.delivered, dsnRecipient{index: i, action: "delivered", status: statusOr(res.Status, "2.0.0")})

@@ -42,5 +42,3 @@ func notifyFailure(from string, n delivery.Notify) bool {
 func notifyDelay(from string, n delivery.Notify) bool {
 	return from != "" && n&delivery.NotifyNever == 0 && (n == delivery.NotifyDefault || n&delivery.NotifyDelay != 0)
 }
-
-func notifySuccess(from string, n delivery.Notify) bool { return n.Success(from) }
