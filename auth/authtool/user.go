@@ -112,8 +112,7 @@ func (u *userCmd) parse(fs *flag.FlagSet, args []string, minPos, maxPos int) ([]
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
-				return nil, flag.ErrHelp
+				return nil, flag.ErrHelp // fs.Parse has printed the usage
 			}
 			fmt.Fprintf(u.stderr, "%s: %v (see --help)\n", fs.Name(), err)
 			return nil, errUsage

@@ -23,6 +23,18 @@ func TestEveryCommandHasHelp(t *testing.T) {
 			t.Errorf("postern %s --help: exit %d\n%s%s", c.name, code, out, errb)
 		}
 	}
+	// Subcommands too, once each, without a configuration to read (the
+	// default /etc/postern does not exist here).
+	for _, sub := range [][]string{
+		{"queue", "list"}, {"queue", "show"}, {"queue", "retry"}, {"user", "add"}, {"user", "passwd"},
+		{"user", "list"}, {"user", "del"}, {"user", "show"}, {"dkim", "keygen"}, {"dkim", "records"}, {"check", "spf"},
+		{"check", "dkim"}, {"check", "dmarc"}, {"check", "dnsbl"},
+	} {
+		code, out, errb := runCmd(t, "", append(sub, "--help")...)
+		if n := strings.Count(strings.ToLower(out+errb), "usage:"); code != 0 || n != 1 {
+			t.Errorf("postern %s --help: exit %d, %d usage texts\n%s%s", strings.Join(sub, " "), code, n, out, errb)
+		}
+	}
 	if code, out, _ := runCmd(t, "", "help"); code != 0 || !strings.Contains(out, "maildirmake") {
 		t.Errorf("postern help: %d %s", code, out)
 	}

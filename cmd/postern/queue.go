@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -33,7 +34,7 @@ Works while the server runs: it notices changes within about a second.
 `
 
 func runQueue(e *env, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || slices.ContainsFunc(args, func(a string) bool { return wantsHelp([]string{a}) }) || args[0] == "help" {
 		fmt.Fprint(e.stdout, queueUsage)
 		if len(args) == 0 {
 			return 64

@@ -126,6 +126,9 @@ func KeygenMain(args []string, stdout, stderr io.Writer, configDir string) int {
 	rest := args
 	for {
 		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0 // the usage is printed
+			}
 			return ExitUsage
 		}
 		if fs.NArg() == 0 {

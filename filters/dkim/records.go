@@ -2,6 +2,7 @@ package dkim
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,6 +35,9 @@ func RecordsMain(args []string, stdout, stderr io.Writer, configDir string) int 
 	rest := args
 	for {
 		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0 // the usage is printed
+			}
 			return ExitUsage
 		}
 		if fs.NArg() == 0 {

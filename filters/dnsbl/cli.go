@@ -2,6 +2,7 @@ package dnsbl
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -60,6 +61,9 @@ func CheckMain(args []string, stdout, stderr io.Writer) int {
 	rest := args
 	for {
 		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0 // the usage is printed
+			}
 			return ExitUsage
 		}
 		if fs.NArg() == 0 {
