@@ -33,14 +33,21 @@ import (
 // permanent local failure with a single recipient comes back as a Reply (the
 // client gets the 5xx, so there is no bounce); with several recipients the
 // failure is queued and the queue's DSN tells the sender.
-func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, later *maildir.Deferred, log *slog.Logger) (string, error) {
-	var remote []delivery.Recipient
+//
+// Remote addresses that our aliases forward to (Target.Forwarded) are
+// queued on their own with fwdSender as envelope sender when it differs
+// from env.From (SRS, policy.Config.ForwardSender).
+func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, fwdSender string, later *maildir.Deferred, log *slog.Logger) (string, error) {
+	var remote, forwarded []delivery.Recipient
 	var localTargets []Target
 	for _, t := range targets {
 		rc := t.Recipient
-		if rc.Local && rc.Pipe == "" && !rc.Notify.Success(env.From) {
+		switch {
+		case t.Forwarded && fwdSender != env.From:
+			forwarded = append(forwarded, rc)
+		case rc.Local && rc.Pipe == "" && !rc.Notify.Success(env.From):
 			localTargets = append(localTargets, t)
-		} else {
+		default:
 			// Remote recipients, aliases' programs and files (which may
 			// take long or ask for a retry), and local ones whose sender
 			// asked to hear of their delivery (NOTIFY=SUCCESS: the queue
@@ -49,9 +56,15 @@ func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Env
 		}
 	}
 	var ids []string
-	if len(remote) > 0 {
+	for _, group := range []struct {
+		from  string
+		rcpts []delivery.Recipient
+	}{{env.From, remote}, {fwdSender, forwarded}} {
+		if len(group.rcpts) == 0 {
+			continue
+		}
 		e := env
-		e.Rcpts = remote
+		e.From, e.Rcpts = group.from, group.rcpts
 		id, err := q.Enqueue(ctx, e, bytes.NewReader(msg))
 		if err != nil {
 			return "", fmt.Errorf("queue: %w", err)

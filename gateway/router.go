@@ -10,6 +10,7 @@ import (
 	"postern/gateway/delivery"
 	"postern/policy"
 	"postern/policy/aliases"
+	"postern/policy/srs"
 )
 
 // maxExpansion bounds how many final recipients one RCPT may turn into
@@ -46,6 +47,9 @@ type Target struct {
 	Recipient delivery.Recipient
 	Account   *auth.Account // set for local accounts
 	Extension string        // the address extension split off for Account ("lists" of "alice-lists")
+	// Forwarded marks a remote address an alias of ours points to: its
+	// copy is sent with cfg.ForwardSender (SRS) as envelope sender.
+	Forwarded bool
 }
 
 // Resolve maps one RCPT address to its final destinations. relay says
@@ -82,6 +86,9 @@ func (r *Router) Resolve(ctx context.Context, addr string, relay bool) ([]Target
 	var out []Target
 	// An alias domain (hosteddomains) shares its target's mailboxes.
 	domain = cfg.CanonicalDomain(strings.ToLower(domain))
+	if cfg.SRS != nil && domain == cfg.SRS.Domain && srs.IsSRS(local) {
+		return r.resolveSRS(ctx, cfg, local+"@"+domain, addr, relay)
+	}
 	if ref := r.resolveLocal(ctx, cfg, local, domain, addr, seen, &out); ref != nil {
 		return nil, ref
 	}
@@ -89,6 +96,32 @@ func (r *Router) Resolve(ctx context.Context, addr string, relay bool) ([]Target
 		return nil, &Refusal{550, "5.1.1", "No such user here", "unknown_user"}
 	}
 	return out, nil
+}
+
+// resolveSRS takes a bounce (or a reply) to one of our SRS addresses: it
+// goes to the address the SRS address stands for, wherever that is, from
+// any client, since only we can have made a valid one. A forged, damaged
+// or expired one is refused during the session, so it is not bounced.
+func (r *Router) resolveSRS(ctx context.Context, cfg *policy.Config, srsAddr, orig string, relay bool) ([]Target, *Refusal) {
+	back, err := cfg.SRS.Reverse(srsAddr)
+	if err != nil {
+		reason := "No such user here (invalid SRS address)"
+		if errors.Is(err, srs.ErrExpired) {
+			reason = "No such user here (expired SRS address)"
+		}
+		return nil, &Refusal{550, "5.1.1", reason, "srs_invalid"}
+	}
+	l, d, err := splitAddress(back)
+	if err != nil || !isPlainDomain(d) {
+		return nil, &Refusal{550, "5.1.1", "No such user here (invalid SRS address)", "srs_invalid"}
+	}
+	if cfg.HasDomain(d) {
+		if srs.IsSRS(l) {
+			return nil, &Refusal{550, "5.1.1", "No such user here (SRS loop)", "srs_invalid"}
+		}
+		return r.Resolve(ctx, back, relay)
+	}
+	return []Target{{Recipient: delivery.Recipient{Addr: back, ORcpt: "rfc822;" + orig}}}, nil
 }
 
 // resolveLocal expands one address of an accepted domain into out.
@@ -123,7 +156,7 @@ func (r *Router) resolveLocal(ctx context.Context, cfg *policy.Config, local, do
 				if !cfg.HasDomain(d) {
 					// An alias may point outside: the admin wrote it, so it
 					// is relayed whoever the client is.
-					*out = append(*out, Target{Recipient: delivery.Recipient{Addr: t.Value, ORcpt: "rfc822;" + orig}})
+					*out = append(*out, Target{Recipient: delivery.Recipient{Addr: t.Value, ORcpt: "rfc822;" + orig}, Forwarded: true})
 					continue
 				}
 				if len(*out) >= maxExpansion {

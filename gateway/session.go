@@ -291,7 +291,7 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 		ClientIP:   c.RemoteAddr.Addr().String(),
 		ClientHELO: c.HELO,
 	}
-	id, err := accept(ctx, s.b.local, s.b.queue, env, s.targets, body.Bytes(), &s.later, s.log)
+	id, err := accept(ctx, s.b.local, s.b.queue, env, s.targets, body.Bytes(), s.cfg.ForwardSender(env.From), &s.later, s.log)
 	if err != nil {
 		var rep *smtpd.Reply
 		if errors.As(err, &rep) {

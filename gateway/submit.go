@@ -80,7 +80,7 @@ func (sb *Submitter) Submit(ctx context.Context, s Submission) (id string, ref *
 		who = fmt.Sprintf("%s uid %d", s.Login, s.UID)
 	}
 	received := fmt.Sprintf("Received: (from %s via postern sendmail)\r\n\tby %s (Postern);\r\n\t%s\r\n", who, sb.Me, time.Now().Format(time.RFC1123Z))
-	id, err = Accept(ctx, sb.Local, sb.Queue, env, targets, append([]byte(received), msg...), sb.Log)
+	id, err = Accept(ctx, sb.Local, sb.Queue, env, targets, append([]byte(received), msg...), sb.Router.Config().ForwardSender(env.From), sb.Log)
 	return id, nil, err
 }
 

@@ -165,9 +165,11 @@ func sanitizeHeaderWord(s string) string {
 // ParseNotify turns DSN NOTIFY values (RFC 3461 4.1) into a delivery.Notify.
 func ParseNotify(values []string) delivery.Notify { return parseNotify(values) }
 
-// Accept is accept for callers outside the SMTP sessions (sendmail).
-func Accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, log *slog.Logger) (string, error) {
-	return accept(ctx, local, q, env, targets, msg, nil, log)
+// Accept is accept for callers outside the SMTP sessions (sendmail);
+// fwdSender is the envelope sender of the copies forwarded by aliases
+// (policy.Config.ForwardSender of env.From).
+func Accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, fwdSender string, log *slog.Logger) (string, error) {
+	return accept(ctx, local, q, env, targets, msg, fwdSender, nil, log)
 }
 
 // countHops counts the Received header fields of msg (RFC 5321 6.3: the

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"postern/policy/srs"
 )
 
 // DefaultDir is where the configuration lives unless --config or
@@ -121,6 +123,10 @@ type Config struct {
 	RetryMaxDelta int           // how many times the long gap doubles ("retrymaxdelta", 3)
 	MaxDels       int           // deliveries at once ("maxdels", Courier's MAXDELS; 20)
 	MaxHost       int           // remote deliveries at once per destination domain ("maxhost", Courier's MAXHOST; 4)
+
+	// SRS rewrites the envelope sender of forwarded mail ("srssecrets",
+	// "srsdomain"); nil when srssecrets is absent.
+	SRS *srs.Rewriter
 }
 
 // RetrySchedule spells out Courier's retry schedule as gaps between
@@ -287,6 +293,7 @@ func Load(dir string) (*Config, error) {
 	c.RetryMaxDelta = int(l.number("retrymaxdelta", 3, 0, 10))
 	c.MaxDels = int(l.number("maxdels", 20, 1, 1000))
 	c.MaxHost = int(l.number("maxhost", 4, 1, 1000))
+	c.SRS = l.srs(c)
 	if p := l.path("tlscert", ""); p != "" {
 		c.TLSCertFile = p
 		cert, err := tls.LoadX509KeyPair(p, p)
@@ -695,4 +702,60 @@ func (l *loader) listeners(name string) []Listener {
 		out = append(out, Listener{Name: f[0], Address: f[1], Proxy: len(f) == 3, Origin: ln})
 	}
 	return out
+}
+
+// ForwardSender is the envelope sender for a copy of a message from
+// "from" that this server forwards to another domain (an alias or a
+// .courier file pointing outside): its SRS address when SRS is on and from
+// is at a domain that is not ours (ours pass SPF from here anyway), else
+// from unchanged. The null sender stays null.
+func (c *Config) ForwardSender(from string) string {
+	if c.SRS == nil || from == "" {
+		return from
+	}
+	at := strings.LastIndexByte(from, '@')
+	if at < 0 || c.HasDomain(from[at+1:]) {
+		return from
+	}
+	if fwd, err := c.SRS.Forward(from); err == nil {
+		return fwd
+	}
+	return from
+}
+
+// srs reads "srssecrets" (a secret per line, the first signing) and
+// "srsdomain" (default: the first domain of acceptmailfor), which must be a
+// domain of ours so that bounces to its SRS addresses come back here.
+func (l *loader) srs(c *Config) *srs.Rewriter {
+	lines := l.lines("srssecrets")
+	if len(lines) == 0 {
+		if d := l.single("srsdomain", ""); d != "" {
+			l.fail(&Error{File: filepath.Join(l.dir, "srsdomain"), Reason: "srsdomain is set but srssecrets is missing or empty"})
+		}
+		return nil
+	}
+	var secrets [][]byte
+	for _, ln := range lines {
+		if len(ln.Text) < 16 {
+			l.fail(ln.Errorf("srssecrets: a secret must be at least 16 characters"))
+			return nil
+		}
+		secrets = append(secrets, []byte(ln.Text))
+	}
+	domain := strings.ToLower(strings.TrimSuffix(l.single("srsdomain", ""), "."))
+	if domain == "" {
+		if first := l.lines("acceptmailfor"); len(first) > 0 {
+			domain = strings.ToLower(strings.TrimSuffix(first[0].Text, "."))
+		}
+	}
+	if domain == "" || !c.HasDomain(domain) {
+		l.fail(&Error{File: filepath.Join(l.dir, "srsdomain"), Reason: fmt.Sprintf("srsdomain %q must be a domain of acceptmailfor or hosteddomains (bounces to its SRS addresses must come here)", domain)})
+		return nil
+	}
+	r, err := srs.New(domain, secrets)
+	if err != nil {
+		l.fail(&Error{File: filepath.Join(l.dir, "srssecrets"), Reason: err.Error()})
+		return nil
+	}
+	return r
 }

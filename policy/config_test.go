@@ -398,3 +398,43 @@ func TestRelayRecipients(t *testing.T) {
 		t.Fatalf("bad relayrecipients: %v", err)
 	}
 }
+
+// srssecrets and srsdomain: SRS is off without secrets; its domain
+// defaults to the first accepted domain and must be ours; short secrets
+// and a domain without secrets are refused with the file.
+func TestSRSSettings(t *testing.T) {
+	dir := validDir(t)
+	c, err := Load(dir)
+	if err != nil || c.SRS != nil {
+		t.Fatalf("no srssecrets: SRS %v, err %v", c.SRS, err)
+	}
+	if got := c.ForwardSender("bob@elsewhere.test"); got != "bob@elsewhere.test" {
+		t.Fatalf("ForwardSender without SRS = %q", got)
+	}
+	write(t, filepath.Join(dir, "srssecrets"), "the newest secret, long\nthe older secret, long\n")
+	if c, err = Load(dir); err != nil || c.SRS == nil || c.SRS.Domain != "example.test" || len(c.SRS.Secrets) != 2 {
+		t.Fatalf("srssecrets: %+v %v", c.SRS, err)
+	}
+	fwd := c.ForwardSender("bob@elsewhere.test")
+	if back, err := c.SRS.Reverse(fwd); !strings.HasPrefix(fwd, "SRS0=") || err != nil || back != "bob@elsewhere.test" {
+		t.Fatalf("ForwardSender = %q, Reverse = %q %v", fwd, back, err)
+	}
+	for _, keep := range []string{"", "alice@example.test", "alice@EXAMPLE.test"} {
+		if got := c.ForwardSender(keep); got != keep {
+			t.Errorf("ForwardSender(%q) = %q", keep, got)
+		}
+	}
+	write(t, filepath.Join(dir, "srsdomain"), "elsewhere.test\n")
+	if _, err = Load(dir); err == nil || !strings.Contains(err.Error(), "srsdomain") {
+		t.Fatalf("srsdomain not ours: %v", err)
+	}
+	write(t, filepath.Join(dir, "srssecrets"), "short\n")
+	write(t, filepath.Join(dir, "srsdomain"), "example.test\n")
+	if _, err = Load(dir); err == nil || !strings.Contains(err.Error(), "srssecrets:1:") {
+		t.Fatalf("short secret: %v", err)
+	}
+	os.Remove(filepath.Join(dir, "srssecrets"))
+	if _, err = Load(dir); err == nil || !strings.Contains(err.Error(), "srssecrets is missing") {
+		t.Fatalf("srsdomain without secrets: %v", err)
+	}
+}

@@ -84,7 +84,8 @@ func OpenMTA(cfg *policy.Config, cfgFn func() *policy.Config, authSvc *auth.Serv
 		m.aliases = db
 	}
 	m.Router = &gateway.Router{Config: cfgFn, Auth: authSvc, Aliases: m.aliases}
-	agent, err := deliver.New(deliver.Options{Config: cfg, Auth: authSvc, Logger: log.With("service", "deliver")})
+	agent, err := deliver.New(deliver.Options{Config: cfg, Auth: authSvc, Logger: log.With("service", "deliver"),
+		ForwardSender: func(from string) string { return cfgFn().ForwardSender(from) }})
 	if err != nil {
 		return nil, fmt.Errorf("delivery agent: %w", err)
 	}

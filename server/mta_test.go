@@ -972,3 +972,49 @@ func TestRelayDomainFromAnyClient(t *testing.T) {
 		t.Fatalf("to a foreign domain: %v, want 554", err)
 	}
 }
+
+// SRS: an alias that forwards outside sends its copy with the author's
+// SRS address as envelope sender (the local copy keeps the author's); a
+// bounce to that address, from any client, goes back to the author; a
+// forged or damaged one is refused during the session.
+func TestSRSForwardAndBounceBack(t *testing.T) {
+	h, remote := newMTAHarnessWith(t, func(h *harness) {
+		h.writeSetting("aliases", "team: alice, bob@remote.example\n")
+		h.writeSetting("srssecrets", "a long enough SRS secret\n")
+	})
+	if err := h.send("carol@remote.example", []string{"team@example.test"}, testMessage("to the team", "x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the forwarded copy", func() bool { return len(remote.messages()) == 1 })
+	fwd := remote.messages()[0]
+	if !strings.HasPrefix(fwd.from, "SRS0=") || !strings.HasSuffix(fwd.from, "=remote.example=carol@example.test") || fwd.rcpts[0] != "bob@remote.example" {
+		t.Fatalf("forwarded from %q to %v", fwd.from, fwd.rcpts)
+	}
+	waitFor(t, "alice's copy", func() bool { return len(inboxMessages(t, h, h.user)) == 1 })
+	if m := inboxMessages(t, h, h.user)[0]; !bytes.HasPrefix(m, []byte("Return-Path: <carol@remote.example>")) {
+		t.Fatalf("local copy:\n%.200s", m)
+	}
+
+	// bob's server bounces it: the bounce reaches carol.
+	if err := h.send("", []string{fwd.from}, testMessage("Undelivered Mail", "bob has left\r\n")); err != nil {
+		t.Fatalf("bounce to the SRS address: %v", err)
+	}
+	waitFor(t, "the bounce passed on to the author", func() bool { return len(remote.messages()) == 2 })
+	if b := remote.messages()[1]; b.from != "" || len(b.rcpts) != 1 || b.rcpts[0] != "carol@remote.example" {
+		t.Fatalf("bounce passed on from %q to %v", b.from, b.rcpts)
+	}
+
+	// Nobody can relay through us by making SRS addresses up.
+	forged := strings.Replace(fwd.from, "=carol@", "=mallory@", 1)
+	for _, bad := range []string{forged, "SRS0=abcd=AA=remote.example=carol@example.test", "SRS0=x@example.test"} {
+		err := h.send("", []string{bad}, testMessage("relay?", "x\r\n"))
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 1}) {
+			t.Errorf("to %s: %v, want 550 5.1.1", bad, err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(remote.messages()); n != 2 {
+		t.Fatalf("%d messages reached the remote server, want 2", n)
+	}
+}

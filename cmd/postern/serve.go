@@ -161,6 +161,9 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 			fmt.Fprintf(e.stdout, "relay      %s\n", d)
 		}
 	}
+	if cfg.SRS != nil {
+		fmt.Fprintf(e.stdout, "srs        %s (%d secret(s))\n", cfg.SRS.Domain, len(cfg.SRS.Secrets))
+	}
 	for _, l := range cfg.Listeners {
 		fmt.Fprintf(e.stdout, "listen     %-12s %s\n", l.Name, l.Address)
 	}

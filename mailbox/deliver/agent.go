@@ -122,7 +122,11 @@ type Options struct {
 	// Sendmail is the command forwards go through, as argv; "-oi -f
 	// SENDER ADDR..." is appended. Default: this binary + "sendmail".
 	Sendmail []string
-	Limits   rules.Limits
+	// ForwardSender gives a forward's envelope sender from the original
+	// one (SRS); nil uses Config.ForwardSender. A server passes its
+	// current configuration's, so that a reload applies.
+	ForwardSender func(from string) string
+	Limits        rules.Limits
 	// SystemRules is the maildroprc file; default CONFIG/maildroprc.
 	SystemRules string
 	// MaxMessageSize bounds what is read into memory for filters and

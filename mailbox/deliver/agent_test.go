@@ -514,3 +514,35 @@ func TestFolderDeliveryCountsAgainstTheMaildirQuota(t *testing.T) {
 		t.Fatalf("Lists has %d", len(got))
 	}
 }
+
+// With SRS on (srssecrets), a .courier forward is resent with the sender's
+// SRS address at our domain, which turns back into the author's address;
+// a sender of our own domain and the null sender are kept.
+func TestDotCourierForwardUsesSRS(t *testing.T) {
+	s := newTestSite(t, "alice@example.test")
+	if err := os.WriteFile(filepath.Join(s.etc, "srssecrets"), []byte("a long enough SRS secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.reload(true)
+	s.write("alice@example.test", ".courier", "carol@example.net\n")
+	for _, from := range []string{"bob@example.org", "dora@example.test", ""} {
+		o := s.agent.Deliver(context.Background(), Request{Account: s.account("alice@example.test"), Sender: from,
+			Recipient: "alice@example.test", Message: strings.NewReader(testMessage)})
+		if o.Status != StatusOK {
+			t.Fatalf("from %q: %+v", from, o)
+		}
+	}
+	var senders []string
+	for _, block := range strings.Split(s.sent(), "===\n") {
+		if f := strings.Fields(block); len(f) >= 3 && f[0] == "-oi" && f[1] == "-f" {
+			senders = append(senders, f[2])
+		}
+	}
+	if len(senders) != 3 || !strings.HasPrefix(senders[0], "SRS0=") || !strings.HasSuffix(senders[0], "=example.org=bob@example.test") ||
+		senders[1] != "dora@example.test" || senders[2] != "<>" {
+		t.Fatalf("forward senders %q", senders)
+	}
+	if back, err := s.cfg.SRS.Reverse(senders[0]); err != nil || back != "bob@example.org" {
+		t.Fatalf("Reverse(%q) = %q, %v", senders[0], back, err)
+	}
+}

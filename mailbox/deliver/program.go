@@ -148,7 +148,9 @@ func envList(vars map[string]string) []string {
 }
 
 // forward resends msg to addrs through sendmail with the original
-// envelope sender (Courier keeps it, so bounces go to the author). A
+// envelope sender (Courier keeps it, so bounces go to the author), or its
+// SRS address when the configuration turns SRS on (srssecrets), so that
+// the copy passes SPF and a bounce still reaches the author through us. A
 // filter may name its own $SENDMAIL.
 func (j *job) forward(ctx context.Context, addrs []string, msg []byte, from string, vars map[string]string) error {
 	for _, a := range addrs {
@@ -161,6 +163,12 @@ func (j *job) forward(ctx context.Context, addrs []string, msg []byte, from stri
 		if f := strings.Fields(vars["SENDMAIL"]); len(f) > 0 && vars["SENDMAIL"] != j.a.sendmailVar() {
 			argv = f
 		}
+	}
+	switch {
+	case j.a.opt.ForwardSender != nil:
+		from = j.a.opt.ForwardSender(from)
+	case j.a.opt.Config != nil:
+		from = j.a.opt.Config.ForwardSender(from)
 	}
 	if from == "" {
 		from = "<>"
