@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"strings"
 
 	"postern/auth"
 	"postern/filters/rejectlog"
@@ -34,6 +35,12 @@ type Options struct {
 	Rejects  *rejectlog.Log       // where refusals are kept; nil: nowhere
 	Logger   *slog.Logger
 	Metrics  *Metrics
+
+	// LocalUser is set for an SMTP session a local user runs on standard
+	// input (sendmail -bs): who, as the Received line shows it ("uid
+	// 1000"). Like submission, such a session gets missing Date and
+	// Message-ID fields added.
+	LocalUser string
 
 	TLSConfig   *tls.Config // STARTTLS / implicit TLS; nil: the configuration's certificate
 	ImplicitTLS bool
@@ -60,6 +67,12 @@ func NewServer(opt Options) *Server {
 	b := &backend{
 		mode: opt.Mode, cfg: opt.Config, auth: opt.Auth, router: opt.Router, local: opt.Local,
 		queue: opt.Queue, access: opt.Access, filters: opt.Filters, rejects: opt.Rejects, log: opt.Logger, metrics: opt.Metrics,
+		localUser: strings.Map(func(r rune) rune {
+			if r < ' ' || r == '(' || r == ')' || r == 0x7f {
+				return '_' // it goes into a header comment
+			}
+			return r
+		}, opt.LocalUser),
 	}
 	so := smtpd.DefaultOptions()
 	so.Hostname = cfg.Me

@@ -51,6 +51,9 @@ type backend struct {
 	rejects *rejectlog.Log       // may be nil
 	log     *slog.Logger
 	metrics *Metrics
+	// localUser names the local user of a sendmail -bs session ("uid
+	// 1000"); empty for network sessions.
+	localUser string
 }
 
 func (b *backend) Connect(ctx context.Context, c *smtpd.ConnInfo) (smtpd.Session, *smtpd.Reply) {
@@ -268,7 +271,7 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 	}
 	body.Write(s.dkimSign(ctx, c, msg))
 	body.Write(msg)
-	if s.b.mode == ModeSubmission {
+	if s.b.mode == ModeSubmission || s.b.localUser != "" {
 		addMissingHeaders(body, s.cfg.Me, time.Now())
 	}
 	if d.Verdict == filters.Quarantine {
@@ -339,11 +342,14 @@ func (s *session) receivedHeader(c *smtpd.ConnInfo, now time.Time) []byte {
 	if c.AuthUser != "" {
 		with += "A"
 	}
-	name := ""
-	if c.RemoteName != "" {
-		name = sanitizeHeaderWord(c.RemoteName) + " "
+	client := "[" + addrString(c.RemoteAddr) + "]"
+	switch {
+	case s.b.localUser != "":
+		client = s.b.localUser // sendmail -bs: a local user, not a network client
+	case c.RemoteName != "":
+		client = sanitizeHeaderWord(c.RemoteName) + " " + client
 	}
-	fmt.Fprintf(&b, "Received: from %s (%s[%s])\r\n\tby %s (Postern) with %s id %s%s", helo, name, addrString(c.RemoteAddr), s.cfg.Me, with, c.ID, tlsInfo)
+	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (Postern) with %s id %s%s", helo, client, s.cfg.Me, with, c.ID, tlsInfo)
 	if len(s.targets) == 1 {
 		fmt.Fprintf(&b, "\r\n\tfor <%s>", s.targets[0].Recipient.Addr)
 	}

@@ -1018,3 +1018,28 @@ func TestSRSForwardAndBounceBack(t *testing.T) {
 		t.Fatalf("%d messages reached the remote server, want 2", n)
 	}
 }
+
+// sendmail -bs: an SMTP session on standard input, answered to the end
+// (QUIT gets its 221 even when the input ends right after it), whose
+// message names the local user in Received and gets the Date and
+// Message-ID a script left out.
+func TestSendmailBS(t *testing.T) {
+	h, _ := newMTAHarness(t)
+	cmd := exec.Command(buildPostern(t), "--config", h.etc, "sendmail", "-bs")
+	cmd.Stdin = strings.NewReader("EHLO localhost\r\nMAIL FROM:<cron@example.test>\r\nRCPT TO:<" + h.user + ">\r\nDATA\r\nSubject: via -bs\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sendmail -bs: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "\r\n250 2.0.0 Ok: queued as ") || !strings.HasSuffix(string(out), "221 2.0.0 Bye\r\n") {
+		t.Fatalf("sendmail -bs said:\n%s", out)
+	}
+	msgs := inboxMessages(t, h, h.user)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages delivered", len(msgs))
+	}
+	m := string(msgs[0])
+	if !strings.Contains(m, fmt.Sprintf("Received: from localhost (uid %d", os.Getuid())) || !strings.Contains(m, "\nDate: ") || !strings.Contains(m, "\nMessage-ID: <") {
+		t.Fatalf("delivered:\n%s", m)
+	}
+}

@@ -6,9 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -240,28 +243,61 @@ func sendmailSMTP(e *env, cfg *policy.Config) int {
 		fmt.Fprintf(e.stderr, "sendmail -bs: %v\n", err)
 		return 70
 	}
+	who := fmt.Sprintf("uid %d", os.Getuid())
+	if u, err := user.Current(); err == nil {
+		who += " " + u.Username
+	}
 	srv := gateway.NewServer(gateway.Options{
 		Mode: gateway.ModeMX, Listener: "sendmail", Config: func() *policy.Config { return cfg },
 		Router: gw.router, Local: gw.local, Queue: gw.queue,
-		Access: func() *access.Rules { return relayAll }, Logger: gw.log,
+		Access: func() *access.Rules { return relayAll }, Logger: gw.log, LocalUser: who,
 	})
-	client, serverSide := net.Pipe()
+	// A socket pair rather than net.Pipe: when standard input ends, the
+	// client side is shut for writing, so the session reads the end of
+	// its input after the commands before it (a QUIT included) have
+	// been answered, however long their delivery took.
+	client, serverSide, err := socketPair()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sendmail -bs: %v\n", err)
+		return 71
+	}
 	ln := &oneConnListener{conn: serverSide, done: make(chan struct{})}
 	go srv.Serve(ln)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // server -> stdout
-		defer wg.Done()
+	out := make(chan struct{})
+	go func() { // server -> stdout, until the session closes its side
+		defer close(out)
 		io.Copy(e.stdout, client)
 	}()
 	io.Copy(client, e.stdin) // stdin -> server, until EOF
-	time.Sleep(50 * time.Millisecond)
+	client.CloseWrite()
+	select {
+	case <-out:
+	case <-time.After(10 * time.Minute): // a delivery that hangs is not waited for forever
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(ctx)
 	client.Close()
-	wg.Wait()
 	return 0
+}
+
+// socketPair returns the two ends of a connected Unix stream socket pair.
+func socketPair() (*net.UnixConn, net.Conn, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	conns := make([]net.Conn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "sendmail-bs")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("socketpair: %w", err)
+		}
+		conns[i] = c
+	}
+	return conns[0].(*net.UnixConn), conns[1], nil
 }
 
 // oneConnListener hands out one connection, then blocks until closed.
