@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"net"
 	"strings"
@@ -421,4 +422,40 @@ func TestUnescapeTXT(t *testing.T) {
 			t.Errorf("unescapeTXT(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzUnescapeTXT sends any bytes as a TXT character-string through
+// miekg/dns's wire format and back: unescapeTXT must give the bytes sent.
+func FuzzUnescapeTXT(f *testing.F) {
+	for _, s := range []string{"v=STSv1; id=1;", `a"b\c`, "\x00\xff\t", `\065`, "\\"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, sent []byte) {
+		if len(sent) > 255 {
+			sent = sent[:255]
+		}
+		// Build the wire form by hand: the RDATA is one length-prefixed
+		// character-string holding exactly the bytes sent.
+		m := new(dns.Msg)
+		m.SetQuestion("x.test.", dns.TypeTXT)
+		m.Answer = []dns.RR{&dns.RFC3597{
+			Hdr:   dns.RR_Header{Name: "x.test.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+			Rdata: hex.EncodeToString(append([]byte{byte(len(sent))}, sent...)),
+		}}
+		wire, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var in dns.Msg
+		if err := in.Unpack(wire); err != nil {
+			t.Fatal(err)
+		}
+		txt, ok := in.Answer[0].(*dns.TXT)
+		if !ok || len(txt.Txt) != 1 {
+			t.Fatalf("unpacked %v", in.Answer[0])
+		}
+		if got := unescapeTXT(txt.Txt[0]); got != string(sent) {
+			t.Fatalf("sent %q, miekg gave %q, unescaped %q", sent, txt.Txt[0], got)
+		}
+	})
 }
