@@ -113,6 +113,12 @@ type Config struct {
 	TrustedProxies []netip.Prefix // may send PROXY headers ("trustedproxies")
 	XCLIENTFrom    []netip.Prefix // may send XCLIENT ("xclient")
 	RemotePort     int            // port of remote SMTP servers found by MX ("remoteport", 25)
+	// DANE authenticates MX hosts by their DNSSEC-signed TLSA records
+	// ("dane", default yes; needs a validating resolver in "resolvers").
+	DANE bool
+	// MTASTS applies destination domains' MTA-STS policies ("mtasts",
+	// default yes).
+	MTASTS bool
 
 	// The queue, with Courier's setting names and defaults.
 	QueueTime     time.Duration // give up and bounce after this ("queuetime", 7d)
@@ -285,6 +291,8 @@ func Load(dir string) (*Config, error) {
 	c.TrustedProxies = l.networks("trustedproxies")
 	c.XCLIENTFrom = l.networks("xclient")
 	c.RemotePort = int(l.number("remoteport", 25, 1, 65535))
+	c.DANE = l.boolean("dane", true)
+	c.MTASTS = l.boolean("mtasts", true)
 	c.QueueTime = l.duration("queuetime", 7*24*time.Hour)
 	c.WarnTime = l.duration("warntime", 4*time.Hour)
 	c.RetryAlpha = l.duration("retryalpha", 5*time.Minute)

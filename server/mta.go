@@ -15,6 +15,7 @@ import (
 	"postern/gateway"
 	"postern/gateway/delivery"
 	"postern/gateway/outbound"
+	"postern/gateway/outbound/mtasts"
 	"postern/gateway/queue"
 	"postern/mailbox/deliver"
 	"postern/mailbox/maildir"
@@ -154,12 +155,28 @@ func (m *MTA) Reload(cfg *policy.Config) error {
 	if err != nil {
 		return fmt.Errorf("smarthostauth: %w", err)
 	}
+	resolver := outbound.NewDNSResolver(cfg.Resolvers, 10*time.Second)
+	var sts *mtasts.Client
+	if cfg.MTASTS {
+		sts, err = mtasts.New(mtasts.Options{
+			LookupTXT:    resolver.LookupTXT,
+			IsNotFound:   outbound.IsNoSuchDomain,
+			LookupIPAddr: resolver.LookupIPAddr,
+			Dir:          filepath.Join(cfg.DataDir, "state", "mta-sts"),
+			Logger:       m.log.With("service", "mta-sts"),
+		})
+		if err != nil {
+			return fmt.Errorf("mta-sts: %w", err)
+		}
+	}
 	client, err := outbound.New(outbound.Options{
 		Hostname: cfg.Me,
 		Routes:   routes,
 		Auth:     creds,
-		Resolver: outbound.NewDNSResolver(cfg.Resolvers, 10*time.Second),
+		Resolver: resolver,
 		Port:     cfg.RemotePort,
+		DANE:     cfg.DANE,
+		MTASTS:   sts,
 		Logger:   m.log.With("service", "outbound"),
 	})
 	if err != nil {

@@ -161,6 +161,7 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 			fmt.Fprintf(e.stdout, "relay      %s\n", d)
 		}
 	}
+	fmt.Fprintf(e.stdout, "outbound   dane=%s mtasts=%s\n", yesNo(cfg.DANE), yesNo(cfg.MTASTS))
 	if cfg.SRS != nil {
 		fmt.Fprintf(e.stdout, "srs        %s (%d secret(s))\n", cfg.SRS.Domain, len(cfg.SRS.Secrets))
 	}
@@ -256,4 +257,11 @@ func parseQuiet(v string) (int, time.Duration, error) {
 		}
 	}
 	return sessions, wait, nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }

@@ -30,6 +30,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"postern/gateway/delivery"
+	"postern/gateway/outbound/dane"
+	"postern/gateway/outbound/mtasts"
 )
 
 // Options configure a Client. Only Hostname is required.
@@ -57,6 +59,16 @@ type Options struct {
 	// kept for the next message to the same host; default 5s, negative
 	// disables the cache. Call Close to end cached sessions.
 	ConnCacheIdle time.Duration
+
+	// DANE authenticates MX hosts with their DNSSEC-signed TLSA records
+	// (RFC 7672) when Resolver is a SecureResolver: it trusts the AD bit
+	// of its answers, so its servers must be a validating resolver on a
+	// trusted path (this host). Routes with their own /SECURITY are left
+	// as they are.
+	DANE bool
+	// MTASTS, when set, applies destination domains' MTA-STS policies
+	// (RFC 8461) to MX deliveries without DANE.
+	MTASTS *mtasts.Client
 
 	MaxHosts            int // MX hosts tried per delivery; default 5
 	MaxAddressesPerHost int // addresses tried per host; default 3
@@ -130,6 +142,7 @@ const (
 	statusTooBig         = "5.3.4"
 	statusNeedsSMTPUTF8  = "5.6.7"  // RFC 6531 section 3.6.2 (RFC 6532)
 	statusNeedsREQUIRETL = "5.7.10" // RFC 8689 section 5
+	statusNoValidMX      = "4.7.5"  // MTA-STS: no MX host the policy allows (RFC 8461 section 5)
 )
 
 // failure is a delivery failure that applies to every recipient of an
@@ -255,6 +268,9 @@ func (c *Client) deliverDomain(ctx context.Context, env *delivery.Envelope, doma
 	if f != nil {
 		return all(f)
 	}
+	if hosts, f = c.applyMTASTS(ctx, domain, route, hosts, log); f != nil {
+		return all(f)
+	}
 	var temp, perm *failure
 	tried := 0
 hosts:
@@ -265,7 +281,7 @@ hosts:
 			}
 			tried++
 			res, reasons, f := c.attempt(ctx, env, route, h, addr, rcpts, msg, false)
-			if f != nil && f.reason == "tls-handshake" && c.security(route, env) == SecurityOpportunistic {
+			if f != nil && f.reason == "tls-handshake" && c.hostSecurity(route, env, h) == SecurityOpportunistic {
 				// Opportunistic TLS failed mid-handshake: the peer offered
 				// STARTTLS it cannot do. Sending in clear is no worse than a
 				// peer that never offered it (RFC 3207 section 4.1), and is
@@ -309,6 +325,14 @@ type host struct {
 	name    string // host name, or the address for a literal relay
 	literal bool
 	addrs   []netip.Addr
+	// dane is what the host's TLSA records require (RFC 7672 section
+	// 2.2), found only when DANE is on and its MX and address lookups were
+	// validated; tlsa are the records that authenticate it.
+	dane dane.Requirement
+	tlsa []dane.Record
+	// sts: an MTA-STS policy in enforce mode names this host, so it gets
+	// TLS with a certificate valid for its name (RFC 8461 section 4.2).
+	sts bool
 }
 
 // resolve finds the hosts to try for domain under route (RFC 5321 5.1).
@@ -329,7 +353,21 @@ func (c *Client) resolve(ctx context.Context, domain string, route Route) ([]hos
 		}
 		return []host{h}, nil
 	}
-	mxs, err := c.opts.Resolver.LookupMX(ctx, domain)
+	sr, _ := c.opts.Resolver.(SecureResolver)
+	if !c.opts.DANE || route.Security != SecurityOpportunistic {
+		sr = nil
+	}
+	var mxs []*net.MX
+	var err error
+	mxSecure := false
+	if sr != nil {
+		mxs, mxSecure, err = sr.LookupMXSecure(ctx, domain)
+	} else {
+		mxs, err = c.opts.Resolver.LookupMX(ctx, domain)
+	}
+	if !mxSecure {
+		sr = nil // RFC 7672 section 2.2.1: no DANE for hosts named by an insecure MX RRset
+	}
 	if err != nil {
 		if isNoSuchDomain(err) {
 			return nil, localFailure(false, statusNoSuchDomain, "no-such-domain", fmt.Errorf("MX %s: %w", domain, err))
@@ -355,6 +393,9 @@ func (c *Client) resolve(ctx context.Context, domain string, route Route) ([]hos
 	var lastFail *failure
 	for _, n := range names {
 		h, f := c.lookupHost(ctx, n, route)
+		if f == nil && sr != nil {
+			f = c.lookupDANE(ctx, sr, &h, route)
+		}
 		if f != nil {
 			lastFail = f
 			continue
@@ -378,6 +419,65 @@ func (c *Client) resolve(ctx context.Context, domain string, route Route) ([]hos
 		return nil, lastFail
 	}
 	return nil, lastFail
+}
+
+// lookupDANE finds what h's TLSA records require (RFC 7672 section 2.2):
+// only when its addresses were validated too, and a failed TLSA lookup
+// makes the host one not to use (its records may say TLS is required).
+func (c *Client) lookupDANE(ctx context.Context, sr SecureResolver, h *host, route Route) *failure {
+	_, secure, err := sr.LookupIPAddrSecure(ctx, h.name)
+	if err != nil || !secure {
+		return nil // lookupHost has the addresses; insecure ones get no DANE
+	}
+	port := route.Port
+	if port == 0 {
+		port = c.opts.Port
+	}
+	rrs, secure, err := sr.LookupTLSA(ctx, port, h.name)
+	if err != nil {
+		f := localFailure(true, statusDNSTemporary, "dane-tlsa", fmt.Errorf("TLSA _%d._tcp.%s: %w", port, h.name, err))
+		f.nextHost = true
+		return f
+	}
+	h.dane, h.tlsa = dane.Classify(rrs, secure)
+	return nil
+}
+
+// applyMTASTS applies the domain's MTA-STS policy (RFC 8461 section 5) to
+// an MX delivery with the default security and no DANE host: in enforce
+// mode only the hosts the policy names are used, each with TLS and a
+// certificate valid for its name; none named is a temporary failure. In
+// testing mode the mismatches are logged and delivery goes on as before.
+func (c *Client) applyMTASTS(ctx context.Context, domain string, route Route, hosts []host, log *slog.Logger) ([]host, *failure) {
+	if c.opts.MTASTS == nil || !route.UsesMX() || route.Security != SecurityOpportunistic {
+		return hosts, nil
+	}
+	for _, h := range hosts {
+		if h.dane != dane.Opportunistic {
+			return hosts, nil // DANE takes precedence (RFC 8461 section 2)
+		}
+	}
+	p, err := c.opts.MTASTS.Policy(ctx, domain)
+	if err != nil || p == nil || p.Mode == mtasts.ModeNone {
+		return hosts, nil // no policy: deliver as without one (section 3.3)
+	}
+	var kept []host
+	for _, h := range hosts {
+		if p.Match(h.name) {
+			h.sts = p.Mode == mtasts.ModeEnforce
+			kept = append(kept, h)
+		} else {
+			log.Info("MX host not in the domain's MTA-STS policy", "host", h.name, "mode", p.Mode, "policy_id", p.ID)
+		}
+	}
+	if p.Mode != mtasts.ModeEnforce {
+		return hosts, nil
+	}
+	if len(kept) == 0 {
+		return nil, localFailure(true, statusNoValidMX, "mta-sts",
+			fmt.Errorf("no MX host of %s is allowed by its MTA-STS policy (id %s: %s)", domain, p.ID, strings.Join(p.MX, ", ")))
+	}
+	return kept, nil
 }
 
 // lookupHost resolves name to addresses allowed by route, IPv4 first, then
@@ -438,6 +538,25 @@ func (c *Client) security(route Route, env *delivery.Envelope) Security {
 	return route.Security
 }
 
+// hostSecurity is the TLS policy for a connection to h: the route's (with
+// REQUIRETLS, see security) or, for MX hosts under the default one, what
+// DANE or MTA-STS require of h.
+func (c *Client) hostSecurity(route Route, env *delivery.Envelope, h host) Security {
+	sec := c.security(route, env)
+	if route.Security != SecurityOpportunistic {
+		return sec
+	}
+	switch {
+	case h.dane == dane.Authenticate:
+		return SecurityDANE // authenticated: REQUIRETLS is satisfied too
+	case h.dane == dane.EncryptOnly && sec == SecurityOpportunistic:
+		return SecurityStartTLS // TLSA records, none usable: encrypt, cannot authenticate
+	case h.sts:
+		return SecurityRequired
+	}
+	return sec
+}
+
 // tlsConfig returns the configuration for a connection to h.
 func (c *Client) tlsConfig(h host, verify bool) *tls.Config {
 	var cfg *tls.Config
@@ -455,6 +574,15 @@ func (c *Client) tlsConfig(h host, verify bool) *tls.Config {
 	// Opportunistic TLS does not verify: an unverified session still
 	// protects against passive listeners (RFC 3207 section 4.1, RFC 7435).
 	cfg.InsecureSkipVerify = !verify
+	if verify && len(h.tlsa) > 0 {
+		// DANE: the TLSA records decide, not the CA roots (RFC 7672
+		// section 3.1); the reference name is the MX host's (3.2.2).
+		cfg.InsecureSkipVerify = true
+		records, names := h.tlsa, []string{h.name}
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			return dane.Verify(cs.PeerCertificates, records, names, time.Now())
+		}
+	}
 	return cfg
 }
 
@@ -494,7 +622,7 @@ func (s *session) unwatch() {
 func (c *Client) attempt(ctx context.Context, env *delivery.Envelope, route Route, h host, addr netip.Addr, rcpts []delivery.Recipient, msg delivery.Message, noTLS bool) ([]delivery.Result, []string, *failure) {
 	c.stats.attempt()
 	remoteMTA := "dns; " + h.name
-	sec := c.security(route, env)
+	sec := c.hostSecurity(route, env, h)
 	port := route.Port
 	if port == 0 {
 		port = c.opts.Port
@@ -576,7 +704,8 @@ func (c *Client) connect(ctx context.Context, key poolKey, route Route, h host, 
 		}
 		return nil, f
 	}
-	verify := sec == SecurityRequired || sec == SecuritySMTPS
+	verify := sec == SecurityRequired || sec == SecuritySMTPS || sec == SecurityDANE
+	mandatory := sec == SecurityStartTLS || sec == SecurityRequired || sec == SecurityDANE
 	if sec == SecuritySMTPS {
 		tc := tls.Client(s.conn, c.tlsConfig(h, true))
 		hctx, cancel := context.WithTimeout(ctx, c.opts.CommandTimeout)
@@ -595,10 +724,10 @@ func (c *Client) connect(ctx context.Context, key poolKey, route Route, h host, 
 		offered, _ := s.sc.Extension("STARTTLS")
 		switch {
 		case offered:
-			if f := s.startTLS(ctx, sec == SecurityStartTLS || sec == SecurityRequired, verify); f != nil {
+			if f := s.startTLS(ctx, mandatory, verify); f != nil {
 				return fail(f)
 			}
-		case sec == SecurityStartTLS || sec == SecurityRequired:
+		case mandatory:
 			f := localFailure(true, statusTLSFailed, "tls-required", fmt.Errorf("%s does not offer STARTTLS and the route requires TLS; not sending in clear", h.name))
 			f.nextHost = true
 			if env.RequireTLS {
@@ -659,7 +788,11 @@ func (s *session) startTLS(ctx context.Context, mandatory, verify bool) *failure
 	err = tc.HandshakeContext(hctx)
 	cancel()
 	if err != nil {
-		return tlsFailure(s.host, err, verify)
+		f := tlsFailure(s.host, err, verify)
+		if len(s.host.tlsa) > 0 && verify {
+			f.reason = "dane-verify"
+		}
+		return f
 	}
 	s.conn, s.tls, s.verified = tc, true, verify
 	s.sc = c.newSMTPClient(&greetedConn{Conn: tc, pending: []byte("220 " + s.host.name + " TLS ready\r\n")})

@@ -91,8 +91,10 @@ func (e *DNSError) Unwrap() []error {
 	return []error{e.Class}
 }
 
-// isNoSuchDomain reports whether err says the name does not exist, for our
-// resolver and for the standard library's.
+// IsNoSuchDomain reports whether err says the name does not exist, for
+// our resolver and for the standard library's.
+func IsNoSuchDomain(err error) bool { return isNoSuchDomain(err) }
+
 func isNoSuchDomain(err error) bool {
 	if errors.Is(err, ErrNoSuchDomain) {
 		return true

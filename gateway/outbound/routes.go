@@ -40,6 +40,10 @@ const (
 	// SecuritySMTPS speaks TLS from the first byte (RFC 8314 implicit
 	// TLS) and verifies the certificate as SecurityRequired does.
 	SecuritySMTPS
+	// SecurityDANE is not written in routes: an MX host whose DNSSEC-signed
+	// TLSA records authenticate it (RFC 7672) gets STARTTLS, required, and
+	// a certificate that those records match.
+	SecurityDANE
 )
 
 var securityNames = map[Security]string{
@@ -48,6 +52,7 @@ var securityNames = map[Security]string{
 	SecurityStartTLS:      "STARTTLS",
 	SecurityRequired:      "REQUIRED",
 	SecuritySMTPS:         "SMTPS",
+	SecurityDANE:          "DANE",
 }
 
 func (s Security) String() string {
