@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +12,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
@@ -26,15 +29,103 @@ import (
 	"postern/server"
 )
 
-const queueUsage = `Usage: postern queue list             every queued message, with each recipient's state
-       postern queue show ID          one message's envelope and delivery history
-       postern queue retry [ID]       retry now (one message, or all)
-       postern queue delete ID        remove a message silently
-       postern queue bounce ID        give up now and return the message to its sender
+const queueUsage = `Usage: postern queue list [--from TEXT] [--to TEXT] [--json]
+       postern queue show ID
+       postern queue retry [ID... | ALL | --from TEXT | --to TEXT]
+       postern queue delete ID... | ALL | --from TEXT | --to TEXT
+       postern queue bounce ID... | ALL | --from TEXT | --to TEXT
+
+list    every queued message (or those selected), with each recipient's
+        state; --json prints one JSON object per message
+show    one message's envelope and delivery history
+retry   retry now; without a selection, every message
+delete  remove messages silently (no DSN)
+bounce  give up now and return the messages to their senders
+
+A selection is message IDs (an ID "-" reads more from standard input, the
+first word of each line, as "postern queue list --json | jq" or Postfix's
+postsuper -d - expect), ALL, or --from/--to: the messages whose sender, or
+one of whose recipients, contains TEXT (case-insensitive; "<>" is the null
+sender). Bulk changes report their progress on standard error.
 
 Works while the server runs: it notices changes within about a second.
 "mailq" (or "postern sendmail -bp") is "postern queue list". See docs/mailq.md.
 `
+
+// queueSelection is the messages a queue command acts on.
+type queueSelection struct {
+	ids      []string
+	all      bool
+	from, to string
+}
+
+func (q queueSelection) empty() bool { return len(q.ids) == 0 && !q.all && q.from == "" && q.to == "" }
+
+// matches reports whether m is selected by the --from and --to filters.
+func (q queueSelection) matches(m queue.Summary) bool {
+	if q.from != "" {
+		from := m.From
+		if from == "" {
+			from = "<>"
+		}
+		if !strings.Contains(strings.ToLower(from), strings.ToLower(q.from)) {
+			return false
+		}
+	}
+	if q.to != "" {
+		return slices.ContainsFunc(m.Rcpts, func(r delivery.Recipient) bool {
+			return strings.Contains(strings.ToLower(r.Addr), strings.ToLower(q.to))
+		})
+	}
+	return true
+}
+
+// parseQueueArgs reads IDs, ALL, "-" (IDs from stdin), --from, --to and
+// --json in any order.
+func parseQueueArgs(e *env, cmd string, args []string) (sel queueSelection, asJSON bool, ok bool) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		value := func() string {
+			if k, v, found := strings.Cut(a, "="); found && strings.HasPrefix(k, "-") {
+				return v
+			}
+			if i+1 < len(args) {
+				i++
+				return args[i]
+			}
+			fmt.Fprintf(e.stderr, "postern queue %s: %s needs a value\n", cmd, a)
+			ok = false
+			return ""
+		}
+		ok = true
+		switch name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "="); {
+		case a == "-":
+			sc := bufio.NewScanner(e.stdin)
+			for sc.Scan() {
+				if f := strings.Fields(sc.Text()); len(f) > 0 {
+					sel.ids = append(sel.ids, strings.TrimSuffix(f[0], "*"))
+				}
+			}
+		case strings.HasPrefix(a, "-") && name == "from":
+			sel.from = value()
+		case strings.HasPrefix(a, "-") && name == "to":
+			sel.to = value()
+		case strings.HasPrefix(a, "-") && name == "json":
+			asJSON = true
+		case strings.HasPrefix(a, "-"):
+			fmt.Fprintf(e.stderr, "postern queue %s: unknown option %s (see --help)\n", cmd, a)
+			return sel, false, false
+		case a == "ALL":
+			sel.all = true
+		default:
+			sel.ids = append(sel.ids, a)
+		}
+		if !ok {
+			return sel, false, false
+		}
+	}
+	return sel, asJSON, true
+}
 
 func runQueue(e *env, args []string) int {
 	if len(args) == 0 || slices.ContainsFunc(args, func(a string) bool { return wantsHelp([]string{a}) }) || args[0] == "help" {
@@ -44,31 +135,27 @@ func runQueue(e *env, args []string) int {
 		}
 		return 0
 	}
+	cmd := args[0]
+	sel, asJSON, ok := parseQueueArgs(e, cmd, args[1:])
+	if !ok {
+		return 64
+	}
 	cfg, err := policy.Load(e.configDir)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "postern queue: configuration:\n%v\n", err)
 		return 78
 	}
 	dir := filepath.Join(cfg.DataDir, "queue")
-	id := ""
-	if len(args) > 1 {
-		id = args[1]
-	}
-	needID := func() bool {
-		if id == "" {
-			fmt.Fprintf(e.stderr, "postern queue %s: give a message ID (see 'postern queue list')\n", args[0])
-			return false
-		}
-		return true
-	}
-	switch args[0] {
+	var act func(dir, id string) error
+	switch cmd {
 	case "list":
-		return printQueue(e, dir)
+		return printQueue(e, dir, sel, asJSON)
 	case "show":
-		if !needID() {
+		if len(sel.ids) != 1 {
+			fmt.Fprintf(e.stderr, "postern queue show: give one message ID (see 'postern queue list')\n")
 			return 64
 		}
-		env, err := queue.Show(dir, id)
+		env, err := queue.Show(dir, sel.ids[0])
 		if err != nil {
 			fmt.Fprintf(e.stderr, "postern queue show: %v\n", err)
 			return 1
@@ -76,30 +163,63 @@ func runQueue(e *env, args []string) int {
 		printEnvelope(e.stdout, env)
 		return 0
 	case "retry":
-		err = queue.Retry(dir, id)
+		if sel.empty() {
+			sel.all = true // as before: retry everything
+		}
+		act = queue.Retry
 	case "delete":
-		if !needID() {
-			return 64
-		}
-		err = queue.Delete(dir, id)
+		act = queue.Delete
 	case "bounce":
-		if !needID() {
-			return 64
-		}
-		err = queue.Bounce(dir, id)
+		act = queue.Bounce
 	default:
-		fmt.Fprintf(e.stderr, "postern queue: unknown subcommand %q\n%s", args[0], queueUsage)
+		fmt.Fprintf(e.stderr, "postern queue: unknown subcommand %q\n%s", cmd, queueUsage)
 		return 64
 	}
-	if err != nil {
-		fmt.Fprintf(e.stderr, "postern queue %s: %v\n", args[0], err)
+	if sel.empty() {
+		fmt.Fprintf(e.stderr, "postern queue %s: give message IDs, ALL, --from or --to (see 'postern queue list')\n", cmd)
+		return 64
+	}
+	ids := sel.ids
+	if sel.all || sel.from != "" || sel.to != "" {
+		msgs, err := queue.List(dir)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "postern queue %s: %v\n", cmd, err)
+			return 1
+		}
+		for _, m := range msgs {
+			if sel.matches(m) {
+				ids = append(ids, m.ID)
+			}
+		}
+	}
+	return queueBulk(e, cmd, dir, ids, act)
+}
+
+// queueBulk applies act to each message, reporting progress on standard
+// error when there are many, and the count at the end.
+func queueBulk(e *env, cmd, dir string, ids []string, act func(dir, id string) error) int {
+	failed := 0
+	start := time.Now()
+	last := start
+	for i, id := range ids {
+		if err := act(dir, id); err != nil {
+			fmt.Fprintf(e.stderr, "postern queue %s: %v\n", cmd, err)
+			failed++
+		}
+		if now := time.Now(); len(ids) >= 100 && now.Sub(last) >= time.Second {
+			last = now
+			fmt.Fprintf(e.stderr, "postern queue %s: %d of %d (%.0f/s)\n", cmd, i+1, len(ids), float64(i+1)/now.Sub(start).Seconds())
+		}
+	}
+	done := len(ids) - failed
+	fmt.Fprintf(e.stdout, "%s: %d message(s)", cmd, done)
+	if len(ids) == 1 && failed == 0 {
+		fmt.Fprintf(e.stdout, " (%s)", ids[0])
+	}
+	fmt.Fprintln(e.stdout)
+	if failed > 0 {
 		return 1
 	}
-	what := "every message"
-	if id != "" {
-		what = id
-	}
-	fmt.Fprintf(e.stdout, "%s: %s\n", args[0], what)
 	return 0
 }
 
@@ -113,18 +233,31 @@ func runMailq(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "mailq: configuration:\n%v\n", err)
 		return 78
 	}
-	return printQueue(e, filepath.Join(cfg.DataDir, "queue"))
+	return printQueue(e, filepath.Join(cfg.DataDir, "queue"), queueSelection{}, false)
 }
 
 var statusNames = map[delivery.Status]string{delivery.StatusPending: "pending", delivery.StatusDelivered: "delivered", delivery.StatusFailed: "failed"}
 
 // printQueue lists the queue in the spirit of mailq: one block per message,
 // one line per recipient with its state and last result.
-func printQueue(e *env, dir string) int {
-	msgs, err := queue.List(dir)
+func printQueue(e *env, dir string, sel queueSelection, asJSON bool) int {
+	all, err := queue.List(dir)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "postern queue list: %v\n", err)
 		return 1
+	}
+	var msgs []queue.Summary
+	for _, m := range all {
+		if sel.matches(m) && (len(sel.ids) == 0 || slices.Contains(sel.ids, m.ID)) {
+			msgs = append(msgs, m)
+		}
+	}
+	if asJSON {
+		return printQueueJSON(e, msgs)
+	}
+	if len(msgs) == 0 && len(all) > 0 {
+		fmt.Fprintf(e.stdout, "-- 0 of %d message(s) selected\n", len(all))
+		return 0
 	}
 	if len(msgs) == 0 {
 		fmt.Fprintln(e.stdout, "Mail queue is empty")
@@ -152,6 +285,45 @@ func printQueue(e *env, dir string) int {
 	}
 	w.Flush()
 	fmt.Fprintf(e.stdout, "-- %d message(s)\n", len(msgs))
+	return 0
+}
+
+// queueJSON is one message of "postern queue list --json", one object per
+// line (as Postfix's postqueue -j).
+type queueJSON struct {
+	ID              string          `json:"id"`
+	From            string          `json:"from"`
+	Received        time.Time       `json:"received"`
+	Size            int64           `json:"size"`
+	BounceRequested bool            `json:"bounce_requested,omitempty"`
+	Recipients      []queueRcptJSON `json:"recipients"`
+}
+
+type queueRcptJSON struct {
+	Address     string     `json:"address"`
+	Status      string     `json:"status"`
+	Attempts    int        `json:"attempts"`
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+	LastResult  string     `json:"last_result,omitempty"`
+}
+
+func printQueueJSON(e *env, msgs []queue.Summary) int {
+	enc := json.NewEncoder(e.stdout)
+	for _, m := range msgs {
+		out := queueJSON{ID: m.ID, From: m.From, Received: m.Received, Size: m.Size, BounceRequested: m.BounceRequested}
+		for _, r := range m.Rcpts {
+			rj := queueRcptJSON{Address: r.Addr, Status: statusNames[r.Status], Attempts: r.Attempts, LastResult: r.LastResult}
+			if r.Status == delivery.StatusPending && !r.NextAttempt.IsZero() {
+				next := r.NextAttempt
+				rj.NextAttempt = &next
+			}
+			out.Recipients = append(out.Recipients, rj)
+		}
+		if err := enc.Encode(out); err != nil {
+			fmt.Fprintf(e.stderr, "postern queue list: %v\n", err)
+			return 1
+		}
+	}
 	return 0
 }
 
