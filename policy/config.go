@@ -113,6 +113,10 @@ type Config struct {
 	TrustedProxies []netip.Prefix // may send PROXY headers ("trustedproxies")
 	XCLIENTFrom    []netip.Prefix // may send XCLIENT ("xclient")
 	RemotePort     int            // port of remote SMTP servers found by MX ("remoteport", 25)
+	// SourceAddrs are the local addresses outbound connections come from,
+	// one IPv4 and one IPv6 at most ("sourceaddress"; Postfix's
+	// smtp_bind_address); none: the kernel's choice.
+	SourceAddrs []netip.Addr
 	// DANE authenticates MX hosts by their DNSSEC-signed TLSA records
 	// ("dane", default yes; needs a validating resolver in "resolvers").
 	DANE bool
@@ -291,6 +295,7 @@ func Load(dir string) (*Config, error) {
 	c.TrustedProxies = l.networks("trustedproxies")
 	c.XCLIENTFrom = l.networks("xclient")
 	c.RemotePort = int(l.number("remoteport", 25, 1, 65535))
+	c.SourceAddrs = l.sourceAddrs("sourceaddress")
 	c.DANE = l.boolean("dane", true)
 	c.MTASTS = l.boolean("mtasts", true)
 	c.QueueTime = l.duration("queuetime", 7*24*time.Hour)
@@ -477,6 +482,27 @@ func ParseDuration(s string) (time.Duration, error) {
 }
 
 // networks reads IP networks, one per line: CIDR or a single address.
+// sourceAddrs reads addresses to bind outbound connections to: at most
+// one per family, each one this host may bind (checked when used).
+func (l *loader) sourceAddrs(name string) []netip.Addr {
+	var out []netip.Addr
+	for _, ln := range l.lines(name) {
+		a, err := netip.ParseAddr(ln.Text)
+		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
+			l.fail(ln.Errorf("%s: want an IPv4 or IPv6 address of this host, got %q", name, ln.Text))
+			continue
+		}
+		a = a.Unmap()
+		for _, b := range out {
+			if b.Is4() == a.Is4() {
+				l.fail(ln.Errorf("%s: one address per family (%s is already given)", name, b))
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
 func (l *loader) networks(name string) []netip.Prefix {
 	var out []netip.Prefix
 	for _, ln := range l.lines(name) {

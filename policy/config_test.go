@@ -438,3 +438,21 @@ func TestSRSSettings(t *testing.T) {
 		t.Fatalf("srsdomain without secrets: %v", err)
 	}
 }
+
+// sourceaddress: one address per family; anything else is refused with
+// the file and line.
+func TestSourceAddress(t *testing.T) {
+	dir := validDir(t)
+	write(t, filepath.Join(dir, "sourceaddress"), "192.0.2.7\n2001:db8::7\n")
+	c, err := Load(dir)
+	if err != nil || len(c.SourceAddrs) != 2 || c.SourceAddrs[0].String() != "192.0.2.7" || c.SourceAddrs[1].String() != "2001:db8::7" {
+		t.Fatalf("sourceaddress: %v %v", c.SourceAddrs, err)
+	}
+	write(t, filepath.Join(dir, "sourceaddress"), "192.0.2.7\n192.0.2.8\n0.0.0.0\nmx.example.org\n")
+	_, err = Load(dir)
+	for _, want := range []string{"sourceaddress:2: sourceaddress: one address per family", "sourceaddress:3:", "sourceaddress:4:"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("bad sourceaddress: %v, want %q", err, want)
+		}
+	}
+}

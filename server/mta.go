@@ -170,14 +170,15 @@ func (m *MTA) Reload(cfg *policy.Config) error {
 		}
 	}
 	client, err := outbound.New(outbound.Options{
-		Hostname: cfg.Me,
-		Routes:   routes,
-		Auth:     creds,
-		Resolver: resolver,
-		Port:     cfg.RemotePort,
-		DANE:     cfg.DANE,
-		MTASTS:   sts,
-		Logger:   m.log.With("service", "outbound"),
+		Hostname:   cfg.Me,
+		Routes:     routes,
+		Auth:       creds,
+		Resolver:   resolver,
+		Port:       cfg.RemotePort,
+		DANE:       cfg.DANE,
+		LocalAddrs: cfg.SourceAddrs,
+		MTASTS:     sts,
+		Logger:     m.log.With("service", "outbound"),
 	})
 	if err != nil {
 		return fmt.Errorf("outbound: %w", err)

@@ -392,8 +392,8 @@ func (c *Client) resolve(ctx context.Context, domain string, route Route) ([]hos
 	var hosts []host
 	var lastFail *failure
 	for _, n := range names {
-		h, f := c.lookupHost(ctx, n, route)
-		if f == nil && sr != nil {
+		h, secure, f := c.lookupHostSecure(ctx, n, route, sr)
+		if f == nil && secure {
 			f = c.lookupDANE(ctx, sr, &h, route)
 		}
 		if f != nil {
@@ -421,14 +421,10 @@ func (c *Client) resolve(ctx context.Context, domain string, route Route) ([]hos
 	return nil, lastFail
 }
 
-// lookupDANE finds what h's TLSA records require (RFC 7672 section 2.2):
-// only when its addresses were validated too, and a failed TLSA lookup
-// makes the host one not to use (its records may say TLS is required).
+// lookupDANE finds what h's TLSA records require (RFC 7672 section 2.2),
+// for a host whose addresses were validated. A failed TLSA lookup makes
+// the host one not to use (its records may say TLS is required).
 func (c *Client) lookupDANE(ctx context.Context, sr SecureResolver, h *host, route Route) *failure {
-	_, secure, err := sr.LookupIPAddrSecure(ctx, h.name)
-	if err != nil || !secure {
-		return nil // lookupHost has the addresses; insecure ones get no DANE
-	}
 	port := route.Port
 	if port == 0 {
 		port = c.opts.Port
@@ -483,12 +479,26 @@ func (c *Client) applyMTASTS(ctx context.Context, domain string, route Route, ho
 // lookupHost resolves name to addresses allowed by route, IPv4 first, then
 // interleaved with IPv6.
 func (c *Client) lookupHost(ctx context.Context, name string, route Route) (host, *failure) {
-	ips, err := c.opts.Resolver.LookupIPAddr(ctx, name)
+	h, _, f := c.lookupHostSecure(ctx, name, route, nil)
+	return h, f
+}
+
+// lookupHostSecure is lookupHost that, given a SecureResolver, also says
+// whether the addresses were validated (DNSSEC), for DANE.
+func (c *Client) lookupHostSecure(ctx context.Context, name string, route Route, sr SecureResolver) (host, bool, *failure) {
+	var ips []net.IPAddr
+	var err error
+	secure := false
+	if sr != nil {
+		ips, secure, err = sr.LookupIPAddrSecure(ctx, name)
+	} else {
+		ips, err = c.opts.Resolver.LookupIPAddr(ctx, name)
+	}
 	if err != nil {
 		if isNoSuchDomain(err) {
-			return host{}, localFailure(false, statusNoSuchDomain, "no-such-domain", fmt.Errorf("host %s: %w", name, err))
+			return host{}, false, localFailure(false, statusNoSuchDomain, "no-such-domain", fmt.Errorf("host %s: %w", name, err))
 		}
-		return host{}, localFailure(true, statusDNSTemporary, "dns", fmt.Errorf("host %s: %w", name, err))
+		return host{}, false, localFailure(true, statusDNSTemporary, "dns", fmt.Errorf("host %s: %w", name, err))
 	}
 	var v4, v6 []netip.Addr
 	for _, ip := range ips {
@@ -518,9 +528,9 @@ func (c *Client) lookupHost(ctx context.Context, name string, route Route) (host
 		}
 	}
 	if len(addrs) == 0 {
-		return host{}, localFailure(false, statusNoSuchDomain, "no-address", fmt.Errorf("host %s has no usable address", name))
+		return host{}, false, localFailure(false, statusNoSuchDomain, "no-address", fmt.Errorf("host %s has no usable address", name))
 	}
-	return host{name: name, addrs: addrs}, nil
+	return host{name: name, addrs: addrs}, secure, nil
 }
 
 // usableAddr refuses addresses no mail server can have (0.0.0.0,
