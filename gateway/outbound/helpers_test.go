@@ -96,7 +96,11 @@ func (z *dnsZone) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 }
 
 // startDNS serves z on a UDP port of 127.0.0.1 and returns its address.
-func startDNS(t *testing.T, z *dnsZone) string {
+func startDNS(t *testing.T, z *dnsZone) string { return startDNSHandler(t, z) }
+
+// startDNSHandler serves h on UDP and TCP (same port) of 127.0.0.1 and
+// returns the address.
+func startDNSHandler(t *testing.T, z dns.Handler) string {
 	t.Helper()
 	// UDP and TCP on the same port: take a free TCP port, then its UDP
 	// twin, and try again when another process holds the twin (a port free

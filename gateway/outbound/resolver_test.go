@@ -147,29 +147,6 @@ func (w adWriter) WriteMsg(m *dns.Msg) error {
 }
 
 // startDNSHandler serves h over UDP on 127.0.0.1 and returns its address.
-// startDNS (helpers_test.go) takes a *dnsZone; this is its UDP half for any
-// handler.
-func startDNSHandler(t *testing.T, h dns.Handler) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: func() { close(started) }}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.ActivateAndServe()
-	}()
-	<-started
-	t.Cleanup(func() {
-		srv.Shutdown()
-		<-done
-	})
-	return pc.LocalAddr().String()
-}
-
 // startSecureDNS starts z and returns a resolver asking it.
 func startSecureDNS(t *testing.T, z *adZone) SecureResolver {
 	t.Helper()
