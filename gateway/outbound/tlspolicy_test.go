@@ -45,9 +45,7 @@ func newTLSSetup(t *testing.T, cfg serverConfig, extra func(s *tlsSetup) []strin
 	if extra != nil {
 		s.zone.add(t, extra(s)...)
 	}
-	for _, n := range secure {
-		s.zone.secure[n] = true
-	}
+	secureNames(s, secure...)
 	s.dnsAddr = startDNSHandler(t, s.zone)
 	return s
 }
@@ -71,7 +69,10 @@ func (s *tlsSetup) client(t *testing.T, mod func(*Options)) *Client {
 	})
 }
 
+// secureNames marks names as validated; the DNS server may be answering.
 func secureNames(s *tlsSetup, names ...string) {
+	s.zone.adMu.Lock()
+	defer s.zone.adMu.Unlock()
 	for _, n := range names {
 		s.zone.secure[n] = true
 	}
@@ -144,7 +145,9 @@ func TestDANETLSALookupFailure(t *testing.T) {
 	checkGoroutines(t)
 	s := newTLSSetup(t, serverConfig{}, nil)
 	secureNames(s, "example.test.", "mx.example.test.")
+	s.zone.mu.Lock()
 	s.zone.servfail[s.tlsaName()] = true
+	s.zone.mu.Unlock()
 	wantFailure(t, deliver(t, s.client(t, nil), env("a@sender.test"), rcpts("b@example.test"), testMessage)[0], false, statusDNSTemporary)
 	if s.srv.mailCount() != 0 {
 		t.Fatal("sent although the TLSA lookup failed")
@@ -157,7 +160,7 @@ func TestDANESecureDenialIsOpportunistic(t *testing.T) {
 	checkGoroutines(t)
 	s := newTLSSetup(t, serverConfig{}, nil)
 	secureNames(s, "example.test.", "mx.example.test.")
-	s.zone.secure[s.tlsaName()] = true
+	secureNames(s, s.tlsaName())
 	wantDelivered(t, deliver(t, s.client(t, nil), env("a@sender.test"), rcpts("b@example.test"), testMessage)[0])
 }
 
