@@ -40,6 +40,10 @@ type Router struct {
 	Config  func() *policy.Config
 	Auth    *auth.Service
 	Aliases *aliases.DB // may be nil: no aliases
+	// VerifyRelay, when set, asks the next hop about an address of a relay
+	// domain (relayverify): nil when it takes the address, else the
+	// refusal to give the client.
+	VerifyRelay func(ctx context.Context, addr string) *Refusal
 }
 
 // Target is one final destination of an accepted address.
@@ -75,6 +79,11 @@ func (r *Router) Resolve(ctx context.Context, addr string, relay bool) ([]Target
 			// unknown ones are refused now rather than bounced later.
 			if !relay && !cfg.RelayRecipientOK(local, domain) {
 				return nil, &Refusal{550, "5.1.1", "No such user here", "unknown_user"}
+			}
+			if !relay && cfg.RelayVerify && r.VerifyRelay != nil && !cfg.RelayRecipientsListed(strings.ToLower(domain)) {
+				if ref := r.VerifyRelay(ctx, addr); ref != nil {
+					return nil, ref
+				}
 			}
 			return []Target{{Recipient: delivery.Recipient{Addr: addr}}}, nil
 		}

@@ -77,10 +77,14 @@ type Config struct {
 	// entry takes every address.
 	RelayRecipients map[string]bool
 	relayListed     map[string]bool // domains with an entry in RelayRecipients
-	Listeners       []Listener      // ("listen")
-	DataDir         string          // queue, state and by default the mailboxes ("datadir")
-	SizeLimit       int64           // largest message accepted, in bytes ("sizelimit")
-	InsecureAuth    bool            // allow passwords on unencrypted connections ("insecureauth")
+	// RelayVerify asks the next hop whether it takes an address of a relay
+	// domain that relayrecipients does not list, before answering RCPT
+	// ("relayverify"; Postfix's reject_unverified_recipient).
+	RelayVerify  bool
+	Listeners    []Listener // ("listen")
+	DataDir      string     // queue, state and by default the mailboxes ("datadir")
+	SizeLimit    int64      // largest message accepted, in bytes ("sizelimit")
+	InsecureAuth bool       // allow passwords on unencrypted connections ("insecureauth")
 	// SenderLogin says which envelope senders an authenticated client may
 	// use ("senderlogin"): "any" (Courier's and Postfix's default, and the
 	// default here when the setting is absent) or "own" (addresses that
@@ -197,6 +201,10 @@ func (c *Config) RelaysFor(domain string) bool {
 	}
 }
 
+// RelayRecipientsListed reports whether relayrecipients names addresses of
+// domain (lower case), which then decide alone.
+func (c *Config) RelayRecipientsListed(domain string) bool { return c.relayListed[domain] }
+
 // RelayRecipientOK reports whether local@domain (domain in lower case, a
 // relay domain) may be relayed: any address when relayrecipients names
 // none of the domain, else only the listed ones (or all, with "@domain").
@@ -264,6 +272,7 @@ func Load(dir string) (*Config, error) {
 	c.DomainAliases = l.hostedDomains("hosteddomains", c.AcceptMailFor)
 	c.RelayDomains = l.relayDomains("esmtpacceptmailfor")
 	c.RelayRecipients, c.relayListed = l.relayRecipients("relayrecipients")
+	c.RelayVerify = l.boolean("relayverify", false)
 	c.Listeners = l.listeners("listen")
 	c.DataDir = l.path("datadir", DefaultDataDir)
 	c.SizeLimit = l.size("sizelimit", DefaultSizeLimit)

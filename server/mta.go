@@ -13,6 +13,7 @@ import (
 
 	"postern/auth"
 	"postern/gateway"
+	"postern/gateway/callout"
 	"postern/gateway/delivery"
 	"postern/gateway/outbound"
 	"postern/gateway/outbound/mtasts"
@@ -38,6 +39,7 @@ type MTA struct {
 	aliases *aliases.DB
 	access  atomic.Pointer[access.Rules]
 	remote  atomic.Pointer[outbound.Client]
+	callout *callout.Cache // relayverify's answers
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -84,7 +86,13 @@ func OpenMTA(cfg *policy.Config, cfgFn func() *policy.Config, authSvc *auth.Serv
 		}
 		m.aliases = db
 	}
-	m.Router = &gateway.Router{Config: cfgFn, Auth: authSvc, Aliases: m.aliases}
+	m.Router = &gateway.Router{Config: cfgFn, Auth: authSvc, Aliases: m.aliases, VerifyRelay: m.verifyRelay}
+	m.callout = callout.New(func(ctx context.Context, addr string) callout.Result {
+		r := m.remote.Load().Verify(ctx, addr)
+		return callout.Result{Verdict: map[outbound.Verdict]callout.Verdict{
+			outbound.VerifyDeliverable: callout.Deliverable, outbound.VerifyUndeliverable: callout.Undeliverable,
+		}[r.Verdict], Text: r.Text}
+	}, callout.Options{})
 	agent, err := deliver.New(deliver.Options{Config: cfg, Auth: authSvc, Logger: log.With("service", "deliver"),
 		ForwardSender: func(from string) string { return cfgFn().ForwardSender(from) }})
 	if err != nil {
@@ -192,6 +200,20 @@ func (m *MTA) Reload(cfg *policy.Config) error {
 	return nil
 }
 
+// verifyRelay answers RCPT for an address of a relay domain from what its
+// next hop says (relayverify): refused for good when it refuses the
+// address, deferred when it could not be asked.
+func (m *MTA) verifyRelay(ctx context.Context, addr string) *gateway.Refusal {
+	res := m.callout.Check(ctx, addr)
+	switch res.Verdict {
+	case callout.Deliverable:
+		return nil
+	case callout.Undeliverable:
+		return &gateway.Refusal{Code: 550, Enhanced: "5.1.1", Text: "Recipient address rejected: undeliverable address: " + res.Text, Reason: "unverified_recipient"}
+	}
+	return &gateway.Refusal{Code: 450, Enhanced: "4.1.1", Text: "Recipient address rejected: unverified address: " + res.Text, Reason: "unverified_recipient"}
+}
+
 // Access returns the smtpaccess rules in force.
 func (m *MTA) Access() *access.Rules { return m.access.Load() }
 
@@ -220,6 +242,9 @@ func (m *MTA) Close() error {
 		<-m.done
 	}
 	var errs []error
+	if m.callout != nil {
+		m.callout.Close() // probes in flight end
+	}
 	if m.Queue != nil {
 		errs = append(errs, m.Queue.Close())
 	}

@@ -1043,3 +1043,39 @@ func TestSendmailBS(t *testing.T) {
 		t.Fatalf("delivered:\n%s", m)
 	}
 }
+
+// relayverify: for a relay domain without relayrecipients, the gateway asks
+// the next hop (RCPT TO without a message) before answering: an address it
+// refuses gets 550 during the session (no backscatter), one it takes is
+// relayed, and while it cannot be reached an unknown address is deferred.
+func TestRelayVerify(t *testing.T) {
+	h, remote := newMTAHarnessWith(t, func(h *harness) {
+		h.writeSetting("esmtpacceptmailfor", "remote.example\n")
+		h.writeSetting("relayverify", "yes\n")
+	})
+	remote.mu.Lock()
+	remote.reject["nobody@remote.example"] = "No such user"
+	remote.mu.Unlock()
+	err := h.send("someone@client.example.net", []string{"nobody@remote.example"}, testMessage("to nobody", "x\r\n"))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 1}) || !strings.Contains(se.Message, "undeliverable address") {
+		t.Fatalf("to an address the next hop refuses: %v, want 550 5.1.1", err)
+	}
+	if err := h.send("someone@client.example.net", []string{"bob@remote.example"}, testMessage("to bob", "x\r\n")); err != nil {
+		t.Fatalf("to an address the next hop takes: %v", err)
+	}
+	waitFor(t, "the relayed copy", func() bool { return len(remote.messages()) == 1 })
+	if got := remote.messages()[0]; got.rcpts[0] != "bob@remote.example" || got.from != "someone@client.example.net" {
+		t.Fatalf("relayed from %q to %v", got.from, got.rcpts)
+	}
+	// The probes sent no message: only bob's copy arrived.
+	remote.srv.Close() // the next hop goes away
+	err = h.send("someone@client.example.net", []string{"carol@remote.example"}, testMessage("to carol", "x\r\n"))
+	if !errors.As(err, &se) || se.Code != 450 || se.EnhancedCode != (smtp.EnhancedCode{4, 1, 1}) {
+		t.Fatalf("next hop down, unverified address: %v, want 450 4.1.1", err)
+	}
+	// bob was verified a moment ago: still taken while the next hop is down.
+	if err := h.send("someone@client.example.net", []string{"bob@remote.example"}, testMessage("to bob again", "x\r\n")); err != nil {
+		t.Fatalf("verified address, next hop down: %v", err)
+	}
+}

@@ -158,7 +158,14 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 	}
 	for _, d := range slices.Sorted(maps.Keys(cfg.RelayDomains)) {
 		if !cfg.HasDomain(d) {
-			fmt.Fprintf(e.stdout, "relay      %s\n", d)
+			how := ""
+			switch {
+			case cfg.RelayRecipientsListed(d):
+				how = " (relayrecipients)"
+			case cfg.RelayVerify:
+				how = " (relayverify)"
+			}
+			fmt.Fprintf(e.stdout, "relay      %s%s\n", d, how)
 		}
 	}
 	fmt.Fprintf(e.stdout, "outbound   dane=%s mtasts=%s\n", yesNo(cfg.DANE), yesNo(cfg.MTASTS))
