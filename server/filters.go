@@ -20,6 +20,7 @@ import (
 	"postern/filters/dns"
 	"postern/filters/dnsbl"
 	"postern/filters/greylist"
+	"postern/filters/milter"
 	"postern/filters/ratelimit"
 	"postern/filters/smtprules"
 	"postern/filters/spf"
@@ -89,7 +90,7 @@ func parseFilterList(lines []policy.Line) ([]filterEntry, error) {
 	for _, ln := range lines {
 		f := strings.Fields(ln.Text)
 		e := filterEntry{name: strings.ToLower(f[0]), line: ln}
-		known := false
+		known := strings.HasPrefix(e.name, "milter:") && len(e.name) > len("milter:") // defined in "milters"
 		for _, n := range filterNames {
 			known = known || n == e.name
 		}
@@ -118,6 +119,64 @@ func parseFilterList(lines []policy.Line) ([]filterEntry, error) {
 			e.mode = m
 		}
 		out = append(out, e)
+	}
+	return out, errors.Join(errs...)
+}
+
+// loadMilters reads the "milters" setting: NAME ADDRESS [onerror=tempfail|
+// accept|reject] [timeout=DURATION], ADDRESS as Postfix writes it
+// (unix:/path, inet:host:port).
+func loadMilters(dir string) (map[string]milter.Config, error) {
+	lines, err := policy.ReadSetting(dir, "milters")
+	if errors.Is(err, policy.ErrNotSet) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]milter.Config{}
+	var errs []error
+	for _, ln := range lines {
+		f := strings.Fields(ln.Text)
+		if len(f) < 2 {
+			errs = append(errs, ln.Errorf("want NAME ADDRESS [onerror=tempfail|accept|reject] [timeout=DURATION]"))
+			continue
+		}
+		c := milter.Config{Name: strings.ToLower(f[0])}
+		if _, dup := out[c.Name]; dup {
+			errs = append(errs, ln.Errorf("milter %q defined twice", c.Name))
+			continue
+		}
+		c.Network, c.Address, err = milter.ParseAddress(f[1])
+		if err != nil {
+			errs = append(errs, ln.Errorf("%v", err))
+			continue
+		}
+		for _, opt := range f[2:] {
+			k, v, _ := strings.Cut(opt, "=")
+			switch k {
+			case "onerror":
+				switch v {
+				case "tempfail":
+					c.OnError = milter.OnErrorTempfail
+				case "accept":
+					c.OnError = milter.OnErrorAccept
+				case "reject":
+					c.OnError = milter.OnErrorReject
+				default:
+					errs = append(errs, ln.Errorf("onerror=%s: want tempfail, accept or reject", v))
+				}
+			case "timeout":
+				d, perr := policy.ParseDuration(v)
+				if perr != nil || d <= 0 {
+					errs = append(errs, ln.Errorf("timeout=%s: want a duration such as 30s", v))
+				}
+				c.Timeout = d
+			default:
+				errs = append(errs, ln.Errorf("unknown option %q (onerror=, timeout=)", opt))
+			}
+		}
+		out[c.Name] = c
 	}
 	return out, errors.Join(errs...)
 }
@@ -183,10 +242,26 @@ func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, resul
 	if !listed && policy.SettingExists(cfg.Dir, smtprules.SettingName) {
 		list = append(list, filterEntry{name: "rules", line: policy.Line{File: filepath.Join(cfg.Dir, smtprules.SettingName)}})
 	}
+	milters, err := loadMilters(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
 	var entries []filters.Entry
 	for _, e := range list {
 		var f filters.Filter
 		var err error
+		if name, ok := strings.CutPrefix(e.name, "milter:"); ok {
+			mc, defined := milters[name]
+			if !defined {
+				return nil, e.line.Errorf("milter %q is not defined in the milters setting", name)
+			}
+			f, err = milter.New(milter.Options{Config: mc, Hostname: cfg.Me})
+			if err != nil {
+				return nil, e.line.Errorf("%v", err)
+			}
+			entries = append(entries, filters.Entry{Filter: f, Mode: e.mode, Weight: e.weight})
+			continue
+		}
 		switch e.name {
 		case "behaviour":
 			opt, lerr := behaviour.LoadOptions(cfg.Dir)

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	gomilter "github.com/emersion/go-milter"
 	"net"
 	"os"
 	"path/filepath"
@@ -425,5 +426,75 @@ func TestRateLimitSharedThroughRedis(t *testing.T) {
 	c.as("203.0.113.77", "mx.bulk.example")
 	if code, text := c.send("a@bulk.example", a.user, testMessage("n", "x\r\n")); code != 451 {
 		t.Fatalf("third message across two gateways: %d %s", code, text)
+	}
+}
+
+// milterScanner is a content scanner behind the milter protocol, as
+// clamav-milter or Rspamd: VIRUS in the body is refused, SPAM is
+// quarantined, everything it passes gets X-Virus-Scanned.
+type milterScanner struct {
+	gomilter.NoOpMilter
+	body bytes.Buffer
+}
+
+func (s *milterScanner) BodyChunk(chunk []byte, m *gomilter.Modifier) (gomilter.Response, error) {
+	s.body.Write(chunk)
+	return gomilter.RespContinue, nil
+}
+
+func (s *milterScanner) Body(m *gomilter.Modifier) (gomilter.Response, error) {
+	switch {
+	case strings.Contains(s.body.String(), "VIRUS"):
+		return gomilter.NewResponseStr(byte(gomilter.ActReplyCode), "554 5.7.1 Infected: Eicar-Test-Signature"), nil
+	case strings.Contains(s.body.String(), "SPAM"):
+		m.Quarantine("spam score 12")
+	}
+	m.AddHeader("X-Virus-Scanned", "clamav-milter 1.0 at scanner.test")
+	return gomilter.RespAccept, nil
+}
+
+// milters: a milter named in filters sees each message at the end of DATA;
+// its refusal is the client's reply, its quarantine files into Junk, and
+// the header field it adds is in the delivered message.
+func TestFilterMilter(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &gomilter.Server{NewMilter: func() gomilter.Milter { return &milterScanner{} }, Actions: gomilter.OptAddHeader | gomilter.OptQuarantine}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	h := newFilterHarness(t, baseZone(), map[string]string{
+		"filters": "milter:clamav\n",
+		"milters": "clamav inet:" + ln.Addr().String() + " onerror=tempfail timeout=5s\n",
+	})
+	send := func(body string) (int, string) {
+		c := dialRaw(t, h.addr("smtp"))
+		c.as("192.0.2.7", "mail.good.test")
+		return c.send("x@good.test", h.user, testMessage("scan me", body))
+	}
+	if code, text := send("X5O!P%@AP[4\\PZX54(P^)7CC)7} VIRUS\r\n"); code != 554 || !strings.Contains(text, "5.7.1 Infected: Eicar-Test-Signature") {
+		t.Fatalf("infected message: %d %s", code, text)
+	}
+	if code, text := send("hello\r\n"); code != 250 {
+		t.Fatalf("clean message: %d %s", code, text)
+	}
+	if code, text := send("cheap SPAM\r\n"); code != 250 {
+		t.Fatalf("spam: %d %s", code, text)
+	}
+	inbox := inboxMessages(t, h, h.user)
+	if len(inbox) != 1 || !bytes.Contains(inbox[0], []byte("X-Virus-Scanned: clamav-milter 1.0 at scanner.test")) {
+		t.Fatalf("inbox: %q", inbox)
+	}
+	junk, _ := filepath.Glob(filepath.Join(h.maildir(h.user), ".Junk", "new", "*"))
+	if len(junk) != 1 {
+		t.Fatalf("%d messages in Junk, want 1", len(junk))
+	}
+
+	// The scanner goes away: with onerror=tempfail the client is asked to
+	// come back later, nothing is accepted unscanned.
+	srv.Close()
+	if code, text := send("hello again\r\n"); code != 451 {
+		t.Fatalf("scanner down: %d %s", code, text)
 	}
 }

@@ -1,0 +1,309 @@
+package milter
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/netip"
+	"net/textproto"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gomilter "github.com/emersion/go-milter"
+
+	"postern/filters"
+)
+
+// scanner is a test milter in the manner of clamav-milter and Rspamd: it
+// decides on the body (VIRUS: reject, SPAM: quarantine, LATER: tempfail,
+// CUSTOM: a reply code of its own, DROP: discard), rejects a recipient
+// named at RCPT, adds a header field to what it passes, and records what
+// it was told.
+type scanner struct {
+	gomilter.NoOpMilter
+	rec  *record
+	body bytes.Buffer
+}
+
+type record struct {
+	mu      sync.Mutex
+	connect string
+	helo    string
+	from    string
+	rcpts   []string
+	headers []string
+	body    string
+	macros  map[string]string
+}
+
+func (s *scanner) Connect(host string, family string, port uint16, addr net.IP, m *gomilter.Modifier) (gomilter.Response, error) {
+	s.rec.mu.Lock()
+	s.rec.connect = host + " " + family + " " + addr.String()
+	s.rec.macros = map[string]string{}
+	for k, v := range m.Macros {
+		s.rec.macros[k] = v
+	}
+	s.rec.mu.Unlock()
+	return gomilter.RespContinue, nil
+}
+
+func (s *scanner) Helo(name string, m *gomilter.Modifier) (gomilter.Response, error) {
+	s.rec.mu.Lock()
+	s.rec.helo = name
+	s.rec.mu.Unlock()
+	return gomilter.RespContinue, nil
+}
+
+func (s *scanner) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response, error) {
+	s.rec.mu.Lock()
+	s.rec.from = from
+	s.rec.mu.Unlock()
+	return gomilter.RespContinue, nil
+}
+
+func (s *scanner) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, error) {
+	s.rec.mu.Lock()
+	s.rec.rcpts = append(s.rec.rcpts, rcpt)
+	s.rec.mu.Unlock()
+	if strings.Contains(rcpt, "blocked@") {
+		return gomilter.RespReject, nil
+	}
+	return gomilter.RespContinue, nil
+}
+
+func (s *scanner) Header(name, value string, m *gomilter.Modifier) (gomilter.Response, error) {
+	s.rec.mu.Lock()
+	s.rec.headers = append(s.rec.headers, name+": "+value)
+	s.rec.mu.Unlock()
+	return gomilter.RespContinue, nil
+}
+
+func (s *scanner) Headers(h textproto.MIMEHeader, m *gomilter.Modifier) (gomilter.Response, error) {
+	return gomilter.RespContinue, nil
+}
+
+func (s *scanner) BodyChunk(chunk []byte, m *gomilter.Modifier) (gomilter.Response, error) {
+	s.body.Write(chunk)
+	return gomilter.RespContinue, nil
+}
+
+func (s *scanner) Body(m *gomilter.Modifier) (gomilter.Response, error) {
+	body := s.body.String()
+	s.rec.mu.Lock()
+	s.rec.body = body
+	for k, v := range m.Macros {
+		s.rec.macros[k] = v
+	}
+	s.rec.mu.Unlock()
+	switch {
+	case strings.Contains(body, "VIRUS"):
+		return gomilter.RespReject, nil
+	case strings.Contains(body, "LATER"):
+		return gomilter.RespTempFail, nil
+	case strings.Contains(body, "CUSTOM"):
+		return gomilter.NewResponseStr(byte(gomilter.ActReplyCode), "554 5.7.0 Eicar test signature found"), nil
+	case strings.Contains(body, "DROP"):
+		return gomilter.RespDiscard, nil
+	case strings.Contains(body, "SPAM"):
+		m.Quarantine("score 15.2")
+	}
+	m.AddHeader("X-Virus-Scanned", "test-scanner\n on the test host")
+	return gomilter.RespAccept, nil
+}
+
+func startScanner(t *testing.T) (string, *record) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "milter.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &record{}
+	srv := &gomilter.Server{
+		NewMilter: func() gomilter.Milter { return &scanner{rec: rec} },
+		Actions:   gomilter.OptAddHeader | gomilter.OptQuarantine,
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return sock, rec
+}
+
+type message []byte
+
+func (m message) ReadAt(p []byte, off int64) (int, error) { return bytes.NewReader(m).ReadAt(p, off) }
+func (m message) Size() int64                             { return int64(len(m)) }
+
+func session() *filters.Session {
+	return &filters.Session{
+		ID: "s1", ClientIP: netip.MustParseAddr("192.0.2.7"), ClientPort: 40000, ClientName: "client.example.net",
+		HELO: "client.example.net", From: "bob@example.org", Rcpts: []string{"alice@example.test"},
+	}
+}
+
+func newFilter(t *testing.T, network, addr string, onError OnError) *Filter {
+	t.Helper()
+	f, err := New(Options{Config: Config{Name: "scan", Network: network, Address: addr, OnError: onError, Timeout: 2 * time.Second}, Hostname: "mx.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+const header = "From: bob@example.org\r\nTo: alice@example.test\r\nSubject: hello\r\n  folded\r\n\r\n"
+
+func TestMilterVerdicts(t *testing.T) {
+	sock, rec := startScanner(t)
+	f := newFilter(t, "unix", sock, OnErrorTempfail)
+	ctx := context.Background()
+	cases := []struct {
+		body     string
+		verdict  filters.Verdict
+		code     int
+		enhanced string
+	}{
+		{"clean\r\n", filters.NoOpinion, 0, ""},
+		{"X5O!P%@AP VIRUS\r\n", filters.Reject, 550, "5.7.1"},
+		{"come back LATER\r\n", filters.Tempfail, 451, "4.7.1"},
+		{"CUSTOM\r\n", filters.Reject, 554, "5.7.0"},
+		{"cheap SPAM\r\n", filters.Quarantine, 0, ""},
+		{"DROP me\r\n", filters.Quarantine, 0, ""},
+	}
+	for _, c := range cases {
+		r := f.CheckData(ctx, session(), message(header+c.body))
+		if r.Verdict != c.verdict || r.Code != c.code || r.Enhanced != c.enhanced || r.Filter != "milter:scan" {
+			t.Errorf("body %q: %+v", c.body, r)
+		}
+		if c.code == 554 && r.Message != "Eicar test signature found" {
+			t.Errorf("replycode text %q", r.Message)
+		}
+	}
+	// What the milter was told: the whole transaction, as Postfix tells it.
+	r := f.CheckData(ctx, session(), message(header+"line one\r\nline two\r\n"))
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.connect != "client.example.net tcp4 192.0.2.7" || rec.helo != "client.example.net" || strings.Trim(rec.from, "<>") != "bob@example.org" {
+		t.Errorf("told connect %q helo %q from %q", rec.connect, rec.helo, rec.from)
+	}
+	if n := len(rec.rcpts); n == 0 || strings.Trim(rec.rcpts[n-1], "<>") != "alice@example.test" {
+		t.Errorf("told rcpts %q", rec.rcpts)
+	}
+	if rec.body != "line one\r\nline two\r\n" {
+		t.Errorf("told body %q", rec.body)
+	}
+	if rec.macros["i"] != "s1" || rec.macros["j"] != "mx.example.test" || rec.macros["{client_addr}"] != "192.0.2.7" {
+		t.Errorf("macros %v", rec.macros)
+	}
+	found := false
+	for _, h := range rec.headers {
+		found = found || strings.HasPrefix(h, "Subject: hello\r\n  folded")
+	}
+	if !found {
+		t.Errorf("headers %q", rec.headers)
+	}
+	// The field it added, with its folding made safe.
+	if len(r.HeaderFields) != 1 || r.HeaderFields[0] != "X-Virus-Scanned: test-scanner\r\n on the test host" {
+		t.Errorf("added fields %q", r.HeaderFields)
+	}
+}
+
+// A recipient the milter refuses at RCPT refuses the message.
+func TestMilterRejectsAtRcpt(t *testing.T) {
+	sock, _ := startScanner(t)
+	s := session()
+	s.Rcpts = append(s.Rcpts, "blocked@example.test")
+	r := newFilter(t, "unix", sock, OnErrorTempfail).CheckData(context.Background(), s, message(header+"x\r\n"))
+	if r.Verdict != filters.Reject || r.Code != 550 {
+		t.Fatalf("%+v", r)
+	}
+}
+
+// A milter that is not there: the configured action.
+func TestMilterUnavailable(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "none.sock")
+	for _, c := range []struct {
+		on   OnError
+		want filters.Verdict
+	}{{OnErrorTempfail, filters.Tempfail}, {OnErrorAccept, filters.NoOpinion}, {OnErrorReject, filters.Reject}} {
+		r := newFilter(t, "unix", missing, c.on).CheckData(context.Background(), session(), message(header+"x\r\n"))
+		if r.Verdict != c.want || !strings.Contains(r.Reason, "failed") {
+			t.Errorf("onerror %v: %+v", c.on, r)
+		}
+	}
+}
+
+// A milter that accepts the connection and never answers is cut off by
+// the stage's deadline.
+func TestMilterStalls(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	f := newFilter(t, "tcp", ln.Addr().String(), OnErrorTempfail)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	r := f.CheckData(ctx, session(), message(header+"x\r\n"))
+	if r.Verdict != filters.Tempfail || time.Since(start) > 2*time.Second {
+		t.Fatalf("%+v after %v", r, time.Since(start))
+	}
+}
+
+func TestParseAddress(t *testing.T) {
+	for in, want := range map[string]string{
+		"unix:/run/milter.sock":    "unix /run/milter.sock",
+		"inet:127.0.0.1:11332":     "tcp 127.0.0.1:11332",
+		"inet:[::1]:11332":         "tcp [::1]:11332",
+		"localhost:8891":           "tcp localhost:8891",
+		"/var/run/clamav/clm.sock": "unix /var/run/clamav/clm.sock",
+	} {
+		n, a, err := ParseAddress(in)
+		if err != nil || n+" "+a != want {
+			t.Errorf("ParseAddress(%q) = %q %q %v", in, n, a, err)
+		}
+	}
+	for _, bad := range []string{"unix:relative", "inet:nohost", "inet:", ""} {
+		if _, _, err := ParseAddress(bad); err == nil {
+			t.Errorf("ParseAddress(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzSplitMessage(f *testing.F) {
+	f.Add([]byte(header + "body\r\n"))
+	f.Add([]byte("no header at all"))
+	f.Add([]byte(" leading continuation\r\nA: b\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		fields, body := splitMessage(raw)
+		for _, fl := range fields {
+			if strings.ContainsRune(fl.name, ':') {
+				t.Fatalf("field name %q has a colon", fl.name)
+			}
+		}
+		if len(body) > len(raw) {
+			t.Fatal("body longer than the message")
+		}
+		v := normalizeFolding(string(raw))
+		for k := 0; k < len(v); k++ {
+			switch {
+			case v[k] == '\n' && (k == 0 || v[k-1] != '\r'):
+				t.Fatalf("normalizeFolding(%q) = %q has a bare LF", raw, v)
+			case v[k] == '\r' && (k+2 >= len(v) || v[k+1] != '\n' || (v[k+2] != ' ' && v[k+2] != '\t')):
+				t.Fatalf("normalizeFolding(%q) = %q starts a line without white space", raw, v)
+			}
+		}
+	})
+}
