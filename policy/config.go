@@ -105,6 +105,13 @@ type Config struct {
 	// is it, loaded and checked.
 	TLSCertFile    string
 	TLSCertificate *tls.Certificate
+	// TLSCertificates are every certificate of "tlscert" (one file per
+	// line), the first being TLSCertificate: each client gets the one
+	// whose names match the name it asks for (SNI), else the first.
+	TLSCertificates []*tls.Certificate
+	// TLSMinVersion is the oldest TLS version the listeners speak
+	// ("tlsminversion": 1.0 to 1.3; default 1.2).
+	TLSMinVersion uint16
 
 	UserdbSource string // the userdb source: file or directory ("userdb")
 	UserdbDB     string // its compiled index ("userdb.db")
@@ -231,16 +238,30 @@ func (c *Config) ListenersNamed(name string) []Listener {
 	return out
 }
 
-// TLSConfig returns a server TLS configuration for the loaded certificate,
-// or nil when none is configured.
+// TLSConfig returns a server TLS configuration for the loaded
+// certificates, or nil when none is configured.
 func (c *Config) TLSConfig() *tls.Config {
 	if c.TLSCertificate == nil {
 		return nil
 	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{*c.TLSCertificate},
-		MinVersion:   tls.VersionTLS12,
+	return &tls.Config{GetCertificate: c.Certificate, MinVersion: c.TLSMinVersion}
+}
+
+// Certificate picks the certificate for a TLS client: the first whose
+// names cover the name it asked for (SNI) and that it can use, else the
+// first one, as clients that send no SNI (or an address) expect.
+func (c *Config) Certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if len(c.TLSCertificates) == 0 {
+		return nil, errors.New("no certificate configured (tlscert)")
 	}
+	if hello != nil && hello.ServerName != "" {
+		for _, cert := range c.TLSCertificates {
+			if hello.SupportsCertificate(cert) == nil {
+				return cert, nil
+			}
+		}
+	}
+	return c.TLSCertificates[0], nil
 }
 
 // Load reads and checks the configuration in dir. Every problem found is
@@ -316,14 +337,35 @@ func Load(dir string) (*Config, error) {
 	c.MaxDels = int(l.number("maxdels", 20, 1, 1000))
 	c.MaxHost = int(l.number("maxhost", 4, 1, 1000))
 	c.SRS = l.srs(c)
-	if p := l.path("tlscert", ""); p != "" {
-		c.TLSCertFile = p
+	for i, ln := range l.lines("tlscert") {
+		p := ln.Text
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(abs, p) // relative to the configuration directory
+		}
+		if i == 0 {
+			c.TLSCertFile = p
+		}
 		cert, err := tls.LoadX509KeyPair(p, p)
 		if err != nil {
-			l.fail(&Error{File: filepath.Join(abs, "tlscert"), Reason: fmt.Sprintf("certificate %s: %v", p, err)})
-		} else {
-			c.TLSCertificate = &cert
+			l.fail(ln.Errorf("certificate %s: %v", p, err))
+			continue
 		}
+		c.TLSCertificates = append(c.TLSCertificates, &cert)
+	}
+	if len(c.TLSCertificates) > 0 {
+		c.TLSCertificate = c.TLSCertificates[0]
+	}
+	switch v := l.single("tlsminversion", "1.2"); v {
+	case "1.0":
+		c.TLSMinVersion = tls.VersionTLS10
+	case "1.1":
+		c.TLSMinVersion = tls.VersionTLS11
+	case "1.2":
+		c.TLSMinVersion = tls.VersionTLS12
+	case "1.3":
+		c.TLSMinVersion = tls.VersionTLS13
+	default:
+		l.fail(&Error{File: filepath.Join(abs, "tlsminversion"), Reason: fmt.Sprintf("tlsminversion %q: want 1.0, 1.1, 1.2 or 1.3", v)})
 	}
 	for _, ln := range c.Listeners {
 		if ln.ImplicitTLS() && c.TLSCertificate == nil && c.TLSCertFile == "" {

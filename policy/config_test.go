@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"crypto/tls"
 	"errors"
 	"os"
 	"path/filepath"
@@ -144,7 +145,7 @@ func TestImplicitTLSListenerNeedsCertificate(t *testing.T) {
 		t.Fatalf("imaps without certificate: %v", err)
 	}
 	write(t, filepath.Join(dir, "tlscert"), "missing.pem\n")
-	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "tlscert: certificate") {
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "tlscert:1: certificate") {
 		t.Fatalf("missing certificate file: %v", err)
 	}
 }
@@ -454,5 +455,61 @@ func TestSourceAddress(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("bad sourceaddress: %v, want %q", err, want)
 		}
+	}
+}
+
+// tlscert with several files: each client gets the certificate for the
+// name it asks for (SNI), the first when it asks for none or an unknown
+// one; tlsminversion refuses older clients.
+func TestTLSCertificatesBySNI(t *testing.T) {
+	dir := validDir(t)
+	for _, n := range []string{"one", "two"} {
+		pemBytes, err := selfSignedPEM("mail."+n+".test", n+".test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(dir, n+".pem"), string(pemBytes))
+	}
+	write(t, filepath.Join(dir, "tlscert"), "one.pem\ntwo.pem\n")
+	write(t, filepath.Join(dir, "tlsminversion"), "1.3\n")
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", c.TLSConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { conn.(*tls.Conn).Handshake(); conn.Close() }()
+		}
+	}()
+	names := func(serverName string, max uint16) (string, error) {
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: serverName, InsecureSkipVerify: true, MaxVersion: max})
+		if err != nil {
+			return "", err
+		}
+		defer conn.Close()
+		return strings.Join(conn.ConnectionState().PeerCertificates[0].DNSNames, ","), nil
+	}
+	for sni, want := range map[string]string{"two.test": "mail.two.test", "mail.one.test": "mail.one.test", "": "mail.one.test", "other.test": "mail.one.test"} {
+		if got, err := names(sni, 0); err != nil || !strings.HasPrefix(got, want) {
+			t.Errorf("SNI %q: %q %v, want %s", sni, got, err, want)
+		}
+	}
+	if _, err := names("two.test", tls.VersionTLS12); err == nil {
+		t.Error("a TLS 1.2 client was served with tlsminversion 1.3")
+	}
+	write(t, filepath.Join(dir, "tlsminversion"), "1.4\n")
+	write(t, filepath.Join(dir, "tlscert"), "one.pem\nmissing.pem\n")
+	_, err = Load(dir)
+	if err == nil || !strings.Contains(err.Error(), "tlscert:2:") || !strings.Contains(err.Error(), "tlsminversion") {
+		t.Fatalf("bad tlscert and tlsminversion: %v", err)
 	}
 }

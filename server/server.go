@@ -205,13 +205,9 @@ func (s *Server) tlsConfig() *tls.Config {
 		return nil
 	}
 	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c := s.Config().TLSCertificate
-			if c == nil {
-				return nil, errors.New("no certificate configured")
-			}
-			return c, nil
+		MinVersion: s.Config().TLSMinVersion, // a change applies at restart
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.Config().Certificate(hello)
 		},
 	}
 }

@@ -148,7 +148,12 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 		fmt.Fprintln(e.stderr, err)
 		return 78
 	}
-	fmt.Fprintf(e.stdout, "config     %s\nme         %s\ndatadir    %s\nsizelimit  %d\ntlscert    %s\n", cfg.Dir, cfg.Me, cfg.DataDir, cfg.SizeLimit, cfg.TLSCertFile)
+	fmt.Fprintf(e.stdout, "config     %s\nme         %s\ndatadir    %s\nsizelimit  %d\n", cfg.Dir, cfg.Me, cfg.DataDir, cfg.SizeLimit)
+	for _, c := range cfg.TLSCertificates {
+		if c.Leaf != nil {
+			fmt.Fprintf(e.stdout, "tlscert    %s (until %s)\n", strings.Join(c.Leaf.DNSNames, " "), c.Leaf.NotAfter.Format("2006-01-02"))
+		}
+	}
 	for _, d := range slices.Sorted(maps.Keys(cfg.AcceptMailFor)) {
 		if t, ok := cfg.DomainAliases[d]; ok {
 			fmt.Fprintf(e.stdout, "domain     %s (alias of %s)\n", d, t)
