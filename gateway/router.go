@@ -341,6 +341,29 @@ func PostmasterDomain(cfg *policy.Config) string {
 	return first
 }
 
+// DefaultDomain is the domain sendmail appends to an address given without
+// one ("root", "-f cron"): the defaultdomain setting, else the domain of a
+// bare postmaster (this host's name or its parent when mail for it is
+// taken here, else the first accepted domain), else the host name, so that
+// cron's mail to root reaches root's alias.
+func DefaultDomain(cfg *policy.Config) string {
+	if cfg.DefaultDomain != "" {
+		return cfg.DefaultDomain
+	}
+	if d := PostmasterDomain(cfg); d != "" {
+		return d
+	}
+	return strings.ToLower(cfg.Me)
+}
+
+// qualify appends the default domain to an address without one.
+func qualify(addr string, cfg *policy.Config) string {
+	if addr == "" || strings.Contains(addr, "@") {
+		return addr
+	}
+	return addr + "@" + DefaultDomain(cfg)
+}
+
 // SenderOwnedBy reports whether the account login may send as from
 // (senderlogin "own"): from reaches login's own account when mail is sent
 // to it: the account's address, one of its extensions, or an alias the

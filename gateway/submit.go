@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/mail"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"postern/gateway/delivery"
+	"postern/gateway/smtpd"
 )
 
 // Submission is a message handed in by a local user without SMTP: the
@@ -55,7 +57,11 @@ func (sb *Submitter) Submit(ctx context.Context, s Submission) (id string, ref *
 	notify := ParseNotify(strings.Split(s.Notify, ","))
 	var targets []Target
 	var seen recipientSet
+	cfg := sb.Router.Config()
 	for _, r := range s.Rcpts {
+		// cron mails "root": sendmail's bare names are local users of the
+		// default domain, as every MTA's sendmail takes them.
+		r = qualify(strings.TrimSpace(r), cfg)
 		ts, ref := sb.Router.Resolve(ctx, r, true)
 		if ref != nil {
 			ref.Text = r + ": " + ref.Text
@@ -69,9 +75,11 @@ func (sb *Submitter) Submit(ctx context.Context, s Submission) (id string, ref *
 	from := s.From
 	switch from {
 	case "":
-		from = s.Login + "@" + sb.Me
+		from = s.Login + "@" + DefaultDomain(cfg)
 	case "<>":
 		from = ""
+	default:
+		from = qualify(from, cfg)
 	}
 	msg := AddSubmissionHeaders(s.Msg, from, s.FullName, sb.Me, s.Login)
 	env := delivery.Envelope{From: from, Received: time.Now(), EnvID: s.EnvID, Ret: s.Ret, AuthUser: s.Login, ClientIP: "127.0.0.1", ClientHELO: "localhost"}
@@ -80,7 +88,13 @@ func (sb *Submitter) Submit(ctx context.Context, s Submission) (id string, ref *
 		who = fmt.Sprintf("%s uid %d", s.Login, s.UID)
 	}
 	received := fmt.Sprintf("Received: (from %s via postern sendmail)\r\n\tby %s (Postern);\r\n\t%s\r\n", who, sb.Me, time.Now().Format(time.RFC1123Z))
-	id, err = Accept(ctx, sb.Local, sb.Queue, env, targets, append([]byte(received), msg...), sb.Router.Config().ForwardSender(env.From), sb.Log)
+	id, err = Accept(ctx, sb.Local, sb.Queue, env, targets, append([]byte(received), msg...), cfg.ForwardSender(env.From), sb.Log)
+	var rep *smtpd.Reply
+	if errors.As(err, &rep) {
+		// A permanent local failure of the one recipient (a full
+		// mailbox): refused, as over SMTP, rather than "try again".
+		return "", &Refusal{Code: rep.Code, Enhanced: rep.Enhanced, Text: rep.Text, Reason: "delivery_refused"}, nil
+	}
 	return id, nil, err
 }
 

@@ -61,6 +61,10 @@ type Config struct {
 	Dir string // the configuration directory, absolute
 
 	Me            string          // this host's name: banners, Received, Message-IDs ("me")
+	// DefaultDomain is appended to addresses without a domain given to
+	// sendmail ("defaultdomain", Courier's name; Postfix's myorigin).
+	// Empty: the gateway picks one (gateway.DefaultDomain).
+	DefaultDomain string
 	AcceptMailFor map[string]bool // domains whose mail we take, lower-case ("acceptmailfor", "hosteddomains")
 	// DomainAliases maps an alias domain to the domain whose mailboxes it
 	// shares ("hosteddomains" lines "ALIAS<TAB>DOMAIN"): user@ALIAS is
@@ -289,6 +293,7 @@ func Load(dir string) (*Config, error) {
 	if c.Me == "" {
 		c.Me, _ = os.Hostname()
 	}
+	c.DefaultDomain = strings.ToLower(strings.TrimSuffix(l.single("defaultdomain", ""), "."))
 	c.AcceptMailFor = l.domains("acceptmailfor")
 	c.DomainAliases = l.hostedDomains("hosteddomains", c.AcceptMailFor)
 	c.RelayDomains = l.relayDomains("esmtpacceptmailfor")

@@ -577,7 +577,7 @@ func TestSendmailAsOtherUser(t *testing.T) {
 		t.Fatal("the message sent as nobody did not arrive")
 	}
 	// Who sent it comes from the kernel; the defaults are that user's.
-	for _, want := range []string{"(from nobody uid " + nobody.Uid + " via postern sendmail)", "From: nobody@mail.example.test", "Return-Path: <nobody@mail.example.test>"} {
+	for _, want := range []string{"(from nobody uid " + nobody.Uid + " via postern sendmail)", "From: nobody@example.test", "Return-Path: <nobody@example.test>"} {
 		if !bytes.Contains(got, []byte(want)) {
 			t.Errorf("stored message lacks %q:\n%s", want, got)
 		}
@@ -1077,5 +1077,55 @@ func TestRelayVerify(t *testing.T) {
 	// bob was verified a moment ago: still taken while the next hop is down.
 	if err := h.send("someone@client.example.net", []string{"bob@remote.example"}, testMessage("to bob again", "x\r\n")); err != nil {
 		t.Fatalf("verified address, next hop down: %v", err)
+	}
+}
+
+// cron's way: "sendmail -FCronDaemon -i -odi -oem root" and MAILTO lists
+// without domains reach root's alias; a bare -f sender gets the default
+// domain too (so its bounces come back here); a full mailbox is refused
+// for good (exit 69), not "try again" (75).
+func TestSendmailBareNames(t *testing.T) {
+	h, _ := newMTAHarnessWith(t, func(h *harness) {
+		if err := policy.SetPostmaster(h.etc, h.user); err != nil {
+			t.Fatal(err)
+		}
+	})
+	bin := buildPostern(t)
+	run := func(stdin string, args ...string) (int, string) {
+		cmd := exec.Command(bin, append([]string{"--config", h.etc, "sendmail"}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		}
+		return 0, string(out)
+	}
+	if code, out := run("Subject: Cron <root@host> run-parts\n\noutput\n", "-FCronDaemon", "-i", "-odi", "-oem", "-f", "cron", "root"); code != 0 {
+		t.Fatalf("sendmail root: %d %s", code, out)
+	}
+	if code, out := run("To: Cron Daemon <root>, postmaster\nSubject: MAILTO list\n\noutput\n", "-t", "-i"); code != 0 {
+		t.Fatalf("sendmail -t with bare names: %d %s", code, out)
+	}
+	var cron, list int
+	for _, m := range inboxMessages(t, h, h.user) {
+		if bytes.Contains(m, []byte("Subject: Cron <root@host>")) && bytes.HasPrefix(m, []byte("Return-Path: <cron@example.test>")) {
+			cron++
+		}
+		if bytes.Contains(m, []byte("Subject: MAILTO list")) {
+			list++
+		}
+	}
+	if cron != 1 || list != 1 {
+		t.Fatalf("cron's mail %d, the MAILTO list's %d (one each wanted)", cron, list)
+	}
+	if code, out := run("Subject: x\n\nx\n", "nobody"); code != 67 || !strings.Contains(out, "nobody@example.test") {
+		t.Fatalf("unknown bare name: %d %s", code, out)
+	}
+	if err := os.WriteFile(filepath.Join(h.maildir(h.user), "maildirsize"), []byte("1S\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run("Subject: too big\n\nxxxxxxxx\n", h.user); code != 69 {
+		t.Fatalf("to a full mailbox: %d %s, want 69", code, out)
 	}
 }

@@ -194,13 +194,11 @@ func headerAddresses(msg []byte) ([]string, []byte, error) {
 		name, value, ok := bytes.Cut(field, []byte(":"))
 		lname := strings.ToLower(strings.TrimSpace(string(name)))
 		if ok && (lname == "to" || lname == "cc" || lname == "bcc") {
-			list, err := mail.ParseAddressList(strings.TrimSpace(string(bytes.ReplaceAll(value, []byte("\r\n"), nil))))
+			list, err := parseRecipientList(strings.TrimSpace(string(bytes.ReplaceAll(value, []byte("\r\n"), nil))))
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %v", name, err)
 			}
-			for _, a := range list {
-				rcpts = append(rcpts, a.Address)
-			}
+			rcpts = append(rcpts, list...)
 			if lname == "bcc" {
 				continue
 			}
@@ -212,6 +210,56 @@ func headerAddresses(msg []byte) ([]string, []byte, error) {
 		out = append(out, "\r\n"...)
 	}
 	return rcpts, out, nil
+}
+
+// parseRecipientList reads a To/Cc/Bcc value. Besides RFC 5322 addresses
+// it takes bare local names ("root", "Cron Daemon <root>"), which cron and
+// scripts write and the submitter qualifies with the default domain.
+func parseRecipientList(v string) ([]string, error) {
+	if list, err := mail.ParseAddressList(v); err == nil {
+		out := make([]string, len(list))
+		for i, a := range list {
+			out[i] = a.Address
+		}
+		return out, nil
+	}
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if strings.Contains(item, "@") {
+			a, err := mail.ParseAddress(item)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, a.Address)
+			continue
+		}
+		local := item
+		if i, j := strings.LastIndexByte(item, '<'), strings.LastIndexByte(item, '>'); i >= 0 && j > i {
+			local = item[i+1 : j]
+		}
+		if !isBareLocalPart(local) {
+			return nil, fmt.Errorf("%q is not an address", item)
+		}
+		out = append(out, local)
+	}
+	return out, nil
+}
+
+// isBareLocalPart: a dot-atom local part (RFC 5322 3.2.3) with no domain.
+func isBareLocalPart(s string) bool {
+	if s == "" || len(s) > 64 || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-/=?^_`{|}~.", r)) {
+			return false
+		}
+	}
+	return true
 }
 
 func runSendmail(e *env, args []string) int {
