@@ -90,6 +90,7 @@ type Module interface {
 // Service asks its modules in order.
 type Service struct {
 	modules []Module
+	guard   *Guard // counts failed logins of AuthenticateFrom; may be nil
 }
 
 // NewService returns a service that consults modules in the given order.

@@ -135,7 +135,7 @@ func (s *session) Auth(ctx context.Context, c *smtpd.ConnInfo, mech, identity, u
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	acct, err := s.b.auth.Authenticate(ctx, auth.ServiceSMTP, user, pass)
+	acct, err := s.b.auth.AuthenticateFrom(ctx, auth.ServiceSMTP, c.RemoteAddr.Addr(), user, pass)
 	switch {
 	case err == nil:
 		c.AuthUser = acct.Name
@@ -145,6 +145,11 @@ func (s *session) Auth(ctx context.Context, c *smtpd.ConnInfo, mech, identity, u
 	case errors.Is(err, auth.ErrTemporary):
 		s.log.Warn("smtp auth: backend unavailable", "err", err)
 		return smtpd.NewReply(454, "4.7.0", "Temporary authentication failure")
+	case errors.Is(err, auth.ErrBlocked):
+		s.log.Warn("smtp auth refused, client blocked after too many failed logins", "user", user)
+		s.b.metrics.reject("auth_blocked")
+		// RFC 4954 section 6: 454, a temporary failure.
+		return smtpd.NewReply(454, "4.7.0", "Too many failed logins from your address, try again later")
 	default:
 		s.log.Info("smtp auth failed", "mechanism", mech, "user", user, "err", err)
 		s.b.metrics.reject("auth")

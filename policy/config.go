@@ -60,7 +60,7 @@ func (l Listener) ImplicitTLS() bool { return implicitTLS[l.Name] }
 type Config struct {
 	Dir string // the configuration directory, absolute
 
-	Me            string          // this host's name: banners, Received, Message-IDs ("me")
+	Me string // this host's name: banners, Received, Message-IDs ("me")
 	// DefaultDomain is appended to addresses without a domain given to
 	// sendmail ("defaultdomain", Courier's name; Postfix's myorigin).
 	// Empty: the gateway picks one (gateway.DefaultDomain).
@@ -113,6 +113,15 @@ type Config struct {
 	// line), the first being TLSCertificate: each client gets the one
 	// whose names match the name it asks for (SNI), else the first.
 	TLSCertificates []*tls.Certificate
+	// AuthFailures failed logins from one client network within AuthWindow
+	// block it for AuthBlock; AuthExempt networks are never blocked, and
+	// when no exempt line is written, loopback is ("authlimit"; 0
+	// failures: off).
+	AuthFailures  int
+	AuthWindow    time.Duration
+	AuthBlock     time.Duration
+	AuthExempt    []netip.Prefix
+	AuthExemptSet bool
 	// TLSMinVersion is the oldest TLS version the listeners speak
 	// ("tlsminversion": 1.0 to 1.3; default 1.2).
 	TLSMinVersion uint16
@@ -331,6 +340,7 @@ func Load(dir string) (*Config, error) {
 	c.XCLIENTFrom = l.networks("xclient")
 	c.RemotePort = int(l.number("remoteport", 25, 1, 65535))
 	c.SourceAddrs = l.sourceAddrs("sourceaddress")
+	l.authLimit(c)
 	c.DANE = l.boolean("dane", true)
 	c.MTASTS = l.boolean("mtasts", true)
 	c.QueueTime = l.duration("queuetime", 7*24*time.Hour)
@@ -538,6 +548,49 @@ func ParseDuration(s string) (time.Duration, error) {
 }
 
 // networks reads IP networks, one per line: CIDR or a single address.
+// authLimit reads "authlimit": lines "failures N/WINDOW [block DURATION]",
+// "exempt NETWORK...", or "off". Default: 20 failures an hour block for an
+// hour.
+func (l *loader) authLimit(c *Config) {
+	c.AuthFailures, c.AuthWindow, c.AuthBlock = 20, time.Hour, time.Hour
+	for _, ln := range l.lines("authlimit") {
+		f := strings.Fields(ln.Text)
+		switch {
+		case len(f) == 1 && f[0] == "off":
+			c.AuthFailures = 0
+		case f[0] == "failures" && (len(f) == 2 || len(f) == 4 && f[2] == "block"):
+			n, w, ok := strings.Cut(f[1], "/")
+			count, err := strconv.Atoi(n)
+			window, werr := ParseDuration(w)
+			if !ok || err != nil || count < 1 || werr != nil || window <= 0 {
+				l.fail(ln.Errorf("authlimit: want \"failures N/WINDOW [block DURATION]\", e.g. failures 20/1h block 1h"))
+				continue
+			}
+			c.AuthFailures, c.AuthWindow = count, window
+			if len(f) == 4 {
+				b, err := ParseDuration(f[3])
+				if err != nil || b <= 0 {
+					l.fail(ln.Errorf("authlimit: bad block duration %q", f[3]))
+					continue
+				}
+				c.AuthBlock = b
+			}
+		case f[0] == "exempt" && len(f) > 1:
+			c.AuthExemptSet = true
+			for _, n := range f[1:] {
+				p, err := ParsePrefix(n)
+				if err != nil {
+					l.fail(ln.Errorf("authlimit: %v", err))
+					continue
+				}
+				c.AuthExempt = append(c.AuthExempt, p)
+			}
+		default:
+			l.fail(ln.Errorf("authlimit: want \"failures N/WINDOW [block DURATION]\", \"exempt NETWORK...\" or \"off\""))
+		}
+	}
+}
+
 // sourceAddrs reads addresses to bind outbound connections to: at most
 // one per family, each one this host may bind (checked when used).
 func (l *loader) sourceAddrs(name string) []netip.Addr {

@@ -485,3 +485,91 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Errorf("postern_journal_flush_seconds_total %s, want > 0", m[1])
 	}
 }
+
+// authlimit: failed logins count per client across IMAP and SMTP AUTH;
+// once over the limit every login from that client is refused, the right
+// password too, over IMAP, POP3 and SMTP, and a metric says so.
+func TestFailedLoginsBlockTheClient(t *testing.T) {
+	h := &harness{t: t, dir: t.TempDir(), user: "alice@example.test", pass: "s3cret pass"}
+	h.etc = filepath.Join(h.dir, "etc")
+	if err := writeInit(h); err != nil {
+		t.Fatal(err)
+	}
+	// Loopback is exempt by default; these tests' clients are on it.
+	h.writeSetting("authlimit", "failures 3/1h block 1h\nexempt 10.0.0.0/8\n")
+	h.start()
+	t.Cleanup(h.stop)
+
+	imapTry := func(pass string) error {
+		c, err := imapclient.DialInsecure(h.addr("imap"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.Login(h.user, pass).Wait()
+	}
+	smtpTry := func(pass string) error {
+		c, err := smtp.Dial(h.addr("submission"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Hello("client.example.net"); err != nil {
+			return err
+		}
+		return c.Auth(sasl.NewPlainClient("", h.user, pass))
+	}
+	if err := imapTry("wrong 1"); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	if err := imapTry("wrong 2"); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	if err := imapTry(h.pass); err != nil {
+		t.Fatalf("right password after 2 of 3 failures: %v", err)
+	}
+	if err := smtpTry("wrong 3"); err == nil {
+		t.Fatal("wrong password accepted over SMTP")
+	}
+	// Three failures: blocked everywhere, whatever the password.
+	if err := imapTry(h.pass); err == nil || !strings.Contains(err.Error(), "Too many failed logins") {
+		t.Fatalf("IMAP login of a blocked client: %v", err)
+	}
+	var se *smtp.SMTPError
+	if err := smtpTry(h.pass); !errors.As(err, &se) || se.Code != 454 {
+		t.Fatalf("SMTP AUTH of a blocked client: %v, want 454", err)
+	}
+	conn, err := net.DialTimeout("tcp", h.addr("pop3"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	r.ReadString('\n')
+	fmt.Fprintf(conn, "USER %s\r\n", h.user)
+	r.ReadString('\n')
+	fmt.Fprintf(conn, "PASS %s\r\n", h.pass)
+	if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "-ERR [SYS/TEMP] Too many failed logins") {
+		t.Fatalf("POP3 login of a blocked client: %q", line)
+	}
+	resp, err := http.Get("http://" + h.addr("web") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metrics := string(body)
+	if !strings.Contains(metrics, "postern_auth_blocks_total 1") {
+		t.Fatalf("metrics lack the block:\n%s", grepLines(metrics, "postern_auth"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

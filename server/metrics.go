@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"postern/auth"
 
 	"postern/mailbox/imap"
 	"postern/mailbox/maildir"
@@ -78,6 +79,14 @@ func pop3Collector(srv *pop3.Server) prometheus.Collector {
 		counter("postern_pop3_messages_retrieved_total", "Messages sent by RETR.", func(s pop3.Stats) int64 { return s.MessagesRetrieved }),
 		counter("postern_pop3_messages_deleted_total", "Messages removed at QUIT.", func(s pop3.Stats) int64 { return s.MessagesDeleted }),
 		counter("postern_pop3_sent_bytes_total", "Message octets sent by RETR and TOP.", func(s pop3.Stats) int64 { return s.BytesSent }),
+	})
+}
+
+func guardCollector(g *auth.Guard) prometheus.Collector {
+	return statsTable(g.Stats, []statMetric[auth.GuardStats]{
+		{prometheus.NewDesc("postern_auth_blocks_total", "Client networks blocked after too many failed logins (authlimit).", nil, nil), prometheus.CounterValue, func(s auth.GuardStats) float64 { return float64(s.Blocks) }},
+		{prometheus.NewDesc("postern_auth_blocked_logins_total", "Logins refused because the client was blocked.", nil, nil), prometheus.CounterValue, func(s auth.GuardStats) float64 { return float64(s.Refused) }},
+		{prometheus.NewDesc("postern_auth_guard_clients", "Client networks with recent failed logins or a block.", nil, nil), prometheus.GaugeValue, func(s auth.GuardStats) float64 { return float64(s.Tracked) }},
 	})
 }
 

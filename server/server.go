@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -84,6 +85,12 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.auth = auth.NewService(s.udb)
+	guard := auth.NewGuard(guardConfig(cfg))
+	guard.OnBlock = func(client netip.Prefix, failures int, until time.Time) {
+		// One line per block, for the admin and for fail2ban users.
+		logger.Warn("auth: client blocked after failed logins", "client", client.String(), "failures", failures, "until", until.Format(time.RFC3339))
+	}
+	s.auth.SetGuard(guard)
 	mta, err := OpenMTA(cfg, s.Config, s.auth, logger)
 	if err != nil {
 		s.udb.Close()
@@ -103,7 +110,7 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 	}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_config_reloads_total", Help: "Successful configuration reloads."})
-	s.reg.MustRegister(s.reloads)
+	s.reg.MustRegister(s.reloads, guardCollector(s.auth.Guard()))
 	if j := mta.journal; j != nil {
 		s.reg.MustRegister(journalCollector(j), prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "postern_journal_deferred_failures_total",
@@ -411,6 +418,7 @@ func (s *Server) Reload() error {
 		return err
 	}
 	s.filters.Store(fl)
+	s.auth.Guard().SetConfig(guardConfig(cfg))
 	s.cfg.Store(cfg)
 	s.reloads.Inc()
 	s.log.Info("configuration reloaded", "dir", cfg.Dir)
@@ -448,4 +456,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.wg.Wait()
 	s.closeResources()
 	return errors.Join(errs...)
+}
+
+// guardConfig is the failed-login guard of the "authlimit" setting; its
+// exempt lines replace the default exemption of loopback (a webmail or
+// proxy on this host).
+func guardConfig(cfg *policy.Config) auth.GuardConfig {
+	g := auth.DefaultGuardConfig()
+	g.Failures, g.Window, g.Block = cfg.AuthFailures, cfg.AuthWindow, cfg.AuthBlock
+	if cfg.AuthExemptSet {
+		g.Exempt = cfg.AuthExempt
+	}
+	return g
 }

@@ -187,9 +187,13 @@ func (s *session) authenticate(user, pass string) result {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), authTimeout)
 	defer cancel()
-	acct, err := s.srv.opt.Auth.Authenticate(ctx, auth.ServiceIMAP, user, pass)
+	acct, err := s.srv.opt.Auth.AuthenticateFrom(ctx, auth.ServiceIMAP, s.remoteIP, user, pass)
 	if err != nil {
 		switch {
+		case errors.Is(err, auth.ErrBlocked):
+			s.log.Warn("imap: login refused, client blocked after too many failed logins", "user", user)
+			s.closeReason = "client blocked after too many failed logins"
+			return no("UNAVAILABLE", "Too many failed logins from your address, try again later")
 		case errors.Is(err, auth.ErrTemporary):
 			s.log.Warn("imap: authentication backend failure", "user", user, "err", err)
 			return no("UNAVAILABLE", "Temporary authentication failure, try again later")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -40,11 +41,13 @@ type session struct {
 	id   uint64
 	log  *slog.Logger
 	conn net.Conn
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	d    *decoder
-	w    *responseWriter
-	tls  bool
+	// remoteIP is the client's address, for counting failed logins.
+	remoteIP netip.Addr
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	d        *decoder
+	w        *responseWriter
+	tls      bool
 	// compressed: COMPRESS DEFLATE is active (RFC 4978); br and bw then
 	// carry the inflated and to-be-deflated streams.
 	compressed bool
@@ -91,6 +94,7 @@ func (s *Server) newSession(c net.Conn, isTLS bool) *session {
 func (sess *session) setConn(c net.Conn) {
 	sess.mu.Lock()
 	sess.conn = c
+	sess.remoteIP = auth.AddrOf(c.RemoteAddr())
 	sess.mu.Unlock()
 	sess.setStreams(bufio.NewReaderSize(c, 4<<10), &deadlineConn{Conn: c, writeTimeout: writeTimeout}, nil)
 }

@@ -434,9 +434,13 @@ func (s *session) login(user, password string) (stop bool) {
 	}
 	ctx, cancel := context.WithTimeout(s.srv.baseCtx, authTimeout)
 	defer cancel()
-	acct, err := svc.Authenticate(ctx, auth.ServicePOP3, user, password)
+	acct, err := svc.AuthenticateFrom(ctx, auth.ServicePOP3, auth.AddrOf(s.conn.RemoteAddr()), user, password)
 	switch {
 	case err == nil:
+	case errors.Is(err, auth.ErrBlocked):
+		s.log.Warn("pop3: login refused, client blocked after too many failed logins", "user", user)
+		s.reply("-ERR [SYS/TEMP] Too many failed logins from your address, try again later")
+		return true
 	case errors.Is(err, auth.ErrNoSuchUser), errors.Is(err, auth.ErrBadPassword):
 		s.log.Info("pop3: login failed", "user", user, "err", err)
 		return s.loginFailed("-ERR [AUTH] Invalid user name or password")
