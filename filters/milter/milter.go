@@ -316,14 +316,9 @@ func splitMessage(raw []byte) ([]field, []byte) {
 	var fields []field
 	rest := raw
 	for len(rest) > 0 {
-		end := bytes.IndexByte(rest, '\n')
 		var line []byte
-		if end < 0 {
-			line, rest = rest, nil
-		} else {
-			line, rest = rest[:end+1], rest[end+1:]
-		}
-		trimmed := bytes.TrimRight(line, "\r\n")
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		trimmed := bytes.TrimRight(line, "\r")
 		if len(trimmed) == 0 {
 			return fields, rest
 		}
