@@ -41,6 +41,7 @@ func DefaultGuardConfig() GuardConfig {
 type Guard struct {
 	mu      sync.Mutex
 	cfg     GuardConfig
+	store   GuardStore // nil: the counts live in clients
 	clients map[netip.Prefix]*guardEntry
 	now     func() time.Time
 	blocked atomic.Int64 // logins refused because of a block
@@ -54,6 +55,27 @@ type guardEntry struct {
 	windowStart  time.Time
 	blockedUntil time.Time
 }
+
+// GuardStore is where a Guard keeps its counts so that they outlive a
+// restart and, on a shared store, count a client's failures at every
+// server of a cluster together (filters/state's Store, embedded or Redis,
+// is one).
+type GuardStore interface {
+	Get(ctx context.Context, key string) ([]byte, bool, error)
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
+	Delete(ctx context.Context, key string) error
+}
+
+// SetStore has the guard count in st; while st fails, it counts in memory.
+func (g *Guard) SetStore(st GuardStore) {
+	g.mu.Lock()
+	g.store = st
+	g.mu.Unlock()
+}
+
+// storeTimeout bounds each store operation on the login path.
+const storeTimeout = 2 * time.Second
 
 // maxGuardEntries bounds the memory a spraying botnet can make us use.
 const maxGuardEntries = 100000
@@ -95,12 +117,25 @@ func (g *Guard) Blocked(ip netip.Addr) bool {
 	if g == nil || !ip.IsValid() {
 		return false
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.cfg.Failures <= 0 || g.exempt(ip) {
+	_, st, skip := g.settings(ip)
+	if skip {
 		return false
 	}
-	e := g.clients[clientKey(ip)]
+	k := clientKey(ip)
+	if st != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		_, found, err := st.Get(ctx, "authguard:block:"+k.String())
+		cancel()
+		if err == nil {
+			if found {
+				g.blocked.Add(1)
+			}
+			return found
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.clients[k]
 	if e != nil && g.now().Before(e.blockedUntil) {
 		g.blocked.Add(1)
 		return true
@@ -108,41 +143,78 @@ func (g *Guard) Blocked(ip netip.Addr) bool {
 	return false
 }
 
+// settings returns the configuration and store in force, and whether ip
+// is not to be counted (the guard is off, or ip is exempt).
+func (g *Guard) settings(ip netip.Addr) (GuardConfig, GuardStore, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cfg, g.store, g.cfg.Failures <= 0 || g.exempt(ip)
+}
+
 // Fail counts a failed login from ip, and blocks its network once it has
-// made Failures of them within Window.
+// made Failures of them within Window. The store is asked without the
+// guard's lock held, so a slow store slows only the logins that fail.
 func (g *Guard) Fail(ip netip.Addr) {
 	if g == nil || !ip.IsValid() {
 		return
 	}
-	g.mu.Lock()
-	if g.cfg.Failures <= 0 || g.exempt(ip) {
-		g.mu.Unlock()
+	cfg, st, skip := g.settings(ip)
+	if skip {
 		return
 	}
 	now := g.now()
 	k := clientKey(ip)
+	if st != nil {
+		if until, blocked, ok := g.failInStore(st, cfg, k, now); ok {
+			if blocked && g.OnBlock != nil {
+				g.OnBlock(k, cfg.Failures, until)
+			}
+			return
+		}
+	}
+	g.mu.Lock()
 	e := g.clients[k]
 	if e == nil {
 		g.sweep(now)
 		e = &guardEntry{windowStart: now}
 		g.clients[k] = e
 	}
-	if now.Sub(e.windowStart) >= g.cfg.Window {
+	if now.Sub(e.windowStart) >= cfg.Window {
 		e.failures, e.windowStart = 0, now
 	}
 	e.failures++
-	var notify func(netip.Prefix, int, time.Time)
-	n, until := e.failures, time.Time{}
-	if e.failures >= g.cfg.Failures && !now.Before(e.blockedUntil) {
-		e.blockedUntil = now.Add(g.cfg.Block)
+	n, until, blocked := e.failures, time.Time{}, false
+	if e.failures >= cfg.Failures && !now.Before(e.blockedUntil) {
+		e.blockedUntil = now.Add(cfg.Block)
 		e.failures, e.windowStart = 0, now
-		until, notify = e.blockedUntil, g.OnBlock
+		until, blocked = e.blockedUntil, true
 		g.blocks.Add(1)
 	}
 	g.mu.Unlock()
-	if notify != nil {
-		notify(k, n, until)
+	if blocked && g.OnBlock != nil {
+		g.OnBlock(k, n, until)
 	}
+}
+
+// failInStore counts a failure of k in the store: ok is false when the
+// store failed (the caller counts in memory then).
+func (g *Guard) failInStore(st GuardStore, cfg GuardConfig, k netip.Prefix, now time.Time) (until time.Time, blocked, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	n, err := st.Incr(ctx, "authguard:fail:"+k.String(), 1, cfg.Window)
+	if err != nil {
+		return time.Time{}, false, false
+	}
+	if n < int64(cfg.Failures) {
+		return time.Time{}, false, true
+	}
+	until = now.Add(cfg.Block)
+	if err := st.Set(ctx, "authguard:block:"+k.String(), []byte(until.UTC().Format(time.RFC3339)), cfg.Block); err != nil {
+		return time.Time{}, false, false
+	}
+	st.Delete(ctx, "authguard:fail:"+k.String()) // counting starts again after the block
+	g.blocks.Add(1)
+	return until, true, true
 }
 
 // sweep drops entries whose window and block are over when the map is
@@ -168,7 +240,7 @@ func (g *Guard) sweep(now time.Time) {
 type GuardStats struct {
 	Blocks  int64 // clients blocked
 	Refused int64 // logins refused because the client was blocked
-	Tracked int   // client networks with recent failures or a block
+	Tracked int   // client networks counted in memory (without a working store)
 }
 
 // Stats returns the counters.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"postern/filters/state"
 )
 
 func testGuard(cfg GuardConfig) (*Guard, *time.Time) {
@@ -120,5 +123,40 @@ func TestAuthenticateFrom(t *testing.T) {
 	}
 	if _, err := plain.AuthenticateFrom(ctx, "imap", ip, "alice", "right"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// With a store, the counts are shared: two servers (two guards) over one
+// store block a client that failed at both, and a new guard over the
+// same store (a restart) still knows the block.
+func TestGuardSharedStore(t *testing.T) {
+	st, err := state.OpenEmbedded(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := GuardConfig{Failures: 3, Window: time.Hour, Block: time.Hour}
+	one, two := NewGuard(cfg), NewGuard(cfg)
+	one.SetStore(st)
+	two.SetStore(st)
+	var blocks int
+	two.OnBlock = func(netip.Prefix, int, time.Time) { blocks++ }
+	ip := netip.MustParseAddr("198.51.100.9")
+	one.Fail(ip)
+	one.Fail(ip)
+	if one.Blocked(ip) || two.Blocked(ip) {
+		t.Fatal("blocked after 2 of 3 failures")
+	}
+	two.Fail(ip)
+	if !one.Blocked(ip) || !two.Blocked(ip) || blocks != 1 {
+		t.Fatalf("after failures at both servers: blocked %v/%v, OnBlock %d", one.Blocked(ip), two.Blocked(ip), blocks)
+	}
+	restarted := NewGuard(cfg)
+	restarted.SetStore(st)
+	if !restarted.Blocked(ip) {
+		t.Fatal("a restarted server forgot the block")
+	}
+	if other := netip.MustParseAddr("198.51.100.10"); one.Blocked(other) {
+		t.Fatal("another address blocked")
 	}
 }

@@ -86,7 +86,7 @@ func guardCollector(g *auth.Guard) prometheus.Collector {
 	return statsTable(g.Stats, []statMetric[auth.GuardStats]{
 		{prometheus.NewDesc("postern_auth_blocks_total", "Client networks blocked after too many failed logins (authlimit).", nil, nil), prometheus.CounterValue, func(s auth.GuardStats) float64 { return float64(s.Blocks) }},
 		{prometheus.NewDesc("postern_auth_blocked_logins_total", "Logins refused because the client was blocked.", nil, nil), prometheus.CounterValue, func(s auth.GuardStats) float64 { return float64(s.Refused) }},
-		{prometheus.NewDesc("postern_auth_guard_clients", "Client networks with recent failed logins or a block.", nil, nil), prometheus.GaugeValue, func(s auth.GuardStats) float64 { return float64(s.Tracked) }},
+		{prometheus.NewDesc("postern_auth_guard_clients", "Client networks counted in memory (used while the state store cannot be reached).", nil, nil), prometheus.GaugeValue, func(s auth.GuardStats) float64 { return float64(s.Tracked) }},
 	})
 }
 

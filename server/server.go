@@ -108,6 +108,9 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 		s.closeResources()
 		return nil, err
 	}
+	// Failed logins are counted in the checks' state store: kept across a
+	// restart, and shared by every server on a Redis store.
+	s.auth.Guard().SetStore(s.store)
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_config_reloads_total", Help: "Successful configuration reloads."})
 	s.reg.MustRegister(s.reloads, guardCollector(s.auth.Guard()))
