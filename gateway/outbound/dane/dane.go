@@ -103,12 +103,29 @@ func FromRR(rr *dns.TLSA) (Record, error) {
 // (RFC 7672 section 2.2 calls the others "unusable"). A non-empty list
 // from a validated lookup that yields nothing here still makes TLS
 // mandatory; see Classify.
+//
+// Digest algorithm agility (RFC 7671 section 9): where records of one usage
+// and selector come with both digests, only the strongest one (SHA-512
+// over SHA-256) is kept, so that a weakened digest cannot stand in for the
+// one the domain also publishes. Full data (matching type 0) is not a
+// digest and always stays.
 func Usable(records []Record) []Record {
+	type group struct{ usage, selector uint8 }
+	best := map[group]uint8{}
+	for _, r := range records {
+		if g := (group{r.Usage, r.Selector}); usable(r) && r.MatchingType != MatchFull && r.MatchingType > best[g] {
+			best[g] = r.MatchingType
+		}
+	}
 	var out []Record
 	for _, r := range records {
-		if usable(r) {
-			out = append(out, r)
+		if !usable(r) {
+			continue
 		}
+		if r.MatchingType != MatchFull && r.MatchingType < best[group{r.Usage, r.Selector}] {
+			continue // a weaker digest where a stronger one is published
+		}
+		out = append(out, r)
 	}
 	return out
 }

@@ -448,3 +448,20 @@ func TestVerifyInHandshake(t *testing.T) {
 		t.Errorf("DANE-EE handshake with the CA's key: %v", err)
 	}
 }
+
+// RFC 7671 section 9: with SHA-256 and SHA-512 records for the same usage
+// and selector, only the SHA-512 ones count: a SHA-256 record that would
+// match is not enough once a SHA-512 one is published.
+func TestDigestAgility(t *testing.T) {
+	sha256Rec := Record{Usage: UsageDANEEE, Selector: SelectorSPKI, MatchingType: MatchSHA256, Data: make([]byte, 32)}
+	sha512Rec := Record{Usage: UsageDANEEE, Selector: SelectorSPKI, MatchingType: MatchSHA512, Data: make([]byte, 64)}
+	full := Record{Usage: UsageDANEEE, Selector: SelectorSPKI, MatchingType: MatchFull, Data: []byte{1}}
+	otherSel := Record{Usage: UsageDANEEE, Selector: SelectorCert, MatchingType: MatchSHA256, Data: make([]byte, 32)}
+	got := Usable([]Record{sha256Rec, sha512Rec, full, otherSel})
+	if len(got) != 3 || got[0].MatchingType != MatchSHA512 || got[1].MatchingType != MatchFull || got[2].Selector != SelectorCert {
+		t.Fatalf("Usable kept %v", got)
+	}
+	if got := Usable([]Record{sha256Rec}); len(got) != 1 {
+		t.Fatalf("a lone SHA-256 record dropped: %v", got)
+	}
+}
