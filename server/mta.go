@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,6 +187,7 @@ func (m *MTA) Reload(cfg *policy.Config) error {
 		Port:       cfg.RemotePort,
 		DANE:       cfg.DANE,
 		LocalAddrs: cfg.SourceAddrs,
+		Self:       selfAddrs(cfg),
 		MTASTS:     sts,
 		Logger:     m.log.With("service", "outbound"),
 	})
@@ -258,4 +261,34 @@ func (m *MTA) Close() error {
 		errs = append(errs, c.Close()) // QUIT cached outbound connections
 	}
 	return errors.Join(errs...)
+}
+
+// selfAddrs are the addresses and ports the smtp listeners receive mail on,
+// a wildcard listener standing for every address of this host, so that
+// outbound delivery knows an MX that resolves to this server.
+func selfAddrs(cfg *policy.Config) []netip.AddrPort {
+	var out []netip.AddrPort
+	var local []netip.Addr
+	for _, l := range cfg.ListenersNamed(policy.ListenSMTP) {
+		ap, err := netip.ParseAddrPort(l.Address)
+		if err != nil {
+			continue // a host name: not compared
+		}
+		if !ap.Addr().IsUnspecified() {
+			out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+			continue
+		}
+		if local == nil {
+			addrs, _ := net.InterfaceAddrs()
+			for _, a := range addrs {
+				if p, err := netip.ParsePrefix(a.String()); err == nil {
+					local = append(local, p.Addr().Unmap())
+				}
+			}
+		}
+		for _, a := range local {
+			out = append(out, netip.AddrPortFrom(a, ap.Port()))
+		}
+	}
+	return out
 }

@@ -1129,3 +1129,39 @@ func TestSendmailBareNames(t *testing.T) {
 		t.Fatalf("to a full mailbox: %d %s, want 69", code, out)
 	}
 }
+
+// An MX that resolves to this server's own smtp listener (another name for
+// it) is seen as a loop: bounced with 5.4.6 at once, not sent to ourselves.
+func TestSelfMXByAddressLoops(t *testing.T) {
+	h, _ := newMTAHarness(t)
+	_, port, _ := net.SplitHostPort(h.addr("smtp"))
+	// Deliveries to MX hosts go to remoteport: make it our own smtp port,
+	// and give a domain an MX that resolves to 127.0.0.1.
+	h.writeSetting("remoteport", port+"\n")
+	zone := dnstest.NewZone().Add(
+		"alias-of-us.example. 300 IN MX 10 mx.alias-of-us.example.",
+		"mx.alias-of-us.example. 300 IN A 127.0.0.1",
+	)
+	h.writeSetting("resolvers", dnstest.Start(t, zone).Addr+"\n")
+	// The listener was bound to port 0; name the port it got, as a real
+	// configuration does.
+	listen, err := os.ReadFile(filepath.Join(h.etc, "listen"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.writeSetting("listen", strings.Replace(string(listen), "smtp 127.0.0.1:0", "smtp 127.0.0.1:"+port, 1))
+	if err := h.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if err := submit(t, h, h.user, []string{"x@alias-of-us.example"}, testMessage("loop?", "x\r\n"), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the loop's DSN", func() bool {
+		for _, m := range inboxMessages(t, h, h.user) {
+			if bytes.Contains(m, []byte("Status: 5.4.6")) && bytes.Contains(m, []byte("loops back to myself")) {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -69,6 +70,12 @@ type Options struct {
 	// MTASTS, when set, applies destination domains' MTA-STS policies
 	// (RFC 8461) to MX deliveries without DANE.
 	MTASTS *mtasts.Client
+
+	// Self are the addresses and ports this server receives mail on (its
+	// smtp listeners; a wildcard listener stands for every address of the
+	// host). An MX host that resolves to one of them is this server, as if
+	// it were named "me" (RFC 5321 section 5.1).
+	Self []netip.AddrPort
 
 	MaxHosts            int // MX hosts tried per delivery; default 5
 	MaxAddressesPerHost int // addresses tried per host; default 3
@@ -403,7 +410,7 @@ func (c *Client) resolve(ctx context.Context, domain string, route Route) ([]hos
 		hosts = append(hosts, h)
 	}
 	if len(hosts) > 0 {
-		return hosts, nil
+		return c.dropSelfHosts(domain, hosts, mxs, route)
 	}
 	if implicit && lastFail != nil && !lastFail.temporary {
 		// No MX and no address: not a mail domain (RFC 5321 5.1).
@@ -419,6 +426,49 @@ func (c *Client) resolve(ctx context.Context, domain string, route Route) ([]hos
 		return nil, lastFail
 	}
 	return nil, lastFail
+}
+
+// dropSelfHosts is dropSelfMX by address: an MX host (or the implicit MX)
+// whose addresses include one this server receives mail on is this
+// server under another name, so it and every host of equal or lower
+// preference go; when none is left, the mail would loop (5.4.6).
+func (c *Client) dropSelfHosts(domain string, hosts []host, mxs []*net.MX, route Route) ([]host, *failure) {
+	if len(c.opts.Self) == 0 {
+		return hosts, nil
+	}
+	port := route.Port
+	if port == 0 {
+		port = c.opts.Port
+	}
+	pref := func(name string) int {
+		for _, mx := range mxs {
+			if mx != nil && strings.EqualFold(strings.TrimSuffix(mx.Host, "."), strings.TrimSuffix(name, ".")) {
+				return int(mx.Pref)
+			}
+		}
+		return 0 // the implicit MX
+	}
+	selfPref, selfName := -1, ""
+	for _, h := range hosts {
+		for _, a := range h.addrs {
+			if slices.Contains(c.opts.Self, netip.AddrPortFrom(a, uint16(port))) && (selfPref < 0 || pref(h.name) < selfPref) {
+				selfPref, selfName = pref(h.name), h.name
+			}
+		}
+	}
+	if selfPref < 0 {
+		return hosts, nil
+	}
+	var kept []host
+	for _, h := range hosts {
+		if pref(h.name) < selfPref {
+			kept = append(kept, h)
+		}
+	}
+	if len(kept) == 0 {
+		return nil, localFailure(false, statusLoop, "loop", fmt.Errorf("mail for %s loops back to myself: its MX %s is this server's address", domain, selfName))
+	}
+	return kept, nil
 }
 
 // lookupDANE finds what h's TLSA records require (RFC 7672 section 2.2),

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -715,5 +716,33 @@ func TestDropSelfMX(t *testing.T) {
 	}
 	if kept, listed := dropSelfMX(mxList("10 a.test."), "me.test"); listed || len(kept) != 1 {
 		t.Errorf("not listed: kept %v, listed %v", kept, listed)
+	}
+}
+
+// An MX host that resolves to an address this server receives mail on is
+// this server under another name (RFC 5321 5.1): as the best MX the mail
+// would loop (permanent 5.4.6, nothing sent); as a backup MX it and the
+// hosts after it are dropped and the better one gets the mail.
+func TestSelfMXByAddress(t *testing.T) {
+	checkGoroutines(t)
+	srv := startSMTP(t, serverConfig{})
+	port := srv.port()
+	self := []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.9"), uint16(port))}
+
+	z := newZone()
+	z.add(t,
+		"example.test. 60 IN MX 10 other-name.example.test.",
+		"other-name.example.test. 60 IN A 127.0.0.9",
+		"backup.test. 60 IN MX 10 mx.example.test.",
+		"backup.test. 60 IN MX 20 us.backup.test.",
+		"mx.example.test. 60 IN A 127.0.0.2",
+		"us.backup.test. 60 IN A 127.0.0.9",
+	)
+	c := newTestClient(t, startDNS(t, z), port, func(o *Options) { o.Self = self })
+	res := deliver(t, c, env("a@sender.test"), rcpts("b@example.test"), testMessage)
+	wantFailure(t, res[0], true, statusLoop)
+	wantDelivered(t, deliver(t, c, env("a@sender.test"), rcpts("b@backup.test"), testMessage)[0])
+	if n := srv.mailCount(); n != 1 {
+		t.Fatalf("%d transactions at the real MX, want 1", n)
 	}
 }
