@@ -436,10 +436,7 @@ func (c *Client) dropSelfHosts(domain string, hosts []host, mxs []*net.MX, route
 	if len(c.opts.Self) == 0 {
 		return hosts, nil
 	}
-	port := route.Port
-	if port == 0 {
-		port = c.opts.Port
-	}
+	port := c.port(route, SecurityOpportunistic)
 	pref := func(name string) int {
 		for _, mx := range mxs {
 			if mx != nil && strings.EqualFold(strings.TrimSuffix(mx.Host, "."), strings.TrimSuffix(name, ".")) {
@@ -475,10 +472,7 @@ func (c *Client) dropSelfHosts(domain string, hosts []host, mxs []*net.MX, route
 // for a host whose addresses were validated. A failed TLSA lookup makes
 // the host one not to use (its records may say TLS is required).
 func (c *Client) lookupDANE(ctx context.Context, sr SecureResolver, h *host, route Route) *failure {
-	port := route.Port
-	if port == 0 {
-		port = c.opts.Port
-	}
+	port := c.port(route, SecurityOpportunistic)
 	rrs, secure, err := sr.LookupTLSA(ctx, port, h.name)
 	if err != nil {
 		f := localFailure(true, statusDNSTemporary, "dane-tlsa", fmt.Errorf("TLSA _%d._tcp.%s: %w", port, h.name, err))
@@ -683,17 +677,8 @@ func (c *Client) attempt(ctx context.Context, env *delivery.Envelope, route Rout
 	c.stats.attempt()
 	remoteMTA := "dns; " + h.name
 	sec := c.hostSecurity(route, env, h)
-	port := route.Port
-	if port == 0 {
-		port = c.opts.Port
-		if sec == SecuritySMTPS {
-			port = 465
-		}
-	}
-	key := poolKey{addr: netip.AddrPortFrom(addr, uint16(port)), host: h.name, security: sec, noTLS: noTLS}
-	if cr, ok := c.credentials(route); ok {
-		key.user = cr.User
-	}
+	port := c.port(route, sec)
+	key := c.sessionKey(route, h, addr, sec, noTLS)
 	s := c.pool.take(ctx, key)
 	if s == nil {
 		var f *failure
@@ -731,6 +716,28 @@ func (c *Client) attempt(ctx context.Context, env *delivery.Envelope, route Rout
 		s.quit()
 	}
 	return res, reasons, f
+}
+
+// port is where a host of route is reached: the route's own port, else
+// the client's (465 for implicit TLS).
+func (c *Client) port(route Route, sec Security) int {
+	switch {
+	case route.Port != 0:
+		return route.Port
+	case sec == SecuritySMTPS:
+		return 465
+	}
+	return c.opts.Port
+}
+
+// sessionKey names a session to addr of h: its address, port, TLS policy
+// and login, what a cached session must share to be reused.
+func (c *Client) sessionKey(route Route, h host, addr netip.Addr, sec Security, noTLS bool) poolKey {
+	key := poolKey{addr: netip.AddrPortFrom(addr, uint16(c.port(route, sec))), host: h.name, security: sec, noTLS: noTLS}
+	if cr, ok := c.credentials(route); ok {
+		key.user = cr.User
+	}
+	return key
 }
 
 // connect dials addr, reads the greeting, says EHLO, does STARTTLS or

@@ -86,18 +86,7 @@ func (c *Client) Verify(ctx context.Context, addr string) VerifyResult {
 // probe asks one address of h. done is false when another host may answer.
 func (c *Client) probe(ctx context.Context, env *delivery.Envelope, route Route, h host, addr netip.Addr, rcpt string) (VerifyResult, bool) {
 	sec := c.hostSecurity(route, env, h)
-	port := route.Port
-	if port == 0 {
-		port = c.opts.Port
-		if sec == SecuritySMTPS {
-			port = 465
-		}
-	}
-	key := poolKey{addr: netip.AddrPortFrom(addr, uint16(port)), host: h.name, security: sec}
-	if cr, ok := c.credentials(route); ok {
-		key.user = cr.User
-	}
-	s, f := c.connect(ctx, key, route, h, env)
+	s, f := c.connect(ctx, c.sessionKey(route, h, addr, sec, false), route, h, env)
 	if f != nil {
 		return VerifyResult{VerifyUnknown, fmt.Sprintf("%s: %s", h.name, oneLine(f.err.Error()))}, !f.nextHost
 	}
