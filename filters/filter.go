@@ -74,6 +74,39 @@ type Result struct {
 	AuthResults []string
 	// Vars are exposed to the admin's rules, e.g. {"SPF": "pass"}.
 	Vars map[string]string
+
+	// Rewritten, at StageData, is the whole message as the filter changed
+	// it (a milter changing or deleting header fields, or replacing the
+	// body); nil leaves the message as it was. The filters after it see
+	// the rewritten message, and it is what gets delivered.
+	Rewritten []byte
+	// Envelope holds the filter's changes to the sender and recipients
+	// (a milter's CHGFROM, ADDRCPT, DELRCPT); nil for none.
+	Envelope *EnvelopeChange
+}
+
+// EnvelopeChange is a filter's change to the transaction's envelope.
+type EnvelopeChange struct {
+	From     *string  // the new reverse path ("" = null sender); nil keeps it
+	AddRcpts []string // recipients to add, routed as if given with RCPT TO
+	DelRcpts []string // RCPT TO addresses to remove, as the client gave them
+}
+
+// merge adds o's changes after e's: a later sender wins, recipients
+// accumulate in order.
+func (e *EnvelopeChange) merge(o *EnvelopeChange) *EnvelopeChange {
+	if o == nil {
+		return e
+	}
+	if e == nil {
+		e = &EnvelopeChange{}
+	}
+	if o.From != nil {
+		e.From = o.From
+	}
+	e.AddRcpts = append(e.AddRcpts, o.AddRcpts...)
+	e.DelRcpts = append(e.DelRcpts, o.DelRcpts...)
+	return e
 }
 
 // Session is what filters may look at: the facts of the SMTP session and

@@ -1,6 +1,7 @@
 package filters
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -61,6 +62,12 @@ type Decision struct {
 	Message  string // text for the client
 	Filter   string // the filter (or "score") that decided
 	Reason   string
+
+	// At StageData, unless the message is refused: the message as the
+	// filters rewrote it (nil: unchanged), and their envelope changes, in
+	// the filters' order (see Result.Rewritten, Result.Envelope).
+	Rewritten []byte
+	Envelope  *EnvelopeChange
 }
 
 // Pipeline runs configured filters stage by stage.
@@ -110,6 +117,8 @@ func (p *Pipeline) Run(ctx context.Context, stage Stage, s *Session, rcpt string
 		return Decision{}
 	}
 	quarantine := Decision{}
+	var rewritten []byte
+	var envelope *EnvelopeChange
 	for _, e := range p.entries {
 		res, ok := p.call(ctx, e.Filter, stage, s, rcpt, msg)
 		if !ok {
@@ -133,6 +142,15 @@ func (p *Pipeline) Run(ctx context.Context, stage Stage, s *Session, rcpt string
 		case ModeIgnore:
 			res.Verdict = NoOpinion
 			weight = 0
+			// A filter that is only watched changes nothing.
+			res.Rewritten, res.Envelope = nil, nil
+		}
+		if stage == StageData && res.Rewritten != nil {
+			rewritten = res.Rewritten
+			msg = bytes.NewReader(rewritten)
+		}
+		if stage == StageData {
+			envelope = envelope.merge(res.Envelope)
 		}
 		score := res.Score * weight
 		s.Results = append(s.Results, res)
@@ -148,16 +166,26 @@ func (p *Pipeline) Run(ctx context.Context, stage Stage, s *Session, rcpt string
 				quarantine = decisionFrom(res)
 			}
 		case Accept:
-			return quarantine
+			return withChanges(quarantine, rewritten, envelope)
 		}
 	}
 	if quarantine.Verdict != NoOpinion {
-		return quarantine
+		return withChanges(quarantine, rewritten, envelope)
 	}
 	if stage == StageData {
-		return p.scoreDecision(s)
+		return withChanges(p.scoreDecision(s), rewritten, envelope)
 	}
 	return Decision{}
+}
+
+// withChanges carries the filters' changes on a decision that lets the
+// message in; a refused message keeps none.
+func withChanges(d Decision, rewritten []byte, env *EnvelopeChange) Decision {
+	if d.Verdict == Reject || d.Verdict == Tempfail {
+		return d
+	}
+	d.Rewritten, d.Envelope = rewritten, env
+	return d
 }
 
 // scoreDecision applies the thresholds to the total score.

@@ -124,3 +124,51 @@ func TestAuthenticationResults(t *testing.T) {
 		t.Fatal("empty results should give no header")
 	}
 }
+
+// upper is a filter that rewrites the message it is given to upper case
+// and adds a recipient, recording what it saw.
+type upper struct {
+	name string
+	saw  *[]string
+}
+
+func (u upper) Name() string { return u.name }
+func (u upper) CheckData(ctx context.Context, s *Session, m Message) Result {
+	b := make([]byte, m.Size())
+	m.ReadAt(b, 0)
+	*u.saw = append(*u.saw, string(b))
+	from := u.name + "@example.org"
+	return Result{Rewritten: []byte(strings.ToUpper(string(b)) + u.name + "\r\n"),
+		Envelope: &EnvelopeChange{From: &from, AddRcpts: []string{u.name + "@example.test"}}}
+}
+
+// A filter sees the message as the filters before it rewrote it; the
+// decision carries the last rewrite and every envelope change in order;
+// a filter in ignore mode changes nothing; a refusal carries no changes.
+func TestPipelineRewrites(t *testing.T) {
+	var saw []string
+	p := NewPipeline([]Entry{
+		{Filter: upper{"one", &saw}},
+		{Filter: upper{"watched", &saw}, Mode: ModeIgnore},
+		{Filter: upper{"two", &saw}},
+	}, PipelineOptions{})
+	d := p.Run(context.Background(), StageData, &Session{}, "", strings.NewReader("body\r\n"))
+	if want := []string{"body\r\n", "BODY\r\none\r\n", "BODY\r\none\r\n"}; strings.Join(saw, "|") != strings.Join(want, "|") {
+		t.Errorf("filters saw %q, want %q", saw, want)
+	}
+	if string(d.Rewritten) != "BODY\r\nONE\r\ntwo\r\n" {
+		t.Errorf("rewritten %q", d.Rewritten)
+	}
+	if e := d.Envelope; e == nil || *e.From != "two@example.org" || strings.Join(e.AddRcpts, ",") != "one@example.test,two@example.test" {
+		t.Errorf("envelope %+v", d.Envelope)
+	}
+
+	var hits []string
+	p = NewPipeline([]Entry{
+		{Filter: upper{"one", &saw}},
+		{Filter: fixed{"bl", Result{Verdict: Reject}, &hits}},
+	}, PipelineOptions{})
+	if d := p.Run(context.Background(), StageData, &Session{}, "", strings.NewReader("x\r\n")); d.Verdict != Reject || d.Rewritten != nil || d.Envelope != nil {
+		t.Errorf("refused: %+v", d)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,6 +54,57 @@ func (s *session) runStage(ctx context.Context, c *smtpd.ConnInfo, stage filters
 	s.b.metrics.reject("filter_" + d.Filter)
 	s.logRefusal(c, stage.String(), rcpt, rep, d.Filter)
 	return d, rep
+}
+
+// changeEnvelope carries out the checks' changes to the sender and the
+// recipients (a milter's CHGFROM, ADDRCPT, DELRCPT). An added recipient
+// is routed as a RCPT TO from a client allowed to relay (the milter is
+// the admin's); one that cannot be routed is logged and left out. A
+// removal that would leave no recipient is not done: Postern does not
+// drop accepted mail.
+func (s *session) changeEnvelope(ctx context.Context, e *filters.EnvelopeChange) {
+	if e.From != nil {
+		s.log.Info("smtp sender changed by a check", "from", s.from, "to", *e.From)
+		s.from = *e.From
+	}
+	if len(e.DelRcpts) > 0 {
+		var kept []Target
+		for _, t := range s.targets {
+			if !slices.ContainsFunc(e.DelRcpts, func(a string) bool { return sameAddress(a, t.Rcpt) }) {
+				kept = append(kept, t)
+			}
+		}
+		if len(kept) == 0 && len(e.AddRcpts) == 0 {
+			s.log.Warn("smtp: a check removed every recipient; the message is delivered to them as it was", "rcpts", len(s.targets))
+		} else {
+			s.rcptSet = nil
+			s.targets = s.rcptSet.add(nil, kept)
+			s.log.Info("smtp recipients removed by a check", "removed", e.DelRcpts)
+		}
+	}
+	for _, a := range e.AddRcpts {
+		targets, ref := s.b.router.Resolve(ctx, a, true)
+		if ref != nil {
+			s.log.Warn("smtp: a recipient a check added cannot be routed", "rcpt", a, "reason", ref.Reason, "text", ref.Text)
+			continue
+		}
+		for i := range targets {
+			targets[i].Rcpt = a
+		}
+		s.targets = s.rcptSet.add(s.targets, targets)
+		s.log.Info("smtp recipient added by a check", "rcpt", a)
+	}
+}
+
+// sameAddress compares two envelope addresses: the local part as
+// written, the domain in any case.
+func sameAddress(a, b string) bool {
+	a, b = strings.Trim(a, "<>"), strings.Trim(b, "<>")
+	i, j := strings.LastIndexByte(a, '@'), strings.LastIndexByte(b, '@')
+	if i < 0 || j < 0 {
+		return strings.EqualFold(a, b)
+	}
+	return a[:i] == b[:j] && strings.EqualFold(a[i:], b[j:])
 }
 
 // disconnectAsked reports whether the last result carries the

@@ -54,6 +54,9 @@ type Target struct {
 	// Forwarded marks a remote address an alias of ours points to: its
 	// copy is sent with cfg.ForwardSender (SRS) as envelope sender.
 	Forwarded bool
+	// Rcpt is the RCPT TO address this destination came from, as the
+	// client gave it (a milter removes recipients by that address).
+	Rcpt string
 }
 
 // Resolve maps one RCPT address to its final destinations. relay says

@@ -218,6 +218,7 @@ func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smt
 			}
 		}
 		t.Recipient.Notify = notify
+		t.Rcpt = to
 		if p.ORcpt != "" {
 			t.Recipient.ORcpt = p.ORcpt
 		}
@@ -269,6 +270,12 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 	d, rep := s.runStage(ctx, c, filters.StageData, "", newBytesMessage(msg))
 	if rep != nil {
 		return rep
+	}
+	if d.Rewritten != nil {
+		msg = d.Rewritten
+	}
+	if d.Envelope != nil {
+		s.changeEnvelope(ctx, d.Envelope)
 	}
 	body.Write(s.receivedHeader(c, time.Now()))
 	if s.checked(c) {

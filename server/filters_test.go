@@ -500,3 +500,69 @@ func TestFilterMilter(t *testing.T) {
 		t.Fatalf("scanner down: %d %s", code, text)
 	}
 }
+
+// milterRewriter acts as Rspamd's "rewrite subject" action and its
+// removal of forged spam headers, and as a milter diverting mail (a new
+// recipient, the old one removed, a new body and sender).
+type milterRewriter struct {
+	gomilter.NoOpMilter
+	body bytes.Buffer
+}
+
+func (s *milterRewriter) BodyChunk(chunk []byte, m *gomilter.Modifier) (gomilter.Response, error) {
+	s.body.Write(chunk)
+	return gomilter.RespContinue, nil
+}
+
+func (s *milterRewriter) Body(m *gomilter.Modifier) (gomilter.Response, error) {
+	m.ChangeHeader(1, "Subject", "*** SPAM *** cheap pills")
+	m.ChangeHeader(1, "X-Spam-Status", "") // the client's own claim goes
+	if strings.Contains(s.body.String(), "DIVERT") {
+		m.AddRecipient("carol@example.test")
+		m.DeleteRecipient("alice@example.test")
+		m.ReplaceBody([]byte("diverted\n"))
+	}
+	return gomilter.RespAccept, nil
+}
+
+// milters that change the message: the delivered message has the new
+// Subject, no forged field (Maildir files have LF line ends), and a diverted one reaches only the added
+// recipient, with its new body.
+func TestFilterMilterChanges(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &gomilter.Server{NewMilter: func() gomilter.Milter { return &milterRewriter{} },
+		Actions: gomilter.OptChangeHeader | gomilter.OptChangeBody | gomilter.OptAddRcpt | gomilter.OptRemoveRcpt}
+	go srv.Serve(ln)
+	t.Cleanup(func() { ln.Close() })
+	h := newFilterHarness(t, baseZone(), map[string]string{
+		"filters": "milter:rspamd\n",
+		"milters": "rspamd inet:" + ln.Addr().String() + " timeout=5s\n",
+	})
+	h.addUser("carol@example.test", "pw")
+	send := func(body string) {
+		t.Helper()
+		c := dialRaw(t, h.addr("smtp"))
+		c.as("192.0.2.7", "mail.good.test")
+		msg := append([]byte("X-Spam-Status: No, score=-100\r\n"), testMessage("cheap pills", body)...)
+		if code, text := c.send("x@good.test", h.user, msg); code != 250 {
+			t.Fatalf("%d %s", code, text)
+		}
+	}
+	send("hello\r\n")
+	inbox := inboxMessages(t, h, h.user)
+	if len(inbox) != 1 || !bytes.Contains(inbox[0], []byte("\nSubject: *** SPAM *** cheap pills\n")) ||
+		bytes.Contains(inbox[0], []byte("X-Spam-Status")) || !bytes.HasSuffix(inbox[0], []byte("\n\nhello\n")) {
+		t.Fatalf("inbox: %q", inbox)
+	}
+	send("DIVERT this\r\n")
+	if inbox := inboxMessages(t, h, h.user); len(inbox) != 1 {
+		t.Fatalf("alice has %d messages after the diverted one, want 1", len(inbox))
+	}
+	carol := inboxMessages(t, h, "carol@example.test")
+	if len(carol) != 1 || !bytes.HasSuffix(carol[0], []byte("\n\ndiverted\n")) || !bytes.Contains(carol[0], []byte("Subject: *** SPAM ***")) {
+		t.Fatalf("carol: %q", carol)
+	}
+}

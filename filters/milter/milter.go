@@ -12,11 +12,11 @@
 // milter's verdict at any step ends the session: reject and replycode 5xx
 // refuse the message, tempfail and replycode 4xx defer it, quarantine
 // files it into Junk, accept ends checking with no objection. Header
-// fields the milter adds or inserts are added to the message. Other
-// changes (replacing the body, changing or deleting header fields, the
-// sender or the recipients) are not asked for during negotiation, so a
-// milter does not send them; "discard" (drop silently) is taken as
-// quarantine, as Postern never drops accepted mail.
+// fields the milter adds or inserts are added to the message; it may
+// also change and delete header fields, replace the body, change the
+// sender, and add and remove recipients, as Postfix lets it (modify.go).
+// "discard" (drop silently) is taken as quarantine, as Postern never
+// drops accepted mail.
 //
 // A milter that cannot be reached, times out or breaks the protocol gets
 // the configured failure action: tempfail (the default, as Postfix's
@@ -118,19 +118,37 @@ func (f *Filter) failure(err error) filters.Result {
 	return r
 }
 
+// fullActions is every change the pipeline can carry out (package
+// comment); not recipients with ESMTP arguments (SMFIF_ADDRCPT_PAR).
+const fullActions = gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptChangeBody |
+	gomilter.OptQuarantine | gomilter.OptChangeFrom | gomilter.OptAddRcpt | gomilter.OptRemoveRcpt
+
+// v2Actions are the actions of milter protocol version 2.
+const v2Actions gomilter.OptAction = 0x3f
+
+// session connects to the milter and negotiates actions.
+func (f *Filter) session(ctx context.Context, timeout time.Duration, actions gomilter.OptAction) (*gomilter.ClientSession, error) {
+	client := gomilter.NewClientWithOptions(f.cfg.Network, f.cfg.Address, gomilter.ClientOptions{
+		Dialer:       ctxDialer{ctx: ctx, timeout: timeout},
+		ReadTimeout:  timeout,
+		WriteTimeout: timeout,
+		ActionMask:   actions,
+	})
+	return client.Session()
+}
+
 func (f *Filter) run(ctx context.Context, s *filters.Session, msg filters.Message) (filters.Result, error) {
 	timeout := f.cfg.Timeout
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
-	client := gomilter.NewClientWithOptions(f.cfg.Network, f.cfg.Address, gomilter.ClientOptions{
-		Dialer:       ctxDialer{ctx: ctx, timeout: timeout},
-		ReadTimeout:  timeout,
-		WriteTimeout: timeout,
-		// Only what the pipeline can carry out (package comment).
-		ActionMask: gomilter.OptAddHeader | gomilter.OptQuarantine,
-	})
-	sess, err := client.Session()
+	sess, err := f.session(ctx, timeout, fullActions)
+	if errors.Is(err, gomilter.ErrUnsupportedMilterVersion) {
+		// An older milter (protocol version 2, as go-milter's server
+		// speaks) knows no actions past quarantine: ask again without
+		// changing the sender.
+		sess, err = f.session(ctx, timeout, fullActions&v2Actions)
+	}
 	if err != nil {
 		return filters.Result{}, err
 	}
@@ -202,6 +220,9 @@ func (f *Filter) run(ctx context.Context, s *filters.Session, msg filters.Messag
 		return filters.Result{}, err
 	}
 	for _, h := range header {
+		if h.name == "" {
+			continue
+		}
 		act, err := sess.HeaderField(h.name, h.value)
 		if err != nil {
 			return filters.Result{}, err
@@ -221,7 +242,7 @@ func (f *Filter) run(ctx context.Context, s *filters.Session, msg filters.Messag
 	if err != nil {
 		return filters.Result{}, err
 	}
-	return f.endOfMessage(mods, act), nil
+	return f.endOfMessage(mods, act, header, body)
 }
 
 // verdict turns a milter's reply into the check's result; done is false
@@ -258,20 +279,67 @@ func (f *Filter) verdict(act *gomilter.Action, stage string) (filters.Result, bo
 	return r, true
 }
 
-// endOfMessage applies the final reply and the header fields the milter
-// added.
-func (f *Filter) endOfMessage(mods []gomilter.ModifyAction, act *gomilter.Action) filters.Result {
+// endOfMessage applies the final reply and the milter's changes:
+// quarantine, header fields added, changed and deleted, a new body, a new
+// sender, recipients added and removed (modify.go).
+func (f *Filter) endOfMessage(mods []gomilter.ModifyAction, act *gomilter.Action, header []field, body []byte) (filters.Result, error) {
 	r, done := f.verdict(act, "end of message")
 	if !done {
 		r = filters.Result{Filter: f.Name()}
 	}
+	if r.Verdict == filters.Reject || r.Verdict == filters.Tempfail {
+		return r, nil
+	}
+	ed := editor{header: header, body: body}
+	var notes []string
 	for _, m := range mods {
 		switch m.Code {
 		case gomilter.ActAddHeader, gomilter.ActInsertHeader:
 			name := strings.TrimSpace(m.HeaderName)
 			value := strings.TrimLeft(m.HeaderValue, " \t")
-			if validFieldName(name) && !strings.ContainsAny(value, "\x00") {
-				r.HeaderFields = append(r.HeaderFields, name+": "+normalizeFolding(value))
+			if !validFieldName(name) || strings.ContainsAny(value, "\x00") {
+				notes = append(notes, "bad header field "+fmt.Sprintf("%q", name)+" ignored")
+				continue
+			}
+			if m.Code == gomilter.ActInsertHeader && m.HeaderIndex > 0 {
+				ed.insert(int(m.HeaderIndex), name, value)
+				continue
+			}
+			// Added fields go on top, with the checks' own fields.
+			r.HeaderFields = append(r.HeaderFields, name+": "+normalizeFolding(value))
+		case gomilter.ActChangeHeader:
+			name := strings.TrimSpace(m.HeaderName)
+			if !validFieldName(name) || strings.ContainsAny(m.HeaderValue, "\x00") {
+				notes = append(notes, "bad header change "+fmt.Sprintf("%q", name)+" ignored")
+				continue
+			}
+			ed.change(name, int(m.HeaderIndex), strings.TrimLeft(m.HeaderValue, " \t"))
+		case gomilter.ActReplBody:
+			if err := ed.replaceBody(m.Body); err != nil {
+				return filters.Result{}, err
+			}
+		case gomilter.ActChangeFrom:
+			addr, ok := envelopeAddress(m.From, true)
+			if !ok {
+				notes = append(notes, fmt.Sprintf("bad sender %q ignored", m.From))
+				continue
+			}
+			r.Envelope = envelope(r.Envelope)
+			r.Envelope.From = &addr
+			notes = append(notes, "sender changed to <"+addr+">")
+		case gomilter.ActAddRcpt, gomilter.ActDelRcpt:
+			addr, ok := envelopeAddress(m.Rcpt, false)
+			if !ok {
+				notes = append(notes, fmt.Sprintf("bad recipient %q ignored", m.Rcpt))
+				continue
+			}
+			r.Envelope = envelope(r.Envelope)
+			if m.Code == gomilter.ActAddRcpt {
+				r.Envelope.AddRcpts = append(r.Envelope.AddRcpts, addr)
+				notes = append(notes, "recipient <"+addr+"> added")
+			} else {
+				r.Envelope.DelRcpts = append(r.Envelope.DelRcpts, addr)
+				notes = append(notes, "recipient <"+addr+"> removed")
 			}
 		case gomilter.ActQuarantine:
 			if r.Verdict == filters.NoOpinion || r.Verdict == filters.Accept {
@@ -280,10 +348,17 @@ func (f *Filter) endOfMessage(mods []gomilter.ModifyAction, act *gomilter.Action
 			}
 		}
 	}
+	if ed.changed {
+		r.Rewritten = ed.message()
+		notes = append(notes, ed.summary())
+	}
 	if r.Reason == "" {
 		r.Reason = "milter " + f.cfg.Name + " passed the message"
 	}
-	return r
+	if len(notes) > 0 {
+		r.Reason += " (" + strings.Join(notes, "; ") + ")"
+	}
+	return r, nil
 }
 
 // parseReply checks a replycode action: its code must be 4xx or 5xx and
@@ -307,30 +382,45 @@ func parseReply(code int, text string) (int, string, string) {
 	return code, enhanced, text
 }
 
-type field struct{ name, value string }
+// field is one line group of the header as received: a field's name and
+// value (folding kept, the leading blank removed), and its bytes with the
+// line ends. A line that is not a field has no name; it is not shown to
+// milters, and kept as it was when the message is rewritten.
+type field struct {
+	name, value string
+	raw         []byte
+}
 
-// splitMessage separates the header fields (name, value with its folding
-// as sent, the leading blank removed) from the body (after the empty
-// line, CRLF line ends as received).
+// splitMessage separates the header fields from the body (after the
+// empty line, CRLF line ends as received); body is nil when there is no
+// empty line.
 func splitMessage(raw []byte) ([]field, []byte) {
 	var fields []field
 	rest := raw
 	for len(rest) > 0 {
-		var line []byte
-		line, rest, _ = bytes.Cut(rest, []byte("\n"))
-		trimmed := bytes.TrimRight(line, "\r")
+		i := bytes.IndexByte(rest, '\n') + 1
+		if i == 0 {
+			i = len(rest)
+		}
+		line := rest[:i]
+		rest = rest[i:]
+		trimmed := bytes.TrimRight(line, "\r\n")
 		if len(trimmed) == 0 {
 			return fields, rest
 		}
-		if (trimmed[0] == ' ' || trimmed[0] == '\t') && len(fields) > 0 {
-			fields[len(fields)-1].value += "\r\n" + string(trimmed)
+		if last := len(fields) - 1; (trimmed[0] == ' ' || trimmed[0] == '\t') && last >= 0 && fields[last].name != "" {
+			fields[last].value += "\r\n" + string(trimmed)
+			fields[last].raw = append(fields[last].raw, line...)
 			continue
 		}
 		name, value, ok := bytes.Cut(trimmed, []byte(":"))
 		if !ok {
-			continue // not a header field: skipped, as Postfix's cleanup would not pass it either
+			// Not a header field: not shown to milters, as Postfix's
+			// cleanup would not pass it either.
+			fields = append(fields, field{raw: append([]byte(nil), line...)})
+			continue
 		}
-		fields = append(fields, field{string(bytes.TrimSpace(name)), strings.TrimLeft(string(value), " \t")})
+		fields = append(fields, field{string(bytes.TrimSpace(name)), strings.TrimLeft(string(value), " \t"), append([]byte(nil), line...)})
 	}
 	return fields, nil
 }

@@ -3,12 +3,16 @@ package milter
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"io"
 	"net"
 	"net/netip"
 	"net/textproto"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -308,4 +312,186 @@ func FuzzSplitMessage(f *testing.F) {
 			}
 		}
 	})
+}
+
+// rewriter is a milter that changes what it passes, as Rspamd's "rewrite
+// subject" and its removal of forged spam headers do, and as MIMEDefang
+// does with bodies and recipients.
+type rewriter struct {
+	gomilter.NoOpMilter
+}
+
+func (rewriter) Body(m *gomilter.Modifier) (gomilter.Response, error) {
+	m.ChangeHeader(1, "Subject", "***SPAM*** hello")
+	m.ChangeHeader(2, "X-Spam", "") // the second X-Spam goes
+	m.ChangeHeader(1, "X-Missing", "added\n as a new field")
+	m.ChangeHeader(3, "X-Absent", "")    // deleting what is not there: nothing
+	m.InsertHeader(1, "X-Second", "yes") // after the first field
+	m.ReplaceBody([]byte("new body\nsecond line\n"))
+	m.ChangeFrom("<bounces@example.org>")
+	m.AddRecipient("archive@example.test") // go-milter adds the angle brackets
+	m.DeleteRecipient("alice@example.test")
+	m.AddRecipient("bad address")
+	return gomilter.RespAccept, nil
+}
+
+func startMilter(t *testing.T, m gomilter.Milter, actions gomilter.OptAction) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "milter.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &gomilter.Server{NewMilter: func() gomilter.Milter { return m }, Actions: actions}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return sock
+}
+
+// Header and body changes come back as the rewritten message, envelope
+// changes as an EnvelopeChange; a bad address is left out.
+func TestMilterModifications(t *testing.T) {
+	sock := startMilter(t, rewriter{}, gomilter.OptAddHeader|gomilter.OptChangeHeader|gomilter.OptChangeBody|
+		gomilter.OptChangeFrom|gomilter.OptAddRcpt|gomilter.OptRemoveRcpt)
+	f := newFilter(t, "unix", sock, OnErrorTempfail)
+	in := "From: bob@example.org\r\nX-Spam: no\r\nSubject: hello\r\n  folded\r\nX-Spam: yes\r\nnot a field\r\nTo: alice@example.test\r\n\r\nold body\r\n"
+	r := f.CheckData(context.Background(), session(), message(in))
+	if r.Verdict != filters.NoOpinion {
+		t.Fatalf("%+v", r)
+	}
+	want := "From: bob@example.org\r\nX-Second: yes\r\nX-Spam: no\r\nSubject: ***SPAM*** hello\r\nnot a field\r\nTo: alice@example.test\r\n" +
+		"X-Missing: added\r\n as a new field\r\n\r\nnew body\r\nsecond line\r\n"
+	if string(r.Rewritten) != want {
+		t.Errorf("rewritten\n%q\nwant\n%q", r.Rewritten, want)
+	}
+	e := r.Envelope
+	if e == nil || e.From == nil || *e.From != "bounces@example.org" ||
+		!slices.Equal(e.AddRcpts, []string{"archive@example.test"}) || !slices.Equal(e.DelRcpts, []string{"alice@example.test"}) {
+		t.Errorf("envelope %+v", e)
+	}
+	if !strings.Contains(r.Reason, `bad recipient "<bad address>" ignored`) || !strings.Contains(r.Reason, "body replaced") {
+		t.Errorf("reason %q", r.Reason)
+	}
+}
+
+func TestEditor(t *testing.T) {
+	fields, body := splitMessage([]byte("A: 1\r\nB: 2\r\na: 3\r\n\r\nbody\r\n"))
+	ed := editor{header: fields, body: body}
+	ed.change("a", 2, "three")
+	ed.change("A", 0, "") // 0 counts as the first
+	ed.insert(99, "Z", "last")
+	ed.insert(0, "Top", "first")
+	if got, want := string(ed.message()), "Top: first\r\nB: 2\r\na: three\r\nZ: last\r\n\r\nbody\r\n"; got != want {
+		t.Errorf("got %q want %q", got, want)
+	}
+	// No empty line in the original: one is made before the new body.
+	fields, body = splitMessage([]byte("A: 1\r\n"))
+	ed = editor{header: fields, body: body}
+	ed.replaceBody([]byte("x\ry\r\nz"))
+	if got, want := string(ed.message()), "A: 1\r\n\r\nx\r\ny\r\nz\r\n"; got != want {
+		t.Errorf("got %q want %q", got, want)
+	}
+	for in, want := range map[string]string{"<a@b.c>": "a@b.c", "a@b.c": "a@b.c", " <x@y> ": "x@y"} {
+		if got, ok := envelopeAddress(in, false); !ok || got != want {
+			t.Errorf("envelopeAddress(%q) = %q %v", in, got, ok)
+		}
+	}
+	for _, bad := range []string{"<>", "a b@c", "@c", "a@", "a\r\n@b", "noat"} {
+		if _, ok := envelopeAddress(bad, false); ok {
+			t.Errorf("envelopeAddress(%q) accepted", bad)
+		}
+	}
+	if a, ok := envelopeAddress("<>", true); !ok || a != "" {
+		t.Errorf("null sender: %q %v", a, ok)
+	}
+}
+
+func FuzzEditor(f *testing.F) {
+	f.Add([]byte(header+"body\r\n"), "Subject", uint8(1), "new", []byte("b\n"))
+	f.Add([]byte("X: 1\r\n"), "X", uint8(0), "", []byte(""))
+	f.Fuzz(func(t *testing.T, raw []byte, name string, index uint8, value string, body []byte) {
+		fields, b := splitMessage(raw)
+		ed := editor{header: fields, body: b}
+		if validFieldName(name) && !strings.ContainsRune(value, 0) {
+			ed.change(name, int(index), value)
+			ed.insert(int(index), name, value)
+		}
+		ed.replaceBody(body)
+		out := ed.message()
+		// The result parses back into at least the fields it was given,
+		// and its new body has no bare line end.
+		_, nb := splitMessage(out)
+		if nb == nil {
+			t.Fatalf("no body separator in %q", out)
+		}
+		if bytes.Contains(bytes.ReplaceAll(nb, []byte("\r\n"), nil), []byte("\n")) || bytes.Contains(bytes.ReplaceAll(nb, []byte("\r\n"), nil), []byte("\r")) {
+			t.Fatalf("bare line end in new body %q", nb)
+		}
+	})
+}
+
+// A milter speaking protocol version 6, as libmilter (Rspamd, OpenDKIM,
+// clamav-milter) does, gets every action asked for at the first try and
+// may change the sender.
+func TestMilterVersion6ChangeFrom(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns, offered atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go serveRawV6(c, &offered)
+		}
+	}()
+	f := newFilter(t, "tcp", ln.Addr().String(), OnErrorTempfail)
+	r := f.CheckData(context.Background(), session(), message(header+"x\r\n"))
+	if r.Envelope == nil || r.Envelope.From == nil || *r.Envelope.From != "srs@example.org" {
+		t.Fatalf("%+v", r)
+	}
+	if conns.Load() != 1 || gomilter.OptAction(offered.Load()) != fullActions {
+		t.Errorf("%d connections, actions offered %#x, want 1 and %#x", conns.Load(), offered.Load(), fullActions)
+	}
+}
+
+// serveRawV6 answers one milter session by hand: version 6 with every
+// action, "continue" to each step, and at the end of the body a new
+// sender and "accept".
+func serveRawV6(c net.Conn, offered *atomic.Int64) {
+	defer c.Close()
+	packet := func(code byte, data []byte) error {
+		b := binary.BigEndian.AppendUint32(nil, uint32(len(data)+1))
+		_, err := c.Write(append(append(b, code), data...))
+		return err
+	}
+	for {
+		var l [4]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return
+		}
+		msg := make([]byte, binary.BigEndian.Uint32(l[:]))
+		if _, err := io.ReadFull(c, msg); err != nil || len(msg) == 0 {
+			return
+		}
+		switch msg[0] {
+		case 'O':
+			offered.Store(int64(binary.BigEndian.Uint32(msg[5:9])))
+			packet('O', binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 6), 0x1ff), 0))
+		case 'D', 'A':
+		case 'Q':
+			return
+		case 'E':
+			packet('e', []byte("<srs@example.org>\x00"))
+			packet('a', nil)
+		default:
+			packet('c', nil)
+		}
+	}
 }
