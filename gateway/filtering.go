@@ -21,7 +21,13 @@ import (
 // the session calls directly, and the DKIM signer for outgoing mail. A
 // reload builds a new one.
 type Filters struct {
-	Pipeline   *filters.Pipeline
+	Pipeline *filters.Pipeline
+	// Trusted runs at the end of DATA on the mail of the clients Pipeline
+	// does not check (authenticated users, clients smtpaccess lets
+	// relay): the milters configured for them, so that a content scanner
+	// sees outgoing mail and can sign, mark or refuse it, as Postfix's
+	// smtpd_milters do on the submission port. No score thresholds.
+	Trusted    *filters.Pipeline
 	Limiter    *ratelimit.Limiter // told about unknown recipients (dictionary attacks); may be nil
 	Signer     *dkim.Signer       // signs authenticated users' mail; may be nil
 	AuthservID string             // our name in Authentication-Results (RFC 8601)
@@ -31,17 +37,39 @@ type Filters struct {
 // authenticated users and clients smtpaccess lets relay are trusted, as
 // every MTA trusts its own users and networks.
 func (s *session) checked(c *smtpd.ConnInfo) bool {
-	return s.fl != nil && !s.fl.Pipeline.Empty() && c.AuthUser == "" && !s.access.Relay
+	return s.fl != nil && !s.fl.Pipeline.Empty() && !s.trusted(c)
+}
+
+// trusted: an authenticated user, or a client smtpaccess lets relay.
+func (s *session) trusted(c *smtpd.ConnInfo) bool { return c.AuthUser != "" || s.access.Relay }
+
+// pipeline is what checks this client's mail at stage: the checks for an
+// unchecked client, the Trusted pipeline's milters at the end of DATA for
+// a trusted one, else none.
+func (s *session) pipeline(c *smtpd.ConnInfo, stage filters.Stage) *filters.Pipeline {
+	switch {
+	case s.fl == nil || s.fs == nil:
+		return nil
+	case !s.trusted(c):
+		return s.fl.Pipeline
+	case stage == filters.StageData:
+		return s.fl.Trusted
+	}
+	return nil
 }
 
 // runStage runs the pipeline at one stage and turns a refusal into the
 // SMTP reply, logging it and keeping it in the rejection log.
 func (s *session) runStage(ctx context.Context, c *smtpd.ConnInfo, stage filters.Stage, rcpt string, msg filters.Message) (filters.Decision, *smtpd.Reply) {
-	if !s.checked(c) {
+	p := s.pipeline(c, stage)
+	if p.Empty() {
 		return filters.Decision{}, nil
 	}
 	s.syncFilterSession(c)
-	d := s.fl.Pipeline.Run(ctx, stage, s.fs, rcpt, msg)
+	if stage == filters.StageData {
+		s.dataResults = len(s.fs.Results)
+	}
+	d := p.Run(ctx, stage, s.fs, rcpt, msg)
 	if d.Verdict != filters.Reject && d.Verdict != filters.Tempfail {
 		return d, nil
 	}
@@ -199,6 +227,22 @@ func (s *session) checkHeaders() []byte {
 		fmt.Fprintf(&b, " (%s)", strings.Join(parts, " "))
 	}
 	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// trustedHeaders returns the header fields the Trusted pipeline's
+// milters added at the end of DATA (a DKIM-Signature, an X-Spam-Status):
+// no Authentication-Results or score, which are about incoming mail.
+func (s *session) trustedHeaders() []byte {
+	if s.fs == nil || s.dataResults > len(s.fs.Results) {
+		return nil
+	}
+	var b bytes.Buffer
+	for _, r := range s.fs.Results[s.dataResults:] {
+		for _, h := range r.HeaderFields {
+			b.WriteString(strings.TrimRight(h, "\r\n") + "\r\n")
+		}
+	}
 	return b.Bytes()
 }
 

@@ -96,6 +96,8 @@ type session struct {
 	// stages left; each new transaction starts from there.
 	baseResults int
 	baseScore   float64
+	// dataResults is where the results of the end of DATA start.
+	dataResults int
 
 	from    string
 	mail    smtpd.MailParams
@@ -280,6 +282,8 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 	body.Write(s.receivedHeader(c, time.Now()))
 	if s.checked(c) {
 		body.Write(s.checkHeaders())
+	} else if s.trusted(c) {
+		body.Write(s.trustedHeaders())
 	}
 	body.Write(s.dkimSign(ctx, c, msg))
 	body.Write(msg)

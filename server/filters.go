@@ -124,8 +124,8 @@ func parseFilterList(lines []policy.Line) ([]filterEntry, error) {
 }
 
 // loadMilters reads the "milters" setting: NAME ADDRESS [onerror=tempfail|
-// accept|reject] [timeout=DURATION], ADDRESS as Postfix writes it
-// (unix:/path, inet:host:port).
+// accept|reject] [timeout=DURATION] [authenticated=yes|no], ADDRESS as
+// Postfix writes it (unix:/path, inet:host:port).
 func loadMilters(dir string) (map[string]milter.Config, error) {
 	lines, err := policy.ReadSetting(dir, "milters")
 	if errors.Is(err, policy.ErrNotSet) {
@@ -139,10 +139,10 @@ func loadMilters(dir string) (map[string]milter.Config, error) {
 	for _, ln := range lines {
 		f := strings.Fields(ln.Text)
 		if len(f) < 2 {
-			errs = append(errs, ln.Errorf("want NAME ADDRESS [onerror=tempfail|accept|reject] [timeout=DURATION]"))
+			errs = append(errs, ln.Errorf("want NAME ADDRESS [onerror=tempfail|accept|reject] [timeout=DURATION] [authenticated=yes|no]"))
 			continue
 		}
-		c := milter.Config{Name: strings.ToLower(f[0])}
+		c := milter.Config{Name: strings.ToLower(f[0]), Authenticated: true}
 		if _, dup := out[c.Name]; dup {
 			errs = append(errs, ln.Errorf("milter %q defined twice", c.Name))
 			continue
@@ -172,8 +172,17 @@ func loadMilters(dir string) (map[string]milter.Config, error) {
 					errs = append(errs, ln.Errorf("timeout=%s: want a duration such as 30s", v))
 				}
 				c.Timeout = d
+			case "authenticated":
+				switch v {
+				case "yes":
+					c.Authenticated = true
+				case "no":
+					c.Authenticated = false
+				default:
+					errs = append(errs, ln.Errorf("authenticated=%s: want yes or no", v))
+				}
 			default:
-				errs = append(errs, ln.Errorf("unknown option %q (onerror=, timeout=)", opt))
+				errs = append(errs, ln.Errorf("unknown option %q (onerror=, timeout=, authenticated=)", opt))
 			}
 		}
 		out[c.Name] = c
@@ -246,7 +255,7 @@ func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, resul
 	if err != nil {
 		return nil, err
 	}
-	var entries []filters.Entry
+	var entries, trusted []filters.Entry
 	for _, e := range list {
 		var f filters.Filter
 		var err error
@@ -260,6 +269,9 @@ func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, resul
 				return nil, e.line.Errorf("%v", err)
 			}
 			entries = append(entries, filters.Entry{Filter: f, Mode: e.mode, Weight: e.weight})
+			if mc.Authenticated {
+				trusted = append(trusted, filters.Entry{Filter: f, Mode: e.mode, Weight: e.weight})
+			}
 			continue
 		}
 		switch e.name {
@@ -335,14 +347,16 @@ func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, resul
 		}
 		entries = append(entries, filters.Entry{Filter: f, Mode: e.mode, Weight: e.weight})
 	}
+	observe := func(name string, v filters.Verdict, d time.Duration) {
+		results.WithLabelValues(name, v.String()).Inc()
+		latency.WithLabelValues(name).Observe(d.Seconds())
+	}
 	out.Pipeline = filters.NewPipeline(entries, filters.PipelineOptions{
-		Thresholds: th,
-		Logger:     log.With("module", "filters"),
-		Observe: func(name string, v filters.Verdict, d time.Duration) {
-			results.WithLabelValues(name, v.String()).Inc()
-			latency.WithLabelValues(name).Observe(d.Seconds())
-		},
+		Thresholds: th, Logger: log.With("module", "filters"), Observe: observe,
 	})
+	// Authenticated users' and relay clients' mail: only the milters that
+	// ask for it, without score thresholds (gateway.Filters.Trusted).
+	out.Trusted = filters.NewPipeline(trusted, filters.PipelineOptions{Logger: log.With("module", "filters"), Observe: observe})
 	signer, err := dkim.LoadSigner(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("dkim keys: %w", err)

@@ -7,8 +7,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
-	gomilter "github.com/emersion/go-milter"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	gomilter "github.com/emersion/go-milter"
 	"github.com/emersion/go-msgauth/dkim"
+	"github.com/emersion/go-smtp"
 
 	"postern/filters/dns/dnstest"
 	"postern/filters/rejectlog"
@@ -564,5 +566,83 @@ func TestFilterMilterChanges(t *testing.T) {
 	carol := inboxMessages(t, h, "carol@example.test")
 	if len(carol) != 1 || !bytes.HasSuffix(carol[0], []byte("\n\ndiverted\n")) || !bytes.Contains(carol[0], []byte("Subject: *** SPAM ***")) {
 		t.Fatalf("carol: %q", carol)
+	}
+}
+
+// outboundScanner is Rspamd or OpenDKIM on the submission side: it signs
+// what an authenticated user sends and refuses outgoing spam.
+type outboundScanner struct {
+	gomilter.NoOpMilter
+	body bytes.Buffer
+	user string // {auth_authen}, sent with MAIL FROM
+}
+
+func (s *outboundScanner) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response, error) {
+	s.user = m.Macros["{auth_authen}"]
+	return gomilter.RespContinue, nil
+}
+
+func (s *outboundScanner) BodyChunk(chunk []byte, m *gomilter.Modifier) (gomilter.Response, error) {
+	s.body.Write(chunk)
+	return gomilter.RespContinue, nil
+}
+
+func (s *outboundScanner) Body(m *gomilter.Modifier) (gomilter.Response, error) {
+	if strings.Contains(s.body.String(), "OUTBOUND SPAM") {
+		return gomilter.NewResponseStr(byte(gomilter.ActReplyCode), "550 5.7.1 Spam message rejected"), nil
+	}
+	m.AddHeader("DKIM-Signature", "v=1; a=rsa-sha256; d=example.test; s=test; i="+s.user)
+	return gomilter.RespAccept, nil
+}
+
+// refuseAll is an inbound-only scanner that refuses everything.
+type refuseAll struct{ gomilter.NoOpMilter }
+
+func (refuseAll) Body(m *gomilter.Modifier) (gomilter.Response, error) {
+	return gomilter.RespReject, nil
+}
+
+func listenMilter(t *testing.T, m func() gomilter.Milter) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &gomilter.Server{NewMilter: m, Actions: gomilter.OptAddHeader}
+	go srv.Serve(ln)
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
+}
+
+// Milters see authenticated users' mail too (authenticated=yes, the
+// default, as Postfix's smtpd_milters on the submission port), with
+// {auth_authen}: the field one adds is delivered, its refusal is the
+// user's reply; a milter with authenticated=no is not asked. The
+// inbound checks' fields (score, Authentication-Results) are not added.
+func TestFilterMilterAuthenticated(t *testing.T) {
+	out := listenMilter(t, func() gomilter.Milter { return &outboundScanner{} })
+	in := listenMilter(t, func() gomilter.Milter { return refuseAll{} })
+	h := newFilterHarness(t, baseZone(), map[string]string{
+		"filters": "milter:rspamd\nmilter:inbound\n",
+		"milters": "rspamd inet:" + out + " timeout=5s\ninbound inet:" + in + " authenticated=no\n",
+	})
+	if err := submit(t, h, h.user, []string{h.user}, testMessage("signed", "hello\r\n"), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	inbox := inboxMessages(t, h, h.user)
+	if len(inbox) != 1 || !bytes.Contains(inbox[0], []byte("DKIM-Signature: v=1; a=rsa-sha256; d=example.test; s=test; i="+h.user+"\n")) ||
+		bytes.Contains(inbox[0], []byte("X-Postern-Score")) {
+		t.Fatalf("inbox: %q", inbox)
+	}
+	err := submit(t, h, h.user, []string{h.user}, testMessage("spam", "OUTBOUND SPAM\r\n"), nil, nil)
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 550 || !strings.Contains(se.Message, "Spam message rejected") {
+		t.Fatalf("outgoing spam: %v", err)
+	}
+	// From outside, both milters check: the inbound one refuses.
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("192.0.2.7", "mail.good.test")
+	if code, text := c.send("x@good.test", h.user, testMessage("in", "hello\r\n")); code != 550 {
+		t.Fatalf("inbound: %d %s", code, text)
 	}
 }

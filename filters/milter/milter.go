@@ -55,6 +55,10 @@ type Config struct {
 	Address string        // socket path, or host:port
 	OnError OnError       // default OnErrorTempfail
 	Timeout time.Duration // connect, and each reply; default 30s
+	// Authenticated: the milter also sees the mail of authenticated
+	// users and of clients smtpaccess lets relay (outgoing mail), as
+	// Postfix's smtpd_milters do; the "authenticated" option, default yes.
+	Authenticated bool
 }
 
 // Options configure a Filter.
