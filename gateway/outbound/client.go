@@ -337,6 +337,11 @@ type host struct {
 	// validated; tlsa are the records that authenticate it.
 	dane dane.Requirement
 	tlsa []dane.Record
+	// canonical is the end of name's CNAME chain ("" if name is not an
+	// alias); tlsaBase is the name whose TLSA records are in tlsa: the
+	// canonical name when it has some, else name (RFC 7672 section
+	// 2.2.2). It is sent as SNI, and the certificate may match it or name.
+	canonical, tlsaBase string
 	// sts: an MTA-STS policy in enforce mode names this host, so it gets
 	// TLS with a certificate valid for its name (RFC 8461 section 4.2).
 	sts bool
@@ -470,16 +475,30 @@ func (c *Client) dropSelfHosts(domain string, hosts []host, mxs []*net.MX, route
 
 // lookupDANE finds what h's TLSA records require (RFC 7672 section 2.2),
 // for a host whose addresses were validated. A failed TLSA lookup makes
-// the host one not to use (its records may say TLS is required).
+// the host one not to use (its records may say TLS is required). For an
+// MX host that is an alias (validated, as its addresses were), the
+// records are looked for at the end of the CNAME chain first, then at
+// the name itself (section 2.2.2).
 func (c *Client) lookupDANE(ctx context.Context, sr SecureResolver, h *host, route Route) *failure {
 	port := c.port(route, SecurityOpportunistic)
-	rrs, secure, err := sr.LookupTLSA(ctx, port, h.name)
-	if err != nil {
-		f := localFailure(true, statusDNSTemporary, "dane-tlsa", fmt.Errorf("TLSA _%d._tcp.%s: %w", port, h.name, err))
-		f.nextHost = true
-		return f
+	bases := []string{h.name}
+	if h.canonical != "" {
+		bases = []string{h.canonical, h.name}
 	}
-	h.dane, h.tlsa = dane.Classify(rrs, secure)
+	for i, base := range bases {
+		rrs, secure, err := sr.LookupTLSA(ctx, port, base)
+		if err != nil {
+			f := localFailure(true, statusDNSTemporary, "dane-tlsa", fmt.Errorf("TLSA _%d._tcp.%s: %w", port, base, err))
+			f.nextHost = true
+			return f
+		}
+		if len(rrs) == 0 && secure && i+1 < len(bases) {
+			continue // none at the target, securely: try the MX name
+		}
+		h.dane, h.tlsa = dane.Classify(rrs, secure)
+		h.tlsaBase = base
+		return nil
+	}
 	return nil
 }
 
@@ -532,9 +551,9 @@ func (c *Client) lookupHost(ctx context.Context, name string, route Route) (host
 func (c *Client) lookupHostSecure(ctx context.Context, name string, route Route, sr SecureResolver) (host, bool, *failure) {
 	var ips []net.IPAddr
 	var err error
-	secure := false
+	secure, canonical := false, ""
 	if sr != nil {
-		ips, secure, err = sr.LookupIPAddrSecure(ctx, name)
+		ips, canonical, secure, err = sr.LookupIPAddrSecure(ctx, name)
 	} else {
 		ips, err = c.opts.Resolver.LookupIPAddr(ctx, name)
 	}
@@ -574,7 +593,7 @@ func (c *Client) lookupHostSecure(ctx context.Context, name string, route Route,
 	if len(addrs) == 0 {
 		return host{}, false, localFailure(false, statusNoSuchDomain, "no-address", fmt.Errorf("host %s has no usable address", name))
 	}
-	return host{name: name, addrs: addrs}, secure, nil
+	return host{name: name, addrs: addrs, canonical: canonical}, secure, nil
 }
 
 // usableAddr refuses addresses no mail server can have (0.0.0.0,
@@ -630,9 +649,15 @@ func (c *Client) tlsConfig(h host, verify bool) *tls.Config {
 	cfg.InsecureSkipVerify = !verify
 	if verify && len(h.tlsa) > 0 {
 		// DANE: the TLSA records decide, not the CA roots (RFC 7672
-		// section 3.1); the reference name is the MX host's (3.2.2).
+		// section 3.1); the reference names are the TLSA base domain,
+		// sent as SNI (section 8.1), and the MX host's name (3.2.2).
 		cfg.InsecureSkipVerify = true
-		records, names := h.tlsa, []string{h.name}
+		names := []string{h.name}
+		if h.tlsaBase != "" && !strings.EqualFold(h.tlsaBase, h.name) {
+			cfg.ServerName = h.tlsaBase
+			names = []string{h.tlsaBase, h.name}
+		}
+		records := h.tlsa
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 			return dane.Verify(cs.PeerCertificates, records, names, time.Now())
 		}

@@ -45,8 +45,10 @@ type SecureResolver interface {
 	// (or, with an ErrNoSuchDomain error, the denial) was validated.
 	LookupMXSecure(ctx context.Context, domain string) (mxs []*net.MX, secure bool, err error)
 	// LookupIPAddrSecure is LookupIPAddr that also reports whether the
-	// answers it used were validated.
-	LookupIPAddrSecure(ctx context.Context, host string) (addrs []net.IPAddr, secure bool, err error)
+	// answers it used were validated, and the name the addresses belong
+	// to when host is an alias (the end of its CNAME chain; "" when it is
+	// not), which DANE needs (RFC 7672 section 2.2.2).
+	LookupIPAddrSecure(ctx context.Context, host string) (addrs []net.IPAddr, canonical string, secure bool, err error)
 	// LookupTLSA returns the TLSA RRset of _port._tcp.host. A secure
 	// denial (NXDOMAIN or NODATA with AD) returns no records, secure=true,
 	// err=nil. An insecure answer, or an insecure denial, returns
@@ -269,7 +271,7 @@ func (r *dnsResolver) LookupMXSecure(ctx context.Context, domain string) ([]*net
 
 // LookupIPAddr implements Resolver.
 func (r *dnsResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
-	addrs, _, err := r.LookupIPAddrSecure(ctx, host)
+	addrs, _, _, err := r.LookupIPAddrSecure(ctx, host)
 	return addrs, err
 }
 
@@ -277,8 +279,9 @@ func (r *dnsResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAd
 // is ErrNoSuchDomain; a temporary failure of one is ignored when the other
 // gave addresses. secure is true when every query that was answered (with
 // records, no records or NXDOMAIN) was validated, and at least one was.
-func (r *dnsResolver) LookupIPAddrSecure(ctx context.Context, host string) ([]net.IPAddr, bool, error) {
+func (r *dnsResolver) LookupIPAddrSecure(ctx context.Context, host string) ([]net.IPAddr, string, bool, error) {
 	var out []net.IPAddr
+	canonical := ""
 	var errs []error
 	notFound, answered := 0, 0
 	secure := true
@@ -299,6 +302,9 @@ func (r *dnsResolver) LookupIPAddrSecure(ctx context.Context, host string) ([]ne
 			if len(out) >= maxDNSAnswers {
 				break
 			}
+			if owner := strings.TrimSuffix(rr.Header().Name, "."); canonical == "" && !strings.EqualFold(owner, strings.TrimSuffix(host, ".")) {
+				canonical = strings.ToLower(owner) // the answer followed a CNAME
+			}
 			switch a := rr.(type) {
 			case *dns.A:
 				out = append(out, net.IPAddr{IP: a.A})
@@ -309,17 +315,17 @@ func (r *dnsResolver) LookupIPAddrSecure(ctx context.Context, host string) ([]ne
 	}
 	secure = secure && answered > 0
 	if len(out) > 0 {
-		return out, secure, nil
+		return out, canonical, secure, nil
 	}
 	if notFound > 0 && notFound == len(errs) {
-		return nil, secure, errs[0]
+		return nil, "", secure, errs[0]
 	}
 	for _, e := range errs {
 		if !isNoSuchDomain(e) {
-			return nil, false, e
+			return nil, "", false, e
 		}
 	}
-	return nil, secure, nil
+	return nil, "", secure, nil
 }
 
 // LookupTLSA implements SecureResolver. The query name is _port._tcp.host

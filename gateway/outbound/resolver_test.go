@@ -236,17 +236,17 @@ func TestLookupIPAddrSecure(t *testing.T) {
 	r := startSecureDNS(t, z)
 	ctx := context.Background()
 
-	if ips, secure, err := r.LookupIPAddrSecure(ctx, "mx.signed.test"); err != nil || len(ips) != 2 || !secure {
+	if ips, _, secure, err := r.LookupIPAddrSecure(ctx, "mx.signed.test"); err != nil || len(ips) != 2 || !secure {
 		t.Errorf("signed: %v %v %v", ips, secure, err)
 	}
 	// The AAAA NODATA is validated too.
-	if ips, secure, err := r.LookupIPAddrSecure(ctx, "v4only.signed.test"); err != nil || len(ips) != 1 || !secure {
+	if ips, _, secure, err := r.LookupIPAddrSecure(ctx, "v4only.signed.test"); err != nil || len(ips) != 1 || !secure {
 		t.Errorf("signed, IPv4 only: %v %v %v", ips, secure, err)
 	}
-	if ips, secure, err := r.LookupIPAddrSecure(ctx, "mx.unsigned.test"); err != nil || len(ips) != 1 || secure {
+	if ips, _, secure, err := r.LookupIPAddrSecure(ctx, "mx.unsigned.test"); err != nil || len(ips) != 1 || secure {
 		t.Errorf("unsigned: %v %v %v", ips, secure, err)
 	}
-	if _, secure, err := r.LookupIPAddrSecure(ctx, "gone.signed.test"); !errors.Is(err, ErrNoSuchDomain) || !secure {
+	if _, _, secure, err := r.LookupIPAddrSecure(ctx, "gone.signed.test"); !errors.Is(err, ErrNoSuchDomain) || !secure {
 		t.Errorf("secure NXDOMAIN: %v %v", secure, err)
 	}
 }
@@ -338,14 +338,17 @@ func TestSecureCNAMEChain(t *testing.T) {
 	if recs, secure, err := r.LookupTLSA(ctx, 25, "mx.a.test"); err != nil || len(recs) != 1 || !secure {
 		t.Errorf("all links secure: %v %v %v", recs, secure, err)
 	}
-	if ips, secure, err := r.LookupIPAddrSecure(ctx, "mx.a.test"); err != nil || len(ips) != 1 || !secure {
-		t.Errorf("address via secure CNAME: %v %v %v", ips, secure, err)
+	if ips, canonical, secure, err := r.LookupIPAddrSecure(ctx, "mx.a.test"); err != nil || len(ips) != 1 || !secure || canonical != "mx.c.test" {
+		t.Errorf("address via secure CNAME: %v %q %v %v", ips, canonical, secure, err)
+	}
+	if _, canonical, _, err := r.LookupIPAddrSecure(ctx, "MX.C.test."); err != nil || canonical != "" {
+		t.Errorf("a name that is not an alias has no canonical name: %q %v", canonical, err)
 	}
 	// A secure alias to an insecure target.
 	z.adMu.Lock()
 	z.secure["mx.c.test."] = false
 	z.adMu.Unlock()
-	if ips, secure, err := r.LookupIPAddrSecure(ctx, "mx.a.test"); err != nil || len(ips) != 1 || secure {
+	if ips, _, secure, err := r.LookupIPAddrSecure(ctx, "mx.a.test"); err != nil || len(ips) != 1 || secure {
 		t.Errorf("address via insecure target: %v %v %v", ips, secure, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -162,6 +163,53 @@ func TestDANESecureDenialIsOpportunistic(t *testing.T) {
 	secureNames(s, "example.test.", "mx.example.test.")
 	secureNames(s, s.tlsaName())
 	wantDelivered(t, deliver(t, s.client(t, nil), env("a@sender.test"), rcpts("b@example.test"), testMessage)[0])
+}
+
+// An MX host that is an alias (RFC 7672 section 2.2.2): the TLSA records
+// at the end of its validated CNAME chain authenticate it, the
+// certificate may carry that name, and it is the SNI sent. Without
+// records there (securely denied), the MX name's own records are used.
+func TestDANECNAMEdMXHost(t *testing.T) {
+	checkGoroutines(t)
+	var sni atomic.Value
+	provider, _ := selfSigned(t, "smtp.provider.test")
+	cfg := serverConfig{tls: serverTLS(provider)}
+	cfg.tls.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) { sni.Store(h.ServerName); return nil, nil }
+	s := newTLSSetup(t, cfg, func(s *tlsSetup) []string {
+		sum := sha256.Sum256(provider.Leaf.RawSubjectPublicKeyInfo)
+		return []string{
+			"mail.example.test. 60 IN CNAME smtp.provider.test.",
+			"smtp.provider.test. 60 IN A 127.0.0.2",
+			fmt.Sprintf("_%d._tcp.smtp.provider.test. 60 IN TLSA 3 1 1 %s", s.srv.port(), hex.EncodeToString(sum[:])),
+		}
+	})
+	s.zone.mu.Lock()
+	s.zone.records["example.test."] = nil
+	s.zone.mu.Unlock()
+	s.zone.add(t, "example.test. 60 IN MX 10 mail.example.test.")
+	target := "_" + strconv.Itoa(s.srv.port()) + "._tcp.smtp.provider.test."
+	secureNames(s, "example.test.", "mail.example.test.", "smtp.provider.test.", target)
+	c := s.client(t, nil)
+	wantDelivered(t, deliver(t, c, env("a@sender.test"), rcpts("b@example.test"), testMessage)[0])
+	if got := s.srv.messages(); len(got) != 1 || !got[0].TLS || sni.Load() != "smtp.provider.test" {
+		t.Fatalf("server got %+v, SNI %v", got, sni.Load())
+	}
+
+	// The records move to the MX name: the target's are securely gone.
+	s.zone.mu.Lock()
+	delete(s.zone.records, strings.ToLower(target))
+	s.zone.mu.Unlock()
+	other, _ := selfSigned(t, "mail.example.test")
+	sum := sha256.Sum256(other.Leaf.RawSubjectPublicKeyInfo)
+	own := "_" + strconv.Itoa(s.srv.port()) + "._tcp.mail.example.test."
+	s.zone.add(t, fmt.Sprintf("%s 60 IN TLSA 3 1 1 %s", own, hex.EncodeToString(sum[:])))
+	secureNames(s, own)
+	// They do not match the server's certificate: not sent (a new client,
+	// not the first one's cached session).
+	wantFailure(t, deliver(t, s.client(t, nil), env("a@sender.test"), rcpts("b@example.test"), testMessage)[0], false, statusTLSFailed)
+	if n := s.srv.mailCount(); n != 1 {
+		t.Fatalf("%d messages, want the first only", n)
+	}
 }
 
 // stsServer publishes policy for example.test over HTTPS on 127.0.0.1, with a
