@@ -121,6 +121,7 @@ type Session struct {
 	ESMTP      bool
 	TLS        bool
 	AuthUser   string            // "" unless authenticated
+	AuthMech   string            // the SASL mechanism AuthUser logged in with
 	Access     map[string]string // variables from smtpaccess for this client
 
 	EarlyTalker         bool // spoke before the banner

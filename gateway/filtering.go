@@ -147,7 +147,7 @@ func (s *session) disconnectAsked() bool {
 // syncFilterSession copies what the engine learned into the filters' view.
 func (s *session) syncFilterSession(c *smtpd.ConnInfo) {
 	fs := s.fs
-	fs.HELO, fs.ESMTP, fs.TLS, fs.AuthUser = c.HELO, c.ESMTP, c.TLS != nil, c.AuthUser
+	fs.HELO, fs.ESMTP, fs.TLS, fs.AuthUser, fs.AuthMech = c.HELO, c.ESMTP, c.TLS != nil, c.AuthUser, c.AuthMech
 	fs.EarlyTalker, fs.PipeliningViolation = c.EarlyTalker, c.PipeliningViolation
 	fs.ClientIP = c.RemoteAddr.Addr().Unmap()
 	fs.ClientPort = c.RemoteAddr.Port()

@@ -578,7 +578,7 @@ type outboundScanner struct {
 }
 
 func (s *outboundScanner) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response, error) {
-	s.user = m.Macros["{auth_authen}"]
+	s.user = m.Macros["{auth_authen}"] + " " + m.Macros["{auth_type}"]
 	return gomilter.RespContinue, nil
 }
 
@@ -630,7 +630,7 @@ func TestFilterMilterAuthenticated(t *testing.T) {
 		t.Fatal(err)
 	}
 	inbox := inboxMessages(t, h, h.user)
-	if len(inbox) != 1 || !bytes.Contains(inbox[0], []byte("DKIM-Signature: v=1; a=rsa-sha256; d=example.test; s=test; i="+h.user+"\n")) ||
+	if len(inbox) != 1 || !bytes.Contains(inbox[0], []byte("DKIM-Signature: v=1; a=rsa-sha256; d=example.test; s=test; i="+h.user+" PLAIN\n")) ||
 		bytes.Contains(inbox[0], []byte("X-Postern-Score")) {
 		t.Fatalf("inbox: %q", inbox)
 	}

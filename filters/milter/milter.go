@@ -185,7 +185,10 @@ func (f *Filter) run(ctx context.Context, s *filters.Session, msg filters.Messag
 		{"mail", func() (*gomilter.Action, error) {
 			kv := []string{"{mail_addr}", s.From}
 			if s.AuthUser != "" {
-				kv = append(kv, "{auth_authen}", s.AuthUser, "{auth_type}", "PLAIN")
+				kv = append(kv, "{auth_authen}", s.AuthUser)
+				if s.AuthMech != "" {
+					kv = append(kv, "{auth_type}", s.AuthMech)
+				}
 			}
 			if err := sess.Macros(gomilter.CodeMail, kv...); err != nil {
 				return nil, err

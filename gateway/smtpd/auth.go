@@ -120,7 +120,7 @@ func (c *conn) cmdAuth(arg string) bool {
 		return true
 	}
 	// The session accepted acting as identity when one was asked for.
-	c.info.AuthUser = username
+	c.info.AuthUser, c.info.AuthMech = username, mech
 	if identity != "" {
 		c.info.AuthUser = identity
 	}

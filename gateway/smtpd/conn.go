@@ -1094,6 +1094,6 @@ func (c *conn) cmdStartTLS(arg string) bool {
 	// RFC 3207 4.2: forget what the client said before TLS.
 	c.resetTx()
 	c.greeted = false
-	c.info.HELO, c.info.ESMTP, c.info.AuthUser = "", false, ""
+	c.info.HELO, c.info.ESMTP, c.info.AuthUser, c.info.AuthMech = "", false, "", ""
 	return true
 }

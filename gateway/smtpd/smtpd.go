@@ -78,6 +78,7 @@ type ConnInfo struct {
 	HELO       string
 	ESMTP      bool
 	AuthUser   string // after successful AUTH (or XCLIENT LOGIN)
+	AuthMech   string // the SASL mechanism of that AUTH ("PLAIN", "LOGIN"); "" for XCLIENT LOGIN
 
 	// EarlyTalker: the client sent bytes before the banner (postscreen's
 	// pregreet test); only measured when Options.GreetDelay > 0.
