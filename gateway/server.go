@@ -39,7 +39,8 @@ type Options struct {
 	// LocalUser is set for an SMTP session a local user runs on standard
 	// input (sendmail -bs): who, as the Received line shows it ("uid
 	// 1000"). Like submission, such a session gets missing Date and
-	// Message-ID fields added.
+	// Message-ID fields added, and addresses without a domain get the
+	// default domain (DefaultDomain).
 	LocalUser string
 
 	TLSConfig   *tls.Config // STARTTLS / implicit TLS; nil: the configuration's certificate
@@ -90,6 +91,10 @@ func NewServer(opt Options) *Server {
 	so.TrustedProxies = cfg.TrustedProxies
 	so.XCLIENTFrom = cfg.XCLIENTFrom
 	so.Logger = opt.Logger
+	if opt.LocalUser != "" {
+		// sendmail -bs: bare names are local ones, as with sendmail -t.
+		so.QualifyDomain = DefaultDomain(cfg)
+	}
 	so.AuthMechanisms = []string{} // no AUTH on the MX port (RFC 6409: submission is the place)
 	if opt.Mode == ModeSubmission {
 		so.AuthMechanisms = []string{"PLAIN", "LOGIN"}

@@ -1022,11 +1022,13 @@ func TestSRSForwardAndBounceBack(t *testing.T) {
 // sendmail -bs: an SMTP session on standard input, answered to the end
 // (QUIT gets its 221 even when the input ends right after it), whose
 // message names the local user in Received and gets the Date and
-// Message-ID a script left out.
+// Message-ID a script left out. Addresses without a domain are local, as
+// with sendmail -t: "cron" and "alice" get the default domain.
 func TestSendmailBS(t *testing.T) {
 	h, _ := newMTAHarness(t)
 	cmd := exec.Command(buildPostern(t), "--config", h.etc, "sendmail", "-bs")
-	cmd.Stdin = strings.NewReader("EHLO localhost\r\nMAIL FROM:<cron@example.test>\r\nRCPT TO:<" + h.user + ">\r\nDATA\r\nSubject: via -bs\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+	local, domain, _ := strings.Cut(h.user, "@")
+	cmd.Stdin = strings.NewReader("EHLO localhost\r\nMAIL FROM:<cron>\r\nRCPT TO:<" + local + ">\r\nDATA\r\nSubject: via -bs\r\n\r\nhello\r\n.\r\nQUIT\r\n")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("sendmail -bs: %v\n%s", err, out)
@@ -1039,7 +1041,8 @@ func TestSendmailBS(t *testing.T) {
 		t.Fatalf("%d messages delivered", len(msgs))
 	}
 	m := string(msgs[0])
-	if !strings.Contains(m, fmt.Sprintf("Received: from localhost (uid %d", os.Getuid())) || !strings.Contains(m, "\nDate: ") || !strings.Contains(m, "\nMessage-ID: <") {
+	if !strings.Contains(m, fmt.Sprintf("Received: from localhost (uid %d", os.Getuid())) || !strings.Contains(m, "\nDate: ") || !strings.Contains(m, "\nMessage-ID: <") ||
+		!strings.HasPrefix(m, "Return-Path: <cron@"+domain+">") {
 		t.Fatalf("delivered:\n%s", m)
 	}
 }

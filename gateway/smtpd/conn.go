@@ -881,7 +881,7 @@ func (c *conn) cmdMail(arg string) {
 	}
 	from := ""
 	if inner != "" {
-		if from, err = parsePath(inner, mp.SMTPUTF8, false); err != nil {
+		if from, err = parsePath(c.qualify(inner), mp.SMTPUTF8, false); err != nil {
 			c.pathReply(err, "5.1.7", "Syntax: MAIL FROM:<address>")
 			return
 		}
@@ -914,6 +914,16 @@ func (c *conn) pathReply(err error, enhanced, syntax string) {
 	}
 }
 
+// qualify completes an address without a domain with QualifyDomain, when
+// the options ask for it; a source route or an address with a domain is
+// left as it is.
+func (c *conn) qualify(inner string) string {
+	if c.opt.QualifyDomain == "" || inner == "" || inner[0] == '@' || lastUnquotedAt(inner) >= 0 {
+		return inner
+	}
+	return inner + "@" + c.opt.QualifyDomain
+}
+
 func (c *conn) cmdRcpt(arg string) {
 	if !c.inTx {
 		c.reply(503, "5.5.1", "Error: need MAIL command")
@@ -934,7 +944,7 @@ func (c *conn) cmdRcpt(arg string) {
 		c.writeReply(rep)
 		return
 	}
-	to, err := parsePath(inner, c.mailParams.SMTPUTF8, true)
+	to, err := parsePath(c.qualify(inner), c.mailParams.SMTPUTF8, true)
 	if err != nil {
 		c.pathReply(err, "5.1.3", "Syntax: RCPT TO:<address>")
 		return

@@ -36,6 +36,12 @@ type Options struct {
 	AuthMechanisms    []string
 	AllowInsecureAuth bool // offer AUTH before TLS
 
+	// QualifyDomain, when set, completes a MAIL FROM or RCPT TO address
+	// without a domain ("root") to "root@QualifyDomain", as a local
+	// submission (sendmail -bs) is allowed to send them; otherwise such
+	// an address is refused (RFC 5321 4.1.2; "postmaster" excepted).
+	QualifyDomain string
+
 	MaxMessageSize    int64 // SIZE (RFC 1870); default 50 MiB
 	MaxRecipients     int   // accepted RCPTs per transaction; default 100, then 452 4.5.3
 	MaxLineLength     int   // command line bound including CRLF; default 2048 (RFC 5321 4.5.3.1.4: at least 512)

@@ -148,6 +148,8 @@ func applyOption(t *testing.T, o *Options, b *testBackend, opt string) {
 		*o = Options{Hostname: o.Hostname, Logger: o.Logger, ReadTimeout: o.ReadTimeout, DataTimeout: o.DataTimeout}
 	case "banner":
 		o.Banner = val
+	case "qualify":
+		o.QualifyDomain = val
 	default:
 		t.Fatalf("unknown option @%s", name)
 	}
