@@ -66,6 +66,16 @@ func TestInitUserAuthtestConfig(t *testing.T) {
 		!strings.Contains(out, "domain     alias.test (alias of example.test)") || !strings.Contains(out, "relay      .partner.test\n") || strings.Contains(out, "relay      example.test") {
 		t.Fatalf("config: %d\n%s", code, out)
 	}
+	// Beyond the core settings, config reads what serve and reload read:
+	// a mistake in milters, smtpaccess or routes is reported with its
+	// file and line, and the exit status is 78.
+	os.WriteFile(filepath.Join(etc, "milters"), []byte("rspamd inet:127.0.0.1:11332 authenticated=maybe\n"), 0o640)
+	os.WriteFile(filepath.Join(etc, "filters"), []byte("milter:rspamd\n"), 0o640)
+	os.WriteFile(filepath.Join(etc, "routes"), []byte("x.example [1.2.3\n"), 0o640)
+	code, _, errb = runCmd(t, "", "--config", etc, "config")
+	if code != 78 || !strings.Contains(errb, filepath.Join(etc, "milters")+":1: authenticated=maybe") || !strings.Contains(errb, "routes: "+filepath.Join(etc, "routes")+":1:") {
+		t.Fatalf("config with bad milters and routes: %d\n%s", code, errb)
+	}
 	if code, _, errb := runCmd(t, "", "init", dir, "--domain", "example.test"); code == 0 || !strings.Contains(errb, "already") {
 		t.Fatalf("second init without --force: %d %s", code, errb)
 	}

@@ -148,6 +148,12 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 		fmt.Fprintln(e.stderr, err)
 		return 78
 	}
+	// The files the server reads besides: checks, milters, smtpaccess,
+	// routes, as serve and reload would read them.
+	if err := server.CheckConfig(cfg); err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return 78
+	}
 	fmt.Fprintf(e.stdout, "config     %s\nme         %s\ndatadir    %s\nsizelimit  %d\n", cfg.Dir, cfg.Me, cfg.DataDir, cfg.SizeLimit)
 	for _, c := range cfg.TLSCertificates {
 		if c.Leaf != nil {

@@ -1,0 +1,60 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"postern/gateway/outbound"
+	"postern/policy"
+	"postern/policy/access"
+)
+
+// CheckConfig reads every setting that serve and reload read beyond
+// policy.Load, as they would — the checks (filters, milters, dnsbl,
+// greylist, ratelimit, spf, dmarc, bofh, smtprules), smtpaccess, routes
+// and smarthostauth — and returns their errors, each with its file and
+// line. It opens no state store and no listener, so it can run next to
+// the server (postern config).
+func CheckConfig(cfg *policy.Config) error {
+	log := slog.New(slog.DiscardHandler)
+	var errs []error
+	results := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "check_results"}, []string{"filter", "verdict"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "check_seconds"}, []string{"filter"})
+	if _, err := buildFilters(cfg, offlineStore{}, log, results, latency); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := access.Load(cfg.Dir); err != nil {
+		errs = append(errs, fmt.Errorf("smtpaccess: %w", err))
+	}
+	if _, err := outbound.LoadRoutes(cfg.Dir); err != nil {
+		errs = append(errs, fmt.Errorf("routes: %w", err))
+	}
+	if _, err := outbound.LoadAuth(cfg.Dir, log); err != nil {
+		errs = append(errs, fmt.Errorf("smarthostauth: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// offlineStore stands in for the state store while the checks are only
+// built, never run.
+type offlineStore struct{}
+
+var errOffline = errors.New("state store not opened (configuration check)")
+
+func (offlineStore) Get(context.Context, string) ([]byte, bool, error) { return nil, false, errOffline }
+func (offlineStore) Set(context.Context, string, []byte, time.Duration) error {
+	return errOffline
+}
+func (offlineStore) SetNX(context.Context, string, []byte, time.Duration) (bool, error) {
+	return false, errOffline
+}
+func (offlineStore) Incr(context.Context, string, int64, time.Duration) (int64, error) {
+	return 0, errOffline
+}
+func (offlineStore) Delete(context.Context, string) error { return errOffline }
+func (offlineStore) Close() error                         { return nil }
