@@ -76,6 +76,10 @@ func TestInitUserAuthtestConfig(t *testing.T) {
 	if code != 78 || !strings.Contains(errb, filepath.Join(etc, "milters")+":1: authenticated=maybe") || !strings.Contains(errb, "routes: "+filepath.Join(etc, "routes")+":1:") {
 		t.Fatalf("config with bad milters and routes: %d\n%s", code, errb)
 	}
+	// reload checks the same before it signals the server.
+	if code, _, errb := runCmd(t, "", "--config", etc, "reload"); code != 78 || !strings.Contains(errb, "authenticated=maybe") {
+		t.Fatalf("reload with a bad milters line: %d\n%s", code, errb)
+	}
 	if code, _, errb := runCmd(t, "", "init", dir, "--domain", "example.test"); code == 0 || !strings.Contains(errb, "already") {
 		t.Fatalf("second init without --force: %d %s", code, errb)
 	}

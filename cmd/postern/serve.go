@@ -104,6 +104,9 @@ func signalServer(e *env, name string, sig syscall.Signal, args []string, descri
 		return code
 	}
 	cfg, err := policy.Load(e.configDir)
+	if err == nil && sig == syscall.SIGHUP {
+		err = server.CheckConfig(cfg) // what the reload would refuse
+	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "postern %s: configuration:\n%v\n", name, err)
 		return 78
