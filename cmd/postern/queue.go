@@ -34,6 +34,8 @@ const queueUsage = `Usage: postern queue list [--from TEXT] [--to TEXT] [--json]
        postern queue retry [ID... | ALL | --from TEXT | --to TEXT]
        postern queue delete ID... | ALL | --from TEXT | --to TEXT
        postern queue bounce ID... | ALL | --from TEXT | --to TEXT
+       postern queue hold ID... | ALL | --from TEXT | --to TEXT
+       postern queue release ID... | ALL | --from TEXT | --to TEXT
 
 list    every queued message (or those selected), with each recipient's
         state; --json prints one JSON object per message
@@ -41,6 +43,10 @@ show    one message's envelope and delivery history
 retry   retry now; without a selection, every message
 delete  remove messages silently (no DSN)
 bounce  give up now and return the messages to their senders
+hold    keep messages in the queue without delivering them (no attempts,
+        no delay notices, no expiry) until released; "list" shows them
+        with "!" after the ID, as Postfix's mailq does
+release take messages off hold and try them now
 
 A selection is message IDs (an ID "-" reads more from standard input, the
 first word of each line, as "postern queue list --json | jq" or Postfix's
@@ -103,7 +109,7 @@ func parseQueueArgs(e *env, cmd string, args []string) (sel queueSelection, asJS
 			sc := bufio.NewScanner(e.stdin)
 			for sc.Scan() {
 				if f := strings.Fields(sc.Text()); len(f) > 0 {
-					sel.ids = append(sel.ids, strings.TrimSuffix(f[0], "*"))
+					sel.ids = append(sel.ids, strings.TrimRight(f[0], "*!"))
 				}
 			}
 		case strings.HasPrefix(a, "-") && name == "from":
@@ -171,6 +177,10 @@ func runQueue(e *env, args []string) int {
 		act = queue.Delete
 	case "bounce":
 		act = queue.Bounce
+	case "hold":
+		act = queue.Hold
+	case "release":
+		act = queue.Release
 	default:
 		fmt.Fprintf(e.stderr, "postern queue: unknown subcommand %q\n%s", cmd, queueUsage)
 		return 64
@@ -271,7 +281,11 @@ func printQueue(e *env, dir string, sel queueSelection, asJSON bool) int {
 		if from == "" {
 			from = "<>"
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", m.ID, m.Size, m.Age(now).Round(time.Second), from)
+		id := m.ID
+		if m.Held {
+			id += "!" // as Postfix's mailq marks the hold queue
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", id, m.Size, m.Age(now).Round(time.Second), from)
 		for _, r := range m.Rcpts {
 			line := fmt.Sprintf("  %s\t%s\tattempts %d", r.Addr, statusNames[r.Status], r.Attempts)
 			if r.Status == delivery.StatusPending && !r.NextAttempt.IsZero() {
@@ -296,6 +310,7 @@ type queueJSON struct {
 	Received        time.Time       `json:"received"`
 	Size            int64           `json:"size"`
 	BounceRequested bool            `json:"bounce_requested,omitempty"`
+	Held            bool            `json:"held,omitempty"`
 	Recipients      []queueRcptJSON `json:"recipients"`
 }
 
@@ -310,7 +325,7 @@ type queueRcptJSON struct {
 func printQueueJSON(e *env, msgs []queue.Summary) int {
 	enc := json.NewEncoder(e.stdout)
 	for _, m := range msgs {
-		out := queueJSON{ID: m.ID, From: m.From, Received: m.Received, Size: m.Size, BounceRequested: m.BounceRequested}
+		out := queueJSON{ID: m.ID, From: m.From, Received: m.Received, Size: m.Size, BounceRequested: m.BounceRequested, Held: m.Held}
 		for _, r := range m.Rcpts {
 			rj := queueRcptJSON{Address: r.Addr, Status: statusNames[r.Status], Attempts: r.Attempts, LastResult: r.LastResult}
 			if r.Status == delivery.StatusPending && !r.NextAttempt.IsZero() {

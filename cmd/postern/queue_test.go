@@ -69,6 +69,23 @@ func TestQueueSelections(t *testing.T) {
 	if code, out, _ := run("", "list", "--to", "@other.example"); code != 0 || !strings.Contains(out, "-- 2 message(s)") || !strings.Contains(out, "<>") {
 		t.Fatalf("list --to: %d %q", code, out)
 	}
+	// hold marks messages held ("!" after the ID, "held" in JSON);
+	// release takes them off hold; an ID read back with its "!" works.
+	if code, out, errb := run("", "hold", "--to", "@other.example"); code != 0 || !strings.Contains(out, "hold: 2 message(s)") {
+		t.Fatalf("hold --to: %d %q %q", code, out, errb)
+	}
+	if code, out, _ := run("", "list"); code != 0 || !strings.Contains(out, ids[2]+"!") || !strings.Contains(out, ids[3]+"!") {
+		t.Fatalf("list of held messages: %q", out)
+	}
+	if code, out, _ := run("", "list", "--json", ids[2]); code != 0 || !strings.Contains(out, `"held":true`) {
+		t.Fatalf("list --json of a held message: %q", out)
+	}
+	if code, out, errb := run(ids[2]+"!\n", "release", "-"); code != 0 || !strings.Contains(out, "release: 1 message(s)") {
+		t.Fatalf("release -: %d %q %q", code, out, errb)
+	}
+	if code, out, _ := run("", "list"); code != 0 || strings.Contains(out, ids[2]+"!") || !strings.Contains(out, ids[3]+"!") {
+		t.Fatalf("list after releasing one: %q", out)
+	}
 	// IDs from standard input, as "queue list | ..." pipelines give them.
 	if code, out, errb := run(ids[2]+" something\n"+ids[3]+"\n", "bounce", "-"); code != 0 || !strings.Contains(out, "bounce: 2 message(s)") {
 		t.Fatalf("bounce -: %d %q %q", code, out, errb)

@@ -28,6 +28,7 @@ type Summary struct {
 	Size            int64 // bytes of the stored message
 	Rcpts           []delivery.Recipient
 	BounceRequested bool // a bounce is waiting for the running queue
+	Held            bool // on hold (Hold) until released
 }
 
 // Age is how long the message has been queued.
@@ -57,7 +58,7 @@ func List(dir string) ([]Summary, error) {
 		}
 		out = append(out, Summary{
 			ID: id, From: se.From, Received: se.Received, Size: info.Size(),
-			Rcpts: se.Rcpts, BounceRequested: se.BounceRequested,
+			Rcpts: se.Rcpts, BounceRequested: se.BounceRequested, Held: se.Held,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -107,6 +108,44 @@ func Bounce(dir, id string) error {
 	}
 	return adminEdit(dir, id, "bounce", func(se *spoolEnvelope) bool {
 		se.BounceRequested = true
+		return true
+	})
+}
+
+// Hold puts message id on hold (Postfix's postsuper -h): the running
+// queue leaves it alone, without delivery attempts, delay notices or
+// expiry, until Release. A delivery in progress finishes first. Bounce
+// and Delete still work on a held message.
+func Hold(dir, id string) error {
+	if id == "" {
+		return fmt.Errorf("queue: hold: %w: an id is required", ErrBadID)
+	}
+	return adminEdit(dir, id, "hold", func(se *spoolEnvelope) bool {
+		if se.Held {
+			return false
+		}
+		se.Held = true
+		return true
+	})
+}
+
+// Release takes message id off hold and makes its pending recipients due
+// now (Postfix's postsuper -H); one past its lifetime then expires as
+// usual. A message not on hold is left as it is.
+func Release(dir, id string) error {
+	if id == "" {
+		return fmt.Errorf("queue: release: %w: an id is required", ErrBadID)
+	}
+	return adminEdit(dir, id, "release", func(se *spoolEnvelope) bool {
+		if !se.Held {
+			return false
+		}
+		se.Held = false
+		for i := range se.Rcpts {
+			if r := &se.Rcpts[i]; r.Status == delivery.StatusPending {
+				r.NextAttempt = time.Time{}
+			}
+		}
 		return true
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -325,4 +326,55 @@ func TestFilesRootCreatesBelongToTheSpoolOwner(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Hold (postsuper -h): a held message gets no delivery attempt, even when
+// every message is retried, and neither a delay notice nor expiry while
+// its lifetime passes; List reports it held. Release (postsuper -H)
+// schedules it at once, and one past its lifetime then expires with a DSN.
+func TestAdminHoldAndRelease(t *testing.T) {
+	h := newHarness(t, nil)
+	h.remote.setDecide(alwaysTempFail)
+	h.start()
+	id := deferredMessage(t, h, remote("a@one.example"))
+	other := deferredMessage(t, h, remote("b@two.example"))
+	if err := Hold(h.dir, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := Hold(h.dir, id); err != nil { // holding twice is harmless
+		t.Fatal(err)
+	}
+	if err := Retry(h.dir, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the other message retried", func() bool { return h.envelope(other).Rcpts[0].Attempts == 2 })
+	h.clock.Advance(8 * 24 * time.Hour) // past the 7-day lifetime and the 4-hour delay notice
+	h.q.Kick()
+	waitFor(t, "the other message expired", func() bool { return h.gone(other) })
+	time.Sleep(200 * time.Millisecond) // ten poll intervals
+	if se := h.envelope(id); se.Rcpts[0].Attempts != 1 || se.Rcpts[0].Status != delivery.StatusPending {
+		t.Fatalf("held message touched: %+v", se)
+	}
+	for _, c := range h.remote.dsnCalls() {
+		if strings.Contains(string(c.body), "a@one.example") {
+			t.Fatal("a DSN about the held message")
+		}
+	}
+	list, err := List(h.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(list, func(s Summary) bool { return s.ID == id && s.Held }) {
+		t.Fatalf("List does not show %s held: %+v", id, list)
+	}
+
+	if err := Release(h.dir, id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "released, expired and bounced", func() bool {
+		return h.gone(id) && slices.ContainsFunc(h.remote.dsnCalls(), func(c deliveryCall) bool { return strings.Contains(string(c.body), "a@one.example") })
+	})
+	if err := Hold(h.dir, ""); !errors.Is(err, ErrBadID) {
+		t.Errorf("Hold without an id: %v", err)
+	}
 }

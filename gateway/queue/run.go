@@ -79,6 +79,10 @@ func (q *Queue) rescan() error {
 			q.noteDue(id, time.Time{})
 			continue
 		}
+		if se.Held && !se.BounceRequested {
+			delete(seen, id) // on hold: out of the schedule until released
+			continue
+		}
 		q.noteDue(id, dueTime(se))
 	}
 	return nil
@@ -261,6 +265,9 @@ func (q *Queue) processMessage(ctx context.Context, id string) (next time.Time, 
 	info, err := f.Stat()
 	if err != nil {
 		return retryLater(fmt.Errorf("queue %s: stat message: %w", id, err))
+	}
+	if se.Held && !se.BounceRequested {
+		return time.Time{}, false, nil // put on hold since it was scheduled
 	}
 	p := &pass{q: q, se: se, msg: fileMessage{f: f, size: info.Size()}}
 	p.wrote = sync.NewCond(&p.mu)

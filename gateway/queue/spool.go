@@ -82,6 +82,10 @@ type spoolEnvelope struct {
 	// recipients with a DSN (postern queue bounce); the running queue
 	// does it at its next look at the message.
 	BounceRequested bool `json:",omitempty"`
+	// Held: the administrator put the message on hold (postern queue
+	// hold, Postfix's postsuper -h): no delivery attempt, delay notice or
+	// expiry until it is released.
+	Held bool `json:",omitempty"`
 }
 
 // newID returns a new queue ID: 13 hex digits of the time in microseconds
