@@ -99,6 +99,12 @@ func NewServer(opt Options) *Server {
 	if opt.Mode == ModeSubmission {
 		so.AuthMechanisms = []string{"PLAIN", "LOGIN"}
 	}
+	if opt.Mode == ModeLMTP {
+		// RFC 2033: a local hand-over, on loopback or a socket: no TLS,
+		// no AUTH, no PROXY or XCLIENT.
+		so.LMTP, so.TLSConfig, so.ImplicitTLS = true, nil, false
+		so.XCLIENTFrom, so.ProxyProtocol, so.GreetDelay = nil, false, 0
+	}
 	return &Server{srv: smtpd.NewServer(b, so)}
 }
 

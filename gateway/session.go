@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,10 @@ type Mode int
 const (
 	ModeMX         Mode = iota // port 25: mail from the world for our domains
 	ModeSubmission             // ports 587/465: authenticated users only
+	// ModeLMTP: LMTP (RFC 2033) from another MTA on this host or network
+	// handing over mail for local recipients: no relaying, no checks
+	// (the MTA in front made them), an answer per recipient.
+	ModeLMTP
 )
 
 // Queue is the part of gateway/queue the sessions use.
@@ -58,7 +63,7 @@ type backend struct {
 
 func (b *backend) Connect(ctx context.Context, c *smtpd.ConnInfo) (smtpd.Session, *smtpd.Reply) {
 	b.metrics.session()
-	s := &session{b: b, cfg: b.cfg(), log: b.log.With("session", c.ID, "remote", c.RemoteAddr.String()), fl: b.filters()}
+	s := &session{b: b, cfg: b.cfg(), log: b.log.With("session", c.ID, "remote", addrString(c.RemoteAddr)), fl: b.filters()}
 	if rules := b.access(); rules != nil {
 		if d, ok := rules.Lookup(c.RemoteAddr.Addr()); ok {
 			s.access = d
@@ -103,6 +108,7 @@ type session struct {
 	mail    smtpd.MailParams
 	targets []Target
 	rcptSet recipientSet // the destinations in targets (see recipientSet)
+	rcpts   []string     // the accepted RCPT TO addresses, in order (LMTP answers each)
 	// later holds the Maildir writes of the last message's journaled
 	// local deliveries, run once the client has its 250 (Replied).
 	later maildir.Deferred
@@ -179,7 +185,7 @@ func (s *session) Mail(ctx context.Context, c *smtpd.ConnInfo, from string, p *s
 			}
 		}
 	}
-	s.from, s.mail, s.targets, s.rcptSet = from, *p, nil, nil
+	s.from, s.mail, s.targets, s.rcptSet, s.rcpts = from, *p, nil, nil, nil
 	s.resetTransaction()
 	s.fs.From = from
 	_, rep := s.runStage(ctx, c, filters.StageMail, "", nil)
@@ -191,7 +197,7 @@ func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smt
 		s.b.metrics.reject("smtpaccess_block")
 		return smtpd.NewReply(code, "5.7.1", "%s", text)
 	}
-	relay := c.AuthUser != "" || s.access.Relay
+	relay := s.b.mode != ModeLMTP && (c.AuthUser != "" || s.access.Relay)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	targets, ref := s.b.router.Resolve(ctx, to, relay)
@@ -227,6 +233,7 @@ func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smt
 	}
 	s.targets = s.rcptSet.add(s.targets, targets)
 	s.fs.Rcpts = append(s.fs.Rcpts, to)
+	s.rcpts = append(s.rcpts, to)
 	return nil
 }
 
@@ -254,24 +261,70 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 	raw, body := getBuffer(), getBuffer()
 	defer putBuffer(raw)
 	defer putBuffer(body)
+	env, rep := s.readMessage(ctx, c, r, raw, body)
+	if rep != nil {
+		return rep
+	}
+	return s.store(ctx, env, s.targets, body.Bytes())
+}
+
+// DataLMTP is Data for LMTP (smtpd.LMTPSession): the message is stored
+// for each accepted recipient on its own, so that each gets its own
+// answer (a full mailbox refuses only its owner; RFC 2033 4.2).
+func (s *session) DataLMTP(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) []*smtpd.Reply {
+	out := make([]*smtpd.Reply, len(s.rcpts))
+	raw, body := getBuffer(), getBuffer()
+	defer putBuffer(raw)
+	defer putBuffer(body)
+	env, rep := s.readMessage(ctx, c, r, raw, body)
+	for i, rcpt := range s.rcpts {
+		if rep != nil {
+			out[i] = rep
+			continue
+		}
+		if j := slices.Index(s.rcpts[:i], rcpt); j >= 0 {
+			out[i] = out[j] // the same address twice: stored once
+			continue
+		}
+		var targets []Target
+		for _, t := range s.targets {
+			if t.Rcpt == rcpt {
+				targets = append(targets, t)
+			}
+		}
+		if len(targets) == 0 {
+			// Its destinations are another recipient's too (an alias),
+			// which has the message.
+			out[i] = smtpd.NewReply(250, "2.0.0", "Ok: delivered with another recipient's copy")
+			continue
+		}
+		out[i] = s.store(ctx, env, targets, body.Bytes())
+	}
+	return out
+}
+
+// readMessage reads the message into raw, runs the end-of-DATA checks,
+// and writes into body the message to store (our Received line and the
+// checks' fields on top). A non-nil reply refuses the message.
+func (s *session) readMessage(ctx context.Context, c *smtpd.ConnInfo, r io.Reader, raw, body *bytes.Buffer) (delivery.Envelope, *smtpd.Reply) {
 	if _, err := raw.ReadFrom(r); err != nil {
 		var rep *smtpd.Reply
 		if errors.As(err, &rep) {
-			return rep
+			return delivery.Envelope{}, rep
 		}
 		// Too big, bare line endings, overlong lines: the engine answers
 		// those itself whatever is returned here.
-		return smtpd.NewReply(451, "4.3.0", "Error reading message")
+		return delivery.Envelope{}, smtpd.NewReply(451, "4.3.0", "Error reading message")
 	}
 	msg := s.stripForged(raw.Bytes())
 	if ref := loopRefusal(msg, s.cfg.HopLimit); ref != nil {
 		s.b.metrics.reject(ref.Reason)
 		s.log.Info("smtp message refused: mail loop", "from", s.from, "text", ref.Text)
-		return smtpd.NewReply(ref.Code, ref.Enhanced, "%s", ref.Text)
+		return delivery.Envelope{}, smtpd.NewReply(ref.Code, ref.Enhanced, "%s", ref.Text)
 	}
 	d, rep := s.runStage(ctx, c, filters.StageData, "", newBytesMessage(msg))
 	if rep != nil {
-		return rep
+		return delivery.Envelope{}, rep
 	}
 	if d.Rewritten != nil {
 		msg = d.Rewritten
@@ -298,7 +351,7 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 			}
 		}
 	}
-	env := delivery.Envelope{
+	return delivery.Envelope{
 		From:       s.from,
 		Received:   time.Now(),
 		EnvID:      s.mail.EnvID,
@@ -309,8 +362,12 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 		AuthUser:   c.AuthUser,
 		ClientIP:   c.RemoteAddr.Addr().String(),
 		ClientHELO: c.HELO,
-	}
-	id, err := accept(ctx, s.b.local, s.b.queue, env, s.targets, body.Bytes(), s.cfg.ForwardSender(env.From), &s.later, s.log)
+	}, nil
+}
+
+// store makes the message durable for targets (accept) and answers.
+func (s *session) store(ctx context.Context, env delivery.Envelope, targets []Target, body []byte) *smtpd.Reply {
+	id, err := accept(ctx, s.b.local, s.b.queue, env, targets, body, s.cfg.ForwardSender(env.From), &s.later, s.log)
 	if err != nil {
 		var rep *smtpd.Reply
 		if errors.As(err, &rep) {
@@ -324,13 +381,13 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 		s.log.Warn("smtp: could not store the message", "err", err)
 		return smtpd.NewReply(451, "4.3.0", "Temporary failure storing the message, try again later")
 	}
-	s.b.metrics.accepted(body.Len())
-	s.log.Info("smtp accepted", "id", id, "from", s.from, "rcpts", len(s.targets), "size", body.Len())
+	s.b.metrics.accepted(len(body))
+	s.log.Info("smtp accepted", "id", id, "from", env.From, "rcpts", len(targets), "size", len(body))
 	return smtpd.NewReply(250, "2.0.0", "Ok: queued as %s", id)
 }
 
 func (s *session) Reset(ctx context.Context, c *smtpd.ConnInfo) {
-	s.from, s.targets, s.rcptSet = "", nil, nil
+	s.from, s.targets, s.rcptSet, s.rcpts = "", nil, nil, nil
 	s.resetTransaction()
 }
 
@@ -347,7 +404,10 @@ func (s *session) receivedHeader(c *smtpd.ConnInfo, now time.Time) []byte {
 	var b strings.Builder
 	helo := sanitizeHeaderWord(c.HELO)
 	with := "SMTP"
-	if c.ESMTP {
+	switch {
+	case s.b.mode == ModeLMTP:
+		with = "LMTP" // RFC 3848
+	case c.ESMTP:
 		with = "ESMTP"
 	}
 	var tlsInfo string
@@ -360,6 +420,8 @@ func (s *session) receivedHeader(c *smtpd.ConnInfo, now time.Time) []byte {
 	}
 	client := "[" + addrString(c.RemoteAddr) + "]"
 	switch {
+	case !c.RemoteAddr.IsValid() && s.b.mode == ModeLMTP:
+		client = "local socket"
 	case s.b.localUser != "":
 		client = s.b.localUser // sendmail -bs: a local user, not a network client
 	case c.RemoteName != "":

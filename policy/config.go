@@ -31,6 +31,7 @@ const (
 	ListenPOP3        = "pop3"
 	ListenPOP3S       = "pop3s"
 	ListenSMAP        = "smap"
+	ListenLMTP        = "lmtp" // LMTP from another MTA: host:port or a socket path
 	ListenWeb         = "web"
 	ListenMetrics     = "metrics" // Prometheus /metrics
 )
@@ -38,7 +39,7 @@ const (
 // KnownListeners lists every listener name in the order services start.
 var KnownListeners = []string{
 	ListenSMTP, ListenSubmission, ListenSubmissions, ListenIMAP, ListenIMAPS,
-	ListenPOP3, ListenPOP3S, ListenSMAP, ListenWeb, ListenMetrics,
+	ListenPOP3, ListenPOP3S, ListenSMAP, ListenLMTP, ListenWeb, ListenMetrics,
 }
 
 // implicitTLS names the listeners that speak TLS from the first byte.
@@ -47,13 +48,21 @@ var implicitTLS = map[string]bool{ListenSubmissions: true, ListenIMAPS: true, Li
 // Listener binds a service to an address.
 type Listener struct {
 	Name    string // one of KnownListeners
-	Address string // host:port
+	Address string // host:port, or for lmtp also the absolute path of a Unix socket
 	Proxy   bool   // expects a PROXY protocol header (from trustedproxies) on every connection
 	Origin  Line   // where it was configured, for messages
 }
 
 // ImplicitTLS reports whether the listener speaks TLS from the first byte.
 func (l Listener) ImplicitTLS() bool { return implicitTLS[l.Name] }
+
+// Network is "unix" for a socket path, else "tcp".
+func (l Listener) Network() string {
+	if strings.HasPrefix(l.Address, "/") {
+		return "unix"
+	}
+	return "tcp"
+}
 
 // Config is the typed configuration built from a configuration directory.
 // It is immutable once built: a reload builds a new one.
@@ -822,6 +831,20 @@ func (l *loader) listeners(name string) []Listener {
 		}
 		if !known[f[0]] {
 			l.fail(ln.Errorf("unknown listener %q (known: %s)", f[0], strings.Join(KnownListeners, " ")))
+			continue
+		}
+		if f[0] == ListenLMTP && strings.HasPrefix(f[1], "/") {
+			// A Unix socket, as Postfix's lmtp:unix:/path expects.
+			if len(f) == 3 {
+				l.fail(ln.Errorf("proxy: not for a socket"))
+				continue
+			}
+			if prev, dup := seen[f[1]]; dup {
+				l.fail(ln.Errorf("address %s already used at %s:%d", f[1], prev.File, prev.Num))
+				continue
+			}
+			seen[f[1]] = ln
+			out = append(out, Listener{Name: f[0], Address: f[1], Origin: ln})
 			continue
 		}
 		host, port, err := net.SplitHostPort(f[1])

@@ -91,15 +91,23 @@ func TestLoad(t *testing.T) {
 	if c.DataDir != filepath.Join(filepath.Dir(dir), "data") {
 		t.Fatalf("datadir not relative to config dir: %s", c.DataDir)
 	}
-	if ls := c.ListenersNamed("imap"); len(ls) != 1 || ls[0].Address != "127.0.0.1:2143" {
+	if ls := c.ListenersNamed("imap"); len(ls) != 1 || ls[0].Address != "127.0.0.1:2143" || ls[0].Network() != "tcp" {
 		t.Fatalf("listeners: %+v", c.Listeners)
+	}
+	// lmtp may listen on a Unix socket.
+	write(t, filepath.Join(dir, "listen"), "smtp 127.0.0.1:2525\nlmtp 127.0.0.1:2424\nlmtp /run/postern/lmtp\n")
+	if c, err = Load(dir); err != nil {
+		t.Fatal(err)
+	}
+	if ls := c.ListenersNamed("lmtp"); len(ls) != 2 || ls[1].Address != "/run/postern/lmtp" || ls[1].Network() != "unix" {
+		t.Fatalf("lmtp listeners: %+v", ls)
 	}
 }
 
 // Every error names file and line, and all errors are reported at once.
 func TestLoadErrorsNameFileAndLine(t *testing.T) {
 	dir := validDir(t)
-	write(t, filepath.Join(dir, "listen"), "smtp 127.0.0.1:2525\nbogus 127.0.0.1:1\nimap nocolon\n")
+	write(t, filepath.Join(dir, "listen"), "smtp 127.0.0.1:2525\nbogus 127.0.0.1:1\nimap nocolon\nsmtp /run/smtp.sock\nlmtp /run/lmtp proxy\n")
 	write(t, filepath.Join(dir, "acceptmailfor"), "ok.test\nbad domain!\n")
 	write(t, filepath.Join(dir, "sizelimit"), "lots\n")
 	write(t, filepath.Join(dir, "insecureauth"), "maybe\n")
@@ -111,6 +119,8 @@ func TestLoadErrorsNameFileAndLine(t *testing.T) {
 	for _, want := range []string{
 		filepath.Join(dir, "listen") + ":2: unknown listener \"bogus\"",
 		filepath.Join(dir, "listen") + ":3: address \"nocolon\"",
+		filepath.Join(dir, "listen") + ":4: address \"/run/smtp.sock\"", // a socket path is for lmtp only
+		filepath.Join(dir, "listen") + ":5: proxy: not for a socket",
 		filepath.Join(dir, "acceptmailfor") + ":2: acceptmailfor: bad domain",
 		filepath.Join(dir, "sizelimit") + ":1: sizelimit: not a size",
 		filepath.Join(dir, "insecureauth") + ":1: insecureauth: want yes or no",

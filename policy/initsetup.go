@@ -60,7 +60,7 @@ func Init(dir, domain, hostname string, force bool) error {
 		}
 	}
 	var listen strings.Builder
-	listen.WriteString("# NAME ADDRESS, one listener per line. Names: smtp submission submissions\n# imap imaps pop3 pop3s smap web (metrics). A name may appear more than once.\n")
+	listen.WriteString("# NAME ADDRESS, one listener per line. Names: smtp submission submissions\n# imap imaps pop3 pop3s smap lmtp web (metrics). A name may appear more than once.\n# lmtp also takes a socket path: lmtp /run/postern/lmtp (docs/lmtp.md).\n")
 	for _, l := range DefaultListeners {
 		fmt.Fprintf(&listen, "%-12s %s\n", l.name, l.addr)
 	}

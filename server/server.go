@@ -248,6 +248,7 @@ func (s *Server) Start() error {
 	smtpMetrics := map[gateway.Mode]*gateway.Metrics{
 		gateway.ModeMX:         gateway.NewMetrics(s.reg, "smtp"),
 		gateway.ModeSubmission: gateway.NewMetrics(s.reg, "submission"),
+		gateway.ModeLMTP:       gateway.NewMetrics(s.reg, "lmtp"),
 	}
 
 	type starter struct {
@@ -264,6 +265,7 @@ func (s *Server) Start() error {
 		policy.ListenSMTP:        gateway.ModeMX,
 		policy.ListenSubmission:  gateway.ModeSubmission,
 		policy.ListenSubmissions: gateway.ModeSubmission,
+		policy.ListenLMTP:        gateway.ModeLMTP,
 	}
 	for _, l := range cfg.Listeners {
 		if l.Name == policy.ListenSMAP {
@@ -278,7 +280,15 @@ func (s *Server) Start() error {
 			// that vanish while idle.
 			lc.KeepAlive = -1
 		}
-		ln, err := lc.Listen(context.Background(), "tcp", l.Address)
+		if l.Network() == "unix" {
+			os.Remove(l.Address) // a socket left by a server that died
+		}
+		ln, err := lc.Listen(context.Background(), l.Network(), l.Address)
+		if err == nil && l.Network() == "unix" {
+			// Another MTA's delivery agent (Postfix's lmtp runs as
+			// "postfix") connects; the directory holding it guards it.
+			err = os.Chmod(l.Address, 0o666)
+		}
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listen %s on %s (%s:%d): %w", l.Name, l.Address, l.Origin.File, l.Origin.Num, err)
@@ -293,10 +303,14 @@ func (s *Server) Start() error {
 		if mode, ok := smtpModes[l.Name]; ok {
 			// One SMTP service per listener: each has its own name,
 			// TLS mode and PROXY setting; the engine does TLS itself.
+			checks := s.filters.Load
+			if mode == gateway.ModeLMTP {
+				checks = nil // the MTA in front checked the mail
+			}
 			srv := gateway.NewServer(gateway.Options{
 				Mode: mode, Listener: l.Name, Config: s.Config, Auth: s.auth,
 				Router: s.mta.Router, Local: s.mta.Local, Queue: s.mta.Queue, Access: s.mta.Access,
-				Filters: s.filters.Load, Rejects: s.rejects,
+				Filters: checks, Rejects: s.rejects,
 				Logger: s.log.With("service", l.Name), Metrics: smtpMetrics[mode],
 				TLSConfig: tlsCfg, ImplicitTLS: l.ImplicitTLS(), Proxy: l.Proxy,
 			})

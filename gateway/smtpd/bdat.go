@@ -72,7 +72,8 @@ func (c *conn) cmdBDAT(arg string) bool {
 	}
 	c.info.BareLF = false
 	c.timeout = c.opt.DataTimeout
-	rep := c.sess.Data(c.ctx, &c.info, br)
+	n := c.rcpts
+	rep, reps := c.sessionData(br)
 	defer c.replied()
 	leftover, err := br.drainChunk()
 	c.timeout = c.opt.ReadTimeout
@@ -87,7 +88,7 @@ func (c *conn) cmdBDAT(arg string) bool {
 		c.pendingLine, c.hasPendingLine = br.abortLine, true
 		return true
 	}
-	c.writeReply(c.messageReply(rep, br.err, leftover, br.size))
+	c.messageReplies(rep, reps, n, br.err, leftover, br.size)
 	return true
 }
 

@@ -700,6 +700,15 @@ func (c *conn) dispatch(line string) bool {
 		c.reply(503, "5.5.1", "Error: no SMTP service here")
 		return true
 	}
+	if c.opt.LMTP {
+		switch verb {
+		case "HELO", "EHLO":
+			c.reply(500, "5.5.1", "Error: this is an LMTP server; use LHLO") // RFC 2033 4.1
+			return true
+		case "LHLO":
+			verb = "EHLO"
+		}
+	}
 	switch verb {
 	case "HELO", "EHLO":
 		c.cmdHello(verb, arg)
@@ -734,6 +743,10 @@ func (c *conn) dispatch(line string) bool {
 	case "EXPN", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML":
 		c.reply(502, "5.5.1", "Error: command not implemented")
 	case "HELP":
+		if c.opt.LMTP {
+			c.reply(214, "2.0.0", "Commands: LHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP\nSee RFC 2033")
+			break
+		}
 		c.reply(214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP\nSee RFC 5321")
 	case "STARTTLS":
 		return c.cmdStartTLS(arg)
@@ -794,12 +807,16 @@ func (c *conn) okReply(r *Reply, enhanced string) {
 }
 
 func (c *conn) cmdHello(verb, arg string) {
+	name := verb
+	if c.opt.LMTP {
+		name = "LHLO"
+	}
 	if arg == "" {
-		c.reply(501, "5.5.4", "Syntax: %s hostname", verb)
+		c.reply(501, "5.5.4", "Syntax: %s hostname", name)
 		return
 	}
 	if len(arg) > maxDomain {
-		c.reply(501, "5.5.2", "Error: %s argument too long", verb)
+		c.reply(501, "5.5.2", "Error: %s argument too long", name)
 		return
 	}
 	c.resetTx()
@@ -1020,7 +1037,8 @@ func (c *conn) cmdData(arg string) bool {
 	c.info.BareLF = false
 	dr := newDotReader(c.br, c.opt, &c.info.BareLF)
 	c.timeout = c.opt.DataTimeout
-	rep := c.sess.Data(c.ctx, &c.info, dr)
+	n := c.rcpts
+	rep, reps := c.sessionData(dr)
 	defer c.replied()
 	leftover, err := dr.drain()
 	c.timeout = c.opt.ReadTimeout
@@ -1029,8 +1047,37 @@ func (c *conn) cmdData(arg string) bool {
 		c.readFailed(err)
 		return false
 	}
-	c.writeReply(c.messageReply(rep, dr.err, leftover, dr.size))
+	c.messageReplies(rep, reps, n, dr.err, leftover, dr.size)
 	return true
+}
+
+// sessionData hands the message to the session: Data, or under LMTP the
+// session's DataLMTP when it has one (reps, one per recipient).
+func (c *conn) sessionData(r io.Reader) (rep *Reply, reps []*Reply) {
+	if ls, ok := c.sess.(LMTPSession); ok && c.opt.LMTP {
+		return nil, ls.DataLMTP(c.ctx, &c.info, r)
+	}
+	return c.sess.Data(c.ctx, &c.info, r), nil
+}
+
+// messageReplies answers a message: once, or under LMTP once per
+// accepted recipient (n of them), each from reps when the session gave
+// them, else the one reply repeated (RFC 2033 4.2).
+func (c *conn) messageReplies(rep *Reply, reps []*Reply, n int, contentErr error, leftover, size int64) {
+	if !c.opt.LMTP {
+		c.writeReply(c.messageReply(rep, contentErr, leftover, size))
+		return
+	}
+	for i := 0; i < n; i++ {
+		r := rep
+		if reps != nil {
+			r = nil
+			if i < len(reps) {
+				r = reps[i]
+			}
+		}
+		c.writeReply(c.messageReply(r, contentErr, leftover, size))
+	}
 }
 
 // replied runs the session's Replied after a message's reply: flushed

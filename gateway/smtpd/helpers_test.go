@@ -36,6 +36,7 @@ type testBackend struct {
 	dataGate chan struct{} // when set, Data waits for it before reading
 	inData   chan struct{} // when set, Data signals it on entry
 	noAuth   bool          // sessions without AuthSession
+	lmtp     bool          // sessions with DataLMTP (LMTPSession)
 	// replied counts Replied calls; when repliedGate is set, Replied
 	// waits for it (the client has read the reply).
 	replied     int
@@ -90,7 +91,26 @@ func (b *testBackend) Connect(ctx context.Context, c *ConnInfo) (Session, *Reply
 	if b.noAuth {
 		return &plainSession{s}, nil
 	}
+	if b.lmtp {
+		return &lmtpSession{s}, nil
+	}
 	return s, nil
+}
+
+// lmtpSession answers recipient by recipient (LMTPSession): full@ gets
+// 552 5.2.2, the others the message's reply.
+type lmtpSession struct{ *testSession }
+
+func (l *lmtpSession) DataLMTP(ctx context.Context, c *ConnInfo, r io.Reader) []*Reply {
+	rep := l.Data(ctx, c, r)
+	out := make([]*Reply, len(l.msg.Rcpts))
+	for i, to := range l.msg.Rcpts {
+		out[i] = rep
+		if strings.HasPrefix(to, "full@") && rep == nil {
+			out[i] = NewReply(552, "5.2.2", "<%s>: mailbox full", to)
+		}
+	}
+	return out
 }
 
 type testSession struct {

@@ -25,7 +25,13 @@ const (
 type Options struct {
 	Hostname string // our name, in the banner and replies; default "localhost"
 	Listener string // listener name copied into ConnInfo.Listener
-	Banner   string // text after "220 "; default "HOSTNAME ESMTP Postern"
+	Banner   string // text after "220 "; default "HOSTNAME ESMTP Postern" ("LMTP" with LMTP)
+
+	// LMTP serves RFC 2033 instead of SMTP: LHLO replaces HELO and EHLO
+	// (which are refused), and after the message each accepted recipient
+	// gets its own reply, in RCPT order (LMTPSession; a session without
+	// it has its one reply repeated).
+	LMTP bool
 
 	TLSConfig   *tls.Config // STARTTLS offered when non-nil and the connection is not TLS yet
 	ImplicitTLS bool        // TLS handshake first (port 465, RFC 8314)
@@ -130,6 +136,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Banner == "" {
 		o.Banner = o.Hostname + " ESMTP Postern"
+		if o.LMTP {
+			o.Banner = o.Hostname + " LMTP Postern"
+		}
 	}
 	if o.AuthMechanisms == nil {
 		o.AuthMechanisms = []string{"PLAIN", "LOGIN"}

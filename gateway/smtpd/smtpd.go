@@ -129,6 +129,15 @@ type Session interface {
 	Close(ctx context.Context, c *ConnInfo)
 }
 
+// LMTPSession is implemented by sessions that deliver recipient by
+// recipient: under Options.LMTP the engine calls DataLMTP instead of Data,
+// with the same reader and duties, and answers each recipient accepted in
+// the transaction, in RCPT order, with the reply at its index (nil or
+// missing: 250 2.0.0 Ok; RFC 2033 4.2).
+type LMTPSession interface {
+	DataLMTP(ctx context.Context, c *ConnInfo, r io.Reader) []*Reply
+}
+
 // Replied is implemented by sessions with work to finish after a message's
 // reply: Replied runs once per DATA or BDAT transaction whose message
 // reached Session.Data, after the reply was handed to the connection

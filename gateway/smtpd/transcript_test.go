@@ -150,6 +150,9 @@ func applyOption(t *testing.T, o *Options, b *testBackend, opt string) {
 		o.Banner = val
 	case "qualify":
 		o.QualifyDomain = val
+	case "lmtp":
+		o.LMTP = true
+		b.lmtp = val != "plain" // "@lmtp plain": a session without DataLMTP
 	default:
 		t.Fatalf("unknown option @%s", name)
 	}

@@ -1,0 +1,85 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+)
+
+// LMTP (RFC 2033) from another MTA, over TCP and over a Unix socket (as
+// Postfix's lmtp:unix: and Dovecot's LMTP are used): after the message
+// each accepted recipient gets its own answer, so a full mailbox refuses
+// only its owner; no relaying, even for a client smtpaccess lets relay;
+// none of the checks (the MTA in front made them: a rate limit of one
+// message does not apply); the Received line says "with LMTP".
+func TestLMTP(t *testing.T) {
+	h := newHarness(t)
+	sock := filepath.Join(h.dir, "lmtp.sock")
+	h.writeSetting("listen", "smtp 127.0.0.1:0\nlmtp 127.0.0.1:0\nlmtp "+sock+"\n")
+	h.writeSetting("smtpaccess", "127.0.0.1\tallow,RELAYCLIENT\n")
+	h.writeSetting("ratelimit", "client * messages 1/1h\n")
+	h.writeSetting("filters", "ratelimit\n")
+	h.addUser("bob@example.test", "pw", "--quota", "200S")
+	h.restart()
+
+	for i, network := range []string{"tcp", "unix"} {
+		addr := h.addr("lmtp")
+		if network == "unix" {
+			addr = sock
+		}
+		conn, err := net.Dial(network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := smtp.NewClientLMTP(conn)
+		if err := c.Hello("mta.example.net"); err != nil {
+			t.Fatalf("%s: LHLO: %v", network, err)
+		}
+		if err := c.Mail("sender@example.org", nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, rcpt := range []string{h.user, "bob@example.test"} {
+			if err := c.Rcpt(rcpt, nil); err != nil {
+				t.Fatalf("%s: RCPT %s: %v", network, rcpt, err)
+			}
+		}
+		var se *smtp.SMTPError
+		if err := c.Rcpt("someone@remote.example", nil); !errors.As(err, &se) || se.Code != 554 {
+			t.Fatalf("%s: relaying over LMTP: %v", network, err)
+		}
+		if err := c.Rcpt("nobody@example.test", nil); !errors.As(err, &se) || se.Code != 550 {
+			t.Fatalf("%s: unknown user: %v", network, err)
+		}
+		w, err := c.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("Subject: over LMTP\r\n\r\n" + strings.Repeat("long line of text\r\n", 20)))
+		resp, err := w.CloseWithLMTPResponse()
+		var lerr smtp.LMTPDataError
+		if !errors.As(err, &lerr) || len(lerr) != 1 || lerr["bob@example.test"] == nil || lerr["bob@example.test"].Code != 552 {
+			t.Fatalf("%s: per-recipient answers: %v", network, err)
+		}
+		if r := resp[h.user]; r == nil || !strings.Contains(r.StatusText, "queued as") {
+			t.Fatalf("%s: %s's answer: %+v", network, h.user, resp)
+		}
+		c.Quit()
+		inbox := inboxMessages(t, h, h.user)
+		if len(inbox) != i+1 {
+			t.Fatalf("%s: %d messages for %s, want %d", network, len(inbox), h.user, i+1)
+		}
+		if len(inboxMessages(t, h, "bob@example.test")) != 0 {
+			t.Fatalf("%s: the full mailbox got the message", network)
+		}
+		for _, m := range inbox {
+			if !bytes.Contains(m, []byte(" with LMTP id ")) {
+				t.Fatalf("%s: Received line: %q", network, m)
+			}
+		}
+	}
+}
