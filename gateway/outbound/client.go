@@ -751,6 +751,8 @@ func (c *Client) port(route Route, sec Security) int {
 		return route.Port
 	case sec == SecuritySMTPS:
 		return 465
+	case route.LMTP:
+		return 24 // RFC 2033 section 5
 	}
 	return c.opts.Port
 }
@@ -758,7 +760,7 @@ func (c *Client) port(route Route, sec Security) int {
 // sessionKey names a session to addr of h: its address, port, TLS policy
 // and login, what a cached session must share to be reused.
 func (c *Client) sessionKey(route Route, h host, addr netip.Addr, sec Security, noTLS bool) poolKey {
-	key := poolKey{addr: netip.AddrPortFrom(addr, uint16(c.port(route, sec))), host: h.name, security: sec, noTLS: noTLS}
+	key := poolKey{addr: netip.AddrPortFrom(addr, uint16(c.port(route, sec))), host: h.name, security: sec, noTLS: noTLS, lmtp: route.LMTP}
 	if cr, ok := c.credentials(route); ok {
 		key.user = cr.User
 	}
@@ -808,7 +810,7 @@ func (c *Client) connect(ctx context.Context, key poolKey, route Route, h host, 
 		}
 		s.conn, s.tls, s.verified = tc, true, true
 	}
-	s.sc = c.newSMTPClient(s.conn)
+	s.sc = c.newSMTPClient(s.conn, key.lmtp)
 	if err := s.sc.Hello(c.opts.Hostname); err != nil {
 		return fail(replyFailure(err, "greeting", true))
 	}
@@ -834,8 +836,11 @@ func (c *Client) connect(ctx context.Context, key poolKey, route Route, h host, 
 	return s, nil
 }
 
-func (c *Client) newSMTPClient(conn net.Conn) *smtp.Client {
+func (c *Client) newSMTPClient(conn net.Conn, lmtp bool) *smtp.Client {
 	sc := smtp.NewClient(conn)
+	if lmtp {
+		sc = smtp.NewClientLMTP(conn) // LHLO, and a reply per recipient
+	}
 	sc.CommandTimeout = c.opts.CommandTimeout
 	sc.SubmissionTimeout = c.opts.DataTimeout
 	return sc
@@ -887,7 +892,7 @@ func (s *session) startTLS(ctx context.Context, mandatory, verify bool) *failure
 		return f
 	}
 	s.conn, s.tls, s.verified = tc, true, verify
-	s.sc = c.newSMTPClient(&greetedConn{Conn: tc, pending: []byte("220 " + s.host.name + " TLS ready\r\n")})
+	s.sc = c.newSMTPClient(&greetedConn{Conn: tc, pending: []byte("220 " + s.host.name + " TLS ready\r\n")}, s.key.lmtp)
 	if err := s.sc.Hello(c.opts.Hostname); err != nil {
 		return replyFailure(err, "ehlo", true)
 	}
@@ -1247,6 +1252,9 @@ func (s *session) transaction(ctx context.Context, env *delivery.Envelope, rcpts
 		s.broken = true
 		return nil, nil, interrupted(localFailure(true, statusBadConnection, "data", fmt.Errorf("sending message to %s: %w", s.host.name, err)))
 	}
+	if s.key.lmtp {
+		return s.lmtpReplies(w, addrs, accepted, results, reasons, dsnOffered, interrupted)
+	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
 		s.noteError(err)
@@ -1267,6 +1275,57 @@ func (s *session) transaction(ctx context.Context, env *delivery.Envelope, rcpts
 	}
 	for _, i := range accepted {
 		results[i] = delivery.Result{Diagnostic: "smtp; 250 " + oneLine(resp.StatusText), Status: status, RemoteMTA: "dns; " + s.host.name, Relayed: !dsnOffered}
+		reasons[i] = "delivered"
+	}
+	return results, reasons, nil
+}
+
+// lmtpReplies ends an LMTP transaction: the server answers each accepted
+// recipient on its own (RFC 2033 section 4.2), so each gets its own
+// result.
+func (s *session) lmtpReplies(w *smtp.DataCommand, addrs []string, accepted []int, results []delivery.Result, reasons []string, dsnOffered bool, interrupted func(*failure) *failure) ([]delivery.Result, []string, *failure) {
+	resp, err := w.CloseWithLMTPResponse()
+	var perRcpt smtp.LMTPDataError
+	if err != nil && !errors.As(err, &perRcpt) {
+		s.noteError(err)
+		s.broken = true
+		// No answers, or not all of them: the message may have been
+		// delivered to some; the queue's retry decides (as for SMTP).
+		f := localFailure(true, statusBadConnection, "data", fmt.Errorf("no reply to end of data from %s: %w", s.host.name, err))
+		f = interrupted(f)
+		for _, i := range accepted {
+			results[i] = f.result()
+			results[i].RemoteMTA = "dns; " + s.host.name
+			reasons[i] = f.reason
+		}
+		return results, reasons, nil
+	}
+	for _, i := range accepted {
+		if se := perRcpt[addrs[i]]; se != nil {
+			s.noteError(se)
+			f := replyFailure(se, "data", false)
+			results[i] = f.result()
+			results[i].RemoteMTA = "dns; " + s.host.name
+			reasons[i] = f.reason
+			continue
+		}
+		r := resp[addrs[i]]
+		if r == nil {
+			// The connection broke before this recipient's answer: it may
+			// have the message; the queue's retry decides.
+			f := interrupted(localFailure(true, statusBadConnection, "data", fmt.Errorf("no reply for %s to end of data from %s: %v", addrs[i], s.host.name, err)))
+			s.broken = true
+			results[i] = f.result()
+			results[i].RemoteMTA = "dns; " + s.host.name
+			reasons[i] = f.reason
+			continue
+		}
+		text := r.StatusText
+		status := "2.0.0"
+		if code, _ := parseEnhanced(text); code != "" && code[0] == '2' {
+			status = code
+		}
+		results[i] = delivery.Result{Diagnostic: "smtp; 250 " + oneLine(text), Status: status, RemoteMTA: "dns; " + s.host.name, Relayed: !dsnOffered}
 		reasons[i] = "delivered"
 	}
 	return results, reasons, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -744,5 +745,36 @@ func TestSelfMXByAddress(t *testing.T) {
 	wantDelivered(t, deliver(t, c, env("a@sender.test"), rcpts("b@backup.test"), testMessage)[0])
 	if n := srv.mailCount(); n != 1 {
 		t.Fatalf("%d transactions at the real MX, want 1", n)
+	}
+}
+
+// A route with /lmtp hands the mail to a mailbox server over LMTP (RFC
+// 2033): LHLO, and each recipient's own answer after the message, so one
+// full mailbox fails alone (permanently, 5.2.2) while the other recipient
+// is delivered; the session is cached for the next message, still LMTP.
+func TestRouteLMTP(t *testing.T) {
+	checkGoroutines(t)
+	srv := startSMTP(t, serverConfig{lmtp: true})
+	srv.mu.Lock()
+	srv.lmtpReject["full@example.test"] = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "Mailbox full"}
+	srv.mu.Unlock()
+	c := newTestClient(t, "127.0.0.1:1", srv.port(), func(o *Options) {
+		o.Routes = mustRoutes(t, "example.test: [127.0.0.2],"+strconv.Itoa(srv.port())+" /lmtp")
+	})
+	res := deliver(t, c, env("a@sender.test"), rcpts("ok@example.test", "full@example.test"), testMessage)
+	wantDelivered(t, res[0])
+	wantFailure(t, res[1], true, "5.2.2")
+	wantDelivered(t, deliver(t, c, env("a@sender.test"), rcpts("ok@example.test"), testMessage)[0])
+	got := srv.messages()
+	if len(got) != 2 || len(got[0].Rcpts) != 1 || got[0].Rcpts[0].To != "ok@example.test" {
+		t.Fatalf("server got %+v", got)
+	}
+	if _, err := ParseRoutes([]policy.Line{{Text: "example.test: /lmtp"}}); err == nil || !strings.Contains(err.Error(), "needs a relay") {
+		t.Fatalf("/lmtp by MX: %v", err)
+	}
+	// Without a port, LMTP's own (RFC 2033 section 5).
+	rt := mustRoutes(t, "example.test: [127.0.0.2] /lmtp")
+	if r, _ := rt.Lookup("example.test"); c.port(r, SecurityOpportunistic) != 24 {
+		t.Errorf("default LMTP port %d", c.port(r, SecurityOpportunistic))
 	}
 }

@@ -178,7 +178,8 @@ type testServer struct {
 	mails      int // MAIL commands seen
 	rcptReject map[string]*smtp.SMTPError
 	dataErr    *smtp.SMTPError
-	users      map[string]string // AUTH PLAIN accounts; nil: no AUTH
+	users      map[string]string          // AUTH PLAIN accounts; nil: no AUTH
+	lmtpReject map[string]*smtp.SMTPError // LMTP: per-recipient answers to the message
 }
 
 type serverConfig struct {
@@ -191,11 +192,12 @@ type serverConfig struct {
 	requireTL bool
 	maxSize   int64
 	users     map[string]string
+	lmtp      bool // speak LMTP (RFC 2033)
 }
 
 func startSMTP(t *testing.T, cfg serverConfig) *testServer {
 	t.Helper()
-	ts := &testServer{t: t, rcptReject: map[string]*smtp.SMTPError{}, users: cfg.users}
+	ts := &testServer{t: t, rcptReject: map[string]*smtp.SMTPError{}, users: cfg.users, lmtpReject: map[string]*smtp.SMTPError{}}
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &testSession{ts: ts, conn: c}, nil
 	}))
@@ -205,6 +207,7 @@ func startSMTP(t *testing.T, cfg serverConfig) *testServer {
 	s.EnableDSN = cfg.dsn
 	s.EnableREQUIRETLS = cfg.requireTL
 	s.MaxMessageBytes = cfg.maxSize
+	s.LMTP = cfg.lmtp
 	s.ReadTimeout = 10 * time.Second
 	s.WriteTimeout = 10 * time.Second
 	s.ErrorLog = slogPrinter{}
@@ -322,6 +325,30 @@ func (s *testSession) Data(r io.Reader) error {
 	}
 	s.cur.Data = b
 	s.ts.got = append(s.ts.got, s.cur)
+	return nil
+}
+
+// LMTPData answers each recipient (go-smtp's LMTPSession): from
+// lmtpReject, else 250; the message is recorded once, with the
+// recipients that took it.
+func (s *testSession) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.ts.mu.Lock()
+	defer s.ts.mu.Unlock()
+	got := s.cur
+	got.Data, got.Rcpts = b, nil
+	for _, rc := range s.cur.Rcpts {
+		if rej := s.ts.lmtpReject[rc.To]; rej != nil {
+			status.SetStatus(rc.To, rej)
+			continue
+		}
+		status.SetStatus(rc.To, nil)
+		got.Rcpts = append(got.Rcpts, rc)
+	}
+	s.ts.got = append(s.ts.got, got)
 	return nil
 }
 

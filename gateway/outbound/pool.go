@@ -15,6 +15,7 @@ type poolKey struct {
 	security Security
 	noTLS    bool
 	user     string
+	lmtp     bool
 }
 
 // Connection cache limits.

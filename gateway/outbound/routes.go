@@ -78,7 +78,10 @@ type Route struct {
 	IPv4Only  bool
 	IPv6Only  bool
 	AuthName  string // the smarthostauth entry to use; "" uses the relay's name
-	Origin    policy.Line
+	// LMTP hands the mail over with LMTP (RFC 2033) instead of SMTP, to a
+	// mailbox server such as Dovecot's; default port 24.
+	LMTP   bool
+	Origin policy.Line
 }
 
 // UsesMX reports whether the route delivers by MX lookup.
@@ -97,7 +100,7 @@ const maxRouteRules = 100000
 
 // ParseRoutes parses the routes setting, one rule a line:
 //
-//	DOMAIN: [RELAY[,PORT]] [/SECURITY=NONE|STARTTLS|REQUIRED|SMTPS] [/IPV4ONLY|/IPV6ONLY] [/AUTH=NAME]
+//	DOMAIN: [RELAY[,PORT]] [/SECURITY=NONE|STARTTLS|REQUIRED|SMTPS] [/IPV4ONLY|/IPV6ONLY] [/AUTH=NAME] [/LMTP]
 //
 // DOMAIN is "example.org" (that domain), ".example.org" or "*.example.org"
 // (its subdomains), or empty or "*" (every other domain: the smarthost).
@@ -204,8 +207,13 @@ func parseRoute(ln policy.Line) (Route, error) {
 				return r, ln.Errorf("/auth name longer than 255 bytes")
 			}
 			r.AuthName = value
+		case "lmtp":
+			if hasValue {
+				return r, ln.Errorf("/lmtp takes no value")
+			}
+			r.LMTP = true
 		default:
-			return r, ln.Errorf("unknown option %q (want /SECURITY=, /ipv4only, /ipv6only or /auth=)", f)
+			return r, ln.Errorf("unknown option %q (want /SECURITY=, /ipv4only, /ipv6only, /auth= or /lmtp)", f)
 		}
 	}
 	if r.IPv4Only && r.IPv6Only {
@@ -213,6 +221,9 @@ func parseRoute(ln policy.Line) (Route, error) {
 	}
 	if r.RelayAddr.IsValid() && (r.IPv4Only && !r.RelayAddr.Is4() || r.IPv6Only && r.RelayAddr.Is4()) {
 		return r, ln.Errorf("relay address %s contradicts its address family option", r.RelayAddr)
+	}
+	if r.LMTP && r.UsesMX() {
+		return r, ln.Errorf("/lmtp needs a relay (the mailbox server's address)")
 	}
 	if r.Security == SecuritySMTPS && r.UsesMX() {
 		// Implicit TLS has no well-known port on MX hosts (RFC 8314 is for
