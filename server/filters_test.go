@@ -435,12 +435,17 @@ func TestRateLimitSharedThroughRedis(t *testing.T) {
 // clamav-milter or Rspamd: VIRUS in the body is refused, SPAM is
 // quarantined, everything it passes gets X-Virus-Scanned.
 type milterScanner struct {
+	milterBody
+}
+
+// milterBody is a milter that collects the body it is sent.
+type milterBody struct {
 	gomilter.NoOpMilter
 	body bytes.Buffer
 }
 
-func (s *milterScanner) BodyChunk(chunk []byte, m *gomilter.Modifier) (gomilter.Response, error) {
-	s.body.Write(chunk)
+func (b *milterBody) BodyChunk(chunk []byte, m *gomilter.Modifier) (gomilter.Response, error) {
+	b.body.Write(chunk)
 	return gomilter.RespContinue, nil
 }
 
@@ -507,13 +512,7 @@ func TestFilterMilter(t *testing.T) {
 // removal of forged spam headers, and as a milter diverting mail (a new
 // recipient, the old one removed, a new body and sender).
 type milterRewriter struct {
-	gomilter.NoOpMilter
-	body bytes.Buffer
-}
-
-func (s *milterRewriter) BodyChunk(chunk []byte, m *gomilter.Modifier) (gomilter.Response, error) {
-	s.body.Write(chunk)
-	return gomilter.RespContinue, nil
+	milterBody
 }
 
 func (s *milterRewriter) Body(m *gomilter.Modifier) (gomilter.Response, error) {
@@ -572,18 +571,12 @@ func TestFilterMilterChanges(t *testing.T) {
 // outboundScanner is Rspamd or OpenDKIM on the submission side: it signs
 // what an authenticated user sends and refuses outgoing spam.
 type outboundScanner struct {
-	gomilter.NoOpMilter
-	body bytes.Buffer
+	milterBody
 	user string // {auth_authen}, sent with MAIL FROM
 }
 
 func (s *outboundScanner) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response, error) {
 	s.user = m.Macros["{auth_authen}"] + " " + m.Macros["{auth_type}"]
-	return gomilter.RespContinue, nil
-}
-
-func (s *outboundScanner) BodyChunk(chunk []byte, m *gomilter.Modifier) (gomilter.Response, error) {
-	s.body.Write(chunk)
 	return gomilter.RespContinue, nil
 }
 
