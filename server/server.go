@@ -133,6 +133,10 @@ func (s *Server) openFilters(cfg *policy.Config) error {
 		return fmt.Errorf("statestore: %w", err)
 	}
 	s.store = store
+	if s.mta != nil {
+		// relayverify's answers, shared by the gateways of a cluster.
+		s.mta.callout.SetStore(store)
+	}
 	rl, err := rejectlog.Open(filepath.Join(cfg.DataDir, "state", "rejects.jsonl"), 0)
 	if err != nil {
 		return err

@@ -14,14 +14,38 @@
 // background and its answer serves the client's retry (Postfix's
 // address_verify_poll_delay). One probe per address runs at a time; every
 // session asking meanwhile waits for it.
+//
+// With a Store (SetStore: the checks' state store, embedded or Redis) the
+// answers are shared: a process that does not know an address looks there
+// before probing, and every answer is written there, so the gateways of a
+// cluster probe an address once and a restart forgets nothing.
 package callout
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 	"time"
 )
+
+// Store is where answers are shared (filters/state.Store satisfies it).
+type Store interface {
+	Get(ctx context.Context, key string) (value []byte, found bool, err error)
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+}
+
+// storeTimeout bounds each use of the Store: it is a cache, and a slow
+// one must not hold up a session.
+const storeTimeout = time.Second
+
+// record is an answer as the Store keeps it.
+type record struct {
+	Verdict  Verdict `json:"v"`
+	Text     string  `json:"t,omitempty"`
+	Verified int64   `json:"verified,omitempty"` // Unix seconds
+	Expires  int64   `json:"expires"`            // Unix seconds
+}
 
 // Verdict is a probe's finding.
 type Verdict int
@@ -62,7 +86,57 @@ type Cache struct {
 
 	mu      sync.Mutex
 	entries map[string]*entry
+	store   Store
 	wg      sync.WaitGroup
+}
+
+// SetStore makes the cache share its answers through st (nil: memory
+// only).
+func (c *Cache) SetStore(st Store) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.store = st
+}
+
+func storeKey(k string) string { return "callout:" + k }
+
+// load reads k's shared answer, if the Store has one.
+func (c *Cache) load(ctx context.Context, st Store, k string) (*entry, bool) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	b, found, err := st.Get(ctx, storeKey(k))
+	if err != nil || !found {
+		return nil, false
+	}
+	var r record
+	if json.Unmarshal(b, &r) != nil || r.Expires == 0 {
+		return nil, false
+	}
+	e := &entry{res: Result{r.Verdict, r.Text}, expires: time.Unix(r.Expires, 0)}
+	if r.Verified != 0 {
+		e.verified = time.Unix(r.Verified, 0)
+	}
+	return e, true
+}
+
+// save writes k's answer for the other processes, kept as long as it can
+// still serve (a deliverable address for PositiveTTL after it was
+// verified, whatever its refresh time).
+func (c *Cache) save(st Store, k string, r record, now time.Time) {
+	ttl := time.Unix(r.Expires, 0).Sub(now)
+	if r.Verified != 0 {
+		ttl = max(ttl, time.Unix(r.Verified, 0).Add(c.opt.PositiveTTL).Sub(now))
+	}
+	if ttl < time.Second {
+		return
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, storeTimeout)
+	defer cancel()
+	st.Set(ctx, storeKey(k), b, ttl) // a cache: a failed write costs a probe later
 }
 
 type entry struct {
@@ -111,6 +185,16 @@ func (c *Cache) Check(ctx context.Context, addr string) Result {
 	k := key(addr)
 	c.mu.Lock()
 	e := c.entries[k]
+	if st := c.store; e == nil && st != nil {
+		c.mu.Unlock()
+		shared, ok := c.load(ctx, st, k)
+		c.mu.Lock()
+		if e = c.entries[k]; e == nil && ok {
+			c.evict()
+			e = shared
+			c.entries[k] = e
+		}
+	}
 	now := c.opt.Now()
 	if e != nil && e.done == nil && now.Before(e.expires) {
 		res := e.res
@@ -162,7 +246,6 @@ func (c *Cache) run(k, addr string, e *entry, done chan struct{}) {
 	res := c.probe(ctx, addr)
 	cancel()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := c.opt.Now()
 	switch res.Verdict {
 	case Deliverable:
@@ -179,6 +262,17 @@ func (c *Cache) run(k, addr string, e *entry, done chan struct{}) {
 	}
 	e.res = res
 	e.done = nil
+	st := c.store
+	r := record{Verdict: res.Verdict, Text: res.Text, Expires: e.expires.Unix()}
+	if !e.verified.IsZero() {
+		r.Verified = e.verified.Unix()
+	}
+	c.mu.Unlock()
+	// Shared before the sessions waiting here go on: once one is
+	// answered, every process can know.
+	if st != nil {
+		c.save(st, k, r, now)
+	}
 	close(done)
 }
 

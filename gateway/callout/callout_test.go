@@ -3,10 +3,13 @@ package callout
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"postern/filters/state"
 )
 
 type fakeClock struct {
@@ -182,5 +185,46 @@ func TestCacheBounded(t *testing.T) {
 	c.mu.Unlock()
 	if n > 100 {
 		t.Fatalf("%d entries, max 100", n)
+	}
+}
+
+// With a shared Store, a second cache (another gateway of a cluster, or
+// this one after a restart) uses the first one's answers without probing:
+// deliverable and undeliverable alike; an address it has not seen is
+// still probed.
+func TestCacheSharesAnswersThroughTheStore(t *testing.T) {
+	st, err := state.OpenEmbedded(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var calls atomic.Int32
+	answers := map[string]Verdict{"bob@inner.example": Deliverable, "nobody@inner.example": Undeliverable, "carol@inner.example": Deliverable}
+	probe := func(ctx context.Context, addr string) Result {
+		calls.Add(1)
+		return Result{answers[addr], "next hop said so"}
+	}
+	a, b := New(probe, Options{}), New(probe, Options{})
+	defer a.Close()
+	defer b.Close()
+	a.SetStore(st)
+	b.SetStore(st)
+	ctx := context.Background()
+	a.Check(ctx, "bob@inner.example")
+	a.Check(ctx, "nobody@inner.example")
+	if calls.Load() != 2 {
+		t.Fatalf("%d probes, want 2", calls.Load())
+	}
+	if r := b.Check(ctx, "bob@INNER.example"); r.Verdict != Deliverable || r.Text != "next hop said so" {
+		t.Fatalf("bob from the store: %+v", r)
+	}
+	if r := b.Check(ctx, "nobody@inner.example"); r.Verdict != Undeliverable {
+		t.Fatalf("nobody from the store: %+v", r)
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("the second cache probed again: %d probes", calls.Load())
+	}
+	if r := b.Check(ctx, "carol@inner.example"); r.Verdict != Deliverable || calls.Load() != 3 {
+		t.Fatalf("carol: %+v after %d probes", r, calls.Load())
 	}
 }
