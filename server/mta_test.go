@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -477,6 +478,12 @@ func TestSendmailAndMailq(t *testing.T) {
 		out, _ = run("", "sendmail", "-bp")
 		return strings.Contains(out, "erin@remote.example") && strings.Contains(out, "451")
 	})
+	// In Postfix's format, which monitoring tools (check_mailq -M postfix)
+	// parse: the reason in parentheses, the recipient indented under it,
+	// the summary line.
+	if !regexp.MustCompile(`(?m)^\(.*451.*\)\n {41}erin@remote\.example\n\n-- \d+ Kbytes in 1 Request\.\n$`).MatchString(out) {
+		t.Fatalf("sendmail -bp:\n%s", out)
+	}
 	if out2, err := run("", "queue", "list"); err != nil || !strings.Contains(out2, "erin@remote.example") {
 		t.Fatalf("queue list: %v\n%s", err, out2)
 	}

@@ -55,7 +55,8 @@ one of whose recipients, contains TEXT (case-insensitive; "<>" is the null
 sender). Bulk changes report their progress on standard error.
 
 Works while the server runs: it notices changes within about a second.
-"mailq" (or "postern sendmail -bp") is "postern queue list". See docs/mailq.md.
+"mailq" (or "postern sendmail -bp") lists the queue in Postfix's format, for
+the tools that parse it. See docs/mailq.md.
 `
 
 // queueSelection is the messages a queue command acts on.
@@ -235,7 +236,13 @@ func queueBulk(e *env, cmd, dir string, ids []string, act func(dir, id string) e
 
 func runMailq(e *env, args []string) int {
 	if wantsHelp(args) {
-		fmt.Fprint(e.stdout, "Usage: mailq\n\nLists the queue, as 'postern queue list'.\n")
+		fmt.Fprint(e.stdout, `Usage: mailq
+
+Lists the queue in Postfix's mailq format, which monitoring tools parse
+(check_mailq -M postfix): one block per message with its pending
+recipients and the reason they wait, then "-- N Kbytes in N Requests.".
+"postern queue list" shows more (every recipient's state, --json).
+`)
 		return 0
 	}
 	cfg, err := policy.Load(e.configDir)
@@ -243,7 +250,69 @@ func runMailq(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "mailq: configuration:\n%v\n", err)
 		return 78
 	}
-	return printQueue(e, filepath.Join(cfg.DataDir, "queue"), queueSelection{}, false)
+	msgs, err := queue.List(filepath.Join(cfg.DataDir, "queue"))
+	if err != nil {
+		fmt.Fprintf(e.stderr, "mailq: %v\n", err)
+		return 1
+	}
+	printMailq(e.stdout, msgs)
+	return 0
+}
+
+// printMailq writes msgs as Postfix's showq does: a header line; per
+// message its ID (with "!" when held), size, arrival time and sender
+// (MAILER-DAEMON for the null sender), then each reason in parentheses
+// followed by the pending recipients it applies to, and a blank line;
+// at the end "-- N Kbytes in N Requests.", or "Mail queue is empty".
+func printMailq(w io.Writer, msgs []queue.Summary) {
+	if len(msgs) == 0 {
+		fmt.Fprintln(w, "Mail queue is empty")
+		return
+	}
+	fmt.Fprintln(w, "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------")
+	var total int64
+	for _, m := range msgs {
+		total += m.Size
+		mark := ' '
+		if m.Held {
+			mark = '!'
+		}
+		from := m.From
+		if from == "" {
+			from = "MAILER-DAEMON"
+		}
+		fmt.Fprintf(w, "%-10s%c %8d %20.20s  %s\n", m.ID, mark, m.Size, m.Received.Local().Format("Mon Jan _2 15:04:05"), from)
+		var reasons []string
+		byReason := map[string][]string{}
+		for _, r := range m.Rcpts {
+			if r.Status != delivery.StatusPending {
+				continue
+			}
+			if _, seen := byReason[r.LastResult]; !seen {
+				reasons = append(reasons, r.LastResult)
+			}
+			byReason[r.LastResult] = append(byReason[r.LastResult], r.Addr)
+		}
+		for _, reason := range reasons {
+			if reason != "" {
+				fmt.Fprintf(w, "(%s)\n", oneLineText(reason))
+			}
+			for _, a := range byReason[reason] {
+				fmt.Fprintf(w, "%41s%s\n", "", a)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	plural := "s"
+	if len(msgs) == 1 {
+		plural = ""
+	}
+	fmt.Fprintf(w, "-- %d Kbytes in %d Request%s.\n", (total+1023)/1024, len(msgs), plural)
+}
+
+// oneLineText folds a reason's line breaks into spaces.
+func oneLineText(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 var statusNames = map[delivery.Status]string{delivery.StatusPending: "pending", delivery.StatusDelivered: "delivered", delivery.StatusFailed: "failed"}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"postern/gateway/delivery"
 	"postern/gateway/queue"
@@ -101,5 +102,38 @@ func TestQueueSelections(t *testing.T) {
 	}
 	if code, out, _ := run("", "list"); code != 0 || !strings.Contains(out, "Mail queue is empty") {
 		t.Fatalf("after delete ALL: %q", out)
+	}
+}
+
+// mailq speaks Postfix's format: held messages marked "!", the null
+// sender as MAILER-DAEMON, only pending recipients, grouped under their
+// reason, and the "-- N Kbytes in N Requests." line.
+func TestMailqPostfixFormat(t *testing.T) {
+	received := time.Date(2026, 11, 26, 23, 39, 43, 0, time.Local)
+	msgs := []queue.Summary{
+		{ID: "aaaa", From: "", Received: received, Size: 1500, Held: true, Rcpts: []delivery.Recipient{
+			{Addr: "x@remote.example", Status: delivery.StatusPending, LastResult: "smtp; 451 4.2.0\n try later"},
+			{Addr: "y@remote.example", Status: delivery.StatusPending, LastResult: "smtp; 451 4.2.0\n try later"},
+			{Addr: "done@remote.example", Status: delivery.StatusDelivered},
+		}},
+		{ID: "bbbb", From: "bob@example.test", Received: received, Size: 700, Rcpts: []delivery.Recipient{
+			{Addr: "z@other.example", Status: delivery.StatusPending},
+		}},
+	}
+	var b strings.Builder
+	printMailq(&b, msgs)
+	pad := strings.Repeat(" ", 41)
+	want := "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n" +
+		"aaaa      !     1500  Thu Nov 26 23:39:43  MAILER-DAEMON\n" +
+		"(smtp; 451 4.2.0 try later)\n" + pad + "x@remote.example\n" + pad + "y@remote.example\n\n" +
+		"bbbb             700  Thu Nov 26 23:39:43  bob@example.test\n" + pad + "z@other.example\n\n" +
+		"-- 3 Kbytes in 2 Requests.\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	b.Reset()
+	printMailq(&b, nil)
+	if b.String() != "Mail queue is empty\n" {
+		t.Errorf("empty: %q", b.String())
 	}
 }
