@@ -87,6 +87,7 @@ func NewServer(opt Options) *Server {
 	so.MaxMessageSize = cfg.SizeLimit
 	so.MaxRecipients = cfg.MaxRecipients
 	so.GreetDelay = cfg.GreetDelay
+	so.Banner = cfg.Greeting
 	so.ProxyProtocol = opt.Proxy
 	so.TrustedProxies = cfg.TrustedProxies
 	so.XCLIENTFrom = cfg.XCLIENTFrom
@@ -102,7 +103,7 @@ func NewServer(opt Options) *Server {
 	if opt.Mode == ModeLMTP {
 		// RFC 2033: a local hand-over, on loopback or a socket: no TLS,
 		// no AUTH, no PROXY or XCLIENT.
-		so.LMTP, so.TLSConfig, so.ImplicitTLS = true, nil, false
+		so.LMTP, so.TLSConfig, so.ImplicitTLS, so.Banner = true, nil, false, ""
 		so.XCLIENTFrom, so.ProxyProtocol, so.GreetDelay = nil, false, 0
 	}
 	return &Server{srv: smtpd.NewServer(b, so)}

@@ -142,6 +142,7 @@ type Config struct {
 	HopLimit       int            // Received header fields a message may carry in ("hoplimit")
 	AliasUser      string         // the system user aliases' programs and files run as ("aliasuser")
 	GreetDelay     time.Duration  // pause before the SMTP banner, catching early talkers ("smtpgreetdelay")
+	Greeting       string         // the SMTP banner's text after "220 " ("esmtpgreeting"); "" = "ME ESMTP Postern"
 	Resolvers      []string       // DNS servers host:port; empty = /etc/resolv.conf ("resolvers")
 	TrustedProxies []netip.Prefix // may send PROXY headers ("trustedproxies")
 	XCLIENTFrom    []netip.Prefix // may send XCLIENT ("xclient")
@@ -334,6 +335,7 @@ func Load(dir string) (*Config, error) {
 	c.HopLimit = int(l.number("hoplimit", DefaultHopLimit, 10, 1000))
 	c.AliasUser = l.single("aliasuser", "nobody")
 	c.GreetDelay = l.duration("smtpgreetdelay", 0)
+	c.Greeting = l.greeting()
 	for _, ln := range l.lines("resolvers") {
 		addr := ln.Text
 		if _, _, err := net.SplitHostPort(addr); err != nil {
@@ -433,6 +435,28 @@ func (l *loader) single(name, def string) string {
 		l.fail(lines[1].Errorf("%s takes one line, found another", name))
 	}
 	return lines[0].Text
+}
+
+// greeting reads "esmtpgreeting" (Courier's name): the banner's text, one
+// line of printable ASCII, which RFC 5321 4.3.1 wants to start with this
+// host's name.
+func (l *loader) greeting() string {
+	lines := l.lines("esmtpgreeting")
+	g := l.single("esmtpgreeting", "")
+	if g == "" {
+		return ""
+	}
+	for i := 0; i < len(g); i++ {
+		if g[i] < ' ' || g[i] > '~' {
+			l.fail(lines[0].Errorf("esmtpgreeting: printable ASCII only"))
+			return ""
+		}
+	}
+	if len(g) > 400 {
+		l.fail(lines[0].Errorf("esmtpgreeting: longer than 400 characters"))
+		return ""
+	}
+	return g
 }
 
 func (l *loader) path(name, def string) string {

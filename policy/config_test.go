@@ -94,6 +94,16 @@ func TestLoad(t *testing.T) {
 	if ls := c.ListenersNamed("imap"); len(ls) != 1 || ls[0].Address != "127.0.0.1:2143" || ls[0].Network() != "tcp" {
 		t.Fatalf("listeners: %+v", c.Listeners)
 	}
+	// esmtpgreeting: the banner text; control characters are refused.
+	write(t, filepath.Join(dir, "esmtpgreeting"), "mx.example.test ESMTP ready\n")
+	if c, err = Load(dir); err != nil || c.Greeting != "mx.example.test ESMTP ready" {
+		t.Fatalf("esmtpgreeting: %q %v", c.Greeting, err)
+	}
+	write(t, filepath.Join(dir, "esmtpgreeting"), "mx ESMTP grüß dich\n")
+	if _, err = Load(dir); err == nil || !strings.Contains(err.Error(), "esmtpgreeting: printable ASCII only") {
+		t.Fatalf("esmtpgreeting with UTF-8: %v", err)
+	}
+	os.Remove(filepath.Join(dir, "esmtpgreeting"))
 	// lmtp may listen on a Unix socket.
 	write(t, filepath.Join(dir, "listen"), "smtp 127.0.0.1:2525\nlmtp 127.0.0.1:2424\nlmtp /run/postern/lmtp\n")
 	if c, err = Load(dir); err != nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"net"
@@ -80,6 +81,28 @@ func TestLMTP(t *testing.T) {
 			if !bytes.Contains(m, []byte(" with LMTP id ")) {
 				t.Fatalf("%s: Received line: %q", network, m)
 			}
+		}
+	}
+}
+
+// esmtpgreeting sets the SMTP banner; the LMTP listener keeps its own.
+func TestGreeting(t *testing.T) {
+	h := newHarness(t)
+	h.writeSetting("esmtpgreeting", "mx.example.test ESMTP ready for you\n")
+	h.writeSetting("listen", "smtp 127.0.0.1:0\nlmtp 127.0.0.1:0\n")
+	h.restart()
+	for name, want := range map[string]string{
+		"smtp": "220 mx.example.test ESMTP ready for you\r\n",
+		"lmtp": "220 mail.example.test LMTP Postern\r\n",
+	} {
+		c, err := net.Dial("tcp", h.addr(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if err != nil || line != want {
+			t.Errorf("%s banner %q (%v), want %q", name, line, err, want)
 		}
 	}
 }
