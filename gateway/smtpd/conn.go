@@ -1068,10 +1068,15 @@ func (c *conn) messageReplies(rep *Reply, reps []*Reply, n int, contentErr error
 		c.writeReply(c.messageReply(rep, contentErr, leftover, size))
 		return
 	}
+	if reps != nil && len(reps) != n {
+		c.log.Error("smtpd: Session.DataLMTP answered the wrong number of recipients", "answers", len(reps), "recipients", n)
+	}
 	for i := 0; i < n; i++ {
 		r := rep
 		if reps != nil {
-			r = nil
+			// A recipient the session did not answer may not have the
+			// message: ask for it again rather than claim it.
+			r = NewReply(451, "4.3.0", "Error: internal error; try again later")
 			if i < len(reps) {
 				r = reps[i]
 			}

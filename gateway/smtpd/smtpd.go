@@ -132,8 +132,9 @@ type Session interface {
 // LMTPSession is implemented by sessions that deliver recipient by
 // recipient: under Options.LMTP the engine calls DataLMTP instead of Data,
 // with the same reader and duties, and answers each recipient accepted in
-// the transaction, in RCPT order, with the reply at its index (nil or
-// missing: 250 2.0.0 Ok; RFC 2033 4.2).
+// the transaction, in RCPT order, with the reply at its index (nil: 250
+// 2.0.0 Ok; missing: 451 4.3.0, logged as the session's error; RFC 2033
+// 4.2).
 type LMTPSession interface {
 	DataLMTP(ctx context.Context, c *ConnInfo, r io.Reader) []*Reply
 }
