@@ -157,6 +157,11 @@ type Config struct {
 	// MTASTS applies destination domains' MTA-STS policies ("mtasts",
 	// default yes).
 	MTASTS bool
+	// TLSRPT sends SMTP TLS reports (RFC 8460) about outbound deliveries
+	// to the domains that ask for them ("tlsrpt", default no); TLSRPTFrom
+	// is their sender ("tlsrptfrom"; "" = postmaster of our domain).
+	TLSRPT     bool
+	TLSRPTFrom string
 
 	// The queue, with Courier's setting names and defaults.
 	QueueTime     time.Duration // give up and bounce after this ("queuetime", 7d)
@@ -354,6 +359,13 @@ func Load(dir string) (*Config, error) {
 	l.authLimit(c)
 	c.DANE = l.boolean("dane", true)
 	c.MTASTS = l.boolean("mtasts", true)
+	c.TLSRPT = l.boolean("tlsrpt", false)
+	c.TLSRPTFrom = strings.TrimSpace(l.single("tlsrptfrom", ""))
+	if c.TLSRPTFrom != "" && (!strings.Contains(c.TLSRPTFrom, "@") || strings.ContainsAny(c.TLSRPTFrom, " <>\t")) {
+		if lines := l.lines("tlsrptfrom"); len(lines) > 0 {
+			l.fail(lines[0].Errorf("tlsrptfrom: want an address such as tls-reports@example.org"))
+		}
+	}
 	c.QueueTime = l.duration("queuetime", 7*24*time.Hour)
 	c.WarnTime = l.duration("warntime", 4*time.Hour)
 	c.RetryAlpha = l.duration("retryalpha", 5*time.Minute)

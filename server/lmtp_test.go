@@ -3,11 +3,14 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -104,5 +107,31 @@ func TestGreeting(t *testing.T) {
 		if err != nil || line != want {
 			t.Errorf("%s banner %q (%v), want %q", name, line, err, want)
 		}
+	}
+}
+
+// TLS reporting end to end: with "tlsrpt yes", a finished day's counts
+// (saved by an earlier run) go to the domain's rua address, found in its
+// _smtp._tls TXT record on the DNS server, as a report mail through the
+// queue; here the address is a local user, who gets it.
+func TestTLSReportsSent(t *testing.T) {
+	zone := baseZone().Add(`_smtp._tls.remote.example. 300 IN TXT "v=TLSRPTv1; rua=mailto:alice@example.test"`)
+	h := newFilterHarness(t, zone, map[string]string{"filters": "", "tlsrpt": "yes\n", "tlsrptfrom": "tls-reports@example.test\n"})
+	dir := filepath.Join(h.dir, "data", "state", "tlsrpt")
+	yesterday := time.Now().UTC().Add(-24 * time.Hour).Format(time.DateOnly)
+	day := `{"remote.example":{"sts\u0000version: STSv1":{"policy":{"policy-type":"sts","policy-string":["version: STSv1"],"policy-domain":"remote.example"},"summary":{"total-successful-session-count":7,"total-failure-session-count":0}}}}`
+	if err := os.WriteFile(filepath.Join(dir, yesterday+".json"), []byte(day), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	h.restart() // the recorder reads the day back
+	h.srv.mta.sendTLSReports(context.Background())
+	waitFor(t, "the report in alice's inbox", func() bool { return len(inboxMessages(t, h, h.user)) == 1 })
+	m := string(inboxMessages(t, h, h.user)[0])
+	if !strings.Contains(m, "\nTLS-Report-Domain: remote.example\n") || !strings.Contains(m, `report-type="tlsrpt"`) ||
+		!strings.Contains(m, "Return-Path: <tls-reports@example.test>") || !strings.Contains(m, "application/tlsrpt+gzip") {
+		t.Fatalf("report mail:\n%s", m)
+	}
+	if _, err := os.Stat(filepath.Join(dir, yesterday+".json")); !os.IsNotExist(err) {
+		t.Fatalf("the sent day is still kept: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"postern/gateway/delivery"
 	"postern/gateway/outbound"
 	"postern/gateway/outbound/mtasts"
+	"postern/gateway/outbound/tlsrpt"
 	"postern/gateway/queue"
 	"postern/mailbox/deliver"
 	"postern/mailbox/maildir"
@@ -41,9 +43,79 @@ type MTA struct {
 	aliases *aliases.DB
 	access  atomic.Pointer[access.Rules]
 	remote  atomic.Pointer[outbound.Client]
-	callout *callout.Cache // relayverify's answers
+	callout *callout.Cache   // relayverify's answers
+	tlsrpt  *tlsrpt.Recorder // TLS reporting's counts; nil outside the server
+	cfg     func() *policy.Config
 	cancel  context.CancelFunc
 	done    chan struct{}
+}
+
+// OpenTLSReports keeps the counts of SMTP TLS Reporting (RFC 8460) in
+// DATADIR/state/tlsrpt; outbound delivery counts its sessions there while
+// the "tlsrpt" setting is on, and Run sends the reports. Server only.
+func (m *MTA) OpenTLSReports(cfg *policy.Config) error {
+	rec, err := tlsrpt.NewRecorder(filepath.Join(cfg.DataDir, "state", "tlsrpt"), nil)
+	if err != nil {
+		return err
+	}
+	m.tlsrpt = rec
+	return m.Reload(cfg) // the outbound client counts from now on
+}
+
+// tlsReports saves the counts every few minutes and, once a day is over,
+// sends its reports (RFC 8460 section 5), until ctx ends.
+func (m *MTA) tlsReports(ctx context.Context) {
+	save := time.NewTicker(5 * time.Minute)
+	defer save.Stop()
+	send := time.NewTimer(10 * time.Minute) // not in the start-up rush
+	defer send.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := m.tlsrpt.Save(); err != nil {
+				m.log.Warn("tlsrpt: counts not saved", "err", err)
+			}
+			return
+		case <-save.C:
+			if err := m.tlsrpt.Save(); err != nil {
+				m.log.Warn("tlsrpt: counts not saved", "err", err)
+			}
+		case <-send.C:
+			m.sendTLSReports(ctx)
+			send.Reset(time.Hour)
+		}
+	}
+}
+
+func (m *MTA) sendTLSReports(ctx context.Context) {
+	cfg := m.cfg()
+	if !cfg.TLSRPT {
+		return // the days counted while it was on wait until it is on again
+	}
+	domain := gateway.PostmasterDomain(cfg)
+	from := cfg.TLSRPTFrom
+	if from == "" {
+		from = "postmaster@" + domain
+	}
+	resolver := outbound.NewDNSResolver(cfg.Resolvers, 10*time.Second)
+	s := &tlsrpt.Sender{
+		Recorder:  m.tlsrpt,
+		Reporter:  tlsrpt.Reporter{Organization: domain, Contact: from, Submitter: domain},
+		From:      from,
+		LookupTXT: resolver.LookupTXT,
+		Mail: func(ctx context.Context, from, to string, msg []byte) error {
+			// Routed as a local submission: a rua address of ours is
+			// delivered here, the others go through the queue.
+			sub := &gateway.Submitter{Router: m.Router, Local: m.Local, Queue: m.Queue, Me: cfg.Me, Log: m.log.With("service", "tlsrpt")}
+			_, ref, err := sub.Submit(ctx, gateway.Submission{Login: "tlsrpt", UID: -1, From: from, Rcpts: []string{to}, Notify: "NEVER", Msg: msg})
+			if ref != nil {
+				return fmt.Errorf("%d %s %s", ref.Code, ref.Enhanced, ref.Text)
+			}
+			return err
+		},
+		Logger: m.log.With("service", "tlsrpt"),
+	}
+	s.SendFinished(ctx)
 }
 
 // OpenJournal opens the delivery journal (DATADIR/state/delivery.journal,
@@ -74,7 +146,7 @@ func (m *MTA) OpenJournal(cfg *policy.Config) error {
 // OpenMTA builds the MTA for cfg. The queue is open for Enqueue; Run
 // starts delivering.
 func OpenMTA(cfg *policy.Config, cfgFn func() *policy.Config, authSvc *auth.Service, log *slog.Logger) (*MTA, error) {
-	m := &MTA{log: log}
+	m := &MTA{log: log, cfg: cfgFn}
 	dbPath := filepath.Join(cfg.Dir, aliases.DefaultDBName)
 	if stale(filepath.Join(cfg.Dir, "aliases"), dbPath) || staleDir(filepath.Join(cfg.Dir, "aliases.d"), dbPath) {
 		if err := aliases.Compile(cfg.Dir, dbPath); err != nil {
@@ -166,6 +238,10 @@ func (m *MTA) Reload(cfg *policy.Config) error {
 		return fmt.Errorf("smarthostauth: %w", err)
 	}
 	resolver := outbound.NewDNSResolver(cfg.Resolvers, 10*time.Second)
+	var tlsReport *tlsrpt.Recorder
+	if cfg.TLSRPT {
+		tlsReport = m.tlsrpt
+	}
 	var sts *mtasts.Client
 	if cfg.MTASTS {
 		sts, err = mtasts.New(mtasts.Options{
@@ -189,6 +265,7 @@ func (m *MTA) Reload(cfg *policy.Config) error {
 		LocalAddrs: cfg.SourceAddrs,
 		Self:       selfAddrs(cfg),
 		MTASTS:     sts,
+		TLSReport:  tlsReport,
 		Logger:     m.log.With("service", "outbound"),
 	})
 	if err != nil {
@@ -229,8 +306,17 @@ func (m *MTA) Run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.done = make(chan struct{})
+	var wg sync.WaitGroup
+	if m.tlsrpt != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.tlsReports(ctx)
+		}()
+	}
 	go func() {
 		defer close(m.done)
+		defer wg.Wait()
 		if err := m.Queue.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			m.log.Error("queue stopped", "err", err)
 		}

@@ -97,6 +97,10 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.mta = mta
+	if err := mta.OpenTLSReports(cfg); err != nil {
+		s.closeResources()
+		return nil, fmt.Errorf("tlsrpt: %w", err)
+	}
 	if err := mta.OpenJournal(cfg); err != nil {
 		s.closeResources()
 		return nil, err

@@ -182,7 +182,7 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 			fmt.Fprintf(e.stdout, "relay      %s%s\n", d, how)
 		}
 	}
-	fmt.Fprintf(e.stdout, "outbound   dane=%s mtasts=%s\n", yesNo(cfg.DANE), yesNo(cfg.MTASTS))
+	fmt.Fprintf(e.stdout, "outbound   dane=%s mtasts=%s tlsrpt=%s\n", yesNo(cfg.DANE), yesNo(cfg.MTASTS), yesNo(cfg.TLSRPT))
 	if cfg.SRS != nil {
 		fmt.Fprintf(e.stdout, "srs        %s (%d secret(s))\n", cfg.SRS.Domain, len(cfg.SRS.Secrets))
 	}

@@ -15,6 +15,7 @@ package outbound
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,7 @@ import (
 	"postern/gateway/delivery"
 	"postern/gateway/outbound/dane"
 	"postern/gateway/outbound/mtasts"
+	"postern/gateway/outbound/tlsrpt"
 )
 
 // Options configure a Client. Only Hostname is required.
@@ -70,6 +72,9 @@ type Options struct {
 	// MTASTS, when set, applies destination domains' MTA-STS policies
 	// (RFC 8461) to MX deliveries without DANE.
 	MTASTS *mtasts.Client
+	// TLSReport counts the TLS sessions of MX deliveries for SMTP TLS
+	// Reporting (RFC 8460); nil counts nothing.
+	TLSReport *tlsrpt.Recorder
 
 	// Self are the addresses and ports this server receives mail on (its
 	// smtp listeners; a wildcard listener stands for every address of the
@@ -278,6 +283,11 @@ func (c *Client) deliverDomain(ctx context.Context, env *delivery.Envelope, doma
 	if hosts, f = c.applyMTASTS(ctx, domain, route, hosts, log); f != nil {
 		return all(f)
 	}
+	if route.UsesMX() {
+		for i := range hosts {
+			hosts[i].domain = domain
+		}
+	}
 	var temp, perm *failure
 	tried := 0
 hosts:
@@ -345,6 +355,12 @@ type host struct {
 	// sts: an MTA-STS policy in enforce mode names this host, so it gets
 	// TLS with a certificate valid for its name (RFC 8461 section 4.2).
 	sts bool
+	// stsPolicy is the domain's MTA-STS policy (enforce or testing) the
+	// host was tried under, for TLS reporting.
+	stsPolicy *mtasts.Policy
+	// domain is the recipient domain of an MX delivery (the TLSRPT policy
+	// domain); "" for a routed relay, whose sessions are not reported.
+	domain string
 }
 
 // resolve finds the hosts to try for domain under route (RFC 5321 5.1).
@@ -519,6 +535,9 @@ func (c *Client) applyMTASTS(ctx context.Context, domain string, route Route, ho
 	p, err := c.opts.MTASTS.Policy(ctx, domain)
 	if err != nil || p == nil || p.Mode == mtasts.ModeNone {
 		return hosts, nil // no policy: deliver as without one (section 3.3)
+	}
+	for i := range hosts {
+		hosts[i].stsPolicy = p // reported under it, in either mode (RFC 8460)
 	}
 	var kept []host
 	for _, h := range hosts {
@@ -819,6 +838,7 @@ func (c *Client) connect(ctx context.Context, key poolKey, route Route, h host, 
 		switch {
 		case offered:
 			if f := s.startTLS(ctx, mandatory, verify); f != nil {
+				c.reportTLS(s, tlsResultType(h, f))
 				return fail(f)
 			}
 		case mandatory:
@@ -827,7 +847,13 @@ func (c *Client) connect(ctx context.Context, key poolKey, route Route, h host, 
 			if env.RequireTLS {
 				f.temporary, f.status, f.reason = false, statusNeedsREQUIRETL, "requiretls"
 			}
+			c.reportTLS(s, tlsrpt.StartTLSNotSupported)
 			return fail(f)
+		}
+		if s.tls {
+			c.reportTLS(s, "")
+		} else {
+			c.reportTLS(s, tlsrpt.StartTLSNotSupported) // offered none, or refused it
 		}
 	}
 	if f := s.authenticate(route); f != nil {
@@ -976,6 +1002,69 @@ func tlsFailure(h host, err error, verified bool) *failure {
 	}
 	f.nextHost = true
 	return f
+}
+
+// reportTLS counts an MX session's TLS outcome for SMTP TLS Reporting
+// (RFC 8460): resultType "" for TLS negotiated as the host's policy asked.
+func (c *Client) reportTLS(s *session, resultType string) {
+	h := s.host
+	if c.opts.TLSReport == nil || h.domain == "" {
+		return
+	}
+	p := tlsrpt.Policy{Type: tlsrpt.TypeNoPolicy, Domain: h.domain}
+	switch {
+	case h.dane != dane.Opportunistic:
+		p.Type = tlsrpt.TypeTLSA
+		for _, r := range h.tlsa {
+			p.Strings = append(p.Strings, r.String())
+		}
+	case h.stsPolicy != nil:
+		sp := h.stsPolicy
+		p.Type = tlsrpt.TypeSTS
+		p.Strings = []string{"version: STSv1", "mode: " + string(sp.Mode)}
+		for _, mx := range sp.MX {
+			p.Strings = append(p.Strings, "mx: "+mx)
+		}
+		p.Strings = append(p.Strings, fmt.Sprintf("max_age: %d", int64(sp.MaxAge/time.Second)))
+	}
+	if resultType == "" {
+		c.opts.TLSReport.Success(p)
+		return
+	}
+	f := tlsrpt.Failure{ResultType: resultType, ReceivingMXHostname: h.name}
+	if a, ok := s.raw.LocalAddr().(*net.TCPAddr); ok {
+		f.SendingMTAIP = a.IP.String()
+	}
+	if a, ok := s.raw.RemoteAddr().(*net.TCPAddr); ok {
+		f.ReceivingIP = a.IP.String()
+	}
+	c.opts.TLSReport.Failure(p, f)
+}
+
+// tlsResultType names a failed TLS negotiation as RFC 8460 section 4.3
+// does.
+func tlsResultType(h host, f *failure) string {
+	if f.reason == "dane-verify" {
+		return tlsrpt.ValidationFailure // no TLSA record matched the certificate
+	}
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var unknown x509.UnknownAuthorityError
+	switch {
+	case errors.As(f.err, &hostErr):
+		if h.sts {
+			return tlsrpt.STSWebPKIInvalid
+		}
+		return tlsrpt.CertHostMismatch
+	case errors.As(f.err, &invalid) && invalid.Reason == x509.Expired:
+		return tlsrpt.CertExpired
+	case errors.As(f.err, &unknown):
+		if h.sts {
+			return tlsrpt.STSWebPKIInvalid
+		}
+		return tlsrpt.CertNotTrusted
+	}
+	return tlsrpt.ValidationFailure
 }
 
 // authenticate logs in to a smarthost when credentials are configured for
