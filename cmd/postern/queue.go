@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,7 +31,7 @@ import (
 )
 
 const queueUsage = `Usage: postern queue list [--from TEXT] [--to TEXT] [--json]
-       postern queue show ID
+       postern queue show ID [--header | --body | --message]
        postern queue retry [ID... | ALL | --from TEXT | --to TEXT]
        postern queue delete ID... | ALL | --from TEXT | --to TEXT
        postern queue bounce ID... | ALL | --from TEXT | --to TEXT
@@ -39,7 +40,8 @@ const queueUsage = `Usage: postern queue list [--from TEXT] [--to TEXT] [--json]
 
 list    every queued message (or those selected), with each recipient's
         state; --json prints one JSON object per message
-show    one message's envelope and delivery history
+show    one message's envelope and delivery history; with --header,
+        --body or --message, that part of the stored message (postcat)
 retry   retry now; without a selection, every message
 delete  remove messages silently (no DSN)
 bounce  give up now and return the messages to their senders
@@ -64,6 +66,7 @@ type queueSelection struct {
 	ids      []string
 	all      bool
 	from, to string
+	part     string // show: "header", "body" or "message"; "" for the envelope
 }
 
 func (q queueSelection) empty() bool { return len(q.ids) == 0 && !q.all && q.from == "" && q.to == "" }
@@ -119,6 +122,8 @@ func parseQueueArgs(e *env, cmd string, args []string) (sel queueSelection, asJS
 			sel.to = value()
 		case strings.HasPrefix(a, "-") && name == "json":
 			asJSON = true
+		case strings.HasPrefix(a, "-") && (name == "header" || name == "body" || name == "message") && cmd == "show":
+			sel.part = name
 		case strings.HasPrefix(a, "-"):
 			fmt.Fprintf(e.stderr, "postern queue %s: unknown option %s (see --help)\n", cmd, a)
 			return sel, false, false
@@ -161,6 +166,9 @@ func runQueue(e *env, args []string) int {
 		if len(sel.ids) != 1 {
 			fmt.Fprintf(e.stderr, "postern queue show: give one message ID (see 'postern queue list')\n")
 			return 64
+		}
+		if sel.part != "" {
+			return showMessage(e, dir, sel.ids[0], sel.part)
 		}
 		env, err := queue.Show(dir, sel.ids[0])
 		if err != nil {
@@ -409,6 +417,38 @@ func printQueueJSON(e *env, msgs []queue.Summary) int {
 		}
 	}
 	return 0
+}
+
+// showMessage prints the stored message of id, or its header or body
+// (Postfix's postcat -h, -b), as it is kept.
+func showMessage(e *env, dir, id, part string) int {
+	f, err := queue.OpenMessage(dir, id)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern queue show: %v\n", err)
+		return 1
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	inHeader := true
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			show := part == "message" || (part == "header") == inHeader
+			if inHeader && len(bytes.TrimRight(line, "\r\n")) == 0 {
+				inHeader, show = false, part == "message"
+			}
+			if show {
+				e.stdout.Write(line)
+			}
+		}
+		if err == io.EOF {
+			return 0
+		}
+		if err != nil {
+			fmt.Fprintf(e.stderr, "postern queue show: %v\n", err)
+			return 1
+		}
+	}
 }
 
 func printEnvelope(w io.Writer, env *delivery.Envelope) {

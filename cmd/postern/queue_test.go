@@ -87,6 +87,19 @@ func TestQueueSelections(t *testing.T) {
 	if code, out, _ := run("", "list"); code != 0 || strings.Contains(out, ids[2]+"!") || !strings.Contains(out, ids[3]+"!") {
 		t.Fatalf("list after releasing one: %q", out)
 	}
+	// show --header, --body and --message print the stored message's parts.
+	if code, out, _ := run("", "show", ids[2], "--header"); code != 0 || out != "Subject: x\r\n" {
+		t.Fatalf("show --header: %d %q", code, out)
+	}
+	if code, out, _ := run("", "show", ids[2], "--body"); code != 0 || out != "x\r\n" {
+		t.Fatalf("show --body: %d %q", code, out)
+	}
+	if code, out, _ := run("", "show", ids[2], "--message"); code != 0 || out != "Subject: x\r\n\r\nx\r\n" {
+		t.Fatalf("show --message: %d %q", code, out)
+	}
+	if code, _, errb := run("", "show", "../x", "--message"); code != 1 || !strings.Contains(errb, "bad") {
+		t.Fatalf("show of a hostile ID: %d %q", code, errb)
+	}
 	// IDs from standard input, as "queue list | ..." pipelines give them.
 	if code, out, errb := run(ids[2]+" something\n"+ids[3]+"\n", "bounce", "-"); code != 0 || !strings.Contains(out, "bounce: 2 message(s)") {
 		t.Fatalf("bounce -: %d %q %q", code, out, errb)

@@ -82,6 +82,19 @@ func Show(dir, id string) (*delivery.Envelope, error) {
 	return &se.Envelope, nil
 }
 
+// OpenMessage opens the stored message of id for reading (postern queue
+// show --message, Postfix's postcat).
+func OpenMessage(dir, id string) (*os.File, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("queue: show %q: %w", id, ErrBadID)
+	}
+	f, err := os.Open(newSpoolPaths(dir).msgPath(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("queue %s: %w", id, ErrNotFound)
+	}
+	return f, err
+}
+
 // Retry makes every pending recipient of message id due now; "" means
 // every message. The running queue notices within about a second.
 func Retry(dir, id string) error {
