@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/user"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +37,7 @@ const queueUsage = `Usage: postern queue list [--from TEXT] [--to TEXT] [--json]
        postern queue retry [ID... | ALL | --from TEXT | --to TEXT]
        postern queue delete ID... | ALL | --from TEXT | --to TEXT
        postern queue bounce ID... | ALL | --from TEXT | --to TEXT
+       postern queue shape [--senders] [--top N]
        postern queue hold ID... | ALL | --from TEXT | --to TEXT
        postern queue release ID... | ALL | --from TEXT | --to TEXT
 
@@ -45,6 +48,8 @@ show    one message's envelope and delivery history; with --header,
 retry   retry now; without a selection, every message
 delete  remove messages silently (no DSN)
 bounce  give up now and return the messages to their senders
+shape   pending recipients by destination domain (or sender domain with
+        --senders) and age, as Postfix's qshape: where mail is piling up
 hold    keep messages in the queue without delivering them (no attempts,
         no delay notices, no expiry) until released; "list" shows them
         with "!" after the ID, as Postfix's mailq does
@@ -148,6 +153,9 @@ func runQueue(e *env, args []string) int {
 		return 0
 	}
 	cmd := args[0]
+	if cmd == "shape" {
+		return runQueueShape(e, args[1:])
+	}
 	sel, asJSON, ok := parseQueueArgs(e, cmd, args[1:])
 	if !ok {
 		return 64
@@ -417,6 +425,111 @@ func printQueueJSON(e *env, msgs []queue.Summary) int {
 		}
 	}
 	return 0
+}
+
+// shapeBuckets are qshape's age columns, in minutes: a recipient counts in
+// the first bucket its message's age is under; the last column is older.
+var shapeBuckets = []int{5, 10, 20, 40, 80, 160, 320, 640, 1280}
+
+func runQueueShape(e *env, args []string) int {
+	fs := newFlags(e, "queue shape", "[--senders] [--top N]", `
+Counts the pending recipients in the queue by destination domain (with
+--senders, by the sender's domain) and by their message's age in minutes,
+as Postfix's qshape does: one line per domain, most first, after a TOTAL
+line. Each column counts what is younger than its heading and older than
+the one before; the last, what is older than 1280 minutes.`)
+	senders := fs.Bool("senders", false, "count by the sender's domain instead of the recipient's")
+	top := fs.Int("top", 20, "show the `N` largest domains")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	cfg, err := policy.Load(e.configDir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern queue shape: configuration:\n%v\n", err)
+		return 78
+	}
+	msgs, err := queue.List(filepath.Join(cfg.DataDir, "queue"))
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern queue shape: %v\n", err)
+		return 1
+	}
+	printShape(e.stdout, msgs, *senders, *top, time.Now())
+	return 0
+}
+
+// printShape writes qshape's table for msgs.
+func printShape(w io.Writer, msgs []queue.Summary, bySender bool, top int, now time.Time) {
+	cols := len(shapeBuckets) + 1
+	counts := map[string][]int{}
+	total := make([]int, cols)
+	domainOf := func(addr string) string {
+		if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+			return strings.ToLower(addr[at+1:])
+		}
+		if addr == "" {
+			return "MAILER-DAEMON"
+		}
+		return addr
+	}
+	for _, m := range msgs {
+		age := int(m.Age(now) / time.Minute)
+		col := len(shapeBuckets)
+		for i, b := range shapeBuckets {
+			if age < b {
+				col = i
+				break
+			}
+		}
+		for _, r := range m.Rcpts {
+			if r.Status != delivery.StatusPending {
+				continue
+			}
+			d := domainOf(r.Addr)
+			if bySender {
+				d = domainOf(m.From)
+			}
+			if counts[d] == nil {
+				counts[d] = make([]int, cols)
+			}
+			counts[d][col]++
+			total[col]++
+		}
+	}
+	sum := func(c []int) (n int) {
+		for _, v := range c {
+			n += v
+		}
+		return n
+	}
+	domains := slices.Collect(maps.Keys(counts))
+	sort.Slice(domains, func(i, j int) bool {
+		a, b := sum(counts[domains[i]]), sum(counts[domains[j]])
+		if a != b {
+			return a > b
+		}
+		return domains[i] < domains[j]
+	})
+	if top > 0 && len(domains) > top {
+		domains = domains[:top]
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "\tT\t")
+	for _, b := range shapeBuckets {
+		fmt.Fprintf(tw, "%d\t", b)
+	}
+	fmt.Fprintf(tw, "%d+\t\n", shapeBuckets[len(shapeBuckets)-1])
+	row := func(name string, c []int) {
+		fmt.Fprintf(tw, "%s\t%d\t", name, sum(c))
+		for _, v := range c {
+			fmt.Fprintf(tw, "%d\t", v)
+		}
+		fmt.Fprintln(tw)
+	}
+	row("TOTAL", total)
+	for _, d := range domains {
+		row(d, counts[d])
+	}
+	tw.Flush()
 }
 
 // showMessage prints the stored message of id, or its header or body

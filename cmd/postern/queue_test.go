@@ -150,3 +150,34 @@ func TestMailqPostfixFormat(t *testing.T) {
 		t.Errorf("empty: %q", b.String())
 	}
 }
+
+// queue shape counts pending recipients by domain and age, as qshape.
+func TestQueueShape(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	msgs := []queue.Summary{
+		{From: "a@sender.example", Received: now.Add(-3 * time.Minute), Rcpts: []delivery.Recipient{
+			{Addr: "x@Slow.example", Status: delivery.StatusPending},
+			{Addr: "y@slow.example", Status: delivery.StatusPending},
+			{Addr: "z@fast.example", Status: delivery.StatusDelivered},
+		}},
+		{From: "", Received: now.Add(-2000 * time.Minute), Rcpts: []delivery.Recipient{
+			{Addr: "b@slow.example", Status: delivery.StatusPending},
+			{Addr: "c@other.example", Status: delivery.StatusPending},
+		}},
+	}
+	var b strings.Builder
+	printShape(&b, msgs, false, 20, now)
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	fields := func(i int) string { return strings.Join(strings.Fields(lines[i]), " ") }
+	if len(lines) != 4 || fields(0) != "T 5 10 20 40 80 160 320 640 1280 1280+" ||
+		fields(1) != "TOTAL 4 2 0 0 0 0 0 0 0 0 2" ||
+		fields(2) != "slow.example 3 2 0 0 0 0 0 0 0 0 1" ||
+		fields(3) != "other.example 1 0 0 0 0 0 0 0 0 0 1" {
+		t.Fatalf("shape:\n%s", b.String())
+	}
+	b.Reset()
+	printShape(&b, msgs, true, 1, now)
+	if got := strings.Fields(strings.Split(strings.TrimSpace(b.String()), "\n")[2]); got[0] != "sender.example" && got[0] != "MAILER-DAEMON" {
+		t.Fatalf("by sender, top 1:\n%s", b.String())
+	}
+}
