@@ -145,6 +145,9 @@ func parseQueueArgs(e *env, cmd string, args []string) (sel queueSelection, asJS
 }
 
 func runQueue(e *env, args []string) int {
+	if len(args) > 0 && args[0] == "shape" {
+		return runQueueShape(e, args[1:])
+	}
 	if len(args) == 0 || slices.ContainsFunc(args, func(a string) bool { return wantsHelp([]string{a}) }) || args[0] == "help" {
 		fmt.Fprint(e.stdout, queueUsage)
 		if len(args) == 0 {
@@ -153,9 +156,6 @@ func runQueue(e *env, args []string) int {
 		return 0
 	}
 	cmd := args[0]
-	if cmd == "shape" {
-		return runQueueShape(e, args[1:])
-	}
 	sel, asJSON, ok := parseQueueArgs(e, cmd, args[1:])
 	if !ok {
 		return 64
