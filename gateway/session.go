@@ -335,8 +335,8 @@ func (s *session) readMessage(ctx context.Context, c *smtpd.ConnInfo, r io.Reade
 	body.Write(s.receivedHeader(c, time.Now()))
 	if s.checked(c) {
 		body.Write(s.checkHeaders())
-	} else if s.trusted(c) {
-		body.Write(s.trustedHeaders())
+	} else if s.trusted(c) && !s.pipeline(c, filters.StageData).Empty() {
+		body.Write(s.trustedHeaders()) // what its milters added just now
 	}
 	body.Write(s.dkimSign(ctx, c, msg))
 	body.Write(msg)
