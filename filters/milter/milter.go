@@ -92,11 +92,14 @@ func (f *Filter) Name() string { return "milter:" + f.cfg.Name }
 type ctxDialer struct {
 	ctx     context.Context
 	timeout time.Duration
+	conn    net.Conn // the last connection made
 }
 
-func (d ctxDialer) Dial(network, addr string) (net.Conn, error) {
+func (d *ctxDialer) Dial(network, addr string) (net.Conn, error) {
 	nd := net.Dialer{Timeout: d.timeout}
-	return nd.DialContext(d.ctx, network, addr)
+	c, err := nd.DialContext(d.ctx, network, addr)
+	d.conn = c
+	return c, err
 }
 
 // CheckData implements filters.DataChecker.
@@ -132,13 +135,18 @@ const v2Actions gomilter.OptAction = 0x3f
 
 // session connects to the milter and negotiates actions.
 func (f *Filter) session(ctx context.Context, timeout time.Duration, actions gomilter.OptAction) (*gomilter.ClientSession, error) {
+	d := &ctxDialer{ctx: ctx, timeout: timeout}
 	client := gomilter.NewClientWithOptions(f.cfg.Network, f.cfg.Address, gomilter.ClientOptions{
-		Dialer:       ctxDialer{ctx: ctx, timeout: timeout},
+		Dialer:       d,
 		ReadTimeout:  timeout,
 		WriteTimeout: timeout,
 		ActionMask:   actions,
 	})
-	return client.Session()
+	sess, err := client.Session()
+	if err != nil && d.conn != nil {
+		d.conn.Close() // go-milter leaves it open when negotiation fails
+	}
+	return sess, err
 }
 
 func (f *Filter) run(ctx context.Context, s *filters.Session, msg filters.Message) (filters.Result, error) {

@@ -448,7 +448,7 @@ func TestMilterVersion6ChangeFrom(t *testing.T) {
 				return
 			}
 			conns.Add(1)
-			go serveRawV6(c, &offered)
+			go serveRaw(c, 6, &offered, nil)
 		}
 	}()
 	f := newFilter(t, "tcp", ln.Addr().String(), OnErrorTempfail)
@@ -461,10 +461,43 @@ func TestMilterVersion6ChangeFrom(t *testing.T) {
 	}
 }
 
-// serveRawV6 answers one milter session by hand: version 6 with every
-// action, "continue" to each step, and at the end of the body a new
-// sender and "accept".
-func serveRawV6(c net.Conn, offered *atomic.Int64) {
+// A version-2 milter is asked again with version 2's actions, and the
+// connection that asked for more is closed, not left open.
+func TestMilterVersion2Fallback(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns, offered atomic.Int64
+	closed := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go serveRaw(c, 2, &offered, closed)
+		}
+	}()
+	f := newFilter(t, "tcp", ln.Addr().String(), OnErrorTempfail)
+	r := f.CheckData(context.Background(), session(), message(header+"x\r\n"))
+	if r.Verdict != filters.NoOpinion || conns.Load() != 2 || gomilter.OptAction(offered.Load()) != fullActions&v2Actions {
+		t.Fatalf("%+v after %d connections, last asking %#x", r, conns.Load(), offered.Load())
+	}
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the refused connection was left open")
+	}
+}
+
+// serveRaw answers one milter session by hand: the given protocol
+// version with every action it has, "continue" to each step, and at the
+// end of the body a new sender and "accept". A version-2 server sees a
+// client that asks for more hang up (closed gets the time it saw EOF).
+func serveRaw(c net.Conn, version uint32, offered *atomic.Int64, closed chan<- struct{}) {
 	defer c.Close()
 	packet := func(code byte, data []byte) error {
 		b := binary.BigEndian.AppendUint32(nil, uint32(len(data)+1))
@@ -482,8 +515,22 @@ func serveRawV6(c net.Conn, offered *atomic.Int64) {
 		}
 		switch msg[0] {
 		case 'O':
-			offered.Store(int64(binary.BigEndian.Uint32(msg[5:9])))
-			packet('O', binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 6), 0x1ff), 0))
+			asked := binary.BigEndian.Uint32(msg[5:9])
+			offered.Store(int64(asked))
+			actions := uint32(0x1ff)
+			if version == 2 {
+				actions = 0x3f
+			}
+			packet('O', binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, version), actions), 0))
+			if version == 2 && asked&^0x3f != 0 {
+				// The client gives up on this connection: it must close it.
+				var b [1]byte
+				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				if _, err := c.Read(b[:]); err == io.EOF && closed != nil {
+					closed <- struct{}{}
+				}
+				return
+			}
 		case 'D', 'A':
 		case 'Q':
 			return
