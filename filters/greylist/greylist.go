@@ -213,8 +213,23 @@ func ClientNetwork(ip netip.Addr, v4, v6 int) netip.Prefix {
 // message a new triplet: lower case; BATV tags stripped ("prvs=1234abcd=user@d"
 // → "user@d"); a "+detail" subaddress dropped; runs of digits in the local
 // part replaced by "#" (VERP and bounce addresses carry message numbers).
-// The null sender is "<>".
+// The null sender is "<>". Normalising the result again gives it back.
 func NormalizeSender(addr string) string {
+	// One pass can leave what another would take away ("prvs==<x" keeps
+	// "<x"; "a +b" leaves "a "), so passes run until nothing changes:
+	// after the first, each one only shortens the string.
+	n := normalizeSenderOnce(addr)
+	for range len(n) + 1 {
+		m := normalizeSenderOnce(n)
+		if m == n {
+			break
+		}
+		n = m
+	}
+	return n
+}
+
+func normalizeSenderOnce(addr string) string {
 	addr = strings.ToLower(strings.TrimSpace(strings.Trim(strings.TrimSpace(addr), "<>")))
 	if addr == "" {
 		return "<>"
@@ -229,7 +244,9 @@ func NormalizeSender(addr string) string {
 		stripped = false
 		for _, tag := range []string{"prvs=", "msprvs1=", "btv1=="} {
 			if strings.HasPrefix(local, tag) {
-				if j := strings.IndexByte(local[len(tag):], '='); j >= 0 {
+				// Stripped only when a local part is left: "prvs=000=" alone
+				// is no BATV address, and must normalise as itself.
+				if j := strings.IndexByte(local[len(tag):], '='); j >= 0 && len(local) > len(tag)+j+1 {
 					local, stripped = local[len(tag)+j+1:], true
 				}
 				break
