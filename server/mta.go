@@ -59,7 +59,10 @@ func (m *MTA) OpenTLSReports(cfg *policy.Config) error {
 		return err
 	}
 	m.tlsrpt = rec
-	return m.Reload(cfg) // the outbound client counts from now on
+	if !cfg.TLSRPT {
+		return nil // the outbound client OpenMTA built counts nothing, as it should
+	}
+	return m.Reload(cfg) // a client that counts, from now on
 }
 
 // tlsReports saves the counts every few minutes and, once a day is over,

@@ -435,23 +435,8 @@ func FuzzEditor(f *testing.F) {
 // clamav-milter) does, gets every action asked for at the first try and
 // may change the sender.
 func TestMilterVersion6ChangeFrom(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var conns, offered atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go serveRaw(c, 6, &offered, nil)
-		}
-	}()
-	f := newFilter(t, "tcp", ln.Addr().String(), OnErrorTempfail)
+	addr, conns, offered := startRawMilter(t, 6, nil)
+	f := newFilter(t, "tcp", addr, OnErrorTempfail)
 	r := f.CheckData(context.Background(), session(), message(header+"x\r\n"))
 	if r.Envelope == nil || r.Envelope.From == nil || *r.Envelope.From != "srs@example.org" {
 		t.Fatalf("%+v", r)
@@ -464,24 +449,9 @@ func TestMilterVersion6ChangeFrom(t *testing.T) {
 // A version-2 milter is asked again with version 2's actions, and the
 // connection that asked for more is closed, not left open.
 func TestMilterVersion2Fallback(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var conns, offered atomic.Int64
 	closed := make(chan struct{}, 1)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go serveRaw(c, 2, &offered, closed)
-		}
-	}()
-	f := newFilter(t, "tcp", ln.Addr().String(), OnErrorTempfail)
+	addr, conns, offered := startRawMilter(t, 2, closed)
+	f := newFilter(t, "tcp", addr, OnErrorTempfail)
 	r := f.CheckData(context.Background(), session(), message(header+"x\r\n"))
 	if r.Verdict != filters.NoOpinion || conns.Load() != 2 || gomilter.OptAction(offered.Load()) != fullActions&v2Actions {
 		t.Fatalf("%+v after %d connections, last asking %#x", r, conns.Load(), offered.Load())
@@ -491,6 +461,30 @@ func TestMilterVersion2Fallback(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("the refused connection was left open")
 	}
+}
+
+// startRawMilter serves milter sessions with serveRaw on a loopback port;
+// it returns the address, the count of connections and what the last one
+// asked for.
+func startRawMilter(t *testing.T, version uint32, closed chan<- struct{}) (string, *atomic.Int64, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns, offered atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go serveRaw(c, version, &offered, closed)
+		}
+	}()
+	return ln.Addr().String(), &conns, &offered
 }
 
 // serveRaw answers one milter session by hand: the given protocol
