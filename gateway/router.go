@@ -175,7 +175,7 @@ func (r *Router) resolveLocal(ctx context.Context, cfg *policy.Config, local, do
 					return &Refusal{550, "5.4.6", "Alias expansion too large", "alias_limit"}
 				}
 				acct, ext, ref := r.lookupAccountExt(ctx, l, d)
-				if ref == nil && acct == nil && bare {
+				if ref == nil && acct == nil && (bare || cfg.IsLocal(d)) {
 					// Courier's aliases name system accounts without a
 					// domain ("@virt.example: john" gives "john-sales").
 					acct, ext, ref = r.lookupAccountExt(ctx, l, "")
@@ -202,6 +202,12 @@ func (r *Router) resolveLocal(ctx context.Context, cfg *policy.Config, local, do
 		}
 	}
 	acct, ext, ref := r.lookupAccountExt(ctx, local, domain)
+	if ref == nil && acct == nil && cfg.IsLocal(domain) {
+		// A local domain (locals) is taken off the address, as Courier
+		// does: user@LOCAL is the account "user". The whole address is
+		// tried first, for a domain that is hosted too.
+		acct, ext, ref = r.lookupAccountExt(ctx, local, "")
+	}
 	if ref != nil {
 		return ref
 	}
@@ -328,11 +334,13 @@ func targetKey(t Target) string {
 // accepted, else the first accepted domain in alphabetical order; "" when
 // the server accepts mail for no domain.
 func PostmasterDomain(cfg *policy.Config) string {
+	// The hosted domains decide: the default local domain (me, see
+	// locals) has only system accounts, where postmaster is rarely one.
 	me := strings.ToLower(cfg.Me)
-	if cfg.HasDomain(me) {
+	if cfg.AcceptMailFor[me] {
 		return me
 	}
-	if _, parent, ok := strings.Cut(me, "."); ok && cfg.HasDomain(parent) {
+	if _, parent, ok := strings.Cut(me, "."); ok && cfg.AcceptMailFor[parent] {
 		return parent
 	}
 	first := ""

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -158,5 +159,60 @@ func TestPostmasterDomain(t *testing.T) {
 		if got := PostmasterDomain(cfg); got != c.want {
 			t.Errorf("me %s, acceptmailfor %q: %q, want %q", c.me, c.accept, got, c.want)
 		}
+	}
+}
+
+// Courier's locals: the domain is taken off an address of a local domain
+// before its account is looked up. Without the file, me is local.
+func TestRouterLocals(t *testing.T) {
+	r := newTestRouter(t, "root: john\n", "alice@example.test", "john")
+	ctx := context.Background()
+	check := func(addr, want string) {
+		t.Helper()
+		ts, ref := r.Resolve(ctx, addr, false)
+		got := resolved(ts)
+		if ref != nil {
+			got = strconv.Itoa(ref.Code)
+		}
+		if got != want {
+			t.Errorf("%s: got %q, want %q", addr, got, want)
+		}
+	}
+	// No locals file: me (mail.example.test) is the local domain.
+	check("john@mail.example.test", "john@mail.example.test=local:john")
+	check("John@Mail.Example.Test", "John@mail.example.test=local:john")
+	check("john-ext@mail.example.test", "john-ext@mail.example.test=local:john")
+	check("root@mail.example.test", "john@mail.example.test=local:john")
+	check("alice@mail.example.test", "550") // alice is alice@example.test
+	check("nobody@mail.example.test", "550")
+	check("postmaster", "550")        // still example.test's, which has none here
+	check("john@example.test", "550") // hosted: the whole address only
+
+	etc := r.Config().Dir
+	os.WriteFile(filepath.Join(etc, "locals"), []byte("lan.test\n.corp.test\n!mx.corp.test\nexample.test\n"), 0o644)
+	cfg, err := policy.Load(etc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Config = func() *policy.Config { return cfg }
+	// The server's alias table asks the current configuration.
+	adb, err := aliases.OpenDB(filepath.Join(etc, aliases.DefaultDBName), aliases.WithLocalDomains(func(d string) bool { return r.Config().HasDomain(d) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adb.Close()
+	r.Aliases = adb
+	check("john@lan.test", "john@lan.test=local:john")
+	check("john@host.corp.test", "john@host.corp.test=local:john")
+	check("john@a.b.corp.test", "john@a.b.corp.test=local:john")
+	check("john@corp.test", "554")         // ".corp.test" is its subdomains only
+	check("john@mx.corp.test", "554")      // excluded
+	check("john@mail.example.test", "554") // the file replaces the default
+	check("root@lan.test", "john@lan.test=local:john")
+	// Hosted and local: the whole address first, then the bare name.
+	check("alice@example.test", "alice@example.test=local:alice@example.test")
+	check("john@example.test", "john@example.test=local:john")
+	if ts, ref := r.Resolve(ctx, "john@mx.corp.test", true); ref != nil || resolved(ts) != "john@mx.corp.test=remote" {
+		t.Errorf("an excluded host is relayed for a relay client: %v %v", resolved(ts), ref)
 	}
 }

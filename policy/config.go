@@ -79,6 +79,13 @@ type Config struct {
 	// shares ("hosteddomains" lines "ALIAS<TAB>DOMAIN"): user@ALIAS is
 	// delivered as user@DOMAIN.
 	DomainAliases map[string]string
+	// Locals are Courier's local domains ("locals"): the domain is taken
+	// off an address before its account is looked up, so user@LOCAL is the
+	// account "user" (a system or PAM account, a userdb name without a
+	// domain). Keys: "domain", ".domain" for its subdomains, "!host" for a
+	// host a ".domain" entry would take that is not local. Without the
+	// file, "me" is the one local domain, as in Courier.
+	Locals map[string]bool
 	// RelayDomains are the domains of "esmtpacceptmailfor" (Courier's
 	// name) that are not ours: their mail is taken from anyone and relayed
 	// on (routes, else MX), as for a backup MX or a gateway in front of
@@ -250,9 +257,36 @@ func (c *Config) RelayRecipientOK(local, domain string) bool {
 	return c.RelayRecipients["@"+domain] || c.RelayRecipients[strings.ToLower(local)+"@"+domain]
 }
 
-// HasDomain reports whether mail for domain is accepted here.
+// HasDomain reports whether mail for domain is accepted here: a domain of
+// acceptmailfor or hosteddomains, or a local domain (locals).
 func (c *Config) HasDomain(domain string) bool {
-	return c.AcceptMailFor[strings.ToLower(strings.TrimSuffix(domain, "."))]
+	d := strings.ToLower(strings.TrimSuffix(domain, "."))
+	return c.AcceptMailFor[d] || c.IsLocal(d)
+}
+
+// IsLocal reports whether domain is a local domain (locals): listed, or
+// under a ".domain" entry and not excluded by a "!host" one.
+func (c *Config) IsLocal(domain string) bool {
+	if len(c.Locals) == 0 {
+		return false
+	}
+	d := strings.ToLower(strings.TrimSuffix(domain, "."))
+	if c.Locals[d] {
+		return true
+	}
+	if c.Locals["!"+d] {
+		return false
+	}
+	for rest := d; ; {
+		_, parent, ok := strings.Cut(rest, ".")
+		if !ok {
+			return false
+		}
+		if c.Locals["."+parent] {
+			return true
+		}
+		rest = parent
+	}
 }
 
 // ListenersNamed returns the listeners configured for service name.
@@ -320,6 +354,7 @@ func Load(dir string) (*Config, error) {
 	c.DefaultDomain = strings.ToLower(strings.TrimSuffix(l.single("defaultdomain", ""), "."))
 	c.AcceptMailFor = l.domains("acceptmailfor")
 	c.DomainAliases = l.hostedDomains("hosteddomains", c.AcceptMailFor)
+	c.Locals = l.locals(c.Me)
 	c.RelayDomains = l.relayDomains("esmtpacceptmailfor")
 	c.RelayRecipients, c.relayListed = l.relayRecipients("relayrecipients")
 	c.RelayVerify = l.boolean("relayverify", false)
@@ -797,6 +832,41 @@ func (l *loader) relayRecipients(name string) (addrs, domains map[string]bool) {
 		domains[d] = true
 	}
 	return addrs, domains
+}
+
+// locals reads Courier's "locals": a domain per line, ".domain" for its
+// subdomains, "!host" for a host such an entry is not to take. Without
+// the file, me is the local domain; an empty file makes none.
+func (l *loader) locals(me string) map[string]bool {
+	out := map[string]bool{}
+	lines, err := ReadSetting(l.dir, "locals")
+	if errors.Is(err, ErrNotSet) {
+		if d := strings.ToLower(strings.TrimSuffix(me, ".")); checkDomain(d) == nil && strings.Contains(d, ".") {
+			out[d] = true
+		}
+		return out
+	}
+	if err != nil {
+		l.fail(err)
+		return nil
+	}
+	for _, ln := range lines {
+		d := strings.ToLower(strings.TrimSuffix(ln.Text, "."))
+		bare := strings.TrimPrefix(strings.TrimPrefix(d, "!"), ".")
+		if strings.HasPrefix(d, "!.") {
+			bare = d // "!.x" is neither form
+		}
+		if err := checkDomain(bare); err != nil {
+			l.fail(ln.Errorf("locals: %v", err))
+			continue
+		}
+		if strings.HasPrefix(d, ".") && !strings.Contains(d[1:], ".") {
+			l.fail(ln.Errorf("locals: %q would make every domain under a top-level domain local", ln.Text))
+			continue
+		}
+		out[d] = true
+	}
+	return out
 }
 
 // relayDomains reads esmtpacceptmailfor: a domain per line, or

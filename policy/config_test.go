@@ -396,6 +396,48 @@ func TestRelayDomains(t *testing.T) {
 	}
 }
 
+// locals: Courier's local domains. Without the file, me is the one; an
+// empty file makes none; ".domain" takes subdomains, "!host" leaves one
+// out; a bad line is refused with its place.
+func TestLocals(t *testing.T) {
+	dir := validDir(t)
+	write(t, filepath.Join(dir, "me"), "Mail.Example.Test.\n")
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.IsLocal("mail.example.test") || !c.HasDomain("MAIL.example.test.") || c.IsLocal("example.test") {
+		t.Fatalf("default locals: %v", c.Locals)
+	}
+	write(t, filepath.Join(dir, "locals"), "")
+	if c, err = Load(dir); err != nil || c.IsLocal("mail.example.test") {
+		t.Fatalf("empty locals: %v %v", err, c.Locals)
+	}
+	write(t, filepath.Join(dir, "locals"), "Lan.Test.\n.corp.test\n!mx.corp.test\n")
+	if c, err = Load(dir); err != nil {
+		t.Fatal(err)
+	}
+	for d, want := range map[string]bool{"lan.test": true, "LAN.test.": true, "a.corp.test": true, "b.a.corp.test": true, "corp.test": false, "mx.corp.test": false, "a.mx.corp.test": true, "mail.example.test": false, "x.lan.test": false} {
+		if got := c.IsLocal(d); got != want {
+			t.Errorf("IsLocal(%s) = %v, want %v", d, got, want)
+		}
+		if got := c.HasDomain(d); got != want && !c.AcceptMailFor[strings.ToLower(strings.TrimSuffix(d, "."))] {
+			t.Errorf("HasDomain(%s) = %v, want %v", d, got, want)
+		}
+	}
+	f := filepath.Join(dir, "locals")
+	write(t, f, ".test\nbad domain\n!.x.test\nok.test\n")
+	_, err = Load(dir)
+	for _, want := range []string{f + `:1: locals: ".test" would make every domain`, f + ":2: locals:", f + ":3: locals:"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not contain %q:\n%v", want, err)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), ":4:") {
+		t.Errorf("a good line refused: %v", err)
+	}
+}
+
 // relayrecipients: addresses (any case) or @domain; a relay domain with
 // no entry takes every address.
 func TestRelayRecipients(t *testing.T) {
