@@ -155,6 +155,7 @@ const (
 	statusNeedsSMTPUTF8  = "5.6.7"  // RFC 6531 section 3.6.2 (RFC 6532)
 	statusNeedsREQUIRETL = "5.7.10" // RFC 8689 section 5
 	statusNoValidMX      = "4.7.5"  // MTA-STS: no MX host the policy allows (RFC 8461 section 5)
+	statusLocalError     = "4.3.0"  // other mail system problem (the queued message unreadable)
 )
 
 // failure is a delivery failure that applies to every recipient of an
@@ -1256,6 +1257,18 @@ func (s *session) transaction(ctx context.Context, env *delivery.Envelope, rcpts
 			}
 		}
 	}
+	if ok, _ := sc.Extension("8BITMIME"); !ok {
+		// RFC 6152 section 3: 8-bit content goes to such a peer as
+		// quoted-printable (downgrade.go).
+		converted, changed, err := sevenBit(msg)
+		if err != nil {
+			return nil, nil, localFailure(true, statusLocalError, "read", fmt.Errorf("reading the message for %s: %w", s.host.name, err))
+		}
+		if changed {
+			c.log.Debug("outbound: 8-bit content converted to quoted-printable", "host", s.host.name, "size", msg.Size(), "converted", converted.Size())
+			msg = converted
+		}
+	}
 	if max, ok := sc.MaxMessageSize(); ok && max > 0 && msg.Size() > int64(max) {
 		// RFC 1870 section 6.1: do not send what the server said it refuses.
 		return nil, nil, &failure{
@@ -1268,8 +1281,7 @@ func (s *session) transaction(ctx context.Context, env *delivery.Envelope, rcpts
 	mopts := &smtp.MailOptions{Size: msg.Size(), UTF8: needUTF8, RequireTLS: env.RequireTLS}
 	// BODY=8BITMIME: go-smtp declares it whenever the peer offers
 	// 8BITMIME (harmless for 7-bit content, RFC 6152 section 3). A peer
-	// without 8BITMIME gets 8-bit content as is, as Postfix and Courier do
-	// by default, rather than a conversion or a bounce.
+	// without 8BITMIME got the message converted to 7 bits above.
 	dsnOffered, _ := sc.Extension("DSN")
 	if dsnOffered {
 		switch strings.ToUpper(env.Ret) {

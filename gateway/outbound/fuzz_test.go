@@ -50,3 +50,37 @@ func FuzzRecipientDomain(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSevenBit: the 8BITMIME downgrade never panics, leaves a message
+// without 8-bit bytes as it is, and has nothing left to do on its own
+// output (what it could not convert the first time it cannot the second).
+func FuzzSevenBit(f *testing.F) {
+	for _, s := range []string{
+		"Subject: x\r\n\r\nGrüße\r\n",
+		"MIME-Version: 1.0\r\nContent-Transfer-Encoding: 8bit\r\n\r\nä\r\n",
+		"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\nContent-Transfer-Encoding: 8bit\r\n\r\npre\r\n--b\r\n\r\nä\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: ö\r\n\r\nü\r\n--b--\r\n",
+		"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: multipart/alternative; boundary=c\r\n\r\n--c\r\n\r\nä\r\n--c--\r\n--b--\r\n",
+		"MIME-Version: 1.0\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\n\xff\xfe\n",
+		"\xff",
+		"MIME-Version: 1.0\r\nContent-Transfer-Encoding:\r\n 8bit\r\n\r\n\xe9",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, changed, err := sevenBit(message(string(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !has8bit(data) && changed {
+			t.Fatal("a 7-bit message was changed")
+		}
+		if !changed {
+			return
+		}
+		b := make([]byte, out.Size())
+		out.ReadAt(b, 0)
+		if _, again, err := sevenBit(message(string(b))); err != nil || again {
+			t.Fatalf("a second pass changed the output again (err %v):\n%q\n%q", err, data, b)
+		}
+	})
+}
