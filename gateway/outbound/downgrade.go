@@ -32,12 +32,23 @@ import (
 // (changed false) when it has no 8-bit byte in a body the conversion can
 // fix.
 func sevenBit(msg delivery.Message) (out delivery.Message, changed bool, err error) {
+	// Most messages are 7-bit: look before reading the whole message into
+	// memory.
+	buf := make([]byte, 64<<10)
+	found := false
+	for off := int64(0); off < msg.Size() && !found; off += int64(len(buf)) {
+		n, err := msg.ReadAt(buf, off)
+		if err != nil && err != io.EOF {
+			return msg, false, err
+		}
+		found = has8bit(buf[:n])
+	}
+	if !found {
+		return msg, false, nil
+	}
 	data := make([]byte, msg.Size())
 	if _, err := msg.ReadAt(data, 0); err != nil && err != io.EOF {
 		return msg, false, err
-	}
-	if !has8bit(data) {
-		return msg, false, nil
 	}
 	root, err := mime.ParseStructure(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
