@@ -1257,15 +1257,16 @@ func (s *session) transaction(ctx context.Context, env *delivery.Envelope, rcpts
 			}
 		}
 	}
-	if ok, _ := sc.Extension("8BITMIME"); !ok {
-		// RFC 6152 section 3: 8-bit content goes to such a peer as
-		// quoted-printable (downgrade.go).
-		converted, changed, err := sevenBit(msg)
+	if peer8bit, _ := sc.Extension("8BITMIME"); !peer8bit || env.Body8Bit {
+		// RFC 6152 section 3: 8-bit content goes to a peer without
+		// 8BITMIME as quoted-printable; RFC 3030: binary parts go as
+		// base64, since this client sends with DATA (downgrade.go).
+		converted, changed, err := sevenBit(msg, peer8bit)
 		if err != nil {
 			return nil, nil, localFailure(true, statusLocalError, "read", fmt.Errorf("reading the message for %s: %w", s.host.name, err))
 		}
 		if changed {
-			c.log.Debug("outbound: 8-bit content converted to quoted-printable", "host", s.host.name, "size", msg.Size(), "converted", converted.Size())
+			c.log.Debug("outbound: message converted for the peer (8-bit or binary parts re-encoded)", "host", s.host.name, "size", msg.Size(), "converted", converted.Size())
 			msg = converted
 		}
 	}

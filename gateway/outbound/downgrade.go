@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"bytes"
+	"encoding/base64"
 	"io"
 	"mime/quotedprintable"
 	"sort"
@@ -12,36 +13,50 @@ import (
 	"postern/mailbox/mime"
 )
 
-// For a peer that does not offer 8BITMIME, RFC 6152 section 3 leaves the
-// relay two choices: convert the message to 7 bits or return it. Postfix
+// Postern's client sends with DATA, never BDAT with BODY=BINARYMIME, and
+// a peer may lack 8BITMIME: RFC 6152 section 3 and RFC 3030 section 3
+// leave the relay two choices, convert the message or return it. Postfix
 // converts by default (disable_mime_output_conversion = no), and so does
-// Postern: every MIME leaf part with 8-bit bytes in its body and a 7bit,
-// 8bit or binary encoding is re-encoded as quoted-printable, its
-// Content-Transfer-Encoding changed to match; a multipart or
-// message/rfc822 declared 8bit whose content became 7-bit is declared
-// 7bit. Everything else keeps its bytes. A message without MIME-Version
-// (RFC 2045's default: text/plain, 7bit) with an 8-bit body gets the
-// three MIME fields: its charset is utf-8 when the body is valid UTF-8,
-// else unknown-8bit (RFC 1428), as sendmail's EightBitMode=m labels such
-// text. Header fields with 8-bit bytes stay as they are: no encoding of
-// them is right without knowing their charset, and a message that needs
-// SMTPUTF8 never reaches a peer without it. A DKIM signature over the
-// converted body no longer verifies, as with Postfix.
+// Postern:
+//
+//   - a MIME leaf part declared binary (taken with BODY=BINARYMIME) is
+//     sent as base64: its bytes need not form lines at all;
+//   - for a peer without 8BITMIME, a leaf part with 8-bit bytes in a 7bit
+//     or 8bit body is sent as quoted-printable;
+//   - a multipart or message/rfc822 whose declared encoding is more than
+//     the peer takes, and whose content no longer needs it, is declared
+//     7bit or 8bit;
+//   - a message without MIME-Version (RFC 2045's default: text/plain,
+//     7bit) with an 8-bit body, for a peer without 8BITMIME, gets the three
+//     MIME fields: charset utf-8 when the body is valid UTF-8, else
+//     unknown-8bit (RFC 1428), as sendmail's EightBitMode=m labels such
+//     text.
+//
+// Every other part keeps its bytes. Header fields with 8-bit bytes stay
+// as they are (no encoding of them is right without knowing their
+// charset, and a message that needs SMTPUTF8 never reaches a peer without
+// it), as do base64 or quoted-printable parts holding 8-bit bytes
+// (damaged) and message/* parts the parser left whole. A DKIM signature
+// over a converted body no longer verifies, as with Postfix.
 
-// sevenBit returns msg converted for a peer without 8BITMIME, or msg itself
-// (changed false) when it has no 8-bit byte in a body the conversion can
-// fix.
-func sevenBit(msg delivery.Message) (out delivery.Message, changed bool, err error) {
-	// Most messages are 7-bit: look before reading the whole message into
-	// memory.
+// sevenBit returns msg converted for a peer that takes 8-bit lines
+// (peer8bit) or only 7-bit ones, or msg itself (changed false) when
+// nothing in it needs converting.
+func sevenBit(msg delivery.Message, peer8bit bool) (out delivery.Message, changed bool, err error) {
+	// Most messages need nothing: look before reading the whole message
+	// into memory. "binary" may be a Content-Transfer-Encoding.
 	buf := make([]byte, 64<<10)
 	found := false
-	for off := int64(0); off < msg.Size() && !found; off += int64(len(buf)) {
+	const overlap = len("binary") - 1
+	for off := int64(0); off < msg.Size() && !found; off += int64(len(buf) - overlap) {
 		n, err := msg.ReadAt(buf, off)
 		if err != nil && err != io.EOF {
 			return msg, false, err
 		}
-		found = has8bit(buf[:n])
+		found = (!peer8bit && has8bit(buf[:n])) || containsFold(buf[:n], "binary")
+		if n < len(buf) {
+			break
+		}
 	}
 	if !found {
 		return msg, false, nil
@@ -54,14 +69,17 @@ func sevenBit(msg delivery.Message) (out delivery.Message, changed bool, err err
 	if err != nil {
 		return msg, false, err
 	}
-	d := downgrader{data: data}
+	d := downgrader{data: data, peer: level7bit}
+	if peer8bit {
+		d.peer = level8bit
+	}
 	d.message(root)
 	if len(d.edits) == 0 {
 		return msg, false, nil
 	}
 	sort.Slice(d.edits, func(i, j int) bool { return d.edits[i].start < d.edits[j].start })
 	var b bytes.Buffer
-	b.Grow(len(data) + len(data)/8)
+	b.Grow(len(data) + len(data)/3)
 	at := int64(0)
 	for _, e := range d.edits {
 		b.Write(data[at:e.start])
@@ -70,6 +88,16 @@ func sevenBit(msg delivery.Message) (out delivery.Message, changed bool, err err
 	}
 	b.Write(data[at:])
 	return bytesMsg{bytes.NewReader(b.Bytes())}, true, nil
+}
+
+// containsFold reports whether b contains word, ignoring ASCII case.
+func containsFold(b []byte, word string) bool {
+	for i := 0; i+len(word) <= len(b); i++ {
+		if b[i]|0x20 == word[0] && strings.EqualFold(string(b[i:i+len(word)]), word) {
+			return true
+		}
+	}
+	return false
 }
 
 type bytesMsg struct{ *bytes.Reader }
@@ -84,8 +112,20 @@ type edit struct {
 
 type downgrader struct {
 	data  []byte
+	peer  level // what the peer takes
 	edits []edit
 }
+
+// level is what a body needs: 7-bit lines, 8-bit lines, or any bytes.
+type level int
+
+const (
+	level7bit level = iota
+	level8bit
+	levelBinary
+)
+
+var levelNames = [...]string{"7bit", "8bit", "binary"}
 
 func has8bit(b []byte) bool {
 	for _, c := range b {
@@ -96,85 +136,100 @@ func has8bit(b []byte) bool {
 	return false
 }
 
-// part converts p's 8-bit leaves and reports whether p's content is 7-bit
-// afterwards.
-func (d *downgrader) part(p *mime.Part) bool {
+func levelOf(b []byte) level {
+	if has8bit(b) {
+		return level8bit
+	}
+	return level7bit
+}
+
+// part converts p's leaves that need more than the peer takes and returns
+// what p's content needs afterwards.
+func (d *downgrader) part(p *mime.Part) level {
 	switch {
 	case len(p.Children) > 0:
-		clean := true
-		for _, c := range p.Children {
-			if !d.part(c) {
-				clean = false
-			}
-		}
 		// The preamble, epilogue and boundary lines stay as they are.
-		if clean && has8bitOutside(d.data, p) {
-			clean = false
+		need := levelOf8bitOutside(d.data, p)
+		for _, c := range p.Children {
+			need = max(need, d.part(c))
 		}
-		if clean {
-			d.declare(p, "7bit")
-		}
-		return clean
+		d.declare(p, need)
+		return need
 	case p.Message != nil:
-		clean := d.message(p.Message)
-		if clean {
-			d.declare(p, "7bit")
-		}
-		return clean
+		need := d.message(p.Message)
+		d.declare(p, need)
+		return need
 	}
 	body := d.data[p.BodyStart:p.End]
-	if !has8bit(body) {
-		return true
+	have := levelOf(body)
+	if p.Encoding == "BINARY" {
+		have = levelBinary
+	}
+	if have <= d.peer {
+		return have
 	}
 	if p.Truncated || p.Type == "multipart" || p.Type == "message" {
-		// RFC 2045 section 6.4: no quoted-printable for these; a part
-		// the parser did not split is left as it is.
-		return false
+		// RFC 2045 section 6.4: these are not encoded; a part the
+		// parser did not split is left as it is.
+		return have
 	}
 	switch p.Encoding {
-	case "7BIT", "8BIT", "BINARY":
+	case "BINARY":
+		d.edits = append(d.edits, edit{p.HeaderStart, p.BodyStart, d.header(p, "base64", nil)})
+		d.edits = append(d.edits, edit{p.BodyStart, p.End, base64Lines(body)})
+	case "7BIT", "8BIT":
+		d.edits = append(d.edits, edit{p.HeaderStart, p.BodyStart, d.header(p, "quoted-printable", nil)})
+		d.edits = append(d.edits, edit{p.BodyStart, p.End, quotedPrintable(body)})
 	default:
-		return false // 8-bit bytes inside base64 or quoted-printable: damaged, left alone
+		return have // 8-bit bytes inside base64 or quoted-printable: damaged, left alone
 	}
-	d.edits = append(d.edits, edit{p.HeaderStart, p.BodyStart, d.header(p, "quoted-printable", nil)})
-	d.edits = append(d.edits, edit{p.BodyStart, p.End, quotedPrintable(body)})
-	return true
+	return level7bit
 }
 
 // message converts a message (the top level, or one inside a
-// message/rfc822 part) and reports whether it is 7-bit afterwards. One
-// without MIME-Version is plain text to RFC 2045.
-func (d *downgrader) message(m *mime.Part) bool {
-	clean := true
+// message/rfc822 part) and returns what it needs afterwards. One without
+// MIME-Version is plain text to RFC 2045.
+func (d *downgrader) message(m *mime.Part) level {
+	need := level7bit
 	switch {
 	case m.Header.Has("MIME-Version"):
-		clean = d.part(m)
-	case has8bit(d.data[m.BodyStart:m.End]):
+		need = d.part(m)
+	case d.peer == level7bit && has8bit(d.data[m.BodyStart:m.End]):
 		d.plain(m)
+	default:
+		need = levelOf(d.data[m.BodyStart:m.End])
 	}
-	return clean && !has8bit(d.data[m.HeaderStart:m.BodyStart])
+	return max(need, levelOf(d.data[m.HeaderStart:m.BodyStart]))
 }
 
-// has8bitOutside reports whether a multipart's body has 8-bit bytes
-// outside its children (preamble, epilogue).
-func has8bitOutside(data []byte, p *mime.Part) bool {
+// levelOf8bitOutside is what a multipart's body needs outside its
+// children (preamble, epilogue).
+func levelOf8bitOutside(data []byte, p *mime.Part) level {
 	at := p.BodyStart
 	for _, c := range p.Children {
 		if has8bit(data[at:c.HeaderStart]) {
-			return true
+			return level8bit
 		}
 		at = c.End
 	}
-	return has8bit(data[at:p.End])
+	return levelOf(data[at:p.End])
 }
 
-// declare sets p's Content-Transfer-Encoding to enc when it says 8bit or
-// binary (a 7bit or absent one is right already).
-func (d *downgrader) declare(p *mime.Part, enc string) {
-	if p.Encoding != "8BIT" && p.Encoding != "BINARY" {
+// declare lowers a container's Content-Transfer-Encoding to what its
+// content needs, when it declares more than the peer takes and the
+// content now needs no more than that.
+func (d *downgrader) declare(p *mime.Part, need level) {
+	declared := level7bit
+	switch p.Encoding {
+	case "8BIT":
+		declared = level8bit
+	case "BINARY":
+		declared = levelBinary
+	}
+	if declared <= d.peer || need > d.peer {
 		return
 	}
-	d.edits = append(d.edits, edit{p.HeaderStart, p.BodyStart, d.header(p, enc, nil)})
+	d.edits = append(d.edits, edit{p.HeaderStart, p.BodyStart, d.header(p, levelNames[need], nil)})
 }
 
 // plain labels and converts a message without MIME-Version.
@@ -245,6 +300,20 @@ func (d *downgrader) header(p *mime.Part, enc string, add []string) []byte {
 		b.WriteString(eol) // a header without its blank line: the body would read as fields
 	}
 	b.Write(rest[end:])
+	return b.Bytes()
+}
+
+// base64Lines encodes body in lines of 76 characters (RFC 2045 section
+// 6.8), each ended by CRLF.
+func base64Lines(body []byte) []byte {
+	enc := base64.StdEncoding.EncodeToString(body)
+	var b bytes.Buffer
+	b.Grow(len(enc) + len(enc)/76*2 + 2)
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc)
 	return b.Bytes()
 }
 

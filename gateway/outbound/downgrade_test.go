@@ -16,7 +16,7 @@ import (
 // converted runs sevenBit on s and returns the result as a string.
 func converted(t *testing.T, s string) (string, bool) {
 	t.Helper()
-	out, changed, err := sevenBit(message(s))
+	out, changed, err := sevenBit(message(s), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func no8bit(t *testing.T, s string) {
 
 func TestSevenBitLeavesSevenBitMessages(t *testing.T) {
 	msg := message("Subject: plain\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: 8bit\r\n\r\nascii only\r\n")
-	out, changed, err := sevenBit(msg)
+	out, changed, err := sevenBit(msg, false)
 	if err != nil || changed || out != msg {
 		t.Fatalf("7-bit message: changed %v, err %v", changed, err)
 	}
@@ -151,6 +151,63 @@ func TestSevenBitMultipartTouchesOnlyEightBitParts(t *testing.T) {
 	}
 }
 
+// Binary parts (BODY=BINARYMIME) go as base64 to every peer, since the
+// client sends with DATA; for an 8BITMIME peer the 8-bit text stays and
+// the container is declared 8bit, for one without it all is 7-bit.
+func TestSevenBitBinaryParts(t *testing.T) {
+	blob := "\x00\x01bare\rCR\nLF\xff\xfe" + strings.Repeat("x", 1200) + "\r\n.\r\nend"
+	text := "Grüße"
+	msg := "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=zz\r\nContent-Transfer-Encoding: binary\r\n\r\n" +
+		"--zz\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + text + "\r\n" +
+		"--zz\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n" + blob + "\r\n--zz--\r\n"
+	for _, peer8bit := range []bool{true, false} {
+		out, changed, err := sevenBit(message(msg), peer8bit)
+		if err != nil || !changed {
+			t.Fatalf("peer8bit %v: changed %v, %v", peer8bit, changed, err)
+		}
+		b := make([]byte, out.Size())
+		out.ReadAt(b, 0)
+		got := string(b)
+		m, err := mail.ReadMessage(strings.NewReader(got))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantTop, wantText := "8bit", "8bit"
+		if !peer8bit {
+			wantTop, wantText = "7bit", "quoted-printable"
+			no8bit(t, got)
+		}
+		if cte := m.Header.Get("Content-Transfer-Encoding"); cte != wantTop {
+			t.Errorf("peer8bit %v: top level %q, want %q", peer8bit, cte, wantTop)
+		}
+		for _, line := range strings.Split(got, "\r\n") {
+			if len(line) > 998 || strings.ContainsAny(line, "\r\n\x00") {
+				t.Fatalf("peer8bit %v: not a line: %q", peer8bit, line)
+			}
+		}
+		_, params, _ := mime.ParseMediaType(m.Header.Get("Content-Type"))
+		mr := multipart.NewReader(m.Body, params["boundary"])
+		p, err := mr.NextRawPart()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cte := p.Header.Get("Content-Transfer-Encoding"); cte != wantText || decodePart(t, cte, p) != text {
+			t.Errorf("peer8bit %v: text part %q", peer8bit, cte)
+		}
+		if p, err = mr.NextRawPart(); err != nil {
+			t.Fatal(err)
+		}
+		if cte := p.Header.Get("Content-Transfer-Encoding"); cte != "base64" || decodePart(t, cte, p) != blob {
+			t.Errorf("peer8bit %v: binary part %q", peer8bit, cte)
+		}
+	}
+	// Without binary parts an 8BITMIME peer gets the message as it is.
+	eight := "MIME-Version: 1.0\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße\r\n"
+	if _, changed, _ := sevenBit(message(eight), true); changed {
+		t.Error("an 8-bit message was changed for an 8BITMIME peer")
+	}
+}
+
 // A message without MIME-Version gets MIME's three fields; its charset is
 // utf-8 when the body is UTF-8, else unknown-8bit.
 func TestSevenBitUnlabelledText(t *testing.T) {
@@ -237,11 +294,22 @@ func TestEightBitMIMEPeer(t *testing.T) {
 			}
 		})
 		c := newTestClient(t, "127.0.0.1:1", srv.port(), func(o *Options) { o.Routes = mustRoutes(t, "*: [127.0.0.2]") })
-		wantDelivered(t, deliver(t, c, env("a@sender.test"), rcpts("b@x.test"), body)[0])
+		e := env("a@sender.test")
+		e.Body8Bit = true
+		wantDelivered(t, deliver(t, c, e, rcpts("b@x.test"), body)[0])
 		mu.Lock()
 		if offer {
 			if got != body || !strings.Contains(mailCmd, "BODY=8BITMIME") {
 				t.Errorf("8BITMIME peer got %q after %q", got, mailCmd)
+			}
+			// A message taken with BODY=BINARYMIME: its binary part
+			// goes as base64 even to an 8BITMIME peer.
+			mu.Unlock()
+			bin := "MIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\xffbare\rcr"
+			wantDelivered(t, deliver(t, c, e, rcpts("b@x.test"), bin)[0])
+			mu.Lock()
+			if !strings.Contains(got, "Content-Transfer-Encoding: base64\r\n\r\nAP9iYXJlDWNy\r\n") {
+				t.Errorf("binary message reached the 8BITMIME peer as %q", got)
 			}
 		} else {
 			if !strings.Contains(got, "Content-Transfer-Encoding: quoted-printable\r\n") || !strings.Contains(got, "na=C3=AFve caf=C3=A9") || bytes.ContainsFunc([]byte(got), func(r rune) bool { return r >= 0x80 }) || strings.Contains(mailCmd, "BODY=") {
