@@ -66,6 +66,13 @@ type Result struct {
 
 	Reason string // for the log and the rejection log: what was found and why it matters
 
+	// Hold, with Quarantine: the queued copies (recipients the message is
+	// relayed to, programs, files) are also held in the queue until an
+	// administrator releases them, as Postfix's HOLD does for a milter's
+	// quarantine. Without it, a quarantine files local copies into Junk
+	// and lets relayed ones go on with the filters' header fields.
+	Hold bool
+
 	// HeaderFields are complete header fields to add to an accepted message
 	// ("Received-SPF: pass (...) ..."), without the trailing CRLF.
 	HeaderFields []string

@@ -62,6 +62,10 @@ type Decision struct {
 	Message  string // text for the client
 	Filter   string // the filter (or "score") that decided
 	Reason   string
+	// Hold: a quarantining filter asked for the queued copies to be held
+	// (Result.Hold); HoldReason is its reason.
+	Hold       bool
+	HoldReason string
 
 	// At StageData, unless the message is refused: the message as the
 	// filters rewrote it (nil: unchanged), and their envelope changes, in
@@ -117,6 +121,7 @@ func (p *Pipeline) Run(ctx context.Context, stage Stage, s *Session, rcpt string
 		return Decision{}
 	}
 	quarantine := Decision{}
+	var hold *string // the reason of the first quarantine that asks for a hold
 	var rewritten []byte
 	var envelope *EnvelopeChange
 	for _, e := range p.entries {
@@ -132,15 +137,18 @@ func (p *Pipeline) Run(ctx context.Context, stage Stage, s *Session, rcpt string
 			weight = 1
 		}
 		original := res.Verdict
+		if res.Verdict != Quarantine {
+			res.Hold = false
+		}
 		switch e.Mode {
 		case ModeQuarantine:
 			if res.Verdict == Reject {
 				res.Verdict = Quarantine
 			}
 		case ModeScore:
-			res.Verdict = NoOpinion
+			res.Verdict, res.Hold = NoOpinion, false
 		case ModeIgnore:
-			res.Verdict = NoOpinion
+			res.Verdict, res.Hold = NoOpinion, false
 			weight = 0
 			// A filter that is only watched changes nothing.
 			res.Rewritten, res.Envelope = nil, nil
@@ -165,17 +173,28 @@ func (p *Pipeline) Run(ctx context.Context, stage Stage, s *Session, rcpt string
 			if quarantine.Verdict == NoOpinion {
 				quarantine = decisionFrom(res)
 			}
+			if res.Hold && hold == nil {
+				hold = &res.Reason
+			}
 		case Accept:
-			return withChanges(quarantine, rewritten, envelope)
+			return withHold(withChanges(quarantine, rewritten, envelope), hold)
 		}
 	}
 	if quarantine.Verdict != NoOpinion {
-		return withChanges(quarantine, rewritten, envelope)
+		return withHold(withChanges(quarantine, rewritten, envelope), hold)
 	}
 	if stage == StageData {
 		return withChanges(p.scoreDecision(s), rewritten, envelope)
 	}
 	return Decision{}
+}
+
+// withHold marks a quarantine decision for a hold when a filter asked.
+func withHold(d Decision, hold *string) Decision {
+	if hold != nil && d.Verdict == Quarantine {
+		d.Hold, d.HoldReason = true, *hold
+	}
+	return d
 }
 
 // withChanges carries the filters' changes on a decision that lets the

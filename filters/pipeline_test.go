@@ -172,3 +172,31 @@ func TestPipelineRewrites(t *testing.T) {
 		t.Errorf("refused: %+v", d)
 	}
 }
+
+// A quarantine that asks for a hold (a milter's) marks the decision with
+// its reason, even behind an earlier quarantine that does not; a filter
+// only scored or watched cannot hold; a plain quarantine does not.
+func TestPipelineHold(t *testing.T) {
+	var hits []string
+	plain := Result{Verdict: Quarantine, Reason: "dmarc p=quarantine"}
+	held := Result{Verdict: Quarantine, Hold: true, Reason: "milter quarantined it"}
+	run := func(entries ...Entry) Decision {
+		return NewPipeline(entries, PipelineOptions{}).Run(context.Background(), StageData, &Session{}, "", strings.NewReader("x"))
+	}
+	d := run(Entry{Filter: fixed{"dmarc", plain, &hits}}, Entry{Filter: fixed{"milter", held, &hits}})
+	if d.Verdict != Quarantine || d.Filter != "dmarc" || !d.Hold || d.HoldReason != "milter quarantined it" {
+		t.Errorf("behind a plain quarantine: %+v", d)
+	}
+	if d := run(Entry{Filter: fixed{"dmarc", plain, &hits}}); d.Verdict != Quarantine || d.Hold {
+		t.Errorf("a plain quarantine: %+v", d)
+	}
+	for _, m := range []Mode{ModeScore, ModeIgnore} {
+		if d := run(Entry{Filter: fixed{"milter", held, &hits}, Mode: m}); d.Verdict != NoOpinion || d.Hold {
+			t.Errorf("mode %s: %+v", m, d)
+		}
+	}
+	// A hold flag on a verdict that is not a quarantine means nothing.
+	if d := run(Entry{Filter: fixed{"odd", Result{Verdict: Accept, Hold: true}, &hits}}); d.Hold {
+		t.Errorf("an accept with Hold: %+v", d)
+	}
+}

@@ -343,12 +343,18 @@ func (s *session) readMessage(ctx context.Context, c *smtpd.ConnInfo, r io.Reade
 	if s.b.mode == ModeSubmission || s.b.localUser != "" {
 		addMissingHeaders(body, s.cfg.Me, time.Now())
 	}
+	quarantine := ""
 	if d.Verdict == filters.Quarantine {
-		s.log.Info("smtp message quarantined", "by", d.Filter, "reason", d.Reason)
+		s.log.Info("smtp message quarantined", "by", d.Filter, "reason", d.Reason, "held", d.Hold)
 		for i := range s.targets {
 			if s.targets[i].Recipient.Local {
 				s.targets[i].Recipient.Folder = "Junk"
 			}
+		}
+		if d.Hold {
+			// Its queued copies (relayed, programs, files) wait for
+			// the administrator; local ones go to Junk.
+			quarantine = sanitizeHoldReason(d.HoldReason)
 		}
 	}
 	return delivery.Envelope{
@@ -362,7 +368,27 @@ func (s *session) readMessage(ctx context.Context, c *smtpd.ConnInfo, r io.Reade
 		AuthUser:   c.AuthUser,
 		ClientIP:   c.RemoteAddr.Addr().String(),
 		ClientHELO: c.HELO,
+		Quarantine: quarantine,
 	}, nil
+}
+
+// sanitizeHoldReason makes a filter's reason fit the queue's envelope: one
+// line of valid UTF-8, at most 500 bytes, never empty.
+func sanitizeHoldReason(r string) string {
+	r = strings.ToValidUTF8(r, "?")
+	r = strings.Map(func(c rune) rune {
+		if c < ' ' || c == 0x7f {
+			return ' '
+		}
+		return c
+	}, r)
+	if len(r) > 500 {
+		r = strings.ToValidUTF8(r[:500], "")
+	}
+	if strings.TrimSpace(r) == "" {
+		r = "quarantined"
+	}
+	return r
 }
 
 // store makes the message durable for targets (accept) and answers.

@@ -7,10 +7,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -637,5 +639,68 @@ func TestFilterMilterAuthenticated(t *testing.T) {
 	c.as("192.0.2.7", "mail.good.test")
 	if code, text := c.send("x@good.test", h.user, testMessage("in", "hello\r\n")); code != 550 {
 		t.Fatalf("inbound: %d %s", code, text)
+	}
+}
+
+// A milter's quarantine with a relayed recipient (a perimeter MX): the
+// local copy goes to Junk and the relayed one is held in the queue, as
+// Postfix's HOLD does, until "postern queue release"; clean mail is
+// relayed at once.
+func TestMilterQuarantineHoldsRelayedCopy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &gomilter.Server{NewMilter: func() gomilter.Milter { return &milterScanner{} }, Actions: gomilter.OptAddHeader | gomilter.OptQuarantine}
+	go srv.Serve(ln)
+	t.Cleanup(func() { ln.Close() })
+	h, remote := newMTAHarnessWith(t, func(h *harness) {
+		h.writeSetting("esmtpacceptmailfor", "remote.example\n")
+		h.writeSetting("filters", "milter:scan\n")
+		h.writeSetting("milters", "scan inet:"+ln.Addr().String()+" timeout=5s\n")
+	})
+	to := []string{"bob@remote.example", h.user}
+	if err := h.send("someone@client.example.net", to, testMessage("clean", "hello\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the clean message relayed", func() bool { return len(remote.messages()) == 1 })
+	if err := h.send("someone@client.example.net", to, testMessage("offer", "cheap SPAM\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the local copy in Junk", func() bool {
+		junk, _ := filepath.Glob(filepath.Join(h.maildir(h.user), ".Junk", "new", "*"))
+		return len(junk) == 1
+	})
+
+	postern := buildPostern(t)
+	list := func() string {
+		out, err := exec.Command(postern, "--config", h.etc, "queue", "list", "--json").CombinedOutput()
+		if err != nil {
+			t.Fatalf("queue list: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	var held struct {
+		ID         string `json:"id"`
+		Held       bool   `json:"held"`
+		Quarantine string `json:"quarantine"`
+	}
+	waitFor(t, "the relayed copy in the queue", func() bool { return strings.Contains(list(), `"held":true`) })
+	if err := json.Unmarshal([]byte(strings.TrimSpace(list())), &held); err != nil {
+		t.Fatalf("queue list: %v\n%s", err, list())
+	}
+	if held.Quarantine != "milter scan quarantined the message: spam score 12" {
+		t.Fatalf("held message: %+v", held)
+	}
+	time.Sleep(1500 * time.Millisecond) // a retry would have come by now
+	if n := len(remote.messages()); n != 1 {
+		t.Fatalf("the quarantined message reached the remote server (%d messages)", n)
+	}
+	if out, err := exec.Command(postern, "--config", h.etc, "queue", "release", held.ID).CombinedOutput(); err != nil {
+		t.Fatalf("queue release: %v\n%s", err, out)
+	}
+	waitFor(t, "the released copy relayed", func() bool { return len(remote.messages()) == 2 })
+	if m := remote.messages()[1]; !bytes.Contains(m.data, []byte("cheap SPAM")) {
+		t.Fatalf("released message: %q", m.data)
 	}
 }

@@ -371,6 +371,9 @@ func printQueue(e *env, dir string, sel queueSelection, asJSON bool) int {
 			id += "!" // as Postfix's mailq marks the hold queue
 		}
 		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", id, m.Size, m.Age(now).Round(time.Second), from)
+		if m.Held && m.Quarantine != "" {
+			fmt.Fprintf(w, "  quarantined\t\t\t%s\n", m.Quarantine)
+		}
 		for _, r := range m.Rcpts {
 			line := fmt.Sprintf("  %s\t%s\tattempts %d", r.Addr, statusNames[r.Status], r.Attempts)
 			if r.Status == delivery.StatusPending && !r.NextAttempt.IsZero() {
@@ -396,6 +399,7 @@ type queueJSON struct {
 	Size            int64           `json:"size"`
 	BounceRequested bool            `json:"bounce_requested,omitempty"`
 	Held            bool            `json:"held,omitempty"`
+	Quarantine      string          `json:"quarantine,omitempty"`
 	Recipients      []queueRcptJSON `json:"recipients"`
 }
 
@@ -410,7 +414,7 @@ type queueRcptJSON struct {
 func printQueueJSON(e *env, msgs []queue.Summary) int {
 	enc := json.NewEncoder(e.stdout)
 	for _, m := range msgs {
-		out := queueJSON{ID: m.ID, From: m.From, Received: m.Received, Size: m.Size, BounceRequested: m.BounceRequested, Held: m.Held}
+		out := queueJSON{ID: m.ID, From: m.From, Received: m.Received, Size: m.Size, BounceRequested: m.BounceRequested, Held: m.Held, Quarantine: m.Quarantine}
 		for _, r := range m.Rcpts {
 			rj := queueRcptJSON{Address: r.Addr, Status: statusNames[r.Status], Attempts: r.Attempts, LastResult: r.LastResult}
 			if r.Status == delivery.StatusPending && !r.NextAttempt.IsZero() {
@@ -572,6 +576,9 @@ func printEnvelope(w io.Writer, env *delivery.Envelope) {
 	fmt.Fprintf(w, "Client:    %s (HELO %s)\n", env.ClientIP, env.ClientHELO)
 	if env.EnvID != "" || env.Ret != "" {
 		fmt.Fprintf(w, "DSN:       ENVID=%s RET=%s\n", env.EnvID, env.Ret)
+	}
+	if env.Quarantine != "" {
+		fmt.Fprintf(w, "Quarantine: %s (held until released)\n", env.Quarantine)
 	}
 	for _, r := range env.Rcpts {
 		fmt.Fprintf(w, "Recipient: %s  %s  attempts=%d", r.Addr, statusNames[r.Status], r.Attempts)

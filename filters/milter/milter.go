@@ -271,8 +271,8 @@ func (f *Filter) verdict(act *gomilter.Action, stage string) (filters.Result, bo
 		r.Reason = "milter " + f.cfg.Name + " accepted the message at " + stage
 		return r, true
 	case gomilter.ActDiscard:
-		r.Verdict = filters.Quarantine
-		r.Reason = "milter " + f.cfg.Name + " asked to discard the message at " + stage + " (kept in Junk)"
+		r.Verdict, r.Hold = filters.Quarantine, true
+		r.Reason = "milter " + f.cfg.Name + " asked to discard the message at " + stage + " (kept in Junk, held in the queue)"
 		return r, true
 	case gomilter.ActReject:
 		r.Verdict, r.Code, r.Enhanced, r.Message = filters.Reject, 550, "5.7.1", "Message refused by content filter"
@@ -358,7 +358,7 @@ func (f *Filter) endOfMessage(mods []gomilter.ModifyAction, act *gomilter.Action
 			}
 		case gomilter.ActQuarantine:
 			if r.Verdict == filters.NoOpinion || r.Verdict == filters.Accept {
-				r.Verdict = filters.Quarantine
+				r.Verdict, r.Hold = filters.Quarantine, true
 				r.Reason = "milter " + f.cfg.Name + " quarantined the message: " + m.Reason
 			}
 		}

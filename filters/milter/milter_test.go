@@ -183,6 +183,9 @@ func TestMilterVerdicts(t *testing.T) {
 		if r.Verdict != c.verdict || r.Code != c.code || r.Enhanced != c.enhanced || r.Filter != "milter:scan" {
 			t.Errorf("body %q: %+v", c.body, r)
 		}
+		if r.Hold != (c.verdict == filters.Quarantine) {
+			t.Errorf("body %q: hold %v (a milter's quarantine and discard hold queued copies)", c.body, r.Hold)
+		}
 		if c.code == 554 && r.Message != "Eicar test signature found" {
 			t.Errorf("replycode text %q", r.Message)
 		}

@@ -83,6 +83,11 @@ type Envelope struct {
 	AuthUser   string    // the authenticated submitter, if any
 	ClientIP   string    // the SMTP client's address
 	ClientHELO string
+	// Quarantine is why a filter quarantined the message and asked for it
+	// to be held (a milter's quarantine): the queue keeps it on hold, as
+	// Postfix's HOLD does, until an administrator releases it (postern
+	// queue release) or deletes it. "" for every other message.
+	Quarantine string `json:",omitempty"`
 }
 
 // Message is the stored message: the exact bytes as accepted (CRLF line

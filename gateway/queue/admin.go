@@ -27,8 +27,9 @@ type Summary struct {
 	Received        time.Time
 	Size            int64 // bytes of the stored message
 	Rcpts           []delivery.Recipient
-	BounceRequested bool // a bounce is waiting for the running queue
-	Held            bool // on hold (Hold) until released
+	BounceRequested bool   // a bounce is waiting for the running queue
+	Held            bool   // on hold (Hold) until released
+	Quarantine      string // why a filter had it held (delivery.Envelope.Quarantine)
 }
 
 // Age is how long the message has been queued.
@@ -59,6 +60,7 @@ func List(dir string) ([]Summary, error) {
 		out = append(out, Summary{
 			ID: id, From: se.From, Received: se.Received, Size: info.Size(),
 			Rcpts: se.Rcpts, BounceRequested: se.BounceRequested, Held: se.Held,
+			Quarantine: se.Quarantine,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool {

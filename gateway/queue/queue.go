@@ -343,11 +343,13 @@ func (q *Queue) Enqueue(ctx context.Context, env delivery.Envelope, msg io.Reade
 		}
 		se.Rcpts[i] = delivery.Recipient{Addr: r.Addr, ORcpt: r.ORcpt, Notify: r.Notify, Local: r.Local, Folder: r.Folder, Pipe: r.Pipe}
 	}
-	for _, s := range []string{se.EnvID, se.Ret, se.AuthUser, se.ClientIP, se.ClientHELO} {
+	for _, s := range []string{se.EnvID, se.Ret, se.AuthUser, se.ClientIP, se.ClientHELO, se.Quarantine} {
 		if !validText(s) {
 			return "", fmt.Errorf("queue: enqueue: %w: bad text field", ErrBadEnvelope)
 		}
 	}
+	// A quarantined message waits for the administrator (queue release).
+	se.Held = se.Quarantine != ""
 	envData, err := encodeEnvelope(se)
 	if err != nil {
 		return "", fmt.Errorf("queue: enqueue: %w", err)

@@ -178,7 +178,7 @@ func decodeEnvelope(data []byte, wantID string) (*spoolEnvelope, error) {
 			return nil, fmt.Errorf("%w: recipient %d: bad text field", ErrCorruptEnvelope, i)
 		}
 	}
-	for _, s := range []string{se.EnvID, se.Ret, se.AuthUser, se.ClientIP, se.ClientHELO} {
+	for _, s := range []string{se.EnvID, se.Ret, se.AuthUser, se.ClientIP, se.ClientHELO, se.Quarantine} {
 		if !validText(s) {
 			return nil, fmt.Errorf("%w: bad text field", ErrCorruptEnvelope)
 		}
