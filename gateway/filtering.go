@@ -22,11 +22,13 @@ import (
 // reload builds a new one.
 type Filters struct {
 	Pipeline *filters.Pipeline
-	// Trusted runs at the end of DATA on the mail of the clients Pipeline
-	// does not check (authenticated users, clients smtpaccess lets
-	// relay): the milters configured for them, so that a content scanner
+	// Trusted runs on the mail of the clients Pipeline does not check
+	// (authenticated users, clients smtpaccess lets relay): the milters
+	// configured for them, at the end of DATA, so that a content scanner
 	// sees outgoing mail and can sign, mark or refuse it, as Postfix's
-	// smtpd_milters do on the submission port. No score thresholds.
+	// smtpd_milters do on the submission port, and the policy services
+	// configured for them at their stage (a sender quota for
+	// authenticated users). No score thresholds.
 	Trusted    *filters.Pipeline
 	Limiter    *ratelimit.Limiter // told about unknown recipients (dictionary attacks); may be nil
 	Signer     *dkim.Signer       // signs authenticated users' mail; may be nil
@@ -44,18 +46,16 @@ func (s *session) checked(c *smtpd.ConnInfo) bool {
 func (s *session) trusted(c *smtpd.ConnInfo) bool { return c.AuthUser != "" || s.access.Relay }
 
 // pipeline is what checks this client's mail at stage: the checks for an
-// unchecked client, the Trusted pipeline's milters at the end of DATA for
-// a trusted one, else none.
+// unchecked client, the Trusted pipeline (the milters and policy services
+// configured for them) for a trusted one.
 func (s *session) pipeline(c *smtpd.ConnInfo, stage filters.Stage) *filters.Pipeline {
 	switch {
 	case s.fl == nil || s.fs == nil:
 		return nil
 	case !s.trusted(c):
 		return s.fl.Pipeline
-	case stage == filters.StageData:
-		return s.fl.Trusted
 	}
-	return nil
+	return s.fl.Trusted
 }
 
 // runStage runs the pipeline at one stage and turns a refusal into the

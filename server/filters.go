@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"postern/filters/dnsbl"
 	"postern/filters/greylist"
 	"postern/filters/milter"
+	"postern/filters/policyd"
 	"postern/filters/ratelimit"
 	"postern/filters/smtprules"
 	"postern/filters/spf"
@@ -90,7 +92,10 @@ func parseFilterList(lines []policy.Line) ([]filterEntry, error) {
 	for _, ln := range lines {
 		f := strings.Fields(ln.Text)
 		e := filterEntry{name: strings.ToLower(f[0]), line: ln}
-		known := strings.HasPrefix(e.name, "milter:") && len(e.name) > len("milter:") // defined in "milters"
+		// milter:NAME and policy:NAME are defined in "milters" and
+		// "policyservices".
+		known := strings.HasPrefix(e.name, "milter:") && len(e.name) > len("milter:") ||
+			strings.HasPrefix(e.name, "policy:") && len(e.name) > len("policy:")
 		for _, n := range filterNames {
 			known = known || n == e.name
 		}
@@ -123,69 +128,141 @@ func parseFilterList(lines []policy.Line) ([]filterEntry, error) {
 	return out, errors.Join(errs...)
 }
 
-// loadMilters reads the "milters" setting: NAME ADDRESS [onerror=tempfail|
-// accept|reject] [timeout=DURATION] [authenticated=yes|no], ADDRESS as
-// Postfix writes it (unix:/path, inet:host:port).
-func loadMilters(dir string) (map[string]milter.Config, error) {
-	lines, err := policy.ReadSetting(dir, "milters")
+// serviceLine is one line of "milters" or "policyservices": NAME ADDRESS
+// [OPTION=VALUE...].
+type serviceLine struct {
+	name, network, address string
+	opts                   [][2]string
+	line                   policy.Line
+}
+
+// readServices reads setting's lines, each address parsed by parseAddr;
+// usage is the line's form, for the error on a short line.
+func readServices(dir, setting, usage string, parseAddr func(string) (string, string, error)) ([]serviceLine, []error) {
+	lines, err := policy.ReadSetting(dir, setting)
 	if errors.Is(err, policy.ErrNotSet) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, []error{err}
 	}
-	out := map[string]milter.Config{}
+	var out []serviceLine
 	var errs []error
+	seen := map[string]bool{}
 	for _, ln := range lines {
 		f := strings.Fields(ln.Text)
 		if len(f) < 2 {
-			errs = append(errs, ln.Errorf("want NAME ADDRESS [onerror=tempfail|accept|reject] [timeout=DURATION] [authenticated=yes|no]"))
+			errs = append(errs, ln.Errorf("want %s", usage))
 			continue
 		}
-		c := milter.Config{Name: strings.ToLower(f[0]), Authenticated: true}
-		if _, dup := out[c.Name]; dup {
-			errs = append(errs, ln.Errorf("milter %q defined twice", c.Name))
+		sl := serviceLine{name: strings.ToLower(f[0]), line: ln}
+		if seen[sl.name] {
+			errs = append(errs, ln.Errorf("%q defined twice", sl.name))
 			continue
 		}
-		c.Network, c.Address, err = milter.ParseAddress(f[1])
-		if err != nil {
+		seen[sl.name] = true
+		if sl.network, sl.address, err = parseAddr(f[1]); err != nil {
 			errs = append(errs, ln.Errorf("%v", err))
 			continue
 		}
 		for _, opt := range f[2:] {
 			k, v, _ := strings.Cut(opt, "=")
-			switch k {
-			case "onerror":
-				switch v {
-				case "tempfail":
-					c.OnError = milter.OnErrorTempfail
-				case "accept":
-					c.OnError = milter.OnErrorAccept
-				case "reject":
-					c.OnError = milter.OnErrorReject
-				default:
-					errs = append(errs, ln.Errorf("onerror=%s: want tempfail, accept or reject", v))
+			sl.opts = append(sl.opts, [2]string{k, v})
+		}
+		out = append(out, sl)
+	}
+	return out, errs
+}
+
+// serviceOptions holds the options milters and policy services share.
+type serviceOptions struct {
+	onError       int // 0 tempfail, 1 accept, 2 reject
+	timeout       time.Duration
+	authenticated bool
+}
+
+// common reads a shared option; false when k is not one.
+func (o *serviceOptions) common(k, v string) (bool, error) {
+	switch k {
+	case "onerror":
+		n := slices.Index([]string{"tempfail", "accept", "reject"}, v)
+		if n < 0 {
+			return true, fmt.Errorf("onerror=%s: want tempfail, accept or reject", v)
+		}
+		o.onError = n
+	case "timeout":
+		d, err := policy.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return true, fmt.Errorf("timeout=%s: want a duration such as 30s", v)
+		}
+		o.timeout = d
+	case "authenticated":
+		if v != "yes" && v != "no" {
+			return true, fmt.Errorf("authenticated=%s: want yes or no", v)
+		}
+		o.authenticated = v == "yes"
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
+// loadMilters reads the "milters" setting: NAME ADDRESS [onerror=tempfail|
+// accept|reject] [timeout=DURATION] [authenticated=yes|no], ADDRESS as
+// Postfix writes it (unix:/path, inet:host:port).
+func loadMilters(dir string) (map[string]milter.Config, error) {
+	lines, errs := readServices(dir, "milters", "NAME ADDRESS [onerror=tempfail|accept|reject] [timeout=DURATION] [authenticated=yes|no]", milter.ParseAddress)
+	out := map[string]milter.Config{}
+	for _, sl := range lines {
+		o := serviceOptions{authenticated: true}
+		for _, kv := range sl.opts {
+			if known, err := o.common(kv[0], kv[1]); err != nil || !known {
+				if err == nil {
+					err = fmt.Errorf("unknown option %q (onerror=, timeout=, authenticated=)", kv[0]+"="+kv[1])
 				}
-			case "timeout":
-				d, perr := policy.ParseDuration(v)
-				if perr != nil || d <= 0 {
-					errs = append(errs, ln.Errorf("timeout=%s: want a duration such as 30s", v))
-				}
-				c.Timeout = d
-			case "authenticated":
-				switch v {
-				case "yes":
-					c.Authenticated = true
-				case "no":
-					c.Authenticated = false
-				default:
-					errs = append(errs, ln.Errorf("authenticated=%s: want yes or no", v))
-				}
-			default:
-				errs = append(errs, ln.Errorf("unknown option %q (onerror=, timeout=, authenticated=)", opt))
+				errs = append(errs, sl.line.Errorf("%v", err))
 			}
 		}
-		out[c.Name] = c
+		out[sl.name] = milter.Config{Name: sl.name, Network: sl.network, Address: sl.address,
+			OnError: milter.OnError(o.onError), Timeout: o.timeout, Authenticated: o.authenticated}
+	}
+	return out, errors.Join(errs...)
+}
+
+// loadPolicyServices reads the "policyservices" setting: NAME ADDRESS
+// [stage=mail|rcpt|data] [onerror=tempfail|accept|reject]
+// [timeout=DURATION] [authenticated=yes|no]: Postfix policy servers
+// (docs/filters.md).
+func loadPolicyServices(dir string) (map[string]policyd.Config, error) {
+	lines, errs := readServices(dir, "policyservices", "NAME ADDRESS [stage=mail|rcpt|data] [onerror=tempfail|accept|reject] [timeout=DURATION] [authenticated=yes|no]", policyd.ParseAddress)
+	out := map[string]policyd.Config{}
+	for _, sl := range lines {
+		var o serviceOptions
+		stage := filters.StageRcpt
+		for _, kv := range sl.opts {
+			known, err := o.common(kv[0], kv[1])
+			if !known && kv[0] == "stage" {
+				known = true
+				switch kv[1] {
+				case "mail":
+					stage = filters.StageMail
+				case "rcpt":
+					stage = filters.StageRcpt
+				case "data":
+					stage = filters.StageData
+				default:
+					err = fmt.Errorf("stage=%s: want mail, rcpt or data", kv[1])
+				}
+			}
+			if err == nil && !known {
+				err = fmt.Errorf("unknown option %q (stage=, onerror=, timeout=, authenticated=)", kv[0]+"="+kv[1])
+			}
+			if err != nil {
+				errs = append(errs, sl.line.Errorf("%v", err))
+			}
+		}
+		out[sl.name] = policyd.Config{Name: sl.name, Network: sl.network, Address: sl.address, Stage: stage,
+			OnError: policyd.OnError(o.onError), Timeout: o.timeout, Authenticated: o.authenticated}
 	}
 	return out, errors.Join(errs...)
 }
@@ -255,6 +332,10 @@ func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, resul
 	if err != nil {
 		return nil, err
 	}
+	services, err := loadPolicyServices(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
 	var entries, trusted []filters.Entry
 	for _, e := range list {
 		var f filters.Filter
@@ -270,6 +351,21 @@ func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, resul
 			}
 			entries = append(entries, filters.Entry{Filter: f, Mode: e.mode, Weight: e.weight})
 			if mc.Authenticated {
+				trusted = append(trusted, filters.Entry{Filter: f, Mode: e.mode, Weight: e.weight})
+			}
+			continue
+		}
+		if name, ok := strings.CutPrefix(e.name, "policy:"); ok {
+			pc, defined := services[name]
+			if !defined {
+				return nil, e.line.Errorf("policy service %q is not defined in the policyservices setting", name)
+			}
+			f, err = policyd.New(policyd.Options{Config: pc, Hostname: cfg.Me})
+			if err != nil {
+				return nil, e.line.Errorf("%v", err)
+			}
+			entries = append(entries, filters.Entry{Filter: f, Mode: e.mode, Weight: e.weight})
+			if pc.Authenticated {
 				trusted = append(trusted, filters.Entry{Filter: f, Mode: e.mode, Weight: e.weight})
 			}
 			continue

@@ -13,8 +13,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,8 +25,10 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 
+	"postern/filters"
 	"postern/filters/dns/dnstest"
 	"postern/filters/rejectlog"
+	"postern/policy"
 )
 
 // rawSMTP is a hand-driven SMTP client: it can send XCLIENT (go-smtp's
@@ -702,5 +707,184 @@ func TestMilterQuarantineHoldsRelayedCopy(t *testing.T) {
 	waitFor(t, "the released copy relayed", func() bool { return len(remote.messages()) == 2 })
 	if m := remote.messages()[1]; !bytes.Contains(m.data, []byte("cheap SPAM")) {
 		t.Fatalf("released message: %q", m.data)
+	}
+}
+
+// startPostgrey runs Debian's postgrey (a Postfix policy server, installed
+// by .ci/run) on a free loopback port with a greylisting delay of delay
+// seconds: its address and a function that stops it, or a skip when it is
+// not installed.
+func startPostgrey(t *testing.T, delay int) (string, func()) {
+	t.Helper()
+	bin, err := exec.LookPath("postgrey")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("postgrey is not installed: .ci/run installs it")
+		}
+		t.Skip("postgrey not installed (apt-get install postgrey)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	u, g := "root", "root"
+	if os.Getuid() != 0 {
+		if cur, err := user.Current(); err == nil {
+			u = cur.Username
+			if grp, err := user.LookupGroupId(cur.Gid); err == nil {
+				g = grp.Name
+			}
+		}
+	}
+	cmd := exec.Command(bin, "--inet="+addr, "--dbdir="+dir, "--delay="+strconv.Itoa(delay),
+		"--user="+u, "--group="+g, "--pidfile="+filepath.Join(dir, "pid"))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop := func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
+	t.Cleanup(stop)
+	waitFor(t, "postgrey listening", func() bool {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return addr, stop
+}
+
+// policyservices with a real Postfix policy server: postgrey greylists a
+// new (client, sender, recipient) with its DEFER_IF_PERMIT, the retry
+// after its delay is taken with the X-Greylist field it prepends, and
+// when it is gone the configured failure action applies.
+func TestPolicyServicePostgrey(t *testing.T) {
+	addr, stop := startPostgrey(t, 1)
+	h := newFilterHarness(t, baseZone(), map[string]string{
+		"filters":        "policy:postgrey\n",
+		"policyservices": "postgrey inet:" + addr + " timeout=5s\n",
+	})
+	send := func() (int, string) {
+		c := dialRaw(t, h.addr("smtp"))
+		c.as("192.0.2.7", "mail.good.test")
+		return c.send("x@good.test", h.user, testMessage("greylist me", "hello\r\n"))
+	}
+	// postgrey gives 4.2.0 (its workaround for Exchange) when it sees
+	// Postfix's etrn_domain attribute, which Postern sends as Postfix does.
+	if code, text := send(); code != 450 || !strings.HasPrefix(text, "4.2.0 Greylisted, see http://postgrey.schweikert.ch/help/example.test.html") {
+		t.Fatalf("first attempt: %d %s", code, text)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if code, text := send(); code != 250 {
+		t.Fatalf("retry after the delay: %d %s", code, text)
+	}
+	inbox := inboxMessages(t, h, h.user)
+	if len(inbox) != 1 || !bytes.Contains(inbox[0], []byte("X-Greylist: delayed ")) || !bytes.Contains(inbox[0], []byte(" by postgrey-")) {
+		t.Fatalf("inbox: %q", inbox)
+	}
+	stop()
+	if code, text := send(); code != 451 || !strings.HasPrefix(text, "4.3.5 ") {
+		t.Fatalf("postgrey gone: %d %s", code, text)
+	}
+}
+
+// policyservices mistakes are found with their file and line, by
+// "postern config" as by the server; a filter naming an undefined one too.
+func TestPolicyServicesConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "policyservices")
+	os.WriteFile(file, []byte("pg inet:127.0.0.1:10023 stage=rcpt timeout=5s authenticated=yes\n"+
+		"bad\n"+
+		"pg inet:127.0.0.1:1\n"+
+		"x unix:relative\n"+
+		"y inet:127.0.0.1:10023 stage=helo onerror=maybe colour=blue\n"), 0o644)
+	cfgs, err := loadPolicyServices(dir)
+	for _, want := range []string{file + ":2: want NAME ADDRESS", file + `:3: "pg" defined twice`, file + ":4: policy service address",
+		file + ":5: stage=helo", file + ":5: onerror=maybe", file + `:5: unknown option "colour=blue"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+	if c := cfgs["pg"]; c.Network != "tcp" || c.Address != "127.0.0.1:10023" || c.Stage != filters.StageRcpt || c.Timeout != 5*time.Second || !c.Authenticated {
+		t.Errorf("pg: %+v", c)
+	}
+	entries, err := parseFilterList([]policy.Line{{File: "filters", Num: 1, Text: "policy:pg score"}, {File: "filters", Num: 2, Text: "policy:"}})
+	if err == nil || !strings.Contains(err.Error(), `filters:2: unknown check "policy:"`) || len(entries) != 1 || entries[0].mode != filters.ModeScore {
+		t.Errorf("filter list: %v %+v", err, entries)
+	}
+}
+
+// A policy service with authenticated=yes sees authenticated users' mail
+// (a sending quota); one without it does not.
+func TestPolicyServiceAuthenticated(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	var users []string
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					user := ""
+					for {
+						line, err := r.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if line == "\n" {
+							break
+						}
+						if v, ok := strings.CutPrefix(strings.TrimSpace(line), "sasl_username="); ok {
+							user = v
+						}
+					}
+					mu.Lock()
+					users = append(users, user)
+					mu.Unlock()
+					action := "DUNNO"
+					if user != "" {
+						action = "452 4.7.1 Sending quota of " + user + " used up"
+					}
+					fmt.Fprintf(c, "action=%s\n\n", action)
+				}
+			}()
+		}
+	}()
+	for _, auth := range []string{"yes", "no"} {
+		h := newFilterHarness(t, baseZone(), map[string]string{
+			"filters":        "policy:quota\n",
+			"policyservices": "quota inet:" + ln.Addr().String() + " authenticated=" + auth + "\n",
+		})
+		err := submit(t, h, h.user, []string{h.user}, testMessage("out", "hello\r\n"), nil, nil)
+		var se *smtp.SMTPError
+		if auth == "yes" && (!errors.As(err, &se) || se.Code != 452 || !strings.Contains(se.Message, "Sending quota of "+h.user+" used up")) {
+			t.Fatalf("authenticated=yes: %v", err)
+		}
+		if auth == "no" && err != nil {
+			t.Fatalf("authenticated=no: %v", err)
+		}
+		c := dialRaw(t, h.addr("smtp"))
+		c.as("192.0.2.7", "mail.good.test")
+		if code, text := c.send("x@good.test", h.user, testMessage("in", "hello\r\n")); code != 250 {
+			t.Fatalf("inbound, authenticated=%s: %d %s", auth, code, text)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(users) != fmt.Sprintf("[%s  ]", "alice@example.test") {
+		t.Fatalf("asked about %q, want alice's submission then the two inbound messages", users)
 	}
 }

@@ -1,0 +1,116 @@
+package policyd
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"postern/filters"
+)
+
+// enhancedAtStart is an RFC 3463 code at the start of a reply text.
+var enhancedAtStart = regexp.MustCompile(`^([245])\.\d{1,3}\.\d{1,3}(\s|$)`)
+
+// parseAction reads an action as access(5) defines it, as Postfix does
+// for a policy server's answer:
+//
+//	OK                      accept: the later checks of the stage are skipped
+//	DUNNO                   no opinion
+//	REJECT [text]           554 5.7.1 (Postfix's access_map_reject_code); a
+//	                        text may start with its own 5.X.Y, a defer's with 4.X.Y
+//	DEFER [text]            450 4.7.1 (access_map_defer_code)
+//	DEFER_IF_PERMIT [text]  the same: what postgrey answers to greylist
+//	DEFER_IF_REJECT [text]  no opinion (Postern has no later "reject" to defer)
+//	4NN/5NN [X.Y.Z] text    that reply
+//	HOLD [text]             quarantine, the queued copies held (Result.Hold)
+//	DISCARD [text]          the same: Postern never drops accepted mail
+//	PREPEND name: value     the header field added, no opinion
+//	WARN/INFO text          logged, no opinion
+//
+// REDIRECT, FILTER, BCC and other actions are logged and ignored. An
+// empty or unknown action is an error (the policy server is broken).
+func parseAction(action string) (filters.Result, error) {
+	action = strings.TrimSpace(action)
+	word, text, _ := strings.Cut(action, " ")
+	text = strings.TrimSpace(text)
+	r := filters.Result{Reason: "action=" + action}
+	switch up := strings.ToUpper(word); {
+	case up == "OK":
+		r.Verdict = filters.Accept
+	case up == "DUNNO":
+	case up == "REJECT":
+		r.Verdict, r.Code, r.Enhanced = filters.Reject, 554, "5.7.1"
+		r.Enhanced, text = enhanced('5', r.Enhanced, text)
+		r.Message = orDefault(text, "Access denied")
+	case up == "DEFER" || up == "DEFER_IF_PERMIT":
+		r.Verdict, r.Code, r.Enhanced = filters.Tempfail, 450, "4.7.1"
+		r.Enhanced, text = enhanced('4', r.Enhanced, text)
+		r.Message = orDefault(text, "Service unavailable, try again later")
+	case up == "DEFER_IF_REJECT":
+	case up == "HOLD" || up == "DISCARD":
+		r.Verdict, r.Hold = filters.Quarantine, true
+	case up == "PREPEND":
+		name, _, ok := strings.Cut(text, ":")
+		if !ok || name == "" || strings.ContainsAny(name, " \t") || !printable(text) {
+			return r, fmt.Errorf("PREPEND without a header field: %q", action)
+		}
+		r.HeaderFields = []string{text}
+	case up == "WARN" || up == "INFO":
+	case up == "REDIRECT" || up == "FILTER" || up == "BCC" || up == "DELAY" || up == "FREEZE":
+		r.Reason += " (not supported by Postern; ignored)"
+	case len(word) == 3 && (word[0] == '4' || word[0] == '5') && isDigits(word):
+		code, _ := strconv.Atoi(word)
+		r.Code = code
+		r.Verdict = filters.Reject
+		r.Enhanced = "5.7.1"
+		if word[0] == '4' {
+			r.Verdict, r.Enhanced = filters.Tempfail, "4.7.1"
+		}
+		r.Enhanced, text = enhanced(word[0], r.Enhanced, text)
+		r.Message = orDefault(text, "Access denied")
+	default:
+		return r, fmt.Errorf("unknown action %q", action)
+	}
+	if r.Message != "" && !printable(r.Message) {
+		return r, fmt.Errorf("reply text with control characters: %q", action)
+	}
+	return r, nil
+}
+
+// enhanced takes an RFC 3463 code off the start of text when its class
+// is class, as access(5) allows ("DEFER_IF_PERMIT 4.2.0 Greylisted");
+// else def stays and text is unchanged.
+func enhanced(class byte, def, text string) (string, string) {
+	if m := enhancedAtStart.FindString(text); m != "" && m[0] == class {
+		return strings.TrimSpace(m), strings.TrimSpace(text[len(m):])
+	}
+	return def, text
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// printable: no control characters (a reply or header text must be one
+// line).
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' && s[i] != '\t' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}

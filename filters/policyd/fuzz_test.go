@@ -1,0 +1,40 @@
+package policyd
+
+import (
+	"strings"
+	"testing"
+
+	"postern/filters"
+)
+
+// FuzzParseAction: any answer either is refused or gives a verdict whose
+// reply fits SMTP: a 4xx tempfail or 5xx refusal with a matching enhanced
+// code class, and texts and header fields on one line.
+func FuzzParseAction(f *testing.F) {
+	for _, s := range []string{"OK", "DUNNO", "REJECT go away", "DEFER_IF_PERMIT 4.2.0 Greylisted, see x",
+		"550 5.7.1 no", "452 4.5.3 later", "PREPEND X-A: b", "HOLD", "WARN x", "450 5.1.1 odd", "REJECT 4.1.1 odd"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, action string) {
+		r, err := parseAction(action)
+		if err != nil {
+			return
+		}
+		one := func(s string) bool { return !strings.ContainsAny(s, "\r\n\x00") }
+		switch r.Verdict {
+		case filters.Reject, filters.Tempfail:
+			class := byte('5')
+			if r.Verdict == filters.Tempfail {
+				class = '4'
+			}
+			if r.Code/100 != int(class-'0') || r.Enhanced == "" || r.Enhanced[0] != class || !one(r.Message) || r.Message == "" {
+				t.Fatalf("%q: %+v", action, r)
+			}
+		}
+		for _, h := range r.HeaderFields {
+			if !one(h) || !strings.Contains(h, ":") {
+				t.Fatalf("%q: header %q", action, h)
+			}
+		}
+	})
+}
