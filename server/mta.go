@@ -381,3 +381,8 @@ func selfAddrs(cfg *policy.Config) []netip.AddrPort {
 	}
 	return out
 }
+
+// Plan is how mail for domain would leave now (postern check route).
+func (m *MTA) Plan(ctx context.Context, domain string) outbound.Plan {
+	return m.remote.Load().Plan(ctx, domain)
+}

@@ -61,7 +61,8 @@ func commands() []command {
 		{"queue", "list, show, retry, delete or bounce queued messages", runQueue},
 		{"mailq", "list the queue (as sendmail -bp)", runMailq},
 		{"makealiases", "compile the aliases into their index (also: newaliases)", runMakealiases},
-		{"check", "diagnose a policy check as the gateway would (spf, dkim, dmarc, dnsbl)", runCheck},
+		{"check", "diagnose a policy check as the gateway would (spf, dkim, dmarc, dnsbl), or where mail goes (route)", runCheck},
+		{"testmxlookup", "where mail for a domain goes: routes, MX, addresses, TLS (Courier's testmxlookup)", runCheckRoute},
 		{"dkim", "make DKIM signing keys and print their DNS records", runDKIM},
 		{"rejects", "list and search the mail refused during SMTP sessions", runRejects},
 		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},
@@ -84,6 +85,7 @@ var argv0Tools = map[string]string{
 	"deliverquota": "deliverquota",
 	"makeuserdb":   "makeuserdb",
 	"authtest":     "authtest",
+	"testmxlookup": "testmxlookup",
 }
 
 func main() {
@@ -219,14 +221,18 @@ func runCheck(e *env, args []string) int {
        postern check dkim [--dns HOST:PORT] < MESSAGE
        postern check dmarc --ip IP --helo NAME --sender ADDR [--dns HOST:PORT] < MESSAGE
        postern check dnsbl IP [--zone ZONE ...] [--dns HOST:PORT]
+       postern check route ADDRESS|DOMAIN [--dns HOST:PORT]
 
 Runs one check the way the gateway does and says what it found and why:
 spf    RFC 7208 result (pass|fail|softfail|neutral|none|temperror|permerror),
        the record and mechanism that decided, every DNS lookup made;
 dkim   every signature's result (RFC 6376) and why;
 dmarc  SPF, DKIM and DMARC (RFC 7489) step by step, and the SMTP answer;
-dnsbl  every DNS list's answer for IP, and the combined verdict.
-See docs/spf.md, docs/dkim.md, docs/dmarc.md, docs/dnsbl.md.
+dnsbl  every DNS list's answer for IP, and the combined verdict;
+route  where mail for an address or a domain would go: accepted or not,
+       local, alias, and the routes rule, MX hosts, addresses, TLS/DANE/
+       MTA-STS (also as "testmxlookup DOMAIN", Courier's name).
+See docs/spf.md, docs/dkim.md, docs/dmarc.md, docs/dnsbl.md, docs/routes.md.
 `)
 	}
 	if len(args) == 0 {
@@ -242,6 +248,8 @@ See docs/spf.md, docs/dkim.md, docs/dmarc.md, docs/dnsbl.md.
 		return dmarc.CheckMain(args[1:], e.stdin, e.stdout, e.stderr)
 	case "dnsbl":
 		return dnsbl.CheckMain(withConfigArg(e, args[1:]), e.stdout, e.stderr)
+	case "route":
+		return runCheckRoute(e, args[1:])
 	case "-h", "--help", "help":
 		usage(e.stdout)
 		return 0

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"postern/auth/authtool"
+	"postern/filters/dns/dnstest"
+	"postern/policy"
+)
+
+// postern check route and testmxlookup, against a real DNS server: an
+// alias split into a local account and a remote address with its MX
+// hosts in order, a routes rule to a relay, a null MX, a domain that
+// does not exist, a refusal for an unauthenticated client.
+func TestCheckRoute(t *testing.T) {
+	dns := dnstest.Start(t, dnstest.NewZone().Add(
+		"remote.example. 300 IN MX 20 mx2.remote.example.",
+		"remote.example. 300 IN MX 10 mx1.remote.example.",
+		"mx1.remote.example. 300 IN A 192.0.2.10",
+		"mx1.remote.example. 300 IN AAAA 2001:db8::10",
+		"mx2.remote.example. 300 IN A 192.0.2.20",
+		"nullmx.example. 300 IN MX 0 .",
+	))
+	dir := t.TempDir()
+	if err := policy.Init(dir, "example.test", "mail.example.test", false); err != nil {
+		t.Fatal(err)
+	}
+	etc := filepath.Join(dir, "etc")
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(etc, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("resolvers", dns.Addr+"\n")
+	write("routes", "relay.example: [192.0.2.50],587 /SECURITY=REQUIRED\n")
+	write("aliases", "team: alice, bob@remote.example\n")
+	var out bytes.Buffer
+	if code := authtool.UserMain([]string{"add", "alice@example.test", "--password", "pw"}, strings.NewReader(""), &out, &out, etc); code != 0 {
+		t.Fatalf("user add: %s", out.String())
+	}
+	check := func(argv []string, wantCode int, wants ...string) {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		code := run(argv, &env{stdout: &stdout, stderr: &stderr})
+		if code != wantCode {
+			t.Errorf("%v: exit %d, want %d\n%s%s", argv, code, wantCode, stdout.String(), stderr.String())
+		}
+		for _, w := range wants {
+			if !strings.Contains(stdout.String(), w) {
+				t.Errorf("%v: output lacks %q:\n%s", argv, w, stdout.String())
+			}
+		}
+	}
+	check([]string{"postern", "--config", etc, "check", "route", "team@example.test"}, 0,
+		"From the internet: taken at RCPT TO\n",
+		"alice@example.test: local account alice@example.test\n",
+		"bob@remote.example: remote\n",
+		"Domain remote.example: by MX (no routes rule)\n",
+		"  1. mx1.remote.example port 25, TLS OPPORTUNISTIC\n       192.0.2.10\n       2001:db8::10\n",
+		"  2. mx2.remote.example port 25, TLS OPPORTUNISTIC\n       192.0.2.20\n")
+	check([]string{"postern", "--config", etc, "check", "route", "x@nullmx.example"}, 1,
+		"From the internet: refused at RCPT TO: 554 5.7.1 Relay access denied (relay)\n",
+		"Domain nullmx.example: by MX (no routes rule)\n  would bounce: 5.1.10 ")
+	t.Setenv("POSTERN_CONFIG", etc)
+	check([]string{"/usr/sbin/testmxlookup", "relay.example"}, 0,
+		`Domain relay.example: relayed by SMTP to [192.0.2.50], routes rule "relay.example" (`+filepath.Join(etc, "routes")+":1), REQUIRED\n",
+		"  1. 192.0.2.50 port 587, TLS REQUIRED\n")
+	check([]string{"/usr/sbin/testmxlookup", "nosuch.example"}, 1, "would bounce: 5.1.2 ")
+	check([]string{"postern", "--config", etc, "check", "route"}, 64)
+}
