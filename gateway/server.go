@@ -91,6 +91,7 @@ func NewServer(opt Options) *Server {
 	so.ProxyProtocol = opt.Proxy
 	so.TrustedProxies = cfg.TrustedProxies
 	so.XCLIENTFrom = cfg.XCLIENTFrom
+	so.SoftBounce = func() bool { return opt.Config().SoftBounce }
 	so.Logger = opt.Logger
 	if opt.LocalUser != "" {
 		// sendmail -bs: bare names are local ones, as with sendmail -t.

@@ -86,6 +86,11 @@ type Config struct {
 	// host a ".domain" entry would take that is not local. Without the
 	// file, "me" is the one local domain, as in Courier.
 	Locals map[string]bool
+	// SoftBounce keeps mail that would be returned ("softbounce", Postfix's
+	// soft_bounce): 5xx SMTP replies are sent as 4xx, and the queue
+	// retries permanent failures and expired messages instead of
+	// bouncing them. For migrations and tests; off by default.
+	SoftBounce bool
 	// RelayDomains are the domains of "esmtpacceptmailfor" (Courier's
 	// name) that are not ours: their mail is taken from anyone and relayed
 	// on (routes, else MX), as for a backup MX or a gateway in front of
@@ -355,6 +360,7 @@ func Load(dir string) (*Config, error) {
 	c.AcceptMailFor = l.domains("acceptmailfor")
 	c.DomainAliases = l.hostedDomains("hosteddomains", c.AcceptMailFor)
 	c.Locals = l.locals(c.Me)
+	c.SoftBounce = l.boolean("softbounce", false)
 	c.RelayDomains = l.relayDomains("esmtpacceptmailfor")
 	c.RelayRecipients, c.relayListed = l.relayRecipients("relayrecipients")
 	c.RelayVerify = l.boolean("relayverify", false)

@@ -191,6 +191,7 @@ func OpenMTA(cfg *policy.Config, cfgFn func() *policy.Config, authSvc *auth.Serv
 		Concurrency: cfg.MaxDels,
 		PerDomain:   cfg.MaxHost,
 		Logger:      log.With("service", "queue"),
+		SoftBounce:  func() bool { return cfgFn().SoftBounce },
 		IsLocal: func(addr string) bool {
 			_, d, ok := strings.Cut(addr, "@")
 			return ok && cfgFn().HasDomain(d)

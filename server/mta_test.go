@@ -1175,3 +1175,19 @@ func TestSelfMXByAddressLoops(t *testing.T) {
 		return false
 	})
 }
+
+// softbounce: every 5xx the server would answer goes out as 4xx (Postfix's
+// soft_bounce), so the client keeps the mail and tries again.
+func TestSoftBounceReplies(t *testing.T) {
+	h, _ := newMTAHarnessWith(t, func(h *harness) { h.writeSetting("softbounce", "yes\n") })
+	for _, rcpt := range []string{"nobody@example.test", "someone@elsewhere.example"} {
+		err := h.send("x@client.example.net", []string{rcpt}, testMessage("soft", "x\r\n"))
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code/100 != 4 || se.EnhancedCode[0] != 4 {
+			t.Errorf("to %s: %v, want a 4xx with a 4.X.X code", rcpt, err)
+		}
+	}
+	if err := h.send("x@client.example.net", []string{h.user}, testMessage("fine", "x\r\n")); err != nil {
+		t.Fatalf("a good recipient: %v", err)
+	}
+}

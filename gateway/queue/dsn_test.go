@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -510,5 +511,50 @@ func TestRelayedDSNForNextHopWithoutDSN(t *testing.T) {
 	}
 	if !strings.Contains(d.human, "<plain@remote.example>: relayed to mx.remote.example") {
 		t.Errorf("human part:\n%s", d.human)
+	}
+}
+
+// Soft bounce (Postfix's soft_bounce): a permanent failure is retried and
+// an expired message stays, with no DSN and no busy loop after the
+// lifetime; once it is turned off, the next attempt's failure bounces.
+func TestSoftBounceKeepsWhatWouldBounce(t *testing.T) {
+	var soft atomic.Bool
+	soft.Store(true)
+	h := newHarness(t, func(o *Options) {
+		o.Schedule = []time.Duration{10 * time.Minute}
+		o.Lifetime = 25 * time.Minute
+		o.DelayNotice = time.Hour
+		o.SoftBounce = soft.Load
+	})
+	h.remote.setDecide(func(env *delivery.Envelope, r delivery.Recipient) delivery.Result {
+		if env.From == "" {
+			return delivery.Result{}
+		}
+		return permFail("no such user")
+	})
+	h.start()
+	id := h.enqueue(env("alice@sender.example", remote("bob@remote.example")), testMessage)
+	waitFor(t, "first attempt", func() bool { return h.envelope(id).Rcpts[0].Attempts == 1 })
+	// Past the lifetime: still queued, still retried at the usual gaps.
+	stepUntil(t, h, id, 12*time.Minute, 10, func() bool { return h.envelope(id).Rcpts[0].Attempts >= 5 })
+	time.Sleep(100 * time.Millisecond)
+	e := h.envelope(id)
+	if h.gone(id) || e.Rcpts[0].Status != delivery.StatusPending || len(h.remote.dsnCalls()) != 0 {
+		t.Fatalf("with soft bounce: gone %v, recipient %+v, %d DSNs", h.gone(id), e.Rcpts[0], len(h.remote.dsnCalls()))
+	}
+	if next := e.Rcpts[0].NextAttempt; !next.After(h.clock.Now()) {
+		t.Fatalf("next attempt %v is not after now (%v): a retry loop", next, h.clock.Now())
+	}
+	attempts := e.Rcpts[0].Attempts
+	time.Sleep(200 * time.Millisecond) // no clock step: no attempt
+	if n := h.envelope(id).Rcpts[0].Attempts; n != attempts {
+		t.Fatalf("%d attempts without the clock moving (was %d)", n, attempts)
+	}
+	soft.Store(false)
+	stepUntil(t, h, id, 12*time.Minute, 3, func() bool { return h.gone(id) })
+	waitFor(t, "the bounce", func() bool { return len(h.remote.dsnCalls()) == 1 })
+	r := parseDSN(t, h.remote.dsnCalls()[0].body).rcpt(t, "bob@remote.example")
+	if r.Get("Action") != "failed" || !strings.HasPrefix(r.Get("Status"), "5.") {
+		t.Errorf("bounced recipient: %v", r)
 	}
 }

@@ -66,6 +66,11 @@ type Options struct {
 	// to: the sender may be an alias (a list owner) rather than an
 	// account. When it fails or gives nothing, IsLocal decides as before.
 	Expand func(ctx context.Context, addr string) ([]delivery.Recipient, error)
+	// SoftBounce, when it returns true, keeps what would be bounced: a
+	// permanent failure is retried as a temporary one and an expired
+	// message stays queued (Postfix's soft_bounce). An administrator's
+	// "queue bounce" still bounces.
+	SoftBounce func() bool
 	// DrainTimeout bounds how long Run waits, after its context ends, for
 	// in-flight deliveries to finish before cancelling them (default 30s).
 	DrainTimeout time.Duration

@@ -468,6 +468,11 @@ func (p *pass) record(i int, res delivery.Result, now time.Time) {
 	r.Attempts++
 	r.LastAttempt = now
 	r.RemoteMTA = cleanText(res.RemoteMTA, 255)
+	soft := q.opt.SoftBounce != nil && q.opt.SoftBounce()
+	if soft && res.Err != nil && res.Permanent {
+		q.log.Warn("soft bounce: permanent failure kept in the queue", "id", se.ID, "to", r.Addr, "status", res.Status)
+		res.Permanent = false
+	}
 	q.log.Info("delivery attempt", "id", se.ID, "to", r.Addr, "local", r.Local,
 		"outcome", outcome(res), "status", res.Status, "result", cleanText(res.Diagnostic, 300),
 		"remote_mta", res.RemoteMTA, "attempts", r.Attempts, "queued_for", now.Sub(se.Received).Round(time.Second))
@@ -515,7 +520,7 @@ func (p *pass) record(i int, res delivery.Result, now time.Time) {
 	switch {
 	case res.Permanent:
 		p.failed = append(p.failed, dsnRecipient{index: i, action: "failed", status: statusOr(res.Status, "5.0.0")})
-	case !now.Before(expiry):
+	case !now.Before(expiry) && !soft:
 		p.failed = append(p.failed, dsnRecipient{index: i, action: "failed", status: "4.4.7", expired: true})
 	default:
 		if !r.DelayNotified && now.Sub(se.Received) >= q.opt.DelayNotice && notifyDelay(se.From, r.Notify) {

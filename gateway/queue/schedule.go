@@ -25,7 +25,9 @@ func (q *Queue) retryGap(attempts int) time.Duration {
 // message's lifetime, so the final attempt happens at expiry.
 func (q *Queue) nextAttempt(se *spoolEnvelope, attempts int, now time.Time) time.Time {
 	next := now.Add(q.retryGap(attempts))
-	if expiry := se.Received.Add(q.opt.Lifetime); next.After(expiry) {
+	// The last attempt is at the end of the lifetime; past it (kept by
+	// soft bounce) the usual gaps go on.
+	if expiry := se.Received.Add(q.opt.Lifetime); next.After(expiry) && expiry.After(now) {
 		next = expiry
 	}
 	return next

@@ -555,6 +555,14 @@ func (c *conn) writeReply(r *Reply) {
 		c.log.Error("smtpd: session reply with an invalid code", "code", r.Code, "text", r.Text)
 		r = NewReply(451, "4.3.0", "Error: internal error")
 	}
+	if r.Code >= 500 && c.opt.SoftBounce != nil && c.opt.SoftBounce() {
+		soft := *r
+		soft.Code -= 100
+		if validEnhanced(soft.Enhanced) {
+			soft.Enhanced = "4" + soft.Enhanced[1:]
+		}
+		r = &soft
+	}
 	class := byte('0' + r.Code/100)
 	enh := r.Enhanced
 	switch {

@@ -104,6 +104,11 @@ type Options struct {
 
 	BareLineEndings BareLFPolicy
 
+	// SoftBounce, when it returns true, sends every 5xx reply as 4xx
+	// (class digit of the enhanced code too), as Postfix's soft_bounce:
+	// nothing is refused for good while an administrator tests.
+	SoftBounce func() bool
+
 	Logger *slog.Logger
 }
 
