@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"postern/filters/ratelimit"
 	"postern/filters/rejectlog"
 	"postern/gateway/smtpd"
+	"postern/policy"
 )
 
 // Filters is the SMTP-time checking in force: the pipeline, the pieces
@@ -255,10 +257,22 @@ func (s *session) stripForged(msg []byte) []byte {
 	return authres.StripForgedAuthResults(msg, s.fl.AuthservID)
 }
 
-// dkimSign returns DKIM-Signature fields for mail from authenticated users
-// whose From domain we hold a key for, or nil.
+// dkimSign returns DKIM-Signature fields for mail the server sends out for
+// its own: authenticated users', relay clients' (smtpaccess RELAYCLIENT:
+// an application server) and local users' (sendmail -bs), when the author's
+// domain is ours or has a key.
 func (s *session) dkimSign(ctx context.Context, c *smtpd.ConnInfo, msg []byte) []byte {
-	if s.fl == nil || s.fl.Signer == nil || c.AuthUser == "" {
+	if s.fl == nil || !s.trusted(c) && s.b.localUser == "" {
+		return nil
+	}
+	return SignOutgoing(ctx, s.cfg, s.fl.Signer, msg, s.log)
+}
+
+// SignOutgoing returns the DKIM-Signature fields (CRLF-ended) for msg with
+// the key of its author's (From) domain, when that domain is ours or has
+// a key; nil otherwise, or when signer is nil.
+func SignOutgoing(ctx context.Context, cfg *policy.Config, signer *dkim.Signer, msg []byte, log *slog.Logger) []byte {
+	if signer == nil {
 		return nil
 	}
 	from, err := dmarc.ReadFromField(bytes.NewReader(msg), 256*1024)
@@ -266,12 +280,14 @@ func (s *session) dkimSign(ctx context.Context, c *smtpd.ConnInfo, msg []byte) [
 		return nil
 	}
 	domain, err := dmarc.FromDomain(from)
-	if err != nil || !s.cfg.HasDomain(domain) && len(s.fl.Signer.KeysFor(domain)) == 0 {
+	if err != nil || !cfg.HasDomain(domain) && len(signer.KeysFor(domain)) == 0 {
 		return nil
 	}
-	sig, err := s.fl.Signer.Sign(ctx, domain, bytes.NewReader(msg))
+	sig, err := signer.Sign(ctx, domain, bytes.NewReader(msg))
 	if err != nil {
-		s.log.Debug("dkim: not signed", "domain", domain, "err", err)
+		if log != nil {
+			log.Debug("dkim: not signed", "domain", domain, "err", err)
+		}
 		return nil
 	}
 	return []byte(sig + "\r\n")

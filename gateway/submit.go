@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"postern/filters/dkim"
 	"postern/gateway/delivery"
 	"postern/gateway/smtpd"
 )
@@ -41,6 +42,10 @@ type Submitter struct {
 	Queue  Queue
 	Me     string // this host, for the Received line and default addresses
 	Log    *slog.Logger
+	// Signer signs the message with its author's domain's DKIM key (the
+	// domain ours, or with a key), as mail from authenticated users is;
+	// nil: not signed.
+	Signer *dkim.Signer
 }
 
 // Submit accepts s, or refuses it with the SMTP-style Refusal of the first
@@ -88,7 +93,8 @@ func (sb *Submitter) Submit(ctx context.Context, s Submission) (id string, ref *
 		who = fmt.Sprintf("%s uid %d", s.Login, s.UID)
 	}
 	received := fmt.Sprintf("Received: (from %s via postern sendmail)\r\n\tby %s (Postern);\r\n\t%s\r\n", who, sb.Me, time.Now().Format(time.RFC1123Z))
-	id, err = Accept(ctx, sb.Local, sb.Queue, env, targets, append([]byte(received), msg...), cfg.ForwardSender(env.From), sb.Log)
+	full := append([]byte(received), SignOutgoing(ctx, cfg, sb.Signer, msg, sb.Log)...)
+	id, err = Accept(ctx, sb.Local, sb.Queue, env, targets, append(full, msg...), cfg.ForwardSender(env.From), sb.Log)
 	var rep *smtpd.Reply
 	if errors.As(err, &rep) {
 		// A permanent local failure of the one recipient (a full

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/filters/dkim"
 	"postern/gateway"
 	"postern/gateway/callout"
 	"postern/gateway/delivery"
@@ -109,7 +110,13 @@ func (m *MTA) sendTLSReports(ctx context.Context) {
 		Mail: func(ctx context.Context, from, to string, msg []byte) error {
 			// Routed as a local submission: a rua address of ours is
 			// delivered here, the others go through the queue.
-			sub := &gateway.Submitter{Router: m.Router, Local: m.Local, Queue: m.Queue, Me: cfg.Me, Log: m.log.With("service", "tlsrpt")}
+			// Signed with the domain's DKIM key, as RFC 8460 section 3
+			// asks of reports sent by mail.
+			signer, err := dkim.LoadSigner(cfg.Dir)
+			if err != nil {
+				m.log.Warn("tlsrpt: report not DKIM-signed", "err", err)
+			}
+			sub := &gateway.Submitter{Router: m.Router, Local: m.Local, Queue: m.Queue, Me: cfg.Me, Log: m.log.With("service", "tlsrpt"), Signer: signer}
 			_, ref, err := sub.Submit(ctx, gateway.Submission{Login: "tlsrpt", UID: -1, From: from, Rcpts: []string{to}, Notify: "NEVER", Msg: msg})
 			if ref != nil {
 				return fmt.Errorf("%d %s %s", ref.Code, ref.Enhanced, ref.Text)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,7 +78,9 @@ ADDHEADER="X-Rules-Seen: from $REMOTE_ADDR as $HELO"
 
 // DKIM signing: mail from an authenticated user whose From domain has a
 // key is signed, and the signature verifies against the record that
-// "postern dkim keygen" printed.
+// "postern dkim keygen" printed; so is mail from a relay client
+// (smtpaccess RELAYCLIENT: an application server) and from sendmail, as
+// OpenDKIM signs for Postfix's internal hosts and local submissions.
 func TestDKIMSigningOnSubmission(t *testing.T) {
 	h := &harness{t: t, dir: t.TempDir(), user: "alice@example.test", pass: "s3cret pass"}
 	h.etc = filepath.Join(h.dir, "etc")
@@ -96,27 +99,58 @@ func TestDKIMSigningOnSubmission(t *testing.T) {
 	txt := strings.NewReplacer("\"", "", "\n", "", "\t", "", " ", "", ")", "").Replace(record[i:])
 	zone := dnstest.NewZone().Add(`s1._domainkey.example.test. 300 IN TXT "` + txt + `"`)
 	dnsSrv := dnstest.Start(t, zone)
+	h.writeSetting("xclient", "127.0.0.1\n")
+	h.writeSetting("smtpaccess", "192.0.2.9\tallow,RELAYCLIENT\n")
 	h.start()
 	t.Cleanup(h.stop)
-	msg := []byte("From: alice@example.test\r\nTo: alice@example.test\r\nSubject: signed by us\r\n\r\nhello\r\n")
-	if err := submit(t, h, h.user, []string{h.user}, msg, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	stored := inboxMessages(t, h, h.user)[0]
-	if !bytes.Contains(stored, []byte("DKIM-Signature:")) {
-		t.Fatalf("not signed:\n%s", stored)
-	}
-	// Verify what the recipient got, from the signature down (CRLF).
-	crlf := bytes.ReplaceAll(stored, []byte("\n"), []byte("\r\n"))
-	start := bytes.Index(crlf, []byte("DKIM-Signature:"))
 	r, err := dnspkg.New(dnspkg.Options{Servers: []string{dnsSrv.Addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := dkimpkg.Verify(context.Background(), r, bytes.NewReader(crlf[start:]), dkimpkg.VerifyOptions{})
-	if err != nil || len(v.PassingDomains()) != 1 || v.PassingDomains()[0] != "example.test" {
-		t.Fatalf("our signature does not verify: %v %+v", err, v)
+	verify := func(how string, n int) {
+		t.Helper()
+		msgs := inboxMessages(t, h, h.user)
+		if len(msgs) != n {
+			t.Fatalf("%s: %d messages, want %d", how, len(msgs), n)
+		}
+		var stored []byte
+		for _, m := range msgs {
+			if bytes.Contains(m, []byte("Subject: "+how+"\n")) {
+				stored = m
+			}
+		}
+		if !bytes.Contains(stored, []byte("DKIM-Signature:")) {
+			t.Fatalf("%s: not signed:\n%s", how, stored)
+		}
+		// Verify what the recipient got, from the signature down (CRLF).
+		crlf := bytes.ReplaceAll(stored, []byte("\n"), []byte("\r\n"))
+		start := bytes.Index(crlf, []byte("DKIM-Signature:"))
+		v, err := dkimpkg.Verify(context.Background(), r, bytes.NewReader(crlf[start:]), dkimpkg.VerifyOptions{})
+		if err != nil || len(v.PassingDomains()) != 1 || v.PassingDomains()[0] != "example.test" {
+			t.Fatalf("%s: our signature does not verify: %v %+v", how, err, v)
+		}
 	}
+	msg := func(how string) []byte {
+		return []byte("From: alice@example.test\r\nTo: alice@example.test\r\nSubject: " + how + "\r\n\r\nhello\r\n")
+	}
+	if err := submit(t, h, h.user, []string{h.user}, msg("submission"), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	verify("submission", 1)
+
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("192.0.2.9", "app.example.test")
+	if code, text := c.send("alice@example.test", h.user, msg("relay client")); code != 250 {
+		t.Fatalf("relay client: %d %s", code, text)
+	}
+	verify("relay client", 2)
+
+	cmd := exec.Command(buildPostern(t), "--config", h.etc, "sendmail", "-t")
+	cmd.Stdin = bytes.NewReader(msg("sendmail"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sendmail -t: %v\n%s", err, out)
+	}
+	verify("sendmail", 3)
 }
 
 // The delivery agent runs for mail from SMTP: the user's ~/.mailfilter files

@@ -30,6 +30,7 @@ import (
 
 	"postern/auth"
 	"postern/auth/userdb"
+	"postern/filters/dkim"
 	"postern/filters/rejectlog"
 	"postern/filters/state"
 	"postern/gateway"
@@ -345,7 +346,11 @@ func (s *Server) Start() error {
 	} else {
 		sub := &gateway.SubmitServer{
 			Submitter: func() *gateway.Submitter {
-				return &gateway.Submitter{Router: s.mta.Router, Local: s.mta.Local, Queue: s.mta.Queue, Me: s.Config().Me, Log: s.log.With("service", "sendmail")}
+				var signer *dkim.Signer
+				if fl := s.filters.Load(); fl != nil {
+					signer = fl.Signer
+				}
+				return &gateway.Submitter{Router: s.mta.Router, Local: s.mta.Local, Queue: s.mta.Queue, Me: s.Config().Me, Log: s.log.With("service", "sendmail"), Signer: signer}
 			},
 			MaxSize: func() int64 { return s.Config().SizeLimit },
 			Log:     s.log.With("service", "sendmail"),

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"postern/filters/dkim"
 	"postern/gateway"
 	"postern/policy"
 	"postern/policy/aliases"
@@ -337,7 +338,11 @@ func runSendmail(e *env, args []string) int {
 			return 75
 		}
 		defer closeAll()
-		sb := &gateway.Submitter{Router: rt.router, Local: rt.local, Queue: rt.queue, Me: cfg.Me, Log: rt.log}
+		signer, err := dkim.LoadSigner(cfg.Dir)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "sendmail: the message is not DKIM-signed: %v\n", err)
+		}
+		sb := &gateway.Submitter{Router: rt.router, Local: rt.local, Queue: rt.queue, Me: cfg.Me, Log: rt.log, Signer: signer}
 		id, ref, err = sb.Submit(ctx, sub)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "sendmail: could not accept the message: %v\n", err)
