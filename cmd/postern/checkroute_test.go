@@ -72,3 +72,30 @@ func TestCheckRoute(t *testing.T) {
 	check([]string{"/usr/sbin/testmxlookup", "nosuch.example"}, 1, "would bounce: 5.1.2 ")
 	check([]string{"postern", "--config", etc, "check", "route"}, 64)
 }
+
+// Courier's makesmtpaccess (and makehosteddomains, makeacceptmailfor):
+// nothing to build, so the configuration is checked; a mistake is shown
+// with its file and line and exit status 78; with no server running the
+// file is read at start.
+func TestCourierMakeTools(t *testing.T) {
+	dir := t.TempDir()
+	if err := policy.Init(dir, "example.test", "mail.example.test", false); err != nil {
+		t.Fatal(err)
+	}
+	etc := filepath.Join(dir, "etc")
+	t.Setenv("POSTERN_CONFIG", etc)
+	var out, errb bytes.Buffer
+	if code := run([]string{"/usr/lib/courier/sbin/makesmtpaccess"}, &env{stdout: &out, stderr: &errb}); code != 0 ||
+		!strings.Contains(out.String(), "smtpaccess checked; no running server") {
+		t.Fatalf("good configuration: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	file := filepath.Join(etc, "smtpaccess")
+	if err := os.WriteFile(file, []byte("192.0.2.0/24\tallow\nnot an address\tallow\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"makehosteddomains"}, &env{stdout: &out, stderr: &errb}); code != 78 || !strings.Contains(errb.String(), file+":2") {
+		t.Fatalf("bad smtpaccess: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+}

@@ -70,6 +70,9 @@ func commands() []command {
 		{"reformail", "rewrite a message's header (Courier's reformail)", runReformail},
 		{"makedat", "build a gdbmfetch database from KEY<TAB>VALUE text (Courier's makedat)", func(e *env, a []string) int { return rules.MakedatMain(a, e.stdout, e.stderr) }},
 		{"mailbot", "autoresponder: answer a message once per sender (Courier's mailbot)", runMailbot},
+		{"makesmtpaccess", "Courier's make* tools for files read directly (also makehosteddomains, makeacceptmailfor): check, then reload", courierMake("makesmtpaccess", "smtpaccess")},
+		{"makehosteddomains", "", courierMake("makehosteddomains", "hosteddomains")},
+		{"makeacceptmailfor", "", courierMake("makeacceptmailfor", "esmtpacceptmailfor")},
 		{"version", "print the version", runVersion},
 	}
 }
@@ -86,6 +89,12 @@ var argv0Tools = map[string]string{
 	"makeuserdb":   "makeuserdb",
 	"authtest":     "authtest",
 	"testmxlookup": "testmxlookup",
+	// Courier compiles these files into .dat databases; Postern reads
+	// them as they are, so these check them and reload the server.
+	"makesmtpaccess":     "makesmtpaccess",
+	"makesmtpaccess-msa": "makesmtpaccess",
+	"makehosteddomains":  "makehosteddomains",
+	"makeacceptmailfor":  "makeacceptmailfor",
 }
 
 func main() {
@@ -139,7 +148,9 @@ func dispatch(e *env, name string, args []string) int {
 func usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Usage: postern [--config DIR] COMMAND [ARGS]\n\nPostern is a mail server: SMTP, Maildir++ delivery, IMAP and POP3, with Courier's formats and tools.\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+		if c.summary != "" { // aliases described by the line before
+			fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
+		}
 	}
 	fmt.Fprintf(w, "\nOptions:\n")
 	fs.SetOutput(w)

@@ -135,6 +135,37 @@ Asks the running server to reload its configuration. The configuration is
 checked first: when it does not load, nothing is sent and the errors are shown.`)
 }
 
+// courierMake is Courier's make* tool for a file Courier compiles into a
+// .dat database (makesmtpaccess: smtpaccess) and Postern reads as it is:
+// the configuration is checked, and a running server reloads it, as
+// Courier's tools restart the daemons that read the file.
+func courierMake(tool, setting string) func(e *env, args []string) int {
+	return func(e *env, args []string) int {
+		fs := newFlags(e, tool, "[--config DIR]", fmt.Sprintf(`
+Courier's %s. Postern reads %s as it is, with no database to build: this
+checks the whole configuration (errors with their file and line, exit 78)
+and tells a running server to reload it. With no server running, the file
+is read when one starts.`, tool, setting))
+		if code, done := parseFlags(fs, args); done {
+			return code
+		}
+		cfg, err := policy.Load(e.configDir)
+		if err == nil {
+			err = server.CheckConfig(cfg)
+		}
+		if err != nil {
+			fmt.Fprintf(e.stderr, "%s: configuration:\n%v\n", tool, err)
+			return 78
+		}
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, "postern.pid")); err != nil {
+			fmt.Fprintf(e.stdout, "%s: %s checked; no running server (it is read at start)\n", tool, setting)
+			return 0
+		}
+		fmt.Fprintf(e.stdout, "%s: %s checked (Postern reads it directly, nothing to build)\n", tool, setting)
+		return signalServer(e, tool, syscall.SIGHUP, nil, "")
+	}
+}
+
 func runStop(e *env, args []string) int {
 	return signalServer(e, "stop", syscall.SIGTERM, args, `Asks the running server to shut down gracefully.`)
 }
