@@ -201,6 +201,16 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 		}
 		fmt.Fprintf(e.stdout, "domain     %s\n", d)
 	}
+	for _, d := range slices.Sorted(maps.Keys(cfg.Locals)) {
+		switch {
+		case strings.HasPrefix(d, "!"):
+			fmt.Fprintf(e.stdout, "local      not %s\n", d[1:])
+		case strings.HasPrefix(d, "."):
+			fmt.Fprintf(e.stdout, "local      *%s (system accounts)\n", d)
+		default:
+			fmt.Fprintf(e.stdout, "local      %s (system accounts)\n", d)
+		}
+	}
 	for _, d := range slices.Sorted(maps.Keys(cfg.RelayDomains)) {
 		if !cfg.HasDomain(d) {
 			how := ""
@@ -216,6 +226,9 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 	fmt.Fprintf(e.stdout, "outbound   dane=%s mtasts=%s tlsrpt=%s\n", yesNo(cfg.DANE), yesNo(cfg.MTASTS), yesNo(cfg.TLSRPT))
 	if cfg.SRS != nil {
 		fmt.Fprintf(e.stdout, "srs        %s (%d secret(s))\n", cfg.SRS.Domain, len(cfg.SRS.Secrets))
+	}
+	if cfg.SoftBounce {
+		fmt.Fprintf(e.stdout, "softbounce yes: nothing is refused or bounced for good\n")
 	}
 	for _, l := range cfg.Listeners {
 		fmt.Fprintf(e.stdout, "listen     %-12s %s\n", l.Name, l.Address)
