@@ -575,3 +575,33 @@ func TestTLSCertificatesBySNI(t *testing.T) {
 		t.Fatalf("bad tlscert and tlsminversion: %v", err)
 	}
 }
+
+// FuzzLocals: any locals file loads or is refused with an error, and when
+// it loads every plain domain line is local and every "!host" line is not.
+func FuzzLocals(f *testing.F) {
+	for _, s := range []string{"lan.test\n.corp.test\n!mx.corp.test\n", "", ".test\n", "!.x.test\n", "\xff\n", "a\n!a\n"} {
+		f.Add([]byte(s), "x.corp.test")
+	}
+	f.Fuzz(func(t *testing.T, locals []byte, probe string) {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "locals"), locals, 0o644)
+		c, err := Load(dir)
+		if err != nil {
+			return
+		}
+		c.IsLocal(probe)
+		c.HasDomain(probe)
+		for d := range c.Locals {
+			switch {
+			case strings.HasPrefix(d, "!"):
+				if c.IsLocal(d[1:]) && !c.Locals[d[1:]] {
+					t.Fatalf("%q is local despite %q", d[1:], d)
+				}
+			case !strings.HasPrefix(d, "."):
+				if !c.IsLocal(d) {
+					t.Fatalf("listed %q is not local", d)
+				}
+			}
+		}
+	})
+}
