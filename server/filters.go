@@ -224,7 +224,7 @@ func loadMilters(dir string) (map[string]milter.Config, error) {
 			}
 		}
 		out[sl.name] = milter.Config{Name: sl.name, Network: sl.network, Address: sl.address,
-			OnError: milter.OnError(o.onError), Timeout: o.timeout, Authenticated: o.authenticated}
+			OnError: filters.OnError(o.onError), Timeout: o.timeout, Authenticated: o.authenticated}
 	}
 	return out, errors.Join(errs...)
 }
@@ -262,7 +262,7 @@ func loadPolicyServices(dir string) (map[string]policyd.Config, error) {
 			}
 		}
 		out[sl.name] = policyd.Config{Name: sl.name, Network: sl.network, Address: sl.address, Stage: stage,
-			OnError: policyd.OnError(o.onError), Timeout: o.timeout, Authenticated: o.authenticated}
+			OnError: filters.OnError(o.onError), Timeout: o.timeout, Authenticated: o.authenticated}
 	}
 	return out, errors.Join(errs...)
 }

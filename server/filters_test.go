@@ -608,7 +608,7 @@ func listenMilter(t *testing.T, m func() gomilter.Milter) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &gomilter.Server{NewMilter: m, Actions: gomilter.OptAddHeader}
+	srv := &gomilter.Server{NewMilter: m, Actions: gomilter.OptAddHeader | gomilter.OptQuarantine}
 	go srv.Serve(ln)
 	t.Cleanup(func() { ln.Close() })
 	return ln.Addr().String()
@@ -652,17 +652,11 @@ func TestFilterMilterAuthenticated(t *testing.T) {
 // Postfix's HOLD does, until "postern queue release"; clean mail is
 // relayed at once.
 func TestMilterQuarantineHoldsRelayedCopy(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &gomilter.Server{NewMilter: func() gomilter.Milter { return &milterScanner{} }, Actions: gomilter.OptAddHeader | gomilter.OptQuarantine}
-	go srv.Serve(ln)
-	t.Cleanup(func() { ln.Close() })
+	addr := listenMilter(t, func() gomilter.Milter { return &milterScanner{} })
 	h, remote := newMTAHarnessWith(t, func(h *harness) {
 		h.writeSetting("esmtpacceptmailfor", "remote.example\n")
 		h.writeSetting("filters", "milter:scan\n")
-		h.writeSetting("milters", "scan inet:"+ln.Addr().String()+" timeout=5s\n")
+		h.writeSetting("milters", "scan inet:"+addr+" timeout=5s\n")
 	})
 	to := []string{"bob@remote.example", h.user}
 	if err := h.send("someone@client.example.net", to, testMessage("clean", "hello\r\n")); err != nil {

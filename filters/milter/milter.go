@@ -30,7 +30,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -39,22 +38,13 @@ import (
 	"postern/filters"
 )
 
-// OnError is what a failing milter means for the message.
-type OnError int
-
-const (
-	OnErrorTempfail OnError = iota
-	OnErrorAccept
-	OnErrorReject
-)
-
 // Config is one milter: where it listens and how to treat failures.
 type Config struct {
-	Name    string        // the name in the "milters" setting; the filter is "milter:NAME"
-	Network string        // "unix" or "tcp"
-	Address string        // socket path, or host:port
-	OnError OnError       // default OnErrorTempfail
-	Timeout time.Duration // connect, and each reply; default 30s
+	Name    string          // the name in the "milters" setting; the filter is "milter:NAME"
+	Network string          // "unix" or "tcp"
+	Address string          // socket path, or host:port
+	OnError filters.OnError // default filters.OnErrorTempfail
+	Timeout time.Duration   // connect, and each reply; default 30s
 	// Authenticated: the milter also sees the mail of authenticated
 	// users and of clients smtpaccess lets relay (outgoing mail), as
 	// Postfix's smtpd_milters do; the "authenticated" option, default yes.
@@ -113,16 +103,9 @@ func (f *Filter) CheckData(ctx context.Context, s *filters.Session, msg filters.
 
 // failure applies OnError to a milter that could not be asked.
 func (f *Filter) failure(err error) filters.Result {
-	r := filters.Result{Filter: f.Name(), Reason: "milter " + f.cfg.Name + " failed: " + err.Error()}
-	switch f.cfg.OnError {
-	case OnErrorAccept:
-		r.Verdict = filters.NoOpinion
-	case OnErrorReject:
-		r.Verdict, r.Code, r.Enhanced, r.Message = filters.Reject, 550, "5.7.1", "Message refused by content filter"
-	default:
-		r.Verdict, r.Code, r.Enhanced, r.Message = filters.Tempfail, 451, "4.7.1", "Content filter unavailable, try again later"
-	}
-	return r
+	return filters.ServiceFailure(f.Name(), "milter "+f.cfg.Name+" failed: "+err.Error(), f.cfg.OnError,
+		filters.Reply{Code: 550, Enhanced: "5.7.1", Text: "Message refused by content filter"},
+		filters.Reply{Code: 451, Enhanced: "4.7.1", Text: "Content filter unavailable, try again later"})
 }
 
 // fullActions is every change the pipeline can carry out (package
@@ -474,30 +457,5 @@ var _ filters.DataChecker = (*Filter)(nil)
 // "unix:/path/to/socket", "inet:host:port" or "inet:[::1]:port", and
 // "host:port" or "/path" on their own.
 func ParseAddress(s string) (network, address string, err error) {
-	switch {
-	case strings.HasPrefix(s, "unix:"):
-		network, address = "unix", strings.TrimPrefix(s, "unix:")
-	case strings.HasPrefix(s, "local:"):
-		network, address = "unix", strings.TrimPrefix(s, "local:")
-	case strings.HasPrefix(s, "inet:"):
-		network, address = "tcp", strings.TrimPrefix(s, "inet:")
-	case strings.HasPrefix(s, "/"):
-		network, address = "unix", s
-	default:
-		network, address = "tcp", s
-	}
-	if network == "unix" {
-		if !strings.HasPrefix(address, "/") {
-			return "", "", fmt.Errorf("milter address %q: want an absolute socket path", s)
-		}
-		return network, address, nil
-	}
-	host, port, err := net.SplitHostPort(address)
-	if err != nil || port == "" {
-		return "", "", fmt.Errorf("milter address %q: want inet:HOST:PORT or unix:/PATH", s)
-	}
-	if _, perr := netip.ParseAddr(strings.Trim(host, "[]")); perr != nil && host == "" {
-		return "", "", fmt.Errorf("milter address %q: no host", s)
-	}
-	return network, address, nil
+	return filters.ParseServiceAddress(s, "milter")
 }

@@ -150,7 +150,7 @@ func session() *filters.Session {
 	}
 }
 
-func newFilter(t *testing.T, network, addr string, onError OnError) *Filter {
+func newFilter(t *testing.T, network, addr string, onError filters.OnError) *Filter {
 	t.Helper()
 	f, err := New(Options{Config: Config{Name: "scan", Network: network, Address: addr, OnError: onError, Timeout: 2 * time.Second}, Hostname: "mx.example.test"})
 	if err != nil {
@@ -163,7 +163,7 @@ const header = "From: bob@example.org\r\nTo: alice@example.test\r\nSubject: hell
 
 func TestMilterVerdicts(t *testing.T) {
 	sock, rec := startScanner(t)
-	f := newFilter(t, "unix", sock, OnErrorTempfail)
+	f := newFilter(t, "unix", sock, filters.OnErrorTempfail)
 	ctx := context.Background()
 	cases := []struct {
 		body     string
@@ -224,7 +224,7 @@ func TestMilterRejectsAtRcpt(t *testing.T) {
 	sock, _ := startScanner(t)
 	s := session()
 	s.Rcpts = append(s.Rcpts, "blocked@example.test")
-	r := newFilter(t, "unix", sock, OnErrorTempfail).CheckData(context.Background(), s, message(header+"x\r\n"))
+	r := newFilter(t, "unix", sock, filters.OnErrorTempfail).CheckData(context.Background(), s, message(header+"x\r\n"))
 	if r.Verdict != filters.Reject || r.Code != 550 {
 		t.Fatalf("%+v", r)
 	}
@@ -234,9 +234,9 @@ func TestMilterRejectsAtRcpt(t *testing.T) {
 func TestMilterUnavailable(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "none.sock")
 	for _, c := range []struct {
-		on   OnError
+		on   filters.OnError
 		want filters.Verdict
-	}{{OnErrorTempfail, filters.Tempfail}, {OnErrorAccept, filters.NoOpinion}, {OnErrorReject, filters.Reject}} {
+	}{{filters.OnErrorTempfail, filters.Tempfail}, {filters.OnErrorAccept, filters.NoOpinion}, {filters.OnErrorReject, filters.Reject}} {
 		r := newFilter(t, "unix", missing, c.on).CheckData(context.Background(), session(), message(header+"x\r\n"))
 		if r.Verdict != c.want || !strings.Contains(r.Reason, "failed") {
 			t.Errorf("onerror %v: %+v", c.on, r)
@@ -261,7 +261,7 @@ func TestMilterStalls(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	f := newFilter(t, "tcp", ln.Addr().String(), OnErrorTempfail)
+	f := newFilter(t, "tcp", ln.Addr().String(), filters.OnErrorTempfail)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -357,7 +357,7 @@ func startMilter(t *testing.T, m gomilter.Milter, actions gomilter.OptAction) st
 func TestMilterModifications(t *testing.T) {
 	sock := startMilter(t, rewriter{}, gomilter.OptAddHeader|gomilter.OptChangeHeader|gomilter.OptChangeBody|
 		gomilter.OptChangeFrom|gomilter.OptAddRcpt|gomilter.OptRemoveRcpt)
-	f := newFilter(t, "unix", sock, OnErrorTempfail)
+	f := newFilter(t, "unix", sock, filters.OnErrorTempfail)
 	in := "From: bob@example.org\r\nX-Spam: no\r\nSubject: hello\r\n  folded\r\nX-Spam: yes\r\nnot a field\r\nTo: alice@example.test\r\n\r\nold body\r\n"
 	r := f.CheckData(context.Background(), session(), message(in))
 	if r.Verdict != filters.NoOpinion {
@@ -439,7 +439,7 @@ func FuzzEditor(f *testing.F) {
 // may change the sender.
 func TestMilterVersion6ChangeFrom(t *testing.T) {
 	addr, conns, offered := startRawMilter(t, 6, nil)
-	f := newFilter(t, "tcp", addr, OnErrorTempfail)
+	f := newFilter(t, "tcp", addr, filters.OnErrorTempfail)
 	r := f.CheckData(context.Background(), session(), message(header+"x\r\n"))
 	if r.Envelope == nil || r.Envelope.From == nil || *r.Envelope.From != "srs@example.org" {
 		t.Fatalf("%+v", r)
@@ -454,7 +454,7 @@ func TestMilterVersion6ChangeFrom(t *testing.T) {
 func TestMilterVersion2Fallback(t *testing.T) {
 	closed := make(chan struct{}, 1)
 	addr, conns, offered := startRawMilter(t, 2, closed)
-	f := newFilter(t, "tcp", addr, OnErrorTempfail)
+	f := newFilter(t, "tcp", addr, filters.OnErrorTempfail)
 	r := f.CheckData(context.Background(), session(), message(header+"x\r\n"))
 	if r.Verdict != filters.NoOpinion || conns.Load() != 2 || gomilter.OptAction(offered.Load()) != fullActions&v2Actions {
 		t.Fatalf("%+v after %d connections, last asking %#x", r, conns.Load(), offered.Load())

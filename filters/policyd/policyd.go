@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -31,23 +30,14 @@ import (
 	"postern/filters"
 )
 
-// OnError is what a failing policy server means for the message.
-type OnError int
-
-const (
-	OnErrorTempfail OnError = iota
-	OnErrorAccept
-	OnErrorReject
-)
-
 // Config is one policy server.
 type Config struct {
-	Name    string        // the name in "policyservices"; the filter is "policy:NAME"
-	Network string        // "unix" or "tcp"
-	Address string        // socket path, or host:port
-	Stage   filters.Stage // when it is asked: StageMail, StageRcpt (the default) or StageData
-	OnError OnError       // default OnErrorTempfail
-	Timeout time.Duration // connect, and the whole exchange; default 10s
+	Name    string          // the name in "policyservices"; the filter is "policy:NAME"
+	Network string          // "unix" or "tcp"
+	Address string          // socket path, or host:port
+	Stage   filters.Stage   // when it is asked: StageMail, StageRcpt (the default) or StageData
+	OnError filters.OnError // default filters.OnErrorTempfail
+	Timeout time.Duration   // connect, and the whole exchange; default 10s
 	// Authenticated: it also answers for authenticated users and clients
 	// smtpaccess lets relay; default no, as check_policy_service usually
 	// comes after permit_sasl_authenticated.
@@ -142,16 +132,9 @@ func (f *Filter) check(ctx context.Context, s *filters.Session, state, rcpt stri
 
 // failure applies OnError to a policy server that could not be asked.
 func (f *Filter) failure(err error) filters.Result {
-	r := filters.Result{Filter: f.Name(), Reason: "policy service " + f.cfg.Name + " failed: " + err.Error()}
-	switch f.cfg.OnError {
-	case OnErrorAccept:
-		r.Verdict = filters.NoOpinion
-	case OnErrorReject:
-		r.Verdict, r.Code, r.Enhanced, r.Message = filters.Reject, 554, "5.3.5", "Server configuration problem"
-	default:
-		r.Verdict, r.Code, r.Enhanced, r.Message = filters.Tempfail, 451, "4.3.5", "Server configuration problem"
-	}
-	return r
+	return filters.ServiceFailure(f.Name(), "policy service "+f.cfg.Name+" failed: "+err.Error(), f.cfg.OnError,
+		filters.Reply{Code: 554, Enhanced: "5.3.5", Text: "Server configuration problem"},
+		filters.Reply{Code: 451, Enhanced: "4.3.5", Text: "Server configuration problem"})
 }
 
 // Request returns the attributes Postfix sends for a session at
@@ -344,31 +327,5 @@ func (f *Filter) Close() {
 // ParseAddress reads a policy server's address as Postfix writes it:
 // inet:HOST:PORT, unix:/PATH (or a bare /PATH or HOST:PORT).
 func ParseAddress(s string) (network, address string, err error) {
-	switch {
-	case strings.HasPrefix(s, "unix:"):
-		network, address = "unix", strings.TrimPrefix(s, "unix:")
-	case strings.HasPrefix(s, "inet:"):
-		network, address = "tcp", strings.TrimPrefix(s, "inet:")
-	case strings.HasPrefix(s, "/"):
-		network, address = "unix", s
-	default:
-		network, address = "tcp", s
-	}
-	if network == "unix" {
-		if !strings.HasPrefix(address, "/") {
-			return "", "", fmt.Errorf("policy service address %q: want an absolute socket path", s)
-		}
-		return network, address, nil
-	}
-	host, port, err := net.SplitHostPort(address)
-	if err != nil || host == "" {
-		return "", "", fmt.Errorf("policy service address %q: want inet:HOST:PORT or unix:/PATH", s)
-	}
-	if n, perr := strconv.Atoi(port); perr != nil || n < 1 || n > 65535 {
-		return "", "", fmt.Errorf("policy service address %q: bad port", s)
-	}
-	if _, perr := netip.ParseAddr(strings.Trim(host, "[]")); perr != nil && strings.ContainsAny(host, " /") {
-		return "", "", fmt.Errorf("policy service address %q: bad host", s)
-	}
-	return network, address, nil
+	return filters.ParseServiceAddress(s, "policy service")
 }

@@ -211,9 +211,9 @@ func TestFailures(t *testing.T) {
 	closed.Close()
 	for _, addr := range []string{closedAddr, silent.ln.Addr().String(), nonsense.ln.Addr().String()} {
 		for _, oe := range []struct {
-			on      OnError
+			on      filters.OnError
 			verdict filters.Verdict
-		}{{OnErrorTempfail, filters.Tempfail}, {OnErrorAccept, filters.NoOpinion}, {OnErrorReject, filters.Reject}} {
+		}{{filters.OnErrorTempfail, filters.Tempfail}, {filters.OnErrorAccept, filters.NoOpinion}, {filters.OnErrorReject, filters.Reject}} {
 			f := newFilter(t, Config{Name: "t", Network: "tcp", Address: addr, Stage: filters.StageMail, OnError: oe.on, Timeout: 300 * time.Millisecond}).(filters.MailChecker)
 			start := time.Now()
 			r := f.CheckMail(ctx, session())
@@ -223,7 +223,7 @@ func TestFailures(t *testing.T) {
 			if time.Since(start) > time.Second {
 				t.Errorf("%s: took %s with a 300ms timeout", addr, time.Since(start))
 			}
-			if oe.on == OnErrorTempfail && (r.Code != 451 || r.Enhanced != "4.3.5") {
+			if oe.on == filters.OnErrorTempfail && (r.Code != 451 || r.Enhanced != "4.3.5") {
 				t.Errorf("tempfail reply %d %s", r.Code, r.Enhanced)
 			}
 		}

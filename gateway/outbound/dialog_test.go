@@ -292,25 +292,41 @@ func TestLostReplyAfterDataIsTemporaryAndNotRetriedElsewhere(t *testing.T) {
 	}
 }
 
-func TestDotStuffingAndBareLF(t *testing.T) {
-	checkGoroutines(t)
-	var got string
-	var mu sync.Mutex
-	srv := startScripted(t, "127.0.0.2", 0, func(p *peer) {
+// recorder keeps the last MAIL command and message a recordingPeer got.
+type recorder struct {
+	mu         sync.Mutex
+	mail, data string
+}
+
+func (r *recorder) last() (mail, data string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mail, r.data
+}
+
+// recordingPeer answers EHLO with ehlo (its lines after the greeting
+// name), accepts everything else, and records into rec.
+func recordingPeer(rec *recorder, ehlo ...string) func(p *peer) {
+	return func(p *peer) {
 		p.send("220 t.test ESMTP")
 		p.expect()
-		p.send("250 t.test")
+		p.send(append([]string{"250" + map[bool]string{true: "-", false: " "}[len(ehlo) > 0] + "t.test"}, ehlo...)...)
 		for {
 			line := p.expect()
 			switch {
 			case line == "":
 				return
+			case strings.HasPrefix(line, "MAIL"):
+				rec.mu.Lock()
+				rec.mail = line
+				rec.mu.Unlock()
+				p.send("250 ok")
 			case line == "DATA":
 				p.send("354 go ahead")
 				d := p.readData()
-				mu.Lock()
-				got = d
-				mu.Unlock()
+				rec.mu.Lock()
+				rec.data = d
+				rec.mu.Unlock()
 				p.send("250 ok")
 			case line == "QUIT":
 				p.send("221 bye")
@@ -319,12 +335,16 @@ func TestDotStuffingAndBareLF(t *testing.T) {
 				p.send("250 ok")
 			}
 		}
-	})
+	}
+}
+
+func TestDotStuffingAndBareLF(t *testing.T) {
+	checkGoroutines(t)
+	var rec recorder
+	srv := startScripted(t, "127.0.0.2", 0, recordingPeer(&rec))
 	c := newTestClient(t, "127.0.0.1:1", srv.port(), func(o *Options) { o.Routes = mustRoutes(t, "*: [127.0.0.2]") })
 	wantDelivered(t, deliver(t, c, env("a@sender.test"), rcpts("b@x.test"), "Subject: x\r\n\r\n.\r\n..two\r\nlast")[0])
-	mu.Lock()
-	defer mu.Unlock()
-	if got != "Subject: x\r\n\r\n..\r\n...two\r\nlast\r\n" {
+	if _, got := rec.last(); got != "Subject: x\r\n\r\n..\r\n...two\r\nlast\r\n" {
 		t.Errorf("on the wire: %q", got)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"mime/quotedprintable"
 	"net/mail"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -258,57 +257,26 @@ func TestEightBitMIMEPeer(t *testing.T) {
 	checkGoroutines(t)
 	body := "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nnaïve café\r\n"
 	for _, offer := range []bool{false, true} {
-		var got, mailCmd string
-		var mu sync.Mutex
-		srv := startScripted(t, "127.0.0.2", 0, func(p *peer) {
-			p.send("220 t.test ESMTP")
-			p.expect()
-			if offer {
-				p.send("250-t.test", "250 8BITMIME")
-			} else {
-				p.send("250-t.test", "250 PIPELINING")
-			}
-			for {
-				line := p.expect()
-				switch {
-				case line == "":
-					return
-				case strings.HasPrefix(line, "MAIL"):
-					mu.Lock()
-					mailCmd = line
-					mu.Unlock()
-					p.send("250 ok")
-				case line == "DATA":
-					p.send("354 go ahead")
-					d := p.readData()
-					mu.Lock()
-					got = d
-					mu.Unlock()
-					p.send("250 ok")
-				case line == "QUIT":
-					p.send("221 bye")
-					return
-				default:
-					p.send("250 ok")
-				}
-			}
-		})
+		var rec recorder
+		ext := "PIPELINING"
+		if offer {
+			ext = "8BITMIME"
+		}
+		srv := startScripted(t, "127.0.0.2", 0, recordingPeer(&rec, "250 "+ext))
 		c := newTestClient(t, "127.0.0.1:1", srv.port(), func(o *Options) { o.Routes = mustRoutes(t, "*: [127.0.0.2]") })
 		e := env("a@sender.test")
 		e.Body8Bit = true
 		wantDelivered(t, deliver(t, c, e, rcpts("b@x.test"), body)[0])
-		mu.Lock()
+		mailCmd, got := rec.last()
 		if offer {
 			if got != body || !strings.Contains(mailCmd, "BODY=8BITMIME") {
 				t.Errorf("8BITMIME peer got %q after %q", got, mailCmd)
 			}
 			// A message taken with BODY=BINARYMIME: its binary part
 			// goes as base64 even to an 8BITMIME peer.
-			mu.Unlock()
 			bin := "MIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\xffbare\rcr"
 			wantDelivered(t, deliver(t, c, e, rcpts("b@x.test"), bin)[0])
-			mu.Lock()
-			if !strings.Contains(got, "Content-Transfer-Encoding: base64\r\n\r\nAP9iYXJlDWNy\r\n") {
+			if _, got = rec.last(); !strings.Contains(got, "Content-Transfer-Encoding: base64\r\n\r\nAP9iYXJlDWNy\r\n") {
 				t.Errorf("binary message reached the 8BITMIME peer as %q", got)
 			}
 		} else {
@@ -316,6 +284,5 @@ func TestEightBitMIMEPeer(t *testing.T) {
 				t.Errorf("7-bit peer got %q after %q", got, mailCmd)
 			}
 		}
-		mu.Unlock()
 	}
 }
