@@ -86,6 +86,11 @@ type Config struct {
 	// host a ".domain" entry would take that is not local. Without the
 	// file, "me" is the one local domain, as in Courier.
 	Locals map[string]bool
+	// HELOName is the name Postern gives in EHLO to other servers
+	// ("esmtphelo", Courier's name; Postfix's smtp_helo_name); "" is Me.
+	// For a host whose outgoing address's reverse DNS names another host
+	// than me.
+	HELOName string
 	// SoftBounce keeps mail that would be returned ("softbounce", Postfix's
 	// soft_bounce): 5xx SMTP replies are sent as 4xx, and the queue
 	// retries permanent failures and expired messages instead of
@@ -361,6 +366,13 @@ func Load(dir string) (*Config, error) {
 	c.DomainAliases = l.hostedDomains("hosteddomains", c.AcceptMailFor)
 	c.Locals = l.locals(c.Me)
 	c.SoftBounce = l.boolean("softbounce", false)
+	if h := strings.ToLower(strings.TrimSuffix(l.single("esmtphelo", ""), ".")); h != "" {
+		if err := checkDomain(h); err != nil {
+			l.fail(l.lines("esmtphelo")[0].Errorf("esmtphelo: %v", err))
+		} else {
+			c.HELOName = h
+		}
+	}
 	c.RelayDomains = l.relayDomains("esmtpacceptmailfor")
 	c.RelayRecipients, c.relayListed = l.relayRecipients("relayrecipients")
 	c.RelayVerify = l.boolean("relayverify", false)

@@ -605,3 +605,20 @@ func FuzzLocals(f *testing.F) {
 		}
 	})
 }
+
+// esmtphelo: a host name, or a refusal with its place.
+func TestESMTPHelo(t *testing.T) {
+	dir := validDir(t)
+	c, err := Load(dir)
+	if err != nil || c.HELOName != "" {
+		t.Fatalf("default: %q %v", c.HELOName, err)
+	}
+	write(t, filepath.Join(dir, "esmtphelo"), "Out.Example.Test.\n")
+	if c, err = Load(dir); err != nil || c.HELOName != "out.example.test" {
+		t.Fatalf("set: %q %v", c.HELOName, err)
+	}
+	write(t, filepath.Join(dir, "esmtphelo"), "not a name\n")
+	if _, err = Load(dir); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "esmtphelo")+":1: esmtphelo:") {
+		t.Fatalf("bad name: %v", err)
+	}
+}

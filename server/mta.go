@@ -268,6 +268,7 @@ func (m *MTA) Reload(cfg *policy.Config) error {
 	}
 	client, err := outbound.New(outbound.Options{
 		Hostname:   cfg.Me,
+		HELOName:   cfg.HELOName,
 		Routes:     routes,
 		Auth:       creds,
 		Resolver:   resolver,

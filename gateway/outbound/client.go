@@ -39,7 +39,8 @@ import (
 
 // Options configure a Client. Only Hostname is required.
 type Options struct {
-	Hostname string                 // our name in EHLO (policy's "me")
+	Hostname string                 // our name (policy's "me"): in EHLO, and to find ourselves among MX hosts
+	HELOName string                 // the name sent in EHLO/HELO instead of Hostname ("esmtphelo"); "" uses Hostname
 	Routes   *Routes                // nil: everything by MX
 	Auth     map[string]Credentials // smarthostauth, keyed by lower-case name
 	Resolver Resolver               // nil: NewDNSResolver(nil, 5s)
@@ -102,8 +103,11 @@ func New(opts Options) (*Client, error) {
 	if opts.Hostname == "" {
 		return nil, errors.New("outbound: Options.Hostname is required")
 	}
-	if strings.ContainsAny(opts.Hostname, " \t\r\n") {
-		return nil, fmt.Errorf("outbound: hostname %q has blanks", opts.Hostname)
+	if opts.HELOName == "" {
+		opts.HELOName = opts.Hostname
+	}
+	if strings.ContainsAny(opts.Hostname+opts.HELOName, " \t\r\n") {
+		return nil, fmt.Errorf("outbound: hostname %q or HELO name %q has blanks", opts.Hostname, opts.HELOName)
 	}
 	if opts.Resolver == nil {
 		opts.Resolver = NewDNSResolver(nil, 5*time.Second)
@@ -831,7 +835,7 @@ func (c *Client) connect(ctx context.Context, key poolKey, route Route, h host, 
 		s.conn, s.tls, s.verified = tc, true, true
 	}
 	s.sc = c.newSMTPClient(s.conn, key.lmtp)
-	if err := s.sc.Hello(c.opts.Hostname); err != nil {
+	if err := s.sc.Hello(c.opts.HELOName); err != nil {
 		return fail(replyFailure(err, "greeting", true))
 	}
 	if !s.tls && sec != SecurityNone && !noTLS {
@@ -920,7 +924,7 @@ func (s *session) startTLS(ctx context.Context, mandatory, verify bool) *failure
 	}
 	s.conn, s.tls, s.verified = tc, true, verify
 	s.sc = c.newSMTPClient(&greetedConn{Conn: tc, pending: []byte("220 " + s.host.name + " TLS ready\r\n")}, s.key.lmtp)
-	if err := s.sc.Hello(c.opts.Hostname); err != nil {
+	if err := s.sc.Hello(c.opts.HELOName); err != nil {
 		return replyFailure(err, "ehlo", true)
 	}
 	return nil

@@ -554,3 +554,24 @@ func TestEndlessReplyIsCutOff(t *testing.T) {
 		t.Fatalf("result %+v", res[0])
 	}
 }
+
+// esmtphelo: the EHLO name, when set, instead of the host name.
+func TestHELOName(t *testing.T) {
+	checkGoroutines(t)
+	for _, name := range []string{"", "out.example.test"} {
+		var rec recorder
+		srv := startScripted(t, "127.0.0.2", 0, recordingPeer(&rec))
+		c := newTestClient(t, "127.0.0.1:1", srv.port(), func(o *Options) {
+			o.Routes = mustRoutes(t, "*: [127.0.0.2]")
+			o.HELOName = name
+		})
+		wantDelivered(t, deliver(t, c, env("a@sender.test"), rcpts("b@x.test"), "Subject: x\r\n\r\nx")[0])
+		want := "EHLO " + c.opts.Hostname
+		if name != "" {
+			want = "EHLO " + name
+		}
+		if tr := srv.transcript(); !strings.HasPrefix(tr, want+"\n") {
+			t.Errorf("HELOName %q: the session began %q, want %q", name, strings.SplitN(tr, "\n", 2)[0], want)
+		}
+	}
+}
