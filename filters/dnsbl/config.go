@@ -261,6 +261,9 @@ func parseLine(cfg *Config, l policy.Line) ([]*Zone, error) {
 		if words, err = splitWords(words[0]); err != nil {
 			return nil, l.Errorf("%v", err)
 		}
+		if len(words) == 0 {
+			return nil, nil // BLACKLISTS="": no lists
+		}
 	}
 	origin := fmt.Sprintf("%s:%d", l.File, l.Num)
 	if strings.HasPrefix(words[0], "-") {
