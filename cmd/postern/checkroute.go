@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"postern/gateway/outbound"
+	"postern/gateway/smtpd"
 	"postern/policy"
 )
 
@@ -76,6 +77,12 @@ func runCheckRoute(e *env, args []string) int {
 	}
 	w := e.stdout
 	status := 0
+	mailbox, err := smtpd.ParseRecipient(target)
+	if err != nil {
+		fmt.Fprintf(w, "Refused at RCPT TO by every client: 501 5.1.3 %v\n", err)
+		return 1
+	}
+	target = mailbox
 	if _, ref := h.router.Resolve(ctx, target, false); ref != nil {
 		fmt.Fprintf(w, "From the internet: refused at RCPT TO: %d %s %s (%s)\n", ref.Code, ref.Enhanced, ref.Text, ref.Reason)
 	} else {

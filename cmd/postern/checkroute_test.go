@@ -70,6 +70,10 @@ func TestCheckRoute(t *testing.T) {
 		`Domain relay.example: relayed by SMTP to [192.0.2.50], routes rule "relay.example" (`+filepath.Join(etc, "routes")+":1), REQUIRED\n",
 		"  1. 192.0.2.50 port 587, TLS REQUIRED\n")
 	check([]string{"/usr/sbin/testmxlookup", "nosuch.example"}, 1, "would bounce: 5.1.2 ")
+	check([]string{"postern", "--config", etc, "check", "route", "a@b@remote.example"}, 1,
+		"Refused at RCPT TO by every client: 501 5.1.3 ")
+	check([]string{"postern", "--config", etc, "check", "route", "@relay.example:team@example.test"}, 0,
+		"alice@example.test: local account alice@example.test\n") // the source route is dropped, as RCPT TO drops it
 	check([]string{"postern", "--config", etc, "check", "route"}, 64)
 }
 

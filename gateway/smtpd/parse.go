@@ -122,6 +122,14 @@ func parsePath(inner string, utf8OK, allowPostmaster bool) (string, error) {
 	return inner, nil
 }
 
+// ParseRecipient checks addr as the server checks a RCPT TO path (with
+// SMTPUTF8; a bare "postmaster" allowed) and returns the mailbox, a source
+// route dropped: for tools that show what the server would do with an
+// address (postern check route).
+func ParseRecipient(addr string) (string, error) {
+	return parsePath(addr, true, true)
+}
+
 // checkMailbox validates Local-part "@" (Domain / address-literal).
 func checkMailbox(s string, utf8OK bool) error {
 	at := lastUnquotedAt(s)
