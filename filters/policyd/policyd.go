@@ -46,8 +46,7 @@ type Config struct {
 
 // Options configure a Filter.
 type Options struct {
-	Config   Config
-	Hostname string // our name, for the log
+	Config Config
 }
 
 // maxIdle is how many open connections a policy server keeps.
