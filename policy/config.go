@@ -34,12 +34,15 @@ const (
 	ListenLMTP        = "lmtp" // LMTP from another MTA: host:port or a socket path
 	ListenWeb         = "web"
 	ListenMetrics     = "metrics" // Prometheus /metrics
+	// ListenACME answers the http-01 challenges of the "acmehosts"
+	// certificates (port 80 in production); anything else gets 404.
+	ListenACME = "acme"
 )
 
 // KnownListeners lists every listener name in the order services start.
 var KnownListeners = []string{
 	ListenSMTP, ListenSubmission, ListenSubmissions, ListenIMAP, ListenIMAPS,
-	ListenPOP3, ListenPOP3S, ListenSMAP, ListenLMTP, ListenWeb, ListenMetrics,
+	ListenPOP3, ListenPOP3S, ListenSMAP, ListenLMTP, ListenWeb, ListenMetrics, ListenACME,
 }
 
 // implicitTLS names the listeners that speak TLS from the first byte.
@@ -139,6 +142,10 @@ type Config struct {
 	// line), the first being TLSCertificate: each client gets the one
 	// whose names match the name it asks for (SNI), else the first.
 	TLSCertificates []*tls.Certificate
+	// ACME has the listeners' certificates issued and renewed by an ACME
+	// CA ("acmehosts" and the acme* settings); nil when acmehosts is
+	// absent.
+	ACME *ACME
 	// AuthFailures failed logins from one client network within AuthWindow
 	// block it for AuthBlock; AuthExempt networks are never blocked, and
 	// when no exempt line is written, loopback is ("authlimit"; 0
@@ -324,16 +331,26 @@ func (c *Config) TLSConfig() *tls.Config {
 // first one, as clients that send no SNI (or an address) expect.
 func (c *Config) Certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if len(c.TLSCertificates) == 0 {
-		return nil, errors.New("no certificate configured (tlscert)")
+		return nil, errors.New("no certificate configured (tlscert), and no ACME certificate yet (acmehosts)")
 	}
+	if cert := c.MatchingCertificate(hello); cert != nil {
+		return cert, nil
+	}
+	return c.TLSCertificates[0], nil
+}
+
+// MatchingCertificate returns the first tlscert certificate whose names
+// cover the name the client asked for (SNI) and that it can use; nil when
+// none does or it asked for none.
+func (c *Config) MatchingCertificate(hello *tls.ClientHelloInfo) *tls.Certificate {
 	if hello != nil && hello.ServerName != "" {
 		for _, cert := range c.TLSCertificates {
 			if hello.SupportsCertificate(cert) == nil {
-				return cert, nil
+				return cert
 			}
 		}
 	}
-	return c.TLSCertificates[0], nil
+	return nil
 }
 
 // Load reads and checks the configuration in dir. Every problem found is
@@ -458,9 +475,10 @@ func Load(dir string) (*Config, error) {
 	default:
 		l.fail(&Error{File: filepath.Join(abs, "tlsminversion"), Reason: fmt.Sprintf("tlsminversion %q: want 1.0, 1.1, 1.2 or 1.3", v)})
 	}
+	c.ACME = l.acme(c.DataDir)
 	for _, ln := range c.Listeners {
-		if ln.ImplicitTLS() && c.TLSCertificate == nil && c.TLSCertFile == "" {
-			l.fail(ln.Origin.Errorf("listener %q needs a certificate: set tlscert", ln.Name))
+		if ln.ImplicitTLS() && c.TLSCertificate == nil && c.TLSCertFile == "" && c.ACME == nil {
+			l.fail(ln.Origin.Errorf("listener %q needs a certificate: set tlscert or acmehosts", ln.Name))
 		}
 	}
 	if len(l.errs) > 0 {

@@ -60,7 +60,7 @@ func Init(dir, domain, hostname string, force bool) error {
 		}
 	}
 	var listen strings.Builder
-	listen.WriteString("# NAME ADDRESS, one listener per line. Names: smtp submission submissions\n# imap imaps pop3 pop3s smap lmtp web (metrics). A name may appear more than once.\n# lmtp also takes a socket path: lmtp /run/postern/lmtp (docs/lmtp.md).\n")
+	listen.WriteString("# NAME ADDRESS, one listener per line. Names: smtp submission submissions\n# imap imaps pop3 pop3s smap lmtp web (metrics) acme. A name may appear more than once.\n# lmtp also takes a socket path: lmtp /run/postern/lmtp (docs/lmtp.md).\n")
 	for _, l := range DefaultListeners {
 		fmt.Fprintf(&listen, "%-12s %s\n", l.name, l.addr)
 	}
@@ -72,7 +72,7 @@ func Init(dir, domain, hostname string, force bool) error {
 		"acceptmailfor": "# Domains whose mail this server accepts, one per line.\n" + domain + "\n",
 		"listen":        listen.String(),
 		"datadir":       "# Queue, state and mailboxes; relative to this directory.\n../data\n",
-		"tlscert":       "# PEM file with the certificate chain and the private key.\ncerts/postern.pem\n",
+		"tlscert":       "# PEM file with the certificate chain and the private key. For certificates\n# from Let's Encrypt instead, list the host names in acmehosts and add\n# \"acme 0.0.0.0:80\" to listen (docs/acme.md); this one serves until then.\ncerts/postern.pem\n",
 		"sizelimit":     "# Largest message accepted (bytes; K, M, G suffixes).\n50M\n",
 		"insecureauth":  "# Allow passwords without TLS. The listeners above are on loopback only;\n# set this to no before listening on a public address.\nyes\n",
 		"userdb":        "# Courier userdb: NAME<TAB>uid=N|gid=N|home=DIR|mail=MAILDIR|systempw=HASH|quota=Q\n# Manage with: postern user add|passwd|del|list\n",

@@ -35,6 +35,7 @@ import (
 	"postern/filters/state"
 	"postern/gateway"
 	"postern/gateway/smtpd"
+	"postern/internal/acme"
 	"postern/mailbox/imap"
 	"postern/mailbox/pop3"
 	"postern/policy"
@@ -60,12 +61,14 @@ type Server struct {
 	rejects  *rejectlog.Log
 	fResults *prometheus.CounterVec
 	fLatency *prometheus.HistogramVec
+	acme     atomic.Pointer[acme.Manager] // nil without acmehosts
 
 	mu        sync.Mutex
 	bound     map[string][]net.Addr // listener name -> bound addresses
 	listeners []net.Listener
 	services  []service
 	httpSrv   []*http.Server
+	started   bool // Start has bound the listeners
 	wg        sync.WaitGroup
 	reloads   prometheus.Counter
 }
@@ -113,6 +116,13 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 		s.closeResources()
 		return nil, err
 	}
+	am, err := s.newACME(cfg.ACME)
+	if err != nil {
+		s.closeResources()
+		return nil, err
+	}
+	s.acme.Store(am)
+	s.reg.MustRegister(newACMECollector(s))
 	// Failed logins are counted in the checks' state store: kept across a
 	// restart, and shared by every server on a Redis store.
 	s.auth.Guard().SetStore(s.store)
@@ -216,18 +226,17 @@ func (s *Server) Config() *policy.Config { return s.cfg.Load() }
 // Auth returns the authentication service.
 func (s *Server) Auth() *auth.Service { return s.auth }
 
-// tlsConfig serves the certificate of the configuration in force, so that a
-// reload with a renewed certificate takes effect for new connections without
-// a restart.
+// tlsConfig serves the certificates in force (see certificate), so that a
+// reload with a renewed tlscert file, or an ACME renewal, takes effect for
+// new connections without a restart. Without tlscert and acmehosts at
+// start, nil: no TLS.
 func (s *Server) tlsConfig() *tls.Config {
-	if s.Config().TLSCertificate == nil {
+	if s.Config().TLSCertificate == nil && s.acme.Load() == nil {
 		return nil
 	}
 	return &tls.Config{
-		MinVersion: s.Config().TLSMinVersion, // a change applies at restart
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.Config().Certificate(hello)
-		},
+		MinVersion:     s.Config().TLSMinVersion, // a change applies at restart
+		GetCertificate: s.certificate,
 	}
 }
 
@@ -308,6 +317,9 @@ func (s *Server) Start() error {
 		case policy.ListenWeb, policy.ListenMetrics:
 			s.serveHTTP(ln)
 			continue
+		case policy.ListenACME:
+			s.serveACME(ln)
+			continue
 		}
 		if mode, ok := smtpModes[l.Name]; ok {
 			// One SMTP service per listener: each has its own name,
@@ -363,6 +375,13 @@ func (s *Server) Start() error {
 		}
 	}
 	s.mta.Run()
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
+	if m := s.acme.Load(); m != nil {
+		s.warnACMEUnreachable(cfg)
+		m.Start()
+	}
 	return nil
 }
 
@@ -386,23 +405,32 @@ func (s *Server) serveHTTP(ln net.Listener) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	// A web listener on port 80 proves the acmehosts names too.
+	mux.HandleFunc("/.well-known/acme-challenge/", s.acmeHTTP)
+	paths := "/metrics /healthz /.well-known/acme-challenge/"
 	if s.Config().DebugPprof {
 		// Opt-in only: profiles expose internals and cost CPU.
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		paths += " /debug/pprof/"
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.serveHandler("web", ln, mux, paths)
+}
+
+// serveHandler serves HTTP on ln until Shutdown.
+func (s *Server) serveHandler(name string, ln net.Listener, h http.Handler, paths string) {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	s.httpSrv = append(s.httpSrv, hs)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("http listener stopped", "err", err)
+			s.log.Error("http listener stopped", "listener", name, "err", err)
 		}
 	}()
-	s.log.Info("listening", "listener", "web", "address", ln.Addr().String(), "paths", "/metrics /healthz")
+	s.log.Info("listening", "listener", name, "address", ln.Addr().String(), "paths", paths)
 }
 
 // Addrs returns the addresses bound for a listener name, in configuration
@@ -443,9 +471,20 @@ func (s *Server) Reload() error {
 		s.log.Error("reload refused; keeping the running configuration", "err", err)
 		return err
 	}
+	var am *acme.Manager
+	acmeChanged := !cfg.ACME.Same(old.ACME)
+	if acmeChanged {
+		if am, err = s.newACME(cfg.ACME); err != nil {
+			s.log.Error("reload refused; keeping the running configuration", "err", err)
+			return err
+		}
+	}
 	if err := s.mta.Reload(cfg); err != nil {
 		s.log.Error("reload refused; keeping the running configuration", "err", err)
 		return err
+	}
+	if acmeChanged {
+		s.swapACME(am)
 	}
 	s.filters.Store(fl)
 	s.auth.Guard().SetConfig(guardConfig(cfg))
@@ -480,6 +519,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for _, hs := range s.httpSrv {
 		hs.Shutdown(ctx)
+	}
+	if m := s.acme.Load(); m != nil {
+		m.Close()
 	}
 	wg.Wait()
 	s.closeListeners()

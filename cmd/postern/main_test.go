@@ -101,3 +101,24 @@ func TestArgv0Tools(t *testing.T) {
 		t.Fatalf("deliverquota delivered %d files", len(matches))
 	}
 }
+
+// postern config shows the ACME hosts and whether their certificates are
+// issued, and says when nothing on port 80 can answer the CA.
+func TestConfigShowsACME(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, errb := runCmd(t, "", "init", dir, "--domain", "example.test"); code != 0 {
+		t.Fatal(errb)
+	}
+	etc := filepath.Join(dir, "etc")
+	os.WriteFile(filepath.Join(etc, "acmehosts"), []byte("mail.example.test\n"), 0o640)
+	code, out, errb := runCmd(t, "", "--config", etc, "config")
+	if code != 0 || !strings.Contains(out, "acme       https://acme-v02.api.letsencrypt.org/directory\n") ||
+		!strings.Contains(out, "acme       mail.example.test (not issued yet)\n") || !strings.Contains(out, "no acme or web listener on port 80") {
+		t.Fatalf("config: %d\n%s%s", code, out, errb)
+	}
+	listen, _ := os.ReadFile(filepath.Join(etc, "listen"))
+	os.WriteFile(filepath.Join(etc, "listen"), append(listen, "acme 0.0.0.0:80\n"...), 0o640)
+	if _, out, _ := runCmd(t, "", "--config", etc, "config"); strings.Contains(out, "no acme or web listener on port 80") {
+		t.Errorf("the note stays with an acme listener on port 80:\n%s", out)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"postern/auth/authtool"
 	"postern/auth/userdb"
 	"postern/gateway/smtpd"
+	"postern/internal/acme"
 	"postern/internal/sysmon"
 	"postern/policy"
 	"postern/server"
@@ -194,6 +195,22 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 			fmt.Fprintf(e.stdout, "tlscert    %s (until %s)\n", strings.Join(c.Leaf.DNSNames, " "), c.Leaf.NotAfter.Format("2006-01-02"))
 		}
 	}
+	if a := cfg.ACME; a != nil {
+		fmt.Fprintf(e.stdout, "acme       %s\n", a.Directory)
+		for _, h := range a.Hosts {
+			switch leaf, err := acme.Kept(a.Dir, h); {
+			case err != nil:
+				fmt.Fprintf(e.stdout, "acme       %s (kept certificate unreadable: %v)\n", h, err)
+			case leaf == nil:
+				fmt.Fprintf(e.stdout, "acme       %s (not issued yet)\n", h)
+			default:
+				fmt.Fprintf(e.stdout, "acme       %s (until %s, %s)\n", h, leaf.NotAfter.Format("2006-01-02"), leaf.Issuer.CommonName)
+			}
+		}
+		if !acme.ChallengeReachable(listenAddrs(cfg)) {
+			fmt.Fprintf(e.stdout, "acme       note: no acme or web listener on port 80; the CA's http-01 check needs one, or a web server forwarding /.well-known/acme-challenge/ to one\n")
+		}
+	}
 	for _, d := range slices.Sorted(maps.Keys(cfg.AcceptMailFor)) {
 		if t, ok := cfg.DomainAliases[d]; ok {
 			fmt.Fprintf(e.stdout, "domain     %s (alias of %s)\n", d, t)
@@ -234,6 +251,15 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 		fmt.Fprintf(e.stdout, "listen     %-12s %s\n", l.Name, l.Address)
 	}
 	return 0
+}
+
+// listenAddrs maps listener names to their configured addresses.
+func listenAddrs(cfg *policy.Config) map[string][]string {
+	m := map[string][]string{}
+	for _, l := range cfg.Listeners {
+		m[l.Name] = append(m[l.Name], l.Address)
+	}
+	return m
 }
 
 func runUser(e *env, args []string) int {

@@ -1,0 +1,553 @@
+// Package acme keeps the server's TLS certificates issued and renewed by an
+// ACME certificate authority (RFC 8555: Let's Encrypt, ZeroSSL, a private
+// step-ca), as mox, maddy and Stalwart do, so that an MX whose peers check
+// names (MTA-STS, DANE-EE is fine either way) and the IMAP, POP3 and
+// submission clients get a certificate they trust without certbot.
+//
+// One certificate per host name, proved with the http-01 challenge: the
+// CA fetches http://HOST/.well-known/acme-challenge/TOKEN, which the
+// Manager answers (ServeHTTP) on the listener the server puts on port 80.
+// Each certificate is kept in DIR/HOST.pem as the chain followed by its
+// private key, the format of the "tlscert" setting, written atomically
+// (temporary file, fsync, rename, fsync of the directory), and renewed
+// once a third of its lifetime is left. A failed attempt is retried with a
+// growing pause (one minute, doubling, at most an hour) and logged; the
+// certificate in force stays until it is replaced.
+//
+// tls-alpn-01 is not used: it needs the CA to reach port 443, which a mail
+// server does not serve. dns-01 needs the DNS provider's API.
+package acme
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	xacme "golang.org/x/crypto/acme"
+)
+
+// LetsEncrypt is the directory of Let's Encrypt's production CA, the
+// default.
+const LetsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
+
+// Options configures a Manager.
+type Options struct {
+	Hosts     []string // host names, one certificate each (lower case, no trailing dot)
+	Email     string   // the account's contact address; "" for none
+	Directory string   // the CA's directory URL; "" means LetsEncrypt
+	// EABKeyID and EABKey bind the account to one at the CA (RFC 8555
+	// section 7.3.4; ZeroSSL and Google require it). EABKey is the MAC
+	// key as the CA shows it (base64url).
+	EABKeyID, EABKey string
+	// HTTPClient talks to the CA; nil uses the system's roots.
+	HTTPClient *http.Client
+	Dir        string // where the account key and the certificates are kept
+	// RenewBefore renews a certificate this long before it expires; 0
+	// means when a third of its lifetime is left.
+	RenewBefore time.Duration
+	Logger      *slog.Logger
+	// OnChange is called after a certificate was issued or renewed (for
+	// metrics); may be nil.
+	OnChange func(host string, cert *tls.Certificate)
+}
+
+// Manager obtains and renews the certificates of Options.Hosts.
+type Manager struct {
+	opt    Options
+	log    *slog.Logger
+	client *xacme.Client
+
+	mu         sync.Mutex
+	certs      map[string]*tls.Certificate // by host
+	tokens     map[string]string           // http-01 path → key authorization
+	registered bool
+	next       map[string]time.Time // host → next attempt
+	fails      map[string]int
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// accountFile holds the account's key (PEM, EC).
+const accountFile = "account.pem"
+
+// New checks opt, creates Dir (0700), loads or makes the account key and
+// loads the certificates kept from earlier runs. It contacts no one.
+func New(opt Options) (*Manager, error) {
+	if len(opt.Hosts) == 0 {
+		return nil, errors.New("acme: no host names")
+	}
+	for _, h := range opt.Hosts {
+		if err := CheckHost(h); err != nil {
+			return nil, err
+		}
+	}
+	if opt.Directory == "" {
+		opt.Directory = LetsEncrypt
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(opt.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("acme: %w", err)
+	}
+	key, err := accountKey(filepath.Join(opt.Dir, accountFile))
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		opt: opt,
+		log: opt.Logger,
+		client: &xacme.Client{
+			Key: key, DirectoryURL: opt.Directory, HTTPClient: opt.HTTPClient,
+			UserAgent: "postern",
+		},
+		certs:  map[string]*tls.Certificate{},
+		tokens: map[string]string{},
+		next:   map[string]time.Time{},
+		fails:  map[string]int{},
+	}
+	for _, h := range opt.Hosts {
+		p := m.certPath(h)
+		cert, err := tls.LoadX509KeyPair(p, p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			m.log.Warn("acme: a kept certificate is unreadable; a new one will be asked for", "host", h, "path", p, "err", err)
+			continue
+		}
+		if err := covers(&cert, h); err != nil {
+			m.log.Warn("acme: a kept certificate does not fit; a new one will be asked for", "host", h, "path", p, "err", err)
+			continue
+		}
+		m.certs[h] = &cert
+	}
+	return m, nil
+}
+
+// CheckHost refuses what cannot be a certificate's host name here:
+// wildcards (http-01 cannot prove them), addresses, bad labels.
+func CheckHost(h string) error {
+	switch {
+	case h == "" || len(h) > 253:
+		return fmt.Errorf("acme: bad host name %q", h)
+	case strings.HasPrefix(h, "*."):
+		return fmt.Errorf("acme: %s: wildcard names need the dns-01 challenge, which Postern does not do", h)
+	case !strings.Contains(h, "."):
+		return fmt.Errorf("acme: %s: a certificate authority only certifies full domain names", h)
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("acme: bad host name %q", h)
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return fmt.Errorf("acme: bad host name %q (lower-case letters, digits, '-' and '.'; IDNs as xn--)", h)
+			}
+		}
+	}
+	if allDigits := strings.Trim(h, "0123456789."); allDigits == "" {
+		return fmt.Errorf("acme: %s is an address, not a host name", h)
+	}
+	return nil
+}
+
+func (m *Manager) certPath(host string) string { return filepath.Join(m.opt.Dir, host+".pem") }
+
+// Certificate returns host's current certificate, nil when it has none
+// (not yet issued) or only an expired one.
+func (m *Manager) Certificate(host string) *tls.Certificate {
+	m.mu.Lock()
+	c := m.certs[strings.ToLower(strings.TrimSuffix(host, "."))]
+	m.mu.Unlock()
+	if c == nil || c.Leaf == nil || time.Now().After(c.Leaf.NotAfter) {
+		return nil
+	}
+	return c
+}
+
+// Hosts returns the configured host names, in order.
+func (m *Manager) Hosts() []string { return append([]string(nil), m.opt.Hosts...) }
+
+// ServeHTTP answers the CA's http-01 requests
+// (/.well-known/acme-challenge/TOKEN) with the key authorization of a
+// pending challenge, anything else with 404.
+func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.mu.Lock()
+	resp, ok := m.tokens[r.URL.Path]
+	m.mu.Unlock()
+	if !ok || r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Write([]byte(resp))
+}
+
+// Start runs the renewal loop in the background until Close.
+func (m *Manager) Start() {
+	m.mu.Lock()
+	if m.stop != nil {
+		m.mu.Unlock()
+		return
+	}
+	m.stop, m.done = make(chan struct{}), make(chan struct{})
+	m.mu.Unlock()
+	go m.loop()
+}
+
+// Close stops the renewal loop, waiting for an attempt in progress to end.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	stop, done := m.stop, m.done
+	m.mu.Unlock()
+	if stop == nil {
+		return
+	}
+	close(stop)
+	<-done
+}
+
+func (m *Manager) loop() {
+	defer close(m.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-m.stop; cancel() }()
+	for {
+		m.Renew(ctx, false)
+		wait := time.Hour
+		m.mu.Lock()
+		for _, t := range m.next {
+			if d := time.Until(t); d < wait {
+				wait = d
+			}
+		}
+		m.mu.Unlock()
+		wait = max(wait, time.Second)
+		select {
+		case <-m.stop:
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Renew asks for a certificate for every host that has none or whose
+// renewal time has come (every host with force), one after the other,
+// except those waiting after a failure (unless force). It returns the
+// failures, joined.
+func (m *Manager) Renew(ctx context.Context, force bool) error {
+	var errs []error
+	for _, h := range m.opt.Hosts {
+		if ctx.Err() != nil {
+			break
+		}
+		m.mu.Lock()
+		cur := m.certs[h]
+		due := force || cur == nil || !time.Now().Before(m.renewAt(cur))
+		if !force && time.Now().Before(m.next[h]) {
+			due = false
+		}
+		m.mu.Unlock()
+		if !due {
+			continue
+		}
+		began := time.Now()
+		cert, err := m.obtain(ctx, h)
+		m.mu.Lock()
+		if err != nil {
+			m.fails[h]++
+			backoff := min(time.Minute<<min(m.fails[h]-1, 6), time.Hour)
+			m.next[h] = time.Now().Add(backoff)
+			m.mu.Unlock()
+			m.log.Error("acme: certificate not obtained; retrying later", "host", h, "err", err, "retry_in", backoff.String(),
+				"keeping", keptDescription(cur))
+			errs = append(errs, fmt.Errorf("%s: %w", h, err))
+			continue
+		}
+		m.certs[h] = cert
+		m.fails[h] = 0
+		m.next[h] = m.renewAt(cert)
+		m.mu.Unlock()
+		m.log.Info("acme: certificate issued", "host", h, "not_after", cert.Leaf.NotAfter.UTC().Format(time.RFC3339),
+			"issuer", cert.Leaf.Issuer.String(), "took", time.Since(began).Round(time.Millisecond).String(), "path", m.certPath(h))
+		if m.opt.OnChange != nil {
+			m.opt.OnChange(h, cert)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func keptDescription(c *tls.Certificate) string {
+	if c == nil || c.Leaf == nil {
+		return "no certificate yet (the tlscert file serves meanwhile)"
+	}
+	return "the current one, valid until " + c.Leaf.NotAfter.UTC().Format(time.RFC3339)
+}
+
+// renewAt is when cert should be replaced.
+func (m *Manager) renewAt(cert *tls.Certificate) time.Time {
+	if cert.Leaf == nil {
+		return time.Time{}
+	}
+	before := m.opt.RenewBefore
+	if before <= 0 {
+		before = cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore) / 3
+	}
+	return cert.Leaf.NotAfter.Add(-before)
+}
+
+// obtain runs one ACME order for host: account, authorization by http-01,
+// a new key and CSR, the certificate, kept on disk.
+func (m *Manager) obtain(ctx context.Context, host string) (*tls.Certificate, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := m.register(ctx); err != nil {
+		return nil, err
+	}
+	order, err := m.client.AuthorizeOrder(ctx, xacme.DomainIDs(host))
+	if err != nil {
+		return nil, fmt.Errorf("new order: %w", err)
+	}
+	for _, u := range order.AuthzURLs {
+		if err := m.authorize(ctx, u); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := m.client.WaitOrder(ctx, order.URI); err != nil {
+		return nil, fmt.Errorf("order: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkixName(host), DNSNames: []string{host},
+	}, key)
+	if err != nil {
+		return nil, err
+	}
+	der, _, err := m.client.CreateCertFromOrder(ctx, order, csr, true)
+	if err != nil {
+		return nil, fmt.Errorf("finalize: %w", err)
+	}
+	var buf bytes.Buffer
+	for _, d := range der {
+		pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: d})
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	pem.Encode(&buf, &pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+	cert, err := tls.X509KeyPair(buf.Bytes(), buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("the CA's certificate: %w", err)
+	}
+	if err := covers(&cert, host); err != nil {
+		return nil, fmt.Errorf("the CA's certificate: %w", err)
+	}
+	if err := writeAtomic(m.certPath(host), buf.Bytes()); err != nil {
+		return nil, err
+	}
+	return &cert, nil
+}
+
+// authorize proves control of an authorization's name with http-01.
+func (m *Manager) authorize(ctx context.Context, url string) error {
+	z, err := m.client.GetAuthorization(ctx, url)
+	if err != nil {
+		return fmt.Errorf("authorization: %w", err)
+	}
+	if z.Status == xacme.StatusValid {
+		return nil
+	}
+	var chal *xacme.Challenge
+	for _, c := range z.Challenges {
+		if c.Type == "http-01" {
+			chal = c
+		}
+	}
+	if chal == nil {
+		return fmt.Errorf("the CA offers no http-01 challenge for %s", z.Identifier.Value)
+	}
+	resp, err := m.client.HTTP01ChallengeResponse(chal.Token)
+	if err != nil {
+		return err
+	}
+	path := m.client.HTTP01ChallengePath(chal.Token)
+	m.mu.Lock()
+	m.tokens[path] = resp
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.tokens, path)
+		m.mu.Unlock()
+	}()
+	if _, err := m.client.Accept(ctx, chal); err != nil {
+		return fmt.Errorf("challenge: %w", err)
+	}
+	if _, err := m.client.WaitAuthorization(ctx, z.URI); err != nil {
+		return fmt.Errorf("http-01 for %s (the CA fetches http://%s%s; is port 80 served by the acme listener?): %w",
+			z.Identifier.Value, z.Identifier.Value, path, err)
+	}
+	return nil
+}
+
+// register makes sure the account exists (once per Manager).
+func (m *Manager) register(ctx context.Context) error {
+	m.mu.Lock()
+	done := m.registered
+	m.mu.Unlock()
+	if done {
+		return nil
+	}
+	acct := &xacme.Account{}
+	if m.opt.Email != "" {
+		acct.Contact = []string{"mailto:" + m.opt.Email}
+	}
+	if m.opt.EABKeyID != "" {
+		key, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(m.opt.EABKey, "="))
+		if err != nil {
+			return fmt.Errorf("external account binding key: %w", err)
+		}
+		acct.ExternalAccountBinding = &xacme.ExternalAccountBinding{KID: m.opt.EABKeyID, Key: key}
+	}
+	// The administrator who configures a CA accepts its terms; the
+	// documentation says so.
+	_, err := m.client.Register(ctx, acct, xacme.AcceptTOS)
+	if err != nil && !errors.Is(err, xacme.ErrAccountAlreadyExists) {
+		return fmt.Errorf("account: %w", err)
+	}
+	m.mu.Lock()
+	m.registered = true
+	m.mu.Unlock()
+	return nil
+}
+
+// covers checks that cert's leaf names host and is in its validity period.
+func covers(cert *tls.Certificate, host string) error {
+	if cert.Leaf == nil {
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			return err
+		}
+		cert.Leaf = leaf
+	}
+	if err := cert.Leaf.VerifyHostname(host); err != nil {
+		return err
+	}
+	if time.Now().After(cert.Leaf.NotAfter) {
+		return fmt.Errorf("expired on %s", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// accountKey reads the account key at path, making one the first time.
+func accountKey(path string) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})); err != nil {
+			return nil, err
+		}
+		return key, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("acme: account key: %w", err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "EC PRIVATE KEY" {
+		return nil, fmt.Errorf("acme: account key %s: not an EC PRIVATE KEY in PEM", path)
+	}
+	key, err := x509.ParseECPrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("acme: account key %s: %w", path, err)
+	}
+	return key, nil
+}
+
+// writeAtomic writes data to path (mode 0600) so that a crash leaves the
+// old file or the new one, whole.
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func pkixName(host string) pkix.Name { return pkix.Name{CommonName: host} }
+
+// Kept returns the leaf of the certificate kept for host in dir (nil and
+// no error when there is none yet), for status displays.
+func Kept(dir, host string) (*x509.Certificate, error) {
+	p := filepath.Join(dir, host+".pem")
+	cert, err := tls.LoadX509KeyPair(p, p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(cert.Certificate[0])
+}
+
+// ChallengeReachable reports whether listeners (name and host:port) include
+// one on port 80 that answers http-01: the acme listener or a web one.
+func ChallengeReachable(listeners map[string][]string) bool {
+	for _, name := range []string{"acme", "web"} {
+		for _, addr := range listeners[name] {
+			if strings.HasSuffix(addr, ":80") {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,76 @@
+package policy
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestACMESettings(t *testing.T) {
+	dir := validDir(t)
+	cfg, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ACME != nil {
+		t.Fatal("ACME on without acmehosts")
+	}
+
+	write(t, filepath.Join(dir, "acmehosts"), "Mail.Example.org. imap.example.org\n# comment\nmail.example.org\n")
+	write(t, filepath.Join(dir, "acmeemail"), "postmaster@example.org\n")
+	write(t, filepath.Join(dir, "acmedirectory"), "letsencrypt-staging\n")
+	write(t, filepath.Join(dir, "acmeeab"), "kid-1 c2VjcmV0LWtleQ\n")
+	write(t, filepath.Join(dir, "listen"), "imaps 127.0.0.1:2993\nacme 0.0.0.0:80\n")
+	cfg, err = Load(dir)
+	if err != nil {
+		t.Fatal(err) // imaps needs no tlscert when ACME provides one
+	}
+	a := cfg.ACME
+	if a == nil || strings.Join(a.Hosts, " ") != "mail.example.org imap.example.org" || a.Email != "postmaster@example.org" ||
+		a.Directory != "https://acme-staging-v02.api.letsencrypt.org/directory" || a.EABKeyID != "kid-1" ||
+		a.Dir != filepath.Join(cfg.DataDir, "state", "acme") || a.Roots != nil {
+		t.Fatalf("ACME = %+v", a)
+	}
+	again, _ := Load(dir)
+	if !a.Same(again.ACME) {
+		t.Error("the same files load as a different setup")
+	}
+	write(t, filepath.Join(dir, "acmedirectory"), "https://ca.internal.example/acme/directory\n")
+	changed, _ := Load(dir)
+	if a.Same(changed.ACME) || changed.ACME.Directory != "https://ca.internal.example/acme/directory" {
+		t.Error("a changed directory is not seen as a change")
+	}
+	if (*ACME)(nil).Same(a) || !(*ACME)(nil).Same(nil) {
+		t.Error("Same with nil")
+	}
+
+	// Each mistake with its file and line.
+	write(t, filepath.Join(dir, "acmehosts"), "mail.example.org\n*.example.org 192.0.2.1 localhost\n")
+	write(t, filepath.Join(dir, "acmeemail"), "not an address\n")
+	write(t, filepath.Join(dir, "acmedirectory"), "http://insecure.example/dir\n")
+	write(t, filepath.Join(dir, "acmeeab"), "only-one-field\n")
+	write(t, filepath.Join(dir, "acmeca"), "missing.pem\n")
+	_, err = Load(dir)
+	if err == nil {
+		t.Fatal("bad ACME settings accepted")
+	}
+	for _, want := range []string{
+		"acmehosts:2: acmehosts: *.example.org: wildcard names need the dns-01 challenge",
+		"acmehosts:2: acmehosts: 192.0.2.1 is an address",
+		"acmehosts:2: acmehosts: localhost: a certificate authority only certifies full domain names",
+		"acmeemail:1: acmeemail: want an address",
+		"acmedirectory:1: acmedirectory: want an https:// URL or one of buypass, google, letsencrypt, letsencrypt-staging, zerossl",
+		"acmeeab:1: acmeeab: want one line KEYID KEY",
+		"acmeca:1: acmeca:",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	write(t, filepath.Join(dir, "acmeca"), "acmeca.pem\n")
+	write(t, filepath.Join(dir, "acmeca.pem"), "not pem\n")
+	write(t, filepath.Join(dir, "acmeeab"), "kid key!with*bad+chars\n")
+	if _, err = Load(dir); err == nil || !strings.Contains(err.Error(), "no PEM certificate in") || !strings.Contains(err.Error(), "acmeeab:1: acmeeab: the key is not base64url") {
+		t.Errorf("bad acmeca file or EAB key: %v", err)
+	}
+}
