@@ -40,7 +40,7 @@ func (s *Server) newACME(a *policy.ACME) (*acme.Manager, error) {
 // swapACME puts m in force (nil: none) and stops the one it replaces. The
 // new one starts asking for certificates at once when the listeners are
 // up (Start), else at Start.
-func (s *Server) swapACME(m *acme.Manager) {
+func (s *Server) swapACME(m *acme.Manager, cfg *policy.Config) {
 	old := s.acme.Swap(m)
 	if old != nil {
 		old.Close()
@@ -49,6 +49,7 @@ func (s *Server) swapACME(m *acme.Manager) {
 	started := s.started
 	s.mu.Unlock()
 	if m != nil && started {
+		s.warnACMEUnreachable(cfg)
 		m.Start()
 	}
 }

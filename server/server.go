@@ -484,7 +484,7 @@ func (s *Server) Reload() error {
 		return err
 	}
 	if acmeChanged {
-		s.swapACME(am)
+		s.swapACME(am, cfg)
 	}
 	s.filters.Store(fl)
 	s.auth.Guard().SetConfig(guardConfig(cfg))
