@@ -363,6 +363,10 @@ type host struct {
 	// stsPolicy is the domain's MTA-STS policy (enforce or testing) the
 	// host was tried under, for TLS reporting.
 	stsPolicy *mtasts.Policy
+	// stsFetchFailure is the RFC 8460 result type of the failed fetch of
+	// the policy the domain announces ("" when none failed): its sessions
+	// are reported as that failure under policy type sts.
+	stsFetchFailure string
 	// domain is the recipient domain of an MX delivery (the TLSRPT policy
 	// domain); "" for a routed relay, whose sessions are not reported.
 	domain string
@@ -538,6 +542,13 @@ func (c *Client) applyMTASTS(ctx context.Context, domain string, route Route, ho
 		}
 	}
 	p, err := c.opts.MTASTS.Policy(ctx, domain)
+	if err == nil && p == nil {
+		if kind := c.opts.MTASTS.FetchFailure(domain); kind != "" {
+			for i := range hosts {
+				hosts[i].stsFetchFailure = kind // reported (RFC 8460 4.3.2.2)
+			}
+		}
+	}
 	if err != nil || p == nil || p.Mode == mtasts.ModeNone {
 		return hosts, nil // no policy: deliver as without one (section 3.3)
 	}
@@ -856,7 +867,8 @@ func (c *Client) connect(ctx context.Context, key poolKey, route Route, h host, 
 			return fail(f)
 		}
 		if s.tls {
-			c.reportTLS(s, "")
+			kind, reason := c.testingCheck(s)
+			c.reportTLSReason(s, kind, reason)
 		} else {
 			c.reportTLS(s, tlsrpt.StartTLSNotSupported) // offered none, or refused it
 		}
@@ -1009,14 +1021,58 @@ func tlsFailure(h host, err error, verified bool) *failure {
 	return f
 }
 
+// testingCheck does for a host under an MTA-STS policy in testing mode
+// what enforce mode would have done before sending (RFC 8461 section 5:
+// report, deliver anyway): the host must be in the policy and its
+// certificate valid for its name. It returns the RFC 8460 result type of
+// the first check that fails and a reason, or "" when all pass or the
+// host is not in testing mode.
+func (c *Client) testingCheck(s *session) (string, string) {
+	h := s.host
+	p := h.stsPolicy
+	if p == nil || p.Mode != mtasts.ModeTesting || s.verified || c.opts.TLSReport == nil {
+		return "", ""
+	}
+	if !p.Match(h.name) {
+		return tlsrpt.ValidationFailure, "mx host not in the MTA-STS policy"
+	}
+	tc, ok := s.conn.(*tls.Conn)
+	if !ok {
+		return "", ""
+	}
+	cs := tc.ConnectionState()
+	if len(cs.PeerCertificates) == 0 {
+		return tlsrpt.CertNotTrusted, "no certificate"
+	}
+	opts := x509.VerifyOptions{DNSName: h.name, Intermediates: x509.NewCertPool()}
+	if c.opts.TLSConfig != nil {
+		opts.Roots = c.opts.TLSConfig.RootCAs
+	}
+	for _, ic := range cs.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(ic)
+	}
+	if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
+		return tlsResultType(h, &failure{err: err}), ""
+	}
+	return "", ""
+}
+
 // reportTLS counts an MX session's TLS outcome for SMTP TLS Reporting
 // (RFC 8460): resultType "" for TLS negotiated as the host's policy asked.
-func (c *Client) reportTLS(s *session, resultType string) {
+func (c *Client) reportTLS(s *session, resultType string) { c.reportTLSReason(s, resultType, "") }
+
+// reportTLSReason is reportTLS with a failure-reason-code.
+func (c *Client) reportTLSReason(s *session, resultType, reason string) {
 	h := s.host
 	if c.opts.TLSReport == nil || h.domain == "" {
 		return
 	}
 	p := tlsrpt.Policy{Type: tlsrpt.TypeNoPolicy, Domain: h.domain}
+	if h.stsFetchFailure != "" && h.dane == dane.Opportunistic && h.stsPolicy == nil {
+		// The domain announces a policy that could not be had: the
+		// session counts as that failure (section 4.3.2.2).
+		p.Type, resultType = tlsrpt.TypeSTS, h.stsFetchFailure
+	}
 	switch {
 	case h.dane != dane.Opportunistic:
 		p.Type = tlsrpt.TypeTLSA
@@ -1036,7 +1092,7 @@ func (c *Client) reportTLS(s *session, resultType string) {
 		c.opts.TLSReport.Success(p)
 		return
 	}
-	f := tlsrpt.Failure{ResultType: resultType, ReceivingMXHostname: h.name}
+	f := tlsrpt.Failure{ResultType: resultType, ReceivingMXHostname: h.name, ReasonCode: reason}
 	if a, ok := s.raw.LocalAddr().(*net.TCPAddr); ok {
 		f.SendingMTAIP = a.IP.String()
 	}
@@ -1055,18 +1111,15 @@ func tlsResultType(h host, f *failure) string {
 	var hostErr x509.HostnameError
 	var invalid x509.CertificateInvalidError
 	var unknown x509.UnknownAuthorityError
+	// sts-webpki-invalid is not one of these: it is about the policy
+	// host's certificate (section 4.3.2.2), the MX's own certificate
+	// failures are the same under MTA-STS as under no policy.
 	switch {
 	case errors.As(f.err, &hostErr):
-		if h.sts {
-			return tlsrpt.STSWebPKIInvalid
-		}
 		return tlsrpt.CertHostMismatch
 	case errors.As(f.err, &invalid) && invalid.Reason == x509.Expired:
 		return tlsrpt.CertExpired
 	case errors.As(f.err, &unknown):
-		if h.sts {
-			return tlsrpt.STSWebPKIInvalid
-		}
 		return tlsrpt.CertNotTrusted
 	}
 	return tlsrpt.ValidationFailure

@@ -76,8 +76,9 @@ type Client struct {
 // failedFetch is a fetch that failed, to hold back the next attempt for the
 // same id (RFC 8461 section 3.3).
 type failedFetch struct {
-	id string
-	at time.Time
+	id   string
+	at   time.Time
+	kind string // an RFC 8460 result type: FetchError, WebPKIInvalid or PolicyInvalid
 }
 
 // New returns a Client. With opts.Dir it creates the directory if needed
@@ -182,6 +183,7 @@ func (c *Client) discover(ctx context.Context, domain string) (*Policy, error) {
 			return cached, nil
 		}
 		log.Debug("mta-sts: no policy", "reason", err)
+		c.forgetFailure(domain) // the TXT record is gone: nothing failed
 		return nil, nil
 	case err != nil:
 		if cached != nil {
@@ -207,7 +209,7 @@ func (c *Client) discover(ctx context.Context, domain string) (*Policy, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("mta-sts %s: %w", domain, ctx.Err())
 		}
-		c.noteFailure(domain, id, now)
+		c.noteFailure(domain, id, now, failureKind(err))
 		if cached != nil {
 			log.Warn("mta-sts: policy fetch failed, using the cached policy", "id", id, "cached_id", cached.ID, "err", err)
 			return cached, nil
@@ -273,7 +275,7 @@ func (c *Client) failedRecently(domain, id string, now time.Time) bool {
 
 // noteFailure remembers a failed fetch; stale entries of other domains go
 // at the same time so the map stays small.
-func (c *Client) noteFailure(domain, id string, now time.Time) {
+func (c *Client) noteFailure(domain, id string, now time.Time, kind string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for d, f := range c.failures {
@@ -281,7 +283,21 @@ func (c *Client) noteFailure(domain, id string, now time.Time) {
 			delete(c.failures, d)
 		}
 	}
-	c.failures[domain] = failedFetch{id: id, at: now}
+	c.failures[domain] = failedFetch{id: id, at: now, kind: kind}
+}
+
+// FetchFailure says why the last Policy call for domain found no policy
+// although the domain announces one (its TXT record): the RFC 8460
+// result type of the failed fetch (FetchError, WebPKIInvalid,
+// PolicyInvalid), for TLS reporting; "" when nothing failed.
+func (c *Client) FetchFailure(domain string) string {
+	name, err := normalizeDomain(domain)
+	if err != nil {
+		return ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.failures[name].kind
 }
 
 func (c *Client) forgetFailure(domain string) {

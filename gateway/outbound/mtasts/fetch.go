@@ -3,6 +3,7 @@ package mtasts
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -86,9 +87,34 @@ func (c *Client) fetch(ctx context.Context, domain string) (*Policy, error) {
 	}
 	policy, err := Parse(body)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", url, err)
+		return nil, fmt.Errorf("fetch %s: %w: %w", url, errInvalidPolicy, err)
 	}
 	return policy, nil
+}
+
+// errInvalidPolicy marks a fetched policy that does not parse.
+var errInvalidPolicy = errors.New("invalid policy")
+
+// The RFC 8460 (section 4.3.2.2) result types of a failed policy fetch.
+const (
+	FetchError    = "sts-policy-fetch-error" // not retrieved: DNS, connection, HTTP status, media type, size
+	WebPKIInvalid = "sts-webpki-invalid"     // the policy host's certificate does not verify
+	PolicyInvalid = "sts-policy-invalid"     // retrieved, but not a valid policy
+)
+
+// failureKind names a fetch error as RFC 8460 does.
+func failureKind(err error) string {
+	var verify *tls.CertificateVerificationError
+	var hostname x509.HostnameError
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.Is(err, errInvalidPolicy):
+		return PolicyInvalid
+	case errors.As(err, &verify), errors.As(err, &hostname), errors.As(err, &unknown), errors.As(err, &invalid):
+		return WebPKIInvalid
+	}
+	return FetchError
 }
 
 // dialPolicyHost connects to the policy host's addresses in turn, on the
