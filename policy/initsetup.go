@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"postern/internal/atomicfile"
 )
 
 // DefaultListeners are the loopback addresses `postern init` writes: every
@@ -150,30 +152,10 @@ func selfSignedPEM(hostname, domain string) ([]byte, error) {
 	return out, nil
 }
 
-// writeFileAtomic writes data to path through a temporary file, fsync and
-// rename, so that a crash leaves the old file or the new one, never half.
+// WriteFileAtomic writes data to path so that a crash leaves the old file
+// or the new one, never half (internal/atomicfile).
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, data, perm)
 }
 
 // aliasesFile is the aliases source init writes: the role addresses every

@@ -41,6 +41,8 @@ import (
 	"time"
 
 	xacme "golang.org/x/crypto/acme"
+
+	"postern/internal/atomicfile"
 )
 
 // LetsEncrypt is the directory of Let's Encrypt's production CA, the
@@ -365,7 +367,7 @@ func (m *Manager) obtain(ctx context.Context, host string) (*tls.Certificate, er
 	if err := covers(&cert, host); err != nil {
 		return nil, fmt.Errorf("the CA's certificate: %w", err)
 	}
-	if err := writeAtomic(m.certPath(host), buf.Bytes()); err != nil {
+	if err := atomicfile.Write(m.certPath(host), buf.Bytes(), 0o600); err != nil {
 		return nil, err
 	}
 	return &cert, nil
@@ -473,7 +475,7 @@ func accountKey(path string) (crypto.Signer, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})); err != nil {
+		if err := atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 			return nil, err
 		}
 		return key, nil
@@ -490,37 +492,6 @@ func accountKey(path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("acme: account key %s: %w", path, err)
 	}
 	return key, nil
-}
-
-// writeAtomic writes data to path (mode 0600) so that a crash leaves the
-// old file or the new one, whole.
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func pkixName(host string) pkix.Name { return pkix.Name{CommonName: host} }
