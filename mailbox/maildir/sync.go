@@ -1033,13 +1033,14 @@ func (f *Folder) messageSize(key, name string) (int64, error) {
 // a negative line to maildirsize. ErrNoMessage if it is already gone.
 func (f *Folder) Remove(key string) error {
 	var size int64
-	var trashed bool
+	var trashed, inNew bool
 	err := f.withFile(key, func(name string) error {
 		s, err := f.messageSize(key, name)
 		if err != nil {
 			return err
 		}
 		size = s
+		inNew = strings.HasPrefix(name, "new/")
 		if strings.HasPrefix(name, "cur/") {
 			_, info := splitName(name[4:])
 			fl, _ := parseInfo(info)
@@ -1056,6 +1057,14 @@ func (f *Folder) Remove(key string) error {
 	f.mu.Lock()
 	delete(f.names, key)
 	delete(f.meta, key)
+	if inNew {
+		// The last snapshot has the message, and nothing else says it is
+		// gone: unlinking in new/ leaves cur/'s time alone, so a Sync that
+		// reuses cur/'s listing and finds new/ empty would return that
+		// snapshot again (a STATUS after RENAME INBOX counted the moved
+		// messages). The next Sync builds a new one.
+		f.lastSnap, f.lastDB = nil, nil
+	}
 	f.mu.Unlock()
 	if !trashed && f.name != trashFolder {
 		f.md.addQuotaUsage(-size, -1)
