@@ -176,6 +176,15 @@ type DataChecker interface {
 	CheckData(ctx context.Context, s *Session, msg Message) Result
 }
 
+// Closer is a filter that holds resources between sessions (a policy
+// server's kept connections). When a reload replaces the filters, the old
+// ones are closed: Close lets go of what is idle now and makes the filter
+// let go of the rest when the sessions still using it are done with it;
+// it must not break those sessions, and may be called more than once.
+type Closer interface {
+	Close()
+}
+
 // Var returns the most recent value a result set for the variable name
 // ("SPF", "FCRDNS_NAME", ...), or "".
 func (s *Session) Var(name string) string {

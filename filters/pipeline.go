@@ -107,6 +107,18 @@ func NewPipeline(entries []Entry, opt PipelineOptions) *Pipeline {
 	return &Pipeline{entries: entries, thresholds: opt.Thresholds, timeout: opt.StageTimeout, log: opt.Logger, observe: opt.Observe}
 }
 
+// Close closes the filters that are Closers (a reload replaced them).
+func (p *Pipeline) Close() {
+	if p == nil {
+		return
+	}
+	for _, e := range p.entries {
+		if c, ok := e.Filter.(Closer); ok {
+			c.Close()
+		}
+	}
+}
+
 // Empty reports whether no filter is configured.
 func (p *Pipeline) Empty() bool { return p == nil || len(p.entries) == 0 }
 

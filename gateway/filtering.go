@@ -37,6 +37,17 @@ type Filters struct {
 	AuthservID string             // our name in Authentication-Results (RFC 8601)
 }
 
+// Close lets go of what the checks keep between sessions (a policy
+// server's connections) when a reload replaced them; sessions that began
+// with them can still use them.
+func (f *Filters) Close() {
+	if f == nil {
+		return
+	}
+	f.Pipeline.Close()
+	f.Trusted.Close()
+}
+
 // checked reports whether this client's mail goes through the checks:
 // authenticated users and clients smtpaccess lets relay are trusted, as
 // every MTA trusts its own users and networks.

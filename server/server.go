@@ -166,6 +166,7 @@ func (s *Server) closeResources() {
 	if s.rejects != nil {
 		s.rejects.Close()
 	}
+	s.filters.Load().Close() // a policy server's kept connections
 	if s.udb != nil {
 		s.udb.Close()
 	}
@@ -444,10 +445,13 @@ func (s *Server) Reload() error {
 		return err
 	}
 	if err := s.mta.Reload(cfg); err != nil {
+		fl.Close()
 		s.log.Error("reload refused; keeping the running configuration", "err", err)
 		return err
 	}
-	s.filters.Store(fl)
+	// The old checks' kept connections (policy servers) are closed now;
+	// sessions that began with them finish with them.
+	s.filters.Swap(fl).Close()
 	s.auth.Guard().SetConfig(guardConfig(cfg))
 	s.cfg.Store(cfg)
 	s.reloads.Inc()

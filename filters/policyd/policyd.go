@@ -25,6 +25,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"postern/filters"
@@ -58,8 +59,13 @@ const maxAnswer = 64 << 10
 
 // Filter is one policy server, asked at one stage.
 type Filter struct {
-	cfg  Config
-	idle chan *conn
+	cfg Config
+
+	mu   sync.Mutex
+	idle []*conn // kept connections, at most maxIdle
+	// closed: a reload replaced this filter (Close); connections still in
+	// use by sessions that began before are closed when they come back.
+	closed bool
 }
 
 type conn struct {
@@ -77,7 +83,7 @@ func New(opt Options) (filters.Filter, error) {
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Second
 	}
-	f := &Filter{cfg: c, idle: make(chan *conn, maxIdle)}
+	f := &Filter{cfg: c}
 	switch c.Stage {
 	case filters.StageMail:
 		return mailFilter{f}, nil
@@ -251,11 +257,14 @@ func (f *Filter) ask(ctx context.Context, attrs []string) (string, error) {
 
 // get takes a kept connection, or dials a new one.
 func (f *Filter) get(ctx context.Context, deadline time.Time) (*conn, bool, error) {
-	select {
-	case c := <-f.idle:
+	f.mu.Lock()
+	if n := len(f.idle); n > 0 {
+		c := f.idle[n-1]
+		f.idle = f.idle[:n-1]
+		f.mu.Unlock()
 		return c, true, nil
-	default:
 	}
+	f.mu.Unlock()
 	d := net.Dialer{Deadline: deadline}
 	nc, err := d.DialContext(ctx, f.cfg.Network, f.cfg.Address)
 	if err != nil {
@@ -264,14 +273,17 @@ func (f *Filter) get(ctx context.Context, deadline time.Time) (*conn, bool, erro
 	return &conn{nc: nc, r: bufio.NewReaderSize(nc, 1024)}, false, nil
 }
 
-// put keeps a connection for the next request, or closes it.
+// put keeps a connection for the next request, or closes it: when
+// maxIdle are kept already, or the filter was closed.
 func (f *Filter) put(c *conn) {
 	c.nc.SetDeadline(time.Time{})
-	select {
-	case f.idle <- c:
-	default:
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || len(f.idle) >= maxIdle {
 		c.nc.Close()
+		return
 	}
+	f.idle = append(f.idle, c)
 }
 
 // exchange writes req and reads the answer's attributes up to the empty
@@ -311,15 +323,17 @@ func (c *conn) exchange(req string, deadline time.Time) (string, error) {
 	}
 }
 
-// Close closes the kept connections.
+// Close implements filters.Closer, for a reload that replaced the
+// filter: the kept connections are closed now, those in use when they
+// come back. Sessions that still hold the filter can ask it again (over a
+// connection of their own). Close may be called more than once.
 func (f *Filter) Close() {
-	for {
-		select {
-		case c := <-f.idle:
-			c.nc.Close()
-		default:
-			return
-		}
+	f.mu.Lock()
+	idle := f.idle
+	f.idle, f.closed = nil, true
+	f.mu.Unlock()
+	for _, c := range idle {
+		c.nc.Close()
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 type policyServer struct {
 	ln       net.Listener
 	accepts  atomic.Int32
+	open     atomic.Int32 // connections open now
 	mu       sync.Mutex
 	requests []map[string]string
 	answer   func(req map[string]string) string
@@ -50,6 +51,8 @@ func startPolicyServer(t *testing.T, network, addr string, answer func(map[strin
 }
 
 func (ps *policyServer) serve(c net.Conn) {
+	ps.open.Add(1)
+	defer ps.open.Add(-1)
 	defer c.Close()
 	r := bufio.NewReader(c)
 	served := 0
@@ -273,5 +276,68 @@ func TestParseAddress(t *testing.T) {
 	}
 	if _, err := New(Options{Config: Config{Name: "x", Network: "tcp", Address: "a:1", Stage: filters.StageConnect}}); err == nil {
 		t.Error("a connect-stage policy service taken")
+	}
+}
+
+// Close (a reload replaced the filter) closes the kept connections at
+// once; a request in flight gets its answer, and its connection is closed
+// when it comes back instead of being kept; a later request still works.
+func TestCloseKeepsInFlightRequests(t *testing.T) {
+	release := make(chan struct{})
+	ps := startPolicyServer(t, "tcp", "127.0.0.1:0", func(req map[string]string) string {
+		if req["recipient"] == "slow@example.test" {
+			<-release
+		}
+		return "action=DUNNO\n\n"
+	})
+	f := newFilter(t, Config{Name: "t", Network: "tcp", Address: ps.ln.Addr().String(), Stage: filters.StageRcpt})
+	rc := f.(filters.RcptChecker)
+	ctx := context.Background()
+	// Two connections: one kept idle, one busy with the slow request.
+	var wg sync.WaitGroup
+	ready := make(chan struct{})
+	go func() {
+		rc.CheckRcpt(ctx, session(), "fast@example.test")
+		close(ready)
+	}()
+	<-ready
+	var slow filters.Result
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		slow = rc.CheckRcpt(ctx, session(), "slow@example.test") // takes the kept connection
+	}()
+	waitUntil(t, func() bool { ps.mu.Lock(); defer ps.mu.Unlock(); return len(ps.requests) == 2 })
+	if n := ps.accepts.Load(); n != 1 {
+		t.Fatalf("%d connections, want the kept one used again", n)
+	}
+	// A second kept connection, idle while the slow one is busy.
+	rc.CheckRcpt(ctx, session(), "other@example.test")
+	if n := ps.accepts.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
+	}
+	f.(filters.Closer).Close()
+	waitUntil(t, func() bool { return ps.open.Load() == 1 }) // the idle one closed, the busy one not
+	close(release)
+	wg.Wait()
+	if slow.Verdict != filters.NoOpinion || strings.Contains(slow.Reason, "failed") {
+		t.Fatalf("the request in flight during Close: %+v", slow)
+	}
+	waitUntil(t, func() bool { return ps.open.Load() == 0 }) // closed when it came back
+	if r := rc.CheckRcpt(ctx, session(), "late@example.test"); r.Verdict != filters.NoOpinion || strings.Contains(r.Reason, "failed") {
+		t.Fatalf("a request after Close: %+v", r)
+	}
+	waitUntil(t, func() bool { return ps.open.Load() == 0 })
+	f.(filters.Closer).Close() // twice is fine
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
