@@ -90,6 +90,18 @@ type Result struct {
 	// Envelope holds the filter's changes to the sender and recipients
 	// (a milter's CHGFROM, ADDRCPT, DELRCPT); nil for none.
 	Envelope *EnvelopeChange
+
+	// DeferIfPermit and DeferIfReject are conditional deferrals, as
+	// access(5)'s DEFER_IF_PERMIT and DEFER_IF_REJECT (a Postfix policy
+	// server's answers), given with a NoOpinion verdict: the later
+	// filters of the stage still run. DeferIfPermit defers the stage with
+	// its reply unless a later filter rejects (explicit or implicit
+	// permit: nothing refused, or an Accept); one given at StageMail
+	// defers each RCPT instead. DeferIfReject turns a later Reject of the
+	// stage (including the score's at StageData) into its tempfail. The
+	// first of each kind in a stage counts. See Pipeline.Run.
+	DeferIfPermit *Reply
+	DeferIfReject *Reply
 }
 
 // EnvelopeChange is a filter's change to the transaction's envelope.
@@ -139,6 +151,11 @@ type Session struct {
 
 	Results []Result // every result so far in this session/transaction, in order
 	Score   float64  // the total so far
+
+	// DeferIfPermit is the deferral a filter asked for at StageMail
+	// (Result.DeferIfPermit), which the pipeline applies to each RCPT of
+	// the transaction; the gateway clears it with the transaction.
+	DeferIfPermit *Decision
 }
 
 // Message is the received message at StageData: the raw bytes as the client

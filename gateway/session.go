@@ -132,6 +132,7 @@ func (s *session) resetTransaction() {
 		s.fs.Results = s.fs.Results[:s.baseResults]
 	}
 	s.fs.Score, s.fs.From, s.fs.Rcpts = s.baseScore, "", nil
+	s.fs.DeferIfPermit = nil
 }
 
 func (s *session) Auth(ctx context.Context, c *smtpd.ConnInfo, mech, identity, user, pass string) *smtpd.Reply {

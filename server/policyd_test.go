@@ -120,3 +120,49 @@ func TestPolicyServiceReloadClosesKeptConnections(t *testing.T) {
 		t.Fatalf("%d connections after the new service was asked, want 1 kept", n)
 	}
 }
+
+// DEFER_IF_PERMIT and DEFER_IF_REJECT as in Postfix, with the real
+// postgrey: its greylisting DEFER_IF_PERMIT gives way to a reject by a
+// later policy service (a 5xx, not a 450), and is applied when the later
+// one has no objection; a DEFER_IF_REJECT turns the later reject into a
+// 450 with its own text.
+func TestPolicyServiceConditionalDeferrals(t *testing.T) {
+	addr, _ := startPostgrey(t, 60)
+	var rejectAll atomic.Bool
+	verdict := startScriptedPolicy(t, func(req map[string]string) string {
+		if strings.HasPrefix(req["sender"], "spammer@") || rejectAll.Load() {
+			return "REJECT 5.7.1 Known spammer"
+		}
+		return "DUNNO"
+	})
+	ifReject := startScriptedPolicy(t, func(req map[string]string) string {
+		if strings.HasPrefix(req["sender"], "unsure@") {
+			return "DEFER_IF_REJECT 4.7.0 Blocklist lookup failed, try later"
+		}
+		return "DUNNO"
+	})
+	h := newFilterHarness(t, baseZone(), map[string]string{
+		"filters": "policy:ifreject\npolicy:postgrey\npolicy:verdict\n",
+		"policyservices": "postgrey inet:" + addr + " timeout=5s\n" +
+			"verdict inet:" + verdict.ln.Addr().String() + "\n" +
+			"ifreject inet:" + ifReject.ln.Addr().String() + "\n",
+	})
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("192.0.2.7", "mail.good.test")
+	if code, text := c.send("spammer@good.test", h.user, testMessage("x", "x\r\n")); code != 554 || text != "5.7.1 Known spammer" {
+		t.Fatalf("greylisted, then rejected: %d %s", code, text)
+	}
+	if code, text := c.send("x@good.test", h.user, testMessage("x", "x\r\n")); code != 450 || !strings.HasPrefix(text, "4.2.0 Greylisted") {
+		t.Fatalf("greylisted, no objection after: %d %s", code, text)
+	}
+	if code, text := c.send("unsure@good.test", h.user, testMessage("x", "x\r\n")); code != 450 || !strings.HasPrefix(text, "4.2.0 Greylisted") {
+		t.Fatalf("DEFER_IF_REJECT with no reject after it, greylisted: %d %s", code, text)
+	}
+	c2 := dialRaw(t, h.addr("smtp"))
+	c2.as("192.0.2.8", "mail.good.test")
+	// "unsure" rejected by the later service: the reject is deferred.
+	rejectAll.Store(true)
+	if code, text := c2.send("unsure@good.test", h.user, testMessage("x", "x\r\n")); code != 450 || text != "4.7.0 Blocklist lookup failed, try later" {
+		t.Fatalf("DEFER_IF_REJECT, then a reject: %d %s", code, text)
+	}
+}

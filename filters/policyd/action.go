@@ -20,8 +20,9 @@ var enhancedAtStart = regexp.MustCompile(`^([245])\.\d{1,3}\.\d{1,3}(\s|$)`)
 //	REJECT [text]           554 5.7.1 (Postfix's access_map_reject_code); a
 //	                        text may start with its own 5.X.Y, a defer's with 4.X.Y
 //	DEFER [text]            450 4.7.1 (access_map_defer_code)
-//	DEFER_IF_PERMIT [text]  the same: what postgrey answers to greylist
-//	DEFER_IF_REJECT [text]  no opinion (Postern has no later "reject" to defer)
+//	DEFER_IF_PERMIT [text]  450 4.7.1 unless a later check of the stage
+//	                        rejects (what postgrey answers to greylist)
+//	DEFER_IF_REJECT [text]  a later reject of the stage becomes 450 4.7.1
 //	4NN/5NN [X.Y.Z] text    that reply
 //	HOLD [text]             quarantine, the queued copies held (Result.Hold)
 //	DISCARD [text]          the same: Postern never drops accepted mail
@@ -43,11 +44,24 @@ func parseAction(action string) (filters.Result, error) {
 		r.Verdict, r.Code, r.Enhanced = filters.Reject, 554, "5.7.1"
 		r.Enhanced, text = enhanced('5', r.Enhanced, text)
 		r.Message = orDefault(text, "Access denied")
-	case up == "DEFER" || up == "DEFER_IF_PERMIT":
+	case up == "DEFER":
 		r.Verdict, r.Code, r.Enhanced = filters.Tempfail, 450, "4.7.1"
 		r.Enhanced, text = enhanced('4', r.Enhanced, text)
 		r.Message = orDefault(text, "Service unavailable, try again later")
-	case up == "DEFER_IF_REJECT":
+	case up == "DEFER_IF_PERMIT" || up == "DEFER_IF_REJECT":
+		// No opinion now; the pipeline applies the deferral at the end
+		// of the stage (filters.Result.DeferIfPermit, DeferIfReject).
+		rep := &filters.Reply{Code: 450}
+		rep.Enhanced, text = enhanced('4', "4.7.1", text)
+		rep.Text = orDefault(text, "Service unavailable")
+		if !printable(rep.Text) {
+			return r, fmt.Errorf("reply text with control characters: %q", action)
+		}
+		if up == "DEFER_IF_PERMIT" {
+			r.DeferIfPermit = rep
+		} else {
+			r.DeferIfReject = rep
+		}
 	case up == "HOLD" || up == "DISCARD":
 		r.Verdict, r.Hold = filters.Quarantine, true
 	case up == "PREPEND":

@@ -3,6 +3,7 @@ package policyd
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -119,12 +120,9 @@ func TestActions(t *testing.T) {
 		{"dunno", filters.NoOpinion, 0, "", "", false, ""},
 		{"REJECT", filters.Reject, 554, "5.7.1", "Access denied", false, ""},
 		{"REJECT not from here", filters.Reject, 554, "5.7.1", "not from here", false, ""},
-		{"DEFER_IF_PERMIT Greylisted, see http://postgrey.example/help", filters.Tempfail, 450, "4.7.1", "Greylisted, see http://postgrey.example/help", false, ""},
 		{"DEFER", filters.Tempfail, 450, "4.7.1", "Service unavailable, try again later", false, ""},
-		{"DEFER_IF_PERMIT 4.2.0 Greylisted", filters.Tempfail, 450, "4.2.0", "Greylisted", false, ""},
 		{"REJECT 5.7.23 SPF says no", filters.Reject, 554, "5.7.23", "SPF says no", false, ""},
 		{"REJECT 4.7.1 wrong class", filters.Reject, 554, "5.7.1", "4.7.1 wrong class", false, ""},
-		{"DEFER_IF_REJECT later", filters.NoOpinion, 0, "", "", false, ""},
 		{"550 5.7.23 SPF fail", filters.Reject, 550, "5.7.23", "SPF fail", false, ""},
 		{"452 too many today", filters.Tempfail, 452, "4.7.1", "too many today", false, ""},
 		{"450 5.7.1 mismatched class", filters.Tempfail, 450, "4.7.1", "5.7.1 mismatched class", false, ""},
@@ -147,7 +145,31 @@ func TestActions(t *testing.T) {
 			t.Errorf("%q: header fields %q", c.action, r.HeaderFields)
 		}
 	}
-	for _, bad := range []string{"", "MAYBE", "PREPEND nocolon", "PREPEND : empty name", "250 fine", "99 x", "REJECT bad\x01text"} {
+	// The conditional deferrals: no opinion, the reply for the pipeline.
+	for action, want := range map[string]string{
+		"DEFER_IF_PERMIT Greylisted, see http://postgrey.example/help": "permit 450 4.7.1 Greylisted, see http://postgrey.example/help",
+		"DEFER_IF_PERMIT 4.2.0 Greylisted":                             "permit 450 4.2.0 Greylisted",
+		"defer_if_permit":                                              "permit 450 4.7.1 Service unavailable",
+		"DEFER_IF_REJECT 4.7.0 try later":                              "reject 450 4.7.0 try later",
+		"DEFER_IF_REJECT 5.7.1 wrong class":                            "reject 450 4.7.1 5.7.1 wrong class",
+	} {
+		r, err := parseAction(action)
+		if err != nil || r.Verdict != filters.NoOpinion {
+			t.Errorf("%q: %+v %v", action, r, err)
+			continue
+		}
+		got := ""
+		if d := r.DeferIfPermit; d != nil {
+			got += fmt.Sprintf("permit %d %s %s", d.Code, d.Enhanced, d.Text)
+		}
+		if d := r.DeferIfReject; d != nil {
+			got += fmt.Sprintf("reject %d %s %s", d.Code, d.Enhanced, d.Text)
+		}
+		if got != want {
+			t.Errorf("%q: %q, want %q", action, got, want)
+		}
+	}
+	for _, bad := range []string{"", "MAYBE", "PREPEND nocolon", "DEFER_IF_REJECT bad\x02text", "PREPEND : empty name", "250 fine", "99 x", "REJECT bad\x01text"} {
 		if _, err := parseAction(bad); err == nil {
 			t.Errorf("%q taken", bad)
 		}
