@@ -88,7 +88,9 @@ type Result struct {
 	// the rewritten message, and it is what gets delivered.
 	Rewritten []byte
 	// Envelope holds the filter's changes to the sender and recipients
-	// (a milter's CHGFROM, ADDRCPT, DELRCPT); nil for none.
+	// (a milter's CHGFROM, ADDRCPT, DELRCPT; a policy server's REDIRECT
+	// and BCC); nil for none. Those given at MAIL or RCPT apply to the
+	// message at the end of DATA, unless that command is refused.
 	Envelope *EnvelopeChange
 
 	// DeferIfPermit and DeferIfReject are conditional deferrals, as
@@ -109,11 +111,19 @@ type EnvelopeChange struct {
 	From     *string  // the new reverse path ("" = null sender); nil keeps it
 	AddRcpts []string // recipients to add, routed as if given with RCPT TO
 	DelRcpts []string // RCPT TO addresses to remove, as the client gave them
+	// Bcc are the recipients access(5)'s BCC asked to send one copy to:
+	// the gateway adds the last one only, as Postfix 3.x, and logs the
+	// others as ignored.
+	Bcc []string
+	// Redirect, when set, is the one address the message goes to instead
+	// of all its recipients (access(5)'s REDIRECT); a later one wins.
+	Redirect string
 }
 
-// merge adds o's changes after e's: a later sender wins, recipients
+// Merge adds o's changes after e's and returns the result (e, or a new
+// change when e is nil): a later sender and redirect win, recipients
 // accumulate in order.
-func (e *EnvelopeChange) merge(o *EnvelopeChange) *EnvelopeChange {
+func (e *EnvelopeChange) Merge(o *EnvelopeChange) *EnvelopeChange {
 	if o == nil {
 		return e
 	}
@@ -123,8 +133,12 @@ func (e *EnvelopeChange) merge(o *EnvelopeChange) *EnvelopeChange {
 	if o.From != nil {
 		e.From = o.From
 	}
+	if o.Redirect != "" {
+		e.Redirect = o.Redirect
+	}
 	e.AddRcpts = append(e.AddRcpts, o.AddRcpts...)
 	e.DelRcpts = append(e.DelRcpts, o.DelRcpts...)
+	e.Bcc = append(e.Bcc, o.Bcc...)
 	return e
 }
 

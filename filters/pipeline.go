@@ -67,9 +67,11 @@ type Decision struct {
 	Hold       bool
 	HoldReason string
 
-	// At StageData, unless the message is refused: the message as the
-	// filters rewrote it (nil: unchanged), and their envelope changes, in
-	// the filters' order (see Result.Rewritten, Result.Envelope).
+	// Unless the command is refused: at StageData the message as the
+	// filters rewrote it (nil: unchanged), and at every stage their
+	// envelope changes, in the filters' order (see Result.Rewritten,
+	// Result.Envelope). The gateway applies those of MAIL and RCPT with
+	// those of DATA.
 	Rewritten []byte
 	Envelope  *EnvelopeChange
 }
@@ -188,9 +190,7 @@ func (p *Pipeline) Run(ctx context.Context, stage Stage, s *Session, rcpt string
 			rewritten = res.Rewritten
 			msg = bytes.NewReader(rewritten)
 		}
-		if stage == StageData {
-			envelope = envelope.merge(res.Envelope)
-		}
+		envelope = envelope.Merge(res.Envelope)
 		if res.DeferIfPermit != nil && ifPermit == nil {
 			ifPermit = conditionalDeferral(res, *res.DeferIfPermit)
 		}
@@ -229,7 +229,7 @@ func (p *Pipeline) Run(ctx context.Context, stage Stage, s *Session, rcpt string
 		}
 		return permit(stage, s, withChanges(d, rewritten, envelope), ifPermit)
 	}
-	return permit(stage, s, Decision{}, ifPermit)
+	return permit(stage, s, withChanges(Decision{}, rewritten, envelope), ifPermit)
 }
 
 // conditionalDeferral is the tempfail of a DEFER_IF_PERMIT or

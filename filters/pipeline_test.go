@@ -306,3 +306,31 @@ func TestPipelineDeferIfPermitAtMailDefersRecipients(t *testing.T) {
 		t.Fatalf("RCPT of the next transaction: %+v", d)
 	}
 }
+
+// Envelope changes given at RCPT (a policy server's REDIRECT, BCC) come
+// with the decision, in order, the last redirect winning; a refused
+// recipient's are dropped.
+func TestPipelineEnvelopeChangesAtRcpt(t *testing.T) {
+	var hits []string
+	bcc := Result{Envelope: &EnvelopeChange{Bcc: []string{"archive@example.test"}}}
+	redir1 := Result{Envelope: &EnvelopeChange{Redirect: "one@example.test"}}
+	redir2 := Result{Envelope: &EnvelopeChange{Redirect: "two@example.test"}}
+	p := NewPipeline([]Entry{{Filter: fixed{"a", bcc, &hits}}, {Filter: fixed{"b", redir1, &hits}}, {Filter: fixed{"c", redir2, &hits}}}, PipelineOptions{})
+	d := p.Run(context.Background(), StageRcpt, &Session{}, "x@example.test", nil)
+	if e := d.Envelope; e == nil || e.Redirect != "two@example.test" || strings.Join(e.Bcc, ",") != "archive@example.test" {
+		t.Fatalf("envelope %+v", d.Envelope)
+	}
+	p = NewPipeline([]Entry{{Filter: fixed{"a", bcc, &hits}}, {Filter: fixed{"b", Result{Verdict: Reject}, &hits}}}, PipelineOptions{})
+	if d := p.Run(context.Background(), StageRcpt, &Session{}, "x@example.test", nil); d.Envelope != nil {
+		t.Fatalf("a refused recipient's envelope change kept: %+v", d.Envelope)
+	}
+	ifPermit := Result{DeferIfPermit: &Reply{Text: "later"}}
+	p = NewPipeline([]Entry{{Filter: fixed{"a", bcc, &hits}}, {Filter: fixed{"b", ifPermit, &hits}}}, PipelineOptions{})
+	if d := p.Run(context.Background(), StageRcpt, &Session{}, "x@example.test", nil); d.Verdict != Tempfail || d.Envelope != nil {
+		t.Fatalf("a deferred recipient's envelope change kept: %+v", d)
+	}
+	p = NewPipeline([]Entry{{Filter: fixed{"a", bcc, &hits}, Mode: ModeIgnore}}, PipelineOptions{})
+	if d := p.Run(context.Background(), StageRcpt, &Session{}, "x@example.test", nil); d.Envelope != nil {
+		t.Fatalf("a watched check's envelope change kept: %+v", d.Envelope)
+	}
+}

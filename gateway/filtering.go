@@ -15,6 +15,7 @@ import (
 	"postern/filters/dmarc"
 	"postern/filters/ratelimit"
 	"postern/filters/rejectlog"
+	"postern/gateway/delivery"
 	"postern/gateway/smtpd"
 	"postern/policy"
 )
@@ -98,15 +99,36 @@ func (s *session) runStage(ctx context.Context, c *smtpd.ConnInfo, stage filters
 }
 
 // changeEnvelope carries out the checks' changes to the sender and the
-// recipients (a milter's CHGFROM, ADDRCPT, DELRCPT). An added recipient
-// is routed as a RCPT TO from a client allowed to relay (the milter is
-// the admin's); one that cannot be routed is logged and left out. A
-// removal that would leave no recipient is not done: Postern does not
-// drop accepted mail.
-func (s *session) changeEnvelope(ctx context.Context, e *filters.EnvelopeChange) {
+// recipients (a milter's CHGFROM, ADDRCPT, DELRCPT; a policy server's
+// BCC and REDIRECT). An added recipient is routed as a RCPT TO from a
+// client allowed to relay (the milter, the policy server is the
+// admin's); one that cannot be routed is logged and left out. A removal
+// that would leave no recipient is not done: Postern does not drop
+// accepted mail. Of several BCCs the last counts, as in Postfix 3.x; its
+// copy asks for no DSN. A REDIRECT sends the message to its address
+// instead of all the recipients (those added too), as Postfix's does; one
+// that cannot be routed refuses the message for now (451 4.3.5, as a
+// broken policy server), rather than deliver it where the policy said
+// not to.
+func (s *session) changeEnvelope(ctx context.Context, e *filters.EnvelopeChange) *smtpd.Reply {
 	if e.From != nil {
 		s.log.Info("smtp sender changed by a check", "from", s.from, "to", *e.From)
 		s.from = *e.From
+	}
+	if e.Redirect != "" {
+		targets, ref := s.b.router.Resolve(ctx, e.Redirect, true)
+		if ref != nil {
+			s.log.Warn("smtp: the address a check redirected the message to cannot be routed; refused for now",
+				"redirect", e.Redirect, "reason", ref.Reason, "text", ref.Text)
+			return smtpd.NewReply(451, "4.3.5", "Server configuration problem")
+		}
+		for i := range targets {
+			targets[i].Rcpt = e.Redirect
+		}
+		s.log.Info("smtp message redirected by a check", "to", e.Redirect, "instead_of", len(s.targets), "ignored_bcc", e.Bcc)
+		s.rcptSet = nil
+		s.targets = s.rcptSet.add(nil, targets)
+		return nil
 	}
 	if len(e.DelRcpts) > 0 {
 		var kept []Target
@@ -115,7 +137,7 @@ func (s *session) changeEnvelope(ctx context.Context, e *filters.EnvelopeChange)
 				kept = append(kept, t)
 			}
 		}
-		if len(kept) == 0 && len(e.AddRcpts) == 0 {
+		if len(kept) == 0 && len(e.AddRcpts) == 0 && len(e.Bcc) == 0 {
 			s.log.Warn("smtp: a check removed every recipient; the message is delivered to them as it was", "rcpts", len(s.targets))
 		} else {
 			s.rcptSet = nil
@@ -124,17 +146,32 @@ func (s *session) changeEnvelope(ctx context.Context, e *filters.EnvelopeChange)
 		}
 	}
 	for _, a := range e.AddRcpts {
-		targets, ref := s.b.router.Resolve(ctx, a, true)
-		if ref != nil {
-			s.log.Warn("smtp: a recipient a check added cannot be routed", "rcpt", a, "reason", ref.Reason, "text", ref.Text)
-			continue
-		}
-		for i := range targets {
-			targets[i].Rcpt = a
-		}
-		s.targets = s.rcptSet.add(s.targets, targets)
-		s.log.Info("smtp recipient added by a check", "rcpt", a)
+		s.addRecipient(ctx, a, "smtp recipient added by a check", 0)
 	}
+	if n := len(e.Bcc); n > 0 {
+		if n > 1 {
+			s.log.Info("smtp: only the last BCC a check asked for is sent a copy, as in Postfix", "ignored", e.Bcc[:n-1])
+		}
+		s.addRecipient(ctx, e.Bcc[n-1], "smtp bcc added by a check", delivery.NotifyNever)
+	}
+	return nil
+}
+
+// addRecipient routes a recipient a check added, as from a client
+// allowed to relay, and adds its destinations; one that cannot be routed
+// is logged and left out.
+func (s *session) addRecipient(ctx context.Context, a, what string, notify delivery.Notify) {
+	targets, ref := s.b.router.Resolve(ctx, a, true)
+	if ref != nil {
+		s.log.Warn("smtp: a recipient a check added cannot be routed", "rcpt", a, "reason", ref.Reason, "text", ref.Text)
+		return
+	}
+	for i := range targets {
+		targets[i].Rcpt = a
+		targets[i].Recipient.Notify = notify
+	}
+	s.targets = s.rcptSet.add(s.targets, targets)
+	s.log.Info(what, "rcpt", a)
 }
 
 // sameAddress compares two envelope addresses: the local part as

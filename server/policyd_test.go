@@ -166,3 +166,115 @@ func TestPolicyServiceConditionalDeferrals(t *testing.T) {
 		t.Fatalf("DEFER_IF_REJECT, then a reject: %d %s", code, text)
 	}
 }
+
+// REDIRECT: the message goes to the redirect address only, whichever
+// recipient's RCPT the policy service answered it for; the redirect
+// target is routed like any recipient: a remote one is relayed even for
+// an unauthenticated client (the admin's policy server chose it, as in
+// Postfix). One that cannot be routed refuses the message for now.
+func TestPolicyServiceRedirect(t *testing.T) {
+	redirect := atomic.Pointer[string]{}
+	ps := startScriptedPolicy(t, func(req map[string]string) string {
+		if req["recipient"] == "carol@example.test" {
+			return "REDIRECT " + *redirect.Load()
+		}
+		return "DUNNO"
+	})
+	h, remote := newMTAHarnessWith(t, func(h *harness) {
+		h.writeSetting("filters", "policy:p\n")
+		h.writeSetting("policyservices", "p inet:"+ps.ln.Addr().String()+"\n")
+		h.addUser("carol@example.test", "pw")
+		h.addUser("quarantine@example.test", "pw")
+	})
+	send := func(rcpts ...string) (int, string) {
+		c := dialRaw(t, h.addr("smtp"))
+		c.cmd("EHLO client.example.net")
+		if code, text := c.cmd("MAIL FROM:<x@sender.example>"); code != 250 {
+			return code, text
+		}
+		for _, r := range rcpts {
+			if code, text := c.cmd("RCPT TO:<%s>", r); code != 250 {
+				return code, text
+			}
+		}
+		c.cmd("DATA")
+		c.conn.Write(testMessage("redirected", "hello\r\n"))
+		return c.cmd(".")
+	}
+	to := "quarantine@example.test"
+	redirect.Store(&to)
+	// Alice's RCPT comes first and is not redirected by itself; carol's
+	// REDIRECT takes the whole message.
+	if code, text := send(h.user, "carol@example.test"); code != 250 {
+		t.Fatalf("redirected message: %d %s", code, text)
+	}
+	if n := len(inboxMessages(t, h, "quarantine@example.test")); n != 1 {
+		t.Fatalf("redirect target has %d messages, want 1", n)
+	}
+	if n := len(inboxMessages(t, h, h.user)) + len(inboxMessages(t, h, "carol@example.test")); n != 0 {
+		t.Fatalf("the original recipients got %d messages, want none", n)
+	}
+
+	remoteTo := "<archive@remote.example>"
+	redirect.Store(&remoteTo)
+	if code, text := send("carol@example.test"); code != 250 {
+		t.Fatalf("redirected to a remote address: %d %s", code, text)
+	}
+	waitFor(t, "the redirected copy relayed", func() bool { return len(remote.messages()) == 1 })
+	if m := remote.messages()[0]; strings.Join(m.rcpts, ",") != "archive@remote.example" {
+		t.Fatalf("relayed to %v", m.rcpts)
+	}
+	if n := len(inboxMessages(t, h, "carol@example.test")); n != 0 {
+		t.Fatalf("carol got %d messages", n)
+	}
+
+	unknown := "nobody@example.test"
+	redirect.Store(&unknown)
+	if code, text := send("carol@example.test"); code != 451 || text != "4.3.5 Server configuration problem" {
+		t.Fatalf("redirected to an unknown user: %d %s", code, text)
+	}
+	bad := "not-an-address"
+	redirect.Store(&bad)
+	if code, text := send("carol@example.test"); code != 451 || !strings.HasPrefix(text, "4.3.5 ") {
+		t.Fatalf("REDIRECT without an address (a broken policy server): %d %s", code, text)
+	}
+}
+
+// BCC: one copy to the address, besides the recipients; of two BCCs in
+// one transaction only the last counts, as in Postfix 3.x.
+func TestPolicyServiceBcc(t *testing.T) {
+	ps := startScriptedPolicy(t, func(req map[string]string) string {
+		switch req["recipient"] {
+		case "carol@example.test":
+			return "BCC first-archive@example.test"
+		case "dave@example.test":
+			return "BCC archive@example.test"
+		}
+		return "DUNNO"
+	})
+	h := newFilterHarness(t, baseZone(), map[string]string{
+		"filters":        "policy:p\n",
+		"policyservices": "p inet:" + ps.ln.Addr().String() + "\n",
+	})
+	for _, u := range []string{"carol", "dave", "archive", "first-archive"} {
+		h.addUser(u+"@example.test", "pw")
+	}
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("192.0.2.7", "mail.good.test")
+	c.cmd("MAIL FROM:<x@good.test>")
+	for _, r := range []string{"carol@example.test", "dave@example.test"} {
+		if code, text := c.cmd("RCPT TO:<%s>", r); code != 250 {
+			t.Fatalf("RCPT %s: %d %s", r, code, text)
+		}
+	}
+	c.cmd("DATA")
+	c.conn.Write(testMessage("copied", "hello\r\n"))
+	if code, text := c.cmd("."); code != 250 {
+		t.Fatalf("DATA: %d %s", code, text)
+	}
+	for user, want := range map[string]int{"carol": 1, "dave": 1, "archive": 1, "first-archive": 0} {
+		if n := len(inboxMessages(t, h, user+"@example.test")); n != want {
+			t.Errorf("%s has %d messages, want %d", user, n, want)
+		}
+	}
+}

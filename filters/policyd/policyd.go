@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -48,6 +49,10 @@ type Config struct {
 // Options configure a Filter.
 type Options struct {
 	Config Config
+	// Logger gets the actions Postfix logs (WARN, INFO, HOLD, DISCARD,
+	// REDIRECT, BCC) and those Postern ignores (FILTER, DELAY, FREEZE);
+	// nil: none.
+	Logger *slog.Logger
 }
 
 // maxIdle is how many open connections a policy server keeps.
@@ -60,6 +65,7 @@ const maxAnswer = 64 << 10
 // Filter is one policy server, asked at one stage.
 type Filter struct {
 	cfg Config
+	log *slog.Logger
 
 	mu   sync.Mutex
 	idle []*conn // kept connections, at most maxIdle
@@ -83,7 +89,10 @@ func New(opt Options) (filters.Filter, error) {
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Second
 	}
-	f := &Filter{cfg: c}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	f := &Filter{cfg: c, log: opt.Logger}
 	switch c.Stage {
 	case filters.StageMail:
 		return mailFilter{f}, nil
@@ -132,6 +141,12 @@ func (f *Filter) check(ctx context.Context, s *filters.Session, state, rcpt stri
 	}
 	r.Filter = f.Name()
 	r.Reason = "policy service " + f.cfg.Name + ": " + r.Reason
+	word, _, _ := strings.Cut(strings.TrimSpace(action), " ")
+	switch strings.ToUpper(word) {
+	case "WARN", "INFO", "HOLD", "DISCARD", "REDIRECT", "BCC", "FILTER", "DELAY", "FREEZE":
+		f.log.Info("policy service action", "session", s.ID, "service", f.cfg.Name, "state", state,
+			"client", s.ClientIP.String(), "from", s.From, "rcpt", rcpt, "result", r.Reason)
+	}
 	return r
 }
 

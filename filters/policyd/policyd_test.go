@@ -131,6 +131,8 @@ func TestActions(t *testing.T) {
 		{"PREPEND X-Greylist: delayed 61 seconds by postgrey-1.37", filters.NoOpinion, 0, "", "", false, "X-Greylist: delayed 61 seconds by postgrey-1.37"},
 		{"WARN looks odd", filters.NoOpinion, 0, "", "", false, ""},
 		{"REDIRECT x@example.org", filters.NoOpinion, 0, "", "", false, ""},
+		{"FILTER smtp:[127.0.0.1]:10025", filters.NoOpinion, 0, "", "", false, ""},
+		{"DELAY 1h", filters.NoOpinion, 0, "", "", false, ""},
 	}
 	for _, c := range cases {
 		r, err := parseAction(c.action)
@@ -169,7 +171,41 @@ func TestActions(t *testing.T) {
 			t.Errorf("%q: %q, want %q", action, got, want)
 		}
 	}
-	for _, bad := range []string{"", "MAYBE", "PREPEND nocolon", "DEFER_IF_REJECT bad\x02text", "PREPEND : empty name", "250 fine", "99 x", "REJECT bad\x01text"} {
+	// REDIRECT and BCC: envelope changes, the address checked.
+	for action, want := range map[string]string{
+		"REDIRECT x@example.org":       "redirect x@example.org",
+		"redirect <spam@example.test>": "redirect spam@example.test",
+		"BCC archive@example.test":     "bcc archive@example.test",
+		"BCC \"odd user\"@[192.0.2.1]": "",
+		"BCC postmaster@[192.0.2.1]":   "bcc postmaster@[192.0.2.1]",
+	} {
+		r, err := parseAction(action)
+		if want == "" {
+			if err == nil {
+				t.Errorf("%q taken: %+v", action, r.Envelope)
+			}
+			continue
+		}
+		if err != nil || r.Verdict != filters.NoOpinion || r.Envelope == nil {
+			t.Errorf("%q: %+v %v", action, r, err)
+			continue
+		}
+		got := "redirect " + r.Envelope.Redirect
+		if r.Envelope.Redirect == "" {
+			got = "bcc " + strings.Join(r.Envelope.Bcc, ",")
+		}
+		if got != want {
+			t.Errorf("%q: %q, want %q", action, got, want)
+		}
+	}
+	for _, ignored := range []string{"FILTER smtp:[127.0.0.1]:10025", "DELAY 1h", "FREEZE"} {
+		if r, err := parseAction(ignored); err != nil || !strings.Contains(r.Reason, "ignored") {
+			t.Errorf("%q: %+v %v", ignored, r, err)
+		}
+	}
+	for _, bad := range []string{"", "MAYBE", "PREPEND nocolon", "DEFER_IF_REJECT bad\x02text",
+		"REDIRECT", "REDIRECT nobody", "REDIRECT a@b c@d", "BCC @example.org", "BCC x@", "REDIRECT x@-bad-.example",
+		"REDIRECT x@exa_mple.org", "BCC x@example..org", "REDIRECT x@\x00", "BCC <x@example.org", "PREPEND : empty name", "250 fine", "99 x", "REJECT bad\x01text"} {
 		if _, err := parseAction(bad); err == nil {
 			t.Errorf("%q taken", bad)
 		}
