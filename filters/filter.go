@@ -18,6 +18,7 @@ package filters
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net/netip"
 )
@@ -156,6 +157,14 @@ type Session struct {
 	AuthUser   string            // "" unless authenticated
 	AuthMech   string            // the SASL mechanism AuthUser logged in with
 	Access     map[string]string // variables from smtpaccess for this client
+
+	// TLSState is the connection's TLS state (version, cipher, the
+	// client's certificate); nil without TLS.
+	TLSState *tls.ConnectionState
+	// TLSClientVerified: the certificate the client presented chains to
+	// the certificate authorities configured for client certificates
+	// (tlsclientcerts).
+	TLSClientVerified bool
 
 	EarlyTalker         bool // spoke before the banner
 	PipeliningViolation bool

@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -198,6 +200,7 @@ func (s *session) disconnectAsked() bool {
 func (s *session) syncFilterSession(c *smtpd.ConnInfo) {
 	fs := s.fs
 	fs.HELO, fs.ESMTP, fs.TLS, fs.AuthUser, fs.AuthMech = c.HELO, c.ESMTP, c.TLS != nil, c.AuthUser, c.AuthMech
+	fs.TLSState, fs.TLSClientVerified = c.TLS, s.clientCertVerified(c.TLS)
 	fs.EarlyTalker, fs.PipeliningViolation = c.EarlyTalker, c.PipeliningViolation
 	fs.ClientIP = c.RemoteAddr.Addr().Unmap()
 	fs.ClientPort = c.RemoteAddr.Port()
@@ -207,6 +210,28 @@ func (s *session) syncFilterSession(c *smtpd.ConnInfo) {
 	if name := fs.Var("FCRDNS_NAME"); name != "" {
 		fs.ClientName = name
 	}
+}
+
+// clientCertVerified reports whether the certificate a TLS client
+// presented chains to the certificate authorities of "tlsclientcerts ask
+// CAFILE" for client authentication; it is checked once per connection.
+func (s *session) clientCertVerified(st *tls.ConnectionState) bool {
+	if st == nil || len(st.PeerCertificates) == 0 || s.cfg.TLSClientCAs == nil {
+		return false
+	}
+	if s.certChecked != st {
+		intermediates := x509.NewCertPool()
+		for _, c := range st.PeerCertificates[1:] {
+			intermediates.AddCert(c)
+		}
+		_, err := st.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: s.cfg.TLSClientCAs,
+			Intermediates: intermediates, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		s.certChecked, s.certVerified = st, err == nil
+		if err != nil {
+			s.log.Info("smtp: the client's certificate does not verify", "subject", st.PeerCertificates[0].Subject.String(), "err", err)
+		}
+	}
+	return s.certVerified
 }
 
 // noteUnknown tells the rate limiter about a refused unknown recipient; it

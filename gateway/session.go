@@ -103,6 +103,10 @@ type session struct {
 	baseScore   float64
 	// dataResults is where the results of the end of DATA start.
 	dataResults int
+	// certChecked is the TLS state whose client certificate was checked
+	// against the configured authorities; certVerified the answer.
+	certChecked  *tls.ConnectionState
+	certVerified bool
 
 	from string
 	mail smtpd.MailParams

@@ -2,11 +2,25 @@ package server
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // scriptedPolicy is a Postfix policy server on a real socket: it records
@@ -277,4 +291,150 @@ func TestPolicyServiceBcc(t *testing.T) {
 			t.Errorf("%s has %d messages, want %d", user, n, want)
 		}
 	}
+}
+
+// testCA makes a certificate authority and its key.
+func testCA(t *testing.T, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return cert, key
+}
+
+// clientCert issues a client certificate for cn under ca (self-signed
+// when ca is nil).
+func clientCert(t *testing.T, cn string, ca *x509.Certificate, caKey *ecdsa.PrivateKey) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	parent, signer := ca, caKey
+	if ca == nil {
+		parent, signer = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// opensslFingerprints are the certificate's and its public key's SHA-256
+// fingerprints as openssl(1) prints them, the way postconf(5) tells
+// Postfix admins to compute them for check_ccert_access.
+func opensslFingerprints(t *testing.T, der []byte) (string, string) {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed")
+	}
+	file := filepath.Join(t.TempDir(), "cert.pem")
+	os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	out, err := exec.Command("openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", file).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cert, _ := strings.Cut(strings.TrimSpace(string(out)), "=")
+	out, err = exec.Command("sh", "-c", "openssl x509 -in "+file+" -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst -sha256 -c").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pub, _ := strings.Cut(strings.TrimSpace(string(out)), "= ")
+	return cert, strings.ToUpper(pub)
+}
+
+// The encryption_* and ccert_* attributes, from a real STARTTLS session:
+// the protocol, cipher and key size by OpenSSL's names; with a client
+// certificate (tlsclientcerts ask CAFILE) its SHA-256 fingerprints as
+// openssl prints them, and the CommonNames, xtext-encoded, only when it
+// verifies against CAFILE, as Postfix sends them.
+func TestPolicyServiceTLSAttributes(t *testing.T) {
+	ps := startScriptedPolicy(t, func(map[string]string) string { return "DUNNO" })
+	ca, caKey := testCA(t, "Test Client CA")
+	trusted := clientCert(t, "mx.client.example", ca, caKey)
+	selfSigned := clientCert(t, "self signed", nil, nil)
+	h := newFilterHarness(t, baseZone(), map[string]string{
+		"filters":        "policy:p\n",
+		"policyservices": "p inet:" + ps.ln.Addr().String() + "\n",
+		"tlsclientcerts": "ask clientca.pem\n",
+		"clientca.pem":   string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})),
+	})
+	ask := func(cfg *tls.Config) map[string]string {
+		t.Helper()
+		cfg.InsecureSkipVerify = true
+		c, err := smtp.DialStartTLS(h.addr("smtp"), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Mail("x@good.test", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt(h.user, nil); err != nil {
+			t.Fatal(err)
+		}
+		reqs := ps.requests()
+		return reqs[len(reqs)-1]
+	}
+	check := func(what string, req map[string]string, want map[string]string) {
+		t.Helper()
+		for k, v := range want {
+			if req[k] != v {
+				t.Errorf("%s: %s=%q, want %q", what, k, req[k], v)
+			}
+		}
+	}
+	certFP, pubFP := opensslFingerprints(t, trusted.Certificate[0])
+	req := ask(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
+		Certificates: []tls.Certificate{trusted}})
+	check("verified certificate", req, map[string]string{
+		"encryption_protocol": "TLSv1.2", "encryption_cipher": "ECDHE-ECDSA-AES256-GCM-SHA384", "encryption_keysize": "256",
+		"ccert_subject": "mx.client.example", "ccert_issuer": "Test+20Client+20CA",
+		"ccert_fingerprint": certFP, "ccert_pubkey_fingerprint": pubFP,
+	})
+	if len(certFP) != 95 {
+		t.Errorf("fingerprint %q is not SHA-256 in colon-separated hex", certFP)
+	}
+
+	certFP, pubFP = opensslFingerprints(t, selfSigned.Certificate[0])
+	req = ask(&tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{selfSigned}})
+	check("unverified certificate", req, map[string]string{
+		"encryption_protocol": "TLSv1.3", "ccert_subject": "", "ccert_issuer": "",
+		"ccert_fingerprint": certFP, "ccert_pubkey_fingerprint": pubFP,
+	})
+	if c := req["encryption_cipher"]; !strings.HasPrefix(c, "TLS_") || req["encryption_keysize"] != map[bool]string{true: "128", false: "256"}[strings.Contains(c, "AES_128")] {
+		t.Errorf("TLS 1.3 cipher %q, key size %q", c, req["encryption_keysize"])
+	}
+
+	req = ask(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}})
+	check("no certificate", req, map[string]string{
+		"encryption_protocol": "TLSv1.2", "encryption_cipher": "ECDHE-ECDSA-CHACHA20-POLY1305", "encryption_keysize": "256",
+		"ccert_subject": "", "ccert_issuer": "", "ccert_fingerprint": "", "ccert_pubkey_fingerprint": "",
+	})
+
+	// Without TLS, all empty.
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("192.0.2.7", "mail.good.test")
+	c.send("x@good.test", h.user, testMessage("plain", "x\r\n"))
+	reqs := ps.requests()
+	check("no TLS", reqs[len(reqs)-1], map[string]string{
+		"encryption_protocol": "", "encryption_cipher": "", "encryption_keysize": "0", "ccert_fingerprint": "",
+	})
 }

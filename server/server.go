@@ -317,12 +317,19 @@ func (s *Server) Start() error {
 			if mode == gateway.ModeLMTP {
 				checks = nil // the MTA in front checked the mail
 			}
+			smtpTLS := tlsCfg
+			if tlsCfg != nil && cfg.TLSAskClientCert && mode != gateway.ModeLMTP {
+				// tlsclientcerts: for the policy services' ccert_*
+				// attributes; a client without one is served as well.
+				smtpTLS = tlsCfg.Clone()
+				smtpTLS.ClientAuth = tls.RequestClientCert
+			}
 			srv := gateway.NewServer(gateway.Options{
 				Mode: mode, Listener: l.Name, Config: s.Config, Auth: s.auth,
 				Router: s.mta.Router, Local: s.mta.Local, Queue: s.mta.Queue, Access: s.mta.Access,
 				Filters: checks, Rejects: s.rejects,
 				Logger: s.log.With("service", l.Name), Metrics: smtpMetrics[mode],
-				TLSConfig: tlsCfg, ImplicitTLS: l.ImplicitTLS(), Proxy: l.Proxy,
+				TLSConfig: smtpTLS, ImplicitTLS: l.ImplicitTLS(), Proxy: l.Proxy,
 			})
 			s.services = append(s.services, srv)
 			s.serve(l.Name, srv, ln)

@@ -182,11 +182,7 @@ func Request(s *filters.Session, state, rcpt string, size int64) []string {
 	if s.ClientPort != 0 {
 		port = strconv.Itoa(int(s.ClientPort))
 	}
-	tlsProto := ""
-	if s.TLS {
-		tlsProto = "TLS" // the version and cipher are not known to the checks
-	}
-	return []string{
+	attrs := []string{
 		"request=smtpd_access_policy",
 		"protocol_state=" + state,
 		"protocol_name=" + proto,
@@ -204,19 +200,15 @@ func Request(s *filters.Session, state, rcpt string, size int64) []string {
 		"sasl_username=" + value(s.AuthUser),
 		"sasl_sender=",
 		"size=" + sizeText,
-		"ccert_subject=",
-		"ccert_issuer=",
-		"ccert_fingerprint=",
-		"ccert_pubkey_fingerprint=",
-		"encryption_protocol=" + tlsProto,
-		"encryption_cipher=",
-		"encryption_keysize=0",
+	}
+	attrs = append(attrs, tlsAttributes(s)...)
+	return append(attrs,
 		"etrn_domain=",
 		"stress=",
 		"policy_context=",
 		"compatibility_level=3.6",
 		"mail_version=3.7.0 (postern)",
-	}
+	)
 }
 
 // instance is the same for every request of one transaction: the session
