@@ -438,3 +438,33 @@ func TestPolicyServiceTLSAttributes(t *testing.T) {
 		"encryption_protocol": "", "encryption_cipher": "", "encryption_keysize": "0", "ccert_fingerprint": "",
 	})
 }
+
+// A DEFER_IF_PERMIT at MAIL (stage=mail) lets MAIL through and defers
+// each RCPT, as Postfix does with its sender restrictions'; the next
+// transaction starts afresh.
+func TestPolicyServiceDeferIfPermitAtMail(t *testing.T) {
+	ps := startScriptedPolicy(t, func(req map[string]string) string {
+		if strings.HasPrefix(req["sender"], "grey@") {
+			return "DEFER_IF_PERMIT 4.7.1 Sender greylisted"
+		}
+		return "DUNNO"
+	})
+	h := newFilterHarness(t, baseZone(), map[string]string{
+		"filters":        "policy:p\n",
+		"policyservices": "p inet:" + ps.ln.Addr().String() + " stage=mail\n",
+	})
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("192.0.2.7", "mail.good.test")
+	if code, text := c.cmd("MAIL FROM:<grey@good.test>"); code != 250 {
+		t.Fatalf("MAIL: %d %s", code, text)
+	}
+	for i := 0; i < 2; i++ {
+		if code, text := c.cmd("RCPT TO:<%s>", h.user); code != 450 || text != "4.7.1 Sender greylisted" {
+			t.Fatalf("RCPT %d: %d %s", i, code, text)
+		}
+	}
+	c.cmd("RSET")
+	if code, text := c.send("x@good.test", h.user, testMessage("x", "x\r\n")); code != 250 {
+		t.Fatalf("the next transaction: %d %s", code, text)
+	}
+}
