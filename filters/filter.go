@@ -18,6 +18,7 @@ package filters
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net/netip"
 )
@@ -88,8 +89,22 @@ type Result struct {
 	// the rewritten message, and it is what gets delivered.
 	Rewritten []byte
 	// Envelope holds the filter's changes to the sender and recipients
-	// (a milter's CHGFROM, ADDRCPT, DELRCPT); nil for none.
+	// (a milter's CHGFROM, ADDRCPT, DELRCPT; a policy server's REDIRECT
+	// and BCC); nil for none. Those given at MAIL or RCPT apply to the
+	// message at the end of DATA, unless that command is refused.
 	Envelope *EnvelopeChange
+
+	// DeferIfPermit and DeferIfReject are conditional deferrals, as
+	// access(5)'s DEFER_IF_PERMIT and DEFER_IF_REJECT (a Postfix policy
+	// server's answers), given with a NoOpinion verdict: the later
+	// filters of the stage still run. DeferIfPermit defers the stage with
+	// its reply unless a later filter rejects (explicit or implicit
+	// permit: nothing refused, or an Accept); one given at StageMail
+	// defers each RCPT instead. DeferIfReject turns a later Reject of the
+	// stage (including the score's at StageData) into its tempfail. The
+	// first of each kind in a stage counts. See Pipeline.Run.
+	DeferIfPermit *Reply
+	DeferIfReject *Reply
 }
 
 // EnvelopeChange is a filter's change to the transaction's envelope.
@@ -97,11 +112,19 @@ type EnvelopeChange struct {
 	From     *string  // the new reverse path ("" = null sender); nil keeps it
 	AddRcpts []string // recipients to add, routed as if given with RCPT TO
 	DelRcpts []string // RCPT TO addresses to remove, as the client gave them
+	// Bcc are the recipients access(5)'s BCC asked to send one copy to:
+	// the gateway adds the last one only, as Postfix 3.x, and logs the
+	// others as ignored.
+	Bcc []string
+	// Redirect, when set, is the one address the message goes to instead
+	// of all its recipients (access(5)'s REDIRECT); a later one wins.
+	Redirect string
 }
 
-// merge adds o's changes after e's: a later sender wins, recipients
+// Merge adds o's changes after e's and returns the result (e, or a new
+// change when e is nil): a later sender and redirect win, recipients
 // accumulate in order.
-func (e *EnvelopeChange) merge(o *EnvelopeChange) *EnvelopeChange {
+func (e *EnvelopeChange) Merge(o *EnvelopeChange) *EnvelopeChange {
 	if o == nil {
 		return e
 	}
@@ -111,8 +134,12 @@ func (e *EnvelopeChange) merge(o *EnvelopeChange) *EnvelopeChange {
 	if o.From != nil {
 		e.From = o.From
 	}
+	if o.Redirect != "" {
+		e.Redirect = o.Redirect
+	}
 	e.AddRcpts = append(e.AddRcpts, o.AddRcpts...)
 	e.DelRcpts = append(e.DelRcpts, o.DelRcpts...)
+	e.Bcc = append(e.Bcc, o.Bcc...)
 	return e
 }
 
@@ -131,6 +158,14 @@ type Session struct {
 	AuthMech   string            // the SASL mechanism AuthUser logged in with
 	Access     map[string]string // variables from smtpaccess for this client
 
+	// TLSState is the connection's TLS state (version, cipher, the
+	// client's certificate); nil without TLS.
+	TLSState *tls.ConnectionState
+	// TLSClientVerified: the certificate the client presented chains to
+	// the certificate authorities configured for client certificates
+	// (tlsclientcerts).
+	TLSClientVerified bool
+
 	EarlyTalker         bool // spoke before the banner
 	PipeliningViolation bool
 
@@ -139,6 +174,11 @@ type Session struct {
 
 	Results []Result // every result so far in this session/transaction, in order
 	Score   float64  // the total so far
+
+	// DeferIfPermit is the deferral a filter asked for at StageMail
+	// (Result.DeferIfPermit), which the pipeline applies to each RCPT of
+	// the transaction; the gateway clears it with the transaction.
+	DeferIfPermit *Decision
 }
 
 // Message is the received message at StageData: the raw bytes as the client
@@ -174,6 +214,15 @@ type RcptChecker interface {
 
 type DataChecker interface {
 	CheckData(ctx context.Context, s *Session, msg Message) Result
+}
+
+// Closer is a filter that holds resources between sessions (a policy
+// server's kept connections). When a reload replaces the filters, the old
+// ones are closed: Close lets go of what is idle now and makes the filter
+// let go of the rest when the sessions still using it are done with it;
+// it must not break those sessions, and may be called more than once.
+type Closer interface {
+	Close()
 }
 
 // Var returns the most recent value a result set for the variable name

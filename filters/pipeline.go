@@ -67,9 +67,11 @@ type Decision struct {
 	Hold       bool
 	HoldReason string
 
-	// At StageData, unless the message is refused: the message as the
-	// filters rewrote it (nil: unchanged), and their envelope changes, in
-	// the filters' order (see Result.Rewritten, Result.Envelope).
+	// Unless the command is refused: at StageData the message as the
+	// filters rewrote it (nil: unchanged), and at every stage their
+	// envelope changes, in the filters' order (see Result.Rewritten,
+	// Result.Envelope). The gateway applies those of MAIL and RCPT with
+	// those of DATA.
 	Rewritten []byte
 	Envelope  *EnvelopeChange
 }
@@ -107,6 +109,18 @@ func NewPipeline(entries []Entry, opt PipelineOptions) *Pipeline {
 	return &Pipeline{entries: entries, thresholds: opt.Thresholds, timeout: opt.StageTimeout, log: opt.Logger, observe: opt.Observe}
 }
 
+// Close closes the filters that are Closers (a reload replaced them).
+func (p *Pipeline) Close() {
+	if p == nil {
+		return
+	}
+	for _, e := range p.entries {
+		if c, ok := e.Filter.(Closer); ok {
+			c.Close()
+		}
+	}
+}
+
 // Empty reports whether no filter is configured.
 func (p *Pipeline) Empty() bool { return p == nil || len(p.entries) == 0 }
 
@@ -116,9 +130,26 @@ func (p *Pipeline) Empty() bool { return p == nil || len(p.entries) == 0 }
 // Accept verdict ends the stage early with NoOpinion. At StageData it
 // finally applies the score thresholds. rcpt is the recipient at
 // StageRcpt; msg the message at StageData.
+//
+// Conditional deferrals follow Postfix's smtpd_check.c: the first
+// Result.DeferIfReject of the stage turns a later Reject (a filter's or
+// the score's) into its tempfail; the first Result.DeferIfPermit defers
+// the stage when it ends without a refusal (an implicit permit) or with
+// an Accept (an explicit one), while a later Reject still refuses. One
+// given at StageMail is kept in s.DeferIfPermit and defers each RCPT of
+// the transaction unless a check refuses that recipient, as Postfix
+// carries its sender restrictions' defer_if_permit into the recipient
+// restrictions; the end of DATA starts afresh, as Postfix's does.
 func (p *Pipeline) Run(ctx context.Context, stage Stage, s *Session, rcpt string, msg Message) Decision {
 	if p.Empty() {
 		return Decision{}
+	}
+	var ifPermit, ifReject *Decision
+	switch stage {
+	case StageMail:
+		s.DeferIfPermit = nil
+	case StageRcpt:
+		ifPermit = s.DeferIfPermit
 	}
 	quarantine := Decision{}
 	var hold *string // the reason of the first quarantine that asks for a hold
@@ -147,8 +178,10 @@ func (p *Pipeline) Run(ctx context.Context, stage Stage, s *Session, rcpt string
 			}
 		case ModeScore:
 			res.Verdict, res.Hold = NoOpinion, false
+			res.DeferIfPermit, res.DeferIfReject = nil, nil
 		case ModeIgnore:
 			res.Verdict, res.Hold = NoOpinion, false
+			res.DeferIfPermit, res.DeferIfReject = nil, nil
 			weight = 0
 			// A filter that is only watched changes nothing.
 			res.Rewritten, res.Envelope = nil, nil
@@ -157,8 +190,12 @@ func (p *Pipeline) Run(ctx context.Context, stage Stage, s *Session, rcpt string
 			rewritten = res.Rewritten
 			msg = bytes.NewReader(rewritten)
 		}
-		if stage == StageData {
-			envelope = envelope.merge(res.Envelope)
+		envelope = envelope.Merge(res.Envelope)
+		if res.DeferIfPermit != nil && ifPermit == nil {
+			ifPermit = conditionalDeferral(res, *res.DeferIfPermit)
+		}
+		if res.DeferIfReject != nil && ifReject == nil {
+			ifReject = conditionalDeferral(res, *res.DeferIfReject)
 		}
 		score := res.Score * weight
 		s.Results = append(s.Results, res)
@@ -167,7 +204,9 @@ func (p *Pipeline) Run(ctx context.Context, stage Stage, s *Session, rcpt string
 			"verdict", res.Verdict.String(), "as_configured", original.String(), "mode", e.Mode.String(),
 			"score", score, "reason", res.Reason)
 		switch res.Verdict {
-		case Reject, Tempfail:
+		case Reject:
+			return deferIfReject(decisionFrom(res), ifReject)
+		case Tempfail:
 			return decisionFrom(res)
 		case Quarantine:
 			if quarantine.Verdict == NoOpinion {
@@ -177,16 +216,64 @@ func (p *Pipeline) Run(ctx context.Context, stage Stage, s *Session, rcpt string
 				hold = &res.Reason
 			}
 		case Accept:
-			return withHold(withChanges(quarantine, rewritten, envelope), hold)
+			return permit(stage, s, withHold(withChanges(quarantine, rewritten, envelope), hold), ifPermit)
 		}
 	}
 	if quarantine.Verdict != NoOpinion {
-		return withHold(withChanges(quarantine, rewritten, envelope), hold)
+		return permit(stage, s, withHold(withChanges(quarantine, rewritten, envelope), hold), ifPermit)
 	}
 	if stage == StageData {
-		return withChanges(p.scoreDecision(s), rewritten, envelope)
+		d := p.scoreDecision(s)
+		if d.Verdict == Reject {
+			return deferIfReject(d, ifReject)
+		}
+		return permit(stage, s, withChanges(d, rewritten, envelope), ifPermit)
 	}
-	return Decision{}
+	return permit(stage, s, withChanges(Decision{}, rewritten, envelope), ifPermit)
+}
+
+// conditionalDeferral is the tempfail of a DEFER_IF_PERMIT or
+// DEFER_IF_REJECT reply (default 450 4.7.1, as Postfix's
+// access_map_defer_code).
+func conditionalDeferral(r Result, rep Reply) *Decision {
+	d := &Decision{Verdict: Tempfail, Code: rep.Code, Enhanced: rep.Enhanced, Message: rep.Text, Filter: r.Filter, Reason: r.Reason}
+	if d.Code == 0 {
+		d.Code = 450
+	}
+	if d.Enhanced == "" {
+		d.Enhanced = "4.7.1"
+	}
+	if d.Message == "" {
+		d.Message = "Service unavailable"
+	}
+	return d
+}
+
+// deferIfReject turns a rejection into a pending DEFER_IF_REJECT's
+// tempfail; the reason says what was deferred.
+func deferIfReject(d Decision, ifReject *Decision) Decision {
+	if ifReject == nil || d.Verdict != Reject {
+		return d
+	}
+	out := *ifReject
+	out.Reason += " (DEFER_IF_REJECT; deferred instead of " + d.Filter + "'s reject: " + d.Reason + ")"
+	return out
+}
+
+// permit ends a stage that lets the client through (d): a pending
+// DEFER_IF_PERMIT defers it instead, or, at StageMail, is kept for the
+// transaction's recipients.
+func permit(stage Stage, s *Session, d Decision, ifPermit *Decision) Decision {
+	switch {
+	case ifPermit == nil:
+		return d
+	case stage == StageMail:
+		s.DeferIfPermit = ifPermit
+		return d
+	}
+	out := *ifPermit
+	out.Reason += " (DEFER_IF_PERMIT)"
+	return out
 }
 
 // withHold marks a quarantine decision for a hold when a filter asked.

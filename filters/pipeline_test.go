@@ -2,6 +2,7 @@ package filters
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -198,5 +199,138 @@ func TestPipelineHold(t *testing.T) {
 	// A hold flag on a verdict that is not a quarantine means nothing.
 	if d := run(Entry{Filter: fixed{"odd", Result{Verdict: Accept, Hold: true}, &hits}}); d.Hold {
 		t.Errorf("an accept with Hold: %+v", d)
+	}
+}
+
+// mailOnly answers at MAIL only.
+type mailOnly struct {
+	name string
+	res  Result
+}
+
+func (f mailOnly) Name() string                                     { return f.name }
+func (f mailOnly) CheckMail(ctx context.Context, s *Session) Result { return f.res }
+
+// Conditional deferrals as Postfix's smtpd_check.c applies access(5)'s
+// DEFER_IF_PERMIT and DEFER_IF_REJECT: later checks of the stage still
+// run; a later reject wins over DEFER_IF_PERMIT, an explicit or implicit
+// permit is deferred; DEFER_IF_REJECT defers a later reject (the score's
+// too) and nothing else; the first of each kind counts.
+func TestPipelineConditionalDeferrals(t *testing.T) {
+	var hits []string
+	ifPermit := Result{Reason: "greylisted", DeferIfPermit: &Reply{Code: 450, Enhanced: "4.2.0", Text: "Greylisted"}}
+	ifPermit2 := Result{Reason: "second", DeferIfPermit: &Reply{Code: 450, Enhanced: "4.7.1", Text: "second"}}
+	ifReject := Result{Reason: "dns trouble", DeferIfReject: &Reply{Code: 450, Enhanced: "4.7.1", Text: "try later"}}
+	reject := Result{Verdict: Reject, Code: 554, Enhanced: "5.7.1", Message: "Listed", Reason: "listed"}
+	tempfail := Result{Verdict: Tempfail, Code: 451, Enhanced: "4.3.0", Message: "Busy", Reason: "busy"}
+	accept := Result{Verdict: Accept, Reason: "whitelisted"}
+	quarantine := Result{Verdict: Quarantine, Reason: "suspicious"}
+	cases := []struct {
+		name    string
+		results []Result
+		mode    Mode // of the first entry
+		want    string
+	}{
+		{"if-permit, nothing after", []Result{ifPermit}, ModeReject, "tempfail 450 4.2.0 Greylisted by a"},
+		{"if-permit, then reject", []Result{ifPermit, reject}, ModeReject, "reject 554 5.7.1 Listed by b"},
+		{"if-permit, then tempfail", []Result{ifPermit, tempfail}, ModeReject, "tempfail 451 4.3.0 Busy by b"},
+		{"if-permit, then accept", []Result{ifPermit, accept}, ModeReject, "tempfail 450 4.2.0 Greylisted by a"},
+		{"if-permit, then quarantine", []Result{ifPermit, quarantine}, ModeReject, "tempfail 450 4.2.0 Greylisted by a"},
+		{"first if-permit counts", []Result{ifPermit, ifPermit2}, ModeReject, "tempfail 450 4.2.0 Greylisted by a"},
+		{"accept, then nothing runs", []Result{accept, ifPermit}, ModeReject, "none 0   by "},
+		{"if-reject, nothing after", []Result{ifReject}, ModeReject, "none 0   by "},
+		{"if-reject, then reject", []Result{ifReject, reject}, ModeReject, "tempfail 450 4.7.1 try later by a"},
+		{"if-reject, then tempfail", []Result{ifReject, tempfail}, ModeReject, "tempfail 451 4.3.0 Busy by b"},
+		{"reject before if-reject", []Result{reject, ifReject}, ModeReject, "reject 554 5.7.1 Listed by a"},
+		{"if-reject and if-permit, then reject", []Result{ifReject, ifPermit, reject}, ModeReject, "tempfail 450 4.7.1 try later by a"},
+		{"if-permit watched only", []Result{ifPermit}, ModeIgnore, "none 0   by "},
+		{"if-permit scored only", []Result{ifPermit}, ModeScore, "none 0   by "},
+		{"if-permit in quarantine mode", []Result{ifPermit}, ModeQuarantine, "tempfail 450 4.2.0 Greylisted by a"},
+	}
+	for _, c := range cases {
+		var entries []Entry
+		for i, r := range c.results {
+			e := Entry{Filter: fixed{string(rune('a' + i)), r, &hits}}
+			if i == 0 {
+				e.Mode = c.mode
+			}
+			entries = append(entries, e)
+		}
+		d := NewPipeline(entries, PipelineOptions{}).Run(context.Background(), StageRcpt, &Session{}, "x@example.test", nil)
+		if got := fmt.Sprintf("%s %d %s %s by %s", d.Verdict, d.Code, d.Enhanced, d.Message, d.Filter); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+
+	// At the end of DATA the score's reject is deferred by DEFER_IF_REJECT,
+	// and wins over DEFER_IF_PERMIT.
+	spam := Result{Score: 20}
+	p := NewPipeline([]Entry{{Filter: fixed{"a", ifReject, &hits}}, {Filter: fixed{"b", spam, &hits}}}, PipelineOptions{Thresholds: Thresholds{Reject: 10}})
+	if d := p.Run(context.Background(), StageData, &Session{}, "", strings.NewReader("x")); d.Verdict != Tempfail || d.Message != "try later" || !strings.Contains(d.Reason, "deferred instead of score's reject") {
+		t.Errorf("score reject after DEFER_IF_REJECT: %+v", d)
+	}
+	p = NewPipeline([]Entry{{Filter: fixed{"a", ifPermit, &hits}}, {Filter: fixed{"b", spam, &hits}}}, PipelineOptions{Thresholds: Thresholds{Reject: 10}})
+	if d := p.Run(context.Background(), StageData, &Session{}, "", strings.NewReader("x")); d.Verdict != Reject || d.Filter != "score" {
+		t.Errorf("score reject after DEFER_IF_PERMIT: %+v", d)
+	}
+}
+
+// A DEFER_IF_PERMIT at MAIL lets MAIL through and defers each RCPT
+// unless a check refuses the recipient; the next transaction starts
+// afresh.
+func TestPipelineDeferIfPermitAtMailDefersRecipients(t *testing.T) {
+	var hits []string
+	ifPermit := Result{Reason: "sender greylisted", DeferIfPermit: &Reply{Code: 450, Enhanced: "4.7.1", Text: "Greylisted"}}
+	rcptCheck := fixed{"rcpt", Result{}, &hits}
+	p := NewPipeline([]Entry{{Filter: mailOnly{"mail", ifPermit}}, {Filter: rcptCheck}}, PipelineOptions{})
+	s := &Session{}
+	if d := p.Run(context.Background(), StageMail, s, "", nil); d.Verdict != NoOpinion {
+		t.Fatalf("MAIL: %+v", d)
+	}
+	if d := p.Run(context.Background(), StageRcpt, s, "a@example.test", nil); d.Verdict != Tempfail || d.Message != "Greylisted" || d.Filter != "mail" {
+		t.Fatalf("RCPT: %+v", d)
+	}
+	// A recipient a check refuses gets the refusal.
+	p2 := NewPipeline([]Entry{{Filter: fixed{"rcpt", Result{Verdict: Reject, Message: "No"}, &hits}}}, PipelineOptions{})
+	if d := p2.Run(context.Background(), StageRcpt, s, "b@example.test", nil); d.Verdict != Reject {
+		t.Fatalf("refused RCPT: %+v", d)
+	}
+	// The end of DATA is not deferred by it (Postfix resets it there).
+	if d := p.Run(context.Background(), StageData, s, "", strings.NewReader("x")); d.Verdict != NoOpinion {
+		t.Fatalf("DATA: %+v", d)
+	}
+	// A new MAIL forgets it.
+	p3 := NewPipeline([]Entry{{Filter: mailOnly{"mail", Result{}}}, {Filter: rcptCheck}}, PipelineOptions{})
+	p3.Run(context.Background(), StageMail, s, "", nil)
+	if d := p3.Run(context.Background(), StageRcpt, s, "a@example.test", nil); d.Verdict != NoOpinion {
+		t.Fatalf("RCPT of the next transaction: %+v", d)
+	}
+}
+
+// Envelope changes given at RCPT (a policy server's REDIRECT, BCC) come
+// with the decision, in order, the last redirect winning; a refused
+// recipient's are dropped.
+func TestPipelineEnvelopeChangesAtRcpt(t *testing.T) {
+	var hits []string
+	bcc := Result{Envelope: &EnvelopeChange{Bcc: []string{"archive@example.test"}}}
+	redir1 := Result{Envelope: &EnvelopeChange{Redirect: "one@example.test"}}
+	redir2 := Result{Envelope: &EnvelopeChange{Redirect: "two@example.test"}}
+	p := NewPipeline([]Entry{{Filter: fixed{"a", bcc, &hits}}, {Filter: fixed{"b", redir1, &hits}}, {Filter: fixed{"c", redir2, &hits}}}, PipelineOptions{})
+	d := p.Run(context.Background(), StageRcpt, &Session{}, "x@example.test", nil)
+	if e := d.Envelope; e == nil || e.Redirect != "two@example.test" || strings.Join(e.Bcc, ",") != "archive@example.test" {
+		t.Fatalf("envelope %+v", d.Envelope)
+	}
+	p = NewPipeline([]Entry{{Filter: fixed{"a", bcc, &hits}}, {Filter: fixed{"b", Result{Verdict: Reject}, &hits}}}, PipelineOptions{})
+	if d := p.Run(context.Background(), StageRcpt, &Session{}, "x@example.test", nil); d.Envelope != nil {
+		t.Fatalf("a refused recipient's envelope change kept: %+v", d.Envelope)
+	}
+	ifPermit := Result{DeferIfPermit: &Reply{Text: "later"}}
+	p = NewPipeline([]Entry{{Filter: fixed{"a", bcc, &hits}}, {Filter: fixed{"b", ifPermit, &hits}}}, PipelineOptions{})
+	if d := p.Run(context.Background(), StageRcpt, &Session{}, "x@example.test", nil); d.Verdict != Tempfail || d.Envelope != nil {
+		t.Fatalf("a deferred recipient's envelope change kept: %+v", d)
+	}
+	p = NewPipeline([]Entry{{Filter: fixed{"a", bcc, &hits}, Mode: ModeIgnore}}, PipelineOptions{})
+	if d := p.Run(context.Background(), StageRcpt, &Session{}, "x@example.test", nil); d.Envelope != nil {
+		t.Fatalf("a watched check's envelope change kept: %+v", d.Envelope)
 	}
 }

@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -15,6 +17,7 @@ import (
 	"postern/filters/dmarc"
 	"postern/filters/ratelimit"
 	"postern/filters/rejectlog"
+	"postern/gateway/delivery"
 	"postern/gateway/smtpd"
 	"postern/policy"
 )
@@ -35,6 +38,17 @@ type Filters struct {
 	Limiter    *ratelimit.Limiter // told about unknown recipients (dictionary attacks); may be nil
 	Signer     *dkim.Signer       // signs authenticated users' mail; may be nil
 	AuthservID string             // our name in Authentication-Results (RFC 8601)
+}
+
+// Close lets go of what the checks keep between sessions (a policy
+// server's connections) when a reload replaced them; sessions that began
+// with them can still use them.
+func (f *Filters) Close() {
+	if f == nil {
+		return
+	}
+	f.Pipeline.Close()
+	f.Trusted.Close()
 }
 
 // checked reports whether this client's mail goes through the checks:
@@ -87,15 +101,36 @@ func (s *session) runStage(ctx context.Context, c *smtpd.ConnInfo, stage filters
 }
 
 // changeEnvelope carries out the checks' changes to the sender and the
-// recipients (a milter's CHGFROM, ADDRCPT, DELRCPT). An added recipient
-// is routed as a RCPT TO from a client allowed to relay (the milter is
-// the admin's); one that cannot be routed is logged and left out. A
-// removal that would leave no recipient is not done: Postern does not
-// drop accepted mail.
-func (s *session) changeEnvelope(ctx context.Context, e *filters.EnvelopeChange) {
+// recipients (a milter's CHGFROM, ADDRCPT, DELRCPT; a policy server's
+// BCC and REDIRECT). An added recipient is routed as a RCPT TO from a
+// client allowed to relay (the milter, the policy server is the
+// admin's); one that cannot be routed is logged and left out. A removal
+// that would leave no recipient is not done: Postern does not drop
+// accepted mail. Of several BCCs the last counts, as in Postfix 3.x; its
+// copy asks for no DSN. A REDIRECT sends the message to its address
+// instead of all the recipients (those added too), as Postfix's does; one
+// that cannot be routed refuses the message for now (451 4.3.5, as a
+// broken policy server), rather than deliver it where the policy said
+// not to.
+func (s *session) changeEnvelope(ctx context.Context, e *filters.EnvelopeChange) *smtpd.Reply {
 	if e.From != nil {
 		s.log.Info("smtp sender changed by a check", "from", s.from, "to", *e.From)
 		s.from = *e.From
+	}
+	if e.Redirect != "" {
+		targets, ref := s.b.router.Resolve(ctx, e.Redirect, true)
+		if ref != nil {
+			s.log.Warn("smtp: the address a check redirected the message to cannot be routed; refused for now",
+				"redirect", e.Redirect, "reason", ref.Reason, "text", ref.Text)
+			return smtpd.NewReply(451, "4.3.5", "Server configuration problem")
+		}
+		for i := range targets {
+			targets[i].Rcpt = e.Redirect
+		}
+		s.log.Info("smtp message redirected by a check", "to", e.Redirect, "instead_of", len(s.targets), "ignored_bcc", e.Bcc)
+		s.rcptSet = nil
+		s.targets = s.rcptSet.add(nil, targets)
+		return nil
 	}
 	if len(e.DelRcpts) > 0 {
 		var kept []Target
@@ -104,7 +139,7 @@ func (s *session) changeEnvelope(ctx context.Context, e *filters.EnvelopeChange)
 				kept = append(kept, t)
 			}
 		}
-		if len(kept) == 0 && len(e.AddRcpts) == 0 {
+		if len(kept) == 0 && len(e.AddRcpts) == 0 && len(e.Bcc) == 0 {
 			s.log.Warn("smtp: a check removed every recipient; the message is delivered to them as it was", "rcpts", len(s.targets))
 		} else {
 			s.rcptSet = nil
@@ -113,17 +148,32 @@ func (s *session) changeEnvelope(ctx context.Context, e *filters.EnvelopeChange)
 		}
 	}
 	for _, a := range e.AddRcpts {
-		targets, ref := s.b.router.Resolve(ctx, a, true)
-		if ref != nil {
-			s.log.Warn("smtp: a recipient a check added cannot be routed", "rcpt", a, "reason", ref.Reason, "text", ref.Text)
-			continue
-		}
-		for i := range targets {
-			targets[i].Rcpt = a
-		}
-		s.targets = s.rcptSet.add(s.targets, targets)
-		s.log.Info("smtp recipient added by a check", "rcpt", a)
+		s.addRecipient(ctx, a, "smtp recipient added by a check", 0)
 	}
+	if n := len(e.Bcc); n > 0 {
+		if n > 1 {
+			s.log.Info("smtp: only the last BCC a check asked for is sent a copy, as in Postfix", "ignored", e.Bcc[:n-1])
+		}
+		s.addRecipient(ctx, e.Bcc[n-1], "smtp bcc added by a check", delivery.NotifyNever)
+	}
+	return nil
+}
+
+// addRecipient routes a recipient a check added, as from a client
+// allowed to relay, and adds its destinations; one that cannot be routed
+// is logged and left out.
+func (s *session) addRecipient(ctx context.Context, a, what string, notify delivery.Notify) {
+	targets, ref := s.b.router.Resolve(ctx, a, true)
+	if ref != nil {
+		s.log.Warn("smtp: a recipient a check added cannot be routed", "rcpt", a, "reason", ref.Reason, "text", ref.Text)
+		return
+	}
+	for i := range targets {
+		targets[i].Rcpt = a
+		targets[i].Recipient.Notify = notify
+	}
+	s.targets = s.rcptSet.add(s.targets, targets)
+	s.log.Info(what, "rcpt", a)
 }
 
 // sameAddress compares two envelope addresses: the local part as
@@ -150,6 +200,7 @@ func (s *session) disconnectAsked() bool {
 func (s *session) syncFilterSession(c *smtpd.ConnInfo) {
 	fs := s.fs
 	fs.HELO, fs.ESMTP, fs.TLS, fs.AuthUser, fs.AuthMech = c.HELO, c.ESMTP, c.TLS != nil, c.AuthUser, c.AuthMech
+	fs.TLSState, fs.TLSClientVerified = c.TLS, s.clientCertVerified(c.TLS)
 	fs.EarlyTalker, fs.PipeliningViolation = c.EarlyTalker, c.PipeliningViolation
 	fs.ClientIP = c.RemoteAddr.Addr().Unmap()
 	fs.ClientPort = c.RemoteAddr.Port()
@@ -159,6 +210,28 @@ func (s *session) syncFilterSession(c *smtpd.ConnInfo) {
 	if name := fs.Var("FCRDNS_NAME"); name != "" {
 		fs.ClientName = name
 	}
+}
+
+// clientCertVerified reports whether the certificate a TLS client
+// presented chains to the certificate authorities of "tlsclientcerts ask
+// CAFILE" for client authentication; it is checked once per connection.
+func (s *session) clientCertVerified(st *tls.ConnectionState) bool {
+	if st == nil || len(st.PeerCertificates) == 0 || s.cfg.TLSClientCAs == nil {
+		return false
+	}
+	if s.certChecked != st {
+		intermediates := x509.NewCertPool()
+		for _, c := range st.PeerCertificates[1:] {
+			intermediates.AddCert(c)
+		}
+		_, err := st.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: s.cfg.TLSClientCAs,
+			Intermediates: intermediates, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		s.certChecked, s.certVerified = st, err == nil
+		if err != nil {
+			s.log.Info("smtp: the client's certificate does not verify", "subject", st.PeerCertificates[0].Subject.String(), "err", err)
+		}
+	}
+	return s.certVerified
 }
 
 // noteUnknown tells the rate limiter about a refused unknown recipient; it

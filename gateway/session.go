@@ -103,12 +103,20 @@ type session struct {
 	baseScore   float64
 	// dataResults is where the results of the end of DATA start.
 	dataResults int
+	// certChecked is the TLS state whose client certificate was checked
+	// against the configured authorities; certVerified the answer.
+	certChecked  *tls.ConnectionState
+	certVerified bool
 
-	from    string
-	mail    smtpd.MailParams
-	targets []Target
-	rcptSet recipientSet // the destinations in targets (see recipientSet)
-	rcpts   []string     // the accepted RCPT TO addresses, in order (LMTP answers each)
+	from string
+	mail smtpd.MailParams
+	// envelope: the checks' changes asked for at MAIL and at the
+	// accepted RCPTs (a policy server's REDIRECT, BCC), applied with
+	// those of DATA.
+	envelope *filters.EnvelopeChange
+	targets  []Target
+	rcptSet  recipientSet // the destinations in targets (see recipientSet)
+	rcpts    []string     // the accepted RCPT TO addresses, in order (LMTP answers each)
 	// later holds the Maildir writes of the last message's journaled
 	// local deliveries, run once the client has its 250 (Replied).
 	later maildir.Deferred
@@ -132,6 +140,7 @@ func (s *session) resetTransaction() {
 		s.fs.Results = s.fs.Results[:s.baseResults]
 	}
 	s.fs.Score, s.fs.From, s.fs.Rcpts = s.baseScore, "", nil
+	s.fs.DeferIfPermit = nil
 }
 
 func (s *session) Auth(ctx context.Context, c *smtpd.ConnInfo, mech, identity, user, pass string) *smtpd.Reply {
@@ -185,10 +194,13 @@ func (s *session) Mail(ctx context.Context, c *smtpd.ConnInfo, from string, p *s
 			}
 		}
 	}
-	s.from, s.mail, s.targets, s.rcptSet, s.rcpts = from, *p, nil, nil, nil
+	s.from, s.mail, s.targets, s.rcptSet, s.rcpts, s.envelope = from, *p, nil, nil, nil, nil
 	s.resetTransaction()
 	s.fs.From = from
-	_, rep := s.runStage(ctx, c, filters.StageMail, "", nil)
+	d, rep := s.runStage(ctx, c, filters.StageMail, "", nil)
+	if rep == nil {
+		s.envelope = s.envelope.Merge(d.Envelope)
+	}
 	return rep
 }
 
@@ -213,7 +225,8 @@ func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smt
 		}
 		return rep
 	}
-	if _, rep := s.runStage(ctx, c, filters.StageRcpt, to, nil); rep != nil {
+	d, rep := s.runStage(ctx, c, filters.StageRcpt, to, nil)
+	if rep != nil {
 		return rep
 	}
 	notify := parseNotify(p.Notify)
@@ -234,6 +247,7 @@ func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smt
 	s.targets = s.rcptSet.add(s.targets, targets)
 	s.fs.Rcpts = append(s.fs.Rcpts, to)
 	s.rcpts = append(s.rcpts, to)
+	s.envelope = s.envelope.Merge(d.Envelope)
 	return nil
 }
 
@@ -329,8 +343,10 @@ func (s *session) readMessage(ctx context.Context, c *smtpd.ConnInfo, r io.Reade
 	if d.Rewritten != nil {
 		msg = d.Rewritten
 	}
-	if d.Envelope != nil {
-		s.changeEnvelope(ctx, d.Envelope)
+	if e := (&filters.EnvelopeChange{}).Merge(s.envelope).Merge(d.Envelope); s.envelope != nil || d.Envelope != nil {
+		if rep := s.changeEnvelope(ctx, e); rep != nil {
+			return delivery.Envelope{}, rep
+		}
 	}
 	body.Write(s.receivedHeader(c, time.Now()))
 	if s.checked(c) {
@@ -413,7 +429,7 @@ func (s *session) store(ctx context.Context, env delivery.Envelope, targets []Ta
 }
 
 func (s *session) Reset(ctx context.Context, c *smtpd.ConnInfo) {
-	s.from, s.targets, s.rcptSet, s.rcpts = "", nil, nil, nil
+	s.from, s.targets, s.rcptSet, s.rcpts, s.envelope = "", nil, nil, nil, nil
 	s.resetTransaction()
 }
 

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -158,6 +159,14 @@ type Config struct {
 	// TLSMinVersion is the oldest TLS version the listeners speak
 	// ("tlsminversion": 1.0 to 1.3; default 1.2).
 	TLSMinVersion uint16
+	// TLSAskClientCert: the SMTP listeners ask TLS clients for a
+	// certificate ("tlsclientcerts ask [CAFILE]", Postfix's
+	// smtpd_tls_ask_ccert), which the policy services are told about; a
+	// client without one, or with one that does not verify, is served
+	// all the same. TLSClientCAs, from CAFILE, verify them; nil: none
+	// counts as verified.
+	TLSAskClientCert bool
+	TLSClientCAs     *x509.CertPool
 
 	UserdbSource string // the userdb source: file or directory ("userdb")
 	UserdbDB     string // its compiled index ("userdb.db")
@@ -476,6 +485,7 @@ func Load(dir string) (*Config, error) {
 		l.fail(&Error{File: filepath.Join(abs, "tlsminversion"), Reason: fmt.Sprintf("tlsminversion %q: want 1.0, 1.1, 1.2 or 1.3", v)})
 	}
 	c.ACME = l.acme(c.DataDir)
+	l.clientCerts(c, abs)
 	for _, ln := range c.Listeners {
 		if ln.ImplicitTLS() && c.TLSCertificate == nil && c.TLSCertFile == "" && c.ACME == nil {
 			l.fail(ln.Origin.Errorf("listener %q needs a certificate: set tlscert or acmehosts", ln.Name))
@@ -509,6 +519,38 @@ func (l *loader) lines(name string) []Line {
 }
 
 // single reads a one-line setting.
+// clientCerts reads "tlsclientcerts": "no" (the default) or "ask
+// [CAFILE]", CAFILE a PEM file of certificate authorities, relative to
+// the configuration directory.
+func (l *loader) clientCerts(c *Config, dir string) {
+	f := strings.Fields(l.single("tlsclientcerts", "no"))
+	file := filepath.Join(dir, "tlsclientcerts")
+	switch {
+	case len(f) == 1 && f[0] == "no":
+		return
+	case len(f) < 1 || len(f) > 2 || f[0] != "ask":
+		l.fail(&Error{File: file, Reason: "tlsclientcerts: want no, ask, or ask CAFILE"})
+		return
+	}
+	c.TLSAskClientCert = true
+	if len(f) == 1 {
+		return
+	}
+	p := f[1]
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(dir, p)
+	}
+	pem, err := os.ReadFile(p)
+	if err != nil {
+		l.fail(&Error{File: file, Reason: fmt.Sprintf("tlsclientcerts: %v", err)})
+		return
+	}
+	c.TLSClientCAs = x509.NewCertPool()
+	if !c.TLSClientCAs.AppendCertsFromPEM(pem) {
+		l.fail(&Error{File: file, Reason: fmt.Sprintf("tlsclientcerts: no certificate in %s", p)})
+	}
+}
+
 func (l *loader) single(name, def string) string {
 	lines := l.lines(name)
 	if len(lines) == 0 {

@@ -622,3 +622,38 @@ func TestESMTPHelo(t *testing.T) {
 		t.Fatalf("bad name: %v", err)
 	}
 }
+
+// tlsclientcerts: no (default), ask, or ask CAFILE (relative to the
+// configuration directory); mistakes name the setting.
+func TestTLSClientCerts(t *testing.T) {
+	dir := validDir(t)
+	c, err := Load(dir)
+	if err != nil || c.TLSAskClientCert || c.TLSClientCAs != nil {
+		t.Fatalf("default: %v %v %v", err, c.TLSAskClientCert, c.TLSClientCAs)
+	}
+	pemBytes, err := selfSignedPEM("ca.test", "ca.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "ca.pem"), string(pemBytes))
+	for text, want := range map[string]string{"ask": "ask", "ask ca.pem": "ask+cas", "no": "no"} {
+		write(t, filepath.Join(dir, "tlsclientcerts"), text+"\n")
+		c, err := Load(dir)
+		if err != nil {
+			t.Fatalf("%q: %v", text, err)
+		}
+		got := map[bool]string{true: "ask", false: "no"}[c.TLSAskClientCert]
+		if c.TLSClientCAs != nil {
+			got += "+cas"
+		}
+		if got != want {
+			t.Errorf("%q: %s, want %s", text, got, want)
+		}
+	}
+	for _, bad := range []string{"yes", "ask missing.pem", "ask tlsclientcerts", "ask a b"} {
+		write(t, filepath.Join(dir, "tlsclientcerts"), bad+"\n")
+		if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "tlsclientcerts") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

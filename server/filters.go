@@ -360,7 +360,7 @@ func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, resul
 			if !defined {
 				return nil, e.line.Errorf("policy service %q is not defined in the policyservices setting", name)
 			}
-			f, err = policyd.New(policyd.Options{Config: pc})
+			f, err = policyd.New(policyd.Options{Config: pc, Logger: log.With("module", "policyd")})
 			if err != nil {
 				return nil, e.line.Errorf("%v", err)
 			}

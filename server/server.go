@@ -176,6 +176,7 @@ func (s *Server) closeResources() {
 	if s.rejects != nil {
 		s.rejects.Close()
 	}
+	s.filters.Load().Close() // a policy server's kept connections
 	if s.udb != nil {
 		s.udb.Close()
 	}
@@ -328,12 +329,19 @@ func (s *Server) Start() error {
 			if mode == gateway.ModeLMTP {
 				checks = nil // the MTA in front checked the mail
 			}
+			smtpTLS := tlsCfg
+			if tlsCfg != nil && cfg.TLSAskClientCert && mode != gateway.ModeLMTP {
+				// tlsclientcerts: for the policy services' ccert_*
+				// attributes; a client without one is served as well.
+				smtpTLS = tlsCfg.Clone()
+				smtpTLS.ClientAuth = tls.RequestClientCert
+			}
 			srv := gateway.NewServer(gateway.Options{
 				Mode: mode, Listener: l.Name, Config: s.Config, Auth: s.auth,
 				Router: s.mta.Router, Local: s.mta.Local, Queue: s.mta.Queue, Access: s.mta.Access,
 				Filters: checks, Rejects: s.rejects,
 				Logger: s.log.With("service", l.Name), Metrics: smtpMetrics[mode],
-				TLSConfig: tlsCfg, ImplicitTLS: l.ImplicitTLS(), Proxy: l.Proxy,
+				TLSConfig: smtpTLS, ImplicitTLS: l.ImplicitTLS(), Proxy: l.Proxy,
 			})
 			s.services = append(s.services, srv)
 			s.serve(l.Name, srv, ln)
@@ -475,18 +483,22 @@ func (s *Server) Reload() error {
 	acmeChanged := !cfg.ACME.Same(old.ACME)
 	if acmeChanged {
 		if am, err = s.newACME(cfg.ACME); err != nil {
+			fl.Close()
 			s.log.Error("reload refused; keeping the running configuration", "err", err)
 			return err
 		}
 	}
 	if err := s.mta.Reload(cfg); err != nil {
+		fl.Close()
 		s.log.Error("reload refused; keeping the running configuration", "err", err)
 		return err
 	}
 	if acmeChanged {
 		s.swapACME(am, cfg)
 	}
-	s.filters.Store(fl)
+	// The old checks' kept connections (policy servers) are closed now;
+	// sessions that began with them finish with them.
+	s.filters.Swap(fl).Close()
 	s.auth.Guard().SetConfig(guardConfig(cfg))
 	s.cfg.Store(cfg)
 	s.reloads.Inc()

@@ -22,9 +22,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"postern/filters"
@@ -47,6 +49,10 @@ type Config struct {
 // Options configure a Filter.
 type Options struct {
 	Config Config
+	// Logger gets the actions Postfix logs (WARN, INFO, HOLD, DISCARD,
+	// REDIRECT, BCC) and those Postern ignores (FILTER, DELAY, FREEZE);
+	// nil: none.
+	Logger *slog.Logger
 }
 
 // maxIdle is how many open connections a policy server keeps.
@@ -58,8 +64,14 @@ const maxAnswer = 64 << 10
 
 // Filter is one policy server, asked at one stage.
 type Filter struct {
-	cfg  Config
-	idle chan *conn
+	cfg Config
+	log *slog.Logger
+
+	mu   sync.Mutex
+	idle []*conn // kept connections, at most maxIdle
+	// closed: a reload replaced this filter (Close); connections still in
+	// use by sessions that began before are closed when they come back.
+	closed bool
 }
 
 type conn struct {
@@ -77,7 +89,10 @@ func New(opt Options) (filters.Filter, error) {
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Second
 	}
-	f := &Filter{cfg: c, idle: make(chan *conn, maxIdle)}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	f := &Filter{cfg: c, log: opt.Logger}
 	switch c.Stage {
 	case filters.StageMail:
 		return mailFilter{f}, nil
@@ -126,6 +141,12 @@ func (f *Filter) check(ctx context.Context, s *filters.Session, state, rcpt stri
 	}
 	r.Filter = f.Name()
 	r.Reason = "policy service " + f.cfg.Name + ": " + r.Reason
+	word, _, _ := strings.Cut(strings.TrimSpace(action), " ")
+	switch strings.ToUpper(word) {
+	case "WARN", "INFO", "HOLD", "DISCARD", "REDIRECT", "BCC", "FILTER", "DELAY", "FREEZE":
+		f.log.Info("policy service action", "session", s.ID, "service", f.cfg.Name, "state", state,
+			"client", s.ClientIP.String(), "from", s.From, "rcpt", rcpt, "result", r.Reason)
+	}
 	return r
 }
 
@@ -161,11 +182,7 @@ func Request(s *filters.Session, state, rcpt string, size int64) []string {
 	if s.ClientPort != 0 {
 		port = strconv.Itoa(int(s.ClientPort))
 	}
-	tlsProto := ""
-	if s.TLS {
-		tlsProto = "TLS" // the version and cipher are not known to the checks
-	}
-	return []string{
+	attrs := []string{
 		"request=smtpd_access_policy",
 		"protocol_state=" + state,
 		"protocol_name=" + proto,
@@ -183,19 +200,15 @@ func Request(s *filters.Session, state, rcpt string, size int64) []string {
 		"sasl_username=" + value(s.AuthUser),
 		"sasl_sender=",
 		"size=" + sizeText,
-		"ccert_subject=",
-		"ccert_issuer=",
-		"ccert_fingerprint=",
-		"ccert_pubkey_fingerprint=",
-		"encryption_protocol=" + tlsProto,
-		"encryption_cipher=",
-		"encryption_keysize=0",
+	}
+	attrs = append(attrs, tlsAttributes(s)...)
+	return append(attrs,
 		"etrn_domain=",
 		"stress=",
 		"policy_context=",
 		"compatibility_level=3.6",
 		"mail_version=3.7.0 (postern)",
-	}
+	)
 }
 
 // instance is the same for every request of one transaction: the session
@@ -251,11 +264,14 @@ func (f *Filter) ask(ctx context.Context, attrs []string) (string, error) {
 
 // get takes a kept connection, or dials a new one.
 func (f *Filter) get(ctx context.Context, deadline time.Time) (*conn, bool, error) {
-	select {
-	case c := <-f.idle:
+	f.mu.Lock()
+	if n := len(f.idle); n > 0 {
+		c := f.idle[n-1]
+		f.idle = f.idle[:n-1]
+		f.mu.Unlock()
 		return c, true, nil
-	default:
 	}
+	f.mu.Unlock()
 	d := net.Dialer{Deadline: deadline}
 	nc, err := d.DialContext(ctx, f.cfg.Network, f.cfg.Address)
 	if err != nil {
@@ -264,14 +280,17 @@ func (f *Filter) get(ctx context.Context, deadline time.Time) (*conn, bool, erro
 	return &conn{nc: nc, r: bufio.NewReaderSize(nc, 1024)}, false, nil
 }
 
-// put keeps a connection for the next request, or closes it.
+// put keeps a connection for the next request, or closes it: when
+// maxIdle are kept already, or the filter was closed.
 func (f *Filter) put(c *conn) {
 	c.nc.SetDeadline(time.Time{})
-	select {
-	case f.idle <- c:
-	default:
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || len(f.idle) >= maxIdle {
 		c.nc.Close()
+		return
 	}
+	f.idle = append(f.idle, c)
 }
 
 // exchange writes req and reads the answer's attributes up to the empty
@@ -311,15 +330,17 @@ func (c *conn) exchange(req string, deadline time.Time) (string, error) {
 	}
 }
 
-// Close closes the kept connections.
+// Close implements filters.Closer, for a reload that replaced the
+// filter: the kept connections are closed now, those in use when they
+// come back. Sessions that still hold the filter can ask it again (over a
+// connection of their own). Close may be called more than once.
 func (f *Filter) Close() {
-	for {
-		select {
-		case c := <-f.idle:
-			c.nc.Close()
-		default:
-			return
-		}
+	f.mu.Lock()
+	idle := f.idle
+	f.idle, f.closed = nil, true
+	f.mu.Unlock()
+	for _, c := range idle {
+		c.nc.Close()
 	}
 }
 

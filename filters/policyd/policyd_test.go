@@ -3,6 +3,7 @@ package policyd
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 type policyServer struct {
 	ln       net.Listener
 	accepts  atomic.Int32
+	open     atomic.Int32 // connections open now
 	mu       sync.Mutex
 	requests []map[string]string
 	answer   func(req map[string]string) string
@@ -50,6 +52,8 @@ func startPolicyServer(t *testing.T, network, addr string, answer func(map[strin
 }
 
 func (ps *policyServer) serve(c net.Conn) {
+	ps.open.Add(1)
+	defer ps.open.Add(-1)
 	defer c.Close()
 	r := bufio.NewReader(c)
 	served := 0
@@ -116,12 +120,9 @@ func TestActions(t *testing.T) {
 		{"dunno", filters.NoOpinion, 0, "", "", false, ""},
 		{"REJECT", filters.Reject, 554, "5.7.1", "Access denied", false, ""},
 		{"REJECT not from here", filters.Reject, 554, "5.7.1", "not from here", false, ""},
-		{"DEFER_IF_PERMIT Greylisted, see http://postgrey.example/help", filters.Tempfail, 450, "4.7.1", "Greylisted, see http://postgrey.example/help", false, ""},
 		{"DEFER", filters.Tempfail, 450, "4.7.1", "Service unavailable, try again later", false, ""},
-		{"DEFER_IF_PERMIT 4.2.0 Greylisted", filters.Tempfail, 450, "4.2.0", "Greylisted", false, ""},
 		{"REJECT 5.7.23 SPF says no", filters.Reject, 554, "5.7.23", "SPF says no", false, ""},
 		{"REJECT 4.7.1 wrong class", filters.Reject, 554, "5.7.1", "4.7.1 wrong class", false, ""},
-		{"DEFER_IF_REJECT later", filters.NoOpinion, 0, "", "", false, ""},
 		{"550 5.7.23 SPF fail", filters.Reject, 550, "5.7.23", "SPF fail", false, ""},
 		{"452 too many today", filters.Tempfail, 452, "4.7.1", "too many today", false, ""},
 		{"450 5.7.1 mismatched class", filters.Tempfail, 450, "4.7.1", "5.7.1 mismatched class", false, ""},
@@ -130,6 +131,8 @@ func TestActions(t *testing.T) {
 		{"PREPEND X-Greylist: delayed 61 seconds by postgrey-1.37", filters.NoOpinion, 0, "", "", false, "X-Greylist: delayed 61 seconds by postgrey-1.37"},
 		{"WARN looks odd", filters.NoOpinion, 0, "", "", false, ""},
 		{"REDIRECT x@example.org", filters.NoOpinion, 0, "", "", false, ""},
+		{"FILTER smtp:[127.0.0.1]:10025", filters.NoOpinion, 0, "", "", false, ""},
+		{"DELAY 1h", filters.NoOpinion, 0, "", "", false, ""},
 	}
 	for _, c := range cases {
 		r, err := parseAction(c.action)
@@ -144,7 +147,65 @@ func TestActions(t *testing.T) {
 			t.Errorf("%q: header fields %q", c.action, r.HeaderFields)
 		}
 	}
-	for _, bad := range []string{"", "MAYBE", "PREPEND nocolon", "PREPEND : empty name", "250 fine", "99 x", "REJECT bad\x01text"} {
+	// The conditional deferrals: no opinion, the reply for the pipeline.
+	for action, want := range map[string]string{
+		"DEFER_IF_PERMIT Greylisted, see http://postgrey.example/help": "permit 450 4.7.1 Greylisted, see http://postgrey.example/help",
+		"DEFER_IF_PERMIT 4.2.0 Greylisted":                             "permit 450 4.2.0 Greylisted",
+		"defer_if_permit":                                              "permit 450 4.7.1 Service unavailable",
+		"DEFER_IF_REJECT 4.7.0 try later":                              "reject 450 4.7.0 try later",
+		"DEFER_IF_REJECT 5.7.1 wrong class":                            "reject 450 4.7.1 5.7.1 wrong class",
+	} {
+		r, err := parseAction(action)
+		if err != nil || r.Verdict != filters.NoOpinion {
+			t.Errorf("%q: %+v %v", action, r, err)
+			continue
+		}
+		got := ""
+		if d := r.DeferIfPermit; d != nil {
+			got += fmt.Sprintf("permit %d %s %s", d.Code, d.Enhanced, d.Text)
+		}
+		if d := r.DeferIfReject; d != nil {
+			got += fmt.Sprintf("reject %d %s %s", d.Code, d.Enhanced, d.Text)
+		}
+		if got != want {
+			t.Errorf("%q: %q, want %q", action, got, want)
+		}
+	}
+	// REDIRECT and BCC: envelope changes, the address checked.
+	for action, want := range map[string]string{
+		"REDIRECT x@example.org":       "redirect x@example.org",
+		"redirect <spam@example.test>": "redirect spam@example.test",
+		"BCC archive@example.test":     "bcc archive@example.test",
+		"BCC \"odd user\"@[192.0.2.1]": "",
+		"BCC postmaster@[192.0.2.1]":   "bcc postmaster@[192.0.2.1]",
+	} {
+		r, err := parseAction(action)
+		if want == "" {
+			if err == nil {
+				t.Errorf("%q taken: %+v", action, r.Envelope)
+			}
+			continue
+		}
+		if err != nil || r.Verdict != filters.NoOpinion || r.Envelope == nil {
+			t.Errorf("%q: %+v %v", action, r, err)
+			continue
+		}
+		got := "redirect " + r.Envelope.Redirect
+		if r.Envelope.Redirect == "" {
+			got = "bcc " + strings.Join(r.Envelope.Bcc, ",")
+		}
+		if got != want {
+			t.Errorf("%q: %q, want %q", action, got, want)
+		}
+	}
+	for _, ignored := range []string{"FILTER smtp:[127.0.0.1]:10025", "DELAY 1h", "FREEZE"} {
+		if r, err := parseAction(ignored); err != nil || !strings.Contains(r.Reason, "ignored") {
+			t.Errorf("%q: %+v %v", ignored, r, err)
+		}
+	}
+	for _, bad := range []string{"", "MAYBE", "PREPEND nocolon", "DEFER_IF_REJECT bad\x02text",
+		"REDIRECT", "REDIRECT nobody", "REDIRECT a@b c@d", "BCC @example.org", "BCC x@", "REDIRECT x@-bad-.example",
+		"REDIRECT x@exa_mple.org", "BCC x@example..org", "REDIRECT x@\x00", "BCC <x@example.org", "PREPEND : empty name", "250 fine", "99 x", "REJECT bad\x01text"} {
 		if _, err := parseAction(bad); err == nil {
 			t.Errorf("%q taken", bad)
 		}
@@ -273,5 +334,68 @@ func TestParseAddress(t *testing.T) {
 	}
 	if _, err := New(Options{Config: Config{Name: "x", Network: "tcp", Address: "a:1", Stage: filters.StageConnect}}); err == nil {
 		t.Error("a connect-stage policy service taken")
+	}
+}
+
+// Close (a reload replaced the filter) closes the kept connections at
+// once; a request in flight gets its answer, and its connection is closed
+// when it comes back instead of being kept; a later request still works.
+func TestCloseKeepsInFlightRequests(t *testing.T) {
+	release := make(chan struct{})
+	ps := startPolicyServer(t, "tcp", "127.0.0.1:0", func(req map[string]string) string {
+		if req["recipient"] == "slow@example.test" {
+			<-release
+		}
+		return "action=DUNNO\n\n"
+	})
+	f := newFilter(t, Config{Name: "t", Network: "tcp", Address: ps.ln.Addr().String(), Stage: filters.StageRcpt})
+	rc := f.(filters.RcptChecker)
+	ctx := context.Background()
+	// Two connections: one kept idle, one busy with the slow request.
+	var wg sync.WaitGroup
+	ready := make(chan struct{})
+	go func() {
+		rc.CheckRcpt(ctx, session(), "fast@example.test")
+		close(ready)
+	}()
+	<-ready
+	var slow filters.Result
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		slow = rc.CheckRcpt(ctx, session(), "slow@example.test") // takes the kept connection
+	}()
+	waitUntil(t, func() bool { ps.mu.Lock(); defer ps.mu.Unlock(); return len(ps.requests) == 2 })
+	if n := ps.accepts.Load(); n != 1 {
+		t.Fatalf("%d connections, want the kept one used again", n)
+	}
+	// A second kept connection, idle while the slow one is busy.
+	rc.CheckRcpt(ctx, session(), "other@example.test")
+	if n := ps.accepts.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
+	}
+	f.(filters.Closer).Close()
+	waitUntil(t, func() bool { return ps.open.Load() == 1 }) // the idle one closed, the busy one not
+	close(release)
+	wg.Wait()
+	if slow.Verdict != filters.NoOpinion || strings.Contains(slow.Reason, "failed") {
+		t.Fatalf("the request in flight during Close: %+v", slow)
+	}
+	waitUntil(t, func() bool { return ps.open.Load() == 0 }) // closed when it came back
+	if r := rc.CheckRcpt(ctx, session(), "late@example.test"); r.Verdict != filters.NoOpinion || strings.Contains(r.Reason, "failed") {
+		t.Fatalf("a request after Close: %+v", r)
+	}
+	waitUntil(t, func() bool { return ps.open.Load() == 0 })
+	f.(filters.Closer).Close() // twice is fine
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
