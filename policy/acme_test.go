@@ -1,9 +1,12 @@
 package policy
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"postern/internal/acme"
 )
 
 func TestACMESettings(t *testing.T) {
@@ -73,4 +76,31 @@ func TestACMESettings(t *testing.T) {
 	if _, err = Load(dir); err == nil || !strings.Contains(err.Error(), "no PEM certificate in") || !strings.Contains(err.Error(), "acmeeab:1: acmeeab: the key is not base64url") {
 		t.Errorf("bad acmeca file or EAB key: %v", err)
 	}
+}
+
+// FuzzACMESettings: any acme* files load or are refused; what loads is
+// usable (hosts a CA can certify, an https directory).
+func FuzzACMESettings(f *testing.F) {
+	f.Add([]byte("mail.example.org\n"), []byte("letsencrypt\n"), []byte("kid c2VjcmV0\n"), []byte("a@example.org\n"))
+	f.Add([]byte("*.x.org 1.2.3.4\n"), []byte("http://x\n"), []byte("a\n"), []byte("<>\n"))
+	f.Add([]byte("\x00\xff"), []byte("https://ca.example/dir\n"), []byte("k ===\n"), []byte("\n"))
+	f.Fuzz(func(t *testing.T, hosts, directory, eab, email []byte) {
+		dir := validDir(t)
+		os.WriteFile(filepath.Join(dir, "acmehosts"), hosts, 0o644)
+		os.WriteFile(filepath.Join(dir, "acmedirectory"), directory, 0o644)
+		os.WriteFile(filepath.Join(dir, "acmeeab"), eab, 0o644)
+		os.WriteFile(filepath.Join(dir, "acmeemail"), email, 0o644)
+		c, err := Load(dir)
+		if err != nil || c.ACME == nil {
+			return
+		}
+		for _, h := range c.ACME.Hosts {
+			if acme.CheckHost(h) != nil {
+				t.Fatalf("host %q loaded", h)
+			}
+		}
+		if !strings.HasPrefix(c.ACME.Directory, "https://") {
+			t.Fatalf("directory %q loaded", c.ACME.Directory)
+		}
+	})
 }
