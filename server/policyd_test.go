@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,82 +9,24 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"postern/filters/policyd/policydtest"
 )
 
-// scriptedPolicy is a Postfix policy server on a real socket: it records
-// each request's attributes, answers with answer(request), and counts
-// the connections Postern holds open to it.
-type scriptedPolicy struct {
-	ln     net.Listener
-	answer func(req map[string]string) string
-	open   atomic.Int32 // connections open now
-	mu     sync.Mutex
-	reqs   []map[string]string
-}
-
-func startScriptedPolicy(t *testing.T, answer func(req map[string]string) string) *scriptedPolicy {
+// startScriptedPolicy runs a policy server on 127.0.0.1 that answers
+// each request with action=answer(request).
+func startScriptedPolicy(t *testing.T, answer func(req map[string]string) string) *policydtest.Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &scriptedPolicy{ln: ln, answer: answer}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.open.Add(1)
-			go p.serve(c)
-		}
-	}()
-	return p
-}
-
-func (p *scriptedPolicy) serve(c net.Conn) {
-	defer p.open.Add(-1)
-	defer c.Close()
-	r := bufio.NewReader(c)
-	for {
-		req := map[string]string{}
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			line = strings.TrimRight(line, "\n")
-			if line == "" {
-				break
-			}
-			k, v, _ := strings.Cut(line, "=")
-			req[k] = v
-		}
-		p.mu.Lock()
-		p.reqs = append(p.reqs, req)
-		p.mu.Unlock()
-		if _, err := c.Write([]byte("action=" + p.answer(req) + "\n\n")); err != nil {
-			return
-		}
-	}
-}
-
-func (p *scriptedPolicy) requests() []map[string]string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]map[string]string(nil), p.reqs...)
+	return policydtest.Start(t, "tcp", "127.0.0.1:0", policydtest.Action(answer))
 }
 
 // A reload closes the replaced policy service's kept connections at once;
@@ -96,7 +37,7 @@ func TestPolicyServiceReloadClosesKeptConnections(t *testing.T) {
 	ps := startScriptedPolicy(t, func(map[string]string) string { return "DUNNO" })
 	h := newFilterHarness(t, baseZone(), map[string]string{
 		"filters":        "policy:p\n",
-		"policyservices": "p inet:" + ps.ln.Addr().String() + "\n",
+		"policyservices": "p inet:" + ps.Addr() + "\n",
 	})
 	old := dialRaw(t, h.addr("smtp"))
 	old.as("192.0.2.7", "mail.good.test")
@@ -106,23 +47,23 @@ func TestPolicyServiceReloadClosesKeptConnections(t *testing.T) {
 	if code, text := old.cmd("RCPT TO:<%s>", h.user); code != 250 {
 		t.Fatalf("RCPT: %d %s", code, text)
 	}
-	if n := ps.open.Load(); n != 1 {
+	if n := ps.Open.Load(); n != 1 {
 		t.Fatalf("%d connections to the policy server after one request, want 1 kept", n)
 	}
 	if err := h.srv.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the kept connection closed by the reload", func() bool { return ps.open.Load() == 0 })
+	waitFor(t, "the kept connection closed by the reload", func() bool { return ps.Open.Load() == 0 })
 
 	// The session from before the reload asks the old service again.
-	asked := len(ps.requests())
+	asked := len(ps.Requests())
 	if code, text := old.cmd("RCPT TO:<%s>", h.user); code != 250 {
 		t.Fatalf("RCPT after the reload: %d %s", code, text)
 	}
-	if len(ps.requests()) != asked+1 {
+	if len(ps.Requests()) != asked+1 {
 		t.Fatalf("the old session's RCPT was not asked about")
 	}
-	waitFor(t, "the old service's connection closed after its answer", func() bool { return ps.open.Load() == 0 })
+	waitFor(t, "the old service's connection closed after its answer", func() bool { return ps.Open.Load() == 0 })
 
 	// A new session uses the new service, which keeps its connection.
 	c := dialRaw(t, h.addr("smtp"))
@@ -130,7 +71,7 @@ func TestPolicyServiceReloadClosesKeptConnections(t *testing.T) {
 	if code, text := c.send("x@good.test", h.user, testMessage("after reload", "hello\r\n")); code != 250 {
 		t.Fatalf("after the reload: %d %s", code, text)
 	}
-	if n := ps.open.Load(); n != 1 {
+	if n := ps.Open.Load(); n != 1 {
 		t.Fatalf("%d connections after the new service was asked, want 1 kept", n)
 	}
 }
@@ -158,8 +99,8 @@ func TestPolicyServiceConditionalDeferrals(t *testing.T) {
 	h := newFilterHarness(t, baseZone(), map[string]string{
 		"filters": "policy:ifreject\npolicy:postgrey\npolicy:verdict\n",
 		"policyservices": "postgrey inet:" + addr + " timeout=5s\n" +
-			"verdict inet:" + verdict.ln.Addr().String() + "\n" +
-			"ifreject inet:" + ifReject.ln.Addr().String() + "\n",
+			"verdict inet:" + verdict.Addr() + "\n" +
+			"ifreject inet:" + ifReject.Addr() + "\n",
 	})
 	c := dialRaw(t, h.addr("smtp"))
 	c.as("192.0.2.7", "mail.good.test")
@@ -196,7 +137,7 @@ func TestPolicyServiceRedirect(t *testing.T) {
 	})
 	h, remote := newMTAHarnessWith(t, func(h *harness) {
 		h.writeSetting("filters", "policy:p\n")
-		h.writeSetting("policyservices", "p inet:"+ps.ln.Addr().String()+"\n")
+		h.writeSetting("policyservices", "p inet:"+ps.Addr()+"\n")
 		h.addUser("carol@example.test", "pw")
 		h.addUser("quarantine@example.test", "pw")
 	})
@@ -268,7 +209,7 @@ func TestPolicyServiceBcc(t *testing.T) {
 	})
 	h := newFilterHarness(t, baseZone(), map[string]string{
 		"filters":        "policy:p\n",
-		"policyservices": "p inet:" + ps.ln.Addr().String() + "\n",
+		"policyservices": "p inet:" + ps.Addr() + "\n",
 	})
 	for _, u := range []string{"carol", "dave", "archive", "first-archive"} {
 		h.addUser(u+"@example.test", "pw")
@@ -372,7 +313,7 @@ func TestPolicyServiceTLSAttributes(t *testing.T) {
 	selfSigned := clientCert(t, "self signed", nil, nil)
 	h := newFilterHarness(t, baseZone(), map[string]string{
 		"filters":        "policy:p\n",
-		"policyservices": "p inet:" + ps.ln.Addr().String() + "\n",
+		"policyservices": "p inet:" + ps.Addr() + "\n",
 		"tlsclientcerts": "ask clientca.pem\n",
 		"clientca.pem":   string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})),
 	})
@@ -390,7 +331,7 @@ func TestPolicyServiceTLSAttributes(t *testing.T) {
 		if err := c.Rcpt(h.user, nil); err != nil {
 			t.Fatal(err)
 		}
-		reqs := ps.requests()
+		reqs := ps.Requests()
 		return reqs[len(reqs)-1]
 	}
 	check := func(what string, req map[string]string, want map[string]string) {
@@ -433,7 +374,7 @@ func TestPolicyServiceTLSAttributes(t *testing.T) {
 	c := dialRaw(t, h.addr("smtp"))
 	c.as("192.0.2.7", "mail.good.test")
 	c.send("x@good.test", h.user, testMessage("plain", "x\r\n"))
-	reqs := ps.requests()
+	reqs := ps.Requests()
 	check("no TLS", reqs[len(reqs)-1], map[string]string{
 		"encryption_protocol": "", "encryption_cipher": "", "encryption_keysize": "0", "ccert_fingerprint": "",
 	})
@@ -451,7 +392,7 @@ func TestPolicyServiceDeferIfPermitAtMail(t *testing.T) {
 	})
 	h := newFilterHarness(t, baseZone(), map[string]string{
 		"filters":        "policy:p\n",
-		"policyservices": "p inet:" + ps.ln.Addr().String() + " stage=mail\n",
+		"policyservices": "p inet:" + ps.Addr() + " stage=mail\n",
 	})
 	c := dialRaw(t, h.addr("smtp"))
 	c.as("192.0.2.7", "mail.good.test")

@@ -1,7 +1,6 @@
 package policyd
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -9,86 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"postern/filters"
+	"postern/filters/policyd/policydtest"
 )
-
-// policyServer is a real policy server on a socket: it reads requests as
-// Postfix sends them and answers with answer(request attributes).
-type policyServer struct {
-	ln       net.Listener
-	accepts  atomic.Int32
-	open     atomic.Int32 // connections open now
-	mu       sync.Mutex
-	requests []map[string]string
-	answer   func(req map[string]string) string
-	// closeAfter closes each connection after that many requests (0:
-	// never), as a policy server with a request limit does.
-	closeAfter atomic.Int32
-}
-
-func startPolicyServer(t *testing.T, network, addr string, answer func(map[string]string) string) *policyServer {
-	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := &policyServer{ln: ln, answer: answer}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			ps.accepts.Add(1)
-			go ps.serve(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return ps
-}
-
-func (ps *policyServer) serve(c net.Conn) {
-	ps.open.Add(1)
-	defer ps.open.Add(-1)
-	defer c.Close()
-	r := bufio.NewReader(c)
-	served := 0
-	for {
-		req := map[string]string{}
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			line = strings.TrimRight(line, "\n")
-			if line == "" {
-				break
-			}
-			k, v, _ := strings.Cut(line, "=")
-			req[k] = v
-		}
-		ps.mu.Lock()
-		ps.requests = append(ps.requests, req)
-		ps.mu.Unlock()
-		if _, err := c.Write([]byte(ps.answer(req))); err != nil {
-			return
-		}
-		served++
-		if n := int(ps.closeAfter.Load()); n > 0 && served >= n {
-			return
-		}
-	}
-}
-
-func (ps *policyServer) last() map[string]string {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	return ps.requests[len(ps.requests)-1]
-}
 
 func session() *filters.Session {
 	return &filters.Session{
@@ -215,13 +140,13 @@ func TestActions(t *testing.T) {
 // The request carries what Postfix sends, and the connection is kept for
 // the next request; a server that closes it is dialled again.
 func TestRequestsAndConnectionReuse(t *testing.T) {
-	ps := startPolicyServer(t, "tcp", "127.0.0.1:0", func(req map[string]string) string {
+	ps := policydtest.Start(t, "tcp", "127.0.0.1:0", func(req map[string]string) string {
 		if req["recipient"] == "nobody@example.test" {
 			return "action=550 5.1.1 No such user\n\n"
 		}
 		return "action=DUNNO\nother=ignored\n\n"
 	})
-	f := newFilter(t, Config{Name: "test", Network: "tcp", Address: ps.ln.Addr().String(), Stage: filters.StageRcpt}).(filters.RcptChecker)
+	f := newFilter(t, Config{Name: "test", Network: "tcp", Address: ps.Addr(), Stage: filters.StageRcpt}).(filters.RcptChecker)
 	ctx := context.Background()
 	s := session()
 	for i := 0; i < 3; i++ {
@@ -229,10 +154,10 @@ func TestRequestsAndConnectionReuse(t *testing.T) {
 			t.Fatalf("request %d: %+v", i, r)
 		}
 	}
-	if n := ps.accepts.Load(); n != 1 {
+	if n := ps.Accepts.Load(); n != 1 {
 		t.Fatalf("%d connections for 3 requests, want 1", n)
 	}
-	req := ps.last()
+	req := ps.Last()
 	for k, want := range map[string]string{
 		"request": "smtpd_access_policy", "protocol_state": "RCPT", "protocol_name": "ESMTP",
 		"helo_name": "mail.example.org", "sender": "bob@example.org", "recipient": "alice@example.test",
@@ -250,7 +175,7 @@ func TestRequestsAndConnectionReuse(t *testing.T) {
 
 	// A server that closes each connection after one answer: the kept
 	// connection is found closed and replaced, the answer still comes.
-	ps.closeAfter.Store(1)
+	ps.CloseAfter.Store(1)
 	for i := 0; i < 3; i++ {
 		if r := f.CheckRcpt(ctx, s, "alice@example.test"); r.Verdict != filters.NoOpinion {
 			t.Fatalf("after the server closed: %+v", r)
@@ -262,15 +187,15 @@ func TestRequestsAndConnectionReuse(t *testing.T) {
 // that answers nonsense; each gets the configured action.
 func TestFailures(t *testing.T) {
 	ctx := context.Background()
-	silent := startPolicyServer(t, "tcp", "127.0.0.1:0", func(map[string]string) string {
+	silent := policydtest.Start(t, "tcp", "127.0.0.1:0", func(map[string]string) string {
 		time.Sleep(2 * time.Second)
 		return "action=DUNNO\n\n"
 	})
-	nonsense := startPolicyServer(t, "tcp", "127.0.0.1:0", func(map[string]string) string { return "hello\n\n" })
+	nonsense := policydtest.Start(t, "tcp", "127.0.0.1:0", func(map[string]string) string { return "hello\n\n" })
 	closed, _ := net.Listen("tcp", "127.0.0.1:0")
 	closedAddr := closed.Addr().String()
 	closed.Close()
-	for _, addr := range []string{closedAddr, silent.ln.Addr().String(), nonsense.ln.Addr().String()} {
+	for _, addr := range []string{closedAddr, silent.Addr(), nonsense.Addr()} {
 		for _, oe := range []struct {
 			on      filters.OnError
 			verdict filters.Verdict
@@ -295,7 +220,7 @@ func TestFailures(t *testing.T) {
 // count, and the recipient only when there is one; over a unix socket.
 func TestEndOfMessageOverUnixSocket(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "policy.sock")
-	ps := startPolicyServer(t, "unix", sock, func(map[string]string) string { return "action=HOLD review\n\n" })
+	ps := policydtest.Start(t, "unix", sock, func(map[string]string) string { return "action=HOLD review\n\n" })
 	network, address, err := ParseAddress("unix:" + sock)
 	if err != nil {
 		t.Fatal(err)
@@ -307,7 +232,7 @@ func TestEndOfMessageOverUnixSocket(t *testing.T) {
 	if r.Verdict != filters.Quarantine || !r.Hold || !strings.Contains(r.Reason, "action=HOLD review") {
 		t.Fatalf("%+v", r)
 	}
-	req := ps.last()
+	req := ps.Last()
 	if req["protocol_state"] != "END-OF-MESSAGE" || req["size"] != "1234" || req["recipient_count"] != "2" || req["recipient"] != "" {
 		t.Fatalf("request %v", req)
 	}
@@ -342,13 +267,13 @@ func TestParseAddress(t *testing.T) {
 // when it comes back instead of being kept; a later request still works.
 func TestCloseKeepsInFlightRequests(t *testing.T) {
 	release := make(chan struct{})
-	ps := startPolicyServer(t, "tcp", "127.0.0.1:0", func(req map[string]string) string {
+	ps := policydtest.Start(t, "tcp", "127.0.0.1:0", func(req map[string]string) string {
 		if req["recipient"] == "slow@example.test" {
 			<-release
 		}
 		return "action=DUNNO\n\n"
 	})
-	f := newFilter(t, Config{Name: "t", Network: "tcp", Address: ps.ln.Addr().String(), Stage: filters.StageRcpt})
+	f := newFilter(t, Config{Name: "t", Network: "tcp", Address: ps.Addr(), Stage: filters.StageRcpt})
 	rc := f.(filters.RcptChecker)
 	ctx := context.Background()
 	// Two connections: one kept idle, one busy with the slow request.
@@ -365,27 +290,27 @@ func TestCloseKeepsInFlightRequests(t *testing.T) {
 		defer wg.Done()
 		slow = rc.CheckRcpt(ctx, session(), "slow@example.test") // takes the kept connection
 	}()
-	waitUntil(t, func() bool { ps.mu.Lock(); defer ps.mu.Unlock(); return len(ps.requests) == 2 })
-	if n := ps.accepts.Load(); n != 1 {
+	waitUntil(t, func() bool { return len(ps.Requests()) == 2 })
+	if n := ps.Accepts.Load(); n != 1 {
 		t.Fatalf("%d connections, want the kept one used again", n)
 	}
 	// A second kept connection, idle while the slow one is busy.
 	rc.CheckRcpt(ctx, session(), "other@example.test")
-	if n := ps.accepts.Load(); n != 2 {
+	if n := ps.Accepts.Load(); n != 2 {
 		t.Fatalf("%d connections, want 2", n)
 	}
 	f.(filters.Closer).Close()
-	waitUntil(t, func() bool { return ps.open.Load() == 1 }) // the idle one closed, the busy one not
+	waitUntil(t, func() bool { return ps.Open.Load() == 1 }) // the idle one closed, the busy one not
 	close(release)
 	wg.Wait()
 	if slow.Verdict != filters.NoOpinion || strings.Contains(slow.Reason, "failed") {
 		t.Fatalf("the request in flight during Close: %+v", slow)
 	}
-	waitUntil(t, func() bool { return ps.open.Load() == 0 }) // closed when it came back
+	waitUntil(t, func() bool { return ps.Open.Load() == 0 }) // closed when it came back
 	if r := rc.CheckRcpt(ctx, session(), "late@example.test"); r.Verdict != filters.NoOpinion || strings.Contains(r.Reason, "failed") {
 		t.Fatalf("a request after Close: %+v", r)
 	}
-	waitUntil(t, func() bool { return ps.open.Load() == 0 })
+	waitUntil(t, func() bool { return ps.Open.Load() == 0 })
 	f.(filters.Closer).Close() // twice is fine
 }
 
