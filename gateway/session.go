@@ -19,6 +19,7 @@ import (
 	"postern/filters/rejectlog"
 	"postern/gateway/delivery"
 	"postern/gateway/smtpd"
+	"postern/internal/tlsname"
 	"postern/mailbox/maildir"
 	"postern/policy"
 	"postern/policy/access"
@@ -455,7 +456,9 @@ func (s *session) receivedHeader(c *smtpd.ConnInfo, now time.Time) []byte {
 	var tlsInfo string
 	if c.TLS != nil {
 		with += "S"
-		tlsInfo = fmt.Sprintf("\r\n\t(using %s with cipher %s)", tlsVersionName(c.TLS.Version), tls.CipherSuiteName(c.TLS.CipherSuite))
+		// As Postfix writes it: OpenSSL's names and the key size.
+		cipher, bits := tlsname.Cipher(c.TLS.CipherSuite)
+		tlsInfo = fmt.Sprintf("\r\n\t(using %s with cipher %s (%d/%d bits))", tlsname.Version(c.TLS.Version), cipher, bits, bits)
 	}
 	if c.AuthUser != "" {
 		with += "A"

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"strings"
 
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -113,22 +112,6 @@ func (m *Metrics) reject(reason string) {
 		m.Rejected.WithLabelValues(reason).Inc()
 	}
 }
-
-func tlsVersionName(v uint16) string {
-	switch v {
-	case tls.VersionTLS13:
-		return "TLSv1.3"
-	case tls.VersionTLS12:
-		return "TLSv1.2"
-	case tls.VersionTLS11:
-		return "TLSv1.1"
-	case tls.VersionTLS10:
-		return "TLSv1.0"
-	}
-	return fmt.Sprintf("TLS(0x%04x)", v)
-}
-
-func tlsCipherName(id uint16) string { return tls.CipherSuiteName(id) }
 
 // splitAddress splits local@domain, refusing what is not a plain address.
 // Quoted local parts stay quoted in local. Source routes, "%" and "!" paths

@@ -404,6 +404,16 @@ func TestSubmissionRequiresAuth(t *testing.T) {
 	if err := c.SendMail(h.user, []string{h.user}, bytes.NewReader(testMessage("note to self", "x\r\n"))); err != nil {
 		t.Fatalf("authenticated send: %v", err)
 	}
+	// The Received field says how: ESMTPSA, and the TLS version and
+	// cipher by OpenSSL's names with the key size, as Postfix writes them.
+	files, _ := filepath.Glob(filepath.Join(h.maildir(h.user), "new", "*"))
+	if len(files) != 1 {
+		t.Fatalf("%d messages in new/", len(files))
+	}
+	stored, _ := os.ReadFile(files[0])
+	if !regexp.MustCompile(`with ESMTPSA[^\n]*\r?\n\t\(using TLSv1\.3 with cipher TLS_[A-Z0-9_]+ \((128|256)/(128|256) bits\)\)`).Match(stored) {
+		t.Errorf("Received field of a message sent over TLS with AUTH:\n%s", stored[:min(len(stored), 600)])
+	}
 	// Authenticated, the user may relay; the same RCPT on the MX listener
 	// without AUTH is refused (TestRecipientChecksAndNoRelay).
 	if err := c.Mail(h.user, nil); err != nil {
