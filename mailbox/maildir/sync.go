@@ -331,6 +331,7 @@ func (f *Folder) Sync(moveNew bool) (snap *Snapshot, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.numbered = nil
+	f.syncCourierKeywords()
 
 	if snap, err := f.unchangedSnapshot(); err != nil || snap != nil {
 		return snap, err
@@ -982,12 +983,17 @@ func (f *Folder) SetFlags(key, flags string, keywords []string) error {
 	}
 	newName := "cur/" + key + ":2," + flags + letters
 	var oldTrashed bool
+	var oldLetters string
 	err = f.withFile(key, func(name string) error {
 		var oldInfo string
 		if strings.HasPrefix(name, "cur/") {
 			_, oldInfo = splitName(name[4:])
 		}
-		oldFlags, _ := parseInfo(oldInfo)
+		oldFlags, oldIdx := parseInfo(oldInfo)
+		oldLetters = ""
+		for _, i := range oldIdx {
+			oldLetters += string(rune('a' + i))
+		}
 		oldTrashed = strings.IndexByte(oldFlags, FlagTrashed) >= 0
 		if name == newName {
 			return nil
@@ -1005,6 +1011,9 @@ func (f *Folder) SetFlags(key, flags string, keywords []string) error {
 		f.names[key] = newName
 	}
 	f.mu.Unlock()
+	if oldLetters != letters {
+		f.mirrorCourierKeywords(key, keywords)
+	}
 	newTrashed := strings.IndexByte(flags, FlagTrashed) >= 0
 	if oldTrashed != newTrashed && f.name != trashFolder {
 		size, _ := f.messageSize(key, newName)
@@ -1150,6 +1159,9 @@ func (f *Folder) CopyTo(dst *Folder, key string) (string, error) {
 	}
 	if counts {
 		dst.md.addQuotaUsage(size, 1)
+	}
+	if len(keywords) > 0 {
+		dst.mirrorCourierKeywords(newKey, keywords)
 	}
 	return newKey, nil
 }
