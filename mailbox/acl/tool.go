@@ -161,7 +161,7 @@ func validTool(l []rawEntry) (ownerOK, adminOK bool) {
 // server names them, "INBOX" or "INBOX.Folder.Sub". Exit 0 on success, 1
 // on failure or bad usage, as Courier's.
 func MaildiraclMain(args []string, stdout, stderr io.Writer) int {
-	usage := func() int { fmt.Fprint(stderr, maildiraclUsage); return 1 }
+	usage := func() int { fmt.Fprint(stdout, maildiraclUsage); return 1 } // on stdout, as Courier's
 	if len(args) < 2 {
 		return usage()
 	}
@@ -192,17 +192,23 @@ func MaildiraclMain(args []string, stdout, stderr io.Writer) int {
 	}
 	switch op {
 	case "-list":
-		if err := writeTool(root, folder, l); err != nil { // Courier keeps what it read
-			fmt.Fprintf(stderr, "%s: %v\n", root, err)
-			return 1
+		// Courier keeps a copy of what a folder inherits, so that later
+		// changes to the parent do not reach it; INBOX's default is not
+		// written.
+		if _, err := os.Stat(toolFile(root, folder)); folder != "INBOX" && errors.Is(err, os.ErrNotExist) {
+			if err := writeTool(root, folder, l); err != nil {
+				fmt.Fprintf(stderr, "%s: %v\n", root, err)
+				return 1
+			}
 		}
 		for _, e := range l {
 			fmt.Fprintf(stdout, "%s\t%s\n", e.id, e.rights)
 		}
 		return 0
 	case "-compute":
+		// "anyone" (and its synonym) counts for every identifier.
 		var plus, minus string
-		for _, id := range rest[1:] {
+		for _, id := range append([]string{"anyone", "anonymous"}, rest[1:]...) {
 			if r, ok := findRaw(l, id); ok {
 				plus += r
 			}
