@@ -103,6 +103,10 @@ func MaildirmakeMain(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		if err := m.CreateFolder(folder); err != nil {
+			if errors.Is(err, ErrFolderExists) { // Courier's words
+				fmt.Fprintf(stderr, "maildirmake: %s/.%s: File exists\n", dir, folder)
+				return exitFailure
+			}
 			fmt.Fprintf(stderr, "maildirmake: %s: %v\n", dir, err)
 			return exitFailure
 		}

@@ -2,8 +2,12 @@ package maildir
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -221,4 +225,92 @@ func TestEncodeModifiedUTF7(t *testing.T) {
 			t.Errorf("EncodeModifiedUTF7(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestMaildirmakeAgainstCourier runs Courier's maildirmake (maildrop
+// 2.9.3; skipped when not installed) and MaildirmakeMain with the same
+// arguments, one after the other, on two directories, and compares exit
+// status, messages and the trees (names, modes, maildirsize). The
+// deliberate differences (docs/maildirmake.md) are expected explicitly.
+func TestMaildirmakeAgainstCourier(t *testing.T) {
+	bin, err := exec.LookPath("maildirmake")
+	if err != nil {
+		t.Skip("Courier's maildirmake is not installed")
+	}
+	base := t.TempDir()
+	courier, ours := filepath.Join(base, "c", "A"), filepath.Join(base, "p", "A")
+	os.MkdirAll(filepath.Dir(courier), 0o755)
+	os.MkdirAll(filepath.Dir(ours), 0o755)
+	type result struct {
+		code int
+		msg  string
+	}
+	steps := []struct {
+		args []string
+		ours *result // a deliberate difference, else nil: as Courier
+	}{
+		{[]string{"MD"}, nil},
+		{[]string{"MD"}, nil},
+		{[]string{"-f", "Work", "MD"}, nil},
+		{[]string{"-f", "Work", "MD"}, nil},
+		{[]string{"-f", "Work.Sub", "MD"}, nil},
+		{[]string{"-q", "1000S,10C", "MD"}, nil},
+		{[]string{"-q", "5000S", "MD"}, nil},
+		// (-q with -f is left out: Courier's maildirmake 2.9.3 then
+		// retries forever to write maildirsize in the folder it did not
+		// create.)
+		// Courier ignores a quota it cannot read; Postern refuses it.
+		{[]string{"-q", "bogus", "MD"}, &result{64, `maildirmake: quota "bogus": "bogu" is not a number: maildir: invalid quota` + "\n"}},
+	}
+	for _, s := range steps {
+		arg := func(md string) []string {
+			out := slices.Clone(s.args)
+			for i := range out {
+				if out[i] == "MD" {
+					out[i] = md
+				}
+			}
+			return out
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cmd := exec.CommandContext(ctx, bin, arg(courier)...)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		want := result{code, strings.ReplaceAll(string(out), courier, "MD")}
+		var o, e bytes.Buffer
+		got := result{MaildirmakeMain(arg(ours), &o, &e), strings.ReplaceAll(o.String()+e.String(), ours, "MD")}
+		if s.ours != nil {
+			want = *s.ours
+		}
+		if want != got {
+			t.Errorf("maildirmake %q: courier %+v, postern %+v", s.args, want, got)
+		}
+		if w, g := treeOf(t, courier), treeOf(t, ours); w != g {
+			t.Errorf("after maildirmake %q:\ncourier:\n%s\npostern:\n%s", s.args, w, g)
+		}
+	}
+}
+
+// treeOf lists a directory tree: names, modes, and maildirsize's contents.
+func treeOf(t *testing.T, root string) string {
+	var b strings.Builder
+	filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, path)
+		st, _ := os.Lstat(path)
+		fmt.Fprintf(&b, "%s %v", rel, st.Mode())
+		if d.Name() == "maildirsize" {
+			data, _ := os.ReadFile(path)
+			fmt.Fprintf(&b, " %q", data)
+		}
+		b.WriteByte('\n')
+		return nil
+	})
+	return b.String()
 }
