@@ -44,7 +44,15 @@ func parseRaw(data []byte) []rawEntry {
 		if !ValidID(id) {
 			continue
 		}
-		l = setRaw(l, id, sortRights(strings.TrimLeft(rights, " ")))
+		// Letters only: spaces and control characters are no rights, and
+		// would not read back.
+		keep := make([]byte, 0, len(rights))
+		for i := 0; i < len(rights); i++ {
+			if c := rights[i]; c > ' ' && c != 0x7f {
+				keep = append(keep, c)
+			}
+		}
+		l = setRaw(l, id, sortRights(string(keep)))
 	}
 	return l
 }

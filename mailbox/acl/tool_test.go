@@ -117,3 +117,24 @@ func aclFiles(t *testing.T, root string) string {
 	})
 	return b.String()
 }
+
+// FuzzParseRaw: any courierimapacl reads without a crash, into valid
+// identifiers with sorted rights, and writing then reading gives it back.
+func FuzzParseRaw(f *testing.F) {
+	f.Add([]byte("owner aceilrstwx\nadministrators aceilrstwx\nuser=bob lr\n"))
+	f.Add([]byte("user=z \n-user=c   rrl\n\x00 x\nbogus qz\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l := parseRaw(data)
+		var b strings.Builder
+		for _, e := range l {
+			if !ValidID(e.id) || sortRights(e.rights) != e.rights {
+				t.Fatalf("entry %q", e)
+			}
+			fmt.Fprintf(&b, "%s %s\n", e.id, e.rights)
+		}
+		again := parseRaw([]byte(b.String()))
+		if !slices.Equal(again, l) {
+			t.Fatalf("%q read back as %q", l, again)
+		}
+	})
+}

@@ -2,8 +2,6 @@ package maildir
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +22,8 @@ const (
 	exitFailure   = 1
 	exitUsage     = 64 // EX_USAGE
 	exitTempFail  = 75 // EX_TEMPFAIL: the MTA retries later
-	exitOverQuota = 77 // EX_NOPERM: deliverquota's "maildir over quota."
+	exitOverQuota = 77 // EX_NOPERM: deliverquota's "Mail quota exceeded."
+	exitNoMaildir = 73 // EX_CANTCREAT: deliverquota without a maildir, as Courier's
 )
 
 const maildirmakeUsage = "Usage: maildirmake [-q quota] [-f folder] [-F folder] maildir\n"
@@ -216,7 +215,8 @@ const quotaWarnInterval = 24 * time.Hour
 // text comes from -W FILE or a built-in default, gets Date: and
 // Message-Id: headers, and is sent at most once per 24 hours (the
 // quotawarn file in the maildir records when). Exit 0 delivered, 77 over
-// quota ("maildir over quota."), 75 temporary failure, 64 usage error.
+// quota ("Mail quota exceeded."), 75 temporary failure, 73 when MAILDIR
+// is missing (as Courier), 64 other usage errors.
 func DeliverquotaMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	create := false
 	warnPercent := 0
@@ -260,7 +260,11 @@ func DeliverquotaMain(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 		}
 	}
 	rest := args[i:]
-	if len(rest) < 1 || len(rest) > 2 {
+	if len(rest) < 1 {
+		fmt.Fprint(stderr, deliverquotaUsage)
+		return exitNoMaildir
+	}
+	if len(rest) > 2 {
 		fmt.Fprint(stderr, deliverquotaUsage)
 		return exitUsage
 	}
@@ -279,6 +283,11 @@ func DeliverquotaMain(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 			fmt.Fprintf(stderr, "deliverquota: %v\n", err)
 			return exitTempFail
 		}
+	}
+	if _, err := os.Stat(dir); err != nil {
+		// Courier's words: the path and strerror's.
+		fmt.Fprintf(stderr, "%s: %s\n", dir, unwrapPathError(err))
+		return exitTempFail
 	}
 	root, folder, err := resolveDeliveryDir(dir)
 	if err != nil {
@@ -308,7 +317,7 @@ func DeliverquotaMain(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 	}
 	if _, err := m.Deliver(folder, stdin, DeliverOptions{}); err != nil {
 		if errors.Is(err, ErrOverQuota) {
-			fmt.Fprintln(stderr, "maildir over quota.")
+			fmt.Fprintln(stderr, "Mail quota exceeded.") // Courier's words (maildrop 2.9.3 and courier-base 1.0.16)
 			return exitOverQuota
 		}
 		fmt.Fprintf(stderr, "deliverquota: %v\n", err)
@@ -382,17 +391,15 @@ func (m *Maildir) maybeWarnQuota(percent int, textFile string) error {
 	} else {
 		text = fmt.Appendf(nil, defaultQuotaWarning, percent)
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
 	now := time.Now()
 	var msg bytes.Buffer
 	fmt.Fprintf(&msg, "Date: %s\n", now.Format(time.RFC1123Z))
-	fmt.Fprintf(&msg, "Message-Id: <quotawarn.%d.%s@%s>\n", now.Unix(), hex.EncodeToString(rnd[:]), m.hostname)
+	fmt.Fprintf(&msg, "Message-Id: <%d.overquota@%s>\n", now.Unix(), m.hostname) // Courier's form
 	msg.Write(text)
 	if _, err := m.Deliver(Inbox, &msg, DeliverOptions{IgnoreQuota: true}); err != nil {
 		return err
 	}
-	if err := os.WriteFile(stamp, nil, 0o600); err != nil {
+	if err := os.WriteFile(stamp, nil, 0o644); err != nil { // Courier's mode
 		return err
 	}
 	return os.Chtimes(stamp, now, now)
