@@ -983,20 +983,26 @@ func (f *Folder) SetFlags(key, flags string, keywords []string) error {
 	}
 	newName := "cur/" + key + ":2," + flags + letters
 	var oldTrashed bool
-	var oldLetters string
 	err = f.withFile(key, func(name string) error {
 		var oldInfo string
 		if strings.HasPrefix(name, "cur/") {
 			_, oldInfo = splitName(name[4:])
 		}
 		oldFlags, oldIdx := parseInfo(oldInfo)
-		oldLetters = ""
+		oldLetters := ""
 		for _, i := range oldIdx {
 			oldLetters += string(rune('a' + i))
 		}
 		oldTrashed = strings.IndexByte(oldFlags, FlagTrashed) >= 0
 		if name == newName {
 			return nil
+		}
+		if oldLetters != letters {
+			// Courier's copy first: a Sync elsewhere that sees the new
+			// set there before the rename applies the same set, while one
+			// that saw the new letters before an old set there would put
+			// the old set back.
+			f.mirrorCourierKeywords(key, keywords)
 		}
 		return os.Rename(filepath.Join(f.path, name), filepath.Join(f.path, newName))
 	})
@@ -1011,9 +1017,6 @@ func (f *Folder) SetFlags(key, flags string, keywords []string) error {
 		f.names[key] = newName
 	}
 	f.mu.Unlock()
-	if oldLetters != letters {
-		f.mirrorCourierKeywords(key, keywords)
-	}
 	newTrashed := strings.IndexByte(flags, FlagTrashed) >= 0
 	if oldTrashed != newTrashed && f.name != trashFolder {
 		size, _ := f.messageSize(key, newName)
