@@ -348,11 +348,14 @@ automatic mail, and pipes the reply to the sendmail command (default
 
 func runMaildirmake(e *env, args []string) int {
 	if wantsHelp(args) {
-		fmt.Fprint(e.stdout, `Usage: maildirmake [-q QUOTA] [-f FOLDER] [-F FOLDER] MAILDIR
+		fmt.Fprint(e.stdout, `Usage: maildirmake [-q QUOTA] [-f FOLDER] [-F FOLDER] [-S] [-s MODE] MAILDIR
+       maildirmake --add NICK=PATH MAILDIR | --del NICK MAILDIR
 
 Creates MAILDIR (tmp/, new/, cur/), or with -f a Maildir++ folder inside it
 (-F takes the name in UTF-8 and stores it in modified UTF-7), and with -q
-sets the Maildir++ quota ("10000000S,1000C"). Compatible with Courier's
+sets the Maildir++ quota ("10000000S,1000C"). -S makes a sharable maildir,
+-s read|write[,group] a shared folder in one, --add/--del list sharable
+maildirs in MAILDIR/shared-maildirs. Compatible with Courier's
 maildirmake(1); see docs/maildirmake.md.
 `)
 		return 0

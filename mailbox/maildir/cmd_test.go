@@ -198,13 +198,13 @@ func TestMaildirmake(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(base, "escape")); err == nil {
 		t.Errorf("hostile name escaped the maildir")
 	}
-	if code, _ := runMaildirmake(t, "-q", "lots", dir); code != 64 {
+	if code, _ := runMaildirmake(t, "-q", "lots", dir); code != 1 {
 		t.Errorf("bad quota: exit %d", code)
 	}
-	if code, msg := runMaildirmake(t, "-S", dir); code != 64 || !strings.Contains(msg, "not supported yet") {
-		t.Errorf("-S: %d %q", code, msg)
+	if code, msg := runMaildirmake(t, "-S", dir); code != 1 || !strings.Contains(msg, "File exists") {
+		t.Errorf("-S on an existing maildir: %d %q", code, msg)
 	}
-	if code, _ := runMaildirmake(t); code != 64 {
+	if code, _ := runMaildirmake(t); code != 1 {
 		t.Errorf("no args: exit %d", code)
 	}
 	if code, msg := runMaildirmake(t, "-q", "5000S,10C", dir); code != 0 {
@@ -235,8 +235,9 @@ func TestEncodeModifiedUTF7(t *testing.T) {
 // TestMaildirmakeAgainstCourier runs Courier's maildirmake (maildrop
 // 2.9.3; skipped when not installed) and MaildirmakeMain with the same
 // arguments, one after the other, on two directories, and compares exit
-// status, messages and the trees (names, modes, maildirsize). The
-// deliberate differences (docs/maildirmake.md) are expected explicitly.
+// status, messages and the trees (names, modes, maildirsize,
+// shared-maildirs). The deliberate differences (docs/maildirmake.md) are
+// expected explicitly.
 func TestMaildirmakeAgainstCourier(t *testing.T) {
 	bin, err := exec.LookPath("maildirmake")
 	if err != nil {
@@ -244,6 +245,8 @@ func TestMaildirmakeAgainstCourier(t *testing.T) {
 	}
 	base := t.TempDir()
 	courier, ours := filepath.Join(base, "c", "A"), filepath.Join(base, "p", "A")
+	shared := filepath.Join(base, "shared") // a sharable maildir's path for --add
+	os.MkdirAll(shared, 0o755)
 	os.MkdirAll(filepath.Dir(courier), 0o755)
 	os.MkdirAll(filepath.Dir(ours), 0o755)
 	type result struct {
@@ -265,14 +268,37 @@ func TestMaildirmakeAgainstCourier(t *testing.T) {
 		// retries forever to write maildirsize in the folder it did not
 		// create.)
 		// Courier ignores a quota it cannot read; Postern refuses it.
-		{[]string{"-q", "bogus", "MD"}, &result{64, `maildirmake: quota "bogus": "bogu" is not a number: maildir: invalid quota` + "\n"}},
+		{[]string{"-q", "bogus", "MD"}, &result{1, `maildirmake: quota "bogus": "bogu" is not a number: maildir: invalid quota` + "\n"}},
+		{[]string{"-s", "write", "-f", "Weekly", "MD"}, nil},
+		{[]string{"-s", "read", "-f", "RO", "MD"}, nil},
+		{[]string{"-s", "read,group", "-f", "RG", "MD"}, nil},
+		{[]string{"-s", "write,group", "-f", "WG", "MD"}, nil},
+		{[]string{"-s", "bogus", "-f", "B", "MD"}, nil},
+		{[]string{"-s", "write", "MD"}, &result{1, maildirmakeUsage}}, // Courier's usage line differs
+		{[]string{"-S", "MD"}, nil},
+		{[]string{"-S", "MD2"}, nil},
+		{[]string{"--add", "notices=SHARED", "MD"}, nil},
+		{[]string{"--add", "other=SHARED", "MD"}, nil},
+		{[]string{"--add", "notices=SHARED", "MD"}, nil},
+		{[]string{"--add", "x=/nonexistent", "MD"}, nil},
+		{[]string{"--add", "rel=relative", "MD"}, &result{1, maildirmakeUsage}},
+		{[]string{"--del", "notices", "MD"}, nil},
+		{[]string{"--del", "nothere", "MD"}, nil},
+		{[]string{"--del", "other", "MD"}, nil},
+		// (Courier's getopt message differs; exit status and stream match.)
+		{[]string{"-x", "MD"}, &result{1, maildirmakeUsage + "maildirmake: unknown option -x\n"}},
 	}
 	for _, s := range steps {
 		arg := func(md string) []string {
 			out := slices.Clone(s.args)
 			for i := range out {
-				if out[i] == "MD" {
+				switch {
+				case out[i] == "MD":
 					out[i] = md
+				case out[i] == "MD2":
+					out[i] = md + "2"
+				case strings.HasSuffix(out[i], "=SHARED"):
+					out[i] = strings.TrimSuffix(out[i], "SHARED") + shared
 				}
 			}
 			return out
@@ -294,8 +320,10 @@ func TestMaildirmakeAgainstCourier(t *testing.T) {
 		if want != got {
 			t.Errorf("maildirmake %q: courier %+v, postern %+v", s.args, want, got)
 		}
-		if w, g := treeOf(t, courier), treeOf(t, ours); w != g {
-			t.Errorf("after maildirmake %q:\ncourier:\n%s\npostern:\n%s", s.args, w, g)
+		for _, suffix := range []string{"", "2"} {
+			if w, g := treeOf(t, courier+suffix), treeOf(t, ours+suffix); w != g {
+				t.Errorf("after maildirmake %q:\ncourier:\n%s\npostern:\n%s", s.args, w, g)
+			}
 		}
 	}
 }
@@ -310,7 +338,7 @@ func treeOf(t *testing.T, root string) string {
 		rel, _ := filepath.Rel(root, path)
 		st, _ := os.Lstat(path)
 		fmt.Fprintf(&b, "%s %v", rel, st.Mode())
-		if d.Name() == "maildirsize" {
+		if d.Name() == "maildirsize" || d.Name() == "shared-maildirs" {
 			data, _ := os.ReadFile(path)
 			fmt.Fprintf(&b, " %q", data)
 		}
