@@ -400,6 +400,7 @@ func TestDeliverquotaAgainstCourier(t *testing.T) {
 		// refuses (docs/deliverquota.md).
 		{[]string{"MD", "bogus"}, &result{64, `deliverquota: quota "bogus": "bogu" is not a number: maildir: invalid quota` + "\n"}},
 		{[]string{}, &result{73, deliverquotaUsage}},
+		{[]string{"-c", "MD/x/y/Maildir"}, nil}, // created like mkdir -p
 	}
 	for _, s := range steps {
 		arg := func(md string) []string {
@@ -431,11 +432,28 @@ func TestDeliverquotaAgainstCourier(t *testing.T) {
 		if w.files != g.files {
 			t.Errorf("after deliverquota %q, messages:\ncourier: %s\npostern: %s", s.args, w.files, g.files)
 		}
+		if w, g := dirModes(filepath.Join(courier, "x")), dirModes(filepath.Join(ours, "x")); w != g {
+			t.Errorf("after deliverquota %q, -c's directories:\ncourier: %s\npostern: %s", s.args, w, g)
+		}
 		if w.limit != g.limit || w.bytes != g.bytes || w.count != g.count {
 			t.Errorf("after deliverquota %q, maildirsize: courier %q %d %d, postern %q %d %d",
 				s.args, w.limit, w.bytes, w.count, g.limit, g.bytes, g.count)
 		}
 	}
+}
+
+// dirModes lists the directories under root with their modes.
+func dirModes(root string) string {
+	var b strings.Builder
+	filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			st, _ := os.Stat(path)
+			rel, _ := filepath.Rel(root, path)
+			fmt.Fprintf(&b, "%s %v; ", rel, st.Mode())
+		}
+		return nil
+	})
+	return b.String()
 }
 
 type delivered struct {
