@@ -273,7 +273,7 @@ func runMakeuserdb(e *env, args []string) int {
 func runAuthtest(e *env, args []string) int {
 	if wantsHelp(args) {
 		// AuthtestMain prints the usage; it needs no configuration for that.
-		return authtool.AuthtestMain(args, e.stdout, e.stderr, auth.NewService())
+		return authtool.AuthtestMain(args, e.stdout, e.stderr, auth.NewService(), nil)
 	}
 	cfg, err := policy.Load(e.configDir)
 	if err != nil {
@@ -290,7 +290,7 @@ func runAuthtest(e *env, args []string) int {
 		defer db.Close()
 		modules = append(modules, db)
 	}
-	return authtool.AuthtestMain(args, e.stdout, e.stderr, auth.NewService(modules...))
+	return authtool.AuthtestMain(args, e.stdout, e.stderr, auth.NewService(modules...), authtool.UserdbPasswordChanger(e.configDir))
 }
 
 // relaxMonitor gives the Go runtime's monitor thread a millisecond of timer
