@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/auth/authconfig"
 	"postern/auth/authtool"
 	"postern/auth/userdb"
 	"postern/gateway/smtpd"
@@ -285,11 +286,16 @@ func runAuthtest(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "postern authtest: %v\n", err)
 		return 1
 	}
-	var modules []auth.Module
 	if db != nil {
 		defer db.Close()
-		modules = append(modules, db)
 	}
+	// The modules the server asks, in its order (authmodulelist).
+	modules, closeModules, err := authconfig.Modules(cfg.Dir, db, slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern authtest: %v\n", err)
+		return 78
+	}
+	defer closeModules()
 	return authtool.AuthtestMain(args, e.stdout, e.stderr, auth.NewService(modules...), authtool.UserdbPasswordChanger(e.configDir))
 }
 

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"postern/auth"
+	"postern/auth/authconfig"
 	"postern/auth/userdb"
 	"postern/policy"
 	"postern/policy/aliases"
@@ -224,6 +225,19 @@ func MaildropMain(args []string, stdin io.Reader, stdout, stderr io.Writer, conf
 		if udb, err := userdb.Open(cfg.UserdbDB); err == nil {
 			defer udb.Close()
 			svc = auth.NewService(udb)
+			if o.user != "" {
+				// The modules the server asks (authmodulelist): an
+				// account in SQL is found here too. Settings that
+				// cannot be read fail the delivery for now rather
+				// than call the recipient unknown.
+				mods, closeMods, err := authconfig.Modules(cfg.Dir, udb, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+				if err != nil {
+					fmt.Fprintf(stderr, "maildrop: authentication modules: %v\n", err)
+					return ExitTempFail
+				}
+				defer closeMods()
+				svc = auth.NewService(mods...)
+			}
 		} else if o.user != "" {
 			fmt.Fprintf(stderr, "maildrop: userdb %s: %v\n", cfg.UserdbDB, err)
 			return ExitTempFail
