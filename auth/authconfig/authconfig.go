@@ -1,6 +1,7 @@
 // Package authconfig reads which authentication modules to ask, and
 // their settings, from the configuration directory (the authmodulelist
-// setting and the SQL modules' authmysqlrc and authpgsqlrc), and opens
+// setting, the SQL modules' authmysqlrc and authpgsqlrc, and authldaprc),
+// and opens
 // them, for the server and for every tool that looks accounts up as the
 // server does (authtest, sendmail, maildrop -d).
 package authconfig
@@ -8,11 +9,13 @@ package authconfig
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"reflect"
 	"strings"
 
 	"postern/auth"
+	"postern/auth/ldapauth"
 	"postern/auth/sqlauth"
 	"postern/auth/userdb"
 	"postern/policy"
@@ -20,7 +23,7 @@ import (
 
 // ModuleListSetting names the modules the authentication service asks,
 // in order, as Courier's authdaemonrc authmodulelist does: authuserdb,
-// authmysql, authpgsql, separated by blanks (quotes, as in authdaemonrc,
+// authmysql, authpgsql, authldap, separated by blanks (quotes, as in authdaemonrc,
 // are allowed). Without it only the userdb is asked.
 const ModuleListSetting = "authmodulelist"
 
@@ -28,7 +31,8 @@ const ModuleListSetting = "authmodulelist"
 // module with its parsed configuration.
 type Spec struct {
 	name string
-	sql  *sqlauth.Config // nil for the userdb
+	sql  *sqlauth.Config  // authmysql, authpgsql
+	ldap *ldapauth.Config // authldap
 }
 
 // Read reads authmodulelist and each SQL module's file, and
@@ -78,10 +82,23 @@ func Read(dir string) ([]Spec, error) {
 					return nil, err
 				}
 				specs = append(specs, Spec{name: name, sql: cfg})
-			case "authpam", "authldap", "authshadow", "authpwd", "authvchkpw", "authcustom", "authpipe", "authsqlite":
-				return nil, l.Errorf("%s: Courier has this module; Postern does not have it yet (available: authuserdb, authmysql, authpgsql)", w)
+			case "authldap":
+				rc, err := policy.ReadSetting(dir, ldapauth.Setting)
+				if errors.Is(err, policy.ErrNotSet) {
+					return nil, l.Errorf("%s is listed, but %s is missing", w, ldapauth.Setting)
+				}
+				if err != nil {
+					return nil, err
+				}
+				cfg, err := ldapauth.Parse(rc)
+				if err != nil {
+					return nil, err
+				}
+				specs = append(specs, Spec{name: name, ldap: cfg})
+			case "authpam", "authshadow", "authpwd", "authvchkpw", "authcustom", "authpipe", "authsqlite":
+				return nil, l.Errorf("%s: Courier has this module; Postern does not have it yet (available: authuserdb, authmysql, authpgsql, authldap)", w)
 			default:
-				return nil, l.Errorf("unknown authentication module %q (available: authuserdb, authmysql, authpgsql)", w)
+				return nil, l.Errorf("unknown authentication module %q (available: authuserdb, authmysql, authpgsql, authldap)", w)
 			}
 		}
 	}
@@ -92,16 +109,23 @@ func Read(dir string) ([]Spec, error) {
 }
 
 // Open opens the modules of specs in order; udb is the userdb's.
-// The returned close function closes the SQL modules' connections.
+// The returned close function closes the SQL and LDAP modules'
+// connections.
 func Open(specs []Spec, udb *userdb.DB, log *slog.Logger) ([]auth.Module, func(), error) {
 	var mods []auth.Module
-	var sqls []*sqlauth.Module
+	var closers []io.Closer
 	closeAll := func() {
-		for _, m := range sqls {
+		for _, m := range closers {
 			m.Close()
 		}
 	}
 	for _, s := range specs {
+		if s.ldap != nil {
+			m := ldapauth.Open(s.ldap, log)
+			closers = append(closers, m)
+			mods = append(mods, m)
+			continue
+		}
 		if s.sql == nil {
 			if udb != nil {
 				mods = append(mods, udb)
@@ -113,7 +137,7 @@ func Open(specs []Spec, udb *userdb.DB, log *slog.Logger) ([]auth.Module, func()
 			closeAll()
 			return nil, nil, fmt.Errorf("%s: %w", s.name, err)
 		}
-		sqls = append(sqls, m)
+		closers = append(closers, m)
 		mods = append(mods, m)
 	}
 	return mods, closeAll, nil

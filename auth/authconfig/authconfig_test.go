@@ -20,8 +20,9 @@ func TestRead(t *testing.T) {
 		{"pgsql\nuserdb\n", true, "authpgsql authuserdb"},
 		{"authuserdb authpgsql\n", false, "authmodulelist:1: authpgsql is listed, but authpgsqlrc is missing"},
 		{"authuserdb authuserdb\n", false, "authmodulelist:1: authuserdb listed twice"},
-		{"authuserdb\nauthpam\n", false, "authmodulelist:2: authpam: Courier has this module; Postern does not have it yet (available: authuserdb, authmysql, authpgsql)"},
-		{"authfoo\n", false, `authmodulelist:1: unknown authentication module "authfoo" (available: authuserdb, authmysql, authpgsql)`},
+		{"authuserdb authldap\n", false, "authmodulelist:1: authldap is listed, but authldaprc is missing"},
+		{"authuserdb\nauthpam\n", false, "authmodulelist:2: authpam: Courier has this module; Postern does not have it yet (available: authuserdb, authmysql, authpgsql, authldap)"},
+		{"authfoo\n", false, `authmodulelist:1: unknown authentication module "authfoo" (available: authuserdb, authmysql, authpgsql, authldap)`},
 		{"# nothing\n\"\"\n", false, "authmodulelist: no module listed"},
 	} {
 		dir := t.TempDir()

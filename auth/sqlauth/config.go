@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 
+	"postern/auth/rcfile"
 	"postern/policy"
 )
 
@@ -107,43 +108,28 @@ func Parse(d Dialect, lines []policy.Line) (*Config, error) {
 	if len(lines) > 0 {
 		c.File = lines[0].File
 	}
+	entries, err := rcfile.Parse(lines, d.prefix(), d.Setting())
+	if err != nil {
+		return nil, err
+	}
 	keys := c.keys()
-	seen := map[string]policy.Line{}
-	for i := 0; i < len(lines); i++ {
-		l := lines[i]
-		text := l.Text
-		for strings.HasSuffix(text, `\`) && i+1 < len(lines) && lines[i+1].File == l.File {
-			i++
-			text = strings.TrimSpace(strings.TrimSuffix(text, `\`)) + " " + lines[i].Text
-		}
-		text = strings.TrimSpace(strings.TrimSuffix(text, `\`))
-		name, value := text, ""
-		if j := strings.IndexAny(text, " \t"); j >= 0 {
-			name, value = text[:j], strings.TrimSpace(text[j:])
-		}
-		key, ok := strings.CutPrefix(name, d.prefix())
-		if !ok {
-			return nil, l.Errorf("%q is not a %s setting (they start with %s)", name, d.Setting(), d.prefix())
-		}
-		if prev, dup := seen[key]; dup {
-			return nil, l.Errorf("%s set twice (first at line %d)", name, prev.Num)
-		}
-		seen[key] = l
-		if value == "" && key != "PASSWORD" {
-			return nil, l.Errorf("%s has no value", name)
+	for _, e := range entries {
+		name := d.prefix() + e.Key
+		if e.Value == "" && e.Key != "PASSWORD" {
+			return nil, e.Line.Errorf("%s has no value", name)
 		}
 		switch {
-		case key == "PORT":
-			n, err := strconv.Atoi(value)
+		case e.Key == "PORT":
+			n, err := strconv.Atoi(e.Value)
 			if err != nil || n < 0 || n > 65535 {
-				return nil, l.Errorf("%s: %q is not a port number", name, value)
+				return nil, e.Line.Errorf("%s: %q is not a port number", name, e.Value)
 			}
 			c.Port = n
-		case ignored[key]:
-		case keys[key] != nil:
-			*keys[key] = value
+		case ignored[e.Key]:
+		case keys[e.Key] != nil:
+			*keys[e.Key] = e.Value
 		default:
-			return nil, l.Errorf("unknown setting %s", name)
+			return nil, e.Line.Errorf("unknown setting %s", name)
 		}
 	}
 	if err := c.check(); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"postern/auth/ldapauth/ldaptest"
 	"postern/auth/passwd"
 	"postern/mailbox/maildir"
 )
@@ -131,4 +132,52 @@ func countFiles(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return len(entries)
+}
+
+// TestLDAPAccounts: accounts in an LDAP directory (authldap, configured by
+// an authldaprc as Courier's) against a real slapd: an entry's user logs
+// in over IMAP and gets mail over SMTP; an address no module knows is
+// refused (550).
+func TestLDAPAccounts(t *testing.T) {
+	dir := ldaptest.Start(t)
+	h := newHarness(t)
+	home := filepath.Join(h.dir, "ldaphome")
+	if err := maildir.Make(filepath.Join(home, "Maildir")); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := passwd.Hash("ldap pass", passwd.SchemeSHA512Crypt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir.Add(t, "uid=dora,"+dir.BaseDN, map[string][]string{
+		"objectClass": {"inetOrgPerson", "posixAccount"}, "uid": {"dora"}, "cn": {"Dora"}, "sn": {"D"},
+		"mail": {"dora@example.test"}, "uidNumber": {fmt.Sprint(os.Getuid())}, "gidNumber": {fmt.Sprint(os.Getgid())},
+		"homeDirectory": {home}, "userPassword": {"{CRYPT}" + hash},
+	})
+	h.writeSetting("authldaprc", fmt.Sprintf("LDAP_URI %s\nLDAP_BASEDN %s\nLDAP_BINDDN %s\nLDAP_BINDPW %s\n"+
+		"LDAP_MAIL mail\nLDAP_HOMEDIR homeDirectory\nLDAP_UID uidNumber\nLDAP_GID gidNumber\nLDAP_CRYPTPW userPassword\n",
+		dir.URI, dir.BaseDN, dir.AdminDN, dir.AdminPW))
+	h.writeSetting("authmodulelist", "authuserdb authldap\n")
+	if err := h.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := imapclient.DialInsecure(h.addr("imap"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("dora@example.test", "ldap pass").Wait(); err != nil {
+		t.Fatalf("IMAP login of the LDAP account: %v", err)
+	}
+	if err := h.send("bob@example.net", []string{"dora@example.test"}, testMessage("to ldap", "hello dora\r\n")); err != nil {
+		t.Fatalf("mail to the LDAP account: %v", err)
+	}
+	h.settle()
+	if n := countFiles(t, filepath.Join(home, "Maildir", "new")); n != 1 {
+		t.Fatalf("%d messages in the LDAP account's Maildir, want 1", n)
+	}
+	var se *smtp.SMTPError
+	if err := h.send("bob@example.net", []string{"nobody@example.test"}, testMessage("x", "x\r\n")); !errors.As(err, &se) || se.Code != 550 {
+		t.Errorf("an address in no module: %v, want 550", err)
+	}
 }
