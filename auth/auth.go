@@ -3,8 +3,8 @@
 // in?", and where the delivery agent asks "where does this user's mail go?".
 //
 // It plays the role of Courier's authdaemon. The service holds an ordered list
-// of modules (the userdb, the SQL modules authmysql and authpgsql, and
-// authldap, in the order of the authmodulelist setting); a lookup or a
+// of modules (the userdb, the SQL modules authmysql and authpgsql,
+// authldap and authpam, in the order of the authmodulelist setting); a lookup or a
 // login goes to each module in turn until one knows the user. A module that cannot answer
 // right now (database down) returns an error wrapping ErrTemporary, which the
 // protocols turn into a temporary failure (4xx, NO [UNAVAILABLE], -ERR [SYS/TEMP])

@@ -16,6 +16,7 @@ import (
 
 	"postern/auth"
 	"postern/auth/ldapauth"
+	"postern/auth/pamauth"
 	"postern/auth/sqlauth"
 	"postern/auth/userdb"
 	"postern/policy"
@@ -23,7 +24,7 @@ import (
 
 // ModuleListSetting names the modules the authentication service asks,
 // in order, as Courier's authdaemonrc authmodulelist does: authuserdb,
-// authmysql, authpgsql, authldap, separated by blanks (quotes, as in authdaemonrc,
+// authmysql, authpgsql, authldap, authpam, separated by blanks (quotes, as in authdaemonrc,
 // are allowed). Without it only the userdb is asked.
 const ModuleListSetting = "authmodulelist"
 
@@ -33,6 +34,7 @@ type Spec struct {
 	name string
 	sql  *sqlauth.Config  // authmysql, authpgsql
 	ldap *ldapauth.Config // authldap
+	pam  bool             // authpam
 }
 
 // Read reads authmodulelist and each SQL module's file, and
@@ -95,10 +97,16 @@ func Read(dir string) ([]Spec, error) {
 					return nil, err
 				}
 				specs = append(specs, Spec{name: name, ldap: cfg})
-			case "authpam", "authshadow", "authpwd", "authvchkpw", "authcustom", "authpipe", "authsqlite":
-				return nil, l.Errorf("%s: Courier has this module; Postern does not have it yet (available: authuserdb, authmysql, authpgsql, authldap)", w)
+			case "authpam":
+				if !pamauth.Available {
+					_, err := pamauth.Open(pamauth.Config{}, nil)
+					return nil, l.Errorf("%v", err)
+				}
+				specs = append(specs, Spec{name: name, pam: true})
+			case "authshadow", "authpwd", "authvchkpw", "authcustom", "authpipe", "authsqlite":
+				return nil, l.Errorf("%s: Courier has this module; Postern does not have it yet (available: authuserdb, authmysql, authpgsql, authldap, authpam)", w)
 			default:
-				return nil, l.Errorf("unknown authentication module %q (available: authuserdb, authmysql, authpgsql, authldap)", w)
+				return nil, l.Errorf("unknown authentication module %q (available: authuserdb, authmysql, authpgsql, authldap, authpam)", w)
 			}
 		}
 	}
@@ -120,6 +128,15 @@ func Open(specs []Spec, udb *userdb.DB, log *slog.Logger) ([]auth.Module, func()
 		}
 	}
 	for _, s := range specs {
+		if s.pam {
+			m, err := pamauth.Open(pamauth.Config{}, log)
+			if err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			mods = append(mods, m)
+			continue
+		}
 		if s.ldap != nil {
 			m := ldapauth.Open(s.ldap, log)
 			closers = append(closers, m)

@@ -3,6 +3,7 @@ package authconfig
 import (
 	"os"
 	"path/filepath"
+	"postern/auth/pamauth"
 	"strings"
 	"testing"
 )
@@ -21,8 +22,8 @@ func TestRead(t *testing.T) {
 		{"authuserdb authpgsql\n", false, "authmodulelist:1: authpgsql is listed, but authpgsqlrc is missing"},
 		{"authuserdb authuserdb\n", false, "authmodulelist:1: authuserdb listed twice"},
 		{"authuserdb authldap\n", false, "authmodulelist:1: authldap is listed, but authldaprc is missing"},
-		{"authuserdb\nauthpam\n", false, "authmodulelist:2: authpam: Courier has this module; Postern does not have it yet (available: authuserdb, authmysql, authpgsql, authldap)"},
-		{"authfoo\n", false, `authmodulelist:1: unknown authentication module "authfoo" (available: authuserdb, authmysql, authpgsql, authldap)`},
+		{"authuserdb\nauthshadow\n", false, "authmodulelist:2: authshadow: Courier has this module; Postern does not have it yet (available: authuserdb, authmysql, authpgsql, authldap, authpam)"},
+		{"authfoo\n", false, `authmodulelist:1: unknown authentication module "authfoo" (available: authuserdb, authmysql, authpgsql, authldap, authpam)`},
 		{"# nothing\n\"\"\n", false, "authmodulelist: no module listed"},
 	} {
 		dir := t.TempDir()
@@ -76,5 +77,25 @@ func TestOpenAndEqual(t *testing.T) {
 	c, _ := Read(dir)
 	if Equal(a, c) {
 		t.Error("a changed authpgsqlrc is Equal to the old one")
+	}
+}
+
+// TestPAMListed: authpam is a module when the binary has PAM, and a
+// configuration error saying how to get it when not.
+func TestPAMListed(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, ModuleListSetting), []byte("authuserdb authpam\n"), 0o600)
+	specs, err := Read(dir)
+	if pamauth.Available {
+		if err != nil || len(specs) != 2 || !specs[1].pam {
+			t.Fatalf("with PAM: %v %+v", err, specs)
+		}
+		mods, closeAll, err := Open(specs, nil, nil)
+		if err != nil || len(mods) != 1 || mods[0].Name() != "authpam" {
+			t.Errorf("open: %v %v", err, mods)
+		}
+		closeAll()
+	} else if err == nil || !strings.Contains(err.Error(), "authmodulelist:1: authpam: this postern was built without PAM") {
+		t.Errorf("without PAM: %v", err)
 	}
 }
