@@ -37,6 +37,9 @@ type Spec struct {
 	pam  bool             // authpam
 }
 
+// Name is the module's name in authmodulelist (authuserdb, authpgsql, ...).
+func (s Spec) Name() string { return s.name }
+
 // Read reads authmodulelist and each SQL module's file, and
 // returns their errors with file and line.
 func Read(dir string) ([]Spec, error) {

@@ -496,3 +496,14 @@ func (m *Module) temporary(err error) error {
 	m.log.Warn("directory error", "err", err)
 	return fmt.Errorf("authldap: %w: %w", auth.ErrTemporary, err)
 }
+
+// Ping checks that a directory server answers and the bind succeeds (for
+// postern config).
+func (m *Module) Ping(ctx context.Context) error {
+	c, err := m.conn()
+	if err != nil {
+		return m.temporary(err)
+	}
+	m.release(c)
+	return nil
+}

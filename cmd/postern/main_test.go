@@ -68,7 +68,7 @@ func TestInitUserAuthtestConfig(t *testing.T) {
 	os.WriteFile(filepath.Join(etc, "hosteddomains"), []byte("alias.test\texample.test\n"), 0o640)
 	os.WriteFile(filepath.Join(etc, "esmtpacceptmailfor"), []byte("example.test\n.partner.test\n"), 0o640)
 	code, out, _ = runCmd(t, "", "--config", etc, "config")
-	if code != 0 || !strings.Contains(out, "domain     example.test\n") || !strings.Contains(out, "listen     smtp") ||
+	if code != 0 || !strings.Contains(out, "auth       authuserdb (") || !strings.Contains(out, "domain     example.test\n") || !strings.Contains(out, "listen     smtp") ||
 		!strings.Contains(out, "domain     alias.test (alias of example.test)") || !strings.Contains(out, "relay      .partner.test\n") || strings.Contains(out, "relay      example.test") {
 		t.Fatalf("config: %d\n%s", code, out)
 	}
