@@ -89,6 +89,14 @@ type Module interface {
 	Authenticate(ctx context.Context, service, name, password string) (*Account, error)
 }
 
+// PasswordSetter is a module that can change an account's password
+// (Courier's authpasswd, authtest's third argument).
+type PasswordSetter interface {
+	// SetPassword replaces the password that guards service for a, an
+	// account this module returned.
+	SetPassword(ctx context.Context, a *Account, service, newPassword string) error
+}
+
 // Service asks its modules in order.
 type Service struct {
 	modules atomic.Pointer[[]Module] // swapped whole at a reload

@@ -79,11 +79,17 @@ func AuthtestMain(args []string, stdout, stderr io.Writer, svc *auth.Service, ch
 	if fs.NArg() == 3 {
 		// As Courier's: the outcome on standard error, nothing on
 		// standard output.
-		if change == nil {
+		var err error
+		switch setter := passwordSetter(svc, a.Module); {
+		case setter != nil:
+			err = setter.SetPassword(ctx, a, *service, fs.Arg(2))
+		case change != nil && a.Module == userdb.ModuleName:
+			err = change(a.Name, *service, fs.Arg(2))
+		default:
 			fmt.Fprintln(stderr, "Password change failed: not supported here")
 			return ExitError
 		}
-		if err := change(a.Name, *service, fs.Arg(2)); err != nil {
+		if err != nil {
 			fmt.Fprintf(stderr, "Password change failed: %v\n", err)
 			return ExitError
 		}
@@ -99,6 +105,17 @@ func AuthtestMain(args []string, stdout, stderr io.Writer, svc *auth.Service, ch
 	}
 	printAccount(stdout, a, *service, clear)
 	return ExitOK
+}
+
+// passwordSetter returns the module named name when it can change
+// passwords itself (the SQL and LDAP modules).
+func passwordSetter(svc *auth.Service, name string) auth.PasswordSetter {
+	for _, m := range svc.Modules() {
+		if ps, ok := m.(auth.PasswordSetter); ok && m.Name() == name {
+			return ps
+		}
+	}
+	return nil
 }
 
 // failureReason words an auth error for a person.

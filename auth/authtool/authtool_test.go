@@ -442,3 +442,42 @@ func TestAuthtestChangesPassword(t *testing.T) {
 		t.Errorf("empty new password: %+v", r)
 	}
 }
+
+// memModule is an auth module kept in memory that can change passwords,
+// standing for the SQL and LDAP modules (their own tests run against the
+// real databases) to check that authtest hands the change to the module
+// that answered.
+type memModule struct{ pw map[string]string }
+
+func (m *memModule) Name() string { return "authmem" }
+func (m *memModule) Lookup(ctx context.Context, name string) (*auth.Account, error) {
+	if _, ok := m.pw[name]; !ok {
+		return nil, auth.ErrNoSuchUser
+	}
+	return &auth.Account{Name: name, Home: "/srv/" + name, Module: "authmem", Fields: map[string]string{}}, nil
+}
+func (m *memModule) Authenticate(ctx context.Context, service, name, password string) (*auth.Account, error) {
+	a, err := m.Lookup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if m.pw[name] != password {
+		return nil, auth.ErrBadPassword
+	}
+	return a, nil
+}
+func (m *memModule) SetPassword(ctx context.Context, a *auth.Account, service, pw string) error {
+	m.pw[a.Name] = pw
+	return nil
+}
+
+func TestAuthtestChangesPasswordInItsModule(t *testing.T) {
+	mem := &memModule{pw: map[string]string{"zed": "old"}}
+	userdbChanged := false
+	change := func(name, service, pw string) error { userdbChanged = true; return nil }
+	var out, errOut bytes.Buffer
+	code := AuthtestMain([]string{"zed", "old", "new"}, &out, &errOut, auth.NewService(mem), change)
+	if code != 0 || errOut.String() != "Password change succeeded.\n" || mem.pw["zed"] != "new" || userdbChanged {
+		t.Errorf("exit %d, %q, module's password %q, userdb changer called %v", code, errOut.String(), mem.pw["zed"], userdbChanged)
+	}
+}

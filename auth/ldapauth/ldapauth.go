@@ -507,3 +507,41 @@ func (m *Module) Ping(ctx context.Context) error {
 	m.release(c)
 	return nil
 }
+
+// SetPassword replaces a's LDAP_CRYPTPW attribute with a {CRYPT}
+// SHA-512-crypt hash of newPassword (and LDAP_CLEARPW, when given, with
+// the clear text), bound as LDAP_BINDDN: the directory must let that DN
+// write those attributes.
+func (m *Module) SetPassword(ctx context.Context, a *auth.Account, service, newPassword string) error {
+	if newPassword == "" {
+		return errors.New("empty password")
+	}
+	dn := a.Fields["dn"]
+	if dn == "" {
+		return errors.New("authldap: the account has no entry")
+	}
+	if m.cfg.CryptPWAttr == "" && m.cfg.ClearPWAttr == "" {
+		return errors.New("authldap: without LDAP_CRYPTPW or LDAP_CLEARPW there is no attribute to change; change the password in the directory")
+	}
+	req := ldap.NewModifyRequest(dn, nil)
+	if m.cfg.CryptPWAttr != "" {
+		hash, err := passwd.Hash(newPassword, passwd.SchemeSHA512Crypt)
+		if err != nil {
+			return err
+		}
+		req.Replace(m.cfg.CryptPWAttr, []string{"{CRYPT}" + hash})
+	}
+	if m.cfg.ClearPWAttr != "" {
+		req.Replace(m.cfg.ClearPWAttr, []string{newPassword})
+	}
+	c, err := m.conn()
+	if err != nil {
+		return m.temporary(err)
+	}
+	if err := c.Modify(req); err != nil {
+		c.Close()
+		return fmt.Errorf("authldap: change the password of %s: %w", dn, err)
+	}
+	m.release(c)
+	return nil
+}

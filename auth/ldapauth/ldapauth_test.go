@@ -233,3 +233,31 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+// TestSetPassword: the entry's hash attribute replaced, bound as
+// LDAP_BINDDN; the directory then takes the new password for a bind too.
+func TestSetPassword(t *testing.T) {
+	s := directory(t)
+	m := module(t, rcFor(s, ""))
+	ctx := context.Background()
+	a, err := m.Authenticate(ctx, "pop3", "alice@example.test", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetPassword(ctx, a, "pop3", "new secret"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Authenticate(ctx, "pop3", "alice@example.test", "secret"); !errors.Is(err, auth.ErrBadPassword) {
+		t.Errorf("the old password after the change: %v", err)
+	}
+	if _, err := m.Authenticate(ctx, "pop3", "alice@example.test", "new secret"); err != nil {
+		t.Errorf("the new password: %v", err)
+	}
+	bind := module(t, strings.Replace(rcFor(s, "LDAP_AUTHBIND 1\n"), "LDAP_CRYPTPW userPassword\n", "", 1))
+	if _, err := bind.Authenticate(ctx, "pop3", "alice@example.test", "new secret"); err != nil {
+		t.Errorf("a bind with the new password: %v", err)
+	}
+	if err := bind.SetPassword(ctx, a, "pop3", "x"); err == nil {
+		t.Error("changed a password without LDAP_CRYPTPW or LDAP_CLEARPW")
+	}
+}

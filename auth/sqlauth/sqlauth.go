@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -362,6 +363,79 @@ func Substitute(clause string, vars map[string]string) string {
 func (m *Module) Ping(ctx context.Context) error {
 	if err := m.db.PingContext(ctx); err != nil {
 		return m.temporary(err)
+	}
+	return nil
+}
+
+// SetPassword changes a's password in the database: with X_CHPASS_CLAUSE
+// that statement, its $(local_part), $(domain), $(newpass) and
+// $(newpass_crypt) filled in; without it, the crypted field (and the
+// clear one, when the file names one) of a's row in X_USER_TABLE. The new
+// hash is SHA-512-crypt. A database laid out by X_SELECT_CLAUSE needs
+// X_CHPASS_CLAUSE.
+func (m *Module) SetPassword(ctx context.Context, a *auth.Account, service, newPassword string) error {
+	if newPassword == "" {
+		return errors.New("empty password")
+	}
+	hash, err := passwd.Hash(newPassword, passwd.SchemeSHA512Crypt)
+	if err != nil {
+		return err
+	}
+	local, domain, ok := m.split(a.Name)
+	if !ok {
+		return auth.ErrNoSuchUser
+	}
+	full := local
+	if domain != "" {
+		full += "@" + domain
+	}
+	if _, has := ctx.Deadline(); !has {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, queryTimeout)
+		defer cancel()
+	}
+	c := m.cfg
+	var res sql.Result
+	switch {
+	case c.ChpassClause != "":
+		// The clause quotes the values itself: a password that could
+		// leave its quotes cannot be put in.
+		if strings.ContainsAny(newPassword, `'"\`+"`") || strings.IndexFunc(newPassword, unicode.IsControl) >= 0 || !utf8.ValidString(newPassword) {
+			return fmt.Errorf("%sCHPASS_CLAUSE cannot take a password with quotes, backslashes or control characters", c.Dialect.prefix())
+		}
+		q := Substitute(c.ChpassClause, map[string]string{"local_part": local, "domain": domain, "newpass": newPassword, "newpass_crypt": hash})
+		res, err = m.db.ExecContext(ctx, q)
+	case c.SelectClause != "":
+		return fmt.Errorf("the accounts come from %sSELECT_CLAUSE: give %sCHPASS_CLAUSE to change passwords", c.Dialect.prefix(), c.Dialect.prefix())
+	default:
+		ph := func(i int) string {
+			if c.Dialect == Postgres {
+				return fmt.Sprintf("$%d", i)
+			}
+			return "?"
+		}
+		var sets []string
+		var args []any
+		if c.CryptPWField != "" {
+			args = append(args, hash)
+			sets = append(sets, c.CryptPWField+" = "+ph(len(args)))
+		}
+		if c.ClearPWField != "" {
+			args = append(args, newPassword)
+			sets = append(sets, c.ClearPWField+" = "+ph(len(args)))
+		}
+		args = append(args, full)
+		q := fmt.Sprintf("UPDATE %s SET %s WHERE %s = %s", c.UserTable, strings.Join(sets, ", "), c.LoginField, ph(len(args)))
+		if c.WhereClause != "" {
+			q += " AND (" + c.WhereClause + ")"
+		}
+		res, err = m.db.ExecContext(ctx, q, args...)
+	}
+	if err != nil {
+		return m.temporary(err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("%s: no row of %q was changed", m.Name(), full)
 	}
 	return nil
 }

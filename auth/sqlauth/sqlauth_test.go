@@ -348,3 +348,52 @@ func TestSubstitute(t *testing.T) {
 		}
 	}
 }
+
+// TestSetPassword: authtest's third argument and Courier's authpasswd: the
+// row's hash (and clear field) by the table's fields, or the admin's
+// X_CHPASS_CLAUSE.
+func TestSetPassword(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, f *fixture) {
+		f.exec(t, "INSERT INTO "+f.table+" (id, clear, uid, gid, home) VALUES (?, 'old', '1', '1', '/srv/a')", "a@example.test")
+		p := f.d.prefix()
+		ctx := context.Background()
+		m := f.module(t, f.fields(p))
+		a, err := m.Authenticate(ctx, "imap", "a@example.test", "old")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.SetPassword(ctx, a, "imap", "new one"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Authenticate(ctx, "imap", "a@example.test", "old"); !errors.Is(err, auth.ErrBadPassword) {
+			t.Errorf("the old password after the change: %v", err)
+		}
+		if _, err := m.Authenticate(ctx, "imap", "a@example.test", "new one"); err != nil {
+			t.Errorf("the new password: %v", err)
+		}
+		var crypt, clear string
+		q := "SELECT crypt, clear FROM " + f.table + " WHERE id = 'a@example.test'"
+		if err := f.db.QueryRow(q).Scan(&crypt, &clear); err != nil || !strings.HasPrefix(crypt, "$6$") || clear != "new one" {
+			t.Errorf("the row: %q %q %v", crypt, clear, err)
+		}
+
+		// The admin's statement, with the variables filled in.
+		mc := f.module(t, f.fields(p)+p+"CHPASS_CLAUSE UPDATE "+f.table+" SET crypt = '$(newpass_crypt)', clear = '' WHERE id = '$(local_part)@$(domain)'\n")
+		if err := mc.SetPassword(ctx, a, "imap", "third"); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.db.QueryRow(q).Scan(&crypt, &clear); err != nil || !strings.HasPrefix(crypt, "$6$") || clear != "" {
+			t.Errorf("the row after CHPASS_CLAUSE: %q %q %v", crypt, clear, err)
+		}
+		if _, err := mc.Authenticate(ctx, "imap", "a@example.test", "third"); err != nil {
+			t.Errorf("the password set by CHPASS_CLAUSE: %v", err)
+		}
+		if err := mc.SetPassword(ctx, a, "imap", "it's"); err == nil {
+			t.Error("CHPASS_CLAUSE took a password with a quote")
+		}
+		ms := f.module(t, p+"SELECT_CLAUSE SELECT id, crypt, clear, uid, gid, home FROM "+f.table+" WHERE id = '$(local_part)@$(domain)'\n")
+		if err := ms.SetPassword(ctx, a, "imap", "x"); err == nil || !strings.Contains(err.Error(), "CHPASS_CLAUSE") {
+			t.Errorf("SELECT_CLAUSE without CHPASS_CLAUSE: %v", err)
+		}
+	})
+}
