@@ -206,19 +206,12 @@ func (m *Module) defaultQuery() string {
 // fetch runs the query for name and returns the account and its crypted
 // and clear passwords.
 func (m *Module) fetch(ctx context.Context, service, name string) (*auth.Account, string, string, error) {
-	local, domain, ok := m.split(name)
+	local, domain, full, ok := m.names(name)
 	if !ok {
 		return nil, "", "", auth.ErrNoSuchUser
 	}
-	full := local
-	if domain != "" {
-		full += "@" + domain
-	}
-	if _, has := ctx.Deadline(); !has {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, queryTimeout)
-		defer cancel()
-	}
+	ctx, cancel := withQueryTimeout(ctx)
+	defer cancel()
 	var rows *sql.Rows
 	var err error
 	if m.query != "" {
@@ -302,6 +295,26 @@ func (m *Module) fetch(ctx context.Context, service, name string) (*auth.Account
 	return a, crypt, clear, nil
 }
 
+// names splits name (see split) and joins it again with the default
+// domain: the login the table is searched for.
+func (m *Module) names(name string) (local, domain, full string, ok bool) {
+	local, domain, ok = m.split(name)
+	full = local
+	if domain != "" {
+		full += "@" + domain
+	}
+	return local, domain, full, ok
+}
+
+// withQueryTimeout bounds a query by queryTimeout unless ctx has a
+// deadline already.
+func withQueryTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, has := ctx.Deadline(); has {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, queryTimeout)
+}
+
 // temporary wraps a database error: the module could not decide.
 func (m *Module) temporary(err error) error {
 	m.log.Warn("database error", "err", err)
@@ -381,19 +394,12 @@ func (m *Module) SetPassword(ctx context.Context, a *auth.Account, service, newP
 	if err != nil {
 		return err
 	}
-	local, domain, ok := m.split(a.Name)
+	local, domain, full, ok := m.names(a.Name)
 	if !ok {
 		return auth.ErrNoSuchUser
 	}
-	full := local
-	if domain != "" {
-		full += "@" + domain
-	}
-	if _, has := ctx.Deadline(); !has {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, queryTimeout)
-		defer cancel()
-	}
+	ctx, cancel := withQueryTimeout(ctx)
+	defer cancel()
 	c := m.cfg
 	var res sql.Result
 	switch {
