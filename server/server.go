@@ -520,6 +520,8 @@ func (s *Server) Reload() error {
 	}
 	if acmeChanged {
 		s.swapACME(am, cfg)
+	} else if cur := s.acme.Load(); cur != nil {
+		cur.Retry() // hosts waiting after a failure are tried again now
 	}
 	if !authconfig.Equal(specs, s.authSpecs) {
 		if mods, closeAuth, err := authconfig.Open(specs, s.udb, s.log); err != nil {
