@@ -132,6 +132,9 @@ type Env struct {
 	ReadFile func(name string) ([]byte, error)
 	// Stdout receives echo output; nil discards it.
 	Stdout io.Writer
+	// Stderr receives warnings that do not stop the run (a pattern that
+	// is not a regular expression); nil discards them.
+	Stderr io.Writer
 	// Trace, when set, is told about every step.
 	Trace func(Step)
 	// Now is the clock for time and log records; nil means time.Now.
@@ -903,19 +906,32 @@ func (s *Session) binary(fr *frame, e *binaryExpr) (string, error) {
 }
 
 // compiled returns the pattern's regexp, substituting variables first.
+// A pattern that is not a regular expression is reported on Stderr and
+// does not match, as in maildrop 2.9.3 ("Syntax error in /pattern/"); the
+// filter goes on.
 func (s *Session) compiled(fr *frame, pe *patternExpr) (*regexp.Regexp, error) {
 	if pe.re != nil {
 		return pe.re, nil
 	}
-	src, err := s.text(fr, pe.pos, pe.parts)
-	if err != nil {
-		return nil, err
+	err := pe.bad
+	if err == nil {
+		var src string
+		if src, err = s.text(fr, pe.pos, pe.parts); err != nil {
+			return nil, err
+		}
+		var re *regexp.Regexp
+		if re, err = s.patterns.get(src, strings.Contains(pe.flags, "D"), s.lim.MaxRegexSize); err == nil {
+			return re, nil
+		}
 	}
-	re, err := s.patterns.get(src, strings.Contains(pe.flags, "D"), s.lim.MaxRegexSize)
-	if err != nil {
+	if !errors.Is(err, errRegexSyntax) {
 		return nil, s.rtErr(fr, pe.pos, err)
 	}
-	return re, nil
+	if s.env.Stderr != nil {
+		fmt.Fprintf(s.env.Stderr, "%s:%d: %v; the pattern does not match\n", fr.file, pe.pos.Line, err)
+	}
+	s.trace(Step{File: fr.file, Line: pe.pos.Line, What: "match", Text: fmt.Sprintf("%v; the pattern does not match", err)})
+	return neverMatches, nil
 }
 
 // lines returns the message lines a pattern's h/b options select.

@@ -364,15 +364,7 @@ func (lx *lexer) pattern(p Pos) (token, error) {
 		for lx.off < len(lx.src) && (lx.src[lx.off] >= 'a' && lx.src[lx.off] <= 'z' || lx.src[lx.off] >= 'A' && lx.src[lx.off] <= 'Z') {
 			lx.advance()
 		}
-		t.flags = lx.src[s:lx.off]
-		for _, f := range t.flags {
-			if !strings.ContainsRune("hbD", f) {
-				if f == 'w' {
-					return token{}, lx.errf(p, "pattern option \"w\" was removed in maildrop 2.0; use /re/:flags,weight,factor for weighted scoring")
-				}
-				return token{}, lx.errf(p, "unknown pattern option %q (allowed: h, b, D)", f)
-			}
-		}
+		t.flags = patternFlags(lx.src[s:lx.off])
 		if lx.off < len(lx.src) && lx.src[lx.off] == ',' {
 			w, err := lx.number(p)
 			if err != nil {
@@ -387,6 +379,23 @@ func (lx *lexer) pattern(p Pos) (token, error) {
 		}
 	}
 	return t, nil
+}
+
+// patternFlags keeps the options maildrop 2.9.3 acts on: h (header), b
+// (body), D (case-sensitive), and w, maildrop 1.x's "whole message", which
+// 2.9.3 still reads as h and b when neither is given. Any other letter is
+// ignored, as 2.9.3 ignores it (/x/:H is a header search).
+func patternFlags(given string) string {
+	var b strings.Builder
+	for _, f := range "hbD" {
+		if strings.ContainsRune(given, f) {
+			b.WriteRune(f)
+		}
+	}
+	if strings.ContainsRune(given, 'w') && !strings.ContainsAny(given, "hb") {
+		return "hb" + b.String()
+	}
+	return b.String()
 }
 
 // number reads ",NUMBER" for weighted scoring.

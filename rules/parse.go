@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -12,6 +13,10 @@ type Program struct {
 	File  string
 	body  []stmt
 	usage usage // statements present, for embedded-mode checks and tooling
+	// Warnings are problems that do not stop the file from running, as
+	// "LINE:COL: message": patterns that are not regular expressions
+	// (maildrop reports them when evaluated and goes on; so does Postern).
+	Warnings []string
 }
 
 type usage struct {
@@ -108,6 +113,7 @@ type (
 		weight   float64
 		fac      float64
 		re       *regexp.Regexp // compiled at parse time when parts has no variables
+		bad      error          // not a regular expression (reported at run time)
 	}
 	matchExpr struct {
 		pos Pos
@@ -159,6 +165,8 @@ type parser struct {
 	i     int
 	depth int
 	usage usage
+	// warnings become Program.Warnings.
+	warnings []string
 }
 
 // Parse parses a maildrop filter file. Errors are *SyntaxError with the
@@ -176,7 +184,7 @@ func Parse(filename string, src []byte) (*Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Program{File: filename, body: body, usage: p.usage}, nil
+	return &Program{File: filename, body: body, usage: p.usage, Warnings: p.warnings}, nil
 }
 
 func (p *parser) peek() token { return p.toks[p.i] }
@@ -515,7 +523,12 @@ func (p *parser) patternTok(t token) (*patternExpr, error) {
 	}
 	if static {
 		re, err := compilePattern(literalText(t.parts), strings.Contains(t.flags, "D"), 0)
-		if err != nil {
+		switch {
+		case errors.Is(err, errRegexSyntax):
+			// Reported when evaluated, as maildrop does; the file runs.
+			pe.bad = err
+			p.warnings = append(p.warnings, fmt.Sprintf("%d:%d: %v", t.pos.Line, t.pos.Col, err))
+		case err != nil:
 			return nil, p.errAt(t, "%v", err)
 		}
 		pe.re = re

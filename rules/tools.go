@@ -76,8 +76,17 @@ func CheckMain(args []string, stdout, stderr io.Writer) int {
 			status = 1
 			continue
 		}
-		if _, err := Parse(name, src); err != nil {
+		prog, err := Parse(name, src)
+		if err != nil {
 			fmt.Fprintln(stderr, err)
+			status = 1
+			continue
+		}
+		if len(prog.Warnings) > 0 {
+			// The file runs, but these patterns never match.
+			for _, w := range prog.Warnings {
+				fmt.Fprintf(stderr, "%s:%s\n", name, w)
+			}
 			status = 1
 			continue
 		}
@@ -165,6 +174,7 @@ func RunTestMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Args:     fs.Args()[1:],
 		Dir:      filepath.Dir(file),
 		Stdout:   stdout,
+		Stderr:   stderr,
 		Embedded: *embedded,
 	}
 	for k, v := range vars {

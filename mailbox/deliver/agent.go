@@ -148,6 +148,9 @@ type Options struct {
 	Environ []string
 	// Stdout receives filters' echo output; nil discards it.
 	Stdout io.Writer
+	// Stderr receives filters' warnings (a pattern that is not a regular
+	// expression); nil sends them to Logger.
+	Stderr io.Writer
 	// Trace receives every filter step (maildrop -V); nil for none.
 	Trace func(rules.Step)
 	// QuotaWarnPercent and QuotaWarnFile are maildrop -w and -W.

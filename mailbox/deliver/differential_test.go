@@ -51,6 +51,11 @@ type diffCase struct {
 	files  map[string]string // extra files in the scratch directory
 	env    []string          // the environment besides PATH
 	stderr bool              // compare standard error too
+	// tempfail marks a case where Courier's maildrop exits 75 (a syntax
+	// or runtime error); any other case that makes it exit 75 is a
+	// mistake in the case and fails, so that a filter both refuse cannot
+	// pass unnoticed.
+	tempfail bool
 	// deliberate names a difference kept on purpose (documented in
 	// docs/maildrop.md, DIFFERENCES FROM COURIER); adjust turns Courier's
 	// outcome into the one Postern must produce.
@@ -92,6 +97,9 @@ func runDiffCases(t *testing.T, cases []diffCase) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			want := runOneImpl(t, c, []string{courier})
+			if strings.HasPrefix(want, "exit: 75\n") != c.tempfail {
+				t.Fatalf("Courier's maildrop: tempfail is %v, outcome:\n%s", c.tempfail, want)
+			}
 			got := runOneImpl(t, c, []string{os.Args[0]}, "POSTERN_DELIVER_TEST_MAILDROP=1")
 			if c.adjust != nil {
 				adjusted := c.adjust(want)
@@ -99,6 +107,9 @@ func runDiffCases(t *testing.T, cases []diffCase) {
 					t.Fatalf("deliberate difference %q: adjust changed nothing in Courier's outcome:\n%s", c.deliberate, want)
 				}
 				want = adjusted
+			}
+			if os.Getenv("POSTERN_DIFF_SHOW") != "" {
+				t.Logf("courier:\n%s", want)
 			}
 			if got != want {
 				t.Errorf("Postern's maildrop differs from Courier's\n--- filter\n%s\n--- postern\n%s--- courier\n%s", c.filter, got, want)
@@ -268,4 +279,189 @@ func TestDifferentialBasics(t *testing.T) {
 		{name: "exitcode", filter: "EXITCODE=9\nexit\n"},
 		{name: "echo", filter: "echo \"hello $SIZE $LINES $FROM\"\nexit\n"},
 	})
+}
+
+// Messages of the shapes mail really has.
+const (
+	diffFolded = "From: \"Folded, Name\"\n <folded@example.org>\n" +
+		"To: a@example.test,\n\tb@example.test\n" +
+		"Subject: a subject\n   that goes on\n\tand on\n" +
+		"X-Empty:\n" +
+		"\n" +
+		"Body line one\n\n  indented body\n"
+	diffMIME = "From: =?UTF-8?Q?J=C3=BCrgen_M=C3=BCller?= <jm@example.de>\n" +
+		"To: list@example.test\n" +
+		"Subject: =?ISO-8859-1?Q?Gr=FC=DFe?= and =?UTF-8?B?w6RwcGxl?=\n" +
+		"MIME-Version: 1.0\n" +
+		"Content-Type: multipart/mixed; boundary=\"XYZ\"\n" +
+		"\n" +
+		"preamble text lottery\n" +
+		"--XYZ\n" +
+		"Content-Type: text/plain; charset=iso-8859-1\n" +
+		"Content-Transfer-Encoding: quoted-printable\n" +
+		"\n" +
+		"Sch=F6ne Gr=FC=DFe, cheap=20pills\n" +
+		"--XYZ\n" +
+		"Content-Type: text/html; charset=utf-8\n" +
+		"Content-Transfer-Encoding: base64\n" +
+		"X-Part-Header: inner\n" +
+		"\n" +
+		"PGI+Q2xpY2sgaGVyZTwvYj4K\n" +
+		"--XYZ\n" +
+		"Content-Type: application/octet-stream\n" +
+		"Content-Transfer-Encoding: base64\n" +
+		"\n" +
+		"c2VjcmV0IHZpYWdyYQo=\n" +
+		"--XYZ--\n" +
+		"epilogue\n"
+	diff8bit = "From: r\xe9mi@example.fr\n" +
+		"Subject: caf\xc3\xa9 cr\xe8me\n" +
+		"\n" +
+		"na\xefve body \xff\xfe\n"
+	diffNoBody  = "From: a@example.org\nSubject: no body at all\n"
+	diffCRLF    = "From: a@example.org\r\nSubject: crlf\r\n\r\nline one\r\nline two\r\n"
+	diffHdrOnly = "From: a@example.org\nSubject: empty body\n\n"
+)
+
+func diffLongLine() string {
+	return "From: long@example.org\nSubject: long " + strings.Repeat("s", 3000) + "\n\n" +
+		strings.Repeat("word ", 4000) + "needle\nshort\n"
+}
+
+func TestDifferentialPatterns(t *testing.T) {
+	show := func(n int) string {
+		var b strings.Builder
+		for i := 1; i <= n; i++ {
+			fmt.Fprintf(&b, "$P%d ", i)
+		}
+		return "echo \"" + strings.TrimSpace(b.String()) + "\"\nexit\n"
+	}
+	flags := "P1=(/^subject: hello/)\n" +
+		"P2=(/^subject: hello/:D)\n" +
+		"P3=(/^Subject: Hello/:D)\n" +
+		"P4=(/lottery/)\n" +
+		"P5=(/lottery/:b)\n" +
+		"P6=(/lottery/:hb)\n" +
+		"P7=(/^From /:b)\n" +
+		"P8=(/^From: Bob/:hb)\n" +
+		"P9=(/^$/:b)\n" +
+		"P10=(/LOTTERY/:bD)\n" +
+		"P11=(/LOTTERY/:Db)\n" +
+		"P12=(/Hello/:h)\n" +
+		show(12)
+	cases := []diffCase{
+		{name: "flags", filter: flags},
+		{name: "flags-folded", filter: flags, msg: diffFolded},
+		{name: "flags-mime", filter: flags, msg: diffMIME},
+		{name: "flags-crlf", filter: flags, msg: diffCRLF},
+		{name: "flags-nobody", filter: flags, msg: diffNoBody},
+		{name: "flag-H", filter: "P1=(/^Subject:/:H)\n" + show(1)},
+		{name: "flag-B", filter: "P1=(/lottery/:B)\n" + show(1)},
+		{name: "flag-w", filter: "P1=(/lottery/:w)\n" + show(1)},
+		{name: "flag-W", filter: "P1=(/lottery/:W)\n" + show(1)},
+		{name: "flag-unknown", filter: "P1=(/lottery/:q)\n" + show(1)},
+		{name: "match-vars", filter: "if (/^Subject: (h[a-z]+) (.*)$/)\n{\n  echo \"[$MATCH] [$MATCH1] [$MATCH2] [$MATCH3]\"\n}\nexit\n"},
+		{name: "match-vars-body", filter: "if (/numbers are ([0-9]+) ([0-9]+)/:b)\n{\n  echo \"[$MATCH] [$MATCH1] [$MATCH2]\"\n}\nexit\n"},
+		{name: "match-nomatch-keeps", filter: "if (/^Subject: (.*)/)\n{\n}\nif (/^Nope: (.*)/)\n{\n}\necho \"[$MATCH] [$MATCH1]\"\nexit\n"},
+		{name: "match-folded", msg: diffFolded, filter: "if (/^Subject: (.*)/)\n{\n  echo \"[$MATCH1]\"\n}\nif (/^To: (.*)/)\n{\n  echo \"[$MATCH1]\"\n}\nif (/^From: (.*)/)\n{\n  echo \"[$MATCH1]\"\n}\nexit\n"},
+		{name: "match-encoded-words", msg: diffMIME, filter: "if (/^Subject: (.*)/)\n{\n  echo \"[$MATCH1]\"\n}\nif (/^From: (.*)/)\n{\n  echo \"[$MATCH1]\"\n}\nP1=(/^X-Part-Header: inner/)\nP2=(/Schöne Grüße/:b)\nP3=(/Click here/:b)\nP4=(/viagra/:b)\nP5=(/preamble/:b)\nP6=(/epilogue/:b)\nP7=(/=F6/:b)\n" + show(7)},
+		{name: "match-8bit", msg: diff8bit, filter: "if (/^Subject: (.*)/)\n{\n  echo \"[$MATCH1]\"\n}\nP1=(/na.ve/:b)\n" + show(1)},
+		{name: "match-long-lines", msg: diffLongLine(), filter: "P1=(/needle/:b)\nP2=(/^short$/:b)\nP3=(/sss$/)\nif (/^Subject: (long s{5})/)\n{\n  echo \"[$MATCH1]\"\n}\n" + show(3)},
+		{name: "match-crlf", msg: diffCRLF, filter: "P1=(/crlf$/)\nP2=(/^line one$/:b)\n" + show(2)},
+		{name: "weighted", filter: "P1=(/o/:b,3,2)\nP2=(/o/:hb,1)\nP3=(/zzz/:b,5)\nP4=(/e/:b,1,0.5)\n" + show(4)},
+		{name: "string-match", filter: "S=\"abc def abc\"\nP1=($S =~ /abc/)\nP2=($S =~ /ABC/:D)\nP3=($S =~ /(d)(e)f/)\necho \"$P1 $P2 $P3 [$MATCH] [$MATCH1] [$MATCH2]\"\nexit\n"},
+		{name: "string-match-weighted", tempfail: true, filter: "P4=(\"abcbb\" =~ /b/,2,2)\necho $P4\nexit\n"},
+		{name: "pattern-with-var", filter: "WHO=bob\nP1=(/^From:.*$WHO/)\nP2=(/^From:.*${WHO}@/)\nD=\"example.org\"\nE=escape($D)\nP3=(/^From:.*$E/)\n" + show(3)},
+		{name: "pattern-special-chars", filter: "P1=(/^Subject: [Hh]ello\\s+there$/)\nP2=(/^X-Spam-Score: [0-9]+\\.[0-9]/)\nP3=(/\\<bob/)\nP4=(/^(From|To): .*example\\.test/)\n" + show(4)},
+		{name: "bad-regex", filter: "P1=(/([a-z/)\n" + show(1), stderr: true},
+		{name: "foreach-header", filter: "foreach /^(To|Cc): .*/\n{\n  echo \"line [$MATCH]\"\n}\nexit\n"},
+		{name: "foreach-body", filter: "foreach /[0-9]+/:b\n{\n  echo \"num [$MATCH]\"\n}\nexit\n"},
+		{name: "foreach-string", filter: "foreach (getaddr(\"a@b.c, d@e.f\")) =~ /[^ ]+/\n{\n  echo \"addr [$MATCH]\"\n}\nexit\n"},
+		{name: "foreach-hb", filter: "foreach /o[a-z]/:hb\n{\n  echo \"[$MATCH]\"\n}\nexit\n"},
+	}
+	runDiffCases(t, cases)
+}
+
+func TestDifferentialLanguage(t *testing.T) {
+	cases := []diffCase{
+		{name: "quoting", filter: "A=abc\n" +
+			"echo \"1 $A ${A}x \\$A \\\\ \\\" \\' \\q\"\n" +
+			"echo '2 $A \\' \\\\ \\\" \\q'\n" +
+			"echo \"3 \"'$A'\"$A\"\n" +
+			"B='it''s'\n" +
+			"echo \"4 $B\"\n" +
+			"C=\"multi\\\n    line\"\n" +
+			"echo \"5 $C\"\n" +
+			"echo \"6 $NOPE| $ |$9|\"\n" +
+			"echo \"7 tab\\there nl\\nhere\"\n" +
+			"echo \"8 no newline\\c\"\n" +
+			"echo \"9 ${A}${A}\"\n" +
+			"exit\n"},
+		{name: "backticks", filter: "A=`echo hello; echo world`\n" +
+			"echo \"1 [$A]\"\n" +
+			"B=`exit 3`\n" +
+			"echo \"2 [$B] $RETURNCODE\"\n" +
+			"C=`echo out; exit 4`\n" +
+			"echo \"3 [$C] $RETURNCODE\"\n" +
+			"D=`grep -c lottery`\n" +
+			"echo \"4 [$D]\"\n" +
+			"E=`echo \"$HOME\" | wc -c`\n" +
+			"F=`printf '  a  b  '`\n" +
+			"echo \"5 [$F]\"\n" +
+			"G=\"in `echo quotes`\"\n" +
+			"echo \"6 [$G]\"\n" +
+			"H='in `echo single`'\n" +
+			"echo \"7 [$H]\"\n" +
+			"X=exported\n" +
+			"I=`echo $X`\n" +
+			"echo \"8 [$I]\"\n" +
+			"exit\n"},
+		{name: "variables", filter: "A=1\nB=$A$A\n\"ODD-NAME\"=odd\nC=$A.$B\necho \"$A $B $C\"\nA=\necho \"[$A]\"\nexit\n"},
+		{name: "arithmetic", filter: "echo (1 + 2)\necho (7 / 2)\necho (2 * 3 + 4)\necho (2 * (3 + 4))\necho (10 - 20)\necho (0.1 + 0.2)\necho (1 / 3)\necho (\"abc\" + 1)\necho (0x10 + 0)\necho (1e2 + 0)\necho (6 | 3)\necho (6 & 3)\necho (~5)\necho (-3 + 1)\necho (!0)\necho (!5)\necho (3 - -2)\necho (1 + 2 * 3 - 4 / 2)\nexit\n"},
+		{name: "division-by-zero", filter: "echo (1 / 0)\nexit\n"},
+		{name: "comparisons", filter: "echo (1 < 2)\necho (2 < 1)\necho (2 <= 2)\necho (3 > 2)\necho (3 >= 4)\necho (1 == 1.0)\necho (1 != 2)\necho (\"a\" lt \"b\")\necho (\"b\" gt \"a\")\necho (\"a\" eq \"a\")\necho (\"a\" ne \"a\")\necho (\"10\" lt \"9\")\necho (10 < 9)\necho (\"a\" le \"a\")\necho (\"a\" ge \"b\")\necho (\"abc\" == 0)\necho (\" 5\" == 5)\nexit\n"},
+		{name: "logic", filter: "echo (1 && 2)\necho (0 && 2)\necho (\"\" || \"x\")\necho (3 || 4)\necho (0 || 0)\necho (1 && \"\")\nexit\n"},
+		{name: "if-elsif-else", filter: "N=2\nif ($N == 1)\n{\n  echo one\n}\nelsif ($N == 2)\n{\n  echo two\n}\nelse\n{\n  echo other\n}\nif ($N == 5)\n{\n  echo five\n}\nelse\n{\n  echo notfive\n}\nexit\n"},
+		{name: "while", filter: "I=0\nwhile ($I < 5)\n{\n  echo \"i=$I\"\n  I=($I + 1)\n}\nexit\n"},
+		{name: "functions", filter: "echo length(\"hello\")\necho length(\"\")\necho substr(\"hello world\", 6)\necho substr(\"hello\", 1, 3)\necho \"[\"substr(\"hello\", 10)\"]\"\necho substr(\"hello\", 0, 100)\necho substr(\"hello\", -2)\necho substr(\"hello\", 2, -1)\necho tolower(\"MiXeD 123\")\necho toupper(\"MiXeD ü\")\necho escape(\"a.b*c[d]|f-g~h\")\necho \"[\"getaddr(\"Bob <bob@example.org>, carol@x.test (Carol)\")\"]\"\necho \"[\"getaddr(\"undisclosed-recipients:;\")\"]\"\necho hasaddr(\"carol@example.test\")\necho hasaddr(\"DAVE@example.net\")\necho hasaddr(\"bob@example.org\")\necho hasaddr(\"nobody@x\")\necho (time > 1700000000)\nexit\n"},
+		{name: "lookup", files: map[string]string{"list": "# comment\n\n  bob@example\\.org\nspam.*\n"},
+			filter: "echo lookup(\"bob@example.org\", \"list\")\necho lookup(\"carol@x\", \"list\")\necho lookup(\"SPAMMER\", \"list\")\necho lookup(\"SPAMMER\", \"list\", \"D\")\necho lookup(\"spammer\", \"list\", \"D\")\nexit\n"},
+		{tempfail: true, name: "lookup-missing-file", filter: "echo lookup(\"a\", \"nofile\")\nexit\n", stderr: true},
+		{name: "size-lines-from", filter: "echo \"$SIZE $LINES $FROM\"\nexit\n"},
+		{name: "size-lines-crlf", msg: diffCRLF, filter: "echo \"$SIZE $LINES $FROM\"\nexit\n"},
+		{name: "size-lines-nobody", msg: diffNoBody, filter: "echo \"$SIZE $LINES $FROM\"\nexit\n"},
+		{name: "from-option", opts: []string{"-f", "sender@example.net"}, filter: "echo \"$FROM\"\nexit\n"},
+		{name: "args", args: []string{"one", "two words"}, filter: "echo \"[$1] [$2] [$3]\"\nexit\n"},
+		{name: "import", env: []string{"FOO=bar", "HOME=/elsewhere"}, filter: "echo \"[$FOO]\"\nimport FOO\necho \"[$FOO]\"\nimport HOME\necho \"[$HOME]\"\nimport NOPE\necho \"[$NOPE]\"\nexit\n"},
+		{name: "include", files: map[string]string{"inc": "echo \"in include $A\"\nA=changed\n"}, filter: "A=orig\ninclude \"inc\"\necho \"after $A\"\nexit\n"},
+		{tempfail: true, name: "include-missing", filter: "include \"nope\"\necho after\nexit\n", stderr: true},
+		{name: "exception", filter: "exception {\n  include \"nope\"\n}\necho after\nexit\n"},
+		{name: "exception-to-missing", filter: "exception {\n  to \"./Maildir/.Nope/\"\n}\necho after\nto ./Maildir/\n"},
+		{name: "semicolons-comments", filter: "A=1; B=2 # comment\n# whole line\necho \"$A $B\" ; exit\n"},
+		{name: "logfile", filter: "logfile \"md.log\"\nlog \"hello log\"\ncc ./Maildir/.Spam/\nto ./Maildir/\n"},
+		{name: "logfile-mbox", filter: "logfile \"md.log\"\nto ./mbox\n"},
+		{name: "xfilter", filter: "xfilter \"reformail -A 'X-Filtered: yes'\"\necho \"$SIZE $LINES\"\nto ./Maildir/\n"},
+		{tempfail: true, name: "xfilter-fails", filter: "xfilter \"exit 3\"\necho after\nto ./Maildir/\n", stderr: true},
+		{name: "xfilter-reformail-I", filter: "xfilter \"reformail -I 'Subject: replaced'\"\nif (/^Subject: (.*)/)\n{\n  echo \"[$MATCH1]\"\n}\nto ./Maildir/\n"},
+		{name: "system", filter: "system \"echo from system; exit 2\"\necho \"rc $RETURNCODE\"\nexit\n"},
+		{name: "to-program", filter: "to \"|cat > piped.out; exit 0\"\n"},
+		{name: "to-program-exit", filter: "to \"|exit 7\"\n"},
+		{name: "cc-program-fails", filter: "cc \"|exit 3\"\necho \"after $EXITCODE $RETURNCODE\"\nexit\n"},
+		{name: "exitcode-to", filter: "EXITCODE=5\nto ./Maildir/\n"},
+		{name: "flags-var", filter: "FLAGS=S\nto ./Maildir/.Lists/\n"},
+		{name: "forward", filter: "SENDMAIL=./sendmail\nto \"!alice@example.test bob@example.org\"\n"},
+		{name: "forward-cc", opts: []string{"-f", "sender@example.net"}, filter: "SENDMAIL=./sendmail\ncc \"! carol@example.test\"\nto ./Maildir/\n"},
+		{tempfail: true, name: "missing-folder", filter: "to \"./Maildir/.Nope/\"\n", stderr: true},
+		{tempfail: true, name: "syntax-error", filter: "if (\n", stderr: true},
+		{tempfail: true, name: "syntax-error-line", filter: "A=1\nB=2\nC=(3 +\n", stderr: true},
+		{tempfail: true, name: "syntax-error-brace", filter: "if (1)\n{\n  echo x\n", stderr: true},
+		{tempfail: true, name: "unknown-function", filter: "echo nofunc(1)\nexit\n", stderr: true},
+		{name: "header-A", opts: []string{"-A", "X-Added: yes"}, filter: "P=(/^X-Added: yes/)\necho $P\nto ./Maildir/\n"},
+		{name: "crlf-delivery", msg: diffCRLF, filter: "to ./Maildir/\n"},
+		{name: "nobody-delivery", msg: diffNoBody, filter: "to ./mbox\n"},
+		{name: "8bit-delivery", msg: diff8bit, filter: "cc ./mbox\nto ./Maildir/\n"},
+		{name: "mbox-from-quoting", filter: "to ./mbox\n", opts: []string{"-f", "s@example.net"}},
+		{name: "shell-var", filter: "echo \"$SHELL\"\nexit\n"},
+	}
+	runDiffCases(t, cases)
 }

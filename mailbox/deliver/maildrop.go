@@ -263,6 +263,7 @@ func MaildropMain(args []string, stdin io.Reader, stdout, stderr io.Writer, conf
 		Auth:             svc,
 		Logger:           logger,
 		Stdout:           stdout,
+		Stderr:           stderr,
 		Environ:          os.Environ(),
 		QuotaWarnPercent: o.warnPercent,
 		QuotaWarnFile:    o.warnFile,

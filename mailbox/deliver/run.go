@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,14 +139,17 @@ func (a *Agent) Filter(ctx context.Context, req Request, mode FilterMode) Outcom
 // $DEFAULT unless they disposed of the message.
 func (j *job) runFilters(ctx context.Context, files []string, raw []byte, mode FilterMode) Outcome {
 	m := rules.NewMessage(raw)
-	vars := rules.StandardVars(rules.VarOptions{
+	vars := j.importedVars(mode)
+	for k, v := range rules.StandardVars(rules.VarOptions{
 		Home:     j.home,
 		Logname:  j.acct.Name,
 		Default:  j.root + "/",
 		From:     j.req.Sender,
 		Hostname: j.a.hostname,
 		Filter:   mode.File,
-	}, m)
+	}, m) {
+		vars[k] = v
+	}
 	// Without a sender (no -f) FROM came from Return-Path, as maildrop does.
 	vars["SENDMAIL"] = j.a.sendmailVar()
 	if j.acct.Quota != "" {
@@ -174,6 +178,7 @@ func (j *job) runFilters(ctx context.Context, files []string, raw []byte, mode F
 		TrustedIncludeDir: j.a.trustedDir,
 		Run:               rules.ExecCommand,
 		Stdout:            j.a.opt.Stdout,
+		Stderr:            j.a.filterStderr(),
 		Trace:             j.a.opt.Trace,
 		Now:               j.a.opt.Now,
 		Limits:            j.a.opt.Limits,
@@ -217,6 +222,41 @@ func (j *job) runFilters(ctx context.Context, files []string, raw []byte, mode F
 		j.a.log.Info("deliver: discarded by filter", "account", j.acct.Name)
 	}
 	return o
+}
+
+// importedVars are the variables a run starts with before maildrop's
+// fixed defaults are applied: in manual and embedded mode (a filter file
+// named on the command line) every environment variable, in delivery mode
+// only the locale's (LANG, LANGUAGE, LC_*), as maildropfilter(7) says and
+// maildrop 2.9.3 does.
+func (j *job) importedVars(mode FilterMode) map[string]string {
+	vars := map[string]string{}
+	for _, kv := range j.a.opt.Environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			continue
+		}
+		if mode.File != "" || k == "LANG" || k == "LANGUAGE" || strings.HasPrefix(k, "LC_") {
+			vars[k] = v
+		}
+	}
+	return vars
+}
+
+// filterStderr is where filters' warnings go: Options.Stderr, else the log.
+func (a *Agent) filterStderr() io.Writer {
+	if a.opt.Stderr != nil {
+		return a.opt.Stderr
+	}
+	return logWriter{a.log}
+}
+
+// logWriter logs each write as one warning.
+type logWriter struct{ log *slog.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Warn("filter: " + strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // filterFailure maps a filter's runtime error: a delivery over quota is
