@@ -585,18 +585,41 @@ func (s *Session) deliver(fr *frame, pos Pos, kind, dest string) error {
 		s.vars["EXITCODE"] = strconv.Itoa(code)
 	}
 	s.results = append(s.results, d)
-	return s.writeLog(fr, pos, s.logRecord(dest))
+	size := s.msg.Size()
+	if t := strings.TrimSpace(dest); t != "" && t[0] != '|' && t[0] != '!' {
+		if st, err := os.Stat(s.path(t)); err == nil && !st.IsDir() {
+			// An mbox file: maildrop logs the bytes it wrote, body
+			// lines starting "From " quoted as ">From ".
+			size += mboxQuotedLines(s.msg.Bytes())
+		}
+	}
+	return s.writeLog(fr, pos, s.logRecord(dest, size))
 }
 
-// logRecord is maildrop's logfile entry for a delivery.
-func (s *Session) logRecord(dest string) string {
+// mboxQuotedLines counts the body lines an mbox delivery quotes with ">".
+func mboxQuotedLines(raw []byte) int {
+	_, body, ok := bytes.Cut(raw, []byte("\n\n"))
+	if !ok {
+		return 0
+	}
+	n := 0
+	for line := range bytes.Lines(body) {
+		if bytes.HasPrefix(line, []byte("From ")) {
+			n++
+		}
+	}
+	return n
+}
+
+// logRecord is maildrop's logfile entry for a delivery of size bytes.
+func (s *Session) logRecord(dest string, size int) string {
 	from, _ := s.msg.Header("From")
 	subj, _ := s.msg.Header("Subject")
 	// The size is right-aligned so that the File: line is 78 columns.
-	file, size := "File: "+dest, fmt.Sprintf("(%d)", s.msg.Size())
-	pad := max(78-len(file)-len(size), 1)
+	file, sizeText := "File: "+dest, fmt.Sprintf("(%d)", size)
+	pad := max(78-len(file)-len(sizeText), 1)
 	return fmt.Sprintf("Date: %s\nFrom: %s\nSubj: %s\n%s%s%s\n\n",
-		s.now().Format("Mon Jan _2 15:04:05 2006"), from, subj, file, strings.Repeat(" ", pad), size)
+		s.now().Format("Mon Jan _2 15:04:05 2006"), from, subj, file, strings.Repeat(" ", pad), sizeText)
 }
 
 func (s *Session) include(fr *frame, pos Pos, name string) error {

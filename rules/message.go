@@ -99,7 +99,8 @@ func (m *Message) v() *messageView {
 	return m.view
 }
 
-// splitHeader splits an entity into its unfolded header fields and body.
+// splitHeader splits an entity into its unfolded header fields and body;
+// the body is nil when no blank line ends the header.
 func splitHeader(b []byte) ([]headerField, []byte) {
 	var fields []headerField
 	for len(b) > 0 {
@@ -163,7 +164,9 @@ func buildView(raw []byte) *messageView {
 	top, body := splitHeader(raw)
 	v := &messageView{top: top}
 	for _, f := range top {
-		v.header = append(v.header, canonicalLine(f))
+		// maildrop 2.9.3 matches UTF-8 text: bytes that are not UTF-8
+		// are left out of what patterns see (never out of deliveries).
+		v.header = append(v.header, strings.ToValidUTF8(canonicalLine(f), ""))
 	}
 	mimeVersion := false
 	for _, f := range top {
@@ -172,7 +175,22 @@ func buildView(raw []byte) *messageView {
 		}
 	}
 	if !mimeVersion {
-		v.body = splitLines(string(body))
+		switch {
+		case body == nil:
+			// No blank line after the header: maildrop 2.9.3 searches
+			// one empty body line, and not a last header line that has
+			// no line feed.
+			v.body = []string{""}
+			if !bytes.HasSuffix(raw, []byte("\n")) && len(v.header) > 0 {
+				v.header = v.header[:len(v.header)-1]
+			}
+		default:
+			v.body = splitLines(strings.ToValidUTF8(string(body), ""))
+			if len(body) > 0 && body[len(body)-1] != '\n' && len(v.body) > 0 {
+				// Nor a last body line without a line feed.
+				v.body = v.body[:len(v.body)-1]
+			}
+		}
 		return v
 	}
 	parts := 0

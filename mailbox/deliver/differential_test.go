@@ -42,6 +42,20 @@ import (
 // default delivery sets DEFAULT itself, and the test fails if the
 // invoking user's mail spool changed.
 
+// stderrMode says what of standard error a case compares.
+type stderrMode int
+
+const (
+	stderrIgnored stderrMode = iota
+	// stderrExact compares the bytes (the scratch directory as DIR).
+	stderrExact
+	// stderrSaysSomething compares only whether there is a message: the
+	// wording of error messages differs by design (docs/maildrop.md,
+	// DIFFERENCES FROM COURIER: Postern names the file, line, column and
+	// cause).
+	stderrSaysSomething
+)
+
 type diffCase struct {
 	name   string
 	filter string
@@ -50,7 +64,7 @@ type diffCase struct {
 	args   []string          // arguments after the filter file ($1, $2, ...)
 	files  map[string]string // extra files in the scratch directory
 	env    []string          // the environment besides PATH
-	stderr bool              // compare standard error too
+	stderr stderrMode        // what of standard error is compared
 	// tempfail marks a case where Courier's maildrop exits 75 (a syntax
 	// or runtime error); any other case that makes it exit 75 is a
 	// mistake in the case and fails, so that a filter both refuse cannot
@@ -74,6 +88,16 @@ const diffMsg = "Return-Path: <bob@example.org>\n" +
 	"Hi Alice,\n" +
 	"From the desk of Bob.\n" +
 	"The lottery numbers are 4 8 15 16 23 42.\n"
+
+// Differences kept on purpose (docs/maildrop.md, DIFFERENCES FROM COURIER).
+const (
+	crlfDropped   = "a carriage return before a line feed is removed from the input (Courier 2.9.3 keeps it in manual mode)"
+	forwardSender = "forwards keep the envelope sender (Courier 2.9.3 passes -f with an empty sender)"
+)
+
+func replacing(old, new string) func(string) string {
+	return func(s string) string { return strings.ReplaceAll(s, old, new) }
+}
 
 func courierMaildrop(t *testing.T) string {
 	t.Helper()
@@ -204,8 +228,13 @@ func runOneImpl(t *testing.T, c diffCase, argv []string, extraEnv ...string) str
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "exit: %d\n--- stdout\n%s", code, stdout.String())
-	if c.stderr {
+	switch {
+	case c.stderr == stderrExact:
 		fmt.Fprintf(&b, "--- stderr\n%s", strings.ReplaceAll(stderr.String(), dir, "DIR"))
+	case c.stderr == stderrSaysSomething && stderr.Len() > 0:
+		b.WriteString("--- stderr: a message\n")
+	case c.stderr == stderrSaysSomething:
+		b.WriteString("--- stderr: nothing\n")
 	}
 	b.WriteString(renderFiles(t, dir, c))
 	return b.String()
@@ -367,13 +396,13 @@ func TestDifferentialPatterns(t *testing.T) {
 		{name: "match-encoded-words", msg: diffMIME, filter: "if (/^Subject: (.*)/)\n{\n  echo \"[$MATCH1]\"\n}\nif (/^From: (.*)/)\n{\n  echo \"[$MATCH1]\"\n}\nP1=(/^X-Part-Header: inner/)\nP2=(/Schöne Grüße/:b)\nP3=(/Click here/:b)\nP4=(/viagra/:b)\nP5=(/preamble/:b)\nP6=(/epilogue/:b)\nP7=(/=F6/:b)\n" + show(7)},
 		{name: "match-8bit", msg: diff8bit, filter: "if (/^Subject: (.*)/)\n{\n  echo \"[$MATCH1]\"\n}\nP1=(/na.ve/:b)\n" + show(1)},
 		{name: "match-long-lines", msg: diffLongLine(), filter: "P1=(/needle/:b)\nP2=(/^short$/:b)\nP3=(/sss$/)\nif (/^Subject: (long s{5})/)\n{\n  echo \"[$MATCH1]\"\n}\n" + show(3)},
-		{name: "match-crlf", msg: diffCRLF, filter: "P1=(/crlf$/)\nP2=(/^line one$/:b)\n" + show(2)},
+		{name: "match-crlf", msg: diffCRLF, deliberate: crlfDropped, adjust: replacing("2 0\n", "2 2\n"), filter: "P1=(/crlf$/)\nP2=(/^line one$/:b)\n" + show(2)},
 		{name: "weighted", filter: "P1=(/o/:b,3,2)\nP2=(/o/:hb,1)\nP3=(/zzz/:b,5)\nP4=(/e/:b,1,0.5)\n" + show(4)},
 		{name: "string-match", filter: "S=\"abc def abc\"\nP1=($S =~ /abc/)\nP2=($S =~ /ABC/:D)\nP3=($S =~ /(d)(e)f/)\necho \"$P1 $P2 $P3 [$MATCH] [$MATCH1] [$MATCH2]\"\nexit\n"},
 		{name: "string-match-weighted", tempfail: true, filter: "P4=(\"abcbb\" =~ /b/,2,2)\necho $P4\nexit\n"},
 		{name: "pattern-with-var", filter: "WHO=bob\nP1=(/^From:.*$WHO/)\nP2=(/^From:.*${WHO}@/)\nD=\"example.org\"\nE=escape($D)\nP3=(/^From:.*$E/)\n" + show(3)},
 		{name: "pattern-special-chars", filter: "P1=(/^Subject: [Hh]ello\\s+there$/)\nP2=(/^X-Spam-Score: [0-9]+\\.[0-9]/)\nP3=(/\\<bob/)\nP4=(/^(From|To): .*example\\.test/)\n" + show(4)},
-		{name: "bad-regex", filter: "P1=(/([a-z/)\n" + show(1), stderr: true},
+		{name: "bad-regex", filter: "P1=(/([a-z/)\n" + show(1), stderr: stderrSaysSomething},
 		{name: "foreach-header", filter: "foreach /^(To|Cc): .*/\n{\n  echo \"line [$MATCH]\"\n}\nexit\n"},
 		{name: "foreach-body", filter: "foreach /[0-9]+/:b\n{\n  echo \"num [$MATCH]\"\n}\nexit\n"},
 		{name: "foreach-string", filter: "foreach (getaddr(\"a@b.c, d@e.f\")) =~ /[^ ]+/\n{\n  echo \"addr [$MATCH]\"\n}\nexit\n"},
@@ -416,32 +445,59 @@ func TestDifferentialLanguage(t *testing.T) {
 			"I=`echo $X`\n" +
 			"echo \"8 [$I]\"\n" +
 			"exit\n"},
-		{name: "variables", filter: "A=1\nB=$A$A\n\"ODD-NAME\"=odd\nC=$A.$B\necho \"$A $B $C\"\nA=\necho \"[$A]\"\nexit\n"},
+		{name: "variables", filter: "A=1\nB=$A$A\n\"ODD-NAME\"=odd\nC=$A.$B\necho \"$A $B $C\"\nA=\"\"\necho \"[$A]\"\nexit\n"},
+		{name: "assign-nothing", filter: "A=\necho \"[$A]\"\nexit\n", tempfail: true,
+			deliberate: "layout is lenient (docs/rules.md): Courier refuses NAME= at the end of a line",
+			adjust:     func(string) string { return "exit: 0\n--- stdout\n[]\n" }},
 		{name: "arithmetic", filter: "echo (1 + 2)\necho (7 / 2)\necho (2 * 3 + 4)\necho (2 * (3 + 4))\necho (10 - 20)\necho (0.1 + 0.2)\necho (1 / 3)\necho (\"abc\" + 1)\necho (0x10 + 0)\necho (1e2 + 0)\necho (6 | 3)\necho (6 & 3)\necho (~5)\necho (-3 + 1)\necho (!0)\necho (!5)\necho (3 - -2)\necho (1 + 2 * 3 - 4 / 2)\nexit\n"},
 		{name: "division-by-zero", filter: "echo (1 / 0)\nexit\n"},
 		{name: "comparisons", filter: "echo (1 < 2)\necho (2 < 1)\necho (2 <= 2)\necho (3 > 2)\necho (3 >= 4)\necho (1 == 1.0)\necho (1 != 2)\necho (\"a\" lt \"b\")\necho (\"b\" gt \"a\")\necho (\"a\" eq \"a\")\necho (\"a\" ne \"a\")\necho (\"10\" lt \"9\")\necho (10 < 9)\necho (\"a\" le \"a\")\necho (\"a\" ge \"b\")\necho (\"abc\" == 0)\necho (\" 5\" == 5)\nexit\n"},
 		{name: "logic", filter: "echo (1 && 2)\necho (0 && 2)\necho (\"\" || \"x\")\necho (3 || 4)\necho (0 || 0)\necho (1 && \"\")\nexit\n"},
 		{name: "if-elsif-else", filter: "N=2\nif ($N == 1)\n{\n  echo one\n}\nelsif ($N == 2)\n{\n  echo two\n}\nelse\n{\n  echo other\n}\nif ($N == 5)\n{\n  echo five\n}\nelse\n{\n  echo notfive\n}\nexit\n"},
 		{name: "while", filter: "I=0\nwhile ($I < 5)\n{\n  echo \"i=$I\"\n  I=($I + 1)\n}\nexit\n"},
-		{name: "functions", filter: "echo length(\"hello\")\necho length(\"\")\necho substr(\"hello world\", 6)\necho substr(\"hello\", 1, 3)\necho \"[\"substr(\"hello\", 10)\"]\"\necho substr(\"hello\", 0, 100)\necho substr(\"hello\", -2)\necho substr(\"hello\", 2, -1)\necho tolower(\"MiXeD 123\")\necho toupper(\"MiXeD ü\")\necho escape(\"a.b*c[d]|f-g~h\")\necho \"[\"getaddr(\"Bob <bob@example.org>, carol@x.test (Carol)\")\"]\"\necho \"[\"getaddr(\"undisclosed-recipients:;\")\"]\"\necho hasaddr(\"carol@example.test\")\necho hasaddr(\"DAVE@example.net\")\necho hasaddr(\"bob@example.org\")\necho hasaddr(\"nobody@x\")\necho (time > 1700000000)\nexit\n"},
+		{name: "functions", filter: "echo length(\"hello\")\n" +
+			"echo length(\"\")\n" +
+			"echo substr(\"hello world\", 6)\n" +
+			"echo substr(\"hello\", 1, 3)\n" +
+			"A=substr(\"hello\", 10)\n" +
+			"echo \"[$A]\"\n" +
+			"echo substr(\"hello\", 0, 100)\n" +
+			"echo substr(\"hello\", -2)\n" +
+			"echo tolower(\"MiXeD 123\")\n" +
+			"echo toupper(\"MiXeD ü\")\n" +
+			"E=escape(\"a.b*c[d]|f-g~h$x\")\n" +
+			"echo \"$E\"\n" +
+			"echo escape(\"a.b\")\n" +
+			"A=getaddr(\"Bob <bob@example.org>, carol@x.test (Carol)\")\n" +
+			"echo \"[$A]\"\n" +
+			"A=getaddr(\"undisclosed-recipients:;\")\n" +
+			"echo \"[$A]\"\n" +
+			"A=getaddr(\"\\\"Last, First\\\" <lf@x.test>, group: a@b.c, d@e.f;\")\n" +
+			"echo \"[$A]\"\n" +
+			"echo hasaddr(\"carol@example.test\")\n" +
+			"echo hasaddr(\"DAVE@example.net\")\n" +
+			"echo hasaddr(\"bob@example.org\")\n" +
+			"echo hasaddr(\"nobody@x\")\n" +
+			"echo (time > 1700000000)\n" +
+			"exit\n"},
 		{name: "lookup", files: map[string]string{"list": "# comment\n\n  bob@example\\.org\nspam.*\n"},
 			filter: "echo lookup(\"bob@example.org\", \"list\")\necho lookup(\"carol@x\", \"list\")\necho lookup(\"SPAMMER\", \"list\")\necho lookup(\"SPAMMER\", \"list\", \"D\")\necho lookup(\"spammer\", \"list\", \"D\")\nexit\n"},
-		{tempfail: true, name: "lookup-missing-file", filter: "echo lookup(\"a\", \"nofile\")\nexit\n", stderr: true},
+		{tempfail: true, name: "lookup-missing-file", filter: "echo lookup(\"a\", \"nofile\")\nexit\n", stderr: stderrSaysSomething},
 		{name: "size-lines-from", filter: "echo \"$SIZE $LINES $FROM\"\nexit\n"},
-		{name: "size-lines-crlf", msg: diffCRLF, filter: "echo \"$SIZE $LINES $FROM\"\nexit\n"},
+		{name: "size-lines-crlf", msg: diffCRLF, deliberate: crlfDropped, adjust: replacing("58 5 ", "53 5 "), filter: "echo \"$SIZE $LINES $FROM\"\nexit\n"},
 		{name: "size-lines-nobody", msg: diffNoBody, filter: "echo \"$SIZE $LINES $FROM\"\nexit\n"},
 		{name: "from-option", opts: []string{"-f", "sender@example.net"}, filter: "echo \"$FROM\"\nexit\n"},
 		{name: "args", args: []string{"one", "two words"}, filter: "echo \"[$1] [$2] [$3]\"\nexit\n"},
 		{name: "import", env: []string{"FOO=bar", "HOME=/elsewhere"}, filter: "echo \"[$FOO]\"\nimport FOO\necho \"[$FOO]\"\nimport HOME\necho \"[$HOME]\"\nimport NOPE\necho \"[$NOPE]\"\nexit\n"},
 		{name: "include", files: map[string]string{"inc": "echo \"in include $A\"\nA=changed\n"}, filter: "A=orig\ninclude \"inc\"\necho \"after $A\"\nexit\n"},
-		{tempfail: true, name: "include-missing", filter: "include \"nope\"\necho after\nexit\n", stderr: true},
+		{tempfail: true, name: "include-missing", filter: "include \"nope\"\necho after\nexit\n", stderr: stderrSaysSomething},
 		{name: "exception", filter: "exception {\n  include \"nope\"\n}\necho after\nexit\n"},
 		{name: "exception-to-missing", filter: "exception {\n  to \"./Maildir/.Nope/\"\n}\necho after\nto ./Maildir/\n"},
 		{name: "semicolons-comments", filter: "A=1; B=2 # comment\n# whole line\necho \"$A $B\" ; exit\n"},
 		{name: "logfile", filter: "logfile \"md.log\"\nlog \"hello log\"\ncc ./Maildir/.Spam/\nto ./Maildir/\n"},
 		{name: "logfile-mbox", filter: "logfile \"md.log\"\nto ./mbox\n"},
 		{name: "xfilter", filter: "xfilter \"reformail -A 'X-Filtered: yes'\"\necho \"$SIZE $LINES\"\nto ./Maildir/\n"},
-		{tempfail: true, name: "xfilter-fails", filter: "xfilter \"exit 3\"\necho after\nto ./Maildir/\n", stderr: true},
+		{tempfail: true, name: "xfilter-fails", filter: "xfilter \"exit 3\"\necho after\nto ./Maildir/\n", stderr: stderrSaysSomething},
 		{name: "xfilter-reformail-I", filter: "xfilter \"reformail -I 'Subject: replaced'\"\nif (/^Subject: (.*)/)\n{\n  echo \"[$MATCH1]\"\n}\nto ./Maildir/\n"},
 		{name: "system", filter: "system \"echo from system; exit 2\"\necho \"rc $RETURNCODE\"\nexit\n"},
 		{name: "to-program", filter: "to \"|cat > piped.out; exit 0\"\n"},
@@ -449,15 +505,15 @@ func TestDifferentialLanguage(t *testing.T) {
 		{name: "cc-program-fails", filter: "cc \"|exit 3\"\necho \"after $EXITCODE $RETURNCODE\"\nexit\n"},
 		{name: "exitcode-to", filter: "EXITCODE=5\nto ./Maildir/\n"},
 		{name: "flags-var", filter: "FLAGS=S\nto ./Maildir/.Lists/\n"},
-		{name: "forward", filter: "SENDMAIL=./sendmail\nto \"!alice@example.test bob@example.org\"\n"},
-		{name: "forward-cc", opts: []string{"-f", "sender@example.net"}, filter: "SENDMAIL=./sendmail\ncc \"! carol@example.test\"\nto ./Maildir/\n"},
-		{tempfail: true, name: "missing-folder", filter: "to \"./Maildir/.Nope/\"\n", stderr: true},
-		{tempfail: true, name: "syntax-error", filter: "if (\n", stderr: true},
-		{tempfail: true, name: "syntax-error-line", filter: "A=1\nB=2\nC=(3 +\n", stderr: true},
-		{tempfail: true, name: "syntax-error-brace", filter: "if (1)\n{\n  echo x\n", stderr: true},
-		{tempfail: true, name: "unknown-function", filter: "echo nofunc(1)\nexit\n", stderr: true},
+		{name: "forward", deliberate: forwardSender, adjust: replacing("argv: -f  ", "argv: -f bob@example.org "), filter: "SENDMAIL=./sendmail\nto \"!alice@example.test bob@example.org\"\n"},
+		{name: "forward-cc", deliberate: forwardSender, adjust: replacing("argv: -f  ", "argv: -f sender@example.net "), opts: []string{"-f", "sender@example.net"}, filter: "SENDMAIL=./sendmail\ncc \"! carol@example.test\"\nto ./Maildir/\n"},
+		{tempfail: true, name: "missing-folder", filter: "to \"./Maildir/.Nope/\"\n", stderr: stderrSaysSomething},
+		{tempfail: true, name: "syntax-error", filter: "if (\n", stderr: stderrSaysSomething},
+		{tempfail: true, name: "syntax-error-line", filter: "A=1\nB=2\nC=(3 +\n", stderr: stderrSaysSomething},
+		{tempfail: true, name: "syntax-error-brace", filter: "if (1)\n{\n  echo x\n", stderr: stderrSaysSomething},
+		{tempfail: true, name: "unknown-function", filter: "echo nofunc(1)\nexit\n", stderr: stderrSaysSomething},
 		{name: "header-A", opts: []string{"-A", "X-Added: yes"}, filter: "P=(/^X-Added: yes/)\necho $P\nto ./Maildir/\n"},
-		{name: "crlf-delivery", msg: diffCRLF, filter: "to ./Maildir/\n"},
+		{name: "crlf-delivery", msg: diffCRLF, deliberate: crlfDropped, adjust: replacing("\r\n", "\n"), filter: "to ./Maildir/\n"},
 		{name: "nobody-delivery", msg: diffNoBody, filter: "to ./mbox\n"},
 		{name: "8bit-delivery", msg: diff8bit, filter: "cc ./mbox\nto ./Maildir/\n"},
 		{name: "mbox-from-quoting", filter: "to ./mbox\n", opts: []string{"-f", "s@example.net"}},

@@ -155,6 +155,11 @@ func (j *job) runFilters(ctx context.Context, files []string, raw []byte, mode F
 	if j.acct.Quota != "" {
 		vars["MAILDIRQUOTA"] = j.acct.Quota
 	}
+	if sh := j.acct.Fields["shell"]; sh != "" {
+		// The account's login shell (the password file's, a userdb
+		// record's shell= field), as maildrop sets SHELL.
+		vars["SHELL"] = sh
+	}
 	for k, v := range mode.Vars {
 		vars[k] = v
 	}
