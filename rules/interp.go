@@ -239,6 +239,9 @@ func (s *Session) Run(ctx context.Context, p *Program) error {
 	if s.ctx == nil {
 		s.ctx, s.cancel = context.WithTimeout(ctx, s.lim.Timeout)
 	}
+	if err := s.refuseEmbedded(p); err != nil {
+		return err
+	}
 	fr := &frame{file: p.File}
 	err := s.block(fr, p.body)
 	s.closeFrame(fr)
@@ -343,6 +346,16 @@ func (s *Session) setVar(fr *frame, pos Pos, name, value string) error {
 	}
 	s.vars[name] = value
 	return nil
+}
+
+// refuseEmbedded refuses, in embedded mode, a whole file that holds a
+// statement the mode does not allow, before any of it runs, as maildrop -m
+// does; files included from the trusted directory are exempt.
+func (s *Session) refuseEmbedded(p *Program) error {
+	if !s.env.Embedded || s.trusted > 0 || p.usage.refused == "" {
+		return nil
+	}
+	return &RuntimeError{File: p.File, Line: p.usage.refusedPos.Line, Err: fmt.Errorf("%s is %w in embedded mode", p.usage.refused, ErrNotAllowed)}
 }
 
 func (s *Session) restricted(fr *frame, pos Pos, what string) error {
@@ -579,9 +592,10 @@ func (s *Session) deliver(fr *frame, pos Pos, kind, dest string) error {
 	if err != nil {
 		return s.rtErr(fr, pos, fmt.Errorf("deliver to %s: %w", dest, err))
 	}
-	if strings.HasPrefix(strings.TrimSpace(dest), "|") {
+	if t := strings.TrimSpace(dest); strings.HasPrefix(t, "|") || strings.HasPrefix(t, "!") {
 		// maildropfilter(7) EXITCODE: a delivery program's exit code
-		// becomes maildrop's.
+		// becomes maildrop's; maildrop 2.9.3 treats $SENDMAIL, for a
+		// forward, the same way.
 		s.vars["EXITCODE"] = strconv.Itoa(code)
 	}
 	s.results = append(s.results, d)
@@ -639,6 +653,9 @@ func (s *Session) include(fr *frame, pos Pos, name string) error {
 	if trusted {
 		s.trusted++
 		defer func() { s.trusted-- }()
+	}
+	if err := s.refuseEmbedded(p); err != nil {
+		return err
 	}
 	s.depth++
 	defer func() { s.depth-- }()

@@ -21,6 +21,18 @@ type Program struct {
 
 type usage struct {
 	commands bool // backticks, system, xfilter, pipes
+	// refused is the first statement embedded mode does not allow (to,
+	// cc, xfilter, system, log, logfile, dotlock, flock, backticks), at
+	// refusedPos: maildrop -m refuses such a file before running any of
+	// it.
+	refused    string
+	refusedPos Pos
+}
+
+func (p *parser) noteRefused(pos Pos, what string) {
+	if p.usage.refused == "" {
+		p.usage.refused, p.usage.refusedPos = what, pos
+	}
 }
 
 // maxNesting bounds blocks and parentheses so the recursive-descent parser
@@ -399,12 +411,17 @@ func (p *parser) stmt() (stmt, error) {
 			if err != nil {
 				return nil, err
 			}
+			p.noteRefused(t.pos, t.raw)
 			return &lockStmt{pos: t.pos, verb: t.raw, file: f, body: body}, nil
 		}
 		if cmdVerbs[t.raw] {
 			p.take()
 			if t.raw == "xfilter" || t.raw == "system" {
 				p.usage.commands = true
+			}
+			switch t.raw {
+			case "to", "cc", "xfilter", "system", "log", "logfile":
+				p.noteRefused(t.pos, t.raw)
 			}
 			arg, err := p.expr()
 			if err != nil {
@@ -695,6 +712,7 @@ func (p *parser) primary() (expr, error) {
 		return p.patternTok(t)
 	case tCommand:
 		p.usage.commands = true
+		p.noteRefused(t.pos, "`command`")
 		return &commandExpr{pos: t.pos, parts: t.parts}, nil
 	case tOp:
 		if t.op == "(" {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"postern/internal/dirfact"
 	"strings"
@@ -582,6 +583,13 @@ func (j *job) deliverTo(ctx context.Context, dest string, msg []byte, vars map[s
 		return code, nil
 	default:
 		if err := j.forward(ctx, d.Addresses, msg, from, vars); err != nil {
+			// maildrop treats $SENDMAIL as a delivery program: its exit
+			// code becomes EXITCODE and the filter goes on.
+			var exitErr *exec.ExitError
+			if errors.As(err, &exitErr) && exitErr.ExitCode() > 0 {
+				j.a.log.Info("deliver: forward failed", "account", j.acct.Name, "error", err)
+				return exitErr.ExitCode(), nil
+			}
 			return 0, err
 		}
 		j.done = append(j.done, d.String())
