@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"postern/mailbox/maildir"
+	"postern/rules"
 )
 
 // The differential tests run each case through Courier's real maildrop
@@ -65,6 +66,9 @@ type diffCase struct {
 	files  map[string]string // extra files in the scratch directory
 	env    []string          // the environment besides PATH
 	stderr stderrMode        // what of standard error is compared
+	// setup prepares the scratch directory for one implementation
+	// (courier is true for Courier's maildrop).
+	setup func(t *testing.T, dir string, courier bool)
 	// tempfail marks a case where Courier's maildrop exits 75 (a syntax
 	// or runtime error); any other case that makes it exit 75 is a
 	// mistake in the case and fails, so that a filter both refuse cannot
@@ -120,11 +124,11 @@ func runDiffCases(t *testing.T, cases []diffCase) {
 	before := fileState(spool)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			want := runOneImpl(t, c, []string{courier})
+			want := runOneImpl(t, c, []string{courier}, true)
 			if strings.HasPrefix(want, "exit: 75\n") != c.tempfail {
 				t.Fatalf("Courier's maildrop: tempfail is %v, outcome:\n%s", c.tempfail, want)
 			}
-			got := runOneImpl(t, c, []string{os.Args[0]}, "POSTERN_DELIVER_TEST_MAILDROP=1")
+			got := runOneImpl(t, c, []string{os.Args[0]}, false, "POSTERN_DELIVER_TEST_MAILDROP=1")
 			if c.adjust != nil {
 				adjusted := c.adjust(want)
 				if adjusted == want {
@@ -163,7 +167,7 @@ func fileState(p string) string {
 
 // runOneImpl runs one implementation on the case in a fresh scratch
 // directory and renders the outcome.
-func runOneImpl(t *testing.T, c diffCase, argv []string, extraEnv ...string) string {
+func runOneImpl(t *testing.T, c diffCase, argv []string, isCourier bool, extraEnv ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "Maildir")
@@ -199,6 +203,9 @@ func runOneImpl(t *testing.T, c diffCase, argv []string, extraEnv ...string) str
 		if err := os.WriteFile(p, []byte(content), mode); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if c.setup != nil {
+		c.setup(t, dir, isCourier)
 	}
 	msg := c.msg
 	if msg == "" {
@@ -259,7 +266,8 @@ func renderFiles(t *testing.T, dir string, c diffCase) string {
 		case rel == "filter" || rel == "sendmail":
 			return nil
 		case parent == "tmp", e.Name() == "maildirfolder", e.Name() == "maildirsize",
-			strings.HasPrefix(e.Name(), "courierimap"):
+			strings.HasPrefix(e.Name(), "courierimap"),
+			strings.HasSuffix(e.Name(), ".dat"): // GDBM or bbolt: the formats differ by design
 			return nil
 		}
 		if _, own := c.files[rel]; own {
@@ -571,6 +579,57 @@ func TestDifferentialDeliveries(t *testing.T) {
 		{name: "bad-option", opts: []string{"-x"}, tempfail: true, filter: "to ./Maildir/\n"},
 	}
 	runDiffCases(t, cases)
+}
+
+// makedatBoth builds db.dat from src.txt with each implementation's
+// makedat: Courier's GDBM file for Courier's maildrop, Postern's bbolt
+// file for Postern's.
+func makedatBoth(t *testing.T, dir string, courier bool) {
+	args := []string{"-src=" + filepath.Join(dir, "src.txt"), "-tmp=" + filepath.Join(dir, "db.tmp"), "-file=" + filepath.Join(dir, "db.dat")}
+	if courier {
+		if out, err := exec.Command("makedat", args...).CombinedOutput(); err != nil {
+			t.Fatalf("Courier's makedat: %v: %s", err, out)
+		}
+		return
+	}
+	var out bytes.Buffer
+	if code := rules.MakedatMain(args, &out, &out); code != 0 {
+		t.Fatalf("Postern's makedat: exit %d: %s", code, out.String())
+	}
+}
+
+func TestDifferentialGDBM(t *testing.T) {
+	if _, err := exec.LookPath("makedat"); err != nil {
+		t.Skip("Courier's makedat is not installed")
+	}
+	src := "bob@example.org\tfriend\nexample.net\tdomain\n10.1.2\tnet\nexample.org\torg\nkey with space\tsp\nuser@\tuserat\n"
+	runDiffCases(t, []diffCase{
+		{name: "fetch", files: map[string]string{"src.txt": src}, setup: makedatBoth, filter: "echo gdbmopen(\"db.dat\")\n" +
+			"echo gdbmfetch(\"bob@example.org\")\n" +
+			"echo gdbmfetch(\"BOB@example.org\")\n" +
+			"A=gdbmfetch(\"nobody@example.net\", \"D\")\necho \"[$A]\"\n" +
+			"A=gdbmfetch(\"nobody@sub.example.org\", \"D\")\necho \"[$A]\"\n" +
+			"A=gdbmfetch(\"user@elsewhere.test\", \"D\")\necho \"[$A]\"\n" +
+			"A=gdbmfetch(\"10.1.2.3\", \"I\")\necho \"[$A]\"\n" +
+			"A=gdbmfetch(\"10.1.3.3\", \"I\", \"none\")\necho \"[$A]\"\n" +
+			"A=gdbmfetch(\"missing\", \"\", \"dflt\")\necho \"[$A]\"\n" +
+			"A=gdbmfetch(\"key with space\")\necho \"[$A]\"\n" +
+			"echo gdbmstore(\"x\", \"y\")\n" +
+			"gdbmclose\n" +
+			"exit\n"},
+		{name: "store", files: map[string]string{"src.txt": src}, setup: makedatBoth, filter: "echo gdbmopen(\"db.dat\", \"W\")\n" +
+			"echo gdbmstore(\"new\", \"value\")\n" +
+			"echo gdbmfetch(\"new\")\n" +
+			"gdbmclose\n" +
+			"echo gdbmopen(\"db.dat\")\n" +
+			"echo gdbmfetch(\"new\")\n" +
+			"gdbmclose\n" +
+			"echo gdbmopen(\"created.dat\", \"C\")\n" +
+			"echo gdbmstore(\"k\", \"v\")\n" +
+			"echo gdbmfetch(\"k\")\n" +
+			"exit\n"},
+		{name: "not-open", filter: "A=gdbmfetch(\"k\")\necho \"[$A]\"\nexit\n"},
+	})
 }
 
 func TestDifferentialExpressions(t *testing.T) {
