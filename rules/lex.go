@@ -257,7 +257,11 @@ func (lx *lexer) varRef(p Pos) (name string, ok bool, err error) {
 // quotes); backslash-newline joins lines and drops the next line's leading
 // blanks (maildropfilter(7), "Literal text").
 func (lx *lexer) quoted(q byte, p Pos) ([]textPart, error) {
-	subst := q != '\''
+	// Only double quotes substitute variables. A backquoted command
+	// reaches the shell as written (but for \\ and \`), as in maildrop
+	// 2.9.3: the shell expands $NAME from the exported variables, so
+	// '$NAME' stays literal and a variable's value is never shell syntax.
+	subst := q == '"'
 	lx.advance()
 	var b strings.Builder
 	var parts []textPart

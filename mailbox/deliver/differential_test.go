@@ -657,3 +657,18 @@ func TestDifferentialExpressions(t *testing.T) {
 	}
 	runDiffCases(t, cases)
 }
+
+func TestDifferentialQuoting(t *testing.T) {
+	cases := []diffCase{
+		{name: "backtick-text", files: map[string]string{"recsh.sh": "#!/bin/sh\nprintf '%s\\n' \"$2\" >> rec.out\n"},
+			filter: "SHELL=./recsh.sh\nX=mine\nA=`a \\\\ b`\nA=`c \\$X $X ${X} d`\nA=`e \\' \\\" f`\nA=`g \\x \\n h`\nA=`i 'j' \"k\"`\nA=`l \\` m`\nexit\n"},
+		{name: "backtick-escapes", filter: "A=`echo 'x y'`\necho \"[$A]\"\nB=`echo \"q\\\"q\"`\necho \"[$B]\"\nC=`echo \\$HOME`\necho \"[$C]\"\nD=`printf 'a\\\\nb\\\\n'`\necho \"[$D]\"\nexit\n"},
+		{name: "single-quote-escapes", filter: "A='a\\'b'\necho \"[$A]\"\nB='c\\\\d'\necho \"[$B]\"\nC='e\\nf'\necho \"[$C]\"\nexit\n"},
+		{name: "double-quote-escapes", filter: "A=\"a\\\"b\"\necho \"[$A]\"\nB=\"c\\\\d\"\necho \"[$B]\"\nC=\"e\\$f\"\necho \"[$C]\"\nD=\"g\\'h\"\necho \"[$D]\"\nexit\n"},
+		{name: "escape-in-pattern", filter: "if (/^Subject: Hello\\ there$/)\n{\n  echo one\n}\nif (/\\./)\n{\n  echo two\n}\nif (/^X-Spam-Score: 7\\.5$/)\n{\n  echo three\n}\nexit\n"},
+		{name: "unquoted-words", filter: "A=Mail/auto\nB=1/3\nC=-3\nD=a.b:c@d\necho \"$A $B $C $D\"\nexit\n"},
+		{name: "dollar-forms", filter: "A=x\necho \"$A$ $ ${A}y $Ay ${} end\"\nexit\n"},
+		{name: "dollar-forms-valid", filter: "A=x\necho \"$A$ $ ${A}y $Ay end\"\nexit\n"},
+	}
+	runDiffCases(t, cases)
+}
