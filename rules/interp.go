@@ -498,7 +498,7 @@ func (s *Session) command(fr *frame, st *cmdStmt) error {
 		}
 		return nil
 	case "xfilter":
-		res, err := s.runCommand(fr, st.pos, "xfilter", arg, s.msg.Bytes())
+		res, err := s.runCommand(fr, st.pos, "xfilter", arg, s.msg.Output())
 		if err != nil {
 			return err
 		}
@@ -602,22 +602,18 @@ func (s *Session) deliver(fr *frame, pos Pos, kind, dest string) error {
 	size := s.msg.Size()
 	if t := strings.TrimSpace(dest); t != "" && t[0] != '|' && t[0] != '!' {
 		if st, err := os.Stat(s.path(t)); err == nil && !st.IsDir() {
-			// An mbox file: maildrop logs the bytes it wrote, body
-			// lines starting "From " quoted as ">From ".
+			// An mbox file: maildrop logs the bytes it wrote, lines
+			// starting "From " quoted as ">From ".
 			size += mboxQuotedLines(s.msg.Bytes())
 		}
 	}
 	return s.writeLog(fr, pos, s.logRecord(dest, size))
 }
 
-// mboxQuotedLines counts the body lines an mbox delivery quotes with ">".
+// mboxQuotedLines counts the lines an mbox delivery quotes with ">".
 func mboxQuotedLines(raw []byte) int {
-	_, body, ok := bytes.Cut(raw, []byte("\n\n"))
-	if !ok {
-		return 0
-	}
 	n := 0
-	for line := range bytes.Lines(body) {
+	for line := range bytes.Lines(raw) {
 		if bytes.HasPrefix(line, []byte("From ")) {
 			n++
 		}
@@ -627,13 +623,41 @@ func mboxQuotedLines(raw []byte) int {
 
 // logRecord is maildrop's logfile entry for a delivery of size bytes.
 func (s *Session) logRecord(dest string, size int) string {
-	from, _ := s.msg.Header("From")
-	subj, _ := s.msg.Header("Subject")
 	// The size is right-aligned so that the File: line is 78 columns.
 	file, sizeText := "File: "+dest, fmt.Sprintf("(%d)", size)
 	pad := max(78-len(file)-len(sizeText), 1)
-	return fmt.Sprintf("Date: %s\nFrom: %s\nSubj: %s\n%s%s%s\n\n",
-		s.now().Format("Mon Jan _2 15:04:05 2006"), from, subj, file, strings.Repeat(" ", pad), sizeText)
+	return fmt.Sprintf("Date: %s\n%s\n%s\n%s%s%s\n\n",
+		s.now().Format("Mon Jan _2 15:04:05 2006"), logHeader(s.msg.Bytes(), "From"), logHeader(s.msg.Bytes(), "Subj"),
+		file, strings.Repeat(" ", pad), sizeText)
+}
+
+// logHeader is the From: or Subj: line of a log record as maildrop 2.9.3
+// writes it: the first physical line of every such header field (From,
+// Subject), run together, the whole line cut at 78 bytes.
+func logHeader(raw []byte, label string) string {
+	name := "From"
+	if label == "Subj" {
+		name = "Subject"
+	}
+	var b strings.Builder
+	b.WriteString(label + ": ")
+	for line := range bytes.Lines(raw) {
+		line = bytes.TrimRight(line, "\n")
+		if len(line) == 0 {
+			break
+		}
+		if n, v, ok := bytes.Cut(line, []byte(":")); ok && strings.EqualFold(string(n), name) {
+			b.Write(bytes.TrimLeft(v, " \t"))
+		}
+		if b.Len() > 78 {
+			break
+		}
+	}
+	out := b.String()
+	if len(out) > 78 {
+		out = out[:78]
+	}
+	return out
 }
 
 func (s *Session) include(fr *frame, pos Pos, name string) error {
@@ -838,7 +862,7 @@ func (s *Session) eval(fr *frame, e expr) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		res, err := s.runCommand(fr, e.pos, "backtick", cmd, s.msg.Bytes())
+		res, err := s.runCommand(fr, e.pos, "backtick", cmd, s.msg.Output())
 		if err != nil {
 			return "", err
 		}

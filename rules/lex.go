@@ -253,8 +253,8 @@ func (lx *lexer) varRef(p Pos) (name string, ok bool, err error) {
 }
 
 // quoted lexes a '...', "..." or `...` literal. Backslash removes itself only
-// before a backslash or the closing quote (and before "$" in substituting
-// quotes); backslash-newline joins lines and drops the next line's leading
+// before a backslash or the closing quote (before "$" in double quotes it
+// stays, and the "$" is not substituted); backslash-newline joins lines and drops the next line's leading
 // blanks (maildropfilter(7), "Literal text").
 func (lx *lexer) quoted(q byte, p Pos) ([]textPart, error) {
 	// Only double quotes substitute variables. A backquoted command
@@ -283,7 +283,12 @@ func (lx *lexer) quoted(q byte, p Pos) ([]textPart, error) {
 		case c == '\\':
 			n := lx.peekc(1)
 			switch {
-			case n == '\\' || n == q || subst && n == '$':
+			case subst && n == '$':
+				// "\$" is not substituted and keeps its backslash, as
+				// in maildrop 2.9.3; echo and the shell read it as "$".
+				b.WriteByte(lx.advance())
+				b.WriteByte(lx.advance())
+			case n == '\\' || n == q:
 				lx.advance()
 				b.WriteByte(lx.advance())
 			case n == '\n' || n == '\r' && lx.peekc(2) == '\n':

@@ -64,16 +64,23 @@ func ReadMessage(r io.Reader, max int64) (*Message, error) {
 // xfilter). Callers must not modify it.
 func (m *Message) Bytes() []byte { return m.raw }
 
+// Output is the message as it is handed on (deliveries, commands' standard
+// input): with a line feed added at the end when it has none, as maildrop
+// 2.9.3 hands it on; Size still counts what was read.
+func (m *Message) Output() []byte {
+	if len(m.raw) == 0 || m.raw[len(m.raw)-1] == '\n' {
+		return m.raw
+	}
+	return append(m.raw[:len(m.raw):len(m.raw)], '\n')
+}
+
 // Size is the message size in bytes (maildrop's SIZE).
 func (m *Message) Size() int { return len(m.raw) }
 
-// Lines is the number of lines (maildrop's LINES).
+// Lines is the number of lines (maildrop's LINES): line feeds, so that an
+// unterminated last line does not count, as in maildrop 2.9.3.
 func (m *Message) Lines() int {
-	n := bytes.Count(m.raw, []byte("\n"))
-	if len(m.raw) > 0 && m.raw[len(m.raw)-1] != '\n' {
-		n++
-	}
-	return n
+	return bytes.Count(m.raw, []byte("\n"))
 }
 
 // Header returns the first top-level header field with this name (case

@@ -30,7 +30,9 @@ func StandardVars(o VarOptions, msg *Message) map[string]string {
 			if a := addresses(rp); len(a) > 0 {
 				from = a[0]
 			} else {
-				from = ""
+				// "Return-Path: <>": maildrop 2.9.3 takes the user's
+				// name (with no Return-Path at all, MAILER-DAEMON).
+				from = o.Logname
 			}
 		} else {
 			from = "MAILER-DAEMON"
@@ -51,6 +53,8 @@ func StandardVars(o VarOptions, msg *Message) map[string]string {
 		"LOCKTIMEOUT": "60",
 		"LOCKREFRESH": "15",
 		"UMASK":       "077",
+		// Reset like the others, empty unless the account has a quota.
+		"MAILDIRQUOTA": "",
 	}
 }
 

@@ -575,7 +575,12 @@ func (j *job) deliverTo(ctx context.Context, dest string, msg []byte, vars map[s
 		j.done = append(j.done, d.String())
 		return 0, nil
 	case DestProgram:
-		code, _, err := j.runProgram(ctx, d.Command, msg, j.programEnv(vars), 0)
+		// A filter's program runs under its $SHELL, as maildrop runs it.
+		shell := "/bin/sh"
+		if sh := strings.TrimSpace(vars["SHELL"]); sh != "" {
+			shell = sh
+		}
+		code, _, err := j.runProgram(ctx, shell, d.Command, msg, j.programEnv(vars), 0)
 		if err != nil {
 			return 0, err
 		}

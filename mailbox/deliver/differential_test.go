@@ -672,3 +672,30 @@ func TestDifferentialQuoting(t *testing.T) {
 	}
 	runDiffCases(t, cases)
 }
+
+func TestDifferentialMessages(t *testing.T) {
+	const recsh = "#!/bin/sh\nprintf '%s\\n' \"$2\" >> rec.out\nexec /bin/sh -c \"$2\"\n"
+	fromLine := "From bob@example.org Mon Jan  1 10:00:00 2024\n" + diffMsg
+	nullRP := "Return-Path: <>\nFrom: MAILER-DAEMON@example.org\nSubject: bounce\n\nbody\n"
+	bareRP := "Return-Path: bare@example.org\nSubject: bare\n\nbody\n"
+	dup := "Subject: first\nSubject: second\nReceived: one\nReceived: two\nResent-To: rt@example.test\nResent-Cc: Res <rc@example.test>\n\nbody\n"
+	cases := []diffCase{
+		{name: "shell-for-programs", files: map[string]string{"recsh.sh": recsh}, filter: "SHELL=./recsh.sh\nsystem \"echo sys\"\nxfilter \"cat\"\nA=`echo bt`\ncc \"|cat >/dev/null\"\nexit\n"},
+		{name: "no-final-newline", msg: strings.TrimSuffix(diffMsg, "\n"), filter: "echo \"$SIZE $LINES\"\nP1=(/42\\.$/:b)\necho $P1\ncc ./mbox\nto ./Maildir/\n"},
+		{name: "mbox-from-line", msg: fromLine, filter: "echo \"$SIZE $LINES $FROM\"\nP1=(/^From bob/)\nP2=(/^Return-Path:/)\necho \"$P1 $P2\"\ncc ./mbox\nto ./Maildir/\n"},
+		{name: "null-return-path", msg: nullRP, filter: "echo \"[$FROM]\"\nto ./mbox\n"},
+		{name: "bare-return-path", msg: bareRP, filter: "echo \"[$FROM]\"\nexit\n"},
+		{name: "duplicate-headers", msg: dup, filter: "if (/^Subject: (.*)/)\n{\n  echo \"[$MATCH1]\"\n}\nforeach /^Received: .*/\n{\n  echo \"[$MATCH]\"\n}\necho hasaddr(\"rt@example.test\")\necho hasaddr(\"rc@example.test\")\nlogfile md.log\nto ./Maildir/\n"},
+		{name: "exitcode-odd", filter: "EXITCODE=abc\nexit\n"},
+		{name: "exitcode-big", filter: "EXITCODE=256\nexit\n"},
+		{name: "exitcode-negative", filter: "EXITCODE=-1\nexit\n"},
+		{name: "logfile-encoded", msg: diffMIME, filter: "logfile md.log\nto ./Maildir/\n"},
+		{name: "logfile-long", msg: diffLongLine(), filter: "logfile md.log\nto ./Maildir/\n"},
+		{name: "logfile-folded", msg: diffFolded, filter: "logfile md.log\nto ./Maildir/\n"},
+		{name: "logfile-no-subject", msg: "From: a@b.c\n\nbody\n", filter: "logfile md.log\nto ./Maildir/\n"},
+		{name: "program-gets-vars", filter: "X=mine\nto \"|echo \\\"$X \\$X $FROM \\$HOME $1\\\" > out.txt\"\n", args: []string{"arg1"}},
+		// DEFAULT and SENDMAIL differ by design (docs/maildrop.md).
+		{name: "program-env", env: []string{"FOO=bar"}, filter: "X=mine\ncc \"|env | grep -Ev '^(_|PWD|SHLVL|DEFAULT|SENDMAIL)=' | LC_ALL=C sort > env.txt\"\nexit\n"},
+	}
+	runDiffCases(t, cases)
+}

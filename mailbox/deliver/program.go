@@ -17,14 +17,14 @@ import (
 	"postern/mailbox/maildir"
 )
 
-// runProgram runs "/bin/sh -c cmd" in the home with msg on stdin and env as
+// runProgram runs "SHELL -c cmd" in the home with msg on stdin and env as
 // its environment, keeps up to keep bytes of its standard output (and a
 // little of its standard error for the log), and returns its exit status.
 // A program killed by the timeout or a signal is an error (temporary).
-func (j *job) runProgram(ctx context.Context, cmd string, msg []byte, env []string, keep int) (int, []byte, error) {
+func (j *job) runProgram(ctx context.Context, shell, cmd string, msg []byte, env []string, keep int) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, j.a.opt.ProgramTimeout)
 	defer cancel()
-	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	c := exec.CommandContext(ctx, shell, "-c", cmd)
 	c.Dir = j.dir
 	if st, err := os.Stat(c.Dir); err != nil || !st.IsDir() {
 		c.Dir = "/"

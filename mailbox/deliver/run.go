@@ -66,7 +66,7 @@ func (j *job) runInstructions(ctx context.Context, ins []Instruction, msg []byte
 			if in.Kind == InstrDynamic {
 				keep = maxInstructionFile
 			}
-			code, out, err := j.runProgram(ctx, in.Value, msg, envList(env), keep)
+			code, out, err := j.runProgram(ctx, "/bin/sh", in.Value, msg, envList(env), keep)
 			if err != nil {
 				o := j.failure(err)
 				return &o, false
@@ -190,7 +190,7 @@ func (j *job) runFilters(ctx context.Context, files []string, raw []byte, mode F
 	}
 	if !mode.Embedded {
 		env.Deliver = func(ctx context.Context, d rules.Delivery) (int, error) {
-			return j.deliverTo(ctx, d.Dest, d.Message.Bytes(), d.Vars, d.Vars["FROM"], deliverOptions(d.Flags, d.Keywords))
+			return j.deliverTo(ctx, d.Dest, d.Message.Output(), d.Vars, d.Vars["FROM"], deliverOptions(d.Flags, d.Keywords))
 		}
 	}
 	s := rules.NewSession(m, env)
