@@ -172,8 +172,14 @@ func RunTestMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	home, _ := os.UserHomeDir()
 	host, _ := os.Hostname()
 	logname := os.Getenv("LOGNAME")
+	// As maildrop's manual mode: the environment's variables, then the
+	// fixed ones.
+	initial := environMap(os.Environ())
+	for k, v := range StandardVars(VarOptions{Home: home, Logname: logname, Default: "./Maildir", From: *from, Hostname: host, Filter: file}, msg) {
+		initial[k] = v
+	}
 	env := Env{
-		Vars:     StandardVars(VarOptions{Home: home, Logname: logname, Default: "./Maildir", From: *from, Hostname: host, Filter: file}, msg),
+		Vars:     initial,
 		Environ:  environMap(os.Environ()),
 		Args:     fs.Args()[1:],
 		Dir:      filepath.Dir(file),
