@@ -57,6 +57,7 @@ func FuzzMessage(f *testing.F) {
 	f.Add([]byte("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\nGr=FC=DFe\n--b--\n"))
 	f.Add([]byte("To: \"A, B\" <a@b>, (c) d@e, g: h@i;\nFrom: =?UTF-8?B?SsO2ZQ==?= <e@b>\n\n"))
 	f.Add([]byte("Subject: no body\nFrom: x\xff"))
+	f.Add([]byte("To: N <a@b.c> (c1) (c2), g: a@b.c;x@y.z, (pre) \"Q\" (c) <d@e>\nSubject: =?UTF-8?Q?a?= =?bogus?Q?f?= =?x?B?!!?=\n\n"))
 	f.Add([]byte("From x Mon\nSubject: s\n\nbody\nFrom y\nlast"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		m := NewMessage(raw)

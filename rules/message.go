@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"mime/quotedprintable"
+	"regexp"
 	"strings"
 
 	"github.com/emersion/go-message/charset"
@@ -27,6 +28,8 @@ type messageView struct {
 	header []string // canonical header lines, top level and (MIME) every part
 	body   []string // searchable body lines
 	top    []headerField
+	// text collects the decoded text parts while the view is built.
+	text strings.Builder
 }
 
 type headerField struct {
@@ -140,16 +143,39 @@ func splitHeader(b []byte) ([]headerField, []byte) {
 
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
-// decode2047 decodes RFC 2047 encoded words; undecodable text stays as is.
+var encodedWord = regexp.MustCompile(`=\?[^?\s]+\?[QqBb]\?[^?\s]*\?=`)
+
+// decode2047 decodes RFC 2047 encoded words one by one, as maildrop 2.9.3
+// (reformime) does: blanks between two encoded words go (RFC 2047 6.2), a
+// word in an unknown character set becomes "[unknown character set: CS ->
+// utf-8]", and a word that does not decode stays as it is.
 func decode2047(s string) string {
 	if !strings.Contains(s, "=?") {
 		return s
 	}
-	d, err := wordDecoder.DecodeHeader(s)
-	if err != nil {
-		return s
+	var b strings.Builder
+	last := 0
+	prevWord := false
+	for _, loc := range encodedWord.FindAllStringIndex(s, -1) {
+		between := s[last:loc[0]]
+		if !(prevWord && strings.Trim(between, " \t") == "") {
+			b.WriteString(between)
+		}
+		word := s[loc[0]:loc[1]]
+		d, err := wordDecoder.Decode(word)
+		switch {
+		case err == nil:
+			b.WriteString(d)
+		case strings.Contains(err.Error(), "charset"):
+			cs := strings.SplitN(word[2:], "?", 2)[0]
+			fmt.Fprintf(&b, "[unknown character set: %s -> utf-8]", cs)
+		default:
+			b.WriteString(word)
+		}
+		last, prevWord = loc[1], true
 	}
-	return d
+	b.WriteString(s[last:])
+	return b.String()
 }
 
 var addressHeaders = map[string]bool{
@@ -202,6 +228,11 @@ func buildView(raw []byte) *messageView {
 	}
 	parts := 0
 	v.walk(top, body, 0, &parts, true)
+	// The text parts run together, as maildrop 2.9.3 searches them: a
+	// part that does not end in a line feed (quoted-printable or base64
+	// text) continues on the next part's first line.
+	v.body = splitLines(v.text.String())
+	v.text.Reset()
 	return v
 }
 
@@ -254,8 +285,13 @@ func (v *messageView) walk(fields []headerField, body []byte, depth int, parts *
 		f, b := splitHeader(body)
 		v.walk(f, b, depth+1, parts, false)
 	case strings.HasPrefix(mediatype, "text/"):
-		text := decodeBody(body, fieldValue(fields, "content-transfer-encoding"), params["charset"])
-		v.body = append(v.body, splitLines(text)...)
+		cte := fieldValue(fields, "content-transfer-encoding")
+		v.text.WriteString(decodeBody(body, cte, params["charset"]))
+		if enc := strings.ToLower(strings.TrimSpace(cte)); !top && enc != "quoted-printable" && enc != "base64" {
+			// The line feed before the boundary belongs to the boundary
+			// (RFC 2046 5.1.1), but maildrop keeps it for unencoded text.
+			v.text.WriteByte('\n')
+		}
 	}
 }
 

@@ -699,3 +699,35 @@ func TestDifferentialMessages(t *testing.T) {
 	}
 	runDiffCases(t, cases)
 }
+
+func TestDifferentialMIMEAndAddresses(t *testing.T) {
+	nested := "From: a@example.org\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=outer\n\n" +
+		"--outer\nContent-Type: multipart/alternative; boundary=inner\n\n" +
+		"--inner\nContent-Type: text/plain; charset=windows-1252\nContent-Transfer-Encoding: quoted-printable\n\nsmart =93quotes=94 and =80uro\n" +
+		"--inner\nContent-Type: text/html; charset=koi8-r\nContent-Transfer-Encoding: base64\n\n8NLJ18XU\n" +
+		"--inner--\n" +
+		"--outer\nContent-Type: message/rfc822\n\nFrom: inner@example.net\nSubject: =?UTF-8?Q?inner_subj=C3=A9?=\n\ninner body text\n" +
+		"--outer\nContent-Type: text/plain\nContent-Disposition: attachment; filename=a.txt\n\nattached text file\n" +
+		"--outer--\n"
+	addrs := "From: \"Smith, John\" <js@example.org> (work)\n" +
+		"To: undisclosed-recipients:;\n" +
+		"Cc: team: a@example.test, \"B B\" <b@example.test>;, c@example.test (C Person)\n" +
+		"Reply-To: =?UTF-8?Q?Ren=C3=A9e?= <r@example.test>\n" +
+		"Sender: <s@example.test>\n" +
+		"Resent-From: x@example.test\n" +
+		"Subject: =?UTF-8?Q?a_b?= =?UTF-8?Q?c?=  =?utf-8?b?ZA==?= e =?bogus?Q?f?=\n" +
+		"X-Encoded: =?UTF-8?Q?not_decoded_in_x?=\n\nbody\n"
+	show := "foreach /^[A-Za-z-]+: .*/\n{\n  echo \"[$MATCH]\"\n}\n"
+	cases := []diffCase{
+		{name: "nested-mime-headers", msg: nested, filter: show + "exit\n"},
+		{name: "nested-mime-body", msg: nested, filter: "foreach /.+/:b\n{\n  echo \"[$MATCH]\"\n}\nexit\n"},
+		{name: "address-headers", msg: addrs, filter: show + "exit\n"},
+		{name: "address-hasaddr", msg: addrs, filter: "echo hasaddr(\"a@example.test\")\necho hasaddr(\"b@example.test\")\necho hasaddr(\"c@example.test\")\necho hasaddr(\"js@example.org\")\nexit\n"},
+		{name: "address-comments-groups", msg: "To: Name <a@b.c> (c1)\nTo: Name <a@b.c> (c1) (c2)\nTo: <a@b.c> (c1)\n" +
+			"To: Name <a@b.c> (c1), d@e.f\nTo: a@b.c (c1) (c2)\nTo: g: a@b.c;, h: d@e.f;\nTo: g: a@b.c; x@y.z\n" +
+			"To: (pre) N <a@b.c>\nTo: N (mid) M <a@b.c>\nTo: =?UTF-8?Q?J=C3=BCrgen?= <j@b.c> (=?UTF-8?Q?x=C3=BC?=)\nSubject: s\n\nb\n",
+			filter: "foreach /^To: .*/\n{\n  echo \"[$MATCH]\"\n}\nexit\n"},
+		{name: "no-mime-version", msg: strings.Replace(diffMIME, "MIME-Version: 1.0\n", "", 1), filter: show + "foreach /.+/:b\n{\n  echo \"[$MATCH]\"\n}\nexit\n"},
+	}
+	runDiffCases(t, cases)
+}
