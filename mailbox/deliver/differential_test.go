@@ -97,6 +97,7 @@ const diffMsg = "Return-Path: <bob@example.org>\n" +
 const (
 	crlfDropped   = "a carriage return before a line feed is removed from the input (Courier 2.9.3 keeps it in manual mode)"
 	forwardSender = "forwards keep the envelope sender (Courier 2.9.3 passes -f with an empty sender)"
+	overQuota77   = "over quota is 77 as deliverquota answers (Courier 2.9.3's maildrop: 75)"
 )
 
 func replacing(old, new string) func(string) string {
@@ -575,6 +576,14 @@ func TestDifferentialDeliveries(t *testing.T) {
 		{name: "forward-fails", filter: "SENDMAIL=\"/bin/false\"\nto \"!a@b.c\"\n"},
 		{name: "forward-exitcode", tempfail: true, files: map[string]string{"fail75.sh": "#!/bin/sh\nexit 75\n"}, filter: "SENDMAIL=./sendmail\ncc \"!a@b.c\"\necho \"$EXITCODE\"\nSENDMAIL=\"/bin/false\"\ncc \"!a@b.c\"\necho \"$EXITCODE\"\nSENDMAIL=./fail75.sh\ncc \"!a@b.c\"\necho \"$EXITCODE\"\nexit\n",
 			deliberate: forwardSender, adjust: replacing("argv: -f  ", "argv: -f bob@example.org ")},
+		{name: "over-quota", tempfail: true, deliberate: overQuota77, adjust: replacing("exit: 75\n", "exit: 77\n"), filter: "to ./Maildir/\n",
+			setup: func(t *testing.T, dir string, _ bool) {
+				if err := os.WriteFile(filepath.Join(dir, "Maildir", "maildirsize"), []byte("10S\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "filter-quota", tempfail: true, deliberate: overQuota77, adjust: replacing("exit: 75\n", "exit: 77\n"), filter: "MAILDIRQUOTA=\"10S\"\nto ./Maildir/.Spam/\n"},
+		{name: "filter-quota-room", filter: "MAILDIRQUOTA=\"100000S,10C\"\ncc ./Maildir/\nto ./Maildir/.Lists/\n"},
 		{name: "gdbm-missing", filter: "echo gdbmopen(\"nofile.dat\")\nexit\n"},
 		{name: "bad-option", opts: []string{"-x"}, tempfail: true, filter: "to ./Maildir/\n"},
 	}

@@ -128,6 +128,7 @@ func (a *Agent) Filter(ctx context.Context, req Request, mode FilterMode) Outcom
 		j.dir = mode.Dir
 	}
 	j.conf = Confinement{} // the invoking user's own permissions are the limit
+	j.manual = true
 	msg, out := j.readMessage()
 	if out != nil {
 		return *out
