@@ -740,3 +740,21 @@ func TestDifferentialMIMEAndAddresses(t *testing.T) {
 	}
 	runDiffCases(t, cases)
 }
+
+func TestDifferentialControlFlow(t *testing.T) {
+	cases := []diffCase{
+		{name: "exit-in-exception", filter: "EXITCODE=6\nexception {\n  echo in\n  exit\n}\necho notreached\nexit\n"},
+		{name: "to-in-exception", filter: "exception {\n  to ./Maildir/.Spam/\n}\necho notreached\nexit\n"},
+		{name: "exception-runtime-in-include", files: map[string]string{"inc": "echo inc\nxfilter \"exit 1\"\necho notreached\n"}, filter: "exception {\n  include inc\n}\necho after\nexit\n"},
+		{name: "exception-bad-syntax-include", files: map[string]string{"inc": "if (\n"}, filter: "exception {\n  include inc\n}\necho after\nexit\n"},
+		{name: "cc-in-loop", filter: "I=0\nwhile ($I < 3)\n{\n  cc ./Maildir/.Archive/\n  I=($I + 1)\n}\nexit\n"},
+		{name: "nested-foreach", filter: "foreach /^(To|Cc): .*/\n{\n  L=$MATCH\n  foreach ($L) =~ /[a-z]+@[a-z.]+/\n  {\n    echo \"$MATCH\"\n  }\n}\nexit\n"},
+		{name: "foreach-match-after", filter: "foreach /^(To|Cc): (.*)/\n{\n}\necho \"[$MATCH] [$MATCH1]\"\nexit\n"},
+		{name: "if-without-braces", filter: "if (/^Subject: Hello/)\n  echo yes\nelse\n  echo no\nexit\n"},
+		{name: "include-depth", files: map[string]string{"inc": "N=($N + 1)\nif ($N < 10)\n{\n  include inc\n}\n"}, filter: "N=0\ninclude inc\necho $N\nexit\n"},
+		{name: "default-after-cc-program", filter: "DEFAULT=./Maildir/\ncc \"|exit 4\"\n"},
+		{name: "exitcode-then-default", filter: "DEFAULT=./Maildir/\nEXITCODE=5\n"},
+		{name: "to-then-unreached", filter: "to ./Maildir/\necho notreached\n"},
+	}
+	runDiffCases(t, cases)
+}
