@@ -352,7 +352,19 @@ func (s *Session) setVar(fr *frame, pos Pos, name, value string) error {
 // statement the mode does not allow, before any of it runs, as maildrop -m
 // does; files included from the trusted directory are exempt.
 func (s *Session) refuseEmbedded(p *Program) error {
-	if !s.env.Embedded || s.trusted > 0 || p.usage.refused == "" {
+	if !s.env.Embedded || s.trusted > 0 {
+		return nil
+	}
+	return p.EmbeddedRefusal()
+}
+
+// EmbeddedRefusal says why embedded mode (maildrop -m, Postern's SMTP-time
+// rules) refuses the file: the first to, cc, xfilter, system, log,
+// logfile, dotlock, flock or backtick command in it, reached or not, as
+// maildrop -m refuses it; nil when the file can run embedded. Callers that
+// load a file for embedded use check this once, at load.
+func (p *Program) EmbeddedRefusal() error {
+	if p.usage.refused == "" {
 		return nil
 	}
 	return &RuntimeError{File: p.File, Line: p.usage.refusedPos.Line, Err: fmt.Errorf("%s is %w in embedded mode", p.usage.refused, ErrNotAllowed)}

@@ -252,10 +252,11 @@ func (lx *lexer) varRef(p Pos) (name string, ok bool, err error) {
 	return lx.src[s:lx.off], true, nil
 }
 
-// quoted lexes a '...', "..." or `...` literal. Backslash removes itself only
-// before a backslash or the closing quote (before "$" in double quotes it
-// stays, and the "$" is not substituted); backslash-newline joins lines and drops the next line's leading
-// blanks (maildropfilter(7), "Literal text").
+// quoted lexes a '...', "..." or `...` literal. Backslash removes itself
+// only before a backslash or the closing quote (before "$" in double quotes
+// it stays, and the "$" is not substituted); backslash-newline joins lines
+// and drops the next line's leading blanks (maildropfilter(7), "Literal
+// text").
 func (lx *lexer) quoted(q byte, p Pos) ([]textPart, error) {
 	// Only double quotes substitute variables. A backquoted command
 	// reaches the shell as written (but for \\ and \`), as in maildrop
