@@ -313,7 +313,7 @@ func MaildropMain(args []string, stdin io.Reader, stdout, stderr io.Writer, conf
 			return ExitTempFail
 		}
 		req.Args = o.rest
-		out = agent.Filter(ctx, req, FilterMode{File: file, Dir: acct.Home, Embedded: true, Vars: verboseVars(o.verbose)})
+		out = agent.Filter(ctx, req, FilterMode{File: file, Dir: acct.Home, Embedded: true, Vars: verboseVars(o.verbose), Delivery: o.user != ""})
 	case delivery:
 		req.Args = o.rest
 		out = agent.Deliver(ctx, req)

@@ -115,6 +115,9 @@ type FilterMode struct {
 	Embedded bool
 	// Vars are set before the run (maildrop -V sets VERBOSE).
 	Vars map[string]string
+	// Delivery is maildrop's delivery mode (-M with -d USER): of the
+	// environment only the locale's variables become variables.
+	Delivery bool
 }
 
 // Filter runs one filter file in manual or embedded mode (maildrop FILE,
@@ -242,7 +245,7 @@ func (j *job) importedVars(mode FilterMode) map[string]string {
 		if !ok || k == "" {
 			continue
 		}
-		if mode.File != "" || k == "LANG" || k == "LANGUAGE" || strings.HasPrefix(k, "LC_") {
+		if mode.File != "" && !mode.Delivery || k == "LANG" || k == "LANGUAGE" || strings.HasPrefix(k, "LC_") {
 			vars[k] = v
 		}
 	}
