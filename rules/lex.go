@@ -375,7 +375,9 @@ func (lx *lexer) pattern(p Pos) (token, error) {
 			lx.advance()
 		}
 		t.flags = patternFlags(lx.src[s:lx.off])
-		if lx.off < len(lx.src) && lx.src[lx.off] == ',' {
+		// The weight follows a comma, or (as maildrop 2.9.3 reads it)
+		// the option letters directly: /re/:b2,3 is /re/:b,2,3.
+		if lx.off < len(lx.src) && (lx.src[lx.off] == ',' || strings.IndexByte("+-.0123456789", lx.src[lx.off]) >= 0) {
 			w, err := lx.number(p)
 			if err != nil {
 				return token{}, err
@@ -408,9 +410,11 @@ func patternFlags(given string) string {
 	return b.String()
 }
 
-// number reads ",NUMBER" for weighted scoring.
+// number reads ",NUMBER" (or NUMBER) for weighted scoring.
 func (lx *lexer) number(p Pos) (float64, error) {
-	lx.advance() // the comma
+	if lx.src[lx.off] == ',' {
+		lx.advance()
+	}
 	s := lx.off
 	for lx.off < len(lx.src) && strings.IndexByte("+-.0123456789eE", lx.src[lx.off]) >= 0 {
 		lx.advance()

@@ -86,6 +86,8 @@ func TestPatternOptionsAsMaildrop293(t *testing.T) {
 		{"echo (/^body/:H)\n", "0\n"},
 		{"echo (/^from:/:Bq)\n", "2\n"},
 		{"echo (/o/:w,1,2)\n", "15\n"},
+		{"echo (/o/:hb1,2)\n", "15\n"}, // the weight right after the letters
+		{"echo (/o/:3)\n", "9\n"},
 	} {
 		_, out, err := run(t, tc.src+"exit\n", Limits{}, nil)
 		if err != nil || out != tc.want {

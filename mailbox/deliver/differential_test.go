@@ -406,6 +406,7 @@ func TestDifferentialPatterns(t *testing.T) {
 		{name: "match-8bit", msg: diff8bit, filter: "if (/^Subject: (.*)/)\n{\n  echo \"[$MATCH1]\"\n}\nP1=(/na.ve/:b)\n" + show(1)},
 		{name: "match-long-lines", msg: diffLongLine(), filter: "P1=(/needle/:b)\nP2=(/^short$/:b)\nP3=(/sss$/)\nif (/^Subject: (long s{5})/)\n{\n  echo \"[$MATCH1]\"\n}\n" + show(3)},
 		{name: "match-crlf", msg: diffCRLF, deliberate: crlfDropped, adjust: replacing("2 0\n", "2 2\n"), filter: "P1=(/crlf$/)\nP2=(/^line one$/:b)\n" + show(2)},
+		{name: "weight-forms", filter: "P1=(/o/:1)\nP2=(/o/:2,3)\nP3=(/o/:b2)\nP4=(/o/:hb1,2)\nP5=(/lottery/:3)\nP6=(/o/:-1)\nP7=(/o/:hb,1,0.5)\n" + show(7)},
 		{name: "weighted", filter: "P1=(/o/:b,3,2)\nP2=(/o/:hb,1)\nP3=(/zzz/:b,5)\nP4=(/e/:b,1,0.5)\n" + show(4)},
 		{name: "string-match", filter: "S=\"abc def abc\"\nP1=($S =~ /abc/)\nP2=($S =~ /ABC/:D)\nP3=($S =~ /(d)(e)f/)\necho \"$P1 $P2 $P3 [$MATCH] [$MATCH1] [$MATCH2]\"\nexit\n"},
 		{name: "string-match-weighted", tempfail: true, filter: "P4=(\"abcbb\" =~ /b/,2,2)\necho $P4\nexit\n"},
