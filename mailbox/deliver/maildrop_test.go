@@ -26,6 +26,9 @@ import (
 // agent re-executes itself to deliver as another uid.
 func TestMain(m *testing.M) {
 	if os.Getenv("POSTERN_DELIVER_TEST_MAILDROP") == "1" {
+		// Not seen by the filter's import or its commands: the
+		// differential tests compare those with Courier's maildrop.
+		os.Unsetenv("POSTERN_DELIVER_TEST_MAILDROP")
 		os.Exit(MaildropMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, ""))
 	}
 	os.Exit(m.Run())
@@ -122,6 +125,26 @@ func TestMaildropManualAndEmbeddedModes(t *testing.T) {
 	code, _, errs = runMaildrop(t, "", testMessage, "-V", "2", "-m", "./embedded", "arg")
 	if code != 5 || !strings.Contains(errs, "embedded:1: if:") {
 		t.Fatalf("-V trace: %q", errs)
+	}
+}
+
+// Manual mode starts with every environment variable as a variable,
+// delivery mode (here -M with -d) with the locale's only, as maildrop 2.9.3
+// does (the differential tests compare manual mode with it).
+func TestMaildropVariablesFromTheEnvironment(t *testing.T) {
+	t.Setenv("POSTERN_TEST_FOO", "bar")
+	t.Setenv("LC_TIME", "C")
+	show := "echo \"[$POSTERN_TEST_FOO] [$LC_TIME]\"\nexit\n"
+	t.Chdir(t.TempDir())
+	os.WriteFile("filter", []byte(show), 0o600)
+	if code, out, errs := runMaildrop(t, "", testMessage, "-m", "./filter"); code != 0 || out != "[bar] [C]\n" {
+		t.Fatalf("manual mode: %d %q %q", code, out, errs)
+	}
+	s := newTestSite(t, "alice@example.test")
+	s.write("alice@example.test", ".mailfilters/env", show)
+	os.Chmod(filepath.Join(s.home("alice@example.test"), ".mailfilters"), 0o700)
+	if code, out, errs := runMaildrop(t, s.etc, testMessage, "-M", "env", "-d", "alice@example.test"); code != 0 || out != "[] [C]\n" {
+		t.Fatalf("delivery mode: %d %q %q", code, out, errs)
 	}
 }
 
