@@ -1,0 +1,115 @@
+package reformime
+
+// decodeBody undoes a transfer encoding (RFC 2045 6.7, 6.8) the lenient way
+// Courier does: bad characters are skipped, never an error. Other
+// encodings pass through.
+func decodeBody(cte string, b []byte) []byte {
+	switch cte {
+	case "base64":
+		return decodeBase64(b)
+	case "quoted-printable":
+		return decodeQP(b)
+	}
+	return b
+}
+
+func b64val(c byte) int {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return int(c - 'A')
+	case c >= 'a' && c <= 'z':
+		return int(c-'a') + 26
+	case c >= '0' && c <= '9':
+		return int(c-'0') + 52
+	case c == '+':
+		return 62
+	case c == '/':
+		return 63
+	}
+	return -1
+}
+
+// decodeBase64 decodes groups of four base64 characters, skipping anything
+// else; "=" ends a group early.
+func decodeBase64(b []byte) []byte {
+	out := make([]byte, 0, len(b)*3/4)
+	var q [4]int
+	n := 0
+	for _, c := range b {
+		if c == '=' {
+			q[n] = -2
+			n++
+		} else if v := b64val(c); v >= 0 {
+			q[n] = v
+			n++
+		} else {
+			continue
+		}
+		if n < 4 {
+			continue
+		}
+		n = 0
+		if q[0] < 0 || q[1] < 0 {
+			continue
+		}
+		out = append(out, byte(q[0]<<2|q[1]>>4))
+		if q[2] < 0 {
+			continue
+		}
+		out = append(out, byte(q[1]<<4|q[2]>>2))
+		if q[3] < 0 {
+			continue
+		}
+		out = append(out, byte(q[2]<<6|q[3]))
+	}
+	return out
+}
+
+func hexval(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	}
+	return -1
+}
+
+// decodeQP decodes quoted-printable: "=XX" is a byte, "=" at the end of a
+// line joins it to the next, and an "=" followed by anything else is kept.
+func decodeQP(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != '=' {
+			out = append(out, c)
+			continue
+		}
+		// Soft line break: "=" then optional blanks then the line end.
+		j := i + 1
+		for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
+			j++
+		}
+		if j < len(b) && b[j] == '\r' && j+1 < len(b) && b[j+1] == '\n' {
+			i = j + 1
+			continue
+		}
+		if j < len(b) && b[j] == '\n' {
+			i = j
+			continue
+		}
+		if j == len(b) {
+			i = j
+			continue
+		}
+		if i+2 < len(b)+0 && hexval(b[i+1]) >= 0 && hexval(b[i+2]) >= 0 {
+			out = append(out, byte(hexval(b[i+1])<<4|hexval(b[i+2])))
+			i += 2
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
