@@ -30,37 +30,33 @@ func b64val(c byte) int {
 }
 
 // decodeBase64 decodes groups of four base64 characters, skipping anything
-// else; "=" ends a group early.
+// else. As Courier does, "=" anywhere in a group only drops the byte it
+// ends in the third or fourth place.
 func decodeBase64(b []byte) []byte {
 	out := make([]byte, 0, len(b)*3/4)
 	var q [4]int
+	var eq [4]bool
 	n := 0
 	for _, c := range b {
+		v := b64val(c)
 		if c == '=' {
-			q[n] = -2
-			n++
-		} else if v := b64val(c); v >= 0 {
-			q[n] = v
-			n++
-		} else {
+			v = 99 // Courier's table value for "="; its bits leak into the output
+		} else if v < 0 {
 			continue
 		}
+		q[n], eq[n] = v, c == '='
+		n++
 		if n < 4 {
 			continue
 		}
 		n = 0
-		if q[0] < 0 || q[1] < 0 {
-			continue
-		}
 		out = append(out, byte(q[0]<<2|q[1]>>4))
-		if q[2] < 0 {
-			continue
+		if !eq[2] {
+			out = append(out, byte(q[1]<<4|q[2]>>2))
 		}
-		out = append(out, byte(q[1]<<4|q[2]>>2))
-		if q[3] < 0 {
-			continue
+		if !eq[3] {
+			out = append(out, byte(q[2]<<6|q[3]))
 		}
-		out = append(out, byte(q[2]<<6|q[3]))
 	}
 	return out
 }
@@ -78,7 +74,7 @@ func hexval(c byte) int {
 }
 
 // decodeQP decodes quoted-printable: "=XX" is a byte, "=" at the end of a
-// line joins it to the next, and an "=" followed by anything else is kept.
+// line joins it to the next.
 func decodeQP(b []byte) []byte {
 	out := make([]byte, 0, len(b))
 	for i := 0; i < len(b); i++ {
@@ -104,12 +100,18 @@ func decodeQP(b []byte) []byte {
 			i = j
 			continue
 		}
-		if i+2 < len(b)+0 && hexval(b[i+1]) >= 0 && hexval(b[i+2]) >= 0 {
-			out = append(out, byte(hexval(b[i+1])<<4|hexval(b[i+2])))
-			i += 2
+		// As Courier does: "=" before a non-hex character is dropped, and
+		// so is "=h" when the second character is not hex.
+		if hexval(b[i+1]) < 0 {
 			continue
 		}
-		out = append(out, c)
+		if i+2 < len(b) && hexval(b[i+2]) >= 0 {
+			out = append(out, byte(hexval(b[i+1])<<4|hexval(b[i+2])))
+		}
+		i++
+		if i+1 < len(b) && hexval(b[i+1]) >= 0 {
+			i++
+		}
 	}
 	return out
 }
