@@ -2,7 +2,6 @@ package reformime
 
 import "io"
 
-func (r *runner) headerOption(opt byte, v string) {}
 func (r *runner) makeDigest(stdin io.Reader) int  { return 0 }
 func (r *runner) rewriteMessage() int             { return 0 }
 func (r *runner) printDSN() int                   { return 0 }
