@@ -60,10 +60,10 @@ func encodeBase64(data []byte) []byte {
 // break, before the next character or =XX (so a line holds 73 to 75).
 const qpWidth = 73
 
-// encodeQP is quoted-printable (RFC 2045 6.7): "=", 8-bit and control
+// EncodeQP is quoted-printable (RFC 2045 6.7): "=", 8-bit and control
 // bytes as =XX, a blank before a line end as =20 or =09, and soft breaks
 // that never split an =XX.
-func encodeQP(data []byte) []byte {
+func EncodeQP(data []byte) []byte {
 	var b bytes.Buffer
 	col := 0
 	emit := func(tok string) {

@@ -415,7 +415,7 @@ func (m *maker) section(j *job, data []byte) []byte {
 	case "base64":
 		b.Write(encodeBase64(data))
 	case "quoted-printable":
-		b.Write(encodeQP(data))
+		b.Write(EncodeQP(data))
 	default:
 		b.Write(data)
 	}

@@ -38,8 +38,10 @@ type Part struct {
 	Boundary     string // for multiparts: the delimiter without "--"
 	rfc822       bool   // message/rfc822 (or message/global): one child
 	inHeader     bool
-	closed       bool // a multipart's final delimiter was seen
-	closedEmpty  bool // a final delimiter came before any section
+	closed       bool   // a multipart's final delimiter was seen
+	closedEmpty  bool   // a final delimiter came before any section
+	newBoundary  string // the delimiter -r writes
+	uncounted    bool   // the header ended with the message: its last field does not count
 	depth        int
 	headerBytes  int
 	has8bit      bool   // an 8-bit byte in the body
@@ -54,6 +56,8 @@ type Field struct {
 	Name  string // as written
 	Value string // after the colon, folding kept, leading blanks removed
 	Raw   []byte // the whole field with its line ends
+
+	noColon bool // a line without a colon
 }
 
 // Param is one Content-Type or Content-Disposition parameter.
@@ -85,7 +89,7 @@ func (p *Part) IsMultipart() bool { return p.Boundary != "" }
 // Get returns the first header field called name (case-insensitive), with
 // its folding joined.
 func (p *Part) Get(name string) (string, bool) {
-	for _, f := range p.Header {
+	for _, f := range p.fields() {
 		if strings.EqualFold(f.Name, name) {
 			return unfold(f.Value), true
 		}
@@ -93,10 +97,19 @@ func (p *Part) Get(name string) (string, bool) {
 	return "", false
 }
 
+// fields are the header fields that count: when the message ended inside
+// the header, Courier never interprets the last one.
+func (p *Part) fields() []Field {
+	if p.uncounted && len(p.Header) > 0 {
+		return p.Header[:len(p.Header)-1]
+	}
+	return p.Header
+}
+
 // Values returns every header field called name, in order.
 func (p *Part) Values(name string) []string {
 	var vs []string
-	for _, f := range p.Header {
+	for _, f := range p.fields() {
 		if strings.EqualFold(f.Name, name) {
 			vs = append(vs, unfold(f.Value))
 		}
@@ -181,9 +194,8 @@ func (pr *parser) finish(p *Part) {
 		if p.headerLines == 0 {
 			body = p.endPos
 		}
-		if len(p.Header) > 0 {
-			p.Header = p.Header[:len(p.Header)-1]
-		}
+		// -u still shows the field that was being read.
+		p.uncounted = true
 		pr.endHeader(p, body, false)
 	}
 	for _, c := range p.Children {
@@ -347,7 +359,8 @@ func (pr *parser) endHeader(p *Part, body int64, terminated bool) {
 		name, value, ok := strings.Cut(raw, ":")
 		if !ok {
 			// Courier keeps a line without a colon as a field with no value.
-			name, value = strings.TrimRight(raw, "\r\n"), ""
+			name, value = strings.ReplaceAll(strings.TrimRight(raw, "\r\n"), "\r", ""), ""
+			f.noColon = true
 		}
 		f.Name = strings.TrimRight(name, " \t")
 		f.Value = strings.TrimLeft(strings.TrimRight(value, "\r\n"), " \t")

@@ -1,0 +1,39 @@
+package reformime
+
+import (
+	"fmt"
+	"strings"
+
+	"postern/mailbox/mime"
+)
+
+// toUTF8 is -u: every section's header fields, RFC 2047-decoded, and the
+// text of its text/* body, decoded and converted to UTF-8, one after the
+// other, for a search to read.
+func (r *runner) toUTF8() int {
+	var walk func(p *Part)
+	walk = func(p *Part) {
+		for _, f := range p.Header {
+			if f.noColon {
+				// Courier keeps the line end in the name of such a field.
+				fmt.Fprintf(r.out, "%s\n: \n", f.Name)
+				continue
+			}
+			fmt.Fprintf(r.out, "%s: %s\n", f.Name, decodeWords(unfold(f.Value)))
+		}
+		if len(p.Children) == 0 && !p.IsMultipart() && (strings.HasPrefix(p.ContentType, "text/") || p.ContentType == "message/delivery-status") {
+			cs := "us-ascii"
+			if v, ok := p.Param("charset"); ok && v != "" {
+				cs = v
+			} else if p.charset != "" {
+				cs = p.charset
+			}
+			r.out.WriteString(mime.ToUTF8(cs, decodeBody(p.CTE, r.body(p))))
+		}
+		for _, c := range p.Children {
+			walk(c)
+		}
+	}
+	walk(r.root)
+	return 0
+}
