@@ -359,7 +359,8 @@ func (pr *parser) endHeader(p *Part, body int64, terminated bool) {
 		name, value, ok := strings.Cut(raw, ":")
 		if !ok {
 			// Courier keeps a line without a colon as a field with no value.
-			name, value = strings.ReplaceAll(strings.TrimRight(raw, "\r\n"), "\r", ""), ""
+			// Courier keeps the line end in the name of such a field.
+			name, value = strings.ReplaceAll(raw, "\r", ""), ""
 			f.noColon = true
 		}
 		f.Name = strings.TrimRight(name, " \t")

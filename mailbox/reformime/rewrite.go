@@ -40,7 +40,8 @@ func (r *runner) rewritePart(p *Part, top bool) {
 
 	body := r.body(p)
 	var newBody []byte
-	leaf := !p.IsMultipart() && !p.rfc822
+	// A multipart without sections is written as a leaf.
+	leaf := len(p.Children) == 0
 	if leaf {
 		cte, conv, out := r.rewriteEncoding(p, body)
 		newBody = out
@@ -50,23 +51,20 @@ func (r *runner) rewritePart(p *Part, top bool) {
 		}
 	}
 
-	// The other fields keep their order; the MIME fields go where the
-	// MIME-Version was, or else before the first Content- field, or at
-	// the end.
+	// The other fields keep their order. The MIME fields go first in a
+	// section of a multipart; in a message, where its MIME-Version was, or
+	// at the end.
 	at := -1
-	for i, f := range p.Header {
-		if !f.noColon && strings.EqualFold(f.Name, "mime-version") {
-			at = i
-			break
-		}
-	}
-	if at < 0 {
+	if top {
+		at = len(p.Header)
 		for i, f := range p.Header {
-			if !f.noColon && len(f.Name) >= 8 && strings.EqualFold(f.Name[:8], "content-") {
+			if !f.noColon && strings.EqualFold(f.Name, "mime-version") {
 				at = i
 				break
 			}
 		}
+	} else {
+		at = 0
 	}
 	written := false
 	for i, f := range p.Header {
@@ -75,6 +73,10 @@ func (r *runner) rewritePart(p *Part, top bool) {
 			written = true
 		}
 		if isMIMEField(f.Name) && !f.noColon {
+			continue
+		}
+		if f.noColon {
+			r.out.WriteString(f.Name + ": \n")
 			continue
 		}
 		r.out.Write(bytes.ReplaceAll(f.Raw, []byte("\r\n"), []byte("\n")))
@@ -110,13 +112,17 @@ func (r *runner) rewritePart(p *Part, top bool) {
 func (r *runner) contentTypeValue(p *Part) string {
 	var b strings.Builder
 	b.WriteString(p.ContentType)
-	if p.IsMultipart() {
+	multi := p.IsMultipart() && len(p.Children) > 0
+	if multi {
 		r.seq++
 		p.newBoundary = fmt.Sprintf("=_%s-%d-%d-%04d-%d", r.cfg.Hostname, r.cfg.PID, r.cfg.Now().Unix(), 1, r.seq+1)
 	}
 	hasCharset := false
 	for _, pr := range p.Params {
-		if pr.Name == "boundary" && p.IsMultipart() {
+		if pr.Name == "boundary" {
+			if !multi {
+				continue
+			}
 			b.WriteString(`; boundary="` + p.newBoundary + `"`)
 			continue
 		}
@@ -128,7 +134,11 @@ func (r *runner) contentTypeValue(p *Part) string {
 		b.WriteString("; " + pr.Name + "=" + quoteParam(v))
 	}
 	if !hasCharset && strings.HasPrefix(p.ContentType, "text/") {
-		b.WriteString("; charset=" + quoteParam(r.opt.charset))
+		cs := r.opt.charset
+		if p.charset != "" {
+			cs = strings.ToLower(p.charset)
+		}
+		b.WriteString("; charset=" + quoteParam(cs))
 	}
 	return b.String()
 }

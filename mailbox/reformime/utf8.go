@@ -14,11 +14,6 @@ func (r *runner) toUTF8() int {
 	var walk func(p *Part)
 	walk = func(p *Part) {
 		for _, f := range p.Header {
-			if f.noColon {
-				// Courier keeps the line end in the name of such a field.
-				fmt.Fprintf(r.out, "%s\n: \n", f.Name)
-				continue
-			}
 			fmt.Fprintf(r.out, "%s: %s\n", f.Name, decodeWords(unfold(f.Value)))
 		}
 		if len(p.Children) == 0 && !p.IsMultipart() && (strings.HasPrefix(p.ContentType, "text/") || p.ContentType == "message/delivery-status") {
