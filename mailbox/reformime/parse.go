@@ -38,10 +38,11 @@ type Part struct {
 	Boundary     string // for multiparts: the delimiter without "--"
 	rfc822       bool   // message/rfc822 (or message/global): one child
 	inHeader     bool
-	closed       bool   // a multipart's final delimiter was seen
-	closedEmpty  bool   // a final delimiter came before any section
-	newBoundary  string // the delimiter -r writes
-	uncounted    bool   // the header ended with the message: its last field does not count
+	closed       bool    // a multipart's final delimiter was seen
+	closedEmpty  bool    // a final delimiter came before any section
+	newBoundary  string  // the delimiter -r writes
+	rawParams    []Param // Params before RFC 2231 decoding, for -r
+	uncounted    bool    // the header ended with the message: its last field does not count
 	depth        int
 	headerBytes  int
 	has8bit      bool   // an 8-bit byte in the body
@@ -388,6 +389,8 @@ func (pr *parser) endHeader(p *Part, body int64, terminated bool) {
 				p.ContentType = typ
 			}
 			p.Params = mergeParams(p.Params, params)
+			_, raw := parseValueRaw(v)
+			p.rawParams = mergeParams(p.rawParams, raw)
 		}
 	}
 	if terminated && p.Parent != nil && p.Parent.ContentType == "multipart/digest" {
@@ -460,6 +463,12 @@ func stripComments(s string) string {
 // parameters. As Courier does, a backslash in a quoted string is kept as
 // written. RFC 2231 continuations are joined and their charset converted.
 func parseValue(v string) (string, []Param) {
+	typ, raw := parseValueRaw(v)
+	return typ, combineRFC2231(raw)
+}
+
+// parseValueRaw is parseValue without the RFC 2231 step.
+func parseValueRaw(v string) (string, []Param) {
 	v = stripComments(v)
 	head, rest, _ := strings.Cut(v, ";")
 	var raw []Param
@@ -509,7 +518,7 @@ func parseValue(v string) (string, []Param) {
 		}
 		raw = append(raw, Param{Name: name, Value: value})
 	}
-	return strings.ToLower(strings.Map(dropSpace, head)), combineRFC2231(raw)
+	return strings.ToLower(strings.Map(dropSpace, head)), raw
 }
 
 // combineRFC2231 joins "name*0", "name*1*"... into one "name" parameter,

@@ -294,11 +294,17 @@ func (r *runner) printInfo(p *Part, id string) int {
 		}
 	}
 	if p.mime {
-		// A field given twice is not shown, as Courier does.
+		// The last field of each counts; a Content-ID is shown in <>.
 		for _, h := range []string{"content-id", "content-description", "content-language", "content-md5"} {
-			if vs := p.Values(h); len(vs) == 1 {
-				fmt.Fprintf(w, "%s: %s\n", h, strings.TrimSpace(vs[0]))
+			vs := p.Values(h)
+			if len(vs) == 0 {
+				continue
 			}
+			v := strings.TrimSpace(vs[len(vs)-1])
+			if h == "content-id" {
+				v = "<" + strings.Trim(strings.Map(dropSpace, v), "<>") + ">"
+			}
+			fmt.Fprintf(w, "%s: %s\n", h, v)
 		}
 	}
 	start, body, end, lines, bodyLines := p.Pos()

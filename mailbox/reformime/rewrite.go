@@ -40,15 +40,14 @@ func (r *runner) rewritePart(p *Part, top bool) {
 
 	body := r.body(p)
 	var newBody []byte
+	var autoconv string
 	// A multipart without sections is written as a leaf.
 	leaf := len(p.Children) == 0
 	if leaf {
 		cte, conv, out := r.rewriteEncoding(p, body)
 		newBody = out
 		block.WriteString("Content-Transfer-Encoding: " + cte + "\n")
-		if conv != "" {
-			block.WriteString(conv)
-		}
+		autoconv = conv
 	}
 
 	// The other fields keep their order. The MIME fields go first in a
@@ -87,11 +86,15 @@ func (r *runner) rewritePart(p *Part, top bool) {
 	if !written {
 		r.out.Write(block.Bytes())
 	}
+	r.out.WriteString(autoconv)
 	r.out.WriteString("\n")
 
 	switch {
 	case leaf:
 		r.out.Write(newBody)
+		if top && p.Parent == nil && len(newBody) > 0 && newBody[len(newBody)-1] != '\n' {
+			r.out.WriteString("\n")
+		}
 	case p.rfc822:
 		for _, c := range p.Children {
 			r.rewritePart(c, true)
@@ -118,12 +121,8 @@ func (r *runner) contentTypeValue(p *Part) string {
 		p.newBoundary = fmt.Sprintf("=_%s-%d-%d-%04d-%d", r.cfg.Hostname, r.cfg.PID, r.cfg.Now().Unix(), 1, r.seq+1)
 	}
 	hasCharset := false
-	for _, pr := range p.Params {
+	for _, pr := range p.rawParams {
 		if pr.Name == "boundary" {
-			if !multi {
-				continue
-			}
-			b.WriteString(`; boundary="` + p.newBoundary + `"`)
 			continue
 		}
 		v := pr.Value
@@ -133,19 +132,22 @@ func (r *runner) contentTypeValue(p *Part) string {
 		}
 		b.WriteString("; " + pr.Name + "=" + quoteParam(v))
 	}
-	if !hasCharset && strings.HasPrefix(p.ContentType, "text/") {
+	if !hasCharset && (p.charset != "" || strings.HasPrefix(p.ContentType, "text/")) {
 		cs := r.opt.charset
 		if p.charset != "" {
 			cs = strings.ToLower(p.charset)
 		}
 		b.WriteString("; charset=" + quoteParam(cs))
 	}
+	if multi {
+		b.WriteString(`; boundary="` + p.newBoundary + `"`)
+	}
 	return b.String()
 }
 
 // quoteParam quotes a parameter value that is not a token (RFC 2045 5.1).
 func quoteParam(v string) string {
-	if v != "" && !strings.ContainsAny(v, " \t()<>@,;:\\\"/[]?=.") {
+	if v != "" && !strings.ContainsAny(v, " \t()<>@,;:\\\"/[]?=.'%") {
 		return v
 	}
 	return `"` + strings.ReplaceAll(strings.ReplaceAll(v, `\`, `\\`), `"`, `\"`) + `"`

@@ -17,9 +17,9 @@ func (r *runner) headerOption(opt byte, v string) {
 	var s string
 	switch opt {
 	case 'h':
-		s = fromUTF8(r.opt.charset, decodeWords(v))
+		s = fromUTF8(r.opt.charset, decodeWords(v, r.opt.charset))
 	case 'H':
-		s = fromUTF8(r.opt.charset, joinAddresses(decodeAddresses(v), ", \n", " \n"))
+		s = fromUTF8(r.opt.charset, joinAddresses(decodeAddresses(v, r.opt.charset), ", \n", " \n"))
 	case 'o':
 		s = encodeText(v, r.opt.charset)
 	case 'O':
@@ -67,13 +67,13 @@ func fromUTF8(charset, s string) string {
 // to UTF-8. Blanks between two encoded-words go (RFC 2047 6.2); a word in
 // a charset that is not known is decoded as it is, after a note, as
 // Courier writes it.
-func decodeWords(v string) string {
+func decodeWords(v, target string) string {
 	var b strings.Builder
 	pendingSpace := ""
 	lastEncoded := false
 	for i := 0; i < len(v); {
 		if strings.HasPrefix(v[i:], "=?") {
-			if text, n, ok := decodeWord(v[i:]); ok {
+			if text, n, ok := decodeWord(v[i:], target); ok {
 				if !lastEncoded {
 					b.WriteString(pendingSpace)
 				}
@@ -106,7 +106,7 @@ func decodeWords(v string) string {
 }
 
 // decodeWord decodes one "=?charset?B|Q?text?=" at the start of s.
-func decodeWord(s string) (string, int, bool) {
+func decodeWord(s, target string) (string, int, bool) {
 	rest := s[2:]
 	q1 := strings.IndexByte(rest, '?')
 	if q1 < 0 || q1+2 >= len(rest) || rest[q1+2] != '?' {
@@ -134,7 +134,7 @@ func decodeWord(s string) (string, int, bool) {
 	}
 	n := 2 + q1 + 3 + end + 2
 	if !isUTF8Name(charset) && lookupCharset(charset) == nil {
-		return "[unknown character set: " + charset + " -> UTF-8]", n, true
+		return "[unknown character set: " + charset + " -> " + target + "]", n, true
 	}
 	return mime.ToUTF8(charset, raw), n, true
 }
@@ -317,18 +317,18 @@ func quoteName(n string) string {
 }
 
 // decodeAddresses is -H: each address on its line, names decoded.
-func decodeAddresses(v string) []string {
+func decodeAddresses(v, target string) []string {
 	var out []string
 	for _, a := range splitAddresses(v) {
 		if name, rest, ok := phrase(strings.TrimSuffix(a, ",")); ok {
-			s := quoteName(decodeWords(name)) + " " + rest
+			s := quoteName(decodeWords(name, target)) + " " + rest
 			if strings.HasSuffix(a, ",") {
 				s += ","
 			}
 			out = append(out, s)
 			continue
 		}
-		out = append(out, decodeWords(a))
+		out = append(out, decodeWords(a, target))
 	}
 	return joinFix(out)
 }

@@ -14,16 +14,16 @@ func (r *runner) toUTF8() int {
 	var walk func(p *Part)
 	walk = func(p *Part) {
 		for _, f := range p.Header {
-			fmt.Fprintf(r.out, "%s: %s\n", f.Name, decodeWords(unfold(f.Value)))
+			fmt.Fprintf(r.out, "%s: %s\n", f.Name, decodeWords(unfoldSpace(f.Value), "utf-8"))
 		}
 		if len(p.Children) == 0 && !p.IsMultipart() && (strings.HasPrefix(p.ContentType, "text/") || p.ContentType == "message/delivery-status") {
-			cs := "us-ascii"
+			cs := defaultCharset(r.cfg.Env)
 			if v, ok := p.Param("charset"); ok && v != "" {
 				cs = v
 			} else if p.charset != "" {
 				cs = p.charset
 			}
-			r.out.WriteString(mime.ToUTF8(cs, decodeBody(p.CTE, r.body(p))))
+			r.out.WriteString(validUTF8(mime.ToUTF8(cs, decodeBody(p.CTE, r.body(p)))))
 		}
 		for _, c := range p.Children {
 			walk(c)
@@ -31,4 +31,16 @@ func (r *runner) toUTF8() int {
 	}
 	walk(r.root)
 	return 0
+}
+
+// validUTF8 drops the bytes that are not UTF-8, as Courier's conversion
+// does.
+func validUTF8(s string) string {
+	return strings.ToValidUTF8(s, "")
+}
+
+// unfoldSpace joins folded lines with a space, as -u shows them.
+func unfoldSpace(v string) string {
+	v = strings.ReplaceAll(v, "\r\n", "\n")
+	return strings.ReplaceAll(v, "\n", " ")
 }
