@@ -81,21 +81,21 @@ func (r *runner) extractSection(p *Part, id string) int {
 }
 
 // saveSection writes data to prefix+name, never over an existing file:
-// when the name is taken, prefix+"1-"+name, "2-"... are tried.
+// when the name is taken, prefix+"N-"+name is tried with the next N.
 func (r *runner) saveSection(prefix, name string, data []byte) int {
-	for i := 0; i < 10000; i++ {
-		fn := prefix + name
-		if i > 0 {
-			fn = prefix + strconv.Itoa(i) + "-" + name
-		}
+	fn := prefix + name
+	for tries := 0; tries < 10000; tries++ {
 		path := fn
 		if r.cfg.Dir != "" && !filepath.IsAbs(fn) {
 			path = filepath.Join(r.cfg.Dir, fn)
 		}
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if errors.Is(err, os.ErrExist) {
-			r.out.Flush()
-			fmt.Fprintf(r.stderr, "%s exists.\n", fn)
+			// As Courier does: said on standard output, and the next
+			// name from one counter for the whole run.
+			fmt.Fprintf(r.out, "%s exists.\n", fn)
+			r.taken++
+			fn = prefix + strconv.Itoa(r.taken) + "-" + name
 			continue
 		}
 		if err != nil {
@@ -108,6 +108,7 @@ func (r *runner) saveSection(prefix, name string, data []byte) int {
 			err = cerr
 		}
 		if err != nil {
+			r.out.Flush()
 			fmt.Fprintf(r.stderr, "%s: %v\n", fn, errText(err))
 			return 1
 		}

@@ -30,19 +30,22 @@ func ReformimeMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 
 // options is the parsed command line.
 type options struct {
-	info, decode bool
-	rewrite      int // 0 none, 1 -r, 7 -r7, 8 -r8
-	digest       bool
-	dsn          int // 1 -d, 2 -D
-	extract      int // 1 -x, 2 -X
-	prefix       string
-	prefixSet    bool
-	program      []string
-	sections     string
-	charset      string
-	utf8         bool
-	headerDone   bool // a -h, -H, -o or -O ran: stdin is not read
-	digestFiles  []string
+	info, decode  bool
+	rewrite       int // 0 none, 1 -r, 7 -r7, 8 -r8
+	digest        bool
+	dsn           int // 1 -d, 2 -D
+	extract       int // 1 -x, 2 -X
+	prefix        string
+	prefixSet     bool
+	program       []string
+	sections      string
+	charset       string
+	utf8          bool
+	headerDone    bool // a -h, -H, -o or -O was given: stdin is not read
+	headerOp      byte
+	headerArg     string
+	headerCharset string
+	digestFiles   []string
 }
 
 const usageText = `Usage: reformime [options]
@@ -131,8 +134,10 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader, stdout
 			o.program = args[i+1:]
 			i = len(args)
 		case 'h', 'H', 'o', 'O':
+			// Courier prints only the last of these, with the charset
+			// given before it.
 			needArg()
-			r.headerOption(a[1], optarg)
+			o.headerOp, o.headerArg, o.headerCharset = a[1], optarg, o.charset
 			o.headerDone = true
 		default:
 			fmt.Fprint(stderr, usageText)
@@ -140,6 +145,8 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader, stdout
 		}
 	}
 	if o.headerDone {
+		o.charset = o.headerCharset
+		r.headerOption(o.headerOp, o.headerArg)
 		return 0
 	}
 	if o.digest {
@@ -180,6 +187,7 @@ type runner struct {
 	msg    []byte
 	root   *Part
 	seq    int // counter for generated file names
+	taken  int // counter for the names tried when one is taken
 }
 
 func (r *runner) printStructure(p *Part, id string) {
@@ -308,8 +316,13 @@ func (r *runner) printInfo(p *Part, id string) int {
 		}
 	}
 	start, body, end, lines, bodyLines := p.Pos()
-	fmt.Fprintf(w, "starting-pos: %d\nstarting-pos-body: %d\nending-pos: %d\nline-count: %d\nbody-line-count: %d\n\n",
+	fmt.Fprintf(w, "starting-pos: %d\nstarting-pos-body: %d\nending-pos: %d\nline-count: %d\nbody-line-count: %d\n",
 		start, body, end, lines, bodyLines)
+	if r.opt.sections == "" {
+		// Courier separates the sections with a blank line only when
+		// it lists them all.
+		w.WriteString("\n")
+	}
 	return 0
 }
 
