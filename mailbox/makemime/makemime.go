@@ -24,6 +24,9 @@ type Config struct {
 	Now func() time.Time // for boundaries
 	PID int
 	Dir string // directory relative file names are read and written in ("" is the current one)
+	// Confined refuses file descriptors and names outside Dir (for the
+	// fuzz test, which must not touch anything else).
+	Confined bool
 }
 
 // MakemimeMain runs makemime with args (without the program name) and
@@ -64,7 +67,9 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader, stdout
 		cfg.Now = time.Now
 	}
 	m := &maker{cfg: cfg, stdin: bufio.NewReader(stdin), stderr: stderr}
-	if len(args) == 1 && strings.HasPrefix(args[0], "@") {
+	// An @file replaces the whole command line; what follows it is
+	// ignored, as Courier does.
+	if len(args) >= 1 && strings.HasPrefix(args[0], "@") {
 		var err error
 		args, err = m.readArgFile(args[0][1:])
 		if err != nil {
@@ -193,7 +198,7 @@ func parseJob(args []string, depth int) (*job, []string, error) {
 		if err != nil {
 			return err
 		}
-		if len(rest) == 0 || rest[0] != ")" || sub.hasOutput {
+		if len(rest) == 0 || rest[0] != ")" {
 			return errUsage
 		}
 		args = rest[1:]
@@ -284,6 +289,9 @@ func (j *job) want() int {
 
 // path resolves a file name against the configured directory.
 func (m *maker) path(name string) string {
+	if m.cfg.Confined && (strings.Contains(name, "/") || strings.HasPrefix(name, ".")) {
+		return m.cfg.Dir + "/refused-name"
+	}
 	if m.cfg.Dir != "" && !strings.HasPrefix(name, "/") {
 		return m.cfg.Dir + "/" + name
 	}
@@ -291,6 +299,9 @@ func (m *maker) path(name string) string {
 }
 
 func (m *maker) openFD(n string) (*os.File, error) {
+	if m.cfg.Confined {
+		return nil, fmt.Errorf("&%s: Bad file descriptor", n)
+	}
 	fd, err := strconv.Atoi(n)
 	if err != nil || fd < 0 {
 		return nil, fmt.Errorf("&%s: Bad file descriptor", n)
@@ -305,7 +316,12 @@ func (m *maker) openFD(n string) (*os.File, error) {
 // read returns an input's bytes.
 func (m *maker) read(in input) ([]byte, error) {
 	if in.sub != nil {
-		return m.build(in.sub)
+		out, err := m.build(in.sub)
+		if err != nil || in.sub.output == "" {
+			return out, err
+		}
+		// A nested job with -o writes there; what reads it gets nothing.
+		return nil, m.write(in.sub.output, out, io.Discard)
 	}
 	switch {
 	case in.file == "-" || in.file == "&0":
