@@ -161,6 +161,8 @@ func TestCourierMakemime(t *testing.T) {
 		[]string{"-m", "multipart/mixed", "(", "-c", "text/plain", "-o", "x", "text.txt", ")"},
 		[]string{"-c", "text/plain", "(", "-c", "text/html", "text.txt"},
 		[]string{"-c", "text/plain", "-Z", "text.txt"},
+		[]string{"-e", "7bit", "-c", "text/plain", "text.txt"},
+		[]string{"-a", "X: y", "-m", "multipart/mixed", "section.txt"},
 	)
 	for _, args := range cases {
 		name := fmt.Sprintf("%q", args)

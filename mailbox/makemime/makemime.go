@@ -224,6 +224,9 @@ func parseJob(args []string, depth int) (*job, []string, error) {
 			continue
 		}
 		args = args[1:]
+		if j.mode == 0 && a[1] != 'c' && a[1] != 'm' && a[1] != 'j' {
+			return nil, nil, errUsage // -c, -m or -j comes first
+		}
 		var err error
 		var v string
 		switch a[1] {
