@@ -118,7 +118,9 @@ func (r *runner) saveSection(prefix, name string, data []byte) int {
 }
 
 // askAndSave is interactive -x: the content type is shown, a "y" answer
-// extracts, and the file name is asked for with a default.
+// extracts, and the file name is asked for, with the name -xPREFIX would
+// use as the default (as Courier's reformime does; its manual says
+// attachmentN.dat).
 func (r *runner) askAndSave(p *Part, data []byte) int {
 	tty := r.cfg.TTY
 	if tty == nil {
@@ -136,11 +138,7 @@ func (r *runner) askAndSave(p *Part, data []byte) int {
 		br = bufio.NewReader(tty)
 		r.cfg.TTY = br
 	}
-	r.seq++
-	def := p.suggestedName()
-	if def == "" {
-		def = fmt.Sprintf("attachment%d.dat", r.seq)
-	}
+	def := r.defaultName(p)
 	fmt.Fprintf(r.out, "Extract %s? ", p.ContentType)
 	r.out.Flush()
 	ans, err := br.ReadString('\n')

@@ -84,3 +84,31 @@ func TestExtractErrors(t *testing.T) {
 		t.Errorf("-e with no -s: exit %d", code)
 	}
 }
+
+// TestInteractiveExtract: -x without a prefix asks for each section and
+// saves the ones answered "y", under the name given or the default.
+func TestInteractiveExtract(t *testing.T) {
+	msg, err := os.ReadFile("testdata/corpus/nested.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	cfg := Config{Env: []string{"LANG=C.UTF-8"}, Now: func() time.Time { return time.Unix(1700000000, 0) }, Hostname: "h", PID: 7, Dir: dir,
+		TTY: strings.NewReader("y\n\ny\nmyname\nn\n")}
+	if code := Run(context.Background(), cfg, []string{"-s", "1.1,1.2,1.3.1", "-x"}, bytes.NewReader(msg), &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	want := "Extract text/plain? Filename [1700000000.7-0.h]: Extract application/octet-stream? Filename [file_one.txt]: Extract text/plain? "
+	if out.String() != want {
+		t.Errorf("prompts %q, want %q", out.String(), want)
+	}
+	for name, content := range map[string]string{"1700000000.7-0.h": "Hello é world\nsecond line", "myname": "hello world\n"} {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(b) != content {
+			t.Errorf("%s: %q, %v", name, b, err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("%d files written, want 2", len(entries))
+	}
+}
