@@ -106,6 +106,9 @@ var knownDifferences = map[string]string{
 	"wrong-boundary.eml -r":   "multipart without sections: Courier rewrites its body as a message",
 	"wrong-boundary.eml -r7":  "multipart without sections: Courier rewrites its body as a message",
 	"wrong-boundary.eml -r8":  "multipart without sections: Courier rewrites its body as a message",
+	"too-deep.eml -r":         "multipart without sections: Courier rewrites its body as a message",
+	"too-deep.eml -r7":        "multipart without sections: Courier rewrites its body as a message",
+	"too-deep.eml -r8":        "multipart without sections: Courier rewrites its body as a message",
 	"cte-inherit.eml -u":      "-u on a text section whose base64 encoding is inherited from its multipart",
 	"duplicate-fields.eml -u": "-u with two Content-Transfer-Encoding fields",
 }

@@ -11,8 +11,8 @@ import (
 
 // Limits that keep a hostile message from costing more than a sane one.
 const (
-	maxParts      = 10000 // sections past this are not created
-	maxDepth      = 64    // deeper nesting is kept as a leaf
+	maxParts      = 300 // Courier's limit (sections and multipart preambles): past it, the rest of the message is ignored
+	maxDepth      = 64  // deeper nesting is kept as a leaf
 	maxHeaderSize = 1 << 20
 )
 
@@ -45,7 +45,6 @@ type Part struct {
 	uncounted    bool    // the header ended with the message: its last field does not count
 	depth        int
 	headerBytes  int
-	has8bit      bool   // an 8-bit byte in the body
 	headerLines  int    // complete header lines read
 	headerEnd    int64  // end of the last one, without its newline
 	charset      string // inherited from the enclosing multipart
@@ -171,7 +170,7 @@ type parser struct {
 // message; broken MIME is read as Courier reads it.
 func Parse(msg []byte) *Part {
 	root := &Part{inHeader: true}
-	pr := &parser{root: root, nparts: 1}
+	pr := &parser{root: root}
 	for len(msg) > 0 {
 		i := bytes.IndexByte(msg, '\n')
 		var line []byte
@@ -225,6 +224,9 @@ func update(p *Part, cnt, n int64, lines int64) {
 }
 
 func (pr *parser) doLine(line []byte) {
+	if pr.nparts > maxParts {
+		return // as Courier does: a message this complex is read no further
+	}
 	cnt := int64(len(line))
 	complete := cnt > 0 && line[cnt-1] == '\n'
 	text := line
@@ -288,14 +290,6 @@ func (pr *parser) doLine(line []byte) {
 		update(p, cnt, n, 1)
 		p.headerEnd = p.endBody
 		return
-	}
-	if !p.has8bit {
-		for _, c := range text {
-			if c >= 0x80 {
-				p.has8bit = true
-				break
-			}
-		}
 	}
 	// A line read in a multipart (its preamble or epilogue) or in one of
 	// its sections leaves its line end to the delimiter that may follow.
@@ -398,12 +392,10 @@ func (pr *parser) endHeader(p *Part, body int64, terminated bool) {
 			p.ContentType = "message/rfc822"
 		}
 	}
-	if p.depth >= maxDepth || pr.nparts >= maxParts {
-		return
-	}
 	if strings.HasPrefix(p.ContentType, "multipart/") {
 		if b, ok := p.Param("boundary"); ok && b != "" {
 			p.Boundary = b
+			pr.nparts++ // Courier counts the preamble as a part
 		}
 		return
 	}
