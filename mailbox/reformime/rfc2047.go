@@ -90,16 +90,13 @@ func decodeWords(v, target string) string {
 			i++
 			continue
 		}
+		// Encoded-words are found anywhere, even glued to other text or
+		// inside quotes, as Courier finds them.
 		b.WriteString(pendingSpace)
 		pendingSpace = ""
-		// A plain word runs to the next blank.
-		j := i
-		for j < len(v) && v[j] != ' ' && v[j] != '\t' && v[j] != '\r' && v[j] != '\n' {
-			j++
-		}
-		b.WriteString(v[i:j])
+		b.WriteByte(c)
 		lastEncoded = false
-		i = j
+		i++
 	}
 	b.WriteString(pendingSpace)
 	return b.String()
@@ -107,6 +104,11 @@ func decodeWords(v, target string) string {
 
 // decodeWord decodes one "=?charset?B|Q?text?=" at the start of s.
 func decodeWord(s, target string) (string, int, bool) {
+	// An encoded-word longer than this is not looked for, so that a value
+	// full of stray "=?" costs linear time (RFC 2047 2 allows 75).
+	if len(s) > maxEncodedWord {
+		s = s[:maxEncodedWord]
+	}
 	rest := s[2:]
 	q1 := strings.IndexByte(rest, '?')
 	if q1 < 0 || q1+2 >= len(rest) || rest[q1+2] != '?' {
@@ -188,6 +190,9 @@ func encodeText(v, charset string) string {
 	}
 	return b.String()
 }
+
+// maxEncodedWord bounds the encoded-words decodeWord finds.
+const maxEncodedWord = 4096
 
 // maxWordText bounds the text of one encoded-word, so that none is longer
 // than RFC 2047 2's 75 characters.

@@ -11,8 +11,12 @@ import (
 // text of its text/* body, decoded and converted to UTF-8, one after the
 // other, for a search to read.
 func (r *runner) toUTF8() int {
+	stop := false
 	var walk func(p *Part)
 	walk = func(p *Part) {
+		if stop {
+			return
+		}
 		for _, f := range p.Header {
 			fmt.Fprintf(r.out, "%s: %s\n", f.Name, decodeWords(unfoldSpace(f.Value), "utf-8"))
 		}
@@ -22,6 +26,12 @@ func (r *runner) toUTF8() int {
 				cs = v
 			} else if p.charset != "" {
 				cs = p.charset
+			}
+			if !isUTF8Name(cs) && lookupCharset(cs) == nil {
+				// Courier's conversion fails on a charset it does not
+				// know, and that ends the output.
+				stop = true
+				return
 			}
 			r.out.WriteString(validUTF8(mime.ToUTF8(cs, decodeBody(p.CTE, r.body(p)))))
 		}
