@@ -20,7 +20,7 @@ func (r *runner) toUTF8() int {
 		for _, f := range p.Header {
 			fmt.Fprintf(r.out, "%s: %s\n", f.Name, decodeWords(unfoldSpace(f.Value), "utf-8"))
 		}
-		if len(p.Children) == 0 && !p.IsMultipart() && (strings.HasPrefix(p.ContentType, "text/") || p.ContentType == "message/delivery-status") {
+		if len(p.Children) == 0 && !p.IsMultipart() && (strings.HasPrefix(p.ContentType, "text/") || strings.HasPrefix(p.ContentType, "message/")) {
 			cs := defaultCharset(r.cfg.Env)
 			if v, ok := p.Param("charset"); ok && v != "" {
 				cs = v
