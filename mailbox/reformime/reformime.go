@@ -98,6 +98,10 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader, stdout
 		switch a[1] {
 		case 'c':
 			needArg()
+			if !isUTF8Name(optarg) && lookupCharset(optarg) == nil {
+				fmt.Fprintf(stderr, "Unknown charset: %s\n", optarg)
+				return 1
+			}
 			o.charset = optarg
 		case 's':
 			needArg()
@@ -274,7 +278,7 @@ func (r *runner) charsetOf(p *Part) string {
 	if p.charset != "" {
 		return strings.ToLower(p.charset)
 	}
-	return defaultCharset(r.cfg.Env)
+	return r.opt.charset
 }
 
 // cte is the transfer encoding -i shows: as written, or 8bit.

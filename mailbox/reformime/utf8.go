@@ -21,7 +21,7 @@ func (r *runner) toUTF8() int {
 			fmt.Fprintf(r.out, "%s: %s\n", f.Name, decodeWords(unfoldSpace(f.Value), "utf-8"))
 		}
 		if len(p.Children) == 0 && !p.IsMultipart() && (strings.HasPrefix(p.ContentType, "text/") || strings.HasPrefix(p.ContentType, "message/")) {
-			cs := defaultCharset(r.cfg.Env)
+			cs := r.opt.charset
 			if v, ok := p.Param("charset"); ok && v != "" {
 				cs = v
 			} else if p.charset != "" {
