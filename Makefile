@@ -3,13 +3,16 @@ GO      ?= go
 BIN     := bin/postern
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PKGS    := ./...
+# The PAM authentication module needs libpam's headers (Debian:
+# libpam0g-dev) and cgo; without them Postern is built without it.
+TAGS    ?= $(shell test -e /usr/include/security/pam_appl.h && $(GO) env CGO_ENABLED | grep -q 1 && echo pam)
 
 .PHONY: all build run test test-race vet fuzz bench clean
 
 all: build
 
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/postern
+	$(GO) build -tags "$(TAGS)" -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/postern
 	$(GO) build -o bin/smtpload ./bench/smtpload
 	$(GO) build -o bin/imapload ./bench/imapload
 	$(GO) build -o bin/smtpfloor ./bench/smtpfloor
@@ -23,9 +26,9 @@ run: build
 # 127.0.0.1, real Maildirs in temporary directories), then the core packages
 # again under the race detector.
 test: build
-	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 15m $(PKGS)
-	$(GO) test -count=1 -race -timeout 15m ./policy/... ./mailbox/maildir/... ./gateway/... ./server/...
+	$(GO) vet -tags "$(TAGS)" $(PKGS)
+	$(GO) test -tags "$(TAGS)" -count=1 -timeout 15m $(PKGS)
+	$(GO) test -tags "$(TAGS)" -count=1 -race -timeout 15m ./policy/... ./mailbox/maildir/... ./gateway/... ./server/...
 
 # A short run of every fuzz target (seeds live in each package's testdata/fuzz).
 fuzz:

@@ -3,8 +3,9 @@
 // in?", and where the delivery agent asks "where does this user's mail go?".
 //
 // It plays the role of Courier's authdaemon. The service holds an ordered list
-// of modules (userdb first; PAM, SQL and LDAP later); a lookup or a login goes
-// to each module in turn until one knows the user. A module that cannot answer
+// of modules (the userdb, the SQL modules authmysql and authpgsql,
+// authldap and authpam, in the order of the authmodulelist setting); a lookup or a
+// login goes to each module in turn until one knows the user. A module that cannot answer
 // right now (database down) returns an error wrapping ErrTemporary, which the
 // protocols turn into a temporary failure (4xx, NO [UNAVAILABLE], -ERR [SYS/TEMP])
 // rather than "no such user".
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 )
 
 // Errors a module returns; callers test them with errors.Is.
@@ -87,24 +89,38 @@ type Module interface {
 	Authenticate(ctx context.Context, service, name, password string) (*Account, error)
 }
 
+// PasswordSetter is a module that can change an account's password
+// (Courier's authpasswd, authtest's third argument).
+type PasswordSetter interface {
+	// SetPassword replaces the password that guards service for a, an
+	// account this module returned.
+	SetPassword(ctx context.Context, a *Account, service, newPassword string) error
+}
+
 // Service asks its modules in order.
 type Service struct {
-	modules []Module
-	guard   *Guard // counts failed logins of AuthenticateFrom; may be nil
+	modules atomic.Pointer[[]Module] // swapped whole at a reload
+	guard   *Guard                   // counts failed logins of AuthenticateFrom; may be nil
 }
 
 // NewService returns a service that consults modules in the given order.
 func NewService(modules ...Module) *Service {
-	return &Service{modules: modules}
+	s := &Service{}
+	s.modules.Store(&modules)
+	return s
 }
 
 // Modules returns the modules in the order they are asked.
-func (s *Service) Modules() []Module { return s.modules }
+func (s *Service) Modules() []Module { return *s.modules.Load() }
+
+// SetModules replaces the modules (a reload that changed authmodulelist or
+// a module's settings). Lookups already running finish with the old ones.
+func (s *Service) SetModules(modules ...Module) { s.modules.Store(&modules) }
 
 // Lookup finds the account for name in the first module that knows it.
 func (s *Service) Lookup(ctx context.Context, name string) (*Account, error) {
 	var tempErr error
-	for _, m := range s.modules {
+	for _, m := range s.Modules() {
 		a, err := m.Lookup(ctx, name)
 		switch {
 		case err == nil:
@@ -130,7 +146,7 @@ func (s *Service) Lookup(ctx context.Context, name string) (*Account, error) {
 // ErrDisabled even when the password matches.
 func (s *Service) Authenticate(ctx context.Context, service, name, password string) (*Account, error) {
 	var tempErr error
-	for _, m := range s.modules {
+	for _, m := range s.Modules() {
 		a, err := m.Authenticate(ctx, service, name, password)
 		switch {
 		case err == nil:

@@ -465,6 +465,8 @@ func (s *session) receivedHeader(c *smtpd.ConnInfo, now time.Time) []byte {
 	}
 	client := "[" + addrString(c.RemoteAddr) + "]"
 	switch {
+	case !c.RemoteAddr.IsValid() && s.b.mode == ModeLMTP && c.PeerUID >= 0:
+		client = fmt.Sprintf("local socket, uid %d", c.PeerUID)
 	case !c.RemoteAddr.IsValid() && s.b.mode == ModeLMTP:
 		client = "local socket"
 	case s.b.localUser != "":

@@ -97,6 +97,10 @@ type addrItem struct {
 	addr       string // "local@domain"; empty for group markers and bare names
 	groupStart bool
 	groupEnd   bool
+	// prefix is text maildrop writes before this item: the comment that
+	// followed the previous item's <address> (see parseMailbox). An item
+	// with only a prefix is such a comment at the end of the list.
+	prefix string
 }
 
 func isSpecial(t addrTok, c string) bool { return t.kind == atSpecial && t.text == c }
@@ -107,9 +111,11 @@ func parseAddressList(s string) []addrItem {
 	var items []addrItem
 	var cur []addrTok
 	inGroup := false
+	carry := ""
 	flush := func() {
 		if len(cur) > 0 {
 			if it, ok := parseMailbox(cur); ok {
+				it.prefix, carry = carry, trailingComment(cur)
 				items = append(items, it)
 			}
 		}
@@ -139,7 +145,28 @@ func parseAddressList(s string) []addrItem {
 		}
 	}
 	flush()
+	if carry != "" {
+		items = append(items, addrItem{prefix: carry})
+	}
 	return items
+}
+
+// trailingComment is what maildrop 2.9.3 makes of comments after a
+// mailbox's <address>: not part of the mailbox, but the last one's text and
+// a blank, written before the next item ("Name <a@b> (c)" shows as
+// "Name <a@b>, c ").
+func trailingComment(toks []addrTok) string {
+	gt := lastIndexSpecial(toks, ">")
+	if gt < 0 {
+		return ""
+	}
+	c := ""
+	for _, t := range toks[gt+1:] {
+		if t.kind == atComment {
+			c = strings.TrimSpace(t.text) + " "
+		}
+	}
+	return decode2047(c)
 }
 
 func containsAt(toks []addrTok) bool {
@@ -164,6 +191,10 @@ func phraseText(toks []addrTok) string {
 		case atQuoted:
 			quoted++
 			words = append(words, `"`+decode2047(t.text)+`"`)
+		case atComment:
+			// A comment in the phrase stays in the name, as in
+			// maildrop 2.9.3 ("(pre) Name <a@b>").
+			words = append(words, "("+strings.TrimSpace(t.text)+")")
 		case atSpecial:
 			if t.text == "." && len(words) > 0 {
 				words[len(words)-1] += "."
@@ -181,6 +212,9 @@ func parseMailbox(toks []addrTok) (addrItem, bool) {
 	var it addrItem
 	lastComment := ""
 	for _, t := range toks {
+		if isSpecial(t, ">") {
+			break // comments after <address> are not this mailbox's
+		}
 		if t.kind == atComment {
 			lastComment = strings.TrimSpace(t.text)
 		}
@@ -280,15 +314,18 @@ func canonicalAddressList(s string) string {
 			first = true
 			continue
 		case it.groupEnd:
+			// maildrop writes the next item right after the ";".
 			b.WriteString(";")
-			first = false
+			first = true
 			continue
 		}
 		if !first {
 			b.WriteString(", ")
 		}
 		first = false
+		b.WriteString(it.prefix)
 		switch {
+		case it.addr == "" && it.name == "":
 		case it.addr == "":
 			b.WriteString(it.name)
 		case it.name != "":

@@ -125,7 +125,7 @@ func runFilterLikeMaildrop(t *testing.T, work string, stdout *bytes.Buffer) int 
 func deliverForTest(ctx context.Context, work string, d Delivery) (int, error) {
 	dest := strings.TrimSpace(d.Dest)
 	if strings.HasPrefix(dest, "|") {
-		res, err := ExecCommand(ctx, Command{Kind: "pipe", Cmd: strings.TrimSpace(dest[1:]), Shell: "/bin/sh", Dir: work, Env: []string{"PATH=/usr/bin:/bin"}, Stdin: d.Message.Bytes()})
+		res, err := ExecCommand(ctx, Command{Kind: "pipe", Cmd: strings.TrimSpace(dest[1:]), Shell: "/bin/sh", Dir: work, Env: []string{"PATH=/usr/bin:/bin"}, Stdin: d.Message.Output()})
 		return res.Code, err
 	}
 	path := dest
@@ -147,7 +147,7 @@ func deliverForTest(ctx context.Context, work string, d Delivery) (int, error) {
 	}
 	flags := []byte(strings.ToUpper(d.Flags))
 	sort.Slice(flags, func(i, j int) bool { return flags[i] < flags[j] })
-	_, err = md.Deliver(folder, bytes.NewReader(d.Message.Bytes()), maildir.DeliverOptions{Flags: string(flags)})
+	_, err = md.Deliver(folder, bytes.NewReader(d.Message.Output()), maildir.DeliverOptions{Flags: string(flags)})
 	return 0, err
 }
 

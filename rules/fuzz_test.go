@@ -14,6 +14,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("if (/^Subject: (.*)/:h)\n{\n  to \"./Maildir/.$MATCH1\"\n}\n"))
 	f.Add([]byte("A=1; while ($A < 3)\n{\n  A=$A+1\n}\nexit\n"))
 	f.Add([]byte("foreach (getaddr $MATCH) =~ /.+/\n{\n echo $MATCH\n}\n"))
+	f.Add([]byte("A=(/x/:wHq,1,2)\nB=(/([a-z/)\nP=\"(\"\nC=(/$P/:b)\nD=`echo \\$X \\` '$Y'`\nE=\"a\\$b\"\necho \"$A$B$C$D$E\"\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		prog, err := Parse("fuzz", src)
 		if err != nil {
@@ -55,8 +56,19 @@ func FuzzMessage(f *testing.F) {
 	f.Add([]byte(testMessage))
 	f.Add([]byte("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\nGr=FC=DFe\n--b--\n"))
 	f.Add([]byte("To: \"A, B\" <a@b>, (c) d@e, g: h@i;\nFrom: =?UTF-8?B?SsO2ZQ==?= <e@b>\n\n"))
+	f.Add([]byte("Subject: no body\nFrom: x\xff"))
+	f.Add([]byte("To: N <a@b.c> (c1) (c2), g: a@b.c;x@y.z, (pre) \"Q\" (c) <d@e>\nSubject: =?UTF-8?Q?a?= =?bogus?Q?f?= =?x?B?!!?=\n\n"))
+	f.Add([]byte("From x Mon\nSubject: s\n\nbody\nFrom y\nlast"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		m := NewMessage(raw)
+		if out := m.Output(); len(out) > 0 && out[len(out)-1] != '\n' {
+			t.Fatalf("Output does not end in a line feed: %q", out)
+		}
+		if m.Lines() < 0 || m.Lines() > len(raw) {
+			t.Fatalf("Lines %d for %d bytes", m.Lines(), len(raw))
+		}
+		logHeader(raw, "Subj")
+		mboxQuotedLines(raw)
 		v := m.v()
 		for _, f := range v.top {
 			addresses(f.value)

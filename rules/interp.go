@@ -132,6 +132,9 @@ type Env struct {
 	ReadFile func(name string) ([]byte, error)
 	// Stdout receives echo output; nil discards it.
 	Stdout io.Writer
+	// Stderr receives warnings that do not stop the run (a pattern that
+	// is not a regular expression); nil discards them.
+	Stderr io.Writer
 	// Trace, when set, is told about every step.
 	Trace func(Step)
 	// Now is the clock for time and log records; nil means time.Now.
@@ -235,6 +238,9 @@ func (s *Session) Run(ctx context.Context, p *Program) error {
 	}
 	if s.ctx == nil {
 		s.ctx, s.cancel = context.WithTimeout(ctx, s.lim.Timeout)
+	}
+	if err := s.refuseEmbedded(p); err != nil {
+		return err
 	}
 	fr := &frame{file: p.File}
 	err := s.block(fr, p.body)
@@ -340,6 +346,28 @@ func (s *Session) setVar(fr *frame, pos Pos, name, value string) error {
 	}
 	s.vars[name] = value
 	return nil
+}
+
+// refuseEmbedded refuses, in embedded mode, a whole file that holds a
+// statement the mode does not allow, before any of it runs, as maildrop -m
+// does; files included from the trusted directory are exempt.
+func (s *Session) refuseEmbedded(p *Program) error {
+	if !s.env.Embedded || s.trusted > 0 {
+		return nil
+	}
+	return p.EmbeddedRefusal()
+}
+
+// EmbeddedRefusal says why embedded mode (maildrop -m, Postern's SMTP-time
+// rules) refuses the file: the first to, cc, xfilter, system, log,
+// logfile, dotlock, flock or backtick command in it, reached or not, as
+// maildrop -m refuses it; nil when the file can run embedded. Callers that
+// load a file for embedded use check this once, at load.
+func (p *Program) EmbeddedRefusal() error {
+	if p.usage.refused == "" {
+		return nil
+	}
+	return &RuntimeError{File: p.File, Line: p.usage.refusedPos.Line, Err: fmt.Errorf("%s is %w in embedded mode", p.usage.refused, ErrNotAllowed)}
 }
 
 func (s *Session) restricted(fr *frame, pos Pos, what string) error {
@@ -482,7 +510,7 @@ func (s *Session) command(fr *frame, st *cmdStmt) error {
 		}
 		return nil
 	case "xfilter":
-		res, err := s.runCommand(fr, st.pos, "xfilter", arg, s.msg.Bytes())
+		res, err := s.runCommand(fr, st.pos, "xfilter", arg, s.msg.Output())
 		if err != nil {
 			return err
 		}
@@ -576,24 +604,72 @@ func (s *Session) deliver(fr *frame, pos Pos, kind, dest string) error {
 	if err != nil {
 		return s.rtErr(fr, pos, fmt.Errorf("deliver to %s: %w", dest, err))
 	}
-	if strings.HasPrefix(strings.TrimSpace(dest), "|") {
+	if t := strings.TrimSpace(dest); strings.HasPrefix(t, "|") || strings.HasPrefix(t, "!") {
 		// maildropfilter(7) EXITCODE: a delivery program's exit code
-		// becomes maildrop's.
+		// becomes maildrop's; maildrop 2.9.3 treats $SENDMAIL, for a
+		// forward, the same way.
 		s.vars["EXITCODE"] = strconv.Itoa(code)
 	}
 	s.results = append(s.results, d)
-	return s.writeLog(fr, pos, s.logRecord(dest))
+	size := s.msg.Size()
+	if t := strings.TrimSpace(dest); t != "" && t[0] != '|' && t[0] != '!' {
+		if st, err := os.Stat(s.path(t)); err == nil && !st.IsDir() {
+			// An mbox file: maildrop logs the bytes it wrote, lines
+			// starting "From " quoted as ">From ".
+			size += mboxQuotedLines(s.msg.Bytes())
+		}
+	}
+	return s.writeLog(fr, pos, s.logRecord(dest, size))
 }
 
-// logRecord is maildrop's logfile entry for a delivery.
-func (s *Session) logRecord(dest string) string {
-	from, _ := s.msg.Header("From")
-	subj, _ := s.msg.Header("Subject")
+// mboxQuotedLines counts the lines an mbox delivery quotes with ">".
+func mboxQuotedLines(raw []byte) int {
+	n := 0
+	for line := range bytes.Lines(raw) {
+		if bytes.HasPrefix(line, []byte("From ")) {
+			n++
+		}
+	}
+	return n
+}
+
+// logRecord is maildrop's logfile entry for a delivery of size bytes.
+func (s *Session) logRecord(dest string, size int) string {
 	// The size is right-aligned so that the File: line is 78 columns.
-	file, size := "File: "+dest, fmt.Sprintf("(%d)", s.msg.Size())
-	pad := max(78-len(file)-len(size), 1)
-	return fmt.Sprintf("Date: %s\nFrom: %s\nSubj: %s\n%s%s%s\n\n",
-		s.now().Format("Mon Jan _2 15:04:05 2006"), from, subj, file, strings.Repeat(" ", pad), size)
+	file, sizeText := "File: "+dest, fmt.Sprintf("(%d)", size)
+	pad := max(78-len(file)-len(sizeText), 1)
+	return fmt.Sprintf("Date: %s\n%s\n%s\n%s%s%s\n\n",
+		s.now().Format("Mon Jan _2 15:04:05 2006"), logHeader(s.msg.Bytes(), "From"), logHeader(s.msg.Bytes(), "Subj"),
+		file, strings.Repeat(" ", pad), sizeText)
+}
+
+// logHeader is the From: or Subj: line of a log record as maildrop 2.9.3
+// writes it: the first physical line of every such header field (From,
+// Subject), run together, the whole line cut at 78 bytes.
+func logHeader(raw []byte, label string) string {
+	name := "From"
+	if label == "Subj" {
+		name = "Subject"
+	}
+	var b strings.Builder
+	b.WriteString(label + ": ")
+	for line := range bytes.Lines(raw) {
+		line = bytes.TrimRight(line, "\n")
+		if len(line) == 0 {
+			break
+		}
+		if n, v, ok := bytes.Cut(line, []byte(":")); ok && strings.EqualFold(string(n), name) {
+			b.Write(bytes.TrimLeft(v, " \t"))
+		}
+		if b.Len() > 78 {
+			break
+		}
+	}
+	out := b.String()
+	if len(out) > 78 {
+		out = out[:78]
+	}
+	return out
 }
 
 func (s *Session) include(fr *frame, pos Pos, name string) error {
@@ -613,6 +689,9 @@ func (s *Session) include(fr *frame, pos Pos, name string) error {
 	if trusted {
 		s.trusted++
 		defer func() { s.trusted-- }()
+	}
+	if err := s.refuseEmbedded(p); err != nil {
+		return err
 	}
 	s.depth++
 	defer func() { s.depth-- }()
@@ -795,7 +874,7 @@ func (s *Session) eval(fr *frame, e expr) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		res, err := s.runCommand(fr, e.pos, "backtick", cmd, s.msg.Bytes())
+		res, err := s.runCommand(fr, e.pos, "backtick", cmd, s.msg.Output())
 		if err != nil {
 			return "", err
 		}
@@ -903,19 +982,32 @@ func (s *Session) binary(fr *frame, e *binaryExpr) (string, error) {
 }
 
 // compiled returns the pattern's regexp, substituting variables first.
+// A pattern that is not a regular expression is reported on Stderr and
+// does not match, as in maildrop 2.9.3 ("Syntax error in /pattern/"); the
+// filter goes on.
 func (s *Session) compiled(fr *frame, pe *patternExpr) (*regexp.Regexp, error) {
 	if pe.re != nil {
 		return pe.re, nil
 	}
-	src, err := s.text(fr, pe.pos, pe.parts)
-	if err != nil {
-		return nil, err
+	err := pe.bad
+	if err == nil {
+		var src string
+		if src, err = s.text(fr, pe.pos, pe.parts); err != nil {
+			return nil, err
+		}
+		var re *regexp.Regexp
+		if re, err = s.patterns.get(src, strings.Contains(pe.flags, "D"), s.lim.MaxRegexSize); err == nil {
+			return re, nil
+		}
 	}
-	re, err := s.patterns.get(src, strings.Contains(pe.flags, "D"), s.lim.MaxRegexSize)
-	if err != nil {
+	if !errors.Is(err, errRegexSyntax) {
 		return nil, s.rtErr(fr, pe.pos, err)
 	}
-	return re, nil
+	if s.env.Stderr != nil {
+		fmt.Fprintf(s.env.Stderr, "%s:%d: %v; the pattern does not match\n", fr.file, pe.pos.Line, err)
+	}
+	s.trace(Step{File: fr.file, Line: pe.pos.Line, What: "match", Text: fmt.Sprintf("%v; the pattern does not match", err)})
+	return neverMatches, nil
 }
 
 // lines returns the message lines a pattern's h/b options select.

@@ -252,12 +252,17 @@ func (lx *lexer) varRef(p Pos) (name string, ok bool, err error) {
 	return lx.src[s:lx.off], true, nil
 }
 
-// quoted lexes a '...', "..." or `...` literal. Backslash removes itself only
-// before a backslash or the closing quote (and before "$" in substituting
-// quotes); backslash-newline joins lines and drops the next line's leading
-// blanks (maildropfilter(7), "Literal text").
+// quoted lexes a '...', "..." or `...` literal. Backslash removes itself
+// only before a backslash or the closing quote (before "$" in double quotes
+// it stays, and the "$" is not substituted); backslash-newline joins lines
+// and drops the next line's leading blanks (maildropfilter(7), "Literal
+// text").
 func (lx *lexer) quoted(q byte, p Pos) ([]textPart, error) {
-	subst := q != '\''
+	// Only double quotes substitute variables. A backquoted command
+	// reaches the shell as written (but for \\ and \`), as in maildrop
+	// 2.9.3: the shell expands $NAME from the exported variables, so
+	// '$NAME' stays literal and a variable's value is never shell syntax.
+	subst := q == '"'
 	lx.advance()
 	var b strings.Builder
 	var parts []textPart
@@ -279,7 +284,12 @@ func (lx *lexer) quoted(q byte, p Pos) ([]textPart, error) {
 		case c == '\\':
 			n := lx.peekc(1)
 			switch {
-			case n == '\\' || n == q || subst && n == '$':
+			case subst && n == '$':
+				// "\$" is not substituted and keeps its backslash, as
+				// in maildrop 2.9.3; echo and the shell read it as "$".
+				b.WriteByte(lx.advance())
+				b.WriteByte(lx.advance())
+			case n == '\\' || n == q:
 				lx.advance()
 				b.WriteByte(lx.advance())
 			case n == '\n' || n == '\r' && lx.peekc(2) == '\n':
@@ -364,16 +374,10 @@ func (lx *lexer) pattern(p Pos) (token, error) {
 		for lx.off < len(lx.src) && (lx.src[lx.off] >= 'a' && lx.src[lx.off] <= 'z' || lx.src[lx.off] >= 'A' && lx.src[lx.off] <= 'Z') {
 			lx.advance()
 		}
-		t.flags = lx.src[s:lx.off]
-		for _, f := range t.flags {
-			if !strings.ContainsRune("hbD", f) {
-				if f == 'w' {
-					return token{}, lx.errf(p, "pattern option \"w\" was removed in maildrop 2.0; use /re/:flags,weight,factor for weighted scoring")
-				}
-				return token{}, lx.errf(p, "unknown pattern option %q (allowed: h, b, D)", f)
-			}
-		}
-		if lx.off < len(lx.src) && lx.src[lx.off] == ',' {
+		t.flags = patternFlags(lx.src[s:lx.off])
+		// The weight follows a comma, or (as maildrop 2.9.3 reads it)
+		// the option letters directly: /re/:b2,3 is /re/:b,2,3.
+		if lx.off < len(lx.src) && (lx.src[lx.off] == ',' || strings.IndexByte("+-.0123456789", lx.src[lx.off]) >= 0) {
 			w, err := lx.number(p)
 			if err != nil {
 				return token{}, err
@@ -389,9 +393,28 @@ func (lx *lexer) pattern(p Pos) (token, error) {
 	return t, nil
 }
 
-// number reads ",NUMBER" for weighted scoring.
+// patternFlags keeps the options maildrop 2.9.3 acts on: h (header), b
+// (body), D (case-sensitive), and w, maildrop 1.x's "whole message", which
+// 2.9.3 still reads as h and b when neither is given. Any other letter is
+// ignored, as 2.9.3 ignores it (/x/:H is a header search).
+func patternFlags(given string) string {
+	var b strings.Builder
+	for _, f := range "hbD" {
+		if strings.ContainsRune(given, f) {
+			b.WriteRune(f)
+		}
+	}
+	if strings.ContainsRune(given, 'w') && !strings.ContainsAny(given, "hb") {
+		return "hb" + b.String()
+	}
+	return b.String()
+}
+
+// number reads ",NUMBER" (or NUMBER) for weighted scoring.
 func (lx *lexer) number(p Pos) (float64, error) {
-	lx.advance() // the comma
+	if lx.src[lx.off] == ',' {
+		lx.advance()
+	}
 	s := lx.off
 	for lx.off < len(lx.src) && strings.IndexByte("+-.0123456789eE", lx.src[lx.off]) >= 0 {
 		lx.advance()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"mime/quotedprintable"
+	"regexp"
 	"strings"
 
 	"github.com/emersion/go-message/charset"
@@ -27,6 +28,8 @@ type messageView struct {
 	header []string // canonical header lines, top level and (MIME) every part
 	body   []string // searchable body lines
 	top    []headerField
+	// text collects the decoded text parts while the view is built.
+	text strings.Builder
 }
 
 type headerField struct {
@@ -64,16 +67,23 @@ func ReadMessage(r io.Reader, max int64) (*Message, error) {
 // xfilter). Callers must not modify it.
 func (m *Message) Bytes() []byte { return m.raw }
 
+// Output is the message as it is handed on (deliveries, commands' standard
+// input): with a line feed added at the end when it has none, as maildrop
+// 2.9.3 hands it on; Size still counts what was read.
+func (m *Message) Output() []byte {
+	if len(m.raw) == 0 || m.raw[len(m.raw)-1] == '\n' {
+		return m.raw
+	}
+	return append(m.raw[:len(m.raw):len(m.raw)], '\n')
+}
+
 // Size is the message size in bytes (maildrop's SIZE).
 func (m *Message) Size() int { return len(m.raw) }
 
-// Lines is the number of lines (maildrop's LINES).
+// Lines is the number of lines (maildrop's LINES): line feeds, so that an
+// unterminated last line does not count, as in maildrop 2.9.3.
 func (m *Message) Lines() int {
-	n := bytes.Count(m.raw, []byte("\n"))
-	if len(m.raw) > 0 && m.raw[len(m.raw)-1] != '\n' {
-		n++
-	}
-	return n
+	return bytes.Count(m.raw, []byte("\n"))
 }
 
 // Header returns the first top-level header field with this name (case
@@ -99,7 +109,8 @@ func (m *Message) v() *messageView {
 	return m.view
 }
 
-// splitHeader splits an entity into its unfolded header fields and body.
+// splitHeader splits an entity into its unfolded header fields and body;
+// the body is nil when no blank line ends the header.
 func splitHeader(b []byte) ([]headerField, []byte) {
 	var fields []headerField
 	for len(b) > 0 {
@@ -132,16 +143,39 @@ func splitHeader(b []byte) ([]headerField, []byte) {
 
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
-// decode2047 decodes RFC 2047 encoded words; undecodable text stays as is.
+var encodedWord = regexp.MustCompile(`=\?[^?\s]+\?[QqBb]\?[^?\s]*\?=`)
+
+// decode2047 decodes RFC 2047 encoded words one by one, as maildrop 2.9.3
+// (reformime) does: blanks between two encoded words go (RFC 2047 6.2), a
+// word in an unknown character set becomes "[unknown character set: CS ->
+// utf-8]", and a word that does not decode stays as it is.
 func decode2047(s string) string {
 	if !strings.Contains(s, "=?") {
 		return s
 	}
-	d, err := wordDecoder.DecodeHeader(s)
-	if err != nil {
-		return s
+	var b strings.Builder
+	last := 0
+	prevWord := false
+	for _, loc := range encodedWord.FindAllStringIndex(s, -1) {
+		between := s[last:loc[0]]
+		if !(prevWord && strings.Trim(between, " \t") == "") {
+			b.WriteString(between)
+		}
+		word := s[loc[0]:loc[1]]
+		d, err := wordDecoder.Decode(word)
+		switch {
+		case err == nil:
+			b.WriteString(d)
+		case strings.Contains(err.Error(), "charset"):
+			cs := strings.SplitN(word[2:], "?", 2)[0]
+			fmt.Fprintf(&b, "[unknown character set: %s -> utf-8]", cs)
+		default:
+			b.WriteString(word)
+		}
+		last, prevWord = loc[1], true
 	}
-	return d
+	b.WriteString(s[last:])
+	return b.String()
 }
 
 var addressHeaders = map[string]bool{
@@ -163,7 +197,9 @@ func buildView(raw []byte) *messageView {
 	top, body := splitHeader(raw)
 	v := &messageView{top: top}
 	for _, f := range top {
-		v.header = append(v.header, canonicalLine(f))
+		// maildrop 2.9.3 matches UTF-8 text: bytes that are not UTF-8
+		// are left out of what patterns see (never out of deliveries).
+		v.header = append(v.header, strings.ToValidUTF8(canonicalLine(f), ""))
 	}
 	mimeVersion := false
 	for _, f := range top {
@@ -172,11 +208,31 @@ func buildView(raw []byte) *messageView {
 		}
 	}
 	if !mimeVersion {
-		v.body = splitLines(string(body))
+		switch {
+		case body == nil:
+			// No blank line after the header: maildrop 2.9.3 searches
+			// one empty body line, and not a last header line that has
+			// no line feed.
+			v.body = []string{""}
+			if !bytes.HasSuffix(raw, []byte("\n")) && len(v.header) > 0 {
+				v.header = v.header[:len(v.header)-1]
+			}
+		default:
+			v.body = splitLines(strings.ToValidUTF8(string(body), ""))
+			if len(body) > 0 && body[len(body)-1] != '\n' && len(v.body) > 0 {
+				// Nor a last body line without a line feed.
+				v.body = v.body[:len(v.body)-1]
+			}
+		}
 		return v
 	}
 	parts := 0
 	v.walk(top, body, 0, &parts, true)
+	// The text parts run together, as maildrop 2.9.3 searches them: a
+	// part that does not end in a line feed (quoted-printable or base64
+	// text) continues on the next part's first line.
+	v.body = splitLines(v.text.String())
+	v.text.Reset()
 	return v
 }
 
@@ -229,8 +285,13 @@ func (v *messageView) walk(fields []headerField, body []byte, depth int, parts *
 		f, b := splitHeader(body)
 		v.walk(f, b, depth+1, parts, false)
 	case strings.HasPrefix(mediatype, "text/"):
-		text := decodeBody(body, fieldValue(fields, "content-transfer-encoding"), params["charset"])
-		v.body = append(v.body, splitLines(text)...)
+		cte := fieldValue(fields, "content-transfer-encoding")
+		v.text.WriteString(decodeBody(body, cte, params["charset"]))
+		if enc := strings.ToLower(strings.TrimSpace(cte)); !top && enc != "quoted-printable" && enc != "base64" {
+			// The line feed before the boundary belongs to the boundary
+			// (RFC 2046 5.1.1), but maildrop keeps it for unencoded text.
+			v.text.WriteByte('\n')
+		}
 	}
 }
 

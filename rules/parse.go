@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -12,10 +13,26 @@ type Program struct {
 	File  string
 	body  []stmt
 	usage usage // statements present, for embedded-mode checks and tooling
+	// Warnings are problems that do not stop the file from running, as
+	// "LINE:COL: message": patterns that are not regular expressions
+	// (maildrop reports them when evaluated and goes on; so does Postern).
+	Warnings []string
 }
 
 type usage struct {
 	commands bool // backticks, system, xfilter, pipes
+	// refused is the first statement embedded mode does not allow (to,
+	// cc, xfilter, system, log, logfile, dotlock, flock, backticks), at
+	// refusedPos: maildrop -m refuses such a file before running any of
+	// it.
+	refused    string
+	refusedPos Pos
+}
+
+func (p *parser) noteRefused(pos Pos, what string) {
+	if p.usage.refused == "" {
+		p.usage.refused, p.usage.refusedPos = what, pos
+	}
 }
 
 // maxNesting bounds blocks and parentheses so the recursive-descent parser
@@ -108,6 +125,7 @@ type (
 		weight   float64
 		fac      float64
 		re       *regexp.Regexp // compiled at parse time when parts has no variables
+		bad      error          // not a regular expression (reported at run time)
 	}
 	matchExpr struct {
 		pos Pos
@@ -159,6 +177,8 @@ type parser struct {
 	i     int
 	depth int
 	usage usage
+	// warnings become Program.Warnings.
+	warnings []string
 }
 
 // Parse parses a maildrop filter file. Errors are *SyntaxError with the
@@ -176,7 +196,7 @@ func Parse(filename string, src []byte) (*Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Program{File: filename, body: body, usage: p.usage}, nil
+	return &Program{File: filename, body: body, usage: p.usage, Warnings: p.warnings}, nil
 }
 
 func (p *parser) peek() token { return p.toks[p.i] }
@@ -391,12 +411,17 @@ func (p *parser) stmt() (stmt, error) {
 			if err != nil {
 				return nil, err
 			}
+			p.noteRefused(t.pos, t.raw)
 			return &lockStmt{pos: t.pos, verb: t.raw, file: f, body: body}, nil
 		}
 		if cmdVerbs[t.raw] {
 			p.take()
 			if t.raw == "xfilter" || t.raw == "system" {
 				p.usage.commands = true
+			}
+			switch t.raw {
+			case "to", "cc", "xfilter", "system", "log", "logfile":
+				p.noteRefused(t.pos, t.raw)
 			}
 			arg, err := p.expr()
 			if err != nil {
@@ -515,7 +540,12 @@ func (p *parser) patternTok(t token) (*patternExpr, error) {
 	}
 	if static {
 		re, err := compilePattern(literalText(t.parts), strings.Contains(t.flags, "D"), 0)
-		if err != nil {
+		switch {
+		case errors.Is(err, errRegexSyntax):
+			// Reported when evaluated, as maildrop does; the file runs.
+			pe.bad = err
+			p.warnings = append(p.warnings, fmt.Sprintf("%d:%d: %v", t.pos.Line, t.pos.Col, err))
+		case err != nil:
 			return nil, p.errAt(t, "%v", err)
 		}
 		pe.re = re
@@ -682,6 +712,7 @@ func (p *parser) primary() (expr, error) {
 		return p.patternTok(t)
 	case tCommand:
 		p.usage.commands = true
+		p.noteRefused(t.pos, "`command`")
 		return &commandExpr{pos: t.pos, parts: t.parts}, nil
 	case tOp:
 		if t.op == "(" {

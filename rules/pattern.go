@@ -12,6 +12,15 @@ import (
 // ErrPattern is wrapped by every pattern compilation error.
 var ErrPattern = errors.New("invalid pattern")
 
+// errRegexSyntax marks a pattern that is not a regular expression at all
+// (as opposed to a PCRE feature RE2 lacks, or a limit). maildrop 2.9.3
+// reports such a pattern and goes on with the pattern not matching; so
+// does Postern.
+var errRegexSyntax = errors.New("regular expression syntax error")
+
+// neverMatches stands in for a pattern that is not a regular expression.
+var neverMatches = regexp.MustCompile(`[^\x00-\x{10FFFF}]`)
+
 // pcreOnly lists PCRE constructs RE2 cannot run. They are refused by name
 // instead of being reported as an obscure parse error, or worse, matched
 // as something else.
@@ -98,12 +107,18 @@ func compilePattern(src string, caseSensitive bool, maxSize int) (*regexp.Regexp
 	if err != nil {
 		var rerr *syntax.Error
 		if errors.As(err, &rerr) {
-			return nil, fmt.Errorf("%w /%s/: %s: %s", ErrPattern, src, rerr.Code, rerr.Expr)
+			return nil, fmt.Errorf("%w /%s/: %s: %s%w", ErrPattern, src, rerr.Code, rerr.Expr, noText{errRegexSyntax})
 		}
-		return nil, fmt.Errorf("%w /%s/: %v", ErrPattern, src, err)
+		return nil, fmt.Errorf("%w /%s/: %v%w", ErrPattern, src, err, noText{errRegexSyntax})
 	}
 	return re, nil
 }
+
+// noText wraps an error for errors.Is without adding to the message.
+type noText struct{ err error }
+
+func (noText) Error() string   { return "" }
+func (n noText) Unwrap() error { return n.err }
 
 // patternCache keeps compiled patterns per run: loops and foreach bodies
 // reuse them, and a pattern built from variables is compiled once per

@@ -51,7 +51,6 @@ func TestSyntaxErrorsNameFileLineColumn(t *testing.T) {
 		{"A=/x/:q\n", 0, 0, ""}, // after "=", text starting with "/" is a word: no error
 		{"if (/a(?=b)/)\n{\n}\n", 1, 5, "lookahead"},
 		{"if (/(a)\\1/)\n{\n}\n", 1, 5, "backreference"},
-		{"if (/x/:w)\n{\n}\n", 1, 5, "removed in maildrop 2.0"},
 		{"}\n", 1, 1, `unexpected "}"`},
 		{"else\n", 1, 1, "without a matching if"},
 		{"substr(\"a\")\n", 1, 1, "takes 2 to 3 arguments"},
@@ -73,6 +72,50 @@ func TestSyntaxErrorsNameFileLineColumn(t *testing.T) {
 		if se.File != "f.rules" || se.Line != tc.line || se.Col != tc.col || !strings.Contains(se.Msg, tc.msg) {
 			t.Errorf("%q: got %s, want f.rules:%d:%d: ...%s...", tc.src, se, tc.line, tc.col, tc.msg)
 		}
+	}
+}
+
+// Pattern options as maildrop 2.9.3 reads them (checked with Debian's
+// maildrop 2.9.3; mailbox/deliver's differential tests compare live): w
+// alone is header and body, any other unknown letter is ignored.
+func TestPatternOptionsAsMaildrop293(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"echo (/^body/:w)\n", "2\n"},
+		{"echo (/^body/:hw)\n", "0\n"},
+		{"echo (/^from:/:bw)\n", "0\n"},
+		{"echo (/^body/:H)\n", "0\n"},
+		{"echo (/^from:/:Bq)\n", "2\n"},
+		{"echo (/o/:w,1,2)\n", "15\n"},
+		{"echo (/o/:hb1,2)\n", "15\n"}, // the weight right after the letters
+		{"echo (/o/:3)\n", "9\n"},
+	} {
+		_, out, err := run(t, tc.src+"exit\n", Limits{}, nil)
+		if err != nil || out != tc.want {
+			t.Errorf("%q: got %q, %v; want %q", tc.src, out, err, tc.want)
+		}
+	}
+}
+
+// A pattern that is not a regular expression does not stop the file, as
+// in maildrop 2.9.3: it is reported on Stderr and does not match; "rules
+// check" lists it as a warning.
+func TestInvalidRegexDoesNotMatchAndIsReported(t *testing.T) {
+	var errOut bytes.Buffer
+	src := "if (/([a-z/)\n{\n  echo yes\n}\nP=\"(\"\nif (/$P/:b)\n{\n  echo yes\n}\necho after\nexit\n"
+	prog, err := Parse("test.rules", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prog.Warnings) != 1 || !strings.HasPrefix(prog.Warnings[0], "1:5: invalid pattern /([a-z/") {
+		t.Errorf("warnings %q", prog.Warnings)
+	}
+	_, out, err := run(t, src, Limits{}, func(e *Env) { e.Stderr = &errOut })
+	if err != nil || out != "after\n" {
+		t.Errorf("got %q, %v; want after", out, err)
+	}
+	if n := strings.Count(errOut.String(), "the pattern does not match"); n != 2 ||
+		!strings.Contains(errOut.String(), "test.rules:1: invalid pattern") || !strings.Contains(errOut.String(), "test.rules:6: invalid pattern /(/") {
+		t.Errorf("stderr %q", errOut.String())
 	}
 }
 

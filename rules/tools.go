@@ -30,7 +30,9 @@ func StandardVars(o VarOptions, msg *Message) map[string]string {
 			if a := addresses(rp); len(a) > 0 {
 				from = a[0]
 			} else {
-				from = ""
+				// "Return-Path: <>": maildrop 2.9.3 takes the user's
+				// name (with no Return-Path at all, MAILER-DAEMON).
+				from = o.Logname
 			}
 		} else {
 			from = "MAILER-DAEMON"
@@ -51,6 +53,8 @@ func StandardVars(o VarOptions, msg *Message) map[string]string {
 		"LOCKTIMEOUT": "60",
 		"LOCKREFRESH": "15",
 		"UMASK":       "077",
+		// Reset like the others, empty unless the account has a quota.
+		"MAILDIRQUOTA": "",
 	}
 }
 
@@ -76,8 +80,17 @@ func CheckMain(args []string, stdout, stderr io.Writer) int {
 			status = 1
 			continue
 		}
-		if _, err := Parse(name, src); err != nil {
+		prog, err := Parse(name, src)
+		if err != nil {
 			fmt.Fprintln(stderr, err)
+			status = 1
+			continue
+		}
+		if len(prog.Warnings) > 0 {
+			// The file runs, but these patterns never match.
+			for _, w := range prog.Warnings {
+				fmt.Fprintf(stderr, "%s:%s\n", name, w)
+			}
 			status = 1
 			continue
 		}
@@ -159,12 +172,19 @@ func RunTestMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	home, _ := os.UserHomeDir()
 	host, _ := os.Hostname()
 	logname := os.Getenv("LOGNAME")
+	// As maildrop's manual mode: the environment's variables, then the
+	// fixed ones.
+	initial := environMap(os.Environ())
+	for k, v := range StandardVars(VarOptions{Home: home, Logname: logname, Default: "./Maildir", From: *from, Hostname: host, Filter: file}, msg) {
+		initial[k] = v
+	}
 	env := Env{
-		Vars:     StandardVars(VarOptions{Home: home, Logname: logname, Default: "./Maildir", From: *from, Hostname: host, Filter: file}, msg),
+		Vars:     initial,
 		Environ:  environMap(os.Environ()),
 		Args:     fs.Args()[1:],
 		Dir:      filepath.Dir(file),
 		Stdout:   stdout,
+		Stderr:   stderr,
 		Embedded: *embedded,
 	}
 	for k, v := range vars {

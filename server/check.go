@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"postern/auth/authconfig"
 	"postern/gateway/outbound"
 	"postern/policy"
 	"postern/policy/access"
@@ -16,8 +17,9 @@ import (
 
 // CheckConfig reads every setting that serve and reload read beyond
 // policy.Load, as they would — the checks (filters, milters, dnsbl,
-// greylist, ratelimit, spf, dmarc, bofh, smtprules), smtpaccess, routes
-// and smarthostauth — and returns their errors, each with its file and
+// greylist, ratelimit, spf, dmarc, bofh, smtprules), smtpaccess, routes,
+// smarthostauth and the authentication modules (authmodulelist,
+// authmysqlrc, authpgsqlrc) — and returns their errors, each with its file and
 // line. It opens no state store and no listener, so it can run next to
 // the server (postern config).
 func CheckConfig(cfg *policy.Config) error {
@@ -36,6 +38,9 @@ func CheckConfig(cfg *policy.Config) error {
 	}
 	if _, err := outbound.LoadAuth(cfg.Dir, log); err != nil {
 		errs = append(errs, fmt.Errorf("smarthostauth: %w", err))
+	}
+	if _, err := authconfig.Read(cfg.Dir); err != nil {
+		errs = append(errs, fmt.Errorf("authentication modules: %w", err))
 	}
 	return errors.Join(errs...)
 }

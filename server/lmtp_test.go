@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,6 +85,11 @@ func TestLMTP(t *testing.T) {
 			if !bytes.Contains(m, []byte(" with LMTP id ")) {
 				t.Fatalf("%s: Received line: %q", network, m)
 			}
+		}
+		// Over the socket the Received field names the sender's uid
+		// (SO_PEERCRED): this test process's.
+		if want := fmt.Sprintf("(local socket, uid %d)", os.Getuid()); network == "unix" && !bytes.Contains(inbox[i], []byte(want)) {
+			t.Fatalf("unix: the Received field has no %q: %q", want, inbox[i])
 		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"postern/auth"
+	"postern/auth/authconfig"
 	"postern/auth/userdb"
 	"postern/filters/dkim"
 	"postern/filters/rejectlog"
@@ -53,8 +54,12 @@ type Server struct {
 	cfg  atomic.Pointer[policy.Config]
 	auth *auth.Service
 	udb  *userdb.DB
-	mta  *MTA
-	reg  *prometheus.Registry
+	// authSpecs are the modules in use (authmodulelist); closeAuth closes
+	// the SQL modules' connections. Both change only in Reload.
+	authSpecs []authconfig.Spec
+	closeAuth func()
+	mta       *MTA
+	reg       *prometheus.Registry
 
 	store    state.Store
 	filters  atomic.Pointer[gateway.Filters]
@@ -88,7 +93,18 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 	if err := s.openUserdb(cfg); err != nil {
 		return nil, err
 	}
-	s.auth = auth.NewService(s.udb)
+	specs, err := authconfig.Read(cfg.Dir)
+	if err != nil {
+		s.udb.Close()
+		return nil, err
+	}
+	mods, closeAuth, err := authconfig.Open(specs, s.udb, logger)
+	if err != nil {
+		s.udb.Close()
+		return nil, err
+	}
+	s.authSpecs, s.closeAuth = specs, closeAuth
+	s.auth = auth.NewService(mods...)
 	guard := auth.NewGuard(guardConfig(cfg))
 	guard.OnBlock = func(client netip.Prefix, failures int, until time.Time) {
 		// One line per block, for the admin and for fail2ban users.
@@ -97,6 +113,7 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 	s.auth.SetGuard(guard)
 	mta, err := OpenMTA(cfg, s.Config, s.auth, logger)
 	if err != nil {
+		s.closeAuth()
 		s.udb.Close()
 		return nil, err
 	}
@@ -177,6 +194,9 @@ func (s *Server) closeResources() {
 		s.rejects.Close()
 	}
 	s.filters.Load().Close() // a policy server's kept connections
+	if s.closeAuth != nil {
+		s.closeAuth()
+	}
 	if s.udb != nil {
 		s.udb.Close()
 	}
@@ -474,6 +494,11 @@ func (s *Server) Reload() error {
 			return err
 		}
 	}
+	specs, err := authconfig.Read(cfg.Dir)
+	if err != nil {
+		s.log.Error("reload refused; keeping the running configuration", "err", err)
+		return err
+	}
 	fl, err := buildFilters(cfg, s.store, s.log, s.fResults, s.fLatency)
 	if err != nil {
 		s.log.Error("reload refused; keeping the running configuration", "err", err)
@@ -495,6 +520,19 @@ func (s *Server) Reload() error {
 	}
 	if acmeChanged {
 		s.swapACME(am, cfg)
+	} else if cur := s.acme.Load(); cur != nil {
+		cur.Retry() // hosts waiting after a failure are tried again now
+	}
+	if !authconfig.Equal(specs, s.authSpecs) {
+		if mods, closeAuth, err := authconfig.Open(specs, s.udb, s.log); err != nil {
+			// The rest of the reload stands; the accounts stay as they were.
+			s.log.Error("reload: authentication modules not changed", "err", err)
+		} else {
+			s.auth.SetModules(mods...)
+			s.closeAuth() // lookups under way finish first (database/sql)
+			s.authSpecs, s.closeAuth = specs, closeAuth
+			s.log.Info("authentication modules changed", "modules", len(mods))
+		}
 	}
 	// The old checks' kept connections (policy servers) are closed now;
 	// sessions that began with them finish with them.

@@ -17,20 +17,28 @@ import (
 // authtestTimeout bounds one authtest: modules may be network services.
 const authtestTimeout = 30 * time.Second
 
-const authtestUsage = `Usage: postern authtest [-s SERVICE] USER [PASSWORD]
+const authtestUsage = `Usage: postern authtest [-s SERVICE] USER [PASSWORD [NEWPASSWORD]]
 
 Look USER up in the authentication modules and print what they return, in
 the layout of Courier's authtest. With PASSWORD, also check the password for
 SERVICE (default "login"; imap, pop3, smtp and webmail pick that service's
-password field and "disable" option).
+password field and "disable" option). With NEWPASSWORD, change the password
+that guards SERVICE to NEWPASSWORD once PASSWORD has been checked.
 
 Options:
 `
 
+// PasswordChanger changes the password field that guards service for name
+// (a userdb account: the source is edited and recompiled).
+type PasswordChanger func(name, service, newPassword string) error
+
 // AuthtestMain runs "postern authtest ARGS" against svc. Exit 0 when the
 // lookup (or, with a password, the login) succeeded, 1 when it failed, 64 on
 // a usage error.
-func AuthtestMain(args []string, stdout, stderr io.Writer, svc *auth.Service) int {
+//
+// change, when not nil, carries out the three-argument form; without it
+// that form fails.
+func AuthtestMain(args []string, stdout, stderr io.Writer, svc *auth.Service, change PasswordChanger) int {
 	fs := flag.NewFlagSet("postern authtest", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	service := fs.String("s", "login", "`service` name")
@@ -49,7 +57,7 @@ func AuthtestMain(args []string, stdout, stderr io.Writer, svc *auth.Service) in
 		printUsage(stderr)
 		return ExitUsage
 	}
-	if fs.NArg() < 1 || fs.NArg() > 2 {
+	if fs.NArg() < 1 || fs.NArg() > 3 {
 		printUsage(stderr)
 		return ExitUsage
 	}
@@ -59,7 +67,7 @@ func AuthtestMain(args []string, stdout, stderr io.Writer, svc *auth.Service) in
 
 	var a *auth.Account
 	var err error
-	if fs.NArg() == 2 {
+	if fs.NArg() >= 2 {
 		a, err = svc.Authenticate(ctx, *service, name, fs.Arg(1))
 	} else {
 		a, err = svc.Lookup(ctx, name)
@@ -68,11 +76,46 @@ func AuthtestMain(args []string, stdout, stderr io.Writer, svc *auth.Service) in
 		fmt.Fprintf(stderr, "Authentication FAILED: %s\n", failureReason(err))
 		return ExitError
 	}
-	if fs.NArg() == 2 {
-		fmt.Fprint(stdout, "Authentication succeeded.\n\n")
+	if fs.NArg() == 3 {
+		// As Courier's: the outcome on standard error, nothing on
+		// standard output.
+		var err error
+		switch setter := passwordSetter(svc, a.Module); {
+		case setter != nil:
+			err = setter.SetPassword(ctx, a, *service, fs.Arg(2))
+		case change != nil && a.Module == userdb.ModuleName:
+			err = change(a.Name, *service, fs.Arg(2))
+		default:
+			fmt.Fprintln(stderr, "Password change failed: not supported here")
+			return ExitError
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "Password change failed: %v\n", err)
+			return ExitError
+		}
+		fmt.Fprintln(stderr, "Password change succeeded.")
+		return ExitOK
 	}
-	printAccount(stdout, a, *service)
+	// Courier's authtest says so for a lookup too, and shows the clear
+	// text it was given once it has been checked.
+	fmt.Fprint(stdout, "Authentication succeeded.\n\n")
+	clear := a.Fields["clearpw"]
+	if fs.NArg() == 2 {
+		clear = fs.Arg(1)
+	}
+	printAccount(stdout, a, *service, clear)
 	return ExitOK
+}
+
+// passwordSetter returns the module named name when it can change
+// passwords itself (the SQL and LDAP modules).
+func passwordSetter(svc *auth.Service, name string) auth.PasswordSetter {
+	for _, m := range svc.Modules() {
+		if ps, ok := m.(auth.PasswordSetter); ok && m.Name() == name {
+			return ps
+		}
+	}
+	return nil
 }
 
 // failureReason words an auth error for a person.
@@ -92,7 +135,7 @@ func failureReason(err error) string {
 
 // printAccount writes Courier authtest's block: labels right-aligned to
 // "Encrypted Password:", "(none)" for what is not set.
-func printAccount(w io.Writer, a *auth.Account, service string) {
+func printAccount(w io.Writer, a *auth.Account, service, clear string) {
 	none := func(s string) string {
 		if s == "" {
 			return "(none)"
@@ -105,7 +148,7 @@ func printAccount(w io.Writer, a *auth.Account, service string) {
 	fmt.Fprintf(w, "           Maildir: %s\n", none(a.Maildir))
 	fmt.Fprintf(w, "             Quota: %s\n", none(a.Quota))
 	fmt.Fprintf(w, "Encrypted Password: %s\n", none(hash))
-	fmt.Fprintf(w, "Cleartext Password: %s\n", none(a.Fields["clearpw"]))
+	fmt.Fprintf(w, "Cleartext Password: %s\n", none(clear))
 	fmt.Fprintf(w, "           Options: %s\n", none(formatOptions(a)))
 }
 

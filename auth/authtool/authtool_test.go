@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"postern/auth"
+	"postern/auth/passwd"
 	"postern/auth/userdb"
 )
 
@@ -314,7 +315,7 @@ func TestMakeuserdb(t *testing.T) {
 
 func runAuthtest(svc *auth.Service, args ...string) result {
 	var out, errOut bytes.Buffer
-	code := AuthtestMain(args, &out, &errOut, svc)
+	code := AuthtestMain(args, &out, &errOut, svc, nil)
 	return result{code, out.String(), errOut.String()}
 }
 
@@ -326,21 +327,30 @@ func TestAuthtestOutputMatchesCourierLayout(t *testing.T) {
 		t.Fatal("makeuserdb failed")
 	}
 	svc := openService(t, configDir)
-	block := "     Authenticated: alice@example.test  (uid 1000, gid 1000)\n" +
-		"    Home Directory: /srv/alice\n" +
-		"           Maildir: /srv/alice/Maildir\n" +
-		"             Quota: 5000000S\n" +
-		"Encrypted Password: $1$abcdefgh$y6iHhJNbuC0xpbk0w9pm80\n" +
-		"Cleartext Password: (none)\n" +
-		"           Options: disablepop3=1\n"
+	// The layout of Courier authlib 0.71.4's authtest (Debian 12), run
+	// against authdaemond with authuserdb: "Authentication succeeded." for
+	// a lookup too, and the clear text it was given after a login.
+	block := func(clear string) string {
+		return "Authentication succeeded.\n\n" +
+			"     Authenticated: alice@example.test  (uid 1000, gid 1000)\n" +
+			"    Home Directory: /srv/alice\n" +
+			"           Maildir: /srv/alice/Maildir\n" +
+			"             Quota: 5000000S\n" +
+			"Encrypted Password: $1$abcdefgh$y6iHhJNbuC0xpbk0w9pm80\n" +
+			"Cleartext Password: " + clear + "\n" +
+			"           Options: disablepop3=1\n"
+	}
 
 	r := runAuthtest(svc, "alice@example.test", "correct horse")
-	if r.code != 0 || r.stdout != "Authentication succeeded.\n\n"+block {
+	if r.code != 0 || r.stdout != block("correct horse") || r.stderr != "" {
 		t.Errorf("login: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = runAuthtest(svc, "alice@example.test")
-	if r.code != 0 || r.stdout != block {
+	if r.code != 0 || r.stdout != block("(none)") {
 		t.Errorf("lookup: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runAuthtest(svc, "alice@example.test", "correct horse", "new"); r.code != 1 || r.stderr != "Password change failed: not supported here\n" {
+		t.Errorf("change without a changer: %+v", r)
 	}
 	for _, c := range []struct {
 		args   []string
@@ -357,6 +367,9 @@ func TestAuthtestOutputMatchesCourierLayout(t *testing.T) {
 	}
 	if r := runAuthtest(svc); r.code != 64 {
 		t.Errorf("no args: exit %d, want 64", r.code)
+	}
+	if r := runAuthtest(svc, "a", "b", "c", "d"); r.code != 64 {
+		t.Errorf("four args: exit %d, want 64", r.code)
 	}
 	if r := runAuthtest(svc, "--help"); r.code != 0 || !strings.Contains(r.stdout, "Usage: postern authtest") {
 		t.Errorf("--help: %+v", r)
@@ -375,5 +388,96 @@ func TestDataDir(t *testing.T) {
 	write(t, filepath.Join(dir, "datadir"), "# only a comment\n")
 	if _, err := DataDir(dir); err == nil {
 		t.Error("empty datadir file accepted")
+	}
+}
+
+// TestAuthtestChangesPassword: the three-argument form, as Courier's
+// authtest USER OLD NEW: the old password is checked first, the field that
+// guards the service gets a hash in the old one's scheme, and the outcome
+// is reported on standard error only.
+func TestAuthtestChangesPassword(t *testing.T) {
+	configDir, _ := newConfig(t)
+	md5, err := passwd.Hash("old one", passwd.SchemeMD5Crypt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imap, err := passwd.Hash("imap one", passwd.SchemeSHA512Crypt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(configDir, "userdb"),
+		"alice@example.test\tuid=1000|gid=1000|home=/srv/alice|systempw="+md5+"|imappw="+imap+"\n")
+	if code := MakeuserdbMain(nil, io.Discard, io.Discard, configDir); code != 0 {
+		t.Fatal("makeuserdb failed")
+	}
+	change := UserdbPasswordChanger(configDir)
+	run := func(args ...string) result {
+		var out, errOut bytes.Buffer
+		code := AuthtestMain(args, &out, &errOut, openService(t, configDir), change)
+		return result{code, out.String(), errOut.String()}
+	}
+	if r := run("alice@example.test", "wrong", "new one"); r.code != 1 || r.stderr != "Authentication FAILED: wrong password\n" {
+		t.Errorf("wrong old password: %+v", r)
+	}
+	if r := run("alice@example.test", "old one", "new one"); r.code != 0 || r.stdout != "" || r.stderr != "Password change succeeded.\n" {
+		t.Fatalf("change: %+v", r)
+	}
+	if r := run("alice@example.test", "old one"); r.code != 1 {
+		t.Errorf("the old password still works: %+v", r)
+	}
+	if r := run("alice@example.test", "new one"); r.code != 0 || !strings.Contains(r.stdout, "Encrypted Password: $1$") {
+		t.Errorf("new password (md5-crypt kept): %+v", r)
+	}
+	// imap has its own field: that one changes, systempw stays.
+	if r := run("-s", "imap", "alice@example.test", "imap one", "imap two"); r.code != 0 {
+		t.Fatalf("imap change: %+v", r)
+	}
+	if r := run("-s", "imap", "alice@example.test", "imap two"); r.code != 0 || !strings.Contains(r.stdout, "Encrypted Password: $6$") {
+		t.Errorf("imap's new password (sha512-crypt kept): %+v", r)
+	}
+	if r := run("alice@example.test", "new one"); r.code != 0 {
+		t.Errorf("systempw changed by the imap change: %+v", r)
+	}
+	if r := run("alice@example.test", "new one", ""); r.code != 1 || !strings.HasPrefix(r.stderr, "Password change failed") {
+		t.Errorf("empty new password: %+v", r)
+	}
+}
+
+// memModule is an auth module kept in memory that can change passwords,
+// standing for the SQL and LDAP modules (their own tests run against the
+// real databases) to check that authtest hands the change to the module
+// that answered.
+type memModule struct{ pw map[string]string }
+
+func (m *memModule) Name() string { return "authmem" }
+func (m *memModule) Lookup(ctx context.Context, name string) (*auth.Account, error) {
+	if _, ok := m.pw[name]; !ok {
+		return nil, auth.ErrNoSuchUser
+	}
+	return &auth.Account{Name: name, Home: "/srv/" + name, Module: "authmem", Fields: map[string]string{}}, nil
+}
+func (m *memModule) Authenticate(ctx context.Context, service, name, password string) (*auth.Account, error) {
+	a, err := m.Lookup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if m.pw[name] != password {
+		return nil, auth.ErrBadPassword
+	}
+	return a, nil
+}
+func (m *memModule) SetPassword(ctx context.Context, a *auth.Account, service, pw string) error {
+	m.pw[a.Name] = pw
+	return nil
+}
+
+func TestAuthtestChangesPasswordInItsModule(t *testing.T) {
+	mem := &memModule{pw: map[string]string{"zed": "old"}}
+	userdbChanged := false
+	change := func(name, service, pw string) error { userdbChanged = true; return nil }
+	var out, errOut bytes.Buffer
+	code := AuthtestMain([]string{"zed", "old", "new"}, &out, &errOut, auth.NewService(mem), change)
+	if code != 0 || errOut.String() != "Password change succeeded.\n" || mem.pw["zed"] != "new" || userdbChanged {
+		t.Errorf("exit %d, %q, module's password %q, userdb changer called %v", code, errOut.String(), mem.pw["zed"], userdbChanged)
 	}
 }

@@ -531,3 +531,47 @@ func (u *userCmd) show(args []string) error {
 	}
 	return nil
 }
+
+// UserdbPasswordChanger changes passwords in the userdb of configDir, for
+// authtest's three-argument form (Courier's authuserdb does the same for
+// its authtest and authpasswd): the field that guards the service
+// (imappw for imap when the account has one, else systempw) gets a hash of
+// the new password in the old hash's scheme when Postern can make it,
+// else bcrypt. The source is edited under the edit lock and recompiled.
+func UserdbPasswordChanger(configDir string) PasswordChanger {
+	return func(name, service, newPassword string) error {
+		if newPassword == "" {
+			return errors.New("empty password")
+		}
+		u := &userCmd{paths: PathsFor(configDir), stdout: io.Discard, stderr: io.Discard}
+		return u.changeEntry(name, func(e *userdb.Entry) (string, error) {
+			field := userdb.FieldSystemPW
+			for _, k := range userdb.PasswordFields(service) {
+				if _, ok := e.Fields[k]; ok {
+					field = k
+					break
+				}
+			}
+			hash, err := passwd.Hash(newPassword, schemeOf(e.Fields[field]))
+			if err != nil {
+				return "", err
+			}
+			e.Fields[field] = hash
+			return e.Format()
+		})
+	}
+}
+
+// schemeOf names the scheme of a crypt string Hash can make again; ""
+// (bcrypt) for any other.
+func schemeOf(hash string) string {
+	switch {
+	case strings.HasPrefix(hash, "$1$"):
+		return passwd.SchemeMD5Crypt
+	case strings.HasPrefix(hash, "$5$"):
+		return passwd.SchemeSHA256Crypt
+	case strings.HasPrefix(hash, "$6$"):
+		return passwd.SchemeSHA512Crypt
+	}
+	return ""
+}

@@ -71,6 +71,8 @@ func commands() []command {
 		{"maildrop", "deliver a message to a local account: .courier, maildroprc, ~/.mailfilter (Courier's maildrop)", runMaildrop},
 		{"reformail", "rewrite a message's header (Courier's reformail)", runReformail},
 		{"makedat", "build a gdbmfetch database from KEY<TAB>VALUE text (Courier's makedat)", func(e *env, a []string) int { return rules.MakedatMain(a, e.stdout, e.stderr) }},
+		{"reformime", "list, extract, decode and rewrite a message's MIME sections (Courier's reformime)", runReformime},
+		{"makemime", "build MIME sections and multipart messages (Courier's makemime)", runMakemime},
 		{"mailbot", "autoresponder: answer a message once per sender (Courier's mailbot)", runMailbot},
 		{"makesmtpaccess", "Courier's make* tools for files read directly (also makehosteddomains, makeacceptmailfor): check, then reload", courierMake("makesmtpaccess", "smtpaccess")},
 		{"makehosteddomains", "", courierMake("makehosteddomains", "hosteddomains")},
@@ -93,6 +95,8 @@ var argv0Tools = map[string]string{
 	"makeuserdb":   "makeuserdb",
 	"authtest":     "authtest",
 	"testmxlookup": "testmxlookup",
+	"reformime":    "reformime",
+	"makemime":     "makemime",
 	// Courier compiles these files into .dat databases; Postern reads
 	// them as they are, so these check them and reload the server.
 	"makesmtpaccess":     "makesmtpaccess",

@@ -59,10 +59,16 @@ func TestInitUserAuthtestConfig(t *testing.T) {
 	if code, _, _ := runCmd(t, "", "--config", etc, "authtest", "bob@example.test", "wrong"); code == 0 {
 		t.Fatal("authtest accepted a wrong password")
 	}
+	if code, out, errb := runCmd(t, "", "--config", etc, "authtest", "bob@example.test", "pw123", "pw456"); code != 0 || out != "" || errb != "Password change succeeded.\n" {
+		t.Fatalf("authtest USER OLD NEW: %d %q %q", code, out, errb)
+	}
+	if code, _, errb := runCmd(t, "", "--config", etc, "authtest", "bob@example.test", "pw456"); code != 0 {
+		t.Fatalf("the changed password: %d %s", code, errb)
+	}
 	os.WriteFile(filepath.Join(etc, "hosteddomains"), []byte("alias.test\texample.test\n"), 0o640)
 	os.WriteFile(filepath.Join(etc, "esmtpacceptmailfor"), []byte("example.test\n.partner.test\n"), 0o640)
 	code, out, _ = runCmd(t, "", "--config", etc, "config")
-	if code != 0 || !strings.Contains(out, "domain     example.test\n") || !strings.Contains(out, "listen     smtp") ||
+	if code != 0 || !strings.Contains(out, "auth       authuserdb (") || !strings.Contains(out, "domain     example.test\n") || !strings.Contains(out, "listen     smtp") ||
 		!strings.Contains(out, "domain     alias.test (alias of example.test)") || !strings.Contains(out, "relay      .partner.test\n") || strings.Contains(out, "relay      example.test") {
 		t.Fatalf("config: %d\n%s", code, out)
 	}

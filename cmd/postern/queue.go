@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/auth/authconfig"
 	"postern/auth/userdb"
 	"postern/gateway"
 	"postern/gateway/delivery"
@@ -616,14 +617,20 @@ func openGateway(cfg *policy.Config) (*gatewayHandle, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("userdb: %w", err)
 	}
-	mta, err := server.OpenMTA(cfg, func() *policy.Config { return cfg }, auth.NewService(db), log)
+	modules, closeModules, err := authconfig.Modules(cfg.Dir, db, log)
 	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	mta, err := server.OpenMTA(cfg, func() *policy.Config { return cfg }, auth.NewService(modules...), log)
+	if err != nil {
+		closeModules()
 		db.Close()
 		return nil, nil, err
 	}
 	kq := kickingQueue{q: mta.Queue, dir: filepath.Join(cfg.DataDir, "queue")}
 	h := &gatewayHandle{router: mta.Router, local: mta.Local, queue: kq, mta: mta, log: log}
-	return h, func() { mta.Close(); db.Close() }, nil
+	return h, func() { mta.Close(); closeModules(); db.Close() }, nil
 }
 
 // kickingQueue enqueues from a process other than the server and then

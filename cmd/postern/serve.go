@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/auth/authconfig"
 	"postern/auth/authtool"
 	"postern/auth/userdb"
 	"postern/gateway/smtpd"
@@ -211,6 +213,7 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 			fmt.Fprintf(e.stdout, "acme       note: no acme or web listener on port 80; the CA's http-01 check needs one, or a web server forwarding /.well-known/acme-challenge/ to one\n")
 		}
 	}
+	printAuthModules(e.stdout, cfg)
 	for _, d := range slices.Sorted(maps.Keys(cfg.AcceptMailFor)) {
 		if t, ok := cfg.DomainAliases[d]; ok {
 			fmt.Fprintf(e.stdout, "domain     %s (alias of %s)\n", d, t)
@@ -273,7 +276,7 @@ func runMakeuserdb(e *env, args []string) int {
 func runAuthtest(e *env, args []string) int {
 	if wantsHelp(args) {
 		// AuthtestMain prints the usage; it needs no configuration for that.
-		return authtool.AuthtestMain(args, e.stdout, e.stderr, auth.NewService())
+		return authtool.AuthtestMain(args, e.stdout, e.stderr, auth.NewService(), nil)
 	}
 	cfg, err := policy.Load(e.configDir)
 	if err != nil {
@@ -285,12 +288,17 @@ func runAuthtest(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "postern authtest: %v\n", err)
 		return 1
 	}
-	var modules []auth.Module
 	if db != nil {
 		defer db.Close()
-		modules = append(modules, db)
 	}
-	return authtool.AuthtestMain(args, e.stdout, e.stderr, auth.NewService(modules...))
+	// The modules the server asks, in its order (authmodulelist).
+	modules, closeModules, err := authconfig.Modules(cfg.Dir, db, slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern authtest: %v\n", err)
+		return 78
+	}
+	defer closeModules()
+	return authtool.AuthtestMain(args, e.stdout, e.stderr, auth.NewService(modules...), authtool.UserdbPasswordChanger(e.configDir))
 }
 
 // relaxMonitor gives the Go runtime's monitor thread a millisecond of timer
@@ -355,4 +363,37 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// printAuthModules shows the authentication modules in their order, and
+// whether the databases and directories behind them answer now.
+func printAuthModules(w io.Writer, cfg *policy.Config) {
+	mods, closeAll, err := authconfig.Modules(cfg.Dir, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return // CheckConfig has reported it
+	}
+	defer closeAll()
+	specs, _ := authconfig.Read(cfg.Dir)
+	for _, s := range specs {
+		if s.Name() == "authuserdb" {
+			fmt.Fprintf(w, "auth       authuserdb (%s)\n", cfg.UserdbDB)
+			continue
+		}
+		for _, m := range mods {
+			if m.Name() != s.Name() {
+				continue
+			}
+			status := ""
+			if p, ok := m.(interface{ Ping(context.Context) error }); ok {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				if err := p.Ping(ctx); err != nil {
+					status = " (not answering now: " + err.Error() + ")"
+				} else {
+					status = " (answering)"
+				}
+				cancel()
+			}
+			fmt.Fprintf(w, "auth       %s%s\n", m.Name(), status)
+		}
+	}
 }

@@ -90,6 +90,11 @@ func Load(configDir string) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The rules run embedded, which refuses a whole file holding a
+	// delivery or a command: say so now, not with a 451 per message.
+	if err := prog.EmbeddedRefusal(); err != nil {
+		return nil, err
+	}
 	return &Filter{prog: prog, dir: configDir}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
 	"net"
@@ -174,6 +175,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 			Listener:   s.opt.Listener,
 			RemoteAddr: addrPort(nc.RemoteAddr()),
 			LocalAddr:  addrPort(nc.LocalAddr()),
+			PeerUID:    peerUID(nc),
 			Values:     map[string]string{},
 		},
 	}
@@ -1166,4 +1168,23 @@ func (c *conn) cmdStartTLS(arg string) bool {
 	c.greeted = false
 	c.info.HELO, c.info.ESMTP, c.info.AuthUser, c.info.AuthMech = "", false, "", ""
 	return true
+}
+
+// peerUID is the uid of the peer of a Unix socket connection, or -1.
+func peerUID(nc net.Conn) int {
+	uc, ok := nc.(*net.UnixConn)
+	if !ok {
+		return -1
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	uid := -1
+	rc.Control(func(fd uintptr) {
+		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			uid = int(cred.Uid)
+		}
+	})
+	return uid
 }

@@ -79,6 +79,9 @@ type ConnInfo struct {
 	ESMTP      bool
 	AuthUser   string // after successful AUTH (or XCLIENT LOGIN)
 	AuthMech   string // the SASL mechanism of that AUTH ("PLAIN", "LOGIN"); "" for XCLIENT LOGIN
+	// PeerUID is the uid of the process at the other end of a Unix
+	// socket (SO_PEERCRED), -1 for network clients or when unknown.
+	PeerUID int
 
 	// EarlyTalker: the client sent bytes before the banner (postscreen's
 	// pregreet test); only measured when Options.GreetDelay > 0.

@@ -85,6 +85,7 @@ type Manager struct {
 
 	stop chan struct{}
 	done chan struct{}
+	kick chan struct{} // Retry wakes the loop
 }
 
 // accountFile holds the account's key (PEM, EC).
@@ -123,6 +124,7 @@ func New(opt Options) (*Manager, error) {
 		},
 		certs:  map[string]*tls.Certificate{},
 		tokens: map[string]string{},
+		kick:   make(chan struct{}, 1),
 		next:   map[string]time.Time{},
 		fails:  map[string]int{},
 	}
@@ -247,8 +249,27 @@ func (m *Manager) loop() {
 		select {
 		case <-m.stop:
 			return
+		case <-m.kick:
 		case <-time.After(wait):
 		}
+	}
+}
+
+// Retry ends the pause of every host whose last attempt failed, and
+// wakes the renewal loop to try them now: an admin who fixed the DNS or
+// the port-80 forwarding reloads the server rather than wait up to an
+// hour. Hosts that have their certificate are not contacted.
+func (m *Manager) Retry() {
+	m.mu.Lock()
+	for h, n := range m.fails {
+		if n > 0 {
+			m.next[h] = time.Time{}
+		}
+	}
+	m.mu.Unlock()
+	select {
+	case m.kick <- struct{}{}:
+	default:
 	}
 }
 

@@ -189,6 +189,18 @@ func TestFailedValidation(t *testing.T) {
 	if n := ca.Requests() - before; n != 0 {
 		t.Errorf("%d requests to the CA during the pause after a failure", n)
 	}
+	// Retry (a reload) ends the pause: the failed host is tried again at
+	// once, the one with its certificate is left alone.
+	m.Retry()
+	before = ca.Requests()
+	if err := m.Renew(context.Background(), false); err == nil || !strings.Contains(err.Error(), "elsewhere.example.test") {
+		t.Fatalf("the attempt after Retry: %v", err)
+	} else if strings.Contains(err.Error(), "mail.example.test") {
+		t.Errorf("Retry renewed a host that has its certificate: %v", err)
+	}
+	if ca.Requests() == before {
+		t.Error("no request to the CA after Retry")
+	}
 }
 
 func TestCAUnreachable(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"postern/internal/dirfact"
 	"strings"
@@ -148,6 +149,9 @@ type Options struct {
 	Environ []string
 	// Stdout receives filters' echo output; nil discards it.
 	Stdout io.Writer
+	// Stderr receives filters' warnings (a pattern that is not a regular
+	// expression); nil sends them to Logger.
+	Stderr io.Writer
 	// Trace receives every filter step (maildrop -V); nil for none.
 	Trace func(rules.Step)
 	// QuotaWarnPercent and QuotaWarnFile are maildrop -w and -W.
@@ -319,6 +323,12 @@ type job struct {
 	prefix []byte
 	mds    map[string]*maildir.Maildir
 	done   []string
+	// manual is maildrop's manual mode (a filter file named on the
+	// command line, run with the user's own permissions), where the
+	// filter's MAILDIRQUOTA applies as maildrop applies it.
+	manual bool
+	// filterQuota is $MAILDIRQUOTA at the current delivery (manual mode).
+	filterQuota string
 }
 
 func (a *Agent) newJob(req Request) (*job, *Outcome) {
@@ -469,7 +479,7 @@ func (j *job) failure(err error) Outcome {
 // created when missing and gets the account's quota, as the gateway does;
 // any other maildir must exist (maildrop defers otherwise).
 func (j *job) maildirFor(root string) (*maildir.Maildir, error) {
-	if md, ok := j.mds[root]; ok {
+	if md, ok := j.mds[root]; ok && j.filterQuota == "" {
 		return md, nil
 	}
 	opt := maildir.Options{Logger: j.a.log, Hostname: j.a.hostname}
@@ -484,10 +494,19 @@ func (j *job) maildirFor(root string) (*maildir.Maildir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("maildir %s: %w", root, err)
 	}
-	if root == j.root && j.acct.Quota != "" {
-		want, err := maildir.ParseQuota(j.acct.Quota)
+	quota := ""
+	if root == j.root {
+		quota = j.acct.Quota
+	}
+	if j.filterQuota != "" {
+		// Manual mode: the filter's MAILDIRQUOTA is the quota of the
+		// maildir it delivers to, as maildrop (deliverquota) applies it.
+		quota = j.filterQuota
+	}
+	if quota != "" {
+		want, err := maildir.ParseQuota(quota)
 		if err != nil {
-			return nil, fmt.Errorf("account %s: quota %q: %w", j.acct.Name, j.acct.Quota, err)
+			return nil, fmt.Errorf("account %s: quota %q: %w", j.acct.Name, quota, err)
 		}
 		if have, _, err := md.Quota(); err != nil || have != want {
 			if err := md.SetQuota(want); err != nil {
@@ -559,6 +578,9 @@ func (j *job) deliverTo(ctx context.Context, dest string, msg []byte, vars map[s
 	}
 	switch d.Kind {
 	case DestMaildir:
+		if j.manual && vars != nil {
+			j.filterQuota = strings.TrimSpace(vars["MAILDIRQUOTA"])
+		}
 		return 0, j.deliverMaildir(d, bytes.NewReader(msg), opt)
 	case DestMbox:
 		lock := DefaultMboxLock
@@ -571,7 +593,12 @@ func (j *job) deliverTo(ctx context.Context, dest string, msg []byte, vars map[s
 		j.done = append(j.done, d.String())
 		return 0, nil
 	case DestProgram:
-		code, _, err := j.runProgram(ctx, d.Command, msg, j.programEnv(vars), 0)
+		// A filter's program runs under its $SHELL, as maildrop runs it.
+		shell := "/bin/sh"
+		if sh := strings.TrimSpace(vars["SHELL"]); sh != "" {
+			shell = sh
+		}
+		code, _, err := j.runProgram(ctx, shell, d.Command, msg, j.programEnv(vars), 0)
 		if err != nil {
 			return 0, err
 		}
@@ -579,6 +606,13 @@ func (j *job) deliverTo(ctx context.Context, dest string, msg []byte, vars map[s
 		return code, nil
 	default:
 		if err := j.forward(ctx, d.Addresses, msg, from, vars); err != nil {
+			// maildrop treats $SENDMAIL as a delivery program: its exit
+			// code becomes EXITCODE and the filter goes on.
+			var exitErr *exec.ExitError
+			if errors.As(err, &exitErr) && exitErr.ExitCode() > 0 {
+				j.a.log.Info("deliver: forward failed", "account", j.acct.Name, "error", err)
+				return exitErr.ExitCode(), nil
+			}
 			return 0, err
 		}
 		j.done = append(j.done, d.String())

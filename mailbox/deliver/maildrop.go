@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"postern/auth"
+	"postern/auth/authconfig"
 	"postern/auth/userdb"
 	"postern/policy"
 	"postern/policy/aliases"
@@ -224,6 +225,19 @@ func MaildropMain(args []string, stdin io.Reader, stdout, stderr io.Writer, conf
 		if udb, err := userdb.Open(cfg.UserdbDB); err == nil {
 			defer udb.Close()
 			svc = auth.NewService(udb)
+			if o.user != "" {
+				// The modules the server asks (authmodulelist): an
+				// account in SQL is found here too. Settings that
+				// cannot be read fail the delivery for now rather
+				// than call the recipient unknown.
+				mods, closeMods, err := authconfig.Modules(cfg.Dir, udb, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+				if err != nil {
+					fmt.Fprintf(stderr, "maildrop: authentication modules: %v\n", err)
+					return ExitTempFail
+				}
+				defer closeMods()
+				svc = auth.NewService(mods...)
+			}
 		} else if o.user != "" {
 			fmt.Fprintf(stderr, "maildrop: userdb %s: %v\n", cfg.UserdbDB, err)
 			return ExitTempFail
@@ -263,6 +277,7 @@ func MaildropMain(args []string, stdin io.Reader, stdout, stderr io.Writer, conf
 		Auth:             svc,
 		Logger:           logger,
 		Stdout:           stdout,
+		Stderr:           stderr,
 		Environ:          os.Environ(),
 		QuotaWarnPercent: o.warnPercent,
 		QuotaWarnFile:    o.warnFile,
@@ -312,7 +327,7 @@ func MaildropMain(args []string, stdin io.Reader, stdout, stderr io.Writer, conf
 			return ExitTempFail
 		}
 		req.Args = o.rest
-		out = agent.Filter(ctx, req, FilterMode{File: file, Dir: acct.Home, Embedded: true, Vars: verboseVars(o.verbose)})
+		out = agent.Filter(ctx, req, FilterMode{File: file, Dir: acct.Home, Embedded: true, Vars: verboseVars(o.verbose), Delivery: o.user != ""})
 	case delivery:
 		req.Args = o.rest
 		out = agent.Deliver(ctx, req)
@@ -389,7 +404,27 @@ func invokingAccount(ctx context.Context, svc *auth.Service) (*auth.Account, err
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	return &auth.Account{Name: u.Username, UID: uid, GID: gid, Home: home, Module: "passwd"}, nil
+	acct := &auth.Account{Name: u.Username, UID: uid, GID: gid, Home: home, Module: "passwd"}
+	if sh := passwdShell(u.Username); sh != "" {
+		acct.Fields = map[string]string{"shell": sh}
+	}
+	return acct, nil
+}
+
+// passwdShell is the login shell /etc/passwd gives name, maildrop's $SHELL
+// in manual mode; "" when the file has no entry for name.
+func passwdShell(name string) string {
+	b, err := readBounded("/etc/passwd", 4<<20)
+	if err != nil {
+		return ""
+	}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Split(strings.TrimRight(line, "\n"), ":")
+		if len(f) == 7 && f[0] == name {
+			return f[6]
+		}
+	}
+	return ""
 }
 
 // specialFilter finds maildrop -M's file: $HOME/.mailfilters/NAME, else

@@ -3,13 +3,18 @@ package deliver
 import (
 	"bytes"
 	"context"
+	"database/sql"
+	"fmt"
+	_ "github.com/jackc/pgx/v5/stdlib"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"postern/auth"
 	"postern/auth/authtool"
@@ -21,6 +26,9 @@ import (
 // agent re-executes itself to deliver as another uid.
 func TestMain(m *testing.M) {
 	if os.Getenv("POSTERN_DELIVER_TEST_MAILDROP") == "1" {
+		// Not seen by the filter's import or its commands: the
+		// differential tests compare those with Courier's maildrop.
+		os.Unsetenv("POSTERN_DELIVER_TEST_MAILDROP")
 		os.Exit(MaildropMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, ""))
 	}
 	os.Exit(m.Run())
@@ -120,6 +128,26 @@ func TestMaildropManualAndEmbeddedModes(t *testing.T) {
 	}
 }
 
+// Manual mode starts with every environment variable as a variable,
+// delivery mode (here -M with -d) with the locale's only, as maildrop 2.9.3
+// does (the differential tests compare manual mode with it).
+func TestMaildropVariablesFromTheEnvironment(t *testing.T) {
+	t.Setenv("POSTERN_TEST_FOO", "bar")
+	t.Setenv("LC_TIME", "C")
+	show := "echo \"[$POSTERN_TEST_FOO] [$LC_TIME]\"\nexit\n"
+	t.Chdir(t.TempDir())
+	os.WriteFile("filter", []byte(show), 0o600)
+	if code, out, errs := runMaildrop(t, "", testMessage, "-m", "./filter"); code != 0 || out != "[bar] [C]\n" {
+		t.Fatalf("manual mode: %d %q %q", code, out, errs)
+	}
+	s := newTestSite(t, "alice@example.test")
+	s.write("alice@example.test", ".mailfilters/env", show)
+	os.Chmod(filepath.Join(s.home("alice@example.test"), ".mailfilters"), 0o700)
+	if code, out, errs := runMaildrop(t, s.etc, testMessage, "-M", "env", "-d", "alice@example.test"); code != 0 || out != "[] [C]\n" {
+		t.Fatalf("delivery mode: %d %q %q", code, out, errs)
+	}
+}
+
 func TestMaildropSpecialEmbeddedFilter(t *testing.T) {
 	s := newTestSite(t, "alice@example.test")
 	home := s.home("alice@example.test")
@@ -215,5 +243,52 @@ func TestMaildropDeliversWithAnUnloadableTLSKey(t *testing.T) {
 	}
 	if len(s.folder("alice@example.test", "INBOX")) != 1 {
 		t.Fatal("not delivered")
+	}
+}
+
+// TestMaildropFindsSQLAccounts: maildrop -d asks the modules of
+// authmodulelist, as the server does: an account that lives only in
+// PostgreSQL gets its mail, and with the database unreachable the
+// delivery is deferred (75), never bounced as an unknown user.
+func TestMaildropFindsSQLAccounts(t *testing.T) {
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:5432", time.Second); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no PostgreSQL on 127.0.0.1:5432; .ci/run should have started it")
+		}
+		t.Skip("no PostgreSQL on 127.0.0.1:5432")
+	} else {
+		c.Close()
+	}
+	db, err := sql.Open("pgx", "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	table := fmt.Sprintf("postern_maildrop_users_%d", time.Now().UnixNano())
+	if _, err := db.Exec("CREATE TABLE " + table + " (id text, clear text, uid int, gid int, home text)"); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Exec("DROP TABLE " + table)
+	s := newTestSite(t, "alice@example.test")
+	home := filepath.Join(s.dir, "sqlhome")
+	if _, err := db.Exec("INSERT INTO "+table+" VALUES ('erin@example.test', 'pw', $1, $2, $3)", os.Getuid(), os.Getgid(), home); err != nil {
+		t.Fatal(err)
+	}
+	rc := "PGSQL_CONNECTION host=127.0.0.1 port=%d user=postgres sslmode=disable\nPGSQL_DATABASE test\nPGSQL_USER_TABLE " + table +
+		"\nPGSQL_CLEAR_PWFIELD clear\nPGSQL_UID_FIELD uid\nPGSQL_GID_FIELD gid\nPGSQL_HOME_FIELD home\n"
+	os.WriteFile(filepath.Join(s.etc, "authmodulelist"), []byte("authuserdb authpgsql\n"), 0o600)
+	os.WriteFile(filepath.Join(s.etc, "authpgsqlrc"), []byte(fmt.Sprintf(rc, 5432)), 0o600)
+	if code, _, errs := runMaildrop(t, s.etc, testMessage, "-d", "erin@example.test"); code != 0 {
+		t.Fatalf("maildrop -d erin: exit %d: %s", code, errs)
+	}
+	if n, err := os.ReadDir(filepath.Join(home, "Maildir", "new")); err != nil || len(n) != 1 {
+		t.Fatalf("erin's Maildir: %v, %d messages", err, len(n))
+	}
+	if code, _, _ := runMaildrop(t, s.etc, testMessage, "-d", "alice@example.test"); code != 0 {
+		t.Fatalf("the userdb's alice: exit %d", code)
+	}
+	os.WriteFile(filepath.Join(s.etc, "authpgsqlrc"), []byte(fmt.Sprintf(rc, 1)), 0o600)
+	if code, _, _ := runMaildrop(t, s.etc, testMessage, "-d", "erin@example.test"); code != ExitTempFail {
+		t.Errorf("database unreachable: exit %d, want %d", code, ExitTempFail)
 	}
 }

@@ -48,7 +48,7 @@ func mboxLockFromVars(vars map[string]string) MboxLock {
 
 // deliverMbox appends msg to the mbox file path in the traditional format:
 // a "From SENDER DATE" line (an empty sender is MAILER-DAEMON, as maildrop
-// writes it), the message with body lines starting "From " quoted as
+// writes it), the message with lines starting "From " quoted as
 // ">From ", and a blank line. The file is locked, synced, and on any write
 // error truncated back to where it was, so a failed delivery leaves no half
 // message behind.
@@ -95,18 +95,17 @@ func writeMboxMessage(f io.Writer, msg []byte, sender string, now time.Time) err
 	}
 	w := bufio.NewWriterSize(f, 64*1024)
 	fmt.Fprintf(w, "From %s %s\n", sender, now.Format("Mon Jan _2 15:04:05 2006"))
-	inBody := false
 	for len(msg) > 0 {
 		line := msg
 		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
 			line = msg[:i+1]
 		}
 		msg = msg[len(line):]
-		if inBody && bytes.HasPrefix(line, []byte("From ")) {
+		// Every line, header included: a message that starts with its
+		// own "From " line (an mbox export) must not start a new
+		// message, and maildrop 2.9.3 quotes it too.
+		if bytes.HasPrefix(line, []byte("From ")) {
 			w.WriteByte('>')
-		}
-		if !inBody && (len(line) == 1 || bytes.Equal(line, []byte("\r\n"))) {
-			inBody = true
 		}
 		w.Write(line)
 		if line[len(line)-1] != '\n' {

@@ -17,14 +17,14 @@ import (
 	"postern/mailbox/maildir"
 )
 
-// runProgram runs "/bin/sh -c cmd" in the home with msg on stdin and env as
+// runProgram runs "SHELL -c cmd" in the home with msg on stdin and env as
 // its environment, keeps up to keep bytes of its standard output (and a
 // little of its standard error for the log), and returns its exit status.
 // A program killed by the timeout or a signal is an error (temporary).
-func (j *job) runProgram(ctx context.Context, cmd string, msg []byte, env []string, keep int) (int, []byte, error) {
+func (j *job) runProgram(ctx context.Context, shell, cmd string, msg []byte, env []string, keep int) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, j.a.opt.ProgramTimeout)
 	defer cancel()
-	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	c := exec.CommandContext(ctx, shell, "-c", cmd)
 	c.Dir = j.dir
 	if st, err := os.Stat(c.Dir); err != nil || !st.IsDir() {
 		c.Dir = "/"
@@ -148,7 +148,8 @@ func envList(vars map[string]string) []string {
 }
 
 // forward resends msg to addrs through sendmail with the original
-// envelope sender (Courier keeps it, so bounces go to the author), or its
+// envelope sender, so that bounces go to the author (maildrop 2.9.3 passes
+// an empty "-f", a null sender; see docs/maildrop.md), or its
 // SRS address when the configuration turns SRS on (srssecrets), so that
 // the copy passes SPF and a bounce still reaches the author through us. A
 // filter may name its own $SENDMAIL.
@@ -158,7 +159,9 @@ func (j *job) forward(ctx context.Context, addrs []string, msg []byte, from stri
 			return err
 		}
 	}
-	argv := append([]string(nil), j.a.sendmail...)
+	// Postern's own sendmail gets -oi; a filter's own $SENDMAIL runs as
+	// written, as maildrop runs it (its default, too, carries the -oi).
+	argv := append(append([]string(nil), j.a.sendmail...), "-oi")
 	if vars != nil {
 		if f := strings.Fields(vars["SENDMAIL"]); len(f) > 0 && vars["SENDMAIL"] != j.a.sendmailVar() {
 			argv = f
@@ -173,7 +176,7 @@ func (j *job) forward(ctx context.Context, addrs []string, msg []byte, from stri
 	if from == "" {
 		from = "<>"
 	}
-	argv = append(argv, "-oi", "-f", from)
+	argv = append(argv, "-f", from)
 	argv = append(argv, addrs...)
 	ctx, cancel := context.WithTimeout(ctx, j.a.opt.ProgramTimeout)
 	defer cancel()
@@ -191,7 +194,7 @@ func (j *job) forward(ctx context.Context, addrs []string, msg []byte, from stri
 
 // sendmailVar is $SENDMAIL as filters see it by default.
 func (a *Agent) sendmailVar() string {
-	return strings.Join(a.sendmail, " ")
+	return strings.Join(a.sendmail, " ") + " -oi"
 }
 
 // quotaWarning is maildrop -w: after a delivery into a maildir with a

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,7 +66,7 @@ func (j *job) runInstructions(ctx context.Context, ins []Instruction, msg []byte
 			if in.Kind == InstrDynamic {
 				keep = maxInstructionFile
 			}
-			code, out, err := j.runProgram(ctx, in.Value, msg, envList(env), keep)
+			code, out, err := j.runProgram(ctx, "/bin/sh", in.Value, msg, envList(env), keep)
 			if err != nil {
 				o := j.failure(err)
 				return &o, false
@@ -114,6 +115,9 @@ type FilterMode struct {
 	Embedded bool
 	// Vars are set before the run (maildrop -V sets VERBOSE).
 	Vars map[string]string
+	// Delivery is maildrop's delivery mode (-M with -d USER): of the
+	// environment only the locale's variables become variables.
+	Delivery bool
 }
 
 // Filter runs one filter file in manual or embedded mode (maildrop FILE,
@@ -127,6 +131,7 @@ func (a *Agent) Filter(ctx context.Context, req Request, mode FilterMode) Outcom
 		j.dir = mode.Dir
 	}
 	j.conf = Confinement{} // the invoking user's own permissions are the limit
+	j.manual = true
 	msg, out := j.readMessage()
 	if out != nil {
 		return *out
@@ -138,18 +143,26 @@ func (a *Agent) Filter(ctx context.Context, req Request, mode FilterMode) Outcom
 // $DEFAULT unless they disposed of the message.
 func (j *job) runFilters(ctx context.Context, files []string, raw []byte, mode FilterMode) Outcome {
 	m := rules.NewMessage(raw)
-	vars := rules.StandardVars(rules.VarOptions{
+	vars := j.importedVars(mode)
+	for k, v := range rules.StandardVars(rules.VarOptions{
 		Home:     j.home,
 		Logname:  j.acct.Name,
 		Default:  j.root + "/",
 		From:     j.req.Sender,
 		Hostname: j.a.hostname,
 		Filter:   mode.File,
-	}, m)
+	}, m) {
+		vars[k] = v
+	}
 	// Without a sender (no -f) FROM came from Return-Path, as maildrop does.
 	vars["SENDMAIL"] = j.a.sendmailVar()
 	if j.acct.Quota != "" {
 		vars["MAILDIRQUOTA"] = j.acct.Quota
+	}
+	if sh := j.acct.Fields["shell"]; sh != "" {
+		// The account's login shell (the password file's, a userdb
+		// record's shell= field), as maildrop sets SHELL.
+		vars["SHELL"] = sh
 	}
 	for k, v := range mode.Vars {
 		vars[k] = v
@@ -174,13 +187,14 @@ func (j *job) runFilters(ctx context.Context, files []string, raw []byte, mode F
 		TrustedIncludeDir: j.a.trustedDir,
 		Run:               rules.ExecCommand,
 		Stdout:            j.a.opt.Stdout,
+		Stderr:            j.a.filterStderr(),
 		Trace:             j.a.opt.Trace,
 		Now:               j.a.opt.Now,
 		Limits:            j.a.opt.Limits,
 	}
 	if !mode.Embedded {
 		env.Deliver = func(ctx context.Context, d rules.Delivery) (int, error) {
-			return j.deliverTo(ctx, d.Dest, d.Message.Bytes(), d.Vars, d.Vars["FROM"], deliverOptions(d.Flags, d.Keywords))
+			return j.deliverTo(ctx, d.Dest, d.Message.Output(), d.Vars, d.Vars["FROM"], deliverOptions(d.Flags, d.Keywords))
 		}
 	}
 	s := rules.NewSession(m, env)
@@ -217,6 +231,41 @@ func (j *job) runFilters(ctx context.Context, files []string, raw []byte, mode F
 		j.a.log.Info("deliver: discarded by filter", "account", j.acct.Name)
 	}
 	return o
+}
+
+// importedVars are the variables a run starts with before maildrop's
+// fixed defaults are applied: in manual and embedded mode (a filter file
+// named on the command line) every environment variable, in delivery mode
+// only the locale's (LANG, LANGUAGE, LC_*), as maildropfilter(7) says and
+// maildrop 2.9.3 does.
+func (j *job) importedVars(mode FilterMode) map[string]string {
+	vars := map[string]string{}
+	for _, kv := range j.a.opt.Environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			continue
+		}
+		if mode.File != "" && !mode.Delivery || k == "LANG" || k == "LANGUAGE" || strings.HasPrefix(k, "LC_") {
+			vars[k] = v
+		}
+	}
+	return vars
+}
+
+// filterStderr is where filters' warnings go: Options.Stderr, else the log.
+func (a *Agent) filterStderr() io.Writer {
+	if a.opt.Stderr != nil {
+		return a.opt.Stderr
+	}
+	return logWriter{a.log}
+}
+
+// logWriter logs each write as one warning.
+type logWriter struct{ log *slog.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Warn("filter: " + strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // filterFailure maps a filter's runtime error: a delivery over quota is

@@ -1,0 +1,178 @@
+// Package authconfig reads which authentication modules to ask, and
+// their settings, from the configuration directory (the authmodulelist
+// setting, the SQL modules' authmysqlrc and authpgsqlrc, and authldaprc),
+// and opens
+// them, for the server and for every tool that looks accounts up as the
+// server does (authtest, sendmail, maildrop -d).
+package authconfig
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"strings"
+
+	"postern/auth"
+	"postern/auth/ldapauth"
+	"postern/auth/pamauth"
+	"postern/auth/sqlauth"
+	"postern/auth/userdb"
+	"postern/policy"
+)
+
+// ModuleListSetting names the modules the authentication service asks,
+// in order, as Courier's authdaemonrc authmodulelist does: authuserdb,
+// authmysql, authpgsql, authldap, authpam, separated by blanks (quotes, as in authdaemonrc,
+// are allowed). Without it only the userdb is asked.
+const ModuleListSetting = "authmodulelist"
+
+// Spec is one entry of authmodulelist: the userdb, or an SQL
+// module with its parsed configuration.
+type Spec struct {
+	name string
+	sql  *sqlauth.Config  // authmysql, authpgsql
+	ldap *ldapauth.Config // authldap
+	pam  bool             // authpam
+}
+
+// Name is the module's name in authmodulelist (authuserdb, authpgsql, ...).
+func (s Spec) Name() string { return s.name }
+
+// Read reads authmodulelist and each SQL module's file, and
+// returns their errors with file and line.
+func Read(dir string) ([]Spec, error) {
+	lines, err := policy.ReadSetting(dir, ModuleListSetting)
+	if errors.Is(err, policy.ErrNotSet) {
+		return []Spec{{name: "authuserdb"}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var specs []Spec
+	seen := map[string]bool{}
+	for _, l := range lines {
+		text := l.Text
+		if k, v, ok := strings.Cut(text, "="); ok && strings.TrimSpace(k) == "authmodulelist" {
+			text = v // a line copied from authdaemonrc
+		}
+		for _, w := range strings.Fields(strings.Trim(strings.TrimSpace(text), `"'`)) {
+			w = strings.Trim(w, `"'`)
+			name := w
+			if !strings.HasPrefix(name, "auth") {
+				name = "auth" + name
+			}
+			if seen[name] {
+				return nil, l.Errorf("%s listed twice", w)
+			}
+			seen[name] = true
+			switch name {
+			case "authuserdb":
+				specs = append(specs, Spec{name: name})
+			case "authmysql", "authpgsql":
+				d := sqlauth.MySQL
+				if name == "authpgsql" {
+					d = sqlauth.Postgres
+				}
+				rc, err := policy.ReadSetting(dir, d.Setting())
+				if errors.Is(err, policy.ErrNotSet) {
+					return nil, l.Errorf("%s is listed, but %s is missing", w, d.Setting())
+				}
+				if err != nil {
+					return nil, err
+				}
+				cfg, err := sqlauth.Parse(d, rc)
+				if err != nil {
+					return nil, err
+				}
+				specs = append(specs, Spec{name: name, sql: cfg})
+			case "authldap":
+				rc, err := policy.ReadSetting(dir, ldapauth.Setting)
+				if errors.Is(err, policy.ErrNotSet) {
+					return nil, l.Errorf("%s is listed, but %s is missing", w, ldapauth.Setting)
+				}
+				if err != nil {
+					return nil, err
+				}
+				cfg, err := ldapauth.Parse(rc)
+				if err != nil {
+					return nil, err
+				}
+				specs = append(specs, Spec{name: name, ldap: cfg})
+			case "authpam":
+				if !pamauth.Available {
+					_, err := pamauth.Open(pamauth.Config{}, nil)
+					return nil, l.Errorf("%v", err)
+				}
+				specs = append(specs, Spec{name: name, pam: true})
+			case "authshadow", "authpwd", "authvchkpw", "authcustom", "authpipe", "authsqlite":
+				return nil, l.Errorf("%s: Courier has this module; Postern does not have it yet (available: authuserdb, authmysql, authpgsql, authldap, authpam)", w)
+			default:
+				return nil, l.Errorf("unknown authentication module %q (available: authuserdb, authmysql, authpgsql, authldap, authpam)", w)
+			}
+		}
+	}
+	if len(specs) == 0 {
+		return nil, &policy.Error{File: lines[0].File, Reason: "no module listed"}
+	}
+	return specs, nil
+}
+
+// Open opens the modules of specs in order; udb is the userdb's.
+// The returned close function closes the SQL and LDAP modules'
+// connections.
+func Open(specs []Spec, udb *userdb.DB, log *slog.Logger) ([]auth.Module, func(), error) {
+	var mods []auth.Module
+	var closers []io.Closer
+	closeAll := func() {
+		for _, m := range closers {
+			m.Close()
+		}
+	}
+	for _, s := range specs {
+		if s.pam {
+			m, err := pamauth.Open(pamauth.Config{}, log)
+			if err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			mods = append(mods, m)
+			continue
+		}
+		if s.ldap != nil {
+			m := ldapauth.Open(s.ldap, log)
+			closers = append(closers, m)
+			mods = append(mods, m)
+			continue
+		}
+		if s.sql == nil {
+			if udb != nil {
+				mods = append(mods, udb)
+			}
+			continue
+		}
+		m, err := sqlauth.Open(s.sql, log)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		closers = append(closers, m)
+		mods = append(mods, m)
+	}
+	return mods, closeAll, nil
+}
+
+// Modules reads and opens the modules the configuration in dir lists.
+// The close function closes the SQL modules.
+func Modules(dir string, udb *userdb.DB, log *slog.Logger) ([]auth.Module, func(), error) {
+	specs, err := Read(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return Open(specs, udb, log)
+}
+
+// Equal reports whether two lists name the same modules with the same
+// settings (a reload then keeps the open ones).
+func Equal(a, b []Spec) bool { return reflect.DeepEqual(a, b) }

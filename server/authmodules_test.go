@@ -1,0 +1,183 @@
+package server
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-smtp"
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"postern/auth/ldapauth/ldaptest"
+	"postern/auth/passwd"
+	"postern/mailbox/maildir"
+)
+
+// TestSQLAccounts: accounts kept in PostgreSQL (authpgsql, configured by
+// an authpgsqlrc as Courier's), added to a running server by a reload of
+// authmodulelist. Such a user logs in over IMAP and gets mail over SMTP,
+// next to the userdb's users; with the database unreachable the same
+// recipient is deferred (4xx) and the login is refused for now, never
+// "no such user".
+func TestSQLAccounts(t *testing.T) {
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:5432", time.Second); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no PostgreSQL on 127.0.0.1:5432; .ci/run should have started it")
+		}
+		t.Skip("no PostgreSQL on 127.0.0.1:5432")
+	} else {
+		c.Close()
+	}
+	db, err := sql.Open("pgx", "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	table := fmt.Sprintf("postern_server_users_%d", time.Now().UnixNano())
+	if _, err := db.Exec("CREATE TABLE " + table + " (id text PRIMARY KEY, crypt text, uid int, gid int, home text, quota text)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Exec("DROP TABLE " + table) })
+	h := newHarness(t)
+	home := filepath.Join(h.dir, "sqlhome")
+	if err := maildir.Make(filepath.Join(home, "Maildir")); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := passwd.Hash("sql pass", passwd.SchemeSHA512Crypt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("INSERT INTO "+table+" VALUES ($1, $2, $3, $4, $5, '')", "carol@example.test", hash, os.Getuid(), os.Getgid(), home); err != nil {
+		t.Fatal(err)
+	}
+	rc := func(port int) string {
+		return fmt.Sprintf("PGSQL_CONNECTION host=127.0.0.1 port=%d \\\n\tuser=postgres sslmode=disable\nPGSQL_DATABASE test\n"+
+			"PGSQL_USER_TABLE %s\nPGSQL_CRYPT_PWFIELD crypt\nPGSQL_UID_FIELD uid\nPGSQL_GID_FIELD gid\nPGSQL_LOGIN_FIELD id\n"+
+			"PGSQL_HOME_FIELD home\nPGSQL_QUOTA_FIELD quota\n", port, table)
+	}
+	h.writeSetting("authpgsqlrc", rc(5432))
+	h.writeSetting("authmodulelist", `authmodulelist="authuserdb authpgsql"`+"\n")
+	if err := h.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(h.srv.Auth().Modules()); got != 2 {
+		t.Fatalf("%d modules after the reload, want 2", got)
+	}
+
+	login := func(user, pass string) error {
+		c, err := imapclient.DialInsecure(h.addr("imap"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.Login(user, pass).Wait()
+	}
+	if err := login("carol@example.test", "sql pass"); err != nil {
+		t.Fatalf("IMAP login of the SQL account: %v", err)
+	}
+	if err := login("carol@example.test", "wrong"); err == nil {
+		t.Fatal("IMAP login with a wrong password")
+	}
+	if err := login(h.user, h.pass); err != nil {
+		t.Fatalf("the userdb's account after the reload: %v", err)
+	}
+	if err := h.send("bob@example.net", []string{"carol@example.test"}, testMessage("to sql", "hello carol\r\n")); err != nil {
+		t.Fatalf("mail to the SQL account: %v", err)
+	}
+	h.settle()
+	if n := countFiles(t, filepath.Join(home, "Maildir", "new")); n != 1 {
+		t.Fatalf("%d messages in the SQL account's Maildir, want 1", n)
+	}
+
+	// The database goes away: a deferral, not a bounce.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	h.writeSetting("authpgsqlrc", rc(closed))
+	if err := h.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	var se *smtp.SMTPError
+	err = h.send("bob@example.net", []string{"carol@example.test"}, testMessage("db down", "x\r\n"))
+	if !errors.As(err, &se) || se.Code != 451 {
+		t.Errorf("RCPT with the database down: %v, want 451", err)
+	}
+	if err := login("carol@example.test", "sql pass"); err == nil || !strings.Contains(err.Error(), "UNAVAILABLE") {
+		t.Errorf("IMAP login with the database down: %v, want NO [UNAVAILABLE]", err)
+	}
+	if err := login(h.user, h.pass); err != nil {
+		t.Errorf("the userdb's account with the database down: %v", err)
+	}
+	// A broken authpgsqlrc refuses the reload, as any bad setting.
+	h.writeSetting("authpgsqlrc", "PGSQL_USER_TABLE\n")
+	if err := h.srv.Reload(); err == nil || !strings.Contains(err.Error(), "authpgsqlrc:1:") {
+		t.Errorf("reload with a bad authpgsqlrc: %v", err)
+	}
+}
+
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// TestLDAPAccounts: accounts in an LDAP directory (authldap, configured by
+// an authldaprc as Courier's) against a real slapd: an entry's user logs
+// in over IMAP and gets mail over SMTP; an address no module knows is
+// refused (550).
+func TestLDAPAccounts(t *testing.T) {
+	dir := ldaptest.Start(t)
+	h := newHarness(t)
+	home := filepath.Join(h.dir, "ldaphome")
+	if err := maildir.Make(filepath.Join(home, "Maildir")); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := passwd.Hash("ldap pass", passwd.SchemeSHA512Crypt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir.Add(t, "uid=dora,"+dir.BaseDN, map[string][]string{
+		"objectClass": {"inetOrgPerson", "posixAccount"}, "uid": {"dora"}, "cn": {"Dora"}, "sn": {"D"},
+		"mail": {"dora@example.test"}, "uidNumber": {fmt.Sprint(os.Getuid())}, "gidNumber": {fmt.Sprint(os.Getgid())},
+		"homeDirectory": {home}, "userPassword": {"{CRYPT}" + hash},
+	})
+	h.writeSetting("authldaprc", fmt.Sprintf("LDAP_URI %s\nLDAP_BASEDN %s\nLDAP_BINDDN %s\nLDAP_BINDPW %s\n"+
+		"LDAP_MAIL mail\nLDAP_HOMEDIR homeDirectory\nLDAP_UID uidNumber\nLDAP_GID gidNumber\nLDAP_CRYPTPW userPassword\n",
+		dir.URI, dir.BaseDN, dir.AdminDN, dir.AdminPW))
+	h.writeSetting("authmodulelist", "authuserdb authldap\n")
+	if err := h.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := imapclient.DialInsecure(h.addr("imap"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("dora@example.test", "ldap pass").Wait(); err != nil {
+		t.Fatalf("IMAP login of the LDAP account: %v", err)
+	}
+	if err := h.send("bob@example.net", []string{"dora@example.test"}, testMessage("to ldap", "hello dora\r\n")); err != nil {
+		t.Fatalf("mail to the LDAP account: %v", err)
+	}
+	h.settle()
+	if n := countFiles(t, filepath.Join(home, "Maildir", "new")); n != 1 {
+		t.Fatalf("%d messages in the LDAP account's Maildir, want 1", n)
+	}
+	var se *smtp.SMTPError
+	if err := h.send("bob@example.net", []string{"nobody@example.test"}, testMessage("x", "x\r\n")); !errors.As(err, &se) || se.Code != 550 {
+		t.Errorf("an address in no module: %v, want 550", err)
+	}
+}
