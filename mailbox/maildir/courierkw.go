@@ -320,6 +320,11 @@ func (f *Folder) mirrorCourierKeywords(key string, set []string) {
 	f.mu.Unlock()
 }
 
+// courierMergeAt is how many unmerged or stale files in
+// courierimapkeywords/ make Sync merge them into :list, as Courier's
+// server does: the directory, read whole at every change, stays small.
+const courierMergeAt = 32
+
 // syncCourierKeywords applies the keyword sets Courier's tools or server
 // wrote since the last look: when courierimapkeywords/ changed, each
 // message whose set there differs from the set last seen (or, the first
@@ -333,7 +338,8 @@ func (f *Folder) syncCourierKeywords() {
 	if f.ckwStatOK && id == f.ckwStat {
 		return
 	}
-	ck, err := ReadCourierKeywords(f.path, true, time.Now())
+	now := time.Now()
+	ck, err := ReadCourierKeywords(f.path, true, now)
 	if err != nil {
 		f.md.log.Warn("maildir: courier keywords not read", "folder", f.path, "err", err)
 		return
@@ -341,14 +347,49 @@ func (f *Folder) syncCourierKeywords() {
 	if f.ckwSeen == nil {
 		f.ckwSeen = make(map[string]string)
 	}
+	// Where each message is: the last Sync's names, else one listing.
+	names := f.names
+	listed := false
+	list := func() {
+		if listed {
+			return
+		}
+		listed = true
+		names = make(map[string]string)
+		for _, sub := range []string{"new", "cur"} {
+			all, err := readNames(filepath.Join(f.path, sub))
+			if err != nil {
+				continue
+			}
+			for _, n := range all {
+				k, _ := splitName(n)
+				names[k] = sub + "/" + n
+			}
+		}
+	}
+	if names == nil {
+		list()
+	}
 	changed := false
 	for _, key := range ck.Order {
 		want := courierSetKey(ck.Sets[key])
 		if seen, ok := f.ckwSeen[key]; ok && seen == want {
 			continue
 		}
-		if f.applyCourierSet(key, ck.Sets[key]) {
-			changed = true
+		name, ok := names[key]
+		if !ok && !listed {
+			list() // arrived since the last Sync, or gone
+			name, ok = names[key]
+		}
+		if ok {
+			renamed, err := f.applyCourierSet(key, name, ck.Sets[key])
+			if errors.Is(err, fs.ErrNotExist) && !listed {
+				list() // renamed by someone else since the last Sync
+				if name, ok = names[key]; ok {
+					renamed, _ = f.applyCourierSet(key, name, ck.Sets[key])
+				}
+			}
+			changed = changed || renamed
 		}
 		f.ckwSeen[key] = want
 	}
@@ -356,19 +397,34 @@ func (f *Folder) syncCourierKeywords() {
 	if changed {
 		f.lastSnap, f.lastDB = nil, nil
 	}
+	if len(ck.plain)+len(ck.stale) >= courierMergeAt {
+		list()
+		ck.Forget(func(key string) bool { _, ok := names[key]; return !ok })
+		if err := ck.Merge(now); err != nil {
+			f.md.log.Warn("maildir: courier keywords not merged", "folder", f.path, "err", err)
+		}
+	}
 }
 
-// applyCourierSet renames key's file to carry exactly set as keywords.
-// It reports whether the file was renamed. Caller holds f.mu.
-func (f *Folder) applyCourierSet(key string, set []string) bool {
-	name, ok := f.names[key]
-	if !ok {
-		n, err := f.locateLocked(key)
-		if err != nil {
-			return false // not (or no longer) in this folder
+// Forget drops the messages gone reports gone (Courier's server leaves
+// them out of :list too) and makes the next Merge write :list.
+func (ck *CourierKeywords) Forget(gone func(key string) bool) {
+	kept := ck.Order[:0]
+	for _, k := range ck.Order {
+		if gone(k) {
+			delete(ck.Sets, k)
+			ck.merged = true
+			continue
 		}
-		name = n
+		kept = append(kept, k)
 	}
+	ck.Order = kept
+}
+
+// applyCourierSet renames key's file (now name) to carry exactly set as
+// keywords. It reports whether the file was renamed, and the rename's
+// error. Caller holds f.mu.
+func (f *Folder) applyCourierSet(key, name string, set []string) (bool, error) {
 	var info string
 	if strings.HasPrefix(name, "cur/") {
 		_, info = splitName(name[4:])
@@ -376,22 +432,22 @@ func (f *Folder) applyCourierSet(key string, set []string) bool {
 	flags, idx := parseInfo(info)
 	km, err := f.cachedKeywords()
 	if err != nil {
-		return false
+		return false, err
 	}
 	if courierSetKey(keywordNames(km, idx)) == courierSetKey(set) {
-		return false
+		return false, nil
 	}
 	letters, err := f.keywordLettersLocked(set)
 	if err != nil {
 		f.md.log.Warn("maildir: courier keywords not applied", "folder", f.path, "key", key, "err", err)
-		return false
+		return false, err
 	}
 	newName := "cur/" + key + ":2," + flags + letters
 	if err := os.Rename(filepath.Join(f.path, name), filepath.Join(f.path, newName)); err != nil {
-		return false
+		return false, err
 	}
 	if f.names != nil {
 		f.names[key] = newName
 	}
-	return true
+	return true, nil
 }

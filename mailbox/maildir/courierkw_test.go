@@ -2,6 +2,7 @@ package maildir
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -169,5 +170,67 @@ func TestCourierKeywordsKeptInStep(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("flags lost: %q", names)
+	}
+}
+
+// TestCourierKeywordsMerged: once courierimapkeywords/ holds many update
+// files, Sync merges them into :list as Courier's server does, leaving
+// out messages that are gone; the sets read back the same.
+func TestCourierKeywordsMerged(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "M")
+	if err := Make(dir); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < courierMergeAt+8; i++ {
+		key := fmt.Sprintf("%d.M%dP1.host,S=12", 1000+i, i)
+		if i%2 == 0 { // odd keys are messages that are gone
+			if err := os.WriteFile(filepath.Join(dir, "cur", key+":2,S"), []byte("Subject: x\n\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := WriteCourierKeywords(dir, key, []string{fmt.Sprintf("kw%d", i%3)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	md, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := md.Folder("INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := f.Sync(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range snap.Messages {
+		var i int
+		fmt.Sscanf(m.Key, "%d", &i)
+		if want := fmt.Sprintf("kw%d", (i-1000)%3); !slices.Equal(m.Keywords, []string{want}) {
+			t.Errorf("%s: %q, want [%s]", m.Key, m.Keywords, want)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, courierKwDir))
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") && e.Name() != ":list" {
+			t.Fatalf("update %s not merged", e.Name())
+		}
+	}
+	list, err := os.ReadFile(filepath.Join(dir, courierKwDir, ":list"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(list), ":"); n != (courierMergeAt+8)/2 {
+		t.Errorf(":list has %d messages, want the %d present:\n%s", n, (courierMergeAt+8)/2, list)
+	}
+	ck, err := ReadCourierKeywords(dir, true, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range snap.Messages {
+		if !slices.Equal(ck.Sets[m.Key], m.Keywords) {
+			t.Errorf("%s: store says %q, message %q", m.Key, ck.Sets[m.Key], m.Keywords)
+		}
 	}
 }
