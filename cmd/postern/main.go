@@ -55,6 +55,8 @@ func commands() []command {
 		{"makeuserdb", "compile the userdb source into its index", runMakeuserdb},
 		{"maildirmake", "create a Maildir, a Maildir++ folder, or set a quota", runMaildirmake},
 		{"deliverquota", "deliver a message from stdin into a Maildir, honouring its quota", runDeliverquota},
+		{"maildirkw", "set or list a message's IMAP keywords in a Maildir (Courier's maildirkw)", runMaildirkw},
+		{"maildiracl", "list, set, delete or compute a Maildir folder's IMAP ACL (Courier's maildiracl)", runMaildiracl},
 		{"deliverfile", "deliver a message from stdin into an mbox file, or a Maildir (a path ending in /)", runDeliverfile},
 		{"config", "check the configuration and print what it resolves to", runConfigCheck},
 		{"sendmail", "inject a message from standard input (sendmail compatible)", runSendmail},
@@ -88,6 +90,8 @@ var argv0Tools = map[string]string{
 	"makealiases":  "makealiases",
 	"maildirmake":  "maildirmake",
 	"deliverquota": "deliverquota",
+	"maildirkw":    "maildirkw",
+	"maildiracl":   "maildiracl",
 	"makeuserdb":   "makeuserdb",
 	"authtest":     "authtest",
 	"testmxlookup": "testmxlookup",
@@ -348,11 +352,14 @@ automatic mail, and pipes the reply to the sendmail command (default
 
 func runMaildirmake(e *env, args []string) int {
 	if wantsHelp(args) {
-		fmt.Fprint(e.stdout, `Usage: maildirmake [-q QUOTA] [-f FOLDER] [-F FOLDER] MAILDIR
+		fmt.Fprint(e.stdout, `Usage: maildirmake [-q QUOTA] [-f FOLDER] [-F FOLDER] [-S] [-s MODE] MAILDIR
+       maildirmake --add NICK=PATH MAILDIR | --del NICK MAILDIR
 
 Creates MAILDIR (tmp/, new/, cur/), or with -f a Maildir++ folder inside it
 (-F takes the name in UTF-8 and stores it in modified UTF-7), and with -q
-sets the Maildir++ quota ("10000000S,1000C"). Compatible with Courier's
+sets the Maildir++ quota ("10000000S,1000C"). -S makes a sharable maildir,
+-s read|write[,group] a shared folder in one, --add/--del list sharable
+maildirs in MAILDIR/shared-maildirs. Compatible with Courier's
 maildirmake(1); see docs/maildirmake.md.
 `)
 		return 0

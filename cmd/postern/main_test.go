@@ -106,6 +106,21 @@ func TestArgv0Tools(t *testing.T) {
 	if len(matches) != 1 {
 		t.Fatalf("deliverquota delivered %d files", len(matches))
 	}
+	key := filepath.Base(matches[0])
+	if code := run([]string{"/usr/local/bin/maildirkw", dir, key, "Work"}, &env{stdout: &out, stderr: &errb}); code != 0 {
+		t.Fatalf("maildirkw: %d %s", code, errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"maildirkw", "-L", dir}, &env{stdout: &out, stderr: &errb}); code != 0 || out.String() != key+" Work\n" {
+		t.Fatalf("maildirkw -L: %d %q %s", code, out.String(), errb.String())
+	}
+	if code := run([]string{"maildiracl", "-set", dir, "INBOX", "user=bob", "lr"}, &env{stdout: &out, stderr: &errb}); code != 0 {
+		t.Fatalf("maildiracl: %d %s", code, errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"maildiracl", "-compute", dir, "INBOX", "user=bob"}, &env{stdout: &out, stderr: &errb}); code != 0 || out.String() != "lr\n" {
+		t.Fatalf("maildiracl -compute: %d %q %s", code, out.String(), errb.String())
+	}
 }
 
 // postern config shows the ACME hosts and whether their certificates are

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -131,9 +132,13 @@ func parseStoredRights(s string) Rights {
 	return r
 }
 
-// storedRights writes r as Courier stores it: "c" for the create right.
+// storedRights writes r as Courier stores it: "c" for the create right,
+// the letters in alphabetical order (Courier's maildiracl sorts them, and
+// writes "owner aceilrstwx").
 func storedRights(r Rights) string {
-	return strings.Replace(r.String(), "k", "c", 1)
+	b := []byte(strings.Replace(r.String(), "k", "c", 1))
+	slices.Sort(b)
+	return string(b)
 }
 
 // Entry is one identifier and its rights. ID is in Courier's stored form:

@@ -38,7 +38,7 @@ func TestACLOwnFolders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(data) != "owner lrswipcxtea\nuser=bob lrit\n-user=carol r\n" {
+	if string(data) != "owner aceilprstwx\nuser=bob ilrt\n-user=carol r\n" {
 		t.Fatalf("courierimapacl = %q", data)
 	}
 	r.send("A7 SETACL Work bob -t\r\n")

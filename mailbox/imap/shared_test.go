@@ -173,7 +173,7 @@ func TestSharedFolderGrantAndRevoke(t *testing.T) {
 	}
 	// The ACL file is Courier's.
 	data, err := os.ReadFile(filepath.Join(env.maildirPath("alice"), ".Work", acl.FileName))
-	if err != nil || string(data) != "owner lrswipcxtea\n" {
+	if err != nil || string(data) != "owner aceilprstwx\n" {
 		t.Fatalf("courierimapacl = %q, %v", data, err)
 	}
 }

@@ -2,8 +2,6 @@ package maildir
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,25 +22,31 @@ const (
 	exitFailure   = 1
 	exitUsage     = 64 // EX_USAGE
 	exitTempFail  = 75 // EX_TEMPFAIL: the MTA retries later
-	exitOverQuota = 77 // EX_NOPERM: deliverquota's "maildir over quota."
+	exitOverQuota = 77 // EX_NOPERM: deliverquota's "Mail quota exceeded."
+	exitNoMaildir = 73 // EX_CANTCREAT: deliverquota without a maildir, as Courier's
 )
 
-const maildirmakeUsage = "Usage: maildirmake [-q quota] [-f folder] [-F folder] maildir\n"
+const maildirmakeUsage = "Usage: maildirmake [-q quota] [-f folder] [-F folder] [-S] [-s mode] [--add nick=path] [--del nick] maildir\n"
 
 // MaildirmakeMain is the maildirmake command (Courier's maildirmake(1)):
 //
-//	maildirmake [-q QUOTA] [-f FOLDER] [-F FOLDER] DIR
+//	maildirmake [-q QUOTA] [-f FOLDER] [-F FOLDER] [-S] [-s MODE] DIR
+//	maildirmake --add NICK=PATH DIR | --del NICK DIR
 //
 // Without options it creates the maildir DIR (an existing DIR is an
 // error). -f FOLDER creates the Maildir++ folder .FOLDER inside the
 // existing maildir DIR; -F does the same for a UTF-8 name, stored in IMAP
 // modified UTF-7 as IMAP clients expect. -q QUOTA installs or changes the
-// quota (maildirsize), creating DIR first if needed. The shared-folder
-// options (-s, -S, --add, --del) are recognised but not supported yet
-// (exit 64). Exit 0 on success, 1 on failure, 64 on usage errors.
+// quota (maildirsize), creating DIR first if needed. Courier's
+// filesystem-shared folders: -S makes a sharable maildir, -s MODE (with
+// -f) a folder others may read ("read") or write ("write"), or only the
+// owner's group ("group"), --add and --del list sharable maildirs in
+// DIR/shared-maildirs. Exit 0 on success, 1 on failure or bad usage (the
+// usage on stdout, as Courier's), 2 for --add of a nickname already there.
 func MaildirmakeMain(args []string, stdout, stderr io.Writer) int {
-	var quotaText, folder string
-	haveQuota := false
+	var quotaText, folder, shareMode, addSpec, delNick string
+	haveQuota, sharable, haveShare, add, del := false, false, false, false, false
+	usage := func() int { fmt.Fprint(stdout, maildirmakeUsage); return exitFailure }
 	i := 0
 	for ; i < len(args); i++ {
 		a := args[i]
@@ -54,13 +58,12 @@ func MaildirmakeMain(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 		switch {
-		case a == "-S" || a == "-s" || strings.HasPrefix(a, "-s") || strings.HasPrefix(a, "--add") || strings.HasPrefix(a, "--del"):
-			fmt.Fprintf(stderr, "maildirmake: %s: shared folders are not supported yet\n", a)
-			return exitUsage
-		case a == "-q" || a == "-f" || a == "-F":
+		case a == "-S":
+			sharable = true
+		case a == "-q" || a == "-f" || a == "-F" || a == "-s" || a == "--add" || a == "--del":
 			if i+1 >= len(args) {
-				fmt.Fprintf(stderr, "maildirmake: %s needs an argument\n%s", a, maildirmakeUsage)
-				return exitUsage
+				fmt.Fprintf(stderr, "maildirmake: %s needs an argument\n", a)
+				return usage()
 			}
 			i++
 			switch a {
@@ -74,15 +77,26 @@ func MaildirmakeMain(args []string, stdout, stderr io.Writer) int {
 					return exitFailure
 				}
 				folder = EncodeModifiedUTF7(args[i])
+			case "-s":
+				shareMode, haveShare = args[i], true
+			case "--add":
+				addSpec, add = args[i], true
+			case "--del":
+				delNick, del = args[i], true
 			}
 		default:
-			fmt.Fprintf(stderr, "maildirmake: unknown option %s\n%s", a, maildirmakeUsage)
-			return exitUsage
+			fmt.Fprintf(stderr, "maildirmake: unknown option %s\n", a)
+			return usage()
 		}
 	}
 	if len(args)-i != 1 {
-		fmt.Fprint(stderr, maildirmakeUsage)
-		return exitUsage
+		return usage()
+	}
+	if add || del {
+		return sharedMaildirsMain(args[i], add, addSpec, delNick, stdout, stderr)
+	}
+	if haveShare && folder == "" {
+		return usage() // -s makes a folder: it needs -f
 	}
 	dir := args[i]
 	var quota Quota
@@ -90,7 +104,7 @@ func MaildirmakeMain(args []string, stdout, stderr io.Writer) int {
 		q, err := ParseQuota(quotaText)
 		if err != nil {
 			fmt.Fprintf(stderr, "maildirmake: %v\n", err)
-			return exitUsage
+			return exitFailure
 		}
 		quota = q
 	}
@@ -103,8 +117,18 @@ func MaildirmakeMain(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		if err := m.CreateFolder(folder); err != nil {
+			if errors.Is(err, ErrFolderExists) { // Courier's words
+				fmt.Fprintf(stderr, "maildirmake: %s/.%s: File exists\n", dir, folder)
+				return exitFailure
+			}
 			fmt.Fprintf(stderr, "maildirmake: %s: %v\n", dir, err)
 			return exitFailure
+		}
+		if haveShare {
+			if err := shareFolder(filepath.Join(dir, "."+folder), shareMode); err != nil {
+				fmt.Fprintf(stderr, "maildirmake: %v\n", err)
+				return exitFailure
+			}
 		}
 		if haveQuota {
 			if err := m.SetQuota(quota); err != nil {
@@ -124,6 +148,14 @@ func MaildirmakeMain(args []string, stdout, stderr io.Writer) int {
 		if err := Make(dir); err != nil {
 			fmt.Fprintf(stderr, "maildirmake: %v\n", err)
 			return exitFailure
+		}
+		if sharable {
+			// A sharable maildir's root lets others reach its folders;
+			// tmp/, new/ and cur/ stay the owner's.
+			if err := os.Chmod(dir, 0o755); err != nil {
+				fmt.Fprintf(stderr, "maildirmake: %v\n", err)
+				return exitFailure
+			}
 		}
 	}
 	if haveQuota {
@@ -212,7 +244,8 @@ const quotaWarnInterval = 24 * time.Hour
 // text comes from -W FILE or a built-in default, gets Date: and
 // Message-Id: headers, and is sent at most once per 24 hours (the
 // quotawarn file in the maildir records when). Exit 0 delivered, 77 over
-// quota ("maildir over quota."), 75 temporary failure, 64 usage error.
+// quota ("Mail quota exceeded."), 75 temporary failure, 73 when MAILDIR
+// is missing (as Courier), 64 other usage errors.
 func DeliverquotaMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	create := false
 	warnPercent := 0
@@ -256,7 +289,11 @@ func DeliverquotaMain(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 		}
 	}
 	rest := args[i:]
-	if len(rest) < 1 || len(rest) > 2 {
+	if len(rest) < 1 {
+		fmt.Fprint(stderr, deliverquotaUsage)
+		return exitNoMaildir
+	}
+	if len(rest) > 2 {
 		fmt.Fprint(stderr, deliverquotaUsage)
 		return exitUsage
 	}
@@ -275,6 +312,11 @@ func DeliverquotaMain(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 			fmt.Fprintf(stderr, "deliverquota: %v\n", err)
 			return exitTempFail
 		}
+	}
+	if _, err := os.Stat(dir); err != nil {
+		// Courier's words: the path and strerror's.
+		fmt.Fprintf(stderr, "%s: %s\n", dir, unwrapPathError(err))
+		return exitTempFail
 	}
 	root, folder, err := resolveDeliveryDir(dir)
 	if err != nil {
@@ -304,7 +346,7 @@ func DeliverquotaMain(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 	}
 	if _, err := m.Deliver(folder, stdin, DeliverOptions{}); err != nil {
 		if errors.Is(err, ErrOverQuota) {
-			fmt.Fprintln(stderr, "maildir over quota.")
+			fmt.Fprintln(stderr, "Mail quota exceeded.") // Courier's words (maildrop 2.9.3 and courier-base 1.0.16)
 			return exitOverQuota
 		}
 		fmt.Fprintf(stderr, "deliverquota: %v\n", err)
@@ -378,18 +420,113 @@ func (m *Maildir) maybeWarnQuota(percent int, textFile string) error {
 	} else {
 		text = fmt.Appendf(nil, defaultQuotaWarning, percent)
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
 	now := time.Now()
 	var msg bytes.Buffer
 	fmt.Fprintf(&msg, "Date: %s\n", now.Format(time.RFC1123Z))
-	fmt.Fprintf(&msg, "Message-Id: <quotawarn.%d.%s@%s>\n", now.Unix(), hex.EncodeToString(rnd[:]), m.hostname)
+	fmt.Fprintf(&msg, "Message-Id: <%d.overquota@%s>\n", now.Unix(), m.hostname) // Courier's form
 	msg.Write(text)
 	if _, err := m.Deliver(Inbox, &msg, DeliverOptions{IgnoreQuota: true}); err != nil {
 		return err
 	}
-	if err := os.WriteFile(stamp, nil, 0o600); err != nil {
+	if err := os.WriteFile(stamp, nil, 0o644); err != nil { // Courier's mode
 		return err
 	}
 	return os.Chtimes(stamp, now, now)
+}
+
+// shareFolder gives a folder of a sharable maildir Courier's permissions
+// for -s MODE, a comma-separated list: "write" lets others add and remove
+// their own messages (sticky, world-writable tmp/ new/ cur/), else they
+// may only read; "group" limits either to the owner's group. Unknown words
+// are ignored, as Courier ignores them.
+func shareFolder(path, mode string) error {
+	write, group := false, false
+	for _, w := range strings.Split(mode, ",") {
+		switch w {
+		case "write":
+			write = true
+		case "group":
+			group = true
+		}
+	}
+	top, sub := os.FileMode(0o755), os.FileMode(0o755)
+	switch {
+	case write && group:
+		top, sub = 0o750|os.ModeSticky, 0o770|os.ModeSticky
+	case write:
+		top, sub = 0o755|os.ModeSticky, 0o777|os.ModeSticky
+	case group:
+		top, sub = 0o750, 0o750
+	}
+	for _, d := range []string{"tmp", "new", "cur"} {
+		if err := os.Chmod(filepath.Join(path, d), sub); err != nil {
+			return err
+		}
+	}
+	return os.Chmod(path, top)
+}
+
+// sharedMaildirsName lists the sharable maildirs a maildir reads, one
+// "NICK<TAB>PATH" line each (Courier's format).
+const sharedMaildirsName = "shared-maildirs"
+
+// sharedMaildirsMain is maildirmake --add NICK=PATH and --del NICK.
+func sharedMaildirsMain(dir string, add bool, spec, nick string, stdout, stderr io.Writer) int {
+	path := ""
+	if add {
+		var ok bool
+		nick, path, ok = strings.Cut(spec, "=")
+		if !ok || nick == "" || !strings.HasPrefix(path, "/") || strings.ContainsAny(nick, "\t\n/") || strings.ContainsAny(path, "\t\n") {
+			fmt.Fprint(stdout, maildirmakeUsage)
+			return exitFailure
+		}
+		if _, err := os.Stat(path); err != nil {
+			fmt.Fprintf(stderr, "%s: %s\n", path, unwrapPathError(err))
+			return exitFailure
+		}
+	}
+	if _, err := os.Stat(dir); err != nil {
+		fmt.Fprintf(stderr, "%s: %s\n", dir, unwrapPathError(err))
+		return exitFailure
+	}
+	file := filepath.Join(dir, sharedMaildirsName)
+	data, err := os.ReadFile(file)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stderr, "%s: %s\n", file, unwrapPathError(err))
+		return exitFailure
+	}
+	var out []string
+	found := false
+	for _, line := range strings.Split(string(data), "\n") {
+		if line == "" {
+			continue
+		}
+		n, _, _ := strings.Cut(line, "\t")
+		if n == nick {
+			found = true
+			if !add {
+				continue
+			}
+		}
+		out = append(out, line)
+	}
+	switch {
+	case add && found:
+		fmt.Fprintf(stderr, "%s: already defined as a sharable maildir.\n", nick)
+		return 2
+	case !add && !found:
+		fmt.Fprintf(stderr, "%s: not found.\n", nick)
+		return exitFailure
+	case add:
+		out = append(out, nick+"\t"+path)
+	}
+	content := strings.Join(out, "\n")
+	if content != "" {
+		content += "\n"
+	}
+	if err := writeFileAtomic(file, []byte(content), 0o644); err != nil {
+		fmt.Fprintf(stderr, "maildirmake: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
 }

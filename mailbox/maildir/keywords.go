@@ -19,9 +19,9 @@ import (
 // makes a flag+keyword change one atomic rename and needs no extra
 // database. The price is the scheme's limit of 26 keywords per folder.
 //
-// A Courier folder keeps keywords in courierimapkeywords/:list instead;
-// when a folder has that file and no dovecot-keywords, the first Sync
-// imports it (see importCourierKeywords).
+// A Courier folder keeps keywords in courierimapkeywords/ instead. Every
+// keyword change is mirrored there, and Sync applies the changes Courier's
+// tools make there (courierkw.go).
 
 const maxKeywords = 26
 
@@ -177,6 +177,19 @@ func (f *Folder) keywordLetters(names []string) (string, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.keywordLettersLocked(names)
+}
+
+// keywordLettersLocked is keywordLetters for a caller holding f.mu.
+func (f *Folder) keywordLettersLocked(names []string) (string, error) {
+	if len(names) == 0 {
+		return "", nil
+	}
+	for _, n := range names {
+		if err := ValidKeyword(n); err != nil {
+			return "", err
+		}
+	}
 	km, err := f.cachedKeywords()
 	if err != nil {
 		return "", fmt.Errorf("keywords: %w", err)
@@ -243,6 +256,7 @@ func (f *Folder) writeKeywords(km *keywordMap) error {
 type courierKeywordList struct {
 	names    []string
 	messages map[string][]int
+	order    []string // keys in file order
 }
 
 func parseCourierKeywordList(data []byte) (*courierKeywordList, error) {
@@ -271,6 +285,9 @@ func parseCourierKeywordList(data []byte) (*courierKeywordList, error) {
 				continue
 			}
 			idx = append(idx, n)
+		}
+		if _, dup := list.messages[key]; !dup {
+			list.order = append(list.order, key)
 		}
 		list.messages[key] = idx
 	}

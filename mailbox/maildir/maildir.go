@@ -29,7 +29,7 @@ const (
 	uidDBName         = "courierimapuiddb"      // per folder: UIDVALIDITY, next UID, key → UID
 	uidLockName       = "courierimapuiddb.lock" // per folder: flock held while assigning UIDs or keywords
 	keywordsName      = "dovecot-keywords"      // per folder: keyword index → name
-	courierKwDir      = "courierimapkeywords"   // per folder: Courier's keyword store (imported once)
+	courierKwDir      = "courierimapkeywords"   // per folder: Courier's keyword store (kept in step, courierkw.go)
 	maildirsizeName   = "maildirsize"           // root: Maildir++ quota
 	maildirfolderName = "maildirfolder"         // marks a Maildir++ folder
 	subscribedName    = "courierimapsubscribed" // root: IMAP subscriptions
@@ -76,6 +76,12 @@ type Folder struct {
 	uidStat  fileIdentity // identity of the file uidCache was read from
 	kwCache  *keywordMap  // last parsed dovecot-keywords
 	kwStat   fileIdentity //
+	// ckwStat is courierimapkeywords/'s identity when Sync last applied
+	// it, and ckwSeen each message's set (courierSetKey) as last applied
+	// from or written to it (courierkw.go).
+	ckwStat   fileIdentity
+	ckwStatOK bool
+	ckwSeen   map[string]string
 	// lastKwStat is kwStat when lastSnap was built: keyword names in it
 	// hold while the file is the same.
 	lastKwStat fileIdentity
@@ -453,6 +459,9 @@ func (st *Staged) Commit() (string, error) {
 	}
 	if counts {
 		f.md.addQuotaUsage(st.size, 1)
+	}
+	if len(opt.Keywords) > 0 {
+		f.mirrorCourierKeywords(key, opt.Keywords)
 	}
 	return key, nil
 }

@@ -259,6 +259,11 @@ func (m *Maildir) recalculate(limit Quota) (Quota, error) {
 	if _, err := writeSynced(tmp, strings.NewReader(content)); err != nil {
 		return used, fmt.Errorf("maildir %s: quota: %w", m.root, err)
 	}
+	// Mode 0644, as Courier's maildirmake -q and deliverquota leave it.
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		os.Remove(tmp)
+		return used, fmt.Errorf("maildir %s: quota: %w", m.root, err)
+	}
 	if err := os.Rename(tmp, m.maildirsizePath()); err != nil {
 		os.Remove(tmp)
 		return used, fmt.Errorf("maildir %s: quota: %w", m.root, err)

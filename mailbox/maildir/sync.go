@@ -331,6 +331,7 @@ func (f *Folder) Sync(moveNew bool) (snap *Snapshot, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.numbered = nil
+	f.syncCourierKeywords()
 
 	if snap, err := f.unchangedSnapshot(); err != nil || snap != nil {
 		return snap, err
@@ -987,10 +988,21 @@ func (f *Folder) SetFlags(key, flags string, keywords []string) error {
 		if strings.HasPrefix(name, "cur/") {
 			_, oldInfo = splitName(name[4:])
 		}
-		oldFlags, _ := parseInfo(oldInfo)
+		oldFlags, oldIdx := parseInfo(oldInfo)
+		oldLetters := ""
+		for _, i := range oldIdx {
+			oldLetters += string(rune('a' + i))
+		}
 		oldTrashed = strings.IndexByte(oldFlags, FlagTrashed) >= 0
 		if name == newName {
 			return nil
+		}
+		if oldLetters != letters {
+			// Courier's copy first: a Sync elsewhere that sees the new
+			// set there before the rename applies the same set, while one
+			// that saw the new letters before an old set there would put
+			// the old set back.
+			f.mirrorCourierKeywords(key, keywords)
 		}
 		return os.Rename(filepath.Join(f.path, name), filepath.Join(f.path, newName))
 	})
@@ -1150,6 +1162,9 @@ func (f *Folder) CopyTo(dst *Folder, key string) (string, error) {
 	}
 	if counts {
 		dst.md.addQuotaUsage(size, 1)
+	}
+	if len(keywords) > 0 {
+		dst.mirrorCourierKeywords(newKey, keywords)
 	}
 	return newKey, nil
 }
