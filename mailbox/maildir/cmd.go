@@ -244,8 +244,9 @@ const quotaWarnInterval = 24 * time.Hour
 // text comes from -W FILE or a built-in default, gets Date: and
 // Message-Id: headers, and is sent at most once per 24 hours (the
 // quotawarn file in the maildir records when). Exit 0 delivered, 77 over
-// quota ("Mail quota exceeded."), 75 temporary failure, 73 when MAILDIR
-// is missing (as Courier), 64 other usage errors.
+// quota ("Mail quota exceeded."), 75 temporary failure (also a QUOTA
+// that cannot be read), 73 when MAILDIR is missing (as Courier), 64 other
+// usage errors.
 func DeliverquotaMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	create := false
 	warnPercent := 0
@@ -302,8 +303,11 @@ func DeliverquotaMain(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 	if len(rest) == 2 && rest[1] != "" {
 		q, err := ParseQuota(rest[1])
 		if err != nil {
+			// A mistyped quota in the MTA's configuration defers the
+			// mail (the MTA logs why and retries) rather than bounce
+			// it or deliver it without the limit meant.
 			fmt.Fprintf(stderr, "deliverquota: %v\n", err)
-			return exitUsage
+			return exitTempFail
 		}
 		newQuota = q
 	}

@@ -72,10 +72,14 @@ func TestDeliverquotaExitCodes(t *testing.T) {
 		t.Errorf("no arguments: exit %d, want 73", code)
 	}
 	// Usage errors.
-	for _, args := range [][]string{{"-x", dir}, {"-w", "abc", dir}, {dir, "garbage"}, {dir, "1S", "extra"}} {
+	for _, args := range [][]string{{"-x", dir}, {"-w", "abc", dir}, {dir, "1S", "extra"}} {
 		if code, _ := runDeliverquota(t, "x", args...); code != 64 {
 			t.Errorf("args %q: exit %d, want 64", args, code)
 		}
+	}
+	// A quota that cannot be read defers, so the MTA keeps the message.
+	if code, _ := runDeliverquota(t, "x", dir, "garbage"); code != 75 {
+		t.Errorf("bad quota: exit %d, want 75", code)
 	}
 }
 
@@ -397,8 +401,8 @@ func TestDeliverquotaAgainstCourier(t *testing.T) {
 		{[]string{"MD", "5C"}, nil},                   // count limit: over
 		{[]string{"MD/.Nope"}, nil},
 		// Courier ignores a quota it cannot read and delivers; Postern
-		// refuses (docs/deliverquota.md).
-		{[]string{"MD", "bogus"}, &result{64, `deliverquota: quota "bogus": "bogu" is not a number: maildir: invalid quota` + "\n"}},
+		// defers (docs/deliverquota.md).
+		{[]string{"MD", "bogus"}, &result{75, `deliverquota: quota "bogus": "bogu" is not a number: maildir: invalid quota` + "\n"}},
 		{[]string{}, &result{73, deliverquotaUsage}},
 		{[]string{"-c", "MD/x/y/Maildir"}, nil}, // created like mkdir -p
 	}
