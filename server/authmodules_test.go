@@ -1,7 +1,6 @@
 package server
 
 import (
-	"database/sql"
 	"errors"
 	"fmt"
 	"net"
@@ -9,14 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
-	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"postern/auth/ldapauth/ldaptest"
 	"postern/auth/passwd"
+	"postern/auth/sqlauth/sqltest"
 	"postern/mailbox/maildir"
 )
 
@@ -27,24 +25,7 @@ import (
 // recipient is deferred (4xx) and the login is refused for now, never
 // "no such user".
 func TestSQLAccounts(t *testing.T) {
-	if c, err := net.DialTimeout("tcp", "127.0.0.1:5432", time.Second); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("no PostgreSQL on 127.0.0.1:5432; .ci/run should have started it")
-		}
-		t.Skip("no PostgreSQL on 127.0.0.1:5432")
-	} else {
-		c.Close()
-	}
-	db, err := sql.Open("pgx", "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	table := fmt.Sprintf("postern_server_users_%d", time.Now().UnixNano())
-	if _, err := db.Exec("CREATE TABLE " + table + " (id text PRIMARY KEY, crypt text, uid int, gid int, home text, quota text)"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Exec("DROP TABLE " + table) })
+	db, table := sqltest.PostgresTable(t, "postern_server_users", "id text PRIMARY KEY, crypt text, uid int, gid int, home text, quota text")
 	h := newHarness(t)
 	home := filepath.Join(h.dir, "sqlhome")
 	if err := maildir.Make(filepath.Join(home, "Maildir")); err != nil {

@@ -3,18 +3,15 @@ package deliver
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"fmt"
-	_ "github.com/jackc/pgx/v5/stdlib"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"postern/auth/sqlauth/sqltest"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"postern/auth"
 	"postern/auth/authtool"
@@ -251,24 +248,7 @@ func TestMaildropDeliversWithAnUnloadableTLSKey(t *testing.T) {
 // PostgreSQL gets its mail, and with the database unreachable the
 // delivery is deferred (75), never bounced as an unknown user.
 func TestMaildropFindsSQLAccounts(t *testing.T) {
-	if c, err := net.DialTimeout("tcp", "127.0.0.1:5432", time.Second); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("no PostgreSQL on 127.0.0.1:5432; .ci/run should have started it")
-		}
-		t.Skip("no PostgreSQL on 127.0.0.1:5432")
-	} else {
-		c.Close()
-	}
-	db, err := sql.Open("pgx", "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	table := fmt.Sprintf("postern_maildrop_users_%d", time.Now().UnixNano())
-	if _, err := db.Exec("CREATE TABLE " + table + " (id text, clear text, uid int, gid int, home text)"); err != nil {
-		t.Fatal(err)
-	}
-	defer db.Exec("DROP TABLE " + table)
+	db, table := sqltest.PostgresTable(t, "postern_maildrop_users", "id text, clear text, uid int, gid int, home text")
 	s := newTestSite(t, "alice@example.test")
 	home := filepath.Join(s.dir, "sqlhome")
 	if _, err := db.Exec("INSERT INTO "+table+" VALUES ('erin@example.test', 'pw', $1, $2, $3)", os.Getuid(), os.Getgid(), home); err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"postern/internal/strerror"
 	"strconv"
 	"strings"
 	"time"
@@ -319,7 +320,7 @@ func DeliverquotaMain(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 	}
 	if _, err := os.Stat(dir); err != nil {
 		// Courier's words: the path and strerror's.
-		fmt.Fprintf(stderr, "%s: %s\n", dir, unwrapPathError(err))
+		fmt.Fprintf(stderr, "%s: %s\n", dir, strerror.Text(err))
 		return exitTempFail
 	}
 	root, folder, err := resolveDeliveryDir(dir)
@@ -485,18 +486,18 @@ func sharedMaildirsMain(dir string, add bool, spec, nick string, stdout, stderr 
 			return exitFailure
 		}
 		if _, err := os.Stat(path); err != nil {
-			fmt.Fprintf(stderr, "%s: %s\n", path, unwrapPathError(err))
+			fmt.Fprintf(stderr, "%s: %s\n", path, strerror.Text(err))
 			return exitFailure
 		}
 	}
 	if _, err := os.Stat(dir); err != nil {
-		fmt.Fprintf(stderr, "%s: %s\n", dir, unwrapPathError(err))
+		fmt.Fprintf(stderr, "%s: %s\n", dir, strerror.Text(err))
 		return exitFailure
 	}
 	file := filepath.Join(dir, sharedMaildirsName)
 	data, err := os.ReadFile(file)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		fmt.Fprintf(stderr, "%s: %s\n", file, unwrapPathError(err))
+		fmt.Fprintf(stderr, "%s: %s\n", file, strerror.Text(err))
 		return exitFailure
 	}
 	var out []string

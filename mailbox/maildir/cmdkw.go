@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"postern/internal/strerror"
 	"strings"
 	"time"
 )
@@ -83,7 +84,7 @@ func MaildirkwMain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if _, err := os.Stat(filepath.Join(dir, "tmp")); err != nil {
-		fmt.Fprintf(stderr, "%s: %s\n", dir, unwrapPathError(err))
+		fmt.Fprintf(stderr, "%s: %s\n", dir, strerror.Text(err))
 		return 1
 	}
 	set := NormalizeKeywords(rest[2:], !caseSensitive)
@@ -120,17 +121,4 @@ func MaildirkwMain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// unwrapPathError is err as C's strerror words it ("No such file or
-// directory"), the way Courier's tools report it after the path.
-func unwrapPathError(err error) string {
-	if pe, ok := err.(*os.PathError); ok {
-		err = pe.Err
-	}
-	s := err.Error()
-	if s != "" && s[0] >= 'a' && s[0] <= 'z' {
-		s = string(s[0]-'a'+'A') + s[1:]
-	}
-	return s
 }

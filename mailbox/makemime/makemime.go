@@ -13,9 +13,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"postern/internal/strerror"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -136,7 +136,7 @@ func (m *maker) readArgFile(name string) ([]string, error) {
 	default:
 		f, err := os.Open(m.path(name))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s", name, errText(err))
+			return nil, fmt.Errorf("%s: %s", name, strerror.Text(err))
 		}
 		defer f.Close()
 		r = bufio.NewReader(f)
@@ -336,13 +336,13 @@ func (m *maker) read(in input) ([]byte, error) {
 		}
 		b, err := io.ReadAll(f)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s", in.file, errText(err))
+			return nil, fmt.Errorf("%s: %s", in.file, strerror.Text(err))
 		}
 		return b, nil
 	}
 	b, err := os.ReadFile(m.path(in.file))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s", in.file, errText(err))
+		return nil, fmt.Errorf("%s: %s", in.file, strerror.Text(err))
 	}
 	return b, nil
 }
@@ -362,7 +362,7 @@ func (m *maker) write(name string, out []byte, stdout io.Writer) error {
 		return err
 	}
 	if err := os.WriteFile(m.path(name), out, 0o644); err != nil {
-		return fmt.Errorf("%s: %s", name, errText(err))
+		return fmt.Errorf("%s: %s", name, strerror.Text(err))
 	}
 	return nil
 }
@@ -538,23 +538,4 @@ func boundaryParam(v string) string {
 		return strings.Trim(val, `"`)
 	}
 	return ""
-}
-
-// errText is the C library's wording for common errors.
-func errText(err error) string {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return "No such file or directory"
-	case errors.Is(err, os.ErrPermission):
-		return "Permission denied"
-	}
-	if en, ok := err.(syscall.Errno); ok {
-		s := en.Error()
-		return strings.ToUpper(s[:1]) + s[1:]
-	}
-	return err.Error()
 }

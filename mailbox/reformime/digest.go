@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"postern/internal/strerror"
 	"strings"
 )
 
@@ -32,9 +33,9 @@ func (r *runner) makeDigest(stdin io.Reader) int {
 		b, rerr := os.ReadFile(path)
 		if rerr != nil {
 			if name == "" {
-				fmt.Fprintln(r.stderr, errText(rerr))
+				fmt.Fprintln(r.stderr, strerror.Text(rerr))
 			} else {
-				fmt.Fprintf(r.stderr, "%s: %s\n", name, errText(rerr))
+				fmt.Fprintf(r.stderr, "%s: %s\n", name, strerror.Text(rerr))
 			}
 			return 1
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"postern/internal/strerror"
 	"strconv"
 	"strings"
 	"syscall"
@@ -100,7 +101,7 @@ func (r *runner) saveSection(prefix, name string, data []byte) int {
 		}
 		if err != nil {
 			r.out.Flush()
-			fmt.Fprintf(r.stderr, "%s: %v\n", fn, errText(err))
+			fmt.Fprintf(r.stderr, "%s: %v\n", fn, strerror.Text(err))
 			return 1
 		}
 		_, err = f.Write(data)
@@ -109,7 +110,7 @@ func (r *runner) saveSection(prefix, name string, data []byte) int {
 		}
 		if err != nil {
 			r.out.Flush()
-			fmt.Fprintf(r.stderr, "%s: %v\n", fn, errText(err))
+			fmt.Fprintf(r.stderr, "%s: %v\n", fn, strerror.Text(err))
 			return 1
 		}
 		return 0
@@ -126,7 +127,7 @@ func (r *runner) askAndSave(p *Part, data []byte) int {
 	if tty == nil {
 		f, err := os.Open("/dev/tty")
 		if err != nil {
-			fmt.Fprintf(r.stderr, "reformime: /dev/tty: %v\n", errText(err))
+			fmt.Fprintf(r.stderr, "reformime: /dev/tty: %v\n", strerror.Text(err))
 			return 1
 		}
 		defer f.Close()
@@ -189,7 +190,7 @@ func (r *runner) pipeSection(p *Part, data []byte) int {
 			}
 		default:
 			// Courier's child reports the failed exec and exits 1.
-			fmt.Fprintf(r.stderr, "exec: %s\n", errText(err))
+			fmt.Fprintf(r.stderr, "exec: %s\n", strerror.Text(err))
 			status = 1
 		}
 	}
@@ -228,27 +229,4 @@ next:
 		out = append(out, kv)
 	}
 	return out
-}
-
-// errText is the C library's wording for common errors.
-func errText(err error) string {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	var ee *exec.Error
-	if errors.As(err, &ee) {
-		err = ee.Err
-	}
-	switch {
-	case errors.Is(err, os.ErrNotExist), errors.Is(err, exec.ErrNotFound):
-		return "No such file or directory"
-	case errors.Is(err, os.ErrPermission):
-		return "Permission denied"
-	}
-	if en, ok := err.(syscall.Errno); ok {
-		s := en.Error()
-		return strings.ToUpper(s[:1]) + s[1:]
-	}
-	return err.Error()
 }
