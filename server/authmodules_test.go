@@ -162,3 +162,27 @@ func TestLDAPAccounts(t *testing.T) {
 		t.Errorf("an address in no module: %v, want 550", err)
 	}
 }
+
+// TestReloadRefusedByAModuleThatCannotBeOpened: settings that parse but
+// cannot make a module (a TLS authority file that is not there) refuse
+// the whole reload, as any bad setting does; the modules in force stay.
+func TestReloadRefusedByAModuleThatCannotBeOpened(t *testing.T) {
+	h := newHarness(t)
+	h.writeSetting("authmysqlrc", "MYSQL_SERVER 127.0.0.1\nMYSQL_USERNAME root\nMYSQL_SSL_CACERT "+filepath.Join(h.dir, "missing.pem")+
+		"\nMYSQL_USER_TABLE u\nMYSQL_CLEAR_PWFIELD c\nMYSQL_UID_FIELD uid\nMYSQL_GID_FIELD gid\nMYSQL_HOME_FIELD home\n")
+	h.writeSetting("authmodulelist", "authuserdb authmysql\n")
+	if err := h.srv.Reload(); err == nil || !strings.Contains(err.Error(), "MYSQL_SSL_CACERT") {
+		t.Fatalf("reload with an authority file that is not there: %v", err)
+	}
+	if mods := h.srv.Auth().Modules(); len(mods) != 1 || mods[0].Name() != "userdb" {
+		t.Errorf("modules after the refused reload: %v", mods)
+	}
+	c, err := imapclient.DialInsecure(h.addr("imap"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(h.user, h.pass).Wait(); err != nil {
+		t.Errorf("the userdb's account after the refused reload: %v", err)
+	}
+}

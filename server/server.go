@@ -499,40 +499,49 @@ func (s *Server) Reload() error {
 		s.log.Error("reload refused; keeping the running configuration", "err", err)
 		return err
 	}
-	fl, err := buildFilters(cfg, s.store, s.log, s.fResults, s.fLatency)
-	if err != nil {
+	// New authentication modules are opened first (nothing connects
+	// yet), so that one that cannot be made refuses the whole reload.
+	var mods []auth.Module
+	closeNewAuth := func() {}
+	authChanged := !authconfig.Equal(specs, s.authSpecs)
+	if authChanged {
+		if mods, closeNewAuth, err = authconfig.Open(specs, s.udb, s.log); err != nil {
+			s.log.Error("reload refused; keeping the running configuration", "err", err)
+			return err
+		}
+	}
+	refuse := func(err error, closers ...func()) error {
+		for _, c := range closers {
+			c()
+		}
+		closeNewAuth()
 		s.log.Error("reload refused; keeping the running configuration", "err", err)
 		return err
+	}
+	fl, err := buildFilters(cfg, s.store, s.log, s.fResults, s.fLatency)
+	if err != nil {
+		return refuse(err)
 	}
 	var am *acme.Manager
 	acmeChanged := !cfg.ACME.Same(old.ACME)
 	if acmeChanged {
 		if am, err = s.newACME(cfg.ACME); err != nil {
-			fl.Close()
-			s.log.Error("reload refused; keeping the running configuration", "err", err)
-			return err
+			return refuse(err, fl.Close)
 		}
 	}
 	if err := s.mta.Reload(cfg); err != nil {
-		fl.Close()
-		s.log.Error("reload refused; keeping the running configuration", "err", err)
-		return err
+		return refuse(err, fl.Close)
 	}
 	if acmeChanged {
 		s.swapACME(am, cfg)
 	} else if cur := s.acme.Load(); cur != nil {
 		cur.Retry() // hosts waiting after a failure are tried again now
 	}
-	if !authconfig.Equal(specs, s.authSpecs) {
-		if mods, closeAuth, err := authconfig.Open(specs, s.udb, s.log); err != nil {
-			// The rest of the reload stands; the accounts stay as they were.
-			s.log.Error("reload: authentication modules not changed", "err", err)
-		} else {
-			s.auth.SetModules(mods...)
-			s.closeAuth() // lookups under way finish first (database/sql)
-			s.authSpecs, s.closeAuth = specs, closeAuth
-			s.log.Info("authentication modules changed", "modules", len(mods))
-		}
+	if authChanged {
+		s.auth.SetModules(mods...)
+		s.closeAuth() // lookups under way finish first (database/sql)
+		s.authSpecs, s.closeAuth = specs, closeNewAuth
+		s.log.Info("authentication modules changed", "modules", len(mods))
 	}
 	// The old checks' kept connections (policy servers) are closed now;
 	// sessions that began with them finish with them.

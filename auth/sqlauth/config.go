@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"postern/auth/rcfile"
 	"postern/policy"
 )
@@ -160,6 +162,11 @@ func (c *Config) check() error {
 	}
 	if c.Dialect == Postgres && (c.Server != "" || c.Socket != "") {
 		return fail("give PostgreSQL's host and port in PGSQL_CONNECTION (host=... port=...)")
+	}
+	if c.Dialect == Postgres {
+		if _, err := pgx.ParseConfig(c.Connection); err != nil {
+			return fail("PGSQL_CONNECTION: %v", err)
+		}
 	}
 	return nil
 }

@@ -330,6 +330,9 @@ func TestParse(t *testing.T) {
 			t.Errorf("%q: %v, want %q", bad.text, err, bad.want)
 		}
 	}
+	if _, err := Parse(Postgres, lines("authpgsqlrc", "PGSQL_CONNECTION host=a port=notaport\nPGSQL_SELECT_CLAUSE SELECT 1\n")); err == nil || !strings.HasPrefix(err.Error(), "authpgsqlrc: PGSQL_CONNECTION: ") {
+		t.Errorf("a PGSQL_CONNECTION libpq cannot read: %v", err)
+	}
 	if _, err := Parse(Postgres, lines("authpgsqlrc", "PGSQL_SERVER x\nPGSQL_SELECT_CLAUSE SELECT 1\n")); err == nil {
 		t.Error("PGSQL_SERVER was accepted; PostgreSQL's host goes in PGSQL_CONNECTION")
 	}
