@@ -37,7 +37,6 @@ func TestACMECertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := probe.Addr().(*net.TCPAddr).Port
-	probe.Close()
 	dns := dnstest.Start(t, dnstest.NewZone().Add("mail.example.test. 300 IN A 127.0.0.1"))
 	ca := acmetest.Start(t, dns.Addr, port)
 
@@ -48,6 +47,9 @@ func TestACMECertificates(t *testing.T) {
 	h.writeSetting("acmedirectory", ca.Directory+"\n")
 	os.WriteFile(filepath.Join(h.etc, "acme-directory-ca.pem"), ca.DirectoryCertPEM(), 0o644)
 	h.writeSetting("acmeca", "acme-directory-ca.pem\n")
+	// Held until now: closed earlier, the port could go to another test
+	// while Pebble starts (it did once, under make test).
+	probe.Close()
 	h.start()
 
 	deadline := time.Now().Add(60 * time.Second)
