@@ -113,10 +113,11 @@ type deflateWriter struct {
 	dst     io.Writer
 	release time.Duration
 
-	mu    sync.Mutex // the session writes; the timer gives fw back
-	fw    *flate.Writer
-	dirty bool // written since the last flush
-	timer *time.Timer
+	mu      sync.Mutex // the session writes; the timer gives fw back
+	fw      *flate.Writer
+	dirty   bool      // written since the last flush
+	flushed time.Time // the last flush, which (re)started the timer
+	timer   *time.Timer
 }
 
 func (d *deflateWriter) Write(p []byte) (int, error) {
@@ -142,6 +143,7 @@ func (d *deflateWriter) Flush() error {
 		return err
 	}
 	d.dirty = false
+	d.flushed = time.Now()
 	if d.timer == nil {
 		d.timer = time.AfterFunc(d.release, d.giveBack)
 	} else {
@@ -150,15 +152,16 @@ func (d *deflateWriter) Flush() error {
 	return nil
 }
 
-// giveBack returns the compressor to the pool if the session is still
-// quiet. A session in the middle of a write holds mu and is not quiet: the
-// timer then leaves it, and the write's flush starts it again.
+// giveBack returns the compressor to the pool if the session has been
+// quiet for the release time. It waits for a write in progress: written
+// and not flushed, the compressor stays (the flush starts the timer
+// again); flushed since the timer was set, the timer's next firing
+// decides. (It used to give up when it could not take mu at once, and
+// then nothing gave the compressor back until the next flush.)
 func (d *deflateWriter) giveBack() {
-	if !d.mu.TryLock() {
-		return
-	}
+	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.fw == nil || d.dirty {
+	if d.fw == nil || d.dirty || time.Since(d.flushed) < d.release {
 		return
 	}
 	d.fw.Reset(io.Discard) // drop the connection
