@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"postern/internal/couriertest"
 	"slices"
 	"strings"
 	"testing"
@@ -66,27 +67,9 @@ func TestMaildiraclAgainstCourier(t *testing.T) {
 		{"-reset", "MD"},
 	}
 	for _, step := range steps {
-		args := func(md string) []string {
-			out := slices.Clone(step)
-			for i, a := range out {
-				if a == "MD" {
-					out[i] = md
-				}
-			}
-			return out
-		}
-		cmd := exec.Command(bin, args(courier)...)
-		var wo, we bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &wo, &we
-		code := 0
-		if err := cmd.Run(); err != nil {
-			ee, ok := err.(*exec.ExitError)
-			if !ok {
-				t.Fatal(err)
-			}
-			code = ee.ExitCode()
-		}
-		want := fmt.Sprintf("%d\n%s--\n%s", code, wo.String(), strings.ReplaceAll(we.String(), courier, "MD"))
+		args := func(md string) []string { return couriertest.Fill(step, "MD", md) }
+		wo, we, code := couriertest.Run(t, bin, args(courier)...)
+		want := fmt.Sprintf("%d\n%s--\n%s", code, wo, strings.ReplaceAll(we, courier, "MD"))
 		var go_, ge bytes.Buffer
 		gcode := MaildiraclMain(args(ours), &go_, &ge)
 		got := fmt.Sprintf("%d\n%s--\n%s", gcode, go_.String(), strings.ReplaceAll(ge.String(), ours, "MD"))

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"postern/internal/couriertest"
 	"regexp"
 	"slices"
 	"strings"
@@ -27,17 +28,8 @@ type kwRun struct {
 
 func runCourierKw(t *testing.T, bin string, args ...string) kwRun {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return kwRun{o.String(), e.String(), code}
+	o, e, code := couriertest.Run(t, bin, args...)
+	return kwRun{o, e, code}
 }
 
 func runPosternKw(args ...string) kwRun {
@@ -116,15 +108,7 @@ func TestMaildirkwAgainstCourier(t *testing.T) {
 		{filepath.Join(base, "nonexistent"), "K", "x"},
 	}
 	for _, step := range steps {
-		args := func(md string) []string {
-			out := slices.Clone(step)
-			for i, a := range out {
-				if a == "MD" {
-					out[i] = md
-				}
-			}
-			return out
-		}
+		args := func(md string) []string { return couriertest.Fill(step, "MD", md) }
 		want := runCourierKw(t, bin, args(courier)...)
 		got := runPosternKw(args(ours)...)
 		want.stderr = strings.ReplaceAll(strings.ReplaceAll(want.stderr, courier, "MD"), bin+":", "maildirkw:")
