@@ -273,6 +273,14 @@ func runMakeuserdb(e *env, args []string) int {
 	return authtool.MakeuserdbMain(args, e.stdout, e.stderr, e.configDir)
 }
 
+func runUserdb(e *env, args []string) int {
+	return authtool.UserdbMain(args, e.stdin, e.stdout, e.stderr, e.configDir)
+}
+
+func runUserdbpw(e *env, args []string) int {
+	return authtool.UserdbpwMain(args, e.stdin, e.stdout, e.stderr)
+}
+
 func runAuthtest(e *env, args []string) int {
 	if wantsHelp(args) {
 		// AuthtestMain prints the usage; it needs no configuration for that.
