@@ -328,3 +328,72 @@ func normalizeUserdb(text string) []string {
 	}
 	return out
 }
+
+// pw2userdb, side by side with Courier's on the same passwd and shadow
+// files: the same lines (Courier's come out in hash order, so as sets);
+// then the output compiles with makeuserdb and its accounts log in with
+// their shadow passwords, while a locked one does not.
+func TestPw2userdb(t *testing.T) {
+	dir := t.TempDir()
+	hash, err := passwd.Hash("letmein", passwd.SchemeSHA512Crypt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pwFile, shFile := filepath.Join(dir, "passwd"), filepath.Join(dir, "shadow")
+	os.WriteFile(pwFile, []byte("root:x:0:0:root:/root:/bin/bash\n# a comment\nhal:x:1000:1000:Hal 9000|HAL,,,:/home/hal:/bin/sh\nlocked:x:1001:1001::/home/locked:\n"), 0o644)
+	os.WriteFile(shFile, []byte("root:*:19000:0:99999:7:::\nhal:"+hash+":19000:0:99999:7:::\nlocked:!:19000::::::\n"), 0o600)
+
+	var o, e bytes.Buffer
+	if code := Pw2userdbMain([]string{"--passwd=" + pwFile, "--shadow=" + shFile}, &o, &e); code != 0 {
+		t.Fatalf("pw2userdb: %d %s", code, e.String())
+	}
+	want := "root\tuid=0|gid=0|home=/root|shell=/bin/bash|systempw=*|gecos=root\n0=\troot\n" +
+		"hal\tuid=1000|gid=1000|home=/home/hal|shell=/bin/sh|systempw=" + hash + "|gecos=Hal 9000.HAL,,,\n1000=\thal\n" +
+		"locked\tuid=1001|gid=1001|home=/home/locked|systempw=!\n1001=\tlocked\n"
+	if o.String() != want {
+		t.Fatalf("output:\n%s\nwant:\n%s", o.String(), want)
+	}
+	if bin := "/usr/sbin/pw2userdb"; fileExists(bin) {
+		cout, cerr, code := runCourier(t, bin, []string{"--passwd=" + pwFile, "--shadow=" + shFile})
+		c, p := strings.Split(cout, "\n"), strings.Split(o.String(), "\n")
+		slices.Sort(c)
+		slices.Sort(p)
+		if code != 0 || !slices.Equal(c, p) {
+			t.Errorf("Courier's pw2userdb (%d, %s):\n%s\nPostern's:\n%s", code, cerr, cout, o.String())
+		}
+	} else if os.Getenv("CI") != "" {
+		t.Fatal("Courier's pw2userdb is missing; .ci/run installs courier-authlib-userdb")
+	}
+	var d bytes.Buffer
+	Pw2userdbMain([]string{"--passwd=" + pwFile, "--shadow=" + shFile, "--domain=example.test", "--nouid"}, &d, &e)
+	if strings.Contains(d.String(), "=\t") || !strings.HasPrefix(d.String(), "root@example.test\t") {
+		t.Errorf("--domain --nouid: %q", d.String())
+	}
+
+	cfg := t.TempDir()
+	os.WriteFile(filepath.Join(cfg, SourceName), o.Bytes(), 0o600)
+	if code := MakeuserdbMain(nil, &d, &e, cfg); code != 0 {
+		t.Fatalf("makeuserdb of pw2userdb's output: %s", e.String())
+	}
+	db, err := userdb.Open(filepath.Join(cfg, DBName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if a, err := db.Authenticate(context.Background(), "imap", "hal", "letmein"); err != nil || a.UID != 1000 || a.Home != "/home/hal" {
+		t.Errorf("hal: %+v %v", a, err)
+	}
+	for _, name := range []string{"locked", "root"} {
+		if _, err := db.Authenticate(context.Background(), "imap", name, "!"); err == nil {
+			t.Errorf("%s (hash %q) logged in", name, "!")
+		}
+	}
+	if code := Pw2userdbMain([]string{"--passwd=/nonexistent"}, &d, &e); code == 0 {
+		t.Error("a missing passwd file is not an error")
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

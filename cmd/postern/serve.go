@@ -281,6 +281,10 @@ func runUserdbpw(e *env, args []string) int {
 	return authtool.UserdbpwMain(args, e.stdin, e.stdout, e.stderr)
 }
 
+func runPw2userdb(e *env, args []string) int {
+	return authtool.Pw2userdbMain(args, e.stdout, e.stderr)
+}
+
 func runAuthtest(e *env, args []string) int {
 	if wantsHelp(args) {
 		// AuthtestMain prints the usage; it needs no configuration for that.
