@@ -145,7 +145,7 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 	s.auth.Guard().SetStore(s.store)
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_config_reloads_total", Help: "Successful configuration reloads."})
-	s.reg.MustRegister(s.reloads, guardCollector(s.auth.Guard()))
+	s.reg.MustRegister(s.reloads, guardCollector(s.auth.Guard()), authCacheCollector{s.auth})
 	if j := mta.journal; j != nil {
 		s.reg.MustRegister(journalCollector(j), prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "postern_journal_deferred_failures_total",
@@ -542,6 +542,14 @@ func (s *Server) Reload() error {
 		s.closeAuth() // lookups under way finish first (database/sql)
 		s.authSpecs, s.closeAuth = specs, closeNewAuth
 		s.log.Info("authentication modules changed", "modules", len(mods))
+	} else {
+		// A reload is how an admin makes changes made in a database
+		// count at once: the caches start empty.
+		for _, m := range s.auth.Modules() {
+			if c, ok := m.(*auth.Cache); ok {
+				c.Flush()
+			}
+		}
 	}
 	// The old checks' kept connections (policy servers) are closed now;
 	// sessions that began with them finish with them.

@@ -396,7 +396,7 @@ func printAuthModules(w io.Writer, cfg *policy.Config) {
 				continue
 			}
 			status := ""
-			if p, ok := m.(interface{ Ping(context.Context) error }); ok {
+			if p, ok := auth.Base(m).(interface{ Ping(context.Context) error }); ok {
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 				if err := p.Ping(ctx); err != nil {
 					status = " (not answering now: " + err.Error() + ")"
@@ -404,6 +404,10 @@ func printAuthModules(w io.Writer, cfg *policy.Config) {
 					status = " (answering)"
 				}
 				cancel()
+			}
+			if c, ok := m.(*auth.Cache); ok {
+				cfg := c.Config()
+				status += fmt.Sprintf(", cached (ttl %v, negativettl %v, size %d)", cfg.TTL, cfg.NegativeTTL, cfg.Size)
 			}
 			fmt.Fprintf(w, "auth       %s%s\n", m.Name(), status)
 		}
