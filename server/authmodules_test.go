@@ -29,14 +29,7 @@ import (
 func TestSQLAccounts(t *testing.T) {
 	db, table := sqltest.PostgresTable(t, "postern_server_users", "id text PRIMARY KEY, crypt text, uid int, gid int, home text, quota text")
 	h := newHarness(t)
-	home := filepath.Join(h.dir, "sqlhome")
-	if err := maildir.Make(filepath.Join(home, "Maildir")); err != nil {
-		t.Fatal(err)
-	}
-	hash, err := passwd.Hash("sql pass", passwd.SchemeSHA512Crypt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	home, hash := sqlAccountHome(t, h, "sqlhome", "sql pass")
 	if _, err := db.Exec("INSERT INTO "+table+" VALUES ($1, $2, $3, $4, $5, '')", "carol@example.test", hash, os.Getuid(), os.Getgid(), home); err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +99,22 @@ func TestSQLAccounts(t *testing.T) {
 	if err := h.srv.Reload(); err == nil || !strings.Contains(err.Error(), "authpgsqlrc:1:") {
 		t.Errorf("reload with a bad authpgsqlrc: %v", err)
 	}
+}
+
+// sqlAccountHome makes a home with a Maildir under the harness's
+// directory for an account kept in a database, and the hash of its
+// password.
+func sqlAccountHome(t *testing.T, h *harness, name, password string) (home, hash string) {
+	t.Helper()
+	home = filepath.Join(h.dir, name)
+	if err := maildir.Make(filepath.Join(home, "Maildir")); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := passwd.Hash(password, passwd.SchemeSHA512Crypt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return home, hash
 }
 
 func countFiles(t *testing.T, dir string) int {
@@ -196,14 +205,7 @@ func TestReloadRefusedByAModuleThatCannotBeOpened(t *testing.T) {
 func TestAuthCacheWithSQL(t *testing.T) {
 	db, table := sqltest.PostgresTable(t, "postern_server_cache", "id text PRIMARY KEY, crypt text, uid int, gid int, home text")
 	h := newHarness(t)
-	home := filepath.Join(h.dir, "cachehome")
-	if err := maildir.Make(filepath.Join(home, "Maildir")); err != nil {
-		t.Fatal(err)
-	}
-	hash, err := passwd.Hash("cached pass", passwd.SchemeSHA512Crypt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	home, hash := sqlAccountHome(t, h, "cachehome", "cached pass")
 	insert := func(id string) {
 		if _, err := db.Exec("INSERT INTO "+table+" VALUES ($1, $2, $3, $4, $5)", id, hash, os.Getuid(), os.Getgid(), home); err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -55,7 +56,7 @@ func Pw2userdbMain(args []string, stdout, stderr io.Writer) int {
 			return
 		}
 		f := strings.Split(line, ":")
-		if len(f) < 7 || f[0] == "" || !isDigits(f[2]) || !isDigits(f[3]) || strings.ContainsAny(line, "\t") {
+		if len(f) < 7 || f[0] == "" || !isID(f[2]) || !isID(f[3]) || strings.ContainsAny(line, "\t") {
 			fmt.Fprintf(stderr, "pw2userdb: %s:%d: not a passwd entry, skipped\n", *passwdFile, n)
 			return
 		}
@@ -141,14 +142,8 @@ func eachLine(path string, fn func(n int, line string)) error {
 	return nil
 }
 
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
+// isID reports whether s is a uid or gid: a decimal number that fits.
+func isID(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 32)
+	return err == nil
 }

@@ -200,16 +200,9 @@ func ParseLine(line string) (e Entry, ok bool, err error) {
 // isUIDMap reports whether name is the key of Courier's uid-to-account
 // line: decimal digits and "=", as "1000=".
 func isUIDMap(name string) bool {
-	digits := strings.TrimSuffix(name, "=")
-	if len(digits) == len(name) || digits == "" {
-		return false
-	}
-	for i := 0; i < len(digits); i++ {
-		if digits[i] < '0' || digits[i] > '9' {
-			return false
-		}
-	}
-	return true
+	digits, ok := strings.CutSuffix(name, "=")
+	_, err := strconv.ParseUint(digits, 10, 32)
+	return ok && err == nil
 }
 
 func truncate(s string) string {
