@@ -64,6 +64,7 @@ Environment: POSTERN_SYSMON_SLACK (default 1ms) and POSTERN_SMTPD_QUIET
 		fmt.Fprintf(e.stderr, "postern serve: %v\n", err)
 		return 78
 	}
+	srv.Version = version
 	if err := srv.Start(); err != nil {
 		fmt.Fprintf(e.stderr, "postern serve: %v\n", err)
 		srv.Shutdown(context.Background())
