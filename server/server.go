@@ -346,7 +346,7 @@ func (s *Server) Start() error {
 		s.mu.Unlock()
 		switch l.Name {
 		case policy.ListenWeb, policy.ListenMetrics:
-			s.serveHTTP(ln)
+			s.serveHTTP(ln, l.Name)
 			continue
 		case policy.ListenACME:
 			s.serveACME(ln)
@@ -439,14 +439,18 @@ func closedErr(err error) bool {
 		errors.Is(err, pop3.ErrServerClosed) || errors.Is(err, smtpd.ErrServerClosed)
 }
 
-func (s *Server) serveHTTP(ln net.Listener) {
+func (s *Server) serveHTTP(ln net.Listener, name string) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	// A web listener on port 80 proves the acmehosts names too.
 	mux.HandleFunc("/.well-known/acme-challenge/", s.acmeHTTP)
-	mux.Handle(admin.Prefix, s.adminHandler())
-	paths := "/metrics /healthz /.well-known/acme-challenge/ " + admin.Prefix
+	paths := "/metrics /healthz /.well-known/acme-challenge/"
+	if name == policy.ListenWeb {
+		// Not on a metrics listener, often open to a monitoring network.
+		mux.Handle(admin.Prefix, s.adminHandler())
+		paths += " " + admin.Prefix
+	}
 	if s.Config().DebugPprof {
 		// Opt-in only: profiles expose internals and cost CPU.
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

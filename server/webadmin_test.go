@@ -77,6 +77,24 @@ func TestWebadminAddedAccountReceivesMail(t *testing.T) {
 	}
 }
 
+// The admin is served on web listeners only: a metrics listener, often
+// open to a monitoring network, does not have it.
+func TestWebadminNotOnMetricsListener(t *testing.T) {
+	h := newHarness(t)
+	h.writeSetting("listen", "smtp 127.0.0.1:0\nweb 127.0.0.1:0\nmetrics 127.0.0.1:0\n")
+	h.restart()
+	for name, want := range map[string]int{"web": 200, "metrics": 404} {
+		resp, err := http.Get("http://" + h.addr(name) + "/admin/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("/admin/login on the %s listener: %d, want %d", name, resp.StatusCode, want)
+		}
+	}
+}
+
 func testutilReloads(h *harness) float64 {
 	h.t.Helper()
 	mfs, err := h.srv.reg.Gather()
