@@ -18,7 +18,7 @@ if [ ! -f "$VAR/etc/me" ]; then
 	echo "Created $VAR: domain $DOMAIN, user $USER (password in $VAR/credentials)."
 fi
 read -r USER PASS < "$VAR/credentials"
-ADMIN=$(awk '$1 == "webadmin" { print "login " $2 ", password " $3; exit }' "$VAR/credentials")
+ADMIN=$(awk '$1 == "webadmin" { print "login " $2 ", password " $3 " (in '"$VAR"'/credentials)"; exit }' "$VAR/credentials")
 [ -n "$ADMIN" ] || ADMIN="not enabled: $BIN --config $VAR/etc webadmin passwd admin"
 cat <<INFO
 
