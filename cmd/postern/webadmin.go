@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -149,6 +151,20 @@ func promptPassword(e *env) (string, error) {
 		return "", err
 	}
 	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
+	// Ctrl-C at the prompt must not leave the terminal without echo.
+	sigs := make(chan os.Signal, 1)
+	done := make(chan struct{})
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer func() { signal.Stop(sigs); close(done) }()
+	go func() {
+		select {
+		case <-sigs:
+			unix.IoctlSetTermios(fd, unix.TCSETS, old)
+			fmt.Fprintln(e.stderr)
+			os.Exit(130)
+		case <-done:
+		}
+	}()
 	br := bufio.NewReader(f)
 	ask := func(prompt string) (string, error) {
 		fmt.Fprint(e.stderr, prompt)
