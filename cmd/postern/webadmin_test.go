@@ -52,6 +52,16 @@ func TestInitAndWebadminPasswd(t *testing.T) {
 	if !admins.Check("ops", "s3cret") || !admins.Check("admin", f[2]) {
 		t.Error("passwords after webadmin passwd")
 	}
+	// postern config names the logins, and refuses a bad line.
+	if code, out, _ := runCmd(t, "", "--config", etc, "config"); code != 0 || !strings.Contains(out, "webadmin   admin ops\n") {
+		t.Errorf("config: %d\n%s", code, out)
+	}
+	good, _ := os.ReadFile(filepath.Join(etc, "webadmin"))
+	os.WriteFile(filepath.Join(etc, "webadmin"), append(good, "no hash here\n"...), 0o600)
+	if code, _, errb := runCmd(t, "", "--config", etc, "config"); code != 78 || !strings.Contains(errb, "webadmin: "+filepath.Join(etc, "webadmin")+":") {
+		t.Errorf("config with a bad webadmin line: %d\n%s", code, errb)
+	}
+	os.WriteFile(filepath.Join(etc, "webadmin"), good, 0o600)
 	for _, c := range []struct {
 		stdin string
 		args  []string
