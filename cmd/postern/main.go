@@ -51,6 +51,7 @@ func commands() []command {
 		{"reload", "tell the running server to reload its configuration (SIGHUP)", runReload},
 		{"stop", "tell the running server to shut down gracefully (SIGTERM)", runStop},
 		{"user", "add, change, delete and list userdb accounts", runUser},
+		{"webadmin", "set the passwords of the web admin's logins (CONFIGDIR/webadmin)", runWebadmin},
 		{"authtest", "show what an account resolves to, and check a password", runAuthtest},
 		{"makeuserdb", "compile the userdb source into its index", runMakeuserdb},
 		{"userdb", "set, unset or delete one account's fields in the userdb source (Courier's userdb)", runUserdb},

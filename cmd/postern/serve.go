@@ -25,6 +25,7 @@ import (
 	"postern/internal/sysmon"
 	"postern/policy"
 	"postern/server"
+	"postern/web/admin"
 )
 
 func runServe(e *env, args []string) int {
@@ -64,6 +65,7 @@ Environment: POSTERN_SYSMON_SLACK (default 1ms) and POSTERN_SMTPD_QUIET
 		fmt.Fprintf(e.stderr, "postern serve: %v\n", err)
 		return 78
 	}
+	srv.Version = version
 	if err := srv.Start(); err != nil {
 		fmt.Fprintf(e.stderr, "postern serve: %v\n", err)
 		srv.Shutdown(context.Background())
@@ -214,6 +216,13 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 		}
 	}
 	printAuthModules(e.stdout, cfg)
+	if admins, err := admin.LoadAdmins(cfg.Dir); err == nil {
+		if len(admins) == 0 {
+			fmt.Fprintf(e.stdout, "webadmin   no logins: every login to /admin/ is refused (postern webadmin passwd NAME)\n")
+		} else {
+			fmt.Fprintf(e.stdout, "webadmin   %s\n", strings.Join(slices.Sorted(maps.Keys(admins)), " "))
+		}
+	}
 	for _, d := range slices.Sorted(maps.Keys(cfg.AcceptMailFor)) {
 		if t, ok := cfg.DomainAliases[d]; ok {
 			fmt.Fprintf(e.stdout, "domain     %s (alias of %s)\n", d, t)
