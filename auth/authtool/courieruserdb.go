@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"golang.org/x/sys/unix"
 
 	"postern/auth/passwd"
 	"postern/auth/userdb"
@@ -152,7 +151,7 @@ func splitLines(data []byte) []string {
 // in).
 func askMissing(name string, fields []string, stdin io.Reader, stderr io.Writer) ([]string, error) {
 	var r *bufio.Reader
-	tty := isTerminal(stdin)
+	tty := IsTerminal(stdin)
 	out := slices.Clone(fields)
 	for i, f := range out {
 		if strings.Contains(f, "=") {
@@ -358,40 +357,12 @@ func UserdbpwMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 // readSecretLine reads one line; on a terminal, after prompt and with the
 // echo off.
 func readSecretLine(stdin io.Reader, stderr io.Writer, prompt string) (string, error) {
-	if f, ok := stdin.(*os.File); ok && isTerminal(stdin) {
-		fd := int(f.Fd())
-		if old, err := unix.IoctlGetTermios(fd, unix.TCGETS); err == nil {
-			quiet := *old
-			quiet.Lflag &^= unix.ECHO
-			if unix.IoctlSetTermios(fd, unix.TCSETS, &quiet) == nil {
-				defer func() {
-					unix.IoctlSetTermios(fd, unix.TCSETS, old)
-					fmt.Fprintln(stderr)
-				}()
-			}
-		}
-		fmt.Fprint(stderr, prompt)
+	if IsTerminal(stdin) {
+		return PromptPassword(stdin, stderr, prompt)
 	}
-	r := bufio.NewReader(io.LimitReader(stdin, passwd.MaxPasswordLen+2))
-	line, err := r.ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", err
-	}
-	if !strings.HasSuffix(line, "\n") && len(line) > passwd.MaxPasswordLen {
-		return "", fmt.Errorf("password longer than %d bytes", passwd.MaxPasswordLen)
-	}
-	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-	if line == "" {
+	pw, err := ReadPasswordLine(stdin)
+	if errors.Is(err, ErrNoPassword) {
 		return "", errors.New("no password on standard input")
 	}
-	return line, nil
-}
-
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return pw, err
 }

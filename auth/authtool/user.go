@@ -1,7 +1,6 @@
 package authtool
 
 import (
-	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -136,19 +135,11 @@ func (u *userCmd) password(flagValue string, given bool) (string, error) {
 		}
 		return flagValue, nil
 	}
-	r := bufio.NewReader(io.LimitReader(u.stdin, passwd.MaxPasswordLen+2))
-	line, err := r.ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read password from stdin: %w", err)
-	}
-	if !strings.HasSuffix(line, "\n") && len(line) > passwd.MaxPasswordLen {
-		return "", fmt.Errorf("password longer than %d bytes", passwd.MaxPasswordLen)
-	}
-	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-	if line == "" {
+	line, err := ReadPasswordLine(u.stdin)
+	if errors.Is(err, ErrNoPassword) {
 		return "", errors.New("no password given (use --password, a line on stdin, or --no-password)")
 	}
-	return line, nil
+	return line, err
 }
 
 func (u *userCmd) add(args []string) error {

@@ -1,19 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"os/signal"
 	"slices"
-	"strings"
-	"syscall"
 
-	"golang.org/x/sys/unix"
-
-	"postern/auth/passwd"
+	"postern/auth/authtool"
 	"postern/web/admin"
 )
 
@@ -75,7 +67,7 @@ with --stdin it reads one line from standard input.`)
 	var pw string
 	var err error
 	if *fromStdin {
-		pw, err = readPasswordLine(e.stdin)
+		pw, err = authtool.ReadPasswordLine(e.stdin)
 	} else {
 		pw, err = promptPassword(e)
 	}
@@ -115,82 +107,10 @@ func webadminList(e *env, args []string) int {
 	return 0
 }
 
-// readPasswordLine reads one line (without its line end) of at most
-// passwd.MaxPasswordLen bytes.
-func readPasswordLine(r io.Reader) (string, error) {
-	br := bufio.NewReader(io.LimitReader(r, passwd.MaxPasswordLen+2))
-	line, err := br.ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("reading the password: %w", err)
-	}
-	if !strings.HasSuffix(line, "\n") && len(line) > passwd.MaxPasswordLen {
-		return "", fmt.Errorf("password longer than %d bytes", passwd.MaxPasswordLen)
-	}
-	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-	if line == "" {
-		return "", errors.New("empty password")
-	}
-	return line, nil
-}
-
 // promptPassword asks twice on the terminal, with echo off.
 func promptPassword(e *env) (string, error) {
-	f, ok := e.stdin.(*os.File)
-	if !ok {
+	if !authtool.IsTerminal(e.stdin) {
 		return "", errors.New("standard input is not a terminal: use --stdin")
 	}
-	fd := int(f.Fd())
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if err != nil {
-		return "", errors.New("standard input is not a terminal: use --stdin")
-	}
-	noEcho := *old
-	noEcho.Lflag &^= unix.ECHO
-	noEcho.Lflag |= unix.ICANON | unix.ISIG
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &noEcho); err != nil {
-		return "", err
-	}
-	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
-	// Ctrl-C at the prompt must not leave the terminal without echo.
-	sigs := make(chan os.Signal, 1)
-	done := make(chan struct{})
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer func() { signal.Stop(sigs); close(done) }()
-	go func() {
-		select {
-		case <-sigs:
-			unix.IoctlSetTermios(fd, unix.TCSETS, old)
-			fmt.Fprintln(e.stderr)
-			os.Exit(130)
-		case <-done:
-		}
-	}()
-	br := bufio.NewReader(f)
-	ask := func(prompt string) (string, error) {
-		fmt.Fprint(e.stderr, prompt)
-		line, err := br.ReadString('\n')
-		fmt.Fprintln(e.stderr)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return "", err
-		}
-		return strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"), nil
-	}
-	pw, err := ask("New password: ")
-	if err != nil {
-		return "", err
-	}
-	if pw == "" {
-		return "", errors.New("empty password")
-	}
-	if len(pw) > passwd.MaxPasswordLen {
-		return "", fmt.Errorf("password longer than %d bytes", passwd.MaxPasswordLen)
-	}
-	again, err := ask("Again: ")
-	if err != nil {
-		return "", err
-	}
-	if again != pw {
-		return "", errors.New("the passwords differ; nothing changed")
-	}
-	return pw, nil
+	return authtool.PromptPassword(e.stdin, e.stderr, "New password: ", "Again: ")
 }
