@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-
 	"postern/auth/passwd"
 	"postern/auth/userdb"
 )
