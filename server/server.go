@@ -40,6 +40,7 @@ import (
 	"postern/mailbox/imap"
 	"postern/mailbox/pop3"
 	"postern/policy"
+	"postern/web/webmail"
 )
 
 // service is what every protocol server offers the process.
@@ -67,6 +68,7 @@ type Server struct {
 	fResults *prometheus.CounterVec
 	fLatency *prometheus.HistogramVec
 	acme     atomic.Pointer[acme.Manager] // nil without acmehosts
+	webmail  *webmail.Handler             // served under /mail/ on the web listener
 
 	mu        sync.Mutex
 	bound     map[string][]net.Addr // listener name -> bound addresses
@@ -283,6 +285,12 @@ func (s *Server) Start() error {
 		AllowInsecureAuth: cfg.InsecureAuth,
 	})
 	s.services = []service{imapSrv, pop3Srv}
+	wm, err := s.newWebmail(cfg)
+	if err != nil {
+		return err
+	}
+	s.webmail = wm
+	s.reg.MustRegister(webmailCollector(wm))
 	s.reg.MustRegister(imapCollector(imapSrv), pop3Collector(pop3Srv))
 	smtpMetrics := map[gateway.Mode]*gateway.Metrics{
 		gateway.ModeMX:         gateway.NewMetrics(s.reg, "smtp"),
@@ -336,7 +344,7 @@ func (s *Server) Start() error {
 		s.bound[l.Name] = append(s.bound[l.Name], ln.Addr())
 		switch l.Name {
 		case policy.ListenWeb, policy.ListenMetrics:
-			s.serveHTTP(ln)
+			s.serveHTTP(ln, l.Name)
 			continue
 		case policy.ListenACME:
 			s.serveACME(ln)
@@ -429,13 +437,18 @@ func closedErr(err error) bool {
 		errors.Is(err, pop3.ErrServerClosed) || errors.Is(err, smtpd.ErrServerClosed)
 }
 
-func (s *Server) serveHTTP(ln net.Listener) {
+func (s *Server) serveHTTP(ln net.Listener, name string) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	// A web listener on port 80 proves the acmehosts names too.
 	mux.HandleFunc("/.well-known/acme-challenge/", s.acmeHTTP)
 	paths := "/metrics /healthz /.well-known/acme-challenge/"
+	if name == policy.ListenWeb && s.webmail != nil {
+		mux.Handle(webmail.Prefix, s.webmail)
+		mux.Handle("GET /{$}", http.RedirectHandler(webmail.Prefix, http.StatusFound))
+		paths += " " + webmail.Prefix
+	}
 	if s.Config().DebugPprof {
 		// Opt-in only: profiles expose internals and cost CPU.
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
