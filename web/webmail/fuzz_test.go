@@ -7,6 +7,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"golang.org/x/net/html"
+
 	"postern/mailbox/maildir"
 	pmime "postern/mailbox/mime"
 )
@@ -82,10 +84,31 @@ func FuzzRenderMessage(f *testing.F) {
 		for _, asText := range []bool{false, true} {
 			mp := h.renderMessage(om, asText)
 			for _, b := range mp.Bodies {
-				low := strings.ToLower(string(b.HTML))
-				if strings.Contains(low, "<script") || strings.Contains(low, " onerror=") || strings.Contains(low, " onclick=") || strings.Contains(low, "javascript:") {
-					t.Fatalf("unsafe HTML kept: %q", b.HTML)
+				doc, err := html.Parse(strings.NewReader(string(b.HTML)))
+				if err != nil {
+					t.Fatal(err)
 				}
+				walk(doc, func(n *html.Node) {
+					if n.Type != html.ElementNode {
+						return
+					}
+					switch n.Data {
+					case "script", "style", "iframe", "object", "embed", "form", "svg", "math", "base", "link", "meta":
+						t.Fatalf("<%s> kept: %q", n.Data, b.HTML)
+					}
+					for _, a := range n.Attr {
+						k, v := strings.ToLower(a.Key), strings.ToLower(strings.TrimSpace(a.Val))
+						if strings.HasPrefix(k, "on") || k == "style" {
+							t.Fatalf("attribute %s kept: %q", a.Key, b.HTML)
+						}
+						if (k == "href" || k == "src") && !(strings.HasPrefix(v, "http:") || strings.HasPrefix(v, "https:") || strings.HasPrefix(v, "mailto:") || strings.HasPrefix(v, "data:image/") || v == "about:blank") {
+							t.Fatalf("%s=%q kept: %q", a.Key, a.Val, b.HTML)
+						}
+						if k == "src" && (strings.HasPrefix(v, "http") || strings.HasPrefix(v, "//")) {
+							t.Fatalf("remote src kept: %q", b.HTML)
+						}
+					}
+				})
 			}
 			for _, a := range mp.Attachments {
 				if strings.ContainsAny(a.Name, "/\\\x00\r\n") || a.Name == "" || strings.HasPrefix(a.Name, ".") {
