@@ -36,6 +36,8 @@ type composePage struct {
 	FwdFolder                  string
 	FwdUID                     string
 	FwdName                    string
+	DraftUID                   string   // the draft this form edits, in Drafts
+	DraftAttachments           []string // its attachments, kept
 	Error                      string
 	MaxSize                    string
 	From                       string
@@ -64,7 +66,7 @@ func (h *Handler) compose(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
 	cp := &composePage{MaxSize: humanSize(h.maxSize()), From: u.s.Get(keyAddress)}
 	if mode := v.Get("mode"); mode != "" {
-		if mode != "reply" && mode != "replyall" && mode != "forward" {
+		if mode != "reply" && mode != "replyall" && mode != "forward" && mode != "draft" {
 			h.fail(w, r, u, http.StatusBadRequest, "Unknown way to compose.")
 			return
 		}
@@ -73,7 +75,15 @@ func (h *Handler) compose(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer om.file.Close()
-		h.prefill(cp, om, mode, u.s.Get(keyAddress))
+		if mode == "draft" {
+			if om.folder != folderDrafts {
+				h.fail(w, r, u, http.StatusBadRequest, "Only a message in Drafts can be edited.")
+				return
+			}
+			h.prefillDraft(cp, om)
+		} else {
+			h.prefill(cp, om, mode, u.s.Get(keyAddress))
+		}
 	}
 	h.render(w, http.StatusOK, "compose.html", h.pageFor(u, "Compose", cp))
 }
@@ -169,6 +179,81 @@ func (h *Handler) prefill(cp *composePage, om *openedMessage, mode, self string)
 	cp.Subject = subject
 }
 
+// prefillDraft fills the form from a saved draft: its addresses, subject,
+// text and references; its attachments stay with it.
+func (h *Handler) prefillDraft(cp *composePage, om *openedMessage) {
+	hd := om.root.Header
+	cp.To = clean(pmime.DecodeHeaderValue(hd.Get("To")))
+	cp.Cc = clean(pmime.DecodeHeaderValue(hd.Get("Cc")))
+	cp.Bcc = clean(pmime.DecodeHeaderValue(hd.Get("Bcc")))
+	cp.Subject = clean(pmime.DecodeHeaderValue(hd.Get("Subject")))
+	if irt := strings.TrimSpace(hd.Get("In-Reply-To")); validMessageID(irt) {
+		cp.InReplyTo = irt
+		cp.References = strings.Join(strings.Fields(hd.Get("References")), " ")
+	}
+	var texts []string
+	for _, l := range leaves(om.root, true) {
+		if l.attachment {
+			cp.DraftAttachments = append(cp.DraftAttachments, partFilename(l.part, l.path))
+			continue
+		}
+		if l.part.Subtype == "plain" && len(texts) == 0 {
+			text, _ := h.partText(om, l.part, l.path)
+			texts = append(texts, text)
+		}
+	}
+	cp.Body = strings.Join(texts, "")
+	cp.DraftUID = utoa(om.m.UID)
+}
+
+// draftAttachments reads the attachments of the draft being edited, to
+// carry them into the new version or the message sent.
+func (h *Handler) draftAttachments(u *user, uidParam string) ([]outAttachment, *maildir.Folder, string, error) {
+	gone := errors.New("The draft is no longer in Drafts.")
+	uid, ok := parseUID(uidParam)
+	if !ok {
+		return nil, nil, "", gone
+	}
+	f, err := u.md.Folder(folderDrafts)
+	if err != nil {
+		return nil, nil, "", gone
+	}
+	snap, err := f.Sync(false)
+	if err != nil {
+		return nil, nil, "", gone
+	}
+	m := findUID(snap, uid)
+	if m == nil {
+		return nil, nil, "", gone
+	}
+	file, err := f.Open(m.Key)
+	if err != nil {
+		return nil, nil, "", gone
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err != nil {
+		return nil, nil, "", gone
+	}
+	root, err := pmime.Parse(file, st.Size())
+	if err != nil {
+		return nil, nil, "", gone
+	}
+	var out []outAttachment
+	for _, l := range leaves(root, true) {
+		if !l.attachment {
+			continue
+		}
+		data, err := pmime.Decoded(file, root, l.path)
+		if err != nil {
+			return nil, nil, "", gone
+		}
+		ctype := l.part.Type + "/" + l.part.Subtype
+		out = append(out, outAttachment{name: partFilename(l.part, l.path), ctype: uploadType(ctype), data: data})
+	}
+	return out, f, m.Key, nil
+}
+
 // quotableText is the message's text for a reply: its plain text parts,
 // or its HTML parts reduced to text.
 func (h *Handler) quotableText(om *openedMessage) string {
@@ -244,15 +329,28 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request) {
 		Subject: r.PostFormValue("subject"), Body: r.PostFormValue("body"),
 		InReplyTo: r.PostFormValue("in_reply_to"), References: r.PostFormValue("references"),
 		FwdFolder: r.PostFormValue("fwd_f"), FwdUID: r.PostFormValue("fwd_uid"), FwdName: r.PostFormValue("fwd_name"),
-		MaxSize: humanSize(limit), From: u.s.Get(keyAddress)}
+		DraftUID: r.PostFormValue("draft_uid"), MaxSize: humanSize(limit), From: u.s.Get(keyAddress)}
+	saveDraft := r.PostFormValue("save") != ""
 	again := func(status int, msg string) {
 		cp.Error = msg
 		h.render(w, status, "compose.html", h.pageFor(u, "Compose", cp))
 	}
-	d, err := draftFrom(cp, u.s.Get(keyAddress))
+	d, err := draftFrom(cp, u.s.Get(keyAddress), !saveDraft)
 	if err != nil {
 		again(http.StatusBadRequest, err.Error())
 		return
+	}
+	var oldDraft *maildir.Folder
+	var oldDraftKey string
+	if cp.DraftUID != "" {
+		kept, f, key, err := h.draftAttachments(u, cp.DraftUID)
+		if err != nil {
+			cp.DraftUID = ""
+			again(http.StatusBadRequest, err.Error())
+			return
+		}
+		d.attachments = append(d.attachments, kept...)
+		oldDraft, oldDraftKey = f, key
 	}
 	if cp.FwdUID != "" {
 		orig, err := h.forwarded(u, cp)
@@ -297,6 +395,34 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request) {
 		again(http.StatusRequestEntityTooLarge, fmt.Sprintf("The message is too big: at most %s with its attachments (attachments grow by a third when sent).", humanSize(limit)))
 		return
 	}
+	if saveDraft {
+		d.keepBcc = true
+		msg := d.build(time.Now())
+		if int64(len(msg)) > limit {
+			again(http.StatusRequestEntityTooLarge, fmt.Sprintf("The message is too big: at most %s with its attachments.", humanSize(limit)))
+			return
+		}
+		drafts, err := h.specialFolder(u, folderDrafts)
+		if err == nil {
+			_, err = drafts.Deliver(bytes.NewReader(bytes.ReplaceAll(msg, []byte("\r\n"), []byte("\n"))),
+				maildir.DeliverOptions{Flags: string(maildir.FlagDraft) + string(maildir.FlagSeen)})
+		}
+		if err != nil {
+			h.log.Error("webmail: save draft", "user", u.s.Login, "err", err)
+			msg := "The draft could not be saved now. Try again later."
+			if errors.Is(err, maildir.ErrOverQuota) {
+				msg = "Your mailbox is full: the draft was not saved."
+			}
+			again(http.StatusServiceUnavailable, msg)
+			return
+		}
+		if oldDraft != nil {
+			_ = oldDraft.Remove(oldDraftKey)
+		}
+		h.log.Info("webmail: draft saved", "user", u.s.Login, "size", len(msg))
+		h.flash(w, r, u, "Draft saved.", listURL(folderDrafts, listQuery{}))
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
 	defer cancel()
 	err = h.opt.Send(ctx, Outgoing{Login: u.s.Login, From: d.from.Address, Rcpts: d.recipients(), Msg: msg})
@@ -324,6 +450,11 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request) {
 	}
 	if cp.InReplyTo != "" {
 		h.markAnswered(u, cp.InReplyTo)
+	}
+	if oldDraft != nil {
+		if err := oldDraft.Remove(oldDraftKey); err != nil && !errors.Is(err, maildir.ErrNoMessage) {
+			h.log.Warn("webmail: remove sent draft", "user", u.s.Login, "err", err)
+		}
 	}
 	h.flash(w, r, u, notice, listURL(maildir.Inbox, listQuery{}))
 }
@@ -433,6 +564,7 @@ type draft struct {
 	inReplyTo   string
 	references  string
 	attachments []outAttachment
+	keepBcc     bool // a draft keeps its Bcc field; a message sent never has one
 }
 
 type outAttachment struct {
@@ -441,7 +573,7 @@ type outAttachment struct {
 }
 
 // draftFrom checks the form; its errors are for the user.
-func draftFrom(cp *composePage, from string) (*draft, error) {
+func draftFrom(cp *composePage, from string, needRecipient bool) (*draft, error) {
 	d := &draft{from: &mail.Address{Address: from}}
 	var err error
 	if d.to, err = parseAddresses("To", cp.To); err != nil {
@@ -454,7 +586,7 @@ func draftFrom(cp *composePage, from string) (*draft, error) {
 		return nil, err
 	}
 	n := len(d.to) + len(d.cc) + len(d.bcc)
-	if n == 0 {
+	if n == 0 && needRecipient {
 		return nil, errors.New("Give at least one recipient.")
 	}
 	if n > maxRecipients {
@@ -535,6 +667,9 @@ func (d *draft) build(now time.Time) []byte {
 	}
 	if len(d.cc) > 0 {
 		header("Cc", joinAddresses(d.cc))
+	}
+	if d.keepBcc && len(d.bcc) > 0 {
+		header("Bcc", joinAddresses(d.bcc))
 	}
 	header("Subject", encodeHeaderText(d.subject))
 	header("Date", now.Format(time.RFC1123Z))

@@ -243,3 +243,61 @@ func TestBuildEncodings(t *testing.T) {
 var timeZero = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 
 var mailAddr = mail.Address{Address: "a@example.test"}
+
+func TestDrafts(t *testing.T) {
+	e := newEnv(t)
+	b := e.login(alice)
+	// Saved without recipients, with an attachment and a Bcc.
+	r := b.sendForm(map[string]string{"save": "draft", "bcc": "secret@example.org", "subject": "Half done", "body": "first words\n"},
+		map[string][]byte{"plan.txt": []byte("the plan\n")})
+	if got := flash(t, b.follow(r)); got != "Draft saved." {
+		t.Fatalf("save: %d %q", r.status, got)
+	}
+	drafts := e.messages(alice, folderDrafts)
+	if len(drafts) != 1 || drafts[0].Flags != "DS" {
+		t.Fatalf("Drafts: %+v", drafts)
+	}
+	e.mu.Lock()
+	n := len(e.sent)
+	e.mu.Unlock()
+	if n != 0 {
+		t.Fatal("a draft was sent")
+	}
+	// Its page offers editing; the form comes back filled in.
+	page := b.get(fmt.Sprintf("/mail/msg?f=Drafts&uid=%d", drafts[0].UID))
+	if !strings.Contains(page.body, "Edit draft") {
+		t.Fatal("no edit link on a draft")
+	}
+	doc := b.get(fmt.Sprintf("/mail/compose?mode=draft&f=Drafts&uid=%d", drafts[0].UID)).doc(t)
+	if formValue(doc, "subject") != "Half done" || formValue(doc, "bcc") != "<secret@example.org>" || formValue(doc, "draft_uid") != fmt.Sprint(drafts[0].UID) {
+		t.Fatalf("draft form: subject %q bcc %q uid %q", formValue(doc, "subject"), formValue(doc, "bcc"), formValue(doc, "draft_uid"))
+	}
+	if body := text(find(doc, "textarea", "")[0]); body != "first words\n" {
+		t.Fatalf("draft text: %q", body)
+	}
+	if !strings.Contains(text(doc), "Attached from the draft: plan.txt.") {
+		t.Fatal("draft attachment not listed")
+	}
+	// Only a message in Drafts can be edited.
+	e.deliver(alice, maildir.Inbox, simpleMessage("x@example.net", "Not a draft", "hi"))
+	if r := b.get(fmt.Sprintf("/mail/compose?mode=draft&f=INBOX&uid=%d", e.messages(alice, maildir.Inbox)[0].UID)); r.status != http.StatusBadRequest {
+		t.Fatalf("editing an INBOX message as a draft: %d", r.status)
+	}
+	// Sent from the draft: the attachment goes along, the Bcc does not
+	// go in the message, and the draft is gone.
+	r = b.sendForm(map[string]string{"to": "bob@example.test", "bcc": "secret@example.org", "subject": "Done", "body": "all words\n",
+		"draft_uid": formValue(doc, "draft_uid")}, nil)
+	if got := flash(t, b.follow(r)); got != "Message sent." {
+		t.Fatalf("send from draft: %q", got)
+	}
+	out := e.lastSent()
+	if !bytes.Contains(out.Msg, []byte("filename=plan.txt")) || bytes.Contains(out.Msg, []byte("secret@")) {
+		t.Fatalf("sent from draft:\n%s", out.Msg)
+	}
+	if strings.Join(out.Rcpts, ",") != "bob@example.test,secret@example.org" {
+		t.Fatalf("recipients: %v", out.Rcpts)
+	}
+	if n := len(e.messages(alice, folderDrafts)); n != 0 {
+		t.Fatalf("draft still there after sending: %d", n)
+	}
+}

@@ -45,6 +45,7 @@ type messagePage struct {
 	RawURL                string
 	ReplyURL, ReplyAllURL string
 	ForwardURL            string
+	EditURL               string // a draft's
 	Back                  string
 	IsTrash               bool
 	CanSend               bool
@@ -189,6 +190,9 @@ func (h *Handler) renderMessage(om *openedMessage, asText bool) *messagePage {
 	mp.ReplyURL = with("compose", "mode", "reply")
 	mp.ReplyAllURL = with("compose", "mode", "replyall")
 	mp.ForwardURL = with("compose", "mode", "forward")
+	if om.folder == folderDrafts {
+		mp.EditURL = with("compose", "mode", "draft")
+	}
 
 	for _, l := range leaves(om.root, asText) {
 		p := l.part
