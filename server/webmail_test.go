@@ -67,7 +67,8 @@ func (w *webClient) do(method, path, ctype string, body io.Reader) (*http.Respon
 // The web listener serves the webmail at /mail/ (and sends / there); a
 // message sent from it arrives in the recipient's Maildir through the
 // server's submission path and is kept in the sender's Sent; a message
-// opened in the webmail is \Seen over IMAP.
+// opened in the webmail is \Seen over IMAP, and a flag set over IMAP
+// shows in the webmail.
 func TestWebmailEndToEnd(t *testing.T) {
 	h := newHarness(t)
 	h.addUser("bob@example.test", "bob pass")
@@ -142,6 +143,15 @@ func TestWebmailEndToEnd(t *testing.T) {
 	msgs := fetchAll(t, c)
 	if len(msgs) != 1 || !hasIMAPFlag(msgs[0].Flags, imap.FlagSeen) {
 		t.Fatalf("IMAP flags after the webmail opened it: %+v", msgs[0].Flags)
+	}
+
+	// And the other way: a flag an IMAP client sets shows in the webmail.
+	store := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}, Silent: true}
+	if err := c.Store(imap.SeqSetNum(1), store, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, page := a.do("GET", "/mail/list?f=INBOX", "", nil); !strings.Contains(page, `title="flagged"`) {
+		t.Fatalf("flag set over IMAP not shown in the webmail:\n%s", page)
 	}
 
 	_, metrics := w.do("GET", "/metrics", "", nil)

@@ -80,7 +80,7 @@ func displayName(name string) string {
 	if d, err := decodeMUTF7(name); err == nil {
 		return d
 	}
-	return name
+	return clean(name)
 }
 
 // leafName is the last level of a folder's display name.

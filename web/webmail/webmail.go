@@ -394,10 +394,6 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, Prefix, http.StatusSeeOther)
 }
 
-// EndSessions logs every session of login out (an account removed or its
-// password changed elsewhere).
-func (h *Handler) EndSessions(login string) { h.sessions.EndLogin(login, nil) }
-
 // listQuery is how a folder's list is shown: page, order, search.
 type listQuery struct {
 	Page  int
