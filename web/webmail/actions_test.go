@@ -215,3 +215,21 @@ func TestChangePassword(t *testing.T) {
 		t.Fatalf("wbnochangepass: %d", r.status)
 	}
 }
+
+func TestFolderTree(t *testing.T) {
+	e := newEnv(t)
+	md := e.maildir(alice)
+	for _, f := range []string{"Home", "Home.Kids", "Home.Kids.School", "Work.2024"} {
+		if err := md.CreateFolder(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, fi := range e.h.folderList(md) {
+		got = append(got, fmt.Sprintf("%d:%s", fi.Depth, fi.Leaf))
+	}
+	// Work.2024 has no Work above it: its whole name, at the top.
+	if want := "0:Inbox 0:Home 1:Kids 2:School 0:Work.2024"; strings.Join(got, " ") != want {
+		t.Fatalf("tree %q, want %q", strings.Join(got, " "), want)
+	}
+}

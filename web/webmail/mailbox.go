@@ -47,6 +47,20 @@ func (h *Handler) folderList(md *maildir.Maildir) []folderInfo {
 		}
 		out = append(out, fi)
 	}
+	// A subfolder sits one level below its parent; one whose parent is not
+	// a folder shows its whole name at the top, not only its last level
+	// under someone else's.
+	depthOf := make(map[string]int, len(out))
+	for i, fi := range out {
+		if j := strings.LastIndexByte(fi.Name, '.'); j > 0 && fi.Name != maildir.Inbox {
+			if d, ok := depthOf[fi.Name[:j]]; ok {
+				out[i].Depth = d + 1
+			} else {
+				out[i].Leaf, out[i].Depth = fi.Display, 0
+			}
+		}
+		depthOf[fi.Name] = out[i].Depth
+	}
 	return out
 }
 
