@@ -10,7 +10,7 @@ import (
 )
 
 // maxActionMessages bounds the messages one action names.
-const maxActionMessages = 10000
+const maxActionMessages = 5000
 
 // act carries out an action on the messages a form names: delete (to
 // Trash; in Trash, for good), move, read, unread, flag, unflag.

@@ -351,3 +351,44 @@ func TestNoOpenRedirect(t *testing.T) {
 		t.Errorf("message page links off-site")
 	}
 }
+
+// TestHostileRequests sends oversized and malformed requests: each gets a
+// clear refusal, and the webmail goes on serving.
+func TestHostileRequests(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(alice, maildir.Inbox, "Subject: "+strings.Repeat("long ", 200000)+"\nFrom: "+strings.Repeat("a", 100000)+"@x\n\n"+strings.Repeat("\xff\xfe", 1000)+"\n")
+	b := e.login(alice)
+
+	big := url.Values{"user": {strings.Repeat("u", 3<<20)}, "password": {"x"}}
+	if r := e.browser().post("/mail/login", big); r.status != http.StatusUnauthorized {
+		t.Errorf("3 MiB login form: %d", r.status)
+	}
+	if r := e.browser().post("/mail/login", url.Values{"user": {alice.name + "\r\nX: y"}, "password": {alice.pass}}); r.status != http.StatusUnauthorized {
+		t.Errorf("login name with a line break: %d", r.status)
+	}
+	for _, q := range []string{strings.Repeat("q", 100000), "\xff\xfe", "%00", "<script>"} {
+		r := b.get("/mail/list?" + url.Values{"f": {"INBOX"}, "q": {q}, "in": {"body"}}.Encode())
+		if r.status != 200 {
+			t.Errorf("search %.20q: %d", q, r.status)
+		}
+	}
+	if r := b.get("/mail/list?f=" + strings.Repeat("x", 5000)); r.status != http.StatusBadRequest {
+		t.Errorf("huge folder name: %d", r.status)
+	}
+	many := url.Values{"f": {"INBOX"}, "op": {"read"}}
+	for i := 0; i < maxActionMessages+1; i++ {
+		many.Add("uid", "1")
+	}
+	if r := b.act(many); r.status != http.StatusBadRequest {
+		t.Errorf("too many messages in one action: %d", r.status)
+	}
+	// The message with the huge header and bad bytes shows.
+	m := e.messages(alice, maildir.Inbox)[0]
+	r := b.get(fmt.Sprintf("/mail/msg?f=INBOX&uid=%d", m.UID))
+	if r.status != 200 || !strings.Contains(r.body, "long long") {
+		t.Fatalf("hostile message: %d", r.status)
+	}
+	if rs := rows(t, b.get("/mail/list?f=INBOX")); len(rs) != 1 {
+		t.Fatalf("list after hostile requests: %d rows", len(rs))
+	}
+}
