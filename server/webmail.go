@@ -59,11 +59,14 @@ func (s *Server) webmailSend(ctx context.Context, m webmail.Outgoing) error {
 }
 
 // changePassword changes the webmail password of a: through its module
-// when it can (SQL, LDAP), in the userdb source (recompiled) for userdb
-// accounts.
+// when it can (SQL, LDAP; the authcache forgets the account), in the
+// userdb source (recompiled) for userdb accounts.
 func (s *Server) changePassword(ctx context.Context, a *auth.Account, pw string) error {
 	for _, m := range s.auth.Modules() {
-		if ps, ok := m.(auth.PasswordSetter); ok && m.Name() == a.Module {
+		if m.Name() != a.Module {
+			continue
+		}
+		if ps := auth.SetterOf(m); ps != nil {
 			return ps.SetPassword(ctx, a, auth.ServiceWebmail, pw)
 		}
 	}
