@@ -170,3 +170,21 @@ func hasIMAPFlag(flags []imap.Flag, f imap.Flag) bool {
 	}
 	return false
 }
+
+// A password changed in the webmail is the account's new password for
+// the webmail (the userdb source edited and recompiled, re-read by the
+// running server).
+func TestWebmailChangesPassword(t *testing.T) {
+	h := newHarness(t)
+	a := h.webLogin(h.user, h.pass)
+	form := url.Values{"csrf": {a.csrf}, "old": {h.pass}, "new": {"brand new pass"}, "new2": {"brand new pass"}}
+	resp, page := a.do("POST", "/mail/password", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("change: %d %s", resp.StatusCode, page)
+	}
+	h.webLogin(h.user, "brand new pass")
+	w := &webClient{t: t, base: "http://" + h.addr("web"), c: &http.Client{}}
+	if resp, _ := w.do("POST", "/mail/login", "application/x-www-form-urlencoded", strings.NewReader(url.Values{"user": {h.user}, "password": {h.pass}}.Encode())); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("old password after the change: %d", resp.StatusCode)
+	}
+}
