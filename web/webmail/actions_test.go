@@ -35,10 +35,23 @@ func TestActionsOnMessages(t *testing.T) {
 		t.Fatalf("notice: %q", got)
 	}
 	b.act(url.Values{"f": {"INBOX"}, "uid": uidsOf(ms[1:2]), "op": {"unread"}})
+	// Keywords an IMAP client set are shown, and kept by the webmail's
+	// flag changes.
+	f, _ := e.maildir(alice).Folder(maildir.Inbox)
+	if err := f.SetFlags(ms[2].Key, "", []string{"$Work", "later"}); err != nil {
+		t.Fatal(err)
+	}
+	if page := b.get(fmt.Sprintf("/mail/msg?f=INBOX&uid=%d", ms[2].UID)); !strings.Contains(text(find(page.doc(t), "dd", "keywords")[0]), "$Work, later") {
+		t.Fatalf("keywords not shown")
+	}
+	b.act(url.Values{"f": {"INBOX"}, "uid": uidsOf(ms[2:3]), "op": {"unread"}})
 	b.act(url.Values{"f": {"INBOX"}, "uid": uidsOf(ms[2:3]), "op": {"flag"}})
 	now := e.messages(alice, maildir.Inbox)
 	if now[0].Flags != "S" || now[1].Flags != "" || now[2].Flags != "F" {
 		t.Fatalf("flags: %q %q %q", now[0].Flags, now[1].Flags, now[2].Flags)
+	}
+	if strings.Join(now[2].Keywords, " ") != "$Work later" {
+		t.Fatalf("keywords lost: %v", now[2].Keywords)
 	}
 	b.act(url.Values{"f": {"INBOX"}, "uid": uidsOf(ms[2:3]), "op": {"unflag"}})
 	if now := e.messages(alice, maildir.Inbox); now[2].Flags != "" {

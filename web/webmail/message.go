@@ -37,6 +37,7 @@ type messagePage struct {
 	Subject               string
 	From, To, Cc, ReplyTo []string
 	Date                  string
+	Keywords              []string // IMAP keywords an IMAP client set ($Junk, work)
 	Bodies                []bodyPart
 	Attachments           []attachment
 	Flagged, Unread       bool
@@ -165,6 +166,9 @@ func (h *Handler) renderMessage(om *openedMessage, asText bool) *messagePage {
 		return out
 	}
 	mp.From, mp.To, mp.Cc = addrs(env.From), addrs(env.To), addrs(env.Cc)
+	for _, k := range om.m.Keywords {
+		mp.Keywords = append(mp.Keywords, clean(k))
+	}
 	if om.root.Header.Has("Reply-To") {
 		mp.ReplyTo = addrs(env.ReplyTo)
 	}
