@@ -127,6 +127,11 @@ type Config struct {
 	IMAPCourierNS bool       // IMAP folders under "INBOX." as Courier shows them ("imapnamespace")
 	LogLevel      slog.Level // ("loglevel")
 	DebugPprof    bool       // serve /debug/pprof/ on the web listeners ("debugpprof")
+	// WebmailIdle ends a webmail session after this long without a
+	// request ("webmailidle", 30m); WebmailMaxSession this long after its
+	// login ("webmailmaxsession", 12h).
+	WebmailIdle       time.Duration
+	WebmailMaxSession time.Duration
 	// DeliveryJournal is the size of the server's delivery journal
 	// (DATADIR/state/delivery.journal), 0 for none ("deliveryjournal").
 	DeliveryJournal int64
@@ -417,6 +422,18 @@ func LoadWith(dir string, replace map[string]string) (*Config, error) {
 	c.IMAPCourierNS = l.choice("imapnamespace", "default", "default", "courier") == "courier"
 	c.LogLevel = l.logLevel("loglevel")
 	c.DebugPprof = l.boolean("debugpprof", false)
+	c.WebmailIdle = l.duration("webmailidle", 30*time.Minute)
+	c.WebmailMaxSession = l.duration("webmailmaxsession", 12*time.Hour)
+	for _, s := range []struct {
+		name string
+		d    time.Duration
+	}{{"webmailidle", c.WebmailIdle}, {"webmailmaxsession", c.WebmailMaxSession}} {
+		if s.d < time.Minute {
+			if lines := l.lines(s.name); len(lines) > 0 {
+				l.fail(lines[0].Errorf("%s: at least 1m, got %q", s.name, lines[0].Text))
+			}
+		}
+	}
 	c.DeliveryJournal = l.size("deliveryjournal", DefaultDeliveryJournal)
 	c.JournalCheckpoint = l.duration("journalcheckpoint", 200*time.Millisecond)
 	if c.DeliveryJournal > 0 && c.DeliveryJournal < 1<<20 {

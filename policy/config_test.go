@@ -339,6 +339,26 @@ func TestDeliveryJournalSettings(t *testing.T) {
 	}
 }
 
+func TestWebmailSessionSettings(t *testing.T) {
+	dir := validDir(t)
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WebmailIdle != 30*time.Minute || c.WebmailMaxSession != 12*time.Hour {
+		t.Fatalf("defaults: %v %v", c.WebmailIdle, c.WebmailMaxSession)
+	}
+	write(t, filepath.Join(dir, "webmailidle"), "15m\n")
+	write(t, filepath.Join(dir, "webmailmaxsession"), "1d\n")
+	if c, err = Load(dir); err != nil || c.WebmailIdle != 15*time.Minute || c.WebmailMaxSession != 24*time.Hour {
+		t.Fatalf("settings not read: %v %+v", err, c)
+	}
+	write(t, filepath.Join(dir, "webmailidle"), "10s\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "webmailidle") {
+		t.Fatalf("an idle time under a minute accepted: %v", err)
+	}
+}
+
 // hosteddomains (Courier's): domains hosted like acceptmailfor's, and
 // "ALIAS<TAB>DOMAIN" alias domains; bad lines name file and line.
 func TestHostedDomains(t *testing.T) {

@@ -41,6 +41,7 @@ import (
 	"postern/mailbox/pop3"
 	"postern/policy"
 	"postern/web/admin"
+	"postern/web/webmail"
 )
 
 // service is what every protocol server offers the process.
@@ -68,6 +69,7 @@ type Server struct {
 	fResults *prometheus.CounterVec
 	fLatency *prometheus.HistogramVec
 	acme     atomic.Pointer[acme.Manager] // nil without acmehosts
+	webmail  *webmail.Handler             // served under /mail/ on the web listener
 
 	mu        sync.Mutex
 	bound     map[string][]net.Addr // listener name -> bound addresses
@@ -291,6 +293,12 @@ func (s *Server) Start() error {
 		AllowInsecureAuth: cfg.InsecureAuth,
 	})
 	s.services = []service{imapSrv, pop3Srv}
+	wm, err := s.newWebmail(cfg)
+	if err != nil {
+		return err
+	}
+	s.webmail = wm
+	s.reg.MustRegister(webmailCollector(wm))
 	s.reg.MustRegister(imapCollector(imapSrv), pop3Collector(pop3Srv))
 	smtpMetrics := map[gateway.Mode]*gateway.Metrics{
 		gateway.ModeMX:         gateway.NewMetrics(s.reg, "smtp"),
@@ -450,6 +458,11 @@ func (s *Server) serveHTTP(ln net.Listener, name string) {
 		// Not on a metrics listener, often open to a monitoring network.
 		mux.Handle(admin.Prefix, s.adminHandler())
 		paths += " " + admin.Prefix
+		if s.webmail != nil {
+			mux.Handle(webmail.Prefix, s.webmail)
+			mux.Handle("GET /{$}", http.RedirectHandler(webmail.Prefix, http.StatusFound))
+			paths += " " + webmail.Prefix
+		}
 	}
 	if s.Config().DebugPprof {
 		// Opt-in only: profiles expose internals and cost CPU.

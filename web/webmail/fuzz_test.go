@@ -1,0 +1,143 @@
+package webmail
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"golang.org/x/net/html"
+
+	"postern/mailbox/maildir"
+	pmime "postern/mailbox/mime"
+)
+
+func FuzzReflow(f *testing.F) {
+	f.Add("a \nb\n", false)
+	f.Add("> q \n>> qq\n-- \nsig\n", true)
+	f.Add(" stuffed\n\n", false)
+	f.Fuzz(func(t *testing.T, in string, delSp bool) {
+		out := reflow(in, delSp)
+		if utf8.ValidString(in) && !utf8.ValidString(out) {
+			t.Fatalf("valid input, invalid output: %q", out)
+		}
+		if len(out) > 2*len(in)+2 {
+			t.Fatalf("output grew: %d from %d", len(out), len(in))
+		}
+	})
+}
+
+func FuzzFolderNames(f *testing.F) {
+	for _, s := range []string{"INBOX", "Work", "Projekt &AMQ-", "../x", "a..b", "&-", "&AGEAYgBj-", "&2D3eAA-", "Sent.2024"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if name, err := folderParam(s); err == nil {
+			if strings.ContainsAny(name, "/\x00") || strings.Contains(name, "..") || strings.HasPrefix(name, ".") {
+				t.Fatalf("accepted %q as %q", s, name)
+			}
+		}
+		if name, err := newFolderName(s); err == nil {
+			if maildir.ValidFolderName(name) != nil {
+				t.Fatalf("typed %q became invalid %q", s, name)
+			}
+			if back, err := decodeMUTF7(name); err != nil || back != strings.TrimSpace(s) {
+				t.Fatalf("round trip %q -> %q -> %q (%v)", s, name, back, err)
+			}
+		}
+		if d, err := decodeMUTF7(s); err == nil && !utf8.ValidString(d) {
+			t.Fatalf("decoded to invalid UTF-8: %q", d)
+		}
+	})
+}
+
+// FuzzRenderMessage shows arbitrary bytes as a message: never a panic,
+// and the sanitized HTML never holds a script or an event handler.
+func FuzzRenderMessage(f *testing.F) {
+	f.Add([]byte(hostile))
+	f.Add([]byte("Subject: x\n\nbody\n"))
+	f.Add([]byte("Content-Type: text/html\n\n<a href=javascript:x onclick=y>z</a><img src=http://t/p>"))
+	f.Add([]byte("Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain; format=flowed; delsp=yes\n\na \nb\n--b\nContent-Type: text/html\n\n<p>x</p>\n--b--\n"))
+	dir := f.TempDir()
+	if err := maildir.Make(dir); err != nil {
+		f.Fatal(err)
+	}
+	h := &Handler{html: newHTMLPolicy(), log: quietLog()}
+	h.strip = newHTMLPolicy()
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		if len(msg) > 1<<16 {
+			return
+		}
+		file, err := os.CreateTemp(dir, "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(file.Name())
+		defer file.Close()
+		file.Write(msg)
+		root, err := pmime.Parse(bytes.NewReader(msg), int64(len(msg)))
+		if err != nil {
+			return
+		}
+		om := &openedMessage{folder: "INBOX", file: file, size: int64(len(msg)), root: root}
+		for _, asText := range []bool{false, true} {
+			mp := h.renderMessage(om, asText)
+			for _, b := range mp.Bodies {
+				doc, err := html.Parse(strings.NewReader(string(b.HTML)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				walk(doc, func(n *html.Node) {
+					if n.Type != html.ElementNode {
+						return
+					}
+					switch n.Data {
+					case "script", "style", "iframe", "object", "embed", "form", "svg", "math", "base", "link", "meta":
+						t.Fatalf("<%s> kept: %q", n.Data, b.HTML)
+					}
+					for _, a := range n.Attr {
+						k, v := strings.ToLower(a.Key), strings.ToLower(strings.TrimSpace(a.Val))
+						if strings.HasPrefix(k, "on") || k == "style" {
+							t.Fatalf("attribute %s kept: %q", a.Key, b.HTML)
+						}
+						if (k == "href" || k == "src") && !(strings.HasPrefix(v, "http:") || strings.HasPrefix(v, "https:") || strings.HasPrefix(v, "mailto:") || strings.HasPrefix(v, "data:image/") || v == "about:blank") {
+							t.Fatalf("%s=%q kept: %q", a.Key, a.Val, b.HTML)
+						}
+						if k == "src" && (strings.HasPrefix(v, "http") || strings.HasPrefix(v, "//")) {
+							t.Fatalf("remote src kept: %q", b.HTML)
+						}
+					}
+				})
+			}
+			for _, a := range mp.Attachments {
+				if strings.ContainsAny(a.Name, "/\\\x00\r\n") || a.Name == "" || strings.HasPrefix(a.Name, ".") {
+					t.Fatalf("attachment name %q", a.Name)
+				}
+			}
+		}
+	})
+}
+
+func FuzzParseAddresses(f *testing.F) {
+	for _, s := range []string{"a@b", "Bob <bob@example.org>, c@d", `"x, y" <x@y>`, "a@b\r\nBcc: c@d", "=?utf-8?q?x?= <a@b>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		list, err := parseAddresses("To", s)
+		if err != nil {
+			return
+		}
+		d := &draft{from: &mailAddr, to: list, body: "x"}
+		msg := d.build(timeZero)
+		hdr := msg[:bytes.Index(msg, []byte("\r\n\r\n"))]
+		for _, line := range bytes.Split(hdr, []byte("\r\n")) {
+			if len(line) > 0 && line[0] != ' ' && line[0] != '\t' && !bytes.Contains(line, []byte(":")) {
+				t.Fatalf("header line without a name: %q in\n%s", line, hdr)
+			}
+			if bytes.HasPrefix(bytes.ToLower(line), []byte("bcc:")) {
+				t.Fatalf("Bcc injected from %q", s)
+			}
+		}
+	})
+}
