@@ -48,6 +48,7 @@ func commands() []command {
 	return []command{
 		{"init", "write a complete working setup into a directory", runInit},
 		{"serve", "run every service in one process", runServe},
+		{"imapd", "serve one IMAP session on stdin/stdout: inetd, systemd, or an ssh tunnel (--preauth)", runIMAPD},
 		{"reload", "tell the running server to reload its configuration (SIGHUP)", runReload},
 		{"stop", "tell the running server to shut down gracefully (SIGTERM)", runStop},
 		{"user", "add, change, delete and list userdb accounts", runUser},
@@ -89,6 +90,7 @@ func commands() []command {
 // link named "maildirmake" to this binary works as Courier's maildirmake.
 var argv0Tools = map[string]string{
 	"sendmail":     "sendmail",
+	"imapd":        "imapd",
 	"mailq":        "mailq",
 	"newaliases":   "makealiases",
 	"makealiases":  "makealiases",

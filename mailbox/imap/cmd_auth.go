@@ -209,17 +209,32 @@ func (s *session) authenticate(user, pass string) result {
 		}
 		return no("AUTHENTICATIONFAILED", "Invalid credentials")
 	}
+	if err := s.loggedIn(acct); err != nil {
+		return no("UNAVAILABLE", "Cannot open your mailbox now, try again later")
+	}
+	s.log.Info("imap: login")
+	return okCode("CAPABILITY "+s.capabilityList(), "Logged in")
+}
+
+// loggedIn opens acct's mailbox and moves the session to the authenticated
+// state (a LOGIN or AUTHENTICATE that succeeded, or a pre-authenticated
+// session).
+func (s *session) loggedIn(acct *auth.Account) error {
 	mail, err := s.srv.hub.openMaildir(acct.MaildirPath())
 	if err != nil {
 		s.log.Error("imap: open mailbox", "user", acct.Name, "err", err)
-		return no("UNAVAILABLE", "Cannot open your mailbox now, try again later")
+		return err
 	}
 	s.account, s.user, s.mail = acct, acct.Name, mail
 	s.state = stateAuth
 	s.log = s.log.With("user", acct.Name)
 	s.ensureSpecialUse()
 	s.registerSharedFolders()
-	s.log.Info("imap: login")
+	return nil
+}
+
+// capabilityList is the session's capabilities, space separated.
+func (s *session) capabilityList() string {
 	var b []byte
 	for i, c := range s.srv.capabilities(s) {
 		if i > 0 {
@@ -227,7 +242,7 @@ func (s *session) authenticate(user, pass string) result {
 		}
 		b = append(b, c...)
 	}
-	return okCode("CAPABILITY "+string(b), "Logged in")
+	return string(b)
 }
 
 // openMaildir opens the account's Maildir, making it when the directory does

@@ -181,9 +181,15 @@ func (sess *session) run() {
 		}
 		tc.SetDeadline(time.Time{})
 	}
-	sess.w.line("* OK [CAPABILITY ")
-	sess.appendCapabilities()
-	sess.w.raw("] ").raw(sess.srv.opt.Hostname).raw(" Postern IMAP4rev1 ready").end()
+	if sess.state == stateAuth { // pre-authenticated (ServeConn)
+		sess.w.line("* PREAUTH [CAPABILITY ")
+		sess.appendCapabilities()
+		sess.w.raw("] ").raw(sess.srv.opt.Hostname).raw(" Postern IMAP4rev1 ready, logged in as ").raw(sanitizeText(sess.user)).end()
+	} else {
+		sess.w.line("* OK [CAPABILITY ")
+		sess.appendCapabilities()
+		sess.w.raw("] ").raw(sess.srv.opt.Hostname).raw(" Postern IMAP4rev1 ready").end()
+	}
 	if sess.w.flush() != nil {
 		return
 	}
