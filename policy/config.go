@@ -127,6 +127,11 @@ type Config struct {
 	IMAPCourierNS bool       // IMAP folders under "INBOX." as Courier shows them ("imapnamespace")
 	LogLevel      slog.Level // ("loglevel")
 	DebugPprof    bool       // serve /debug/pprof/ on the web listeners ("debugpprof")
+	// IMAPSMAP offers Courier's SMAP inside IMAP connections: SMAP1 in
+	// CAPABILITY and the switch on "\SMAP1"-tagged commands
+	// ("smapcapability": SMAP1, as Courier's SMAP_CAPABILITY, or yes; off
+	// when absent or no, as in Courier).
+	IMAPSMAP bool
 	// DeliveryJournal is the size of the server's delivery journal
 	// (DATADIR/state/delivery.journal), 0 for none ("deliveryjournal").
 	DeliveryJournal int64
@@ -408,6 +413,7 @@ func Load(dir string) (*Config, error) {
 	c.InsecureAuth = l.boolean("insecureauth", false)
 	c.SenderLogin = l.choice("senderlogin", "any", "any", "own")
 	c.IMAPCourierNS = l.choice("imapnamespace", "default", "default", "courier") == "courier"
+	c.IMAPSMAP = l.choice("smapcapability", "no", "smap1", "yes", "no") != "no"
 	c.LogLevel = l.logLevel("loglevel")
 	c.DebugPprof = l.boolean("debugpprof", false)
 	c.DeliveryJournal = l.size("deliveryjournal", DefaultDeliveryJournal)

@@ -1,0 +1,187 @@
+package server
+
+import (
+	"bufio"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// smapConn is a minimal SMAP client for the server's tests.
+type smapConn struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func (h *harness) smapDial(listener string) *smapConn {
+	h.t.Helper()
+	conn, err := net.DialTimeout("tcp", h.addr(listener), 5*time.Second)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	h.t.Cleanup(func() { conn.Close() })
+	s := &smapConn{t: h.t.(*testing.T), conn: conn, r: bufio.NewReader(conn)}
+	greet := s.line()
+	if !strings.Contains(greet, "SMAP1") {
+		h.t.Fatalf("greeting without SMAP1: %q", greet)
+	}
+	return s
+}
+
+func (s *smapConn) line() string {
+	s.t.Helper()
+	l, err := s.r.ReadString('\n')
+	if err != nil {
+		s.t.Fatalf("read: %v", err)
+	}
+	return l
+}
+
+// cmd sends a command and returns the reply up to its +OK or -ERR line.
+func (s *smapConn) cmd(c string) string {
+	s.t.Helper()
+	if _, err := s.conn.Write([]byte(c + "\n")); err != nil {
+		s.t.Fatal(err)
+	}
+	var b strings.Builder
+	for {
+		l := s.line()
+		b.WriteString(l)
+		if strings.HasPrefix(l, "+OK") || strings.HasPrefix(l, "-ERR") {
+			return b.String()
+		}
+	}
+}
+
+func newSMAPHarness(t *testing.T) *harness {
+	h := newHarness(t)
+	h.writeSetting("listen", "smtp 127.0.0.1:0\nimap 127.0.0.1:0\nsmap 127.0.0.1:0\n")
+	h.writeSetting("smapcapability", "SMAP1\n")
+	h.restart()
+	return h
+}
+
+// The smap listener serves SMAP: login with the account's password, the
+// INBOX with a message delivered over SMTP.
+func TestSMAPListenerServes(t *testing.T) {
+	h := newSMAPHarness(t)
+	if err := h.send("bob@example.net", []string{h.user}, testMessage("over smap", "body\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	s := h.smapDial("smap")
+	if got := s.cmd(`\SMAP1 LOGIN "` + h.user + `" "` + h.pass + `"`); got != "+OK SMAP1 LOGIN Ok.\n" {
+		t.Fatalf("login: %q", got)
+	}
+	if got := s.cmd("OPEN INBOX"); got != "* EXISTS 1\n+OK Folder opened\n" {
+		t.Fatalf("OPEN: %q", got)
+	}
+	if got := s.cmd("FETCH 1 CONTENTS.PEEK=HEADERS(Subject)"); !strings.Contains(got, "Subject: over smap\n") {
+		t.Fatalf("FETCH: %q", got)
+	}
+	if got := s.cmd(`\SMAP1 LOGIN x y`); got != "-ERR Syntax error.\n" {
+		t.Errorf("after login, LOGIN is not a command: %q", got)
+	}
+}
+
+// With smapcapability, IMAP lists SMAP1 and a "\SMAP1" command switches
+// the connection; an IMAP STORE is seen over SMAP and an SMAP STORE over
+// IMAP.
+func TestSMAPInsideIMAPAndCrossProtocolFlags(t *testing.T) {
+	h := newSMAPHarness(t)
+	if err := h.send("bob@example.net", []string{h.user}, testMessage("shared", "body\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	c := h.imapLogin(nil)
+	caps, err := c.Capability().Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !caps.Has("SMAP1") {
+		t.Errorf("IMAP CAPABILITY without SMAP1: %v", caps)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Courier's way in: the IMAP greeting, then "\SMAP1 LOGIN".
+	conn, err := net.DialTimeout("tcp", h.addr("imap"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	s := &smapConn{t: t, conn: conn, r: bufio.NewReader(conn)}
+	if greet := s.line(); !strings.Contains(greet, "SMAP1") {
+		t.Fatalf("IMAP greeting without SMAP1: %q", greet)
+	}
+	if got := s.cmd(`\SMAP1 CAPABILITY`); !strings.HasSuffix(got, "+OK CAPABILITY completed\r\n") {
+		t.Fatalf("CAPABILITY: %q", got)
+	}
+	if got := s.cmd(`\SMAP1 LOGIN "` + h.user + `" "` + h.pass + `"`); got != "+OK SMAP1 LOGIN Ok.\n" {
+		t.Fatalf("login: %q", got)
+	}
+	if got := s.cmd("OPEN INBOX"); got != "* EXISTS 1\n+OK Folder opened\n" {
+		t.Fatalf("OPEN: %q", got)
+	}
+
+	// IMAP → SMAP.
+	store := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged, "$Work"}, Silent: true}
+	if err := c.Store(imap.SeqSetNum(1), store, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.cmd("NOOP"); got != "* FETCH 1 FLAGS=MARKED \"KEYWORDS=$Work\"\n+OK Folder updated\n" {
+		t.Errorf("SMAP NOOP after IMAP STORE: %q", got)
+	}
+
+	// SMAP → IMAP.
+	if got := s.cmd("STORE 1 +FLAGS=SEEN,REPLIED"); got != "* FETCH 1 FLAGS=MARKED,REPLIED,SEEN\n+OK Folder status updated\n" {
+		t.Fatalf("SMAP STORE: %q", got)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := c.Noop().Wait(); err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Flags: true}).Collect()
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("IMAP FETCH: %v", err)
+		}
+		flags := msgs[0].Flags
+		has := func(f imap.Flag) bool {
+			for _, x := range flags {
+				if x == f {
+					return true
+				}
+			}
+			return false
+		}
+		if has(imap.FlagSeen) && has(imap.FlagAnswered) && has(imap.FlagFlagged) && has("$Work") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("IMAP flags after SMAP STORE: %v", flags)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Without smapcapability (Courier's default) IMAP neither lists SMAP1 nor
+// switches.
+func TestSMAPOffInIMAPByDefault(t *testing.T) {
+	h := newHarness(t)
+	c := h.imapLogin(nil)
+	caps, err := c.Capability().Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caps.Has("SMAP1") {
+		t.Errorf("SMAP1 advertised without smapcapability: %v", caps)
+	}
+}
