@@ -45,7 +45,12 @@ func withAdministrators(l acl.List) acl.List {
 	if _, ok := l.Find("administrators"); ok {
 		return l
 	}
-	return append(slices.Clone(l), acl.Entry{ID: "administrators", Rights: acl.All})
+	// Courier's default list is "owner" then "administrators".
+	at := 0
+	if len(l) > 0 && l[0].ID == "owner" {
+		at = 1
+	}
+	return slices.Insert(slices.Clone(l), at, acl.Entry{ID: "administrators", Rights: acl.All})
 }
 
 func (sess *session) writeGetACL(l acl.List) {

@@ -175,6 +175,50 @@ BOGUS
 LOGOUT
 `
 
+// courierScript2 is Courier's smaptestsuite's expunge test (200 messages,
+// ranges across the 100-per-line limit), IDLE, keywords, SEARCH and the
+// folder commands' errors.
+const courierScript2 = `OPEN INBOX
+IDLE
+RESUME
+IDLE
+NOOP
+STORE 1-10 20-80 90-130 +FLAGS=DELETED
+EXPUNGE
+STATUS X INBOX
+EXPUNGE 1-2 5
+STORE 1 "INTERNALDATE=10 Jan 2022 09:00:00 -0500"
+FETCH 1 INTERNALDATE
+STORE 2 KEYWORDS=a,b,c +KEYWORDS=d -KEYWORDS=a
+FETCH 1-2 KEYWORDS
+SEARCH ALL KEYWORD d
+SEARCH 1-5 NOT KEYWORD d
+SEARCH ALL SUBJECT "message 20"
+SEARCH ALL HEADER SUBJECT "MESSAGE 2"
+SEARCH ALL TEXT "message 19"
+SEARCH ALL BODY "test message"
+SEARCH ALL LARGER 45
+SEARCH
+CREATE INBOX
+CREATE
+CREATE INBOX a
+CREATE INBOX a
+RENAME INBOX a "" INBOX b
+RENAME INBOX nope "" INBOX c
+RENAME INBOX b "" INBOX
+RENAME INBOX b
+ADD FLAGS=SEEN
+ADD {.}
+Subject: nowhere
+
+x
+.
+STATUS X INBOX b
+SETACL INBOX "" user=u1 lr user=u2 lr user=u3 lr user=u4 lr user=u5 lr user=u6 lr
+GETACL INBOX
+LOGOUT
+`
+
 // courierMessages are the template Maildir's messages, in new/ with fixed
 // names so that both servers number them alike.
 func courierMessages() []string {
@@ -188,11 +232,11 @@ func courierMessages() []string {
 
 // fillMaildir puts the template messages into root's new/, each with the
 // same name and modification time on both sides.
-func fillMaildir(t *testing.T, root string) {
+func fillMaildir(t *testing.T, root string, msgs []string) {
 	t.Helper()
 	mtime := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
-	for i, m := range courierMessages() {
-		name := filepath.Join(root, "new", "100000000"+itoa(i)+".M1P1.test,S="+itoa(len(m)))
+	for i, m := range msgs {
+		name := filepath.Join(root, "new", itoa(1000000000+i)+".M1P1.test,S="+itoa(len(m)))
 		if err := os.WriteFile(name, []byte(m), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -248,19 +292,36 @@ func TestCourierImapdDifferential(t *testing.T) {
 	if _, err := os.Stat(imapd); err != nil {
 		t.Skip("Courier's imapd (courier-imap) is not installed")
 	}
+	var many []string
+	for i := 1; i <= 200; i++ {
+		many = append(many, "Subject: test message "+itoa(i)+"\n\ntest message\n")
+	}
+	for _, c := range []struct {
+		name   string
+		msgs   []string
+		script string
+	}{
+		{"fetch-store-copy-add", courierMessages(), courierScript},
+		{"expunge-idle-search-errors", many, courierScript2},
+	} {
+		t.Run(c.name, func(t *testing.T) { differential(t, imapd, c.msgs, c.script) })
+	}
+}
+
+func differential(t *testing.T, imapd string, msgs []string, script string) {
 	// Courier's side.
 	dir := t.TempDir()
 	cmd := filepath.Join(dir, "Maildir")
 	if err := maildir.Make(cmd); err != nil {
 		t.Fatal(err)
 	}
-	fillMaildir(t, cmd)
+	fillMaildir(t, cmd, msgs)
 	c := exec.Command(imapd, cmd)
 	c.Env = []string{"PATH=/usr/bin:/bin", "MAILDIR=" + cmd, "PROTOCOL=SMAP1", "IMAP_KEYWORDS=1", "IMAP_BROKENUIDV=1", "AUTHENTICATED=alice"}
 	if tz, ok := os.LookupEnv("TZ"); ok {
 		c.Env = append(c.Env, "TZ="+tz)
 	}
-	c.Stdin = strings.NewReader(courierScript)
+	c.Stdin = strings.NewReader(script)
 	var out, errOut bytes.Buffer
 	c.Stdout, c.Stderr = &out, &errOut
 	if err := c.Run(); err != nil {
@@ -273,35 +334,35 @@ func TestCourierImapdDifferential(t *testing.T) {
 
 	// Postern's side.
 	e := newTestEnv(t)
-	fillMaildir(t, e.root)
+	fillMaildir(t, e.root, msgs)
 	cl := e.dial()
 	var got strings.Builder
 	got.WriteString(cl.cmd(`\SMAP1 LOGIN alice secret`))
-	for _, u := range scriptUnits(courierScript) {
+	for _, u := range scriptUnits(script) {
 		cl.send(u)
-		rep := cl.reply()
-		got.WriteString(rep)
+		got.WriteString(cl.reply())
 		if u == "LOGOUT\n" {
 			break
 		}
 	}
 	postern := normalise(got.String())
-	if courier != postern {
-		cl := strings.SplitAfter(courier, "\n")
-		pl := strings.SplitAfter(postern, "\n")
-		for i := 0; i < len(cl) || i < len(pl); i++ {
-			var a, b string
-			if i < len(cl) {
-				a = cl[i]
-			}
-			if i < len(pl) {
-				b = pl[i]
-			}
-			if a != b {
-				lo := max(0, i-5)
-				t.Fatalf("replies differ at line %d:\ncourier: %q\npostern: %q\ncontext (courier):\n%s\ncontext (postern):\n%s", i+1, a, b,
-					strings.Join(cl[lo:min(len(cl), i+3)], ""), strings.Join(pl[lo:min(len(pl), i+3)], ""))
-			}
+	if courier == postern {
+		return
+	}
+	cls := strings.SplitAfter(courier, "\n")
+	pls := strings.SplitAfter(postern, "\n")
+	for i := 0; i < len(cls) || i < len(pls); i++ {
+		var a, b string
+		if i < len(cls) {
+			a = cls[i]
+		}
+		if i < len(pls) {
+			b = pls[i]
+		}
+		if a != b {
+			lo := max(0, i-5)
+			t.Fatalf("replies differ at line %d:\ncourier: %q\npostern: %q\ncontext (courier):\n%s\ncontext (postern):\n%s", i+1, a, b,
+				strings.Join(cls[lo:min(len(cls), i+3)], ""), strings.Join(pls[lo:min(len(pls), i+3)], ""))
 		}
 	}
 }

@@ -147,7 +147,7 @@ func (sess *session) cmdCreate(_ string, w *words) {
 	name, err := newFolderName(w.path())
 	if err == nil {
 		if name == maildir.Inbox {
-			err = maildir.ErrFolderExists
+			err = errBadName // Courier: Invalid argument
 		} else {
 			err = sess.md.CreateFolder(name)
 		}
@@ -219,11 +219,19 @@ func (sess *session) cmdRename(_ string, w *words) {
 		sess.writeString("-ERR " + errText(err) + "\n")
 		return
 	}
-	if from == maildir.Inbox || to == maildir.Inbox {
+	if to == maildir.Inbox {
+		// Courier checks the right to create in the destination's
+		// parent, and there is none above INBOX.
+		sess.writeString(`-ERR Access denied: ACL "c" is required` + "\n")
+		return
+	}
+	if from == maildir.Inbox {
 		sess.writeString("-ERR INBOX may not be renamed\n")
 		return
 	}
-	if err := sess.md.RenameFolder(from, to); err != nil {
+	// Renaming a folder that is not there succeeds, as in Courier (whose
+	// DELETE of a missing folder does too).
+	if err := sess.md.RenameFolder(from, to); err != nil && !errors.Is(err, maildir.ErrNoFolder) {
 		sess.writeString("-ERR Cannot rename folder: " + errText(err) + "\n")
 		return
 	}

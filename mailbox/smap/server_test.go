@@ -439,8 +439,8 @@ func TestACLCommands(t *testing.T) {
 	cl := e.login()
 	expect(t, "ACL", cl.cmd("ACL INBOX"), "* ACL \"aceilrstwx\"\n+OK ACLs retrieved\n")
 	expect(t, "GETACL", cl.cmd("GETACL INBOX"), "* GETACL \"owner\" \"aceilrstwx\" \"administrators\" \"aceilrstwx\"\n+OK ACLs retrieved\n")
-	expect(t, "SETACL", cl.cmd(`SETACL INBOX "" user=bob lr`), "* GETACL \"owner\" \"aceilrstwx\" \"user=bob\" \"lr\" \"administrators\" \"aceilrstwx\"\n+OK Updated ACLs\n")
-	expect(t, "SETACL +", cl.cmd(`SETACL INBOX "" user=bob +w user=joe -l`), "* GETACL \"owner\" \"aceilrstwx\" \"user=bob\" \"lrw\" \"administrators\" \"aceilrstwx\"\n+OK Updated ACLs\n")
+	expect(t, "SETACL", cl.cmd(`SETACL INBOX "" user=bob lr`), "* GETACL \"owner\" \"aceilrstwx\" \"administrators\" \"aceilrstwx\" \"user=bob\" \"lr\"\n+OK Updated ACLs\n")
+	expect(t, "SETACL +", cl.cmd(`SETACL INBOX "" user=bob +w user=joe -l`), "* GETACL \"owner\" \"aceilrstwx\" \"administrators\" \"aceilrstwx\" \"user=bob\" \"lrw\"\n+OK Updated ACLs\n")
 	expect(t, "DELETEACL", cl.cmd(`DELETEACL INBOX "" user=bob`), "* GETACL \"owner\" \"aceilrstwx\" \"administrators\" \"aceilrstwx\"\n+OK Updated ACLs\n")
 	expect(t, "ACL bad", cl.cmd("ACL Foo"), "-ERR Invalid folder: Invalid argument\n")
 }
