@@ -16,7 +16,7 @@ import (
 const chunkSize = 8192
 
 // maxParse bounds a message read into memory for its MIME structure.
-const maxParse = 256 << 20
+const maxParse = 64 << 20
 
 var errInvalid = errors.New("Invalid argument")
 
