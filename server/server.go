@@ -275,6 +275,8 @@ func (s *Server) Start() error {
 		Auth:              s.auth,
 		Logger:            s.log.With("service", "smap"),
 		AllowInsecureAuth: cfg.InsecureAuth,
+		MaxMessageSize:    cfg.SizeLimit,
+		Sender:            smapSender{s},
 	})
 	var imapSMAP imap.SMAPHandler
 	if cfg.IMAPSMAP {

@@ -42,17 +42,20 @@ func (s *smapConn) line() string {
 	return l
 }
 
-// cmd sends a command and returns the reply up to its +OK or -ERR line.
+// cmd sends a command and returns the reply up to its +OK, -ERR or "> "
+// line. An empty c sends nothing (the reply to data already sent).
 func (s *smapConn) cmd(c string) string {
 	s.t.Helper()
-	if _, err := s.conn.Write([]byte(c + "\n")); err != nil {
-		s.t.Fatal(err)
+	if c != "" {
+		if _, err := s.conn.Write([]byte(c + "\n")); err != nil {
+			s.t.Fatal(err)
+		}
 	}
 	var b strings.Builder
 	for {
 		l := s.line()
 		b.WriteString(l)
-		if strings.HasPrefix(l, "+OK") || strings.HasPrefix(l, "-ERR") {
+		if strings.HasPrefix(l, "+OK") || strings.HasPrefix(l, "-ERR") || strings.HasPrefix(l, "> ") {
 			return b.String()
 		}
 	}
@@ -183,5 +186,52 @@ func TestSMAPOffInIMAPByDefault(t *testing.T) {
 	}
 	if caps.Has("SMAP1") {
 		t.Errorf("SMAP1 advertised without smapcapability: %v", caps)
+	}
+}
+
+// ADD with RCPTTO sends the message through the local submission path
+// (delivered here, since the recipient is local) and keeps a copy in the
+// folder; a sender the login does not own is refused (postern init's
+// senderlogin is "own") and nothing is kept.
+func TestSMAPAddSendsAndSaves(t *testing.T) {
+	h := newSMAPHarness(t)
+	s := h.smapDial("smap")
+	if got := s.cmd(`\SMAP1 LOGIN "` + h.user + `" "` + h.pass + `"`); got != "+OK SMAP1 LOGIN Ok.\n" {
+		t.Fatalf("login: %q", got)
+	}
+	s.cmd(`CREATE INBOX Sent`)
+	if got := s.cmd(`ADD FOLDER INBOX Sent "" FLAGS=SEEN "RCPTTO=` + h.user + `"`); got != "+OK RCPT TO set\n" {
+		t.Fatalf("ADD settings: %q", got)
+	}
+	if got := s.cmd("ADD {.}"); got != "> Go ahead\n" {
+		t.Fatalf("ADD: %q", got)
+	}
+	s.conn.Write([]byte("Subject: sent over smap\nTo: " + h.user + "\n\nhello\n.\n"))
+	if got := s.cmd(""); !strings.HasPrefix(got, "* ADD \"UID=") || !strings.HasSuffix(got, "+OK Message saved\n") {
+		t.Fatalf("ADD reply: %q", got)
+	}
+	h.settle()
+	if got := s.cmd("STATUS X INBOX Sent"); got != "* STATUS EXISTS=1 UNSEEN=0\n+OK Folder status retrieved\n" {
+		t.Errorf("Sent: %q", got)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := s.cmd("STATUS X INBOX")
+		if got == "* STATUS EXISTS=1 UNSEEN=1\n+OK Folder status retrieved\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("INBOX after sending: %q", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.cmd(`ADD FOLDER INBOX Sent "" MAILFROM=boss@example.net "RCPTTO=` + h.user + `"`)
+	s.cmd("ADD {.}")
+	s.conn.Write([]byte("Subject: forged\n\nx\n.\n"))
+	if got := s.cmd(""); !strings.HasPrefix(got, "-ERR <boss@example.net>: Sender address rejected") {
+		t.Errorf("forged sender: %q", got)
+	}
+	if got := s.cmd("STATUS X INBOX Sent"); got != "* STATUS EXISTS=1 UNSEEN=0\n+OK Folder status retrieved\n" {
+		t.Errorf("Sent after a refusal: %q", got)
 	}
 }

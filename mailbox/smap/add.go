@@ -2,6 +2,8 @@ package smap
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"errors"
 	"io"
 	"strconv"
@@ -20,14 +22,47 @@ type addState struct {
 	flags    string
 	keywords []string
 	date     time.Time
+	from     string
+	notify   string
 	rcpts    []string
+}
+
+// Sender sends ADD's message to its RCPTTO recipients: Courier's "send it
+// too", which Courier does by running sendmail. The server wires it to the
+// MTA's local submission. from is MAILFROM ("" when not given); notify is
+// NOTIFY's DSN list; msg has LF line ends. An error's text is the -ERR
+// reply.
+type Sender interface {
+	Send(ctx context.Context, login, from string, rcpts []string, notify string, msg []byte) error
 }
 
 // uploadTimeout bounds each read of ADD's message data, as Courier's
 // read_timeout(60).
 const uploadTimeout = 60 * time.Second
 
-var errTooLarge = errors.New("smap: message too large")
+var (
+	errTooLarge  = errors.New("smap: message too large")
+	errNoSending = errors.New("sending mail through SMAP is not available on this server")
+)
+
+// sendTimeout bounds the hand-off of a message to the MTA.
+const sendTimeout = 2 * time.Minute
+
+// sendError is the Sender's refusal, sent to the client as it is.
+type sendError struct{ err error }
+
+func (e sendError) Error() string { return e.err.Error() }
+func (e sendError) Unwrap() error { return e.err }
+
+// oneLine keeps a reply on one line.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+}
 
 // cmdAdd handles one ADD line. It returns true while the ADD goes on (a
 // settings line), false when the message was received (or the ADD failed
@@ -55,8 +90,10 @@ func (sess *session) cmdAdd(w *words) bool {
 			st.folder = f
 			okmsg = "Will add to this folder"
 		case name == "MAILFROM" && hasValue:
+			st.from = value
 			okmsg = "MAIL FROM set"
 		case name == "NOTIFY" && hasValue:
+			st.notify = value
 			okmsg = "NOTIFY set"
 		case name == "RCPTTO" && hasValue:
 			if len(st.rcpts) < 1000 {
@@ -100,11 +137,26 @@ func (sess *session) upload(st *addState, format string) {
 	var key string
 	var err error
 	switch {
+	case len(st.rcpts) > 0 && sess.srv.opt.Sender == nil:
+		// Not offered here: the message is read and nothing is kept.
+		err = errNoSending
 	case len(st.rcpts) > 0:
-		// Sending mail through SMAP (ADD with RCPTTO) is not offered: the
-		// message is read and nothing is stored or sent.
-		io.Copy(io.Discard, r)
-		err = errors.New("sending mail through SMAP is not available on this server")
+		// Sent first, then stored: a message that cannot be sent is not
+		// kept either, as in Courier.
+		var msg bytes.Buffer
+		if _, err = io.Copy(&msg, r); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+			err = sess.srv.opt.Sender.Send(ctx, sess.user, st.from, st.rcpts, st.notify, msg.Bytes())
+			cancel()
+			if err != nil {
+				err = sendError{err}
+			} else if st.folder != nil {
+				key, err = st.folder.Deliver(bytes.NewReader(msg.Bytes()), maildir.DeliverOptions{Flags: st.flags, Keywords: st.keywords, InternalDate: st.date})
+			}
+			if err == nil {
+				sess.log.Info("smap: message sent", "from", st.from, "recipients", len(st.rcpts))
+			}
+		}
 	case st.folder == nil:
 		// Courier stores a message without FOLDER nowhere.
 		_, err = io.Copy(io.Discard, r)
@@ -120,8 +172,11 @@ func (sess *session) upload(st *addState, format string) {
 	switch {
 	case r.tooLarge:
 		sess.writeString("-ERR Message too large\n")
-	case err != nil && strings.HasPrefix(err.Error(), "sending"):
+	case errors.Is(err, errNoSending):
 		sess.writeString("-ERR " + err.Error() + "\n")
+	case errors.As(err, new(sendError)):
+		sess.log.Info("smap: send refused", "err", err)
+		sess.writeString("-ERR " + oneLine(err.Error()) + "\n")
 	case err != nil:
 		sess.log.Warn("smap: add", "err", err)
 		if errors.Is(err, maildir.ErrOverQuota) {

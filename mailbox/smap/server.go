@@ -70,6 +70,9 @@ type Options struct {
 	IdleTimeout time.Duration
 	// MaxMessageSize bounds ADD's upload (default 64 MiB).
 	MaxMessageSize int64
+	// Sender, when set, sends ADD's messages that have RCPTTO recipients;
+	// without it such an ADD is refused.
+	Sender Sender
 
 	// testIdlePoll shortens IDLE's rescan interval in tests.
 	testIdlePoll time.Duration
