@@ -192,8 +192,9 @@ func (sess *session) cmdDelete(_ string, w *words) {
 		sess.writeString("-ERR Cannot DELETE currently open folder.\n")
 		return
 	}
-	// A folder that is not there is deleted already, as Courier says.
-	if err := sess.md.DeleteFolder(name); err != nil && !errors.Is(err, maildir.ErrNoFolder) {
+	// A folder that is not there: Courier 5.0.13 answers either way from
+	// one run to the next; the error is the true answer.
+	if err := sess.md.DeleteFolder(name); err != nil {
 		sess.log.Warn("smap: delete folder", "folder", name, "err", err)
 		sess.writeString("-ERR Cannot delete folder: " + errText(err) + "\n")
 		return
