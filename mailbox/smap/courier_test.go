@@ -272,11 +272,13 @@ func scriptUnits(script string) []string {
 
 var (
 	uidRe  = regexp.MustCompile(`"(NEW)?UID=[^"]*"`)
+	snapRe = regexp.MustCompile(`(?m)^\* SNAPSHOT "[^"]*"$`)
 	listRe = regexp.MustCompile(`(?m)^(\* LIST [^\n]*\n)+`)
 )
 
 func normalise(s string) string {
 	s = uidRe.ReplaceAllString(s, `"${1}UID=*"`)
+	s = snapRe.ReplaceAllString(s, `* SNAPSHOT *`)
 	return listRe.ReplaceAllStringFunc(s, func(block string) string {
 		lines := strings.SplitAfter(block, "\n")
 		slices.Sort(lines)
@@ -302,6 +304,7 @@ func TestCourierImapdDifferential(t *testing.T) {
 	}{
 		{"fetch-store-copy-add", courierMessages(), courierScript},
 		{"expunge-idle-search-errors", many, courierScript2},
+		{"snapshots", courierMessages(), "SOPEN \"\" INBOX\nNOOP\nSTORE 1 +FLAGS=SEEN\nNOOP\nNOOP\nSOPEN \"00112233445566778899aabbccddeeff\" INBOX\nNOOP\nLOGOUT\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) { differential(t, imapd, c.msgs, c.script) })
 	}

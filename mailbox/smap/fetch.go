@@ -217,6 +217,7 @@ func (sess *session) fetchContents(i int, it *fetchItem) error {
 			flags := sortedFlags(m.flags + string(maildir.FlagSeen))
 			if err := sess.cur.f.SetFlags(m.key, flags, m.keywords); err == nil {
 				m.flags = flags
+				sess.cur.dirty = true
 				sess.writeString(fetchFlagsLine(i, m, true, false))
 			} else if !isGone(err) {
 				sess.log.Warn("smap: set seen", "key", m.key, "err", err)

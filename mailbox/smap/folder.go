@@ -19,6 +19,9 @@ type openFolder struct {
 	// unwatch stops the file-system notifications for this folder.
 	unwatch func()
 	changed <-chan struct{}
+	// snapshots: opened with SOPEN, so NOOP saves snapshots (snapshot.go);
+	// dirty: the view changed since the last one was saved.
+	snapshots, dirty bool
 }
 
 type viewMsg struct {
@@ -33,14 +36,12 @@ func viewOf(m *maildir.Message) viewMsg {
 	return viewMsg{uid: m.UID, key: m.Key, flags: m.Flags, keywords: m.Keywords, size: m.Size}
 }
 
-// cmdOpen opens a folder (OPEN path, SOPEN snapshot path). Snapshots
-// (Courier's saved folder indexes, which let a client resume without
-// reading the folder again) are not kept here: SOPEN opens the folder as
-// OPEN does, which the spec allows a server to do with any snapshot.
+// cmdOpen opens a folder (OPEN path, SOPEN snapshot path; snapshot.go).
 func (sess *session) cmdOpen(cmd string, w *words) {
 	sess.closeFolder()
+	snapID := ""
 	if cmd == "SOPEN" {
-		w.next()
+		snapID = w.next()
 	}
 	path := w.path()
 	if len(path) == 0 {
@@ -67,6 +68,18 @@ func (sess *session) cmdOpen(cmd string, w *words) {
 	}
 	of.changed, of.unwatch = sess.srv.watch.add(f.Path())
 	sess.cur = of
+	if cmd == "SOPEN" {
+		of.snapshots, of.dirty = true, true
+		if saved, ok := of.loadSnapshot(snapID); ok {
+			// The client's view as it was: report what changed since.
+			of.msgs, of.snap = saved, nil
+			sess.log.Debug("smap: folder opened from a snapshot", "folder", name, "messages", len(saved))
+			sess.writeString("* SNAPSHOTEXISTS " + quote(snapID) + "\n")
+			of.dirty = sess.noop()
+			sess.writeString("+OK Folder updated\n")
+			return
+		}
+	}
 	sess.log.Debug("smap: folder opened", "folder", name, "messages", len(of.msgs))
 	sess.writeString("* EXISTS " + strconv.Itoa(len(of.msgs)) + "\n+OK Folder opened\n")
 }
@@ -90,18 +103,20 @@ func (sess *session) closeFolder() {
 // are gone; a new line every 100 or so), then "* EXISTS" with the new
 // count when messages arrived, then "* FETCH" with the flags and keywords
 // of messages changed elsewhere.
-func (sess *session) noop() {
+//
+// It reports whether anything was sent.
+func (sess *session) noop() bool {
 	of := sess.cur
 	if of == nil {
-		return
+		return false
 	}
 	snap, err := of.f.Sync(true)
 	if err != nil {
 		sess.log.Warn("smap: rescan", "folder", of.name, "err", err)
-		return
+		return false
 	}
 	if snap == of.snap {
-		return
+		return false
 	}
 	of.snap = snap
 	next := make([]viewMsg, 0, len(snap.Messages))
@@ -170,6 +185,27 @@ func (sess *session) noop() {
 	for _, i := range changed {
 		sess.writeString(fetchFlagsLine(i, &next[i], true, true))
 	}
+	reported := count > 0 || added || len(changed) > 0
+	if reported {
+		of.dirty = true
+	}
+	return reported
+}
+
+// cmdNoop reports changes; in a folder opened with SOPEN, a NOOP that found
+// none saves a snapshot of the view when it changed since the last one.
+func (sess *session) cmdNoop(string, *words) {
+	if !sess.noop() {
+		if of := sess.cur; of != nil && of.snapshots && of.dirty {
+			if id, err := of.saveSnapshot(); err != nil {
+				sess.log.Warn("smap: save snapshot", "folder", of.name, "err", err)
+			} else {
+				of.dirty = false
+				sess.writeString("* SNAPSHOT " + quote(id) + "\n")
+			}
+		}
+	}
+	sess.writeString("+OK Folder updated\n")
 }
 
 // flagNames are SMAP's flag words by maildir letter, in the order Courier

@@ -466,3 +466,40 @@ func TestKeywordsReachMaildir(t *testing.T) {
 	}
 	_ = maildir.FlagReplied
 }
+
+// SOPEN: a NOOP that finds nothing new saves the view ("* SNAPSHOT id",
+// again only after it changed); a later SOPEN with the id reports only
+// what changed since; an unknown id opens the folder as OPEN does.
+func TestSnapshots(t *testing.T) {
+	e := newTestEnv(t)
+	for i := 0; i < 3; i++ {
+		e.deliver("INBOX", simpleMsg)
+	}
+	cl := e.login()
+	expect(t, "SOPEN", cl.cmd(`SOPEN "" INBOX`), "* EXISTS 3\n+OK Folder opened\n")
+	first := cl.cmd("NOOP")
+	if !strings.HasPrefix(first, `* SNAPSHOT "`) || !strings.HasSuffix(first, "\"\n+OK Folder updated\n") {
+		t.Fatalf("first NOOP: %q", first)
+	}
+	cl.cmd("STORE 1 +FLAGS=SEEN")
+	got := cl.cmd("NOOP")
+	if !strings.HasPrefix(got, `* SNAPSHOT "`) || got == first {
+		t.Fatalf("NOOP after STORE: %q", got)
+	}
+	id := got[len(`* SNAPSHOT "`):strings.IndexByte(got, '\n')-1]
+	expect(t, "unchanged NOOP", cl.cmd("NOOP"), "+OK Folder updated\n")
+	cl.cmd("LOGOUT")
+
+	f, _ := e.md.Folder("INBOX")
+	snap, _ := f.Sync(false)
+	if err := f.Remove(snap.Messages[1].Key); err != nil {
+		t.Fatal(err)
+	}
+	e.deliver("INBOX", simpleMsg)
+	cl = e.login()
+	expect(t, "SOPEN id", cl.cmd(`SOPEN "`+id+`" INBOX`), "* SNAPSHOTEXISTS \""+id+"\"\n* EXPUNGE 2\n* EXISTS 3\n+OK Folder updated\n")
+	expect(t, "FETCH restored", cl.cmd("FETCH 1 FLAGS"), "* FETCH 1 FLAGS=SEEN\n+OK Message retrieved.\n")
+	expect(t, "SOPEN bad id", cl.cmd(`SOPEN "../../x" INBOX`), "* EXISTS 3\n+OK Folder opened\n")
+	expect(t, "OPEN", cl.cmd(`OPEN INBOX`), "* EXISTS 3\n+OK Folder opened\n")
+	expect(t, "no snapshots after OPEN", cl.cmd("NOOP"), "+OK Folder updated\n")
+}

@@ -399,7 +399,7 @@ type handler func(s *session, cmd string, w *words)
 func init() {
 	commands = map[string]handler{
 		"RSET":      func(s *session, _ string, _ *words) { s.writeString("+OK Reset\n") },
-		"NOOP":      func(s *session, _ string, _ *words) { s.noop(); s.writeString("+OK Folder updated\n") },
+		"NOOP":      (*session).cmdNoop,
 		"LIST":      (*session).cmdList,
 		"STATUS":    (*session).cmdStatus,
 		"CREATE":    (*session).cmdCreate,

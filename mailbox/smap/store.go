@@ -147,6 +147,7 @@ func (sess *session) setFlags(m *viewMsg, flags string, keywords []string) error
 		return err
 	}
 	m.flags, m.keywords = flags, keywords
+	sess.cur.dirty = true
 	return nil
 }
 
