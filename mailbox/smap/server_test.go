@@ -486,7 +486,7 @@ func TestSnapshots(t *testing.T) {
 	if !strings.HasPrefix(got, `* SNAPSHOT "`) || got == first {
 		t.Fatalf("NOOP after STORE: %q", got)
 	}
-	id := got[len(`* SNAPSHOT "`):strings.IndexByte(got, '\n')-1]
+	id := got[len(`* SNAPSHOT "`) : strings.IndexByte(got, '\n')-1]
 	expect(t, "unchanged NOOP", cl.cmd("NOOP"), "+OK Folder updated\n")
 	cl.cmd("LOGOUT")
 
