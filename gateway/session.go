@@ -214,20 +214,24 @@ func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smt
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	targets, ref := s.b.router.Resolve(ctx, to, relay)
-	if ref != nil {
-		s.b.metrics.reject(ref.Reason)
-		s.log.Info("smtp recipient refused", "from", s.from, "rcpt", to, "reason", ref.Reason)
-		rep := smtpd.NewReply(ref.Code, ref.Enhanced, "%s", ref.Text)
-		s.logRefusal(c, "rcpt", to, rep, ref.Reason)
-		if ref.Reason == "unknown_user" {
-			if bye := s.noteUnknown(ctx, c); bye != nil {
-				return bye
-			}
-		}
-		return rep
+	// An unknown user is told so only after the RCPT checks, as Postfix's
+	// implicit reject_unlisted_recipient comes after its recipient
+	// restrictions: a client the checks refuse or defer (a listed or
+	// greylisted one) learns nothing about which addresses exist, so a
+	// dictionary attack from it harvests nothing. Other refusals
+	// (relaying denied, bad syntax, a lookup that failed) come first.
+	if ref != nil && ref.Reason != "unknown_user" {
+		return s.refuseRcpt(c, to, ref)
 	}
 	d, rep := s.runStage(ctx, c, filters.StageRcpt, to, nil)
 	if rep != nil {
+		return rep
+	}
+	if ref != nil {
+		rep := s.refuseRcpt(c, to, ref)
+		if bye := s.noteUnknown(ctx, c); bye != nil {
+			return bye
+		}
 		return rep
 	}
 	notify := parseNotify(p.Notify)
@@ -250,6 +254,15 @@ func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smt
 	s.rcpts = append(s.rcpts, to)
 	s.envelope = s.envelope.Merge(d.Envelope)
 	return nil
+}
+
+// refuseRcpt answers a recipient the router refused, and counts and logs it.
+func (s *session) refuseRcpt(c *smtpd.ConnInfo, to string, ref *Refusal) *smtpd.Reply {
+	s.b.metrics.reject(ref.Reason)
+	s.log.Info("smtp recipient refused", "from", s.from, "rcpt", to, "reason", ref.Reason)
+	rep := smtpd.NewReply(ref.Code, ref.Enhanced, "%s", ref.Text)
+	s.logRefusal(c, "rcpt", to, rep, ref.Reason)
+	return rep
 }
 
 func parseNotify(values []string) delivery.Notify {

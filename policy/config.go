@@ -370,7 +370,14 @@ func (c *Config) MatchingCertificate(hello *tls.ClientHelloInfo) *tls.Certificat
 // Load reads and checks the configuration in dir. Every problem found is
 // reported (joined), each with its file and line, so an admin fixes them in
 // one pass.
-func Load(dir string) (*Config, error) {
+func Load(dir string) (*Config, error) { return LoadWith(dir, nil) }
+
+// LoadWith is Load with some settings read from other files: the lines of
+// setting NAME come from the file replace[NAME] (errors name that file),
+// as if it were the setting. The web admin checks an edited setting this
+// way, against the rest of the configuration, before it replaces the
+// setting's file.
+func LoadWith(dir string, replace map[string]string) (*Config, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("policy: config dir %s: %w", dir, err)
@@ -382,7 +389,7 @@ func Load(dir string) (*Config, error) {
 	if !st.IsDir() {
 		return nil, &Error{File: abs, Reason: "not a directory"}
 	}
-	l := loader{dir: abs}
+	l := loader{dir: abs, replace: replace}
 	c := &Config{
 		Dir:          abs,
 		UserdbSource: filepath.Join(abs, "userdb"),
@@ -506,14 +513,15 @@ func Load(dir string) (*Config, error) {
 // loader accumulates errors while reading settings, so Load can report all
 // of them at once.
 type loader struct {
-	dir  string
-	errs []error
+	dir     string
+	replace map[string]string // setting name → the file read instead (LoadWith)
+	errs    []error
 }
 
 func (l *loader) fail(err error) { l.errs = append(l.errs, err) }
 
 func (l *loader) lines(name string) []Line {
-	lines, err := ReadSetting(l.dir, name)
+	lines, err := l.read(name)
 	if errors.Is(err, ErrNotSet) {
 		return nil
 	}
@@ -522,6 +530,14 @@ func (l *loader) lines(name string) []Line {
 		return nil
 	}
 	return lines
+}
+
+// read is ReadSetting, or the replacement file of LoadWith.
+func (l *loader) read(name string) ([]Line, error) {
+	if p, ok := l.replace[name]; ok {
+		return readLines(p)
+	}
+	return ReadSetting(l.dir, name)
 }
 
 // single reads a one-line setting.
@@ -923,7 +939,7 @@ func (l *loader) relayRecipients(name string) (addrs, domains map[string]bool) {
 // the file, me is the local domain; an empty file makes none.
 func (l *loader) locals(me string) map[string]bool {
 	out := map[string]bool{}
-	lines, err := ReadSetting(l.dir, "locals")
+	lines, err := l.read("locals")
 	if errors.Is(err, ErrNotSet) {
 		if d := strings.ToLower(strings.TrimSuffix(me, ".")); checkDomain(d) == nil && strings.Contains(d, ".") {
 			out[d] = true

@@ -657,3 +657,34 @@ func TestTLSClientCerts(t *testing.T) {
 		}
 	}
 }
+
+// LoadWith reads a replaced setting from its other file, against the rest
+// of the configuration, and leaves the directory's own file alone.
+func TestLoadWithReplacedSetting(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "acceptmailfor"), "example.test\n")
+	write(t, filepath.Join(dir, "hosteddomains"), "alias.test\texample.test\n")
+	alt := filepath.Join(t.TempDir(), "candidate")
+	write(t, alt, "# new list\nexample.test\nother.test\n")
+	c, err := LoadWith(dir, map[string]string{"acceptmailfor": alt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.AcceptMailFor["other.test"] || !c.AcceptMailFor["alias.test"] {
+		t.Errorf("AcceptMailFor = %v, want other.test from the candidate and alias.test from hosteddomains", c.AcceptMailFor)
+	}
+	// A candidate that breaks another setting is refused with its line.
+	write(t, alt, "other.test\n")
+	_, err = LoadWith(dir, map[string]string{"acceptmailfor": alt})
+	if err == nil || !strings.Contains(err.Error(), "hosteddomains:1:") {
+		t.Errorf("candidate dropping hosteddomains' target: %v, want the hosteddomains line refused", err)
+	}
+	write(t, alt, "ok.test\nbad domain\n")
+	_, err = LoadWith(dir, map[string]string{"acceptmailfor": alt})
+	if err == nil || !strings.Contains(err.Error(), alt+":2:") {
+		t.Errorf("bad candidate line: %v, want %s:2:", err, alt)
+	}
+	if c, err := Load(dir); err != nil || c.AcceptMailFor["ok.test"] {
+		t.Errorf("Load after LoadWith: %v %v", c, err)
+	}
+}

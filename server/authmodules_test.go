@@ -3,7 +3,9 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,14 +29,7 @@ import (
 func TestSQLAccounts(t *testing.T) {
 	db, table := sqltest.PostgresTable(t, "postern_server_users", "id text PRIMARY KEY, crypt text, uid int, gid int, home text, quota text")
 	h := newHarness(t)
-	home := filepath.Join(h.dir, "sqlhome")
-	if err := maildir.Make(filepath.Join(home, "Maildir")); err != nil {
-		t.Fatal(err)
-	}
-	hash, err := passwd.Hash("sql pass", passwd.SchemeSHA512Crypt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	home, hash := sqlAccountHome(t, h, "sqlhome", "sql pass")
 	if _, err := db.Exec("INSERT INTO "+table+" VALUES ($1, $2, $3, $4, $5, '')", "carol@example.test", hash, os.Getuid(), os.Getgid(), home); err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +99,22 @@ func TestSQLAccounts(t *testing.T) {
 	if err := h.srv.Reload(); err == nil || !strings.Contains(err.Error(), "authpgsqlrc:1:") {
 		t.Errorf("reload with a bad authpgsqlrc: %v", err)
 	}
+}
+
+// sqlAccountHome makes a home with a Maildir under the harness's
+// directory for an account kept in a database, and the hash of its
+// password.
+func sqlAccountHome(t *testing.T, h *harness, name, password string) (home, hash string) {
+	t.Helper()
+	home = filepath.Join(h.dir, name)
+	if err := maildir.Make(filepath.Join(home, "Maildir")); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := passwd.Hash(password, passwd.SchemeSHA512Crypt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return home, hash
 }
 
 func countFiles(t *testing.T, dir string) int {
@@ -184,5 +195,93 @@ func TestReloadRefusedByAModuleThatCannotBeOpened(t *testing.T) {
 	defer c.Close()
 	if err := c.Login(h.user, h.pass).Wait(); err != nil {
 		t.Errorf("the userdb's account after the refused reload: %v", err)
+	}
+}
+
+// TestAuthCacheWithSQL: with authcache, the PostgreSQL module's answers
+// are kept: an account deleted from the table still gets mail and logs
+// in until its entry expires, a reload forgets at once, and an unknown
+// address stays unknown for the negative TTL even after the row appears.
+func TestAuthCacheWithSQL(t *testing.T) {
+	db, table := sqltest.PostgresTable(t, "postern_server_cache", "id text PRIMARY KEY, crypt text, uid int, gid int, home text")
+	h := newHarness(t)
+	home, hash := sqlAccountHome(t, h, "cachehome", "cached pass")
+	insert := func(id string) {
+		if _, err := db.Exec("INSERT INTO "+table+" VALUES ($1, $2, $3, $4, $5)", id, hash, os.Getuid(), os.Getgid(), home); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert("dora@example.test")
+	h.writeSetting("authpgsqlrc", fmt.Sprintf("PGSQL_CONNECTION host=127.0.0.1 port=5432 user=postgres sslmode=disable\nPGSQL_DATABASE test\n"+
+		"PGSQL_USER_TABLE %s\nPGSQL_CRYPT_PWFIELD crypt\nPGSQL_UID_FIELD uid\nPGSQL_GID_FIELD gid\nPGSQL_LOGIN_FIELD id\nPGSQL_HOME_FIELD home\n", table))
+	h.writeSetting("authmodulelist", "authuserdb authpgsql\n")
+	h.writeSetting("authcache", "ttl 1h\nnegativettl 1h\n")
+	if err := h.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	login := func(user, pass string) error {
+		c, err := imapclient.DialInsecure(h.addr("imap"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.Login(user, pass).Wait()
+	}
+	mail := func(to string) error {
+		return h.send("bob@example.net", []string{to}, testMessage("cache", "x\r\n"))
+	}
+	if err := login("dora@example.test", "cached pass"); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	if err := mail("dora@example.test"); err != nil {
+		t.Fatalf("mail: %v", err)
+	}
+	if err := mail("eve@example.test"); err == nil {
+		t.Fatal("mail to an address in no module accepted")
+	}
+	// The database changes behind the server's back.
+	if _, err := db.Exec("DELETE FROM " + table); err != nil {
+		t.Fatal(err)
+	}
+	insert("eve@example.test")
+	if err := login("dora@example.test", "cached pass"); err != nil {
+		t.Errorf("login of the deleted account within its TTL: %v, want the cached answer", err)
+	}
+	if err := mail("dora@example.test"); err != nil {
+		t.Errorf("mail to the deleted account within its TTL: %v, want the cached answer", err)
+	}
+	if err := mail("eve@example.test"); err == nil {
+		t.Error("the new account is accepted within the negative TTL of its unknown answer")
+	}
+	if err := login("dora@example.test", "wrong"); err == nil {
+		t.Error("a wrong password logged in through the cache")
+	}
+	resp, err := http.Get("http://" + h.addr("web") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if m := string(body); !strings.Contains(m, `postern_auth_cache_hits_total{module="authpgsql"}`) || strings.Contains(m, `postern_auth_cache_hits_total{module="authpgsql"} 0`) {
+		t.Errorf("no authcache hits in /metrics:\n%s", grepLines(m, "postern_auth_cache"))
+	}
+	// A reload forgets.
+	if err := h.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	var se *smtp.SMTPError
+	if err := mail("dora@example.test"); !errors.As(err, &se) || se.Code != 550 {
+		t.Errorf("mail to the deleted account after a reload: %v, want 550", err)
+	}
+	if err := login("dora@example.test", "cached pass"); err == nil {
+		t.Error("the deleted account logs in after a reload")
+	}
+	if err := mail("eve@example.test"); err != nil {
+		t.Errorf("mail to the new account after a reload: %v", err)
+	}
+	// A bad authcache refuses the reload.
+	h.writeSetting("authcache", "ttl forever\n")
+	if err := h.srv.Reload(); err == nil || !strings.Contains(err.Error(), "authcache:1:") {
+		t.Errorf("reload with a bad authcache: %v", err)
 	}
 }

@@ -13,13 +13,14 @@ import (
 	"postern/gateway/outbound"
 	"postern/policy"
 	"postern/policy/access"
+	"postern/web/admin"
 )
 
 // CheckConfig reads every setting that serve and reload read beyond
 // policy.Load, as they would — the checks (filters, milters, dnsbl,
 // greylist, ratelimit, spf, dmarc, bofh, smtprules), smtpaccess, routes,
-// smarthostauth and the authentication modules (authmodulelist,
-// authmysqlrc, authpgsqlrc) — and returns their errors, each with its file and
+// smarthostauth, the authentication modules (authmodulelist,
+// authmysqlrc, authpgsqlrc) and the web admin's logins (webadmin) — and returns their errors, each with its file and
 // line. It opens no state store and no listener, so it can run next to
 // the server (postern config).
 func CheckConfig(cfg *policy.Config) error {
@@ -41,6 +42,9 @@ func CheckConfig(cfg *policy.Config) error {
 	}
 	if _, err := authconfig.Read(cfg.Dir); err != nil {
 		errs = append(errs, fmt.Errorf("authentication modules: %w", err))
+	}
+	if _, err := admin.LoadAdmins(cfg.Dir); err != nil {
+		errs = append(errs, fmt.Errorf("webadmin: %w", err))
 	}
 	return errors.Join(errs...)
 }

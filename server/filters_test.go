@@ -186,6 +186,67 @@ func TestFilterDNSBLRejectsWithListText(t *testing.T) {
 	}
 }
 
+// An unknown user is refused only after the RCPT checks (Postfix's
+// implicit reject_unlisted_recipient comes last): a greylisted or listed
+// client gets the same answer for an address that exists and for one that
+// does not, so probing addresses from it tells nothing. A client the
+// checks let through learns that the address does not exist.
+func TestUnknownUserAfterRcptChecks(t *testing.T) {
+	h := newFilterHarness(t, baseZone(), map[string]string{
+		"greylist": "delay 1h\nwhitelist 192.0.2.0/24\n",
+		"dnsbl":    "rejectstage rcpt\nbl.test message=\"Listed by %z: %t\"\n",
+	})
+	unknown := "nosuchuser@example.test"
+
+	// Greylisted (a new triplet at RCPT): 451 for both.
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("203.0.113.5", "mx.newsender.example")
+	for _, rcpt := range []string{h.user, unknown} {
+		if code, _ := c.cmd("MAIL FROM:<first@newsender.example>"); code != 250 {
+			t.Fatalf("MAIL: %d", code)
+		}
+		code, text := c.cmd("RCPT TO:<%s>", rcpt)
+		if code != 451 || !strings.Contains(text, "Greylisted") {
+			t.Errorf("greylisted client, RCPT %s: %d %s; want 451 Greylisted whether the user exists or not", rcpt, code, text)
+		}
+		c.cmd("RSET")
+	}
+
+	// Listed (the list refuses at RCPT): the list's refusal for both.
+	l := dialRaw(t, h.addr("smtp"))
+	l.as("203.0.113.99", "mail.spammer.example")
+	for _, rcpt := range []string{h.user, unknown} {
+		l.cmd("MAIL FROM:<x@nospf.test>")
+		code, text := l.cmd("RCPT TO:<%s>", rcpt)
+		if code/100 != 5 || !strings.Contains(text, "Listed by bl.test") {
+			t.Errorf("listed client, RCPT %s: %d %s; want the list's refusal", rcpt, code, text)
+		}
+		l.cmd("RSET")
+	}
+
+	// A client the checks pass (whitelisted from greylisting, not listed):
+	// 550 5.1.1 for the unknown user, counted as such.
+	ok := dialRaw(t, h.addr("smtp"))
+	ok.as("192.0.2.7", "mail.good.test")
+	ok.cmd("MAIL FROM:<x@good.test>")
+	if code, text := ok.cmd("RCPT TO:<%s>", unknown); code != 550 || !strings.Contains(text, "5.1.1") {
+		t.Fatalf("clean client, unknown user: %d %s; want 550 5.1.1", code, text)
+	}
+	if code, text := ok.cmd("RCPT TO:<%s>", h.user); code != 250 {
+		t.Fatalf("clean client, known user: %d %s", code, text)
+	}
+	recs := refusalsFor(t, h, rejectlog.Query{Client: "192.0.2.7"})
+	if len(recs) != 1 || recs[0].Decider != "unknown_user" {
+		t.Fatalf("rejection log for the clean client: %+v; want one unknown_user refusal", recs)
+	}
+	// Relaying is still refused before any check: an unauthenticated
+	// client gets 554 for another domain even while it is greylisted.
+	c.cmd("MAIL FROM:<first@newsender.example>")
+	if code, text := c.cmd("RCPT TO:<someone@elsewhere.example>"); code != 554 || !strings.Contains(text, "Relay access denied") {
+		t.Fatalf("relay attempt from a greylisted client: %d %s; want 554 relay access denied", code, text)
+	}
+}
+
 // SPF: a hard fail is refused at MAIL with 5.7.23; a pass is recorded in
 // Received-SPF and Authentication-Results, and forged Authentication-Results
 // claiming our name are removed.

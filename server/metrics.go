@@ -107,6 +107,31 @@ func guardCollector(g *auth.Guard) prometheus.Collector {
 	})
 }
 
+// authCacheCollector reports the authcache's hits and misses per module
+// (those the cache wraps; a reload that changes the modules starts them
+// again from zero).
+type authCacheCollector struct{ svc *auth.Service }
+
+var (
+	authCacheHits   = prometheus.NewDesc("postern_auth_cache_hits_total", "Lookups and logins answered from the authcache.", []string{"module"}, nil)
+	authCacheMisses = prometheus.NewDesc("postern_auth_cache_misses_total", "Lookups and logins the authcache passed to the module.", []string{"module"}, nil)
+)
+
+func (c authCacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- authCacheHits
+	ch <- authCacheMisses
+}
+
+func (c authCacheCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range c.svc.Modules() {
+		if ac, ok := m.(*auth.Cache); ok {
+			hits, misses := ac.Stats()
+			ch <- prometheus.MustNewConstMetric(authCacheHits, prometheus.CounterValue, float64(hits), m.Name())
+			ch <- prometheus.MustNewConstMetric(authCacheMisses, prometheus.CounterValue, float64(misses), m.Name())
+		}
+	}
+}
+
 func journalCollector(j *maildir.Journal) prometheus.Collector {
 	counter := func(name, help string, v func(wal.Stats) int64) statMetric[wal.Stats] {
 		return statMetric[wal.Stats]{prometheus.NewDesc(name, help, nil, nil), prometheus.CounterValue, func(s wal.Stats) float64 { return float64(v(s)) }}

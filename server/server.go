@@ -41,6 +41,7 @@ import (
 	"postern/mailbox/pop3"
 	"postern/mailbox/smap"
 	"postern/policy"
+	"postern/web/admin"
 )
 
 // service is what every protocol server offers the process.
@@ -77,6 +78,13 @@ type Server struct {
 	started   bool // Start has bound the listeners
 	wg        sync.WaitGroup
 	reloads   prometheus.Counter
+	reloadMu  sync.Mutex // one Reload at a time (SIGHUP, the web admin)
+
+	// Version is shown by the web admin; the binary sets it.
+	Version   string
+	startTime time.Time
+	adminOnce sync.Once
+	admin     http.Handler
 }
 
 // New loads the configuration in configDir and prepares the services. It
@@ -89,7 +97,7 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{log: logger, bound: map[string][]net.Addr{}, reg: prometheus.NewRegistry()}
+	s := &Server{log: logger, bound: map[string][]net.Addr{}, reg: prometheus.NewRegistry(), startTime: time.Now()}
 	s.cfg.Store(cfg)
 	if err := s.openUserdb(cfg); err != nil {
 		return nil, err
@@ -146,7 +154,7 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 	s.auth.Guard().SetStore(s.store)
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.reloads = prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_config_reloads_total", Help: "Successful configuration reloads."})
-	s.reg.MustRegister(s.reloads, guardCollector(s.auth.Guard()))
+	s.reg.MustRegister(s.reloads, guardCollector(s.auth.Guard()), authCacheCollector{s.auth})
 	if j := mta.journal; j != nil {
 		s.reg.MustRegister(journalCollector(j), prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "postern_journal_deferred_failures_total",
@@ -347,10 +355,12 @@ func (s *Server) Start() error {
 			return fmt.Errorf("listen %s on %s (%s:%d): %w", l.Name, l.Address, l.Origin.File, l.Origin.Num, err)
 		}
 		s.listeners = append(s.listeners, ln)
+		s.mu.Lock() // the web admin reads it while later listeners start
 		s.bound[l.Name] = append(s.bound[l.Name], ln.Addr())
+		s.mu.Unlock()
 		switch l.Name {
 		case policy.ListenWeb, policy.ListenMetrics:
-			s.serveHTTP(ln)
+			s.serveHTTP(ln, l.Name)
 			continue
 		case policy.ListenACME:
 			s.serveACME(ln)
@@ -444,13 +454,18 @@ func closedErr(err error) bool {
 		errors.Is(err, smap.ErrServerClosed)
 }
 
-func (s *Server) serveHTTP(ln net.Listener) {
+func (s *Server) serveHTTP(ln net.Listener, name string) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	// A web listener on port 80 proves the acmehosts names too.
 	mux.HandleFunc("/.well-known/acme-challenge/", s.acmeHTTP)
 	paths := "/metrics /healthz /.well-known/acme-challenge/"
+	if name == policy.ListenWeb {
+		// Not on a metrics listener, often open to a monitoring network.
+		mux.Handle(admin.Prefix, s.adminHandler())
+		paths += " " + admin.Prefix
+	}
 	if s.Config().DebugPprof {
 		// Opt-in only: profiles expose internals and cost CPU.
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -460,6 +475,51 @@ func (s *Server) serveHTTP(ln net.Listener) {
 		paths += " /debug/pprof/"
 	}
 	s.serveHandler("web", ln, mux, paths)
+}
+
+// adminHandler is the web admin (web/admin), one for every web listener.
+func (s *Server) adminHandler() http.Handler {
+	s.adminOnce.Do(func() {
+		cfg := s.Config()
+		h, err := admin.New(admin.Options{
+			ConfigDir: cfg.Dir,
+			QueueDir:  filepath.Join(cfg.DataDir, "queue"),
+			Guard:     s.auth.Guard(),
+			Reload:    s.Reload,
+			CheckConfig: func() error {
+				c, err := policy.Load(cfg.Dir)
+				if err != nil {
+					return err
+				}
+				return CheckConfig(c)
+			},
+			Listeners: s.listenerAddrs,
+			Version:   s.Version,
+			Started:   s.startTime,
+			Logger:    s.log.With("service", "webadmin"),
+			Registry:  s.reg,
+		})
+		if err != nil {
+			s.log.Error("web admin not served", "err", err)
+			s.admin = http.NotFoundHandler()
+			return
+		}
+		s.admin = h
+	})
+	return s.admin
+}
+
+// listenerAddrs names the bound listeners and their addresses.
+func (s *Server) listenerAddrs() map[string][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]string{}
+	for name, addrs := range s.bound {
+		for _, a := range addrs {
+			out[name] = append(out[name], a.String())
+		}
+	}
+	return out
 }
 
 // serveHandler serves HTTP on ln until Shutdown.
@@ -494,6 +554,8 @@ func (s *Server) ListenerNames() []string {
 // its errors and the running one stays. Listener changes need a restart;
 // they are reported, not applied.
 func (s *Server) Reload() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	old := s.Config()
 	cfg, err := policy.Load(old.Dir)
 	if err != nil {
@@ -557,6 +619,14 @@ func (s *Server) Reload() error {
 		s.closeAuth() // lookups under way finish first (database/sql)
 		s.authSpecs, s.closeAuth = specs, closeNewAuth
 		s.log.Info("authentication modules changed", "modules", len(mods))
+	} else {
+		// A reload is how an admin makes changes made in a database
+		// count at once: the caches start empty.
+		for _, m := range s.auth.Modules() {
+			if c, ok := m.(*auth.Cache); ok {
+				c.Flush()
+			}
+		}
 	}
 	// The old checks' kept connections (policy servers) are closed now;
 	// sessions that began with them finish with them.

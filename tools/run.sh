@@ -11,10 +11,15 @@ if [ ! -f "$VAR/etc/me" ]; then
 	PASS=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n' | cut -c1-16)
 	printf '%s\n' "$PASS" | "$BIN" --config "$VAR/etc" user add "$USER" >/dev/null
 	umask 077
-	printf '%s %s\n' "$USER" "$PASS" > "$VAR/credentials"
+	# The user's line first (docs/bench.md reads it); init wrote the web
+	# admin's line.
+	{ printf '%s %s\n' "$USER" "$PASS"; cat "$VAR/credentials" 2>/dev/null || true; } > "$VAR/credentials.new"
+	mv "$VAR/credentials.new" "$VAR/credentials"
 	echo "Created $VAR: domain $DOMAIN, user $USER (password in $VAR/credentials)."
 fi
 read -r USER PASS < "$VAR/credentials"
+ADMIN=$(awk '$1 == "webadmin" { print "login " $2 ", password " $3 " (in '"$VAR"'/credentials)"; exit }' "$VAR/credentials")
+[ -n "$ADMIN" ] || ADMIN="not enabled: $BIN --config $VAR/etc webadmin passwd admin"
 cat <<INFO
 
 Postern is starting; configuration in $VAR/etc, mail in $VAR/data/mail.
@@ -28,6 +33,7 @@ Postern is starting; configuration in $VAR/etc, mail in $VAR/data/mail.
   POP3             127.0.0.1:2110 (STLS), 127.0.0.1:2995 (TLS)
                    fetchmail -p POP3 -P 2110 -u $USER --sslproto '' -k 127.0.0.1
   Metrics          http://127.0.0.1:8080/metrics
+  Web admin        http://127.0.0.1:8080/admin/  $ADMIN
 
   Users:  $BIN --config $VAR/etc user list      Reload: $BIN --config $VAR/etc reload
   Ctrl-C stops the server cleanly.

@@ -12,7 +12,9 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"strings"
+	"time"
 
 	"postern/auth"
 	"postern/auth/ldapauth"
@@ -31,10 +33,63 @@ const ModuleListSetting = "authmodulelist"
 // Spec is one entry of authmodulelist: the userdb, or an SQL
 // module with its parsed configuration.
 type Spec struct {
-	name string
-	sql  *sqlauth.Config  // authmysql, authpgsql
-	ldap *ldapauth.Config // authldap
-	pam  bool             // authpam
+	name  string
+	sql   *sqlauth.Config  // authmysql, authpgsql
+	ldap  *ldapauth.Config // authldap
+	pam   bool             // authpam
+	cache auth.CacheConfig // authcache, for every module but the userdb
+}
+
+// CacheSetting keeps recent answers of the SQL, LDAP and PAM modules
+// (auth.Cache): lines "ttl DURATION", "negativettl DURATION", "size N".
+// Without it nothing is cached.
+const CacheSetting = "authcache"
+
+// Cache defaults, for the lines the authcache setting leaves out.
+const (
+	DefaultCacheTTL         = 5 * time.Minute
+	DefaultCacheNegativeTTL = 30 * time.Second
+	DefaultCacheSize        = 10000
+)
+
+// ReadCache reads the authcache setting; without it, a configuration that
+// caches nothing.
+func ReadCache(dir string) (auth.CacheConfig, error) {
+	lines, err := policy.ReadSetting(dir, CacheSetting)
+	if errors.Is(err, policy.ErrNotSet) {
+		return auth.CacheConfig{}, nil
+	}
+	if err != nil {
+		return auth.CacheConfig{}, err
+	}
+	cfg := auth.CacheConfig{TTL: DefaultCacheTTL, NegativeTTL: DefaultCacheNegativeTTL, Size: DefaultCacheSize}
+	for _, l := range lines {
+		f := strings.Fields(l.Text)
+		if len(f) != 2 {
+			return auth.CacheConfig{}, l.Errorf("want NAME VALUE (ttl 5m, negativettl 30s, size 10000)")
+		}
+		switch f[0] {
+		case "ttl", "negativettl":
+			d, err := time.ParseDuration(f[1])
+			if err != nil || d < 0 {
+				return auth.CacheConfig{}, l.Errorf("%s %q: want a duration such as 5m (0 keeps nothing)", f[0], f[1])
+			}
+			if f[0] == "ttl" {
+				cfg.TTL = d
+			} else {
+				cfg.NegativeTTL = d
+			}
+		case "size":
+			n, err := strconv.Atoi(f[1])
+			if err != nil || n < 0 || n > 10_000_000 {
+				return auth.CacheConfig{}, l.Errorf("size %q: want a number of entries, 0 to 10000000", f[1])
+			}
+			cfg.Size = n
+		default:
+			return auth.CacheConfig{}, l.Errorf("unknown setting %q (ttl, negativettl, size)", f[0])
+		}
+	}
+	return cfg, nil
 }
 
 // Name is the module's name in authmodulelist (authuserdb, authpgsql, ...).
@@ -116,6 +171,15 @@ func Read(dir string) ([]Spec, error) {
 	if len(specs) == 0 {
 		return nil, &policy.Error{File: lines[0].File, Reason: "no module listed"}
 	}
+	cache, err := ReadCache(dir)
+	if err != nil {
+		return nil, err
+	}
+	for i := range specs {
+		if specs[i].name != "authuserdb" { // local and fast; and recompiled often
+			specs[i].cache = cache
+		}
+	}
 	return specs, nil
 }
 
@@ -137,13 +201,13 @@ func Open(specs []Spec, udb *userdb.DB, log *slog.Logger) ([]auth.Module, func()
 				closeAll()
 				return nil, nil, err
 			}
-			mods = append(mods, m)
+			mods = append(mods, auth.NewCache(m, s.cache))
 			continue
 		}
 		if s.ldap != nil {
 			m := ldapauth.Open(s.ldap, log)
 			closers = append(closers, m)
-			mods = append(mods, m)
+			mods = append(mods, auth.NewCache(m, s.cache))
 			continue
 		}
 		if s.sql == nil {
@@ -158,7 +222,7 @@ func Open(specs []Spec, udb *userdb.DB, log *slog.Logger) ([]auth.Module, func()
 			return nil, nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 		closers = append(closers, m)
-		mods = append(mods, m)
+		mods = append(mods, auth.NewCache(m, s.cache))
 	}
 	return mods, closeAll, nil
 }

@@ -1,11 +1,13 @@
 package authconfig
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"postern/auth/pamauth"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRead(t *testing.T) {
@@ -97,5 +99,48 @@ func TestPAMListed(t *testing.T) {
 		closeAll()
 	} else if err == nil || !strings.Contains(err.Error(), "authmodulelist:1: authpam: this postern was built without PAM") {
 		t.Errorf("without PAM: %v", err)
+	}
+}
+
+func TestReadCache(t *testing.T) {
+	for _, c := range []struct {
+		file string // "" leaves authcache out
+		want string // the settings, or the error's end
+	}{
+		{"", "0s 0s 0 false"},
+		{"# defaults\n", "5m0s 30s 10000 true"},
+		{"ttl 1h\nnegativettl 0\nsize 50\n", "1h0m0s 0s 50 true"},
+		{"size 0\n", "5m0s 30s 0 false"},
+		{"ttl 0\nnegativettl 0\n", "0s 0s 10000 false"},
+		{"ttl forever\n", `authcache:1: ttl "forever": want a duration such as 5m (0 keeps nothing)`},
+		{"ttl -1s\n", `authcache:1: ttl "-1s": want a duration such as 5m (0 keeps nothing)`},
+		{"size many\n", `authcache:1: size "many": want a number of entries, 0 to 10000000`},
+		{"ttl\n", "authcache:1: want NAME VALUE (ttl 5m, negativettl 30s, size 10000)"},
+		{"size 1\ncolour blue\n", `authcache:2: unknown setting "colour" (ttl, negativettl, size)`},
+	} {
+		dir := t.TempDir()
+		if c.file != "" {
+			os.WriteFile(filepath.Join(dir, CacheSetting), []byte(c.file), 0o600)
+		}
+		cfg, err := ReadCache(dir)
+		got := fmt.Sprintf("%v %v %d %v", cfg.TTL, cfg.NegativeTTL, cfg.Size, cfg.Enabled())
+		if err != nil {
+			got = strings.TrimPrefix(err.Error(), dir+"/")
+		}
+		if got != c.want {
+			t.Errorf("%q: %q, want %q", c.file, got, c.want)
+		}
+	}
+	// Read gives the cache to every module but the userdb.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, ModuleListSetting), []byte("authuserdb authpgsql\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "authpgsqlrc"), []byte("PGSQL_CONNECTION host=127.0.0.1\nPGSQL_USER_TABLE u\nPGSQL_CLEAR_PWFIELD c\nPGSQL_UID_FIELD uid\nPGSQL_GID_FIELD gid\nPGSQL_HOME_FIELD home\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, CacheSetting), []byte("ttl 2m\n"), 0o600)
+	specs, err := Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if specs[0].cache.Enabled() || specs[1].cache.TTL != 2*time.Minute {
+		t.Errorf("caches: userdb %+v, pgsql %+v", specs[0].cache, specs[1].cache)
 	}
 }

@@ -111,8 +111,8 @@ func AuthtestMain(args []string, stdout, stderr io.Writer, svc *auth.Service, ch
 // passwords itself (the SQL and LDAP modules).
 func passwordSetter(svc *auth.Service, name string) auth.PasswordSetter {
 	for _, m := range svc.Modules() {
-		if ps, ok := m.(auth.PasswordSetter); ok && m.Name() == name {
-			return ps
+		if m.Name() == name {
+			return auth.SetterOf(m)
 		}
 	}
 	return nil

@@ -1,19 +1,16 @@
 package authtool
 
 import (
-	"bufio"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"postern/auth/passwd"
 	"postern/auth/userdb"
-	"postern/mailbox/maildir"
 )
 
 // Exit statuses of the commands.
@@ -138,94 +135,11 @@ func (u *userCmd) password(flagValue string, given bool) (string, error) {
 		}
 		return flagValue, nil
 	}
-	r := bufio.NewReader(io.LimitReader(u.stdin, passwd.MaxPasswordLen+2))
-	line, err := r.ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read password from stdin: %w", err)
-	}
-	if !strings.HasSuffix(line, "\n") && len(line) > passwd.MaxPasswordLen {
-		return "", fmt.Errorf("password longer than %d bytes", passwd.MaxPasswordLen)
-	}
-	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-	if line == "" {
+	line, err := ReadPasswordLine(u.stdin)
+	if errors.Is(err, ErrNoPassword) {
 		return "", errors.New("no password given (use --password, a line on stdin, or --no-password)")
 	}
-	return line, nil
-}
-
-// editTarget says which file "postern user" edits: the source itself when
-// it is a file (created if missing), or OwnFileName inside it when it is a
-// directory.
-func (u *userCmd) editTarget() (string, error) {
-	st, err := os.Stat(u.paths.Source)
-	switch {
-	case err == nil && st.IsDir():
-		return filepath.Join(u.paths.Source, OwnFileName), nil
-	case err == nil:
-		return u.paths.Source, nil
-	case errors.Is(err, os.ErrNotExist):
-		return u.paths.Source, nil
-	default:
-		return "", err
-	}
-}
-
-// loadAll reads the whole source (empty if it does not exist yet).
-func (u *userCmd) loadAll() ([]userdb.Entry, error) {
-	if _, err := os.Stat(u.paths.Source); errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	return userdb.LoadSource(u.paths.Source)
-}
-
-func find(entries []userdb.Entry, name string) *userdb.Entry {
-	for i := range entries {
-		if entries[i].Name == name {
-			return &entries[i]
-		}
-	}
-	return nil
-}
-
-// editable refuses to change an entry that lives outside the file we edit.
-func editable(e *userdb.Entry, target string) error {
-	if filepath.Clean(e.File) != filepath.Clean(target) {
-		return fmt.Errorf("%s is defined at %s, not in %s which postern user manages; edit that file by hand (then run postern makeuserdb) or move the line into %s", e.Name, e.Location(), target, target)
-	}
-	return nil
-}
-
-// rewrite changes the target file under the edit lock: change receives its
-// lines (without newlines) and returns the new ones. Then the database is
-// recompiled.
-func (u *userCmd) rewrite(target string, change func(lines []string) ([]string, error)) error {
-	var lines []string
-	data, err := os.ReadFile(target)
-	switch {
-	case err == nil:
-		text := strings.TrimSuffix(string(data), "\n")
-		if text != "" {
-			lines = strings.Split(text, "\n")
-		}
-	case errors.Is(err, os.ErrNotExist):
-	default:
-		return err
-	}
-	lines, err = change(lines)
-	if err != nil {
-		return err
-	}
-	out := strings.Join(lines, "\n")
-	if out != "" {
-		out += "\n"
-	}
-	if err := writeFileAtomic(target, []byte(out)); err != nil {
-		return err
-	}
-	if err := userdb.Compile(u.paths.Source, u.paths.DB); err != nil {
-		return fmt.Errorf("%s changed, but the recompile failed: %w", target, err)
-	}
-	return nil
+	return line, err
 }
 
 func (u *userCmd) add(args []string) error {
@@ -248,91 +162,22 @@ Maildir HOME/Maildir.`)
 	}
 	name := pos[0]
 	given := flagGiven(fs, "password")
-	if *uid < 0 || *gid < 0 {
-		return errors.New("--uid and --gid must not be negative")
-	}
-
-	fields := map[string]string{
-		userdb.FieldUID: strconv.Itoa(*uid),
-		userdb.FieldGID: strconv.Itoa(*gid),
-	}
-	if *home == "" {
-		dataDir, err := DataDir(u.paths.ConfigDir)
-		if err != nil {
-			return err
-		}
-		*home, err = defaultHome(dataDir, name)
-		if err != nil {
-			return err
-		}
-	}
-	absHome, err := filepath.Abs(*home)
-	if err != nil {
-		return err
-	}
-	fields[userdb.FieldHome] = absHome
-	if *mail != "" {
-		fields[userdb.FieldMail] = *mail
-	}
-	if *quota != "" {
-		fields[userdb.FieldQuota] = *quota
-	}
 	if given && *noPassword {
 		fmt.Fprintf(u.stderr, "%s: --password and --no-password contradict each other\n", fs.Name())
 		return errUsage
 	}
+	if *uid < 0 || *gid < 0 {
+		return errors.New("--uid and --gid must not be negative")
+	}
+	n := NewAccount{Name: name, NoPassword: *noPassword, Home: *home, Maildir: *mail,
+		SetIDs: true, UID: *uid, GID: *gid, Quota: *quota, Scheme: *scheme, NoMaildir: *noMaildir}
 	if !*noPassword {
-		clear, err := u.password(*pw, given)
-		if err != nil {
-			return err
-		}
-		hash, err := passwd.Hash(clear, *scheme)
-		if err != nil {
-			return err
-		}
-		fields[userdb.FieldSystemPW] = hash
-	}
-	entry := userdb.Entry{Name: name, Fields: fields}
-	line, err := entry.Format()
-	if err != nil {
-		return fmt.Errorf("account %q: %w", name, err)
-	}
-	// The line must also read back: Format and the parser agree on rules.
-	if _, _, err := userdb.ParseLine(line); err != nil {
-		return fmt.Errorf("account %q: %w", name, err)
-	}
-
-	unlock, err := lockEdits(u.paths)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	entries, err := u.loadAll()
-	if err != nil {
-		return err
-	}
-	if e := find(entries, name); e != nil {
-		return fmt.Errorf("%s already exists (%s)", name, e.Location())
-	}
-	target, err := u.editTarget()
-	if err != nil {
-		return err
-	}
-	if !*noMaildir {
-		maildirPath := filepath.Join(absHome, "Maildir")
-		if m := *mail; m != "" {
-			maildirPath = m
-			if !filepath.IsAbs(m) {
-				maildirPath = filepath.Join(absHome, m)
-			}
-		}
-		if err := makeHomeAndMaildir(absHome, maildirPath, *uid, *gid); err != nil {
+		if n.Password, err = u.password(*pw, given); err != nil {
 			return err
 		}
 	}
-	if err := u.rewrite(target, func(lines []string) ([]string, error) {
-		return append(lines, line), nil
-	}); err != nil {
+	absHome, err := NewAccounts(u.paths.ConfigDir).Add(n)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(u.stdout, "added %s (home %s)\n", name, absHome)
@@ -368,36 +213,6 @@ func defaultHome(dataDir, name string) (string, error) {
 	return filepath.Join(dataDir, "mail", domain, local), nil
 }
 
-// makeHomeAndMaildir creates the home directory and the Maildir, and when
-// running as root hands them to the account's uid and gid.
-func makeHomeAndMaildir(home, maildirPath string, uid, gid int) error {
-	_, statErr := os.Stat(home)
-	newHome := errors.Is(statErr, os.ErrNotExist)
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		return fmt.Errorf("home %s: %w", home, err)
-	}
-	if err := maildir.Make(maildirPath); err != nil {
-		return err
-	}
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	var paths []string
-	if newHome {
-		paths = append(paths, home)
-	}
-	paths = append(paths, maildirPath)
-	for _, sub := range []string{"tmp", "new", "cur"} {
-		paths = append(paths, filepath.Join(maildirPath, sub))
-	}
-	for _, p := range paths {
-		if err := os.Lchown(p, uid, gid); err != nil {
-			return fmt.Errorf("chown %s: %w", p, err)
-		}
-	}
-	return nil
-}
-
 func (u *userCmd) passwd(args []string) error {
 	fs := u.flags("passwd", "NAME [options]", `Set the password (the systempw field) of NAME from --password or from the
 first line of stdin. Per-service passwords (imappw, pop3pw, ...) are left
@@ -413,23 +228,15 @@ alone and still win for their service.`)
 	if err != nil {
 		return err
 	}
-	hash, err := passwd.Hash(clear, *scheme)
+	others, err := NewAccounts(u.paths.ConfigDir).SetPassword(name, clear, *scheme)
 	if err != nil {
 		return err
 	}
-	return u.changeEntry(name, func(e *userdb.Entry) (string, error) {
-		e.Fields[userdb.FieldSystemPW] = hash
-		for k := range e.Fields {
-			if k != userdb.FieldSystemPW && strings.HasSuffix(k, userdb.PasswordFieldSuffix) {
-				fmt.Fprintf(u.stderr, "note: %s also has %s, which still wins for that service\n", name, k)
-			}
-		}
-		line, err := e.Format()
-		if err == nil {
-			fmt.Fprintf(u.stdout, "password of %s changed\n", name)
-		}
-		return line, err
-	})
+	for _, k := range others {
+		fmt.Fprintf(u.stderr, "note: %s also has %s, which still wins for that service\n", name, k)
+	}
+	fmt.Fprintf(u.stdout, "password of %s changed\n", name)
+	return nil
 }
 
 func (u *userCmd) del(args []string) error {
@@ -439,51 +246,12 @@ left on disk.`)
 	if err != nil {
 		return err
 	}
-	name := pos[0]
-	return u.changeEntry(name, func(e *userdb.Entry) (string, error) {
-		fmt.Fprintf(u.stdout, "deleted %s (mail left in %s)\n", name, e.Fields[userdb.FieldHome])
-		return "", nil
-	})
-}
-
-// changeEntry replaces (or, when change returns "", removes) the line of
-// name, which must live in the file postern user manages.
-func (u *userCmd) changeEntry(name string, change func(e *userdb.Entry) (string, error)) error {
-	unlock, err := lockEdits(u.paths)
+	e, err := NewAccounts(u.paths.ConfigDir).Delete(pos[0], false)
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	entries, err := u.loadAll()
-	if err != nil {
-		return err
-	}
-	e := find(entries, name)
-	if e == nil {
-		return fmt.Errorf("no such account %q", name)
-	}
-	target, err := u.editTarget()
-	if err != nil {
-		return err
-	}
-	if err := editable(e, target); err != nil {
-		return err
-	}
-	newLine, err := change(e)
-	if err != nil {
-		return err
-	}
-	return u.rewrite(target, func(lines []string) ([]string, error) {
-		i := e.Line - 1
-		if i < 0 || i >= len(lines) {
-			return nil, fmt.Errorf("%s changed under us; try again", target)
-		}
-		if newLine == "" {
-			return append(lines[:i], lines[i+1:]...), nil
-		}
-		lines[i] = newLine
-		return lines, nil
-	})
+	fmt.Fprintf(u.stdout, "deleted %s (mail left in %s)\n", pos[0], e.Fields[userdb.FieldHome])
+	return nil
 }
 
 func (u *userCmd) list(args []string) error {
@@ -492,7 +260,7 @@ func (u *userCmd) list(args []string) error {
 	if _, err := u.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
-	entries, err := u.loadAll()
+	entries, err := NewAccounts(u.paths.ConfigDir).List()
 	if err != nil {
 		return err
 	}
@@ -512,7 +280,7 @@ func (u *userCmd) show(args []string) error {
 	if err != nil {
 		return err
 	}
-	entries, err := u.loadAll()
+	entries, err := NewAccounts(u.paths.ConfigDir).List()
 	if err != nil {
 		return err
 	}
@@ -543,8 +311,7 @@ func UserdbPasswordChanger(configDir string) PasswordChanger {
 		if newPassword == "" {
 			return errors.New("empty password")
 		}
-		u := &userCmd{paths: PathsFor(configDir), stdout: io.Discard, stderr: io.Discard}
-		return u.changeEntry(name, func(e *userdb.Entry) (string, error) {
+		return NewAccounts(configDir).Change(name, func(e *userdb.Entry) error {
 			field := userdb.FieldSystemPW
 			for _, k := range userdb.PasswordFields(service) {
 				if _, ok := e.Fields[k]; ok {
@@ -554,10 +321,10 @@ func UserdbPasswordChanger(configDir string) PasswordChanger {
 			}
 			hash, err := passwd.Hash(newPassword, schemeOf(e.Fields[field]))
 			if err != nil {
-				return "", err
+				return err
 			}
 			e.Fields[field] = hash
-			return e.Format()
+			return nil
 		})
 	}
 }

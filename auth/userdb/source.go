@@ -10,7 +10,9 @@
 //
 //	name<TAB>field=value|field=value|...
 //
-// Blank lines and lines starting with "#" are ignored. The name is matched
+// Blank lines and lines starting with "#" are ignored, and so are Courier's
+// "uid=<TAB>name" lines (a system uid mapped back to its account, as
+// pw2userdb writes them) once checked. The name is matched
 // exactly (no case folding, no domain defaulting): "alice@example.test" and
 // "Alice@example.test" are two accounts. "|" separates fields and nothing is
 // escaped, as in Courier, so a value cannot contain "|"; a value may contain
@@ -157,6 +159,15 @@ func ParseLine(line string) (e Entry, ok bool, err error) {
 	if !found {
 		return Entry{}, false, errors.New("missing TAB between name and fields")
 	}
+	if isUIDMap(name) {
+		// Courier's "uid=<TAB>name" line (pw2userdb writes one per
+		// account) maps a system uid back to its account. Postern looks
+		// accounts up by name only: the line is checked and skipped.
+		if err := checkName(rest); err != nil {
+			return Entry{}, false, fmt.Errorf("uid line %s: %w", name, err)
+		}
+		return Entry{}, false, nil
+	}
 	if err := checkName(name); err != nil {
 		return Entry{}, false, err
 	}
@@ -184,6 +195,14 @@ func ParseLine(line string) (e Entry, ok bool, err error) {
 		return Entry{}, false, err
 	}
 	return Entry{Name: name, Fields: fields}, true, nil
+}
+
+// isUIDMap reports whether name is the key of Courier's uid-to-account
+// line: decimal digits and "=", as "1000=".
+func isUIDMap(name string) bool {
+	digits, ok := strings.CutSuffix(name, "=")
+	_, err := strconv.ParseUint(digits, 10, 32)
+	return ok && err == nil
 }
 
 func truncate(s string) string {

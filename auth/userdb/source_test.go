@@ -53,6 +53,21 @@ func TestParseSourceReadsCourierLines(t *testing.T) {
 	}
 }
 
+// Courier's "uid=<TAB>name" lines, which pw2userdb writes after each
+// account, are read and skipped; a broken one is refused like any line.
+func TestParseSourceSkipsUIDLines(t *testing.T) {
+	src := "alice\tuid=1000|gid=1000|home=/home/alice\n1000=\talice\n0=\troot\n"
+	entries, err := ParseSource(strings.NewReader(src), "userdb")
+	if err != nil || len(entries) != 1 || entries[0].Name != "alice" {
+		t.Fatalf("entries %+v, err %v; want alice alone", entries, err)
+	}
+	for _, bad := range []string{"1000=\t", "1000=\tal ice", "=\talice", "10a0=\talice"} {
+		if _, err := ParseSource(strings.NewReader(bad+"\n"), "userdb"); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
 func TestParseSourceRefusesBadLinesWithFileAndLine(t *testing.T) {
 	const ok = "ok\tuid=1|gid=1|home=/h\n"
 	cases := []struct{ line, reason string }{

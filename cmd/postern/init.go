@@ -1,12 +1,53 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
+	"postern/internal/atomicfile"
 	"postern/policy"
+	"postern/web/admin"
 )
+
+// The web admin login init makes, and the file beside the configuration
+// that holds its password (and, for make run, the first mail user's):
+// lines "webadmin NAME PASSWORD".
+const (
+	initAdmin       = "admin"
+	credentialsName = "credentials"
+)
+
+// initWebadmin gives the web admin one login with a random password, and
+// writes it into DIR/credentials (private), replacing an older webadmin
+// line and keeping the others.
+func initWebadmin(dir, etc string) (string, error) {
+	var b [15]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	pass := base64.RawURLEncoding.EncodeToString(b[:])
+	if err := admin.SetPassword(etc, initAdmin, pass); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, credentialsName)
+	var keep []string
+	if old, err := os.ReadFile(path); err == nil {
+		for _, l := range strings.Split(strings.TrimSuffix(string(old), "\n"), "\n") {
+			if l != "" && !strings.HasPrefix(l, "webadmin ") {
+				keep = append(keep, l)
+			}
+		}
+	}
+	keep = append(keep, "webadmin "+initAdmin+" "+pass)
+	if err := atomicfile.Write(path, []byte(strings.Join(keep, "\n")+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("credentials: %w", err)
+	}
+	return pass, nil
+}
 
 func runInit(e *env, args []string) int {
 	fs := newFlags(e, "init", "DIR --domain DOMAIN [--hostname NAME] [--postmaster ADDRESS] [--force]", `
@@ -49,7 +90,12 @@ Refuses to overwrite an existing DIR/etc unless --force is given.`)
 			return 1
 		}
 	}
+	if _, err := initWebadmin(dir, etc); err != nil {
+		fmt.Fprintf(e.stderr, "postern init: %v\n", err)
+		return 1
+	}
 	fmt.Fprintf(e.stdout, "Postern set up in %s for domain %s.\n", dir, *domain)
+	fmt.Fprintf(e.stdout, "Web admin:   /admin/ on the web listener, login %s, password in %s\n", initAdmin, filepath.Join(dir, credentialsName))
 	fmt.Fprintf(e.stdout, "Add a user:  postern --config %s user add alice@%s [--uid N --gid N]\n", etc, *domain)
 	fmt.Fprintf(e.stdout, "Start it:    postern serve --config %s\n", etc)
 	return 0

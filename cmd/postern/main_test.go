@@ -28,7 +28,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	for _, sub := range [][]string{
 		{"queue", "list"}, {"queue", "show"}, {"queue", "retry"}, {"user", "add"}, {"user", "passwd"},
 		{"user", "list"}, {"user", "del"}, {"user", "show"}, {"dkim", "keygen"}, {"dkim", "records"}, {"check", "spf"},
-		{"check", "dkim"}, {"check", "dmarc"}, {"check", "dnsbl"},
+		{"check", "dkim"}, {"check", "dmarc"}, {"check", "dnsbl"}, {"webadmin", "passwd"}, {"webadmin", "list"},
 	} {
 		code, out, errb := runCmd(t, "", append(sub, "--help")...)
 		if n := strings.Count(strings.ToLower(out+errb), "usage:"); code != 0 || n != 1 {

@@ -25,6 +25,7 @@ import (
 	"postern/internal/sysmon"
 	"postern/policy"
 	"postern/server"
+	"postern/web/admin"
 )
 
 func runServe(e *env, args []string) int {
@@ -64,6 +65,7 @@ Environment: POSTERN_SYSMON_SLACK (default 1ms) and POSTERN_SMTPD_QUIET
 		fmt.Fprintf(e.stderr, "postern serve: %v\n", err)
 		return 78
 	}
+	srv.Version = version
 	if err := srv.Start(); err != nil {
 		fmt.Fprintf(e.stderr, "postern serve: %v\n", err)
 		srv.Shutdown(context.Background())
@@ -214,6 +216,13 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 		}
 	}
 	printAuthModules(e.stdout, cfg)
+	if admins, err := admin.LoadAdmins(cfg.Dir); err == nil {
+		if len(admins) == 0 {
+			fmt.Fprintf(e.stdout, "webadmin   no logins: every login to /admin/ is refused (postern webadmin passwd NAME)\n")
+		} else {
+			fmt.Fprintf(e.stdout, "webadmin   %s\n", strings.Join(slices.Sorted(maps.Keys(admins)), " "))
+		}
+	}
 	for _, d := range slices.Sorted(maps.Keys(cfg.AcceptMailFor)) {
 		if t, ok := cfg.DomainAliases[d]; ok {
 			fmt.Fprintf(e.stdout, "domain     %s (alias of %s)\n", d, t)
@@ -271,6 +280,18 @@ func runUser(e *env, args []string) int {
 
 func runMakeuserdb(e *env, args []string) int {
 	return authtool.MakeuserdbMain(args, e.stdout, e.stderr, e.configDir)
+}
+
+func runUserdb(e *env, args []string) int {
+	return authtool.UserdbMain(args, e.stdin, e.stdout, e.stderr, e.configDir)
+}
+
+func runUserdbpw(e *env, args []string) int {
+	return authtool.UserdbpwMain(args, e.stdin, e.stdout, e.stderr)
+}
+
+func runPw2userdb(e *env, args []string) int {
+	return authtool.Pw2userdbMain(args, e.stdout, e.stderr)
 }
 
 func runAuthtest(e *env, args []string) int {
@@ -384,7 +405,7 @@ func printAuthModules(w io.Writer, cfg *policy.Config) {
 				continue
 			}
 			status := ""
-			if p, ok := m.(interface{ Ping(context.Context) error }); ok {
+			if p, ok := auth.Base(m).(interface{ Ping(context.Context) error }); ok {
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 				if err := p.Ping(ctx); err != nil {
 					status = " (not answering now: " + err.Error() + ")"
@@ -392,6 +413,10 @@ func printAuthModules(w io.Writer, cfg *policy.Config) {
 					status = " (answering)"
 				}
 				cancel()
+			}
+			if c, ok := m.(*auth.Cache); ok {
+				cfg := c.Config()
+				status += fmt.Sprintf(", cached (ttl %v, negativettl %v, size %d)", cfg.TTL, cfg.NegativeTTL, cfg.Size)
 			}
 			fmt.Fprintf(w, "auth       %s%s\n", m.Name(), status)
 		}

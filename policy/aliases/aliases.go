@@ -152,6 +152,14 @@ func Load(configDir string, opts ...Option) (*Aliases, error) {
 	return loadSetting(configDir, configDir, SettingName, opts...)
 }
 
+// LoadFile reads the alias source from the file path instead of the
+// setting (the web admin checks an edit this way before it replaces the
+// setting's file); :include: paths are relative to configDir, as for Load.
+func LoadFile(configDir, path string, opts ...Option) (*Aliases, error) {
+	path = filepath.Clean(path)
+	return loadSetting(configDir, filepath.Dir(path), filepath.Base(path), opts...)
+}
+
 // loadSetting reads setting name from dir; include paths are relative to
 // configDir.
 func loadSetting(configDir, dir, name string, opts ...Option) (*Aliases, error) {

@@ -404,3 +404,33 @@ func TestAddressCanonicalForm(t *testing.T) {
 		}
 	}
 }
+
+// LoadFile reads another file as the source, with :include: paths still
+// relative to the configuration directory, and names that file in errors.
+func TestLoadFileReadsCandidate(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"aliases":      "old: someone@example.com\n",
+		"staff":        "ann@example.com\nbob@example.com\n",
+		".candidate-1": "team: :include:staff\nnew:\n  carl@example.com\n",
+	})
+	a, err := LoadFile(dir, filepath.Join(dir, ".candidate-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok, _ := a.Expand(context.Background(), "team")
+	if !ok || len(got) != 2 || got[1].Value != "bob@example.com" {
+		t.Errorf("team = %v %v", got, ok)
+	}
+	if got, ok, _ := a.Expand(context.Background(), "new"); !ok || len(got) != 1 || got[0].Value != "carl@example.com" {
+		t.Errorf("new (continuation line) = %v %v", got, ok)
+	}
+	if _, ok, _ := a.Expand(context.Background(), "old"); ok {
+		t.Error("LoadFile read the setting's own file")
+	}
+	writeFiles(t, dir, map[string]string{".candidate-2": "fine: x@example.com\nbroken line without colon\n"})
+	_, err = LoadFile(dir, filepath.Join(dir, ".candidate-2"))
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, ".candidate-2")+":2:") {
+		t.Errorf("bad candidate: %v, want FILE:2:", err)
+	}
+}

@@ -1,0 +1,89 @@
+package admin
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzLoadAdmins reads arbitrary bytes as the webadmin file: never a
+// panic; what loads has only good names and non-empty hashes.
+func FuzzLoadAdmins(f *testing.F) {
+	f.Add([]byte("admin:$2a$10$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234\n"))
+	f.Add([]byte("# comment\n\nops@example.test:{SHA256}abc\nx:y:z\n"))
+	f.Add([]byte("no colon here\n:hash\nname:\n"))
+	f.Add([]byte("a:1\na:2\n"))
+	f.Add([]byte("../x:hash\n\x00:\xff\n"))
+	dir := f.TempDir() // calls in one process run one at a time
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(filepath.Join(dir, SettingName), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		admins, err := LoadAdmins(dir)
+		if err != nil {
+			if !strings.Contains(err.Error(), filepath.Join(dir, SettingName)) {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		for name, hash := range admins {
+			if checkAdminName(name) != nil || hash == "" || strings.ContainsAny(hash, "\n\x00") {
+				t.Fatalf("loaded %q:%q", name, hash)
+			}
+		}
+	})
+}
+
+func TestParseAdmins(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, SettingName), []byte("# admins\nann:$2a$10$x\n  bob : {SHA256}y \nbad name:z\nann:again\nnohash:\n"), 0o600)
+	_, err := LoadAdmins(dir)
+	if err == nil {
+		t.Fatal("bad lines accepted")
+	}
+	for _, want := range []string{":4: webadmin: name", ":5: webadmin: ann given twice", ":6: webadmin: want NAME:HASH"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("errors lack %q:\n%v", want, err)
+		}
+	}
+	if a, err := LoadAdmins(t.TempDir()); err != nil || len(a) != 0 {
+		t.Errorf("no file: %v %v", a, err)
+	}
+}
+
+// SetPassword adds a name, changes it in place keeping the other lines,
+// and the file stays private.
+func TestSetPassword(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, SettingName)
+	os.WriteFile(path, []byte("# ours\nops:$2a$10$notreal\n"), 0o644)
+	if err := SetPassword(dir, "ann", "first"); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetPassword(dir, "ann", "second"); err != nil {
+		t.Fatal(err)
+	}
+	a, err := LoadAdmins(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != 2 || !a.Check("ann", "second") || a.Check("ann", "first") || a.Check("nobody", "second") {
+		t.Errorf("admins after two SetPassword: %v", a)
+	}
+	data, _ := os.ReadFile(path)
+	if !strings.HasPrefix(string(data), "# ours\nops:$2a$10$notreal\nann:$2a$") || strings.Count(string(data), "ann:") != 1 {
+		t.Errorf("file:\n%s", data)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	for _, bad := range []string{"", "a b", "../x", strings.Repeat("n", 65)} {
+		if err := SetPassword(dir, bad, "pw"); err == nil {
+			t.Errorf("name %q accepted", bad)
+		}
+	}
+	if err := SetPassword(dir, "ann", ""); err == nil {
+		t.Error("empty password accepted")
+	}
+}
