@@ -2,7 +2,9 @@ package server
 
 import (
 	"bufio"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +65,7 @@ func (s *smapConn) cmd(c string) string {
 
 func newSMAPHarness(t *testing.T) *harness {
 	h := newHarness(t)
-	h.writeSetting("listen", "smtp 127.0.0.1:0\nimap 127.0.0.1:0\nsmap 127.0.0.1:0\n")
+	h.writeSetting("listen", "smtp 127.0.0.1:0\nimap 127.0.0.1:0\nsmap 127.0.0.1:0\nweb 127.0.0.1:0\n")
 	h.writeSetting("smapcapability", "SMAP1\n")
 	h.restart()
 	return h
@@ -89,6 +91,17 @@ func TestSMAPListenerServes(t *testing.T) {
 	}
 	if got := s.cmd(`\SMAP1 LOGIN x y`); got != "-ERR Syntax error.\n" {
 		t.Errorf("after login, LOGIN is not a command: %q", got)
+	}
+	resp, err := http.Get("http://" + h.addr("web") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"postern_smap_logins_total 1", "postern_smap_sessions_active 1", "postern_smap_commands_total 3"} {
+		if !strings.Contains(string(body), want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
 
