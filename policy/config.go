@@ -132,6 +132,11 @@ type Config struct {
 	// login ("webmailmaxsession", 12h).
 	WebmailIdle       time.Duration
 	WebmailMaxSession time.Duration
+	// IMAPSMAP offers Courier's SMAP inside IMAP connections: SMAP1 in
+	// CAPABILITY and the switch on "\SMAP1"-tagged commands
+	// ("smapcapability": SMAP1, as Courier's SMAP_CAPABILITY, or yes; off
+	// when absent or no, as in Courier).
+	IMAPSMAP bool
 	// DeliveryJournal is the size of the server's delivery journal
 	// (DATADIR/state/delivery.journal), 0 for none ("deliveryjournal").
 	DeliveryJournal int64
@@ -420,6 +425,7 @@ func LoadWith(dir string, replace map[string]string) (*Config, error) {
 	c.InsecureAuth = l.boolean("insecureauth", false)
 	c.SenderLogin = l.choice("senderlogin", "any", "any", "own")
 	c.IMAPCourierNS = l.choice("imapnamespace", "default", "default", "courier") == "courier"
+	c.IMAPSMAP = l.choice("smapcapability", "no", "smap1", "yes", "no") != "no"
 	c.LogLevel = l.logLevel("loglevel")
 	c.DebugPprof = l.boolean("debugpprof", false)
 	c.WebmailIdle = l.duration("webmailidle", 30*time.Minute)

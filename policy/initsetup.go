@@ -66,9 +66,9 @@ func Init(dir, domain, hostname string, force bool) error {
 	for _, l := range DefaultListeners {
 		fmt.Fprintf(&listen, "%-12s %s\n", l.name, l.addr)
 	}
-	// Courier's SMAP is not served yet: a listener line would only be
-	// skipped with a warning at every start.
-	listen.WriteString("# smap       127.0.0.1:2144   (Courier's SMAP: not served yet)\n")
+	// Courier's SMAP is off by default, as in Courier: a commented line
+	// shows where to turn it on.
+	listen.WriteString("# smap       127.0.0.1:2144   (Courier's SMAP, docs/smap.md)\n")
 	files := map[string]string{
 		"me":            "# This host's name: SMTP banner, Received headers, Message-IDs.\n" + hostname + "\n",
 		"acceptmailfor": "# Domains whose mail this server accepts, one per line.\n" + domain + "\n",

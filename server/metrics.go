@@ -8,6 +8,7 @@ import (
 	"postern/mailbox/maildir"
 	"postern/mailbox/maildir/wal"
 	"postern/mailbox/pop3"
+	"postern/mailbox/smap"
 )
 
 // statsCollector exports a protocol server's own counters to Prometheus at
@@ -79,6 +80,22 @@ func pop3Collector(srv *pop3.Server) prometheus.Collector {
 		counter("postern_pop3_messages_retrieved_total", "Messages sent by RETR.", func(s pop3.Stats) int64 { return s.MessagesRetrieved }),
 		counter("postern_pop3_messages_deleted_total", "Messages removed at QUIT.", func(s pop3.Stats) int64 { return s.MessagesDeleted }),
 		counter("postern_pop3_sent_bytes_total", "Message octets sent by RETR and TOP.", func(s pop3.Stats) int64 { return s.BytesSent }),
+	})
+}
+
+func smapCollector(srv *smap.Server) prometheus.Collector {
+	counter := func(name, help string, v func(smap.Stats) int64) statMetric[smap.Stats] {
+		return statMetric[smap.Stats]{prometheus.NewDesc(name, help, nil, nil), prometheus.CounterValue, func(s smap.Stats) float64 { return float64(v(s)) }}
+	}
+	return statsTable(srv.Stats, []statMetric[smap.Stats]{
+		counter("postern_smap_sessions_total", "SMAP sessions started (own listener and IMAP hand-offs).", func(s smap.Stats) int64 { return s.Connections }),
+		counter("postern_smap_handoffs_total", "IMAP connections switched to SMAP by a \\SMAP1 command.", func(s smap.Stats) int64 { return s.HandOffs }),
+		{prometheus.NewDesc("postern_smap_sessions_active", "SMAP sessions open now.", nil, nil), prometheus.GaugeValue, func(s smap.Stats) float64 { return float64(s.Active) }},
+		counter("postern_smap_logins_total", "Successful SMAP logins.", func(s smap.Stats) int64 { return s.Logins }),
+		counter("postern_smap_auth_failures_total", "Failed SMAP logins.", func(s smap.Stats) int64 { return s.LoginFailures }),
+		counter("postern_smap_commands_total", "SMAP commands after login.", func(s smap.Stats) int64 { return s.Commands }),
+		counter("postern_smap_sent_bytes_total", "Message octets sent by FETCH CONTENTS.", func(s smap.Stats) int64 { return s.BytesSent }),
+		counter("postern_smap_messages_added_total", "Messages stored by ADD.", func(s smap.Stats) int64 { return s.MessagesAdded }),
 	})
 }
 

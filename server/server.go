@@ -1,6 +1,6 @@
 // Package server runs every Postern service in one process from one
 // configuration directory: it binds the listeners named in the "listen"
-// setting, builds the authentication service, starts SMTP, IMAP, POP3 and
+// setting, builds the authentication service, starts SMTP, IMAP, POP3, SMAP and
 // the web/metrics endpoint, reloads the configuration on request (keeping the
 // last good one when the new one is bad), and shuts everything down
 // gracefully. `postern serve` is a thin wrapper around it; end-to-end tests
@@ -39,6 +39,7 @@ import (
 	"postern/internal/acme"
 	"postern/mailbox/imap"
 	"postern/mailbox/pop3"
+	"postern/mailbox/smap"
 	"postern/policy"
 	"postern/web/admin"
 	"postern/web/webmail"
@@ -276,6 +277,21 @@ func (s *Server) tlsConfig() *tls.Config {
 func (s *Server) Start() error {
 	cfg := s.Config()
 	tlsCfg := s.tlsConfig()
+	// Courier's SMAP: its own listener, and inside IMAP connections when
+	// smapcapability says so.
+	smapSrv := smap.NewServer(smap.Options{
+		Hostname:          cfg.Me,
+		TLSConfig:         tlsCfg,
+		Auth:              s.auth,
+		Logger:            s.log.With("service", "smap"),
+		AllowInsecureAuth: cfg.InsecureAuth,
+		MaxMessageSize:    cfg.SizeLimit,
+		Sender:            smapSender{s},
+	})
+	var imapSMAP imap.SMAPHandler
+	if cfg.IMAPSMAP {
+		imapSMAP = smapSrv
+	}
 	imapSrv := imap.NewServer(imap.Options{
 		Hostname:          cfg.Me,
 		TLSConfig:         tlsCfg,
@@ -284,6 +300,7 @@ func (s *Server) Start() error {
 		AllowInsecureAuth: cfg.InsecureAuth,
 		CourierNamespace:  cfg.IMAPCourierNS,
 		SharedRegistry:    filepath.Join(cfg.DataDir, "state", "imap-shared"),
+		SMAP:              imapSMAP,
 	})
 	pop3Srv := pop3.NewServer(pop3.Options{
 		Hostname:          cfg.Me,
@@ -292,14 +309,14 @@ func (s *Server) Start() error {
 		Logger:            s.log.With("service", "pop3"),
 		AllowInsecureAuth: cfg.InsecureAuth,
 	})
-	s.services = []service{imapSrv, pop3Srv}
+	s.services = []service{imapSrv, pop3Srv, smapSrv}
 	wm, err := s.newWebmail(cfg)
 	if err != nil {
 		return err
 	}
 	s.webmail = wm
 	s.reg.MustRegister(webmailCollector(wm))
-	s.reg.MustRegister(imapCollector(imapSrv), pop3Collector(pop3Srv))
+	s.reg.MustRegister(imapCollector(imapSrv), pop3Collector(pop3Srv), smapCollector(smapSrv))
 	smtpMetrics := map[gateway.Mode]*gateway.Metrics{
 		gateway.ModeMX:         gateway.NewMetrics(s.reg, "smtp"),
 		gateway.ModeSubmission: gateway.NewMetrics(s.reg, "submission"),
@@ -315,6 +332,7 @@ func (s *Server) Start() error {
 		policy.ListenIMAPS: {imapSrv, true},
 		policy.ListenPOP3:  {pop3Srv, false},
 		policy.ListenPOP3S: {pop3Srv, true},
+		policy.ListenSMAP:  {smapSrv, false},
 	}
 	smtpModes := map[string]gateway.Mode{
 		policy.ListenSMTP:        gateway.ModeMX,
@@ -323,10 +341,6 @@ func (s *Server) Start() error {
 		policy.ListenLMTP:        gateway.ModeLMTP,
 	}
 	for _, l := range cfg.Listeners {
-		if l.Name == policy.ListenSMAP {
-			s.log.Warn("listener skipped: SMAP (Courier's protocol) is not served yet", "listener", l.Name, "address", l.Address)
-			continue
-		}
 		lc := net.ListenConfig{}
 		if _, isSMTP := smtpModes[l.Name]; isSMTP {
 			// An SMTP session is short and bounded by its command
@@ -444,7 +458,8 @@ func (s *Server) serve(name string, srv service, ln net.Listener) {
 // closedErr reports whether a Serve error only says the server was shut down.
 func closedErr(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, imap.ErrServerClosed) ||
-		errors.Is(err, pop3.ErrServerClosed) || errors.Is(err, smtpd.ErrServerClosed)
+		errors.Is(err, pop3.ErrServerClosed) || errors.Is(err, smtpd.ErrServerClosed) ||
+		errors.Is(err, smap.ErrServerClosed)
 }
 
 func (s *Server) serveHTTP(ln net.Listener, name string) {

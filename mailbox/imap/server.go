@@ -63,6 +63,9 @@ type Options struct {
 	IdleTimeout time.Duration
 	// MaxLiteralSize bounds APPEND's message. Default 64 MiB.
 	MaxLiteralSize int64
+	// SMAP, when set, offers Courier's SMAP inside IMAP connections, as
+	// Courier's SMAP_CAPABILITY does (smap.go).
+	SMAP SMAPHandler
 
 	// testUnauthTimeout shortens the pre-login autologout in tests;
 	// testIdlePoll the IDLE rescan interval; testNoWatch turns inotify off.
@@ -308,6 +311,10 @@ func (s *Server) capabilities(sess *session) []string {
 	}
 	// Features of the command reader and the authentication path.
 	add("LITERAL+")
+	if s.opt.SMAP != nil {
+		add("SMAP1")
+		add("KEYWORDS")
+	}
 	// RFC 7889: the largest APPEND the command reader accepts.
 	add("APPENDLIMIT=" + strconv.FormatInt(s.opt.MaxLiteralSize, 10))
 	if sess.state == stateNotAuth {

@@ -232,6 +232,10 @@ func (sess *session) serveOne() bool {
 		return false
 	}
 	sess.d.reset()
+	if sess.state == stateNotAuth && sess.srv.opt.SMAP != nil && wantsSMAP(sess.br) {
+		sess.handOffSMAP()
+		return false
+	}
 	cmd, err := sess.readCommand()
 	sess.mu.Lock()
 	sess.waiting = false

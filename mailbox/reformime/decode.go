@@ -1,5 +1,7 @@
 package reformime
 
+import "strings"
+
 // decodeBody undoes a transfer encoding (RFC 2045 6.7, 6.8) the lenient way
 // Courier does: bad characters are skipped, never an error. Other
 // encodings pass through.
@@ -114,4 +116,12 @@ func decodeQP(b []byte) []byte {
 		}
 	}
 	return out
+}
+
+// DecodeBody undoes a transfer encoding the way Courier's rfc2045 library
+// does: base64 and quoted-printable leniently (bad characters skipped,
+// never an error), anything else passed through. cte is as Part.CTE holds
+// it. The SMAP server's BODY.DECODED uses it.
+func DecodeBody(cte string, b []byte) []byte {
+	return decodeBody(strings.ToLower(cte), b)
 }

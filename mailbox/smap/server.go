@@ -1,0 +1,274 @@
+// Package smap is Postern's server for Courier's Simple Mail Access
+// Protocol, version 1 (SMAP1): the protocol Courier's imapd speaks when
+// SMAP_CAPABILITY is set and the Cone mail client uses. It serves the same
+// Maildir++ folders, flags, keywords, UIDs and quotas as the IMAP server
+// (through mailbox/maildir), so an IMAP client and an SMAP client see one
+// mailbox and each sees the other's changes.
+//
+// A session starts in one of two ways: on Postern's own SMAP listener,
+// which greets with "* OK [CAPABILITY SMAP1 ...]" and takes Courier's
+// "\SMAP1 LOGIN", or inside an IMAP connection whose client sent a command
+// tagged "\SMAP1", as Courier's clients do when the IMAP greeting lists
+// SMAP1; the IMAP server then hands the connection over (HandOff).
+//
+// It owns the protocol: the command reader (lines of at most 8192 octets,
+// words with SMAP's quoting), each session's view of its open folder
+// (message numbers, flags, keywords) and the untagged updates that keep it
+// in step with other sessions and processes, the MIME rendering of FETCH
+// (Courier's rfc2045 offsets and section numbers, read by
+// mailbox/reformime's parser), ADD's uploads, and SEARCH. Behaviour
+// follows Courier's imapd (imap/smap.c): replies, their wording, and what
+// it accepts. Mail storage is mailbox/maildir's; who may log in is auth's
+// (service "imap", as Courier's SMAP rides on its IMAP server).
+package smap
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"postern/auth"
+	"postern/internal/netserve"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("smap: server closed")
+
+// Defaults for Options fields left zero.
+const (
+	// DefaultIdleTimeout is the spec's minimum: "SMAP servers must have a
+	// timeout of at least 30 minutes" (smapsyntax).
+	DefaultIdleTimeout    = 30 * time.Minute
+	DefaultMaxMessageSize = 64 << 20
+	unauthTimeout         = 60 * time.Second
+	writeTimeout          = 2 * time.Minute
+	tlsHandshakeTimeout   = 30 * time.Second
+	authTimeout           = 30 * time.Second
+	maxAuthFailures       = 5
+	maxBadCommands        = 20
+	idlePoll              = 60 * time.Second // when the folder cannot be watched, as Courier's imapidle
+)
+
+// Options configure a Server.
+type Options struct {
+	Hostname string
+	// TLSConfig enables STARTTLS before login when non-nil.
+	TLSConfig *tls.Config
+	Auth      *auth.Service
+	Logger    *slog.Logger
+	// AllowInsecureAuth permits LOGIN before TLS.
+	AllowInsecureAuth bool
+	// IdleTimeout ends a logged-in session that sends nothing for this
+	// long (default 30 minutes).
+	IdleTimeout time.Duration
+	// MaxMessageSize bounds ADD's upload (default 64 MiB).
+	MaxMessageSize int64
+	// Sender, when set, sends ADD's messages that have RCPTTO recipients;
+	// without it such an ADD is refused.
+	Sender Sender
+
+	// testIdlePoll shortens IDLE's rescan interval in tests.
+	testIdlePoll time.Duration
+}
+
+// Stats are the server's running counters, cheap to read for metrics.
+type Stats struct {
+	Connections   int64 // sessions started (own listener and IMAP hand-offs)
+	HandOffs      int64 // of which came from an IMAP connection
+	Active        int64
+	Logins        int64
+	LoginFailures int64
+	Commands      int64 // commands after login
+	BytesSent     int64 // message octets sent by FETCH CONTENTS
+	MessagesAdded int64 // by ADD
+}
+
+// Server serves SMAP on any number of listeners and takes IMAP hand-offs.
+type Server struct {
+	opt   Options
+	log   *slog.Logger
+	watch *watcher
+
+	mu        sync.Mutex
+	closing   bool
+	done      chan struct{}
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	wg        sync.WaitGroup
+
+	connections, handoffs, active, logins, loginFailures, commands, bytesSent, added atomic.Int64
+}
+
+// NewServer returns a server; it does nothing until Serve or HandOff.
+func NewServer(opt Options) *Server {
+	if opt.IdleTimeout <= 0 {
+		opt.IdleTimeout = DefaultIdleTimeout
+	}
+	if opt.MaxMessageSize <= 0 {
+		opt.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if opt.Hostname == "" {
+		opt.Hostname = "localhost"
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		opt:       opt,
+		log:       log,
+		done:      make(chan struct{}),
+		listeners: map[net.Listener]struct{}{},
+		sessions:  map[*session]struct{}{},
+	}
+	s.watch = newWatcher(log)
+	return s
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Connections:   s.connections.Load(),
+		HandOffs:      s.handoffs.Load(),
+		Active:        s.active.Load(),
+		Logins:        s.logins.Load(),
+		LoginFailures: s.loginFailures.Load(),
+		Commands:      s.commands.Load(),
+		BytesSent:     s.bytesSent.Load(),
+		MessagesAdded: s.added.Load(),
+	}
+}
+
+// Serve accepts SMAP connections on l until Shutdown. A listener wrapped
+// with tls.NewListener serves implicit TLS.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	acc := netserve.Acceptor{Listener: l, Name: "smap", Closing: s.isClosing, Done: s.done, Logger: s.log}
+	for {
+		c, err := acc.Accept()
+		if errors.Is(err, netserve.ErrClosing) {
+			return ErrServerClosed
+		}
+		if err != nil {
+			return err
+		}
+		_, isTLS := c.(*tls.Conn)
+		sess := s.newSession(c, bufio.NewReaderSize(c, 4<<10), isTLS)
+		if !s.track(sess) {
+			c.Close()
+			return ErrServerClosed
+		}
+		go func() {
+			defer s.untrack(sess)
+			defer c.Close()
+			sess.serveListener()
+		}()
+	}
+}
+
+// HandOff runs an SMAP session on a connection the IMAP server accepted:
+// its client sent a command tagged "\SMAP1" before logging in, which br
+// (the connection's buffered reader) still holds. isTLS says whether the
+// connection is already encrypted. HandOff returns when the session ends;
+// the caller closes the connection.
+func (s *Server) HandOff(c net.Conn, br *bufio.Reader, isTLS bool) {
+	s.handoffs.Add(1)
+	sess := s.newSession(c, br, isTLS)
+	if !s.track(sess) {
+		return
+	}
+	defer s.untrack(sess)
+	sess.preLogin()
+}
+
+func (s *Server) track(sess *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.connections.Add(1)
+	s.active.Add(1)
+	return true
+}
+
+func (s *Server) untrack(sess *session) {
+	sess.close()
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+	s.active.Add(-1)
+	s.wg.Done()
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// Shutdown stops accepting, asks every session to end with "* BYE" at its
+// next command boundary (or in IDLE), and waits for them or for ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.done)
+	}
+	for l := range s.listeners {
+		l.Close()
+	}
+	for sess := range s.sessions {
+		sess.interrupt()
+	}
+	s.mu.Unlock()
+	finished := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(finished)
+	}()
+	var err error
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		s.mu.Lock()
+		for sess := range s.sessions {
+			sess.conn.Close()
+		}
+		s.mu.Unlock()
+		<-finished
+		err = fmt.Errorf("smap: shutdown: %w", ctx.Err())
+	}
+	s.watch.close()
+	return err
+}
+
+func (s *Server) shuttingDown() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
