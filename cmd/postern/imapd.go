@@ -78,28 +78,11 @@ func runIMAPD(e *env, args []string) int {
 		}
 		return 0
 	}
-	cfg, err := policy.Load(e.configDir)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "postern imapd: configuration:\n%v\n", err)
-		return 78
+	cfg, svc, done, code := stdioAuth(e, "imapd", log)
+	if code != 0 {
+		return code
 	}
-	db, err := userdb.Open(cfg.UserdbDB)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		fmt.Fprintf(e.stderr, "postern imapd: %v\n", err)
-		return 1
-	}
-	if db != nil {
-		defer db.Close()
-	}
-	modules, closeModules, err := authconfig.Modules(cfg.Dir, db, log)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "postern imapd: %v\n", err)
-		return 78
-	}
-	defer closeModules()
-	// No failed-login guard: each session is a process of its own, which
-	// would forget its counts (inetd's and sshd's own limits apply).
-	svc := auth.NewService(modules...)
+	defer done()
 	srv := imap.NewServer(imap.Options{
 		Hostname:          cfg.Me,
 		TLSConfig:         cfg.TLSConfig(),
@@ -117,6 +100,39 @@ func runIMAPD(e *env, args []string) int {
 	defer cancel()
 	srv.Shutdown(ctx)
 	return 0
+}
+
+// stdioAuth loads the configuration and opens the authentication modules
+// for a session on standard input (imapd, pop3d): the configuration, the
+// service, what closes the modules, and a non-zero exit status on failure.
+// There is no failed-login guard: each session is a process of its own,
+// which would forget its counts (inetd's and sshd's own limits apply).
+func stdioAuth(e *env, cmd string, log *slog.Logger) (*policy.Config, *auth.Service, func(), int) {
+	cfg, err := policy.Load(e.configDir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "postern %s: configuration:\n%v\n", cmd, err)
+		return nil, nil, nil, 78
+	}
+	db, err := userdb.Open(cfg.UserdbDB)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(e.stderr, "postern %s: %v\n", cmd, err)
+		return nil, nil, nil, 1
+	}
+	modules, closeModules, err := authconfig.Modules(cfg.Dir, db, log)
+	if err != nil {
+		if db != nil {
+			db.Close()
+		}
+		fmt.Fprintf(e.stderr, "postern %s: %v\n", cmd, err)
+		return nil, nil, nil, 78
+	}
+	done := func() {
+		closeModules()
+		if db != nil {
+			db.Close()
+		}
+	}
+	return cfg, auth.NewService(modules...), done, 0
 }
 
 // preauthAccount is the user running the command, on maildir (or

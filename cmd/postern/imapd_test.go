@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -189,5 +191,74 @@ SyncState *
 	data, _ := os.ReadFile(got[0])
 	if !bytes.Contains(data, []byte("Subject: tunnelled")) {
 		t.Fatalf("synced message: %q", data)
+	}
+}
+
+// pop3d: a session over a pipe, with a login against a postern init
+// configuration, retrieves the message delivered into the account.
+func TestPOP3D(t *testing.T) {
+	dir := t.TempDir()
+	etc := filepath.Join(dir, "etc")
+	if code, _, errs := runCmd(t, "", "init", dir, "--domain", "example.test"); code != 0 {
+		t.Fatalf("init: %s", errs)
+	}
+	if code, _, errs := runCmd(t, "pop pass\n", "--config", etc, "user", "add", "pop@example.test"); code != 0 {
+		t.Fatalf("user add: %s", errs)
+	}
+	os.WriteFile(filepath.Join(etc, "insecureauth"), []byte("yes\n"), 0o644)
+	md := filepath.Join(dir, "data", "mail", "example.test", "pop", "Maildir")
+	m, err := maildir.Open(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox, _ := m.Folder("INBOX")
+	if _, err := inbox.Deliver(strings.NewReader("From: a@example.test\r\nSubject: by pop3d\r\n\r\nhello\r\n"), maildir.DeliverOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	srvEnd, cliEnd := net.Pipe()
+	var errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"postern", "--config", etc, "pop3d"}, &env{stdin: srvEnd, stdout: srvEnd, stderr: &errb})
+		srvEnd.Close()
+	}()
+	defer cliEnd.Close()
+	r := bufio.NewReader(cliEnd)
+	line := func() string {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read: %v (%s)", err, errb.String())
+		}
+		return l
+	}
+	say := func(cmd string) string {
+		fmt.Fprintf(cliEnd, "%s\r\n", cmd)
+		return line()
+	}
+	if l := line(); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("greeting %q", l)
+	}
+	say("USER pop@example.test")
+	if l := say("PASS wrong"); !strings.HasPrefix(l, "-ERR") {
+		t.Fatalf("wrong password: %q", l)
+	}
+	say("USER pop@example.test")
+	if l := say("PASS pop pass"); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("PASS: %q (%s)", l, errb.String())
+	}
+	if l := say("STAT"); !strings.HasPrefix(l, "+OK 1 ") {
+		t.Fatalf("STAT: %q", l)
+	}
+	say("RETR 1")
+	var msg strings.Builder
+	for l := line(); l != ".\r\n"; l = line() {
+		msg.WriteString(l)
+	}
+	if !strings.Contains(msg.String(), "Subject: by pop3d") {
+		t.Fatalf("RETR: %q", msg.String())
+	}
+	say("QUIT")
+	if code := exitOf(t, done); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 }

@@ -49,6 +49,7 @@ func commands() []command {
 		{"init", "write a complete working setup into a directory", runInit},
 		{"serve", "run every service in one process", runServe},
 		{"imapd", "serve one IMAP session on stdin/stdout: inetd, systemd, or an ssh tunnel (--preauth)", runIMAPD},
+		{"pop3d", "serve one POP3 session on stdin/stdout (inetd, systemd)", runPOP3D},
 		{"reload", "tell the running server to reload its configuration (SIGHUP)", runReload},
 		{"stop", "tell the running server to shut down gracefully (SIGTERM)", runStop},
 		{"user", "add, change, delete and list userdb accounts", runUser},
@@ -91,6 +92,7 @@ func commands() []command {
 var argv0Tools = map[string]string{
 	"sendmail":     "sendmail",
 	"imapd":        "imapd",
+	"pop3d":        "pop3d",
 	"mailq":        "mailq",
 	"newaliases":   "makealiases",
 	"makealiases":  "makealiases",

@@ -251,3 +251,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("pop3: shutdown: %w", ctx.Err())
 	}
 }
+
+// ServeConn serves the one connection c to its end, on the caller's
+// goroutine: POP3 over an inherited socket or a pipe (inetd, systemd's
+// Accept=yes), as Courier's pop3d runs from standard input. The client
+// logs in as on a listener.
+func (s *Server) ServeConn(c net.Conn) error {
+	sess := newSession(s, c, false)
+	if !s.track(sess) {
+		c.Close()
+		return ErrServerClosed
+	}
+	s.connections.Add(1)
+	defer s.wg.Done()
+	defer s.untrack(sess)
+	sess.run()
+	return nil
+}
