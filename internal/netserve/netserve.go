@@ -1,8 +1,10 @@
-// Package netserve holds the accept loop's error handling that Postern's
-// protocol servers (SMTP, IMAP, POP3) share: temporary accept failures (out
-// of file descriptors, timeouts) are retried with a growing pause instead of
-// stopping the service for everyone, and a server that is shutting down is
-// told so rather than shown a "use of closed connection" error.
+// Package netserve holds what Postern's protocol servers share around
+// their sessions: the accept loop's error handling (SMTP, IMAP, POP3,
+// SMAP) — temporary accept failures (out of file descriptors, timeouts)
+// are retried with a growing pause instead of stopping the service for
+// everyone, and a server that is shutting down is told so rather than
+// shown a "use of closed connection" error — and Group, the listeners and
+// sessions of the IMAP, POP3 and SMAP servers and their graceful shutdown.
 package netserve
 
 import (

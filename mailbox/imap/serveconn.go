@@ -16,22 +16,12 @@ import (
 // with AUTHENTICATED set and Dovecot's imap run from ssh; without it the
 // client logs in as on a listener.
 func (s *Server) ServeConn(c net.Conn, preauth *auth.Account) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	sess := s.newSession(c, false)
+	if !s.group.Track(sess) {
 		c.Close()
 		return ErrServerClosed
 	}
-	sess := s.newSession(c, false)
-	s.sessions[sess] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.sessions, sess)
-		s.mu.Unlock()
-		s.wg.Done()
-	}()
+	defer s.group.Untrack(sess)
 	if preauth != nil {
 		if err := sess.loggedIn(preauth); err != nil {
 			sess.bye("cannot open your mailbox now, try again later")

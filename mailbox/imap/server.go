@@ -106,12 +106,8 @@ type Server struct {
 	unauthTimeout time.Duration
 	idlePoll      time.Duration
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	closing   bool
-	done      chan struct{} // closed by Shutdown
-	wg        sync.WaitGroup
+	group netserve.Group[*session]
+	done  <-chan struct{} // closed by Shutdown
 
 	nextID        atomic.Uint64
 	sessionsTotal atomic.Uint64
@@ -138,14 +134,13 @@ func NewServer(opt Options) *Server {
 		commands:  newCommandTable(),
 		deflaters: newDeflaterPool(),
 		shared:    &sharedRegistry{path: opt.SharedRegistry},
-		listeners: make(map[net.Listener]struct{}),
-		sessions:  make(map[*session]struct{}),
-		done:      make(chan struct{}),
 
 		unauthTimeout:  unauthTimeout,
 		idlePoll:       idlePollInterval,
 		deflateRelease: deflateRelease,
 	}
+	s.group.Name, s.group.Logger = "imap", opt.Logger
+	s.done = s.group.Done()
 	if opt.testUnauthTimeout > 0 {
 		s.unauthTimeout = opt.testUnauthTimeout
 	}
@@ -175,86 +170,27 @@ func (s *Server) ServeTLS(l net.Listener) error {
 }
 
 func (s *Server) serve(l net.Listener, implicitTLS bool) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		l.Close()
-		return ErrServerClosed
-	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-
-	acc := netserve.Acceptor{Listener: l, Name: "imap", Closing: s.isClosing, Done: s.done, Logger: s.log}
-	for {
-		c, err := acc.Accept()
-		if errors.Is(err, netserve.ErrClosing) {
-			return ErrServerClosed
-		}
-		if err != nil {
-			return err
-		}
+	err := s.group.Serve(l, func(c net.Conn) (*session, func()) {
 		_, isTLS := c.(*tls.Conn)
 		sess := s.newSession(c, isTLS || implicitTLS)
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			c.Close()
-			return ErrServerClosed
-		}
-		s.sessions[sess] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			sess.run()
-			s.mu.Lock()
-			delete(s.sessions, sess)
-			s.mu.Unlock()
-		}()
+		return sess, sess.run
+	})
+	if errors.Is(err, netserve.ErrClosing) {
+		return ErrServerClosed
 	}
+	return err
 }
 
 // Shutdown stops accepting connections, asks every session to end with
 // "* BYE" at its next command boundary, and waits for them or for ctx.
 // Sessions still running when ctx ends are closed hard.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	if !s.closing {
-		s.closing = true
-		close(s.done)
-	}
-	for l := range s.listeners {
-		l.Close()
-	}
-	for sess := range s.sessions {
-		sess.interruptWait()
-	}
-	s.mu.Unlock()
-
-	finished := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(finished)
-	}()
-	var err error
-	select {
-	case <-finished:
-	case <-ctx.Done():
-		s.mu.Lock()
-		for sess := range s.sessions {
-			sess.closeConn()
-		}
-		s.mu.Unlock()
-		<-finished
-		err = fmt.Errorf("imap: shutdown: %w", ctx.Err())
-	}
+	err := s.group.Shutdown(ctx, (*session).interruptWait, (*session).closeConn)
 	s.hub.close()
-	return err
+	if err != nil {
+		return fmt.Errorf("imap: shutdown: %w", err)
+	}
+	return nil
 }
 
 // Stats are counters for monitoring; cmd/postern exports them.
@@ -267,9 +203,7 @@ type Stats struct {
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
-	s.mu.Lock()
-	active := len(s.sessions)
-	s.mu.Unlock()
+	active := s.group.Len()
 	st := Stats{
 		SessionsActive: active,
 		SessionsTotal:  s.sessionsTotal.Load(),
@@ -339,11 +273,4 @@ func (s *Server) capabilities(sess *session) []string {
 		caps = out
 	}
 	return caps
-}
-
-// isClosing reports whether Shutdown has begun.
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
 }

@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"net"
 	"postern/internal/netserve"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,11 +82,7 @@ type Server struct {
 	baseCtx context.Context
 	cancel  context.CancelFunc
 
-	mu        sync.Mutex
-	closing   bool
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	wg        sync.WaitGroup
+	group netserve.Group[*session]
 
 	connections, active, logins, loginFailures, retrieved, deleted, bytesSent atomic.Int64
 }
@@ -111,14 +106,9 @@ func NewServer(opt Options) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
-		opt:       opt,
-		log:       log,
-		baseCtx:   ctx,
-		cancel:    cancel,
-		listeners: map[net.Listener]struct{}{},
-		sessions:  map[*session]struct{}{},
-	}
+	s := &Server{opt: opt, log: log, baseCtx: ctx, cancel: cancel}
+	s.group.Name, s.group.Logger = "pop3", log
+	return s
 }
 
 // Stats returns a snapshot of the counters.
@@ -149,71 +139,25 @@ func (s *Server) ServeTLS(l net.Listener) error {
 }
 
 func (s *Server) serve(l net.Listener, implicitTLS bool) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		l.Close()
-		return ErrServerClosed
-	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-
-	acc := netserve.Acceptor{Listener: l, Name: "pop3", Closing: s.isClosing, Logger: s.log}
-	for {
-		conn, err := acc.Accept()
-		if errors.Is(err, netserve.ErrClosing) {
-			return ErrServerClosed
-		}
-		if err != nil {
-			return err
-		}
+	err := s.group.Serve(l, func(conn net.Conn) (*session, func()) {
 		if implicitTLS {
 			conn = tls.Server(conn, s.opt.TLSConfig)
 		}
 		sess := newSession(s, conn, implicitTLS)
-		if !s.track(sess) {
-			conn.Close()
-			return ErrServerClosed
-		}
-		s.connections.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.untrack(sess)
-			sess.run()
-		}()
+		return sess, func() { s.run(sess) }
+	})
+	if errors.Is(err, netserve.ErrClosing) {
+		return ErrServerClosed
 	}
+	return err
 }
 
-// track registers a session; the WaitGroup is added under the lock so that
-// Shutdown never waits on a group that is still growing.
-func (s *Server) track(sess *session) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.sessions[sess] = struct{}{}
-	s.wg.Add(1)
+// run runs a tracked session, counting it.
+func (s *Server) run(sess *session) {
+	s.connections.Add(1)
 	s.active.Add(1)
-	return true
-}
-
-func (s *Server) untrack(sess *session) {
-	s.mu.Lock()
-	delete(s.sessions, sess)
-	s.mu.Unlock()
-	s.active.Add(-1)
-}
-
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
+	defer s.active.Add(-1)
+	sess.run()
 }
 
 // Shutdown stops accepting, and ends every session after the command it is
@@ -222,34 +166,11 @@ func (s *Server) isClosing() bool {
 // deletes). It waits for the sessions to end or for ctx, after which the
 // remaining connections are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for l := range s.listeners {
-		l.Close()
+	s.cancel() // logins in progress stop
+	if err := s.group.Shutdown(ctx, (*session).interrupt, (*session).forceClose); err != nil {
+		return fmt.Errorf("pop3: shutdown: %w", err)
 	}
-	for sess := range s.sessions {
-		sess.interrupt()
-	}
-	s.mu.Unlock()
-	s.cancel()
-
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for sess := range s.sessions {
-			sess.forceClose()
-		}
-		s.mu.Unlock()
-		<-done
-		return fmt.Errorf("pop3: shutdown: %w", ctx.Err())
-	}
+	return nil
 }
 
 // ServeConn serves the one connection c to its end, on the caller's
@@ -258,13 +179,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // logs in as on a listener.
 func (s *Server) ServeConn(c net.Conn) error {
 	sess := newSession(s, c, false)
-	if !s.track(sess) {
+	if !s.group.Track(sess) {
 		c.Close()
 		return ErrServerClosed
 	}
-	s.connections.Add(1)
-	defer s.wg.Done()
-	defer s.untrack(sess)
-	sess.run()
+	defer s.group.Untrack(sess)
+	s.run(sess)
 	return nil
 }

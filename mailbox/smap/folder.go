@@ -318,7 +318,7 @@ func (sess *session) cmdIdle(string, *words) {
 	if sess.cur != nil {
 		changed = sess.cur.changed
 	}
-	done := sess.srv.done
+	done := sess.srv.group.Done()
 	for {
 		select {
 		case r := <-got:

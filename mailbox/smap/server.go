@@ -30,7 +30,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -96,12 +95,7 @@ type Server struct {
 	log   *slog.Logger
 	watch *watcher
 
-	mu        sync.Mutex
-	closing   bool
-	done      chan struct{}
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	wg        sync.WaitGroup
+	group netserve.Group[*session]
 
 	connections, handoffs, active, logins, loginFailures, commands, bytesSent, added atomic.Int64
 }
@@ -121,13 +115,8 @@ func NewServer(opt Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{
-		opt:       opt,
-		log:       log,
-		done:      make(chan struct{}),
-		listeners: map[net.Listener]struct{}{},
-		sessions:  map[*session]struct{}{},
-	}
+	s := &Server{opt: opt, log: log}
+	s.group.Name, s.group.Logger = "smap", log
 	s.watch = newWatcher(log)
 	return s
 }
@@ -149,40 +138,20 @@ func (s *Server) Stats() Stats {
 // Serve accepts SMAP connections on l until Shutdown. A listener wrapped
 // with tls.NewListener serves implicit TLS.
 func (s *Server) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		l.Close()
-		return ErrServerClosed
-	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-	acc := netserve.Acceptor{Listener: l, Name: "smap", Closing: s.isClosing, Done: s.done, Logger: s.log}
-	for {
-		c, err := acc.Accept()
-		if errors.Is(err, netserve.ErrClosing) {
-			return ErrServerClosed
-		}
-		if err != nil {
-			return err
-		}
+	err := s.group.Serve(l, func(c net.Conn) (*session, func()) {
 		_, isTLS := c.(*tls.Conn)
 		sess := s.newSession(c, bufio.NewReaderSize(c, 4<<10), isTLS)
-		if !s.track(sess) {
-			c.Close()
-			return ErrServerClosed
-		}
-		go func() {
-			defer s.untrack(sess)
+		return sess, func() {
+			s.counted()
+			defer s.ended(sess)
 			defer c.Close()
 			sess.serveListener()
-		}()
+		}
+	})
+	if errors.Is(err, netserve.ErrClosing) {
+		return ErrServerClosed
 	}
+	return err
 }
 
 // HandOff runs an SMAP session on a connection the IMAP server accepted:
@@ -193,80 +162,40 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) HandOff(c net.Conn, br *bufio.Reader, isTLS bool) {
 	s.handoffs.Add(1)
 	sess := s.newSession(c, br, isTLS)
-	if !s.track(sess) {
+	if !s.group.Track(sess) {
 		return
 	}
-	defer s.untrack(sess)
+	s.counted()
+	defer s.group.Untrack(sess)
+	defer s.ended(sess)
 	sess.preLogin()
 }
 
-func (s *Server) track(sess *session) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.sessions[sess] = struct{}{}
-	s.wg.Add(1)
+// counted and ended keep the session counters.
+func (s *Server) counted() {
 	s.connections.Add(1)
 	s.active.Add(1)
-	return true
 }
 
-func (s *Server) untrack(sess *session) {
+func (s *Server) ended(sess *session) {
 	sess.close()
-	s.mu.Lock()
-	delete(s.sessions, sess)
-	s.mu.Unlock()
 	s.active.Add(-1)
-	s.wg.Done()
-}
-
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
 }
 
 // Shutdown stops accepting, asks every session to end with "* BYE" at its
 // next command boundary (or in IDLE), and waits for them or for ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	if !s.closing {
-		s.closing = true
-		close(s.done)
-	}
-	for l := range s.listeners {
-		l.Close()
-	}
-	for sess := range s.sessions {
-		sess.interrupt()
-	}
-	s.mu.Unlock()
-	finished := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(finished)
-	}()
-	var err error
-	select {
-	case <-finished:
-	case <-ctx.Done():
-		s.mu.Lock()
-		for sess := range s.sessions {
-			sess.conn.Close()
-		}
-		s.mu.Unlock()
-		<-finished
-		err = fmt.Errorf("smap: shutdown: %w", ctx.Err())
-	}
+	err := s.group.Shutdown(ctx, (*session).interrupt, func(sess *session) { sess.conn.Close() })
 	s.watch.close()
-	return err
+	if err != nil {
+		return fmt.Errorf("smap: shutdown: %w", err)
+	}
+	return nil
 }
 
 func (s *Server) shuttingDown() bool {
 	select {
-	case <-s.done:
+	case <-s.group.Done():
 		return true
 	default:
 		return false
