@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -171,61 +170,6 @@ func MaildirmakeMain(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
-}
-
-// EncodeModifiedUTF7 converts a UTF-8 mailbox name to IMAP's modified
-// UTF-7 (RFC 3501 5.1.3): printable ASCII stays, "&" becomes "&-", other
-// characters are UTF-16BE in base64 with "," for "/", between "&" and "-".
-func EncodeModifiedUTF7(s string) string {
-	var out strings.Builder
-	var pending []rune
-	flush := func() {
-		if len(pending) == 0 {
-			return
-		}
-		units := utf16.Encode(pending)
-		raw := make([]byte, 0, len(units)*2)
-		for _, u := range units {
-			raw = append(raw, byte(u>>8), byte(u))
-		}
-		out.WriteByte('&')
-		out.WriteString(modifiedBase64(raw))
-		out.WriteByte('-')
-		pending = pending[:0]
-	}
-	for _, r := range s {
-		switch {
-		case r == '&':
-			flush()
-			out.WriteString("&-")
-		case r >= 0x20 && r <= 0x7e:
-			flush()
-			out.WriteRune(r)
-		default:
-			pending = append(pending, r)
-		}
-	}
-	flush()
-	return out.String()
-}
-
-// modifiedBase64 is base64 with "," instead of "/" and no padding.
-func modifiedBase64(b []byte) string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,"
-	var out []byte
-	for i := 0; i < len(b); i += 3 {
-		var chunk [3]byte
-		n := copy(chunk[:], b[i:])
-		v := uint(chunk[0])<<16 | uint(chunk[1])<<8 | uint(chunk[2])
-		out = append(out, alphabet[v>>18&63], alphabet[v>>12&63])
-		if n > 1 {
-			out = append(out, alphabet[v>>6&63])
-		}
-		if n > 2 {
-			out = append(out, alphabet[v&63])
-		}
-	}
-	return string(out)
 }
 
 const deliverquotaUsage = "Usage: deliverquota [-c] [-w percent] [-W filename] maildir [quota]\n"

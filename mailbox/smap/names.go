@@ -3,7 +3,6 @@ package smap
 import (
 	"errors"
 	"strings"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"postern/mailbox/maildir"
@@ -112,68 +111,8 @@ func folderName(path []string) (string, error) {
 }
 
 // decodeMUTF7 decodes modified UTF-7; ok is false for text that is not
-// valid modified UTF-7.
+// (a name another tool wrote), which is then shown as it is on disk.
 func decodeMUTF7(s string) (string, bool) {
-	if !strings.Contains(s, "&") {
-		return s, true
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '&' {
-			if c < 0x20 || c > 0x7e {
-				return "", false
-			}
-			b.WriteByte(c)
-			continue
-		}
-		j := strings.IndexByte(s[i+1:], '-')
-		if j < 0 {
-			return "", false
-		}
-		enc := s[i+1 : i+1+j]
-		i += j + 1
-		if enc == "" {
-			b.WriteByte('&')
-			continue
-		}
-		var bits, nbits uint32
-		var units []uint16
-		for k := 0; k < len(enc); k++ {
-			v := b64index(enc[k])
-			if v < 0 {
-				return "", false
-			}
-			bits = bits<<6 | uint32(v)
-			nbits += 6
-			if nbits >= 16 {
-				nbits -= 16
-				units = append(units, uint16(bits>>nbits))
-				bits &= 1<<nbits - 1
-			}
-		}
-		for _, r := range utf16.Decode(units) {
-			if r == utf8.RuneError {
-				return "", false
-			}
-			b.WriteRune(r)
-		}
-	}
-	return b.String(), true
-}
-
-func b64index(c byte) int {
-	switch {
-	case c >= 'A' && c <= 'Z':
-		return int(c - 'A')
-	case c >= 'a' && c <= 'z':
-		return int(c-'a') + 26
-	case c >= '0' && c <= '9':
-		return int(c-'0') + 52
-	case c == '+':
-		return 62
-	case c == ',':
-		return 63
-	}
-	return -1
+	d, err := maildir.DecodeModifiedUTF7(s)
+	return d, err == nil
 }

@@ -1,10 +1,8 @@
 package webmail
 
 import (
-	"encoding/base64"
 	"errors"
 	"strings"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"postern/mailbox/maildir"
@@ -100,62 +98,5 @@ func depth(name string) int {
 	return strings.Count(name, ".")
 }
 
-var mutf7 = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)
-
-// decodeMUTF7 decodes IMAP's modified UTF-7 (RFC 3501 5.1.3), strictly:
-// an unterminated or empty shift, bad base64, an odd byte count, a lone
-// surrogate or a shifted printable ASCII character is an error.
-func decodeMUTF7(s string) (string, error) {
-	bad := errors.New("bad modified UTF-7")
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e {
-			return "", bad
-		}
-		if c != '&' {
-			b.WriteByte(c)
-			continue
-		}
-		end := strings.IndexByte(s[i+1:], '-')
-		if end < 0 {
-			return "", bad
-		}
-		enc := s[i+1 : i+1+end]
-		i += end + 1
-		if enc == "" {
-			b.WriteByte('&')
-			continue
-		}
-		raw, err := mutf7.DecodeString(enc)
-		if err != nil || len(raw)%2 != 0 {
-			return "", bad
-		}
-		units := make([]uint16, len(raw)/2)
-		for j := range units {
-			units[j] = uint16(raw[2*j])<<8 | uint16(raw[2*j+1])
-		}
-		for j := 0; j < len(units); j++ {
-			u := units[j]
-			var r rune
-			switch {
-			case utf16.IsSurrogate(rune(u)):
-				if u >= 0xdc00 || j+1 >= len(units) {
-					return "", bad
-				}
-				r = utf16.DecodeRune(rune(u), rune(units[j+1]))
-				if r == utf8.RuneError {
-					return "", bad
-				}
-				j++
-			default:
-				r = rune(u)
-				if r >= 0x20 && r <= 0x7e {
-					return "", bad // must have been written directly
-				}
-			}
-			b.WriteRune(r)
-		}
-	}
-	return b.String(), nil
-}
+// decodeMUTF7 decodes IMAP's modified UTF-7 (RFC 3501 5.1.3), strictly.
+var decodeMUTF7 = maildir.DecodeModifiedUTF7
