@@ -48,13 +48,8 @@ func runIMAPD(e *env, args []string) int {
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), imapdUsage) }
 	preauth := fs.Bool("preauth", os.Getenv("AUTHENTICATED") != "", "start logged in as the user running the command")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(e.stdout)
-			fs.Usage()
-			return 0
-		}
-		return 64
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 1 || (fs.NArg() == 1 && !*preauth) {
 		fmt.Fprint(e.stderr, "postern imapd: a MAILDIR goes with --preauth\n", imapdUsage)
