@@ -30,6 +30,7 @@ var DefaultListeners = []struct{ name, addr string }{
 	{ListenIMAPS, "127.0.0.1:2993"},
 	{ListenPOP3, "127.0.0.1:2110"},
 	{ListenPOP3S, "127.0.0.1:2995"},
+	{ListenSMAP, "127.0.0.1:2144"},
 	{ListenWeb, "127.0.0.1:8080"},
 }
 
@@ -66,9 +67,6 @@ func Init(dir, domain, hostname string, force bool) error {
 	for _, l := range DefaultListeners {
 		fmt.Fprintf(&listen, "%-12s %s\n", l.name, l.addr)
 	}
-	// Courier's SMAP is off by default, as in Courier: a commented line
-	// shows where to turn it on.
-	listen.WriteString("# smap       127.0.0.1:2144   (Courier's SMAP, docs/smap.md)\n")
 	files := map[string]string{
 		"me":            "# This host's name: SMTP banner, Received headers, Message-IDs.\n" + hostname + "\n",
 		"acceptmailfor": "# Domains whose mail this server accepts, one per line.\n" + domain + "\n",

@@ -32,6 +32,7 @@ Postern is starting; configuration in $VAR/etc, mail in $VAR/data/mail.
                    mutt -f 'imap://$(echo "$USER" | sed 's/@/%40/')@127.0.0.1:2143/INBOX'
   POP3             127.0.0.1:2110 (STLS), 127.0.0.1:2995 (TLS)
                    fetchmail -p POP3 -P 2110 -u $USER --sslproto '' -k 127.0.0.1
+  SMAP             127.0.0.1:2144 (Courier's protocol; STARTTLS), docs/smap.md
   Webmail          http://127.0.0.1:8080/mail/   (log in as the user above)
   Metrics          http://127.0.0.1:8080/metrics
   Web admin        http://127.0.0.1:8080/admin/  $ADMIN
