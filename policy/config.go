@@ -34,6 +34,7 @@ const (
 	ListenSMAP        = "smap"
 	ListenLMTP        = "lmtp" // LMTP from another MTA: host:port or a socket path
 	ListenWeb         = "web"
+	ListenWebs        = "webs"    // the same over TLS (HTTPS), with the server's certificates
 	ListenMetrics     = "metrics" // Prometheus /metrics
 	// ListenACME answers the http-01 challenges of the "acmehosts"
 	// certificates (port 80 in production); anything else gets 404.
@@ -43,11 +44,11 @@ const (
 // KnownListeners lists every listener name in the order services start.
 var KnownListeners = []string{
 	ListenSMTP, ListenSubmission, ListenSubmissions, ListenIMAP, ListenIMAPS,
-	ListenPOP3, ListenPOP3S, ListenSMAP, ListenLMTP, ListenWeb, ListenMetrics, ListenACME,
+	ListenPOP3, ListenPOP3S, ListenSMAP, ListenLMTP, ListenWeb, ListenWebs, ListenMetrics, ListenACME,
 }
 
 // implicitTLS names the listeners that speak TLS from the first byte.
-var implicitTLS = map[string]bool{ListenSubmissions: true, ListenIMAPS: true, ListenPOP3S: true}
+var implicitTLS = map[string]bool{ListenSubmissions: true, ListenIMAPS: true, ListenPOP3S: true, ListenWebs: true}
 
 // Listener binds a service to an address.
 type Listener struct {

@@ -32,6 +32,7 @@ var DefaultListeners = []struct{ name, addr string }{
 	{ListenPOP3S, "127.0.0.1:2995"},
 	{ListenSMAP, "127.0.0.1:2144"},
 	{ListenWeb, "127.0.0.1:8080"},
+	{ListenWebs, "127.0.0.1:8443"},
 }
 
 // Init writes a complete working setup into dir: the configuration
@@ -63,7 +64,7 @@ func Init(dir, domain, hostname string, force bool) error {
 		}
 	}
 	var listen strings.Builder
-	listen.WriteString("# NAME ADDRESS, one listener per line. Names: smtp submission submissions\n# imap imaps pop3 pop3s smap lmtp web (metrics) acme. A name may appear more than once.\n# lmtp also takes a socket path: lmtp /run/postern/lmtp (docs/lmtp.md).\n")
+	listen.WriteString("# NAME ADDRESS, one listener per line. Names: smtp submission submissions\n# imap imaps pop3 pop3s smap lmtp web webs (metrics) acme. A name may appear more than once.\n# lmtp also takes a socket path: lmtp /run/postern/lmtp (docs/lmtp.md).\n")
 	for _, l := range DefaultListeners {
 		fmt.Fprintf(&listen, "%-12s %s\n", l.name, l.addr)
 	}

@@ -370,6 +370,13 @@ func (s *Server) Start() error {
 		case policy.ListenWeb, policy.ListenMetrics:
 			s.serveHTTP(ln, l.Name)
 			continue
+		case policy.ListenWebs:
+			if tlsCfg == nil {
+				s.closeListeners()
+				return fmt.Errorf("listen webs on %s (%s:%d): no certificate (tlscert or acmehosts)", l.Address, l.Origin.File, l.Origin.Num)
+			}
+			s.serveHTTP(tls.NewListener(ln, tlsCfg), l.Name)
+			continue
 		case policy.ListenACME:
 			s.serveACME(ln)
 			continue
@@ -469,7 +476,7 @@ func (s *Server) serveHTTP(ln net.Listener, name string) {
 	// A web listener on port 80 proves the acmehosts names too.
 	mux.HandleFunc("/.well-known/acme-challenge/", s.acmeHTTP)
 	paths := "/metrics /healthz /.well-known/acme-challenge/"
-	if name == policy.ListenWeb {
+	if name == policy.ListenWeb || name == policy.ListenWebs {
 		// Not on a metrics listener, often open to a monitoring network.
 		mux.Handle(admin.Prefix, s.adminHandler())
 		paths += " " + admin.Prefix
@@ -487,7 +494,7 @@ func (s *Server) serveHTTP(ln net.Listener, name string) {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		paths += " /debug/pprof/"
 	}
-	s.serveHandler("web", ln, mux, paths)
+	s.serveHandler(name, ln, mux, paths)
 }
 
 // adminHandler is the web admin (web/admin), one for every web listener.

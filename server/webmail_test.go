@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"crypto/tls"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -186,5 +187,64 @@ func TestWebmailChangesPassword(t *testing.T) {
 	w := &webClient{t: t, base: "http://" + h.addr("web"), c: &http.Client{}}
 	if resp, _ := w.do("POST", "/mail/login", "application/x-www-form-urlencoded", strings.NewReader(url.Values{"user": {h.user}, "password": {h.pass}}.Encode())); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("old password after the change: %d", resp.StatusCode)
+	}
+}
+
+// The webs listener serves the same pages over TLS with the server's
+// certificate: the session cookie is Secure and the pages carry HSTS; a
+// login works as on the web listener.
+func TestWebsListener(t *testing.T) {
+	h := newHarness(t)
+	h.stop()
+	h.writeSetting("listen", "smtp 127.0.0.1:0\nimap 127.0.0.1:0\nwebs 127.0.0.1:0\n")
+	h.start()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // postern init's self-signed certificate
+	base := "https://" + h.addr("webs")
+	resp, err := c.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.TLS == nil {
+		t.Fatalf("GET / over TLS: %d, TLS %v", resp.StatusCode, resp.TLS != nil)
+	}
+	req, _ := http.NewRequest("POST", base+"/mail/login", strings.NewReader(url.Values{"user": {h.user}, "password": {h.pass}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login over TLS: %d", resp.StatusCode)
+	}
+	var session *http.Cookie
+	for _, ck := range resp.Cookies() {
+		session = ck
+	}
+	if session == nil || !session.Secure || !session.HttpOnly {
+		t.Fatalf("session cookie over TLS: %+v, want Secure and HttpOnly", session)
+	}
+	if hsts := resp.Header.Get("Strict-Transport-Security"); hsts == "" {
+		t.Error("no Strict-Transport-Security over TLS")
+	}
+	resp, err = c.Get(base + "/mail/folders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "INBOX") && !strings.Contains(string(b), "Inbox") {
+		t.Fatalf("folders over TLS: %d", resp.StatusCode)
+	}
+	// Plain HTTP on the TLS port gets nothing useful.
+	if resp, err := http.Get("http://" + h.addr("webs") + "/"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusFound {
+			t.Error("plain HTTP answered on the webs listener")
+		}
 	}
 }

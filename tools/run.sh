@@ -34,6 +34,7 @@ Postern is starting; configuration in $VAR/etc, mail in $VAR/data/mail.
                    fetchmail -p POP3 -P 2110 -u $USER --sslproto '' -k 127.0.0.1
   SMAP             127.0.0.1:2144 (Courier's protocol; STARTTLS), docs/smap.md
   Webmail          http://127.0.0.1:8080/mail/   (log in as the user above)
+                   https://127.0.0.1:8443/mail/  (the same over TLS, self-signed certificate)
   Metrics          http://127.0.0.1:8080/metrics
   Web admin        http://127.0.0.1:8080/admin/  $ADMIN
 

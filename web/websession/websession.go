@@ -263,7 +263,7 @@ func SameOrigin(r *http.Request) bool {
 // page of mail from doing harm: no script but the site's own files, no
 // framing, no sniffing of content types, no Referer to other sites (a
 // link in a message must not tell its target which message it was in),
-// and no caching of pages with mail in them.
+// and no caching of pages with mail in them; over TLS, HSTS.
 func Headers(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
@@ -273,6 +273,10 @@ func Headers(h http.Handler) http.Handler {
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("Cache-Control", "no-store")
 		hd.Set("Cross-Origin-Opener-Policy", "same-origin")
+		if r.TLS != nil {
+			// Reached over TLS: browsers keep to HTTPS for this host.
+			hd.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		h.ServeHTTP(w, r)
 	})
 }

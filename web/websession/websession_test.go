@@ -194,6 +194,14 @@ func TestSecureCookieOverTLS(t *testing.T) {
 	if len(resp.Cookies()) == 0 || !resp.Cookies()[0].Secure {
 		t.Fatalf("cookie over TLS %+v: want Secure", resp.Cookies())
 	}
+	if h := resp.Header.Get("Strict-Transport-Security"); !strings.HasPrefix(h, "max-age=") {
+		t.Errorf("Strict-Transport-Security over TLS: %q", h)
+	}
+	plain := app(t, NewStore(Options{Cookie: "pw"}), false)
+	_, _, resp = do(t, client(t, plain), "POST", plain.URL+"/login", url.Values{"user": {"dave"}}, nil)
+	if h := resp.Header.Get("Strict-Transport-Security"); h != "" {
+		t.Errorf("Strict-Transport-Security over plain HTTP: %q", h)
+	}
 }
 
 type clock struct {
