@@ -274,3 +274,42 @@ func TestAddressBookFileSafety(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+// A line that continues no record (after a blank line) is reported and
+// left out when the book is written: written back, it would join the
+// record above.
+func TestAddressBookOrphanContinuation(t *testing.T) {
+	b := parseAddressBook([]byte("a: <a@example.org>\n\n  orphan: <x@example.org>\nb: <b@example.org>\n"))
+	if len(b.Problems) != 1 || b.Problems[0].Line != 3 || !strings.Contains(b.Problems[0].Reason, "left out") {
+		t.Fatalf("problems: %v", b.Problems)
+	}
+	if got := string(b.format()); got != "a: <a@example.org>\nb: <b@example.org>\n" {
+		t.Fatalf("written: %q", got)
+	}
+}
+
+// A change that would make the file larger than its bound is refused and
+// the file stays as it was.
+func TestAddressBookWriteBound(t *testing.T) {
+	root := t.TempDir()
+	path := filepath.Join(root, addressBookFile)
+	// Unreadable records, kept as they are, fill the file up to its bound.
+	orig := bytes.Repeat([]byte("unreadable record\n"), maxBookFile/18)
+	os.WriteFile(path, orig, 0o600)
+	b, err := readAddressBook(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.put("", &bookEntry{Nick: "new", Addrs: []bookAddress{{strings.Repeat("n", maxBookName), "a@example.org"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeAddressBook(root, b); err != errBookTooBig {
+		t.Fatalf("write past the bound: %v", err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, orig) {
+		t.Fatal("file changed")
+	}
+	if ents, _ := os.ReadDir(root); len(ents) != 1 {
+		t.Fatalf("left behind: %v", ents)
+	}
+}
