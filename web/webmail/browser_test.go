@@ -138,6 +138,29 @@ func TestBrowserReadAndSend(t *testing.T) {
 	if strings.Join(out.Rcpts, ",") != "bob@example.test" || !strings.Contains(string(out.Msg), "Typed in a real browser.") {
 		t.Fatalf("sent: %+v", out)
 	}
+	// The address book in the browser: an entry added through its form,
+	// then its nickname typed in To reaches the entry's address.
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(e.srv.URL+"/mail/abook/new"),
+		chromedp.WaitVisible(chromedp.CSS(`form.abook`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=nick]`), "bobby"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=name]`), "Bob Browser"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=addr]`), "bob@example.test"),
+		chromedp.Click(chromedp.CSS(`form.abook button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.abook`)),
+		chromedp.Navigate(e.srv.URL+"/mail/compose"),
+		chromedp.WaitVisible(chromedp.CSS(`form.compose`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=to]`), "bobby"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=subject]`), "To a nickname"),
+		chromedp.Click(chromedp.CSS(`form.compose button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`p.flash`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := e.lastSent(); strings.Join(out.Rcpts, ",") != "bob@example.test" || !strings.Contains(string(out.Msg), "Bob Browser") {
+		t.Fatalf("sent to the nickname: %+v", out.Rcpts)
+	}
 	for _, m := range e.messages(alice, maildir.Inbox) {
 		if unread(&m) {
 			t.Errorf("message %d not seen after the browser opened it", m.UID)

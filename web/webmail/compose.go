@@ -41,6 +41,7 @@ type composePage struct {
 	Error                      string
 	MaxSize                    string
 	From                       string
+	Nicks                      []abookOption // the address book, offered to the address fields
 }
 
 func (h *Handler) maxSize() int64 {
@@ -64,7 +65,26 @@ func (h *Handler) compose(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := r.URL.Query()
-	cp := &composePage{MaxSize: humanSize(h.maxSize()), From: u.s.Get(keyAddress)}
+	cp := &composePage{MaxSize: humanSize(h.maxSize()), From: u.s.Get(keyAddress), Nicks: h.composeOptions(u)}
+	if nick := v.Get("abook"); nick != "" {
+		// "Write to" from the address book: the entry's addresses.
+		book, err := h.loadBook(u)
+		if err != nil {
+			status, msg := h.bookTrouble(u, err)
+			h.fail(w, r, u, status, msg)
+			return
+		}
+		e := book.find(nick)
+		if e == nil {
+			h.fail(w, r, u, http.StatusNotFound, "There is no such nickname in your address book.")
+			return
+		}
+		to := make([]string, len(e.Addrs))
+		for i, a := range e.Addrs {
+			to[i] = fieldBookAddress(a)
+		}
+		cp.To = strings.Join(to, ", ")
+	}
 	if mode := v.Get("mode"); mode != "" {
 		if mode != "reply" && mode != "replyall" && mode != "forward" && mode != "draft" {
 			h.fail(w, r, u, http.StatusBadRequest, "Unknown way to compose.")
@@ -333,9 +353,17 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request) {
 	saveDraft := r.PostFormValue("save") != ""
 	again := func(status int, msg string) {
 		cp.Error = msg
+		cp.Nicks = h.composeOptions(u)
 		h.render(w, status, "compose.html", h.pageFor(u, "Compose", cp))
 	}
-	d, err := draftFrom(cp, u.s.Get(keyAddress), !saveDraft)
+	// Nicknames in the address fields become their addresses: in the
+	// message sent, and in a draft saved (as sqwebmail writes its drafts).
+	book, err := h.loadBook(u)
+	if err != nil {
+		h.log.Warn("webmail: address book for sending", "user", u.s.Login, "err", err)
+		book = nil
+	}
+	d, err := draftFrom(cp, u.s.Get(keyAddress), !saveDraft, book)
 	if err != nil {
 		again(http.StatusBadRequest, err.Error())
 		return
@@ -572,17 +600,18 @@ type outAttachment struct {
 	data        []byte
 }
 
-// draftFrom checks the form; its errors are for the user.
-func draftFrom(cp *composePage, from string, needRecipient bool) (*draft, error) {
+// draftFrom checks the form; its errors are for the user. The address
+// book's nicknames stand for their addresses (book may be nil).
+func draftFrom(cp *composePage, from string, needRecipient bool, book *addressBook) (*draft, error) {
 	d := &draft{from: &mail.Address{Address: from}}
 	var err error
-	if d.to, err = parseAddresses("To", cp.To); err != nil {
+	if d.to, err = parseRecipients("To", cp.To, book); err != nil {
 		return nil, err
 	}
-	if d.cc, err = parseAddresses("Cc", cp.Cc); err != nil {
+	if d.cc, err = parseRecipients("Cc", cp.Cc, book); err != nil {
 		return nil, err
 	}
-	if d.bcc, err = parseAddresses("Bcc", cp.Bcc); err != nil {
+	if d.bcc, err = parseRecipients("Bcc", cp.Bcc, book); err != nil {
 		return nil, err
 	}
 	n := len(d.to) + len(d.cc) + len(d.bcc)

@@ -47,6 +47,7 @@ type messagePage struct {
 	ReplyURL, ReplyAllURL string
 	ForwardURL            string
 	EditURL               string // a draft's
+	AddSenderURL          string // the address book's form, filled in with the sender
 	Back                  string
 	IsTrash               bool
 	CanSend               bool
@@ -166,6 +167,7 @@ func (h *Handler) renderMessage(om *openedMessage, asText bool) *messagePage {
 		return out
 	}
 	mp.From, mp.To, mp.Cc = addrs(env.From), addrs(env.To), addrs(env.Cc)
+	mp.AddSenderURL = senderEntryURL(env.From)
 	for _, k := range om.m.Keywords {
 		mp.Keywords = append(mp.Keywords, clean(k))
 	}

@@ -11,7 +11,8 @@
 // raw source as text), actions on messages (delete to Trash, move, mark
 // read or unread, flag), compose with reply, reply-all and forward (sent
 // through the caller's submission path, a copy kept in Sent), folder
-// management, the quota and password changes.
+// management, the quota and password changes, and the address book
+// (sqwebmail's own file, its nicknames expanded when a message is sent).
 //
 // Logins are sessions of web/websession behind a cookie; every POST
 // carries the session's token. Mail is never served with a type a
@@ -118,6 +119,10 @@ type Handler struct {
 	mds  map[string]*maildir.Maildir // by root: keeps each folder's caches warm
 	sums summaryCache
 
+	// bookMu serialises changes of address books (read, change, write),
+	// so that two forms sent at once do not lose one another's change.
+	bookMu sync.Mutex
+
 	logins, loginFailures, read, sent, sendFailures atomic.Int64
 }
 
@@ -157,6 +162,12 @@ func New(opt Options) (*Handler, error) {
 	mux.HandleFunc("POST "+Prefix+"send", h.send)
 	mux.HandleFunc("GET "+Prefix+"folders", h.folders)
 	mux.HandleFunc("POST "+Prefix+"folders", h.manageFolders)
+	mux.HandleFunc("GET "+Prefix+"abook", h.abook)
+	mux.HandleFunc("GET "+Prefix+"abook/new", h.abookNew)
+	mux.HandleFunc("GET "+Prefix+"abook/edit", h.abookEdit)
+	mux.HandleFunc("POST "+Prefix+"abook/save", h.abookSave)
+	mux.HandleFunc("GET "+Prefix+"abook/delete", h.abookDeleteForm)
+	mux.HandleFunc("POST "+Prefix+"abook/delete", h.abookDelete)
 	mux.HandleFunc("GET "+Prefix+"password", h.passwordForm)
 	mux.HandleFunc("POST "+Prefix+"password", h.changePassword)
 	mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
