@@ -149,21 +149,32 @@ func fieldBookAddress(a bookAddress) string {
 // blankRows are the empty address rows the form offers.
 const blankRows = 2
 
-// abookEdit shows the form for an existing entry.
-func (h *Handler) abookEdit(w http.ResponseWriter, r *http.Request) {
+// abookEntry is the session and the entry a page about one nickname
+// (?nick=) is for; nil when the page has answered already (no session, no
+// such nickname, the book unreadable).
+func (h *Handler) abookEntry(w http.ResponseWriter, r *http.Request) (*user, *bookEntry) {
 	u := h.session(w, r)
 	if u == nil {
-		return
+		return nil, nil
 	}
 	book, err := h.loadBook(u)
 	if err != nil {
 		status, msg := h.bookTrouble(u, err)
 		h.fail(w, r, u, status, msg)
-		return
+		return nil, nil
 	}
 	e := book.find(r.URL.Query().Get("nick"))
 	if e == nil {
 		h.fail(w, r, u, http.StatusNotFound, "There is no such nickname in your address book.")
+		return nil, nil
+	}
+	return u, e
+}
+
+// abookEdit shows the form for an existing entry.
+func (h *Handler) abookEdit(w http.ResponseWriter, r *http.Request) {
+	u, e := h.abookEntry(w, r)
+	if e == nil {
 		return
 	}
 	ep := &abookEditPage{Old: e.Nick, Nick: e.Nick, Rows: append(slices.Clone(e.Addrs), make([]bookAddress, blankRows)...)}
@@ -314,19 +325,8 @@ func sentenceErr(err error) error { return errors.New(sentence(err)) }
 
 // abookDeleteForm asks whether to delete an entry.
 func (h *Handler) abookDeleteForm(w http.ResponseWriter, r *http.Request) {
-	u := h.session(w, r)
-	if u == nil {
-		return
-	}
-	book, err := h.loadBook(u)
-	if err != nil {
-		status, msg := h.bookTrouble(u, err)
-		h.fail(w, r, u, status, msg)
-		return
-	}
-	e := book.find(r.URL.Query().Get("nick"))
+	u, e := h.abookEntry(w, r)
 	if e == nil {
-		h.fail(w, r, u, http.StatusNotFound, "There is no such nickname in your address book.")
 		return
 	}
 	dp := &abookDeletePage{Nick: e.Nick, Name: e.Name()}
