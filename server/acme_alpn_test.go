@@ -50,14 +50,16 @@ func TestACMETLSALPN01(t *testing.T) {
 	h.writeSetting("acmeca", "acme-directory-ca.pem\n")
 
 	addrs := map[string]string{}
-	ready := make(chan struct{}) // addrs is filled
+	ready := make(chan struct{}) // addrs is filled (or the test is over)
+	var readyOnce sync.Once
+	closeReady := func() { readyOnce.Do(func() { close(ready) }) }
 	var (
 		mu      sync.Mutex
 		checked bool
 		during  []error
 	)
 	var relayWG sync.WaitGroup
-	t.Cleanup(func() { relay.Close(); relayWG.Wait() })
+	t.Cleanup(func() { relay.Close(); closeReady(); relayWG.Wait() })
 	relayWG.Add(1)
 	go func() {
 		defer relayWG.Done()
@@ -85,7 +87,7 @@ func TestACMETLSALPN01(t *testing.T) {
 	for _, name := range []string{"webs", "imaps", "submissions", "web"} {
 		addrs[name] = h.addr(name)
 	}
-	close(ready)
+	closeReady()
 
 	deadline := time.Now().Add(60 * time.Second)
 	for h.srv.acme.Load().Certificate("mail.example.test") == nil {
