@@ -251,13 +251,6 @@ func (m *Manager) ChallengeConfig(hello *tls.ClientHelloInfo) *tls.Config {
 	}
 }
 
-// IsChallengeHandshake reports whether a completed handshake was the CA's
-// tls-alpn-01 check (it negotiated "acme-tls/1"): such a connection is
-// closed, no protocol follows (RFC 8737 section 3).
-func IsChallengeHandshake(cs tls.ConnectionState) bool {
-	return cs.NegotiatedProtocol == xacme.ALPNProto
-}
-
 // Start runs the renewal loop in the background until Close.
 func (m *Manager) Start() {
 	m.mu.Lock()
