@@ -35,6 +35,11 @@ type ACME struct {
 	// Dir keeps the account key and the certificates
 	// (DATADIR/state/acme).
 	Dir string
+	// Challenge is the one the CA checks: acme.HTTP01 or acme.TLSALPN01,
+	// as "acmechallenge" forces it, else as the listeners allow
+	// (acme.ChooseChallenge); ChallengeForced says which.
+	Challenge       string
+	ChallengeForced bool
 }
 
 // ACMEDirectories are the CAs "acmedirectory" knows by name.
@@ -53,11 +58,27 @@ func (a *ACME) Same(b *ACME) bool {
 		return a == b
 	}
 	return slices.Equal(a.Hosts, b.Hosts) && a.Email == b.Email && a.Directory == b.Directory &&
-		a.RootsFile == b.RootsFile && a.EABKeyID == b.EABKeyID && a.EABKey == b.EABKey && a.Dir == b.Dir
+		a.RootsFile == b.RootsFile && a.EABKeyID == b.EABKeyID && a.EABKey == b.EABKey && a.Dir == b.Dir &&
+		a.Challenge == b.Challenge
+}
+
+// ChallengeListeners describes listeners as the ACME challenges see them:
+// the addresses of each listener name (http-01 is answered by the acme and
+// web ones on port 80), and whether a TLS listener is on port 443, where
+// the CA makes its tls-alpn-01 handshake (a STARTTLS one cannot answer:
+// the CA's handshake comes first).
+func ChallengeListeners(listeners []Listener) (addrs map[string][]string, tls443 bool) {
+	addrs = map[string][]string{}
+	for _, ln := range listeners {
+		addrs[ln.Name] = append(addrs[ln.Name], ln.Address)
+		tls443 = tls443 || ln.ImplicitTLS() && strings.HasSuffix(ln.Address, ":443")
+	}
+	return addrs, tls443
 }
 
 // acme reads the ACME settings; nil when acmehosts is absent or empty.
-func (l *loader) acme(dataDir string) *ACME {
+// The challenge follows from listeners unless acmechallenge forces one.
+func (l *loader) acme(dataDir string, listeners []Listener) *ACME {
 	a := &ACME{Dir: filepath.Join(dataDir, "state", "acme")}
 	seen := map[string]bool{}
 	for _, ln := range l.lines("acmehosts") {
@@ -116,6 +137,14 @@ func (l *loader) acme(dataDir string) *ACME {
 		} else {
 			a.EABKeyID, a.EABKey = f[0], f[1]
 		}
+	}
+	switch c := strings.ToLower(l.single("acmechallenge", "auto")); c {
+	case "auto":
+		a.Challenge = acme.ChooseChallenge(ChallengeListeners(listeners))
+	case acme.HTTP01, acme.TLSALPN01:
+		a.Challenge, a.ChallengeForced = c, true
+	default:
+		l.fail(l.lines("acmechallenge")[0].Errorf("acmechallenge: want auto, %s or %s, got %q", acme.HTTP01, acme.TLSALPN01, c))
 	}
 	if len(a.Hosts) == 0 {
 		return nil

@@ -104,3 +104,47 @@ func FuzzACMESettings(f *testing.F) {
 		}
 	})
 }
+
+// TestACMEChallenge: http-01 when a listener answers it on port 80, else
+// tls-alpn-01 when a TLS listener is on port 443; acmechallenge forces
+// one, and a change of it is a change of the setup.
+func TestACMEChallenge(t *testing.T) {
+	dir := validDir(t)
+	write(t, filepath.Join(dir, "acmehosts"), "mail.example.org\n")
+	for _, c := range []struct{ listen, force, want string }{
+		{"acme 0.0.0.0:80\nwebs 0.0.0.0:443\n", "", acme.HTTP01},
+		{"web [::]:80\n", "", acme.HTTP01},
+		{"webs 0.0.0.0:443\nimaps 0.0.0.0:993\n", "", acme.TLSALPN01},
+		{"imaps [::]:443\n", "", acme.TLSALPN01},
+		{"smtp 0.0.0.0:443\n", "", acme.HTTP01}, // STARTTLS: the CA's handshake comes first
+		{"imaps 0.0.0.0:993\n", "", acme.HTTP01},
+		{"acme 0.0.0.0:80\nwebs 0.0.0.0:443\n", "tls-alpn-01\n", acme.TLSALPN01},
+		{"webs 0.0.0.0:443\n", "HTTP-01\n", acme.HTTP01},
+		{"webs 0.0.0.0:443\n", "auto\n", acme.TLSALPN01},
+	} {
+		write(t, filepath.Join(dir, "listen"), c.listen)
+		os.Remove(filepath.Join(dir, "acmechallenge"))
+		if c.force != "" {
+			write(t, filepath.Join(dir, "acmechallenge"), c.force)
+		}
+		cfg, err := Load(dir)
+		if err != nil {
+			t.Fatalf("listen %q, acmechallenge %q: %v", c.listen, c.force, err)
+		}
+		forced := c.force != "" && c.force != "auto\n"
+		if cfg.ACME.Challenge != c.want || cfg.ACME.ChallengeForced != forced {
+			t.Errorf("listen %q, acmechallenge %q: %s (forced %v), want %s (forced %v)",
+				c.listen, c.force, cfg.ACME.Challenge, cfg.ACME.ChallengeForced, c.want, forced)
+		}
+	}
+	a, _ := Load(dir)
+	write(t, filepath.Join(dir, "acmechallenge"), "http-01\n")
+	b, _ := Load(dir)
+	if a.ACME.Same(b.ACME) {
+		t.Error("a changed challenge is not seen as a change")
+	}
+	write(t, filepath.Join(dir, "acmechallenge"), "dns-01\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "acmechallenge:1: acmechallenge: want auto, http-01 or tls-alpn-01") {
+		t.Errorf("acmechallenge dns-01: %v", err)
+	}
+}

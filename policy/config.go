@@ -515,7 +515,7 @@ func LoadWith(dir string, replace map[string]string) (*Config, error) {
 	default:
 		l.fail(&Error{File: filepath.Join(abs, "tlsminversion"), Reason: fmt.Sprintf("tlsminversion %q: want 1.0, 1.1, 1.2 or 1.3", v)})
 	}
-	c.ACME = l.acme(c.DataDir)
+	c.ACME = l.acme(c.DataDir, c.Listeners)
 	l.clientCerts(c, abs)
 	for _, ln := range c.Listeners {
 		if ln.ImplicitTLS() && c.TLSCertificate == nil && c.TLSCertFile == "" && c.ACME == nil {

@@ -30,6 +30,7 @@ func (s *Server) newACME(a *policy.ACME) (*acme.Manager, error) {
 		Hosts: a.Hosts, Email: a.Email, Directory: a.Directory,
 		EABKeyID: a.EABKeyID, EABKey: a.EABKey,
 		HTTPClient: client, Dir: a.Dir, Logger: s.log.With("service", "acme"),
+		Challenge: a.Challenge,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("acmehosts: %w", err)
@@ -83,13 +84,31 @@ func (s *Server) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, erro
 	return cfg.Certificate(hello)
 }
 
-// warnACMEUnreachable logs when no listener on port 80 can answer the
-// CA's http-01 check (a web server in front may forward it; the log says
-// what is needed either way).
+// challengeConfig answers the ACME CA's tls-alpn-01 handshakes (RFC 8737)
+// on every TLS listener: for a hello asking for "acme-tls/1" alone and a
+// name being validated, the challenge certificate; nil (the listener's
+// own configuration, which offers no "acme-tls/1") for every other.
+// The protocol servers close such a connection after the handshake.
+func (s *Server) challengeConfig(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	m := s.acme.Load()
+	if m == nil {
+		return nil, nil
+	}
+	return m.ChallengeConfig(hello), nil
+}
+
+// warnACMEUnreachable logs when no listener can answer the CA's check: for
+// http-01 one on port 80 (a web server in front may forward it), for
+// tls-alpn-01 a TLS one on port 443 (a proxy in front may pass it on); the
+// log says what is needed either way.
 func (s *Server) warnACMEUnreachable(cfg *policy.Config) {
-	addrs := map[string][]string{}
-	for _, l := range cfg.Listeners {
-		addrs[l.Name] = append(addrs[l.Name], l.Address)
+	addrs, tls443 := policy.ChallengeListeners(cfg.Listeners)
+	if cfg.ACME.Challenge == acme.TLSALPN01 {
+		if !tls443 {
+			s.log.Warn("acme: no TLS listener (webs) on port 443; the CA's tls-alpn-01 check makes its TLS handshake there",
+				"hosts", cfg.ACME.Hosts)
+		}
+		return
 	}
 	if !acme.ChallengeReachable(addrs) {
 		s.log.Warn("acme: no acme or web listener on port 80; the CA's http-01 check fetches http://HOST/.well-known/acme-challenge/ there, so forward that path to the acme listener",

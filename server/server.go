@@ -260,15 +260,17 @@ func (s *Server) Auth() *auth.Service { return s.auth }
 
 // tlsConfig serves the certificates in force (see certificate), so that a
 // reload with a renewed tlscert file, or an ACME renewal, takes effect for
-// new connections without a restart. Without tlscert and acmehosts at
-// start, nil: no TLS.
+// new connections without a restart; and the ACME CA's tls-alpn-01
+// handshakes (challengeConfig) on every TLS listener. Without tlscert and
+// acmehosts at start, nil: no TLS.
 func (s *Server) tlsConfig() *tls.Config {
 	if s.Config().TLSCertificate == nil && s.acme.Load() == nil {
 		return nil
 	}
 	return &tls.Config{
-		MinVersion:     s.Config().TLSMinVersion, // a change applies at restart
-		GetCertificate: s.certificate,
+		MinVersion:         s.Config().TLSMinVersion, // a change applies at restart
+		GetCertificate:     s.certificate,
+		GetConfigForClient: s.challengeConfig,
 	}
 }
 

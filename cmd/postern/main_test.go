@@ -139,7 +139,20 @@ func TestConfigShowsACME(t *testing.T) {
 	}
 	listen, _ := os.ReadFile(filepath.Join(etc, "listen"))
 	os.WriteFile(filepath.Join(etc, "listen"), append(listen, "acme 0.0.0.0:80\n"...), 0o640)
-	if _, out, _ := runCmd(t, "", "--config", etc, "config"); strings.Contains(out, "no acme or web listener on port 80") {
-		t.Errorf("the note stays with an acme listener on port 80:\n%s", out)
+	if _, out, _ := runCmd(t, "", "--config", etc, "config"); strings.Contains(out, "no acme or web listener on port 80") ||
+		!strings.Contains(out, "acme       challenge http-01\n") {
+		t.Errorf("the note stays with an acme listener on port 80, or the challenge is not http-01:\n%s", out)
+	}
+	// tls-alpn-01, forced, needs a TLS listener on port 443.
+	os.WriteFile(filepath.Join(etc, "acmechallenge"), []byte("tls-alpn-01\n"), 0o640)
+	if _, out, _ := runCmd(t, "", "--config", etc, "config"); !strings.Contains(out, "acme       challenge tls-alpn-01\n") ||
+		!strings.Contains(out, "no TLS listener (webs) on port 443") {
+		t.Errorf("tls-alpn-01 without a listener on 443:\n%s", out)
+	}
+	os.WriteFile(filepath.Join(etc, "listen"), append(listen, "webs 0.0.0.0:443\n"...), 0o640)
+	os.Remove(filepath.Join(etc, "acmechallenge"))
+	if _, out, _ := runCmd(t, "", "--config", etc, "config"); !strings.Contains(out, "acme       challenge tls-alpn-01\n") ||
+		strings.Contains(out, "note:") {
+		t.Errorf("webs on 443 and nothing on port 80: want tls-alpn-01, no note:\n%s", out)
 	}
 }

@@ -211,7 +211,12 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 				fmt.Fprintf(e.stdout, "acme       %s (until %s, %s)\n", h, leaf.NotAfter.Format("2006-01-02"), leaf.Issuer.CommonName)
 			}
 		}
-		if !acme.ChallengeReachable(listenAddrs(cfg)) {
+		addrs, tls443 := policy.ChallengeListeners(cfg.Listeners)
+		fmt.Fprintf(e.stdout, "acme       challenge %s\n", a.Challenge)
+		switch {
+		case a.Challenge == acme.TLSALPN01 && !tls443:
+			fmt.Fprintf(e.stdout, "acme       note: no TLS listener (webs) on port 443; the CA's tls-alpn-01 check makes its TLS handshake there\n")
+		case a.Challenge == acme.HTTP01 && !acme.ChallengeReachable(addrs):
 			fmt.Fprintf(e.stdout, "acme       note: no acme or web listener on port 80; the CA's http-01 check needs one, or a web server forwarding /.well-known/acme-challenge/ to one\n")
 		}
 	}
@@ -263,15 +268,6 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 		fmt.Fprintf(e.stdout, "listen     %-12s %s\n", l.Name, l.Address)
 	}
 	return 0
-}
-
-// listenAddrs maps listener names to their configured addresses.
-func listenAddrs(cfg *policy.Config) map[string][]string {
-	m := map[string][]string{}
-	for _, l := range cfg.Listeners {
-		m[l.Name] = append(m[l.Name], l.Address)
-	}
-	return m
 }
 
 func runUser(e *env, args []string) int {

@@ -398,6 +398,13 @@ func (c *conn) handshake(tc *tls.Conn) bool {
 		return false
 	}
 	st := tc.ConnectionState()
+	if st.NegotiatedProtocol != "" {
+		// SMTP is offered by no ALPN name (RFC 7301): a protocol
+		// negotiated is another service's, the ACME CA's tls-alpn-01
+		// check (RFC 8737), which ends with the handshake.
+		c.log.Debug("smtpd: TLS handshake for another protocol; closed", "alpn", st.NegotiatedProtocol)
+		return false
+	}
 	c.info.TLS = &st
 	return true
 }

@@ -4,9 +4,12 @@
 // names (MTA-STS, DANE-EE is fine either way) and the IMAP, POP3 and
 // submission clients get a certificate they trust without certbot.
 //
-// One certificate per host name, proved with the http-01 challenge: the
+// One certificate per host name, proved with the http-01 challenge (the
 // CA fetches http://HOST/.well-known/acme-challenge/TOKEN, which the
-// Manager answers (ServeHTTP) on the listener the server puts on port 80.
+// Manager answers, ServeHTTP, on the listener the server puts on port 80)
+// or with tls-alpn-01 (RFC 8737: the CA makes a TLS handshake with HOST on
+// port 443 asking for the "acme-tls/1" protocol, and the server's TLS
+// listeners show it the challenge certificate ChallengeConfig gives).
 // Each certificate is kept in DIR/HOST.pem as the chain followed by its
 // private key, the format of the "tlscert" setting, written atomically
 // (temporary file, fsync, rename, fsync of the directory), and renewed
@@ -14,8 +17,7 @@
 // growing pause (one minute, doubling, at most an hour) and logged; the
 // certificate in force stays until it is replaced.
 //
-// tls-alpn-01 is not used: it needs the CA to reach port 443, which a mail
-// server does not serve. dns-01 needs the DNS provider's API.
+// dns-01 is not used: it needs the DNS provider's API.
 package acme
 
 import (
@@ -45,6 +47,12 @@ import (
 	"postern/internal/atomicfile"
 )
 
+// The challenges a Manager answers (Options.Challenge).
+const (
+	HTTP01    = "http-01"     // RFC 8555 section 8.3
+	TLSALPN01 = "tls-alpn-01" // RFC 8737
+)
+
 // LetsEncrypt is the directory of Let's Encrypt's production CA, the
 // default.
 const LetsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
@@ -61,6 +69,9 @@ type Options struct {
 	// HTTPClient talks to the CA; nil uses the system's roots.
 	HTTPClient *http.Client
 	Dir        string // where the account key and the certificates are kept
+	// Challenge is the one the CA is asked to check: HTTP01 (the
+	// default, "") or TLSALPN01.
+	Challenge string
 	// RenewBefore renews a certificate this long before it expires; 0
 	// means when a third of its lifetime is left.
 	RenewBefore time.Duration
@@ -79,6 +90,7 @@ type Manager struct {
 	mu         sync.Mutex
 	certs      map[string]*tls.Certificate // by host
 	tokens     map[string]string           // http-01 path → key authorization
+	alpnCerts  map[string]*tls.Certificate // tls-alpn-01: host being validated → challenge certificate
 	registered bool
 	next       map[string]time.Time // host → next attempt
 	fails      map[string]int
@@ -105,6 +117,13 @@ func New(opt Options) (*Manager, error) {
 	if opt.Directory == "" {
 		opt.Directory = LetsEncrypt
 	}
+	switch opt.Challenge {
+	case "":
+		opt.Challenge = HTTP01
+	case HTTP01, TLSALPN01:
+	default:
+		return nil, fmt.Errorf("acme: unknown challenge %q (want %s or %s)", opt.Challenge, HTTP01, TLSALPN01)
+	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
@@ -122,11 +141,12 @@ func New(opt Options) (*Manager, error) {
 			Key: key, DirectoryURL: opt.Directory, HTTPClient: opt.HTTPClient,
 			UserAgent: "postern",
 		},
-		certs:  map[string]*tls.Certificate{},
-		tokens: map[string]string{},
-		kick:   make(chan struct{}, 1),
-		next:   map[string]time.Time{},
-		fails:  map[string]int{},
+		certs:     map[string]*tls.Certificate{},
+		tokens:    map[string]string{},
+		alpnCerts: map[string]*tls.Certificate{},
+		kick:      make(chan struct{}, 1),
+		next:      map[string]time.Time{},
+		fails:     map[string]int{},
 	}
 	for _, h := range opt.Hosts {
 		p := m.certPath(h)
@@ -204,6 +224,31 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.Write([]byte(resp))
+}
+
+// ChallengeConfig is the TLS configuration for a handshake of the CA's
+// tls-alpn-01 check, for tls.Config.GetConfigForClient: when hello asks
+// for the "acme-tls/1" protocol alone (RFC 8737 section 3) and names a
+// host being validated, the challenge certificate with "acme-tls/1"
+// negotiated; else nil (any other client, or a name not being
+// validated, gets the server's usual configuration, which offers no
+// "acme-tls/1"). The connection then carries no protocol: the server
+// closes it after the handshake.
+func (m *Manager) ChallengeConfig(hello *tls.ClientHelloInfo) *tls.Config {
+	if len(hello.SupportedProtos) != 1 || hello.SupportedProtos[0] != xacme.ALPNProto {
+		return nil
+	}
+	m.mu.Lock()
+	cert := m.alpnCerts[strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))]
+	m.mu.Unlock()
+	if cert == nil {
+		return nil
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12, // RFC 8737 section 4
+		Certificates: []tls.Certificate{*cert},
+		NextProtos:   []string{xacme.ALPNProto},
+	}
 }
 
 // Start runs the renewal loop in the background until Close.
@@ -394,7 +439,8 @@ func (m *Manager) obtain(ctx context.Context, host string) (*tls.Certificate, er
 	return &cert, nil
 }
 
-// authorize proves control of an authorization's name with http-01.
+// authorize proves control of an authorization's name with the
+// configured challenge.
 func (m *Manager) authorize(ctx context.Context, url string) error {
 	z, err := m.client.GetAuthorization(ctx, url)
 	if err != nil {
@@ -405,32 +451,50 @@ func (m *Manager) authorize(ctx context.Context, url string) error {
 	}
 	var chal *xacme.Challenge
 	for _, c := range z.Challenges {
-		if c.Type == "http-01" {
+		if c.Type == m.opt.Challenge {
 			chal = c
 		}
 	}
 	if chal == nil {
-		return fmt.Errorf("the CA offers no http-01 challenge for %s", z.Identifier.Value)
+		return fmt.Errorf("the CA offers no %s challenge for %s", m.opt.Challenge, z.Identifier.Value)
 	}
-	resp, err := m.client.HTTP01ChallengeResponse(chal.Token)
-	if err != nil {
-		return err
-	}
-	path := m.client.HTTP01ChallengePath(chal.Token)
-	m.mu.Lock()
-	m.tokens[path] = resp
-	m.mu.Unlock()
-	defer func() {
+	host := z.Identifier.Value
+	var where string
+	if m.opt.Challenge == TLSALPN01 {
+		cert, err := m.client.TLSALPN01ChallengeCert(chal.Token, host)
+		if err != nil {
+			return err
+		}
 		m.mu.Lock()
-		delete(m.tokens, path)
+		m.alpnCerts[host] = &cert
 		m.mu.Unlock()
-	}()
+		defer func() {
+			m.mu.Lock()
+			delete(m.alpnCerts, host)
+			m.mu.Unlock()
+		}()
+		where = fmt.Sprintf("the CA makes a TLS handshake with %s on port 443 asking for acme-tls/1; is port 443 a TLS listener (webs)?", host)
+	} else {
+		resp, err := m.client.HTTP01ChallengeResponse(chal.Token)
+		if err != nil {
+			return err
+		}
+		path := m.client.HTTP01ChallengePath(chal.Token)
+		m.mu.Lock()
+		m.tokens[path] = resp
+		m.mu.Unlock()
+		defer func() {
+			m.mu.Lock()
+			delete(m.tokens, path)
+			m.mu.Unlock()
+		}()
+		where = fmt.Sprintf("the CA fetches http://%s%s; is port 80 served by the acme listener?", host, path)
+	}
 	if _, err := m.client.Accept(ctx, chal); err != nil {
 		return fmt.Errorf("challenge: %w", err)
 	}
 	if _, err := m.client.WaitAuthorization(ctx, z.URI); err != nil {
-		return fmt.Errorf("http-01 for %s (the CA fetches http://%s%s; is port 80 served by the acme listener?): %w",
-			z.Identifier.Value, z.Identifier.Value, path, err)
+		return fmt.Errorf("%s for %s (%s): %w", m.opt.Challenge, host, where, err)
 	}
 	return nil
 }
@@ -542,4 +606,15 @@ func ChallengeReachable(listeners map[string][]string) bool {
 		}
 	}
 	return false
+}
+
+// ChooseChallenge picks the challenge when the configuration forces none:
+// http-01 when a listener answers it on port 80 (ChallengeReachable), else
+// tls-alpn-01 when tls443 (a TLS listener is on port 443, where the CA
+// connects), else http-01 (a web server in front may forward its path).
+func ChooseChallenge(listeners map[string][]string, tls443 bool) string {
+	if !ChallengeReachable(listeners) && tls443 {
+		return TLSALPN01
+	}
+	return HTTP01
 }

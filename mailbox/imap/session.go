@@ -179,6 +179,9 @@ func (sess *session) run() {
 			sess.log.Debug("imap: TLS handshake", "err", err)
 			return
 		}
+		if otherProtocol(tc) {
+			return
+		}
 		tc.SetDeadline(time.Time{})
 	}
 	if sess.state == stateAuth { // pre-authenticated (ServeConn)

@@ -540,6 +540,12 @@ func (s *session) handshake(tc *tls.Conn) error {
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("pop3: TLS handshake: %w", err)
 	}
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "" {
+		// POP3 is offered by no ALPN name (RFC 7301): a protocol
+		// negotiated is another service's, the ACME CA's tls-alpn-01
+		// check (RFC 8737), which ends with the handshake.
+		return fmt.Errorf("pop3: TLS handshake for another protocol (%s)", p)
+	}
 	s.isTLS = true
 	return nil
 }

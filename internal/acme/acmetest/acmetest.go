@@ -1,7 +1,7 @@
 // Package acmetest runs Let's Encrypt's test CA, Pebble, in the test's
 // process: a real ACME server (RFC 8555) whose validation authority
-// resolves names through the given DNS server and fetches http-01
-// challenges on the given port, for tests of certificate issuance without
+// resolves names through the given DNS server, fetches http-01 challenges
+// and makes tls-alpn-01 handshakes (RFC 8737) on the given ports, for tests of certificate issuance without
 // the Internet. Only tests import it.
 package acmetest
 
@@ -38,6 +38,12 @@ type CA struct {
 // challenges on httpPort. Pebble's random pauses and refused nonces are
 // off, so that tests are quick and repeatable.
 func Start(t testing.TB, dnsAddr string, httpPort int) *CA {
+	return StartPorts(t, dnsAddr, httpPort, 0)
+}
+
+// StartPorts is Start with the port of tls-alpn-01 handshakes too (443 at
+// a real CA); 0 fails every tls-alpn-01 validation.
+func StartPorts(t testing.TB, dnsAddr string, httpPort, tlsPort int) *CA {
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
 	t.Setenv("PEBBLE_AUTHZREUSE", "0")
@@ -47,7 +53,7 @@ func Start(t testing.TB, dnsAddr string, httpPort int) *CA {
 	}
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "test"}})
-	validator := va.New(logger, httpPort, 0, false, dnsAddr, store)
+	validator := va.New(logger, httpPort, tlsPort, false, dnsAddr, store)
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
 	c := &CA{ca: authority}
 	h := front.Handler()
