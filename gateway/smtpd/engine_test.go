@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -843,4 +844,52 @@ func TestRecipientOvershootIsBounded(t *testing.T) {
 		c.expect("452 4.5.3")
 	}
 	c.expect("421 ")
+}
+
+// A STARTTLS whose handshake negotiates an ALPN protocol (the ACME CA's
+// acme-tls/1, offered only by the server's challenge configuration) ends
+// the connection with nothing sent after the handshake.
+func TestStartTLSWithALPNProtocolCloses(t *testing.T) {
+	checkGoroutines(t)
+	o := testOptions(t)
+	o.TLSConfig = testTLSConfig(t)
+	o.TLSConfig.NextProtos = []string{"acme-tls/1"}
+	_, addr := startServer(t, &testBackend{}, o)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	reply := func() string {
+		var last string
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if last = l; len(l) < 4 || l[3] == ' ' {
+				return last
+			}
+		}
+	}
+	reply() // greeting
+	fmt.Fprintf(c, "EHLO client.example.org\r\n")
+	reply()
+	fmt.Fprintf(c, "STARTTLS\r\n")
+	if r := reply(); !strings.HasPrefix(r, "220") {
+		t.Fatalf("STARTTLS: %q", r)
+	}
+	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"acme-tls/1"}})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "acme-tls/1" {
+		t.Fatalf("negotiated %q", p)
+	}
+	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := tc.Read(make([]byte, 64))
+	if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("after the handshake: %d bytes, %v; want the connection closed with nothing sent", n, err)
+	}
 }

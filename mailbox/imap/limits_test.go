@@ -355,3 +355,38 @@ func TestShutdownDeadlineClosesStuckSessions(t *testing.T) {
 	env.srv = nil
 	r.expectClosed(t)
 }
+
+// A STARTTLS whose handshake negotiates an ALPN protocol (the ACME CA's
+// acme-tls/1, offered only by the server's challenge configuration) ends
+// the connection with nothing sent after the handshake; a client that
+// asks for no protocol on the same server goes on as usual.
+func TestStartTLSWithALPNProtocolCloses(t *testing.T) {
+	cfg := selfSignedTLS(t)
+	cfg.NextProtos = []string{"acme-tls/1"}
+	env := newTestEnv(t, func(o *Options) { o.TLSConfig = cfg; o.AllowInsecureAuth = false })
+	r := env.dial()
+	r.expect("* OK")
+	r.send("a1 STARTTLS\r\n")
+	r.expect("a1 OK")
+	tc := tls.Client(r.c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"acme-tls/1"}})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "acme-tls/1" {
+		t.Fatalf("negotiated %q", p)
+	}
+	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := tc.Read(make([]byte, 64))
+	if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("after the handshake: %d bytes, %v; want the connection closed with nothing sent", n, err)
+	}
+
+	c, err := imapclient.DialStartTLS(env.addr, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice", "secret").Wait(); err != nil {
+		t.Fatalf("a client without ALPN after that: %v", err)
+	}
+}

@@ -612,3 +612,30 @@ func TestLoginPurgesStaleTmpFiles(t *testing.T) {
 		t.Errorf("fresh tmp file removed: %v", err)
 	}
 }
+
+// An STLS whose handshake negotiates an ALPN protocol (the ACME CA's
+// acme-tls/1, offered only by the server's challenge configuration) ends
+// the connection with nothing sent after the handshake.
+func TestSTLSWithALPNProtocolCloses(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) {
+		c := o.TLSConfig.Clone()
+		c.NextProtos = []string{"acme-tls/1"}
+		o.TLSConfig = c
+	})
+	c := env.dial()
+	c.ok("STLS")
+	cfg := env.clientTLSConfig()
+	cfg.NextProtos = []string{"acme-tls/1"}
+	tc := tls.Client(c.conn, cfg)
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "acme-tls/1" {
+		t.Fatalf("negotiated %q", p)
+	}
+	tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := tc.Read(make([]byte, 64))
+	if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("after the handshake: %d bytes, %v; want the connection closed with nothing sent", n, err)
+	}
+}
