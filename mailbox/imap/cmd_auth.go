@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/internal/netserve"
 	"postern/mailbox/maildir"
 )
 
@@ -45,26 +46,15 @@ func execStartTLS(s *session, c *command) result {
 		return fatal()
 	}
 	tc := tls.Server(s.conn, s.srv.opt.TLSConfig)
-	tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
-	if err := tc.Handshake(); err != nil {
+	if err := netserve.Handshake(context.Background(), tc, tlsHandshakeTimeout); err != nil {
 		s.log.Debug("imap: STARTTLS handshake", "err", err)
 		return fatal()
 	}
-	if otherProtocol(tc) {
-		return fatal()
-	}
-	tc.SetDeadline(time.Time{})
 	s.setConn(tc)
 	s.tls = true
 	// The tagged OK is already out; the next command starts over TLS.
 	return result{sent: true}
 }
-
-// otherProtocol reports whether tc's handshake negotiated a protocol by
-// ALPN (RFC 7301). IMAP is offered by no ALPN name, so it is another
-// service's: the ACME CA's tls-alpn-01 check (RFC 8737), which ends with
-// the handshake; no IMAP follows.
-func otherProtocol(tc *tls.Conn) bool { return tc.ConnectionState().NegotiatedProtocol != "" }
 
 type loginArgs struct{ user, pass string }
 

@@ -2,6 +2,7 @@ package imap
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/internal/netserve"
 	"postern/mailbox/maildir"
 )
 
@@ -174,15 +176,10 @@ func (sess *session) run() {
 	}()
 	sess.log.Debug("imap: session opened")
 	if tc, ok := sess.conn.(*tls.Conn); ok {
-		tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
-		if err := tc.Handshake(); err != nil {
+		if err := netserve.Handshake(context.Background(), tc, tlsHandshakeTimeout); err != nil {
 			sess.log.Debug("imap: TLS handshake", "err", err)
 			return
 		}
-		if otherProtocol(tc) {
-			return
-		}
-		tc.SetDeadline(time.Time{})
 	}
 	if sess.state == stateAuth { // pre-authenticated (ServeConn)
 		sess.w.line("* PREAUTH [CAPABILITY ")

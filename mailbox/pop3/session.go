@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/internal/netserve"
 	"postern/mailbox/maildir"
 )
 
@@ -535,16 +536,8 @@ func (s *session) cmdSTLS() bool {
 }
 
 func (s *session) handshake(tc *tls.Conn) error {
-	ctx, cancel := context.WithTimeout(s.srv.baseCtx, tlsHandshakeTimeout)
-	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := netserve.Handshake(s.srv.baseCtx, tc, tlsHandshakeTimeout); err != nil {
 		return fmt.Errorf("pop3: TLS handshake: %w", err)
-	}
-	if p := tc.ConnectionState().NegotiatedProtocol; p != "" {
-		// POP3 is offered by no ALPN name (RFC 7301): a protocol
-		// negotiated is another service's, the ACME CA's tls-alpn-01
-		// check (RFC 8737), which ends with the handshake.
-		return fmt.Errorf("pop3: TLS handshake for another protocol (%s)", p)
 	}
 	s.isTLS = true
 	return nil

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/internal/netserve"
 	"postern/mailbox/maildir"
 )
 
@@ -131,24 +132,13 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-// otherProtocol reports whether tc's handshake negotiated a protocol by
-// ALPN (RFC 7301). SMAP is offered by no ALPN name, so it is another
-// service's: the ACME CA's tls-alpn-01 check (RFC 8737), which ends with
-// the handshake; no SMAP follows.
-func otherProtocol(tc *tls.Conn) bool { return tc.ConnectionState().NegotiatedProtocol != "" }
-
 // serveListener runs a session on Postern's own SMAP listener.
 func (sess *session) serveListener() {
 	if tc, ok := sess.conn.(*tls.Conn); ok {
-		tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
-		if err := tc.Handshake(); err != nil {
+		if err := netserve.Handshake(context.Background(), tc, tlsHandshakeTimeout); err != nil {
 			sess.log.Debug("smap: TLS handshake", "err", err)
 			return
 		}
-		if otherProtocol(tc) {
-			return
-		}
-		tc.SetDeadline(time.Time{})
 	}
 	// conn.html: an SMAP server greets as an IMAP server would, with
 	// SMAP1 among the capabilities.
@@ -253,15 +243,10 @@ func (sess *session) startTLS() bool {
 		return false
 	}
 	tc := tls.Server(sess.conn, sess.srv.opt.TLSConfig)
-	tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
-	if err := tc.Handshake(); err != nil {
+	if err := netserve.Handshake(context.Background(), tc, tlsHandshakeTimeout); err != nil {
 		sess.log.Debug("smap: STARTTLS handshake", "err", err)
 		return false
 	}
-	if otherProtocol(tc) {
-		return false
-	}
-	tc.SetDeadline(time.Time{})
 	sess.mu.Lock()
 	sess.conn = tc
 	sess.mu.Unlock()
