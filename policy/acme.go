@@ -3,12 +3,14 @@ package policy
 import (
 	"crypto/x509"
 	"encoding/base64"
+	"net"
 	"net/mail"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"postern/internal/acme"
 )
@@ -35,11 +37,15 @@ type ACME struct {
 	// Dir keeps the account key and the certificates
 	// (DATADIR/state/acme).
 	Dir string
-	// Challenge is the one the CA checks: acme.HTTP01 or acme.TLSALPN01,
-	// as "acmechallenge" forces it, else as the listeners allow
+	// Challenge is the one the CA checks: acme.HTTP01, acme.TLSALPN01
+	// or acme.DNS01, as "acmechallenge" forces it, else dns-01 when
+	// DNSUpdate is set, else as the listeners allow
 	// (acme.ChooseChallenge); ChallengeForced says which.
 	Challenge       string
 	ChallengeForced bool
+	// DNSUpdate publishes dns-01's records ("acmednsupdate"); nil when
+	// the file is absent.
+	DNSUpdate *acme.RFC2136
 }
 
 // ACMEDirectories are the CAs "acmedirectory" knows by name.
@@ -59,7 +65,8 @@ func (a *ACME) Same(b *ACME) bool {
 	}
 	return slices.Equal(a.Hosts, b.Hosts) && a.Email == b.Email && a.Directory == b.Directory &&
 		a.RootsFile == b.RootsFile && a.EABKeyID == b.EABKeyID && a.EABKey == b.EABKey && a.Dir == b.Dir &&
-		a.Challenge == b.Challenge
+		a.Challenge == b.Challenge && (a.DNSUpdate == nil) == (b.DNSUpdate == nil) &&
+		(a.DNSUpdate == nil || *a.DNSUpdate == *b.DNSUpdate)
 }
 
 // ChallengeListeners describes listeners as the ACME challenges see them:
@@ -138,16 +145,120 @@ func (l *loader) acme(dataDir string, listeners []Listener) *ACME {
 			a.EABKeyID, a.EABKey = f[0], f[1]
 		}
 	}
+	a.DNSUpdate = l.acmeDNSUpdate()
 	switch c := strings.ToLower(l.single("acmechallenge", "auto")); c {
 	case "auto":
-		a.Challenge = acme.ChooseChallenge(ChallengeListeners(listeners))
+		if a.DNSUpdate != nil {
+			a.Challenge = acme.DNS01
+		} else {
+			a.Challenge = acme.ChooseChallenge(ChallengeListeners(listeners))
+		}
 	case acme.HTTP01, acme.TLSALPN01:
 		a.Challenge, a.ChallengeForced = c, true
+	case acme.DNS01:
+		a.Challenge, a.ChallengeForced = c, true
+		if a.DNSUpdate == nil && len(l.lines("acmednsupdate")) == 0 {
+			l.fail(l.lines("acmechallenge")[0].Errorf("acmechallenge: dns-01 needs acmednsupdate (the name server that takes the records)"))
+		}
 	default:
-		l.fail(l.lines("acmechallenge")[0].Errorf("acmechallenge: want auto, %s or %s, got %q", acme.HTTP01, acme.TLSALPN01, c))
+		l.fail(l.lines("acmechallenge")[0].Errorf("acmechallenge: want auto, %s, %s or %s, got %q", acme.HTTP01, acme.TLSALPN01, acme.DNS01, c))
+	}
+	if a.Challenge != acme.DNS01 {
+		for _, ln := range l.lines("acmehosts") {
+			for _, h := range strings.Fields(ln.Text) {
+				if strings.HasPrefix(h, "*.") {
+					l.fail(ln.Errorf("acmehosts: %s: a wildcard name needs the dns-01 challenge (acmednsupdate)", h))
+				}
+			}
+		}
 	}
 	if len(a.Hosts) == 0 {
 		return nil
 	}
 	return a
+}
+
+// acmeDNSUpdate reads "acmednsupdate": how dns-01's TXT records reach the
+// zone's primary name server by DNS UPDATE (RFC 2136), one "KEYWORD
+// VALUE" per line:
+//
+//	server ADDRESS[:PORT]   the primary (port 53 by default); required
+//	zone NAME               the zone; found from the SOA when absent
+//	key NAME ALGORITHM SECRET   the TSIG key (hmac-sha256, base64 secret)
+//	propagation DURATION    how long the primary may take to answer
+//
+// nil when the file is absent or wrong (the errors are recorded).
+func (l *loader) acmeDNSUpdate() *acme.RFC2136 {
+	lines := l.lines("acmednsupdate")
+	if len(lines) == 0 {
+		return nil
+	}
+	u := &acme.RFC2136{}
+	ok := true
+	bad := func(ln Line, format string, args ...any) {
+		l.fail(ln.Errorf("acmednsupdate: "+format, args...))
+		ok = false
+	}
+	seen := map[string]bool{}
+	for _, ln := range lines {
+		f := strings.Fields(ln.Text)
+		kw := strings.ToLower(f[0])
+		if seen[kw] {
+			bad(ln, "%s given twice", kw)
+			continue
+		}
+		seen[kw] = true
+		switch kw {
+		case "server":
+			if len(f) != 2 {
+				bad(ln, "want server ADDRESS[:PORT]")
+				continue
+			}
+			addr := f[1]
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				addr = net.JoinHostPort(strings.Trim(addr, "[]"), "53")
+			}
+			if host, _, err := net.SplitHostPort(addr); err != nil || host == "" {
+				bad(ln, "bad server address %q", f[1])
+				continue
+			}
+			u.Server = addr
+		case "zone":
+			if len(f) != 2 || acme.CheckHost(strings.ToLower(strings.TrimSuffix(f[1], "."))) != nil {
+				bad(ln, "want zone NAME (a domain such as example.org)")
+				continue
+			}
+			u.Zone = strings.ToLower(strings.TrimSuffix(f[1], ".")) + "."
+		case "key":
+			if len(f) != 4 {
+				bad(ln, "want key NAME ALGORITHM SECRET (as tsig-keygen or keymgr print them)")
+				continue
+			}
+			if _, known := acme.TSIGAlgorithm(f[2]); !known {
+				bad(ln, "unknown TSIG algorithm %q (hmac-sha256, hmac-sha512, hmac-sha1, ...)", f[2])
+				continue
+			}
+			if _, err := base64.StdEncoding.DecodeString(f[3]); err != nil {
+				bad(ln, "the secret is not base64: %v", err)
+				continue
+			}
+			u.KeyName, u.Algorithm, u.Secret = strings.TrimSuffix(f[1], ".")+".", strings.ToLower(f[2]), f[3]
+		case "propagation":
+			d, err := time.ParseDuration(strings.Join(f[1:], ""))
+			if len(f) != 2 || err != nil || d <= 0 || d > time.Hour {
+				bad(ln, "want propagation DURATION (e.g. 60s, at most 1h)")
+				continue
+			}
+			u.Propagation = d
+		default:
+			bad(ln, "unknown keyword %q (server, zone, key, propagation)", f[0])
+		}
+	}
+	if !seen["server"] && ok {
+		bad(lines[0], "no server line (the zone's primary name server)")
+	}
+	if !ok {
+		return nil
+	}
+	return u
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"postern/internal/acme"
 )
@@ -58,7 +59,7 @@ func TestACMESettings(t *testing.T) {
 		t.Fatal("bad ACME settings accepted")
 	}
 	for _, want := range []string{
-		"acmehosts:2: acmehosts: *.example.org: wildcard names need the dns-01 challenge",
+		"acmehosts:2: acmehosts: *.example.org: a wildcard name needs the dns-01 challenge (acmednsupdate)",
 		"acmehosts:2: acmehosts: 192.0.2.1 is an address",
 		"acmehosts:2: acmehosts: localhost: a certificate authority only certifies full domain names",
 		"acmeemail:1: acmeemail: want an address",
@@ -144,7 +145,77 @@ func TestACMEChallenge(t *testing.T) {
 		t.Error("a changed challenge is not seen as a change")
 	}
 	write(t, filepath.Join(dir, "acmechallenge"), "dns-01\n")
-	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "acmechallenge:1: acmechallenge: want auto, http-01 or tls-alpn-01") {
-		t.Errorf("acmechallenge dns-01: %v", err)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "acmechallenge:1: acmechallenge: dns-01 needs acmednsupdate") {
+		t.Errorf("acmechallenge dns-01 without acmednsupdate: %v", err)
+	}
+	write(t, filepath.Join(dir, "acmechallenge"), "dns-02\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "acmechallenge:1: acmechallenge: want auto, http-01, tls-alpn-01 or dns-01") {
+		t.Errorf("acmechallenge dns-02: %v", err)
+	}
+}
+
+// TestACMEDNSUpdate: acmednsupdate makes dns-01 the challenge (auto), lets
+// wildcard names in, and each mistake is refused with its line.
+func TestACMEDNSUpdate(t *testing.T) {
+	dir := validDir(t)
+	write(t, filepath.Join(dir, "acmehosts"), "*.example.org mail.example.org\n")
+	write(t, filepath.Join(dir, "listen"), "acme 0.0.0.0:80\n")
+	write(t, filepath.Join(dir, "acmednsupdate"), "# the primary\nserver 192.0.2.53\nzone Example.org.\nkey acme-update hmac-sha256 c2VjcmV0LXNoYXJlZA==\npropagation 2m\n")
+	cfg, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.ACME
+	if a.Challenge != acme.DNS01 || a.ChallengeForced || strings.Join(a.Hosts, " ") != "*.example.org mail.example.org" {
+		t.Fatalf("challenge %s (forced %v), hosts %v", a.Challenge, a.ChallengeForced, a.Hosts)
+	}
+	u := a.DNSUpdate
+	if u == nil || u.Server != "192.0.2.53:53" || u.Zone != "example.org." || u.KeyName != "acme-update." ||
+		u.Algorithm != "hmac-sha256" || u.Secret != "c2VjcmV0LXNoYXJlZA==" || u.Propagation != 2*time.Minute {
+		t.Fatalf("DNSUpdate = %+v", u)
+	}
+	again, _ := Load(dir)
+	if !a.Same(again.ACME) {
+		t.Error("the same files load as a different setup")
+	}
+	write(t, filepath.Join(dir, "acmednsupdate"), "server [2001:db8::53]:5353\n")
+	changed, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Same(changed.ACME) || changed.ACME.DNSUpdate.Server != "[2001:db8::53]:5353" || changed.ACME.DNSUpdate.KeyName != "" {
+		t.Errorf("changed acmednsupdate: same %v, %+v", a.Same(changed.ACME), changed.ACME.DNSUpdate)
+	}
+
+	write(t, filepath.Join(dir, "acmednsupdate"), "zone example.org\nserver\nkey k hmac-md4 c2VjcmV0\nkey k2 hmac-sha256 !!\nzone x.org\nttl 5\npropagation forever\n")
+	_, err = Load(dir)
+	if err == nil {
+		t.Fatal("bad acmednsupdate accepted")
+	}
+	for _, want := range []string{
+		"acmednsupdate:2: acmednsupdate: want server ADDRESS[:PORT]",
+		"acmednsupdate:3: acmednsupdate: unknown TSIG algorithm \"hmac-md4\"",
+		"acmednsupdate:4: acmednsupdate: key given twice",
+		"acmednsupdate:5: acmednsupdate: zone given twice",
+		"acmednsupdate:6: acmednsupdate: unknown keyword \"ttl\"",
+		"acmednsupdate:7: acmednsupdate: want propagation DURATION",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	write(t, filepath.Join(dir, "acmednsupdate"), "zone example.org\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "acmednsupdate:1: acmednsupdate: no server line") {
+		t.Errorf("no server: %v", err)
+	}
+	write(t, filepath.Join(dir, "acmednsupdate"), "server 192.0.2.53\nkey k hmac-sha256 !!notbase64\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "acmednsupdate:2: acmednsupdate: the secret is not base64") {
+		t.Errorf("bad secret: %v", err)
+	}
+	// Forcing another challenge with a wildcard host is refused.
+	write(t, filepath.Join(dir, "acmednsupdate"), "server 192.0.2.53\n")
+	write(t, filepath.Join(dir, "acmechallenge"), "http-01\n")
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "acmehosts:1: acmehosts: *.example.org: a wildcard name needs the dns-01 challenge") {
+		t.Errorf("wildcard with http-01 forced: %v", err)
 	}
 }

@@ -26,12 +26,16 @@ func (s *Server) newACME(a *policy.ACME) (*acme.Manager, error) {
 			TLSClientConfig: &tls.Config{RootCAs: a.Roots},
 		}
 	}
-	m, err := acme.New(acme.Options{
+	opt := acme.Options{
 		Hosts: a.Hosts, Email: a.Email, Directory: a.Directory,
 		EABKeyID: a.EABKeyID, EABKey: a.EABKey,
 		HTTPClient: client, Dir: a.Dir, Logger: s.log.With("service", "acme"),
 		Challenge: a.Challenge,
-	})
+	}
+	if a.DNSUpdate != nil {
+		opt.DNS = a.DNSUpdate
+	}
+	m, err := acme.New(opt)
 	if err != nil {
 		return nil, fmt.Errorf("acmehosts: %w", err)
 	}
@@ -103,7 +107,10 @@ func (s *Server) challengeConfig(hello *tls.ClientHelloInfo) (*tls.Config, error
 // log says what is needed either way.
 func (s *Server) warnACMEUnreachable(cfg *policy.Config) {
 	addrs, tls443 := policy.ChallengeListeners(cfg.Listeners)
-	if cfg.ACME.Challenge == acme.TLSALPN01 {
+	switch cfg.ACME.Challenge {
+	case acme.DNS01:
+		return // no listener takes part
+	case acme.TLSALPN01:
 		if !tls443 {
 			s.log.Warn("acme: no TLS listener (webs) on port 443; the CA's tls-alpn-01 check makes its TLS handshake there",
 				"hosts", cfg.ACME.Hosts)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -214,6 +215,12 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 		addrs, tls443 := policy.ChallengeListeners(cfg.Listeners)
 		fmt.Fprintf(e.stdout, "acme       challenge %s\n", a.Challenge)
 		switch {
+		case a.Challenge == acme.DNS01 && a.DNSUpdate != nil:
+			zone := a.DNSUpdate.Zone
+			if zone == "" {
+				zone = "(found from the SOA)"
+			}
+			fmt.Fprintf(e.stdout, "acme       dns update to %s, zone %s, key %s\n", a.DNSUpdate.Server, zone, cmp.Or(a.DNSUpdate.KeyName, "(none: unsigned)"))
 		case a.Challenge == acme.TLSALPN01 && !tls443:
 			fmt.Fprintf(e.stdout, "acme       note: no TLS listener (webs) on port 443; the CA's tls-alpn-01 check makes its TLS handshake there\n")
 		case a.Challenge == acme.HTTP01 && !acme.ChallengeReachable(addrs):

@@ -9,15 +9,17 @@
 // Manager answers, ServeHTTP, on the listener the server puts on port 80)
 // or with tls-alpn-01 (RFC 8737: the CA makes a TLS handshake with HOST on
 // port 443 asking for the "acme-tls/1" protocol, and the server's TLS
-// listeners show it the challenge certificate ChallengeConfig gives).
+// listeners show it the challenge certificate ChallengeConfig gives), or
+// with dns-01 (the CA looks up the TXT record _acme-challenge.HOST, which
+// Options.DNS publishes: RFC2136 sends DNS UPDATEs to the zone's primary).
+// dns-01 alone can prove a wildcard name ("*.example.org"), and needs no
+// port open to the world.
 // Each certificate is kept in DIR/HOST.pem as the chain followed by its
 // private key, the format of the "tlscert" setting, written atomically
 // (temporary file, fsync, rename, fsync of the directory), and renewed
 // once a third of its lifetime is left. A failed attempt is retried with a
 // growing pause (one minute, doubling, at most an hour) and logged; the
 // certificate in force stays until it is replaced.
-//
-// dns-01 is not used: it needs the DNS provider's API.
 package acme
 
 import (
@@ -51,6 +53,7 @@ import (
 const (
 	HTTP01    = "http-01"     // RFC 8555 section 8.3
 	TLSALPN01 = "tls-alpn-01" // RFC 8737
+	DNS01     = "dns-01"      // RFC 8555 section 8.4
 )
 
 // LetsEncrypt is the directory of Let's Encrypt's production CA, the
@@ -70,8 +73,10 @@ type Options struct {
 	HTTPClient *http.Client
 	Dir        string // where the account key and the certificates are kept
 	// Challenge is the one the CA is asked to check: HTTP01 (the
-	// default, "") or TLSALPN01.
+	// default, ""), TLSALPN01 or DNS01.
 	Challenge string
+	// DNS publishes dns-01's records; required with DNS01.
+	DNS DNSUpdater
 	// RenewBefore renews a certificate this long before it expires; 0
 	// means when a third of its lifetime is left.
 	RenewBefore time.Duration
@@ -121,8 +126,17 @@ func New(opt Options) (*Manager, error) {
 	case "":
 		opt.Challenge = HTTP01
 	case HTTP01, TLSALPN01:
+	case DNS01:
+		if opt.DNS == nil {
+			return nil, fmt.Errorf("acme: %s without a way to publish its records", DNS01)
+		}
 	default:
-		return nil, fmt.Errorf("acme: unknown challenge %q (want %s or %s)", opt.Challenge, HTTP01, TLSALPN01)
+		return nil, fmt.Errorf("acme: unknown challenge %q (want %s, %s or %s)", opt.Challenge, HTTP01, TLSALPN01, DNS01)
+	}
+	for _, h := range opt.Hosts {
+		if strings.HasPrefix(h, "*.") && opt.Challenge != DNS01 {
+			return nil, fmt.Errorf("acme: %s: a wildcard name needs the %s challenge", h, DNS01)
+		}
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
@@ -168,17 +182,19 @@ func New(opt Options) (*Manager, error) {
 }
 
 // CheckHost refuses what cannot be a certificate's host name here:
-// wildcards (http-01 cannot prove them), addresses, bad labels.
+// addresses, bad labels, a wildcard other than a whole first label
+// ("*.example.org", which only the dns-01 challenge proves).
 func CheckHost(h string) error {
+	name := strings.TrimPrefix(h, "*.")
 	switch {
 	case h == "" || len(h) > 253:
 		return fmt.Errorf("acme: bad host name %q", h)
-	case strings.HasPrefix(h, "*."):
-		return fmt.Errorf("acme: %s: wildcard names need the dns-01 challenge, which Postern does not do", h)
+	case name != h && !strings.Contains(name, "."):
+		return fmt.Errorf("acme: %s: a wildcard must stand for one label under a domain (*.example.org)", h)
 	case !strings.Contains(h, "."):
 		return fmt.Errorf("acme: %s: a certificate authority only certifies full domain names", h)
 	}
-	for _, label := range strings.Split(h, ".") {
+	for _, label := range strings.Split(name, ".") {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return fmt.Errorf("acme: bad host name %q", h)
 		}
@@ -194,13 +210,31 @@ func CheckHost(h string) error {
 	return nil
 }
 
-func (m *Manager) certPath(host string) string { return filepath.Join(m.opt.Dir, host+".pem") }
+// certPath is where host's certificate is kept: DIR/HOST.pem, and
+// DIR/_wildcard.DOMAIN.pem for *.DOMAIN (no "*" in file names that
+// admins handle in shells).
+func (m *Manager) certPath(host string) string { return keptPath(m.opt.Dir, host) }
+
+func keptPath(dir, host string) string {
+	if rest, ok := strings.CutPrefix(host, "*."); ok {
+		host = "_wildcard." + rest
+	}
+	return filepath.Join(dir, host+".pem")
+}
 
 // Certificate returns host's current certificate, nil when it has none
-// (not yet issued) or only an expired one.
+// (not yet issued) or only an expired one. A host without one of its own
+// gets the certificate of the wildcard name that covers it (*.DOMAIN for
+// NAME.DOMAIN, one label, as RFC 6125 matches).
 func (m *Manager) Certificate(host string) *tls.Certificate {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	m.mu.Lock()
-	c := m.certs[strings.ToLower(strings.TrimSuffix(host, "."))]
+	c := m.certs[host]
+	if c == nil && !strings.HasPrefix(host, "*.") {
+		if _, parent, ok := strings.Cut(host, "."); ok && strings.Contains(parent, ".") {
+			c = m.certs["*."+parent]
+		}
+	}
 	m.mu.Unlock()
 	if c == nil || c.Leaf == nil || time.Now().After(c.Leaf.NotAfter) {
 		return nil
@@ -460,7 +494,28 @@ func (m *Manager) authorize(ctx context.Context, url string) error {
 	}
 	host := z.Identifier.Value
 	var where string
-	if m.opt.Challenge == TLSALPN01 {
+	switch m.opt.Challenge {
+	case DNS01:
+		// For *.DOMAIN the authorization is DOMAIN's (RFC 8555 7.1.3),
+		// and the record is DOMAIN's too.
+		value, err := m.client.DNS01ChallengeRecord(chal.Token)
+		if err != nil {
+			return err
+		}
+		name := "_acme-challenge." + host + "."
+		if err := m.opt.DNS.Present(ctx, name, value); err != nil {
+			return fmt.Errorf("%s for %s: %w", DNS01, host, err)
+		}
+		defer func() {
+			// The order's context may be over; the record must go anyway.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := m.opt.DNS.CleanUp(cctx, name, value); err != nil {
+				m.log.Warn("acme: the dns-01 record was not removed; remove it by hand", "name", name, "err", err)
+			}
+		}()
+		where = fmt.Sprintf("the CA looks up the TXT record %s through the domain's name servers; do they all serve the zone the update went to?", name)
+	case TLSALPN01:
 		cert, err := m.client.TLSALPN01ChallengeCert(chal.Token, host)
 		if err != nil {
 			return err
@@ -474,7 +529,7 @@ func (m *Manager) authorize(ctx context.Context, url string) error {
 			m.mu.Unlock()
 		}()
 		where = fmt.Sprintf("the CA makes a TLS handshake with %s on port 443 asking for acme-tls/1; is port 443 a TLS listener (webs)?", host)
-	} else {
+	default:
 		resp, err := m.client.HTTP01ChallengeResponse(chal.Token)
 		if err != nil {
 			return err
@@ -584,7 +639,7 @@ func pkixName(host string) pkix.Name { return pkix.Name{CommonName: host} }
 // Kept returns the leaf of the certificate kept for host in dir (nil and
 // no error when there is none yet), for status displays.
 func Kept(dir, host string) (*x509.Certificate, error) {
-	p := filepath.Join(dir, host+".pem")
+	p := keptPath(dir, host)
 	cert, err := tls.LoadX509KeyPair(p, p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil

@@ -255,7 +255,7 @@ func TestCheckHost(t *testing.T) {
 			t.Errorf("%s: %v", h, err)
 		}
 	}
-	for _, h := range []string{"", "localhost", "*.example.com", "192.0.2.1", "-a.example.com", "a..example.com",
+	for _, h := range []string{"", "localhost", "*.com", "a.*.example.com", "192.0.2.1", "-a.example.com", "a..example.com",
 		"Mail.example.com", "a_b.example.com", "../x.example", "mail.example.com.", strings.Repeat("a", 64) + ".example"} {
 		if err := acme.CheckHost(h); err == nil {
 			t.Errorf("%q accepted", h)
@@ -263,7 +263,7 @@ func TestCheckHost(t *testing.T) {
 	}
 	_, err := acme.New(acme.Options{Hosts: []string{"*.example.com"}, Dir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "dns-01") {
-		t.Errorf("wildcard: %v", err)
+		t.Errorf("wildcard with http-01: %v", err)
 	}
 	if _, err := acme.New(acme.Options{Dir: t.TempDir()}); err == nil {
 		t.Error("no hosts accepted")

@@ -24,6 +24,11 @@ type Zone struct {
 	servfail    map[string]bool
 	negativeTTL uint32
 	rewrite     func(req, resp *mdns.Msg)
+	// updates: TSIG key name (FQDN) → secret of keys whose signed DNS
+	// UPDATEs (RFC 2136) the server applies; updateZone is their zone.
+	updateKeys map[string]string
+	updateZone string
+	updates    int
 }
 
 // NewZone returns an empty zone; negative answers carry an SOA with a
@@ -35,6 +40,41 @@ func NewZone() *Zone {
 		servfail:    make(map[string]bool),
 		negativeTTL: 300,
 	}
+}
+
+// AllowUpdates makes the server apply DNS UPDATEs (RFC 2136) for zone
+// signed with TSIG key keyName (secret in base64, hmac-sha256 or any
+// algorithm miekg/dns checks); unsigned or badly signed ones are refused
+// (NOTAUTH). Call it before Start.
+func (z *Zone) AllowUpdates(zone, keyName, secret string) *Zone {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.updateKeys == nil {
+		z.updateKeys = map[string]string{}
+	}
+	z.updateKeys[mdns.Fqdn(keyName)] = secret
+	z.updateZone = canonical(zone)
+	return z
+}
+
+// Updates counts the UPDATEs applied.
+func (z *Zone) Updates() int {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.updates
+}
+
+// Records returns the records of name and type (a copy).
+func (z *Zone) Records(name string, qtype uint16) []mdns.RR {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	var out []mdns.RR
+	for _, rr := range z.records[canonical(name)] {
+		if rr.Header().Rrtype == qtype {
+			out = append(out, mdns.Copy(rr))
+		}
+	}
+	return out
 }
 
 // Add parses zone-file lines ("example.com. 300 IN TXT \"v=spf1 -all\"")
@@ -150,6 +190,12 @@ func Listen(zone *Zone) (*Server, error) {
 	s := &Server{Addr: pc.LocalAddr().String(), Zone: zone, queries: make(map[string]int)}
 	s.udp = &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(s.serve)}
 	s.tcp = &mdns.Server{Listener: ln, Handler: mdns.HandlerFunc(s.serve)}
+	zone.mu.Lock()
+	if len(zone.updateKeys) > 0 {
+		s.udp.TsigSecret, s.tcp.TsigSecret = zone.updateKeys, zone.updateKeys
+		s.udp.MsgAcceptFunc, s.tcp.MsgAcceptFunc = acceptUpdates, acceptUpdates
+	}
+	zone.mu.Unlock()
 	started := make(chan struct{}, 2)
 	s.udp.NotifyStartedFunc = func() { started <- struct{}{} }
 	s.tcp.NotifyStartedFunc = func() { started <- struct{}{} }
@@ -214,6 +260,10 @@ func (s *Server) serve(w mdns.ResponseWriter, req *mdns.Msg) {
 	s.mu.Unlock()
 
 	z := s.Zone
+	if req.Opcode == mdns.OpcodeUpdate {
+		s.update(w, req)
+		return
+	}
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	if t := z.timeout[name]; t[mdns.TypeANY] || t[q.Qtype] {
@@ -239,6 +289,78 @@ func (s *Server) serve(w mdns.ResponseWriter, req *mdns.Msg) {
 		resp.Truncate(size)
 	}
 	w.WriteMsg(resp)
+}
+
+// acceptUpdates lets UPDATE messages through, which miekg/dns's default
+// answers with NOTIMP; everything else is judged by the default.
+func acceptUpdates(dh mdns.Header) mdns.MsgAcceptAction {
+	if int(dh.Bits>>11)&0xF == mdns.OpcodeUpdate {
+		return mdns.MsgAccept
+	}
+	return mdns.DefaultMsgAcceptFunc(dh)
+}
+
+// update applies a signed UPDATE to the zone, as a primary server does:
+// class INET adds a record, NONE removes that record, ANY the name's
+// records of the type (RFC 2136 section 2.5). Prerequisites are not
+// checked.
+func (s *Server) update(w mdns.ResponseWriter, req *mdns.Msg) {
+	z := s.Zone
+	resp := new(mdns.Msg)
+	resp.SetReply(req)
+	z.mu.Lock()
+	defer func() {
+		z.mu.Unlock()
+		if t := req.IsTsig(); t != nil && w.TsigStatus() == nil {
+			resp.SetTsig(t.Hdr.Name, t.Algorithm, 300, time.Now().Unix())
+		}
+		w.WriteMsg(resp)
+	}()
+	t := req.IsTsig()
+	switch {
+	case len(z.updateKeys) == 0:
+		resp.Rcode = mdns.RcodeRefused
+		return
+	case t == nil || w.TsigStatus() != nil || z.updateKeys[t.Hdr.Name] == "":
+		resp.Rcode = mdns.RcodeNotAuth
+		return
+	case canonical(req.Question[0].Name) != z.updateZone:
+		resp.Rcode = mdns.RcodeNotZone
+		return
+	}
+	for _, rr := range req.Ns {
+		h := rr.Header()
+		name := canonical(h.Name)
+		if !mdns.IsSubDomain(z.updateZone, name) {
+			resp.Rcode = mdns.RcodeNotZone
+			return
+		}
+		switch h.Class {
+		case mdns.ClassINET:
+			c := mdns.Copy(rr)
+			c.Header().Name = name
+			z.records[name] = append(z.records[name], c)
+		case mdns.ClassNONE, mdns.ClassANY:
+			kept := z.records[name][:0]
+			for _, have := range z.records[name] {
+				drop := have.Header().Rrtype == h.Rrtype
+				if drop && h.Class == mdns.ClassNONE {
+					c := mdns.Copy(rr)
+					c.Header().Class, c.Header().Ttl, c.Header().Name = mdns.ClassINET, have.Header().Ttl, name
+					drop = mdns.IsDuplicate(have, c)
+				}
+				if !drop {
+					kept = append(kept, have)
+				}
+			}
+			if len(kept) == 0 {
+				delete(z.records, name)
+			} else {
+				z.records[name] = kept
+			}
+		}
+	}
+	z.updates++
 }
 
 // answer fills resp like an authoritative server that owns every name:
