@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"encoding/base64"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -218,4 +220,41 @@ func TestACMEDNSUpdate(t *testing.T) {
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "acmehosts:1: acmehosts: *.example.org: a wildcard name needs the dns-01 challenge") {
 		t.Errorf("wildcard with http-01 forced: %v", err)
 	}
+}
+
+// FuzzACMEDNSUpdate: any acmednsupdate file loads or is refused; what
+// loads names a server with a port, a known algorithm and a base64
+// secret when it has a key, and makes dns-01 the challenge.
+func FuzzACMEDNSUpdate(f *testing.F) {
+	f.Add([]byte("server 192.0.2.53\nzone example.org\nkey k hmac-sha256 c2VjcmV0\npropagation 30s\n"))
+	f.Add([]byte("server [2001:db8::1]:5353\n"))
+	f.Add([]byte("server\nkey a b c\nzone\n\x00"))
+	f.Add([]byte("server ns.example.org:53 extra\npropagation -1s\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := validDir(t)
+		os.WriteFile(filepath.Join(dir, "acmehosts"), []byte("*.example.org\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "acmednsupdate"), data, 0o600)
+		c, err := Load(dir)
+		if err != nil {
+			return
+		}
+		u := c.ACME.DNSUpdate
+		if u == nil || c.ACME.Challenge != acme.DNS01 {
+			t.Fatalf("loaded without a DNS update setup: %+v", c.ACME)
+		}
+		if host, port, err := net.SplitHostPort(u.Server); err != nil || host == "" || port == "" {
+			t.Fatalf("server %q loaded", u.Server)
+		}
+		if u.KeyName != "" {
+			if _, ok := acme.TSIGAlgorithm(u.Algorithm); !ok {
+				t.Fatalf("algorithm %q loaded", u.Algorithm)
+			}
+			if _, err := base64.StdEncoding.DecodeString(u.Secret); err != nil {
+				t.Fatalf("secret %q loaded", u.Secret)
+			}
+		}
+		if u.Propagation < 0 || u.Propagation > time.Hour {
+			t.Fatalf("propagation %v loaded", u.Propagation)
+		}
+	})
 }

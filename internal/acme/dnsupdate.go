@@ -207,8 +207,13 @@ func (u *RFC2136) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
 		addr = net.JoinHostPort(addr, "53")
 	}
 	r, _, err := c.ExchangeContext(ctx, m, addr)
-	if err != nil && (errors.Is(err, dns.ErrSig) || errors.Is(err, dns.ErrSecret) || errors.Is(err, dns.ErrTime)) {
-		return nil, fmt.Errorf("the answer's TSIG does not check with the key %s: %w", u.KeyName, err)
+	switch {
+	case err == nil:
+	case errors.Is(err, dns.ErrAuth):
+		// The server's answer is a TSIG error (BADKEY, BADSIG, BADTIME).
+		return nil, fmt.Errorf("the server refused the signature (does it have the key %q with this secret, and is the clock right?): %w", u.KeyName, err)
+	case errors.Is(err, dns.ErrSig) || errors.Is(err, dns.ErrSecret) || errors.Is(err, dns.ErrTime):
+		return nil, fmt.Errorf("the answer's TSIG does not check with the key %q: %w", u.KeyName, err)
 	}
 	return r, err
 }
