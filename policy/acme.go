@@ -146,9 +146,12 @@ func (l *loader) acme(dataDir string, listeners []Listener) *ACME {
 		}
 	}
 	a.DNSUpdate = l.acmeDNSUpdate()
+	// A wrong acmednsupdate is reported on its own; it still means dns-01
+	// (no second error about wildcards needing it).
+	dnsSet := len(l.lines("acmednsupdate")) > 0
 	switch c := strings.ToLower(l.single("acmechallenge", "auto")); c {
 	case "auto":
-		if a.DNSUpdate != nil {
+		if dnsSet {
 			a.Challenge = acme.DNS01
 		} else {
 			a.Challenge = acme.ChooseChallenge(ChallengeListeners(listeners))
@@ -157,7 +160,7 @@ func (l *loader) acme(dataDir string, listeners []Listener) *ACME {
 		a.Challenge, a.ChallengeForced = c, true
 	case acme.DNS01:
 		a.Challenge, a.ChallengeForced = c, true
-		if a.DNSUpdate == nil && len(l.lines("acmednsupdate")) == 0 {
+		if !dnsSet {
 			l.fail(l.lines("acmechallenge")[0].Errorf("acmechallenge: dns-01 needs acmednsupdate (the name server that takes the records)"))
 		}
 	default:
