@@ -31,6 +31,9 @@ type Submission struct {
 	Ret      string // DSN RET (sendmail -R)
 	EnvID    string // DSN ENVID (sendmail -V)
 	Msg      []byte // the message, CRLF line ends
+	// Via names the way the message came in, for its Received field:
+	// "sendmail" (the default, ""), "webmail", "smap", ...
+	Via string
 }
 
 // Submitter accepts Submissions with the same policy as the SMTP sessions:
@@ -92,7 +95,11 @@ func (sb *Submitter) Submit(ctx context.Context, s Submission) (id string, ref *
 	if s.UID >= 0 {
 		who = fmt.Sprintf("%s uid %d", s.Login, s.UID)
 	}
-	received := fmt.Sprintf("Received: (from %s via postern sendmail)\r\n\tby %s (Postern);\r\n\t%s\r\n", who, sb.Me, time.Now().Format(time.RFC1123Z))
+	via := s.Via
+	if via == "" {
+		via = "sendmail"
+	}
+	received := fmt.Sprintf("Received: (from %s via postern %s)\r\n\tby %s (Postern);\r\n\t%s\r\n", who, via, sb.Me, time.Now().Format(time.RFC1123Z))
 	full := append([]byte(received), SignOutgoing(ctx, cfg, sb.Signer, msg, sb.Log)...)
 	id, err = Accept(ctx, sb.Local, sb.Queue, env, targets, append(full, msg...), cfg.ForwardSender(env.From), sb.Log)
 	var rep *smtpd.Reply

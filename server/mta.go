@@ -117,7 +117,7 @@ func (m *MTA) sendTLSReports(ctx context.Context) {
 				m.log.Warn("tlsrpt: report not DKIM-signed", "err", err)
 			}
 			sub := &gateway.Submitter{Router: m.Router, Local: m.Local, Queue: m.Queue, Me: cfg.Me, Log: m.log.With("service", "tlsrpt"), Signer: signer}
-			_, ref, err := sub.Submit(ctx, gateway.Submission{Login: "tlsrpt", UID: -1, From: from, Rcpts: []string{to}, Notify: "NEVER", Msg: msg})
+			_, ref, err := sub.Submit(ctx, gateway.Submission{Login: "tlsrpt", UID: -1, From: from, Rcpts: []string{to}, Notify: "NEVER", Msg: msg, Via: "tlsrpt"})
 			if ref != nil {
 				return fmt.Errorf("%d %s %s", ref.Code, ref.Enhanced, ref.Text)
 			}

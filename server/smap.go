@@ -35,7 +35,7 @@ func (a smapSender) Send(ctx context.Context, login, from string, rcpts []string
 		signer = fl.Signer
 	}
 	sb := &gateway.Submitter{Router: a.s.mta.Router, Local: a.s.mta.Local, Queue: a.s.mta.Queue, Me: cfg.Me, Log: a.s.log.With("service", "smap"), Signer: signer}
-	_, ref, err := sb.Submit(ctx, gateway.Submission{Login: login, UID: -1, From: from, Rcpts: rcpts, Notify: notify, Msg: mime.CRLF(msg)})
+	_, ref, err := sb.Submit(ctx, gateway.Submission{Login: login, UID: -1, From: from, Rcpts: rcpts, Notify: notify, Msg: mime.CRLF(msg), Via: "smap"})
 	if ref != nil {
 		return ref
 	}

@@ -2,9 +2,12 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -237,6 +240,13 @@ func TestSMAPAddSendsAndSaves(t *testing.T) {
 			t.Fatalf("INBOX after sending: %q", got)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	delivered, _ := filepath.Glob(filepath.Join(h.maildir(h.user), "new", "*"))
+	if len(delivered) != 1 {
+		t.Fatalf("new/ after sending: %v", delivered)
+	}
+	if b, _ := os.ReadFile(delivered[0]); !bytes.Contains(b, []byte("Received: (from "+h.user+" via postern smap)")) {
+		t.Errorf("the sent message's Received does not say it came over SMAP:\n%s", b)
 	}
 	s.cmd(`ADD FOLDER INBOX Sent "" MAILFROM=boss@example.net "RCPTTO=` + h.user + `"`)
 	s.cmd("ADD {.}")

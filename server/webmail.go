@@ -48,7 +48,7 @@ func (s *Server) webmailSend(ctx context.Context, m webmail.Outgoing) error {
 	}
 	sub := &gateway.Submitter{Router: s.mta.Router, Local: s.mta.Local, Queue: s.mta.Queue, Me: s.Config().Me,
 		Log: s.log.With("service", "webmail"), Signer: signer}
-	_, ref, err := sub.Submit(ctx, gateway.Submission{Login: m.Login, UID: -1, From: m.From, Rcpts: m.Rcpts, Msg: m.Msg})
+	_, ref, err := sub.Submit(ctx, gateway.Submission{Login: m.Login, UID: -1, From: m.From, Rcpts: m.Rcpts, Msg: m.Msg, Via: "webmail"})
 	if ref != nil {
 		if ref.Code >= 500 {
 			return &webmail.Refused{Reason: ref.Text}

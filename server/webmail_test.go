@@ -104,7 +104,7 @@ func TestWebmailEndToEnd(t *testing.T) {
 		t.Fatalf("bob's new/: %v", bobNew)
 	}
 	got, _ := os.ReadFile(bobNew[0])
-	for _, want := range []string{"Subject: From the web", "From: <alice@example.test>", "Received:", "filename=notes.txt", "YXR0YWNoZWQgbm90ZXMK", "Content-Transfer-Encoding: quoted-printable"} {
+	for _, want := range []string{"Subject: From the web", "From: <alice@example.test>", "Received: (from alice@example.test via postern webmail)", "filename=notes.txt", "YXR0YWNoZWQgbm90ZXMK", "Content-Transfer-Encoding: quoted-printable"} {
 		if !bytes.Contains(got, []byte(want)) {
 			t.Errorf("delivered message lacks %q:\n%s", want, got)
 		}
