@@ -115,11 +115,14 @@ type Config struct {
 	// RelayVerify asks the next hop whether it takes an address of a relay
 	// domain that relayrecipients does not list, before answering RCPT
 	// ("relayverify"; Postfix's reject_unverified_recipient).
-	RelayVerify  bool
-	Listeners    []Listener // ("listen")
-	DataDir      string     // queue, state and by default the mailboxes ("datadir")
-	SizeLimit    int64      // largest message accepted, in bytes ("sizelimit")
-	InsecureAuth bool       // allow passwords on unencrypted connections ("insecureauth")
+	RelayVerify bool
+	Listeners   []Listener // ("listen")
+	DataDir     string     // queue, state and by default the mailboxes ("datadir")
+	// MailUser, when set, is who the server runs as once its listeners
+	// are bound ("mailuser"); nil: it stays who started it.
+	MailUser     *MailUser
+	SizeLimit    int64 // largest message accepted, in bytes ("sizelimit")
+	InsecureAuth bool  // allow passwords on unencrypted connections ("insecureauth")
 	// SenderLogin says which envelope senders an authenticated client may
 	// use ("senderlogin"): "any" (Courier's and Postfix's default, and the
 	// default here when the setting is absent) or "own" (addresses that
@@ -422,6 +425,7 @@ func LoadWith(dir string, replace map[string]string) (*Config, error) {
 	c.RelayVerify = l.boolean("relayverify", false)
 	c.Listeners = l.listeners("listen")
 	c.DataDir = l.path("datadir", DefaultDataDir)
+	c.MailUser = l.mailUser()
 	c.SizeLimit = l.size("sizelimit", DefaultSizeLimit)
 	c.InsecureAuth = l.boolean("insecureauth", false)
 	c.SenderLogin = l.choice("senderlogin", "any", "any", "own")

@@ -342,7 +342,11 @@ func (s *Server) Start() error {
 		policy.ListenSubmissions: gateway.ModeSubmission,
 		policy.ListenLMTP:        gateway.ModeLMTP,
 	}
-	for _, l := range cfg.Listeners {
+	// Every listener is bound first (ports under 1024 need root), then the
+	// server becomes the mail user (mailuser), then it serves: no session
+	// runs with root's rights.
+	lns := make([]net.Listener, len(cfg.Listeners))
+	for i, l := range cfg.Listeners {
 		lc := net.ListenConfig{}
 		if _, isSMTP := smtpModes[l.Name]; isSMTP {
 			// An SMTP session is short and bounded by its command
@@ -368,6 +372,20 @@ func (s *Server) Start() error {
 		s.mu.Lock() // the web admin reads it while later listeners start
 		s.bound[l.Name] = append(s.bound[l.Name], ln.Addr())
 		s.mu.Unlock()
+		lns[i] = ln
+	}
+	// The submission socket: sendmail run by users other than root.
+	sockPath := filepath.Join(cfg.DataDir, gateway.SubmitSocketName)
+	submitLn, submitErr := gateway.ListenSubmitSocket(sockPath)
+	if submitErr == nil {
+		s.listeners = append(s.listeners, submitLn)
+	}
+	if err := s.becomeMailUser(cfg); err != nil {
+		s.closeListeners()
+		return err
+	}
+	for i, l := range cfg.Listeners {
+		ln := lns[i]
 		switch l.Name {
 		case policy.ListenWeb, policy.ListenMetrics:
 			s.serveHTTP(ln, l.Name)
@@ -420,11 +438,10 @@ func (s *Server) Start() error {
 		s.serve(l.Name, st.srv, ln)
 		s.log.Info("listening", "listener", l.Name, "address", ln.Addr().String(), "tls", st.implicit)
 	}
-	// The submission socket: sendmail run by users other than root.
-	sockPath := filepath.Join(cfg.DataDir, gateway.SubmitSocketName)
-	if ln, err := gateway.ListenSubmitSocket(sockPath); err != nil {
-		s.log.Warn("no submission socket: sendmail works for root only", "path", sockPath, "err", err)
+	if submitErr != nil {
+		s.log.Warn("no submission socket: sendmail works for root only", "path", sockPath, "err", submitErr)
 	} else {
+		ln := submitLn
 		sub := &gateway.SubmitServer{
 			Submitter: func() *gateway.Submitter {
 				var signer *dkim.Signer
@@ -436,7 +453,6 @@ func (s *Server) Start() error {
 			MaxSize: func() int64 { return s.Config().SizeLimit },
 			Log:     s.log.With("service", "sendmail"),
 		}
-		s.listeners = append(s.listeners, ln)
 		s.services = append(s.services, sub)
 		s.serve("submit", sub, ln)
 		if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o001 == 0 {

@@ -195,6 +195,9 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 		return 78
 	}
 	fmt.Fprintf(e.stdout, "config     %s\nme         %s\ndatadir    %s\nsizelimit  %d\n", cfg.Dir, cfg.Me, cfg.DataDir, cfg.SizeLimit)
+	if m := cfg.MailUser; m != nil {
+		fmt.Fprintf(e.stdout, "mailuser   %s (uid %d, gid %d)\n", m.Name, m.UID, m.GID)
+	}
 	for _, c := range cfg.TLSCertificates {
 		if c.Leaf != nil {
 			fmt.Fprintf(e.stdout, "tlscert    %s (until %s)\n", strings.Join(c.Leaf.DNSNames, " "), c.Leaf.NotAfter.Format("2006-01-02"))

@@ -183,6 +183,11 @@ type Agent struct {
 // delivery journal (see maildir.Journal); nil turns it off.
 func (a *Agent) SetJournal(j *maildir.Journal) { a.journal.Store(j) }
 
+// ResetIdentity notes the process's effective uid again, after the
+// server dropped root's rights (its mailuser setting); call it before any
+// delivery runs.
+func (a *Agent) ResetIdentity() { a.euid = os.Geteuid() }
+
 // New builds an Agent.
 func New(opt Options) (*Agent, error) {
 	a := &Agent{opt: opt, log: opt.Logger, euid: os.Geteuid()}
