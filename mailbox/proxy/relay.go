@@ -16,6 +16,8 @@ const (
 	// lingerTimeout is how long the backend may keep sending once the
 	// client has gone.
 	lingerTimeout = time.Minute
+	// stopWait is how long Run waits for the client's reader to stop.
+	stopWait = 5 * time.Second
 )
 
 // Relay copies bytes between a client and its backend until either side
@@ -73,9 +75,20 @@ func (r *Relay) Run() Stats {
 		closeWrite(r.Backend.Conn)
 	}()
 	st.ToClient, _ = copyWithDeadline(r.Client, r.Backend.R, r.writeTimeout())
-	// The backend has closed: stop reading the client too.
+	// The backend has closed: stop reading the client too. A client
+	// connection without deadlines (a pipe, for imapd on standard input) is
+	// closed instead; if even that does not end the read, Run returns
+	// without it, and the reading goroutine ends with the pipe.
 	r.Client.SetReadDeadline(time.Now())
-	<-upDone
+	select {
+	case <-upDone:
+	case <-time.After(stopWait):
+		r.Client.Close()
+		select {
+		case <-upDone:
+		case <-time.After(stopWait):
+		}
+	}
 	r.Backend.Close()
 	st.Interrupted = r.isInterrupted()
 	return st
