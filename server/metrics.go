@@ -102,6 +102,8 @@ func smapCollector(srv *smap.Server) prometheus.Collector {
 		counter("postern_smap_commands_total", "SMAP commands after login.", func(s smap.Stats) int64 { return s.Commands }),
 		counter("postern_smap_sent_bytes_total", "Message octets sent by FETCH CONTENTS.", func(s smap.Stats) int64 { return s.BytesSent }),
 		counter("postern_smap_messages_added_total", "Messages stored by ADD.", func(s smap.Stats) int64 { return s.MessagesAdded }),
+		counter("postern_smap_proxied_sessions_total", "SMAP logins relayed to the account's mailhost.", func(s smap.Stats) int64 { return s.ProxiedSessions }),
+		counter("postern_smap_proxy_failures_total", "SMAP logins whose mailhost could not be reached or refused the login.", func(s smap.Stats) int64 { return s.ProxyFailures }),
 	})
 }
 

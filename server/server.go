@@ -290,6 +290,8 @@ func (s *Server) Start() error {
 		AllowInsecureAuth: cfg.InsecureAuth,
 		MaxMessageSize:    cfg.SizeLimit,
 		Sender:            smapSender{s},
+		// SMAP follows the IMAP proxying settings, as in Courier.
+		Proxy: proxy.FromPolicy(cfg, proxy.IMAP, s.log.With("service", "smap")),
 	})
 	var imapSMAP imap.SMAPHandler
 	if cfg.IMAPSMAP {

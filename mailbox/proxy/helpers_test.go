@@ -27,6 +27,7 @@ import (
 	"postern/mailbox/maildir"
 	"postern/mailbox/pop3"
 	"postern/mailbox/proxy"
+	"postern/mailbox/smap"
 )
 
 // accountDB is the one account database every host reads (as one LDAP or
@@ -92,6 +93,7 @@ type host struct {
 	module   *hostModule
 	imap     *imap.Server
 	pop3     *pop3.Server
+	smap     *smap.Server // SMAP inside the IMAP connections
 	imapAddr string
 	pop3Addr string
 	done     chan error
@@ -120,8 +122,10 @@ func startHost(t *testing.T, db *accountDB, o hostOptions) *host {
 	h.module = &hostModule{db: db, root: h.root, override: o.override}
 	svc := auth.NewService(h.module)
 	log := testLogger().With("host", o.name)
-	h.imap = imap.NewServer(imap.Options{Hostname: o.name, Auth: svc, Logger: log, AllowInsecureAuth: !o.secureOnly,
+	h.smap = smap.NewServer(smap.Options{Hostname: o.name, Auth: svc, Logger: log, AllowInsecureAuth: !o.secureOnly,
 		TLSConfig: o.tls, Proxy: o.imapProxy})
+	h.imap = imap.NewServer(imap.Options{Hostname: o.name, Auth: svc, Logger: log, AllowInsecureAuth: !o.secureOnly,
+		TLSConfig: o.tls, Proxy: o.imapProxy, SMAP: h.smap})
 	h.pop3 = pop3.NewServer(pop3.Options{Hostname: o.name, Auth: svc, Logger: log, AllowInsecureAuth: !o.secureOnly,
 		TLSConfig: o.tls, Proxy: o.pop3Proxy, AuthFailureDelay: -1})
 	li, err := net.Listen("tcp", "127.0.0.1:0")
@@ -145,12 +149,21 @@ func (h *host) stop() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := h.imap.Shutdown(ctx); err != nil {
-		h.t.Errorf("%s: imap shutdown: %v", h.name, err)
+	// Concurrently, as postern serve does: an IMAP session handed to SMAP
+	// ends with the SMAP session.
+	var wg sync.WaitGroup
+	for name, shutdown := range map[string]func(context.Context) error{
+		"imap": h.imap.Shutdown, "pop3": h.pop3.Shutdown, "smap": h.smap.Shutdown,
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := shutdown(ctx); err != nil {
+				h.t.Errorf("%s: %s shutdown: %v", h.name, name, err)
+			}
+		}()
 	}
-	if err := h.pop3.Shutdown(ctx); err != nil {
-		h.t.Errorf("%s: pop3 shutdown: %v", h.name, err)
-	}
+	wg.Wait()
 	for range 2 {
 		if err := <-h.done; err != nil && !errors.Is(err, imap.ErrServerClosed) && !errors.Is(err, pop3.ErrServerClosed) {
 			h.t.Errorf("%s: serve: %v", h.name, err)

@@ -36,32 +36,9 @@ type IMAPLogin struct {
 func (c *Config) LoginIMAP(ctx context.Context, hosts []string, tag, user, password string) (*IMAPLogin, error) {
 	var reply []string
 	b, err := c.login(ctx, hosts, func(ctx context.Context, host string, conn net.Conn, r *bufio.Reader) (net.Conn, *bufio.Reader, error) {
-		greeting, err := readLine(r)
+		conn, r, err := c.imapGreeting(ctx, host, conn, r)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: greeting: %w", host, err)
-		}
-		if !hasPrefixFold(greeting, "* OK") {
-			return nil, nil, fmt.Errorf("%s: greeting %q", host, truncate(greeting, 200))
-		}
-		if c.TLS == TLSStartTLS {
-			if err := writeAll(conn, startTLSTag+" STARTTLS\r\n"); err != nil {
-				return nil, nil, fmt.Errorf("%s: STARTTLS: %w", host, err)
-			}
-			_, status, err := readTagged(r, startTLSTag)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: STARTTLS: %w", host, err)
-			}
-			if !hasPrefixFold(status, "OK") {
-				return nil, nil, fmt.Errorf("%s: STARTTLS refused: %q", host, truncate(status, 200))
-			}
-			if r.Buffered() > 0 {
-				return nil, nil, fmt.Errorf("%s: data after STARTTLS's answer", host)
-			}
-			tc, err := c.startTLS(ctx, host, conn)
-			if err != nil {
-				return nil, nil, err
-			}
-			conn, r = tc, bufio.NewReaderSize(tc, 4<<10)
+			return nil, nil, err
 		}
 		untagged, status, err := sendLogin(conn, r, tag, user, password)
 		if err != nil {
@@ -80,6 +57,40 @@ func (c *Config) LoginIMAP(ctx context.Context, hosts []string, tag, user, passw
 		return nil, err
 	}
 	return &IMAPLogin{Backend: b, Reply: reply}, nil
+}
+
+// imapGreeting reads an IMAP server's greeting and, when the
+// configuration asks for it, runs STARTTLS (RFC 9051 6.2.1); it returns
+// the connection and reader to go on with.
+func (c *Config) imapGreeting(ctx context.Context, host string, conn net.Conn, r *bufio.Reader) (net.Conn, *bufio.Reader, error) {
+	greeting, err := readLine(r)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: greeting: %w", host, err)
+	}
+	if !hasPrefixFold(greeting, "* OK") {
+		return nil, nil, fmt.Errorf("%s: greeting %q", host, truncate(greeting, 200))
+	}
+	if c.TLS != TLSStartTLS {
+		return conn, r, nil
+	}
+	if err := writeAll(conn, startTLSTag+" STARTTLS\r\n"); err != nil {
+		return nil, nil, fmt.Errorf("%s: STARTTLS: %w", host, err)
+	}
+	_, status, err := readTagged(r, startTLSTag)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: STARTTLS: %w", host, err)
+	}
+	if !hasPrefixFold(status, "OK") {
+		return nil, nil, fmt.Errorf("%s: STARTTLS refused: %q", host, truncate(status, 200))
+	}
+	if r.Buffered() > 0 {
+		return nil, nil, fmt.Errorf("%s: data after STARTTLS's answer", host)
+	}
+	tc, err := c.startTLS(ctx, host, conn)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tc, bufio.NewReaderSize(tc, 4<<10), nil
 }
 
 // sendLogin sends "tag LOGIN user password" and reads to its tagged
