@@ -104,7 +104,7 @@ type Config struct {
 // can be reached (or at once, when hosts is empty). An account without a
 // mailhost, or with proxying off, is local.
 //
-// The mailhost field is Courier's: one host, or a comma-separated list
+// The mailhost (see Mailhost) is Courier's: one host, or a comma-separated list
 // tried in order; as in Courier, reaching this host's own name in the
 // list means "serve it here", so the hosts after it are never tried.
 // Postern also takes host:port (and [v6]:port).
@@ -112,7 +112,7 @@ func (c *Config) Route(acct *auth.Account) (hosts []string, local bool) {
 	if c == nil || !c.Enabled || acct == nil {
 		return nil, true
 	}
-	field := strings.TrimSpace(acct.Fields["mailhost"])
+	field := strings.TrimSpace(Mailhost(acct))
 	if field == "" {
 		return nil, true
 	}
@@ -128,6 +128,17 @@ func (c *Config) Route(acct *auth.Account) (hosts []string, local bool) {
 		hosts = append(hosts, h)
 	}
 	return hosts, len(hosts) == 0
+}
+
+// Mailhost is acct's mailhost: Courier's account option "mailhost" (from
+// userdb's options field, LDAP_AUXOPTIONS or the SQL modules'
+// AUXOPTIONS_FIELD, as Courier's authlib passes it), else a userdb field
+// of that name.
+func Mailhost(acct *auth.Account) string {
+	if h := acct.Options["mailhost"]; h != "" {
+		return h
+	}
+	return acct.Fields["mailhost"]
 }
 
 func normalizeHost(h string) string {

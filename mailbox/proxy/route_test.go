@@ -43,6 +43,13 @@ func TestRoute(t *testing.T) {
 	if hosts, local := off.Route(account("mbox2")); hosts != nil || !local {
 		t.Errorf("proxying off: %q, %v", hosts, local)
 	}
+	// Courier's place for it: the account options (LDAP_AUXOPTIONS, SQL
+	// AUXOPTIONS_FIELD, userdb options=), which win over a userdb field.
+	opt := account("ignored")
+	opt.Options = map[string]string{"mailhost": "mbox3"}
+	if hosts, local := c.Route(opt); !slices.Equal(hosts, []string{"mbox3"}) || local {
+		t.Errorf("mailhost option: %q, %v", hosts, local)
+	}
 	var none *Config
 	if hosts, local := none.Route(account("mbox2")); hosts != nil || !local {
 		t.Errorf("nil config: %q, %v", hosts, local)
