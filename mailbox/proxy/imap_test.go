@@ -25,9 +25,11 @@ func newCluster(t *testing.T, mutate func(front, back *hostOptions)) *cluster {
 	t.Helper()
 	c := &cluster{goroutinesAt: runtime.NumGoroutine()}
 	c.db = &accountDB{
-		password: map[string]string{"alice": "secret", "bob": "hunter2", "carol": "s3cret", "dave": "pw-front"},
+		password: map[string]string{"alice": "secret", "bob": "hunter2", "carol": "s3cret", "dave": "pw-front",
+			"erin": "p\u00e4ss \"w\u00f6rd\""},
 		mailhost: map[string]string{
 			"alice": "127.0.0.1",
+			"erin":  "127.0.0.1",
 			"carol": "FRONT.test.", // this host, spelt otherwise: served here
 			"dave":  "127.0.0.1",
 		},
@@ -325,4 +327,28 @@ func TestIMAPShutdownDuringRelay(t *testing.T) {
 		t.Fatal("connection still open")
 	}
 	waitFor(t, "the backend session to end", func() bool { return cl.back.imap.Stats().SessionsActive == 0 })
+}
+
+// TestIMAPLiteralPassword: a password that cannot be a quoted string
+// (8-bit) reaches the backend as a synchronizing literal.
+func TestIMAPLiteralPassword(t *testing.T) {
+	cl := newCluster(t, nil)
+	cl.back.deliver("erin", "for erin")
+	pass := "p\u00e4ss \"w\u00f6rd\""
+	c := dial(t, cl.front.imapAddr)
+	c.line()
+	c.send("a1 LOGIN erin {" + itoa(len(pass)) + "}")
+	if l := c.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("literal: %q", l)
+	}
+	c.send(pass)
+	if _, tagged := c.untilTagged("a1"); !strings.HasPrefix(tagged, "a1 OK") {
+		t.Fatalf("LOGIN %q", tagged)
+	}
+	if untagged, _ := c.imapCmd("a2", "SELECT INBOX"); !hasLine(untagged, "* 1 EXISTS") {
+		t.Fatalf("SELECT %q", untagged)
+	}
+	if st := cl.front.imap.Stats(); st.ProxiedSessions != 1 {
+		t.Fatalf("front stats %+v", st)
+	}
 }
