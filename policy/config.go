@@ -141,6 +141,22 @@ type Config struct {
 	// ("smapcapability": SMAP1, as Courier's SMAP_CAPABILITY, or yes; off
 	// when absent or no, as in Courier).
 	IMAPSMAP bool
+	// Mailhost proxying (Courier's IMAP_PROXY, POP3_PROXY and
+	// PROXY_HOSTNAME; docs/proxy.md): with IMAPProxy ("imapproxy") or
+	// POP3Proxy ("pop3proxy"), an account whose "mailhost" field names
+	// another host than ProxyHostname ("proxyhostname", default Me) is
+	// relayed there after its login, to port IMAPProxyPort
+	// ("imapproxyport", 143) or POP3ProxyPort ("pop3proxyport", 110)
+	// unless the mailhost names one. ProxyStartTLS ("proxytls starttls")
+	// protects the connection to it, the certificate checked unless
+	// ProxyTLSVerify is off ("proxytlsverify no") against ProxyTLSCAs
+	// ("proxytlsca FILE"; nil: the system's authorities).
+	IMAPProxy, POP3Proxy         bool
+	ProxyHostname                string
+	IMAPProxyPort, POP3ProxyPort int
+	ProxyStartTLS                bool
+	ProxyTLSVerify               bool
+	ProxyTLSCAs                  *x509.CertPool
 	// DeliveryJournal is the size of the server's delivery journal
 	// (DATADIR/state/delivery.journal), 0 for none ("deliveryjournal").
 	DeliveryJournal int64
@@ -431,6 +447,7 @@ func LoadWith(dir string, replace map[string]string) (*Config, error) {
 	c.SenderLogin = l.choice("senderlogin", "any", "any", "own")
 	c.IMAPCourierNS = l.choice("imapnamespace", "default", "default", "courier") == "courier"
 	c.IMAPSMAP = l.choice("smapcapability", "no", "smap1", "yes", "no") != "no"
+	l.mailhostProxy(c)
 	c.LogLevel = l.logLevel("loglevel")
 	c.DebugPprof = l.boolean("debugpprof", false)
 	c.WebmailIdle = l.duration("webmailidle", 30*time.Minute)
@@ -592,6 +609,33 @@ func (l *loader) clientCerts(c *Config, dir string) {
 	c.TLSClientCAs = x509.NewCertPool()
 	if !c.TLSClientCAs.AppendCertsFromPEM(pem) {
 		l.fail(&Error{File: file, Reason: fmt.Sprintf("tlsclientcerts: no certificate in %s", p)})
+	}
+}
+
+// mailhostProxy reads the proxying settings (docs/proxy.md).
+func (l *loader) mailhostProxy(c *Config) {
+	c.IMAPProxy = l.boolean("imapproxy", false)
+	c.POP3Proxy = l.boolean("pop3proxy", false)
+	c.ProxyHostname = strings.TrimSpace(l.single("proxyhostname", c.Me))
+	if strings.ContainsAny(c.ProxyHostname, " \t,") {
+		l.fail(l.lines("proxyhostname")[0].Errorf("proxyhostname: one host name, got %q", c.ProxyHostname))
+	}
+	c.IMAPProxyPort = int(l.number("imapproxyport", 143, 1, 65535))
+	c.POP3ProxyPort = int(l.number("pop3proxyport", 110, 1, 65535))
+	c.ProxyStartTLS = l.choice("proxytls", "no", "no", "starttls") == "starttls"
+	c.ProxyTLSVerify = l.boolean("proxytlsverify", true)
+	p := l.path("proxytlsca", "")
+	if p == "" {
+		return
+	}
+	pem, err := os.ReadFile(p)
+	if err != nil {
+		l.fail(l.lines("proxytlsca")[0].Errorf("proxytlsca: %v", err))
+		return
+	}
+	c.ProxyTLSCAs = x509.NewCertPool()
+	if !c.ProxyTLSCAs.AppendCertsFromPEM(pem) {
+		l.fail(l.lines("proxytlsca")[0].Errorf("proxytlsca: no certificate in %s", p))
 	}
 }
 

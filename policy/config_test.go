@@ -708,3 +708,39 @@ func TestLoadWithReplacedSetting(t *testing.T) {
 		t.Errorf("Load after LoadWith: %v %v", c, err)
 	}
 }
+
+// The mailhost proxying settings (docs/proxy.md): off by default, the
+// host name defaulting to "me", bad values refused with the file named.
+func TestMailhostProxySettings(t *testing.T) {
+	dir := validDir(t)
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IMAPProxy || c.POP3Proxy || c.ProxyHostname != c.Me || c.IMAPProxyPort != 143 || c.POP3ProxyPort != 110 ||
+		c.ProxyStartTLS || !c.ProxyTLSVerify || c.ProxyTLSCAs != nil {
+		t.Fatalf("defaults: %+v", c)
+	}
+	write(t, filepath.Join(dir, "imapproxy"), "1\n")
+	write(t, filepath.Join(dir, "pop3proxy"), "yes\n")
+	write(t, filepath.Join(dir, "proxyhostname"), "mbox1.example.test\n")
+	write(t, filepath.Join(dir, "imapproxyport"), "1143\n")
+	write(t, filepath.Join(dir, "proxytls"), "starttls\n")
+	write(t, filepath.Join(dir, "proxytlsverify"), "no\n")
+	if c, err = Load(dir); err != nil || !c.IMAPProxy || !c.POP3Proxy || c.ProxyHostname != "mbox1.example.test" ||
+		c.IMAPProxyPort != 1143 || c.POP3ProxyPort != 110 || !c.ProxyStartTLS || c.ProxyTLSVerify {
+		t.Fatalf("settings not read: %v %+v", err, c)
+	}
+	for name, bad := range map[string]string{
+		"proxytls":      "maybe\n",
+		"pop3proxyport": "0\n",
+		"proxyhostname": "a,b\n",
+		"proxytlsca":    "missing.pem\n",
+	} {
+		write(t, filepath.Join(dir, name), bad)
+		if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s %q accepted: %v", name, bad, err)
+		}
+		os.Remove(filepath.Join(dir, name))
+	}
+}

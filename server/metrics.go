@@ -31,13 +31,17 @@ func imapCollector(srv *imap.Server) prometheus.Collector {
 	total := prometheus.NewDesc("postern_imap_sessions_total", "IMAP sessions accepted.", nil, nil)
 	authFail := prometheus.NewDesc("postern_imap_auth_failures_total", "Failed IMAP logins.", nil, nil)
 	commands := prometheus.NewDesc("postern_imap_commands_total", "IMAP commands by name.", []string{"command"}, nil)
+	proxied := prometheus.NewDesc("postern_imap_proxied_sessions_total", "IMAP logins relayed to the account's mailhost.", nil, nil)
+	proxyFail := prometheus.NewDesc("postern_imap_proxy_failures_total", "IMAP logins whose mailhost could not be reached or refused the login.", nil, nil)
 	return &statsCollector{
-		descs: []*prometheus.Desc{active, total, authFail, commands},
+		descs: []*prometheus.Desc{active, total, authFail, commands, proxied, proxyFail},
 		collect: func(ch chan<- prometheus.Metric) {
 			st := srv.Stats()
 			ch <- prometheus.MustNewConstMetric(active, prometheus.GaugeValue, float64(st.SessionsActive))
 			ch <- prometheus.MustNewConstMetric(total, prometheus.CounterValue, float64(st.SessionsTotal))
 			ch <- prometheus.MustNewConstMetric(authFail, prometheus.CounterValue, float64(st.AuthFailures))
+			ch <- prometheus.MustNewConstMetric(proxied, prometheus.CounterValue, float64(st.ProxiedSessions))
+			ch <- prometheus.MustNewConstMetric(proxyFail, prometheus.CounterValue, float64(st.ProxyFailures))
 			for name, n := range st.Commands {
 				ch <- prometheus.MustNewConstMetric(commands, prometheus.CounterValue, float64(n), name)
 			}
@@ -80,6 +84,8 @@ func pop3Collector(srv *pop3.Server) prometheus.Collector {
 		counter("postern_pop3_messages_retrieved_total", "Messages sent by RETR.", func(s pop3.Stats) int64 { return s.MessagesRetrieved }),
 		counter("postern_pop3_messages_deleted_total", "Messages removed at QUIT.", func(s pop3.Stats) int64 { return s.MessagesDeleted }),
 		counter("postern_pop3_sent_bytes_total", "Message octets sent by RETR and TOP.", func(s pop3.Stats) int64 { return s.BytesSent }),
+		counter("postern_pop3_proxied_sessions_total", "POP3 logins relayed to the account's mailhost.", func(s pop3.Stats) int64 { return s.ProxiedSessions }),
+		counter("postern_pop3_proxy_failures_total", "POP3 logins whose mailhost could not be reached or refused the login.", func(s pop3.Stats) int64 { return s.ProxyFailures }),
 	})
 }
 
@@ -96,6 +102,8 @@ func smapCollector(srv *smap.Server) prometheus.Collector {
 		counter("postern_smap_commands_total", "SMAP commands after login.", func(s smap.Stats) int64 { return s.Commands }),
 		counter("postern_smap_sent_bytes_total", "Message octets sent by FETCH CONTENTS.", func(s smap.Stats) int64 { return s.BytesSent }),
 		counter("postern_smap_messages_added_total", "Messages stored by ADD.", func(s smap.Stats) int64 { return s.MessagesAdded }),
+		counter("postern_smap_proxied_sessions_total", "SMAP logins relayed to the account's mailhost.", func(s smap.Stats) int64 { return s.ProxiedSessions }),
+		counter("postern_smap_proxy_failures_total", "SMAP logins whose mailhost could not be reached or refused the login.", func(s smap.Stats) int64 { return s.ProxyFailures }),
 	})
 }
 

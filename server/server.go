@@ -39,6 +39,7 @@ import (
 	"postern/internal/acme"
 	"postern/mailbox/imap"
 	"postern/mailbox/pop3"
+	"postern/mailbox/proxy"
 	"postern/mailbox/smap"
 	"postern/policy"
 	"postern/web/admin"
@@ -289,6 +290,8 @@ func (s *Server) Start() error {
 		AllowInsecureAuth: cfg.InsecureAuth,
 		MaxMessageSize:    cfg.SizeLimit,
 		Sender:            smapSender{s},
+		// SMAP follows the IMAP proxying settings, as in Courier.
+		Proxy: proxy.FromPolicy(cfg, proxy.IMAP, s.log.With("service", "smap")),
 	})
 	var imapSMAP imap.SMAPHandler
 	if cfg.IMAPSMAP {
@@ -303,6 +306,7 @@ func (s *Server) Start() error {
 		CourierNamespace:  cfg.IMAPCourierNS,
 		SharedRegistry:    filepath.Join(cfg.DataDir, "state", "imap-shared"),
 		SMAP:              imapSMAP,
+		Proxy:             proxy.FromPolicy(cfg, proxy.IMAP, s.log.With("service", "imap")),
 	})
 	pop3Srv := pop3.NewServer(pop3.Options{
 		Hostname:          cfg.Me,
@@ -310,6 +314,7 @@ func (s *Server) Start() error {
 		Auth:              s.auth,
 		Logger:            s.log.With("service", "pop3"),
 		AllowInsecureAuth: cfg.InsecureAuth,
+		Proxy:             proxy.FromPolicy(cfg, proxy.POP3, s.log.With("service", "pop3")),
 	})
 	s.services = []service{imapSrv, pop3Srv, smapSrv}
 	wm, err := s.newWebmail(cfg)

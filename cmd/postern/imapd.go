@@ -17,6 +17,7 @@ import (
 	"postern/auth/authconfig"
 	"postern/auth/userdb"
 	"postern/mailbox/imap"
+	"postern/mailbox/proxy"
 	"postern/policy"
 )
 
@@ -84,6 +85,7 @@ func runIMAPD(e *env, args []string) int {
 		Auth:              svc,
 		Logger:            log,
 		AllowInsecureAuth: cfg.InsecureAuth,
+		Proxy:             proxy.FromPolicy(cfg, proxy.IMAP, log),
 		CourierNamespace:  cfg.IMAPCourierNS,
 		SharedRegistry:    filepath.Join(cfg.DataDir, "state", "imap-shared"),
 	})

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"postern/mailbox/pop3"
+	"postern/mailbox/proxy"
 )
 
 const pop3dUsage = `Usage: postern pop3d
@@ -44,6 +45,7 @@ func runPOP3D(e *env, args []string) int {
 		Auth:              svc,
 		Logger:            log,
 		AllowInsecureAuth: cfg.InsecureAuth,
+		Proxy:             proxy.FromPolicy(cfg, proxy.POP3, log),
 	})
 	if err := srv.ServeConn(stdioConn(e.stdin, e.stdout)); err != nil {
 		fmt.Fprintf(e.stderr, "postern pop3d: %v\n", err)

@@ -81,7 +81,7 @@ func execLogin(s *session, c *command) result {
 		return no("PRIVACYREQUIRED", "LOGIN is disabled until STARTTLS")
 	}
 	a := c.args.(loginArgs)
-	return s.authenticate(a.user, a.pass)
+	return s.authenticate(c.tag, a.user, a.pass)
 }
 
 type authenticateArgs struct {
@@ -156,7 +156,7 @@ func execAuthenticate(s *session, c *command) result {
 	if authz != "" && authz != user {
 		return no("AUTHORIZATIONFAILED", "Acting as another user is not permitted")
 	}
-	return s.authenticate(user, pass)
+	return s.authenticate(c.tag, user, pass)
 }
 
 // readAuthLine reads one SASL response line, bounded like a command.
@@ -179,8 +179,10 @@ func (s *session) readAuthLine(timeout time.Duration) (string, error) {
 	}
 }
 
-// authenticate checks the credentials and opens the account's mailbox.
-func (s *session) authenticate(user, pass string) result {
+// authenticate checks the credentials and opens the account's mailbox, or
+// relays the session to the account's mailhost (proxy.go); tag is the
+// command's.
+func (s *session) authenticate(tag, user, pass string) result {
 	if s.srv.opt.Auth == nil {
 		return no("UNAVAILABLE", "Authentication is not configured")
 	}
@@ -207,6 +209,11 @@ func (s *session) authenticate(user, pass string) result {
 			s.closeReason = "too many authentication failures"
 		}
 		return no("AUTHENTICATIONFAILED", "Invalid credentials")
+	}
+	if hosts, local := s.srv.opt.Proxy.Route(acct); len(hosts) > 0 {
+		if res, done := s.proxyTo(tag, hosts, local, acct, pass); done {
+			return res
+		}
 	}
 	if err := s.loggedIn(acct); err != nil {
 		return no("UNAVAILABLE", "Cannot open your mailbox now, try again later")

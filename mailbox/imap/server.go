@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/mailbox/proxy"
 )
 
 // Options configure a Server. cmd/postern builds them from the configuration.
@@ -66,6 +67,9 @@ type Options struct {
 	// SMAP, when set, offers Courier's SMAP inside IMAP connections, as
 	// Courier's SMAP_CAPABILITY does (smap.go).
 	SMAP SMAPHandler
+	// Proxy, when enabled, sends each account whose mailhost names another
+	// host there after its login (Courier's IMAP_PROXY; proxy.go).
+	Proxy *proxy.Config
 
 	// testUnauthTimeout shortens the pre-login autologout in tests;
 	// testIdlePoll the IDLE rescan interval; testNoWatch turns inotify off.
@@ -112,6 +116,8 @@ type Server struct {
 	nextID        atomic.Uint64
 	sessionsTotal atomic.Uint64
 	authFailures  atomic.Uint64
+	proxied       atomic.Uint64
+	proxyFailures atomic.Uint64
 }
 
 // NewServer returns a server; it does not listen until Serve.
@@ -198,17 +204,24 @@ type Stats struct {
 	SessionsActive int
 	SessionsTotal  uint64
 	AuthFailures   uint64
-	Commands       map[string]uint64 // by command name, e.g. "UID FETCH"
+	// ProxiedSessions counts logins relayed to another mailbox host,
+	// ProxyFailures those that could not be (backend unreachable or
+	// refusing).
+	ProxiedSessions uint64
+	ProxyFailures   uint64
+	Commands        map[string]uint64 // by command name, e.g. "UID FETCH"
 }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	active := s.group.Len()
 	st := Stats{
-		SessionsActive: active,
-		SessionsTotal:  s.sessionsTotal.Load(),
-		AuthFailures:   s.authFailures.Load(),
-		Commands:       make(map[string]uint64),
+		SessionsActive:  active,
+		SessionsTotal:   s.sessionsTotal.Load(),
+		AuthFailures:    s.authFailures.Load(),
+		ProxiedSessions: s.proxied.Load(),
+		ProxyFailures:   s.proxyFailures.Load(),
+		Commands:        make(map[string]uint64),
 	}
 	for name, c := range s.commands {
 		if n := c.count.Load(); n > 0 {

@@ -19,6 +19,7 @@ import (
 	"postern/auth"
 	"postern/internal/netserve"
 	"postern/mailbox/maildir"
+	"postern/mailbox/proxy"
 )
 
 // state is a session state of RFC 3501 section 3, as a bit so that a command
@@ -72,8 +73,10 @@ type session struct {
 	// file-system event touched the selected folder.
 	changed chan struct{}
 
-	mu      sync.Mutex // guards waiting, and conn against Shutdown
+	mu      sync.Mutex // guards waiting, relay, and conn against Shutdown
 	waiting bool       // blocked reading a command (Shutdown may interrupt)
+	// relay is set while the session is proxied to another mailbox host.
+	relay *proxy.Relay
 }
 
 func (s *Server) newSession(c net.Conn, isTLS bool) *session {
@@ -132,7 +135,9 @@ func (sess *session) authAllowed() bool {
 // command is woken so that it can say BYE.
 func (sess *session) interruptWait() {
 	sess.mu.Lock()
-	if sess.waiting {
+	if sess.relay != nil {
+		sess.relay.Interrupt()
+	} else if sess.waiting {
 		sess.conn.SetReadDeadline(time.Now())
 	}
 	sess.mu.Unlock()
@@ -142,6 +147,9 @@ func (sess *session) interruptWait() {
 // deadline).
 func (sess *session) closeConn() {
 	sess.mu.Lock()
+	if sess.relay != nil {
+		sess.relay.Close()
+	}
 	sess.conn.Close()
 	sess.mu.Unlock()
 }

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/mailbox/proxy"
 )
 
 // ErrServerClosed is returned by Serve and ServeTLS after Shutdown.
@@ -60,6 +61,9 @@ type Options struct {
 	// AuthFailureDelay is slept after each failed login to slow password
 	// guessing (default 2 s; negative means none).
 	AuthFailureDelay time.Duration
+	// Proxy, when enabled, sends each account whose mailhost names another
+	// host there after its login (Courier's POP3_PROXY; proxy.go).
+	Proxy *proxy.Config
 }
 
 // Stats are the server's running counters, cheap to read for metrics.
@@ -71,6 +75,11 @@ type Stats struct {
 	MessagesRetrieved int64 // RETR
 	MessagesDeleted   int64 // removed in UPDATE state
 	BytesSent         int64 // message octets sent by RETR and TOP
+	// ProxiedSessions counts logins relayed to another mailbox host,
+	// ProxyFailures those that could not be (backend unreachable or
+	// refusing).
+	ProxiedSessions int64
+	ProxyFailures   int64
 }
 
 // Server serves POP3 on any number of listeners.
@@ -85,6 +94,7 @@ type Server struct {
 	group netserve.Group[*session]
 
 	connections, active, logins, loginFailures, retrieved, deleted, bytesSent atomic.Int64
+	proxied, proxyFailures                                                    atomic.Int64
 }
 
 // NewServer returns a server; it does nothing until Serve or ServeTLS.
@@ -121,6 +131,8 @@ func (s *Server) Stats() Stats {
 		MessagesRetrieved: s.retrieved.Load(),
 		MessagesDeleted:   s.deleted.Load(),
 		BytesSent:         s.bytesSent.Load(),
+		ProxiedSessions:   s.proxied.Load(),
+		ProxyFailures:     s.proxyFailures.Load(),
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"postern/auth"
 	"postern/internal/netserve"
 	"postern/mailbox/maildir"
+	"postern/mailbox/proxy"
 )
 
 // sessionState is the RFC 1939 state; UPDATE is entered only inside QUIT.
@@ -45,10 +46,13 @@ type session struct {
 	remote string
 	start  time.Time
 
-	// mu guards conn (replaced by STLS) and interrupted (set by Shutdown).
+	// mu guards conn (replaced by STLS), interrupted (set by Shutdown)
+	// and relay.
 	mu          sync.Mutex
 	conn        net.Conn
 	interrupted bool
+	// relay is set while the session is proxied to another mailbox host.
+	relay *proxy.Relay
 
 	r     *bufio.Reader
 	w     *bufio.Writer
@@ -100,12 +104,19 @@ func (s *session) interrupt() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.interrupted = true
+	if s.relay != nil {
+		s.relay.Interrupt()
+		return
+	}
 	s.conn.SetReadDeadline(time.Now())
 }
 
 func (s *session) forceClose() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.relay != nil {
+		s.relay.Close()
+	}
 	s.conn.Close()
 }
 
@@ -460,6 +471,11 @@ func (s *session) login(user, password string) (stop bool) {
 		s.log.Info("pop3: login refused without TLS", "user", acct.Name)
 		s.reply("-ERR [AUTH] POP3 access without TLS is disabled for this account")
 		return false
+	}
+	if hosts, local := s.srv.opt.Proxy.Route(acct); len(hosts) > 0 {
+		if stop, done := s.proxyTo(hosts, local, acct, password); done {
+			return stop
+		}
 	}
 	drop, err := openMaildrop(ctx, acct.MaildirPath(), s.log)
 	if err != nil {

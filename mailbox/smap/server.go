@@ -35,6 +35,7 @@ import (
 
 	"postern/auth"
 	"postern/internal/netserve"
+	"postern/mailbox/proxy"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -72,6 +73,10 @@ type Options struct {
 	// Sender, when set, sends ADD's messages that have RCPTTO recipients;
 	// without it such an ADD is refused.
 	Sender Sender
+	// Proxy, when enabled, sends each account whose mailhost names another
+	// host there after its login, over that host's IMAP port switched to
+	// SMAP (Courier's IMAP_PROXY, which SMAP follows; proxy.go).
+	Proxy *proxy.Config
 
 	// testIdlePoll shortens IDLE's rescan interval in tests.
 	testIdlePoll time.Duration
@@ -87,6 +92,10 @@ type Stats struct {
 	Commands      int64 // commands after login
 	BytesSent     int64 // message octets sent by FETCH CONTENTS
 	MessagesAdded int64 // by ADD
+	// ProxiedSessions counts logins relayed to another mailbox host,
+	// ProxyFailures those that could not be.
+	ProxiedSessions int64
+	ProxyFailures   int64
 }
 
 // Server serves SMAP on any number of listeners and takes IMAP hand-offs.
@@ -98,6 +107,7 @@ type Server struct {
 	group netserve.Group[*session]
 
 	connections, handoffs, active, logins, loginFailures, commands, bytesSent, added atomic.Int64
+	proxied, proxyFailures                                                           atomic.Int64
 }
 
 // NewServer returns a server; it does nothing until Serve or HandOff.
@@ -124,14 +134,16 @@ func NewServer(opt Options) *Server {
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		Connections:   s.connections.Load(),
-		HandOffs:      s.handoffs.Load(),
-		Active:        s.active.Load(),
-		Logins:        s.logins.Load(),
-		LoginFailures: s.loginFailures.Load(),
-		Commands:      s.commands.Load(),
-		BytesSent:     s.bytesSent.Load(),
-		MessagesAdded: s.added.Load(),
+		Connections:     s.connections.Load(),
+		HandOffs:        s.handoffs.Load(),
+		Active:          s.active.Load(),
+		Logins:          s.logins.Load(),
+		LoginFailures:   s.loginFailures.Load(),
+		Commands:        s.commands.Load(),
+		BytesSent:       s.bytesSent.Load(),
+		MessagesAdded:   s.added.Load(),
+		ProxiedSessions: s.proxied.Load(),
+		ProxyFailures:   s.proxyFailures.Load(),
 	}
 }
 
@@ -185,7 +197,7 @@ func (s *Server) ended(sess *session) {
 // Shutdown stops accepting, asks every session to end with "* BYE" at its
 // next command boundary (or in IDLE), and waits for them or for ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.group.Shutdown(ctx, (*session).interrupt, func(sess *session) { sess.conn.Close() })
+	err := s.group.Shutdown(ctx, (*session).interrupt, (*session).kill)
 	s.watch.close()
 	if err != nil {
 		return fmt.Errorf("smap: shutdown: %w", err)

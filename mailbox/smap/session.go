@@ -17,6 +17,7 @@ import (
 	"postern/auth"
 	"postern/internal/netserve"
 	"postern/mailbox/maildir"
+	"postern/mailbox/proxy"
 )
 
 // session is one SMAP connection.
@@ -41,8 +42,12 @@ type session struct {
 	badCommands     int
 	closeAfterLogin bool // the client is blocked: end the session
 
-	mu      sync.Mutex // guards waiting and conn against Shutdown
+	mu      sync.Mutex // guards waiting, relay and conn against Shutdown
 	waiting bool       // blocked reading a command
+	// relay is set while the session is proxied to another mailbox host;
+	// proxied once it has been (the session is over).
+	relay   *proxy.Relay
+	proxied bool
 }
 
 func (s *Server) newSession(c net.Conn, br *bufio.Reader, isTLS bool) *session {
@@ -73,10 +78,23 @@ func (sess *session) flush() error         { return sess.bw.Flush() }
 // interrupt wakes a session blocked reading (Shutdown).
 func (sess *session) interrupt() {
 	sess.mu.Lock()
-	if sess.waiting {
+	if sess.relay != nil {
+		sess.relay.Interrupt()
+	} else if sess.waiting {
 		sess.conn.SetReadDeadline(time.Now())
 	}
 	sess.mu.Unlock()
+}
+
+// kill cuts the connection, and a relay's backend (Shutdown past its
+// deadline).
+func (sess *session) kill() {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if sess.relay != nil {
+		sess.relay.Close()
+	}
+	sess.conn.Close()
 }
 
 func (sess *session) close() {
@@ -203,6 +221,9 @@ func (sess *session) preLogin() {
 		case "LOGIN":
 			user, pass := w.next(), w.next()
 			if sess.login(user, pass) {
+				if sess.proxied {
+					return
+				}
 				sess.serveSMAP()
 				return
 			}
@@ -293,6 +314,11 @@ func (sess *session) login(user, pass string) bool {
 		sess.authFailures++
 		sess.log.Info("smap: authentication failed", "user", user)
 		return fail("Login failed.")
+	}
+	if hosts, local := sess.srv.opt.Proxy.Route(acct); len(hosts) > 0 {
+		if ok, done := sess.proxyTo(hosts, local, acct, pass); done {
+			return ok
+		}
 	}
 	md, err := openMaildir(acct.MaildirPath())
 	if err != nil {
