@@ -83,6 +83,24 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{configDir: dir, svc: svc, db: db}
 }
 
+// changer changes userdb passwords as "postern serve" does: the source
+// is edited and recompiled.
+func (f *fixture) changer() func(context.Context, *auth.Account, string, string) error {
+	change := authtool.UserdbPasswordChanger(f.configDir)
+	return func(_ context.Context, a *auth.Account, service, pw string) error {
+		return change(a.Name, service, pw)
+	}
+}
+
+// setHome moves name's home and Maildir.
+func (f *fixture) setHome(name, home, maildir string) error {
+	return authtool.NewAccounts(f.configDir).Change(name, func(e *userdb.Entry) error {
+		e.Fields[userdb.FieldHome] = home
+		e.Fields[userdb.FieldMail] = maildir
+		return nil
+	})
+}
+
 // serve starts a Server for f on a socket in a fresh directory and returns
 // the socket's path.
 func (f *fixture) serve(t *testing.T, opts ServerOptions) (string, *Server) {
@@ -103,10 +121,7 @@ func (f *fixture) serve(t *testing.T, opts ServerOptions) (string, *Server) {
 		opts.Logger = quietLog
 	}
 	if opts.ChangePassword == nil {
-		change := authtool.UserdbPasswordChanger(f.configDir)
-		opts.ChangePassword = func(_ context.Context, a *auth.Account, service, pw string) error {
-			return change(a.Name, service, pw)
-		}
+		opts.ChangePassword = f.changer()
 	}
 	srv := NewServer(opts)
 	done := make(chan error, 1)
@@ -166,7 +181,10 @@ func TestSocketModes(t *testing.T) {
 		ln.Close()
 		t.Error("Listen on a socket another server answers succeeded")
 	}
-	// Shutdown removes the socket.
+	// Shutdown removes the socket (once Serve has it: an answer says so).
+	if got := exchange(t, path, "PRE . imap bob@example.test\n"); !strings.HasPrefix(got, "UID=") {
+		t.Fatalf("PRE bob: %q", got)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(ctx)
