@@ -30,6 +30,7 @@ import (
 
 	"postern/auth"
 	"postern/auth/authconfig"
+	"postern/auth/authdaemon"
 	"postern/auth/userdb"
 	"postern/filters/dkim"
 	"postern/filters/rejectlog"
@@ -464,6 +465,10 @@ func (s *Server) Start() error {
 			s.log.Warn("the data directory is not searchable by other users, so their sendmail cannot reach the submission socket (chmod o+x)", "datadir", cfg.DataDir)
 		}
 	}
+	if err := s.startAuthdaemon(cfg); err != nil {
+		s.closeListeners()
+		return err
+	}
 	s.mta.Run()
 	s.mu.Lock()
 	s.started = true
@@ -489,7 +494,7 @@ func (s *Server) serve(name string, srv service, ln net.Listener) {
 func closedErr(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, imap.ErrServerClosed) ||
 		errors.Is(err, pop3.ErrServerClosed) || errors.Is(err, smtpd.ErrServerClosed) ||
-		errors.Is(err, smap.ErrServerClosed)
+		errors.Is(err, smap.ErrServerClosed) || errors.Is(err, authdaemon.ErrServerClosed)
 }
 
 func (s *Server) serveHTTP(ln net.Listener, name string) {
@@ -605,7 +610,7 @@ func (s *Server) Reload() error {
 		s.log.Error("reload refused; keeping the running configuration", "err", err)
 		return err
 	}
-	if fmt.Sprint(cfg.Listeners) != fmt.Sprint(old.Listeners) {
+	if fmt.Sprint(cfg.Listeners) != fmt.Sprint(old.Listeners) || cfg.AuthdaemonSocket != old.AuthdaemonSocket {
 		s.log.Warn("reload: listener changes take effect at the next restart")
 	}
 	if stale(cfg.UserdbSource, cfg.UserdbDB) {
