@@ -74,6 +74,17 @@ func (c *Client) roundTrip(ctx context.Context, req *Request, read func(*bufio.R
 	return nil
 }
 
+// Ping checks that a daemon accepts connections at the socket (for
+// postern config).
+func (c *Client) Ping(ctx context.Context) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.Path)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
 // validName refuses what cannot travel in a request line.
 func validName(name string) bool {
 	return name != "" && !hasControl(name, "") && !strings.HasPrefix(name, " ")
