@@ -216,10 +216,18 @@ func TestCourierIMAPLogin(t *testing.T) {
 		t.Fatalf("Courier's imapd through Postern's socket:\n%s\nstderr: %s", out, errOut)
 	}
 
-	// A wrong password is refused by Courier's imaplogin.
+	// A wrong password is refused by Courier's imaplogin, and counts in
+	// Postern's guard against the address imaplogin passes on
+	// (TCPREMOTEIP).
+	if n := f.svc.Guard().Stats().Tracked; n != 0 {
+		t.Fatalf("%d client networks counted before any failure", n)
+	}
 	out, errOut = imapSession(t, env, imaplogin, imapd, "wrong", "b LOGOUT\r\n")
 	if !strings.Contains(out, "a NO") || strings.Contains(out, "a OK") {
 		t.Errorf("wrong password:\n%s\nstderr: %s", out, errOut)
+	}
+	if n := f.svc.Guard().Stats().Tracked; n != 1 {
+		t.Errorf("%d client networks counted after a failed login through Courier's imapd, want 1", n)
 	}
 }
 
