@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"postern/auth"
@@ -92,5 +94,44 @@ func TestAuthdaemonSocket(t *testing.T) {
 	}
 	if _, err := c.Lookup(ctx, h.user); !errors.Is(err, auth.ErrTemporary) {
 		t.Errorf("with the server stopped: %v, want a temporary failure", err)
+	}
+}
+
+// TestAuthdaemonSocketAsMailUser: with mailuser, the socket is bound as
+// root (in a directory only root may write to, as /run/courier/authdaemon
+// is) before the server becomes the mail user, and is answered after.
+func TestAuthdaemonSocketAsMailUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CI runs as root)")
+	}
+	if _, err := user.Lookup("nobody"); err != nil {
+		t.Skip("no user nobody")
+	}
+	h := &harness{t: t, dir: t.TempDir(), user: "alice@example.test", pass: "s3cret pass"}
+	h.etc = filepath.Join(h.dir, "etc")
+	if err := writeInit(h); err != nil {
+		t.Fatal(err)
+	}
+	for d := h.dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	base, err := os.MkdirTemp("", "pa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o750) // root's, closed to nobody
+	sock := filepath.Join(base, "socket")
+	h.writeSetting("listen", "smtp 127.0.0.1:0\n")
+	h.writeSetting("mailuser", "nobody\n")
+	h.writeSetting("authdaemonsocket", sock+"\n")
+	cmd, _ := startServerProcess(t, h.etc)
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	a, err := authdaemon.NewClient(sock).Authenticate(context.Background(), "imap", h.user, h.pass)
+	if err != nil || a.Name != h.user {
+		t.Fatalf("login over the socket of a server running as nobody: %+v, %v", a, err)
 	}
 }

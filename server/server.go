@@ -386,6 +386,13 @@ func (s *Server) Start() error {
 	if submitErr == nil {
 		s.listeners = append(s.listeners, submitLn)
 	}
+	// Courier's authdaemon socket, in a directory only root may write to
+	// on most systems (/run/courier/authdaemon).
+	authdLn, err := s.listenAuthdaemon(cfg)
+	if err != nil {
+		s.closeListeners()
+		return err
+	}
 	if err := s.becomeMailUser(cfg); err != nil {
 		s.closeListeners()
 		return err
@@ -465,9 +472,8 @@ func (s *Server) Start() error {
 			s.log.Warn("the data directory is not searchable by other users, so their sendmail cannot reach the submission socket (chmod o+x)", "datadir", cfg.DataDir)
 		}
 	}
-	if err := s.startAuthdaemon(cfg); err != nil {
-		s.closeListeners()
-		return err
+	if authdLn != nil {
+		s.serveAuthdaemon(cfg, authdLn)
 	}
 	s.mta.Run()
 	s.mu.Lock()
