@@ -169,3 +169,19 @@ func (s *Service) Authenticate(ctx context.Context, service, name, password stri
 	}
 	return nil, ErrNoSuchUser
 }
+
+// Enumerator is a module that can list its accounts (Courier's
+// auth_enumerate, for authenumerate and for shared folders). Modules whose
+// accounts live elsewhere (PAM, a directory too large to list) need not
+// offer it.
+type Enumerator interface {
+	// Enumerate calls each with every account, in the module's order, and
+	// stops at the first error each returns.
+	Enumerate(ctx context.Context, each func(*Account) error) error
+}
+
+// EnumeratorOf returns m's Enumerator (looking through a Cache), or nil.
+func EnumeratorOf(m Module) Enumerator {
+	e, _ := Base(m).(Enumerator)
+	return e
+}

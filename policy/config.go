@@ -239,6 +239,11 @@ type Config struct {
 	// SRS rewrites the envelope sender of forwarded mail ("srssecrets",
 	// "srsdomain"); nil when srssecrets is absent.
 	SRS *srs.Rewriter
+
+	// AuthdaemonSocket is where the authentication service answers Courier
+	// authdaemond's protocol ("authdaemonsocket", a path, relative to the
+	// configuration directory). Empty: no such socket.
+	AuthdaemonSocket string
 }
 
 // RetrySchedule spells out Courier's retry schedule as gaps between
@@ -442,6 +447,11 @@ func LoadWith(dir string, replace map[string]string) (*Config, error) {
 	c.Listeners = l.listeners("listen")
 	c.DataDir = l.path("datadir", DefaultDataDir)
 	c.MailUser = l.mailUser()
+	c.AuthdaemonSocket = l.path("authdaemonsocket", "")
+	if lines := l.lines("authdaemonsocket"); len(lines) > 0 && len(c.AuthdaemonSocket) > 100 {
+		// sockaddr_un holds 108 bytes, the terminating NUL included.
+		l.fail(lines[0].Errorf("authdaemonsocket: a socket path may be at most 100 bytes long"))
+	}
 	c.SizeLimit = l.size("sizelimit", DefaultSizeLimit)
 	c.InsecureAuth = l.boolean("insecureauth", false)
 	c.SenderLogin = l.choice("senderlogin", "any", "any", "own")

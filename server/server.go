@@ -30,6 +30,7 @@ import (
 
 	"postern/auth"
 	"postern/auth/authconfig"
+	"postern/auth/authdaemon"
 	"postern/auth/userdb"
 	"postern/filters/dkim"
 	"postern/filters/rejectlog"
@@ -385,6 +386,13 @@ func (s *Server) Start() error {
 	if submitErr == nil {
 		s.listeners = append(s.listeners, submitLn)
 	}
+	// Courier's authdaemon socket, in a directory only root may write to
+	// on most systems (/run/courier/authdaemon).
+	authdLn, err := s.listenAuthdaemon(cfg)
+	if err != nil {
+		s.closeListeners()
+		return err
+	}
 	if err := s.becomeMailUser(cfg); err != nil {
 		s.closeListeners()
 		return err
@@ -464,6 +472,9 @@ func (s *Server) Start() error {
 			s.log.Warn("the data directory is not searchable by other users, so their sendmail cannot reach the submission socket (chmod o+x)", "datadir", cfg.DataDir)
 		}
 	}
+	if authdLn != nil {
+		s.serveAuthdaemon(cfg, authdLn)
+	}
 	s.mta.Run()
 	s.mu.Lock()
 	s.started = true
@@ -489,7 +500,7 @@ func (s *Server) serve(name string, srv service, ln net.Listener) {
 func closedErr(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, imap.ErrServerClosed) ||
 		errors.Is(err, pop3.ErrServerClosed) || errors.Is(err, smtpd.ErrServerClosed) ||
-		errors.Is(err, smap.ErrServerClosed)
+		errors.Is(err, smap.ErrServerClosed) || errors.Is(err, authdaemon.ErrServerClosed)
 }
 
 func (s *Server) serveHTTP(ln net.Listener, name string) {
@@ -605,7 +616,7 @@ func (s *Server) Reload() error {
 		s.log.Error("reload refused; keeping the running configuration", "err", err)
 		return err
 	}
-	if fmt.Sprint(cfg.Listeners) != fmt.Sprint(old.Listeners) {
+	if fmt.Sprint(cfg.Listeners) != fmt.Sprint(old.Listeners) || cfg.AuthdaemonSocket != old.AuthdaemonSocket {
 		s.log.Warn("reload: listener changes take effect at the next restart")
 	}
 	if stale(cfg.UserdbSource, cfg.UserdbDB) {

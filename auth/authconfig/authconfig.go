@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"postern/auth"
+	"postern/auth/authdaemon"
 	"postern/auth/ldapauth"
 	"postern/auth/pamauth"
 	"postern/auth/sqlauth"
@@ -26,7 +28,8 @@ import (
 
 // ModuleListSetting names the modules the authentication service asks,
 // in order, as Courier's authdaemonrc authmodulelist does: authuserdb,
-// authmysql, authpgsql, authldap, authpam, separated by blanks (quotes, as in authdaemonrc,
+// authmysql, authpgsql, authldap, authpam (and authdaemon, a Courier
+// authdaemond asked over its socket), separated by blanks (quotes, as in authdaemonrc,
 // are allowed). Without it only the userdb is asked.
 const ModuleListSetting = "authmodulelist"
 
@@ -38,6 +41,9 @@ type Spec struct {
 	ldap  *ldapauth.Config // authldap
 	pam   bool             // authpam
 	cache auth.CacheConfig // authcache, for every module but the userdb
+
+	// daemon is the socket of the authdaemond the authdaemon module asks.
+	daemon string
 }
 
 // CacheSetting keeps recent answers of the SQL, LDAP and PAM modules
@@ -90,6 +96,38 @@ func ReadCache(dir string) (auth.CacheConfig, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// ClientSetting names the socket of a Courier authdaemond that the
+// authdaemon module asks (a path, relative to the configuration directory);
+// without it, authdaemon.DefaultSocket.
+const ClientSetting = "authdaemonclient"
+
+// readClient reads the authdaemonclient setting. A path equal to the
+// authdaemonsocket setting's would have the server ask itself forever.
+func readClient(dir string, l policy.Line) (string, error) {
+	abs := func(p string) string {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		return filepath.Clean(p)
+	}
+	path := authdaemon.DefaultSocket
+	lines, err := policy.ReadSetting(dir, ClientSetting)
+	switch {
+	case errors.Is(err, policy.ErrNotSet):
+	case err != nil:
+		return "", err
+	case len(lines) != 1:
+		return "", lines[len(lines)-1].Errorf("%s takes one line, the socket's path", ClientSetting)
+	default:
+		path = abs(lines[0].Text)
+	}
+	own, err := policy.ReadSetting(dir, "authdaemonsocket")
+	if err == nil && len(own) > 0 && abs(own[0].Text) == path {
+		return "", l.Errorf("authdaemon would ask this server's own socket %s (authdaemonsocket); point %s at the other authdaemond", path, ClientSetting)
+	}
+	return path, nil
 }
 
 // Name is the module's name in authmodulelist (authuserdb, authpgsql, ...).
@@ -155,6 +193,12 @@ func Read(dir string) ([]Spec, error) {
 					return nil, err
 				}
 				specs = append(specs, Spec{name: name, ldap: cfg})
+			case "authdaemon":
+				path, err := readClient(dir, l)
+				if err != nil {
+					return nil, err
+				}
+				specs = append(specs, Spec{name: name, daemon: path})
 			case "authpam":
 				if !pamauth.Available {
 					_, err := pamauth.Open(pamauth.Config{}, nil)
@@ -162,9 +206,9 @@ func Read(dir string) ([]Spec, error) {
 				}
 				specs = append(specs, Spec{name: name, pam: true})
 			case "authshadow", "authpwd", "authvchkpw", "authcustom", "authpipe", "authsqlite":
-				return nil, l.Errorf("%s: Courier has this module; Postern does not have it yet (available: authuserdb, authmysql, authpgsql, authldap, authpam)", w)
+				return nil, l.Errorf("%s: Courier has this module; Postern does not have it yet (available: authuserdb, authmysql, authpgsql, authldap, authpam, authdaemon)", w)
 			default:
-				return nil, l.Errorf("unknown authentication module %q (available: authuserdb, authmysql, authpgsql, authldap, authpam)", w)
+				return nil, l.Errorf("unknown authentication module %q (available: authuserdb, authmysql, authpgsql, authldap, authpam, authdaemon)", w)
 			}
 		}
 	}
@@ -195,6 +239,10 @@ func Open(specs []Spec, udb *userdb.DB, log *slog.Logger) ([]auth.Module, func()
 		}
 	}
 	for _, s := range specs {
+		if s.daemon != "" {
+			mods = append(mods, auth.NewCache(authdaemon.NewClient(s.daemon), s.cache))
+			continue
+		}
 		if s.pam {
 			m, err := pamauth.Open(pamauth.Config{}, log)
 			if err != nil {

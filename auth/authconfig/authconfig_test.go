@@ -24,8 +24,8 @@ func TestRead(t *testing.T) {
 		{"authuserdb authpgsql\n", false, "authmodulelist:1: authpgsql is listed, but authpgsqlrc is missing"},
 		{"authuserdb authuserdb\n", false, "authmodulelist:1: authuserdb listed twice"},
 		{"authuserdb authldap\n", false, "authmodulelist:1: authldap is listed, but authldaprc is missing"},
-		{"authuserdb\nauthshadow\n", false, "authmodulelist:2: authshadow: Courier has this module; Postern does not have it yet (available: authuserdb, authmysql, authpgsql, authldap, authpam)"},
-		{"authfoo\n", false, `authmodulelist:1: unknown authentication module "authfoo" (available: authuserdb, authmysql, authpgsql, authldap, authpam)`},
+		{"authuserdb\nauthshadow\n", false, "authmodulelist:2: authshadow: Courier has this module; Postern does not have it yet (available: authuserdb, authmysql, authpgsql, authldap, authpam, authdaemon)"},
+		{"authfoo\n", false, `authmodulelist:1: unknown authentication module "authfoo" (available: authuserdb, authmysql, authpgsql, authldap, authpam, authdaemon)`},
 		{"# nothing\n\"\"\n", false, "authmodulelist: no module listed"},
 	} {
 		dir := t.TempDir()
@@ -142,5 +142,31 @@ func TestReadCache(t *testing.T) {
 	}
 	if specs[0].cache.Enabled() || specs[1].cache.TTL != 2*time.Minute {
 		t.Errorf("caches: userdb %+v, pgsql %+v", specs[0].cache, specs[1].cache)
+	}
+}
+
+// TestAuthdaemonListed: authdaemon asks the socket of authdaemonclient
+// (authdaemon.DefaultSocket without it), and may not ask this server's
+// own authdaemonsocket.
+func TestAuthdaemonListed(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, ModuleListSetting), []byte("authuserdb authdaemon\n"), 0o600)
+	specs, err := Read(dir)
+	if err != nil || len(specs) != 2 || specs[1].daemon != "/run/courier/authdaemon/socket" {
+		t.Fatalf("default socket: %+v, %v", specs, err)
+	}
+	os.WriteFile(filepath.Join(dir, ClientSetting), []byte("# the other one\nsock/authd\n"), 0o600)
+	specs, err = Read(dir)
+	if err != nil || specs[1].daemon != filepath.Join(dir, "sock/authd") {
+		t.Fatalf("authdaemonclient: %+v, %v", specs, err)
+	}
+	mods, closeAll, err := Open(specs, nil, nil)
+	if err != nil || len(mods) != 1 || mods[0].Name() != "authdaemon" {
+		t.Fatalf("Open: %v, %v", mods, err)
+	}
+	closeAll()
+	os.WriteFile(filepath.Join(dir, "authdaemonsocket"), []byte(filepath.Join(dir, "sock/authd")+"\n"), 0o600)
+	if _, err := Read(dir); err == nil || !strings.Contains(err.Error(), "own socket") {
+		t.Errorf("authdaemon asking the server's own socket: %v", err)
 	}
 }

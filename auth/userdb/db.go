@@ -131,6 +131,33 @@ func (d *DB) Lookup(ctx context.Context, name string) (*auth.Account, error) {
 	return accountFrom(name, f), nil
 }
 
+// Enumerate calls each with every account of the compiled file, in name
+// order (auth.Enumerator). The accounts are read in one read transaction
+// and handed out after it ends, so that a slow consumer does not hold the
+// file open across a recompile.
+func (d *DB) Enumerate(ctx context.Context, each func(*auth.Account) error) error {
+	type entry struct{ name, raw string }
+	var entries []entry
+	err := d.index.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUsers).ForEach(func(k, v []byte) error {
+			entries = append(entries, entry{string(k), string(v)})
+			return ctx.Err()
+		})
+	})
+	if errors.Is(err, boltindex.ErrClosed) {
+		return ErrClosed
+	}
+	if err != nil {
+		return fmt.Errorf("userdb %s: enumerate: %w", d.index.Path(), err)
+	}
+	for _, e := range entries {
+		if err := each(accountFrom(e.name, decodeFields(e.raw))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // PasswordFields lists, in order of preference, the fields that hold the
 // password for service: the per-service field first (Courier's authuserdb
 // rule: "imappw" wins over "systempw" for IMAP), then systempw.

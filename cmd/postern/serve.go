@@ -231,6 +231,9 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 		}
 	}
 	printAuthModules(e.stdout, cfg)
+	if cfg.AuthdaemonSocket != "" {
+		fmt.Fprintf(e.stdout, "auth       served to Courier's programs at %s (authdaemonsocket)\n", cfg.AuthdaemonSocket)
+	}
 	if admins, err := admin.LoadAdmins(cfg.Dir); err == nil {
 		if len(admins) == 0 {
 			fmt.Fprintf(e.stdout, "webadmin   no logins: every login to /admin/ is refused (postern webadmin passwd NAME)\n")
