@@ -322,6 +322,7 @@ func execAppend(s *session, c *command) result {
 	// to the session that will move them to cur/ (which then only adds
 	// them to the last one).
 	if ref.fs != nil {
+		f.AdoptShared(keys, s.identity())
 		return ok("APPEND completed") // UIDs come with the view's next sync
 	}
 	validity, uids, err := f.UIDs(keys)

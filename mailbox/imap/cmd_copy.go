@@ -103,6 +103,7 @@ func (s *session) copyMessages(c *command) (indexes []int, code string, r result
 		s.markChanged()
 	}
 	if ref.fs != nil {
+		dst.AdoptShared(newKeys, s.identity())
 		return indexes, "", result{}, false // UIDs come with the view's next sync
 	}
 	validity, dstUIDs, err := dst.UIDs(newKeys)

@@ -66,6 +66,11 @@ func deliverTo(t *testing.T, sharable, folder, msg string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Readable by others, as an MDA with umask 022 leaves it (Postern's
+	// Deliver writes 0600).
+	if err := os.Chmod(filepath.Join(sharable, "."+folder, "new", key), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return key
 }
 

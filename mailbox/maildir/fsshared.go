@@ -482,7 +482,8 @@ func OpenSharedView(view string, id Identity) (*SharedView, error) {
 // Options returns the maildir options that make the private view read
 // its messages only through checked links (Options.SharedFrom).
 func (v *SharedView) Options() Options {
-	return Options{SharedFrom: v.Link, sharedReal: v.Real}
+	id := v.id
+	return Options{SharedFrom: v.Link, sharedReal: v.Real, sharedID: &id}
 }
 
 // Sync brings the private view's links in line with the sharable folder,
@@ -638,10 +639,16 @@ func (f *Folder) openMessageFile(name string) (int, error) {
 		}
 		return -1, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		unix.Close(fd)
 		return -1, fmt.Errorf("maildir %s: %s: not a regular file in the sharable folder: %w", f.path, name, ErrSharedPermission)
+	}
+	if id := f.md.sharedID; id != nil && !id.permits(&st, 4) {
+		// The owner keeps this message to themselves (mode 0600): as
+		// for Courier's server running as the user, it cannot be read.
+		unix.Close(fd)
+		return -1, fmt.Errorf("maildir %s: %s: not readable for uid %d: %w", f.path, name, id.UID, ErrSharedPermission)
 	}
 	if err := unix.SetNonblock(fd, false); err != nil {
 		unix.Close(fd)
@@ -723,4 +730,30 @@ func randomHex() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
 	return hex.EncodeToString(b[:])
+}
+
+// AdoptShared gives messages just added to a sharable folder (IMAP APPEND
+// or COPY into it) the owner and mode a Courier server running as the
+// user would have given them: the user's uid and gid (when this process
+// may chown, that is runs as root), and read permission for the group and
+// others as far as the folder's cur/ grants it, so that the other readers
+// can read them and the user may remove them later from a sticky folder.
+func (f *Folder) AdoptShared(keys []string, id Identity) {
+	st, err := os.Stat(filepath.Join(f.path, "cur"))
+	if err != nil {
+		return
+	}
+	mode := 0o600 | st.Mode().Perm()&0o044
+	for _, key := range keys {
+		f.withFile(key, func(name string) error {
+			p := filepath.Join(f.path, name)
+			if err := os.Chmod(p, mode); err != nil {
+				return err
+			}
+			if os.Geteuid() == 0 && id.UID > 0 {
+				return os.Lchown(p, id.UID, id.GID)
+			}
+			return nil
+		})
+	}
 }

@@ -74,6 +74,10 @@ func sharableFixture(t *testing.T) (sharable, user, key string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Readable by others, as an MDA with umask 022 leaves it.
+	if err := os.Chmod(filepath.Join(sharable, ".Lists", "new", key), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return sharable, user, key
 }
 
@@ -154,6 +158,15 @@ func TestSharedViewReadsThroughLinks(t *testing.T) {
 	}
 	if subs, err := SubscribedShared(user); err != nil || len(subs) != 1 || subs[0] != "team.Lists" {
 		t.Fatalf("SubscribedShared = %q, %v", subs, err)
+	}
+	// A message its owner keeps to themselves (0600) is not readable for
+	// another uid, as for Courier's server running as that user.
+	if os.Geteuid() == 0 {
+		real, _ := filepath.Glob(filepath.Join(sharable, ".Lists", "*", key+"*"))
+		os.Chmod(real[0], 0o600)
+		if _, err := readAllKey(t, f, key); !errors.Is(err, ErrSharedPermission) {
+			t.Fatalf("0600 message of another uid: %v, want ErrSharedPermission", err)
+		}
 	}
 }
 

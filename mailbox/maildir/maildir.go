@@ -55,7 +55,8 @@ type Options struct {
 	// SharedFrom's cur/ or new/ and ends at a regular file reached with no
 	// other link. SharedView.Options sets it.
 	SharedFrom string
-	sharedReal string // SharedFrom resolved
+	sharedReal string    // SharedFrom resolved
+	sharedID   *Identity // who reads: a message must be readable for them
 }
 
 // Maildir is one user's mailbox tree: INBOX at the root and Maildir++ folders
@@ -71,6 +72,7 @@ type Maildir struct {
 	// sharedFrom, sharedReal: Options.SharedFrom, as written and
 	// resolved; "" for an ordinary maildir.
 	sharedFrom, sharedReal string
+	sharedID               *Identity
 
 	mu      sync.Mutex
 	folders map[string]*Folder // by Maildir++ name ("" is INBOX)
@@ -207,6 +209,7 @@ func OpenWithOptions(root string, opt Options) (*Maildir, error) {
 	return &Maildir{
 		sharedFrom:   strings.TrimRight(opt.SharedFrom, "/"),
 		sharedReal:   opt.sharedReal,
+		sharedID:     opt.sharedID,
 		root:         root,
 		hostname:     escapeHostname(host),
 		pid:          processID(),
