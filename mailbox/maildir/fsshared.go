@@ -287,8 +287,8 @@ func ListSharable(sm SharedMaildir, id Identity) ([]SharableFolder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("maildir: sharable maildir %s (%s): %w", sm.Nick, sm.Path, err)
 	}
-	if !id.reaches(real, 1) {
-		return nil, nil
+	if !id.reaches(real, 4|1) {
+		return nil, nil // the user could not list it
 	}
 	entries, err := os.ReadDir(real)
 	if err != nil {
