@@ -174,6 +174,12 @@ func TestFSSharedFoldersEndToEnd(t *testing.T) {
 		t.Errorf("LSUB after SUBSCRIBE: %q", l)
 	}
 
+	// LIST-EXTENDED (RFC 5258): SUBSCRIBED selects the same.
+	ext := bob.cmd("e2", `LIST (SUBSCRIBED) "" "shared*"`, "OK")
+	if j := strings.Join(ext, "\n"); !strings.Contains(j, `\Subscribed`) || !strings.Contains(j, "shared.team.Lists") || strings.Contains(j, "News") {
+		t.Errorf("LIST (SUBSCRIBED): %q", ext)
+	}
+
 	sel := bob.cmd("f", "SELECT shared.team.Lists", "OK [READ-WRITE]")
 	if !hasLine(sel, "* 2 EXISTS") {
 		t.Fatalf("SELECT: %q", sel)
