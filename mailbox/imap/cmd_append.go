@@ -203,6 +203,9 @@ func execAppend(s *session, c *command) result {
 		return refuse(noPerm()) // RFC 4314 4: APPEND needs "i"
 	}
 	f, err := ref.mail.Folder(ref.folder)
+	if err == nil && ref.fs != nil {
+		f, err = s.fsSharedInsertTarget(ref)
+	}
 	if err != nil {
 		if errors.Is(err, maildir.ErrNoFolder) {
 			return refuse(no("TRYCREATE", "No such mailbox; create it first"))
@@ -318,6 +321,10 @@ func execAppend(s *session, c *command) result {
 	// No Sync: numbering the new keys is enough, and leaves the snapshot
 	// to the session that will move them to cur/ (which then only adds
 	// them to the last one).
+	if ref.fs != nil {
+		f.AdoptShared(keys, s.identity())
+		return ok("APPEND completed") // UIDs come with the view's next sync
+	}
 	validity, uids, err := f.UIDs(keys)
 	if err == nil && !slices.Contains(uids, 0) {
 		return okCode(fmt.Sprintf("APPENDUID %d %s", validity, compactUIDs(uids)), "APPEND completed")

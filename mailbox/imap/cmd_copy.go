@@ -61,6 +61,9 @@ func (s *session) copyMessages(c *command) (indexes []int, code string, r result
 		return nil, "", noPerm(), true // RFC 4314 4: COPY into needs "i"
 	}
 	dst, err := ref.mail.Folder(ref.folder)
+	if err == nil && ref.fs != nil {
+		dst, err = s.fsSharedInsertTarget(ref)
+	}
 	if err != nil {
 		if errors.Is(err, maildir.ErrNoFolder) {
 			return nil, "", no("TRYCREATE", "No such mailbox; create it first"), true
@@ -98,6 +101,10 @@ func (s *session) copyMessages(c *command) (indexes []int, code string, r result
 	s.srv.hub.notify(dst.Path(), s)
 	if dst.Path() == sel.folder.Path() {
 		s.markChanged()
+	}
+	if ref.fs != nil {
+		dst.AdoptShared(newKeys, s.identity())
+		return indexes, "", result{}, false // UIDs come with the view's next sync
 	}
 	validity, dstUIDs, err := dst.UIDs(newKeys)
 	if err != nil || slices.Contains(dstUIDs, 0) {

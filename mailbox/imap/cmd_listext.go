@@ -198,7 +198,7 @@ func (s *session) listExtended(a listArgs) result {
 	}
 	subscribed := map[string]bool{}
 	if ext.subscribed || ext.retSubscribed {
-		subs, err := s.mail.Subscriptions()
+		subs, err := s.subscriptions()
 		if err != nil {
 			return s.storageResult(err, "LIST")
 		}

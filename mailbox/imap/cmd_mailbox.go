@@ -197,6 +197,9 @@ func (s *session) renameInbox(to string) result {
 }
 
 func execSubscribe(s *session, c *command) result {
+	if s.isFSSharedName(c.args.(string)) {
+		return s.subscribeFSShared(c.args.(string), true)
+	}
 	if s.isSharedName(c.args.(string)) {
 		return s.subscribeShared(c.args.(string), true)
 	}
@@ -214,6 +217,9 @@ func execSubscribe(s *session, c *command) result {
 }
 
 func execUnsubscribe(s *session, c *command) result {
+	if s.isFSSharedName(c.args.(string)) {
+		return s.subscribeFSShared(c.args.(string), false)
+	}
 	if s.isSharedName(c.args.(string)) {
 		return s.subscribeShared(c.args.(string), false)
 	}
@@ -288,6 +294,7 @@ func (s *session) hierarchy() (map[string]*listEntry, error) {
 		}
 	}
 	s.addSharedEntries(entries)
+	s.addFSSharedEntries(entries)
 	return entries, nil
 }
 
@@ -400,7 +407,7 @@ func execLsub(s *session, c *command) result {
 		s.w.line(`* LSUB (\Noselect) "." ""`).end()
 		return ok("LSUB completed")
 	}
-	subs, err := s.mail.Subscriptions()
+	subs, err := s.subscriptions()
 	if err != nil {
 		return s.storageResult(err, "LSUB")
 	}
@@ -695,6 +702,13 @@ func execNamespace(s *session, c *command) result {
 	if s.srv.opt.CourierNamespace {
 		prefix = courierPrefix
 	}
-	s.w.line(`* NAMESPACE (("`).raw(prefix).raw(`" ".")) (("`).raw(sharedPrefix).raw(`" "."))`).raw(" NIL").end()
+	w := s.w.line(`* NAMESPACE (("`).raw(prefix).raw(`" ".")) (("`).raw(sharedPrefix).raw(`" "."))`)
+	if len(s.sharedMaildirs()) > 0 {
+		// Courier's filesystem-shared folders (fsshared.go), in the
+		// shared namespace where Courier shows them.
+		w.raw(` (("`).raw(fsSharedPrefix).raw(`" "."))`).end()
+	} else {
+		w.raw(" NIL").end()
+	}
 	return ok("NAMESPACE completed")
 }

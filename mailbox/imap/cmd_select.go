@@ -46,6 +46,11 @@ func (s *session) selectMailbox(a selectArgs, readOnly bool) result {
 		return r
 	}
 	folder := ref.folder
+	if ref.fs != nil && !ref.fs.view.Writable {
+		// A filesystem-shared folder the user may not write: SELECT
+		// opens it read-only, as Courier's does.
+		readOnly = true
+	}
 	if !ref.rights.Has(acl.Read) {
 		s.releaseRef(ref)
 		return noPerm() // RFC 4314 4: SELECT and EXAMINE need "r"
@@ -166,6 +171,21 @@ func (s *session) removeDeleted(indexes []int) (int, error) {
 	try := func(i int) error {
 		m := &sel.msgs[i]
 		if m.gone || !sel.hasFlag(i, maildir.FlagTrashed) {
+			return nil
+		}
+		if sel.ref != nil && sel.ref.fs != nil {
+			// Out of the sharable folder itself, where the permissions
+			// allow; otherwise the message stays and loses \Deleted,
+			// as in Courier.
+			err := sel.folder.RemoveShared(m.key, s.identity())
+			if errors.Is(err, maildir.ErrSharedPermission) {
+				s.markChanged()
+				return nil
+			}
+			if err != nil && !errors.Is(err, maildir.ErrNoMessage) {
+				return err
+			}
+			removed++
 			return nil
 		}
 		if err := sel.folder.Remove(m.key); err != nil && !errors.Is(err, maildir.ErrNoMessage) {

@@ -28,6 +28,18 @@ type mapModule struct {
 
 	mu     sync.Mutex
 	groups map[string]string // user → Courier's "group=" option
+	ids    map[string][2]int // user → uid, gid (0, 0 when not set)
+}
+
+// setIDs gives an account a system uid and gid (the file permissions of
+// filesystem-shared folders are checked for them).
+func (m *mapModule) setIDs(name string, uid, gid int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ids == nil {
+		m.ids = map[string][2]int{}
+	}
+	m.ids[name] = [2]int{uid, gid}
 }
 
 func (m *mapModule) Name() string { return "testmap" }
@@ -52,6 +64,9 @@ func (m *mapModule) account(name string) *auth.Account {
 	}
 	if g := m.groups[name]; g != "" {
 		a.Options["group"] = g
+	}
+	if id, ok := m.ids[name]; ok {
+		a.UID, a.GID = id[0], id[1]
 	}
 	return a
 }

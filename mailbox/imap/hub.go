@@ -152,6 +152,13 @@ type sharedMaildir struct {
 // openMaildir returns the account's Maildir, shared with its other
 // sessions; release it with releaseMaildir.
 func (h *folderHub) openMaildir(path string) (*maildir.Maildir, error) {
+	return h.openMaildirOpts(path, maildir.Options{})
+}
+
+// openMaildirOpts is openMaildir with options for a Maildir not open yet
+// (a filesystem-shared folder's private view; the options follow from
+// its path, so a shared entry has the same ones).
+func (h *folderHub) openMaildirOpts(path string, opt maildir.Options) (*maildir.Maildir, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if e := h.maildirs[path]; e != nil {
@@ -161,7 +168,13 @@ func (h *folderHub) openMaildir(path string) (*maildir.Maildir, error) {
 		e.refs++
 		return e.m, nil
 	}
-	m, err := openMaildir(path)
+	var m *maildir.Maildir
+	var err error
+	if opt.SharedFrom != "" {
+		m, err = maildir.OpenWithOptions(path, opt)
+	} else {
+		m, err = openMaildir(path)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -78,7 +78,7 @@ func (sess *session) folderName(imapName string) (string, error) {
 	if name == "INBOX" {
 		return maildir.Inbox, nil
 	}
-	if sess.isSharedName(name) {
+	if sess.isSharedName(name) || sess.isFSSharedName(name) {
 		// "#shared" names other users' folders (shared.go); no personal
 		// folder may take it.
 		return "", errSharedNS

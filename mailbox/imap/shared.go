@@ -176,6 +176,9 @@ type mailboxRef struct {
 	// shared: another user's Maildir, held through the hub; release it.
 	shared   bool
 	mailPath string
+	// fs: a filesystem-shared folder (Courier's "shared.NICK.FOLDER",
+	// fsshared.go); mail is then the user's private view of it.
+	fs *fsSharedRef
 }
 
 // resolveMailbox maps a mailbox name from a command to its Maildir and
@@ -183,6 +186,13 @@ type mailboxRef struct {
 // may not see ("l") is reported as not existing (RFC 4314 4). Release the
 // ref with releaseRef.
 func (s *session) resolveMailbox(imapName string) (*mailboxRef, result, bool) {
+	if s.isFSSharedName(imapName) {
+		ref, err := s.resolveFSShared(imapName)
+		if err != nil {
+			return nil, s.fsSharedResult(err, "shared mailbox"), false
+		}
+		return ref, result{}, true
+	}
 	if !s.isSharedName(imapName) {
 		folder, err := s.folderName(imapName)
 		if err != nil {
@@ -607,7 +617,7 @@ func (s *session) subscribeShared(name string, on bool) result {
 // this session: a personal folder in Courier's "INBOX.x" form, or a
 // shared mailbox kept by subscribeShared.
 func (s *session) subscribedName(sub string) (string, bool) {
-	if s.isSharedName(sub) {
+	if s.isSharedName(sub) || strings.HasPrefix(sub, fsSharedPrefix) {
 		if s.rev2() {
 			if dec, err := decodeMUTF7(sub); err == nil {
 				return dec, true

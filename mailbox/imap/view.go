@@ -309,6 +309,13 @@ func (sess *session) sendUpdates(expungeOK, force bool) error {
 // made elsewhere, EXISTS and RECENT for new messages.
 func (sess *session) syncSelected(expungeOK bool) error {
 	sel := sess.sel
+	if sel.ref != nil && sel.ref.fs != nil {
+		// A filesystem-shared folder: the view's links follow the
+		// sharable folder first (messages others added or removed).
+		if err := sel.ref.fs.view.Sync(); err != nil {
+			sess.log.Warn("imap: sync shared folder", "mailbox", sel.name, "err", err)
+		}
+	}
 	snap, err := sel.folder.Sync(!sel.readOnly)
 	if err != nil {
 		return fmt.Errorf("imap: sync %s: %w", sel.name, err)

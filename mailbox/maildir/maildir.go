@@ -48,6 +48,15 @@ type Options struct {
 	// first delivery creates maildirsize with it (deliverquota's QUOTA
 	// argument, or a quota from the account database). Zero means none.
 	DefaultQuota Quota
+	// SharedFrom makes the maildir a private view of a sharable folder
+	// (Courier's shared-folders/NICK/FOLDER; see fsshared.go): the
+	// sharable folder as its "shared" link names it. Every message is then
+	// a symbolic link, read only when it points directly into
+	// SharedFrom's cur/ or new/ and ends at a regular file reached with no
+	// other link. SharedView.Options sets it.
+	SharedFrom string
+	sharedReal string    // SharedFrom resolved
+	sharedID   *Identity // who reads: a message must be readable for them
 }
 
 // Maildir is one user's mailbox tree: INBOX at the root and Maildir++ folders
@@ -60,6 +69,10 @@ type Maildir struct {
 	log          *slog.Logger
 	defaultQuota Quota
 	deliveries   atomic.Uint64 // the Q<n> counter of unique names
+	// sharedFrom, sharedReal: Options.SharedFrom, as written and
+	// resolved; "" for an ordinary maildir.
+	sharedFrom, sharedReal string
+	sharedID               *Identity
 
 	mu      sync.Mutex
 	folders map[string]*Folder // by Maildir++ name ("" is INBOX)
@@ -186,7 +199,17 @@ func OpenWithOptions(root string, opt Options) (*Maildir, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	if opt.SharedFrom != "" && opt.sharedReal == "" {
+		real, err := resolveSharable(opt.SharedFrom)
+		if err != nil {
+			return nil, fmt.Errorf("maildir %s: %w", root, err)
+		}
+		opt.sharedReal = real
+	}
 	return &Maildir{
+		sharedFrom:   strings.TrimRight(opt.SharedFrom, "/"),
+		sharedReal:   opt.sharedReal,
+		sharedID:     opt.sharedID,
 		root:         root,
 		hostname:     escapeHostname(host),
 		pid:          processID(),

@@ -923,9 +923,12 @@ func (f *Folder) withFile(key string, op func(name string) error) error {
 func (f *Folder) Open(key string) (*os.File, error) {
 	var file *os.File
 	err := f.withFile(key, func(name string) error {
-		var err error
-		file, err = os.Open(filepath.Join(f.path, name))
-		return err
+		fd, err := f.openMessageFile(name)
+		if err != nil {
+			return err
+		}
+		file = os.NewFile(uintptr(fd), filepath.Join(f.path, name))
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -940,9 +943,9 @@ func (f *Folder) Open(key string) (*os.File, error) {
 // is looked up again, as by Open.
 func (f *Folder) ReadMessage(key string, buf []byte, limit int) ([]byte, error) {
 	err := f.withFile(key, func(name string) error {
-		fd, err := unix.Open(filepath.Join(f.path, name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := f.openMessageFile(name)
 		if err != nil {
-			return &fs.PathError{Op: "open", Path: filepath.Join(f.path, name), Err: err}
+			return err
 		}
 		defer unix.Close(fd)
 		start := len(buf)
@@ -1139,6 +1142,11 @@ func (f *Folder) CopyTo(dst *Folder, key string) (string, error) {
 		dest = filepath.Join(dst.path, "cur", newKey+":2,"+flags+letters)
 	}
 	linkErr := f.withFile(key, func(name string) error {
+		if f.md.sharedFrom != "" {
+			// A private view holds links: a hard link to one would put
+			// a link to the sharable folder into dst. Copy the bytes.
+			return errors.ErrUnsupported
+		}
 		return os.Link(filepath.Join(f.path, name), dest)
 	})
 	if linkErr != nil {
