@@ -226,7 +226,7 @@ func (s *session) authenticate(tag, user, pass string) result {
 // state (a LOGIN or AUTHENTICATE that succeeded, or a pre-authenticated
 // session).
 func (s *session) loggedIn(acct *auth.Account) error {
-	mail, err := s.srv.hub.openMaildir(acct.MaildirPath())
+	mail, err := s.srv.hub.openMaildir(acct)
 	if err != nil {
 		s.log.Error("imap: open mailbox", "user", acct.Name, "err", err)
 		return err
@@ -253,16 +253,20 @@ func (s *session) capabilityList() string {
 
 // openMaildir opens the account's Maildir, making it when the directory does
 // not exist yet (first login of a new account, as Courier's maildirmake).
-func openMaildir(path string) (*maildir.Maildir, error) {
-	m, err := maildir.Open(path)
+func openMaildir(path string, opt maildir.Options) (*maildir.Maildir, error) {
+	m, err := maildir.OpenWithOptions(path, opt)
 	if err == nil {
 		return m, nil
 	}
 	if _, serr := os.Stat(path); errors.Is(serr, os.ErrNotExist) {
-		if merr := maildir.Make(path); merr != nil {
+		make := maildir.Make
+		if r := opt.Reader; r != nil {
+			make = func(p string) error { return maildir.MakeFor(p, r.UID, r.GID) }
+		}
+		if merr := make(path); merr != nil {
 			return nil, merr
 		}
-		return maildir.Open(path)
+		return maildir.OpenWithOptions(path, opt)
 	}
 	return nil, err
 }

@@ -33,7 +33,13 @@ type mapModule struct {
 
 // setIDs gives an account a system uid and gid (the file permissions of
 // filesystem-shared folders are checked for them).
+// setIDs gives name's account uid and gid. The test's directories are
+// made reachable for them (a server running as root reads a maildir only
+// as its user could: maildir.Options.Reader).
 func (m *mapModule) setIDs(name string, uid, gid int) {
+	for d := m.root; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ids == nil {
@@ -202,10 +208,8 @@ func (e *testEnv) maildir(user string) *maildir.Maildir {
 	e.t.Helper()
 	path := filepath.Join(e.root, user, "Maildir")
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			e.t.Fatal(err)
-		}
-		if err := maildir.Make(path); err != nil {
+		acct := e.module.account(user)
+		if err := maildir.MakeFor(path, acct.UID, acct.GID); err != nil {
 			e.t.Fatal(err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"postern/auth"
 	"postern/mailbox/maildir"
 )
 
@@ -150,9 +151,11 @@ type sharedMaildir struct {
 }
 
 // openMaildir returns the account's Maildir, shared with its other
-// sessions; release it with releaseMaildir.
-func (h *folderHub) openMaildir(path string) (*maildir.Maildir, error) {
-	return h.openMaildirOpts(path, maildir.Options{})
+// sessions; release it with releaseMaildir. A server running as root
+// reads it with the account's rights (maildir.Options.Reader), whoever's
+// session asks (the account's own, or another user's through an ACL).
+func (h *folderHub) openMaildir(acct *auth.Account) (*maildir.Maildir, error) {
+	return h.openMaildirOpts(acct.MaildirPath(), maildir.Options{Reader: maildir.ReaderFor(acct.UID, acct.GID)})
 }
 
 // openMaildirOpts is openMaildir with options for a Maildir not open yet
@@ -173,7 +176,7 @@ func (h *folderHub) openMaildirOpts(path string, opt maildir.Options) (*maildir.
 	if opt.SharedFrom != "" {
 		m, err = maildir.OpenWithOptions(path, opt)
 	} else {
-		m, err = openMaildir(path)
+		m, err = openMaildir(path, opt)
 	}
 	if err != nil {
 		return nil, err

@@ -296,7 +296,7 @@ func (s *session) openShared(owner, folderIMAP string) (*mailboxRef, error) {
 		return nil, err
 	}
 	path := acct.MaildirPath()
-	mail, err := s.srv.hub.openMaildir(path)
+	mail, err := s.srv.hub.openMaildir(acct)
 	if err != nil {
 		return nil, err
 	}
@@ -368,7 +368,7 @@ func (s *session) sharedEntries() (map[string]*mailboxRef, error) {
 			continue
 		}
 		path := acct.MaildirPath()
-		mail, err := s.srv.hub.openMaildir(path)
+		mail, err := s.srv.hub.openMaildir(acct)
 		if err != nil {
 			s.log.Warn("imap: open shared Maildir", "owner", owner, "err", err)
 			continue

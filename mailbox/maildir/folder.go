@@ -124,6 +124,13 @@ func (m *Maildir) Folder(name string) (*Folder, error) {
 	if f, ok := m.folders[canon]; ok {
 		return f, nil
 	}
+	if m.reader != nil {
+		for _, sub := range []string{dir, filepath.Join(dir, "cur"), filepath.Join(dir, "new")} {
+			if err := m.reader.reachesDir(sub); err != nil {
+				return nil, fmt.Errorf("maildir %s: folder %q: %w", m.root, name, err)
+			}
+		}
+	}
 	f := &Folder{md: m, name: canon, path: dir}
 	m.folders[canon] = f
 	return f, nil

@@ -246,6 +246,67 @@ func lstatSys(path string) (*syscall.Stat_t, error) {
 	return &st, nil
 }
 
+// ErrNotReadable: a maildir, folder or message that the user the server
+// reads for (Options.Reader) could not read themselves.
+var ErrNotReadable = errors.New("not readable for the mailbox's user")
+
+// reachesDir checks that id can list dir (after the links an
+// administrator may have put on the way: /home to /srv/home, a Maildir
+// link) with every directory on the way searchable for id.
+func (id *Identity) reachesDir(dir string) error {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return err
+	}
+	if !id.reaches(real, 5) {
+		return fmt.Errorf("%s (as %s): uid %d: %w", dir, real, id.UID, ErrNotReadable)
+	}
+	return nil
+}
+
+// openRegular opens a message file that must be a regular file: a FIFO
+// someone made in the maildir would block the reader for ever (it is
+// opened without waiting, and refused).
+func openRegular(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return -1, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: not a regular file: %w", path, ErrNotReadable)
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// openForReader opens a message file for id: no link in the last place,
+// a regular file (a FIFO would hang the reader), readable for id by its
+// mode.
+func openForReader(path string, id *Identity) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if err == unix.ELOOP {
+			return -1, fmt.Errorf("%s: a symbolic link in a maildir is not served: %w", path, ErrNotReadable)
+		}
+		return -1, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG || !id.permits(&st, 4) {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: not a regular file readable for uid %d: %w", path, id.UID, ErrNotReadable)
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
 // resolveSharable resolves the symbolic links an administrator may have
 // on the way to a sharable maildir or folder, so that later opens can
 // refuse every link (a link appearing later is someone's attack).
@@ -616,11 +677,10 @@ func (md *Maildir) messageTarget(private string) (string, error) {
 func (f *Folder) openMessageFile(name string) (int, error) {
 	path := filepath.Join(f.path, name)
 	if f.md.sharedFrom == "" {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
+		if f.md.reader != nil {
+			return openForReader(path, f.md.reader)
 		}
-		return fd, nil
+		return openRegular(path)
 	}
 	target, err := f.md.messageTarget(path)
 	if err != nil {

@@ -57,6 +57,16 @@ type Options struct {
 	SharedFrom string
 	sharedReal string    // SharedFrom resolved
 	sharedID   *Identity // who reads: a message must be readable for them
+	// Reader, when set, is the user the mail is read for by a process
+	// that does not run as them (a server running as root serving a
+	// system account): the maildir's root and each folder's cur/ and new/
+	// must be reachable for Reader by their modes (every directory on the
+	// way searchable), and a message is served only when it is a regular
+	// file, not a symbolic link, readable for Reader, as the kernel would
+	// decide for a process running as that user. Without it, a user could
+	// point a link in their maildir at another user's mail or at a
+	// system file and read it through the server. OpenAs sets it.
+	Reader *Identity
 }
 
 // Maildir is one user's mailbox tree: INBOX at the root and Maildir++ folders
@@ -73,6 +83,7 @@ type Maildir struct {
 	// resolved; "" for an ordinary maildir.
 	sharedFrom, sharedReal string
 	sharedID               *Identity
+	reader                 *Identity // Options.Reader
 
 	mu      sync.Mutex
 	folders map[string]*Folder // by Maildir++ name ("" is INBOX)
@@ -176,9 +187,69 @@ func Make(root string) error {
 	return nil
 }
 
+// MakeFor is Make for the mail of the user uid, gid (a first login): a
+// process running as root gives the user the directories it made, the
+// missing parents included, as Courier's maildirmake run as the user would
+// have them.
+func MakeFor(root string, uid, gid int) error {
+	if ReaderFor(uid, gid) == nil {
+		return Make(root)
+	}
+	first := root // the top directory that does not exist yet
+	for p := root; ; {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		}
+		first = p
+		parent := filepath.Dir(p)
+		if parent == p {
+			break
+		}
+		p = parent
+	}
+	if err := Make(root); err != nil {
+		return err
+	}
+	var made []string
+	for p := root; ; p = filepath.Dir(p) {
+		made = append(made, p)
+		if p == first || p == filepath.Dir(p) {
+			break
+		}
+	}
+	for _, d := range []string{"tmp", "new", "cur"} {
+		made = append(made, filepath.Join(root, d))
+	}
+	for _, p := range made {
+		if err := os.Lchown(p, uid, gid); err != nil {
+			return fmt.Errorf("maildir %s: make: %w", root, err)
+		}
+	}
+	return nil
+}
+
 // Open opens the maildir at root with default options.
 func Open(root string) (*Maildir, error) {
 	return OpenWithOptions(root, Options{})
+}
+
+// OpenAs opens the maildir at root for the user uid, gid: a process
+// running as root reading for another user gets Options.Reader set, so
+// that it serves only what that user could read themselves; any other
+// process (running as the user, or reading root's own mail) opens it as
+// Open does, the kernel deciding.
+func OpenAs(root string, uid, gid int) (*Maildir, error) {
+	return OpenWithOptions(root, Options{Reader: ReaderFor(uid, gid)})
+}
+
+// ReaderFor is the Options.Reader for mail of the user uid, gid read by
+// this process: nil when the process is not root (the kernel checks its
+// own rights) or reads root's own mail.
+func ReaderFor(uid, gid int) *Identity {
+	if os.Geteuid() != 0 || uid == 0 {
+		return nil
+	}
+	return &Identity{UID: uid, GID: gid}
 }
 
 // OpenWithOptions opens the maildir at root. It returns ErrNotMaildir when
@@ -206,7 +277,13 @@ func OpenWithOptions(root string, opt Options) (*Maildir, error) {
 		}
 		opt.sharedReal = real
 	}
+	if opt.Reader != nil {
+		if err := opt.Reader.reachesDir(root); err != nil {
+			return nil, fmt.Errorf("maildir %s: %w", root, err)
+		}
+	}
 	return &Maildir{
+		reader:       opt.Reader,
 		sharedFrom:   strings.TrimRight(opt.SharedFrom, "/"),
 		sharedReal:   opt.sharedReal,
 		sharedID:     opt.sharedID,

@@ -34,8 +34,8 @@ type maildrop struct {
 // openMaildrop opens the account's INBOX, moves new/ to cur/ (as Courier's
 // pop3d does at login) and gives every message its size and unique-id from
 // the size list, measuring and numbering messages the list does not know.
-func openMaildrop(ctx context.Context, root string, log *slog.Logger) (*maildrop, error) {
-	md, err := maildir.Open(root)
+func openMaildrop(ctx context.Context, root string, reader *maildir.Identity, log *slog.Logger) (*maildrop, error) {
+	md, err := maildir.OpenWithOptions(root, maildir.Options{Reader: reader})
 	if err != nil {
 		return nil, fmt.Errorf("pop3 maildrop %s: %w", root, err)
 	}

@@ -477,7 +477,7 @@ func (s *session) login(user, password string) (stop bool) {
 			return stop
 		}
 	}
-	drop, err := openMaildrop(ctx, acct.MaildirPath(), s.log)
+	drop, err := openMaildrop(ctx, acct.MaildirPath(), maildir.ReaderFor(acct.UID, acct.GID), s.log)
 	if err != nil {
 		s.log.Error("pop3: open maildrop", "user", acct.Name, "err", err)
 		if errors.Is(err, maildir.ErrNotMaildir) {

@@ -320,7 +320,7 @@ func (sess *session) login(user, pass string) bool {
 			return ok
 		}
 	}
-	md, err := openMaildir(acct.MaildirPath())
+	md, err := openMaildir(acct)
 	if err != nil {
 		sess.log.Error("smap: open mailbox", "user", acct.Name, "err", err)
 		return fail("Cannot open your mailbox now, try again later.")
@@ -335,16 +335,17 @@ func (sess *session) login(user, pass string) bool {
 
 // openMaildir opens the account's Maildir, making it on first login, as
 // the IMAP server does.
-func openMaildir(path string) (*maildir.Maildir, error) {
-	m, err := maildir.Open(path)
+func openMaildir(acct *auth.Account) (*maildir.Maildir, error) {
+	path := acct.MaildirPath()
+	m, err := maildir.OpenAs(path, acct.UID, acct.GID)
 	if err == nil {
 		return m, nil
 	}
 	if _, serr := os.Stat(path); errors.Is(serr, os.ErrNotExist) {
-		if merr := maildir.Make(path); merr != nil {
+		if merr := maildir.MakeFor(path, acct.UID, acct.GID); merr != nil {
 			return nil, merr
 		}
-		return maildir.Open(path)
+		return maildir.OpenAs(path, acct.UID, acct.GID)
 	}
 	return nil, err
 }
