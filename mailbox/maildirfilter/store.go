@@ -1,0 +1,382 @@
+package maildirfilter
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"unicode/utf8"
+)
+
+// Account is where one user's files are: the home (which holds
+// .mailfilter, as sqwebmail's default maildirfilterconfig,
+// MAILDIRFILTER=../.mailfilter, has it) and the Maildir (which holds
+// autoresponses/), and who owns them.
+type Account struct {
+	Home    string
+	Maildir string
+	// UID and GID own what is written when the writer is root; -1 (or a
+	// writer that is not root) leaves the writer's.
+	UID, GID int
+}
+
+// FilterFile is the account's .mailfilter.
+func (a Account) FilterFile() string { return filepath.Join(a.Home, ".mailfilter") }
+
+// RecipeMaildir is the Maildir as the recipe names it: "./Maildir" for
+// HOME/Maildir (filters run in the home), "./PATH" for another place in
+// the home, else the absolute path.
+func (a Account) RecipeMaildir() string {
+	home, md := filepath.Clean(a.Home), filepath.Clean(a.Maildir)
+	if rel, err := filepath.Rel(home, md); err == nil && rel != "." && !strings.HasPrefix(rel, "..") && filepath.IsLocal(rel) {
+		return "./" + filepath.ToSlash(rel)
+	}
+	return md
+}
+
+// LoadRules reads the account's rules. No file is no rules; a file the
+// webmail did not write is ErrForeign.
+func (a Account) LoadRules() ([]Rule, []Problem, error) {
+	data, err := readRegular(a.FilterFile(), MaxFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return Parse(data)
+}
+
+// errNotRegular is a file name that is a link, a directory or a device.
+var errNotRegular = errors.New("not a regular file")
+
+// readRegular reads a regular file of at most max bytes without
+// following a symbolic link.
+func readRegular(path string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("%s: %w", path, errNotRegular)
+		}
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w", path, errNotRegular)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s: larger than %d KiB", path, max>>10)
+	}
+	return data, nil
+}
+
+// SaveRules writes rs as the account's .mailfilter, unless the file there
+// now is not one the webmail wrote (ErrForeign: a hand-written recipe is
+// never replaced). The caller serialises saves of one account.
+func (a Account) SaveRules(rs []Rule, rc Recipe) error {
+	if len(rs) > MaxRules {
+		return fmt.Errorf("at most %d rules", MaxRules)
+	}
+	data, err := Generate(rs, rc)
+	if err != nil {
+		return err
+	}
+	old, err := readRegular(a.FilterFile(), MaxFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, errNotRegular):
+		return ErrForeign
+	case err != nil:
+		return err
+	case !bytes.HasPrefix(old, []byte(Marker)):
+		return ErrForeign
+	}
+	return a.writeFile(a.FilterFile(), data)
+}
+
+// writeFile replaces path atomically: a temporary file beside it (mode
+// 0600, given to the account when the writer is root), fsync, rename,
+// fsync of the directory. Neither the temporary file nor the target may
+// be reached through a link: the directory is the account's own.
+func (a Account) writeFile(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after a failure; nothing once renamed
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if os.Geteuid() == 0 && a.UID >= 0 && a.GID >= 0 {
+		// The delivery agent runs a .mailfilter only when the account
+		// owns it (maildrop's rule).
+		if err := tmp.Chown(a.UID, a.GID); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Autoresponses.
+
+// autoresponsesDir is where the replies are, in the Maildir.
+const autoresponsesDir = "autoresponses"
+
+// MaxAutoresponse bounds one reply's file.
+const MaxAutoresponse = 64 << 10
+
+// CheckAutoresponseName refuses, as sqwebmail does, a name that could not
+// be a file in autoresponses/ or a word in the recipe: empty, or holding
+// ". / ' \" * ? [ ] ~", blanks or control characters. Postern also bounds
+// it to 64 bytes of letters, digits, "-" and "_" and non-ASCII letters.
+func CheckAutoresponseName(name string) error {
+	if name == "" || len(name) > 64 || !utf8.ValidString(name) {
+		return errors.New("an autoreply's name is one word of at most 64 bytes")
+	}
+	for _, c := range name {
+		if c < 0x80 && !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return fmt.Errorf("an autoreply's name is one word of letters, digits, - and _; %.60q is not", name)
+		}
+		if c == 0xfffd || c >= 0x80 && c < 0xa0 {
+			return errors.New("an autoreply's name is one word of letters, digits, - and _")
+		}
+	}
+	return nil
+}
+
+// Autoresponses lists the replies' names, sorted (files with a dot are
+// mailbot's databases and temporary files, as sqwebmail has it).
+func (a Account) Autoresponses() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(a.Maildir, autoresponsesDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".") || !e.Type().IsRegular() || CheckAutoresponseName(e.Name()) != nil {
+			continue
+		}
+		out = append(out, e.Name())
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Autoresponse is a reply's text, read from its MIME part. Editable is
+// false when the part is not plain text in UTF-8 or ASCII (a reply
+// sqwebmail made with an attachment, say): then Text is empty and only
+// deleting or replacing it is offered.
+type Autoresponse struct {
+	Name     string
+	Text     string
+	Editable bool
+}
+
+// ReadAutoresponse reads the reply name.
+func (a Account) ReadAutoresponse(name string) (Autoresponse, error) {
+	if err := CheckAutoresponseName(name); err != nil {
+		return Autoresponse{}, err
+	}
+	data, err := readRegular(filepath.Join(a.Maildir, autoresponsesDir, name), MaxAutoresponse)
+	if err != nil {
+		return Autoresponse{}, err
+	}
+	ar := Autoresponse{Name: name}
+	head, body, ok := bytes.Cut(data, []byte("\n\n"))
+	if !ok {
+		return ar, nil
+	}
+	for _, line := range strings.Split(unfold(string(head)), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		v = strings.ToLower(strings.TrimSpace(v))
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "content-type":
+			t, params, _ := strings.Cut(v, ";")
+			if strings.TrimSpace(t) != "text/plain" {
+				return ar, nil
+			}
+			if cs := charsetOf(params); cs != "" && cs != "utf-8" && cs != "us-ascii" {
+				return ar, nil
+			}
+		case "content-transfer-encoding":
+			if v != "7bit" && v != "8bit" {
+				return ar, nil
+			}
+		}
+	}
+	if !utf8.Valid(body) {
+		return ar, nil
+	}
+	ar.Text, ar.Editable = string(body), true
+	return ar, nil
+}
+
+func unfold(h string) string {
+	return strings.NewReplacer("\n ", " ", "\n\t", " ").Replace(h)
+}
+
+func charsetOf(params string) string {
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.TrimSpace(k) == "charset" {
+			return strings.Trim(strings.TrimSpace(v), `"`)
+		}
+	}
+	return ""
+}
+
+// AutoresponseQuota bounds autoresponses/: files and bytes; 0 is no bound.
+type AutoresponseQuota struct {
+	Files int
+	Bytes int64
+}
+
+// ErrQuota is a reply that would exceed the autoresponse quota.
+var ErrQuota = errors.New("autoresponse quota exceeded")
+
+// Quota is the account's autoresponse quota: def, with the counts of
+// the Maildir's autoresponsesquota file ("NNNC" files, "NNNS" bytes, in
+// either order, as Courier's webadmin writes it) in its place.
+func (a Account) Quota(def AutoresponseQuota) AutoresponseQuota {
+	data, err := readRegular(filepath.Join(a.Maildir, "autoresponsesquota"), 4096)
+	if err != nil {
+		return def
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	if strings.HasPrefix(line, "#") {
+		return def
+	}
+	n := int64(0)
+	digits := false
+	for _, c := range line {
+		switch {
+		case c >= '0' && c <= '9':
+			if n < 1e15 {
+				n = n*10 + int64(c-'0')
+			}
+			digits = true
+		case (c == 'C' || c == 'c') && digits:
+			def.Files, n, digits = int(n), 0, false
+		case (c == 'S' || c == 's') && digits:
+			def.Bytes, n, digits = n, 0, false
+		default:
+			n, digits = 0, false
+		}
+	}
+	return def
+}
+
+// WriteAutoresponse writes the reply name with text (plain text,
+// UTF-8), as the MIME part mailbot -m sends, within the quota q.
+func (a Account) WriteAutoresponse(name, text string, q AutoresponseQuota) error {
+	if err := CheckAutoresponseName(name); err != nil {
+		return err
+	}
+	if !utf8.ValidString(text) || strings.ContainsRune(text, 0) {
+		return errors.New("the reply must be text")
+	}
+	text = strings.ReplaceAll(text, "\r\n", "\n")
+	if text != "" && !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	data := []byte("Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n" + text)
+	if len(data) > MaxAutoresponse {
+		return fmt.Errorf("the reply is larger than %d KiB", MaxAutoresponse>>10)
+	}
+	dir := filepath.Join(a.Maildir, autoresponsesDir)
+	if err := os.Mkdir(dir, 0o700); err == nil {
+		if os.Geteuid() == 0 && a.UID >= 0 && a.GID >= 0 {
+			if err := os.Lchown(dir, a.UID, a.GID); err != nil {
+				return err
+			}
+		}
+	} else if !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if st, err := os.Lstat(dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("%s: not a directory", dir)
+	}
+	files, size := 1, int64(len(data))
+	names, err := a.Autoresponses()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if n == name {
+			continue
+		}
+		if st, err := os.Lstat(filepath.Join(dir, n)); err == nil {
+			files++
+			size += st.Size()
+		}
+	}
+	if (q.Files > 0 && files > q.Files) || (q.Bytes > 0 && size > q.Bytes) {
+		return ErrQuota
+	}
+	return a.writeFile(filepath.Join(dir, name), data)
+}
+
+// DeleteAutoresponse removes the reply name and mailbot's files for it
+// (name.dat.db, the once-per-sender database), as sqwebmail removes
+// name.*.
+func (a Account) DeleteAutoresponse(name string) error {
+	if err := CheckAutoresponseName(name); err != nil {
+		return err
+	}
+	dir := filepath.Join(a.Maildir, autoresponsesDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, e := range ents {
+		if e.Name() == name || strings.HasPrefix(e.Name(), name+".") {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			found = found || e.Name() == name
+		}
+	}
+	if !found {
+		return os.ErrNotExist
+	}
+	return nil
+}
