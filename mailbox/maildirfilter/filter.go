@@ -477,6 +477,9 @@ func Generate(rs []Rule, rc Recipe) ([]byte, error) {
 		if r.Continue {
 			b.WriteString("##Continue\n")
 		}
+		if err := r.checkCondition(); err != nil {
+			return nil, err
+		}
 		fmt.Fprintf(&b, "##Name:%s\n\n\nif (", r.Name)
 		if r.DoesNot {
 			b.WriteString("!")
@@ -523,10 +526,39 @@ func Generate(rs []Rule, rc Recipe) ([]byte, error) {
 	}
 	// sqwebmail leaves it to maildrop to find out that a pattern is no
 	// good, at the next delivery (which then waits); refuse it now.
-	if _, err := rules.Parse(".mailfilter", b.Bytes()); err != nil {
+	prog, err := rules.Parse(".mailfilter", b.Bytes())
+	if err != nil {
 		return nil, fmt.Errorf("the delivery agent cannot read the filter: %w", err)
 	}
+	if len(prog.Warnings) > 0 {
+		// A pattern that is not a regular expression would never match.
+		return nil, fmt.Errorf("the delivery agent cannot read the filter: %s", prog.Warnings[0])
+	}
 	return b.Bytes(), nil
+}
+
+// checkCondition parses the rule's test alone in maildrop's language, so
+// that a pattern the delivery agent cannot use is refused now, and named:
+// sqwebmail leaves that to maildrop at the next delivery, which then
+// waits (a parse error) or never matches (a pattern that is not a
+// regular expression).
+func (r Rule) checkCondition() error {
+	prog, err := rules.Parse("rule", []byte("if ("+r.condition()+")\n{\n}\n"))
+	if err != nil {
+		var perr *rules.SyntaxError
+		if errors.As(err, &perr) {
+			return fmt.Errorf("the pattern %.60q cannot be used: %s", r.Value, perr.Msg)
+		}
+		return fmt.Errorf("the pattern %.60q cannot be used: %w", r.Value, err)
+	}
+	if len(prog.Warnings) > 0 {
+		w := prog.Warnings[0]
+		if _, msg, ok := strings.Cut(w, ": "); ok {
+			w = msg
+		}
+		return fmt.Errorf("the pattern %.60q is not a regular expression (%s)", r.Value, w)
+	}
+	return nil
 }
 
 // folderDir is a folder's directory as the recipe names it: INBOX is the
