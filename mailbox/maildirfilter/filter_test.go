@@ -243,3 +243,31 @@ func TestAutoresponses(t *testing.T) {
 		t.Fatalf("after delete: %q %v", names, err)
 	}
 }
+
+// A link in place of autoresponses/ or of a reply leads nowhere: the
+// webmail (perhaps root) neither reads nor writes through it.
+func TestAutoresponsesLinksRefused(t *testing.T) {
+	home := t.TempDir()
+	outside := t.TempDir()
+	a := Account{Home: home, Maildir: filepath.Join(home, "Maildir"), UID: -1, GID: -1}
+	os.MkdirAll(a.Maildir, 0o700)
+	os.WriteFile(filepath.Join(outside, "secret"), []byte("Content-Type: text/plain\n\nsecret\n"), 0o600)
+	if err := os.Symlink(outside, filepath.Join(a.Maildir, "autoresponses")); err != nil {
+		t.Fatal(err)
+	}
+	if ar, err := a.ReadAutoresponse("secret"); err == nil {
+		t.Fatalf("read through a linked directory: %+v", ar)
+	}
+	if err := a.WriteAutoresponse("planted", "x", AutoresponseQuota{}); err == nil {
+		t.Fatal("wrote through a linked directory")
+	}
+	if _, err := os.Stat(filepath.Join(outside, "planted")); err == nil {
+		t.Fatal("file planted outside the Maildir")
+	}
+	os.Remove(filepath.Join(a.Maildir, "autoresponses"))
+	os.Mkdir(filepath.Join(a.Maildir, "autoresponses"), 0o700)
+	os.Symlink(filepath.Join(outside, "secret"), filepath.Join(a.Maildir, "autoresponses", "secret"))
+	if ar, err := a.ReadAutoresponse("secret"); err == nil {
+		t.Fatalf("read through a linked reply: %+v", ar)
+	}
+}

@@ -2,10 +2,13 @@ package maildirfilter
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,8 +28,11 @@ type Account struct {
 	UID, GID int
 }
 
+// filterName is the filter file's name in the home.
+const filterName = ".mailfilter"
+
 // FilterFile is the account's .mailfilter.
-func (a Account) FilterFile() string { return filepath.Join(a.Home, ".mailfilter") }
+func (a Account) FilterFile() string { return filepath.Join(a.Home, filterName) }
 
 // RecipeMaildir is the Maildir as the recipe names it: "./Maildir" for
 // HOME/Maildir (filters run in the home), "./PATH" for another place in
@@ -42,7 +48,7 @@ func (a Account) RecipeMaildir() string {
 // LoadRules reads the account's rules. No file is no rules; a file the
 // webmail did not write is ErrForeign.
 func (a Account) LoadRules() ([]Rule, []Problem, error) {
-	data, err := readRegular(a.FilterFile(), MaxFile)
+	data, err := readIn(a.Home, filterName, MaxFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil, nil
 	}
@@ -55,14 +61,26 @@ func (a Account) LoadRules() ([]Rule, []Problem, error) {
 // errNotRegular is a file name that is a link, a directory or a device.
 var errNotRegular = errors.New("not a regular file")
 
-// readRegular reads a regular file of at most max bytes without
-// following a symbolic link.
-func readRegular(path string, max int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+// readIn reads the regular file name (a path relative to dir) of at most
+// max bytes. It is read through an os.Root: neither a link nor ".." can
+// lead out of dir, and the file itself may not be a link at all, so a
+// user who can change their home cannot make the webmail, root or not,
+// read another file.
+func readIn(dir, name string, max int64) ([]byte, error) {
+	root, err := os.OpenRoot(dir)
 	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
-			return nil, fmt.Errorf("%s: %w", path, errNotRegular)
-		}
+		return nil, err
+	}
+	defer root.Close()
+	lst, err := root.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !lst.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, name), errNotRegular)
+	}
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
@@ -70,15 +88,15 @@ func readRegular(path string, max int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: %w", path, errNotRegular)
+	if !os.SameFile(st, lst) {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, name), errNotRegular)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, name), err)
 	}
 	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s: larger than %d KiB", path, max>>10)
+		return nil, fmt.Errorf("%s: larger than %d KiB", filepath.Join(dir, name), max>>10)
 	}
 	return data, nil
 }
@@ -94,7 +112,7 @@ func (a Account) SaveRules(rs []Rule, rc Recipe) error {
 	if err != nil {
 		return err
 	}
-	old, err := readRegular(a.FilterFile(), MaxFile)
+	old, err := readIn(a.Home, filterName, MaxFile)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case errors.Is(err, errNotRegular):
@@ -104,25 +122,31 @@ func (a Account) SaveRules(rs []Rule, rc Recipe) error {
 	case !bytes.HasPrefix(old, []byte(Marker)):
 		return ErrForeign
 	}
-	return a.writeFile(a.FilterFile(), data)
+	return a.writeIn(a.Home, filterName, data)
 }
 
-// writeFile replaces path atomically: a temporary file beside it (mode
-// 0600, given to the account when the writer is root), fsync, rename,
-// fsync of the directory. Neither the temporary file nor the target may
-// be reached through a link: the directory is the account's own.
-func (a Account) writeFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+// writeIn replaces name (a path relative to dir) atomically: a
+// temporary file beside it (mode 0600, given to the account when the
+// writer is root), fsync, rename, fsync of the directory. Everything goes
+// through an os.Root, so that no link or ".." leads out of dir.
+func (a Account) writeIn(dir, name string, data []byte) error {
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // after a failure; nothing once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	defer root.Close()
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
 		return err
 	}
-	if err := tmp.Chmod(0o600); err != nil {
+	parent, base := path.Split(name)
+	tmpName := parent + "." + base + ".tmp" + hex.EncodeToString(rnd[:])
+	tmp, err := root.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	defer root.Remove(tmpName) // after a failure; nothing once renamed
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -141,10 +165,13 @@ func (a Account) writeFile(path string, data []byte) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := root.Rename(tmpName, name); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
+	if parent == "" {
+		parent = "."
+	}
+	d, err := root.Open(parent)
 	if err != nil {
 		return err
 	}
@@ -182,7 +209,7 @@ func CheckAutoresponseName(name string) error {
 // Autoresponses lists the replies' names, sorted (files with a dot are
 // mailbot's databases and temporary files, as sqwebmail has it).
 func (a Account) Autoresponses() ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(a.Maildir, autoresponsesDir))
+	ents, err := a.readAutoresponsesDir()
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -200,6 +227,29 @@ func (a Account) Autoresponses() ([]string, error) {
 	return out, nil
 }
 
+// readAutoresponsesDir lists autoresponses/ through an os.Root of the
+// Maildir, refusing a link in its place.
+func (a Account) readAutoresponsesDir() ([]os.DirEntry, error) {
+	root, err := os.OpenRoot(a.Maildir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	st, err := root.Lstat(autoresponsesDir)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("%s: not a directory", filepath.Join(a.Maildir, autoresponsesDir))
+	}
+	d, err := root.Open(autoresponsesDir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.ReadDir(-1)
+}
+
 // Autoresponse is a reply's text, read from its MIME part. Editable is
 // false when the part is not plain text in UTF-8 or ASCII (a reply
 // sqwebmail made with an attachment, say): then Text is empty and only
@@ -215,7 +265,7 @@ func (a Account) ReadAutoresponse(name string) (Autoresponse, error) {
 	if err := CheckAutoresponseName(name); err != nil {
 		return Autoresponse{}, err
 	}
-	data, err := readRegular(filepath.Join(a.Maildir, autoresponsesDir, name), MaxAutoresponse)
+	data, err := readIn(a.Maildir, autoresponsesDir+"/"+name, MaxAutoresponse)
 	if err != nil {
 		return Autoresponse{}, err
 	}
@@ -276,7 +326,7 @@ var ErrQuota = errors.New("autoresponse quota exceeded")
 // the Maildir's autoresponsesquota file ("NNNC" files, "NNNS" bytes, in
 // either order, as Courier's webadmin writes it) in its place.
 func (a Account) Quota(def AutoresponseQuota) AutoresponseQuota {
-	data, err := readRegular(filepath.Join(a.Maildir, "autoresponsesquota"), 4096)
+	data, err := readIn(a.Maildir, "autoresponsesquota", 4096)
 	if err != nil {
 		return def
 	}
@@ -321,29 +371,30 @@ func (a Account) WriteAutoresponse(name, text string, q AutoresponseQuota) error
 	if len(data) > MaxAutoresponse {
 		return fmt.Errorf("the reply is larger than %d KiB", MaxAutoresponse>>10)
 	}
-	dir := filepath.Join(a.Maildir, autoresponsesDir)
-	if err := os.Mkdir(dir, 0o700); err == nil {
+	root, err := os.OpenRoot(a.Maildir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if err := root.Mkdir(autoresponsesDir, 0o700); err == nil {
 		if os.Geteuid() == 0 && a.UID >= 0 && a.GID >= 0 {
-			if err := os.Lchown(dir, a.UID, a.GID); err != nil {
+			if err := root.Lchown(autoresponsesDir, a.UID, a.GID); err != nil {
 				return err
 			}
 		}
 	} else if !errors.Is(err, os.ErrExist) {
 		return err
 	}
-	if st, err := os.Lstat(dir); err != nil || !st.IsDir() {
-		return fmt.Errorf("%s: not a directory", dir)
-	}
 	files, size := 1, int64(len(data))
-	names, err := a.Autoresponses()
+	ents, err := a.readAutoresponsesDir()
 	if err != nil {
 		return err
 	}
-	for _, n := range names {
-		if n == name {
+	for _, e := range ents {
+		if e.Name() == name || strings.Contains(e.Name(), ".") {
 			continue
 		}
-		if st, err := os.Lstat(filepath.Join(dir, n)); err == nil {
+		if st, err := e.Info(); err == nil {
 			files++
 			size += st.Size()
 		}
@@ -351,7 +402,7 @@ func (a Account) WriteAutoresponse(name, text string, q AutoresponseQuota) error
 	if (q.Files > 0 && files > q.Files) || (q.Bytes > 0 && size > q.Bytes) {
 		return ErrQuota
 	}
-	return a.writeFile(filepath.Join(dir, name), data)
+	return a.writeIn(a.Maildir, autoresponsesDir+"/"+name, data)
 }
 
 // DeleteAutoresponse removes the reply name and mailbot's files for it
@@ -361,15 +412,19 @@ func (a Account) DeleteAutoresponse(name string) error {
 	if err := CheckAutoresponseName(name); err != nil {
 		return err
 	}
-	dir := filepath.Join(a.Maildir, autoresponsesDir)
-	ents, err := os.ReadDir(dir)
+	ents, err := a.readAutoresponsesDir()
 	if err != nil {
 		return err
 	}
+	root, err := os.OpenRoot(a.Maildir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	found := false
 	for _, e := range ents {
 		if e.Name() == name || strings.HasPrefix(e.Name(), name+".") {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := root.Remove(autoresponsesDir + "/" + e.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
 			found = found || e.Name() == name
