@@ -318,3 +318,23 @@ func (e *testEnv) filterAccountFor(u testUser) maildirfilter.Account {
 	home := homeOf(e, u)
 	return maildirfilter.Account{Home: home, Maildir: filepath.Join(home, "Maildir"), UID: -1, GID: -1}
 }
+
+// "Return to the sender" exits 70 with the rule's text as the reason,
+// which the bounce carries; nothing is delivered.
+func TestFilterBounceReason(t *testing.T) {
+	fe := newFilterEnv(t)
+	b := fe.login(alice)
+	b.follow(b.saveRule(ruleFields("no ads", "test", "contains", "where", "header", "header", "Subject", "value", "ADV:", "plain", "1", "action", "bounce", "bounce", "No advertising here, thank you")))
+	acct, err := fe.svc.Lookup(context.Background(), alice.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := fe.agent.Deliver(context.Background(), deliver.Request{Account: acct, Sender: "ads@example.org", Recipient: alice.name,
+		Message: strings.NewReader(mailFrom("ads@example.org", "ADV: cheap")), NoInstructions: true})
+	if o.Status != deliver.StatusPermanent || o.ExitCode != 70 || !strings.Contains(o.Reason, "No advertising here, thank you") {
+		t.Fatalf("outcome %+v", o)
+	}
+	if got := subjects(t, fe.testEnv, alice, maildir.Inbox); len(got) != 0 {
+		t.Fatalf("INBOX: %q", got)
+	}
+}
