@@ -338,3 +338,80 @@ func TestFilterBounceReason(t *testing.T) {
 		t.Fatalf("INBOX: %q", got)
 	}
 }
+
+// Every POST of the filter pages wants the session's token and this
+// site; refused ones change nothing.
+func TestFilterPostsNeedToken(t *testing.T) {
+	fe := newFilterEnv(t)
+	b := fe.login(alice)
+	rule := ruleFields("any", "test", "anymessage", "action", "discard")
+	forms := map[string]url.Values{
+		"/mail/filters/save":       rule,
+		"/mail/filters/act":        {"name": {"any"}, "op": {"delete"}},
+		"/mail/autoreplies/save":   {"name": {"away"}, "text": {"x"}},
+		"/mail/autoreplies/delete": {"name": {"away"}},
+		"/mail/vacation":           {"on": {"1"}, "days": {"1"}, "text": {"x"}},
+	}
+	for _, c := range []struct {
+		name, tok string
+		hdr       map[string]string
+	}{
+		{"no token", "", map[string]string{"Origin": fe.srv.URL}},
+		{"wrong token", "AAAA", map[string]string{"Origin": fe.srv.URL}},
+		{"another site", b.csrf, map[string]string{"Origin": "https://evil.example"}},
+		{"cross-site fetch", b.csrf, map[string]string{"Sec-Fetch-Site": "cross-site"}},
+	} {
+		for path, form := range forms {
+			f := url.Values{}
+			for k, v := range form {
+				f[k] = v
+			}
+			f.Set("csrf", c.tok)
+			if r := b.postWith(path, f, c.hdr); r.status != http.StatusForbidden {
+				t.Errorf("%s to %s: %d", c.name, path, r.status)
+			}
+		}
+	}
+	home := homeOf(fe.testEnv, alice)
+	if _, err := os.Lstat(filepath.Join(home, ".mailfilter")); err == nil {
+		t.Fatal(".mailfilter written by a refused post")
+	}
+	if _, err := os.Lstat(filepath.Join(home, "Maildir", "autoresponses")); err == nil {
+		t.Fatal("autoresponses/ made by a refused post")
+	}
+}
+
+// The edit form shows a saved rule as it was entered, and saving it
+// under a new name replaces it; the pages are gone when turned off.
+func TestFilterEditFormAndSwitch(t *testing.T) {
+	fe := newFilterEnv(t)
+	b := fe.login(alice)
+	b.follow(b.post("/mail/autoreplies/save", url.Values{"csrf": {b.csrf}, "name": {"thanks"}, "text": {"Thank you, I will answer soon.\n"}}))
+	b.follow(b.saveRule(ruleFields("thank boss", "test", "hasrecipient", "value", "alice@example.test", "action", "autoreply",
+		"autoreply", "thanks", "days", "3", "noquote", "1", "from", "Alice <alice@example.test>")))
+	page := b.get("/mail/filters/edit?name=thank+boss")
+	doc := page.doc(t)
+	if formValue(doc, "value") != "alice@example.test" || formValue(doc, "days") != "3" || formValue(doc, "from") != "Alice <alice@example.test>" || formValue(doc, "old") != "thank boss" {
+		t.Fatalf("edit form: %s", page.body)
+	}
+	v := ruleFields("thanks rule", "old", "thank boss", "test", "hasrecipient", "value", "alice@example.test", "action", "autoreply", "autoreply", "thanks", "days", "3")
+	b.follow(b.saveRule(v))
+	rs, _, err := fe.filterAccountFor(alice).LoadRules()
+	if err != nil || len(rs) != 1 || rs[0].Name != "thanks rule" || rs[0].Action != "+thanks days=3" {
+		t.Fatalf("after rename: %+v %v", rs, err)
+	}
+	// In use: the autoreply cannot be deleted.
+	r := b.post("/mail/autoreplies/delete", url.Values{"csrf": {b.csrf}, "name": {"thanks"}})
+	if got := flash(t, b.follow(r)); !strings.Contains(got, "uses thanks") {
+		t.Fatalf("delete of a used autoreply: %q", got)
+	}
+
+	off := newEnvWith(t, func(o *Options) { o.DisableFilters = true })
+	ob := off.login(alice)
+	if r := ob.get("/mail/filters"); r.status != http.StatusNotFound {
+		t.Fatalf("filters page with DisableFilters: %d", r.status)
+	}
+	if strings.Contains(ob.get("/mail/folders").body, "/mail/filters") {
+		t.Fatal("the menu links to the filter pages with DisableFilters")
+	}
+}
