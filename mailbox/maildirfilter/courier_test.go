@@ -187,3 +187,71 @@ func TestGeneratedRecipeAgainstCourierMaildrop(t *testing.T) {
 		}
 	}
 }
+
+// The vacation rule and its autoresponse file as Courier's own tools run
+// them: Courier's maildrop runs the recipe, Courier's mailbot (with -n,
+// the reply written to a file instead of sent) reads the autoresponse
+// Postern wrote and keeps its once-per-sender database: the first
+// message from a sender is answered with the text, the second is not.
+func TestAutoreplyWithCourierTools(t *testing.T) {
+	courier := courierMaildrop(t)
+	mailbotPath, err := exec.LookPath("mailbot")
+	if err == nil {
+		// Courier's usage names $MAILER; Postern's (postern mailbot)
+		// does not.
+		if out, _ := exec.Command(mailbotPath, "-v").CombinedOutput(); !bytes.Contains(out, []byte("$MAILER")) {
+			err = errors.New(mailbotPath + " is not Courier's mailbot")
+		}
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("Courier's mailbot is needed under CI (apt-get install maildrop): %v", err)
+		}
+		t.Skip(err)
+	}
+	home := t.TempDir()
+	a := Account{Home: home, Maildir: filepath.Join(home, "Maildir"), UID: -1, GID: -1}
+	if err := maildir.Make(a.Maildir); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteAutoresponse("vacation", "Away until Monday.\n", AutoresponseQuota{}); err != nil {
+		t.Fatal(err)
+	}
+	replies := filepath.Join(home, "replies")
+	wrapper := filepath.Join(home, "mailbot-n")
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nexec "+mailbotPath+" -n \"$@\" >> "+replies+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rs := []Rule{{Name: "Vacation", Op: AnyMessage, Action: Autoreply{Name: "vacation", Days: 7}.String()}}
+	if err := a.SaveRules(rs, Recipe{Maildir: a.RecipeMaildir(), From: "me@example.test", Mailbot: wrapper}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(subject string) {
+		t.Helper()
+		cmd := exec.Command(courier, "./.mailfilter")
+		cmd.Dir = home
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home}
+		cmd.Stdin = strings.NewReader("From: Carol <carol@example.org>\nTo: me@example.test\nSubject: " + subject + "\nMessage-ID: <" + subject + "@example.org>\n\nHello.\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("Courier's maildrop: %v\n%s", err, out)
+		}
+	}
+	run("one")
+	first, _ := os.ReadFile(replies)
+	for _, want := range []string{"To: Carol <carol@example.org>", "From: me@example.test", "Away until Monday.", "Subject: Re: one"} {
+		if !bytes.Contains(first, []byte(want)) {
+			t.Errorf("Courier's mailbot's reply lacks %q:\n%s", want, first)
+		}
+	}
+	run("two")
+	second, _ := os.ReadFile(replies)
+	if !bytes.Equal(first, second) {
+		t.Fatalf("second message from the same sender answered again:\n%s", second[len(first):])
+	}
+	if got := landed(t, home); len(got) != 2 {
+		t.Fatalf("delivered: %q", got)
+	}
+	if m, _ := filepath.Glob(filepath.Join(a.Maildir, "autoresponses", "vacation.dat*")); len(m) == 0 {
+		t.Fatal("Courier's mailbot kept no database beside the autoresponse")
+	}
+}
