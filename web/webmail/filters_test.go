@@ -415,3 +415,23 @@ func TestFilterEditFormAndSwitch(t *testing.T) {
 		t.Fatal("the menu links to the filter pages with DisableFilters")
 	}
 }
+
+// A generated file with a rule that fails the checks (written by an
+// older sqwebmail, or edited) shows the rule as not read; the others work.
+func TestFilterRuleNotRead(t *testing.T) {
+	fe := newFilterEnv(t)
+	file := "#MFMAILDROP=2\n##Op:contains\n##Header:Sub ject\n##Value:x\n##Folder:.\n##Name:broken\n##Op:anymessage\n##Folder:exit\n##DoesNot\n##Name:never\n"
+	if err := os.WriteFile(filepath.Join(homeOf(fe.testEnv, alice), ".mailfilter"), []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := fe.login(alice)
+	page := b.get("/mail/filters")
+	doc := page.doc(t)
+	problems := find(doc, "ul", "problems")
+	if len(problems) != 1 || !strings.Contains(text(problems[0]), "broken") {
+		t.Fatalf("problems not listed: %s", page.body)
+	}
+	if tables := find(doc, "table", "filters"); len(tables) != 1 || !strings.Contains(text(tables[0]), "never") {
+		t.Fatalf("rule not listed: %s", page.body)
+	}
+}
