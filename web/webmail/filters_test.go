@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"postern/internal/dirfact"
 	"postern/mailbox/deliver"
 	"postern/mailbox/mailbot"
 	"postern/mailbox/maildir"
@@ -433,5 +435,26 @@ func TestFilterRuleNotRead(t *testing.T) {
 	}
 	if tables := find(doc, "table", "filters"); len(tables) != 1 || !strings.Contains(text(tables[0]), "never") {
 		t.Fatalf("rule not listed: %s", page.body)
+	}
+}
+
+// The agent remembers homes without a filter file while they stay
+// unchanged; a rule saved after such a delivery still takes effect at
+// the next one, since writing .mailfilter changes the home.
+func TestFilterAfterRememberedPlainHome(t *testing.T) {
+	fe := newFilterEnv(t)
+	if err := fe.maildir(alice).CreateFolder("Lists"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(dirfact.Settle + 200*time.Millisecond) // the home settles, and is remembered as plain
+	fe.deliverMail(alice, "bob@example.org", mailFrom("bob@example.org", "[list] before"))
+	b := fe.login(alice)
+	b.follow(b.saveRule(ruleFields("lists", "test", "contains", "where", "header", "header", "Subject", "value", "[list]", "plain", "1", "action", "folder", "folder", "Lists")))
+	fe.deliverMail(alice, "bob@example.org", mailFrom("bob@example.org", "[list] after"))
+	if got := subjects(t, fe.testEnv, alice, "Lists"); len(got) != 1 || got[0] != "[list] after" {
+		t.Fatalf("Lists: %q", got)
+	}
+	if got := subjects(t, fe.testEnv, alice, maildir.Inbox); len(got) != 1 || got[0] != "[list] before" {
+		t.Fatalf("INBOX: %q", got)
 	}
 }
