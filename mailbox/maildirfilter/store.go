@@ -101,16 +101,24 @@ func readIn(dir, name string, max int64) ([]byte, error) {
 	return data, nil
 }
 
+// InvalidError is a rule or a set of rules refused before anything was
+// written; its text is for the user. Other errors of SaveRules are the
+// file system's.
+type InvalidError struct{ Err error }
+
+func (e *InvalidError) Error() string { return e.Err.Error() }
+func (e *InvalidError) Unwrap() error { return e.Err }
+
 // SaveRules writes rs as the account's .mailfilter, unless the file there
 // now is not one the webmail wrote (ErrForeign: a hand-written recipe is
 // never replaced). The caller serialises saves of one account.
 func (a Account) SaveRules(rs []Rule, rc Recipe) error {
 	if len(rs) > MaxRules {
-		return fmt.Errorf("at most %d rules", MaxRules)
+		return &InvalidError{fmt.Errorf("at most %d rules", MaxRules)}
 	}
 	data, err := Generate(rs, rc)
 	if err != nil {
-		return err
+		return &InvalidError{err}
 	}
 	old, err := readIn(a.Home, filterName, MaxFile)
 	switch {
@@ -355,13 +363,14 @@ func (a Account) Quota(def AutoresponseQuota) AutoresponseQuota {
 }
 
 // WriteAutoresponse writes the reply name with text (plain text,
-// UTF-8), as the MIME part mailbot -m sends, within the quota q.
+// UTF-8), as the MIME part mailbot -m sends, within the quota q
+// (ErrQuota). A name or text refused is an *InvalidError.
 func (a Account) WriteAutoresponse(name, text string, q AutoresponseQuota) error {
 	if err := CheckAutoresponseName(name); err != nil {
-		return err
+		return &InvalidError{err}
 	}
 	if !utf8.ValidString(text) || strings.ContainsRune(text, 0) {
-		return errors.New("the reply must be text")
+		return &InvalidError{errors.New("the reply must be text")}
 	}
 	text = strings.ReplaceAll(text, "\r\n", "\n")
 	if text != "" && !strings.HasSuffix(text, "\n") {
@@ -369,7 +378,7 @@ func (a Account) WriteAutoresponse(name, text string, q AutoresponseQuota) error
 	}
 	data := []byte("Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n" + text)
 	if len(data) > MaxAutoresponse {
-		return fmt.Errorf("the reply is larger than %d KiB", MaxAutoresponse>>10)
+		return &InvalidError{fmt.Errorf("the reply is larger than %d KiB", MaxAutoresponse>>10)}
 	}
 	root, err := os.OpenRoot(a.Maildir)
 	if err != nil {

@@ -161,7 +161,10 @@ func describeTest(r maildirfilter.Rule) string {
 		}
 		return fmt.Sprintf("size is larger than %s bytes", r.Value)
 	case maildirfilter.MimeMultipart:
-		return "has " + map[bool]string{true: "no ", false: ""}[r.DoesNot] + "attachments"
+		if r.DoesNot {
+			return "has no attachments"
+		}
+		return "has attachments"
 	case maildirfilter.TextPlain:
 		return "is " + not + "plain text"
 	}
@@ -362,17 +365,18 @@ func (h *Handler) filterEdit(w http.ResponseWriter, r *http.Request) {
 // saveRules writes the rules, mapping errors to what the user is told.
 func (h *Handler) saveRules(u *user, a maildirfilter.Account, rs []maildirfilter.Rule) (int, string) {
 	err := a.SaveRules(rs, h.recipe(u, a))
+	var invalid *maildirfilter.InvalidError
 	switch {
 	case err == nil:
 		return 0, ""
 	case errors.Is(err, maildirfilter.ErrForeign):
 		return http.StatusConflict, foreignText
-	case errors.Is(err, os.ErrPermission), errors.Is(err, os.ErrNotExist):
-		h.log.Error("webmail: write filters", "user", u.s.Login, "err", err)
-		return http.StatusServiceUnavailable, "Your mail filters could not be saved now. Try again later."
+	case errors.As(err, &invalid):
+		h.log.Info("webmail: filters refused", "user", u.s.Login, "err", err)
+		return http.StatusBadRequest, sentence(err)
 	}
-	h.log.Info("webmail: filters refused", "user", u.s.Login, "err", err)
-	return http.StatusBadRequest, sentence(err)
+	h.log.Error("webmail: write filters", "user", u.s.Login, "err", err)
+	return http.StatusServiceUnavailable, "Your mail filters could not be saved now. Try again later."
 }
 
 // filterSave adds a rule (at the end) or changes one (old names it).
@@ -577,16 +581,17 @@ func (h *Handler) autoreplyEdit(w http.ResponseWriter, r *http.Request) {
 // writeAutoreply writes one reply; the message is for the user.
 func (h *Handler) writeAutoreply(u *user, a maildirfilter.Account, name, text string) (int, string) {
 	err := a.WriteAutoresponse(name, text, a.Quota(h.opt.AutoresponseQuota))
+	var invalid *maildirfilter.InvalidError
 	switch {
 	case err == nil:
 		return 0, ""
 	case errors.Is(err, maildirfilter.ErrQuota):
 		return http.StatusInsufficientStorage, "Your autoreplies would exceed their quota: delete one, or make this one shorter."
-	case errors.Is(err, os.ErrPermission), errors.Is(err, os.ErrNotExist):
-		h.log.Error("webmail: write autoreply", "user", u.s.Login, "err", err)
-		return http.StatusServiceUnavailable, "The autoreply could not be saved now. Try again later."
+	case errors.As(err, &invalid):
+		return http.StatusBadRequest, sentence(err)
 	}
-	return http.StatusBadRequest, sentence(err)
+	h.log.Error("webmail: write autoreply", "user", u.s.Login, "err", err)
+	return http.StatusServiceUnavailable, "The autoreply could not be saved now. Try again later."
 }
 
 // autoreplySave makes or changes a reply (a new name is a new reply; the
