@@ -136,6 +136,9 @@ type Config struct {
 	// login ("webmailmaxsession", 12h).
 	WebmailIdle       time.Duration
 	WebmailMaxSession time.Duration
+	// WebmailFilters offers the webmail's mail filter and autoreply pages
+	// ("webmailfilters", yes by default).
+	WebmailFilters bool
 	// IMAPSMAP offers Courier's SMAP inside IMAP connections: SMAP1 in
 	// CAPABILITY and the switch on "\SMAP1"-tagged commands
 	// ("smapcapability": SMAP1, as Courier's SMAP_CAPABILITY, or yes; off
@@ -462,6 +465,7 @@ func LoadWith(dir string, replace map[string]string) (*Config, error) {
 	c.DebugPprof = l.boolean("debugpprof", false)
 	c.WebmailIdle = l.duration("webmailidle", 30*time.Minute)
 	c.WebmailMaxSession = l.duration("webmailmaxsession", 12*time.Hour)
+	c.WebmailFilters = l.boolean("webmailfilters", true)
 	for _, s := range []struct {
 		name string
 		d    time.Duration

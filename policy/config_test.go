@@ -345,6 +345,9 @@ func TestWebmailSessionSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !c.WebmailFilters {
+		t.Fatal("webmailfilters: default is yes")
+	}
 	if c.WebmailIdle != 30*time.Minute || c.WebmailMaxSession != 12*time.Hour {
 		t.Fatalf("defaults: %v %v", c.WebmailIdle, c.WebmailMaxSession)
 	}
@@ -352,6 +355,10 @@ func TestWebmailSessionSettings(t *testing.T) {
 	write(t, filepath.Join(dir, "webmailmaxsession"), "1d\n")
 	if c, err = Load(dir); err != nil || c.WebmailIdle != 15*time.Minute || c.WebmailMaxSession != 24*time.Hour {
 		t.Fatalf("settings not read: %v %+v", err, c)
+	}
+	write(t, filepath.Join(dir, "webmailfilters"), "no\n")
+	if c, err = Load(dir); err != nil || c.WebmailFilters {
+		t.Fatalf("webmailfilters no: %v %v", err, c.WebmailFilters)
 	}
 	write(t, filepath.Join(dir, "webmailidle"), "10s\n")
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "webmailidle") {

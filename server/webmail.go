@@ -35,6 +35,7 @@ func (s *Server) newWebmail(cfg *policy.Config) (*webmail.Handler, error) {
 		ChangePassword: s.changePassword,
 		Idle:           cfg.WebmailIdle,
 		Max:            cfg.WebmailMaxSession,
+		DisableFilters: !cfg.WebmailFilters,
 		Logger:         s.log.With("service", "webmail"),
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"postern/mailbox/maildir"
 	"postern/rules"
@@ -178,6 +179,14 @@ func (j *job) runFilters(ctx context.Context, files []string, raw []byte, mode F
 			environ[k] = v
 		}
 	}
+	// What the filter echoes is also the reason of a failing exit (a
+	// bounce's text, sqwebmail's "return to the sender with"), as
+	// Courier's local delivery puts maildrop's output into the bounce.
+	echoed := &CapBuffer{Max: 512}
+	var stdout io.Writer = echoed
+	if j.a.opt.Stdout != nil {
+		stdout = io.MultiWriter(j.a.opt.Stdout, echoed)
+	}
 	env := rules.Env{
 		Vars:              vars,
 		Environ:           environ,
@@ -186,7 +195,7 @@ func (j *job) runFilters(ctx context.Context, files []string, raw []byte, mode F
 		Embedded:          mode.Embedded,
 		TrustedIncludeDir: j.a.trustedDir,
 		Run:               rules.ExecCommand,
-		Stdout:            j.a.opt.Stdout,
+		Stdout:            stdout,
 		Stderr:            j.a.filterStderr(),
 		Trace:             j.a.opt.Trace,
 		Now:               j.a.opt.Now,
@@ -226,6 +235,9 @@ func (j *job) runFilters(ctx context.Context, files []string, raw []byte, mode F
 			o.Status = StatusTemporary
 		}
 		o.Reason = fmt.Sprintf("filter exit code %d", res.ExitCode)
+		if text := oneLine(echoed.String()); text != "" {
+			o.Reason += ": " + text
+		}
 	}
 	if len(j.done) == 0 && o.Status == StatusOK && !mode.Embedded {
 		j.a.log.Info("deliver: discarded by filter", "account", j.acct.Name)
@@ -429,4 +441,22 @@ func (a *Agent) deliverAsUser(ctx context.Context, j *job) Outcome {
 		}
 	}
 	return o
+}
+
+// oneLine makes a filter's output fit a reason: its lines joined with
+// "; ", control characters and invalid UTF-8 dropped.
+func oneLine(s string) string {
+	var parts []string
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+				return -1
+			}
+			return r
+		}, strings.ToValidUTF8(line, ""))
+		if line = strings.TrimSpace(line); line != "" {
+			parts = append(parts, line)
+		}
+	}
+	return strings.Join(parts, "; ")
 }

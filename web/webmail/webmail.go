@@ -40,6 +40,7 @@ import (
 
 	"postern/auth"
 	"postern/mailbox/maildir"
+	"postern/mailbox/maildirfilter"
 	"postern/web/websession"
 )
 
@@ -93,6 +94,16 @@ type Options struct {
 	// front).
 	Secure bool
 	Logger *slog.Logger
+	// DisableFilters turns the mail filter and autoreply pages off.
+	DisableFilters bool
+	// Mailbot is the autoresponder as the generated filters run it, a
+	// shell command; "" means this program's "mailbot" subcommand (the
+	// running binary, by its absolute path).
+	Mailbot string
+	// AutoresponseQuota bounds each user's autoresponses/ unless the
+	// Maildir's autoresponsesquota file says otherwise; zero fields are
+	// 100 replies and 1 MiB.
+	AutoresponseQuota maildirfilter.AutoresponseQuota
 }
 
 // Stats are the webmail's counters, for the server's metrics.
@@ -122,6 +133,9 @@ type Handler struct {
 	// bookMu serialises changes of address books (read, change, write),
 	// so that two forms sent at once do not lose one another's change.
 	bookMu sync.Mutex
+	// filterMu does the same for mail filters and autoreplies.
+	filterMu sync.Mutex
+	mailbot  string
 
 	logins, loginFailures, read, sent, sendFailures atomic.Int64
 }
@@ -143,6 +157,16 @@ func New(opt Options) (*Handler, error) {
 		mds:      map[string]*maildir.Maildir{},
 	}
 	h.sessions.Secure = opt.Secure
+	h.mailbot = opt.Mailbot
+	if h.mailbot == "" {
+		h.mailbot = defaultMailbot()
+	}
+	if h.opt.AutoresponseQuota.Files == 0 {
+		h.opt.AutoresponseQuota.Files = 100
+	}
+	if h.opt.AutoresponseQuota.Bytes == 0 {
+		h.opt.AutoresponseQuota.Bytes = 1 << 20
+	}
 	var err error
 	if h.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -168,6 +192,17 @@ func New(opt Options) (*Handler, error) {
 	mux.HandleFunc("POST "+Prefix+"abook/save", h.abookSave)
 	mux.HandleFunc("GET "+Prefix+"abook/delete", h.abookDeleteForm)
 	mux.HandleFunc("POST "+Prefix+"abook/delete", h.abookDelete)
+	mux.HandleFunc("GET "+Prefix+"filters", h.filters)
+	mux.HandleFunc("GET "+Prefix+"filters/new", h.filterNew)
+	mux.HandleFunc("GET "+Prefix+"filters/edit", h.filterEdit)
+	mux.HandleFunc("POST "+Prefix+"filters/save", h.filterSave)
+	mux.HandleFunc("POST "+Prefix+"filters/act", h.filterAct)
+	mux.HandleFunc("GET "+Prefix+"autoreplies", h.autoreplies)
+	mux.HandleFunc("GET "+Prefix+"autoreplies/new", h.autoreplyNew)
+	mux.HandleFunc("GET "+Prefix+"autoreplies/edit", h.autoreplyEdit)
+	mux.HandleFunc("POST "+Prefix+"autoreplies/save", h.autoreplySave)
+	mux.HandleFunc("POST "+Prefix+"autoreplies/delete", h.autoreplyDelete)
+	mux.HandleFunc("POST "+Prefix+"vacation", h.vacation)
 	mux.HandleFunc("GET "+Prefix+"password", h.passwordForm)
 	mux.HandleFunc("POST "+Prefix+"password", h.changePassword)
 	mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
@@ -277,11 +312,12 @@ type pageData struct {
 	Current string // the folder on show
 	Quota   *quotaInfo
 	CanSend bool
+	Filters bool // the filter pages are on
 	Body    any
 }
 
 func (h *Handler) pageFor(u *user, title string, body any) *pageData {
-	p := &pageData{Title: title, Body: body, CanSend: h.opt.Send != nil}
+	p := &pageData{Title: title, Body: body, CanSend: h.opt.Send != nil, Filters: !h.opt.DisableFilters}
 	if u != nil {
 		p.Login, p.CSRF = u.s.Login, u.s.CSRF
 		p.Flash = u.s.Get(keyFlash)
@@ -307,7 +343,7 @@ func (h *Handler) render(w http.ResponseWriter, status int, name string, p *page
 
 // fail shows an error page.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, u *user, status int, msg string) {
-	p := &pageData{Title: "Error", Body: msg}
+	p := &pageData{Title: "Error", Body: msg, CanSend: h.opt.Send != nil, Filters: !h.opt.DisableFilters}
 	if u != nil {
 		p.Login, p.CSRF = u.s.Login, u.s.CSRF
 	}
@@ -378,6 +414,9 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	s := h.sessions.Start(w, r, acct.Name)
 	s.Set(keyMaildir, acct.MaildirPath())
 	s.Set(keyAddress, h.address(acct))
+	s.Set(keyHome, acct.Home)
+	s.Set(keyUID, itoa(acct.UID))
+	s.Set(keyGID, itoa(acct.GID))
 	h.logins.Add(1)
 	h.log.Info("webmail: login", "user", acct.Name, "client", client.String())
 	http.Redirect(w, r, listURL(maildir.Inbox, listQuery{}), http.StatusSeeOther)
