@@ -97,7 +97,21 @@ func (s *session) runStage(ctx context.Context, c *smtpd.ConnInfo, stage filters
 	}
 	s.b.metrics.reject("filter_" + d.Filter)
 	s.logRefusal(c, stage.String(), rcpt, rep, d.Filter)
+	s.tellOutcome(ctx, c, filters.Outcome{Stage: stage, Verdict: d.Verdict, Filter: d.Filter})
 	return d, rep
+}
+
+// tellOutcome tells the checks that learn from history (a reputation) how
+// the transaction ended: a refusal by a check, or the message accepted
+// (with the end of DATA's verdict). Once per transaction, so that a
+// client refused at every RCPT counts once; never for the trusted
+// clients the checks do not see.
+func (s *session) tellOutcome(ctx context.Context, c *smtpd.ConnInfo, o filters.Outcome) {
+	if s.outcomeTold || !s.checked(c) {
+		return
+	}
+	s.outcomeTold = true
+	s.fl.Pipeline.Tell(ctx, s.fs, o)
 }
 
 // changeEnvelope carries out the checks' changes to the sender and the
