@@ -87,6 +87,10 @@ func (b *backend) Connect(ctx context.Context, c *smtpd.ConnInfo) (smtpd.Session
 		}
 		return nil, rep
 	}
+	// What the connect stage found (a DNSBL hit, a reputation) counts
+	// for every HELO and transaction of the connection.
+	s.connResults, s.connScore = len(s.fs.Results), s.fs.Score
+	s.baseResults, s.baseScore = s.connResults, s.connScore
 	return s, nil
 }
 
@@ -102,6 +106,9 @@ type session struct {
 	// stages left; each new transaction starts from there.
 	baseResults int
 	baseScore   float64
+	// conn is what the connect stage left, where a new HELO starts.
+	connResults int
+	connScore   float64
 	// dataResults is where the results of the end of DATA start.
 	dataResults int
 	// certChecked is the TLS state whose client certificate was checked
@@ -131,6 +138,7 @@ type session struct {
 var _ smtpd.AuthSession = (*session)(nil)
 
 func (s *session) Hello(ctx context.Context, c *smtpd.ConnInfo) *smtpd.Reply {
+	s.baseResults, s.baseScore = s.connResults, s.connScore
 	s.resetTransaction()
 	_, rep := s.runStage(ctx, c, filters.StageHelo, "", nil)
 	s.baseResults, s.baseScore = len(s.fs.Results), s.fs.Score
