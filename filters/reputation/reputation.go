@@ -433,15 +433,7 @@ func (r *Reputation) limit(a Assessment) (filters.Result, bool) {
 	return res, true
 }
 
-func (r *Reputation) weight(k Kind) float64 {
-	switch k {
-	case KindIP:
-		return r.cfg.WeightIP
-	case KindNetwork:
-		return r.cfg.WeightNetwork
-	}
-	return r.cfg.WeightDomain
-}
+func (r *Reputation) weight(k Kind) float64 { return r.cfg.Weight(k) }
 
 // authenticatedDomain returns the envelope sender's domain when an earlier
 // check authenticated it: SPF passed for the MAIL FROM domain, or (with
@@ -560,4 +552,69 @@ func (r *Reputation) logStoreError(s *filters.Session, err error) {
 	r.lastLogged, r.unloggedErr = now, 0
 	r.logMu.Unlock()
 	r.log.Error("reputation: state store failed; reputation degraded", "session", s.ID, "err", err, "failures_not_logged", n)
+}
+
+// ParseTarget reads what an admin names on the command line: an address
+// (its own bucket and its network's), a network (masked to the configured
+// prefix length, the only one kept), or a sender domain.
+func (r *Reputation) ParseTarget(s string) ([]Bucket, error) {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return r.ClientBuckets(ip), nil
+	}
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return r.ClientBuckets(p.Addr())[1:], nil
+	}
+	d := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(s, "@"), "."))
+	if d == "" || len(d) > 253 || !strings.Contains(d, ".") || strings.ContainsAny(d, " |[]/@:\t") {
+		return nil, fmt.Errorf("%q: want an IP address, a network (192.0.2.0/24) or a domain", s)
+	}
+	return []Bucket{{KindDomain, d}}, nil
+}
+
+// Explain says how a's score comes about, step by step, for a user who
+// asks why their mail is scored so.
+func (c Config) Explain(a Assessment) []string {
+	n := a.Counts.N()
+	out := []string{
+		fmt.Sprintf("outcomes (decayed, half-life %s): good %.1f, bad %.1f", formatDuration(c.HalfLife), a.Counts.Good, a.Counts.Bad),
+	}
+	if n < c.MinSamples || n <= 0 {
+		return append(out, fmt.Sprintf("fewer than minsamples %g outcomes: no score", c.MinSamples))
+	}
+	p := (a.Counts.Bad + 1) / (n + 2)
+	bound, name := c.MaxScore, "maxscore"
+	if p < 0.5 {
+		bound, name = -c.MinScore, "-minscore"
+	}
+	out = append(out,
+		fmt.Sprintf("bad share p = (bad+1)/(n+2) = %.1f/%.1f = %.2f; direction 2p-1 = %+.2f", a.Counts.Bad+1, n+2, p, 2*p-1),
+		fmt.Sprintf("confidence tanh(n/evidence) = tanh(%.1f/%g) = %.2f", n, c.Evidence, math.Tanh(n/c.Evidence)),
+		fmt.Sprintf("score = %+.2f × %.2f × %g (%s) = %+.2f", 2*p-1, math.Tanh(n/c.Evidence), bound, name, a.Score),
+	)
+	switch {
+	case c.RejectAt > 0 && a.Score >= c.RejectAt:
+		out = append(out, fmt.Sprintf("at or above the reject limit %g: MAIL is refused (550 5.7.1)", c.RejectAt))
+	case c.TempfailAt > 0 && a.Score >= c.TempfailAt:
+		out = append(out, fmt.Sprintf("at or above the tempfail limit %g: MAIL is deferred (451 4.7.1)", c.TempfailAt))
+	}
+	return out
+}
+
+// Weight is how much a bucket of kind k counts in the check's score.
+func (c Config) Weight(k Kind) float64 {
+	switch k {
+	case KindIP:
+		return c.WeightIP
+	case KindNetwork:
+		return c.WeightNetwork
+	}
+	return c.WeightDomain
+}
+
+// formatDuration writes whole days as "7d".
+func formatDuration(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
 }
