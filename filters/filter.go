@@ -233,10 +233,11 @@ type Outcome struct {
 }
 
 // OutcomeObserver is a filter that learns from outcomes. The gateway
-// tells the pipeline at most once per transaction (Pipeline.Tell), and
-// only about the clients the pipeline checks: never about authenticated
-// users' or relay clients' mail. A filter in ignore mode is told too, so
-// that a check being watched builds its history.
+// tells the pipeline (Pipeline.Tell) once per transaction of its end — a
+// refusal (5xx) or the message stored — and of each deferral (4xx) as it
+// happens, and only about the clients the pipeline checks: never about
+// authenticated users' or relay clients' mail. A filter in ignore mode is
+// told too, so that a check being watched builds its history.
 type OutcomeObserver interface {
 	Outcome(ctx context.Context, s *Session, o Outcome)
 }

@@ -203,3 +203,47 @@ func reputationScore(t *testing.T, h *harness, subject string) float64 {
 	t.Fatalf("message %q not delivered", subject)
 	return 0
 }
+
+// A greylisted recipient does not hide the transaction's end: the message
+// accepted for the other recipient is a good outcome.
+func TestReputationCountsMessageAfterGreylistedRecipient(t *testing.T) {
+	h := newFilterHarness(t, baseZone(), map[string]string{
+		"filters":  "greylist\nreputation\n",
+		"greylist": "delay 1h\npassrecipient alice@example.test\n",
+	})
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("203.0.113.5", "mx.newsender.example")
+	if code, text := c.cmd("MAIL FROM:<a@newsender.example>"); code != 250 {
+		t.Fatalf("MAIL: %d %s", code, text)
+	}
+	if code, text := c.cmd("RCPT TO:<carol@example.test>"); code != 451 {
+		t.Fatalf("greylisted RCPT: %d %s", code, text)
+	}
+	if code, text := c.cmd("RCPT TO:<%s>", h.user); code != 250 {
+		t.Fatalf("RCPT %s (not greylisted): %d %s", h.user, code, text)
+	}
+	if code, text := c.cmd("DATA"); code != 354 {
+		t.Fatalf("DATA: %d %s", code, text)
+	}
+	c.conn.Write(testMessage("after greylisting", "x\r\n"))
+	if code, text := c.cmd("."); code != 250 {
+		t.Fatalf("end of DATA: %d %s", code, text)
+	}
+	h.stop()
+	cfg, err := policy.Load(h.etc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, store, err := OpenReputation(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	a, err := rep.Assess(context.Background(), reputation.Bucket{Kind: reputation.KindIP, ID: "203.0.113.5"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Counts.Good < 0.99 || a.Counts.Bad != 0 {
+		t.Fatalf("203.0.113.5: %v; want the accepted message counted good, the deferral not at all", a)
+	}
+}
