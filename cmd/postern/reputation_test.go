@@ -69,3 +69,19 @@ func TestReputationShowAndReset(t *testing.T) {
 		t.Fatalf("unknown subcommand: %d", code)
 	}
 }
+
+// postern config reports a mistake in the reputation setting with its
+// file and line, as the server would refuse it.
+func TestConfigChecksReputation(t *testing.T) {
+	dir := t.TempDir()
+	if err := policy.Init(dir, "example.test", "mail.example.test", false); err != nil {
+		t.Fatal(err)
+	}
+	etc := filepath.Join(dir, "etc")
+	os.WriteFile(filepath.Join(etc, "filters"), []byte("spf\nreputation\n"), 0o640)
+	os.WriteFile(filepath.Join(etc, "reputation"), []byte("halflife 7d\nmaxscore lots\n"), 0o640)
+	code, out, errb := runCmd(t, "", "--config", etc, "config")
+	if code != 78 || !strings.Contains(out+errb, "reputation:2: reputation: maxscore \"lots\": want a number") {
+		t.Fatalf("config with a bad reputation line: exit %d\n%s%s", code, out, errb)
+	}
+}
