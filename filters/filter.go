@@ -216,6 +216,32 @@ type DataChecker interface {
 	CheckData(ctx context.Context, s *Session, msg Message) Result
 }
 
+// Outcome is how a transaction ended, told to the filters that learn from
+// history (filters/reputation): the message accepted (Accept) or filed
+// into Junk (Quarantine), or a command refused (Reject, Tempfail) at
+// Stage, decided by Filter ("score" for the spamscore thresholds). A
+// connection refused before any transaction is told as one at
+// StageConnect or StageHelo.
+type Outcome struct {
+	Stage   Stage
+	Verdict Verdict
+	Filter  string
+	// Score is the transaction's total without the told filter's own
+	// (weighted) part, so that a filter's score never feeds back into what
+	// it learns.
+	Score float64
+}
+
+// OutcomeObserver is a filter that learns from outcomes. The gateway
+// tells the pipeline (Pipeline.Tell) once per transaction of its end — a
+// refusal (5xx) or the message stored — and of each deferral (4xx) as it
+// happens, and only about the clients the pipeline checks: never about
+// authenticated users' or relay clients' mail. A filter in ignore mode is
+// told too, so that a check being watched builds its history.
+type OutcomeObserver interface {
+	Outcome(ctx context.Context, s *Session, o Outcome)
+}
+
 // Closer is a filter that holds resources between sessions (a policy
 // server's kept connections). When a reload replaces the filters, the old
 // ones are closed: Close lets go of what is idle now and makes the filter

@@ -379,6 +379,54 @@ func (p *Pipeline) call(ctx context.Context, f Filter, stage Stage, s *Session, 
 	return Result{}, false
 }
 
+// Tell tells every filter that learns from outcomes (OutcomeObserver) how
+// the transaction in s ended; each gets o with Score less its own part.
+// Like a stage, each call has the stage time limit, and a panic is logged
+// and contained.
+func (p *Pipeline) Tell(ctx context.Context, s *Session, o Outcome) {
+	if p.Empty() {
+		return
+	}
+	for _, e := range p.entries {
+		obs, ok := e.Filter.(OutcomeObserver)
+		if !ok {
+			continue
+		}
+		told := o
+		told.Score = s.Score - ownScore(e, s.Results)
+		p.tell(ctx, obs, e.Filter.Name(), s, told)
+	}
+}
+
+// ownScore is what entry e's results added to the total.
+func ownScore(e Entry, results []Result) float64 {
+	weight := e.Weight
+	switch {
+	case e.Mode == ModeIgnore:
+		return 0
+	case weight == 0:
+		weight = 1
+	}
+	name, own := e.Filter.Name(), 0.0
+	for _, r := range results {
+		if r.Filter == name || strings.HasPrefix(r.Filter, name+":") {
+			own += r.Score * weight
+		}
+	}
+	return own
+}
+
+func (p *Pipeline) tell(ctx context.Context, obs OutcomeObserver, name string, s *Session, o Outcome) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("filter panicked learning an outcome", "filter", name, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	obs.Outcome(ctx, s, o)
+}
+
 // AuthenticationResults joins every result's RFC 8601 parts into one
 // header field for authservID, or "" when there are none.
 func AuthenticationResults(authservID string, results []Result) string {

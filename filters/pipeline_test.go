@@ -334,3 +334,39 @@ func TestPipelineEnvelopeChangesAtRcpt(t *testing.T) {
 		t.Fatalf("a watched check's envelope change kept: %+v", d.Envelope)
 	}
 }
+
+// learner scores at DATA and remembers the outcomes it is told.
+type learner struct {
+	name  string
+	score float64
+	told  *[]Outcome
+}
+
+func (l learner) Name() string { return l.name }
+func (l learner) CheckData(ctx context.Context, s *Session, m Message) Result {
+	return Result{Score: l.score}
+}
+func (l learner) Outcome(ctx context.Context, s *Session, o Outcome) { *l.told = append(*l.told, o) }
+
+// Tell reaches every OutcomeObserver, in every mode, with the total less
+// that filter's own weighted score; other filters are not bothered.
+func TestPipelineTellsOutcomeWithoutOwnScore(t *testing.T) {
+	var a, b []Outcome
+	p := NewPipeline([]Entry{
+		{Filter: fixed{name: "other", res: Result{Score: 3}, hits: new([]string)}},
+		{Filter: learner{name: "rep", score: -2, told: &a}, Weight: 2},
+		{Filter: learner{name: "watched", score: 5, told: &b}, Mode: ModeIgnore},
+	}, PipelineOptions{})
+	s := &Session{}
+	p.Run(context.Background(), StageData, s, "", strings.NewReader(""))
+	if s.Score != 3-4 {
+		t.Fatalf("total %v; want -1", s.Score)
+	}
+	p.Tell(context.Background(), s, Outcome{Stage: StageData, Verdict: Accept, Score: 99})
+	if len(a) != 1 || a[0].Score != 3 || a[0].Verdict != Accept || a[0].Stage != StageData {
+		t.Fatalf("rep was told %+v; want the total without its own -4, i.e. 3", a)
+	}
+	if len(b) != 1 || b[0].Score != -1 {
+		t.Fatalf("ignored filter was told %+v; want the whole total -1 (its score counts for nothing)", b)
+	}
+}

@@ -97,7 +97,23 @@ func (s *session) runStage(ctx context.Context, c *smtpd.ConnInfo, stage filters
 	}
 	s.b.metrics.reject("filter_" + d.Filter)
 	s.logRefusal(c, stage.String(), rcpt, rep, d.Filter)
+	s.tellOutcome(ctx, c, filters.Outcome{Stage: stage, Verdict: d.Verdict, Filter: d.Filter})
 	return d, rep
+}
+
+// tellOutcome tells the checks that learn from history (a reputation) how
+// the transaction ended: a refusal by a check, or the message accepted
+// (with the end of DATA's verdict). A refusal or the stored message once
+// per transaction, so that a client refused at every RCPT counts once; a
+// deferral (a greylisted recipient) as it happens, since the transaction
+// may still end with the message accepted. Never for the trusted clients
+// the checks do not see.
+func (s *session) tellOutcome(ctx context.Context, c *smtpd.ConnInfo, o filters.Outcome) {
+	if s.outcomeTold || !s.checked(c) {
+		return
+	}
+	s.outcomeTold = o.Verdict != filters.Tempfail
+	s.fl.Pipeline.Tell(ctx, s.fs, o)
 }
 
 // changeEnvelope carries out the checks' changes to the sender and the

@@ -87,6 +87,10 @@ func (b *backend) Connect(ctx context.Context, c *smtpd.ConnInfo) (smtpd.Session
 		}
 		return nil, rep
 	}
+	// What the connect stage found (a DNSBL hit, a reputation) counts
+	// for every HELO and transaction of the connection.
+	s.connResults, s.connScore = len(s.fs.Results), s.fs.Score
+	s.baseResults, s.baseScore = s.connResults, s.connScore
 	return s, nil
 }
 
@@ -102,6 +106,9 @@ type session struct {
 	// stages left; each new transaction starts from there.
 	baseResults int
 	baseScore   float64
+	// conn is what the connect stage left, where a new HELO starts.
+	connResults int
+	connScore   float64
 	// dataResults is where the results of the end of DATA start.
 	dataResults int
 	// certChecked is the TLS state whose client certificate was checked
@@ -118,6 +125,11 @@ type session struct {
 	targets  []Target
 	rcptSet  recipientSet // the destinations in targets (see recipientSet)
 	rcpts    []string     // the accepted RCPT TO addresses, in order (LMTP answers each)
+	// outcomeTold: the checks were told how this transaction ended
+	// (tellOutcome); dataDecision is the end of DATA's verdict, told
+	// once the message is stored.
+	outcomeTold  bool
+	dataDecision filters.Decision
 	// later holds the Maildir writes of the last message's journaled
 	// local deliveries, run once the client has its 250 (Replied).
 	later maildir.Deferred
@@ -126,6 +138,7 @@ type session struct {
 var _ smtpd.AuthSession = (*session)(nil)
 
 func (s *session) Hello(ctx context.Context, c *smtpd.ConnInfo) *smtpd.Reply {
+	s.baseResults, s.baseScore = s.connResults, s.connScore
 	s.resetTransaction()
 	_, rep := s.runStage(ctx, c, filters.StageHelo, "", nil)
 	s.baseResults, s.baseScore = len(s.fs.Results), s.fs.Score
@@ -142,6 +155,7 @@ func (s *session) resetTransaction() {
 	}
 	s.fs.Score, s.fs.From, s.fs.Rcpts = s.baseScore, "", nil
 	s.fs.DeferIfPermit = nil
+	s.outcomeTold, s.dataDecision = false, filters.Decision{}
 }
 
 func (s *session) Auth(ctx context.Context, c *smtpd.ConnInfo, mech, identity, user, pass string) *smtpd.Reply {
@@ -293,7 +307,7 @@ func (s *session) Data(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) *smt
 	if rep != nil {
 		return rep
 	}
-	return s.store(ctx, env, s.targets, body.Bytes())
+	return s.store(ctx, c, env, s.targets, body.Bytes())
 }
 
 // DataLMTP is Data for LMTP (smtpd.LMTPSession): the message is stored
@@ -326,7 +340,7 @@ func (s *session) DataLMTP(ctx context.Context, c *smtpd.ConnInfo, r io.Reader) 
 			out[i] = smtpd.NewReply(250, "2.0.0", "Ok: delivered with another recipient's copy")
 			continue
 		}
-		out[i] = s.store(ctx, env, targets, body.Bytes())
+		out[i] = s.store(ctx, c, env, targets, body.Bytes())
 	}
 	return out
 }
@@ -354,6 +368,7 @@ func (s *session) readMessage(ctx context.Context, c *smtpd.ConnInfo, r io.Reade
 	if rep != nil {
 		return delivery.Envelope{}, rep
 	}
+	s.dataDecision = d
 	if d.Rewritten != nil {
 		msg = d.Rewritten
 	}
@@ -422,7 +437,7 @@ func sanitizeHoldReason(r string) string {
 }
 
 // store makes the message durable for targets (accept) and answers.
-func (s *session) store(ctx context.Context, env delivery.Envelope, targets []Target, body []byte) *smtpd.Reply {
+func (s *session) store(ctx context.Context, c *smtpd.ConnInfo, env delivery.Envelope, targets []Target, body []byte) *smtpd.Reply {
 	id, err := accept(ctx, s.b.local, s.b.queue, env, targets, body, s.cfg.ForwardSender(env.From), &s.later, s.log)
 	if err != nil {
 		var rep *smtpd.Reply
@@ -439,6 +454,11 @@ func (s *session) store(ctx context.Context, env delivery.Envelope, targets []Ta
 	}
 	s.b.metrics.accepted(len(body))
 	s.log.Info("smtp accepted", "id", id, "from", env.From, "rcpts", len(targets), "size", len(body))
+	o := filters.Outcome{Stage: filters.StageData, Verdict: filters.Accept, Filter: s.dataDecision.Filter}
+	if s.dataDecision.Verdict == filters.Quarantine {
+		o.Verdict = filters.Quarantine
+	}
+	s.tellOutcome(ctx, c, o)
 	return smtpd.NewReply(250, "2.0.0", "Ok: queued as %s", id)
 }
 

@@ -24,6 +24,7 @@ import (
 	"postern/filters/milter"
 	"postern/filters/policyd"
 	"postern/filters/ratelimit"
+	"postern/filters/reputation"
 	"postern/filters/smtprules"
 	"postern/filters/spf"
 	"postern/filters/state"
@@ -33,7 +34,7 @@ import (
 
 // filterNames are the checks the "filters" setting may name, in the order
 // the default setup runs them.
-var filterNames = []string{"behaviour", "ratelimit", "dnsbl", "bofh", "greylist", "spf", "dkim", "dmarc", "rules"}
+var filterNames = []string{"behaviour", "ratelimit", "dnsbl", "bofh", "greylist", "spf", "dkim", "dmarc", "reputation", "rules"}
 
 // openStore opens the shared state named by the "statestore" setting:
 // "embedded" (default, DATADIR/state/state.db) or
@@ -298,6 +299,45 @@ func parseThresholds(dir string) (filters.Thresholds, error) {
 	return t, nil
 }
 
+// loadReputation reads the reputation setting over defaults that follow
+// spamscore: a message is a bad outcome from the quarantine threshold on
+// (or the reject one, without quarantine).
+func loadReputation(dir string, th filters.Thresholds) (reputation.Config, error) {
+	base := reputation.DefaultConfig()
+	switch {
+	case th.Quarantine > 0:
+		base.BadFrom = th.Quarantine
+	case th.Reject > 0:
+		base.BadFrom = th.Reject
+	}
+	base.GoodBelow = min(base.GoodBelow, base.BadFrom)
+	rc, _, err := reputation.LoadConfig(dir, base)
+	return rc, err
+}
+
+// OpenReputation opens the state store and the reputation check as the
+// server would, for postern reputation; the caller closes the store.
+func OpenReputation(cfg *policy.Config, log *slog.Logger) (*reputation.Reputation, state.Store, error) {
+	th, err := parseThresholds(cfg.Dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	rc, err := loadReputation(cfg.Dir, th)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := openStore(cfg, log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("state store: %w", err)
+	}
+	r, err := reputation.New(reputation.Options{Config: rc, Store: store, Logger: log})
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return r, store, nil
+}
+
 // buildFilters makes the pipeline described by the configuration. It also
 // returns the rate limiter (the gateway tells it about unknown recipients)
 // and the DKIM signer (nil without keys).
@@ -413,6 +453,12 @@ func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, resul
 				return nil, lerr
 			}
 			f, err = greylist.New(greylist.Options{Config: gc, Store: store, Logger: log})
+		case "reputation":
+			rc, lerr := loadReputation(cfg.Dir, th)
+			if lerr != nil {
+				return nil, lerr
+			}
+			f, err = reputation.New(reputation.Options{Config: rc, Store: store, Logger: log.With("module", "reputation")})
 		case "spf":
 			acts, lerr := spf.LoadActions(cfg.Dir)
 			if lerr != nil {

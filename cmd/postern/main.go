@@ -74,6 +74,7 @@ func commands() []command {
 		{"testmxlookup", "where mail for a domain goes: routes, MX, addresses, TLS (Courier's testmxlookup)", runCheckRoute},
 		{"dkim", "make DKIM signing keys and print their DNS records", runDKIM},
 		{"rejects", "list and search the mail refused during SMTP sessions", runRejects},
+		{"reputation", "explain or reset the history the reputation check keeps of a client, network or domain", runReputation},
 		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},
 		{"maildrop", "deliver a message to a local account: .courier, maildroprc, ~/.mailfilter (Courier's maildrop)", runMaildrop},
 		{"reformail", "rewrite a message's header (Courier's reformail)", runReformail},

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"postern/filters"
+	"postern/policy"
+	"postern/server"
+)
+
+// postern reputation show explains a client's score from the history the
+// server keeps (the embedded store here), and reset forgets it.
+func TestReputationShowAndReset(t *testing.T) {
+	dir := t.TempDir()
+	if err := policy.Init(dir, "example.test", "mail.example.test", false); err != nil {
+		t.Fatal(err)
+	}
+	etc := filepath.Join(dir, "etc")
+	os.WriteFile(filepath.Join(etc, "reputation"), []byte("reject 4\n"), 0o640)
+	cfg, err := policy.Load(etc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, store, err := server.OpenReputation(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := &filters.Session{ClientIP: netip.MustParseAddr("203.0.113.9"), From: "x@news.example",
+		Results: []filters.Result{{Filter: "spf", Vars: map[string]string{"SPF": "pass", "SPF_DOMAIN": "news.example"}}}}
+	for range 40 {
+		rep.Outcome(context.Background(), sess, filters.Outcome{Stage: filters.StageRcpt, Verdict: filters.Reject, Filter: "dnsbl"})
+	}
+	store.Close()
+
+	code, out, errb := runCmd(t, "", "--config", etc, "reputation", "show", "203.0.113.9", "News.Example.")
+	if code != 0 {
+		t.Fatalf("show: exit %d\n%s%s", code, out, errb)
+	}
+	for _, want := range []string{
+		"ip 203.0.113.9: bad, score +4.",
+		"network 203.0.113.0/24: bad, score +4.",
+		"domain news.example: bad",
+		"outcomes (decayed, half-life 7d): good 0.0, bad 40.0",
+		"bad share p = (bad+1)/(n+2) = 41.0/42.0 = 0.98",
+		"confidence tanh(n/evidence) = tanh(40.0/10) = 1.00",
+		"at or above the reject limit 4: MAIL is refused",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show lacks %q:\n%s", want, out)
+		}
+	}
+	if code, out, _ := runCmd(t, "", "--config", etc, "reputation", "reset", "203.0.113.9"); code != 0 || !strings.Contains(out, "ip 203.0.113.9: history forgotten") {
+		t.Fatalf("reset: %d %s", code, out)
+	}
+	_, out, _ = runCmd(t, "", "--config", etc, "reputation", "show", "203.0.113.9")
+	if !strings.Contains(out, "ip 203.0.113.9: new, score +0.00") || !strings.Contains(out, "network 203.0.113.0/24: bad") {
+		t.Fatalf("after reset:\n%s", out)
+	}
+	if code, _, errb := runCmd(t, "", "--config", etc, "reputation", "show", "not a thing"); code != 65 || !strings.Contains(errb, "want an IP address") {
+		t.Fatalf("bad target: %d %s", code, errb)
+	}
+	if code, _, _ := runCmd(t, "", "--config", etc, "reputation", "frobnicate"); code != 64 {
+		t.Fatalf("unknown subcommand: %d", code)
+	}
+}
+
+// postern config reports a mistake in the reputation setting with its
+// file and line, as the server would refuse it.
+func TestConfigChecksReputation(t *testing.T) {
+	dir := t.TempDir()
+	if err := policy.Init(dir, "example.test", "mail.example.test", false); err != nil {
+		t.Fatal(err)
+	}
+	etc := filepath.Join(dir, "etc")
+	os.WriteFile(filepath.Join(etc, "filters"), []byte("spf\nreputation\n"), 0o640)
+	os.WriteFile(filepath.Join(etc, "reputation"), []byte("halflife 7d\nmaxscore lots\n"), 0o640)
+	code, out, errb := runCmd(t, "", "--config", etc, "config")
+	if code != 78 || !strings.Contains(out+errb, "reputation:2: reputation: maxscore \"lots\": want a number") {
+		t.Fatalf("config with a bad reputation line: exit %d\n%s%s", code, out, errb)
+	}
+}
