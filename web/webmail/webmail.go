@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -251,7 +252,12 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request) *user {
 		h.fail(w, r, nil, http.StatusForbidden, "This form has expired or did not come from this site. Go back, reload the page and try again.")
 		return nil
 	}
-	md, err := h.openMaildir(s.Get(keyMaildir))
+	uid, err1 := strconv.Atoi(s.Get(keyUID))
+	gid, err2 := strconv.Atoi(s.Get(keyGID))
+	if err1 != nil || err2 != nil {
+		uid, gid = 0, 0 // a session from before the ids were kept: the kernel decides
+	}
+	md, err := h.openMaildir(s.Get(keyMaildir), uid, gid)
 	if err != nil {
 		h.log.Error("webmail: open mailbox", "user", s.Login, "err", err)
 		h.fail(w, r, nil, http.StatusServiceUnavailable, "Your mailbox cannot be opened now. Try again later.")
@@ -260,9 +266,10 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request) *user {
 	return &user{s: s, md: md}
 }
 
-// openMaildir opens (and on first use makes) the Maildir at root, keeping
-// it for the next request.
-func (h *Handler) openMaildir(root string) (*maildir.Maildir, error) {
+// openMaildir opens (and on first use makes) the Maildir at root for the
+// user uid, gid, keeping it for the next request. A server running as
+// root reads it only as that user could (maildir.OpenAs).
+func (h *Handler) openMaildir(root string, uid, gid int) (*maildir.Maildir, error) {
 	if root == "" {
 		return nil, errors.New("no maildir in session")
 	}
@@ -272,15 +279,15 @@ func (h *Handler) openMaildir(root string) (*maildir.Maildir, error) {
 	if md != nil {
 		return md, nil
 	}
-	md, err := maildir.Open(root)
+	md, err := maildir.OpenAs(root, uid, gid)
 	if err != nil {
 		if _, serr := os.Stat(root); !errors.Is(serr, os.ErrNotExist) {
 			return nil, err
 		}
-		if err := maildir.Make(root); err != nil {
+		if err := maildir.MakeFor(root, uid, gid); err != nil {
 			return nil, err
 		}
-		if md, err = maildir.Open(root); err != nil {
+		if md, err = maildir.OpenAs(root, uid, gid); err != nil {
 			return nil, err
 		}
 	}
@@ -406,7 +413,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if _, err := h.openMaildir(acct.MaildirPath()); err != nil {
+	if _, err := h.openMaildir(acct.MaildirPath(), acct.UID, acct.GID); err != nil {
 		h.log.Error("webmail: open mailbox at login", "user", acct.Name, "err", err)
 		refuse(http.StatusServiceUnavailable, "Your mailbox cannot be opened now. Try again later.")
 		return
