@@ -20,12 +20,12 @@ import (
 
 func openAccountMaildir(acct *auth.Account) (*maildir.Maildir, error) {
 	path := acct.MaildirPath()
-	md, err := maildir.Open(path)
+	md, err := maildir.OpenAs(path, acct.UID, acct.GID)
 	if errors.Is(err, maildir.ErrNotMaildir) || errors.Is(err, os.ErrNotExist) {
-		if err := maildir.Make(path); err != nil {
+		if err := maildir.MakeFor(path, acct.UID, acct.GID); err != nil {
 			return nil, fmt.Errorf("create maildir for %s: %w", acct.Name, err)
 		}
-		md, err = maildir.Open(path)
+		md, err = maildir.OpenAs(path, acct.UID, acct.GID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open maildir for %s: %w", acct.Name, err)

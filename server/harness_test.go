@@ -62,6 +62,15 @@ func writeInit(h *harness) error {
 	return nil
 }
 
+// passable makes the test's temporary directories, down to dir, passable
+// by other users (t.TempDir makes them 0700): a server running as root
+// reaches an account of another uid only where that account could.
+func passable(dir string) {
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+}
+
 func (h *harness) writeSetting(name, content string) {
 	h.t.Helper()
 	if err := os.WriteFile(filepath.Join(h.etc, name), []byte(content), 0o640); err != nil {

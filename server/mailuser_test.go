@@ -35,10 +35,7 @@ func TestMailUserDropsRoot(t *testing.T) {
 	if err := writeInit(h); err != nil {
 		t.Fatal(err)
 	}
-	// nobody must reach the data directory through its parents.
-	for d := h.dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
-		os.Chmod(d, 0o755)
-	}
+	passable(h.dir) // nobody must reach the data directory through its parents
 	const vuser, vpass = "virtual@example.test", "v1rtual pass"
 	h.addUser(vuser, vpass, "--uid", nobody.Uid, "--gid", nobody.Gid)
 	port := freePrivilegedPort(t)

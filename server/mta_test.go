@@ -729,6 +729,7 @@ func TestSMTPDeliveryGivesTheFileToTheAccount(t *testing.T) {
 		t.Skip("no user nobody")
 	}
 	h := newHarness(t)
+	passable(h.dir)
 	h.addUser("bob@example.test", "pw", "--uid", nobody.Uid, "--gid", nobody.Gid)
 	if err := sendOne(h.addr("smtp"), "bob@example.test", testMessage("owned", "x\r\n")); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"postern/auth/passwd"
 	"postern/auth/userdb"
@@ -435,6 +436,37 @@ func makeHomeAndMaildir(home, maildirPath string, uid, gid int) error {
 		if err := os.Lchown(p, uid, gid); err != nil {
 			return fmt.Errorf("chown %s: %w", p, err)
 		}
+	}
+	if uid != 0 {
+		return letThrough(filepath.Dir(home))
+	}
+	return nil
+}
+
+// letThrough makes the directories above a home (a domain's directory
+// under the mail root, the mail root, the data directory) that root owns
+// and others cannot pass searchable (o+x, g+x: passing through, not
+// listing), so that the account's own processes, and the server reading
+// as the account, reach it, as a home under /home is reached. Three
+// levels at most; it stops at the first that others can pass.
+func letThrough(dir string) error {
+	for range 3 {
+		st, err := os.Stat(dir)
+		if err != nil {
+			return err
+		}
+		sys, ok := st.Sys().(*syscall.Stat_t)
+		if !ok || st.Mode().Perm()&0o001 != 0 || sys.Uid != 0 {
+			return nil
+		}
+		if err := os.Chmod(dir, st.Mode().Perm()|0o011); err != nil {
+			return fmt.Errorf("chmod %s: %w", dir, err)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil
+		}
+		dir = parent
 	}
 	return nil
 }

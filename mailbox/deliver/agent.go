@@ -488,6 +488,10 @@ func (j *job) maildirFor(root string) (*maildir.Maildir, error) {
 		return md, nil
 	}
 	opt := maildir.Options{Logger: j.a.log, Hostname: j.a.hostname}
+	if j.a.euid == 0 {
+		// Written as root for the account: only where it could write.
+		opt.Reader = maildir.ReaderFor(j.acct.UID, j.acct.GID)
+	}
 	md, err := maildir.OpenWithOptions(root, opt)
 	if root == j.root && (errors.Is(err, maildir.ErrNotMaildir) || errors.Is(err, os.ErrNotExist)) {
 		if err := maildir.Make(root); err != nil {

@@ -57,15 +57,18 @@ type Options struct {
 	SharedFrom string
 	sharedReal string    // SharedFrom resolved
 	sharedID   *Identity // who reads: a message must be readable for them
-	// Reader, when set, is the user the mail is read for by a process
-	// that does not run as them (a server running as root serving a
-	// system account): the maildir's root and each folder's cur/ and new/
-	// must be reachable for Reader by their modes (every directory on the
-	// way searchable), and a message is served only when it is a regular
-	// file, not a symbolic link, readable for Reader, as the kernel would
-	// decide for a process running as that user. Without it, a user could
-	// point a link in their maildir at another user's mail or at a
-	// system file and read it through the server. OpenAs sets it.
+	// Reader, when set, is the user the mail is read and written for by
+	// a process that does not run as them (a server or delivery agent
+	// running as root for a system account): the maildir's root and each
+	// folder's cur/ and new/ must be reachable for Reader by their modes
+	// (every directory on the way searchable), a message is served only
+	// when it is a regular file, not a symbolic link, readable for
+	// Reader, and a delivery goes only into a tmp/ and new/ that Reader
+	// may write, as the kernel would decide for a process running as that
+	// user. Without it, a user could point a link in their maildir at
+	// another user's mail or a system file and read it through the
+	// server, or at a system directory and have root write mail there.
+	// OpenAs sets it.
 	Reader *Identity
 }
 
@@ -246,7 +249,7 @@ func OpenAs(root string, uid, gid int) (*Maildir, error) {
 // this process: nil when the process is not root (the kernel checks its
 // own rights) or reads root's own mail.
 func ReaderFor(uid, gid int) *Identity {
-	if os.Geteuid() != 0 || uid == 0 {
+	if uid == 0 || os.Geteuid() != 0 {
 		return nil
 	}
 	return &Identity{UID: uid, GID: gid}
@@ -427,6 +430,20 @@ func (f *Folder) Stage(r io.Reader, opt DeliverOptions) (*Staged, error) {
 			return nil, fmt.Errorf("maildir %s: deliver: %w", f.path, err)
 		}
 		info = flags + letters
+	}
+	if id := f.md.reader; id != nil {
+		// Written as root for a user: only where the user could write
+		// (a tmp/ or new/ the user linked to /etc is refused).
+		for _, sub := range []string{"tmp", "new"} {
+			dir := filepath.Join(f.path, sub)
+			real, err := filepath.EvalSymlinks(dir)
+			if err != nil {
+				return nil, fmt.Errorf("maildir %s: deliver: %w", f.path, err)
+			}
+			if !id.reaches(real, 3) {
+				return nil, fmt.Errorf("maildir %s: deliver: %s (as %s): not writable for uid %d: %w", f.path, dir, real, id.UID, ErrNotReadable)
+			}
+		}
 	}
 	base := f.md.uniqueBase()
 	st := &Staged{f: f, opt: opt, info: info, base: base, tmpPath: filepath.Join(f.path, "tmp", base)}

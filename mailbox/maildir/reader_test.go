@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -138,5 +139,47 @@ func TestFIFOInMaildirIsRefused(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("opening a FIFO in the maildir blocks")
+	}
+}
+
+// TestReaderDeliversOnlyWhereTheUserCouldWrite: root delivering for uid
+// 1001 (the delivery agent) writes into their own tmp/ and new/, but not
+// into a system directory their new/ or tmp/ was linked to.
+func TestReaderDeliversOnlyWhereTheUserCouldWrite(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the guard is for a process running as root")
+	}
+	top := t.TempDir()
+	os.Chmod(top, 0o755)
+	os.Chmod(filepath.Dir(top), 0o755)
+	root := filepath.Join(top, "alice", "Maildir")
+	if err := MakeFor(root, 1001, 1001); err != nil {
+		t.Fatal(err)
+	}
+	md, err := OpenAs(root, 1001, 1001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := md.Deliver(Inbox, strings.NewReader("Subject: fine\n\nok\n"), DeliverOptions{}); err != nil {
+		t.Fatalf("a delivery into the user's own maildir: %v", err)
+	}
+	system := filepath.Join(top, "system") // root's, 0755, as /etc/cron.d
+	os.Mkdir(system, 0o755)
+	for _, sub := range []string{"new", "tmp"} {
+		real := filepath.Join(root, sub+".real")
+		os.Rename(filepath.Join(root, sub), real)
+		os.Symlink(system, filepath.Join(root, sub))
+		md, err := OpenAs(root, 1001, 1001)
+		if err == nil {
+			_, err = md.Deliver(Inbox, strings.NewReader("Subject: evil\n\n* * * * * root id\n"), DeliverOptions{})
+		}
+		if !errors.Is(err, ErrNotReadable) {
+			t.Errorf("%s/ linked to a root directory: %v, want ErrNotReadable", sub, err)
+		}
+		if left, _ := os.ReadDir(system); len(left) != 0 {
+			t.Errorf("root wrote %d files into the directory %s/ was linked to", len(left), sub)
+		}
+		os.Remove(filepath.Join(root, sub))
+		os.Rename(real, filepath.Join(root, sub))
 	}
 }
