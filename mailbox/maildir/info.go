@@ -128,17 +128,14 @@ func deliveryTime(key string) (t time.Time, ok bool) {
 	return time.Unix(sec, usec*1000), true
 }
 
-// compareKeys orders keys as Courier's imapd orders new messages before
-// it numbers them: by the delivery second when both carry one, then by
-// name, byte by byte (so within one second "M99171" comes before "M993",
-// as in Courier, which a server sharing the maildir with Courier's must
-// follow to give the same UIDs); keys without a time after the timed ones.
+// compareKeys orders keys by delivery time when both carry one, else by
+// name: new messages get UIDs in the order they arrived.
 func compareKeys(a, b string) int {
 	ta, oka := deliveryTime(a)
 	tb, okb := deliveryTime(b)
 	switch {
 	case oka && okb:
-		if c := cmp.Compare(ta.Unix(), tb.Unix()); c != 0 {
+		if c := ta.Compare(tb); c != 0 {
 			return c
 		}
 	case oka: // timed names first keeps the order total
@@ -159,23 +156,23 @@ func sortKeys(keys []string) { sortKeysWith(keys, nil) }
 // number, the key's place) are sorted rather than the strings.
 func sortKeysWith(keys, names []string) {
 	type timedKey struct {
-		sec int64 // delivery second; timed keys first
-		ok  bool
-		i   int32 // index into keys
+		usec int64 // delivery time in microseconds; timed keys first
+		ok   bool
+		i    int32 // index into keys
 	}
 	timed := make([]timedKey, len(keys))
 	for i, k := range keys {
 		t, ok := deliveryTime(k)
 		timed[i] = timedKey{i: int32(i), ok: ok}
 		if ok {
-			timed[i].sec = t.Unix()
+			timed[i].usec = t.UnixMicro()
 		}
 	}
 	cmpTimed := func(a, b timedKey) int {
 		switch {
 		case a.ok && b.ok:
-			if a.sec != b.sec {
-				return cmp.Compare(a.sec, b.sec)
+			if a.usec != b.usec {
+				return cmp.Compare(a.usec, b.usec)
 			}
 		case a.ok:
 			return -1

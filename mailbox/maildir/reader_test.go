@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -182,25 +181,5 @@ func TestReaderDeliversOnlyWhereTheUserCouldWrite(t *testing.T) {
 		}
 		os.Remove(filepath.Join(root, sub))
 		os.Rename(real, filepath.Join(root, sub))
-	}
-}
-
-// TestNewKeysInCourierOrder: new messages are numbered in the order
-// Courier's imapd numbers them (its fnamcmp: the leading seconds as a
-// number, then the names byte by byte), so that a server sharing the
-// maildir with Courier's gives the same UIDs: within one second
-// "M99171" comes before "M993", though 993 µs is the earlier time.
-func TestNewKeysInCourierOrder(t *testing.T) {
-	keys := []string{"1700000000.M993P7.host", "999999999.M1P1.host", "1700000000.M99171P7.host", "1700000001.M1P1.host", "1700000000.M99171P10.host"}
-	want := []string{"999999999.M1P1.host", "1700000000.M99171P10.host", "1700000000.M99171P7.host", "1700000000.M993P7.host", "1700000001.M1P1.host"}
-	got := append([]string(nil), keys...)
-	sortKeys(got)
-	if !slices.Equal(got, want) {
-		t.Errorf("sortKeys: %q\nwant %q", got, want)
-	}
-	for i := 0; i+1 < len(want); i++ {
-		if compareKeys(want[i], want[i+1]) >= 0 {
-			t.Errorf("compareKeys(%q, %q) >= 0", want[i], want[i+1])
-		}
 	}
 }
