@@ -33,7 +33,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"postern/filters"
@@ -135,9 +134,7 @@ type Greylist struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	logMu       sync.Mutex
-	lastLogged  time.Time
-	unloggedErr int
+	storeErrs state.ErrorLog
 }
 
 var _ filters.RcptChecker = (*Greylist)(nil)
@@ -527,16 +524,10 @@ func (g *Greylist) storeFailed(s *filters.Session, t Triplet, err error) filters
 // logStoreError logs at Error level, but once a minute at most: during an
 // outage every recipient fails the same way.
 func (g *Greylist) logStoreError(s *filters.Session, t Triplet, err error) {
-	g.logMu.Lock()
-	now := time.Now()
-	if !g.lastLogged.IsZero() && now.Sub(g.lastLogged) < time.Minute {
-		g.unloggedErr++
-		g.logMu.Unlock()
+	n, due := g.storeErrs.Due()
+	if !due {
 		return
 	}
-	n := g.unloggedErr
-	g.lastLogged, g.unloggedErr = now, 0
-	g.logMu.Unlock()
 	action := "pass"
 	if g.cfg.OnStoreError == StoreErrorTempfail {
 		action = "tempfail"

@@ -32,8 +32,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"postern/filters"
 	"postern/filters/state"
@@ -53,9 +51,7 @@ type Limiter struct {
 	store   state.Store
 	log     *slog.Logger
 
-	logMu      sync.Mutex
-	lastLogged time.Time
-	unlogged   int
+	storeErrs state.ErrorLog
 }
 
 var (
@@ -347,16 +343,10 @@ func (l *Limiter) storeFailed(_ context.Context, sessionID string, err error) fi
 
 // logStoreError logs at Error level at most once a minute.
 func (l *Limiter) logStoreError(sessionID string, err error) {
-	l.logMu.Lock()
-	now := time.Now()
-	if !l.lastLogged.IsZero() && now.Sub(l.lastLogged) < time.Minute {
-		l.unlogged++
-		l.logMu.Unlock()
+	n, due := l.storeErrs.Due()
+	if !due {
 		return
 	}
-	n := l.unlogged
-	l.lastLogged, l.unlogged = now, 0
-	l.logMu.Unlock()
 	action := "pass"
 	if l.onError == StoreErrorTempfail {
 		action = "tempfail"

@@ -40,7 +40,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"postern/filters"
@@ -125,9 +124,7 @@ type Reputation struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	logMu       sync.Mutex
-	lastLogged  time.Time
-	unloggedErr int
+	storeErrs state.ErrorLog
 }
 
 var (
@@ -541,16 +538,10 @@ func (r *Reputation) storeFailed(s *filters.Session, err error) filters.Result {
 // logStoreError logs at Error level, once a minute at most: during an
 // outage every session fails the same way.
 func (r *Reputation) logStoreError(s *filters.Session, err error) {
-	r.logMu.Lock()
-	now := time.Now()
-	if !r.lastLogged.IsZero() && now.Sub(r.lastLogged) < time.Minute {
-		r.unloggedErr++
-		r.logMu.Unlock()
+	n, due := r.storeErrs.Due()
+	if !due {
 		return
 	}
-	n := r.unloggedErr
-	r.lastLogged, r.unloggedErr = now, 0
-	r.logMu.Unlock()
 	r.log.Error("reputation: state store failed; reputation degraded", "session", s.ID, "err", err, "failures_not_logged", n)
 }
 

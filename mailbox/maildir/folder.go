@@ -126,7 +126,7 @@ func (m *Maildir) Folder(name string) (*Folder, error) {
 	}
 	if m.reader != nil {
 		for _, sub := range []string{dir, filepath.Join(dir, "cur"), filepath.Join(dir, "new")} {
-			if err := m.reader.reachesDir(sub); err != nil {
+			if err := m.reader.reachesDir(sub, 5); err != nil {
 				return nil, fmt.Errorf("maildir %s: folder %q: %w", m.root, name, err)
 			}
 		}

@@ -250,15 +250,16 @@ func lstatSys(path string) (*syscall.Stat_t, error) {
 // reads for (Options.Reader) could not read themselves.
 var ErrNotReadable = errors.New("not readable for the mailbox's user")
 
-// reachesDir checks that id can list dir (after the links an
-// administrator may have put on the way: /home to /srv/home, a Maildir
-// link) with every directory on the way searchable for id.
-func (id *Identity) reachesDir(dir string) error {
+// reachesDir checks that id has want (5: list, 3: add files) on dir,
+// after the links an administrator may have put on the way (/home to
+// /srv/home, a Maildir link), with every directory on the way searchable
+// for id.
+func (id *Identity) reachesDir(dir string, want uint32) error {
 	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return err
 	}
-	if !id.reaches(real, 5) {
+	if !id.reaches(real, want) {
 		return fmt.Errorf("%s (as %s): uid %d: %w", dir, real, id.UID, ErrNotReadable)
 	}
 	return nil

@@ -281,7 +281,7 @@ func OpenWithOptions(root string, opt Options) (*Maildir, error) {
 		opt.sharedReal = real
 	}
 	if opt.Reader != nil {
-		if err := opt.Reader.reachesDir(root); err != nil {
+		if err := opt.Reader.reachesDir(root, 5); err != nil {
 			return nil, fmt.Errorf("maildir %s: %w", root, err)
 		}
 	}
@@ -435,13 +435,8 @@ func (f *Folder) Stage(r io.Reader, opt DeliverOptions) (*Staged, error) {
 		// Written as root for a user: only where the user could write
 		// (a tmp/ or new/ the user linked to /etc is refused).
 		for _, sub := range []string{"tmp", "new"} {
-			dir := filepath.Join(f.path, sub)
-			real, err := filepath.EvalSymlinks(dir)
-			if err != nil {
+			if err := id.reachesDir(filepath.Join(f.path, sub), 3); err != nil {
 				return nil, fmt.Errorf("maildir %s: deliver: %w", f.path, err)
-			}
-			if !id.reaches(real, 3) {
-				return nil, fmt.Errorf("maildir %s: deliver: %s (as %s): not writable for uid %d: %w", f.path, dir, real, id.UID, ErrNotReadable)
 			}
 		}
 	}
