@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"postern/internal/unixpeer"
 )
 
 // The submission socket lets a local user who may not write the queue and
@@ -171,7 +171,7 @@ func (s *SubmitServer) handle(c net.Conn) {
 		b, _ := json.Marshal(r)
 		c.Write(append(b, '\n'))
 	}
-	uid, err := peerUID(c)
+	uid, err := unixpeer.UID(c)
 	if err != nil {
 		s.Log.Warn("submit socket: no peer credentials", "err", err)
 		reply(submitReply{Error: "no peer credentials"})
@@ -219,29 +219,6 @@ func (s *SubmitServer) handle(c net.Conn) {
 		s.Log.Info("submit socket: accepted", "login", login, "uid", uid, "id", id, "rcpts", len(req.Rcpts), "size", len(msg))
 		reply(submitReply{ID: id})
 	}
-}
-
-// peerUID returns the uid of the process at the other end of a Unix socket.
-func peerUID(c net.Conn) (int, error) {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return 0, errors.New("not a unix socket")
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if cerr != nil {
-		return 0, cerr
-	}
-	return int(cred.Uid), nil
 }
 
 // readLimitedLine reads one LF-terminated line of at most max bytes.

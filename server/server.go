@@ -386,6 +386,12 @@ func (s *Server) Start() error {
 	if submitErr == nil {
 		s.listeners = append(s.listeners, submitLn)
 	}
+	// The control socket, for admin commands that need this process's
+	// state (postern reputation with the embedded store).
+	ctlLn, ctlErr := listenControl(cfg.DataDir)
+	if ctlErr == nil {
+		s.listeners = append(s.listeners, ctlLn)
+	}
 	// Courier's authdaemon socket, in a directory only root may write to
 	// on most systems (/run/courier/authdaemon).
 	authdLn, err := s.listenAuthdaemon(cfg)
@@ -471,6 +477,11 @@ func (s *Server) Start() error {
 		if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o001 == 0 {
 			s.log.Warn("the data directory is not searchable by other users, so their sendmail cannot reach the submission socket (chmod o+x)", "datadir", cfg.DataDir)
 		}
+	}
+	if ctlErr != nil {
+		s.log.Warn("no control socket: postern reputation needs the server stopped to read the embedded state store", "err", ctlErr)
+	} else {
+		s.serveControl(ctlLn)
 	}
 	if authdLn != nil {
 		s.serveAuthdaemon(cfg, authdLn)

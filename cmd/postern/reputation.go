@@ -23,9 +23,10 @@ show   the decayed counts of good and bad outcomes, the score and how it is
        computed, step by step; an address shows its network too;
 reset  forgets the history of the address, the network or the domain named
        (an address's network is kept: reset the network to forget it).
-It reads the state store the server uses (the statestore setting). The
-embedded store is the running server's alone: stop the server first, or
-keep the state in Redis (docs/state.md).
+It reads the state store the server uses (the statestore setting). When
+the server is running, the command asks it over its control socket
+(DATADIR/control.sock) to do the work, since the embedded store is open in
+the server alone; otherwise it opens the store itself.
 `)
 	}
 	if len(args) == 0 {
@@ -56,6 +57,19 @@ keep the state in Redis (docs/state.md).
 		fmt.Fprintf(e.stderr, "postern reputation: configuration:\n%v\n", err)
 		return 78
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// A running server holds the embedded store: it does the work.
+	reply, err := server.Control(ctx, cfg.DataDir, server.ControlRequest{Command: "reputation", Args: args})
+	switch {
+	case err == nil:
+		io.WriteString(e.stdout, reply.Stdout)
+		io.WriteString(e.stderr, reply.Stderr)
+		return reply.Status
+	case !errors.Is(err, server.ErrNoServer):
+		fmt.Fprintf(e.stderr, "postern reputation: %v\n", err)
+		return 75
+	}
 	rep, store, err := server.OpenReputation(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		var pe *policy.Error
@@ -65,42 +79,10 @@ keep the state in Redis (docs/state.md).
 		}
 		fmt.Fprintf(e.stderr, "postern reputation: %v\n", err)
 		if strings.Contains(err.Error(), "timeout") {
-			fmt.Fprintln(e.stderr, "postern reputation: the running server holds the embedded state store; stop it first, or keep the state in Redis")
+			fmt.Fprintln(e.stderr, "postern reputation: another process holds the embedded state store (a server without a control socket?)")
 		}
 		return 75
 	}
 	defer store.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rc := rep.Config()
-	status := 0
-	for _, target := range args[1:] {
-		buckets, err := rep.ParseTarget(target)
-		if err != nil {
-			fmt.Fprintf(e.stderr, "postern reputation: %v\n", err)
-			status = 65
-			continue
-		}
-		if sub == "reset" {
-			b := buckets[0]
-			if err := rep.Reset(ctx, b); err != nil {
-				fmt.Fprintf(e.stderr, "postern reputation: reset %s: %v\n", b, err)
-				return 75
-			}
-			fmt.Fprintf(e.stdout, "%s: history forgotten\n", b)
-			continue
-		}
-		for _, b := range buckets {
-			a, err := rep.Assess(ctx, b, time.Now())
-			if err != nil {
-				fmt.Fprintf(e.stderr, "postern reputation: %s: %v\n", b, err)
-				return 75
-			}
-			fmt.Fprintf(e.stdout, "%s: %s, score %+.2f (weight ×%g in the check's score)\n", b, a.Status, a.Score, rc.Weight(b.Kind))
-			for _, line := range rc.Explain(a) {
-				fmt.Fprintf(e.stdout, "    %s\n", line)
-			}
-		}
-	}
-	return status
+	return server.RunReputation(ctx, rep, sub, args[1:], e.stdout, e.stderr)
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"postern/internal/unixpeer"
 )
 
 var (
@@ -1179,19 +1180,9 @@ func (c *conn) cmdStartTLS(arg string) bool {
 
 // peerUID is the uid of the peer of a Unix socket connection, or -1.
 func peerUID(nc net.Conn) int {
-	uc, ok := nc.(*net.UnixConn)
-	if !ok {
-		return -1
-	}
-	rc, err := uc.SyscallConn()
+	uid, err := unixpeer.UID(nc)
 	if err != nil {
 		return -1
 	}
-	uid := -1
-	rc.Control(func(fd uintptr) {
-		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
-			uid = int(cred.Uid)
-		}
-	})
 	return uid
 }
