@@ -72,13 +72,37 @@ func TestMailhostProxyBetweenTwoServers(t *testing.T) {
 	}
 	p.cmd("QUIT")
 
+	// A reload turns proxying off and on again: the front then serves
+	// alice's own (empty) INBOX, then the backend's again, without a
+	// restart.
+	reloadedInbox := func(proxying string) uint32 {
+		t.Helper()
+		front.writeSetting("imapproxy", proxying+"\n")
+		if err := front.srv.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		c := front.imapLogin(nil)
+		defer c.Logout()
+		sel, err := c.Select("INBOX", nil).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sel.NumMessages
+	}
+	if n := reloadedInbox("no"); n != 0 {
+		t.Fatalf("imapproxy no after a reload: the front shows %d messages, want its own 0", n)
+	}
+	if n := reloadedInbox("yes"); n != 1 {
+		t.Fatalf("imapproxy yes after a reload: the front shows %d messages, want the backend's 1", n)
+	}
+
 	resp, err := http.Get("http://" + front.addr("web") + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{"postern_imap_proxied_sessions_total 1", "postern_pop3_proxied_sessions_total 1", "postern_imap_proxy_failures_total 0"} {
+	for _, want := range []string{"postern_imap_proxied_sessions_total 2", "postern_pop3_proxied_sessions_total 1", "postern_imap_proxy_failures_total 0"} {
 		if !strings.Contains(string(body), want+"\n") {
 			t.Errorf("front /metrics lacks %q", want)
 		}

@@ -73,6 +73,9 @@ type Server struct {
 	fLatency *prometheus.HistogramVec
 	acme     atomic.Pointer[acme.Manager] // nil without acmehosts
 	webmail  *webmail.Handler             // served under /mail/ on the web listener
+	// proxies are the IMAP, SMAP and POP3 servers' mailhost proxying,
+	// updated in place by Reload.
+	proxies map[string]*proxy.Config
 
 	mu        sync.Mutex
 	bound     map[string][]net.Addr // listener name -> bound addresses
@@ -283,6 +286,11 @@ func (s *Server) Start() error {
 	tlsCfg := s.tlsConfig()
 	// Courier's SMAP: its own listener, and inside IMAP connections when
 	// smapcapability says so.
+	s.proxies = map[string]*proxy.Config{
+		"imap": proxy.FromPolicy(cfg, proxy.IMAP, s.log.With("service", "imap")),
+		"smap": proxy.FromPolicy(cfg, proxy.IMAP, s.log.With("service", "smap")),
+		"pop3": proxy.FromPolicy(cfg, proxy.POP3, s.log.With("service", "pop3")),
+	}
 	smapSrv := smap.NewServer(smap.Options{
 		Hostname:          cfg.Me,
 		TLSConfig:         tlsCfg,
@@ -292,7 +300,7 @@ func (s *Server) Start() error {
 		MaxMessageSize:    cfg.SizeLimit,
 		Sender:            smapSender{s},
 		// SMAP follows the IMAP proxying settings, as in Courier.
-		Proxy: proxy.FromPolicy(cfg, proxy.IMAP, s.log.With("service", "smap")),
+		Proxy: s.proxies["smap"],
 	})
 	var imapSMAP imap.SMAPHandler
 	if cfg.IMAPSMAP {
@@ -307,7 +315,7 @@ func (s *Server) Start() error {
 		CourierNamespace:  cfg.IMAPCourierNS,
 		SharedRegistry:    filepath.Join(cfg.DataDir, "state", "imap-shared"),
 		SMAP:              imapSMAP,
-		Proxy:             proxy.FromPolicy(cfg, proxy.IMAP, s.log.With("service", "imap")),
+		Proxy:             s.proxies["imap"],
 	})
 	pop3Srv := pop3.NewServer(pop3.Options{
 		Hostname:          cfg.Me,
@@ -315,7 +323,7 @@ func (s *Server) Start() error {
 		Auth:              s.auth,
 		Logger:            s.log.With("service", "pop3"),
 		AllowInsecureAuth: cfg.InsecureAuth,
-		Proxy:             proxy.FromPolicy(cfg, proxy.POP3, s.log.With("service", "pop3")),
+		Proxy:             s.proxies["pop3"],
 	})
 	s.services = []service{imapSrv, pop3Srv, smapSrv}
 	wm, err := s.newWebmail(cfg)
@@ -697,6 +705,13 @@ func (s *Server) Reload() error {
 	// sessions that began with them finish with them.
 	s.filters.Swap(fl).Close()
 	s.auth.Guard().SetConfig(guardConfig(cfg))
+	for name, p := range s.proxies {
+		protocol := proxy.IMAP
+		if name == "pop3" {
+			protocol = proxy.POP3
+		}
+		p.Update(proxy.FromPolicy(cfg, protocol, s.log.With("service", name)))
+	}
 	s.cfg.Store(cfg)
 	s.reloads.Inc()
 	s.log.Info("configuration reloaded", "dir", cfg.Dir)

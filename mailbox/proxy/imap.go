@@ -34,6 +34,7 @@ type IMAPLogin struct {
 // AUTHENTICATE) for the LOGIN command (RFC 9051 6.2.3). Errors wrap
 // ErrUnavailable or ErrRefused (a *Refusal).
 func (c *Config) LoginIMAP(ctx context.Context, hosts []string, tag, user, password string) (*IMAPLogin, error) {
+	c = c.current()
 	var reply []string
 	b, err := c.login(ctx, hosts, func(ctx context.Context, host string, conn net.Conn, r *bufio.Reader) (net.Conn, *bufio.Reader, error) {
 		conn, r, err := c.imapGreeting(ctx, host, conn, r)

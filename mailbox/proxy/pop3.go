@@ -22,6 +22,7 @@ type POP3Login struct {
 // takes, whichever way the client logged in at the front. Errors wrap
 // ErrUnavailable or ErrRefused (a *Refusal).
 func (c *Config) LoginPOP3(ctx context.Context, hosts []string, user, password string) (*POP3Login, error) {
+	c = c.current()
 	if strings.ContainsAny(user, "\r\n\x00") || strings.ContainsAny(password, "\r\n\x00") {
 		// Possible through AUTH PLAIN at the front; USER/PASS cannot carry it.
 		return nil, fmt.Errorf("%w: name or password has a line break or NUL, which POP3's USER and PASS cannot carry", ErrUnavailable)

@@ -24,6 +24,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"postern/auth"
@@ -97,6 +98,33 @@ type Config struct {
 	DialTimeout  time.Duration
 	LoginTimeout time.Duration
 	Logger       *slog.Logger
+
+	// live, set by Update, holds the settings a reload put in force; the
+	// protocol servers keep the Config they were started with and each
+	// exported method resolves it (current) once per call.
+	live atomic.Pointer[Config]
+}
+
+// Update puts n's settings in force for every later Route and login
+// through c (a reload of the proxy settings); sessions already relaying
+// are not touched. n nil goes back to c's own settings.
+func (c *Config) Update(n *Config) {
+	if n == c {
+		n = nil
+	}
+	c.live.Store(n)
+}
+
+// current is the Config whose settings are in force: the last Update's,
+// or c itself.
+func (c *Config) current() *Config {
+	if c == nil {
+		return nil
+	}
+	if n := c.live.Load(); n != nil {
+		return n
+	}
+	return c
 }
 
 // Route says where acct is served. hosts are the backends to try in
@@ -109,6 +137,7 @@ type Config struct {
 // list means "serve it here", so the hosts after it are never tried.
 // Postern also takes host:port (and [v6]:port).
 func (c *Config) Route(acct *auth.Account) (hosts []string, local bool) {
+	c = c.current()
 	if c == nil || !c.Enabled || acct == nil {
 		return nil, true
 	}

@@ -23,6 +23,7 @@ type SMAPLogin struct {
 // "smapcapability", Courier's SMAP_CAPABILITY). Errors wrap
 // ErrUnavailable or ErrRefused (a *Refusal).
 func (c *Config) LoginSMAP(ctx context.Context, hosts []string, user, password string) (*SMAPLogin, error) {
+	c = c.current()
 	if strings.ContainsAny(user, "\r\n\x00") || strings.ContainsAny(password, "\r\n\x00") {
 		return nil, fmt.Errorf("%w: name or password has a line break or NUL, which SMAP's LOGIN cannot carry", ErrUnavailable)
 	}
