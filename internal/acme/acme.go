@@ -17,7 +17,8 @@
 // Each certificate is kept in DIR/HOST.pem as the chain followed by its
 // private key, the format of the "tlscert" setting, written atomically
 // (temporary file, fsync, rename, fsync of the directory), and renewed
-// once a third of its lifetime is left. A failed attempt is retried with a
+// once a third of its lifetime is left, or when the CA's renewal
+// information says (RFC 9773, ari.go). A failed attempt is retried with a
 // growing pause (one minute, doubling, at most an hour) and logged; the
 // certificate in force stays until it is replaced.
 package acme
@@ -97,8 +98,11 @@ type Manager struct {
 	tokens     map[string]string           // http-01 path → key authorization
 	alpnCerts  map[string]*tls.Certificate // tls-alpn-01: host being validated → challenge certificate
 	registered bool
-	next       map[string]time.Time // host → next attempt
+	next       map[string]time.Time // host → end of its pause after a failure
 	fails      map[string]int
+	ari        map[string]ariState // host → what the CA said of its certificate (ari.go)
+	ariURL     string              // the directory's renewalInfo; "" without ARI
+	ariKnown   bool                // ariURL was fetched
 
 	stop chan struct{}
 	done chan struct{}
@@ -161,6 +165,7 @@ func New(opt Options) (*Manager, error) {
 		kick:      make(chan struct{}, 1),
 		next:      map[string]time.Time{},
 		fails:     map[string]int{},
+		ari:       map[string]ariState{},
 	}
 	for _, h := range opt.Hosts {
 		p := m.certPath(h)
@@ -316,15 +321,7 @@ func (m *Manager) loop() {
 	go func() { <-m.stop; cancel() }()
 	for {
 		m.Renew(ctx, false)
-		wait := time.Hour
-		m.mu.Lock()
-		for _, t := range m.next {
-			if d := time.Until(t); d < wait {
-				wait = d
-			}
-		}
-		m.mu.Unlock()
-		wait = max(wait, time.Second)
+		wait := max(time.Until(m.nextWake()), time.Second)
 		select {
 		case <-m.stop:
 			return
@@ -334,16 +331,50 @@ func (m *Manager) loop() {
 	}
 }
 
+// nextWake is when the renewal loop has something to do: the end of a
+// pause after a failure, a certificate's renewal time, a poll of the
+// CA's renewal information; at most an hour away.
+func (m *Manager) nextWake() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	wake := time.Now().Add(time.Hour)
+	for _, h := range m.opt.Hosts {
+		var t time.Time
+		switch cert := m.certs[h]; {
+		case m.fails[h] > 0:
+			t = m.next[h]
+		case cert == nil:
+			continue // tried at every pass until it has one
+		default:
+			t = m.renewAt(h, cert)
+			if p := m.ari[h].poll; !p.IsZero() && p.Before(t) {
+				t = p
+			}
+		}
+		if t.Before(wake) {
+			wake = t
+		}
+	}
+	return wake
+}
+
 // Retry ends the pause of every host whose last attempt failed, and
 // wakes the renewal loop to try them now: an admin who fixed the DNS or
 // the port-80 forwarding reloads the server rather than wait up to an
-// hour. Hosts that have their certificate are not contacted.
+// hour. Hosts that have their certificate are not renewed unless the CA's
+// renewal information, asked for again, says so.
 func (m *Manager) Retry() {
 	m.mu.Lock()
 	for h, n := range m.fails {
 		if n > 0 {
 			m.next[h] = time.Time{}
 		}
+	}
+	// The CA's renewal information is asked for again too: an admin who
+	// heard of a revocation need not wait for the next poll.
+	for h, st := range m.ari {
+		st.poll = time.Time{}
+		m.ari[h] = st
 	}
 	m.mu.Unlock()
 	select {
@@ -364,9 +395,14 @@ func (m *Manager) Renew(ctx context.Context, force bool) error {
 		}
 		m.mu.Lock()
 		cur := m.certs[h]
-		due := force || cur == nil || !time.Now().Before(m.renewAt(cur))
-		if !force && time.Now().Before(m.next[h]) {
-			due = false
+		m.mu.Unlock()
+		if cur != nil && cur.Leaf != nil && !force {
+			m.checkARI(ctx, h, cur.Leaf)
+		}
+		m.mu.Lock()
+		due := force || cur == nil || !time.Now().Before(m.renewAt(h, cur))
+		if !force && m.fails[h] > 0 && time.Now().Before(m.next[h]) {
+			due = false // pausing after a failure
 		}
 		m.mu.Unlock()
 		if !due {
@@ -387,10 +423,10 @@ func (m *Manager) Renew(ctx context.Context, force bool) error {
 		}
 		m.certs[h] = cert
 		m.fails[h] = 0
-		m.next[h] = m.renewAt(cert)
 		m.mu.Unlock()
 		m.log.Info("acme: certificate issued", "host", h, "not_after", cert.Leaf.NotAfter.UTC().Format(time.RFC3339),
 			"issuer", cert.Leaf.Issuer.String(), "took", time.Since(began).Round(time.Millisecond).String(), "path", m.certPath(h))
+		m.checkARI(ctx, h, cert.Leaf) // RFC 9773 section 4.3: ask right after issuance
 		if m.opt.OnChange != nil {
 			m.opt.OnChange(h, cert)
 		}
@@ -405,16 +441,26 @@ func keptDescription(c *tls.Certificate) string {
 	return "the current one, valid until " + c.Leaf.NotAfter.UTC().Format(time.RFC3339)
 }
 
-// renewAt is when cert should be replaced.
-func (m *Manager) renewAt(cert *tls.Certificate) time.Time {
+// renewAt is when host's certificate cert should be replaced: when the
+// CA's renewal window says (ari.go), else when a third of its lifetime is
+// left; never later than RenewBefore asks. Called with m.mu held.
+func (m *Manager) renewAt(host string, cert *tls.Certificate) time.Time {
 	if cert.Leaf == nil {
 		return time.Time{}
 	}
-	before := m.opt.RenewBefore
-	if before <= 0 {
-		before = cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore) / 3
+	own := cert.Leaf.NotAfter.Add(-cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore) / 3)
+	if m.opt.RenewBefore > 0 {
+		own = cert.Leaf.NotAfter.Add(-m.opt.RenewBefore)
 	}
-	return cert.Leaf.NotAfter.Add(-before)
+	if st := m.ari[host]; !st.at.IsZero() && st.serial == cert.Leaf.SerialNumber.String() {
+		// The CA's window replaces the default schedule, earlier or later;
+		// an explicit RenewBefore stays the latest moment.
+		if m.opt.RenewBefore > 0 && own.Before(st.at) {
+			return own
+		}
+		return st.at
+	}
+	return own
 }
 
 // obtain runs one ACME order for host: account, authorization by http-01,

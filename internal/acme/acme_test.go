@@ -101,8 +101,9 @@ func TestIssueKeepAndRenew(t *testing.T) {
 	}
 	first := m.Certificate("mail.example.test").Leaf.SerialNumber
 
-	// A restart finds the certificates on disk and asks the CA for nothing.
-	before := ca.Requests()
+	// A restart finds the certificates on disk and asks the CA only for
+	// its renewal information (RFC 9773), once per certificate.
+	before, ariBefore := ca.Posts(), ca.RenewalInfoRequests()
 	m2, err := acme.New(opt)
 	if err != nil {
 		t.Fatal(err)
@@ -110,8 +111,11 @@ func TestIssueKeepAndRenew(t *testing.T) {
 	if err := m2.Renew(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
-	if n := ca.Requests() - before; n != 0 {
-		t.Errorf("a restart with valid certificates made %d requests to the CA", n)
+	if n := ca.Posts() - before; n != 0 {
+		t.Errorf("a restart with valid certificates made %d ACME requests", n)
+	}
+	if n := ca.RenewalInfoRequests() - ariBefore; n != 2 {
+		t.Errorf("a restart asked for renewal information %d times, want once per certificate (2)", n)
 	}
 	if got := m2.Certificate("mail.example.test"); got == nil || got.Leaf.SerialNumber.Cmp(first) != 0 {
 		t.Fatal("the kept certificate was not loaded")

@@ -6,12 +6,15 @@
 package acmetest
 
 import (
+	"bytes"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -30,7 +33,10 @@ type CA struct {
 
 	ca       *ca.CAImpl
 	srv      *httptest.Server
+	mgmt     *httptest.Server // Pebble's management interface
 	requests atomic.Int64
+	posts    atomic.Int64 // ACME operations: every one is a signed POST
+	ariGets  atomic.Int64 // renewal information asked for (RFC 9773)
 }
 
 // Start runs Pebble until the test ends. Its validation authority asks
@@ -59,9 +65,16 @@ func StartPorts(t testing.TB, dnsAddr string, httpPort, tlsPort int) *CA {
 	h := front.Handler()
 	c.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.requests.Add(1)
+		if r.Method == http.MethodPost {
+			c.posts.Add(1)
+		} else if strings.Contains(r.URL.Path, "renewalInfo/") {
+			c.ariGets.Add(1)
+		}
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(c.srv.Close)
+	c.mgmt = httptest.NewTLSServer(front.ManagementHandler())
+	t.Cleanup(c.mgmt.Close)
 	c.Directory = c.srv.URL + wfe.DirectoryPath
 	c.Client = c.srv.Client()
 	return c
@@ -82,6 +95,37 @@ func (c *CA) DirectoryCertPEM() []byte {
 
 // Requests counts the HTTP requests the CA has had.
 func (c *CA) Requests() int64 { return c.requests.Load() }
+
+// Posts counts the ACME operations (accounts, orders, challenges,
+// certificates, revocations: all signed POSTs) the CA has had.
+func (c *CA) Posts() int64 { return c.posts.Load() }
+
+// RenewalInfoRequests counts the GETs of renewal information (RFC 9773).
+func (c *CA) RenewalInfoRequests() int64 { return c.ariGets.Load() }
+
+// SetRenewalInfo makes the CA answer renewalInfo for the certificate
+// certPEM (its first PEM block) with body, verbatim: a window of the
+// test's choosing, or garbage.
+func (c *CA) SetRenewalInfo(t testing.TB, certPEM []byte, body string) {
+	t.Helper()
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		t.Fatal("SetRenewalInfo: no PEM certificate")
+	}
+	req, _ := json.Marshal(map[string]string{
+		"Certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: block.Bytes})),
+		"ARIResponse": body,
+	})
+	resp, err := c.mgmt.Client().Post(c.mgmt.URL+"/set-renewal-info/", "application/json", bytes.NewReader(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("SetRenewalInfo: %s %s", resp.Status, b)
+	}
+}
 
 // Close stops the CA (a test of a CA that cannot be reached).
 func (c *CA) Close() { c.srv.Close() }
