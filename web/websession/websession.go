@@ -4,8 +4,11 @@
 // a same-origin check for forms posted before there is a session (the
 // login form), and the security headers every page is served with.
 //
-// Sessions live in memory: a restart logs everyone out, as it does in
-// Courier's sqwebmail when its session files are cleared. A session ends
+// Sessions live in memory and, when Options.Persist is set (the server
+// passes its state store, docs/state.md), in that store too: a restart
+// then keeps everyone logged in, and with a shared store (Redis) a
+// session started on one node is good on the others behind a load
+// balancer. Without it a restart logs everyone out. A session ends
 // after Idle without a request or Max after its login, whichever comes
 // first, and at logout. The cookie holds only a random 256-bit identifier;
 // it is HttpOnly, SameSite=Strict, and Secure when the request came over
@@ -16,6 +19,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -34,8 +38,11 @@ type Session struct {
 	CSRF    string // the token forms carry (field "csrf") and that Check compares
 	Created time.Time
 
+	st     *Store // for Set to persist the values
 	mu     sync.Mutex
 	seen   time.Time
+	saved  time.Time // seen as last persisted
+	gen    int64     // the login's generation it belongs to (persist.go)
 	values map[string]string
 }
 
@@ -49,15 +56,18 @@ func (s *Session) Get(key string) string {
 // Set keeps a value in the session (a flash message, a sort order).
 func (s *Session) Set(key, value string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.values == nil {
 		s.values = make(map[string]string)
 	}
 	if value == "" {
 		delete(s.values, key)
-		return
+	} else {
+		s.values[key] = value
 	}
-	s.values[key] = value
+	s.mu.Unlock()
+	if s.st != nil {
+		s.st.save(s)
+	}
 }
 
 // Store holds the sessions of one web application. The zero value is not
@@ -72,6 +82,10 @@ type Store struct {
 	// HTTP requests: set it when a TLS proxy stands in front.
 	Secure bool
 
+	persist Persister
+	prefix  string // of its keys in persist
+	log     *slog.Logger
+
 	mu       sync.Mutex
 	sessions map[string]*Session
 	now      func() time.Time
@@ -84,6 +98,13 @@ type Options struct {
 	Idle   time.Duration // end a session after this long without a request; default 30 minutes
 	Max    time.Duration // end a session this long after its login; default 12 hours
 	Limit  int           // most sessions at once; the oldest idle one goes first; default 10000
+	// Persist, when set, keeps the sessions beyond this process
+	// (persist.go); Name keeps one application's sessions apart from
+	// another's in it ("webmail", "admin").
+	Persist Persister
+	Name    string
+	// Logger reports trouble with Persist; nil: slog.Default().
+	Logger *slog.Logger
 }
 
 // NewStore makes an empty store.
@@ -100,7 +121,11 @@ func NewStore(opt Options) *Store {
 	if opt.Limit <= 0 {
 		opt.Limit = 10000
 	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
 	return &Store{cookie: opt.Cookie, path: opt.Path, idle: opt.Idle, max: opt.Max, limit: opt.Limit,
+		persist: opt.Persist, prefix: "websession:" + opt.Name + ":", log: opt.Logger,
 		sessions: make(map[string]*Session), now: time.Now}
 }
 
@@ -120,7 +145,10 @@ func (st *Store) Start(w http.ResponseWriter, r *http.Request, login string) *Se
 		st.remove(old.id)
 	}
 	now := st.now()
-	s := &Session{id: token(), Login: login, CSRF: token(), Created: now, seen: now}
+	s := &Session{id: token(), Login: login, CSRF: token(), Created: now, seen: now, gen: now.UnixNano()}
+	if st.persist != nil {
+		s.st = st
+	}
 	st.mu.Lock()
 	st.sweepLocked(now)
 	for len(st.sessions) >= st.limit {
@@ -134,6 +162,7 @@ func (st *Store) Start(w http.ResponseWriter, r *http.Request, login string) *Se
 	}
 	st.sessions[s.id] = s
 	st.mu.Unlock()
+	st.save(s)
 	http.SetCookie(w, st.cookieFor(r, s.id, 0))
 	return s
 }
@@ -146,13 +175,17 @@ func (st *Store) Session(r *http.Request) *Session {
 		return nil
 	}
 	now := st.now()
-	if st.expired(s, now) {
+	if st.expired(s, now) || !st.current(s) {
 		st.remove(s.id)
 		return nil
 	}
 	s.mu.Lock()
 	s.seen = now
+	stale := now.Sub(s.saved) > saveEvery
 	s.mu.Unlock()
+	if stale {
+		st.save(s) // keeps the stored copy's idle time from running out
+	}
 	return s
 }
 
@@ -168,12 +201,13 @@ func (st *Store) End(w http.ResponseWriter, r *http.Request) {
 // but keep.
 func (st *Store) EndLogin(login string, keep *Session) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	for id, s := range st.sessions {
 		if s.Login == login && s != keep {
 			delete(st.sessions, id)
 		}
 	}
+	st.mu.Unlock()
+	st.endGeneration(login, keep)
 }
 
 // Len counts the live sessions.
@@ -186,18 +220,23 @@ func (st *Store) Len() int {
 
 func (st *Store) lookup(r *http.Request) *Session {
 	c, err := r.Cookie(st.cookie)
-	if err != nil || c.Value == "" {
+	if err != nil || c.Value == "" || len(c.Value) > 100 {
 		return nil
 	}
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.sessions[c.Value]
+	s := st.sessions[c.Value]
+	st.mu.Unlock()
+	if s == nil && st.persist != nil {
+		s = st.load(c.Value) // started before a restart, or on another node
+	}
+	return s
 }
 
 func (st *Store) remove(id string) {
 	st.mu.Lock()
 	delete(st.sessions, id)
 	st.mu.Unlock()
+	st.forget(id)
 }
 
 func (s *Session) lastSeen() time.Time {
