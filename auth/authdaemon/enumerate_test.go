@@ -3,6 +3,7 @@ package authdaemon
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -161,16 +162,71 @@ func TestEnumerateModuleDown(t *testing.T) {
 }
 
 // TestEnumerateLongListing: a listing that takes longer than the
-// per-request Timeout is answered whole, as long as the client reads.
+// per-request Timeout is answered whole, as long as the client reads; and
+// Postern's client module, whose reads each have its Timeout, gets it
+// whole as long as it keeps coming: each module's list is sent when the
+// module is done.
 func TestEnumerateLongListing(t *testing.T) {
 	f := newFixture(t)
-	pg := pgTable(t, "('slow@example.test', 'x', '2001', '2001', '/srv/slow', NULL)")
-	slow := sqlModule(t, sqlauth.Postgres, pgConn, pg, "PGSQL_ENUMERATE_CLAUSE SELECT id, uid, gid, home FROM "+pg+" CROSS JOIN pg_sleep(1.5)\n")
-	f.svc.SetModules(f.db, slow)
+	pg1 := pgTable(t, "('slow1@example.test', 'x', '2001', '2001', '/srv/slow1', NULL)")
+	pg2 := pgTable(t, "('slow2@example.test', 'x', '2002', '2002', '/srv/slow2', NULL)")
+	slow := func(table string) auth.Module {
+		return sqlModule(t, sqlauth.Postgres, pgConn, table, "PGSQL_ENUMERATE_CLAUSE SELECT id, uid, gid, home FROM "+table+" CROSS JOIN pg_sleep(1.2)\n")
+	}
+	f.svc.SetModules(f.db, slow(pg1), slow(pg2))
 	path, _ := f.serve(t, ServerOptions{Timeout: time.Second})
 	start := time.Now()
 	got := exchange(t, path, "ENUMERATE\n")
-	if !strings.HasSuffix(got, "# authpgsql\n\nslow@example.test\t2001\t2001\t/srv/slow\t\t\n.\n") {
-		t.Errorf("a listing of %v with a 1s Timeout: %q", time.Since(start), got)
+	if !strings.HasSuffix(got, "# authpgsql\n\nslow1@example.test\t2001\t2001\t/srv/slow1\t\t\n# authpgsql\n\nslow2@example.test\t2002\t2002\t/srv/slow2\t\t\n.\n") {
+		t.Errorf("a listing of %v with a 1 s Timeout: %q", time.Since(start), got)
+	}
+	c := NewClient(path)
+	c.Timeout = 2 * time.Second
+	var names []string
+	start = time.Now()
+	err := c.Enumerate(context.Background(), func(a *auth.Account) error { names = append(names, a.Name); return nil })
+	if err != nil || strings.Join(names, " ") != "alice@example.test bob@example.test slow1@example.test slow2@example.test" {
+		t.Errorf("the client with a 2 s Timeout, after %v: %v %v", time.Since(start), names, err)
+	}
+	if d := time.Since(start); d < 2*time.Second {
+		t.Errorf("the listing took %v; the test wants it longer than the client's Timeout", d)
+	}
+}
+
+// TestClientEnumerateSilentDaemon: a daemon that stops sending in the
+// middle of its list is a temporary failure after the client's Timeout,
+// not a wait for the whole EnumerateTimeout.
+func TestClientEnumerateSilentDaemon(t *testing.T) {
+	base, err := os.MkdirTemp("", "authd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	path := base + "/socket"
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Read(make([]byte, 100))
+		c.Write([]byte("# userdb\n\na@example.test\t1\t1\t/a\t\t\n"))
+		time.Sleep(3 * time.Second) // then nothing
+	}()
+	client := NewClient(path)
+	client.Timeout = 500 * time.Millisecond
+	start := time.Now()
+	n := 0
+	err = client.Enumerate(context.Background(), func(*auth.Account) error { n++; return nil })
+	if !errors.Is(err, auth.ErrTemporary) || n != 1 {
+		t.Errorf("a daemon gone silent: %v after %d accounts", err, n)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("gave up after %v, want about the 0.5 s Timeout", d)
 	}
 }

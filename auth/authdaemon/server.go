@@ -374,6 +374,12 @@ func (s *Server) passwd(ctx context.Context, req *Request) string {
 func (s *Server) enumerate(ctx context.Context, b *bufio.Writer) {
 	err := s.opts.Auth.EnumerateByModule(ctx,
 		func(m auth.Module) error {
+			// What the modules before listed goes out now, not after
+			// this one's query: a client timing each read sees the
+			// answer come.
+			if err := b.Flush(); err != nil {
+				return err
+			}
 			_, err := b.WriteString("# " + m.Name() + "\n\n")
 			return err
 		},
