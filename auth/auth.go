@@ -171,9 +171,10 @@ func (s *Service) Authenticate(ctx context.Context, service, name, password stri
 }
 
 // Enumerator is a module that can list its accounts (Courier's
-// auth_enumerate, for authenumerate and for shared folders). Modules whose
-// accounts live elsewhere (PAM, a directory too large to list) need not
-// offer it.
+// auth_enumerate, for authenumerate and for shared folders): the userdb,
+// the SQL modules (X_ENUMERATE_CLAUSE), the LDAP module
+// (LDAP_ENUMERATE_FILTER), PAM (the passwd file, as Courier's authpam),
+// and the authdaemon client (another daemon's ENUMERATE).
 type Enumerator interface {
 	// Enumerate calls each with every account, in the module's order, and
 	// stops at the first error each returns.
@@ -184,4 +185,71 @@ type Enumerator interface {
 func EnumeratorOf(m Module) Enumerator {
 	e, _ := Base(m).(Enumerator)
 	return e
+}
+
+// Enumerate calls each with the accounts of every module that can list
+// its own (Courier's auth_enumerate over authmodulelist), module by module
+// in the service's order. A name an earlier module listed is left out, as
+// a lookup of it finds the earlier module's account; a module's own list is
+// passed on as the module gives it. The first error, a module's or each's,
+// ends the listing (wrapped with the module's name when it is the
+// module's): a partial list must not pass for a whole one.
+func (s *Service) Enumerate(ctx context.Context, each func(*Account) error) error {
+	return s.EnumerateByModule(ctx, nil, each)
+}
+
+// EnumerateByModule is Enumerate with start called before each listing
+// module's accounts (authdaemond's "# module" lines); start's error ends
+// the listing too.
+func (s *Service) EnumerateByModule(ctx context.Context, start func(Module) error, each func(*Account) error) error {
+	type lister struct {
+		m Module
+		e Enumerator
+	}
+	var listers []lister
+	for _, m := range s.Modules() {
+		if e := EnumeratorOf(m); e != nil {
+			listers = append(listers, lister{m, e})
+		}
+	}
+	// The names of the modules listed so far. The last module's are not
+	// kept: no later module needs them, and with one module (the usual
+	// case) a large directory costs no memory.
+	earlier := map[string]struct{}{}
+	for i, l := range listers {
+		if start != nil {
+			if err := start(l.m); err != nil {
+				return err
+			}
+		}
+		keep := i < len(listers)-1
+		var listed []string
+		var eachErr error
+		err := l.e.Enumerate(ctx, func(a *Account) error {
+			if _, dup := earlier[a.Name]; dup {
+				return nil
+			}
+			if keep {
+				listed = append(listed, a.Name)
+			}
+			if err := each(a); err != nil {
+				eachErr = err
+				return err
+			}
+			return nil
+		})
+		switch {
+		case eachErr != nil:
+			return eachErr
+		case err != nil:
+			return fmt.Errorf("auth %s: enumerate: %w", l.m.Name(), err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, n := range listed {
+			earlier[n] = struct{}{}
+		}
+	}
+	return nil
 }

@@ -43,13 +43,24 @@ func NewClient(path string) *Client { return &Client{Path: path} }
 // Name returns "authdaemon".
 func (c *Client) Name() string { return ModuleName }
 
-// roundTrip sends req and hands the connection's reader to read.
+// roundTrip sends req and hands the connection's reader to read, all
+// within the client's Timeout.
 func (c *Client) roundTrip(ctx context.Context, req *Request, read func(*bufio.Reader) error) error {
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
+	return c.exchange(ctx, req, c.timeout(), 0, read)
+}
+
+func (c *Client) timeout() time.Duration {
+	if c.Timeout <= 0 {
+		return DefaultTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return c.Timeout
+}
+
+// exchange is roundTrip within total; idle, when not 0, bounds each read
+// instead of the whole answer (a long ENUMERATE answer, which keeps
+// coming).
+func (c *Client) exchange(ctx context.Context, req *Request, total, idle time.Duration, read func(*bufio.Reader) error) error {
+	ctx, cancel := context.WithTimeout(ctx, total)
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.Path)
@@ -65,7 +76,12 @@ func (c *Client) roundTrip(ctx context.Context, req *Request, read func(*bufio.R
 	if _, err := io.WriteString(conn, req.String()); err != nil {
 		return fmt.Errorf("authdaemon %s: %w: %w", c.Path, auth.ErrTemporary, err)
 	}
-	if err := read(bufio.NewReaderSize(conn, 4096)); err != nil {
+	var r io.Reader = conn
+	if idle > 0 {
+		dl, _ := ctx.Deadline()
+		r = idleReader{conn, idle, dl}
+	}
+	if err := read(bufio.NewReaderSize(r, 4096)); err != nil {
 		if errors.Is(err, auth.ErrNoSuchUser) || errors.Is(err, auth.ErrBadPassword) {
 			return err
 		}
@@ -172,9 +188,28 @@ func (c *Client) SetPassword(ctx context.Context, a *auth.Account, service, newP
 	})
 }
 
-// Enumerate sends ENUMERATE.
+// idleReader gives each read from its connection timeout to return, and
+// none past until.
+type idleReader struct {
+	c       net.Conn
+	timeout time.Duration
+	until   time.Time
+}
+
+func (r idleReader) Read(p []byte) (int, error) {
+	dl := time.Now().Add(r.timeout)
+	if dl.After(r.until) {
+		dl = r.until
+	}
+	r.c.SetReadDeadline(dl)
+	return r.c.Read(p)
+}
+
+// Enumerate sends ENUMERATE. The answer may take as long as the server
+// gives a listing (EnumerateTimeout), as long as it keeps coming: each
+// read has the client's Timeout.
 func (c *Client) Enumerate(ctx context.Context, each func(*auth.Account) error) error {
-	return c.roundTrip(ctx, &Request{Kind: KindEnumerate}, func(r *bufio.Reader) error {
+	return c.exchange(ctx, &Request{Kind: KindEnumerate}, EnumerateTimeout, c.timeout(), func(r *bufio.Reader) error {
 		for {
 			line, err := readLine(r)
 			if err != nil {

@@ -26,6 +26,9 @@ const (
 	// wait in the listen queue (Courier runs a fixed number of daemons,
 	// five by default, one connection each).
 	DefaultMaxConns = 64
+	// EnumerateTimeout bounds one ENUMERATE answer: a large table or
+	// directory takes longer to list than the Timeout of other requests.
+	EnumerateTimeout = 10 * time.Minute
 )
 
 // ServerOptions configures a Server.
@@ -243,8 +246,13 @@ func (s *Server) ServeConn(c net.Conn) {
 		return
 	}
 	if req.Kind == KindEnumerate {
-		w := bufio.NewWriter(c)
-		s.enumerate(ctx, w)
+		// The listing is bounded by EnumerateTimeout, and the client by
+		// Timeout for each write: one that keeps reading gets the whole
+		// list, one that stops is let go.
+		ectx, ecancel := context.WithTimeout(context.Background(), EnumerateTimeout)
+		defer ecancel()
+		w := bufio.NewWriter(deadlineWriter{c, s.opts.Timeout})
+		s.enumerate(ectx, w)
 		w.Flush()
 		return
 	}
@@ -358,24 +366,41 @@ func (s *Server) passwd(ctx context.Context, req *Request) string {
 	return replyOK
 }
 
-// enumerate is ENUMERATE: each module that can list its accounts, under a
-// "# module" comment line as Courier writes it. A module that fails ends
-// the answer without its "." line, which clients read as a failure.
+// enumerate is ENUMERATE: the accounts of each module that can list its
+// own, in authmodulelist order, each module's under a "# module" comment
+// line as Courier writes it; a name an earlier module listed is left out
+// (auth.Service.EnumerateByModule). A module that fails ends the answer
+// without its "." line, which clients read as a failure.
 func (s *Server) enumerate(ctx context.Context, b *bufio.Writer) {
-	for _, m := range s.opts.Auth.Modules() {
-		e := auth.EnumeratorOf(m)
-		if e == nil {
-			continue
-		}
-		b.WriteString("# " + m.Name() + "\n\n")
-		err := e.Enumerate(ctx, func(a *auth.Account) error {
+	err := s.opts.Auth.EnumerateByModule(ctx,
+		func(m auth.Module) error {
+			// What the modules before listed goes out now, not after
+			// this one's query: a client timing each read sees the
+			// answer come.
+			if err := b.Flush(); err != nil {
+				return err
+			}
+			_, err := b.WriteString("# " + m.Name() + "\n\n")
+			return err
+		},
+		func(a *auth.Account) error {
 			_, err := b.WriteString(FormatEnumerated(a)) // fails once the client is gone
 			return err
 		})
-		if err != nil {
-			s.log.Error("authdaemon: enumerate", "module", m.Name(), "err", err)
-			return
-		}
+	if err != nil {
+		s.log.Error("authdaemon: enumerate", "err", err)
+		return
 	}
 	b.WriteString(replyEnd)
+}
+
+// deadlineWriter gives each write to its connection timeout to go through.
+type deadlineWriter struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	w.c.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.c.Write(p)
 }

@@ -255,7 +255,7 @@ left on disk.`)
 }
 
 func (u *userCmd) list(args []string) error {
-	fs := u.flags("list", "[--long]", "List the accounts of the userdb source, one name per line, in source order.")
+	fs := u.flags("list", "[--long]", "List the accounts of the userdb source, one name per line, in source order.\n(Every module's accounts, SQL, LDAP and PAM too: postern authenumerate.)")
 	long := fs.Bool("long", false, "also print uid, gid, home and where the line is")
 	if _, err := u.parse(fs, args, 0, 0); err != nil {
 		return err

@@ -4,7 +4,8 @@
 // (LDAP_URI, LDAP_BASEDN, LDAP_MAIL, LDAP_HOMEDIR, ...), on
 // github.com/go-ldap/ldap/v3. Passwords are checked against the entry's
 // hash or clear-text attribute, or, with LDAP_AUTHBIND, by binding as the
-// entry.
+// entry. The accounts are listed (authenumerate, shared folders) by a
+// paged search with LDAP_ENUMERATE_FILTER.
 package ldapauth
 
 import (
@@ -185,6 +186,16 @@ func Parse(lines []policy.Line) (*Config, error) {
 	if c.Filter != "" {
 		if _, err := ldap.CompileFilter(c.Filter); err != nil {
 			return nil, fail("LDAP_FILTER: %v", err)
+		}
+	}
+	if c.EnumerateFilter != "" {
+		// Courier's OpenLDAP library takes a filter without its outer
+		// parentheses ("objectClass=mailUser"); go-ldap wants them.
+		if !strings.HasPrefix(c.EnumerateFilter, "(") {
+			c.EnumerateFilter = "(" + c.EnumerateFilter + ")"
+		}
+		if _, err := ldap.CompileFilter(c.EnumerateFilter); err != nil {
+			return nil, fail("LDAP_ENUMERATE_FILTER: %v", err)
 		}
 	}
 	return c, nil
@@ -373,16 +384,7 @@ func (m *Module) find(ctx context.Context, name string) (*auth.Account, *ldap.En
 	if m.cfg.Filter != "" {
 		filter = "(&" + m.cfg.Filter + filter + ")"
 	}
-	attrs := []string{m.cfg.MailAttr, m.cfg.HomeAttr}
-	for _, a := range []string{m.cfg.UIDAttr, m.cfg.GIDAttr, m.cfg.MaildirAttr, m.cfg.QuotaAttr, m.cfg.FullNameAttr, m.cfg.CryptPWAttr, m.cfg.ClearPWAttr} {
-		if a != "" {
-			attrs = append(attrs, a)
-		}
-	}
-	for _, o := range m.cfg.AuxOptions {
-		attrs = append(attrs, o[0])
-	}
-	req := ldap.NewSearchRequest(m.cfg.BaseDN, ldap.ScopeWholeSubtree, m.cfg.Deref, 2, int(m.cfg.Timeout/time.Second), false, filter, attrs, nil)
+	req := ldap.NewSearchRequest(m.cfg.BaseDN, ldap.ScopeWholeSubtree, m.cfg.Deref, 2, int(m.cfg.Timeout/time.Second), false, filter, m.attributes(true), nil)
 	var res *ldap.SearchResult
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
@@ -419,6 +421,25 @@ func (m *Module) find(ctx context.Context, name string) (*auth.Account, *ldap.En
 		return nil, nil, fmt.Errorf("authldap: %s: %v: %w", e.DN, err, auth.ErrTemporary)
 	}
 	return a, e, nil
+}
+
+// attributes lists the attributes an account is made of, with the
+// password attributes or without (a listing).
+func (m *Module) attributes(passwords bool) []string {
+	attrs := []string{m.cfg.MailAttr, m.cfg.HomeAttr}
+	more := []string{m.cfg.UIDAttr, m.cfg.GIDAttr, m.cfg.MaildirAttr, m.cfg.QuotaAttr, m.cfg.FullNameAttr}
+	if passwords {
+		more = append(more, m.cfg.CryptPWAttr, m.cfg.ClearPWAttr)
+	}
+	for _, a := range more {
+		if a != "" {
+			attrs = append(attrs, a)
+		}
+	}
+	for _, o := range m.cfg.AuxOptions {
+		attrs = append(attrs, o[0])
+	}
+	return attrs
 }
 
 // account makes an entry into an account.

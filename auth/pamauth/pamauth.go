@@ -2,7 +2,8 @@
 // authlib's authpam: the accounts are the system's (getpwnam: uid, gid,
 // home, the Maildir in the home), and PAM checks their passwords with the
 // service's PAM configuration: /etc/pam.d/imap, pop3, esmtp (SMTP AUTH),
-// webmail, as Courier's packages install them.
+// webmail, as Courier's packages install them. PAM cannot list accounts:
+// Enumerate reads the passwd file, as Courier's authpam does with getpwent.
 //
 // PAM is a C library: the module is built with cgo and the build tag
 // "pam" (the Makefile sets it when libpam's headers are installed).
@@ -28,6 +29,9 @@ type Config struct {
 	// ConfDir, when set, is where the PAM service files are read instead
 	// of /etc/pam.d (tests).
 	ConfDir string
+	// PasswdFile, when set, is the file Enumerate lists the accounts of
+	// instead of /etc/passwd (tests).
+	PasswdFile string
 }
 
 // Module is the PAM module.

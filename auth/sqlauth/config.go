@@ -10,7 +10,8 @@
 // AND (WHERE_CLAUSE)) or from the admin's own SELECT_CLAUSE with $(local_part),
 // $(domain) and $(service) filled in. Names that could not be quoted safely
 // in every SQL dialect (quotes, backslashes, control characters) are never
-// sent: they are unknown users.
+// sent: they are unknown users. The accounts are listed (authenumerate,
+// shared folders) by ENUMERATE_CLAUSE, or a query built from the table.
 package sqlauth
 
 import (

@@ -275,15 +275,7 @@ func (m *Module) fetch(ctx context.Context, service, name string) (*auth.Account
 	if a.Maildir != "" && !strings.HasPrefix(a.Maildir, "/") {
 		a.Maildir = strings.TrimRight(a.Home, "/") + "/" + a.Maildir
 	}
-	if opts := v(9); opts != "" {
-		for _, o := range strings.Split(opts, ",") {
-			k, val, _ := strings.Cut(strings.TrimSpace(o), "=")
-			if k != "" {
-				a.Options[k] = val
-			}
-		}
-		a.Fields["options"] = opts
-	}
+	setOptions(a, v(9))
 	if g := v(8); g != "" {
 		a.Fields["gecos"] = g
 	}

@@ -55,6 +55,7 @@ func commands() []command {
 		{"user", "add, change, delete and list userdb accounts", runUser},
 		{"webadmin", "set the passwords of the web admin's logins (CONFIGDIR/webadmin)", runWebadmin},
 		{"authtest", "show what an account resolves to, and check a password", runAuthtest},
+		{"authenumerate", "list the accounts of every authentication module (Courier's authenumerate)", runAuthenumerate},
 		{"authdaemond", "answer Courier authdaemond's socket protocol for Courier's imapd, maildrop, ... (only that)", runAuthdaemond},
 		{"makeuserdb", "compile the userdb source into its index", runMakeuserdb},
 		{"userdb", "set, unset or delete one account's fields in the userdb source (Courier's userdb)", runUserdb},
@@ -111,6 +112,9 @@ var argv0Tools = map[string]string{
 	"testmxlookup": "testmxlookup",
 	"reformime":    "reformime",
 	"makemime":     "makemime",
+
+	// authlib's account list, from every module.
+	"authenumerate": "authenumerate",
 	// Courier compiles these files into .dat databases; Postern reads
 	// them as they are, so these check them and reload the server.
 	"makesmtpaccess":     "makesmtpaccess",

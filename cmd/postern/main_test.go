@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,17 @@ func TestInitUserAuthtestConfig(t *testing.T) {
 	}
 	if code, _, errb := runCmd(t, "", "--config", etc, "authtest", "bob@example.test", "pw456"); code != 0 {
 		t.Fatalf("the changed password: %d %s", code, errb)
+	}
+	// The accounts of the modules the server asks (here the userdb), in
+	// Courier's authenumerate layout; as Courier's, not those of uid 0
+	// (bob's, when the test runs as root).
+	if code, _, errb := runCmd(t, "", "--config", etc, "user", "add", "carl@example.test", "--no-password", "--uid", "1234", "--gid", "1235", "--no-maildir"); code != 0 {
+		t.Fatalf("user add carl: %s", errb)
+	}
+	code, out, errb = runCmd(t, "", "--config", etc, "authenumerate")
+	bob := fmt.Sprintf("bob@example.test\t%d\t%d\t", os.Getuid(), os.Getgid())
+	if code != 0 || !strings.Contains(out, "carl@example.test\t1234\t1235\t") || strings.Contains(out, bob) != (os.Getuid() != 0) || errb != "" {
+		t.Fatalf("authenumerate: %d %q %q", code, out, errb)
 	}
 	os.WriteFile(filepath.Join(etc, "hosteddomains"), []byte("alias.test\texample.test\n"), 0o640)
 	os.WriteFile(filepath.Join(etc, "esmtpacceptmailfor"), []byte("example.test\n.partner.test\n"), 0o640)

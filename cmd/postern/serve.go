@@ -308,27 +308,56 @@ func runAuthtest(e *env, args []string) int {
 		// AuthtestMain prints the usage; it needs no configuration for that.
 		return authtool.AuthtestMain(args, e.stdout, e.stderr, auth.NewService(), nil)
 	}
+	svc, closeAll, code := authService(e, "authtest", slog.LevelError)
+	if svc == nil {
+		return code
+	}
+	defer closeAll()
+	return authtool.AuthtestMain(args, e.stdout, e.stderr, svc, authtool.UserdbPasswordChanger(e.configDir))
+}
+
+func runAuthenumerate(e *env, args []string) int {
+	if wantsHelp(args) {
+		return authtool.AuthenumerateMain(args, e.stdout, e.stderr, auth.NewService())
+	}
+	// Warnings too: the rows and entries a module leaves out of the list.
+	svc, closeAll, code := authService(e, "authenumerate", slog.LevelWarn)
+	if svc == nil {
+		return code
+	}
+	defer closeAll()
+	return authtool.AuthenumerateMain(args, e.stdout, e.stderr, svc)
+}
+
+// authService opens the modules the server asks, in its order
+// (authmodulelist), for a tool named name, their log lines of level and
+// above on standard error; on failure it has said why and returns the
+// exit status.
+func authService(e *env, name string, level slog.Level) (*auth.Service, func(), int) {
 	cfg, err := policy.Load(e.configDir)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "postern authtest: configuration:\n%v\n", err)
-		return 78
+		fmt.Fprintf(e.stderr, "postern %s: configuration:\n%v\n", name, err)
+		return nil, nil, 78
 	}
 	db, err := userdb.Open(cfg.UserdbDB)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		fmt.Fprintf(e.stderr, "postern authtest: %v\n", err)
-		return 1
+		fmt.Fprintf(e.stderr, "postern %s: %v\n", name, err)
+		return nil, nil, 1
 	}
-	if db != nil {
-		defer db.Close()
-	}
-	// The modules the server asks, in its order (authmodulelist).
-	modules, closeModules, err := authconfig.Modules(cfg.Dir, db, slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	modules, closeModules, err := authconfig.Modules(cfg.Dir, db, slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})))
 	if err != nil {
-		fmt.Fprintf(e.stderr, "postern authtest: %v\n", err)
-		return 78
+		if db != nil {
+			db.Close()
+		}
+		fmt.Fprintf(e.stderr, "postern %s: %v\n", name, err)
+		return nil, nil, 78
 	}
-	defer closeModules()
-	return authtool.AuthtestMain(args, e.stdout, e.stderr, auth.NewService(modules...), authtool.UserdbPasswordChanger(e.configDir))
+	return auth.NewService(modules...), func() {
+		closeModules()
+		if db != nil {
+			db.Close()
+		}
+	}, 0
 }
 
 // relaxMonitor gives the Go runtime's monitor thread a millisecond of timer
