@@ -1,10 +1,15 @@
 package deliver
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"postern/auth/authtool"
 )
 
 // The .courier file Courier's dotforward(1) asks for: read ~/.forward if
@@ -176,5 +181,63 @@ func TestParseInstructionsBangForward(t *testing.T) {
 	ins, err := ParseInstructions([]byte("!a@x.test, b@y.test\n"))
 	if err != nil || len(ins) != 1 || ins[0].Kind != InstrForward || strings.Join(ins[0].Addrs, " ") != "a@x.test b@y.test" {
 		t.Fatalf("%+v %v", ins, err)
+	}
+}
+
+// Running as root for an account with another uid, dotforward runs in the
+// child that switched to the account's uid: a .forward of the account's is
+// obeyed, and its program runs as the account.
+func TestDotforwardAsAccountUID(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	const uid, gid = 65534, 65534
+	s := newTestSite(t)
+	var out bytes.Buffer
+	home := filepath.Join(s.dir, "home", "nob")
+	if code := authtool.UserMain([]string{"add", "nob@example.test", "--password", "pw", "--no-maildir", "--home", home, "--uid", "65534", "--gid", "65534"}, strings.NewReader(""), &out, &out, s.etc); code != 0 {
+		t.Fatal(out.String())
+	}
+	s.reload(true)
+	os.MkdirAll(home, 0o700)
+	for p := filepath.Dir(home); p != "/" && p != os.TempDir(); p = filepath.Dir(p) {
+		os.Chmod(p, 0o755)
+	}
+	// The child runs this test binary as dotforward after dropping root:
+	// it must be a copy the account can execute (go test's is not).
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(s.dir, "bin", "deliver.test")
+	os.MkdirAll(filepath.Dir(bin), 0o755)
+	src, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		".courier": dotforwardCourier,
+		".forward": "\\nob, \"|id -u > dotforward.uid\"\n",
+	}
+	os.Chown(home, uid, gid)
+	for name, content := range files {
+		p := filepath.Join(home, name)
+		os.WriteFile(p, []byte(content), 0o600)
+		os.Chown(p, uid, gid)
+	}
+	agent, err := New(Options{Config: s.cfg, Logger: slog.New(slog.DiscardHandler), Reexec: []string{bin}, ReexecEnv: []string{"POSTERN_DELIVER_TEST_MAILDROP=1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOK(t, agent.Deliver(context.Background(), Request{Account: s.account("nob@example.test"), Sender: "bob@example.org",
+		Recipient: "nob@example.test", Message: strings.NewReader(testMessage), AddTrace: true}))
+	if got := readFile(t, filepath.Join(home, "dotforward.uid")); got != "65534\n" {
+		t.Fatalf(".forward program ran as uid %q", got)
+	}
+	if got := s.folder("nob@example.test", "INBOX"); len(got) != 1 {
+		t.Fatalf("INBOX %q, want the copy \\nob asked for", got)
 	}
 }
