@@ -171,6 +171,37 @@ func TestMakePlan(t *testing.T) {
 	}
 }
 
+// A long line of names, each given the recipient's domain, is printed as
+// several forwarding lines that the .courier reader takes.
+func TestMakePlanSplitsLongLines(t *testing.T) {
+	var names []string
+	for i := range 150 {
+		names = append(names, fmt.Sprintf("user%03d", i))
+	}
+	src := strings.Join(names, ",") + "\n"
+	if len(src) > MaxLineLength {
+		t.Fatal("test line too long")
+	}
+	es, err := Parse(".forward", []byte(src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := MakePlan(es, Recipient{Address: "alice@a-rather-long-domain-name.example.test"})
+	if len(p.Instructions) < 2 {
+		t.Fatalf("%d lines", len(p.Instructions))
+	}
+	n := 0
+	for _, in := range p.Instructions {
+		if len(in) > maxForwardLine+600 || in[0] != '!' {
+			t.Fatalf("line of %d bytes: %.60q", len(in), in)
+		}
+		n += strings.Count(in, ",") + 1
+	}
+	if n != 150 {
+		t.Fatalf("%d addresses printed, want 150", n)
+	}
+}
+
 func TestParseDTLINE(t *testing.T) {
 	for in, want := range map[string]string{
 		"Delivered-To: alice@example.test\n": "alice@example.test",

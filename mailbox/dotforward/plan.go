@@ -74,12 +74,12 @@ func MakePlan(entries []Entry, r Recipient) Plan {
 	}
 	var p Plan
 	var group []string
-	groupID := -1
+	groupID, groupLen := -1, 0
 	flush := func() {
 		if len(group) > 0 {
 			p.Instructions = append(p.Instructions, "!"+strings.Join(group, ", "))
 		}
-		group = nil
+		group, groupLen = nil, 0
 	}
 	printed := map[string]bool{}
 	for _, e := range entries {
@@ -107,7 +107,14 @@ func MakePlan(entries []Entry, r Recipient) Plan {
 				// Named twice: one copy is enough.
 			default:
 				printed[key] = true
+				if groupLen+len(addr) > maxForwardLine {
+					// Keep each line well inside what the .courier
+					// reader takes (4096 bytes): names get a domain
+					// added, so a line can grow.
+					flush()
+				}
 				group = append(group, addr)
+				groupLen += len(addr) + 2
 			}
 		}
 	}
@@ -121,6 +128,9 @@ func MakePlan(entries []Entry, r Recipient) Plan {
 	}
 	return p
 }
+
+// maxForwardLine is the length at which a forwarding line is split.
+const maxForwardLine = 2048
 
 // ParseDTLINE returns the address of a DTLINE value ("Delivered-To:
 // alice@example.test\n"), or "" when it holds none.
