@@ -309,6 +309,8 @@ func unquoteWhole(el string) (string, bool, error) {
 // the blanks around "@" and "." that RFC 5322 allows removed. A quoted local
 // part stays quoted.
 func extractAddress(el string) (string, error) {
+	// Comments first: "joe@example.org (<work>)" has no angle address.
+	el = stripComments(el)
 	if i := strings.IndexByte(el, '<'); i >= 0 && !insideQuotes(el, i) {
 		j := strings.LastIndexByte(el, '>')
 		if j < i {
@@ -316,7 +318,7 @@ func extractAddress(el string) (string, error) {
 		}
 		el = el[i+1 : j]
 	}
-	el = strings.TrimSpace(stripComments(el))
+	el = strings.TrimSpace(el)
 	var b strings.Builder
 	inQuote := false
 	for i := 0; i < len(el); i++ {

@@ -42,6 +42,7 @@ func TestParseEveryForm(t *testing.T) {
 		{"quoted backslash user", `"\\alice"` + "\n", []string{"1 address alice"}},
 		{"name and angle address", "Joe Bloggs <joe@example.org>, \"Bloggs, Joe\" <jb@example.org>\n", []string{"1 address joe@example.org", "1 address jb@example.org"}},
 		{"comment in an address", "joe@example.org (Joe at work)\n", []string{"1 address joe@example.org"}},
+		{"angle brackets in a comment", "joe@example.org (<work>), (x) ann@example.org\n", []string{"1 address joe@example.org", "1 address ann@example.org"}},
 		{"blanks around @", "joe @ example.org\n", []string{"1 address joe@example.org"}},
 		{"quoted local part", `"joe.x"@example.org` + "\n", []string{`1 address "joe.x"@example.org`}},
 		{"empty elements", "a@x.test,, b@x.test,\n", []string{"1 address a@x.test", "1 address b@x.test"}},
