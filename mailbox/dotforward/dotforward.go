@@ -399,18 +399,26 @@ func insideQuotes(s string, i int) bool {
 
 // checkAddress refuses what a dot-courier forwarding line cannot carry
 // safely: blanks, commas and angle brackets (they would split or end the
-// address), control characters, and a leading "-" (it would reach
-// sendmail's command line as an option).
+// address), control characters, a leading "-" (it would reach sendmail's
+// command line as an option), and a leading "&" or "!" (marks the
+// .courier reader drops).
 func checkAddress(a string) error {
 	switch {
 	case a == "":
 		return errors.New("empty address")
 	case a[0] == '-':
 		return errors.New("an address may not start with \"-\"")
+	case a[0] == '&' || a[0] == '!':
+		// The .courier reader takes these as marks and drops them.
+		return fmt.Errorf("an address may not start with %q", a[0])
 	case len(a) > 512:
 		return errors.New("address longer than 512 bytes")
 	case strings.HasPrefix(a, "@") || strings.HasSuffix(a, "@"):
 		return errors.New("no local part or no domain")
+	case len(a) > 256 && !strings.Contains(a, "@"):
+		// It gets the recipient's domain (up to 255 bytes) and must
+		// still fit; RFC 5321 4.5.3.1.1 allows local parts of 64.
+		return errors.New("name longer than 256 bytes")
 	}
 	for _, r := range a {
 		if r <= ' ' || r == 0x7f || r == ',' || r == '<' || r == '>' || r == '\\' {
