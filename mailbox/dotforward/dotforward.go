@@ -10,7 +10,7 @@
 // with "#" are comments (sendmail). Parse is pure: includes are read
 // through a function the caller gives.
 //
-// Plan then decides, from the recipient's own address (Courier's DTLINE)
+// MakePlan then decides, from the recipient's own address (Courier's DTLINE)
 // and the addresses the message was already delivered to (its Delivered-To
 // header fields), what to print and how to exit: an address that is the
 // recipient's own means "also deliver here" (exit 0, so that the next
