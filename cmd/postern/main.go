@@ -18,6 +18,7 @@ import (
 	"postern/filters/dnsbl"
 	"postern/filters/spf"
 	"postern/mailbox/deliver"
+	"postern/mailbox/dotforward"
 	"postern/mailbox/mailbot"
 	"postern/mailbox/maildir"
 	"postern/mailbox/reformail"
@@ -78,6 +79,7 @@ func commands() []command {
 		{"reputation", "explain or reset the history the reputation check keeps of a client, network or domain", runReputation},
 		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},
 		{"maildrop", "deliver a message to a local account: .courier, maildroprc, ~/.mailfilter (Courier's maildrop)", runMaildrop},
+		{"dotforward", "in a .courier file (\"|| dotforward\"): obey ~/.forward as sendmail does (Courier's dotforward)", runDotforward},
 		{"reformail", "rewrite a message's header (Courier's reformail)", runReformail},
 		{"makedat", "build a gdbmfetch database from KEY<TAB>VALUE text (Courier's makedat)", func(e *env, a []string) int { return rules.MakedatMain(a, e.stdout, e.stderr) }},
 		{"reformime", "list, extract, decode and rewrite a message's MIME sections (Courier's reformime)", runReformime},
@@ -112,6 +114,7 @@ var argv0Tools = map[string]string{
 	"testmxlookup": "testmxlookup",
 	"reformime":    "reformime",
 	"makemime":     "makemime",
+	"dotforward":   "dotforward",
 
 	// authlib's account list, from every module.
 	"authenumerate": "authenumerate",
@@ -336,6 +339,12 @@ See docs/dkim.md.
 
 func runMaildrop(e *env, args []string) int {
 	return deliver.MaildropMain(args, e.stdin, e.stdout, e.stderr, e.configDir)
+}
+
+// runDotforward is Courier's dotforward(1). The delivery agent runs it for
+// "|| dotforward" when no dotforward is installed (mailbox/deliver).
+func runDotforward(e *env, args []string) int {
+	return dotforward.Main(args, os.Getenv, e.stdin, e.stdout, e.stderr)
 }
 
 func runReformail(e *env, args []string) int {

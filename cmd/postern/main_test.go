@@ -135,6 +135,24 @@ func TestArgv0Tools(t *testing.T) {
 	}
 }
 
+// "postern dotforward" and a link named dotforward read ~/.forward from
+// HOME, the recipient from DTLINE, as the delivery agent runs them.
+func TestDotforwardCommand(t *testing.T) {
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, ".forward"), []byte("\\alice, joe@example.org\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home)
+	t.Setenv("DTLINE", "Delivered-To: alice@example.test\n")
+	for _, argv := range [][]string{{"postern", "dotforward"}, {"/usr/lib/courier/bin/dotforward"}} {
+		var out, errb bytes.Buffer
+		code := run(argv, &env{stdin: strings.NewReader("Subject: x\n\nbody\n"), stdout: &out, stderr: &errb})
+		if code != 0 || out.String() != "!joe@example.org\n" {
+			t.Fatalf("%q: exit %d, %q %s", argv, code, out.String(), errb.String())
+		}
+	}
+}
+
 // postern config shows the ACME hosts and whether their certificates are
 // issued, and says when nothing on port 80 can answer the CA.
 func TestConfigShowsACME(t *testing.T) {

@@ -143,6 +143,10 @@ type Options struct {
 	// environment.
 	Reexec    []string
 	ReexecEnv []string
+	// Dotforward is the command (argv) a .courier file's "|| dotforward"
+	// runs when no dotforward program is in the programs' PATH. Default:
+	// this binary + "dotforward".
+	Dotforward []string
 	// Environ is the environment filters can "import" (maildrop's own
 	// environment); the Courier variables (SENDER, RECIPIENT, EXT, ...)
 	// are added to it.
@@ -167,6 +171,7 @@ type Agent struct {
 	log         *slog.Logger
 	sendmail    []string
 	reexec      []string
+	dotforward  []string
 	systemRules string
 	trustedDir  string
 	hostname    string
@@ -205,6 +210,10 @@ func New(opt Options) (*Agent, error) {
 	a.reexec = opt.Reexec
 	if len(a.reexec) == 0 && exeErr == nil {
 		a.reexec = []string{exe, "maildrop"}
+	}
+	a.dotforward = opt.Dotforward
+	if len(a.dotforward) == 0 && exeErr == nil {
+		a.dotforward = []string{exe, "dotforward"}
 	}
 	a.systemRules = opt.SystemRules
 	if opt.Config != nil {

@@ -5,7 +5,8 @@
 //     before anything else (dot-courier(5): $HOME/.courier, .courier-EXT,
 //     .courier-EXT-default, .courier-default, and qmail's .qmail files read
 //     the same way for migrations), with Courier's exit-code meaning for
-//     programs;
+//     programs; "|| dotforward" runs Postern's own dotforward
+//     (mailbox/dotforward) when none is installed;
 //   - the maildrop delivery mode (maildrop(1)): the system rules file
 //     CONFIG/maildroprc, then ~/.mailfilter, run by postern/rules, then
 //     $DEFAULT;

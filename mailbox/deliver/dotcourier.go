@@ -49,7 +49,7 @@ var ErrBadInstructions = errors.New("deliver: bad delivery instructions")
 // is more instructions; a line starting with "/" or "." is a mailbox
 // (a maildir when it ends in "/" or names a directory, else an mbox file);
 // anything else is a list of forwarding addresses, separated by commas or
-// blanks, each optionally preceded by "&".
+// blanks, each optionally preceded by "&", the list optionally by "!".
 func ParseInstructions(src []byte) ([]Instruction, error) {
 	if len(src) > maxInstructionFile {
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrBadInstructions, maxInstructionFile)
@@ -76,6 +76,9 @@ func ParseInstructions(src []byte) ([]Instruction, error) {
 		case line[0] == '/' || line[0] == '.':
 			in = Instruction{Kind: InstrMailbox, Value: line}
 		default:
+			// dot-courier(5): a "!" (or "&") before the list is a legacy
+			// mark and ignored; Courier's dotforward prints "!a, b".
+			line = strings.TrimPrefix(line, "!")
 			var addrs []string
 			for _, a := range strings.FieldsFunc(line, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
 				a = strings.TrimPrefix(a, "&")

@@ -15,13 +15,19 @@ import (
 
 	"postern/auth"
 	"postern/auth/authtool"
+	"postern/mailbox/dotforward"
 	"postern/mailbox/maildir"
 	"postern/policy"
 )
 
 // TestMain lets the test binary stand in for "postern maildrop" when the
-// agent re-executes itself to deliver as another uid.
+// agent re-executes itself to deliver as another uid, and for "postern
+// dotforward" when a .courier file runs "|| dotforward" (the agent runs
+// this binary + "dotforward", see Options.Dotforward).
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "dotforward" {
+		os.Exit(dotforward.Main(os.Args[2:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
+	}
 	if os.Getenv("POSTERN_DELIVER_TEST_MAILDROP") == "1" {
 		// Not seen by the filter's import or its commands: the
 		// differential tests compare those with Courier's maildrop.

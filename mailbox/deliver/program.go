@@ -54,6 +54,11 @@ func (j *job) runProgram(ctx context.Context, shell, cmd string, msg []byte, env
 		}
 		return code, out.Bytes(), nil
 	}
+	if errOut.Len() > 0 {
+		// A program that succeeds may still have something to say (why
+		// dotforward ignored a .forward, for one).
+		j.a.log.Info("deliver: program wrote to standard error", "account", j.acct.Name, "command", cmd, "stderr", tail(errOut.Bytes()))
+	}
 	if err != nil && !errors.Is(err, syscall.EPIPE) {
 		return 0, nil, fmt.Errorf("program %q: %w", cmd, err)
 	}

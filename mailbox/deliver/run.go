@@ -46,8 +46,9 @@ func (j *job) runInstructionFile(ctx context.Context, f instructionFile, msg []b
 // runInstructions carries out instructions in order (dot-courier(5)): a
 // program's exit code 0 goes on, 99 stops with success, a permanent code
 // bounces, any other code defers; "||" programs' output is carried out in
-// their place. It returns a non-nil Outcome to stop, and whether to stop
-// with success (99).
+// their place, after exit 0 or 99 alike (99 then stops: what Courier's
+// dotforward does when it has forwarded the message). It returns a non-nil
+// Outcome to stop, and whether to stop with success (99).
 func (j *job) runInstructions(ctx context.Context, ins []Instruction, msg []byte, env map[string]string, depth int) (*Outcome, bool) {
 	for _, in := range ins {
 		switch in.Kind {
@@ -67,13 +68,17 @@ func (j *job) runInstructions(ctx context.Context, ins []Instruction, msg []byte
 			if in.Kind == InstrDynamic {
 				keep = maxInstructionFile
 			}
-			code, out, err := j.runProgram(ctx, "/bin/sh", in.Value, msg, envList(env), keep)
+			cmd := in.Value
+			if in.Kind == InstrDynamic {
+				cmd = j.a.builtinCommand(cmd, env["PATH"])
+			}
+			code, out, err := j.runProgram(ctx, "/bin/sh", cmd, msg, envList(env), keep)
 			if err != nil {
 				o := j.failure(err)
 				return &o, false
 			}
 			switch st := StatusForExit(code); {
-			case code == ExitStopHere:
+			case code == ExitStopHere && in.Kind == InstrProgram:
 				j.done = append(j.done, "|"+in.Value)
 				o := j.success()
 				return &o, true
@@ -101,9 +106,48 @@ func (j *job) runInstructions(ctx context.Context, ins []Instruction, msg []byte
 			if o, stop := j.runInstructions(ctx, more, msg, env, depth+1); o != nil {
 				return o, stop
 			}
+			if code == ExitStopHere {
+				o := j.success()
+				return &o, true
+			}
 		}
 	}
 	return nil, false
+}
+
+// builtinCommand is the command line a "||" instruction runs. A command
+// named "dotforward" that is not installed in the programs' PATH runs
+// Postern's own (Options.Dotforward, "postern dotforward"), so that
+// Courier's "|| dotforward" line works without installing anything; an
+// installed dotforward (Courier's, an admin's wrapper) is left to run.
+func (a *Agent) builtinCommand(cmd, path string) string {
+	trimmed := strings.TrimLeft(cmd, " \t")
+	name, rest := trimmed, ""
+	if i := strings.IndexAny(trimmed, " \t;&|<>"); i >= 0 {
+		name, rest = trimmed[:i], trimmed[i:]
+	}
+	if name != "dotforward" || len(a.dotforward) == 0 || onPath(name, path) {
+		return cmd
+	}
+	quoted := make([]string, len(a.dotforward))
+	for i, w := range a.dotforward {
+		quoted[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+	}
+	return strings.Join(quoted, " ") + rest
+}
+
+// onPath says whether an executable file name is in one of path's
+// directories.
+func onPath(name, path string) bool {
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(dir, name)); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // FilterMode is how a filter file runs: in delivery mode (the zero value:
