@@ -53,7 +53,10 @@ const (
 )
 
 // Status is the chain validation status (RFC 8617 section 4.4), with a
-// temporary error for keys that could not be fetched now.
+// temporary error for keys that could not be fetched now. Section 5.2.1
+// makes every error a fail, and Authentication-Results says fail for it;
+// TempError tells the rules and the sealer (which then does not seal a
+// chain our own DNS trouble would mark dead) that it was ours.
 type Status int
 
 const (
@@ -106,10 +109,10 @@ type Verification struct {
 	// Sets are the ARC sets in instance order (1..N) when the chain's
 	// structure is valid; nil otherwise.
 	Sets []Set
-	// OldestPass is the oldest instance whose AMS still verifies, going
-	// down from the newest without a gap (RFC 8617 section 5.2 step 6);
-	// 1 when every AMS verifies, 0 when not determined (no chain, or the
-	// chain failed before).
+	// OldestPass, for a passing chain, is the oldest instance whose AMS
+	// still verifies, going down from the newest without a gap, or 0 when
+	// every AMS verifies (RFC 8617 section 5.2 step 5; the value of
+	// header.oldest-pass). It shows where the message was last changed.
 	OldestPass int
 }
 
@@ -182,7 +185,7 @@ func Verify(ctx context.Context, r *dns.Resolver, msg io.Reader, opts VerifyOpti
 	}
 
 	// Step 4: the newest AMS, like a DKIM signature. Its body hash needs
-	// the body; older AMSes (step 6) may use other canonicalizations, so
+	// the body; older AMSes (step 5) may use other canonicalizations, so
 	// each distinct one is hashed in the same pass.
 	bodies, err := hashBodies(ctx, br, sets)
 	if err != nil {
@@ -193,15 +196,16 @@ func Verify(ctx context.Context, r *dns.Resolver, msg io.Reader, opts VerifyOpti
 	if st, why := verifyAMS(ctx, &keys, fields, sets[n-1], bodies, opts.Now()); st != Pass {
 		return Verification{Status: st, Reason: fmt.Sprintf("ARC-Message-Signature i=%d (d=%s): %s", n, sets[n-1].amsTags["d"], why)}, nil
 	}
-	// Step 6: the oldest instance whose AMS still verifies.
-	oldest := n
+	// Step 5: the oldest instance whose AMS still verifies (M+1 for the
+	// first M that fails going down), 0 when all do.
+	oldest := 0
 	for i := n - 1; i >= 1; i-- {
 		if st, _ := verifyAMS(ctx, &keys, fields, sets[i-1], bodies, opts.Now()); st != Pass {
+			oldest = i + 1
 			break
 		}
-		oldest = i
 	}
-	// Step 5: every ARC-Seal, newest first.
+	// Step 6: every ARC-Seal, newest first.
 	for i := n; i >= 1; i-- {
 		if st, why := verifyAS(ctx, &keys, sets[:i], opts.Now()); st != Pass {
 			return Verification{Status: st, Reason: fmt.Sprintf("ARC-Seal i=%d (d=%s): %s", i, sets[i-1].Sealer, why)}, nil

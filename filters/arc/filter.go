@@ -22,8 +22,8 @@ const (
 	// VarInstances is the number of ARC sets of a valid chain ("0"
 	// otherwise).
 	VarInstances = "ARC_INSTANCES"
-	// VarOldestPass is the oldest instance whose AMS verifies ("" unless
-	// the chain passed).
+	// VarOldestPass is Verification.OldestPass: the oldest instance whose
+	// AMS verifies, 0 when all do ("" unless the chain passed).
 	VarOldestPass = "ARC_OLDEST_PASS"
 	// VarSealers lists the d= of the seals of a valid chain, oldest first,
 	// space-separated.
@@ -139,20 +139,17 @@ func (f *Filter) result(v Verification, s *filters.Session) filters.Result {
 	}
 }
 
-// AuthResult returns the RFC 8601 resinfo for v (RFC 8617 section 10.1):
-// "arc=pass (i=2) header.oldest-pass=2 smtp.remote-ip=192.0.2.1".
-// header.oldest-pass is written only when an older AMS failed. The ARC
-// method has no temperror result: a temporary failure is written as fail
-// with a comment saying so (Vars keep temperror). remoteIP may be "" or
-// "invalid IP" to leave smtp.remote-ip out.
+// AuthResult returns the RFC 8601 resinfo for v (RFC 8617 sections 6 and
+// 10.1): "arc=pass (i=2) header.oldest-pass=0 smtp.remote-ip=192.0.2.1".
+// The ARC method has no temperror result (section 5.2.1: every error is a
+// fail): a temporary failure is written as fail with a comment saying so
+// (Vars keep temperror). remoteIP may be "" or "invalid IP" to leave
+// smtp.remote-ip out.
 func (v Verification) AuthResult(remoteIP string) string {
 	var b strings.Builder
 	switch v.Status {
 	case Pass:
-		fmt.Fprintf(&b, "arc=pass (i=%d)", v.Instances())
-		if v.OldestPass > 1 {
-			fmt.Fprintf(&b, " header.oldest-pass=%d", v.OldestPass)
-		}
+		fmt.Fprintf(&b, "arc=pass (i=%d) header.oldest-pass=%d", v.Instances(), v.OldestPass)
 	case Fail:
 		b.WriteString("arc=fail (" + commentText(v.Reason) + ")")
 	case TempError:

@@ -60,7 +60,7 @@ func FuzzVerify(f *testing.F) {
 		if v.Status < arc.None || v.Status > arc.TempError {
 			t.Fatalf("status %v", v.Status)
 		}
-		if v.Status == arc.Pass && (v.Instances() < 1 || v.Instances() > arc.MaxInstances || v.OldestPass < 1 || v.OldestPass > v.Instances()) {
+		if v.Status == arc.Pass && (v.Instances() < 1 || v.Instances() > arc.MaxInstances || v.OldestPass < 0 || v.OldestPass == 1 || v.OldestPass > v.Instances()) {
 			t.Fatalf("pass with %d sets, oldest-pass %d", v.Instances(), v.OldestPass)
 		}
 		if v.Status != arc.Pass && v.Status != arc.None && v.Reason == "" {

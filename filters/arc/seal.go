@@ -23,9 +23,9 @@ import (
 var (
 	// ErrChainFull: the message already has MaxInstances sets.
 	ErrChainFull = errors.New("arc: seal: the chain already has 50 sets")
-	// ErrNotSealable: the chain we received failed with cv=fail already,
-	// or its verification did not complete; another set adds nothing a
-	// receiver could use (RFC 8617 section 5.1.2).
+	// ErrNotSealable: the chain we received ends with cv=fail already
+	// (RFC 8617 section 5.1 step 2: a broken chain is not continued), or
+	// its verification did not complete.
 	ErrNotSealable = errors.New("arc: seal: chain not sealable")
 )
 
@@ -150,10 +150,12 @@ func Seal(ctx context.Context, msg io.Reader, opts SealOptions) (string, error) 
 
 	// The AS (section 4.1.3) over the sets before it and the new one.
 	as := fmt.Sprintf("%s: i=%d; a=%s; t=%s; cv=%s;\r\n\td=%s; s=%s;\r\n\tb=\r\n", FieldAS, n, algorithm, ts, cv, d, s)
+	// Section 5.1.2: a seal with cv=fail signs only its own set, as if it
+	// were the only one.
 	var earlier []Set
-	if structure.Status == Pass {
+	if cv != "fail" {
 		earlier = sets
-	} // a failed chain is not signed over: cv=fail says it all
+	}
 	h = sha256.New()
 	io.WriteString(h, sealInput(earlier, aar, ams, as))
 	sig, err = sign(opts.Key.Signer, h.Sum(nil))
