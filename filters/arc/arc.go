@@ -144,12 +144,17 @@ type VerifyOptions struct {
 	MaxHeaderBytes int
 	// Now is the clock for t= checks; nil means time.Now.
 	Now func() time.Time
+	// MaxKeys bounds the distinct keys fetched from DNS: a chain of 50
+	// sets under 100 selectors must not cost 100 lookups. A chain that
+	// needs more fails.
+	MaxKeys int
 }
 
 // Defaults for VerifyOptions fields left zero.
 const (
 	DefaultVerifyTimeout  = 20 * time.Second
 	DefaultMaxHeaderBytes = 1 << 20
+	DefaultMaxKeys        = 20
 )
 
 // maxClockSkew: a signature dated further in the future than this is
@@ -171,6 +176,9 @@ func Verify(ctx context.Context, r *dns.Resolver, msg io.Reader, opts VerifyOpti
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MaxKeys <= 0 {
+		opts.MaxKeys = DefaultMaxKeys
+	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 
@@ -191,7 +199,7 @@ func Verify(ctx context.Context, r *dns.Resolver, msg io.Reader, opts VerifyOpti
 	if err != nil {
 		return Verification{}, fmt.Errorf("arc: verify: reading message: %w", err)
 	}
-	keys := keyCache{r: r, got: map[string]keyResult{}}
+	keys := keyCache{r: r, got: map[string]keyResult{}, max: opts.MaxKeys}
 	n := len(sets)
 	if st, why := verifyAMS(ctx, &keys, fields, sets[n-1], bodies, opts.Now()); st != Pass {
 		return Verification{Status: st, Reason: fmt.Sprintf("ARC-Message-Signature i=%d (d=%s): %s", n, sets[n-1].amsTags["d"], why)}, nil
@@ -547,11 +555,15 @@ type keyResult struct {
 type keyCache struct {
 	r   *dns.Resolver
 	got map[string]keyResult
+	max int // 0: no bound
 }
 
 func (c *keyCache) get(ctx context.Context, name string) (publicKey, error) {
 	if k, ok := c.got[name]; ok {
 		return k.key, k.err
+	}
+	if c.max > 0 && len(c.got) >= c.max {
+		return publicKey{}, fmt.Errorf("the chain needs more than %d keys", c.max)
 	}
 	k, err := c.fetch(ctx, name)
 	c.got[name] = keyResult{k, err}

@@ -351,3 +351,20 @@ func firstField(m, prefix string) string {
 		}
 	}
 }
+
+// A chain that needs more keys than VerifyOptions.MaxKeys fails rather
+// than costing a lookup per set.
+func TestMaxKeys(t *testing.T) {
+	keys, r, _ := chainSetup(t)
+	msg := forward(t, r, original, []hop{{key: keys[0]}, {key: keys[1]}, {key: keys[2]}})
+	v, err := arc.Verify(context.Background(), r, strings.NewReader(msg), arc.VerifyOptions{MaxKeys: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Status != arc.Fail || !strings.Contains(v.Reason, "more than 2 keys") {
+		t.Fatalf("status %v reason %q", v.Status, v.Reason)
+	}
+	if v := verify(t, r, msg); v.Status != arc.Pass {
+		t.Fatalf("default bound: %v %s", v.Status, v.Reason)
+	}
+}
