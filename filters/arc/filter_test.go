@@ -14,6 +14,7 @@ import (
 	"postern/filters/arc"
 	"postern/filters/dkim"
 	"postern/filters/dmarc"
+	"postern/filters/smtprules"
 	"postern/filters/spf"
 	"postern/policy"
 )
@@ -161,6 +162,34 @@ seal no
 	for _, want := range []string{"arc:1:", "arc:2:", "arc:3:", "arc:4:", "arc:5:", "arc:6:", "arc:7:"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %s:\n%v", want, err)
+		}
+	}
+}
+
+// The admin's SMTP-time rules see the ARC variables as they see DKIM's.
+func TestRulesSeeARC(t *testing.T) {
+	keys, r, _ := chainSetup(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, smtprules.SettingName), []byte(`if ($ARC eq "pass" && $ARC_TRUSTED_SEALER eq "lists.example.net" && $ARC_SEALERS eq "lists.example.net forward.example.com")
+{
+	SCORE_ADD=-2
+}
+`), 0o644)
+	rf, err := smtprules.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	af, _ := arc.New(arc.Options{Resolver: r, Trusted: []string{"lists.example.net"}})
+	msg := forward(t, r, original, []hop{{key: keys[0]}, {key: keys[1]}})
+	for _, c := range []struct {
+		msg   string
+		score float64
+	}{{msg, -2}, {original, 0}} {
+		s := &filters.Session{ClientIP: netip.MustParseAddr("192.0.2.7")}
+		s.Results = append(s.Results, af.CheckData(context.Background(), s, message(c.msg)))
+		res := rf.CheckData(context.Background(), s, message(c.msg))
+		if res.Score != c.score {
+			t.Errorf("rules score %v, want %v (%+v)", res.Score, c.score, res)
 		}
 	}
 }
