@@ -39,6 +39,8 @@ func TestValiMailSuite(t *testing.T) {
 		{file: "cv_pass_i1_1.eml", status: arc.Pass, instances: 1, oldestPass: 0},
 		{file: "cv_pass_i2_1.eml", status: arc.Pass, instances: 2, oldestPass: 0},
 		{file: "cv_pass_i2_1_ams1_invalid.eml", status: arc.Pass, instances: 2, oldestPass: 2},
+		// h= with white space around its colons.
+		{file: "ams_fields_h_cws1.eml", status: arc.Pass, instances: 1, oldestPass: 0},
 		// CRLF, as the message arrives by SMTP.
 		{file: "cv_pass_i2_1.eml", change: func(m string) string { return strings.ReplaceAll(m, "\n", "\r\n") },
 			status: arc.Pass, instances: 2, oldestPass: 0},
