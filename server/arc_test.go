@@ -129,6 +129,18 @@ func TestARCVerifyOverrideAndSealForward(t *testing.T) {
 			t.Errorf("our AAR lacks %q: %s", want, aar)
 		}
 	}
+	h.stop()
+
+	// With "seal no" the copy goes on as it came, its chain ending at i=1.
+	h = start("trusted lists.example.net\nseal no\n")
+	if err := h.send("alice@example.org", []string{"team@example.test"}, []byte(viaList)); err != nil {
+		t.Fatalf("seal no: %v", err)
+	}
+	waitFor(t, "the second forwarded copy", func() bool { return len(remote.messages()) == 2 })
+	fwd = remote.messages()[1].data
+	if bytes.Contains(fwd, []byte("i=2;")) || !bytes.Contains(fwd, []byte("ARC-Seal: i=1;")) {
+		t.Fatalf("seal no: copy sealed again:\n%.600s", fwd)
+	}
 }
 
 // DMARC reads the ARC result: a list that runs dmarc first is refused
