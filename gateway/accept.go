@@ -35,15 +35,16 @@ import (
 // failure is queued and the queue's DSN tells the sender.
 //
 // Remote addresses that our aliases forward to (Target.Forwarded) are
-// queued on their own with fwdSender as envelope sender when it differs
-// from env.From (SRS, policy.Config.ForwardSender).
-func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, fwdSender string, later *maildir.Deferred, log *slog.Logger) (string, error) {
+// queued on their own with fwd.Sender as envelope sender when it differs
+// from env.From (SRS, policy.Config.ForwardSender), and as fwd.Seal
+// seals them (ARC) when it is set.
+func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, fwd forwarding, later *maildir.Deferred, log *slog.Logger) (string, error) {
 	var remote, forwarded []delivery.Recipient
 	var localTargets []Target
 	for _, t := range targets {
 		rc := t.Recipient
 		switch {
-		case t.Forwarded && fwdSender != env.From:
+		case t.Forwarded && (fwd.Sender != env.From || fwd.Seal != nil):
 			forwarded = append(forwarded, rc)
 		case rc.Local && rc.Pipe == "" && !rc.Notify.Success(env.From):
 			localTargets = append(localTargets, t)
@@ -59,13 +60,18 @@ func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Env
 	for _, group := range []struct {
 		from  string
 		rcpts []delivery.Recipient
-	}{{env.From, remote}, {fwdSender, forwarded}} {
+		seal  func(context.Context, []byte) []byte
+	}{{env.From, remote, nil}, {fwd.Sender, forwarded, fwd.Seal}} {
 		if len(group.rcpts) == 0 {
 			continue
 		}
 		e := env
 		e.From, e.Rcpts = group.from, group.rcpts
-		id, err := q.Enqueue(ctx, e, bytes.NewReader(msg))
+		body := msg
+		if group.seal != nil {
+			body = group.seal(ctx, msg)
+		}
+		id, err := q.Enqueue(ctx, e, bytes.NewReader(body))
 		if err != nil {
 			return "", fmt.Errorf("queue: %w", err)
 		}

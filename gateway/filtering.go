@@ -38,6 +38,9 @@ type Filters struct {
 	Limiter    *ratelimit.Limiter // told about unknown recipients (dictionary attacks); may be nil
 	Signer     *dkim.Signer       // signs authenticated users' mail; may be nil
 	AuthservID string             // our name in Authentication-Results (RFC 8601)
+	// SealForwards: the copies our aliases forward to other hosts get an
+	// ARC set (RFC 8617) signed with Signer's key of the alias's domain.
+	SealForwards bool
 }
 
 // Close lets go of what the checks keep between sessions (a policy

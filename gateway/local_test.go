@@ -59,7 +59,7 @@ func TestInSessionDeliveryUsesTheResolvedAccount(t *testing.T) {
 	}
 	ld := &LocalDelivery{Router: r}
 	env := delivery.Envelope{From: "bob@example.net"}
-	if _, err := accept(context.Background(), ld, nil, env, targets, []byte("Subject: hi\r\n\r\nbody\r\n"), env.From, nil, slog.Default()); err != nil {
+	if _, err := accept(context.Background(), ld, nil, env, targets, []byte("Subject: hi\r\n\r\nbody\r\n"), forwarding{Sender: env.From}, nil, slog.Default()); err != nil {
 		t.Fatal(err)
 	}
 	files, _ := filepath.Glob(filepath.Join(acct.MaildirPath(), "new", "*"))

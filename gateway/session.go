@@ -438,7 +438,8 @@ func sanitizeHoldReason(r string) string {
 
 // store makes the message durable for targets (accept) and answers.
 func (s *session) store(ctx context.Context, c *smtpd.ConnInfo, env delivery.Envelope, targets []Target, body []byte) *smtpd.Reply {
-	id, err := accept(ctx, s.b.local, s.b.queue, env, targets, body, s.cfg.ForwardSender(env.From), &s.later, s.log)
+	fwd := forwarding{Sender: s.cfg.ForwardSender(env.From), Seal: s.arcSealer(c, targets)}
+	id, err := accept(ctx, s.b.local, s.b.queue, env, targets, body, fwd, &s.later, s.log)
 	if err != nil {
 		var rep *smtpd.Reply
 		if errors.As(err, &rep) {

@@ -152,7 +152,7 @@ func ParseNotify(values []string) delivery.Notify { return parseNotify(values) }
 // fwdSender is the envelope sender of the copies forwarded by aliases
 // (policy.Config.ForwardSender of env.From).
 func Accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, fwdSender string, log *slog.Logger) (string, error) {
-	return accept(ctx, local, q, env, targets, msg, fwdSender, nil, log)
+	return accept(ctx, local, q, env, targets, msg, forwarding{Sender: fwdSender}, nil, log)
 }
 
 // countHops counts the Received header fields of msg (RFC 5321 6.3: the

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"postern/filters"
+	"postern/filters/arc"
 	"postern/filters/behaviour"
 	"postern/filters/bofh"
 	"postern/filters/dkim"
@@ -34,7 +35,7 @@ import (
 
 // filterNames are the checks the "filters" setting may name, in the order
 // the default setup runs them.
-var filterNames = []string{"behaviour", "ratelimit", "dnsbl", "bofh", "greylist", "spf", "dkim", "dmarc", "reputation", "rules"}
+var filterNames = []string{"behaviour", "ratelimit", "dnsbl", "bofh", "greylist", "spf", "dkim", "arc", "dmarc", "reputation", "rules"}
 
 // openStore opens the shared state named by the "statestore" setting:
 // "embedded" (default, DATADIR/state/state.db) or
@@ -125,6 +126,12 @@ func parseFilterList(lines []policy.Line) ([]filterEntry, error) {
 			e.mode = m
 		}
 		out = append(out, e)
+	}
+	// DMARC reads the ARC result to override a policy for mail a trusted
+	// forwarder sealed; it must be there when DMARC runs.
+	if ia, id := slices.IndexFunc(out, func(e filterEntry) bool { return e.name == "arc" }),
+		slices.IndexFunc(out, func(e filterEntry) bool { return e.name == "dmarc" }); ia > id && id >= 0 {
+		errs = append(errs, out[ia].line.Errorf("arc must be listed before dmarc, which uses its result"))
 	}
 	return out, errors.Join(errs...)
 }
@@ -467,6 +474,14 @@ func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, resul
 			f, err = spf.NewFilter(spf.FilterOptions{Resolver: res, Actions: acts, Receiver: cfg.Me})
 		case "dkim":
 			f, err = dkim.New(dkim.Options{Resolver: res})
+		case "arc":
+			ac, lerr := arc.LoadConfig(cfg.Dir)
+			if lerr != nil {
+				return nil, lerr
+			}
+			ac.Filter.Resolver = res
+			f, err = arc.New(ac.Filter)
+			out.SealForwards = ac.Seal
 		case "rules":
 			var rf *smtprules.Filter
 			rf, err = smtprules.Load(cfg.Dir)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"postern/filters/arc"
 	"postern/filters/dkim"
 	"postern/filters/dmarc"
 	"postern/filters/dnsbl"
@@ -72,7 +73,7 @@ func commands() []command {
 		{"queue", "list, show, retry, delete or bounce queued messages", runQueue},
 		{"mailq", "list the queue (as sendmail -bp)", runMailq},
 		{"makealiases", "compile the aliases into their index (also: newaliases)", runMakealiases},
-		{"check", "diagnose a policy check as the gateway would (spf, dkim, dmarc, dnsbl), or where mail goes (route)", runCheck},
+		{"check", "diagnose a policy check as the gateway would (spf, dkim, arc, dmarc, dnsbl), or where mail goes (route)", runCheck},
 		{"testmxlookup", "where mail for a domain goes: routes, MX, addresses, TLS (Courier's testmxlookup)", runCheckRoute},
 		{"dkim", "make DKIM signing keys and print their DNS records", runDKIM},
 		{"rejects", "list and search the mail refused during SMTP sessions", runRejects},
@@ -259,6 +260,7 @@ func runCheck(e *env, args []string) int {
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, `Usage: postern check spf --ip IP --helo NAME --sender ADDR [--dns HOST:PORT]
        postern check dkim [--dns HOST:PORT] < MESSAGE
+       postern check arc [--dns HOST:PORT] [--ip IP] < MESSAGE
        postern check dmarc --ip IP --helo NAME --sender ADDR [--dns HOST:PORT] < MESSAGE
        postern check dnsbl IP [--zone ZONE ...] [--dns HOST:PORT]
        postern check route ADDRESS|DOMAIN [--dns HOST:PORT]
@@ -267,12 +269,13 @@ Runs one check the way the gateway does and says what it found and why:
 spf    RFC 7208 result (pass|fail|softfail|neutral|none|temperror|permerror),
        the record and mechanism that decided, every DNS lookup made;
 dkim   every signature's result (RFC 6376) and why;
+arc    the ARC chain's sets, its result (RFC 8617) and why;
 dmarc  SPF, DKIM and DMARC (RFC 7489) step by step, and the SMTP answer;
 dnsbl  every DNS list's answer for IP, and the combined verdict;
 route  where mail for an address or a domain would go: accepted or not,
        local, alias, and the routes rule, MX hosts, addresses, TLS/DANE/
        MTA-STS (also as "testmxlookup DOMAIN", Courier's name).
-See docs/spf.md, docs/dkim.md, docs/dmarc.md, docs/dnsbl.md, docs/routes.md.
+See docs/spf.md, docs/dkim.md, docs/arc.md, docs/dmarc.md, docs/dnsbl.md, docs/routes.md.
 `)
 	}
 	if len(args) == 0 {
@@ -284,6 +287,8 @@ See docs/spf.md, docs/dkim.md, docs/dmarc.md, docs/dnsbl.md, docs/routes.md.
 		return spf.CheckMain(args[1:], e.stdout, e.stderr)
 	case "dkim":
 		return dkim.CheckMain(args[1:], e.stdin, e.stdout, e.stderr)
+	case "arc":
+		return arc.CheckMain(args[1:], e.stdin, e.stdout, e.stderr)
 	case "dmarc":
 		return dmarc.CheckMain(args[1:], e.stdin, e.stdout, e.stderr)
 	case "dnsbl":

@@ -131,7 +131,7 @@ func CheckMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 			ev := Evaluate(ctx, r, in, EvalOptions{Timeout: *timeout})
 			writeEvaluation(w, ev)
-			res = f.result(ev)
+			res = f.result(ev, nil)
 		}
 	}
 	if err != nil {

@@ -107,6 +107,9 @@ type Evaluation struct {
 	DKIMAligned       bool
 	AlignedDKIMDomain string
 	Reason            string
+	// Override is set when a local policy changed the disposition of
+	// failing mail: OverrideARC or OverrideLocal.
+	Override string
 	// Lookups lists the DNS questions asked and what came back.
 	Lookups []string
 }
@@ -290,14 +293,26 @@ func lookupRecord(ctx context.Context, r *dns.Resolver, domain string, log *[]st
 	return rec, true, None, ""
 }
 
+// What overrode a failing message's policy (Evaluation.Override).
+const (
+	OverrideARC   = "arc"   // a passing ARC chain first sealed by a trusted domain
+	OverrideLocal = "local" // an override line of the dmarc setting
+)
+
 // AuthResult returns the RFC 8601 resinfo for ev:
-// "dmarc=fail (p=reject dis=reject) header.from=example.org".
+// "dmarc=fail (p=reject dis=reject) header.from=example.org", with
+// "policy.override=arc" in the comment when a trusted ARC chain overrode
+// the policy.
 func (ev Evaluation) AuthResult() string {
 	var b strings.Builder
 	b.WriteString("dmarc=")
 	b.WriteString(ev.Status.String())
 	if ev.Policy != "" {
-		fmt.Fprintf(&b, " (p=%s dis=%s)", ev.Policy, ev.Disposition)
+		fmt.Fprintf(&b, " (p=%s dis=%s", ev.Policy, ev.Disposition)
+		if ev.Override == OverrideARC {
+			b.WriteString(" policy.override=arc")
+		}
+		b.WriteString(")")
 	}
 	if ev.FromDomain != "" && isPlainDomain(ev.FromDomain) {
 		b.WriteString(" header.from=")

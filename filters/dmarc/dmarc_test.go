@@ -318,7 +318,8 @@ func TestFilterLocalOverrideAndOptions(t *testing.T) {
 
 	f, _ := dmarc.New(dmarc.Options{Resolver: r, Override: map[dmarc.Policy]dmarc.Policy{dmarc.PolicyReject: dmarc.PolicyQuarantine}})
 	res := f.CheckData(context.Background(), s, message(mail("service@example.org")))
-	if res.Verdict != filters.Quarantine || !strings.Contains(res.AuthResults[0], "(p=reject dis=quarantine)") || !strings.Contains(res.Reason, "local policy") {
+	if res.Verdict != filters.Quarantine || !strings.Contains(res.AuthResults[0], "(p=reject dis=quarantine)") || !strings.Contains(res.Reason, "local policy") ||
+		res.Vars["DMARC_OVERRIDE"] != "local" {
 		t.Errorf("override: %+v", res)
 	}
 	if _, err := dmarc.New(dmarc.Options{Resolver: r, Override: map[dmarc.Policy]dmarc.Policy{"reject": "drop"}}); err == nil {

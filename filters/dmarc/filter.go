@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"postern/filters"
+	"postern/filters/arc"
 	"postern/filters/dkim"
 	"postern/filters/dns"
 	"postern/filters/spf"
@@ -25,6 +26,10 @@ const (
 	VarDisposition = "DMARC_DISPOSITION"
 	// VarDomain is the author (From) domain.
 	VarDomain = "DMARC_DOMAIN"
+	// VarOverride names what overrode the policy of failing mail: "arc"
+	// (a passing ARC chain first sealed by a trusted domain), "local"
+	// (an override line of the dmarc setting), or "".
+	VarOverride = "DMARC_OVERRIDE"
 )
 
 // SPF result fields read from the "spf" filter's Result.Vars.
@@ -116,7 +121,7 @@ func (f *Filter) CheckData(ctx context.Context, s *filters.Session, msg filters.
 	in.SPF, in.SPFDomain = f.spfResult(ctx, s)
 	in.DKIMDomains, in.DKIMTempError = f.dkimResult(ctx, s, msg)
 	ev := Evaluate(ctx, f.opts.Resolver, in, EvalOptions{RandIntN: f.opts.RandIntN, Timeout: f.opts.Timeout})
-	return f.result(ev)
+	return f.result(ev, s.Results)
 }
 
 // spfResult takes the SPF result from the spf filter's answer in the
@@ -182,10 +187,22 @@ func (f *Filter) badFrom(err error) filters.Result {
 	return res
 }
 
-func (f *Filter) result(ev Evaluation) filters.Result {
-	if to, ok := f.opts.Override[ev.Disposition]; ok && ev.Status == Fail {
+func (f *Filter) result(ev Evaluation, results []filters.Result) filters.Result {
+	// RFC 7489 section 7.2 lets the receiver's local policy override the
+	// domain's (trusted_forwarder): a forwarder we trust, which vouched
+	// for the message with an ARC chain that still verifies, changed it
+	// in a way that broke DKIM and SPF. RFC 8617 section 7.2.
+	if ev.Status == Fail && ev.Disposition != PolicyNone {
+		if st, sealer, ok := arc.FromResults(results); ok && st == arc.Pass && sealer != "" {
+			ev.Reason += fmt.Sprintf("; local policy applies none instead of %s: the ARC chain verified and its first sealer %s is trusted", ev.Disposition, sealer)
+			ev.Disposition = PolicyNone
+			ev.Override = OverrideARC
+		}
+	}
+	if to, ok := f.opts.Override[ev.Disposition]; ok && ev.Status == Fail && ev.Override == "" {
 		ev.Reason += fmt.Sprintf("; local policy applies %s instead of %s", to, ev.Disposition)
 		ev.Disposition = to
+		ev.Override = OverrideLocal
 	}
 	res := filters.Result{
 		Filter:      FilterName,
@@ -197,6 +214,7 @@ func (f *Filter) result(ev Evaluation) filters.Result {
 			VarPolicy:      string(ev.Policy),
 			VarDisposition: string(ev.Disposition),
 			VarDomain:      ev.FromDomain,
+			VarOverride:    ev.Override,
 		},
 	}
 	sc := f.opts.Scores
