@@ -115,23 +115,11 @@ func (s *session) resolveFSShared(name string) (*mailboxRef, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := s.identity()
-	sf, err := maildir.FindSharable(s.sharedMaildirs(), nick, folder, id)
+	view, sf, err := maildir.OpenSharedFolder(s.mail.Root(), s.sharedMaildirs(), nick, folder, s.identity())
 	if err != nil {
 		return nil, err
 	}
-	path, err := maildir.SubscribeShared(s.mail.Root(), sf)
-	if err != nil {
-		return nil, err
-	}
-	view, err := maildir.OpenSharedView(path, id)
-	if err != nil {
-		return nil, err
-	}
-	if err := view.Sync(); err != nil {
-		return nil, err
-	}
-	mail, err := s.srv.hub.openMaildirOpts(path, view.Options())
+	mail, err := s.srv.hub.openMaildirOpts(view.View, view.Options())
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +129,7 @@ func (s *session) resolveFSShared(name string) (*mailboxRef, error) {
 	}
 	return &mailboxRef{
 		mail: mail, folder: maildir.Inbox, name: s.fsSharedName(nick, folder), owner: nick,
-		rights: rights, shared: true, mailPath: path,
+		rights: rights, shared: true, mailPath: view.View,
 		fs: &fsSharedRef{view: view, sf: sf},
 	}, nil
 }
@@ -151,18 +139,7 @@ func (s *session) resolveFSShared(name string) (*mailboxRef, error) {
 // view (and everyone else's) at the next sync, as in Courier. Their UIDs
 // in the view are not known yet, so no APPENDUID or COPYUID is given.
 func (s *session) fsSharedInsertTarget(ref *mailboxRef) (*maildir.Folder, error) {
-	md, err := maildir.Open(parentDir(ref.fs.view.Real))
-	if err != nil {
-		return nil, err
-	}
-	return md.Folder(ref.fs.sf.Folder)
-}
-
-func parentDir(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i > 0 {
-		return p[:i]
-	}
-	return "/"
+	return ref.fs.view.InsertFolder(ref.fs.sf)
 }
 
 // addFSSharedEntries adds the sharable folders the user may read, with

@@ -818,3 +818,46 @@ func (f *Folder) AdoptShared(keys []string, id Identity) {
 		})
 	}
 }
+
+// OpenSharedFolder opens NICK's FOLDER for id the way a server does when
+// the user opens "shared.NICK.FOLDER" (IMAP SELECT, SMAP OPEN, the
+// webmail's folder page): the folder must be one of shared's that id may
+// read (FindSharable); the private view under root is made when missing,
+// as Courier subscribes on open; and it is brought up to date with the
+// sharable folder (SharedView.Sync). The caller opens the view's maildir
+// with the view's Options, so that every message is read only through a
+// checked link.
+func OpenSharedFolder(root string, shared []SharedMaildir, nick, folder string, id Identity) (*SharedView, SharableFolder, error) {
+	sf, err := FindSharable(shared, nick, folder, id)
+	if err != nil {
+		return nil, SharableFolder{}, err
+	}
+	path, err := SubscribeShared(root, sf)
+	if err != nil {
+		return nil, SharableFolder{}, err
+	}
+	view, err := OpenSharedView(path, id)
+	if err != nil {
+		return nil, SharableFolder{}, err
+	}
+	if err := view.Sync(); err != nil {
+		return nil, SharableFolder{}, err
+	}
+	return view, sf, nil
+}
+
+// InsertFolder opens the sharable folder itself, for adding messages to
+// it (IMAP APPEND and COPY, SMAP ADD and COPY into a shared folder): new
+// messages go there and reach every reader's view at their next sync, as
+// in Courier. ErrSharedPermission when the user may not write it. Give
+// what is added to the user with AdoptShared.
+func (v *SharedView) InsertFolder(sf SharableFolder) (*Folder, error) {
+	if !v.Writable {
+		return nil, fmt.Errorf("maildir %s: add to %s.%s: %w", v.View, sf.Nick, sf.Folder, ErrSharedPermission)
+	}
+	md, err := Open(filepath.Dir(v.Real))
+	if err != nil {
+		return nil, err
+	}
+	return md.Folder(sf.Folder)
+}

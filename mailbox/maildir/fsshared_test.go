@@ -323,3 +323,43 @@ func FuzzParseSharedMaildirs(f *testing.F) {
 		}
 	})
 }
+
+// TestOpenSharedFolder is the open every server does (IMAP, SMAP, the
+// webmail): it makes and syncs the view of a folder the user may read,
+// refuses hostile and unknown names, and a read-only folder gives no
+// folder to add to.
+func TestOpenSharedFolder(t *testing.T) {
+	_, user, key := sharableFixture(t)
+	shared, _, err := ReadSharedMaildirs(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := testIdentity()
+	v, sf, err := OpenSharedFolder(user, shared, "team", "Lists", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(user, SharedFoldersDir, "team", "Lists"); v.View != want || sf.Folder != "Lists" {
+		t.Fatalf("view %s (%+v), want %s", v.View, sf, want)
+	}
+	if _, err := os.Readlink(filepath.Join(v.View, "new", key+":2,")); err != nil {
+		t.Fatalf("the message is not linked into the view: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		// uid 1001 reads a "-s read" folder of root's: no writing.
+		if v.Writable {
+			t.Fatal("a -s read folder is writable for another user")
+		}
+		if _, err := v.InsertFolder(sf); !errors.Is(err, ErrSharedPermission) {
+			t.Fatalf("InsertFolder on a read-only folder: %v, want ErrSharedPermission", err)
+		}
+	}
+	for _, c := range [][2]string{{"team", "../x"}, {"../team", "Lists"}, {"team", "Nope"}, {"other", "Lists"}, {"team", "Lists/../../x"}} {
+		if _, _, err := OpenSharedFolder(user, shared, c[0], c[1], id); !errors.Is(err, ErrNoSharedFolder) {
+			t.Errorf("OpenSharedFolder(%q, %q) = %v, want ErrNoSharedFolder", c[0], c[1], err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(user, SharedFoldersDir, "x")); err == nil {
+		t.Error("a hostile name made a directory")
+	}
+}

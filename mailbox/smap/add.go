@@ -19,6 +19,7 @@ import (
 // with the message.
 type addState struct {
 	folder   *maildir.Folder
+	shared   bool // folder is a sharable folder: give the message to the user
 	flags    string
 	keywords []string
 	date     time.Time
@@ -78,16 +79,12 @@ func (sess *session) cmdAdd(w *words) bool {
 		name = upper(name)
 		switch {
 		case name == "FOLDER":
-			fname, err := folderName(w.path())
-			var f *maildir.Folder
-			if err == nil {
-				f, err = sess.md.Folder(fname)
-			}
+			f, shared, err := sess.insertTarget(w.path())
 			if err != nil {
 				sess.writeString("-ERR Invalid folder: " + errText(err) + "\n")
 				return true
 			}
-			st.folder = f
+			st.folder, st.shared = f, shared
 			okmsg = "Will add to this folder"
 		case name == "MAILFROM" && hasValue:
 			st.from = value
@@ -186,6 +183,9 @@ func (sess *session) upload(st *addState, format string) {
 		}
 	default:
 		if key != "" {
+			if st.shared {
+				st.folder.AdoptShared([]string{key}, sess.identity())
+			}
 			sess.srv.added.Add(1)
 			sess.writeString(`* ADD "UID=` + quoteInner(key) + `"` + "\n")
 		}

@@ -211,7 +211,7 @@ func (sess *session) fetchContents(i int, it *fetchItem) error {
 		}
 		sess.sendBlocks(i, reformime.DecodeBody(p.CTE, msg.data[startBody:end]), est)
 	}
-	if !it.peek {
+	if !it.peek && !sess.cur.readOnly() {
 		m := &sess.cur.msgs[i]
 		if !strings.ContainsRune(m.flags, maildir.FlagSeen) {
 			flags := sortedFlags(m.flags + string(maildir.FlagSeen))

@@ -1,6 +1,7 @@
 package smap
 
 import (
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,9 @@ type openFolder struct {
 	// snapshots: opened with SOPEN, so NOOP saves snapshots (snapshot.go);
 	// dirty: the view changed since the last one was saved.
 	snapshots, dirty bool
+	// fs: a filesystem-shared folder (fsshared.go); f is then the
+	// user's private view of it.
+	fs *fsShared
 }
 
 type viewMsg struct {
@@ -48,25 +52,47 @@ func (sess *session) cmdOpen(cmd string, w *words) {
 		sess.writeString("-ERR Invalid folder: Invalid argument\n")
 		return
 	}
-	name, err := folderName(path)
+	var name string
+	var f *maildir.Folder
+	var fs *fsShared
+	var err error
+	if sess.isSharedPath(path) {
+		name, f, fs, err = sess.openShared(path)
+		if err != nil && !errors.Is(err, errBadName) {
+			sess.writeString("-ERR Cannot open the folder: " + errText(err) + "\n")
+			return
+		}
+	} else {
+		name, err = folderName(path)
+	}
 	if err != nil {
 		sess.writeString("-ERR Invalid folder: " + errText(err) + "\n")
 		return
 	}
-	f, err := sess.md.Folder(name)
+	if f == nil {
+		f, err = sess.md.Folder(name)
+	}
 	var snap *maildir.Snapshot
 	if err == nil {
-		snap, err = f.Sync(true)
+		// A read-only shared folder is read as IMAP's EXAMINE reads:
+		// its new messages stay new.
+		snap, err = f.Sync(fs == nil || fs.view.Writable)
 	}
 	if err != nil {
 		sess.writeString("-ERR Cannot open the folder: " + errText(err) + "\n")
 		return
 	}
-	of := &openFolder{name: name, f: f, snap: snap, msgs: make([]viewMsg, len(snap.Messages))}
+	of := &openFolder{name: name, f: f, snap: snap, msgs: make([]viewMsg, len(snap.Messages)), fs: fs}
 	for i := range snap.Messages {
 		of.msgs[i] = viewOf(&snap.Messages[i])
 	}
-	of.changed, of.unwatch = sess.srv.watch.add(f.Path())
+	watched := f.Path()
+	if fs != nil {
+		// Others change the sharable folder; the view follows it at
+		// the next sync.
+		watched = fs.view.Real
+	}
+	of.changed, of.unwatch = sess.srv.watch.add(watched)
 	sess.cur = of
 	if cmd == "SOPEN" {
 		of.snapshots, of.dirty = true, true
@@ -110,7 +136,14 @@ func (sess *session) noop() bool {
 	if of == nil {
 		return false
 	}
-	snap, err := of.f.Sync(true)
+	if of.fs != nil {
+		// The view's links follow the sharable folder first (messages
+		// others added or removed).
+		if err := of.fs.view.Sync(); err != nil {
+			sess.log.Warn("smap: sync shared folder", "folder", of.name, "err", err)
+		}
+	}
+	snap, err := of.f.Sync(!of.readOnly())
 	if err != nil {
 		sess.log.Warn("smap: rescan", "folder", of.name, "err", err)
 		return false
@@ -253,12 +286,16 @@ func (sess *session) cmdExpunge(_ string, w *words) {
 		return
 	}
 	of := sess.cur
+	if of.readOnly() {
+		sess.writeString("-ERR Cannot expunge messages: " + errText(errReadOnly) + "\n")
+		return
+	}
 	for i := range of.msgs {
 		m := &of.msgs[i]
 		if has && !inSet(set, i) || !has && !strings.ContainsRune(m.flags, maildir.FlagTrashed) {
 			continue
 		}
-		if err := of.f.Remove(m.key); err != nil && !isGone(err) {
+		if err := sess.removeMessage(m.key); err != nil && !isGone(err) {
 			sess.log.Warn("smap: expunge", "folder", of.name, "key", m.key, "err", err)
 		}
 	}

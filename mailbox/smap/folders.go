@@ -25,6 +25,10 @@ func errText(err error) string {
 		return "Disk quota exceeded"
 	case errors.Is(err, maildir.ErrTooManyKeywords):
 		return "Too many keywords"
+	case errors.Is(err, maildir.ErrNoSharedFolder):
+		return "No such file or directory"
+	case errors.Is(err, errReadOnly), errors.Is(err, maildir.ErrSharedPermission), errors.Is(err, maildir.ErrNotReadable):
+		return "Permission denied"
 	}
 	return "Input/output error"
 }
@@ -37,6 +41,14 @@ func (sess *session) cmdList(_ string, w *words) {
 		sess.writeString(`* LIST "INBOX" "New Mail" FOLDER` + "\n")
 		sess.writeString(`* LIST "INBOX" "Folders" DIRECTORY` + "\n")
 		sess.writeString(`* LIST "public" "Public Folders" DIRECTORY` + "\n")
+		if sess.hasSharable() {
+			sess.writeString(`* LIST "shared" "Shared Folders" DIRECTORY` + "\n")
+		}
+		sess.writeString("+OK LIST completed\n")
+		return
+	}
+	if sess.isSharedPath(path) {
+		sess.listShared(path)
 		sess.writeString("+OK LIST completed\n")
 		return
 	}
@@ -98,7 +110,15 @@ func (sess *session) cmdList(_ string, w *words) {
 // (CHEAP or FULL in Cone) is not looked at, as in Courier.
 func (sess *session) cmdStatus(_ string, w *words) {
 	w.next()
-	name, err := folderName(w.path())
+	path := w.path()
+	var name string
+	var shared *maildir.Folder
+	var err error
+	if sess.isSharedPath(path) {
+		name, shared, _, err = sess.openShared(path)
+	} else {
+		name, err = folderName(path)
+	}
 	if err != nil {
 		sess.writeString("-ERR Cannot read folder status: " + errText(err) + "\n")
 		return
@@ -112,7 +132,10 @@ func (sess *session) cmdStatus(_ string, w *words) {
 			}
 		}
 	} else {
-		f, err := sess.md.Folder(name)
+		f, err := shared, error(nil)
+		if f == nil {
+			f, err = sess.md.Folder(name)
+		}
 		var snap *maildir.Snapshot
 		if err == nil {
 			snap, err = f.Sync(false)

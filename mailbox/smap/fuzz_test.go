@@ -5,10 +5,12 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"postern/mailbox/maildir"
 )
 
 // FuzzCommandLine feeds command lines to the word parser, the message-set
-// parser, the folder-path mapping and SEARCH's parser: none may panic, a
+// parser, the folder-path mappings (own and shared) and SEARCH's parser: none may panic, a
 // folder name must stay one directory inside the Maildir, and a level's
 // on-disk name must read back as the name.
 func FuzzCommandLine(f *testing.F) {
@@ -16,6 +18,7 @@ func FuzzCommandLine(f *testing.F) {
 		`LIST INBOX`, `CREATE INBOX "a.b" "Ünï"`, `COPY 1-2 5 "" INBOX Sub`, `FETCH 1 CONTENTS.PEEK=HEADERS[1.2.0](FROM,:ENVELOPE)`,
 		`SEARCH UNMARKED NOT SUBJECT "x""y"`, `STORE 3-1 +FLAGS=SEEN`, `OPEN INBOX ../x`, "\"unterminated", `SEARCH 1-3,* TEXT ttest`,
 		"\x00\xff\"\"\"", `EXPUNGE 99999999999999999999`,
+		`OPEN shared team Lists`, `OPEN shared ../team ../x`, `LIST shared team "a.b" Sub`, `ADD FOLDER shared team "Lists/../.." ""`,
 	} {
 		f.Add(s)
 	}
@@ -42,6 +45,13 @@ func FuzzCommandLine(f *testing.F) {
 				}
 			} else if utf8.ValidString(p) && !strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 				t.Fatalf("valid level %q refused: %v", p, err)
+			}
+		}
+		// A shared folder's name stays one Maildir++ folder inside the
+		// sharable maildir, whatever the words.
+		if _, folder, err := sharedFolderName(path); err == nil {
+			if maildir.ValidFolderName(folder) != nil || strings.Contains(folder, "/") || strings.Contains(folder, "..") {
+				t.Fatalf("shared folder name %q from %q escapes", folder, path)
 			}
 		}
 		set, _, _, ok := parseMsgSet(newWords(line))

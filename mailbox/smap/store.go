@@ -60,6 +60,12 @@ func (sess *session) cmdStore(_ string, w *words) {
 		err = errInvalid
 	}
 	of := sess.cur
+	if ok && of.readOnly() {
+		// The flags live in the user's own view, but a folder they
+		// may not write is read-only, whatever is asked (as IMAP
+		// opens it).
+		err, ok = errReadOnly, false
+	}
 	for ; ok && p != ""; p = w.next() {
 		eq := strings.IndexByte(p, '=')
 		if eq < 0 {
@@ -181,18 +187,19 @@ func (sess *session) cmdCopy(cmd string, w *words) {
 		sess.writeString("-ERR Syntax error.\n")
 		return
 	}
-	name, err := folderName(w.path())
-	var dst *maildir.Folder
-	if err == nil {
-		dst, err = sess.md.Folder(name)
+	path := w.path()
+	dst, toShared, err := sess.insertTarget(path)
+	if err == nil && cmd == "MOVE" && sess.cur.readOnly() {
+		err = errReadOnly // the originals could not be removed
 	}
 	if err != nil {
 		sess.writeString("-ERR Cannot copy messages: " + errText(err) + "\n")
 		return
 	}
+	name := dst.Path()
 	of := sess.cur
 	// Courier checks the quota for the whole set before copying any.
-	if err := sess.checkCopyQuota(set, dst); err != nil {
+	if err := sess.checkCopyQuota(set, dst, toShared); err != nil {
 		sess.writeString("-ERR Cannot copy messages: " + errText(err) + "\n")
 		return
 	}
@@ -206,6 +213,11 @@ func (sess *session) cmdCopy(cmd string, w *words) {
 			}
 			return err
 		}
+		if toShared {
+			dst.AdoptShared([]string{newKey}, sess.identity())
+		}
+		// In a shared folder too: each reader's view names its link
+		// after the message (KEY:2,), so the key is its UID there.
 		sess.writeString("* COPY " + itoa(i+1) + ` "NEWUID=` + quoteInner(newKey) + `"` + "\n")
 		moved = append(moved, m.key)
 		return nil
@@ -217,7 +229,7 @@ func (sess *session) cmdCopy(cmd string, w *words) {
 	}
 	if cmd == "MOVE" {
 		for _, key := range moved {
-			if err := of.f.Remove(key); err != nil && !isGone(err) {
+			if err := sess.removeMessage(key); err != nil && !isGone(err) {
 				sess.log.Warn("smap: move: remove original", "key", key, "err", err)
 			}
 		}
@@ -229,7 +241,12 @@ func (sess *session) cmdCopy(cmd string, w *words) {
 // checkCopyQuota refuses a copy that would take the Maildir over its
 // quota (messages marked deleted and the Trash do not count, as in
 // maildir's own accounting).
-func (sess *session) checkCopyQuota(set []msgRange, dst *maildir.Folder) error {
+func (sess *session) checkCopyQuota(set []msgRange, dst *maildir.Folder, toShared bool) error {
+	if toShared {
+		// The sharable maildir's own quota, if any, applies as each
+		// message is copied; the user's does not (Courier's README).
+		return nil
+	}
 	limit, used, err := sess.md.Quota()
 	if err != nil || limit.Bytes == 0 && limit.Messages == 0 || dst.Name() == "Trash" {
 		return nil

@@ -55,8 +55,16 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	op := r.PostFormValue("op")
-	var done int
+	var done, kept int
 	var actErr error
+	fs := u.fs
+	id, _ := u.identity()
+	if fs != nil && !fs.view.Writable && op != "" {
+		// A shared folder the user may not write: read-only, as IMAP
+		// opens it, whatever the action.
+		h.flash(w, r, u, "This shared folder is read-only: its owner lets you read it, not change it.", back)
+		return
+	}
 	switch op {
 	case "read", "unread", "flag", "unflag":
 		flag, on := maildir.FlagSeen, op == "read"
@@ -71,6 +79,24 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 			done++
 		}
 	case "delete":
+		if fs != nil {
+			// Out of the sharable folder itself, where the permissions
+			// allow it (as IMAP's EXPUNGE there): the user's Trash
+			// would only hold a copy of what everyone shares.
+			for _, m := range msgs {
+				k, err := removeFrom(f, fs, id, m.Key)
+				if err != nil && !errors.Is(err, maildir.ErrNoMessage) {
+					actErr = err
+					break
+				}
+				if k {
+					kept++
+				} else {
+					done++
+				}
+			}
+			break
+		}
 		if name == folderTrash {
 			for _, m := range msgs {
 				if err := f.Remove(m.Key); err != nil && !errors.Is(err, maildir.ErrNoMessage) {
@@ -86,23 +112,27 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 			actErr = err
 			break
 		}
-		done, actErr = moveMessages(f, trash, msgs)
+		done, kept, actErr = moveMessages(f, trash, msgs, nil, id, false)
 	case "move":
-		to, err := folderParam(r.PostFormValue("to"))
-		if err != nil || r.PostFormValue("to") == "" {
+		to := r.PostFormValue("to")
+		if to == "" {
 			h.flash(w, r, u, "Choose the folder to move to.", back)
 			return
 		}
-		if to == name {
+		if to == name || strings.EqualFold(to, maildir.Inbox) && name == maildir.Inbox {
 			h.flash(w, r, u, "The messages are already in that folder.", back)
 			return
 		}
-		dst, err := u.md.Folder(to)
+		dst, toShared, err := h.insertTarget(u, to)
+		if errors.Is(err, errReadOnlyShared) {
+			h.flash(w, r, u, "That shared folder is read-only: its owner lets you read it, not add to it.", back)
+			return
+		}
 		if err != nil {
 			h.flash(w, r, u, "There is no folder by that name.", back)
 			return
 		}
-		done, actErr = moveMessages(f, dst, msgs)
+		done, kept, actErr = moveMessages(f, dst, msgs, fs, id, toShared)
 	default:
 		h.fail(w, r, u, http.StatusBadRequest, "Unknown action.")
 		return
@@ -116,11 +146,15 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 		h.flash(w, r, u, msg, back)
 		return
 	}
-	h.log.Info("webmail: action", "user", u.s.Login, "folder", name, "op", op, "messages", done)
-	if (op == "delete" || op == "move") && strings.HasPrefix(back, Prefix+"msg?") {
+	h.log.Info("webmail: action", "user", u.s.Login, "folder", name, "op", op, "messages", done, "kept", kept)
+	if (op == "delete" || op == "move") && strings.HasPrefix(back, Prefix+"msg?") && kept == 0 {
 		back = listURL(name, listQuery{}) // the message is no longer here
 	}
-	h.flash(w, r, u, actionDone(op, done), back)
+	msg := actionDone(op, done)
+	if kept > 0 {
+		msg += fmt.Sprintf(" %d kept in the shared folder: only their owner (or the folder's) may remove them.", kept)
+	}
+	h.flash(w, r, u, msg, back)
 }
 
 func actionDone(op string, n int) string {
@@ -144,22 +178,33 @@ func actionDone(op string, n int) string {
 }
 
 // moveMessages copies each message to dst (with its flags and keywords)
-// and removes it from src, as IMAP's MOVE does.
-func moveMessages(src, dst *maildir.Folder, msgs []maildir.Message) (int, error) {
-	done := 0
+// and removes it from src, as IMAP's MOVE does. From a shared folder
+// (srcShared) the original is removed where the permissions allow it,
+// else kept (and counted); into one (toShared) the copy is given to the
+// user.
+func moveMessages(src, dst *maildir.Folder, msgs []maildir.Message, srcShared *fsShared, id maildir.Identity, toShared bool) (done, kept int, err error) {
 	for _, m := range msgs {
-		if _, err := src.CopyTo(dst, m.Key); err != nil {
+		newKey, err := src.CopyTo(dst, m.Key)
+		if err != nil {
 			if errors.Is(err, maildir.ErrNoMessage) {
 				continue
 			}
-			return done, err
+			return done, kept, err
 		}
-		if err := src.Remove(m.Key); err != nil && !errors.Is(err, maildir.ErrNoMessage) {
-			return done, err
+		if toShared {
+			dst.AdoptShared([]string{newKey}, id)
 		}
-		done++
+		k, err := removeFrom(src, srcShared, id, m.Key)
+		if err != nil && !errors.Is(err, maildir.ErrNoMessage) {
+			return done, kept, err
+		}
+		if k {
+			kept++
+		} else {
+			done++
+		}
 	}
-	return done, nil
+	return done, kept, nil
 }
 
 // specialFolder opens Sent, Drafts or Trash, making it (and subscribing

@@ -527,17 +527,26 @@ func (h *Handler) markAnswered(u *user, id string) {
 // forwarded reads the message being forwarded, to attach it whole.
 func (h *Handler) forwarded(u *user, cp *composePage) (outAttachment, error) {
 	bad := errors.New("The message to forward is no longer there.")
-	name, err := folderParam(cp.FwdFolder)
-	if err != nil {
-		return outAttachment{}, bad
-	}
 	uid, ok := parseUID(cp.FwdUID)
 	if !ok {
 		return outAttachment{}, bad
 	}
-	f, err := u.md.Folder(name)
-	if err != nil {
-		return outAttachment{}, bad
+	var f *maildir.Folder
+	if nick, folder, shared, err := parseSharedParam(cp.FwdFolder); shared {
+		if err == nil {
+			f, _, err = h.openShared(u, nick, folder)
+		}
+		if err != nil {
+			return outAttachment{}, bad
+		}
+	} else {
+		name, err := folderParam(cp.FwdFolder)
+		if err != nil {
+			return outAttachment{}, bad
+		}
+		if f, err = u.md.Folder(name); err != nil {
+			return outAttachment{}, bad
+		}
 	}
 	snap, err := f.Sync(false)
 	if err != nil {

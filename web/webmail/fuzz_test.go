@@ -30,13 +30,24 @@ func FuzzReflow(f *testing.F) {
 }
 
 func FuzzFolderNames(f *testing.F) {
-	for _, s := range []string{"INBOX", "Work", "Projekt &AMQ-", "../x", "a..b", "&-", "&AGEAYgBj-", "&2D3eAA-", "Sent.2024"} {
+	for _, s := range []string{"INBOX", "Work", "Projekt &AMQ-", "../x", "a..b", "&-", "&AGEAYgBj-", "&2D3eAA-", "Sent.2024",
+		"shared/team/Lists", "shared/team/../x", "shared/../x/Lists", "shared/team/Lists/x", "shared//x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		if name, err := folderParam(s); err == nil {
 			if strings.ContainsAny(name, "/\x00") || strings.Contains(name, "..") || strings.HasPrefix(name, ".") {
 				t.Fatalf("accepted %q as %q", s, name)
+			}
+		}
+		// A shared folder's name: one Maildir++ folder, and a NICK with
+		// no "/" (maildir then finds it among shared-maildirs' names).
+		if nick, folder, _, err := parseSharedParam(s); err == nil && nick != "" {
+			if strings.Contains(nick, "/") || maildir.ValidFolderName(folder) != nil || strings.Contains(folder, "..") {
+				t.Fatalf("shared %q accepted as %q %q", s, nick, folder)
+			}
+			if back, _, _, _ := parseSharedParam(sharedParam(nick, folder)); back != nick {
+				t.Fatalf("shared %q does not round trip", s)
 			}
 		}
 		if name, err := newFolderName(s); err == nil {

@@ -92,6 +92,25 @@ func (q listQuery) desc() bool {
 // openFolder opens the folder a request names, answering the request
 // itself when it cannot.
 func (h *Handler) openFolder(w http.ResponseWriter, r *http.Request, u *user, param string) (string, *maildir.Folder, bool) {
+	if nick, folder, ok, err := parseSharedParam(param); ok {
+		// A shared folder: only one the user may read, through their
+		// view; a name that is not one gets the same answer as a
+		// folder that is not there.
+		var f *maildir.Folder
+		if err == nil {
+			f, u.fs, err = h.openShared(u, nick, folder)
+		}
+		if err != nil {
+			status := http.StatusNotFound
+			if !errors.Is(err, errBadFolder) && !errors.Is(err, maildir.ErrNoSharedFolder) {
+				h.log.Error("webmail: open shared folder", "user", u.s.Login, "folder", param, "err", err)
+				status = http.StatusServiceUnavailable
+			}
+			h.fail(w, r, u, status, "There is no folder by that name.")
+			return "", nil, false
+		}
+		return param, f, true
+	}
 	name, err := folderParam(param)
 	if err != nil {
 		h.fail(w, r, u, http.StatusBadRequest, "There is no folder by that name.")

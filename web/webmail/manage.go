@@ -15,6 +15,7 @@ import (
 
 type foldersPage struct {
 	Folders []folderInfo
+	Shared  []sharedInfo
 }
 
 // folders lists the folders with their counts and the forms that manage
@@ -25,7 +26,7 @@ func (h *Handler) folders(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := h.pageFor(u, "Folders", nil)
-	p.Body = &foldersPage{Folders: p.Folders}
+	p.Body = &foldersPage{Folders: p.Folders, Shared: p.Shared}
 	h.render(w, http.StatusOK, "folders.html", p)
 }
 
@@ -97,8 +98,44 @@ func (h *Handler) manageFolders(w http.ResponseWriter, r *http.Request) {
 		}
 		h.log.Info("webmail: folder deleted", "user", u.s.Login, "folder", name)
 		h.flash(w, r, u, "Folder "+displayName(name)+" deleted with its messages.", back)
+	case "subscribe", "unsubscribe":
+		h.subscribeShared(w, r, u, op == "subscribe")
 	default:
 		h.fail(w, r, u, http.StatusBadRequest, "Unknown action.")
+	}
+}
+
+// subscribeShared subscribes to a shared folder (makes the user's private
+// view of it, as Courier does) or unsubscribes (removes the view; the
+// sharable folder's messages stay).
+func (h *Handler) subscribeShared(w http.ResponseWriter, r *http.Request, u *user, on bool) {
+	back := Prefix + "folders"
+	param := r.PostFormValue("f")
+	nick, folder, shared, err := parseSharedParam(param)
+	if !shared || err != nil {
+		h.flash(w, r, u, "There is no shared folder by that name.", back)
+		return
+	}
+	if on {
+		// Only a folder the user may read: the open checks it.
+		_, _, err = h.openShared(u, nick, folder)
+	} else {
+		err = maildir.UnsubscribeShared(u.md.Root(), nick, folder)
+	}
+	if err != nil {
+		if !errors.Is(err, maildir.ErrNoSharedFolder) {
+			h.log.Error("webmail: shared folder subscription", "user", u.s.Login, "folder", param, "subscribe", on, "err", err)
+			h.flash(w, r, u, "The subscription could not be changed now. Try again later.", back)
+			return
+		}
+		h.flash(w, r, u, "There is no shared folder by that name.", back)
+		return
+	}
+	h.log.Info("webmail: shared folder subscription", "user", u.s.Login, "folder", param, "subscribe", on)
+	if on {
+		h.flash(w, r, u, "Subscribed to "+displayName(param)+".", back)
+	} else {
+		h.flash(w, r, u, "Unsubscribed from "+displayName(param)+".", back)
 	}
 }
 

@@ -126,8 +126,9 @@ func (h *Handler) message(w http.ResponseWriter, r *http.Request) {
 	asText := v.Get("view") == "text"
 	mp := h.renderMessage(om, asText)
 	mp.CanSend = h.opt.Send != nil
-	if unread(&om.m) {
-		// Opening a message reads it, as an IMAP FETCH of its body does.
+	if unread(&om.m) && (u.fs == nil || u.fs.view.Writable) {
+		// Opening a message reads it, as an IMAP FETCH of its body does
+		// (not in a read-only shared folder, opened as IMAP's EXAMINE).
 		if err := om.f.SetFlags(om.m.Key, withFlag(om.m.Flags, maildir.FlagSeen, true), om.m.Keywords); err != nil && !errors.Is(err, maildir.ErrNoMessage) {
 			h.log.Warn("webmail: mark seen", "user", u.s.Login, "folder", om.folder, "uid", om.m.UID, "err", err)
 		}

@@ -75,6 +75,9 @@ func displayName(name string) string {
 	if name == maildir.Inbox {
 		return "Inbox"
 	}
+	if nick, folder, ok, err := parseSharedParam(name); ok && err == nil {
+		return "shared." + clean(nick) + "." + displayName(folder)
+	}
 	if d, err := decodeMUTF7(name); err == nil {
 		return d
 	}

@@ -232,6 +232,9 @@ const (
 type user struct {
 	s  *websession.Session
 	md *maildir.Maildir
+	// fs is set by openFolder when the folder it opened is a shared
+	// one (fsshared.go).
+	fs *fsShared
 }
 
 // session returns the request's user, or answers the request itself (the
@@ -316,11 +319,15 @@ type pageData struct {
 	CSRF    string
 	Flash   string
 	Folders []folderInfo
-	Current string // the folder on show
-	Quota   *quotaInfo
-	CanSend bool
-	Filters bool // the filter pages are on
-	Body    any
+	Shared  []sharedInfo // filesystem-shared folders the user may read
+	// Subscribed are those of Shared the user subscribed to: the side
+	// list shows them beside the user's own, as sqwebmail does.
+	Subscribed []sharedInfo
+	Current    string // the folder on show
+	Quota      *quotaInfo
+	CanSend    bool
+	Filters    bool // the filter pages are on
+	Body       any
 }
 
 func (h *Handler) pageFor(u *user, title string, body any) *pageData {
@@ -330,6 +337,12 @@ func (h *Handler) pageFor(u *user, title string, body any) *pageData {
 		p.Flash = u.s.Get(keyFlash)
 		u.s.Set(keyFlash, "")
 		p.Folders = h.folderList(u.md)
+		p.Shared = h.sharedFolders(u)
+		for _, s := range p.Shared {
+			if s.Subscribed {
+				p.Subscribed = append(p.Subscribed, s)
+			}
+		}
 		p.Quota = quotaOf(u.md)
 	}
 	return p
