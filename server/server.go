@@ -567,6 +567,7 @@ func (s *Server) adminHandler() http.Handler {
 				return CheckConfig(c)
 			},
 			Listeners: s.listenerAddrs,
+			Sessions:  s.sessionStore(),
 			Version:   s.Version,
 			Started:   s.startTime,
 			Logger:    s.log.With("service", "webadmin"),

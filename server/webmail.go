@@ -15,6 +15,7 @@ import (
 	"postern/gateway"
 	"postern/policy"
 	"postern/web/webmail"
+	"postern/web/websession"
 )
 
 // newWebmail builds the webmail served under /mail/ on the web listener:
@@ -37,7 +38,17 @@ func (s *Server) newWebmail(cfg *policy.Config) (*webmail.Handler, error) {
 		Max:            cfg.WebmailMaxSession,
 		DisableFilters: !cfg.WebmailFilters,
 		Logger:         s.log.With("service", "webmail"),
+		Sessions:       s.sessionStore(),
 	})
+}
+
+// sessionStore is where the web applications keep their login sessions:
+// the state store (docs/state.md), so that a restart logs nobody out.
+func (s *Server) sessionStore() websession.Persister {
+	if s.store == nil {
+		return nil
+	}
+	return s.store
 }
 
 // webmailSend submits a webmail message as an authenticated user's: the

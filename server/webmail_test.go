@@ -248,3 +248,29 @@ func TestWebsListener(t *testing.T) {
 		}
 	}
 }
+
+// Webmail sessions are kept in the state store: a restart logs nobody
+// out (the same token still signs forms), and a logout is not undone by
+// the next restart.
+func TestWebmailSessionSurvivesRestart(t *testing.T) {
+	h := newHarness(t)
+	w := h.webLogin(h.user, h.pass)
+	h.restart()
+	w.base = "http://" + h.addr("web") // a new port; the browser keeps its cookie for the host
+	resp, page := w.do("GET", "/mail/folders", "", nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `name="csrf" value="`+w.csrf+`"`) {
+		t.Fatalf("after a restart: %d, the page has the old token: %v", resp.StatusCode, strings.Contains(page, w.csrf))
+	}
+	u, _ := url.Parse(w.base)
+	kept := w.c.Jar.Cookies(u) // a browser that keeps the cookie after logout
+	if resp, body := w.do("POST", "/mail/logout", "application/x-www-form-urlencoded", strings.NewReader(url.Values{"csrf": {w.csrf}}.Encode())); resp.StatusCode >= 400 {
+		t.Fatalf("logout with the kept token: %d %s", resp.StatusCode, body)
+	}
+	h.restart()
+	w.base = "http://" + h.addr("web")
+	u, _ = url.Parse(w.base)
+	w.c.Jar.SetCookies(u, kept)
+	if resp, _ := w.do("GET", "/mail/folders", "", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after logout and a restart: %d, want the login page's redirect", resp.StatusCode)
+	}
+}

@@ -69,6 +69,9 @@ type Options struct {
 	// Secure marks the session cookie Secure even over plain HTTP (a TLS
 	// proxy in front).
 	Secure bool
+	// Sessions, when set, keeps the login sessions beyond the process
+	// (the server's state store).
+	Sessions websession.Persister
 }
 
 // Handler serves the admin pages.
@@ -93,9 +96,10 @@ func New(opt Options) (*Handler, error) {
 		opt.Started = time.Now()
 	}
 	h := &Handler{
-		opt:      opt,
-		log:      opt.Logger,
-		store:    websession.NewStore(websession.Options{Cookie: "postern_admin", Path: Prefix, Idle: 30 * time.Minute, Max: 8 * time.Hour, Limit: 1000}),
+		opt: opt,
+		log: opt.Logger,
+		store: websession.NewStore(websession.Options{Cookie: "postern_admin", Path: Prefix, Idle: 30 * time.Minute, Max: 8 * time.Hour, Limit: 1000,
+			Persist: opt.Sessions, Name: "admin", Logger: opt.Logger}),
 		accounts: authtool.NewAccounts(opt.ConfigDir),
 		pages:    map[string]*template.Template{},
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -94,7 +94,11 @@ type Options struct {
 	// Secure marks the cookie Secure even on plain HTTP (a TLS proxy in
 	// front).
 	Secure bool
-	Logger *slog.Logger
+	// Sessions, when set, keeps the login sessions beyond the process
+	// (the server's state store): a restart logs nobody out, and nodes
+	// sharing the store share the sessions.
+	Sessions websession.Persister
+	Logger   *slog.Logger
 	// DisableFilters turns the mail filter and autoreply pages off.
 	DisableFilters bool
 	// Mailbot is the autoresponder as the generated filters run it, a
@@ -152,10 +156,11 @@ func New(opt Options) (*Handler, error) {
 	}
 	h := &Handler{
 		opt: opt, log: log,
-		sessions: websession.NewStore(websession.Options{Cookie: "postern_mail", Path: Prefix, Idle: opt.Idle, Max: opt.Max}),
-		html:     newHTMLPolicy(),
-		strip:    bluemonday.StrictPolicy(),
-		mds:      map[string]*maildir.Maildir{},
+		sessions: websession.NewStore(websession.Options{Cookie: "postern_mail", Path: Prefix, Idle: opt.Idle, Max: opt.Max,
+			Persist: opt.Sessions, Name: "webmail", Logger: log}),
+		html:  newHTMLPolicy(),
+		strip: bluemonday.StrictPolicy(),
+		mds:   map[string]*maildir.Maildir{},
 	}
 	h.sessions.Secure = opt.Secure
 	h.mailbot = opt.Mailbot
