@@ -26,7 +26,14 @@ type idleLine struct {
 const idleDebounce = 20 * time.Millisecond
 
 func execIdle(s *session, c *command) result {
+	// The folder is watched before the last sync and the continuation:
+	// a message delivered once the client has "+ idling" must wake this
+	// session, not wait for the next poll.
 	if s.sel != nil {
+		path := s.sel.folder.Path()
+		if s.srv.hub.watch(path) {
+			defer s.srv.hub.unwatch(path)
+		}
 		if r, failed := s.syncResult(s.sendUpdates(true, false)); failed {
 			return r
 		}
@@ -34,12 +41,6 @@ func execIdle(s *session, c *command) result {
 	s.w.line("+ idling").end()
 	if err := s.w.flush(); err != nil {
 		return fatal()
-	}
-	if s.sel != nil {
-		path := s.sel.folder.Path()
-		if s.srv.hub.watch(path) {
-			defer s.srv.hub.unwatch(path)
-		}
 	}
 	lines := make(chan idleLine, 1)
 	go func() {
