@@ -3,7 +3,6 @@ package authtool
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -40,27 +39,10 @@ Options:
 // error.
 func AuthenumerateMain(args []string, stdout, stderr io.Writer, svc *auth.Service) int {
 	fs := flag.NewFlagSet("postern authenumerate", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	options := fs.Bool("o", false, "also print each account's options")
 	shared := fs.Bool("s", false, "leave out the accounts whose options say disableshared")
-	printUsage := func(w io.Writer) {
-		fmt.Fprint(w, authenumerateUsage)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage(stdout)
-			return ExitOK
-		}
-		fmt.Fprintf(stderr, "postern authenumerate: %v\n\n", err)
-		printUsage(stderr)
-		return ExitUsage
-	}
-	if fs.NArg() != 0 {
-		printUsage(stderr)
-		return ExitUsage
+	if stop, code := parseCommand(fs, authenumerateUsage, args, 0, 0, stdout, stderr); stop {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), authenumerateTimeout)
 	defer cancel()

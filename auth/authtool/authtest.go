@@ -40,26 +40,9 @@ type PasswordChanger func(name, service, newPassword string) error
 // that form fails.
 func AuthtestMain(args []string, stdout, stderr io.Writer, svc *auth.Service, change PasswordChanger) int {
 	fs := flag.NewFlagSet("postern authtest", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	service := fs.String("s", "login", "`service` name")
-	printUsage := func(w io.Writer) {
-		fmt.Fprint(w, authtestUsage)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage(stdout)
-			return ExitOK
-		}
-		fmt.Fprintf(stderr, "postern authtest: %v\n\n", err)
-		printUsage(stderr)
-		return ExitUsage
-	}
-	if fs.NArg() < 1 || fs.NArg() > 3 {
-		printUsage(stderr)
-		return ExitUsage
+	if stop, code := parseCommand(fs, authtestUsage, args, 1, 3, stdout, stderr); stop {
+		return code
 	}
 	name := fs.Arg(0)
 	ctx, cancel := context.WithTimeout(context.Background(), authtestTimeout)
@@ -183,27 +166,10 @@ Options:
 func MakeuserdbMain(args []string, stdout, stderr io.Writer, configDir string) int {
 	p := PathsFor(configDir)
 	fs := flag.NewFlagSet("postern makeuserdb", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	source := fs.String("f", "", "compile `SOURCE` into SOURCE.db instead of CONFIGDIR/userdb into CONFIGDIR/userdb.db")
 	verbose := fs.Bool("v", false, "report how many accounts were compiled")
-	printUsage := func(w io.Writer) {
-		fmt.Fprint(w, makeuserdbUsage)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage(stdout)
-			return ExitOK
-		}
-		fmt.Fprintf(stderr, "postern makeuserdb: %v\n\n", err)
-		printUsage(stderr)
-		return ExitUsage
-	}
-	if fs.NArg() != 0 {
-		printUsage(stderr)
-		return ExitUsage
+	if stop, code := parseCommand(fs, makeuserdbUsage, args, 0, 0, stdout, stderr); stop {
+		return code
 	}
 	src, db := p.Source, p.DB
 	if *source != "" {
