@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"postern/filters"
+	"postern/filters/authres"
 	"postern/filters/dns"
 )
 
@@ -151,9 +152,9 @@ func (v Verification) AuthResult(remoteIP string) string {
 	case Pass:
 		fmt.Fprintf(&b, "arc=pass (i=%d) header.oldest-pass=%d", v.Instances(), v.OldestPass)
 	case Fail:
-		b.WriteString("arc=fail (" + commentText(v.Reason) + ")")
+		b.WriteString("arc=fail (" + authres.Comment(v.Reason) + ")")
 	case TempError:
-		b.WriteString("arc=fail (temporary error: " + commentText(v.Reason) + ")")
+		b.WriteString("arc=fail (temporary error: " + authres.Comment(v.Reason) + ")")
 	default:
 		b.WriteString("arc=none")
 	}
@@ -182,21 +183,6 @@ func FromResults(results []filters.Result) (status Status, trustedSealer string,
 		return st, r.Vars[VarTrustedSealer], true
 	}
 	return None, "", false
-}
-
-// commentText makes s safe inside an RFC 5322 comment: no parentheses,
-// backslashes or control characters, bounded length.
-func commentText(s string) string {
-	s = strings.Map(func(r rune) rune {
-		switch {
-		case r == '(' || r == ')' || r == '\\':
-			return -1
-		case r < 0x20 || r == 0x7f:
-			return ' '
-		}
-		return r
-	}, s)
-	return truncate(s, 120)
 }
 
 func normalizeDomain(d string) string {

@@ -191,3 +191,50 @@ func Field(authservID string, resinfo []string) string {
 	}
 	return b.String()
 }
+
+// Comment makes s safe inside a comment of the field (RFC 5322 section
+// 3.2.2): no parentheses, backslashes or control characters, at most 120
+// bytes (then "..."). The checks put their reasons there.
+func Comment(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '(' || r == ')' || r == '\\':
+			return -1
+		case r < 0x20 || r == 0x7f:
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 120 {
+		s = s[:120] + "..."
+	}
+	return s
+}
+
+// Value writes a property value (RFC 8601 section 2.2): as is when it is
+// a token or a dot-atom / addr-spec-like string, else as a quoted-string.
+func Value(s string) string {
+	plain := s != ""
+	for i := 0; i < len(s) && plain; i++ {
+		c := s[i]
+		plain = c > 0x20 && c < 0x7f && !strings.ContainsRune(`()<>,;:\"[]`, rune(c))
+	}
+	if plain {
+		return s
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f:
+			b.WriteByte(' ')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}

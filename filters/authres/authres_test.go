@@ -107,3 +107,29 @@ func FuzzStripForgedAuthResults(f *testing.F) {
 		}
 	})
 }
+
+func TestCommentAndValue(t *testing.T) {
+	for in, want := range map[string]string{
+		"key (2048 bits)":        "key 2048 bits",
+		"a\\b\r\nc":              "ab  c",
+		strings.Repeat("x", 130): strings.Repeat("x", 120) + "...",
+		"":                       "",
+	} {
+		if got := authres.Comment(in); got != want {
+			t.Errorf("Comment(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"example.org":      "example.org",
+		"user@example.org": "user@example.org",
+		"":                 `""`,
+		"two words":        `"two words"`,
+		`a"b\c`:            `"a\"b\\c"`,
+		"semi;colon":       `"semi;colon"`,
+		"line\r\nbreak":    `"line  break"`,
+	} {
+		if got := authres.Value(in); got != want {
+			t.Errorf("Value(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -38,6 +38,7 @@ import (
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
+	"postern/filters/authres"
 	"postern/filters/dns"
 )
 
@@ -146,28 +147,28 @@ func (v Verification) AuthResults() []string {
 		b.WriteString(s.Status.String())
 		if s.Status != Pass && s.Reason != "" {
 			b.WriteString(" (")
-			b.WriteString(commentText(s.Reason))
+			b.WriteString(authres.Comment(s.Reason))
 			b.WriteString(")")
 		}
 		if s.Domain != "" {
 			b.WriteString(" header.d=")
-			b.WriteString(resultValue(s.Domain))
+			b.WriteString(authres.Value(s.Domain))
 		}
 		if s.Identifier != "" && s.Identifier != "@"+s.Domain {
 			b.WriteString(" header.i=")
-			b.WriteString(resultValue(s.Identifier))
+			b.WriteString(authres.Value(s.Identifier))
 		}
 		if s.Selector != "" {
 			b.WriteString(" header.s=")
-			b.WriteString(resultValue(s.Selector))
+			b.WriteString(authres.Value(s.Selector))
 		}
 		if s.Algorithm != "" {
 			b.WriteString(" header.a=")
-			b.WriteString(resultValue(s.Algorithm))
+			b.WriteString(authres.Value(s.Algorithm))
 		}
 		if p := bPrefix(v.Signatures, i); p != "" {
 			b.WriteString(" header.b=")
-			b.WriteString(resultValue(p))
+			b.WriteString(authres.Value(p))
 		}
 		out = append(out, b.String())
 	}
@@ -523,47 +524,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// commentText makes s safe inside an RFC 5322 comment: no parentheses,
-// backslashes or control characters, bounded length.
-func commentText(s string) string {
-	s = strings.Map(func(r rune) rune {
-		switch {
-		case r == '(' || r == ')' || r == '\\':
-			return -1
-		case r < 0x20 || r == 0x7f:
-			return ' '
-		}
-		return r
-	}, s)
-	return truncate(s, 120)
-}
-
-// resultValue writes an RFC 8601 property value: as is when it is a token
-// or a dot-atom / addr-spec-like string, else as a quoted-string.
-func resultValue(s string) string {
-	plain := s != ""
-	for i := 0; i < len(s) && plain; i++ {
-		c := s[i]
-		plain = c > 0x20 && c < 0x7f && !strings.ContainsRune(`()<>,;:\"[]`, rune(c))
-	}
-	if plain {
-		return s
-	}
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
-			b.WriteByte(' ')
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"postern/filters"
+	"postern/filters/authres"
 	"postern/filters/dns"
 )
 
@@ -95,7 +96,7 @@ func (f *Filter) CheckData(ctx context.Context, s *filters.Session, msg filters.
 			Verdict:     filters.NoOpinion,
 			Score:       f.opts.Scores.TempError,
 			Reason:      "DKIM verification did not complete: " + err.Error(),
-			AuthResults: []string{"dkim=temperror (" + commentText("verification did not complete") + ")"},
+			AuthResults: []string{"dkim=temperror (" + authres.Comment("verification did not complete") + ")"},
 			Vars:        map[string]string{VarResult: TempError.String(), VarDomains: "", VarSignatures: "0"},
 		}
 	}
