@@ -19,26 +19,8 @@ import (
 // postern reputation show explains a client's score from the history the
 // server keeps (the embedded store here), and reset forgets it.
 func TestReputationShowAndReset(t *testing.T) {
-	dir := t.TempDir()
-	if err := policy.Init(dir, "example.test", "mail.example.test", false); err != nil {
-		t.Fatal(err)
-	}
-	etc := filepath.Join(dir, "etc")
-	os.WriteFile(filepath.Join(etc, "reputation"), []byte("reject 4\n"), 0o640)
-	cfg, err := policy.Load(etc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, store, err := server.OpenReputation(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess := &filters.Session{ClientIP: netip.MustParseAddr("203.0.113.9"), From: "x@news.example",
-		Results: []filters.Result{{Filter: "spf", Vars: map[string]string{"SPF": "pass", "SPF_DOMAIN": "news.example"}}}}
-	for range 40 {
-		rep.Outcome(context.Background(), sess, filters.Outcome{Stage: filters.StageRcpt, Verdict: filters.Reject, Filter: "dnsbl"})
-	}
-	store.Close()
+	etc, _ := refusedForty(t, &filters.Session{ClientIP: netip.MustParseAddr("203.0.113.9"), From: "x@news.example",
+		Results: []filters.Result{{Filter: "spf", Vars: map[string]string{"SPF": "pass", "SPF_DOMAIN": "news.example"}}}})
 
 	code, out, errb := runCmd(t, "", "--config", etc, "reputation", "show", "203.0.113.9", "News.Example.")
 	if code != 0 {
@@ -92,26 +74,7 @@ func TestConfigChecksReputation(t *testing.T) {
 // reputation asks it over the control socket instead, with the same
 // output, and a reset takes effect in the server at once.
 func TestReputationWhileServerRuns(t *testing.T) {
-	dir := t.TempDir()
-	if err := policy.Init(dir, "example.test", "mail.example.test", false); err != nil {
-		t.Fatal(err)
-	}
-	etc := filepath.Join(dir, "etc")
-	os.WriteFile(filepath.Join(etc, "reputation"), []byte("reject 4\n"), 0o640)
-	os.WriteFile(filepath.Join(etc, "listen"), []byte("smtp 127.0.0.1:0\n"), 0o640)
-	cfg, err := policy.Load(etc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, store, err := server.OpenReputation(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess := &filters.Session{ClientIP: netip.MustParseAddr("198.51.100.7")}
-	for range 40 {
-		rep.Outcome(context.Background(), sess, filters.Outcome{Stage: filters.StageRcpt, Verdict: filters.Reject, Filter: "dnsbl"})
-	}
-	store.Close()
+	etc, cfg := refusedForty(t, &filters.Session{ClientIP: netip.MustParseAddr("198.51.100.7")})
 
 	srv, err := server.New(etc, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -165,4 +128,30 @@ func TestReputationWhileServerRuns(t *testing.T) {
 	if code, out, errb := runCmd(t, "", "--config", etc, "reputation", "show", "198.51.100.7"); code != 0 || !strings.Contains(out, "new, score +0.00") {
 		t.Fatalf("show after stop: %d %s%s", code, out, errb)
 	}
+}
+
+// refusedForty makes an installation (reputation limit 4, SMTP on a free
+// port) whose embedded store remembers 40 refusals of sess's client.
+func refusedForty(t *testing.T, sess *filters.Session) (etc string, cfg *policy.Config) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := policy.Init(dir, "example.test", "mail.example.test", false); err != nil {
+		t.Fatal(err)
+	}
+	etc = filepath.Join(dir, "etc")
+	os.WriteFile(filepath.Join(etc, "reputation"), []byte("reject 4\n"), 0o640)
+	os.WriteFile(filepath.Join(etc, "listen"), []byte("smtp 127.0.0.1:0\n"), 0o640)
+	cfg, err := policy.Load(etc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, store, err := server.OpenReputation(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for range 40 {
+		rep.Outcome(context.Background(), sess, filters.Outcome{Stage: filters.StageRcpt, Verdict: filters.Reject, Filter: "dnsbl"})
+	}
+	return etc, cfg
 }
