@@ -13,6 +13,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"postern/internal/cliflags"
 )
 
 // MakedatMain is Courier's makedat(1): it builds the database that the
@@ -33,10 +35,10 @@ func MakedatMain(args []string, stdout, stderr io.Writer) int {
 	tmp := fs.String("tmp", "", "temporary file (default: FILE.tmp)")
 	fs.Bool("cidr", false, "accepted for compatibility (keys are stored as written)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: makedat -src=FILE|DIR -file=DB [-tmp=TMPFILE]\n\nBuilds a gdbmfetch database from KEY<TAB>VALUE lines. See docs/rules.md.")
+		fmt.Fprintln(fs.Output(), "Usage: makedat -src=FILE|DIR -file=DB [-tmp=TMPFILE]\n\nBuilds a gdbmfetch database from KEY<TAB>VALUE lines. See docs/rules.md.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cliflags.Parse(fs, args, stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}

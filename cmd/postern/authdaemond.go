@@ -50,7 +50,7 @@ func runAuthdaemond(e *env, args []string) int {
 		fmt.Fprint(fs.Output(), authdaemondUsage)
 		fs.PrintDefaults()
 	}
-	if code, done := parseFlags(fs, args); done {
+	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
 	if fs.NArg() > 0 {

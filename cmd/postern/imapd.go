@@ -49,7 +49,7 @@ func runIMAPD(e *env, args []string) int {
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), imapdUsage) }
 	preauth := fs.Bool("preauth", os.Getenv("AUTHENTICATED") != "", "start logged in as the user running the command")
-	if code, done := parseFlags(fs, args); done {
+	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
 	if fs.NArg() > 1 || (fs.NArg() == 1 && !*preauth) {

@@ -66,7 +66,7 @@ Refuses to overwrite an existing DIR/etc unless --force is given.`)
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		dir, args = args[0], args[1:]
 	}
-	if code, done := parseFlags(fs, args); done {
+	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
 	if dir == "" && fs.NArg() == 1 {

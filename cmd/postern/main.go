@@ -18,6 +18,7 @@ import (
 	"postern/filters/dmarc"
 	"postern/filters/dnsbl"
 	"postern/filters/spf"
+	"postern/internal/cliflags"
 	"postern/mailbox/deliver"
 	"postern/mailbox/dotforward"
 	"postern/mailbox/mailbot"
@@ -142,11 +143,13 @@ func run(argv []string, e *env) int {
 	fs := flag.NewFlagSet("postern", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.StringVar(&e.configDir, "config", e.configDir, "configuration `directory` (or set POSTERN_CONFIG)")
-	fs.Usage = func() { usage(e.stderr, fs) }
+	fs.Usage = func() {} // printed below: --help on stdout, a mistake on stderr
 	if err := fs.Parse(argv[1:]); err != nil {
 		if err == flag.ErrHelp {
+			usage(e.stdout, fs)
 			return 0
 		}
+		usage(e.stderr, fs)
 		return 64
 	}
 	if fs.NArg() == 0 {
@@ -195,18 +198,20 @@ func newFlags(e *env, name, synopsis, description string) *flag.FlagSet {
 	fs.SetOutput(e.stderr)
 	fs.StringVar(&e.configDir, "config", e.configDir, "configuration `directory`")
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: postern %s %s\n\n%s\n\nOptions:\n", name, synopsis, strings.TrimSpace(description))
+		fmt.Fprintf(fs.Output(), "Usage: postern %s %s\n\n%s\n\nOptions:\n", name, synopsis, strings.TrimSpace(description))
 		fs.PrintDefaults()
 	}
 	return fs
 }
 
-// parseFlags parses args and maps -h/--help to exit 0 and errors to 64.
-func parseFlags(fs *flag.FlagSet, args []string) (exit int, done bool) {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0, true
-		}
+// parseFlags parses args and maps -h/--help to exit 0, with the usage on
+// standard output (where `postern serve --help | less` reads it), and
+// errors to 64, with the usage on standard error.
+func parseFlags(e *env, fs *flag.FlagSet, args []string) (exit int, done bool) {
+	switch err := cliflags.Parse(fs, args, e.stdout); {
+	case err == flag.ErrHelp:
+		return 0, true
+	case err != nil:
 		return 64, true
 	}
 	return 0, false
@@ -407,7 +412,7 @@ func runDeliverfile(e *env, args []string) int {
 	fs.SetOutput(e.stderr)
 	from := fs.String("f", "", "envelope sender, for the mbox \"From \" line")
 	fs.Usage = func() {
-		fmt.Fprint(e.stderr, `Usage: postern deliverfile [-f SENDER] PATH < MESSAGE
+		fmt.Fprint(fs.Output(), `Usage: postern deliverfile [-f SENDER] PATH < MESSAGE
 
 Delivers the message on standard input (LF line ends) into PATH: appended
 to an mbox file (created 0600; dot-lock and flock as maildrop does; synced;
@@ -417,7 +422,7 @@ left as it was on failure), or, when PATH ends in "/", into that Maildir
 aliasuser (docs/aliases.md).
 `)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cliflags.Parse(fs, args, e.stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}

@@ -26,7 +26,7 @@ func runPOP3D(e *env, args []string) int {
 	fs := flag.NewFlagSet("pop3d", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), pop3dUsage) }
-	if code, done := parseFlags(fs, args); done {
+	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
 	if fs.NArg() > 0 {

@@ -445,7 +445,7 @@ line. Each column counts what is younger than its heading and older than
 the one before; the last, what is older than 1280 minutes.`)
 	senders := fs.Bool("senders", false, "count by the sender's domain instead of the recipient's")
 	top := fs.Int("top", 20, "show the `N` largest domains")
-	if code, done := parseFlags(fs, args); done {
+	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
 	cfg, err := policy.Load(e.configDir)

@@ -33,7 +33,7 @@ case-insensitive substrings. See docs/rejects.md.`)
 	fs.StringVar(&q.Text, "grep", "", "`text` anywhere in the record")
 	fs.IntVar(&q.Limit, "n", 50, "show the newest `N` (0 = all)")
 	asJSON := fs.Bool("json", false, "one JSON record per line")
-	if code, done := parseFlags(fs, args); done {
+	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
 	cfg, err := policy.Load(e.configDir)

@@ -41,7 +41,7 @@ Environment: POSTERN_SYSMON_SLACK (default 1ms) and POSTERN_SMTPD_QUIET
 (default 2,2ms; 0 for off) tune latency at light load; see docs/serve.md.`)
 	format := fs.String("log-format", "text", "log `format`: text or json")
 	grace := fs.Duration("grace", 30*time.Second, "how long to wait for sessions on shutdown")
-	if code, done := parseFlags(fs, args); done {
+	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
 	cfg, err := policy.Load(e.configDir)
@@ -106,7 +106,7 @@ Environment: POSTERN_SYSMON_SLACK (default 1ms) and POSTERN_SMTPD_QUIET
 // directory of the configuration.
 func signalServer(e *env, name string, sig syscall.Signal, args []string, description string) int {
 	fs := newFlags(e, name, "[--config DIR]", description)
-	if code, done := parseFlags(fs, args); done {
+	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
 	cfg, err := policy.Load(e.configDir)
@@ -152,7 +152,7 @@ Courier's %s. Postern reads %s as it is, with no database to build: this
 checks the whole configuration (errors with their file and line, exit 78)
 and tells a running server to reload it. With no server running, the file
 is read when one starts.`, tool, setting))
-		if code, done := parseFlags(fs, args); done {
+		if code, done := parseFlags(e, fs, args); done {
 			return code
 		}
 		cfg, err := policy.Load(e.configDir)
@@ -180,7 +180,7 @@ func runConfigCheck(e *env, args []string) int {
 	fs := newFlags(e, "config", "[--config DIR]", `
 Loads the configuration as the server would and prints what it resolves to,
 or every error with its file and line. Exit status 0 when it loads, 78 when not.`)
-	if code, done := parseFlags(fs, args); done {
+	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
 	cfg, err := policy.Load(e.configDir)

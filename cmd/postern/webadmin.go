@@ -50,7 +50,7 @@ with --stdin it reads one line from standard input.`)
 	// Flags may follow the name: "webadmin passwd admin --stdin".
 	var pos []string
 	for {
-		if code, done := parseFlags(fs, args); done {
+		if code, done := parseFlags(e, fs, args); done {
 			return code
 		}
 		if fs.NArg() == 0 {
@@ -85,7 +85,7 @@ with --stdin it reads one line from standard input.`)
 
 func webadminList(e *env, args []string) int {
 	fs := newFlags(e, "webadmin list", "", "Prints the names in CONFIGDIR/webadmin that may log in to the web admin.")
-	if code, done := parseFlags(fs, args); done {
+	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
 	admins, err := admin.LoadAdmins(e.configDir)

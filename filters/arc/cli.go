@@ -11,6 +11,7 @@ import (
 
 	"postern/filters/dkim"
 	"postern/filters/dns"
+	"postern/internal/cliflags"
 )
 
 // Exit statuses of CheckMain.
@@ -35,10 +36,10 @@ func CheckMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	authservID := fs.String("authserv-id", "", "our host name, for the Authentication-Results line")
 	timeout := fs.Duration("timeout", DefaultVerifyTimeout, "overall time limit")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern check arc [--dns HOST:PORT] [--ip IP] [--authserv-id NAME] [--timeout D] < message")
+		fmt.Fprintln(fs.Output(), "usage: postern check arc [--dns HOST:PORT] [--ip IP] [--authserv-id NAME] [--timeout D] < message")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cliflags.Parse(fs, args, stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK // the usage is printed
 		}

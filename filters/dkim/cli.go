@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"postern/filters/dns"
+	"postern/internal/cliflags"
 )
 
 // CheckMain is `postern check dkim`: it reads a message on stdin, checks
@@ -28,10 +29,10 @@ func CheckMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", DefaultVerifyTimeout, "overall time limit")
 	maxSigs := fs.Int("max-signatures", DefaultMaxSignatures, "signatures checked at most")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern check dkim [--dns HOST:PORT] [--authserv-id NAME] [--timeout D] < message")
+		fmt.Fprintln(fs.Output(), "usage: postern check dkim [--dns HOST:PORT] [--authserv-id NAME] [--timeout D] < message")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cliflags.Parse(fs, args, stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0 // the usage is printed
 		}

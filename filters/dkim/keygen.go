@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"postern/internal/cliflags"
 )
 
 // Exit statuses of KeygenMain and CheckMain.
@@ -118,14 +120,14 @@ func KeygenMain(args []string, stdout, stderr io.Writer, configDir string) int {
 	bits := fs.Int("bits", defaultRSABits, "RSA key size in bits (2048..4096)")
 	force := fs.Bool("force", false, "replace an existing key of the same domain and selector")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern dkim keygen DOMAIN [--selector S] [--type rsa|ed25519] [--bits N] [--force]")
+		fmt.Fprintln(fs.Output(), "usage: postern dkim keygen DOMAIN [--selector S] [--type rsa|ed25519] [--bits N] [--force]")
 		fs.PrintDefaults()
 	}
 	// Flags may come before or after DOMAIN.
 	var positional []string
 	rest := args
 	for {
-		if err := fs.Parse(rest); err != nil {
+		if err := cliflags.Parse(fs, rest, stdout); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return 0 // the usage is printed
 			}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"postern/filters/dns"
+	"postern/internal/cliflags"
 )
 
 // RecordsMain is `postern dkim records`: it prints the DNS TXT record of
@@ -28,13 +29,13 @@ func RecordsMain(args []string, stdout, stderr io.Writer, configDir string) int 
 	var servers ServerList
 	fs.Var(&servers, "dns", "DNS server to ask with --check, as HOST:PORT (repeatable; default: /etc/resolv.conf)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern dkim records [--check] [--dns HOST:PORT] [DOMAIN...]")
+		fmt.Fprintln(fs.Output(), "usage: postern dkim records [--check] [--dns HOST:PORT] [DOMAIN...]")
 		fs.PrintDefaults()
 	}
 	var wanted []string
 	rest := args
 	for {
-		if err := fs.Parse(rest); err != nil {
+		if err := cliflags.Parse(fs, rest, stdout); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return 0 // the usage is printed
 			}

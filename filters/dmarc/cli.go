@@ -15,6 +15,7 @@ import (
 	"postern/filters/dkim"
 	"postern/filters/dns"
 	"postern/filters/spf"
+	"postern/internal/cliflags"
 )
 
 // Exit statuses of CheckMain.
@@ -45,10 +46,10 @@ func CheckMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	authservID := fs.String("authserv-id", "", "our host name, for the Authentication-Results line")
 	timeout := fs.Duration("timeout", 20*time.Second, "time limit of each step")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern check dmarc --ip IP --helo NAME --sender ADDR [--dns HOST:PORT] [--authserv-id NAME] [--timeout D] < message")
+		fmt.Fprintln(fs.Output(), "usage: postern check dmarc --ip IP --helo NAME --sender ADDR [--dns HOST:PORT] [--authserv-id NAME] [--timeout D] < message")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cliflags.Parse(fs, args, stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0 // the usage is printed
 		}

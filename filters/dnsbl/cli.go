@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"postern/filters/dns"
+	"postern/internal/cliflags"
 )
 
 // Exit statuses of CheckMain.
@@ -53,14 +54,14 @@ func CheckMain(args []string, stdout, stderr io.Writer) int {
 	testPoints := fs.Bool("testpoints", false, "also ask each zone about the RFC 5782 test points")
 	timeout := fs.Duration("timeout", 0, "time limit of the lookups (default: the setting's, or 5s)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern check dnsbl IP|DOMAIN [--zone Z ...] [--config DIR] [--dns HOST:PORT] [--testpoints] [--timeout D]")
+		fmt.Fprintln(fs.Output(), "usage: postern check dnsbl IP|DOMAIN [--zone Z ...] [--config DIR] [--dns HOST:PORT] [--testpoints] [--timeout D]")
 		fs.PrintDefaults()
 	}
 	// The subject may come before or after the flags.
 	var positional []string
 	rest := args
 	for {
-		if err := fs.Parse(rest); err != nil {
+		if err := cliflags.Parse(fs, rest, stdout); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return 0 // the usage is printed
 			}

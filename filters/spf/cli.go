@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"postern/filters/dns"
+	"postern/internal/cliflags"
 )
 
 // Exit statuses of CheckMain.
@@ -41,10 +42,10 @@ func CheckMain(args []string, stdout, stderr io.Writer) int {
 	receiver := fs.String("receiver", "", "our host name, for %{r} and Received-SPF")
 	timeout := fs.Duration("timeout", DefaultTimeout, "overall time limit of the check")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern check spf --ip IP --helo NAME --sender ADDR [--dns HOST:PORT] [--identity mailfrom|helo] [--receiver NAME] [--timeout D]")
+		fmt.Fprintln(fs.Output(), "usage: postern check spf --ip IP --helo NAME --sender ADDR [--dns HOST:PORT] [--identity mailfrom|helo] [--receiver NAME] [--timeout D]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cliflags.Parse(fs, args, stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0 // the usage is printed
 		}
