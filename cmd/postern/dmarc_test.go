@@ -41,6 +41,14 @@ func TestDMARCReportCommand(t *testing.T) {
 	}
 	st.Close()
 
+	if code, out, _ := runCmd(t, "", "--config", etc, "config"); code != 0 || strings.Contains(out, "dmarcrpt") {
+		t.Errorf("config with dmarcreports off: %d\n%s", code, out)
+	}
+	os.WriteFile(filepath.Join(etc, "dmarcreports"), []byte("yes\n"), 0o640)
+	if code, out, _ := runCmd(t, "", "--config", etc, "config"); code != 0 || !strings.Contains(out, "dmarcrpt   every 24h, from postmaster@example.test\n") {
+		t.Errorf("config with dmarcreports on: %d\n%s", code, out)
+	}
+
 	code, out, errb := runCmd(t, "", "--config", etc, "dmarc", "report", "--help")
 	if code != 0 || !strings.Contains(out, "postern dmarc report --preview") || !strings.Contains(out, "--period") {
 		t.Fatalf("--help: %d %s%s", code, out, errb)
