@@ -347,3 +347,26 @@ func BenchmarkRecordDMARC(b *testing.B) {
 		st.RecordDMARC(o)
 	}
 }
+
+// Damaged day files: a line longer than any row and a garbage line are
+// skipped and counted, the rows after them still read; a last line
+// without its newline (being written) is neither read nor counted.
+func TestScanRowsDamage(t *testing.T) {
+	dir := t.TempDir()
+	day := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	r, _ := RowOf(observation(day.Add(time.Hour), "192.0.2.1", "example.org", true, "mailto:agg@example.org"))
+	st, _ := OpenStore(dir, nil)
+	st.Append(r)
+	st.Close()
+	path := filepath.Join(dir, "2026-03-01.jsonl")
+	good, _ := os.ReadFile(path)
+	content := string(good) + strings.Repeat("x", 3*maxRowBytes) + "\n" + "not json\n" + string(good) + string(good[:20])
+	os.WriteFile(path, []byte(content), 0o640)
+	rows, skipped, err := ReadRows(dir, day, day.Add(24*time.Hour))
+	if err != nil || len(rows) != 2 || skipped != 2 {
+		t.Fatalf("rows %d, skipped %d, err %v; want 2, 2, nil", len(rows), skipped, err)
+	}
+	if rows[1].SourceIP != "192.0.2.1" || rows[1].PolicyDomain != "example.org" {
+		t.Errorf("row after the damage: %+v", rows[1])
+	}
+}

@@ -84,24 +84,20 @@ func (s *Sender) Period(offset int) (begin, end time.Time) {
 // Build returns the reports of [begin, end), per policy domain (only
 // domain when it is not "").
 func (s *Sender) Build(begin, end time.Time, domain string) ([]*DomainReport, error) {
-	rows, skipped, err := ReadRows(s.Dir, begin, end)
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	agg := NewAggregator(begin, end)
+	skipped, err := ScanRows(s.Dir, begin, end, func(r Row) {
+		if domain == "" || r.PolicyDomain == domain {
+			agg.Add(r)
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
 	if skipped > 0 {
 		s.log().Warn("dmarc report: damaged rows skipped", "count", skipped, "begin", begin, "end", end)
 	}
-	reports := Aggregate(rows, begin, end)
-	if domain == "" {
-		return reports, nil
-	}
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	for _, dr := range reports {
-		if dr.Domain == domain {
-			return []*DomainReport{dr}, nil
-		}
-	}
-	return nil, nil
+	return agg.Reports(), nil
 }
 
 // SendDue sends the reports of every period that ended since the last

@@ -16,10 +16,10 @@ package report
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -239,31 +239,65 @@ func (s *Store) Close() error {
 // ReadRows returns the rows of dir with begin <= time < end, in file
 // order, and how many lines were skipped as damaged.
 func ReadRows(dir string, begin, end time.Time) (rows []Row, skipped int, err error) {
+	skipped, err = ScanRows(dir, begin, end, func(r Row) { rows = append(rows, r) })
+	return rows, skipped, err
+}
+
+// ScanRows calls fn with each row of dir with begin <= time < end, in file
+// order, reading one line at a time (a day of a busy server does not fit
+// in memory), and returns how many lines were skipped as damaged. A last
+// line without its newline is being written: it is left for later.
+func ScanRows(dir string, begin, end time.Time, fn func(Row)) (skipped int, err error) {
 	for d := begin.UTC().Truncate(24 * time.Hour); d.Before(end); d = d.Add(24 * time.Hour) {
-		b, err := os.ReadFile(filepath.Join(dir, d.Format(time.DateOnly)+".jsonl"))
+		f, err := os.Open(filepath.Join(dir, d.Format(time.DateOnly)+".jsonl"))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, skipped, fmt.Errorf("dmarc report: %w", err)
+			return skipped, fmt.Errorf("dmarc report: %w", err)
 		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		sc.Buffer(make([]byte, 0, 4096), maxRowBytes+1)
-		for sc.Scan() {
-			r, err := ParseRow(sc.Bytes())
-			if err != nil {
-				skipped++
-				continue
-			}
-			if t := time.Unix(r.Time, 0); !t.Before(begin) && t.Before(end) {
-				rows = append(rows, r)
-			}
-		}
-		if sc.Err() != nil {
-			skipped++ // a line too long: the rest of this file is lost
+		n, err := scanFile(f, begin, end, fn)
+		f.Close()
+		skipped += n
+		if err != nil {
+			return skipped, fmt.Errorf("dmarc report: %s: %w", f.Name(), err)
 		}
 	}
-	return rows, skipped, nil
+	return skipped, nil
+}
+
+func scanFile(f io.Reader, begin, end time.Time, fn func(Row)) (skipped int, err error) {
+	br := bufio.NewReaderSize(f, maxRowBytes)
+	for {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			// Longer than any row: skip to the end of the line.
+			skipped++
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			if err == io.EOF {
+				return skipped, nil
+			}
+			if err != nil {
+				return skipped, err
+			}
+			continue
+		case err == io.EOF:
+			return skipped, nil // a partial last line, or none
+		case err != nil:
+			return skipped, err
+		}
+		r, perr := ParseRow(line[:len(line)-1])
+		if perr != nil {
+			skipped++
+			continue
+		}
+		if t := time.Unix(r.Time, 0); !t.Before(begin) && t.Before(end) {
+			fn(r)
+		}
+	}
 }
 
 // firstDay returns the earliest day file's date in dir.

@@ -108,38 +108,59 @@ type DomainReport struct {
 	Messages   int
 }
 
-// Aggregate groups rows per policy domain, and in each per identical
+// Aggregator groups rows per policy domain, and in each per identical
 // record (source IP, disposition, aligned results, override, identifiers
-// and auth results), counting messages. Domains and records come out in a
-// stable order.
-func Aggregate(rows []Row, begin, end time.Time) []*DomainReport {
-	byDomain := map[string]*DomainReport{}
-	index := map[string]map[string]int{}
-	for _, r := range rows {
-		dr := byDomain[r.PolicyDomain]
-		if dr == nil {
-			dr = &DomainReport{Domain: r.PolicyDomain, Begin: begin, End: end}
-			byDomain[r.PolicyDomain] = dr
-			index[r.PolicyDomain] = map[string]int{}
-		}
-		dr.Published, dr.RUA = r.Published, r.RUA
-		dr.Messages++
-		rec := recordOf(r)
-		key := recordKey(rec)
-		if i, ok := index[r.PolicyDomain][key]; ok {
-			dr.Records[i].Row.Count++
-			continue
-		}
-		rec.Row.Count = 1
-		index[r.PolicyDomain][key] = len(dr.Records)
-		dr.Records = append(dr.Records, rec)
+// and auth results), counting messages.
+type Aggregator struct {
+	begin, end time.Time
+	byDomain   map[string]*DomainReport
+	index      map[string]map[string]int // domain -> record key -> index in Records
+}
+
+// NewAggregator returns an empty Aggregator for the period [begin, end).
+func NewAggregator(begin, end time.Time) *Aggregator {
+	return &Aggregator{begin: begin, end: end, byDomain: map[string]*DomainReport{}, index: map[string]map[string]int{}}
+}
+
+// Add counts r.
+func (a *Aggregator) Add(r Row) {
+	dr := a.byDomain[r.PolicyDomain]
+	if dr == nil {
+		dr = &DomainReport{Domain: r.PolicyDomain, Begin: a.begin, End: a.end}
+		a.byDomain[r.PolicyDomain] = dr
+		a.index[r.PolicyDomain] = map[string]int{}
 	}
-	out := make([]*DomainReport, 0, len(byDomain))
-	for _, dr := range byDomain {
+	dr.Published, dr.RUA = r.Published, r.RUA
+	dr.Messages++
+	rec := recordOf(r)
+	key := recordKey(rec)
+	if i, ok := a.index[r.PolicyDomain][key]; ok {
+		dr.Records[i].Row.Count++
+		return
+	}
+	rec.Row.Count = 1
+	a.index[r.PolicyDomain][key] = len(dr.Records)
+	dr.Records = append(dr.Records, rec)
+}
+
+// Reports returns the domains' reports, sorted by domain; records are in
+// the order of their first message.
+func (a *Aggregator) Reports() []*DomainReport {
+	out := make([]*DomainReport, 0, len(a.byDomain))
+	for _, dr := range a.byDomain {
 		out = append(out, dr)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Domain < out[j].Domain })
 	return out
+}
+
+// Aggregate is an Aggregator over rows.
+func Aggregate(rows []Row, begin, end time.Time) []*DomainReport {
+	a := NewAggregator(begin, end)
+	for _, r := range rows {
+		a.Add(r)
+	}
+	return a.Reports()
 }
 
 func passFail(ok bool) string {
