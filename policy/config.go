@@ -228,6 +228,18 @@ type Config struct {
 	// is their sender ("tlsrptfrom"; "" = postmaster of our domain).
 	TLSRPT     bool
 	TLSRPTFrom string
+	// DMARCReports keeps what the dmarc check saw and sends DMARC
+	// aggregate reports (RFC 7489 section 7.2) to the domains that ask
+	// ("dmarcreports", default no: reports tell third parties who mails
+	// us, which an admin should choose, as with OpenDMARC). DMARCReportFrom
+	// is their sender and the report's email ("dmarcreportfrom"; "" =
+	// postmaster of our domain); DMARCReportOrg the org_name
+	// ("dmarcreportorg"; "" = our domain); DMARCReportInterval the period,
+	// whole hours dividing a day ("dmarcreportinterval", 24h).
+	DMARCReports        bool
+	DMARCReportFrom     string
+	DMARCReportOrg      string
+	DMARCReportInterval time.Duration
 
 	// The queue, with Courier's setting names and defaults.
 	QueueTime     time.Duration // give up and bounce after this ("queuetime", 7d)
@@ -509,6 +521,20 @@ func LoadWith(dir string, replace map[string]string) (*Config, error) {
 	if c.TLSRPTFrom != "" && (!strings.Contains(c.TLSRPTFrom, "@") || strings.ContainsAny(c.TLSRPTFrom, " <>\t")) {
 		if lines := l.lines("tlsrptfrom"); len(lines) > 0 {
 			l.fail(lines[0].Errorf("tlsrptfrom: want an address such as tls-reports@example.org"))
+		}
+	}
+	c.DMARCReports = l.boolean("dmarcreports", false)
+	c.DMARCReportFrom = strings.TrimSpace(l.single("dmarcreportfrom", ""))
+	if c.DMARCReportFrom != "" && (!strings.Contains(c.DMARCReportFrom, "@") || strings.ContainsAny(c.DMARCReportFrom, " <>\t")) {
+		if lines := l.lines("dmarcreportfrom"); len(lines) > 0 {
+			l.fail(lines[0].Errorf("dmarcreportfrom: want an address such as dmarc-reports@example.org"))
+		}
+	}
+	c.DMARCReportOrg = strings.TrimSpace(l.single("dmarcreportorg", ""))
+	c.DMARCReportInterval = l.duration("dmarcreportinterval", 24*time.Hour)
+	if d := c.DMARCReportInterval; d < time.Hour || d > 24*time.Hour || d%time.Hour != 0 || (24*time.Hour)%d != 0 {
+		if lines := l.lines("dmarcreportinterval"); len(lines) > 0 {
+			l.fail(lines[0].Errorf("dmarcreportinterval: want whole hours that divide a day (1h, 2h, 3h, 4h, 6h, 8h, 12h, 24h)"))
 		}
 	}
 	c.QueueTime = l.duration("queuetime", 7*24*time.Hour)

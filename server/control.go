@@ -154,6 +154,8 @@ func (s *Server) handleControl(c net.Conn) {
 	switch req.Command {
 	case "reputation":
 		status = s.controlReputation(ctx, req.Args, &out, &errb)
+	case "dmarcreport":
+		status = s.controlDMARCReport(ctx, req.Args, &out, &errb)
 	default:
 		fmt.Fprintf(&errb, "unknown command %q\n", req.Command)
 		status = 64

@@ -348,7 +348,7 @@ func OpenReputation(cfg *policy.Config, log *slog.Logger) (*reputation.Reputatio
 // buildFilters makes the pipeline described by the configuration. It also
 // returns the rate limiter (the gateway tells it about unknown recipients)
 // and the DKIM signer (nil without keys).
-func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, results *prometheus.CounterVec, latency *prometheus.HistogramVec) (*gateway.Filters, error) {
+func buildFilters(cfg *policy.Config, store state.Store, dmarcReports dmarc.Recorder, log *slog.Logger, results *prometheus.CounterVec, latency *prometheus.HistogramVec) (*gateway.Filters, error) {
 	lines, err := policy.ReadSetting(cfg.Dir, "filters")
 	if err != nil && !errors.Is(err, policy.ErrNotSet) {
 		return nil, err
@@ -497,6 +497,7 @@ func buildFilters(cfg *policy.Config, store state.Store, log *slog.Logger, resul
 				return nil, lerr
 			}
 			dopt.Resolver = res
+			dopt.Reports = dmarcReports // nil unless dmarcreports is on
 			f, err = dmarc.New(dopt)
 		}
 		if err != nil {

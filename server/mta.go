@@ -16,6 +16,8 @@ import (
 
 	"postern/auth"
 	"postern/filters/dkim"
+	"postern/filters/dmarc"
+	"postern/filters/dmarc/report"
 	"postern/gateway"
 	"postern/gateway/callout"
 	"postern/gateway/delivery"
@@ -46,6 +48,7 @@ type MTA struct {
 	remote  atomic.Pointer[outbound.Client]
 	callout *callout.Cache   // relayverify's answers
 	tlsrpt  *tlsrpt.Recorder // TLS reporting's counts; nil outside the server
+	dmarcrp *report.Store    // DMARC aggregate reporting's rows; nil outside the server
 	cfg     func() *policy.Config
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -126,6 +129,88 @@ func (m *MTA) sendTLSReports(ctx context.Context) {
 		Logger: m.log.With("service", "tlsrpt"),
 	}
 	s.SendFinished(ctx)
+}
+
+// OpenDMARCReports keeps the rows of DMARC aggregate reporting (RFC 7489
+// section 7.2) in DATADIR/state/dmarc; the dmarc check writes there while
+// the "dmarcreports" setting is on, and Run sends the reports. Server only.
+func (m *MTA) OpenDMARCReports(cfg *policy.Config) error {
+	st, err := report.OpenStore(filepath.Join(cfg.DataDir, "state", "dmarc"), m.log.With("service", "dmarcreport"))
+	if err != nil {
+		return err
+	}
+	m.dmarcrp = st
+	return nil
+}
+
+// DMARCRecorder is what the dmarc check records its evaluations in: nil
+// unless the server keeps them and the "dmarcreports" setting is on.
+func (m *MTA) DMARCRecorder(cfg *policy.Config) dmarc.Recorder {
+	if m == nil || m.dmarcrp == nil || !cfg.DMARCReports {
+		return nil
+	}
+	return m.dmarcrp
+}
+
+// dmarcReports sends the reports of each finished period, looking every
+// few minutes, until ctx ends.
+func (m *MTA) dmarcReports(ctx context.Context) {
+	t := time.NewTimer(time.Minute) // not in the start-up rush
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if cfg := m.cfg(); cfg.DMARCReports {
+				if _, err := m.DMARCSender(cfg).SendDue(ctx); err != nil && ctx.Err() == nil {
+					m.log.Warn("dmarc report: reports not sent", "err", err)
+				}
+			}
+			t.Reset(10 * time.Minute)
+		}
+	}
+}
+
+// DMARCSender is the report sender for cfg: reports are signed with our
+// domain's DKIM key and submitted as local mail, so that a rua address of
+// ours is delivered here and the others go through the queue.
+func (m *MTA) DMARCSender(cfg *policy.Config) *report.Sender {
+	domain := gateway.PostmasterDomain(cfg)
+	from := cfg.DMARCReportFrom
+	if from == "" {
+		from = "postmaster@" + domain
+	}
+	org := cfg.DMARCReportOrg
+	if org == "" {
+		org = domain
+	}
+	log := m.log.With("service", "dmarcreport")
+	resolver := outbound.NewDNSResolver(cfg.Resolvers, 10*time.Second)
+	dir := ""
+	if m.dmarcrp != nil {
+		dir = m.dmarcrp.Dir()
+	}
+	return &report.Sender{
+		Dir:        dir,
+		Reporter:   report.Reporter{OrgName: org, Email: from, Domain: domain},
+		Interval:   cfg.DMARCReportInterval,
+		LookupTXT:  resolver.LookupTXT,
+		IsNotFound: outbound.IsNoSuchDomain,
+		Mail: func(ctx context.Context, from, to string, msg []byte) error {
+			signer, err := dkim.LoadSigner(cfg.Dir)
+			if err != nil {
+				log.Warn("dmarc report: not DKIM-signed", "err", err)
+			}
+			sub := &gateway.Submitter{Router: m.Router, Local: m.Local, Queue: m.Queue, Me: cfg.Me, Log: log, Signer: signer}
+			_, ref, err := sub.Submit(ctx, gateway.Submission{Login: "dmarcreport", UID: -1, From: from, Rcpts: []string{to}, Notify: "FAILURE", Msg: msg, Via: "dmarcreport"})
+			if ref != nil {
+				return fmt.Errorf("%d %s %s", ref.Code, ref.Enhanced, ref.Text)
+			}
+			return err
+		},
+		Logger: log,
+	}
 }
 
 // OpenJournal opens the delivery journal (DATADIR/state/delivery.journal,
@@ -326,6 +411,13 @@ func (m *MTA) Run() {
 			m.tlsReports(ctx)
 		}()
 	}
+	if m.dmarcrp != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.dmarcReports(ctx)
+		}()
+	}
 	go func() {
 		defer close(m.done)
 		defer wg.Wait()
@@ -354,6 +446,9 @@ func (m *MTA) Close() error {
 	}
 	if m.aliases != nil {
 		errs = append(errs, m.aliases.Close())
+	}
+	if m.dmarcrp != nil {
+		errs = append(errs, m.dmarcrp.Close())
 	}
 	if c := m.remote.Load(); c != nil {
 		errs = append(errs, c.Close()) // QUIT cached outbound connections

@@ -138,6 +138,10 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 		s.closeResources()
 		return nil, fmt.Errorf("tlsrpt: %w", err)
 	}
+	if err := mta.OpenDMARCReports(cfg); err != nil {
+		s.closeResources()
+		return nil, fmt.Errorf("dmarc reports: %w", err)
+	}
 	if err := mta.OpenJournal(cfg); err != nil {
 		s.closeResources()
 		return nil, err
@@ -190,7 +194,7 @@ func (s *Server) openFilters(cfg *policy.Config) error {
 		return err
 	}
 	s.rejects = rl
-	fl, err := buildFilters(cfg, store, s.log, s.fResults, s.fLatency)
+	fl, err := buildFilters(cfg, store, s.mta.DMARCRecorder(cfg), s.log, s.fResults, s.fLatency)
 	if err != nil {
 		return err
 	}
@@ -669,7 +673,7 @@ func (s *Server) Reload() error {
 		s.log.Error("reload refused; keeping the running configuration", "err", err)
 		return err
 	}
-	fl, err := buildFilters(cfg, s.store, s.log, s.fResults, s.fLatency)
+	fl, err := buildFilters(cfg, s.store, s.mta.DMARCRecorder(cfg), s.log, s.fResults, s.fLatency)
 	if err != nil {
 		return refuse(err)
 	}

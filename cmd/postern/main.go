@@ -77,6 +77,7 @@ func commands() []command {
 		{"check", "diagnose a policy check as the gateway would (spf, dkim, arc, dmarc, dnsbl), or where mail goes (route)", runCheck},
 		{"testmxlookup", "where mail for a domain goes: routes, MX, addresses, TLS (Courier's testmxlookup)", runCheckRoute},
 		{"dkim", "make DKIM signing keys and print their DNS records", runDKIM},
+		{"dmarc", "preview or send the DMARC aggregate reports (dmarc report --preview|--send)", runDMARC},
 		{"rejects", "list and search the mail refused during SMTP sessions", runRejects},
 		{"reputation", "explain or reset the history the reputation check keeps of a client, network or domain", runReputation},
 		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},

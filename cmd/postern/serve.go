@@ -21,6 +21,7 @@ import (
 	"postern/auth/authconfig"
 	"postern/auth/authtool"
 	"postern/auth/userdb"
+	"postern/gateway"
 	"postern/gateway/smtpd"
 	"postern/internal/acme"
 	"postern/internal/sysmon"
@@ -271,6 +272,13 @@ or every error with its file and line. Exit status 0 when it loads, 78 when not.
 		}
 	}
 	fmt.Fprintf(e.stdout, "outbound   dane=%s mtasts=%s tlsrpt=%s\n", yesNo(cfg.DANE), yesNo(cfg.MTASTS), yesNo(cfg.TLSRPT))
+	if cfg.DMARCReports {
+		from := cfg.DMARCReportFrom
+		if from == "" {
+			from = "postmaster@" + gateway.PostmasterDomain(cfg)
+		}
+		fmt.Fprintf(e.stdout, "dmarcrpt   every %dh, from %s\n", int(cfg.DMARCReportInterval.Hours()), from)
+	}
 	if cfg.SRS != nil {
 		fmt.Fprintf(e.stdout, "srs        %s (%d secret(s))\n", cfg.SRS.Domain, len(cfg.SRS.Secrets))
 	}

@@ -24,6 +24,10 @@ const (
 	VarDomains = "DKIM_DOMAINS"
 	// VarSignatures is the number of signatures found (checked or skipped).
 	VarSignatures = "DKIM_SIGNATURES"
+	// VarDetails lists each checked signature as RESULT/DOMAIN/SELECTOR,
+	// space-separated ("-" for a domain or selector too broken to say):
+	// what DMARC aggregate reports list (RFC 7489 Appendix C, auth_results).
+	VarDetails = "DKIM_DETAILS"
 )
 
 // Scores are what each overall result adds to the transaction's score. A
@@ -115,8 +119,55 @@ func (f *Filter) result(v Verification) filters.Result {
 			VarResult:     overall.String(),
 			VarDomains:    strings.Join(v.PassingDomains(), " "),
 			VarSignatures: strconv.Itoa(len(v.Signatures) + v.Skipped),
+			VarDetails:    v.details(),
 		},
 	}
+}
+
+// details is the VarDetails value of v.
+func (v Verification) details() string {
+	parts := make([]string, 0, len(v.Signatures))
+	for _, s := range v.Signatures {
+		parts = append(parts, s.Status.String()+"/"+detailWord(s.Domain)+"/"+detailWord(s.Selector))
+	}
+	return strings.Join(parts, " ")
+}
+
+// detailWord keeps a d= or s= value that cannot break the VarDetails list.
+func detailWord(s string) string {
+	if s == "" || len(s) > 253 || strings.ContainsAny(s, "/ \t\r\n") {
+		return "-"
+	}
+	return strings.ToLower(s)
+}
+
+// SignatureResult is one signature's entry of VarDetails.
+type SignatureResult struct {
+	Result, Domain, Selector string
+}
+
+// DetailsFromResults returns the signatures the dkim filter recorded in
+// results (VarDetails), in header order.
+func DetailsFromResults(results []filters.Result) (sigs []SignatureResult, found bool) {
+	for i := len(results) - 1; i >= 0; i-- {
+		r := results[i]
+		if r.Filter != FilterName || r.Vars == nil {
+			continue
+		}
+		d, ok := r.Vars[VarDetails]
+		if !ok {
+			continue
+		}
+		for _, f := range strings.Fields(d) {
+			parts := strings.SplitN(f, "/", 3)
+			if len(parts) != 3 {
+				continue
+			}
+			sigs = append(sigs, SignatureResult{Result: parts[0], Domain: parts[1], Selector: parts[2]})
+		}
+		return sigs, true
+	}
+	return nil, false
 }
 
 // Summary says in one line what was found, for logs.

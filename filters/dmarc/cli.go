@@ -132,7 +132,8 @@ func CheckMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 			ev := Evaluate(ctx, r, in, EvalOptions{Timeout: *timeout})
 			writeEvaluation(w, ev)
-			res = f.result(ev, nil)
+			ev, _ = f.override(ev, nil)
+			res = f.result(ev)
 		}
 	}
 	if err != nil {

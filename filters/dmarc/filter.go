@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -76,6 +77,34 @@ type Options struct {
 	MaxHeaderBytes int
 	// Scores; nil means DefaultScores.
 	Scores *Scores
+	// Reports keeps what aggregate reports need of each evaluation that
+	// found a policy (RFC 7489 section 7.2); nil: nothing is kept.
+	Reports Recorder
+}
+
+// Recorder keeps Observations for aggregate reports. RecordDMARC is called
+// on the SMTP path, once per evaluated message: it must be cheap and must
+// not block on the network.
+type Recorder interface {
+	RecordDMARC(Observation)
+}
+
+// Observation is what an aggregate report needs of one evaluated message
+// (RFC 7489 Appendix C: row, identifiers, auth_results).
+type Observation struct {
+	Time     time.Time
+	SourceIP netip.Addr
+	// EnvelopeFrom is the MAIL FROM domain ("" for the null sender).
+	EnvelopeFrom string
+	// SPFDomain, SPFScope ("mfrom" or "helo") and SPFResult are the SPF
+	// check DMARC used.
+	SPFDomain, SPFScope, SPFResult string
+	// DKIM lists every signature checked, passing or not.
+	DKIM []dkim.SignatureResult
+	// Evaluation is the outcome after local overrides (Override says which).
+	Evaluation Evaluation
+	// ARCSealer names the trusted sealer when Override is OverrideARC.
+	ARCSealer string
 }
 
 // Filter evaluates DMARC at the DATA stage.
@@ -121,7 +150,30 @@ func (f *Filter) CheckData(ctx context.Context, s *filters.Session, msg filters.
 	in.SPF, in.SPFDomain = f.spfResult(ctx, s)
 	in.DKIMDomains, in.DKIMTempError = f.dkimResult(ctx, s, msg)
 	ev := Evaluate(ctx, f.opts.Resolver, in, EvalOptions{RandIntN: f.opts.RandIntN, Timeout: f.opts.Timeout})
-	return f.result(ev, s.Results)
+	ev, sealer := f.override(ev, s.Results)
+	if f.opts.Reports != nil && ev.RecordDomain != "" {
+		f.opts.Reports.RecordDMARC(f.observation(s, in, ev, sealer))
+	}
+	return f.result(ev)
+}
+
+// observation gathers the report's view of one evaluation.
+func (f *Filter) observation(s *filters.Session, in Input, ev Evaluation, sealer string) Observation {
+	o := Observation{Time: time.Now(), SourceIP: s.ClientIP, SPFDomain: in.SPFDomain, SPFResult: in.SPF.String(), Evaluation: ev, ARCSealer: sealer}
+	o.SPFScope = "mfrom"
+	if at := strings.LastIndexByte(s.From, '@'); at >= 0 {
+		o.EnvelopeFrom = strings.ToLower(s.From[at+1:])
+	} else {
+		o.SPFScope = "helo" // RFC 7208 section 2.4: the null sender's identity is HELO
+	}
+	if sigs, ok := dkim.DetailsFromResults(s.Results); ok {
+		o.DKIM = sigs
+	} else {
+		for _, d := range in.DKIMDomains {
+			o.DKIM = append(o.DKIM, dkim.SignatureResult{Result: "pass", Domain: d})
+		}
+	}
+	return o
 }
 
 // spfResult takes the SPF result from the spf filter's answer in the
@@ -187,7 +239,11 @@ func (f *Filter) badFrom(err error) filters.Result {
 	return res
 }
 
-func (f *Filter) result(ev Evaluation, results []filters.Result) filters.Result {
+// override applies local policy to a failing message: a trusted ARC
+// sealer's word, then the override lines of the setting. It returns the
+// trusted sealer when that one applied.
+func (f *Filter) override(ev Evaluation, results []filters.Result) (Evaluation, string) {
+	trusted := ""
 	// RFC 7489 section 7.2 lets the receiver's local policy override the
 	// domain's (trusted_forwarder): a forwarder we trust, which vouched
 	// for the message with an ARC chain that still verifies, changed it
@@ -197,6 +253,7 @@ func (f *Filter) result(ev Evaluation, results []filters.Result) filters.Result 
 			ev.Reason += fmt.Sprintf("; local policy applies none instead of %s: the ARC chain verified and its first sealer %s is trusted", ev.Disposition, sealer)
 			ev.Disposition = PolicyNone
 			ev.Override = OverrideARC
+			trusted = sealer
 		}
 	}
 	if to, ok := f.opts.Override[ev.Disposition]; ok && ev.Status == Fail && ev.Override == "" {
@@ -204,6 +261,10 @@ func (f *Filter) result(ev Evaluation, results []filters.Result) filters.Result 
 		ev.Disposition = to
 		ev.Override = OverrideLocal
 	}
+	return ev, trusted
+}
+
+func (f *Filter) result(ev Evaluation) filters.Result {
 	res := filters.Result{
 		Filter:      FilterName,
 		Verdict:     filters.NoOpinion,

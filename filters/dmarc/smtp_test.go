@@ -84,11 +84,17 @@ func (t *testSession) Data(r io.Reader) error {
 
 func startGateway(t *testing.T, r *dns.Resolver) (*testGateway, string) {
 	t.Helper()
+	return startGatewayWith(t, dmarc.Options{Resolver: r})
+}
+
+func startGatewayWith(t *testing.T, opts dmarc.Options) (*testGateway, string) {
+	t.Helper()
+	r := opts.Resolver
 	df, err := dkim.New(dkim.Options{Resolver: r})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mf, err := dmarc.New(dmarc.Options{Resolver: r})
+	mf, err := dmarc.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,5 +195,65 @@ func TestThroughSMTPSession(t *testing.T) {
 	defer g.mu.Unlock()
 	if len(g.stored) != 2 || !bytes.Contains([]byte(g.stored[1]), []byte("dmarc=fail (p=quarantine dis=quarantine)")) {
 		t.Errorf("stored %d messages; last:\n%s", len(g.stored), g.stored[len(g.stored)-1])
+	}
+}
+
+type observations struct {
+	mu  sync.Mutex
+	obs []dmarc.Observation
+}
+
+func (o *observations) RecordDMARC(ob dmarc.Observation) {
+	o.mu.Lock()
+	o.obs = append(o.obs, ob)
+	o.mu.Unlock()
+}
+
+// TestObservationsThroughSMTPSession: what the filter hands the aggregate
+// reports' recorder for messages through a real session: the client
+// address, the envelope domain and SPF, every DKIM signature with its
+// selector and result (from the dkim filter's answer), and the
+// disposition, for a pass and for a refused forgery; nothing for a domain
+// without a policy.
+func TestObservationsThroughSMTPSession(t *testing.T) {
+	key, err := dkim.GenerateKey("ed25519", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := dkim.Key{Domain: "example.org", Selector: "mx2026", Signer: key}
+	rec, _ := dkim.DNSRecord(k)
+	r, _ := world(t, strings.Replace(rec, " IN TXT ", " 300 IN TXT ", 1))
+	rep := &observations{}
+	_, addr := startGatewayWith(t, dmarc.Options{Resolver: r, Reports: rep})
+	body := mail("Bank <service@example.org>")
+	field, err := dkim.NewSigner([]dkim.Key{k}).Sign(context.Background(), "example.org", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := field + "\r\n" + body
+	if err := send(t, addr, "relay.example.net", "bounce@example.org", signed); err != nil {
+		t.Fatal(err)
+	}
+	tampered := strings.Replace(signed, "Hello Bob.", "Hello Bob, wire the money.", 1)
+	if err := send(t, addr, "relay.example.net", "bounce@Example.ORG", tampered); err == nil {
+		t.Fatal("tampered message accepted")
+	}
+	if err := send(t, addr, "relay.example.net", "x@nopolicy.example", mail("a@nopolicy.example")); err != nil {
+		t.Fatal(err)
+	}
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	if len(rep.obs) != 2 {
+		t.Fatalf("%d observations, want 2 (none without a policy): %+v", len(rep.obs), rep.obs)
+	}
+	pass, fail := rep.obs[0], rep.obs[1]
+	if pass.SourceIP.String() != "127.0.0.1" || pass.EnvelopeFrom != "example.org" || pass.SPFScope != "mfrom" || pass.SPFDomain != "example.org" ||
+		len(pass.DKIM) != 1 || pass.DKIM[0] != (dkim.SignatureResult{Result: "pass", Domain: "example.org", Selector: "mx2026"}) ||
+		pass.Evaluation.Status != dmarc.Pass || !pass.Evaluation.DKIMAligned || pass.Evaluation.RecordDomain != "example.org" || pass.Time.IsZero() {
+		t.Errorf("pass: %+v", pass)
+	}
+	if fail.EnvelopeFrom != "example.org" || len(fail.DKIM) != 1 || fail.DKIM[0].Result != "fail" || fail.DKIM[0].Selector != "mx2026" ||
+		fail.Evaluation.Disposition != dmarc.PolicyReject || fail.Evaluation.DKIMAligned || fail.Evaluation.Record.Policy != dmarc.PolicyReject {
+		t.Errorf("fail: %+v", fail)
 	}
 }
