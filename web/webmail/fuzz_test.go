@@ -70,6 +70,7 @@ func FuzzRenderMessage(f *testing.F) {
 	f.Add([]byte(hostile))
 	f.Add([]byte("Subject: x\n\nbody\n"))
 	f.Add([]byte("Content-Type: text/html\n\n<a href=javascript:x onclick=y>z</a><img src=http://t/p>"))
+	f.Add([]byte(relatedMail))
 	f.Add([]byte("Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain; format=flowed; delsp=yes\n\na \nb\n--b\nContent-Type: text/html\n\n<p>x</p>\n--b--\n"))
 	dir := f.TempDir()
 	if err := maildir.Make(dir); err != nil {
@@ -113,7 +114,7 @@ func FuzzRenderMessage(f *testing.F) {
 						if strings.HasPrefix(k, "on") || k == "style" {
 							t.Fatalf("attribute %s kept: %q", a.Key, b.HTML)
 						}
-						if (k == "href" || k == "src") && !(strings.HasPrefix(v, "http:") || strings.HasPrefix(v, "https:") || strings.HasPrefix(v, "mailto:") || strings.HasPrefix(v, "data:image/") || v == "about:blank") {
+						if (k == "href" || k == "src") && !(strings.HasPrefix(v, "http:") || strings.HasPrefix(v, "https:") || strings.HasPrefix(v, "mailto:") || strings.HasPrefix(v, "data:image/") || v == "about:blank" || k == "src" && strings.HasPrefix(v, "/mail/inline?")) {
 							t.Fatalf("%s=%q kept: %q", a.Key, a.Val, b.HTML)
 						}
 						if k == "src" && (strings.HasPrefix(v, "http") || strings.HasPrefix(v, "//")) {
@@ -128,6 +129,58 @@ func FuzzRenderMessage(f *testing.F) {
 				}
 			}
 		}
+	})
+}
+
+// FuzzRewriteCIDs sanitizes and then rewrites arbitrary HTML as a
+// message page does: every cid: reference ends as an address the
+// resolver gave, about:blank, or gone; nothing else changes, and no
+// other remote or relative source appears.
+func FuzzRewriteCIDs(f *testing.F) {
+	for _, s := range []string{
+		`<img src="cid:logo@x">`, `<img src="CID:a%40b">`, `<img src=cid:>`, `<a href="cid:x">l</a>`,
+		`<img src="cid:%zz"><img src="cid:known" alt="k">`, `<p>cid: in text</p><img src="cid:known"/>`,
+		`<img src="cid:known" onerror="x()"><img src="https://t/p"><img src="/mail/inline?part=1">`,
+		"<img src=\"cid:k\u0000nown\">", `<img src="cid:known"><img src="cid:known">`,
+	} {
+		f.Add(s)
+	}
+	p := newHTMLPolicy()
+	f.Fuzz(func(t *testing.T, in string) {
+		if len(in) > 1<<16 {
+			return
+		}
+		clean := p.Sanitize(in)
+		out := rewriteCIDs(clean, func(cid string) (string, bool) {
+			if cid == "known" {
+				return "/mail/inline?f=INBOX&uid=1&part=2", true
+			}
+			return "", false
+		})
+		if !strings.Contains(strings.ToLower(clean), "cid:") && out != clean {
+			t.Fatalf("changed without cid: %q -> %q", clean, out)
+		}
+		doc, err := html.Parse(strings.NewReader(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		walk(doc, func(n *html.Node) {
+			if n.Type != html.ElementNode {
+				return
+			}
+			for _, a := range n.Attr {
+				k, v := strings.ToLower(a.Key), strings.ToLower(strings.TrimSpace(a.Val))
+				if strings.HasPrefix(k, "on") || k == "style" {
+					t.Fatalf("attribute %s in %q", a.Key, out)
+				}
+				if strings.HasPrefix(v, "cid:") && (k == "src" || k == "href" || k == "cite") {
+					t.Fatalf("cid: kept in %s: %q", k, out)
+				}
+				if k == "src" && !(v == "about:blank" || strings.HasPrefix(v, "data:image/") || v == "/mail/inline?f=inbox&uid=1&part=2") {
+					t.Fatalf("src %q in %q", a.Val, out)
+				}
+			}
+		})
 	})
 }
 

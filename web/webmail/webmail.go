@@ -187,6 +187,7 @@ func New(opt Options) (*Handler, error) {
 	mux.HandleFunc("GET "+Prefix+"msg", h.message)
 	mux.HandleFunc("GET "+Prefix+"part", h.part)
 	mux.HandleFunc("GET "+Prefix+"raw", h.raw)
+	mux.HandleFunc("GET "+Prefix+"inline", h.inline)
 	mux.HandleFunc("POST "+Prefix+"act", h.act)
 	mux.HandleFunc("GET "+Prefix+"compose", h.compose)
 	mux.HandleFunc("POST "+Prefix+"send", h.send)
