@@ -46,8 +46,9 @@ type messagePage struct {
 	RawURL                string
 	ReplyURL, ReplyAllURL string
 	ForwardURL            string
-	EditURL               string // a draft's
-	AddSenderURL          string // the address book's form, filled in with the sender
+	EditURL               string    // a draft's
+	MDN                   *mdnOffer // a read receipt asked for and not yet answered
+	AddSenderURL          string    // the address book's form, filled in with the sender
 	Back                  string
 	IsTrash               bool
 	CanSend               bool
@@ -126,6 +127,9 @@ func (h *Handler) message(w http.ResponseWriter, r *http.Request) {
 	asText := v.Get("view") == "text"
 	mp := h.renderMessage(om, asText)
 	mp.CanSend = h.opt.Send != nil
+	if rq, ok := mdnRequested(om); ok && mp.CanSend && (u.fs == nil || u.fs.view.Writable) && om.folder != folderDrafts && om.folder != folderSent {
+		mp.MDN = rq.offer() // offered, never sent by itself (RFC 8098 2.1)
+	}
 	if unread(&om.m) && (u.fs == nil || u.fs.view.Writable) {
 		// Opening a message reads it, as an IMAP FETCH of its body does
 		// (not in a read-only shared folder, opened as IMAP's EXAMINE).

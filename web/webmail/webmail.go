@@ -58,7 +58,7 @@ var staticFS embed.FS
 // the message itself (CRLF line ends).
 type Outgoing struct {
 	Login string   // the account that logged in
-	From  string   // the envelope sender: the user's address
+	From  string   // the envelope sender: the user's address, or "<>" (a read receipt)
 	Rcpts []string // To, Cc and Bcc
 	Msg   []byte
 }
@@ -189,6 +189,7 @@ func New(opt Options) (*Handler, error) {
 	mux.HandleFunc("GET "+Prefix+"raw", h.raw)
 	mux.HandleFunc("GET "+Prefix+"inline", h.inline)
 	mux.HandleFunc("POST "+Prefix+"act", h.act)
+	mux.HandleFunc("POST "+Prefix+"mdn", h.mdn)
 	mux.HandleFunc("GET "+Prefix+"compose", h.compose)
 	mux.HandleFunc("POST "+Prefix+"send", h.send)
 	mux.HandleFunc("GET "+Prefix+"folders", h.folders)
