@@ -48,7 +48,9 @@ type messagePage struct {
 	ForwardURL            string
 	EditURL               string    // a draft's
 	MDN                   *mdnOffer // a read receipt asked for and not yet answered
-	AddSenderURL          string    // the address book's form, filled in with the sender
+	KeywordPresets        []keywordPreset
+	CanChange             bool   // not a read-only shared folder
+	AddSenderURL          string // the address book's form, filled in with the sender
 	Back                  string
 	IsTrash               bool
 	CanSend               bool
@@ -127,6 +129,8 @@ func (h *Handler) message(w http.ResponseWriter, r *http.Request) {
 	asText := v.Get("view") == "text"
 	mp := h.renderMessage(om, asText)
 	mp.CanSend = h.opt.Send != nil
+	mp.CanChange = u.fs == nil || u.fs.view.Writable
+	mp.KeywordPresets = keywordPresets
 	if rq, ok := mdnRequested(om); ok && mp.CanSend && (u.fs == nil || u.fs.view.Writable) && om.folder != folderDrafts && om.folder != folderSent {
 		mp.MDN = rq.offer() // offered, never sent by itself (RFC 8098 2.1)
 	}

@@ -190,6 +190,7 @@ func New(opt Options) (*Handler, error) {
 	mux.HandleFunc("GET "+Prefix+"inline", h.inline)
 	mux.HandleFunc("POST "+Prefix+"act", h.act)
 	mux.HandleFunc("POST "+Prefix+"mdn", h.mdn)
+	mux.HandleFunc("POST "+Prefix+"keywords", h.setKeyword)
 	mux.HandleFunc("GET "+Prefix+"compose", h.compose)
 	mux.HandleFunc("POST "+Prefix+"send", h.send)
 	mux.HandleFunc("GET "+Prefix+"folders", h.folders)
