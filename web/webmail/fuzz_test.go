@@ -2,10 +2,15 @@ package webmail
 
 import (
 	"bytes"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/net/html"
@@ -298,6 +303,73 @@ func FuzzVCard(f *testing.F) {
 			if got := parseAddressBook(b.format()).entries(); len(got) != 1 || got[0].Nick != ve.entry.Nick || !slices.Equal(got[0].Addrs, ve.entry.Addrs) {
 				t.Fatalf("address book file: %+v became %+v (%q)", ve.entry, got, b.format())
 			}
+		}
+	})
+}
+
+// FuzzReadReceipt reads arbitrary bytes as a message that may ask for a
+// receipt: never a panic, and the receipt built for it is one message
+// whose header holds only the fields buildMDN writes (nothing from the
+// original message becomes a field of its own), a multipart/report of
+// three parts.
+func FuzzReadReceipt(f *testing.F) {
+	f.Add([]byte(receiptMail("<carol@example.net>", "Carol <carol@example.net>", "<m1@example.net>")))
+	f.Add([]byte("Return-Path: <>\nSubject: x\r\nBcc: y@z\nOriginal-Recipient: rfc822;a@b\r\n\tBcc: q@r\nMessage-ID: <a@b>\nDisposition-Notification-To: =?utf-8?q?A=0D=0ABcc:?= <a@b>, c@d\n\nbody"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		if len(msg) > 1<<16 {
+			return
+		}
+		file, err := os.CreateTemp(dir, "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(file.Name())
+		defer file.Close()
+		file.Write(msg)
+		root, err := pmime.Parse(bytes.NewReader(msg), int64(len(msg)))
+		if err != nil {
+			return
+		}
+		om := &openedMessage{folder: "INBOX", file: file, size: int64(len(msg)), root: root}
+		rq, ok := mdnRequested(om)
+		if !ok {
+			return
+		}
+		orig, err := mdnOf(om)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := buildMDN(time.Unix(0, 0), &mail.Address{Address: "alice@example.test"}, rq.to, orig, "example.test")
+		m, err := mail.ReadMessage(bytes.NewReader(out))
+		if err != nil {
+			t.Fatalf("receipt does not parse: %v\n%s", err, out)
+		}
+		for k := range m.Header {
+			switch k {
+			case "From", "To", "Subject", "Date", "Message-Id", "In-Reply-To", "References", "Mime-Version", "User-Agent", "Content-Type":
+			default:
+				t.Fatalf("field %s in the receipt:\n%s", k, out)
+			}
+		}
+		_, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+		if err != nil || params["report-type"] != "disposition-notification" {
+			t.Fatalf("Content-Type %q", m.Header.Get("Content-Type"))
+		}
+		mr := multipart.NewReader(m.Body, params["boundary"])
+		n := 0
+		for {
+			_, err := mr.NextRawPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("part %d: %v\n%s", n, err, out)
+			}
+			n++
+		}
+		if n != 3 {
+			t.Fatalf("%d parts:\n%s", n, out)
 		}
 	})
 }
