@@ -1,6 +1,7 @@
 package webmail
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -281,6 +282,36 @@ func TestMDNMismatch(t *testing.T) {
 	} {
 		if got := mdnMismatch(c.rp, to(c.to)) == ""; got != c.match {
 			t.Errorf("Return-Path %v, DNT %q: match %v, want %v", c.rp, c.to, got, c.match)
+		}
+	}
+}
+
+// TestReadReceiptRefused: a receipt the server refuses, or cannot take
+// now, is not marked sent and is offered again.
+func TestReadReceiptRefused(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(alice, maildir.Inbox, receiptMail("<carol@example.net>", "carol@example.net", "<r1@example.net>"))
+	b := e.login(alice)
+	m := e.messageByID(alice, "<r1@example.net>")
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{&Refused{Reason: "5.1.1 carol@example.net: no such user"}, "The receipt was not sent: 5.1.1 carol@example.net: no such user"},
+		{errors.New("queue down"), "The receipt could not be sent now. Try again later."},
+	} {
+		e.mu.Lock()
+		e.sendErr = c.err
+		e.mu.Unlock()
+		v := url.Values{"csrf": {b.csrf}, "f": {"INBOX"}, "uid": {fmt.Sprint(m.UID)}, "op": {"send"}}
+		if got := flash(t, b.follow(b.post("/mail/mdn", v))); got != c.want {
+			t.Errorf("notice %q, want %q", got, c.want)
+		}
+		if m := e.messageByID(alice, "<r1@example.net>"); slices.Contains(m.Keywords, "$MDNSent") {
+			t.Fatal("marked sent though it was not")
+		}
+		if mdnForm(t, b.get(fmt.Sprintf("/mail/msg?f=INBOX&uid=%d", m.UID))) == nil {
+			t.Fatal("not offered again")
 		}
 	}
 }
