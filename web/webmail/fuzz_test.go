@@ -2,10 +2,15 @@ package webmail
 
 import (
 	"bytes"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/net/html"
@@ -70,6 +75,7 @@ func FuzzRenderMessage(f *testing.F) {
 	f.Add([]byte(hostile))
 	f.Add([]byte("Subject: x\n\nbody\n"))
 	f.Add([]byte("Content-Type: text/html\n\n<a href=javascript:x onclick=y>z</a><img src=http://t/p>"))
+	f.Add([]byte(relatedMail))
 	f.Add([]byte("Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain; format=flowed; delsp=yes\n\na \nb\n--b\nContent-Type: text/html\n\n<p>x</p>\n--b--\n"))
 	dir := f.TempDir()
 	if err := maildir.Make(dir); err != nil {
@@ -113,7 +119,7 @@ func FuzzRenderMessage(f *testing.F) {
 						if strings.HasPrefix(k, "on") || k == "style" {
 							t.Fatalf("attribute %s kept: %q", a.Key, b.HTML)
 						}
-						if (k == "href" || k == "src") && !(strings.HasPrefix(v, "http:") || strings.HasPrefix(v, "https:") || strings.HasPrefix(v, "mailto:") || strings.HasPrefix(v, "data:image/") || v == "about:blank") {
+						if (k == "href" || k == "src") && !(strings.HasPrefix(v, "http:") || strings.HasPrefix(v, "https:") || strings.HasPrefix(v, "mailto:") || strings.HasPrefix(v, "data:image/") || v == "about:blank" || k == "src" && strings.HasPrefix(v, "/mail/inline?")) {
 							t.Fatalf("%s=%q kept: %q", a.Key, a.Val, b.HTML)
 						}
 						if k == "src" && (strings.HasPrefix(v, "http") || strings.HasPrefix(v, "//")) {
@@ -128,6 +134,58 @@ func FuzzRenderMessage(f *testing.F) {
 				}
 			}
 		}
+	})
+}
+
+// FuzzRewriteCIDs sanitizes and then rewrites arbitrary HTML as a
+// message page does: every cid: reference ends as an address the
+// resolver gave, about:blank, or gone; nothing else changes, and no
+// other remote or relative source appears.
+func FuzzRewriteCIDs(f *testing.F) {
+	for _, s := range []string{
+		`<img src="cid:logo@x">`, `<img src="CID:a%40b">`, `<img src=cid:>`, `<a href="cid:x">l</a>`,
+		`<img src="cid:%zz"><img src="cid:known" alt="k">`, `<p>cid: in text</p><img src="cid:known"/>`,
+		`<img src="cid:known" onerror="x()"><img src="https://t/p"><img src="/mail/inline?part=1">`,
+		"<img src=\"cid:k\u0000nown\">", `<img src="cid:known"><img src="cid:known">`,
+	} {
+		f.Add(s)
+	}
+	p := newHTMLPolicy()
+	f.Fuzz(func(t *testing.T, in string) {
+		if len(in) > 1<<16 {
+			return
+		}
+		clean := p.Sanitize(in)
+		out := rewriteCIDs(clean, func(cid string) (string, bool) {
+			if cid == "known" {
+				return "/mail/inline?f=INBOX&uid=1&part=2", true
+			}
+			return "", false
+		})
+		if !strings.Contains(strings.ToLower(clean), "cid:") && out != clean {
+			t.Fatalf("changed without cid: %q -> %q", clean, out)
+		}
+		doc, err := html.Parse(strings.NewReader(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		walk(doc, func(n *html.Node) {
+			if n.Type != html.ElementNode {
+				return
+			}
+			for _, a := range n.Attr {
+				k, v := strings.ToLower(a.Key), strings.ToLower(strings.TrimSpace(a.Val))
+				if strings.HasPrefix(k, "on") || k == "style" {
+					t.Fatalf("attribute %s in %q", a.Key, out)
+				}
+				if strings.HasPrefix(v, "cid:") && (k == "src" || k == "href" || k == "cite") {
+					t.Fatalf("cid: kept in %s: %q", k, out)
+				}
+				if k == "src" && !(v == "about:blank" || strings.HasPrefix(v, "data:image/") || v == "/mail/inline?f=inbox&uid=1&part=2") {
+					t.Fatalf("src %q in %q", a.Val, out)
+				}
+			}
+		})
 	})
 }
 
@@ -201,4 +259,117 @@ func FuzzAddressBook(f *testing.F) {
 
 func hasEncodedWord(e *bookEntry) bool {
 	return slices.ContainsFunc(e.Addrs, func(a bookAddress) bool { return strings.Contains(a.Name, "=?") })
+}
+
+// FuzzVCard reads arbitrary bytes as a vCard file: never a panic; every
+// entry it yields is one the address book accepts; and written out again
+// and read back, each entry is the same.
+func FuzzVCard(f *testing.F) {
+	f.Add([]byte(vcardsFromPhones))
+	f.Add(formatVCards(parseAddressBook([]byte(richBook)).entries()))
+	f.Add([]byte("BEGIN:VCARD\nBEGIN:VCARD\nEMAIL:a@b\nEND:VCARD\nEND:VCARD\n"))
+	f.Add([]byte("BEGIN:VCARD\nKIND:group\nMEMBER;X-POSTERN-NAME=\"^'x^'^n\":mailto:a%3Fb@c?subject=x\nEND:VCARD\n"))
+	f.Add([]byte("BEGIN:VCARD\nN;ENCODING=QUOTED-PRINTABLE;CHARSET=koi8-r:=C1=C2;=\n=C3\nEMAIL;INTERNET:a@b\nEND:VCARD"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > maxVCardFile {
+			return
+		}
+		cards, _ := parseVCards(data)
+		for _, c := range cards {
+			ve, err := vcardToEntry(c)
+			if err != nil {
+				continue
+			}
+			if err := checkEntry(ve.entry); err != nil {
+				t.Fatalf("entry %+v not valid: %v", ve.entry, err)
+			}
+			out := formatVCards([]*bookEntry{ve.entry})
+			again, problems := parseVCards(out)
+			if len(again) != 1 || len(problems) != 0 {
+				t.Fatalf("written %q, read %d cards, %v", out, len(again), problems)
+			}
+			ve2, err := vcardToEntry(again[0])
+			if err != nil {
+				t.Fatalf("written %q, read back: %v", out, err)
+			}
+			if ve2.entry.Nick != ve.entry.Nick || !slices.Equal(ve2.entry.Addrs, ve.entry.Addrs) {
+				t.Fatalf("round trip: %+v became %+v (%q)", ve.entry, ve2.entry, out)
+			}
+			// And through the sqwebmail file, as the import writes it.
+			b := &addressBook{byNick: map[string]*bookEntry{}}
+			if err := b.put("", ve.entry); err != nil {
+				t.Fatal(err)
+			}
+			if got := parseAddressBook(b.format()).entries(); len(got) != 1 || got[0].Nick != ve.entry.Nick || !slices.Equal(got[0].Addrs, ve.entry.Addrs) {
+				t.Fatalf("address book file: %+v became %+v (%q)", ve.entry, got, b.format())
+			}
+		}
+	})
+}
+
+// FuzzReadReceipt reads arbitrary bytes as a message that may ask for a
+// receipt: never a panic, and the receipt built for it is one message
+// whose header holds only the fields buildMDN writes (nothing from the
+// original message becomes a field of its own), a multipart/report of
+// three parts.
+func FuzzReadReceipt(f *testing.F) {
+	f.Add([]byte(receiptMail("<carol@example.net>", "Carol <carol@example.net>", "<m1@example.net>")))
+	f.Add([]byte("Return-Path: <>\nSubject: x\r\nBcc: y@z\nOriginal-Recipient: rfc822;a@b\r\n\tBcc: q@r\nMessage-ID: <a@b>\nDisposition-Notification-To: =?utf-8?q?A=0D=0ABcc:?= <a@b>, c@d\n\nbody"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		if len(msg) > 1<<16 {
+			return
+		}
+		file, err := os.CreateTemp(dir, "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(file.Name())
+		defer file.Close()
+		file.Write(msg)
+		root, err := pmime.Parse(bytes.NewReader(msg), int64(len(msg)))
+		if err != nil {
+			return
+		}
+		om := &openedMessage{folder: "INBOX", file: file, size: int64(len(msg)), root: root}
+		rq, ok := mdnRequested(om)
+		if !ok {
+			return
+		}
+		orig, err := mdnOf(om)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := buildMDN(time.Unix(0, 0), &mail.Address{Address: "alice@example.test"}, rq.to, orig, "example.test")
+		m, err := mail.ReadMessage(bytes.NewReader(out))
+		if err != nil {
+			t.Fatalf("receipt does not parse: %v\n%s", err, out)
+		}
+		for k := range m.Header {
+			switch k {
+			case "From", "To", "Subject", "Date", "Message-Id", "In-Reply-To", "References", "Mime-Version", "User-Agent", "Content-Type":
+			default:
+				t.Fatalf("field %s in the receipt:\n%s", k, out)
+			}
+		}
+		_, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+		if err != nil || params["report-type"] != "disposition-notification" {
+			t.Fatalf("Content-Type %q", m.Header.Get("Content-Type"))
+		}
+		mr := multipart.NewReader(m.Body, params["boundary"])
+		n := 0
+		for {
+			_, err := mr.NextRawPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("part %d: %v\n%s", n, err, out)
+			}
+			n++
+		}
+		if n != 3 {
+			t.Fatalf("%d parts:\n%s", n, out)
+		}
+	})
 }

@@ -46,7 +46,10 @@ type messagePage struct {
 	RawURL                string
 	ReplyURL, ReplyAllURL string
 	ForwardURL            string
-	EditURL               string // a draft's
+	EditURL               string    // a draft's
+	MDN                   *mdnOffer // a read receipt asked for and not yet answered
+	KeywordPresets        []keywordPreset
+	CanChange             bool   // not a read-only shared folder
 	AddSenderURL          string // the address book's form, filled in with the sender
 	Back                  string
 	IsTrash               bool
@@ -126,6 +129,11 @@ func (h *Handler) message(w http.ResponseWriter, r *http.Request) {
 	asText := v.Get("view") == "text"
 	mp := h.renderMessage(om, asText)
 	mp.CanSend = h.opt.Send != nil
+	mp.CanChange = u.fs == nil || u.fs.view.Writable
+	mp.KeywordPresets = keywordPresets
+	if rq, ok := mdnRequested(om); ok && mp.CanSend && (u.fs == nil || u.fs.view.Writable) && om.folder != folderDrafts && om.folder != folderSent {
+		mp.MDN = rq.offer() // offered, never sent by itself (RFC 8098 2.1)
+	}
 	if unread(&om.m) && (u.fs == nil || u.fs.view.Writable) {
 		// Opening a message reads it, as an IMAP FETCH of its body does
 		// (not in a read-only shared folder, opened as IMAP's EXAMINE).
@@ -201,20 +209,41 @@ func (h *Handler) renderMessage(om *openedMessage, asText bool) *messagePage {
 		mp.EditURL = with("compose", "mode", "draft")
 	}
 
+	// An image an HTML part shows (cid:, RFC 2392) is shown there and
+	// not listed again as an attachment.
+	images := inlineImages(om.root)
+	shownInline := map[string]bool{}
+	resolve := func(cid string) (string, bool) {
+		path, ok := images[cid]
+		if !ok {
+			return "", false
+		}
+		ps := pathString(path)
+		shownInline[ps] = true
+		return with("inline", "part", ps), true
+	}
+	var atts []leaf
 	for _, l := range leaves(om.root, asText) {
 		p := l.part
 		if l.attachment {
-			mp.Attachments = append(mp.Attachments, attachment{Name: partFilename(p, l.path), Type: clean(p.Type + "/" + p.Subtype),
-				Size: humanSize(p.Size), URL: with("part", "part", pathString(l.path))})
+			atts = append(atts, l)
 			continue
 		}
 		text, truncated := h.partText(om, p, l.path)
 		if p.Subtype == "html" {
 			mp.HasHTML = true
-			mp.Bodies = append(mp.Bodies, bodyPart{HTML: template.HTML(h.html.Sanitize(text)), Truncated: truncated})
+			mp.Bodies = append(mp.Bodies, bodyPart{HTML: template.HTML(rewriteCIDs(h.html.Sanitize(text), resolve)), Truncated: truncated})
 			continue
 		}
 		mp.Bodies = append(mp.Bodies, bodyPart{Text: text, Truncated: truncated})
+	}
+	for _, l := range atts {
+		p := l.part
+		if shownInline[pathString(l.path)] {
+			continue
+		}
+		mp.Attachments = append(mp.Attachments, attachment{Name: partFilename(p, l.path), Type: clean(p.Type + "/" + p.Subtype),
+			Size: humanSize(p.Size), URL: with("part", "part", pathString(l.path))})
 	}
 	return mp
 }

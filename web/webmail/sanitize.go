@@ -10,7 +10,8 @@ import (
 // newHTMLPolicy is what HTML mail may keep: text structure and formatting,
 // lists, tables, links that open in a new tab without telling their target
 // where they were found (rel="noopener noreferrer"), and images only when
-// they are inside the message (data: URIs). Everything else goes: script,
+// they are inside the message (data: URIs, and cid: references to its
+// parts, which rewriteCIDs then points at /mail/inline). Everything else goes: script,
 // style sheets and style attributes, event handlers, forms, frames,
 // objects, and every URL that would make the browser fetch something
 // (remote images, backgrounds) or act (javascript:, relative links into
@@ -41,10 +42,13 @@ func newHTMLPolicy() *bluemonday.Policy {
 	p.AllowAttrs("width", "height").Matching(bluemonday.NumberOrPercent).OnElements("img")
 	p.AllowAttrs("src").OnElements("img")
 	p.AllowDataURIImages()
+	// cid: (RFC 2392) passes here for rewriteCIDs to resolve or blank; a
+	// cid: link that passes too loses its href there.
+	p.AllowURLSchemeWithCustomPolicy("cid", func(*url.URL) bool { return true })
 	// The schemes above are allowed for every URL attribute, src too: an
 	// image from anywhere but the message itself loses its address here.
 	p.RewriteSrc(func(u *url.URL) {
-		if u.Scheme != "data" {
+		if u.Scheme != "data" && u.Scheme != "cid" {
 			*u = url.URL{Scheme: "about", Opaque: "blank"}
 		}
 	})

@@ -7,12 +7,14 @@
 //
 // It owns the pages under /mail/: login and logout, the folder list, a
 // folder's messages (paged, sorted, searched), a message (decoded
-// headers, text reflowed, HTML sanitized, attachments as downloads, the
-// raw source as text), actions on messages (delete to Trash, move, mark
-// read or unread, flag), compose with reply, reply-all and forward (sent
+// headers, text reflowed, HTML sanitized with its cid: images shown,
+// attachments as downloads, the raw source as text, keywords set and
+// removed, read receipts offered), actions on messages (delete to Trash,
+// move, mark read or unread, flag), compose with reply, reply-all and forward (sent
 // through the caller's submission path, a copy kept in Sent), folder
 // management, the quota and password changes, and the address book
-// (sqwebmail's own file, its nicknames expanded when a message is sent).
+// (sqwebmail's own file, its nicknames expanded when a message is sent;
+// vCard export and import).
 //
 // Logins are sessions of web/websession behind a cookie; every POST
 // carries the session's token. Mail is never served with a type a
@@ -58,7 +60,7 @@ var staticFS embed.FS
 // the message itself (CRLF line ends).
 type Outgoing struct {
 	Login string   // the account that logged in
-	From  string   // the envelope sender: the user's address
+	From  string   // the envelope sender: the user's address, or "<>" (a read receipt)
 	Rcpts []string // To, Cc and Bcc
 	Msg   []byte
 }
@@ -187,7 +189,10 @@ func New(opt Options) (*Handler, error) {
 	mux.HandleFunc("GET "+Prefix+"msg", h.message)
 	mux.HandleFunc("GET "+Prefix+"part", h.part)
 	mux.HandleFunc("GET "+Prefix+"raw", h.raw)
+	mux.HandleFunc("GET "+Prefix+"inline", h.inline)
 	mux.HandleFunc("POST "+Prefix+"act", h.act)
+	mux.HandleFunc("POST "+Prefix+"mdn", h.mdn)
+	mux.HandleFunc("POST "+Prefix+"keywords", h.setKeyword)
 	mux.HandleFunc("GET "+Prefix+"compose", h.compose)
 	mux.HandleFunc("POST "+Prefix+"send", h.send)
 	mux.HandleFunc("GET "+Prefix+"folders", h.folders)
@@ -198,6 +203,8 @@ func New(opt Options) (*Handler, error) {
 	mux.HandleFunc("POST "+Prefix+"abook/save", h.abookSave)
 	mux.HandleFunc("GET "+Prefix+"abook/delete", h.abookDeleteForm)
 	mux.HandleFunc("POST "+Prefix+"abook/delete", h.abookDelete)
+	mux.HandleFunc("GET "+Prefix+"abook/export", h.abookExport)
+	mux.HandleFunc("POST "+Prefix+"abook/import", h.abookImport)
 	mux.HandleFunc("GET "+Prefix+"filters", h.filters)
 	mux.HandleFunc("GET "+Prefix+"filters/new", h.filterNew)
 	mux.HandleFunc("GET "+Prefix+"filters/edit", h.filterEdit)
