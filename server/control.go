@@ -21,9 +21,10 @@ import (
 // The control socket lets an admin command that needs the running
 // server's own state ask the server to do the work, as Postfix's
 // postqueue talks to its running qmgr and doveadm to a running Dovecot.
-// Today that is `postern reputation`: the embedded state store (bbolt) is
+// That is `postern reputation` (the embedded state store, bbolt, is
 // locked by the process that has it open, so without the socket the
-// command could only run with the server stopped.
+// command could only run with the server stopped) and `postern dmarc
+// report` (the rows the running server records and sends).
 //
 // Protocol, one request per connection: the client sends one line of JSON
 // (ControlRequest); the server answers one line of JSON (ControlReply) and
