@@ -2,10 +2,10 @@ package arc
 
 import (
 	"errors"
-	"strconv"
 	"strings"
 	"time"
 
+	"postern/filters"
 	"postern/policy"
 )
 
@@ -68,28 +68,10 @@ func ParseSetting(lines []policy.Line) (Config, error) {
 				cfg.Filter.Trusted = append(cfg.Filter.Trusted, d)
 			}
 		case "score":
-			var n float64
-			var err error
-			if len(words) == 3 {
-				n, err = strconv.ParseFloat(words[2], 64)
-			}
-			if len(words) != 3 || err != nil || n != n || n > 1000 || n < -1000 {
-				errs = append(errs, ln.Errorf("arc: want \"score RESULT NUMBER\""))
-				continue
-			}
-			switch strings.ToLower(words[1]) {
-			case "pass":
-				scores.Pass = n
-			case "trusted":
-				scores.Trusted = n
-			case "fail":
-				scores.Fail = n
-			case "none":
-				scores.None = n
-			case "temperror":
-				scores.TempError = n
-			default:
-				errs = append(errs, ln.Errorf("arc: score: unknown result %q (pass, trusted, fail, none, temperror)", words[1]))
+			if err := filters.ParseScoreLine(words, map[string]*float64{
+				"pass": &scores.Pass, "trusted": &scores.Trusted, "fail": &scores.Fail, "none": &scores.None, "temperror": &scores.TempError,
+			}); err != nil {
+				errs = append(errs, ln.Errorf("arc: %v", err))
 			}
 		case "timeout":
 			d, err := time.ParseDuration(strings.Join(words[1:], ""))

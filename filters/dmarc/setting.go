@@ -2,10 +2,10 @@ package dmarc
 
 import (
 	"errors"
-	"strconv"
 	"strings"
 	"time"
 
+	"postern/filters"
 	"postern/policy"
 )
 
@@ -76,28 +76,10 @@ func ParseSetting(lines []policy.Line) (Options, error) {
 			}
 			opts.Timeout = d
 		case "score":
-			var n float64
-			var err error
-			if len(words) == 3 {
-				n, err = strconv.ParseFloat(words[2], 64)
-			}
-			if len(words) != 3 || err != nil || n != n || n > 1000 || n < -1000 {
-				errs = append(errs, ln.Errorf("dmarc: want \"score RESULT NUMBER\""))
-				continue
-			}
-			switch strings.ToLower(words[1]) {
-			case "pass":
-				scores.Pass = n
-			case "fail":
-				scores.Fail = n
-			case "none":
-				scores.None = n
-			case "temperror":
-				scores.TempError = n
-			case "permerror":
-				scores.PermError = n
-			default:
-				errs = append(errs, ln.Errorf("dmarc: score: unknown result %q (pass, fail, none, temperror, permerror)", words[1]))
+			if err := filters.ParseScoreLine(words, map[string]*float64{
+				"pass": &scores.Pass, "fail": &scores.Fail, "none": &scores.None, "temperror": &scores.TempError, "permerror": &scores.PermError,
+			}); err != nil {
+				errs = append(errs, ln.Errorf("dmarc: %v", err))
 				continue
 			}
 		default:
