@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -41,15 +40,8 @@ func runDMARC(e *env, args []string) int {
 	defer cancel()
 	// The running server owns the queue: it sends, and previews as well
 	// (with the settings it runs with).
-	reply, err := server.Control(ctx, cfg.DataDir, server.ControlRequest{Command: "dmarcreport", Args: args[1:]})
-	switch {
-	case err == nil:
-		io.WriteString(e.stdout, reply.Stdout)
-		io.WriteString(e.stderr, reply.Stderr)
-		return reply.Status
-	case !errors.Is(err, server.ErrNoServer):
-		fmt.Fprintf(e.stderr, "postern dmarc report: %v\n", err)
-		return 75
+	if code, done := askServer(ctx, e, cfg, "postern dmarc report", server.ControlRequest{Command: "dmarcreport", Args: args[1:]}); done {
+		return code
 	}
 	return server.RunDMARCReport(ctx, server.OfflineDMARCSender(cfg), args[1:], e.stdout, e.stderr)
 }

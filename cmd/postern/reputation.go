@@ -60,15 +60,8 @@ the server alone; otherwise it opens the store itself.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// A running server holds the embedded store: it does the work.
-	reply, err := server.Control(ctx, cfg.DataDir, server.ControlRequest{Command: "reputation", Args: args})
-	switch {
-	case err == nil:
-		io.WriteString(e.stdout, reply.Stdout)
-		io.WriteString(e.stderr, reply.Stderr)
-		return reply.Status
-	case !errors.Is(err, server.ErrNoServer):
-		fmt.Fprintf(e.stderr, "postern reputation: %v\n", err)
-		return 75
+	if code, done := askServer(ctx, e, cfg, "postern reputation", server.ControlRequest{Command: "reputation", Args: args}); done {
+		return code
 	}
 	rep, store, err := server.OpenReputation(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -85,4 +78,21 @@ the server alone; otherwise it opens the store itself.
 	}
 	defer store.Close()
 	return server.RunReputation(ctx, rep, sub, args[1:], e.stdout, e.stderr)
+}
+
+// askServer has the running server carry out req over its control socket
+// and passes on what it printed and its exit status (done). With no
+// server running, done is false: the command does the work itself.
+func askServer(ctx context.Context, e *env, cfg *policy.Config, cmd string, req server.ControlRequest) (code int, done bool) {
+	reply, err := server.Control(ctx, cfg.DataDir, req)
+	switch {
+	case err == nil:
+		io.WriteString(e.stdout, reply.Stdout)
+		io.WriteString(e.stderr, reply.Stderr)
+		return reply.Status, true
+	case !errors.Is(err, server.ErrNoServer):
+		fmt.Fprintf(e.stderr, "%s: %v\n", cmd, err)
+		return 75, true
+	}
+	return 0, false
 }
