@@ -73,6 +73,12 @@ func execCreate(s *session, c *command) result {
 	if err := s.mail.CreateFolder(folder); err != nil {
 		return s.storageResult(err, "CREATE")
 	}
+	// RFC 8474 4.1: CREATE answers the new mailbox's MAILBOXID.
+	if f, err := s.mail.Folder(folder); err == nil {
+		if id := s.mailboxIDOf(f); id != "" {
+			return okCode("MAILBOXID ("+id+")", "CREATE completed")
+		}
+	}
 	return ok("CREATE completed")
 }
 
@@ -514,7 +520,7 @@ func (d *decoder) statusItemList() ([]string, error) {
 		}
 		a = strings.ToUpper(a)
 		switch a {
-		case "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "HIGHESTMODSEQ", "APPENDLIMIT":
+		case "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "HIGHESTMODSEQ", "APPENDLIMIT", "MAILBOXID":
 		default:
 			return nil, syntaxErr("unknown STATUS item %s", truncate(a, 40))
 		}
@@ -631,15 +637,28 @@ func (s *session) writeStatusFolder(f *maildir.Folder, name string, items []stri
 			deleted++
 		}
 	}
+	var mbID string
+	if slices.Contains(items, "MAILBOXID") {
+		// RFC 8474 4.3; a folder whose id cannot be created (not
+		// writable) answers without the item rather than fail.
+		mbID = s.mailboxIDOf(f)
+	}
 	w := s.w.line("* STATUS ")
 	w.buf = appendAstring(w.buf, name)
 	w.raw(" (")
-	for i, it := range items {
-		if i > 0 {
+	first := true
+	for _, it := range items {
+		if it == "MAILBOXID" && mbID == "" {
+			continue
+		}
+		if !first {
 			w.byte(' ')
 		}
+		first = false
 		w.raw(it).byte(' ')
 		switch it {
+		case "MAILBOXID":
+			w.byte('(').raw(mbID).byte(')')
 		case "MESSAGES":
 			w.num(uint64(len(snap.Messages)))
 		case "RECENT":

@@ -2,7 +2,8 @@
 // NAMESPACE, UNSELECT, UIDPLUS, MOVE, ENABLE, ID, LITERAL+, CHILDREN,
 // SPECIAL-USE, SASL-IR, CONDSTORE/QRESYNC, ESEARCH, SEARCHRES, SORT,
 // THREAD, QUOTA, LIST-EXTENDED, LIST-STATUS, BINARY, STATUS=SIZE,
-// MULTIAPPEND, APPENDLIMIT and COMPRESS=DEFLATE, over Maildir++
+// MULTIAPPEND, APPENDLIMIT, COMPRESS=DEFLATE, OBJECTID and SAVEDATE
+// (objectid.go) and PREVIEW (preview.go), over Maildir++
 // mailboxes; and IMAP4rev2 (RFC 9051) for the sessions that enable it
 // (rev2.go). ACL (RFC 4314, cmd_acl.go) keeps Courier's courierimapacl
 // files (mailbox/acl), and other users' folders shared with ACLs appear
