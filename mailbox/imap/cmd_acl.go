@@ -282,7 +282,7 @@ func (s *session) createShared(name string) result {
 	if !parent.rights.Has(acl.Create) {
 		return noPerm()
 	}
-	if s.rev2() {
+	if s.utf8Names() {
 		leaf = encodeMUTF7(leaf)
 	}
 	folder := leaf

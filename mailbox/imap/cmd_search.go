@@ -35,7 +35,9 @@ type searchKey struct {
 
 type searchArgs struct {
 	charset string
-	key     *searchKey
+	// charsetGiven: SEARCH named a CHARSET (not the default).
+	charsetGiven bool
+	key          *searchKey
 	// esearch: RETURN was given (RFC 4731); ret holds MIN MAX COUNT ALL
 	// and SAVE (RFC 5182).
 	esearch bool
@@ -87,7 +89,7 @@ func (p *searchParser) program(a *searchArgs) error {
 			return syntaxErr("CHARSET must come first")
 		}
 		if first && k.op == "CHARSET" {
-			a.charset = strings.ToUpper(k.value)
+			a.charset, a.charsetGiven = strings.ToUpper(k.value), true
 			first = false
 			continue
 		}
@@ -409,6 +411,14 @@ func execSearch(s *session, c *command) result {
 		}
 	}
 	save := a.ret["SAVE"]
+	if s.utf8Accept() && !s.rev2() && a.charsetGiven {
+		// RFC 6855 3: after ENABLE UTF8=ACCEPT every string is UTF-8; a
+		// CHARSET label conflicts with that.
+		if save {
+			sel.saved = nil
+		}
+		return bad("SEARCH CHARSET after ENABLE UTF8=ACCEPT")
+	}
 	switch a.charset {
 	case "US-ASCII", "UTF-8":
 	default:

@@ -74,7 +74,7 @@ func (s *session) isFSSharedName(name string) bool {
 // fsSharedName is the IMAP name of NICK's FOLDER for this session.
 func (s *session) fsSharedName(nick, folder string) string {
 	name := fsSharedPrefix + encodeMUTF7(nick) + "." + folder
-	if s.rev2() {
+	if s.utf8Names() {
 		if dec, err := decodeMUTF7(name); err == nil {
 			return dec
 		}
@@ -85,7 +85,7 @@ func (s *session) fsSharedName(nick, folder string) string {
 // splitFSSharedName parses "shared.NICK.FOLDER" into NICK (UTF-8) and the
 // Maildir++ FOLDER.
 func (s *session) splitFSSharedName(name string) (nick, folder string, err error) {
-	if s.rev2() {
+	if s.utf8Names() {
 		name = encodeMUTF7(name)
 	} else if name, err = wireMailboxName(name); err != nil {
 		return "", "", errBadMailboxName
