@@ -3,7 +3,7 @@
 // SPECIAL-USE, SASL-IR, CONDSTORE/QRESYNC, ESEARCH, SEARCHRES, SORT,
 // THREAD, QUOTA, LIST-EXTENDED, LIST-STATUS, BINARY, STATUS=SIZE,
 // MULTIAPPEND, APPENDLIMIT, COMPRESS=DEFLATE, OBJECTID and SAVEDATE
-// (objectid.go) and PREVIEW (preview.go), over Maildir++
+// (objectid.go), PREVIEW (preview.go) and REPLACE, over Maildir++
 // mailboxes; and IMAP4rev2 (RFC 9051) for the sessions that enable it
 // (rev2.go), and UTF-8 mailbox names with UTF8=ACCEPT (RFC 6855). ACL
 // (RFC 4314, cmd_acl.go) keeps Courier's courierimapacl files
