@@ -547,6 +547,14 @@ func execStatus(s *session, c *command) result {
 	if s.rev2() && slices.Contains(a.items, "RECENT") {
 		return bad("RECENT is not a STATUS item in IMAP4rev2")
 	}
+	// A filesystem-shared folder not subscribed to is answered without
+	// subscribing to it (resolveMailbox would make its private view).
+	if handled, err := s.writeUnsubscribedFSSharedStatus(a.mailbox, a.items); handled {
+		if err != nil {
+			return s.fsSharedResult(err, "STATUS")
+		}
+		return ok("STATUS completed")
+	}
 	ref, r, found := s.resolveMailbox(a.mailbox)
 	if !found {
 		return r
@@ -578,6 +586,9 @@ func (s *session) writeStatus(folder string, items []string) error {
 // writeStatusByName is writeStatus for a mailbox by its IMAP name, the
 // shared namespace included; a mailbox without "r" gets no STATUS.
 func (s *session) writeStatusByName(name string, items []string) error {
+	if handled, err := s.writeUnsubscribedFSSharedStatus(name, items); handled {
+		return err
+	}
 	ref, _, found := s.resolveMailbox(name)
 	if !found {
 		return maildir.ErrNoFolder
