@@ -24,8 +24,8 @@ import (
 //   - MAILBOXID is random, kept in a small file in the folder's directory
 //     (mailboxIDFileName). A RENAME moves the directory and so keeps it;
 //     DELETE takes it away and a new CREATE of the same name gets a new
-//     one, as RFC 8474 4.1 requires. Courier keeps nothing similar, and
-//     Courier ignores files it does not know in a Maildir++ folder.
+//     one, as RFC 8474 4.1 requires. Courier keeps nothing similar and
+//     leaves the file alone, as it does the other servers' state files.
 //   - EMAILID is a digest of the message file: the same for a message
 //     and its copies (COPY links or copies the file unchanged; RFC 8474
 //     5.1 lets identical messages share one), different for different
