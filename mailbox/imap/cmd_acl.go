@@ -295,7 +295,7 @@ func (s *session) createShared(name string) result {
 	if err := parent.mail.CreateFolder(folder); err != nil {
 		return s.storageResult(err, "CREATE")
 	}
-	return ok("CREATE completed")
+	return s.createdResult(parent.mail, folder)
 }
 
 // deleteShared deletes another user's folder, with the "x" right on it

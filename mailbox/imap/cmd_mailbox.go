@@ -73,8 +73,13 @@ func execCreate(s *session, c *command) result {
 	if err := s.mail.CreateFolder(folder); err != nil {
 		return s.storageResult(err, "CREATE")
 	}
-	// RFC 8474 4.1: CREATE answers the new mailbox's MAILBOXID.
-	if f, err := s.mail.Folder(folder); err == nil {
+	return s.createdResult(s.mail, folder)
+}
+
+// createdResult is CREATE's answer for folder, just made in md: with the
+// new mailbox's MAILBOXID (RFC 8474 4.1) when it can be had.
+func (s *session) createdResult(md *maildir.Maildir, folder string) result {
+	if f, err := md.Folder(folder); err == nil {
 		if id := s.mailboxIDOf(f); id != "" {
 			return okCode("MAILBOXID ("+id+")", "CREATE completed")
 		}
