@@ -108,7 +108,12 @@ func previewOf(data []byte, root *mime.Part) (string, error) {
 	if part == nil {
 		return "", nil
 	}
-	text, err := part.Text(bytes.NewReader(data))
+	// Only the start of the part is decoded: a copy of it cut where the
+	// encoded text (quoted-printable at most 3 octets a character) holds
+	// more than previewMaxInput; the lenient decoders take the cut.
+	leaf := *part
+	leaf.End = min(leaf.End, leaf.BodyStart+3*previewMaxInput)
+	text, err := leaf.Text(bytes.NewReader(data))
 	if err != nil {
 		return "", err
 	}

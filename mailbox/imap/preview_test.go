@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -136,4 +137,27 @@ func FuzzPreview(f *testing.F) {
 			t.Fatalf("whitespace not collapsed: %q", p)
 		}
 	})
+}
+
+// TestPreviewOfHugePart: a big text part is decoded only as far as the
+// preview needs, and the preview is still its start.
+func TestPreviewOfHugePart(t *testing.T) {
+	msg := "Subject: big\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nStart here. " +
+		strings.Repeat("=41", 4<<20) + "\r\n"
+	data := []byte(msg)
+	root, err := mime.Parse(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := previewOf(data, root)
+	if err != nil || !strings.HasPrefix(p, "Start here. AAAA") || utf8.RuneCountInString(p) != previewMaxChars {
+		t.Fatalf("preview %q, %v", p, err)
+	}
+	var ms1, ms2 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	previewOf(data, root)
+	runtime.ReadMemStats(&ms2)
+	if grew := ms2.TotalAlloc - ms1.TotalAlloc; grew > 16*previewMaxInput {
+		t.Errorf("preview of a 12 MiB part allocated %d bytes", grew)
+	}
 }
