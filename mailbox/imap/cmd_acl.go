@@ -282,7 +282,7 @@ func (s *session) createShared(name string) result {
 	if !parent.rights.Has(acl.Create) {
 		return noPerm()
 	}
-	if s.rev2() {
+	if s.utf8Names() {
 		leaf = encodeMUTF7(leaf)
 	}
 	folder := leaf
@@ -295,7 +295,7 @@ func (s *session) createShared(name string) result {
 	if err := parent.mail.CreateFolder(folder); err != nil {
 		return s.storageResult(err, "CREATE")
 	}
-	return ok("CREATE completed")
+	return s.createdResult(parent.mail, folder)
 }
 
 // deleteShared deletes another user's folder, with the "x" right on it

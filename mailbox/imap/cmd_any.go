@@ -12,7 +12,7 @@ func anyStateCommands() []*commandSpec {
 		{name: "NOOP", states: anyState, exec: execNoop, expungeOK: true, noUpdates: true},
 		{name: "LOGOUT", states: anyState, exec: execLogout, noUpdates: true},
 		{name: "ID", states: anyState, caps: []string{"ID"}, parse: parseID, exec: execID, expungeOK: true},
-		{name: "ENABLE", states: stateAuth, caps: []string{"ENABLE"}, parse: parseEnable, exec: execEnable},
+		{name: "ENABLE", states: stateAuth, caps: []string{"ENABLE", "UTF8=ACCEPT"}, parse: parseEnable, exec: execEnable},
 	}
 }
 
@@ -126,7 +126,7 @@ func parseEnable(d *decoder) (any, error) {
 }
 
 // execEnable turns on CONDSTORE, QRESYNC (RFC 7162 3.2.3: QRESYNC
-// implies CONDSTORE) and IMAP4rev2 (RFC 9051); the ENABLED response lists what this command newly
+// implies CONDSTORE), IMAP4rev2 (RFC 9051) and UTF8=ACCEPT (RFC 6855); the ENABLED response lists what this command newly
 // enabled, and nothing for extensions this server does not know
 // (RFC 5161 3.1).
 func execEnable(s *session, c *command) result {
@@ -149,6 +149,13 @@ func execEnable(s *session, c *command) result {
 			if !s.enabled[name] {
 				s.enabled[name] = true
 				w.raw(" IMAP4rev2")
+			}
+		case "UTF8=ACCEPT":
+			// RFC 6855 3: UTF-8 mailbox names (names.go), APPEND's UTF8
+			// data item (cmd_append.go), no SEARCH CHARSET (cmd_search.go).
+			if !s.enabled[name] {
+				s.enabled[name] = true
+				w.raw(" UTF8=ACCEPT")
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"postern/mailbox/acl"
@@ -29,6 +30,9 @@ type appendArgs struct {
 	size    int64
 	sync    bool
 	binary  bool // sent as a literal8, "~{n}"
+	// utf8: sent as RFC 6855 4's "UTF8 (~{n}...)": a message that may have
+	// UTF-8 header fields (stored as sent); a ")" follows the data.
+	utf8 bool
 }
 
 func parseAppend(d *decoder) (any, error) {
@@ -88,6 +92,29 @@ func (d *decoder) appendMessage() (appendArgs, error) {
 		if b, err = d.peek(); err != nil {
 			return a, err
 		}
+	}
+	if b == 'U' || b == 'u' {
+		// RFC 6855 4: append-data =/ "UTF8" SP "(" literal8 ")".
+		name, err := d.atom()
+		if err != nil {
+			return a, err
+		}
+		if !strings.EqualFold(name, "UTF8") {
+			return a, syntaxErr("unknown APPEND data item %s", truncate(name, 40))
+		}
+		if err := d.sp(); err != nil {
+			return a, err
+		}
+		if err := d.expect('(', "'('"); err != nil {
+			return a, err
+		}
+		if b, err = d.peek(); err != nil {
+			return a, err
+		}
+		if b != '~' {
+			return a, syntaxErr("UTF8 needs a literal8")
+		}
+		a.utf8 = true
 	}
 	if b == '~' {
 		// literal8 (RFC 3516 4.4): the message may hold NUL and bare
@@ -217,6 +244,10 @@ func execAppend(s *session, c *command) result {
 	// read are they committed, so that any failure leaves none behind.
 	var total int64
 	for {
+		if a.utf8 && !s.utf8Accept() {
+			// RFC 6855 4: UTF8 data only after ENABLE UTF8=ACCEPT.
+			return refuse(bad("APPEND UTF8 needs ENABLE UTF8=ACCEPT"))
+		}
 		if a.size > s.srv.opt.MaxLiteralSize {
 			return refuse(no("TOOBIG", fmt.Sprintf("Message exceeds the %d-byte limit", s.srv.opt.MaxLiteralSize)))
 		}
@@ -266,6 +297,16 @@ func execAppend(s *session, c *command) result {
 			return s.storageResult(serr, "APPEND")
 		}
 		staged = append(staged, st)
+		if a.utf8 {
+			if err := s.d.expect(')', "')' after UTF8 data"); err != nil {
+				discard()
+				var pe *parseError
+				if errors.As(err, &pe) {
+					return s.badAppendTail(pe)
+				}
+				return fatal()
+			}
+		}
 		// A space after the literal starts the next message; the end of
 		// the line ends the command.
 		b, err := s.d.peek()

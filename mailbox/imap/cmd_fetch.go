@@ -16,10 +16,11 @@ import (
 )
 
 // FETCH and UID FETCH (RFC 3501 6.4.5, 6.4.8), with BINARY (RFC 3516,
-// binary.go).
+// binary.go), EMAILID and THREADID (RFC 8474, objectid.go), SAVEDATE
+// (RFC 8514) and PREVIEW (RFC 8970, preview.go).
 func fetchCommands() []*commandSpec {
 	return []*commandSpec{
-		{name: "FETCH", states: stateSelected, caps: []string{"BINARY"}, parse: parseFetch, exec: execFetch},
+		{name: "FETCH", states: stateSelected, caps: []string{"BINARY", "OBJECTID", "SAVEDATE", "PREVIEW"}, parse: parseFetch, exec: execFetch},
 		{name: "UID FETCH", states: stateSelected, parse: parseFetch, exec: execFetch},
 	}
 }
@@ -32,6 +33,7 @@ type fetchItem struct {
 	section mime.SectionSpec
 	label   string // the section as echoed in the response, e.g. "HEADER.FIELDS (From To)"
 	peek    bool
+	lazy    bool // PREVIEW (LAZY), RFC 8970 3.1
 	partial bool
 	start   int64
 	count   int64
@@ -171,8 +173,11 @@ func (d *decoder) fetchAttRest(name string) (fetchItem, error) {
 	name = strings.ToUpper(name)
 	it := fetchItem{name: name}
 	switch name {
-	case "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE", "RFC822.TEXT", "BODYSTRUCTURE", "UID", "MODSEQ":
+	case "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE", "RFC822.TEXT", "BODYSTRUCTURE", "UID", "MODSEQ",
+		"EMAILID", "THREADID", "SAVEDATE":
 		return it, nil
+	case "PREVIEW":
+		return it, d.previewModifiers(&it)
 	case "BODY", "BODY.PEEK":
 	case "BINARY", "BINARY.PEEK", "BINARY.SIZE":
 		return d.binaryAttRest(name)
@@ -478,11 +483,28 @@ func execFetch(s *session, c *command) result {
 				return s.storageResult(err, "FETCH")
 			}
 		}
+		// EMAILID and THREADID read the message file: a message gone
+		// meanwhile goes without them, as without its body items.
+		objGone := false
+		for k := range items {
+			if n := items[k].name; (n == "EMAILID" || n == "THREADID") && !objGone {
+				if _, err := s.objectID(n, m); err != nil {
+					if !errors.Is(err, maildir.ErrNoMessage) {
+						msg.close()
+						return s.storageResult(err, "FETCH")
+					}
+					objGone, expungeIssued = true, true
+				}
+			}
+		}
 		w.line("* ").num(uint64(i + 1)).raw(" FETCH (")
 		first := true
 		for k := range items {
 			it := &items[k]
 			if it.needsBody() && msg == nil && !fromIndex {
+				continue
+			}
+			if objGone && (it.name == "EMAILID" || it.name == "THREADID") {
 				continue
 			}
 			if !first {
@@ -531,6 +553,36 @@ func (s *session) writeFetchItem(it *fetchItem, m *viewMessage, msg *loadedMessa
 		w.raw("UID ").num(uint64(m.uid))
 	case "MODSEQ":
 		w.raw("MODSEQ (").num(s.fetchModSeq).byte(')')
+	case "EMAILID", "THREADID":
+		// RFC 8474 5.1, 5.2; a message gone meanwhile has neither (the
+		// caller skipped the item).
+		id, err := s.objectID(it.name, m)
+		if err != nil {
+			return err
+		}
+		w.raw(it.name).raw(" (").raw(id).byte(')')
+	case "SAVEDATE":
+		// RFC 8514 4.3: NIL when the mailbox keeps no save date; here,
+		// only when the message vanished meanwhile.
+		w.raw("SAVEDATE ")
+		if t := s.saveDate(m); t.IsZero() {
+			w.raw("NIL")
+		} else {
+			w.byte('"')
+			w.buf = t.AppendFormat(w.buf, "02-Jan-2006 15:04:05 -0700")
+			w.byte('"')
+		}
+	case "PREVIEW":
+		w.raw("PREVIEW ")
+		p, ok, err := s.preview(m, msg, it.lazy)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			w.raw("NIL")
+		} else {
+			w.str(p)
+		}
 	case "FLAGS":
 		w.raw("FLAGS ")
 		w.buf = appendFlags(w.buf, m.letters, m.keywords, s.sel.isRecent(m))

@@ -73,6 +73,17 @@ func execCreate(s *session, c *command) result {
 	if err := s.mail.CreateFolder(folder); err != nil {
 		return s.storageResult(err, "CREATE")
 	}
+	return s.createdResult(s.mail, folder)
+}
+
+// createdResult is CREATE's answer for folder, just made in md: with the
+// new mailbox's MAILBOXID (RFC 8474 4.1) when it can be had.
+func (s *session) createdResult(md *maildir.Maildir, folder string) result {
+	if f, err := md.Folder(folder); err == nil {
+		if id := s.mailboxIDOf(f); id != "" {
+			return okCode("MAILBOXID ("+id+")", "CREATE completed")
+		}
+	}
 	return ok("CREATE completed")
 }
 
@@ -514,7 +525,7 @@ func (d *decoder) statusItemList() ([]string, error) {
 		}
 		a = strings.ToUpper(a)
 		switch a {
-		case "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "HIGHESTMODSEQ", "APPENDLIMIT":
+		case "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "HIGHESTMODSEQ", "APPENDLIMIT", "MAILBOXID":
 		default:
 			return nil, syntaxErr("unknown STATUS item %s", truncate(a, 40))
 		}
@@ -540,6 +551,14 @@ func execStatus(s *session, c *command) result {
 	a := c.args.(statusArgs)
 	if s.rev2() && slices.Contains(a.items, "RECENT") {
 		return bad("RECENT is not a STATUS item in IMAP4rev2")
+	}
+	// A filesystem-shared folder not subscribed to is answered without
+	// subscribing to it (resolveMailbox would make its private view).
+	if handled, err := s.writeUnsubscribedFSSharedStatus(a.mailbox, a.items); handled {
+		if err != nil {
+			return s.fsSharedResult(err, "STATUS")
+		}
+		return ok("STATUS completed")
 	}
 	ref, r, found := s.resolveMailbox(a.mailbox)
 	if !found {
@@ -572,6 +591,9 @@ func (s *session) writeStatus(folder string, items []string) error {
 // writeStatusByName is writeStatus for a mailbox by its IMAP name, the
 // shared namespace included; a mailbox without "r" gets no STATUS.
 func (s *session) writeStatusByName(name string, items []string) error {
+	if handled, err := s.writeUnsubscribedFSSharedStatus(name, items); handled {
+		return err
+	}
 	ref, _, found := s.resolveMailbox(name)
 	if !found {
 		return maildir.ErrNoFolder
@@ -631,15 +653,28 @@ func (s *session) writeStatusFolder(f *maildir.Folder, name string, items []stri
 			deleted++
 		}
 	}
+	var mbID string
+	if slices.Contains(items, "MAILBOXID") {
+		// RFC 8474 4.3; a folder whose id cannot be created (not
+		// writable) answers without the item rather than fail.
+		mbID = s.mailboxIDOf(f)
+	}
 	w := s.w.line("* STATUS ")
 	w.buf = appendAstring(w.buf, name)
 	w.raw(" (")
-	for i, it := range items {
-		if i > 0 {
+	first := true
+	for _, it := range items {
+		if it == "MAILBOXID" && mbID == "" {
+			continue
+		}
+		if !first {
 			w.byte(' ')
 		}
+		first = false
 		w.raw(it).byte(' ')
 		switch it {
+		case "MAILBOXID":
+			w.byte('(').raw(mbID).byte(')')
 		case "MESSAGES":
 			w.num(uint64(len(snap.Messages)))
 		case "RECENT":

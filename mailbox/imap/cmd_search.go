@@ -10,7 +10,8 @@ import (
 	"postern/mailbox/mime"
 )
 
-// SEARCH and UID SEARCH (RFC 3501 6.4.4) with every RFC 3501 search key.
+// SEARCH and UID SEARCH (RFC 3501 6.4.4) with every RFC 3501 search key,
+// and EMAILID, THREADID (RFC 8474 6) and the SAVED* keys (RFC 8514 4.2).
 func searchCommands() []*commandSpec {
 	return []*commandSpec{
 		{name: "SEARCH", states: stateSelected, caps: []string{"ESEARCH", "SEARCHRES"}, parse: parseSearch, exec: execSearch},
@@ -34,7 +35,9 @@ type searchKey struct {
 
 type searchArgs struct {
 	charset string
-	key     *searchKey
+	// charsetGiven: SEARCH named a CHARSET (not the default).
+	charsetGiven bool
+	key          *searchKey
 	// esearch: RETURN was given (RFC 4731); ret holds MIN MAX COUNT ALL
 	// and SAVE (RFC 5182).
 	esearch bool
@@ -86,7 +89,7 @@ func (p *searchParser) program(a *searchArgs) error {
 			return syntaxErr("CHARSET must come first")
 		}
 		if first && k.op == "CHARSET" {
-			a.charset = strings.ToUpper(k.value)
+			a.charset, a.charsetGiven = strings.ToUpper(k.value), true
 			first = false
 			continue
 		}
@@ -230,9 +233,25 @@ func (p *searchParser) namedKey(name string, depth int) (*searchKey, error) {
 			return nil, err
 		}
 		k.value = v
-	case "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE":
+	case "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE", "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE":
+		// SAVED*: RFC 8514 4.2.
 		if err := dateArg(); err != nil {
 			return nil, err
+		}
+	case "SAVEDATESUPPORTED":
+		// RFC 8514 4.2: every message, since every mailbox here has
+		// save dates.
+		k.op = "ALL"
+	case "EMAILID", "THREADID":
+		// RFC 8474 6: the objectid, compared exactly.
+		if err := d.sp(); err != nil {
+			return nil, err
+		}
+		if k.value, err = d.atom(); err != nil {
+			return nil, err
+		}
+		if !validObjectID(k.value) {
+			return nil, syntaxErr("invalid %s", name)
 		}
 	case "LARGER", "SMALLER":
 		if err := d.sp(); err != nil {
@@ -392,6 +411,14 @@ func execSearch(s *session, c *command) result {
 		}
 	}
 	save := a.ret["SAVE"]
+	if s.utf8Accept() && !s.rev2() && a.charsetGiven {
+		// RFC 6855 3: after ENABLE UTF8=ACCEPT every string is UTF-8; a
+		// CHARSET label conflicts with that.
+		if save {
+			sel.saved = nil
+		}
+		return bad("SEARCH CHARSET after ENABLE UTF8=ACCEPT")
+	}
 	switch a.charset {
 	case "US-ASCII", "UTF-8":
 	default:
@@ -653,6 +680,15 @@ func (e *searchEval) match(k *searchKey) (bool, error) {
 		// Internal date, by calendar day in its own zone (RFC 3501 6.4.4
 		// compares dates, disregarding time).
 		return compareDay(e.s.internalDate(m), k.op, k.date), nil
+	case "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE":
+		t := e.s.saveDate(m)
+		return !t.IsZero() && compareDay(t, k.op[5:], k.date), nil
+	case "EMAILID", "THREADID":
+		id, err := e.s.objectID(k.op, m)
+		if errors.Is(err, maildir.ErrNoMessage) {
+			return false, nil
+		}
+		return id == k.value, err
 	case "SENTBEFORE", "SENTON", "SENTSINCE":
 		var date string
 		if e.hdr != nil {

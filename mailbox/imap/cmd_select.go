@@ -88,6 +88,9 @@ func (s *session) selectMailbox(a selectArgs, readOnly bool) result {
 	// Mod-sequences are kept on disk for every folder, so HIGHESTMODSEQ is
 	// always announced (RFC 7162 3.1.2.1).
 	w.line("* OK [HIGHESTMODSEQ ").num(sel.index.highest()).raw("] Highest").end()
+	if id := s.mailboxIDOf(f); id != "" {
+		w.line("* OK [MAILBOXID (").raw(id).raw(")] Ok").end() // RFC 8474 4.2
+	}
 	if a.qresync != nil {
 		if err := s.qresync(a.qresync); err != nil {
 			return fatal()

@@ -172,6 +172,9 @@ func firstMailbox(value string) string {
 
 func execSort(s *session, c *command) result {
 	a := c.args.(sortArgs)
+	if r, bad := s.utf8AcceptCharset(a.search.charset); bad {
+		return r
+	}
 	switch a.search.charset {
 	case "US-ASCII", "UTF-8":
 	default:

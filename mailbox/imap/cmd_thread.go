@@ -49,6 +49,9 @@ type threadNode struct {
 
 func execThread(s *session, c *command) result {
 	a := c.args.(threadArgs)
+	if r, bad := s.utf8AcceptCharset(a.search.charset); bad {
+		return r
+	}
 	switch a.search.charset {
 	case "US-ASCII", "UTF-8":
 	default:

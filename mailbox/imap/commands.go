@@ -48,6 +48,7 @@ func newCommandTable() map[string]*commandSpec {
 	add(sortCommands()...)
 	add(quotaCommands()...)
 	add(copyCommands()...)
+	add(replaceCommands()...)
 	add(idleCommands()...)
 	add(compressCommands()...)
 	add(aclCommands()...)

@@ -2,6 +2,10 @@ package imap
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
 	"strings"
 
 	"postern/mailbox/acl"
@@ -74,7 +78,7 @@ func (s *session) isFSSharedName(name string) bool {
 // fsSharedName is the IMAP name of NICK's FOLDER for this session.
 func (s *session) fsSharedName(nick, folder string) string {
 	name := fsSharedPrefix + encodeMUTF7(nick) + "." + folder
-	if s.rev2() {
+	if s.utf8Names() {
 		if dec, err := decodeMUTF7(name); err == nil {
 			return dec
 		}
@@ -85,7 +89,7 @@ func (s *session) fsSharedName(nick, folder string) string {
 // splitFSSharedName parses "shared.NICK.FOLDER" into NICK (UTF-8) and the
 // Maildir++ FOLDER.
 func (s *session) splitFSSharedName(name string) (nick, folder string, err error) {
-	if s.rev2() {
+	if s.utf8Names() {
 		name = encodeMUTF7(name)
 	} else if name, err = wireMailboxName(name); err != nil {
 		return "", "", errBadMailboxName
@@ -235,4 +239,87 @@ func (s *session) fsSharedResult(err error, what string) result {
 		return noPerm()
 	}
 	return s.storageResult(err, what)
+}
+
+// writeUnsubscribedFSSharedStatus answers STATUS (and LIST-STATUS) for a
+// "shared.NICK.FOLDER" the user has not subscribed to, from the sharable
+// folder itself, making nothing: no private view, no claim of its new/
+// messages. Courier's STATUS passes autosubscribe=0 (only SELECT is to
+// subscribe, for clients like Pine that never do); Courier 5's
+// decode_valid_mailbox no longer honours the flag, and Postern keeps the
+// intent. The counts are what the user's view would show once made: every
+// message new (\Recent), unseen and without \Deleted, numbered from 1, so
+// UIDNEXT is one past the count. UIDVALIDITY, HIGHESTMODSEQ and MAILBOXID
+// do not exist before the view does and are left out of the answer.
+// handled is false when the name is not such a folder, or the view exists
+// (the ordinary STATUS then reads it).
+func (s *session) writeUnsubscribedFSSharedStatus(name string, items []string) (handled bool, err error) {
+	if !s.isFSSharedName(name) {
+		return false, nil
+	}
+	nick, folder, err := s.splitFSSharedName(name)
+	if err != nil {
+		return true, err
+	}
+	view, err := maildir.SharedViewPath(s.mail.Root(), nick, folder)
+	if err != nil {
+		return true, err
+	}
+	if _, err := os.Lstat(view); err == nil {
+		return false, nil
+	}
+	sf, err := maildir.FindSharable(s.sharedMaildirs(), nick, folder, s.identity())
+	if err != nil {
+		return true, err
+	}
+	paths, err := maildir.ListSharableMessages(sf)
+	if err != nil {
+		return true, err
+	}
+	var size int64
+	if slices.Contains(items, "SIZE") {
+		for _, p := range paths {
+			f, err := os.Open(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed meanwhile
+			}
+			if err != nil {
+				return true, fmt.Errorf("imap: status %s: %w", name, err)
+			}
+			n, err := crlfSize(f)
+			f.Close()
+			if err != nil {
+				return true, fmt.Errorf("imap: status %s: %w", name, err)
+			}
+			size += n
+		}
+	}
+	count := uint64(len(paths))
+	w := s.w.line("* STATUS ")
+	w.buf = appendAstring(w.buf, s.fsSharedName(nick, folder))
+	w.raw(" (")
+	first := true
+	for _, it := range items {
+		var v uint64
+		switch it {
+		case "MESSAGES", "RECENT", "UNSEEN":
+			v = count
+		case "UIDNEXT":
+			v = count + 1
+		case "DELETED":
+			v = 0
+		case "SIZE":
+			v = uint64(size)
+		case "APPENDLIMIT":
+			v = uint64(s.srv.opt.MaxLiteralSize)
+		default: // UIDVALIDITY, HIGHESTMODSEQ, MAILBOXID: none yet
+			continue
+		}
+		if !first {
+			w.byte(' ')
+		}
+		first = false
+		w.raw(it).byte(' ').num(v)
+	}
+	return true, w.byte(')').end()
 }

@@ -315,3 +315,50 @@ func TestFSSharedWithoutSharedMaildirs(t *testing.T) {
 	bob.cmd("b", "CREATE shared.x", "OK")
 	bob.cmd("c", "SELECT shared.x", "OK")
 }
+
+// TestFSSharedStatusDoesNotSubscribe: STATUS and LIST-STATUS of shared
+// folders the user has not subscribed to answer from the sharable folder
+// and make nothing: no private view (which would subscribe the user), no
+// claim of the folder's new/ messages. Once subscribed, STATUS reads the
+// view as before.
+func TestFSSharedStatusDoesNotSubscribe(t *testing.T) {
+	needRoot(t)
+	env := newTestEnv(t, nil)
+	env.module.setIDs("bob", 1001, 1001)
+	sharable := sharableMaildir(t)
+	deliverTo(t, sharable, "Lists", "Subject: first\r\n\r\nfirst body\r\n")
+	deliverTo(t, sharable, "Lists", "Subject: second\r\n\r\nsecond body\r\n")
+	env.maildir("bob")
+	maildirmake(t, "--add", "team="+sharable, env.maildirPath("bob"))
+	before := sharableFiles(t, sharable, "Lists")
+	views := filepath.Join(env.maildirPath("bob"), "shared-folders")
+
+	bob := env.login("bob", "hunter2")
+	list := bob.cmd("a", `LIST "" "*" RETURN (STATUS (MESSAGES UNSEEN RECENT UIDNEXT UIDVALIDITY SIZE))`, "OK")
+	if !hasLine(list, `* STATUS shared.team.Lists (MESSAGES 2 UNSEEN 2 RECENT 2 UIDNEXT 3 SIZE 62)`) ||
+		!hasLine(list, `* STATUS shared.team.News (MESSAGES 0 UNSEEN 0 RECENT 0 UIDNEXT 1 SIZE 0)`) {
+		t.Errorf("LIST-STATUS of unsubscribed shared folders:\n%s", strings.Join(list, "\n"))
+	}
+	st := bob.cmd("b", "STATUS shared.team.Lists (MESSAGES UIDVALIDITY MAILBOXID)", "OK")
+	if !hasLine(st, `* STATUS shared.team.Lists (MESSAGES 2)`) {
+		t.Errorf("STATUS: %q", st)
+	}
+	bob.cmd("c", "STATUS shared.team.Private (MESSAGES)", "NO")
+	if _, err := os.Stat(views); err == nil {
+		entries, _ := os.ReadDir(filepath.Join(views, "team"))
+		t.Fatalf("STATUS made private views: %v", entries)
+	}
+	if after := sharableFiles(t, sharable, "Lists"); !slices.Equal(before, after) {
+		t.Errorf("STATUS touched the sharable folder: %q, was %q", after, before)
+	}
+	if l := bob.cmd("d", `LSUB "" "*"`, "OK"); strings.Contains(strings.Join(l, "\n"), "shared.team") {
+		t.Errorf("LSUB after STATUS: %q", l)
+	}
+
+	// Subscribed: the view answers, with what only it has.
+	bob.cmd("e", "SUBSCRIBE shared.team.Lists", "OK")
+	st = bob.cmd("f", "STATUS shared.team.Lists (MESSAGES UIDNEXT UIDVALIDITY)", "OK")
+	if !regexp.MustCompile(`^\* STATUS shared\.team\.Lists \(MESSAGES 2 UIDNEXT 3 UIDVALIDITY \d+\)$`).MatchString(st[0]) {
+		t.Errorf("STATUS of the subscribed folder: %q", st)
+	}
+}

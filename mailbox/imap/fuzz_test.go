@@ -26,6 +26,11 @@ func FuzzParseCommand(f *testing.F) {
 		"c1 CREATE {4}\r\nabcd\r\n",
 		"d1 AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n",
 		"z1 COMPRESS DEFLATE\r\nz2 COMPRESS\r\n",
+		"e1 FETCH 1:* (PREVIEW (LAZY) EMAILID THREADID SAVEDATE)\r\ne2 FETCH 1 PREVIEW (lazy) (CHANGEDSINCE 4)\r\n",
+		"e3 FETCH 1 PREVIEW (CHANGEDSINCE 4)\r\ne4 FETCH 1 PREVIEW (\r\n",
+		"u1 APPEND INBOX (\\Seen) UTF8 (~{5+}\r\nhello) UTF8 (~{2+}\r\nhi)\r\nu2 APPEND INBOX utf8 ({1}\r\n",
+		"r1 REPLACE 1 Drafts (\\Draft) {5+}\r\nhello\r\nr2 UID REPLACE 7 INBOX UTF8 (~{2+}\r\nhi)\r\nr3 REPLACE 0 x {1}\r\n",
+		"e5 SEARCH EMAILID Mabc THREADID T-1_x SAVEDSINCE 1-Jan-2020 SAVEDATESUPPORTED\r\ne6 STATUS INBOX (MAILBOXID)\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -38,10 +43,21 @@ func FuzzParseCommand(f *testing.F) {
 			cmd, err := srv.parseCommand(d, anyState)
 			if err == nil && cmd.spec.ownsLineEnd {
 				// APPEND's messages, one after another (MULTIAPPEND).
-				a := cmd.args.(appendArgs)
+				var a appendArgs
+				switch args := cmd.args.(type) {
+				case appendArgs:
+					a = args
+				case replaceArgs:
+					a = args.msg
+				}
 				for err == nil {
 					if err = d.skip(a.size); err != nil {
 						break
+					}
+					if a.utf8 {
+						if err = d.expect(')', "')'"); err != nil {
+							break
+						}
 					}
 					if b, perr := d.peek(); perr != nil || b != ' ' {
 						err = d.crlf()

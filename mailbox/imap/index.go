@@ -127,6 +127,10 @@ type folderIndex struct {
 	checkpoint []byte
 	// slab is where replay allocates entries (newEntry).
 	slab []indexEntry
+	// derived caches what is computed from a message's bytes and never
+	// changes (EMAILID, PREVIEW; objectid.go, preview.go), by message key;
+	// memory only, bounded.
+	derived map[string]derivedValues
 }
 
 // openIndex loads a folder's index file, or starts an empty one when it is

@@ -57,7 +57,7 @@ func canonicalInbox(name string) string {
 // the file system.
 func (sess *session) folderName(imapName string) (string, error) {
 	name, err := wireMailboxName(imapName)
-	if sess.rev2() {
+	if sess.utf8Names() {
 		// IMAP4rev2 names are UTF-8, "&" included (RFC 9051 5.1); on disk
 		// they stay modified UTF-7, as Courier keeps them.
 		if !utf8.ValidString(imapName) {
@@ -107,7 +107,7 @@ func (sess *session) imapName(folder string) string {
 	case sess.srv.opt.CourierNamespace:
 		name = courierPrefix + folder
 	}
-	if sess.rev2() {
+	if sess.utf8Names() {
 		if dec, err := decodeMUTF7(name); err == nil {
 			return dec
 		}

@@ -21,6 +21,14 @@ package imap
 // rev2 reports whether the client enabled IMAP4rev2.
 func (s *session) rev2() bool { return s.enabled["IMAP4REV2"] }
 
+// utf8Accept reports whether the client enabled UTF8=ACCEPT (RFC 6855).
+func (s *session) utf8Accept() bool { return s.enabled["UTF8=ACCEPT"] }
+
+// utf8Names: mailbox names are UTF-8 both ways, after ENABLE IMAP4rev2
+// (RFC 9051 5.1) or ENABLE UTF8=ACCEPT (RFC 6855 3); on disk they stay
+// modified UTF-7, as Courier keeps them.
+func (s *session) utf8Names() bool { return s.rev2() || s.utf8Accept() }
+
 // writeSelectedList sends the "* LIST" a rev2 SELECT or EXAMINE answers
 // with (RFC 9051 6.3.2): the mailbox's name and accurate attributes.
 func (s *session) writeSelectedList(name, folder string) {
@@ -42,6 +50,15 @@ func (s *session) parentOnlyAttr() string {
 		return `\NonExistent`
 	}
 	return `\Noselect`
+}
+
+// utf8AcceptCharset checks SORT's and THREAD's mandatory charset after
+// ENABLE UTF8=ACCEPT: only UTF-8 (RFC 6855 3, erratum 4029).
+func (s *session) utf8AcceptCharset(charset string) (result, bool) {
+	if s.utf8Accept() && !s.rev2() && charset != "UTF-8" {
+		return bad("only CHARSET UTF-8 after ENABLE UTF8=ACCEPT"), true
+	}
+	return result{}, false
 }
 
 // rev2SearchKeys rejects the search keys IMAP4rev2 dropped with \Recent.

@@ -2,10 +2,12 @@
 // NAMESPACE, UNSELECT, UIDPLUS, MOVE, ENABLE, ID, LITERAL+, CHILDREN,
 // SPECIAL-USE, SASL-IR, CONDSTORE/QRESYNC, ESEARCH, SEARCHRES, SORT,
 // THREAD, QUOTA, LIST-EXTENDED, LIST-STATUS, BINARY, STATUS=SIZE,
-// MULTIAPPEND, APPENDLIMIT and COMPRESS=DEFLATE, over Maildir++
+// MULTIAPPEND, APPENDLIMIT, COMPRESS=DEFLATE, OBJECTID and SAVEDATE
+// (objectid.go), PREVIEW (preview.go) and REPLACE, over Maildir++
 // mailboxes; and IMAP4rev2 (RFC 9051) for the sessions that enable it
-// (rev2.go). ACL (RFC 4314, cmd_acl.go) keeps Courier's courierimapacl
-// files (mailbox/acl), and other users' folders shared with ACLs appear
+// (rev2.go), and UTF-8 mailbox names with UTF8=ACCEPT (RFC 6855). ACL
+// (RFC 4314, cmd_acl.go) keeps Courier's courierimapacl files
+// (mailbox/acl), and other users' folders shared with ACLs appear
 // under "#shared.OWNER." with the rights checked at each command
 // (shared.go).
 //

@@ -273,7 +273,7 @@ func (s *session) openShared(owner, folderIMAP string) (*mailboxRef, error) {
 	folder := canonicalInbox(folderIMAP)
 	if folder != maildir.Inbox {
 		var err error
-		if s.rev2() {
+		if s.utf8Names() {
 			if !utf8.ValidString(folder) {
 				return nil, errBadMailboxName
 			}
@@ -327,7 +327,7 @@ func (s *session) imapFolderPart(folder string) string {
 	if folder == maildir.Inbox {
 		return "INBOX"
 	}
-	if s.rev2() {
+	if s.utf8Names() {
 		if dec, err := decodeMUTF7(folder); err == nil {
 			return dec
 		}
@@ -585,7 +585,7 @@ func effectiveACLs(root string, folders []string) map[string]acl.List {
 // subscription to a folder that is no longer shared.
 func (s *session) subscribeShared(name string, on bool) result {
 	stored := name
-	if s.rev2() {
+	if s.utf8Names() {
 		if !utf8.ValidString(name) {
 			return nameResult(errBadMailboxName)
 		}
@@ -602,7 +602,7 @@ func (s *session) subscribeShared(name string, on bool) result {
 			return r
 		}
 		stored = ref.name
-		if s.rev2() {
+		if s.utf8Names() {
 			stored = encodeMUTF7(ref.name)
 		}
 		s.releaseRef(ref)
@@ -618,7 +618,7 @@ func (s *session) subscribeShared(name string, on bool) result {
 // shared mailbox kept by subscribeShared.
 func (s *session) subscribedName(sub string) (string, bool) {
 	if s.isSharedName(sub) || strings.HasPrefix(sub, fsSharedPrefix) {
-		if s.rev2() {
+		if s.utf8Names() {
 			if dec, err := decodeMUTF7(sub); err == nil {
 				return dec, true
 			}

@@ -236,9 +236,13 @@ func TestSharedCourierACLFile(t *testing.T) {
 	b.expect("B7 NO [NOPERM]") // no t
 	// "k" on the parent lets bob create a child in alice's Maildir.
 	b.send("B8 CREATE #shared.alice.Projects.New\r\n")
-	b.expect("B8 OK")
+	created := b.expect("B8 OK [MAILBOXID (")
 	if _, err := os.Stat(filepath.Join(env.maildirPath("alice"), ".Projects.New")); err != nil {
 		t.Fatalf("CREATE did not make alice's folder: %v", err)
+	}
+	// The MAILBOXID is the folder's, whoever asks (RFC 8474 4.1).
+	if id, err := mailboxID(filepath.Join(env.maildirPath("alice"), ".Projects.New")); err != nil || !strings.Contains(created, "("+id+")") {
+		t.Errorf("CREATE answered %q; the folder's id is %q (%v)", created, id, err)
 	}
 	b.send("B9 STATUS #shared.alice.Projects.Old (MESSAGES)\r\n")
 	b.expect(`* STATUS #shared.alice.Projects.Old (MESSAGES 1)`)

@@ -846,6 +846,46 @@ func OpenSharedFolder(root string, shared []SharedMaildir, nick, folder string, 
 	return view, sf, nil
 }
 
+// ListSharableMessages returns the files of sf's messages that a new
+// private view would link (SharedView.Sync): the regular files of new/ and
+// cur/, one per key, as absolute paths sorted by key. Nothing is written,
+// no message is claimed and no view is made, so that asking about a
+// shared folder (IMAP STATUS, LIST-STATUS) does not subscribe the user to
+// it; only opening it does. The caller checked that the user may read sf
+// (FindSharable).
+func ListSharableMessages(sf SharableFolder) ([]string, error) {
+	real, err := resolveSharable(sf.Path)
+	if err != nil {
+		return nil, fmt.Errorf("maildir: sharable folder %s.%s: %w", sf.Nick, sf.Folder, err)
+	}
+	have := map[string]string{}
+	for _, sub := range []string{"new", "cur"} {
+		entries, err := os.ReadDir(filepath.Join(real, sub))
+		if err != nil {
+			return nil, fmt.Errorf("maildir: sharable folder %s.%s: %w", sf.Nick, sf.Folder, err)
+		}
+		for _, e := range entries {
+			n := e.Name()
+			if n[0] == '.' || !e.Type().IsRegular() {
+				continue
+			}
+			if key, _ := splitName(n); key != "" {
+				have[key] = filepath.Join(real, sub, n)
+			}
+		}
+	}
+	keys := make([]string, 0, len(have))
+	for k := range have {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	paths := make([]string, len(keys))
+	for i, k := range keys {
+		paths[i] = have[k]
+	}
+	return paths, nil
+}
+
 // InsertFolder opens the sharable folder itself, for adding messages to
 // it (IMAP APPEND and COPY, SMAP ADD and COPY into a shared folder): new
 // messages go there and reach every reader's view at their next sync, as

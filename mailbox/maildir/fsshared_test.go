@@ -363,3 +363,38 @@ func TestOpenSharedFolder(t *testing.T) {
 		t.Error("a hostile name made a directory")
 	}
 }
+
+// TestListSharableMessages lists a sharable folder's messages, one per
+// key wherever the file is, and makes nothing: no view, no claim.
+func TestListSharableMessages(t *testing.T) {
+	sharable, user, key := sharableFixture(t)
+	// The same key in cur/ as well (a claim half done): listed once.
+	dup := filepath.Join(sharable, ".Lists", "cur", key+":2,S")
+	if err := os.Link(filepath.Join(sharable, ".Lists", "new", key), dup); err != nil {
+		t.Fatal(err)
+	}
+	// Not messages: a dot file and a symbolic link.
+	os.WriteFile(filepath.Join(sharable, ".Lists", "cur", ".hidden"), []byte("x"), 0o644)
+	os.Symlink("/etc/passwd", filepath.Join(sharable, ".Lists", "cur", "1.M1P1.evil:2,"))
+	shared, _, err := ReadSharedMaildirs(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, err := FindSharable(shared, "team", "Lists", testIdentity())
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := ListSharableMessages(sf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 1 || !strings.Contains(filepath.Base(paths[0]), key) {
+		t.Fatalf("ListSharableMessages = %q, want the one message %s", paths, key)
+	}
+	if _, err := os.Stat(filepath.Join(user, SharedFoldersDir)); err == nil {
+		t.Error("listing made a private view")
+	}
+	if _, err := os.Stat(filepath.Join(sharable, ".Lists", "new", key)); err != nil {
+		t.Errorf("listing claimed the new/ message: %v", err)
+	}
+}
