@@ -58,6 +58,9 @@ const (
 	SubjectHELO   Subject = "helo"   // the HELO/EHLO name (RHSBL)
 	SubjectSender Subject = "sender" // the MAIL FROM domain (RHSBL)
 	SubjectFrom   Subject = "from"   // the From header domain(s), at DATA (RHSBL)
+	// SubjectBody: the registered domains and IP literals of the links in
+	// the message body, at DATA (URI lists: SURBL, URIBL, Spamhaus DBL).
+	SubjectBody Subject = "body"
 )
 
 // Action says what a hit does beyond adding the zone's weight to the score.
@@ -108,11 +111,22 @@ type Lookup struct {
 	Answers []netip.Addr // every A record answered
 	TXT     string       // the reason the list gives, if fetched; sanitised
 	Err     error        // why the zone could not answer; nil for listed and not listed
+	// Repeat marks a further body domain listed by a zone that already
+	// listed one in this message: reported, but its weight is not added
+	// again (one spam run links many domains of one list).
+	Repeat bool
 }
 
 // QueryName returns the DNS name to ask zone about value (an IP address for
 // SubjectIP, a domain otherwise), without the trailing dot.
 func QueryName(zone string, subject Subject, value string) (string, error) {
+	if subject == SubjectBody {
+		// A link to an IP address is asked as a client address would be
+		// (reversed), which is how URI lists that list IPs key them.
+		if ip, err := netip.ParseAddr(strings.Trim(value, "[]")); err == nil {
+			return ReversedIP(ip) + "." + zone, nil
+		}
+	}
 	if subject == SubjectIP {
 		ip, err := netip.ParseAddr(strings.Trim(value, "[]"))
 		if err != nil {
