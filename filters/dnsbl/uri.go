@@ -163,16 +163,23 @@ func (c *collector) scanLink(v string) {
 	}
 }
 
-// scanText finds scheme://host and www.host tokens in text.
+// scanText finds scheme://host and www.host tokens in text. Each kind of
+// token is searched for once past the previous one, so the scan is linear
+// in the text however many tokens it holds.
 func (c *collector) scanText(s string) {
+	nextScheme, nextWWW := -2, -2 // absolute positions; -2: not searched yet, -1: none
 	for i := 0; i < len(s) && !c.full(); {
-		j := strings.Index(s[i:], "://")
-		w := indexFold(s[i:], "www.")
+		if nextScheme != -1 && nextScheme < i {
+			nextScheme = indexFrom(s, i, func(t string) int { return strings.Index(t, "://") })
+		}
+		if nextWWW != -1 && nextWWW < i {
+			nextWWW = indexFrom(s, i, func(t string) int { return indexFold(t, "www.") })
+		}
 		switch {
-		case j < 0 && w < 0:
+		case nextScheme < 0 && nextWWW < 0:
 			return
-		case j >= 0 && (w < 0 || j <= w):
-			at := i + j
+		case nextScheme >= 0 && (nextWWW < 0 || nextScheme <= nextWWW):
+			at := nextScheme
 			// The scheme is the letters before "://": http, https, hxxp,
 			// ftp ... anything alphabetic, as defanging varies.
 			k := at
@@ -184,7 +191,7 @@ func (c *collector) scanText(s string) {
 			}
 			i = at + 3
 		default:
-			at := i + w
+			at := nextWWW
 			if at == 0 || !isHostChar(s[at-1]) {
 				c.add(hostPart(s[at:]))
 			}
@@ -193,9 +200,20 @@ func (c *collector) scanText(s string) {
 	}
 }
 
+// indexFrom applies index to s[from:] and returns an absolute position,
+// or -1.
+func indexFrom(s string, from int, index func(string) int) int {
+	if j := index(s[from:]); j >= 0 {
+		return from + j
+	}
+	return -1
+}
+
+// indexFold is strings.Index for an ASCII sub, ignoring case.
 func indexFold(s, sub string) int {
+	first := sub[0]
 	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
+		if s[i]|0x20 == first && strings.EqualFold(s[i:i+len(sub)], sub) {
 			return i
 		}
 	}
@@ -228,14 +246,23 @@ func hostAfterScheme(v string) (string, bool) {
 // or a bare www. host): userinfo dropped, port dropped, percent-encoding
 // undone, IPv6 literals kept in their brackets.
 func hostPart(s string) string {
-	end := len(s)
-	for i := 0; i < len(s); i++ {
+	// An authority longer than this is no link anyone follows; the bound
+	// keeps a scan of text full of "://" linear.
+	const maxAuthority = 1024
+	end := -1
+	for i := 0; i < len(s) && i <= maxAuthority; i++ {
 		b := s[i]
 		if b == '/' || b == '?' || b == '#' || b == '\\' || b <= ' ' || b == '"' || b == '\'' ||
 			b == '<' || b == '>' || b == '(' || b == ')' || b == ',' || b == ';' || b == '|' {
 			end = i
 			break
 		}
+	}
+	if end < 0 {
+		if len(s) > maxAuthority {
+			return ""
+		}
+		end = len(s)
 	}
 	auth := s[:end]
 	if at := strings.LastIndexByte(auth, '@'); at >= 0 {
@@ -278,10 +305,7 @@ func RegisteredDomain(host string) string {
 		return ip.Unmap().String()
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
-		if ip.Is4() {
-			return ip.String()
-		}
-		return ""
+		return ip.Unmap().String() // an IPv6 link host is bracketed; this is a value already reduced
 	}
 	if n, err := strconv.ParseUint(host, 0, 32); err == nil && n > 0xffffff {
 		return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}).String()

@@ -86,6 +86,18 @@ func TestBodyDomainsLimits(t *testing.T) {
 	}
 }
 
+// A MiB of tokens without a host costs linear time, not quadratic.
+func TestBodyDomainsHostileText(t *testing.T) {
+	for _, filler := range []string{"://", "www.", "http://a", "<a href=http://x"} {
+		msg := "Content-Type: text/html\r\n\r\n" + strings.Repeat(filler, maxBodyText/len(filler))
+		start := time.Now()
+		BodyDomains(bytes.NewReader([]byte(msg)), BodyOptions{})
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("%q x %d: %v", filler, maxBodyText/len(filler), d)
+		}
+	}
+}
+
 func TestRegisteredDomain(t *testing.T) {
 	for in, want := range map[string]string{
 		"WWW.Example.COM":        "example.com",
