@@ -226,3 +226,25 @@ func TestParseBodySettings(t *testing.T) {
 		}
 	}
 }
+
+// The body example of docs/dnsbl.md parses.
+func TestDocsBodyExampleParses(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "dnsbl.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "# /etc/postern/dnsbl.d/50-uri\n")
+	if !ok {
+		t.Fatal("example not found")
+	}
+	block, _, _ := strings.Cut(rest, "```")
+	cfg := mustConfig(t, strings.Split(strings.TrimSpace(block), "\n")...)
+	if len(cfg.Zones) != 3 || cfg.BodyDomains != 20 || len(cfg.BodySkip) != 2 {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+	for _, z := range cfg.Zones {
+		if !slices.Equal(z.Subjects, []Subject{SubjectBody}) {
+			t.Errorf("zone %s subjects %v", z.Name, z.Subjects)
+		}
+	}
+}
