@@ -22,6 +22,9 @@ func FuzzParseLine(f *testing.F) {
 		`-block=t.example,BLOCK,*`,
 		`threshold 7.5`,
 		`rejectstage connect`,
+		`multi.uri.example on=body codes=&0xfe weight=4 action=score`,
+		`bodyskip www.Example.co.uk partner.example -defaults`,
+		`bodydomains 20`,
 		`x "unterminated`,
 		`-block=`,
 	} {
@@ -74,7 +77,7 @@ func FuzzFromDomains(f *testing.F) {
 // each an IP address or a normalized ASCII domain with a dot, that
 // RegisteredDomain keeps as it is, and each a valid query name.
 func FuzzBodyDomains(f *testing.F) {
-	for _, name := range []string{"multipart.eml", "idn.eml"} {
+	for _, name := range []string{"multipart.eml", "idn.eml", "qp.eml"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "uri", name))
 		if err != nil {
 			f.Fatal(err)

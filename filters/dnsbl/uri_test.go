@@ -59,6 +59,16 @@ func TestBodyDomainsIDNAndIPs(t *testing.T) {
 	}
 }
 
+// Quoted-printable hides a URL from a naive scan: a soft line break in the
+// middle of the host, an encoded letter, an encoded ideographic full stop.
+func TestBodyDomainsQuotedPrintable(t *testing.T) {
+	got := BodyDomains(bytes.NewReader(readEML(t, "qp.eml")), BodyOptions{})
+	want := []string{"split-across-lines.example", "encoded-host.example", "fullwidth.example"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("BodyDomains = %q\nwant %q", got, want)
+	}
+}
+
 func TestBodyDomainsLimits(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("Subject: many\r\n\r\n")
