@@ -1,7 +1,9 @@
 // Package dnsbl checks the client of an SMTP session against DNS lists
 // (RFC 5782): DNS blocklists (DNSBL) and allowlists (DNSWL) keyed by the
-// client's IP address, and domain lists (RHSBL) keyed by the HELO name, the
-// MAIL FROM domain and the From header domain.
+// client's IP address, domain lists (RHSBL) keyed by the HELO name, the
+// MAIL FROM domain and the From header domain, and URI lists (SURBL, URIBL,
+// Spamhaus DBL) keyed by the registered domains of the links in the
+// message body (uri.go extracts them).
 //
 // A list is a DNS zone. To ask whether IPv4 address a.b.c.d is listed in
 // zone Z, one looks up the A record of d.c.b.a.Z; for IPv6 the 32 nibbles of

@@ -44,8 +44,9 @@ type BodyOptions struct {
 // BodyDomains returns the registered domains (and IP address literals) of
 // the links in the text/plain and text/html parts of msg, in order of
 // appearance, without duplicates, at most opts.MaxDomains of them. The
-// transfer encodings and charsets are undone; in HTML the href, src and
-// action attributes and the text are read, entities decoded; in plain text
+// transfer encodings and charsets are undone; in HTML the href, src,
+// action, background and data attributes and the text are read, entities
+// decoded; in plain text
 // URL-looking tokens (scheme://host, including the hxxp:// defanged form)
 // and bare www. hosts. Hosts are lower-cased, IDNs converted to punycode
 // (the form the lists publish), and reduced to the registered domain by the
