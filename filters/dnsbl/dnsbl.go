@@ -225,8 +225,13 @@ func Ask(ctx context.Context, r *dns.Resolver, z *Zone, subject Subject, value s
 			return l
 		}
 	}
+	_, ipErr := netip.ParseAddr(strings.Trim(value, "[]"))
+	ipLink := subject == SubjectBody && ipErr == nil
 	for _, a := range addrs {
-		if errorCodes.Contains(a) {
+		// Spamhaus DBL answers 127.0.1.255 ("IP queries prohibited") when
+		// a domain list is asked about a link to an IP address: a
+		// refusal, whatever the zone's codes say.
+		if errorCodes.Contains(a) || ipLink && a == ipQueryRefused {
 			l.Err = fmt.Errorf("dnsbl %s: %s: %w", z.Name, a, ErrRefused)
 			return l
 		}
@@ -250,6 +255,9 @@ var (
 	loopback   = netip.MustParsePrefix("127.0.0.0/8")
 	errorCodes = netip.MustParsePrefix("127.255.255.0/24")
 	testPoint1 = netip.MustParseAddr("127.0.0.1")
+	// ipQueryRefused is Spamhaus DBL's answer to a question about an IP
+	// address.
+	ipQueryRefused = netip.MustParseAddr("127.0.1.255")
 )
 
 // sanitizeTXT keeps printable ASCII (SMTP replies are ASCII, RFC 5321

@@ -197,6 +197,16 @@ func TestFilterBodyRejectsAndIPs(t *testing.T) {
 	if res.Vars[VarListed] != "multi.surbl.test" {
 		t.Fatalf("DBL's 127.0.1.255 must not count: %v", res.Vars)
 	}
+	// Even with the default codes, DBL's 127.0.1.255 for an IP link is a
+	// refusal, not a listing.
+	g := newFilter(t, r, "dbl.test on=body")
+	y := session(t, g, "192.0.2.200")
+	y.mail("a@sender.example")
+	y.rcpt("b@example.org")
+	if res := y.data("Subject: x\r\n\r\nhttp://192.0.2.55/\r\n"); res.Verdict != filters.NoOpinion || res.Score != 0 ||
+		res.Vars[VarErrors] != "dbl.test" || !strings.Contains(res.Reason, "refused") {
+		t.Fatalf("127.0.1.255 with default codes: %+v", res)
+	}
 	// 127.0.0.1 from SURBL (refused) is no listing, even with a mask.
 	x = session(t, f, "192.0.2.200")
 	x.mail("a@sender.example")
