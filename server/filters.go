@@ -444,7 +444,15 @@ func buildFilters(cfg *policy.Config, store state.Store, dmarcReports dmarc.Reco
 			if lerr != nil {
 				return nil, lerr
 			}
-			f, err = dnsbl.New(dnsbl.Options{Config: dc, Resolver: res, Logger: log})
+			// Links to our own domains are never asked of URI lists.
+			own := []string{cfg.Me, cfg.DefaultDomain}
+			for d := range cfg.AcceptMailFor {
+				own = append(own, d)
+			}
+			for d := range cfg.DomainAliases {
+				own = append(own, d)
+			}
+			f, err = dnsbl.New(dnsbl.Options{Config: dc, Resolver: res, Logger: log, OwnDomains: own})
 		case "bofh":
 			bc, lerr := bofh.Load(cfg.Dir)
 			if lerr != nil {

@@ -943,3 +943,25 @@ func TestPolicyServiceAuthenticated(t *testing.T) {
 		t.Fatalf("asked about %q, want alice's submission then the two inbound messages", users)
 	}
 }
+
+// DNSBL on=body: a message linking to a domain a URI list lists is
+// refused at DATA; links to our own domains are never asked (the list
+// here would list them).
+func TestFilterDNSBLBodyLinks(t *testing.T) {
+	zone := baseZone().Add(
+		`spamlink.example.uri.test. 300 IN A 127.0.1.2`,
+		`example.test.uri.test. 300 IN A 127.0.1.2`,
+	)
+	h := newFilterHarness(t, zone, map[string]string{
+		"dnsbl": "uri.test on=body codes=127.0.1.2-127.0.1.99\n",
+	})
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("192.0.2.7", "mail.good.test")
+	if code, text := c.send("x@good.test", h.user, testMessage("ours", "See https://www.example.test/account\r\n")); code != 250 {
+		t.Fatalf("link to our own domain: %d %s", code, text)
+	}
+	code, text := c.send("x@good.test", h.user, testMessage("spam", "Cheap: HTTPS://Shop.SpamLink.example/buy\r\n"))
+	if code != 550 || !strings.Contains(text, "Link domain spamlink.example is listed by uri.test") {
+		t.Fatalf("listed link: %d %s", code, text)
+	}
+}

@@ -268,7 +268,8 @@ func runCheck(e *env, args []string) int {
        postern check dkim [--dns HOST:PORT] < MESSAGE
        postern check arc [--dns HOST:PORT] [--ip IP] < MESSAGE
        postern check dmarc --ip IP --helo NAME --sender ADDR [--dns HOST:PORT] < MESSAGE
-       postern check dnsbl IP [--zone ZONE ...] [--dns HOST:PORT]
+       postern check dnsbl IP|DOMAIN [--zone ZONE ...] [--dns HOST:PORT]
+       postern check dnsbl --message - [--zone ZONE ...] [--dns HOST:PORT] < MESSAGE
        postern check route ADDRESS|DOMAIN [--dns HOST:PORT]
 
 Runs one check the way the gateway does and says what it found and why:
@@ -277,7 +278,8 @@ spf    RFC 7208 result (pass|fail|softfail|neutral|none|temperror|permerror),
 dkim   every signature's result (RFC 6376) and why;
 arc    the ARC chain's sets, its result (RFC 8617) and why;
 dmarc  SPF, DKIM and DMARC (RFC 7489) step by step, and the SMTP answer;
-dnsbl  every DNS list's answer for IP, and the combined verdict;
+dnsbl  every DNS list's answer for IP or DOMAIN, or for the link domains
+       of a message's body (URI lists), and the combined verdict;
 route  where mail for an address or a domain would go: accepted or not,
        local, alias, and the routes rule, MX hosts, addresses, TLS/DANE/
        MTA-STS (also as "testmxlookup DOMAIN", Courier's name).
@@ -298,7 +300,7 @@ See docs/spf.md, docs/dkim.md, docs/arc.md, docs/dmarc.md, docs/dnsbl.md, docs/r
 	case "dmarc":
 		return dmarc.CheckMain(args[1:], e.stdin, e.stdout, e.stderr)
 	case "dnsbl":
-		return dnsbl.CheckMain(withConfigArg(e, args[1:]), e.stdout, e.stderr)
+		return dnsbl.CheckMainInput(withConfigArg(e, args[1:]), e.stdin, e.stdout, e.stderr)
 	case "route":
 		return runCheckRoute(e, args[1:])
 	case "-h", "--help", "help":
@@ -313,7 +315,9 @@ See docs/spf.md, docs/dkim.md, docs/arc.md, docs/dmarc.md, docs/dnsbl.md, docs/r
 // withConfigArg passes the global --config on to tools that read settings.
 func withConfigArg(e *env, args []string) []string {
 	for _, a := range args {
-		if a == "--config" || strings.HasPrefix(a, "--config=") {
+		// --zone replaces the configuration (the two exclude each other).
+		if a == "--config" || strings.HasPrefix(a, "--config=") || a == "--zone" || strings.HasPrefix(a, "--zone=") ||
+			a == "-zone" || strings.HasPrefix(a, "-zone=") {
 			return args
 		}
 	}

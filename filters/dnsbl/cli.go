@@ -1,6 +1,7 @@
 package dnsbl
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -36,6 +37,7 @@ const DefaultConfigDir = "/etc/postern"
 //
 //	postern check dnsbl IP|DOMAIN [--zone Z ...] [--config DIR] [--dns HOST:PORT]
 //	                              [--testpoints] [--timeout D]
+//	postern check dnsbl --message FILE|- [--zone Z ...] [--config DIR] ...
 //
 // A --zone value is a zone line in either syntax of the dnsbl setting
 // ("zen.example.org weight=10 codes=127.0.0.2-127.0.0.11" or
@@ -43,7 +45,19 @@ const DefaultConfigDir = "/etc/postern"
 // the RFC 5782 section 5 test points (127.0.0.2 and ::ffff:7f00:2 or the
 // domain "test" listed; 127.0.0.1 or "invalid" not listed), which shows
 // whether the zone works at all.
+//
+// With --message the subject is a message (a file, or "-" for the standard
+// input): the link domains of its body are extracted as at DATA and asked
+// of the zones keyed on=body, or, when none is, of every zone as a URI list.
 func CheckMain(args []string, stdout, stderr io.Writer) int {
+	return CheckMainInput(args, os.Stdin, stdout, stderr)
+}
+
+// maxCheckMessage bounds the message --message reads.
+const maxCheckMessage = 64 << 20
+
+// CheckMainInput is CheckMain reading "--message -" from stdin.
+func CheckMainInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("postern check dnsbl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var zones multiFlag
@@ -53,8 +67,10 @@ func CheckMain(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&servers, "dns", "DNS server to ask, as HOST:PORT (repeatable; default: /etc/resolv.conf)")
 	testPoints := fs.Bool("testpoints", false, "also ask each zone about the RFC 5782 test points")
 	timeout := fs.Duration("timeout", 0, "time limit of the lookups (default: the setting's, or 5s)")
+	message := fs.String("message", "", "check the link domains of this message's body (a file, or - for standard input) instead of an IP or domain")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: postern check dnsbl IP|DOMAIN [--zone Z ...] [--config DIR] [--dns HOST:PORT] [--testpoints] [--timeout D]")
+		fmt.Fprintln(fs.Output(), "       postern check dnsbl --message FILE|- [--zone Z ...] [--config DIR] [--dns HOST:PORT] [--timeout D]")
 		fs.PrintDefaults()
 	}
 	// The subject may come before or after the flags.
@@ -73,12 +89,19 @@ func CheckMain(args []string, stdout, stderr io.Writer) int {
 		positional = append(positional, fs.Arg(0))
 		rest = fs.Args()[1:]
 	}
-	if len(positional) != 1 {
+	if *message != "" && len(positional) != 0 {
+		fmt.Fprintln(stderr, "postern check dnsbl: --message and an IP address or domain exclude each other")
+		return ExitUsage
+	}
+	if *message == "" && len(positional) != 1 {
 		fmt.Fprintln(stderr, "postern check dnsbl: want exactly one IP address or domain")
 		fs.Usage()
 		return ExitUsage
 	}
-	subject := positional[0]
+	subject := ""
+	if len(positional) == 1 {
+		subject = positional[0]
+	}
 
 	var cfg Config
 	if len(zones) > 0 {
@@ -122,7 +145,14 @@ func CheckMain(args []string, stdout, stderr io.Writer) int {
 		return ExitFailure
 	}
 	sub := Subjects{}
-	if ip, err := netip.ParseAddr(strings.Trim(subject, "[]")); err == nil {
+	var msg []byte
+	if *message != "" {
+		if msg, err = readMessage(*message, stdin); err != nil {
+			fmt.Fprintf(stderr, "postern check dnsbl: %v\n", err)
+			return ExitFailure
+		}
+		cfg.Zones = bodyZones(cfg.Zones)
+	} else if ip, err := netip.ParseAddr(strings.Trim(subject, "[]")); err == nil {
 		sub[SubjectIP] = []string{ip.Unmap().String()}
 		fmt.Fprintf(stdout, "client-ip: %s\n", ip.Unmap())
 	} else if d := NormalizeDomain(subject); d != "" {
@@ -139,6 +169,16 @@ func CheckMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "postern check dnsbl: %v\n", err)
 		return ExitFailure
+	}
+	if msg != nil {
+		body := f.BodyDomains(bytes.NewReader(msg))
+		for _, d := range body {
+			fmt.Fprintf(stdout, "body-domain: %s\n", d)
+		}
+		if len(body) == 0 {
+			fmt.Fprintln(stdout, "no link domains in the message body")
+		}
+		sub.WithBody(body)
 	}
 	ctx := context.Background()
 	ev := f.Evaluate(ctx, sub)
@@ -176,6 +216,50 @@ func CheckMain(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return ExitChecked
+}
+
+// bodyZones keeps the zones keyed on=body; when there are none, every
+// zone is asked as a URI list (a --zone line need not say on=body).
+func bodyZones(zones []*Zone) []*Zone {
+	var out []*Zone
+	for _, z := range zones {
+		if containsSubject(z.Subjects, SubjectBody) {
+			c := *z
+			c.Subjects = []Subject{SubjectBody}
+			out = append(out, &c)
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	for _, z := range zones {
+		c := *z
+		c.Subjects = []Subject{SubjectBody}
+		out = append(out, &c)
+	}
+	return out
+}
+
+// readMessage reads the --message argument: a file or "-" for stdin,
+// at most maxCheckMessage bytes.
+func readMessage(name string, stdin io.Reader) ([]byte, error) {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("message: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxCheckMessage+1))
+	if err != nil {
+		return nil, fmt.Errorf("message %s: %w", name, err)
+	}
+	if len(b) > maxCheckMessage {
+		return nil, fmt.Errorf("message %s: larger than %d MiB", name, maxCheckMessage>>20)
+	}
+	return b, nil
 }
 
 // domainZones keeps the domain lists, each asked once (as if about a HELO

@@ -87,3 +87,48 @@ func TestCheckMainUsage(t *testing.T) {
 		t.Errorf("bad config: exit %d, %s", code, errs)
 	}
 }
+
+func TestCheckMainMessage(t *testing.T) {
+	srv := dnstest.Start(t, testZone().Add(uriZoneRecords()...))
+	// A --zone line without on=body is asked as a URI list.
+	code, out, errs := runCheck(t, "--message", filepath.Join("testdata", "uri", "multipart.eml"),
+		"--dns", srv.Addr, "--zone", "dbl.test codes=127.0.1.2-127.0.1.199")
+	if code != ExitChecked {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{
+		"body-domain: spam-shop.co.uk\n",
+		"body-domain: defanged.example\n",
+		"zone dbl.test (block on body, weight 5, reject, codes 127.0.1.2-127.0.1.199, --zone:1): listed 127.0.1.2\n",
+		"zone dbl.test (block on body, weight 5, reject, codes 127.0.1.2-127.0.1.199, --zone:1): error: dnsbl dbl.test: 127.255.255.254: the list refused the query",
+		"reply: 550 5.7.1 Link domain defanged.example is listed by dbl.test\n",
+		"var: DNSBL_BODY_LISTED=defanged.example\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "w3.org") {
+		t.Errorf("a default skip domain was asked:\n%s", out)
+	}
+	// From the standard input, with the zones of the setting keyed on=body.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "dnsbl"), []byte("bl.test\nmulti.surbl.test on=body codes=&0xfe action=score weight=2\n"), 0o644)
+	var stdout, stderr bytes.Buffer
+	in := strings.NewReader("Subject: x\r\n\r\nhttp://links.example/ and http://clean.example/\r\n")
+	if code := CheckMainInput([]string{"--message", "-", "--config", dir, "--dns", srv.Addr}, in, &stdout, &stderr); code != ExitChecked {
+		t.Fatalf("stdin: exit %d: %s", code, stderr.String())
+	}
+	out = stdout.String()
+	if strings.Contains(out, "zone bl.test") || !strings.Contains(out, "zone multi.surbl.test (block on body, weight 2, score, codes &254, ") ||
+		!strings.Contains(out, "/dnsbl:2): listed 127.0.0.8\n") ||
+		!strings.Contains(out, "score: 2\n") || !strings.Contains(out, "body-domain: clean.example\n") {
+		t.Errorf("stdin output:\n%s", out)
+	}
+	if code, _, _ := runCheck(t, "192.0.2.1", "--message", "-", "--zone", "bl.test"); code != ExitUsage {
+		t.Errorf("subject and --message: exit %d", code)
+	}
+	if code, _, errs := runCheck(t, "--message", "/nonexistent/msg", "--zone", "bl.test"); code != ExitFailure || !strings.Contains(errs, "nonexistent") {
+		t.Errorf("missing message file: exit %d %s", code, errs)
+	}
+}

@@ -55,6 +55,14 @@ type Config struct {
 	// found earlier are held until then. Default StageRcpt, so the
 	// rejection log shows sender and recipient.
 	RejectStage filters.Stage
+	// BodyDomains bounds the link domains of one message looked up for
+	// the zones on=body (default DefaultBodyDomains).
+	BodyDomains int
+	// BodySkip are registered domains never looked up for on=body zones,
+	// besides DefaultBodySkip (unless BodySkipDefaults is false) and the
+	// server's own domains.
+	BodySkip         []string
+	BodySkipDefaults bool
 }
 
 // Defaults.
@@ -66,7 +74,8 @@ const (
 
 // DefaultConfig returns a configuration without zones and with the defaults.
 func DefaultConfig() Config {
-	return Config{Timeout: DefaultTimeout, RejectStage: filters.StageRcpt}
+	return Config{Timeout: DefaultTimeout, RejectStage: filters.StageRcpt,
+		BodyDomains: DefaultBodyDomains, BodySkipDefaults: true}
 }
 
 // Codes says which answers of a zone count as a listing. The zero value
@@ -279,6 +288,32 @@ func parseLine(cfg *Config, l policy.Line) ([]*Zone, error) {
 		return zones, nil
 	}
 	switch strings.ToLower(words[0]) {
+	case "bodyskip":
+		if len(words) < 2 {
+			return nil, l.Errorf("bodyskip takes one or more domains")
+		}
+		for _, w := range words[1:] {
+			if strings.EqualFold(w, "-defaults") {
+				cfg.BodySkipDefaults = false
+				continue
+			}
+			d := RegisteredDomain(w)
+			if d == "" {
+				return nil, l.Errorf("bodyskip %q: want a registered domain like example.com", w)
+			}
+			cfg.BodySkip = append(cfg.BodySkip, d)
+		}
+		return nil, nil
+	case "bodydomains":
+		if len(words) != 2 {
+			return nil, l.Errorf("%s takes one value", words[0])
+		}
+		n, err := strconv.Atoi(words[1])
+		if err != nil || n < 1 || n > MaxBodyDomains {
+			return nil, l.Errorf("bodydomains %q: want a number from 1 to %d", words[1], MaxBodyDomains)
+		}
+		cfg.BodyDomains = n
+		return nil, nil
 	case "threshold", "timeout", "dnserror", "rejectstage":
 		if len(words) != 2 {
 			return nil, l.Errorf("%s takes one value", words[0])
@@ -384,12 +419,12 @@ func parseZone(words []string) (*Zone, error) {
 			z.Subjects = nil
 			for _, s := range strings.Split(strings.ToLower(val), ",") {
 				switch Subject(s) {
-				case SubjectIP, SubjectHELO, SubjectSender, SubjectFrom:
+				case SubjectIP, SubjectHELO, SubjectSender, SubjectFrom, SubjectBody:
 					if !containsSubject(z.Subjects, Subject(s)) {
 						z.Subjects = append(z.Subjects, Subject(s))
 					}
 				default:
-					return nil, fmt.Errorf("on %q: want ip, helo, sender or from", s)
+					return nil, fmt.Errorf("on %q: want ip, helo, sender, from or body", s)
 				}
 			}
 		case "var":

@@ -1,7 +1,9 @@
 // Package dnsbl checks the client of an SMTP session against DNS lists
 // (RFC 5782): DNS blocklists (DNSBL) and allowlists (DNSWL) keyed by the
-// client's IP address, and domain lists (RHSBL) keyed by the HELO name, the
-// MAIL FROM domain and the From header domain.
+// client's IP address, domain lists (RHSBL) keyed by the HELO name, the
+// MAIL FROM domain and the From header domain, and URI lists (SURBL, URIBL,
+// Spamhaus DBL) keyed by the registered domains of the links in the
+// message body (uri.go extracts them).
 //
 // A list is a DNS zone. To ask whether IPv4 address a.b.c.d is listed in
 // zone Z, one looks up the A record of d.c.b.a.Z; for IPv6 the 32 nibbles of
@@ -58,6 +60,9 @@ const (
 	SubjectHELO   Subject = "helo"   // the HELO/EHLO name (RHSBL)
 	SubjectSender Subject = "sender" // the MAIL FROM domain (RHSBL)
 	SubjectFrom   Subject = "from"   // the From header domain(s), at DATA (RHSBL)
+	// SubjectBody: the registered domains and IP literals of the links in
+	// the message body, at DATA (URI lists: SURBL, URIBL, Spamhaus DBL).
+	SubjectBody Subject = "body"
 )
 
 // Action says what a hit does beyond adding the zone's weight to the score.
@@ -108,11 +113,22 @@ type Lookup struct {
 	Answers []netip.Addr // every A record answered
 	TXT     string       // the reason the list gives, if fetched; sanitised
 	Err     error        // why the zone could not answer; nil for listed and not listed
+	// Repeat marks a further body domain listed by a zone that already
+	// listed one in this message: reported, but its weight is not added
+	// again (one spam run links many domains of one list).
+	Repeat bool
 }
 
 // QueryName returns the DNS name to ask zone about value (an IP address for
 // SubjectIP, a domain otherwise), without the trailing dot.
 func QueryName(zone string, subject Subject, value string) (string, error) {
+	if subject == SubjectBody {
+		// A link to an IP address is asked as a client address would be
+		// (reversed), which is how URI lists that list IPs key them.
+		if ip, err := netip.ParseAddr(strings.Trim(value, "[]")); err == nil {
+			return ReversedIP(ip) + "." + zone, nil
+		}
+	}
 	if subject == SubjectIP {
 		ip, err := netip.ParseAddr(strings.Trim(value, "[]"))
 		if err != nil {
@@ -209,8 +225,13 @@ func Ask(ctx context.Context, r *dns.Resolver, z *Zone, subject Subject, value s
 			return l
 		}
 	}
+	_, ipErr := netip.ParseAddr(strings.Trim(value, "[]"))
+	ipLink := subject == SubjectBody && ipErr == nil
 	for _, a := range addrs {
-		if errorCodes.Contains(a) {
+		// Spamhaus DBL answers 127.0.1.255 ("IP queries prohibited") when
+		// a domain list is asked about a link to an IP address: a
+		// refusal, whatever the zone's codes say.
+		if errorCodes.Contains(a) || ipLink && a == ipQueryRefused {
 			l.Err = fmt.Errorf("dnsbl %s: %s: %w", z.Name, a, ErrRefused)
 			return l
 		}
@@ -234,6 +255,9 @@ var (
 	loopback   = netip.MustParsePrefix("127.0.0.0/8")
 	errorCodes = netip.MustParsePrefix("127.255.255.0/24")
 	testPoint1 = netip.MustParseAddr("127.0.0.1")
+	// ipQueryRefused is Spamhaus DBL's answer to a question about an IP
+	// address.
+	ipQueryRefused = netip.MustParseAddr("127.0.1.255")
 )
 
 // sanitizeTXT keeps printable ASCII (SMTP replies are ASCII, RFC 5321

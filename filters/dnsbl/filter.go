@@ -27,6 +27,9 @@ const (
 	VarAllow  = "DNSWL_LISTED" // allow zones that listed the client, space-separated
 	VarErrors = "DNSBL_ERRORS" // zones that could not answer, space-separated
 	VarResult = "DNSBL_RESULT" // reject, accept, listed, clean or temperror
+	// The link domains of the message body (zones on=body), at DATA.
+	VarBodyDomains = "DNSBL_BODY_DOMAINS" // the domains and IPs looked up, space-separated
+	VarBodyListed  = "DNSBL_BODY_LISTED"  // those a block zone listed, space-separated
 )
 
 // maxFromDomains bounds the From header addresses looked up at DATA.
@@ -45,6 +48,9 @@ type Options struct {
 	Resolver *dns.Resolver // required
 	Logger   *slog.Logger
 	Name     string // the filter's name; default FilterName
+	// OwnDomains are the server's own domains (its name, the domains it
+	// accepts mail for): links to them are never looked up.
+	OwnDomains []string
 }
 
 // Filter checks the session's client IP, HELO name, sender domain and From
@@ -61,6 +67,7 @@ type Filter struct {
 	r    *dns.Resolver
 	log  *slog.Logger
 	name string
+	body BodyOptions
 }
 
 var (
@@ -85,6 +92,20 @@ func New(opts Options) (*Filter, error) {
 	}
 	if f.cfg.Timeout <= 0 {
 		f.cfg.Timeout = DefaultTimeout
+	}
+	f.body = BodyOptions{MaxDomains: f.cfg.BodyDomains, Skip: map[string]bool{}}
+	if f.cfg.BodySkipDefaults {
+		for _, d := range DefaultBodySkip {
+			f.body.Skip[d] = true
+		}
+	}
+	for _, d := range f.cfg.BodySkip {
+		f.body.Skip[d] = true
+	}
+	for _, d := range opts.OwnDomains {
+		if r := RegisteredDomain(d); r != "" {
+			f.body.Skip[r] = true
+		}
 	}
 	return f, nil
 }
@@ -112,15 +133,22 @@ func (f *Filter) CheckRcpt(ctx context.Context, s *filters.Session, rcpt string)
 	return f.check(ctx, s, filters.StageRcpt, nil)
 }
 
-// CheckData implements filters.DataChecker: the From header domains join
-// the subjects.
+// CheckData implements filters.DataChecker: the From header domains and
+// the link domains of the body join the subjects.
 func (f *Filter) CheckData(ctx context.Context, s *filters.Session, msg filters.Message) filters.Result {
-	var from []string
+	var from, body []string
 	if f.wants(SubjectFrom) {
 		from = FromDomains(msg)
 	}
-	return f.check(ctx, s, filters.StageData, from)
+	if f.wants(SubjectBody) {
+		body = BodyDomains(msg, f.body)
+	}
+	return f.checkSubjects(ctx, s, filters.StageData, SessionSubjects(s, from).WithBody(body))
 }
+
+// BodyDomains returns the link domains of msg that the filter would look
+// up: bounded by the bodydomains setting, without the skipped domains.
+func (f *Filter) BodyDomains(msg filters.Message) []string { return BodyDomains(msg, f.body) }
 
 func (f *Filter) wants(subject Subject) bool {
 	for _, z := range f.cfg.Zones {
@@ -172,6 +200,17 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// WithBody adds the link domains of the message body (see BodyDomains)
+// and returns sub.
+func (sub Subjects) WithBody(domains []string) Subjects {
+	for _, d := range domains {
+		if d != "" && !contains(sub[SubjectBody], d) {
+			sub[SubjectBody] = append(sub[SubjectBody], d)
+		}
+	}
+	return sub
 }
 
 // Evaluation is what the lists say about a set of subjects.
@@ -249,7 +288,8 @@ func (f *Filter) Evaluate(ctx context.Context, sub Subjects) *Evaluation {
 // with the same variable are skipped).
 func (f *Filter) combine(ev *Evaluation) {
 	varSetBy := map[string]*Zone{} // variable -> the zone that set it
-	var listed, allowed, errs []string
+	var listed, allowed, errs, bodyListed []string
+	bodyCounted := map[*Zone]bool{} // zones whose weight a body domain added
 	for i := range ev.Lookups {
 		l := &ev.Lookups[i]
 		z := l.Zone
@@ -274,8 +314,17 @@ func (f *Filter) combine(ev *Evaluation) {
 			// The same zone listing another subject (HELO and sender)
 			// counts again, but its first hit keeps the variables.
 		}
+		if l.Subject == SubjectBody {
+			if z.Type == Block {
+				bodyListed = appendUnique(bodyListed, l.Value)
+			}
+			l.Repeat = bodyCounted[z]
+			bodyCounted[z] = true
+		}
 		ev.Hits = append(ev.Hits, *l)
-		ev.Score += z.Weight
+		if !l.Repeat {
+			ev.Score += z.Weight
+		}
 		if z.Type == Block {
 			listed = appendUnique(listed, z.Name)
 		} else {
@@ -293,7 +342,7 @@ func (f *Filter) combine(ev *Evaluation) {
 	}
 	blockScore := 0.0
 	for _, h := range ev.Hits {
-		if h.Zone.Type == Block {
+		if h.Zone.Type == Block && !h.Repeat {
 			blockScore += h.Zone.Weight
 		}
 	}
@@ -305,6 +354,16 @@ func (f *Filter) combine(ev *Evaluation) {
 	ev.Vars[VarListed] = strings.Join(listed, " ")
 	ev.Vars[VarAllow] = strings.Join(allowed, " ")
 	ev.Vars[VarErrors] = strings.Join(errs, " ")
+	if len(bodyListed) > 0 || ev.askedBody() {
+		ev.Vars[VarBodyListed] = strings.Join(bodyListed, " ")
+		var asked []string
+		for _, l := range ev.Lookups {
+			if l.Subject == SubjectBody {
+				asked = appendUnique(asked, l.Value)
+			}
+		}
+		ev.Vars[VarBodyDomains] = strings.Join(asked, " ")
+	}
 	switch {
 	case ev.Accept != nil:
 		ev.Vars[VarResult] = "accept"
@@ -317,6 +376,15 @@ func (f *Filter) combine(ev *Evaluation) {
 	default:
 		ev.Vars[VarResult] = "clean"
 	}
+}
+
+func (e *Evaluation) askedBody() bool {
+	for _, l := range e.Lookups {
+		if l.Subject == SubjectBody {
+			return true
+		}
+	}
+	return false
 }
 
 // setZoneVars sets Courier's variables for a hit (couriertcpd(1),
@@ -366,7 +434,7 @@ func RenderMessage(l *Lookup) string {
 	if tmpl == "" {
 		what := "Client address"
 		if l.Subject != SubjectIP {
-			what = map[Subject]string{SubjectHELO: "HELO name", SubjectSender: "Sender domain", SubjectFrom: "From domain"}[l.Subject]
+			what = map[Subject]string{SubjectHELO: "HELO name", SubjectSender: "Sender domain", SubjectFrom: "From domain", SubjectBody: "Link domain"}[l.Subject]
 		}
 		tmpl = what + " %i is listed by %z"
 		if l.TXT != "" {
@@ -411,7 +479,11 @@ func RenderMessage(l *Lookup) string {
 // check evaluates the session at stage and turns the evaluation into a
 // Result.
 func (f *Filter) check(ctx context.Context, s *filters.Session, stage filters.Stage, fromDomains []string) filters.Result {
-	ev := f.Evaluate(ctx, SessionSubjects(s, fromDomains))
+	return f.checkSubjects(ctx, s, stage, SessionSubjects(s, fromDomains))
+}
+
+func (f *Filter) checkSubjects(ctx context.Context, s *filters.Session, stage filters.Stage, sub Subjects) filters.Result {
+	ev := f.Evaluate(ctx, sub)
 	res := filters.Result{Filter: f.name, Vars: ev.Vars, Reason: ev.Summary()}
 	res.Score = ev.Score - f.reported(s)
 	switch {
@@ -483,6 +555,9 @@ func (e *Evaluation) Summary() string {
 		}
 		if h.TXT != "" {
 			p += ": " + h.TXT
+		}
+		if h.Repeat {
+			p += " (zone already counted)"
 		}
 		parts = append(parts, p)
 	}

@@ -2,6 +2,8 @@ package dnsbl
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,6 +22,9 @@ func FuzzParseLine(f *testing.F) {
 		`-block=t.example,BLOCK,*`,
 		`threshold 7.5`,
 		`rejectstage connect`,
+		`multi.uri.example on=body codes=&0xfe weight=4 action=score`,
+		`bodyskip www.Example.co.uk partner.example -defaults`,
+		`bodydomains 20`,
 		`x "unterminated`,
 		`-block=`,
 	} {
@@ -63,6 +68,46 @@ func FuzzFromDomains(f *testing.F) {
 		for _, d := range ds {
 			if NormalizeDomain(d) != d {
 				t.Fatalf("domain %q not normalized", d)
+			}
+		}
+	})
+}
+
+// FuzzBodyDomains: any message gives at most MaxDomains distinct values,
+// each an IP address or a normalized ASCII domain with a dot, that
+// RegisteredDomain keeps as it is, and each a valid query name.
+func FuzzBodyDomains(f *testing.F) {
+	for _, name := range []string{"multipart.eml", "idn.eml", "qp.eml"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "uri", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, s := range []string{
+		"Subject: x\r\n\r\nhxxps://a.example/ www.b.example http://user@c.example:25/ http://[::1]/ http://0x7f000001/\r\n",
+		"Content-Type: text/html\r\n\r\n<a href='//d.example'>x</a><a href=\"h&#x74;tp://e.example\">",
+		"Content-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naHR0cDovL2YuZXhhbXBsZS8=\r\n--q--\r\n",
+		"\r\n\r\nhttp://%zz.example/ http://a..b/ http://.../ www. http:// ://x",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		ds := BodyDomains(bytes.NewReader(msg), BodyOptions{MaxDomains: 5})
+		if len(ds) > 5 {
+			t.Fatalf("%d domains", len(ds))
+		}
+		seen := map[string]bool{}
+		for _, d := range ds {
+			if seen[d] {
+				t.Fatalf("duplicate %q in %q", d, ds)
+			}
+			seen[d] = true
+			if RegisteredDomain(d) != d {
+				t.Fatalf("%q is not reduced: RegisteredDomain gives %q", d, RegisteredDomain(d))
+			}
+			if _, err := QueryName("multi.surbl.example", SubjectBody, d); err != nil {
+				t.Fatalf("%q cannot be asked: %v", d, err)
 			}
 		}
 	})
