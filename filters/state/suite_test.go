@@ -19,6 +19,27 @@ func testStore(t *testing.T, s Store) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 
+	t.Run("GetMany", func(t *testing.T) {
+		if err := s.Set(ctx, "many:a", []byte("1"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Set(ctx, "many:c", []byte("3"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		got, err := GetMany(ctx, s, []string{"many:a", "many:b", "many:c"})
+		if err != nil || len(got) != 3 || string(got[0]) != "1" || got[1] != nil || string(got[2]) != "3" {
+			t.Fatalf("GetMany = %q, %v; want [1 nil 3]", got, err)
+		}
+		if _, err := GetMany(ctx, s, make([]string, MaxGetMany+1)); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("GetMany of too many keys: %v; want ErrInvalid", err)
+		}
+		if _, err := GetMany(ctx, s, []string{"many:a", ""}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("GetMany with an empty key: %v; want ErrInvalid", err)
+		}
+		s.Delete(ctx, "many:a")
+		s.Delete(ctx, "many:c")
+	})
+
 	t.Run("GetSetDelete", func(t *testing.T) {
 		if _, found, err := s.Get(ctx, "absent"); err != nil || found {
 			t.Fatalf("Get(absent) = found %v, err %v; want not found", found, err)
