@@ -36,8 +36,23 @@ func testStore(t *testing.T, s Store) {
 		if _, err := GetMany(ctx, s, []string{"many:a", ""}); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("GetMany with an empty key: %v; want ErrInvalid", err)
 		}
-		s.Delete(ctx, "many:a")
-		s.Delete(ctx, "many:c")
+		if err := IncrMany(ctx, s, []string{"many:n1", "many:n2", "many:n1"}, 3); err != nil {
+			t.Fatal(err)
+		}
+		if err := IncrMany(ctx, s, []string{"many:n2"}, -1); err != nil {
+			t.Fatal(err)
+		}
+		got, err = GetMany(ctx, s, []string{"many:n1", "many:n2"})
+		if err != nil || string(got[0]) != "6" || string(got[1]) != "2" {
+			t.Fatalf("after IncrMany: %q, %v; want [6 2]", got, err)
+		}
+		s.Set(ctx, "many:x", []byte("abc"), 0)
+		if err := IncrMany(ctx, s, []string{"many:n1", "many:x"}, 1); !errors.Is(err, ErrNotCounter) {
+			t.Fatalf("IncrMany over a non-counter: %v; want ErrNotCounter", err)
+		}
+		for _, k := range []string{"many:a", "many:c", "many:n1", "many:n2", "many:x"} {
+			s.Delete(ctx, k)
+		}
 	})
 
 	t.Run("GetSetDelete", func(t *testing.T) {
