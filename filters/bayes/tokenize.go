@@ -144,7 +144,7 @@ func (t *tokens) body(r io.ReaderAt, p *mime.Part, depth int) error {
 }
 
 // words adds the words of s, each with prefix: runs of letters, digits,
-// '$', '\'' and '-' (trimmed of the last two), lower-cased, of MinWordLen
+// '$', '\” and '-' (trimmed of the last two), lower-cased, of MinWordLen
 // to MaxWordLen runes.
 func (t *tokens) words(prefix, s string) {
 	isWord := func(c rune) bool {
