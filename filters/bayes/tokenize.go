@@ -144,8 +144,8 @@ func (t *tokens) body(r io.ReaderAt, p *mime.Part, depth int) error {
 }
 
 // words adds the words of s, each with prefix: runs of letters, digits,
-// '$', '\” and '-' (trimmed of the last two), lower-cased, of MinWordLen
-// to MaxWordLen runes.
+// dollar signs, apostrophes and hyphens (the last two trimmed from the
+// ends), lower-cased, of MinWordLen to MaxWordLen runes.
 func (t *tokens) words(prefix, s string) {
 	isWord := func(c rune) bool {
 		return unicode.IsLetter(c) || unicode.IsDigit(c) || c == '$' || c == '\'' || c == '-'
