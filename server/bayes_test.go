@@ -25,7 +25,8 @@ func TestBayesScoresSMTPMessages(t *testing.T) {
 	h.stop()
 	h.writeSetting("filters", "bayes\n")
 	h.writeSetting("bayes", "minlearns 20\nspam 0.95 4.5\nham 0.05 -1.5\n")
-	h.writeSetting("smtprules", "ADDHEADER=\"X-Bayes: $BAYES_RESULT $BAYES_PROB\"\n")
+	h.writeSetting("smtprules", "SURE=no\nif ($BAYES_PROB >= 0.999)\n{\n\tSURE=yes\n}\n"+
+		"ADDHEADER=\"X-Bayes: $BAYES_RESULT $BAYES_PROB sure=$SURE\"\n")
 	trainBayes(t, h.etc)
 	h.start()
 
@@ -48,6 +49,9 @@ func TestBayesScoresSMTPMessages(t *testing.T) {
 		m := regexp.MustCompile(`X-Bayes: (\w+) ([0-9.]+)`).FindStringSubmatch(msg)
 		if m == nil || m[1] != c.kind || c.kind == "spam" && m[2] < "0.95" || c.kind == "ham" && m[2] > "0.05" {
 			t.Errorf("%s: rules variables %q", c.kind, m)
+		}
+		if sure := strings.Contains(msg, "sure=yes"); sure != (c.kind == "spam") {
+			t.Errorf("%s: the numeric rule on BAYES_PROB matched: %v", c.kind, sure)
 		}
 		if ar := regexp.MustCompile(`(?m)^Authentication-Results:.*(\n[ \t].*)*`).FindString(msg); strings.Contains(ar, "bayes") {
 			t.Errorf("%s: bayes in Authentication-Results", c.kind)

@@ -26,6 +26,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -138,16 +139,27 @@ func validDigest(d string) error {
 	return nil
 }
 
+// validTokens refuses tokens Tokenize cannot have made: they may come
+// over the control socket.
+func validTokens(tokens []string) error {
+	if len(tokens) > MaxTokens {
+		return fmt.Errorf("bayes: %d tokens (max %d)", len(tokens), MaxTokens)
+	}
+	for _, t := range tokens {
+		if !validToken(t) {
+			return fmt.Errorf("bayes: bad token %q", t)
+		}
+	}
+	return nil
+}
+
 // Learn counts tokens as one message of class c, once per digest.
 func (m *Model) Learn(ctx context.Context, c Class, digest string, tokens []string) (LearnResult, error) {
 	if c != Spam && c != Ham {
 		return 0, fmt.Errorf("bayes: learn: bad class %q", c)
 	}
-	if err := validDigest(digest); err != nil {
+	if err := errors.Join(validDigest(digest), validTokens(tokens)); err != nil {
 		return 0, err
-	}
-	if len(tokens) > MaxTokens {
-		tokens = tokens[:MaxTokens]
 	}
 	claimed, err := m.Store.SetNX(ctx, digestKey+digest, []byte(c), 0)
 	if err != nil {
@@ -162,7 +174,7 @@ func (m *Model) Learn(ctx context.Context, c Class, digest string, tokens []stri
 			return AlreadyLearned, nil
 		}
 		// Learned as the other class: take it out of that one first.
-		if found {
+		if found && (Class(v) == Spam || Class(v) == Ham) {
 			if err := m.add(ctx, -Class(v).one(), tokens); err != nil {
 				return 0, err
 			}
@@ -185,11 +197,8 @@ func (m *Model) Learn(ctx context.Context, c Class, digest string, tokens []stri
 // Forget takes a learned message out of the counts; false if it was not
 // learned.
 func (m *Model) Forget(ctx context.Context, digest string, tokens []string) (bool, error) {
-	if err := validDigest(digest); err != nil {
+	if err := errors.Join(validDigest(digest), validTokens(tokens)); err != nil {
 		return false, err
-	}
-	if len(tokens) > MaxTokens {
-		tokens = tokens[:MaxTokens]
 	}
 	v, found, err := m.Store.Get(ctx, digestKey+digest)
 	if err != nil {

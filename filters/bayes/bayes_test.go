@@ -148,6 +148,14 @@ func TestLearnOnceRelearnForget(t *testing.T) {
 		if _, err := m.Learn(ctx, Spam, "../../etc", toks); err == nil {
 			t.Fatal("a bad digest was accepted")
 		}
+		for _, bad := range [][]string{{""}, {"two words"}, {strings.Repeat("x", 201)}, {"bad\xff"}, make([]string, MaxTokens+1)} {
+			if _, err := m.Learn(ctx, Spam, d, bad); err == nil {
+				t.Fatalf("tokens %.40q accepted", bad)
+			}
+		}
+		if tot, _ := m.Totals(ctx); tot != (Counts{}) {
+			t.Fatalf("refused learns counted: %+v", tot)
+		}
 	})
 }
 

@@ -81,6 +81,9 @@ func ParseConfig(lines []policy.Line) (Config, error) {
 	var errs []error
 	for _, l := range lines {
 		f := strings.Fields(l.Text)
+		if len(f) == 0 {
+			continue
+		}
 		kw := strings.ToLower(f[0])
 		switch kw {
 		case "minlearns", "maxtokens":

@@ -94,14 +94,18 @@ type tokens struct {
 }
 
 func (t *tokens) add(tok string) {
-	// Tokens become store keys and control-socket arguments: no
-	// spaces or control characters, bounded length.
-	if len(t.list) >= MaxTokens || t.seen[tok] || len(tok) > 200 || !utf8.ValidString(tok) ||
-		strings.ContainsFunc(tok, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) }) {
+	if len(t.list) >= MaxTokens || t.seen[tok] || !validToken(tok) {
 		return
 	}
 	t.seen[tok] = true
 	t.list = append(t.list, tok)
+}
+
+// validToken: tokens become store keys and control-socket arguments, so
+// no spaces or control characters, valid UTF-8, bounded length.
+func validToken(tok string) bool {
+	return tok != "" && len(tok) <= 200 && utf8.ValidString(tok) &&
+		!strings.ContainsFunc(tok, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) })
 }
 
 // body adds the tokens of the text leaves under p.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"postern/policy"
 )
 
 func tokenize(t testing.TB, msg string) []string {
@@ -94,6 +96,31 @@ func FuzzTokenize(f *testing.F) {
 		}
 		if _, err := Digest(bytes.NewReader(msg), int64(len(msg))); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add("minlearns 20\nmaxtokens 150\nspam 0.99 4\nham 0.01 -2\n")
+	f.Add("spam 1e400 x\nham -0 NaN\n# comment\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		var lines []policy.Line
+		for i, l := range strings.Split(text, "\n") {
+			if strings.TrimSpace(l) != "" && !strings.HasPrefix(strings.TrimSpace(l), "#") {
+				lines = append(lines, policy.Line{File: "bayes", Num: i + 1, Text: strings.TrimSpace(l)})
+			}
+		}
+		cfg, err := ParseConfig(lines)
+		if err != nil {
+			return
+		}
+		for _, b := range append(cfg.Spam, cfg.Ham...) {
+			if !(b.Prob >= 0 && b.Prob <= 1) || b.Score != b.Score {
+				t.Fatalf("band %+v accepted", b)
+			}
+		}
+		if cfg.Params.MinLearns < 1 || cfg.Params.MaxTokens < 1 || cfg.Params.MaxTokens > MaxTokens {
+			t.Fatalf("params %+v", cfg.Params)
 		}
 	})
 }
