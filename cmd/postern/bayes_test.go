@@ -5,9 +5,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"postern/filters/state/statetest"
 	"postern/policy"
 	"postern/server"
 )
@@ -125,5 +127,33 @@ func TestBayesLearnWhileServerRuns(t *testing.T) {
 	srv.Shutdown(context.Background())
 	if _, out, _ = runCmd(t, "", "--config", etc, "bayes", "stats"); !strings.Contains(out, "learned: 30 spam, 0 ham") {
 		t.Fatalf("stats after stop:\n%s", out)
+	}
+}
+
+// With statestore redis, postern bayes learns into Redis (where every
+// gateway of a cluster reads the model), with the server stopped or not.
+func TestBayesLearnIntoRedis(t *testing.T) {
+	etc, junk, _ := bayesInstall(t)
+	prefix := statetest.RedisPrefix(t)
+	os.WriteFile(filepath.Join(etc, "statestore"), []byte("redis "+statetest.RedisAddr+" prefix="+prefix+"\n"), 0o640)
+	code, out, errb := runCmd(t, "", "--config", etc, "bayes", "learn", "--spam", junk)
+	if code != 0 || !strings.Contains(out, "30 learned, 0 failed") {
+		t.Fatalf("learn into redis: exit %d\n%s%s", code, out, errb)
+	}
+	r := statetest.Redis(t, prefix)
+	v, found, err := r.Get(context.Background(), "bayes:n")
+	if err != nil || !found || string(v) != strconv.FormatInt(30<<32, 10) {
+		t.Fatalf("bayes:n in redis = %q, %v, %v; want 30 spam", v, found, err)
+	}
+}
+
+// postern config refuses a bad bayes setting with its file and line.
+func TestConfigChecksBayes(t *testing.T) {
+	etc, _, _ := bayesInstall(t)
+	os.WriteFile(filepath.Join(etc, "filters"), []byte("spf\nbayes\n"), 0o640)
+	os.WriteFile(filepath.Join(etc, "bayes"), []byte("minlearns 20\nspam 2 4\n"), 0o640)
+	code, out, errb := runCmd(t, "", "--config", etc, "config")
+	if code != 78 || !strings.Contains(out+errb, "bayes:2: bayes: spam probability \"2\": want a number from 0 to 1") {
+		t.Fatalf("config with a bad bayes line: exit %d\n%s%s", code, out, errb)
 	}
 }
