@@ -65,17 +65,22 @@ func (c Class) one() int64 {
 type Counts struct{ Spam, Ham int64 }
 
 // decodeCounts splits a stored counter (decimal text of spam<<32 + ham).
-// Anything unreadable counts as nothing rather than as an error: a bad
-// record must not stop mail.
+// The ham half is read as a signed 32-bit number, so that a ham count
+// taken below zero (forgetting a token that a changed copy of a message
+// did not have when it was learned) borrows nothing from the spam half;
+// either count below zero reads as 0. Anything unreadable counts as
+// nothing rather than as an error: a bad record must not stop mail.
 func decodeCounts(v []byte) Counts {
 	if v == nil {
 		return Counts{}
 	}
 	n, err := strconv.ParseInt(string(v), 10, 64)
-	if err != nil || n < 0 {
+	if err != nil {
 		return Counts{}
 	}
-	return Counts{Spam: n >> 32, Ham: n & (1<<32 - 1)}
+	ham := int64(int32(uint32(n)))
+	spam := (n - ham) >> 32
+	return Counts{Spam: max(spam, 0), Ham: max(ham, 0)}
 }
 
 // Model is the learned data in a state store.

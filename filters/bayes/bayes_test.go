@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +210,26 @@ func TestParseConfig(t *testing.T) {
 		if _, err := ParseConfig(line(bad)); err == nil || !strings.Contains(err.Error(), "bayes:4") {
 			t.Errorf("%q: error %v; want one naming bayes:4", bad, err)
 		}
+	}
+}
+
+// Counts taken below zero read as zero and do not borrow from each other.
+func TestDecodeCounts(t *testing.T) {
+	for _, c := range []struct {
+		n    int64
+		want Counts
+	}{
+		{3<<32 + 5, Counts{3, 5}},
+		{3<<32 - 1, Counts{3, 0}}, // ham 0 forgotten once
+		{-1 << 32, Counts{0, 0}},  // spam 0 forgotten once
+		{-1<<32 + 7, Counts{0, 7}},
+		{0, Counts{}},
+	} {
+		if got := decodeCounts([]byte(strconv.FormatInt(c.n, 10))); got != c.want {
+			t.Errorf("decodeCounts(%d) = %+v; want %+v", c.n, got, c.want)
+		}
+	}
+	if got := decodeCounts([]byte("junk")); got != (Counts{}) {
+		t.Errorf("junk: %+v", got)
 	}
 }
