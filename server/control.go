@@ -163,7 +163,18 @@ func (s *Server) handleControl(c net.Conn) {
 		fmt.Fprintf(&errb, "unknown command %q\n", req.Command)
 		status = 64
 	}
-	s.log.Info("control socket", "uid", uid, "command", req.Command, "args", req.Args, "status", status)
+	logArgs := req.Args
+	if req.Command == "bayes" && len(logArgs) > 0 {
+		// A learned message's tokens are its words: not for the log.
+		keep := 2 // forget DIGEST
+		if logArgs[0] == "learn" {
+			keep = 3 // learn CLASS DIGEST
+		}
+		if len(logArgs) > keep {
+			logArgs = append(logArgs[:keep:keep], fmt.Sprintf("(%d tokens)", len(req.Args)-keep))
+		}
+	}
+	s.log.Info("control socket", "uid", uid, "command", req.Command, "args", logArgs, "status", status)
 	reply(ControlReply{Stdout: out.String(), Stderr: errb.String(), Status: status})
 }
 
