@@ -83,7 +83,7 @@ func Init(dir, domain, hostname string, force bool) error {
 			"# MODE: reject (verdicts apply; the default), quarantine, score (only the\n" +
 			"# score counts), ignore (log only). Authenticated clients and clients that\n" +
 			"# smtpaccess lets relay are not checked. See docs/filters.md.\n" +
-			"behaviour\nratelimit\ndnsbl\nbofh\nspf\ndkim\narc\ndmarc\n# greylist\n# reputation\n",
+			"behaviour\nratelimit\ndnsbl\nbofh\nspf\ndkim\narc\ndmarc\n# greylist\n# reputation\n# bayes (train it first: postern bayes learn; docs/bayes.md)\n",
 		"spamscore": "# Total score at which a message is refused or filed into Junk.\nreject 10\nquarantine 5\n",
 		"aliases":   aliasesFile(""),
 		"senderlogin": "# Envelope senders an authenticated client may use: own (addresses that\n" +

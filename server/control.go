@@ -21,7 +21,7 @@ import (
 // The control socket lets an admin command that needs the running
 // server's own state ask the server to do the work, as Postfix's
 // postqueue talks to its running qmgr and doveadm to a running Dovecot.
-// That is `postern reputation` (the embedded state store, bbolt, is
+// That is `postern reputation` and `postern bayes` (the embedded state store, bbolt, is
 // locked by the process that has it open, so without the socket the
 // command could only run with the server stopped) and `postern dmarc
 // report` (the rows the running server records and sends).
@@ -41,7 +41,7 @@ const (
 
 // ControlRequest is one admin command for the running server.
 type ControlRequest struct {
-	Command string   `json:"command"` // "reputation"
+	Command string   `json:"command"` // "reputation", "bayes", "dmarcreport"
 	Args    []string `json:"args"`
 }
 
@@ -155,13 +155,26 @@ func (s *Server) handleControl(c net.Conn) {
 	switch req.Command {
 	case "reputation":
 		status = s.controlReputation(ctx, req.Args, &out, &errb)
+	case "bayes":
+		status = s.controlBayes(ctx, req.Args, &out, &errb)
 	case "dmarcreport":
 		status = s.controlDMARCReport(ctx, req.Args, &out, &errb)
 	default:
 		fmt.Fprintf(&errb, "unknown command %q\n", req.Command)
 		status = 64
 	}
-	s.log.Info("control socket", "uid", uid, "command", req.Command, "args", req.Args, "status", status)
+	logArgs := req.Args
+	if req.Command == "bayes" && len(logArgs) > 0 {
+		// A learned message's tokens are its words: not for the log.
+		keep := 2 // forget DIGEST
+		if logArgs[0] == "learn" {
+			keep = 3 // learn CLASS DIGEST
+		}
+		if len(logArgs) > keep {
+			logArgs = append(logArgs[:keep:keep], fmt.Sprintf("(%d tokens)", len(req.Args)-keep))
+		}
+	}
+	s.log.Info("control socket", "uid", uid, "command", req.Command, "args", logArgs, "status", status)
 	reply(ControlReply{Stdout: out.String(), Stderr: errb.String(), Status: status})
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"postern/filters"
 	"postern/filters/arc"
+	"postern/filters/bayes"
 	"postern/filters/behaviour"
 	"postern/filters/bofh"
 	"postern/filters/dkim"
@@ -35,7 +36,7 @@ import (
 
 // filterNames are the checks the "filters" setting may name, in the order
 // the default setup runs them.
-var filterNames = []string{"behaviour", "ratelimit", "dnsbl", "bofh", "greylist", "spf", "dkim", "arc", "dmarc", "reputation", "rules"}
+var filterNames = []string{"behaviour", "ratelimit", "dnsbl", "bofh", "greylist", "spf", "dkim", "arc", "dmarc", "reputation", "bayes", "rules"}
 
 // openStore opens the shared state named by the "statestore" setting:
 // "embedded" (default, DATADIR/state/state.db) or
@@ -474,6 +475,12 @@ func buildFilters(cfg *policy.Config, store state.Store, dmarcReports dmarc.Reco
 				return nil, lerr
 			}
 			f, err = reputation.New(reputation.Options{Config: rc, Store: store, Logger: log.With("module", "reputation")})
+		case "bayes":
+			bc, lerr := bayes.LoadConfig(cfg.Dir)
+			if lerr != nil {
+				return nil, lerr
+			}
+			f, err = bayes.New(bayes.Options{Config: bc, Store: store, Logger: log.With("module", "bayes")})
 		case "spf":
 			acts, lerr := spf.LoadActions(cfg.Dir)
 			if lerr != nil {

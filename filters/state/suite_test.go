@@ -19,6 +19,42 @@ func testStore(t *testing.T, s Store) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 
+	t.Run("GetMany", func(t *testing.T) {
+		if err := s.Set(ctx, "many:a", []byte("1"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Set(ctx, "many:c", []byte("3"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		got, err := GetMany(ctx, s, []string{"many:a", "many:b", "many:c"})
+		if err != nil || len(got) != 3 || string(got[0]) != "1" || got[1] != nil || string(got[2]) != "3" {
+			t.Fatalf("GetMany = %q, %v; want [1 nil 3]", got, err)
+		}
+		if _, err := GetMany(ctx, s, make([]string, MaxGetMany+1)); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("GetMany of too many keys: %v; want ErrInvalid", err)
+		}
+		if _, err := GetMany(ctx, s, []string{"many:a", ""}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("GetMany with an empty key: %v; want ErrInvalid", err)
+		}
+		if err := IncrMany(ctx, s, []string{"many:n1", "many:n2", "many:n1"}, 3); err != nil {
+			t.Fatal(err)
+		}
+		if err := IncrMany(ctx, s, []string{"many:n2"}, -1); err != nil {
+			t.Fatal(err)
+		}
+		got, err = GetMany(ctx, s, []string{"many:n1", "many:n2"})
+		if err != nil || string(got[0]) != "6" || string(got[1]) != "2" {
+			t.Fatalf("after IncrMany: %q, %v; want [6 2]", got, err)
+		}
+		s.Set(ctx, "many:x", []byte("abc"), 0)
+		if err := IncrMany(ctx, s, []string{"many:n1", "many:x"}, 1); !errors.Is(err, ErrNotCounter) {
+			t.Fatalf("IncrMany over a non-counter: %v; want ErrNotCounter", err)
+		}
+		for _, k := range []string{"many:a", "many:c", "many:n1", "many:n2", "many:x"} {
+			s.Delete(ctx, k)
+		}
+	})
+
 	t.Run("GetSetDelete", func(t *testing.T) {
 		if _, found, err := s.Get(ctx, "absent"); err != nil || found {
 			t.Fatalf("Get(absent) = found %v, err %v; want not found", found, err)
