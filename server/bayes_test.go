@@ -105,3 +105,43 @@ func waitInbox(t *testing.T, h *harness, subject string) string {
 	t.Fatalf("no %q in the inbox", subject)
 	return ""
 }
+
+// LearnJunk (what the IMAP server and the webmail call when a user files
+// a message into or out of Junk) learns into the server's model when the
+// bayes check is on, once per message, and does nothing when it is off.
+func TestLearnJunk(t *testing.T) {
+	msg := []byte("From: a@shop.example\r\nTo: b@example.test\r\nSubject: cheap pills\r\nMessage-ID: <1@shop.example>\r\n\r\nbuy cheap pills now\r\n")
+	totals := func(h *harness) bayes.Counts {
+		t.Helper()
+		c, err := (&bayes.Model{Store: h.srv.store}).Totals(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	h := newHarness(t)
+	if err := h.srv.LearnJunk(context.Background(), h.user, msg, true); err != nil {
+		t.Fatal(err)
+	}
+	if c := totals(h); c.Spam != 0 || c.Ham != 0 {
+		t.Fatalf("learned without the bayes check: %+v", c)
+	}
+	h.writeSetting("filters", "bayes\n")
+	if err := h.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := h.srv.LearnJunk(context.Background(), h.user, msg, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := totals(h); c.Spam != 1 || c.Ham != 0 {
+		t.Fatalf("after filing into Junk twice: %+v, want 1 spam", c)
+	}
+	if err := h.srv.LearnJunk(context.Background(), h.user, msg, false); err != nil {
+		t.Fatal(err)
+	}
+	if c := totals(h); c.Spam != 0 || c.Ham != 1 {
+		t.Fatalf("after filing it out of Junk: %+v, want 1 ham", c)
+	}
+}
