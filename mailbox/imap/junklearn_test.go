@@ -3,6 +3,9 @@ package imap
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -146,8 +149,10 @@ func TestJunkLearnSkipsHugeMessage(t *testing.T) {
 }
 
 // Another user's folder named Junk, shared with ACLs, is not this user's
-// Junk: filing into it or out of it teaches nothing.
-func TestJunkLearnSharedJunkIsNotJunk(t *testing.T) {
+// Junk: filing into it or out of it teaches nothing. Filing from the
+// user's own Junk into another user's folder is ham, as into any folder
+// of their own but Trash.
+func TestJunkLearnSharedFolders(t *testing.T) {
 	rec := &junkRecorder{}
 	env := newTestEnv(t, func(o *Options) { o.JunkLearn = rec.learn })
 	alice := env.login("alice", "secret")
@@ -165,9 +170,19 @@ func TestJunkLearnSharedJunkIsNotJunk(t *testing.T) {
 	bob.until("B3 OK")
 	bob.send("B4 MOVE 1:* INBOX\r\n")
 	bob.until("B4 OK")
+	bob.send("B5 SETACL Archive alice lri\r\n")
+	bob.until("B5 OK")
+
+	ham := junkMsg("alices-ham")
+	env.deliver("alice", "Junk", ham)
+	alice.send("A2 SELECT Junk\r\n")
+	alice.until("A2 OK")
+	alice.send("A3 MOVE 1 #shared.bob.Archive\r\n")
+	alice.until("A3 OK")
 	env.stop()
-	if calls := rec.recorded(); len(calls) != 0 {
-		t.Fatalf("learned from a shared folder: %+v", calls)
+	calls := rec.recorded()
+	if len(calls) != 1 || calls[0] != (junkCall{"alice", ham, false}) {
+		t.Fatalf("calls %+v; want only alice's message out of her Junk, as ham", calls)
 	}
 	// The filings themselves happened: bob's INBOX holds his message and
 	// the two moved out of alice's Junk (hers, and his copy).
@@ -175,16 +190,18 @@ func TestJunkLearnSharedJunkIsNotJunk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := m.Folder(maildir.Inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := f.Sync(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := len(snap.Messages); n != 3 {
-		t.Fatalf("bob's INBOX has %d messages after the MOVE, want 3", n)
+	for folder, want := range map[string]int{maildir.Inbox: 3, "Archive": 1} {
+		f, err := m.Folder(folder)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap, err := f.Sync(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(snap.Messages); n != want {
+			t.Errorf("bob's %s has %d messages, want %d", folder, n, want)
+		}
 	}
 }
 
@@ -296,4 +313,44 @@ func TestJunkLearnerQueueBoundAndClose(t *testing.T) {
 		t.Fatalf("%d calls (%d cancelled); want only the one in progress, cancelled", calls, cancelled)
 	}
 	l.enqueue([]junkJob{job}) // after close: dropped, no panic
+}
+
+// A filesystem-shared folder named Junk (Courier's shared.NICK.Junk) is
+// not the user's Junk: filing into it teaches nothing; filing from the
+// user's own Junk into it is ham, as into any folder but their Trash
+// (which also shows that such a folder's copies can be read).
+func TestJunkLearnFSSharedJunkIsNotJunk(t *testing.T) {
+	needRoot(t)
+	rec := &junkRecorder{}
+	env := newTestEnv(t, func(o *Options) { o.JunkLearn = rec.learn })
+	env.module.setIDs("bob", 1001, 1001)
+	sharable := sharableMaildir(t)
+	maildirmake(t, "-s", "write", "-f", "Junk", sharable)
+	env.maildir("bob")
+	maildirmake(t, "--add", "team="+sharable, env.maildirPath("bob"))
+	bob := env.login("bob", "hunter2") // makes the special-use folders
+	own := junkMsg("bobs-own")
+	env.deliver("bob", "INBOX", own)
+	// Bob's Maildir is his, as when the server and the MDA run as him
+	// (here they run as root).
+	err := filepath.Walk(env.maildirPath("bob"), func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, 1001, 1001)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.cmd("a", "SELECT INBOX", "OK")
+	bob.cmd("b", "COPY 1 shared.team.Junk", "OK") // into a shared Junk: nothing
+	bob.cmd("c", "COPY 1 Junk", "OK")             // into his own: spam
+	bob.cmd("d", "SELECT Junk", "OK")
+	bob.cmd("e", "COPY 1 shared.team.Junk", "OK") // out of his own Junk: ham
+	env.stop()
+	calls := rec.recorded()
+	want := []junkCall{{"bob", own, true}, {"bob", own, false}}
+	if !slices.Equal(calls, want) {
+		t.Fatalf("calls %+v; want %+v", calls, want)
+	}
 }
