@@ -320,6 +320,9 @@ func (s *Server) Start() error {
 		SharedRegistry:    filepath.Join(cfg.DataDir, "state", "imap-shared"),
 		SMAP:              imapSMAP,
 		Proxy:             s.proxies["imap"],
+		// Filing into and out of Junk teaches the bayes check (a no-op
+		// unless it is in the filters setting).
+		JunkLearn: s.LearnJunk,
 	})
 	pop3Srv := pop3.NewServer(pop3.Options{
 		Hostname:          cfg.Me,

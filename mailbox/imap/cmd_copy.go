@@ -43,22 +43,30 @@ func parseCopy(d *decoder) (any, error) {
 	return copyArgs{set, mb}, nil
 }
 
-// copyMessages copies the messages a set names into the mailbox and returns
-// the source indexes copied and the COPYUID response code.
-func (s *session) copyMessages(c *command) (indexes []int, code string, r result, failed bool) {
+// copied is what copyMessages did: the source indexes copied, the COPYUID
+// response code, and the messages the filing teaches JunkLearn, to be
+// queued once the command has succeeded.
+type copied struct {
+	indexes []int
+	code    string
+	learn   []junkJob
+}
+
+// copyMessages copies the messages a set names into the mailbox.
+func (s *session) copyMessages(c *command) (out copied, r result, failed bool) {
 	a := c.args.(copyArgs)
 	sel := s.sel
 	set := sel.expand(a.set, c.uid)
 	if !c.uid && !sel.seqInRange(set) {
-		return nil, "", bad("Invalid sequence number"), true
+		return copied{}, bad("Invalid sequence number"), true
 	}
 	ref, r, found := s.resolveMailbox(a.mailbox)
 	if !found {
-		return nil, "", r, true
+		return copied{}, r, true
 	}
 	defer s.releaseRef(ref)
 	if !ref.rights.Has(acl.Insert) {
-		return nil, "", noPerm(), true // RFC 4314 4: COPY into needs "i"
+		return copied{}, noPerm(), true // RFC 4314 4: COPY into needs "i"
 	}
 	dst, err := ref.mail.Folder(ref.folder)
 	if err == nil && ref.fs != nil {
@@ -66,12 +74,13 @@ func (s *session) copyMessages(c *command) (indexes []int, code string, r result
 	}
 	if err != nil {
 		if errors.Is(err, maildir.ErrNoFolder) {
-			return nil, "", no("TRYCREATE", "No such mailbox; create it first"), true
+			return copied{}, no("TRYCREATE", "No such mailbox; create it first"), true
 		}
-		return nil, "", s.storageResult(err, "COPY"), true
+		return copied{}, s.storageResult(err, "COPY"), true
 	}
 	var newKeys []string
 	var srcUIDs []uint32
+	spam, learn := s.junkFiling(ref)
 	undo := func() {
 		for _, k := range newKeys {
 			dst.Remove(k)
@@ -89,14 +98,17 @@ func (s *session) copyMessages(c *command) (indexes []int, code string, r result
 			}
 			// COPY is all or nothing (RFC 3501 6.4.7).
 			undo()
-			return nil, "", s.storageResult(err, "COPY"), true
+			return copied{}, s.storageResult(err, "COPY"), true
 		}
 		newKeys = append(newKeys, key)
 		srcUIDs = append(srcUIDs, m.uid)
-		indexes = append(indexes, i)
+		out.indexes = append(out.indexes, i)
+		if learn && m.size <= maxJunkLearnSize {
+			out.learn = append(out.learn, junkJob{login: s.user, spam: spam, folder: dst, key: key})
+		}
 	}
 	if len(newKeys) == 0 {
-		return nil, "", result{}, false
+		return copied{}, result{}, false
 	}
 	s.srv.hub.notify(dst.Path(), s)
 	if dst.Path() == sel.folder.Path() {
@@ -104,25 +116,33 @@ func (s *session) copyMessages(c *command) (indexes []int, code string, r result
 	}
 	if ref.fs != nil {
 		dst.AdoptShared(newKeys, s.identity())
-		return indexes, "", result{}, false // UIDs come with the view's next sync
+		return out, result{}, false // UIDs come with the view's next sync
 	}
 	validity, dstUIDs, err := dst.UIDs(newKeys)
 	if err != nil || slices.Contains(dstUIDs, 0) {
-		return indexes, "", result{}, false // copied; only the UIDs are unknown
+		return out, result{}, false // copied; only the UIDs are unknown
 	}
-	code = fmt.Sprintf("COPYUID %d %s %s", validity, compactUIDs(srcUIDs), compactUIDs(dstUIDs))
-	return indexes, code, result{}, false
+	out.code = fmt.Sprintf("COPYUID %d %s %s", validity, compactUIDs(srcUIDs), compactUIDs(dstUIDs))
+	return out, result{}, false
 }
 
 func execCopy(s *session, c *command) result {
-	_, code, r, failed := s.copyMessages(c)
+	out, r, failed := s.copyMessages(c)
 	if failed {
 		return r
 	}
-	if code != "" {
-		return okCode(code, c.name+" completed")
+	s.learnJunk(out.learn)
+	if out.code != "" {
+		return okCode(out.code, c.name+" completed")
 	}
 	return ok(c.name + " completed")
+}
+
+// learnJunk queues what a COPY or MOVE taught (junklearn.go).
+func (s *session) learnJunk(jobs []junkJob) {
+	if s.srv.junk != nil {
+		s.srv.junk.enqueue(jobs)
+	}
 }
 
 // execMove copies, then expunges the originals: COPYUID goes out as an
@@ -136,22 +156,25 @@ func execMove(s *session, c *command) result {
 	if !s.sel.rights.Has(acl.DeleteMessages | acl.Expunge) {
 		return noPerm()
 	}
-	indexes, code, r, failed := s.copyMessages(c)
+	out, r, failed := s.copyMessages(c)
 	if failed {
 		return r
 	}
-	if code != "" {
-		s.w.line("* OK [").raw(code).raw("] Moved").end()
+	if out.code != "" {
+		s.w.line("* OK [").raw(out.code).raw("] Moved").end()
 	}
 	sel := s.sel
-	for _, i := range indexes {
+	for _, i := range out.indexes {
 		if err := sel.folder.Remove(sel.msgs[i].key); err != nil && !errors.Is(err, maildir.ErrNoMessage) {
 			return s.storageResult(err, "MOVE")
 		}
 	}
-	if len(indexes) > 0 {
+	if len(out.indexes) > 0 {
 		s.srv.hub.notify(sel.folder.Path(), s)
 	}
+	// The messages are in their new folder whatever the sync below
+	// reports: the user has filed them.
+	s.learnJunk(out.learn)
 	if r, failed := s.syncResult(s.syncSelected(true)); failed {
 		return r
 	}

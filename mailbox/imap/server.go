@@ -72,6 +72,12 @@ type Options struct {
 	// Proxy, when enabled, sends each account whose mailhost names another
 	// host there after its login (Courier's IMAP_PROXY; proxy.go).
 	Proxy *proxy.Config
+	// JunkLearn, when set, is told of each message the user files into
+	// their Junk folder with COPY or MOVE (spam) or out of it into a
+	// folder other than Trash (ham), as Dovecot's imapsieve tells rspamd
+	// (junklearn.go). It is called from one worker per server, never
+	// while a command waits; msg is not used after it returns. nil: off.
+	JunkLearn func(ctx context.Context, login string, msg []byte, spam bool) error
 
 	// testUnauthTimeout shortens the pre-login autologout in tests;
 	// testIdlePoll the IDLE rescan interval; testNoWatch turns inotify off.
@@ -107,6 +113,9 @@ type Server struct {
 	deflaters      *sync.Pool
 	deflateRelease time.Duration
 	shared         *sharedRegistry
+	// junk learns from the user's filing into and out of Junk; nil
+	// without Options.JunkLearn.
+	junk *junkLearner
 	// unauthTimeout is the autologout before login; a field so that tests
 	// need not wait a minute.
 	unauthTimeout time.Duration
@@ -156,6 +165,9 @@ func NewServer(opt Options) *Server {
 		s.idlePoll = opt.testIdlePoll
 	}
 	s.hub = newFolderHub(s.log)
+	if opt.JunkLearn != nil {
+		s.junk = newJunkLearner(opt.JunkLearn, s.log)
+	}
 	if opt.testNoWatch {
 		s.hub.watchErr = errors.New("watching disabled for a test")
 	}
@@ -191,9 +203,15 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 
 // Shutdown stops accepting connections, asks every session to end with
 // "* BYE" at its next command boundary, and waits for them or for ctx.
-// Sessions still running when ctx ends are closed hard.
+// Sessions still running when ctx ends are closed hard. Messages queued
+// for JunkLearn are learned until ctx ends, the rest dropped.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.group.Shutdown(ctx, (*session).interruptWait, (*session).closeConn)
+	if s.junk != nil {
+		// After the sessions, which may still have queued some; before
+		// the hub, whose Maildirs the worker reads.
+		s.junk.close(ctx)
+	}
 	s.hub.close()
 	if err != nil {
 		return fmt.Errorf("imap: shutdown: %w", err)
