@@ -49,6 +49,7 @@ type listPage struct {
 	SearchIn    []string
 	Back        string // this page, for the actions form
 	IsTrash     bool
+	IsJunk      bool // Not junk instead of Junk
 }
 
 // readListQuery reads the list's parameters; anything unknown becomes the
@@ -161,7 +162,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	lp := &listPage{Folder: name, Display: displayName(name), Total: len(snap.Messages), Matches: len(msgs),
 		Page: q.Page, Pages: pages, First: lo + 1, Last: hi, Query: q, Searching: q.Q != "",
-		SearchIn: []string{"subject", "from", "to", "body"}, Back: listURL(name, q), IsTrash: name == folderTrash}
+		SearchIn: []string{"subject", "from", "to", "body"}, Back: listURL(name, q), IsTrash: name == folderTrash, IsJunk: name == folderJunk}
 	for _, m := range msgs[lo:hi] {
 		s := h.sums.get(f, m)
 		subject := s.Subject

@@ -111,6 +111,11 @@ type Options struct {
 	// Maildir's autoresponsesquota file says otherwise; zero fields are
 	// 100 replies and 1 MiB.
 	AutoresponseQuota maildirfilter.AutoresponseQuota
+	// JunkLearn, when set, is told what the user says of a message by
+	// filing it (the server's bayes check, docs/bayes.md): spam when it
+	// goes into Junk, ham when it comes out (not to Trash). nil: the
+	// Junk buttons still move and mark, nothing learns.
+	JunkLearn func(ctx context.Context, login string, msg []byte, spam bool) error
 }
 
 // Stats are the webmail's counters, for the server's metrics.
