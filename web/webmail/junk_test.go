@@ -45,10 +45,6 @@ func newJunkEnv(t *testing.T) (*testEnv, *junkRecorder) {
 	return newEnvWith(t, func(o *Options) { o.JunkLearn = rec.learn }), rec
 }
 
-func hasKeyword(m maildir.Message, kw string) bool {
-	return slices.ContainsFunc(m.Keywords, func(k string) bool { return strings.EqualFold(k, kw) })
-}
-
 // bySubject finds a folder's message with the subject.
 func (e *testEnv) bySubject(u testUser, folder, subject string) maildir.Message {
 	e.t.Helper()
@@ -93,7 +89,7 @@ func TestJunkButtons(t *testing.T) {
 		t.Fatalf("notice: %q", got)
 	}
 	junk := e.bySubject(alice, folderJunk, "Cheap pills")
-	if !hasKeyword(junk, "$Junk") {
+	if !hasKeyword(&junk, "$Junk") {
 		t.Fatalf("keywords in Junk: %v", junk.Keywords)
 	}
 	if n := len(e.messages(alice, maildir.Inbox)); n != 3 {
@@ -118,7 +114,7 @@ func TestJunkButtons(t *testing.T) {
 		t.Fatalf("notice: %q", got)
 	}
 	p := e.bySubject(alice, folderJunk, "Prize")
-	if !hasKeyword(p, "$Junk") || hasKeyword(p, "$NotJunk") || !hasKeyword(p, "work") || p.Flags != "S" {
+	if !hasKeyword(&p, "$Junk") || hasKeyword(&p, "$NotJunk") || !hasKeyword(&p, "work") || p.Flags != "S" {
 		t.Fatalf("Prize in Junk: flags %q keywords %v", p.Flags, p.Keywords)
 	}
 	if got := rec.take(); len(got) != 2 || !got[0].spam || !got[1].spam {
@@ -150,7 +146,7 @@ func TestJunkButtons(t *testing.T) {
 		t.Fatalf("notice: %q", got)
 	}
 	back := e.bySubject(alice, maildir.Inbox, "Prize")
-	if !hasKeyword(back, "$NotJunk") || hasKeyword(back, "$Junk") {
+	if !hasKeyword(&back, "$NotJunk") || hasKeyword(&back, "$Junk") {
 		t.Fatalf("keywords back in INBOX: %v", back.Keywords)
 	}
 	if got := rec.take(); len(got) != 1 || got[0] != (learned{alice.name, "Prize", false}) {
@@ -171,7 +167,7 @@ func TestJunkOrdinaryMoves(t *testing.T) {
 	// Out of Junk into any folder but Trash: ham.
 	nl := e.bySubject(alice, folderJunk, "Newsletter")
 	b.act(url.Values{"f": {"Junk"}, "uid": {fmt.Sprint(nl.UID)}, "op": {"move"}, "to": {"Archive"}})
-	if m := e.bySubject(alice, "Archive", "Newsletter"); !hasKeyword(m, "$NotJunk") {
+	if m := e.bySubject(alice, "Archive", "Newsletter"); !hasKeyword(&m, "$NotJunk") {
 		t.Fatalf("keywords in Archive: %v", m.Keywords)
 	}
 	if got := rec.take(); len(got) != 1 || got[0].spam || got[0].subject != "Newsletter" {
@@ -180,7 +176,7 @@ func TestJunkOrdinaryMoves(t *testing.T) {
 	// Out of Junk to Trash, by move or by delete: nothing learned.
 	rs := e.bySubject(alice, folderJunk, "Real spam")
 	b.act(url.Values{"f": {"Junk"}, "uid": {fmt.Sprint(rs.UID)}, "op": {"delete"}})
-	if m := e.bySubject(alice, folderTrash, "Real spam"); hasKeyword(m, "$NotJunk") {
+	if m := e.bySubject(alice, folderTrash, "Real spam"); hasKeyword(&m, "$NotJunk") {
 		t.Fatalf("deleted message marked not junk")
 	}
 	e.deliver(alice, folderJunk, simpleMessage("x@example.net", "More spam", "hello"))
@@ -198,7 +194,7 @@ func TestJunkOrdinaryMoves(t *testing.T) {
 	// The ordinary move into Junk says the same as the Junk button.
 	offer = e.bySubject(alice, "Archive", "Offer")
 	b.act(url.Values{"f": {"Archive"}, "uid": {fmt.Sprint(offer.UID)}, "op": {"move"}, "to": {"Junk"}})
-	if m := e.bySubject(alice, folderJunk, "Offer"); !hasKeyword(m, "$Junk") {
+	if m := e.bySubject(alice, folderJunk, "Offer"); !hasKeyword(&m, "$Junk") {
 		t.Fatalf("keywords: %v", m.Keywords)
 	}
 	if got := rec.take(); len(got) != 1 || !got[0].spam {
@@ -233,7 +229,7 @@ func TestJunkLearnNeverFailsTheMove(t *testing.T) {
 	if got := rec.take(); len(got) != 0 {
 		t.Fatalf("a message over %d bytes was learned: %+v", maxJunkLearn, got)
 	}
-	if m := e.bySubject(alice, folderJunk, "Big"); !hasKeyword(m, "$Junk") {
+	if m := e.bySubject(alice, folderJunk, "Big"); !hasKeyword(&m, "$Junk") {
 		t.Fatalf("big message not marked: %v", m.Keywords)
 	}
 
@@ -245,7 +241,7 @@ func TestJunkLearnNeverFailsTheMove(t *testing.T) {
 	if got := flash(t, ob.follow(r)); got != "1 message moved to Junk." {
 		t.Fatalf("notice without JunkLearn: %q", got)
 	}
-	if m := off.bySubject(alice, folderJunk, "Two"); !hasKeyword(m, "$Junk") {
+	if m := off.bySubject(alice, folderJunk, "Two"); !hasKeyword(&m, "$Junk") {
 		t.Fatalf("not marked without JunkLearn: %v", m.Keywords)
 	}
 }

@@ -481,13 +481,15 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, Prefix, http.StatusSeeOther)
 }
 
-// listQuery is how a folder's list is shown: page, order, search.
+// listQuery is how a folder's list is shown: page, order, search,
+// keyword.
 type listQuery struct {
 	Page  int
 	Sort  string // date, from, subject, size
 	Order string // asc, desc; "" is the sort's default
 	Q     string // search text
 	In    string // subject, from, to, body
+	KW    string // only messages with this keyword (a valid IMAP atom)
 }
 
 func (q listQuery) values(folder string) url.Values {
@@ -504,6 +506,9 @@ func (q listQuery) values(folder string) url.Values {
 	if q.Q != "" {
 		v.Set("q", q.Q)
 		v.Set("in", q.In)
+	}
+	if q.KW != "" {
+		v.Set("kw", q.KW)
 	}
 	return v
 }
