@@ -135,10 +135,6 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 		}
 		done, kept, actErr = moveMessages(f, dst, msgs, fs, id, toShared, h.marker(r, u, dst, junkMarkFor(name, to)))
 	case "junk", "notjunk":
-		to, mark := folderJunk, markJunk
-		if op == "notjunk" {
-			to, mark = maildir.Inbox, markNotJunk
-		}
 		switch {
 		case op == "junk" && name == folderJunk:
 			h.flash(w, r, u, "The messages are already in Junk.", back)
@@ -147,7 +143,15 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 			h.flash(w, r, u, "Not junk moves messages out of the Junk folder; these are not in it.", back)
 			return
 		}
-		dst, err := h.specialFolder(u, to)
+		var dst *maildir.Folder
+		var err error
+		mark := markJunk
+		if op == "junk" {
+			dst, err = h.specialFolder(u, folderJunk)
+		} else {
+			dst, err = u.md.Folder(maildir.Inbox) // always there
+			mark = markNotJunk
+		}
 		if err != nil {
 			actErr = err
 			break
@@ -244,8 +248,8 @@ func (h *Handler) marker(r *http.Request, u *user, dst *maildir.Folder, mark *ju
 	return func(newKey string, m maildir.Message) { h.markMoved(r.Context(), u, dst, newKey, m, mark) }
 }
 
-// specialFolder opens Sent, Drafts, Trash, Junk or INBOX, making it (and subscribing
-// it, for IMAP clients) when it is missing.
+// specialFolder opens Sent, Drafts, Trash or Junk, making it (and
+// subscribing it, for IMAP clients) when it is missing.
 func (h *Handler) specialFolder(u *user, name string) (*maildir.Folder, error) {
 	f, err := u.md.Folder(name)
 	if err == nil || !errors.Is(err, maildir.ErrNoFolder) {
