@@ -133,7 +133,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 			h.flash(w, r, u, "There is no folder by that name.", back)
 			return
 		}
-		done, kept, actErr = moveMessages(f, dst, msgs, fs, id, toShared, h.marker(r, u, dst, junkMarkFor(name, to)))
+		done, kept, actErr = moveMessages(f, dst, msgs, fs, id, toShared, h.marker(r, u, f, dst, junkMarkFor(name, to)))
 	case "junk", "notjunk":
 		switch {
 		case op == "junk" && name == folderJunk:
@@ -156,7 +156,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 			actErr = err
 			break
 		}
-		done, kept, actErr = moveMessages(f, dst, msgs, fs, id, false, h.marker(r, u, dst, mark))
+		done, kept, actErr = moveMessages(f, dst, msgs, fs, id, false, h.marker(r, u, f, dst, mark))
 	default:
 		h.fail(w, r, u, http.StatusBadRequest, "Unknown action.")
 		return
@@ -241,11 +241,11 @@ func moveMessages(src, dst *maildir.Folder, msgs []maildir.Message, srcShared *f
 }
 
 // marker is moveMessages' moved for a move that carries mark (nil: none).
-func (h *Handler) marker(r *http.Request, u *user, dst *maildir.Folder, mark *junkMark) func(string, maildir.Message) {
+func (h *Handler) marker(r *http.Request, u *user, src, dst *maildir.Folder, mark *junkMark) func(string, maildir.Message) {
 	if mark == nil {
 		return nil
 	}
-	return func(newKey string, m maildir.Message) { h.markMoved(r.Context(), u, dst, newKey, m, mark) }
+	return func(newKey string, m maildir.Message) { h.markMoved(r.Context(), u, src, dst, newKey, m, mark) }
 }
 
 // specialFolder opens Sent, Drafts, Trash or Junk, making it (and

@@ -50,9 +50,11 @@ func junkMarkFor(from, to string) *junkMark {
 }
 
 // markMoved sets the mark's keyword on the copy of m at newKey in dst and
-// tells JunkLearn. Neither may fail the move, whose copy is already made:
-// a failure is logged, and the message stays where the user put it.
-func (h *Handler) markMoved(ctx context.Context, u *user, dst *maildir.Folder, newKey string, m maildir.Message, mark *junkMark) {
+// tells JunkLearn what m in src (not yet removed) holds: the message as
+// the user read it, through src's checks (a shared folder's view).
+// Neither may fail the move, whose copy is already made: a failure is
+// logged, and the message stays where the user put it.
+func (h *Handler) markMoved(ctx context.Context, u *user, src, dst *maildir.Folder, newKey string, m maildir.Message, mark *junkMark) {
 	if err := dst.SetFlags(newKey, m.Flags, withKeyword(m.Keywords, mark.keyword, true)); err != nil {
 		h.log.Warn("webmail: junk keyword not set", "user", u.s.Login, "keyword", mark.keyword, "err", err)
 	}
@@ -63,7 +65,7 @@ func (h *Handler) markMoved(ctx context.Context, u *user, dst *maildir.Folder, n
 		h.log.Info("webmail: message too big to learn from", "user", u.s.Login, "size", m.Size, "spam", mark.spam)
 		return
 	}
-	msg, err := dst.ReadMessage(newKey, nil, maxJunkLearn+1)
+	msg, err := src.ReadMessage(m.Key, nil, maxJunkLearn+1)
 	if err != nil {
 		h.log.Warn("webmail: read message to learn", "user", u.s.Login, "err", err)
 		return

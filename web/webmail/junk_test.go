@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -243,5 +244,44 @@ func TestJunkLearnNeverFailsTheMove(t *testing.T) {
 	}
 	if m := off.bySubject(alice, folderJunk, "Two"); !hasKeyword(&m, "$Junk") {
 		t.Fatalf("not marked without JunkLearn: %v", m.Keywords)
+	}
+}
+
+// Junk in a shared folder: refused in a read-only one, nothing learned;
+// from a writable one the user's copy goes to their own Junk, marked and
+// learned, and the shared message stays where the user may not remove it
+// (a sticky folder, someone else's message).
+func TestJunkFromSharedFolders(t *testing.T) {
+	needRoot(t)
+	carol, sharable, carolMD := sharedSetup(t)
+	rec := &junkRecorder{}
+	e := newEnvWith(t, func(o *Options) { o.JunkLearn = rec.learn }, carol, alice)
+	b := e.login(carol)
+
+	r := b.act(url.Values{"f": {"shared/team/News"}, "op": {"junk"}, "uid": {"1"}})
+	if f := flash(t, b.follow(r)); !strings.Contains(f, "read-only") {
+		t.Fatalf("Junk in a read-only shared folder: %q", f)
+	}
+	r = b.act(url.Values{"f": {"shared/team/Lists"}, "op": {"junk"}, "uid": {"1"}})
+	if f := flash(t, b.follow(r)); !strings.Contains(f, "1 kept in the shared folder") {
+		t.Fatalf("Junk in Lists: %q", f)
+	}
+	if files := filesIn(t, filepath.Join(sharable, ".Lists")); len(files) != 1 {
+		t.Fatalf("the sharable folder: %q", files)
+	}
+	md, err := maildir.OpenAs(carolMD, 1001, 1001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk, err := md.Folder(folderJunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := junk.Sync(false)
+	if err != nil || len(snap.Messages) != 1 || !hasKeyword(&snap.Messages[0], "$Junk") {
+		t.Fatalf("carol's Junk: %v %+v", err, snap)
+	}
+	if got := rec.take(); len(got) != 1 || got[0] != (learned{carol.name, "in Lists", true}) {
+		t.Fatalf("learned: %+v", got)
 	}
 }
