@@ -39,6 +39,7 @@ func (s *Server) newWebmail(cfg *policy.Config) (*webmail.Handler, error) {
 		DisableFilters: !cfg.WebmailFilters,
 		Logger:         s.log.With("service", "webmail"),
 		Sessions:       s.sessionStore(),
+		JunkLearn:      s.LearnJunk,
 	})
 }
 

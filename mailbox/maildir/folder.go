@@ -170,6 +170,17 @@ func (m *Maildir) CreateFolder(name string) error {
 		os.RemoveAll(build)
 		return fmt.Errorf("maildir %s: create %q: %w", m.root, name, err)
 	}
+	if m.reader != nil {
+		// Root making a folder for the account (OpenAs): the account's
+		// own, as maildirmake -f run by the user makes it, or the
+		// reader check would refuse the folder it was just given.
+		for _, p := range []string{build, filepath.Join(build, "tmp"), filepath.Join(build, "new"), filepath.Join(build, "cur"), filepath.Join(build, maildirfolderName)} {
+			if err := os.Lchown(p, m.reader.UID, m.reader.GID); err != nil {
+				os.RemoveAll(build)
+				return fmt.Errorf("maildir %s: create %q: %w", m.root, name, err)
+			}
+		}
+	}
 	// rename(2) onto an existing non-empty directory fails, so a racing
 	// creator makes one of us see ErrFolderExists.
 	if err := os.Rename(build, dir); err != nil {

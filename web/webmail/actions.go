@@ -13,7 +13,8 @@ import (
 const maxActionMessages = 5000
 
 // act carries out an action on the messages a form names: delete (to
-// Trash; in Trash, for good), move, read, unread, flag, unflag.
+// Trash; in Trash, for good), move, junk (to Junk), notjunk (from Junk to
+// INBOX), read, unread, flag, unflag.
 func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 	limitForm(w, r)
 	u := h.session(w, r)
@@ -112,7 +113,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 			actErr = err
 			break
 		}
-		done, kept, actErr = moveMessages(f, trash, msgs, nil, id, false)
+		done, kept, actErr = moveMessages(f, trash, msgs, nil, id, false, nil)
 	case "move":
 		to := r.PostFormValue("to")
 		if to == "" {
@@ -132,7 +133,30 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 			h.flash(w, r, u, "There is no folder by that name.", back)
 			return
 		}
-		done, kept, actErr = moveMessages(f, dst, msgs, fs, id, toShared)
+		done, kept, actErr = moveMessages(f, dst, msgs, fs, id, toShared, h.marker(r, u, f, dst, junkMarkFor(name, to)))
+	case "junk", "notjunk":
+		switch {
+		case op == "junk" && name == folderJunk:
+			h.flash(w, r, u, "The messages are already in Junk.", back)
+			return
+		case op == "notjunk" && name != folderJunk:
+			h.flash(w, r, u, "Not junk moves messages out of the Junk folder; these are not in it.", back)
+			return
+		}
+		var dst *maildir.Folder
+		var err error
+		mark := markJunk
+		if op == "junk" {
+			dst, err = h.specialFolder(u, folderJunk)
+		} else {
+			dst, err = u.md.Folder(maildir.Inbox) // always there
+			mark = markNotJunk
+		}
+		if err != nil {
+			actErr = err
+			break
+		}
+		done, kept, actErr = moveMessages(f, dst, msgs, fs, id, false, h.marker(r, u, f, dst, mark))
 	default:
 		h.fail(w, r, u, http.StatusBadRequest, "Unknown action.")
 		return
@@ -147,7 +171,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("webmail: action", "user", u.s.Login, "folder", name, "op", op, "messages", done, "kept", kept)
-	if (op == "delete" || op == "move") && strings.HasPrefix(back, Prefix+"msg?") && kept == 0 {
+	if (op == "delete" || op == "move" || op == "junk" || op == "notjunk") && strings.HasPrefix(back, Prefix+"msg?") && kept == 0 {
 		back = listURL(name, listQuery{}) // the message is no longer here
 	}
 	msg := actionDone(op, done)
@@ -167,6 +191,10 @@ func actionDone(op string, n int) string {
 		return what + " deleted."
 	case "move":
 		return what + " moved."
+	case "junk":
+		return what + " moved to Junk."
+	case "notjunk":
+		return what + " moved to INBOX as not junk."
 	case "read":
 		return what + " marked as read."
 	case "unread":
@@ -181,8 +209,10 @@ func actionDone(op string, n int) string {
 // and removes it from src, as IMAP's MOVE does. From a shared folder
 // (srcShared) the original is removed where the permissions allow it,
 // else kept (and counted); into one (toShared) the copy is given to the
-// user.
-func moveMessages(src, dst *maildir.Folder, msgs []maildir.Message, srcShared *fsShared, id maildir.Identity, toShared bool) (done, kept int, err error) {
+// user. moved, when set, is called with each copy before the original is
+// removed.
+func moveMessages(src, dst *maildir.Folder, msgs []maildir.Message, srcShared *fsShared, id maildir.Identity, toShared bool,
+	moved func(newKey string, m maildir.Message)) (done, kept int, err error) {
 	for _, m := range msgs {
 		newKey, err := src.CopyTo(dst, m.Key)
 		if err != nil {
@@ -193,6 +223,9 @@ func moveMessages(src, dst *maildir.Folder, msgs []maildir.Message, srcShared *f
 		}
 		if toShared {
 			dst.AdoptShared([]string{newKey}, id)
+		}
+		if moved != nil {
+			moved(newKey, m)
 		}
 		k, err := removeFrom(src, srcShared, id, m.Key)
 		if err != nil && !errors.Is(err, maildir.ErrNoMessage) {
@@ -207,8 +240,16 @@ func moveMessages(src, dst *maildir.Folder, msgs []maildir.Message, srcShared *f
 	return done, kept, nil
 }
 
-// specialFolder opens Sent, Drafts or Trash, making it (and subscribing
-// it, for IMAP clients) when it is missing.
+// marker is moveMessages' moved for a move that carries mark (nil: none).
+func (h *Handler) marker(r *http.Request, u *user, src, dst *maildir.Folder, mark *junkMark) func(string, maildir.Message) {
+	if mark == nil {
+		return nil
+	}
+	return func(newKey string, m maildir.Message) { h.markMoved(r.Context(), u, src, dst, newKey, m, mark) }
+}
+
+// specialFolder opens Sent, Drafts, Trash or Junk, making it (and
+// subscribing it, for IMAP clients) when it is missing.
 func (h *Handler) specialFolder(u *user, name string) (*maildir.Folder, error) {
 	f, err := u.md.Folder(name)
 	if err == nil || !errors.Is(err, maildir.ErrNoFolder) {

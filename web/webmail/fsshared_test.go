@@ -2,6 +2,7 @@ package webmail
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"net/url"
 	"os"
@@ -137,6 +138,15 @@ func TestFSSharedFoldersWebmail(t *testing.T) {
 	}
 	if len(got) != len(want) || got["shared.team.Lists"] != want["shared.team.Lists"] || got["shared.team.News"] != want["shared.team.News"] {
 		t.Fatalf("shared folders on the folders page: %q, want %q", got, want)
+	}
+
+	// Listing shared folders (the folders page, the side list of
+	// every page) makes no private view: the webmail shows no counts
+	// of a shared folder, and makes a view only when one is opened,
+	// subscribed to or moved into (openShared), as Courier does.
+	b.get("/mail/list?f=INBOX")
+	if _, err := os.Stat(filepath.Join(carolMD, "shared-folders")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a private view made by listing shared folders: %v", err)
 	}
 
 	r := b.post("/mail/folders", url.Values{"csrf": {b.csrf}, "op": {"subscribe"}, "f": {"shared/team/News"}})

@@ -6,6 +6,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/mail"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -370,6 +371,35 @@ func FuzzReadReceipt(f *testing.F) {
 		}
 		if n != 3 {
 			t.Fatalf("%d parts:\n%s", n, out)
+		}
+	})
+}
+
+// FuzzListQuery reads arbitrary list parameters: never a panic; a
+// keyword filter it keeps is an IMAP atom; and what it reads comes back
+// the same from the list's own links.
+func FuzzListQuery(f *testing.F) {
+	for _, s := range []string{"kw=work", "kw=%24Label1&q=plan", "kw=a+b", "kw=(x", "kw=%5CSeen", "kw=&q=&in=body&sort=from&order=desc&page=2",
+		"kw=%00", "kw=%C3%A9", "q=%FF&in=x", "page=99999999&sort=zz",
+		"q=" + strings.Repeat("a", maxSearch-1) + "%C3%A9", // a search cut inside a character
+		"q=" + strings.Repeat("a", maxSearch-1) + "+bb"} {  // and before a blank
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		v, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		q, err := readListQuery(v)
+		if err != nil {
+			return
+		}
+		if q.KW != "" && maildir.ValidKeyword(q.KW) != nil {
+			t.Fatalf("kept keyword %q", q.KW)
+		}
+		back, err := readListQuery(q.values("INBOX"))
+		if err != nil || back != q {
+			t.Fatalf("%q: %+v -> %+v (%v)", raw, q, back, err)
 		}
 	})
 }

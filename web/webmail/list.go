@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"postern/mailbox/maildir"
 	"postern/mailbox/mime"
@@ -26,7 +27,13 @@ type listRow struct {
 	From, Subject, Date, Size string
 	Unread, Flagged, Deleted  bool
 	Answered                  bool
+	Keywords                  []rowKeyword
 }
+
+// rowKeyword is a keyword in the list, a link to the list of the
+// messages that have it (none for a name that is not a valid atom, which
+// a filter could not name: another program wrote it).
+type rowKeyword struct{ Name, URL string }
 
 type sortLink struct {
 	Label, URL string
@@ -45,16 +52,22 @@ type listPage struct {
 	Prev, Next  string
 	Sorts       []sortLink
 	Query       listQuery
-	Searching   bool
+	Searching   bool // a search or a keyword filter
 	SearchIn    []string
-	Back        string // this page, for the actions form
+	InUse       []string // the folder's keywords, for the filter's choice
+	Back        string   // this page, for the actions form
 	IsTrash     bool
+	IsJunk      bool // Not junk instead of Junk
 }
 
+// errListKeyword: the list's keyword filter is not a keyword name.
+var errListKeyword = errors.New("the keyword filter is not an IMAP atom")
+
 // readListQuery reads the list's parameters; anything unknown becomes the
-// default.
-func readListQuery(r *http.Request) listQuery {
-	v := r.URL.Query()
+// default, but a keyword filter that is not a keyword name is an error:
+// silently showing every message would look like a filter that matched
+// them all.
+func readListQuery(v url.Values) (listQuery, error) {
 	q := listQuery{Page: 1, Sort: "date"}
 	if p, err := strconv.Atoi(v.Get("page")); err == nil && p > 0 && p < 1e7 {
 		q.Page = p
@@ -70,7 +83,14 @@ func readListQuery(r *http.Request) listQuery {
 	if s := strings.TrimSpace(v.Get("q")); s != "" {
 		q.Q = clean(s)
 		if len(q.Q) > maxSearch {
-			q.Q = q.Q[:maxSearch]
+			// Cut at a character's start, not inside one: a half
+			// character would show as garbage and change on the next
+			// page's reading.
+			n := maxSearch
+			for n > 0 && !utf8.RuneStart(q.Q[n]) {
+				n--
+			}
+			q.Q = strings.TrimSpace(q.Q[:n])
 		}
 		q.In = "subject"
 		switch in := v.Get("in"); in {
@@ -78,7 +98,14 @@ func readListQuery(r *http.Request) listQuery {
 			q.In = in
 		}
 	}
-	return q
+	if kw := strings.TrimSpace(v.Get("kw")); kw != "" {
+		// An IMAP atom (RFC 9051 flag-keyword), as maildir stores them.
+		if err := maildir.ValidKeyword(kw); err != nil {
+			return q, errListKeyword
+		}
+		q.KW = kw
+	}
+	return q, nil
 }
 
 // order is the sort's direction: newest and biggest first, names A to Z.
@@ -144,10 +171,17 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, u, http.StatusServiceUnavailable, "This folder cannot be read now. Try again later.")
 		return
 	}
-	q := readListQuery(r)
+	q, err := readListQuery(r.URL.Query())
+	if err != nil {
+		h.fail(w, r, u, http.StatusBadRequest, "That is not a keyword name: use letters, digits and signs other than blanks and ( ) { % * \" \\ ] (at most 200).")
+		return
+	}
 	msgs := make([]*maildir.Message, len(snap.Messages))
 	for i := range snap.Messages {
 		msgs[i] = &snap.Messages[i]
+	}
+	if q.KW != "" {
+		msgs = slices.DeleteFunc(msgs, func(m *maildir.Message) bool { return !hasKeyword(m, q.KW) })
 	}
 	if q.Q != "" {
 		msgs = h.search(f, msgs, q)
@@ -160,8 +194,8 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	hi := min(lo+PageSize, len(msgs))
 	now := time.Now()
 	lp := &listPage{Folder: name, Display: displayName(name), Total: len(snap.Messages), Matches: len(msgs),
-		Page: q.Page, Pages: pages, First: lo + 1, Last: hi, Query: q, Searching: q.Q != "",
-		SearchIn: []string{"subject", "from", "to", "body"}, Back: listURL(name, q), IsTrash: name == folderTrash}
+		Page: q.Page, Pages: pages, First: lo + 1, Last: hi, Query: q, Searching: q.Q != "" || q.KW != "", InUse: keywordsInUse(snap),
+		SearchIn: []string{"subject", "from", "to", "body"}, Back: listURL(name, q), IsTrash: name == folderTrash, IsJunk: name == folderJunk}
 	for _, m := range msgs[lo:hi] {
 		s := h.sums.get(f, m)
 		subject := s.Subject
@@ -176,7 +210,8 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		}
 		lp.Rows = append(lp.Rows, listRow{UID: m.UID, URL: msgURL(name, m.UID) + "&back=" + url.QueryEscape(lp.Back), From: s.From, Subject: subject,
 			Date: showDate(date, now), Size: humanSize(m.Size), Unread: unread(m),
-			Flagged: hasFlag(m, maildir.FlagFlagged), Deleted: hasFlag(m, maildir.FlagTrashed), Answered: hasFlag(m, maildir.FlagReplied)})
+			Flagged: hasFlag(m, maildir.FlagFlagged), Deleted: hasFlag(m, maildir.FlagTrashed), Answered: hasFlag(m, maildir.FlagReplied),
+			Keywords: rowKeywords(name, m.Keywords)})
 	}
 	if q.Page > 1 {
 		pq := q
@@ -206,6 +241,42 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	p := h.pageFor(u, displayName(name), lp)
 	p.Current = name
 	h.render(w, http.StatusOK, "list.html", p)
+}
+
+// hasKeyword reports whether m has the keyword kw, compared without
+// regard to case as IMAP compares keywords (RFC 9051 2.3.2).
+func hasKeyword(m *maildir.Message, kw string) bool {
+	return slices.ContainsFunc(m.Keywords, func(k string) bool { return strings.EqualFold(k, kw) })
+}
+
+// keywordsInUse are the different keywords of a folder's messages, sorted
+// without regard to case.
+func keywordsInUse(snap *maildir.Snapshot) []string {
+	seen := map[string]bool{}
+	var out []string
+	for i := range snap.Messages {
+		for _, k := range snap.Messages[i].Keywords {
+			if l := strings.ToLower(k); !seen[l] && maildir.ValidKeyword(k) == nil {
+				seen[l] = true
+				out = append(out, k)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
+	return out
+}
+
+// rowKeywords are a message's keywords as its row shows them.
+func rowKeywords(folder string, kws []string) []rowKeyword {
+	var out []rowKeyword
+	for _, k := range kws {
+		rk := rowKeyword{Name: clean(k)}
+		if maildir.ValidKeyword(k) == nil {
+			rk.URL = listURL(folder, listQuery{KW: k})
+		}
+		out = append(out, rk)
+	}
+	return out
 }
 
 // sortMessages orders msgs for the list. Date is the order of arrival

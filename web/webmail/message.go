@@ -53,6 +53,7 @@ type messagePage struct {
 	AddSenderURL          string // the address book's form, filled in with the sender
 	Back                  string
 	IsTrash               bool
+	IsJunk                bool // Not junk instead of Junk
 	CanSend               bool
 }
 
@@ -161,7 +162,7 @@ func (h *Handler) renderMessage(om *openedMessage, asText bool) *messagePage {
 	}
 	mp := &messagePage{Folder: om.folder, FolderDisplay: displayName(om.folder), UID: om.m.UID,
 		Subject: clean(pmime.DecodeHeaderValue(env.Subject)), Flagged: hasFlag(&om.m, maildir.FlagFlagged),
-		Unread: unread(&om.m), AsText: asText, IsTrash: om.folder == folderTrash}
+		Unread: unread(&om.m), AsText: asText, IsTrash: om.folder == folderTrash, IsJunk: om.folder == folderJunk}
 	if strings.TrimSpace(mp.Subject) == "" {
 		mp.Subject = "(no subject)"
 	}

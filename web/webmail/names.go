@@ -14,6 +14,9 @@ const (
 	folderSent   = "Sent"
 	folderDrafts = "Drafts"
 	folderTrash  = "Trash"
+	// folderJunk is where the Junk button files mail, and where the
+	// gateway quarantines it (delivery.Target.Folder).
+	folderJunk = "Junk"
 )
 
 // protectedFolders cannot be deleted or renamed from the webmail: the

@@ -111,6 +111,11 @@ type Options struct {
 	// Maildir's autoresponsesquota file says otherwise; zero fields are
 	// 100 replies and 1 MiB.
 	AutoresponseQuota maildirfilter.AutoresponseQuota
+	// JunkLearn, when set, is told what the user says of a message by
+	// filing it (the server's bayes check, docs/bayes.md): spam when it
+	// goes into Junk, ham when it comes out (not to Trash). nil: the
+	// Junk buttons still move and mark, nothing learns.
+	JunkLearn func(ctx context.Context, login string, msg []byte, spam bool) error
 }
 
 // Stats are the webmail's counters, for the server's metrics.
@@ -476,13 +481,15 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, Prefix, http.StatusSeeOther)
 }
 
-// listQuery is how a folder's list is shown: page, order, search.
+// listQuery is how a folder's list is shown: page, order, search,
+// keyword.
 type listQuery struct {
 	Page  int
 	Sort  string // date, from, subject, size
 	Order string // asc, desc; "" is the sort's default
 	Q     string // search text
 	In    string // subject, from, to, body
+	KW    string // only messages with this keyword (a valid IMAP atom)
 }
 
 func (q listQuery) values(folder string) url.Values {
@@ -499,6 +506,9 @@ func (q listQuery) values(folder string) url.Values {
 	if q.Q != "" {
 		v.Set("q", q.Q)
 		v.Set("in", q.In)
+	}
+	if q.KW != "" {
+		v.Set("kw", q.KW)
 	}
 	return v
 }
