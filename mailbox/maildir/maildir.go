@@ -479,11 +479,27 @@ func (f *Folder) Stage(r io.Reader, opt DeliverOptions) (*Staged, error) {
 
 // writeFile writes the message to an unnamed file in tmp/, or to its tmp/
 // name where the file system has no O_TMPFILE; unsynced.
+//
+// A root process writing for an account (Options.Reader) gives the file
+// to the account, as the account's own process would have made it:
+// otherwise the reader check would refuse the message it was just given.
 func (st *Staged) writeFile(r io.Reader) error {
 	var err error
 	st.anon, st.size, err = writeAnonymous(filepath.Join(st.f.path, "tmp"), r)
 	if errors.Is(err, errNoTmpfile) {
 		st.size, err = writeUnsynced(st.tmpPath, r)
+		if err == nil && st.f.md.reader != nil {
+			if err = os.Chown(st.tmpPath, st.f.md.reader.UID, st.f.md.reader.GID); err != nil {
+				os.Remove(st.tmpPath)
+			}
+		}
+		return err
+	}
+	if err == nil && st.f.md.reader != nil {
+		if err = st.anon.Chown(st.f.md.reader.UID, st.f.md.reader.GID); err != nil {
+			st.anon.Close()
+			st.anon = nil
+		}
 	}
 	return err
 }
