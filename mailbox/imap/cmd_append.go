@@ -39,16 +39,27 @@ func parseAppend(d *decoder) (any, error) {
 	if err := d.sp(); err != nil {
 		return nil, err
 	}
-	mb, err := d.astring()
+	a, err := d.mailboxAndMessage()
 	if err != nil {
 		return nil, err
 	}
+	return a, nil
+}
+
+// mailboxAndMessage reads "mailbox SP append-message" up to the message
+// literal's data: the end of APPEND (RFC 9051 6.3.12) and of REPLACE
+// (RFC 8508 3.3).
+func (d *decoder) mailboxAndMessage() (appendArgs, error) {
+	mb, err := d.astring()
+	if err != nil {
+		return appendArgs{}, err
+	}
 	if err := d.sp(); err != nil {
-		return nil, err
+		return appendArgs{}, err
 	}
 	a, err := d.appendMessage()
 	if err != nil {
-		return nil, err
+		return appendArgs{}, err
 	}
 	a.mailbox = mb
 	return a, nil

@@ -45,18 +45,10 @@ func parseReplace(d *decoder) (any, error) {
 	if err := d.sp(); err != nil {
 		return nil, err
 	}
-	mb, err := d.astring()
+	a, err := d.mailboxAndMessage()
 	if err != nil {
 		return nil, err
 	}
-	if err := d.sp(); err != nil {
-		return nil, err
-	}
-	a, err := d.appendMessage()
-	if err != nil {
-		return nil, err
-	}
-	a.mailbox = mb
 	return replaceArgs{target: n, msg: a}, nil
 }
 
