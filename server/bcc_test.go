@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -27,7 +28,8 @@ func bccHarness(t *testing.T, bcc string) (*harness, *remoteMTA) {
 	})
 }
 
-// headerless drops the fields local delivery writes per recipient, so two
+// perRecipientFields are the fields local delivery writes per recipient;
+// without them two
 // recipients' copies of one message compare equal.
 var perRecipientFields = regexp.MustCompile(`(?m)^(Delivered-To|Return-Path): .*\r?\n`)
 
@@ -194,5 +196,33 @@ func TestBCCReload(t *testing.T) {
 	}
 	if n := len(inboxMessages(t, h, "boss-archive@example.test")); n != 2 {
 		t.Fatalf("after a refused reload the archive has %d messages, want 2", n)
+	}
+}
+
+// LMTP is not archived: the MTA in front made the acceptance and archives.
+func TestBCCNotOverLMTP(t *testing.T) {
+	h := newHarness(t)
+	h.writeSetting("listen", "smtp 127.0.0.1:0\nlmtp 127.0.0.1:0\n")
+	h.writeSetting("bcc", "always archive@example.test\n")
+	h.addUser("archive@example.test", "archive pass")
+	h.restart()
+	conn, err := net.Dial("tcp", h.addr("lmtp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := smtp.NewClientLMTP(conn)
+	defer c.Close()
+	if err := c.SendMail("sender@example.org", []string{h.user}, bytes.NewReader(testMessage("over lmtp", "x\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.send("bob@example.net", []string{h.user}, testMessage("over smtp", "x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(inboxMessages(t, h, h.user)); n != 2 {
+		t.Fatalf("alice has %d messages, want 2", n)
+	}
+	arch := inboxMessages(t, h, "archive@example.test")
+	if len(arch) != 1 || countWith(arch, "Subject: over smtp") != 1 {
+		t.Fatalf("the archive has %d messages, want only the SMTP one", len(arch))
 	}
 }
