@@ -29,8 +29,7 @@ func bccHarness(t *testing.T, bcc string) (*harness, *remoteMTA) {
 }
 
 // perRecipientFields are the fields local delivery writes per recipient;
-// without them two
-// recipients' copies of one message compare equal.
+// without them two recipients' copies of one message compare equal.
 var perRecipientFields = regexp.MustCompile(`(?m)^(Delivered-To|Return-Path): .*\r?\n`)
 
 func countWith(msgs [][]byte, s string) int {
