@@ -38,7 +38,32 @@ import (
 // queued on their own with fwd.Sender as envelope sender when it differs
 // from env.From (SRS, policy.Config.ForwardSender), and as fwd.Seal
 // seals them (ARC) when it is set.
+//
+// Archive copies (Target.Archive, the "bcc" setting) are stored only once
+// the real recipients have the message, so a message refused with a 5xx is
+// not archived; their failures are never the client's reply.
 func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, fwd forwarding, later *maildir.Deferred, log *slog.Logger) (string, error) {
+	real, archives := splitArchives(targets)
+	id, err := acceptTargets(ctx, local, q, env, real, msg, fwd, later, log, len(real) == 1)
+	if err != nil || len(archives) == 0 {
+		return id, err
+	}
+	aid, err := acceptTargets(ctx, local, q, env, archives, msg, fwd, later, log, false)
+	if err != nil {
+		// As for a failed retry queueing below: only when the disk
+		// refuses the queue write; the client resends.
+		log.Error("could not store the archive copies; the client will resend", "err", err)
+		return "", err
+	}
+	if id == "" {
+		return aid, nil
+	}
+	return id + "," + aid, nil
+}
+
+// acceptTargets is accept for one group of targets; refuse says whether a
+// permanent local failure is the client's reply (one real recipient).
+func acceptTargets(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Envelope, targets []Target, msg []byte, fwd forwarding, later *maildir.Deferred, log *slog.Logger, refuse bool) (string, error) {
 	var remote, forwarded []delivery.Recipient
 	var localTargets []Target
 	for _, t := range targets {
@@ -89,7 +114,7 @@ func accept(ctx context.Context, local *LocalDelivery, q Queue, env delivery.Env
 		if res.Err == nil {
 			continue
 		}
-		if res.Permanent && len(targets) == 1 {
+		if res.Permanent && refuse {
 			code := 550 // RFC 3463 class 5.1 (address) and others
 			if strings.HasPrefix(res.Status, "5.2.") || strings.HasPrefix(res.Status, "5.3.") {
 				code = 552 // mailbox or system storage exceeded

@@ -57,6 +57,9 @@ type Target struct {
 	// Rcpt is the RCPT TO address this destination came from, as the
 	// client gave it (a milter removes recipients by that address).
 	Rcpt string
+	// Archive marks a copy the "bcc" setting added (archiveTargets): it
+	// never decides the reply to the client and no DSN is sent about it.
+	Archive bool
 }
 
 // Resolve maps one RCPT address to its final destinations. relay says

@@ -402,6 +402,17 @@ func (s *session) readMessage(ctx context.Context, c *smtpd.ConnInfo, r io.Reade
 			quarantine = sanitizeHoldReason(d.HoldReason)
 		}
 	}
+	// The "bcc" setting's archive copies, of the message as it is stored
+	// (our fields and the checks' changes included), after the Received
+	// line named the real recipient and after a quarantine filed the real
+	// copies in Junk. Not for LMTP: the MTA in front archives.
+	if s.cfg.BCC != nil && s.b.mode != ModeLMTP {
+		archives, ref := archiveTargets(ctx, s.b.router, s.cfg.BCC, s.from, rcptAddresses(s.targets), s.log)
+		if ref != nil {
+			return delivery.Envelope{}, smtpd.NewReply(451, "4.3.0", "Temporary failure storing the message, try again later")
+		}
+		s.targets = s.rcptSet.add(s.targets, archives)
+	}
 	return delivery.Envelope{
 		From:       s.from,
 		Received:   time.Now(),

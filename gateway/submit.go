@@ -77,6 +77,7 @@ func (sb *Submitter) Submit(ctx context.Context, s Submission) (id string, ref *
 		}
 		for i := range ts {
 			ts[i].Recipient.Notify = notify
+			ts[i].Rcpt = r // for the bcc setting's recipient lines
 		}
 		targets = seen.add(targets, ts)
 	}
@@ -101,6 +102,13 @@ func (sb *Submitter) Submit(ctx context.Context, s Submission) (id string, ref *
 	}
 	received := fmt.Sprintf("Received: (from %s via postern %s)\r\n\tby %s (Postern);\r\n\t%s\r\n", who, via, sb.Me, time.Now().Format(time.RFC1123Z))
 	full := append([]byte(received), SignOutgoing(ctx, cfg, sb.Signer, msg, sb.Log)...)
+	if cfg.BCC != nil {
+		archives, ref := archiveTargets(ctx, sb.Router, cfg.BCC, from, rcptAddresses(targets), sb.Log)
+		if ref != nil {
+			return "", nil, fmt.Errorf("bcc: archive address: %w", ref)
+		}
+		targets = seen.add(targets, archives)
+	}
 	id, err = Accept(ctx, sb.Local, sb.Queue, env, targets, append(full, msg...), cfg.ForwardSender(env.From), sb.Log)
 	var rep *smtpd.Reply
 	if errors.As(err, &rep) {

@@ -259,6 +259,11 @@ type Config struct {
 	// authdaemond's protocol ("authdaemonsocket", a path, relative to the
 	// configuration directory). Empty: no such socket.
 	AuthdaemonSocket string
+
+	// BCC names archive addresses that get a copy of accepted mail
+	// ("bcc": always, sender and recipient lines, see BCC); nil when the
+	// setting is absent or empty, which costs the SMTP path one nil check.
+	BCC *BCC
 }
 
 // RetrySchedule spells out Courier's retry schedule as gaps between
@@ -496,6 +501,11 @@ func LoadWith(dir string, replace map[string]string) (*Config, error) {
 	c.MaxRecipients = int(l.number("maxrcpts", 100, 1, 100000))
 	c.HopLimit = int(l.number("hoplimit", DefaultHopLimit, 10, 1000))
 	c.AliasUser = l.single("aliasuser", "nobody")
+	if bcc, err := ParseBCC(l.lines("bcc")); err != nil {
+		l.fail(err)
+	} else {
+		c.BCC = bcc
+	}
 	c.GreetDelay = l.duration("smtpgreetdelay", 0)
 	c.Greeting = l.greeting()
 	for _, ln := range l.lines("resolvers") {
