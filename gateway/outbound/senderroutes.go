@@ -57,10 +57,11 @@ func ParseSenderRoutes(lines []policy.Line) (*SenderRoutes, error) {
 		case r.Pattern == NullSenderPattern:
 			rr := r
 			sr.null = &rr
+		case strings.Contains(r.Pattern, "@"):
+			// Before the '.' test: a local part may start with a dot.
+			sr.address[r.Pattern] = r
 		case strings.HasPrefix(r.Pattern, "."):
 			sr.suffix[r.Pattern[1:]] = r
-		case strings.Contains(r.Pattern, "@"):
-			sr.address[r.Pattern] = r
 		default:
 			sr.exact[r.Pattern] = r
 		}

@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -243,4 +244,58 @@ func TestSenderRoutesPrecedence(t *testing.T) {
 	if p := c.Plan(ctx, "remote.example"); p.Source != SourceRecipientDefault {
 		t.Errorf("Plan without a sender used %v", p.Source)
 	}
+}
+
+// FuzzParseSenderRoutes: any senderroutes text is either refused with a
+// file and line or parsed into rules that every sender of the text can
+// be looked up against, each rule found by the sender it was written for.
+func FuzzParseSenderRoutes(f *testing.F) {
+	for _, s := range []string{
+		"a@cust1.example: [192.0.2.1],587 /SECURITY=STARTTLS /auth=l1",
+		"@cust1.example: relay.cust1.example\ncust2.example: [2001:db8::1]",
+		".cust3.example: [192.0.2.3]\n*.x.example: [192.0.2.4] /ipv4only",
+		"<>: [192.0.2.5] /auth=bounces",
+		"a@b@c.example: [192.0.2.1]",
+		"Jörg@bücher.test: [192.0.2.1]",
+		"direct.example:",
+		"*: [192.0.2.1]",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		var pl []policy.Line
+		for i, l := range strings.Split(text, "\n") {
+			pl = append(pl, policy.Line{File: "senderroutes", Num: i + 1, Text: strings.TrimSpace(l)})
+		}
+		sr, err := ParseSenderRoutes(pl)
+		if err != nil {
+			var pe *policy.Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("error without file and line: %v", err)
+			}
+			return
+		}
+		for _, l := range pl {
+			sender, _, _ := strings.Cut(l.Text, ":")
+			sender = strings.TrimSpace(sender)
+			var probe string
+			switch {
+			case sender == "<>":
+				probe = ""
+			case strings.Contains(sender, "@"):
+				probe = sender
+			case strings.HasPrefix(sender, "*."), strings.HasPrefix(sender, "."):
+				probe = "x@a." + strings.TrimPrefix(strings.TrimPrefix(sender, "*"), ".")
+			default:
+				probe = "x@" + sender
+			}
+			r, ok := sr.Lookup(probe)
+			if !ok {
+				t.Fatalf("rule %q not found for %q", l.Text, probe)
+			}
+			if r.RelayAddr.IsValid() && r.Relay != "" {
+				t.Fatalf("route has both an address and a name: %+v", r)
+			}
+		}
+	})
 }
