@@ -133,6 +133,10 @@ func TestCheckRouteSender(t *testing.T) {
 
 	write("senderroutes", "@cust1.example [192.0.2.61]\n")
 	check(append(base, "remote.example", "--sender", "a@cust1.example"), 1, sr+":1", "no ':' found")
+	// postern config reads senderroutes as serve and reload do.
+	if code, _, errb := runCmd(t, "", "--config", etc, "config"); code != 78 || !strings.Contains(errb, "senderroutes: "+sr+":1: want SENDER:") {
+		t.Fatalf("config with a bad senderroutes: %d\n%s", code, errb)
+	}
 }
 
 // Courier's makesmtpaccess (and makehosteddomains, makeacceptmailfor):
