@@ -299,3 +299,27 @@ func FuzzParseSenderRoutes(f *testing.F) {
 		}
 	})
 }
+
+// Two customers sharing one relay with their own logins: a session cached
+// after one customer's message is never reused for the other's, so each
+// message is sent under its sender's login.
+func TestSenderRoutesOneRelayTwoLogins(t *testing.T) {
+	checkGoroutines(t)
+	cert, _ := selfSigned(t, "relay.test")
+	relay := startSMTP(t, serverConfig{ip: "127.0.0.1", tls: serverTLS(cert), users: map[string]string{"L1": "pw1", "L2": "pw2"}})
+	c := newTestClient(t, startDNS(t, newZone()), 25, func(o *Options) {
+		o.SenderRoutes = mustSenderRoutes(t,
+			"cust1.example: [127.0.0.1],"+itoa(relay.port())+" /SECURITY=STARTTLS /auth=cust1",
+			"cust2.example: [127.0.0.1],"+itoa(relay.port())+" /SECURITY=STARTTLS /auth=cust2")
+		o.Auth = senderAuth
+		o.ConnCacheIdle = 5e9
+	})
+	to := rcpts("x@remote.example")
+	for _, from := range []string{"a@cust1.example", "b@cust2.example", "c@cust1.example", "d@cust2.example"} {
+		wantDelivered(t, deliver(t, c, env(from), to, testMessage)[0])
+	}
+	want := "a@cust1.example/L1/x@remote.example b@cust2.example/L2/x@remote.example c@cust1.example/L1/x@remote.example d@cust2.example/L2/x@remote.example"
+	if got := strings.Join(fromOf(relay.messages()), " "); got != want {
+		t.Errorf("relay got %s\nwant %s", got, want)
+	}
+}
