@@ -39,15 +39,16 @@ import (
 
 // Options configure a Client. Only Hostname is required.
 type Options struct {
-	Hostname string  // our name (policy's "me"): in EHLO, and to find ourselves among MX hosts
-	HELOName string  // the name sent in EHLO/HELO instead of Hostname ("esmtphelo"); "" uses Hostname
-	Routes   *Routes // nil: everything by MX
+	Hostname string                 // our name (policy's "me"): in EHLO, and to find ourselves among MX hosts
+	HELOName string                 // the name sent in EHLO/HELO instead of Hostname ("esmtphelo"); "" uses Hostname
+	Routes   *Routes                // nil: everything by MX
+	Auth     map[string]Credentials // smarthostauth, keyed by lower-case name
+	Resolver Resolver               // nil: NewDNSResolver(nil, 5s)
+
 	// SenderRoutes chooses a relay by the envelope sender; it overrides
 	// the Routes default ('*') but not a Routes rule for the recipient's
 	// domain (see Client.route). nil: no sender rules.
 	SenderRoutes *SenderRoutes
-	Auth         map[string]Credentials // smarthostauth, keyed by lower-case name
-	Resolver     Resolver               // nil: NewDNSResolver(nil, 5s)
 
 	DialTimeout    time.Duration // TCP connect; default 30s
 	CommandTimeout time.Duration // each command's reply (and the greeting); default 5m (RFC 5321 4.5.3.2)
