@@ -18,7 +18,7 @@ import (
 
 // CheckConfig reads every setting that serve and reload read beyond
 // policy.Load, as they would — the checks (filters, milters, dnsbl,
-// greylist, ratelimit, spf, dmarc, bofh, smtprules), smtpaccess, routes,
+// greylist, ratelimit, spf, dmarc, bofh, smtprules), smtpaccess, routes, senderroutes,
 // smarthostauth, the authentication modules (authmodulelist,
 // authmysqlrc, authpgsqlrc) and the web admin's logins (webadmin) — and returns their errors, each with its file and
 // line. It opens no state store and no listener, so it can run next to
@@ -36,6 +36,9 @@ func CheckConfig(cfg *policy.Config) error {
 	}
 	if _, err := outbound.LoadRoutes(cfg.Dir); err != nil {
 		errs = append(errs, fmt.Errorf("routes: %w", err))
+	}
+	if _, err := outbound.LoadSenderRoutes(cfg.Dir); err != nil {
+		errs = append(errs, fmt.Errorf("senderroutes: %w", err))
 	}
 	if _, err := outbound.LoadAuth(cfg.Dir, log); err != nil {
 		errs = append(errs, fmt.Errorf("smarthostauth: %w", err))

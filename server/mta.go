@@ -319,7 +319,7 @@ func staleDir(dir, db string) bool {
 }
 
 // Reload re-reads the settings the MTA keeps beside policy.Config:
-// smtpaccess, routes and smarthost credentials. On error nothing changes.
+// smtpaccess, routes, senderroutes and smarthost credentials. On error nothing changes.
 func (m *MTA) Reload(cfg *policy.Config) error {
 	rules, err := access.Load(cfg.Dir)
 	if err != nil {
@@ -328,6 +328,10 @@ func (m *MTA) Reload(cfg *policy.Config) error {
 	routes, err := outbound.LoadRoutes(cfg.Dir)
 	if err != nil {
 		return fmt.Errorf("routes: %w", err)
+	}
+	senderRoutes, err := outbound.LoadSenderRoutes(cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("senderroutes: %w", err)
 	}
 	creds, err := outbound.LoadAuth(cfg.Dir, m.log)
 	if err != nil {
@@ -352,18 +356,19 @@ func (m *MTA) Reload(cfg *policy.Config) error {
 		}
 	}
 	client, err := outbound.New(outbound.Options{
-		Hostname:   cfg.Me,
-		HELOName:   cfg.HELOName,
-		Routes:     routes,
-		Auth:       creds,
-		Resolver:   resolver,
-		Port:       cfg.RemotePort,
-		DANE:       cfg.DANE,
-		LocalAddrs: cfg.SourceAddrs,
-		Self:       selfAddrs(cfg),
-		MTASTS:     sts,
-		TLSReport:  tlsReport,
-		Logger:     m.log.With("service", "outbound"),
+		Hostname:     cfg.Me,
+		HELOName:     cfg.HELOName,
+		Routes:       routes,
+		SenderRoutes: senderRoutes,
+		Auth:         creds,
+		Resolver:     resolver,
+		Port:         cfg.RemotePort,
+		DANE:         cfg.DANE,
+		LocalAddrs:   cfg.SourceAddrs,
+		Self:         selfAddrs(cfg),
+		MTASTS:       sts,
+		TLSReport:    tlsReport,
+		Logger:       m.log.With("service", "outbound"),
 	})
 	if err != nil {
 		return fmt.Errorf("outbound: %w", err)
@@ -489,4 +494,10 @@ func selfAddrs(cfg *policy.Config) []netip.AddrPort {
 // Plan is how mail for domain would leave now (postern check route).
 func (m *MTA) Plan(ctx context.Context, domain string) outbound.Plan {
 	return m.remote.Load().Plan(ctx, domain)
+}
+
+// PlanFrom is Plan for mail from the envelope sender ("" the null
+// sender), senderroutes included (postern check route --sender).
+func (m *MTA) PlanFrom(ctx context.Context, sender, domain string) outbound.Plan {
+	return m.remote.Load().PlanFrom(ctx, sender, domain)
 }

@@ -13,8 +13,8 @@ import (
 	"postern/policy"
 )
 
-const checkRouteUsage = `Usage: postern check route ADDRESS|DOMAIN [--dns HOST:PORT]
-       testmxlookup DOMAIN [--dns HOST:PORT]
+const checkRouteUsage = `Usage: postern check route ADDRESS|DOMAIN [--sender ADDR] [--dns HOST:PORT]
+       testmxlookup DOMAIN [--sender ADDR] [--dns HOST:PORT]
 
 Says where mail would go, with the lookups the server makes and without
 sending anything. For an ADDRESS: what the server answers an unauthenticated
@@ -24,6 +24,11 @@ leaves. For a DOMAIN: how mail for it leaves: the routes rule that applies
 (or MX), the hosts in the order they are tried with their addresses, port
 and TLS requirement (STARTTLS, DANE with its TLSA records, MTA-STS), or why
 it cannot leave (no such domain, null MX, a loop).
+
+With --sender ADDR the senderroutes rules take part as they do for mail
+from that envelope sender: the output names the rule (routes or
+senderroutes) that chose the relay. --sender '<>' (or '') is the null
+sender of bounces.
 
 Exit status: 0 when the mail would be taken and can leave; 1 when it would
 be refused or bounced; 75 when it cannot leave for now (DNS trouble); 64
@@ -38,6 +43,7 @@ func runCheckRoute(e *env, args []string) int {
 	fs := flag.NewFlagSet("postern check route", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	dnsAddr := fs.String("dns", "", "ask this DNS server (`HOST:PORT`) instead of those in resolvers")
+	sender := fs.String("sender", "", "plan for mail from this envelope sender (`ADDR`; '<>' for bounces)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), checkRouteUsage) }
 	// The target may come before the options.
 	var target string
@@ -58,6 +64,9 @@ func runCheckRoute(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "postern check route: configuration:\n%v\n", err)
 		return 78
 	}
+	hasSender := false
+	fs.Visit(func(f *flag.Flag) { hasSender = hasSender || f.Name == "sender" })
+	from := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(*sender), "<"), ">")
 	if *dnsAddr != "" {
 		c := *cfg
 		c.Resolvers = []string{*dnsAddr}
@@ -69,11 +78,17 @@ func runCheckRoute(e *env, args []string) int {
 		return 1
 	}
 	defer closeFn()
+	plan := func(ctx context.Context, domain string) outbound.Plan {
+		if hasSender {
+			return h.mta.PlanFrom(ctx, from, domain)
+		}
+		return h.mta.Plan(ctx, domain)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	if !strings.Contains(target, "@") && !strings.EqualFold(target, "postmaster") {
-		return printPlan(e.stdout, h.mta.Plan(ctx, strings.ToLower(strings.TrimSuffix(target, "."))))
+		return printPlan(e.stdout, plan(ctx, strings.ToLower(strings.TrimSuffix(target, "."))))
 	}
 	w := e.stdout
 	status := 0
@@ -123,7 +138,7 @@ func runCheckRoute(e *env, args []string) int {
 	}
 	for _, d := range remote {
 		fmt.Fprintln(w)
-		if s := printPlan(w, h.mta.Plan(ctx, d)); s > status {
+		if s := printPlan(w, plan(ctx, d)); s > status {
 			status = s
 		}
 	}
@@ -133,17 +148,28 @@ func runCheckRoute(e *env, args []string) int {
 // printPlan writes a Plan and returns the exit status it means.
 func printPlan(w io.Writer, p outbound.Plan) int {
 	r := p.Route
+	if p.HasSender {
+		from := p.Sender
+		if from == "" {
+			from = "<> (the null sender)"
+		}
+		fmt.Fprintf(w, "From %s:\n", from)
+	}
+	table := "routes"
+	if p.Source == outbound.SourceSender {
+		table = "senderroutes"
+	}
 	switch {
 	case !p.Matched:
 		fmt.Fprintf(w, "Domain %s: by MX (no routes rule)\n", p.Domain)
 	case r.UsesMX():
-		fmt.Fprintf(w, "Domain %s: by MX, routes rule %q (%s:%d), %s\n", p.Domain, routePattern(r), r.Origin.File, r.Origin.Num, r.Security)
+		fmt.Fprintf(w, "Domain %s: by MX, %s rule %q (%s:%d), %s\n", p.Domain, table, routePattern(r), r.Origin.File, r.Origin.Num, r.Security)
 	default:
 		proto := "SMTP"
 		if r.LMTP {
 			proto = "LMTP"
 		}
-		fmt.Fprintf(w, "Domain %s: relayed by %s to %s, routes rule %q (%s:%d), %s\n", p.Domain, proto, relayName(r), routePattern(r), r.Origin.File, r.Origin.Num, r.Security)
+		fmt.Fprintf(w, "Domain %s: relayed by %s to %s, %s rule %q (%s:%d), %s\n", p.Domain, proto, relayName(r), table, routePattern(r), r.Origin.File, r.Origin.Num, r.Security)
 	}
 	if p.Err != nil {
 		kind := "cannot leave for now (retried)"

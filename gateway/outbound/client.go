@@ -45,6 +45,11 @@ type Options struct {
 	Auth     map[string]Credentials // smarthostauth, keyed by lower-case name
 	Resolver Resolver               // nil: NewDNSResolver(nil, 5s)
 
+	// SenderRoutes chooses a relay by the envelope sender; it overrides
+	// the Routes default ('*') but not a Routes rule for the recipient's
+	// domain (see Client.route). nil: no sender rules.
+	SenderRoutes *SenderRoutes
+
 	DialTimeout    time.Duration // TCP connect; default 30s
 	CommandTimeout time.Duration // each command's reply (and the greeting); default 5m (RFC 5321 4.5.3.2)
 	DataTimeout    time.Duration // sending the message and its final reply; default 10m (RFC 5321 4.5.3.2.6)
@@ -197,7 +202,11 @@ func localFailure(temporary bool, status, reason string, err error) *failure {
 
 // Deliver implements delivery.Deliverer. Recipients are grouped by domain
 // (the queue passes one domain, but nothing breaks if it does not); each
-// group is one SMTP transaction.
+// group is one SMTP transaction. The route is chosen by the envelope's
+// sender and the domain; one call has one sender, so the domain alone
+// keys the groups. Sessions are cached under the relay's address, port
+// and login (sessionKey), so messages of two senders to one domain never
+// share a session through the wrong relay.
 func (c *Client) Deliver(ctx context.Context, env *delivery.Envelope, rcpts []delivery.Recipient, msg delivery.Message) []delivery.Result {
 	results := make([]delivery.Result, len(rcpts))
 	if env == nil || msg == nil {
@@ -265,8 +274,11 @@ func recipientDomain(addr string) (string, error) {
 // deliverDomain delivers to the recipients of one domain and returns their
 // results and a metrics reason for each.
 func (c *Client) deliverDomain(ctx context.Context, env *delivery.Envelope, domain string, rcpts []delivery.Recipient, msg delivery.Message) ([]delivery.Result, []string) {
-	route, _ := c.opts.Routes.Lookup(domain)
+	route, source := c.route(env.From, domain)
 	log := c.log.With("queue_id", env.ID, "domain", domain)
+	if source == SourceSender {
+		log = log.With("senderroute", fmt.Sprintf("%s:%d", route.Origin.File, route.Origin.Num))
+	}
 	all := func(f *failure) ([]delivery.Result, []string) {
 		log.Info("delivery failed", "temporary", f.temporary, "status", f.status, "diagnostic", f.diagnostic)
 		res := make([]delivery.Result, len(rcpts))

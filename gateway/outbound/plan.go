@@ -25,9 +25,14 @@ type PlanHost struct {
 // Courier's testmxlookup).
 type Plan struct {
 	Domain  string
-	Route   Route // the routes rule that applies (Matched), or the default: MX
+	Route   Route // the routes or senderroutes rule that applies (Matched), or the default: MX
 	Matched bool
-	Hosts   []PlanHost
+	// Source says which table chose Route; Sender is the envelope sender
+	// asked about when HasSender ("" is the null sender).
+	Source    RouteSource
+	Sender    string
+	HasSender bool
+	Hosts     []PlanHost
 	// Err: mail for the domain cannot leave now; Permanent says it would
 	// bounce (no such domain, null MX, a loop) rather than wait; Status is
 	// the enhanced status code a delivery would report.
@@ -38,9 +43,28 @@ type Plan struct {
 
 // Plan resolves domain as a delivery to it would: the routes rule, the MX
 // or relay hosts and their addresses, DANE and MTA-STS.
+// Sender rules are not consulted: see PlanFrom.
 func (c *Client) Plan(ctx context.Context, domain string) Plan {
 	route, matched := c.opts.Routes.Lookup(domain)
-	p := Plan{Domain: domain, Route: route, Matched: matched}
+	source := SourceMX
+	if matched {
+		source = SourceRecipient
+		if route.Pattern == "" {
+			source = SourceRecipientDefault
+		}
+	}
+	return c.plan(ctx, Plan{Domain: domain, Route: route, Matched: matched, Source: source})
+}
+
+// PlanFrom is Plan for mail from the envelope sender ("" the null
+// sender): the senderroutes rules take part as in a delivery.
+func (c *Client) PlanFrom(ctx context.Context, sender, domain string) Plan {
+	route, source := c.route(sender, domain)
+	return c.plan(ctx, Plan{Domain: domain, Route: route, Matched: source != SourceMX, Source: source, Sender: sender, HasSender: true})
+}
+
+func (c *Client) plan(ctx context.Context, p Plan) Plan {
+	domain, route := p.Domain, p.Route
 	hosts, f := c.resolve(ctx, domain, route)
 	if f == nil {
 		hosts, f = c.applyMTASTS(ctx, domain, route, hosts, c.log)

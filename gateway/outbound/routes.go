@@ -160,7 +160,13 @@ func parseRoute(ln policy.Line) (Route, error) {
 		return r, ln.Errorf("%v", err)
 	}
 	r.Pattern = pattern
-	fields := strings.Fields(ln.Text[colon+1:])
+	return parseRouteAction(r, ln, ln.Text[colon+1:])
+}
+
+// parseRouteAction parses what follows a rule's ':' into r: the relay and
+// the options, the same for routes and senderroutes.
+func parseRouteAction(r Route, ln policy.Line, action string) (Route, error) {
+	fields := strings.Fields(action)
 	if len(fields) > 0 && !strings.HasPrefix(fields[0], "/") {
 		if err := parseRelay(&r, fields[0]); err != nil {
 			return r, ln.Errorf("%v", err)
@@ -333,6 +339,20 @@ func parseRelay(r *Route, s string) error {
 // rule for the longest parent domain, else the default rule. matched is
 // false when no rule applies (deliver by MX, opportunistic TLS).
 func (rt *Routes) Lookup(domain string) (route Route, matched bool) {
+	r, specific := rt.lookupSpecific(domain)
+	if specific {
+		return r, true
+	}
+	if rt != nil && rt.fallback != nil {
+		return *rt.fallback, true
+	}
+	return Route{}, false
+}
+
+// lookupSpecific returns the rule that names domain or one of its parents,
+// leaving out the default rule: a sender rule overrides the default but
+// not these (see Client.route).
+func (rt *Routes) lookupSpecific(domain string) (route Route, matched bool) {
 	if rt == nil {
 		return Route{}, false
 	}
@@ -353,9 +373,6 @@ func (rt *Routes) Lookup(domain string) (route Route, matched bool) {
 		if r, ok := rt.suffix[rest]; ok {
 			return r, true
 		}
-	}
-	if rt.fallback != nil {
-		return *rt.fallback, true
 	}
 	return Route{}, false
 }
