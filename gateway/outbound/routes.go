@@ -360,17 +360,23 @@ func (rt *Routes) lookupSpecific(domain string) (route Route, matched bool) {
 	if err != nil {
 		d = strings.ToLower(strings.TrimSuffix(domain, "."))
 	}
-	if r, ok := rt.exact[d]; ok {
+	return lookupDomain(rt.exact, rt.suffix, d)
+}
+
+// lookupDomain finds the rule for the normalized domain d: its exact
+// rule, else the rule for its nearest parent (the first hit walking up is
+// the longest suffix). Shared by routes and senderroutes.
+func lookupDomain(exact, suffix map[string]Route, d string) (Route, bool) {
+	if r, ok := exact[d]; ok {
 		return r, true
 	}
-	// Walk up the parents: the first hit is the longest suffix.
 	for rest := d; ; {
 		dot := strings.IndexByte(rest, '.')
 		if dot < 0 {
 			break
 		}
 		rest = rest[dot+1:]
-		if r, ok := rt.suffix[rest]; ok {
+		if r, ok := suffix[rest]; ok {
 			return r, true
 		}
 	}

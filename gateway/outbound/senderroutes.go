@@ -161,20 +161,7 @@ func (sr *SenderRoutes) Lookup(from string) (route Route, matched bool) {
 			return r, true
 		}
 	}
-	if r, ok := sr.exact[d]; ok {
-		return r, true
-	}
-	for rest := d; ; {
-		dot := strings.IndexByte(rest, '.')
-		if dot < 0 {
-			break
-		}
-		rest = rest[dot+1:]
-		if r, ok := sr.suffix[rest]; ok {
-			return r, true
-		}
-	}
-	return Route{}, false
+	return lookupDomain(sr.exact, sr.suffix, d)
 }
 
 // Len reports how many rules were parsed.
