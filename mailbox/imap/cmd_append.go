@@ -216,21 +216,7 @@ func execAppend(s *session, c *command) result {
 	// rest of the command (further MULTIAPPEND messages).
 	refuse := func(r result) result {
 		discard()
-		if !a.sync {
-			if err := s.d.skip(a.size); err != nil {
-				if errors.Is(err, errAbsurdInput) {
-					// RFC 7888 4: a non-synchronizing literal over the
-					// limit is refused and the connection closed.
-					s.writeResult(c.tag, r)
-					s.bye("message too big for APPEND, closing connection")
-				}
-				return fatal()
-			}
-			if err := s.d.discardCommand(); err != nil {
-				return fatal()
-			}
-		}
-		return r
+		return s.refuseLiteral(c, a, "APPEND", r)
 	}
 	ref, r, found := s.resolveMailbox(a.mailbox)
 	if !found {
@@ -418,4 +404,25 @@ func (e *exactReader) Read(p []byte) (int, error) {
 		return n, err
 	}
 	return n, nil
+}
+
+// refuseLiteral answers r to cmd (APPEND, REPLACE) before its message
+// literal is taken: a synchronizing literal is then never sent; a
+// non-synchronizing one is skipped with the rest of the command when its
+// size is sane, else (RFC 7888 4) refused and the connection closed.
+func (s *session) refuseLiteral(c *command, a appendArgs, cmd string, r result) result {
+	if a.sync {
+		return r
+	}
+	if err := s.d.skip(a.size); err != nil {
+		if errors.Is(err, errAbsurdInput) {
+			s.writeResult(c.tag, r)
+			s.bye("message too big for " + cmd + ", closing connection")
+		}
+		return fatal()
+	}
+	if err := s.d.discardCommand(); err != nil {
+		return fatal()
+	}
+	return r
 }

@@ -58,21 +58,7 @@ func execReplace(s *session, c *command) result {
 	sel := s.sel
 	// refuse answers before the literal is taken: a synchronizing one is
 	// then never sent, a non-synchronizing one is skipped.
-	refuse := func(r result) result {
-		if !a.sync {
-			if err := s.d.skip(a.size); err != nil {
-				if errors.Is(err, errAbsurdInput) {
-					s.writeResult(c.tag, r)
-					s.bye("message too big for REPLACE, closing connection")
-				}
-				return fatal()
-			}
-			if err := s.d.discardCommand(); err != nil {
-				return fatal()
-			}
-		}
-		return r
-	}
+	refuse := func(r result) result { return s.refuseLiteral(c, a, "REPLACE", r) }
 	if a.utf8 && !s.utf8Accept() {
 		return refuse(bad("REPLACE UTF8 needs ENABLE UTF8=ACCEPT"))
 	}
