@@ -24,7 +24,8 @@ import (
 // That is `postern reputation` and `postern bayes` (the embedded state store, bbolt, is
 // locked by the process that has it open, so without the socket the
 // command could only run with the server stopped) and `postern dmarc
-// report` (the rows the running server records and sends).
+// report` (the rows the running server records and sends), and `postern
+// who` and `postern kick` (the sessions only the server knows).
 //
 // Protocol, one request per connection: the client sends one line of JSON
 // (ControlRequest); the server answers one line of JSON (ControlReply) and
@@ -41,7 +42,7 @@ const (
 
 // ControlRequest is one admin command for the running server.
 type ControlRequest struct {
-	Command string   `json:"command"` // "reputation", "bayes", "dmarcreport"
+	Command string   `json:"command"` // "reputation", "bayes", "dmarcreport", "who", "kick"
 	Args    []string `json:"args"`
 }
 
@@ -159,6 +160,8 @@ func (s *Server) handleControl(c net.Conn) {
 		status = s.controlBayes(ctx, req.Args, &out, &errb)
 	case "dmarcreport":
 		status = s.controlDMARCReport(ctx, req.Args, &out, &errb)
+	case "who", "kick":
+		status = s.controlWho(ctx, req.Command == "kick", req.Args, &out, &errb)
 	default:
 		fmt.Fprintf(&errb, "unknown command %q\n", req.Command)
 		status = 64

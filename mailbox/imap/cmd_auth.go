@@ -52,6 +52,7 @@ func execStartTLS(s *session, c *command) result {
 	}
 	s.setConn(tc)
 	s.tls = true
+	s.track.Update(func(i *netserve.SessionInfo) { i.TLS = true })
 	// The tagged OK is already out; the next command starts over TLS.
 	return result{sent: true}
 }
@@ -233,6 +234,7 @@ func (s *session) loggedIn(acct *auth.Account) error {
 	}
 	s.account, s.user, s.mail = acct, acct.Name, mail
 	s.state = stateAuth
+	s.track.Update(func(i *netserve.SessionInfo) { i.User = acct.Name })
 	s.log = s.log.With("user", acct.Name)
 	s.ensureSpecialUse()
 	s.registerSharedFolders()

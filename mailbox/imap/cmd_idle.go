@@ -60,7 +60,7 @@ func execIdle(s *session, c *command) result {
 		case l := <-lines:
 			if l.err != nil {
 				if s.shuttingDown() {
-					s.bye("server shutting down")
+					s.bye(s.endText())
 				} else if isTimeout(l.err) {
 					s.bye("autologout; idle for too long")
 				}
@@ -85,7 +85,11 @@ func execIdle(s *session, c *command) result {
 			}
 		case <-s.srv.done:
 			stop()
-			s.bye("server shutting down")
+			s.bye(s.endText())
+			return fatal()
+		case <-s.track.Kicked():
+			stop()
+			s.bye(s.endText())
 			return fatal()
 		}
 		if r, failed := s.syncResult(err); failed {

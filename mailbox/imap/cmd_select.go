@@ -3,6 +3,7 @@ package imap
 import (
 	"errors"
 
+	"postern/internal/netserve"
 	"postern/mailbox/acl"
 	"postern/mailbox/maildir"
 )
@@ -68,6 +69,7 @@ func (s *session) selectMailbox(a selectArgs, readOnly bool) result {
 	sel.rights, sel.ref = ref.rights, ref
 	s.sel = sel
 	s.state = stateSelected
+	s.track.Update(func(i *netserve.SessionInfo) { i.Mailbox = ref.name })
 
 	w := s.w
 	s.writeFlagsResponse()

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"postern/auth"
+	"postern/internal/netserve"
 	"postern/mailbox/proxy"
 )
 
@@ -40,6 +41,7 @@ func (s *session) proxyTo(tag string, hosts []string, local bool, acct *auth.Acc
 	}
 	s.srv.proxied.Add(1)
 	s.user, s.account = acct.Name, acct
+	s.track.Update(func(i *netserve.SessionInfo) { i.User, i.Proxied = acct.Name, true })
 	s.log = s.log.With("user", acct.Name, "mailhost", b.Host)
 	s.log.Info("imap: login, proxied")
 	for _, line := range b.Reply {
@@ -64,7 +66,7 @@ func (s *session) proxyTo(tag string, hosts []string, local bool, acct *auth.Acc
 	if st.Interrupted {
 		// The backend has answered everything it was sent and closed: a
 		// command boundary, where BYE may go.
-		s.bye("server shutting down")
+		s.bye(s.endText())
 	}
 	s.log.Info("imap: proxied session ended", "to_backend", st.ToBackend, "to_client", st.ToClient)
 	return fatal(), true

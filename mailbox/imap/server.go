@@ -201,6 +201,16 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 	return err
 }
 
+// Who lists the sessions open now, oldest first (postern who).
+func (s *Server) Who() []netserve.SessionInfo { return netserve.Who(&s.group) }
+
+// Kick ends the sessions m selects (postern kick): each says "* BYE" at
+// its next command boundary, or at once when it is waiting for a command
+// or idling; one still busy after a grace period is cut.
+func (s *Server) Kick(m netserve.Match) []netserve.SessionInfo {
+	return netserve.Kick(&s.group, m, (*session).interruptWait, (*session).closeConn)
+}
+
 // Shutdown stops accepting connections, asks every session to end with
 // "* BYE" at its next command boundary, and waits for them or for ctx.
 // Sessions still running when ctx ends are closed hard. Messages queued

@@ -77,7 +77,13 @@ type session struct {
 	waiting bool       // blocked reading a command (Shutdown may interrupt)
 	// relay is set while the session is proxied to another mailbox host.
 	relay *proxy.Relay
+
+	// track is what `postern who` shows and `postern kick` ends.
+	track *netserve.Tracker
 }
+
+// Tracker is the session's record for Who and Kick.
+func (sess *session) Tracker() *netserve.Tracker { return sess.track }
 
 func (s *Server) newSession(c net.Conn, isTLS bool) *session {
 	id := s.nextID.Add(1)
@@ -89,6 +95,7 @@ func (s *Server) newSession(c net.Conn, isTLS bool) *session {
 		state:   stateNotAuth,
 		changed: make(chan struct{}, 1),
 		log:     s.log.With("session", id, "remote", c.RemoteAddr().String()),
+		track:   netserve.NewTracker("imap", c.RemoteAddr().String(), c.LocalAddr().String(), isTLS),
 	}
 	sess.setConn(c)
 	return sess
@@ -154,13 +161,23 @@ func (sess *session) closeConn() {
 	sess.mu.Unlock()
 }
 
+// shuttingDown reports whether the session must end at this command
+// boundary: the server is shutting down, or an admin kicked the session.
 func (sess *session) shuttingDown() bool {
 	select {
 	case <-sess.srv.done:
 		return true
 	default:
-		return false
+		return sess.track.IsKicked()
 	}
+}
+
+// endText is the BYE text of a session that shuttingDown ends.
+func (sess *session) endText() string {
+	if sess.track.IsKicked() {
+		return netserve.KickedText
+	}
+	return "server shutting down"
 }
 
 func (sess *session) bye(text string) {
@@ -203,7 +220,7 @@ func (sess *session) run() {
 	}
 	for !sess.logout {
 		if sess.shuttingDown() {
-			sess.bye("server shutting down")
+			sess.bye(sess.endText())
 			return
 		}
 		if !sess.serveOne() {
@@ -236,7 +253,7 @@ func (sess *session) serveOne() bool {
 	sess.waiting = true
 	sess.mu.Unlock()
 	if sess.shuttingDown() {
-		sess.bye("server shutting down")
+		sess.bye(sess.endText())
 		return false
 	}
 	sess.d.reset()
@@ -307,7 +324,7 @@ func (sess *session) readFailed(cmd *command, err error) bool {
 		return false
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
 		if sess.shuttingDown() {
-			sess.bye("server shutting down")
+			sess.bye(sess.endText())
 		} else {
 			sess.bye("autologout; idle for too long")
 		}

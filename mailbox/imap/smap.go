@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"net"
 	"time"
+
+	"postern/internal/netserve"
 )
 
 // SMAPHandler takes over a connection whose client switched to Courier's
@@ -43,6 +45,8 @@ func (sess *session) handOffSMAP() {
 	sess.waiting = false
 	sess.mu.Unlock()
 	sess.log.Info("imap: client switched to SMAP")
+	// The SMAP server lists and kicks the session from now on.
+	sess.track.Update(func(i *netserve.SessionInfo) { i.Protocol = "" })
 	sess.conn.SetReadDeadline(time.Time{})
 	sess.srv.opt.SMAP.HandOff(sess.conn, sess.br, sess.tls)
 }

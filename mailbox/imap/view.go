@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"postern/internal/netserve"
 	"postern/mailbox/acl"
-
 	"postern/mailbox/maildir"
 )
 
@@ -277,6 +277,7 @@ func (sess *session) closeSelected() {
 	sess.srv.hub.releaseIndex(sess.sel.index)
 	sess.releaseRef(sess.sel.ref)
 	sess.sel = nil
+	sess.track.Update(func(i *netserve.SessionInfo) { i.Mailbox = "" })
 	if sess.state == stateSelected {
 		sess.state = stateAuth
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"postern/auth"
+	"postern/internal/netserve"
 	"postern/mailbox/proxy"
 )
 
@@ -39,6 +40,7 @@ func (s *session) proxyTo(hosts []string, local bool, acct *auth.Account, passwo
 	s.srv.proxied.Add(1)
 	s.srv.logins.Add(1)
 	s.user = acct.Name
+	s.track.Update(func(i *netserve.SessionInfo) { i.User, i.Proxied = acct.Name, true })
 	log := s.log.With("user", acct.Name, "mailhost", b.Host)
 	log.Info("pop3: login, proxied", "tls", s.isTLS)
 	s.reply("%s", b.Reply)

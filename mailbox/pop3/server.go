@@ -176,6 +176,16 @@ func (s *Server) run(sess *session) {
 // running: sessions in the TRANSACTION state are closed without entering the
 // UPDATE state, so nothing is deleted (RFC 1939 section 6: only QUIT
 // deletes). It waits for the sessions to end or for ctx, after which the
+// Who lists the sessions open now, oldest first (postern who).
+func (s *Server) Who() []netserve.SessionInfo { return netserve.Who(&s.group) }
+
+// Kick ends the sessions m selects (postern kick): each answers its next
+// command, or at once the one it waits for, with -ERR and closes, without
+// deleting anything; one still busy after a grace period is cut.
+func (s *Server) Kick(m netserve.Match) []netserve.SessionInfo {
+	return netserve.Kick(&s.group, m, (*session).interrupt, (*session).forceClose)
+}
+
 // remaining connections are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel() // logins in progress stop

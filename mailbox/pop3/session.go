@@ -67,10 +67,17 @@ type session struct {
 
 	retrCount, topCount int
 	bytesSent           int64
+
+	// track is what `postern who` shows and `postern kick` ends.
+	track *netserve.Tracker
 }
+
+// Tracker is the session's record for Who and Kick.
+func (s *session) Tracker() *netserve.Tracker { return s.track }
 
 func newSession(srv *Server, conn net.Conn, isTLS bool) *session {
 	s := &session{srv: srv, conn: conn, isTLS: isTLS, remote: conn.RemoteAddr().String(), start: time.Now()}
+	s.track = netserve.NewTracker("pop3", s.remote, conn.LocalAddr().String(), isTLS)
 	s.log = srv.log.With("remote", s.remote)
 	s.r = bufio.NewReaderSize(connReader{s}, 4096)
 	s.w = bufio.NewWriterSize(connWriter{s}, 32<<10)
@@ -165,6 +172,11 @@ func (s *session) run() {
 			continue
 		case errors.Is(err, errLineFarTooLong):
 			s.reply("-ERR Line too long, closing connection")
+			s.w.Flush()
+			return
+		case errors.Is(err, errInterrupted) && s.track.IsKicked():
+			// Nothing is deleted: the session never reaches UPDATE.
+			s.reply("-ERR %s", netserve.KickedText)
 			s.w.Flush()
 			return
 		case errors.Is(err, errInterrupted):
@@ -489,6 +501,7 @@ func (s *session) login(user, password string) (stop bool) {
 	}
 	s.srv.logins.Add(1)
 	s.user = acct.Name
+	s.track.Update(func(i *netserve.SessionInfo) { i.User = acct.Name })
 	s.drop = drop
 	s.state = stateTransaction
 	count, octets := drop.totals()
@@ -548,6 +561,7 @@ func (s *session) cmdSTLS() bool {
 	s.r.Reset(connReader{s})
 	s.w.Reset(connWriter{s})
 	s.isTLS = true
+	s.track.Update(func(i *netserve.SessionInfo) { i.TLS = true })
 	return false
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"postern/internal/netserve"
 	"postern/mailbox/maildir"
 )
 
@@ -94,6 +95,7 @@ func (sess *session) cmdOpen(cmd string, w *words) {
 	}
 	of.changed, of.unwatch = sess.srv.watch.add(watched)
 	sess.cur = of
+	sess.track.Update(func(i *netserve.SessionInfo) { i.Mailbox = f.Name() })
 	if cmd == "SOPEN" {
 		of.snapshots, of.dirty = true, true
 		if saved, ok := of.loadSnapshot(snapID); ok {
@@ -119,6 +121,7 @@ func (sess *session) closeFolder() {
 	if sess.cur != nil {
 		sess.cur.unwatch()
 		sess.cur = nil
+		sess.track.Update(func(i *netserve.SessionInfo) { i.Mailbox = "" })
 	}
 	sess.cache = nil
 }
@@ -355,7 +358,7 @@ func (sess *session) cmdIdle(string, *words) {
 	if sess.cur != nil {
 		changed = sess.cur.changed
 	}
-	done := sess.srv.group.Done()
+	done, kicked := sess.srv.group.Done(), sess.track.Kicked()
 	for {
 		select {
 		case r := <-got:
@@ -379,6 +382,10 @@ func (sess *session) cmdIdle(string, *words) {
 		case <-done:
 			// Shutdown: wake the reader, which ends the session with BYE.
 			done = nil
+			sess.interrupt()
+			continue
+		case <-kicked:
+			kicked = nil
 			sess.interrupt()
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"postern/auth"
+	"postern/internal/netserve"
 	"postern/mailbox/proxy"
 )
 
@@ -41,6 +42,7 @@ func (sess *session) proxyTo(hosts []string, local bool, acct *auth.Account, pas
 	sess.srv.logins.Add(1)
 	sess.proxied = true
 	sess.user, sess.acct = acct.Name, acct
+	sess.track.Update(func(i *netserve.SessionInfo) { i.User, i.Proxied = acct.Name, true })
 	log := sess.log.With("user", acct.Name, "mailhost", b.Host)
 	log.Info("smap: login, proxied")
 	sess.writeString(b.Reply + "\n")
@@ -52,7 +54,7 @@ func (sess *session) proxyTo(hosts []string, local bool, acct *auth.Account, pas
 	relay := &proxy.Relay{Client: sess.conn, ClientR: sess.br, Backend: b.Backend, WriteTimeout: writeTimeout}
 	sess.relay = relay
 	sess.waiting = false
-	shutdown := sess.srv.shuttingDown()
+	shutdown := sess.ending()
 	sess.mu.Unlock()
 	if shutdown {
 		relay.Interrupt()

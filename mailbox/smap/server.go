@@ -194,6 +194,16 @@ func (s *Server) ended(sess *session) {
 	s.active.Add(-1)
 }
 
+// Who lists the sessions open now, oldest first (postern who).
+func (s *Server) Who() []netserve.SessionInfo { return netserve.Who(&s.group) }
+
+// Kick ends the sessions m selects (postern kick): each says "* BYE" at
+// its next command boundary, or at once when it is waiting for a command
+// or idling; one still busy after a grace period is cut.
+func (s *Server) Kick(m netserve.Match) []netserve.SessionInfo {
+	return netserve.Kick(&s.group, m, (*session).interrupt, (*session).kill)
+}
+
 // Shutdown stops accepting, asks every session to end with "* BYE" at its
 // next command boundary (or in IDLE), and waits for them or for ctx.
 func (s *Server) Shutdown(ctx context.Context) error {

@@ -48,6 +48,18 @@ type session struct {
 	// proxied once it has been (the session is over).
 	relay   *proxy.Relay
 	proxied bool
+
+	// track is what `postern who` shows and `postern kick` ends.
+	track *netserve.Tracker
+}
+
+// Tracker is the session's record for Who and Kick.
+func (sess *session) Tracker() *netserve.Tracker { return sess.track }
+
+// ending reports whether the session must end at this command boundary:
+// the server is shutting down, or an admin kicked the session.
+func (sess *session) ending() bool {
+	return sess.srv.shuttingDown() || sess.track.IsKicked()
 }
 
 func (s *Server) newSession(c net.Conn, br *bufio.Reader, isTLS bool) *session {
@@ -59,6 +71,7 @@ func (s *Server) newSession(c net.Conn, br *bufio.Reader, isTLS bool) *session {
 		tls:      isTLS,
 		remoteIP: auth.AddrOf(c.RemoteAddr()),
 		log:      s.log.With("remote", c.RemoteAddr().String()),
+		track:    netserve.NewTracker("smap", c.RemoteAddr().String(), c.LocalAddr().String(), isTLS),
 	}
 	return sess
 }
@@ -113,7 +126,7 @@ func (sess *session) readCommand(timeout time.Duration) (string, error) {
 		sess.waiting = false
 		sess.mu.Unlock()
 	}()
-	if sess.srv.shuttingDown() {
+	if sess.ending() {
 		return "", errShutdown
 	}
 	return readLine(sess.br)
@@ -131,6 +144,8 @@ func (sess *session) readFailed(err error, eol string) bool {
 		return sess.flush() == nil
 	case errors.Is(err, errAbsurdInput):
 		sess.writeString("-ERR Command line too long" + eol + "* BYE Too much input without a newline" + eol)
+	case (errors.Is(err, errShutdown) || isTimeout(err)) && sess.track.IsKicked():
+		sess.writeString("* BYE " + netserve.KickedText + eol)
 	case errors.Is(err, errShutdown) || sess.srv.shuttingDown() && isTimeout(err):
 		sess.writeString("* BYE Courier-SMAP server shutting down" + eol)
 	case isTimeout(err):
@@ -274,6 +289,7 @@ func (sess *session) startTLS() bool {
 	sess.br = bufio.NewReaderSize(tc, 4<<10)
 	sess.bw = bufio.NewWriterSize(&deadlineWriter{tc}, 8<<10)
 	sess.tls = true
+	sess.track.Update(func(i *netserve.SessionInfo) { i.TLS = true })
 	return true
 }
 
@@ -326,6 +342,7 @@ func (sess *session) login(user, pass string) bool {
 		return fail("Cannot open your mailbox now, try again later.")
 	}
 	sess.acct, sess.user, sess.md = acct, acct.Name, md
+	sess.track.Update(func(i *netserve.SessionInfo) { i.User = acct.Name })
 	sess.log = sess.log.With("user", acct.Name)
 	sess.srv.logins.Add(1)
 	sess.log.Info("smap: login")
