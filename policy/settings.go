@@ -91,6 +91,21 @@ func SettingExists(dir, name string) bool {
 	return err == nil
 }
 
+// SettingFiles returns the files that make setting name in dir, in the
+// order ReadSetting reads them: the file itself, or a directory's files
+// (skipped names left out). The error wraps ErrNotSet when neither exists.
+func SettingFiles(dir, name string) ([]string, error) {
+	if err := validSettingName(name); err != nil {
+		return nil, err
+	}
+	return settingFiles(dir, name)
+}
+
+// SkippedSettingFile reports whether a file of this name in a setting
+// directory is left out (dot files, editor and package manager leftovers),
+// so that tools never create a piece the server would not read.
+func SkippedSettingFile(name string) bool { return skipSettingFile(name) }
+
 func validSettingName(name string) error {
 	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
 		return fmt.Errorf("policy: invalid setting name %q", name)

@@ -566,8 +566,8 @@ func (s *Server) adminHandler() http.Handler {
 			QueueDir:  filepath.Join(cfg.DataDir, "queue"),
 			Guard:     s.auth.Guard(),
 			Reload:    s.Reload,
-			CheckConfig: func() error {
-				c, err := policy.Load(cfg.Dir)
+			CheckConfig: func(dir string) error {
+				c, err := policy.Load(dir)
 				if err != nil {
 					return err
 				}

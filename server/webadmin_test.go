@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -107,4 +109,73 @@ func testutilReloads(h *harness) float64 {
 		}
 	}
 	return -1
+}
+
+// The spam policy's settings that only the server reads (filters,
+// spamscore) are checked through the server's own configuration check
+// when edited in the web admin: a bad line is refused with its file and
+// line and the file stays; a good one lands and the running server
+// reloads.
+func TestWebadminSpamPolicyCheckedByServer(t *testing.T) {
+	h := newHarness(t)
+	if err := admin.SetPassword(h.etc, "ops", "admin pw"); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + h.addr("web")
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	do := func(method, path string, form url.Values) (int, string) {
+		t.Helper()
+		var resp *http.Response
+		var err error
+		if method == "GET" {
+			resp, err = c.Get(base + path)
+		} else {
+			resp, err = c.PostForm(base+path, form)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	_, page := do("POST", "/admin/login", url.Values{"name": {"ops"}, "password": {"admin pw"}})
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+	if csrf == nil {
+		t.Fatalf("login:\n%s", page)
+	}
+	version := func(name string) string {
+		_, page := do("GET", "/admin/settings/"+name, nil)
+		v := regexp.MustCompile(`name="version" value="([^"]*)"`).FindStringSubmatch(page)
+		if v == nil {
+			t.Fatalf("%s page:\n%s", name, page)
+		}
+		return v[1]
+	}
+	for _, c := range []struct{ name, bad, want string }{
+		{"spamscore", "reject 10\nquarantine lots\n", "spamscore:2:"},
+		{"filters", "dnsbl\nnosuchcheck\n", "filters:2:"},
+	} {
+		path := filepath.Join(h.etc, c.name)
+		before, _ := os.ReadFile(path)
+		code, page := do("POST", "/admin/settings/"+c.name, url.Values{"csrf": {csrf[1]}, "version": {version(c.name)}, "content": {c.bad}})
+		if code != http.StatusBadRequest || !strings.Contains(page, path+":") || !strings.Contains(page, c.want) {
+			t.Errorf("bad %s: %d, want 400 naming %s\n%s", c.name, code, c.want, page)
+		}
+		if after, _ := os.ReadFile(path); string(after) != string(before) {
+			t.Errorf("a refused %s changed the file", c.name)
+		}
+	}
+	reloads := testutilReloads(h)
+	code, page := do("POST", "/admin/settings/spamscore", url.Values{"csrf": {csrf[1]}, "version": {version("spamscore")}, "content": {"reject 12\nquarantine 6\n"}})
+	if code != 200 || !strings.Contains(page, "spamscore saved and the server reloaded") {
+		t.Fatalf("good spamscore: %d\n%s", code, page)
+	}
+	if got, _ := os.ReadFile(filepath.Join(h.etc, "spamscore")); string(got) != "reject 12\nquarantine 6\n" {
+		t.Errorf("spamscore file %q", got)
+	}
+	if after := testutilReloads(h); after != reloads+1 {
+		t.Errorf("reloads %v → %v", reloads, after)
+	}
 }

@@ -2,9 +2,11 @@
 // the web listener, for the mail administrator, as Courier's webadmin is.
 // It shows the server (listeners, version, uptime, queue size, the
 // configuration check) and reloads it; manages the userdb's accounts;
-// edits a fixed list of settings (aliases, acceptmailfor, hosteddomains,
-// smtpaccess), each checked by the parser the server uses before it is
-// written; and lists and acts on the queue.
+// edits the settings the server reads (a fixed table: domains, the spam
+// policy, routes, limits, ...; secrets never), files and directories of
+// files alike, each change checked by the parsers the server uses against
+// a copy of the configuration before it is written; and lists and acts on
+// the queue.
 //
 // Who may log in is the "webadmin" setting: NAME:HASH lines. Every page
 // needs a session (web/websession); every POST carries the session's CSRF
@@ -56,9 +58,12 @@ type Options struct {
 	Guard *auth.Guard
 	// Reload reloads the configuration as SIGHUP does; nil: no button.
 	Reload func() error
-	// CheckConfig checks the configuration on disk as "postern config"
-	// does; nil error when it loads.
-	CheckConfig func() error
+	// CheckConfig checks the configuration in dir as "postern config"
+	// does (policy.Load and every other setting serve and reload read);
+	// nil error when it loads. The admin calls it on the configuration
+	// directory and on copies of it with an edited setting in place;
+	// nil: policy.Load alone.
+	CheckConfig func(dir string) error
 	// Listeners names the bound listeners and their addresses.
 	Listeners func() map[string][]string
 	Version   string
@@ -154,6 +159,7 @@ func New(opt Options) (*Handler, error) {
 	mux.HandleFunc("POST /admin/account/services", h.page(h.accountServices))
 	mux.HandleFunc("GET /admin/account/delete", h.page(h.accountDeleteForm))
 	mux.HandleFunc("POST /admin/account/delete", h.page(h.accountDelete))
+	mux.HandleFunc("GET /admin/settings", h.page(h.settingList))
 	mux.HandleFunc("GET /admin/settings/{name}", h.page(h.settingForm))
 	mux.HandleFunc("POST /admin/settings/{name}", h.page(h.settingSave))
 	mux.HandleFunc("GET /admin/queue", h.page(h.queueList))

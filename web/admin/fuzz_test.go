@@ -3,6 +3,7 @@ package admin
 import (
 	"os"
 	"path/filepath"
+	"postern/policy"
 	"strings"
 	"testing"
 )
@@ -86,4 +87,22 @@ func TestSetPassword(t *testing.T) {
 	if err := SetPassword(dir, "ann", ""); err == nil {
 		t.Error("empty password accepted")
 	}
+}
+
+// FuzzDropInName: a name checkDropInName takes stays in its directory as
+// one plain file the server reads.
+func FuzzDropInName(f *testing.F) {
+	for _, s := range []string{"10-local", "../x", "..", ".hidden", "a/b", "x~", "y.bak", "z.dpkg-new", "a\\b", "nul\x00", "é", "50-spam.conf", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if checkDropInName(name) != nil {
+			return
+		}
+		dir := "/etc/postern/smtpaccess.d"
+		p := filepath.Join(dir, name)
+		if filepath.Dir(p) != dir || filepath.Base(p) != name || strings.HasPrefix(name, ".") || policy.SkippedSettingFile(name) || len(name) > maxDropInName {
+			t.Fatalf("accepted %q", name)
+		}
+	})
 }

@@ -53,7 +53,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, s *websession
 		}
 	}
 	if h.opt.CheckConfig != nil {
-		if err := h.opt.CheckConfig(); err != nil {
+		if err := h.opt.CheckConfig(h.opt.ConfigDir); err != nil {
 			d.ConfigOK, d.ConfigLines = false, errorLines(err)
 		}
 	}
