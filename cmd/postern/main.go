@@ -80,6 +80,7 @@ func commands() []command {
 		{"dmarc", "preview or send the DMARC aggregate reports (dmarc report --preview|--send)", runDMARC},
 		{"rejects", "list and search the mail refused during SMTP sessions", runRejects},
 		{"bayes", "train the bayes content classifier with spam and ham, forget, show its counts", runBayes},
+		{"quota", "show or recount accounts' Maildir++ quotas (doveadm quota get, recalc)", runQuota},
 		{"who", "list the IMAP, POP3 and SMAP sessions of the running server (doveadm who)", runWho},
 		{"kick", "end the sessions of users or of a client address (doveadm kick)", runKick},
 		{"reputation", "explain or reset the history the reputation check keeps of a client, network or domain", runReputation},

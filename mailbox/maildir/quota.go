@@ -264,6 +264,14 @@ func (m *Maildir) recalculate(limit Quota) (Quota, error) {
 		os.Remove(tmp)
 		return used, fmt.Errorf("maildir %s: quota: %w", m.root, err)
 	}
+	// Root writing for an account (OpenAs): the account's own deliveries
+	// (maildrop, deliverquota run as the user) must still update it.
+	if m.reader != nil {
+		if err := os.Chown(tmp, m.reader.UID, m.reader.GID); err != nil {
+			os.Remove(tmp)
+			return used, fmt.Errorf("maildir %s: quota: %w", m.root, err)
+		}
+	}
 	if err := os.Rename(tmp, m.maildirsizePath()); err != nil {
 		os.Remove(tmp)
 		return used, fmt.Errorf("maildir %s: quota: %w", m.root, err)
@@ -359,6 +367,23 @@ func (m *Maildir) SetQuota(q Quota) error {
 	}
 	_, err := m.recalculate(q)
 	return err
+}
+
+// RecalculateQuota counts the usage again from the messages and, when the
+// Maildir has a quota (maildirsize, or Options.DefaultQuota), rebuilds
+// maildirsize with it, whatever Courier's staleness rules would say
+// (doveadm quota recalc). Without a quota it only counts.
+func (m *Maildir) RecalculateQuota() (limit, used Quota, err error) {
+	limit, err = m.QuotaLimit()
+	if err != nil {
+		return Quota{}, Quota{}, err
+	}
+	if limit.IsZero() {
+		used, err = m.countUsage()
+		return limit, used, err
+	}
+	used, err = m.recalculate(limit)
+	return limit, used, err
 }
 
 // QuotaLimit returns the Maildir's quota without counting its usage (an
