@@ -575,6 +575,8 @@ func (s *Server) adminHandler() http.Handler {
 			},
 			Listeners: s.listenerAddrs,
 			Sessions:  s.sessionStore(),
+			Who:       s.Who,
+			Kick:      s.Kick,
 			Version:   s.Version,
 			Started:   s.startTime,
 			Logger:    s.log.With("service", "webadmin"),

@@ -18,6 +18,38 @@ type sessionServer interface {
 	Kick(netserve.Match) []netserve.SessionInfo
 }
 
+// Who lists the IMAP, POP3 and SMAP sessions open now, oldest first.
+func (s *Server) Who() []netserve.SessionInfo {
+	var out []netserve.SessionInfo
+	for _, svc := range s.services {
+		if ss, ok := svc.(sessionServer); ok {
+			out = append(out, ss.Who()...)
+		}
+	}
+	sortSessions(out)
+	return out
+}
+
+// Kick ends the sessions m selects and logs each, saying who asked (by
+// is "control socket" or the web admin's login).
+func (s *Server) Kick(m netserve.Match, by string) []netserve.SessionInfo {
+	var out []netserve.SessionInfo
+	for _, svc := range s.services {
+		if ss, ok := svc.(sessionServer); ok {
+			out = append(out, ss.Kick(m)...)
+		}
+	}
+	sortSessions(out)
+	for _, i := range out {
+		s.log.Info("session kicked by the administrator", "protocol", i.Protocol, "user", i.User, "remote", i.Remote, "by", by)
+	}
+	return out
+}
+
+func sortSessions(infos []netserve.SessionInfo) {
+	slices.SortStableFunc(infos, func(a, b netserve.SessionInfo) int { return a.Since.Compare(b.Since) })
+}
+
 // controlWho answers `who [USER-MASK [IP[/BITS]]]` and `kick USER-MASK
 // [IP[/BITS]]` on the control socket: a JSON array of the sessions
 // listed or kicked, for the command to print.
@@ -39,25 +71,13 @@ func (s *Server) controlWho(_ context.Context, kick bool, args []string, stdout,
 		return 64
 	}
 	var out []netserve.SessionInfo
-	for _, svc := range s.services {
-		ss, ok := svc.(sessionServer)
-		if !ok {
-			continue
-		}
-		if kick {
-			out = append(out, ss.Kick(m)...)
-			continue
-		}
-		for _, i := range ss.Who() {
+	if kick {
+		out = s.Kick(m, "control socket")
+	} else {
+		for _, i := range s.Who() {
 			if mask == "" && network == "" || m.Matches(i) {
 				out = append(out, i)
 			}
-		}
-	}
-	slices.SortStableFunc(out, func(a, b netserve.SessionInfo) int { return a.Since.Compare(b.Since) })
-	if kick {
-		for _, i := range out {
-			s.log.Info("session kicked by the administrator", "protocol", i.Protocol, "user", i.User, "remote", i.Remote)
 		}
 	}
 	if out == nil {

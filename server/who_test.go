@@ -4,14 +4,20 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"postern/internal/netserve"
+	"postern/web/admin"
 )
 
 // lineConn is a line-oriented client for the who/kick tests, which must
@@ -180,5 +186,79 @@ func TestWhoAndKick(t *testing.T) {
 	}
 	if kicked, reply := h.control("kick", "nobody*"); len(kicked) != 0 || reply.Status != 0 {
 		t.Errorf("kick matching nothing: %v %+v", kicked, reply)
+	}
+}
+
+// The web admin's Sessions page lists the sessions and its buttons end a
+// user's (only that user's, a wildcard in the name is no mask) or a
+// client's.
+func TestWebadminSessionsPage(t *testing.T) {
+	h := newHarness(t)
+	h.addUser("b*b@example.test", "bob pass")
+	if err := admin.SetPassword(h.etc, "ops", "admin pw"); err != nil {
+		t.Fatal(err)
+	}
+	alice := dialLines(t, h.addr("imap"))
+	alice.send(`a LOGIN "`+h.user+`" "`+h.pass+`"`, "a OK")
+	alice.send("b SELECT INBOX", "b OK")
+	bob := dialLines(t, h.addr("imap"))
+	bob.send(`a LOGIN "b*b@example.test" "bob pass"`, "a OK")
+
+	base := "http://" + h.addr("web")
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	do := func(method, path string, form url.Values) (int, string) {
+		t.Helper()
+		var resp *http.Response
+		var err error
+		if method == "GET" {
+			resp, err = c.Get(base + path)
+		} else {
+			resp, err = c.PostForm(base+path, form)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, page := do("GET", "/admin/sessions", nil); code != 200 || strings.Contains(page, h.user) {
+		t.Fatalf("sessions without logging in: %d, shows alice: %v", code, strings.Contains(page, h.user))
+	}
+	_, page := do("POST", "/admin/login", url.Values{"name": {"ops"}, "password": {"admin pw"}})
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)[1]
+	code, page := do("GET", "/admin/sessions", nil)
+	if code != 200 || !strings.Contains(page, "2 of 2 IMAP") || !strings.Contains(page, "<td>"+h.user+"</td>") || !strings.Contains(page, "<td>INBOX</td>") {
+		t.Fatalf("sessions page: %d\n%s", code, page)
+	}
+	if code, page := do("GET", "/admin/sessions?user=alice*", nil); code != 200 || !strings.Contains(page, "1 of 2 IMAP") {
+		t.Errorf("filtered: %d\n%s", code, page)
+	}
+	if code, _ := do("GET", "/admin/sessions?network=nonsense", nil); code != 400 {
+		t.Errorf("bad network filter: %d", code)
+	}
+	if code, _ := do("POST", "/admin/sessions/kick", url.Values{"user": {"b*b@example.test"}}); code != http.StatusForbidden {
+		t.Errorf("kick without the CSRF token: %d", code)
+	}
+	if l := alice.send("c NOOP", "c "); !strings.HasPrefix(l, "c OK") {
+		t.Fatalf("alice after a kick without token: %q", l)
+	}
+	code, page = do("POST", "/admin/sessions/kick", url.Values{"csrf": {csrf}, "user": {"b*b@example.test"}})
+	if code != 200 || !strings.Contains(page, "1 session of user b*b@example.test ended") {
+		t.Fatalf("kick bob: %d\n%s", code, page)
+	}
+	if l := bob.line(); l != "* BYE disconnected by the administrator" {
+		t.Errorf("bob told %q", l)
+	}
+	if l := alice.send("d NOOP", "d "); !strings.HasPrefix(l, "d OK") {
+		t.Fatalf("alice's session ended with b*b's (the name was taken as a mask): %q", l)
+	}
+	code, page = do("POST", "/admin/sessions/kick", url.Values{"csrf": {csrf}, "ip": {"127.0.0.1"}})
+	if code != 200 || !strings.Contains(page, "1 session of client 127.0.0.1 ended") {
+		t.Fatalf("kick by client: %d\n%s", code, page)
+	}
+	if l := alice.line(); l != "* BYE disconnected by the administrator" {
+		t.Errorf("alice told %q", l)
 	}
 }

@@ -155,7 +155,8 @@ func Who[S Tracked](g *Group[S]) []SessionInfo {
 	return out
 }
 
-// Kick ends g's sessions that m selects and returns them: interrupt asks
+// Kick ends g's sessions that m selects and returns them (not those an
+// earlier Kick is already ending): interrupt asks
 // each to end at its next command boundary (it says why to its client);
 // those still running after a grace period are cut with kill.
 func Kick[S Tracked](g *Group[S], m Match, interrupt, kill func(S)) []SessionInfo {
@@ -163,7 +164,7 @@ func Kick[S Tracked](g *Group[S], m Match, interrupt, kill func(S)) []SessionInf
 	var infos []SessionInfo
 	g.mu.Lock()
 	for s := range g.sessions {
-		if i := s.Tracker().Info(); i.Protocol != "" && m.Matches(i) {
+		if i := s.Tracker().Info(); i.Protocol != "" && !s.Tracker().IsKicked() && m.Matches(i) {
 			s.Tracker().Kick()
 			interrupt(s)
 			kicked = append(kicked, s)

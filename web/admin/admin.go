@@ -34,6 +34,7 @@ import (
 
 	"postern/auth"
 	"postern/auth/authtool"
+	"postern/internal/netserve"
 	"postern/web/websession"
 )
 
@@ -77,6 +78,11 @@ type Options struct {
 	// Sessions, when set, keeps the login sessions beyond the process
 	// (the server's state store).
 	Sessions websession.Persister
+	// Who lists the server's IMAP, POP3 and SMAP sessions and Kick ends
+	// those a match selects, saying who asked (postern who and kick);
+	// nil: the Sessions page says there is nothing to show.
+	Who  func() []netserve.SessionInfo
+	Kick func(m netserve.Match, by string) []netserve.SessionInfo
 }
 
 // Handler serves the admin pages.
@@ -162,6 +168,8 @@ func New(opt Options) (*Handler, error) {
 	mux.HandleFunc("GET /admin/settings", h.page(h.settingList))
 	mux.HandleFunc("GET /admin/settings/{name}", h.page(h.settingForm))
 	mux.HandleFunc("POST /admin/settings/{name}", h.page(h.settingSave))
+	mux.HandleFunc("GET /admin/sessions", h.page(h.sessionList))
+	mux.HandleFunc("POST /admin/sessions/kick", h.page(h.sessionKick))
 	mux.HandleFunc("GET /admin/queue", h.page(h.queueList))
 	mux.HandleFunc("GET /admin/queue/show", h.page(h.queueShow))
 	mux.HandleFunc("POST /admin/queue/retry", h.page(h.queueRetry))
