@@ -130,13 +130,14 @@ type Stats struct {
 
 // Handler serves the webmail. Make one with New.
 type Handler struct {
-	opt      Options
-	log      *slog.Logger
-	sessions *websession.Store
-	handler  http.Handler
-	pages    map[string]*template.Template
-	html     *bluemonday.Policy
-	strip    *bluemonday.Policy
+	opt         Options
+	log         *slog.Logger
+	sessions    *websession.Store
+	handler     http.Handler
+	pages       map[string]*template.Template
+	html        *bluemonday.Policy
+	composeHTML *bluemonday.Policy // HTML the user sends or quotes
+	strip       *bluemonday.Policy
 
 	mdMu sync.Mutex
 	mds  map[string]*maildir.Maildir // by root: keeps each folder's caches warm
@@ -165,9 +166,10 @@ func New(opt Options) (*Handler, error) {
 		opt: opt, log: log,
 		sessions: websession.NewStore(websession.Options{Cookie: "postern_mail", Path: Prefix, Idle: opt.Idle, Max: opt.Max,
 			Persist: opt.Sessions, Name: "webmail", Logger: log}),
-		html:  newHTMLPolicy(),
-		strip: bluemonday.StrictPolicy(),
-		mds:   map[string]*maildir.Maildir{},
+		html:        newHTMLPolicy(),
+		composeHTML: newComposePolicy(),
+		strip:       bluemonday.StrictPolicy(),
+		mds:         map[string]*maildir.Maildir{},
 	}
 	h.sessions.Secure = opt.Secure
 	h.mailbot = opt.Mailbot
@@ -221,6 +223,8 @@ func New(opt Options) (*Handler, error) {
 	mux.HandleFunc("POST "+Prefix+"autoreplies/save", h.autoreplySave)
 	mux.HandleFunc("POST "+Prefix+"autoreplies/delete", h.autoreplyDelete)
 	mux.HandleFunc("POST "+Prefix+"vacation", h.vacation)
+	mux.HandleFunc("GET "+Prefix+"prefs", h.prefsForm)
+	mux.HandleFunc("POST "+Prefix+"prefs", h.savePrefs)
 	mux.HandleFunc("GET "+Prefix+"password", h.passwordForm)
 	mux.HandleFunc("POST "+Prefix+"password", h.changePassword)
 	mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
