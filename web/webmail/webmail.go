@@ -1,6 +1,6 @@
 // Package webmail is Postern's webmail, Courier's sqwebmail done the
 // modern way: server-rendered HTML pages (html/template, one style sheet,
-// no script) that read and change the user's Maildir++ directly through
+// no script but the compose page's optional editor, compose.js) that read and change the user's Maildir++ directly through
 // mailbox/maildir, so that the folders, flags, keywords and quota are the
 // ones the IMAP and POP3 servers see, and a change made in one shows in
 // the other.
@@ -10,7 +10,9 @@
 // headers, text reflowed, HTML sanitized with its cid: images shown,
 // attachments as downloads, the raw source as text, keywords set and
 // removed, read receipts offered), actions on messages (delete to Trash,
-// move, mark read or unread, flag), compose with reply, reply-all and forward (sent
+// move, mark read or unread, flag), compose in plain text or HTML (a
+// multipart/alternative whose HTML is sanitized and whose text is made
+// from it) with reply, reply-all and forward (sent
 // through the caller's submission path, a copy kept in Sent), folder
 // management, the quota and password changes, and the address book
 // (sqwebmail's own file, its nicknames expanded when a message is sent;
