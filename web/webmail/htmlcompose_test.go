@@ -166,8 +166,8 @@ func TestSendHTMLWithoutAttachment(t *testing.T) {
 	}
 }
 
-// htmlInput is the hidden html field's value and the format field's
-// chosen option on a compose page.
+// composeFields are a compose page's format field (its chosen option and
+// whether it is disabled), its hidden html field and its textarea.
 func composeFields(t *testing.T, doc *html.Node) (format string, formatDisabled bool, htmlValue, body string) {
 	t.Helper()
 	htmlValue = formValue(doc, "html")
