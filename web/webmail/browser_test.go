@@ -2,6 +2,7 @@ package webmail
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -34,15 +35,10 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// TestBrowserReadAndSend drives a real headless Chromium through the
-// webmail: log in, open a hostile message (no script may run: no dialog
-// opens), then compose and send a message.
-func TestBrowserReadAndSend(t *testing.T) {
-	path := chromium(t)
-	e := newEnv(t)
-	e.deliver(alice, maildir.Inbox, hostile)
-	e.deliver(alice, maildir.Inbox, simpleMessage("Bob <bob@example.test>", "Browser test", "Hello from Bob."))
-
+// browserContext starts the headless browser at path for one test,
+// ended with it, and bounds the whole run (not a wait: each step waits
+// for its element).
+func browserContext(t *testing.T, path string) context.Context {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.Headless,
@@ -55,13 +51,37 @@ func TestBrowserReadAndSend(t *testing.T) {
 		chromedp.UserDataDir(t.TempDir()),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
+	t.Cleanup(cancelAlloc)
 	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	// A bound on the whole run, not a wait: each step waits for its
-	// element.
+	t.Cleanup(cancel)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancelTimeout()
+	t.Cleanup(cancelTimeout)
+	return ctx
+}
+
+// browserLogin logs u in through the login form and waits for the
+// logged-in page (the message list).
+func browserLogin(e *testEnv, u testUser) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.Navigate(e.srv.URL+"/mail/"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=user]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=user]`), u.name),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), u.pass),
+		chromedp.Click(chromedp.CSS(`form.login button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`header.top`)),
+	)
+}
+
+// TestBrowserReadAndSend drives a real headless Chromium through the
+// webmail: log in, open a hostile message (no script may run: no dialog
+// opens), then compose and send a message.
+func TestBrowserReadAndSend(t *testing.T) {
+	path := chromium(t)
+	e := newEnv(t)
+	e.deliver(alice, maildir.Inbox, hostile)
+	e.deliver(alice, maildir.Inbox, simpleMessage("Bob <bob@example.test>", "Browser test", "Hello from Bob."))
+
+	ctx := browserContext(t, path)
 
 	var mu sync.Mutex
 	var dialogs []string
@@ -80,12 +100,7 @@ func TestBrowserReadAndSend(t *testing.T) {
 
 	hostileUID := e.messages(alice, maildir.Inbox)[0].UID
 	err = chromedp.Do(ctx,
-		chromedp.Navigate(e.srv.URL+"/mail/"),
-		chromedp.WaitVisible(chromedp.CSS(`input[name=user]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name=user]`), alice.name),
-		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), alice.pass),
-		chromedp.Click(chromedp.CSS(`form.login button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.CSS(`table.messages`)),
+		browserLogin(e, alice),
 		chromedp.Click(chromedp.Search(`//td[@class="subject"]/a[text()="Browser test"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`h1.subject`)),
 	)
@@ -171,4 +186,83 @@ func TestBrowserReadAndSend(t *testing.T) {
 	if len(dialogs) > 0 {
 		t.Fatalf("script ran in the browser: dialogs %q", dialogs)
 	}
+}
+
+// TestBrowserHTMLCompose types in the rich text editor, makes words bold
+// with the toolbar and sends: the message has its HTML version with the
+// bold words, and its text version. No dialog opens, and the page runs
+// under the webmail's Content-Security-Policy (an inline script would be
+// refused, so the editor working shows it is the static file).
+func TestBrowserHTMLCompose(t *testing.T) {
+	path := chromium(t)
+	e := newEnv(t)
+	ctx := browserContext(t, path)
+	err := doSteps(t, ctx,
+		browserLogin(e, alice),
+		chromedp.Navigate(e.srv.URL+"/mail/compose?format=html"),
+		chromedp.WaitVisible(chromedp.CSS(`div.editor`)),
+		chromedp.WaitNotVisible(chromedp.CSS(`textarea[name=body]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=to]`), "bob@example.test"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=subject]`), "Rich from Chromium"),
+		chromedp.Click(chromedp.CSS(`div.editor`)),
+		chromedp.SendKeys(chromedp.CSS(`div.editor`), "Plain start "),
+		chromedp.Click(chromedp.CSS(`button.tool-bold`)),
+		chromedp.SendKeys(chromedp.CSS(`div.editor`), "bold words"),
+		chromedp.Click(chromedp.CSS(`button.tool-bold`)),
+		chromedp.SendKeys(chromedp.CSS(`div.editor`), " end"),
+		chromedp.Click(chromedp.CSS(`form.compose button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`p.flash`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notice, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`p.flash`)))
+	if err != nil || notice != "Message sent." {
+		t.Fatalf("after send: %q %v", notice, err)
+	}
+	text, htm := alternative(t, parseSent(t, e.lastSent().Msg))
+	if !strings.Contains(htm, "<b>bold words</b>") && !strings.Contains(htm, "<strong>bold words</strong>") {
+		t.Fatalf("no bold in the HTML sent:\n%s", htm)
+	}
+	if !strings.Contains(text, "Plain start bold words end") {
+		t.Fatalf("text part %q", text)
+	}
+	// Switched to plain text on the page, the same message goes as
+	// text/plain only.
+	err = doSteps(t, ctx,
+		chromedp.Navigate(e.srv.URL+"/mail/compose?format=html"),
+		chromedp.WaitVisible(chromedp.CSS(`div.editor`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=to]`), "bob@example.test"),
+		chromedp.SendKeys(chromedp.CSS(`div.editor`), "now plain"),
+		chromedp.SetValue(chromedp.CSS(`select[name=format]`), "plain"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("select[name=format]").dispatchEvent(new Event("change"))`),
+		chromedp.WaitVisible(chromedp.CSS(`textarea[name=body]`)),
+		chromedp.Click(chromedp.CSS(`form.compose button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`p.flash`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ent := parseSent(t, e.lastSent().Msg); ent.ctype != "text/plain" || !strings.Contains(ent.body, "now plain") {
+		t.Fatalf("after switching to plain: %+v", ent)
+	}
+}
+
+// doSteps runs the steps one by one, each bounded, and on a failure says
+// which step and shows the page it failed on.
+func doSteps(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) error {
+	t.Helper()
+	if err := chromedp.Do(ctx); err != nil { // starts the browser, on the unbounded context
+		return err
+	}
+	for i, step := range steps {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := chromedp.Do(sctx, step)
+		cancel()
+		if err != nil {
+			page, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("body")))
+			return fmt.Errorf("step %d: %w\npage: %s", i, err, page)
+		}
+	}
+	return nil
 }

@@ -32,16 +32,20 @@ const (
 
 type composePage struct {
 	To, Cc, Bcc, Subject, Body string
-	InReplyTo, References      string
-	FwdFolder                  string
-	FwdUID                     string
-	FwdName                    string
-	DraftUID                   string   // the draft this form edits, in Drafts
-	DraftAttachments           []string // its attachments, kept
-	Error                      string
-	MaxSize                    string
-	From                       string
-	Nicks                      []abookOption // the address book, offered to the address fields
+	// Format is "html" when the message is written in the rich text
+	// editor, HTML its sanitized HTML (Body is then its text version,
+	// what a browser without script shows); else "plain".
+	Format, HTML          string
+	InReplyTo, References string
+	FwdFolder             string
+	FwdUID                string
+	FwdName               string
+	DraftUID              string   // the draft this form edits, in Drafts
+	DraftAttachments      []string // its attachments, kept
+	Error                 string
+	MaxSize               string
+	From                  string
+	Nicks                 []abookOption // the address book, offered to the address fields
 }
 
 func (h *Handler) maxSize() int64 {
@@ -65,7 +69,18 @@ func (h *Handler) compose(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := r.URL.Query()
-	cp := &composePage{MaxSize: humanSize(h.maxSize()), From: u.s.Get(keyAddress), Nicks: h.composeOptions(u)}
+	cp := &composePage{MaxSize: humanSize(h.maxSize()), From: u.s.Get(keyAddress), Nicks: h.composeOptions(u), Format: "plain"}
+	switch v.Get("format") {
+	case "html", "plain":
+		cp.Format = v.Get("format") // this message's choice
+	case "":
+		if h.userPrefs(u).ComposeHTML {
+			cp.Format = "html"
+		}
+	default:
+		h.fail(w, r, u, http.StatusBadRequest, "Unknown message format.")
+		return
+	}
 	if nick := v.Get("abook"); nick != "" {
 		// "Write to" from the address book: the entry's addresses.
 		book, err := h.loadBook(u)
@@ -181,6 +196,10 @@ func (h *Handler) prefill(cp *composePage, om *openedMessage, mode, self string)
 			}
 		}
 		cp.Body = b.String()
+		if cp.Format == "html" {
+			cp.HTML = "<p><br></p><p>" + html.EscapeString(fmt.Sprintf("On %s, %s wrote:", date, from)) + "</p>\n" +
+				`<blockquote type="cite">` + h.quotableHTML(om) + "</blockquote>"
+		}
 	case "forward":
 		if !strings.HasPrefix(strings.ToLower(subject), "fwd:") {
 			subject = "Fwd: " + subject
@@ -195,6 +214,22 @@ func (h *Handler) prefill(cp *composePage, om *openedMessage, mode, self string)
 		cp.Body = b.String()
 		cp.FwdFolder, cp.FwdUID = om.folder, utoa(om.m.UID)
 		cp.FwdName = subjectFilename(subject)
+		if cp.Format == "html" {
+			var hb strings.Builder
+			hb.WriteString("<p><br></p><p>---------- Forwarded message ----------<br>")
+			fmt.Fprintf(&hb, "From: %s<br>Date: %s<br>Subject: %s", html.EscapeString(from), html.EscapeString(date),
+				html.EscapeString(clean(pmime.DecodeHeaderValue(env.Subject))))
+			if len(env.To) > 0 {
+				fmt.Fprintf(&hb, "<br>To: %s", html.EscapeString(strings.Join(list(env.To, map[string]bool{}), ", ")))
+			}
+			hb.WriteString("</p>\n<blockquote type=\"cite\">" + h.quotableHTML(om) + "</blockquote>")
+			cp.HTML = hb.String()
+		}
+	}
+	if cp.HTML != "" {
+		// The editor shows HTML; a browser without script shows the
+		// same as text, and sends it as such.
+		cp.Body = htmlToText(cp.HTML)
 	}
 	cp.Subject = subject
 }
@@ -212,14 +247,23 @@ func (h *Handler) prefillDraft(cp *composePage, om *openedMessage) {
 		cp.References = strings.Join(strings.Fields(hd.Get("References")), " ")
 	}
 	var texts []string
-	for _, l := range leaves(om.root, true) {
+	// An HTML draft (multipart/alternative with text/html) reopens in
+	// the editor: leaves prefers its HTML version.
+	for _, l := range leaves(om.root, false) {
 		if l.attachment {
 			cp.DraftAttachments = append(cp.DraftAttachments, partFilename(l.part, l.path))
 			continue
 		}
-		if l.part.Subtype == "plain" && len(texts) == 0 {
-			text, _ := h.partText(om, l.part, l.path)
+		if len(texts) > 0 {
+			continue
+		}
+		text, _ := h.partText(om, l.part, l.path)
+		switch l.part.Subtype {
+		case "plain":
 			texts = append(texts, text)
+		case "html":
+			cp.Format, cp.HTML = "html", h.composeHTML.Sanitize(text)
+			texts = append(texts, htmlToText(cp.HTML))
 		}
 	}
 	cp.Body = strings.Join(texts, "")
@@ -295,6 +339,29 @@ func (h *Handler) quotableText(om *openedMessage) string {
 	return s + "\n"
 }
 
+// quotableHTML is the message's content for an HTML reply or forward:
+// its HTML parts sanitized as composed HTML is (no images, no styles),
+// its text parts escaped with their lines kept.
+func (h *Handler) quotableHTML(om *openedMessage) string {
+	var parts []string
+	size := 0
+	for _, l := range leaves(om.root, false) {
+		if l.attachment {
+			continue
+		}
+		text, _ := h.partText(om, l.part, l.path)
+		if size += len(text); size > 1<<20 {
+			break
+		}
+		if l.part.Subtype == "html" {
+			parts = append(parts, h.composeHTML.Sanitize(text))
+		} else {
+			parts = append(parts, textToHTML(text))
+		}
+	}
+	return strings.Join(parts, "\n")
+}
+
 func validMessageID(id string) bool {
 	return len(id) > 2 && len(id) <= 250 && id[0] == '<' && id[len(id)-1] == '>' &&
 		!strings.ContainsAny(id[1:len(id)-1], "<> \t\r\n\x00")
@@ -349,7 +416,20 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request) {
 		Subject: r.PostFormValue("subject"), Body: r.PostFormValue("body"),
 		InReplyTo: r.PostFormValue("in_reply_to"), References: r.PostFormValue("references"),
 		FwdFolder: r.PostFormValue("fwd_f"), FwdUID: r.PostFormValue("fwd_uid"), FwdName: r.PostFormValue("fwd_name"),
-		DraftUID: r.PostFormValue("draft_uid"), MaxSize: humanSize(limit), From: u.s.Get(keyAddress)}
+		DraftUID: r.PostFormValue("draft_uid"), MaxSize: humanSize(limit), From: u.s.Get(keyAddress), Format: "plain"}
+	// The editor's script enables the format field and fills html; a
+	// browser without script sends neither, and its text is sent as it is.
+	if r.PostFormValue("format") == "html" && strings.TrimSpace(r.PostFormValue("html")) != "" {
+		if !utf8.ValidString(r.PostFormValue("html")) {
+			cp.Format = "html"
+			cp.Error = "The text is not valid UTF-8."
+			cp.Nicks = h.composeOptions(u)
+			h.render(w, http.StatusBadRequest, "compose.html", h.pageFor(u, "Compose", cp))
+			return
+		}
+		cp.Format, cp.HTML = "html", h.composeHTML.Sanitize(r.PostFormValue("html"))
+		cp.Body = htmlToText(cp.HTML)
+	}
 	saveDraft := r.PostFormValue("save") != ""
 	again := func(status int, msg string) {
 		cp.Error = msg
@@ -598,6 +678,7 @@ type draft struct {
 	to, cc, bcc []*mail.Address
 	subject     string
 	body        string
+	html        string // sanitized; sent beside body as multipart/alternative
 	inReplyTo   string
 	references  string
 	attachments []outAttachment
@@ -638,6 +719,9 @@ func draftFrom(cp *composePage, from string, needRecipient bool, book *addressBo
 		return nil, errors.New("The text is not valid UTF-8.")
 	}
 	d.body = cp.Body
+	if cp.Format == "html" {
+		d.html = cp.HTML
+	}
 	if validMessageID(cp.InReplyTo) {
 		d.inReplyTo = cp.InReplyTo
 		var refs []string
@@ -724,21 +808,15 @@ func (d *draft) build(now time.Time) []byte {
 	}
 	header("MIME-Version", "1.0")
 	header("User-Agent", "Postern webmail")
-	text, cte := encodeText(d.body)
 	if len(d.attachments) == 0 {
-		header("Content-Type", "text/plain; charset=utf-8")
-		header("Content-Transfer-Encoding", cte)
-		b.WriteString("\r\n")
-		b.WriteString(text)
+		d.writeBody(&b, header)
 		return b.Bytes()
 	}
 	boundary := "=_postern_" + randomHex(16)
 	header("Content-Type", mime.FormatMediaType("multipart/mixed", map[string]string{"boundary": boundary}))
 	b.WriteString("\r\nThis is a message in MIME format.\r\n")
 	b.WriteString("\r\n--" + boundary + "\r\n")
-	header("Content-Type", "text/plain; charset=utf-8")
-	header("Content-Transfer-Encoding", cte)
-	b.WriteString("\r\n" + text)
+	d.writeBody(&b, header)
 	for _, a := range d.attachments {
 		b.WriteString("\r\n--" + boundary + "\r\n")
 		if a.ctype == "message/rfc822" {
@@ -766,6 +844,32 @@ func (d *draft) build(now time.Time) []byte {
 	}
 	b.WriteString("\r\n--" + boundary + "--\r\n")
 	return b.Bytes()
+}
+
+// writeBody writes the body entity, its header fields first: the text
+// alone (text/plain), or with its HTML version as a
+// multipart/alternative, the text first and the HTML last, the one a
+// reader prefers (RFC 2046 5.1.4).
+func (d *draft) writeBody(b *bytes.Buffer, header func(name, value string)) {
+	text, cte := encodeText(d.body)
+	if d.html == "" {
+		header("Content-Type", "text/plain; charset=utf-8")
+		header("Content-Transfer-Encoding", cte)
+		b.WriteString("\r\n" + text)
+		return
+	}
+	boundary := "=_postern_alt_" + randomHex(16)
+	header("Content-Type", mime.FormatMediaType("multipart/alternative", map[string]string{"boundary": boundary}))
+	b.WriteString("\r\n--" + boundary + "\r\n")
+	header("Content-Type", "text/plain; charset=utf-8")
+	header("Content-Transfer-Encoding", cte)
+	b.WriteString("\r\n" + text)
+	doc, hcte := encodeText("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head><body>\n" + d.html + "\n</body></html>\n")
+	b.WriteString("\r\n--" + boundary + "\r\n")
+	header("Content-Type", "text/html; charset=utf-8")
+	header("Content-Transfer-Encoding", hcte)
+	b.WriteString("\r\n" + doc)
+	b.WriteString("\r\n--" + boundary + "--\r\n")
 }
 
 func attachmentDisposition(name string) string {

@@ -403,3 +403,57 @@ func FuzzListQuery(f *testing.F) {
 		}
 	})
 }
+
+// FuzzHTMLToText: any HTML, broken or hostile, becomes text without a
+// crash or a hang, in valid UTF-8, one line end at the end, no carriage
+// returns, no script's text, and no more than a bounded multiple of the
+// input (quote and list prefixes are capped).
+func FuzzHTMLToText(f *testing.F) {
+	f.Add(hostileHTML)
+	f.Add("<div>a</div><div><br></div><ul><li>x<ol><li>y</li></ol></li></ul>")
+	f.Add(`<a href="https://e.org/">t</a><a href="mailto:x@y">x@y</a><a href="javascript:1">j</a>`)
+	f.Add(strings.Repeat("<blockquote><ul><li>", 200) + "deep<br>er")
+	f.Add("<pre>\r\n a\r b</pre><script>secret</script>")
+	policy := newComposePolicy()
+	f.Fuzz(func(t *testing.T, in string) {
+		// What is sent: the sanitized HTML has no element or attribute
+		// that runs or fetches, and links only to http, https, mailto.
+		clean := policy.Sanitize(in)
+		z := html.NewTokenizer(strings.NewReader(clean))
+		for tt := z.Next(); tt != html.ErrorToken; tt = z.Next() {
+			if tt != html.StartTagToken && tt != html.SelfClosingTagToken {
+				continue
+			}
+			tok := z.Token()
+			switch tok.Data {
+			case "script", "style", "img", "iframe", "object", "embed", "svg", "math", "form", "input", "link", "meta", "base":
+				t.Fatalf("<%s> kept: %q", tok.Data, clean)
+			}
+			for _, a := range tok.Attr {
+				k := strings.ToLower(a.Key)
+				if strings.HasPrefix(k, "on") || k == "style" || k == "src" || k == "srcset" || k == "background" {
+					t.Fatalf("attribute %s kept: %q", a.Key, clean)
+				}
+				if k == "href" {
+					u, err := url.Parse(a.Val)
+					if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "mailto") {
+						t.Fatalf("href %q kept", a.Val)
+					}
+				}
+			}
+		}
+		out := htmlToText(in)
+		if !utf8.ValidString(out) || !strings.HasSuffix(out, "\n") || strings.Contains(out, "\r") {
+			t.Fatalf("output %q", out)
+		}
+		if len(out) > 12*len(in)+64 {
+			t.Fatalf("output grew: %d from %d", len(out), len(in))
+		}
+		// Closed after text with no markup, a script says nothing.
+		if !strings.Contains(in, "<") {
+			if out2 := htmlToText(in + "<script>SCRIPTTEXT</script>"); strings.Contains(out2, "SCRIPTTEXT") && !strings.Contains(in, "SCRIPTTEXT") {
+				t.Fatalf("script text in the output: %q", out2)
+			}
+		}
+	})
+}

@@ -1,6 +1,6 @@
 // Package webmail is Postern's webmail, Courier's sqwebmail done the
 // modern way: server-rendered HTML pages (html/template, one style sheet,
-// no script) that read and change the user's Maildir++ directly through
+// no script but the compose page's optional editor, compose.js) that read and change the user's Maildir++ directly through
 // mailbox/maildir, so that the folders, flags, keywords and quota are the
 // ones the IMAP and POP3 servers see, and a change made in one shows in
 // the other.
@@ -10,7 +10,9 @@
 // headers, text reflowed, HTML sanitized with its cid: images shown,
 // attachments as downloads, the raw source as text, keywords set and
 // removed, read receipts offered), actions on messages (delete to Trash,
-// move, mark read or unread, flag), compose with reply, reply-all and forward (sent
+// move, mark read or unread, flag), compose in plain text or HTML (a
+// multipart/alternative whose HTML is sanitized and whose text is made
+// from it) with reply, reply-all and forward (sent
 // through the caller's submission path, a copy kept in Sent), folder
 // management, the quota and password changes, and the address book
 // (sqwebmail's own file, its nicknames expanded when a message is sent;
@@ -130,13 +132,14 @@ type Stats struct {
 
 // Handler serves the webmail. Make one with New.
 type Handler struct {
-	opt      Options
-	log      *slog.Logger
-	sessions *websession.Store
-	handler  http.Handler
-	pages    map[string]*template.Template
-	html     *bluemonday.Policy
-	strip    *bluemonday.Policy
+	opt         Options
+	log         *slog.Logger
+	sessions    *websession.Store
+	handler     http.Handler
+	pages       map[string]*template.Template
+	html        *bluemonday.Policy
+	composeHTML *bluemonday.Policy // HTML the user sends or quotes
+	strip       *bluemonday.Policy
 
 	mdMu sync.Mutex
 	mds  map[string]*maildir.Maildir // by root: keeps each folder's caches warm
@@ -165,9 +168,10 @@ func New(opt Options) (*Handler, error) {
 		opt: opt, log: log,
 		sessions: websession.NewStore(websession.Options{Cookie: "postern_mail", Path: Prefix, Idle: opt.Idle, Max: opt.Max,
 			Persist: opt.Sessions, Name: "webmail", Logger: log}),
-		html:  newHTMLPolicy(),
-		strip: bluemonday.StrictPolicy(),
-		mds:   map[string]*maildir.Maildir{},
+		html:        newHTMLPolicy(),
+		composeHTML: newComposePolicy(),
+		strip:       bluemonday.StrictPolicy(),
+		mds:         map[string]*maildir.Maildir{},
 	}
 	h.sessions.Secure = opt.Secure
 	h.mailbot = opt.Mailbot
@@ -221,6 +225,8 @@ func New(opt Options) (*Handler, error) {
 	mux.HandleFunc("POST "+Prefix+"autoreplies/save", h.autoreplySave)
 	mux.HandleFunc("POST "+Prefix+"autoreplies/delete", h.autoreplyDelete)
 	mux.HandleFunc("POST "+Prefix+"vacation", h.vacation)
+	mux.HandleFunc("GET "+Prefix+"prefs", h.prefsForm)
+	mux.HandleFunc("POST "+Prefix+"prefs", h.savePrefs)
 	mux.HandleFunc("GET "+Prefix+"password", h.passwordForm)
 	mux.HandleFunc("POST "+Prefix+"password", h.changePassword)
 	mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
