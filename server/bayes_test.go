@@ -79,7 +79,7 @@ func trainBayes(t *testing.T, etc string) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, toks, err := bayes.ReadMessage(bytes.NewReader(b), int64(len(b)))
+			d, toks, err := bayes.ReadMessage(bytes.NewReader(b), int64(len(b)), bayes.TokenOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
