@@ -43,7 +43,13 @@ type autolearnJob struct {
 type pendingMessage struct {
 	digest string
 	tokens []string
+	at     time.Time
 }
+
+// pendingTTL: a message remembered longer than this had its outcome
+// never told (a storage failure, a dropped connection); a full map drops
+// such messages first.
+const pendingTTL = 10 * time.Minute
 
 type autolearner struct {
 	model *Model
@@ -77,11 +83,19 @@ func (f *Filter) remember(s *filters.Session, msg filters.Message, toks []string
 	a := f.auto
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	now := time.Now()
 	if _, ok := a.pending[s]; !ok && len(a.pending) >= maxPending {
-		a.log.Debug("bayes: autolearn: too many messages waiting for their outcome, not remembered", "session", s.ID)
-		return
+		for k, p := range a.pending {
+			if now.Sub(p.at) > pendingTTL {
+				delete(a.pending, k)
+			}
+		}
+		if len(a.pending) >= maxPending {
+			a.log.Debug("bayes: autolearn: too many messages waiting for their outcome, not remembered", "session", s.ID)
+			return
+		}
 	}
-	a.pending[s] = pendingMessage{digest: digest, tokens: toks}
+	a.pending[s] = pendingMessage{digest: digest, tokens: toks, at: now}
 }
 
 // Outcome learns the message the transaction carried when the pipeline's
