@@ -79,7 +79,7 @@ func commands() []command {
 		{"dkim", "make DKIM signing keys and print their DNS records", runDKIM},
 		{"dmarc", "preview or send the DMARC aggregate reports (dmarc report --preview|--send)", runDMARC},
 		{"rejects", "list and search the mail refused during SMTP sessions", runRejects},
-		{"bayes", "train the bayes content classifier with spam and ham, forget, show its counts", runBayes},
+		{"bayes", "train the bayes content classifier with spam and ham (per user too), forget, show its counts, expire old tokens", runBayes},
 		{"reputation", "explain or reset the history the reputation check keeps of a client, network or domain", runReputation},
 		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},
 		{"maildrop", "deliver a message to a local account: .courier, maildroprc, ~/.mailfilter (Courier's maildrop)", runMaildrop},
