@@ -29,10 +29,7 @@ func learnCorpusInto(t *testing.T, m *bayes.Model, inverted bool) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, toks, err := bayes.ReadMessage(bytes.NewReader(b), int64(len(b)), bayes.TokenOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			d, toks := readBayes(t, b)
 			if _, err := m.Learn(context.Background(), as, d, toks); err != nil {
 				t.Fatal(err)
 			}
@@ -121,25 +118,20 @@ func TestLearnJunkPerUser(t *testing.T) {
 			t.Errorf("%s: user %+v global %+v; want %+v, %+v", c.setting, user, global, c.user, c.global)
 		}
 		// Start the next case from nothing.
-		bayes.UserModel(h.srv.store, h.user).Forget(ctx, mustDigest(t, msg), mustTokens(t, msg))
-		(&bayes.Model{Store: h.srv.store}).Forget(ctx, mustDigest(t, msg), mustTokens(t, msg))
+		d, toks := readBayes(t, msg)
+		bayes.UserModel(h.srv.store, h.user).Forget(ctx, d, toks)
+		(&bayes.Model{Store: h.srv.store}).Forget(ctx, d, toks)
 	}
 }
 
-func mustDigest(t *testing.T, msg []byte) string {
-	d, _, err := bayes.ReadMessage(bytes.NewReader(msg), int64(len(msg)), bayes.TokenOptions{})
+// readBayes is the digest and the tokens of msg, as learned.
+func readBayes(t *testing.T, msg []byte) (string, []string) {
+	t.Helper()
+	d, toks, err := bayes.ReadMessage(bytes.NewReader(msg), int64(len(msg)), bayes.TokenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d
-}
-
-func mustTokens(t *testing.T, msg []byte) []string {
-	_, toks, err := bayes.ReadMessage(bytes.NewReader(msg), int64(len(msg)), bayes.TokenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return toks
+	return d, toks
 }
 
 // Autolearn over SMTP: a message from outside that the rules score past
@@ -175,7 +167,7 @@ func TestBayesAutolearnOverSMTP(t *testing.T) {
 	if c := totals(); c != (bayes.Counts{Spam: 1}) {
 		t.Fatalf("totals %+v; want the outside message alone learned as spam", c)
 	}
-	d := mustDigest(t, out)
+	d, _ := readBayes(t, out)
 	if v, _, _ := h.srv.store.Get(ctx, "bayes:d:"+d); string(v) != "spam" {
 		t.Fatalf("the outside message's digest is %q", v)
 	}

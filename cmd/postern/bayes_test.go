@@ -216,33 +216,24 @@ func TestBayesExpire(t *testing.T) {
 			}
 		}
 	}
-	t.Run("embedded stopped", func(t *testing.T) {
+	// embeddedPlanted: an installation with the Junk learned and the
+	// planted tokens, its embedded store closed.
+	embeddedPlanted := func(t *testing.T) (string, *policy.Config) {
 		etc, junk, cfg := bayesInstall(t)
 		runCmd(t, "", "--config", etc, "bayes", "learn", "--spam", junk)
-		_, _, s, err := server.OpenBayes(cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openBayesStore(t, cfg)
 		plant(t, s)
 		s.Close()
+		return etc, cfg
+	}
+	t.Run("embedded stopped", func(t *testing.T) {
+		etc, cfg := embeddedPlanted(t)
 		check(t, etc, func() state.Store {
-			_, _, s, err := server.OpenBayes(cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
+			return openBayesStore(t, cfg)
 		})
 	})
 	t.Run("embedded through the server", func(t *testing.T) {
-		etc, junk, cfg := bayesInstall(t)
-		runCmd(t, "", "--config", etc, "bayes", "learn", "--spam", junk)
-		_, _, s, err := server.OpenBayes(cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		plant(t, s)
-		s.Close()
+		etc, cfg := embeddedPlanted(t)
 		srv, err := server.New(etc, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
@@ -252,12 +243,7 @@ func TestBayesExpire(t *testing.T) {
 		}
 		check(t, etc, func() state.Store {
 			srv.Shutdown(context.Background())
-			_, _, s, err := server.OpenBayes(cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
+			return openBayesStore(t, cfg)
 		})
 	})
 	t.Run("redis", func(t *testing.T) {
@@ -269,4 +255,16 @@ func TestBayesExpire(t *testing.T) {
 		plant(t, r)
 		check(t, etc, func() state.Store { return r })
 	})
+}
+
+// openBayesStore opens the installation's state store as postern bayes
+// does (the server stopped); closed when the test ends.
+func openBayesStore(t *testing.T, cfg *policy.Config) state.Store {
+	t.Helper()
+	_, _, s, err := server.OpenBayes(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
