@@ -171,6 +171,10 @@ type Session struct {
 
 	From  string   // MAIL FROM reverse path ("" = null sender)
 	Rcpts []string // accepted recipients so far (at StageRcpt: before the current one)
+	// Accounts are the local accounts (auth.Account.Name) the accepted
+	// recipients resolved to, each once, in order: a check that keeps
+	// per-user data (bayes's per-user models) knows whose mail it is.
+	Accounts []string
 
 	Results []Result // every result so far in this session/transaction, in order
 	Score   float64  // the total so far

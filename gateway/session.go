@@ -153,7 +153,7 @@ func (s *session) resetTransaction() {
 	if len(s.fs.Results) > s.baseResults {
 		s.fs.Results = s.fs.Results[:s.baseResults]
 	}
-	s.fs.Score, s.fs.From, s.fs.Rcpts = s.baseScore, "", nil
+	s.fs.Score, s.fs.From, s.fs.Rcpts, s.fs.Accounts = s.baseScore, "", nil, nil
 	s.fs.DeferIfPermit = nil
 	s.outcomeTold, s.dataDecision = false, filters.Decision{}
 }
@@ -265,6 +265,11 @@ func (s *session) Rcpt(ctx context.Context, c *smtpd.ConnInfo, to string, p *smt
 	}
 	s.targets = s.rcptSet.add(s.targets, targets)
 	s.fs.Rcpts = append(s.fs.Rcpts, to)
+	for _, t := range targets {
+		if t.Account != nil && !t.Archive && !slices.Contains(s.fs.Accounts, t.Account.Name) {
+			s.fs.Accounts = append(s.fs.Accounts, t.Account.Name)
+		}
+	}
 	s.rcpts = append(s.rcpts, to)
 	s.envelope = s.envelope.Merge(d.Envelope)
 	return nil

@@ -72,22 +72,7 @@ func trainBayes(t *testing.T, etc string) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	for _, kind := range []bayes.Class{bayes.Spam, bayes.Ham} {
-		files, _ := filepath.Glob(filepath.Join("..", "filters", "bayes", "testdata", "corpus", "train", string(kind), "*.eml"))
-		for _, f := range files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, toks, err := bayes.ReadMessage(bytes.NewReader(b), int64(len(b)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := m.Learn(context.Background(), kind, d, toks); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	learnCorpusInto(t, m, false)
 }
 
 // waitInbox returns the message with subject from the user's inbox.

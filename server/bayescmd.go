@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 
 	"postern/filters/bayes"
 	"postern/filters/state"
@@ -31,17 +32,33 @@ func OpenBayes(cfg *policy.Config, log *slog.Logger) (*bayes.Model, bayes.Config
 // files, which the server may not be able to read) and sends one message
 // at a time, as
 //
-//	learn spam|ham DIGEST TOKEN...
-//	forget DIGEST TOKEN...
-//	stats
+//	[--user LOGIN] learn spam|ham DIGEST TOKEN...
+//	[--user LOGIN] forget DIGEST TOKEN...
+//	[--user LOGIN] stats
+//	expire DAYS CURSOR
 //
+// --user works on LOGIN's own model instead of the global one. expire
+// visits one page of keys from CURSOR ("" first) and prints
+// "expired SCANNED REMOVED STAMPED" and "next CURSOR" ("" when done).
 // The command runs it in its own process when it can open the state
 // store, and the running server runs it over the control socket when it
 // holds the store (controlBayes). Exit status: 0 done, 1 forget of a
 // message never learned, 64 bad request, 75 store trouble.
 func RunBayes(ctx context.Context, m *bayes.Model, bc bayes.Config, args []string, stdout, stderr io.Writer) int {
+	if len(args) >= 2 && args[0] == "--user" {
+		if bayes.CanonicalUser(args[1]) == "" {
+			fmt.Fprintln(stderr, "bayes: empty user")
+			return 64
+		}
+		m = bayes.UserModel(m.Store, args[1])
+		args = args[2:]
+		if len(args) > 0 && args[0] == "expire" {
+			fmt.Fprintln(stderr, "bayes: expire covers every model; no --user")
+			return 64
+		}
+	}
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "bayes: want learn, forget or stats")
+		fmt.Fprintln(stderr, "bayes: want learn, forget, stats or expire")
 		return 64
 	}
 	switch {
@@ -77,6 +94,20 @@ func RunBayes(ctx context.Context, m *bayes.Model, bc bayes.Config, args []strin
 		} else {
 			fmt.Fprintln(stdout, "classifying: yes")
 		}
+		return 0
+	case args[0] == "expire" && len(args) == 3:
+		days, err := strconv.ParseInt(args[1], 10, 64)
+		if err != nil || days < 1 || days > 100000 {
+			fmt.Fprintf(stderr, "bayes: expire: days %q: want a whole number from 1 to 100000\n", args[1])
+			return 64
+		}
+		opt := bayes.ExpireOptions{Days: days, MaxCount: bayes.DefaultExpireMaxCount}
+		st, next, err := bayes.ExpireStep(ctx, m.Store, opt, args[2])
+		if err != nil {
+			fmt.Fprintf(stderr, "%v\n", err)
+			return 75
+		}
+		fmt.Fprintf(stdout, "expired %d %d %d\nnext %s\n", st.Scanned, st.Removed, st.Stamped, next)
 		return 0
 	}
 	fmt.Fprintf(stderr, "bayes: bad request %q\n", args[0])

@@ -169,9 +169,16 @@ func (s *Server) handleControl(c net.Conn) {
 	logArgs := req.Args
 	if req.Command == "bayes" && len(logArgs) > 0 {
 		// A learned message's tokens are its words: not for the log.
-		keep := 2 // forget DIGEST
-		if logArgs[0] == "learn" {
-			keep = 3 // learn CLASS DIGEST
+		verb, user := logArgs[0], 0
+		if verb == "--user" && len(logArgs) > 2 {
+			verb, user = logArgs[2], 2 // --user LOGIN before the verb
+		}
+		keep := user + 2 // forget DIGEST
+		if verb == "learn" {
+			keep = user + 3 // learn CLASS DIGEST
+		}
+		if verb != "learn" && verb != "forget" {
+			keep = len(logArgs) // stats, expire: no tokens
 		}
 		if len(logArgs) > keep {
 			logArgs = append(logArgs[:keep:keep], fmt.Sprintf("(%d tokens)", len(req.Args)-keep))

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"postern/filters/state"
 	"postern/filters/state/statetest"
 	"postern/policy"
 	"postern/server"
@@ -156,4 +157,114 @@ func TestConfigChecksBayes(t *testing.T) {
 	if code != 78 || !strings.Contains(out+errb, "bayes:2: bayes: spam probability \"2\": want a number from 0 to 1") {
 		t.Fatalf("config with a bad bayes line: exit %d\n%s%s", code, out, errb)
 	}
+}
+
+// --user works on the user's own model, apart from the global one.
+func TestBayesUserModel(t *testing.T) {
+	etc, junk, _ := bayesInstall(t)
+	code, out, errb := runCmd(t, "", "--config", etc, "bayes", "learn", "--user", "Alice@example.test", "--spam", junk)
+	if code != 0 || !strings.Contains(out, "30 learned, 0 failed") {
+		t.Fatalf("learn --user: exit %d\n%s%s", code, out, errb)
+	}
+	if _, out, _ = runCmd(t, "", "--config", etc, "bayes", "stats", "--user", "alice@example.test"); !strings.Contains(out, "learned: 30 spam, 0 ham") {
+		t.Fatalf("stats --user:\n%s", out)
+	}
+	if _, out, _ = runCmd(t, "", "--config", etc, "bayes", "stats"); !strings.Contains(out, "learned: 0 spam, 0 ham") {
+		t.Fatalf("global stats after a user's learn:\n%s", out)
+	}
+	files, _ := filepath.Glob(filepath.Join(junk, "cur", "*"))
+	if code, out, _ = runCmd(t, "", "--config", etc, "bayes", "forget", "--user", "alice@example.test", files[0]); code != 0 || !strings.Contains(out, "forgotten") {
+		t.Fatalf("forget --user: %d %s", code, out)
+	}
+	for _, bad := range [][]string{{"bayes", "stats", "--user"}, {"bayes", "stats", "--user", " "}, {"bayes", "expire", "--user", "a"}, {"bayes", "expire", "--days", "0"}, {"bayes", "expire", "--days", "x"}, {"bayes", "learn", "--user", "a", junk}} {
+		if code, _, _ := runCmd(t, "", append([]string{"--config", etc}, bad...)...); code != 64 {
+			t.Errorf("%q: exit %d; want 64", bad, code)
+		}
+	}
+	os.WriteFile(filepath.Join(etc, "bayes"), []byte("minlearns 20\nperuser maybe\n"), 0o640)
+	if code, _, errb := runCmd(t, "", "--config", etc, "bayes", "stats"); code != 78 || !strings.Contains(errb, "bayes:2:") {
+		t.Fatalf("bad peruser line: exit %d %s", code, errb)
+	}
+}
+
+// expire removes an old token in one message and keeps the rest: with
+// the server stopped (the command opens the embedded store), while it
+// runs (over the control socket), and on Redis.
+func TestBayesExpire(t *testing.T) {
+	plant := func(t *testing.T, s state.Store) {
+		ctx := context.Background()
+		if err := state.IncrMany(ctx, s, []string{"bayes:t:oldtok", "bayes:t:oldbig"}, 1); err != nil {
+			t.Fatal(err)
+		}
+		state.IncrMany(ctx, s, []string{"bayes:t:oldbig"}, 5)
+		s.Set(ctx, "bayes:a:oldtok", []byte("100"), 0)
+		s.Set(ctx, "bayes:a:oldbig", []byte("100"), 0)
+	}
+	check := func(t *testing.T, etc string, s func() state.Store) {
+		t.Helper()
+		code, out, errb := runCmd(t, "", "--config", etc, "bayes", "expire", "--days", "30")
+		if code != 0 || !strings.Contains(out, "1 removed") || !strings.Contains(errb, "tokens visited") {
+			t.Fatalf("expire: exit %d\n%s%s", code, out, errb)
+		}
+		if _, out, _ := runCmd(t, "", "--config", etc, "bayes", "stats"); !strings.Contains(out, "learned: 30 spam") {
+			t.Errorf("the learned messages lost:\n%s", out)
+		}
+		st := s()
+		for key, want := range map[string]bool{"bayes:t:oldtok": false, "bayes:a:oldtok": false, "bayes:t:oldbig": true} {
+			if _, found, _ := st.Get(context.Background(), key); found != want {
+				t.Errorf("%s present %v after expire", key, found)
+			}
+		}
+	}
+	// embeddedPlanted: an installation with the Junk learned and the
+	// planted tokens, its embedded store closed.
+	embeddedPlanted := func(t *testing.T) (string, *policy.Config) {
+		etc, junk, cfg := bayesInstall(t)
+		runCmd(t, "", "--config", etc, "bayes", "learn", "--spam", junk)
+		s := openBayesStore(t, cfg)
+		plant(t, s)
+		s.Close()
+		return etc, cfg
+	}
+	t.Run("embedded stopped", func(t *testing.T) {
+		etc, cfg := embeddedPlanted(t)
+		check(t, etc, func() state.Store {
+			return openBayesStore(t, cfg)
+		})
+	})
+	t.Run("embedded through the server", func(t *testing.T) {
+		etc, cfg := embeddedPlanted(t)
+		srv, err := server.New(etc, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		check(t, etc, func() state.Store {
+			srv.Shutdown(context.Background())
+			return openBayesStore(t, cfg)
+		})
+	})
+	t.Run("redis", func(t *testing.T) {
+		etc, junk, _ := bayesInstall(t)
+		prefix := statetest.RedisPrefix(t)
+		os.WriteFile(filepath.Join(etc, "statestore"), []byte("redis "+statetest.RedisAddr+" prefix="+prefix+"\n"), 0o640)
+		runCmd(t, "", "--config", etc, "bayes", "learn", "--spam", junk)
+		r := statetest.Redis(t, prefix)
+		plant(t, r)
+		check(t, etc, func() state.Store { return r })
+	})
+}
+
+// openBayesStore opens the installation's state store as postern bayes
+// does (the server stopped); closed when the test ends.
+func openBayesStore(t *testing.T, cfg *policy.Config) state.Store {
+	t.Helper()
+	_, _, s, err := server.OpenBayes(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

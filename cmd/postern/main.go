@@ -79,7 +79,7 @@ func commands() []command {
 		{"dkim", "make DKIM signing keys and print their DNS records", runDKIM},
 		{"dmarc", "preview or send the DMARC aggregate reports (dmarc report --preview|--send)", runDMARC},
 		{"rejects", "list and search the mail refused during SMTP sessions", runRejects},
-		{"bayes", "train the bayes content classifier with spam and ham, forget, show its counts", runBayes},
+		{"bayes", "train the bayes content classifier with spam and ham (per user too), forget, show its counts, expire old tokens", runBayes},
 		{"quota", "show or recount accounts' Maildir++ quotas (doveadm quota get, recalc)", runQuota},
 		{"who", "list the IMAP, POP3 and SMAP sessions of the running server (doveadm who)", runWho},
 		{"kick", "end the sessions of users or of a client address (doveadm kick)", runKick},

@@ -17,6 +17,11 @@
 //	bayes:n         counter: spam<<32 + ham, messages learned
 //	bayes:d:DIGEST  "spam" or "ham": a learned message, so that learning it
 //	                again does not count twice (and forget can undo it)
+//	bayes:a:TOKEN   the day (Unix days) the token was last learned, for
+//	                expiry (Expire); written on learn, never on classify
+//
+// A user's own model (peruser) has the same keys under
+// "bayes:u:HASH:", HASH a digest of the canonical login (UserPrefix).
 //
 // One counter holds both counts so that a learn is one atomic Incr per
 // token and a classification one read per token (state.GetMany).
@@ -32,17 +37,22 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
+	"time"
 
 	"postern/filters/state"
 	"postern/mailbox/mime"
 )
 
-// Store key prefixes.
+// Store key prefixes. A model's keys are its prefix (KeyPrefix for the
+// global model, UserPrefix for a user's) followed by these.
 const (
-	KeyPrefix   = "bayes:"
-	tokenPrefix = KeyPrefix + "t:"
-	totalsKey   = KeyPrefix + "n"
-	digestKey   = KeyPrefix + "d:"
+	KeyPrefix  = "bayes:"
+	userPrefix = KeyPrefix + "u:"
+	tokenPart  = "t:"
+	totalsPart = "n"
+	digestPart = "d:"
+	agePart    = "a:"
 )
 
 // Class is what a message was learned as.
@@ -86,6 +96,69 @@ func decodeCounts(v []byte) Counts {
 // Model is the learned data in a state store.
 type Model struct {
 	Store state.Store
+	// Prefix is where the model's keys live: "" (or KeyPrefix) for the
+	// installation's model, UserPrefix(login) for a user's.
+	Prefix string
+	// Now is the clock of the learn days; nil is time.Now.
+	Now func() time.Time
+}
+
+// UserModel returns login's own model in store.
+func UserModel(store state.Store, login string) *Model {
+	return &Model{Store: store, Prefix: UserPrefix(login)}
+}
+
+// CanonicalUser is the form of a login that names its model: trimmed and
+// lower-cased, so that "Alice@Example.TEST" and "alice@example.test"
+// (IMAP login and RCPT resolution may spell it differently) share one.
+func CanonicalUser(login string) string {
+	return strings.ToLower(strings.TrimSpace(login))
+}
+
+// UserPrefix is the key prefix of login's model: a digest of the
+// canonical login, so that any login (spaces, colons, any length) makes a
+// safe, fixed-length key, and the store does not list the users.
+func UserPrefix(login string) string {
+	sum := sha256.Sum256([]byte(CanonicalUser(login)))
+	return userPrefix + hex.EncodeToString(sum[:16]) + ":"
+}
+
+func (m *Model) prefix() string {
+	if m.Prefix == "" {
+		return KeyPrefix
+	}
+	return m.Prefix
+}
+
+func (m *Model) tokenKey(tok string) string { return m.prefix() + tokenPart + tok }
+func (m *Model) digestKey(d string) string  { return m.prefix() + digestPart + d }
+func (m *Model) totalsKey() string          { return m.prefix() + totalsPart }
+
+// Day is the day number (days since 1970-01-01 UTC) learns are stamped
+// with.
+func Day(t time.Time) int64 { return t.Unix() / 86400 }
+
+func (m *Model) today() int64 {
+	if m.Now != nil {
+		return Day(m.Now())
+	}
+	return Day(time.Now())
+}
+
+// stamp records today as the last learn day of tokens (one round trip),
+// so that Expire keeps them. Only learning writes it: classification,
+// the hot path, never writes.
+func (m *Model) stamp(ctx context.Context, tokens []string) error {
+	keys := make([]string, len(tokens))
+	vals := make([][]byte, len(tokens))
+	day := strconv.AppendInt(nil, m.today(), 10)
+	for i, t := range tokens {
+		keys[i], vals[i] = m.prefix()+agePart+t, day
+	}
+	if err := state.SetMany(ctx, m.Store, keys, vals); err != nil {
+		return fmt.Errorf("bayes: stamp learn day: %w", err)
+	}
+	return nil
 }
 
 // Digest identifies a message for learning: its Message-ID and its body,
@@ -166,12 +239,12 @@ func (m *Model) Learn(ctx context.Context, c Class, digest string, tokens []stri
 	if err := errors.Join(validDigest(digest), validTokens(tokens)); err != nil {
 		return 0, err
 	}
-	claimed, err := m.Store.SetNX(ctx, digestKey+digest, []byte(c), 0)
+	claimed, err := m.Store.SetNX(ctx, m.digestKey(digest), []byte(c), 0)
 	if err != nil {
 		return 0, fmt.Errorf("bayes: learn: %w", err)
 	}
 	if !claimed {
-		v, found, err := m.Store.Get(ctx, digestKey+digest)
+		v, found, err := m.Store.Get(ctx, m.digestKey(digest))
 		if err != nil {
 			return 0, fmt.Errorf("bayes: learn: %w", err)
 		}
@@ -184,7 +257,10 @@ func (m *Model) Learn(ctx context.Context, c Class, digest string, tokens []stri
 				return 0, err
 			}
 		}
-		if err := m.Store.Set(ctx, digestKey+digest, []byte(c), 0); err != nil {
+		if err := m.stamp(ctx, tokens); err != nil {
+			return 0, err
+		}
+		if err := m.Store.Set(ctx, m.digestKey(digest), []byte(c), 0); err != nil {
 			return 0, fmt.Errorf("bayes: learn: %w", err)
 		}
 		if err := m.add(ctx, c.one(), tokens); err != nil {
@@ -192,8 +268,12 @@ func (m *Model) Learn(ctx context.Context, c Class, digest string, tokens []stri
 		}
 		return Relearned, nil
 	}
+	if err := m.stamp(ctx, tokens); err != nil {
+		m.Store.Delete(ctx, m.digestKey(digest))
+		return 0, err
+	}
 	if err := m.add(ctx, c.one(), tokens); err != nil {
-		m.Store.Delete(ctx, digestKey+digest)
+		m.Store.Delete(ctx, m.digestKey(digest))
 		return 0, err
 	}
 	return Learned, nil
@@ -205,7 +285,7 @@ func (m *Model) Forget(ctx context.Context, digest string, tokens []string) (boo
 	if err := errors.Join(validDigest(digest), validTokens(tokens)); err != nil {
 		return false, err
 	}
-	v, found, err := m.Store.Get(ctx, digestKey+digest)
+	v, found, err := m.Store.Get(ctx, m.digestKey(digest))
 	if err != nil {
 		return false, fmt.Errorf("bayes: forget: %w", err)
 	}
@@ -215,7 +295,7 @@ func (m *Model) Forget(ctx context.Context, digest string, tokens []string) (boo
 	if err := m.add(ctx, -Class(v).one(), tokens); err != nil {
 		return false, err
 	}
-	if err := m.Store.Delete(ctx, digestKey+digest); err != nil {
+	if err := m.Store.Delete(ctx, m.digestKey(digest)); err != nil {
 		return false, fmt.Errorf("bayes: forget: %w", err)
 	}
 	return true, nil
@@ -226,9 +306,9 @@ func (m *Model) Forget(ctx context.Context, digest string, tokens []string) (boo
 // failed learn leaves no half-counted message behind.
 func (m *Model) add(ctx context.Context, delta int64, tokens []string) error {
 	keys := make([]string, 0, len(tokens)+1)
-	keys = append(keys, totalsKey)
+	keys = append(keys, m.totalsKey())
 	for _, t := range tokens {
-		keys = append(keys, tokenPrefix+t)
+		keys = append(keys, m.tokenKey(t))
 	}
 	if err := state.IncrMany(ctx, m.Store, keys, delta); err != nil {
 		return fmt.Errorf("bayes: update counts: %w", err)
@@ -238,7 +318,7 @@ func (m *Model) add(ctx context.Context, delta int64, tokens []string) error {
 
 // Totals returns the numbers of spam and ham messages learned.
 func (m *Model) Totals(ctx context.Context) (Counts, error) {
-	v, _, err := m.Store.Get(ctx, totalsKey)
+	v, _, err := m.Store.Get(ctx, m.totalsKey())
 	if err != nil {
 		return Counts{}, fmt.Errorf("bayes: totals: %w", err)
 	}
@@ -282,9 +362,9 @@ func (m *Model) Classify(ctx context.Context, p Parameters, tokens []string) (Cl
 		tokens = tokens[:p.MaxLookedUp]
 	}
 	keys := make([]string, 0, len(tokens)+1)
-	keys = append(keys, totalsKey)
+	keys = append(keys, m.totalsKey())
 	for _, t := range tokens {
-		keys = append(keys, tokenPrefix+t)
+		keys = append(keys, m.tokenKey(t))
 	}
 	vals, err := state.GetMany(ctx, m.Store, keys)
 	if err != nil {

@@ -39,7 +39,7 @@ func learnAll(t testing.TB, m *Model, c Class, msgs [][]byte) {
 	t.Helper()
 	ctx := context.Background()
 	for _, b := range msgs {
-		d, toks, err := ReadMessage(bytes.NewReader(b), int64(len(b)))
+		d, toks, err := ReadMessage(bytes.NewReader(b), int64(len(b)), TokenOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,14 +106,14 @@ func TestLearnOnceRelearnForget(t *testing.T) {
 		ctx := context.Background()
 		m := &Model{Store: s}
 		b := corpus(t, "train", "spam")[0]
-		d, toks, err := ReadMessage(bytes.NewReader(b), int64(len(b)))
+		d, toks, err := ReadMessage(bytes.NewReader(b), int64(len(b)), TokenOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The same message with another Received field and CRLF/LF
 		// difference is the same message.
 		copy2 := append([]byte("Received: from x by y; Mon, 2 Nov 2026 10:00:00 +0000\r\n"), bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))...)
-		d2, _, _ := ReadMessage(bytes.NewReader(copy2), int64(len(copy2)))
+		d2, _, _ := ReadMessage(bytes.NewReader(copy2), int64(len(copy2)), TokenOptions{})
 		if d2 != d {
 			t.Fatalf("digest of a copy %s != %s", d2, d)
 		}
@@ -129,7 +129,7 @@ func TestLearnOnceRelearnForget(t *testing.T) {
 				t.Fatalf("learn %s: %v, %v, totals %+v; want %v, %+v", st.c, r, err, tot, st.want, st.tot)
 			}
 		}
-		vals, _ := state.GetMany(ctx, s, []string{tokenPrefix + toks[0]})
+		vals, _ := state.GetMany(ctx, s, []string{m.tokenKey(toks[0])})
 		if c := decodeCounts(vals[0]); c != (Counts{0, 1}) {
 			t.Fatalf("token %q after relearn: %+v; want 0 spam 1 ham", toks[0], c)
 		}
@@ -139,7 +139,7 @@ func TestLearnOnceRelearnForget(t *testing.T) {
 		if tot, _ := m.Totals(ctx); tot != (Counts{}) {
 			t.Fatalf("totals after forget %+v", tot)
 		}
-		vals, _ = state.GetMany(ctx, s, []string{tokenPrefix + toks[0]})
+		vals, _ = state.GetMany(ctx, s, []string{m.tokenKey(toks[0])})
 		if c := decodeCounts(vals[0]); c != (Counts{}) {
 			t.Fatalf("token after forget: %+v", c)
 		}
@@ -166,7 +166,7 @@ func TestStoreDown(t *testing.T) {
 	s := statetest.Unavailable(t)
 	m := &Model{Store: s}
 	b := corpus(t, "test", "spam")[0]
-	d, toks, _ := ReadMessage(bytes.NewReader(b), int64(len(b)))
+	d, toks, _ := ReadMessage(bytes.NewReader(b), int64(len(b)), TokenOptions{})
 	if _, err := m.Learn(context.Background(), Spam, d, toks); !errors.Is(err, state.ErrUnavailable) {
 		t.Fatalf("learn on a down store: %v; want ErrUnavailable", err)
 	}

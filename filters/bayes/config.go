@@ -3,6 +3,7 @@ package bayes
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,21 +20,46 @@ type Band struct {
 	Prob, Score float64
 }
 
+// PerUser says which models a user's filing teaches and which one
+// classifies their mail (Rspamd's per_user, SpamAssassin's per-user bayes).
+type PerUser string
+
+const (
+	PerUserNo   PerUser = "no"   // one model for the installation
+	PerUserYes  PerUser = "yes"  // the user's model and the global one learn; the user's classifies once trained
+	PerUserOnly PerUser = "only" // the user's model alone learns from their filing
+)
+
+// Autolearn is the setting that learns from the pipeline's own verdicts
+// (Rspamd's autolearn): a message whose total score, without bayes's own
+// part, reaches Spam is learned as spam, one at or below Ham as ham.
+type Autolearn struct {
+	Spam, Ham float64
+}
+
 // Config is the bayes setting.
 type Config struct {
-	Params Parameters
-	Spam   []Band // most extreme (highest Prob) first
-	Ham    []Band // most extreme (lowest Prob) first
+	Params    Parameters
+	Spam      []Band // most extreme (highest Prob) first
+	Ham       []Band // most extreme (lowest Prob) first
+	PerUser   PerUser
+	Autolearn *Autolearn // nil: off
+	Bigrams   bool
 }
+
+// Tokens are the tokenizer options the setting asks for: learning and
+// classification must tokenize alike.
+func (c Config) Tokens() TokenOptions { return TokenOptions{Bigrams: c.Bigrams} }
 
 // DefaultConfig is used for what the setting leaves out. The scores
 // assume the default spamscore thresholds (quarantine 5, reject 10): a
 // sure spam is a strong signal but never a rejection on its own.
 func DefaultConfig() Config {
 	return Config{
-		Params: DefaultParameters(),
-		Spam:   []Band{{0.99, 4}, {0.9, 2}},
-		Ham:    []Band{{0.01, -2}, {0.1, -1}},
+		Params:  DefaultParameters(),
+		Spam:    []Band{{0.99, 4}, {0.9, 2}},
+		Ham:     []Band{{0.01, -2}, {0.1, -1}},
+		PerUser: PerUserNo,
 	}
 }
 
@@ -72,6 +98,9 @@ func LoadConfig(dir string) (Config, error) {
 //	maxtokens 150        most interesting tokens combined
 //	spam 0.99 4          at or above this probability, add this score
 //	ham 0.01 -2          at or below this probability, add this score
+//	peruser no|yes|only  per-user models (default no)
+//	autolearn 12 -2      learn totals >= 12 as spam, <= -2 as ham ("autolearn no": off, the default)
+//	bigrams no|yes       word pairs as tokens (default no)
 //
 // spam and ham lines may repeat; when the setting has any of one kind,
 // they replace that kind's defaults. Errors name the file and line.
@@ -111,15 +140,46 @@ func ParseConfig(lines []policy.Line) (Config, error) {
 			switch {
 			case err1 != nil || !(p >= 0 && p <= 1):
 				errs = append(errs, l.Errorf("bayes: %s probability %q: want a number from 0 to 1", kw, f[1]))
-			case err2 != nil || s != s || s > 1000 || s < -1000:
+			case err2 != nil || !finiteScore(s):
 				errs = append(errs, l.Errorf("bayes: %s score %q: want a number from -1000 to 1000", kw, f[2]))
 			case kw == "spam":
 				spam = append(spam, Band{p, s})
 			default:
 				ham = append(ham, Band{p, s})
 			}
+		case "peruser":
+			if len(f) != 2 || !slices.Contains([]string{"no", "yes", "only"}, strings.ToLower(f[1])) {
+				errs = append(errs, l.Errorf("bayes: want \"peruser no|yes|only\""))
+				continue
+			}
+			cfg.PerUser = PerUser(strings.ToLower(f[1]))
+		case "bigrams":
+			if len(f) != 2 || !slices.Contains([]string{"no", "yes"}, strings.ToLower(f[1])) {
+				errs = append(errs, l.Errorf("bayes: want \"bigrams no|yes\""))
+				continue
+			}
+			cfg.Bigrams = strings.EqualFold(f[1], "yes")
+		case "autolearn":
+			if len(f) == 2 && strings.EqualFold(f[1], "no") {
+				cfg.Autolearn = nil
+				continue
+			}
+			if len(f) != 3 {
+				errs = append(errs, l.Errorf("bayes: want \"autolearn SPAMSCORE HAMSCORE\" or \"autolearn no\""))
+				continue
+			}
+			sp, err1 := strconv.ParseFloat(f[1], 64)
+			hm, err2 := strconv.ParseFloat(f[2], 64)
+			switch {
+			case err1 != nil || err2 != nil || !finiteScore(sp) || !finiteScore(hm):
+				errs = append(errs, l.Errorf("bayes: autolearn %q %q: want two numbers from -1000 to 1000", f[1], f[2]))
+			case hm >= sp:
+				errs = append(errs, l.Errorf("bayes: autolearn: the spam score %v must be above the ham score %v", sp, hm))
+			default:
+				cfg.Autolearn = &Autolearn{Spam: sp, Ham: hm}
+			}
 		default:
-			errs = append(errs, l.Errorf("bayes: unknown keyword %q (minlearns, maxtokens, spam, ham)", f[0]))
+			errs = append(errs, l.Errorf("bayes: unknown keyword %q (minlearns, maxtokens, spam, ham, peruser, autolearn, bigrams)", f[0]))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -135,3 +195,6 @@ func ParseConfig(lines []policy.Line) (Config, error) {
 	}
 	return cfg, nil
 }
+
+// finiteScore: a score the setting may name (not NaN, not huge).
+func finiteScore(s float64) bool { return s >= -1000 && s <= 1000 }

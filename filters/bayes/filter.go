@@ -20,6 +20,7 @@ const Name = "bayes"
 const (
 	VarProb   = "BAYES_PROB"   // the spam probability, "0.0000" to "1.0000"; unset when not trained
 	VarResult = "BAYES_RESULT" // spam, ham, unsure, untrained or error
+	VarModel  = "BAYES_MODEL"  // user or global: the model that classified
 )
 
 // Options configure the check.
@@ -35,11 +36,17 @@ type Options struct {
 // method, it adds no Authentication-Results.
 type Filter struct {
 	cfg   Config
+	store state.Store
 	model *Model
 	log   *slog.Logger
+	auto  *autolearner // nil without the autolearn setting
 }
 
-var _ filters.DataChecker = (*Filter)(nil)
+var (
+	_ filters.DataChecker     = (*Filter)(nil)
+	_ filters.OutcomeObserver = (*Filter)(nil)
+	_ filters.Closer          = (*Filter)(nil)
+)
 
 // New returns the check.
 func New(o Options) (*Filter, error) {
@@ -50,19 +57,37 @@ func New(o Options) (*Filter, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Filter{cfg: o.Config, model: &Model{Store: o.Store}, log: log}, nil
+	f := &Filter{cfg: o.Config, store: o.Store, model: &Model{Store: o.Store}, log: log}
+	if o.Config.Autolearn != nil {
+		f.auto = newAutolearner(f.model, log)
+	}
+	return f, nil
+}
+
+// Close stops the autolearn worker (after a reload replaced the check).
+func (f *Filter) Close() {
+	if f.auto != nil {
+		f.auto.close()
+	}
 }
 
 func (f *Filter) Name() string { return Name }
 
-// CheckData classifies the message.
+// CheckData classifies the message: with its recipient's own model when
+// the setting has per-user models, the message is for exactly one local
+// account and that model has learned enough; else with the global one.
 func (f *Filter) CheckData(ctx context.Context, s *filters.Session, msg filters.Message) filters.Result {
-	toks, err := Tokenize(msg, msg.Size())
+	toks, err := TokenizeWith(msg, msg.Size(), f.cfg.Tokens())
 	if err == nil {
 		var cl Classification
-		cl, err = f.model.Classify(ctx, f.cfg.Params, toks)
+		var which string
+		cl, which, err = f.classify(ctx, s, toks)
 		if err == nil {
-			return f.result(cl)
+			f.remember(s, msg, toks)
+			f.log.Info("bayes: classified", "session", s.ID, "model", which, "trained", cl.Trained, "prob", strconv.FormatFloat(cl.Prob, 'f', 4, 64))
+			res := f.result(cl)
+			res.Vars[VarModel] = which
+			return res
 		}
 	}
 	// A store that cannot answer costs the message its bayes score, never
@@ -98,11 +123,24 @@ func (f *Filter) result(cl Classification) filters.Result {
 	}
 }
 
+// classify uses the recipient's model when it is trained, else the
+// global one; which says which ("user" or "global").
+func (f *Filter) classify(ctx context.Context, s *filters.Session, toks []string) (cl Classification, which string, err error) {
+	if f.cfg.PerUser != PerUserNo && f.cfg.PerUser != "" && len(s.Accounts) == 1 {
+		cl, err = UserModel(f.store, s.Accounts[0]).Classify(ctx, f.cfg.Params, toks)
+		if err != nil || cl.Trained {
+			return cl, "user", err
+		}
+	}
+	cl, err = f.model.Classify(ctx, f.cfg.Params, toks)
+	return cl, "global", err
+}
+
 // Message helpers for training ------------------------------------------
 
 // ReadMessage tokenizes and digests a whole message held in memory.
-func ReadMessage(r io.ReaderAt, size int64) (digest string, tokens []string, err error) {
-	if tokens, err = Tokenize(r, size); err != nil {
+func ReadMessage(r io.ReaderAt, size int64, opt TokenOptions) (digest string, tokens []string, err error) {
+	if tokens, err = TokenizeWith(r, size, opt); err != nil {
 		return "", nil, err
 	}
 	digest, err = Digest(r, size)

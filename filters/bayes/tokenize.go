@@ -46,6 +46,19 @@ var (
 	htmlEntity = strings.NewReplacer("&nbsp;", " ", "&amp;", "&", "&lt;", "<", "&gt;", ">", "&quot;", `"`, "&#39;", "'")
 )
 
+// TokenOptions are the tokenizer's settings.
+type TokenOptions struct {
+	// Bigrams adds, for each pair of adjacent words in the text parts, a
+	// token "bi:WORD1 WORD2" (SpamBayes's and OSBF's word pairs: "click
+	// here" says more than "click" and "here"). They count toward
+	// MaxTokens like the words.
+	Bigrams bool
+}
+
+// BigramPrefix starts a bigram token; its two words are joined by one
+// space, the only space a token may hold.
+const BigramPrefix = "bi:"
+
 // Tokenize returns the distinct tokens of the message of size bytes in r,
 // header tokens first: the words of selected header fields (prefixed by
 // field), the From display name's words and domain, the host names of
@@ -53,6 +66,11 @@ var (
 // to its text). It reads at most MaxScan bytes and returns at most
 // MaxTokens tokens; broken MIME is never an error (an error means r failed).
 func Tokenize(r io.ReaderAt, size int64) ([]string, error) {
+	return TokenizeWith(r, size, TokenOptions{})
+}
+
+// TokenizeWith is Tokenize with options (bigrams).
+func TokenizeWith(r io.ReaderAt, size int64, opt TokenOptions) ([]string, error) {
 	size = min(size, MaxScan)
 	if size < 0 {
 		size = 0
@@ -61,7 +79,7 @@ func Tokenize(r io.ReaderAt, size int64) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := tokens{seen: map[string]bool{}}
+	t := tokens{seen: map[string]bool{}, bigrams: opt.Bigrams}
 	h := root.Header
 	for _, f := range headerFields {
 		for _, v := range h.Values(f.name) {
@@ -89,8 +107,9 @@ func Tokenize(r io.ReaderAt, size int64) ([]string, error) {
 }
 
 type tokens struct {
-	seen map[string]bool
-	list []string
+	seen    map[string]bool
+	list    []string
+	bigrams bool
 }
 
 func (t *tokens) add(tok string) {
@@ -102,9 +121,18 @@ func (t *tokens) add(tok string) {
 }
 
 // validToken: tokens become store keys and control-socket arguments, so
-// no spaces or control characters, valid UTF-8, bounded length.
+// no spaces or control characters, valid UTF-8, bounded length; a bigram
+// ("bi:WORD1 WORD2") holds exactly one space, between two words.
 func validToken(tok string) bool {
-	return tok != "" && len(tok) <= 200 && utf8.ValidString(tok) &&
+	if rest, ok := strings.CutPrefix(tok, BigramPrefix); ok {
+		w1, w2, ok := strings.Cut(rest, " ")
+		return ok && len(tok) <= 200 && plainToken(w1) && plainToken(w2)
+	}
+	return len(tok) <= 200 && plainToken(tok)
+}
+
+func plainToken(tok string) bool {
+	return tok != "" && utf8.ValidString(tok) &&
 		!strings.ContainsFunc(tok, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) })
 }
 
@@ -151,6 +179,10 @@ func (t *tokens) body(r io.ReaderAt, p *mime.Part, depth int) error {
 // dollar signs, apostrophes and hyphens (the last two trimmed from the
 // ends), lower-cased, of MinWordLen to MaxWordLen runes.
 func (t *tokens) words(prefix, s string) {
+	// prev is the last word of the text, for bigrams: only body text
+	// (no prefix) has them, and a pair never spans two parts.
+	prev := ""
+	pair := t.bigrams && prefix == ""
 	isWord := func(c rune) bool {
 		return unicode.IsLetter(c) || unicode.IsDigit(c) || c == '$' || c == '\'' || c == '-'
 	}
@@ -171,8 +203,13 @@ func (t *tokens) words(prefix, s string) {
 		case n < MinWordLen:
 		case n > MaxWordLen:
 			t.add(prefix + "long:" + string([]rune(w)[:8]))
+			prev = ""
 		default:
 			t.add(prefix + w)
+			if pair && prev != "" {
+				t.add(BigramPrefix + prev + " " + w)
+			}
+			prev = w
 		}
 	}
 }

@@ -97,12 +97,23 @@ func FuzzTokenize(f *testing.F) {
 		if _, err := Digest(bytes.NewReader(msg), int64(len(msg))); err != nil {
 			t.Fatal(err)
 		}
+		// With bigrams: the same bounds, and every token is one that
+		// Learn (and the control socket) accepts.
+		bi, err := TokenizeWith(bytes.NewReader(msg), int64(len(msg)), TokenOptions{Bigrams: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validTokens(bi); err != nil {
+			t.Fatal(err)
+		}
 	})
 }
 
 func FuzzParseConfig(f *testing.F) {
 	f.Add("minlearns 20\nmaxtokens 150\nspam 0.99 4\nham 0.01 -2\n")
 	f.Add("spam 1e400 x\nham -0 NaN\n# comment\n")
+	f.Add("peruser only\nautolearn 12 -2\nbigrams yes\n")
+	f.Add("autolearn NaN 1\nautolearn 1 1\nautolearn no\nperuser YES\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		var lines []policy.Line
 		for i, l := range strings.Split(text, "\n") {
@@ -121,6 +132,12 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		if cfg.Params.MinLearns < 1 || cfg.Params.MaxTokens < 1 || cfg.Params.MaxTokens > MaxTokens {
 			t.Fatalf("params %+v", cfg.Params)
+		}
+		if a := cfg.Autolearn; a != nil && (!(a.Spam > a.Ham) || !finiteScore(a.Spam) || !finiteScore(a.Ham)) {
+			t.Fatalf("autolearn %+v accepted", *a)
+		}
+		if cfg.PerUser != PerUserNo && cfg.PerUser != PerUserYes && cfg.PerUser != PerUserOnly {
+			t.Fatalf("peruser %q accepted", cfg.PerUser)
 		}
 	})
 }

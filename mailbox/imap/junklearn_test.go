@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -354,3 +355,37 @@ func TestJunkLearnFSSharedJunkIsNotJunk(t *testing.T) {
 		t.Fatalf("calls %+v; want %+v", calls, want)
 	}
 }
+
+// Learning follows the \Junk special use, not a folder's name: a folder a
+// client made and calls "Spam" has no special use (LIST says so), and
+// filing into it teaches nothing; the \Junk folder (Maildir++ .Junk)
+// does.
+func TestJunkLearnFollowsSpecialUse(t *testing.T) {
+	rec := &junkRecorder{}
+	env := newTestEnv(t, func(o *Options) { o.JunkLearn = rec.learn })
+	r := env.login("alice", "secret")
+	env.deliver("alice", "INBOX", junkMsg("first"))
+	env.deliver("alice", "INBOX", junkMsg("second"))
+	r.send("A1 CREATE Spam\r\n")
+	r.until("A1 OK")
+	r.send("L1 LIST \"\" * RETURN (SPECIAL-USE)\r\n")
+	list := strings.Join(r.until("L1 OK"), "\n")
+	if !regexpMatch(`(?m)^\* LIST \([^)]*\\Junk[^)]*\) "\." Junk\r?$`, list) || regexpMatch(`(?m)^\* LIST \([^)]*\\Junk[^)]*\) "\." Spam`, list) {
+		t.Fatalf("LIST special uses:\n%s", list)
+	}
+	r.send("S1 SELECT INBOX\r\n")
+	r.until("S1 OK")
+	r.send("C1 MOVE 1 Spam\r\n")
+	r.until("C1 OK")
+	r.send("C2 MOVE 1 Junk\r\n") // the second message, now 1
+	r.until("C2 OK")
+	r.send("Z1 LOGOUT\r\n")
+	r.until("Z1 OK")
+	env.stop()
+	calls := rec.recorded()
+	if len(calls) != 1 || !calls[0].spam || calls[0].msg != junkMsg("second") {
+		t.Fatalf("learned %+v; want the message moved into Junk alone", calls)
+	}
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
