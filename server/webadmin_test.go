@@ -121,30 +121,7 @@ func TestWebadminSpamPolicyCheckedByServer(t *testing.T) {
 	if err := admin.SetPassword(h.etc, "ops", "admin pw"); err != nil {
 		t.Fatal(err)
 	}
-	base := "http://" + h.addr("web")
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar}
-	do := func(method, path string, form url.Values) (int, string) {
-		t.Helper()
-		var resp *http.Response
-		var err error
-		if method == "GET" {
-			resp, err = c.Get(base + path)
-		} else {
-			resp, err = c.PostForm(base+path, form)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	_, page := do("POST", "/admin/login", url.Values{"name": {"ops"}, "password": {"admin pw"}})
-	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
-	if csrf == nil {
-		t.Fatalf("login:\n%s", page)
-	}
+	do, csrf := h.adminLogin("ops", "admin pw")
 	version := func(name string) string {
 		_, page := do("GET", "/admin/settings/"+name, nil)
 		v := regexp.MustCompile(`name="version" value="([^"]*)"`).FindStringSubmatch(page)
@@ -159,7 +136,7 @@ func TestWebadminSpamPolicyCheckedByServer(t *testing.T) {
 	} {
 		path := filepath.Join(h.etc, c.name)
 		before, _ := os.ReadFile(path)
-		code, page := do("POST", "/admin/settings/"+c.name, url.Values{"csrf": {csrf[1]}, "version": {version(c.name)}, "content": {c.bad}})
+		code, page := do("POST", "/admin/settings/"+c.name, url.Values{"csrf": {csrf}, "version": {version(c.name)}, "content": {c.bad}})
 		if code != http.StatusBadRequest || !strings.Contains(page, path+":") || !strings.Contains(page, c.want) {
 			t.Errorf("bad %s: %d, want 400 naming %s\n%s", c.name, code, c.want, page)
 		}
@@ -168,7 +145,7 @@ func TestWebadminSpamPolicyCheckedByServer(t *testing.T) {
 		}
 	}
 	reloads := testutilReloads(h)
-	code, page := do("POST", "/admin/settings/spamscore", url.Values{"csrf": {csrf[1]}, "version": {version("spamscore")}, "content": {"reject 12\nquarantine 6\n"}})
+	code, page := do("POST", "/admin/settings/spamscore", url.Values{"csrf": {csrf}, "version": {version("spamscore")}, "content": {"reject 12\nquarantine 6\n"}})
 	if code != 200 || !strings.Contains(page, "spamscore saved and the server reloaded") {
 		t.Fatalf("good spamscore: %d\n%s", code, page)
 	}
@@ -178,4 +155,39 @@ func TestWebadminSpamPolicyCheckedByServer(t *testing.T) {
 	if after := testutilReloads(h); after != reloads+1 {
 		t.Errorf("reloads %v → %v", reloads, after)
 	}
+}
+
+// adminLogin logs in to the web admin on the harness's web listener and
+// returns a request function keeping the session cookie, and the page's
+// CSRF token.
+func (h *harness) adminLogin(name, pass string) (do func(method, path string, form url.Values) (int, string), csrf string) {
+	h.t.Helper()
+	base := "http://" + h.addr("web")
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	do = func(method, path string, form url.Values) (int, string) {
+		h.t.Helper()
+		var resp *http.Response
+		var err error
+		if method == "GET" {
+			resp, err = c.Get(base + path)
+		} else {
+			resp, err = c.PostForm(base+path, form)
+		}
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if name == "" {
+		return do, ""
+	}
+	_, page := do("POST", "/admin/login", url.Values{"name": {name}, "password": {pass}})
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		h.t.Fatalf("web admin login:\n%s", page)
+	}
+	return do, m[1]
 }

@@ -4,14 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -204,30 +201,11 @@ func TestWebadminSessionsPage(t *testing.T) {
 	bob := dialLines(t, h.addr("imap"))
 	bob.send(`a LOGIN "b*b@example.test" "bob pass"`, "a OK")
 
-	base := "http://" + h.addr("web")
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar}
-	do := func(method, path string, form url.Values) (int, string) {
-		t.Helper()
-		var resp *http.Response
-		var err error
-		if method == "GET" {
-			resp, err = c.Get(base + path)
-		} else {
-			resp, err = c.PostForm(base+path, form)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	if code, page := do("GET", "/admin/sessions", nil); code != 200 || strings.Contains(page, h.user) {
+	anon, _ := h.adminLogin("", "")
+	if code, page := anon("GET", "/admin/sessions", nil); code != 200 || strings.Contains(page, h.user) {
 		t.Fatalf("sessions without logging in: %d, shows alice: %v", code, strings.Contains(page, h.user))
 	}
-	_, page := do("POST", "/admin/login", url.Values{"name": {"ops"}, "password": {"admin pw"}})
-	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)[1]
+	do, csrf := h.adminLogin("ops", "admin pw")
 	code, page := do("GET", "/admin/sessions", nil)
 	if code != 200 || !strings.Contains(page, "2 of 2 IMAP") || !strings.Contains(page, "<td>"+h.user+"</td>") || !strings.Contains(page, "<td>INBOX</td>") {
 		t.Fatalf("sessions page: %d\n%s", code, page)
