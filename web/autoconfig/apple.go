@@ -120,11 +120,6 @@ func (p *plist) boolean(k string, v bool) {
 
 // appleProfile answers GET /mail/apple.mobileconfig?emailaddress=ADDR.
 func (h *Handler) appleProfile(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
 	addr, domain, ok := h.hostedAddress(w, r, "")
 	if !ok {
 		return

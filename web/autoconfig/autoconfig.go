@@ -250,8 +250,12 @@ func splitAddress(addr string) (full, local, domain string, err error) {
 // hostedAddress reads the emailaddress parameter (Thunderbird's and our
 // profile link's name for it) and checks its domain is ours. fallbackHost
 // is a host prefix ("autoconfig.") whose domain is used when no address is
-// given. It writes the error answer itself and returns ok false.
+// given. Only GET and HEAD are answered. It writes the error answer
+// itself and returns ok false.
 func (h *Handler) hostedAddress(w http.ResponseWriter, r *http.Request, fallbackHost string) (addr, domain string, ok bool) {
+	if !allowGet(w, r) {
+		return "", "", false
+	}
 	q := r.URL.Query().Get("emailaddress")
 	if q == "" && fallbackHost != "" {
 		d, found := strings.CutPrefix(requestHost(r), fallbackHost)
@@ -271,4 +275,14 @@ func (h *Handler) hostedAddress(w http.ResponseWriter, r *http.Request, fallback
 		return "", "", false
 	}
 	return full, d, true
+}
+
+// allowGet answers 405 to a method other than GET and HEAD.
+func allowGet(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	return false
 }

@@ -21,13 +21,7 @@ import (
 func testSettings(t *testing.T, policyLines string) Settings {
 	t.Helper()
 	hosted := func(d string) bool { return d == "example.com" || d == "example.org" }
-	var lines []policy.Line
-	for i, l := range strings.Split(strings.TrimSpace(policyLines), "\n") {
-		if l != "" {
-			lines = append(lines, policy.Line{File: "mtastspolicy", Num: i + 1, Text: l})
-		}
-	}
-	sts, err := ParsePolicies(lines, "mail.example.com", hosted)
+	sts, err := ParsePolicies(settingLines(policyLines), "mail.example.com", hosted)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +38,18 @@ func testSettings(t *testing.T, policyLines string) Settings {
 			{Protocol: SMTP, Port: 2587, Listener: "submission"},
 		},
 	}
+}
+
+// settingLines splits text into a setting's lines, as policy.ReadSetting
+// gives them.
+func settingLines(text string) []policy.Line {
+	var lines []policy.Line
+	for i, l := range strings.Split(text, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, policy.Line{File: "mtastspolicy", Num: i + 1, Text: l})
+		}
+	}
+	return lines
 }
 
 func do(h http.Handler, method, host, target string, body io.Reader) *httptest.ResponseRecorder {

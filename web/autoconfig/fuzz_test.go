@@ -2,11 +2,9 @@ package autoconfig
 
 import (
 	"bytes"
-	"strings"
 	"testing"
 
 	"postern/gateway/outbound/mtasts"
-	"postern/policy"
 )
 
 // FuzzParsePolicies: any mtastspolicy text is refused or gives policies
@@ -17,13 +15,7 @@ func FuzzParsePolicies(f *testing.F) {
 	f.Add("example.com mode=none max_age=0\nexample.org mode=testing max_age=31557600 mx=*.example.org")
 	f.Add("example.com mode=enforce max_age=10 mx=a:b")
 	f.Fuzz(func(t *testing.T, text string) {
-		var lines []policy.Line
-		for i, l := range strings.Split(text, "\n") {
-			if l = strings.TrimSpace(l); l != "" {
-				lines = append(lines, policy.Line{File: "f", Num: i + 1, Text: l})
-			}
-		}
-		ps, err := ParsePolicies(lines, "mail.example.com", nil)
+		ps, err := ParsePolicies(settingLines(text), "mail.example.com", nil)
 		if err != nil {
 			return
 		}

@@ -189,9 +189,7 @@ func policyBody(p *Policy) string {
 // mtaSTS answers GET /.well-known/mta-sts.txt for the host mta-sts.DOMAIN
 // (RFC 8461 section 3.3: the policy host is that name and no other).
 func (h *Handler) mtaSTS(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	if !allowGet(w, r) {
 		return
 	}
 	domain, ok := strings.CutPrefix(requestHost(r), "mta-sts.")

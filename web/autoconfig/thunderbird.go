@@ -70,11 +70,6 @@ func (s Settings) ThunderbirdConfig(domain string) ClientConfig {
 // https://DOMAIN/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=ADDR;
 // the address's domain (else the host's, after "autoconfig.") decides.
 func (h *Handler) thunderbird(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
 	_, domain, ok := h.hostedAddress(w, r, "autoconfig.")
 	if !ok {
 		return
