@@ -14,13 +14,14 @@ import (
 	"postern/policy"
 	"postern/policy/access"
 	"postern/web/admin"
+	"postern/web/autoconfig"
 )
 
 // CheckConfig reads every setting that serve and reload read beyond
 // policy.Load, as they would — the checks (filters, milters, dnsbl,
 // greylist, ratelimit, spf, dmarc, bofh, smtprules), smtpaccess, routes, senderroutes,
 // smarthostauth, the authentication modules (authmodulelist,
-// authmysqlrc, authpgsqlrc) and the web admin's logins (webadmin) — and returns their errors, each with its file and
+// authmysqlrc, authpgsqlrc), the web admin's logins (webadmin) and mtastspolicy — and returns their errors, each with its file and
 // line. It opens no state store and no listener, so it can run next to
 // the server (postern config).
 func CheckConfig(cfg *policy.Config) error {
@@ -48,6 +49,9 @@ func CheckConfig(cfg *policy.Config) error {
 	}
 	if _, err := admin.LoadAdmins(cfg.Dir); err != nil {
 		errs = append(errs, fmt.Errorf("webadmin: %w", err))
+	}
+	if _, err := autoconfig.LoadPolicies(cfg); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", autoconfig.SettingMTASTS, err))
 	}
 	return errors.Join(errs...)
 }

@@ -44,6 +44,7 @@ import (
 	"postern/mailbox/smap"
 	"postern/policy"
 	"postern/web/admin"
+	"postern/web/autoconfig"
 	"postern/web/webmail"
 )
 
@@ -73,6 +74,11 @@ type Server struct {
 	fLatency *prometheus.HistogramVec
 	acme     atomic.Pointer[acme.Manager] // nil without acmehosts
 	webmail  *webmail.Handler             // served under /mail/ on the web listener
+	// autoconf answers mail clients' autoconfiguration and the MTA-STS
+	// policy on the web listeners; mtaSTS (under mu) are the policies it
+	// was made with.
+	autoconf atomic.Pointer[autoconfig.Handler]
+	mtaSTS   *autoconfig.Policies
 	// proxies are the IMAP, SMAP and POP3 servers' mailhost proxying,
 	// updated in place by Reload.
 	proxies map[string]*proxy.Config
@@ -159,6 +165,12 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.acme.Store(am)
+	sts, err := autoconfig.LoadPolicies(cfg)
+	if err != nil {
+		s.closeResources()
+		return nil, fmt.Errorf("%s: %w", autoconfig.SettingMTASTS, err)
+	}
+	s.setAutoconfig(cfg, sts)
 	s.reg.MustRegister(newACMECollector(s))
 	// Failed logins are counted in the checks' state store: kept across a
 	// restart, and shared by every server on a Redis store.
@@ -418,6 +430,10 @@ func (s *Server) Start() error {
 		s.closeListeners()
 		return err
 	}
+	s.mu.Lock()
+	sts := s.mtaSTS
+	s.mu.Unlock()
+	s.setAutoconfig(cfg, sts) // the bound ports of listeners on port 0
 	for i, l := range cfg.Listeners {
 		ln := lns[i]
 		switch l.Name {
@@ -540,6 +556,12 @@ func (s *Server) serveHTTP(ln net.Listener, name string) {
 		// Not on a metrics listener, often open to a monitoring network.
 		mux.Handle(admin.Prefix, s.adminHandler())
 		paths += " " + admin.Prefix
+		// Client autoconfiguration and MTA-STS: more specific than the
+		// webmail's /mail/, so they win over it.
+		for _, p := range autoconfig.Paths {
+			mux.HandleFunc(p, s.serveAutoconfig)
+		}
+		paths += " /.well-known/autoconfig/ /autodiscover/ /.well-known/mta-sts.txt"
 		if s.webmail != nil {
 			mux.Handle(webmail.Prefix, s.webmail)
 			mux.Handle("GET /{$}", http.RedirectHandler(webmail.Prefix, http.StatusFound))
@@ -678,6 +700,10 @@ func (s *Server) Reload() error {
 		s.log.Error("reload refused; keeping the running configuration", "err", err)
 		return err
 	}
+	sts, err := autoconfig.LoadPolicies(cfg)
+	if err != nil {
+		return refuse(fmt.Errorf("%s: %w", autoconfig.SettingMTASTS, err))
+	}
 	fl, err := buildFilters(cfg, s.store, s.mta.DMARCRecorder(cfg), s.log, s.fResults, s.fLatency)
 	if err != nil {
 		return refuse(err)
@@ -723,6 +749,7 @@ func (s *Server) Reload() error {
 		p.Update(proxy.FromPolicy(cfg, protocol, s.log.With("service", name)))
 	}
 	s.cfg.Store(cfg)
+	s.setAutoconfig(cfg, sts)
 	s.reloads.Inc()
 	s.log.Info("configuration reloaded", "dir", cfg.Dir)
 	return nil

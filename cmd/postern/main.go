@@ -77,6 +77,7 @@ func commands() []command {
 		{"check", "diagnose a policy check as the gateway would (spf, dkim, arc, dmarc, dnsbl), or where mail goes (route)", runCheck},
 		{"testmxlookup", "where mail for a domain goes: routes, MX, addresses, TLS (Courier's testmxlookup)", runCheckRoute},
 		{"dkim", "make DKIM signing keys and print their DNS records", runDKIM},
+		{"dns", "print every DNS record a hosted domain should publish (dns records DOMAIN)", runDNS},
 		{"dmarc", "preview or send the DMARC aggregate reports (dmarc report --preview|--send)", runDMARC},
 		{"rejects", "list and search the mail refused during SMTP sessions", runRejects},
 		{"bayes", "train the bayes content classifier with spam and ham (per user too), forget, show its counts, expire old tokens", runBayes},
