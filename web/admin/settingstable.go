@@ -120,6 +120,7 @@ var settings = []setting{
 	{Name: "resolvers", Title: "DNS resolvers", Group: groupDelivery, Help: "DNS servers to ask instead of the system's: ADDRESS[:PORT] per line (docs/dns.md)."},
 	{Name: "dane", Title: "DANE", Group: groupDelivery, Help: "yes (default) or no: use TLSA records for outbound TLS (docs/outbound.md)."},
 	{Name: "mtasts", Title: "MTA-STS", Group: groupDelivery, Help: "yes (default) or no: honour MTA-STS policies (docs/outbound.md)."},
+	{Name: "mtastspolicy", Title: "MTA-STS policies served", Group: groupDelivery, Help: "The policy served at mta-sts.DOMAIN for each of our domains: DOMAIN mode=enforce|testing|none max_age=SECONDS [mx=PATTERN...] (docs/autoconfig.md). Checked by the server's reload."},
 
 	{Name: "sizelimit", Title: "Largest message", Group: groupLimits, Help: "Largest message accepted, in bytes with an optional K, M, G suffix; default 50M (docs/config.md)."},
 	{Name: "maxrcpts", Title: "Recipients per message", Group: groupLimits, Help: "Most recipients a message may have; default 100 (docs/config.md)."},
