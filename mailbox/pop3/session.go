@@ -570,6 +570,7 @@ func (s *session) handshake(tc *tls.Conn) error {
 		return fmt.Errorf("pop3: TLS handshake: %w", err)
 	}
 	s.isTLS = true
+	s.track.Update(func(i *netserve.SessionInfo) { i.TLS = true })
 	return nil
 }
 
