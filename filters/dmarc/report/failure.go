@@ -94,7 +94,6 @@ func StartFailureSender(s *FailureSender) *FailureSender {
 		n = DefaultFailureQueue
 	}
 	s.queue = make(chan dmarc.Failure, n)
-	s.logged = make(map[string]int64)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan struct{})
 	go func() {
@@ -152,6 +151,9 @@ func (s *FailureSender) drop(reason, domain, why string) {
 	hour := s.now().Unix() / 3600
 	key := reason + " " + domain
 	s.mu.Lock()
+	if s.logged == nil {
+		s.logged = make(map[string]int64)
+	}
 	first := s.logged[key] != hour
 	if first {
 		if len(s.logged) > 1000 {
