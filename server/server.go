@@ -71,8 +71,10 @@ type Server struct {
 	rejects  *rejectlog.Log
 	fResults *prometheus.CounterVec
 	fLatency *prometheus.HistogramVec
-	acme     atomic.Pointer[acme.Manager] // nil without acmehosts
-	webmail  *webmail.Handler             // served under /mail/ on the web listener
+	// dmarcDropped counts the DMARC failure reports not sent, by reason.
+	dmarcDropped *prometheus.CounterVec
+	acme         atomic.Pointer[acme.Manager] // nil without acmehosts
+	webmail      *webmail.Handler             // served under /mail/ on the web listener
 	// proxies are the IMAP, SMAP and POP3 servers' mailhost proxying,
 	// updated in place by Reload.
 	proxies map[string]*proxy.Config
@@ -148,7 +150,8 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 	}
 	s.fResults = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_filter_results_total", Help: "SMTP-time check results, by check and verdict (after its mode)."}, []string{"filter", "verdict"})
 	s.fLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "postern_filter_seconds", Help: "Time spent in each SMTP-time check.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}, []string{"filter"})
-	s.reg.MustRegister(s.fResults, s.fLatency)
+	s.dmarcDropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_dmarc_failure_reports_dropped_total", Help: "DMARC failure reports not sent: over the per-domain or global hourly cap, queue full, or state store error."}, []string{"reason"})
+	s.reg.MustRegister(s.fResults, s.fLatency, s.dmarcDropped)
 	if err := s.openFilters(cfg); err != nil {
 		s.closeResources()
 		return nil, err
@@ -188,13 +191,15 @@ func (s *Server) openFilters(cfg *policy.Config) error {
 	if s.mta != nil {
 		// relayverify's answers, shared by the gateways of a cluster.
 		s.mta.callout.SetStore(store)
+		// DMARC failure reports count their hourly caps there too.
+		s.mta.OpenDMARCFailureReports(store, s.dmarcDropped)
 	}
 	rl, err := rejectlog.Open(filepath.Join(cfg.DataDir, "state", "rejects.jsonl"), 0)
 	if err != nil {
 		return err
 	}
 	s.rejects = rl
-	fl, err := buildFilters(cfg, store, s.mta.DMARCRecorder(cfg), s.log, s.fResults, s.fLatency)
+	fl, err := buildFilters(cfg, store, s.mta.DMARCHooks(cfg), s.log, s.fResults, s.fLatency)
 	if err != nil {
 		return err
 	}
@@ -678,7 +683,7 @@ func (s *Server) Reload() error {
 		s.log.Error("reload refused; keeping the running configuration", "err", err)
 		return err
 	}
-	fl, err := buildFilters(cfg, s.store, s.mta.DMARCRecorder(cfg), s.log, s.fResults, s.fLatency)
+	fl, err := buildFilters(cfg, s.store, s.mta.DMARCHooks(cfg), s.log, s.fResults, s.fLatency)
 	if err != nil {
 		return refuse(err)
 	}

@@ -334,7 +334,11 @@ func FailureMessage(rp Reporter, to string, f dmarc.Failure, now time.Time) []by
 
 	fmt.Fprintf(&b, "--%s\r\nContent-Type: message/feedback-report\r\n\r\n", boundary)
 	b.WriteString("Feedback-Type: auth-failure\r\nUser-Agent: Postern\r\nVersion: 1\r\nAuth-Failure: dmarc\r\n")
-	fmt.Fprintf(&b, "Authentication-Results: %s; %s\r\n", rp.Domain, oneLine(strings.Join(f.AuthResults, ";\r\n\t")))
+	results := make([]string, len(f.AuthResults))
+	for i, r := range f.AuthResults {
+		results[i] = oneLine(r)
+	}
+	fmt.Fprintf(&b, "Authentication-Results: %s; %s\r\n", rp.Domain, strings.Join(results, ";\r\n\t"))
 	fmt.Fprintf(&b, "Original-Mail-From: %s\r\n", mailFrom)
 	fmt.Fprintf(&b, "Arrival-Date: %s\r\n", f.Time.Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "Source-IP: %s\r\n", source)
