@@ -240,6 +240,16 @@ type Config struct {
 	DMARCReportFrom     string
 	DMARCReportOrg      string
 	DMARCReportInterval time.Duration
+	// DMARCFailureReports sends DMARC failure reports (RFC 7489 section
+	// 7.3, RFC 6591) to the ruf= addresses of the domains whose mail
+	// failed DMARC ("dmarcfailurereports", default no: a failure report
+	// carries a message's header, which an admin should choose to send).
+	// They come from DMARCReportFrom. DMARCFailurePerDomain and
+	// DMARCFailureGlobal cap them per policy domain and in all, per hour
+	// ("dmarcfailureperdomain", 10; "dmarcfailureglobal", 200).
+	DMARCFailureReports   bool
+	DMARCFailurePerDomain int
+	DMARCFailureGlobal    int
 
 	// The queue, with Courier's setting names and defaults.
 	QueueTime     time.Duration // give up and bounce after this ("queuetime", 7d)
@@ -547,6 +557,9 @@ func LoadWith(dir string, replace map[string]string) (*Config, error) {
 			l.fail(lines[0].Errorf("dmarcreportinterval: want whole hours that divide a day (1h, 2h, 3h, 4h, 6h, 8h, 12h, 24h)"))
 		}
 	}
+	c.DMARCFailureReports = l.boolean("dmarcfailurereports", false)
+	c.DMARCFailurePerDomain = int(l.number("dmarcfailureperdomain", 10, 1, 100000))
+	c.DMARCFailureGlobal = int(l.number("dmarcfailureglobal", 200, 1, 1000000))
 	c.QueueTime = l.duration("queuetime", 7*24*time.Hour)
 	c.WarnTime = l.duration("warntime", 4*time.Hour)
 	c.RetryAlpha = l.duration("retryalpha", 5*time.Minute)

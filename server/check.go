@@ -29,7 +29,7 @@ func CheckConfig(cfg *policy.Config) error {
 	var errs []error
 	results := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "check_results"}, []string{"filter", "verdict"})
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "check_seconds"}, []string{"filter"})
-	if _, err := buildFilters(cfg, offlineStore{}, nil, log, results, latency); err != nil {
+	if _, err := buildFilters(cfg, offlineStore{}, dmarcHooks{}, log, results, latency); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := access.Load(cfg.Dir); err != nil {

@@ -31,30 +31,9 @@ import (
 // authorized it (RFC 7489 section 7.1), delivered by the queue to the
 // remote MTA, and not to the rua address whose domain did not.
 func TestDMARCReportsEndToEnd(t *testing.T) {
-	remote := startRemoteMTA(t)
-	_, port, _ := net.SplitHostPort(remote.addr)
-	zone := dnstest.NewZone().Add(
-		"remote.example. 300 IN MX 10 mx.remote.example.",
-		"refuse.example. 300 IN MX 10 mx.remote.example.",
-		"mx.remote.example. 300 IN A 127.0.0.2",
-		`sender.example. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 ~all"`,
+	remote, h := dmarcReportServer(t,
 		`_dmarc.sender.example. 300 IN TXT "v=DMARC1; p=reject; aspf=s; rua=mailto:dmarc@remote.example!10m,mailto:nope@refuse.example"`,
-		`sender.example._report._dmarc.remote.example. 300 IN TXT "v=DMARC1"`,
-	)
-	dnsSrv := dnstest.Start(t, zone)
-	h := &harness{t: t, dir: t.TempDir(), user: "alice@example.test", pass: "s3cret pass"}
-	h.etc = filepath.Join(h.dir, "etc")
-	if err := writeInit(h); err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range map[string]string{
-		"resolvers": dnsSrv.Addr + "\n", "xclient": "127.0.0.1\n", "filters": "spf\ndkim\ndmarc\n",
-		"remoteport": port + "\n", "retryalpha": "1s\n", "retrygamma": "1s\n",
-		"dmarcreports": "yes\n", "dmarcreportfrom": "dmarc-reports@example.test\n", "dmarcreportorg": "Example Test Mail\n",
-	} {
-		h.writeSetting(k, v)
-	}
-	h.start()
+		map[string]string{"dmarcreports": "yes\n", "dmarcreportorg": "Example Test Mail\n"})
 	t.Cleanup(h.stop)
 
 	msg := []byte("From: News <news@sender.example>\r\nTo: alice@example.test\r\nSubject: hi\r\nMessage-ID: <1@sender.example>\r\n\r\nhello\r\n")
@@ -193,4 +172,42 @@ func parseReportMail(t *testing.T, raw []byte) (report.Feedback, string, string)
 		}
 		return fb, p.FileName(), m.Header.Get("Subject")
 	}
+}
+
+// dmarcReportServer starts a remote MTA for remote.example and
+// refuse.example (which authorizes no reports, where remote.example
+// authorizes sender.example's), a DNS server with sender.example's SPF
+// (192.0.2.0/24, ~all) and DMARC record dmarcRecord, and a server with
+// the spf, dkim and dmarc checks, dmarcreportfrom
+// dmarc-reports@example.test and the settings given.
+func dmarcReportServer(t *testing.T, dmarcRecord string, settings map[string]string) (*remoteMTA, *harness) {
+	t.Helper()
+	remote := startRemoteMTA(t)
+	_, port, _ := net.SplitHostPort(remote.addr)
+	dnsSrv := dnstest.Start(t, dnstest.NewZone().Add(
+		"remote.example. 300 IN MX 10 mx.remote.example.",
+		"refuse.example. 300 IN MX 10 mx.remote.example.",
+		"mx.remote.example. 300 IN A 127.0.0.2",
+		`sender.example. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 ~all"`,
+		dmarcRecord,
+		`sender.example._report._dmarc.remote.example. 300 IN TXT "v=DMARC1"`,
+	))
+	h := &harness{t: t, dir: t.TempDir(), user: "alice@example.test", pass: "s3cret pass"}
+	h.etc = filepath.Join(h.dir, "etc")
+	if err := writeInit(h); err != nil {
+		t.Fatal(err)
+	}
+	all := map[string]string{
+		"resolvers": dnsSrv.Addr + "\n", "xclient": "127.0.0.1\n", "filters": "spf\ndkim\ndmarc\n",
+		"remoteport": port + "\n", "retryalpha": "1s\n", "retrygamma": "1s\n",
+		"dmarcreportfrom": "dmarc-reports@example.test\n",
+	}
+	for k, v := range settings {
+		all[k] = v
+	}
+	for k, v := range all {
+		h.writeSetting(k, v)
+	}
+	h.start()
+	return remote, h
 }

@@ -349,7 +349,7 @@ func OpenReputation(cfg *policy.Config, log *slog.Logger) (*reputation.Reputatio
 // buildFilters makes the pipeline described by the configuration. It also
 // returns the rate limiter (the gateway tells it about unknown recipients)
 // and the DKIM signer (nil without keys).
-func buildFilters(cfg *policy.Config, store state.Store, dmarcReports dmarc.Recorder, log *slog.Logger, results *prometheus.CounterVec, latency *prometheus.HistogramVec) (*gateway.Filters, error) {
+func buildFilters(cfg *policy.Config, store state.Store, dmarcHooks dmarcHooks, log *slog.Logger, results *prometheus.CounterVec, latency *prometheus.HistogramVec) (*gateway.Filters, error) {
 	lines, err := policy.ReadSetting(cfg.Dir, "filters")
 	if err != nil && !errors.Is(err, policy.ErrNotSet) {
 		return nil, err
@@ -512,7 +512,8 @@ func buildFilters(cfg *policy.Config, store state.Store, dmarcReports dmarc.Reco
 				return nil, lerr
 			}
 			dopt.Resolver = res
-			dopt.Reports = dmarcReports // nil unless dmarcreports is on
+			dopt.Reports = dmarcHooks.Reports   // nil unless dmarcreports is on
+			dopt.Failures = dmarcHooks.Failures // nil unless dmarcfailurereports is on
 			f, err = dmarc.New(dopt)
 		}
 		if err != nil {

@@ -12,12 +12,15 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 	"time"
 
 	"postern/auth"
 	"postern/filters/dkim"
 	"postern/filters/dmarc"
 	"postern/filters/dmarc/report"
+	"postern/filters/state"
 	"postern/gateway"
 	"postern/gateway/callout"
 	"postern/gateway/delivery"
@@ -49,9 +52,11 @@ type MTA struct {
 	callout *callout.Cache   // relayverify's answers
 	tlsrpt  *tlsrpt.Recorder // TLS reporting's counts; nil outside the server
 	dmarcrp *report.Store    // DMARC aggregate reporting's rows; nil outside the server
-	cfg     func() *policy.Config
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// dmarcruf sends DMARC failure reports; nil outside the server.
+	dmarcruf *report.FailureSender
+	cfg      func() *policy.Config
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // OpenTLSReports keeps the counts of SMTP TLS Reporting (RFC 8460) in
@@ -143,13 +148,27 @@ func (m *MTA) OpenDMARCReports(cfg *policy.Config) error {
 	return nil
 }
 
-// DMARCRecorder is what the dmarc check records its evaluations in: nil
-// unless the server keeps them and the "dmarcreports" setting is on.
-func (m *MTA) DMARCRecorder(cfg *policy.Config) dmarc.Recorder {
-	if m == nil || m.dmarcrp == nil || !cfg.DMARCReports {
-		return nil
+// dmarcHooks are where the dmarc check hands what reports need.
+type dmarcHooks struct {
+	Reports  dmarc.Recorder        // aggregate reports' rows
+	Failures dmarc.FailureRecorder // failure reports
+}
+
+// DMARCHooks are the dmarc check's report hooks for cfg: each nil unless
+// the server keeps reports and its setting ("dmarcreports",
+// "dmarcfailurereports") is on.
+func (m *MTA) DMARCHooks(cfg *policy.Config) dmarcHooks {
+	var h dmarcHooks
+	if m == nil {
+		return h
 	}
-	return m.dmarcrp
+	if m.dmarcrp != nil && cfg.DMARCReports {
+		h.Reports = m.dmarcrp
+	}
+	if m.dmarcruf != nil && cfg.DMARCFailureReports {
+		h.Failures = m.dmarcruf
+	}
+	return h
 }
 
 // dmarcReports sends the reports of each finished period, looking every
@@ -176,6 +195,26 @@ func (m *MTA) dmarcReports(ctx context.Context) {
 // domain's DKIM key and submitted as local mail, so that a rua address of
 // ours is delivered here and the others go through the queue.
 func (m *MTA) DMARCSender(cfg *policy.Config) *report.Sender {
+	log := m.log.With("service", "dmarcreport")
+	resolver := outbound.NewDNSResolver(cfg.Resolvers, 10*time.Second)
+	dir := ""
+	if m.dmarcrp != nil {
+		dir = m.dmarcrp.Dir()
+	}
+	return &report.Sender{
+		Dir:        dir,
+		Reporter:   dmarcReporter(cfg),
+		Interval:   cfg.DMARCReportInterval,
+		LookupTXT:  resolver.LookupTXT,
+		IsNotFound: outbound.IsNoSuchDomain,
+		Mail:       m.dmarcMail(cfg, "FAILURE", log),
+		Logger:     log,
+	}
+}
+
+// dmarcReporter is who DMARC reports say they are from: dmarcreportfrom
+// (postmaster of our domain by default) and dmarcreportorg.
+func dmarcReporter(cfg *policy.Config) report.Reporter {
 	domain := gateway.PostmasterDomain(cfg)
 	from := cfg.DMARCReportFrom
 	if from == "" {
@@ -185,32 +224,50 @@ func (m *MTA) DMARCSender(cfg *policy.Config) *report.Sender {
 	if org == "" {
 		org = domain
 	}
-	log := m.log.With("service", "dmarcreport")
-	resolver := outbound.NewDNSResolver(cfg.Resolvers, 10*time.Second)
-	dir := ""
-	if m.dmarcrp != nil {
-		dir = m.dmarcrp.Dir()
+	return report.Reporter{OrgName: org, Email: from, Domain: domain}
+}
+
+// dmarcMail submits a DMARC report as local mail, DKIM-signed with our
+// domain's key, with the DSN NOTIFY list notify.
+func (m *MTA) dmarcMail(cfg *policy.Config, notify string, log *slog.Logger) func(ctx context.Context, from, to string, msg []byte) error {
+	return func(ctx context.Context, from, to string, msg []byte) error {
+		signer, err := dkim.LoadSigner(cfg.Dir)
+		if err != nil {
+			log.Warn("dmarc report: not DKIM-signed", "err", err)
+		}
+		sub := &gateway.Submitter{Router: m.Router, Local: m.Local, Queue: m.Queue, Me: cfg.Me, Log: log, Signer: signer}
+		_, ref, err := sub.Submit(ctx, gateway.Submission{Login: "dmarcreport", UID: -1, From: from, Rcpts: []string{to}, Notify: notify, Msg: msg, Via: "dmarcreport"})
+		if ref != nil {
+			return fmt.Errorf("%d %s %s", ref.Code, ref.Enhanced, ref.Text)
+		}
+		return err
 	}
-	return &report.Sender{
-		Dir:        dir,
-		Reporter:   report.Reporter{OrgName: org, Email: from, Domain: domain},
-		Interval:   cfg.DMARCReportInterval,
-		LookupTXT:  resolver.LookupTXT,
-		IsNotFound: outbound.IsNoSuchDomain,
-		Mail: func(ctx context.Context, from, to string, msg []byte) error {
-			signer, err := dkim.LoadSigner(cfg.Dir)
-			if err != nil {
-				log.Warn("dmarc report: not DKIM-signed", "err", err)
-			}
-			sub := &gateway.Submitter{Router: m.Router, Local: m.Local, Queue: m.Queue, Me: cfg.Me, Log: log, Signer: signer}
-			_, ref, err := sub.Submit(ctx, gateway.Submission{Login: "dmarcreport", UID: -1, From: from, Rcpts: []string{to}, Notify: "FAILURE", Msg: msg, Via: "dmarcreport"})
-			if ref != nil {
-				return fmt.Errorf("%d %s %s", ref.Code, ref.Enhanced, ref.Text)
-			}
-			return err
+}
+
+// OpenDMARCFailureReports starts the sender of DMARC failure reports
+// (RFC 7489 section 7.3), which counts its hourly caps in store and its
+// drops in dropped; the dmarc check hands it failures while the
+// "dmarcfailurereports" setting is on. Server only.
+func (m *MTA) OpenDMARCFailureReports(store state.Store, dropped *prometheus.CounterVec) {
+	log := m.log.With("service", "dmarcfailurereport")
+	m.dmarcruf = report.StartFailureSender(&report.FailureSender{
+		Config: func() report.FailureConfig {
+			cfg := m.cfg()
+			return report.FailureConfig{Reporter: dmarcReporter(cfg), PerDomain: cfg.DMARCFailurePerDomain, Global: cfg.DMARCFailureGlobal}
 		},
-		Logger: log,
-	}
+		Store: store,
+		LookupTXT: func(ctx context.Context, name string) ([]string, error) {
+			return outbound.NewDNSResolver(m.cfg().Resolvers, 10*time.Second).LookupTXT(ctx, name)
+		},
+		IsNotFound: outbound.IsNoSuchDomain,
+		// NOTIFY=NEVER with the null reverse path: a report that cannot
+		// be delivered is dropped, never bounced.
+		Mail: func(ctx context.Context, from, to string, msg []byte) error {
+			return m.dmarcMail(m.cfg(), "NEVER", log)(ctx, from, to, msg)
+		},
+		Dropped: dropped,
+		Logger:  log,
+	})
 }
 
 // OpenJournal opens the delivery journal (DATADIR/state/delivery.journal,
@@ -440,6 +497,9 @@ func (m *MTA) Close() error {
 		<-m.done
 	}
 	var errs []error
+	if m.dmarcruf != nil {
+		m.dmarcruf.Close() // before the queue it submits to closes
+	}
 	if m.callout != nil {
 		m.callout.Close() // probes in flight end
 	}

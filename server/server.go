@@ -72,8 +72,10 @@ type Server struct {
 	rejects  *rejectlog.Log
 	fResults *prometheus.CounterVec
 	fLatency *prometheus.HistogramVec
-	acme     atomic.Pointer[acme.Manager] // nil without acmehosts
-	webmail  *webmail.Handler             // served under /mail/ on the web listener
+	// dmarcDropped counts the DMARC failure reports not sent, by reason.
+	dmarcDropped *prometheus.CounterVec
+	acme         atomic.Pointer[acme.Manager] // nil without acmehosts
+	webmail      *webmail.Handler             // served under /mail/ on the web listener
 	// autoconf answers mail clients' autoconfiguration and the MTA-STS
 	// policy on the web listeners; mtaSTS (under mu) are the policies it
 	// was made with.
@@ -154,7 +156,8 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 	}
 	s.fResults = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_filter_results_total", Help: "SMTP-time check results, by check and verdict (after its mode)."}, []string{"filter", "verdict"})
 	s.fLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "postern_filter_seconds", Help: "Time spent in each SMTP-time check.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}, []string{"filter"})
-	s.reg.MustRegister(s.fResults, s.fLatency)
+	s.dmarcDropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_dmarc_failure_reports_dropped_total", Help: "DMARC failure reports not sent: over the per-domain or global hourly cap, queue full, or state store error."}, []string{"reason"})
+	s.reg.MustRegister(s.fResults, s.fLatency, s.dmarcDropped)
 	if err := s.openFilters(cfg); err != nil {
 		s.closeResources()
 		return nil, err
@@ -200,13 +203,15 @@ func (s *Server) openFilters(cfg *policy.Config) error {
 	if s.mta != nil {
 		// relayverify's answers, shared by the gateways of a cluster.
 		s.mta.callout.SetStore(store)
+		// DMARC failure reports count their hourly caps there too.
+		s.mta.OpenDMARCFailureReports(store, s.dmarcDropped)
 	}
 	rl, err := rejectlog.Open(filepath.Join(cfg.DataDir, "state", "rejects.jsonl"), 0)
 	if err != nil {
 		return err
 	}
 	s.rejects = rl
-	fl, err := buildFilters(cfg, store, s.mta.DMARCRecorder(cfg), s.log, s.fResults, s.fLatency)
+	fl, err := buildFilters(cfg, store, s.mta.DMARCHooks(cfg), s.log, s.fResults, s.fLatency)
 	if err != nil {
 		return err
 	}
@@ -704,7 +709,7 @@ func (s *Server) Reload() error {
 	if err != nil {
 		return refuse(fmt.Errorf("%s: %w", autoconfig.SettingMTASTS, err))
 	}
-	fl, err := buildFilters(cfg, s.store, s.mta.DMARCRecorder(cfg), s.log, s.fResults, s.fLatency)
+	fl, err := buildFilters(cfg, s.store, s.mta.DMARCHooks(cfg), s.log, s.fResults, s.fLatency)
 	if err != nil {
 		return refuse(err)
 	}

@@ -80,6 +80,10 @@ type Options struct {
 	// Reports keeps what aggregate reports need of each evaluation that
 	// found a policy (RFC 7489 section 7.2); nil: nothing is kept.
 	Reports Recorder
+	// Failures takes the messages that failed DMARC and whose policy asks
+	// for failure reports (ruf=, fo=; RFC 7489 section 7.3); nil: none are
+	// reported.
+	Failures FailureRecorder
 }
 
 // Recorder keeps Observations for aggregate reports. RecordDMARC is called
@@ -154,7 +158,32 @@ func (f *Filter) CheckData(ctx context.Context, s *filters.Session, msg filters.
 	if f.opts.Reports != nil && ev.RecordDomain != "" {
 		f.opts.Reports.RecordDMARC(f.observation(s, in, ev, sealer))
 	}
+	// A message a trusted forwarder vouched for is not reported: it is
+	// someone's forwarded mail, not abuse of the domain.
+	if f.opts.Failures != nil && ev.Status == Fail && ev.Override != OverrideARC && hasMailtoURI(ev.Record.ReportFailure) {
+		o := f.observation(s, in, ev, sealer)
+		if ParseFailureOptions(ev.Record.FailureOptions).Wants(ev, o.SPFResult, o.DKIM) {
+			f.opts.Failures.RecordDMARCFailure(failureOf(s, msg, in, o))
+		}
+	}
 	return f.result(ev)
+}
+
+// failureOf gathers a failure report's view of one failing message: the
+// header section is copied now, while the message is at hand.
+func failureOf(s *filters.Session, msg filters.Message, in Input, o Observation) Failure {
+	ev := o.Evaluation
+	fl := Failure{Observation: o, MailFrom: s.From}
+	fl.Header = ReadHeader(io.NewSectionReader(msg, 0, msg.Size()), MaxFailureHeaderBytes)
+	for _, r := range s.Results {
+		fl.AuthResults = append(fl.AuthResults, r.AuthResults...)
+	}
+	fl.AuthResults = append(fl.AuthResults, ev.AuthResult())
+	fl.SPFAlignedDomain = Aligned(in.SPFDomain, ev.FromDomain, ev.Record.SPFAlignment)
+	for _, sig := range o.DKIM {
+		fl.DKIMAlignedDomain = fl.DKIMAlignedDomain || Aligned(sig.Domain, ev.FromDomain, ev.Record.DKIMAlignment)
+	}
+	return fl
 }
 
 // observation gathers the report's view of one evaluation.

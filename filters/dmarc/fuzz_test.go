@@ -69,3 +69,36 @@ func FuzzFromDomain(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseFailureOptions: any fo= value parses to options that render
+// back to a value that parses the same (and never to nothing: 0 is the
+// default).
+func FuzzParseFailureOptions(f *testing.F) {
+	for _, s := range []string{"", "0", "1", "d", "s", "0:1:d:s", " 1 : D ", "x", ":::", "d:s:d:s:d:s:d:s:d:s:d:s:d:s:d:s:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, fo string) {
+		o := dmarc.ParseFailureOptions(fo)
+		s := o.String()
+		if s == "" || dmarc.ParseFailureOptions(s) != o {
+			t.Fatalf("fo=%q: %+v renders as %q", fo, o, s)
+		}
+	})
+}
+
+// FuzzReadHeader: the header copied into a failure report is bounded,
+// made of whole CRLF lines, and never has the blank line.
+func FuzzReadHeader(f *testing.F) {
+	for _, s := range []string{"A: 1\r\n\r\nbody", "A: 1\nB: 2", "\r\n", "A: 1\r\n\tfolded\r\n\r\n", "\x00\r\r\n\n"} {
+		f.Add(s, 64)
+	}
+	f.Fuzz(func(t *testing.T, msg string, max int) {
+		if max <= 0 || max > 1<<16 {
+			max = 64
+		}
+		h := dmarc.ReadHeader(strings.NewReader(msg), max)
+		if len(h) > max+len(msg) || (len(h) > 0 && !strings.HasSuffix(string(h), "\r\n")) || strings.Contains(string(h), "\r\n\r\n") {
+			t.Fatalf("ReadHeader(%q, %d) = %q", msg, max, h)
+		}
+	})
+}
