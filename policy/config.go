@@ -139,6 +139,11 @@ type Config struct {
 	// WebmailFilters offers the webmail's mail filter and autoreply pages
 	// ("webmailfilters", yes by default).
 	WebmailFilters bool
+	// EmptyTrash is "imapemptytrash" (Courier's IMAP_EMPTYTRASH): at an
+	// IMAP or webmail login, messages in these folders whose status last
+	// changed (ctime: when they were moved there) longer ago than the
+	// rule's age are deleted. Trash:7 when absent, as Courier ships.
+	EmptyTrash []TrashRule
 	// IMAPSMAP offers Courier's SMAP inside IMAP connections: SMAP1 in
 	// CAPABILITY and the switch on "\SMAP1"-tagged commands
 	// ("smapcapability": SMAP1, as Courier's SMAP_CAPABILITY, or yes; off
@@ -493,6 +498,7 @@ func LoadWith(dir string, replace map[string]string) (*Config, error) {
 	c.WebmailIdle = l.duration("webmailidle", 30*time.Minute)
 	c.WebmailMaxSession = l.duration("webmailmaxsession", 12*time.Hour)
 	c.WebmailFilters = l.boolean("webmailfilters", true)
+	c.EmptyTrash = l.emptyTrash("imapemptytrash")
 	for _, s := range []struct {
 		name string
 		d    time.Duration

@@ -39,6 +39,7 @@ import (
 	"postern/gateway/smtpd"
 	"postern/internal/acme"
 	"postern/mailbox/imap"
+	"postern/mailbox/maildir"
 	"postern/mailbox/pop3"
 	"postern/mailbox/proxy"
 	"postern/mailbox/smap"
@@ -76,6 +77,8 @@ type Server struct {
 	dmarcDropped *prometheus.CounterVec
 	acme         atomic.Pointer[acme.Manager] // nil without acmehosts
 	webmail      *webmail.Handler             // served under /mail/ on the web listener
+	// purger applies imapemptytrash at IMAP and webmail logins.
+	purger *maildir.Purger
 	// autoconf answers mail clients' autoconfiguration and the MTA-STS
 	// policy on the web listeners; mtaSTS (under mu) are the policies it
 	// was made with.
@@ -312,6 +315,13 @@ func (s *Server) Start() error {
 		"smap": proxy.FromPolicy(cfg, proxy.IMAP, s.log.With("service", "smap")),
 		"pop3": proxy.FromPolicy(cfg, proxy.POP3, s.log.With("service", "pop3")),
 	}
+	s.purger = &maildir.Purger{Logger: s.log.With("service", "purge"), Rules: func() []maildir.PurgeRule {
+		var rules []maildir.PurgeRule
+		for _, r := range s.Config().EmptyTrash {
+			rules = append(rules, maildir.PurgeRule{Folder: r.Folder, Age: r.Age})
+		}
+		return rules
+	}}
 	smapSrv := smap.NewServer(smap.Options{
 		Hostname:          cfg.Me,
 		TLSConfig:         tlsCfg,
@@ -340,6 +350,7 @@ func (s *Server) Start() error {
 		// Filing into and out of Junk teaches the bayes check (a no-op
 		// unless it is in the filters setting).
 		JunkLearn: s.LearnJunk,
+		Purger:    s.purger,
 	})
 	pop3Srv := pop3.NewServer(pop3.Options{
 		Hostname:          cfg.Me,
@@ -790,6 +801,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		m.Close()
 	}
 	wg.Wait()
+	s.purger.Close()
 	s.closeListeners()
 	s.wg.Wait()
 	s.closeResources()

@@ -40,6 +40,7 @@ func (s *Server) newWebmail(cfg *policy.Config) (*webmail.Handler, error) {
 		Logger:         s.log.With("service", "webmail"),
 		Sessions:       s.sessionStore(),
 		JunkLearn:      s.LearnJunk,
+		Purger:         s.purger,
 	})
 }
 

@@ -235,6 +235,9 @@ func (s *session) loggedIn(acct *auth.Account) error {
 	s.account, s.user, s.mail = acct, acct.Name, mail
 	s.state = stateAuth
 	s.track.Update(func(i *netserve.SessionInfo) { i.User = acct.Name })
+	s.srv.opt.Purger.LoggedIn(acct.Name, func() (*maildir.Maildir, error) {
+		return maildir.OpenAs(acct.MaildirPath(), acct.UID, acct.GID)
+	})
 	s.log = s.log.With("user", acct.Name)
 	s.ensureSpecialUse()
 	s.registerSharedFolders()

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/mailbox/maildir"
 	"postern/mailbox/proxy"
 )
 
@@ -78,6 +79,9 @@ type Options struct {
 	// (junklearn.go). It is called from one worker per server, never
 	// while a command waits; msg is not used after it returns. nil: off.
 	JunkLearn func(ctx context.Context, login string, msg []byte, spam bool) error
+	// Purger, when set, applies the retention rules (imapemptytrash,
+	// Courier's IMAP_EMPTYTRASH) to an account's Maildir at its login.
+	Purger *maildir.Purger
 
 	// testUnauthTimeout shortens the pre-login autologout in tests;
 	// testIdlePoll the IDLE rescan interval; testNoWatch turns inotify off.

@@ -142,6 +142,7 @@ var settings = []setting{
 	{Name: "loglevel", Title: "Log level", Group: groupService, Help: "debug, info, warn or error (docs/config.md)."},
 	{Name: "webmailidle", Title: "Webmail idle time", Group: groupService, Help: "Webmail sessions end after this long unused; default 30m (docs/webmail.md)."},
 	{Name: "webmailmaxsession", Title: "Webmail session length", Group: groupService, Help: "Webmail sessions end after this long; default 12h (docs/webmail.md)."},
+	{Name: "imapemptytrash", Title: "Emptying Trash", Group: groupService, Help: "Courier's IMAP_EMPTYTRASH: FOLDER:DAYS,... purged at login; default Trash:7, none for never (docs/imap.md)."},
 
 	{Name: authconfig.ModuleListSetting, Title: "Authentication modules", Group: groupAuth, Help: "The modules asked in order: userdb, pam, mysql, pgsql, ldap (docs/authdaemon.md).",
 		check: func(dir string) error { _, err := authconfig.Read(dir); return err }},

@@ -98,6 +98,9 @@ type Options struct {
 	// Secure marks the cookie Secure even on plain HTTP (a TLS proxy in
 	// front).
 	Secure bool
+	// Purger, when set, applies the retention rules (imapemptytrash) to
+	// an account's Maildir at its login, as sqwebmail purges Trash.
+	Purger *maildir.Purger
 	// Sessions, when set, keeps the login sessions beyond the process
 	// (the server's state store): a restart logs nobody out, and nodes
 	// sharing the store share the sessions.
@@ -461,6 +464,9 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	s.Set(keyUID, itoa(acct.UID))
 	s.Set(keyGID, itoa(acct.GID))
 	h.logins.Add(1)
+	h.opt.Purger.LoggedIn(acct.Name, func() (*maildir.Maildir, error) {
+		return maildir.OpenAs(acct.MaildirPath(), acct.UID, acct.GID)
+	})
 	h.log.Info("webmail: login", "user", acct.Name, "client", client.String())
 	http.Redirect(w, r, listURL(maildir.Inbox, listQuery{}), http.StatusSeeOther)
 }
