@@ -69,6 +69,10 @@ ADDHEADER="X-Rules-Seen: from $REMOTE_ADDR as $HELO"
 	if len(msgs) != 1 || !strings.Contains(string(msgs[0]), "X-Rules-Seen: from 192.0.2.20 as mx.shop.example") {
 		t.Fatalf("ADDHEADER not applied: %q", msgs)
 	}
+	// The rules ran at both RCPTs and after DATA; the field is added once.
+	if n := strings.Count(string(msgs[0]), "X-Rules-Seen:"); n != 1 {
+		t.Fatalf("ADDHEADER added %d times", n)
+	}
 
 	// A rule error tempfails.
 	if code, text := c.send("x@shop.example", h.user, testMessage("a broken rule", "x\r\n")); code != 451 {

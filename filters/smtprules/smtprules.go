@@ -106,7 +106,12 @@ func (f *Filter) CheckRcpt(ctx context.Context, s *filters.Session, rcpt string)
 	vars := sessionVars(s)
 	vars["RECIPIENT"] = rcpt
 	vars["RECIPIENTS"] = strings.Join(append(append([]string(nil), s.Rcpts...), rcpt), " ")
-	return f.run(ctx, vars, rules.NewMessage(nil))
+	r := f.run(ctx, vars, rules.NewMessage(nil))
+	// Header fields belong to the message, which is judged once after
+	// DATA: the same ADDHEADER run for every recipient would add its
+	// field once per recipient, and once more after DATA.
+	r.HeaderFields = nil
+	return r
 }
 
 // CheckData implements filters.DataChecker.
