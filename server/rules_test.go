@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -200,5 +201,33 @@ func TestMailfilterAndDotCourierThroughSMTP(t *testing.T) {
 	}
 	if got := count(""); got != 1 {
 		t.Errorf("INBOX has %d messages, want 1", got)
+	}
+}
+
+// A rule's SCORE_ADD counts once per message: the rules also run at each
+// RCPT, and a score set whatever the stage was added once per recipient
+// and once more after DATA (three recipients: 4 became 16, over the
+// reject threshold).
+func TestSMTPRulesScoreOncePerMessage(t *testing.T) {
+	h := newFilterHarness(t, baseZone(), map[string]string{"filters": "", "smtprules": "SCORE_ADD=4\n", "spamscore": "quarantine 5\nreject 10\n"})
+	h.addUser("bob@example.test", "pw")
+	h.addUser("carol@example.test", "pw")
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("192.0.2.20", "mx.shop.example")
+	c.cmd("MAIL FROM:<friend@shop.example>")
+	for _, r := range []string{h.user, "bob@example.test", "carol@example.test"} {
+		if code, text := c.cmd("RCPT TO:<%s>", r); code != 250 {
+			t.Fatalf("RCPT %s: %d %s", r, code, text)
+		}
+	}
+	c.cmd("DATA")
+	c.conn.Write(testMessage("scored once", "x\r\n"))
+	if code, text := c.cmd("."); code != 250 {
+		t.Fatalf("a message scored 4 by the rules: %d %s", code, text)
+	}
+	msgs := inboxMessages(t, h, h.user)
+	score := regexp.MustCompile(`X-Postern-Score: [^\r\n]*`).FindString(string(msgs[0]))
+	if !strings.HasPrefix(score, "X-Postern-Score: 4") {
+		t.Errorf("score header %q, want a total of 4", score)
 	}
 }

@@ -107,10 +107,11 @@ func (f *Filter) CheckRcpt(ctx context.Context, s *filters.Session, rcpt string)
 	vars["RECIPIENT"] = rcpt
 	vars["RECIPIENTS"] = strings.Join(append(append([]string(nil), s.Rcpts...), rcpt), " ")
 	r := f.run(ctx, vars, rules.NewMessage(nil))
-	// Header fields belong to the message, which is judged once after
-	// DATA: the same ADDHEADER run for every recipient would add its
-	// field once per recipient, and once more after DATA.
-	r.HeaderFields = nil
+	// Header fields and the score belong to the message, which is judged
+	// once after DATA: an ADDHEADER or SCORE_ADD the rules set whatever
+	// the stage would count once per recipient and once more after DATA
+	// (4 points became 16 for three recipients).
+	r.HeaderFields, r.Score = nil, 0
 	return r
 }
 
