@@ -274,3 +274,37 @@ func TestWebmailSessionSurvivesRestart(t *testing.T) {
 		t.Fatalf("after logout and a restart: %d, want the login page's redirect", resp.StatusCode)
 	}
 }
+
+// A rich-text message composed in the webmail reaches another account
+// through the real queue as multipart/alternative: the text part made on
+// the server, the HTML part sanitized, a hostile script gone.
+func TestWebmailHTMLComposeDelivered(t *testing.T) {
+	h := newHarness(t)
+	h.addUser("bob@example.test", "bob pass")
+	a := h.webLogin(h.user, h.pass)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for k, v := range map[string]string{"csrf": a.csrf, "to": "bob@example.test", "subject": "Rich text", "format": "html",
+		"body": "ignored when the HTML is there", "html": `<p>Hello <b>Bob</b></p><script>alert(1)</script><p><a href="https://example.net/x" onclick="steal()">link</a></p>`} {
+		mw.WriteField(k, v)
+	}
+	mw.Close()
+	if resp, page := a.do("POST", "/mail/send", mw.FormDataContentType(), &body); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("send: %d %s", resp.StatusCode, page)
+	}
+	bobNew, _ := filepath.Glob(filepath.Join(h.maildir("bob@example.test"), "new", "*"))
+	if len(bobNew) != 1 {
+		t.Fatalf("bob's new/: %v", bobNew)
+	}
+	got, _ := os.ReadFile(bobNew[0])
+	for _, want := range []string{"multipart/alternative", "Content-Type: text/plain", "Content-Type: text/html", "<b>Bob</b>", "Hello Bob", "link <https://example.net/x>"} {
+		if !bytes.Contains(got, []byte(want)) {
+			t.Errorf("delivered message lacks %q:\n%s", want, got)
+		}
+	}
+	for _, bad := range []string{"<script", "alert(1)", "onclick", "ignored when the HTML is there"} {
+		if bytes.Contains(got, []byte(bad)) {
+			t.Errorf("delivered message has %q:\n%s", bad, got)
+		}
+	}
+}
