@@ -32,6 +32,9 @@ type recordCheck struct {
 	Err   string
 }
 
+// Class is the state as one CSS class word ("lookup error" has a space).
+func (c recordCheck) Class() string { return strings.ReplaceAll(string(c.State), " ", "-") }
+
 // checkRecords looks each record up, at most checkParallel at once and
 // checkLookupLimit in all, until ctx ends; records not reached are "not
 // checked".
