@@ -150,7 +150,7 @@ func KeygenMain(args []string, stdout, stderr io.Writer, configDir string) int {
 		return ExitUsage
 	}
 	if *selector == "" {
-		*selector = "s" + time.Now().UTC().Format("20060102")
+		*selector = DefaultSelector(time.Now())
 	}
 	if err := checkSelector(*selector); err != nil {
 		fmt.Fprintf(stderr, "postern dkim keygen: --selector %q: %v\n", *selector, err)
@@ -169,31 +169,17 @@ func KeygenMain(args []string, stdout, stderr io.Writer, configDir string) int {
 		return ExitFailure
 	}
 
-	dir := filepath.Join(configDir, KeyDir)
-	path := filepath.Join(dir, KeyFileName(domain, *selector))
-	if _, err := os.Stat(path); err == nil && !*force {
+	key, path, err := Keygen(configDir, domain, *selector, *keyType, *bits, *force)
+	if errors.Is(err, ErrKeyExists) {
 		fmt.Fprintf(stderr, "postern dkim keygen: %s exists; choose another --selector or use --force\n", path)
 		return ExitFailure
 	}
-	signer, err := GenerateKey(*keyType, *bits)
 	if err != nil {
 		fmt.Fprintf(stderr, "postern dkim keygen: %v\n", err)
 		return ExitFailure
 	}
-	pemData, err := MarshalPrivateKey(signer)
-	if err != nil {
-		fmt.Fprintf(stderr, "postern dkim keygen: %v\n", err)
-		return ExitFailure
-	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		fmt.Fprintf(stderr, "postern dkim keygen: %v\n", err)
-		return ExitFailure
-	}
-	if err := writeKeyFile(path, pemData); err != nil {
-		fmt.Fprintf(stderr, "postern dkim keygen: %v\n", err)
-		return ExitFailure
-	}
-	record, err := DNSRecord(Key{Domain: domain, Selector: *selector, Signer: signer})
+	signer := key.Signer
+	record, err := DNSRecord(key)
 	if err != nil {
 		fmt.Fprintf(stderr, "postern dkim keygen: %v\n", err)
 		return ExitFailure
@@ -201,6 +187,51 @@ func KeygenMain(args []string, stdout, stderr io.Writer, configDir string) int {
 	fmt.Fprintf(stderr, "wrote %s (%s); publish this record, then reload:\n", path, describeKey(signer))
 	fmt.Fprintln(stdout, record)
 	return ExitOK
+}
+
+// ErrKeyExists: Keygen found a key of that domain and selector and was not
+// told to replace it.
+var ErrKeyExists = errors.New("dkim: key exists")
+
+// DefaultSelector is keygen's selector when none is given: "s" and
+// today's date (UTC), so that a later key sorts after it.
+func DefaultSelector(now time.Time) string { return "s" + now.UTC().Format("20060102") }
+
+// Keygen makes a signing key for domain (keyType "rsa" or "ed25519", bits
+// for RSA) and writes it to CONFIGDIR/dkim/DOMAIN.SELECTOR.key, mode 0600,
+// as `postern dkim keygen` does; it returns the key and the file's path.
+// An existing file is kept (ErrKeyExists) unless force.
+func Keygen(configDir, domain, selector, keyType string, bits int, force bool) (Key, string, error) {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	if err := checkDomainName(domain); err != nil {
+		return Key{}, "", fmt.Errorf("dkim: keygen %q: %w", domain, err)
+	}
+	if err := checkSelector(selector); err != nil {
+		return Key{}, "", fmt.Errorf("dkim: keygen selector %q: %w", selector, err)
+	}
+	if configDir == "" {
+		return Key{}, "", errors.New("dkim: keygen: no configuration directory")
+	}
+	dir := filepath.Join(configDir, KeyDir)
+	path := filepath.Join(dir, KeyFileName(domain, selector))
+	if _, err := os.Stat(path); err == nil && !force {
+		return Key{}, path, ErrKeyExists
+	}
+	signer, err := GenerateKey(keyType, bits)
+	if err != nil {
+		return Key{}, path, err
+	}
+	pemData, err := MarshalPrivateKey(signer)
+	if err != nil {
+		return Key{}, path, err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return Key{}, path, fmt.Errorf("dkim: keygen: %w", err)
+	}
+	if err := writeKeyFile(path, pemData); err != nil {
+		return Key{}, path, err
+	}
+	return Key{Domain: domain, Selector: selector, Signer: signer, File: path}, path, nil
 }
 
 func describeKey(k crypto.Signer) string {

@@ -106,3 +106,26 @@ func FuzzDropInName(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMatchTXT compares a record to publish with arbitrary TXT data from
+// DNS: never a panic; a record always matches itself; a match is found
+// only among candidates, which come from what DNS has.
+func FuzzMatchTXT(f *testing.F) {
+	f.Add("v=spf1 mx ~all", "v=spf1 ~all mx")
+	f.Add("v=DMARC1; p=none; rua=mailto:a@b", "v=DMARC1;p=reject;;=;x")
+	f.Add("v=DKIM1; k=rsa; p=AB CD", "k=rsa;p=ABCD;p=EF")
+	f.Add("v=TLSRPTv1; rua=mailto:x@y", "\x00;\xff= ;v=")
+	f.Fuzz(func(t *testing.T, want, have string) {
+		st, found := matchTXT(want, []string{have})
+		if len(found) > 1 || len(found) == 1 && found[0] != have {
+			t.Fatalf("found %q from %q", found, have)
+		}
+		if st == stateMatches && len(found) != 1 {
+			t.Fatalf("matches with nothing found")
+		}
+		v := txtVersion(want)
+		if self, _ := matchTXT(want, []string{want}); self != stateMatches && (v != "v=dkim1" || tagList(want)["p"] != "") {
+			t.Fatalf("%q does not match itself: %q", want, self)
+		}
+	})
+}
