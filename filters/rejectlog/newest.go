@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -94,7 +93,10 @@ type PageQuery struct {
 
 // Page is one page of matches, newest first.
 type Page struct {
-	Records []Record
+	Records []Record // in the order written, newest first
+	// At is each record's position: a page read from At[i] with Size 1
+	// starts with Records[i].
+	At []Cursor
 	// Next is where the next, older page starts; zero when the log has
 	// nothing older.
 	Next Cursor
@@ -156,6 +158,7 @@ func NewestPage(ctx context.Context, path string, q PageQuery) (Page, error) {
 				stopped = true
 				break
 			}
+			at := Cursor{Gen: g.gen, Offset: rl.end}
 			line, ok, err := rl.prev()
 			if err != nil {
 				return Page{}, fmt.Errorf("rejectlog: %s: %w", g.name, err)
@@ -170,6 +173,7 @@ func NewestPage(ctx context.Context, path string, q PageQuery) (Page, error) {
 			}
 			if q.match(&rec, string(line)) {
 				p.Records = append(p.Records, rec)
+				p.At = append(p.At, at)
 			}
 		}
 		if stopped {
@@ -177,8 +181,6 @@ func NewestPage(ctx context.Context, path string, q PageQuery) (Page, error) {
 			break
 		}
 	}
-	// Concurrent sessions append in finishing order; show by time.
-	sort.SliceStable(p.Records, func(i, j int) bool { return p.Records[i].Time.After(p.Records[j].Time) })
 	return p, nil
 }
 

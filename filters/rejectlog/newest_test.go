@@ -159,6 +159,13 @@ func TestNewestPageBadLines(t *testing.T) {
 	if p.Read != 7 {
 		t.Fatalf("read %d lines, want 7", p.Read)
 	}
+	// A record's position reads it again.
+	for i, at := range p.At {
+		one, err := NewestPage(context.Background(), path, PageQuery{From: at, Size: 1, MaxRead: 1})
+		if err != nil || len(one.Records) != 1 || one.Records[0].Session != p.Records[i].Session {
+			t.Fatalf("record at %v: %v %+v", at, err, one.Records)
+		}
+	}
 	// No log at all is an empty page.
 	p, err = NewestPage(context.Background(), path+"-none", PageQuery{Size: 10, MaxRead: 100})
 	if err != nil || len(p.Records) != 0 {
