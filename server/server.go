@@ -615,6 +615,7 @@ func (s *Server) adminHandler() http.Handler {
 			Sessions:  s.sessionStore(),
 			Who:       s.Who,
 			Kick:      s.Kick,
+			RejectLog: filepath.Join(cfg.DataDir, "state", "rejects.jsonl"),
 			Version:   s.Version,
 			Started:   s.startTime,
 			Logger:    s.log.With("service", "webadmin"),

@@ -191,3 +191,40 @@ func (h *harness) adminLogin(name, pass string) (do func(method, path string, fo
 	}
 	return do, m[1]
 }
+
+// A refusal in a real SMTP session shows on the web admin's Rejects page
+// (the server passes its rejection log), the client's HELO escaped.
+func TestWebadminRejectsShowsRefusal(t *testing.T) {
+	h := newFilterHarness(t, baseZone(), nil)
+	if err := admin.SetPassword(h.etc, "ops", "admin pw"); err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, h.addr("smtp"))
+	c.as("203.0.113.99", "<script>alert(1)</script>")
+	if code, text := c.send("x@nospf.test", h.user, testMessage("spam", "buy\r\n")); code/100 != 5 {
+		t.Fatalf("listed client: %d %s", code, text)
+	}
+	base := "http://" + h.addr("web")
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar}
+	resp, err := hc.PostForm(base+"/admin/login", url.Values{"name": {"ops"}, "password": {"admin pw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = hc.Get(base + "/admin/rejects?client=203.0.113.99")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	body := string(page)
+	for _, want := range []string{"x@nospf.test", "Listed by bl.test: spam source", "<strong>dnsbl</strong>", "helo &lt;script&gt;alert(1)&lt;/script&gt;"} {
+		if resp.StatusCode != 200 || !strings.Contains(body, want) {
+			t.Fatalf("Rejects page: %d, lacks %q\n%s", resp.StatusCode, want, body)
+		}
+	}
+	if strings.Contains(body, "<script") {
+		t.Fatal("the client's HELO is live markup on the page")
+	}
+}

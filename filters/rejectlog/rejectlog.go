@@ -131,6 +131,7 @@ func (l *Log) Close() error {
 // case-insensitively as substrings.
 type Query struct {
 	Since  time.Time
+	Until  time.Time // records at or before it; zero: no end
 	Client string
 	From   string
 	Rcpt   string
@@ -144,6 +145,9 @@ func (q Query) match(r *Record, raw string) bool {
 		return needle == "" || strings.Contains(strings.ToLower(hay), strings.ToLower(needle))
 	}
 	if !q.Since.IsZero() && r.Time.Before(q.Since) {
+		return false
+	}
+	if !q.Until.IsZero() && r.Time.After(q.Until) {
 		return false
 	}
 	if !has(r.Client, q.Client) || !has(r.From, q.From) || !has(raw, q.Text) {

@@ -6,7 +6,7 @@
 // policy, routes, limits, ...; secrets never), files and directories of
 // files alike, each change checked by the parsers the server uses against
 // a copy of the configuration before it is written; and lists and acts on
-// the queue.
+// the queue; and shows the rejection log.
 //
 // Who may log in is the "webadmin" setting: NAME:HASH lines. Every page
 // needs a session (web/websession); every POST carries the session's CSRF
@@ -83,6 +83,13 @@ type Options struct {
 	// nil: the Sessions page says there is nothing to show.
 	Who  func() []netserve.SessionInfo
 	Kick func(m netserve.Match, by string) []netserve.SessionInfo
+	// RejectLog is the rejection log (DATADIR/state/rejects.jsonl) the
+	// Rejects page reads; "": the page says there is none. One request
+	// reads at most RejectsMaxRead records (default 20000) for at most
+	// RejectsTimeout (default 5s).
+	RejectLog      string
+	RejectsMaxRead int
+	RejectsTimeout time.Duration
 }
 
 // Handler serves the admin pages.
@@ -174,6 +181,8 @@ func New(opt Options) (*Handler, error) {
 	mux.HandleFunc("POST /admin/domains/{domain}/dkim", h.page(h.domainDKIM))
 	mux.HandleFunc("GET /admin/sessions", h.page(h.sessionList))
 	mux.HandleFunc("POST /admin/sessions/kick", h.page(h.sessionKick))
+	mux.HandleFunc("GET /admin/rejects", h.page(h.rejectList))
+	mux.HandleFunc("GET /admin/rejects/show", h.page(h.rejectShow))
 	mux.HandleFunc("GET /admin/queue", h.page(h.queueList))
 	mux.HandleFunc("GET /admin/queue/show", h.page(h.queueShow))
 	mux.HandleFunc("POST /admin/queue/retry", h.page(h.queueRetry))
