@@ -75,7 +75,7 @@ func (s *Server) controlWho(_ context.Context, kick bool, args []string, stdout,
 		out = s.Kick(m, "control socket")
 	} else {
 		for _, i := range s.Who() {
-			if mask == "" && network == "" || m.Matches(i) {
+			if m.Lists(i) {
 				out = append(out, i)
 			}
 		}

@@ -83,6 +83,15 @@ func (m Match) Matches(i SessionInfo) bool {
 	return err == nil && ok && i.User != ""
 }
 
+// Lists is Matches for who's listing: with neither a mask nor a network
+// every session is listed, logged in or not.
+func (m Match) Lists(i SessionInfo) bool {
+	if m.UserMask == "" && !m.Network.IsValid() {
+		return true
+	}
+	return m.Matches(i)
+}
+
 // Tracker is kept by a session for Who and Kick: its current SessionInfo
 // (replaced whole on login and SELECT, read from other goroutines) and
 // the channel closed when an admin kicks it. Its zero value is not ready:

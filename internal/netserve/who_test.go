@@ -36,6 +36,13 @@ func TestMatch(t *testing.T) {
 			t.Errorf("ParseMatch(%q, %q).Matches(%+v) = %v, want %v", tc.mask, tc.network, tc.info, got, tc.want)
 		}
 	}
+	all, _ := ParseMatch("", "")
+	if !all.Lists(anon) || !all.Lists(alice) {
+		t.Error("no mask and no network: who lists every session, logged in or not")
+	}
+	if m, _ := ParseMatch("alice@*", ""); m.Lists(anon) || !m.Lists(alice) {
+		t.Error("with a mask, who lists what the mask selects")
+	}
 	for _, bad := range [][2]string{{"[", ""}, {"", "not-an-ip"}, {"", "10.0.0.0/33"}} {
 		if _, err := ParseMatch(bad[0], bad[1]); err == nil {
 			t.Errorf("ParseMatch(%q, %q) accepted", bad[0], bad[1])

@@ -3,6 +3,7 @@ package maildir
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -66,10 +67,7 @@ type PurgeRule struct {
 type Purger struct {
 	Rules  func() []PurgeRule
 	Every  time.Duration
-	Logger interface {
-		Info(msg string, args ...any)
-		Warn(msg string, args ...any)
-	}
+	Logger *slog.Logger // nil: slog.Default()
 
 	mu     sync.Mutex
 	last   map[string]time.Time
@@ -114,11 +112,15 @@ func (p *Purger) LoggedIn(account string, open func() (*Maildir, error)) {
 	p.last[account] = now
 	p.wg.Add(1)
 	p.mu.Unlock()
+	log := p.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	go func() {
 		defer p.wg.Done()
 		md, err := open()
 		if err != nil {
-			p.Logger.Warn("maildir: retention purge: open", "user", account, "err", err)
+			log.Warn("maildir: retention purge: open", "user", account, "err", err)
 			return
 		}
 		for _, r := range rules {
@@ -128,10 +130,10 @@ func (p *Purger) LoggedIn(account string, open func() (*Maildir, error)) {
 			}
 			n, err := f.PurgeOlder(now.Add(-r.Age))
 			if err != nil {
-				p.Logger.Warn("maildir: retention purge", "user", account, "folder", r.Folder, "err", err)
+				log.Warn("maildir: retention purge", "user", account, "folder", r.Folder, "err", err)
 			}
 			if n > 0 {
-				p.Logger.Info("maildir: retention purge", "user", account, "folder", r.Folder, "deleted", n, "older_than", r.Age.String())
+				log.Info("maildir: retention purge", "user", account, "folder", r.Folder, "deleted", n, "older_than", r.Age.String())
 			}
 		}
 	}()

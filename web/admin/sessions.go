@@ -39,7 +39,7 @@ func (h *Handler) sessionList(w http.ResponseWriter, r *http.Request, s *websess
 		d.Total = len(all)
 		now := time.Now()
 		for _, i := range all {
-			if err == nil && (d.Mask == "" && d.Network == "" || m.Matches(i)) {
+			if err == nil && m.Lists(i) {
 				d.Rows = append(d.Rows, sessionRow{SessionInfo: i, IP: i.RemoteIP().String(),
 					Since: i.Since.Local().Format(time.DateTime), For: now.Sub(i.Since).Round(time.Second).String()})
 			}
