@@ -18,13 +18,14 @@ func rejectLogPath(cfg *policy.Config) string {
 }
 
 func runRejects(e *env, args []string) int {
-	fs := newFlags(e, "rejects", "[--since DUR] [--client IP] [--from ADDR] [--rcpt ADDR] [--filter NAME] [--grep TEXT] [-n N] [--json]", `
+	fs := newFlags(e, "rejects", "[--since WHEN] [--until WHEN] [--client IP] [--from ADDR] [--rcpt ADDR] [--filter NAME] [--grep TEXT] [-n N] [--json]", `
 Lists the mail refused during SMTP sessions, newest last: when, which client
 and HELO, sender and recipients, the reply the client saw, which check
 decided, and every check's result and score. Answers "why was this mail
 refused?" in one command. All conditions must hold; text matches are
 case-insensitive substrings. See docs/rejects.md.`)
-	since := fs.Duration("since", 0, "only the last `DURATION` (e.g. 1h, 30m)")
+	since := fs.String("since", "", "only records from `WHEN` on: a duration back from now (1h, 30m) or a UTC time (2026-11-25 14:30)")
+	until := fs.String("until", "", "only records up to `WHEN`, as --since")
 	q := rejectlog.Query{}
 	fs.StringVar(&q.Client, "client", "", "client `address` (substring)")
 	fs.StringVar(&q.From, "from", "", "envelope `sender` (substring)")
@@ -41,8 +42,15 @@ case-insensitive substrings. See docs/rejects.md.`)
 		fmt.Fprintf(e.stderr, "postern rejects: configuration:\n%v\n", err)
 		return 78
 	}
-	if *since > 0 {
-		q.Since = time.Now().Add(-*since)
+	now := time.Now()
+	for _, b := range []struct {
+		flag, value string
+		t           *time.Time
+	}{{"since", *since, &q.Since}, {"until", *until, &q.Until}} {
+		if *b.t, err = rejectlog.ParseTimeBound(b.value, now); err != nil {
+			fmt.Fprintf(e.stderr, "postern rejects: --%s: %v\n", b.flag, err)
+			return 64
+		}
 	}
 	recs, err := rejectlog.Search(rejectLogPath(cfg), q)
 	if err != nil {

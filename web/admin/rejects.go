@@ -32,29 +32,6 @@ type rejectFilter struct {
 	At                              string // the cursor of an "older" page
 }
 
-// timeForms are the times the filter takes, read as UTC.
-var timeForms = []string{time.RFC3339, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"}
-
-// parseRejectTime reads a time bound: a duration back from now ("24h",
-// "30m") or one of timeForms. "" is no bound.
-func parseRejectTime(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		if d < 0 {
-			return time.Time{}, fmt.Errorf("%q: a duration back from now is positive", s)
-		}
-		return now.Add(-d), nil
-	}
-	for _, f := range timeForms {
-		if t, err := time.ParseInLocation(f, s, time.UTC); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%q: want a duration (24h) or a time (2026-11-25 14:30, UTC)", s)
-}
-
 // parseRejectFilter reads the filter form into a page query. Every field
 // is bounded; a bad one is an error naming it.
 func parseRejectFilter(v url.Values, now time.Time) (rejectFilter, rejectlog.PageQuery, error) {
@@ -73,10 +50,10 @@ func parseRejectFilter(v url.Values, now time.Time) (rejectFilter, rejectlog.Pag
 	}
 	q := rejectlog.PageQuery{Query: rejectlog.Query{Client: f.Client, From: f.From, Rcpt: f.Rcpt, Filter: f.Check, Text: f.Text}, Size: rejectsPageSize}
 	var err error
-	if q.Since, err = parseRejectTime(f.Since, now); err != nil {
+	if q.Since, err = rejectlog.ParseTimeBound(f.Since, now); err != nil {
 		errs = append(errs, fmt.Errorf("since: %w", err))
 	}
-	if q.Until, err = parseRejectTime(f.Until, now); err != nil {
+	if q.Until, err = rejectlog.ParseTimeBound(f.Until, now); err != nil {
 		errs = append(errs, fmt.Errorf("until: %w", err))
 	}
 	if q.From, err = rejectlog.ParseCursor(f.At); err != nil {
