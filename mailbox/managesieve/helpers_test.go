@@ -49,8 +49,8 @@ func testValidate(src []byte) error {
 
 type warning string
 
-func (w warning) Error() string   { return string(w) }
-func (w warning) Warning() bool   { return true }
+func (w warning) Error() string { return string(w) }
+func (w warning) Warning() bool { return true }
 
 // testEnv is a running server over a real userdb and real home
 // directories.
