@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"postern/internal/netserve"
 	"postern/mailbox/sievestore"
 )
 
@@ -324,5 +325,24 @@ func TestStorageErrorsAreTemporary(t *testing.T) {
 	_, status := c.cmd(`LISTSCRIPTS`)
 	if strings.Contains(status, env.dir) {
 		t.Errorf("a server path leaked to the client: %q", status)
+	}
+}
+
+func TestWhoAndKick(t *testing.T) {
+	env := newTestEnv(t)
+	c := env.login("alice")
+	who := env.srv.Who()
+	if len(who) != 1 || who[0].User != "alice" || !who[0].TLS || who[0].Protocol != "managesieve" {
+		t.Fatalf("Who = %+v", who)
+	}
+	kicked := env.srv.Kick(netserve.Match{UserMask: "ali*"})
+	if len(kicked) != 1 {
+		t.Fatalf("Kick ended %d sessions", len(kicked))
+	}
+	if _, status := c.response(); !strings.HasPrefix(status, "BYE") {
+		t.Errorf("kicked session got %q", status)
+	}
+	if !c.closed() {
+		t.Error("kicked session still open")
 	}
 }
