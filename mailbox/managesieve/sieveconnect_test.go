@@ -49,7 +49,7 @@ func TestSieveConnect(t *testing.T) {
 		go func() { out, err = cmd.CombinedOutput(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(30 * time.Second):
+		case <-time.After(90 * time.Second):
 			cmd.Process.Kill()
 			<-done
 			t.Fatalf("sieve-connect %v hung; output:\n%s", args, out)
