@@ -32,6 +32,9 @@ const (
 	ListenPOP3        = "pop3"
 	ListenPOP3S       = "pop3s"
 	ListenSMAP        = "smap"
+	// ListenManageSieve serves ManageSieve (RFC 5804, port 4190): users
+	// upload and activate their Sieve scripts.
+	ListenManageSieve = "managesieve"
 	ListenLMTP        = "lmtp" // LMTP from another MTA: host:port or a socket path
 	ListenWeb         = "web"
 	ListenWebs        = "webs"    // the same over TLS (HTTPS), with the server's certificates
@@ -44,7 +47,7 @@ const (
 // KnownListeners lists every listener name in the order services start.
 var KnownListeners = []string{
 	ListenSMTP, ListenSubmission, ListenSubmissions, ListenIMAP, ListenIMAPS,
-	ListenPOP3, ListenPOP3S, ListenSMAP, ListenLMTP, ListenWeb, ListenWebs, ListenMetrics, ListenACME,
+	ListenPOP3, ListenPOP3S, ListenSMAP, ListenManageSieve, ListenLMTP, ListenWeb, ListenWebs, ListenMetrics, ListenACME,
 }
 
 // implicitTLS names the listeners that speak TLS from the first byte.
@@ -131,6 +134,13 @@ type Config struct {
 	IMAPCourierNS bool       // IMAP folders under "INBOX." as Courier shows them ("imapnamespace")
 	LogLevel      slog.Level // ("loglevel")
 	DebugPprof    bool       // serve /debug/pprof/ on the web listeners ("debugpprof")
+	// SieveMaxScripts, SieveMaxScriptSize and SieveQuota bound each
+	// account's Sieve scripts on the managesieve listener ("sievemaxscripts",
+	// "sievemaxscriptsize", "sievequota"; 0 means no limit, the script
+	// size defaults to 1 MiB).
+	SieveMaxScripts    int64
+	SieveMaxScriptSize int64
+	SieveQuota         int64
 	// WebmailIdle ends a webmail session after this long without a
 	// request ("webmailidle", 30m); WebmailMaxSession this long after its
 	// login ("webmailmaxsession", 12h).
@@ -495,6 +505,9 @@ func LoadWith(dir string, replace map[string]string) (*Config, error) {
 	l.mailhostProxy(c)
 	c.LogLevel = l.logLevel("loglevel")
 	c.DebugPprof = l.boolean("debugpprof", false)
+	c.SieveMaxScripts = l.number("sievemaxscripts", 0, 0, 1<<20)
+	c.SieveMaxScriptSize = l.size("sievemaxscriptsize", 1<<20)
+	c.SieveQuota = l.size("sievequota", 0)
 	c.WebmailIdle = l.duration("webmailidle", 30*time.Minute)
 	c.WebmailMaxSession = l.duration("webmailmaxsession", 12*time.Hour)
 	c.WebmailFilters = l.boolean("webmailfilters", true)

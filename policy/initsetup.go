@@ -31,6 +31,7 @@ var DefaultListeners = []struct{ name, addr string }{
 	{ListenPOP3, "127.0.0.1:2110"},
 	{ListenPOP3S, "127.0.0.1:2995"},
 	{ListenSMAP, "127.0.0.1:2144"},
+	{ListenManageSieve, "127.0.0.1:14190"},
 	{ListenWeb, "127.0.0.1:8080"},
 	{ListenWebs, "127.0.0.1:8443"},
 }

@@ -7,6 +7,7 @@ import (
 	"postern/mailbox/imap"
 	"postern/mailbox/maildir"
 	"postern/mailbox/maildir/wal"
+	"postern/mailbox/managesieve"
 	"postern/mailbox/pop3"
 	"postern/mailbox/smap"
 )
@@ -104,6 +105,21 @@ func smapCollector(srv *smap.Server) prometheus.Collector {
 		counter("postern_smap_messages_added_total", "Messages stored by ADD.", func(s smap.Stats) int64 { return s.MessagesAdded }),
 		counter("postern_smap_proxied_sessions_total", "SMAP logins relayed to the account's mailhost.", func(s smap.Stats) int64 { return s.ProxiedSessions }),
 		counter("postern_smap_proxy_failures_total", "SMAP logins whose mailhost could not be reached or refused the login.", func(s smap.Stats) int64 { return s.ProxyFailures }),
+	})
+}
+
+func manageSieveCollector(srv *managesieve.Server) prometheus.Collector {
+	counter := func(name, help string, v func(managesieve.Stats) int64) statMetric[managesieve.Stats] {
+		return statMetric[managesieve.Stats]{prometheus.NewDesc(name, help, nil, nil), prometheus.CounterValue, func(s managesieve.Stats) float64 { return float64(v(s)) }}
+	}
+	return statsTable(srv.Stats, []statMetric[managesieve.Stats]{
+		counter("postern_managesieve_sessions_total", "ManageSieve connections accepted.", func(s managesieve.Stats) int64 { return s.Connections }),
+		{prometheus.NewDesc("postern_managesieve_sessions_active", "ManageSieve sessions open now.", nil, nil), prometheus.GaugeValue, func(s managesieve.Stats) float64 { return float64(s.ActiveSessions) }},
+		counter("postern_managesieve_logins_total", "Successful ManageSieve logins.", func(s managesieve.Stats) int64 { return s.Logins }),
+		counter("postern_managesieve_auth_failures_total", "Failed ManageSieve logins.", func(s managesieve.Stats) int64 { return s.LoginFailures }),
+		counter("postern_managesieve_scripts_stored_total", "Scripts stored by PUTSCRIPT.", func(s managesieve.Stats) int64 { return s.ScriptsStored }),
+		counter("postern_managesieve_scripts_rejected_total", "Scripts PUTSCRIPT or CHECKSCRIPT refused as invalid.", func(s managesieve.Stats) int64 { return s.ScriptsRejected }),
+		counter("postern_managesieve_scripts_deleted_total", "Scripts removed by DELETESCRIPT.", func(s managesieve.Stats) int64 { return s.ScriptsDeleted }),
 	})
 }
 

@@ -40,8 +40,10 @@ import (
 	"postern/internal/acme"
 	"postern/mailbox/imap"
 	"postern/mailbox/maildir"
+	"postern/mailbox/managesieve"
 	"postern/mailbox/pop3"
 	"postern/mailbox/proxy"
+	"postern/mailbox/sievestore"
 	"postern/mailbox/smap"
 	"postern/policy"
 	"postern/web/admin"
@@ -360,14 +362,23 @@ func (s *Server) Start() error {
 		AllowInsecureAuth: cfg.InsecureAuth,
 		Proxy:             s.proxies["pop3"],
 	})
-	s.services = []service{imapSrv, pop3Srv, smapSrv}
+	sieveSrv := managesieve.NewServer(managesieve.Options{
+		Hostname:          cfg.Me,
+		TLSConfig:         tlsCfg,
+		Auth:              s.auth,
+		Logger:            s.log.With("service", "managesieve"),
+		AllowInsecureAuth: cfg.InsecureAuth,
+		// The limits apply from the next start.
+		Limits: sievestore.Limits{MaxScripts: int(cfg.SieveMaxScripts), MaxScriptSize: cfg.SieveMaxScriptSize, MaxStorage: cfg.SieveQuota},
+	})
+	s.services = []service{imapSrv, pop3Srv, smapSrv, sieveSrv}
 	wm, err := s.newWebmail(cfg)
 	if err != nil {
 		return err
 	}
 	s.webmail = wm
 	s.reg.MustRegister(webmailCollector(wm))
-	s.reg.MustRegister(imapCollector(imapSrv), pop3Collector(pop3Srv), smapCollector(smapSrv))
+	s.reg.MustRegister(imapCollector(imapSrv), pop3Collector(pop3Srv), smapCollector(smapSrv), manageSieveCollector(sieveSrv))
 	smtpMetrics := map[gateway.Mode]*gateway.Metrics{
 		gateway.ModeMX:         gateway.NewMetrics(s.reg, "smtp"),
 		gateway.ModeSubmission: gateway.NewMetrics(s.reg, "submission"),
@@ -379,11 +390,12 @@ func (s *Server) Start() error {
 		implicit bool
 	}
 	starters := map[string]starter{
-		policy.ListenIMAP:  {imapSrv, false},
-		policy.ListenIMAPS: {imapSrv, true},
-		policy.ListenPOP3:  {pop3Srv, false},
-		policy.ListenPOP3S: {pop3Srv, true},
-		policy.ListenSMAP:  {smapSrv, false},
+		policy.ListenIMAP:        {imapSrv, false},
+		policy.ListenIMAPS:       {imapSrv, true},
+		policy.ListenPOP3:        {pop3Srv, false},
+		policy.ListenPOP3S:       {pop3Srv, true},
+		policy.ListenSMAP:        {smapSrv, false},
+		policy.ListenManageSieve: {sieveSrv, false},
 	}
 	smtpModes := map[string]gateway.Mode{
 		policy.ListenSMTP:        gateway.ModeMX,

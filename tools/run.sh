@@ -33,6 +33,8 @@ Postern is starting; configuration in $VAR/etc, mail in $VAR/data/mail.
   POP3             127.0.0.1:2110 (STLS), 127.0.0.1:2995 (TLS)
                    fetchmail -p POP3 -P 2110 -u $USER --sslproto '' -k 127.0.0.1
   SMAP             127.0.0.1:2144 (Courier's protocol; STARTTLS), docs/smap.md
+  ManageSieve      127.0.0.1:14190 (STARTTLS; Sieve scripts), docs/managesieve.md
+                   sieve-connect -s 127.0.0.1 -p 14190 -u $USER --list
   Webmail          http://127.0.0.1:8080/mail/   (log in as the user above)
                    https://127.0.0.1:8443/mail/  (the same over TLS, self-signed certificate)
   Metrics          http://127.0.0.1:8080/metrics

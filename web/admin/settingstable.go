@@ -142,6 +142,9 @@ var settings = []setting{
 	{Name: "loglevel", Title: "Log level", Group: groupService, Help: "debug, info, warn or error (docs/config.md)."},
 	{Name: "webmailidle", Title: "Webmail idle time", Group: groupService, Help: "Webmail sessions end after this long unused; default 30m (docs/webmail.md)."},
 	{Name: "webmailmaxsession", Title: "Webmail session length", Group: groupService, Help: "Webmail sessions end after this long; default 12h (docs/webmail.md)."},
+	{Name: "sievemaxscripts", Title: "Sieve scripts per account", Group: groupLimits, Help: "How many Sieve scripts ManageSieve lets an account keep; default 0, no limit (docs/managesieve.md)."},
+	{Name: "sievemaxscriptsize", Title: "Sieve script size", Group: groupLimits, Help: "The largest Sieve script ManageSieve takes; default 1M (docs/managesieve.md)."},
+	{Name: "sievequota", Title: "Sieve storage per account", Group: groupLimits, Help: "All of an account's Sieve scripts together; default 0, no limit (docs/managesieve.md)."},
 	{Name: "imapemptytrash", Title: "Emptying Trash", Group: groupService, Help: "Courier's IMAP_EMPTYTRASH: FOLDER:DAYS,... purged at login; default Trash:7, none for never (docs/imap.md)."},
 
 	{Name: authconfig.ModuleListSetting, Title: "Authentication modules", Group: groupAuth, Help: "The modules asked in order: userdb, pam, mysql, pgsql, ldap (docs/authdaemon.md).",
