@@ -110,10 +110,11 @@ func (a Redirect) String() string {
 }
 
 func (a Reject) String() string {
+	name := "reject "
 	if a.Extended {
-		return "ereject " + a.Reason
+		name = "ereject "
 	}
-	return "reject " + a.Reason
+	return name + strings.TrimSpace(a.Reason)
 }
 
 func (Discard) String() string { return "discard" }

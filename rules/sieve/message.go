@@ -297,14 +297,25 @@ func (m *message) walk(e *gomessage.Entity, depth int) {
 	}
 }
 
-// stripTags turns HTML into its text, roughly: tags and the content of
-// script and style elements go, entities stay. Enough for :text keys.
+// stripTags turns HTML into its text, roughly: inline tags vanish, other
+// tags and line breaks become one space, script and style elements go,
+// entities stay. Enough for :text keys.
 func stripTags(s string) string {
 	var b strings.Builder
 	lower := strings.ToLower(s)
+	space := func() {
+		if b.Len() > 0 && !strings.HasSuffix(b.String(), " ") {
+			b.WriteByte(' ')
+		}
+	}
 	for i := 0; i < len(s); {
-		if s[i] != '<' {
-			b.WriteByte(s[i])
+		c := s[i]
+		if c != '<' {
+			if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
+				space()
+			} else {
+				b.WriteByte(c)
+			}
 			i++
 			continue
 		}
@@ -321,8 +332,22 @@ func stripTags(s string) string {
 		if end < 0 {
 			break
 		}
+		if !inlineTag(lower[i+1 : i+end]) {
+			space()
+		}
 		i += end + 1
-		b.WriteByte(' ')
 	}
-	return b.String()
+	return strings.TrimSpace(b.String())
+}
+
+// inlineTag reports whether a tag (its text between < and >) is an inline
+// element, whose boundaries do not separate words.
+func inlineTag(tag string) bool {
+	tag = strings.TrimPrefix(tag, "/")
+	name, _, _ := strings.Cut(tag, " ")
+	switch strings.TrimSuffix(name, "/") {
+	case "a", "b", "i", "u", "s", "em", "strong", "span", "font", "small", "big", "code", "sub", "sup", "tt", "abbr":
+		return true
+	}
+	return false
 }

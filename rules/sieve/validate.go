@@ -33,10 +33,10 @@ type node struct {
 	args  []*param          // positional arguments; nil where an optional one was left out
 	tests []*node
 	block []*node
-	elses []*node    // for "if": the elsif and else branches that follow it
-	match *matcher   // for match tests
-	hdrs  []*text    // for address/header/date/exists: header names checked
-	extra []string   // constant data computed at validation (body :content types)
+	elses []*node  // for "if": the elsif and else branches that follow it
+	match *matcher // for match tests
+	hdrs  []*text  // for address/header/date/exists: header names checked
+	extra []string // constant data computed at validation (body :content types)
 }
 
 func (n *node) has(tag string) bool {
