@@ -180,7 +180,7 @@ func (p *parser) stringList() (astArg, error) {
 		t := p.advance()
 		if t.kind != tokString {
 			if t.kind == tokRBracket && len(a.strs) == 0 {
-				return a, parseErrorf(t.pos, "empty string list: a list needs at least one string")
+				return a, parseErrorf(open.pos, "empty string list: a list needs at least one string")
 			}
 			return a, parseErrorf(t.pos, "expected a string in the list, found %s", t.describe())
 		}

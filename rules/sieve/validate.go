@@ -187,7 +187,7 @@ func (v *validator) build(a *astNode, spec *cmdSpec) (*node, error) {
 	switch spec.testArgs {
 	case 0:
 		if len(a.tests) > 0 {
-			return nil, parseErrorf(a.tests[0].pos, "%s takes no test", a.name)
+			return nil, parseErrorf(a.tests[0].pos, "%s takes no test: is a ';' missing before %q?", a.name, a.tests[0].name)
 		}
 	case 1:
 		if len(a.tests) == 0 {
