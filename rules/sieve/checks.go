@@ -121,7 +121,7 @@ func (v *validator) checkTest(n *node) error {
 			}
 		}
 		if n.match.kind == matchCount {
-			return parseErrorf(n.pos, "body: :count cannot be used with body (RFC 5173 5)")
+			return parseErrorf(n.pos, "body: :count is not supported with body")
 		}
 	}
 	return nil

@@ -66,7 +66,7 @@ type lexer struct {
 // error.
 func lex(src []byte) ([]token, error) {
 	l := &lexer{src: src, line: 1}
-	var toks []token
+	toks := make([]token, 0, len(src)/6+1)
 	for {
 		t, err := l.next()
 		if err != nil {

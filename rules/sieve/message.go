@@ -17,21 +17,53 @@ type field struct {
 	name  string // as written
 	value string // the raw value after the colon, folding kept
 	raw   string // the whole field as it stands in the message, line ends included
+
+	// Caches: a 30-rule script asks for the same fields many times.
+	dec, unf   string
+	decOK      bool
+	addrs      []address
+	addrsValid bool
 }
 
 // unfolded is the value without line breaks and surrounding white space
 // (RFC 5322 2.2.3), not decoded.
 func (f *field) unfolded() string {
+	if f.unf != "" || f.decOK {
+		return f.unf
+	}
 	v := f.value
 	if strings.ContainsAny(v, "\r\n") {
-		v = strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(v)
+		var b strings.Builder
+		b.Grow(len(v))
+		for i := 0; i < len(v); i++ {
+			if v[i] != '\r' && v[i] != '\n' {
+				b.WriteByte(v[i])
+			}
+		}
+		v = b.String()
 	}
-	return strings.Trim(v, " \t")
+	f.unf = strings.Trim(v, " \t")
+	return f.unf
 }
 
 // decoded is the value as the header test sees it: unfolded and with
 // RFC 2047 encoded-words decoded to UTF-8 (RFC 5228 5.7).
-func (f *field) decoded() string { return mime.DecodeHeaderValue(f.unfolded()) }
+func (f *field) decoded() string {
+	if !f.decOK {
+		f.dec = mime.DecodeHeaderValue(f.unfolded())
+		f.decOK = true
+	}
+	return f.dec
+}
+
+// addresses is the field's address list (parseAddresses), parsed once.
+func (f *field) addresses() []address {
+	if !f.addrsValid {
+		f.addrs = parseAddresses(f.unfolded())
+		f.addrsValid = true
+	}
+	return f.addrs
+}
 
 // message is the message a script runs over: its header fields (which
 // editheader may change) and its body.

@@ -210,7 +210,7 @@ func (r *run) addressTest(n *node, f *frame) (bool, error) {
 	var values []string
 	for _, name := range names {
 		for _, fl := range selectFields(n, r.msg.values(name)) {
-			for _, a := range parseAddresses(fl.unfolded()) {
+			for _, a := range fl.addresses() {
 				if v, ok := r.addressPart(n, a); ok {
 					values = append(values, v)
 				}

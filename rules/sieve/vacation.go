@@ -172,7 +172,7 @@ func (r *run) shouldReply(extra []string) bool {
 	}
 	for _, h := range []string{"To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc"} {
 		for _, fl := range r.msg.values(h) {
-			for _, a := range parseAddresses(fl.unfolded()) {
+			for _, a := range fl.addresses() {
 				if r.isOwn(a.all, own) {
 					return true
 				}
