@@ -323,20 +323,26 @@ func protectedHeader(name string) bool {
 	return strings.EqualFold(name, "Received") || strings.EqualFold(name, "Auto-Submitted")
 }
 
+// editableField expands the field name of addheader/deleteheader; ok is
+// false for a protected field, which the command leaves alone.
+func (r *run) editableField(n *node, f *frame) (name string, ok bool, err error) {
+	if name, err = r.expandOne(n.args[0], f); err != nil {
+		return "", false, err
+	}
+	if !validFieldName(name) {
+		return "", false, runtimeErrorf(n.args[0].pos, "%s: %q is not a valid header field name", n.name, name)
+	}
+	return name, !protectedHeader(name), nil
+}
+
 func (r *run) addheader(n *node, f *frame) error {
-	name, err := r.expandOne(n.args[0], f)
-	if err != nil {
+	name, ok, err := r.editableField(n, f)
+	if err != nil || !ok {
 		return err
 	}
 	value, err := r.expandOne(n.args[1], f)
 	if err != nil {
 		return err
-	}
-	if !validFieldName(name) {
-		return runtimeErrorf(n.args[0].pos, "addheader: %q is not a valid header field name", name)
-	}
-	if protectedHeader(name) {
-		return nil
 	}
 	r.msg.addField(name, value, n.has("last"))
 	r.msg.parsed = false
@@ -347,15 +353,9 @@ func (r *run) addheader(n *node, f *frame) error {
 // (from the end with :last) and only those whose value matches
 // (RFC 5293 section 5).
 func (r *run) deleteheader(n *node, f *frame) error {
-	name, err := r.expandOne(n.args[0], f)
-	if err != nil {
+	name, ok, err := r.editableField(n, f)
+	if err != nil || !ok {
 		return err
-	}
-	if !validFieldName(name) {
-		return runtimeErrorf(n.args[0].pos, "deleteheader: %q is not a valid header field name", name)
-	}
-	if protectedHeader(name) {
-		return nil
 	}
 	var positions []int
 	for i := range r.msg.fields {

@@ -226,27 +226,21 @@ func TestLimits(t *testing.T) {
 	})
 	t.Run("include fan-out", func(t *testing.T) {
 		// Each level includes the next twice: 2^9 runs of the leaf.
-		dir := t.TempDir()
-		os.MkdirAll(filepath.Join(dir, "personal"), 0o755)
+		scripts := map[string]string{"s9": "keep;\n"}
 		for i := 0; i < 9; i++ {
-			body := fmt.Sprintf("require \"include\";\ninclude \"s%d\";\ninclude \"s%d\";\n", i+1, i+1)
-			os.WriteFile(filepath.Join(dir, "personal", fmt.Sprintf("s%d.sieve", i)), []byte(body), 0o644)
+			scripts[fmt.Sprintf("s%d", i)] = fmt.Sprintf("require \"include\";\ninclude \"s%d\";\ninclude \"s%d\";\n", i+1, i+1)
 		}
-		os.WriteFile(filepath.Join(dir, "personal", "s9.sieve"), []byte("keep;\n"), 0o644)
-		s := mustParse(t, "require \"include\";\ninclude \"s0\";")
-		_, err := s.Execute(context.Background(), &Env{Message: msg, Loader: dirLoader{dir}})
+		_, err := mustParse(t, "require \"include\";\ninclude \"s0\";").Execute(context.Background(), &Env{Message: msg, Loader: writeScripts(t, scripts)})
 		if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "more than 255 includes") {
 			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("include depth", func(t *testing.T) {
-		dir := t.TempDir()
-		os.MkdirAll(filepath.Join(dir, "personal"), 0o755)
+		scripts := map[string]string{}
 		for i := 0; i < 20; i++ {
-			os.WriteFile(filepath.Join(dir, "personal", fmt.Sprintf("d%d.sieve", i)),
-				[]byte(fmt.Sprintf("require \"include\"; include \"d%d\";", i+1)), 0o644)
+			scripts[fmt.Sprintf("d%d", i)] = fmt.Sprintf("require \"include\"; include \"d%d\";", i+1)
 		}
-		_, err := mustParse(t, `require "include"; include "d0";`).Execute(context.Background(), &Env{Message: msg, Loader: dirLoader{dir}})
+		_, err := mustParse(t, `require "include"; include "d0";`).Execute(context.Background(), &Env{Message: msg, Loader: writeScripts(t, scripts)})
 		if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "nested more than 10 deep") {
 			t.Fatalf("got %v", err)
 		}
@@ -341,4 +335,20 @@ func TestScriptReuse(t *testing.T) {
 		}(i)
 	}
 	wg.Wait()
+}
+
+// writeScripts writes personal scripts into a temporary directory and
+// returns a loader over it.
+func writeScripts(t *testing.T, scripts map[string]string) Loader {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "personal")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range scripts {
+		if err := os.WriteFile(filepath.Join(dir, name+".sieve"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dirLoader{filepath.Dir(dir)}
 }

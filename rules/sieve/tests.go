@@ -188,32 +188,42 @@ func selectFields(n *node, fields []*field) []*field {
 	return fields[i : i+1]
 }
 
-func (r *run) headerTest(n *node, f *frame) (bool, error) {
+// namedFields returns the fields the test's header names select, :index
+// applied per name.
+func (r *run) namedFields(n *node, f *frame) ([]*field, error) {
 	names, err := r.expandParam(n.args[0], f)
+	if err != nil {
+		return nil, err
+	}
+	var out []*field
+	for _, name := range names {
+		out = append(out, selectFields(n, r.msg.values(name))...)
+	}
+	return out, nil
+}
+
+func (r *run) headerTest(n *node, f *frame) (bool, error) {
+	fields, err := r.namedFields(n, f)
 	if err != nil {
 		return false, err
 	}
-	var values []string
-	for _, name := range names {
-		for _, fl := range selectFields(n, r.msg.values(name)) {
-			values = append(values, fl.decoded())
-		}
+	values := make([]string, 0, len(fields))
+	for _, fl := range fields {
+		values = append(values, fl.decoded())
 	}
 	return r.matchValues(n, f, values)
 }
 
 func (r *run) addressTest(n *node, f *frame) (bool, error) {
-	names, err := r.expandParam(n.args[0], f)
+	fields, err := r.namedFields(n, f)
 	if err != nil {
 		return false, err
 	}
 	var values []string
-	for _, name := range names {
-		for _, fl := range selectFields(n, r.msg.values(name)) {
-			for _, a := range fl.addresses() {
-				if v, ok := r.addressPart(n, a); ok {
-					values = append(values, v)
-				}
+	for _, fl := range fields {
+		for _, a := range fl.addresses() {
+			if v, ok := r.addressPart(n, a); ok {
+				values = append(values, v)
 			}
 		}
 	}
