@@ -257,6 +257,26 @@ func TestLimits(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("matches on a big body", func(t *testing.T) {
+		big := []byte("Subject: x\n\n" + strings.Repeat("a", 1<<20) + "\n")
+		s, err := Parse([]byte(`require "body"; if body :raw :matches "*a*a*a*a*a*b*" { discard; }`), Options{MaxSteps: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_, err = s.Execute(context.Background(), &Env{Message: big})
+		if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "more than 1000 steps") {
+			t.Fatalf("got %v", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("took %v", d)
+		}
+		// With the default budget the same match completes: no match.
+		res := mustRun(t, mustParse(t, `require "body"; if body :raw :matches "*a*a*a*a*a*b*" { discard; }`), &Env{Message: big})
+		if res.Actions[0].String() != "implicit keep" {
+			t.Fatalf("got %v", res.Actions)
+		}
+	})
 	t.Run("redirects", func(t *testing.T) {
 		src := ""
 		for i := 0; i < 5; i++ {

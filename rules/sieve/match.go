@@ -120,6 +120,11 @@ func asciiContainsFold(s, sub string) bool {
 	if sub == "" {
 		return true
 	}
+	if len(s) > 4096 && len(sub) > 16 {
+		// Long texts (bodies): fold once and let strings.Index do it in
+		// linear time instead of the quadratic worst case below.
+		return strings.Contains(asciiUpper(s), asciiUpper(sub))
+	}
 	first := asciiFold(sub[0])
 	for i := 0; i+len(sub) <= len(s); i++ {
 		if asciiFold(s[i]) == first && asciiEqualFold(s[i:i+len(sub)], sub) {
@@ -127,6 +132,14 @@ func asciiContainsFold(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		b[i] = asciiFold(c)
+	}
+	return string(b)
 }
 
 // equal is the comparator's equality.
@@ -238,8 +251,12 @@ func compileGlob(pat string) ([]globToken, int) {
 // "[*] *" on "[a] [b] c" gives "a" and "[b] c", as RFC 5229's example
 // says. It runs in O(len(s)*len(pattern)): only the latest star is ever
 // widened.
-func globMatch(pat, s string, cmp comparator, wantCaps bool) (bool, []string) {
+//
+// budget bounds the loop's iterations: past it globMatch gives up. work is
+// the number of iterations it took (more than budget when it gave up).
+func globMatch(pat, s string, cmp comparator, wantCaps bool, budget int) (bool, []string, int) {
 	toks, nwild := compileGlob(pat)
+	work := 0
 	fold := cmp != cmpOctet
 	var caps [][2]int
 	if wantCaps {
@@ -248,6 +265,10 @@ func globMatch(pat, s string, cmp comparator, wantCaps bool) (bool, []string) {
 	pi, si := 0, 0
 	starPi, starStart, starEnd := -1, 0, 0
 	for si < len(s) || pi < len(toks) {
+		work++
+		if work > budget {
+			return false, nil, work
+		}
 		if pi < len(toks) {
 			t := toks[pi]
 			switch t.kind {
@@ -277,7 +298,7 @@ func globMatch(pat, s string, cmp comparator, wantCaps bool) (bool, []string) {
 			}
 		}
 		if starPi < 0 || starEnd >= len(s) {
-			return false, nil
+			return false, nil, work
 		}
 		starEnd += charLen(s[starEnd:], fold)
 		if caps != nil {
@@ -286,14 +307,14 @@ func globMatch(pat, s string, cmp comparator, wantCaps bool) (bool, []string) {
 		pi, si = starPi+1, starEnd
 	}
 	if !wantCaps {
-		return true, nil
+		return true, nil, work
 	}
 	out := make([]string, 0, nwild+1)
 	out = append(out, s)
 	for _, c := range caps {
 		out = append(out, s[c[0]:c[1]])
 	}
-	return true, out
+	return true, out, work
 }
 
 // charLen is the length of the character at the start of s: one octet for
@@ -307,15 +328,22 @@ func charLen(s string, utf bool) int {
 }
 
 // matchOne compares one value with one key under the match type; for
-// :matches and :regex it also returns the match variables.
-func (m *matcher) matchOne(value, key string, re *regexp.Regexp, wantCaps bool) (bool, []string) {
+// :matches and :regex it also returns the match variables. budget bounds
+// the work of :matches (see globMatch); work is what it took.
+func (m *matcher) matchOne(value, key string, re *regexp.Regexp, wantCaps bool, budget int) (ok bool, caps []string, work int) {
+	if m.kind == matchMatches {
+		return globMatch(key, value, m.cmp, wantCaps, budget)
+	}
+	ok, caps = m.matchSimple(value, key, re, wantCaps)
+	return ok, caps, 0
+}
+
+func (m *matcher) matchSimple(value, key string, re *regexp.Regexp, wantCaps bool) (bool, []string) {
 	switch m.kind {
 	case matchIs:
 		return m.cmp.equal(value, key), nil
 	case matchContains:
 		return m.cmp.contains(value, key), nil
-	case matchMatches:
-		return globMatch(key, value, m.cmp, wantCaps)
 	case matchRegex:
 		if re == nil {
 			return false, nil

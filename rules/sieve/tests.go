@@ -138,7 +138,13 @@ func (r *run) matchValues(n *node, f *frame, values []string) (bool, error) {
 					return false, err
 				}
 			}
-			ok, caps := m.matchOne(v, k, re, wantCaps)
+			// :matches may backtrack: it may use the steps left, 256
+			// iterations a step.
+			budget := (r.opt.MaxSteps - r.steps) << 8
+			ok, caps, work := m.matchOne(v, k, re, wantCaps, budget)
+			if err := r.step(n.pos, (work+255)>>8); err != nil {
+				return false, err
+			}
 			if ok {
 				if wantCaps {
 					f.matchVars = caps
