@@ -277,6 +277,49 @@ func TestLimits(t *testing.T) {
 			t.Fatalf("got %v", res.Actions)
 		}
 	})
+	t.Run("regex on a big body", func(t *testing.T) {
+		big := []byte("Subject: x\n\n" + strings.Repeat("ab", 1<<19) + "\n")
+		s, err := Parse([]byte(`require ["body", "regex"]; if body :raw :regex "(a|b|c|d|e)*(x|y){1,50}" { discard; }`), Options{MaxSteps: 10000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Execute(context.Background(), &Env{Message: big})
+		if !errors.Is(err, ErrLimit) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("many header fields", func(t *testing.T) {
+		var b strings.Builder
+		for i := 0; i < 10000; i++ {
+			fmt.Fprintf(&b, "X-F%d: v\n", i)
+		}
+		b.WriteString("\nbody\n")
+		src := strings.Repeat("if exists \"x-none\" { discard; }\n", 500)
+		s, err := Parse([]byte(src), Options{MaxSteps: 100000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 500 scans of 10,000 fields cost more than 100,000 steps.
+		if _, err := s.Execute(context.Background(), &Env{Message: []byte(b.String())}); !errors.Is(err, ErrLimit) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("many flags", func(t *testing.T) {
+		var flags strings.Builder
+		for i := 0; flags.Len() < 60000; i++ {
+			fmt.Fprintf(&flags, "f%d ", i)
+		}
+		src := "require [\"imap4flags\", \"variables\"];\nset \"all\" \"" + flags.String() + "\";\n" +
+			strings.Repeat("addflag \"${all}\";\nremoveflag \"f1\";\n", 20)
+		start := time.Now()
+		res := mustRun(t, mustParse(t, src), &Env{Message: msg})
+		if k := res.Actions[0].(Keep); len(k.Flags) < 9000 {
+			t.Fatalf("%d flags", len(k.Flags))
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("took %v", d)
+		}
+	})
 	t.Run("redirects", func(t *testing.T) {
 		src := ""
 		for i := 0; i < 5; i++ {

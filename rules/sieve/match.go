@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -93,7 +94,14 @@ type matcher struct {
 	rel  relOp
 	keys *param
 	// regexes holds the compiled constant :regex keys, parallel to keys.
-	regexes []*regexp.Regexp
+	regexes []*compiledRegex
+}
+
+// compiledRegex is a :regex key with its cost: the instructions of its
+// program, which bound the work per byte matched.
+type compiledRegex struct {
+	re   *regexp.Regexp
+	cost int
 }
 
 // asciiFold maps a-z to A-Z, the i;ascii-casemap mapping.
@@ -120,7 +128,7 @@ func asciiContainsFold(s, sub string) bool {
 	if sub == "" {
 		return true
 	}
-	if len(s) > 4096 && len(sub) > 16 {
+	if len(s)*len(sub) > 1<<16 {
 		// Long texts (bodies): fold once and let strings.Index do it in
 		// linear time instead of the quadratic worst case below.
 		return strings.Contains(asciiUpper(s), asciiUpper(sub))
@@ -370,11 +378,21 @@ func (m *matcher) matchSimple(value, key string, re *regexp.Regexp, wantCaps boo
 
 // compileRegex compiles a :regex key: POSIX extended syntax as Go's RE2
 // reads it, case-insensitive under i;ascii-casemap.
-func compileRegex(key string, cmp comparator) (*regexp.Regexp, error) {
+func compileRegex(key string, cmp comparator) (*compiledRegex, error) {
 	if cmp == cmpCasemap {
 		key = "(?i)" + key
 	}
-	return regexp.Compile(key)
+	re, err := regexp.Compile(key)
+	if err != nil {
+		return nil, err
+	}
+	cost := 1
+	if parsed, err := syntax.Parse(key, syntax.Perl); err == nil {
+		if prog, err := syntax.Compile(parsed.Simplify()); err == nil {
+			cost = len(prog.Inst)
+		}
+	}
+	return &compiledRegex{re: re, cost: cost}, nil
 }
 
 func countString(n int) string { return strconv.Itoa(n) }

@@ -3,7 +3,6 @@ package sieve
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -108,7 +107,7 @@ func Parse(src []byte, opt Options) (*Script, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &validator{opt: &opt, required: map[string]bool{}}
+	v := &validator{required: map[string]bool{}}
 	if opt.Extensions != nil {
 		v.enabled = map[string]bool{}
 		for _, e := range opt.Extensions {
@@ -208,7 +207,7 @@ type run struct {
 	stack        []string
 	loaded       map[string]*Script
 	pending      []record
-	regexes      map[string]*regexp.Regexp
+	regexes      map[string]*compiledRegex
 }
 
 // frame is one script's scope: the main script or an included one.
@@ -260,7 +259,8 @@ func (s *Script) Execute(ctx context.Context, env *Env) (*Result, error) {
 // step charges n steps against MaxSteps and notices cancellation.
 func (r *run) step(p Pos, n int) error {
 	before := r.steps
-	r.steps += n
+	r.steps += n + r.msg.work>>4
+	r.msg.work &= 15
 	if r.steps > r.opt.MaxSteps {
 		return limitErrorf(p, "more than %d steps", r.opt.MaxSteps)
 	}
@@ -345,6 +345,9 @@ func (r *run) expand(t *text, f *frame) (string, error) {
 		if b.Len() > maxStringSize {
 			return "", limitErrorf(Pos{}, "a string grew over %d bytes", maxStringSize)
 		}
+	}
+	if err := r.step(Pos{}, b.Len()>>10); err != nil {
+		return "", err
 	}
 	return b.String(), nil
 }

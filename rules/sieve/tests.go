@@ -134,9 +134,16 @@ func (r *run) matchValues(n *node, f *frame, values []string) (bool, error) {
 			}
 			var re *regexp.Regexp
 			if m.kind == matchRegex {
-				if re, err = r.regex(m, i, k, n); err != nil {
+				cr, err := r.regex(m, i, k, n)
+				if err != nil {
 					return false, err
 				}
+				// RE2 is linear, but in the value's length times the
+				// program's size: charge that before matching.
+				if err := r.step(n.pos, (len(v)+1)*cr.cost>>8); err != nil {
+					return false, err
+				}
+				re = cr.re
 			}
 			// :matches may backtrack: it may use the steps left, 256
 			// iterations a step.
@@ -158,7 +165,7 @@ func (r *run) matchValues(n *node, f *frame, values []string) (bool, error) {
 
 // regex returns the compiled i'th :regex key: compiled at parse time when
 // constant, else compiled now and cached for the run.
-func (r *run) regex(m *matcher, i int, key string, n *node) (*regexp.Regexp, error) {
+func (r *run) regex(m *matcher, i int, key string, n *node) (*compiledRegex, error) {
 	if i < len(m.regexes) && m.regexes[i] != nil {
 		return m.regexes[i], nil
 	}
@@ -171,7 +178,7 @@ func (r *run) regex(m *matcher, i int, key string, n *node) (*regexp.Regexp, err
 		return nil, runtimeErrorf(n.pos, "%s: bad regular expression %q: %v", n.name, key, err)
 	}
 	if r.regexes == nil {
-		r.regexes = map[string]*regexp.Regexp{}
+		r.regexes = map[string]*compiledRegex{}
 	}
 	r.regexes[cacheKey] = re
 	return re, nil

@@ -2,7 +2,6 @@ package sieve
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 )
@@ -47,7 +46,6 @@ func (n *node) has(tag string) bool {
 // validator turns the parsed commands into nodes, checking requires and
 // arguments (RFC 5228 sections 2.6, 2.10.5, 3.2).
 type validator struct {
-	opt      *Options
 	required map[string]bool
 	enabled  map[string]bool // nil: every supported extension
 	started  bool            // a command other than require was seen
@@ -363,7 +361,7 @@ func (v *validator) matcher(n *node) (*matcher, error) {
 		m.keys = n.args[len(n.args)-1]
 	}
 	if m.kind == matchRegex && m.keys != nil {
-		m.regexes = make([]*regexp.Regexp, len(m.keys.strs))
+		m.regexes = make([]*compiledRegex, len(m.keys.strs))
 		for i, k := range m.keys.strs {
 			if k.parts != nil {
 				continue
