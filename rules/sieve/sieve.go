@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -130,7 +131,7 @@ type Loader interface {
 }
 
 // ErrNotFound may be returned (wrapped) by a Loader for a missing script.
-var ErrNotFound = fmt.Errorf("sieve: script not found")
+var ErrNotFound = errors.New("sieve: script not found")
 
 // Store is the memory of vacation replies and duplicate checks, kept per
 // user by the caller (a file, the state store). Keys are opaque strings
