@@ -231,6 +231,9 @@ func (p *Program) Run(ctx context.Context, msg *Message, env Env) (Result, error
 // Done reports whether the message has been disposed of (to or exit).
 func (s *Session) Done() bool { return s.disposed }
 
+// Message is the message as the session has it now: xfilter replaces it.
+func (s *Session) Message() *Message { return s.msg }
+
 // Run runs p in this session. After Done it does nothing.
 func (s *Session) Run(ctx context.Context, p *Program) error {
 	if s.disposed {

@@ -38,6 +38,7 @@ import (
 	"postern/gateway"
 	"postern/gateway/smtpd"
 	"postern/internal/acme"
+	"postern/mailbox/deliver"
 	"postern/mailbox/imap"
 	"postern/mailbox/maildir"
 	"postern/mailbox/managesieve"
@@ -46,6 +47,7 @@ import (
 	"postern/mailbox/sievestore"
 	"postern/mailbox/smap"
 	"postern/policy"
+	"postern/rules/sieve"
 	"postern/web/admin"
 	"postern/web/autoconfig"
 	"postern/web/webmail"
@@ -368,6 +370,12 @@ func (s *Server) Start() error {
 		Auth:              s.auth,
 		Logger:            s.log.With("service", "managesieve"),
 		AllowInsecureAuth: cfg.InsecureAuth,
+		// Scripts are checked by the parser delivery runs them with.
+		Validate: func(src []byte) error {
+			_, err := sieve.Parse(src, deliver.SieveOptions)
+			return err
+		},
+		Extensions: sieve.Extensions,
 		// The limits apply from the next start.
 		Limits: sievestore.Limits{MaxScripts: int(cfg.SieveMaxScripts), MaxScriptSize: cfg.SieveMaxScriptSize, MaxStorage: cfg.SieveQuota},
 	})

@@ -182,6 +182,8 @@ type Agent struct {
 	// .mailfilter, while they stay unchanged (three stat calls less per
 	// delivery).
 	plainHomes dirfact.Cache
+	// sieveScripts are the users' Sieve scripts, parsed (sieve.go).
+	sieveScripts scriptCache
 }
 
 // SetJournal makes Maildir deliveries durable through the server's
@@ -290,6 +292,7 @@ func (a *Agent) Deliver(ctx context.Context, req Request) Outcome {
 		}
 	}
 	filters := []string{}
+	var script *sieveSource
 	if !haveInstr {
 		if a.systemRules != "" && fileExists(a.systemRules) {
 			filters = append(filters, a.systemRules)
@@ -298,13 +301,21 @@ func (a *Agent) Deliver(ctx context.Context, req Request) Outcome {
 			if mf := filepath.Join(j.home, ".mailfilter"); fileExists(mf) {
 				filters = append(filters, mf)
 				anyFile = true
+			} else {
+				// No .mailfilter: the active Sieve script, if any
+				// (sieve.go).
+				var err error
+				if script, err = j.activeSieve(); err != nil {
+					return temporary("%v", err)
+				}
+				anyFile = anyFile || script != nil
 			}
 		}
 	}
 	if homeSt != nil && req.Extension == "" && !req.NoInstructions && !plainHome && !anyFile {
 		a.plainHomes.Remember(j.home, homeSt, time.Now())
 	}
-	if !haveInstr && len(filters) == 0 {
+	if !haveInstr && len(filters) == 0 && script == nil {
 		return j.deliverPlain(ctx)
 	}
 	if a.euid == 0 && j.acct.UID != 0 {
@@ -321,6 +332,16 @@ func (a *Agent) Deliver(ctx context.Context, req Request) Outcome {
 	}
 	if haveInstr {
 		return j.runInstructionFile(ctx, instr, msg)
+	}
+	if script != nil {
+		if len(filters) == 0 {
+			return j.runSieve(ctx, script, msg)
+		}
+		// maildroprc first, as for .mailfilter; the script decides
+		// what the system rules leave undecided.
+		return j.runFilters(ctx, filters, msg, FilterMode{then: func(ctx context.Context, msg []byte) Outcome {
+			return j.runSieve(ctx, script, msg)
+		}})
 	}
 	return j.runFilters(ctx, filters, msg, FilterMode{})
 }

@@ -163,6 +163,10 @@ type FilterMode struct {
 	// Delivery is maildrop's delivery mode (-M with -d USER): of the
 	// environment only the locale's variables become variables.
 	Delivery bool
+	// then, when set, takes the place of the delivery to $DEFAULT when
+	// the filters neither delivered nor exited (the user's Sieve script
+	// after maildroprc), with the message as the filters left it.
+	then func(ctx context.Context, msg []byte) Outcome
 }
 
 // Filter runs one filter file in manual or embedded mode (maildrop FILE,
@@ -266,6 +270,12 @@ func (j *job) runFilters(ctx context.Context, files []string, raw []byte, mode F
 		if s.Done() {
 			break
 		}
+	}
+	if mode.then != nil && !s.Done() {
+		if _, err := s.Finish(ctx, false); err != nil {
+			return j.filterFailure(err)
+		}
+		return mode.then(ctx, s.Message().Output())
 	}
 	res, err := s.Finish(ctx, !mode.Embedded)
 	if err != nil {
