@@ -144,7 +144,9 @@ func agentResult(o deliver.Outcome) delivery.Result {
 		return delivery.Result{Status: "2.0.0"}
 	case deliver.StatusPermanent:
 		status := "5.2.0"
-		if o.ExitCode == 77 {
+		if o.Enhanced != "" {
+			status = o.Enhanced
+		} else if o.ExitCode == 77 {
 			status = "5.2.2" // over quota (deliverquota's 77)
 		} else if o.ExitCode == 67 {
 			status = "5.1.1"
@@ -155,7 +157,7 @@ func agentResult(o deliver.Outcome) delivery.Result {
 }
 
 func diagText(o deliver.Outcome) string {
-	if o.ExitCode == 77 {
+	if o.ExitCode == 77 && o.Enhanced == "" {
 		return "mailbox full"
 	}
 	if o.Reason != "" {

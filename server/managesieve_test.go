@@ -83,7 +83,8 @@ func TestManageSieveScriptFilesSMTPMail(t *testing.T) {
 	if r := c.put("broken", "require \"fileinto\";\nfileinto :frob \"x\";\n"); !strings.HasPrefix(lastLine(r), "NO") || !strings.Contains(r, "2:") {
 		t.Fatalf("a bad script: %q, want NO with its position", r)
 	}
-	script := `require ["fileinto", "mailbox", "vacation"];
+	script := `require ["fileinto", "mailbox", "vacation", "reject"];
+if address :is "from" "spammer@example.net" { reject "No thanks."; stop; }
 if header :contains "subject" "[lists]" { fileinto :create "Lists"; stop; }
 if address :is "from" "boss@example.net" { discard; }
 `
@@ -107,6 +108,12 @@ if address :is "from" "boss@example.net" { discard; }
 	send("carol@example.net", "[lists] weekly digest")
 	send("carol@example.net", "hello")
 	send("boss@example.net", "do this now")
+	// reject: delivery happens before the 250, so the refusal is the
+	// reply to the end of data, not a bounce.
+	err := h.send("spammer@example.net", []string{h.user}, []byte("From: <spammer@example.net>\r\nSubject: buy\r\n\r\nbody\r\n"))
+	if err == nil || !strings.Contains(err.Error(), "550") || !strings.Contains(err.Error(), "No thanks.") {
+		t.Fatalf("rejected message: %v, want 550 with the script's reason", err)
+	}
 	md := h.maildir(h.user)
 	count := func(dir string) int {
 		n := 0

@@ -577,7 +577,7 @@ func (s *Server) serve(name string, srv service, ln net.Listener) {
 // closedErr reports whether a Serve error only says the server was shut down.
 func closedErr(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, imap.ErrServerClosed) ||
-		errors.Is(err, pop3.ErrServerClosed) || errors.Is(err, smtpd.ErrServerClosed) ||
+		errors.Is(err, pop3.ErrServerClosed) || errors.Is(err, managesieve.ErrServerClosed) || errors.Is(err, smtpd.ErrServerClosed) ||
 		errors.Is(err, smap.ErrServerClosed) || errors.Is(err, authdaemon.ErrServerClosed)
 }
 

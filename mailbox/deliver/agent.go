@@ -76,6 +76,10 @@ type Outcome struct {
 	Status   Status
 	ExitCode int    // Courier's: 0, 75, 77, 67, ... — what "postern maildrop" exits with
 	Reason   string // for the log and the bounce; empty when delivered
+	// Enhanced, when set, is the RFC 3463 status the failure is to be
+	// reported with ("5.7.1" for a Sieve reject); otherwise the exit code
+	// decides it.
+	Enhanced string
 	// Delivered lists where copies went: maildir folders, mbox files,
 	// "|program", "!address". Empty with StatusOK means discarded on
 	// purpose (a filter's exit, a .courier file of comments).

@@ -155,7 +155,10 @@ func (j *job) sieveAction(ctx context.Context, a sieve.Action, msg []byte) *Outc
 			reason = "rejected by the recipient's filter"
 		}
 		j.a.log.Info("deliver: rejected by sieve", "account", j.acct.Name, "reason", reason)
-		return &Outcome{Status: StatusPermanent, ExitCode: 77, Reason: reason}
+		// Exit 77 is what a maildrop filter's refusal exits with; the
+		// gateway answers 550 5.7.1 with the script's text (RFC 5429
+		// 2.1 prefers refusing in the protocol to a bounce).
+		return &Outcome{Status: StatusPermanent, ExitCode: 77, Reason: reason, Enhanced: "5.7.1"}
 	case sieve.Discard:
 	case sieve.Vacation:
 		reply := a.Reply(j.a.opt.Now())
