@@ -86,6 +86,7 @@ func commands() []command {
 		{"kick", "end the sessions of users or of a client address (doveadm kick)", runKick},
 		{"reputation", "explain or reset the history the reputation check keeps of a client, network or domain", runReputation},
 		{"rules", "check a maildrop filter file, or show step by step what it does with a message", runRules},
+		{"sieve", "check or try a Sieve script; list, store, activate an account's scripts (sieve-test, doveadm sieve)", runSieve},
 		{"maildrop", "deliver a message to a local account: .courier, maildroprc, ~/.mailfilter (Courier's maildrop)", runMaildrop},
 		{"dotforward", "in a .courier file (\"|| dotforward\"): obey ~/.forward as sendmail does (Courier's dotforward)", runDotforward},
 		{"reformail", "rewrite a message's header (Courier's reformail)", runReformail},
