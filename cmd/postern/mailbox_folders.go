@@ -361,21 +361,12 @@ func (c *mailboxCmd) create(args []string) int {
 	if !ok {
 		return 64
 	}
-	return c.run(true, func(a *auth.Account, md *maildir.Maildir) (string, error) {
-		var first error
-		made := 0
-		for _, f := range folders {
-			err := md.CreateFolder(f)
-			if err == nil && *subscribe {
-				err = md.Subscribe(subscriptionName(f), true)
-			}
-			if err != nil {
-				first = firstErr(first, fmt.Errorf("create %s: %w", c.names.display(f), err))
-				continue
-			}
-			made++
+	return c.onFolders(true, folders, "created", func(md *maildir.Maildir, f string) (int, error) {
+		err := md.CreateFolder(f)
+		if err == nil && *subscribe {
+			err = md.Subscribe(subscriptionName(f), true)
 		}
-		return fmt.Sprintf("%d created", made), first
+		return 1, err
 	})
 }
 
@@ -401,17 +392,8 @@ func (c *mailboxCmd) delete(args []string) int {
 	if !ok {
 		return 64
 	}
-	return c.run(false, func(a *auth.Account, md *maildir.Maildir) (string, error) {
-		var first error
-		removed := 0
-		for _, f := range folders {
-			n, err := c.deleteFolder(md, f, *recursive, *onlyEmpty, *unsubscribe)
-			removed += n
-			if err != nil {
-				first = firstErr(first, fmt.Errorf("delete %s: %w", c.names.display(f), err))
-			}
-		}
-		return fmt.Sprintf("%d deleted", removed), first
+	return c.onFolders(false, folders, "deleted", func(md *maildir.Maildir, f string) (int, error) {
+		return c.deleteFolder(md, f, *recursive, *onlyEmpty, *unsubscribe)
 	})
 }
 
@@ -544,23 +526,34 @@ func (c *mailboxCmd) subscribe(args []string) int {
 		return 64
 	}
 	on := c.sub == "subscribe"
-	return c.run(on, func(a *auth.Account, md *maildir.Maildir) (string, error) {
+	return c.onFolders(on, folders, c.sub+"d", func(md *maildir.Maildir, f string) (int, error) {
+		if on {
+			if _, err := md.Folder(f); err != nil {
+				return 0, err
+			}
+		}
+		return 1, md.Subscribe(subscriptionName(f), on)
+	})
+}
+
+// folderOp does a subcommand's work on one folder of an account and says
+// how many folders it changed.
+type folderOp func(md *maildir.Maildir, folder string) (int, error)
+
+// onFolders runs op on each folder of every account; an account's error
+// is its first folder's that failed, and the progress line counts the
+// folders done.
+func (c *mailboxCmd) onFolders(create bool, folders []string, done string, op folderOp) int {
+	return c.run(create, func(a *auth.Account, md *maildir.Maildir) (string, error) {
 		var first error
-		done := 0
+		n := 0
 		for _, f := range folders {
-			var err error
-			if on {
-				_, err = md.Folder(f)
-			}
-			if err == nil {
-				err = md.Subscribe(subscriptionName(f), on)
-			}
+			k, err := op(md, f)
+			n += k
 			if err != nil {
 				first = firstErr(first, fmt.Errorf("%s %s: %w", c.sub, c.names.display(f), err))
-				continue
 			}
-			done++
 		}
-		return fmt.Sprintf("%d %sd", done, c.sub), first
+		return fmt.Sprintf("%d %s", n, done), first
 	})
 }

@@ -146,6 +146,31 @@ func (v *messageView) decodedValues(field string) []string {
 	return out
 }
 
+// messageOp does a subcommand's work on one message a query matched and
+// says whether it counts (was changed, printed).
+type messageOp func(a *auth.Account, v *messageView) (bool, error)
+
+// onMatches parses the query words (64 on a mistake; needMailbox: see
+// parseQuery) and runs op on every message they match in each account;
+// the progress line counts the messages op counted.
+func (c *mailboxCmd) onMatches(words []string, needMailbox bool, done string, op messageOp) int {
+	q, ok := c.parseQuery(words, needMailbox)
+	if !ok {
+		return 64
+	}
+	return c.run(false, func(a *auth.Account, md *maildir.Maildir) (string, error) {
+		n := 0
+		err := c.eachMatch(md, q, "", func(v *messageView) error {
+			counts, err := op(a, v)
+			if err == nil && counts {
+				n++
+			}
+			return err
+		})
+		return fmt.Sprintf("%d %s", n, done), err
+	})
+}
+
 // matchFunc gets each message a query matched.
 type matchFunc func(v *messageView) error
 
@@ -207,22 +232,13 @@ func (c *mailboxCmd) search(args []string) int {
 	if code, done := c.parse(fs, args); done {
 		return code
 	}
-	q, ok := c.parseQuery(fs.Args(), false)
-	if !ok {
-		return 64
-	}
-	return c.run(false, func(a *auth.Account, md *maildir.Maildir) (string, error) {
-		n := 0
-		err := c.eachMatch(md, q, "", func(v *messageView) error {
-			n++
-			if c.asJSON {
-				c.emitJSON(map[string]any{"user": a.Name, "mailbox": v.names[0], "uid": v.m.UID, "uidvalidity": v.snap.UIDValidity})
-			} else {
-				c.emitText(a, v.names[0]+"\t"+strconv.FormatUint(uint64(v.m.UID), 10))
-			}
-			return nil
-		})
-		return fmt.Sprintf("%d found", n), err
+	return c.onMatches(fs.Args(), false, "found", func(a *auth.Account, v *messageView) (bool, error) {
+		if c.asJSON {
+			c.emitJSON(map[string]any{"user": a.Name, "mailbox": v.names[0], "uid": v.m.UID, "uidvalidity": v.snap.UIDValidity})
+		} else {
+			c.emitText(a, v.names[0]+"\t"+strconv.FormatUint(uint64(v.m.UID), 10))
+		}
+		return true, nil
 	})
 }
 
@@ -265,26 +281,17 @@ func (c *mailboxCmd) fetch(args []string) int {
 	if len(fields) == 0 {
 		return c.usageError("no fetch fields")
 	}
-	q, ok := c.parseQuery(fs.Args()[1:], false)
-	if !ok {
-		return 64
-	}
-	return c.run(false, func(a *auth.Account, md *maildir.Maildir) (string, error) {
-		n := 0
-		err := c.eachMatch(md, q, "", func(v *messageView) error {
-			values := make([]fetchValue, 0, len(fields))
-			for _, f := range fields {
-				val, err := fetchField(a, v, f)
-				if err != nil {
-					return err
-				}
-				values = append(values, val)
+	return c.onMatches(fs.Args()[1:], false, "fetched", func(a *auth.Account, v *messageView) (bool, error) {
+		values := make([]fetchValue, 0, len(fields))
+		for _, f := range fields {
+			val, err := fetchField(a, v, f)
+			if err != nil {
+				return false, err
 			}
-			c.emitFetch(values)
-			n++
-			return nil
-		})
-		return fmt.Sprintf("%d fetched", n), err
+			values = append(values, val)
+		}
+		c.emitFetch(values)
+		return true, nil
 	})
 }
 
@@ -436,20 +443,8 @@ func (c *mailboxCmd) expunge(args []string) int {
 	if code, done := c.parse(fs, args); done {
 		return code
 	}
-	q, ok := c.parseQuery(fs.Args(), true)
-	if !ok {
-		return 64
-	}
-	return c.run(false, func(a *auth.Account, md *maildir.Maildir) (string, error) {
-		n := 0
-		err := c.eachMatch(md, q, "", func(v *messageView) error {
-			if err := v.f.Remove(v.m.Key); err != nil {
-				return err
-			}
-			n++
-			return nil
-		})
-		return fmt.Sprintf("%d expunged", n), err
+	return c.onMatches(fs.Args(), true, "expunged", func(a *auth.Account, v *messageView) (bool, error) {
+		return true, v.f.Remove(v.m.Key)
 	})
 }
 
@@ -527,24 +522,12 @@ func (c *mailboxCmd) flagsCmd(args []string) int {
 	if err != nil {
 		return c.usageError("%v", err)
 	}
-	q, ok := c.parseQuery(fs.Args()[2:], false)
-	if !ok {
-		return 64
-	}
-	return c.run(false, func(a *auth.Account, md *maildir.Maildir) (string, error) {
-		n := 0
-		err := c.eachMatch(md, q, "", func(v *messageView) error {
-			flags, kws := changeFlags(op, v.m.Flags, v.m.Keywords, letters, keywords)
-			if flags == v.m.Flags && slices.Equal(kws, v.m.Keywords) {
-				return nil
-			}
-			if err := v.f.SetFlags(v.m.Key, flags, kws); err != nil {
-				return err
-			}
-			n++
-			return nil
-		})
-		return fmt.Sprintf("%d changed", n), err
+	return c.onMatches(fs.Args()[2:], false, "changed", func(a *auth.Account, v *messageView) (bool, error) {
+		flags, kws := changeFlags(op, v.m.Flags, v.m.Keywords, letters, keywords)
+		if flags == v.m.Flags && slices.Equal(kws, v.m.Keywords) {
+			return false, nil
+		}
+		return true, v.f.SetFlags(v.m.Key, flags, kws)
 	})
 }
 
