@@ -82,6 +82,7 @@ func commands() []command {
 		{"rejects", "list and search the mail refused during SMTP sessions", runRejects},
 		{"bayes", "train the bayes content classifier with spam and ham (per user too), forget, show its counts, expire old tokens", runBayes},
 		{"quota", "show or recount accounts' Maildir++ quotas (doveadm quota get, recalc)", runQuota},
+		{"mailbox", "list, create, delete, rename folders; search, fetch, expunge, move, flag messages (doveadm mailbox, search, ...)", runMailbox},
 		{"who", "list the IMAP, POP3 and SMAP sessions of the running server (doveadm who)", runWho},
 		{"kick", "end the sessions of users or of a client address (doveadm kick)", runKick},
 		{"reputation", "explain or reset the history the reputation check keeps of a client, network or domain", runReputation},
