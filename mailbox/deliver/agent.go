@@ -125,7 +125,8 @@ type Options struct {
 	Auth   *auth.Service  // used by MaildropMain -d; Deliver is given the account
 	Logger *slog.Logger   // nil: slog.Default()
 	// Sendmail is the command forwards go through, as argv; "-oi -f
-	// SENDER ADDR..." is appended. Default: this binary + "sendmail".
+	// SENDER ADDR..." is appended. Default: this binary + "sendmail"
+	// (with --config Config.Dir when that is not the default directory).
 	Sendmail []string
 	// ForwardSender gives a forward's envelope sender from the original
 	// one (SRS); nil uses Config.ForwardSender. A server passes its
@@ -212,6 +213,12 @@ func New(opt Options) (*Agent, error) {
 			return nil, fmt.Errorf("deliver: no sendmail command: %w", exeErr)
 		}
 		a.sendmail = []string{exe, "sendmail"}
+		if opt.Config != nil && opt.Config.Dir != "" && opt.Config.Dir != policy.DefaultDir {
+			// The same configuration as this agent's: forwards and
+			// vacation replies of a server started with --config go
+			// into its own queue, not /etc/postern's.
+			a.sendmail = []string{exe, "--config", opt.Config.Dir, "sendmail"}
+		}
 	}
 	a.reexec = opt.Reexec
 	if len(a.reexec) == 0 && exeErr == nil {
