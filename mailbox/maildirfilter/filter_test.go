@@ -158,6 +158,16 @@ func TestSaveRulesKeepsHandWritten(t *testing.T) {
 	if err := a.SaveRules(nil, testRecipe); err != nil {
 		t.Fatal("a generated file is replaced:", err)
 	}
+	// No rules: no file, so that an active Sieve script decides again.
+	if _, err := os.Stat(a.FilterFile()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("no rules left a .mailfilter: %v", err)
+	}
+	if rs, _, err := a.LoadRules(); err != nil || len(rs) != 0 {
+		t.Fatalf("rules without a file: %v %v", rs, err)
+	}
+	if err := a.SaveRules(rs, testRecipe); err != nil {
+		t.Fatal(err)
+	}
 	st, err := os.Stat(a.FilterFile())
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("mode %v %v", st, err)

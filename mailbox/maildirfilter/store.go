@@ -130,7 +130,31 @@ func (a Account) SaveRules(rs []Rule, rc Recipe) error {
 	case !bytes.HasPrefix(old, []byte(Marker)):
 		return ErrForeign
 	}
+	if len(rs) == 0 {
+		// No rules delivers as no file does; without the file the
+		// account's Sieve script, if any, decides again (docs/sieve.md).
+		return a.removeIn(a.Home, filterName)
+	}
 	return a.writeIn(a.Home, filterName, data)
+}
+
+// removeIn removes name (relative to dir) if it is there, and makes the
+// removal durable.
+func (a Account) removeIn(dir, name string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if err := root.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	d, err := root.Open(path.Dir(name))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // writeIn replaces name (a path relative to dir) atomically: a

@@ -13,6 +13,7 @@ import (
 
 	"postern/mailbox/maildir"
 	"postern/mailbox/maildirfilter"
+	"postern/mailbox/sievestore"
 )
 
 // The mail filter and autoreply pages, sqwebmail's: rules a user builds
@@ -105,6 +106,25 @@ type filtersPage struct {
 	Problems []string
 	Foreign  string
 	Error    string
+	// Sieve tells a user who also has an active Sieve script which of
+	// the two decides (the delivery agent runs the script only when there
+	// is no .mailfilter; docs/sieve.md).
+	Sieve string
+}
+
+// sieveNotice is what the filters page says about an active Sieve script.
+func sieveNotice(a maildirfilter.Account) string {
+	name, src, err := sievestore.Open(a.Home, sievestore.Owner{UID: a.UID, GID: a.GID}, sievestore.Limits{}).Active()
+	if err != nil || src == nil {
+		return ""
+	}
+	if name == "" {
+		name = ".dovecot.sieve"
+	}
+	if _, err := os.Stat(filepath.Join(a.Home, ".mailfilter")); err == nil {
+		return fmt.Sprintf("You also have an active Sieve script (%s, from a ManageSieve client). The filters here decide and the script is not run; delete every filter here to let the script decide again.", name)
+	}
+	return fmt.Sprintf("Your active Sieve script (%s, from a ManageSieve client) decides where your mail goes. Saving a filter here takes over from it.", name)
 }
 
 // filters lists the rules in the order they run.
@@ -113,7 +133,7 @@ func (h *Handler) filters(w http.ResponseWriter, r *http.Request) {
 	if u == nil {
 		return
 	}
-	p := &filtersPage{}
+	p := &filtersPage{Sieve: sieveNotice(a)}
 	rs, problems, msg, err := h.loadRules(u, a)
 	status := http.StatusOK
 	if errors.Is(err, maildirfilter.ErrForeign) {

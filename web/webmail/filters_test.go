@@ -16,6 +16,7 @@ import (
 	"postern/mailbox/mailbot"
 	"postern/mailbox/maildir"
 	"postern/mailbox/maildirfilter"
+	"postern/mailbox/sievestore"
 )
 
 // TestMain lets the test binary stand in for "postern mailbot", which the
@@ -456,5 +457,49 @@ func TestFilterAfterRememberedPlainHome(t *testing.T) {
 	}
 	if got := subjects(t, fe.testEnv, alice, maildir.Inbox); len(got) != 1 || got[0] != "[list] before" {
 		t.Fatalf("INBOX: %q", got)
+	}
+}
+
+// A user with an active Sieve script is told which of the two decides;
+// saving a rule here takes over, deleting the last one hands delivery
+// back to the script.
+func TestFiltersPageAndSieveScript(t *testing.T) {
+	fe := newFilterEnv(t)
+	for _, f := range []string{"Lists", "Sieved"} {
+		if err := fe.maildir(alice).CreateFolder(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := fe.testEnv.filterAccountFor(alice)
+	st := sievestore.Open(a.Home, sievestore.Owner{UID: -1, GID: -1}, sievestore.Limits{})
+	if err := st.Put("main", []byte("require \"fileinto\";\nfileinto \"Sieved\";\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetActive("main"); err != nil {
+		t.Fatal(err)
+	}
+	b := fe.login(alice)
+	if page := b.get("/mail/filters"); !strings.Contains(page.body, "Your active Sieve script (main") {
+		t.Fatalf("filters page without the Sieve notice: %s", page.body)
+	}
+	fe.deliverMail(alice, "bob@example.org", mailFrom("bob@example.org", "one"))
+	if got := subjects(t, fe.testEnv, alice, "Sieved"); len(got) != 1 {
+		t.Fatalf("Sieved %q: the script decides", got)
+	}
+	b.follow(b.saveRule(ruleFields("lists", "test", "contains", "where", "header", "header", "Subject", "value", "two", "plain", "1", "action", "folder", "folder", "Lists")))
+	if page := b.get("/mail/filters"); !strings.Contains(page.body, "The filters here decide and the script is not run") {
+		t.Fatalf("filters page after a rule: %s", page.body)
+	}
+	fe.deliverMail(alice, "bob@example.org", mailFrom("bob@example.org", "two"))
+	if got := subjects(t, fe.testEnv, alice, "Lists"); len(got) != 1 {
+		t.Fatalf("Lists %q: the webmail's rule decides", got)
+	}
+	b.follow(b.post("/mail/filters/act", url.Values{"csrf": {b.csrf}, "name": {"lists"}, "op": {"delete"}}))
+	if _, err := os.Stat(filepath.Join(a.Home, ".mailfilter")); !os.IsNotExist(err) {
+		t.Fatalf(".mailfilter after the last rule went: %v", err)
+	}
+	fe.deliverMail(alice, "bob@example.org", mailFrom("bob@example.org", "three"))
+	if got := subjects(t, fe.testEnv, alice, "Sieved"); len(got) != 2 {
+		t.Fatalf("Sieved %q: the script decides again", got)
 	}
 }
