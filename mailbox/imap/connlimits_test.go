@@ -3,12 +3,13 @@ package imap
 import (
 	"bufio"
 	"crypto/tls"
-	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"postern/internal/netserve"
+	"postern/internal/netserve/netservetest"
 )
 
 // limitedEnv is a test server under fixed connection limits.
@@ -18,26 +19,16 @@ func limitedEnv(t *testing.T, lim netserve.Limits) *testEnv {
 	})
 }
 
-// waitActive waits until the server runs n sessions (a session ends a
-// moment after its client closes).
 func (e *testEnv) waitActive(n int) {
 	e.t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); e.srv.Stats().SessionsActive != n; {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%d sessions, want %d", e.srv.Stats().SessionsActive, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	netservetest.WaitActive(e.t, func() int { return e.srv.Stats().SessionsActive }, n)
 }
 
 // refusedAtGreeting dials and expects the refusal instead of the greeting,
 // then the connection's end.
 func (e *testEnv) refusedAtGreeting(why string) {
 	e.t.Helper()
-	lines := e.dial().expectClosed(e.t)
-	if len(lines) != 1 || lines[0] != "* BYE [UNAVAILABLE] "+why {
-		e.t.Fatalf("over the limit the server said %q, want only the BYE [UNAVAILABLE] %q", lines, why)
-	}
+	netservetest.ExpectRefusal(e.t, netservetest.Dial(e.t, e.addr), "* BYE [UNAVAILABLE] "+why+"\r\n")
 }
 
 func TestConnectionsPerAddressLimit(t *testing.T) {
@@ -112,24 +103,19 @@ func TestRefusalOverImplicitTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	go env.srv.ServeTLS(l)
-	dial := func() *bufio.Reader {
-		c, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{InsecureSkipVerify: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		return bufio.NewReader(c)
+	first, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if line, err := dial().ReadString('\n'); err != nil || line[:4] != "* OK" {
+	defer first.Close()
+	first.SetDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(first).ReadString('\n'); err != nil || !strings.HasPrefix(line, "* OK") {
 		t.Fatalf("first connection: %q, %v", line, err)
 	}
-	br := dial()
-	line, err := br.ReadString('\n')
-	if err != nil || line != "* BYE [UNAVAILABLE] "+netserve.TooManyFromAddress+"\r\n" {
-		t.Fatalf("second connection: %q, %v; want the refusal", line, err)
+	c, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if rest, err := io.ReadAll(br); len(rest) > 0 || err != nil {
-		t.Fatalf("after the refusal: %q, %v; want EOF", rest, err)
-	}
+	defer c.Close()
+	netservetest.ExpectRefusal(t, c, "* BYE [UNAVAILABLE] "+netserve.TooManyFromAddress+"\r\n")
 }

@@ -1,46 +1,26 @@
 package managesieve
 
 import (
-	"bufio"
-	"io"
-	"net"
 	"testing"
-	"time"
 
 	"postern/internal/netserve"
+	"postern/internal/netserve/netservetest"
 )
 
 func withLimits(lim netserve.Limits) func(*Options) {
 	return func(o *Options) { o.ConnLimits = func() netserve.Limits { return lim } }
 }
 
-// expectRefusal dials and expects BYE (TRYLATER) instead of the greeting,
+// expectRefusal dials and expects the refusal instead of the greeting,
 // then EOF.
 func (e *testEnv) expectRefusal(why string) {
 	e.t.Helper()
-	c, err := net.DialTimeout("tcp", e.addr, 5*time.Second)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	br := bufio.NewReader(c)
-	if line, err := br.ReadString('\n'); err != nil || line != `BYE (TRYLATER) "`+why+"\"\r\n" {
-		e.t.Fatalf("over the limit: %q, %v; want the refusal %q", line, err, why)
-	}
-	if rest, err := io.ReadAll(br); len(rest) > 0 || err != nil {
-		e.t.Fatalf("after the refusal: %q, %v; want EOF", rest, err)
-	}
+	netservetest.ExpectRefusal(e.t, netservetest.Dial(e.t, e.addr), `BYE (TRYLATER) "`+why+"\"\r\n")
 }
 
 func (e *testEnv) waitActive(n int64) {
 	e.t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); e.srv.Stats().ActiveSessions != n; {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%d sessions, want %d", e.srv.Stats().ActiveSessions, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	netservetest.WaitActive(e.t, func() int64 { return e.srv.Stats().ActiveSessions }, n)
 }
 
 func TestConnectionsPerAddressLimit(t *testing.T) {

@@ -1,14 +1,13 @@
 package pop3
 
 import (
-	"bufio"
 	"crypto/tls"
-	"io"
 	"net"
 	"testing"
 	"time"
 
 	"postern/internal/netserve"
+	"postern/internal/netserve/netservetest"
 )
 
 func withLimits(lim netserve.Limits) envOption {
@@ -18,47 +17,22 @@ func withLimits(lim netserve.Limits) envOption {
 	}
 }
 
-// waitActive waits until the server runs n sessions (a session ends a
-// moment after its client closes).
 func (e *testEnv) waitActive(n int64) {
 	e.t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); e.srv.Stats().ActiveSessions != n; {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%d sessions, want %d", e.srv.Stats().ActiveSessions, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	netservetest.WaitActive(e.t, func() int64 { return e.srv.Stats().ActiveSessions }, n)
 }
 
 // expectRefusal reads the refusal instead of a greeting, then EOF.
 func expectRefusal(t *testing.T, conn net.Conn, why string) {
 	t.Helper()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	br := bufio.NewReader(conn)
-	line, err := br.ReadString('\n')
-	if err != nil || line != "-ERR [SYS/TEMP] "+why+"\r\n" {
-		t.Fatalf("over the limit: %q, %v; want the refusal %q", line, err, why)
-	}
-	if rest, err := io.ReadAll(br); len(rest) > 0 || err != nil {
-		t.Fatalf("after the refusal: %q, %v; want EOF", rest, err)
-	}
-}
-
-func (e *testEnv) dialRaw() net.Conn {
-	e.t.Helper()
-	conn, err := net.DialTimeout("tcp", e.addr, 5*time.Second)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { conn.Close() })
-	return conn
+	netservetest.ExpectRefusal(t, conn, "-ERR [SYS/TEMP] "+why+"\r\n")
 }
 
 func TestConnectionsPerAddressLimit(t *testing.T) {
 	env := newTestEnv(t, withLimits(netserve.Limits{PerIP: 2}))
 	first := env.dial()
 	env.dial()
-	expectRefusal(t, env.dialRaw(), netserve.TooManyFromAddress)
+	expectRefusal(t, netservetest.Dial(t, env.addr), netserve.TooManyFromAddress)
 	first.ok("QUIT")
 	env.waitActive(1)
 	env.login()
