@@ -141,6 +141,11 @@ type Config struct {
 	SieveMaxScripts    int64
 	SieveMaxScriptSize int64
 	SieveQuota         int64
+	// IMAPLimits, POP3Limits and ManageSieveLimits bound the sessions of
+	// those servers ("imapmaxdaemons", "imapmaxperip", "imapmaxuserip",
+	// the same with "pop3" and "managesieve"); SMAP follows IMAP's, as in
+	// Courier, whose imapd serves SMAP.
+	IMAPLimits, POP3Limits, ManageSieveLimits ConnLimits
 	// WebmailIdle ends a webmail session after this long without a
 	// request ("webmailidle", 30m); WebmailMaxSession this long after its
 	// login ("webmailmaxsession", 12h).
@@ -508,6 +513,9 @@ func LoadWith(dir string, replace map[string]string) (*Config, error) {
 	c.SieveMaxScripts = l.number("sievemaxscripts", 0, 0, 1<<20)
 	c.SieveMaxScriptSize = l.size("sievemaxscriptsize", 1<<20)
 	c.SieveQuota = l.size("sievequota", 0)
+	c.IMAPLimits = l.connLimits("imap", ConnLimits{MaxDaemons: 1000, MaxPerIP: 100, MaxUserIP: 20})
+	c.POP3Limits = l.connLimits("pop3", ConnLimits{MaxDaemons: 1000, MaxPerIP: 100, MaxUserIP: 10})
+	c.ManageSieveLimits = l.connLimits("managesieve", ConnLimits{MaxDaemons: 200, MaxPerIP: 20, MaxUserIP: 5})
 	c.WebmailIdle = l.duration("webmailidle", 30*time.Minute)
 	c.WebmailMaxSession = l.duration("webmailmaxsession", 12*time.Hour)
 	c.WebmailFilters = l.boolean("webmailfilters", true)
@@ -817,6 +825,25 @@ func (l *loader) number(name string, def, min, max int64) int64 {
 		return def
 	}
 	return n
+}
+
+// ConnLimits bound a mail access server's sessions; 0 is no limit.
+type ConnLimits struct {
+	MaxDaemons int // sessions at once (Courier's MAXDAEMONS)
+	MaxPerIP   int // sessions at once from one client address (MAXPERIP)
+	// MaxUserIP bounds the logged-in sessions of one user from one
+	// client address (Dovecot's mail_max_userip_connections).
+	MaxUserIP int
+}
+
+// connLimits reads PROTOmaxdaemons, PROTOmaxperip and PROTOmaxuserip.
+func (l *loader) connLimits(proto string, def ConnLimits) ConnLimits {
+	const most = 1 << 20 // more sessions than file descriptors a process gets
+	return ConnLimits{
+		MaxDaemons: int(l.number(proto+"maxdaemons", int64(def.MaxDaemons), 0, most)),
+		MaxPerIP:   int(l.number(proto+"maxperip", int64(def.MaxPerIP), 0, most)),
+		MaxUserIP:  int(l.number(proto+"maxuserip", int64(def.MaxUserIP), 0, most)),
+	}
 }
 
 // duration reads a time span: a number with s, m, h, d or w (Courier's

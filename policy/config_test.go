@@ -751,3 +751,43 @@ func TestMailhostProxySettings(t *testing.T) {
 		os.Remove(filepath.Join(dir, name))
 	}
 }
+
+// The connection limits of the IMAP, POP3 and ManageSieve servers: their
+// defaults, 0 for none, and bad values refused with file and line.
+func TestConnLimitSettings(t *testing.T) {
+	dir := validDir(t)
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IMAPLimits != (ConnLimits{1000, 100, 20}) || c.POP3Limits != (ConnLimits{1000, 100, 10}) || c.ManageSieveLimits != (ConnLimits{200, 20, 5}) {
+		t.Fatalf("defaults: %+v %+v %+v", c.IMAPLimits, c.POP3Limits, c.ManageSieveLimits)
+	}
+	write(t, filepath.Join(dir, "imapmaxdaemons"), "0\n")
+	write(t, filepath.Join(dir, "imapmaxperip"), "4\n")
+	write(t, filepath.Join(dir, "pop3maxuserip"), "1\n")
+	write(t, filepath.Join(dir, "managesievemaxperip"), "7\n")
+	if c, err = Load(dir); err != nil || c.IMAPLimits != (ConnLimits{0, 4, 20}) || c.POP3Limits != (ConnLimits{1000, 100, 1}) || c.ManageSieveLimits != (ConnLimits{200, 7, 5}) {
+		t.Fatalf("settings not read: %v %+v %+v %+v", err, c.IMAPLimits, c.POP3Limits, c.ManageSieveLimits)
+	}
+	for name, bad := range map[string]string{
+		"imapmaxdaemons":       "-1\n",
+		"imapmaxuserip":        "ten\n",
+		"pop3maxperip":         "1.5\n",
+		"pop3maxdaemons":       "99999999999\n",
+		"managesievemaxuserip": "5 6\n",
+	} {
+		path := filepath.Join(dir, name)
+		old, _ := os.ReadFile(path)
+		write(t, path, bad)
+		_, err := Load(dir)
+		if err == nil || !strings.Contains(err.Error(), path+":1:") || !strings.Contains(err.Error(), name+": want a whole number") {
+			t.Errorf("%s %q: %v; want refused with file and line", name, bad, err)
+		}
+		if old != nil {
+			write(t, path, string(old))
+		} else {
+			os.Remove(path)
+		}
+	}
+}

@@ -34,8 +34,10 @@ func imapCollector(srv *imap.Server) prometheus.Collector {
 	commands := prometheus.NewDesc("postern_imap_commands_total", "IMAP commands by name.", []string{"command"}, nil)
 	proxied := prometheus.NewDesc("postern_imap_proxied_sessions_total", "IMAP logins relayed to the account's mailhost.", nil, nil)
 	proxyFail := prometheus.NewDesc("postern_imap_proxy_failures_total", "IMAP logins whose mailhost could not be reached or refused the login.", nil, nil)
+	connRefused := prometheus.NewDesc("postern_imap_connections_refused_total", "IMAP connections turned away over imapmaxdaemons or imapmaxperip.", nil, nil)
+	loginRefused := prometheus.NewDesc("postern_imap_logins_refused_total", "IMAP logins refused over imapmaxuserip.", nil, nil)
 	return &statsCollector{
-		descs: []*prometheus.Desc{active, total, authFail, commands, proxied, proxyFail},
+		descs: []*prometheus.Desc{active, total, authFail, commands, proxied, proxyFail, connRefused, loginRefused},
 		collect: func(ch chan<- prometheus.Metric) {
 			st := srv.Stats()
 			ch <- prometheus.MustNewConstMetric(active, prometheus.GaugeValue, float64(st.SessionsActive))
@@ -43,6 +45,8 @@ func imapCollector(srv *imap.Server) prometheus.Collector {
 			ch <- prometheus.MustNewConstMetric(authFail, prometheus.CounterValue, float64(st.AuthFailures))
 			ch <- prometheus.MustNewConstMetric(proxied, prometheus.CounterValue, float64(st.ProxiedSessions))
 			ch <- prometheus.MustNewConstMetric(proxyFail, prometheus.CounterValue, float64(st.ProxyFailures))
+			ch <- prometheus.MustNewConstMetric(connRefused, prometheus.CounterValue, float64(st.ConnectionsRefused))
+			ch <- prometheus.MustNewConstMetric(loginRefused, prometheus.CounterValue, float64(st.LoginsRefused))
 			for name, n := range st.Commands {
 				ch <- prometheus.MustNewConstMetric(commands, prometheus.CounterValue, float64(n), name)
 			}
@@ -87,6 +91,8 @@ func pop3Collector(srv *pop3.Server) prometheus.Collector {
 		counter("postern_pop3_sent_bytes_total", "Message octets sent by RETR and TOP.", func(s pop3.Stats) int64 { return s.BytesSent }),
 		counter("postern_pop3_proxied_sessions_total", "POP3 logins relayed to the account's mailhost.", func(s pop3.Stats) int64 { return s.ProxiedSessions }),
 		counter("postern_pop3_proxy_failures_total", "POP3 logins whose mailhost could not be reached or refused the login.", func(s pop3.Stats) int64 { return s.ProxyFailures }),
+		counter("postern_pop3_connections_refused_total", "POP3 connections turned away over pop3maxdaemons or pop3maxperip.", func(s pop3.Stats) int64 { return s.ConnectionsRefused }),
+		counter("postern_pop3_logins_refused_total", "POP3 logins refused over pop3maxuserip.", func(s pop3.Stats) int64 { return s.LoginsRefused }),
 	})
 }
 
@@ -105,6 +111,8 @@ func smapCollector(srv *smap.Server) prometheus.Collector {
 		counter("postern_smap_messages_added_total", "Messages stored by ADD.", func(s smap.Stats) int64 { return s.MessagesAdded }),
 		counter("postern_smap_proxied_sessions_total", "SMAP logins relayed to the account's mailhost.", func(s smap.Stats) int64 { return s.ProxiedSessions }),
 		counter("postern_smap_proxy_failures_total", "SMAP logins whose mailhost could not be reached or refused the login.", func(s smap.Stats) int64 { return s.ProxyFailures }),
+		counter("postern_smap_connections_refused_total", "Connections to the SMAP listener turned away over imapmaxdaemons or imapmaxperip.", func(s smap.Stats) int64 { return s.ConnectionsRefused }),
+		counter("postern_smap_logins_refused_total", "SMAP logins refused over imapmaxuserip.", func(s smap.Stats) int64 { return s.LoginsRefused }),
 	})
 }
 
@@ -120,6 +128,8 @@ func manageSieveCollector(srv *managesieve.Server) prometheus.Collector {
 		counter("postern_managesieve_scripts_stored_total", "Scripts stored by PUTSCRIPT.", func(s managesieve.Stats) int64 { return s.ScriptsStored }),
 		counter("postern_managesieve_scripts_rejected_total", "Scripts PUTSCRIPT or CHECKSCRIPT refused as invalid.", func(s managesieve.Stats) int64 { return s.ScriptsRejected }),
 		counter("postern_managesieve_scripts_deleted_total", "Scripts removed by DELETESCRIPT.", func(s managesieve.Stats) int64 { return s.ScriptsDeleted }),
+		counter("postern_managesieve_connections_refused_total", "ManageSieve connections turned away over managesievemaxdaemons or managesievemaxperip.", func(s managesieve.Stats) int64 { return s.ConnectionsRefused }),
+		counter("postern_managesieve_logins_refused_total", "ManageSieve logins refused over managesievemaxuserip.", func(s managesieve.Stats) int64 { return s.LoginsRefused }),
 	})
 }
 

@@ -38,6 +38,7 @@ import (
 	"postern/gateway"
 	"postern/gateway/smtpd"
 	"postern/internal/acme"
+	"postern/internal/netserve"
 	"postern/mailbox/deliver"
 	"postern/mailbox/imap"
 	"postern/mailbox/maildir"
@@ -334,8 +335,10 @@ func (s *Server) Start() error {
 		AllowInsecureAuth: cfg.InsecureAuth,
 		MaxMessageSize:    cfg.SizeLimit,
 		Sender:            smapSender{s},
-		// SMAP follows the IMAP proxying settings, as in Courier.
-		Proxy: s.proxies["smap"],
+		// SMAP follows the IMAP proxying settings and limits, as in
+		// Courier.
+		Proxy:      s.proxies["smap"],
+		ConnLimits: s.connLimits(func(c *policy.Config) policy.ConnLimits { return c.IMAPLimits }),
 	})
 	var imapSMAP imap.SMAPHandler
 	if cfg.IMAPSMAP {
@@ -353,8 +356,9 @@ func (s *Server) Start() error {
 		Proxy:             s.proxies["imap"],
 		// Filing into and out of Junk teaches the bayes check (a no-op
 		// unless it is in the filters setting).
-		JunkLearn: s.LearnJunk,
-		Purger:    s.purger,
+		JunkLearn:  s.LearnJunk,
+		Purger:     s.purger,
+		ConnLimits: s.connLimits(func(c *policy.Config) policy.ConnLimits { return c.IMAPLimits }),
 	})
 	pop3Srv := pop3.NewServer(pop3.Options{
 		Hostname:          cfg.Me,
@@ -363,6 +367,7 @@ func (s *Server) Start() error {
 		Logger:            s.log.With("service", "pop3"),
 		AllowInsecureAuth: cfg.InsecureAuth,
 		Proxy:             s.proxies["pop3"],
+		ConnLimits:        s.connLimits(func(c *policy.Config) policy.ConnLimits { return c.POP3Limits }),
 	})
 	sieveSrv := managesieve.NewServer(managesieve.Options{
 		Hostname:          cfg.Me,
@@ -377,7 +382,8 @@ func (s *Server) Start() error {
 		},
 		Extensions: sieve.Extensions,
 		// The limits apply from the next start.
-		Limits: sievestore.Limits{MaxScripts: int(cfg.SieveMaxScripts), MaxScriptSize: cfg.SieveMaxScriptSize, MaxStorage: cfg.SieveQuota},
+		Limits:     sievestore.Limits{MaxScripts: int(cfg.SieveMaxScripts), MaxScriptSize: cfg.SieveMaxScriptSize, MaxStorage: cfg.SieveQuota},
+		ConnLimits: s.connLimits(func(c *policy.Config) policy.ConnLimits { return c.ManageSieveLimits }),
 	})
 	s.services = []service{imapSrv, pop3Srv, smapSrv, sieveSrv}
 	wm, err := s.newWebmail(cfg)
@@ -562,6 +568,16 @@ func (s *Server) Start() error {
 		m.Start()
 	}
 	return nil
+}
+
+// connLimits gives a mail access server its connection limits from the
+// configuration in force, read at each connection and login, so that a
+// reload applies to the next one.
+func (s *Server) connLimits(of func(*policy.Config) policy.ConnLimits) func() netserve.Limits {
+	return func() netserve.Limits {
+		l := of(s.Config())
+		return netserve.Limits{Total: l.MaxDaemons, PerIP: l.MaxPerIP, UserIP: l.MaxUserIP}
+	}
 }
 
 func (s *Server) serve(name string, srv service, ln net.Listener) {

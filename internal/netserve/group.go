@@ -4,25 +4,42 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
 // Group is what a protocol server (IMAP, POP3, SMAP) keeps of its
 // listeners and sessions: it accepts on any number of listeners, runs each
 // session on its own goroutine, and shuts down by asking every session to
 // end, waiting for them, and cutting those still running when the
-// deadline comes. S is the server's session type. The zero value is ready
-// to use.
+// deadline comes; it also turns away connections over its Limits
+// (limits.go). S is the server's session type. The zero value is ready to
+// use, without limits.
 type Group[S comparable] struct {
 	Name   string // for logs and errors: "imap", "pop3", "smap"
 	Logger *slog.Logger
+	// Limits, when set, is read at each accept and each AdmitLogin, so
+	// that a configuration reload applies to the next connection.
+	Limits func() Limits
+	// Refusal is the line, with its line end, that turns away a
+	// connection over the Total or PerIP limit before the greeting; why
+	// is TooManyConnections or TooManyFromAddress. nil: such a
+	// connection is closed with nothing said.
+	Refusal func(why string) string
 
 	mu        sync.Mutex
 	closing   bool
 	done      chan struct{}
 	listeners map[net.Listener]struct{}
-	sessions  map[S]struct{}
+	sessions  map[S]netip.Addr // the client address of those Serve accepted
+	perIP     map[netip.Addr]int
+	pending   int // admitted by Serve, not yet tracked
+	refusing  int // refusals being written
 	wg        sync.WaitGroup
+
+	refusedConns, refusedLogins atomic.Uint64
+	refusalLog                  logThrottle
 }
 
 // Done is closed when Shutdown begins.
@@ -45,16 +62,37 @@ func (g *Group[S]) Closing() bool {
 // Track registers a session about to run; false once Shutdown has begun
 // (the caller closes the connection then). The wait group grows under the
 // lock, so Shutdown never waits on a group that is still growing.
+//
+// A session tracked this way (ServeConn, a hand-off from another server)
+// counts towards the Total limit, not the PerIP one.
 func (g *Group[S]) Track(s S) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.trackLocked(s, netip.Addr{})
+}
+
+// trackAdmitted tracks a session Serve admitted from addr, turning its
+// reservation into the session; the reservation is given back when
+// Shutdown has begun.
+func (g *Group[S]) trackAdmitted(s S, addr netip.Addr) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pending--
+	if !g.trackLocked(s, addr) {
+		g.releaseIP(addr)
+		return false
+	}
+	return true
+}
+
+func (g *Group[S]) trackLocked(s S, addr netip.Addr) bool {
 	if g.closing {
 		return false
 	}
 	if g.sessions == nil {
-		g.sessions = make(map[S]struct{})
+		g.sessions = make(map[S]netip.Addr)
 	}
-	g.sessions[s] = struct{}{}
+	g.sessions[s] = addr
 	g.wg.Add(1)
 	return true
 }
@@ -62,7 +100,10 @@ func (g *Group[S]) Track(s S) bool {
 // Untrack is called once a tracked session has ended.
 func (g *Group[S]) Untrack(s S) {
 	g.mu.Lock()
-	delete(g.sessions, s)
+	if addr, ok := g.sessions[s]; ok {
+		delete(g.sessions, s)
+		g.releaseIP(addr)
+	}
 	g.mu.Unlock()
 	g.wg.Done()
 }
@@ -77,7 +118,8 @@ func (g *Group[S]) Len() int {
 // Serve accepts connections on l until Shutdown, when it returns
 // ErrClosing. For each connection start makes the session and returns the
 // function that runs it; Serve tracks the session and runs it on a
-// goroutine of its own, then untracks it.
+// goroutine of its own, then untracks it. A connection over the Limits is
+// refused (Refusal) before start sees it.
 func (g *Group[S]) Serve(l net.Listener, start func(net.Conn) (S, func())) error {
 	done := g.Done()
 	g.mu.Lock()
@@ -102,8 +144,13 @@ func (g *Group[S]) Serve(l net.Listener, start func(net.Conn) (S, func())) error
 		if err != nil {
 			return err
 		}
+		addr := connIP(c)
+		if why := g.admit(addr); why != "" {
+			g.refuse(c, addr, why)
+			continue
+		}
 		sess, run := start(c)
-		if !g.Track(sess) {
+		if !g.trackAdmitted(sess, addr) {
 			c.Close()
 			return ErrClosing
 		}

@@ -4,7 +4,9 @@
 // are retried with a growing pause instead of stopping the service for
 // everyone, and a server that is shutting down is told so rather than
 // shown a "use of closed connection" error — and Group, the listeners and
-// sessions of the IMAP, POP3 and SMAP servers and their graceful shutdown.
+// sessions of the IMAP, POP3, SMAP and ManageSieve servers, their
+// graceful shutdown, and their connection limits (limits.go: in total, per
+// client address, and per user and address at login).
 package netserve
 
 import (

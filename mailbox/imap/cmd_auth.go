@@ -211,6 +211,11 @@ func (s *session) authenticate(tag, user, pass string) result {
 		}
 		return no("AUTHENTICATIONFAILED", "Invalid credentials")
 	}
+	if !netserve.AdmitLogin(&s.srv.group, s, acct.Name) {
+		// RFC 5530's LIMIT; the client may try again once another of its
+		// sessions has ended.
+		return no("LIMIT", netserve.TooManyForUser)
+	}
 	if hosts, local := s.srv.opt.Proxy.Route(acct); len(hosts) > 0 {
 		if res, done := s.proxyTo(tag, hosts, local, acct, pass); done {
 			return res

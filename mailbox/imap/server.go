@@ -82,6 +82,11 @@ type Options struct {
 	// Purger, when set, applies the retention rules (imapemptytrash,
 	// Courier's IMAP_EMPTYTRASH) to an account's Maildir at its login.
 	Purger *maildir.Purger
+	// ConnLimits, when set, bounds the sessions (Courier's MAXDAEMONS
+	// and MAXPERIP, Dovecot's mail_max_userip_connections); it is read at
+	// each connection and each login, so a reload applies to the next.
+	// nil: no limits.
+	ConnLimits func() netserve.Limits
 
 	// testUnauthTimeout shortens the pre-login autologout in tests;
 	// testIdlePoll the IDLE rescan interval; testNoWatch turns inotify off.
@@ -161,6 +166,7 @@ func NewServer(opt Options) *Server {
 		deflateRelease: deflateRelease,
 	}
 	s.group.Name, s.group.Logger = "imap", opt.Logger
+	s.group.Limits, s.group.Refusal = opt.ConnLimits, refusal
 	s.done = s.group.Done()
 	if opt.testUnauthTimeout > 0 {
 		s.unauthTimeout = opt.testUnauthTimeout
@@ -205,6 +211,10 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 	return err
 }
 
+// refusal turns away a connection over the limits before the greeting
+// (RFC 5530's UNAVAILABLE: the server cannot serve it now).
+func refusal(why string) string { return "* BYE [UNAVAILABLE] " + why + "\r\n" }
+
 // Who lists the sessions open now, oldest first (postern who).
 func (s *Server) Who() []netserve.SessionInfo { return netserve.Who(&s.group) }
 
@@ -243,19 +253,26 @@ type Stats struct {
 	// refusing).
 	ProxiedSessions uint64
 	ProxyFailures   uint64
-	Commands        map[string]uint64 // by command name, e.g. "UID FETCH"
+	// ConnectionsRefused counts connections turned away over the total
+	// or per-address limit, LoginsRefused logins over the per-user and
+	// address one.
+	ConnectionsRefused uint64
+	LoginsRefused      uint64
+	Commands           map[string]uint64 // by command name, e.g. "UID FETCH"
 }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	active := s.group.Len()
 	st := Stats{
-		SessionsActive:  active,
-		SessionsTotal:   s.sessionsTotal.Load(),
-		AuthFailures:    s.authFailures.Load(),
-		ProxiedSessions: s.proxied.Load(),
-		ProxyFailures:   s.proxyFailures.Load(),
-		Commands:        make(map[string]uint64),
+		SessionsActive:     active,
+		SessionsTotal:      s.sessionsTotal.Load(),
+		AuthFailures:       s.authFailures.Load(),
+		ProxiedSessions:    s.proxied.Load(),
+		ProxyFailures:      s.proxyFailures.Load(),
+		ConnectionsRefused: s.group.RefusedConnections(),
+		LoginsRefused:      s.group.RefusedLogins(),
+		Commands:           make(map[string]uint64),
 	}
 	for name, c := range s.commands {
 		if n := c.count.Load(); n > 0 {

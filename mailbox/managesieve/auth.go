@@ -206,6 +206,12 @@ func (s *session) signIn(user, password string) (stop bool) {
 		s.respond("NO", "ENCRYPT-NEEDED", "This account may use ManageSieve only over TLS")
 		return false
 	}
+	if !netserve.AdmitLogin(&s.srv.group, s, acct.Name) {
+		// As Dovecot's mail_max_userip_connections; the client may try
+		// again once another of its sessions has ended.
+		s.respond("NO", "TRYLATER", netserve.TooManyForUser)
+		return false
+	}
 	if acct.Home == "" {
 		s.log.Error("managesieve: account has no home directory", "user", acct.Name)
 		s.respond("NO", "", "Your account has no home directory to keep scripts in")

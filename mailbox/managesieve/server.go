@@ -87,6 +87,11 @@ type Options struct {
 	// Limits bound each account's scripts. Zero MaxScripts or MaxStorage
 	// means no limit; zero MaxScriptSize means DefaultMaxScriptSize.
 	Limits sievestore.Limits
+	// ConnLimits, when set, bounds the sessions (Courier's MAXDAEMONS
+	// and MAXPERIP, Dovecot's mail_max_userip_connections); it is read at
+	// each connection and each login, so a reload applies to the next.
+	// nil: no limits.
+	ConnLimits func() netserve.Limits
 }
 
 // Stats are the server's running counters, cheap to read for metrics.
@@ -98,6 +103,11 @@ type Stats struct {
 	ScriptsStored   int64 // PUTSCRIPT that stored a script
 	ScriptsRejected int64 // PUTSCRIPT and CHECKSCRIPT that Validate refused
 	ScriptsDeleted  int64
+	// ConnectionsRefused counts connections turned away over the total
+	// or per-address limit, LoginsRefused logins over the per-user and
+	// address one.
+	ConnectionsRefused int64
+	LoginsRefused      int64
 }
 
 // Server serves ManageSieve on any number of listeners.
@@ -139,19 +149,22 @@ func NewServer(opt Options) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{opt: opt, log: log, baseCtx: ctx, cancel: cancel}
 	s.group.Name, s.group.Logger = "managesieve", log
+	s.group.Limits, s.group.Refusal = opt.ConnLimits, refusal
 	return s
 }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		Connections:     s.connections.Load(),
-		ActiveSessions:  s.active.Load(),
-		Logins:          s.logins.Load(),
-		LoginFailures:   s.loginFailures.Load(),
-		ScriptsStored:   s.stored.Load(),
-		ScriptsRejected: s.rejected.Load(),
-		ScriptsDeleted:  s.deleted.Load(),
+		Connections:        s.connections.Load(),
+		ActiveSessions:     s.active.Load(),
+		Logins:             s.logins.Load(),
+		LoginFailures:      s.loginFailures.Load(),
+		ScriptsStored:      s.stored.Load(),
+		ScriptsRejected:    s.rejected.Load(),
+		ScriptsDeleted:     s.deleted.Load(),
+		ConnectionsRefused: int64(s.group.RefusedConnections()),
+		LoginsRefused:      int64(s.group.RefusedLogins()),
 	}
 }
 
@@ -171,10 +184,12 @@ func (s *Server) ServeTLS(l net.Listener) error {
 }
 
 func (s *Server) serve(l net.Listener, implicitTLS bool) error {
+	if implicitTLS {
+		// Wrapped before the accept loop, so that a refusal over the
+		// limits is written inside TLS too.
+		l = tls.NewListener(l, s.opt.TLSConfig)
+	}
 	err := s.group.Serve(l, func(conn net.Conn) (*session, func()) {
-		if implicitTLS {
-			conn = tls.Server(conn, s.opt.TLSConfig)
-		}
 		sess := newSession(s, conn)
 		return sess, func() { s.run(sess) }
 	})
@@ -183,6 +198,10 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 	}
 	return err
 }
+
+// refusal turns away a connection over the limits instead of the greeting
+// (RFC 5804 section 1.3: BYE, and TRYLATER for a temporary condition).
+func refusal(why string) string { return `BYE (TRYLATER) "` + why + "\"\r\n" }
 
 // run runs a tracked session, counting it.
 func (s *Server) run(sess *session) {

@@ -64,6 +64,11 @@ type Options struct {
 	// Proxy, when enabled, sends each account whose mailhost names another
 	// host there after its login (Courier's POP3_PROXY; proxy.go).
 	Proxy *proxy.Config
+	// ConnLimits, when set, bounds the sessions (Courier's MAXDAEMONS
+	// and MAXPERIP, Dovecot's mail_max_userip_connections); it is read at
+	// each connection and each login, so a reload applies to the next.
+	// nil: no limits.
+	ConnLimits func() netserve.Limits
 }
 
 // Stats are the server's running counters, cheap to read for metrics.
@@ -80,6 +85,11 @@ type Stats struct {
 	// refusing).
 	ProxiedSessions int64
 	ProxyFailures   int64
+	// ConnectionsRefused counts connections turned away over the total
+	// or per-address limit, LoginsRefused logins over the per-user and
+	// address one.
+	ConnectionsRefused int64
+	LoginsRefused      int64
 }
 
 // Server serves POP3 on any number of listeners.
@@ -118,21 +128,24 @@ func NewServer(opt Options) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{opt: opt, log: log, baseCtx: ctx, cancel: cancel}
 	s.group.Name, s.group.Logger = "pop3", log
+	s.group.Limits, s.group.Refusal = opt.ConnLimits, refusal
 	return s
 }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		Connections:       s.connections.Load(),
-		ActiveSessions:    s.active.Load(),
-		Logins:            s.logins.Load(),
-		LoginFailures:     s.loginFailures.Load(),
-		MessagesRetrieved: s.retrieved.Load(),
-		MessagesDeleted:   s.deleted.Load(),
-		BytesSent:         s.bytesSent.Load(),
-		ProxiedSessions:   s.proxied.Load(),
-		ProxyFailures:     s.proxyFailures.Load(),
+		Connections:        s.connections.Load(),
+		ActiveSessions:     s.active.Load(),
+		Logins:             s.logins.Load(),
+		LoginFailures:      s.loginFailures.Load(),
+		MessagesRetrieved:  s.retrieved.Load(),
+		MessagesDeleted:    s.deleted.Load(),
+		BytesSent:          s.bytesSent.Load(),
+		ProxiedSessions:    s.proxied.Load(),
+		ProxyFailures:      s.proxyFailures.Load(),
+		ConnectionsRefused: int64(s.group.RefusedConnections()),
+		LoginsRefused:      int64(s.group.RefusedLogins()),
 	}
 }
 
@@ -151,10 +164,12 @@ func (s *Server) ServeTLS(l net.Listener) error {
 }
 
 func (s *Server) serve(l net.Listener, implicitTLS bool) error {
+	if implicitTLS {
+		// Wrapped before the accept loop, so that a refusal over the
+		// limits is written inside TLS too.
+		l = tls.NewListener(l, s.opt.TLSConfig)
+	}
 	err := s.group.Serve(l, func(conn net.Conn) (*session, func()) {
-		if implicitTLS {
-			conn = tls.Server(conn, s.opt.TLSConfig)
-		}
 		sess := newSession(s, conn, implicitTLS)
 		return sess, func() { s.run(sess) }
 	})
@@ -163,6 +178,10 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 	}
 	return err
 }
+
+// refusal turns away a connection over the limits instead of the greeting
+// (RFC 3206's SYS/TEMP: a temporary condition of the server).
+func refusal(why string) string { return "-ERR [SYS/TEMP] " + why + "\r\n" }
 
 // run runs a tracked session, counting it.
 func (s *Server) run(sess *session) {

@@ -484,6 +484,12 @@ func (s *session) login(user, password string) (stop bool) {
 		s.reply("-ERR [AUTH] POP3 access without TLS is disabled for this account")
 		return false
 	}
+	if !netserve.AdmitLogin(&s.srv.group, s, acct.Name) {
+		// RFC 2449's IN-USE, as Dovecot answers: the user's other sessions
+		// hold the maildrop; the client may try again later.
+		s.reply("-ERR [IN-USE] %s", netserve.TooManyForUser)
+		return false
+	}
 	if hosts, local := s.srv.opt.Proxy.Route(acct); len(hosts) > 0 {
 		if stop, done := s.proxyTo(hosts, local, acct, password); done {
 			return stop

@@ -77,6 +77,11 @@ type Options struct {
 	// host there after its login, over that host's IMAP port switched to
 	// SMAP (Courier's IMAP_PROXY, which SMAP follows; proxy.go).
 	Proxy *proxy.Config
+	// ConnLimits, when set, bounds the sessions (Courier's MAXDAEMONS
+	// and MAXPERIP, Dovecot's mail_max_userip_connections); it is read at
+	// each connection and each login, so a reload applies to the next.
+	// nil: no limits.
+	ConnLimits func() netserve.Limits
 
 	// testIdlePoll shortens IDLE's rescan interval in tests.
 	testIdlePoll time.Duration
@@ -96,6 +101,11 @@ type Stats struct {
 	// ProxyFailures those that could not be.
 	ProxiedSessions int64
 	ProxyFailures   int64
+	// ConnectionsRefused counts connections turned away over the total
+	// or per-address limit, LoginsRefused logins over the per-user and
+	// address one.
+	ConnectionsRefused int64
+	LoginsRefused      int64
 }
 
 // Server serves SMAP on any number of listeners and takes IMAP hand-offs.
@@ -127,6 +137,7 @@ func NewServer(opt Options) *Server {
 	}
 	s := &Server{opt: opt, log: log}
 	s.group.Name, s.group.Logger = "smap", log
+	s.group.Limits, s.group.Refusal = opt.ConnLimits, refusal
 	s.watch = newWatcher(log)
 	return s
 }
@@ -134,18 +145,24 @@ func NewServer(opt Options) *Server {
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		Connections:     s.connections.Load(),
-		HandOffs:        s.handoffs.Load(),
-		Active:          s.active.Load(),
-		Logins:          s.logins.Load(),
-		LoginFailures:   s.loginFailures.Load(),
-		Commands:        s.commands.Load(),
-		BytesSent:       s.bytesSent.Load(),
-		MessagesAdded:   s.added.Load(),
-		ProxiedSessions: s.proxied.Load(),
-		ProxyFailures:   s.proxyFailures.Load(),
+		Connections:        s.connections.Load(),
+		HandOffs:           s.handoffs.Load(),
+		Active:             s.active.Load(),
+		Logins:             s.logins.Load(),
+		LoginFailures:      s.loginFailures.Load(),
+		Commands:           s.commands.Load(),
+		BytesSent:          s.bytesSent.Load(),
+		MessagesAdded:      s.added.Load(),
+		ProxiedSessions:    s.proxied.Load(),
+		ProxyFailures:      s.proxyFailures.Load(),
+		ConnectionsRefused: int64(s.group.RefusedConnections()),
+		LoginsRefused:      int64(s.group.RefusedLogins()),
 	}
 }
+
+// refusal turns away a connection over the limits instead of the
+// greeting, with the -ERR of Courier's SMAP replies.
+func refusal(why string) string { return "-ERR " + why + "\r\n" }
 
 // Serve accepts SMAP connections on l until Shutdown. A listener wrapped
 // with tls.NewListener serves implicit TLS.

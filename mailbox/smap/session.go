@@ -331,6 +331,9 @@ func (sess *session) login(user, pass string) bool {
 		sess.log.Info("smap: authentication failed", "user", user)
 		return fail("Login failed.")
 	}
+	if !netserve.AdmitLogin(&sess.srv.group, sess, acct.Name) {
+		return fail(netserve.TooManyForUser + ".")
+	}
 	if hosts, local := sess.srv.opt.Proxy.Route(acct); len(hosts) > 0 {
 		if ok, done := sess.proxyTo(hosts, local, acct, pass); done {
 			return ok

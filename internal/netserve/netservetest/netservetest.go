@@ -1,0 +1,49 @@
+// Package netservetest holds what the protocol servers' tests share to
+// check their connection limits (netserve.Limits) over real connections:
+// reading a refusal to its end, and waiting for sessions to end.
+package netservetest
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// ExpectRefusal reads from conn, a connection over a limit, and fails t
+// unless the server says exactly line (with its line end) and closes.
+func ExpectRefusal(t testing.TB, conn net.Conn, line string) {
+	t.Helper()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	if got, err := br.ReadString('\n'); err != nil || got != line {
+		t.Fatalf("over the limit: %q, %v; want the refusal %q", got, err, line)
+	}
+	if rest, err := io.ReadAll(br); len(rest) > 0 || err != nil {
+		t.Fatalf("after the refusal: %q, %v; want EOF", rest, err)
+	}
+}
+
+// Dial connects to addr and closes the connection when t ends.
+func Dial(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// WaitActive waits until active reports n sessions: a session ends a
+// moment after its client closes or logs out.
+func WaitActive[N int | int64](t testing.TB, active func() N, n N) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); active() != n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions, want %d", active(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
