@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,7 @@ import (
 	"postern/gateway/smtpd"
 	"postern/internal/acme"
 	"postern/internal/netserve"
+	"postern/internal/proxyproto"
 	"postern/mailbox/deliver"
 	"postern/mailbox/imap"
 	"postern/mailbox/maildir"
@@ -478,6 +480,14 @@ func (s *Server) Start() error {
 	s.setAutoconfig(cfg, sts) // the bound ports of listeners on port 0
 	for i, l := range cfg.Listeners {
 		ln := lns[i]
+		if _, isSMTP := smtpModes[l.Name]; l.Proxy && !isSMTP {
+			// The SMTP engine reads PROXY headers itself; every other
+			// service gets connections whose header is read already,
+			// before any TLS.
+			ln = proxyproto.NewListener(ln, func(a netip.Addr) bool {
+				return slices.ContainsFunc(s.Config().TrustedProxies, func(p netip.Prefix) bool { return p.Contains(a) })
+			}, 0, s.log.With("listener", l.Name))
+		}
 		switch l.Name {
 		case policy.ListenWeb, policy.ListenMetrics:
 			s.serveHTTP(ln, l.Name)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"postern/internal/proxyproto"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -301,7 +302,7 @@ func (c *conn) setup() bool {
 			return false
 		}
 		c.timeout = c.opt.ProxyHeaderTimeout
-		h, err := readProxyHeader(c.br)
+		h, err := proxyproto.ReadHeader(c.br)
 		c.timeout = c.opt.ReadTimeout
 		if err != nil {
 			c.log.Warn("smtpd: bad PROXY header; dropped", "err", err)
