@@ -155,6 +155,3 @@ type conn struct {
 func (c *conn) Read(p []byte) (int, error) { return c.r.Read(p) }
 func (c *conn) RemoteAddr() net.Addr       { return c.remote }
 func (c *conn) LocalAddr() net.Addr        { return c.local }
-
-// ProxiedBy is the front end's address, for logs.
-func (c *conn) ProxiedBy() net.Addr { return c.Conn.RemoteAddr() }

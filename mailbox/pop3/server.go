@@ -191,10 +191,6 @@ func (s *Server) run(sess *session) {
 	sess.run()
 }
 
-// Shutdown stops accepting, and ends every session after the command it is
-// running: sessions in the TRANSACTION state are closed without entering the
-// UPDATE state, so nothing is deleted (RFC 1939 section 6: only QUIT
-// deletes). It waits for the sessions to end or for ctx, after which the
 // Who lists the sessions open now, oldest first (postern who).
 func (s *Server) Who() []netserve.SessionInfo { return netserve.Who(&s.group) }
 
@@ -205,6 +201,10 @@ func (s *Server) Kick(m netserve.Match) []netserve.SessionInfo {
 	return netserve.Kick(&s.group, m, (*session).interrupt, (*session).forceClose)
 }
 
+// Shutdown stops accepting, and ends every session after the command it is
+// running: sessions in the TRANSACTION state are closed without entering the
+// UPDATE state, so nothing is deleted (RFC 1939 section 6: only QUIT
+// deletes). It waits for the sessions to end or for ctx, after which the
 // remaining connections are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel() // logins in progress stop

@@ -121,7 +121,7 @@ func sieveNotice(a maildirfilter.Account) string {
 	if name == "" {
 		name = ".dovecot.sieve"
 	}
-	if _, err := os.Stat(filepath.Join(a.Home, ".mailfilter")); err == nil {
+	if _, err := os.Stat(a.FilterFile()); err == nil {
 		return fmt.Sprintf("You also have an active Sieve script (%s, from a ManageSieve client). The filters here decide and the script is not run; delete every filter here to let the script decide again.", name)
 	}
 	return fmt.Sprintf("Your active Sieve script (%s, from a ManageSieve client) decides where your mail goes. Saving a filter here takes over from it.", name)
