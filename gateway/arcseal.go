@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"postern/filters/arc"
+	"postern/filters/authres"
 	"postern/gateway/smtpd"
 )
 
@@ -70,4 +71,47 @@ func (s *session) arcSealer(c *smtpd.ConnInfo, targets []Target) func(context.Co
 		}
 		return sealed
 	}
+}
+
+// SealForward returns msg with an ARC set on top for a copy the delivery
+// agent sends on: a .courier or .forward line, maildrop's to "!address", a
+// Sieve redirect, by forwarder, the local address whose instructions
+// forward it. The copy is sealed as an alias's would be (arcSealer), from
+// what the stored message says of our checks: our own
+// Authentication-Results field (the gateway strips forged ones), its arc
+// result for cv= and its parts for the AAR; the key is forwarder's
+// domain's DKIM key. When it does not seal, msg comes back with the
+// reason: sealing is off, the gateway did not check the message (our own
+// users' mail, mail injected with sendmail), the arc check did not run or
+// could not finish, or there is no key.
+func (fl *Filters) SealForward(ctx context.Context, msg []byte, forwarder string) ([]byte, string) {
+	if fl == nil || !fl.SealForwards {
+		return msg, "sealing is off"
+	}
+	if fl.Signer == nil {
+		return msg, "no DKIM keys"
+	}
+	parts, ok := authres.Ours(msg, fl.AuthservID)
+	if !ok {
+		return msg, "not checked on arrival (no Authentication-Results of ours)"
+	}
+	status, found := arc.StatusFromAuthResults(parts)
+	switch {
+	case !found:
+		return msg, "the arc check did not run"
+	case status == arc.TempError:
+		return msg, "the arc check could not finish"
+	}
+	domain := forwarder[strings.LastIndexByte(forwarder, '@')+1:]
+	key, ok := fl.Signer.KeyFor(domain)
+	if !ok {
+		return msg, "no DKIM key for " + domain
+	}
+	sealed, err := arc.SealMessage(ctx, msg, arc.SealOptions{
+		Key: key, AuthservID: fl.AuthservID, AuthResults: parts, Chain: arc.Verification{Status: status},
+	})
+	if err != nil {
+		return msg, err.Error()
+	}
+	return sealed, ""
 }

@@ -84,6 +84,9 @@ func TestARCVerifyOverrideAndSealForward(t *testing.T) {
 		h.writeSetting("filters", "spf score\ndkim\narc\ndmarc\n")
 		h.writeSetting("arc", trusted)
 		h.writeSetting("aliases", "team: bob@remote.example\n")
+		// The failing SPF and DKIM must not file the message as spam
+		// (Junk is not where Sieve runs).
+		h.writeSetting("spamscore", "reject 100\nquarantine 50\n")
 		der, err := x509.MarshalPKCS8PrivateKey(ours.Signer)
 		if err != nil {
 			t.Fatal(err)
@@ -129,6 +132,30 @@ func TestARCVerifyOverrideAndSealForward(t *testing.T) {
 			t.Errorf("our AAR lacks %q: %s", want, aar)
 		}
 	}
+
+	// A forward the delivery agent makes (here alice's Sieve redirect) is
+	// sealed the same way, from the Authentication-Results the stored
+	// message carries.
+	h.srv.mta.Local.Agent.SetSendmail([]string{buildPostern(t), "--config", h.etc, "sendmail"})
+	home := filepath.Join(h.dir, "data", "mail", "example.test", "alice")
+	if err := os.WriteFile(filepath.Join(home, ".dovecot.sieve"), []byte("redirect \"bob@remote.example\";\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.send("alice@example.org", []string{"alice@example.test"}, []byte(viaList)); err != nil {
+		t.Fatalf("to alice: %v", err)
+	}
+	waitFor(t, "alice's redirected copy", func() bool { return len(remote.messages()) == 2 })
+	fwd = remote.messages()[1].data
+	v, err = arc.Verify(context.Background(), resolver, bytes.NewReader(fwd), arc.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Status != arc.Pass || v.Instances() != 2 || v.NewestSealer() != "example.test" || v.Sets[1].CV != "pass" {
+		t.Fatalf("redirected copy's chain: %v %d %q (%s)\n%.800s", v.Status, v.Instances(), v.NewestSealer(), v.Reason, fwd)
+	}
+	if aar := v.Sets[1].AuthResults; !strings.Contains(aar, "arc=pass (i=1)") || !strings.Contains(aar, "policy.override=arc") {
+		t.Errorf("redirected copy's AAR: %s", aar)
+	}
 	h.stop()
 
 	// With "seal no" the copy goes on as it came, its chain ending at i=1.
@@ -136,8 +163,8 @@ func TestARCVerifyOverrideAndSealForward(t *testing.T) {
 	if err := h.send("alice@example.org", []string{"team@example.test"}, []byte(viaList)); err != nil {
 		t.Fatalf("seal no: %v", err)
 	}
-	waitFor(t, "the second forwarded copy", func() bool { return len(remote.messages()) == 2 })
-	fwd = remote.messages()[1].data
+	waitFor(t, "the second forwarded copy", func() bool { return len(remote.messages()) == 3 })
+	fwd = remote.messages()[2].data
 	if bytes.Contains(fwd, []byte("i=2;")) || !bytes.Contains(fwd, []byte("ARC-Seal: i=1;")) {
 		t.Fatalf("seal no: copy sealed again:\n%.600s", fwd)
 	}

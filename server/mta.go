@@ -43,6 +43,10 @@ type MTA struct {
 	Router *gateway.Router
 	Local  *gateway.LocalDelivery
 	Queue  *queue.Queue
+	// Filters gives the gateway's checks now (the server's, reloaded with
+	// it); the delivery agent's forwards are ARC-sealed with them. Nil
+	// outside the server: no sealing.
+	Filters func() *gateway.Filters
 
 	log     *slog.Logger
 	journal *maildir.Journal
@@ -320,7 +324,13 @@ func OpenMTA(cfg *policy.Config, cfgFn func() *policy.Config, authSvc *auth.Serv
 		}[r.Verdict], Text: r.Text}
 	}, callout.Options{})
 	agent, err := deliver.New(deliver.Options{Config: cfg, Auth: authSvc, Logger: log.With("service", "deliver"),
-		ForwardSender: func(from string) string { return cfgFn().ForwardSender(from) }})
+		ForwardSender: func(from string) string { return cfgFn().ForwardSender(from) },
+		SealForward: func(ctx context.Context, msg []byte, forwarder string) ([]byte, string) {
+			if m.Filters == nil {
+				return msg, "no gateway"
+			}
+			return m.Filters().SealForward(ctx, msg, forwarder)
+		}})
 	if err != nil {
 		return nil, fmt.Errorf("delivery agent: %w", err)
 	}

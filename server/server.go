@@ -172,6 +172,7 @@ func New(configDir string, logger *slog.Logger) (*Server, error) {
 		s.closeResources()
 		return nil, err
 	}
+	mta.Filters = s.filters.Load
 	am, err := s.newACME(cfg.ACME)
 	if err != nil {
 		s.closeResources()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"postern/filters/arc"
+	"postern/filters/authres"
 	"postern/filters/dkim"
 	"postern/filters/dns"
 	"postern/filters/dns/dnstest"
@@ -366,5 +367,28 @@ func TestMaxKeys(t *testing.T) {
 	}
 	if v := verify(t, r, msg); v.Status != arc.Pass {
 		t.Fatalf("default bound: %v %s", v.Status, v.Reason)
+	}
+}
+
+// What AuthResult writes into our Authentication-Results field reads back
+// as the same status, a temporary error included (written as fail).
+func TestStatusFromAuthResults(t *testing.T) {
+	for _, v := range []arc.Verification{
+		{Status: arc.None}, {Status: arc.Pass}, {Status: arc.Fail, Reason: "ARC-Seal i=1: signature did not verify"},
+		{Status: arc.TempError, Reason: "key lookup: i/o timeout"},
+	} {
+		parts := []string{"spf=pass smtp.mailfrom=example.org", v.AuthResult("192.0.2.1"), "dmarc=none"}
+		field := authres.Field("mx.example.net", parts) + "\r\n\r\n"
+		got, ok := authres.Ours([]byte(field), "mx.example.net")
+		if !ok {
+			t.Fatal("own field not found")
+		}
+		st, found := arc.StatusFromAuthResults(got)
+		if !found || st != v.Status {
+			t.Errorf("%s: read back %v, %v", v.AuthResult(""), st, found)
+		}
+	}
+	if _, found := arc.StatusFromAuthResults([]string{"spf=pass", "dkim=none"}); found {
+		t.Error("an arc result found where the check did not run")
 	}
 }

@@ -164,6 +164,30 @@ func (v Verification) AuthResult(remoteIP string) string {
 	return b.String()
 }
 
+// StatusFromAuthResults reads back what AuthResult wrote: the status in
+// resinfo parts of our own Authentication-Results field (authres.Ours),
+// TempError for a fail marked as a temporary error, and whether an arc
+// result was there at all. The delivery agent, which has the stored
+// message and not the session's results, decides from it whether to seal.
+func StatusFromAuthResults(resinfo []string) (status Status, found bool) {
+	r, ok := authres.Method(resinfo, "arc")
+	if !ok {
+		return None, false
+	}
+	st, ok := ParseStatus(r)
+	if !ok {
+		return None, false
+	}
+	if st == Fail {
+		for _, p := range resinfo {
+			if m, _ := authres.Method([]string{p}, "arc"); m != "" && strings.Contains(p, "(temporary error:") {
+				return TempError, true
+			}
+		}
+	}
+	return st, true
+}
+
 // FromResults returns the ARC status recorded by this filter in results,
 // the trusted first sealer of a passing chain (or ""), and whether an ARC
 // result was there at all.

@@ -238,3 +238,106 @@ func Value(s string) string {
 	b.WriteByte('"')
 	return b.String()
 }
+
+// Ours returns the results of the topmost Authentication-Results field in
+// header whose authserv-id is authservID: the resinfo parts as the
+// gateway wrote them with Field, unfolded and trimmed ("spf=pass
+// smtp.mailfrom=example.org", ...; none for "none"). header is a header
+// section or a whole message. Because the gateway strips forged fields
+// (StripForgedAuthResults) before adding its own, a field found here is
+// the gateway's record of its checks: the delivery agent reads it to seal
+// the copies it forwards. ok is false when no field claims the id.
+func Ours(header []byte, authservID string) (resinfo []string, ok bool) {
+	ours := normalizeID(authservID)
+	if ours == "" {
+		return nil, false
+	}
+	for pos := 0; pos < len(header); {
+		end := lineEnd(header, pos)
+		if isBlankLine(header[pos:end]) {
+			break
+		}
+		for end < len(header) && (header[end] == ' ' || header[end] == '\t') {
+			end = lineEnd(header, end)
+		}
+		field := header[pos:end]
+		if claimsID(field, ours) {
+			value := string(field[bytes.IndexByte(field, ':')+1:])
+			return splitResinfo(value), true
+		}
+		pos = end
+	}
+	return nil, false
+}
+
+// splitResinfo splits a field value at the semicolons outside comments and
+// quoted-strings (RFC 8601 section 2.2), drops the first part (the
+// authserv-id and its version) and returns the rest unfolded and trimmed,
+// without a lone "none".
+func splitResinfo(value string) []string {
+	var parts []string
+	var b strings.Builder
+	depth, quoted := 0, false
+	for i := 0; i < len(value); i++ {
+		c := value[i]
+		switch {
+		case c == '\r' || c == '\n':
+			continue // unfolding: the white space after the break stays
+		case c == '\\' && (quoted || depth > 0) && i+1 < len(value):
+			b.WriteByte(c)
+			i++
+			c = value[i]
+		case quoted:
+			quoted = c != '"'
+		case c == '"' && depth == 0:
+			quoted = true
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case c == ';' && depth == 0:
+			parts = append(parts, strings.TrimSpace(b.String()))
+			b.Reset()
+			continue
+		}
+		b.WriteByte(c)
+	}
+	parts = append(parts, strings.TrimSpace(b.String()))
+	var out []string
+	for _, p := range parts[1:] {
+		if p != "" && !strings.EqualFold(p, "none") {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Method returns the result one method reports in resinfo parts as Ours
+// returns them ("pass" for method "arc" in "arc=pass (i=1) ..."), or false
+// when no part is for that method. A method version ("arc/1=pass") is
+// allowed; the result is lowercased.
+func Method(resinfo []string, method string) (string, bool) {
+	for _, p := range resinfo {
+		name, rest, ok := strings.Cut(p, "=")
+		if !ok {
+			continue
+		}
+		name = strings.TrimSpace(name)
+		if v := strings.IndexByte(name, '/'); v >= 0 {
+			name = strings.TrimSpace(name[:v])
+		}
+		if !strings.EqualFold(name, method) {
+			continue
+		}
+		rest = skipCFWS(rest)
+		i := 0
+		for i < len(rest) && isTokenChar(rest[i]) {
+			i++
+		}
+		if i == 0 {
+			return "", false
+		}
+		return strings.ToLower(rest[:i]), true
+	}
+	return "", false
+}

@@ -133,3 +133,63 @@ func TestCommentAndValue(t *testing.T) {
 		}
 	}
 }
+
+// Ours finds the gateway's own field (the topmost claiming its id) and
+// gives back the parts Field wrote, so that a forwarded copy's ARC set can
+// repeat them.
+func TestOursRoundTrip(t *testing.T) {
+	parts := []string{
+		"spf=pass smtp.mailfrom=example.org",
+		`dkim=fail (signature did not verify; body changed) header.d=example.org header.s="a;1"`,
+		"arc=pass (i=1) header.oldest-pass=0 smtp.remote-ip=192.0.2.1",
+		"dmarc=fail (p=reject dis=none policy.override=arc) header.from=example.org",
+	}
+	msg := "Return-Path: <a@example.org>\r\n" +
+		"Authentication-Results: relay.example.com; arc=fail\r\n" +
+		authres.Field("MX.example.net.", parts) + "\r\n" +
+		"Authentication-Results: mx.example.net; arc=none\r\n" + // older, lower down
+		"Subject: hi\r\n\r\nAuthentication-Results: mx.example.net; spf=fail\r\n"
+	got, ok := authres.Ours([]byte(msg), "mx.example.net")
+	if !ok || strings.Join(got, "\n") != strings.Join(parts, "\n") {
+		t.Fatalf("Ours = %q, %v; want %q", got, ok, parts)
+	}
+	if r, ok := authres.Method(got, "ARC"); !ok || r != "pass" {
+		t.Errorf("Method arc = %q, %v", r, ok)
+	}
+	if r, ok := authres.Method([]string{"arc/1 = (v1) PASS (i=1)"}, "arc"); !ok || r != "pass" {
+		t.Errorf("Method with version and comment = %q, %v", r, ok)
+	}
+	if _, ok := authres.Method(got, "bimi"); ok {
+		t.Error("Method found a method that is not there")
+	}
+	if got, ok := authres.Ours([]byte(authres.Field("mx.example.net", nil)+"\r\n\r\n"), "mx.example.net"); !ok || len(got) != 0 {
+		t.Errorf("none field: %q, %v", got, ok)
+	}
+	// Only in the body, or under another id: not ours.
+	if got, ok := authres.Ours([]byte("Subject: x\r\n\r\n"+authres.Field("mx.example.net", parts)), "mx.example.net"); ok {
+		t.Errorf("field in the body taken: %q", got)
+	}
+	if _, ok := authres.Ours([]byte(msg), "mx.example.net.evil.example"); ok {
+		t.Error("field under another id taken")
+	}
+}
+
+func FuzzOurs(f *testing.F) {
+	f.Add([]byte("Authentication-Results: mx.example.net; arc=pass (i=1; x) a=\"b;c\"\r\n\tdkim=pass\r\n\r\n"), "mx.example.net", "arc")
+	f.Add([]byte("Authentication-Results: x; (((\\;\"\r\n"), "x", "dkim")
+	f.Add([]byte("Authentication-Results: x; none\n"), "x", "")
+	f.Fuzz(func(t *testing.T, header []byte, id, method string) {
+		parts, ok := authres.Ours(header, id)
+		if !ok && parts != nil {
+			t.Fatal("parts without a field")
+		}
+		for _, p := range parts {
+			if p == "" || strings.ContainsAny(p, "\r\n") {
+				t.Fatalf("part %q: empty or not unfolded", p)
+			}
+		}
+		if r, ok := authres.Method(parts, method); ok && (r == "" || r != strings.ToLower(r)) {
+			t.Fatalf("Method = %q", r)
+		}
+	})
+}

@@ -132,7 +132,13 @@ type Options struct {
 	// one (SRS); nil uses Config.ForwardSender. A server passes its
 	// current configuration's, so that a reload applies.
 	ForwardSender func(from string) string
-	Limits        rules.Limits
+	// SealForward, when set, returns a copy that forwarder (the account's
+	// address) sends on with an ARC set on top (RFC 8617), or the message
+	// unchanged with the reason it was not sealed. A server passes the
+	// gateway's (gateway.Filters.SealForward), so that forwards made by
+	// .courier lines, maildrop and Sieve are sealed as alias copies are.
+	SealForward func(ctx context.Context, msg []byte, forwarder string) ([]byte, string)
+	Limits      rules.Limits
 	// SystemRules is the maildroprc file; default CONFIG/maildroprc.
 	SystemRules string
 	// MaxMessageSize bounds what is read into memory for filters and
@@ -194,6 +200,11 @@ type Agent struct {
 // SetJournal makes Maildir deliveries durable through the server's
 // delivery journal (see maildir.Journal); nil turns it off.
 func (a *Agent) SetJournal(j *maildir.Journal) { a.journal.Store(j) }
+
+// SetSendmail changes the command (argv) forwards and Sieve's vacation
+// replies go through, as Options.Sendmail; call it before any delivery
+// runs (a test whose binary is not postern points it at one that is).
+func (a *Agent) SetSendmail(argv []string) { a.sendmail = argv }
 
 // ResetIdentity notes the process's effective uid again, after the
 // server dropped root's rights (its mailuser setting); call it before any

@@ -183,6 +183,18 @@ func (j *job) forward(ctx context.Context, addrs []string, msg []byte, from stri
 	}
 	argv = append(argv, "-f", from)
 	argv = append(argv, addrs...)
+	if seal := j.a.opt.SealForward; seal != nil {
+		// The domain mail was addressed to signs, as for an alias's
+		// copy; maildrop -d gives only an account name.
+		forwarder := j.req.Recipient
+		if !strings.Contains(forwarder, "@") && j.req.Account != nil {
+			forwarder = j.req.Account.Name
+		}
+		var why string
+		if msg, why = seal(ctx, msg, forwarder); why != "" {
+			j.a.log.Debug("forward not ARC-sealed", "to", strings.Join(addrs, ","), "reason", why)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, j.a.opt.ProgramTimeout)
 	defer cancel()
 	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
