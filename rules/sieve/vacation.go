@@ -220,7 +220,7 @@ func (v Vacation) Reply(now time.Time) []byte {
 	header("To", v.To)
 	header("Subject", stdmime.QEncoding.Encode("utf-8", oneLine(v.Subject)))
 	header("Date", now.Format(time.RFC1123Z))
-	header("Message-ID", newMessageID(v.From, now))
+	header("Message-ID", newMessageID("vacation", v.From, now))
 	header("In-Reply-To", v.InReplyTo)
 	refs := strings.TrimSpace(v.References + " " + v.InReplyTo)
 	header("References", refs)
@@ -265,14 +265,16 @@ func encodeAddressHeader(s string) string {
 	return s
 }
 
-func newMessageID(from string, now time.Time) string {
+// newMessageID makes a Message-ID for a message the script sends; kind
+// ("vacation", "notify") says which.
+func newMessageID(kind, from string, now time.Time) string {
 	domain := envelopeAddress(bareAddress(from)).domain
 	if domain == "" {
 		domain = "localhost"
 	}
 	var rnd [8]byte
 	rand.Read(rnd[:])
-	return fmt.Sprintf("<%d.%s.vacation@%s>", now.Unix(), hex.EncodeToString(rnd[:]), domain)
+	return fmt.Sprintf("<%d.%s.%s@%s>", now.Unix(), hex.EncodeToString(rnd[:]), kind, domain)
 }
 
 // duplicateTest implements RFC 7352: has this message (by Message-ID, a
