@@ -16,7 +16,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown test", "if frob { keep; }", `1:4: unknown test "frob"`},
 		{"missing require", "fileinto \"x\";", `1:1: fileinto: missing require "fileinto"`},
 		{"missing require for tag", "require \"fileinto\";\nfileinto :copy \"x\";", `2:10: fileinto: tag :copy needs require "copy"`},
-		{"unsupported extension", "require [\"fileinto\", \"enotify\"];", `1:9: unsupported extension "enotify"`},
+		{"unsupported extension", "require [\"fileinto\", \"vnd.dovecot.pipe\"];", `1:9: unsupported extension "vnd.dovecot.pipe"`},
 		{"unknown tag", "if header :bogus \"a\" \"b\" { keep; }", `1:11: header: unknown tag :bogus`},
 		{"unterminated string", "require \"fileinto;\nkeep;\n", `1:9: unterminated string`},
 		{"unterminated multiline", "require \"reject\";\nreject text:\nno end\n", `2:8: unterminated multi-line string`},
