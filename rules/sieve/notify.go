@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	stdmime "mime"
-	"mime/quotedprintable"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -535,18 +534,6 @@ func (n Notify) Mail(now time.Time, user string) (rcpts []string, msg []byte, er
 		body = fmt.Sprintf("You have new mail.\n\nFrom: %s\nSubject: %s\n", oneLine(n.OrigFrom), oneLine(n.Subject))
 	}
 	body = strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\n", "\r\n")
-	if isASCII(body) {
-		header("Content-Type", "text/plain; charset=us-ascii")
-		header("Content-Transfer-Encoding", "7bit")
-		b.WriteString("\r\n")
-		b.WriteString(body)
-		return rcpts, b.Bytes(), nil
-	}
-	header("Content-Type", "text/plain; charset=utf-8")
-	header("Content-Transfer-Encoding", "quoted-printable")
-	b.WriteString("\r\n")
-	w := quotedprintable.NewWriter(&b)
-	w.Write([]byte(body))
-	w.Close()
+	writeTextBody(&b, body)
 	return rcpts, b.Bytes(), nil
 }

@@ -85,16 +85,7 @@ func (r *run) test(n *node, f *frame) (bool, error) {
 	case "date", "currentdate":
 		return r.dateTest(n, f)
 	case "mailboxexists":
-		names, err := r.expandParam(n.args[0], f)
-		if err != nil {
-			return false, err
-		}
-		for _, name := range names {
-			if r.env.MailboxExists == nil || !r.env.MailboxExists(name) {
-				return false, nil
-			}
-		}
-		return true, nil
+		return r.everyOne(n.args[0], f, r.env.MailboxExists)
 	case "environment":
 		return r.environmentTest(n, f)
 	case "duplicate":
@@ -112,18 +103,26 @@ func (r *run) test(n *node, f *frame) (bool, error) {
 	case "specialuse_exists":
 		return r.specialUseExists(n, f)
 	case "mailboxidexists":
-		ids, err := r.expandParam(n.args[0], f)
-		if err != nil {
-			return false, err
-		}
-		for _, id := range ids {
-			if r.env.MailboxIDExists == nil || !validObjectID(id) || !r.env.MailboxIDExists(id) {
-				return false, nil
-			}
-		}
-		return true, nil
+		return r.everyOne(n.args[0], f, func(id string) bool {
+			return validObjectID(id) && r.env.MailboxIDExists != nil && r.env.MailboxIDExists(id)
+		})
 	}
 	return false, runtimeErrorf(n.pos, "test %s cannot run here", n.name)
+}
+
+// everyOne reports whether exists (a caller's hook; nil answers no) is
+// true for every string of the list: mailboxexists, mailboxidexists.
+func (r *run) everyOne(p *param, f *frame, exists func(string) bool) (bool, error) {
+	list, err := r.expandParam(p, f)
+	if err != nil {
+		return false, err
+	}
+	for _, s := range list {
+		if exists == nil || !exists(s) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // matchValues matches values against the test's key list with its

@@ -233,20 +233,23 @@ func (v Vacation) Reply(now time.Time) []byte {
 		b.WriteString(body)
 		return b.Bytes()
 	}
+	writeTextBody(&b, body)
+	return b.Bytes()
+}
+
+// writeTextBody ends a header with the fields of a text/plain body and
+// writes the body (CRLF line ends already): 7bit when it is ASCII, else
+// UTF-8 in quoted-printable.
+func writeTextBody(b *bytes.Buffer, body string) {
 	if isASCII(body) {
-		header("Content-Type", "text/plain; charset=us-ascii")
-		header("Content-Transfer-Encoding", "7bit")
-		b.WriteString("\r\n")
+		b.WriteString("Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
 		b.WriteString(body)
-		return b.Bytes()
+		return
 	}
-	header("Content-Type", "text/plain; charset=utf-8")
-	header("Content-Transfer-Encoding", "quoted-printable")
-	b.WriteString("\r\n")
-	w := quotedprintable.NewWriter(&b)
+	b.WriteString("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+	w := quotedprintable.NewWriter(b)
 	w.Write([]byte(body))
 	w.Close()
-	return b.Bytes()
 }
 
 func oneLine(s string) string {
