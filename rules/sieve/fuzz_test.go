@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,6 +99,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("require [\"foreverypart\", \"mime\", \"extracttext\", \"variables\"];\nforeverypart :name \"a\" { if header :mime :anychild :param \"name\" \"content-type\" \"x\" { extracttext :first 3 \"t\"; break :name \"a\"; } }"))
 	f.Add([]byte("require [\"enotify\", \"variables\"];\nset :encodeurl \"b\" \"a&b\";\nif valid_notify_method \"mailto:a@example.com\" { notify :importance \"1\" :from \"b@example.com\" :options [\"k=v\"] :message \"m\" \"mailto:a@example.com?body=${b}&cc=c@example.com\"; }"))
 	f.Add([]byte("require [\"fileinto\", \"special-use\", \"mailboxid\", \"mailbox\"];\nif specialuse_exists \"INBOX\" \"\\\\Junk\" { fileinto :specialuse \"\\\\Junk\" :create :mailboxid \"F1\" \"Spam\"; } if mailboxidexists \"F1\" { keep; }"))
+	addCaseSeeds(f, false)
 	f.Fuzz(func(t *testing.T, src []byte) {
 		s, err := Parse(src, Options{MaxSteps: 20000})
 		if err != nil {
@@ -109,6 +113,27 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// addCaseSeeds adds the scripts of testdata/cases as seeds, with their
+// messages when withMessage: every extension's syntax is there to mutate.
+func addCaseSeeds(f *testing.F, withMessage bool) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "cases", "*", "*.txt"))
+	for _, file := range files {
+		tc := readCase(f, file)
+		script := []byte(tc.sections["script"])
+		if !withMessage {
+			f.Add(script)
+			continue
+		}
+		msg := []byte(tc.sections["message"])
+		for _, line := range strings.Split(tc.sections["env"], "\n") {
+			if name, ok := strings.CutPrefix(line, "message: "); ok {
+				msg, _ = os.ReadFile(filepath.Join("testdata", "msg", strings.TrimSpace(name)))
+			}
+		}
+		f.Add(script, msg)
+	}
+}
+
 // FuzzExecute runs arbitrary scripts over arbitrary messages.
 func FuzzExecute(f *testing.F) {
 	f.Add([]byte("require [\"body\", \"fileinto\"]; if body :text :contains \"hello\" { fileinto \"x\"; }"), []byte(fuzzMessage))
@@ -118,6 +143,7 @@ func FuzzExecute(f *testing.F) {
 	f.Add([]byte("require [\"foreverypart\", \"mime\", \"extracttext\", \"variables\", \"fileinto\"]; foreverypart { foreverypart { extracttext \"t\"; if header :mime :type \"content-type\" \"text\" { fileinto \"${t}\"; } } }"), []byte(fuzzMessage))
 	f.Add([]byte("require [\"mime\", \"fileinto\"]; if exists :mime :anychild \"content-disposition\" { fileinto \"a\"; }"), []byte("Content-Type: multipart/mixed; boundary=x\n\n--x\nContent-Type: message/rfc822\n\nContent-Type: multipart/digest; boundary=y\n\n--y\n\nX: y\n--x--"))
 	f.Add([]byte("require [\"enotify\", \"variables\"]; if header :matches \"from\" \"*\" { notify :message \"${1}\" \"mailto:a@example.com,b@example.com\"; notify \"mailto:b@example.com\"; }"), []byte("From: x@example.org\nSubject: s\n\nbody"))
+	addCaseSeeds(f, true)
 	f.Fuzz(func(t *testing.T, src, msg []byte) {
 		s, err := Parse(src, Options{MaxSteps: 20000})
 		if err != nil {

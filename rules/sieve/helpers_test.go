@@ -62,7 +62,7 @@ type testCase struct {
 	order    []string
 }
 
-func readCase(t *testing.T, path string) testCase {
+func readCase(t testing.TB, path string) testCase {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
