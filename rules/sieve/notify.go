@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	stdmime "mime"
+	"net/textproto"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -74,7 +75,7 @@ type mailtoURI struct {
 	subject string
 	body    string
 	hasSubj bool
-	headers [][2]string // other fields, name capitalised, in order
+	headers [][2]string // other fields, names capitalised ("Reply-To", as RFC 5436 2.7 suggests), in order
 }
 
 // unsafeURIHeaders are URI header fields a notification never takes
@@ -184,7 +185,7 @@ func parseMailto(s string) (*mailtoURI, error) {
 			if len(u.headers) >= maxNotifyHeaders {
 				return nil, fmt.Errorf("mailto: more than %d header fields", maxNotifyHeaders)
 			}
-			u.headers = append(u.headers, [2]string{canonicalFieldName(lower), value})
+			u.headers = append(u.headers, [2]string{textproto.CanonicalMIMEHeaderKey(lower), value})
 		}
 		if err != nil {
 			return nil, err
@@ -240,20 +241,6 @@ func encodeURL(s string) string {
 		b.WriteByte(hexDigits[c&15])
 	}
 	return b.String()
-}
-
-// canonicalFieldName capitalises a field name's words: "reply-to" is
-// "Reply-To" (RFC 5436 2.7 suggests it).
-func canonicalFieldName(s string) string {
-	b := []byte(s)
-	up := true
-	for i, c := range b {
-		if up && c >= 'a' && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-		up = c == '-'
-	}
-	return string(b)
 }
 
 // checkNotifyImportance, checkNotifyOptions and the URI check are shared
