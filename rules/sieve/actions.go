@@ -7,8 +7,8 @@ import (
 )
 
 // Action is one thing the script asks the delivery agent to do. The
-// concrete types are Keep, FileInto, Redirect, Reject, Discard and
-// Vacation; Result.Actions lists them in the order the script ran them.
+// concrete types are Keep, FileInto, Redirect, Reject, Discard, Vacation
+// and Notify; Result.Actions lists them in the order the script ran them.
 type Action interface {
 	fmt.Stringer
 	action()
@@ -26,11 +26,19 @@ type Keep struct {
 // (UTF-8; "INBOX.Sub" or "Sub/Sub"): the caller maps it onto its folders.
 // Copy is :copy (RFC 3894, it did not cancel the implicit keep); Create is
 // :create (RFC 5490: create the mailbox when missing).
+//
+// MailboxID (:mailboxid, RFC 9042) and SpecialUse (:specialuse, RFC 8579)
+// name the mailbox another way: the caller files into the mailbox with
+// that object id if one exists, else into the mailbox carrying that
+// special-use attribute ("\\Junk") if one does, else into Mailbox; with
+// Create, a mailbox it makes gets the special-use attribute.
 type FileInto struct {
-	Mailbox string
-	Flags   []string
-	Copy    bool
-	Create  bool
+	Mailbox    string
+	Flags      []string
+	Copy       bool
+	Create     bool
+	SpecialUse string
+	MailboxID  string
 }
 
 // Redirect forwards the message unchanged to Address (RFC 5228 4.2). The
@@ -97,6 +105,12 @@ func (a FileInto) String() string {
 	}
 	if a.Create {
 		s += " create"
+	}
+	if a.SpecialUse != "" {
+		s += " specialuse=" + a.SpecialUse
+	}
+	if a.MailboxID != "" {
+		s += " mailboxid=" + a.MailboxID
 	}
 	return s + flagSuffix(a.Flags)
 }

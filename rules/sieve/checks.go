@@ -16,6 +16,45 @@ func (v *validator) checkCommand(n *node) error {
 				return parseErrorf(n.args[0].pos, "fileinto: %v", err)
 			}
 		}
+		if p := n.tags["specialuse"]; p != nil {
+			if attr, ok := p.constant(); ok && !validSpecialUse(attr) {
+				return parseErrorf(p.pos, "fileinto: :specialuse %q is not a special-use attribute like \\Junk (RFC 8579)", attr)
+			}
+		}
+		if p := n.tags["mailboxid"]; p != nil {
+			if id, ok := p.constant(); ok && !validObjectID(id) {
+				return parseErrorf(p.pos, "fileinto: :mailboxid %q is not a mailbox id (RFC 8474: letters, digits, '-', '_')", id)
+			}
+		}
+	case "break":
+		if len(v.loops) == 0 {
+			return parseErrorf(n.pos, "break outside a foreverypart loop (RFC 5703 3)")
+		}
+		if p := n.tags["name"]; p != nil {
+			name, ok := p.constant()
+			if !ok {
+				return parseErrorf(p.pos, "break: the :name must be a constant string")
+			}
+			for _, l := range v.loops {
+				if l == name {
+					return nil
+				}
+			}
+			return parseErrorf(p.pos, "break: no enclosing foreverypart loop is named %q", name)
+		}
+	case "extracttext":
+		if len(v.loops) == 0 {
+			return parseErrorf(n.pos, "extracttext outside a foreverypart loop (RFC 5703 7)")
+		}
+		if !v.has("variables") {
+			return parseErrorf(n.pos, "extracttext: missing require %q (RFC 5703 7)", "variables")
+		}
+		if p := n.tags["first"]; p != nil && p.num < 0 {
+			return parseErrorf(p.pos, "extracttext: :first cannot be negative")
+		}
+		return v.checkVariableName("extracttext", n.args[0], true)
+	case "notify":
+		return checkNotify(n)
 	case "redirect":
 		if addr, ok := n.args[0].constant(); ok && !validAddress(addr) {
 			return parseErrorf(n.args[0].pos, "redirect: %q is not a valid mail address", addr)
@@ -73,7 +112,29 @@ func (v *validator) checkTest(n *node) error {
 		if err := checkIndex(n); err != nil {
 			return err
 		}
+		if !n.has("mime") {
+			for _, tag := range []string{"anychild", "type", "subtype", "contenttype", "param"} {
+				if n.has(tag) {
+					return parseErrorf(n.pos, "%s: :%s needs :mime (RFC 5703 4)", n.name, tag)
+				}
+			}
+		}
 		return checkFieldNames(n.name, n.args[0])
+	case "ihave":
+		n.ihave = v.ihave(n.args[0])
+	case "specialuse_exists":
+		if n.args[0] != nil {
+			if name, ok := n.args[0].constant(); ok {
+				if err := checkMailboxName(name); err != nil {
+					return parseErrorf(n.args[0].pos, "specialuse_exists: %v", err)
+				}
+			}
+		}
+		for _, t := range n.args[1].strs {
+			if t.parts == nil && !validSpecialUse(t.s) {
+				return parseErrorf(n.args[1].pos, "specialuse_exists: %q is not a special-use attribute like \\Junk (RFC 8579)", t.s)
+			}
+		}
 	case "date":
 		if err := checkIndex(n); err != nil {
 			return err
@@ -239,6 +300,35 @@ func checkScriptName(s string) error {
 		}
 	}
 	return nil
+}
+
+// validSpecialUse reports whether s is a special-use attribute: a
+// backslash and an IMAP atom (RFC 6154 2, RFC 3501 9 flag-extension).
+func validSpecialUse(s string) bool {
+	if len(s) < 2 || s[0] != '\\' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validObjectID reports whether s is an IMAP object id (RFC 8474 5:
+// 1*255 of letters, digits, '-' and '_').
+func validObjectID(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlpha(c) && !isDigit(c) && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 type errString string

@@ -1,6 +1,7 @@
 package sieve
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"unicode"
@@ -53,6 +54,17 @@ func (r *run) command(n *node, f *frame) error {
 		return r.addheader(n, f)
 	case "deleteheader":
 		return r.deleteheader(n, f)
+	case "error":
+		// RFC 5463 5: the script ends in error, with its message.
+		msg, err := r.expandOne(n.args[0], f)
+		if err != nil {
+			return err
+		}
+		return &RuntimeError{Pos: n.pos, Err: fmt.Errorf("%w: %s", ErrScript, msg)}
+	case "extracttext":
+		return r.extracttext(n, f)
+	case "notify":
+		return r.notify(n, f)
 	}
 	return runtimeErrorf(n.pos, "command %s cannot run here", n.name)
 }
@@ -84,6 +96,22 @@ func (r *run) fileinto(n *node, f *frame) error {
 		return err
 	}
 	a := FileInto{Mailbox: mailbox, Flags: flags, Copy: n.has("copy"), Create: n.has("create")}
+	if p := n.tags["specialuse"]; p != nil {
+		if a.SpecialUse, err = r.expandOne(p, f); err != nil {
+			return err
+		}
+		if !validSpecialUse(a.SpecialUse) {
+			return runtimeErrorf(p.pos, "fileinto: :specialuse %q is not a special-use attribute (RFC 8579)", a.SpecialUse)
+		}
+	}
+	if p := n.tags["mailboxid"]; p != nil {
+		if a.MailboxID, err = r.expandOne(p, f); err != nil {
+			return err
+		}
+		if !validObjectID(a.MailboxID) {
+			return runtimeErrorf(p.pos, "fileinto: :mailboxid %q is not a mailbox id (RFC 8474)", a.MailboxID)
+		}
+	}
 	return r.addAction(n.pos, a, !a.Copy)
 }
 
@@ -165,7 +193,7 @@ func mergeActions(old, a Action) (Action, bool) {
 			return o, true
 		}
 	case FileInto:
-		if o, ok := old.(FileInto); ok && sameMailbox(o.Mailbox, x.Mailbox) {
+		if o, ok := old.(FileInto); ok && sameMailbox(o.Mailbox, x.Mailbox) && o.SpecialUse == x.SpecialUse && o.MailboxID == x.MailboxID {
 			o.Flags = addFlags(o.Flags, x.Flags)
 			o.Copy = o.Copy && x.Copy
 			o.Create = o.Create || x.Create
@@ -262,13 +290,19 @@ func (r *run) editFlags(n *node, f *frame) error {
 	return nil
 }
 
-// set assigns a variable, applying the modifiers by precedence
-// (RFC 5229 section 4: 40 case, 30 first letter, 20 quoting, 10 length).
+// set assigns a variable (RFC 5229 4).
 func (r *run) set(n *node, f *frame) error {
 	value, err := r.expandOne(n.args[1], f)
 	if err != nil {
 		return err
 	}
+	return r.setVariable(n.pos, n.args[0].strs[0].s, applyModifiers(n, value), f)
+}
+
+// applyModifiers applies the modifiers of set and extracttext by
+// precedence (RFC 5229 4: 40 case, 30 first letter, 20 quoting,
+// 15 :encodeurl of RFC 5435 6, 10 length).
+func applyModifiers(n *node, value string) string {
 	switch {
 	case n.has("lower"):
 		value = strings.ToLower(value)
@@ -287,10 +321,13 @@ func (r *run) set(n *node, f *frame) error {
 	case n.has("quoteregex"):
 		value = quoteRegex(value)
 	}
+	if n.has("encodeurl") {
+		value = encodeURL(value)
+	}
 	if n.has("length") {
 		value = strconv.Itoa(utf8.RuneCountInString(value))
 	}
-	return r.setVariable(n.pos, n.args[0].strs[0].s, value, f)
+	return value
 }
 
 func mapFirst(s string, m func(rune) rune) string {
@@ -398,6 +435,7 @@ func (r *run) deleteheader(n *node, f *frame) error {
 	}
 	r.msg.fields = kept
 	r.msg.edited = true
+	r.msg.gen++
 	r.msg.parsed = false
 	return nil
 }

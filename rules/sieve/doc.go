@@ -3,7 +3,8 @@
 // (fileinto, reject/ereject, envelope, encoded-character, imap4flags, copy,
 // body, variables, vacation and vacation-seconds, relational, subaddress,
 // date and index, mailbox, environment, duplicate, regex, include,
-// editheader, spamtest/spamtestplus/virustest).
+// editheader, spamtest/spamtestplus/virustest, ihave, mime/foreverypart/
+// extracttext, enotify with the mailto method, special-use, mailboxid).
 //
 // It owns the language only — lexer, parser, validator and interpreter —
 // and does no I/O of its own. Parse turns a script into a *Script, checking
@@ -11,10 +12,11 @@
 // patterns, and reports the first problem as a *ParseError with line and
 // column. Execute runs a script over one message described by an Env and
 // returns the list of actions (keep, fileinto, redirect, reject, discard,
-// vacation) in order, with the implicit keep of RFC 5228 section 2.10.2
-// made explicit. Everything outside the message — whether a mailbox exists,
-// the memory of vacation replies and duplicates (Store), the text of
-// included scripts (Loader) — comes from the caller through Env, so the
+// vacation, notify) in order, with the implicit keep of RFC 5228 section
+// 2.10.2 made explicit. Everything outside the message — whether a mailbox
+// exists (by name, special-use attribute or object id), the memory of
+// vacation replies and duplicates (Store), the text of included scripts
+// (Loader) — comes from the caller through Env, so the
 // delivery agent, ManageSieve's CHECKSCRIPT and tests each decide what it
 // means.
 //

@@ -31,6 +31,10 @@ func parseErrorf(p Pos, format string, args ...any) *ParseError {
 // Options was hit (actions, redirects, include depth, steps, variable size).
 var ErrLimit = errors.New("sieve: limit exceeded")
 
+// ErrScript is wrapped by the runtime error of the error command
+// (RFC 5463 5): the script itself declared that it cannot go on.
+var ErrScript = errors.New("sieve: error command")
+
 // RuntimeError is an error while a script runs: a limit, conflicting
 // actions (RFC 5429 reject with keep), a missing included script, an
 // invalid address computed at run time. Its text is

@@ -62,7 +62,7 @@ type testCase struct {
 	order    []string
 }
 
-func readCase(t *testing.T, path string) testCase {
+func readCase(t testing.TB, path string) testCase {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -87,6 +87,7 @@ func readCase(t *testing.T, path string) testCase {
 
 // env builds the Env of a case: "-- env --" holds "key: value" lines
 // (from, to, origto, auth, user, addresses, now, host, domain, mailboxes,
+// specialuse = MAILBOX=\Attr pairs, mailboxids = object ids,
 // message = a file of testdata/msg).
 func (tc testCase) env(t *testing.T) *Env {
 	t.Helper()
@@ -127,6 +128,20 @@ func (tc testCase) env(t *testing.T) *Env {
 				set[m] = true
 			}
 			env.MailboxExists = func(name string) bool { return set[name] }
+		case "specialuse":
+			uses := map[[2]string]bool{}
+			for _, pair := range strings.Fields(v) {
+				mailbox, attr, _ := strings.Cut(pair, "=")
+				uses[[2]string{mailbox, strings.ToLower(attr)}] = true
+				uses[[2]string{"", strings.ToLower(attr)}] = true
+			}
+			env.SpecialUseExists = func(mailbox, attr string) bool { return uses[[2]string{mailbox, strings.ToLower(attr)}] }
+		case "mailboxids":
+			ids := map[string]bool{}
+			for _, id := range strings.Fields(v) {
+				ids[id] = true
+			}
+			env.MailboxIDExists = func(id string) bool { return ids[id] }
 		case "message":
 			b, err := os.ReadFile(filepath.Join("testdata", "msg", v))
 			if err != nil {

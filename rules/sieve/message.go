@@ -72,6 +72,7 @@ type message struct {
 	fields []field
 	body   []byte
 	edited bool
+	gen    int        // counts header edits, so that what was built from the header can tell it is stale
 	parts  []bodyPart // decoded MIME parts, built on the first body test
 	parsed bool
 	// work counts the fields scanned since the run last charged it as
@@ -196,6 +197,7 @@ func (m *message) addField(name, value string, last bool) {
 		m.fields = append([]field{f}, m.fields...)
 	}
 	m.edited = true
+	m.gen++
 }
 
 func isASCII(s string) bool {

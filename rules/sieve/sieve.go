@@ -17,6 +17,9 @@ type Options struct {
 	MaxRedirects    int // redirect actions; default 4 (Pigeonhole's sieve_max_redirects)
 	MaxIncludeDepth int // include nesting; default 10
 	MaxSteps        int // commands, tests and comparisons one run may do; default 1,000,000
+	// MaxNotifications bounds the notify actions of one run (RFC 5435 8
+	// wants a limit); default 4.
+	MaxNotifications int
 
 	// SubaddressSeparators are the characters that split a local part
 	// into :user and :detail (RFC 5233); the first one found splits.
@@ -39,12 +42,13 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultMaxScriptSize   = 1 << 20
-	DefaultMaxNesting      = 32
-	DefaultMaxActions      = 32
-	DefaultMaxRedirects    = 4
-	DefaultMaxIncludeDepth = 10
-	DefaultMaxSteps        = 1_000_000
+	DefaultMaxScriptSize    = 1 << 20
+	DefaultMaxNesting       = 32
+	DefaultMaxActions       = 32
+	DefaultMaxRedirects     = 4
+	DefaultMaxIncludeDepth  = 10
+	DefaultMaxSteps         = 1_000_000
+	DefaultMaxNotifications = 4
 )
 
 // Fixed bounds that need no option.
@@ -69,6 +73,7 @@ func (o Options) withDefaults() Options {
 	set(&o.MaxRedirects, DefaultMaxRedirects)
 	set(&o.MaxIncludeDepth, DefaultMaxIncludeDepth)
 	set(&o.MaxSteps, DefaultMaxSteps)
+	set(&o.MaxNotifications, DefaultMaxNotifications)
 	if o.SubaddressSeparators == "" {
 		o.SubaddressSeparators = "+"
 	}
@@ -157,8 +162,15 @@ type Env struct {
 	Version      string    // environment "version"; default "1"
 
 	MailboxExists func(name string) bool // mailboxexists; nil: none exists
-	Store         Store                  // nil: nothing is remembered
-	Loader        Loader                 // nil: include fails
+	// SpecialUseExists answers specialuse_exists (RFC 8579): does the
+	// mailbox (any mailbox when mailbox is "") carry the special-use
+	// attribute attr ("\Junk")? nil: no mailbox has one.
+	SpecialUseExists func(mailbox, attr string) bool
+	// MailboxIDExists answers mailboxidexists (RFC 9042): is there a
+	// mailbox with this object id (RFC 8474)? nil: none exists.
+	MailboxIDExists func(id string) bool
+	Store           Store  // nil: nothing is remembered
+	Loader          Loader // nil: include fails
 }
 
 // Result is what a run decided.
@@ -178,6 +190,7 @@ const (
 	ctlNext control = iota
 	ctlStop
 	ctlReturn
+	ctlBreak // break (RFC 5703 3): leave the loop named in run.breakTo
 )
 
 // record is a Store write made when the run ends without error.
@@ -209,6 +222,12 @@ type run struct {
 	loaded       map[string]*Script
 	pending      []record
 	regexes      map[string]*compiledRegex
+	notifies     int
+	notified     map[string]bool // mailto recipients notified so far, lower case
+	parts        []mimePart      // the MIME parts, built on first use (foreverypart, :mime)
+	partsGen     int             // msg.gen the parts were built from
+	loops        []loop          // the foreverypart loops running, innermost last
+	breakTo      string          // the loop a break leaves ("" the innermost)
 }
 
 // frame is one script's scope: the main script or an included one.
@@ -321,6 +340,14 @@ func (r *run) exec(n *node, f *frame) (control, error) {
 		return ctlReturn, nil
 	case "include":
 		return r.include(n, f)
+	case "foreverypart":
+		return r.foreverypart(n, f)
+	case "break":
+		r.breakTo = ""
+		if p := n.tags["name"]; p != nil {
+			r.breakTo = p.strs[0].s
+		}
+		return ctlBreak, nil
 	}
 	return ctlNext, r.command(n, f)
 }

@@ -13,19 +13,26 @@ var capabilities = map[string][]string{
 	"duplicate":                  nil, // RFC 7352
 	"editheader":                 nil, // RFC 5293
 	"encoded-character":          nil, // RFC 5228 2.4.2.4
+	"enotify":                    nil, // RFC 5435, the mailto method of RFC 5436
 	"envelope":                   nil, // RFC 5228 5.4
 	"environment":                nil, // RFC 5183
 	"ereject":                    nil, // RFC 5429
+	"extracttext":                nil, // RFC 5703 7
 	"fileinto":                   nil, // RFC 5228 4.1
+	"foreverypart":               nil, // RFC 5703 3
+	"ihave":                      nil, // RFC 5463
 	"imap4flags":                 nil, // RFC 5232
 	"include":                    nil, // RFC 6609
 	"index":                      nil, // RFC 5260
 	"mailbox":                    nil, // RFC 5490
+	"mailboxid":                  nil, // RFC 9042
+	"mime":                       nil, // RFC 5703 4
 	"regex":                      nil, // draft-ietf-sieve-regex
 	"reject":                     nil, // RFC 5429
 	"relational":                 nil, // RFC 5231
 	"spamtest":                   nil, // RFC 5235
 	"spamtestplus":               {"spamtest"},
+	"special-use":                nil,          // RFC 8579
 	"subaddress":                 nil,          // RFC 5233
 	"vacation":                   nil,          // RFC 5230
 	"vacation-seconds":           {"vacation"}, // RFC 6131
@@ -94,6 +101,25 @@ var (
 		"index": {arg: argNumber, ext: "index"},
 		"last":  {ext: "index"},
 	}
+	// RFC 5703 4: the tests that may look at a MIME part's header.
+	mimeTags = map[string]tagSpec{
+		"mime":     {ext: "mime"},
+		"anychild": {ext: "mime"},
+	}
+	// RFC 5703 4.1: what of a structured MIME field the header test sees.
+	mimeOptionTags = map[string]tagSpec{
+		"type":        {ext: "mime", group: "mimeopt"},
+		"subtype":     {ext: "mime", group: "mimeopt"},
+		"contenttype": {ext: "mime", group: "mimeopt"},
+		"param":       {arg: argList, ext: "mime", group: "mimeopt"},
+	}
+	// The modifiers of set (RFC 5229 4) that extracttext takes as well
+	// (RFC 5703 7); the group is the precedence. :encodeurl is RFC 5435 6.
+	modifierTags = map[string]tagSpec{
+		"lower": {group: "40"}, "upper": {group: "40"}, "lowerfirst": {group: "30"}, "upperfirst": {group: "30"},
+		"quotewildcard": {group: "20"}, "quoteregex": {group: "20", ext: "regex"},
+		"encodeurl": {group: "15", ext: "enotify"}, "length": {group: "10"},
+	}
 )
 
 func tags(sets ...map[string]tagSpec) map[string]tagSpec {
@@ -120,6 +146,7 @@ var specs = map[string]*cmdSpec{
 	"redirect": {tags: map[string]tagSpec{"copy": {ext: "copy"}}, args: []argKind{argString}},
 	"fileinto": {ext: []string{"fileinto"}, args: []argKind{argString}, tags: map[string]tagSpec{
 		"copy": {ext: "copy"}, "flags": {arg: argList, ext: "imap4flags"}, "create": {ext: "mailbox"},
+		"specialuse": {arg: argString, ext: "special-use"}, "mailboxid": {arg: argString, ext: "mailboxid"},
 	}},
 	"reject":  {ext: []string{"reject"}, args: []argKind{argString}},
 	"ereject": {ext: []string{"ereject"}, args: []argKind{argString}},
@@ -133,10 +160,7 @@ var specs = map[string]*cmdSpec{
 	"addflag":    {ext: []string{"imap4flags"}, args: []argKind{argString, argList}, optLead: 1},
 	"removeflag": {ext: []string{"imap4flags"}, args: []argKind{argString, argList}, optLead: 1},
 	// RFC 5229 variables.
-	"set": {ext: []string{"variables"}, args: []argKind{argString, argString}, tags: map[string]tagSpec{
-		"lower": {group: "40"}, "upper": {group: "40"}, "lowerfirst": {group: "30"}, "upperfirst": {group: "30"},
-		"quotewildcard": {group: "20"}, "quoteregex": {group: "20", ext: "regex"}, "length": {group: "10"},
-	}},
+	"set": {ext: []string{"variables"}, args: []argKind{argString, argString}, tags: modifierTags},
 	// RFC 6609 include.
 	"include": {ext: []string{"include"}, args: []argKind{argString}, tags: map[string]tagSpec{
 		"personal": {group: "location"}, "global": {group: "location"}, "once": {}, "optional": {},
@@ -147,13 +171,25 @@ var specs = map[string]*cmdSpec{
 	"addheader": {ext: []string{"editheader"}, args: []argKind{argString, argString}, tags: map[string]tagSpec{"last": {}}},
 	"deleteheader": {ext: []string{"editheader"}, args: []argKind{argString, argList}, optTail: 1, match: true,
 		tags: tags(comparatorTags, matchTypeTags, map[string]tagSpec{"index": {arg: argNumber}, "last": {}})},
+	// RFC 5463 ihave.
+	"error": {ext: []string{"ihave"}, args: []argKind{argString}},
+	// RFC 5703 foreverypart and extracttext.
+	"foreverypart": {ext: []string{"foreverypart"}, block: true, tags: map[string]tagSpec{"name": {arg: argString}}},
+	"break":        {ext: []string{"foreverypart"}, tags: map[string]tagSpec{"name": {arg: argString}}},
+	"extracttext": {ext: []string{"extracttext"}, args: []argKind{argString},
+		tags: tags(modifierTags, map[string]tagSpec{"first": {arg: argNumber}})},
+	// RFC 5435 enotify.
+	"notify": {ext: []string{"enotify"}, args: []argKind{argString}, tags: map[string]tagSpec{
+		"from": {arg: argString}, "importance": {arg: argString}, "options": {arg: argList}, "message": {arg: argString},
+	}},
 
 	// RFC 5228 tests.
-	"address": {test: true, match: true, args: []argKind{argList, argList}, tags: tags(comparatorTags, matchTypeTags, addressPartTags, indexTags)},
-	"header":  {test: true, match: true, args: []argKind{argList, argList}, tags: tags(comparatorTags, matchTypeTags, indexTags)},
+	"address": {test: true, match: true, args: []argKind{argList, argList}, tags: tags(comparatorTags, matchTypeTags, addressPartTags, indexTags, mimeTags)},
+	"header": {test: true, match: true, args: []argKind{argList, argList},
+		tags: tags(comparatorTags, matchTypeTags, indexTags, mimeTags, mimeOptionTags)},
 	"envelope": {test: true, match: true, ext: []string{"envelope"}, args: []argKind{argList, argList},
 		tags: tags(comparatorTags, matchTypeTags, addressPartTags)},
-	"exists": {test: true, args: []argKind{argList}},
+	"exists": {test: true, args: []argKind{argList}, tags: mimeTags},
 	"size": {test: true, args: []argKind{argNumber}, tags: map[string]tagSpec{
 		"over": {group: "size"}, "under": {group: "size"},
 	}},
@@ -179,5 +215,11 @@ var specs = map[string]*cmdSpec{
 	}},
 	"spamtest": {test: true, match: true, ext: []string{"spamtest", "spamtestplus"}, args: []argKind{argString},
 		tags: tags(comparatorTags, matchTypeTags, map[string]tagSpec{"percent": {ext: "spamtestplus"}})},
-	"virustest": {test: true, match: true, ext: []string{"virustest"}, args: []argKind{argString}, tags: tags(comparatorTags, matchTypeTags)},
+	"virustest":           {test: true, match: true, ext: []string{"virustest"}, args: []argKind{argString}, tags: tags(comparatorTags, matchTypeTags)},
+	"ihave":               {test: true, ext: []string{"ihave"}, args: []argKind{argList}},
+	"valid_notify_method": {test: true, ext: []string{"enotify"}, args: []argKind{argList}},
+	"notify_method_capability": {test: true, match: true, ext: []string{"enotify"}, args: []argKind{argString, argString, argList},
+		tags: tags(comparatorTags, matchTypeTags)},
+	"specialuse_exists": {test: true, ext: []string{"special-use"}, args: []argKind{argString, argList}, optLead: 1},
+	"mailboxidexists":   {test: true, ext: []string{"mailboxid"}, args: []argKind{argList}},
 }

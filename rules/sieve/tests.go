@@ -37,6 +37,9 @@ func (r *run) test(n *node, f *frame) (bool, error) {
 		}
 		return false, nil
 	case "exists":
+		if n.has("mime") {
+			return r.existsMIME(n, f)
+		}
 		names, err := r.expandParam(n.args[0], f)
 		if err != nil {
 			return false, err
@@ -82,16 +85,7 @@ func (r *run) test(n *node, f *frame) (bool, error) {
 	case "date", "currentdate":
 		return r.dateTest(n, f)
 	case "mailboxexists":
-		names, err := r.expandParam(n.args[0], f)
-		if err != nil {
-			return false, err
-		}
-		for _, name := range names {
-			if r.env.MailboxExists == nil || !r.env.MailboxExists(name) {
-				return false, nil
-			}
-		}
-		return true, nil
+		return r.everyOne(n.args[0], f, r.env.MailboxExists)
 	case "environment":
 		return r.environmentTest(n, f)
 	case "duplicate":
@@ -100,8 +94,35 @@ func (r *run) test(n *node, f *frame) (bool, error) {
 		return r.matchValues(n, f, []string{r.spamValue(n.has("percent"))})
 	case "virustest":
 		return r.matchValues(n, f, []string{r.virusValue()})
+	case "ihave":
+		return n.ihave, nil
+	case "valid_notify_method":
+		return r.validNotifyMethod(n, f)
+	case "notify_method_capability":
+		return r.notifyMethodCapability(n, f)
+	case "specialuse_exists":
+		return r.specialUseExists(n, f)
+	case "mailboxidexists":
+		return r.everyOne(n.args[0], f, func(id string) bool {
+			return validObjectID(id) && r.env.MailboxIDExists != nil && r.env.MailboxIDExists(id)
+		})
 	}
 	return false, runtimeErrorf(n.pos, "test %s cannot run here", n.name)
+}
+
+// everyOne reports whether exists (a caller's hook; nil answers no) is
+// true for every string of the list: mailboxexists, mailboxidexists.
+func (r *run) everyOne(p *param, f *frame, exists func(string) bool) (bool, error) {
+	list, err := r.expandParam(p, f)
+	if err != nil {
+		return false, err
+	}
+	for _, s := range list {
+		if exists == nil || !exists(s) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // matchValues matches values against the test's key list with its
@@ -202,8 +223,11 @@ func selectFields(n *node, fields []*field) []*field {
 }
 
 // namedFields returns the fields the test's header names select, :index
-// applied per name.
+// applied per name; with :mime those of the current MIME part.
 func (r *run) namedFields(n *node, f *frame) ([]*field, error) {
+	if n.has("mime") {
+		return r.mimeFields(n, f)
+	}
 	names, err := r.expandParam(n.args[0], f)
 	if err != nil {
 		return nil, err
@@ -220,11 +244,11 @@ func (r *run) headerTest(n *node, f *frame) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	values := make([]string, 0, len(fields))
-	for _, fl := range fields {
-		values = append(values, fl.decoded())
+	params, err := r.expandParam(n.tags["param"], f)
+	if err != nil {
+		return false, err
 	}
-	return r.matchValues(n, f, values)
+	return r.matchValues(n, f, mimeValues(n, fields, params))
 }
 
 func (r *run) addressTest(n *node, f *frame) (bool, error) {
@@ -391,6 +415,28 @@ func (r *run) environmentTest(n *node, f *frame) (bool, error) {
 		return false, nil
 	}
 	return r.matchValues(n, f, []string{value})
+}
+
+// specialUseExists answers specialuse_exists (RFC 8579 3): without a
+// mailbox, is each attribute on some mailbox; with one, is each on it.
+func (r *run) specialUseExists(n *node, f *frame) (bool, error) {
+	mailbox, err := r.expandOne(n.args[0], f)
+	if err != nil {
+		return false, err
+	}
+	attrs, err := r.expandParam(n.args[1], f)
+	if err != nil {
+		return false, err
+	}
+	for _, a := range attrs {
+		if !validSpecialUse(a) {
+			return false, runtimeErrorf(n.args[1].pos, "specialuse_exists: %q is not a special-use attribute (RFC 8579)", a)
+		}
+		if r.env.SpecialUseExists == nil || !r.env.SpecialUseExists(mailbox, a) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // spamValue is the spamtest value (RFC 5235): "0" when the message was not

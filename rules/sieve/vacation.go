@@ -220,7 +220,7 @@ func (v Vacation) Reply(now time.Time) []byte {
 	header("To", v.To)
 	header("Subject", stdmime.QEncoding.Encode("utf-8", oneLine(v.Subject)))
 	header("Date", now.Format(time.RFC1123Z))
-	header("Message-ID", newMessageID(v.From, now))
+	header("Message-ID", newMessageID("vacation", v.From, now))
 	header("In-Reply-To", v.InReplyTo)
 	refs := strings.TrimSpace(v.References + " " + v.InReplyTo)
 	header("References", refs)
@@ -233,20 +233,23 @@ func (v Vacation) Reply(now time.Time) []byte {
 		b.WriteString(body)
 		return b.Bytes()
 	}
+	writeTextBody(&b, body)
+	return b.Bytes()
+}
+
+// writeTextBody ends a header with the fields of a text/plain body and
+// writes the body (CRLF line ends already): 7bit when it is ASCII, else
+// UTF-8 in quoted-printable.
+func writeTextBody(b *bytes.Buffer, body string) {
 	if isASCII(body) {
-		header("Content-Type", "text/plain; charset=us-ascii")
-		header("Content-Transfer-Encoding", "7bit")
-		b.WriteString("\r\n")
+		b.WriteString("Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
 		b.WriteString(body)
-		return b.Bytes()
+		return
 	}
-	header("Content-Type", "text/plain; charset=utf-8")
-	header("Content-Transfer-Encoding", "quoted-printable")
-	b.WriteString("\r\n")
-	w := quotedprintable.NewWriter(&b)
+	b.WriteString("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+	w := quotedprintable.NewWriter(b)
 	w.Write([]byte(body))
 	w.Close()
-	return b.Bytes()
 }
 
 func oneLine(s string) string {
@@ -265,14 +268,16 @@ func encodeAddressHeader(s string) string {
 	return s
 }
 
-func newMessageID(from string, now time.Time) string {
+// newMessageID makes a Message-ID for a message the script sends; kind
+// ("vacation", "notify") says which.
+func newMessageID(kind, from string, now time.Time) string {
 	domain := envelopeAddress(bareAddress(from)).domain
 	if domain == "" {
 		domain = "localhost"
 	}
 	var rnd [8]byte
 	rand.Read(rnd[:])
-	return fmt.Sprintf("<%d.%s.vacation@%s>", now.Unix(), hex.EncodeToString(rnd[:]), domain)
+	return fmt.Sprintf("<%d.%s.%s@%s>", now.Unix(), hex.EncodeToString(rnd[:]), kind, domain)
 }
 
 // duplicateTest implements RFC 7352: has this message (by Message-ID, a

@@ -36,6 +36,7 @@ type node struct {
 	match *matcher // for match tests
 	hdrs  []*text  // for address/header/date/exists: header names checked
 	extra []string // constant data computed at validation (body :content types)
+	ihave bool     // for ihave: the answer, fixed when the script is parsed
 }
 
 func (n *node) has(tag string) bool {
@@ -49,6 +50,7 @@ type validator struct {
 	required map[string]bool
 	enabled  map[string]bool // nil: every supported extension
 	started  bool            // a command other than require was seen
+	loops    []string        // the names of the foreverypart loops around the command ("" unnamed)
 }
 
 func (v *validator) has(ext string) bool { return v.required[ext] }
@@ -110,17 +112,14 @@ func (v *validator) require(a *astNode) error {
 			name = dec
 		}
 		name = strings.ToLower(name)
-		implied, known := capabilities[name]
+		_, known := capabilities[name]
 		if !known && !implicitCapabilities[name] {
 			return parseErrorf(a.args[0].pos, "unsupported extension %q", name)
 		}
 		if known && v.enabled != nil && !v.enabled[name] {
 			return parseErrorf(a.args[0].pos, "extension %q is not enabled on this server", name)
 		}
-		v.required[name] = true
-		for _, x := range implied {
-			v.required[x] = true
-		}
+		v.addRequired(name)
 	}
 	return nil
 }
@@ -144,11 +143,89 @@ func (v *validator) command(a *astNode) (*node, error) {
 		return nil, parseErrorf(a.pos, "%s takes no block: end it with ';'", a.name)
 	}
 	if a.hasBlock {
-		if n.block, err = v.block(a.block, false); err != nil {
+		if n.block, err = v.commandBlock(n, a); err != nil {
 			return nil, err
 		}
 	}
 	return n, v.checkCommand(n)
+}
+
+// maxLoopNesting bounds foreverypart loops inside each other, includes
+// counted (Pigeonhole's limit).
+const maxLoopNesting = 4
+
+// commandBlock validates the block of a command. The block of an if or
+// elsif whose test is ihave is special (RFC 5463 4): when the test is
+// true the extensions it names count as required inside the block; when
+// it is false the block is never run, so only its grammar is checked: it
+// may use commands, tests and tags this server does not know.
+func (v *validator) commandBlock(n *node, a *astNode) ([]*node, error) {
+	switch {
+	case (n.name == "if" || n.name == "elsif") && n.tests[0].name == "ihave":
+		if !n.tests[0].ihave {
+			return nil, nil
+		}
+		saved := v.required
+		v.required = make(map[string]bool, len(saved))
+		for k := range saved {
+			v.required[k] = true
+		}
+		for _, t := range n.tests[0].args[0].strs {
+			v.addRequired(strings.ToLower(t.s))
+		}
+		block, err := v.block(a.block, false)
+		v.required = saved
+		return block, err
+	case n.name == "foreverypart":
+		if len(v.loops) >= maxLoopNesting {
+			return nil, parseErrorf(n.pos, "foreverypart: loops nested more than %d deep", maxLoopNesting)
+		}
+		name := ""
+		if p := n.tags["name"]; p != nil {
+			var ok bool
+			if name, ok = p.constant(); !ok {
+				return nil, parseErrorf(p.pos, "foreverypart: the :name must be a constant string")
+			}
+		}
+		v.loops = append(v.loops, name)
+		block, err := v.block(a.block, false)
+		v.loops = v.loops[:len(v.loops)-1]
+		return block, err
+	}
+	return v.block(a.block, false)
+}
+
+// addRequired records a capability and those it implies.
+func (v *validator) addRequired(name string) {
+	v.required[name] = true
+	for _, x := range capabilities[name] {
+		v.required[x] = true
+	}
+}
+
+// ihave answers the ihave test (RFC 5463 4): every name is a capability
+// this server supports and allows. The names are taken as written, never
+// expanded. "variables" and "encoded-character" change how strings are
+// read, which is done before any test runs, so ihave is true for them
+// only when the script required them (Pigeonhole does the same).
+func (v *validator) ihave(p *param) bool {
+	for _, t := range p.strs {
+		name := strings.ToLower(t.s)
+		if name == "variables" || name == "encoded-character" {
+			if !v.required[name] {
+				return false
+			}
+			continue
+		}
+		_, known := capabilities[name]
+		if !known && !implicitCapabilities[name] {
+			return false
+		}
+		if known && v.enabled != nil && !v.enabled[name] {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validator) test(a *astNode) (*node, error) {
