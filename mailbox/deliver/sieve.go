@@ -120,14 +120,24 @@ func (j *job) evalSieve(ctx context.Context, s *sieveSource, msg []byte) (*sieve
 		Domain:    domainOf(j.req.Recipient),
 		MailboxExists: func(name string) bool {
 			folder, err := sieveFolder(name)
-			if err != nil {
+			return err == nil && j.folderExists(folder)
+		},
+		// RFC 8579: the special-use folders go by name
+		// (maildir.SpecialUseFolders); "" asks for any mailbox.
+		SpecialUseExists: func(mailbox, attr string) bool {
+			want := maildir.SpecialUseFolder(attr)
+			if want == "" || !j.folderExists(want) {
 				return false
 			}
-			if folder == "" {
+			if mailbox == "" {
 				return true
 			}
-			_, err = os.Stat(filepath.Join(j.root, "."+folder, "cur"))
-			return err == nil
+			folder, err := sieveFolder(mailbox)
+			return err == nil && folder == want
+		},
+		MailboxIDExists: func(id string) bool {
+			_, ok := j.folderByID(id)
+			return ok
 		},
 		Store:   &SieveMemory{Path: filepath.Join(j.home, SieveMemoryFile), Now: j.a.opt.Now},
 		Loader:  sieveLoader{store: s.store, globalDir: j.a.sieveGlobalDir()},
@@ -142,7 +152,7 @@ func (j *job) sieveAction(ctx context.Context, a sieve.Action, msg []byte) *Outc
 	case sieve.Keep:
 		return j.sieveFile(ctx, "", false, a.Flags, msg)
 	case sieve.FileInto:
-		return j.sieveFile(ctx, a.Mailbox, a.Create, a.Flags, msg)
+		return j.sieveFile(ctx, j.sieveTarget(a), a.Create, a.Flags, msg)
 	case sieve.Redirect:
 		if err := j.forward(ctx, []string{a.Address}, msg, j.req.Sender, nil); err != nil {
 			o := j.failure(err)
@@ -160,6 +170,23 @@ func (j *job) sieveAction(ctx context.Context, a sieve.Action, msg []byte) *Outc
 		// 2.1 prefers refusing in the protocol to a bounce).
 		return &Outcome{Status: StatusPermanent, ExitCode: 77, Reason: reason, Enhanced: "5.7.1"}
 	case sieve.Discard:
+	case sieve.Notify:
+		// RFC 5435 3.8: a notification that cannot be sent is an
+		// error of its own, not of the delivery.
+		rcpts, note, err := a.Mail(j.a.opt.Now(), j.acct.Name)
+		if err == nil {
+			sender := a.Sender
+			if sender == "" {
+				sender = "<>"
+			}
+			err = j.forward(ctx, rcpts, note, sender, nil)
+		}
+		if err != nil {
+			j.sieveLog(fmt.Sprintf("notify %s: %v", a.Method, err))
+			j.a.log.Warn("deliver: sieve notification not sent", "account", j.acct.Name, "method", a.Method, "error", err)
+		} else {
+			j.a.log.Info("deliver: sieve notification sent", "account", j.acct.Name, "to", strings.Join(rcpts, ","))
+		}
 	case sieve.Vacation:
 		reply := a.Reply(j.a.opt.Now())
 		// RFC 5230 5.1 / RFC 3834: the reply goes out with a null
@@ -173,6 +200,47 @@ func (j *job) sieveAction(ctx context.Context, a sieve.Action, msg []byte) *Outc
 		}
 	}
 	return nil
+}
+
+// sieveTarget is the mailbox a fileinto names: the folder with its
+// :mailboxid when one has it (RFC 9042), else the folder with its
+// :specialuse attribute when there is one (RFC 8579), else its name.
+func (j *job) sieveTarget(a sieve.FileInto) string {
+	if a.MailboxID != "" {
+		if folder, ok := j.folderByID(a.MailboxID); ok {
+			if folder == "" {
+				return maildir.Inbox
+			}
+			if name, err := maildir.DecodeModifiedUTF7(folder); err == nil {
+				return name
+			}
+		}
+	}
+	if a.SpecialUse != "" {
+		if folder := maildir.SpecialUseFolder(a.SpecialUse); folder != "" && j.folderExists(folder) {
+			return folder
+		}
+	}
+	return a.Mailbox
+}
+
+// folderExists: the account's Maildir++ folder (on-disk name, "" for
+// INBOX) is there.
+func (j *job) folderExists(folder string) bool {
+	if folder == "" {
+		return true
+	}
+	st, err := os.Stat(filepath.Join(j.root, "."+folder, "cur"))
+	return err == nil && st.IsDir()
+}
+
+// folderByID finds the account's folder with a MAILBOXID.
+func (j *job) folderByID(id string) (string, bool) {
+	md, err := j.maildirFor(j.root)
+	if err != nil {
+		return "", false
+	}
+	return md.FolderByID(id)
 }
 
 // sieveFile delivers into the folder a script named ("" is INBOX).

@@ -253,3 +253,68 @@ func TestSieveAfterMaildroprc(t *testing.T) {
 		t.Fatalf("Sieved %q: the script ran after maildroprc delivered", got)
 	}
 }
+
+// enotify's mailto method (RFC 5436) sends a notification through
+// sendmail with the recipient as its sender, and keeps the message.
+func TestSieveNotifyMailto(t *testing.T) {
+	s := newTestSite(t, alice)
+	s.activate(alice, "main", `require ["enotify"];
+if header :contains "subject" "hello" {
+  notify :importance "1" :message "mail from Bob" "mailto:pager@example.net?subject=New%20mail";
+}
+`)
+	wantOK(t, s.deliver(alice, "", testMessage))
+	sent := s.sent()
+	for _, want := range []string{"-oi -f " + alice + " pager@example.net\n", "Auto-Submitted: auto-notified", "Subject: mail from Bob", "To: pager@example.net"} {
+		if !strings.Contains(sent, want) {
+			t.Fatalf("notification lacks %q:\n%s", want, sent)
+		}
+	}
+	if got := s.folder(alice, "INBOX"); len(got) != 1 {
+		t.Fatalf("INBOX %q: notify keeps the message", got)
+	}
+}
+
+// fileinto :specialuse files into the folder with the attribute when it
+// exists (RFC 8579), else into the name given; :mailboxid (RFC 9042)
+// finds a folder by the MAILBOXID the IMAP server gave it, even after a
+// rename.
+func TestSieveSpecialUseAndMailboxID(t *testing.T) {
+	s := newTestSite(t, alice)
+	if err := maildir.Make(s.account(alice).MaildirPath()); err != nil {
+		t.Fatal(err)
+	}
+	md, err := maildir.Open(s.account(alice).MaildirPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := md.CreateFolder("Renamed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.account(alice).MaildirPath(), ".Renamed", maildir.MailboxIDFile), []byte("Fabc123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.activate(alice, "main", `require ["fileinto", "special-use", "mailboxid", "mailbox"];
+if specialuse_exists "\\Junk" { fileinto "JunkExists"; stop; }
+if mailboxidexists "Fabc123" { fileinto :mailboxid "Fabc123" "Elsewhere"; }
+fileinto :specialuse "\\Junk" :create "Spam";
+`)
+	wantOK(t, s.deliver(alice, "", testMessage))
+	if got := s.folder(alice, "Renamed"); len(got) != 1 {
+		t.Fatalf("Renamed %q: fileinto :mailboxid missed the folder", got)
+	}
+	if got := s.folder(alice, "Spam"); len(got) != 1 {
+		t.Fatalf("Spam %q: without a \\Junk folder the name given is used (:create)", got)
+	}
+	// Once Junk exists, the attribute wins over the name.
+	if err := md.CreateFolder("Junk"); err != nil {
+		t.Fatal(err)
+	}
+	s.activate(alice, "main", `require ["fileinto", "special-use"];
+fileinto :specialuse "\\Junk" "Spam";
+`)
+	wantOK(t, s.deliver(alice, "", testMessage))
+	if got, spam := s.folder(alice, "Junk"), s.folder(alice, "Spam"); len(got) != 1 || len(spam) != 1 {
+		t.Fatalf("Junk %q, Spam %q: want the second message in Junk", got, spam)
+	}
+}

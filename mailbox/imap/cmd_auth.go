@@ -293,16 +293,16 @@ func (s *session) ensureSpecialUse() {
 	for _, f := range existing {
 		have[f] = true
 	}
-	for _, f := range specialUseFolders {
-		if have[f.folder] {
+	for _, f := range maildir.SpecialUseFolders {
+		if have[f.Folder] {
 			continue
 		}
-		if err := s.mail.CreateFolder(f.folder); err != nil && !errors.Is(err, maildir.ErrFolderExists) {
-			s.log.Warn("imap: create special-use folder", "folder", f.folder, "err", err)
+		if err := s.mail.CreateFolder(f.Folder); err != nil && !errors.Is(err, maildir.ErrFolderExists) {
+			s.log.Warn("imap: create special-use folder", "folder", f.Folder, "err", err)
 			continue
 		}
-		if err := s.mail.Subscribe(subscriptionName(f.folder), true); err != nil {
-			s.log.Warn("imap: subscribe special-use folder", "folder", f.folder, "err", err)
+		if err := s.mail.Subscribe(subscriptionName(f.Folder), true); err != nil {
+			s.log.Warn("imap: subscribe special-use folder", "folder", f.Folder, "err", err)
 		}
 	}
 }

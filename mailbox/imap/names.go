@@ -22,24 +22,9 @@ var (
 	errSharedNS        = errors.New("mailbox name in the shared namespace")
 )
 
-// specialUse maps the Maildir++ names of the RFC 6154 special-use folders to
-// their attributes. They are created at first login when missing.
-var specialUseFolders = [...]struct{ folder, attr string }{
-	{"Sent", `\Sent`},
-	{"Drafts", `\Drafts`},
-	{"Trash", `\Trash`},
-	{"Junk", `\Junk`},
-	{"Archive", `\Archive`},
-}
-
-func specialUseAttr(folder string) string {
-	for _, f := range specialUseFolders {
-		if f.folder == folder {
-			return f.attr
-		}
-	}
-	return ""
-}
+// specialUseAttr is the RFC 6154 attribute of a Maildir++ folder (the
+// names clients look for; maildir.SpecialUseFolders).
+func specialUseAttr(folder string) string { return maildir.SpecialUseAttr(folder) }
 
 // canonicalInbox upper-cases a leading "inbox" (any case) when it is the
 // whole name or followed by the delimiter: INBOX is case-insensitive

@@ -40,7 +40,7 @@ import (
 //     file's inode change time.
 
 // mailboxIDFileName holds a folder's MAILBOXID, one line.
-const mailboxIDFileName = "postern-mailboxid"
+const mailboxIDFileName = maildir.MailboxIDFile
 
 // maxObjectID is the longest objectid RFC 8474 allows (section 7).
 const maxObjectID = 255
