@@ -346,3 +346,16 @@ func TestWhoAndKick(t *testing.T) {
 		t.Error("kicked session still open")
 	}
 }
+
+// RFC 5804 section 1.7: NOTIFY lists the notification methods when, and
+// only when, enotify is among the SIEVE extensions.
+func TestNotifyCapability(t *testing.T) {
+	_, caps := newTestEnv(t).dial()
+	if v, ok := caps["NOTIFY"]; ok {
+		t.Errorf("NOTIFY %q without enotify", v)
+	}
+	env := newTestEnv(t, func(o *Options) { o.Extensions = func() []string { return []string{"fileinto", "enotify"} } })
+	if _, caps := env.dial(); caps["NOTIFY"] != "mailto" {
+		t.Errorf("with enotify: NOTIFY %q, want mailto (%v)", caps["NOTIFY"], caps)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -303,7 +304,12 @@ func (s *session) capabilities(text string) {
 		s.w.WriteString("\r\n")
 	}
 	capability("IMPLEMENTATION", "Postern", true)
-	capability("SIEVE", strings.Join(s.extensions(), " "), true)
+	exts := s.extensions()
+	capability("SIEVE", strings.Join(exts, " "), true)
+	// RFC 5804 section 1.7: with enotify, NOTIFY lists the methods.
+	if slices.Contains(exts, "enotify") {
+		capability("NOTIFY", "mailto", true)
+	}
 	mechanisms := ""
 	if s.loginAllowed() {
 		mechanisms = strings.Join(saslMechanisms, " ")
