@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -212,7 +213,9 @@ func (g *Group[S]) serve(l net.Listener, start func(net.Conn) (S, func())) error
 // Shutdown stops accepting (the listeners are closed), calls interrupt
 // for every session (which should end it at its next command boundary),
 // and waits for the sessions to end or for ctx; then it calls kill for
-// those left (closing their connections) and waits for them to return.
+// those left (closing their connections), waits for them to return, and
+// returns ctx's error with the Group's Name ("imap: shutdown: context
+// deadline exceeded").
 func (g *Group[S]) Shutdown(ctx context.Context, interrupt, kill func(S)) error {
 	g.Done()
 	g.mu.Lock()
@@ -242,6 +245,6 @@ func (g *Group[S]) Shutdown(ctx context.Context, interrupt, kill func(S)) error 
 		}
 		g.mu.Unlock()
 		<-finished
-		return ctx.Err()
+		return fmt.Errorf("%s: shutdown: %w", g.Name, ctx.Err())
 	}
 }

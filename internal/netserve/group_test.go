@@ -135,8 +135,8 @@ func TestGroupRunAndClosed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	err = g.Shutdown(ctx, func(*conn) {}, func(s *conn) { s.c.Close() })
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Shutdown: %v, want the deadline", err)
+	if !errors.Is(err, context.DeadlineExceeded) || err.Error() != "test: shutdown: context deadline exceeded" {
+		t.Errorf("Shutdown: %v, want the group's name and the deadline", err)
 	}
 	if err := <-served; err != errServerClosed {
 		t.Errorf("Serve after Shutdown: %v, want Closed", err)

@@ -231,10 +231,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.junk.close(ctx)
 	}
 	s.hub.close()
-	if err != nil {
-		return fmt.Errorf("imap: shutdown: %w", err)
-	}
-	return nil
+	return err
 }
 
 // Stats are counters for monitoring; cmd/postern exports them.

@@ -17,7 +17,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -190,10 +189,7 @@ func (s *Server) Kick(m netserve.Match) []netserve.SessionInfo {
 // remaining connections are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel() // logins in progress stop
-	if err := s.group.Shutdown(ctx, (*session).interrupt, (*session).forceClose); err != nil {
-		return fmt.Errorf("pop3: shutdown: %w", err)
-	}
-	return nil
+	return s.group.Shutdown(ctx, (*session).interrupt, (*session).forceClose)
 }
 
 // ServeConn serves the one connection c to its end, on the caller's

@@ -27,7 +27,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -207,10 +206,7 @@ func (s *Server) Kick(m netserve.Match) []netserve.SessionInfo {
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.group.Shutdown(ctx, (*session).interrupt, (*session).kill)
 	s.watch.close()
-	if err != nil {
-		return fmt.Errorf("smap: shutdown: %w", err)
-	}
-	return nil
+	return err
 }
 
 func (s *Server) shuttingDown() bool {
