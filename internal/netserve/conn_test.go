@@ -3,20 +3,16 @@ package netserve
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"postern/internal/netserve/netservetest"
 )
 
 // tcpPair is a real TCP connection on 127.0.0.1: server is the accepted
@@ -45,38 +41,6 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 	return server, client
 }
 
-// testCert makes a self-signed certificate for mail.example.test; the
-// server config serves it, the client config trusts it.
-func testCert(t *testing.T) (serverConfig, clientConfig *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mail.example.test"},
-		DNSNames:     []string{"mail.example.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	serverConfig = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	clientConfig = &tls.Config{RootCAs: pool, ServerName: "mail.example.test"}
-	return serverConfig, clientConfig
-}
-
 // readLine reads one line from c's reader r within 5 s, without its line
 // end.
 func readLine(c net.Conn, r *bufio.Reader) (string, error) {
@@ -90,7 +54,7 @@ func readLine(c net.Conn, r *bufio.Reader) (string, error) {
 // reset, and what the client sent in the clear before the handshake is
 // not read as if it came over TLS.
 func TestConnStartTLS(t *testing.T) {
-	serverConfig, clientConfig := testCert(t)
+	serverConfig, clientConfig := netservetest.TLSConfigs(t, "mail.example.test")
 	sc, cc := tcpPair(t)
 	conn := NewConn(sc, 5*time.Second)
 	br, bw := bufio.NewReader(conn), bufio.NewWriter(conn)
@@ -150,7 +114,7 @@ func TestConnStartTLS(t *testing.T) {
 // A client that answers STARTTLS with something other than a handshake:
 // StartTLS fails and the connection stays the plain one.
 func TestConnStartTLSFails(t *testing.T) {
-	serverConfig, _ := testCert(t)
+	serverConfig, _ := netservetest.TLSConfigs(t, "mail.example.test")
 	sc, cc := tcpPair(t)
 	conn := NewConn(sc, 5*time.Second)
 	go io.WriteString(cc, "this is not a TLS ClientHello\r\n")
@@ -165,7 +129,7 @@ func TestConnStartTLSFails(t *testing.T) {
 // Implicit TLS: Handshake runs a TLS listener's handshake, does nothing
 // on a plain connection, and refuses one for another protocol (ALPN).
 func TestConnHandshake(t *testing.T) {
-	serverConfig, clientConfig := testCert(t)
+	serverConfig, clientConfig := netservetest.TLSConfigs(t, "mail.example.test")
 	serverConfig.NextProtos = []string{"acme-tls/1"}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -366,29 +330,43 @@ func (r *relayer) state() (interrupted, closed bool) {
 	return r.interrupted, r.closed
 }
 
-// While a session relays its client, Interrupt and Close go to the relay;
-// afterwards to the connection again.
-func TestConnRelay(t *testing.T) {
+// relaying starts a session relaying its client through a relayer and
+// sends a line through it, so that the relay is known to run; ended is
+// closed when Relay returns.
+func relaying(t *testing.T) (conn *Conn, r *relayer, client net.Conn, ended <-chan struct{}) {
+	t.Helper()
 	sc, cc := tcpPair(t)
 	front, back := tcpPair(t) // front: the relay's side of the backend
-	conn := NewConn(sc, time.Second)
-	r := &relayer{client: sc, backend: front}
-
-	ended := make(chan struct{})
+	conn = NewConn(sc, time.Second)
+	r = &relayer{client: sc, backend: front}
+	done := make(chan struct{})
 	go func() {
 		conn.Relay(r, r.run)
-		close(ended)
+		close(done)
 	}()
 	io.WriteString(cc, "through the relay\r\n")
 	if l, err := readLine(back, bufio.NewReader(back)); l != "through the relay" {
 		t.Fatalf("backend read %q, %v", l, err)
 	}
-	conn.Interrupt()
+	return conn, r, cc, done
+}
+
+// waitEnded fails t unless ended is closed within 5 s.
+func waitEnded(t *testing.T, ended <-chan struct{}, what string) {
+	t.Helper()
 	select {
 	case <-ended:
 	case <-time.After(5 * time.Second):
-		t.Fatal("Interrupt did not reach the relay")
+		t.Fatalf("%s did not end the relay", what)
 	}
+}
+
+// While a session relays its client, Interrupt goes to the relay;
+// afterwards Close goes to the connection again.
+func TestConnRelayInterrupt(t *testing.T) {
+	conn, r, cc, ended := relaying(t)
+	conn.Interrupt()
+	waitEnded(t, ended, "Interrupt")
 	if interrupted, closed := r.state(); !interrupted || closed {
 		t.Fatalf("relay interrupted %v, closed %v; want true, false", interrupted, closed)
 	}
@@ -404,9 +382,19 @@ func TestConnRelay(t *testing.T) {
 	}
 }
 
+// Close during a relay cuts it.
+func TestConnRelayClose(t *testing.T) {
+	conn, r, _, ended := relaying(t)
+	conn.Close()
+	waitEnded(t, ended, "Close")
+	if _, closed := r.state(); !closed {
+		t.Fatal("Close during the relay did not close it")
+	}
+}
+
 // A session interrupted before it hands its client to a relay: the relay
-// is interrupted before it starts. Close during a relay cuts it.
-func TestConnRelayAfterInterruptAndClose(t *testing.T) {
+// is interrupted before it starts.
+func TestConnRelayAfterInterrupt(t *testing.T) {
 	sc, _ := tcpPair(t)
 	front, _ := tcpPair(t)
 	conn := NewConn(sc, time.Second)
@@ -416,29 +404,5 @@ func TestConnRelayAfterInterruptAndClose(t *testing.T) {
 	conn.Relay(r, func() { atStart, _ = r.state() })
 	if !atStart {
 		t.Fatal("the relay of an interrupted session was not interrupted before it ran")
-	}
-
-	sc2, cc2 := tcpPair(t)
-	front2, back2 := tcpPair(t)
-	conn2 := NewConn(sc2, time.Second)
-	r2 := &relayer{client: sc2, backend: front2}
-	ended := make(chan struct{})
-	go func() {
-		conn2.Relay(r2, r2.run)
-		close(ended)
-	}()
-	// A line through the relay: it runs.
-	io.WriteString(cc2, "ping\r\n")
-	if l, err := readLine(back2, bufio.NewReader(back2)); l != "ping" {
-		t.Fatalf("backend read %q, %v", l, err)
-	}
-	conn2.Close()
-	select {
-	case <-ended:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not end the relay")
-	}
-	if _, closed := r2.state(); !closed {
-		t.Fatal("Close during the relay did not close it")
 	}
 }

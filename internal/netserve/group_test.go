@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"postern/internal/netserve/netservetest"
 )
 
 // conn is a session that reads until its connection ends; interrupt asks
@@ -154,7 +156,7 @@ func TestGroupRunAndClosed(t *testing.T) {
 // connection over the limits gets its refusal inside TLS, not in the
 // clear.
 func TestGroupServeTLS(t *testing.T) {
-	serverConfig, clientConfig := testCert(t)
+	serverConfig, clientConfig := netservetest.TLSConfigs(t, "mail.example.test")
 	g := Group[*conn]{Name: "test"}
 	g.Limits = func() Limits { return Limits{Total: 1} }
 	g.Refusal = func(why string) string { return "BYE " + why + "\r\n" }
