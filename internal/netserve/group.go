@@ -2,6 +2,9 @@ package netserve
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -27,6 +30,9 @@ type Group[S comparable] struct {
 	// is TooManyConnections or TooManyFromAddress. nil: such a
 	// connection is closed with nothing said.
 	Refusal func(why string) string
+	// Closed is what Serve, ServeTLS and Run return once Shutdown has
+	// begun: the server's own ErrServerClosed. nil: ErrClosing.
+	Closed error
 
 	mu        sync.Mutex
 	closing   bool
@@ -38,6 +44,7 @@ type Group[S comparable] struct {
 	refusing  int // refusals being written
 	wg        sync.WaitGroup
 
+	started                     atomic.Uint64
 	refusedConns, refusedLogins atomic.Uint64
 	refusalLog                  logThrottle
 }
@@ -94,6 +101,7 @@ func (g *Group[S]) trackLocked(s S, addr netip.Addr) bool {
 	}
 	g.sessions[s] = addr
 	g.wg.Add(1)
+	g.started.Add(1)
 	return true
 }
 
@@ -115,12 +123,53 @@ func (g *Group[S]) Len() int {
 	return len(g.sessions)
 }
 
-// Serve accepts connections on l until Shutdown, when it returns
-// ErrClosing. For each connection start makes the session and returns the
-// function that runs it; Serve tracks the session and runs it on a
-// goroutine of its own, then untracks it. A connection over the Limits is
-// refused (Refusal) before start sees it.
+// Started counts the sessions tracked since the start: those Serve ran
+// and those Track (or Run) took.
+func (g *Group[S]) Started() uint64 { return g.started.Load() }
+
+// closed is the error of a Serve or Run after Shutdown.
+func (g *Group[S]) closed() error {
+	if g.Closed != nil {
+		return g.Closed
+	}
+	return ErrClosing
+}
+
+// Run runs a session that Serve did not accept (ServeConn's connection
+// from inetd or systemd, a hand-off from another server) on the caller's
+// goroutine, tracked while run runs. Once Shutdown has begun it returns
+// Closed without calling run, and the caller closes the connection.
+func (g *Group[S]) Run(s S, run func()) error {
+	if !g.Track(s) {
+		return g.closed()
+	}
+	defer g.Untrack(s)
+	run()
+	return nil
+}
+
+// Serve accepts connections on l until Shutdown, when it returns Closed.
+// For each connection start makes the session and returns the function
+// that runs it; Serve tracks the session and runs it on a goroutine of its
+// own, then untracks it. A connection over the Limits is refused
+// (Refusal) before start sees it.
 func (g *Group[S]) Serve(l net.Listener, start func(net.Conn) (S, func())) error {
+	err := g.serve(l, start)
+	if errors.Is(err, ErrClosing) {
+		return g.closed()
+	}
+	return err
+}
+
+// ServeTLS is Serve for implicit TLS (RFC 8314): l's connections start
+// with a TLS handshake with config, which the session runs (Conn's
+// Handshake). l is wrapped before the accept loop, so that a refusal over
+// the Limits is written inside TLS too.
+func (g *Group[S]) ServeTLS(l net.Listener, config *tls.Config, start func(net.Conn) (S, func())) error {
+	return g.Serve(tls.NewListener(l, config), start)
+}
+
+func (g *Group[S]) serve(l net.Listener, start func(net.Conn) (S, func())) error {
 	done := g.Done()
 	g.mu.Lock()
 	if g.closing {
@@ -164,7 +213,9 @@ func (g *Group[S]) Serve(l net.Listener, start func(net.Conn) (S, func())) error
 // Shutdown stops accepting (the listeners are closed), calls interrupt
 // for every session (which should end it at its next command boundary),
 // and waits for the sessions to end or for ctx; then it calls kill for
-// those left (closing their connections) and waits for them to return.
+// those left (closing their connections), waits for them to return, and
+// returns ctx's error with the Group's Name ("imap: shutdown: context
+// deadline exceeded").
 func (g *Group[S]) Shutdown(ctx context.Context, interrupt, kill func(S)) error {
 	g.Done()
 	g.mu.Lock()
@@ -194,6 +245,6 @@ func (g *Group[S]) Shutdown(ctx context.Context, interrupt, kill func(S)) error 
 		}
 		g.mu.Unlock()
 		<-finished
-		return ctx.Err()
+		return fmt.Errorf("%s: shutdown: %w", g.Name, ctx.Err())
 	}
 }

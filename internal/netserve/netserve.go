@@ -6,7 +6,11 @@
 // shown a "use of closed connection" error — and Group, the listeners and
 // sessions of the IMAP, POP3, SMAP and ManageSieve servers, their
 // graceful shutdown, and their connection limits (limits.go: in total, per
-// client address, and per user and address at login).
+// client address, and per user and address at login). Within a session
+// of those servers, Conn (conn.go) is the client connection that
+// Shutdown and Kick interrupt, STARTTLS upgrades and a proxied login
+// hands to its relay, and LoginFailures (login.go) counts and slows
+// failed logins.
 package netserve
 
 import (

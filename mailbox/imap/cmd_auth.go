@@ -3,7 +3,6 @@ package imap
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"os"
@@ -45,12 +44,11 @@ func execStartTLS(s *session, c *command) result {
 	if err := s.w.flush(); err != nil {
 		return fatal()
 	}
-	tc := tls.Server(s.conn, s.srv.opt.TLSConfig)
-	if err := netserve.Handshake(context.Background(), tc, tlsHandshakeTimeout); err != nil {
+	if err := s.conn.StartTLS(context.Background(), s.srv.opt.TLSConfig, tlsHandshakeTimeout); err != nil {
 		s.log.Debug("imap: STARTTLS handshake", "err", err)
 		return fatal()
 	}
-	s.setConn(tc)
+	s.setConnStreams()
 	s.tls = true
 	s.track.Update(func(i *netserve.SessionInfo) { i.TLS = true })
 	// The tagged OK is already out; the next command starts over TLS.
@@ -204,9 +202,8 @@ func (s *session) authenticate(tag, user, pass string) result {
 			return no("CONTACTADMIN", "IMAP access is disabled for this account")
 		}
 		s.srv.authFailures.Add(1)
-		s.authFailures++
 		s.log.Info("imap: authentication failed", "user", user)
-		if s.authFailures >= maxAuthFailures {
+		if s.authFailures.Fail(ctx) {
 			s.closeReason = "too many authentication failures"
 		}
 		return no("AUTHENTICATIONFAILED", "Invalid credentials")

@@ -98,7 +98,7 @@ func execCompress(s *session, c *command) result {
 // compressed ones, so the inflater reads through that reader.
 func (s *session) startCompression() {
 	in := bufio.NewReaderSize(inflate.NewReader(s.br), 4<<10)
-	out := &deflateWriter{pool: s.srv.deflaters, release: s.srv.deflateRelease, dst: &deadlineConn{Conn: s.conn, writeTimeout: writeTimeout}}
+	out := &deflateWriter{pool: s.srv.deflaters, release: s.srv.deflateRelease, dst: s.conn}
 	s.setStreams(in, out, out)
 	s.compressed = true
 }

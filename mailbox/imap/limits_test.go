@@ -2,16 +2,10 @@ package imap
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,6 +14,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"postern/internal/netserve/netservetest"
 )
 
 // expectClosed reads until the server closes, returning what it said.
@@ -214,24 +210,11 @@ func TestAuthenticationOutcomes(t *testing.T) {
 	}
 }
 
+// selfSignedTLS serves a certificate for imap.test; the tests' clients
+// do not verify it.
 func selfSignedTLS(t *testing.T) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "imap.test"},
-		DNSNames:     []string{"imap.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	server, _ := netservetest.TLSConfigs(t, "imap.test")
+	return server
 }
 
 func TestStartTLSAndLoginDisabled(t *testing.T) {

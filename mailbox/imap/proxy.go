@@ -51,18 +51,9 @@ func (s *session) proxyTo(tag string, hosts []string, local bool, acct *auth.Acc
 		b.Close()
 		return fatal(), true
 	}
-	relay := &proxy.Relay{Client: s.conn, ClientR: s.br, Backend: b.Backend, WriteTimeout: writeTimeout}
-	s.mu.Lock()
-	s.relay = relay
-	shutdown := s.shuttingDown()
-	s.mu.Unlock()
-	if shutdown {
-		relay.Interrupt()
-	}
-	st := relay.Run()
-	s.mu.Lock()
-	s.relay = nil
-	s.mu.Unlock()
+	relay := &proxy.Relay{Client: s.conn.NetConn(), ClientR: s.br, Backend: b.Backend, WriteTimeout: writeTimeout}
+	var st proxy.Stats
+	s.conn.Relay(relay, func() { st = relay.Run() })
 	if st.Interrupted {
 		// The backend has answered everything it was sent and closed: a
 		// command boundary, where BYE may go.

@@ -17,15 +17,21 @@ import (
 // client logs in as on a listener.
 func (s *Server) ServeConn(c net.Conn, preauth *auth.Account) error {
 	sess := s.newSession(c, false)
-	if !s.group.Track(sess) {
+	var err error
+	if closed := s.group.Run(sess, func() { err = sess.runPreauth(preauth) }); closed != nil {
 		c.Close()
-		return ErrServerClosed
+		return closed
 	}
-	defer s.group.Untrack(sess)
+	return err
+}
+
+// runPreauth runs the session, logged in as preauth first when that is
+// set.
+func (sess *session) runPreauth(preauth *auth.Account) error {
 	if preauth != nil {
 		if err := sess.loggedIn(preauth); err != nil {
 			sess.bye("cannot open your mailbox now, try again later")
-			c.Close()
+			sess.conn.Close()
 			return fmt.Errorf("imap: preauth %s: %w", preauth.Name, err)
 		}
 		sess.log.Info("imap: pre-authenticated session")

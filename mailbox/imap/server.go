@@ -134,7 +134,6 @@ type Server struct {
 	done  <-chan struct{} // closed by Shutdown
 
 	nextID        atomic.Uint64
-	sessionsTotal atomic.Uint64
 	authFailures  atomic.Uint64
 	proxied       atomic.Uint64
 	proxyFailures atomic.Uint64
@@ -165,7 +164,7 @@ func NewServer(opt Options) *Server {
 		idlePoll:       idlePollInterval,
 		deflateRelease: deflateRelease,
 	}
-	s.group.Name, s.group.Logger = "imap", opt.Logger
+	s.group.Name, s.group.Logger, s.group.Closed = "imap", opt.Logger, ErrServerClosed
 	s.group.Limits, s.group.Refusal = opt.ConnLimits, refusal
 	s.done = s.group.Done()
 	if opt.testUnauthTimeout > 0 {
@@ -187,7 +186,7 @@ func NewServer(opt Options) *Server {
 // Serve accepts connections on l until Shutdown. A listener already wrapped
 // with tls.NewListener serves implicit TLS; STARTTLS is then not offered.
 func (s *Server) Serve(l net.Listener) error {
-	return s.serve(l, false)
+	return s.group.Serve(l, s.start)
 }
 
 // ServeTLS serves implicit TLS (imaps, RFC 8314) on l, wrapping it with
@@ -196,19 +195,14 @@ func (s *Server) ServeTLS(l net.Listener) error {
 	if s.opt.TLSConfig == nil {
 		return fmt.Errorf("imap: ServeTLS on %s: no TLS configuration", l.Addr())
 	}
-	return s.serve(tls.NewListener(l, s.opt.TLSConfig), true)
+	return s.group.ServeTLS(l, s.opt.TLSConfig, s.start)
 }
 
-func (s *Server) serve(l net.Listener, implicitTLS bool) error {
-	err := s.group.Serve(l, func(c net.Conn) (*session, func()) {
-		_, isTLS := c.(*tls.Conn)
-		sess := s.newSession(c, isTLS || implicitTLS)
-		return sess, sess.run
-	})
-	if errors.Is(err, netserve.ErrClosing) {
-		return ErrServerClosed
-	}
-	return err
+// start makes the session of a connection Serve accepted.
+func (s *Server) start(c net.Conn) (*session, func()) {
+	_, isTLS := c.(*tls.Conn)
+	sess := s.newSession(c, isTLS)
+	return sess, sess.run
 }
 
 // refusal turns away a connection over the limits before the greeting
@@ -237,10 +231,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.junk.close(ctx)
 	}
 	s.hub.close()
-	if err != nil {
-		return fmt.Errorf("imap: shutdown: %w", err)
-	}
-	return nil
+	return err
 }
 
 // Stats are counters for monitoring; cmd/postern exports them.
@@ -266,7 +257,7 @@ func (s *Server) Stats() Stats {
 	active := s.group.Len()
 	st := Stats{
 		SessionsActive:     active,
-		SessionsTotal:      s.sessionsTotal.Load(),
+		SessionsTotal:      s.group.Started(),
 		AuthFailures:       s.authFailures.Load(),
 		ProxiedSessions:    s.proxied.Load(),
 		ProxyFailures:      s.proxyFailures.Load(),

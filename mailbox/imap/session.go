@@ -3,7 +3,6 @@ package imap
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -13,13 +12,11 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"postern/auth"
 	"postern/internal/netserve"
 	"postern/mailbox/maildir"
-	"postern/mailbox/proxy"
 )
 
 // state is a session state of RFC 3501 section 3, as a bit so that a command
@@ -40,10 +37,12 @@ const (
 
 // session is one client connection.
 type session struct {
-	srv  *Server
-	id   uint64
-	log  *slog.Logger
-	conn net.Conn
+	srv *Server
+	id  uint64
+	log *slog.Logger
+	// conn is shared with Shutdown and Kick; STARTTLS replaces the
+	// connection in it.
+	conn *netserve.Conn
 	// remoteIP is the client's address, for counting failed logins.
 	remoteIP netip.Addr
 	br       *bufio.Reader
@@ -65,18 +64,13 @@ type session struct {
 	fetchModSeq uint64
 
 	badCount     int
-	authFailures int
+	authFailures netserve.LoginFailures
 	logout       bool
 	closeReason  string // set by a command: BYE with this text after its response
 
 	// changed is signalled (without blocking) when another session or a
 	// file-system event touched the selected folder.
 	changed chan struct{}
-
-	mu      sync.Mutex // guards waiting, relay, and conn against Shutdown
-	waiting bool       // blocked reading a command (Shutdown may interrupt)
-	// relay is set while the session is proxied to another mailbox host.
-	relay *proxy.Relay
 
 	// track is what `postern who` shows and `postern kick` ends.
 	track *netserve.Tracker
@@ -87,28 +81,29 @@ func (sess *session) Tracker() *netserve.Tracker { return sess.track }
 
 func (s *Server) newSession(c net.Conn, isTLS bool) *session {
 	id := s.nextID.Add(1)
-	s.sessionsTotal.Add(1)
 	sess := &session{
-		srv:     s,
-		id:      id,
-		tls:     isTLS,
-		state:   stateNotAuth,
-		changed: make(chan struct{}, 1),
-		log:     s.log.With("session", id, "remote", c.RemoteAddr().String()),
-		track:   netserve.NewTracker("imap", c.RemoteAddr().String(), c.LocalAddr().String(), isTLS),
+		srv: s,
+		id:  id,
+		// writeTimeout bounds each write, so that a client that stops
+		// reading cannot hold a session forever, while a large FETCH
+		// to a slow but live client still completes chunk by chunk.
+		conn:         netserve.NewConn(c, writeTimeout),
+		remoteIP:     auth.AddrOf(c.RemoteAddr()),
+		tls:          isTLS,
+		state:        stateNotAuth,
+		changed:      make(chan struct{}, 1),
+		log:          s.log.With("session", id, "remote", c.RemoteAddr().String()),
+		track:        netserve.NewTracker("imap", c.RemoteAddr().String(), c.LocalAddr().String(), isTLS),
+		authFailures: netserve.LoginFailures{Max: maxAuthFailures},
 	}
-	sess.setConn(c)
+	sess.setConnStreams()
 	return sess
 }
 
-// setConn (re)builds the buffered reader and writer, at start and after
-// STARTTLS.
-func (sess *session) setConn(c net.Conn) {
-	sess.mu.Lock()
-	sess.conn = c
-	sess.remoteIP = auth.AddrOf(c.RemoteAddr())
-	sess.mu.Unlock()
-	sess.setStreams(bufio.NewReaderSize(c, 4<<10), &deadlineConn{Conn: c, writeTimeout: writeTimeout}, nil)
+// setConnStreams (re)builds the buffered reader and writer over the
+// connection, at start and after STARTTLS.
+func (sess *session) setConnStreams() {
+	sess.setStreams(bufio.NewReaderSize(sess.conn, 4<<10), sess.conn, nil)
 }
 
 // setStreams makes in the command reader's input and out the responses'
@@ -140,26 +135,11 @@ func (sess *session) authAllowed() bool {
 
 // interruptWait is called by Shutdown: a session blocked reading the next
 // command is woken so that it can say BYE.
-func (sess *session) interruptWait() {
-	sess.mu.Lock()
-	if sess.relay != nil {
-		sess.relay.Interrupt()
-	} else if sess.waiting {
-		sess.conn.SetReadDeadline(time.Now())
-	}
-	sess.mu.Unlock()
-}
+func (sess *session) interruptWait() { sess.conn.Interrupt() }
 
 // closeConn ends the connection from another goroutine (Shutdown past its
 // deadline).
-func (sess *session) closeConn() {
-	sess.mu.Lock()
-	if sess.relay != nil {
-		sess.relay.Close()
-	}
-	sess.conn.Close()
-	sess.mu.Unlock()
-}
+func (sess *session) closeConn() { sess.conn.Close() }
 
 // shuttingDown reports whether the session must end at this command
 // boundary: the server is shutting down, or an admin kicked the session.
@@ -200,11 +180,9 @@ func (sess *session) run() {
 		sess.log.Debug("imap: session closed", "user", sess.user)
 	}()
 	sess.log.Debug("imap: session opened")
-	if tc, ok := sess.conn.(*tls.Conn); ok {
-		if err := netserve.Handshake(context.Background(), tc, tlsHandshakeTimeout); err != nil {
-			sess.log.Debug("imap: TLS handshake", "err", err)
-			return
-		}
+	if err := sess.conn.Handshake(context.Background(), tlsHandshakeTimeout); err != nil {
+		sess.log.Debug("imap: TLS handshake", "err", err)
+		return
 	}
 	if sess.state == stateAuth { // pre-authenticated (ServeConn)
 		sess.w.line("* PREAUTH [CAPABILITY ")
@@ -248,11 +226,7 @@ func (sess *session) readTimeout() time.Duration {
 
 // serveOne reads and runs one command; false ends the connection.
 func (sess *session) serveOne() bool {
-	sess.conn.SetReadDeadline(time.Now().Add(sess.readTimeout()))
-	sess.mu.Lock()
-	sess.waiting = true
-	sess.mu.Unlock()
-	if sess.shuttingDown() {
+	if sess.conn.BeginWait(sess.readTimeout()) != nil || sess.shuttingDown() {
 		sess.bye(sess.endText())
 		return false
 	}
@@ -262,9 +236,7 @@ func (sess *session) serveOne() bool {
 		return false
 	}
 	cmd, err := sess.readCommand()
-	sess.mu.Lock()
-	sess.waiting = false
-	sess.mu.Unlock()
+	sess.conn.EndWait()
 	if err != nil {
 		return sess.readFailed(cmd, err)
 	}

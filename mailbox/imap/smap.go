@@ -41,12 +41,10 @@ func wantsSMAP(br *bufio.Reader) bool {
 // handOffSMAP gives the connection to the SMAP server; the session ends
 // when SMAP's does.
 func (sess *session) handOffSMAP() {
-	sess.mu.Lock()
-	sess.waiting = false
-	sess.mu.Unlock()
+	sess.conn.EndWait()
 	sess.log.Info("imap: client switched to SMAP")
 	// The SMAP server lists and kicks the session from now on.
 	sess.track.Update(func(i *netserve.SessionInfo) { i.Protocol = "" })
 	sess.conn.SetReadDeadline(time.Time{})
-	sess.srv.opt.SMAP.HandOff(sess.conn, sess.br, sess.tls)
+	sess.srv.opt.SMAP.HandOff(sess.conn.NetConn(), sess.br, sess.tls)
 }

@@ -2,25 +2,8 @@ package imap
 
 import (
 	"bufio"
-	"net"
 	"strconv"
-	"time"
 )
-
-// deadlineConn sets a fresh write deadline before every write, so a client
-// that stops reading cannot hold a session forever, while a large FETCH to a
-// slow but live client still completes chunk by chunk.
-type deadlineConn struct {
-	net.Conn
-	writeTimeout time.Duration
-}
-
-func (c *deadlineConn) Write(p []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(p)
-}
 
 // responseWriter encodes server responses (RFC 3501 section 7). Lines are
 // built in a reused buffer and written to a buffered writer; nothing is

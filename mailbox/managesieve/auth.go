@@ -3,11 +3,9 @@ package managesieve
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"strings"
-	"time"
 
 	"postern/auth"
 	"postern/internal/netserve"
@@ -51,16 +49,14 @@ func (s *session) cmdStartTLS([]arg) bool {
 	if err := s.w.Flush(); err != nil {
 		return true
 	}
-	tc := tls.Server(s.currentConn(), s.srv.opt.TLSConfig)
-	if err := s.handshake(tc); err != nil {
+	if err := s.conn.StartTLS(s.srv.baseCtx, s.srv.opt.TLSConfig, tlsHandshakeTimeout); err != nil {
 		s.log.Info("managesieve: STARTTLS handshake failed", "err", err)
 		return true
 	}
-	s.mu.Lock()
-	s.conn = tc
-	s.mu.Unlock()
-	s.br.Reset(connReader{s})
-	s.w.Reset(connWriter{s})
+	s.br.Reset(s.conn)
+	s.w.Reset(s.conn)
+	s.isTLS = true
+	s.track.Update(func(i *netserve.SessionInfo) { i.TLS = true })
 	s.capabilities("TLS negotiation successful")
 	return false
 }
@@ -151,12 +147,13 @@ func (s *session) saslStep(initial *string, challenge string) ([]byte, error) {
 		if err := s.w.Flush(); err != nil {
 			return nil, err
 		}
-		if err := s.armRead(); err != nil {
+		if err := s.conn.BeginWait(s.srv.opt.IdleTimeout); err != nil {
 			return nil, err
 		}
 		args, err := s.in.readArgs()
+		s.conn.EndWait()
 		if err != nil {
-			return nil, s.readError(err)
+			return nil, s.conn.WaitError(err)
 		}
 		if len(args) != 1 {
 			return nil, errBadSASL
@@ -182,7 +179,7 @@ func (s *session) signIn(user, password string) (stop bool) {
 	}
 	ctx, cancel := context.WithTimeout(s.srv.baseCtx, authTimeout)
 	defer cancel()
-	acct, err := svc.AuthenticateFrom(ctx, AuthService, auth.AddrOf(s.currentConn().RemoteAddr()), user, password)
+	acct, err := svc.AuthenticateFrom(ctx, AuthService, auth.AddrOf(s.conn.NetConn().RemoteAddr()), user, password)
 	switch {
 	case err == nil:
 	case errors.Is(err, auth.ErrBlocked):
@@ -231,18 +228,8 @@ func (s *session) signIn(user, password string) (stop bool) {
 // or BYE after too many failures.
 func (s *session) loginFailed(code, text string) (stop bool) {
 	s.srv.loginFailures.Add(1)
-	s.authFailures++
-	if d := s.srv.opt.AuthFailureDelay; d > 0 {
-		// Answer after the pause, so a client cannot race ahead.
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-s.srv.baseCtx.Done():
-			t.Stop()
-		}
-	}
-	if s.authFailures >= s.srv.opt.MaxAuthFailures {
-		s.log.Info("managesieve: too many failed logins", "failures", s.authFailures)
+	if s.authFailures.Fail(s.srv.baseCtx) {
+		s.log.Info("managesieve: too many failed logins", "failures", s.authFailures.Count())
 		s.respond("BYE", "", "Too many failed logins, closing connection")
 		return true
 	}

@@ -17,7 +17,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -121,8 +120,8 @@ type Server struct {
 
 	group netserve.Group[*session]
 
-	connections, active, logins, loginFailures atomic.Int64
-	stored, rejected, deleted                  atomic.Int64
+	logins, loginFailures     atomic.Int64
+	stored, rejected, deleted atomic.Int64
 }
 
 // NewServer returns a server; it does nothing until Serve or ServeTLS.
@@ -148,7 +147,7 @@ func NewServer(opt Options) *Server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{opt: opt, log: log, baseCtx: ctx, cancel: cancel}
-	s.group.Name, s.group.Logger = "managesieve", log
+	s.group.Name, s.group.Logger, s.group.Closed = "managesieve", log, ErrServerClosed
 	s.group.Limits, s.group.Refusal = opt.ConnLimits, refusal
 	return s
 }
@@ -156,8 +155,8 @@ func NewServer(opt Options) *Server {
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		Connections:        s.connections.Load(),
-		ActiveSessions:     s.active.Load(),
+		Connections:        int64(s.group.Started()),
+		ActiveSessions:     int64(s.group.Len()),
 		Logins:             s.logins.Load(),
 		LoginFailures:      s.loginFailures.Load(),
 		ScriptsStored:      s.stored.Load(),
@@ -170,7 +169,7 @@ func (s *Server) Stats() Stats {
 
 // Serve accepts ManageSieve connections (port 4190) on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	return s.serve(l, false)
+	return s.group.Serve(l, s.start)
 }
 
 // ServeTLS accepts connections that start with a TLS handshake
@@ -180,36 +179,18 @@ func (s *Server) ServeTLS(l net.Listener) error {
 	if s.opt.TLSConfig == nil {
 		return errors.New("managesieve: ServeTLS: Options.TLSConfig is nil")
 	}
-	return s.serve(l, true)
+	return s.group.ServeTLS(l, s.opt.TLSConfig, s.start)
 }
 
-func (s *Server) serve(l net.Listener, implicitTLS bool) error {
-	if implicitTLS {
-		// Wrapped before the accept loop, so that a refusal over the
-		// limits is written inside TLS too.
-		l = tls.NewListener(l, s.opt.TLSConfig)
-	}
-	err := s.group.Serve(l, func(conn net.Conn) (*session, func()) {
-		sess := newSession(s, conn)
-		return sess, func() { s.run(sess) }
-	})
-	if errors.Is(err, netserve.ErrClosing) {
-		return ErrServerClosed
-	}
-	return err
+// start makes the session of a connection Serve accepted.
+func (s *Server) start(conn net.Conn) (*session, func()) {
+	sess := newSession(s, conn)
+	return sess, sess.run
 }
 
 // refusal turns away a connection over the limits instead of the greeting
 // (RFC 5804 section 1.3: BYE, and TRYLATER for a temporary condition).
 func refusal(why string) string { return `BYE (TRYLATER) "` + why + "\"\r\n" }
-
-// run runs a tracked session, counting it.
-func (s *Server) run(sess *session) {
-	s.connections.Add(1)
-	s.active.Add(1)
-	defer s.active.Add(-1)
-	sess.run()
-}
 
 // Who lists the sessions open now, oldest first (postern who).
 func (s *Server) Who() []netserve.SessionInfo { return netserve.Who(&s.group) }
@@ -228,21 +209,16 @@ func (s *Server) Kick(m netserve.Match) []netserve.SessionInfo {
 // ctx, after which the remaining connections are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel() // logins in progress stop
-	if err := s.group.Shutdown(ctx, (*session).interrupt, (*session).forceClose); err != nil {
-		return fmt.Errorf("managesieve: shutdown: %w", err)
-	}
-	return nil
+	return s.group.Shutdown(ctx, (*session).interrupt, (*session).forceClose)
 }
 
 // ServeConn serves the one connection c to its end, on the caller's
 // goroutine (inetd, systemd's Accept=yes).
 func (s *Server) ServeConn(c net.Conn) error {
 	sess := newSession(s, c)
-	if !s.group.Track(sess) {
+	if err := s.group.Run(sess, sess.run); err != nil {
 		c.Close()
-		return ErrServerClosed
+		return err
 	}
-	defer s.group.Untrack(sess)
-	s.run(sess)
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -30,12 +29,6 @@ const (
 	minDiscard = 64 << 10
 )
 
-// Reasons a session stops reading.
-var (
-	errInterrupted = errors.New("server shutting down")
-	errIdle        = errors.New("idle timeout")
-)
-
 // session is one client connection.
 type session struct {
 	srv    *Server
@@ -43,12 +36,9 @@ type session struct {
 	remote string
 	start  time.Time
 
-	// mu guards conn (replaced by STARTTLS) and interrupted (set by
-	// Shutdown and Kick).
-	mu          sync.Mutex
-	conn        net.Conn
-	interrupted bool
-
+	// conn is shared with Shutdown and Kick; STARTTLS replaces the
+	// connection in it, underneath br and w.
+	conn  *netserve.Conn
 	br    *bufio.Reader
 	in    reader
 	w     *bufio.Writer
@@ -56,7 +46,7 @@ type session struct {
 
 	user         string            // logged-in account; "" before AUTHENTICATE
 	store        *sievestore.Store // the account's scripts, once logged in
-	authFailures int
+	authFailures netserve.LoginFailures
 	badCommands  int
 
 	// track is what `postern who` shows and `postern kick` ends.
@@ -68,12 +58,16 @@ func (s *session) Tracker() *netserve.Tracker { return s.track }
 
 func newSession(srv *Server, conn net.Conn) *session {
 	_, isTLS := conn.(*tls.Conn)
-	s := &session{srv: srv, conn: conn, remote: conn.RemoteAddr().String(), start: time.Now()}
+	s := &session{srv: srv, isTLS: isTLS, remote: conn.RemoteAddr().String(), start: time.Now()}
 	s.track = netserve.NewTracker("managesieve", s.remote, conn.LocalAddr().String(), isTLS)
 	s.log = srv.log.With("remote", s.remote)
-	s.br = bufio.NewReaderSize(connReader{s}, 4096)
-	s.w = bufio.NewWriterSize(connWriter{s}, 32<<10)
+	// The idle timeout bounds each write too, so that a client that
+	// stops reading cannot hold a session forever.
+	s.conn = netserve.NewConn(conn, srv.opt.IdleTimeout)
+	s.br = bufio.NewReaderSize(s.conn, 4096)
+	s.w = bufio.NewWriterSize(s.conn, 32<<10)
 	s.in.br = s.br
+	s.authFailures = netserve.LoginFailures{Max: srv.opt.MaxAuthFailures, Delay: srv.opt.AuthFailureDelay}
 	s.setLiteralLimit()
 	return s
 }
@@ -88,61 +82,22 @@ func (s *session) setLiteralLimit() {
 	s.in.maxDiscard = max(minDiscard, 4*s.in.maxLiteral)
 }
 
-// connReader and connWriter always use the session's current connection,
-// so STARTTLS can swap it underneath the buffers.
-type connReader struct{ s *session }
-
-func (c connReader) Read(p []byte) (int, error) { return c.s.currentConn().Read(p) }
-
-type connWriter struct{ s *session }
-
-// Write arms a deadline per write so a client that stops reading cannot
-// hold a session forever.
-func (c connWriter) Write(p []byte) (int, error) {
-	conn := c.s.currentConn()
-	conn.SetWriteDeadline(time.Now().Add(c.s.srv.opt.IdleTimeout))
-	return conn.Write(p)
-}
-
-func (s *session) currentConn() net.Conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.conn
-}
-
 // interrupt makes the session stop after its current command.
-func (s *session) interrupt() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.interrupted = true
-	s.conn.SetReadDeadline(time.Now())
-}
+func (s *session) interrupt() { s.conn.Interrupt() }
 
-func (s *session) forceClose() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.conn.Close()
-}
-
-func (s *session) isInterrupted() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.interrupted
-}
+func (s *session) forceClose() { s.conn.Close() }
 
 func (s *session) run() {
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("managesieve: session panic", "panic", p, "stack", string(debug.Stack()))
 		}
-		s.currentConn().Close()
+		s.conn.Close()
 		s.log.Info("managesieve: disconnect", "user", s.user, "duration", time.Since(s.start).Round(time.Millisecond))
 	}()
-	if tc, ok := s.conn.(*tls.Conn); ok {
-		if err := s.handshake(tc); err != nil {
-			s.log.Debug("managesieve: TLS handshake", "err", err)
-			return
-		}
+	if err := s.conn.Handshake(s.srv.baseCtx, tlsHandshakeTimeout); err != nil {
+		s.log.Debug("managesieve: TLS handshake", "err", err)
+		return
 	}
 	s.log.Debug("managesieve: connect", "tls", s.isTLS)
 	// RFC 5804 section 1.7: the greeting is the capability response.
@@ -171,39 +126,15 @@ func (s *session) run() {
 	}
 }
 
-// readCommand reads the next command within the idle timeout.
+// readCommand reads the next command within the idle timeout; Shutdown
+// and Kick cut the wait (netserve.ErrInterrupted).
 func (s *session) readCommand() (command, error) {
-	if err := s.armRead(); err != nil {
+	if err := s.conn.BeginWait(s.srv.opt.IdleTimeout); err != nil {
 		return command{}, err
 	}
+	defer s.conn.EndWait()
 	cmd, err := s.in.readCommand()
-	return cmd, s.readError(err)
-}
-
-// armRead sets the idle deadline for the next read, unless the session is
-// being stopped.
-func (s *session) armRead() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.interrupted {
-		return errInterrupted
-	}
-	s.conn.SetReadDeadline(time.Now().Add(s.srv.opt.IdleTimeout))
-	return nil
-}
-
-// readError tells a timeout caused by Shutdown or Kick from an idle client.
-func (s *session) readError(err error) error {
-	var ne net.Error
-	switch {
-	case err == nil:
-		return nil
-	case s.isInterrupted():
-		return errInterrupted
-	case errors.As(err, &ne) && ne.Timeout():
-		return errIdle
-	}
-	return err
+	return cmd, s.conn.WaitError(err)
 }
 
 // readFailed answers what stopped a command from being read, and reports
@@ -217,11 +148,11 @@ func (s *session) readFailed(err error) (stop bool) {
 		return true
 	case errors.As(err, &pe):
 		return s.badCommand(pe.code, capitalize(pe.msg))
-	case errors.Is(err, errInterrupted) && s.track.IsKicked():
+	case errors.Is(err, netserve.ErrInterrupted) && s.track.IsKicked():
 		s.respond("BYE", "", netserve.KickedText)
-	case errors.Is(err, errInterrupted):
+	case errors.Is(err, netserve.ErrInterrupted):
 		s.respond("BYE", "TRYLATER", "Server shutting down")
-	case errors.Is(err, errIdle):
+	case errors.Is(err, netserve.ErrIdle):
 		s.respond("BYE", "", "Disconnected for inactivity")
 	default:
 		if !errors.Is(err, io.EOF) {
@@ -338,14 +269,4 @@ func (s *session) extensions() []string {
 // refuse mechanisms by security policy).
 func (s *session) loginAllowed() bool {
 	return s.isTLS || s.srv.opt.AllowInsecureAuth
-}
-
-// handshake runs the TLS handshake of ServeTLS or STARTTLS.
-func (s *session) handshake(tc *tls.Conn) error {
-	if err := netserve.Handshake(s.srv.baseCtx, tc, tlsHandshakeTimeout); err != nil {
-		return fmt.Errorf("managesieve: TLS handshake: %w", err)
-	}
-	s.isTLS = true
-	s.track.Update(func(i *netserve.SessionInfo) { i.TLS = true })
-	return nil
 }

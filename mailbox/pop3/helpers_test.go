@@ -3,15 +3,9 @@ package pop3
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,6 +15,7 @@ import (
 	"time"
 
 	"postern/auth"
+	"postern/internal/netserve/netservetest"
 	"postern/mailbox/maildir"
 )
 
@@ -68,7 +63,7 @@ type testEnv struct {
 	tlsAddr   string
 	root      string // alice's maildir
 	md        *maildir.Maildir
-	cert      *x509.Certificate
+	clientTLS *tls.Config // trusts the server's certificate
 	serveErrs chan error
 }
 
@@ -124,7 +119,7 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 		"nomail": {password: "x", maildir: filepath.Join(dir, "missing")},
 		"dave":   {password: "x", maildir: root, options: map[string]string{"disableinsecurepop3": "1"}},
 	}}
-	tlsConf, cert := testTLSConfig(t)
+	tlsConf, clientTLS := netservetest.TLSConfigs(t, "pop.example.test")
 	opt := Options{
 		Hostname:         "pop.example.test",
 		TLSConfig:        tlsConf,
@@ -136,7 +131,7 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 		o(&opt)
 	}
 	srv := NewServer(opt)
-	env := &testEnv{t: t, srv: srv, root: root, md: md, cert: cert, serveErrs: make(chan error, 2)}
+	env := &testEnv{t: t, srv: srv, root: root, md: md, clientTLS: clientTLS, serveErrs: make(chan error, 2)}
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -173,37 +168,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func testTLSConfig(t *testing.T) (*tls.Config, *x509.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "pop.example.test"},
-		DNSNames:     []string{"pop.example.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, cert
-}
-
-func (e *testEnv) clientTLSConfig() *tls.Config {
-	pool := x509.NewCertPool()
-	pool.AddCert(e.cert)
-	return &tls.Config{RootCAs: pool, ServerName: "pop.example.test"}
-}
+// clientTLSConfig trusts the server's certificate.
+func (e *testEnv) clientTLSConfig() *tls.Config { return e.clientTLS.Clone() }
 
 // deliver puts a message into alice's INBOX (new/) and returns its key.
 func (e *testEnv) deliver(body string) string {

@@ -48,17 +48,9 @@ func (s *session) proxyTo(hosts []string, local bool, acct *auth.Account, passwo
 		b.Close()
 		return true, true
 	}
-	relay := &proxy.Relay{Client: s.currentConn(), ClientR: s.r, Backend: b.Backend, WriteTimeout: s.srv.opt.IdleTimeout}
-	s.mu.Lock()
-	s.relay = relay
-	if s.interrupted {
-		relay.Interrupt()
-	}
-	s.mu.Unlock()
-	st := relay.Run()
-	s.mu.Lock()
-	s.relay = nil
-	s.mu.Unlock()
+	relay := &proxy.Relay{Client: s.conn.NetConn(), ClientR: s.r, Backend: b.Backend, WriteTimeout: s.srv.opt.IdleTimeout}
+	var st proxy.Stats
+	s.conn.Relay(relay, func() { st = relay.Run() })
 	log.Info("pop3: proxied session ended", "to_backend", st.ToBackend, "to_client", st.ToClient, "interrupted", st.Interrupted)
 	return true, true
 }

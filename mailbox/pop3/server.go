@@ -17,14 +17,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"postern/internal/netserve"
 	"sync/atomic"
 	"time"
 
 	"postern/auth"
+	"postern/internal/netserve"
 	"postern/mailbox/proxy"
 )
 
@@ -103,8 +102,8 @@ type Server struct {
 
 	group netserve.Group[*session]
 
-	connections, active, logins, loginFailures, retrieved, deleted, bytesSent atomic.Int64
-	proxied, proxyFailures                                                    atomic.Int64
+	logins, loginFailures, retrieved, deleted, bytesSent atomic.Int64
+	proxied, proxyFailures                               atomic.Int64
 }
 
 // NewServer returns a server; it does nothing until Serve or ServeTLS.
@@ -127,7 +126,7 @@ func NewServer(opt Options) *Server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{opt: opt, log: log, baseCtx: ctx, cancel: cancel}
-	s.group.Name, s.group.Logger = "pop3", log
+	s.group.Name, s.group.Logger, s.group.Closed = "pop3", log, ErrServerClosed
 	s.group.Limits, s.group.Refusal = opt.ConnLimits, refusal
 	return s
 }
@@ -135,8 +134,8 @@ func NewServer(opt Options) *Server {
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		Connections:        s.connections.Load(),
-		ActiveSessions:     s.active.Load(),
+		Connections:        int64(s.group.Started()),
+		ActiveSessions:     int64(s.group.Len()),
 		Logins:             s.logins.Load(),
 		LoginFailures:      s.loginFailures.Load(),
 		MessagesRetrieved:  s.retrieved.Load(),
@@ -151,7 +150,7 @@ func (s *Server) Stats() Stats {
 
 // Serve accepts plain POP3 connections (port 110) on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	return s.serve(l, false)
+	return s.group.Serve(l, s.start)
 }
 
 // ServeTLS accepts pop3s connections (port 995, implicit TLS with
@@ -160,36 +159,18 @@ func (s *Server) ServeTLS(l net.Listener) error {
 	if s.opt.TLSConfig == nil {
 		return errors.New("pop3: ServeTLS: Options.TLSConfig is nil")
 	}
-	return s.serve(l, true)
+	return s.group.ServeTLS(l, s.opt.TLSConfig, s.start)
 }
 
-func (s *Server) serve(l net.Listener, implicitTLS bool) error {
-	if implicitTLS {
-		// Wrapped before the accept loop, so that a refusal over the
-		// limits is written inside TLS too.
-		l = tls.NewListener(l, s.opt.TLSConfig)
-	}
-	err := s.group.Serve(l, func(conn net.Conn) (*session, func()) {
-		sess := newSession(s, conn, implicitTLS)
-		return sess, func() { s.run(sess) }
-	})
-	if errors.Is(err, netserve.ErrClosing) {
-		return ErrServerClosed
-	}
-	return err
+// start makes the session of a connection Serve accepted.
+func (s *Server) start(conn net.Conn) (*session, func()) {
+	sess := newSession(s, conn)
+	return sess, sess.run
 }
 
 // refusal turns away a connection over the limits instead of the greeting
 // (RFC 3206's SYS/TEMP: a temporary condition of the server).
 func refusal(why string) string { return "-ERR [SYS/TEMP] " + why + "\r\n" }
-
-// run runs a tracked session, counting it.
-func (s *Server) run(sess *session) {
-	s.connections.Add(1)
-	s.active.Add(1)
-	defer s.active.Add(-1)
-	sess.run()
-}
 
 // Who lists the sessions open now, oldest first (postern who).
 func (s *Server) Who() []netserve.SessionInfo { return netserve.Who(&s.group) }
@@ -208,10 +189,7 @@ func (s *Server) Kick(m netserve.Match) []netserve.SessionInfo {
 // remaining connections are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel() // logins in progress stop
-	if err := s.group.Shutdown(ctx, (*session).interrupt, (*session).forceClose); err != nil {
-		return fmt.Errorf("pop3: shutdown: %w", err)
-	}
-	return nil
+	return s.group.Shutdown(ctx, (*session).interrupt, (*session).forceClose)
 }
 
 // ServeConn serves the one connection c to its end, on the caller's
@@ -219,12 +197,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Accept=yes), as Courier's pop3d runs from standard input. The client
 // logs in as on a listener.
 func (s *Server) ServeConn(c net.Conn) error {
-	sess := newSession(s, c, false)
-	if !s.group.Track(sess) {
+	sess := newSession(s, c)
+	if err := s.group.Run(sess, sess.run); err != nil {
 		c.Close()
-		return ErrServerClosed
+		return err
 	}
-	defer s.group.Untrack(sess)
-	s.run(sess)
 	return nil
 }

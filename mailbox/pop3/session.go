@@ -12,13 +12,11 @@ import (
 	"net"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"postern/auth"
 	"postern/internal/netserve"
 	"postern/mailbox/maildir"
-	"postern/mailbox/proxy"
 )
 
 // sessionState is the RFC 1939 state; UPDATE is entered only inside QUIT.
@@ -33,8 +31,6 @@ const (
 var (
 	errLineTooLong     = errors.New("command line too long")
 	errLineFarTooLong  = errors.New("command line too long, no newline")
-	errInterrupted     = errors.New("server shutting down")
-	errIdle            = errors.New("idle timeout")
 	errAuthCancelled   = errors.New("authentication cancelled")
 	errBadSASLEncoding = errors.New("invalid base64 in SASL response")
 )
@@ -46,21 +42,16 @@ type session struct {
 	remote string
 	start  time.Time
 
-	// mu guards conn (replaced by STLS), interrupted (set by Shutdown)
-	// and relay.
-	mu          sync.Mutex
-	conn        net.Conn
-	interrupted bool
-	// relay is set while the session is proxied to another mailbox host.
-	relay *proxy.Relay
-
+	// conn is shared with Shutdown and Kick; STLS replaces the
+	// connection in it, underneath r and w.
+	conn  *netserve.Conn
 	r     *bufio.Reader
 	w     *bufio.Writer
 	isTLS bool
 
 	state        sessionState
 	pendingUser  string // USER given, PASS expected next
-	authFailures int
+	authFailures netserve.LoginFailures
 	badCommands  int
 	user         string
 	drop         *maildrop
@@ -75,63 +66,24 @@ type session struct {
 // Tracker is the session's record for Who and Kick.
 func (s *session) Tracker() *netserve.Tracker { return s.track }
 
-func newSession(srv *Server, conn net.Conn, isTLS bool) *session {
-	s := &session{srv: srv, conn: conn, isTLS: isTLS, remote: conn.RemoteAddr().String(), start: time.Now()}
+func newSession(srv *Server, conn net.Conn) *session {
+	_, isTLS := conn.(*tls.Conn)
+	s := &session{srv: srv, isTLS: isTLS, remote: conn.RemoteAddr().String(), start: time.Now()}
 	s.track = netserve.NewTracker("pop3", s.remote, conn.LocalAddr().String(), isTLS)
 	s.log = srv.log.With("remote", s.remote)
-	s.r = bufio.NewReaderSize(connReader{s}, 4096)
-	s.w = bufio.NewWriterSize(connWriter{s}, 32<<10)
+	// The idle timeout bounds each write too, so that a client that
+	// stops reading cannot hold a session (and its goroutine) forever.
+	s.conn = netserve.NewConn(conn, srv.opt.IdleTimeout)
+	s.r = bufio.NewReaderSize(s.conn, 4096)
+	s.w = bufio.NewWriterSize(s.conn, 32<<10)
+	s.authFailures = netserve.LoginFailures{Max: srv.opt.MaxAuthFailures, Delay: srv.opt.AuthFailureDelay}
 	return s
 }
 
-// connReader and connWriter always use the session's current connection,
-// so STLS can swap it underneath the buffers.
-type connReader struct{ s *session }
-
-func (c connReader) Read(p []byte) (int, error) { return c.s.currentConn().Read(p) }
-
-type connWriter struct{ s *session }
-
-// Write arms a deadline per write so a client that stops reading cannot
-// hold a session (and its goroutine) forever.
-func (c connWriter) Write(p []byte) (int, error) {
-	conn := c.s.currentConn()
-	conn.SetWriteDeadline(time.Now().Add(c.s.srv.opt.IdleTimeout))
-	return conn.Write(p)
-}
-
-func (s *session) currentConn() net.Conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.conn
-}
-
 // interrupt makes the session stop after its current command.
-func (s *session) interrupt() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.interrupted = true
-	if s.relay != nil {
-		s.relay.Interrupt()
-		return
-	}
-	s.conn.SetReadDeadline(time.Now())
-}
+func (s *session) interrupt() { s.conn.Interrupt() }
 
-func (s *session) forceClose() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.relay != nil {
-		s.relay.Close()
-	}
-	s.conn.Close()
-}
-
-func (s *session) isInterrupted() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.interrupted
-}
+func (s *session) forceClose() { s.conn.Close() }
 
 func (s *session) reply(format string, args ...any) {
 	fmt.Fprintf(s.w, format, args...)
@@ -143,15 +95,13 @@ func (s *session) run() {
 		if p := recover(); p != nil {
 			s.log.Error("pop3: session panic", "panic", p, "stack", string(debug.Stack()))
 		}
-		s.currentConn().Close()
+		s.conn.Close()
 		s.log.Info("pop3: disconnect", "user", s.user, "top", s.topCount, "retr", s.retrCount,
 			"sent", s.bytesSent, "duration", time.Since(s.start).Round(time.Millisecond))
 	}()
-	if tc, ok := s.conn.(*tls.Conn); ok {
-		if err := s.handshake(tc); err != nil {
-			s.log.Debug("pop3: TLS handshake", "err", err)
-			return
-		}
+	if err := s.conn.Handshake(s.srv.baseCtx, tlsHandshakeTimeout); err != nil {
+		s.log.Debug("pop3: TLS handshake", "err", err)
+		return
 	}
 	s.log.Debug("pop3: connect", "tls", s.isTLS)
 	s.reply("+OK Postern POP3 server ready on %s", s.srv.opt.Hostname)
@@ -174,16 +124,16 @@ func (s *session) run() {
 			s.reply("-ERR Line too long, closing connection")
 			s.w.Flush()
 			return
-		case errors.Is(err, errInterrupted) && s.track.IsKicked():
+		case errors.Is(err, netserve.ErrInterrupted) && s.track.IsKicked():
 			// Nothing is deleted: the session never reaches UPDATE.
 			s.reply("-ERR %s", netserve.KickedText)
 			s.w.Flush()
 			return
-		case errors.Is(err, errInterrupted):
+		case errors.Is(err, netserve.ErrInterrupted):
 			s.reply("-ERR [SYS/TEMP] Server shutting down")
 			s.w.Flush()
 			return
-		case errors.Is(err, errIdle):
+		case errors.Is(err, netserve.ErrIdle):
 			s.reply("-ERR Autologout; idle for too long")
 			s.w.Flush()
 			return
@@ -205,16 +155,12 @@ func (s *session) run() {
 }
 
 // readLine reads one command line, without its line ending, within the
-// idle timeout.
+// idle timeout; Shutdown and Kick cut the wait (netserve.ErrInterrupted).
 func (s *session) readLine() (string, error) {
-	s.mu.Lock()
-	if s.interrupted {
-		s.mu.Unlock()
-		return "", errInterrupted
+	if err := s.conn.BeginWait(s.srv.opt.IdleTimeout); err != nil {
+		return "", err
 	}
-	s.conn.SetReadDeadline(time.Now().Add(s.srv.opt.IdleTimeout))
-	s.mu.Unlock()
-
+	defer s.conn.EndWait()
 	var buf []byte
 	total := 0
 	for {
@@ -230,14 +176,7 @@ func (s *session) readLine() (string, error) {
 			continue
 		}
 		if err != nil {
-			if s.isInterrupted() {
-				return "", errInterrupted
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return "", errIdle
-			}
-			return "", err
+			return "", s.conn.WaitError(err)
 		}
 		if total > maxLineLength {
 			return "", errLineTooLong
@@ -458,7 +397,7 @@ func (s *session) login(user, password string) (stop bool) {
 	}
 	ctx, cancel := context.WithTimeout(s.srv.baseCtx, authTimeout)
 	defer cancel()
-	acct, err := svc.AuthenticateFrom(ctx, auth.ServicePOP3, auth.AddrOf(s.conn.RemoteAddr()), user, password)
+	acct, err := svc.AuthenticateFrom(ctx, auth.ServicePOP3, auth.AddrOf(s.conn.NetConn().RemoteAddr()), user, password)
 	switch {
 	case err == nil:
 	case errors.Is(err, auth.ErrBlocked):
@@ -520,18 +459,8 @@ func (s *session) login(user, password string) (stop bool) {
 // reply, or ends the session after too many failures.
 func (s *session) loginFailed(reply string) (stop bool) {
 	s.srv.loginFailures.Add(1)
-	s.authFailures++
-	if d := s.srv.opt.AuthFailureDelay; d > 0 {
-		// Send the answer after the pause, so a client cannot race ahead.
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-s.srv.baseCtx.Done():
-			t.Stop()
-		}
-	}
-	if s.authFailures >= s.srv.opt.MaxAuthFailures {
-		s.log.Info("pop3: too many failed logins", "failures", s.authFailures)
+	if s.authFailures.Fail(s.srv.baseCtx) {
+		s.log.Info("pop3: too many failed logins", "failures", s.authFailures.Count())
 		s.reply("-ERR [AUTH] Too many failed logins, closing connection")
 		return true
 	}
@@ -553,31 +482,18 @@ func (s *session) cmdSTLS() bool {
 	if err := s.w.Flush(); err != nil {
 		return true
 	}
-	tc := tls.Server(s.currentConn(), s.srv.opt.TLSConfig)
-	if err := s.handshake(tc); err != nil {
+	if err := s.conn.StartTLS(s.srv.baseCtx, s.srv.opt.TLSConfig, tlsHandshakeTimeout); err != nil {
 		s.log.Info("pop3: STLS handshake failed", "err", err)
 		return true
 	}
-	s.mu.Lock()
-	s.conn = tc
-	s.mu.Unlock()
 	// Anything the client pipelined after STLS arrived in plaintext and
 	// must not be acted on (RFC 2595 section 4, and the classic STARTTLS
 	// command injection): drop the buffered input.
-	s.r.Reset(connReader{s})
-	s.w.Reset(connWriter{s})
+	s.r.Reset(s.conn)
+	s.w.Reset(s.conn)
 	s.isTLS = true
 	s.track.Update(func(i *netserve.SessionInfo) { i.TLS = true })
 	return false
-}
-
-func (s *session) handshake(tc *tls.Conn) error {
-	if err := netserve.Handshake(s.srv.baseCtx, tc, tlsHandshakeTimeout); err != nil {
-		return fmt.Errorf("pop3: TLS handshake: %w", err)
-	}
-	s.isTLS = true
-	s.track.Update(func(i *netserve.SessionInfo) { i.TLS = true })
-	return nil
 }
 
 // message resolves the message-number argument at index i; on failure it

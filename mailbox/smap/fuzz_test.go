@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
+	"postern/internal/netserve"
 	"postern/mailbox/maildir"
 )
 
@@ -76,7 +78,7 @@ func FuzzUpload(f *testing.F) {
 	f.Add(true, ".\n")
 	f.Add(false, "x")
 	f.Fuzz(func(t *testing.T, dot bool, data string) {
-		sess := &session{conn: nopConn{}}
+		sess := &session{conn: netserve.NewConn(nopConn{}, time.Minute)}
 		u := &uploadReader{sess: sess, br: bufio.NewReaderSize(strings.NewReader(data), 16), dot: dot, limit: 1 << 12}
 		if !dot {
 			u.left = leadingNumber(data)

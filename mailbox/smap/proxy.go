@@ -50,19 +50,9 @@ func (sess *session) proxyTo(hosts []string, local bool, acct *auth.Account, pas
 		b.Close()
 		return true, true
 	}
-	sess.mu.Lock()
-	relay := &proxy.Relay{Client: sess.conn, ClientR: sess.br, Backend: b.Backend, WriteTimeout: writeTimeout}
-	sess.relay = relay
-	sess.waiting = false
-	shutdown := sess.ending()
-	sess.mu.Unlock()
-	if shutdown {
-		relay.Interrupt()
-	}
-	st := relay.Run()
-	sess.mu.Lock()
-	sess.relay = nil
-	sess.mu.Unlock()
+	relay := &proxy.Relay{Client: sess.conn.NetConn(), ClientR: sess.br, Backend: b.Backend, WriteTimeout: writeTimeout}
+	var st proxy.Stats
+	sess.conn.Relay(relay, func() { st = relay.Run() })
 	log.Info("smap: proxied session ended", "to_backend", st.ToBackend, "to_client", st.ToClient, "interrupted", st.Interrupted)
 	return true, true
 }

@@ -27,7 +27,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -116,8 +115,8 @@ type Server struct {
 
 	group netserve.Group[*session]
 
-	connections, handoffs, active, logins, loginFailures, commands, bytesSent, added atomic.Int64
-	proxied, proxyFailures                                                           atomic.Int64
+	handoffs, logins, loginFailures, commands, bytesSent, added atomic.Int64
+	proxied, proxyFailures                                      atomic.Int64
 }
 
 // NewServer returns a server; it does nothing until Serve or HandOff.
@@ -136,7 +135,7 @@ func NewServer(opt Options) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opt: opt, log: log}
-	s.group.Name, s.group.Logger = "smap", log
+	s.group.Name, s.group.Logger, s.group.Closed = "smap", log, ErrServerClosed
 	s.group.Limits, s.group.Refusal = opt.ConnLimits, refusal
 	s.watch = newWatcher(log)
 	return s
@@ -145,9 +144,9 @@ func NewServer(opt Options) *Server {
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	return Stats{
-		Connections:        s.connections.Load(),
+		Connections:        int64(s.group.Started()),
 		HandOffs:           s.handoffs.Load(),
-		Active:             s.active.Load(),
+		Active:             int64(s.group.Len()),
 		Logins:             s.logins.Load(),
 		LoginFailures:      s.loginFailures.Load(),
 		Commands:           s.commands.Load(),
@@ -167,20 +166,15 @@ func refusal(why string) string { return "-ERR " + why + "\r\n" }
 // Serve accepts SMAP connections on l until Shutdown. A listener wrapped
 // with tls.NewListener serves implicit TLS.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.group.Serve(l, func(c net.Conn) (*session, func()) {
+	return s.group.Serve(l, func(c net.Conn) (*session, func()) {
 		_, isTLS := c.(*tls.Conn)
-		sess := s.newSession(c, bufio.NewReaderSize(c, 4<<10), isTLS)
+		sess := s.newSession(c, nil, isTLS)
 		return sess, func() {
-			s.counted()
-			defer s.ended(sess)
+			defer sess.close()
 			defer c.Close()
 			sess.serveListener()
 		}
 	})
-	if errors.Is(err, netserve.ErrClosing) {
-		return ErrServerClosed
-	}
-	return err
 }
 
 // HandOff runs an SMAP session on a connection the IMAP server accepted:
@@ -191,24 +185,10 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) HandOff(c net.Conn, br *bufio.Reader, isTLS bool) {
 	s.handoffs.Add(1)
 	sess := s.newSession(c, br, isTLS)
-	if !s.group.Track(sess) {
-		return
-	}
-	s.counted()
-	defer s.group.Untrack(sess)
-	defer s.ended(sess)
-	sess.preLogin()
-}
-
-// counted and ended keep the session counters.
-func (s *Server) counted() {
-	s.connections.Add(1)
-	s.active.Add(1)
-}
-
-func (s *Server) ended(sess *session) {
-	sess.close()
-	s.active.Add(-1)
+	s.group.Run(sess, func() {
+		defer sess.close()
+		sess.preLogin()
+	})
 }
 
 // Who lists the sessions open now, oldest first (postern who).
@@ -226,10 +206,7 @@ func (s *Server) Kick(m netserve.Match) []netserve.SessionInfo {
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.group.Shutdown(ctx, (*session).interrupt, (*session).kill)
 	s.watch.close()
-	if err != nil {
-		return fmt.Errorf("smap: shutdown: %w", err)
-	}
-	return nil
+	return err
 }
 
 func (s *Server) shuttingDown() bool {

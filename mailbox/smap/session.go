@@ -3,7 +3,6 @@ package smap
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -11,20 +10,20 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"postern/auth"
 	"postern/internal/netserve"
 	"postern/mailbox/maildir"
-	"postern/mailbox/proxy"
 )
 
 // session is one SMAP connection.
 type session struct {
-	srv      *Server
-	log      *slog.Logger
-	conn     net.Conn
+	srv *Server
+	log *slog.Logger
+	// conn is shared with Shutdown and Kick; STARTTLS replaces the
+	// connection in it.
+	conn     *netserve.Conn
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	tls      bool
@@ -38,15 +37,11 @@ type session struct {
 	// cache is the last message FETCH read, kept for the next FETCH of it.
 	cache *cachedMessage
 
-	authFailures    int
+	authFailures    netserve.LoginFailures
 	badCommands     int
 	closeAfterLogin bool // the client is blocked: end the session
-
-	mu      sync.Mutex // guards waiting, relay and conn against Shutdown
-	waiting bool       // blocked reading a command
-	// relay is set while the session is proxied to another mailbox host;
-	// proxied once it has been (the session is over).
-	relay   *proxy.Relay
+	// proxied is set once the session has been relayed to another
+	// mailbox host (the session is over).
 	proxied bool
 
 	// track is what `postern who` shows and `postern kick` ends.
@@ -62,53 +57,38 @@ func (sess *session) ending() bool {
 	return sess.srv.shuttingDown() || sess.track.IsKicked()
 }
 
+// newSession makes the session of c; br reads c, or is nil for a new
+// connection.
 func (s *Server) newSession(c net.Conn, br *bufio.Reader, isTLS bool) *session {
+	// writeTimeout bounds each write, so that a client that stops
+	// reading cannot hold a session forever.
+	conn := netserve.NewConn(c, writeTimeout)
+	if br == nil {
+		br = bufio.NewReaderSize(conn, 4<<10)
+	}
 	sess := &session{
-		srv:      s,
-		conn:     c,
-		br:       br,
-		bw:       bufio.NewWriterSize(&deadlineWriter{c}, 8<<10),
-		tls:      isTLS,
-		remoteIP: auth.AddrOf(c.RemoteAddr()),
-		log:      s.log.With("remote", c.RemoteAddr().String()),
-		track:    netserve.NewTracker("smap", c.RemoteAddr().String(), c.LocalAddr().String(), isTLS),
+		srv:          s,
+		conn:         conn,
+		br:           br,
+		bw:           bufio.NewWriterSize(conn, 8<<10),
+		tls:          isTLS,
+		remoteIP:     auth.AddrOf(c.RemoteAddr()),
+		log:          s.log.With("remote", c.RemoteAddr().String()),
+		track:        netserve.NewTracker("smap", c.RemoteAddr().String(), c.LocalAddr().String(), isTLS),
+		authFailures: netserve.LoginFailures{Max: maxAuthFailures},
 	}
 	return sess
-}
-
-// deadlineWriter bounds each write, so a client that stops reading cannot
-// hold a session forever.
-type deadlineWriter struct{ c net.Conn }
-
-func (w *deadlineWriter) Write(p []byte) (int, error) {
-	w.c.SetWriteDeadline(time.Now().Add(writeTimeout))
-	return w.c.Write(p)
 }
 
 func (sess *session) writeString(s string) { sess.bw.WriteString(s) }
 func (sess *session) flush() error         { return sess.bw.Flush() }
 
 // interrupt wakes a session blocked reading (Shutdown).
-func (sess *session) interrupt() {
-	sess.mu.Lock()
-	if sess.relay != nil {
-		sess.relay.Interrupt()
-	} else if sess.waiting {
-		sess.conn.SetReadDeadline(time.Now())
-	}
-	sess.mu.Unlock()
-}
+func (sess *session) interrupt() { sess.conn.Interrupt() }
 
 // kill cuts the connection, and a relay's backend (Shutdown past its
 // deadline).
-func (sess *session) kill() {
-	sess.mu.Lock()
-	defer sess.mu.Unlock()
-	if sess.relay != nil {
-		sess.relay.Close()
-	}
-	sess.conn.Close()
-}
+func (sess *session) kill() { sess.conn.Close() }
 
 func (sess *session) close() {
 	sess.closeFolder()
@@ -117,15 +97,10 @@ func (sess *session) close() {
 // readCommand reads the next line with the given timeout, marked as
 // interruptible by Shutdown.
 func (sess *session) readCommand(timeout time.Duration) (string, error) {
-	sess.conn.SetReadDeadline(time.Now().Add(timeout))
-	sess.mu.Lock()
-	sess.waiting = true
-	sess.mu.Unlock()
-	defer func() {
-		sess.mu.Lock()
-		sess.waiting = false
-		sess.mu.Unlock()
-	}()
+	if sess.conn.BeginWait(timeout) != nil {
+		return "", errShutdown
+	}
+	defer sess.conn.EndWait()
 	if sess.ending() {
 		return "", errShutdown
 	}
@@ -167,11 +142,9 @@ func isTimeout(err error) bool {
 
 // serveListener runs a session on Postern's own SMAP listener.
 func (sess *session) serveListener() {
-	if tc, ok := sess.conn.(*tls.Conn); ok {
-		if err := netserve.Handshake(context.Background(), tc, tlsHandshakeTimeout); err != nil {
-			sess.log.Debug("smap: TLS handshake", "err", err)
-			return
-		}
+	if err := sess.conn.Handshake(context.Background(), tlsHandshakeTimeout); err != nil {
+		sess.log.Debug("smap: TLS handshake", "err", err)
+		return
 	}
 	// conn.html: an SMAP server greets as an IMAP server would, with
 	// SMAP1 among the capabilities.
@@ -242,7 +215,7 @@ func (sess *session) preLogin() {
 				sess.serveSMAP()
 				return
 			}
-			if sess.authFailures >= maxAuthFailures || sess.closeAfterLogin {
+			if sess.authFailures.TooMany() || sess.closeAfterLogin {
 				sess.writeString("* BYE Too many failed logins\r\n")
 				sess.flush()
 				return
@@ -278,16 +251,13 @@ func (sess *session) startTLS() bool {
 	if sess.flush() != nil {
 		return false
 	}
-	tc := tls.Server(sess.conn, sess.srv.opt.TLSConfig)
-	if err := netserve.Handshake(context.Background(), tc, tlsHandshakeTimeout); err != nil {
+	if err := sess.conn.StartTLS(context.Background(), sess.srv.opt.TLSConfig, tlsHandshakeTimeout); err != nil {
 		sess.log.Debug("smap: STARTTLS handshake", "err", err)
 		return false
 	}
-	sess.mu.Lock()
-	sess.conn = tc
-	sess.mu.Unlock()
-	sess.br = bufio.NewReaderSize(tc, 4<<10)
-	sess.bw = bufio.NewWriterSize(&deadlineWriter{tc}, 8<<10)
+	// A hand-off's reader is the IMAP session's: read through conn now.
+	sess.br = bufio.NewReaderSize(sess.conn, 4<<10)
+	sess.bw.Reset(sess.conn)
 	sess.tls = true
 	sess.track.Update(func(i *netserve.SessionInfo) { i.TLS = true })
 	return true
@@ -327,7 +297,7 @@ func (sess *session) login(user, pass string) bool {
 			return fail("IMAP access disabled for this account.")
 		}
 		sess.srv.loginFailures.Add(1)
-		sess.authFailures++
+		sess.authFailures.Fail(ctx) // preLogin ends the session after too many
 		sess.log.Info("smap: authentication failed", "user", user)
 		return fail("Login failed.")
 	}

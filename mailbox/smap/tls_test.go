@@ -2,48 +2,22 @@ package smap
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"testing"
 	"time"
 
 	"postern/auth"
+	"postern/internal/netserve/netservetest"
 )
-
-// selfSigned makes a certificate for 127.0.0.1.
-func selfSigned(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "test.example"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // STARTTLS before login, as Courier's SMAP offers it, then LOGIN over TLS
 // where it is refused in the clear.
 func TestStartTLSThenLogin(t *testing.T) {
-	cert := selfSigned(t)
+	serverTLS, _ := netservetest.TLSConfigs(t, "test.example") // the client does not verify it
 	e := newTestEnv(t, func(o *Options) {
 		o.AllowInsecureAuth = false
-		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+		o.TLSConfig = serverTLS
 	})
 	c, err := net.Dial("tcp", e.addr)
 	if err != nil {

@@ -1,11 +1,19 @@
 // Package netservetest holds what the protocol servers' tests share to
 // check their connection limits (netserve.Limits) over real connections:
-// reading a refusal to its end, and waiting for sessions to end.
+// reading a refusal to its end, and waiting for sessions to end; and a
+// certificate for tests over real TLS.
 package netservetest
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
+	"math/big"
 	"net"
 	"testing"
 	"time"
@@ -46,4 +54,36 @@ func WaitActive[N int | int64](t testing.TB, active func() N, n N) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TLSConfigs makes a self-signed certificate for host, valid for an hour:
+// server serves it, client trusts it and expects host.
+func TLSConfigs(t testing.TB, host string) (server, client *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: host},
+		DNSNames:     []string{host},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	client = &tls.Config{RootCAs: pool, ServerName: host}
+	return server, client
 }
