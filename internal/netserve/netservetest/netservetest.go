@@ -56,9 +56,10 @@ func WaitActive[N int | int64](t testing.TB, active func() N, n N) {
 	}
 }
 
-// TLSConfigs makes a self-signed certificate for host, valid for an hour:
-// server serves it, client trusts it and expects host.
-func TLSConfigs(t testing.TB, host string) (server, client *tls.Config) {
+// TLSConfigs makes a self-signed certificate for host, and the other
+// names or IP addresses in also, valid for an hour: server serves it,
+// client trusts it and expects host.
+func TLSConfigs(t testing.TB, host string, also ...string) (server, client *tls.Config) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -72,6 +73,13 @@ func TLSConfigs(t testing.TB, host string) (server, client *tls.Config) {
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, name := range also {
+		if ip := net.ParseIP(name); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, name)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
