@@ -170,22 +170,21 @@ func (v Verification) AuthResult(remoteIP string) string {
 // result was there at all. The delivery agent, which has the stored
 // message and not the session's results, decides from it whether to seal.
 func StatusFromAuthResults(resinfo []string) (status Status, found bool) {
-	r, ok := authres.Method(resinfo, "arc")
-	if !ok {
-		return None, false
-	}
-	st, ok := ParseStatus(r)
-	if !ok {
-		return None, false
-	}
-	if st == Fail {
-		for _, p := range resinfo {
-			if m, _ := authres.Method([]string{p}, "arc"); m != "" && strings.Contains(p, "(temporary error:") {
-				return TempError, true
-			}
+	for _, p := range resinfo {
+		r, ok := authres.Method([]string{p}, "arc")
+		if !ok {
+			continue
 		}
+		st, ok := ParseStatus(r)
+		if !ok {
+			return None, false
+		}
+		if st == Fail && strings.Contains(p, "(temporary error:") {
+			return TempError, true
+		}
+		return st, true
 	}
-	return st, true
+	return None, false
 }
 
 // FromResults returns the ARC status recorded by this filter in results,
