@@ -67,7 +67,7 @@ func startRemoteMTA(t *testing.T, tune ...func(*smtp.Server)) *remoteMTA {
 		f(r.srv)
 	}
 	go r.srv.Serve(ln)
-	t.Cleanup(func() { r.srv.Close() })
+	t.Cleanup(func() { r.srv.Close(); ln.Close() }) // ln too: go-smtp's Close misses a listener Serve has not registered yet
 	return r
 }
 

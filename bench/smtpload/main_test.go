@@ -151,6 +151,9 @@ func startServer(t *testing.T, be *countingBackend, tlsConfig *tls.Config, impli
 	}()
 	t.Cleanup(func() {
 		_ = srv.Close()
+		// go-smtp's Close misses a listener Serve has not registered yet
+		// (a Close right after the go statement), so close it here as well.
+		_ = l.Close()
 		<-done
 	})
 	return l.Addr().String()

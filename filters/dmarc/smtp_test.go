@@ -108,7 +108,7 @@ func startGatewayWith(t *testing.T, opts dmarc.Options) (*testGateway, string) {
 	}
 	done := make(chan struct{})
 	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() { srv.Close(); <-done })
+	t.Cleanup(func() { srv.Close(); ln.Close(); <-done }) // ln too: go-smtp's Close misses a listener Serve has not registered yet
 	return g, ln.Addr().String()
 }
 

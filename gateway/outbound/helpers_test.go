@@ -235,6 +235,9 @@ func startSMTP(t *testing.T, cfg serverConfig) *testServer {
 	}()
 	t.Cleanup(func() {
 		s.Close()
+		// go-smtp's Close misses a listener Serve has not registered yet
+		// (a Close right after the go statement), so close it here as well.
+		l.Close()
 		<-done
 	})
 	return ts

@@ -93,6 +93,7 @@ func BenchmarkTransactionGoSMTP(b *testing.B) {
 	go func() { done <- s.Serve(l) }()
 	defer func() {
 		s.Close()
+		l.Close() // go-smtp's Close misses a listener Serve has not registered yet
 		if err := <-done; err != nil && !errors.Is(err, smtp.ErrServerClosed) {
 			b.Error(err)
 		}
