@@ -40,8 +40,9 @@ type Group[S comparable] struct {
 	listeners map[net.Listener]struct{}
 	sessions  map[S]netip.Addr // the client address of those Serve accepted
 	perIP     map[netip.Addr]int
-	pending   int // admitted by Serve, not yet tracked
-	refusing  int // refusals being written
+	pending   int          // admitted by Serve, not yet tracked
+	admitted  map[S]string // the user each session's AdmitLogin let in
+	refusing  int          // refusals being written
 	wg        sync.WaitGroup
 
 	started                     atomic.Uint64
@@ -112,6 +113,7 @@ func (g *Group[S]) Untrack(s S) {
 		delete(g.sessions, s)
 		g.releaseIP(addr)
 	}
+	delete(g.admitted, s)
 	g.mu.Unlock()
 	g.wg.Done()
 }

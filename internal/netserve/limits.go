@@ -118,12 +118,12 @@ func (g *Group[S]) refuse(c net.Conn, addr netip.Addr, why string) {
 // log in under g's UserIP limit (Dovecot's mail_max_userip_connections):
 // false when as many of g's other sessions are logged in as the same
 // user from the same client address. The count reads each session's
-// Tracker, whose User is set at login. A refusal is logged and counted;
-// the caller answers the login with its protocol's NO and TooManyForUser,
-// and the session goes on, not logged in.
-//
-// Two logins that race may both be admitted: the check and the login
-// that sets User are not one step.
+// Tracker, whose User is set at login, and the logins AdmitLogin has
+// admitted, so that two logins racing each other are counted before
+// either has set its User: check and admission are one step under g's
+// lock. A refusal is logged and counted; the caller answers the login
+// with its protocol's NO and TooManyForUser, and the session goes on,
+// not logged in.
 func AdmitLogin[S Tracked](g *Group[S], s S, user string) bool {
 	lim := g.limits()
 	addr := s.Tracker().Info().RemoteIP()
@@ -133,12 +133,26 @@ func AdmitLogin[S Tracked](g *Group[S], s S, user string) bool {
 	n := 0
 	g.mu.Lock()
 	for o := range g.sessions {
-		if i := o.Tracker().Info(); o != s && i.Protocol != "" && strings.EqualFold(i.User, user) && i.RemoteIP() == addr {
+		if o == s {
+			continue
+		}
+		i := o.Tracker().Info()
+		if i.RemoteIP() != addr {
+			continue
+		}
+		if a, ok := g.admitted[o]; (ok && strings.EqualFold(a, user)) || (i.Protocol != "" && strings.EqualFold(i.User, user)) {
 			n++
 		}
 	}
+	admit := n < lim.UserIP
+	if admit {
+		if g.admitted == nil {
+			g.admitted = make(map[S]string)
+		}
+		g.admitted[s] = user
+	}
 	g.mu.Unlock()
-	if n < lim.UserIP {
+	if admit {
 		return true
 	}
 	g.refusedLogins.Add(1)

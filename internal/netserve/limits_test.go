@@ -62,10 +62,13 @@ func (srv *limitedServer) start(c net.Conn) (*lineSession, func()) {
 		for sc.Scan() {
 			cmd, arg, _ := strings.Cut(sc.Text(), " ")
 			switch cmd {
-			case "LOGIN":
+			case "LOGIN", "SLOWLOGIN":
 				if !AdmitLogin(&srv.g, s, arg) {
 					io.WriteString(c, "NO "+TooManyForUser+"\r\n")
 					continue
+				}
+				if cmd == "SLOWLOGIN" { // a login still at work after its admission
+					time.Sleep(300 * time.Millisecond)
 				}
 				s.track.Update(func(i *SessionInfo) { i.User = arg })
 				io.WriteString(c, "OK logged in\r\n")
@@ -227,6 +230,30 @@ func TestUserIPLimit(t *testing.T) {
 	}
 	if n := srv.g.RefusedLogins(); n != 1 {
 		t.Errorf("RefusedLogins = %d, want 1", n)
+	}
+}
+
+// Two logins that race are counted against each other: the second
+// admission sees the first although the first has not yet set its User.
+func TestUserIPLimitRacingLogins(t *testing.T) {
+	srv := startLimited(t, Limits{UserIP: 1})
+	a := greeted(t, srv.addr, "127.0.0.1")
+	b := greeted(t, srv.addr, "127.0.0.1")
+	fmt.Fprintf(a.c, "SLOWLOGIN alice\r\n")
+	fmt.Fprintf(b.c, "SLOWLOGIN alice\r\n")
+	ok, refused := 0, 0
+	for _, cl := range []*client{a, b} {
+		switch r := cl.line(t); r {
+		case "OK logged in":
+			ok++
+		case "NO " + TooManyForUser:
+			refused++
+		default:
+			t.Fatalf("login: %q", r)
+		}
+	}
+	if ok != 1 || refused != 1 {
+		t.Fatalf("%d logins admitted and %d refused, want one of each", ok, refused)
 	}
 }
 
