@@ -79,7 +79,7 @@ func TestUserAddCreatesAccountMaildirAndCompiledDB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(src), "alice@Example.test\tuid="+strconv.Itoa(os.Getuid())+"|gid="+strconv.Itoa(os.Getgid())+"|home="+home+"|quota=10000000S,1000C|systempw=$2a$10$") {
+	if !strings.HasPrefix(string(src), "alice@Example.test\tuid="+strconv.Itoa(os.Getuid())+"|gid="+strconv.Itoa(os.Getgid())+"|home="+home+"|quota=10000000S,1000C|systempw=$2a$") {
 		t.Errorf("source line = %q", src)
 	}
 	if st, _ := os.Stat(filepath.Join(configDir, "userdb")); st.Mode().Perm() != 0o600 {

@@ -24,8 +24,10 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/GehirnInc/crypt"
 	"github.com/GehirnInc/crypt/md5_crypt"
@@ -57,9 +59,31 @@ const (
 	// MaxSHACryptRounds bounds "rounds=" of SHA-crypt (the format allows
 	// 999,999,999).
 	MaxSHACryptRounds = 1_000_000
-	// DefaultBcryptCost is the cost Hash uses for "bcrypt".
+	// DefaultBcryptCost is the cost Hash uses for "bcrypt" unless the
+	// environment variable BcryptCostEnv sets another.
 	DefaultBcryptCost = 10
+	// BcryptCostEnv names the environment variable that sets the cost of
+	// new bcrypt hashes: a number from bcrypt.MinCost (4) to
+	// MaxBcryptCost. Existing hashes keep the cost they were made with.
+	BcryptCostEnv = "POSTERN_BCRYPT_COST"
 )
+
+// bcryptCost is the cost of new bcrypt hashes: BcryptCostEnv's, read
+// once, or DefaultBcryptCost. A value out of range is an error each Hash
+// reports, not a silent default.
+var bcryptCost = sync.OnceValues(func() (int, error) { return parseBcryptCost(os.LookupEnv(BcryptCostEnv)) })
+
+// parseBcryptCost reads BcryptCostEnv's value v (ok: it is set).
+func parseBcryptCost(v string, ok bool) (int, error) {
+	if !ok || v == "" {
+		return DefaultBcryptCost, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < bcrypt.MinCost || n > MaxBcryptCost {
+		return 0, fmt.Errorf("passwd: %s=%q: want a bcrypt cost from %d to %d", BcryptCostEnv, v, bcrypt.MinCost, MaxBcryptCost)
+	}
+	return n, nil
+}
 
 // Verify reports whether password matches hash. A mismatch is (false, nil);
 // an unusable hash is (false, error wrapping ErrUnknownScheme,
@@ -301,7 +325,11 @@ func Hash(password, scheme string) (string, error) {
 	}
 	switch strings.ToLower(scheme) {
 	case "", SchemeBcrypt, "blf-crypt":
-		h, err := bcrypt.GenerateFromPassword([]byte(password), DefaultBcryptCost)
+		cost, err := bcryptCost()
+		if err != nil {
+			return "", err
+		}
+		h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 		if err != nil {
 			return "", fmt.Errorf("passwd: bcrypt: %w", err)
 		}

@@ -2,6 +2,9 @@ package passwd
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -160,7 +163,11 @@ func TestHashRoundTripsThroughVerify(t *testing.T) {
 }
 
 func TestHashFormats(t *testing.T) {
-	prefixes := map[string]string{"bcrypt": "$2a$10$", "sha512-crypt": "$6$", "sha256-crypt": "$5$", "md5-crypt": "$1$"}
+	cost, err := bcryptCost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefixes := map[string]string{"bcrypt": fmt.Sprintf("$2a$%02d$", cost), "sha512-crypt": "$6$", "sha256-crypt": "$5$", "md5-crypt": "$1$"}
 	for scheme, prefix := range prefixes {
 		h, err := Hash(secret, scheme)
 		if err != nil || !strings.HasPrefix(h, prefix) {
@@ -169,6 +176,40 @@ func TestHashFormats(t *testing.T) {
 	}
 	if _, err := Hash(secret, "rot13"); !errors.Is(err, ErrUnknownScheme) {
 		t.Errorf("Hash(rot13) err = %v, want ErrUnknownScheme", err)
+	}
+}
+
+// TestBcryptCostSetting: POSTERN_BCRYPT_COST sets the cost of new bcrypt
+// hashes; a value out of range or not a number is an error, never a
+// silent default.
+func TestBcryptCostSetting(t *testing.T) {
+	for _, c := range []struct {
+		v    string
+		set  bool
+		want int
+	}{{"", false, DefaultBcryptCost}, {"", true, DefaultBcryptCost}, {"4", true, 4}, {" 12 ", true, 12}, {"16", true, 16}} {
+		if got, err := parseBcryptCost(c.v, c.set); err != nil || got != c.want {
+			t.Errorf("parseBcryptCost(%q, %v) = %d, %v; want %d", c.v, c.set, got, err, c.want)
+		}
+	}
+	for _, v := range []string{"3", "17", "ten", "-1", "10x"} {
+		if _, err := parseBcryptCost(v, true); err == nil || !strings.Contains(err.Error(), BcryptCostEnv) {
+			t.Errorf("parseBcryptCost(%q) err = %v, want one naming %s", v, err, BcryptCostEnv)
+		}
+	}
+	// The variable reaches Hash: the test binary run again with it set.
+	if os.Getenv("PASSWD_TEST_CHILD") == "1" {
+		h, err := Hash(secret, "bcrypt")
+		fmt.Print(h, err)
+		return
+	}
+	for v, want := range map[string]string{"5": "$2a$05$", "99": "want a bcrypt cost from 4 to 16"} {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestBcryptCostSetting$")
+		cmd.Env = append(os.Environ(), "PASSWD_TEST_CHILD=1", BcryptCostEnv+"="+v)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("%s=%s: %v\n%s\nwant %q", BcryptCostEnv, v, err, out, want)
+		}
 	}
 }
 
