@@ -219,7 +219,12 @@ func TestAutoreplyWithCourierTools(t *testing.T) {
 	}
 	replies := filepath.Join(home, "replies")
 	wrapper := filepath.Join(home, "mailbot-n")
-	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nexec "+mailbotPath+" -n \"$@\" >> "+replies+"\n"), 0o755); err != nil {
+	// Not exec: maildrop reads a backtick command's output to its end and
+	// may stop writing the message then, so the wrapper's own output (the
+	// pipe maildrop reads) stays open until mailbot has read the message
+	// and written its reply. With exec, the pipe closed at once and
+	// mailbot now and then read only the first header lines.
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\n"+mailbotPath+" -n \"$@\" >> "+replies+"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	rs := []Rule{{Name: "Vacation", Op: AnyMessage, Action: Autoreply{Name: "vacation", Days: 7}.String()}}
