@@ -25,6 +25,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"postern/filters/dns/dnstest"
+	"postern/internal/gosmtptest"
 	"postern/policy"
 )
 
@@ -66,8 +67,7 @@ func startRemoteMTA(t *testing.T, tune ...func(*smtp.Server)) *remoteMTA {
 	for _, f := range tune {
 		f(r.srv)
 	}
-	go r.srv.Serve(ln)
-	t.Cleanup(func() { r.srv.Close(); ln.Close() }) // ln too: go-smtp's Close misses a listener Serve has not registered yet
+	gosmtptest.Serve(t, r.srv, ln)
 	return r
 }
 

@@ -24,6 +24,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"postern/internal/gosmtptest"
 )
 
 // countingBackend is a tiny real SMTP server backend: it records every
@@ -144,18 +146,7 @@ func startServer(t *testing.T, be *countingBackend, tlsConfig *tls.Config, impli
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(l)
-	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		// go-smtp's Close misses a listener Serve has not registered yet
-		// (a Close right after the go statement), so close it here as well.
-		_ = l.Close()
-		<-done
-	})
+	gosmtptest.Serve(t, srv, l)
 	return l.Addr().String()
 }
 

@@ -19,6 +19,7 @@ import (
 	"postern/filters/dkim"
 	"postern/filters/dmarc"
 	"postern/filters/dns"
+	"postern/internal/gosmtptest"
 )
 
 // testGateway is the smallest SMTP server that runs the DATA-stage filters
@@ -106,9 +107,7 @@ func startGatewayWith(t *testing.T, opts dmarc.Options) (*testGateway, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() { srv.Close(); ln.Close(); <-done }) // ln too: go-smtp's Close misses a listener Serve has not registered yet
+	gosmtptest.Serve(t, srv, ln)
 	return g, ln.Addr().String()
 }
 

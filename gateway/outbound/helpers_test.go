@@ -24,6 +24,7 @@ import (
 	"github.com/miekg/dns"
 
 	"postern/gateway/delivery"
+	"postern/internal/gosmtptest"
 )
 
 // --- a real DNS server on loopback -------------------------------------
@@ -228,18 +229,7 @@ func startSMTP(t *testing.T, cfg serverConfig) *testServer {
 	}
 	ts.srv = s
 	ts.addr = l.Addr().(*net.TCPAddr)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Serve(l)
-	}()
-	t.Cleanup(func() {
-		s.Close()
-		// go-smtp's Close misses a listener Serve has not registered yet
-		// (a Close right after the go statement), so close it here as well.
-		l.Close()
-		<-done
-	})
+	gosmtptest.Serve(t, s, l)
 	return ts
 }
 

@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"strings"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"postern/internal/gosmtptest"
 )
 
 // discardBackend accepts everything and throws the message away, so the
@@ -89,15 +90,7 @@ func BenchmarkTransactionGoSMTP(b *testing.B) {
 	s.ReadTimeout, s.WriteTimeout = time.Minute, time.Minute
 	s.MaxMessageBytes = 50 << 20
 	s.EnableSMTPUTF8, s.EnableBINARYMIME, s.EnableDSN = true, true, true
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(l) }()
-	defer func() {
-		s.Close()
-		l.Close() // go-smtp's Close misses a listener Serve has not registered yet
-		if err := <-done; err != nil && !errors.Is(err, smtp.ErrServerClosed) {
-			b.Error(err)
-		}
-	}()
+	gosmtptest.Serve(b, s, l)
 	msg := benchMessage()
 	b.SetBytes(int64(len(msg)))
 	b.ResetTimer()
